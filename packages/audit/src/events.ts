@@ -1,0 +1,124 @@
+/**
+ * The audit event catalogue. Every event type has one stable code
+ * (GH<number><I|W|E>: info, warning, error). Codes are never reused; a
+ * retired type keeps its code reserved here as a comment.
+ *
+ * Emitters build an `AuditEventInput` (no id/time/code/cluster: the AuditLog
+ * fills those in) and call `AuditLog.emit`.
+ */
+
+/** Fields every event may carry (shared/DESIGN.md "Audit events"). */
+export interface CommonFields {
+  /** The acting user (the admin for admin actions, the user for logins); 'system' for the daemon itself. */
+  user?: string;
+  /** Unix/db/desktop login used, when relevant. */
+  login?: string;
+  session_id?: string;
+  /** The server/resource the event is about (node, db, kube cluster, listener). */
+  server?: string;
+  addr?: { remote?: string; local?: string };
+  /** Free-form human message, indexed for text search. */
+  message?: string;
+}
+
+export type LoginMethod = 'password' | 'invite' | 'reset';
+
+export type LoginFailureReason =
+  | 'unknown_user'
+  | 'bad_password'
+  | 'second_factor_required'
+  | 'second_factor_invalid'
+  | 'second_factor_reused'
+  | 'second_factor_not_enrolled'
+  | 'user_locked'
+  | 'backoff'
+  | 'rate_limited'
+  | 'token_invalid'
+  | 'token_expired';
+
+export type ListenerRejectReason =
+  | 'unknown_protocol'
+  | 'first_byte_timeout'
+  | 'handshake_timeout'
+  | 'tls_handshake_failed'
+  | 'client_cert_untrusted'
+  | 'client_cert_invalid'
+  | 'too_many_handshakes'
+  | 'proxy_protocol_untrusted'
+  | 'proxy_protocol_malformed'
+  | 'no_route';
+
+export type AuditEventInput =
+  | (CommonFields & { type: 'user.login'; success: true; method: LoginMethod; mfa: boolean; client?: string })
+  | (CommonFields & { type: 'user.login'; success: false; method: LoginMethod; reason: LoginFailureReason; error: string })
+  | (CommonFields & { type: 'user.logout' })
+  | (CommonFields & { type: 'user.create'; name: string; roles: string[] })
+  | (CommonFields & { type: 'user.update'; name: string; changes: string[] })
+  | (CommonFields & { type: 'user.delete'; name: string })
+  | (CommonFields & { type: 'user.token.create'; name: string; kind: 'invite' | 'reset'; expires: string })
+  | (CommonFields & { type: 'role.create'; name: string })
+  | (CommonFields & { type: 'role.update'; name: string })
+  | (CommonFields & { type: 'role.delete'; name: string })
+  | (CommonFields & { type: 'lock.create'; lock_id: string; target: Record<string, string>; expires?: string })
+  | (CommonFields & { type: 'lock.delete'; lock_id: string; target: Record<string, string> })
+  | (CommonFields & {
+      type: 'cert.create';
+      cert_type: 'ssh-user' | 'ssh-host' | 'x509-user' | 'x509-server' | 'x509-db';
+      /** The certificate's subject (user name, host name, db user). */
+      identity: string;
+      serial?: string;
+      principals?: string[];
+      roles?: string[];
+      expires: string;
+      route?: Record<string, string>;
+    })
+  | (CommonFields & { type: 'ca.create'; ca: string; key_id: string })
+  | (CommonFields & { type: 'listener.reject'; reason: ListenerRejectReason; error: string })
+  | (CommonFields & { type: 'http.reject'; method: string; path: string; status: number; error: string })
+  | (CommonFields & { type: 'access.denied'; resource_kind: string; resource: string; reason: string })
+  | (CommonFields & { type: 'gateway.start'; version: string; listen: string[] })
+  | (CommonFields & { type: 'gateway.stop' })
+  | (CommonFields & { type: 'audit.backlog'; sink: string; backlog: number; error: string });
+
+export type AuditEventType = AuditEventInput['type'];
+
+/**
+ * Code per type. Success/failure variants of one type get different codes
+ * (user.login success GH1000I, failure GH1001W) through `codeFor`.
+ */
+export const EVENT_CODES = {
+  'user.login': { ok: 'GH1000I', fail: 'GH1001W' },
+  'user.logout': 'GH1002I',
+  'user.create': 'GH1010I',
+  'user.update': 'GH1011I',
+  'user.delete': 'GH1012I',
+  'user.token.create': 'GH1013I',
+  'role.create': 'GH1020I',
+  'role.update': 'GH1021I',
+  'role.delete': 'GH1022I',
+  'lock.create': 'GH1030I',
+  'lock.delete': 'GH1031I',
+  'cert.create': 'GH1040I',
+  'ca.create': 'GH1041I',
+  'listener.reject': 'GH1100W',
+  'http.reject': 'GH1101W',
+  'access.denied': 'GH1102W',
+  'gateway.start': 'GH1200I',
+  'gateway.stop': 'GH1201I',
+  'audit.backlog': 'GH1210E',
+} as const satisfies Record<AuditEventType, string | { ok: string; fail: string }>;
+
+export function codeFor(e: AuditEventInput): string {
+  const c = EVENT_CODES[e.type];
+  if (typeof c === 'string') return c;
+  return 'success' in e && e.success === false ? c.fail : c.ok;
+}
+
+/** A stored event: the input plus what the AuditLog fills in. */
+export type AuditEvent = AuditEventInput & {
+  id: string;
+  /** ISO 8601 with milliseconds, UTC. */
+  time: string;
+  code: string;
+  cluster: string;
+};

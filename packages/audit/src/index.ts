@@ -1,0 +1,2 @@
+export * from './emitter.js';
+export * from './events.js';

@@ -1,0 +1,118 @@
+import type { AuditEvent } from '@gatehouse/audit';
+import type { Traits } from '../identity/types.js';
+import type { Role } from '../rbac/types.js';
+
+/** A user as the API shows it: never the password hash or TOTP secret. */
+export interface UserView {
+  name: string;
+  roles: string[];
+  traits: Traits;
+  hasPassword: boolean;
+  hasTotp: boolean;
+  locked: boolean;
+  lockedBy?: string[] | undefined;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface TokenView {
+  token: string;
+  kind: 'invite' | 'reset';
+  user: string;
+  expires: string;
+  /** The command a user runs to accept it. */
+  command?: string | undefined;
+}
+
+export interface LockView {
+  id: string;
+  target: { user: string } | { role: string };
+  message?: string | undefined;
+  expires?: string | undefined;
+  createdAt: string;
+  createdBy: string;
+}
+
+export interface LintMessage {
+  line: number;
+  column: number;
+  /** Dotted path, e.g. "allow.node_labels". */
+  key: string;
+  message: string;
+  suggestion?: string | undefined;
+  severity: 'error' | 'warning';
+}
+
+export interface AuditQuery {
+  from?: string;
+  to?: string;
+  types?: string[];
+  user?: string;
+  q?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface AuditPage {
+  events: AuditEvent[];
+  next_cursor?: string | undefined;
+}
+
+/**
+ * Everything an admin can do. Implemented locally on a data dir
+ * (api/local.ts, like Teleport's tctl on the auth server) and over HTTP
+ * (api/client.ts). The CLI only talks to this interface.
+ */
+export interface AdminApi {
+  listUsers(): Promise<UserView[]>;
+  getUser(name: string): Promise<UserView>;
+  createUser(req: {
+    name: string;
+    roles: string[];
+    traits?: Traits;
+    password?: string;
+  }): Promise<{ user: UserView; token?: TokenView | undefined }>;
+  updateUser(name: string, req: { roles?: string[]; traits?: Traits }): Promise<UserView>;
+  deleteUser(name: string): Promise<void>;
+  resetUser(name: string): Promise<TokenView>;
+  lockUser(name: string, req: { message?: string; ttl?: string }): Promise<LockView>;
+  unlockUser(name: string): Promise<LockView[]>;
+
+  listRoles(): Promise<Role[]>;
+  getRole(name: string): Promise<Role>;
+  /** Create or replace from YAML (or JSON) text; throws GH_ERR_ROLE_INVALID with lint messages in details. */
+  putRole(text: string, opts?: { create?: boolean }): Promise<{ role: Role; created: boolean }>;
+  deleteRole(name: string): Promise<void>;
+  lintRole(text: string): Promise<LintMessage[]>;
+
+  listLocks(): Promise<LockView[]>;
+  createLock(req: {
+    target: { user: string } | { role: string };
+    message?: string;
+    ttl?: string;
+  }): Promise<LockView>;
+  deleteLock(id: string): Promise<void>;
+
+  searchAudit(q: AuditQuery): Promise<AuditPage>;
+}
+
+/** One table for the HTTP client and server, so paths cannot drift. */
+export const ADMIN_ROUTES = {
+  listUsers: ['GET', '/v1/users'],
+  getUser: ['GET', '/v1/users/:name'],
+  createUser: ['POST', '/v1/users'],
+  updateUser: ['PATCH', '/v1/users/:name'],
+  deleteUser: ['DELETE', '/v1/users/:name'],
+  resetUser: ['POST', '/v1/users/:name/reset'],
+  lockUser: ['POST', '/v1/users/:name/lock'],
+  unlockUser: ['POST', '/v1/users/:name/unlock'],
+  listRoles: ['GET', '/v1/roles'],
+  getRole: ['GET', '/v1/roles/:name'],
+  putRole: ['PUT', '/v1/roles'],
+  deleteRole: ['DELETE', '/v1/roles/:name'],
+  lintRole: ['POST', '/v1/roles/lint'],
+  listLocks: ['GET', '/v1/locks'],
+  createLock: ['POST', '/v1/locks'],
+  deleteLock: ['DELETE', '/v1/locks/:id'],
+  searchAudit: ['GET', '/v1/audit/events'],
+} as const satisfies Record<keyof AdminApi, readonly [string, string]>;

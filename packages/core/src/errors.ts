@@ -1,0 +1,76 @@
+/**
+ * Every failure Gatehouse reports has a stable code. Codes are never reused
+ * once retired; docs/errors.md lists them all.
+ *
+ * `status` is the HTTP status the API answers with; adapters map the code to
+ * their own wire format (SQLSTATE, MySQL errno, SSH disconnect, k8s Status).
+ */
+export const ErrorCodes = {
+  GH_ERR_BAD_REQUEST: 400,
+  GH_ERR_VALIDATION: 400,
+  GH_ERR_ROLE_INVALID: 400,
+  GH_ERR_CONFIG_INVALID: 400,
+  GH_ERR_UNAUTHENTICATED: 401,
+  GH_ERR_BAD_CREDENTIALS: 401,
+  GH_ERR_SECOND_FACTOR_REQUIRED: 401,
+  GH_ERR_SECOND_FACTOR_INVALID: 401,
+  GH_ERR_SECOND_FACTOR_NOT_ENROLLED: 401,
+  GH_ERR_TOKEN_INVALID: 401,
+  GH_ERR_CERT_INVALID: 401,
+  GH_ERR_CERT_EXPIRED: 401,
+  GH_ERR_ACCESS_DENIED: 403,
+  GH_ERR_USER_LOCKED: 403,
+  GH_ERR_CSRF: 403,
+  GH_ERR_NOT_FOUND: 404,
+  GH_ERR_ALREADY_EXISTS: 409,
+  GH_ERR_CONFLICT: 409,
+  GH_ERR_PAYLOAD_TOO_LARGE: 413,
+  GH_ERR_LOGIN_BACKOFF: 429,
+  GH_ERR_RATE_LIMITED: 429,
+  GH_ERR_INTERNAL: 500,
+  GH_ERR_BACKEND_UNAVAILABLE: 503,
+  GH_ERR_AUDIT_UNAVAILABLE: 503,
+  GH_ERR_UPSTREAM_UNAVAILABLE: 502,
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export interface GatehouseErrorOptions {
+  /** What the user should do next, shown by the CLI and in problem JSON. */
+  hint?: string;
+  cause?: unknown;
+  /** Extra machine-readable fields for problem JSON (never secrets). */
+  details?: Record<string, unknown>;
+}
+
+export class GatehouseError extends Error {
+  override name = 'GatehouseError';
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly hint: string | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, opts: GatehouseErrorOptions = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.code = code;
+    this.status = ErrorCodes[code];
+    this.hint = opts.hint;
+    this.details = opts.details;
+  }
+
+  /** RFC 9457 problem JSON. */
+  toProblem(): Record<string, unknown> {
+    return {
+      type: `https://gatehouse.dev/docs/errors#${this.code}`,
+      title: this.message,
+      status: this.status,
+      code: this.code,
+      ...(this.hint ? { hint: this.hint } : {}),
+      ...(this.details ?? {}),
+    };
+  }
+}
+
+export function isGatehouseError(e: unknown, code?: ErrorCode): e is GatehouseError {
+  return e instanceof GatehouseError && (code === undefined || e.code === code);
+}

@@ -1,0 +1,58 @@
+/** Traits are name -> values, e.g. { logins: ['alice', 'ubuntu'], db_users: ['reader'] }. */
+export type Traits = Record<string, string[]>;
+
+/** A user as stored in the backend at `users/<name>` (JSON). */
+export interface UserRecord {
+  name: string;
+  roles: string[];
+  traits: Traits;
+  /** `$scrypt$...` string; absent until the invite is accepted or a password is set. */
+  passwordHash?: string | undefined;
+  /** TOTP device; the secret is sealed with the at-rest key. */
+  totp?: { sealedSecret: string; lastCounter: number; addedAt: string } | undefined;
+  /** Failed-login state for lockout with backoff. */
+  loginFailures?: { count: number; lockedUntil?: string | undefined } | undefined;
+  createdAt: string;
+  updatedAt: string;
+  createdBy: string;
+}
+
+/** What a verified certificate (SSH or X.509) says about its holder. */
+export interface Identity {
+  user: string;
+  roles: string[];
+  traits: Traits;
+  /** Certificate expiry: the hard end of anything granted from this identity. */
+  expires: Date;
+  /** When the second factor was last verified (login time), if it was. */
+  mfaVerifiedAt?: Date | undefined;
+  /** Optional route the certificate is scoped to. */
+  route?: Route | undefined;
+  /** Address the client logged in from, when the cert is pinned to it. */
+  loginIp?: string | undefined;
+}
+
+export type Route =
+  | { kind: 'db'; name: string; user?: string | undefined; database?: string | undefined; protocol?: string | undefined }
+  | { kind: 'kube'; cluster: string };
+
+/** A lock blocks every new and live session of its target. */
+export interface LockRecord {
+  id: string;
+  target: { user: string } | { role: string };
+  message?: string | undefined;
+  expires?: string | undefined;
+  createdAt: string;
+  createdBy: string;
+}
+
+/** One-time tokens: invite (new user) and reset (forgotten password / lost device). */
+export interface UserTokenRecord {
+  /** Random, URL-safe; only its SHA-256 is the storage key. */
+  kind: 'invite' | 'reset';
+  user: string;
+  expires: string;
+  /** TOTP secret offered for enrollment, sealed at rest. */
+  sealedTotpSecret?: string | undefined;
+  createdAt: string;
+}

@@ -1,0 +1,80 @@
+import type { Identity } from '../identity/types.js';
+
+export type CaName = 'user' | 'host' | 'db';
+
+/**
+ * One key of a certificate authority. A CA holds several active keys so a
+ * rotation can add the new key, publish both, then drop the old one.
+ * SSH keys are Ed25519; X.509 keys are ECDSA P-256 (docs/decisions/0002).
+ */
+export interface CaKeyPublic {
+  id: string;
+  createdAt: string;
+  /** OpenSSH public key line, e.g. "ssh-ed25519 AAAA... gatehouse user CA". */
+  sshPublicKey: string;
+  /** Self-signed X.509 CA certificate, PEM. */
+  x509CertPem: string;
+}
+
+/** What is stored in the backend at `cas/<name>` (JSON). */
+export interface CaRecord {
+  name: CaName;
+  clusterName: string;
+  /** Newest first; the first key signs, all are trusted. */
+  keys: (CaKeyPublic & {
+    /** PKCS#8 PEM sealed with the at-rest key (see crypto/seal.ts). */
+    sealedSshPrivateKey: string;
+    sealedX509PrivateKey: string;
+  })[];
+}
+
+export interface SshUserCertRequest {
+  /** OpenSSH public key line of the client's key. */
+  publicKey: string;
+  keyId: string;
+  principals: string[];
+  validAfter: Date;
+  validBefore: Date;
+  permitPty?: boolean;
+  permitPortForwarding?: boolean;
+  permitAgentForwarding?: boolean;
+  permitX11Forwarding?: boolean;
+  permitUserRc?: boolean;
+  /** Comma-separated CIDR list for the source-address critical option. */
+  sourceAddress?: string;
+  /** Gatehouse identity carried in the extension `gatehouse-identity@gatehouse.dev`. */
+  identity?: Identity;
+}
+
+export interface SshHostCertRequest {
+  publicKey: string;
+  keyId: string;
+  principals: string[];
+  validAfter: Date;
+  validBefore: Date;
+}
+
+export interface X509UserCertRequest {
+  /** PEM SPKI public key of the client. */
+  publicKeyPem: string;
+  identity: Identity;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface X509ServerCertRequest {
+  publicKeyPem: string;
+  commonName: string;
+  dnsNames: string[];
+  ipAddresses: string[];
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface X509DbClientCertRequest {
+  publicKeyPem: string;
+  /** Database user: becomes the subject CN (pg `cert` auth, MariaDB REQUIRE SUBJECT). */
+  dbUser: string;
+  notBefore: Date;
+  notAfter: Date;
+}

@@ -1,0 +1,69 @@
+/**
+ * Role documents (shared/DESIGN.md "RBAC"). The zod schema in role-schema.ts
+ * is the source of truth; these types are inferred from it and re-exported.
+ */
+export type LabelValues = string | string[];
+/** label key -> accepted values; keys and values may be '*', globs or ^regex$. */
+export type LabelSelector = Record<string, LabelValues>;
+
+export type Verb = 'list' | 'read' | 'create' | 'update' | 'delete';
+export type ResourceKind =
+  | 'user'
+  | 'role'
+  | 'lock'
+  | 'token'
+  | 'audit'
+  | 'session'
+  | 'recording'
+  | 'node'
+  | 'db'
+  | 'kube_cluster'
+  | 'desktop'
+  | 'cluster'
+  | '*';
+
+export interface Rule {
+  resources: ResourceKind[];
+  verbs: (Verb | '*')[];
+}
+
+export interface RoleConditions {
+  logins?: string[];
+  node_labels?: LabelSelector;
+  db_labels?: LabelSelector;
+  db_users?: string[];
+  db_names?: string[];
+  kube_labels?: LabelSelector;
+  kube_groups?: string[];
+  kube_users?: string[];
+  desktop_labels?: LabelSelector;
+  desktop_logins?: string[];
+  rules?: Rule[];
+  request?: { roles?: string[]; max_duration?: string };
+}
+
+export interface RoleOptions {
+  /** Duration string like '8h', '30m'. */
+  max_session_ttl?: string;
+  permit_pty?: boolean;
+  port_forwarding?: boolean;
+  agent_forwarding?: boolean;
+  x11_forwarding?: boolean;
+  /** Pin SSH certificates to the login IP (source-address critical option). */
+  pin_source_ip?: boolean;
+  record_session?: { ssh?: boolean; desktop?: boolean; kube?: boolean };
+  enhanced_recording?: string[];
+  restrict_network?: { deny?: string[]; allow?: string[] };
+  /** Redact bound parameters in database query audit. */
+  redact_db_params?: boolean;
+  require_mfa?: boolean;
+}
+
+export interface Role {
+  kind: 'role';
+  name: string;
+  description?: string;
+  allow: RoleConditions;
+  deny: RoleConditions;
+  options: RoleOptions;
+}

@@ -1,0 +1,34 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const src = (p: string) => fileURLToPath(new URL(`./packages/${p}`, import.meta.url));
+
+// Tests import the workspace packages from source so a change is tested
+// without a rebuild; the CLI integration tests run the built binary.
+const alias = [
+  { find: /^@gatehouse\/audit\/testing$/, replacement: src('audit/src/testing/index.ts') },
+  { find: /^@gatehouse\/audit$/, replacement: src('audit/src/index.ts') },
+  { find: /^@gatehouse\/core\/testing$/, replacement: src('core/src/testing/index.ts') },
+  { find: /^@gatehouse\/core$/, replacement: src('core/src/index.ts') },
+];
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    projects: [
+      {
+        resolve: { alias },
+        test: { name: 'unit', include: ['packages/*/src/**/*.test.ts'], testTimeout: 20_000 },
+      },
+      {
+        resolve: { alias },
+        test: {
+          name: 'integration',
+          include: ['packages/*/test/**/*.test.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
