@@ -1,0 +1,88 @@
+import type { Route, Traits } from '../identity/types.js';
+
+/** GET /v1/ping: unauthenticated; what a client needs before login. */
+export interface PingResponse {
+  cluster_name: string;
+  version: string;
+  server_time: string;
+  second_factor: 'otp' | 'off';
+  /** host:port clients should use. */
+  public_addr: string;
+  /** host:port of the MySQL listener, when enabled. */
+  mysql_listen?: string | undefined;
+}
+
+/** POST /v1/login */
+export interface LoginRequest {
+  user: string;
+  password: string;
+  /** TOTP code, when second_factor is otp. */
+  otp?: string | undefined;
+  /** OpenSSH public key line (Ed25519) to certify. Optional: a web login sends none. */
+  ssh_public_key?: string | undefined;
+  /** PEM SPKI public key (ECDSA P-256) to certify. */
+  tls_public_key?: string | undefined;
+  /** Requested TTL like "8h"; capped by the roles' max_session_ttl. */
+  ttl?: string | undefined;
+  /** Optional route to scope the X.509 cert to (db or kube). */
+  route?: Route | undefined;
+}
+
+export interface LoginResponse {
+  user: string;
+  roles: string[];
+  traits: Traits;
+  /** SSH principals in the cert. */
+  logins: string[];
+  expires: string;
+  cluster_name: string;
+  ssh_cert?: string | undefined;
+  tls_cert?: string | undefined;
+  /** Trust material for the client to store. */
+  cas: {
+    /** `@cert-authority`-ready SSH public keys of the host CA. */
+    host_ssh: string[];
+    /** PEM certs of the host CA (verify the proxy and nodes). */
+    host_x509: string[];
+    /** PEM certs of the user CA (for completeness, e.g. kubeconfig client chain). */
+    user_x509: string[];
+  };
+  /** CSRF token for cookie-authenticated state-changing requests (web). */
+  csrf_token: string;
+}
+
+/** GET /v1/invites/:token */
+export interface InviteInfo {
+  user: string;
+  kind: 'invite' | 'reset';
+  expires: string;
+  second_factor: 'otp' | 'off';
+  totp?: { secret: string; uri: string } | undefined;
+}
+
+/** POST /v1/invites/:token */
+export interface AcceptInviteRequest {
+  password: string;
+  otp?: string | undefined;
+}
+
+/** GET /v1/whoami (client cert or session cookie) */
+export interface WhoamiResponse {
+  user: string;
+  roles: string[];
+  traits: Traits;
+  logins: string[];
+  expires: string;
+  auth: 'client-cert' | 'session';
+}
+
+export const PUBLIC_ROUTES = {
+  ping: ['GET', '/v1/ping'],
+  /** ?format=sshd|known_hosts|x509|postgres|mariadb|kube[&type=user|host|db] -> text/plain */
+  caExport: ['GET', '/v1/ca/export'],
+  login: ['POST', '/v1/login'],
+  logout: ['POST', '/v1/logout'],
+  inspectInvite: ['GET', '/v1/invites/:token'],
+  acceptInvite: ['POST', '/v1/invites/:token'],
+  whoami: ['GET', '/v1/whoami'],
+} as const;
