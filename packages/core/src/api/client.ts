@@ -1,0 +1,339 @@
+import * as https from 'node:https';
+import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
+import type { Traits } from '../identity/types.js';
+import type { Role } from '../rbac/types.js';
+import {
+  type AcceptInviteRequest,
+  type InviteInfo,
+  type LoginRequest,
+  type LoginResponse,
+  type PingResponse,
+  PUBLIC_ROUTES,
+  type WhoamiResponse,
+} from './public.js';
+import {
+  ADMIN_ROUTES,
+  type AdminApi,
+  type AuditPage,
+  type AuditQuery,
+  type LintMessage,
+  type LockView,
+  type TokenView,
+  type UserView,
+} from './types.js';
+
+export interface GatehouseClientOptions {
+  /** `host:port` of the proxy. */
+  proxy: string;
+  /** PEM CA certificates that verify the proxy (from fetchPinnedCa or the stored profile). */
+  caPem: string[];
+  /** Client certificate + key from login: authenticates admin routes and whoami (mutual TLS). */
+  certPem?: string | undefined;
+  keyPem?: string | undefined;
+  timeoutMs?: number | undefined;
+}
+
+export type CaExportFormat = 'sshd' | 'known_hosts' | 'x509' | 'postgres' | 'mariadb' | 'kube';
+
+/** Splits `host:port`, `[v6]:port`; throws GH_ERR_VALIDATION with a hint otherwise. */
+export function parseHostPort(addr: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(addr.trim());
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  if (!host || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new GatehouseError('GH_ERR_VALIDATION', `invalid address "${addr}"`, {
+      hint: 'use host:port, e.g. --proxy gatehouse.example.com:3080 or --proxy 127.0.0.1:3080',
+    });
+  }
+  return { host, port };
+}
+
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/**
+ * The HTTP side of the API. Wire conventions (shared with api/server.ts):
+ * path params from `:name` are URL-encoded; request bodies are the method's
+ * request object as JSON; a response body is the method's return value as JSON
+ * (204 for void); errors are RFC 9457 problem JSON, rebuilt here into the
+ * GatehouseError the server threw.
+ */
+export class GatehouseClient implements AdminApi {
+  readonly host: string;
+  readonly port: number;
+  readonly #agent: https.Agent;
+  readonly #timeoutMs: number;
+
+  constructor(opts: GatehouseClientOptions) {
+    const { host, port } = parseHostPort(opts.proxy);
+    this.host = host;
+    this.port = port;
+    this.#timeoutMs = opts.timeoutMs ?? 15_000;
+    // https derives SNI from the host (and skips it for IP addresses, where
+    // Node then checks IP SANs), so servername is not set by hand.
+    this.#agent = new https.Agent({
+      keepAlive: true,
+      ca: opts.caPem,
+      ...(opts.certPem && opts.keyPem ? { cert: opts.certPem, key: opts.keyPem } : {}),
+    });
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  // --- public routes -------------------------------------------------------
+
+  ping(): Promise<PingResponse> {
+    return this.#json(PUBLIC_ROUTES.ping, {});
+  }
+
+  login(req: LoginRequest): Promise<LoginResponse> {
+    return this.#json(PUBLIC_ROUTES.login, {}, req);
+  }
+
+  inspectInvite(token: string): Promise<InviteInfo> {
+    return this.#json(PUBLIC_ROUTES.inspectInvite, { token });
+  }
+
+  acceptInvite(token: string, req: AcceptInviteRequest): Promise<void> {
+    return this.#json(PUBLIC_ROUTES.acceptInvite, { token }, req);
+  }
+
+  whoami(): Promise<WhoamiResponse> {
+    return this.#json(PUBLIC_ROUTES.whoami, {});
+  }
+
+  async caExport(format: CaExportFormat, type?: 'user' | 'host' | 'db'): Promise<string> {
+    const q = new URLSearchParams({ format, ...(type ? { type } : {}) });
+    const res = await this.#request(PUBLIC_ROUTES.caExport[0], `${PUBLIC_ROUTES.caExport[1]}?${q}`);
+    return res.body.toString('utf8');
+  }
+
+  // --- AdminApi ------------------------------------------------------------
+
+  listUsers(): Promise<UserView[]> {
+    return this.#json(ADMIN_ROUTES.listUsers, {});
+  }
+  getUser(name: string): Promise<UserView> {
+    return this.#json(ADMIN_ROUTES.getUser, { name });
+  }
+  createUser(req: {
+    name: string;
+    roles: string[];
+    traits?: Traits;
+    password?: string;
+  }): Promise<{ user: UserView; token?: TokenView | undefined }> {
+    return this.#json(ADMIN_ROUTES.createUser, {}, req);
+  }
+  updateUser(name: string, req: { roles?: string[]; traits?: Traits }): Promise<UserView> {
+    return this.#json(ADMIN_ROUTES.updateUser, { name }, req);
+  }
+  deleteUser(name: string): Promise<void> {
+    return this.#json(ADMIN_ROUTES.deleteUser, { name });
+  }
+  resetUser(name: string): Promise<TokenView> {
+    return this.#json(ADMIN_ROUTES.resetUser, { name }, {});
+  }
+  lockUser(name: string, req: { message?: string; ttl?: string }): Promise<LockView> {
+    return this.#json(ADMIN_ROUTES.lockUser, { name }, req);
+  }
+  unlockUser(name: string): Promise<LockView[]> {
+    return this.#json(ADMIN_ROUTES.unlockUser, { name }, {});
+  }
+  listRoles(): Promise<Role[]> {
+    return this.#json(ADMIN_ROUTES.listRoles, {});
+  }
+  getRole(name: string): Promise<Role> {
+    return this.#json(ADMIN_ROUTES.getRole, { name });
+  }
+  putRole(text: string, opts?: { create?: boolean }): Promise<{ role: Role; created: boolean }> {
+    return this.#json(
+      ADMIN_ROUTES.putRole,
+      {},
+      { text, ...(opts?.create !== undefined ? { create: opts.create } : {}) },
+    );
+  }
+  deleteRole(name: string): Promise<void> {
+    return this.#json(ADMIN_ROUTES.deleteRole, { name });
+  }
+  lintRole(text: string): Promise<LintMessage[]> {
+    return this.#json(ADMIN_ROUTES.lintRole, {}, { text });
+  }
+  listLocks(): Promise<LockView[]> {
+    return this.#json(ADMIN_ROUTES.listLocks, {});
+  }
+  createLock(req: {
+    target: { user: string } | { role: string };
+    message?: string;
+    ttl?: string;
+  }): Promise<LockView> {
+    return this.#json(ADMIN_ROUTES.createLock, {}, req);
+  }
+  deleteLock(id: string): Promise<void> {
+    return this.#json(ADMIN_ROUTES.deleteLock, { id });
+  }
+  searchAudit(q: AuditQuery): Promise<AuditPage> {
+    return this.#json(ADMIN_ROUTES.searchAudit, {}, undefined, auditQueryString(q));
+  }
+
+  // --- plumbing ------------------------------------------------------------
+
+  async #json<T>(
+    route: readonly [string, string],
+    params: Record<string, string>,
+    body?: unknown,
+    query?: string,
+  ): Promise<T> {
+    const path = fillPath(route[1], params) + (query ? `?${query}` : '');
+    const res = await this.#request(route[0] as Method, path, body);
+    if (res.body.length === 0) return undefined as T;
+    try {
+      return JSON.parse(res.body.toString('utf8')) as T;
+    } catch (cause) {
+      throw new GatehouseError(
+        'GH_ERR_UPSTREAM_UNAVAILABLE',
+        `the proxy sent a response that is not JSON (${route[0]} ${route[1]})`,
+        {
+          hint: 'check that --proxy points at a Gatehouse proxy of a matching version',
+          cause,
+        },
+      );
+    }
+  }
+
+  #request(method: string, path: string, body?: unknown): Promise<{ status: number; body: Buffer }> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        {
+          host: this.host,
+          port: this.port,
+          method,
+          path,
+          agent: this.#agent,
+          headers: {
+            accept: 'application/json',
+            ...(payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (e) => reject(this.#connError(e)));
+          res.on('end', () => {
+            const status = res.statusCode ?? 0;
+            const data = Buffer.concat(chunks);
+            if (status >= 200 && status < 300) resolve({ status, body: data });
+            else
+              reject(
+                errorFromResponse(status, String(res.headers['content-type'] ?? ''), data, method, path),
+              );
+          });
+        },
+      );
+      req.setTimeout(this.#timeoutMs, () =>
+        req.destroy(new Error(`no answer within ${this.#timeoutMs} ms`, { cause: 'timeout' })),
+      );
+      req.on('error', (e) => reject(this.#connError(e)));
+      req.end(payload);
+    });
+  }
+
+  #connError(e: Error & { code?: string }): GatehouseError {
+    const addr = `${this.host}:${this.port}`;
+    if (e.code && TLS_VERIFY_CODES.has(e.code)) {
+      return new GatehouseError('GH_ERR_CERT_INVALID', `cannot verify the proxy at ${addr}: ${e.message}`, {
+        hint:
+          'the proxy certificate is not signed by the CA stored at login (or does not name this host); ' +
+          'if the cluster CA was rotated, log in again with --ca-pin',
+        cause: e,
+      });
+    }
+    return new GatehouseError(
+      'GH_ERR_UPSTREAM_UNAVAILABLE',
+      `cannot reach the proxy at ${addr}: ${e.message}`,
+      {
+        hint: 'is `gatehouse start` running there, and is --proxy the right host:port?',
+        cause: e,
+      },
+    );
+  }
+}
+
+const TLS_VERIFY_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+export function fillPath(template: string, params: Record<string, string>): string {
+  return template.replace(/:([a-z]+)/gi, (_, k: string) => {
+    const v = params[k];
+    if (v === undefined || v === '') {
+      throw new GatehouseError('GH_ERR_VALIDATION', `missing ${k} for ${template}`, { hint: `give a ${k}` });
+    }
+    return encodeURIComponent(v);
+  });
+}
+
+export function auditQueryString(q: AuditQuery): string {
+  const p = new URLSearchParams();
+  if (q.from) p.set('from', q.from);
+  if (q.to) p.set('to', q.to);
+  if (q.types?.length) p.set('types', q.types.join(','));
+  if (q.user) p.set('user', q.user);
+  if (q.q) p.set('q', q.q);
+  if (q.limit !== undefined) p.set('limit', String(q.limit));
+  if (q.cursor) p.set('cursor', q.cursor);
+  return p.toString();
+}
+
+function isErrorCode(c: unknown): c is ErrorCode {
+  return typeof c === 'string' && Object.hasOwn(ErrorCodes, c);
+}
+
+/** Rebuilds the server's GatehouseError from problem JSON; anything else means we did not reach Gatehouse. */
+export function errorFromResponse(
+  status: number,
+  contentType: string,
+  body: Buffer,
+  method: string,
+  path: string,
+): GatehouseError {
+  let problem: Record<string, unknown> | undefined;
+  if (/json/i.test(contentType)) {
+    try {
+      const parsed: unknown = JSON.parse(body.toString('utf8'));
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
+        problem = parsed as Record<string, unknown>;
+    } catch {
+      problem = undefined; // falls through to the "not a Gatehouse answer" error below
+    }
+  }
+  if (!problem) {
+    return new GatehouseError(
+      'GH_ERR_UPSTREAM_UNAVAILABLE',
+      `the proxy answered ${method} ${path.split('?')[0]} with HTTP ${status} and no problem JSON`,
+      {
+        hint: 'is --proxy pointing at a Gatehouse proxy (not another web server or load balancer)?',
+        details: { status },
+      },
+    );
+  }
+  const { type: _type, title, status: _status, code, hint, ...details } = problem;
+  return new GatehouseError(
+    isErrorCode(code) ? code : status >= 500 ? 'GH_ERR_INTERNAL' : 'GH_ERR_BAD_REQUEST',
+    typeof title === 'string' ? title : `HTTP ${status}`,
+    {
+      ...(typeof hint === 'string' ? { hint } : {}),
+      ...(Object.keys(details).length ? { details } : {}),
+    },
+  );
+}
