@@ -1,0 +1,142 @@
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { GatehouseError } from '../errors.js';
+import { parseDuration } from '../util/duration.js';
+import { formatLintMessages, validateYaml } from '../util/yaml-validate.js';
+import { type ConfigFile, configSchema, type ParsedConfig } from './schema.js';
+
+/** The resolved configuration every part of core reads (camelCase, durations in ms). */
+export interface GatehouseConfig {
+  clusterName: string;
+  dataDir: string;
+  listen: { host: string; port: number };
+  publicAddr: string;
+  auth: {
+    secondFactor: 'otp' | 'off';
+    maxLoginAttempts: number;
+    lockoutMs: number;
+    maxLockoutMs: number;
+    webSessionTtlMs: number;
+    inviteTtlMs: number;
+    resetTtlMs: number;
+    minPasswordLength: number;
+    loginRatePerMinute: number;
+  };
+  tls: { serverNames: string[] };
+  listener: {
+    firstByteTimeoutMs: number;
+    handshakeTimeoutMs: number;
+    maxConcurrentHandshakes: number;
+    proxyProtocolTrusted: string[];
+    maxBodyBytes: number;
+  };
+  audit: { stdout: boolean; maxFileBytes: number };
+  /** Where the config came from, for messages. */
+  source: string;
+}
+
+export interface LoadConfigOptions {
+  file?: string | undefined;
+  /** The YAML text itself (tests, embedding); wins over `file`. */
+  text?: string | undefined;
+  /** Fields as the config file spells them, applied over the file (CLI flags). */
+  values?: ConfigFile | undefined;
+  overrides?: { dataDir?: string | undefined; listen?: string | undefined } | undefined;
+  env?: NodeJS.ProcessEnv | undefined;
+}
+
+/** The data dir when neither config nor flags name one. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.GATEHOUSE_DATA_DIR) return path.resolve(env.GATEHOUSE_DATA_DIR);
+  if (process.getuid?.() === 0) return '/var/lib/gatehouse';
+  const xdg = env.XDG_DATA_HOME || path.join(os.homedir(), '.local', 'share');
+  return path.join(xdg, 'gatehouse');
+}
+
+export function splitHostPort(addr: string): { host: string; port: number } {
+  const m = /^\[?([^\]]*?)\]?:(\d+)$/.exec(addr);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `"${addr}" is not HOST:PORT`, {
+      hint: 'write the address as HOST:PORT, e.g. 127.0.0.1:3080',
+    });
+  }
+  return { host: m[1]!, port };
+}
+
+export async function loadConfig(opts: LoadConfigOptions = {}): Promise<GatehouseConfig> {
+  const env = opts.env ?? process.env;
+  let text = opts.text;
+  let source = opts.text !== undefined ? '<inline config>' : '<defaults>';
+  if (text === undefined && opts.file) {
+    source = opts.file;
+    try {
+      text = await readFile(opts.file, 'utf8');
+    } catch (cause) {
+      throw new GatehouseError('GH_ERR_CONFIG_INVALID', `cannot read config file ${opts.file}`, {
+        cause,
+        hint: 'check the --config path, or start without --config to use the embedded defaults',
+      });
+    }
+  }
+  let raw: Record<string, unknown> = {};
+  if (text !== undefined && text.trim() !== '') {
+    const res = validateYaml(text, configSchema.partial());
+    if (!res.value) {
+      throw new GatehouseError('GH_ERR_CONFIG_INVALID', `invalid config:\n${formatLintMessages(source, res.messages)}`, {
+        hint: 'fix the lines above; docs: packages/core/README.md#configuration',
+        details: { messages: res.messages },
+      });
+    }
+    raw = stripUndefined(res.value as Record<string, unknown>);
+  }
+  Object.assign(raw, stripUndefined((opts.values ?? {}) as Record<string, unknown>));
+  if (opts.overrides?.dataDir) raw.data_dir = opts.overrides.dataDir;
+  if (opts.overrides?.listen) raw.listen = opts.overrides.listen;
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const first = parsed.error.issues[0];
+    throw new GatehouseError(
+      'GH_ERR_CONFIG_INVALID',
+      `invalid config value ${first?.path.join('.') ?? ''}: ${first?.message ?? 'invalid'}`,
+      { hint: 'check the flag or config key named above' },
+    );
+  }
+  return resolve(parsed.data, source, env);
+}
+
+function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+}
+
+function resolve(c: ParsedConfig, source: string, env: NodeJS.ProcessEnv): GatehouseConfig {
+  const listen = splitHostPort(c.listen);
+  return {
+    clusterName: c.cluster_name,
+    dataDir: path.resolve(c.data_dir ?? defaultDataDir(env)),
+    listen,
+    publicAddr: c.public_addr ?? c.listen,
+    auth: {
+      secondFactor: c.auth.second_factor,
+      maxLoginAttempts: c.auth.max_login_attempts,
+      lockoutMs: parseDuration(c.auth.lockout),
+      maxLockoutMs: parseDuration(c.auth.max_lockout),
+      webSessionTtlMs: parseDuration(c.auth.web_session_ttl),
+      inviteTtlMs: parseDuration(c.auth.invite_ttl),
+      resetTtlMs: parseDuration(c.auth.reset_ttl),
+      minPasswordLength: c.auth.min_password_length,
+      loginRatePerMinute: c.auth.login_rate_per_minute,
+    },
+    tls: { serverNames: c.tls.server_names },
+    listener: {
+      firstByteTimeoutMs: parseDuration(c.listener.first_byte_timeout),
+      handshakeTimeoutMs: parseDuration(c.listener.handshake_timeout),
+      maxConcurrentHandshakes: c.listener.max_concurrent_handshakes,
+      proxyProtocolTrusted: c.listener.proxy_protocol_trusted,
+      maxBodyBytes: c.listener.max_body_bytes,
+    },
+    audit: { stdout: c.audit.stdout, maxFileBytes: c.audit.max_file_bytes },
+    source,
+  };
+}

@@ -1,0 +1,80 @@
+import { z } from 'zod';
+import { isDuration } from '../util/duration.js';
+
+const duration = z.string().refine(isDuration, { message: 'not a duration (write 30s, 15m, 8h, 1h30m)' });
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:]+\]|[^\s:[\]]+):\d{1,5}$/, { message: 'write HOST:PORT, e.g. 127.0.0.1:3080' });
+
+/**
+ * The daemon's YAML config. Every field has a default so `gatehouse start`
+ * with no file is a working gateway; defaults live here and nowhere else.
+ */
+export const configSchema = z
+  .object({
+    /** Name of this cluster; appears in certificates, audit events and known_hosts. */
+    cluster_name: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9.-]{0,62}$/, { message: 'lowercase letters, digits, dots and dashes' })
+      .default('gatehouse'),
+    /** Where the SQLite backend, secrets key, audit log and recordings live. */
+    data_dir: z.string().optional(),
+    /** The one listener (SSH, PostgreSQL, TLS: HTTP API, web UI, tunnels). */
+    listen: hostPort.default('127.0.0.1:3080'),
+    /** host:port clients use to reach the listener; defaults to `listen`. */
+    public_addr: hostPort.optional(),
+    auth: z
+      .object({
+        /** `otp` requires a TOTP code at login; `off` is for test setups only. */
+        second_factor: z.enum(['otp', 'off']).default('otp'),
+        /** Failed logins before the account is locked out for `lockout`. */
+        max_login_attempts: z.number().int().min(1).max(100).default(5),
+        /** First lockout; doubles with each further failure up to `max_lockout`. */
+        lockout: duration.default('1m'),
+        max_lockout: duration.default('30m'),
+        /** Lifetime of web sessions (cookie). */
+        web_session_ttl: duration.default('12h'),
+        invite_ttl: duration.default('24h'),
+        reset_ttl: duration.default('1h'),
+        min_password_length: z.number().int().min(8).max(256).default(12),
+        /** Login attempts per client IP per minute before 429. */
+        login_rate_per_minute: z.number().int().min(1).default(30),
+      })
+      .strict()
+      .default({} as never),
+    tls: z
+      .object({
+        /** Extra DNS names and IPs for the listener's certificate. */
+        server_names: z.array(z.string()).default([]),
+      })
+      .strict()
+      .default({} as never),
+    listener: z
+      .object({
+        /** A client must send its first bytes within this time. */
+        first_byte_timeout: duration.default('10s'),
+        /** A TLS handshake must finish within this time. */
+        handshake_timeout: duration.default('10s'),
+        /** Connections between accept and a finished handshake; more are refused. */
+        max_concurrent_handshakes: z.number().int().min(1).default(512),
+        /** PROXY protocol (v1/v2) headers are honoured only from these CIDRs. */
+        proxy_protocol_trusted: z.array(z.string()).default([]),
+        /** Largest HTTP request body accepted by the API. */
+        max_body_bytes: z.number().int().min(1024).default(1024 * 1024),
+      })
+      .strict()
+      .default({} as never),
+    audit: z
+      .object({
+        /** Also write every event as a JSON line to stdout. */
+        stdout: z.boolean().default(false),
+        /** Rotate a JSON-lines file when it reaches this many bytes. */
+        max_file_bytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+      })
+      .strict()
+      .default({} as never),
+  })
+  .strict();
+
+export type ConfigFile = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
