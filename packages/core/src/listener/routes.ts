@@ -1,0 +1,98 @@
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { GatehouseError } from '../errors.js';
+import type { Identity } from '../identity/types.js';
+
+/** Where a connection came from, after any trusted PROXY header. */
+export interface ConnectionInfo {
+  remoteAddr: string;
+  remotePort: number;
+  localAddr: string;
+  localPort: number;
+  /** True when the addresses come from a trusted PROXY protocol header. */
+  proxied: boolean;
+}
+
+export interface TlsConnectionInfo extends ConnectionInfo {
+  alpn?: string | undefined;
+  sni?: string | undefined;
+  /**
+   * The identity in a client certificate that chained to the user CA and
+   * decoded cleanly. Absent when the client sent no certificate. It says who
+   * the client is, not what they may do: adapters pass it to `authorize`.
+   */
+  identity?: Identity | undefined;
+}
+
+export type RawHandler = (socket: Socket, info: ConnectionInfo) => void;
+export type TlsHandler = (socket: TLSSocket, info: TlsConnectionInfo) => void;
+
+/** Postgres connections arrive either after SSLRequest + TLS, or in plaintext (startup or cancel). */
+export interface PostgresHandlers {
+  tls: TlsHandler;
+  plaintext: RawHandler;
+}
+
+/**
+ * Protocol routes of ONE gateway instance (no process-wide registry).
+ * Adapters register here from `register(ctx)`; a second registration of the
+ * same route throws, like a duplicate adapter name.
+ */
+export class Routes {
+  #ssh: RawHandler | undefined;
+  #postgres: PostgresHandlers | undefined;
+  readonly #alpn = new Map<string, TlsHandler>();
+  readonly #sni = new Map<string, TlsHandler>();
+
+  ssh(handler: RawHandler): void {
+    if (this.#ssh) throw duplicate('the SSH route');
+    this.#ssh = handler;
+  }
+
+  postgres(handlers: PostgresHandlers): void {
+    if (this.#postgres) throw duplicate('the PostgreSQL route');
+    this.#postgres = handlers;
+  }
+
+  /** TLS connections that negotiate this ALPN protocol (e.g. "gatehouse-ssh"). */
+  alpn(protocol: string, handler: TlsHandler): void {
+    if (!/^gatehouse-[a-z0-9-]+$/.test(protocol)) {
+      throw new GatehouseError('GH_ERR_VALIDATION', `ALPN route "${protocol}" must be named gatehouse-<name>`);
+    }
+    if (this.#alpn.has(protocol)) throw duplicate(`the ALPN route ${protocol}`);
+    this.#alpn.set(protocol, handler);
+  }
+
+  /** TLS connections whose SNI is `<prefix>.<anything>` (e.g. "kube" for kube.<cluster>). */
+  sni(prefix: string, handler: TlsHandler): void {
+    if (!/^[a-z0-9-]+$/.test(prefix)) {
+      throw new GatehouseError('GH_ERR_VALIDATION', `SNI route prefix "${prefix}" must be a DNS label`);
+    }
+    if (this.#sni.has(prefix)) throw duplicate(`the SNI route ${prefix}.*`);
+    this.#sni.set(prefix, handler);
+  }
+
+  get sshHandler(): RawHandler | undefined {
+    return this.#ssh;
+  }
+  get postgresHandlers(): PostgresHandlers | undefined {
+    return this.#postgres;
+  }
+  alpnHandler(protocol: string | undefined): TlsHandler | undefined {
+    return protocol === undefined ? undefined : this.#alpn.get(protocol);
+  }
+  alpnProtocols(): string[] {
+    return [...this.#alpn.keys()];
+  }
+  sniHandler(servername: string | undefined): TlsHandler | undefined {
+    if (!servername) return undefined;
+    const dot = servername.indexOf('.');
+    return dot > 0 ? this.#sni.get(servername.slice(0, dot)) : undefined;
+  }
+}
+
+function duplicate(what: string): GatehouseError {
+  return new GatehouseError('GH_ERR_ALREADY_EXISTS', `${what} is already registered on this gateway`, {
+    hint: 'each protocol can be served by one adapter per gateway; remove the duplicate gw.use(...)',
+  });
+}
