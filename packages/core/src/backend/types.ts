@@ -26,9 +26,7 @@ export interface RangeOptions {
   startAfter?: string;
 }
 
-export type WatchEvent =
-  | { type: 'put'; item: Item }
-  | { type: 'delete'; key: string; revision: number };
+export type WatchEvent = { type: 'put'; item: Item } | { type: 'delete'; key: string; revision: number };
 
 export interface WatchOptions {
   signal?: AbortSignal;
@@ -60,5 +58,14 @@ export interface Backend {
    * process sharing the same store, in revision order. Expiry shows as delete.
    */
   watch(prefix: string, opts?: WatchOptions): AsyncIterable<WatchEvent>;
+  /**
+   * Delete every item whose expiry has passed (by the backend's clock) now,
+   * reporting each as a delete to watchers; resolves to how many were
+   * removed. Backends that sweep on their own (a timer, or native leases as
+   * in etcd) still run in the background; this lets tests and admin tools
+   * trigger a sweep deterministically. Optional because a backend may have
+   * no way to force its store's expiry.
+   */
+  sweepExpired?(): Promise<number>;
   close(): Promise<void>;
 }
