@@ -1,0 +1,196 @@
+import type { X509Certificate } from 'node:crypto';
+import type { AuditEmitter } from '@gatehouse/audit';
+import type { Clock } from '../clock.js';
+import { GatehouseError } from '../errors.js';
+import type { Identity, LockRecord, UserRecord } from '../identity/types.js';
+import { type AccessDecision, AccessChecker } from '../rbac/checker.js';
+import type { ResourceKind, Role, Verb } from '../rbac/types.js';
+import { type AccessTarget, type Grant, mintGrant } from './grant.js';
+
+export interface AuthorizerDeps {
+  clock: Clock;
+  audit: AuditEmitter;
+  /** Trusted user CA certificates (all active keys). */
+  userCaCerts: () => X509Certificate[];
+  decodeIdentity: (cert: X509Certificate) => Identity;
+  getUser: (name: string) => Promise<UserRecord | undefined>;
+  /** Throws for an unknown role name. */
+  resolveRoles: (names: string[]) => Promise<Role[]>;
+  findLocks: (q: { user: string; roles: string[] }) => Promise<LockRecord[]>;
+}
+
+/** The result of checking who a caller is right now. */
+export interface Principal {
+  identity: Identity;
+  user: UserRecord;
+  roles: Role[];
+  checker: AccessChecker;
+}
+
+export interface ConnectionContext {
+  remoteAddr?: string | undefined;
+  /** Protocol name for messages and audit (ssh, postgres, mysql, kube, http). */
+  protocol?: string | undefined;
+}
+
+/**
+ * Every access decision in Gatehouse goes through here. It fails closed: a
+ * backend error, a deleted user, a deleted role, a lock or an expired
+ * certificate all deny.
+ */
+export class Authorizer {
+  readonly #d: AuthorizerDeps;
+
+  constructor(deps: AuthorizerDeps) {
+    this.#d = deps;
+  }
+
+  /**
+   * Verifies a client X.509 certificate against the user CA by itself (a
+   * mounted httpHandler may sit behind a TLS server that trusts other CAs)
+   * and returns the identity it carries.
+   */
+  identityFromCert(cert: X509Certificate): Identity {
+    const now = this.#d.clock.now().getTime();
+    const issuer = this.#d.userCaCerts().find((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
+    if (!issuer) {
+      throw new GatehouseError('GH_ERR_CERT_INVALID', 'client certificate is not signed by this cluster\'s user CA', {
+        hint: 'log in again with gatehouse login --proxy HOST:PORT',
+      });
+    }
+    if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) {
+      throw new GatehouseError('GH_ERR_CERT_EXPIRED', `client certificate expired at ${new Date(cert.validTo).toISOString()}`, {
+        hint: 'log in again with gatehouse login',
+      });
+    }
+    return this.#d.decodeIdentity(cert);
+  }
+
+  /** Who the holder of `identity` is now: user still there, not locked, cert not expired. */
+  async principal(identity: Identity): Promise<Principal> {
+    const now = this.#d.clock.now();
+    if (identity.expires.getTime() <= now.getTime()) {
+      throw new GatehouseError('GH_ERR_CERT_EXPIRED', `certificate of ${identity.user} expired at ${identity.expires.toISOString()}`, {
+        hint: 'log in again with gatehouse login',
+      });
+    }
+    const user = await this.#d.getUser(identity.user);
+    if (!user) {
+      throw new GatehouseError('GH_ERR_ACCESS_DENIED', `user "${identity.user}" no longer exists`, {
+        hint: 'ask an admin to recreate the user',
+        details: { reason: 'user deleted' },
+      });
+    }
+    // Roles: those in the certificate that the user still has. Removing a role
+    // from a user takes effect at once; a role added later needs a new login.
+    const current = new Set(user.roles);
+    const roleNames = identity.roles.filter((r) => current.has(r));
+    const locks = await this.#d.findLocks({ user: identity.user, roles: roleNames });
+    if (locks.length > 0) {
+      const lock = locks[0]!;
+      const target = 'user' in lock.target ? `user ${lock.target.user}` : `role ${lock.target.role}`;
+      throw new GatehouseError('GH_ERR_USER_LOCKED', `access locked (${target})${lock.message ? `: ${lock.message}` : ''}`, {
+        hint: 'ask an admin to remove the lock (gatehouse locks ls / locks rm ID)',
+        details: { lock_id: lock.id },
+      });
+    }
+    const roles = await this.#d.resolveRoles(roleNames);
+    return { identity, user, roles, checker: AccessChecker.from(roles, identity.traits) };
+  }
+
+  /** Admin API permission: throws GH_ERR_ACCESS_DENIED (audited) unless a role rule allows it. */
+  async checkRule(p: Principal, resource: ResourceKind, verb: Verb, ctx: ConnectionContext = {}): Promise<void> {
+    const d = p.checker.checkRule(resource, verb);
+    if (!d.allowed) await this.#deny(p.identity, { kind: resource, name: verb }, d.reason, ctx);
+  }
+
+  /**
+   * The one entry point adapters call after reading the client's request and
+   * before dialing anything. Returns a Grant or throws GH_ERR_ACCESS_DENIED /
+   * GH_ERR_USER_LOCKED / GH_ERR_CERT_EXPIRED with a reason the adapter relays
+   * in its own protocol. Every denial is audited.
+   */
+  async authorize(identity: Identity | undefined, target: AccessTarget, ctx: ConnectionContext = {}): Promise<Grant> {
+    if (!identity) {
+      return this.#deny(undefined, target, 'no Gatehouse client certificate was presented', ctx, 'GH_ERR_UNAUTHENTICATED');
+    }
+    let p: Principal;
+    try {
+      p = await this.principal(identity);
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      await this.#audit(identity, target, msg, ctx);
+      throw err instanceof GatehouseError
+        ? err
+        : new GatehouseError('GH_ERR_ACCESS_DENIED', 'access check failed', { cause: err });
+    }
+    const route = identity.route;
+    if (route) {
+      const ok =
+        (route.kind === 'db' && target.kind === 'db' && route.name === target.name &&
+          (route.user === undefined || route.user === target.dbUser) &&
+          (route.database === undefined || route.database === target.dbName)) ||
+        (route.kind === 'kube' && target.kind === 'kube' && route.cluster === target.name);
+      if (!ok) {
+        return this.#deny(identity, target, `certificate is scoped to ${route.kind} "${'name' in route ? route.name : route.cluster}"`, ctx);
+      }
+    }
+    if (identity.loginIp && ctx.remoteAddr && identity.loginIp !== ctx.remoteAddr) {
+      return this.#deny(identity, target, `certificate is pinned to ${identity.loginIp}, connection is from ${ctx.remoteAddr}`, ctx);
+    }
+    const c = p.checker;
+    let kube: { users: string[]; groups: string[] } | undefined;
+    let decision: AccessDecision;
+    if (target.kind === 'kube') {
+      const k = c.checkKube(target);
+      if (k.allowed) kube = { users: k.users, groups: k.groups };
+      decision = k;
+    } else if (target.kind === 'node') decision = c.checkNode(target, target.login);
+    else if (target.kind === 'db') decision = c.checkDatabase(target, { dbUser: target.dbUser, dbName: target.dbName });
+    else decision = c.checkDesktop(target, target.login);
+    if (!decision.allowed) return this.#deny(identity, target, decision.reason, ctx, undefined, decision.role);
+    const options = c.options();
+    const now = this.#d.clock.now().getTime();
+    const expires = new Date(Math.min(identity.expires.getTime(), now + options.maxSessionTtlMs));
+    return mintGrant({
+      identity,
+      target,
+      expires,
+      options,
+      roles: decision.roles,
+      kube,
+    });
+  }
+
+  async #deny(
+    identity: Identity | undefined,
+    target: { kind: string; name: string },
+    reason: string,
+    ctx: ConnectionContext,
+    code: 'GH_ERR_ACCESS_DENIED' | 'GH_ERR_UNAUTHENTICATED' = 'GH_ERR_ACCESS_DENIED',
+    role?: string,
+  ): Promise<never> {
+    await this.#audit(identity, target, reason, ctx);
+    throw new GatehouseError(code, `access denied: ${reason}`, {
+      hint:
+        code === 'GH_ERR_UNAUTHENTICATED'
+          ? 'log in first: gatehouse login --proxy HOST:PORT'
+          : 'ask an admin for a role that allows this (gatehouse status shows your roles)',
+      details: { reason, ...(role ? { role } : {}) },
+    });
+  }
+
+  async #audit(identity: Identity | undefined, target: { kind: string; name: string }, reason: string, ctx: ConnectionContext) {
+    // If the denial cannot be audited the caller still gets a denial: emit's
+    // rejection propagates and the adapter closes the connection.
+    await this.#d.audit.emit({
+      type: 'access.denied',
+      user: identity?.user ?? 'anonymous',
+      resource_kind: target.kind,
+      resource: target.name,
+      reason,
+      ...('login' in target && typeof target.login === 'string' ? { login: target.login } : {}),
+      ...(ctx.remoteAddr ? { addr: { remote: ctx.remoteAddr } } : {}),
+    });
+  }
+}

@@ -1,0 +1,2 @@
+export * from './authorizer.js';
+export { type AccessTarget, Grant } from './grant.js';
