@@ -50,7 +50,13 @@ export type ListenerRejectReason =
 
 export type AuditEventInput =
   | (CommonFields & { type: 'user.login'; success: true; method: LoginMethod; mfa: boolean; client?: string })
-  | (CommonFields & { type: 'user.login'; success: false; method: LoginMethod; reason: LoginFailureReason; error: string })
+  | (CommonFields & {
+      type: 'user.login';
+      success: false;
+      method: LoginMethod;
+      reason: LoginFailureReason;
+      error: string;
+    })
   | (CommonFields & { type: 'user.logout' })
   | (CommonFields & { type: 'user.create'; name: string; roles: string[] })
   | (CommonFields & { type: 'user.update'; name: string; changes: string[] })
@@ -59,7 +65,12 @@ export type AuditEventInput =
   | (CommonFields & { type: 'role.create'; name: string })
   | (CommonFields & { type: 'role.update'; name: string })
   | (CommonFields & { type: 'role.delete'; name: string })
-  | (CommonFields & { type: 'lock.create'; lock_id: string; target: Record<string, string>; expires?: string })
+  | (CommonFields & {
+      type: 'lock.create';
+      lock_id: string;
+      target: Record<string, string>;
+      expires?: string;
+    })
   | (CommonFields & { type: 'lock.delete'; lock_id: string; target: Record<string, string> })
   | (CommonFields & {
       type: 'cert.create';

@@ -1,2 +1,17 @@
 export * from './emitter.js';
+export * from './errors.js';
 export * from './events.js';
+export { createIdGenerator } from './id.js';
+export { SqliteAuditIndex, type SqliteAuditIndexOptions } from './index-sqlite.js';
+export { AUDIT_DIAGNOSTICS_CHANNEL, type AuditDiagnostic, AuditLog, type AuditLogOptions } from './log.js';
+export {
+  type AuditQuery,
+  type AuditSearchResult,
+  DEFAULT_LIMIT,
+  decodeCursor,
+  encodeCursor,
+  MAX_LIMIT,
+} from './query.js';
+export { JsonlFileSink, type JsonlFileSinkOptions } from './sinks/jsonl.js';
+export { StdoutSink, type StdoutSinkOptions } from './sinks/stdout.js';
+export type { AuditIndex, AuditSink } from './sinks/types.js';

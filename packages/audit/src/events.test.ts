@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { type AuditEventInput, codeFor, EVENT_CODES } from './events.js';
+
+// The codes are a public contract (SIEM rules match on them): this table is
+// written out by hand on purpose, so changing or reusing a code fails here.
+const EXPECTED = {
+  'user.login': { ok: 'GH1000I', fail: 'GH1001W' },
+  'user.logout': 'GH1002I',
+  'user.create': 'GH1010I',
+  'user.update': 'GH1011I',
+  'user.delete': 'GH1012I',
+  'user.token.create': 'GH1013I',
+  'role.create': 'GH1020I',
+  'role.update': 'GH1021I',
+  'role.delete': 'GH1022I',
+  'lock.create': 'GH1030I',
+  'lock.delete': 'GH1031I',
+  'cert.create': 'GH1040I',
+  'ca.create': 'GH1041I',
+  'listener.reject': 'GH1100W',
+  'http.reject': 'GH1101W',
+  'access.denied': 'GH1102W',
+  'gateway.start': 'GH1200I',
+  'gateway.stop': 'GH1201I',
+  'audit.backlog': 'GH1210E',
+};
+
+function allCodes(): string[] {
+  return Object.values(EVENT_CODES).flatMap((c) => (typeof c === 'string' ? [c] : [c.ok, c.fail]));
+}
+
+describe('event codes', () => {
+  it('match the published table exactly', () => {
+    expect(EVENT_CODES).toStrictEqual(EXPECTED);
+  });
+
+  it('are unique across all types and variants', () => {
+    const codes = allCodes();
+    expect(new Set(codes).size).toBe(codes.length);
+  });
+
+  it('are GH<number><severity>', () => {
+    for (const c of allCodes()) expect(c).toMatch(/^GH\d{4}[IWE]$/);
+  });
+
+  it('give login success and failure different codes', () => {
+    const ok: AuditEventInput = { type: 'user.login', success: true, method: 'password', mfa: true };
+    const bad: AuditEventInput = {
+      type: 'user.login',
+      success: false,
+      method: 'password',
+      reason: 'bad_password',
+      error: 'wrong password',
+    };
+    expect(codeFor(ok)).toBe('GH1000I');
+    expect(codeFor(bad)).toBe('GH1001W');
+    expect(codeFor({ type: 'audit.backlog', sink: 's', backlog: 1, error: 'x' })).toBe('GH1210E');
+  });
+});

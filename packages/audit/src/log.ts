@@ -1,0 +1,436 @@
+import { channel } from 'node:diagnostics_channel';
+import type { AuditEmitter } from './emitter.js';
+import { AuditUnavailableError, AuditValidationError } from './errors.js';
+import { type AuditEvent, type AuditEventInput, codeFor, EVENT_CODES } from './events.js';
+import { createIdGenerator } from './id.js';
+import type { AuditQuery, AuditSearchResult } from './query.js';
+import type { AuditIndex, AuditSink } from './sinks/types.js';
+import { Spool } from './spool.js';
+
+export interface AuditLogOptions {
+  /** Cluster name stamped on every event. */
+  cluster: string;
+  /** Where events go. An `index` not listed here is added as a sink too. */
+  sinks: AuditSink[];
+  /** Answers `search`. */
+  index?: AuditIndex;
+  /**
+   * Directory for per-sink spool files (created 0700 on first use). One
+   * process per spool directory: give the daemon and a CLI separate ones.
+   */
+  spoolDir: string;
+  /** Time source for `time` and for the default ids. */
+  clock?: () => Date;
+  /** Id source; default: time-ordered UUIDv7. */
+  idGen?: () => string;
+  /** First retry delay after a sink fails; doubles up to `retryMaxMs`. Default 1000. */
+  retryInitialMs?: number;
+  /** Default 30000. */
+  retryMaxMs?: number;
+}
+
+/**
+ * What the log reports on `diagnostics_channel.channel('gatehouse:audit')`:
+ * sink failures and recoveries, and problems it cannot throw to anyone.
+ */
+export type AuditDiagnostic =
+  | { kind: 'sink_failed'; sink: string; error: string }
+  | { kind: 'sink_recovered'; sink: string }
+  | { kind: 'replay_failed'; sink: string; error: string; backlog: number }
+  | { kind: 'spool_line_rejected'; sink: string; file: string }
+  | { kind: 'backlog_event_failed'; sink: string; error: string };
+
+export const AUDIT_DIAGNOSTICS_CHANNEL = 'gatehouse:audit';
+
+const SINK_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const REPLAY_BATCH = 256;
+
+type ReplayStatus = 'done' | 'more' | 'failed';
+
+interface SinkState {
+  sink: AuditSink;
+  spool: Spool;
+  /** True while the sink has a backlog: new events go to the spool so order is kept. */
+  failing: boolean;
+  /** Deliveries to one sink run one after another, in emit order. */
+  chain: Promise<unknown>;
+  timer: NodeJS.Timeout | undefined;
+  delayMs: number;
+  lastError: string | undefined;
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The audit log: fills in id/time/code/cluster, writes each event to every
+ * sink, and never loses one silently. A sink that throws gets the event in
+ * its on-disk spool instead, and a retry loop replays the spool in order once
+ * the sink works again; until then later events queue behind the backlog.
+ * Only if the spool cannot be written either does `emit` reject, so the
+ * caller fails the audited action instead of letting it go unrecorded.
+ */
+export class AuditLog implements AuditEmitter {
+  readonly cluster: string;
+  readonly #states: SinkState[];
+  readonly #index: AuditIndex | undefined;
+  readonly #clock: () => Date;
+  readonly #idGen: () => string;
+  readonly #retryInitialMs: number;
+  readonly #retryMaxMs: number;
+  readonly #diag = channel(AUDIT_DIAGNOSTICS_CHANNEL);
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  constructor(opts: AuditLogOptions) {
+    if (typeof opts.cluster !== 'string' || opts.cluster.length === 0) {
+      throw new TypeError('AuditLog: cluster must be a non-empty string');
+    }
+    if (typeof opts.spoolDir !== 'string' || opts.spoolDir.length === 0) {
+      throw new TypeError('AuditLog: spoolDir must be a non-empty path');
+    }
+    const sinks = [...opts.sinks];
+    if (opts.index && !sinks.includes(opts.index)) sinks.push(opts.index);
+    // An audit log that writes nowhere would accept every event and keep none.
+    if (sinks.length === 0) throw new TypeError('AuditLog: at least one sink is required');
+    const names = new Set<string>();
+    for (const s of sinks) {
+      if (!SINK_NAME.test(s.name)) {
+        throw new TypeError(`AuditLog: sink name ${JSON.stringify(s.name)} must match ${SINK_NAME}`);
+      }
+      if (names.has(s.name)) throw new TypeError(`AuditLog: two sinks are named '${s.name}'`);
+      names.add(s.name);
+    }
+    this.cluster = opts.cluster;
+    this.#index = opts.index;
+    this.#clock = opts.clock ?? (() => new Date());
+    this.#idGen = opts.idGen ?? createIdGenerator(() => this.#clock().getTime());
+    this.#retryInitialMs = opts.retryInitialMs ?? 1000;
+    this.#retryMaxMs = Math.max(this.#retryInitialMs, opts.retryMaxMs ?? 30_000);
+    this.#states = sinks.map((sink) => {
+      const spool = new Spool(opts.spoolDir, sink.name);
+      spool.load();
+      const st: SinkState = {
+        sink,
+        spool,
+        failing: spool.pending > 0,
+        chain: Promise.resolve(),
+        timer: undefined,
+        delayMs: this.#retryInitialMs,
+        lastError: undefined,
+      };
+      return st;
+    });
+    for (const st of this.#states) {
+      // A backlog from an earlier run is replayed right away; a fully replayed
+      // spool whose removal was interrupted is simply removed.
+      if (st.failing) this.#setTimer(st, 0);
+      else st.spool.clear();
+    }
+  }
+
+  async emit(input: AuditEventInput): Promise<AuditEvent> {
+    if (this.#closed) {
+      throw new AuditUnavailableError('the audit log is closed', {
+        hint: 'Emit events only between creating the AuditLog and closing it.',
+      });
+    }
+    const e = this.#build(input);
+    await this.#dispatch(e);
+    return e;
+  }
+
+  /** Events waiting in each sink's spool (0 for healthy sinks). */
+  backlog(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const st of this.#states) out[st.sink.name] = st.spool.pending;
+    return out;
+  }
+
+  /** Newest first, through the index. */
+  async search(q: AuditQuery = {}): Promise<AuditSearchResult> {
+    if (!this.#index) {
+      throw new AuditUnavailableError('this audit log has no index to search', {
+        hint: 'Create the AuditLog with an index (e.g. SqliteAuditIndex) to search events.',
+      });
+    }
+    return this.#index.search(q);
+  }
+
+  /** Every matching event, newest first, page by page. */
+  async *iterate(q: Omit<AuditQuery, 'cursor'> = {}): AsyncIterable<AuditEvent> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.search(cursor === undefined ? q : { ...q, cursor });
+      yield* page.events;
+      cursor = page.next_cursor;
+    } while (cursor !== undefined);
+  }
+
+  /**
+   * Replays every backlog now instead of waiting for the retry timer.
+   * Resolves when each spool is empty or its sink failed again.
+   */
+  async retryNow(): Promise<void> {
+    await Promise.all(
+      this.#states
+        .filter((st) => st.failing)
+        .map(async (st) => {
+          this.#clearTimer(st);
+          const status = await this.#replayAll(st);
+          if (status === 'failed') this.#scheduleRetry(st);
+        }),
+    );
+  }
+
+  /**
+   * Waits for deliveries in flight, makes one last attempt at each backlog
+   * (what stays in a spool is replayed by the next AuditLog on that spool
+   * directory), stops the retry loops and closes every sink.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    for (const st of this.#states) this.#clearTimer(st);
+    await this.#drain();
+    for (const st of this.#states) if (st.failing) await this.#replayAll(st);
+    for (const st of this.#states) this.#clearTimer(st);
+    const errors: unknown[] = [];
+    for (const st of this.#states) {
+      try {
+        await st.sink.close?.();
+      } catch (err) {
+        errors.push(err);
+      }
+    }
+    if (errors.length > 0) throw new AggregateError(errors, 'closing audit sinks failed');
+  }
+
+  /** Waits until no sink has queued work, including work queued while waiting. */
+  async #drain(): Promise<void> {
+    for (;;) {
+      const chains = this.#states.map((st) => st.chain);
+      await Promise.allSettled(chains);
+      if (this.#states.every((st, i) => st.chain === chains[i])) return;
+    }
+  }
+
+  #build(input: AuditEventInput): AuditEvent {
+    if (typeof input !== 'object' || input === null) {
+      throw new AuditValidationError('an audit event must be an object');
+    }
+    const type = (input as { type?: unknown }).type;
+    if (typeof type !== 'string' || !Object.hasOwn(EVENT_CODES, type)) {
+      throw new AuditValidationError(`unknown audit event type ${JSON.stringify(type)}`, {
+        hint: 'Add the type to the catalogue in @gatehouse/audit events.ts before emitting it.',
+      });
+    }
+    // The log owns these four fields; an input that carries them does not get to choose.
+    const {
+      id: _id,
+      time: _time,
+      code: _code,
+      cluster: _cluster,
+      type: _type,
+      ...rest
+    } = input as AuditEventInput & Partial<Pick<AuditEvent, 'id' | 'time' | 'code' | 'cluster'>>;
+    return {
+      id: this.#idGen(),
+      time: this.#clock().toISOString(),
+      type: input.type,
+      code: codeFor(input),
+      cluster: this.cluster,
+      ...rest,
+    } as AuditEvent;
+  }
+
+  async #dispatch(e: AuditEvent): Promise<void> {
+    let line: string;
+    try {
+      line = `${JSON.stringify(e)}\n`;
+    } catch (err) {
+      throw new AuditValidationError(`audit event ${e.type} cannot be serialized: ${message(err)}`, {
+        cause: err,
+      });
+    }
+    const results = await Promise.allSettled(
+      this.#states.map((st) => this.#enqueue(st, () => this.#deliver(st, e, line))),
+    );
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    const first = failed[0];
+    if (first) {
+      if (failed.length === 1) throw first.reason;
+      throw new AuditUnavailableError(failed.map((r) => message(r.reason)).join('; '), {
+        cause: new AggregateError(
+          failed.map((r) => r.reason),
+          'several audit sinks failed',
+        ),
+      });
+    }
+  }
+
+  #enqueue<T>(st: SinkState, job: () => T | Promise<T>): Promise<T> {
+    const p = st.chain.then(job);
+    // The chain only orders jobs; each job's outcome reaches its own caller through `p`.
+    st.chain = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  }
+
+  async #deliver(st: SinkState, e: AuditEvent, line: string): Promise<void> {
+    if (st.failing) {
+      this.#appendToSpool(st, line, undefined);
+      return;
+    }
+    try {
+      await st.sink.write(e);
+      return;
+    } catch (err) {
+      this.#appendToSpool(st, line, err);
+      this.#startFailing(st, err);
+    }
+  }
+
+  #appendToSpool(st: SinkState, line: string, sinkError: unknown): void {
+    try {
+      st.spool.append(line);
+    } catch (err) {
+      const why = sinkError === undefined ? 'has a backlog' : `failed (${message(sinkError)})`;
+      throw new AuditUnavailableError(
+        `audit sink '${st.sink.name}' ${why} and its spool ${st.spool.path} cannot be written: ${message(err)}`,
+        { cause: err },
+      );
+    }
+  }
+
+  #startFailing(st: SinkState, err: unknown): void {
+    st.failing = true;
+    st.lastError = message(err);
+    st.delayMs = this.#retryInitialMs;
+    this.#publish({ kind: 'sink_failed', sink: st.sink.name, error: st.lastError });
+    this.#scheduleRetry(st);
+    // Not awaited: this runs inside the failing sink's queue, and the event
+    // queues behind it there (it lands in that sink's spool too, so every
+    // sink keeps the same record).
+    this.#dispatchInternal({
+      type: 'audit.backlog',
+      user: 'system',
+      sink: st.sink.name,
+      backlog: st.spool.pending,
+      error: st.lastError,
+      message: `audit sink '${st.sink.name}' is failing; events are spooled to disk and retried`,
+    }).catch((e2: unknown) => {
+      // Nobody awaits this event; the failure is reported on the diagnostics
+      // channel, and the next emit meets the same broken spool and rejects.
+      this.#publish({ kind: 'backlog_event_failed', sink: st.sink.name, error: message(e2) });
+    });
+  }
+
+  async #dispatchInternal(input: AuditEventInput): Promise<void> {
+    await this.#dispatch(this.#build(input));
+  }
+
+  #scheduleRetry(st: SinkState): void {
+    const delay = st.delayMs;
+    st.delayMs = Math.min(st.delayMs * 2, this.#retryMaxMs);
+    this.#setTimer(st, delay);
+  }
+
+  #setTimer(st: SinkState, delay: number): void {
+    if (this.#closed) return;
+    this.#clearTimer(st);
+    const t = setTimeout(() => {
+      st.timer = undefined;
+      void this.#replayAll(st).then((status) => {
+        if (status === 'failed') this.#scheduleRetry(st);
+      });
+    }, delay);
+    // The retry loop must never keep a process alive on its own.
+    t.unref();
+    st.timer = t;
+  }
+
+  #clearTimer(st: SinkState): void {
+    if (st.timer) {
+      clearTimeout(st.timer);
+      st.timer = undefined;
+    }
+  }
+
+  async #replayAll(st: SinkState): Promise<ReplayStatus> {
+    for (;;) {
+      // One batch per queued job, so fresh emits (spooled behind) are not held up by a long replay.
+      const status = await this.#enqueue(st, () => this.#replayBatch(st));
+      if (status !== 'more') return status;
+    }
+  }
+
+  async #replayBatch(st: SinkState): Promise<ReplayStatus> {
+    if (!st.failing) return 'done';
+    try {
+      const { lines, eof } = st.spool.read(REPLAY_BATCH);
+      let end = st.spool.offset;
+      let delivered = 0;
+      let failure: unknown;
+      for (const line of lines) {
+        let e: AuditEvent | undefined;
+        try {
+          e = JSON.parse(line.text) as AuditEvent;
+        } catch {
+          // A torn line from a crash mid-append: keep it for an operator, report it, move on.
+          const file = st.spool.reject(line.text);
+          this.#publish({ kind: 'spool_line_rejected', sink: st.sink.name, file });
+        }
+        if (e !== undefined) {
+          try {
+            await st.sink.write(e);
+          } catch (err) {
+            failure = err;
+            break;
+          }
+        }
+        end = line.end;
+        delivered++;
+      }
+      if (delivered > 0) st.spool.commit(end, delivered);
+      if (failure !== undefined) {
+        st.lastError = message(failure);
+        this.#publish({
+          kind: 'replay_failed',
+          sink: st.sink.name,
+          error: st.lastError,
+          backlog: st.spool.pending,
+        });
+        return 'failed';
+      }
+      if (!eof) return 'more';
+      st.spool.clear();
+      st.failing = false;
+      st.lastError = undefined;
+      st.delayMs = this.#retryInitialMs;
+      this.#publish({ kind: 'sink_recovered', sink: st.sink.name });
+      return 'done';
+    } catch (err) {
+      // The spool itself could not be read or updated; the events stay on disk for the next try.
+      st.lastError = message(err);
+      this.#publish({
+        kind: 'replay_failed',
+        sink: st.sink.name,
+        error: st.lastError,
+        backlog: st.spool.pending,
+      });
+      return 'failed';
+    }
+  }
+
+  #publish(d: AuditDiagnostic): void {
+    if (this.#diag.hasSubscribers) this.#diag.publish(d);
+  }
+}

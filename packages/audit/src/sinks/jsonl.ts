@@ -1,0 +1,164 @@
+import {
+  closeSync,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import type { AuditEvent } from '../events.js';
+import type { AuditSink } from './types.js';
+
+export interface JsonlFileSinkOptions {
+  /** Directory for the event files; created (mode 0700) if missing. */
+  dir: string;
+  /** Start a new numbered file once the current one would grow beyond this. Default 64 MiB. */
+  maxBytes?: number;
+  /** Keep at most this many event files; the oldest are deleted on rotation. Default: keep all. */
+  maxFiles?: number;
+  name?: string;
+}
+
+const FILE_RE = /^events-(\d{4}-\d{2}-\d{2})(?:\.(\d+))?\.jsonl$/;
+const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
+
+function fileName(day: string, n: number): string {
+  return n === 0 ? `events-${day}.jsonl` : `events-${day}.${n}.jsonl`;
+}
+
+interface Current {
+  day: string;
+  n: number;
+  fd: number;
+}
+
+/**
+ * The audit record: one JSON line per event in `events-YYYY-MM-DD[.N].jsonl`
+ * (UTC day of the event).
+ *
+ * Several processes (the daemon and a local admin CLI) may append to the same
+ * directory. Each line is written with one write(2) on an O_APPEND descriptor,
+ * so lines from different processes never interleave. Rotation never renames
+ * a file: it opens the next number, so a process that still holds the old
+ * file keeps appending to a file that exists, and finds the newer one the
+ * next time it sees its own file is full.
+ */
+export class JsonlFileSink implements AuditSink {
+  readonly name: string;
+  readonly dir: string;
+  readonly #maxBytes: number;
+  readonly #maxFiles: number | undefined;
+  #cur: Current | undefined;
+
+  constructor(opts: JsonlFileSinkOptions) {
+    this.name = opts.name ?? 'jsonl';
+    this.dir = opts.dir;
+    this.#maxBytes = opts.maxBytes ?? 64 * 1024 * 1024;
+    this.#maxFiles = opts.maxFiles;
+    if (!(this.#maxBytes > 0)) throw new RangeError('JsonlFileSink: maxBytes must be positive');
+    if (this.#maxFiles !== undefined && !(Number.isInteger(this.#maxFiles) && this.#maxFiles >= 1)) {
+      throw new RangeError('JsonlFileSink: maxFiles must be a positive integer');
+    }
+  }
+
+  write(e: AuditEvent): void {
+    const day = e.time.slice(0, 10);
+    // The day becomes part of a file name: never let a malformed time pick the path.
+    if (!DAY_RE.test(day)) throw new Error(`JsonlFileSink: event ${e.id} has a malformed time ${e.time}`);
+    const line = Buffer.from(`${JSON.stringify(e)}\n`, 'utf8');
+    const fd = this.#fdFor(day, line.length);
+    const n = writeSync(fd, line);
+    if (n !== line.length) throw new Error(`JsonlFileSink: short write (${n} of ${line.length} bytes)`);
+  }
+
+  async close(): Promise<void> {
+    this.#closeCurrent();
+  }
+
+  /** Event files in this directory, oldest first. */
+  files(): string[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    return names
+      .map((f) => ({ f, m: FILE_RE.exec(f) }))
+      .filter((x): x is { f: string; m: RegExpExecArray } => x.m !== null)
+      .sort((a, b) => {
+        const da = a.m[1] ?? '';
+        const db = b.m[1] ?? '';
+        if (da !== db) return da < db ? -1 : 1;
+        return Number(a.m[2] ?? 0) - Number(b.m[2] ?? 0);
+      })
+      .map((x) => x.f);
+  }
+
+  #fdFor(day: string, lineLen: number): number {
+    const cur = this.#cur;
+    if (cur && cur.day === day && !this.#full(fstatSync(cur.fd).size, lineLen)) return cur.fd;
+    // Day changed, first write, or our file is full: find the newest file of
+    // that day (another process may have rotated already) and use it if it has room.
+    this.#closeCurrent();
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    let n = this.#highest(day);
+    let size = this.#size(join(this.dir, fileName(day, n)));
+    if (this.#full(size, lineLen)) {
+      n++;
+      size = 0;
+    }
+    const fd = openSync(join(this.dir, fileName(day, n)), 'a', 0o600);
+    this.#cur = { day, n, fd };
+    if (this.#maxFiles !== undefined && size === 0) this.#prune(this.#maxFiles);
+    return fd;
+  }
+
+  #full(size: number, lineLen: number): boolean {
+    // An empty file always takes the line, so one oversized event cannot loop forever.
+    return size > 0 && size + lineLen > this.#maxBytes;
+  }
+
+  #highest(day: string): number {
+    let max = 0;
+    for (const f of this.files()) {
+      const m = FILE_RE.exec(f);
+      if (m && m[1] === day) max = Math.max(max, Number(m[2] ?? 0));
+    }
+    return max;
+  }
+
+  #size(path: string): number {
+    try {
+      return statSync(path).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      throw err;
+    }
+  }
+
+  #prune(keep: number): void {
+    const all = this.files();
+    const current = this.#cur ? fileName(this.#cur.day, this.#cur.n) : undefined;
+    for (const f of all.slice(0, Math.max(0, all.length - keep))) {
+      if (f === current) continue;
+      try {
+        unlinkSync(join(this.dir, f));
+      } catch (err) {
+        // Another process pruning the same directory got there first.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+  }
+
+  #closeCurrent(): void {
+    if (this.#cur) {
+      closeSync(this.#cur.fd);
+      this.#cur = undefined;
+    }
+  }
+}
