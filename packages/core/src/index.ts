@@ -1,1 +1,2 @@
 // placeholder
+export * from './rbac/index.js';

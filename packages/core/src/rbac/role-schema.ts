@@ -1,0 +1,202 @@
+import { z } from 'zod';
+import { isDuration, parseDuration } from '../util/duration.js';
+import { regexError } from './labels.js';
+import { parseTemplate } from './templates.js';
+import type { Role } from './types.js';
+
+/** Defaults for role options, in one place (the checker and the docs read them from here). */
+export const ROLE_DEFAULTS = {
+  /** Certificates from a role without max_session_ttl live at most this long. */
+  maxSessionTtl: '8h',
+  /** No role may ask for longer certificates than this. */
+  maxSessionTtlCap: '30h',
+  permitPty: true,
+  portForwarding: false,
+  agentForwarding: false,
+  x11Forwarding: false,
+  recordSession: { ssh: true, desktop: true, kube: true },
+} as const;
+
+export const MAX_SESSION_TTL_CAP_MS = parseDuration(ROLE_DEFAULTS.maxSessionTtlCap);
+export const DEFAULT_MAX_SESSION_TTL_MS = parseDuration(ROLE_DEFAULTS.maxSessionTtl);
+const TTL_CAP = { ms: MAX_SESSION_TTL_CAP_MS, text: ROLE_DEFAULTS.maxSessionTtlCap };
+
+/** Milliseconds, or undefined when `text` is not a duration (the config's format: 30m, 8h, 1h30m). */
+export function roleDurationMs(text: string): number | undefined {
+  return isDuration(text) ? parseDuration(text) : undefined;
+}
+
+export const ENHANCED_RECORDING_EVENTS = ['command', 'network', 'disk'] as const;
+
+export const ROLE_NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** A value that may hold a trait template and/or a `^regex$`; both must be well-formed. */
+const patternValue = z.string().superRefine((v, ctx) => {
+  const t = parseTemplate(v);
+  if (!t.ok) {
+    ctx.addIssue({ code: 'custom', message: `invalid template: ${t.error}` });
+    return;
+  }
+  // A regex built from a template is checked after expansion, where it never matches if broken.
+  const err = t.template ? undefined : regexError(v);
+  if (err) ctx.addIssue({ code: 'custom', message: `invalid regular expression "${v}": ${err}` });
+});
+
+const stringList = (what: string) =>
+  z.array(patternValue, {
+    error: (iss) =>
+      iss.code === 'invalid_type' && iss.expected === 'array'
+        ? `${what} must be a list of strings (got ${typeName(iss.input)})`
+        : undefined,
+  });
+
+const labelValues = z.union([patternValue, z.array(patternValue)], {
+  error: (iss) =>
+    iss.code === 'invalid_union'
+      ? `label value must be a string or a list of strings (got ${typeName(iss.input)}); quote it, e.g. "${String(iss.input)}"`
+      : undefined,
+});
+
+const labelSelector = z.record(z.string(), labelValues).superRefine((sel, ctx) => {
+  const star = sel['*'];
+  if (star === undefined) return;
+  const values = typeof star === 'string' ? [star] : star;
+  if (!(values.length === 1 && values[0] === '*')) {
+    ctx.addIssue({ code: 'custom', path: ['*'], message: 'the label key "*" only accepts the value "*"' });
+  }
+});
+
+const duration = (opts: { cap?: { ms: number; text: string } } = {}) =>
+  z.string().superRefine((v, ctx) => {
+    const ms = roleDurationMs(v);
+    if (ms === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `invalid duration "${v}": write durations like 30m, 8h or 1h30m`,
+      });
+    } else if (ms <= 0) {
+      ctx.addIssue({ code: 'custom', message: `duration "${v}" must be greater than zero` });
+    } else if (opts.cap !== undefined && ms > opts.cap.ms) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `duration "${v}" exceeds the maximum of ${opts.cap.text}`,
+      });
+    }
+  });
+
+export const VERBS = ['list', 'read', 'create', 'update', 'delete'] as const;
+export const RESOURCE_KINDS = [
+  'user',
+  'role',
+  'lock',
+  'token',
+  'audit',
+  'session',
+  'recording',
+  'node',
+  'db',
+  'kube_cluster',
+  'desktop',
+  'cluster',
+  '*',
+] as const;
+
+const ruleSchema = z.strictObject({
+  /** Admin API resource kinds the rule covers ('*' for all). */
+  resources: z.array(z.enum(RESOURCE_KINDS)),
+  /** Verbs the rule covers ('*' for all). */
+  verbs: z.array(z.enum([...VERBS, '*'])),
+});
+
+export const conditionsSchema = z.strictObject({
+  /** Unix logins on SSH nodes (SSH certificate principals). */
+  logins: stringList('logins').optional(),
+  node_labels: labelSelector.optional(),
+  db_labels: labelSelector.optional(),
+  db_users: stringList('db_users').optional(),
+  db_names: stringList('db_names').optional(),
+  kube_labels: labelSelector.optional(),
+  /** Kubernetes groups to impersonate. */
+  kube_groups: stringList('kube_groups').optional(),
+  /** Kubernetes users to impersonate. */
+  kube_users: stringList('kube_users').optional(),
+  desktop_labels: labelSelector.optional(),
+  desktop_logins: stringList('desktop_logins').optional(),
+  /** Admin API permissions. */
+  rules: z.array(ruleSchema).optional(),
+  /** Roles the holder may request temporarily (access requests). */
+  request: z
+    .strictObject({
+      roles: z.array(z.string()).optional(),
+      max_duration: duration({ cap: TTL_CAP }).optional(),
+    })
+    .optional(),
+});
+
+export const optionsSchema = z.strictObject({
+  /** Longest certificate lifetime this role allows (default 8h, at most 30h). */
+  max_session_ttl: duration({ cap: TTL_CAP }).optional(),
+  permit_pty: z.boolean().optional(),
+  port_forwarding: z.boolean().optional(),
+  agent_forwarding: z.boolean().optional(),
+  x11_forwarding: z.boolean().optional(),
+  /** Pin SSH certificates to the login IP. */
+  pin_source_ip: z.boolean().optional(),
+  record_session: z
+    .strictObject({
+      ssh: z.boolean().optional(),
+      desktop: z.boolean().optional(),
+      kube: z.boolean().optional(),
+    })
+    .optional(),
+  /** Enhanced (eBPF) recording events: command, network, disk. */
+  enhanced_recording: z
+    .array(
+      z.string().refine((v) => (ENHANCED_RECORDING_EVENTS as readonly string[]).includes(v), {
+        error: (iss) =>
+          `unknown enhanced_recording event ${JSON.stringify(iss.input)} (known: ${ENHANCED_RECORDING_EVENTS.join(', ')})`,
+      }),
+    )
+    .optional(),
+  restrict_network: z
+    .strictObject({ deny: z.array(z.string()).optional(), allow: z.array(z.string()).optional() })
+    .optional(),
+  /** Redact bound parameters in database query audit. */
+  redact_db_params: z.boolean().optional(),
+  /** Require a fresh second factor for every session. */
+  require_mfa: z.boolean().optional(),
+});
+
+export const roleSchema = z.strictObject({
+  kind: z.literal('role', {
+    error: (iss) =>
+      `kind must be "role" (got ${iss.input === undefined ? 'nothing' : JSON.stringify(iss.input)})`,
+  }),
+  name: z.string().regex(ROLE_NAME_RE, {
+    error:
+      'name must be lowercase letters, digits and dashes (at most 63), starting and ending with a letter or digit',
+  }),
+  description: z.string().optional(),
+  allow: conditionsSchema.default({}),
+  deny: conditionsSchema.default({}),
+  options: optionsSchema.default({}),
+});
+
+export type RoleDocument = z.infer<typeof roleSchema>;
+
+// types.ts is the public type; this breaks the build if the schema and it drift apart.
+type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+const schemaMatchesRoleType: Equals<RoleDocument, Role> = true;
+void schemaMatchesRoleType;
+
+function typeName(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return typeof v;
+}
+
+/** Parse an already-decoded role document (e.g. JSON from the backend); throws zod's error when invalid. */
+export function parseRole(doc: unknown): Role {
+  return roleSchema.parse(doc);
+}
