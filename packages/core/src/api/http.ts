@@ -1,0 +1,124 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { GatehouseError } from '../errors.js';
+
+/** Reads a JSON body, refusing more than `limit` bytes before buffering them. */
+export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? '0');
+  if (declared > limit) throw tooLarge(limit);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw tooLarge(limit);
+    chunks.push(chunk);
+  }
+  if (size === 0) return {};
+  const type = String(req.headers['content-type'] ?? '');
+  if (!type.includes('json')) {
+    throw new GatehouseError('GH_ERR_BAD_REQUEST', 'request body must be JSON', {
+      hint: 'send Content-Type: application/json',
+    });
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch (cause) {
+    throw new GatehouseError('GH_ERR_BAD_REQUEST', 'request body is not valid JSON', { cause });
+  }
+}
+
+function tooLarge(limit: number): GatehouseError {
+  return new GatehouseError('GH_ERR_PAYLOAD_TOO_LARGE', `request body larger than ${limit} bytes`, {
+    hint: 'send a smaller request (listener.max_body_bytes sets the limit)',
+  });
+}
+
+const SECURITY_HEADERS = {
+  'cache-control': 'no-store',
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+} as const;
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string | string[]> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    ...SECURITY_HEADERS,
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
+  res.end(text);
+}
+
+export function sendText(res: ServerResponse, status: number, text: string): void {
+  res.writeHead(status, {
+    ...SECURITY_HEADERS,
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+export function sendProblem(res: ServerResponse, err: GatehouseError, headers: Record<string, string> = {}): void {
+  res.writeHead(err.status, {
+    ...SECURITY_HEADERS,
+    'content-type': 'application/problem+json; charset=utf-8',
+    ...headers,
+  });
+  res.end(JSON.stringify(err.toProblem()));
+}
+
+export function parseCookies(header: string | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of (header ?? '').split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0) out[part.slice(0, i).trim()] = decodeURIComponent(part.slice(i + 1).trim());
+  }
+  return out;
+}
+
+/** A route table entry: method + path with `:param` segments. */
+export interface Route<C> {
+  method: string;
+  pattern: string;
+  segments: string[];
+  handler: (ctx: C, params: Record<string, string>) => Promise<void>;
+}
+
+export function compileRoute<C>(method: string, pattern: string, handler: Route<C>['handler']): Route<C> {
+  return { method, pattern, segments: pattern.split('/').filter(Boolean), handler };
+}
+
+export function matchRoute<C>(
+  routes: readonly Route<C>[],
+  method: string,
+  path: string,
+): { route: Route<C>; params: Record<string, string> } | { allowed: string[] } | undefined {
+  const parts = path.split('/').filter(Boolean);
+  const allowed: string[] = [];
+  for (const r of routes) {
+    if (r.segments.length !== parts.length) continue;
+    const params: Record<string, string> = {};
+    let ok = true;
+    for (let i = 0; i < parts.length; i++) {
+      const seg = r.segments[i]!;
+      if (seg.startsWith(':')) {
+        try {
+          params[seg.slice(1)] = decodeURIComponent(parts[i]!);
+        } catch {
+          // A malformed %-escape is a non-match, reported as 404 by the caller.
+          ok = false;
+          break;
+        }
+      } else if (seg !== parts[i]) {
+        ok = false;
+        break;
+      }
+    }
+    if (!ok) continue;
+    if (r.method === method) return { route: r, params };
+    allowed.push(r.method);
+  }
+  return allowed.length > 0 ? { allowed } : undefined;
+}

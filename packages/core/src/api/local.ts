@@ -1,0 +1,114 @@
+import { GatehouseError } from '../errors.js';
+import type { LockRecord, UserRecord } from '../identity/types.js';
+import type { LockService } from '../identity/locks.js';
+import type { UserService } from '../identity/users.js';
+import { lintRole } from '../rbac/lint.js';
+import type { RoleService } from '../rbac/roles.js';
+import { parseDuration } from '../util/duration.js';
+import type { AuditPage, AuditQuery, AdminApi, LockView, TokenView, UserView } from './types.js';
+
+export interface LocalAdminDeps {
+  users: UserService;
+  roles: RoleService;
+  locks: LockService;
+  audit: { search(q: AuditQuery): Promise<AuditPage> };
+  /** Ends a deleted user's browser sessions. */
+  endSessions: (user: string) => Promise<unknown>;
+  /** The command a user runs to accept a token (needs the proxy address and CA pin). */
+  acceptCommand: (token: string) => string;
+}
+
+/**
+ * The admin API over the services directly: what `gatehouse users ...` runs
+ * on the server's own data dir, and what the HTTP API calls after it has
+ * checked the caller's role rules. `actor` lands in every audit event.
+ */
+export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
+  const userView = (u: UserRecord, locks: LockRecord[]): UserView => {
+    const by = locks
+      .filter((l) => ('user' in l.target ? l.target.user === u.name : u.roles.includes(l.target.role)))
+      .map((l) => l.id);
+    return {
+      name: u.name,
+      roles: u.roles,
+      traits: u.traits,
+      hasPassword: Boolean(u.passwordHash),
+      hasTotp: Boolean(u.totp),
+      locked: by.length > 0,
+      ...(by.length > 0 ? { lockedBy: by } : {}),
+      createdAt: u.createdAt,
+      updatedAt: u.updatedAt,
+    };
+  };
+  const mustGet = async (name: string): Promise<UserRecord> => {
+    const u = await d.users.get(name);
+    if (!u) throw new GatehouseError('GH_ERR_NOT_FOUND', `user "${name}" not found`, { hint: 'list users with gatehouse users ls' });
+    return u;
+  };
+  const tokenView = (t: { token: string; expires: Date | string }, kind: 'invite' | 'reset', user: string): TokenView => ({
+    token: t.token,
+    kind,
+    user,
+    expires: new Date(t.expires).toISOString(),
+    command: d.acceptCommand(t.token),
+  });
+  const lockView = (l: LockRecord): LockView => ({ ...l });
+  const ttlMs = (ttl: string | undefined) => (ttl ? parseDuration(ttl) : undefined);
+
+  return {
+    async listUsers() {
+      const [users, locks] = await Promise.all([d.users.list(), d.locks.list()]);
+      return users.map((u) => userView(u, locks));
+    },
+    async getUser(name) {
+      return userView(await mustGet(name), await d.locks.list());
+    },
+    async createUser(req) {
+      const { user, token } = await d.users.create(
+        { name: req.name, roles: req.roles, traits: req.traits ?? {}, ...(req.password ? { password: req.password } : {}) },
+        actor,
+      );
+      return { user: userView(user, []), token: token ? tokenView(token, 'invite', user.name) : undefined };
+    },
+    async updateUser(name, req) {
+      return userView(await d.users.update(name, req, actor), await d.locks.list());
+    },
+    async deleteUser(name) {
+      await d.users.delete(name, actor);
+      await d.endSessions(name);
+    },
+    async resetUser(name) {
+      await mustGet(name);
+      return tokenView(await d.users.createToken(name, 'reset', actor), 'reset', name);
+    },
+    async lockUser(name, req) {
+      await mustGet(name);
+      return lockView(await d.locks.create({ target: { user: name }, message: req.message, ttlMs: ttlMs(req.ttl) }, actor));
+    },
+    async unlockUser(name) {
+      const mine = (await d.locks.list()).filter((l) => 'user' in l.target && l.target.user === name);
+      if (mine.length === 0) {
+        throw new GatehouseError('GH_ERR_NOT_FOUND', `user "${name}" is not locked`, { hint: 'see locks with gatehouse locks ls' });
+      }
+      for (const l of mine) await d.locks.delete(l.id, actor);
+      return mine.map(lockView);
+    },
+    listRoles: () => d.roles.list(),
+    async getRole(name) {
+      const r = await d.roles.get(name);
+      if (!r) throw new GatehouseError('GH_ERR_NOT_FOUND', `role "${name}" not found`, { hint: 'list roles with gatehouse roles ls' });
+      return r;
+    },
+    putRole: (text, opts) => d.roles.put(text, actor, opts ?? {}),
+    deleteRole: (name) => d.roles.delete(name, actor),
+    lintRole: async (text) => lintRole(text).messages,
+    async listLocks() {
+      return (await d.locks.list()).map(lockView);
+    },
+    async createLock(req) {
+      return lockView(await d.locks.create({ target: req.target, message: req.message, ttlMs: ttlMs(req.ttl) }, actor));
+    },
+    deleteLock: (id) => d.locks.delete(id, actor),
+    searchAudit: (q) => d.audit.search(q),
+  };
+}

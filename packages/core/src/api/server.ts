@@ -1,0 +1,399 @@
+import { X509Certificate } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { TLSSocket } from 'node:tls';
+import type { AuditEmitter } from '@gatehouse/audit';
+import { z } from 'zod';
+import type { Principal } from '../authz/authorizer.js';
+import type { Authorizer } from '../authz/authorizer.js';
+import type { LoginService } from '../auth/login.js';
+import { RateLimiter } from '../auth/ratelimit.js';
+import { type WebSession, WebSessions } from '../auth/sessions.js';
+import type { Clock } from '../clock.js';
+import type { GatehouseConfig } from '../config/load.js';
+import { GatehouseError, isGatehouseError } from '../errors.js';
+import type { Identity } from '../identity/types.js';
+import type { CaExportFormat } from '../pki/authority.js';
+import type { ResourceKind, Verb } from '../rbac/types.js';
+import { compileRoute, matchRoute, parseCookies, readJson, type Route, sendJson, sendProblem, sendText } from './http.js';
+import type { AcceptInviteRequest, InviteInfo, PingResponse, WhoamiResponse } from './public.js';
+import { PUBLIC_ROUTES } from './public.js';
+import { ADMIN_ROUTES, type AdminApi, type AuditQuery } from './types.js';
+
+export const SESSION_COOKIE = 'gh_session';
+
+/** Permission each admin call needs (resource, verb), checked in core before the call. */
+export const ADMIN_PERMISSIONS = {
+  listUsers: ['user', 'list'],
+  getUser: ['user', 'read'],
+  createUser: ['user', 'create'],
+  updateUser: ['user', 'update'],
+  deleteUser: ['user', 'delete'],
+  resetUser: ['user', 'update'],
+  lockUser: ['lock', 'create'],
+  unlockUser: ['lock', 'delete'],
+  listRoles: ['role', 'list'],
+  getRole: ['role', 'read'],
+  putRole: ['role', 'update'],
+  deleteRole: ['role', 'delete'],
+  lintRole: ['role', 'read'],
+  listLocks: ['lock', 'list'],
+  createLock: ['lock', 'create'],
+  deleteLock: ['lock', 'delete'],
+  searchAudit: ['audit', 'list'],
+} as const satisfies Record<keyof AdminApi, readonly [ResourceKind, Verb]>;
+
+export interface ApiServerDeps {
+  config: GatehouseConfig;
+  clock: Clock;
+  version: string;
+  audit: AuditEmitter;
+  authorizer: Authorizer;
+  sessions: WebSessions;
+  login: LoginService;
+  invites: {
+    inspect(token: string): Promise<InviteInfo>;
+    accept(token: string, req: AcceptInviteRequest, remoteAddr: string): Promise<void>;
+  };
+  exportCa: (format: CaExportFormat, opts: { type?: 'user' | 'host' | 'db'; hosts?: string }) => string;
+  /** The local admin API acting as `actor`; permission checks happen here before any call. */
+  admin: (actor: string) => AdminApi;
+  log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
+}
+
+interface Ctx {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  remoteAddr: string;
+}
+
+interface Caller {
+  principal: Principal;
+  auth: 'client-cert' | 'session';
+  session?: { id: string; value: WebSession };
+}
+
+const loginBody = z
+  .object({
+    user: z.string().min(1).max(128),
+    password: z.string().max(4096),
+    otp: z.string().max(16).optional(),
+    ssh_public_key: z.string().max(16_384).optional(),
+    tls_public_key: z.string().max(16_384).optional(),
+    ttl: z.string().max(32).optional(),
+    route: z
+      .union([
+        z.object({
+          kind: z.literal('db'),
+          name: z.string(),
+          user: z.string().optional(),
+          database: z.string().optional(),
+          protocol: z.string().optional(),
+        }),
+        z.object({ kind: z.literal('kube'), cluster: z.string() }),
+      ])
+      .optional(),
+  })
+  .strict();
+
+const inviteBody = z.object({ password: z.string().max(4096), otp: z.string().max(16).optional() }).strict();
+
+function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
+  const r = schema.safeParse(body);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new GatehouseError('GH_ERR_VALIDATION', `invalid request: ${i?.path.join('.') || 'body'}: ${i?.message}`, {
+      hint: 'check the request against the API reference in packages/core/README.md',
+    });
+  }
+  return r.data;
+}
+
+/**
+ * The JSON API under /v1/. Public routes (ping, CA export, login, invites)
+ * need no credentials; everything else needs a client certificate from the
+ * user CA or a web session cookie (plus X-CSRF-Token on state changes).
+ */
+export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const limiter = new RateLimiter(d.config.auth.loginRatePerMinute, () => d.clock.now().getTime());
+  const max = d.config.listener.maxBodyBytes;
+
+  const caller = async (ctx: Ctx): Promise<Caller> => {
+    const sock = ctx.req.socket;
+    const peer = sock instanceof TLSSocket ? sock.getPeerX509Certificate() : undefined;
+    if (peer) {
+      const identity = d.authorizer.identityFromCert(peer as X509Certificate);
+      return { principal: await d.authorizer.principal(identity), auth: 'client-cert' };
+    }
+    const id = parseCookies(ctx.req.headers.cookie)[SESSION_COOKIE];
+    const session = id ? await d.sessions.get(id) : undefined;
+    if (!id || !session) {
+      throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'not logged in', {
+        hint: 'log in with gatehouse login --proxy HOST:PORT (or sign in again in the browser)',
+      });
+    }
+    const method = ctx.req.method ?? 'GET';
+    if (method !== 'GET' && method !== 'HEAD' && !WebSessions.csrfMatches(session, header(ctx.req, 'x-csrf-token'))) {
+      throw new GatehouseError('GH_ERR_CSRF', 'missing or wrong X-CSRF-Token header', {
+        hint: 'send the csrf_token from the login response in the X-CSRF-Token header',
+      });
+    }
+    const identity: Identity = {
+      user: session.user,
+      roles: session.roles,
+      traits: {},
+      expires: new Date(session.expires),
+    };
+    const principal = await d.authorizer.principal(identity);
+    // Session identity carries no traits; take them from the user record.
+    principal.identity.traits = principal.user.traits;
+    return { principal, auth: 'session', session: { id, value: session } };
+  };
+
+  const routes: Route<Ctx>[] = [
+    compileRoute('GET', PUBLIC_ROUTES.ping[1], async ({ res }) => {
+      const body: PingResponse = {
+        cluster_name: d.config.clusterName,
+        version: d.version,
+        server_time: d.clock.now().toISOString(),
+        second_factor: d.config.auth.secondFactor,
+        public_addr: d.config.publicAddr,
+      };
+      sendJson(res, 200, body);
+    }),
+    compileRoute('GET', PUBLIC_ROUTES.caExport[1], async ({ res, url }) => {
+      const format = url.searchParams.get('format') ?? 'x509';
+      const type = url.searchParams.get('type') ?? undefined;
+      const hosts = url.searchParams.get('hosts') ?? undefined;
+      if (!['sshd', 'known_hosts', 'x509', 'postgres', 'mariadb', 'kube'].includes(format)) {
+        throw new GatehouseError('GH_ERR_VALIDATION', `unknown export format "${format}"`, {
+          hint: 'use one of sshd, known_hosts, x509, postgres, mariadb, kube',
+        });
+      }
+      if (type !== undefined && !['user', 'host', 'db'].includes(type)) {
+        throw new GatehouseError('GH_ERR_VALIDATION', `unknown CA type "${type}"`, { hint: 'use user, host or db' });
+      }
+      sendText(
+        res,
+        200,
+        d.exportCa(format as CaExportFormat, {
+          ...(type ? { type: type as 'user' | 'host' | 'db' } : {}),
+          ...(hosts ? { hosts } : {}),
+        }),
+      );
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.login[1], async (ctx) => {
+      if (!limiter.take(ctx.remoteAddr)) {
+        const body = (await readJson(ctx.req, max).catch(() => ({}))) as { user?: unknown };
+        await d.audit.emit({
+          type: 'user.login',
+          success: false,
+          method: 'password',
+          reason: 'rate_limited',
+          error: 'too many login attempts from this address',
+          user: typeof body.user === 'string' ? body.user.slice(0, 128) : 'unknown',
+          addr: { remote: ctx.remoteAddr },
+        });
+        throw new GatehouseError('GH_ERR_RATE_LIMITED', 'too many login attempts from this address', {
+          hint: `wait ${limiter.retryAfter(ctx.remoteAddr)} s and try again`,
+        });
+      }
+      const req = parseBody(loginBody, await readJson(ctx.req, max));
+      const { response, sessionId } = await d.login.login(req, { remoteAddr: ctx.remoteAddr });
+      sendJson(ctx.res, 200, response, {
+        'set-cookie': sessionCookie(sessionId, Date.parse(response.expires) - d.clock.now().getTime()),
+      });
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.logout[1], async (ctx) => {
+      const id = parseCookies(ctx.req.headers.cookie)[SESSION_COOKIE];
+      const c = await caller(ctx);
+      if (id && c.session) await d.sessions.delete(id);
+      await d.audit.emit({ type: 'user.logout', user: c.principal.user.name, addr: { remote: ctx.remoteAddr } });
+      ctx.res.writeHead(204, { 'set-cookie': sessionCookie('', 0), 'cache-control': 'no-store' }).end();
+    }),
+    compileRoute('GET', PUBLIC_ROUTES.inspectInvite[1], async (ctx, p) => {
+      sendJson(ctx.res, 200, await d.invites.inspect(p.token!));
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.acceptInvite[1], async (ctx, p) => {
+      if (!limiter.take(ctx.remoteAddr)) {
+        throw new GatehouseError('GH_ERR_RATE_LIMITED', 'too many attempts from this address', {
+          hint: `wait ${limiter.retryAfter(ctx.remoteAddr)} s and try again`,
+        });
+      }
+      const body = parseBody(inviteBody, await readJson(ctx.req, max));
+      await d.invites.accept(p.token!, body, ctx.remoteAddr);
+      ctx.res.writeHead(204, { 'cache-control': 'no-store' }).end();
+    }),
+    compileRoute('GET', PUBLIC_ROUTES.whoami[1], async (ctx) => {
+      const c = await caller(ctx);
+      const p = c.principal;
+      const body: WhoamiResponse = {
+        user: p.user.name,
+        roles: p.roles.map((r) => r.name),
+        traits: p.user.traits,
+        logins: p.checker.sshLogins(),
+        expires: p.identity.expires.toISOString(),
+        auth: c.auth,
+      };
+      sendJson(ctx.res, 200, body);
+    }),
+    ...adminRoutes(),
+  ];
+
+  function adminRoutes(): Route<Ctx>[] {
+    const out: Route<Ctx>[] = [];
+    for (const [name, [method, path]] of Object.entries(ADMIN_ROUTES) as [keyof AdminApi, readonly [string, string]][]) {
+      out.push(
+        compileRoute(method, path, async (ctx, params) => {
+          const c = await caller(ctx);
+          const body = method === 'GET' || method === 'DELETE' ? {} : ((await readJson(ctx.req, max)) as Record<string, unknown>);
+          let [resource, verb] = ADMIN_PERMISSIONS[name] as readonly [ResourceKind, Verb];
+          if (name === 'putRole' && body.create === true) verb = 'create';
+          await d.authorizer.checkRule(c.principal, resource, verb, { remoteAddr: ctx.remoteAddr, protocol: 'http' });
+          const result = await callAdmin(d.admin(c.principal.user.name), name, params, body, ctx.url);
+          if (result === undefined) ctx.res.writeHead(204, { 'cache-control': 'no-store' }).end();
+          else sendJson(ctx.res, name === 'createUser' ? 201 : 200, result);
+        }),
+      );
+    }
+    return out;
+  }
+
+  return (req, res) => {
+    const remoteAddr = normalize(req.socket.remoteAddress);
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'https://gatehouse.invalid');
+    } catch {
+      sendProblem(res, new GatehouseError('GH_ERR_BAD_REQUEST', 'malformed request URL'));
+      return;
+    }
+    const ctx: Ctx = { req, res, url, remoteAddr };
+    const m = matchRoute(routes, req.method ?? 'GET', url.pathname);
+    if (!m) {
+      sendProblem(res, new GatehouseError('GH_ERR_NOT_FOUND', `no API route ${url.pathname}`, { hint: 'API routes live under /v1/' }));
+      return;
+    }
+    if ('allowed' in m) {
+      sendProblem(res, new GatehouseError('GH_ERR_BAD_REQUEST', `method ${req.method} not allowed here`), { allow: m.allowed.join(', ') });
+      return;
+    }
+    m.route.handler(ctx, m.params).catch((err: unknown) => fail(ctx, err));
+  };
+
+  async function fail(ctx: Ctx, err: unknown): Promise<void> {
+    const ge = isGatehouseError(err)
+      ? err
+      : new GatehouseError('GH_ERR_INTERNAL', 'internal error', { cause: err, hint: 'see the gateway log' });
+    if (!isGatehouseError(err)) d.log('error', `API ${ctx.req.method} ${ctx.url.pathname} failed`, err);
+    if (ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE' || ge.code === 'GH_ERR_BAD_REQUEST' || ge.code === 'GH_ERR_CSRF' || ge.code === 'GH_ERR_UNAUTHENTICATED') {
+      await d.audit
+        .emit({
+          type: 'http.reject',
+          method: ctx.req.method ?? '',
+          path: ctx.url.pathname,
+          status: ge.status,
+          error: ge.message,
+          addr: { remote: ctx.remoteAddr },
+        })
+        .catch((e: unknown) => d.log('error', 'audit of an HTTP rejection failed', e));
+    }
+    if (ctx.res.headersSent) {
+      ctx.res.destroy();
+      return;
+    }
+    const headers: Record<string, string> = {};
+    if (ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE') headers.connection = 'close';
+    sendProblem(ctx.res, ge, headers);
+    // An oversized body we stopped reading must not be parsed as the next request.
+    if (ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE') ctx.req.socket.end();
+  }
+}
+
+async function callAdmin(
+  admin: AdminApi,
+  name: keyof AdminApi,
+  p: Record<string, string>,
+  body: Record<string, unknown>,
+  url: URL,
+): Promise<unknown> {
+  const b = body as never;
+  switch (name) {
+    case 'listUsers':
+      return admin.listUsers();
+    case 'getUser':
+      return admin.getUser(p.name!);
+    case 'createUser':
+      return admin.createUser(b);
+    case 'updateUser':
+      return admin.updateUser(p.name!, b);
+    case 'deleteUser':
+      return admin.deleteUser(p.name!);
+    case 'resetUser':
+      return admin.resetUser(p.name!);
+    case 'lockUser':
+      return admin.lockUser(p.name!, b);
+    case 'unlockUser':
+      return admin.unlockUser(p.name!);
+    case 'listRoles':
+      return admin.listRoles();
+    case 'getRole':
+      return admin.getRole(p.name!);
+    case 'putRole':
+      return admin.putRole(String(body.text ?? ''), { create: body.create === true });
+    case 'deleteRole':
+      return admin.deleteRole(p.name!);
+    case 'lintRole':
+      return admin.lintRole(String(body.text ?? ''));
+    case 'listLocks':
+      return admin.listLocks();
+    case 'createLock':
+      return admin.createLock(b);
+    case 'deleteLock':
+      return admin.deleteLock(p.id!);
+    case 'searchAudit':
+      return admin.searchAudit(auditQueryFromUrl(url));
+    default: {
+      const never: never = name;
+      throw new GatehouseError('GH_ERR_NOT_FOUND', `unknown admin call ${String(never)}`);
+    }
+  }
+}
+
+function auditQueryFromUrl(url: URL): AuditQuery {
+  const s = url.searchParams;
+  const q: AuditQuery = {};
+  const from = s.get('from');
+  const to = s.get('to');
+  const types = s.get('types');
+  const user = s.get('user');
+  const text = s.get('q');
+  const limit = s.get('limit');
+  const cursor = s.get('cursor');
+  if (from) q.from = from;
+  if (to) q.to = to;
+  if (types) q.types = types.split(',').filter(Boolean);
+  if (user) q.user = user;
+  if (text) q.q = text;
+  if (limit) {
+    const n = Number(limit);
+    if (!Number.isInteger(n) || n < 1) throw new GatehouseError('GH_ERR_VALIDATION', `limit must be a positive integer, got "${limit}"`);
+    q.limit = n;
+  }
+  if (cursor) q.cursor = cursor;
+  return q;
+}
+
+function sessionCookie(id: string, maxAgeMs: number): string {
+  return `${SESSION_COOKIE}=${id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=${Math.max(0, Math.floor(maxAgeMs / 1000))}`;
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function normalize(a: string | undefined): string {
+  if (!a) return '';
+  return a.startsWith('::ffff:') ? a.slice(7) : a;
+}

@@ -1,0 +1,115 @@
+import { randomBytes } from 'node:crypto';
+import type { Clock } from '../clock.js';
+import type { GatehouseConfig } from '../config/load.js';
+import { GatehouseError } from '../errors.js';
+import type { Identity, Route, UserRecord } from '../identity/types.js';
+import type { CertificateAuthorities } from '../pki/authority.js';
+import { AccessChecker } from '../rbac/checker.js';
+import type { Role } from '../rbac/types.js';
+import type { LoginRequest, LoginResponse } from '../api/public.js';
+import { parseDuration } from '../util/duration.js';
+import type { WebSessions } from './sessions.js';
+
+export interface LoginDeps {
+  clock: Clock;
+  config: Pick<GatehouseConfig, 'clusterName' | 'auth'>;
+  authenticate: (req: { user: string; password: string; otp?: string | undefined; remoteAddr?: string | undefined }) => Promise<UserRecord>;
+  resolveRoles: (names: string[]) => Promise<Role[]>;
+  authorities: CertificateAuthorities;
+  sessions: WebSessions;
+}
+
+/** Clock skew allowance: certificates start a minute in the past. */
+const BACKDATE_MS = 60_000;
+
+/**
+ * Password (+ TOTP) in, short-lived certificates out. The TTL is the
+ * smallest of what the client asked for and every role's max_session_ttl.
+ */
+export class LoginService {
+  readonly #d: LoginDeps;
+
+  constructor(deps: LoginDeps) {
+    this.#d = deps;
+  }
+
+  async login(req: LoginRequest, ctx: { remoteAddr?: string | undefined }): Promise<{ response: LoginResponse; sessionId: string }> {
+    const user = await this.#d.authenticate({ user: req.user, password: req.password, otp: req.otp, remoteAddr: ctx.remoteAddr });
+    const roles = await this.#d.resolveRoles(user.roles);
+    const checker = AccessChecker.from(roles, user.traits);
+    const options = checker.options();
+    let ttl = options.maxSessionTtlMs;
+    if (req.ttl) ttl = Math.min(ttl, parseDuration(req.ttl));
+    const now = this.#d.clock.now();
+    const expires = new Date(now.getTime() + ttl);
+    const pinnedIp = options.pinSourceIp ? ctx.remoteAddr : undefined;
+    const identity: Identity = {
+      user: user.name,
+      roles: user.roles,
+      traits: user.traits,
+      expires,
+      mfaVerifiedAt: this.#d.config.auth.secondFactor === 'otp' ? now : undefined,
+      route: validRoute(req.route),
+      loginIp: pinnedIp,
+    };
+    // An SSH certificate with no principals is valid for EVERY login in
+    // OpenSSH; a user allowed no logins gets a principal that matches none.
+    let logins = checker.sshLogins();
+    if (logins.length === 0) logins = [`-gatehouse-nologin-${randomBytes(8).toString('hex')}`];
+    const a = this.#d.authorities;
+    const sshCert = req.ssh_public_key
+      ? await a.issueSshUserCert({
+          publicKey: req.ssh_public_key,
+          keyId: user.name,
+          principals: logins,
+          validAfter: new Date(now.getTime() - BACKDATE_MS),
+          validBefore: expires,
+          permitPty: options.permitPty,
+          permitPortForwarding: options.portForwarding,
+          permitAgentForwarding: options.agentForwarding,
+          permitX11Forwarding: options.x11Forwarding,
+          sourceAddress: pinnedIp ? `${pinnedIp}/${pinnedIp.includes(':') ? 128 : 32}` : undefined,
+          identity,
+        })
+      : undefined;
+    const tlsCert = req.tls_public_key
+      ? await a.issueX509UserCert({
+          publicKeyPem: req.tls_public_key,
+          identity,
+          notBefore: new Date(now.getTime() - BACKDATE_MS),
+          notAfter: expires,
+        })
+      : undefined;
+    const { id, session } = await this.#d.sessions.create(user.name, user.roles, ttl);
+    return {
+      sessionId: id,
+      response: {
+        user: user.name,
+        roles: user.roles,
+        traits: user.traits,
+        logins: checker.sshLogins(),
+        expires: expires.toISOString(),
+        cluster_name: this.#d.config.clusterName,
+        ssh_cert: sshCert?.cert,
+        tls_cert: tlsCert?.cert,
+        cas: {
+          host_ssh: a.get('host').map((k) => k.sshPublicKey),
+          host_x509: a.get('host').map((k) => k.x509CertPem),
+          user_x509: a.get('user').map((k) => k.x509CertPem),
+        },
+        csrf_token: session.csrf,
+      },
+    };
+  }
+}
+
+function validRoute(route: Route | undefined): Route | undefined {
+  if (!route) return undefined;
+  const name = route.kind === 'db' ? route.name : route.cluster;
+  if (typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(name)) {
+    throw new GatehouseError('GH_ERR_VALIDATION', 'route names an invalid resource', {
+      hint: 'resource names are letters, digits, dots, dashes and underscores',
+    });
+  }
+  return route;
+}

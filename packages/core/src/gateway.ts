@@ -1,0 +1,403 @@
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import net, { type Socket } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { AuditLog, type AuditSink, JsonlFileSink, SqliteAuditIndex, StdoutSink } from '@gatehouse/audit';
+import { createLocalAdmin } from './api/local.js';
+import type { InviteInfo } from './api/public.js';
+import { createApiHandler } from './api/server.js';
+import type { AdminApi, TokenView } from './api/types.js';
+import { LoginService } from './auth/login.js';
+import { WebSessions } from './auth/sessions.js';
+import { Authorizer } from './authz/authorizer.js';
+import { SqliteBackend } from './backend/sqlite.js';
+import { MemoryBackend } from './backend/memory.js';
+import type { Backend } from './backend/types.js';
+import { type Clock, systemClock } from './clock.js';
+import { type GatehouseConfig, loadConfig, splitHostPort } from './config/load.js';
+import type { ConfigFile } from './config/schema.js';
+import { AesGcmSealer, loadOrCreateSecretsKey, type Sealer } from './crypto/seal.js';
+import { GatehouseError } from './errors.js';
+import { LockService } from './identity/locks.js';
+import { UserService } from './identity/users.js';
+import { Listener } from './listener/listener.js';
+import { Routes } from './listener/routes.js';
+import { CertificateAuthorities, type CaExportFormat } from './pki/authority.js';
+import { decodeIdentity } from './pki/x509.js';
+import { RoleService } from './rbac/roles.js';
+import { channelLogger, type LogFn } from './log.js';
+import { VERSION } from './version.js';
+
+/** What an adapter gets from the gateway: just what it needs, nothing global. */
+export interface AdapterContext {
+  readonly clusterName: string;
+  readonly routes: Routes;
+  readonly authorizer: Authorizer;
+  readonly audit: AuditLog;
+  readonly authorities: CertificateAuthorities;
+  readonly clock: Clock;
+  readonly log: LogFn;
+}
+
+export interface Adapter {
+  /** Unique per gateway ("ssh", "postgres", ...). */
+  readonly name: string;
+  register(ctx: AdapterContext): void | Promise<void>;
+  close?(): Promise<void>;
+}
+
+export interface CreateGatewayOptions {
+  /** A resolved config (from loadConfig). When absent, one is built from the fields below and defaults. */
+  config?: GatehouseConfig;
+  dataDir?: string;
+  clusterName?: string;
+  /** 'off' only for test setups. */
+  secondFactor?: 'otp' | 'off';
+  /** Config file fields to apply (as the YAML spells them). */
+  values?: ConfigFile;
+  /** Storage: an instance, or 'sqlite' (default, in the data dir) or 'memory'. */
+  backend?: Backend | 'sqlite' | 'memory';
+  clock?: Clock;
+  env?: NodeJS.ProcessEnv;
+  /** Extra audit sinks (e.g. a SIEM exporter). */
+  auditSinks?: AuditSink[];
+  /** Which spool directory this process uses for audit retries ('daemon' for `gatehouse start`). */
+  auditSpoolName?: string;
+}
+
+const SERVER_CERT_TTL_MS = 30 * 24 * 3600 * 1000;
+
+/**
+ * The composition root: one gateway owns its backend, CAs, services, routes
+ * and listener. Nothing is registered globally, so several gateways can live
+ * in one process.
+ */
+export class Gateway {
+  readonly config: GatehouseConfig;
+  readonly clock: Clock;
+  readonly backend: Backend;
+  readonly audit: AuditLog;
+  readonly authorities: CertificateAuthorities;
+  readonly users: UserService;
+  readonly roles: RoleService;
+  readonly locks: LockService;
+  readonly sessions: WebSessions;
+  readonly authorizer: Authorizer;
+  readonly routes = new Routes();
+  /** Admin API acting as the local operator (like tctl on the auth server). */
+  readonly admin: AdminApi;
+  readonly log: LogFn;
+
+  readonly #adapters = new Map<string, Adapter>();
+  readonly #registering: Promise<void>[] = [];
+  readonly #listener: Listener;
+  readonly #http: http.Server;
+  readonly #api: (req: IncomingMessage, res: ServerResponse) => void;
+  #secureContext: tls.SecureContext | undefined;
+  #renewTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  /** @internal use createGateway() */
+  constructor(parts: {
+    config: GatehouseConfig;
+    clock: Clock;
+    backend: Backend;
+    audit: AuditLog;
+    authorities: CertificateAuthorities;
+    sealer: Sealer;
+    log: LogFn;
+  }) {
+    const { config, clock, backend, audit, authorities } = parts;
+    this.config = config;
+    this.clock = clock;
+    this.backend = backend;
+    this.audit = audit;
+    this.authorities = authorities;
+    this.log = parts.log;
+    this.locks = new LockService({ backend, clock, audit });
+    this.roles = new RoleService({ backend, clock, audit });
+    this.users = new UserService({
+      backend,
+      clock,
+      audit,
+      sealer: parts.sealer,
+      clusterName: config.clusterName,
+      roles: this.roles,
+      locks: this.locks,
+      policy: {
+        secondFactor: config.auth.secondFactor,
+        maxLoginAttempts: config.auth.maxLoginAttempts,
+        lockoutBaseMs: config.auth.lockoutMs,
+        lockoutMaxMs: config.auth.maxLockoutMs,
+        inviteTtlMs: config.auth.inviteTtlMs,
+        resetTtlMs: config.auth.resetTtlMs,
+        minPasswordLength: config.auth.minPasswordLength,
+      },
+    });
+    this.sessions = new WebSessions({ backend, clock, ttlMs: config.auth.webSessionTtlMs });
+    this.authorizer = new Authorizer({
+      clock,
+      audit,
+      userCaCerts: () => authorities.get('user').map((k) => new X509Certificate(k.x509CertPem)),
+      decodeIdentity: (cert) => decodeIdentity(cert),
+      getUser: (name) => this.users.get(name),
+      resolveRoles: (names) => this.roles.resolve(names),
+      findLocks: (q) => this.locks.find(q),
+    });
+    this.admin = this.adminAs(`local:${safeUsername()}`);
+    const login = new LoginService({
+      clock,
+      config,
+      authenticate: (req) => this.users.authenticate(req),
+      resolveRoles: (names) => this.roles.resolve(names),
+      authorities,
+      sessions: this.sessions,
+    });
+    this.#api = createApiHandler({
+      config,
+      clock,
+      version: VERSION,
+      audit,
+      authorizer: this.authorizer,
+      sessions: this.sessions,
+      login,
+      invites: {
+        inspect: async (token) => {
+          const t = await this.users.inspectToken(token);
+          const info: InviteInfo = {
+            user: t.user,
+            kind: t.kind,
+            expires: new Date(t.expires).toISOString(),
+            second_factor: config.auth.secondFactor,
+            totp: t.totp,
+          };
+          return info;
+        },
+        accept: async (token, req, remoteAddr) => {
+          const user = await this.users.acceptToken(token, { password: req.password, otp: req.otp, remoteAddr });
+          // A reset ends every browser session of the user.
+          await this.sessions.deleteForUser(user.name);
+        },
+      },
+      exportCa: (format, opts) => this.exportCa(format, opts),
+      admin: (actor) => this.adminAs(actor),
+      log: this.log,
+    });
+    this.#http = http.createServer(
+      { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, maxHeaderSize: 16_384 },
+      this.#api,
+    );
+    this.#http.on('clientError', (err, socket) => {
+      this.log('debug', 'malformed HTTP request', err);
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      else socket.destroy();
+    });
+    this.#listener = new Listener({
+      options: config.listener,
+      routes: this.routes,
+      audit,
+      secureContext: () => {
+        if (!this.#secureContext) throw new GatehouseError('GH_ERR_INTERNAL', 'TLS is not ready: call listen() first');
+        return this.#secureContext;
+      },
+      decodeIdentity: (cert) => this.authorizer.identityFromCert(cert),
+      http: (socket) => this.#http.emit('connection', socket),
+      log: this.log,
+    });
+  }
+
+  /** The admin API acting as `actor` (no permission checks: callers check first). */
+  adminAs(actor: string): AdminApi {
+    return createLocalAdmin(
+      {
+        users: this.users,
+        roles: this.roles,
+        locks: this.locks,
+        audit: this.audit,
+        endSessions: (user) => this.sessions.deleteForUser(user),
+        acceptCommand: (token) =>
+          `gatehouse accept-invite --proxy ${this.config.publicAddr} --ca-pin ${this.caPin()} ${token}`,
+      },
+      actor,
+    );
+  }
+
+  /** Adds an adapter; a second adapter with the same name throws. Chainable. */
+  use(adapter: Adapter): this {
+    if (this.#adapters.has(adapter.name)) {
+      throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `an adapter named "${adapter.name}" is already in use on this gateway`, {
+        hint: 'call gw.use() once per adapter',
+      });
+    }
+    this.#adapters.set(adapter.name, adapter);
+    const ctx: AdapterContext = {
+      clusterName: this.config.clusterName,
+      routes: this.routes,
+      authorizer: this.authorizer,
+      audit: this.audit,
+      authorities: this.authorities,
+      clock: this.clock,
+      log: this.log,
+    };
+    this.#registering.push(Promise.resolve(adapter.register(ctx)));
+    return this;
+  }
+
+  /** SHA-256 pin of the host CA that clients pass as --ca-pin. */
+  caPin(): string {
+    return this.authorities.caPin();
+  }
+
+  exportCa(format: CaExportFormat, opts: { type?: 'user' | 'host' | 'db'; hosts?: string } = {}): string {
+    return this.authorities.export(format, opts);
+  }
+
+  /** Opens the listener (default: config.listen). Port 0 picks a free port. */
+  async listen(opts: { host?: string; port?: number } = {}): Promise<{ address: string; port: number }> {
+    await this.ready();
+    const host = opts.host ?? this.config.listen.host;
+    const port = opts.port ?? this.config.listen.port;
+    const addr = await this.#listener.listen(host, port);
+    const address = `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    await this.audit.emit({ type: 'gateway.start', version: VERSION, listen: [address], user: 'system' });
+    return { address, port: addr.port };
+  }
+
+  /** Serve a socket accepted by someone else's net.Server. */
+  handle(socket: Socket): void {
+    this.#listener.handle(socket);
+  }
+
+  /** Waits for adapters to register and the listener's TLS certificate; listen() calls it. */
+  async ready(): Promise<void> {
+    await Promise.all(this.#registering);
+    if (!this.#secureContext) await this.#renewServerCert();
+  }
+
+  /** The HTTP API as a request handler, to mount in an existing Node HTTP app. */
+  httpHandler(): (req: IncomingMessage, res: ServerResponse) => void {
+    return this.#api;
+  }
+
+  /**
+   * First start: creates the `admin` user (roles admin + access, login = the
+   * OS user running the daemon) and returns its invite. While no user has a
+   * password yet, each call returns a fresh invite for it.
+   */
+  async bootstrapAdmin(name = 'admin'): Promise<TokenView | undefined> {
+    const users = await this.users.list();
+    if (users.some((u) => u.passwordHash)) return undefined;
+    if (users.length === 0) {
+      const { token } = await this.admin.createUser({
+        name,
+        roles: ['admin', 'access'],
+        traits: { logins: [safeUsername()] },
+      });
+      return token;
+    }
+    const pending = users.find((u) => u.roles.includes('admin'));
+    return pending ? this.admin.resetUser(pending.name).then((t) => ({ ...t, kind: 'invite' as const })) : undefined;
+  }
+
+  async #renewServerCert(): Promise<void> {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const names = serverNames(this.config);
+    const now = this.clock.now();
+    const issued = await this.authorities.issueX509ServerCert({
+      publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      commonName: names.dns[0] ?? 'localhost',
+      dnsNames: names.dns,
+      ipAddresses: names.ips,
+      notBefore: new Date(now.getTime() - 60_000),
+      notAfter: new Date(now.getTime() + SERVER_CERT_TTL_MS),
+    });
+    const hostCas = this.authorities.get('host').map((k) => k.x509CertPem);
+    this.#secureContext = tls.createSecureContext({
+      key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      // The chain includes the host CA so `gatehouse login --ca-pin` can check it.
+      cert: [issued.cert, hostCas[0]].join('\n'),
+      ca: this.authorities.get('user').map((k) => k.x509CertPem),
+      minVersion: 'TLSv1.2',
+    });
+    clearTimeout(this.#renewTimer);
+    this.#renewTimer = setTimeout(() => {
+      this.#renewServerCert().catch((err: unknown) => this.log('error', 'renewing the listener certificate failed', err));
+    }, (SERVER_CERT_TTL_MS * 2) / 3);
+    this.#renewTimer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#renewTimer);
+    await this.#listener.close();
+    this.#http.close();
+    this.#http.closeAllConnections();
+    for (const a of this.#adapters.values()) await a.close?.();
+    await this.audit.emit({ type: 'gateway.stop', user: 'system' }).catch((err: unknown) => this.log('error', 'audit of gateway.stop failed', err));
+    await this.audit.close();
+    await this.backend.close();
+  }
+}
+
+function safeUsername(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    // Containers may run as a uid with no passwd entry.
+    return String(process.getuid?.() ?? 'unknown');
+  }
+}
+
+function serverNames(config: GatehouseConfig): { dns: string[]; ips: string[] } {
+  const dns = new Set<string>();
+  const ips = new Set<string>(['127.0.0.1', '::1']);
+  const add = (n: string) => {
+    if (!n || n === '0.0.0.0' || n === '::') return;
+    if (net.isIP(n)) ips.add(n);
+    else dns.add(n);
+  };
+  add(splitHostPort(config.publicAddr).host);
+  add(config.listen.host);
+  for (const n of config.tls.serverNames) add(n);
+  dns.add('localhost');
+  dns.add(os.hostname());
+  return { dns: [...dns], ips: [...ips] };
+}
+
+/** Builds a gateway: config, data dir, secrets key, backend, audit log, CAs. Does not listen. */
+export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Gateway> {
+  const env = opts.env ?? process.env;
+  const values: ConfigFile = { ...(opts.values ?? {}) };
+  if (opts.clusterName) values.cluster_name = opts.clusterName;
+  if (opts.dataDir) values.data_dir = opts.dataDir;
+  if (opts.secondFactor) values.auth = { ...(values.auth ?? {}), second_factor: opts.secondFactor };
+  const config = opts.config ?? (await loadConfig({ values, env }));
+  const clock = opts.clock ?? systemClock;
+  await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const sealer = new AesGcmSealer(await loadOrCreateSecretsKey({ dataDir: config.dataDir, env }));
+  const backend =
+    typeof opts.backend === 'object'
+      ? opts.backend
+      : opts.backend === 'memory'
+        ? new MemoryBackend({ clock })
+        : await SqliteBackend.open({ path: path.join(config.dataDir, 'gatehouse.db'), clock });
+  const auditDir = path.join(config.dataDir, 'audit');
+  const index = new SqliteAuditIndex({ path: path.join(auditDir, 'index.db') });
+  const sinks: AuditSink[] = [new JsonlFileSink({ dir: auditDir, maxBytes: config.audit.maxFileBytes }), index];
+  if (config.audit.stdout) sinks.push(new StdoutSink());
+  sinks.push(...(opts.auditSinks ?? []));
+  const audit = new AuditLog({
+    cluster: config.clusterName,
+    sinks,
+    index,
+    spoolDir: path.join(auditDir, 'spool', opts.auditSpoolName ?? `process-${safeUsername()}`),
+    clock: () => clock.now(),
+  });
+  const authorities = new CertificateAuthorities({ backend, sealer, clock, clusterName: config.clusterName, audit });
+  await authorities.init();
+  return new Gateway({ config, clock, backend, audit, authorities, sealer, log: channelLogger(config.clusterName) });
+}
