@@ -35,6 +35,7 @@ export interface SshUserCertRequest {
   principals: string[];
   validAfter: Date;
   validBefore: Date;
+  /** Default true (an interactive shell needs a PTY). The other permit-* flags default to false. */
   permitPty?: boolean;
   permitPortForwarding?: boolean;
   permitAgentForwarding?: boolean;
@@ -78,3 +79,15 @@ export interface X509DbClientCertRequest {
   notBefore: Date;
   notAfter: Date;
 }
+
+/** What every `CertificateAuthorities.issue*` call returns. */
+export interface IssuedCertificate {
+  /** OpenSSH one-line certificate, or PEM for X.509. */
+  cert: string;
+  /** Decimal for SSH (uint64), lowercase hex for X.509. */
+  serial: string;
+  expires: Date;
+}
+
+/** `CertificateAuthorities.export` formats (what `gatehouse ca export --format` prints). */
+export type CaExportFormat = 'sshd' | 'known_hosts' | 'x509' | 'postgres' | 'mariadb' | 'kube';

@@ -1,0 +1,325 @@
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import type { AuditEmitter, AuditEvent, AuditEventInput } from '@gatehouse/audit';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryBackend } from '../backend/memory.js';
+import { ManualClock } from '../clock.js';
+import type { Sealer } from '../crypto/seal.js';
+import { GatehouseError, isGatehouseError } from '../errors.js';
+import type { Identity } from '../identity/types.js';
+import { BACKDATE_MS, CertificateAuthorities } from './authority.js';
+import { ed25519PublicKeyToSsh, sshCertificateIdentity, verifySshCertificate } from './sshcert.js';
+import type { CaRecord } from './types.js';
+import { decodeIdentity, spkiPin } from './x509.js';
+
+/** Reversible sealer that binds the AAD, so a wrong AAD fails like the real one. */
+class TestSealer implements Sealer {
+  aads: string[] = [];
+  seal(plain: string, aad: string): string {
+    this.aads.push(aad);
+    return Buffer.from(JSON.stringify([aad, plain])).toString('base64');
+  }
+  open(sealed: string, aad: string): string {
+    const [a, p] = JSON.parse(Buffer.from(sealed, 'base64').toString()) as [string, string];
+    if (a !== aad) throw new GatehouseError('GH_ERR_INTERNAL', 'sealed data does not match its AAD');
+    return p;
+  }
+}
+
+class TestAudit implements AuditEmitter {
+  events: AuditEventInput[] = [];
+  fail = false;
+  async emit(e: AuditEventInput): Promise<AuditEvent> {
+    if (this.fail) throw new GatehouseError('GH_ERR_AUDIT_UNAVAILABLE', 'audit down');
+    this.events.push(e);
+    return e as unknown as AuditEvent;
+  }
+}
+
+const backends: MemoryBackend[] = [];
+afterEach(async () => {
+  for (const b of backends.splice(0)) await b.close();
+});
+
+function setup(over: { backend?: MemoryBackend; clusterName?: string; clock?: ManualClock } = {}) {
+  const clock = over.clock ?? new ManualClock(new Date('2026-03-01T12:00:00Z'));
+  const backend = over.backend ?? new MemoryBackend({ clock, sweepIntervalMs: 0 });
+  backends.push(backend);
+  const audit = new TestAudit();
+  const sealer = new TestSealer();
+  const cas = new CertificateAuthorities({
+    backend,
+    sealer,
+    clock,
+    clusterName: over.clusterName ?? 'acme',
+    audit,
+  });
+  return { cas, backend, audit, sealer, clock };
+}
+
+const identity = (expires: Date): Identity => ({
+  user: 'alice',
+  roles: ['dev'],
+  traits: { logins: ['root'] },
+  expires,
+  route: { kind: 'kube', cluster: 'prod' },
+});
+const sshPub = () => ed25519PublicKeyToSsh(generateKeyPairSync('ed25519').publicKey);
+const ecPem = () =>
+  generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({
+    type: 'spki',
+    format: 'pem',
+  }) as string;
+
+describe('CertificateAuthorities.init', () => {
+  it('creates user, host and db CAs once, sealed with per-key AADs, and audits it', async () => {
+    const { cas, backend, audit, sealer } = setup();
+    await cas.init();
+    expect(audit.events.map((e) => e.type === 'ca.create' && e.ca)).toEqual(['user', 'host', 'db']);
+    for (const name of ['user', 'host', 'db'] as const) {
+      const item = await backend.get(`cas/${name}`);
+      const rec = JSON.parse(item?.value ?? 'null') as CaRecord;
+      expect(rec.name).toBe(name);
+      expect(rec.clusterName).toBe('acme');
+      expect(rec.keys).toHaveLength(1);
+      const k = rec.keys[0];
+      expect(item?.value).not.toMatch(/PRIVATE KEY/);
+      expect(sealer.aads).toContain(`ca/${name}/${k?.id}/ssh`);
+      expect(sealer.aads).toContain(`ca/${name}/${k?.id}/x509`);
+      expect(cas.get(name).map((x) => x.id)).toEqual([k?.id]);
+      expect(cas.signingKey(name).sshPublicKey).toBe(k?.sshPublicKey);
+      const x = new X509Certificate(k?.x509CertPem ?? '');
+      expect(x.subject).toBe(`CN=Gatehouse ${name} CA\nO=acme`);
+      expect(x.ca).toBe(true);
+      const years = (new Date(x.validTo).getTime() - new Date(x.validFrom).getTime()) / (365.25 * 86400e3);
+      expect(years).toBeGreaterThan(9.99);
+    }
+  });
+
+  it('a second instance loads the same keys and creates nothing', async () => {
+    const first = setup();
+    await first.cas.init();
+    const second = setup({ backend: first.backend });
+    await second.cas.init();
+    expect(second.audit.events).toEqual([]);
+    expect(second.cas.get('user')).toEqual(first.cas.get('user'));
+  });
+
+  it('two instances starting at once end with one CA each (create race)', async () => {
+    const a = setup();
+    const b = setup({ backend: a.backend });
+    await Promise.all([a.cas.init(), b.cas.init()]);
+    for (const name of ['user', 'host', 'db'] as const) {
+      expect(a.cas.signingKey(name).id).toBe(b.cas.signingKey(name).id);
+    }
+    expect(a.audit.events.length + b.audit.events.length).toBe(3);
+  });
+
+  it('refuses a backend that belongs to another cluster, and a tampered key', async () => {
+    const a = setup();
+    await a.cas.init();
+    const other = setup({ backend: a.backend, clusterName: 'other' });
+    await expect(other.cas.init()).rejects.toMatchObject({ code: 'GH_ERR_CONFIG_INVALID' });
+    const rec = JSON.parse((await a.backend.get('cas/user'))?.value ?? '') as CaRecord;
+    const k = rec.keys[0] as CaRecord['keys'][number];
+    // Swap in another key's sealed blob: the AAD no longer matches.
+    await a.backend.put(
+      'cas/user',
+      JSON.stringify({ ...rec, keys: [{ ...k, sealedSshPrivateKey: k.sealedX509PrivateKey }] }),
+    );
+    await expect(setup({ backend: a.backend }).cas.init()).rejects.toThrow(/AAD/);
+    await a.backend.put('cas/user', JSON.stringify({ ...rec, keys: [] }));
+    await expect(setup({ backend: a.backend }).cas.init()).rejects.toThrow(/malformed/);
+  });
+
+  it('refuses to issue before init', async () => {
+    const { cas } = setup();
+    expect(() => cas.get('user')).toThrow(/not loaded/);
+  });
+});
+
+describe('issuing', () => {
+  it('SSH user certs carry key id, principals, extensions, identity and a backdated start', async () => {
+    const { cas, audit, clock } = setup();
+    await cas.init();
+    const now = clock.now();
+    const until = new Date(now.getTime() + 8 * 3600e3);
+    const out = await cas.issueSshUserCert({
+      publicKey: sshPub(),
+      keyId: 'alice',
+      principals: ['root', 'alice'],
+      validAfter: now,
+      validBefore: until,
+      permitPortForwarding: true,
+      sourceAddress: '10.0.0.0/8',
+      identity: identity(until),
+    });
+    const c = verifySshCertificate(out.cert, [cas.signingKey('user').sshPublicKey], now, {
+      clientAddress: '10.1.1.1',
+    });
+    expect(c.keyId).toBe('alice');
+    expect(c.principals).toEqual(['root', 'alice']);
+    expect(c.validAfter.getTime()).toBe(now.getTime() - BACKDATE_MS);
+    expect(c.validBefore.getTime()).toBe(until.getTime());
+    expect(Object.keys(c.extensions)).toEqual([
+      'gatehouse-identity@gatehouse.dev',
+      'permit-port-forwarding',
+      'permit-pty',
+    ]);
+    expect(c.criticalOptions).toEqual({ 'source-address': '10.0.0.0/8' });
+    expect(sshCertificateIdentity(c)).toEqual(identity(until));
+    expect(out.serial).toBe(c.serial.toString());
+    expect(out.expires).toEqual(until);
+    expect(audit.events.at(-1)).toEqual({
+      type: 'cert.create',
+      cert_type: 'ssh-user',
+      user: 'alice',
+      identity: 'alice',
+      serial: out.serial,
+      principals: ['root', 'alice'],
+      roles: ['dev'],
+      route: { kind: 'kube', cluster: 'prod' },
+      expires: until.toISOString(),
+    });
+  });
+
+  it('SSH host certs are host type, signed by the host CA', async () => {
+    const { cas, audit, clock } = setup();
+    await cas.init();
+    const now = clock.now();
+    const out = await cas.issueSshHostCert({
+      publicKey: sshPub(),
+      keyId: 'node1',
+      principals: ['node1', '127.0.0.1'],
+      validAfter: now,
+      validBefore: new Date(now.getTime() + 3600e3),
+    });
+    const c = verifySshCertificate(out.cert, [cas.signingKey('host').sshPublicKey], now, { type: 'host' });
+    expect(c.extensions).toEqual({});
+    expect(() =>
+      verifySshCertificate(out.cert, [cas.signingKey('user').sshPublicKey], now, { type: 'host' }),
+    ).toThrow(/trusted/);
+    expect(audit.events.at(-1)).toMatchObject({
+      type: 'cert.create',
+      cert_type: 'ssh-host',
+      identity: 'node1',
+    });
+  });
+
+  it('rejects requests that would grant too much or are inconsistent', async () => {
+    const { cas, clock } = setup();
+    await cas.init();
+    const now = clock.now();
+    const base = {
+      publicKey: sshPub(),
+      keyId: 'alice',
+      principals: ['root'],
+      validAfter: now,
+      validBefore: new Date(now.getTime() + 1000),
+    };
+    const code = async (p: Promise<unknown>) =>
+      p.then(
+        () => 'ok',
+        (e) => (isGatehouseError(e) ? e.code : String(e)),
+      );
+    expect(await code(cas.issueSshUserCert({ ...base, principals: [] }))).toBe('GH_ERR_VALIDATION');
+    expect(await code(cas.issueSshUserCert({ ...base, validBefore: now }))).toBe('GH_ERR_VALIDATION');
+    expect(await code(cas.issueSshUserCert({ ...base, keyId: 'bob', identity: identity(now) }))).toBe(
+      'GH_ERR_VALIDATION',
+    );
+    expect(await code(cas.issueSshUserCert({ ...base, sourceAddress: 'nowhere' }))).toBe(
+      'GH_ERR_CERT_INVALID',
+    );
+    expect(await code(cas.issueSshUserCert(base))).toBe('ok');
+  });
+
+  it('X.509 user, server and db certs chain to their CAs', async () => {
+    const { cas, audit, clock } = setup();
+    await cas.init();
+    const now = clock.now();
+    const until = new Date(now.getTime() + 3600e3);
+    const user = await cas.issueX509UserCert({
+      publicKeyPem: ecPem(),
+      identity: identity(until),
+      notBefore: now,
+      notAfter: until,
+    });
+    const server = await cas.issueX509ServerCert({
+      publicKeyPem: ecPem(),
+      commonName: 'proxy',
+      dnsNames: ['localhost'],
+      ipAddresses: ['127.0.0.1'],
+      notBefore: now,
+      notAfter: until,
+    });
+    const db = await cas.issueDbClientCert({
+      publicKeyPem: ecPem(),
+      dbUser: 'reader',
+      notBefore: now,
+      notAfter: until,
+    });
+    const ca = (n: 'user' | 'host' | 'db') => new X509Certificate(cas.signingKey(n).x509CertPem);
+    expect(new X509Certificate(user.cert).checkIssued(ca('user'))).toBe(true);
+    expect(new X509Certificate(user.cert).verify(ca('user').publicKey)).toBe(true);
+    expect(new X509Certificate(user.cert).verify(ca('host').publicKey)).toBe(false);
+    expect(new X509Certificate(server.cert).verify(ca('host').publicKey)).toBe(true);
+    expect(new X509Certificate(db.cert).verify(ca('db').publicKey)).toBe(true);
+    expect(new Date(new X509Certificate(user.cert).validFrom).getTime()).toBe(now.getTime() - BACKDATE_MS);
+    expect(decodeIdentity(user.cert)).toEqual(identity(until));
+    expect(new X509Certificate(db.cert).subject).toBe('CN=reader\nO=acme');
+    expect(
+      audit.events.slice(-3).map((e) => e.type === 'cert.create' && [e.cert_type, e.identity, e.serial]),
+    ).toEqual([
+      ['x509-user', 'alice', user.serial],
+      ['x509-server', 'proxy', server.serial],
+      ['x509-db', 'reader', db.serial],
+    ]);
+  });
+
+  it('hands out no certificate when the audit event cannot be kept', async () => {
+    const { cas, audit, clock } = setup();
+    await cas.init();
+    audit.fail = true;
+    const now = clock.now();
+    await expect(
+      cas.issueDbClientCert({
+        publicKeyPem: ecPem(),
+        dbUser: 'r',
+        notBefore: now,
+        notAfter: new Date(now.getTime() + 1000),
+      }),
+    ).rejects.toMatchObject({ code: 'GH_ERR_AUDIT_UNAVAILABLE' });
+  });
+});
+
+describe('export and pins', () => {
+  it('prints only public trust material in each format', async () => {
+    const { cas } = setup();
+    await cas.init();
+    const user = cas.signingKey('user');
+    const host = cas.signingKey('host');
+    const db = cas.signingKey('db');
+    expect(cas.export('sshd')).toBe(`${user.sshPublicKey}\n`);
+    expect(cas.export('known_hosts')).toBe(`@cert-authority * ${host.sshPublicKey}\n`);
+    expect(cas.export('known_hosts', { hosts: '*.example.com,10.0.0.*' })).toBe(
+      `@cert-authority *.example.com,10.0.0.* ${host.sshPublicKey}\n`,
+    );
+    expect(() => cas.export('known_hosts', { hosts: 'a b' })).toThrow(/spaces/);
+    expect(cas.export('x509')).toBe(user.x509CertPem);
+    expect(cas.export('x509', { type: 'host' })).toBe(host.x509CertPem);
+    expect(cas.export('postgres')).toBe(db.x509CertPem);
+    expect(cas.export('mariadb')).toBe(db.x509CertPem);
+    expect(cas.export('kube')).toBe(host.x509CertPem);
+    expect(cas.trustedX509Pems('db')).toEqual([db.x509CertPem]);
+    for (const f of ['sshd', 'known_hosts', 'x509', 'postgres', 'mariadb', 'kube'] as const) {
+      expect(cas.export(f)).not.toMatch(/PRIVATE/);
+    }
+  });
+
+  it('caPin is the SPKI pin of the host CA', async () => {
+    const { cas } = setup();
+    await cas.init();
+    expect(cas.caPin()).toBe(spkiPin(cas.signingKey('host').x509CertPem));
+    expect(cas.caPin()).not.toBe(spkiPin(cas.signingKey('user').x509CertPem));
+    expect(cas.caPin()).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+});

@@ -1,0 +1,425 @@
+import { createPrivateKey, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
+import type { AuditEmitter, AuditEventInput } from '@gatehouse/audit';
+import type { Backend } from '../backend/types.js';
+import type { Clock } from '../clock.js';
+import type { Sealer } from '../crypto/seal.js';
+import { GatehouseError, isGatehouseError } from '../errors.js';
+import type { Route } from '../identity/types.js';
+import { encodeIdentityJson } from './identity-codec.js';
+import {
+  ed25519PublicKeyToSsh,
+  parseSshPublicKey,
+  SSH_IDENTITY_EXTENSION,
+  SshCertSigner,
+  type SshOptions,
+  sourceAddressList,
+} from './sshcert.js';
+import type {
+  CaExportFormat,
+  CaKeyPublic,
+  CaName,
+  CaRecord,
+  IssuedCertificate,
+  SshHostCertRequest,
+  SshUserCertRequest,
+  X509DbClientCertRequest,
+  X509ServerCertRequest,
+  X509UserCertRequest,
+} from './types.js';
+import { createX509Ca, spkiPin, X509Issuer } from './x509.js';
+
+export type { CaExportFormat, IssuedCertificate } from './types.js';
+
+export const CA_NAMES: readonly CaName[] = ['user', 'host', 'db'];
+
+/** Clock skew allowance: certificates become valid this long before they were asked to. */
+export const BACKDATE_MS = 60_000;
+
+const CA_VALIDITY_MS = 10 * 365.25 * 24 * 3600 * 1000;
+
+export interface CertificateAuthoritiesDeps {
+  backend: Backend;
+  sealer: Sealer;
+  clock: Clock;
+  clusterName: string;
+  audit: AuditEmitter;
+}
+
+type StoredKey = CaRecord['keys'][number];
+
+interface LoadedKey {
+  pub: CaKeyPublic;
+  ssh: SshCertSigner;
+  x509: X509Issuer;
+}
+
+export function caBackendKey(name: CaName): string {
+  return `cas/${name}`;
+}
+
+function sealAad(name: CaName, keyId: string, kind: 'ssh' | 'x509'): string {
+  return `ca/${name}/${keyId}/${kind}`;
+}
+
+function routeFields(route: Route | undefined): Record<string, string> | undefined {
+  if (!route) return undefined;
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(route)) if (typeof v === 'string') out[k] = v;
+  return out;
+}
+
+function parseRecord(raw: string, name: CaName, clusterName: string): CaRecord {
+  let rec: CaRecord;
+  try {
+    rec = JSON.parse(raw) as CaRecord;
+  } catch (cause) {
+    throw new GatehouseError('GH_ERR_INTERNAL', `CA record ${caBackendKey(name)} is not valid JSON`, {
+      cause,
+    });
+  }
+  const keysOk =
+    Array.isArray(rec.keys) &&
+    rec.keys.length > 0 &&
+    rec.keys.every(
+      (k) =>
+        typeof k?.id === 'string' &&
+        typeof k.createdAt === 'string' &&
+        typeof k.sshPublicKey === 'string' &&
+        typeof k.x509CertPem === 'string' &&
+        typeof k.sealedSshPrivateKey === 'string' &&
+        typeof k.sealedX509PrivateKey === 'string',
+    );
+  if (rec?.name !== name || !keysOk) {
+    throw new GatehouseError('GH_ERR_INTERNAL', `CA record ${caBackendKey(name)} is malformed`, {
+      hint: 'Restore the backend from a backup; Gatehouse will not replace a CA it cannot read.',
+    });
+  }
+  if (rec.clusterName !== clusterName) {
+    throw new GatehouseError(
+      'GH_ERR_CONFIG_INVALID',
+      `the backend holds CAs of cluster "${rec.clusterName}", not "${clusterName}"`,
+      {
+        hint: 'Set cluster_name to the name the data directory was created with, or use a new data directory.',
+      },
+    );
+  }
+  return rec;
+}
+
+/**
+ * The cluster's certificate authorities (user, host, db). Keys live sealed in
+ * the backend; `init()` unseals them once into memory, so issuing a
+ * certificate never touches the backend or the sealer.
+ */
+export class CertificateAuthorities {
+  readonly #deps: CertificateAuthoritiesDeps;
+  readonly #cas = new Map<CaName, LoadedKey[]>();
+
+  constructor(deps: CertificateAuthoritiesDeps) {
+    for (const k of ['backend', 'sealer', 'clock', 'clusterName', 'audit'] as const) {
+      if (!deps[k])
+        throw new GatehouseError('GH_ERR_INTERNAL', `CertificateAuthorities: missing dependency ${k}`);
+    }
+    this.#deps = deps;
+  }
+
+  /** Loads every CA, creating the missing ones. Safe to run in several processes at once. */
+  async init(): Promise<void> {
+    for (const name of CA_NAMES) this.#cas.set(name, await this.#loadOrCreate(name));
+  }
+
+  async #loadOrCreate(name: CaName): Promise<LoadedKey[]> {
+    const { backend, clusterName } = this.#deps;
+    const key = caBackendKey(name);
+    const existing = await backend.get(key);
+    if (existing) return this.#unseal(parseRecord(existing.value, name, clusterName));
+    const record = await this.#generate(name);
+    try {
+      await backend.create(key, JSON.stringify(record));
+    } catch (e) {
+      if (!isGatehouseError(e, 'GH_ERR_ALREADY_EXISTS')) throw e;
+      // Another process created it first: theirs wins, ours is discarded unused.
+      const theirs = await backend.get(key);
+      if (!theirs)
+        throw new GatehouseError('GH_ERR_INTERNAL', `${key} vanished while being created`, { cause: e });
+      return this.#unseal(parseRecord(theirs.value, name, clusterName));
+    }
+    for (const k of record.keys) {
+      await this.#deps.audit.emit({ type: 'ca.create', user: 'system', ca: name, key_id: k.id });
+    }
+    return this.#unseal(record);
+  }
+
+  async #generate(name: CaName): Promise<CaRecord> {
+    const { sealer, clock, clusterName } = this.#deps;
+    const id = randomBytes(8).toString('hex');
+    const now = clock.now();
+    const ssh = generateKeyPairSync('ed25519');
+    const x509 = await createX509Ca({
+      commonName: `Gatehouse ${name} CA`,
+      organization: clusterName,
+      notBefore: new Date(now.getTime() - BACKDATE_MS),
+      notAfter: new Date(now.getTime() + CA_VALIDITY_MS),
+    });
+    const sshPem = ssh.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    return {
+      name,
+      clusterName,
+      keys: [
+        {
+          id,
+          createdAt: now.toISOString(),
+          sshPublicKey: ed25519PublicKeyToSsh(ssh.publicKey, `gatehouse ${clusterName} ${name} CA`),
+          x509CertPem: x509.certPem,
+          sealedSshPrivateKey: sealer.seal(sshPem, sealAad(name, id, 'ssh')),
+          sealedX509PrivateKey: sealer.seal(x509.privateKeyPem, sealAad(name, id, 'x509')),
+        },
+      ],
+    };
+  }
+
+  #unseal(rec: CaRecord): LoadedKey[] {
+    const { sealer } = this.#deps;
+    return rec.keys.map((k: StoredKey) => {
+      const sshKey: KeyObject = createPrivateKey(
+        sealer.open(k.sealedSshPrivateKey, sealAad(rec.name, k.id, 'ssh')),
+      );
+      const x509Key: KeyObject = createPrivateKey(
+        sealer.open(k.sealedX509PrivateKey, sealAad(rec.name, k.id, 'x509')),
+      );
+      const signer = new SshCertSigner(sshKey);
+      // A record whose public half does not match its private half would
+      // hand out certificates nobody trusts; refuse it at load time.
+      if (!signer.publicKeyBlob.equals(parseSshPublicKey(k.sshPublicKey).blob)) {
+        throw new GatehouseError(
+          'GH_ERR_INTERNAL',
+          `CA ${rec.name} key ${k.id}: SSH public key does not match`,
+        );
+      }
+      const pub: CaKeyPublic = {
+        id: k.id,
+        createdAt: k.createdAt,
+        sshPublicKey: k.sshPublicKey,
+        x509CertPem: k.x509CertPem,
+      };
+      return { pub, ssh: signer, x509: new X509Issuer(k.x509CertPem, x509Key) };
+    });
+  }
+
+  #keys(name: CaName): LoadedKey[] {
+    const keys = this.#cas.get(name);
+    if (!keys || keys.length === 0) {
+      throw new GatehouseError('GH_ERR_INTERNAL', `CA "${name}" is not loaded`, {
+        hint: 'Call CertificateAuthorities.init() before issuing certificates.',
+      });
+    }
+    return keys;
+  }
+
+  #signer(name: CaName): LoadedKey {
+    return this.#keys(name)[0] as LoadedKey;
+  }
+
+  /** All active keys of a CA, newest first (all are trusted). */
+  get(name: CaName): CaKeyPublic[] {
+    return this.#keys(name).map((k) => k.pub);
+  }
+
+  /** The key that signs new certificates (the newest). */
+  signingKey(name: CaName): CaKeyPublic {
+    return this.#signer(name).pub;
+  }
+
+  #window(after: Date, before: Date): { from: Date; to: Date } {
+    if (!(before.getTime() > after.getTime())) {
+      throw new GatehouseError('GH_ERR_VALIDATION', 'certificate must expire after it becomes valid');
+    }
+    return { from: new Date(after.getTime() - BACKDATE_MS), to: before };
+  }
+
+  async #audited(cert: IssuedCertificate, event: AuditEventInput): Promise<IssuedCertificate> {
+    // Fail closed: a certificate whose issuance cannot be audited is not handed out.
+    await this.#deps.audit.emit(event);
+    return cert;
+  }
+
+  async issueSshUserCert(req: SshUserCertRequest): Promise<IssuedCertificate> {
+    if (!req.keyId)
+      throw new GatehouseError('GH_ERR_VALIDATION', 'SSH user certificates need a key id (the user name)');
+    if (req.principals.length === 0 || req.principals.some((p) => p === '')) {
+      throw new GatehouseError('GH_ERR_VALIDATION', 'SSH user certificates need at least one login', {
+        hint: 'An empty principal list would be valid for every login; grant logins through roles.',
+      });
+    }
+    if (req.identity && req.identity.user !== req.keyId) {
+      throw new GatehouseError('GH_ERR_VALIDATION', 'SSH certificate key id must equal the identity user');
+    }
+    const { from, to } = this.#window(req.validAfter, req.validBefore);
+    const extensions: SshOptions = {};
+    if (req.permitPty ?? true) extensions['permit-pty'] = '';
+    if (req.permitPortForwarding) extensions['permit-port-forwarding'] = '';
+    if (req.permitAgentForwarding) extensions['permit-agent-forwarding'] = '';
+    if (req.permitX11Forwarding) extensions['permit-X11-forwarding'] = '';
+    if (req.permitUserRc) extensions['permit-user-rc'] = '';
+    if (req.identity) extensions[SSH_IDENTITY_EXTENSION] = encodeIdentityJson(req.identity);
+    const criticalOptions: SshOptions = {};
+    if (req.sourceAddress !== undefined) {
+      sourceAddressList(req.sourceAddress);
+      criticalOptions['source-address'] = req.sourceAddress;
+    }
+    const serial = randomBytes(8).readBigUInt64BE();
+    const { line } = this.#signer('user').ssh.sign(
+      {
+        type: 'user',
+        publicKey: req.publicKey,
+        serial,
+        keyId: req.keyId,
+        principals: req.principals,
+        validAfter: from,
+        validBefore: to,
+        criticalOptions,
+        extensions,
+      },
+      req.keyId,
+    );
+    const issued = { cert: line, serial: serial.toString(), expires: to };
+    return this.#audited(issued, {
+      type: 'cert.create',
+      cert_type: 'ssh-user',
+      user: req.keyId,
+      identity: req.keyId,
+      serial: issued.serial,
+      principals: req.principals,
+      ...(req.identity ? { roles: req.identity.roles } : {}),
+      ...(req.identity?.route ? { route: routeFields(req.identity.route) } : {}),
+      expires: to.toISOString(),
+    });
+  }
+
+  async issueSshHostCert(req: SshHostCertRequest): Promise<IssuedCertificate> {
+    if (!req.keyId || req.principals.length === 0 || req.principals.some((p) => p === '')) {
+      throw new GatehouseError('GH_ERR_VALIDATION', 'SSH host certificates need a key id and host names', {
+        hint: 'Principals are the names clients use to reach the host (e.g. node1, node1.example.com, 10.0.0.5).',
+      });
+    }
+    const { from, to } = this.#window(req.validAfter, req.validBefore);
+    const serial = randomBytes(8).readBigUInt64BE();
+    const { line } = this.#signer('host').ssh.sign(
+      {
+        type: 'host',
+        publicKey: req.publicKey,
+        serial,
+        keyId: req.keyId,
+        principals: req.principals,
+        validAfter: from,
+        validBefore: to,
+      },
+      req.keyId,
+    );
+    const issued = { cert: line, serial: serial.toString(), expires: to };
+    return this.#audited(issued, {
+      type: 'cert.create',
+      cert_type: 'ssh-host',
+      user: 'system',
+      identity: req.keyId,
+      serial: issued.serial,
+      principals: req.principals,
+      expires: to.toISOString(),
+    });
+  }
+
+  async issueX509UserCert(req: X509UserCertRequest): Promise<IssuedCertificate> {
+    const { from, to } = this.#window(req.notBefore, req.notAfter);
+    const x = this.#signer('user').x509.issueUser({ ...req, notBefore: from, notAfter: to });
+    const issued = { cert: x.pem, serial: x.serial, expires: to };
+    return this.#audited(issued, {
+      type: 'cert.create',
+      cert_type: 'x509-user',
+      user: req.identity.user,
+      identity: req.identity.user,
+      serial: x.serial,
+      roles: req.identity.roles,
+      ...(req.identity.route ? { route: routeFields(req.identity.route) } : {}),
+      expires: to.toISOString(),
+    });
+  }
+
+  async issueX509ServerCert(req: X509ServerCertRequest): Promise<IssuedCertificate> {
+    const { from, to } = this.#window(req.notBefore, req.notAfter);
+    const x = this.#signer('host').x509.issueServer(
+      { ...req, notBefore: from, notAfter: to },
+      this.#deps.clusterName,
+    );
+    const issued = { cert: x.pem, serial: x.serial, expires: to };
+    return this.#audited(issued, {
+      type: 'cert.create',
+      cert_type: 'x509-server',
+      user: 'system',
+      identity: req.commonName,
+      serial: x.serial,
+      principals: [...req.dnsNames, ...req.ipAddresses],
+      expires: to.toISOString(),
+    });
+  }
+
+  async issueDbClientCert(req: X509DbClientCertRequest): Promise<IssuedCertificate> {
+    const { from, to } = this.#window(req.notBefore, req.notAfter);
+    const x = this.#signer('db').x509.issueDbClient(
+      { ...req, notBefore: from, notAfter: to },
+      this.#deps.clusterName,
+    );
+    const issued = { cert: x.pem, serial: x.serial, expires: to };
+    return this.#audited(issued, {
+      type: 'cert.create',
+      cert_type: 'x509-db',
+      user: 'system',
+      identity: req.dbUser,
+      serial: x.serial,
+      expires: to.toISOString(),
+    });
+  }
+
+  /** PEMs of every active X.509 key of a CA, newest first. */
+  trustedX509Pems(name: CaName): string[] {
+    return this.get(name).map((k) => k.x509CertPem);
+  }
+
+  /** `sha256:<hex>` SPKI pin of the host CA's newest X.509 certificate (what clients pass as --ca-pin). */
+  caPin(): string {
+    return spkiPin(this.signingKey('host').x509CertPem);
+  }
+
+  /** Public trust material in the form each target expects. Never contains private keys. */
+  export(format: CaExportFormat, opts: { type?: CaName; hosts?: string } = {}): string {
+    const pems = (name: CaName) => this.trustedX509Pems(name).join('');
+    const sshLines = (name: CaName) => this.get(name).map((k) => k.sshPublicKey);
+    switch (format) {
+      case 'sshd':
+        return `${sshLines(opts.type ?? 'user').join('\n')}\n`;
+      case 'known_hosts': {
+        const hosts = opts.hosts ?? '*';
+        if (/\s/.test(hosts) || hosts === '') {
+          throw new GatehouseError('GH_ERR_VALIDATION', 'known_hosts host patterns must not contain spaces', {
+            hint: 'Separate patterns with commas, e.g. "*.example.com,10.0.0.*".',
+          });
+        }
+        return `${sshLines('host')
+          .map((l) => `@cert-authority ${hosts} ${l}`)
+          .join('\n')}\n`;
+      }
+      case 'x509':
+        return pems(opts.type ?? 'user');
+      case 'postgres':
+      case 'mariadb':
+        return pems('db');
+      case 'kube':
+        return pems('host');
+      default: {
+        const never: never = format;
+        throw new GatehouseError('GH_ERR_VALIDATION', `unknown export format "${String(never)}"`, {
+          hint: 'Use one of: sshd, known_hosts, x509, postgres, mariadb, kube.',
+        });
+      }
+    }
+  }
+}
