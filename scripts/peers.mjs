@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// The real programs the integration tests drive. A missing one is a failure,
+// not a skip: as root with apt-get we install it, otherwise we say how.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+const PEERS = [
+  { bin: '/usr/sbin/sshd', pkg: 'openssh-server', why: 'sshd that trusts the user CA (PKI tests)' },
+  { bin: '/usr/bin/ssh', pkg: 'openssh-client', why: 'ssh and ssh-keygen' },
+  { bin: '/usr/bin/ssh-keygen', pkg: 'openssh-client', why: 'ssh-keygen -L' },
+  { bin: '/usr/bin/openssl', pkg: 'openssl', why: 'openssl verify / x509 / s_client' },
+  { bin: '/usr/bin/curl', pkg: 'curl', why: 'a TLS client for the listener tests' },
+];
+
+const missing = PEERS.filter((p) => !existsSync(p.bin));
+if (missing.length === 0) process.exit(0);
+const pkgs = [...new Set(missing.map((p) => p.pkg))];
+const isRoot = process.getuid?.() === 0;
+const hasApt = spawnSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' }).status === 0;
+if (!isRoot || !hasApt) {
+  console.error(`missing test peers: ${missing.map((p) => `${p.bin} (${p.why})`).join(', ')}`);
+  console.error(`install them with: sudo apt-get install -y ${pkgs.join(' ')}`);
+  process.exit(1);
+}
+console.error(`installing test peers: ${pkgs.join(' ')}`);
+const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+const apt = (args) => execFileSync('apt-get', ['-q', '-o', 'DPkg::Lock::Timeout=120', ...args], { stdio: 'inherit', env });
+apt(['update']);
+apt(['install', '-y', '--no-install-recommends', ...pkgs]);
+const still = PEERS.filter((p) => !existsSync(p.bin));
+if (still.length > 0) {
+  console.error(`still missing after install: ${still.map((p) => p.bin).join(', ')}`);
+  process.exit(1);
+}
