@@ -74,3 +74,17 @@ export class GatehouseError extends Error {
 export function isGatehouseError(e: unknown, code?: ErrorCode): e is GatehouseError {
   return e instanceof GatehouseError && (code === undefined || e.code === code);
 }
+
+/**
+ * Errors from packages core does not own (e.g. @gatehouse/audit) carry the
+ * same stable `code` strings; this keeps their code and hint instead of
+ * turning them into internal errors.
+ */
+export function toGatehouseError(err: unknown): GatehouseError | undefined {
+  if (err instanceof GatehouseError) return err;
+  if (err instanceof Error && 'code' in err && typeof err.code === 'string' && Object.hasOwn(ErrorCodes, err.code)) {
+    const hint = 'hint' in err && typeof err.hint === 'string' ? err.hint : undefined;
+    return new GatehouseError(err.code as ErrorCode, err.message, { cause: err, ...(hint ? { hint } : {}) });
+  }
+  return undefined;
+}

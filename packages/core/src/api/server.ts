@@ -10,7 +10,7 @@ import { RateLimiter } from '../auth/ratelimit.js';
 import { type WebSession, WebSessions } from '../auth/sessions.js';
 import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
-import { GatehouseError, isGatehouseError } from '../errors.js';
+import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import type { CaExportFormat } from '../pki/authority.js';
 import type { ResourceKind, Verb } from '../rbac/types.js';
@@ -282,10 +282,9 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
   };
 
   async function fail(ctx: Ctx, err: unknown): Promise<void> {
-    const ge = isGatehouseError(err)
-      ? err
-      : new GatehouseError('GH_ERR_INTERNAL', 'internal error', { cause: err, hint: 'see the gateway log' });
-    if (!isGatehouseError(err)) d.log('error', `API ${ctx.req.method} ${ctx.url.pathname} failed`, err);
+    const known = toGatehouseError(err);
+    const ge = known ?? new GatehouseError('GH_ERR_INTERNAL', 'internal error', { cause: err, hint: 'see the gateway log' });
+    if (!known) d.log('error', `API ${ctx.req.method} ${ctx.url.pathname} failed`, err);
     if (ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE' || ge.code === 'GH_ERR_BAD_REQUEST' || ge.code === 'GH_ERR_CSRF' || ge.code === 'GH_ERR_UNAUTHENTICATED') {
       await d.audit
         .emit({
