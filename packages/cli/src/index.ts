@@ -1,1 +1,1 @@
-// placeholder
+export { buildProgram, main, version } from './main.js';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GatehouseError } from '../errors.js';
-import { fetchPinnedCa, normalizePin, spkiPin } from './pin.js';
+import { caPinOf, fetchPinnedCa, normalizePin } from './pin.js';
 
 const openssl = (dir: string, ...args: string[]) =>
   execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
@@ -88,7 +88,7 @@ describe('fetchPinnedCa', () => {
     dir = mkdtempSync(join(tmpdir(), 'gh-pin-'));
     pki = makePki(dir, 'a');
     other = makePki(dir, 'b');
-    pin = spkiPin(new X509Certificate(pki.caCert));
+    pin = caPinOf(new X509Certificate(pki.caCert));
     server = tls.createServer({ key: pki.srvKey, cert: pki.srvCert + pki.caCert }, (s) => {
       s.on('data', (d: Buffer) => received.push(d));
       s.on('error', () => s.destroy());
@@ -129,7 +129,7 @@ describe('fetchPinnedCa', () => {
   });
 
   it('rejects a wrong pin with GH_ERR_CERT_INVALID', async () => {
-    const wrong = spkiPin(new X509Certificate(other.caCert));
+    const wrong = caPinOf(new X509Certificate(other.caCert));
     const err = await fetchPinnedCa({ host: '127.0.0.1', port, pin: wrong }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GatehouseError);
     expect((err as GatehouseError).code).toBe('GH_ERR_CERT_INVALID');
@@ -166,7 +166,7 @@ describe('fetchPinnedCa', () => {
       const err = await fetchPinnedCa({
         host: '127.0.0.1',
         port: bad.port,
-        pin: spkiPin(new X509Certificate(impostor.caCert)),
+        pin: caPinOf(new X509Certificate(impostor.caCert)),
       }).catch((e: unknown) => e);
       expect((err as GatehouseError).code).toBe('GH_ERR_CERT_INVALID');
       expect((err as GatehouseError).message).toContain('not signed by the pinned CA');
@@ -191,7 +191,7 @@ describe('fetchPinnedCa', () => {
       const err = await fetchPinnedCa({
         host: '127.0.0.1',
         port: srv.port,
-        pin: spkiPin(new X509Certificate(elsewhere.caCert)),
+        pin: caPinOf(new X509Certificate(elsewhere.caCert)),
       }).catch((e: unknown) => e);
       expect((err as GatehouseError).code).toBe('GH_ERR_CERT_INVALID');
       expect((err as GatehouseError).message).toContain('not valid for "127.0.0.1"');

@@ -4,7 +4,7 @@ import * as tls from 'node:tls';
 import { GatehouseError } from '../errors.js';
 
 /** `sha256:<hex>` of the DER SubjectPublicKeyInfo: survives re-issuing the CA cert with the same key. */
-export function spkiPin(cert: X509Certificate): string {
+export function caPinOf(cert: X509Certificate): string {
   const der = cert.publicKey.export({ type: 'spki', format: 'der' });
   return `sha256:${createHash('sha256').update(der).digest('hex')}`;
 }
@@ -139,7 +139,7 @@ function checkChain(
   const cas = chain.slice(1).filter((c) => c.ca);
   let ca: X509Certificate | undefined;
   if (want !== undefined) {
-    ca = cas.find((c) => spkiPin(c) === want);
+    ca = cas.find((c) => caPinOf(c) === want);
     if (!ca) {
       throw invalid(
         `the proxy at ${host}:${port} presented no CA matching pin ${want}`,
@@ -177,5 +177,5 @@ function checkChain(
       "use the proxy's public address (as printed by `gatehouse start`) in --proxy",
     );
   }
-  return { caPem: [ca.toString()], pin: spkiPin(ca) };
+  return { caPem: [ca.toString()], pin: caPinOf(ca) };
 }

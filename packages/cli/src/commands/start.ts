@@ -1,0 +1,65 @@
+import { createGateway, loadConfig } from '@gatehouse/core';
+import type { Command } from 'commander';
+import { relativeTime } from '../args.js';
+import { acceptInviteCommand, type Ctx, clientAddr, type GlobalOpts } from '../context.js';
+
+export function registerStart(program: Command, ctx: Ctx): void {
+  program
+    .command('start')
+    .description('run the gateway in the foreground (Ctrl-C or SIGTERM stops it)')
+    .option('--listen <host:port>', 'address to listen on (overrides the config file)')
+    .addHelpText(
+      'after',
+      `
+The data dir comes from --data-dir, the config file's data_dir, or $GATEHOUSE_DATA_DIR.
+On the first start with no users, an invite for the first admin is printed.
+
+Examples:
+  $ gatehouse start --data-dir /var/lib/gatehouse --listen 0.0.0.0:3080
+  $ gatehouse start --config /etc/gatehouse.yaml`,
+    )
+    .action(async (opts: { listen?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals<GlobalOpts>();
+      const config = await loadConfig({
+        file: g.config,
+        overrides: { dataDir: g.dataDir, listen: opts.listen },
+        env: ctx.env,
+      });
+      const gateway = await createGateway({ config });
+      // Signals are hooked before listening so a Ctrl-C during startup still closes the data dir cleanly.
+      let signalled: (signal: string) => void = () => {};
+      const stopped = new Promise<string>((resolve) => {
+        signalled = resolve;
+      });
+      const onInt = () => signalled('SIGINT');
+      const onTerm = () => signalled('SIGTERM');
+      process.once('SIGINT', onInt);
+      process.once('SIGTERM', onTerm);
+      try {
+        const bound = await gateway.listen();
+        const proxy = clientAddr(config.publicAddr, bound);
+        const pin = gateway.caPin();
+        ctx.out(
+          `Gatehouse listening on ${clientAddr('', bound)}\n` +
+            `  cluster:   ${config.clusterName}\n` +
+            `  data dir:  ${config.dataDir}\n` +
+            `  proxy:     ${proxy}\n` +
+            `  CA pin:    --ca-pin ${pin}\n`,
+        );
+        const invite = await gateway.bootstrapAdmin();
+        if (invite) {
+          ctx.out(
+            `\nNo users yet. The first admin (${invite.user}) is created by accepting this invite ` +
+              `(expires ${invite.expires}, ${relativeTime(new Date(invite.expires), ctx.now())}):\n\n` +
+              `  ${acceptInviteCommand(proxy, pin, invite.token)}\n\n`,
+          );
+        }
+        const signal = await stopped;
+        ctx.err(`received ${signal}, shutting down\n`);
+      } finally {
+        process.off('SIGINT', onInt);
+        process.off('SIGTERM', onTerm);
+        await gateway.close();
+      }
+    });
+}

@@ -1,0 +1,320 @@
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import {
+  decodeIdentity,
+  GatehouseClient,
+  GatehouseError,
+  parseHostPort,
+  parseSshCertificate,
+} from '@gatehouse/core';
+import type { Command } from 'commander';
+import QRCode from 'qrcode';
+import { durationFlag, relativeTime } from '../args.js';
+import { type Ctx, trustProxy } from '../context.js';
+import { generateLoginKeys } from '../keys.js';
+import { json } from '../output.js';
+import type { KeyPaths } from '../profile.js';
+import { ask, readSecretFromStdin } from '../prompt.js';
+import { flag, usage } from './usage.js';
+
+interface TrustFlags {
+  proxy?: string;
+  caPin?: string;
+  insecure?: boolean;
+}
+
+function trustOpts(o: TrustFlags) {
+  if (o.caPin && o.insecure) throw usage('--ca-pin and --insecure exclude each other', 'drop --insecure');
+  return { ...(o.caPin ? { caPin: o.caPin } : {}), ...(o.insecure ? { insecure: true } : {}) };
+}
+
+async function readOtp(o: { otp?: string }): Promise<string> {
+  if (o.otp) return o.otp;
+  return (
+    await ask('Authenticator code: ', { hidden: false, what: 'one-time code', flag: '--otp CODE' })
+  ).trim();
+}
+
+export function registerUser(program: Command, ctx: Ctx): void {
+  program
+    .command('login')
+    .description('log in to a proxy and get short-lived SSH and X.509 certificates')
+    .option('--proxy <host:port>', 'the proxy (default: the current profile)')
+    .option('--user <name>', 'user name (default: the profile user for this proxy)')
+    .option('--ca-pin <pin>', "pin of the proxy's CA, as printed by `gatehouse start`")
+    .option('--insecure', "trust the proxy's CA on first use without a pin (prints a warning)")
+    .option('--password-stdin', 'read the password from stdin')
+    .option('--otp <code>', 'one-time code from the authenticator app')
+    .option(
+      '--ttl <duration>',
+      'requested certificate lifetime, e.g. 8h (capped by your roles)',
+      flag(durationFlag('--ttl')),
+    )
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ gatehouse login --proxy gh.example.com:3080 --user alice --ca-pin sha256:3f2a...
+  $ printf '%s' "$PW" | gatehouse login --proxy 127.0.0.1:3080 --user ci --password-stdin --otp 123456
+  $ gatehouse login              # again, with the proxy and user of the current profile`,
+    )
+    .action(
+      async (
+        o: TrustFlags & {
+          user?: string;
+          passwordStdin?: boolean;
+          otp?: string;
+          ttl?: string;
+          json?: boolean;
+        },
+      ) => {
+        const profiles = ctx.home.readProfiles();
+        const proxy = o.proxy ?? profiles.current;
+        if (!proxy) throw usage('no proxy given', 'pass --proxy HOST:PORT (printed by `gatehouse start`)');
+        parseHostPort(proxy);
+        const user = o.user ?? profiles.profiles[proxy]?.user;
+        if (!user) throw usage('no user given', `pass --user NAME`);
+        ctx.home.keyPaths(proxy, user); // rejects a user name unfit for a path before any network I/O
+
+        const trust = await trustProxy(ctx, proxy, trustOpts(o));
+        const client = new GatehouseClient({ proxy, caPem: trust.caPem });
+        try {
+          const ping = await client.ping();
+          const password = o.passwordStdin
+            ? await readSecretFromStdin('password')
+            : await ask(`Password for ${user}@${ping.cluster_name}: `, {
+                hidden: true,
+                what: 'password',
+                flag: '--password-stdin',
+              });
+          const otp = ping.second_factor === 'otp' ? await readOtp(o) : undefined;
+          const keys = generateLoginKeys(`${user}@${ping.cluster_name}`);
+          const res = await client.login({
+            user,
+            password,
+            ...(otp ? { otp } : {}),
+            ssh_public_key: keys.sshPublicKey,
+            tls_public_key: keys.tlsPublicKey,
+            ...(o.ttl ? { ttl: o.ttl } : {}),
+          });
+          if (!res.ssh_cert || !res.tls_cert) {
+            throw new GatehouseError(
+              'GH_ERR_INTERNAL',
+              'the proxy accepted the login but returned no certificates',
+              {
+                hint: 'the proxy may be a different version; ask the cluster admin',
+              },
+            );
+          }
+          // The pinned CA stays trusted next to what the proxy reports, so a
+          // host_x509 list that omits it cannot lock this client out.
+          const cas = [...new Set([...trust.caPem, ...res.cas.host_x509].map((p) => p.trim()))].join('\n');
+          const paths = ctx.home.saveKeys(proxy, res.user, {
+            sshKey: keys.sshPrivateKey,
+            sshPub: keys.sshPublicKey,
+            sshCert: res.ssh_cert,
+            tlsKey: keys.tlsPrivateKey,
+            tlsCert: res.tls_cert,
+            cas,
+          });
+          ctx.home.updateKnownHosts(res.cluster_name, res.cas.host_ssh);
+          ctx.home.setCurrent({
+            proxy,
+            user: res.user,
+            cluster: res.cluster_name,
+            ...(trust.pin ? { caPin: trust.pin } : {}),
+          });
+          if (o.json) {
+            const { ssh_cert: _s, tls_cert: _t, csrf_token: _c, ...rest } = res;
+            ctx.out(json({ ...rest, proxy, files: fileView(paths), known_hosts: ctx.home.knownHostsPath }));
+            return;
+          }
+          printIdentity(ctx, {
+            heading: `Logged in as ${res.user} to cluster ${res.cluster_name} (proxy ${proxy}).`,
+            roles: res.roles,
+            logins: res.logins,
+            expires: new Date(res.expires),
+            paths,
+          });
+        } finally {
+          client.close();
+        }
+      },
+    );
+
+  program
+    .command('accept-invite')
+    .description('set your password (and authenticator) from an invite or reset token')
+    .argument('<token>', 'the token from the invite command')
+    .requiredOption('--proxy <host:port>', 'the proxy')
+    .option('--ca-pin <pin>', "pin of the proxy's CA, as printed by `gatehouse start`")
+    .option('--insecure', "trust the proxy's CA on first use without a pin (prints a warning)")
+    .option('--password-stdin', 'read the new password from stdin')
+    .option('--otp <code>', 'current code from the authenticator app (when enrolling one)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ gatehouse accept-invite --proxy gh.example.com:3080 --ca-pin sha256:3f2a... 6b1f0c...
+  $ printf '%s' "$PW" | gatehouse accept-invite --proxy 127.0.0.1:3080 --ca-pin sha256:... TOKEN --password-stdin`,
+    )
+    .action(
+      async (token: string, o: TrustFlags & { proxy: string; passwordStdin?: boolean; otp?: string }) => {
+        const trust = await trustProxy(ctx, o.proxy, trustOpts(o));
+        const client = new GatehouseClient({ proxy: o.proxy, caPem: trust.caPem });
+        try {
+          const info = await client.inspectInvite(token);
+          ctx.out(
+            `${info.kind === 'invite' ? 'Invite' : 'Password reset'} for ${info.user} ` +
+              `(expires ${info.expires}, ${relativeTime(new Date(info.expires), ctx.now())}).\n`,
+          );
+          if (info.totp) {
+            const qr = await QRCode.toString(info.totp.uri, { type: 'terminal', small: true });
+            ctx.out(
+              `\nScan this code with your authenticator app:\n\n${qr}\n` +
+                `or enter the secret by hand: ${info.totp.secret}\n` +
+                `URI: ${info.totp.uri}\n\n`,
+            );
+          }
+          let password: string;
+          if (o.passwordStdin) {
+            password = await readSecretFromStdin('password');
+          } else {
+            const p = { hidden: true, what: 'new password', flag: '--password-stdin' };
+            password = await ask('New password: ', p);
+            if ((await ask('Repeat the new password: ', p)) !== password) {
+              throw new GatehouseError('GH_ERR_VALIDATION', 'the passwords do not match', {
+                hint: 'run the command again',
+              });
+            }
+          }
+          const otp = info.totp || info.second_factor === 'otp' ? await readOtp(o) : undefined;
+          await client.acceptInvite(token, { password, ...(otp ? { otp } : {}) });
+          const pinFlag = trust.pin ? ` --ca-pin ${trust.pin}` : '';
+          ctx.out(
+            `Password set for ${info.user}. Now log in:\n\n  gatehouse login --proxy ${o.proxy}${pinFlag} --user ${info.user}\n`,
+          );
+        } finally {
+          client.close();
+        }
+      },
+    );
+
+  program
+    .command('status')
+    .description('show the current login: identity, roles, logins, expiry and key paths')
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      '\nReads local files only.\n\nExamples:\n  $ gatehouse status\n  $ gatehouse status --json | jq .expires',
+    )
+    .action((o: { json?: boolean }) => {
+      const profile = ctx.home.current();
+      if (!profile) {
+        throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'not logged in', {
+          hint: 'gatehouse login --proxy HOST:PORT --user NAME --ca-pin sha256:...',
+        });
+      }
+      const paths = ctx.home.keyPaths(profile.proxy, profile.user);
+      const relogin = `log in again: gatehouse login --proxy ${profile.proxy} --user ${profile.user}`;
+      let tlsCert: X509Certificate;
+      let sshCertText: string;
+      try {
+        tlsCert = new X509Certificate(readFileSync(paths.tlsCert));
+        sshCertText = readFileSync(paths.sshCert, 'utf8');
+      } catch (cause) {
+        throw new GatehouseError(
+          'GH_ERR_UNAUTHENTICATED',
+          `the certificates of ${profile.user}@${profile.proxy} are missing or unreadable`,
+          {
+            hint: relogin,
+            cause,
+          },
+        );
+      }
+      const identity = decodeIdentity(tlsCert);
+      const ssh = parseSshCertificate(sshCertText);
+      const expires = new Date(Math.min(identity.expires.getTime(), ssh.validBefore.getTime()));
+      const now = ctx.now();
+      const expired = expires <= now;
+      if (o.json) {
+        ctx.out(
+          json({
+            user: identity.user,
+            cluster: profile.cluster,
+            proxy: profile.proxy,
+            roles: identity.roles,
+            logins: ssh.principals,
+            traits: identity.traits,
+            expires: expires.toISOString(),
+            expired,
+            ca_pin: profile.caPin,
+            files: fileView(paths),
+            known_hosts: ctx.home.knownHostsPath,
+          }),
+        );
+        return;
+      }
+      printIdentity(ctx, {
+        heading: `Logged in as ${identity.user} to cluster ${profile.cluster} (proxy ${profile.proxy}).`,
+        roles: identity.roles,
+        logins: ssh.principals,
+        expires,
+        paths,
+      });
+      if (expired) ctx.err(`warning: the certificates have expired; ${relogin}\n`);
+    });
+
+  program
+    .command('logout')
+    .description('delete the keys and certificates of the current login (or of all with --all)')
+    .option('--all', 'every profile')
+    .addHelpText('after', '\nExamples:\n  $ gatehouse logout\n  $ gatehouse logout --all')
+    .action((o: { all?: boolean }) => {
+      if (o.all) {
+        const removed = ctx.home.removeAll();
+        ctx.out(`Logged out of ${removed.length} profile${removed.length === 1 ? '' : 's'}.\n`);
+        return;
+      }
+      const current = ctx.home.current();
+      if (!current) {
+        throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'not logged in', {
+          hint: 'nothing to do; `gatehouse logout --all` removes every stored profile',
+        });
+      }
+      ctx.home.removeProfile(current.proxy);
+      ctx.out(`Logged out ${current.user} from ${current.proxy}; keys deleted.\n`);
+    });
+}
+
+function fileView(p: KeyPaths) {
+  return {
+    ssh_key: p.sshKey,
+    ssh_public_key: p.sshPub,
+    ssh_cert: p.sshCert,
+    tls_key: p.tlsKey,
+    tls_cert: p.tlsCert,
+    cas: p.cas,
+  };
+}
+
+function printIdentity(
+  ctx: Ctx,
+  v: { heading: string; roles: string[]; logins: string[]; expires: Date; paths: KeyPaths },
+): void {
+  const now = ctx.now();
+  const exp =
+    v.expires <= now
+      ? `${v.expires.toISOString()} EXPIRED (${relativeTime(v.expires, now)})`
+      : `${v.expires.toISOString()} (${relativeTime(v.expires, now)})`;
+  ctx.out(
+    `${v.heading}\n` +
+      `  roles:     ${v.roles.join(', ') || '-'}\n` +
+      `  logins:    ${v.logins.join(', ') || '-'}\n` +
+      `  expires:   ${exp}\n` +
+      `  ssh key:   ${v.paths.sshKey}\n` +
+      `  ssh cert:  ${v.paths.sshCert}\n` +
+      `  tls cert:  ${v.paths.tlsCert}\n`,
+  );
+}

@@ -1,0 +1,153 @@
+import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
+import { userInfo } from 'node:os';
+import {
+  type AdminApi,
+  caPinOf,
+  createGateway,
+  fetchPinnedCa,
+  GatehouseClient,
+  GatehouseError,
+  type Gateway,
+  loadConfig,
+  parseHostPort,
+} from '@gatehouse/core';
+import { ClientHome, type ProfileEntry, splitPems } from './profile.js';
+
+/** Options every verb understands (declared on the program, read with optsWithGlobals). */
+export interface GlobalOpts {
+  debug?: boolean;
+  dataDir?: string;
+  config?: string;
+}
+
+export interface Ctx {
+  env: NodeJS.ProcessEnv;
+  home: ClientHome;
+  out(text: string): void;
+  err(text: string): void;
+  now(): Date;
+}
+
+export function makeCtx(env: NodeJS.ProcessEnv): Ctx {
+  return {
+    env,
+    home: ClientHome.fromEnv(env),
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+    now: () => new Date(),
+  };
+}
+
+/** Where admin verbs act: the data dir itself (like tctl on the auth server) or a proxy as the logged-in user. */
+export type AdminTarget =
+  | { kind: 'local'; api: AdminApi; gateway: Gateway; proxy: string; pin: string; close(): Promise<void> }
+  | {
+      kind: 'remote';
+      api: GatehouseClient;
+      proxy: string;
+      pin: string;
+      profile: ProfileEntry;
+      close(): Promise<void>;
+    };
+
+export function wantsLocal(g: GlobalOpts, env: NodeJS.ProcessEnv): boolean {
+  return Boolean(g.dataDir || g.config || env.GATEHOUSE_DATA_DIR);
+}
+
+export function localActor(): string {
+  return `local:${userInfo().username}`;
+}
+
+export async function openLocalGateway(g: GlobalOpts, env: NodeJS.ProcessEnv): Promise<Gateway> {
+  const config = await loadConfig({ file: g.config, overrides: { dataDir: g.dataDir }, env });
+  return createGateway({ config, env });
+}
+
+/** host:port clients should use; the bound port when the config says port 0. */
+export function clientAddr(publicAddr: string, bound?: { address: string; port: number }): string {
+  if (bound && (publicAddr.endsWith(':0') || !publicAddr)) {
+    return isIP(bound.address) === 6 ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
+  }
+  return publicAddr;
+}
+
+export async function openAdmin(g: GlobalOpts, ctx: Ctx): Promise<AdminTarget> {
+  if (wantsLocal(g, ctx.env)) {
+    const gateway = await openLocalGateway(g, ctx.env);
+    return {
+      kind: 'local',
+      api: gateway.admin,
+      gateway,
+      proxy: gateway.config.publicAddr,
+      pin: gateway.caPin(),
+      close: () => gateway.close(),
+    };
+  }
+  const profile = ctx.home.current();
+  if (!profile) {
+    throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'no data dir given and not logged in', {
+      hint:
+        'on the gateway host pass --data-dir DIR (or --config FILE, or set GATEHOUSE_DATA_DIR); ' +
+        'elsewhere log in first: gatehouse login --proxy HOST:PORT --user NAME',
+    });
+  }
+  const api = profileClient(ctx, profile);
+  return {
+    kind: 'remote',
+    api,
+    proxy: profile.proxy,
+    pin: profile.caPin ?? pinOfStored(ctx, profile),
+    profile,
+    close: async () => api.close(),
+  };
+}
+
+/** A client authenticated with the profile's certificate (mutual TLS). */
+export function profileClient(ctx: Ctx, profile: ProfileEntry): GatehouseClient {
+  const keys = ctx.home.readKeys(profile);
+  return new GatehouseClient({
+    proxy: profile.proxy,
+    caPem: splitPems(keys.cas),
+    certPem: keys.tlsCert,
+    keyPem: keys.tlsKey,
+  });
+}
+
+function pinOfStored(ctx: Ctx, profile: ProfileEntry): string {
+  const first = ctx.home.storedCas(profile.proxy)?.[0];
+  return first ? caPinOf(new X509Certificate(first)) : 'sha256:<pin>';
+}
+
+export interface TrustOpts {
+  caPin?: string;
+  insecure?: boolean;
+}
+
+/**
+ * CA certificates to verify `proxy` with: the pinned one fetched now, or the
+ * one stored at an earlier login to the same proxy. `insecure` prints a warning.
+ */
+export async function trustProxy(
+  ctx: Ctx,
+  proxy: string,
+  o: TrustOpts,
+): Promise<{ caPem: string[]; pin: string | undefined }> {
+  const { host, port } = parseHostPort(proxy);
+  if (!o.caPin && !o.insecure) {
+    const stored = ctx.home.storedCas(proxy);
+    if (stored) return { caPem: stored, pin: ctx.home.readProfiles().profiles[proxy]?.caPin };
+  }
+  const got = await fetchPinnedCa({ host, port, pin: o.caPin, insecure: !o.caPin && o.insecure });
+  if (!o.caPin) {
+    ctx.err(
+      `warning: --insecure: trusting the CA that ${proxy} presented without checking it.\n` +
+        `warning: its pin is ${got.pin}; compare it with the pin printed by \`gatehouse start\` on the proxy.\n`,
+    );
+  }
+  return { caPem: got.caPem, pin: got.pin };
+}
+
+export function acceptInviteCommand(proxy: string, pin: string, token: string): string {
+  return `gatehouse accept-invite --proxy ${proxy} --ca-pin ${pin} ${token}`;
+}

@@ -1,0 +1,99 @@
+import { readFileSync } from 'node:fs';
+import { GatehouseError } from '@gatehouse/core';
+import { Command, CommanderError } from 'commander';
+import { registerAdmin } from './commands/admin.js';
+import { registerStart } from './commands/start.js';
+import { UsageError } from './commands/usage.js';
+import { registerUser } from './commands/user.js';
+import { type Ctx, makeCtx } from './context.js';
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+export function buildProgram(ctx: Ctx): Command {
+  const program = new Command('gatehouse')
+    .description('Gatehouse: identity-aware access gateway (daemon, client and admin verbs)')
+    .option('--data-dir <dir>', 'act on this data dir directly (admin verbs on the gateway host)')
+    .option('--config <file>', 'gateway config file (implies local admin on its data dir)')
+    .option('--debug', 'print stack traces on errors')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => ctx.out(s),
+      writeErr: (s) => ctx.err(s),
+    })
+    .addHelpText(
+      'after',
+      `
+Admin verbs (users, roles, locks, ca, audit) act on the data dir when --data-dir or
+--config is given or GATEHOUSE_DATA_DIR is set, and otherwise on the proxy of the
+current login. Client state lives in $GATEHOUSE_HOME (default ~/.gatehouse).
+
+Examples:
+  $ gatehouse start --data-dir ./data
+  $ gatehouse accept-invite --proxy 127.0.0.1:3080 --ca-pin sha256:... TOKEN
+  $ gatehouse login --proxy 127.0.0.1:3080 --user admin --ca-pin sha256:...
+  $ gatehouse users add alice --roles access --logins root
+  $ gatehouse status`,
+    );
+  // Subcommands inherit exitOverride and output settings only when set before they are added.
+  program
+    .command('version')
+    .description('print the version')
+    .action(() => ctx.out(`gatehouse ${version()}\n`));
+  registerStart(program, ctx);
+  registerUser(program, ctx);
+  registerAdmin(program, ctx);
+  for (const c of allCommands(program)) {
+    c.exitOverride().configureOutput({ writeOut: (s) => ctx.out(s), writeErr: (s) => ctx.err(s) });
+    c.showSuggestionAfterError(true);
+  }
+  return program;
+}
+
+function allCommands(c: Command): Command[] {
+  return c.commands.flatMap((s) => [s, ...allCommands(s)]);
+}
+
+/** Runs the CLI; resolves to the process exit code (0 ok, 1 failure, 2 usage). */
+export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const ctx = makeCtx(env);
+  const program = buildProgram(ctx);
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (e) {
+    const debug = argv.includes('--debug');
+    if (e instanceof CommanderError) {
+      // Commander has printed "error: ..." (or the help) already.
+      if (e.exitCode === 0) return 0;
+      if (e.code === 'commander.help') return 2; // no verb given: the help went to stderr
+      ctx.err(`hint: run the command with --help for its options and examples\n`);
+      return 2;
+    }
+    if (e instanceof UsageError) {
+      ctx.err(`error: ${e.message}\nhint: ${e.hint}\n`);
+      if (debug) ctx.err(`${e.stack}\n`);
+      return 2;
+    }
+    if (e instanceof GatehouseError) {
+      ctx.err(`error: ${e.message}\n`);
+      if (e.hint) ctx.err(`hint: ${e.hint}\n`);
+      if (debug)
+        ctx.err(
+          `${e.code}\n${e.stack}\n${e.cause ? `cause: ${(e.cause as Error).stack ?? String(e.cause)}\n` : ''}`,
+        );
+      return 1;
+    }
+    const err = e as Error;
+    ctx.err(`error: ${err?.message ?? String(e)}\n`);
+    ctx.err(
+      debug ? `${err?.stack}\n` : 'hint: this is unexpected; run again with --debug and report the output\n',
+    );
+    return 1;
+  }
+}
