@@ -33,7 +33,13 @@ export interface Identity {
 }
 
 export type Route =
-  | { kind: 'db'; name: string; user?: string | undefined; database?: string | undefined; protocol?: string | undefined }
+  | {
+      kind: 'db';
+      name: string;
+      user?: string | undefined;
+      database?: string | undefined;
+      protocol?: string | undefined;
+    }
   | { kind: 'kube'; cluster: string };
 
 /** A lock blocks every new and live session of its target. */
@@ -55,4 +61,6 @@ export interface UserTokenRecord {
   /** TOTP secret offered for enrollment, sealed at rest. */
   sealedTotpSecret?: string | undefined;
   createdAt: string;
+  /** Set by the compare-and-swap that consumes the token; a consumed token is never accepted again. */
+  consumedAt?: string | undefined;
 }
