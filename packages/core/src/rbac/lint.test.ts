@@ -160,6 +160,18 @@ describe('lintRole', () => {
     ]);
   });
 
+  it('reports a label key that is an invalid regex', () => {
+    const m = errors(['kind: role', 'name: dev', 'allow:', '  node_labels:', '    "^(env$": dev'].join('\n'));
+    expect(m).toEqual([
+      expect.objectContaining({
+        line: 5,
+        column: 5,
+        key: 'allow.node_labels.^(env$',
+        message: 'invalid regular expression "^(env$": Unterminated group',
+      }),
+    ]);
+  });
+
   it('reports missing and wrong kind, bad names and non-mapping documents', () => {
     expect(errors('name: dev\n')[0]).toMatchObject({
       line: 1,

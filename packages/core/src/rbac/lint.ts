@@ -130,9 +130,10 @@ function issueMessages(issue: z.core.$ZodIssue, root: Node, at: At): LintMessage
   } else if (issue.code === 'invalid_type') {
     message = `expected ${issue.expected === 'array' ? 'a list' : issue.expected === 'object' ? 'a mapping' : `a ${issue.expected}`} (got ${typeName(issue.input)})`;
   }
+  const atKey = issue.code === 'custom' && issue.params?.['at'] === 'key';
   return [
     {
-      ...at(found.offset),
+      ...at(atKey ? (found.keyOffset ?? found.offset) : found.offset),
       key: dotted(path),
       message,
       suggestion: missing && path[0] === 'kind' ? 'add "kind: role" at the top' : undefined,

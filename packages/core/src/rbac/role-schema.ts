@@ -58,6 +58,18 @@ const labelValues = z.union([patternValue, z.array(patternValue)], {
 });
 
 const labelSelector = z.record(z.string(), labelValues).superRefine((sel, ctx) => {
+  for (const key of Object.keys(sel)) {
+    const err = regexError(key);
+    if (err) {
+      // params.at tells the linter to point at the key, not its value.
+      ctx.addIssue({
+        code: 'custom',
+        path: [key],
+        params: { at: 'key' },
+        message: `invalid regular expression "${key}": ${err}`,
+      });
+    }
+  }
   const star = sel['*'];
   if (star === undefined) return;
   const values = typeof star === 'string' ? [star] : star;
