@@ -64,12 +64,17 @@ export async function openLocalGateway(g: GlobalOpts, env: NodeJS.ProcessEnv): P
   return createGateway({ config, env });
 }
 
-/** host:port clients should use; the bound port when the config says port 0. */
+/** host:port clients should use; the bound address when the config says port 0. */
 export function clientAddr(publicAddr: string, bound?: { address: string; port: number }): string {
-  if (bound && (publicAddr.endsWith(':0') || !publicAddr)) {
-    return isIP(bound.address) === 6 ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
-  }
+  if (bound && (publicAddr.endsWith(':0') || !publicAddr)) return boundAddr(bound);
   return publicAddr;
+}
+
+/** Gateway.listen reports `address` as host:port already; a bare IP is accepted too. */
+export function boundAddr(b: { address: string; port: number }): string {
+  if (isIP(b.address) === 6) return `[${b.address}]:${b.port}`;
+  if (isIP(b.address) === 4) return `${b.address}:${b.port}`;
+  return b.address;
 }
 
 export async function openAdmin(g: GlobalOpts, ctx: Ctx): Promise<AdminTarget> {
@@ -149,5 +154,7 @@ export async function trustProxy(
 }
 
 export function acceptInviteCommand(proxy: string, pin: string, token: string): string {
-  return `gatehouse accept-invite --proxy ${proxy} --ca-pin ${pin} ${token}`;
+  // A config with port 0 has no address clients could use until the daemon runs.
+  const p = proxy.endsWith(':0') ? 'HOST:PORT' : proxy;
+  return `gatehouse accept-invite --proxy ${p} --ca-pin ${pin} ${token}`;
 }

@@ -75,7 +75,8 @@ function lintLines(file: string, messages: readonly LintMessage[]): string {
     .map(
       (m) =>
         `${file}:${m.line}:${m.column}: ${m.severity === 'warning' ? 'warning: ' : ''}${m.key}: ${m.message}` +
-        (m.suggestion ? ` (did you mean ${m.suggestion}?)` : '') +
+        // Suggestions are whole phrases from the linter ("did you mean `logins`?").
+        (m.suggestion ? ` (${m.suggestion})` : '') +
         '\n',
     )
     .join('');

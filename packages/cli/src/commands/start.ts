@@ -1,7 +1,7 @@
 import { createGateway, loadConfig } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { relativeTime } from '../args.js';
-import { acceptInviteCommand, type Ctx, clientAddr, type GlobalOpts } from '../context.js';
+import { acceptInviteCommand, boundAddr, type Ctx, clientAddr, type GlobalOpts } from '../context.js';
 
 export function registerStart(program: Command, ctx: Ctx): void {
   program
@@ -25,7 +25,7 @@ Examples:
         overrides: { dataDir: g.dataDir, listen: opts.listen },
         env: ctx.env,
       });
-      const gateway = await createGateway({ config });
+      const gateway = await createGateway({ config, env: ctx.env, auditSpoolName: 'daemon' });
       // Signals are hooked before listening so a Ctrl-C during startup still closes the data dir cleanly.
       let signalled: (signal: string) => void = () => {};
       const stopped = new Promise<string>((resolve) => {
@@ -40,7 +40,7 @@ Examples:
         const proxy = clientAddr(config.publicAddr, bound);
         const pin = gateway.caPin();
         ctx.out(
-          `Gatehouse listening on ${clientAddr('', bound)}\n` +
+          `Gatehouse listening on ${boundAddr(bound)}\n` +
             `  cluster:   ${config.clusterName}\n` +
             `  data dir:  ${config.dataDir}\n` +
             `  proxy:     ${proxy}\n` +

@@ -5,7 +5,7 @@ import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TLSSocket } from 'node:tls';
+import * as tls from 'node:tls';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GatehouseError } from '../errors.js';
 import { auditQueryString, fillPath, GatehouseClient, parseHostPort } from './client.js';
@@ -82,7 +82,7 @@ describe('GatehouseClient', () => {
         const chunks: Buffer[] = [];
         req.on('data', (c: Buffer) => chunks.push(c));
         req.on('end', () => {
-          const sock = req.socket as TLSSocket;
+          const sock = req.socket as tls.TLSSocket;
           const peer = sock.authorized ? sock.getPeerCertificate() : undefined;
           seen.push({
             method: req.method ?? '',
@@ -272,6 +272,31 @@ describe('GatehouseClient', () => {
     c.close();
     expect(g.code).toBe('GH_ERR_CERT_INVALID');
     expect(seen).toHaveLength(0);
+  });
+
+  it('tells a client whose certificate the proxy drops to log in again', async () => {
+    // What the listener does with a refused client certificate: close right after the handshake.
+    const dropper = tls.createServer(
+      { key: pki.srvKey, cert: pki.srvCert, requestCert: true, rejectUnauthorized: false },
+      (s) => s.destroy(),
+    );
+    await new Promise<void>((r) => dropper.listen(0, '127.0.0.1', r));
+    const port = (dropper.address() as AddressInfo).port;
+    try {
+      const c = new GatehouseClient({
+        proxy: `127.0.0.1:${port}`,
+        caPem: [pki.ca],
+        certPem: pki.cliCert,
+        keyPem: pki.cliKey,
+      });
+      const g = (await c.listUsers().catch((e: unknown) => e)) as GatehouseError;
+      c.close();
+      expect(g.code).toBe('GH_ERR_UPSTREAM_UNAVAILABLE');
+      expect(g.message).toContain('closed the connection');
+      expect(g.hint).toContain('gatehouse login');
+    } finally {
+      await new Promise((r) => dropper.close(r));
+    }
   });
 
   it('sends no client certificate when none is configured', async () => {

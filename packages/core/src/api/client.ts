@@ -62,12 +62,14 @@ export class GatehouseClient implements AdminApi {
   readonly port: number;
   readonly #agent: https.Agent;
   readonly #timeoutMs: number;
+  readonly #hasCert: boolean;
 
   constructor(opts: GatehouseClientOptions) {
     const { host, port } = parseHostPort(opts.proxy);
     this.host = host;
     this.port = port;
     this.#timeoutMs = opts.timeoutMs ?? 15_000;
+    this.#hasCert = Boolean(opts.certPem && opts.keyPem);
     // https derives SNI from the host (and skips it for IP addresses, where
     // Node then checks IP SANs), so servername is not set by hand.
     this.#agent = new https.Agent({
@@ -248,6 +250,18 @@ export class GatehouseClient implements AdminApi {
           'if the cluster CA was rotated, log in again with --ca-pin',
         cause: e,
       });
+    }
+    if (this.#hasCert && e.code === 'ECONNRESET') {
+      // The listener drops a connection right after the handshake when it
+      // refuses the client certificate (expired, or from another cluster).
+      return new GatehouseError(
+        'GH_ERR_UPSTREAM_UNAVAILABLE',
+        `the proxy at ${addr} closed the connection: ${e.message}`,
+        {
+          hint: 'it may have refused your certificate (expired, or from another cluster): run `gatehouse login` again',
+          cause: e,
+        },
+      );
     }
     return new GatehouseError(
       'GH_ERR_UPSTREAM_UNAVAILABLE',
