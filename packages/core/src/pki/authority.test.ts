@@ -1,9 +1,9 @@
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, X509Certificate } from 'node:crypto';
 import type { AuditEmitter, AuditEvent, AuditEventInput } from '@gatehouse/audit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryBackend } from '../backend/memory.js';
 import { ManualClock } from '../clock.js';
-import type { Sealer } from '../crypto/seal.js';
+import { AesGcmSealer, type Sealer } from '../crypto/seal.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import { BACKDATE_MS, CertificateAuthorities } from './authority.js';
@@ -11,17 +11,16 @@ import { ed25519PublicKeyToSsh, sshCertificateIdentity, verifySshCertificate } f
 import type { CaRecord } from './types.js';
 import { decodeIdentity, spkiPin } from './x509.js';
 
-/** Reversible sealer that binds the AAD, so a wrong AAD fails like the real one. */
-class TestSealer implements Sealer {
+/** The real AES-GCM sealer, recording the AADs it was asked to bind. */
+class RecordingSealer implements Sealer {
+  readonly #inner = new AesGcmSealer(randomBytes(32));
   aads: string[] = [];
   seal(plain: string, aad: string): string {
     this.aads.push(aad);
-    return Buffer.from(JSON.stringify([aad, plain])).toString('base64');
+    return this.#inner.seal(plain, aad);
   }
   open(sealed: string, aad: string): string {
-    const [a, p] = JSON.parse(Buffer.from(sealed, 'base64').toString()) as [string, string];
-    if (a !== aad) throw new GatehouseError('GH_ERR_INTERNAL', 'sealed data does not match its AAD');
-    return p;
+    return this.#inner.open(sealed, aad);
   }
 }
 
@@ -40,12 +39,14 @@ afterEach(async () => {
   for (const b of backends.splice(0)) await b.close();
 });
 
-function setup(over: { backend?: MemoryBackend; clusterName?: string; clock?: ManualClock } = {}) {
+function setup(
+  over: { backend?: MemoryBackend; clusterName?: string; clock?: ManualClock; sealer?: RecordingSealer } = {},
+) {
   const clock = over.clock ?? new ManualClock(new Date('2026-03-01T12:00:00Z'));
   const backend = over.backend ?? new MemoryBackend({ clock, sweepIntervalMs: 0 });
   backends.push(backend);
   const audit = new TestAudit();
-  const sealer = new TestSealer();
+  const sealer = over.sealer ?? new RecordingSealer();
   const cas = new CertificateAuthorities({
     backend,
     sealer,
@@ -54,6 +55,17 @@ function setup(over: { backend?: MemoryBackend; clusterName?: string; clock?: Ma
     audit,
   });
   return { cas, backend, audit, sealer, clock };
+}
+
+/** Another process on the same backend with the same secrets key. */
+function reopen(backend: MemoryBackend, sealer: Sealer): CertificateAuthorities {
+  return new CertificateAuthorities({
+    backend,
+    sealer,
+    clock: new ManualClock(),
+    clusterName: 'acme',
+    audit: new TestAudit(),
+  });
 }
 
 const identity = (expires: Date): Identity => ({
@@ -98,7 +110,7 @@ describe('CertificateAuthorities.init', () => {
   it('a second instance loads the same keys and creates nothing', async () => {
     const first = setup();
     await first.cas.init();
-    const second = setup({ backend: first.backend });
+    const second = setup({ backend: first.backend, sealer: first.sealer });
     await second.cas.init();
     expect(second.audit.events).toEqual([]);
     expect(second.cas.get('user')).toEqual(first.cas.get('user'));
@@ -106,8 +118,17 @@ describe('CertificateAuthorities.init', () => {
 
   it('two instances starting at once end with one CA each (create race)', async () => {
     const a = setup();
-    const b = setup({ backend: a.backend });
+    const b = setup({ backend: a.backend, sealer: a.sealer });
+    const create = a.backend.create.bind(a.backend);
+    let lost = 0;
+    a.backend.create = async (...args: Parameters<MemoryBackend['create']>) =>
+      create(...args).catch((e: unknown) => {
+        if (isGatehouseError(e, 'GH_ERR_ALREADY_EXISTS')) lost++;
+        throw e;
+      });
     await Promise.all([a.cas.init(), b.cas.init()]);
+    // Both saw no CA and generated one; the loser of each create reloaded the winner's.
+    expect(lost).toBe(3);
     for (const name of ['user', 'host', 'db'] as const) {
       expect(a.cas.signingKey(name).id).toBe(b.cas.signingKey(name).id);
     }
@@ -116,8 +137,9 @@ describe('CertificateAuthorities.init', () => {
 
   it('refuses a backend that belongs to another cluster, and a tampered key', async () => {
     const a = setup();
+    const sealer = a.sealer;
     await a.cas.init();
-    const other = setup({ backend: a.backend, clusterName: 'other' });
+    const other = setup({ backend: a.backend, clusterName: 'other', sealer: a.sealer });
     await expect(other.cas.init()).rejects.toMatchObject({ code: 'GH_ERR_CONFIG_INVALID' });
     const rec = JSON.parse((await a.backend.get('cas/user'))?.value ?? '') as CaRecord;
     const k = rec.keys[0] as CaRecord['keys'][number];
@@ -126,9 +148,9 @@ describe('CertificateAuthorities.init', () => {
       'cas/user',
       JSON.stringify({ ...rec, keys: [{ ...k, sealedSshPrivateKey: k.sealedX509PrivateKey }] }),
     );
-    await expect(setup({ backend: a.backend }).cas.init()).rejects.toThrow(/AAD/);
+    await expect(reopen(a.backend, sealer).init()).rejects.toMatchObject({ code: 'GH_ERR_INTERNAL' });
     await a.backend.put('cas/user', JSON.stringify({ ...rec, keys: [] }));
-    await expect(setup({ backend: a.backend }).cas.init()).rejects.toThrow(/malformed/);
+    await expect(reopen(a.backend, sealer).init()).rejects.toThrow(/malformed/);
   });
 
   it('refuses to issue before init', async () => {
