@@ -1,2 +1,26 @@
-// placeholder
+import 'reflect-metadata';
+
+export * from './api/client.js';
+export * from './api/local.js';
+export * from './api/pin.js';
+export * from './api/public.js';
+export * from './api/server.js';
+export * from './api/types.js';
+export * from './auth/login.js';
+export * from './auth/sessions.js';
+export * from './authz/index.js';
+export * from './backend/index.js';
+export * from './clock.js';
+export * from './config/index.js';
+export * from './crypto/seal.js';
+export * from './errors.js';
+export * from './gateway.js';
+export * from './identity/index.js';
+export * from './listener/proxy-protocol.js';
+export * from './listener/routes.js';
+export * from './listener/sniff.js';
+export * from './log.js';
+export * from './pki/index.js';
 export * from './rbac/index.js';
+export * from './util/duration.js';
+export * from './version.js';
