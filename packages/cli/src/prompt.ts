@@ -38,7 +38,9 @@ export function ask(
   opts: { hidden: boolean; what: string; flag: string },
 ): Promise<string> {
   needTty(opts.what, opts.flag);
-  process.stderr.write(question);
+  // readline redraws its own prompt line, so a visible question goes through
+  // it; a hidden one is written first because the sink below swallows it.
+  if (opts.hidden) process.stderr.write(question);
   // With terminal mode on, readline echoes through `output`; a sink that
   // drops writes keeps the password off the screen.
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
@@ -53,7 +55,7 @@ export function ask(
       process.stderr.write('\n');
       reject(new GatehouseError('GH_ERR_VALIDATION', 'interrupted', { hint: 'run the command again' }));
     });
-    rl.question('', (answer) => {
+    rl.question(opts.hidden ? '' : question, (answer) => {
       rl.close();
       if (opts.hidden) process.stderr.write('\n');
       resolve(answer);
