@@ -1,4 +1,4 @@
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type Socket } from 'node:net';
@@ -203,7 +203,7 @@ export class Gateway {
         if (!this.#secureContext) throw new GatehouseError('GH_ERR_INTERNAL', 'TLS is not ready: call listen() first');
         return this.#secureContext;
       },
-      decodeIdentity: (cert) => this.authorizer.identityFromCert(cert),
+      verifyClientCert: (cert) => this.authorizer.identityFromCert(cert),
       http: (socket) => this.#http.emit('connection', socket),
       log: this.log,
     });
@@ -321,6 +321,9 @@ export class Gateway {
       cert: [issued.cert, hostCas[0]].join('\n'),
       ca: this.authorities.get('user').map((k) => k.x509CertPem),
       minVersion: 'TLSv1.2',
+      // Session resumption with client certificates needs a context id
+      // (tls.Server sets one; our own TLSSocket wrapping must too).
+      sessionIdContext: createHash('sha256').update(`gatehouse:${this.config.clusterName}`).digest('hex').slice(0, 32),
     });
     clearTimeout(this.#renewTimer);
     this.#renewTimer = setTimeout(() => {

@@ -107,6 +107,25 @@ describe('gateway: listener, TLS and HTTP API', () => {
     expect(who).toMatchObject({ user: 'alice', roles: ['access'], auth: 'client-cert' });
   });
 
+  it('resumes TLS sessions (regression: "session id context uninitialized" broke every resumed connection)', async () => {
+    const { Agent } = await import('node:https');
+    const agent = new Agent({ keepAlive: false, maxCachedSessions: 10 });
+    const get = () =>
+      new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
+        const req = request({ agent, host: '127.0.0.1', port: t.port, path: '/v1/ping', ca: t.caPem, servername: 'localhost' }, (res) => {
+          const reused = (res.socket as import('node:tls').TLSSocket).isSessionReused();
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, reused }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await get()).toEqual({ status: 200, reused: false });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await get()).toEqual({ status: 200, reused: true });
+    agent.destroy();
+  });
+
   it('refuses a wrong password with a problem code and audits the failure', async () => {
     const err = await client(t).login({ user: 'alice', password: 'wrong password!!' }).catch((e: unknown) => e);
     expect(isGatehouseError(err, 'GH_ERR_BAD_CREDENTIALS')).toBe(true);

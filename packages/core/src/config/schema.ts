@@ -41,14 +41,14 @@ export const configSchema = z
         login_rate_per_minute: z.number().int().min(1).default(30),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     tls: z
       .object({
         /** Extra DNS names and IPs for the listener's certificate. */
         server_names: z.array(z.string()).default([]),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     listener: z
       .object({
         /** A client must send its first bytes within this time. */
@@ -63,7 +63,7 @@ export const configSchema = z
         max_body_bytes: z.number().int().min(1024).default(1024 * 1024),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     audit: z
       .object({
         /** Also write every event as a JSON line to stdout. */
@@ -72,7 +72,7 @@ export const configSchema = z
         max_file_bytes: z.number().int().min(1024).default(64 * 1024 * 1024),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
   })
   .strict();
 

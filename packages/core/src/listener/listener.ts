@@ -25,8 +25,12 @@ export interface ListenerDeps {
   audit: AuditEmitter;
   /** The current TLS context: server cert chain from the host CA, user CA for client certs. */
   secureContext: () => tls.SecureContext;
-  /** Decodes the Gatehouse identity of a client cert that already chained to the user CA; throws if malformed. */
-  decodeIdentity: (cert: X509Certificate) => Identity;
+  /**
+   * Checks a client certificate against the user CA (signature, validity) and
+   * returns its Gatehouse identity; throws GH_ERR_CERT_INVALID/EXPIRED or a
+   * decoding error.
+   */
+  verifyClientCert: (cert: X509Certificate) => Identity;
   /** HTTP API + web UI: TLS connections with ALPN http/1.1 (or none) and no SNI route. */
   http: (socket: TLSSocket) => void;
   /** Diagnostics: peers resetting (debug) and audit failures (error). */
@@ -244,7 +248,7 @@ export class Listener {
       secureContext: this.#deps.secureContext(),
       requestCert: true,
       // Client certs are optional at this layer (the HTTP login API needs none);
-      // an untrusted one is refused right after the handshake, below.
+      // an untrusted one is refused right after the handshake, before any data.
       rejectUnauthorized: false,
       ALPNCallback: ({ protocols }) => {
         if (postgres) return protocols.includes('postgresql') ? 'postgresql' : undefined;
@@ -271,18 +275,15 @@ export class Listener {
       const tinfo: TlsConnectionInfo = { ...info, alpn, sni };
       const peer = tlsSocket.getPeerX509Certificate();
       if (peer) {
-        if (!tlsSocket.authorized) {
-          return this.#reject(
-            tlsSocket,
-            info,
-            'client_cert_untrusted',
-            `client certificate "${peer.subject.replace(/\n/g, ', ')}" refused: ${String(tlsSocket.authorizationError)}`,
-          );
-        }
+        // Verified here, by core, not by trusting the TLS stack's flag: a
+        // manually wrapped TLSSocket never sets `authorized`, and the same
+        // check serves certificates that reach the API through other servers.
         try {
-          tinfo.identity = this.#deps.decodeIdentity(peer);
+          tinfo.identity = this.#deps.verifyClientCert(peer);
         } catch (err) {
-          return this.#reject(tlsSocket, info, 'client_cert_invalid', `client certificate has no valid Gatehouse identity: ${(err as Error).message}`);
+          const code = (err as { code?: string }).code;
+          const reason = code === 'GH_ERR_CERT_INVALID' || code === 'GH_ERR_CERT_EXPIRED' ? 'client_cert_untrusted' : 'client_cert_invalid';
+          return this.#reject(tlsSocket, info, reason, `client certificate "${peer.subject.replace(/\n/g, ', ')}" refused: ${(err as Error).message}`);
         }
       }
       // Swallowing errors here would hide failures; handlers attach their own.
