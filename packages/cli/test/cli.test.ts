@@ -293,11 +293,19 @@ describe('gatehouse CLI against a running gateway', () => {
   it('lints a role file with line, column and a suggestion, exiting 1', async () => {
     const file = join(root, 'bad-role.yaml');
     writeFileSync(file, 'kind: role\nname: dev\nallow:\n  loginz: [root]\n');
-    const r = await run(['--data-dir', dataDir, 'roles', 'lint', '-f', file], { env: as('admin') });
+    const r = await run(['--config', configFile, 'roles', 'lint', '-f', file], { env: as('admin') });
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(
       new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:4:3: .*loginz.*did you mean .logins`, 'm'),
     );
+  });
+
+  it('--data-dir alone opens a data dir made with a non-default cluster name', async () => {
+    // No config file here: the cluster name must come from the data dir itself.
+    const r = await run(['--data-dir', dataDir, 'users', 'get', 'alice', '--json'], { env: as('admin') });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect((JSON.parse(r.stdout) as { name: string }).name).toBe('alice');
   });
 
   it('exits 2 on usage errors', async () => {
