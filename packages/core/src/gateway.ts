@@ -25,7 +25,7 @@ import { LockService } from './identity/locks.js';
 import { UserService } from './identity/users.js';
 import { Listener } from './listener/listener.js';
 import { Routes } from './listener/routes.js';
-import { CertificateAuthorities, type CaExportFormat } from './pki/authority.js';
+import { CertificateAuthorities, type CaExportFormat, caBackendKey } from './pki/authority.js';
 import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
 import { channelLogger, type LogFn } from './log.js';
@@ -99,6 +99,7 @@ export class Gateway {
   #secureContext: tls.SecureContext | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  #listening = false;
 
   /** @internal use createGateway() */
   constructor(parts: {
@@ -262,6 +263,7 @@ export class Gateway {
     const port = opts.port ?? this.config.listen.port;
     const addr = await this.#listener.listen(host, port);
     const address = `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    this.#listening = true;
     await this.audit.emit({ type: 'gateway.start', version: VERSION, listen: [address], user: 'system' });
     return { address, port: addr.port };
   }
@@ -340,7 +342,11 @@ export class Gateway {
     this.#http.close();
     this.#http.closeAllConnections();
     for (const a of this.#adapters.values()) await a.close?.();
-    await this.audit.emit({ type: 'gateway.stop', user: 'system' }).catch((err: unknown) => this.log('error', 'audit of gateway.stop failed', err));
+    if (this.#listening) {
+      await this.audit
+        .emit({ type: 'gateway.stop', user: 'system' })
+        .catch((err: unknown) => this.log('error', 'audit of gateway.stop failed', err));
+    }
     await this.audit.close();
     await this.backend.close();
   }
@@ -378,7 +384,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   if (opts.clusterName) values.cluster_name = opts.clusterName;
   if (opts.dataDir) values.data_dir = opts.dataDir;
   if (opts.secondFactor) values.auth = { ...(values.auth ?? {}), second_factor: opts.secondFactor };
-  const config = opts.config ?? (await loadConfig({ values, env }));
+  let config = opts.config ?? (await loadConfig({ values, env }));
   const clock = opts.clock ?? systemClock;
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const sealer = new AesGcmSealer(await loadOrCreateSecretsKey({ dataDir: config.dataDir, env }));
@@ -388,6 +394,12 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
       : opts.backend === 'memory'
         ? new MemoryBackend({ clock })
         : await SqliteBackend.open({ path: path.join(config.dataDir, 'gatehouse.db'), clock });
+  if (!config.clusterNameSet) {
+    // No config named the cluster: an existing data dir keeps the name it was created with.
+    const existing = await backend.get(caBackendKey('user'));
+    const name = existing ? (JSON.parse(existing.value) as { clusterName?: unknown }).clusterName : undefined;
+    if (typeof name === 'string' && name !== config.clusterName) config = { ...config, clusterName: name };
+  }
   const auditDir = path.join(config.dataDir, 'audit');
   const index = new SqliteAuditIndex({ path: path.join(auditDir, 'index.db') });
   const sinks: AuditSink[] = [new JsonlFileSink({ dir: auditDir, maxBytes: config.audit.maxFileBytes }), index];

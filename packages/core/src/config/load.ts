@@ -9,6 +9,8 @@ import { type ConfigFile, configSchema, type ParsedConfig } from './schema.js';
 /** The resolved configuration every part of core reads (camelCase, durations in ms). */
 export interface GatehouseConfig {
   clusterName: string;
+  /** False when cluster_name came from the default: an existing data dir's name then wins. */
+  clusterNameSet: boolean;
   dataDir: string;
   listen: { host: string; port: number };
   publicAddr: string;
@@ -103,17 +105,18 @@ export async function loadConfig(opts: LoadConfigOptions = {}): Promise<Gatehous
       { hint: 'check the flag or config key named above' },
     );
   }
-  return resolve(parsed.data, source, env);
+  return resolve(parsed.data, source, env, raw.cluster_name !== undefined);
 }
 
 function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 }
 
-function resolve(c: ParsedConfig, source: string, env: NodeJS.ProcessEnv): GatehouseConfig {
+function resolve(c: ParsedConfig, source: string, env: NodeJS.ProcessEnv, explicitCluster: boolean): GatehouseConfig {
   const listen = splitHostPort(c.listen);
   return {
     clusterName: c.cluster_name,
+    clusterNameSet: explicitCluster,
     dataDir: path.resolve(c.data_dir ?? defaultDataDir(env)),
     listen,
     publicAddr: c.public_addr ?? c.listen,
