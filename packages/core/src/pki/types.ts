@@ -5,7 +5,7 @@ export type CaName = 'user' | 'host' | 'db';
 /**
  * One key of a certificate authority. A CA holds several active keys so a
  * rotation can add the new key, publish both, then drop the old one.
- * SSH keys are Ed25519; X.509 keys are ECDSA P-256 (docs/decisions/0002).
+ * SSH keys are Ed25519; X.509 keys are ECDSA P-256 (docs/decisions/0001).
  */
 export interface CaKeyPublic {
   id: string;

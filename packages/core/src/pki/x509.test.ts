@@ -3,13 +3,25 @@ import { createHash, createPrivateKey, generateKeyPairSync, webcrypto, X509Certi
 import * as px from '@peculiar/x509';
 import { describe, expect, it } from 'vitest';
 import type { Identity } from '../identity/types.js';
-import { decodeOid, decodeTime, oid, readOnly, seq, time, tlv, uintBytes, utf8String } from './der.js';
+import {
+  decodeOid,
+  decodeTime,
+  derToPem,
+  oid,
+  readOnly,
+  seq,
+  time,
+  tlv,
+  uintBytes,
+  utf8String,
+} from './der.js';
 import { decodeIdentityJson, encodeIdentityJson } from './identity-codec.js';
 import {
   createX509Ca,
   decodeIdentity,
   encodeIdentityExtension,
   IDENTITY_EXTENSION_OID,
+  leafSpki,
   parseX509,
   randomSerial,
   spkiPin,
@@ -60,6 +72,10 @@ describe('der', () => {
       const t = time(new Date(d));
       expect(decodeTime(t[0] as number, t.subarray(2)).toISOString()).toBe(new Date(d).toISOString());
     }
+  });
+
+  it('keeps every identity OID arc below 2^31 (Go crypto/x509 rejects larger arcs)', () => {
+    for (const arc of IDENTITY_EXTENSION_OID.split('.')) expect(Number(arc)).toBeLessThan(2 ** 31);
   });
 
   it('rejects trailing bytes, overruns and non-minimal lengths', () => {
@@ -287,6 +303,28 @@ describe('X509Issuer', () => {
     expect(() =>
       issuer.issueDbClient({ publicKeyPem: 'nope', dbUser: 'r', notBefore: NB, notAfter: NA }, 'acme'),
     ).toThrow(/PEM public key/);
+  });
+
+  it('checks P-256 points itself and matches node on the SPKI it returns', () => {
+    for (let i = 0; i < 20; i++) {
+      const k = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+      const pem = k.export({ type: 'spki', format: 'pem' }) as string;
+      expect(leafSpki(pem).equals(k.export({ type: 'spki', format: 'der' }))).toBe(true);
+    }
+    const der = Buffer.from(
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }),
+    );
+    der[der.length - 1] = (der[der.length - 1] as number) ^ 1; // y no longer matches x
+    expect(() => leafSpki(derToPem(der, 'PUBLIC KEY'))).toThrow(/not a point on the P-256 curve/);
+    expect(() => leafSpki(derToPem(Buffer.from('3000', 'hex'), 'PUBLIC KEY'))).toThrow(
+      /not valid DER|PEM public key/,
+    );
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey;
+    expect(
+      leafSpki(p384.export({ type: 'spki', format: 'pem' }) as string).equals(
+        p384.export({ type: 'spki', format: 'der' }),
+      ),
+    ).toBe(true);
   });
 
   it('makes CA certs with the CA extensions', async () => {

@@ -248,8 +248,46 @@ export function spkiPin(certPem: string | Uint8Array | X509Certificate): string 
   return `sha256:${createHash('sha256').update(parts.spki.bytes).digest('hex')}`;
 }
 
+// P-256 curve parameters (SEC 2), for checking client points without
+// OpenSSL's key decoder, which costs more than the certificate's signature.
+const P256_P = 0xffffffff00000001000000000000000000000000ffffffffffffffffffffffffn;
+const P256_B = 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn;
+const P256_ALG = seq(oid('1.2.840.10045.2.1'), oid('1.2.840.10045.3.1.7'));
+
+const mod = (a: bigint, m: bigint) => ((a % m) + m) % m;
+
+/** The canonical P-256 SPKI when `der` is one with a valid uncompressed point; undefined for other keys. */
+function p256Spki(der: Uint8Array): Buffer | undefined {
+  let point: Uint8Array;
+  try {
+    const [alg, bits, extra] = children(readOnly(der, 0x30).value);
+    if (!alg || !bits || extra || !Buffer.from(alg.bytes).equals(P256_ALG) || bits.tag !== 0x03)
+      return undefined;
+    point = bits.value;
+  } catch (cause) {
+    throw new GatehouseError('GH_ERR_VALIDATION', 'public key is not valid DER', {
+      cause,
+      hint: 'Pass an SPKI PEM ("-----BEGIN PUBLIC KEY-----"), e.g. from `openssl pkey -pubout`.',
+    });
+  }
+  if (point.length !== 66 || point[0] !== 0 || point[1] !== 0x04) return undefined;
+  const x = BigInt(`0x${Buffer.from(point.subarray(2, 34)).toString('hex')}`);
+  const y = BigInt(`0x${Buffer.from(point.subarray(34, 66)).toString('hex')}`);
+  if (x >= P256_P || y >= P256_P || mod(y * y - (x * x * x - 3n * x + P256_B), P256_P) !== 0n) {
+    throw new GatehouseError('GH_ERR_VALIDATION', 'public key is not a point on the P-256 curve', {
+      hint: 'Generate a new key; this one is corrupt.',
+    });
+  }
+  return seq(P256_ALG, bitString(point.subarray(1)));
+}
+
 /** Canonical SPKI DER of a client's public key; only keys TLS peers widely accept. */
 export function leafSpki(publicKeyPem: string): Buffer {
+  const der = /^\s*-----BEGIN PUBLIC KEY-----/.test(publicKeyPem)
+    ? pemToDer(publicKeyPem, 'PUBLIC KEY')
+    : undefined;
+  const fast = der && p256Spki(der);
+  if (fast) return fast;
   let key: KeyObject;
   try {
     key = createPublicKey(publicKeyPem);
