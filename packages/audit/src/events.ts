@@ -21,6 +21,16 @@ export interface CommonFields {
   message?: string;
 }
 
+/** Identifies one database session in every db.session.* event. */
+export interface DbSessionFields {
+  session_id: string;
+  /** The registered database resource name. */
+  db_service: string;
+  db_protocol: string;
+  db_user: string;
+  db_name: string;
+}
+
 export type LoginMethod = 'password' | 'invite' | 'reset';
 
 export type LoginFailureReason =
@@ -87,6 +97,23 @@ export type AuditEventInput =
   | (CommonFields & { type: 'listener.reject'; reason: ListenerRejectReason; error: string })
   | (CommonFields & { type: 'http.reject'; method: string; path: string; status: number; error: string })
   | (CommonFields & { type: 'access.denied'; resource_kind: string; resource: string; reason: string })
+  | (CommonFields & { type: 'db.create'; name: string; protocol: string; uri: string })
+  | (CommonFields & { type: 'db.delete'; name: string })
+  | (CommonFields & DbSessionFields & { type: 'db.session.start'; success: true })
+  | (CommonFields & DbSessionFields & { type: 'db.session.start'; success: false; error: string })
+  | (CommonFields &
+      DbSessionFields & { type: 'db.session.end'; duration_ms: number; queries: number; error?: string })
+  | (CommonFields &
+      DbSessionFields & {
+        type: 'db.session.query';
+        query: string;
+        /** Bound parameters (extended protocol / prepared statements); '<redacted>' when a role redacts them. */
+        parameters?: string[];
+        /** Prepared statement name or id, when the query ran through one. */
+        statement?: string;
+        /** Rows affected or returned, when the protocol reports it cheaply. */
+        rows?: number;
+      })
   | (CommonFields & { type: 'gateway.start'; version: string; listen: string[] })
   | (CommonFields & { type: 'gateway.stop' })
   | (CommonFields & { type: 'audit.backlog'; sink: string; backlog: number; error: string });
@@ -114,6 +141,11 @@ export const EVENT_CODES = {
   'listener.reject': 'GH1100W',
   'http.reject': 'GH1101W',
   'access.denied': 'GH1102W',
+  'db.create': 'GH1050I',
+  'db.delete': 'GH1051I',
+  'db.session.start': { ok: 'GH2000I', fail: 'GH2000W' },
+  'db.session.end': 'GH2001I',
+  'db.session.query': 'GH2002I',
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
   'audit.backlog': 'GH1210E',

@@ -15,3 +15,4 @@ export {
 export { JsonlFileSink, type JsonlFileSinkOptions } from './sinks/jsonl.js';
 export { StdoutSink, type StdoutSinkOptions } from './sinks/stdout.js';
 export type { AuditIndex, AuditSink } from './sinks/types.js';
+export * from './session-db.js';

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { DbSessionAudit, REDACTED } from './session-db.js';
+import { MemoryAuditLog } from './testing/index.js';
+
+const base = {
+  session_id: 's1',
+  user: 'alice',
+  db_service: 'orders',
+  db_protocol: 'postgres',
+  db_user: 'reader',
+  db_name: 'shop',
+};
+
+describe('DbSessionAudit', () => {
+  it('emits start, queries and one end with counts and duration', async () => {
+    const log = new MemoryAuditLog();
+    let t = 1000;
+    const s = new DbSessionAudit(log, base, { now: () => t });
+    await s.onSessionStart();
+    await s.onQuery({ query: 'select 1' });
+    await s.onQuery({ query: 'select $1', parameters: ['42'], statement: 'q1', rows: 1 });
+    t = 1250;
+    await s.onSessionEnd();
+    await s.onSessionEnd({ error: 'ignored: already ended' });
+    expect(log.events.map((e) => [e.type, e.code])).toEqual([
+      ['db.session.start', 'GH2000I'],
+      ['db.session.query', 'GH2002I'],
+      ['db.session.query', 'GH2002I'],
+      ['db.session.end', 'GH2001I'],
+    ]);
+    expect(log.events[2]).toMatchObject({ ...base, query: 'select $1', parameters: ['42'], statement: 'q1', rows: 1 });
+    expect(log.events[3]).toMatchObject({ duration_ms: 250, queries: 2 });
+    expect(log.events[3]).not.toHaveProperty('error');
+  });
+
+  it('redacts parameters when the role says so, keeping their count', async () => {
+    const log = new MemoryAuditLog();
+    const s = new DbSessionAudit(log, base, { redactParameters: true });
+    await s.onQuery({ query: 'insert into t values ($1, $2)', parameters: ['secret', 'x'] });
+    expect(log.events[0]).toMatchObject({ parameters: [REDACTED, REDACTED] });
+  });
+
+  it('a failed start is a warning and ends the session', async () => {
+    const log = new MemoryAuditLog();
+    const s = new DbSessionAudit(log, base);
+    await s.onSessionStartFailed('upstream refused the certificate');
+    await s.onSessionEnd();
+    expect(log.events.map((e) => e.code)).toEqual(['GH2000W']);
+  });
+});
