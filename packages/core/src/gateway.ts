@@ -23,7 +23,10 @@ import { AesGcmSealer, loadOrCreateSecretsKey, type Sealer } from './crypto/seal
 import { GatehouseError } from './errors.js';
 import { LockService } from './identity/locks.js';
 import { UserService } from './identity/users.js';
+import { DbAccess } from './databases/access.js';
+import { DatabaseRegistry, type DatabaseSpec, readCaFile } from './databases/registry.js';
 import { Listener } from './listener/listener.js';
+import { type Dialer, directDialer } from './net/dialer.js';
 import { Routes } from './listener/routes.js';
 import { CertificateAuthorities, type CaExportFormat, caBackendKey } from './pki/authority.js';
 import { decodeIdentity } from './pki/x509.js';
@@ -40,6 +43,14 @@ export interface AdapterContext {
   readonly authorities: CertificateAuthorities;
   readonly clock: Clock;
   readonly log: LogFn;
+  /** Databases (config, adapter options, `gatehouse db add`). */
+  readonly databases: DatabaseRegistry;
+  /** The one authorization path for database protocols. */
+  readonly dbAccess: DbAccess;
+  /** How to reach targets (direct TCP now; reverse tunnels later). */
+  readonly dialer: Dialer;
+  /** Resolved config, read-only (e.g. mysqlListen). */
+  readonly config: GatehouseConfig;
 }
 
 export interface Adapter {
@@ -64,6 +75,8 @@ export interface CreateGatewayOptions {
   env?: NodeJS.ProcessEnv;
   /** Extra audit sinks (e.g. a SIEM exporter). */
   auditSinks?: AuditSink[];
+  /** How to reach targets; default: direct TCP. */
+  dialer?: Dialer;
   /** Which spool directory this process uses for audit retries ('daemon' for `gatehouse start`). */
   auditSpoolName?: string;
 }
@@ -87,6 +100,9 @@ export class Gateway {
   readonly sessions: WebSessions;
   readonly authorizer: Authorizer;
   readonly routes = new Routes();
+  readonly databases: DatabaseRegistry;
+  readonly dbAccess: DbAccess;
+  readonly dialer: Dialer;
   /** Admin API acting as the local operator (like tctl on the auth server). */
   readonly admin: AdminApi;
   readonly log: LogFn;
@@ -110,6 +126,8 @@ export class Gateway {
     authorities: CertificateAuthorities;
     sealer: Sealer;
     log: LogFn;
+    databases?: DatabaseSpec[];
+    dialer?: Dialer;
   }) {
     const { config, clock, backend, audit, authorities } = parts;
     this.config = config;
@@ -139,6 +157,9 @@ export class Gateway {
       },
     });
     this.sessions = new WebSessions({ backend, clock, ttlMs: config.auth.webSessionTtlMs });
+    this.dialer = parts.dialer ?? directDialer;
+    this.databases = new DatabaseRegistry({ backend, audit });
+    for (const db of parts.databases ?? []) this.databases.addStatic(db);
     this.authorizer = new Authorizer({
       clock,
       audit,
@@ -147,6 +168,14 @@ export class Gateway {
       getUser: (name) => this.users.get(name),
       resolveRoles: (names) => this.roles.resolve(names),
       findLocks: (q) => this.locks.find(q),
+    });
+    this.dbAccess = new DbAccess({
+      registry: this.databases,
+      authorizer: this.authorizer,
+      authorities,
+      audit,
+      clock,
+      dialer: this.dialer,
     });
     this.admin = this.adminAs(`local:${safeUsername()}`);
     const login = new LoginService({
@@ -218,6 +247,7 @@ export class Gateway {
         roles: this.roles,
         locks: this.locks,
         audit: this.audit,
+        databases: this.databases,
         endSessions: (user) => this.sessions.deleteForUser(user),
         acceptCommand: (token) =>
           `gatehouse accept-invite --proxy ${this.config.publicAddr} --ca-pin ${this.caPin()} ${token}`,
@@ -242,6 +272,10 @@ export class Gateway {
       authorities: this.authorities,
       clock: this.clock,
       log: this.log,
+      databases: this.databases,
+      dbAccess: this.dbAccess,
+      dialer: this.dialer,
+      config: this.config,
     };
     this.#registering.push(Promise.resolve(adapter.register(ctx)));
     return this;
@@ -257,15 +291,28 @@ export class Gateway {
   }
 
   /** Opens the listener (default: config.listen). Port 0 picks a free port. */
-  async listen(opts: { host?: string; port?: number } = {}): Promise<{ address: string; port: number }> {
+  async listen(
+    opts: { host?: string; port?: number } = {},
+  ): Promise<{ address: string; port: number; dedicated: Record<string, { address: string; port: number }> }> {
     await this.ready();
     const host = opts.host ?? this.config.listen.host;
     const port = opts.port ?? this.config.listen.port;
     const addr = await this.#listener.listen(host, port);
-    const address = `${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+    const fmt = (a: net.AddressInfo) => `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+    const address = fmt(addr);
+    const extra: Record<string, { address: string; port: number }> = {};
+    for (const [name, d] of this.routes.dedicatedListeners()) {
+      const a = await this.#listener.listenRaw(d.host, d.port, d.handler);
+      extra[name] = { address: fmt(a), port: a.port };
+    }
     this.#listening = true;
-    await this.audit.emit({ type: 'gateway.start', version: VERSION, listen: [address], user: 'system' });
-    return { address, port: addr.port };
+    await this.audit.emit({
+      type: 'gateway.start',
+      version: VERSION,
+      listen: [address, ...Object.values(extra).map((e) => e.address)],
+      user: 'system',
+    });
+    return { address, port: addr.port, dedicated: extra };
   }
 
   /** Serve a socket accepted by someone else's net.Server. */
@@ -414,5 +461,27 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   });
   const authorities = new CertificateAuthorities({ backend, sealer, clock, clusterName: config.clusterName, audit });
   await authorities.init();
-  return new Gateway({ config, clock, backend, audit, authorities, sealer, log: channelLogger(config.clusterName) });
+  const databases: DatabaseSpec[] = [];
+  for (const d of config.databases) {
+    databases.push({
+      name: d.name,
+      protocol: d.protocol,
+      uri: d.uri,
+      labels: d.labels,
+      ...(d.caFile ? { caPem: await readCaFile(d.caFile) } : {}),
+      ...(d.serverName ? { serverName: d.serverName } : {}),
+      ...(d.description ? { description: d.description } : {}),
+    });
+  }
+  return new Gateway({
+    config,
+    clock,
+    backend,
+    audit,
+    authorities,
+    sealer,
+    databases,
+    ...(opts.dialer ? { dialer: opts.dialer } : {}),
+    log: channelLogger(config.clusterName),
+  });
 }

@@ -151,6 +151,14 @@ describe('GatehouseClient', () => {
         { target: { role: 'dev' }, message: 'm' },
       ],
       ['deleteLock', () => client.deleteLock('l-1'), '/v1/locks/l-1', undefined],
+      ['listDatabases', () => client.listDatabases(), '/v1/databases', undefined],
+      [
+        'addDatabase',
+        () => client.addDatabase({ name: 'orders', protocol: 'postgres', uri: 'db:5432', labels: { env: 'dev' } }),
+        '/v1/databases',
+        { name: 'orders', protocol: 'postgres', uri: 'db:5432', labels: { env: 'dev' } },
+      ],
+      ['removeDatabase', () => client.removeDatabase('orders'), '/v1/databases/orders', undefined],
       [
         'searchAudit',
         () =>

@@ -16,6 +16,8 @@ import {
   type AdminApi,
   type AuditPage,
   type AuditQuery,
+  type AddDatabaseRequest,
+  type DatabaseView,
   type LintMessage,
   type LockView,
   type TokenView,
@@ -176,6 +178,15 @@ export class GatehouseClient implements AdminApi {
   }
   searchAudit(q: AuditQuery): Promise<AuditPage> {
     return this.#json(ADMIN_ROUTES.searchAudit, {}, undefined, auditQueryString(q));
+  }
+  listDatabases(): Promise<DatabaseView[]> {
+    return this.#json(ADMIN_ROUTES.listDatabases, {});
+  }
+  addDatabase(req: AddDatabaseRequest): Promise<DatabaseView> {
+    return this.#json(ADMIN_ROUTES.addDatabase, {}, req);
+  }
+  removeDatabase(name: string): Promise<void> {
+    return this.#json(ADMIN_ROUTES.removeDatabase, { name });
   }
 
   // --- plumbing ------------------------------------------------------------

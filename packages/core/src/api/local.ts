@@ -2,16 +2,29 @@ import { GatehouseError } from '../errors.js';
 import type { LockRecord, UserRecord } from '../identity/types.js';
 import type { LockService } from '../identity/locks.js';
 import type { UserService } from '../identity/users.js';
+import type { DatabaseRegistry, DatabaseSpec } from '../databases/registry.js';
 import { lintRole } from '../rbac/lint.js';
 import type { RoleService } from '../rbac/roles.js';
 import { parseDuration } from '../util/duration.js';
-import type { AuditPage, AuditQuery, AdminApi, LockView, TokenView, UserView } from './types.js';
+import type { AdminApi, AuditPage, AuditQuery, DatabaseView, LockView, TokenView, UserView } from './types.js';
+
+export function databaseView(d: DatabaseSpec): DatabaseView {
+  return {
+    name: d.name,
+    protocol: d.protocol,
+    uri: d.uri,
+    labels: d.labels,
+    ...(d.description ? { description: d.description } : {}),
+    source: d.source ?? 'dynamic',
+  };
+}
 
 export interface LocalAdminDeps {
   users: UserService;
   roles: RoleService;
   locks: LockService;
   audit: { search(q: AuditQuery): Promise<AuditPage> };
+  databases: DatabaseRegistry;
   /** Ends a deleted user's browser sessions. */
   endSessions: (user: string) => Promise<unknown>;
   /** The command a user runs to accept a token (needs the proxy address and CA pin). */
@@ -110,5 +123,24 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
     },
     deleteLock: (id) => d.locks.delete(id, actor),
     searchAudit: (q) => d.audit.search(q),
+    async listDatabases() {
+      return (await d.databases.list()).map(databaseView);
+    },
+    async addDatabase(req) {
+      const spec = await d.databases.add(
+        {
+          name: req.name,
+          protocol: req.protocol,
+          uri: req.uri,
+          labels: req.labels ?? {},
+          ...(req.ca_pem ? { caPem: req.ca_pem } : {}),
+          ...(req.server_name ? { serverName: req.server_name } : {}),
+          ...(req.description ? { description: req.description } : {}),
+        },
+        actor,
+      );
+      return databaseView(spec);
+    },
+    removeDatabase: (name) => d.databases.remove(name, actor),
   };
 }

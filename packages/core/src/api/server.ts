@@ -40,6 +40,10 @@ export const ADMIN_PERMISSIONS = {
   createLock: ['lock', 'create'],
   deleteLock: ['lock', 'delete'],
   searchAudit: ['audit', 'list'],
+  // Users without db:list still see the databases their roles reach (filtered below).
+  listDatabases: ['db', 'list'],
+  addDatabase: ['db', 'create'],
+  removeDatabase: ['db', 'delete'],
 } as const satisfies Record<keyof AdminApi, readonly [ResourceKind, Verb]>;
 
 export interface ApiServerDeps {
@@ -249,8 +253,18 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
           const body = method === 'GET' || method === 'DELETE' ? {} : ((await readJson(ctx.req, max)) as Record<string, unknown>);
           let [resource, verb] = ADMIN_PERMISSIONS[name] as readonly [ResourceKind, Verb];
           if (name === 'putRole' && body.create === true) verb = 'create';
-          await d.authorizer.checkRule(c.principal, resource, verb, { remoteAddr: ctx.remoteAddr, protocol: 'http' });
-          const result = await callAdmin(d.admin(c.principal.user.name), name, params, body, ctx.url);
+          let result: unknown;
+          if (name === 'listDatabases' && !c.principal.checker.checkRule('db', 'list').allowed) {
+            // Everyone may list what they can reach: filtered by their roles' db_labels.
+            const all = await d.admin(c.principal.user.name).listDatabases();
+            result = all
+              .map((db) => ({ db, seen: c.principal.checker.databaseVisibility(db) }))
+              .filter((x) => x.seen.visible)
+              .map((x) => ({ ...x.db, allowed: { db_users: x.seen.dbUsers, db_names: x.seen.dbNames } }));
+          } else {
+            await d.authorizer.checkRule(c.principal, resource, verb, { remoteAddr: ctx.remoteAddr, protocol: 'http' });
+            result = await callAdmin(d.admin(c.principal.user.name), name, params, body, ctx.url);
+          }
           if (result === undefined) ctx.res.writeHead(204, { 'cache-control': 'no-store' }).end();
           else sendJson(ctx.res, name === 'createUser' ? 201 : 200, result);
         }),
@@ -352,6 +366,12 @@ async function callAdmin(
       return admin.deleteLock(p.id!);
     case 'searchAudit':
       return admin.searchAudit(auditQueryFromUrl(url));
+    case 'listDatabases':
+      return admin.listDatabases();
+    case 'addDatabase':
+      return admin.addDatabase(b);
+    case 'removeDatabase':
+      return admin.removeDatabase(p.name!);
     default: {
       const never: never = name;
       throw new GatehouseError('GH_ERR_NOT_FOUND', `unknown admin call ${String(never)}`);

@@ -33,6 +33,29 @@ export interface LockView {
   createdBy: string;
 }
 
+/** A registered database as `gatehouse db ls` shows it. */
+export interface DatabaseView {
+  name: string;
+  protocol: 'postgres' | 'mysql';
+  uri: string;
+  labels: Record<string, string>;
+  description?: string | undefined;
+  source: 'config' | 'dynamic';
+  /** For a user listing: the database users and names their roles allow (patterns as written). */
+  allowed?: { db_users: string[]; db_names: string[] } | undefined;
+}
+
+export interface AddDatabaseRequest {
+  name: string;
+  protocol: 'postgres' | 'mysql';
+  uri: string;
+  labels?: Record<string, string>;
+  /** PEM of the CA that signed the database server's certificate. */
+  ca_pem?: string;
+  server_name?: string;
+  description?: string;
+}
+
 export interface LintMessage {
   line: number;
   column: number;
@@ -94,6 +117,11 @@ export interface AdminApi {
   deleteLock(id: string): Promise<void>;
 
   searchAudit(q: AuditQuery): Promise<AuditPage>;
+
+  /** Databases the caller may reach (all of them for an admin with db:list). */
+  listDatabases(): Promise<DatabaseView[]>;
+  addDatabase(req: AddDatabaseRequest): Promise<DatabaseView>;
+  removeDatabase(name: string): Promise<void>;
 }
 
 /** One table for the HTTP client and server, so paths cannot drift. */
@@ -115,4 +143,7 @@ export const ADMIN_ROUTES = {
   createLock: ['POST', '/v1/locks'],
   deleteLock: ['DELETE', '/v1/locks/:id'],
   searchAudit: ['GET', '/v1/audit/events'],
+  listDatabases: ['GET', '/v1/databases'],
+  addDatabase: ['POST', '/v1/databases'],
+  removeDatabase: ['DELETE', '/v1/databases/:name'],
 } as const satisfies Record<keyof AdminApi, readonly [string, string]>;

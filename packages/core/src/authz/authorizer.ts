@@ -101,7 +101,7 @@ export class Authorizer {
   /** Admin API permission: throws GH_ERR_ACCESS_DENIED (audited) unless a role rule allows it. */
   async checkRule(p: Principal, resource: ResourceKind, verb: Verb, ctx: ConnectionContext = {}): Promise<void> {
     const d = p.checker.checkRule(resource, verb);
-    if (!d.allowed) await this.#deny(p.identity, { kind: resource, name: verb }, d.reason, ctx);
+    if (!d.allowed) await this.deny(p.identity, { kind: resource, name: verb }, d.reason, ctx, { role: d.role, field: d.field });
   }
 
   /**
@@ -112,7 +112,7 @@ export class Authorizer {
    */
   async authorize(identity: Identity | undefined, target: AccessTarget, ctx: ConnectionContext = {}): Promise<Grant> {
     if (!identity) {
-      return this.#deny(undefined, target, 'no Gatehouse client certificate was presented', ctx, 'GH_ERR_UNAUTHENTICATED');
+      return this.deny(undefined, target, 'no Gatehouse client certificate was presented', ctx, { code: 'GH_ERR_UNAUTHENTICATED', field: 'unauthenticated' });
     }
     let p: Principal;
     try {
@@ -132,11 +132,11 @@ export class Authorizer {
           (route.database === undefined || route.database === target.dbName)) ||
         (route.kind === 'kube' && target.kind === 'kube' && route.cluster === target.name);
       if (!ok) {
-        return this.#deny(identity, target, `certificate is scoped to ${route.kind} "${'name' in route ? route.name : route.cluster}"`, ctx);
+        return this.deny(identity, target, `certificate is scoped to ${route.kind} "${'name' in route ? route.name : route.cluster}"`, ctx, { field: 'route' });
       }
     }
     if (identity.loginIp && ctx.remoteAddr && identity.loginIp !== ctx.remoteAddr) {
-      return this.#deny(identity, target, `certificate is pinned to ${identity.loginIp}, connection is from ${ctx.remoteAddr}`, ctx);
+      return this.deny(identity, target, `certificate is pinned to ${identity.loginIp}, connection is from ${ctx.remoteAddr}`, ctx, { field: 'source_ip' });
     }
     const c = p.checker;
     let kube: { users: string[]; groups: string[] } | undefined;
@@ -148,7 +148,7 @@ export class Authorizer {
     } else if (target.kind === 'node') decision = c.checkNode(target, target.login);
     else if (target.kind === 'db') decision = c.checkDatabase(target, { dbUser: target.dbUser, dbName: target.dbName });
     else decision = c.checkDesktop(target, target.login);
-    if (!decision.allowed) return this.#deny(identity, target, decision.reason, ctx, undefined, decision.role);
+    if (!decision.allowed) return this.deny(identity, target, decision.reason, ctx, { role: decision.role, field: decision.field });
     const options = c.options();
     const now = this.#d.clock.now().getTime();
     const expires = new Date(Math.min(identity.expires.getTime(), now + options.maxSessionTtlMs));
@@ -162,21 +162,27 @@ export class Authorizer {
     });
   }
 
-  async #deny(
+  /**
+   * Refuses access: audits `access.denied` and throws. Core code that makes
+   * a decision the role checker cannot (unknown resource, wrong route) calls
+   * this so every denial looks and is audited the same.
+   */
+  async deny(
     identity: Identity | undefined,
     target: { kind: string; name: string },
     reason: string,
     ctx: ConnectionContext,
-    code: 'GH_ERR_ACCESS_DENIED' | 'GH_ERR_UNAUTHENTICATED' = 'GH_ERR_ACCESS_DENIED',
-    role?: string,
+    opts: { code?: 'GH_ERR_ACCESS_DENIED' | 'GH_ERR_UNAUTHENTICATED'; role?: string; field?: string; hint?: string } = {},
   ): Promise<never> {
     await this.#audit(identity, target, reason, ctx);
+    const code = opts.code ?? 'GH_ERR_ACCESS_DENIED';
     throw new GatehouseError(code, `access denied: ${reason}`, {
       hint:
-        code === 'GH_ERR_UNAUTHENTICATED'
+        opts.hint ??
+        (code === 'GH_ERR_UNAUTHENTICATED'
           ? 'log in first: gatehouse login --proxy HOST:PORT'
-          : 'ask an admin for a role that allows this (gatehouse status shows your roles)',
-      details: { reason, ...(role ? { role } : {}) },
+          : 'ask an admin for a role that allows this (gatehouse status shows your roles)'),
+      details: { reason, ...(opts.role ? { role: opts.role } : {}), ...(opts.field ? { field: opts.field } : {}) },
     });
   }
 

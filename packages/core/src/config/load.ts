@@ -14,6 +14,16 @@ export interface GatehouseConfig {
   dataDir: string;
   listen: { host: string; port: number };
   publicAddr: string;
+  mysqlListen?: { host: string; port: number } | undefined;
+  databases: {
+    name: string;
+    protocol: 'postgres' | 'mysql';
+    uri: string;
+    labels: Record<string, string>;
+    caFile?: string | undefined;
+    serverName?: string | undefined;
+    description?: string | undefined;
+  }[];
   auth: {
     secondFactor: 'otp' | 'off';
     maxLoginAttempts: number;
@@ -120,6 +130,16 @@ function resolve(c: ParsedConfig, source: string, env: NodeJS.ProcessEnv, explic
     dataDir: path.resolve(c.data_dir ?? defaultDataDir(env)),
     listen,
     publicAddr: c.public_addr ?? c.listen,
+    mysqlListen: c.mysql_listen ? splitHostPort(c.mysql_listen) : undefined,
+    databases: c.databases.map((d) => ({
+      name: d.name,
+      protocol: d.protocol,
+      uri: d.uri,
+      labels: d.labels,
+      caFile: d.ca_file,
+      serverName: d.server_name,
+      description: d.description,
+    })),
     auth: {
       secondFactor: c.auth.second_factor,
       maxLoginAttempts: c.auth.max_login_attempts,

@@ -23,6 +23,27 @@ export const configSchema = z
     listen: hostPort.default('127.0.0.1:3080'),
     /** host:port clients use to reach the listener; defaults to `listen`. */
     public_addr: hostPort.optional(),
+    /** MySQL's own listener (MySQL is server-speaks-first and cannot share the main port). Off unless set. */
+    mysql_listen: hostPort.optional(),
+    /** Databases Gatehouse fronts (more can be added at run time with `gatehouse db add`). */
+    databases: z
+      .array(
+        z
+          .object({
+            name: z.string(),
+            protocol: z.enum(['postgres', 'mysql']),
+            /** host:port of the database server. */
+            uri: z.string(),
+            labels: z.record(z.string(), z.string()).default({}),
+            /** CA file that signed the database's server certificate (verify-full). */
+            ca_file: z.string().optional(),
+            /** Name to verify in the database's certificate; default: the host of uri. */
+            server_name: z.string().optional(),
+            description: z.string().optional(),
+          })
+          .strict(),
+      )
+      .default([]),
     auth: z
       .object({
         /** `otp` requires a TOTP code at login; `off` is for test setups only. */

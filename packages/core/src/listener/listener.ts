@@ -4,7 +4,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import type { AuditEmitter, ListenerRejectReason } from '@gatehouse/audit';
 import type { Identity } from '../identity/types.js';
 import { parseProxyHeader } from './proxy-protocol.js';
-import type { ConnectionInfo, Routes, TlsConnectionInfo } from './routes.js';
+import type { ConnectionInfo, RawHandler, Routes, TlsConnectionInfo } from './routes.js';
 import { sniff } from './sniff.js';
 
 /** The most bytes we buffer before deciding what a client speaks (PROXY v2 max + a TLS record header). */
@@ -63,6 +63,31 @@ export class Listener {
 
   async listen(host: string, port: number): Promise<net.AddressInfo> {
     const server = net.createServer({ noDelay: true }, (s) => this.handle(s));
+    this.#servers.add(server);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host, port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return server.address() as net.AddressInfo;
+  }
+
+  /** A dedicated port whose connections go straight to one handler (e.g. MySQL), with the same cap and close. */
+  async listenRaw(host: string, port: number, handler: RawHandler): Promise<net.AddressInfo> {
+    const server = net.createServer({ noDelay: true }, (socket) => {
+      if (this.#closed) return socket.destroy();
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+      handler(socket, {
+        remoteAddr: normalizeAddr(socket.remoteAddress),
+        remotePort: socket.remotePort ?? 0,
+        localAddr: normalizeAddr(socket.localAddress),
+        localPort: socket.localPort ?? 0,
+        proxied: false,
+      });
+    });
     this.#servers.add(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

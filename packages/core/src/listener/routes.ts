@@ -40,6 +40,7 @@ export interface PostgresHandlers {
  */
 export class Routes {
   #ssh: RawHandler | undefined;
+  readonly #dedicated = new Map<string, { host: string; port: number; handler: RawHandler }>();
   #postgres: PostgresHandlers | undefined;
   readonly #alpn = new Map<string, TlsHandler>();
   readonly #sni = new Map<string, TlsHandler>();
@@ -70,6 +71,19 @@ export class Routes {
     }
     if (this.#sni.has(prefix)) throw duplicate(`the SNI route ${prefix}.*`);
     this.#sni.set(prefix, handler);
+  }
+
+  /**
+   * A protocol that cannot share the main port (MySQL speaks first) gets its
+   * own listener, opened and closed with the gateway's.
+   */
+  dedicated(name: string, addr: { host: string; port: number }, handler: RawHandler): void {
+    if (this.#dedicated.has(name)) throw duplicate(`the dedicated listener ${name}`);
+    this.#dedicated.set(name, { ...addr, handler });
+  }
+
+  dedicatedListeners(): [string, { host: string; port: number; handler: RawHandler }][] {
+    return [...this.#dedicated.entries()];
   }
 
   get sshHandler(): RawHandler | undefined {

@@ -256,6 +256,33 @@ export class AccessChecker {
     return { allowed: true, roles: granting.map((r) => r.name) };
   }
 
+  /**
+   * Whether a database shows up in the user's `db ls`: some role's db_labels
+   * match and no role denies its labels outright. Also reports the db users
+   * and names those roles allow, for display.
+   */
+  databaseVisibility(db: { name: string; labels: Record<string, string> }): {
+    visible: boolean;
+    dbUsers: string[];
+    dbNames: string[];
+  } {
+    const hidden = { visible: false, dbUsers: [], dbNames: [] };
+    for (const role of this.#roles) {
+      const d = role.deny;
+      if (d.db_labels === undefined || d.db_users !== undefined || d.db_names !== undefined) continue;
+      if (matchLabels(d.db_labels, db.labels, this.#cache).matched) return hidden;
+    }
+    const roles = this.#roles.filter(
+      (r) => r.allow.db_labels !== undefined && matchLabels(r.allow.db_labels, db.labels, this.#cache).matched,
+    );
+    if (roles.length === 0) return hidden;
+    return {
+      visible: true,
+      dbUsers: [...new Set(roles.flatMap((r) => r.allow.db_users ?? []))],
+      dbNames: [...new Set(roles.flatMap((r) => r.allow.db_names ?? []))],
+    };
+  }
+
   checkKube(
     cluster: { name: string; labels: Record<string, string> },
     req: { user?: string | undefined; groups?: string[] | undefined } = {},
