@@ -1,4 +1,5 @@
 import { createGateway, loadConfig } from '@gatehouse/core';
+import { defaultAdapters } from '../adapters.js';
 import type { Command } from 'commander';
 import { relativeTime } from '../args.js';
 import { acceptInviteCommand, boundAddr, type Ctx, clientAddr, type GlobalOpts } from '../context.js';
@@ -26,6 +27,7 @@ Examples:
         env: ctx.env,
       });
       const gateway = await createGateway({ config, env: ctx.env, auditSpoolName: 'daemon' });
+      for (const adapter of defaultAdapters(config)) gateway.use(adapter);
       // Signals are hooked before listening so a Ctrl-C during startup still closes the data dir cleanly.
       let signalled: (signal: string) => void = () => {};
       const stopped = new Promise<string>((resolve) => {
@@ -39,8 +41,12 @@ Examples:
         const bound = await gateway.listen();
         const proxy = clientAddr(config.publicAddr, bound);
         const pin = gateway.caPin();
+        const extra = Object.entries(bound.dedicated)
+          .map(([name, d]) => `  ${`${name}:`.padEnd(11)}${d.address}\n`)
+          .join('');
         ctx.out(
           `Gatehouse listening on ${boundAddr(bound)}\n` +
+            extra +
             `  cluster:   ${config.clusterName}\n` +
             `  data dir:  ${config.dataDir}\n` +
             `  proxy:     ${proxy}\n` +

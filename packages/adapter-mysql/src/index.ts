@@ -1,0 +1,2 @@
+// The mysql adapter is being written; its factory lands here.
+export {};

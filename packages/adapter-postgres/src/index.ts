@@ -1,0 +1,2 @@
+// The postgres adapter is being written; its factory lands here.
+export {};

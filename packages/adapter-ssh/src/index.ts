@@ -1,0 +1,2 @@
+// The ssh adapter is being written; its factory lands here.
+export {};

@@ -1,0 +1,10 @@
+import type { Adapter, GatehouseConfig } from '@gatehouse/core';
+
+/**
+ * The protocol adapters `gatehouse start` wires into the gateway (the CLI is
+ * the one place that depends on adapters; DESIGN.md "Packages").
+ */
+export function defaultAdapters(_config: GatehouseConfig): Adapter[] {
+  const adapters: Adapter[] = [];
+  return adapters;
+}
