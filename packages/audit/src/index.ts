@@ -16,3 +16,4 @@ export { JsonlFileSink, type JsonlFileSinkOptions } from './sinks/jsonl.js';
 export { StdoutSink, type StdoutSinkOptions } from './sinks/stdout.js';
 export type { AuditIndex, AuditSink } from './sinks/types.js';
 export * from './session-db.js';
+export type * from './recording/types.js';

@@ -1,0 +1,76 @@
+/**
+ * Session recordings: what interactive sessions (SSH shells, kubectl exec,
+ * desktops) showed, with a timestamp on every event, written while the
+ * session runs and playable while it is still being written.
+ */
+
+export type RecordingKind = 'ssh' | 'kube' | 'desktop';
+
+/** One recorded event. `t` is milliseconds since the recording started. */
+export type RecordingEvent =
+  | { t: number; type: 'output'; data: Uint8Array }
+  | { t: number; type: 'input'; data: Uint8Array }
+  | { t: number; type: 'resize'; cols: number; rows: number }
+  /** Something worth a line in the player: a join, a leave, the end reason. */
+  | { t: number; type: 'marker'; text: string };
+
+export interface RecordingMeta {
+  session_id: string;
+  kind: RecordingKind;
+  /** Gatehouse user who owns the session. */
+  user: string;
+  /** Unix login / kube user / desktop login. */
+  login?: string | undefined;
+  /** Node, cluster or desktop name. */
+  server: string;
+  /** The command, when the session ran one (exec). */
+  command?: string | undefined;
+  /** ISO time of the first event (t = 0). */
+  started: string;
+  /** ISO time of the end; absent while the session is live. */
+  ended?: string | undefined;
+  cols: number;
+  rows: number;
+  /** Bytes of output recorded so far (for listings). */
+  output_bytes?: number | undefined;
+}
+
+/**
+ * What an adapter feeds for one session. Calls never block the session:
+ * events are buffered and written as compressed chunks (at most one chunk
+ * is lost if the process dies). A write failure is reported through
+ * `onError` given at creation: the adapter must then end the session, since
+ * an interactive session may not run unrecorded.
+ */
+export interface SessionRecorder {
+  readonly sessionId: string;
+  output(data: Uint8Array): void;
+  input(data: Uint8Array): void;
+  resize(cols: number, rows: number): void;
+  marker(text: string): void;
+  /** Flushes and marks the recording ended. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface RecordingQuery {
+  user?: string;
+  kind?: RecordingKind;
+  from?: string;
+  to?: string;
+  limit?: number;
+}
+
+export interface RecordingStore {
+  create(
+    meta: Omit<RecordingMeta, 'started' | 'ended' | 'output_bytes'>,
+    opts?: { onError?: (err: Error) => void },
+  ): Promise<SessionRecorder>;
+  list(q?: RecordingQuery): Promise<RecordingMeta[]>;
+  get(sessionId: string): Promise<RecordingMeta | undefined>;
+  /**
+   * Events in order. With `follow`, keeps yielding new events of a live
+   * recording until it ends (or the signal aborts).
+   */
+  read(sessionId: string, opts?: { follow?: boolean; signal?: AbortSignal }): AsyncIterable<RecordingEvent>;
+  close(): Promise<void>;
+}
