@@ -10,6 +10,8 @@ const PEERS = [
   { bin: '/usr/bin/ssh-keygen', pkg: 'openssh-client', why: 'ssh-keygen -L' },
   { bin: '/usr/bin/openssl', pkg: 'openssl', why: 'openssl verify / x509 / s_client' },
   { bin: '/usr/bin/curl', pkg: 'curl', why: 'a TLS client for the listener tests' },
+  { bin: '/usr/sbin/mariadbd', pkg: 'mariadb-server', why: 'MariaDB with REQUIRE SUBJECT users (MySQL adapter tests)' },
+  { bin: '/usr/bin/mariadb', pkg: 'mariadb-client', why: 'the mariadb client (MySQL adapter tests)' },
 ];
 
 const missing = PEERS.filter((p) => !existsSync(p.bin));
