@@ -10,7 +10,11 @@ const PEERS = [
   { bin: '/usr/bin/ssh-keygen', pkg: 'openssh-client', why: 'ssh-keygen -L' },
   { bin: '/usr/bin/openssl', pkg: 'openssl', why: 'openssl verify / x509 / s_client' },
   { bin: '/usr/bin/curl', pkg: 'curl', why: 'a TLS client for the listener tests' },
-  { bin: '/usr/sbin/mariadbd', pkg: 'mariadb-server', why: 'MariaDB with REQUIRE SUBJECT users (MySQL adapter tests)' },
+  {
+    bin: '/usr/sbin/mariadbd',
+    pkg: 'mariadb-server',
+    why: 'MariaDB with REQUIRE SUBJECT users (MySQL adapter tests)',
+  },
   { bin: '/usr/bin/mariadb', pkg: 'mariadb-client', why: 'the mariadb client (MySQL adapter tests)' },
 ];
 
@@ -26,7 +30,8 @@ if (!isRoot || !hasApt) {
 }
 console.error(`installing test peers: ${pkgs.join(' ')}`);
 const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-const apt = (args) => execFileSync('apt-get', ['-q', '-o', 'DPkg::Lock::Timeout=120', ...args], { stdio: 'inherit', env });
+const apt = (args) =>
+  execFileSync('apt-get', ['-q', '-o', 'DPkg::Lock::Timeout=120', ...args], { stdio: 'inherit', env });
 apt(['update']);
 apt(['install', '-y', '--no-install-recommends', ...pkgs]);
 const still = PEERS.filter((p) => !existsSync(p.bin));

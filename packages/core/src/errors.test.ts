@@ -10,7 +10,10 @@ describe('error codes', () => {
   });
 
   it('renders problem JSON with the code, status and hint', () => {
-    const e = new GatehouseError('GH_ERR_NOT_FOUND', 'user "x" not found', { hint: 'list users', details: { name: 'x' } });
+    const e = new GatehouseError('GH_ERR_NOT_FOUND', 'user "x" not found', {
+      hint: 'list users',
+      details: { name: 'x' },
+    });
     expect(e.toProblem()).toEqual({
       type: 'https://gatehouse.dev/docs/errors#GH_ERR_NOT_FOUND',
       title: 'user "x" not found',

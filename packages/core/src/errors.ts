@@ -82,7 +82,12 @@ export function isGatehouseError(e: unknown, code?: ErrorCode): e is GatehouseEr
  */
 export function toGatehouseError(err: unknown): GatehouseError | undefined {
   if (err instanceof GatehouseError) return err;
-  if (err instanceof Error && 'code' in err && typeof err.code === 'string' && Object.hasOwn(ErrorCodes, err.code)) {
+  if (
+    err instanceof Error &&
+    'code' in err &&
+    typeof err.code === 'string' &&
+    Object.hasOwn(ErrorCodes, err.code)
+  ) {
     const hint = 'hint' in err && typeof err.hint === 'string' ? err.hint : undefined;
     return new GatehouseError(err.code as ErrorCode, err.message, { cause: err, ...(hint ? { hint } : {}) });
   }

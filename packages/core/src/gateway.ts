@@ -13,25 +13,25 @@ import type { AdminApi, TokenView } from './api/types.js';
 import { LoginService } from './auth/login.js';
 import { WebSessions } from './auth/sessions.js';
 import { Authorizer } from './authz/authorizer.js';
-import { SqliteBackend } from './backend/sqlite.js';
 import { MemoryBackend } from './backend/memory.js';
+import { SqliteBackend } from './backend/sqlite.js';
 import type { Backend } from './backend/types.js';
 import { type Clock, systemClock } from './clock.js';
 import { type GatehouseConfig, loadConfig, splitHostPort } from './config/load.js';
 import type { ConfigFile } from './config/schema.js';
 import { AesGcmSealer, loadOrCreateSecretsKey, type Sealer } from './crypto/seal.js';
+import { DbAccess } from './databases/access.js';
+import { DatabaseRegistry, type DatabaseSpec, readCaFile } from './databases/registry.js';
 import { GatehouseError } from './errors.js';
 import { LockService } from './identity/locks.js';
 import { UserService } from './identity/users.js';
-import { DbAccess } from './databases/access.js';
-import { DatabaseRegistry, type DatabaseSpec, readCaFile } from './databases/registry.js';
 import { Listener } from './listener/listener.js';
-import { type Dialer, directDialer } from './net/dialer.js';
 import { Routes } from './listener/routes.js';
-import { CertificateAuthorities, type CaExportFormat, caBackendKey } from './pki/authority.js';
+import { channelLogger, type LogFn } from './log.js';
+import { type Dialer, directDialer } from './net/dialer.js';
+import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki/authority.js';
 import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
-import { channelLogger, type LogFn } from './log.js';
 import { VERSION } from './version.js';
 
 /** What an adapter gets from the gateway: just what it needs, nothing global. */
@@ -207,7 +207,11 @@ export class Gateway {
           return info;
         },
         accept: async (token, req, remoteAddr) => {
-          const user = await this.users.acceptToken(token, { password: req.password, otp: req.otp, remoteAddr });
+          const user = await this.users.acceptToken(token, {
+            password: req.password,
+            otp: req.otp,
+            remoteAddr,
+          });
           // A reset ends every browser session of the user.
           await this.sessions.deleteForUser(user.name);
         },
@@ -230,7 +234,8 @@ export class Gateway {
       routes: this.routes,
       audit,
       secureContext: () => {
-        if (!this.#secureContext) throw new GatehouseError('GH_ERR_INTERNAL', 'TLS is not ready: call listen() first');
+        if (!this.#secureContext)
+          throw new GatehouseError('GH_ERR_INTERNAL', 'TLS is not ready: call listen() first');
         return this.#secureContext;
       },
       verifyClientCert: (cert) => this.authorizer.identityFromCert(cert),
@@ -259,9 +264,13 @@ export class Gateway {
   /** Adds an adapter; a second adapter with the same name throws. Chainable. */
   use(adapter: Adapter): this {
     if (this.#adapters.has(adapter.name)) {
-      throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `an adapter named "${adapter.name}" is already in use on this gateway`, {
-        hint: 'call gw.use() once per adapter',
-      });
+      throw new GatehouseError(
+        'GH_ERR_ALREADY_EXISTS',
+        `an adapter named "${adapter.name}" is already in use on this gateway`,
+        {
+          hint: 'call gw.use() once per adapter',
+        },
+      );
     }
     this.#adapters.set(adapter.name, adapter);
     const ctx: AdapterContext = {
@@ -291,9 +300,11 @@ export class Gateway {
   }
 
   /** Opens the listener (default: config.listen). Port 0 picks a free port. */
-  async listen(
-    opts: { host?: string; port?: number } = {},
-  ): Promise<{ address: string; port: number; dedicated: Record<string, { address: string; port: number }> }> {
+  async listen(opts: { host?: string; port?: number } = {}): Promise<{
+    address: string;
+    port: number;
+    dedicated: Record<string, { address: string; port: number }>;
+  }> {
     await this.ready();
     const host = opts.host ?? this.config.listen.host;
     const port = opts.port ?? this.config.listen.port;
@@ -348,7 +359,9 @@ export class Gateway {
       return token;
     }
     const pending = users.find((u) => u.roles.includes('admin'));
-    return pending ? this.admin.resetUser(pending.name).then((t) => ({ ...t, kind: 'invite' as const })) : undefined;
+    return pending
+      ? this.admin.resetUser(pending.name).then((t) => ({ ...t, kind: 'invite' as const }))
+      : undefined;
   }
 
   async #renewServerCert(): Promise<void> {
@@ -372,12 +385,20 @@ export class Gateway {
       minVersion: 'TLSv1.2',
       // Session resumption with client certificates needs a context id
       // (tls.Server sets one; our own TLSSocket wrapping must too).
-      sessionIdContext: createHash('sha256').update(`gatehouse:${this.config.clusterName}`).digest('hex').slice(0, 32),
+      sessionIdContext: createHash('sha256')
+        .update(`gatehouse:${this.config.clusterName}`)
+        .digest('hex')
+        .slice(0, 32),
     });
     clearTimeout(this.#renewTimer);
-    this.#renewTimer = setTimeout(() => {
-      this.#renewServerCert().catch((err: unknown) => this.log('error', 'renewing the listener certificate failed', err));
-    }, (SERVER_CERT_TTL_MS * 2) / 3);
+    this.#renewTimer = setTimeout(
+      () => {
+        this.#renewServerCert().catch((err: unknown) =>
+          this.log('error', 'renewing the listener certificate failed', err),
+        );
+      },
+      (SERVER_CERT_TTL_MS * 2) / 3,
+    );
     this.#renewTimer.unref();
   }
 
@@ -449,7 +470,10 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   }
   const auditDir = path.join(config.dataDir, 'audit');
   const index = new SqliteAuditIndex({ path: path.join(auditDir, 'index.db') });
-  const sinks: AuditSink[] = [new JsonlFileSink({ dir: auditDir, maxBytes: config.audit.maxFileBytes }), index];
+  const sinks: AuditSink[] = [
+    new JsonlFileSink({ dir: auditDir, maxBytes: config.audit.maxFileBytes }),
+    index,
+  ];
   if (config.audit.stdout) sinks.push(new StdoutSink());
   sinks.push(...(opts.auditSinks ?? []));
   const audit = new AuditLog({
@@ -459,7 +483,13 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     spoolDir: path.join(auditDir, 'spool', opts.auditSpoolName ?? `process-${safeUsername()}`),
     clock: () => clock.now(),
   });
-  const authorities = new CertificateAuthorities({ backend, sealer, clock, clusterName: config.clusterName, audit });
+  const authorities = new CertificateAuthorities({
+    backend,
+    sealer,
+    clock,
+    clusterName: config.clusterName,
+    audit,
+  });
   await authorities.init();
   const databases: DatabaseSpec[] = [];
   for (const d of config.databases) {

@@ -9,7 +9,15 @@ import {
   ManualClock,
   type TlsConnectionInfo,
 } from '../src/index.js';
-import { foreignCert, newTlsKey, rawExchange, startGateway, type TestGateway, tlsConnect, waitFor } from './helpers.js';
+import {
+  foreignCert,
+  newTlsKey,
+  rawExchange,
+  startGateway,
+  type TestGateway,
+  tlsConnect,
+  waitFor,
+} from './helpers.js';
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -36,7 +44,11 @@ function echoAdapter(seen: TlsConnectionInfo[]): Adapter {
       ctx.routes.alpn('gatehouse-echo', (socket, info) => {
         seen.push(info);
         ctx.authorizer
-          .authorize(info.identity, { kind: 'node', name: 'web1', labels: { env: 'dev' }, login: 'root' }, { remoteAddr: info.remoteAddr })
+          .authorize(
+            info.identity,
+            { kind: 'node', name: 'web1', labels: { env: 'dev' }, login: 'root' },
+            { remoteAddr: info.remoteAddr },
+          )
           .then((g) => socket.end(`granted ${g.identity.user} until ${g.expires.toISOString()}\n`))
           .catch((err: Error) => socket.end(`denied: ${err.message}\n`));
       });
@@ -68,8 +80,18 @@ describe('gateway: listener, TLS and HTTP API', () => {
     });
     t.gw.use(echoAdapter(seen));
     await t.gw.ready();
-    await t.gw.admin.createUser({ name: 'alice', roles: ['access'], traits: { logins: ['root'] }, password: PASSWORD });
-    await t.gw.admin.createUser({ name: 'root-admin', roles: ['admin', 'access'], traits: { logins: ['root'] }, password: PASSWORD });
+    await t.gw.admin.createUser({
+      name: 'alice',
+      roles: ['access'],
+      traits: { logins: ['root'] },
+      password: PASSWORD,
+    });
+    await t.gw.admin.createUser({
+      name: 'root-admin',
+      roles: ['admin', 'access'],
+      traits: { logins: ['root'] },
+      password: PASSWORD,
+    });
   });
   afterAll(() => t.close());
 
@@ -87,7 +109,15 @@ describe('gateway: listener, TLS and HTTP API', () => {
     const key = newTlsKey();
     const headers = await new Promise<import('node:http').IncomingHttpHeaders>((resolve, reject) => {
       const req = request(
-        { host: '127.0.0.1', port: t.port, path: '/v1/login', method: 'POST', ca: t.caPem, servername: 'localhost', headers: { 'content-type': 'application/json' } },
+        {
+          host: '127.0.0.1',
+          port: t.port,
+          path: '/v1/login',
+          method: 'POST',
+          ca: t.caPem,
+          servername: 'localhost',
+          headers: { 'content-type': 'application/json' },
+        },
         (res) => {
           res.resume();
           res.on('end', () => resolve(res.headers));
@@ -112,11 +142,14 @@ describe('gateway: listener, TLS and HTTP API', () => {
     const agent = new Agent({ keepAlive: false, maxCachedSessions: 10 });
     const get = () =>
       new Promise<{ status: number; reused: boolean }>((resolve, reject) => {
-        const req = request({ agent, host: '127.0.0.1', port: t.port, path: '/v1/ping', ca: t.caPem, servername: 'localhost' }, (res) => {
-          const reused = (res.socket as import('node:tls').TLSSocket).isSessionReused();
-          res.resume();
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, reused }));
-        });
+        const req = request(
+          { agent, host: '127.0.0.1', port: t.port, path: '/v1/ping', ca: t.caPem, servername: 'localhost' },
+          (res) => {
+            const reused = (res.socket as import('node:tls').TLSSocket).isSessionReused();
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, reused }));
+          },
+        );
         req.on('error', reject);
         req.end();
       });
@@ -127,27 +160,40 @@ describe('gateway: listener, TLS and HTTP API', () => {
   });
 
   it('refuses a wrong password with a problem code and audits the failure', async () => {
-    const err = await client(t).login({ user: 'alice', password: 'wrong password!!' }).catch((e: unknown) => e);
+    const err = await client(t)
+      .login({ user: 'alice', password: 'wrong password!!' })
+      .catch((e: unknown) => e);
     expect(isGatehouseError(err, 'GH_ERR_BAD_CREDENTIALS')).toBe(true);
     const page = await t.gw.audit.search({ types: ['user.login'], user: 'alice' });
-    expect(page.events.some((e) => e.type === 'user.login' && !e.success && e.reason === 'bad_password')).toBe(true);
+    expect(
+      page.events.some((e) => e.type === 'user.login' && !e.success && e.reason === 'bad_password'),
+    ).toBe(true);
   });
 
   it('refuses a client certificate from another CA at the handshake, before any HTTP', async () => {
     const f = foreignCert(t.dir);
     const before = await rejects(t, 'client_cert_untrusted');
-    const s = await tlsConnect(t.port, { ca: t.caPem, cert: readFileSync(f.cert), key: readFileSync(f.key) }).catch((e: Error) => e);
+    const s = await tlsConnect(t.port, {
+      ca: t.caPem,
+      cert: readFileSync(f.cert),
+      key: readFileSync(f.key),
+    }).catch((e: Error) => e);
     if (!(s instanceof Error)) {
       s.write('GET /v1/ping HTTP/1.1\r\nHost: x\r\n\r\n');
       const body = await readAll(s).catch((e: Error) => `error: ${e.message}`);
       expect(body).not.toContain('HTTP/1.1');
     }
-    await waitFor(async () => (await rejects(t, 'client_cert_untrusted')) > before, 'client_cert_untrusted audit');
+    await waitFor(
+      async () => (await rejects(t, 'client_cert_untrusted')) > before,
+      'client_cert_untrusted audit',
+    );
   });
 
   it('admin routes need a role rule: access is refused, admin is allowed', async () => {
     const { cert } = await loginAs(t, 'alice');
-    const err = await client(t, cert).listUsers().catch((e: unknown) => e);
+    const err = await client(t, cert)
+      .listUsers()
+      .catch((e: unknown) => e);
     expect(isGatehouseError(err, 'GH_ERR_ACCESS_DENIED')).toBe(true);
     const denied = await t.gw.audit.search({ types: ['access.denied'], user: 'alice' });
     expect(denied.events.length).toBeGreaterThan(0);
@@ -163,7 +209,10 @@ describe('gateway: listener, TLS and HTTP API', () => {
     const h = await rawExchange(t.port, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     expect(h.data.toString()).toMatch(/^HTTP\/1.1 400/);
     expect(h.data.toString()).toContain('https://');
-    await waitFor(async () => (await rejects(t, 'unknown_protocol')) >= before + 2, 'unknown_protocol audits');
+    await waitFor(
+      async () => (await rejects(t, 'unknown_protocol')) >= before + 2,
+      'unknown_protocol audits',
+    );
     expect((await client(t).ping()).cluster_name).toBe('gatehouse');
   });
 
@@ -171,7 +220,9 @@ describe('gateway: listener, TLS and HTTP API', () => {
     const silent = await rawExchange(t.port, '', { wait: 3_000 });
     expect(silent.closedByServer).toBe(true);
     await waitFor(async () => (await rejects(t, 'first_byte_timeout')) > 0, 'first_byte_timeout audit');
-    const stalled = await rawExchange(t.port, Buffer.from([0x16, 0x03, 0x01, 0x00, 0x50, 0x01]), { wait: 3_000 });
+    const stalled = await rawExchange(t.port, Buffer.from([0x16, 0x03, 0x01, 0x00, 0x50, 0x01]), {
+      wait: 3_000,
+    });
     expect(stalled.closedByServer).toBe(true);
     await waitFor(async () => (await rejects(t, 'handshake_timeout')) > 0, 'handshake_timeout audit');
   });
@@ -180,7 +231,15 @@ describe('gateway: listener, TLS and HTTP API', () => {
     const big = JSON.stringify({ user: 'alice', password: 'x'.repeat(10_000) });
     const status = await new Promise<number>((resolve, reject) => {
       const req = request(
-        { host: '127.0.0.1', port: t.port, path: '/v1/login', method: 'POST', ca: t.caPem, servername: 'localhost', headers: { 'content-type': 'application/json' } },
+        {
+          host: '127.0.0.1',
+          port: t.port,
+          path: '/v1/login',
+          method: 'POST',
+          ca: t.caPem,
+          servername: 'localhost',
+          headers: { 'content-type': 'application/json' },
+        },
         (res) => {
           res.resume();
           resolve(res.statusCode ?? 0);
@@ -198,12 +257,20 @@ describe('gateway: listener, TLS and HTTP API', () => {
     const hdr = encodeProxyV2({ address: '203.0.113.9', port: 5555 }, { address: '127.0.0.1', port: t.port });
     const r = await rawExchange(t.port, Buffer.concat([hdr, Buffer.from('SSH-2.0-x\r\n')]));
     expect(r.data.length).toBe(0);
-    await waitFor(async () => (await rejects(t, 'proxy_protocol_untrusted')) > 0, 'proxy_protocol_untrusted audit');
+    await waitFor(
+      async () => (await rejects(t, 'proxy_protocol_untrusted')) > 0,
+      'proxy_protocol_untrusted audit',
+    );
   });
 
   it('routes by ALPN to the adapter with the verified identity, and core decides access', async () => {
     const { cert } = await loginAs(t, 'alice');
-    const s = await tlsConnect(t.port, { ca: t.caPem, cert: cert.certPem, key: cert.keyPem, ALPNProtocols: ['gatehouse-echo'] });
+    const s = await tlsConnect(t.port, {
+      ca: t.caPem,
+      cert: cert.certPem,
+      key: cert.keyPem,
+      ALPNProtocols: ['gatehouse-echo'],
+    });
     expect(s.alpnProtocol).toBe('gatehouse-echo');
     expect(await readAll(s)).toMatch(/^granted alice until /);
     expect(seen.at(-1)?.identity?.user).toBe('alice');
@@ -214,17 +281,26 @@ describe('gateway: listener, TLS and HTTP API', () => {
   });
 
   it('a lock and then deleting the user revoke a certificate that is still valid', async () => {
-    await t.gw.admin.createUser({ name: 'bob', roles: ['access'], traits: { logins: ['root'] }, password: PASSWORD });
+    await t.gw.admin.createUser({
+      name: 'bob',
+      roles: ['access'],
+      traits: { logins: ['root'] },
+      password: PASSWORD,
+    });
     const { cert } = await loginAs(t, 'bob');
     expect((await client(t, cert).whoami()).user).toBe('bob');
     const lock = await t.gw.admin.lockUser('bob', { message: 'incident 42' });
-    const locked = await client(t, cert).whoami().catch((e: unknown) => e);
+    const locked = await client(t, cert)
+      .whoami()
+      .catch((e: unknown) => e);
     expect(isGatehouseError(locked, 'GH_ERR_USER_LOCKED')).toBe(true);
     expect((locked as Error).message).toContain('incident 42');
     await t.gw.admin.deleteLock(lock.id);
     expect((await client(t, cert).whoami()).user).toBe('bob');
     await t.gw.admin.deleteUser('bob');
-    const gone = await client(t, cert).whoami().catch((e: unknown) => e);
+    const gone = await client(t, cert)
+      .whoami()
+      .catch((e: unknown) => e);
     expect(isGatehouseError(gone, 'GH_ERR_ACCESS_DENIED')).toBe(true);
   });
 
@@ -232,13 +308,26 @@ describe('gateway: listener, TLS and HTTP API', () => {
     const key = newTlsKey();
     const login = await new Promise<{ cookie: string; csrf: string }>((resolve, reject) => {
       const req = request(
-        { host: '127.0.0.1', port: t.port, path: '/v1/login', method: 'POST', ca: t.caPem, servername: 'localhost', headers: { 'content-type': 'application/json' } },
+        {
+          host: '127.0.0.1',
+          port: t.port,
+          path: '/v1/login',
+          method: 'POST',
+          ca: t.caPem,
+          servername: 'localhost',
+          headers: { 'content-type': 'application/json' },
+        },
         (res) => {
           let body = '';
           res.on('data', (d) => {
             body += d;
           });
-          res.on('end', () => resolve({ cookie: String(res.headers['set-cookie']).split(';')[0]!, csrf: JSON.parse(body).csrf_token }));
+          res.on('end', () =>
+            resolve({
+              cookie: String(res.headers['set-cookie']).split(';')[0]!,
+              csrf: JSON.parse(body).csrf_token,
+            }),
+          );
         },
       );
       req.on('error', reject);
@@ -246,10 +335,13 @@ describe('gateway: listener, TLS and HTTP API', () => {
     });
     const call = (method: string, path: string, headers: Record<string, string>) =>
       new Promise<number>((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port: t.port, path, method, ca: t.caPem, servername: 'localhost', headers }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
+        const req = request(
+          { host: '127.0.0.1', port: t.port, path, method, ca: t.caPem, servername: 'localhost', headers },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
         req.on('error', reject);
         req.end();
       });
@@ -262,7 +354,9 @@ describe('gateway: listener, TLS and HTTP API', () => {
 
 describe('gateway: limits and PROXY protocol from trusted addresses', () => {
   it('caps concurrent handshakes and audits the refusal', async () => {
-    const t = await startGateway({ values: { listener: { max_concurrent_handshakes: 2, first_byte_timeout: '5s' } } });
+    const t = await startGateway({
+      values: { listener: { max_concurrent_handshakes: 2, first_byte_timeout: '5s' } },
+    });
     try {
       const net = await import('node:net');
       const idle = [0, 1].map(() => net.connect({ port: t.port, host: '127.0.0.1' }));
@@ -284,13 +378,21 @@ describe('gateway: limits and PROXY protocol from trusted addresses', () => {
     t.gw.use(echoAdapter(seen));
     await t.gw.ready();
     try {
-      const hdr = encodeProxyV2({ address: '198.51.100.7', port: 40000 }, { address: '127.0.0.1', port: t.port });
+      const hdr = encodeProxyV2(
+        { address: '198.51.100.7', port: 40000 },
+        { address: '127.0.0.1', port: t.port },
+      );
       const net = await import('node:net');
       const tls = await import('node:tls');
       const raw = net.connect({ port: t.port, host: '127.0.0.1' });
       await new Promise((r) => raw.once('connect', r));
       raw.write(hdr);
-      const s = tls.connect({ socket: raw, ca: t.caPem, servername: 'localhost', ALPNProtocols: ['gatehouse-echo'] });
+      const s = tls.connect({
+        socket: raw,
+        ca: t.caPem,
+        servername: 'localhost',
+        ALPNProtocols: ['gatehouse-echo'],
+      });
       await readAll(s);
       expect(seen[0]).toMatchObject({ remoteAddr: '198.51.100.7', remotePort: 40000, proxied: true });
     } finally {
@@ -315,7 +417,12 @@ describe('gateway: embedding', () => {
       expect((await client(b).ping()).cluster_name).toBe('beta');
       // A's certificate means nothing to B.
       const { cert } = await loginAs(a, 'carol');
-      const err = await tlsConnect(b.port, { ca: b.caPem, cert: cert.certPem, key: cert.keyPem, ALPNProtocols: ['http/1.1'] })
+      const err = await tlsConnect(b.port, {
+        ca: b.caPem,
+        cert: cert.certPem,
+        key: cert.keyPem,
+        ALPNProtocols: ['http/1.1'],
+      })
         .then((s) => readAll(s))
         .catch((e: Error) => e);
       expect(typeof err === 'string' ? err : '').not.toContain('HTTP/1.1 200');
@@ -329,7 +436,12 @@ describe('gateway: embedding', () => {
     const clock = new ManualClock(Date.now());
     const t = await startGateway({ clock });
     try {
-      await t.gw.admin.createUser({ name: 'dave', roles: ['access'], traits: { logins: ['dave'] }, password: PASSWORD });
+      await t.gw.admin.createUser({
+        name: 'dave',
+        roles: ['access'],
+        traits: { logins: ['dave'] },
+        password: PASSWORD,
+      });
       const { res } = await loginAs(t, 'dave');
       const { X509Certificate } = await import('node:crypto');
       const cert = new X509Certificate(res.tls_cert!);

@@ -5,7 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { createGateway, type CreateGatewayOptions, type Gateway } from '../src/index.js';
+import { type CreateGatewayOptions, createGateway, type Gateway } from '../src/index.js';
 
 export interface TestGateway {
   gw: Gateway;
@@ -44,15 +44,36 @@ export function newTlsKey(): { privatePem: string; publicPem: string } {
 export function foreignCert(dir: string): { cert: string; key: string } {
   const key = path.join(dir, 'foreign.key');
   const cert = path.join(dir, 'foreign.crt');
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-    '-keyout', key, '-out', cert, '-subj', '/CN=mallory', '-days', '1',
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-subj',
+      '/CN=mallory',
+      '-days',
+      '1',
+    ],
+    { stdio: 'ignore' },
+  );
   return { cert, key };
 }
 
 /** Opens a raw TCP connection, sends bytes, resolves with what came back when the server closed. */
-export function rawExchange(port: number, bytes: Buffer | string, opts: { wait?: number } = {}): Promise<{ data: Buffer; closedByServer: boolean }> {
+export function rawExchange(
+  port: number,
+  bytes: Buffer | string,
+  opts: { wait?: number } = {},
+): Promise<{ data: Buffer; closedByServer: boolean }> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ port, host: '127.0.0.1' }, () => {
       if (bytes.length > 0) s.write(bytes);
@@ -82,7 +103,11 @@ export function tlsConnect(port: number, opts: tls.ConnectionOptions): Promise<t
   });
 }
 
-export async function waitFor<T>(fn: () => Promise<T | undefined> | T | undefined, what: string, ms = 5_000): Promise<T> {
+export async function waitFor<T>(
+  fn: () => Promise<T | undefined> | T | undefined,
+  what: string,
+  ms = 5_000,
+): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await fn();

@@ -40,7 +40,12 @@ const SECURITY_HEADERS = {
   'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
 } as const;
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string | string[]> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string | string[]> = {},
+): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     ...SECURITY_HEADERS,
@@ -60,7 +65,11 @@ export function sendText(res: ServerResponse, status: number, text: string): voi
   res.end(text);
 }
 
-export function sendProblem(res: ServerResponse, err: GatehouseError, headers: Record<string, string> = {}): void {
+export function sendProblem(
+  res: ServerResponse,
+  err: GatehouseError,
+  headers: Record<string, string> = {},
+): void {
   res.writeHead(err.status, {
     ...SECURITY_HEADERS,
     'content-type': 'application/problem+json; charset=utf-8',

@@ -1,12 +1,20 @@
-import { GatehouseError } from '../errors.js';
-import type { LockRecord, UserRecord } from '../identity/types.js';
-import type { LockService } from '../identity/locks.js';
-import type { UserService } from '../identity/users.js';
 import type { DatabaseRegistry, DatabaseSpec } from '../databases/registry.js';
+import { GatehouseError } from '../errors.js';
+import type { LockService } from '../identity/locks.js';
+import type { LockRecord, UserRecord } from '../identity/types.js';
+import type { UserService } from '../identity/users.js';
 import { lintRole } from '../rbac/lint.js';
 import type { RoleService } from '../rbac/roles.js';
 import { parseDuration } from '../util/duration.js';
-import type { AdminApi, AuditPage, AuditQuery, DatabaseView, LockView, TokenView, UserView } from './types.js';
+import type {
+  AdminApi,
+  AuditPage,
+  AuditQuery,
+  DatabaseView,
+  LockView,
+  TokenView,
+  UserView,
+} from './types.js';
 
 export function databaseView(d: DatabaseSpec): DatabaseView {
   return {
@@ -55,10 +63,17 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
   };
   const mustGet = async (name: string): Promise<UserRecord> => {
     const u = await d.users.get(name);
-    if (!u) throw new GatehouseError('GH_ERR_NOT_FOUND', `user "${name}" not found`, { hint: 'list users with gatehouse users ls' });
+    if (!u)
+      throw new GatehouseError('GH_ERR_NOT_FOUND', `user "${name}" not found`, {
+        hint: 'list users with gatehouse users ls',
+      });
     return u;
   };
-  const tokenView = (t: { token: string; expires: Date | string }, kind: 'invite' | 'reset', user: string): TokenView => ({
+  const tokenView = (
+    t: { token: string; expires: Date | string },
+    kind: 'invite' | 'reset',
+    user: string,
+  ): TokenView => ({
     token: t.token,
     kind,
     user,
@@ -78,7 +93,12 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
     },
     async createUser(req) {
       const { user, token } = await d.users.create(
-        { name: req.name, roles: req.roles, traits: req.traits ?? {}, ...(req.password ? { password: req.password } : {}) },
+        {
+          name: req.name,
+          roles: req.roles,
+          traits: req.traits ?? {},
+          ...(req.password ? { password: req.password } : {}),
+        },
         actor,
       );
       return { user: userView(user, []), token: token ? tokenView(token, 'invite', user.name) : undefined };
@@ -96,12 +116,16 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
     },
     async lockUser(name, req) {
       await mustGet(name);
-      return lockView(await d.locks.create({ target: { user: name }, message: req.message, ttlMs: ttlMs(req.ttl) }, actor));
+      return lockView(
+        await d.locks.create({ target: { user: name }, message: req.message, ttlMs: ttlMs(req.ttl) }, actor),
+      );
     },
     async unlockUser(name) {
       const mine = (await d.locks.list()).filter((l) => 'user' in l.target && l.target.user === name);
       if (mine.length === 0) {
-        throw new GatehouseError('GH_ERR_NOT_FOUND', `user "${name}" is not locked`, { hint: 'see locks with gatehouse locks ls' });
+        throw new GatehouseError('GH_ERR_NOT_FOUND', `user "${name}" is not locked`, {
+          hint: 'see locks with gatehouse locks ls',
+        });
       }
       for (const l of mine) await d.locks.delete(l.id, actor);
       return mine.map(lockView);
@@ -109,7 +133,10 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
     listRoles: () => d.roles.list(),
     async getRole(name) {
       const r = await d.roles.get(name);
-      if (!r) throw new GatehouseError('GH_ERR_NOT_FOUND', `role "${name}" not found`, { hint: 'list roles with gatehouse roles ls' });
+      if (!r)
+        throw new GatehouseError('GH_ERR_NOT_FOUND', `role "${name}" not found`, {
+          hint: 'list roles with gatehouse roles ls',
+        });
       return r;
     },
     putRole: (text, opts) => d.roles.put(text, actor, opts ?? {}),
@@ -119,7 +146,9 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       return (await d.locks.list()).map(lockView);
     },
     async createLock(req) {
-      return lockView(await d.locks.create({ target: req.target, message: req.message, ttlMs: ttlMs(req.ttl) }, actor));
+      return lockView(
+        await d.locks.create({ target: req.target, message: req.message, ttlMs: ttlMs(req.ttl) }, actor),
+      );
     },
     deleteLock: (id) => d.locks.delete(id, actor),
     searchAudit: (q) => d.audit.search(q),

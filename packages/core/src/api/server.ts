@@ -1,20 +1,28 @@
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { TLSSocket } from 'node:tls';
 import type { AuditEmitter } from '@gatehouse/audit';
 import { z } from 'zod';
-import type { Principal } from '../authz/authorizer.js';
-import type { Authorizer } from '../authz/authorizer.js';
 import type { LoginService } from '../auth/login.js';
 import { RateLimiter } from '../auth/ratelimit.js';
 import { type WebSession, WebSessions } from '../auth/sessions.js';
+import type { Authorizer, Principal } from '../authz/authorizer.js';
 import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import type { CaExportFormat } from '../pki/authority.js';
 import type { ResourceKind, Verb } from '../rbac/types.js';
-import { compileRoute, matchRoute, parseCookies, readJson, type Route, sendJson, sendProblem, sendText } from './http.js';
+import {
+  compileRoute,
+  matchRoute,
+  parseCookies,
+  type Route,
+  readJson,
+  sendJson,
+  sendProblem,
+  sendText,
+} from './http.js';
 import type { AcceptInviteRequest, InviteInfo, PingResponse, WhoamiResponse } from './public.js';
 import { PUBLIC_ROUTES } from './public.js';
 import { ADMIN_ROUTES, type AdminApi, type AuditQuery } from './types.js';
@@ -106,9 +114,13 @@ function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
   const r = schema.safeParse(body);
   if (!r.success) {
     const i = r.error.issues[0];
-    throw new GatehouseError('GH_ERR_VALIDATION', `invalid request: ${i?.path.join('.') || 'body'}: ${i?.message}`, {
-      hint: 'check the request against the API reference in packages/core/README.md',
-    });
+    throw new GatehouseError(
+      'GH_ERR_VALIDATION',
+      `invalid request: ${i?.path.join('.') || 'body'}: ${i?.message}`,
+      {
+        hint: 'check the request against the API reference in packages/core/README.md',
+      },
+    );
   }
   return r.data;
 }
@@ -137,7 +149,11 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       });
     }
     const method = ctx.req.method ?? 'GET';
-    if (method !== 'GET' && method !== 'HEAD' && !WebSessions.csrfMatches(session, header(ctx.req, 'x-csrf-token'))) {
+    if (
+      method !== 'GET' &&
+      method !== 'HEAD' &&
+      !WebSessions.csrfMatches(session, header(ctx.req, 'x-csrf-token'))
+    ) {
       throw new GatehouseError('GH_ERR_CSRF', 'missing or wrong X-CSRF-Token header', {
         hint: 'send the csrf_token from the login response in the X-CSRF-Token header',
       });
@@ -175,7 +191,9 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         });
       }
       if (type !== undefined && !['user', 'host', 'db'].includes(type)) {
-        throw new GatehouseError('GH_ERR_VALIDATION', `unknown CA type "${type}"`, { hint: 'use user, host or db' });
+        throw new GatehouseError('GH_ERR_VALIDATION', `unknown CA type "${type}"`, {
+          hint: 'use user, host or db',
+        });
       }
       sendText(
         res,
@@ -212,7 +230,11 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       const id = parseCookies(ctx.req.headers.cookie)[SESSION_COOKIE];
       const c = await caller(ctx);
       if (id && c.session) await d.sessions.delete(id);
-      await d.audit.emit({ type: 'user.logout', user: c.principal.user.name, addr: { remote: ctx.remoteAddr } });
+      await d.audit.emit({
+        type: 'user.logout',
+        user: c.principal.user.name,
+        addr: { remote: ctx.remoteAddr },
+      });
       ctx.res.writeHead(204, { 'set-cookie': sessionCookie('', 0), 'cache-control': 'no-store' }).end();
     }),
     compileRoute('GET', PUBLIC_ROUTES.inspectInvite[1], async (ctx, p) => {
@@ -246,11 +268,17 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
 
   function adminRoutes(): Route<Ctx>[] {
     const out: Route<Ctx>[] = [];
-    for (const [name, [method, path]] of Object.entries(ADMIN_ROUTES) as [keyof AdminApi, readonly [string, string]][]) {
+    for (const [name, [method, path]] of Object.entries(ADMIN_ROUTES) as [
+      keyof AdminApi,
+      readonly [string, string],
+    ][]) {
       out.push(
         compileRoute(method, path, async (ctx, params) => {
           const c = await caller(ctx);
-          const body = method === 'GET' || method === 'DELETE' ? {} : ((await readJson(ctx.req, max)) as Record<string, unknown>);
+          const body =
+            method === 'GET' || method === 'DELETE'
+              ? {}
+              : ((await readJson(ctx.req, max)) as Record<string, unknown>);
           let [resource, verb] = ADMIN_PERMISSIONS[name] as readonly [ResourceKind, Verb];
           if (name === 'putRole' && body.create === true) verb = 'create';
           let result: unknown;
@@ -262,7 +290,10 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
               .filter((x) => x.seen.visible)
               .map((x) => ({ ...x.db, allowed: { db_users: x.seen.dbUsers, db_names: x.seen.dbNames } }));
           } else {
-            await d.authorizer.checkRule(c.principal, resource, verb, { remoteAddr: ctx.remoteAddr, protocol: 'http' });
+            await d.authorizer.checkRule(c.principal, resource, verb, {
+              remoteAddr: ctx.remoteAddr,
+              protocol: 'http',
+            });
             result = await callAdmin(d.admin(c.principal.user.name), name, params, body, ctx.url);
           }
           if (result === undefined) ctx.res.writeHead(204, { 'cache-control': 'no-store' }).end();
@@ -285,11 +316,18 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
     const ctx: Ctx = { req, res, url, remoteAddr };
     const m = matchRoute(routes, req.method ?? 'GET', url.pathname);
     if (!m) {
-      sendProblem(res, new GatehouseError('GH_ERR_NOT_FOUND', `no API route ${url.pathname}`, { hint: 'API routes live under /v1/' }));
+      sendProblem(
+        res,
+        new GatehouseError('GH_ERR_NOT_FOUND', `no API route ${url.pathname}`, {
+          hint: 'API routes live under /v1/',
+        }),
+      );
       return;
     }
     if ('allowed' in m) {
-      sendProblem(res, new GatehouseError('GH_ERR_BAD_REQUEST', `method ${req.method} not allowed here`), { allow: m.allowed.join(', ') });
+      sendProblem(res, new GatehouseError('GH_ERR_BAD_REQUEST', `method ${req.method} not allowed here`), {
+        allow: m.allowed.join(', '),
+      });
       return;
     }
     m.route.handler(ctx, m.params).catch((err: unknown) => fail(ctx, err));
@@ -297,9 +335,16 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
 
   async function fail(ctx: Ctx, err: unknown): Promise<void> {
     const known = toGatehouseError(err);
-    const ge = known ?? new GatehouseError('GH_ERR_INTERNAL', 'internal error', { cause: err, hint: 'see the gateway log' });
+    const ge =
+      known ??
+      new GatehouseError('GH_ERR_INTERNAL', 'internal error', { cause: err, hint: 'see the gateway log' });
     if (!known) d.log('error', `API ${ctx.req.method} ${ctx.url.pathname} failed`, err);
-    if (ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE' || ge.code === 'GH_ERR_BAD_REQUEST' || ge.code === 'GH_ERR_CSRF' || ge.code === 'GH_ERR_UNAUTHENTICATED') {
+    if (
+      ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE' ||
+      ge.code === 'GH_ERR_BAD_REQUEST' ||
+      ge.code === 'GH_ERR_CSRF' ||
+      ge.code === 'GH_ERR_UNAUTHENTICATED'
+    ) {
       await d.audit
         .emit({
           type: 'http.reject',
@@ -396,7 +441,8 @@ function auditQueryFromUrl(url: URL): AuditQuery {
   if (text) q.q = text;
   if (limit) {
     const n = Number(limit);
-    if (!Number.isInteger(n) || n < 1) throw new GatehouseError('GH_ERR_VALIDATION', `limit must be a positive integer, got "${limit}"`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new GatehouseError('GH_ERR_VALIDATION', `limit must be a positive integer, got "${limit}"`);
     q.limit = n;
   }
   if (cursor) q.cursor = cursor;

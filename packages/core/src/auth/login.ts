@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { LoginRequest, LoginResponse } from '../api/public.js';
 import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
 import { GatehouseError } from '../errors.js';
@@ -6,14 +7,18 @@ import type { Identity, Route, UserRecord } from '../identity/types.js';
 import type { CertificateAuthorities } from '../pki/authority.js';
 import { AccessChecker } from '../rbac/checker.js';
 import type { Role } from '../rbac/types.js';
-import type { LoginRequest, LoginResponse } from '../api/public.js';
 import { parseDuration } from '../util/duration.js';
 import type { WebSessions } from './sessions.js';
 
 export interface LoginDeps {
   clock: Clock;
   config: Pick<GatehouseConfig, 'clusterName' | 'auth'>;
-  authenticate: (req: { user: string; password: string; otp?: string | undefined; remoteAddr?: string | undefined }) => Promise<UserRecord>;
+  authenticate: (req: {
+    user: string;
+    password: string;
+    otp?: string | undefined;
+    remoteAddr?: string | undefined;
+  }) => Promise<UserRecord>;
   resolveRoles: (names: string[]) => Promise<Role[]>;
   authorities: CertificateAuthorities;
   sessions: WebSessions;
@@ -33,8 +38,16 @@ export class LoginService {
     this.#d = deps;
   }
 
-  async login(req: LoginRequest, ctx: { remoteAddr?: string | undefined }): Promise<{ response: LoginResponse; sessionId: string }> {
-    const user = await this.#d.authenticate({ user: req.user, password: req.password, otp: req.otp, remoteAddr: ctx.remoteAddr });
+  async login(
+    req: LoginRequest,
+    ctx: { remoteAddr?: string | undefined },
+  ): Promise<{ response: LoginResponse; sessionId: string }> {
+    const user = await this.#d.authenticate({
+      user: req.user,
+      password: req.password,
+      otp: req.otp,
+      remoteAddr: ctx.remoteAddr,
+    });
     const roles = await this.#d.resolveRoles(user.roles);
     const checker = AccessChecker.from(roles, user.traits);
     const options = checker.options();

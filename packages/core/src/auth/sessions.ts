@@ -29,7 +29,11 @@ export class WebSessions {
     this.#ttlMs = deps.ttlMs;
   }
 
-  async create(user: string, roles: string[], maxTtlMs: number): Promise<{ id: string; session: WebSession }> {
+  async create(
+    user: string,
+    roles: string[],
+    maxTtlMs: number,
+  ): Promise<{ id: string; session: WebSession }> {
     const id = randomBytes(32).toString('base64url');
     const now = this.#clock.now().getTime();
     const ttl = Math.min(this.#ttlMs, maxTtlMs);

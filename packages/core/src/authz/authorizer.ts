@@ -3,7 +3,7 @@ import type { AuditEmitter } from '@gatehouse/audit';
 import type { Clock } from '../clock.js';
 import { GatehouseError } from '../errors.js';
 import type { Identity, LockRecord, UserRecord } from '../identity/types.js';
-import { type AccessDecision, AccessChecker } from '../rbac/checker.js';
+import { AccessChecker, type AccessDecision } from '../rbac/checker.js';
 import type { ResourceKind, Role, Verb } from '../rbac/types.js';
 import { type AccessTarget, type Grant, mintGrant } from './grant.js';
 
@@ -54,14 +54,22 @@ export class Authorizer {
     const now = this.#d.clock.now().getTime();
     const issuer = this.#d.userCaCerts().find((ca) => cert.checkIssued(ca) && cert.verify(ca.publicKey));
     if (!issuer) {
-      throw new GatehouseError('GH_ERR_CERT_INVALID', 'client certificate is not signed by this cluster\'s user CA', {
-        hint: 'log in again with gatehouse login --proxy HOST:PORT',
-      });
+      throw new GatehouseError(
+        'GH_ERR_CERT_INVALID',
+        "client certificate is not signed by this cluster's user CA",
+        {
+          hint: 'log in again with gatehouse login --proxy HOST:PORT',
+        },
+      );
     }
     if (now < Date.parse(cert.validFrom) || now > Date.parse(cert.validTo)) {
-      throw new GatehouseError('GH_ERR_CERT_EXPIRED', `client certificate expired at ${new Date(cert.validTo).toISOString()}`, {
-        hint: 'log in again with gatehouse login',
-      });
+      throw new GatehouseError(
+        'GH_ERR_CERT_EXPIRED',
+        `client certificate expired at ${new Date(cert.validTo).toISOString()}`,
+        {
+          hint: 'log in again with gatehouse login',
+        },
+      );
     }
     return this.#d.decodeIdentity(cert);
   }
@@ -70,9 +78,13 @@ export class Authorizer {
   async principal(identity: Identity): Promise<Principal> {
     const now = this.#d.clock.now();
     if (identity.expires.getTime() <= now.getTime()) {
-      throw new GatehouseError('GH_ERR_CERT_EXPIRED', `certificate of ${identity.user} expired at ${identity.expires.toISOString()}`, {
-        hint: 'log in again with gatehouse login',
-      });
+      throw new GatehouseError(
+        'GH_ERR_CERT_EXPIRED',
+        `certificate of ${identity.user} expired at ${identity.expires.toISOString()}`,
+        {
+          hint: 'log in again with gatehouse login',
+        },
+      );
     }
     const user = await this.#d.getUser(identity.user);
     if (!user) {
@@ -89,19 +101,32 @@ export class Authorizer {
     if (locks.length > 0) {
       const lock = locks[0]!;
       const target = 'user' in lock.target ? `user ${lock.target.user}` : `role ${lock.target.role}`;
-      throw new GatehouseError('GH_ERR_USER_LOCKED', `access locked (${target})${lock.message ? `: ${lock.message}` : ''}`, {
-        hint: 'ask an admin to remove the lock (gatehouse locks ls / locks rm ID)',
-        details: { lock_id: lock.id },
-      });
+      throw new GatehouseError(
+        'GH_ERR_USER_LOCKED',
+        `access locked (${target})${lock.message ? `: ${lock.message}` : ''}`,
+        {
+          hint: 'ask an admin to remove the lock (gatehouse locks ls / locks rm ID)',
+          details: { lock_id: lock.id },
+        },
+      );
     }
     const roles = await this.#d.resolveRoles(roleNames);
     return { identity, user, roles, checker: AccessChecker.from(roles, identity.traits) };
   }
 
   /** Admin API permission: throws GH_ERR_ACCESS_DENIED (audited) unless a role rule allows it. */
-  async checkRule(p: Principal, resource: ResourceKind, verb: Verb, ctx: ConnectionContext = {}): Promise<void> {
+  async checkRule(
+    p: Principal,
+    resource: ResourceKind,
+    verb: Verb,
+    ctx: ConnectionContext = {},
+  ): Promise<void> {
     const d = p.checker.checkRule(resource, verb);
-    if (!d.allowed) await this.deny(p.identity, { kind: resource, name: verb }, d.reason, ctx, { role: d.role, field: d.field });
+    if (!d.allowed)
+      await this.deny(p.identity, { kind: resource, name: verb }, d.reason, ctx, {
+        role: d.role,
+        field: d.field,
+      });
   }
 
   /**
@@ -110,9 +135,16 @@ export class Authorizer {
    * GH_ERR_USER_LOCKED / GH_ERR_CERT_EXPIRED with a reason the adapter relays
    * in its own protocol. Every denial is audited.
    */
-  async authorize(identity: Identity | undefined, target: AccessTarget, ctx: ConnectionContext = {}): Promise<Grant> {
+  async authorize(
+    identity: Identity | undefined,
+    target: AccessTarget,
+    ctx: ConnectionContext = {},
+  ): Promise<Grant> {
     if (!identity) {
-      return this.deny(undefined, target, 'no Gatehouse client certificate was presented', ctx, { code: 'GH_ERR_UNAUTHENTICATED', field: 'unauthenticated' });
+      return this.deny(undefined, target, 'no Gatehouse client certificate was presented', ctx, {
+        code: 'GH_ERR_UNAUTHENTICATED',
+        field: 'unauthenticated',
+      });
     }
     let p: Principal;
     try {
@@ -127,16 +159,30 @@ export class Authorizer {
     const route = identity.route;
     if (route) {
       const ok =
-        (route.kind === 'db' && target.kind === 'db' && route.name === target.name &&
+        (route.kind === 'db' &&
+          target.kind === 'db' &&
+          route.name === target.name &&
           (route.user === undefined || route.user === target.dbUser) &&
           (route.database === undefined || route.database === target.dbName)) ||
         (route.kind === 'kube' && target.kind === 'kube' && route.cluster === target.name);
       if (!ok) {
-        return this.deny(identity, target, `certificate is scoped to ${route.kind} "${'name' in route ? route.name : route.cluster}"`, ctx, { field: 'route' });
+        return this.deny(
+          identity,
+          target,
+          `certificate is scoped to ${route.kind} "${'name' in route ? route.name : route.cluster}"`,
+          ctx,
+          { field: 'route' },
+        );
       }
     }
     if (identity.loginIp && ctx.remoteAddr && identity.loginIp !== ctx.remoteAddr) {
-      return this.deny(identity, target, `certificate is pinned to ${identity.loginIp}, connection is from ${ctx.remoteAddr}`, ctx, { field: 'source_ip' });
+      return this.deny(
+        identity,
+        target,
+        `certificate is pinned to ${identity.loginIp}, connection is from ${ctx.remoteAddr}`,
+        ctx,
+        { field: 'source_ip' },
+      );
     }
     const c = p.checker;
     let kube: { users: string[]; groups: string[] } | undefined;
@@ -146,9 +192,14 @@ export class Authorizer {
       if (k.allowed) kube = { users: k.users, groups: k.groups };
       decision = k;
     } else if (target.kind === 'node') decision = c.checkNode(target, target.login);
-    else if (target.kind === 'db') decision = c.checkDatabase(target, { dbUser: target.dbUser, dbName: target.dbName });
+    else if (target.kind === 'db')
+      decision = c.checkDatabase(target, { dbUser: target.dbUser, dbName: target.dbName });
     else decision = c.checkDesktop(target, target.login);
-    if (!decision.allowed) return this.deny(identity, target, decision.reason, ctx, { role: decision.role, field: decision.field });
+    if (!decision.allowed)
+      return this.deny(identity, target, decision.reason, ctx, {
+        role: decision.role,
+        field: decision.field,
+      });
     const options = c.options();
     const now = this.#d.clock.now().getTime();
     const expires = new Date(Math.min(identity.expires.getTime(), now + options.maxSessionTtlMs));
@@ -172,7 +223,12 @@ export class Authorizer {
     target: { kind: string; name: string },
     reason: string,
     ctx: ConnectionContext,
-    opts: { code?: 'GH_ERR_ACCESS_DENIED' | 'GH_ERR_UNAUTHENTICATED'; role?: string; field?: string; hint?: string } = {},
+    opts: {
+      code?: 'GH_ERR_ACCESS_DENIED' | 'GH_ERR_UNAUTHENTICATED';
+      role?: string;
+      field?: string;
+      hint?: string;
+    } = {},
   ): Promise<never> {
     await this.#audit(identity, target, reason, ctx);
     const code = opts.code ?? 'GH_ERR_ACCESS_DENIED';
@@ -182,11 +238,20 @@ export class Authorizer {
         (code === 'GH_ERR_UNAUTHENTICATED'
           ? 'log in first: gatehouse login --proxy HOST:PORT'
           : 'ask an admin for a role that allows this (gatehouse status shows your roles)'),
-      details: { reason, ...(opts.role ? { role: opts.role } : {}), ...(opts.field ? { field: opts.field } : {}) },
+      details: {
+        reason,
+        ...(opts.role ? { role: opts.role } : {}),
+        ...(opts.field ? { field: opts.field } : {}),
+      },
     });
   }
 
-  async #audit(identity: Identity | undefined, target: { kind: string; name: string }, reason: string, ctx: ConnectionContext) {
+  async #audit(
+    identity: Identity | undefined,
+    target: { kind: string; name: string },
+    reason: string,
+    ctx: ConnectionContext,
+  ) {
     // If the denial cannot be audited the caller still gets a denial: emit's
     // rejection propagates and the adapter closes the connection.
     await this.#d.audit.emit({

@@ -96,10 +96,14 @@ export async function loadConfig(opts: LoadConfigOptions = {}): Promise<Gatehous
   if (text !== undefined && text.trim() !== '') {
     const res = validateYaml(text, configSchema.partial());
     if (!res.value) {
-      throw new GatehouseError('GH_ERR_CONFIG_INVALID', `invalid config:\n${formatLintMessages(source, res.messages)}`, {
-        hint: 'fix the lines above; docs: packages/core/README.md#configuration',
-        details: { messages: res.messages },
-      });
+      throw new GatehouseError(
+        'GH_ERR_CONFIG_INVALID',
+        `invalid config:\n${formatLintMessages(source, res.messages)}`,
+        {
+          hint: 'fix the lines above; docs: packages/core/README.md#configuration',
+          details: { messages: res.messages },
+        },
+      );
     }
     raw = stripUndefined(res.value as Record<string, unknown>);
   }
@@ -122,7 +126,12 @@ function stripUndefined(o: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 }
 
-function resolve(c: ParsedConfig, source: string, env: NodeJS.ProcessEnv, explicitCluster: boolean): GatehouseConfig {
+function resolve(
+  c: ParsedConfig,
+  source: string,
+  env: NodeJS.ProcessEnv,
+  explicitCluster: boolean,
+): GatehouseConfig {
   const listen = splitHostPort(c.listen);
   return {
     clusterName: c.cluster_name,

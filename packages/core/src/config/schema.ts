@@ -81,7 +81,11 @@ export const configSchema = z
         /** PROXY protocol (v1/v2) headers are honoured only from these CIDRs. */
         proxy_protocol_trusted: z.array(z.string()).default([]),
         /** Largest HTTP request body accepted by the API. */
-        max_body_bytes: z.number().int().min(1024).default(1024 * 1024),
+        max_body_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(1024 * 1024),
       })
       .strict()
       .prefault({}),
@@ -90,7 +94,11 @@ export const configSchema = z
         /** Also write every event as a JSON line to stdout. */
         stdout: z.boolean().default(false),
         /** Rotate a JSON-lines file when it reaches this many bytes. */
-        max_file_bytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+        max_file_bytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(64 * 1024 * 1024),
       })
       .strict()
       .prefault({}),

@@ -91,11 +91,17 @@ export class DbAccess {
     const target = { kind: 'db', name: req.service ?? '(none)' };
     const ctx = { remoteAddr: req.remoteAddr, protocol: req.protocol };
     if (!req.identity) {
-      return this.#d.authorizer.deny(undefined, target, 'no Gatehouse client certificate was presented', ctx, {
-        code: 'GH_ERR_UNAUTHENTICATED',
-        field: 'unauthenticated',
-        hint: 'run gatehouse db login NAME, then connect with the files it writes',
-      });
+      return this.#d.authorizer.deny(
+        undefined,
+        target,
+        'no Gatehouse client certificate was presented',
+        ctx,
+        {
+          code: 'GH_ERR_UNAUTHENTICATED',
+          field: 'unauthenticated',
+          hint: 'run gatehouse db login NAME, then connect with the files it writes',
+        },
+      );
     }
     const route = req.identity.route;
     const name = req.service ?? (route?.kind === 'db' ? route.name : undefined);
@@ -107,20 +113,39 @@ export class DbAccess {
     }
     const service = await this.#d.registry.get(name);
     if (!service) {
-      return this.#d.authorizer.deny(req.identity, { kind: 'db', name }, `database "${name}" is not registered`, ctx, {
-        field: 'unknown_database',
-        hint: 'list databases with gatehouse db ls',
-      });
+      return this.#d.authorizer.deny(
+        req.identity,
+        { kind: 'db', name },
+        `database "${name}" is not registered`,
+        ctx,
+        {
+          field: 'unknown_database',
+          hint: 'list databases with gatehouse db ls',
+        },
+      );
     }
     if (service.protocol !== req.protocol) {
-      return this.#d.authorizer.deny(req.identity, { kind: 'db', name }, `database "${name}" speaks ${service.protocol}, not ${req.protocol}`, ctx, {
-        field: 'protocol',
-        hint: `connect with a ${service.protocol} client`,
-      });
+      return this.#d.authorizer.deny(
+        req.identity,
+        { kind: 'db', name },
+        `database "${name}" speaks ${service.protocol}, not ${req.protocol}`,
+        ctx,
+        {
+          field: 'protocol',
+          hint: `connect with a ${service.protocol} client`,
+        },
+      );
     }
     const grant = await this.#d.authorizer.authorize(
       req.identity,
-      { kind: 'db', name, labels: service.labels, protocol: service.protocol, dbUser: req.dbUser, dbName: req.dbName },
+      {
+        kind: 'db',
+        name,
+        labels: service.labels,
+        protocol: service.protocol,
+        dbUser: req.dbUser,
+        dbName: req.dbName,
+      },
       ctx,
     );
     const { host, port } = dbHostPort(service);

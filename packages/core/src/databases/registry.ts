@@ -29,7 +29,8 @@ const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 export function dbHostPort(spec: Pick<DatabaseSpec, 'uri' | 'protocol'>): { host: string; port: number } {
   const m = /^(?:postgres(?:ql)?|mysql|mariadb):\/\/([^/?#]+)/.exec(spec.uri);
   const hp = m ? m[1]!.replace(/^.*@/, '') : spec.uri;
-  if (!/:\d+$/.test(hp)) return { host: hp.replace(/^\[|\]$/g, ''), port: spec.protocol === 'mysql' ? 3306 : 5432 };
+  if (!/:\d+$/.test(hp))
+    return { host: hp.replace(/^\[|\]$/g, ''), port: spec.protocol === 'mysql' ? 3306 : 5432 };
   return splitHostPort(hp);
 }
 
@@ -47,7 +48,9 @@ export function validateDatabase(spec: DatabaseSpec): DatabaseSpec {
   dbHostPort(spec);
   for (const [k, v] of Object.entries(spec.labels ?? {})) {
     if (typeof v !== 'string' || !/^[A-Za-z0-9._/-]{1,63}$/.test(k)) {
-      throw new GatehouseError('GH_ERR_VALIDATION', `label "${k}" is invalid`, { hint: 'labels are key=value' });
+      throw new GatehouseError('GH_ERR_VALIDATION', `label "${k}" is invalid`, {
+        hint: 'labels are key=value',
+      });
     }
   }
   if (spec.caPem !== undefined && !spec.caPem.includes('BEGIN CERTIFICATE')) {
@@ -63,7 +66,10 @@ export async function readCaFile(file: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (cause) {
-    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `cannot read CA file ${file}`, { cause, hint: 'check the path' });
+    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `cannot read CA file ${file}`, {
+      cause,
+      hint: 'check the path',
+    });
   }
 }
 
@@ -124,7 +130,13 @@ export class DatabaseRegistry {
       }
       throw err;
     }
-    await this.#audit.emit({ type: 'db.create', user: actor, name: v.name, protocol: v.protocol, uri: v.uri });
+    await this.#audit.emit({
+      type: 'db.create',
+      user: actor,
+      name: v.name,
+      protocol: v.protocol,
+      uri: v.uri,
+    });
     return { ...v, source: 'dynamic' };
   }
 
@@ -135,7 +147,9 @@ export class DatabaseRegistry {
       });
     }
     if (!(await this.#backend.delete(PREFIX + name))) {
-      throw new GatehouseError('GH_ERR_NOT_FOUND', `database "${name}" not found`, { hint: 'list databases with gatehouse db ls' });
+      throw new GatehouseError('GH_ERR_NOT_FOUND', `database "${name}" not found`, {
+        hint: 'list databases with gatehouse db ls',
+      });
     }
     await this.#audit.emit({ type: 'db.delete', user: actor, name });
   }

@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import net, { BlockList, type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import type { AuditEmitter, ListenerRejectReason } from '@gatehouse/audit';
@@ -62,7 +62,25 @@ export class Listener {
   }
 
   async listen(host: string, port: number): Promise<net.AddressInfo> {
-    const server = net.createServer({ noDelay: true }, (s) => this.handle(s));
+    return this.#open(
+      net.createServer({ noDelay: true }, (s) => this.handle(s)),
+      host,
+      port,
+    );
+  }
+
+  /**
+   * A dedicated port whose connections go straight to one handler (MySQL
+   * speaks first, so nothing can be sniffed); closed with the others.
+   */
+  async listenRaw(host: string, port: number, handler: RawHandler): Promise<net.AddressInfo> {
+    const server = net.createServer({ noDelay: true }, (socket) => {
+      if (this.#track(socket)) handler(socket, connectionInfo(socket));
+    });
+    return this.#open(server, host, port);
+  }
+
+  async #open(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {
     this.#servers.add(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -74,48 +92,28 @@ export class Listener {
     return server.address() as net.AddressInfo;
   }
 
-  /** A dedicated port whose connections go straight to one handler (e.g. MySQL), with the same cap and close. */
-  async listenRaw(host: string, port: number, handler: RawHandler): Promise<net.AddressInfo> {
-    const server = net.createServer({ noDelay: true }, (socket) => {
-      if (this.#closed) return socket.destroy();
-      this.#sockets.add(socket);
-      socket.once('close', () => this.#sockets.delete(socket));
-      handler(socket, {
-        remoteAddr: normalizeAddr(socket.remoteAddress),
-        remotePort: socket.remotePort ?? 0,
-        localAddr: normalizeAddr(socket.localAddress),
-        localPort: socket.localPort ?? 0,
-        proxied: false,
-      });
-    });
-    this.#servers.add(server);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host, port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    return server.address() as net.AddressInfo;
+  /** Remembers a socket so close() can end it; false (and destroyed) once closing. */
+  #track(socket: Socket): boolean {
+    if (this.#closed) {
+      socket.destroy();
+      return false;
+    }
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    return true;
   }
 
   /** Serve a socket accepted elsewhere (e.g. an existing net.Server). */
   handle(socket: Socket): void {
-    if (this.#closed) {
-      socket.destroy();
-      return;
-    }
-    this.#sockets.add(socket);
-    socket.once('close', () => this.#sockets.delete(socket));
-    const info: ConnectionInfo = {
-      remoteAddr: normalizeAddr(socket.remoteAddress),
-      remotePort: socket.remotePort ?? 0,
-      localAddr: normalizeAddr(socket.localAddress),
-      localPort: socket.localPort ?? 0,
-      proxied: false,
-    };
+    if (!this.#track(socket)) return;
+    const info = connectionInfo(socket);
     if (this.#handshakes >= this.#deps.options.maxConcurrentHandshakes) {
-      this.#reject(socket, info, 'too_many_handshakes', `more than ${this.#deps.options.maxConcurrentHandshakes} connections are handshaking`);
+      this.#reject(
+        socket,
+        info,
+        'too_many_handshakes',
+        `more than ${this.#deps.options.maxConcurrentHandshakes} connections are handshaking`,
+      );
       return;
     }
     this.#handshakes++;
@@ -130,11 +128,22 @@ export class Listener {
     this.#sniff(socket, info, release, Buffer.alloc(0), true);
   }
 
-  #sniff(socket: Socket, info: ConnectionInfo, release: () => void, initial: Buffer, allowProxy: boolean): void {
+  #sniff(
+    socket: Socket,
+    info: ConnectionInfo,
+    release: () => void,
+    initial: Buffer,
+    allowProxy: boolean,
+  ): void {
     let buf = initial;
     const timer = setTimeout(() => {
       cleanup();
-      this.#reject(socket, info, 'first_byte_timeout', `no protocol recognised within ${this.#deps.options.firstByteTimeoutMs} ms`);
+      this.#reject(
+        socket,
+        info,
+        'first_byte_timeout',
+        `no protocol recognised within ${this.#deps.options.firstByteTimeoutMs} ms`,
+      );
     }, this.#deps.options.firstByteTimeoutMs);
     const onError = (err: Error) => {
       cleanup();
@@ -144,7 +153,12 @@ export class Listener {
     const onEnd = () => {
       cleanup();
       if (buf.length > 0) {
-        this.#reject(socket, info, 'unknown_protocol', `client closed after ${buf.length} unrecognised bytes`);
+        this.#reject(
+          socket,
+          info,
+          'unknown_protocol',
+          `client closed after ${buf.length} unrecognised bytes`,
+        );
       } else {
         socket.destroy();
       }
@@ -186,9 +200,16 @@ export class Listener {
           return true;
         }
         const h = parsed.header;
-        const next: ConnectionInfo = h.proxied && h.source && h.destination
-          ? { remoteAddr: h.source.address, remotePort: h.source.port, localAddr: h.destination.address, localPort: h.destination.port, proxied: true }
-          : info;
+        const next: ConnectionInfo =
+          h.proxied && h.source && h.destination
+            ? {
+                remoteAddr: h.source.address,
+                remotePort: h.source.port,
+                localAddr: h.destination.address,
+                localPort: h.destination.port,
+                proxied: true,
+              }
+            : info;
         this.#sniff(socket, next, release, buf.subarray(h.length), false);
         return true;
       }
@@ -284,7 +305,12 @@ export class Listener {
       },
     });
     const timer = setTimeout(() => {
-      this.#reject(tlsSocket, info, 'handshake_timeout', `TLS handshake not finished within ${this.#deps.options.handshakeTimeoutMs} ms`);
+      this.#reject(
+        tlsSocket,
+        info,
+        'handshake_timeout',
+        `TLS handshake not finished within ${this.#deps.options.handshakeTimeoutMs} ms`,
+      );
     }, this.#deps.options.handshakeTimeoutMs);
     const onError = (err: Error) => {
       clearTimeout(timer);
@@ -307,8 +333,16 @@ export class Listener {
           tinfo.identity = this.#deps.verifyClientCert(peer);
         } catch (err) {
           const code = (err as { code?: string }).code;
-          const reason = code === 'GH_ERR_CERT_INVALID' || code === 'GH_ERR_CERT_EXPIRED' ? 'client_cert_untrusted' : 'client_cert_invalid';
-          return this.#reject(tlsSocket, info, reason, `client certificate "${peer.subject.replace(/\n/g, ', ')}" refused: ${(err as Error).message}`);
+          const reason =
+            code === 'GH_ERR_CERT_INVALID' || code === 'GH_ERR_CERT_EXPIRED'
+              ? 'client_cert_untrusted'
+              : 'client_cert_invalid';
+          return this.#reject(
+            tlsSocket,
+            info,
+            reason,
+            `client certificate "${peer.subject.replace(/\n/g, ', ')}" refused: ${(err as Error).message}`,
+          );
         }
       }
       // Swallowing errors here would hide failures; handlers attach their own.
@@ -328,7 +362,13 @@ export class Listener {
     return this.#trusted.check(addr, family);
   }
 
-  #reject(socket: Socket, info: ConnectionInfo, reason: ListenerRejectReason, error: string, destroy = true): void {
+  #reject(
+    socket: Socket,
+    info: ConnectionInfo,
+    reason: ListenerRejectReason,
+    error: string,
+    destroy = true,
+  ): void {
     if (destroy) socket.destroy();
     this.#deps.audit
       .emit({
@@ -336,9 +376,14 @@ export class Listener {
         reason,
         error,
         user: 'system',
-        addr: { remote: `${info.remoteAddr}:${info.remotePort}`, local: `${info.localAddr}:${info.localPort}` },
+        addr: {
+          remote: `${info.remoteAddr}:${info.remotePort}`,
+          local: `${info.localAddr}:${info.localPort}`,
+        },
       })
-      .catch((err: unknown) => this.#deps.log('error', `audit of a listener rejection (${reason}) failed`, err));
+      .catch((err: unknown) =>
+        this.#deps.log('error', `audit of a listener rejection (${reason}) failed`, err),
+      );
   }
 
   async close(): Promise<void> {
@@ -350,6 +395,16 @@ export class Listener {
   }
 }
 
+function connectionInfo(socket: Socket): ConnectionInfo {
+  return {
+    remoteAddr: normalizeAddr(socket.remoteAddress),
+    remotePort: socket.remotePort ?? 0,
+    localAddr: normalizeAddr(socket.localAddress),
+    localPort: socket.localPort ?? 0,
+    proxied: false,
+  };
+}
+
 function normalizeAddr(a: string | undefined): string {
   if (!a) return '';
   return a.startsWith('::ffff:') && net.isIPv4(a.slice(7)) ? a.slice(7) : a;
@@ -358,7 +413,8 @@ function normalizeAddr(a: string | undefined): string {
 function addCidr(list: BlockList, cidr: string): void {
   const [addr = '', bits] = cidr.split('/');
   const family = net.isIP(addr) === 6 ? 'ipv6' : 'ipv4';
-  if (net.isIP(addr) === 0) throw new Error(`listener.proxy_protocol_trusted: "${cidr}" is not an IP or CIDR`);
+  if (net.isIP(addr) === 0)
+    throw new Error(`listener.proxy_protocol_trusted: "${cidr}" is not an IP or CIDR`);
   if (bits === undefined) list.addAddress(addr, family);
   else list.addSubnet(addr, Number(bits), family);
 }

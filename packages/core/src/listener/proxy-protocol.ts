@@ -12,7 +12,10 @@ export interface ProxyHeader {
   length: number;
 }
 
-export type ProxyParse = { ok: true; header: ProxyHeader } | { ok: false; needMore: true } | { ok: false; needMore: false; error: string };
+export type ProxyParse =
+  | { ok: true; header: ProxyHeader }
+  | { ok: false; needMore: true }
+  | { ok: false; needMore: false; error: string };
 
 const V1_MAX = 107;
 
@@ -29,11 +32,15 @@ function fail(error: string): ProxyParse {
 
 function parseV1(buf: Buffer): ProxyParse {
   const end = buf.indexOf('\r\n');
-  if (end < 0) return buf.length >= V1_MAX ? fail('PROXY v1 header longer than 107 bytes') : { ok: false, needMore: true };
+  if (end < 0)
+    return buf.length >= V1_MAX
+      ? fail('PROXY v1 header longer than 107 bytes')
+      : { ok: false, needMore: true };
   if (end + 2 > V1_MAX) return fail('PROXY v1 header longer than 107 bytes');
   const parts = buf.subarray(0, end).toString('latin1').split(' ');
   if (parts[1] === 'UNKNOWN') return { ok: true, header: { version: 1, proxied: false, length: end + 2 } };
-  if (parts.length !== 6 || (parts[1] !== 'TCP4' && parts[1] !== 'TCP6')) return fail('malformed PROXY v1 header');
+  if (parts.length !== 6 || (parts[1] !== 'TCP4' && parts[1] !== 'TCP6'))
+    return fail('malformed PROXY v1 header');
   const [, fam, src, dst, sport, dport] = parts as [string, string, string, string, string, string];
   const want = fam === 'TCP4' ? 4 : 6;
   if (isIP(src) !== want || isIP(dst) !== want) return fail('bad address in PROXY v1 header');
@@ -108,7 +115,10 @@ function ipv6(b: Buffer): string {
 }
 
 /** Encodes a v2 header (used by tests and by agents that dial through a load balancer). */
-export function encodeProxyV2(src: { address: string; port: number }, dst: { address: string; port: number }): Buffer {
+export function encodeProxyV2(
+  src: { address: string; port: number },
+  dst: { address: string; port: number },
+): Buffer {
   const v4 = isIP(src.address) === 4;
   const addrLen = v4 ? 12 : 36;
   const out = Buffer.alloc(16 + addrLen);
@@ -136,6 +146,6 @@ function ipv6Bytes(addr: string): Buffer {
   const t = tail ? tail.split(':') : [];
   const groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
   const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(Number.parseInt(g, 16), i * 2));
+  for (const [i, g] of groups.entries()) out.writeUInt16BE(Number.parseInt(g, 16), i * 2);
   return out;
 }

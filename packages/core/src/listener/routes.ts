@@ -58,7 +58,10 @@ export class Routes {
   /** TLS connections that negotiate this ALPN protocol (e.g. "gatehouse-ssh"). */
   alpn(protocol: string, handler: TlsHandler): void {
     if (!/^gatehouse-[a-z0-9-]+$/.test(protocol)) {
-      throw new GatehouseError('GH_ERR_VALIDATION', `ALPN route "${protocol}" must be named gatehouse-<name>`);
+      throw new GatehouseError(
+        'GH_ERR_VALIDATION',
+        `ALPN route "${protocol}" must be named gatehouse-<name>`,
+      );
     }
     if (this.#alpn.has(protocol)) throw duplicate(`the ALPN route ${protocol}`);
     this.#alpn.set(protocol, handler);

@@ -19,7 +19,9 @@ describe('sniff', () => {
     expect(sniff(pgMsg(16, 80877102))).toBe('pg-cancel');
     expect(sniff(pgMsg(84, 196608))).toBe('pg-startup');
     expect(sniff(Buffer.from('PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n'))).toBe('proxy-v1');
-    expect(sniff(encodeProxyV2({ address: '1.2.3.4', port: 1 }, { address: '5.6.7.8', port: 2 }))).toBe('proxy-v2');
+    expect(sniff(encodeProxyV2({ address: '1.2.3.4', port: 1 }, { address: '5.6.7.8', port: 2 }))).toBe(
+      'proxy-v2',
+    );
     expect(sniff(Buffer.from('GET / HTTP/1.1\r\n'))).toBe('http-plain');
   });
 

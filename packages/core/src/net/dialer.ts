@@ -24,10 +24,14 @@ export const directDialer: Dialer = {
         cleanup();
         sock.destroy();
         reject(
-          new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', `cannot reach ${target.host}:${target.port}: ${err.message}`, {
-            cause: err,
-            hint: 'check that the target is running and reachable from the gateway',
-          }),
+          new GatehouseError(
+            'GH_ERR_UPSTREAM_UNAVAILABLE',
+            `cannot reach ${target.host}:${target.port}: ${err.message}`,
+            {
+              cause: err,
+              hint: 'check that the target is running and reachable from the gateway',
+            },
+          ),
         );
       };
       const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);

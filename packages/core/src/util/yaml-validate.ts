@@ -38,7 +38,12 @@ function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] 
     for (let i = 0; i < 10; i++) {
       const def = (s as { def?: { type?: string; innerType?: unknown; in?: unknown } }).def;
       if (!def) return;
-      if (def.type === 'default' || def.type === 'optional' || def.type === 'nullable' || def.type === 'prefault') {
+      if (
+        def.type === 'default' ||
+        def.type === 'optional' ||
+        def.type === 'nullable' ||
+        def.type === 'prefault'
+      ) {
         s = def.innerType;
       } else if (def.type === 'pipe') {
         s = def.in;
@@ -47,8 +52,11 @@ function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] 
   };
   unwrap();
   for (const seg of path) {
-    const def = (s as { def?: { type?: string; shape?: Record<string, unknown>; element?: unknown; valueType?: unknown } })
-      .def;
+    const def = (
+      s as {
+        def?: { type?: string; shape?: Record<string, unknown>; element?: unknown; valueType?: unknown };
+      }
+    ).def;
     if (def?.type === 'object' && typeof seg === 'string') s = def.shape?.[seg];
     else if (def?.type === 'array') s = def.element;
     else if (def?.type === 'record') s = def.valueType;
