@@ -51,6 +51,12 @@ export interface AdapterContext {
   readonly dialer: Dialer;
   /** Resolved config, read-only (e.g. mysqlListen). */
   readonly config: GatehouseConfig;
+  /**
+   * The listener's TLS server context (host-CA server cert, user CA for client
+   * certs), for protocols that upgrade to TLS mid-stream on their own port
+   * (MySQL's SSLRequest). Verify client certs with authorizer.identityFromCert.
+   */
+  readonly tls: { secureContext(): tls.SecureContext };
 }
 
 export interface Adapter {
@@ -233,11 +239,7 @@ export class Gateway {
       options: config.listener,
       routes: this.routes,
       audit,
-      secureContext: () => {
-        if (!this.#secureContext)
-          throw new GatehouseError('GH_ERR_INTERNAL', 'TLS is not ready: call listen() first');
-        return this.#secureContext;
-      },
+      secureContext: () => this.#currentSecureContext(),
       verifyClientCert: (cert) => this.authorizer.identityFromCert(cert),
       http: (socket) => this.#http.emit('connection', socket),
       log: this.log,
@@ -285,9 +287,15 @@ export class Gateway {
       dbAccess: this.dbAccess,
       dialer: this.dialer,
       config: this.config,
+      tls: { secureContext: () => this.#currentSecureContext() },
     };
     this.#registering.push(Promise.resolve(adapter.register(ctx)));
     return this;
+  }
+
+  #currentSecureContext(): tls.SecureContext {
+    if (!this.#secureContext) throw new GatehouseError('GH_ERR_INTERNAL', 'TLS is not ready: call listen() first');
+    return this.#secureContext;
   }
 
   /** SHA-256 pin of the host CA that clients pass as --ca-pin. */

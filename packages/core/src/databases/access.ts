@@ -50,6 +50,12 @@ export interface DbSession {
   };
   /** TCP to the database through the gateway's Dialer; the adapter does its protocol's TLS upgrade. */
   dial(signal?: AbortSignal): Promise<net.Socket>;
+  /**
+   * Re-runs the full check (locks, route, roles) for a database user/name the
+   * client switches to mid-session (MySQL COM_INIT_DB, USE, COM_CHANGE_USER).
+   * Resolves when allowed; throws the same audited denial as authorize().
+   */
+  reauthorize(req: { dbUser: string; dbName: string }): Promise<void>;
 }
 
 export interface DbAccessDeps {
@@ -182,6 +188,10 @@ export class DbAccess {
         },
       },
       dial: (signal) => dialer.dial({ host, port }, signal ? { signal } : {}),
+      reauthorize: async (next) => {
+        const target = { kind: 'db', name, labels: service.labels, protocol: service.protocol, ...next } as const;
+        await this.#d.authorizer.authorize(req.identity, target, ctx);
+      },
     };
   }
 
