@@ -1,58 +1,20 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Daemon, PASSWORD, run, startDaemon } from './harness.js';
 
 /**
- * Drives the BUILT binary (run `npx tsc -b` first) against a real
- * `gatehouse start` in a temp data dir, with a temp GATEHOUSE_HOME per user.
+ * Drives the BUILT binary against a real `gatehouse start` in a temp data
+ * dir, with a temp GATEHOUSE_HOME per user.
  */
-const BIN = fileURLToPath(new URL('../bin/gatehouse.js', import.meta.url));
-const DIST = fileURLToPath(new URL('../dist/main.js', import.meta.url));
-const PASSWORD = 'correct horse battery staple';
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    // A GATEHOUSE_DATA_DIR from the caller's shell would switch admin verbs to local mode.
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    delete env.GATEHOUSE_DATA_DIR;
-    Object.assign(env, opts.env);
-    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(opts.input ?? '');
-  });
-}
-
 const mode = (p: string) => statSync(p).mode & 0o777;
 
 describe('gatehouse CLI against a running gateway', () => {
   let root: string;
   let dataDir: string;
   let configFile: string;
-  let daemon: ChildProcess;
-  let daemonOut = '';
-  let daemonErr = '';
+  let d: Daemon;
   let proxy: string;
   let pin: string;
   let adminToken: string;
@@ -60,62 +22,24 @@ describe('gatehouse CLI against a running gateway', () => {
   const as = (who: keyof typeof homes) => ({ GATEHOUSE_HOME: homes[who] });
 
   beforeAll(async () => {
-    if (!existsSync(DIST))
-      throw new Error(`${DIST} is missing: run \`npx tsc -b\` before the CLI integration tests`);
-    root = mkdtempSync(join(tmpdir(), 'gh-cli-'));
-    dataDir = join(root, 'data');
+    d = await startDaemon({ cluster: 'clitest' });
+    ({ root, dataDir, configFile, proxy, pin, adminToken } = d);
     for (const who of Object.keys(homes) as (keyof typeof homes)[]) homes[who] = join(root, `home-${who}`);
-    configFile = join(root, 'gatehouse.yaml');
-    writeFileSync(
-      configFile,
-      `cluster_name: clitest\ndata_dir: ${dataDir}\nlisten: 127.0.0.1:0\nauth:\n  second_factor: "off"\n  login_rate_per_minute: 1000\n`,
-    );
-    daemon = spawn(process.execPath, [BIN, 'start', '--config', configFile], {
-      env: { ...process.env, GATEHOUSE_HOME: join(root, 'home-daemon') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    daemon.stderr!.on('data', (d) => {
-      daemonErr += d;
-    });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`gatehouse start printed no invite:\n${daemonOut}\n${daemonErr}`)),
-        30_000,
-      );
-      daemon.on('exit', (code) =>
-        reject(new Error(`gatehouse start exited with ${code}:\n${daemonOut}\n${daemonErr}`)),
-      );
-      daemon.stdout!.on('data', (d) => {
-        daemonOut += d;
-        const m = /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9a-f]{64}) (\S+)/.exec(
-          daemonOut,
-        );
-        if (m) {
-          clearTimeout(timer);
-          proxy = m[1]!;
-          pin = m[2]!;
-          adminToken = m[3]!;
-          resolve();
-        }
-      });
-    });
   });
 
   afterAll(async () => {
-    if (daemon && daemon.exitCode === null) {
-      const exited = new Promise<number | null>((r) => daemon.once('exit', (code) => r(code)));
-      daemon.kill('SIGTERM');
-      const code = await exited;
+    if (d) {
+      const code = await d.stop();
       // Checked here because a daemon that cannot shut down cleanly is a bug worth a red test.
-      expect(code, daemonErr).toBe(0);
+      expect(code, d.err()).toBe(0);
     }
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
   it('start prints the address, cluster and CA pin', () => {
-    expect(daemonOut).toMatch(/Gatehouse listening on 127\.0\.0\.1:\d+/);
-    expect(daemonOut).toContain('cluster:   clitest');
-    expect(daemonOut).toContain(`--ca-pin ${pin}`);
+    expect(d.out()).toMatch(/Gatehouse listening on 127\.0\.0\.1:\d+/);
+    expect(d.out()).toContain('cluster:   clitest');
+    expect(d.out()).toContain(`--ca-pin ${pin}`);
     expect(proxy).toMatch(/^127\.0\.0\.1:[1-9]\d*$/);
   });
 

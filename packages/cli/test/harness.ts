@@ -1,0 +1,106 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The BUILT binary: `npm test` runs `tsc -b` before the suite. */
+export const BIN = fileURLToPath(new URL('../bin/gatehouse.js', import.meta.url));
+const DIST = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+export const PASSWORD = 'correct horse battery staple';
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `gatehouse ARGS` to completion (30 s cap). */
+export function run(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    // A GATEHOUSE_DATA_DIR from the caller's shell would switch admin verbs to local mode.
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    delete env.GATEHOUSE_DATA_DIR;
+    Object.assign(env, opts.env);
+    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+export interface Daemon {
+  root: string;
+  dataDir: string;
+  configFile: string;
+  proxy: string;
+  pin: string;
+  /** The first admin's invite token printed by `start`. */
+  adminToken: string;
+  out(): string;
+  err(): string;
+  /** SIGTERM; resolves to the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** `gatehouse start --config` in a temp dir, waiting for the first-admin invite line. */
+export async function startDaemon(opts: { cluster: string; extraConfig?: string }): Promise<Daemon> {
+  if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run \`npx tsc -b\` before the CLI integration tests`);
+  const root = mkdtempSync(join(tmpdir(), 'gh-cli-'));
+  const dataDir = join(root, 'data');
+  const configFile = join(root, 'gatehouse.yaml');
+  writeFileSync(
+    configFile,
+    `cluster_name: ${opts.cluster}\ndata_dir: ${dataDir}\nlisten: 127.0.0.1:0\n` +
+      `auth:\n  second_factor: "off"\n  login_rate_per_minute: 1000\n${opts.extraConfig ?? ''}`,
+  );
+  let out = '';
+  let err = '';
+  const child: ChildProcess = spawn(process.execPath, [BIN, 'start', '--config', configFile], {
+    env: { ...process.env, GATEHOUSE_HOME: join(root, 'home-daemon') },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stderr!.on('data', (d) => {
+    err += d;
+  });
+  const m = await new Promise<RegExpExecArray>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`gatehouse start printed no invite:\n${out}\n${err}`)), 30_000);
+    child.on('exit', (code) => reject(new Error(`gatehouse start exited with ${code}:\n${out}\n${err}`)));
+    child.stdout!.on('data', (d) => {
+      out += d;
+      const found = /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9a-f]{64}) (\S+)/.exec(out);
+      if (found) {
+        clearTimeout(timer);
+        resolve(found);
+      }
+    });
+  });
+  return {
+    root,
+    dataDir,
+    configFile,
+    proxy: m[1]!,
+    pin: m[2]!,
+    adminToken: m[3]!,
+    out: () => out,
+    err: () => err,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
