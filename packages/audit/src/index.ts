@@ -17,3 +17,4 @@ export { StdoutSink, type StdoutSinkOptions } from './sinks/stdout.js';
 export type { AuditIndex, AuditSink } from './sinks/types.js';
 export * from './session-db.js';
 export type * from './recording/types.js';
+export { FileRecordingStore, type FileRecordingStoreOptions } from './recording/file-store.js';

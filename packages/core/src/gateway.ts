@@ -5,7 +5,15 @@ import net, { type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { AuditLog, type AuditSink, JsonlFileSink, SqliteAuditIndex, StdoutSink } from '@gatehouse/audit';
+import {
+  AuditLog,
+  type AuditSink,
+  FileRecordingStore,
+  JsonlFileSink,
+  type RecordingStore,
+  SqliteAuditIndex,
+  StdoutSink,
+} from '@gatehouse/audit';
 import { createLocalAdmin } from './api/local.js';
 import type { InviteInfo } from './api/public.js';
 import { createApiHandler } from './api/server.js';
@@ -51,6 +59,8 @@ export interface AdapterContext {
   readonly dialer: Dialer;
   /** Resolved config, read-only (e.g. mysqlListen). */
   readonly config: GatehouseConfig;
+  /** Session recordings (interactive SSH, kube exec). */
+  readonly recordings: RecordingStore;
   /**
    * The listener's TLS server context (host-CA server cert, user CA for client
    * certs), for protocols that upgrade to TLS mid-stream on their own port
@@ -85,6 +95,8 @@ export interface CreateGatewayOptions {
   dialer?: Dialer;
   /** Which spool directory this process uses for audit retries ('daemon' for `gatehouse start`). */
   auditSpoolName?: string;
+  /** Where session recordings go; default: files under <dataDir>/recordings. */
+  recordings?: RecordingStore;
 }
 
 const SERVER_CERT_TTL_MS = 30 * 24 * 3600 * 1000;
@@ -109,6 +121,7 @@ export class Gateway {
   readonly databases: DatabaseRegistry;
   readonly dbAccess: DbAccess;
   readonly dialer: Dialer;
+  readonly recordings: RecordingStore;
   /** Admin API acting as the local operator (like tctl on the auth server). */
   readonly admin: AdminApi;
   readonly log: LogFn;
@@ -134,6 +147,7 @@ export class Gateway {
     log: LogFn;
     databases?: DatabaseSpec[];
     dialer?: Dialer;
+    recordings: RecordingStore;
   }) {
     const { config, clock, backend, audit, authorities } = parts;
     this.config = config;
@@ -164,6 +178,7 @@ export class Gateway {
     });
     this.sessions = new WebSessions({ backend, clock, ttlMs: config.auth.webSessionTtlMs });
     this.dialer = parts.dialer ?? directDialer;
+    this.recordings = parts.recordings;
     this.databases = new DatabaseRegistry({ backend, audit });
     for (const db of parts.databases ?? []) this.databases.addStatic(db);
     this.authorizer = new Authorizer({
@@ -287,6 +302,7 @@ export class Gateway {
       dbAccess: this.dbAccess,
       dialer: this.dialer,
       config: this.config,
+      recordings: this.recordings,
       tls: { secureContext: () => this.#currentSecureContext() },
     };
     this.#registering.push(Promise.resolve(adapter.register(ctx)));
@@ -418,6 +434,7 @@ export class Gateway {
     this.#http.close();
     this.#http.closeAllConnections();
     for (const a of this.#adapters.values()) await a.close?.();
+    await this.recordings.close();
     if (this.#listening) {
       await this.audit
         .emit({ type: 'gateway.stop', user: 'system' })
@@ -520,6 +537,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     sealer,
     databases,
     ...(opts.dialer ? { dialer: opts.dialer } : {}),
+    recordings: opts.recordings ?? new FileRecordingStore({ dir: path.join(config.dataDir, 'recordings') }),
     log: channelLogger(config.clusterName),
   });
 }

@@ -33,6 +33,12 @@ export interface RecordingMeta {
   rows: number;
   /** Bytes of output recorded so far (for listings). */
   output_bytes?: number | undefined;
+  /** Bytes on disk (compressed chunks), set at the end. */
+  stored_bytes?: number | undefined;
+  /** Number of chunks, set at the end. */
+  chunks?: number | undefined;
+  /** Set at the end when storing failed part-way: the recording is incomplete. */
+  error?: string | undefined;
 }
 
 /**
@@ -50,6 +56,14 @@ export interface SessionRecorder {
   marker(text: string): void;
   /** Flushes and marks the recording ended. Idempotent. */
   close(): Promise<void>;
+  /**
+   * Optional flow control for fast streams: true while the unwritten backlog
+   * is above the high-water mark. An adapter that can pause its source
+   * (e.g. stop reading from the target) should do so until `drain()`
+   * resolves; one that ignores it still gets `onError` past the hard limit.
+   */
+  readonly needsDrain?: boolean;
+  drain?(): Promise<void>;
 }
 
 export interface RecordingQuery {

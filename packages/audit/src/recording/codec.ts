@@ -1,0 +1,70 @@
+/**
+ * One recording event per JSON line. Pure: no I/O. Binary payloads are
+ * base64 so a line is always valid UTF-8 JSON whatever the terminal sent.
+ */
+import type { RecordingEvent } from './types.js';
+
+export function encodeEvent(e: RecordingEvent): string {
+  switch (e.type) {
+    case 'output':
+    case 'input':
+      return `{"t":${e.t},"type":"${e.type}","data":"${base64(e.data)}"}`;
+    case 'resize':
+      return `{"t":${e.t},"type":"resize","cols":${e.cols},"rows":${e.rows}}`;
+    case 'marker':
+      return JSON.stringify({ t: e.t, type: 'marker', text: e.text });
+  }
+}
+
+export function base64(data: Uint8Array): string {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64');
+}
+
+export class RecordingFormatError extends Error {
+  override name = 'RecordingFormatError';
+}
+
+/** Parses one line; throws RecordingFormatError on anything that is not an event. */
+export function decodeEvent(line: string): RecordingEvent {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch (err) {
+    throw new RecordingFormatError('recording line is not JSON', { cause: err });
+  }
+  if (typeof v !== 'object' || v === null) throw new RecordingFormatError('recording line is not an object');
+  const o = v as Record<string, unknown>;
+  const t = o.t;
+  if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) {
+    throw new RecordingFormatError('recording event has no valid timestamp');
+  }
+  switch (o.type) {
+    case 'output':
+    case 'input': {
+      if (typeof o.data !== 'string') throw new RecordingFormatError(`${o.type} event has no data`);
+      const buf = Buffer.from(o.data, 'base64');
+      return { t, type: o.type, data: new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength) };
+    }
+    case 'resize': {
+      const { cols, rows } = o;
+      if (!isDim(cols) || !isDim(rows)) throw new RecordingFormatError('resize event has bad dimensions');
+      return { t, type: 'resize', cols, rows };
+    }
+    case 'marker':
+      if (typeof o.text !== 'string') throw new RecordingFormatError('marker event has no text');
+      return { t, type: 'marker', text: o.text };
+    default:
+      throw new RecordingFormatError(`unknown recording event type ${JSON.stringify(o.type)}`);
+  }
+}
+
+function isDim(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 65535;
+}
+
+/** Splits a decompressed chunk into events (a trailing newline is optional). */
+export function decodeChunk(text: string): RecordingEvent[] {
+  const out: RecordingEvent[] = [];
+  for (const line of text.split('\n')) if (line !== '') out.push(decodeEvent(line));
+  return out;
+}

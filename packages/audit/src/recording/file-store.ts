@@ -1,0 +1,244 @@
+/**
+ * Recordings on the local disk (docs/decisions/0008-recordings.md):
+ *
+ *   <dir>/<session_id>/meta.json         RecordingMeta (atomic rename; rewritten at the end)
+ *   <dir>/<session_id>/000001.jsonl.gz   gzip of JSON lines, one event each
+ *
+ * Chunks appear whole (written under a temporary name, then renamed), so a
+ * reader never sees half a chunk and a crash loses only what was not sealed.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import zlib from 'node:zlib';
+import { decodeChunk } from './codec.js';
+import { notFound, RecordingError, validateSessionId } from './errors.js';
+import { filterMetas, parseMeta } from './meta.js';
+import { type ChunkSink, ChunkedRecorder, type RecordingTotals } from './recorder.js';
+import type { RecordingEvent, RecordingMeta, RecordingQuery, RecordingStore, SessionRecorder } from './types.js';
+
+const gzip = promisify(zlib.gzip);
+const gunzip = promisify(zlib.gunzip);
+
+export interface FileRecordingStoreOptions {
+  dir: string;
+  clock?: () => Date;
+  /** Raw bytes of events per chunk before it is sealed (default 64 KiB). */
+  chunkBytes?: number;
+  /** A chunk with pending events is sealed after this long (default 1000 ms). */
+  flushMs?: number;
+  /** Unwritten bytes per session beyond which the recorder fails (default 8 MiB). */
+  maxBacklogBytes?: number;
+  /** fsync each chunk and meta before the rename (default false: the page cache survives a process crash). */
+  fsync?: boolean;
+  /** gzip level (default 1: terminal output compresses well even at the fastest level). */
+  gzipLevel?: number;
+  /** How often a following reader looks for new chunks (default 200 ms). */
+  pollMs?: number;
+}
+
+export const META_FILE = 'meta.json';
+
+export function chunkFileName(seq: number): string {
+  return `${String(seq).padStart(6, '0')}.jsonl.gz`;
+}
+
+export class FileRecordingStore implements RecordingStore {
+  readonly dir: string;
+  readonly #o: FileRecordingStoreOptions;
+  readonly #clock: () => Date;
+  readonly #live = new Set<ChunkedRecorder>();
+  #closed = false;
+
+  constructor(opts: FileRecordingStoreOptions) {
+    this.dir = path.resolve(opts.dir);
+    this.#o = opts;
+    this.#clock = opts.clock ?? (() => new Date());
+  }
+
+  #sessionDir(id: string): string {
+    return path.join(this.dir, validateSessionId(id));
+  }
+
+  async create(
+    meta: Omit<RecordingMeta, 'started' | 'ended' | 'output_bytes'>,
+    opts: { onError?: (err: Error) => void } = {},
+  ): Promise<SessionRecorder> {
+    if (this.#closed) {
+      throw new RecordingError('GH_ERR_AUDIT_UNAVAILABLE', 'the recording store is closed', {
+        hint: 'the gateway is shutting down; start the session again once it is back',
+      });
+    }
+    const sdir = this.#sessionDir(meta.session_id);
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    try {
+      await mkdir(sdir, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new RecordingError('GH_ERR_ALREADY_EXISTS', `a recording for session ${meta.session_id} already exists`, {
+          hint: 'every session needs a fresh session id',
+        });
+      }
+      throw err;
+    }
+    const started = this.#clock();
+    const full: RecordingMeta = { ...stripUndefined(meta), started: started.toISOString(), output_bytes: 0 };
+    const fsync = this.#o.fsync ?? false;
+    await writeAtomic(path.join(sdir, META_FILE), `${JSON.stringify(full)}\n`, fsync);
+    const level = this.#o.gzipLevel ?? 1;
+    let stored = 0;
+    const sink: ChunkSink = {
+      writeChunk: async (seq, body) => {
+        const gz = await gzip(body, { level });
+        stored += gz.byteLength;
+        await writeAtomic(path.join(sdir, chunkFileName(seq)), gz, fsync);
+      },
+      finish: async (totals: RecordingTotals) => {
+        this.#live.delete(recorder);
+        const done: RecordingMeta & { stored_bytes: number; chunks: number; error?: string } = {
+          ...full,
+          ...totals,
+          stored_bytes: stored,
+        };
+        if (done.error === undefined) delete done.error;
+        await writeAtomic(path.join(sdir, META_FILE), `${JSON.stringify(done)}\n`, fsync);
+      },
+    };
+    const recorder = new ChunkedRecorder({
+      sessionId: meta.session_id,
+      startMs: started.getTime(),
+      clock: this.#clock,
+      sink,
+      chunkBytes: this.#o.chunkBytes,
+      flushMs: this.#o.flushMs,
+      maxBacklogBytes: this.#o.maxBacklogBytes,
+      onError: opts.onError,
+    });
+    this.#live.add(recorder);
+    return recorder;
+  }
+
+  async get(sessionId: string): Promise<RecordingMeta | undefined> {
+    const file = path.join(this.#sessionDir(sessionId), META_FILE);
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    return parseMeta(text, file);
+  }
+
+  async list(q: RecordingQuery = {}): Promise<RecordingMeta[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const metas: RecordingMeta[] = [];
+    for (const name of names) {
+      let id: string;
+      try {
+        id = validateSessionId(name);
+      } catch {
+        // Not a recording directory (e.g. a temporary file left by a crash).
+        continue;
+      }
+      const m = await this.get(id);
+      if (m) metas.push(m);
+    }
+    return filterMetas(metas, q);
+  }
+
+  async *read(
+    sessionId: string,
+    opts: { follow?: boolean; signal?: AbortSignal } = {},
+  ): AsyncGenerator<RecordingEvent, void, undefined> {
+    const sdir = this.#sessionDir(sessionId);
+    let meta = await this.get(sessionId);
+    if (!meta) throw notFound(sessionId);
+    const pollMs = this.#o.pollMs ?? 200;
+    for (let seq = 1; ; ) {
+      if (opts.signal?.aborted) return;
+      const file = path.join(sdir, chunkFileName(seq));
+      let gz: Buffer | undefined;
+      try {
+        gz = await readFile(file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      if (gz) {
+        let events: RecordingEvent[];
+        try {
+          events = decodeChunk((await gunzip(gz)).toString('utf8'));
+        } catch (err) {
+          throw new RecordingError('GH_ERR_VALIDATION', `recording ${sessionId}: chunk ${seq} is corrupt`, {
+            cause: err,
+            hint: `the file ${file} is damaged; earlier chunks are still readable`,
+          });
+        }
+        yield* events;
+        seq++;
+        continue;
+      }
+      // Chunks are stored before the final meta, so once `ended` is seen a missing chunk means the end.
+      if (meta?.ended !== undefined || !opts.follow) {
+        if (meta?.ended === undefined) return;
+        const fresh = await this.get(sessionId);
+        if (fresh?.ended === meta.ended) return;
+        meta = fresh;
+        continue;
+      }
+      await sleep(pollMs, opts.signal);
+      const fresh = await this.get(sessionId);
+      if (fresh?.ended !== undefined) meta = fresh;
+    }
+  }
+
+  /** Closes every live recorder (each writes its last chunk and its end). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled([...this.#live].map((r) => r.close()));
+  }
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+async function writeAtomic(file: string, data: string | Uint8Array, fsync: boolean): Promise<void> {
+  const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+  try {
+    if (fsync) {
+      const fh = await open(tmp, 'wx', 0o600);
+      try {
+        await fh.writeFile(data);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+    } else {
+      await writeFile(tmp, data, { mode: 0o600, flag: 'wx' });
+    }
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
