@@ -1,5 +1,3 @@
-import 'reflect-metadata';
-
 export * from './api/client.js';
 export * from './api/local.js';
 export * from './api/pin.js';
