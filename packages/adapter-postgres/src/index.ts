@@ -1,2 +1,15 @@
-// The postgres adapter is being written; its factory lands here.
-export {};
+import { PostgresAdapter, type PostgresAdapterOptions } from './adapter.js';
+
+export { PostgresAdapter, type PostgresAdapterOptions } from './adapter.js';
+export { CancelKeys } from './cancel.js';
+export { denialToPg, SQLSTATE } from './errors.js';
+export { QueryAuditor, type QueryRecord } from './query-audit.js';
+export * from './wire/backend.js';
+export * from './wire/errors.js';
+export * from './wire/frontend.js';
+export * from './wire/reader.js';
+
+/** The PostgreSQL adapter: `gw.use(postgres())`. Databases come from the gateway's registry. */
+export function postgres(opts: PostgresAdapterOptions = {}): PostgresAdapter {
+  return new PostgresAdapter(opts);
+}

@@ -25,6 +25,8 @@ const EXPECTED = {
   'db.session.start': { ok: 'GH2000I', fail: 'GH2000W' },
   'db.session.end': 'GH2001I',
   'db.session.query': 'GH2002I',
+  'db.reject': 'GH2010W',
+  'db.cancel': { ok: 'GH2011I', fail: 'GH2011W' },
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
   'audit.backlog': 'GH1210E',

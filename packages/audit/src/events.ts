@@ -31,6 +31,9 @@ export interface DbSessionFields {
   db_name: string;
 }
 
+/** Why a database connection was refused before authorization (bad input, not a role decision). */
+export type DbRejectReason = 'plaintext' | 'malformed' | 'oversized' | 'timeout' | 'unsupported';
+
 export type LoginMethod = 'password' | 'invite' | 'reset';
 
 export type LoginFailureReason =
@@ -114,6 +117,21 @@ export type AuditEventInput =
         /** Rows affected or returned, when the protocol reports it cheaply. */
         rows?: number;
       })
+  | (CommonFields & {
+      type: 'db.reject';
+      /** Wire protocol (postgres, mysql). */
+      protocol: string;
+      /** Why the connection was refused before any session started. */
+      reason: DbRejectReason;
+      error: string;
+    })
+  | (CommonFields & {
+      type: 'db.cancel';
+      protocol: string;
+      /** True when the cancel key matched a live session and was forwarded. */
+      success: boolean;
+      error?: string;
+    })
   | (CommonFields & { type: 'gateway.start'; version: string; listen: string[] })
   | (CommonFields & { type: 'gateway.stop' })
   | (CommonFields & { type: 'audit.backlog'; sink: string; backlog: number; error: string });
@@ -146,6 +164,8 @@ export const EVENT_CODES = {
   'db.session.start': { ok: 'GH2000I', fail: 'GH2000W' },
   'db.session.end': 'GH2001I',
   'db.session.query': 'GH2002I',
+  'db.reject': 'GH2010W',
+  'db.cancel': { ok: 'GH2011I', fail: 'GH2011W' },
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
   'audit.backlog': 'GH1210E',

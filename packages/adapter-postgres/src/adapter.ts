@@ -1,0 +1,72 @@
+import type { Duplex } from 'node:stream';
+import type { Adapter, AdapterContext } from '@gatehouse/core';
+import { CancelKeys } from './cancel.js';
+import { type SessionDeps, type SessionOptions, servePlaintext, serveTls } from './session.js';
+import { DEFAULT_MAX_MESSAGE_BYTES } from './wire/reader.js';
+
+export interface PostgresAdapterOptions {
+  /** How long a client may take to send its startup packet. Default 10 s. */
+  startupTimeoutMs?: number;
+  /** How long the database may take to accept the connection and finish startup. Default 15 s. */
+  upstreamTimeoutMs?: number;
+  /** Largest client message accepted (PostgreSQL's own limit is 1 GiB). */
+  maxMessageBytes?: number;
+}
+
+/**
+ * Serves PostgreSQL on the gateway's main port: core sniffs the SSLRequest
+ * and terminates TLS; this adapter reads the startup, asks core
+ * (DbAccess) whether the session may happen, connects to the database with a
+ * db-CA client certificate, and relays with query audit.
+ */
+export class PostgresAdapter implements Adapter {
+  readonly name = 'postgres';
+  readonly #options: SessionOptions;
+  readonly #cancels = new CancelKeys();
+  readonly #live = new Set<Duplex>();
+
+  constructor(opts: PostgresAdapterOptions = {}) {
+    this.#options = {
+      startupTimeoutMs: opts.startupTimeoutMs ?? 10_000,
+      upstreamTimeoutMs: opts.upstreamTimeoutMs ?? 15_000,
+      maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+    };
+  }
+
+  register(ctx: AdapterContext): void {
+    const deps: SessionDeps = {
+      dbAccess: ctx.dbAccess,
+      audit: ctx.audit,
+      clock: ctx.clock,
+      log: ctx.log,
+      cancels: this.#cancels,
+      options: this.#options,
+      live: this.#live,
+    };
+    const crash = (err: unknown) => ctx.log('error', 'PostgreSQL session failed unexpectedly', err);
+    ctx.routes.postgres({
+      tls: (socket, info) => {
+        serveTls(deps, socket, info).catch((err: unknown) => {
+          socket.destroy();
+          crash(err);
+        });
+      },
+      plaintext: (socket, info) => {
+        servePlaintext(deps, socket, info).catch((err: unknown) => {
+          socket.destroy();
+          crash(err);
+        });
+      },
+    });
+  }
+
+  /** Live sessions (for tests and metrics). */
+  get sessions(): number {
+    return this.#live.size;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#live) s.destroy();
+    this.#live.clear();
+  }
+}

@@ -1,0 +1,517 @@
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { AuditEmitter, DbRejectReason, DbSessionAudit } from '@gatehouse/audit';
+import type { Clock, ConnectionInfo, DbAccess, DbSession, Identity, LogFn } from '@gatehouse/core';
+import { serialize } from 'pg-protocol';
+import type { CancelKeys } from './cancel.js';
+import { denialToPg, internalError, SQLSTATE, tlsRequired, UpstreamError, wireErrorToPg } from './errors.js';
+import { readUntil } from './io.js';
+import { QueryAuditor, type QueryRecord } from './query-audit.js';
+import { connectUpstream, type UpstreamConnection } from './upstream.js';
+import {
+  authenticationOk,
+  backendKeyData,
+  errorResponse,
+  negotiateProtocolVersion,
+  type PgErrorFields,
+} from './wire/backend.js';
+import { PgWireError } from './wire/errors.js';
+import {
+  decodeFrontendMessage,
+  isAuditedFrontendType,
+  isKnownFrontendType,
+  readStartupPacket,
+  type StartupPacket,
+} from './wire/frontend.js';
+import { MessageReader } from './wire/reader.js';
+
+export interface SessionOptions {
+  /** How long a client may take to send its startup packet. */
+  startupTimeoutMs: number;
+  /** How long the database may take to accept the connection and finish startup. */
+  upstreamTimeoutMs: number;
+  /** Largest client message accepted after startup. */
+  maxMessageBytes: number;
+}
+
+/** What one session needs from the adapter: nothing global. */
+export interface SessionDeps {
+  dbAccess: DbAccess;
+  audit: AuditEmitter;
+  clock: Clock;
+  log: LogFn;
+  cancels: CancelKeys;
+  options: SessionOptions;
+  /** Live sessions, so the adapter can end them on close. */
+  live: Set<Duplex>;
+}
+
+interface ClientInfo {
+  remoteAddr: string;
+  remotePort: number;
+  identity?: Identity | undefined;
+}
+
+class StartupTimeout extends Error {}
+
+/** Phase 1 (no upstream I/O): read the startup packet, with a deadline. */
+async function readStartup(
+  socket: Duplex,
+  timeoutMs: number,
+): Promise<{ packet: StartupPacket; rest: Buffer }> {
+  const ac = new AbortController();
+  const timer = setTimeout(
+    () => ac.abort(new StartupTimeout(`no startup packet within ${timeoutMs} ms`)),
+    timeoutMs,
+  );
+  let buf: Buffer = Buffer.alloc(0);
+  let got: { packet: StartupPacket; rest: Buffer } | undefined;
+  try {
+    await readUntil(
+      socket,
+      (chunk) => {
+        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+        const r = readStartupPacket(buf);
+        if (!r) return false;
+        got = { packet: r.packet, rest: buf.subarray(r.length) };
+        return true;
+      },
+      { signal: ac.signal, what: 'reading the startup packet' },
+    );
+  } finally {
+    clearTimeout(timer);
+  }
+  if (!got) throw new Error('reading the startup packet: no packet');
+  return got;
+}
+
+function sendAndClose(socket: Duplex, f: PgErrorFields): void {
+  socket.end(errorResponse(f));
+  // A client that never reads must not keep the socket open.
+  setTimeout(() => socket.destroy(), 5_000).unref();
+}
+
+async function auditReject(
+  deps: SessionDeps,
+  info: ClientInfo,
+  reason: DbRejectReason,
+  error: string,
+): Promise<void> {
+  await deps.audit
+    .emit({
+      type: 'db.reject',
+      protocol: 'postgres',
+      reason,
+      error,
+      user: info.identity?.user ?? 'anonymous',
+      addr: { remote: `${info.remoteAddr}:${info.remotePort}` },
+    })
+    .catch((err: unknown) =>
+      deps.log('error', `audit of a refused PostgreSQL connection (${reason}) failed`, err),
+    );
+}
+
+/** Refuses a connection whose first packet could not be read; says why when the client can still hear it. */
+async function refuseStartup(
+  deps: SessionDeps,
+  socket: Duplex,
+  info: ClientInfo,
+  err: unknown,
+): Promise<void> {
+  if (err instanceof PgWireError) {
+    sendAndClose(socket, wireErrorToPg(err));
+    return auditReject(deps, info, err.reason, err.message);
+  }
+  if (err instanceof StartupTimeout) {
+    sendAndClose(socket, {
+      severity: 'FATAL',
+      code: SQLSTATE.protocolViolation,
+      message: `Gatehouse: ${err.message}`,
+    });
+    return auditReject(deps, info, 'timeout', err.message);
+  }
+  socket.destroy();
+  return auditReject(deps, info, 'malformed', (err as Error).message);
+}
+
+/** A plaintext connection on the main port: a CancelRequest, or a startup we refuse (TLS only). */
+export async function servePlaintext(deps: SessionDeps, socket: Duplex, info: ConnectionInfo): Promise<void> {
+  socket.on('error', (err) =>
+    deps.log('debug', `plaintext PostgreSQL connection from ${info.remoteAddr}`, err),
+  );
+  let packet: StartupPacket;
+  try {
+    ({ packet } = await readStartup(socket, deps.options.startupTimeoutMs));
+  } catch (err) {
+    return refuseStartup(deps, socket, info, err);
+  }
+  if (packet.type === 'cancel') {
+    socket.destroy();
+    return forwardCancel(deps, info, packet.pid, packet.secret);
+  }
+  sendAndClose(socket, tlsRequired());
+  const user = packet.type === 'startup' ? packet.params.get('user') : undefined;
+  return auditReject(
+    deps,
+    info,
+    'plaintext',
+    `plaintext ${packet.type === 'startup' ? `startup${user ? ` for database user "${user}"` : ''}` : packet.type} refused: TLS is required`,
+  );
+}
+
+async function forwardCancel(
+  deps: SessionDeps,
+  info: ClientInfo,
+  pid: number,
+  secret: number,
+): Promise<void> {
+  const target = deps.cancels.find(pid, secret);
+  const addr = { remote: `${info.remoteAddr}:${info.remotePort}` };
+  if (!target) {
+    await deps.audit
+      .emit({
+        type: 'db.cancel',
+        protocol: 'postgres',
+        success: false,
+        error: 'no live session has this cancel key',
+        user: info.identity?.user ?? 'anonymous',
+        addr,
+      })
+      .catch((err: unknown) => deps.log('error', 'audit of an unknown PostgreSQL cancel key failed', err));
+    return;
+  }
+  let error: string | undefined;
+  try {
+    // PostgreSQL reads CancelRequest before authentication, in plaintext, on a new connection.
+    await target.send(serialize.cancel(target.upstreamKey.pid, target.upstreamKey.secret));
+  } catch (err) {
+    error = `forwarding the cancel to the database failed: ${(err as Error).message}`;
+  }
+  await deps.audit
+    .emit({
+      type: 'db.cancel',
+      protocol: 'postgres',
+      success: error === undefined,
+      ...(error ? { error } : {}),
+      session_id: target.sessionId,
+      server: target.dbService,
+      user: target.user,
+      addr,
+    })
+    .catch((err: unknown) => deps.log('error', 'audit of a PostgreSQL cancel failed', err));
+}
+
+/** A connection after SSLRequest + TLS (core verified the client certificate, if any). */
+export async function serveTls(
+  deps: SessionDeps,
+  socket: TLSSocket,
+  info: ConnectionInfo & { identity?: Identity | undefined },
+): Promise<void> {
+  let startup: { packet: StartupPacket; rest: Buffer };
+  try {
+    startup = await readStartup(socket, deps.options.startupTimeoutMs);
+  } catch (err) {
+    return refuseStartup(deps, socket, info, err);
+  }
+  const { packet } = startup;
+  if (packet.type === 'cancel') {
+    socket.destroy();
+    return forwardCancel(deps, info, packet.pid, packet.secret);
+  }
+  if (packet.type !== 'startup') {
+    const msg = `${packet.type === 'ssl-request' ? 'SSLRequest' : 'GSSENCRequest'} inside TLS`;
+    sendAndClose(socket, { severity: 'FATAL', code: SQLSTATE.protocolViolation, message: msg });
+    return auditReject(deps, info, 'malformed', msg);
+  }
+  const params = packet.params;
+  const dbUser = params.get('user');
+  if (!dbUser) {
+    const msg = 'no PostgreSQL user name specified in startup packet';
+    sendAndClose(socket, { severity: 'FATAL', code: SQLSTATE.invalidAuthorization, message: msg });
+    return auditReject(deps, info, 'malformed', msg);
+  }
+  const replication = params.get('replication');
+  if (replication !== undefined && !['false', 'off', 'no', '0'].includes(replication.toLowerCase())) {
+    const msg = 'replication connections are not supported through Gatehouse';
+    sendAndClose(socket, { severity: 'FATAL', code: SQLSTATE.featureNotSupported, message: msg });
+    return auditReject(deps, info, 'unsupported', msg);
+  }
+  const dbName = params.get('database') || dbUser;
+
+  // Phase 2: core decides.
+  let session: DbSession;
+  try {
+    session = await deps.dbAccess.authorize({
+      identity: info.identity,
+      protocol: 'postgres',
+      dbUser,
+      dbName,
+      remoteAddr: info.remoteAddr,
+    });
+  } catch (err) {
+    sendAndClose(socket, denialToPg(err));
+    return;
+  }
+
+  // Phase 3: connect.
+  const upstreamParams = new Map<string, string>();
+  for (const [k, v] of params) if (!k.startsWith('_pq_.')) upstreamParams.set(k, v);
+  upstreamParams.set('user', dbUser);
+  upstreamParams.set('database', dbName);
+  const ac = new AbortController();
+  const timer = setTimeout(
+    () => ac.abort(new Error(`no answer within ${deps.options.upstreamTimeoutMs} ms`)),
+    deps.options.upstreamTimeoutMs,
+  );
+  const onClientGone = () => ac.abort(new Error('the client went away'));
+  socket.once('close', onClientGone);
+  let up: UpstreamConnection;
+  try {
+    up = await connectUpstream(session, upstreamParams, ac.signal);
+  } catch (err) {
+    const pg =
+      err instanceof UpstreamError
+        ? err.pg
+        : { severity: 'FATAL' as const, code: SQLSTATE.connectionFailure, message: (err as Error).message };
+    sendAndClose(socket, pg);
+    await session.audit
+      .onSessionStartFailed(pg.message)
+      .catch((e: unknown) => deps.log('error', 'audit of a failed PostgreSQL session start failed', e));
+    return;
+  } finally {
+    clearTimeout(timer);
+    socket.off('close', onClientGone);
+  }
+  if (socket.destroyed) {
+    up.socket.destroy();
+    await session.audit
+      .onSessionStartFailed('the client went away during startup')
+      .catch((e: unknown) => deps.log('error', 'audit of a failed PostgreSQL session start failed', e));
+    return;
+  }
+  const key = up.backendKey
+    ? deps.cancels.issue({
+        sessionId: session.audit.sessionId,
+        user: session.grant.identity.user,
+        dbService: session.service.name,
+        upstreamKey: up.backendKey,
+        send: async (bytes) => {
+          const s = await session.dial(AbortSignal.timeout(deps.options.upstreamTimeoutMs));
+          await new Promise<void>((resolve, reject) => {
+            s.once('error', reject);
+            s.end(bytes, () => resolve());
+          });
+          // The server closes a cancel connection without answering.
+          s.destroySoon();
+        },
+      })
+    : undefined;
+  try {
+    await session.audit.onSessionStart();
+  } catch (err) {
+    if (key) deps.cancels.remove(key.pid);
+    up.socket.destroy();
+    sendAndClose(socket, internalError(err));
+    return;
+  }
+
+  const hello: Buffer[] = [];
+  const pqOptions = [...params.keys()].filter((k) => k.startsWith('_pq_.'));
+  if (packet.minor > 0 || pqOptions.length > 0) hello.push(negotiateProtocolVersion(0, pqOptions));
+  hello.push(authenticationOk());
+  const ready = up.startupReply.pop();
+  hello.push(...up.startupReply);
+  if (key) hello.push(backendKeyData(key.pid, key.secret));
+  if (ready) hello.push(ready);
+  socket.write(Buffer.concat(hello));
+
+  // Phase 4: relay.
+  await new Relay(deps, socket, up.socket, session, key?.pid).run(startup.rest);
+}
+
+/**
+ * Bytes both ways with backpressure. Client messages are framed so queries
+ * are audited (and durable) before they reach the database; database bytes
+ * are only framed to know message boundaries, so the gateway can end a
+ * session with an ErrorResponse without cutting a message in half.
+ */
+class Relay {
+  readonly #deps: SessionDeps;
+  readonly #client: TLSSocket;
+  readonly #db: TLSSocket;
+  readonly #session: DbSession;
+  readonly #audit: DbSessionAudit;
+  readonly #cancelPid: number | undefined;
+  readonly #front: MessageReader;
+  readonly #back = new MessageReader({ inspect: () => false, peer: 'the database' });
+  readonly #auditor = new QueryAuditor();
+  #ended = false;
+  #expiry: NodeJS.Timeout | undefined;
+  #done!: () => void;
+
+  constructor(
+    deps: SessionDeps,
+    client: TLSSocket,
+    db: TLSSocket,
+    session: DbSession,
+    cancelPid: number | undefined,
+  ) {
+    this.#deps = deps;
+    this.#client = client;
+    this.#db = db;
+    this.#session = session;
+    this.#audit = session.audit;
+    this.#cancelPid = cancelPid;
+    this.#front = new MessageReader({
+      inspect: isAuditedFrontendType,
+      accept: isKnownFrontendType,
+      peer: 'the client',
+      maxMessageBytes: deps.options.maxMessageBytes,
+    });
+  }
+
+  run(pending: Buffer): Promise<void> {
+    const finished = new Promise<void>((resolve) => {
+      this.#done = resolve;
+    });
+    this.#deps.live.add(this.#client);
+    this.#scheduleExpiry();
+    this.#db.on('data', (chunk: Buffer) => {
+      if (this.#ended) return;
+      try {
+        this.#back.push(chunk);
+      } catch (err) {
+        // The database broke framing: nothing safe can be said to the client.
+        this.#end({ error: (err as Error).message, notify: false });
+        return;
+      }
+      if (!this.#client.write(chunk)) {
+        this.#db.pause();
+        this.#client.once('drain', () => this.#db.resume());
+      }
+    });
+    this.#db.on('error', (err) =>
+      this.#end({ error: `database connection failed: ${err.message}`, notify: false }),
+    );
+    this.#db.on('close', () => this.#end({ notify: false, from: 'db' }));
+    this.#client.on('error', (err) =>
+      this.#end({ error: `client connection failed: ${err.message}`, notify: false }),
+    );
+    this.#client.on('close', () => this.#end({ notify: false, from: 'client' }));
+    this.#db.resume();
+    void this.#pumpClient(pending);
+    return finished;
+  }
+
+  async #pumpClient(pending: Buffer): Promise<void> {
+    if (pending.length > 0 && !(await this.#forward(pending))) return;
+    // One chunk at a time: the client is paused while its queries are audited
+    // and while the database cannot take more (backpressure both ways).
+    this.#client.on('data', (chunk: Buffer) => {
+      this.#client.pause();
+      this.#forward(chunk).then(
+        (ok) => {
+          if (ok) this.#client.resume();
+        },
+        (err: unknown) => this.#end({ error: (err as Error).message, notify: internalError(err) }),
+      );
+    });
+    this.#client.resume();
+  }
+
+  /** Audits what must be audited in this chunk, then sends it on. False when the session ended. */
+  async #forward(chunk: Buffer): Promise<boolean> {
+    if (this.#ended) return false;
+    let out: Buffer[];
+    const records: QueryRecord[] = [];
+    try {
+      const segs = this.#front.push(chunk);
+      out = new Array<Buffer>(segs.length);
+      for (let i = 0; i < segs.length; i++) {
+        const s = segs[i]!;
+        if (s.kind === 'raw') out[i] = s.bytes;
+        else {
+          out[i] = s.raw;
+          for (const r of this.#auditor.observe(decodeFrontendMessage(s.type, s.body))) records.push(r);
+        }
+      }
+    } catch (err) {
+      const pg = err instanceof PgWireError ? wireErrorToPg(err) : internalError(err);
+      this.#end({ error: pg.message, notify: pg });
+      return false;
+    }
+    if (records.length > 0) {
+      try {
+        // The database sees a query only once its audit record is durable.
+        await Promise.all(records.map((r) => this.#audit.onQuery(r)));
+      } catch (err) {
+        const pg = internalError(err);
+        this.#end({ error: pg.message, notify: pg });
+        return false;
+      }
+      if (this.#ended) return false;
+    }
+    const data = out.length === 1 ? out[0]! : Buffer.concat(out);
+    if (!this.#db.write(data)) {
+      await new Promise<void>((resolve) => {
+        const go = () => {
+          this.#db.off('drain', go);
+          this.#db.off('close', go);
+          resolve();
+        };
+        this.#db.on('drain', go);
+        this.#db.on('close', go);
+      });
+    }
+    return !this.#ended;
+  }
+
+  #scheduleExpiry(): void {
+    const ms = this.#session.grant.expires.getTime() - this.#deps.clock.now().getTime();
+    // setTimeout caps at ~24.8 days; re-arm for longer grants.
+    const MAX = 0x7fffffff;
+    this.#expiry = setTimeout(
+      () => {
+        if (ms > MAX) return this.#scheduleExpiry();
+        this.#end({
+          error: 'certificate expired',
+          notify: {
+            severity: 'FATAL',
+            code: SQLSTATE.adminShutdown,
+            message: 'terminating connection: your Gatehouse certificate expired',
+            hint: 'log in again (gatehouse login, then gatehouse db login NAME) and reconnect',
+          },
+        });
+      },
+      Math.max(0, Math.min(ms, MAX)),
+    );
+    this.#expiry.unref();
+  }
+
+  #end(opts: { error?: string | undefined; notify: PgErrorFields | false; from?: 'db' | 'client' }): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    clearTimeout(this.#expiry);
+    if (this.#cancelPid !== undefined) this.#deps.cancels.remove(this.#cancelPid);
+    this.#deps.live.delete(this.#client);
+    this.#db.pause();
+    this.#db.removeAllListeners('data');
+    if (opts.notify && !this.#client.destroyed && this.#back.atBoundary) {
+      this.#client.end(errorResponse(opts.notify));
+      setTimeout(() => this.#client.destroy(), 5_000).unref();
+    } else if (opts.from === 'db') {
+      // The database said goodbye (e.g. after Terminate or a FATAL it sent): let the client read it all.
+      this.#client.end();
+      setTimeout(() => this.#client.destroy(), 5_000).unref();
+    } else {
+      this.#client.destroy();
+    }
+    if (opts.from === 'client') this.#db.end();
+    else this.#db.destroy();
+    setTimeout(() => this.#db.destroy(), 5_000).unref();
+    this.#audit
+      .onSessionEnd(opts.error ? { error: opts.error } : {})
+      .catch((err: unknown) => this.#deps.log('error', 'audit of a PostgreSQL session end failed', err))
+      .finally(() => this.#done());
+  }
+}

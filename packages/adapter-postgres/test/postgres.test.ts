@@ -1,0 +1,292 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import tls from 'node:tls';
+import type { AuditEvent } from '@gatehouse/audit';
+import pg from 'pg';
+import { serialize } from 'pg-protocol';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
+import { type PostgresAdapter, postgres } from '../src/index.js';
+import { type CertFiles, conninfo, psql, userCert } from './helpers.js';
+import { freePort, type Postgres, startPostgres } from './peers.js';
+
+const ROLE = `kind: role
+name: pg-dev
+allow:
+  db_labels: { engine: postgres }
+  db_users: [alice, ghost]
+  db_names: [app, postgres]
+`;
+
+describe('PostgreSQL through Gatehouse (real psql, pg and PostgreSQL 15)', () => {
+  let t: TestGateway;
+  let db: Postgres;
+  let adapter: PostgresAdapter;
+  let dir: string;
+  let hostCa: string;
+  let alice: CertFiles;
+  const conn = (o: Record<string, string | number | undefined> = {}, cert: CertFiles | null = alice) =>
+    conninfo({
+      host: 'localhost',
+      port: t.port,
+      user: 'alice',
+      dbname: 'app',
+      sslmode: 'verify-full',
+      sslrootcert: hostCa,
+      sslcert: cert?.cert ?? join(dir, 'none.crt'),
+      sslkey: cert?.key ?? join(dir, 'none.key'),
+      ...o,
+    });
+  const pgClient = (o: Partial<pg.ClientConfig> = {}, cert: CertFiles = alice) =>
+    new pg.Client({
+      host: 'localhost',
+      port: t.port,
+      user: 'alice',
+      database: 'app',
+      ssl: {
+        ca: readFileSync(hostCa, 'utf8'),
+        cert: cert.certPem,
+        key: cert.keyPem,
+        servername: 'localhost',
+      },
+      ...o,
+    });
+  const events = async (type: string): Promise<AuditEvent[]> =>
+    (await t.gw.audit.search({ types: [type], limit: 500 })).events;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gh-pgt-'));
+    t = await startGateway();
+    adapter = postgres({ startupTimeoutMs: 1_500, upstreamTimeoutMs: 10_000 });
+    t.gw.use(adapter);
+    hostCa = join(dir, 'host-ca.pem');
+    writeFileSync(hostCa, t.caPem.join('\n'));
+    db = await startPostgres({
+      dbCaPem: t.gw.exportCa('postgres'),
+      roles: ['alice', 'reader'],
+      databases: ['app'],
+    });
+    await db.sql('GRANT ALL ON SCHEMA public TO alice', 'app');
+    await t.gw.admin.addDatabase({
+      name: 'orders',
+      protocol: 'postgres',
+      uri: `localhost:${db.port}`,
+      ca_pem: db.serverCaPem,
+      labels: { engine: 'postgres', env: 'dev' },
+    });
+    await t.gw.admin.addDatabase({
+      name: 'down',
+      protocol: 'postgres',
+      uri: `localhost:${await freePort()}`,
+      ca_pem: db.serverCaPem,
+      labels: { engine: 'postgres' },
+    });
+    await t.gw.admin.putRole(ROLE, { create: true });
+    await t.gw.admin.createUser({ name: 'alice', roles: ['pg-dev'], traits: {} });
+    alice = await userCert(t.gw, dir, 'alice', {
+      user: 'alice',
+      roles: ['pg-dev'],
+      route: { kind: 'db', name: 'orders' },
+    });
+  });
+
+  afterAll(async () => {
+    await t?.close();
+    await db?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs queries and transactions from psql with a route-scoped certificate', async () => {
+    const r = await psql(['-At', '-d', conn(), '-c', 'select current_user, current_database()']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('alice|app');
+    const tx = await psql(['-At', '-d', conn()], {
+      input: [
+        'CREATE TABLE items (id int primary key, name text);',
+        'BEGIN; INSERT INTO items VALUES (1, $$kept$$); COMMIT;',
+        'BEGIN; INSERT INTO items VALUES (2, $$rolled back$$); ROLLBACK;',
+        'SELECT string_agg(name, $$,$$ ORDER BY id) FROM items;',
+      ].join('\n'),
+    });
+    expect(tx.stderr).toBe('');
+    expect(tx.stdout.trim().split('\n').at(-1)).toBe('kept');
+  });
+
+  it('copies in and out with \\copy', async () => {
+    const csv = join(dir, 'in.csv');
+    const out = join(dir, 'out.csv');
+    writeFileSync(csv, Array.from({ length: 2000 }, (_, i) => `${i + 100},row ${i}`).join('\n') + '\n');
+    const r = await psql(['-At', '-d', conn()], {
+      input: `\\copy items from '${csv}' csv\n\\copy (select * from items where id >= 100 order by id) to '${out}' csv\nselect count(*) from items where id >= 100;\n`,
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain('2000');
+    expect(readFileSync(out, 'utf8')).toBe(readFileSync(csv, 'utf8'));
+  });
+
+  it('runs prepared statements and LISTEN/NOTIFY through the pg client', async () => {
+    const a = pgClient();
+    const b = pgClient();
+    await a.connect();
+    await b.connect();
+    try {
+      const q = { name: 'by-id', text: 'SELECT name FROM items WHERE id = $1', values: [1] };
+      expect((await a.query(q)).rows).toEqual([{ name: 'kept' }]);
+      expect((await a.query({ ...q, values: [100] })).rows).toEqual([{ name: 'row 0' }]);
+      const got = new Promise<pg.Notification>((resolve) => a.once('notification', resolve));
+      await a.query('LISTEN gh_channel');
+      await b.query("NOTIFY gh_channel, 'hello'");
+      const n = await got;
+      expect(n.channel).toBe('gh_channel');
+      expect(n.payload).toBe('hello');
+    } finally {
+      await a.end();
+      await b.end();
+    }
+    const queries = await events('db.session.query');
+    const prepared = queries.filter((e) => 'statement' in e && e.statement === 'by-id');
+    expect(prepared.map((e) => (e as { parameters?: string[] }).parameters)).toEqual(
+      expect.arrayContaining([['1'], ['100']]),
+    );
+    expect(prepared[0]).toMatchObject({
+      query: 'SELECT name FROM items WHERE id = $1',
+      db_user: 'alice',
+      db_name: 'app',
+      db_service: 'orders',
+      user: 'alice',
+    });
+  });
+
+  it('cancels a running query when psql gets SIGINT', async () => {
+    const started = Date.now();
+    const r = await psql(
+      ['-At', '-d', conn({ application_name: 'gh-cancel' }), '-c', 'select pg_sleep(30)'],
+      {
+        onSpawn: (child) => {
+          void waitFor(
+            async () =>
+              (await db.sql(
+                "select count(*) from pg_stat_activity where query = 'select pg_sleep(30)' and state = 'active'",
+              )) === '1',
+            'the query to run',
+            20_000,
+          ).then(() => child.kill('SIGINT'));
+        },
+      },
+    );
+    expect(r.stderr).toContain('canceling statement due to user request');
+    // Loose bound: far below the 30 s the query would take uncancelled.
+    expect(Date.now() - started).toBeLessThan(25_000);
+    const cancels = await events('db.cancel');
+    expect(cancels.some((e) => (e as { success: boolean }).success && e.user === 'alice')).toBe(true);
+  });
+
+  it('ignores a cancel with the right pid and a wrong secret', async () => {
+    const c = pgClient();
+    await c.connect();
+    try {
+      const { processID, secretKey } = c as unknown as { processID: number; secretKey: number };
+      const running = c.query('select pg_sleep(1.5) as slept');
+      await waitFor(
+        async () =>
+          (await db.sql(
+            "select count(*) from pg_stat_activity where query like 'select pg_sleep(1.5)%' and state = 'active'",
+          )) === '1',
+        'the query to run',
+        20_000,
+      );
+      await new Promise<void>((resolve, reject) => {
+        const s = net.connect(t.port, '127.0.0.1', () =>
+          s.end(serialize.cancel(processID, (secretKey ^ 1) | 0)),
+        );
+        s.on('close', () => resolve());
+        s.on('error', reject);
+      });
+      const res = await running;
+      expect(res.rows).toHaveLength(1);
+    } finally {
+      await c.end();
+    }
+    const bad = (await events('db.cancel')).filter((e) => !(e as { success: boolean }).success);
+    expect(bad.length).toBeGreaterThan(0);
+    expect((bad[0] as { error?: string }).error).toContain('no live session');
+  });
+
+  it('shows denials in psql with the role rule that refused', async () => {
+    const user = await psql(['-d', conn({ user: 'reader' }), '-c', 'select 1']);
+    expect(user.code).not.toBe(0);
+    expect(user.stderr).toContain('no role allows database user "reader"');
+    const name = await psql(['-d', conn({ dbname: 'secret' }), '-c', 'select 1']);
+    expect(name.stderr).toContain('no role allows database name "secret"');
+    const elsewhere = await userCert(t.gw, dir, 'alice-nope', {
+      user: 'alice',
+      roles: ['pg-dev'],
+      route: { kind: 'db', name: 'nope' },
+    });
+    const unknown = await psql(['-d', conn({}, elsewhere), '-c', 'select 1']);
+    expect(unknown.stderr).toContain('database "nope" is not registered');
+    const nocert = await psql(['-d', conn({}, null), '-c', 'select 1']);
+    expect(nocert.stderr).toContain('no Gatehouse client certificate');
+    const plain = await psql(['-d', conn({ sslmode: 'disable' }), '-c', 'select 1']);
+    expect(plain.stderr).toContain('TLS only');
+    expect(plain.stderr).toContain('sslmode=verify-full');
+    const denied = await events('access.denied');
+    expect(denied.some((e) => (e as { reason: string }).reason.includes('database user "reader"'))).toBe(
+      true,
+    );
+    expect((await events('db.reject')).some((e) => (e as { reason: string }).reason === 'plaintext')).toBe(
+      true,
+    );
+  });
+
+  it('gives each denial its SQLSTATE', async () => {
+    const code = async (o: Partial<pg.ClientConfig>) => {
+      const c = pgClient(o);
+      const err = await c.connect().then(
+        () => undefined,
+        (e: { code?: string }) => e,
+      );
+      await c.end().catch(() => undefined);
+      return err?.code;
+    };
+    expect(await code({ user: 'reader' })).toBe('28000');
+    expect(await code({ database: 'secret' })).toBe('3D000');
+  });
+
+  it('reports an upstream that is down or refuses the certificate, and audits it', async () => {
+    const downCert = await userCert(t.gw, dir, 'alice-down', {
+      user: 'alice',
+      roles: ['pg-dev'],
+      route: { kind: 'db', name: 'down' },
+    });
+    const down = await psql(['-d', conn({}, downCert), '-c', 'select 1']);
+    expect(down.stderr).toContain('Gatehouse cannot reach database "down"');
+    // ghost is allowed by the role but has no role in PostgreSQL: the server refuses the cert login.
+    const ghost = await psql(['-d', conn({ user: 'ghost' }), '-c', 'select 1']);
+    expect(ghost.stderr).toMatch(/refused the connection: .*ghost/);
+    const failed = (await events('db.session.start')).filter((e) => !(e as { success: boolean }).success);
+    expect(failed.map((e) => e.db_service)).toEqual(expect.arrayContaining(['down', 'orders']));
+  });
+
+  it('records every query with user and database fields', async () => {
+    const marker = `select 'audit-${Date.now()}' as marker`;
+    const r = await psql(['-At', '-d', conn(), '-c', marker]);
+    expect(r.code).toBe(0);
+    const queries = await events('db.session.query');
+    const hit = queries.find((e) => (e as { query: string }).query === marker);
+    expect(hit).toMatchObject({
+      user: 'alice',
+      db_user: 'alice',
+      db_name: 'app',
+      db_service: 'orders',
+      db_protocol: 'postgres',
+    });
+    const ends = await events('db.session.end');
+    expect(ends.some((e) => e.session_id === hit?.session_id)).toBe(true);
+    for (const q of ['CREATE TABLE items (id int primary key, name text);', 'select pg_sleep(30)']) {
+      expect(queries.some((e) => (e as { query: string }).query.includes(q))).toBe(true);
+    }
+  });
+});
