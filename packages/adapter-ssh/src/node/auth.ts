@@ -1,0 +1,199 @@
+import { createPublicKey, type KeyObject, verify } from 'node:crypto';
+import {
+  GatehouseError,
+  parseSshCertificate,
+  type SshCertificate,
+  sshEd25519PublicKeyToKeyObject,
+  verifySshCertificate,
+} from '@gatehouse/core';
+
+/**
+ * What the node checks before it lets anyone in: exactly what sshd checks
+ * with `TrustedUserCAKeys` and `AuthorizedKeysFile none` — a user certificate
+ * from a trusted CA, valid now, naming the login as a principal, with its
+ * critical options honoured — plus the client's proof that it holds the
+ * certified key. Role checks happen at the proxy, as for OpenSSH nodes.
+ * No I/O here.
+ */
+
+const CERT_SUFFIX = '-cert-v01@openssh.com';
+
+/** Signature algorithms accepted per certified key type (no SHA-1 RSA, as in OpenSSH 8.8+). */
+const SIG_ALGOS: Record<string, readonly string[]> = {
+  'ssh-ed25519': ['ssh-ed25519'],
+  'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
+  'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
+  'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
+  'ssh-rsa': ['rsa-sha2-256', 'rsa-sha2-512'],
+};
+
+const HASH: Record<string, string | null> = {
+  'ssh-ed25519': null,
+  'ecdsa-sha2-nistp256': 'sha256',
+  'ecdsa-sha2-nistp384': 'sha384',
+  'ecdsa-sha2-nistp521': 'sha512',
+  'rsa-sha2-256': 'sha256',
+  'rsa-sha2-512': 'sha512',
+};
+
+const CURVES: Record<string, { crv: string; size: number }> = {
+  nistp256: { crv: 'P-256', size: 32 },
+  nistp384: { crv: 'P-384', size: 48 },
+  nistp521: { crv: 'P-521', size: 66 },
+};
+
+function refused(message: string, hint?: string): GatehouseError {
+  return new GatehouseError('GH_ERR_CERT_INVALID', message, {
+    hint: hint ?? 'Log in with `gatehouse login` and connect with the certificate it issued.',
+  });
+}
+
+/** Bounds-checked SSH wire reader for the few fields parsed here. */
+function readStrings(buf: Buffer, count: number): Buffer[] {
+  const out: Buffer[] = [];
+  let off = 0;
+  for (let i = 0; i < count; i++) {
+    if (off + 4 > buf.length) throw refused('malformed SSH structure');
+    const n = buf.readUInt32BE(off);
+    off += 4;
+    if (off + n > buf.length) throw refused('malformed SSH structure');
+    out.push(buf.subarray(off, off + n));
+    off += n;
+  }
+  if (off !== buf.length) throw refused('trailing bytes in SSH structure');
+  return out;
+}
+
+/** Strips an mpint's sign byte and left-pads it to the curve size (for IEEE P1363 signatures / JWK). */
+function fixed(mpint: Buffer, size: number): Buffer {
+  let b = mpint;
+  while (b.length > size && b[0] === 0) b = b.subarray(1);
+  if (b.length > size) throw refused('ECDSA value is too large for its curve');
+  return Buffer.concat([Buffer.alloc(size - b.length), b]);
+}
+
+/** A node KeyObject from an SSH public key blob (Ed25519, ECDSA, RSA). */
+export function sshPublicKeyObject(blob: Buffer): KeyObject {
+  if (blob.length < 4 || 4 + blob.readUInt32BE(0) > blob.length) throw refused('malformed public key');
+  const type = blob.subarray(4, 4 + blob.readUInt32BE(0)).toString();
+  if (type === 'ssh-ed25519') return sshEd25519PublicKeyToKeyObject(blob);
+  if (type.startsWith('ecdsa-sha2-')) {
+    const [, curveName, point] = readStrings(blob, 3) as [Buffer, Buffer, Buffer];
+    const curve = CURVES[curveName.toString()];
+    if (!curve || `ecdsa-sha2-${curveName}` !== type) throw refused(`unsupported ECDSA key ${type}`);
+    if (point[0] !== 4 || point.length !== 1 + 2 * curve.size)
+      throw refused('ECDSA point is not uncompressed');
+    return createPublicKey({
+      key: {
+        kty: 'EC',
+        crv: curve.crv,
+        x: point.subarray(1, 1 + curve.size).toString('base64url'),
+        y: point.subarray(1 + curve.size).toString('base64url'),
+      },
+      format: 'jwk',
+    });
+  }
+  if (type === 'ssh-rsa') {
+    const [, e, n] = readStrings(blob, 3) as [Buffer, Buffer, Buffer];
+    const strip = (b: Buffer) => (b[0] === 0 ? b.subarray(1) : b);
+    return createPublicKey({
+      key: { kty: 'RSA', e: strip(e).toString('base64url'), n: strip(n).toString('base64url') },
+      format: 'jwk',
+    });
+  }
+  throw refused(`unsupported key type ${type}`);
+}
+
+/**
+ * Checks the client's USERAUTH signature. `sigBlob` is what ssh2 hands over
+ * for certificate algorithms: the whole SSH signature (algorithm name +
+ * bytes), because ssh2 does not know these algorithm names.
+ */
+export function verifyClientSignature(cert: SshCertificate, data: Buffer, sigBlob: Buffer): boolean {
+  const [algoBuf, sig] = readStrings(sigBlob, 2) as [Buffer, Buffer];
+  const algo = algoBuf.toString();
+  if (!SIG_ALGOS[cert.keyType]?.includes(algo)) {
+    throw refused(`signature algorithm ${algo} does not fit a ${cert.keyType} key`);
+  }
+  const key = sshPublicKeyObject(cert.publicKey);
+  const hash = HASH[algo] ?? null;
+  if (algo.startsWith('ecdsa-sha2-')) {
+    const curve = CURVES[algo.slice('ecdsa-sha2-'.length)] as { size: number };
+    const [r, s] = readStrings(sig, 2) as [Buffer, Buffer];
+    const p1363 = Buffer.concat([fixed(r, curve.size), fixed(s, curve.size)]);
+    return verify(hash, data, { key, dsaEncoding: 'ieee-p1363' }, p1363);
+  }
+  return verify(hash, data, key, sig);
+}
+
+export interface UserAuthRequest {
+  /** The login the client asked for (SSH user name). */
+  login: string;
+  /** ssh2's ctx.key.algo: the offered public key algorithm. */
+  algo: string;
+  /** ssh2's ctx.key.data: for certificate algorithms, the whole certificate. */
+  keyBlob: Buffer;
+  clientAddress: string;
+  /** Absent on the "would you accept this key?" query. */
+  signature?: { data: Buffer; blob: Buffer } | undefined;
+}
+
+/**
+ * Verifies a publickey auth attempt. Returns the verified certificate or
+ * throws a GatehouseError whose message is safe to show the client.
+ */
+export function verifyUserAuth(
+  req: UserAuthRequest,
+  trustedCaKeys: readonly string[],
+  now: Date,
+): SshCertificate {
+  if (!req.algo.endsWith(CERT_SUFFIX)) {
+    throw refused(
+      'this node accepts Gatehouse user certificates only, not plain keys',
+      'Run `gatehouse login`; ssh then offers the certificate it stored next to your key.',
+    );
+  }
+  if (trustedCaKeys.length === 0) {
+    // Fail closed: with no CA loaded, nothing is trusted.
+    throw refused(
+      'this node trusts no user CA yet',
+      'The node has not received the cluster user CA; re-join it.',
+    );
+  }
+  const cert = parseSshCertificate(req.keyBlob);
+  // rsa-sha2-*-cert algorithms carry an ssh-rsa certificate; others must match exactly.
+  const offeredBase = req.algo.slice(0, -CERT_SUFFIX.length);
+  const fits =
+    cert.keyType === 'ssh-rsa' ? SIG_ALGOS['ssh-rsa']?.includes(offeredBase) : offeredBase === cert.keyType;
+  if (!fits) throw refused(`offered algorithm ${req.algo} does not match a ${cert.certType} certificate`);
+  const verified = verifySshCertificate(cert, trustedCaKeys, now, {
+    type: 'user',
+    principal: req.login,
+    clientAddress: req.clientAddress,
+  });
+  if (req.signature && !verifyClientSignature(verified, req.signature.data, req.signature.blob)) {
+    throw refused('the signature does not match the certified key');
+  }
+  return verified;
+}
+
+/** The permit-* extensions and force-command a session must honour. */
+export interface CertPermissions {
+  pty: boolean;
+  portForwarding: boolean;
+  agentForwarding: boolean;
+  x11Forwarding: boolean;
+  forceCommand?: string | undefined;
+}
+
+export function certPermissions(cert: SshCertificate): CertPermissions {
+  const ext = cert.extensions;
+  const force = cert.criticalOptions['force-command'];
+  return {
+    pty: 'permit-pty' in ext,
+    portForwarding: 'permit-port-forwarding' in ext,
+    agentForwarding: 'permit-agent-forwarding' in ext,
+    x11Forwarding: 'permit-X11-forwarding' in ext,
+    ...(force !== undefined ? { forceCommand: force } : {}),
+  };
+}

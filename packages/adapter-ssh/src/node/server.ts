@@ -1,0 +1,347 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import type { AuditEmitter } from '@gatehouse/audit';
+import {
+  type Clock,
+  GatehouseError,
+  type LogFn,
+  parseSshCertificate,
+  type SshCertificate,
+  toGatehouseError,
+} from '@gatehouse/core';
+import type { AuthContext, Connection } from 'ssh2';
+import ssh2 from 'ssh2';
+import { type CertPermissions, certPermissions, verifyUserAuth } from './auth.js';
+import { hostCertificateBlob, parseHostKey, publicKeyLine } from './hostkey.js';
+import { lookupUnixUser, type UnixUser } from './passwd.js';
+import { handleSession, type NodeSessionEvent } from './session.js';
+import { checkCanServe, type ProcessIdentity } from './spawn.js';
+
+export type { NodeSessionEvent } from './session.js';
+
+export const DEFAULT_NODE_PORT = 3022;
+const DEFAULT_SFTP_SERVER = '/usr/lib/openssh/sftp-server';
+
+export interface NodeServiceOptions {
+  /** Default 127.0.0.1: the embedded node only needs the local proxy to reach it. */
+  host?: string;
+  /** Default 3022; 0 picks a free port. */
+  port?: number;
+  /** OpenSSH-format private host key (see generateHostKey). */
+  hostKey: string;
+  /** Host certificate for `hostKey` from the cluster host CA, presented so clients trust the node by CA. */
+  hostCert?: string;
+  /** The cluster user CA public keys (OpenSSH lines), read on every login so CA rotation applies at once. */
+  trustedUserCaKeys: () => string[] | Promise<string[]>;
+  clock: Clock;
+  audit: AuditEmitter;
+  nodeName: string;
+  labels?: Record<string, string>;
+  onSession?: (e: NodeSessionEvent) => void;
+  log?: LogFn;
+  /** Failed auth attempts before disconnecting (sshd MaxAuthTries). Default 6. */
+  maxAuthTries?: number;
+  /** Time to authenticate before disconnecting (sshd LoginGraceTime). Default 30 s. */
+  loginGraceMs?: number;
+  /** sftp-server binary for the sftp subsystem; default the OpenSSH one when installed, `null` disables. */
+  sftpServer?: string | null;
+}
+
+export interface NodeService {
+  readonly nodeName: string;
+  readonly labels: Record<string, string>;
+  readonly host: string;
+  readonly port: number;
+  /** "host:port" to dial. */
+  readonly address: string;
+  /** "ssh-ed25519 AAAA..." of the host key. */
+  readonly hostPublicKey: string;
+  close(): Promise<void>;
+}
+
+interface Authed {
+  cert: SshCertificate;
+  user: UnixUser;
+  perms: CertPermissions;
+}
+
+function selfIdentity(): ProcessIdentity {
+  const uid = process.getuid?.() ?? -1;
+  let name = String(uid);
+  try {
+    name = os.userInfo().username;
+  } catch {
+    // A uid without a passwd entry (containers): the number names it.
+    name = String(uid);
+  }
+  return { uid, name };
+}
+
+function loopback(addr: string): boolean {
+  return addr === '' || addr === 'localhost' || addr === '127.0.0.1' || addr === '::1';
+}
+
+/**
+ * Gatehouse's own SSH server for one machine: trusts the cluster user CA
+ * (like sshd with TrustedUserCAKeys), presents a host certificate, and runs
+ * shells and commands as the requested Unix login in a real PTY.
+ */
+export async function startNodeService(opts: NodeServiceOptions): Promise<NodeService> {
+  const log: LogFn = opts.log ?? (() => {});
+  const self = selfIdentity();
+  const key = parseHostKey(opts.hostKey);
+  // `certificate` is the adapter's ssh2 patch (patches/ssh2+1.17.0.patch): offer the host cert first.
+  const hostKey = opts.hostCert
+    ? { key: opts.hostKey, certificate: hostCertificateBlob(key, opts.hostCert) }
+    : opts.hostKey;
+  const sftpServer =
+    opts.sftpServer === null
+      ? undefined
+      : (opts.sftpServer ?? (existsSync(DEFAULT_SFTP_SERVER) ? DEFAULT_SFTP_SERVER : undefined));
+  const maxTries = opts.maxAuthTries ?? 6;
+  const graceMs = opts.loginGraceMs ?? 30_000;
+  const clients = new Set<Connection>();
+
+  const deny = (login: string, user: string, remote: string, reason: string) => {
+    opts.audit
+      .emit({
+        type: 'access.denied',
+        resource_kind: 'node',
+        resource: opts.nodeName,
+        reason,
+        user,
+        login,
+        server: opts.nodeName,
+        addr: { remote },
+      })
+      .catch((e: unknown) => log('error', 'node: audit of a refused login failed', e));
+  };
+
+  const server = new ssh2.Server(
+    { hostKeys: [hostKey as string], ident: 'GatehouseNode' },
+    (client, info) => {
+      clients.add(client);
+      const remote = info.ip.startsWith('::ffff:') ? info.ip.slice(7) : info.ip;
+      let authed: Authed | undefined;
+      let failures = 0;
+      const told = new Set<string>();
+      const forwards = new Map<string, net.Server>();
+      const grace = setTimeout(() => {
+        if (!authed) client.end();
+      }, graceMs);
+      grace.unref();
+
+      // Auth failures carry no reason in SSH; a banner is the one place a
+      // client (OpenSSH prints it) can read why it was refused.
+      const tell = (msg: string) => {
+        if (told.has(msg)) return;
+        told.add(msg);
+        (client as unknown as { _protocol?: { authBanner(m: string): void } })._protocol?.authBanner(
+          `gatehouse node ${opts.nodeName}: ${msg}\r\n`,
+        );
+      };
+
+      const onAuth = async (ctx: AuthContext): Promise<void> => {
+        if (ctx.method !== 'publickey') {
+          ctx.reject(['publickey']);
+          return;
+        }
+        // For the audit record only: who the (still unverified) certificate claims to be.
+        let certUser = 'unknown';
+        try {
+          certUser = `unverified:${parseSshCertificate(ctx.key.data).keyId}`;
+        } catch {
+          certUser = 'unknown';
+        }
+        let cert: SshCertificate | undefined;
+        try {
+          cert = verifyUserAuth(
+            {
+              login: ctx.username,
+              algo: ctx.key.algo,
+              keyBlob: ctx.key.data,
+              clientAddress: remote,
+              signature: ctx.signature && ctx.blob ? { data: ctx.blob, blob: ctx.signature } : undefined,
+            },
+            await opts.trustedUserCaKeys(),
+            opts.clock.now(),
+          );
+          if (!ctx.signature) {
+            // The "would you accept this key?" probe: yes, it is worth signing with.
+            ctx.accept();
+            return;
+          }
+          const user = await lookupUnixUser(ctx.username);
+          checkCanServe(self, user);
+          authed = { cert, user, perms: certPermissions(cert) };
+          clearTimeout(grace);
+          ctx.accept();
+        } catch (e) {
+          const ge =
+            toGatehouseError(e) ?? new GatehouseError('GH_ERR_INTERNAL', 'login check failed', { cause: e });
+          if (!toGatehouseError(e)) log('error', 'node: login check failed', e);
+          const message = ge.hint ? `${ge.message} (${ge.hint})` : ge.message;
+          // Plain keys are probed by every ssh client before its certificate: not worth a banner or an audit event.
+          const plainKeyProbe = !ctx.key.algo.endsWith('-cert-v01@openssh.com');
+          if (!plainKeyProbe) {
+            tell(message);
+            // Expiry and principal/source checks come after the CA signature check: the key id is genuine then.
+            const signed = ge.code === 'GH_ERR_CERT_EXPIRED' || ge.code === 'GH_ERR_ACCESS_DENIED';
+            deny(
+              ctx.username,
+              cert?.keyId ?? (signed ? certUser.replace(/^unverified:/, '') : certUser),
+              remote,
+              ge.message,
+            );
+          }
+          failures++;
+          if (failures >= maxTries) {
+            ctx.reject();
+            client.end();
+            return;
+          }
+          ctx.reject(['publickey']);
+        }
+      };
+
+      client.on('authentication', (ctx) => {
+        onAuth(ctx).catch((e: unknown) => {
+          log('error', 'node: authentication handler failed', e);
+          ctx.reject();
+        });
+      });
+
+      client.on('session', (accept, reject) => {
+        if (!authed) return reject();
+        const a = authed;
+        const local = (client as unknown as { _sock?: net.Socket })._sock;
+        handleSession(accept(), {
+          sessionId: randomUUID(),
+          user: a.user,
+          certUser: a.cert.keyId,
+          perms: a.perms,
+          self,
+          remoteAddr: remote,
+          connection: `${remote} ${info.port} ${local?.localAddress ?? '0.0.0.0'} ${local?.localPort ?? 0}`,
+          sftpServer,
+          log,
+          onEvent: (e) => {
+            if (e.type === 'refused') deny(e.login, e.user, remote, `${e.request}: ${e.reason}`);
+            opts.onSession?.(e);
+          },
+        });
+      });
+
+      // ssh -L / -D: the node dials on the user's behalf (as sshd does).
+      client.on('tcpip', (accept, reject, req) => {
+        if (!authed?.perms.portForwarding) {
+          deny(
+            authed?.user.name ?? '',
+            authed?.cert.keyId ?? '',
+            remote,
+            'direct-tcpip: certificate has no permit-port-forwarding',
+          );
+          return reject();
+        }
+        const sock = net.connect({ host: req.destIP, port: req.destPort });
+        sock.once('connect', () => {
+          const ch = accept();
+          sock.pipe(ch).pipe(sock);
+          ch.on('error', () => sock.destroy());
+          sock.on('error', () => ch.destroy());
+        });
+        sock.once('error', (e) => {
+          log('debug', `node: forward to ${req.destIP}:${req.destPort} failed`, e);
+          reject();
+        });
+      });
+
+      // ssh -R: listen on the node's loopback only (sshd's GatewayPorts=no).
+      client.on('request', (accept, reject, name, req) => {
+        if (name !== 'tcpip-forward' && name !== 'cancel-tcpip-forward') return reject?.();
+        const bind = req as { bindAddr: string; bindPort: number };
+        if (!authed?.perms.portForwarding) {
+          deny(
+            authed?.user.name ?? '',
+            authed?.cert.keyId ?? '',
+            remote,
+            `${name}: certificate has no permit-port-forwarding`,
+          );
+          return reject?.();
+        }
+        if (name === 'cancel-tcpip-forward') {
+          const k = `${bind.bindAddr}:${bind.bindPort}`;
+          const srv = forwards.get(k);
+          if (!srv) return reject?.();
+          forwards.delete(k);
+          srv.close();
+          return accept?.();
+        }
+        if (
+          !loopback(bind.bindAddr) ||
+          (bind.bindPort > 0 && bind.bindPort < 1024 && authed.user.uid !== 0)
+        ) {
+          return reject?.();
+        }
+        const host = bind.bindAddr === '::1' ? '::1' : '127.0.0.1';
+        const srv = net.createServer((sock) => {
+          client.forwardOut(
+            bind.bindAddr,
+            port,
+            sock.remoteAddress ?? '',
+            sock.remotePort ?? 0,
+            (err, ch) => {
+              if (err) {
+                sock.destroy();
+                return;
+              }
+              sock.pipe(ch).pipe(sock);
+              ch.on('error', () => sock.destroy());
+              sock.on('error', () => ch.destroy());
+            },
+          );
+        });
+        let port = bind.bindPort;
+        srv.once('error', () => reject?.());
+        srv.listen(bind.bindPort, host, () => {
+          port = (srv.address() as net.AddressInfo).port;
+          forwards.set(`${bind.bindAddr}:${bind.bindPort === 0 ? port : bind.bindPort}`, srv);
+          (accept as ((port?: number) => void) | undefined)?.(port);
+        });
+      });
+
+      client.on('error', (e) => log('debug', `node: connection from ${remote} failed`, e));
+      client.on('close', () => {
+        clearTimeout(grace);
+        for (const s of forwards.values()) s.close();
+        clients.delete(client);
+      });
+    },
+  );
+
+  const host = opts.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? DEFAULT_NODE_PORT, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    nodeName: opts.nodeName,
+    labels: { ...(opts.labels ?? {}) },
+    host,
+    port,
+    address: `${net.isIPv6(host) ? `[${host}]` : host}:${port}`,
+    hostPublicKey: publicKeyLine(key),
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const c of clients) c.end();
+      });
+    },
+  };
+}

@@ -1,0 +1,289 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import type { Writable } from 'node:stream';
+import type { LogFn } from '@gatehouse/core';
+import pty from 'node-pty';
+import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
+import type { CertPermissions } from './auth.js';
+import type { UnixUser } from './passwd.js';
+import {
+  FORWARDABLE_SIGNALS,
+  isAllowedClientEnv,
+  type ProcessIdentity,
+  sessionArgv,
+  sessionEnv,
+  spawnPlan,
+} from './spawn.js';
+
+/** What happens in one session channel, for audit and recording hooks. */
+export type NodeSessionEvent =
+  | {
+      type: 'start';
+      sessionId: string;
+      login: string;
+      /** The certificate's key id (the Gatehouse user). */
+      user: string;
+      remoteAddr: string;
+      kind: 'shell' | 'exec' | 'subsystem';
+      command?: string | undefined;
+      pty?: { term: string; cols: number; rows: number } | undefined;
+    }
+  | { type: 'refused'; sessionId: string; login: string; user: string; request: string; reason: string }
+  | { type: 'end'; sessionId: string; login: string; user: string; exitCode?: number; signal?: string };
+
+export interface SessionContext {
+  sessionId: string;
+  user: UnixUser;
+  /** Certificate key id. */
+  certUser: string;
+  perms: CertPermissions;
+  self: ProcessIdentity;
+  remoteAddr: string;
+  /** SSH_CONNECTION value. */
+  connection: string;
+  sftpServer?: string | undefined;
+  log: LogFn;
+  onEvent: (e: NodeSessionEvent) => void;
+}
+
+interface Running {
+  pid: number;
+  resize?: (cols: number, rows: number) => void;
+  kill: (signal: NodeJS.Signals) => void;
+}
+
+const SIGNAL_NAMES = new Map<number, string>(
+  Object.entries(os.constants.signals).map(([name, num]) => [num, name.replace(/^SIG/, '')]),
+);
+
+function waitDrained(w: Writable): Promise<void> {
+  if (w.writableLength === 0 || w.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      w.off('drain', done);
+      w.off('close', done);
+      resolve();
+    };
+    w.on('drain', done);
+    w.on('close', done);
+  });
+}
+
+/**
+ * One SSH session channel: collects pty/env requests, then runs a login
+ * shell, a command or the sftp subsystem as the Unix user, and relays
+ * window changes, signals, EOF and the exit status.
+ */
+export function handleSession(session: Session, c: SessionContext): void {
+  let ptyInfo: PseudoTtyInfo | undefined;
+  const clientEnv: Record<string, string> = {};
+  let running: Running | undefined;
+  let started = false;
+
+  const refuse = (request: string, reason: string, reject?: () => void) => {
+    c.onEvent({
+      type: 'refused',
+      sessionId: c.sessionId,
+      login: c.user.name,
+      user: c.certUser,
+      request,
+      reason,
+    });
+    reject?.();
+  };
+
+  session.on('pty', (accept, reject, info) => {
+    if (!c.perms.pty) return refuse('pty-req', 'certificate has no permit-pty', reject);
+    ptyInfo = info;
+    accept?.();
+  });
+  session.on('env', (accept, reject, info) => {
+    if (!isAllowedClientEnv(info.key)) return refuse('env', `variable ${info.key} is not allowed`, reject);
+    clientEnv[info.key] = info.val;
+    accept?.();
+  });
+  session.on('window-change', (accept, _reject, info) => {
+    if (ptyInfo) ptyInfo = { ...ptyInfo, cols: info.cols, rows: info.rows };
+    running?.resize?.(info.cols, info.rows);
+    accept?.();
+  });
+  session.on('signal', (accept, reject, info) => {
+    const name = info.name.toUpperCase().replace(/^SIG/, '');
+    if (!FORWARDABLE_SIGNALS.has(name) || !running)
+      return refuse('signal', `cannot deliver ${info.name}`, reject);
+    running.kill(`SIG${name}` as NodeJS.Signals);
+    accept?.();
+  });
+  session.on('auth-agent', (_accept, reject) =>
+    refuse('auth-agent-req', 'agent forwarding is not supported', reject),
+  );
+  session.on('x11', (_accept, reject) => refuse('x11-req', 'X11 forwarding is not supported', reject));
+  session.on('shell', (accept, reject) => start('shell', undefined, accept, reject));
+  session.on('exec', (accept, reject, info) => start('exec', info.command, accept, reject));
+  session.on('subsystem', (accept, reject, info) => {
+    if (info.name !== 'sftp' || !c.sftpServer) {
+      return refuse('subsystem', `subsystem ${info.name} is not available`, reject);
+    }
+    start('subsystem', undefined, accept, reject, c.sftpServer);
+  });
+  session.on('close', () => {
+    // Like sshd: a client that goes away hangs up its session.
+    running?.kill('SIGHUP');
+  });
+
+  function start(
+    kind: 'shell' | 'exec' | 'subsystem',
+    command: string | undefined,
+    accept: () => ServerChannel,
+    reject: () => void,
+    subsystemBinary?: string,
+  ): void {
+    if (started) return refuse(kind, 'session already started', reject);
+    started = true;
+    const forced = c.perms.forceCommand;
+    const effective = forced ?? command;
+    const argv: [string, ...string[]] =
+      forced === undefined && subsystemBinary ? [subsystemBinary] : sessionArgv(c.user, effective);
+    let plan: { file: string; args: string[] };
+    try {
+      plan = spawnPlan(c.self, c.user, argv);
+    } catch (e) {
+      return refuse(kind, (e as Error).message, reject);
+    }
+    const env = sessionEnv({
+      user: c.user,
+      term: ptyInfo?.term,
+      clientEnv,
+      connection: c.connection,
+      originalCommand: forced !== undefined ? (command ?? '') : undefined,
+    });
+    const cwd = existsSync(c.user.home) ? c.user.home : '/';
+    const usePty = ptyInfo !== undefined && kind !== 'subsystem';
+    c.onEvent({
+      type: 'start',
+      sessionId: c.sessionId,
+      login: c.user.name,
+      user: c.certUser,
+      remoteAddr: c.remoteAddr,
+      kind,
+      ...(effective !== undefined ? { command: effective } : {}),
+      ...(usePty && ptyInfo ? { pty: { term: ptyInfo.term, cols: ptyInfo.cols, rows: ptyInfo.rows } } : {}),
+    });
+    if (usePty && ptyInfo) runPty(accept(), plan, env, cwd, ptyInfo);
+    else runPipes(accept(), plan, env, cwd);
+  }
+
+  let finished = false;
+  function finish(channel: ServerChannel, exitCode: number | null, signal: string | null): void {
+    if (finished) return;
+    finished = true;
+    running = undefined;
+    const stderr = channel.stderr as Writable;
+    void Promise.all([waitDrained(channel), waitDrained(stderr)]).then(() => {
+      if (channel.destroyed) return;
+      try {
+        if (signal) channel.exit(signal, false, '');
+        else channel.exit(exitCode ?? 255);
+      } catch (e) {
+        // An unknown signal name cannot be sent as exit-signal; report 128+n like a shell would.
+        c.log('debug', `node: could not send exit-signal ${signal}`, e);
+        channel.exit(255);
+      }
+      channel.end();
+      c.onEvent({
+        type: 'end',
+        sessionId: c.sessionId,
+        login: c.user.name,
+        user: c.certUser,
+        ...(exitCode !== null ? { exitCode } : {}),
+        ...(signal ? { signal } : {}),
+      });
+    });
+  }
+
+  function runPty(
+    channel: ServerChannel,
+    plan: { file: string; args: string[] },
+    env: Record<string, string>,
+    cwd: string,
+    info: PseudoTtyInfo,
+  ): void {
+    let term: pty.IPty;
+    try {
+      term = pty.spawn(plan.file, plan.args, {
+        name: info.term || 'xterm',
+        cols: info.cols || 80,
+        rows: info.rows || 24,
+        cwd,
+        env,
+        // Raw bytes: the recorder must see exactly what the user sees.
+        encoding: null,
+      } as pty.IPtyForkOptions);
+    } catch (e) {
+      c.log('error', 'node: could not start a pty session', e);
+      channel.stderr.write(`gatehouse node: could not start the session: ${(e as Error).message}\r\n`);
+      finish(channel, 255, null);
+      return;
+    }
+    running = {
+      pid: term.pid,
+      resize: (cols, rows) => {
+        if (cols > 0 && rows > 0) term.resize(cols, rows);
+      },
+      // The shell leads its own session and process group (node-pty calls setsid).
+      kill: (sig) => signalGroup(term.pid, sig),
+    };
+    term.onData((d: string | Buffer) => {
+      if (!channel.write(d)) {
+        term.pause();
+        channel.once('drain', () => term.resume());
+      }
+    });
+    channel.on('data', (d: Buffer) => term.write(d));
+    term.onExit(({ exitCode, signal }) => {
+      finish(channel, signal ? null : exitCode, signal ? (SIGNAL_NAMES.get(signal) ?? null) : null);
+    });
+  }
+
+  function runPipes(
+    channel: ServerChannel,
+    plan: { file: string; args: string[] },
+    env: Record<string, string>,
+    cwd: string,
+  ): void {
+    let child: ChildProcess;
+    try {
+      // detached: its own process group, so signals reach the whole command.
+      child = spawn(plan.file, plan.args, { cwd, env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+    } catch (e) {
+      channel.stderr.write(`gatehouse node: could not start the session: ${(e as Error).message}\n`);
+      finish(channel, 255, null);
+      return;
+    }
+    const pid = child.pid;
+    running = pid === undefined ? undefined : { pid, kill: (sig) => signalGroup(pid, sig) };
+    child.stdout?.pipe(channel, { end: false });
+    child.stderr?.pipe(channel.stderr as Writable, { end: false });
+    channel.pipe(child.stdin as Writable);
+    child.stdin?.on('error', (e) => c.log('debug', 'node: session stdin closed early', e));
+    child.on('error', (e) => {
+      c.log('error', 'node: could not start a session process', e);
+      channel.stderr.write(`gatehouse node: could not start the session: ${e.message}\n`);
+      finish(channel, 255, null);
+    });
+    child.on('close', (code, signal) => {
+      finish(channel, code, signal ? signal.replace(/^SIG/, '') : null);
+    });
+  }
+
+  function signalGroup(pid: number, sig: NodeJS.Signals): void {
+    try {
+      process.kill(-pid, sig);
+    } catch (e) {
+      // ESRCH: the group is gone already (the session is ending).
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH')
+        c.log('debug', `node: kill -${sig} ${pid} failed`, e);
+    }
+  }
+}
