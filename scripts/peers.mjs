@@ -16,6 +16,7 @@ const PEERS = [
     why: 'MariaDB with REQUIRE SUBJECT users (MySQL adapter tests)',
   },
   { bin: '/usr/bin/mariadb', pkg: 'mariadb-client', why: 'the mariadb client (MySQL adapter tests)' },
+  { bin: '/usr/bin/asciinema', pkg: 'asciinema', why: 'asciinema cat accepts exported recordings' },
 ];
 
 const missing = PEERS.filter((p) => !existsSync(p.bin));

@@ -18,3 +18,16 @@ export type { AuditIndex, AuditSink } from './sinks/types.js';
 export * from './session-db.js';
 export type * from './recording/types.js';
 export { FileRecordingStore, type FileRecordingStoreOptions } from './recording/file-store.js';
+export { decodeEvent, encodeEvent, RecordingFormatError } from './recording/codec.js';
+export { RecordingError, type RecordingErrorCode, validateSessionId } from './recording/errors.js';
+export {
+  collect,
+  type PlayOptions,
+  type PlayResult,
+  play,
+  RECORDING_FORMATS,
+  type RecordingFormat,
+  toAsciicast,
+  toJson,
+  toText,
+} from './recording/playback.js';

@@ -15,8 +15,14 @@ import zlib from 'node:zlib';
 import { decodeChunk } from './codec.js';
 import { notFound, RecordingError, validateSessionId } from './errors.js';
 import { filterMetas, parseMeta } from './meta.js';
-import { type ChunkSink, ChunkedRecorder, type RecordingTotals } from './recorder.js';
-import type { RecordingEvent, RecordingMeta, RecordingQuery, RecordingStore, SessionRecorder } from './types.js';
+import { ChunkedRecorder, type ChunkSink, type RecordingTotals } from './recorder.js';
+import type {
+  RecordingEvent,
+  RecordingMeta,
+  RecordingQuery,
+  RecordingStore,
+  SessionRecorder,
+} from './types.js';
 
 const gzip = promisify(zlib.gzip);
 const gunzip = promisify(zlib.gunzip);
@@ -76,9 +82,13 @@ export class FileRecordingStore implements RecordingStore {
       await mkdir(sdir, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
-        throw new RecordingError('GH_ERR_ALREADY_EXISTS', `a recording for session ${meta.session_id} already exists`, {
-          hint: 'every session needs a fresh session id',
-        });
+        throw new RecordingError(
+          'GH_ERR_ALREADY_EXISTS',
+          `a recording for session ${meta.session_id} already exists`,
+          {
+            hint: 'every session needs a fresh session id',
+          },
+        );
       }
       throw err;
     }
@@ -88,12 +98,17 @@ export class FileRecordingStore implements RecordingStore {
     await writeAtomic(path.join(sdir, META_FILE), `${JSON.stringify(full)}\n`, fsync);
     const level = this.#o.gzipLevel ?? 1;
     let stored = 0;
-    const sink: ChunkSink = {
-      writeChunk: async (seq, body) => {
+    const sink: ChunkSink<{ tmp: string; size: number }> = {
+      prepare: async (seq, body) => {
         const gz = await gzip(body, { level });
-        stored += gz.byteLength;
-        await writeAtomic(path.join(sdir, chunkFileName(seq)), gz, fsync);
+        const tmp = await writeTemp(path.join(sdir, chunkFileName(seq)), gz, fsync);
+        return { tmp, size: gz.byteLength };
       },
+      commit: async (seq, p) => {
+        await rename(p.tmp, path.join(sdir, chunkFileName(seq)));
+        stored += p.size;
+      },
+      discard: (p) => rm(p.tmp, { force: true }),
       finish: async (totals: RecordingTotals) => {
         this.#live.delete(recorder);
         const done: RecordingMeta & { stored_bytes: number; chunks: number; error?: string } = {
@@ -211,6 +226,17 @@ function stripUndefined<T extends object>(o: T): T {
 }
 
 async function writeAtomic(file: string, data: string | Uint8Array, fsync: boolean): Promise<void> {
+  const tmp = await writeTemp(file, data, fsync);
+  try {
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Writes `data` next to `file` under a temporary name (renamed into place by the caller). */
+async function writeTemp(file: string, data: string | Uint8Array, fsync: boolean): Promise<string> {
   const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     if (fsync) {
@@ -224,11 +250,11 @@ async function writeAtomic(file: string, data: string | Uint8Array, fsync: boole
     } else {
       await writeFile(tmp, data, { mode: 0o600, flag: 'wx' });
     }
-    await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
   }
+  return tmp;
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -16,9 +16,18 @@ export const DEFAULT_MAX_BACKLOG_BYTES = 8 * 1024 * 1024;
 /** Per-event cost counted against chunkBytes besides its payload (timestamp, type, JSON). */
 const EVENT_OVERHEAD = 32;
 
-export interface ChunkSink {
-  /** Stores chunk `seq` (1, 2, ...): JSON lines, each ending in "\n". Called in order, one at a time. */
-  writeChunk(seq: number, body: string): Promise<void>;
+/**
+ * Where sealed chunks go, in two steps so that slow work overlaps: `prepare`
+ * runs as soon as a chunk is sealed (several may run at once: compress,
+ * write a temporary file), `commit` makes it visible and is called strictly
+ * in order, one at a time. A prepared chunk that will never be committed
+ * (the recorder failed) is handed to `discard`.
+ */
+export interface ChunkSink<P = unknown> {
+  /** Chunk `seq` (1, 2, ...): JSON lines, each ending in "\n". */
+  prepare(seq: number, body: string): Promise<P>;
+  commit(seq: number, prepared: P): Promise<void>;
+  discard?(prepared: P): Promise<void>;
   /** Called once, after the last chunk, from close(). */
   finish(totals: RecordingTotals): Promise<void>;
 }
@@ -36,7 +45,8 @@ export interface RecorderOptions {
   /** Epoch ms of t = 0 (the meta's `started`). */
   startMs: number;
   clock: () => Date;
-  sink: ChunkSink;
+  // biome-ignore lint/suspicious/noExplicitAny: the recorder only passes prepared values through
+  sink: ChunkSink<any>;
   chunkBytes?: number | undefined;
   flushMs?: number | undefined;
   /** Unwritten bytes beyond which the recorder fails (default 8 MiB). */
@@ -179,11 +189,27 @@ export class ChunkedRecorder implements SessionRecorder {
     this.#lines = [];
     this.#pendingBytes = 0;
     const seq = ++this.#seq;
+    const sink = this.#o.sink;
+    // Settled into a value at once, so a failure is never an unhandled rejection while earlier chunks commit.
+    const prepared = sink.prepare(seq, body).then(
+      (value) => ({ ok: true as const, value }),
+      (error: unknown) => ({ ok: false as const, error }),
+    );
     this.#queue = this.#queue.then(async () => {
-      if (this.#failed) return;
+      const p = await prepared;
+      if (!p.ok) return this.#fail(p.error);
+      if (this.#failed) {
+        await sink.discard?.(p.value).catch(() => {
+          // Best effort: the recording already failed and was reported once.
+        });
+        return;
+      }
       try {
-        await this.#o.sink.writeChunk(seq, body);
+        await sink.commit(seq, p.value);
       } catch (err) {
+        await sink.discard?.(p.value).catch(() => {
+          // Best effort, as above: the commit failure itself is reported.
+        });
         this.#fail(err);
         return;
       }

@@ -127,3 +127,5 @@ export class FailingSink implements AuditSink {
     this.closed = true;
   }
 }
+
+export { MemoryRecordingStore, type MemoryRecordingStoreOptions } from '../recording/memory-store.js';
