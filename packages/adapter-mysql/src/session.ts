@@ -1,0 +1,743 @@
+import { randomBytes, type X509Certificate } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import tls, { type TLSSocket } from 'node:tls';
+import type { DbRejectReason, ListenerRejectReason } from '@gatehouse/audit';
+import {
+  type AdapterContext,
+  type ConnectionInfo,
+  type DbSession,
+  GatehouseError,
+  type Identity,
+  type TlsConnectionInfo,
+} from '@gatehouse/core';
+import { denialToWire, errorMessage } from './errors.js';
+import { ConnectionClosed, PacketChannel } from './packet-io.js';
+import { connectUpstream, UpstreamRefused } from './upstream.js';
+import {
+  type ChangeUser,
+  encodeChangeUser,
+  encodeErr,
+  encodeHandshakeV10,
+  encodePacket,
+  type HandshakeResponse,
+  isSslRequest,
+  MysqlWireError,
+  type Packet,
+  PacketDecoder,
+  parseCommand,
+  parseHandshakeResponse,
+  parsePrepareOk,
+} from './wire/codec.js';
+import { CLIENT, ER, type ErrSpec, GATEWAY_CAPABILITIES } from './wire/constants.js';
+import { decodeExecuteParams } from './wire/params.js';
+import { inspectQuery } from './wire/sql.js';
+
+export interface SessionOptions {
+  handshakeTimeoutMs: number;
+  upstreamTimeoutMs: number;
+  maxPacketBytes: number;
+  lockCheckMs: number;
+}
+
+export interface SessionDeps {
+  ctx: AdapterContext;
+  opts: SessionOptions;
+  /** Version string for our greeting: the upstream's when known. */
+  serverVersion(database: string | undefined): Promise<string>;
+  learnVersion(database: string, version: string): void;
+  nextConnectionId(): number;
+  /** Registers a live session for close(); returns the unregister function. */
+  track(end: () => void): () => void;
+}
+
+/** The handshake is tiny; a larger packet before authentication is hostile. */
+const HANDSHAKE_MAX_BYTES = 16 * 1024;
+const UTF8MB4_GENERAL_CI = 45;
+
+class HandshakeTimeout extends Error {
+  constructor(ms: number) {
+    super(`no handshake response within ${ms} ms`);
+    this.name = 'HandshakeTimeout';
+  }
+}
+
+class Refused extends Error {
+  readonly reason: DbRejectReason;
+  readonly err: ErrSpec;
+  constructor(reason: DbRejectReason, err: ErrSpec, message: string) {
+    super(message);
+    this.reason = reason;
+    this.err = err;
+  }
+}
+
+/** Scramble bytes: printable, never NUL (clients treat the scramble as a C string). */
+function scramble(): Buffer {
+  const b = randomBytes(20);
+  for (let i = 0; i < b.length; i++) b[i] = 0x21 + ((b[i] as number) % 94);
+  return b;
+}
+
+/** Handshake state shared with the failure path: which socket, channel and sequence id are current. */
+interface Handshake {
+  socket: Duplex;
+  ch: PacketChannel;
+  /** The sequence id our next packet (an ERR) must carry. */
+  seq: number;
+  timer: NodeJS.Timeout;
+  onTimeout: (e: Error) => void;
+}
+
+function startHandshake(socket: Duplex, opts: SessionOptions): Handshake {
+  const ch = new PacketChannel(socket, HANDSHAKE_MAX_BYTES);
+  const hs: Handshake = {
+    socket,
+    ch,
+    seq: 1,
+    timer: setTimeout(
+      () => hs.onTimeout(new HandshakeTimeout(opts.handshakeTimeoutMs)),
+      opts.handshakeTimeoutMs,
+    ),
+    onTimeout: (e) => hs.ch.fail(e),
+  };
+  return hs;
+}
+
+async function nextPacket(hs: Handshake): Promise<Packet> {
+  const p = await hs.ch.next();
+  hs.seq = (p.seq + 1) & 0xff;
+  return p;
+}
+
+/**
+ * Phase 1 on the dedicated port: our greeting, the client's SSLRequest, TLS
+ * with a Gatehouse user certificate, the handshake response. A client that
+ * does not ask for TLS is refused like require_secure_transport would.
+ */
+export function serveDedicated(raw: Socket, info: ConnectionInfo, deps: SessionDeps): void {
+  const { ctx } = deps;
+  raw.setNoDelay(true);
+  const hs = startHandshake(raw, deps.opts);
+  const caps = GATEWAY_CAPABILITIES | CLIENT.SSL;
+  void (async () => {
+    const version = await deps.serverVersion(undefined);
+    raw.write(greeting(deps, version, caps));
+    const first = await nextPacket(hs);
+    if (first.seq !== 1)
+      throw new Refused('malformed', ER.HANDSHAKE_ERROR, 'Bad handshake: unexpected sequence id');
+    if (!isSslRequest(first.payload)) {
+      // A full handshake response in plaintext: core records the unauthenticated attempt.
+      await ctx.dbAccess
+        .authorize({
+          identity: undefined,
+          protocol: 'mysql',
+          dbUser: '',
+          dbName: '',
+          remoteAddr: info.remoteAddr,
+        })
+        .catch(() => undefined);
+      throw new Refused(
+        'plaintext',
+        ER.SECURE_TRANSPORT_REQUIRED,
+        'Connections using insecure transport are prohibited: Gatehouse needs TLS with your Gatehouse certificate ' +
+          '(run gatehouse db login NAME and use the [client_NAME] group it writes, or gatehouse proxy db NAME)',
+      );
+    }
+    const rest = hs.ch.detach();
+    if (rest.length > 0) raw.unshift(rest);
+    const secure = await upgrade(raw, ctx, hs);
+    hs.socket = secure;
+    hs.ch = new PacketChannel(secure, HANDSHAKE_MAX_BYTES);
+    hs.onTimeout = (e) => hs.ch.fail(e);
+    const resp = await nextPacket(hs);
+    clearTimeout(hs.timer);
+    const peer = secure.getPeerX509Certificate();
+    const identity = peer ? verifyCert(ctx, peer) : undefined;
+    const clientRest = hs.ch.detach();
+    await runSession(secure, info, deps, identity, caps, resp, clientRest);
+  })().catch((e: unknown) => handshakeFailed(hs, info, deps, e));
+}
+
+/** Phase 1 inside a `gatehouse-mysql` ALPN tunnel: TLS and identity came from the listener. */
+export function serveTunnel(socket: TLSSocket, info: TlsConnectionInfo, deps: SessionDeps): void {
+  const hs = startHandshake(socket, deps.opts);
+  const route = info.identity?.route;
+  void (async () => {
+    const version = await deps.serverVersion(route?.kind === 'db' ? route.name : undefined);
+    socket.write(greeting(deps, version, GATEWAY_CAPABILITIES));
+    const resp = await nextPacket(hs);
+    clearTimeout(hs.timer);
+    if (isSslRequest(resp.payload)) {
+      throw new Refused(
+        'unsupported',
+        ER.HANDSHAKE_ERROR,
+        'the local tunnel is already TLS: connect to it without SSL (--skip-ssl, or ssl off in the client)',
+      );
+    }
+    const rest = hs.ch.detach();
+    await runSession(socket, info, deps, info.identity, GATEWAY_CAPABILITIES, resp, rest);
+  })().catch((e: unknown) => handshakeFailed(hs, info, deps, e));
+}
+
+function greeting(deps: SessionDeps, version: string, caps: number): Buffer {
+  return encodePacket(
+    0,
+    encodeHandshakeV10({
+      serverVersion: version,
+      connectionId: deps.nextConnectionId(),
+      authData: scramble(),
+      capabilities: caps,
+      charset: UTF8MB4_GENERAL_CI,
+      status: 2,
+      authPlugin: 'mysql_native_password',
+    }),
+  );
+}
+
+/** Server-side TLS with the listener's context; the handshake deadline covers it too. */
+function upgrade(raw: Socket, ctx: AdapterContext, hs: Handshake): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = new tls.TLSSocket(raw, {
+      isServer: true,
+      secureContext: ctx.tls.secureContext(),
+      requestCert: true,
+      // Verified by core (authorizer.identityFromCert), as the main listener does.
+      rejectUnauthorized: false,
+    });
+    hs.socket = s;
+    hs.onTimeout = (e) => reject(e);
+    const onError = (e: Error) => reject(new TlsFailed(e.message));
+    s.once('error', onError);
+    s.once('secure', () => {
+      s.off('error', onError);
+      resolve(s);
+    });
+  });
+}
+
+class TlsFailed extends Error {}
+
+class CertRefused extends Error {
+  readonly reason: ListenerRejectReason;
+  constructor(reason: ListenerRejectReason, message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+function verifyCert(ctx: AdapterContext, peer: X509Certificate): Identity {
+  try {
+    return ctx.authorizer.identityFromCert(peer);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const reason =
+      code === 'GH_ERR_CERT_INVALID' || code === 'GH_ERR_CERT_EXPIRED'
+        ? 'client_cert_untrusted'
+        : 'client_cert_invalid';
+    throw new CertRefused(
+      reason,
+      `client certificate "${peer.subject.replace(/\n/g, ', ')}" refused: ${errorMessage(err)}`,
+    );
+  }
+}
+
+function handshakeFailed(hs: Handshake, info: ConnectionInfo, deps: SessionDeps, e: unknown): void {
+  clearTimeout(hs.timer);
+  hs.ch.detach();
+  const socket = hs.socket;
+  const addr = {
+    remote: `${info.remoteAddr}:${info.remotePort}`,
+    local: `${info.localAddr}:${info.localPort}`,
+  };
+  const audit = deps.ctx.audit;
+  const log = (p: Promise<unknown>) =>
+    p.catch((err: unknown) => deps.ctx.log('error', 'audit of a MySQL handshake failure failed', err));
+  const sendErr = (err: ErrSpec, msg: string, seq = hs.seq) => {
+    if (socket.writable) socket.end(encodeErr(seq, err, msg));
+    setTimeout(() => socket.destroy(), 1000).unref();
+  };
+  if (e instanceof ConnectionClosed) {
+    socket.destroy();
+    return;
+  }
+  if (e instanceof Refused) {
+    sendErr(e.err, e.message);
+    log(
+      audit.emit({
+        type: 'db.reject',
+        protocol: 'mysql',
+        reason: e.reason,
+        error: e.message,
+        user: 'anonymous',
+        addr,
+      }),
+    );
+    return;
+  }
+  if (e instanceof HandshakeTimeout) {
+    sendErr(ER.NET_READ_INTERRUPTED, `Gatehouse: ${e.message}`);
+    log(
+      audit.emit({
+        type: 'db.reject',
+        protocol: 'mysql',
+        reason: 'timeout',
+        error: e.message,
+        user: 'anonymous',
+        addr,
+      }),
+    );
+    return;
+  }
+  if (e instanceof MysqlWireError) {
+    const too = e.reason === 'too_large';
+    sendErr(too ? ER.NET_PACKET_TOO_LARGE : ER.HANDSHAKE_ERROR, `Gatehouse: bad handshake: ${e.message}`);
+    log(
+      audit.emit({
+        type: 'db.reject',
+        protocol: 'mysql',
+        reason: too ? 'oversized' : 'malformed',
+        error: e.message,
+        user: 'anonymous',
+        addr,
+      }),
+    );
+    return;
+  }
+  if (e instanceof CertRefused || e instanceof TlsFailed) {
+    if (e instanceof CertRefused) sendErr(ER.ACCESS_DENIED, `Gatehouse: ${e.message}`);
+    else socket.destroy();
+    const reason: ListenerRejectReason = e instanceof CertRefused ? e.reason : 'tls_handshake_failed';
+    log(audit.emit({ type: 'listener.reject', reason, error: e.message, user: 'system', addr }));
+    return;
+  }
+  deps.ctx.log('error', `MySQL handshake from ${info.remoteAddr} failed`, e);
+  sendErr(ER.UNKNOWN_ERROR, `Gatehouse: ${errorMessage(e)}`);
+}
+
+/**
+ * Phase 2 and 3: authorize through core (the same DbAccess path Postgres
+ * uses), log in upstream with the db-CA certificate, then relay.
+ */
+async function runSession(
+  client: Duplex,
+  info: ConnectionInfo,
+  deps: SessionDeps,
+  identity: Identity | undefined,
+  offered: number,
+  respPacket: Packet,
+  clientRest: Buffer,
+): Promise<void> {
+  const { ctx, opts } = deps;
+  let resp: HandshakeResponse;
+  try {
+    resp = parseHandshakeResponse(respPacket.payload);
+  } catch (e) {
+    if (e instanceof MysqlWireError)
+      throw new Refused('malformed', ER.HANDSHAKE_ERROR, `Bad handshake: ${e.message}`);
+    throw e;
+  }
+  const seq = (respPacket.seq + 1) & 0xff;
+  const fail = (err: ErrSpec, message: string) => {
+    if (client.writable) client.end(encodeErr(seq, err, message));
+    setTimeout(() => client.destroy(), 1000).unref();
+  };
+  const route = identity?.route;
+  const dbName = resp.database || (route?.kind === 'db' ? (route.database ?? '') : '');
+  let session: DbSession;
+  try {
+    session = await ctx.dbAccess.authorize({
+      identity,
+      protocol: 'mysql',
+      dbUser: resp.user,
+      dbName,
+      remoteAddr: info.remoteAddr,
+    });
+  } catch (e) {
+    const w = denialToWire(e);
+    fail(w.err, w.message);
+    return;
+  }
+  const capabilities = resp.capabilities & offered;
+  const abort = new AbortController();
+  const t = setTimeout(() => abort.abort(), opts.upstreamTimeoutMs);
+  let upstream: Awaited<ReturnType<typeof connectUpstream>>;
+  try {
+    upstream = await connectUpstream(
+      session,
+      { capabilities, charset: resp.charset, user: resp.user, database: dbName, attrs: resp.attrs },
+      abort.signal,
+    );
+  } catch (e) {
+    const msg = errorMessage(e);
+    await session.audit
+      .onSessionStartFailed(msg)
+      .catch((err: unknown) => ctx.log('error', 'audit failed', err));
+    const refusedAuth = e instanceof UpstreamRefused && (e.code === 1045 || e.code === 1044);
+    const err = refusedAuth
+      ? ER.ACCESS_DENIED
+      : e instanceof GatehouseError || e instanceof UpstreamRefused
+        ? ER.CONN_HOST_ERROR
+        : ER.CONN_HOST_ERROR;
+    fail(err, `Gatehouse: ${msg}`);
+    return;
+  } finally {
+    clearTimeout(t);
+  }
+  deps.learnVersion(session.service.name, upstream.greeting.serverVersion);
+  try {
+    await session.audit.onSessionStart();
+  } catch (e) {
+    upstream.socket.destroy();
+    fail(
+      ER.UNKNOWN_ERROR,
+      `Gatehouse: the audit log is unavailable, so the session cannot start (${errorMessage(e)})`,
+    );
+    return;
+  }
+  client.write(encodePacket(seq, upstream.ok));
+  new Relay(
+    client,
+    upstream.socket,
+    session,
+    identity as Identity,
+    capabilities,
+    resp.user,
+    dbName,
+    deps,
+  ).start(clientRest, upstream.leftover);
+}
+
+interface Statement {
+  sql: string;
+  numParams: number;
+  types: number[] | undefined;
+  longData: Set<number>;
+}
+
+/**
+ * Phase 4: the pass-through relay. After authentication each command
+ * restarts sequence ids at 0 on both sides, so client commands are forwarded
+ * byte for byte once checked and audited, and server replies flow back
+ * unparsed (except the first packet of a COM_STMT_PREPARE reply, for the
+ * statement id and parameter count).
+ */
+class Relay {
+  readonly #client: Duplex;
+  readonly #up: TLSSocket;
+  readonly #session: DbSession;
+  readonly #identity: Identity;
+  readonly #caps: number;
+  readonly #deps: SessionDeps;
+  readonly #decoder: PacketDecoder;
+  readonly #statements = new Map<number, Statement>();
+  readonly #queue: Packet[] = [];
+  #dbUser: string;
+  #dbName: string;
+  #busy = false;
+  #ended = false;
+  #awaitPrepare: string | undefined;
+  #prepHead: Buffer | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #untrack: () => void = () => undefined;
+
+  constructor(
+    client: Duplex,
+    up: TLSSocket,
+    session: DbSession,
+    identity: Identity,
+    caps: number,
+    dbUser: string,
+    dbName: string,
+    deps: SessionDeps,
+  ) {
+    this.#client = client;
+    this.#up = up;
+    this.#session = session;
+    this.#identity = identity;
+    this.#caps = caps;
+    this.#dbUser = dbUser;
+    this.#dbName = dbName;
+    this.#deps = deps;
+    this.#decoder = new PacketDecoder({ maxPacketBytes: deps.opts.maxPacketBytes });
+  }
+
+  start(clientRest: Buffer, upRest: Buffer): void {
+    const c = this.#client;
+    const u = this.#up;
+    this.#untrack = this.#deps.track(() => this.end('the gateway is shutting down'));
+    c.on('data', (chunk: Buffer) => this.#onClientData(chunk));
+    c.on('error', (e) => this.end(`client connection failed: ${e.message}`));
+    c.on('close', () => this.end());
+    u.on('data', (chunk: Buffer) => this.#onUpstreamData(chunk));
+    u.on('error', (e) => this.end(`database connection failed: ${e.message}`));
+    u.on('close', () => this.end());
+    const now = this.#deps.ctx.clock.now().getTime();
+    const expires = this.#session.grant.expires.getTime();
+    const ttl = Math.max(0, expires - now);
+    // setTimeout caps at ~24.8 days; grants are far shorter.
+    this.#timers.push(
+      setTimeout(() => this.end('the session reached its certificate expiry'), Math.min(ttl, 2 ** 31 - 1)),
+    );
+    const lock = setInterval(() => {
+      this.#deps.ctx.authorizer
+        .principal(this.#identity)
+        .catch((e: unknown) => this.end(`access revoked: ${errorMessage(e)}`));
+    }, this.#deps.opts.lockCheckMs);
+    lock.unref();
+    this.#timers.push(lock);
+    if (upRest.length > 0) this.#onUpstreamData(upRest);
+    if (clientRest.length > 0) this.#onClientData(clientRest);
+    c.resume();
+    u.resume();
+  }
+
+  #onClientData(chunk: Buffer): void {
+    if (this.#ended) return;
+    let packets: Packet[];
+    try {
+      packets = this.#decoder.push(chunk);
+    } catch (e) {
+      const we = e as MysqlWireError;
+      const too = we instanceof MysqlWireError && we.reason === 'too_large';
+      this.#refuseAndEnd(0, too ? ER.NET_PACKET_TOO_LARGE : ER.UNKNOWN_COM, `Gatehouse: ${errorMessage(e)}`);
+      return;
+    }
+    if (packets.length === 0) return;
+    this.#queue.push(...packets);
+    if (!this.#busy) void this.#drain();
+  }
+
+  async #drain(): Promise<void> {
+    this.#busy = true;
+    this.#client.pause();
+    try {
+      while (this.#queue.length > 0 && !this.#ended) {
+        const p = this.#queue.shift() as Packet;
+        await this.#handle(p);
+      }
+    } catch (e) {
+      this.#deps.ctx.log('error', 'MySQL relay failed', e);
+      this.#refuseAndEnd(1, ER.UNKNOWN_ERROR, `Gatehouse: ${errorMessage(e)}`);
+    } finally {
+      this.#busy = false;
+      if (!this.#ended) this.#client.resume();
+    }
+  }
+
+  #forward(p: Packet): void {
+    if (!this.#up.write(p.raw)) {
+      this.#client.pause();
+      this.#up.once('drain', () => {
+        if (!this.#busy && !this.#ended) this.#client.resume();
+      });
+    }
+  }
+
+  /** Every audit write is awaited before the statement runs: no audit, no statement. */
+  async #audit(
+    q: { query: string; parameters?: string[]; statement?: string },
+    seq: number,
+  ): Promise<boolean> {
+    try {
+      await this.#session.audit.onQuery(q);
+      return true;
+    } catch (e) {
+      this.#refuseAndEnd(
+        seq,
+        ER.UNKNOWN_ERROR,
+        `Gatehouse: the audit log is unavailable, the session ends (${errorMessage(e)})`,
+      );
+      return false;
+    }
+  }
+
+  /** Answers one command ourselves (the upstream never sees it). */
+  #reply(seq: number, err: ErrSpec, message: string): void {
+    this.#client.write(encodeErr(seq, err, message));
+  }
+
+  async #reauthorize(dbUser: string, dbName: string, seq: number): Promise<boolean> {
+    try {
+      await this.#session.reauthorize({ dbUser, dbName });
+      return true;
+    } catch (e) {
+      const w = denialToWire(e);
+      this.#reply(seq, w.err, w.message);
+      return false;
+    }
+  }
+
+  async #handle(p: Packet): Promise<void> {
+    const seq = (p.seq + 1) & 0xff;
+    let cmd: ReturnType<typeof parseCommand>;
+    try {
+      cmd = parseCommand(p.payload, this.#caps);
+    } catch (e) {
+      this.#refuseAndEnd(seq, ER.UNKNOWN_COM, `Gatehouse: malformed command: ${errorMessage(e)}`);
+      return;
+    }
+    switch (cmd.type) {
+      case 'quit':
+        this.#up.write(p.raw);
+        this.end();
+        return;
+      case 'query': {
+        const seen = inspectQuery(cmd.sql);
+        if (seen.loadDataLocal) {
+          if (!(await this.#audit({ query: cmd.sql }, seq))) return;
+          this.#reply(
+            seq,
+            ER.NOT_ALLOWED_COMMAND,
+            'Gatehouse: LOAD DATA LOCAL is not allowed through Gatehouse',
+          );
+          return;
+        }
+        for (const db of seen.useDatabases) {
+          if (!(await this.#reauthorize(this.#dbUser, db, seq))) return;
+        }
+        if (!(await this.#audit({ query: cmd.sql }, seq))) return;
+        const last = seen.useDatabases[seen.useDatabases.length - 1];
+        if (last !== undefined) this.#dbName = last;
+        this.#forward(p);
+        return;
+      }
+      case 'init_db': {
+        if (!(await this.#reauthorize(this.#dbUser, cmd.database, seq))) return;
+        if (!(await this.#audit({ query: `USE \`${cmd.database.replace(/`/g, '``')}\`` }, seq))) return;
+        this.#dbName = cmd.database;
+        this.#forward(p);
+        return;
+      }
+      case 'prepare': {
+        if (!(await this.#audit({ query: cmd.sql, statement: 'prepare' }, seq))) return;
+        this.#awaitPrepare = cmd.sql;
+        this.#prepHead = undefined;
+        this.#forward(p);
+        return;
+      }
+      case 'execute': {
+        const st = this.#statements.get(cmd.stmtId);
+        let parameters: string[];
+        if (!st) parameters = [];
+        else {
+          try {
+            const d = decodeExecuteParams(cmd.payload, st.numParams, st.types, st.longData);
+            st.types = d.types;
+            parameters = d.values;
+          } catch (e) {
+            // The server will judge the packet; the audit record says what we could not read.
+            parameters = [`<undecodable: ${errorMessage(e)}>`];
+          }
+          st.longData.clear();
+        }
+        const query = st ? st.sql : `<unknown statement ${cmd.stmtId}>`;
+        if (!(await this.#audit({ query, parameters, statement: String(cmd.stmtId) }, seq))) return;
+        this.#forward(p);
+        return;
+      }
+      case 'send_long_data':
+        this.#statements.get(cmd.stmtId)?.longData.add(cmd.paramId);
+        this.#forward(p);
+        return;
+      case 'stmt_close':
+        this.#statements.delete(cmd.stmtId);
+        this.#forward(p);
+        return;
+      case 'stmt_reset':
+        this.#statements.get(cmd.stmtId)?.longData.clear();
+        this.#forward(p);
+        return;
+      case 'change_user':
+        return this.#changeUser(cmd.change, p, seq);
+      case 'other':
+        this.#forward(p);
+        return;
+      default: {
+        const never: never = cmd;
+        throw new Error(`unhandled command ${String(never)}`);
+      }
+    }
+  }
+
+  /**
+   * COM_CHANGE_USER: core re-authorizes the new user and database. The
+   * upstream connection's certificate names one database user, so a switch
+   * to another user cannot work on it: refused, and the session closes (as a
+   * server closes after a failed change). Same user, other database: the
+   * packet goes upstream with the (meaningless) password proof removed.
+   */
+  async #changeUser(c: ChangeUser, _p: Packet, seq: number): Promise<void> {
+    if (!(await this.#reauthorize(c.user, c.database, seq))) {
+      this.end('COM_CHANGE_USER refused');
+      return;
+    }
+    if (c.user !== this.#dbUser) {
+      this.#refuseAndEnd(
+        seq,
+        ER.ACCESS_DENIED,
+        `Gatehouse: switching to database user "${c.user}" needs a new connection (this one is "${this.#dbUser}")`,
+      );
+      return;
+    }
+    if (!(await this.#audit({ query: `COM_CHANGE_USER ${c.user} ${c.database}` }, seq))) return;
+    this.#dbName = c.database;
+    this.#statements.clear();
+    this.#up.write(encodePacket(0, encodeChangeUser({ ...c, authResponse: Buffer.alloc(0) }, this.#caps)));
+  }
+
+  #onUpstreamData(chunk: Buffer): void {
+    if (this.#awaitPrepare !== undefined) this.#watchPrepare(chunk);
+    if (!this.#client.write(chunk)) {
+      this.#up.pause();
+      this.#client.once('drain', () => this.#up.resume());
+    }
+  }
+
+  /**
+   * The client waits for each reply before its next command, so the first
+   * bytes after a forwarded COM_STMT_PREPARE start its reply.
+   */
+  #watchPrepare(chunk: Buffer): void {
+    const head = this.#prepHead ? Buffer.concat([this.#prepHead, chunk]) : chunk;
+    if (head.length < 16) {
+      this.#prepHead = Buffer.from(head);
+      return;
+    }
+    const sql = this.#awaitPrepare as string;
+    this.#awaitPrepare = undefined;
+    this.#prepHead = undefined;
+    const len = head.readUIntLE(0, 3);
+    if (head[3] !== 1 || head[4] !== 0x00 || len < 12) return; // ERR or not a prepare reply
+    try {
+      const ok = parsePrepareOk(head.subarray(4, 4 + Math.min(len, 12)));
+      this.#statements.set(ok.stmtId, {
+        sql,
+        numParams: ok.numParams,
+        types: undefined,
+        longData: new Set(),
+      });
+    } catch (e) {
+      this.#deps.ctx.log('debug', 'unreadable COM_STMT_PREPARE reply', e);
+    }
+  }
+
+  #refuseAndEnd(seq: number, err: ErrSpec, message: string): void {
+    if (this.#ended) return;
+    if (this.#client.writable) this.#client.write(encodeErr(seq, err, message));
+    this.end(message);
+  }
+
+  end(error?: string): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#untrack();
+    this.#up.destroy();
+    if (this.#client.writable) this.#client.end();
+    setTimeout(() => this.#client.destroy(), 1000).unref();
+    this.#session.audit
+      .onSessionEnd(error ? { error } : {})
+      .catch((e: unknown) => this.#deps.ctx.log('error', 'audit of db.session.end failed', e));
+  }
+}

@@ -1,0 +1,156 @@
+import { spawn } from 'node:child_process';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { createGateway, type Gateway, type Identity } from '@gatehouse/core';
+import { newTlsKey } from '../../core/test/helpers.js';
+import { type MysqlAdapterOptions, mysql } from '../src/index.js';
+import { MARIADB } from './peers.js';
+
+export interface CertFiles {
+  cert: string;
+  key: string;
+  certPem: string;
+  keyPem: string;
+}
+
+/** A Gatehouse user certificate as `gatehouse db login` would get it. */
+export async function userCert(
+  gw: Gateway,
+  dir: string,
+  name: string,
+  identity: Partial<Identity> & { user: string },
+  ttlMs = 3_600_000,
+): Promise<CertFiles> {
+  const k = newTlsKey();
+  const now = Date.now();
+  const issued = await gw.authorities.issueX509UserCert({
+    publicKeyPem: k.publicPem,
+    identity: { roles: [], traits: {}, expires: new Date(now + ttlMs), ...identity },
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + ttlMs),
+  });
+  const cert = path.join(dir, `${name}.crt`);
+  const key = path.join(dir, `${name}.key`);
+  writeFileSync(cert, issued.cert);
+  writeFileSync(key, k.privatePem);
+  chmodSync(key, 0o600);
+  return { cert, key, certPem: issued.cert, keyPem: k.privatePem };
+}
+
+export interface MysqlGateway {
+  gw: Gateway;
+  /** Main TLS port (ALPN gatehouse-mysql). */
+  port: number;
+  /** Dedicated MySQL port. */
+  mysqlPort: number;
+  dir: string;
+  hostCaFile: string;
+  hostCaPem: string;
+  close(): Promise<void>;
+}
+
+export async function startMysqlGateway(opts: MysqlAdapterOptions = {}): Promise<MysqlGateway> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-mygw-'));
+  const gw = await createGateway({
+    dataDir: dir,
+    secondFactor: 'off',
+    values: { mysql_listen: '127.0.0.1:0' },
+    env: {},
+  });
+  gw.use(mysql(opts));
+  const l = await gw.listen({ host: '127.0.0.1', port: 0 });
+  const hostCaPem = gw.authorities
+    .get('host')
+    .map((k) => k.x509CertPem)
+    .join('\n');
+  const hostCaFile = path.join(dir, 'host-ca.pem');
+  writeFileSync(hostCaFile, hostCaPem);
+  const mysqlPort = l.dedicated.mysql?.port;
+  if (!mysqlPort) throw new Error('the dedicated MySQL listener did not open');
+  return {
+    gw,
+    port: l.port,
+    mysqlPort,
+    dir,
+    hostCaFile,
+    hostCaPem,
+    async close() {
+      await gw.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The real mariadb client, never reading any option file. */
+export function mariadb(
+  args: string[],
+  opts: { input?: string; timeoutMs?: number; cwd?: string } = {},
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(MARIADB, ['--no-defaults', '--connect-timeout=20', ...args], {
+      env: { PATH: process.env.PATH, HOME: opts.cwd ?? '/nonexistent' },
+      cwd: opts.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/**
+ * A minimal local tunnel like `gatehouse proxy db`: plain MySQL on loopback,
+ * TLS + ALPN gatehouse-mysql + the user's certificate towards the gateway.
+ */
+export async function localTunnel(
+  gatewayPort: number,
+  caPem: string,
+  cert: CertFiles,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const server = net.createServer((local) => {
+    const remote = tls.connect({
+      host: '127.0.0.1',
+      port: gatewayPort,
+      servername: 'localhost',
+      ca: caPem,
+      cert: cert.certPem,
+      key: cert.keyPem,
+      ALPNProtocols: ['gatehouse-mysql'],
+    });
+    local.pipe(remote).pipe(local);
+    local.on('error', () => remote.destroy());
+    remote.on('error', () => local.destroy());
+    local.on('close', () => remote.destroy());
+    remote.on('close', () => local.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+      }),
+  };
+}
