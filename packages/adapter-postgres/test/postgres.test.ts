@@ -8,7 +8,7 @@ import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
-import { type PostgresAdapter, postgres } from '../src/index.js';
+import { BackendDecoder, type PostgresAdapter, postgres } from '../src/index.js';
 import { type CertFiles, conninfo, psql, userCert } from './helpers.js';
 import { freePort, type Postgres, startPostgres } from './peers.js';
 
@@ -217,7 +217,8 @@ describe('PostgreSQL through Gatehouse (real psql, pg and PostgreSQL 15)', () =>
   it('shows denials in psql with the role rule that refused', async () => {
     const user = await psql(['-d', conn({ user: 'reader' }), '-c', 'select 1']);
     expect(user.code).not.toBe(0);
-    expect(user.stderr).toContain('no role allows database user "reader"');
+    expect(user.stderr).toContain('FATAL:  access denied: no role allows database user "reader"');
+    expect(user.stderr).toContain('HINT:  ask an admin for a role that allows this');
     const name = await psql(['-d', conn({ dbname: 'secret' }), '-c', 'select 1']);
     expect(name.stderr).toContain('no role allows database name "secret"');
     const elsewhere = await userCert(t.gw, dir, 'alice-nope', {
@@ -288,5 +289,163 @@ describe('PostgreSQL through Gatehouse (real psql, pg and PostgreSQL 15)', () =>
     for (const q of ['CREATE TABLE items (id int primary key, name text);', 'select pg_sleep(30)']) {
       expect(queries.some((e) => (e as { query: string }).query.includes(q))).toBe(true);
     }
+  });
+
+  describe('bad input', () => {
+    /** SSLRequest, 'S', TLS (with a client cert when given): what psql does before its startup packet. */
+    const pgTls = (cert?: CertFiles) =>
+      new Promise<tls.TLSSocket>((resolve, reject) => {
+        const raw = net.connect(t.port, '127.0.0.1', () => raw.write(serialize.requestSsl()));
+        raw.once('error', reject);
+        raw.once('data', (b) => {
+          expect(b.toString()).toBe('S');
+          const s = tls.connect({
+            socket: raw,
+            servername: 'localhost',
+            ca: readFileSync(hostCa, 'utf8'),
+            ...(cert ? { cert: cert.certPem, key: cert.keyPem } : {}),
+          });
+          s.once('secureConnect', () => resolve(s));
+          s.once('error', reject);
+        });
+      });
+    /** Everything the server sends until it closes, decoded. */
+    const untilClose = (s: net.Socket | tls.TLSSocket) =>
+      new Promise<Buffer>((resolve) => {
+        const chunks: Buffer[] = [];
+        s.on('data', (c: Buffer) => chunks.push(c));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve(Buffer.concat(chunks)));
+      });
+    const messages = (b: Buffer) => {
+      const d = new BackendDecoder();
+      const out: Array<{ name: string; code?: string; message?: string }> = [];
+      let i = 0;
+      while (i + 5 <= b.length) {
+        const len = b.readInt32BE(i + 1);
+        out.push(d.decode(b.subarray(i, i + 1 + len)) as never);
+        i += 1 + len;
+      }
+      return out;
+    };
+    const stillWorks = async () => {
+      const r = await psql(['-At', '-d', conn(), '-c', 'select 41 + 1']);
+      expect(r.stdout.trim()).toBe('42');
+    };
+
+    it('refuses a startup packet whose length lies, and one over the size limit', async () => {
+      const s1 = await pgTls(alice);
+      const got1 = untilClose(s1);
+      s1.write(Buffer.from('00000005ff', 'hex'));
+      expect(messages(await got1)).toEqual([
+        expect.objectContaining({
+          name: 'error',
+          code: '08P01',
+          message: expect.stringMatching(/too small/),
+        }),
+      ]);
+      const s2 = await pgTls(alice);
+      const got2 = untilClose(s2);
+      s2.write(Buffer.from('0010000000030000', 'hex'));
+      expect(messages(await got2)).toEqual([
+        expect.objectContaining({
+          code: '54000',
+          message: expect.stringMatching(/over the 10000-byte limit/),
+        }),
+      ]);
+      const rejects = await events('db.reject');
+      expect(rejects.filter((e) => e.user === 'alice').map((e) => (e as { reason: string }).reason)).toEqual(
+        expect.arrayContaining(['malformed', 'oversized']),
+      );
+      await stillWorks();
+    });
+
+    it('ends a session whose client sends an oversized message, with an ErrorResponse and an audited end', async () => {
+      const s = await pgTls(alice);
+      const got = untilClose(s);
+      s.write(serialize.startup({ user: 'alice', database: 'app' }));
+      await new Promise<void>((resolve) => {
+        let seen = Buffer.alloc(0);
+        const onData = (c: Buffer) => {
+          seen = Buffer.concat([seen, c]);
+          if (seen.includes(Buffer.from('5a00000005', 'hex'))) {
+            s.off('data', onData);
+            resolve();
+          }
+        };
+        s.on('data', onData);
+      });
+      s.write(Buffer.from('517fffffff', 'hex'));
+      const msgs = messages(await got);
+      expect(msgs.at(-1)).toMatchObject({
+        name: 'error',
+        code: '54000',
+        message: expect.stringMatching(/over the .*-byte limit/),
+      });
+      await waitFor(
+        async () =>
+          (await events('db.session.end')).find((e) =>
+            /over the .*-byte limit/.test((e as { error?: string }).error ?? ''),
+          ),
+        'the audited session end',
+      );
+      await stillWorks();
+    });
+
+    it('closes a connection that sends garbage after SSLRequest', async () => {
+      const s = net.connect(t.port, '127.0.0.1', () =>
+        s.write(Buffer.concat([serialize.requestSsl(), Buffer.from('GET / HTTP/1.0\r\n\r\n')])),
+      );
+      const data = await untilClose(s);
+      expect(data.subarray(0, 1).toString()).toBe('S');
+      await waitFor(
+        async () =>
+          (await events('listener.reject')).find(
+            (e) => (e as { reason: string }).reason === 'tls_handshake_failed',
+          ),
+        'the audited handshake failure',
+      );
+      await stillWorks();
+    });
+
+    it('times out a client that stalls before its startup packet while other sessions keep working', async () => {
+      const s = await pgTls(alice);
+      const got = untilClose(s);
+      await stillWorks();
+      expect(messages(await got)).toEqual([
+        expect.objectContaining({
+          code: '08P01',
+          message: expect.stringMatching(/no startup packet within/),
+        }),
+      ]);
+      expect((await events('db.reject')).some((e) => (e as { reason: string }).reason === 'timeout')).toBe(
+        true,
+      );
+    });
+
+    it('ends a live session when its certificate expires', async () => {
+      const short = await userCert(
+        t.gw,
+        dir,
+        'alice-short',
+        { user: 'alice', roles: ['pg-dev'], route: { kind: 'db', name: 'orders' } },
+        4_000,
+      );
+      const c = pgClient({}, short);
+      const ended = new Promise<{ code?: string; message: string }>((resolve) =>
+        c.on('error', resolve as never),
+      );
+      await c.connect();
+      expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+      const err = await ended;
+      expect(err.code).toBe('57P01');
+      expect(err.message).toContain('certificate expired');
+      await c.end().catch(() => undefined);
+      expect(
+        (await events('db.session.end')).some(
+          (e) => (e as { error?: string }).error === 'certificate expired',
+        ),
+      ).toBe(true);
+    });
   });
 });
