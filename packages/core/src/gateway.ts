@@ -239,6 +239,7 @@ export class Gateway {
       },
       exportCa: (format, opts) => this.exportCa(format, opts),
       admin: (actor) => this.adminAs(actor),
+      routeCerts: { databases: this.databases, authorities },
       log: this.log,
     });
     this.#http = http.createServer(

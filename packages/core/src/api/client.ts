@@ -9,6 +9,8 @@ import {
   type LoginResponse,
   type PingResponse,
   PUBLIC_ROUTES,
+  type RouteCertRequest,
+  type RouteCertResponse,
   type WhoamiResponse,
 } from './public.js';
 import {
@@ -105,6 +107,11 @@ export class GatehouseClient implements AdminApi {
 
   whoami(): Promise<WhoamiResponse> {
     return this.#json(PUBLIC_ROUTES.whoami, {});
+  }
+
+  /** The client certificate this client authenticates with, re-issued for one route (same key). */
+  routeCert(req: RouteCertRequest): Promise<RouteCertResponse> {
+    return this.#json(PUBLIC_ROUTES.routeCert, {}, req);
   }
 
   async caExport(format: CaExportFormat, type?: 'user' | 'host' | 'db'): Promise<string> {

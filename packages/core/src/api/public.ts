@@ -76,6 +76,20 @@ export interface WhoamiResponse {
   auth: 'client-cert' | 'session';
 }
 
+/** POST /v1/certs/route (client certificate only): the caller's certificate re-issued for one route. */
+export interface RouteCertRequest {
+  route: { kind: 'db'; name: string; user?: string | undefined; database?: string | undefined };
+}
+
+export interface RouteCertResponse {
+  /** PEM X.509 for the SAME public key as the caller's certificate, scoped to `route`. */
+  tls_cert: string;
+  /** No later than the caller's certificate. */
+  expires: string;
+  route: Route;
+  cas: { host_x509: string[] };
+}
+
 export const PUBLIC_ROUTES = {
   ping: ['GET', '/v1/ping'],
   /** ?format=sshd|known_hosts|x509|postgres|mariadb|kube[&type=user|host|db] -> text/plain */
@@ -85,4 +99,5 @@ export const PUBLIC_ROUTES = {
   inspectInvite: ['GET', '/v1/invites/:token'],
   acceptInvite: ['POST', '/v1/invites/:token'],
   whoami: ['GET', '/v1/whoami'],
+  routeCert: ['POST', '/v1/certs/route'],
 } as const;

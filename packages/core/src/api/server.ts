@@ -25,6 +25,7 @@ import {
 } from './http.js';
 import type { AcceptInviteRequest, InviteInfo, PingResponse, WhoamiResponse } from './public.js';
 import { PUBLIC_ROUTES } from './public.js';
+import { issueRouteCert, type RouteCertDeps } from './route-cert.js';
 import { ADMIN_ROUTES, type AdminApi, type AuditQuery } from './types.js';
 
 export const SESSION_COOKIE = 'gh_session';
@@ -69,6 +70,8 @@ export interface ApiServerDeps {
   exportCa: (format: CaExportFormat, opts: { type?: 'user' | 'host' | 'db'; hosts?: string }) => string;
   /** The local admin API acting as `actor`; permission checks happen here before any call. */
   admin: (actor: string) => AdminApi;
+  /** For POST /v1/certs/route. */
+  routeCerts: Omit<RouteCertDeps, 'clock' | 'authorizer'>;
   log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
 }
 
@@ -105,6 +108,19 @@ const loginBody = z
         z.object({ kind: z.literal('kube'), cluster: z.string() }),
       ])
       .optional(),
+  })
+  .strict();
+
+const routeCertBody = z
+  .object({
+    route: z
+      .object({
+        kind: z.literal('db'),
+        name: z.string().min(1).max(63),
+        user: z.string().min(1).max(128).optional(),
+        database: z.string().min(1).max(128).optional(),
+      })
+      .strict(),
   })
   .strict();
 
@@ -262,6 +278,19 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         auth: c.auth,
       };
       sendJson(ctx.res, 200, body);
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.routeCert[1], async (ctx) => {
+      const c = await caller(ctx);
+      const sock = ctx.req.socket;
+      const peer = sock instanceof TLSSocket ? sock.getPeerX509Certificate() : undefined;
+      if (c.auth !== 'client-cert' || !peer) {
+        throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'route certificates are issued for a client certificate', {
+          hint: 'log in with gatehouse login, then run gatehouse db login NAME',
+        });
+      }
+      const body = parseBody(routeCertBody, await readJson(ctx.req, max));
+      const deps = { ...d.routeCerts, clock: d.clock, authorizer: d.authorizer };
+      sendJson(ctx.res, 200, await issueRouteCert(deps, c.principal, peer as X509Certificate, body, ctx.remoteAddr));
     }),
     ...adminRoutes(),
   ];
