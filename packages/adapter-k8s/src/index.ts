@@ -1,2 +1,12 @@
-// The k8s adapter is being written; its factory lands here.
-export {};
+import { KubeAdapter, type KubeAdapterOptions } from './adapter.js';
+
+export { clusterFromServerName, KubeAdapter, type KubeAdapterOptions, kubeServerName } from './adapter.js';
+export { impersonationHeaders } from './session.js';
+export { type KubeconfigEntry, writeKubeconfigEntry, execCredential } from './kubeconfig.js';
+export { parseKubeRequest, type KubeRequestInfo } from './wire/apipath.js';
+export { type KubeStatus, kubeStatus } from './wire/status.js';
+
+/** The Kubernetes adapter: `gw.use(kube({ clusters: [...] }))`. */
+export function kube(opts: KubeAdapterOptions = {}): KubeAdapter {
+  return new KubeAdapter(opts);
+}

@@ -34,6 +34,28 @@ export interface DbSessionFields {
 /** Why a database connection was refused before authorization (bad input, not a role decision). */
 export type DbRejectReason = 'plaintext' | 'malformed' | 'oversized' | 'timeout' | 'unsupported';
 
+/** Identifies one Kubernetes request or exec session. */
+export interface KubeFields {
+  /** The registered Kubernetes cluster name. */
+  kube_cluster: string;
+  /** Whom Gatehouse impersonated upstream. */
+  kube_user: string;
+  kube_groups: string[];
+}
+
+/** What a Kubernetes API request asked for (parsed from its path and method). */
+export interface KubeRequestFields {
+  /** get, list, watch, create, update, patch, delete, deletecollection, connect, or the raw method for non-resource paths. */
+  verb: string;
+  /** Resource with subresource, e.g. pods, pods/exec; absent for non-resource paths (/version). */
+  resource?: string;
+  api_group?: string;
+  namespace?: string;
+  name?: string;
+  method: string;
+  path: string;
+}
+
 export type LoginMethod = 'password' | 'invite' | 'reset';
 
 export type LoginFailureReason =
@@ -132,6 +154,50 @@ export type AuditEventInput =
       success: boolean;
       error?: string;
     })
+  | (CommonFields & { type: 'kube.cluster.create'; name: string })
+  | (CommonFields & { type: 'kube.cluster.delete'; name: string })
+  | (CommonFields &
+      KubeFields &
+      KubeRequestFields & {
+        type: 'kube.request';
+        /** True for a response code below 400. */
+        success: boolean;
+        response_code: number;
+        error?: string;
+      })
+  | (CommonFields &
+      KubeFields &
+      KubeRequestFields & {
+        type: 'kube.exec.start';
+        success: true;
+        session_id: string;
+        /** The command (exec) or container (attach) the session runs. */
+        command: string;
+        container?: string;
+        tty: boolean;
+        recorded: boolean;
+      })
+  | (CommonFields &
+      KubeFields &
+      KubeRequestFields & {
+        type: 'kube.exec.start';
+        success: false;
+        session_id: string;
+        command: string;
+        error: string;
+      })
+  | (CommonFields &
+      KubeFields & {
+        type: 'kube.exec.end';
+        session_id: string;
+        command: string;
+        duration_ms: number;
+        /** Exit code when the upstream reported one. */
+        exit_code?: number;
+        /** Why the gateway ended it (lock, expiry, recording failure), when it did. */
+        reason?: string;
+        error?: string;
+      })
   | (CommonFields & { type: 'gateway.start'; version: string; listen: string[] })
   | (CommonFields & { type: 'gateway.stop' })
   | (CommonFields & { type: 'audit.backlog'; sink: string; backlog: number; error: string });
@@ -166,6 +232,11 @@ export const EVENT_CODES = {
   'db.session.query': 'GH2002I',
   'db.reject': 'GH2010W',
   'db.cancel': { ok: 'GH2011I', fail: 'GH2011W' },
+  'kube.cluster.create': 'GH1060I',
+  'kube.cluster.delete': 'GH1061I',
+  'kube.request': { ok: 'GH2200I', fail: 'GH2200W' },
+  'kube.exec.start': { ok: 'GH2201I', fail: 'GH2201W' },
+  'kube.exec.end': 'GH2202I',
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
   'audit.backlog': 'GH1210E',

@@ -33,6 +33,7 @@ import { DatabaseRegistry, type DatabaseSpec, readCaFile } from './databases/reg
 import { GatehouseError } from './errors.js';
 import { LockService } from './identity/locks.js';
 import { UserService } from './identity/users.js';
+import { KubeClusterRegistry, type KubeClusterSpec, readKubeconfigFile } from './kube/registry.js';
 import { Listener } from './listener/listener.js';
 import { Routes } from './listener/routes.js';
 import { channelLogger, type LogFn } from './log.js';
@@ -67,6 +68,8 @@ export interface AdapterContext {
    * (MySQL's SSLRequest). Verify client certs with authorizer.identityFromCert.
    */
   readonly tls: { secureContext(): tls.SecureContext };
+  /** Kubernetes clusters (config, adapter options, `gatehouse kube add`). */
+  readonly kubeClusters: KubeClusterRegistry;
 }
 
 export interface Adapter {
@@ -120,6 +123,7 @@ export class Gateway {
   readonly routes = new Routes();
   readonly databases: DatabaseRegistry;
   readonly dbAccess: DbAccess;
+  readonly kubeClusters: KubeClusterRegistry;
   readonly dialer: Dialer;
   readonly recordings: RecordingStore;
   /** Admin API acting as the local operator (like tctl on the auth server). */
@@ -146,6 +150,7 @@ export class Gateway {
     sealer: Sealer;
     log: LogFn;
     databases?: DatabaseSpec[];
+    kubeClusters?: KubeClusterSpec[];
     dialer?: Dialer;
     recordings: RecordingStore;
   }) {
@@ -181,6 +186,8 @@ export class Gateway {
     this.recordings = parts.recordings;
     this.databases = new DatabaseRegistry({ backend, audit });
     for (const db of parts.databases ?? []) this.databases.addStatic(db);
+    this.kubeClusters = new KubeClusterRegistry({ backend, audit, sealer: parts.sealer });
+    for (const k of parts.kubeClusters ?? []) this.kubeClusters.addStatic(k);
     this.authorizer = new Authorizer({
       clock,
       audit,
@@ -271,6 +278,7 @@ export class Gateway {
         locks: this.locks,
         audit: this.audit,
         databases: this.databases,
+        kubeClusters: this.kubeClusters,
         endSessions: (user) => this.sessions.deleteForUser(user),
         acceptCommand: (token) =>
           `gatehouse accept-invite --proxy ${this.config.publicAddr} --ca-pin ${this.caPin()} ${token}`,
@@ -304,6 +312,7 @@ export class Gateway {
       dialer: this.dialer,
       config: this.config,
       recordings: this.recordings,
+      kubeClusters: this.kubeClusters,
       tls: { secureContext: () => this.#currentSecureContext() },
     };
     this.#registering.push(Promise.resolve(adapter.register(ctx)));
@@ -466,6 +475,9 @@ function serverNames(config: GatehouseConfig): { dns: string[]; ips: string[] } 
   add(splitHostPort(config.publicAddr).host);
   add(config.listen.host);
   for (const n of config.tls.serverNames) add(n);
+  // kubectl cannot set ALPN, so Kubernetes clusters are reached by SNI
+  // <kube cluster>.kube.<cluster name>; one wildcard covers every kube cluster.
+  dns.add(`*.kube.${config.clusterName}`);
   dns.add('localhost');
   dns.add(os.hostname());
   return { dns: [...dns], ips: [...ips] };
@@ -529,6 +541,17 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
       ...(d.description ? { description: d.description } : {}),
     });
   }
+  const kubeClusters: KubeClusterSpec[] = [];
+  for (const k of config.kubeClusters) {
+    kubeClusters.push({
+      name: k.name,
+      labels: k.labels,
+      ...(k.kubeconfig ? { kubeconfig: await readKubeconfigFile(k.kubeconfig) } : {}),
+      ...(k.context ? { context: k.context } : {}),
+      ...(k.inCluster ? { inCluster: true } : {}),
+      ...(k.description ? { description: k.description } : {}),
+    });
+  }
   return new Gateway({
     config,
     clock,
@@ -537,6 +560,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     authorities,
     sealer,
     databases,
+    kubeClusters,
     ...(opts.dialer ? { dialer: opts.dialer } : {}),
     recordings: opts.recordings ?? new FileRecordingStore({ dir: path.join(config.dataDir, 'recordings') }),
     log: channelLogger(config.clusterName),

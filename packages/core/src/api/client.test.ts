@@ -159,6 +159,14 @@ describe('GatehouseClient', () => {
         { name: 'orders', protocol: 'postgres', uri: 'db:5432', labels: { env: 'dev' } },
       ],
       ['removeDatabase', () => client.removeDatabase('orders'), '/v1/databases/orders', undefined],
+      ['listKubeClusters', () => client.listKubeClusters(), '/v1/kube/clusters', undefined],
+      [
+        'addKubeCluster',
+        () => client.addKubeCluster({ name: 'prod', kubeconfig: 'apiVersion: v1\n', labels: { env: 'prod' } }),
+        '/v1/kube/clusters',
+        { name: 'prod', kubeconfig: 'apiVersion: v1\n', labels: { env: 'prod' } },
+      ],
+      ['removeKubeCluster', () => client.removeKubeCluster('prod'), '/v1/kube/clusters/prod', undefined],
       [
         'searchAudit',
         () =>

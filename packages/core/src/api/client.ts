@@ -20,6 +20,8 @@ import {
   type AuditQuery,
   type AddDatabaseRequest,
   type DatabaseView,
+  type AddKubeClusterRequest,
+  type KubeClusterView,
   type LintMessage,
   type LockView,
   type TokenView,
@@ -194,6 +196,15 @@ export class GatehouseClient implements AdminApi {
   }
   removeDatabase(name: string): Promise<void> {
     return this.#json(ADMIN_ROUTES.removeDatabase, { name });
+  }
+  listKubeClusters(): Promise<KubeClusterView[]> {
+    return this.#json(ADMIN_ROUTES.listKubeClusters, {});
+  }
+  addKubeCluster(req: AddKubeClusterRequest): Promise<KubeClusterView> {
+    return this.#json(ADMIN_ROUTES.addKubeCluster, {}, req);
+  }
+  removeKubeCluster(name: string): Promise<void> {
+    return this.#json(ADMIN_ROUTES.removeKubeCluster, { name });
   }
 
   // --- plumbing ------------------------------------------------------------

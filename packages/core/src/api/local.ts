@@ -1,4 +1,5 @@
 import type { DatabaseRegistry, DatabaseSpec } from '../databases/registry.js';
+import type { KubeClusterRegistry, KubeClusterSpec } from '../kube/registry.js';
 import { GatehouseError } from '../errors.js';
 import type { LockService } from '../identity/locks.js';
 import type { LockRecord, UserRecord } from '../identity/types.js';
@@ -11,6 +12,7 @@ import type {
   AuditPage,
   AuditQuery,
   DatabaseView,
+  KubeClusterView,
   LockView,
   TokenView,
   UserView,
@@ -27,12 +29,25 @@ export function databaseView(d: DatabaseSpec): DatabaseView {
   };
 }
 
+export function kubeClusterView(k: KubeClusterSpec): KubeClusterView {
+  return {
+    name: k.name,
+    labels: k.labels,
+    ...(k.context ? { context: k.context } : {}),
+    ...(k.inCluster ? { in_cluster: true } : {}),
+    ...(k.description ? { description: k.description } : {}),
+    source: k.source ?? 'dynamic',
+  };
+}
+
+
 export interface LocalAdminDeps {
   users: UserService;
   roles: RoleService;
   locks: LockService;
   audit: { search(q: AuditQuery): Promise<AuditPage> };
   databases: DatabaseRegistry;
+  kubeClusters: KubeClusterRegistry;
   /** Ends a deleted user's browser sessions. */
   endSessions: (user: string) => Promise<unknown>;
   /** The command a user runs to accept a token (needs the proxy address and CA pin). */
@@ -171,5 +186,23 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       return databaseView(spec);
     },
     removeDatabase: (name) => d.databases.remove(name, actor),
+    async listKubeClusters() {
+      return (await d.kubeClusters.list()).map(kubeClusterView);
+    },
+    async addKubeCluster(req) {
+      const spec = await d.kubeClusters.add(
+        {
+          name: req.name,
+          labels: req.labels ?? {},
+          ...(req.kubeconfig !== undefined ? { kubeconfig: req.kubeconfig } : {}),
+          ...(req.context ? { context: req.context } : {}),
+          ...(req.in_cluster ? { inCluster: true } : {}),
+          ...(req.description ? { description: req.description } : {}),
+        },
+        actor,
+      );
+      return kubeClusterView(spec);
+    },
+    removeKubeCluster: (name) => d.kubeClusters.remove(name, actor),
   };
 }

@@ -53,6 +53,10 @@ export const ADMIN_PERMISSIONS = {
   listDatabases: ['db', 'list'],
   addDatabase: ['db', 'create'],
   removeDatabase: ['db', 'delete'],
+  // Users without kube_cluster:list still see the clusters their roles reach (filtered below).
+  listKubeClusters: ['kube_cluster', 'list'],
+  addKubeCluster: ['kube_cluster', 'create'],
+  removeKubeCluster: ['kube_cluster', 'delete'],
 } as const satisfies Record<keyof AdminApi, readonly [ResourceKind, Verb]>;
 
 export interface ApiServerDeps {
@@ -318,6 +322,15 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
               .map((db) => ({ db, seen: c.principal.checker.databaseVisibility(db) }))
               .filter((x) => x.seen.visible)
               .map((x) => ({ ...x.db, allowed: { db_users: x.seen.dbUsers, db_names: x.seen.dbNames } }));
+          } else if (
+            name === 'listKubeClusters' &&
+            !c.principal.checker.checkRule('kube_cluster', 'list').allowed
+          ) {
+            const all = await d.admin(c.principal.user.name).listKubeClusters();
+            result = all
+              .map((k) => ({ k, seen: c.principal.checker.kubeVisibility(k) }))
+              .filter((x) => x.seen.visible)
+              .map((x) => ({ ...x.k, allowed: { kube_users: x.seen.kubeUsers, kube_groups: x.seen.kubeGroups } }));
           } else {
             await d.authorizer.checkRule(c.principal, resource, verb, {
               remoteAddr: ctx.remoteAddr,
@@ -446,6 +459,12 @@ async function callAdmin(
       return admin.addDatabase(b);
     case 'removeDatabase':
       return admin.removeDatabase(p.name!);
+    case 'listKubeClusters':
+      return admin.listKubeClusters();
+    case 'addKubeCluster':
+      return admin.addKubeCluster(b);
+    case 'removeKubeCluster':
+      return admin.removeKubeCluster(p.name!);
     default: {
       const never: never = name;
       throw new GatehouseError('GH_ERR_NOT_FOUND', `unknown admin call ${String(never)}`);

@@ -56,6 +56,28 @@ export interface AddDatabaseRequest {
   description?: string;
 }
 
+/** A registered Kubernetes cluster as `gatehouse kube ls` shows it (never its credentials). */
+export interface KubeClusterView {
+  name: string;
+  labels: Record<string, string>;
+  context?: string | undefined;
+  in_cluster?: boolean | undefined;
+  description?: string | undefined;
+  source: 'config' | 'dynamic';
+  /** For a user listing: the Kubernetes users and groups their roles allow. */
+  allowed?: { kube_users: string[]; kube_groups: string[] } | undefined;
+}
+
+export interface AddKubeClusterRequest {
+  name: string;
+  labels?: Record<string, string>;
+  /** Kubeconfig YAML text with Gatehouse's upstream credentials (stored sealed). */
+  kubeconfig?: string;
+  context?: string;
+  in_cluster?: boolean;
+  description?: string;
+}
+
 export interface LintMessage {
   line: number;
   column: number;
@@ -122,6 +144,11 @@ export interface AdminApi {
   listDatabases(): Promise<DatabaseView[]>;
   addDatabase(req: AddDatabaseRequest): Promise<DatabaseView>;
   removeDatabase(name: string): Promise<void>;
+
+  /** Kubernetes clusters the caller may reach (all of them for an admin with kube_cluster:list). */
+  listKubeClusters(): Promise<KubeClusterView[]>;
+  addKubeCluster(req: AddKubeClusterRequest): Promise<KubeClusterView>;
+  removeKubeCluster(name: string): Promise<void>;
 }
 
 /** One table for the HTTP client and server, so paths cannot drift. */
@@ -146,4 +173,7 @@ export const ADMIN_ROUTES = {
   listDatabases: ['GET', '/v1/databases'],
   addDatabase: ['POST', '/v1/databases'],
   removeDatabase: ['DELETE', '/v1/databases/:name'],
+  listKubeClusters: ['GET', '/v1/kube/clusters'],
+  addKubeCluster: ['POST', '/v1/kube/clusters'],
+  removeKubeCluster: ['DELETE', '/v1/kube/clusters/:name'],
 } as const satisfies Record<keyof AdminApi, readonly [string, string]>;

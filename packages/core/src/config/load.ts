@@ -24,6 +24,14 @@ export interface GatehouseConfig {
     serverName?: string | undefined;
     description?: string | undefined;
   }[];
+  kubeClusters: {
+    name: string;
+    labels: Record<string, string>;
+    kubeconfig?: string | undefined;
+    context?: string | undefined;
+    inCluster?: boolean | undefined;
+    description?: string | undefined;
+  }[];
   auth: {
     secondFactor: 'otp' | 'off';
     maxLoginAttempts: number;
@@ -148,6 +156,14 @@ function resolve(
       caFile: d.ca_file,
       serverName: d.server_name,
       description: d.description,
+    })),
+    kubeClusters: c.kube_clusters.map((k) => ({
+      name: k.name,
+      labels: k.labels,
+      kubeconfig: k.kubeconfig,
+      context: k.context,
+      inCluster: k.in_cluster,
+      description: k.description,
     })),
     auth: {
       secondFactor: c.auth.second_factor,

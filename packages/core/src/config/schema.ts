@@ -44,6 +44,24 @@ export const configSchema = z
           .strict(),
       )
       .default([]),
+    /** Kubernetes clusters Gatehouse fronts (more can be added at run time with `gatehouse kube add`). */
+    kube_clusters: z
+      .array(
+        z
+          .object({
+            name: z.string(),
+            labels: z.record(z.string(), z.string()).default({}),
+            /** Kubeconfig file with Gatehouse's own upstream credentials. */
+            kubeconfig: z.string().optional(),
+            /** Context in that kubeconfig; default: its current-context. */
+            context: z.string().optional(),
+            /** Use the pod's service account (Gatehouse running inside the cluster). */
+            in_cluster: z.boolean().optional(),
+            description: z.string().optional(),
+          })
+          .strict(),
+      )
+      .default([]),
     auth: z
       .object({
         /** `otp` requires a TOTP code at login; `off` is for test setups only. */

@@ -44,6 +44,7 @@ export class Routes {
   #postgres: PostgresHandlers | undefined;
   readonly #alpn = new Map<string, TlsHandler>();
   readonly #sni = new Map<string, TlsHandler>();
+  readonly #sniSuffix = new Map<string, TlsHandler>();
 
   ssh(handler: RawHandler): void {
     if (this.#ssh) throw duplicate('the SSH route');
@@ -77,6 +78,20 @@ export class Routes {
   }
 
   /**
+   * TLS connections whose SNI is `<name>.<suffix>` (e.g. suffix "kube.acme"
+   * for <kube cluster>.kube.acme): one wildcard certificate name
+   * (*.<suffix>) then covers every name, which a `<prefix>.<name>` scheme
+   * cannot (wildcards only stand for the leftmost label).
+   */
+  sniSuffix(suffix: string, handler: TlsHandler): void {
+    if (!/^[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(suffix)) {
+      throw new GatehouseError('GH_ERR_VALIDATION', `SNI route suffix "${suffix}" must be a DNS name`);
+    }
+    if (this.#sniSuffix.has(suffix)) throw duplicate(`the SNI route *.${suffix}`);
+    this.#sniSuffix.set(suffix, handler);
+  }
+
+  /**
    * A protocol that cannot share the main port (MySQL speaks first) gets its
    * own listener, opened and closed with the gateway's.
    */
@@ -104,7 +119,8 @@ export class Routes {
   sniHandler(servername: string | undefined): TlsHandler | undefined {
     if (!servername) return undefined;
     const dot = servername.indexOf('.');
-    return dot > 0 ? this.#sni.get(servername.slice(0, dot)) : undefined;
+    if (dot <= 0) return undefined;
+    return this.#sni.get(servername.slice(0, dot)) ?? this.#sniSuffix.get(servername.slice(dot + 1).toLowerCase());
   }
 }
 

@@ -283,6 +283,35 @@ export class AccessChecker {
     };
   }
 
+  /**
+   * Whether a Kubernetes cluster shows up in the user's `kube ls`: some
+   * role's kube_labels match and no role denies its labels outright. Also
+   * reports the users and groups those roles allow, for display.
+   */
+  kubeVisibility(cluster: { name: string; labels: Record<string, string> }): {
+    visible: boolean;
+    kubeUsers: string[];
+    kubeGroups: string[];
+  } {
+    const hidden = { visible: false, kubeUsers: [], kubeGroups: [] };
+    for (const role of this.#roles) {
+      const d = role.deny;
+      if (d.kube_labels === undefined || d.kube_users !== undefined || d.kube_groups !== undefined) continue;
+      if (matchLabels(d.kube_labels, cluster.labels, this.#cache).matched) return hidden;
+    }
+    const roles = this.#roles.filter(
+      (r) =>
+        r.allow.kube_labels !== undefined &&
+        matchLabels(r.allow.kube_labels, cluster.labels, this.#cache).matched,
+    );
+    if (roles.length === 0) return hidden;
+    return {
+      visible: true,
+      kubeUsers: [...new Set(roles.flatMap((r) => r.allow.kube_users ?? []))],
+      kubeGroups: [...new Set(roles.flatMap((r) => r.allow.kube_groups ?? []))],
+    };
+  }
+
   checkKube(
     cluster: { name: string; labels: Record<string, string> },
     req: { user?: string | undefined; groups?: string[] | undefined } = {},

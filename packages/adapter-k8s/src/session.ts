@@ -1,0 +1,600 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { KubeAudit, type KubeRequestFields } from '@gatehouse/audit';
+import {
+  type AdapterContext,
+  GatehouseError,
+  type Grant,
+  type KubeClusterSpec,
+  type TlsConnectionInfo,
+} from '@gatehouse/core';
+import { statusFromError } from './errors.js';
+import { ExecTap } from './exec.js';
+import type { KubeUpstream } from './upstream.js';
+import { execParams, formatCommand, type KubeRequestInfo, parseKubeRequest, SESSION_SUBRESOURCES } from './wire/apipath.js';
+import { isChannelProtocol } from './wire/channel.js';
+import { type KubeStatus, kubeStatus } from './wire/status.js';
+
+/** What the adapter shares with every connection. */
+export interface AdapterState {
+  ctx: AdapterContext;
+  upstream(spec: KubeClusterSpec): Promise<KubeUpstream>;
+  upstreamTimeoutMs: number;
+  liveCheckIntervalMs: number;
+  /**
+   * Upstream refusals of WebSocket exec/attach upgrades, by user and path.
+   * kubectl falls back to SPDY after a failed WebSocket upgrade; when Gatehouse
+   * then refuses SPDY (unrecordable), the user must still see the API
+   * server's own reason, not ours.
+   */
+  refusals: Map<string, { at: number; code: number; body: Buffer }>;
+}
+
+interface Authorized {
+  grant: Grant;
+  spec: KubeClusterSpec;
+  audit: KubeAudit;
+  user: string;
+  groups: string[];
+}
+
+/** Hop-by-hop headers (RFC 9110 7.6.1) and everything that names a caller: never forwarded. */
+const DROP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+  'authorization',
+]);
+
+export function impersonationHeaders(headers: IncomingHttpHeaders): string[] {
+  return Object.keys(headers).filter((h) => h.toLowerCase().startsWith('impersonate-'));
+}
+
+/** The client's headers minus hop-by-hop, credentials and any caller identity claims. */
+export function forwardHeaders(headers: IncomingHttpHeaders, keepUpgrade: boolean): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) {
+    const l = k.toLowerCase();
+    if (v === undefined) continue;
+    if (l.startsWith('impersonate-') || l.startsWith('x-remote-')) continue;
+    if (DROP.has(l) && !(keepUpgrade && (l === 'connection' || l === 'upgrade'))) continue;
+    out[l] = v;
+  }
+  return out;
+}
+
+/**
+ * One kubectl connection (TLS, SNI <cluster>.kube.<gatehouse cluster>).
+ * Access is decided by core once per connection and re-checked while it
+ * lives; every request is audited; exec/attach sessions are recorded.
+ */
+export class KubeConnection {
+  readonly #s: AdapterState;
+  readonly #socket: TLSSocket;
+  readonly #info: TlsConnectionInfo;
+  readonly #cluster: string;
+  #auth: Promise<Authorized> | undefined;
+  #checkedAt = 0;
+  /** Long-lived streams (exec, attach, port-forward, watches, logs -f) to end on a lock or expiry. */
+  readonly #streams = new Set<(reason: string) => void>();
+  #closed = false;
+
+  constructor(s: AdapterState, socket: TLSSocket, info: TlsConnectionInfo, cluster: string) {
+    this.#s = s;
+    this.#socket = socket;
+    this.#info = info;
+    this.#cluster = cluster;
+    socket.once('close', () => {
+      this.#closed = true;
+      for (const end of [...this.#streams]) end('client disconnected');
+    });
+  }
+
+  get hasStreams(): boolean {
+    return this.#streams.size > 0;
+  }
+
+  async #authorize(): Promise<Authorized> {
+    const { ctx } = this.#s;
+    const spec = await ctx.kubeClusters.get(this.#cluster);
+    const labels = spec?.labels ?? {};
+    // An unknown cluster is still asked of core, so the denial is audited the same way.
+    const grant = await ctx.authorizer.authorize(
+      this.#info.identity,
+      { kind: 'kube', name: this.#cluster, labels },
+      { remoteAddr: this.#info.remoteAddr, protocol: 'kube' },
+    );
+    if (!spec) {
+      throw new GatehouseError('GH_ERR_NOT_FOUND', `Kubernetes cluster "${this.#cluster}" is not registered`, {
+        hint: 'list clusters with gatehouse kube ls',
+      });
+    }
+    const users = grant.kube?.users ?? [];
+    if (users.length > 1) {
+      return ctx.authorizer.deny(
+        grant.identity,
+        { kind: 'kube', name: this.#cluster },
+        `your roles allow several Kubernetes users (${users.join(', ')}); Gatehouse cannot pick one`,
+        { remoteAddr: this.#info.remoteAddr, protocol: 'kube' },
+        { field: 'kube_users', hint: 'ask an admin to grant a single kube_users value' },
+      );
+    }
+    const user = users[0] ?? grant.identity.user;
+    const groups = grant.kube?.groups ?? [];
+    const audit = new KubeAudit(
+      ctx.audit,
+      {
+        user: grant.identity.user,
+        server: this.#cluster,
+        addr: { remote: this.#info.remoteAddr },
+        kube_cluster: this.#cluster,
+        kube_user: user,
+        kube_groups: groups,
+      },
+      { now: () => ctx.clock.now().getTime() },
+    );
+    this.#checkedAt = ctx.clock.now().getTime();
+    return { grant, spec, audit, user, groups };
+  }
+
+  /** The authorized session of this connection; re-checks the user (locks, expiry) at most once per interval. */
+  async session(): Promise<Authorized> {
+    if (!this.#auth) {
+      this.#auth = this.#authorize();
+      // A denial is not cached as a grant, but it is final for this connection.
+    }
+    const a = await this.#auth;
+    await this.recheck(a);
+    return a;
+  }
+
+  /** Throws when the grant expired or core no longer accepts the identity. */
+  async recheck(a: Authorized, force = false): Promise<void> {
+    const { ctx } = this.#s;
+    const now = ctx.clock.now().getTime();
+    if (now >= a.grant.expires.getTime()) {
+      throw new GatehouseError('GH_ERR_CERT_EXPIRED', `access ended at ${a.grant.expires.toISOString()}`, {
+        hint: 'log in again with gatehouse login',
+      });
+    }
+    if (!force && now - this.#checkedAt < this.#s.liveCheckIntervalMs) return;
+    this.#checkedAt = now;
+    await ctx.authorizer.principal(a.grant.identity);
+  }
+
+  /** Called by the adapter's timer: ends every stream when access ended. */
+  async sweep(): Promise<void> {
+    if (!this.#auth || this.#streams.size === 0) return;
+    let a: Authorized;
+    try {
+      a = await this.#auth;
+    } catch {
+      return;
+    }
+    try {
+      await this.recheck(a, true);
+    } catch (err) {
+      const reason = (err as Error).message;
+      for (const end of [...this.#streams]) end(reason);
+      this.#socket.destroy();
+    }
+  }
+
+  async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const info = parseKubeRequest(req.method ?? 'GET', req.url ?? '/');
+    let a: Authorized;
+    try {
+      a = await this.session();
+    } catch (err) {
+      sendStatus(res, statusFromError(err));
+      return;
+    }
+    const forged = impersonationHeaders(req.headers);
+    if (forged.length > 0) {
+      const st = forgedStatus(forged);
+      await this.#auditRequest(a, info, st.code, st.message);
+      sendStatus(res, st);
+      return;
+    }
+    let up: KubeUpstream;
+    try {
+      up = await this.#s.upstream(a.spec);
+    } catch (err) {
+      const st = statusFromError(err);
+      await this.#auditRequest(a, info, st.code, st.message);
+      sendStatus(res, st);
+      return;
+    }
+    const headers = this.#upstreamHeaders(a, up, req.headers, false);
+    const upReq = https.request({
+      protocol: 'https:',
+      hostname: up.url.hostname,
+      port: up.url.port || 443,
+      method: req.method,
+      path: joinPath(up.url, req.url ?? '/'),
+      headers,
+      agent: up.agent,
+      ...(up.servername ? { servername: up.servername } : {}),
+    });
+    const timer = setTimeout(() => {
+      upReq.destroy(new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', `the API server of "${a.spec.name}" did not answer in time`));
+    }, this.#s.upstreamTimeoutMs);
+    let endStream: ((reason: string) => void) | undefined;
+    const done = () => {
+      clearTimeout(timer);
+      if (endStream) this.#streams.delete(endStream);
+    };
+    upReq.on('response', (upRes) => {
+      clearTimeout(timer);
+      const code = upRes.statusCode ?? 502;
+      void this.#auditRequest(a, info, code);
+      res.writeHead(code, upRes.statusMessage, responseHeaders(upRes.headers));
+      // Watches and `logs -f` stream for as long as they run: nothing may wait for the body.
+      res.flushHeaders();
+      if (info.verb === 'watch' || isFollow(req.url)) {
+        endStream = () => {
+          upRes.destroy();
+          res.destroy();
+        };
+        this.#streams.add(endStream);
+      }
+      upRes.on('data', (c: Buffer) => {
+        res.write(c);
+      });
+      upRes.on('end', () => {
+        done();
+        res.end();
+      });
+      upRes.on('error', () => {
+        done();
+        res.destroy();
+      });
+    });
+    upReq.on('error', (err) => {
+      done();
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const st = upstreamDown(a.spec.name, err);
+      void this.#auditRequest(a, info, st.code, st.message);
+      sendStatus(res, st);
+    });
+    res.on('close', () => {
+      done();
+      if (!res.writableFinished) upReq.destroy();
+    });
+    req.pipe(upReq);
+  }
+
+  /** exec, attach, port-forward: HTTP upgrades to WebSocket or SPDY, relayed byte for byte. */
+  async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.pause();
+    const url = req.url ?? '/';
+    const info = parseKubeRequest(req.method ?? 'GET', url);
+    // An upgrade is "connect" in Kubernetes' own authorization terms.
+    if (info.resourceRequest) info.verb = 'connect';
+    let a: Authorized;
+    try {
+      a = await this.session();
+    } catch (err) {
+      writeRawStatus(socket, statusFromError(err));
+      return;
+    }
+    const forged = impersonationHeaders(req.headers);
+    if (forged.length > 0) {
+      const st = forgedStatus(forged);
+      await this.#auditRequest(a, info, st.code, st.message);
+      writeRawStatus(socket, st);
+      return;
+    }
+    const isSession = info.resource === 'pods' && SESSION_SUBRESOURCES.has(info.subresource ?? '');
+    const ep = execParams(url);
+    const command = info.subresource === 'attach' ? `attach ${ep.container ?? ''}`.trim() : formatCommand(ep.command);
+    const sessionId = randomUUID();
+    const record = isSession && a.grant.options.recordSession.kube;
+    const wantsWs = String(req.headers.upgrade ?? '').toLowerCase() === 'websocket';
+    const refusalKey = `${a.grant.identity.user}|${info.path}`;
+    if (record && !wantsWs) {
+      const earlier = this.#s.refusals.get(refusalKey);
+      if (earlier && this.#s.ctx.clock.now().getTime() - earlier.at < 30_000) {
+        this.#s.refusals.delete(refusalKey);
+        await this.#auditRequest(a, info, earlier.code);
+        socket.end(
+          `HTTP/1.1 ${earlier.code} Refused\r\ncontent-type: application/json\r\ncontent-length: ${earlier.body.length}\r\n` +
+            `connection: close\r\n\r\n${earlier.body.toString('utf8')}`,
+        );
+        return;
+      }
+      // SPDY frames are not parsed here, and a session that must be recorded may not run unrecorded.
+      const st = kubeStatus(
+        403,
+        'gatehouse: this session must be recorded, and Gatehouse records exec/attach over WebSocket only ' +
+          '(unset KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false, or use kubectl 1.30 or newer)',
+      );
+      await this.#auditRequest(a, info, st.code, st.message);
+      await a.audit.onExecStartFailed(fields(info), { sessionId, command, error: st.message });
+      writeRawStatus(socket, st);
+      return;
+    }
+    let up: KubeUpstream;
+    try {
+      up = await this.#s.upstream(a.spec);
+    } catch (err) {
+      const st = statusFromError(err);
+      await this.#auditRequest(a, info, st.code, st.message);
+      writeRawStatus(socket, st);
+      return;
+    }
+    const headers = this.#upstreamHeaders(a, up, req.headers, true);
+    const upReq = https.request({
+      protocol: 'https:',
+      hostname: up.url.hostname,
+      port: up.url.port || 443,
+      method: req.method,
+      path: joinPath(up.url, url),
+      headers,
+      agent: false,
+      ca: (up.agent.options as https.AgentOptions).ca,
+      cert: (up.agent.options as https.AgentOptions).cert,
+      key: (up.agent.options as https.AgentOptions).key,
+      rejectUnauthorized: (up.agent.options as https.AgentOptions).rejectUnauthorized,
+      ...(up.servername ? { servername: up.servername } : {}),
+    });
+    const timer = setTimeout(() => {
+      upReq.destroy(new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', `the API server of "${a.spec.name}" did not answer in time`));
+    }, this.#s.upstreamTimeoutMs);
+    socket.on('error', () => upReq.destroy());
+    upReq.on('response', (upRes) => {
+      // Refused upstream (e.g. the impersonated user may not exec): relay the Status as it is.
+      clearTimeout(timer);
+      const code = upRes.statusCode ?? 502;
+      void this.#auditRequest(a, info, code);
+      if (isSession) void a.audit.onExecStartFailed(fields(info), { sessionId, command, error: `upstream answered ${code}` });
+      const lines = [`HTTP/1.1 ${code} ${upRes.statusMessage ?? ''}`];
+      for (const [k, v] of Object.entries(responseHeaders(upRes.headers))) {
+        for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one}`);
+      }
+      lines.push('connection: close', '', '');
+      socket.write(lines.join('\r\n'));
+      const kept: Buffer[] = [];
+      let size = 0;
+      upRes.on('data', (c: Buffer) => {
+        if (size < 65_536) kept.push(c);
+        size += c.length;
+      });
+      upRes.on('end', () => {
+        if (!isSession || size > 65_536) return;
+        const refusals = this.#s.refusals;
+        if (refusals.size > 1000) refusals.clear();
+        refusals.set(refusalKey, { at: this.#s.ctx.clock.now().getTime(), code, body: Buffer.concat(kept) });
+      });
+      upRes.pipe(socket);
+    });
+    upReq.on('error', (err) => {
+      clearTimeout(timer);
+      const st = upstreamDown(a.spec.name, err);
+      void this.#auditRequest(a, info, st.code, st.message);
+      if (isSession) void a.audit.onExecStartFailed(fields(info), { sessionId, command, error: st.message });
+      writeRawStatus(socket, st);
+    });
+    upReq.on('upgrade', (upRes, upSocket, upHead) => {
+      clearTimeout(timer);
+      void this.#startStream(a, info, { socket, head, upRes, upSocket, upHead, isSession, record, sessionId, command, tty: ep.tty, container: ep.container }).catch(
+        (err: unknown) => {
+          this.#s.ctx.log('error', 'kube stream failed to start', err);
+          upSocket.destroy();
+          socket.destroy();
+        },
+      );
+    });
+    upReq.end();
+  }
+
+  async #startStream(
+    a: Authorized,
+    info: KubeRequestInfo,
+    o: {
+      socket: Duplex;
+      head: Buffer;
+      upRes: IncomingMessage;
+      upSocket: Duplex;
+      upHead: Buffer;
+      isSession: boolean;
+      record: boolean;
+      sessionId: string;
+      command: string;
+      tty: boolean;
+      container: string | undefined;
+    },
+  ): Promise<void> {
+    const { socket, upSocket } = o;
+    const protocol = header(o.upRes.headers, 'sec-websocket-protocol');
+    await this.#auditRequest(a, info, 101);
+    let tap: ExecTap | undefined;
+    if (o.isSession) {
+      if (o.record && !isChannelProtocol(protocol)) {
+        throw new GatehouseError('GH_ERR_ACCESS_DENIED', `cannot record the stream protocol "${protocol ?? 'none'}"`);
+      }
+      const execAudit = await a.audit.onExecStart(fields(info), {
+        sessionId: o.sessionId,
+        command: o.command,
+        container: o.container,
+        tty: o.tty,
+        recorded: o.record,
+      });
+      const end = (reason: string | undefined, error?: string) => {
+        void execAudit
+          .onEnd({ exitCode: tap?.exitCode, reason, error })
+          .catch((e: unknown) => this.#s.ctx.log('error', 'audit of kube.exec.end failed', e));
+      };
+      tap = o.record
+        ? await ExecTap.create({
+            recordings: this.#s.ctx.recordings,
+            protocol: protocol ?? '',
+            meta: {
+              session_id: o.sessionId,
+              kind: 'kube',
+              user: a.grant.identity.user,
+              login: a.user,
+              server: a.spec.name,
+              command: o.command,
+              cols: 80,
+              rows: 24,
+            },
+            onError: (err) => {
+              this.#s.ctx.log('error', `recording of kube session ${o.sessionId} failed; ending it`, err);
+              stop('recording failed');
+            },
+          })
+        : ExecTap.unrecorded(protocol ?? '');
+      let stopped = false;
+      const stop = (reason: string | undefined) => {
+        if (stopped) return;
+        stopped = true;
+        this.#streams.delete(stop);
+        if (reason) tap?.marker(`session ended: ${reason}`);
+        socket.destroy();
+        upSocket.destroy();
+        void tap?.close().finally(() => end(reason));
+      };
+      this.#streams.add(stop);
+      socket.once('close', () => stop(undefined));
+      upSocket.once('close', () => stop(undefined));
+      if (this.#closed) stop('client disconnected');
+    } else {
+      const stop = () => {
+        this.#streams.delete(stop);
+        socket.destroy();
+        upSocket.destroy();
+      };
+      this.#streams.add(stop);
+      socket.once('close', stop);
+      upSocket.once('close', stop);
+    }
+    const lines = [`HTTP/1.1 101 ${o.upRes.statusMessage || 'Switching Protocols'}`];
+    for (let i = 0; i < o.upRes.rawHeaders.length; i += 2) lines.push(`${o.upRes.rawHeaders[i]}: ${o.upRes.rawHeaders[i + 1]}`);
+    lines.push('', '');
+    socket.write(lines.join('\r\n'));
+    const fromUp = (c: Buffer) => {
+      tap?.fromServer(c);
+      if (!socket.write(c)) {
+        upSocket.pause();
+        socket.once('drain', () => upSocket.resume());
+      }
+    };
+    const fromClient = (c: Buffer) => {
+      tap?.fromClient(c);
+      if (!upSocket.write(c)) {
+        socket.pause();
+        upSocket.once('drain', () => socket.resume());
+      }
+    };
+    if (o.upHead.length > 0) fromUp(o.upHead);
+    if (o.head.length > 0) fromClient(o.head);
+    upSocket.on('data', fromUp);
+    socket.on('data', fromClient);
+    upSocket.on('error', () => socket.destroy());
+    socket.on('error', () => upSocket.destroy());
+    upSocket.on('end', () => socket.end());
+    socket.on('end', () => upSocket.end());
+    socket.resume();
+  }
+
+  #upstreamHeaders(a: Authorized, up: KubeUpstream, h: IncomingHttpHeaders, upgrade: boolean): OutgoingHttpHeaders {
+    const headers = forwardHeaders(h, upgrade);
+    Object.assign(headers, up.headers);
+    headers.host = up.url.host;
+    headers['impersonate-user'] = a.user;
+    if (a.groups.length > 0) headers['impersonate-group'] = a.groups;
+    return headers;
+  }
+
+  async #auditRequest(a: Authorized, info: KubeRequestInfo, code: number, error?: string): Promise<void> {
+    await a.audit
+      .onRequest(fields(info), { code, ...(error ? { error } : {}) })
+      .catch((err: unknown) => this.#s.ctx.log('error', 'audit of kube.request failed', err));
+  }
+}
+
+function fields(info: KubeRequestInfo): KubeRequestFields {
+  const resource = info.resource ? (info.subresource ? `${info.resource}/${info.subresource}` : info.resource) : undefined;
+  return {
+    verb: info.verb,
+    method: info.method,
+    path: info.path,
+    ...(resource ? { resource } : {}),
+    ...(info.apiGroup ? { api_group: info.apiGroup } : {}),
+    ...(info.namespace ? { namespace: info.namespace } : {}),
+    ...(info.name ? { name: info.name } : {}),
+  };
+}
+
+function forgedStatus(names: string[]): KubeStatus {
+  return kubeStatus(
+    403,
+    `gatehouse: impersonation headers are not accepted (${names.join(', ')}): Gatehouse impersonates the user and groups ` +
+      'your roles grant; drop --as/--as-group, or ask an admin for a role with the kube_users/kube_groups you need',
+  );
+}
+
+function upstreamDown(cluster: string, err: Error): KubeStatus {
+  const slow = err instanceof GatehouseError;
+  return kubeStatus(
+    slow ? 504 : 503,
+    slow
+      ? `gatehouse: ${err.message}`
+      : `gatehouse: the API server of cluster "${cluster}" is unreachable (${err.message}); try again later or tell an admin`,
+  );
+}
+
+function isFollow(url: string | undefined): boolean {
+  return /[?&]follow=(true|1)\b/.test(url ?? '');
+}
+
+function header(h: IncomingHttpHeaders, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function joinPath(base: URL, reqUrl: string): string {
+  const prefix = base.pathname.replace(/\/+$/, '');
+  return `${prefix}${reqUrl.startsWith('/') ? reqUrl : `/${reqUrl}`}`;
+}
+
+function responseHeaders(h: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || DROP.has(k)) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+export function sendStatus(res: ServerResponse, st: KubeStatus): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(st);
+  res.writeHead(st.code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+export function writeRawStatus(socket: Duplex, st: KubeStatus): void {
+  const body = JSON.stringify(st);
+  socket.end(
+    `HTTP/1.1 ${st.code} ${st.reason}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `connection: close\r\n\r\n${body}`,
+  );
+}

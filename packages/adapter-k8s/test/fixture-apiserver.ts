@@ -1,0 +1,397 @@
+/**
+ * A small Kubernetes API server for tests (no kube-apiserver can be
+ * installed here). It checks what a real one would for our purposes: only
+ * Gatehouse's upstream credentials (a client certificate from the fixture CA
+ * with CN=gatehouse, or a bearer token) are accepted, each request is served
+ * AS the impersonated user and groups, and a small RBAC table decides.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import path from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { WebSocketServer, type WebSocket } from 'ws';
+
+export interface RbacRule {
+  group?: string;
+  user?: string;
+  verbs: string[];
+  resources: string[];
+  namespaces: string[];
+}
+
+/** developers: pods in default (read, exec, logs, port-forward); viewers: get pods only. */
+export const DEFAULT_RBAC: RbacRule[] = [
+  { group: 'developers', verbs: ['get', 'list', 'watch'], resources: ['pods', 'pods/log'], namespaces: ['default'] },
+  {
+    group: 'developers',
+    verbs: ['create', 'get'],
+    resources: ['pods/exec', 'pods/attach', 'pods/portforward'],
+    namespaces: ['default'],
+  },
+  { group: 'viewers', verbs: ['get'], resources: ['pods'], namespaces: ['default'] },
+];
+
+export interface SeenRequest {
+  method: string;
+  path: string;
+  /** Who the request was served as. */
+  user: string;
+  groups: string[];
+  code: number;
+}
+
+export interface FixtureApiServer {
+  port: number;
+  url: string;
+  caPem: string;
+  /** A kubeconfig with Gatehouse's upstream credentials (client cert). */
+  kubeconfig: string;
+  /** The same cluster with a bearer token instead of a client cert. */
+  tokenKubeconfig: string;
+  /** A client cert from the fixture CA that is NOT Gatehouse (CN=mallory). */
+  otherClient: { cert: string; key: string };
+  requests: SeenRequest[];
+  /** A TCP echo server port-forward connects to. */
+  echoPort: number;
+  close(): Promise<void>;
+}
+
+const PODS = [
+  { name: 'web-1', namespace: 'default' },
+  { name: 'web-2', namespace: 'default' },
+  { name: 'db-0', namespace: 'kube-system' },
+];
+
+function openssl(args: string[], cwd: string): void {
+  execFileSync('openssl', args, { cwd, stdio: 'ignore' });
+}
+
+function makeCerts(dir: string) {
+  openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=fixture-kube-ca', '-days', '2'], dir);
+  const issue = (name: string, subj: string, ext: string) => {
+    openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj], dir);
+    writeFileSync(path.join(dir, `${name}.ext`), ext);
+    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`], dir);
+  };
+  issue('server', '/CN=fixture-apiserver', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  issue('gatehouse', '/O=system:masters/CN=gatehouse', 'extendedKeyUsage=clientAuth\n');
+  issue('mallory', '/CN=mallory', 'extendedKeyUsage=clientAuth\n');
+  const r = (f: string) => readFileSync(path.join(dir, f), 'utf8');
+  return {
+    ca: r('ca.crt'),
+    server: { cert: r('server.crt'), key: r('server.key') },
+    gatehouse: { cert: r('gatehouse.crt'), key: r('gatehouse.key') },
+    mallory: { cert: r('mallory.crt'), key: r('mallory.key') },
+  };
+}
+
+function b64(s: string): string {
+  return Buffer.from(s).toString('base64');
+}
+
+function status(code: number, reason: string, message: string, extra: Record<string, unknown> = {}) {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code, ...extra };
+}
+
+function send(res: ServerResponse, code: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function podObject(p: { name: string; namespace: string }) {
+  return {
+    kind: 'Pod',
+    apiVersion: 'v1',
+    metadata: { name: p.name, namespace: p.namespace, uid: `uid-${p.name}`, creationTimestamp: '2026-01-01T00:00:00Z', resourceVersion: '1' },
+    spec: { containers: [{ name: 'app', image: 'fixture/app:1' }] },
+    status: { phase: 'Running', containerStatuses: [{ name: 'app', ready: true, restartCount: 0, image: 'fixture/app:1' }] },
+  };
+}
+
+export async function startFixtureApiServer(opts: { dir: string; rbac?: RbacRule[]; token?: string }): Promise<FixtureApiServer> {
+  const certs = makeCerts(opts.dir);
+  const rbac = opts.rbac ?? DEFAULT_RBAC;
+  const token = opts.token ?? 'fixture-gatehouse-token';
+  const requests: SeenRequest[] = [];
+  const echo = net.createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
+  const echoPort = (echo.address() as net.AddressInfo).port;
+
+  type Who = { user: string; groups: string[] };
+  const authenticate = (req: IncomingMessage): Who | { error: string } => {
+    const sock = req.socket as TLSSocket;
+    const peer = sock.getPeerCertificate();
+    let authed = false;
+    if (sock.authorized && peer && peer.subject?.CN === 'gatehouse') authed = true;
+    if (req.headers.authorization === `Bearer ${token}`) authed = true;
+    if (!authed) return { error: 'Unauthorized' };
+    const user = req.headers['impersonate-user'];
+    if (typeof user !== 'string') return { user: 'gatehouse', groups: ['system:masters'] };
+    const groups = req.headersDistinct['impersonate-group'] ?? [];
+    return { user, groups: [...groups, 'system:authenticated'] };
+  };
+
+  const allowed = (who: Who, verb: string, resource: string, ns: string | undefined): boolean => {
+    if (who.groups.includes('system:masters')) return false; // Gatehouse must always impersonate in these tests
+    return rbac.some(
+      (r) =>
+        (r.group ? who.groups.includes(r.group) : r.user === who.user) &&
+        r.verbs.includes(verb) &&
+        r.resources.includes(resource) &&
+        (ns === undefined || r.namespaces.includes(ns)),
+    );
+  };
+
+  const forbidden = (who: Who, verb: string, resource: string, ns: string | undefined) => {
+    const [res, sub] = resource.split('/');
+    return status(
+      403,
+      'Forbidden',
+      `${res}${sub ? `${''}` : ''} is forbidden: User "${who.user}" cannot ${verb} resource "${res}"${sub ? ` subresource "${sub}"` : ''} in API group "" ${ns ? `in the namespace "${ns}"` : 'at the cluster scope'}`,
+      { details: { kind: res } },
+    );
+  };
+
+  const server = https.createServer({
+    key: certs.server.key,
+    cert: certs.server.cert,
+    ca: certs.ca,
+    requestCert: true,
+    rejectUnauthorized: false,
+  });
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'https://fixture');
+    const who = authenticate(req);
+    const record = (code: number) =>
+      requests.push({ method: req.method ?? '', path: url.pathname, user: 'user' in who ? who.user : '', groups: 'groups' in who ? who.groups : [], code });
+    if ('error' in who) {
+      record(401);
+      send(res, 401, status(401, 'Unauthorized', 'Unauthorized'));
+      return;
+    }
+    const p = url.pathname;
+    const discovery = (body: unknown) => {
+      record(200);
+      send(res, 200, body);
+    };
+    if (p === '/version') return discovery({ major: '1', minor: '32', gitVersion: 'v1.32.0-fixture', platform: 'linux/amd64' });
+    if (p === '/api') {
+      return discovery({ kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `127.0.0.1:${port}` }] });
+    }
+    if (p === '/apis') return discovery({ kind: 'APIGroupList', apiVersion: 'v1', groups: [] });
+    if (p === '/api/v1') {
+      return discovery({
+        kind: 'APIResourceList',
+        groupVersion: 'v1',
+        resources: [
+          { name: 'pods', singularName: 'pod', namespaced: true, kind: 'Pod', verbs: ['get', 'list', 'watch'], shortNames: ['po'] },
+          { name: 'pods/exec', singularName: '', namespaced: true, kind: 'PodExecOptions', verbs: ['create', 'get'] },
+          { name: 'pods/attach', singularName: '', namespaced: true, kind: 'PodAttachOptions', verbs: ['create', 'get'] },
+          { name: 'pods/log', singularName: '', namespaced: true, kind: 'Pod', verbs: ['get'] },
+          { name: 'pods/portforward', singularName: '', namespaced: true, kind: 'PodPortForwardOptions', verbs: ['create', 'get'] },
+        ],
+      });
+    }
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods(?:\/([^/]+)(?:\/([^/]+))?)?$/.exec(p);
+    if (!m) {
+      record(404);
+      send(res, 404, status(404, 'NotFound', `the server could not find the requested resource (${p})`));
+      return;
+    }
+    const [, ns, name, sub] = m;
+    const resource = sub ? `pods/${sub}` : 'pods';
+    const verb = name ? 'get' : url.searchParams.get('watch') === 'true' ? 'watch' : 'list';
+    if (!allowed(who, verb, resource, ns)) {
+      record(403);
+      send(res, 403, forbidden(who, verb, resource, ns));
+      return;
+    }
+    const pods = PODS.filter((x) => x.namespace === ns);
+    if (!name) {
+      record(200);
+      if ((req.headers.accept ?? '').includes('as=Table')) {
+        send(res, 200, {
+          kind: 'Table',
+          apiVersion: 'meta.k8s.io/v1',
+          metadata: { resourceVersion: '1' },
+          columnDefinitions: [
+            { name: 'Name', type: 'string', format: 'name', description: 'Name', priority: 0 },
+            { name: 'Ready', type: 'string', format: '', description: 'ready', priority: 0 },
+            { name: 'Status', type: 'string', format: '', description: 'status', priority: 0 },
+            { name: 'Restarts', type: 'string', format: '', description: 'restarts', priority: 0 },
+            { name: 'Age', type: 'string', format: '', description: 'age', priority: 0 },
+          ],
+          rows: pods.map((x) => ({
+            cells: [x.name, '1/1', 'Running', '0', '5m'],
+            object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: podObject(x).metadata },
+          })),
+        });
+      } else {
+        send(res, 200, { kind: 'PodList', apiVersion: 'v1', metadata: { resourceVersion: '1' }, items: pods.map(podObject) });
+      }
+      return;
+    }
+    const pod = pods.find((x) => x.name === name);
+    if (!pod) {
+      record(404);
+      send(res, 404, status(404, 'NotFound', `pods "${name}" not found`, { details: { name, kind: 'pods' } }));
+      return;
+    }
+    if (sub === 'log') {
+      record(200);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const follow = url.searchParams.get('follow') === 'true';
+      const lines = Number(url.searchParams.get('tailLines') ?? '') || 5;
+      if (!follow) {
+        for (let i = 1; i <= lines; i++) res.write(`log line ${i} of ${name}\n`);
+        res.end();
+        return;
+      }
+      // One line at a time, a while apart: a buffering proxy would deliver them all at the end.
+      let i = 0;
+      const timer = setInterval(() => {
+        i++;
+        res.write(`log line ${i} of ${name}\n`);
+        if (i >= 6) {
+          clearInterval(timer);
+          res.end();
+        }
+      }, 300);
+      res.on('close', () => clearInterval(timer));
+      return;
+    }
+    if (sub) {
+      record(400);
+      send(res, 400, status(400, 'BadRequest', `${sub} needs an upgrade`));
+      return;
+    }
+    record(200);
+    send(res, 200, podObject(pod));
+  });
+
+  const wss = new WebSocketServer({
+    noServer: true,
+    handleProtocols: (protocols) => {
+      for (const p of ['v5.channel.k8s.io', 'v4.channel.k8s.io']) if (protocols.has(p)) return p;
+      return false;
+    },
+  });
+
+  server.on('upgrade', (req: IncomingMessage, socket, head) => {
+    const url = new URL(req.url ?? '/', 'https://fixture');
+    const who = authenticate(req);
+    const refuse = (code: number, body: unknown) => {
+      const text = JSON.stringify(body);
+      socket.end(`HTTP/1.1 ${code} Refused\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+    };
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/(exec|attach|portforward)$/.exec(url.pathname);
+    const record = (code: number) =>
+      requests.push({ method: req.method ?? '', path: url.pathname, user: 'user' in who ? who.user : '', groups: 'groups' in who ? who.groups : [], code });
+    if ('error' in who) {
+      record(401);
+      return refuse(401, status(401, 'Unauthorized', 'Unauthorized'));
+    }
+    if (!m || String(req.headers.upgrade).toLowerCase() !== 'websocket') {
+      record(400);
+      return refuse(400, status(400, 'BadRequest', 'fixture: only WebSocket exec is served'));
+    }
+    const [, ns, name, sub] = m;
+    if (!allowed(who, 'create', `pods/${sub}`, ns)) {
+      record(403);
+      return refuse(403, forbidden(who, 'create', `pods/${sub}`, ns));
+    }
+    if (sub !== 'exec') {
+      record(400);
+      return refuse(400, status(400, 'BadRequest', `fixture: ${sub} is not served`));
+    }
+    record(101);
+    wss.handleUpgrade(req, socket, head, (ws) => runExec(ws, url, name!));
+  });
+
+  const children = new Set<ReturnType<typeof spawn>>();
+  const runExec = (ws: WebSocket, url: URL, pod: string) => {
+    const command = url.searchParams.getAll('command');
+    const child = spawn(command[0] ?? 'true', command.slice(1), {
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', POD_NAME: pod },
+    });
+    children.add(child);
+    const sendCh = (ch: number, data: Buffer) => {
+      if (ws.readyState === ws.OPEN) ws.send(Buffer.concat([Buffer.from([ch]), data]));
+    };
+    child.stdout.on('data', (d: Buffer) => sendCh(1, d));
+    child.stderr.on('data', (d: Buffer) => sendCh(2, d));
+    child.stdin.on('error', () => {});
+    child.on('error', (err) => {
+      sendCh(3, Buffer.from(JSON.stringify(status(500, 'InternalError', `exec failed: ${err.message}`))));
+      ws.close(1000);
+    });
+    child.on('close', (code) => {
+      children.delete(child);
+      const st =
+        code === 0
+          ? { metadata: {}, status: 'Success' }
+          : {
+              metadata: {},
+              status: 'Failure',
+              message: `command terminated with non-zero exit code: exit status ${code}`,
+              reason: 'NonZeroExitCode',
+              details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
+            };
+      sendCh(3, Buffer.from(JSON.stringify(st)));
+      ws.close(1000);
+    });
+    ws.on('message', (data: Buffer) => {
+      const ch = data[0];
+      if (ch === 0) child.stdin.write(data.subarray(1));
+      else if (ch === 255 && data[1] === 0) child.stdin.end();
+    });
+    ws.on('close', () => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
+  };
+
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as net.AddressInfo).port;
+  const url = `https://127.0.0.1:${port}`;
+  const kubeconfig = (user: string) => `apiVersion: v1
+kind: Config
+clusters:
+- name: fixture
+  cluster:
+    server: ${url}
+    certificate-authority-data: ${b64(certs.ca)}
+contexts:
+- name: fixture
+  context: { cluster: fixture, user: gatehouse }
+current-context: fixture
+users:
+- name: gatehouse
+  user:
+${user}
+`;
+  return {
+    port,
+    url,
+    caPem: certs.ca,
+    kubeconfig: kubeconfig(
+      `    client-certificate-data: ${b64(certs.gatehouse.cert)}\n    client-key-data: ${b64(certs.gatehouse.key)}`,
+    ),
+    tokenKubeconfig: kubeconfig(`    token: ${token}`),
+    otherClient: certs.mallory,
+    requests,
+    echoPort,
+    async close() {
+      for (const c of children) c.kill('SIGKILL');
+      for (const c of wss.clients) c.terminate();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await new Promise<void>((r) => echo.close(() => r()));
+    },
+  };
+}
