@@ -19,7 +19,7 @@ export function denialToWire(e: unknown): WireError {
     if (field === 'db_names' || field === 'unknown_database')
       return { err: ER.DBACCESS_DENIED, message: text };
     if (field !== undefined) return { err: ER.ACCESS_DENIED, message: text };
-    if (e.code === 'GH_ERR_UPSTREAM_UNAVAILABLE') return { err: ER.CONN_HOST_ERROR, message: text };
+    if (e.code === 'GH_ERR_UPSTREAM_UNAVAILABLE') return { err: ER.UPSTREAM_UNREACHABLE, message: text };
     if (e.code === 'GH_ERR_ACCESS_DENIED' || e.code === 'GH_ERR_UNAUTHENTICATED') {
       return { err: ER.ACCESS_DENIED, message: text };
     }

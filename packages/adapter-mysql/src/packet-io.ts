@@ -9,7 +9,6 @@ import { type Packet, PacketDecoder } from './wire/codec.js';
 export class PacketChannel {
   readonly socket: Duplex;
   readonly decoder: PacketDecoder;
-  #queue: Packet[] = [];
   #waiter: { resolve: (p: Packet) => void; reject: (e: Error) => void } | undefined;
   #error: Error | undefined;
   #attached = true;
@@ -24,12 +23,7 @@ export class PacketChannel {
   }
 
   #onData = (chunk: Buffer) => {
-    try {
-      this.#queue.push(...this.decoder.push(chunk));
-    } catch (e) {
-      this.fail(e as Error);
-      return;
-    }
+    this.decoder.feed(chunk);
     this.#deliver();
   };
   #onError = (e: Error) => this.fail(e);
@@ -37,13 +31,17 @@ export class PacketChannel {
 
   #deliver(): void {
     if (!this.#waiter) return;
-    const p = this.#queue.shift();
+    let p: Packet | undefined;
+    try {
+      p = this.decoder.read();
+    } catch (e) {
+      if (!this.#error) this.#error = e as Error;
+    }
+    const w = this.#waiter;
     if (p) {
-      const w = this.#waiter;
       this.#waiter = undefined;
       w.resolve(p);
     } else if (this.#error) {
-      const w = this.#waiter;
       this.#waiter = undefined;
       w.reject(this.#error);
     }
@@ -73,9 +71,7 @@ export class PacketChannel {
       this.socket.off('close', this.#onClose);
       this.socket.off('end', this.#onClose);
     }
-    const rest = [...this.#queue.map((p) => p.raw), this.decoder.takeRemainder()];
-    this.#queue = [];
-    return Buffer.concat(rest);
+    return this.decoder.takeRemainder();
   }
 }
 

@@ -377,8 +377,8 @@ async function runSession(
     const err = refusedAuth
       ? ER.ACCESS_DENIED
       : e instanceof GatehouseError || e instanceof UpstreamRefused
-        ? ER.CONN_HOST_ERROR
-        : ER.CONN_HOST_ERROR;
+        ? ER.UPSTREAM_UNREACHABLE
+        : ER.UPSTREAM_UNREACHABLE;
     fail(err, `Gatehouse: ${msg}`);
     return;
   } finally {
@@ -500,7 +500,7 @@ class Relay {
     } catch (e) {
       const we = e as MysqlWireError;
       const too = we instanceof MysqlWireError && we.reason === 'too_large';
-      this.#refuseAndEnd(0, too ? ER.NET_PACKET_TOO_LARGE : ER.UNKNOWN_COM, `Gatehouse: ${errorMessage(e)}`);
+      this.#refuseAndEnd(1, too ? ER.NET_PACKET_TOO_LARGE : ER.UNKNOWN_COM, `Gatehouse: ${errorMessage(e)}`);
       return;
     }
     if (packets.length === 0) return;

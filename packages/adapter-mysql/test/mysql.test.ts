@@ -43,10 +43,11 @@ describe('MySQL/MariaDB through Gatehouse (real mariadb client, mysql2 and Maria
   let alice: CertFiles;
   let carol: CertFiles;
   let stranger: CertFiles;
+  let toDown: CertFiles;
   let tunnel: { port: number; close(): Promise<void> };
 
   /** mariadb client args for the dedicated port with a certificate. */
-  const direct = (cert: CertFiles | undefined = alice, user = 'alice', database = 'shop') => [
+  const direct = (cert: CertFiles | null = alice, user = 'alice', database = 'shop') => [
     '-h127.0.0.1',
     `-P${t.mysqlPort}`,
     `-u${user}`,
@@ -72,7 +73,11 @@ describe('MySQL/MariaDB through Gatehouse (real mariadb client, mysql2 and Maria
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'gh-myt-'));
-    t = await startMysqlGateway({ handshakeTimeoutMs: 1_500 });
+    t = await startMysqlGateway({
+      handshakeTimeoutMs: 1_500,
+      maxPacketBytes: 4 * 1024 * 1024,
+      lockCheckMs: 300,
+    });
     db = await startMariadb({ clientCaPem: t.gw.exportCa('mariadb') });
     await t.gw.admin.addDatabase({
       name: 'shop',
@@ -106,6 +111,11 @@ describe('MySQL/MariaDB through Gatehouse (real mariadb client, mysql2 and Maria
       user: 'alice',
       roles: ['my-dev'],
       route: { kind: 'db', name: 'nope' },
+    });
+    toDown = await userCert(t.gw, dir, 'to-down', {
+      user: 'alice',
+      roles: ['my-dev'],
+      route: { kind: 'db', name: 'down' },
     });
     // The subject MariaDB compares, in its own format: what the db CA issues for "alice".
     const probe = await t.gw.authorities.issueDbClientCert({
@@ -169,5 +179,262 @@ describe('MySQL/MariaDB through Gatehouse (real mariadb client, mysql2 and Maria
       db_name: 'shop',
       user: 'alice',
     });
+  });
+
+  it('runs prepared statements through mysql2 and audits statement text with decoded parameters', async () => {
+    const c = await my2();
+    try {
+      await c.execute('INSERT INTO items VALUES (?, ?, ?, ?)', [
+        10,
+        'prepared',
+        '9.99',
+        new Date('2024-05-06T07:08:09Z'),
+      ]);
+      await c.execute('INSERT INTO items VALUES (?, ?, ?, ?)', [11, null, '1.25', null]);
+      const [rows] = await c.execute('SELECT name, price FROM items WHERE id = ?', [10]);
+      expect(rows).toEqual([{ name: 'prepared', price: '9.99' }]);
+    } finally {
+      await c.end();
+    }
+    const q = (await queries()) as unknown as { query: string; parameters?: string[]; statement?: string }[];
+    const exec = q.filter(
+      (e) => e.query === 'INSERT INTO items VALUES (?, ?, ?, ?)' && e.statement !== 'prepare',
+    );
+    expect(exec.map((e) => e.parameters?.slice(0, 3))).toEqual(
+      expect.arrayContaining([
+        ['10', 'prepared', '9.99'],
+        ['11', 'NULL', '1.25'],
+      ]),
+    );
+    expect(
+      q.some((e) => e.query === 'SELECT name, price FROM items WHERE id = ?' && e.parameters?.[0] === '10'),
+    ).toBe(true);
+    expect(
+      q.some((e) => e.query === 'SELECT name, price FROM items WHERE id = ?' && e.statement === 'prepare'),
+    ).toBe(true);
+  });
+
+  it('redacts parameters when the role says so', async () => {
+    const c = await my2(carol);
+    try {
+      const [rows] = await c.execute('SELECT ? AS secret_value', ['hunter2']);
+      expect(rows).toEqual([{ secret_value: 'hunter2' }]);
+    } finally {
+      await c.end();
+    }
+    const e = (await queries()).find((x) => (x as { query: string }).query === 'SELECT ? AS secret_value') as
+      | { parameters?: string[]; user: string }
+      | undefined;
+    expect(e?.user).toBe('carol');
+    expect(e?.parameters).toEqual(['<redacted>']);
+  });
+
+  it('refuses LOAD DATA LOCAL INFILE and audits the attempt', async () => {
+    const csv = join(dir, 'in.csv');
+    writeFileSync(csv, '100,loaded,1.00,\\N\n');
+    const sql = `LOAD DATA LOCAL INFILE '${csv}' INTO TABLE items FIELDS TERMINATED BY ','`;
+    const r = await mariadb([...direct(), '--local-infile=1', '-e', sql]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/ERROR 1148 \(42000\).*LOAD DATA LOCAL is not allowed/);
+    expect((await db.sql('SELECT COUNT(*) FROM shop.items WHERE id = 100')).trim()).toBe('0');
+    expect((await queries()).some((e) => (e as { query: string }).query === sql)).toBe(true);
+  });
+
+  it('streams a 200k-row result set fully (mariadb client through the local tunnel, mysql2 on the dedicated port)', async () => {
+    const r = await mariadb(
+      [
+        '-h127.0.0.1',
+        `-P${tunnel.port}`,
+        '-ualice',
+        '-Dshop',
+        '--skip-ssl',
+        '-N',
+        '-B',
+        '-e',
+        'SELECT id, pad FROM big ORDER BY id',
+      ],
+      {
+        timeoutMs: 120_000,
+      },
+    );
+    expect(r.stderr).toBe('');
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines.length).toBe(200_000);
+    expect(lines[199_999]).toBe(`200000\t${String.fromCharCode(65 + (200000 % 26)).repeat(30)}`);
+    const c = await my2();
+    try {
+      const [rows] = await c.query('SELECT id, pad FROM big');
+      expect((rows as unknown[]).length).toBe(200_000);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('runs queries and prepared statements through the local tunnel (ALPN gatehouse-mysql)', async () => {
+    const r = await mariadb([
+      '-h127.0.0.1',
+      `-P${tunnel.port}`,
+      '-ualice',
+      '-Dshop',
+      '--skip-ssl',
+      '-N',
+      '-B',
+      '-e',
+      'SELECT CURRENT_USER(), @@hostname IS NOT NULL',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('alice@%\t1');
+    const c = await mysql2.createConnection({
+      host: '127.0.0.1',
+      port: tunnel.port,
+      user: 'alice',
+      database: 'shop',
+    });
+    try {
+      const [rows] = await c.execute('SELECT ? + 1 AS n', [41]);
+      expect(rows).toEqual([{ n: 42 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('shows denials in the client with 1045/1044 and the rule', async () => {
+    const bob = await mariadb([...direct(alice, 'bob'), '-e', 'SELECT 1']);
+    expect(bob.stderr).toMatch(/ERROR 1045 \(28000\).*Gatehouse: access denied: .*"bob"/);
+    const secret = await mariadb([...direct(alice, 'alice', 'secret'), '-e', 'SELECT 1']);
+    expect(secret.stderr).toMatch(/ERROR 1044 \(42000\).*Gatehouse: access denied: .*"secret"/);
+    const noCert = await mariadb([...direct(null), '-e', 'SELECT 1']);
+    expect(noCert.stderr).toMatch(/ERROR 1045 \(28000\).*no Gatehouse client certificate/);
+    const wrongRoute = await mariadb([...direct(stranger), '-e', 'SELECT 1']);
+    expect(wrongRoute.stderr).toMatch(/ERROR 1044 \(42000\).*"nope" is not registered/);
+    const plain = await mariadb([
+      '-h127.0.0.1',
+      `-P${t.mysqlPort}`,
+      '-ualice',
+      '-Dshop',
+      '--skip-ssl',
+      '-e',
+      'SELECT 1',
+    ]);
+    expect(plain.stderr).toMatch(/ERROR 3159 \(HY000\).*insecure transport/);
+    const down = await mariadb([...direct(toDown), '-e', 'SELECT 1']);
+    expect(down.stderr).toMatch(/ERROR 1429 \(HY000\).*cannot reach/);
+    const denied = (await events('access.denied')) as unknown as { reason: string }[];
+    expect(denied.some((e) => e.reason.includes('"bob"'))).toBe(true);
+    expect(denied.some((e) => e.reason.includes('"secret"'))).toBe(true);
+    const failed = (await events('db.session.start')).filter(
+      (e) => (e as { success: boolean }).success === false,
+    );
+    expect(failed.some((e) => (e as { db_service: string }).db_service === 'down')).toBe(true);
+    expect(await rejects('plaintext')).toBe(true);
+  });
+
+  it('refuses COM_INIT_DB, USE and COM_CHANGE_USER to what the role does not allow', async () => {
+    // The mariadb client's own `use` command sends COM_INIT_DB.
+    const r = await mariadb(direct(), {
+      input: 'use other\nSELECT DATABASE();\nuse secret\nSELECT DATABASE();\n',
+    });
+    expect(r.stderr).toMatch(/ERROR 1044 \(42000\).*"secret"/);
+    expect(r.stdout.trim().split('\n')[0]).toBe('other');
+    const c = await my2();
+    try {
+      await expect(c.query('SELECT 1; USE secret')).rejects.toMatchObject({ errno: 1044 });
+      await expect(c.query('USE `secret`')).rejects.toMatchObject({ errno: 1044 });
+      await c.query('USE other');
+      const [rows] = await c.query('SELECT DATABASE() AS d');
+      expect(rows).toEqual([{ d: 'other' }]);
+      await expect(c.changeUser({ user: 'bob' })).rejects.toMatchObject({ errno: 1045 });
+    } finally {
+      c.destroy();
+    }
+    const c2 = await my2();
+    try {
+      await expect(c2.changeUser({ database: 'secret' })).rejects.toMatchObject({ errno: 1044 });
+    } finally {
+      c2.destroy();
+    }
+    expect((await queries()).some((e) => (e as { query: string }).query === 'USE `other`')).toBe(true);
+  });
+
+  const rejects = async (reason: string) =>
+    ((await events('db.reject')) as unknown as { reason: string }[]).some((e) => e.reason === reason);
+
+  /** Connects to the dedicated port, reads the greeting, sends `bytes`, returns what came back until close. */
+  const raw = (bytes: Buffer | undefined): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: t.mysqlPort });
+      const chunks: Buffer[] = [];
+      let greeted = false;
+      s.on('data', (d) => {
+        if (!greeted) {
+          greeted = true;
+          if (bytes) s.write(bytes);
+          return;
+        }
+        chunks.push(d);
+      });
+      s.on('close', () => resolve(Buffer.concat(chunks)));
+      s.on('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNRESET' ? undefined : reject(e)));
+      setTimeout(() => s.destroy(), 20_000).unref();
+    });
+  const errCode = (b: Buffer) => (b[4] === 0xff ? b.readUInt16LE(5) : undefined);
+
+  it('answers bad input with ERR + audit and leaves other sessions alone', async () => {
+    const bystander = await my2();
+    try {
+      // Text where a packet should be reads as a 5 MB length: refused at the header.
+      expect(errCode(await raw(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')))).toBe(1153);
+      // A packet out of sequence.
+      expect(errCode(await raw(Buffer.from([3, 0, 0, 7, 0xde, 0xad, 0xbe])))).toBe(1043);
+      const lying = Buffer.alloc(8);
+      lying.writeUIntLE(0xfffff0, 0, 3);
+      lying[3] = 1;
+      expect(errCode(await raw(lying))).toBe(1153);
+      expect(errCode(await raw(undefined))).toBe(1159);
+      // A full (plaintext) handshake response instead of SSLRequest.
+      const plain = encodePacket(
+        1,
+        Buffer.concat([encodeSslRequest(0x0200, 45).fill(0, 0, 4), Buffer.from('alice\0')]),
+      );
+      plain.writeUInt32LE(0x0200 | 0x8000, 4);
+      expect(errCode(await raw(plain))).toBe(3159);
+      expect(await rejects('malformed')).toBe(true);
+      expect(await rejects('oversized')).toBe(true);
+      expect(await rejects('timeout')).toBe(true);
+      // An oversized packet after authentication ends only that session.
+      const big = await my2();
+      await expect(big.query(`SELECT '${'x'.repeat(5 * 1024 * 1024)}'`)).rejects.toBeDefined();
+      big.destroy();
+      await waitFor(
+        async () =>
+          (await events('db.session.end')).some((e) =>
+            String((e as { error?: string }).error).includes('exceeds the limit'),
+          ),
+        'the oversized session end in the audit log',
+      );
+      const [rows] = await bystander.query('SELECT 1 AS ok');
+      expect(rows).toEqual([{ ok: 1 }]);
+    } finally {
+      await bystander.end();
+    }
+  });
+
+  it('ends a live session when the user is locked', async () => {
+    const c = await my2();
+    await t.gw.admin.createLock({ target: { user: 'alice' }, message: 'test lock' });
+    try {
+      await waitFor(
+        async () =>
+          (await events('db.session.end')).some((e) =>
+            String((e as { error?: string }).error).includes('locked'),
+          ),
+        'the locked session to end',
+        30_000,
+      );
+      await expect(c.query('SELECT 1')).rejects.toBeDefined();
+    } finally {
+      c.destroy();
+      for (const l of await t.gw.admin.listLocks()) await t.gw.admin.deleteLock(l.id);
+    }
   });
 });

@@ -10,6 +10,8 @@ export class MysqlWireError extends Error {
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+
 export interface Packet {
   /** Sequence id of the first frame. */
   seq: number;
@@ -27,7 +29,7 @@ export interface Packet {
  */
 export class PacketDecoder {
   maxPacketBytes: number;
-  #buf: Buffer = Buffer.alloc(0);
+  #buf: Buffer = EMPTY;
   /** Frames of a packet still being continued. */
   #parts: Buffer[] = [];
   #raws: Buffer[] = [];
@@ -44,14 +46,31 @@ export class PacketDecoder {
     return this.#buf.length + this.#partBytes;
   }
 
+  /** Adds bytes and returns every whole packet; throws MysqlWireError for a bad header. */
   push(chunk: Buffer): Packet[] {
-    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    this.feed(chunk);
     const out: Packet[] = [];
-    let off = 0;
-    const buf = this.#buf;
-    while (buf.length - off >= 4) {
-      const len = buf.readUIntLE(off, 3);
-      const seq = buf[off + 3] as number;
+    for (let p = this.read(); p; p = this.read()) out.push(p);
+    return out;
+  }
+
+  /** Adds bytes without parsing them (see read()). */
+  feed(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+  }
+
+  /**
+   * The next whole packet, or undefined until more bytes arrive. Parsing one
+   * packet at a time leaves what follows untouched, e.g. a TLS ClientHello
+   * in the same chunk as the SSLRequest.
+   */
+  read(): Packet | undefined {
+    for (;;) {
+      const buf = this.#buf;
+      if (buf.length < 4) return undefined;
+      const len = buf.readUIntLE(0, 3);
+      const seq = buf[3] as number;
       if (this.#parts.length > 0 && seq !== this.#nextSeq) {
         throw new MysqlWireError(
           'sequence',
@@ -64,46 +83,35 @@ export class PacketDecoder {
           `packet of ${this.#partBytes + len} bytes exceeds the limit of ${this.maxPacketBytes}`,
         );
       }
-      if (buf.length - off - 4 < len) break;
-      const frame = buf.subarray(off, off + 4 + len);
-      const payload = frame.subarray(4);
-      off += 4 + len;
+      if (buf.length - 4 < len) return undefined;
+      const frame = buf.subarray(0, 4 + len);
+      this.#buf = buf.length === 4 + len ? EMPTY : buf.subarray(4 + len);
       if (len === MAX_FRAME_PAYLOAD) {
         if (this.#parts.length === 0) this.#firstSeq = seq;
-        this.#parts.push(payload);
-        this.#raws.push(frame);
+        // Copies: the chunk behind a view would otherwise stay alive for the whole packet.
+        this.#parts.push(Buffer.from(frame.subarray(4)));
+        this.#raws.push(Buffer.from(frame.subarray(0, 4)));
         this.#partBytes += len;
         this.#nextSeq = (seq + 1) & 0xff;
         continue;
       }
-      if (this.#parts.length === 0) {
-        out.push({ seq, payload, raw: frame });
-      } else {
-        this.#parts.push(payload);
-        this.#raws.push(frame);
-        out.push({
-          seq: this.#firstSeq,
-          payload: Buffer.concat(this.#parts),
-          raw: Buffer.concat(this.#raws),
-        });
-        this.#parts = [];
-        this.#raws = [];
-        this.#partBytes = 0;
-      }
+      if (this.#parts.length === 0) return { seq, payload: frame.subarray(4), raw: frame };
+      this.#parts.push(frame.subarray(4));
+      const payload = Buffer.concat(this.#parts);
+      const headers = [...this.#raws, frame.subarray(0, 4)];
+      const rawParts = this.#parts.flatMap((part, i) => [headers[i] as Buffer, part]);
+      const out = { seq: this.#firstSeq, payload, raw: Buffer.concat(rawParts) };
+      this.#parts = [];
+      this.#raws = [];
+      this.#partBytes = 0;
+      return out;
     }
-    this.#buf = off === buf.length ? Buffer.alloc(0) : buf.subarray(off);
-    // Continuation frames are held in #parts; release the chunk they came from.
-    if (this.#parts.length > 0 && off > 0) {
-      this.#parts = this.#parts.map((p) => Buffer.from(p));
-      this.#raws = this.#raws.map((p) => Buffer.from(p));
-    }
-    return out;
   }
 
   /** Bytes after the last whole packet (e.g. a TLS ClientHello that followed SSLRequest). */
   takeRemainder(): Buffer {
     const r = this.#buf;
-    this.#buf = Buffer.alloc(0);
+    this.#buf = EMPTY;
     return r;
   }
 }

@@ -140,8 +140,12 @@ export const ER = {
   NET_READ_INTERRUPTED: { code: 1159, state: '08S01' },
   /** MySQL 5.7+'s require_secure_transport refusal. */
   SECURE_TRANSPORT_REQUIRED: { code: 3159, state: 'HY000' },
-  /** Shown by clients as "Can't connect to MySQL server" (a client-side number, sent by proxies). */
-  CONN_HOST_ERROR: { code: 2003, state: 'HY000' },
+  /**
+   * ER_CONNECT_TO_FOREIGN_DATA_SOURCE: the server-side code for "the data
+   * source behind me is unreachable". Client-range numbers (2003) are not
+   * an option: libmariadb reports an ERR carrying one as a malformed packet.
+   */
+  UPSTREAM_UNREACHABLE: { code: 1429, state: 'HY000' },
 } as const;
 
 export type ErrSpec = { code: number; state: string };
