@@ -23,6 +23,8 @@ export { decodeEvent, encodeEvent, RecordingFormatError } from './recording/code
 export { RecordingError, type RecordingErrorCode, validateSessionId } from './recording/errors.js';
 export {
   collect,
+  exportRecording,
+  isRecordingFormat,
   type PlayOptions,
   type PlayResult,
   play,

@@ -6,7 +6,15 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { decodeChunk } from './codec.js';
 import { MemoryRecordingStore } from './memory-store.js';
-import { collect, play, toAsciicast, toJson, toText } from './playback.js';
+import {
+  collect,
+  exportRecording,
+  isRecordingFormat,
+  play,
+  toAsciicast,
+  toJson,
+  toText,
+} from './playback.js';
 import type { RecordingEvent, RecordingMeta } from './types.js';
 
 const run = promisify(execFile);
@@ -186,6 +194,17 @@ describe('playback and export', () => {
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
+  });
+
+  it('exportRecording gives the same bytes as each format', async () => {
+    const cast = await collect(exportRecording(meta, from(EVENTS), 'asciicast'));
+    expect(cast.equals(await collect(toAsciicast(meta, from(EVENTS))))).toBe(true);
+    const json = await collect(exportRecording(meta, from(EVENTS), 'json'));
+    expect(json.equals(await collect(toJson(from(EVENTS))))).toBe(true);
+    const text = await collect(exportRecording(meta, from(EVENTS), 'text'));
+    expect(text.equals(seenBytes)).toBe(true);
+    expect(isRecordingFormat('asciicast')).toBe(true);
+    expect(isRecordingFormat('yaml')).toBe(false);
   });
 
   it('toJson writes the storage encoding (one event per line, base64 data)', async () => {

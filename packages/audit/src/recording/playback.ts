@@ -126,6 +126,33 @@ function defaultSleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** A recording as bytes in one of the export formats (what the API streams and the CLI prints). */
+export async function* exportRecording(
+  meta: RecordingMeta,
+  events: AsyncIterable<RecordingEvent>,
+  format: RecordingFormat,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  if (format === 'text') {
+    yield* toText(events);
+    return;
+  }
+  const lines = format === 'asciicast' ? toAsciicast(meta, events) : toJson(events);
+  // Lines are small: batch them so a stream is not one write per event.
+  let batch = '';
+  for await (const line of lines) {
+    batch += line;
+    if (batch.length >= 16_384) {
+      yield Buffer.from(batch, 'utf8');
+      batch = '';
+    }
+  }
+  if (batch !== '') yield Buffer.from(batch, 'utf8');
+}
+
+export function isRecordingFormat(s: unknown): s is RecordingFormat {
+  return typeof s === 'string' && (RECORDING_FORMATS as readonly string[]).includes(s);
+}
+
 /** Collects a string or byte stream (tests and small exports). */
 export async function collect(stream: AsyncIterable<string | Uint8Array>): Promise<Buffer> {
   const parts: Buffer[] = [];

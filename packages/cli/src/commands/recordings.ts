@@ -1,0 +1,206 @@
+/**
+ * `gatehouse recordings ls` and `gatehouse play`: list and replay session
+ * recordings, on the data dir (local) or through the proxy (remote), like
+ * the other admin verbs.
+ */
+import {
+  decodeEvent,
+  isRecordingFormat,
+  play,
+  type RecordingEvent,
+  type RecordingFormat,
+  type RecordingKind,
+  type RecordingMeta,
+  type RecordingQuery,
+} from '@gatehouse/audit';
+import { type Command, Option } from 'commander';
+import { parsePositiveInt, parseTimeFlag } from '../args.js';
+import { type AdminTarget, type Ctx, type GlobalOpts, openAdmin } from '../context.js';
+import { json, table } from '../output.js';
+import { asUsage, flag, usage } from './usage.js';
+
+async function withAdmin<T>(cmd: Command, ctx: Ctx, fn: (t: AdminTarget) => Promise<T>): Promise<T> {
+  const target = await openAdmin(cmd.optsWithGlobals<GlobalOpts>(), ctx);
+  try {
+    return await fn(target);
+  } finally {
+    await target.close();
+  }
+}
+
+/** Where recorded bytes go: stdout as bytes (not text), waiting when the pipe is full. */
+export interface ByteSink {
+  write(data: Uint8Array): Promise<void>;
+}
+
+const stdoutSink: ByteSink = {
+  write: (data) =>
+    new Promise((resolve, reject) => {
+      process.stdout.write(data, (err) => (err ? reject(err) : resolve()));
+    }),
+};
+
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  if (h > 0) return `${h}h${String(m).padStart(2, '0')}m`;
+  if (m > 0) return `${m}m${String(sec).padStart(2, '0')}s`;
+  return `${sec}s`;
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 * 1024 * 1024) return `${(n / 1048576).toFixed(1)} MiB`;
+  return `${(n / 1073741824).toFixed(2)} GiB`;
+}
+
+export function recordingRow(m: RecordingMeta): string[] {
+  const target = m.login ? `${m.login}@${m.server}` : m.server;
+  const live = m.ended === undefined;
+  return [
+    m.session_id,
+    m.kind,
+    m.user,
+    target,
+    m.started,
+    live ? 'live' : formatDuration(Date.parse(m.ended ?? m.started) - Date.parse(m.started)),
+    live ? '-' : formatBytes(m.output_bytes ?? 0),
+  ];
+}
+
+/** Splits a byte stream of JSON lines into recording events. */
+export async function* eventsFromJsonLines(body: AsyncIterable<Uint8Array>): AsyncGenerator<RecordingEvent> {
+  const decoder = new TextDecoder();
+  let rest = '';
+  for await (const part of body) {
+    rest += decoder.decode(part, { stream: true });
+    let nl = rest.indexOf('\n');
+    while (nl >= 0) {
+      const line = rest.slice(0, nl);
+      rest = rest.slice(nl + 1);
+      if (line !== '') yield decodeEvent(line);
+      nl = rest.indexOf('\n');
+    }
+  }
+  rest += decoder.decode();
+  if (rest.trim() !== '') yield decodeEvent(rest);
+}
+
+function parseSpeed(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n <= 0 || n > 1000) {
+    throw usage(
+      `--speed "${text}" is not a positive number`,
+      'e.g. --speed 2 (twice as fast) or --speed 0.5',
+    );
+  }
+  return n;
+}
+
+function parseMaxIdle(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0) {
+    throw usage(
+      `--max-idle "${text}" is not a number of seconds`,
+      'e.g. --max-idle 2 (idle gaps last at most 2 s)',
+    );
+  }
+  return n;
+}
+
+export function registerRecordings(program: Command, ctx: Ctx, sink: ByteSink = stdoutSink): void {
+  const recordings = program.command('recordings').description('recorded interactive sessions');
+  recordings
+    .command('ls')
+    .description('list recordings, newest first (without recording:list, your own)')
+    .option('--user <name>', 'recordings of this user')
+    .addOption(new Option('--kind <kind>', 'session kind').choices(['ssh', 'kube', 'desktop']))
+    .option('--since <when>', 'started at most this long ago (1h) or after an ISO time')
+    .option('--limit <n>', 'at most this many', flag(parsePositiveInt('--limit')))
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ gatehouse recordings ls
+  $ gatehouse recordings ls --user alice --since 1d --json`,
+    )
+    .action(
+      async (
+        o: { user?: string; kind?: RecordingKind; since?: string; limit?: number; json?: boolean },
+        cmd: Command,
+      ) => {
+        const q: RecordingQuery = {};
+        if (o.user) q.user = o.user;
+        if (o.kind) q.kind = o.kind;
+        if (o.since) q.from = asUsage(() => parseTimeFlag(o.since!, ctx.now(), '--since'));
+        if (o.limit) q.limit = o.limit;
+        await withAdmin(cmd, ctx, async (t) => {
+          const list = await t.api.listRecordings(q);
+          if (o.json) return ctx.out(json(list));
+          if (list.length === 0) {
+            ctx.err('no recordings (interactive sessions are recorded when they end or as they run)\n');
+            return;
+          }
+          ctx.out(
+            table(
+              ['SESSION', 'KIND', 'USER', 'TARGET', 'STARTED', 'DURATION', 'SIZE'],
+              list.map(recordingRow),
+            ),
+          );
+        });
+      },
+    );
+
+  program
+    .command('play')
+    .description('replay a recorded session in this terminal, or print it in a format')
+    .argument('<session-id>', 'from gatehouse recordings ls')
+    .option('--speed <n>', 'playback speed multiplier', parseSpeed)
+    .option('--max-idle <seconds>', 'shorten idle gaps to at most this long', parseMaxIdle)
+    .addOption(
+      new Option(
+        '--format <format>',
+        'print instead of playing: text (the output), json (events), asciicast (v2)',
+      ).choices(['text', 'json', 'asciicast']),
+    )
+    .option('--follow', 'for a live session: keep going until it ends')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ gatehouse play 0195f3c2-...                      # replay with the original timing
+  $ gatehouse play 0195f3c2-... --speed 4 --max-idle 1
+  $ gatehouse play 0195f3c2-... --format asciicast > session.cast && asciinema play session.cast
+  $ gatehouse play 0195f3c2-... --format text | grep -a password`,
+    )
+    .action(
+      async (
+        id: string,
+        o: { speed?: number; maxIdle?: number; format?: string; follow?: boolean },
+        cmd: Command,
+      ) => {
+        if (o.format !== undefined && !isRecordingFormat(o.format)) {
+          throw usage(`unknown format "${o.format}"`, 'use --format text, json or asciicast');
+        }
+        const format = o.format as RecordingFormat | undefined;
+        await withAdmin(cmd, ctx, async (t) => {
+          const follow = o.follow ?? false;
+          if (format) {
+            for await (const part of await t.api.readRecording(id, { format, follow }))
+              await sink.write(part);
+            return;
+          }
+          const body = await t.api.readRecording(id, { format: 'json', follow });
+          await play(eventsFromJsonLines(body), {
+            speed: o.speed ?? 1,
+            ...(o.maxIdle !== undefined ? { maxIdleMs: o.maxIdle * 1000 } : {}),
+            write: (d) => sink.write(d),
+          });
+        });
+      },
+    );
+}

@@ -1,0 +1,274 @@
+import { execFile, spawn } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { FileRecordingStore, type SessionRecorder } from '@gatehouse/audit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
+
+const execFileP = promisify(execFile);
+
+/** Runs the built binary and keeps stdout as bytes (recordings are not always valid UTF-8). */
+function runBytes(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  onStdout?: (soFar: Buffer) => void,
+): Promise<{ code: number | null; stdout: Buffer; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const e: NodeJS.ProcessEnv = { ...process.env, ...env };
+    if (!env.GATEHOUSE_DATA_DIR) delete e.GATEHOUSE_DATA_DIR;
+    const child = spawn(process.execPath, [BIN, ...args], { env: e, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out.push(d);
+      onStdout?.(Buffer.concat(out));
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout: Buffer.concat(out), stderr });
+    });
+  });
+}
+
+// What the user saw: a prompt, a colored line with "€" split across two reads, a reset, a bad byte.
+const ALICE_OUTPUT = [
+  Buffer.from('$ '),
+  Buffer.from([0x1b, 0x5b, 0x33, 0x31, 0x6d, 0x68, 0x69, 0x20, 0xe2, 0x82]),
+  Buffer.from([0xac, 0x1b, 0x5b, 0x30, 0x6d, 0x0d, 0x0a]),
+  Buffer.from('exit\r\n'),
+];
+const ALICE_BYTES = Buffer.concat(ALICE_OUTPUT);
+
+describe('gatehouse recordings ls / play', () => {
+  let d: Daemon;
+  let store: FileRecordingStore;
+  let live: SessionRecorder;
+  const homes = { admin: '', alice: '' };
+  const as = (who: keyof typeof homes) => ({ GATEHOUSE_HOME: homes[who] });
+
+  beforeAll(async () => {
+    d = await startDaemon({ cluster: 'rectest' });
+    homes.admin = join(d.root, 'home-admin');
+    homes.alice = join(d.root, 'home-alice');
+    const a = await run(
+      ['accept-invite', '--proxy', d.proxy, '--ca-pin', d.pin, d.adminToken, '--password-stdin'],
+      {
+        env: as('admin'),
+        input: `${PASSWORD}\n`,
+      },
+    );
+    expect(a.code, a.stderr).toBe(0);
+    const l = await run(
+      ['login', '--proxy', d.proxy, '--ca-pin', d.pin, '--user', 'admin', '--password-stdin'],
+      {
+        env: as('admin'),
+        input: `${PASSWORD}\n`,
+      },
+    );
+    expect(l.code, l.stderr).toBe(0);
+    const u = await run(
+      ['users', 'add', 'alice', '--roles', 'access', '--logins', 'root', '--password-stdin'],
+      {
+        env: as('admin'),
+        input: `${PASSWORD}\n`,
+      },
+    );
+    expect(u.code, u.stderr).toBe(0);
+    const al = await run(
+      ['login', '--proxy', d.proxy, '--ca-pin', d.pin, '--user', 'alice', '--password-stdin'],
+      {
+        env: as('alice'),
+        input: `${PASSWORD}\n`,
+      },
+    );
+    expect(al.code, al.stderr).toBe(0);
+
+    // Recordings written the way adapters write them: into the daemon's data dir.
+    store = new FileRecordingStore({ dir: join(d.dataDir, 'recordings'), flushMs: 20 });
+    const mine = await store.create({
+      session_id: 'rec-alice-1',
+      kind: 'ssh',
+      user: 'alice',
+      login: 'root',
+      server: 'node1',
+      cols: 80,
+      rows: 24,
+    });
+    for (const b of ALICE_OUTPUT) {
+      mine.output(b);
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    mine.resize(100, 30);
+    await mine.close();
+    const bobs = await store.create({
+      session_id: 'rec-bob-1',
+      kind: 'kube',
+      user: 'bob',
+      server: 'prod',
+      cols: 80,
+      rows: 24,
+    });
+    bobs.output(Buffer.from('kubectl says hi\r\n'));
+    await bobs.close();
+    live = await store.create({
+      session_id: 'rec-alice-live',
+      kind: 'ssh',
+      user: 'alice',
+      login: 'root',
+      server: 'node2',
+      cols: 80,
+      rows: 24,
+    });
+    live.output(Buffer.from('still running\r\n'));
+  }, 120_000);
+
+  afterAll(async () => {
+    await live?.close();
+    await store?.close();
+    if (d) expect(await d.stop(), d.err()).toBe(0);
+    if (d) rmSync(d.root, { recursive: true, force: true });
+  });
+
+  it('lists recordings locally on the data dir, newest first, with "live" for a running one', async () => {
+    const r = await run(['--config', d.configFile, 'recordings', 'ls'], { env: as('admin') });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^SESSION\s+KIND\s+USER\s+TARGET\s+STARTED\s+DURATION\s+SIZE$/);
+    expect(lines[2]).toMatch(/^rec-alice-live\s+ssh\s+alice\s+root@node2\s+\S+\s+live\s+-$/);
+    expect(lines[3]).toMatch(/^rec-bob-1\s+kube\s+bob\s+prod\s+\S+\s+0s\s+17 B$/);
+    expect(lines[4]).toMatch(/^rec-alice-1\s+ssh\s+alice\s+root@node1\s+\S+\s+\d+s\s+25 B$/);
+
+    const j = await run(['--config', d.configFile, 'recordings', 'ls', '--user', 'alice', '--json'], {
+      env: as('admin'),
+    });
+    expect(j.code, j.stderr).toBe(0);
+    const list = JSON.parse(j.stdout) as { session_id: string; ended?: string }[];
+    expect(list.map((m) => m.session_id)).toEqual(['rec-alice-live', 'rec-alice-1']);
+    expect(list[0]?.ended).toBeUndefined();
+  });
+
+  it('plays back locally byte-exactly, with timing and as text', async () => {
+    const timed = await runBytes(
+      ['--config', d.configFile, 'play', 'rec-alice-1', '--speed', '50'],
+      as('admin'),
+    );
+    expect(timed.code, timed.stderr).toBe(0);
+    expect(timed.stdout.equals(ALICE_BYTES)).toBe(true);
+    const text = await runBytes(
+      ['--config', d.configFile, 'play', 'rec-alice-1', '--format', 'text'],
+      as('admin'),
+    );
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout.equals(ALICE_BYTES)).toBe(true);
+  });
+
+  it('exports asciicast v2 that the real asciinema accepts', async () => {
+    const r = await runBytes(
+      ['--config', d.configFile, 'play', 'rec-alice-1', '--format', 'asciicast'],
+      as('admin'),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.toString('utf8').trimEnd().split('\n');
+    expect(JSON.parse(lines[0]!)).toMatchObject({ version: 2, width: 80, height: 24 });
+    expect(lines.at(-1)).toMatch(/^\[[\d.]+,"r","100x30"\]$/);
+    const file = join(d.root, 'alice.cast');
+    writeFileSync(file, r.stdout);
+    // asciinema cat needs a terminal (it opens /dev/tty): script(1) provides one, raw so nothing is translated.
+    const { stdout } = await execFileP(
+      'script',
+      ['-qec', `stty raw -echo; asciinema cat '${file}'`, '/dev/null'],
+      {
+        encoding: 'buffer',
+        timeout: 30_000,
+      },
+    );
+    expect(Buffer.from(stdout).equals(ALICE_BYTES)).toBe(true);
+  });
+
+  it('remotely: an admin sees every recording and plays any', async () => {
+    const r = await run(['recordings', 'ls', '--json'], { env: as('admin') });
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { session_id: string }[]).map((m) => m.session_id)).toEqual([
+      'rec-alice-live',
+      'rec-bob-1',
+      'rec-alice-1',
+    ]);
+    const p = await runBytes(['play', 'rec-bob-1', '--format', 'text'], as('admin'));
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stdout.toString()).toBe('kubectl says hi\r\n');
+    const timed = await runBytes(['play', 'rec-alice-1', '--speed', '50', '--max-idle', '0.01'], as('admin'));
+    expect(timed.code, timed.stderr).toBe(0);
+    expect(timed.stdout.equals(ALICE_BYTES)).toBe(true);
+  });
+
+  it('remotely: a user without recording rules lists and plays only their own', async () => {
+    const r = await run(['recordings', 'ls', '--json'], { env: as('alice') });
+    expect(r.code, r.stderr).toBe(0);
+    expect((JSON.parse(r.stdout) as { session_id: string }[]).map((m) => m.session_id)).toEqual([
+      'rec-alice-live',
+      'rec-alice-1',
+    ]);
+    // Even asking for bob's by name gives only her own.
+    const other = await run(['recordings', 'ls', '--user', 'bob', '--json'], { env: as('alice') });
+    expect(other.code, other.stderr).toBe(0);
+    expect((JSON.parse(other.stdout) as { user: string }[]).map((m) => m.user)).toEqual(['alice', 'alice']);
+
+    const own = await runBytes(['play', 'rec-alice-1', '--format', 'text'], as('alice'));
+    expect(own.code, own.stderr).toBe(0);
+    expect(own.stdout.equals(ALICE_BYTES)).toBe(true);
+
+    const denied = await runBytes(['play', 'rec-bob-1', '--format', 'text'], as('alice'));
+    expect(denied.code).toBe(1);
+    expect(denied.stdout.length).toBe(0);
+    expect(denied.stderr).toMatch(/^error: .*recording/m);
+    // A missing recording looks the same as someone else's: no probing for session ids.
+    const missing = await runBytes(['play', 'no-such-session', '--format', 'text'], as('alice'));
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe(denied.stderr);
+  });
+
+  it('bad input: an unknown recording and bad flags say what to do', async () => {
+    const nf = await run(['play', 'no-such-session', '--format', 'text'], { env: as('admin') });
+    expect(nf.code).toBe(1);
+    expect(nf.stderr).toMatch(/^error: no recording for session "no-such-session"/m);
+    expect(nf.stderr).toMatch(/^hint: list recordings with gatehouse recordings ls/m);
+    const bad = await run(['play', '../etc', '--format', 'text'], { env: as('admin') });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/invalid session id/);
+    const speed = await run(['play', 'rec-alice-1', '--speed', '0'], { env: as('admin') });
+    expect(speed.code).toBe(2);
+    expect(speed.stderr).toMatch(/--speed "0"/);
+    const fmt = await run(['play', 'rec-alice-1', '--format', 'yaml'], { env: as('admin') });
+    expect(fmt.code).toBe(2);
+  });
+
+  it('follows a live recording through the API until it ends', async () => {
+    let first!: () => void;
+    const sawFirst = new Promise<void>((r) => {
+      first = r;
+    });
+    const done = runBytes(
+      ['play', 'rec-alice-live', '--format', 'text', '--follow'],
+      as('alice'),
+      (soFar) => {
+        if (soFar.toString().includes('still running')) first();
+      },
+    );
+    // The follower has printed what existed while the session is still live; then the session goes on and ends.
+    await sawFirst;
+    expect((await store.get('rec-alice-live'))?.ended).toBeUndefined();
+    live.output(Buffer.from('more output\r\n'));
+    await new Promise((r) => setTimeout(r, 300));
+    live.output(Buffer.from('bye\r\n'));
+    await live.close();
+    const r = await done;
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.toString()).toBe('still running\r\nmore output\r\nbye\r\n');
+  });
+});
