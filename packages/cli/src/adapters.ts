@@ -1,3 +1,4 @@
+import { postgres } from '@gatehouse/adapter-postgres';
 import type { Adapter, GatehouseConfig } from '@gatehouse/core';
 
 /**
@@ -6,5 +7,6 @@ import type { Adapter, GatehouseConfig } from '@gatehouse/core';
  */
 export function defaultAdapters(_config: GatehouseConfig): Adapter[] {
   const adapters: Adapter[] = [];
+  adapters.push(postgres());
   return adapters;
 }

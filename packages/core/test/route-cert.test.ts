@@ -20,14 +20,34 @@ describe('POST /v1/certs/route (gatehouse db login without a password)', () => {
       { create: true },
     );
     await t.gw.admin.createUser({ name: 'alice', roles: ['pg-dev'], traits: {}, password: PASSWORD });
-    await t.gw.admin.addDatabase({ name: 'orders', protocol: 'postgres', uri: 'db.internal:5432', labels: { engine: 'postgres' } });
-    await t.gw.admin.addDatabase({ name: 'billing', protocol: 'mysql', uri: 'db.internal:3306', labels: { engine: 'mysql' } });
+    await t.gw.admin.addDatabase({
+      name: 'orders',
+      protocol: 'postgres',
+      uri: 'db.internal:5432',
+      labels: { engine: 'postgres' },
+    });
+    await t.gw.admin.addDatabase({
+      name: 'billing',
+      protocol: 'mysql',
+      uri: 'db.internal:3306',
+      labels: { engine: 'mysql' },
+    });
     key = newTlsKey();
     const anon = new GatehouseClient({ proxy: proxy(), caPem: t.caPem });
-    const res = await anon.login({ user: 'alice', password: PASSWORD, tls_public_key: key.publicPem, ttl: '2h' });
+    const res = await anon.login({
+      user: 'alice',
+      password: PASSWORD,
+      tls_public_key: key.publicPem,
+      ttl: '2h',
+    });
     anon.close();
     loginCert = res.tls_cert!;
-    client = new GatehouseClient({ proxy: proxy(), caPem: t.caPem, certPem: loginCert, keyPem: key.privatePem });
+    client = new GatehouseClient({
+      proxy: proxy(),
+      caPem: t.caPem,
+      certPem: loginCert,
+      keyPem: key.privatePem,
+    });
   });
 
   afterAll(async () => {
@@ -36,32 +56,51 @@ describe('POST /v1/certs/route (gatehouse db login without a password)', () => {
   });
 
   it('re-issues the caller certificate for the same key, scoped to the database, expiring no later', async () => {
-    const res = await client.routeCert({ route: { kind: 'db', name: 'orders', user: 'alice', database: 'app' } });
+    const res = await client.routeCert({
+      route: { kind: 'db', name: 'orders', user: 'alice', database: 'app' },
+    });
     const cert = new X509Certificate(res.tls_cert);
     const login = new X509Certificate(loginCert);
-    expect(cert.publicKey.export({ type: 'spki', format: 'der' })).toEqual(login.publicKey.export({ type: 'spki', format: 'der' }));
+    expect(cert.publicKey.export({ type: 'spki', format: 'der' })).toEqual(
+      login.publicKey.export({ type: 'spki', format: 'der' }),
+    );
     expect(new Date(cert.validTo).getTime()).toBeLessThanOrEqual(new Date(login.validTo).getTime());
     const id = decodeIdentity(cert);
     expect(id.user).toBe('alice');
-    expect(id.route).toEqual({ kind: 'db', name: 'orders', protocol: 'postgres', user: 'alice', database: 'app' });
+    expect(id.route).toEqual({
+      kind: 'db',
+      name: 'orders',
+      protocol: 'postgres',
+      user: 'alice',
+      database: 'app',
+    });
     expect(res.cas.host_x509).toEqual(t.caPem);
     // The listener accepts it as alice's identity.
     expect(t.gw.authorizer.identityFromCert(cert).route?.kind).toBe('db');
   });
 
   it('refuses a database the roles cannot see, and audits it', async () => {
-    await expect(client.routeCert({ route: { kind: 'db', name: 'billing' } })).rejects.toMatchObject({ code: 'GH_ERR_ACCESS_DENIED' });
+    await expect(client.routeCert({ route: { kind: 'db', name: 'billing' } })).rejects.toMatchObject({
+      code: 'GH_ERR_ACCESS_DENIED',
+    });
     const denied = await t.gw.audit.search({ types: ['access.denied'], user: 'alice' });
     expect(denied.events.some((e) => (e as { resource: string }).resource === 'billing')).toBe(true);
   });
 
   it('says when the database is not registered', async () => {
-    await expect(client.routeCert({ route: { kind: 'db', name: 'nope' } })).rejects.toMatchObject({ code: 'GH_ERR_NOT_FOUND' });
+    await expect(client.routeCert({ route: { kind: 'db', name: 'nope' } })).rejects.toMatchObject({
+      code: 'GH_ERR_NOT_FOUND',
+    });
   });
 
   it('does not let a route-scoped certificate ask for another route', async () => {
     const res = await client.routeCert({ route: { kind: 'db', name: 'orders' } });
-    const scoped = new GatehouseClient({ proxy: proxy(), caPem: t.caPem, certPem: res.tls_cert, keyPem: key.privatePem });
+    const scoped = new GatehouseClient({
+      proxy: proxy(),
+      caPem: t.caPem,
+      certPem: res.tls_cert,
+      keyPem: key.privatePem,
+    });
     try {
       await expect(scoped.routeCert({ route: { kind: 'db', name: 'orders' } })).rejects.toMatchObject({
         code: 'GH_ERR_ACCESS_DENIED',
@@ -74,7 +113,9 @@ describe('POST /v1/certs/route (gatehouse db login without a password)', () => {
   it('needs a client certificate', async () => {
     const anon = new GatehouseClient({ proxy: proxy(), caPem: t.caPem });
     try {
-      await expect(anon.routeCert({ route: { kind: 'db', name: 'orders' } })).rejects.toMatchObject({ code: 'GH_ERR_UNAUTHENTICATED' });
+      await expect(anon.routeCert({ route: { kind: 'db', name: 'orders' } })).rejects.toMatchObject({
+        code: 'GH_ERR_UNAUTHENTICATED',
+      });
     } finally {
       anon.close();
     }

@@ -36,10 +36,16 @@ export async function issueRouteCert(
   const ctx = { remoteAddr, protocol: 'http' };
   const target = { kind: 'db', name: req.route.name };
   if (identity.route) {
-    return d.authorizer.deny(identity, target, 'a route-scoped certificate cannot be re-issued for another route', ctx, {
-      field: 'route',
-      hint: 'use the certificate from gatehouse login (the current profile) to ask for route certificates',
-    });
+    return d.authorizer.deny(
+      identity,
+      target,
+      'a route-scoped certificate cannot be re-issued for another route',
+      ctx,
+      {
+        field: 'route',
+        hint: 'use the certificate from gatehouse login (the current profile) to ask for route certificates',
+      },
+    );
   }
   const db = await d.databases.get(req.route.name);
   if (!db) {

@@ -1,0 +1,295 @@
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { type AddDatabaseRequest, type DatabaseView, GatehouseError, parseHostPort } from '@gatehouse/core';
+import type { Command } from 'commander';
+import { parseTraits } from '../args.js';
+import { type AdminTarget, type Ctx, type GlobalOpts, openAdmin, profileClient } from '../context.js';
+import { DB_CLIENTS, type DbClientConfig, type DbLogin } from '../db/clients.js';
+import { writePrivate } from '../db/files.js';
+import { json, table } from '../output.js';
+import type { ProfileEntry } from '../profile.js';
+import { asUsage, usage } from './usage.js';
+
+const examples = (text: string) => `\nExamples:\n${text}`;
+
+async function withAdmin<T>(cmd: Command, ctx: Ctx, fn: (t: AdminTarget) => Promise<T>): Promise<T> {
+  const target = await openAdmin(cmd.optsWithGlobals<GlobalOpts>(), ctx);
+  try {
+    return await fn(target);
+  } finally {
+    await target.close();
+  }
+}
+
+function currentProfile(ctx: Ctx): ProfileEntry {
+  const p = ctx.home.current();
+  if (!p) {
+    throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'not logged in', {
+      hint: 'log in first: gatehouse login --proxy HOST:PORT --user NAME',
+    });
+  }
+  return p;
+}
+
+/** Where db login keeps one database's files: next to the profile's keys, so gatehouse logout removes them. */
+function dbDir(ctx: Ctx, p: ProfileEntry, name?: string): string {
+  const base = join(ctx.home.keyPaths(p.proxy, p.user).dir, 'db');
+  return name === undefined ? base : join(base, name);
+}
+
+function readLogin(ctx: Ctx, p: ProfileEntry, name: string): DbLogin {
+  const file = join(dbDir(ctx, p, name), 'login.json');
+  if (!existsSync(file)) {
+    throw new GatehouseError('GH_ERR_NOT_FOUND', `not logged in to database "${name}"`, {
+      hint: `run gatehouse db login ${name}`,
+    });
+  }
+  return JSON.parse(readFileSync(file, 'utf8')) as DbLogin;
+}
+
+function clientFor(protocol: string): DbClientConfig {
+  const c = DB_CLIENTS[protocol as DbLogin['protocol']];
+  if (!c) {
+    throw new GatehouseError(
+      'GH_ERR_VALIDATION',
+      `gatehouse db login does not support ${protocol} databases yet`,
+      {
+        hint: 'connect with the gatehouse proxy commands for that protocol',
+      },
+    );
+  }
+  return c;
+}
+
+/** A single literal value (no wildcard or template) is a safe default; anything else needs a flag. */
+function only(values: string[] | undefined): string | undefined {
+  return values?.length === 1 && !/[*{}]/.test(values[0]!) ? values[0] : undefined;
+}
+
+export function registerDb(program: Command, ctx: Ctx): void {
+  const db = program
+    .command('db')
+    .description('databases: register them (admins), log in and connect (users)');
+
+  db.command('ls')
+    .description('list the databases you can reach (all of them for admins)')
+    .option('--json', 'print JSON')
+    .addHelpText('after', examples('  $ gatehouse db ls\n  $ gatehouse db ls --json | jq -r ".[].name"'))
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      await withAdmin(cmd, ctx, async (t) => {
+        const list: DatabaseView[] = await t.api.listDatabases();
+        if (o.json) return ctx.out(json(list));
+        ctx.out(
+          table(
+            ['NAME', 'PROTOCOL', 'URI', 'LABELS', 'DB USERS', 'DB NAMES'],
+            list.map((d) => [
+              d.name,
+              d.protocol,
+              d.uri,
+              Object.entries(d.labels)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(','),
+              d.allowed?.db_users.join(',') ?? '',
+              d.allowed?.db_names.join(',') ?? '',
+            ]),
+          ),
+        );
+      });
+    });
+
+  db.command('add')
+    .description('register a database')
+    .argument('<name>', 'name users log in to (a DNS label)')
+    .requiredOption('--protocol <protocol>', 'postgres or mysql')
+    .requiredOption('--uri <host:port>', 'where the database listens')
+    .option('--ca-file <file>', "PEM of the CA that signed the database's server certificate")
+    .option(
+      '--server-name <name>',
+      "name to verify in the database's certificate (default: the host of --uri)",
+    )
+    .option('--label <k=v...>', 'labels roles match on (repeatable)')
+    .option('--description <text>')
+    .addHelpText(
+      'after',
+      examples(
+        '  $ gatehouse db add orders --protocol postgres --uri db1.internal:5432 --ca-file db-ca.pem --label env=prod --label engine=postgres',
+      ),
+    )
+    .action(
+      async (
+        name: string,
+        o: {
+          protocol: string;
+          uri: string;
+          caFile?: string;
+          serverName?: string;
+          label?: string[];
+          description?: string;
+        },
+        cmd: Command,
+      ) => {
+        if (o.protocol !== 'postgres' && o.protocol !== 'mysql') {
+          throw usage(`unknown protocol "${o.protocol}"`, 'use --protocol postgres or --protocol mysql');
+        }
+        const labels = Object.fromEntries(
+          Object.entries(asUsage(() => parseTraits(o.label))).map(([k, v]) => [k, v.join(',')]),
+        );
+        let caPem: string | undefined;
+        if (o.caFile) {
+          try {
+            caPem = readFileSync(o.caFile, 'utf8');
+          } catch (cause) {
+            throw new GatehouseError('GH_ERR_VALIDATION', `cannot read --ca-file ${o.caFile}`, {
+              hint: 'check the path',
+              cause,
+            });
+          }
+        }
+        const req: AddDatabaseRequest = {
+          name,
+          protocol: o.protocol,
+          uri: o.uri,
+          labels,
+          ...(caPem ? { ca_pem: caPem } : {}),
+          ...(o.serverName ? { server_name: o.serverName } : {}),
+          ...(o.description ? { description: o.description } : {}),
+        };
+        await withAdmin(cmd, ctx, async (t) => {
+          const d = await t.api.addDatabase(req);
+          ctx.out(`Database ${d.name} (${d.protocol}, ${d.uri}) registered.\n`);
+        });
+      },
+    );
+
+  db.command('rm')
+    .description('unregister a database')
+    .argument('<name>')
+    .addHelpText('after', examples('  $ gatehouse db rm orders'))
+    .action(async (name: string, _o: unknown, cmd: Command) => {
+      await withAdmin(cmd, ctx, async (t) => {
+        await t.api.removeDatabase(name);
+        ctx.out(`Database ${name} removed.\n`);
+      });
+    });
+
+  db.command('login')
+    .description('get a certificate for one database and write the client config (psql: ~/.pg_service.conf)')
+    .argument('<name>', 'a database from gatehouse db ls')
+    .option('--db-user <user>', 'database user to connect as (default: the only one your roles allow)')
+    .option('--db-name <name>', 'database name (default: the only one your roles allow)')
+    .addHelpText(
+      'after',
+      examples('  $ gatehouse db login orders --db-user alice --db-name app\n  $ psql "service=orders"'),
+    )
+    .action(async (name: string, o: { dbUser?: string; dbName?: string }) => {
+      const p = currentProfile(ctx);
+      const api = profileClient(ctx, p);
+      try {
+        const dbs = await api.listDatabases();
+        const found = dbs.find((d) => d.name === name);
+        if (!found) {
+          throw new GatehouseError(
+            'GH_ERR_NOT_FOUND',
+            `database "${name}" is not registered or not visible to you`,
+            {
+              hint: 'list the databases you can reach with gatehouse db ls',
+            },
+          );
+        }
+        const client = clientFor(found.protocol);
+        const dbUser = o.dbUser ?? only(found.allowed?.db_users);
+        if (!dbUser) {
+          throw usage(
+            `choose a database user for ${name}`,
+            `pass --db-user (your roles allow: ${found.allowed?.db_users.join(', ') || 'see gatehouse db ls'})`,
+          );
+        }
+        const dbName = o.dbName ?? only(found.allowed?.db_names);
+        const res = await api.routeCert({
+          route: { kind: 'db', name, user: dbUser, ...(dbName ? { database: dbName } : {}) },
+        });
+        const dir = dbDir(ctx, p, name);
+        const files = { cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key'), ca: join(dir, 'ca.pem') };
+        writePrivate(files.cert, res.tls_cert);
+        writePrivate(files.key, ctx.home.readKeys(p).tlsKey);
+        writePrivate(files.ca, res.cas.host_x509.join('\n'));
+        const { host, port } = parseHostPort(p.proxy);
+        const login: DbLogin = { name, protocol: found.protocol, host, port, dbUser, dbName, files };
+        writePrivate(join(dir, 'login.json'), `${JSON.stringify(login, null, 2)}\n`);
+        const where = client.write(login, ctx.env);
+        ctx.out(
+          `Logged in to database ${name} as ${dbUser}${dbName ? ` (database ${dbName})` : ''} until ${res.expires}.\n` +
+            `Wrote ${where}. Connect with:\n\n  ${client.hint(login, ctx.env)}\n`,
+        );
+      } finally {
+        api.close();
+      }
+    });
+
+  db.command('connect')
+    .description('run the database client for a database you logged in to (arguments after -- go to it)')
+    .argument('<name>')
+    .argument('[args...]', 'extra client arguments')
+    .addHelpText(
+      'after',
+      examples('  $ gatehouse db connect orders\n  $ gatehouse db connect orders -- -c "select 1"'),
+    )
+    .action(async (name: string, args: string[]) => {
+      const p = currentProfile(ctx);
+      const login = readLogin(ctx, p, name);
+      const client = clientFor(login.protocol);
+      const c = client.connect(login, ctx.env);
+      const code = await new Promise<number>((resolve, reject) => {
+        const child = spawn(client.program, [...c.args, ...args], {
+          stdio: 'inherit',
+          env: { ...ctx.env, ...c.env },
+        });
+        child.on('error', (err) =>
+          reject(
+            new GatehouseError('GH_ERR_NOT_FOUND', `cannot run ${client.program}: ${err.message}`, {
+              hint: `install ${client.program} (e.g. apt-get install postgresql-client)`,
+              cause: err,
+            }),
+          ),
+        );
+        child.on('close', (status) => resolve(status ?? 1));
+      });
+      if (code !== 0) process.exitCode = code;
+    });
+
+  db.command('env')
+    .description("print the client's environment variables for a database you logged in to")
+    .argument('<name>')
+    .addHelpText('after', examples('  $ eval "$(gatehouse db env orders)" && psql'))
+    .action((name: string) => {
+      const login = readLogin(ctx, currentProfile(ctx), name);
+      const vars = clientFor(login.protocol).envVars(login);
+      ctx.out(
+        Object.entries(vars)
+          .map(([k, v]) => `export ${k}='${v.replace(/'/g, `'\\''`)}'\n`)
+          .join(''),
+      );
+    });
+
+  db.command('logout')
+    .description('remove database certificates and client config (one database, or all)')
+    .argument('[name]')
+    .addHelpText('after', examples('  $ gatehouse db logout orders\n  $ gatehouse db logout'))
+    .action((name: string | undefined) => {
+      const p = currentProfile(ctx);
+      const base = dbDir(ctx, p);
+      const names = name !== undefined ? [name] : existsSync(base) ? readdirSync(base) : [];
+      if (name !== undefined) readLogin(ctx, p, name);
+      for (const n of names) {
+        const file = join(base, n, 'login.json');
+        if (existsSync(file)) {
+          const login = JSON.parse(readFileSync(file, 'utf8')) as DbLogin;
+          DB_CLIENTS[login.protocol]?.remove(n, ctx.env);
+        }
+        rmSync(join(base, n), { recursive: true, force: true });
+        ctx.out(`Logged out of database ${n}.\n`);
+      }
+      if (names.length === 0) ctx.out('No database logins.\n');
+    });
+}
