@@ -17,6 +17,12 @@ const PEERS = [
   },
   { bin: '/usr/bin/mariadb', pkg: 'mariadb-client', why: 'the mariadb client (MySQL adapter tests)' },
   { bin: '/usr/bin/asciinema', pkg: 'asciinema', why: 'asciinema cat accepts exported recordings' },
+  {
+    bin: '/usr/lib/postgresql/15/bin/postgres',
+    pkg: 'postgresql',
+    why: 'PostgreSQL 15 with hostssl cert auth (PostgreSQL adapter tests)',
+  },
+  { bin: '/usr/bin/psql', pkg: 'postgresql-client', why: 'psql (PostgreSQL adapter and gatehouse db tests)' },
 ];
 
 const missing = PEERS.filter((p) => !existsSync(p.bin));
