@@ -32,6 +32,8 @@ const EXPECTED = {
   'kube.request': { ok: 'GH2200I', fail: 'GH2200W' },
   'kube.exec.start': { ok: 'GH2201I', fail: 'GH2201W' },
   'kube.exec.end': 'GH2202I',
+  'node.join': { ok: 'GH1072I', fail: 'GH1072W' },
+  'node.join_token.create': 'GH1073I',
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
   'audit.backlog': 'GH1210E',

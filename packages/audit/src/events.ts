@@ -198,6 +198,21 @@ export type AuditEventInput =
         reason?: string;
         error?: string;
       })
+  | (CommonFields & {
+      type: 'node.join_token.create';
+      expires: string;
+      /** First 12 hex digits of the token's SHA-256 (the token itself is never logged). */
+      token_id: string;
+    })
+  | (CommonFields & {
+      type: 'node.join';
+      success: true;
+      name: string;
+      /** host:port the gateway will dial. */
+      node_addr: string;
+      labels: Record<string, string>;
+    })
+  | (CommonFields & { type: 'node.join'; success: false; name: string; error: string })
   | (CommonFields & { type: 'gateway.start'; version: string; listen: string[] })
   | (CommonFields & { type: 'gateway.stop' })
   | (CommonFields & { type: 'audit.backlog'; sink: string; backlog: number; error: string });
@@ -237,6 +252,8 @@ export const EVENT_CODES = {
   'kube.request': { ok: 'GH2200I', fail: 'GH2200W' },
   'kube.exec.start': { ok: 'GH2201I', fail: 'GH2201W' },
   'kube.exec.end': 'GH2202I',
+  'node.join': { ok: 'GH1072I', fail: 'GH1072W' },
+  'node.join_token.create': 'GH1073I',
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
   'audit.backlog': 'GH1210E',

@@ -34,6 +34,7 @@ import { GatehouseError } from './errors.js';
 import { LockService } from './identity/locks.js';
 import { UserService } from './identity/users.js';
 import { KubeClusterRegistry, type KubeClusterSpec, readKubeconfigFile } from './kube/registry.js';
+import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
 import { Listener } from './listener/listener.js';
 import { Routes } from './listener/routes.js';
 import { channelLogger, type LogFn } from './log.js';
@@ -126,6 +127,8 @@ export class Gateway {
   readonly kubeClusters: KubeClusterRegistry;
   readonly dialer: Dialer;
   readonly recordings: RecordingStore;
+  /** One-time tokens node services join with. */
+  readonly joinTokens: JoinTokenStore;
   /** Admin API acting as the local operator (like tctl on the auth server). */
   readonly admin: AdminApi;
   readonly log: LogFn;
@@ -205,6 +208,7 @@ export class Gateway {
       clock,
       dialer: this.dialer,
     });
+    this.joinTokens = new JoinTokenStore({ backend, clock, audit });
     this.admin = this.adminAs(`local:${safeUsername()}`);
     const login = new LoginService({
       clock,
@@ -246,6 +250,23 @@ export class Gateway {
       },
       exportCa: (format, opts) => this.exportCa(format, opts),
       admin: (actor) => this.adminAs(actor),
+      nodeJoin: (req, remoteAddr) =>
+        redeemJoinToken(
+          {
+            tokens: this.joinTokens,
+            authorities,
+            clock,
+            audit,
+            clusterName: config.clusterName,
+            registerNode: async () => {
+              throw new GatehouseError('GH_ERR_INTERNAL', 'this gateway has no node registry yet', {
+                hint: 'register the node with gatehouse nodes add',
+              });
+            },
+          },
+          req,
+          remoteAddr,
+        ),
       routeCerts: { databases: this.databases, authorities },
       log: this.log,
     });
@@ -278,9 +299,11 @@ export class Gateway {
         locks: this.locks,
         audit: this.audit,
         databases: this.databases,
-        recordings: this.recordings,
         kubeClusters: this.kubeClusters,
         endSessions: (user) => this.sessions.deleteForUser(user),
+        joinTokens: this.joinTokens,
+        joinCommand: (token) =>
+          `gatehouse node start --proxy ${this.config.publicAddr} --ca-pin ${this.caPin()} --token ${token} --name NAME`,
         acceptCommand: (token) =>
           `gatehouse accept-invite --proxy ${this.config.publicAddr} --ca-pin ${this.caPin()} ${token}`,
       },

@@ -20,6 +20,7 @@ export * from './listener/proxy-protocol.js';
 export * from './listener/routes.js';
 export * from './listener/sniff.js';
 export * from './log.js';
+export * from './nodes/join-tokens.js';
 export * from './net/dialer.js';
 export * from './pki/index.js';
 export * from './rbac/index.js';

@@ -1,5 +1,20 @@
 export { type CertPermissions, certPermissions, verifyClientSignature, verifyUserAuth } from './auth.js';
+export {
+  type BuiltinNodeAdapter,
+  type BuiltinNodeOptions,
+  builtinNode,
+  localNodeName,
+  type NodeRegistrar,
+} from './builtin.js';
 export { generateHostKey, hostCertificateBlob, parseHostKey, publicKeyLine } from './hostkey.js';
+export {
+  type JoinedNode,
+  type JoinedNodeOptions,
+  type JoinOptions,
+  type JoinResult,
+  joinCluster,
+  startJoinedNode,
+} from './join.js';
 export { lookupUnixUser, parseGroupList, parsePasswdLine, type UnixUser } from './passwd.js';
 export {
   DEFAULT_NODE_PORT,

@@ -1,10 +1,10 @@
-import { exportRecording, type RecordingStore } from '@gatehouse/audit';
 import type { DatabaseRegistry, DatabaseSpec } from '../databases/registry.js';
 import type { KubeClusterRegistry, KubeClusterSpec } from '../kube/registry.js';
 import { GatehouseError } from '../errors.js';
 import type { LockService } from '../identity/locks.js';
 import type { LockRecord, UserRecord } from '../identity/types.js';
 import type { UserService } from '../identity/users.js';
+import type { JoinTokenStore } from '../nodes/join-tokens.js';
 import { lintRole } from '../rbac/lint.js';
 import type { RoleService } from '../rbac/roles.js';
 import { parseDuration } from '../util/duration.js';
@@ -42,22 +42,19 @@ export function kubeClusterView(k: KubeClusterSpec): KubeClusterView {
 }
 
 
-function recordingNotFound(id: string): GatehouseError {
-  return new GatehouseError('GH_ERR_NOT_FOUND', `no recording for session "${id}"`, {
-    hint: 'list recordings with gatehouse recordings ls',
-  });
-}
-
 export interface LocalAdminDeps {
   users: UserService;
   roles: RoleService;
   locks: LockService;
   audit: { search(q: AuditQuery): Promise<AuditPage> };
   databases: DatabaseRegistry;
-  recordings: RecordingStore;
   kubeClusters: KubeClusterRegistry;
   /** Ends a deleted user's browser sessions. */
   endSessions: (user: string) => Promise<unknown>;
+  /** Node join tokens (`gatehouse tokens add --type node`). */
+  joinTokens: JoinTokenStore;
+  /** The command a node runs to join with a token. */
+  joinCommand: (token: string) => string;
   /** The command a user runs to accept a token (needs the proxy address and CA pin). */
   acceptCommand: (token: string) => string;
 }
@@ -194,20 +191,12 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       return databaseView(spec);
     },
     removeDatabase: (name) => d.databases.remove(name, actor),
-    listRecordings: (q) => d.recordings.list(q),
-    async getRecording(id) {
-      const meta = await d.recordings.get(id);
-      if (!meta) throw recordingNotFound(id);
-      return meta;
-    },
-    async readRecording(id, opts = {}) {
-      const meta = await d.recordings.get(id);
-      if (!meta) throw recordingNotFound(id);
-      const events = d.recordings.read(id, {
-        follow: opts.follow ?? false,
-        ...(opts.signal ? { signal: opts.signal } : {}),
-      });
-      return exportRecording(meta, events, opts.format ?? 'json');
+    async createJoinToken(req) {
+      if (req?.kind !== 'node') {
+        throw new GatehouseError('GH_ERR_VALIDATION', `unknown token type "${String(req?.kind)}"`, { hint: 'use --type node' });
+      }
+      const t = await d.joinTokens.create({ ttlMs: ttlMs(req.ttl), actor });
+      return { token: t.token, kind: 'node', expires: t.expires.toISOString(), command: d.joinCommand(t.token) };
     },
     async listKubeClusters() {
       return (await d.kubeClusters.list()).map(kubeClusterView);

@@ -99,5 +99,7 @@ export const PUBLIC_ROUTES = {
   inspectInvite: ['GET', '/v1/invites/:token'],
   acceptInvite: ['POST', '/v1/invites/:token'],
   whoami: ['GET', '/v1/whoami'],
+  /** A node service redeems a join token (the token is the credential). */
+  nodeJoin: ['POST', '/v1/nodes/join'],
   routeCert: ['POST', '/v1/certs/route'],
 } as const;

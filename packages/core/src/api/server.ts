@@ -1,15 +1,14 @@
 import type { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { TLSSocket } from 'node:tls';
-import { type AuditEmitter, isRecordingFormat, type RecordingQuery } from '@gatehouse/audit';
+import type { AuditEmitter } from '@gatehouse/audit';
 import { z } from 'zod';
 import type { LoginService } from '../auth/login.js';
 import { RateLimiter } from '../auth/ratelimit.js';
 import { type WebSession, WebSessions } from '../auth/sessions.js';
 import type { Authorizer, Principal } from '../authz/authorizer.js';
 import type { Clock } from '../clock.js';
+import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { GatehouseConfig } from '../config/load.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
@@ -28,7 +27,7 @@ import {
 import type { AcceptInviteRequest, InviteInfo, PingResponse, WhoamiResponse } from './public.js';
 import { PUBLIC_ROUTES } from './public.js';
 import { issueRouteCert, type RouteCertDeps } from './route-cert.js';
-import { ADMIN_ROUTES, type AdminApi, type AuditQuery, type RecordingReadOptions } from './types.js';
+import { ADMIN_ROUTES, type AdminApi, type AuditQuery } from './types.js';
 
 export const SESSION_COOKIE = 'gh_session';
 
@@ -55,10 +54,7 @@ export const ADMIN_PERMISSIONS = {
   listDatabases: ['db', 'list'],
   addDatabase: ['db', 'create'],
   removeDatabase: ['db', 'delete'],
-  // Users without recording:list see their own recordings; owners may read theirs (below).
-  listRecordings: ['recording', 'list'],
-  getRecording: ['recording', 'read'],
-  readRecording: ['recording', 'read'],
+  createJoinToken: ['token', 'create'],
   // Users without kube_cluster:list still see the clusters their roles reach (filtered below).
   listKubeClusters: ['kube_cluster', 'list'],
   addKubeCluster: ['kube_cluster', 'create'],
@@ -83,6 +79,8 @@ export interface ApiServerDeps {
   /** For POST /v1/certs/route. */
   routeCerts: Omit<RouteCertDeps, 'clock' | 'authorizer'>;
   log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
+  /** Redeems a node join token (POST /v1/nodes/join). */
+  nodeJoin: (req: NodeJoinRequest, remoteAddr: string) => Promise<NodeJoinResponse>;
 }
 
 interface Ctx {
@@ -131,6 +129,16 @@ const routeCertBody = z
         database: z.string().min(1).max(128).optional(),
       })
       .strict(),
+  })
+  .strict();
+
+const nodeJoinBody = z
+  .object({
+    token: z.string().max(256),
+    name: z.string().max(64),
+    addr: z.string().max(300),
+    labels: z.record(z.string().max(63), z.string().max(253)).optional(),
+    host_public_key: z.string().max(16_384),
   })
   .strict();
 
@@ -302,6 +310,16 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       const deps = { ...d.routeCerts, clock: d.clock, authorizer: d.authorizer };
       sendJson(ctx.res, 200, await issueRouteCert(deps, c.principal, peer as X509Certificate, body, ctx.remoteAddr));
     }),
+    compileRoute('POST', PUBLIC_ROUTES.nodeJoin[1], async (ctx) => {
+      // Tokens are long random strings; the limiter stops guessing and floods of joins alike.
+      if (!limiter.take(ctx.remoteAddr)) {
+        throw new GatehouseError('GH_ERR_RATE_LIMITED', 'too many attempts from this address', {
+          hint: `wait ${limiter.retryAfter(ctx.remoteAddr)} s and try again`,
+        });
+      }
+      const body = parseBody(nodeJoinBody, await readJson(ctx.req, max));
+      sendJson(ctx.res, 200, await d.nodeJoin(body, ctx.remoteAddr));
+    }),
     ...adminRoutes(),
   ];
 
@@ -321,9 +339,6 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
           let [resource, verb] = ADMIN_PERMISSIONS[name] as readonly [ResourceKind, Verb];
           if (name === 'putRole' && body.create === true) verb = 'create';
           let result: unknown;
-          const self = c.principal.user.name;
-          const abort = new AbortController();
-          ctx.res.on('close', () => abort.abort());
           if (name === 'listDatabases' && !c.principal.checker.checkRule('db', 'list').allowed) {
             // Everyone may list what they can reach: filtered by their roles' db_labels.
             const all = await d.admin(c.principal.user.name).listDatabases();
@@ -340,27 +355,12 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
               .map((k) => ({ k, seen: c.principal.checker.kubeVisibility(k) }))
               .filter((x) => x.seen.visible)
               .map((x) => ({ ...x.k, allowed: { kube_users: x.seen.kubeUsers, kube_groups: x.seen.kubeGroups } }));
-          } else if (
-            name === 'listRecordings' &&
-            !c.principal.checker.checkRule('recording', 'list').allowed
-          ) {
-            result = await d.admin(self).listRecordings({ ...recordingQueryFromUrl(ctx.url), user: self });
-          } else if (
-            (name === 'getRecording' || name === 'readRecording') &&
-            !c.principal.checker.checkRule('recording', 'read').allowed &&
-            (await ownsRecording(d.admin(self), params.id!, self))
-          ) {
-            result = await callAdmin(d.admin(self), name, params, body, ctx.url, abort.signal);
           } else {
             await d.authorizer.checkRule(c.principal, resource, verb, {
               remoteAddr: ctx.remoteAddr,
               protocol: 'http',
             });
-            result = await callAdmin(d.admin(self), name, params, body, ctx.url, abort.signal);
-          }
-          if (name === 'readRecording') {
-            await streamRecording(ctx.res, result as AsyncIterable<Uint8Array>, ctx.url);
-            return;
+            result = await callAdmin(d.admin(c.principal.user.name), name, params, body, ctx.url);
           }
           if (result === undefined) ctx.res.writeHead(204, { 'cache-control': 'no-store' }).end();
           else sendJson(ctx.res, name === 'createUser' ? 201 : 200, result);
@@ -440,7 +440,6 @@ async function callAdmin(
   p: Record<string, string>,
   body: Record<string, unknown>,
   url: URL,
-  signal?: AbortSignal,
 ): Promise<unknown> {
   const b = body as never;
   switch (name) {
@@ -484,12 +483,8 @@ async function callAdmin(
       return admin.addDatabase(b);
     case 'removeDatabase':
       return admin.removeDatabase(p.name!);
-    case 'listRecordings':
-      return admin.listRecordings(recordingQueryFromUrl(url));
-    case 'getRecording':
-      return admin.getRecording(p.id!);
-    case 'readRecording':
-      return admin.readRecording(p.id!, { ...recordingReadFromUrl(url), ...(signal ? { signal } : {}) });
+    case 'createJoinToken':
+      return admin.createJoinToken(b);
     case 'listKubeClusters':
       return admin.listKubeClusters();
     case 'addKubeCluster':
@@ -526,72 +521,6 @@ function auditQueryFromUrl(url: URL): AuditQuery {
   }
   if (cursor) q.cursor = cursor;
   return q;
-}
-
-/** Whether `user` owns the recording; a missing one is not theirs (the rule check then denies). */
-async function ownsRecording(admin: AdminApi, id: string, user: string): Promise<boolean> {
-  try {
-    return (await admin.getRecording(id)).user === user;
-  } catch (err) {
-    if (toGatehouseError(err)?.code === 'GH_ERR_NOT_FOUND') return false;
-    throw err;
-  }
-}
-
-function recordingQueryFromUrl(url: URL): RecordingQuery {
-  const s = url.searchParams;
-  const q: RecordingQuery = {};
-  const user = s.get('user');
-  const kind = s.get('kind');
-  const from = s.get('from');
-  const to = s.get('to');
-  const limit = s.get('limit');
-  if (user) q.user = user;
-  if (kind) {
-    if (kind !== 'ssh' && kind !== 'kube' && kind !== 'desktop') {
-      throw new GatehouseError('GH_ERR_VALIDATION', `unknown recording kind "${kind}"`, {
-        hint: 'use ssh, kube or desktop',
-      });
-    }
-    q.kind = kind;
-  }
-  if (from) q.from = from;
-  if (to) q.to = to;
-  if (limit) {
-    const n = Number(limit);
-    if (!Number.isInteger(n) || n < 1)
-      throw new GatehouseError('GH_ERR_VALIDATION', `limit must be a positive integer, got "${limit}"`);
-    q.limit = n;
-  }
-  return q;
-}
-
-function recordingReadFromUrl(url: URL): RecordingReadOptions {
-  const format = url.searchParams.get('format') ?? 'json';
-  if (!isRecordingFormat(format)) {
-    throw new GatehouseError('GH_ERR_VALIDATION', `unknown recording format "${format}"`, {
-      hint: 'use format=json, asciicast or text',
-    });
-  }
-  const follow = url.searchParams.get('follow');
-  return { format, follow: follow === '1' || follow === 'true' };
-}
-
-const RECORDING_CONTENT_TYPES = {
-  json: 'application/x-ndjson',
-  asciicast: 'application/x-asciicast',
-  text: 'application/octet-stream',
-} as const;
-
-/** Streams a recording with backpressure; an error after the headers cuts the connection (fail() destroys it). */
-async function streamRecording(
-  res: ServerResponse,
-  body: AsyncIterable<Uint8Array>,
-  url: URL,
-): Promise<void> {
-  const { format = 'json' } = recordingReadFromUrl(url);
-  res.writeHead(200, { 'content-type': RECORDING_CONTENT_TYPES[format], 'cache-control': 'no-store' });
-  await pipeline(Readable.from(body), res);
 }
 
 function sessionCookie(id: string, maxAgeMs: number): string {

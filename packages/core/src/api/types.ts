@@ -1,5 +1,6 @@
-import type { AuditEvent, RecordingFormat, RecordingMeta, RecordingQuery } from '@gatehouse/audit';
+import type { AuditEvent } from '@gatehouse/audit';
 import type { Traits } from '../identity/types.js';
+import type { JoinTokenView } from '../nodes/join-tokens.js';
 import type { Role } from '../rbac/types.js';
 
 /** A user as the API shows it: never the password hash or TOTP secret. */
@@ -98,12 +99,6 @@ export interface AuditQuery {
   cursor?: string;
 }
 
-export interface RecordingReadOptions {
-  format?: RecordingFormat;
-  follow?: boolean;
-  signal?: AbortSignal;
-}
-
 export interface AuditPage {
   events: AuditEvent[];
   next_cursor?: string | undefined;
@@ -151,15 +146,8 @@ export interface AdminApi {
   addDatabase(req: AddDatabaseRequest): Promise<DatabaseView>;
   removeDatabase(name: string): Promise<void>;
 
-  /** Session recordings, newest first (a user without recording:list sees their own). */
-  listRecordings(q?: RecordingQuery): Promise<RecordingMeta[]>;
-  /** One recording's metadata (its owner may read it without recording:read). */
-  getRecording(sessionId: string): Promise<RecordingMeta>;
-  /**
-   * A recording as bytes: JSON lines (default), asciicast v2, or the output
-   * text. With `follow`, a live recording streams until it ends.
-   */
-  readRecording(sessionId: string, opts?: RecordingReadOptions): Promise<AsyncIterable<Uint8Array>>;
+  /** A one-time token a node service joins the cluster with (`gatehouse node start --token`). */
+  createJoinToken(req: { kind: 'node'; ttl?: string }): Promise<JoinTokenView>;
 
   /** Kubernetes clusters the caller may reach (all of them for an admin with kube_cluster:list). */
   listKubeClusters(): Promise<KubeClusterView[]>;
@@ -189,9 +177,7 @@ export const ADMIN_ROUTES = {
   listDatabases: ['GET', '/v1/databases'],
   addDatabase: ['POST', '/v1/databases'],
   removeDatabase: ['DELETE', '/v1/databases/:name'],
-  listRecordings: ['GET', '/v1/recordings'],
-  getRecording: ['GET', '/v1/recordings/:id'],
-  readRecording: ['GET', '/v1/recordings/:id/events'],
+  createJoinToken: ['POST', '/v1/tokens'],
   listKubeClusters: ['GET', '/v1/kube/clusters'],
   addKubeCluster: ['POST', '/v1/kube/clusters'],
   removeKubeCluster: ['DELETE', '/v1/kube/clusters/:name'],

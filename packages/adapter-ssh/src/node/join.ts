@@ -1,0 +1,143 @@
+import type { AuditEmitter } from '@gatehouse/audit';
+import {
+  type Clock,
+  fetchPinnedCa,
+  GatehouseClient,
+  GatehouseError,
+  type LogFn,
+  type NodeJoinResponse,
+  parseHostPort,
+} from '@gatehouse/core';
+import { generateHostKey, parseHostKey, publicKeyLine } from './hostkey.js';
+import { type NodeService, type NodeSessionEvent, startNodeService } from './server.js';
+
+/**
+ * The node side of joining: a node service on another machine proves it
+ * holds a one-time token, gets a host certificate for its name and the
+ * cluster's user CA keys, and runs with them. The proxy is verified by the
+ * pinned host CA (like `gatehouse login --ca-pin`), so a token is never
+ * handed to an impostor.
+ */
+
+export interface JoinOptions {
+  /** host:port of the Gatehouse proxy. */
+  proxy: string;
+  /** sha256:... pin of the cluster host CA (printed by `gatehouse start`). */
+  caPin: string;
+  token: string;
+  name: string;
+  labels?: Record<string, string>;
+  /** host:port the node service listens on (default 0.0.0.0:3022). */
+  listen?: string;
+  /** host:port the gateway should dial, when it differs from `listen` (NAT); a wildcard host means "where I joined from". */
+  advertise?: string;
+  /** An existing OpenSSH host private key; a fresh one is generated when absent. */
+  hostKey?: string;
+}
+
+export interface JoinResult extends NodeJoinResponse {
+  /** The host private key the certificate is for. */
+  hostKey: string;
+  /** PEMs that verify the proxy (for later CA refreshes). */
+  caPem: string[];
+}
+
+export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
+  const { host, port } = parseHostPort(o.proxy);
+  const { caPem } = await fetchPinnedCa({ host, port, pin: o.caPin });
+  const hostKey = o.hostKey ?? generateHostKey(`gatehouse node ${o.name}`).privateKey;
+  const publicKey = publicKeyLine(parseHostKey(hostKey));
+  const client = new GatehouseClient({ proxy: o.proxy, caPem });
+  try {
+    const res = await client.joinNode({
+      token: o.token,
+      name: o.name,
+      addr: o.advertise ?? o.listen ?? '0.0.0.0:3022',
+      labels: o.labels ?? {},
+      host_public_key: publicKey,
+    });
+    if (
+      !Array.isArray(res.user_ca_keys) ||
+      res.user_ca_keys.length === 0 ||
+      typeof res.host_cert !== 'string'
+    ) {
+      throw new GatehouseError(
+        'GH_ERR_UPSTREAM_UNAVAILABLE',
+        'the proxy answered the join without a certificate or CA',
+        {
+          hint: 'check that --proxy points at a Gatehouse proxy of a matching version',
+        },
+      );
+    }
+    return { ...res, hostKey, caPem };
+  } finally {
+    client.close();
+  }
+}
+
+export interface JoinedNodeOptions extends JoinOptions {
+  clock: Clock;
+  audit: AuditEmitter;
+  log?: LogFn;
+  onSession?: (e: NodeSessionEvent) => void;
+  /** How often to re-read the user CA keys from the proxy (CA rotation). Default 10 minutes; 0 disables. */
+  caRefreshMs?: number;
+}
+
+export interface JoinedNode extends NodeService {
+  join: JoinResult;
+}
+
+/** Joins the cluster, then runs the node service with the certificate and CA keys it got. */
+export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode> {
+  const join = await joinCluster(o);
+  let userCaKeys = join.user_ca_keys;
+  const listen = parseHostPort(o.listen ?? '0.0.0.0:3022');
+  const service = await startNodeService({
+    host: listen.host,
+    port: listen.port,
+    hostKey: join.hostKey,
+    hostCert: join.host_cert,
+    trustedUserCaKeys: () => userCaKeys,
+    clock: o.clock,
+    audit: o.audit,
+    nodeName: join.node.name,
+    labels: join.node.labels,
+    ...(o.onSession ? { onSession: o.onSession } : {}),
+    ...(o.log ? { log: o.log } : {}),
+  });
+  const every = o.caRefreshMs ?? 600_000;
+  const timer =
+    every > 0
+      ? setInterval(() => {
+          const client = new GatehouseClient({ proxy: o.proxy, caPem: join.caPem });
+          client
+            .caExport('sshd', 'user')
+            .then((text) => {
+              const keys = text
+                .split('\n')
+                .map((l) => l.trim())
+                .filter(Boolean);
+              // An empty answer must not leave the node trusting nothing or, worse, anything: keep the old set.
+              if (keys.length > 0) userCaKeys = keys;
+            })
+            .catch((e: unknown) => o.log?.('error', 'node: refreshing the user CA keys failed', e))
+            .finally(() => client.close());
+        }, every)
+      : undefined;
+  timer?.unref();
+  return {
+    ...service,
+    nodeName: service.nodeName,
+    labels: service.labels,
+    host: service.host,
+    port: service.port,
+    address: service.address,
+    hostPublicKey: service.hostPublicKey,
+    join,
+    async close() {
+      clearInterval(timer);
+      await service.close();
+    },
+  };
+}

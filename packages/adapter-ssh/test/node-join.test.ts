@@ -1,0 +1,199 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { MemoryAuditLog } from '@gatehouse/audit/testing';
+import { type Clock, GatehouseClient, isGatehouseError } from '@gatehouse/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
+import { builtinNode, generateHostKey, type JoinedNode, startJoinedNode } from '../src/node/index.js';
+import { certify, newClientKey, runSsh, sshArgs } from './node-helpers.js';
+
+/** Real time plus an offset the test moves forward (TLS certificates stay valid; tokens expire). */
+class OffsetClock implements Clock {
+  offsetMs = 0;
+  now(): Date {
+    return new Date(Date.now() + this.offsetMs);
+  }
+}
+
+const clock = new OffsetClock();
+let tg: TestGateway;
+let dir: string;
+let client: GatehouseClient;
+const joined: JoinedNode[] = [];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const joinReq = (token: string, name: string) => ({
+  token,
+  name,
+  addr: '127.0.0.1:3022',
+  labels: { env: 'dev' },
+  host_public_key: generateHostKey().publicKey,
+});
+
+async function refusal(p: Promise<unknown>): Promise<{ code: string; message: string }> {
+  try {
+    await p;
+  } catch (e) {
+    if (isGatehouseError(e)) return { code: e.code, message: e.message };
+    throw e;
+  }
+  throw new Error('expected a refusal');
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'gh-join-'));
+  tg = await startGateway({ clock });
+  client = new GatehouseClient({ proxy: `127.0.0.1:${tg.port}`, caPem: tg.caPem });
+});
+
+afterAll(async () => {
+  client?.close();
+  for (const n of joined) await n.close();
+  await tg?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('node join tokens', () => {
+  it('a token joins once; the second use is refused', async () => {
+    const t = await tg.gw.admin.createJoinToken({ kind: 'node', ttl: '30m' });
+    expect(t.kind).toBe('node');
+    expect(t.command).toContain(`--token ${t.token}`);
+    expect(t.command).toContain(tg.gw.caPin());
+    const res = await client.joinNode(joinReq(t.token, 'web1'));
+    expect(res.node).toEqual({ name: 'web1', addr: '127.0.0.1:3022', labels: { env: 'dev' } });
+    expect(res.user_ca_keys).toEqual(tg.gw.authorities.get('user').map((k) => k.sshPublicKey));
+    expect(res.host_cert).toMatch(/^ssh-ed25519-cert-v01@openssh.com /);
+    const again = await refusal(client.joinNode(joinReq(t.token, 'web2')));
+    expect(again.code).toBe('GH_ERR_TOKEN_INVALID');
+    expect(again.message).toContain('already used');
+    const events = (await tg.gw.admin.searchAudit({ types: ['node.join', 'node.join_token.create'] })).events;
+    expect(events.filter((e) => e.type === 'node.join' && e.success === true).map((e) => e.server)).toEqual([
+      'web1',
+    ]);
+    expect(events.some((e) => e.type === 'node.join' && e.success === false && e.code === 'GH1072W')).toBe(
+      true,
+    );
+    expect(JSON.stringify(events)).not.toContain(t.token);
+  });
+
+  it('an unknown token is refused, and a malformed request does not burn a token', async () => {
+    expect((await refusal(client.joinNode(joinReq('x'.repeat(32), 'nope')))).code).toBe(
+      'GH_ERR_TOKEN_INVALID',
+    );
+    const t = await tg.gw.admin.createJoinToken({ kind: 'node' });
+    expect((await refusal(client.joinNode({ ...joinReq(t.token, 'Bad Name') }))).code).toBe(
+      'GH_ERR_VALIDATION',
+    );
+    const ok = await client.joinNode(joinReq(t.token, 'good'));
+    expect(ok.node.name).toBe('good');
+  });
+
+  it('creating a token over the API needs token:create', async () => {
+    const anon = await refusal(client.createJoinToken({ kind: 'node' }));
+    expect(anon.code).toBe('GH_ERR_UNAUTHENTICATED');
+  });
+
+  it('a joined node serves the real OpenSSH client with its new host certificate and the cluster user CA', async () => {
+    const t = await tg.gw.admin.createJoinToken({ kind: 'node' });
+    const port = await freePort();
+    const audit = new MemoryAuditLog();
+    const node = await startJoinedNode({
+      proxy: `127.0.0.1:${tg.port}`,
+      caPin: tg.gw.caPin(),
+      token: t.token,
+      name: 'db1',
+      labels: { env: 'dev' },
+      listen: `127.0.0.1:${port}`,
+      clock,
+      audit,
+      caRefreshMs: 0,
+    });
+    joined.push(node);
+    const reg = (tg.gw as unknown as { nodes: { get(n: string): Promise<unknown> } }).nodes;
+    expect(await reg.get('db1')).toMatchObject({ addr: `127.0.0.1:${port}`, labels: { env: 'dev' } });
+    const knownHosts = path.join(dir, 'known_hosts');
+    await writeFile(knownHosts, tg.gw.exportCa('known_hosts', { hosts: 'db1' }));
+    const key = await newClientKey(dir, 'joiner');
+    await certify(tg.gw, key, { principals: ['root'] });
+    const res = await runSsh([
+      ...sshArgs({ port, knownHosts, key, login: 'root', alias: 'db1' }),
+      'echo joined-ok',
+    ]);
+    expect(res.stderr).toBe('');
+    expect(res.stdout).toBe('joined-ok\n');
+    expect(res.code).toBe(0);
+  });
+
+  it('refuses to join a proxy whose CA does not match the pin', async () => {
+    const t = await tg.gw.admin.createJoinToken({ kind: 'node' });
+    const bad = `sha256:${'0'.repeat(64)}`;
+    const r = await refusal(
+      startJoinedNode({
+        proxy: `127.0.0.1:${tg.port}`,
+        caPin: bad,
+        token: t.token,
+        name: 'evil',
+        listen: '127.0.0.1:0',
+        clock,
+        audit: new MemoryAuditLog(),
+      }),
+    );
+    expect(r.code).toBe('GH_ERR_CERT_INVALID');
+  });
+  // Last: it moves the gateway clock forward, and OpenSSH checks certificates against real time.
+  it('an expired token is refused', async () => {
+    const t = await tg.gw.admin.createJoinToken({ kind: 'node', ttl: '5m' });
+    clock.offsetMs += 6 * 60_000;
+    const r = await refusal(client.joinNode(joinReq(t.token, 'late')));
+    expect(r.code).toBe('GH_ERR_TOKEN_INVALID');
+    expect(r.message).toContain('expired');
+  });
+});
+
+describe('builtinNode adapter', () => {
+  it('registers the local machine as a node with builtin=true and serves it with a host-CA certificate', async () => {
+    const added: { name: string; addr: string; labels: Record<string, string> }[] = [];
+    const adapter = builtinNode({
+      name: 'local1',
+      registry: {
+        add: async (spec) => {
+          added.push(spec);
+          return spec;
+        },
+      },
+    });
+    const gw2 = await startGateway();
+    try {
+      gw2.gw.use(adapter);
+      await gw2.gw.ready();
+      const svc = await waitFor(() => adapter.service(), 'the built-in node');
+      expect(added).toEqual([{ name: 'local1', addr: svc.address, labels: { builtin: 'true' } }]);
+      expect(svc.host).toBe('127.0.0.1');
+      const knownHosts = path.join(dir, 'known_hosts_builtin');
+      await writeFile(knownHosts, gw2.gw.exportCa('known_hosts', { hosts: 'local1' }));
+      const key = await newClientKey(dir, 'builtin-user');
+      await certify(gw2.gw, key, { principals: ['root'] });
+      const res = await runSsh([
+        ...sshArgs({ port: svc.port, knownHosts, key, login: 'root', alias: 'local1' }),
+        'id -un',
+      ]);
+      expect(res.stdout).toBe('root\n');
+      expect(res.code).toBe(0);
+    } finally {
+      await gw2.close();
+    }
+    expect(adapter.service()).toBeDefined();
+  });
+});

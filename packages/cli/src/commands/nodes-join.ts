@@ -1,0 +1,133 @@
+import { startJoinedNode } from '@gatehouse/adapter-ssh/node';
+import type { AuditEmitter, AuditEvent, AuditEventInput } from '@gatehouse/audit';
+import { systemClock } from '@gatehouse/core';
+import type { Command } from 'commander';
+import { durationFlag, relativeTime } from '../args.js';
+import { type Ctx, type GlobalOpts, openAdmin } from '../context.js';
+import { json } from '../output.js';
+import { flag, usage } from './usage.js';
+
+function parseLabels(values: string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values ?? []) {
+    const i = v.indexOf('=');
+    if (i <= 0) throw usage(`label "${v}" is not key=value`, 'e.g. --label env=dev');
+    out[v.slice(0, i)] = v.slice(i + 1);
+  }
+  return out;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/**
+ * A standalone node has no audit log of its own: its events (refused
+ * logins, refused requests) go to stderr as JSON lines for the host's
+ * journal; sessions are recorded and audited at the proxy.
+ */
+function stderrAudit(ctx: Ctx): AuditEmitter {
+  return {
+    async emit(e: AuditEventInput): Promise<AuditEvent> {
+      const ev = { ...e, time: new Date().toISOString(), id: '', code: '', cluster: '' } as AuditEvent;
+      ctx.err(`${JSON.stringify(ev)}\n`);
+      return ev;
+    },
+  };
+}
+
+export function registerNodesJoin(program: Command, ctx: Ctx): void {
+  const tokens = program.command('tokens').description('one-time join tokens');
+  tokens
+    .command('add')
+    .description('create a one-time token a node service joins the cluster with')
+    .requiredOption('--type <type>', 'token type (node)')
+    .option('--ttl <duration>', 'how long the token stays valid (default 30m)', flag(durationFlag('--ttl')))
+    .option('--json', 'print JSON')
+    .addHelpText('after', '\nExamples:\n  $ gatehouse tokens add --type node --ttl 1h')
+    .action(async (o: { type: string; ttl?: string; json?: boolean }, cmd: Command) => {
+      if (o.type !== 'node') throw usage(`unknown token type "${o.type}"`, 'use --type node');
+      const t = await openAdmin(cmd.optsWithGlobals<GlobalOpts>(), ctx);
+      try {
+        const token = await t.api.createJoinToken({ kind: 'node', ...(o.ttl ? { ttl: o.ttl } : {}) });
+        if (o.json) {
+          ctx.out(json(token));
+          return;
+        }
+        const proxy = t.proxy.endsWith(':0') ? 'HOST:PORT' : t.proxy;
+        ctx.out(
+          `Node join token (single use, expires ${token.expires}, ${relativeTime(new Date(token.expires), ctx.now())}):\n\n` +
+            `  ${token.token}\n\nOn the node, run:\n\n` +
+            `  gatehouse node start --proxy ${proxy} --ca-pin ${t.pin} --token ${token.token} --name NAME [--label k=v]\n`,
+        );
+      } finally {
+        await t.close();
+      }
+    });
+
+  const node = program.command('node').description('run the Gatehouse node service on this machine');
+  node
+    .command('start')
+    .description('join the cluster with a token and serve SSH sessions for this machine (foreground)')
+    .requiredOption('--proxy <host:port>', 'the Gatehouse proxy')
+    .requiredOption('--token <token>', 'join token from `gatehouse tokens add --type node`')
+    .requiredOption('--ca-pin <sha256:...>', 'pin of the cluster CA (printed by gatehouse start)')
+    .requiredOption('--name <name>', 'node name users connect to (a DNS label)')
+    .option('--label <k=v>', 'node label (repeatable)', collect)
+    .option('--listen <host:port>', 'where the node service listens', '0.0.0.0:3022')
+    .option('--advertise <host:port>', 'address the proxy dials, when not the listen address')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ gatehouse node start --proxy gw.example.com:3080 --ca-pin sha256:... --token T --name web1 --label env=dev',
+    )
+    .action(
+      async (o: {
+        proxy: string;
+        token: string;
+        caPin: string;
+        name: string;
+        label?: string[];
+        listen: string;
+        advertise?: string;
+      }) => {
+        let signalled: (s: string) => void = () => {};
+        const stopped = new Promise<string>((resolve) => {
+          signalled = resolve;
+        });
+        const onInt = () => signalled('SIGINT');
+        const onTerm = () => signalled('SIGTERM');
+        process.once('SIGINT', onInt);
+        process.once('SIGTERM', onTerm);
+        try {
+          const n = await startJoinedNode({
+            proxy: o.proxy,
+            caPin: o.caPin,
+            token: o.token,
+            name: o.name,
+            labels: parseLabels(o.label),
+            listen: o.listen,
+            ...(o.advertise ? { advertise: o.advertise } : {}),
+            clock: systemClock,
+            audit: stderrAudit(ctx),
+          });
+          try {
+            ctx.out(
+              `Node ${n.join.node.name} joined cluster ${n.join.cluster_name}\n` +
+                `  listening on: ${n.address}\n` +
+                `  registered:   ${n.join.node.addr}\n` +
+                `  labels:       ${
+                  Object.entries(n.join.node.labels)
+                    .map(([k, v]) => `${k}=${v}`)
+                    .join(',') || '-'
+                }\n`,
+            );
+            const signal = await stopped;
+            ctx.err(`received ${signal}, shutting down\n`);
+          } finally {
+            await n.close();
+          }
+        } finally {
+          process.off('SIGINT', onInt);
+          process.off('SIGTERM', onTerm);
+        }
+      },
+    );
+}
