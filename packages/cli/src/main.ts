@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { GatehouseError } from '@gatehouse/core';
 import { Command, CommanderError } from 'commander';
 import { registerAdmin } from './commands/admin.js';
+import { registerDb } from './commands/db.js';
+import { registerRecordings } from './commands/recordings.js';
 import { registerNodesJoin } from './commands/nodes-join.js';
 import { registerStart } from './commands/start.js';
 import { UsageError } from './commands/usage.js';
@@ -50,6 +52,8 @@ Examples:
   registerUser(program, ctx);
   registerAdmin(program, ctx);
   registerNodesJoin(program, ctx);
+  registerDb(program, ctx);
+  registerRecordings(program, ctx);
   for (const c of allCommands(program)) {
     c.exitOverride().configureOutput({ writeOut: (s) => ctx.out(s), writeErr: (s) => ctx.err(s) });
     c.showSuggestionAfterError(true);

@@ -299,6 +299,7 @@ export class Gateway {
         locks: this.locks,
         audit: this.audit,
         databases: this.databases,
+        recordings: this.recordings,
         kubeClusters: this.kubeClusters,
         endSessions: (user) => this.sessions.deleteForUser(user),
         joinTokens: this.joinTokens,

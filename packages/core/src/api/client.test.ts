@@ -160,6 +160,26 @@ describe('GatehouseClient', () => {
       ],
       ['removeDatabase', () => client.removeDatabase('orders'), '/v1/databases/orders', undefined],
       ['createJoinToken', () => client.createJoinToken({ kind: 'node', ttl: '30m' }), '/v1/tokens', { kind: 'node', ttl: '30m' }],
+      [
+        'listRecordings',
+        () => client.listRecordings({ user: 'bob', kind: 'ssh', limit: 5 }),
+        '/v1/recordings?user=bob&kind=ssh&limit=5',
+        undefined,
+      ],
+      ['getRecording', () => client.getRecording('s-1'), '/v1/recordings/s-1', undefined],
+      [
+        'readRecording',
+        // The events route streams: collect the body and parse the echo like the JSON routes.
+        async () => {
+          const parts: Buffer[] = [];
+          for await (const p of await client.readRecording('s/1', { format: 'asciicast', follow: true })) {
+            parts.push(Buffer.from(p));
+          }
+          return JSON.parse(Buffer.concat(parts).toString('utf8'));
+        },
+        '/v1/recordings/s%2F1/events?format=asciicast&follow=1',
+        undefined,
+      ],
       ['listKubeClusters', () => client.listKubeClusters(), '/v1/kube/clusters', undefined],
       [
         'addKubeCluster',

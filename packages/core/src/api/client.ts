@@ -1,4 +1,5 @@
 import * as https from 'node:https';
+import type { RecordingMeta, RecordingQuery } from '@gatehouse/audit';
 import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
 import type { Traits } from '../identity/types.js';
 import type { JoinTokenView, NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
@@ -25,6 +26,7 @@ import {
   type KubeClusterView,
   type LintMessage,
   type LockView,
+  type RecordingReadOptions,
   type TokenView,
   type UserView,
 } from './types.js';
@@ -206,6 +208,22 @@ export class GatehouseClient implements AdminApi {
   createJoinToken(req: { kind: 'node'; ttl?: string }): Promise<JoinTokenView> {
     return this.#json(ADMIN_ROUTES.createJoinToken, {}, req);
   }
+  listRecordings(q: RecordingQuery = {}): Promise<RecordingMeta[]> {
+    const s = new URLSearchParams();
+    for (const k of ['user', 'kind', 'from', 'to', 'limit'] as const) {
+      if (q[k] !== undefined) s.set(k, String(q[k]));
+    }
+    return this.#json(ADMIN_ROUTES.listRecordings, {}, undefined, s.toString());
+  }
+  getRecording(sessionId: string): Promise<RecordingMeta> {
+    return this.#json(ADMIN_ROUTES.getRecording, { id: sessionId });
+  }
+  readRecording(sessionId: string, opts: RecordingReadOptions = {}): Promise<AsyncIterable<Uint8Array>> {
+    const s = new URLSearchParams({ format: opts.format ?? 'json' });
+    if (opts.follow) s.set('follow', '1');
+    const path = `${fillPath(ADMIN_ROUTES.readRecording[1], { id: sessionId })}?${s}`;
+    return this.#stream(ADMIN_ROUTES.readRecording[0], path, opts.signal);
+  }
   listKubeClusters(): Promise<KubeClusterView[]> {
     return this.#json(ADMIN_ROUTES.listKubeClusters, {});
   }
@@ -276,6 +294,49 @@ export class GatehouseClient implements AdminApi {
       );
       req.on('error', (e) => reject(this.#connError(e)));
       req.end(payload);
+    });
+  }
+
+  /** A GET whose 2xx body is handed over as a stream (no idle timeout once it flows: a live recording may pause). */
+  #stream(method: string, path: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        {
+          host: this.host,
+          port: this.port,
+          method,
+          path,
+          agent: this.#agent,
+          ...(signal ? { signal } : {}),
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) {
+            req.setTimeout(0);
+            resolve(res);
+            return;
+          }
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (e) => reject(this.#connError(e)));
+          res.on('end', () =>
+            reject(
+              errorFromResponse(
+                status,
+                String(res.headers['content-type'] ?? ''),
+                Buffer.concat(chunks),
+                method,
+                path,
+              ),
+            ),
+          );
+        },
+      );
+      req.setTimeout(this.#timeoutMs, () =>
+        req.destroy(new Error(`no answer within ${this.#timeoutMs} ms`, { cause: 'timeout' })),
+      );
+      req.on('error', (e) => reject(this.#connError(e)));
+      req.end();
     });
   }
 

@@ -1,3 +1,4 @@
+import { exportRecording, type RecordingStore } from '@gatehouse/audit';
 import type { DatabaseRegistry, DatabaseSpec } from '../databases/registry.js';
 import type { KubeClusterRegistry, KubeClusterSpec } from '../kube/registry.js';
 import { GatehouseError } from '../errors.js';
@@ -42,12 +43,19 @@ export function kubeClusterView(k: KubeClusterSpec): KubeClusterView {
 }
 
 
+function recordingNotFound(id: string): GatehouseError {
+  return new GatehouseError('GH_ERR_NOT_FOUND', `no recording for session "${id}"`, {
+    hint: 'list recordings with gatehouse recordings ls',
+  });
+}
+
 export interface LocalAdminDeps {
   users: UserService;
   roles: RoleService;
   locks: LockService;
   audit: { search(q: AuditQuery): Promise<AuditPage> };
   databases: DatabaseRegistry;
+  recordings: RecordingStore;
   kubeClusters: KubeClusterRegistry;
   /** Ends a deleted user's browser sessions. */
   endSessions: (user: string) => Promise<unknown>;
@@ -197,6 +205,21 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       }
       const t = await d.joinTokens.create({ ttlMs: ttlMs(req.ttl), actor });
       return { token: t.token, kind: 'node', expires: t.expires.toISOString(), command: d.joinCommand(t.token) };
+    },
+    listRecordings: (q) => d.recordings.list(q),
+    async getRecording(id) {
+      const meta = await d.recordings.get(id);
+      if (!meta) throw recordingNotFound(id);
+      return meta;
+    },
+    async readRecording(id, opts = {}) {
+      const meta = await d.recordings.get(id);
+      if (!meta) throw recordingNotFound(id);
+      const events = d.recordings.read(id, {
+        follow: opts.follow ?? false,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+      return exportRecording(meta, events, opts.format ?? 'json');
     },
     async listKubeClusters() {
       return (await d.kubeClusters.list()).map(kubeClusterView);

@@ -1,7 +1,9 @@
 import type { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { TLSSocket } from 'node:tls';
-import type { AuditEmitter } from '@gatehouse/audit';
+import { type AuditEmitter, isRecordingFormat, type RecordingQuery } from '@gatehouse/audit';
 import { z } from 'zod';
 import type { LoginService } from '../auth/login.js';
 import { RateLimiter } from '../auth/ratelimit.js';
@@ -27,7 +29,7 @@ import {
 import type { AcceptInviteRequest, InviteInfo, PingResponse, WhoamiResponse } from './public.js';
 import { PUBLIC_ROUTES } from './public.js';
 import { issueRouteCert, type RouteCertDeps } from './route-cert.js';
-import { ADMIN_ROUTES, type AdminApi, type AuditQuery } from './types.js';
+import { ADMIN_ROUTES, type AdminApi, type AuditQuery, type RecordingReadOptions } from './types.js';
 
 export const SESSION_COOKIE = 'gh_session';
 
@@ -55,6 +57,10 @@ export const ADMIN_PERMISSIONS = {
   addDatabase: ['db', 'create'],
   removeDatabase: ['db', 'delete'],
   createJoinToken: ['token', 'create'],
+  // Users without recording:list see their own recordings; owners may read theirs (below).
+  listRecordings: ['recording', 'list'],
+  getRecording: ['recording', 'read'],
+  readRecording: ['recording', 'read'],
   // Users without kube_cluster:list still see the clusters their roles reach (filtered below).
   listKubeClusters: ['kube_cluster', 'list'],
   addKubeCluster: ['kube_cluster', 'create'],
@@ -339,6 +345,9 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
           let [resource, verb] = ADMIN_PERMISSIONS[name] as readonly [ResourceKind, Verb];
           if (name === 'putRole' && body.create === true) verb = 'create';
           let result: unknown;
+          const self = c.principal.user.name;
+          const abort = new AbortController();
+          ctx.res.on('close', () => abort.abort());
           if (name === 'listDatabases' && !c.principal.checker.checkRule('db', 'list').allowed) {
             // Everyone may list what they can reach: filtered by their roles' db_labels.
             const all = await d.admin(c.principal.user.name).listDatabases();
@@ -355,12 +364,27 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
               .map((k) => ({ k, seen: c.principal.checker.kubeVisibility(k) }))
               .filter((x) => x.seen.visible)
               .map((x) => ({ ...x.k, allowed: { kube_users: x.seen.kubeUsers, kube_groups: x.seen.kubeGroups } }));
+          } else if (
+            name === 'listRecordings' &&
+            !c.principal.checker.checkRule('recording', 'list').allowed
+          ) {
+            result = await d.admin(self).listRecordings({ ...recordingQueryFromUrl(ctx.url), user: self });
+          } else if (
+            (name === 'getRecording' || name === 'readRecording') &&
+            !c.principal.checker.checkRule('recording', 'read').allowed &&
+            (await ownsRecording(d.admin(self), params.id!, self))
+          ) {
+            result = await callAdmin(d.admin(self), name, params, body, ctx.url, abort.signal);
           } else {
             await d.authorizer.checkRule(c.principal, resource, verb, {
               remoteAddr: ctx.remoteAddr,
               protocol: 'http',
             });
-            result = await callAdmin(d.admin(c.principal.user.name), name, params, body, ctx.url);
+            result = await callAdmin(d.admin(self), name, params, body, ctx.url, abort.signal);
+          }
+          if (name === 'readRecording') {
+            await streamRecording(ctx.res, result as AsyncIterable<Uint8Array>, ctx.url);
+            return;
           }
           if (result === undefined) ctx.res.writeHead(204, { 'cache-control': 'no-store' }).end();
           else sendJson(ctx.res, name === 'createUser' ? 201 : 200, result);
@@ -440,6 +464,7 @@ async function callAdmin(
   p: Record<string, string>,
   body: Record<string, unknown>,
   url: URL,
+  signal?: AbortSignal,
 ): Promise<unknown> {
   const b = body as never;
   switch (name) {
@@ -485,6 +510,12 @@ async function callAdmin(
       return admin.removeDatabase(p.name!);
     case 'createJoinToken':
       return admin.createJoinToken(b);
+    case 'listRecordings':
+      return admin.listRecordings(recordingQueryFromUrl(url));
+    case 'getRecording':
+      return admin.getRecording(p.id!);
+    case 'readRecording':
+      return admin.readRecording(p.id!, { ...recordingReadFromUrl(url), ...(signal ? { signal } : {}) });
     case 'listKubeClusters':
       return admin.listKubeClusters();
     case 'addKubeCluster':
@@ -521,6 +552,72 @@ function auditQueryFromUrl(url: URL): AuditQuery {
   }
   if (cursor) q.cursor = cursor;
   return q;
+}
+
+/** Whether `user` owns the recording; a missing one is not theirs (the rule check then denies). */
+async function ownsRecording(admin: AdminApi, id: string, user: string): Promise<boolean> {
+  try {
+    return (await admin.getRecording(id)).user === user;
+  } catch (err) {
+    if (toGatehouseError(err)?.code === 'GH_ERR_NOT_FOUND') return false;
+    throw err;
+  }
+}
+
+function recordingQueryFromUrl(url: URL): RecordingQuery {
+  const s = url.searchParams;
+  const q: RecordingQuery = {};
+  const user = s.get('user');
+  const kind = s.get('kind');
+  const from = s.get('from');
+  const to = s.get('to');
+  const limit = s.get('limit');
+  if (user) q.user = user;
+  if (kind) {
+    if (kind !== 'ssh' && kind !== 'kube' && kind !== 'desktop') {
+      throw new GatehouseError('GH_ERR_VALIDATION', `unknown recording kind "${kind}"`, {
+        hint: 'use ssh, kube or desktop',
+      });
+    }
+    q.kind = kind;
+  }
+  if (from) q.from = from;
+  if (to) q.to = to;
+  if (limit) {
+    const n = Number(limit);
+    if (!Number.isInteger(n) || n < 1)
+      throw new GatehouseError('GH_ERR_VALIDATION', `limit must be a positive integer, got "${limit}"`);
+    q.limit = n;
+  }
+  return q;
+}
+
+function recordingReadFromUrl(url: URL): RecordingReadOptions {
+  const format = url.searchParams.get('format') ?? 'json';
+  if (!isRecordingFormat(format)) {
+    throw new GatehouseError('GH_ERR_VALIDATION', `unknown recording format "${format}"`, {
+      hint: 'use format=json, asciicast or text',
+    });
+  }
+  const follow = url.searchParams.get('follow');
+  return { format, follow: follow === '1' || follow === 'true' };
+}
+
+const RECORDING_CONTENT_TYPES = {
+  json: 'application/x-ndjson',
+  asciicast: 'application/x-asciicast',
+  text: 'application/octet-stream',
+} as const;
+
+/** Streams a recording with backpressure; an error after the headers cuts the connection (fail() destroys it). */
+async function streamRecording(
+  res: ServerResponse,
+  body: AsyncIterable<Uint8Array>,
+  url: URL,
+): Promise<void> {
+  const { format = 'json' } = recordingReadFromUrl(url);
+  res.writeHead(200, { 'content-type': RECORDING_CONTENT_TYPES[format], 'cache-control': 'no-store' });
+  await pipeline(Readable.from(body), res);
 }
 
 function sessionCookie(id: string, maxAgeMs: number): string {

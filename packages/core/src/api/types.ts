@@ -1,4 +1,4 @@
-import type { AuditEvent } from '@gatehouse/audit';
+import type { AuditEvent, RecordingFormat, RecordingMeta, RecordingQuery } from '@gatehouse/audit';
 import type { Traits } from '../identity/types.js';
 import type { JoinTokenView } from '../nodes/join-tokens.js';
 import type { Role } from '../rbac/types.js';
@@ -99,6 +99,12 @@ export interface AuditQuery {
   cursor?: string;
 }
 
+export interface RecordingReadOptions {
+  format?: RecordingFormat;
+  follow?: boolean;
+  signal?: AbortSignal;
+}
+
 export interface AuditPage {
   events: AuditEvent[];
   next_cursor?: string | undefined;
@@ -149,6 +155,16 @@ export interface AdminApi {
   /** A one-time token a node service joins the cluster with (`gatehouse node start --token`). */
   createJoinToken(req: { kind: 'node'; ttl?: string }): Promise<JoinTokenView>;
 
+  /** Session recordings, newest first (a user without recording:list sees their own). */
+  listRecordings(q?: RecordingQuery): Promise<RecordingMeta[]>;
+  /** One recording's metadata (its owner may read it without recording:read). */
+  getRecording(sessionId: string): Promise<RecordingMeta>;
+  /**
+   * A recording as bytes: JSON lines (default), asciicast v2, or the output
+   * text. With `follow`, a live recording streams until it ends.
+   */
+  readRecording(sessionId: string, opts?: RecordingReadOptions): Promise<AsyncIterable<Uint8Array>>;
+
   /** Kubernetes clusters the caller may reach (all of them for an admin with kube_cluster:list). */
   listKubeClusters(): Promise<KubeClusterView[]>;
   addKubeCluster(req: AddKubeClusterRequest): Promise<KubeClusterView>;
@@ -178,6 +194,9 @@ export const ADMIN_ROUTES = {
   addDatabase: ['POST', '/v1/databases'],
   removeDatabase: ['DELETE', '/v1/databases/:name'],
   createJoinToken: ['POST', '/v1/tokens'],
+  listRecordings: ['GET', '/v1/recordings'],
+  getRecording: ['GET', '/v1/recordings/:id'],
+  readRecording: ['GET', '/v1/recordings/:id/events'],
   listKubeClusters: ['GET', '/v1/kube/clusters'],
   addKubeCluster: ['POST', '/v1/kube/clusters'],
   removeKubeCluster: ['DELETE', '/v1/kube/clusters/:name'],
