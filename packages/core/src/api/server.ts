@@ -218,6 +218,10 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         server_time: d.clock.now().toISOString(),
         second_factor: d.config.auth.secondFactor,
         public_addr: d.config.publicAddr,
+        // MySQL clients need its own port (gatehouse db login writes it into ~/.my.cnf).
+        ...(d.config.mysqlListen
+          ? { mysql_listen: `${d.config.mysqlListen.host}:${d.config.mysqlListen.port}` }
+          : {}),
       };
       sendJson(res, 200, body);
     }),
