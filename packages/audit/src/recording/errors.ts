@@ -31,9 +31,13 @@ export class RecordingError extends Error {
 
 const SESSION_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
+export function isSessionId(id: unknown): id is string {
+  return typeof id === 'string' && SESSION_ID.test(id) && !id.includes('..');
+}
+
 /** Session ids name directories: only a safe alphabet, never `..` or a separator. */
 export function validateSessionId(id: unknown): string {
-  if (typeof id !== 'string' || !SESSION_ID.test(id) || id.includes('..')) {
+  if (!isSessionId(id)) {
     throw new RecordingError('GH_ERR_VALIDATION', `invalid session id ${JSON.stringify(id)}`, {
       hint: 'session ids are letters, digits, ".", "_" and "-" (see gatehouse recordings ls)',
     });

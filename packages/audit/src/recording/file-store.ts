@@ -13,7 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { decodeChunk } from './codec.js';
-import { notFound, RecordingError, validateSessionId } from './errors.js';
+import { isSessionId, notFound, RecordingError, validateSessionId } from './errors.js';
 import { filterMetas, parseMeta } from './meta.js';
 import { ChunkedRecorder, type ChunkSink, type RecordingTotals } from './recorder.js';
 import type {
@@ -45,6 +45,7 @@ export interface FileRecordingStoreOptions {
 }
 
 export const META_FILE = 'meta.json';
+const LIST_PARALLELISM = 32;
 
 export function chunkFileName(seq: number): string {
   return `${String(seq).padStart(6, '0')}.jsonl.gz`;
@@ -154,17 +155,13 @@ export class FileRecordingStore implements RecordingStore {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
+    // Anything that is not a valid session id is not a recording directory (e.g. a stray temp file).
+    const ids = names.filter((n) => isSessionId(n));
     const metas: RecordingMeta[] = [];
-    for (const name of names) {
-      let id: string;
-      try {
-        id = validateSessionId(name);
-      } catch {
-        // Not a recording directory (e.g. a temporary file left by a crash).
-        continue;
-      }
-      const m = await this.get(id);
-      if (m) metas.push(m);
+    // Bounded parallel reads: one meta.json per recording is the cost of a listing (see ADR 0008).
+    for (let i = 0; i < ids.length; i += LIST_PARALLELISM) {
+      const batch = await Promise.all(ids.slice(i, i + LIST_PARALLELISM).map((id) => this.get(id)));
+      for (const m of batch) if (m) metas.push(m);
     }
     return filterMetas(metas, q);
   }
