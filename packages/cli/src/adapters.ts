@@ -1,3 +1,4 @@
+import { mysql } from '@gatehouse/adapter-mysql';
 import { postgres } from '@gatehouse/adapter-postgres';
 import type { Adapter, GatehouseConfig } from '@gatehouse/core';
 
@@ -8,5 +9,6 @@ import type { Adapter, GatehouseConfig } from '@gatehouse/core';
 export function defaultAdapters(_config: GatehouseConfig): Adapter[] {
   const adapters: Adapter[] = [];
   adapters.push(postgres());
+  adapters.push(mysql());
   return adapters;
 }

@@ -3,6 +3,7 @@ import { GatehouseError } from '@gatehouse/core';
 import { Command, CommanderError } from 'commander';
 import { registerAdmin } from './commands/admin.js';
 import { registerDb } from './commands/db.js';
+import { registerProxy } from './commands/proxy.js';
 import { registerRecordings } from './commands/recordings.js';
 import { registerNodesJoin } from './commands/nodes-join.js';
 import { registerStart } from './commands/start.js';
@@ -53,6 +54,7 @@ Examples:
   registerAdmin(program, ctx);
   registerNodesJoin(program, ctx);
   registerDb(program, ctx);
+  registerProxy(program, ctx);
   registerRecordings(program, ctx);
   for (const c of allCommands(program)) {
     c.exitOverride().configureOutput({ writeOut: (s) => ctx.out(s), writeErr: (s) => ctx.err(s) });

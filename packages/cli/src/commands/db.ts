@@ -22,7 +22,7 @@ async function withAdmin<T>(cmd: Command, ctx: Ctx, fn: (t: AdminTarget) => Prom
   }
 }
 
-function currentProfile(ctx: Ctx): ProfileEntry {
+export function currentProfile(ctx: Ctx): ProfileEntry {
   const p = ctx.home.current();
   if (!p) {
     throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'not logged in', {
@@ -38,7 +38,7 @@ function dbDir(ctx: Ctx, p: ProfileEntry, name?: string): string {
   return name === undefined ? base : join(base, name);
 }
 
-function readLogin(ctx: Ctx, p: ProfileEntry, name: string): DbLogin {
+export function readLogin(ctx: Ctx, p: ProfileEntry, name: string): DbLogin {
   const file = join(dbDir(ctx, p, name), 'login.json');
   if (!existsSync(file)) {
     throw new GatehouseError('GH_ERR_NOT_FOUND', `not logged in to database "${name}"`, {
@@ -214,7 +214,7 @@ export function registerDb(program: Command, ctx: Ctx): void {
         writePrivate(files.cert, res.tls_cert);
         writePrivate(files.key, ctx.home.readKeys(p).tlsKey);
         writePrivate(files.ca, res.cas.host_x509.join('\n'));
-        const { host, port } = parseHostPort(p.proxy);
+        const { host, port } = client.address ? client.address(p.proxy, await api.ping()) : parseHostPort(p.proxy);
         const login: DbLogin = { name, protocol: found.protocol, host, port, dbUser, dbName, files };
         writePrivate(join(dir, 'login.json'), `${JSON.stringify(login, null, 2)}\n`);
         const where = client.write(login, ctx.env);

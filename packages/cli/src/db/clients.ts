@@ -1,3 +1,5 @@
+import type { PingResponse } from '@gatehouse/core';
+import { mysqlClient } from './mysql.js';
 import { postgresClient } from './postgres.js';
 
 /** What `gatehouse db login` knows about one database login (stored as login.json next to the cert). */
@@ -32,8 +34,11 @@ export interface DbClientConfig {
   envVars(login: DbLogin): Record<string, string>;
   /** The command line `db login` suggests. */
   hint(login: DbLogin, env: NodeJS.ProcessEnv): string;
+  /** Where the client connects when not the proxy's own address (MySQL: its dedicated port). */
+  address?(proxy: string, ping: PingResponse): { host: string; port: number };
 }
 
 export const DB_CLIENTS: Partial<Record<DbLogin['protocol'], DbClientConfig>> = {
   postgres: postgresClient,
+  mysql: mysqlClient,
 };
