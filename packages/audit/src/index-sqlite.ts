@@ -63,6 +63,7 @@ export class SqliteAuditIndex implements AuditIndex {
   readonly name: string;
   readonly #db: Database.Database;
   readonly #insert: Database.Statement;
+  readonly #insertMany: (events: AuditEvent[]) => void;
   #closed = false;
 
   constructor(opts: SqliteAuditIndexOptions) {
@@ -82,10 +83,18 @@ export class SqliteAuditIndex implements AuditIndex {
     this.#insert = this.#db.prepare(
       'INSERT OR IGNORE INTO events (id, time, type, code, user, session_id, json) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
+    this.#insertMany = this.#db.transaction((events: AuditEvent[]) => {
+      for (const e of events) this.write(e);
+    });
   }
 
   write(e: AuditEvent): void {
     this.#insert.run(e.id, e.time, e.type, e.code, e.user ?? null, e.session_id ?? null, JSON.stringify(e));
+  }
+
+  /** Group commit: one transaction (one WAL commit) for the whole batch. */
+  writeBatch(events: AuditEvent[]): void {
+    this.#insertMany(events);
   }
 
   async search(query: AuditQuery): Promise<AuditSearchResult> {

@@ -47,6 +47,20 @@ const REPLAY_BATCH = 256;
 
 type ReplayStatus = 'done' | 'more' | 'failed';
 
+interface Pending {
+  e: AuditEvent;
+  line: string;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+/** A sink that can take many events in one call (one write(2), one transaction): group commit. */
+type BatchSink = AuditSink & { writeBatch(events: AuditEvent[]): void | Promise<void> };
+
+function isBatchSink(s: AuditSink): s is BatchSink {
+  return typeof (s as Partial<BatchSink>).writeBatch === 'function';
+}
+
 interface SinkState {
   sink: AuditSink;
   spool: Spool;
@@ -54,6 +68,9 @@ interface SinkState {
   failing: boolean;
   /** Deliveries to one sink run one after another, in emit order. */
   chain: Promise<unknown>;
+  /** Events emitted since the last flush; written together (one write / one transaction) on the next tick. */
+  batch: Pending[];
+  flushScheduled: boolean;
   timer: NodeJS.Timeout | undefined;
   delayMs: number;
   lastError: string | undefined;
@@ -116,6 +133,8 @@ export class AuditLog implements AuditEmitter {
         spool,
         failing: spool.pending > 0,
         chain: Promise.resolve(),
+        batch: [],
+        flushScheduled: false,
         timer: undefined,
         delayMs: this.#retryInitialMs,
         lastError: undefined,
@@ -214,9 +233,10 @@ export class AuditLog implements AuditEmitter {
   /** Waits until no sink has queued work, including work queued while waiting. */
   async #drain(): Promise<void> {
     for (;;) {
+      for (const st of this.#states) this.#flush(st);
       const chains = this.#states.map((st) => st.chain);
       await Promise.allSettled(chains);
-      if (this.#states.every((st, i) => st.chain === chains[i])) return;
+      if (this.#states.every((st, i) => st.chain === chains[i] && st.batch.length === 0)) return;
     }
   }
 
@@ -258,9 +278,7 @@ export class AuditLog implements AuditEmitter {
         cause: err,
       });
     }
-    const results = await Promise.allSettled(
-      this.#states.map((st) => this.#enqueue(st, () => this.#deliver(st, e, line))),
-    );
+    const results = await Promise.allSettled(this.#states.map((st) => this.#batched(st, e, line)));
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     const first = failed[0];
     if (first) {
@@ -284,18 +302,66 @@ export class AuditLog implements AuditEmitter {
     return p;
   }
 
-  async #deliver(st: SinkState, e: AuditEvent, line: string): Promise<void> {
-    if (st.failing) {
-      this.#appendToSpool(st, line, undefined);
-      return;
+  /**
+   * Group commit: every event emitted during one turn of the event loop
+   * reaches each sink in one call (JSONL: one write; SQLite: one
+   * transaction), and each emit resolves once its batch is written or
+   * spooled. Under load (many sessions auditing queries) this turns one
+   * write per event into one per tick, without delaying a lone event by
+   * more than that tick.
+   */
+  #batched(st: SinkState, e: AuditEvent, line: string): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      st.batch.push({ e, line, resolve, reject });
+      if (st.flushScheduled) return;
+      st.flushScheduled = true;
+      setImmediate(() => this.#flush(st));
+    });
+  }
+
+  #flush(st: SinkState): void {
+    st.flushScheduled = false;
+    if (st.batch.length === 0) return;
+    const items = st.batch;
+    st.batch = [];
+    void this.#enqueue(st, () => this.#deliverBatch(st, items));
+  }
+
+  async #deliverBatch(st: SinkState, items: Pending[]): Promise<void> {
+    let spoolFrom = items.length;
+    let sinkError: unknown;
+    if (st.failing) spoolFrom = 0;
+    else if (isBatchSink(st.sink)) {
+      try {
+        await st.sink.writeBatch(items.map((i) => i.e));
+      } catch (err) {
+        // All or nothing from the sink's side; a replay may repeat some (sinks are at-least-once).
+        spoolFrom = 0;
+        sinkError = err;
+      }
+    } else {
+      for (let i = 0; i < items.length; i++) {
+        try {
+          await st.sink.write(items[i]!.e);
+        } catch (err) {
+          spoolFrom = i;
+          sinkError = err;
+          break;
+        }
+      }
     }
-    try {
-      await st.sink.write(e);
-      return;
-    } catch (err) {
-      this.#appendToSpool(st, line, err);
-      this.#startFailing(st, err);
+    for (let i = 0; i < spoolFrom; i++) items[i]!.resolve();
+    for (let i = spoolFrom; i < items.length; i++) {
+      const item = items[i]!;
+      try {
+        // Only the first spooled event names the sink's error, as a single delivery did.
+        this.#appendToSpool(st, item.line, i === spoolFrom ? sinkError : undefined);
+        item.resolve();
+      } catch (err) {
+        item.reject(err);
+      }
     }
+    if (sinkError !== undefined) this.#startFailing(st, sinkError);
   }
 
   #appendToSpool(st: SinkState, line: string, sinkError: unknown): void {

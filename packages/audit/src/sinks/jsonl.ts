@@ -74,6 +74,29 @@ export class JsonlFileSink implements AuditSink {
     if (n !== line.length) throw new Error(`JsonlFileSink: short write (${n} of ${line.length} bytes)`);
   }
 
+  /**
+   * Group commit: consecutive events of one day go out in a single write(2),
+   * so lines from other processes still never land inside a batch line.
+   */
+  writeBatch(events: AuditEvent[]): void {
+    let i = 0;
+    while (i < events.length) {
+      const day = events[i]!.time.slice(0, 10);
+      const lines: Buffer[] = [];
+      let j = i;
+      for (; j < events.length && events[j]!.time.slice(0, 10) === day; j++) {
+        const e = events[j]!;
+        if (!DAY_RE.test(day)) throw new Error(`JsonlFileSink: event ${e.id} has a malformed time ${e.time}`);
+        lines.push(Buffer.from(`${JSON.stringify(e)}\n`, 'utf8'));
+      }
+      const buf = lines.length === 1 ? lines[0]! : Buffer.concat(lines);
+      const fd = this.#fdFor(day, buf.length);
+      const n = writeSync(fd, buf);
+      if (n !== buf.length) throw new Error(`JsonlFileSink: short write (${n} of ${buf.length} bytes)`);
+      i = j;
+    }
+  }
+
   async close(): Promise<void> {
     this.#closeCurrent();
   }

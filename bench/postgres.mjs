@@ -1,0 +1,492 @@
+// PostgreSQL throughput with pgbench (8 clients, TLS everywhere): straight to
+// the server, through pgbouncer, and through Gatehouse with query audit on,
+// side by side in one run. Goal: Gatehouse >= 1.0x pgbouncer.
+//
+// pgbouncer cannot pass a client certificate through, so it terminates TLS
+// on both sides: clients authenticate to it with the same db-CA client cert
+// (auth_type = cert, client_tls_ca_file = Gatehouse's db CA), and it signs in
+// to PostgreSQL with its own db-CA client cert for the bench role
+// (server_tls_sslmode = verify-full). Pool mode session, like a proxy.
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdtempSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { postgres } from '@gatehouse/adapter-postgres';
+import { createGateway } from '@gatehouse/core';
+
+export const description =
+  'pgbench TPS (select-only, TPC-B-like; 8 clients, TLS): direct vs pgbouncer vs Gatehouse';
+
+const exec = promisify(execFile);
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+const PGBOUNCER = '/usr/sbin/pgbouncer';
+
+function parseArgs(argv) {
+  const o = { seconds: 10, clients: 8, json: false, scale: 1 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--json') o.json = true;
+    else if (a === '--seconds') o.seconds = Number(argv[++i]);
+    else if (a === '--clients') o.clients = Number(argv[++i]);
+    else throw new Error(`unknown option ${a} (options: --seconds N, --clients N, --json)`);
+  }
+  if (!(o.seconds > 0)) throw new Error('--seconds must be a positive number');
+  return o;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function ensurePeers() {
+  const need = [
+    [`${PG_BIN}/postgres`, 'postgresql'],
+    ['/usr/bin/pgbench', 'postgresql-contrib (or postgresql)'],
+    [PGBOUNCER, 'pgbouncer'],
+  ].filter(([bin]) => !existsSync(bin));
+  if (need.length === 0) return;
+  const pkgs = need.map(([, p]) => p.split(' ')[0]);
+  if (process.getuid?.() !== 0) {
+    throw new Error(`missing ${need.map(([b]) => b).join(', ')}: sudo apt-get install -y ${pkgs.join(' ')}`);
+  }
+  process.stderr.write(`installing ${pkgs.join(' ')} ...\n`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  execFileSync(
+    'apt-get',
+    ['-q', '-o', 'DPkg::Lock::Timeout=120', 'install', '-y', '--no-install-recommends', ...pkgs],
+    {
+      stdio: 'inherit',
+      env,
+    },
+  );
+}
+
+const ossl = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+
+async function startPostgres(dir, dbCaPem) {
+  const data = path.join(dir, 'data');
+  const tls = path.join(dir, 'tls');
+  execFileSync('mkdir', ['-p', tls]);
+  ossl([
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    `${tls}/ca.key`,
+    '-out',
+    `${tls}/ca.crt`,
+    '-subj',
+    '/CN=bench CA',
+    '-days',
+    '2',
+  ]);
+  ossl([
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    `${tls}/server.key`,
+    '-out',
+    `${tls}/server.csr`,
+    '-subj',
+    '/CN=localhost',
+  ]);
+  writeFileSync(`${tls}/ext`, 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  ossl([
+    'x509',
+    '-req',
+    '-in',
+    `${tls}/server.csr`,
+    '-CA',
+    `${tls}/ca.crt`,
+    '-CAkey',
+    `${tls}/ca.key`,
+    '-CAcreateserial',
+    '-out',
+    `${tls}/server.crt`,
+    '-days',
+    '2',
+    '-extfile',
+    `${tls}/ext`,
+  ]);
+  writeFileSync(`${tls}/db-ca.crt`, dbCaPem);
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
+  chmodSync(dir, 0o755);
+  for (const f of ['server.key', 'server.crt', 'db-ca.crt', 'ca.crt']) {
+    chownSync(`${tls}/${f}`, uid, gid);
+    chmodSync(`${tls}/${f}`, 0o600);
+  }
+  chownSync(tls, uid, gid);
+  chownSync(dir, uid, gid);
+  await exec(
+    'runuser',
+    ['-u', 'postgres', '--', `${PG_BIN}/initdb`, '-D', data, '-U', 'postgres', '--auth=trust', '--no-sync'],
+    { cwd: dir },
+  );
+  const port = await freePort();
+  appendFileSync(
+    `${data}/postgresql.conf`,
+    `listen_addresses='127.0.0.1'\nport=${port}\nunix_socket_directories='${dir}'\nssl=on\nssl_cert_file='${tls}/server.crt'\nssl_key_file='${tls}/server.key'\nssl_ca_file='${tls}/db-ca.crt'\nfsync=off\nsynchronous_commit=off\nmax_connections=100\n`,
+  );
+  writeFileSync(`${data}/pg_hba.conf`, 'local all all trust\nhostssl all all 127.0.0.1/32 cert\n');
+  await exec(
+    'runuser',
+    ['-u', 'postgres', '--', `${PG_BIN}/pg_ctl`, '-D', data, '-l', `${dir}/pg.log`, '-w', 'start'],
+    { cwd: dir },
+  );
+  const psql = (sql, db = 'postgres') =>
+    exec('psql', ['-X', '-q', '-h', dir, '-p', String(port), '-U', 'postgres', '-d', db, '-c', sql], {
+      cwd: dir,
+    });
+  return {
+    port,
+    tls,
+    psql,
+    stop: () =>
+      exec('runuser', ['-u', 'postgres', '--', `${PG_BIN}/pg_ctl`, '-D', data, '-m', 'immediate', 'stop'], {
+        cwd: dir,
+      }).catch(() => undefined),
+  };
+}
+
+function keyPair() {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return {
+    key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    pub: publicKey.export({ type: 'spki', format: 'pem' }),
+  };
+}
+
+function writeKey(file, pem, owner) {
+  writeFileSync(file, pem, { mode: 0o600 });
+  if (owner) chownSync(file, owner.uid, owner.gid);
+}
+
+async function pgbench(label, env, port, args, seconds, clients) {
+  const r = await exec(
+    'pgbench',
+    [
+      '-h',
+      'localhost',
+      '-p',
+      String(port),
+      '-U',
+      'bench',
+      '-n',
+      '-c',
+      String(clients),
+      '-j',
+      '2',
+      '-T',
+      String(seconds),
+      ...args,
+      'bench',
+    ],
+    { env: { PATH: process.env.PATH, HOME: os.tmpdir(), ...env }, maxBuffer: 1 << 24 },
+  ).catch((err) => {
+    throw new Error(`pgbench ${label} failed: ${err.stderr || err.message}`);
+  });
+  const m = /tps = ([\d.]+) \(without initial connection time\)/.exec(r.stdout);
+  if (!m) throw new Error(`pgbench ${label}: no tps in output:\n${r.stdout}\n${r.stderr}`);
+  return Number(m[1]);
+}
+
+async function startPgbouncer(parent, pgPort, files) {
+  const port = await freePort();
+  const dir = path.join(parent, 'pgbouncer');
+  execFileSync('mkdir', ['-p', dir]);
+  const ini = path.join(dir, 'pgbouncer.ini');
+  writeFileSync(
+    ini,
+    `[databases]
+bench = host=localhost port=${pgPort} dbname=bench user=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = ${port}
+unix_socket_dir =
+auth_type = cert
+auth_file = ${dir}/userlist.txt
+pool_mode = session
+max_client_conn = 100
+default_pool_size = 20
+logfile = ${dir}/pgbouncer.log
+pidfile = ${dir}/pgbouncer.pid
+client_tls_sslmode = verify-full
+client_tls_ca_file = ${files.clientCa}
+client_tls_cert_file = ${files.serverCert}
+client_tls_key_file = ${files.serverKey}
+server_tls_sslmode = verify-full
+server_tls_ca_file = ${files.serverCa}
+server_tls_cert_file = ${files.clientCert}
+server_tls_key_file = ${files.clientKey}
+`,
+  );
+  writeFileSync(`${dir}/userlist.txt`, '"bench" ""\n');
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());
+  for (const f of [dir, ini, `${dir}/userlist.txt`]) chownSync(f, uid, gid);
+  const child = spawn('runuser', ['-u', 'postgres', '--', PGBOUNCER, ini], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let err = '';
+  child.stderr.on('data', (d) => {
+    err += d;
+  });
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`pgbouncer exited: ${err}`);
+    const ok = await new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { port, stop: () => child.kill('SIGTERM') };
+}
+
+/** How fast the gateway's audit log takes db.session.query events, alone (sequential and 8 at a time). */
+async function auditRate(gw, seconds) {
+  const ev = {
+    type: 'db.session.query',
+    session_id: 'bench',
+    db_service: 'bench',
+    db_protocol: 'postgres',
+    db_user: 'bench',
+    db_name: 'bench',
+    user: 'bench',
+    query: 'SELECT abalance FROM pgbench_accounts WHERE aid = 42;',
+  };
+  const out = {};
+  for (const par of [1, 8]) {
+    const end = Date.now() + seconds * 1000;
+    let n = 0;
+    await Promise.all(
+      Array.from({ length: par }, async () => {
+        while (Date.now() < end) {
+          await gw.audit.emit(ev);
+          n++;
+        }
+      }),
+    );
+    out[`concurrency_${par}`] = Math.round(n / seconds);
+  }
+  return out;
+}
+
+export async function run(argv) {
+  const o = parseArgs(argv);
+  ensurePeers();
+  const root = mkdtempSync(path.join(os.tmpdir(), 'gh-bench-pg-'));
+  // PostgreSQL and pgbouncer run as the postgres user and must reach their dirs.
+  chmodSync(root, 0o755);
+  const cleanups = [];
+  try {
+    const gw = await createGateway({ dataDir: path.join(root, 'gw'), secondFactor: 'off', env: {} });
+    cleanups.push(() => gw.close());
+    gw.use(postgres());
+    const { port: gwPort } = await gw.listen({ host: '127.0.0.1', port: 0 });
+    const pgDir = path.join(root, 'pg');
+    execFileSync('mkdir', ['-p', pgDir]);
+    const pg = await startPostgres(pgDir, gw.exportCa('postgres'));
+    cleanups.push(() => pg.stop());
+    await pg.psql('CREATE ROLE bench LOGIN');
+    await pg.psql('CREATE DATABASE bench OWNER bench');
+    await exec('pgbench', [
+      '-i',
+      '-q',
+      '-s',
+      String(o.scale),
+      '-h',
+      pgDir,
+      '-p',
+      String(pg.port),
+      '-U',
+      'bench',
+      'bench',
+    ]);
+
+    const owner = {
+      uid: Number(execFileSync('id', ['-u', 'postgres']).toString()),
+      gid: Number(execFileSync('id', ['-g', 'postgres']).toString()),
+    };
+    const files = path.join(root, 'files');
+    execFileSync('mkdir', ['-p', files]);
+    chmodSync(files, 0o755);
+    // A db-CA client cert with CN=bench: used straight by pgbench (direct, pgbouncer clients) and by pgbouncer upstream.
+    const dbKey = keyPair();
+    const now = Date.now();
+    const dbCert = await gw.authorities.issueDbClientCert({
+      publicKeyPem: dbKey.pub,
+      dbUser: 'bench',
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 3_600_000),
+    });
+    writeKey(`${files}/db.crt`, dbCert.cert, owner);
+    writeKey(`${files}/db.key`, dbKey.key, owner);
+    // pgbench (running as root) needs its own copy of the key it owns.
+    writeKey(`${files}/db-client.crt`, dbCert.cert);
+    writeKey(`${files}/db-client.key`, dbKey.key);
+    writeKey(`${files}/db-ca.crt`, gw.exportCa('postgres'), owner);
+    writeKey(`${files}/pg-ca.crt`, execFileSync('cat', [`${pg.tls}/ca.crt`]).toString(), owner);
+    writeKey(`${files}/pg-ca-client.crt`, execFileSync('cat', [`${pg.tls}/ca.crt`]).toString());
+    writeKey(`${files}/bouncer.crt`, execFileSync('cat', [`${pg.tls}/server.crt`]).toString(), owner);
+    writeKey(`${files}/bouncer.key`, execFileSync('cat', [`${pg.tls}/server.key`]).toString(), owner);
+    const bouncer = await startPgbouncer(files, pg.port, {
+      clientCa: `${files}/db-ca.crt`,
+      serverCert: `${files}/bouncer.crt`,
+      serverKey: `${files}/bouncer.key`,
+      serverCa: `${files}/pg-ca.crt`,
+      clientCert: `${files}/db.crt`,
+      clientKey: `${files}/db.key`,
+    });
+    cleanups.push(() => bouncer.stop());
+
+    // Gatehouse: a user whose role allows db user bench, with a route cert like `gatehouse db login` writes.
+    await gw.admin.addDatabase({
+      name: 'bench',
+      protocol: 'postgres',
+      uri: `localhost:${pg.port}`,
+      ca_pem: execFileSync('cat', [`${pg.tls}/ca.crt`]).toString(),
+      labels: { engine: 'postgres' },
+    });
+    await gw.admin.putRole(
+      'kind: role\nname: bench\nallow:\n  db_labels: { engine: postgres }\n  db_users: [bench]\n  db_names: [bench]\n',
+      { create: true },
+    );
+    await gw.admin.createUser({ name: 'bench', roles: ['bench'], traits: {} });
+    const userKey = keyPair();
+    const userCert = await gw.authorities.issueX509UserCert({
+      publicKeyPem: userKey.pub,
+      identity: {
+        user: 'bench',
+        roles: ['bench'],
+        traits: {},
+        expires: new Date(now + 3_600_000),
+        route: { kind: 'db', name: 'bench' },
+      },
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 3_600_000),
+    });
+    writeKey(`${files}/user.crt`, userCert.cert);
+    writeKey(`${files}/user.key`, userKey.key);
+    writeKey(
+      `${files}/host-ca.crt`,
+      gw.authorities
+        .get('host')
+        .map((k) => k.x509CertPem)
+        .join('\n'),
+    );
+
+    const targets = [
+      {
+        name: 'direct',
+        port: pg.port,
+        env: {
+          PGSSLMODE: 'verify-full',
+          PGSSLROOTCERT: `${files}/pg-ca-client.crt`,
+          PGSSLCERT: `${files}/db-client.crt`,
+          PGSSLKEY: `${files}/db-client.key`,
+        },
+      },
+      {
+        name: 'pgbouncer',
+        port: bouncer.port,
+        env: {
+          PGSSLMODE: 'verify-full',
+          PGSSLROOTCERT: `${files}/pg-ca-client.crt`,
+          PGSSLCERT: `${files}/db-client.crt`,
+          PGSSLKEY: `${files}/db-client.key`,
+        },
+      },
+      {
+        name: 'gatehouse',
+        port: gwPort,
+        env: {
+          PGSSLMODE: 'verify-full',
+          PGSSLROOTCERT: `${files}/host-ca.crt`,
+          PGSSLCERT: `${files}/user.crt`,
+          PGSSLKEY: `${files}/user.key`,
+        },
+      },
+    ];
+    const modes = [
+      { name: 'select-only', args: ['-S'] },
+      { name: 'tpcb-like', args: [] },
+    ];
+    const results = [];
+    for (const m of modes) {
+      for (const t of targets) {
+        const before = gw.audit.backlog();
+        const tps = await pgbench(`${t.name} ${m.name}`, t.env, t.port, m.args, o.seconds, o.clients);
+        results.push({
+          mode: m.name,
+          target: t.name,
+          tps,
+          backlog: t.name === 'gatehouse' ? gw.audit.backlog() : before,
+        });
+        process.stderr.write(`${m.name.padEnd(12)} ${t.name.padEnd(10)} ${tps.toFixed(0)} tps\n`);
+      }
+    }
+    const queries = (await gw.audit.search({ types: ['db.session.query'], limit: 1 })).events.length;
+    const audit = await auditRate(gw, Math.min(3, o.seconds));
+    const ratio = (mode, target) => {
+      const b = results.find((r) => r.mode === mode && r.target === 'pgbouncer').tps;
+      return results.find((r) => r.mode === mode && r.target === target).tps / b;
+    };
+    if (o.json) {
+      process.stdout.write(
+        `${JSON.stringify({ seconds: o.seconds, clients: o.clients, results, audit_events_per_second: audit, audited: queries > 0 }, null, 2)}\n`,
+      );
+      return;
+    }
+    process.stdout.write(
+      `\npgbench, ${o.clients} clients, ${o.seconds} s each, TLS on every hop, Gatehouse query audit on\n\n`,
+    );
+    process.stdout.write(`${'mode'.padEnd(13)}${'target'.padEnd(11)}${'TPS'.padStart(9)}  vs pgbouncer\n`);
+    for (const r of results) {
+      process.stdout.write(
+        `${r.mode.padEnd(13)}${r.target.padEnd(11)}${r.tps.toFixed(0).padStart(9)}  ${ratio(r.mode, r.target).toFixed(2)}x\n`,
+      );
+    }
+    process.stdout.write(
+      `\naudit log alone (db.session.query events/s): sequential ${audit.concurrency_1}, 8 concurrent ${audit.concurrency_8}\n`,
+    );
+    const worst = Math.min(...modes.map((m) => ratio(m.name, 'gatehouse')));
+    process.stdout.write(
+      `goal Gatehouse >= 1.0x pgbouncer: ${worst >= 1 ? 'met' : 'NOT met'} (worst ${worst.toFixed(2)}x)\n`,
+    );
+  } finally {
+    for (const c of cleanups.reverse()) await c();
+    rmSync(root, { recursive: true, force: true });
+  }
+}

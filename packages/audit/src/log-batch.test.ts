@@ -1,0 +1,103 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { AuditEvent, AuditEventInput } from './events.js';
+import { SqliteAuditIndex } from './index-sqlite.js';
+import { AuditLog } from './log.js';
+import { JsonlFileSink } from './sinks/jsonl.js';
+import type { AuditSink } from './sinks/types.js';
+
+let dir: string;
+const logs: AuditLog[] = [];
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'gh-audit-batch-'));
+});
+afterEach(async () => {
+  for (const l of logs.splice(0)) await l.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const q = (n: number): AuditEventInput => ({
+  type: 'db.session.query',
+  session_id: 's1',
+  db_service: 'orders',
+  db_protocol: 'postgres',
+  db_user: 'alice',
+  db_name: 'app',
+  user: 'alice',
+  query: `select ${n}`,
+});
+
+/** Records each writeBatch call; fails while `failing` is set. */
+class BatchSink implements AuditSink {
+  readonly calls: AuditEvent[][] = [];
+  failing = false;
+  constructor(readonly name: string) {}
+  write(e: AuditEvent): void {
+    this.writeBatch([e]);
+  }
+  writeBatch(events: AuditEvent[]): void {
+    if (this.failing) throw new Error('disk on fire');
+    this.calls.push(events);
+  }
+}
+
+function open(sinks: AuditSink[], index?: SqliteAuditIndex): AuditLog {
+  const log = new AuditLog({
+    cluster: 'acme',
+    spoolDir: join(dir, 'spool'),
+    sinks,
+    ...(index ? { index } : {}),
+  });
+  logs.push(log);
+  return log;
+}
+
+describe('AuditLog group commit', () => {
+  it('writes the events of one tick in one batch, in emit order, and resolves each emit after it', async () => {
+    const sink = new BatchSink('batch');
+    const log = open([sink]);
+    const emitted = await Promise.all(Array.from({ length: 50 }, (_, i) => log.emit(q(i))));
+    expect(sink.calls).toHaveLength(1);
+    expect(sink.calls[0]!.map((e) => e.id)).toEqual(emitted.map((e) => e.id));
+    // A later tick is a new batch.
+    await log.emit(q(50));
+    expect(sink.calls).toHaveLength(2);
+  });
+
+  it('spools a whole failed batch, resolves every emit, and replays it in order', async () => {
+    const sink = new BatchSink('batch');
+    const log = open([sink]);
+    sink.failing = true;
+    const emitted = await Promise.all(Array.from({ length: 10 }, (_, i) => log.emit(q(i))));
+    expect(sink.calls).toHaveLength(0);
+    expect(log.backlog().batch).toBeGreaterThanOrEqual(10);
+    sink.failing = false;
+    await log.retryNow();
+    const delivered = sink.calls.flat().filter((e) => e.type === 'db.session.query');
+    expect(delivered.map((e) => e.id)).toEqual(emitted.map((e) => e.id));
+    expect(log.backlog().batch).toBe(0);
+  });
+
+  it('writes a batch to the JSONL file and the SQLite index, and close() flushes what is pending', async () => {
+    const jsonl = new JsonlFileSink({ dir: join(dir, 'events') });
+    const index = new SqliteAuditIndex({ path: join(dir, 'index.db') });
+    const log = open([jsonl], index);
+    const pending = Array.from({ length: 30 }, (_, i) => log.emit(q(i)));
+    await log.close();
+    const emitted = await Promise.all(pending);
+    const [file] = jsonl.files();
+    const lines = (await readFile(join(dir, 'events', file!), 'utf8')).trim().split('\n');
+    expect(lines.map((l) => (JSON.parse(l) as AuditEvent).id)).toEqual(emitted.map((e) => e.id));
+    const again = new SqliteAuditIndex({ path: join(dir, 'index.db') });
+    try {
+      expect(again.count()).toBe(30);
+      // A replay of the same batch (at-least-once) adds nothing.
+      again.writeBatch(emitted);
+      expect(again.count()).toBe(30);
+    } finally {
+      await again.close();
+    }
+  });
+});
