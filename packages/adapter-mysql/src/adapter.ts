@@ -77,7 +77,7 @@ export class MysqlAdapter implements Adapter {
     const spec = db
       ? await ctx.databases.get(db)
       : (await ctx.databases.list()).find((d) => d.protocol === 'mysql');
-    if (!spec || spec.protocol !== 'mysql') return FALLBACK_VERSION;
+    if (spec?.protocol !== 'mysql') return FALLBACK_VERSION;
     try {
       const hp = dbHostPort(spec);
       const g = await probeGreeting(

@@ -396,16 +396,10 @@ async function runSession(
     return;
   }
   client.write(encodePacket(seq, upstream.ok));
-  new Relay(
-    client,
-    upstream.socket,
-    session,
-    identity as Identity,
-    capabilities,
-    resp.user,
-    dbName,
-    deps,
-  ).start(clientRest, upstream.leftover);
+  new Relay(client, upstream.socket, session, identity as Identity, capabilities, resp.user, deps).start(
+    clientRest,
+    upstream.leftover,
+  );
 }
 
 interface Statement {
@@ -433,7 +427,6 @@ class Relay {
   readonly #statements = new Map<number, Statement>();
   readonly #queue: Packet[] = [];
   #dbUser: string;
-  #dbName: string;
   #busy = false;
   #ended = false;
   #awaitPrepare: string | undefined;
@@ -448,7 +441,6 @@ class Relay {
     identity: Identity,
     caps: number,
     dbUser: string,
-    dbName: string,
     deps: SessionDeps,
   ) {
     this.#client = client;
@@ -457,7 +449,6 @@ class Relay {
     this.#identity = identity;
     this.#caps = caps;
     this.#dbUser = dbUser;
-    this.#dbName = dbName;
     this.#deps = deps;
     this.#decoder = new PacketDecoder({ maxPacketBytes: deps.opts.maxPacketBytes });
   }
@@ -597,15 +588,12 @@ class Relay {
           if (!(await this.#reauthorize(this.#dbUser, db, seq))) return;
         }
         if (!(await this.#audit({ query: cmd.sql }, seq))) return;
-        const last = seen.useDatabases[seen.useDatabases.length - 1];
-        if (last !== undefined) this.#dbName = last;
         this.#forward(p);
         return;
       }
       case 'init_db': {
         if (!(await this.#reauthorize(this.#dbUser, cmd.database, seq))) return;
         if (!(await this.#audit({ query: `USE \`${cmd.database.replace(/`/g, '``')}\`` }, seq))) return;
-        this.#dbName = cmd.database;
         this.#forward(p);
         return;
       }
@@ -681,7 +669,6 @@ class Relay {
       return;
     }
     if (!(await this.#audit({ query: `COM_CHANGE_USER ${c.user} ${c.database}` }, seq))) return;
-    this.#dbName = c.database;
     this.#statements.clear();
     this.#up.write(encodePacket(0, encodeChangeUser({ ...c, authResponse: Buffer.alloc(0) }, this.#caps)));
   }

@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import tls from 'node:tls';
 import type { AuditEvent } from '@gatehouse/audit';
 import { freePort } from '@gatehouse/core/testing';
 import mysql2 from 'mysql2/promise';
