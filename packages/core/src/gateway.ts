@@ -43,6 +43,7 @@ import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki
 import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
 import { VERSION } from './version.js';
+import { createWebHandler, defaultWebDir, isApiPath } from './web/static.js';
 
 /** What an adapter gets from the gateway: just what it needs, nothing global. */
 export interface AdapterContext {
@@ -101,6 +102,8 @@ export interface CreateGatewayOptions {
   auditSpoolName?: string;
   /** Where session recordings go; default: files under <dataDir>/recordings. */
   recordings?: RecordingStore;
+  /** The built web UI served at / (default: packages/web/dist); false serves only the API. */
+  webDir?: string | false;
 }
 
 const SERVER_CERT_TTL_MS = 30 * 24 * 3600 * 1000;
@@ -156,6 +159,7 @@ export class Gateway {
     kubeClusters?: KubeClusterSpec[];
     dialer?: Dialer;
     recordings: RecordingStore;
+    webDir?: string | false;
   }) {
     const { config, clock, backend, audit, authorities } = parts;
     this.config = config;
@@ -270,9 +274,11 @@ export class Gateway {
       routeCerts: { databases: this.databases, authorities },
       log: this.log,
     });
+    const api = this.#api;
+    const web = parts.webDir === false ? undefined : createWebHandler({ dir: parts.webDir ?? defaultWebDir() });
     this.#http = http.createServer(
       { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, maxHeaderSize: 16_384 },
-      this.#api,
+      (req, res) => (web && !isApiPath(req.url) ? web(req, res) : api(req, res)),
     );
     this.#http.on('clientError', (err, socket) => {
       this.log('debug', 'malformed HTTP request', err);
@@ -588,6 +594,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     kubeClusters,
     ...(opts.dialer ? { dialer: opts.dialer } : {}),
     recordings: opts.recordings ?? new FileRecordingStore({ dir: path.join(config.dataDir, 'recordings') }),
+    ...(opts.webDir !== undefined ? { webDir: opts.webDir } : {}),
     log: channelLogger(config.clusterName),
   });
 }

@@ -26,3 +26,4 @@ export * from './pki/index.js';
 export * from './rbac/index.js';
 export * from './util/duration.js';
 export * from './version.js';
+export * from './web/static.js';

@@ -1,0 +1,206 @@
+import { describe, expect, it } from 'vitest';
+import {
+  ApiError,
+  auditQueryString,
+  fillPath,
+  memoryCsrfStore,
+  problemToError,
+  sessionCsrfStore,
+  WebApi,
+} from './client';
+import { ADMIN_ROUTES, PUBLIC_ROUTES } from './routes';
+
+interface Seen {
+  url: string;
+  init: RequestInit;
+}
+
+/** A fetch that records requests and answers from a list. */
+function fakeFetch(answers: (Response | Error | 'hang')[]): { fetch: typeof fetch; seen: Seen[] } {
+  const seen: Seen[] = [];
+  const f = (async (url: string, init: RequestInit) => {
+    seen.push({ url, init });
+    const a = answers.shift();
+    if (a === undefined) throw new Error('no answer left');
+    if (a === 'hang') {
+      return new Promise<Response>((_, reject) => {
+        init.signal?.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError')));
+      });
+    }
+    if (a instanceof Error) throw a;
+    return a;
+  }) as unknown as typeof fetch;
+  return { fetch: f, seen };
+}
+
+const json = (status: number, body: unknown, type = 'application/json') =>
+  new Response(JSON.stringify(body), { status, headers: { 'content-type': type } });
+
+const problem = (status: number, code: string, title: string, extra: Record<string, unknown> = {}) =>
+  json(status, { type: `x#${code}`, title, status, code, ...extra }, 'application/problem+json');
+
+describe('WebApi', () => {
+  it('stores the CSRF token from login and sends it on state changes only', async () => {
+    const { fetch, seen } = fakeFetch([
+      json(200, { user: 'alice', csrf_token: 'tok-1' }),
+      json(200, []),
+      json(201, { user: { name: 'bob' } }),
+    ]);
+    const csrf = memoryCsrfStore();
+    const api = new WebApi({ fetch, csrf });
+    expect(api.hasSession()).toBe(false);
+    await api.login({ user: 'alice', password: 'pw' });
+    expect(csrf.get()).toBe('tok-1');
+    expect(api.hasSession()).toBe(true);
+    await api.listUsers();
+    await api.createUser({ name: 'bob', roles: ['access'] });
+    expect(seen.map((s) => `${s.init.method} ${s.url}`)).toEqual([
+      `POST ${PUBLIC_ROUTES.login[1]}`,
+      `GET ${ADMIN_ROUTES.listUsers[1]}`,
+      `POST ${ADMIN_ROUTES.createUser[1]}`,
+    ]);
+    const h = (i: number) => seen[i]!.init.headers as Record<string, string>;
+    expect(h(1)['x-csrf-token']).toBeUndefined();
+    expect(h(2)['x-csrf-token']).toBe('tok-1');
+    expect(h(2)['content-type']).toBe('application/json');
+    expect(JSON.parse(String(seen[2]!.init.body))).toEqual({ name: 'bob', roles: ['access'] });
+    expect(seen.every((s) => s.init.credentials === 'same-origin')).toBe(true);
+  });
+
+  it('escapes path parameters so a name cannot change the route', async () => {
+    const { fetch, seen } = fakeFetch([new Response(null, { status: 204 })]);
+    const api = new WebApi({ fetch, csrf: memoryCsrfStore() });
+    await expect(api.deleteUser('../roles/admin')).resolves.toBeUndefined();
+    expect(seen[0]!.url).toBe('/v1/users/..%2Froles%2Fadmin');
+    expect(seen[0]!.init.method).toBe('DELETE');
+  });
+
+  it('turns problem JSON into ApiError with code, hint and details', async () => {
+    const { fetch } = fakeFetch([
+      problem(429, 'GH_ERR_LOGIN_BACKOFF', 'too many failed login attempts', {
+        hint: 'wait 2 min and try again',
+        retry_after_s: 120,
+      }),
+    ]);
+    let ended = 0;
+    const api = new WebApi({ fetch, csrf: memoryCsrfStore(), onSessionEnded: () => ended++ });
+    const err = await api.login({ user: 'a', password: 'b' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err).toMatchObject({
+      status: 429,
+      code: 'GH_ERR_LOGIN_BACKOFF',
+      message: 'too many failed login attempts',
+      hint: 'wait 2 min and try again',
+      details: { retry_after_s: 120 },
+    });
+    expect(ended).toBe(0);
+  });
+
+  it('a wrong password on login is not a session end; a 401 elsewhere is', async () => {
+    const { fetch } = fakeFetch([
+      problem(401, 'GH_ERR_BAD_CREDENTIALS', 'invalid user name or password'),
+      problem(401, 'GH_ERR_UNAUTHENTICATED', 'not logged in'),
+    ]);
+    const csrf = memoryCsrfStore();
+    csrf.set('old');
+    const ended: string[] = [];
+    const api = new WebApi({ fetch, csrf, onSessionEnded: (e) => ended.push(e.code) });
+    await expect(api.login({ user: 'a', password: 'b' })).rejects.toMatchObject({
+      code: 'GH_ERR_BAD_CREDENTIALS',
+    });
+    expect(ended).toEqual([]);
+    await expect(api.listRoles()).rejects.toMatchObject({ code: 'GH_ERR_UNAUTHENTICATED' });
+    expect(ended).toEqual(['GH_ERR_UNAUTHENTICATED']);
+    expect(csrf.get()).toBeUndefined();
+  });
+
+  it('a CSRF refusal ends the session too (the tab lost its token)', async () => {
+    const { fetch } = fakeFetch([problem(403, 'GH_ERR_CSRF', 'missing or wrong X-CSRF-Token header')]);
+    const ended: string[] = [];
+    const api = new WebApi({ fetch, csrf: memoryCsrfStore(), onSessionEnded: (e) => ended.push(e.code) });
+    await expect(api.deleteRole('dev')).rejects.toMatchObject({ code: 'GH_ERR_CSRF', status: 403 });
+    expect(ended).toEqual(['GH_ERR_CSRF']);
+  });
+
+  it('gives up after the timeout instead of spinning forever', async () => {
+    const { fetch } = fakeFetch(['hang']);
+    const api = new WebApi({ fetch, csrf: memoryCsrfStore(), timeoutMs: 20 });
+    await expect(api.ping()).rejects.toMatchObject({ code: 'GH_WEB_TIMEOUT', status: 0 });
+  });
+
+  it('reports an unreachable gateway and a non-JSON answer clearly', async () => {
+    const { fetch } = fakeFetch([
+      new TypeError('Failed to fetch'),
+      new Response('<html>bad gateway</html>', { status: 502, statusText: 'Bad Gateway' }),
+      new Response('<html>ok?</html>', { status: 200, headers: { 'content-type': 'text/html' } }),
+    ]);
+    const api = new WebApi({ fetch, csrf: memoryCsrfStore() });
+    await expect(api.ping()).rejects.toMatchObject({ code: 'GH_WEB_NETWORK' });
+    await expect(api.ping()).rejects.toMatchObject({
+      code: 'GH_WEB_HTTP',
+      status: 502,
+      message: 'the gateway answered HTTP 502 Bad Gateway',
+    });
+    await expect(api.whoami()).rejects.toMatchObject({ code: 'GH_WEB_HTTP', status: 200 });
+  });
+
+  it('logout forgets the CSRF token even when the server call fails', async () => {
+    const { fetch } = fakeFetch([new TypeError('offline')]);
+    const csrf = memoryCsrfStore();
+    csrf.set('tok');
+    const api = new WebApi({ fetch, csrf });
+    await expect(api.logout()).rejects.toMatchObject({ code: 'GH_WEB_NETWORK' });
+    expect(csrf.get()).toBeUndefined();
+  });
+
+  it('sends audit searches as query strings and role texts as JSON bodies', async () => {
+    const { fetch, seen } = fakeFetch([
+      json(200, { events: [] }),
+      json(200, []),
+      json(200, { role: {}, created: true }),
+    ]);
+    const api = new WebApi({ fetch, csrf: memoryCsrfStore() });
+    await api.searchAudit({ types: ['user.login', 'user.logout'], user: 'al ice', limit: 50, cursor: 'c1' });
+    await api.lintRole('kind: role');
+    await api.putRole('kind: role', { create: true });
+    expect(seen[0]!.url).toBe(
+      '/v1/audit/events?types=user.login%2Cuser.logout&user=al+ice&limit=50&cursor=c1',
+    );
+    expect(seen[0]!.init.body).toBeUndefined();
+    expect(JSON.parse(String(seen[1]!.init.body))).toEqual({ text: 'kind: role' });
+    expect(JSON.parse(String(seen[2]!.init.body))).toEqual({ text: 'kind: role', create: true });
+  });
+});
+
+describe('client helpers', () => {
+  it('fillPath refuses a missing parameter', () => {
+    expect(fillPath('/v1/users/:name/lock', { name: 'a b' })).toBe('/v1/users/a%20b/lock');
+    expect(() => fillPath('/v1/users/:name', {})).toThrow('missing path parameter name');
+  });
+
+  it('auditQueryString leaves out empty fields', () => {
+    expect(auditQueryString({})).toBe('');
+    expect(auditQueryString({ types: [], q: 'x' })).toBe('q=x');
+  });
+
+  it('problemToError falls back to the HTTP status for a body that is not problem JSON', () => {
+    expect(problemToError(500, '', { nope: true })).toMatchObject({ code: 'GH_WEB_HTTP', status: 500 });
+    expect(problemToError(500, '', undefined).hint).toContain('try again');
+  });
+
+  it('sessionCsrfStore keeps the token under one key and removes it', () => {
+    const m = new Map<string, string>();
+    const storage = {
+      getItem: (k: string) => m.get(k) ?? null,
+      setItem: (k: string, v: string) => void m.set(k, v),
+      removeItem: (k: string) => void m.delete(k),
+    };
+    const s = sessionCsrfStore(storage);
+    s.set('abc');
+    expect([...m.entries()]).toEqual([['gatehouse.csrf', 'abc']]);
+    expect(s.get()).toBe('abc');
+    s.set(undefined);
+    expect(m.size).toBe(0);
+    expect(s.get()).toBeUndefined();
+  });
+});

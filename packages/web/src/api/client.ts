@@ -1,0 +1,299 @@
+import {
+  type AcceptInviteRequest,
+  ADMIN_ROUTES,
+  type AdminApi,
+  type AuditQuery,
+  type InviteInfo,
+  type LoginRequest,
+  type LoginResponse,
+  type PingResponse,
+  PUBLIC_ROUTES,
+  type WhoamiResponse,
+} from './routes';
+
+/** A failed API call as the page shows it: the problem JSON's title, code and hint. */
+export class ApiError extends Error {
+  override name = 'ApiError';
+  readonly status: number;
+  /** GH_ERR_* from the server, or GH_WEB_TIMEOUT / GH_WEB_NETWORK / GH_WEB_HTTP from this client. */
+  readonly code: string;
+  readonly hint: string | undefined;
+  /** Extra problem fields (retry_after_s, lint messages, ...). */
+  readonly details: Record<string, unknown>;
+
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    hint?: string,
+    details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.hint = hint;
+    this.details = details;
+  }
+}
+
+/**
+ * Where the CSRF token from the login response lives. The browser build uses
+ * sessionStorage (docs/decisions/0013-web-ui.md): it survives a reload of the
+ * tab, is not shared with other sites or persisted to disk like localStorage,
+ * and alone grants nothing without the HttpOnly session cookie.
+ */
+export interface CsrfStore {
+  get(): string | undefined;
+  set(token: string | undefined): void;
+}
+
+export function memoryCsrfStore(): CsrfStore {
+  let token: string | undefined;
+  return {
+    get: () => token,
+    set: (t) => {
+      token = t;
+    },
+  };
+}
+
+const CSRF_KEY = 'gatehouse.csrf';
+
+export function sessionCsrfStore(storage: Pick<Storage, 'getItem' | 'setItem' | 'removeItem'>): CsrfStore {
+  return {
+    get: () => storage.getItem(CSRF_KEY) ?? undefined,
+    set: (t) => (t === undefined ? storage.removeItem(CSRF_KEY) : storage.setItem(CSRF_KEY, t)),
+  };
+}
+
+export interface WebApiOptions {
+  csrf: CsrfStore;
+  fetch?: typeof fetch;
+  /** Prefix for paths; '' (same origin) in the browser. */
+  base?: string;
+  /** Every call gives up after this long, so no spinner runs forever. */
+  timeoutMs?: number;
+  /** Called when the session is gone (401 outside login, or a CSRF refusal). */
+  onSessionEnded?: (err: ApiError) => void;
+}
+
+type RouteDef = readonly [string, string];
+
+/** Routes whose 401 means "wrong credentials", not "your session ended". */
+const CREDENTIAL_ROUTES: ReadonlySet<string> = new Set([
+  PUBLIC_ROUTES.login[1],
+  PUBLIC_ROUTES.inspectInvite[1],
+  PUBLIC_ROUTES.acceptInvite[1],
+]);
+
+export const DEFAULT_TIMEOUT_MS = 15_000;
+
+type UiAdmin = Pick<
+  AdminApi,
+  | 'listUsers'
+  | 'createUser'
+  | 'deleteUser'
+  | 'resetUser'
+  | 'lockUser'
+  | 'unlockUser'
+  | 'listRoles'
+  | 'getRole'
+  | 'putRole'
+  | 'deleteRole'
+  | 'lintRole'
+  | 'searchAudit'
+  | 'listDatabases'
+  | 'listKubeClusters'
+>;
+
+/**
+ * The browser's typed client for the Gatehouse HTTP API: same-origin fetches
+ * with the session cookie, X-CSRF-Token on every state change, a timeout on
+ * every call, and problem JSON turned into ApiError.
+ */
+export class WebApi implements UiAdmin {
+  readonly #o: Required<Omit<WebApiOptions, 'onSessionEnded'>> & Pick<WebApiOptions, 'onSessionEnded'>;
+
+  constructor(opts: WebApiOptions) {
+    this.#o = {
+      fetch: opts.fetch ?? ((input, init) => globalThis.fetch(input, init)),
+      base: opts.base ?? '',
+      timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      csrf: opts.csrf,
+      onSessionEnded: opts.onSessionEnded,
+    };
+  }
+
+  /** True when this tab holds a CSRF token (it logged in, or was reloaded after that). */
+  hasSession(): boolean {
+    return this.#o.csrf.get() !== undefined;
+  }
+
+  ping(): Promise<PingResponse> {
+    return this.#call(PUBLIC_ROUTES.ping);
+  }
+
+  async login(req: LoginRequest): Promise<LoginResponse> {
+    const r = await this.#call<LoginResponse>(PUBLIC_ROUTES.login, {}, { body: req });
+    this.#o.csrf.set(r.csrf_token);
+    return r;
+  }
+
+  async logout(): Promise<void> {
+    try {
+      await this.#call(PUBLIC_ROUTES.logout, {}, { body: {} });
+    } finally {
+      this.#o.csrf.set(undefined);
+    }
+  }
+
+  whoami(): Promise<WhoamiResponse> {
+    return this.#call(PUBLIC_ROUTES.whoami);
+  }
+
+  inspectInvite(token: string): Promise<InviteInfo> {
+    return this.#call(PUBLIC_ROUTES.inspectInvite, { token });
+  }
+
+  acceptInvite(token: string, req: AcceptInviteRequest): Promise<void> {
+    return this.#call(PUBLIC_ROUTES.acceptInvite, { token }, { body: req });
+  }
+
+  listUsers: UiAdmin['listUsers'] = () => this.#call(ADMIN_ROUTES.listUsers);
+  createUser: UiAdmin['createUser'] = (req) => this.#call(ADMIN_ROUTES.createUser, {}, { body: req });
+  deleteUser: UiAdmin['deleteUser'] = (name) => this.#call(ADMIN_ROUTES.deleteUser, { name });
+  resetUser: UiAdmin['resetUser'] = (name) => this.#call(ADMIN_ROUTES.resetUser, { name }, { body: {} });
+  lockUser: UiAdmin['lockUser'] = (name, req) => this.#call(ADMIN_ROUTES.lockUser, { name }, { body: req });
+  unlockUser: UiAdmin['unlockUser'] = (name) => this.#call(ADMIN_ROUTES.unlockUser, { name }, { body: {} });
+  listRoles: UiAdmin['listRoles'] = () => this.#call(ADMIN_ROUTES.listRoles);
+  getRole: UiAdmin['getRole'] = (name) => this.#call(ADMIN_ROUTES.getRole, { name });
+  putRole: UiAdmin['putRole'] = (text, opts) =>
+    this.#call(ADMIN_ROUTES.putRole, {}, { body: { text, ...(opts?.create ? { create: true } : {}) } });
+  deleteRole: UiAdmin['deleteRole'] = (name) => this.#call(ADMIN_ROUTES.deleteRole, { name });
+  lintRole: UiAdmin['lintRole'] = (text) => this.#call(ADMIN_ROUTES.lintRole, {}, { body: { text } });
+  searchAudit: UiAdmin['searchAudit'] = (q) =>
+    this.#call(ADMIN_ROUTES.searchAudit, {}, { query: auditQueryString(q) });
+  listDatabases: UiAdmin['listDatabases'] = () => this.#call(ADMIN_ROUTES.listDatabases);
+  listKubeClusters: UiAdmin['listKubeClusters'] = () => this.#call(ADMIN_ROUTES.listKubeClusters);
+
+  async #call<T>(
+    route: RouteDef,
+    params: Record<string, string> = {},
+    opts: { body?: unknown; query?: string } = {},
+  ): Promise<T> {
+    const [method, template] = route;
+    const url = this.#o.base + fillPath(template, params) + (opts.query ? `?${opts.query}` : '');
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    if (method !== 'GET' && method !== 'HEAD') {
+      const csrf = this.#o.csrf.get();
+      if (csrf) headers['x-csrf-token'] = csrf;
+    }
+    const ctl = new AbortController();
+    const timer = setTimeout(() => ctl.abort(), this.#o.timeoutMs);
+    let res: Response;
+    let text: string;
+    try {
+      res = await this.#o.fetch(url, {
+        method,
+        headers,
+        credentials: 'same-origin',
+        cache: 'no-store',
+        redirect: 'error',
+        signal: ctl.signal,
+        ...(opts.body !== undefined ? { body: JSON.stringify(opts.body) } : {}),
+      });
+      text = await res.text();
+    } catch (err) {
+      if (ctl.signal.aborted) {
+        throw new ApiError(
+          0,
+          'GH_WEB_TIMEOUT',
+          `the gateway did not answer within ${Math.round(this.#o.timeoutMs / 1000)} s`,
+          'check that the gateway is running and reachable, then try again',
+        );
+      }
+      throw new ApiError(
+        0,
+        'GH_WEB_NETWORK',
+        `could not reach the gateway (${(err as Error).message})`,
+        'check your network connection and that the gateway is running, then try again',
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+    const body = parseJson(text, res.headers.get('content-type'));
+    if (!res.ok) {
+      const err = problemToError(res.status, res.statusText, body);
+      const ended = (res.status === 401 && !CREDENTIAL_ROUTES.has(template)) || err.code === 'GH_ERR_CSRF';
+      if (ended) {
+        this.#o.csrf.set(undefined);
+        this.#o.onSessionEnded?.(err);
+      }
+      throw err;
+    }
+    if (res.status === 204 || text === '') return undefined as T;
+    if (body === undefined) {
+      throw new ApiError(
+        res.status,
+        'GH_WEB_HTTP',
+        `the gateway answered ${method} ${template} with something that is not JSON`,
+        'a proxy in between may have rewritten the answer; try again or ask your admin',
+      );
+    }
+    return body as T;
+  }
+}
+
+function parseJson(text: string, type: string | null): unknown {
+  if (!text || !type?.includes('json')) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Problem JSON (RFC 9457 with Gatehouse's code and hint) to ApiError. */
+export function problemToError(status: number, statusText: string, body: unknown): ApiError {
+  if (body && typeof body === 'object') {
+    const { title, code, hint, status: _s, type: _t, ...details } = body as Record<string, unknown>;
+    if (typeof title === 'string' && typeof code === 'string') {
+      return new ApiError(status, code, title, typeof hint === 'string' ? hint : undefined, details);
+    }
+  }
+  return new ApiError(
+    status,
+    'GH_WEB_HTTP',
+    `the gateway answered HTTP ${status}${statusText ? ` ${statusText}` : ''}`,
+    status >= 500 ? 'the gateway had a problem; see its log, then try again' : undefined,
+  );
+}
+
+/** Fills `:name` segments, escaping each value so a name cannot change the path. */
+export function fillPath(template: string, params: Record<string, string>): string {
+  return template.replace(/:([a-z_]+)/gi, (_, k: string) => {
+    const v = params[k];
+    if (v === undefined) throw new Error(`missing path parameter ${k} for ${template}`);
+    return encodeURIComponent(v);
+  });
+}
+
+export function auditQueryString(q: AuditQuery): string {
+  const s = new URLSearchParams();
+  if (q.from) s.set('from', q.from);
+  if (q.to) s.set('to', q.to);
+  if (q.types && q.types.length > 0) s.set('types', q.types.join(','));
+  if (q.user) s.set('user', q.user);
+  if (q.q) s.set('q', q.q);
+  if (q.limit !== undefined) s.set('limit', String(q.limit));
+  if (q.cursor) s.set('cursor', q.cursor);
+  return s.toString();
+}
+
+/** One line for a page: the message and what to do next. */
+export function describeError(err: unknown): { message: string; hint?: string | undefined; code?: string } {
+  if (err instanceof ApiError) return { message: err.message, hint: err.hint, code: err.code };
+  if (err instanceof Error) return { message: err.message };
+  return { message: String(err) };
+}

@@ -1,0 +1,31 @@
+/**
+ * The route tables and wire types, taken from core's own modules so the
+ * browser and the server cannot drift. types.ts and public.ts import only
+ * types besides these constants, so the bundle pulls no Node code.
+ */
+
+export type { AuditEvent } from '../../../audit/src/events';
+/** Event types for the audit filter: the catalogue's keys (events.ts has no imports). */
+export { EVENT_CODES } from '../../../audit/src/events';
+export type {
+  AcceptInviteRequest,
+  InviteInfo,
+  LoginRequest,
+  LoginResponse,
+  PingResponse,
+  WhoamiResponse,
+} from '../../../core/src/api/public';
+export { PUBLIC_ROUTES } from '../../../core/src/api/public';
+export type {
+  AdminApi,
+  AuditPage,
+  AuditQuery,
+  DatabaseView,
+  KubeClusterView,
+  LintMessage,
+  LockView,
+  TokenView,
+  UserView,
+} from '../../../core/src/api/types';
+export { ADMIN_ROUTES } from '../../../core/src/api/types';
+export type { Role } from '../../../core/src/rbac/types';

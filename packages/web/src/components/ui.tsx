@@ -1,0 +1,123 @@
+import { type ReactNode, useCallback, useEffect, useRef, useState } from 'react';
+import { ApiError, describeError } from '../api/client';
+
+/** A failure as the page shows it: what happened and what to do next. Never blank. */
+export function ErrorBox({ error, onRetry }: { error: unknown; onRetry?: (() => void) | undefined }) {
+  const d = describeError(error);
+  const wait =
+    error instanceof ApiError && typeof error.details.retry_after_s === 'number'
+      ? error.details.retry_after_s
+      : undefined;
+  return (
+    <div className="error" role="alert" data-code={d.code}>
+      <strong>{capitalize(d.message)}</strong>
+      {d.hint ? <div className="hint">{sentence(d.hint)}</div> : null}
+      {wait !== undefined ? <div className="hint">You can try again in {formatSeconds(wait)}.</div> : null}
+      {onRetry ? (
+        <button type="button" className="link" onClick={onRetry}>
+          Try again
+        </button>
+      ) : null}
+    </div>
+  );
+}
+
+export function Notice({ children, kind = 'info' }: { children: ReactNode; kind?: 'info' | 'success' }) {
+  return (
+    <div className={`notice ${kind}`} role="status">
+      {children}
+    </div>
+  );
+}
+
+export function Loading({ what }: { what: string }) {
+  return (
+    <div className="loading" role="status" aria-live="polite">
+      Loading {what}…
+    </div>
+  );
+}
+
+export function capitalize(s: string): string {
+  return s ? s[0]!.toUpperCase() + s.slice(1) : s;
+}
+
+/** Server hints are lower-case fragments; the page shows them as sentences. */
+export function sentence(s: string): string {
+  const c = capitalize(s.trim());
+  return /[.!?]$/.test(c) ? c : `${c}.`;
+}
+
+export function formatSeconds(s: number): string {
+  if (s < 90) return `${s} s`;
+  const m = Math.ceil(s / 60);
+  return m < 90 ? `${m} min` : `${Math.ceil(m / 60)} h`;
+}
+
+export type Loaded<T> = { state: 'loading' } | { state: 'error'; error: unknown } | { state: 'ok'; data: T };
+
+/** Runs a load when deps change; the API client's timeout guarantees it settles. */
+export function useLoad<T>(fn: () => Promise<T>, deps: unknown[]): [Loaded<T>, () => void] {
+  const [state, setState] = useState<Loaded<T>>({ state: 'loading' });
+  const [n, setN] = useState(0);
+  const fnRef = useRef(fn);
+  fnRef.current = fn;
+  // biome-ignore lint/correctness/useExhaustiveDependencies: deps are the caller's, n forces a reload
+  useEffect(() => {
+    let live = true;
+    setState({ state: 'loading' });
+    fnRef.current().then(
+      (data) => live && setState({ state: 'ok', data }),
+      (error: unknown) => live && setState({ state: 'error', error }),
+    );
+    return () => {
+      live = false;
+    };
+  }, [...deps, n]);
+  const reload = useCallback(() => setN((x) => x + 1), []);
+  return [state, reload];
+}
+
+/** A command with a copy button (clipboard needs a secure context, which https is). */
+export function CopyCommand({ command, label }: { command: string; label?: string | undefined }) {
+  const [copied, setCopied] = useState<'yes' | 'failed' | undefined>();
+  const copy = () => {
+    navigator.clipboard
+      .writeText(command)
+      .then(() => setCopied('yes'))
+      .catch(() => setCopied('failed'));
+  };
+  return (
+    <div className="command">
+      {label ? <div className="command-label">{label}</div> : null}
+      <div className="command-row">
+        <code>{command}</code>
+        <button type="button" onClick={copy}>
+          {copied === 'yes' ? 'Copied' : 'Copy'}
+        </button>
+      </div>
+      {copied === 'failed' ? (
+        <div className="hint">Copy failed: select the command and copy it by hand.</div>
+      ) : null}
+    </div>
+  );
+}
+
+export function Labels({ labels }: { labels: Record<string, string> }) {
+  const entries = Object.entries(labels);
+  if (entries.length === 0) return <span className="muted">none</span>;
+  return (
+    <span className="labels">
+      {entries.map(([k, v]) => (
+        <span key={k} className="label">
+          {k}={v}
+        </span>
+      ))}
+    </span>
+  );
+}
+
+export function formatTime(iso: string): string {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? iso : d.toLocaleString();
+}

@@ -1,0 +1,36 @@
+/** Client-side routes; core answers every non-/v1, non-asset path with index.html. */
+export type RouteMatch =
+  | { page: 'login' }
+  | { page: 'invite'; token: string }
+  | { page: 'cluster' }
+  | { page: 'resources' }
+  | { page: 'audit' }
+  | { page: 'users' }
+  | { page: 'roles' }
+  | { page: 'not-found'; path: string };
+
+export function matchPath(pathname: string): RouteMatch {
+  const p = pathname.replace(/\/+$/, '') || '/';
+  if (p === '/' || p === '/web' || p === '/web/cluster') return { page: 'cluster' };
+  if (p === '/web/login') return { page: 'login' };
+  if (p === '/web/resources') return { page: 'resources' };
+  if (p === '/web/audit') return { page: 'audit' };
+  if (p === '/web/users') return { page: 'users' };
+  if (p === '/web/roles') return { page: 'roles' };
+  const invite = /^\/web\/invite\/([^/]+)$/.exec(p);
+  if (invite) {
+    try {
+      return { page: 'invite', token: decodeURIComponent(invite[1]!) };
+    } catch {
+      return { page: 'not-found', path: p };
+    }
+  }
+  return { page: 'not-found', path: p };
+}
+
+/** Only same-site paths are followed after login, never another origin. */
+export function safeNext(next: string | null | undefined): string {
+  if (!next?.startsWith('/') || next.startsWith('//') || next.startsWith('/\\')) return '/';
+  if (next.startsWith('/web/login')) return '/';
+  return next;
+}

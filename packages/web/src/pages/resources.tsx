@@ -1,0 +1,273 @@
+import { Fragment, useMemo, useState } from 'react';
+import { useApp } from '../app';
+import { CopyCommand, ErrorBox, Labels, Loading, useLoad } from '../components/ui';
+import {
+  connectCommands,
+  filterResources,
+  formatLabelFilter,
+  type LabelFilter,
+  labelIndex,
+  paginate,
+  parseLabelFilter,
+  type Resource,
+  type ResourceKind,
+  type SortDir,
+  type SortKey,
+  sortResources,
+} from '../lib/resources';
+
+const KIND_NAMES: Record<ResourceKind, string> = { node: 'Node', db: 'Database', kube: 'Kubernetes' };
+const TAB_NAMES: Record<ResourceKind | 'all', string> = {
+  all: 'All',
+  node: 'Nodes',
+  db: 'Databases',
+  kube: 'Kubernetes clusters',
+};
+
+interface Loaded {
+  items: Resource[];
+  /** Lists that failed to load, with why: shown above the table, the rest still works. */
+  failures: { what: string; error: unknown }[];
+}
+
+export function ResourcesPage() {
+  const { api, session } = useApp();
+  const [data, reload] = useLoad(async (): Promise<Loaded> => {
+    const [dbs, kubes] = await Promise.allSettled([api.listDatabases(), api.listKubeClusters()]);
+    const items: Resource[] = [];
+    const failures: Loaded['failures'] = [];
+    if (dbs.status === 'fulfilled') {
+      for (const d of dbs.value)
+        items.push({
+          kind: 'db',
+          name: d.name,
+          labels: d.labels,
+          description: d.description,
+          detail: d.protocol,
+          protocol: d.protocol,
+          dbUsers: d.allowed?.db_users,
+        });
+    } else failures.push({ what: 'databases', error: dbs.reason });
+    if (kubes.status === 'fulfilled') {
+      for (const k of kubes.value)
+        items.push({
+          kind: 'kube',
+          name: k.name,
+          labels: k.labels,
+          description: k.description,
+          detail: k.context,
+        });
+    } else failures.push({ what: 'Kubernetes clusters', error: kubes.reason });
+    return { items, failures };
+  }, []);
+
+  const [kind, setKind] = useState<ResourceKind | 'all'>('all');
+  const [search, setSearch] = useState('');
+  const [labelText, setLabelText] = useState('');
+  const [labels, setLabels] = useState<LabelFilter[]>([]);
+  const [sort, setSort] = useState<{ key: SortKey; dir: SortDir }>({ key: 'name', dir: 'asc' });
+  const [page, setPage] = useState(0);
+  const [size, setSize] = useState(25);
+  const [open, setOpen] = useState<string | undefined>();
+
+  const all = data.state === 'ok' ? data.data.items : [];
+  const ofKind = useMemo(() => (kind === 'all' ? all : all.filter((r) => r.kind === kind)), [all, kind]);
+  const filtered = useMemo(() => filterResources(ofKind, { search, labels }), [ofKind, search, labels]);
+  const sorted = useMemo(() => sortResources(filtered, sort.key, sort.dir), [filtered, sort]);
+  const shown = paginate(sorted, page, size);
+  const suggestions = useMemo(() => {
+    const out: string[] = [];
+    for (const [k, vs] of labelIndex(ofKind)) for (const v of vs) out.push(`${k}=${v}`);
+    return out;
+  }, [ofKind]);
+
+  const addLabel = () => {
+    const f = parseLabelFilter(labelText);
+    if (!f) return;
+    setLabels((ls) => [...ls.filter((l) => formatLabelFilter(l) !== formatLabelFilter(f)), f]);
+    setLabelText('');
+    setPage(0);
+  };
+  const sortBy = (key: SortKey) => {
+    setSort((s) => ({ key, dir: s.key === key && s.dir === 'asc' ? 'desc' : 'asc' }));
+  };
+  const arrow = (key: SortKey) => (sort.key === key ? (sort.dir === 'asc' ? ' ▲' : ' ▼') : '');
+  const rowKey = (r: Resource) => `${r.kind}/${r.name}`;
+  const login = session?.whoami.logins[0];
+
+  if (data.state === 'loading') return <Loading what="resources" />;
+  if (data.state === 'error') return <ErrorBox error={data.error} onRetry={reload} />;
+
+  return (
+    <>
+      <h1>Resources</h1>
+      {data.data.failures.map((f) => (
+        <div key={f.what} className="partial">
+          <span>Could not list {f.what}:</span>
+          <ErrorBox error={f.error} />
+        </div>
+      ))}
+      <div className="tabs" role="tablist">
+        {(['all', 'db', 'kube'] as const).map((k) => (
+          <button
+            key={k}
+            type="button"
+            role="tab"
+            aria-selected={kind === k}
+            className={kind === k ? 'active' : ''}
+            onClick={() => {
+              setKind(k);
+              setPage(0);
+            }}
+          >
+            {TAB_NAMES[k]} ({k === 'all' ? all.length : all.filter((r) => r.kind === k).length})
+          </button>
+        ))}
+      </div>
+      <div className="toolbar">
+        <input
+          type="search"
+          placeholder="Search name, labels, description"
+          aria-label="Search resources"
+          value={search}
+          onChange={(e) => {
+            setSearch(e.target.value);
+            setPage(0);
+          }}
+        />
+        <form
+          className="inline"
+          onSubmit={(e) => {
+            e.preventDefault();
+            addLabel();
+          }}
+        >
+          <input
+            list="label-suggestions"
+            placeholder="Label filter, e.g. env=prod"
+            aria-label="Label filter"
+            value={labelText}
+            onChange={(e) => setLabelText(e.target.value)}
+          />
+          <datalist id="label-suggestions">
+            {suggestions.map((s) => (
+              <option key={s} value={s} />
+            ))}
+          </datalist>
+          <button type="submit">Add filter</button>
+        </form>
+        {labels.map((l) => (
+          <span key={formatLabelFilter(l)} className="chip">
+            {formatLabelFilter(l)}
+            <button
+              type="button"
+              aria-label={`Remove filter ${formatLabelFilter(l)}`}
+              onClick={() => {
+                setLabels((ls) => ls.filter((x) => x !== l));
+                setPage(0);
+              }}
+            >
+              ×
+            </button>
+          </span>
+        ))}
+      </div>
+      <table className="grid" data-testid="resources">
+        <thead>
+          <tr>
+            <th>
+              <button type="button" className="sort" onClick={() => sortBy('kind')}>
+                Kind{arrow('kind')}
+              </button>
+            </th>
+            <th>
+              <button type="button" className="sort" onClick={() => sortBy('name')}>
+                Name{arrow('name')}
+              </button>
+            </th>
+            <th>
+              <button type="button" className="sort" onClick={() => sortBy('detail')}>
+                Type / address{arrow('detail')}
+              </button>
+            </th>
+            <th>Labels</th>
+            <th>Description</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {shown.items.map((r) => (
+            <Fragment key={rowKey(r)}>
+              <tr data-resource={r.name}>
+                <td>{KIND_NAMES[r.kind]}</td>
+                <td className="name">{r.name}</td>
+                <td>{r.detail ?? ''}</td>
+                <td>
+                  <Labels labels={r.labels} />
+                </td>
+                <td>{r.description ?? ''}</td>
+                <td>
+                  <button
+                    type="button"
+                    aria-expanded={open === rowKey(r)}
+                    onClick={() => setOpen(open === rowKey(r) ? undefined : rowKey(r))}
+                  >
+                    Connect
+                  </button>
+                </td>
+              </tr>
+              {open === rowKey(r) ? (
+                <tr className="detail">
+                  <td colSpan={6}>
+                    {connectCommands(r, { login }).map((s) => (
+                      <CopyCommand key={s.command} label={s.label} command={s.command} />
+                    ))}
+                  </td>
+                </tr>
+              ) : null}
+            </Fragment>
+          ))}
+          {shown.total === 0 ? (
+            <tr>
+              <td colSpan={6} className="empty">
+                {all.length === 0 ? 'No resources you can reach yet.' : 'No resource matches these filters.'}
+              </td>
+            </tr>
+          ) : null}
+        </tbody>
+      </table>
+      <div className="pager">
+        <button type="button" disabled={shown.page === 0} onClick={() => setPage(shown.page - 1)}>
+          Previous
+        </button>
+        <span data-testid="page-info">
+          Page {shown.page + 1} of {shown.pages} ({shown.total} {shown.total === 1 ? 'resource' : 'resources'}
+          )
+        </span>
+        <button
+          type="button"
+          disabled={shown.page >= shown.pages - 1}
+          onClick={() => setPage(shown.page + 1)}
+        >
+          Next
+        </button>
+        <label className="inline">
+          Per page
+          <select
+            value={size}
+            onChange={(e) => {
+              setSize(Number(e.target.value));
+              setPage(0);
+            }}
+          >
+            {[25, 50, 100, 250].map((n) => (
+              <option key={n} value={n}>
+                {n}
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+    </>
+  );
+}

@@ -1,0 +1,92 @@
+import { createHash, type X509Certificate } from 'node:crypto';
+import { mkdir, mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { Secret, TOTP } from 'otpauth';
+import { type Browser, chromium } from 'playwright-core';
+import { build } from 'vite';
+
+const webRoot = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * Builds the UI from the current sources into a temp dir, so the browser tests
+ * never run against a stale packages/web/dist. Returns the output directory.
+ */
+export async function buildUi(): Promise<string> {
+  const outDir = await mkdtemp(path.join(os.tmpdir(), 'gh-web-dist-'));
+  await build({
+    configFile: path.join(webRoot, 'vite.config.ts'),
+    root: webRoot,
+    logLevel: 'warn',
+    build: { outDir, emptyOutDir: true, reportCompressedSize: false },
+  });
+  return outDir;
+}
+
+/** Chromium flags this machine needs (shared/PEERS.md "Browser tests"). */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/**
+ * Debian's Chromium, trusting exactly one extra key: the gateway's listener
+ * certificate is issued by the cluster's own host CA, which the browser does
+ * not know. Pinning its SPKI hash (instead of ignoring every certificate
+ * error) keeps the test honest about which server it talks to.
+ */
+export async function launchChromium(spkiPins: string[]): Promise<Browser> {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: [...CHROMIUM_ARGS, `--ignore-certificate-errors-spki-list=${spkiPins.join(',')}`],
+    timeout: 60_000,
+  });
+}
+
+/** base64(sha256(SPKI DER)) of the certificate a TLS server presents, as Chromium's pin flag wants it. */
+export function serverSpkiPin(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect(
+      { host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false },
+      () => {
+        const der = s.getPeerX509Certificate();
+        s.end();
+        if (!der) return reject(new Error('the server presented no certificate'));
+        resolve(spkiPinOf(der));
+      },
+    );
+    s.once('error', reject);
+  });
+}
+
+export function spkiPinOf(cert: X509Certificate): string {
+  const spki = cert.publicKey.export({ type: 'spki', format: 'der' });
+  return createHash('sha256').update(spki).digest('base64');
+}
+
+/** An independent TOTP computation (RFC 6238 defaults), as an authenticator app would do it. */
+export function totpNow(secretBase32: string, at: Date): string {
+  return new TOTP({
+    secret: Secret.fromBase32(secretBase32),
+    digits: 6,
+    period: 30,
+    algorithm: 'SHA1',
+  }).generate({
+    timestamp: at.getTime(),
+  });
+}
+
+/** Where screenshots go: kept after the run as test artifacts. */
+export async function artifactsDir(): Promise<string> {
+  const dir = process.env.GATEHOUSE_WEB_ARTIFACTS ?? path.join(os.tmpdir(), 'gatehouse-web-artifacts');
+  await mkdir(dir, { recursive: true });
+  return dir;
+}

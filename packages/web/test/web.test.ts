@@ -1,0 +1,387 @@
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { ManualClock } from '@gatehouse/core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGateway, type TestGateway } from '../../core/test/helpers.js';
+import { artifactsDir, buildUi, launchChromium, serverSpkiPin, totpNow } from './harness.js';
+
+// Browser end-to-end tests: the real gateway (TLS listener, API, web UI served
+// by core) driven by Debian's Chromium through playwright-core. One browser
+// for the whole file; each describe block gets its own gateway.
+
+const ADMIN_PASSWORD = 'correct horse battery staple';
+const UI_TIMEOUT = 15_000;
+
+let dist: string;
+let browser: Browser;
+let shots: string;
+let plain: TestGateway;
+let otp: TestGateway;
+const clock = new ManualClock(Date.now());
+
+beforeAll(async () => {
+  dist = await buildUi();
+  shots = await artifactsDir();
+  plain = await startGateway({ webDir: dist, clusterName: 'plain.example' });
+  otp = await startGateway({
+    webDir: dist,
+    clusterName: 'otp.example',
+    secondFactor: 'otp',
+    clock,
+    // The limiter refills with the manual clock, which moves only when a test moves it.
+    values: { auth: { login_rate_per_minute: 1000 } },
+  });
+  browser = await launchChromium([await serverSpkiPin(plain.port), await serverSpkiPin(otp.port)]);
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await plain?.close();
+  await otp?.close();
+  if (dist) await rm(dist, { recursive: true, force: true });
+});
+
+async function newPage(gw: TestGateway): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({
+    baseURL: `https://localhost:${gw.port}`,
+    viewport: { width: 1280, height: 860 },
+  });
+  context.setDefaultTimeout(UI_TIMEOUT);
+  const page = await context.newPage();
+  return { context, page };
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+}
+
+async function signIn(
+  page: Page,
+  user: string,
+  password: string,
+  code?: string,
+  opts: { stay?: boolean } = {},
+): Promise<void> {
+  if (!opts.stay) await page.goto('/web/login');
+  await page.getByLabel('User').fill(user);
+  await page.getByLabel('Password').fill(password);
+  if (code !== undefined) await page.getByLabel('Authenticator code').fill(code);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('current-user').filter({ hasText: user }).waitFor();
+}
+
+describe('web UI with password login (second factor off)', () => {
+  let context: BrowserContext;
+  let page: Page;
+
+  beforeAll(async () => {
+    await plain.gw.admin.createUser({
+      name: 'admin',
+      roles: ['admin', 'access'],
+      traits: { logins: ['ubuntu'] },
+      password: ADMIN_PASSWORD,
+    });
+    for (let i = 0; i < 60; i++) {
+      await plain.gw.admin.addDatabase({
+        name: `pg-${String(i).padStart(3, '0')}`,
+        protocol: i % 10 === 9 ? 'mysql' : 'postgres',
+        uri: `${i % 10 === 9 ? 'mysql' : 'postgres'}://10.0.0.${i}:5432`,
+        labels: { env: i % 2 === 0 ? 'prod' : 'dev', team: i < 30 ? 'payments' : 'search' },
+        description: `database number ${i}`,
+      });
+    }
+    ({ context, page } = await newPage(plain));
+  });
+  afterAll(async () => {
+    await context?.close();
+  });
+
+  it('serves the UI with a strict CSP and caching headers; /v1 stays the JSON API', async () => {
+    const index = await page.goto('/');
+    expect(index?.status()).toBe(200);
+    const h = index!.headers();
+    expect(h['content-security-policy']).toContain("default-src 'self'");
+    expect(h['content-security-policy']).toContain("script-src 'self'");
+    expect(h['content-security-policy']).toContain("frame-ancestors 'none'");
+    expect(h['content-security-policy']).not.toContain('unsafe-inline');
+    expect(h['x-frame-options']).toBe('DENY');
+    expect(h['cache-control']).toBe('no-cache');
+    const script = await page.locator('script[type="module"]').getAttribute('src');
+    expect(script).toMatch(/^\/assets\/index-[\w-]+\.js$/);
+    const asset = await page.goto(script!);
+    expect(asset?.headers()['cache-control']).toBe('public, max-age=31536000, immutable');
+    const ping = await page.goto('/v1/ping');
+    expect(ping?.headers()['content-type']).toContain('application/json');
+    expect(JSON.parse((await ping?.text()) ?? '{}').cluster_name).toBe('plain.example');
+    // A client-side route is answered with the app, not a 404.
+    const deep = await page.goto('/web/audit');
+    expect(deep?.status()).toBe(200);
+    // Not signed in: the app sends us to the login page.
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    expect(new URL(page.url()).pathname).toBe('/web/login');
+  });
+
+  it('rejects a wrong password with a clear message, then signs in with a strict session cookie', async () => {
+    await page.goto('/web/login');
+    await page.getByLabel('User').fill('admin');
+    await page.getByLabel('Password').fill('not the password');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    const alert = page.getByRole('alert');
+    await alert.waitFor();
+    expect(await alert.getAttribute('data-code')).toBe('GH_ERR_BAD_CREDENTIALS');
+    await shot(page, 'login-error');
+
+    await signIn(page, 'admin', ADMIN_PASSWORD);
+    const cookie = (await context.cookies()).find((c) => c.name === 'gh_session');
+    expect(cookie).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict' });
+    // Nothing in localStorage; the CSRF token lives in this tab's sessionStorage.
+    expect(await page.evaluate(() => localStorage.length)).toBe(0);
+    expect(await page.evaluate(() => sessionStorage.getItem('gatehouse.csrf'))).toMatch(/^[\w-]{20,}$/);
+    // A state change without the CSRF header is refused even with the cookie.
+    const status = await page.evaluate(async () => {
+      const r = await fetch('/v1/users', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'mallory', roles: ['admin'] }),
+      });
+      return r.status;
+    });
+    expect(status).toBe(403);
+  });
+
+  it('shows the cluster view with name, version, address and counts, and searches it', async () => {
+    await page.goto('/web/cluster');
+    const table = page.getByTestId('clusters');
+    await table.getByText('plain.example').waitFor();
+    const row = table.locator('tbody tr').first();
+    await row.getByRole('cell').nth(3).filter({ hasText: '60' }).waitFor();
+    const ping = (await page.evaluate(() => fetch('/v1/ping').then((r) => r.json()))) as {
+      version: string;
+      public_addr: string;
+    };
+    expect(await row.textContent()).toContain(ping.version);
+    expect(await row.textContent()).toContain(ping.public_addr);
+    await shot(page, 'cluster');
+    await page.getByLabel('Search clusters').fill('no-such-cluster');
+    await table.getByText('No cluster matches').waitFor();
+    await page.getByLabel('Search clusters').fill('plain');
+    await table.getByText('plain.example').waitFor();
+  });
+
+  it('lists resources with search, label filters, sorting, pages and the connect commands', async () => {
+    await page.getByRole('link', { name: 'Resources' }).click();
+    const info = page.getByTestId('page-info');
+    await info.filter({ hasText: '(60 resources)' }).waitFor();
+    expect(await info.textContent()).toContain('Page 1 of 3');
+    await shot(page, 'resources');
+
+    await page.getByLabel('Label filter').fill('env=prod');
+    await page.getByRole('button', { name: 'Add filter' }).click();
+    await info.filter({ hasText: '(30 resources)' }).waitFor();
+    await page.getByLabel('Label filter').fill('team=search');
+    await page.getByRole('button', { name: 'Add filter' }).click();
+    await info.filter({ hasText: '(15 resources)' }).waitFor();
+    const rows = page.getByTestId('resources').locator('tbody tr[data-resource]');
+    const names = await rows.evaluateAll((trs) => trs.map((t) => t.getAttribute('data-resource')));
+    expect(names).toHaveLength(15);
+    expect(names.every((n) => Number(n!.slice(3)) >= 30 && Number(n!.slice(3)) % 2 === 0)).toBe(true);
+    expect(names[0]).toBe('pg-030');
+
+    // Sorting by name twice flips to descending.
+    await page.getByRole('button', { name: /^Name/ }).click();
+    await rows.first().and(page.locator('[data-resource="pg-058"]')).waitFor();
+
+    await page.getByRole('button', { name: 'Remove filter team=search' }).click();
+    await page.getByLabel('Search resources').fill('pg-04');
+    await info.filter({ hasText: '(5 resources)' }).waitFor();
+
+    const target = page.locator('tr[data-resource="pg-042"]');
+    await target.getByRole('button', { name: 'Connect' }).click();
+    const detail = page.locator('tr.detail');
+    await detail.getByText('gatehouse db login pg-042').waitFor();
+    await detail.getByText('psql "service=pg-042"').waitFor();
+    await shot(page, 'resources-connect');
+
+    await page.getByLabel('Search resources').fill('nothing-like-this');
+    await page.getByText('No resource matches these filters.').waitFor();
+  });
+
+  it('searches the audit log on the server, expands an event, and explains bad dates and empty results', async () => {
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    const table = page.getByTestId('audit-events');
+    await table.waitFor();
+    await page.getByLabel('Event type').selectOption('user.login');
+    await page.getByLabel('User', { exact: true }).fill('admin');
+    await page.getByRole('button', { name: 'Search' }).click();
+    const rows = table.locator('tbody tr[data-event-type]');
+    await rows.first().waitFor();
+    const types = await rows.evaluateAll((trs) => trs.map((t) => t.getAttribute('data-event-type')));
+    expect(new Set(types)).toEqual(new Set(['user.login']));
+    // The failed and the successful login from the earlier test, newest first.
+    expect(types.length).toBeGreaterThanOrEqual(2);
+    await rows.first().click();
+    const json = page.getByTestId('event-json').first();
+    await json.waitFor();
+    const event = JSON.parse((await json.textContent()) ?? '{}') as Record<string, unknown>;
+    expect(event.type).toBe('user.login');
+    expect(event.user).toBe('admin');
+    expect(event.code).toMatch(/^GH100[01][IW]$/);
+    await shot(page, 'audit');
+
+    await page.getByLabel('From').fill('last tuesday');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.getByRole('alert').filter({ hasText: '"last tuesday" is not a date' }).waitFor();
+
+    await page.getByLabel('From').fill('');
+    await page.getByLabel('Text').fill('zzzz-no-such-text');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.getByTestId('audit-empty').waitFor();
+  });
+
+  it('creates a user with an invite link that another browser accepts', async () => {
+    await page.getByRole('link', { name: 'Users' }).click();
+    await page.getByTestId('users').getByText('admin', { exact: true }).waitFor();
+    await page.getByLabel('Name').fill('carol');
+    await page.getByLabel('Roles').fill('access');
+    await page.getByLabel('SSH logins').fill('carol');
+    await page.getByRole('button', { name: 'Add user' }).click();
+    const invite = page.getByTestId('invite');
+    await invite.waitFor();
+    const link = (await invite.locator('code').first().textContent()) ?? '';
+    expect(link).toMatch(new RegExp(`^https://localhost:${plain.port}/web/invite/[\\w-]+$`));
+    await page.locator('tr[data-user="carol"]').getByText('invite pending').waitFor();
+    await shot(page, 'users');
+
+    const other = await newPage(plain);
+    try {
+      await other.page.goto(link);
+      await other.page.getByTestId('invite-user').filter({ hasText: 'carol' }).waitFor();
+      await other.page.getByLabel('New password').fill('carols password 123');
+      await other.page.getByLabel('The same password again').fill('carols password 124');
+      await other.page.getByRole('button', { name: 'Set password' }).click();
+      await other.page.getByRole('alert').filter({ hasText: 'two passwords differ' }).waitFor();
+      await other.page.getByLabel('The same password again').fill('carols password 123');
+      await other.page.getByRole('button', { name: 'Set password' }).click();
+      await other.page.getByText('Your password is set').waitFor();
+      await signIn(other.page, 'carol', 'carols password 123');
+    } finally {
+      await other.context.close();
+    }
+    await page.reload();
+    await page.locator('tr[data-user="carol"] td').nth(3).filter({ hasText: 'set' }).waitFor();
+
+    // Lock and unlock from the list.
+    await page.locator('tr[data-user="carol"]').getByRole('button', { name: 'Lock' }).click();
+    await page.locator('tr[data-user="carol"]').getByText('locked').waitFor();
+    await page.locator('tr[data-user="carol"]').getByRole('button', { name: 'Unlock' }).click();
+    await page.locator('tr[data-user="carol"]').getByText('active').waitFor();
+  });
+
+  it('lints a role as it is typed, pointing at the line of an unknown key, and saves a valid one', async () => {
+    await page.getByRole('link', { name: 'Roles' }).click();
+    await page.getByTestId('roles').getByRole('button', { name: 'access' }).waitFor();
+    await page.getByRole('button', { name: 'New role' }).click();
+    const editor = page.getByLabel('Role YAML');
+    await editor.fill('kind: role\nname: dev\nallow:\n  loginz: [root]\n');
+    const lint = page.getByTestId('lint');
+    const msg = lint.locator('li.lint-error').filter({ hasText: 'loginz' });
+    await msg.waitFor();
+    expect(await msg.textContent()).toContain('Line 4, column 3');
+    expect(await msg.textContent()).toContain('logins');
+    expect(await page.locator('.gutter .bad').allTextContents()).toEqual(['4']);
+    await shot(page, 'roles-lint');
+
+    await page.getByRole('button', { name: 'Create role' }).click();
+    await page.getByRole('alert').filter({ hasText: 'invalid role' }).waitFor();
+
+    await editor.fill('kind: role\nname: dev\nallow:\n  logins: [root]\n');
+    await lint.getByText(/^No errors/).waitFor();
+    await page.getByRole('button', { name: 'Create role' }).click();
+    await page.getByText('Role dev created.').waitFor();
+    await page.getByTestId('roles').getByRole('button', { name: 'dev' }).waitFor();
+    expect((await plain.gw.admin.getRole('dev')).allow.logins).toEqual(['root']);
+  });
+
+  it('signs out to the login page; the old cookie no longer works', async () => {
+    const before = (await context.cookies()).find((c) => c.name === 'gh_session');
+    expect(before?.value).toBeTruthy();
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByText('You are signed out.').waitFor();
+    expect(new URL(page.url()).pathname).toBe('/web/login');
+    const status = await page.evaluate(() => fetch('/v1/whoami').then((r) => r.status));
+    expect(status).toBe(401);
+  });
+});
+
+describe('web UI with TOTP (second factor otp)', () => {
+  let context: BrowserContext;
+  let page: Page;
+  let secret = '';
+
+  beforeAll(async () => {
+    ({ context, page } = await newPage(otp));
+  });
+  afterAll(async () => {
+    await context?.close();
+  });
+
+  it('the first admin accepts the invite, enrolls TOTP from the QR page, and signs in with a code', async () => {
+    const token = await otp.gw.bootstrapAdmin();
+    expect(token?.token).toBeTruthy();
+    await page.goto(`/web/invite/${token!.token}`);
+    await page.getByTestId('invite-user').filter({ hasText: 'admin' }).waitFor();
+    const qr = page.getByTestId('totp-qr');
+    await qr.waitFor();
+    // The QR code was drawn: the canvas has dark pixels.
+    const dark = await qr.evaluate((c) => {
+      const canvas = c as HTMLCanvasElement;
+      const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+      let n = 0;
+      for (let i = 0; i < data.length; i += 4) if (data[i]! < 64) n++;
+      return { n, w: canvas.width };
+    });
+    expect(dark.w).toBeGreaterThan(100);
+    expect(dark.n).toBeGreaterThan(1000);
+    secret = (await page.getByTestId('totp-secret').textContent()) ?? '';
+    expect(secret).toMatch(/^[A-Z2-7]{16,}$/);
+    await shot(page, 'invite-totp');
+
+    await page.getByLabel('New password').fill(ADMIN_PASSWORD);
+    await page.getByLabel('The same password again').fill(ADMIN_PASSWORD);
+    await page
+      .getByLabel('Code from the app')
+      .fill('000000' === totpNow(secret, clock.now()) ? '111111' : '000000');
+    await page.getByRole('button', { name: 'Set password' }).click();
+    await page.getByRole('alert').waitFor();
+    await page.getByLabel('Code from the app').fill(totpNow(secret, clock.now()));
+    await page.getByRole('button', { name: 'Set password' }).click();
+    await page.getByText('Your password is set and your authenticator is enrolled').waitFor();
+
+    // The next time step: a code is accepted once only.
+    clock.advance(30_000);
+    await page.goto('/web/login');
+    await page.getByLabel('Authenticator code').waitFor();
+    await shot(page, 'login-totp');
+    await signIn(page, 'admin', ADMIN_PASSWORD, totpNow(secret, clock.now()));
+    await page.getByTestId('clusters').getByText('otp.example').waitFor();
+  });
+
+  it('returns to the login page with a message when the session expires', async () => {
+    await page.getByRole('link', { name: 'Resources' }).click();
+    await page.getByTestId('page-info').waitFor();
+    // Past the 12 h web session lifetime.
+    clock.advance(13 * 3600_000);
+    await page.getByRole('link', { name: 'Users' }).click();
+    await page.getByText('Your session has expired or was ended. Sign in again.').waitFor();
+    const url = new URL(page.url());
+    expect(url.pathname).toBe('/web/login');
+    expect(url.searchParams.get('next')).toBe('/web/users');
+    await shot(page, 'session-expired');
+    // Signing in again goes back where the user was.
+    clock.advance(30_000);
+    await signIn(page, 'admin', ADMIN_PASSWORD, totpNow(secret, clock.now()), { stay: true });
+    await page.getByTestId('users').waitFor();
+    expect(new URL(page.url()).pathname).toBe('/web/users');
+  });
+});
