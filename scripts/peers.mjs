@@ -23,6 +23,7 @@ const PEERS = [
     why: 'PostgreSQL 15 with hostssl cert auth (PostgreSQL adapter tests)',
   },
   { bin: '/usr/bin/psql', pkg: 'postgresql-client', why: 'psql (PostgreSQL adapter and gatehouse db tests)' },
+  { bin: '/usr/bin/kubectl', pkg: 'kubectl', why: 'the real kubectl (Kubernetes adapter tests)' },
   { bin: '/usr/bin/chromium', pkg: 'chromium', why: 'Chromium for the web UI tests (playwright-core)' },
 ];
 

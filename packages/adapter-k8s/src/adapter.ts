@@ -87,23 +87,27 @@ export class KubeAdapter implements Adapter {
     });
     server.on('clientError', (err, socket) => {
       ctx.log('debug', 'malformed kube HTTP request', err);
-      if (socket.writable) writeRawStatus(socket, kubeStatus(400, `gatehouse: malformed request: ${err.message}`));
+      if (socket.writable)
+        writeRawStatus(socket, kubeStatus(400, `gatehouse: malformed request: ${err.message}`));
       else socket.destroy();
     });
     this.#server = server;
-    ctx.routes.sniSuffix(`kube.${ctx.clusterName.toLowerCase()}`, (socket: TLSSocket, info: TlsConnectionInfo) => {
-      const cluster = clusterFromServerName(info.sni, ctx.clusterName);
-      if (!cluster) {
-        ctx.log('debug', `kube connection with unusable SNI ${info.sni}`);
-        socket.destroy();
-        return;
-      }
-      const conn = new KubeConnection(state, socket, info, cluster);
-      this.#conns.set(socket, conn);
-      socket.once('close', () => this.#conns.delete(socket));
-      socket.setNoDelay(true);
-      server.emit('connection', socket);
-    });
+    ctx.routes.sniSuffix(
+      `kube.${ctx.clusterName.toLowerCase()}`,
+      (socket: TLSSocket, info: TlsConnectionInfo) => {
+        const cluster = clusterFromServerName(info.sni, ctx.clusterName);
+        if (!cluster) {
+          ctx.log('debug', `kube connection with unusable SNI ${info.sni}`);
+          socket.destroy();
+          return;
+        }
+        const conn = new KubeConnection(state, socket, info, cluster);
+        this.#conns.set(socket, conn);
+        socket.once('close', () => this.#conns.delete(socket));
+        socket.setNoDelay(true);
+        server.emit('connection', socket);
+      },
+    );
     const interval = state.liveCheckIntervalMs;
     this.#timer = setInterval(() => {
       for (const c of this.#conns.values()) {
@@ -120,7 +124,10 @@ export class KubeAdapter implements Adapter {
     this.#server?.close();
     for (const { up } of this.#upstreams.values()) {
       await up.then(
-        (u) => u.agent.destroy(),
+        (u) => {
+          u.agent.destroy();
+          u.upgradeAgent.destroy();
+        },
         () => undefined,
       );
     }

@@ -1,5 +1,14 @@
 import type { RecordingMeta, RecordingStore, SessionRecorder } from '@gatehouse/audit';
-import { decodeChannelMessage, ERROR, exitCodeOf, parseResize, RESIZE, STDERR, STDIN, STDOUT } from './wire/channel.js';
+import {
+  decodeChannelMessage,
+  ERROR,
+  exitCodeOf,
+  parseResize,
+  RESIZE,
+  STDERR,
+  STDIN,
+  STDOUT,
+} from './wire/channel.js';
 import { WsFrameParser } from './wire/websocket.js';
 
 /**

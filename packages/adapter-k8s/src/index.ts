@@ -1,9 +1,9 @@
 import { KubeAdapter, type KubeAdapterOptions } from './adapter.js';
 
 export { clusterFromServerName, KubeAdapter, type KubeAdapterOptions, kubeServerName } from './adapter.js';
+export { execCredential, type KubeconfigEntry, writeKubeconfigEntry } from './kubeconfig.js';
 export { impersonationHeaders } from './session.js';
-export { type KubeconfigEntry, writeKubeconfigEntry, execCredential } from './kubeconfig.js';
-export { parseKubeRequest, type KubeRequestInfo } from './wire/apipath.js';
+export { type KubeRequestInfo, parseKubeRequest } from './wire/apipath.js';
 export { type KubeStatus, kubeStatus } from './wire/status.js';
 
 /** The Kubernetes adapter: `gw.use(kube({ clusters: [...] }))`. */

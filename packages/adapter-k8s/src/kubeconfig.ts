@@ -27,7 +27,11 @@ interface Named<T> {
  * Adds or replaces one context (and its cluster and user entries) in a
  * kubeconfig, keeping everything else. Pure: text in, text out.
  */
-export function writeKubeconfigEntry(existing: string | undefined, e: KubeconfigEntry, opts: { setCurrent?: boolean } = {}): string {
+export function writeKubeconfigEntry(
+  existing: string | undefined,
+  e: KubeconfigEntry,
+  opts: { setCurrent?: boolean } = {},
+): string {
   const doc = ((existing?.trim() ? parse(existing) : undefined) ?? {}) as Record<string, unknown>;
   doc.apiVersion ??= 'v1';
   doc.kind ??= 'Config';

@@ -14,7 +14,13 @@ import {
 import { statusFromError } from './errors.js';
 import { ExecTap } from './exec.js';
 import type { KubeUpstream } from './upstream.js';
-import { execParams, formatCommand, type KubeRequestInfo, parseKubeRequest, SESSION_SUBRESOURCES } from './wire/apipath.js';
+import {
+  execParams,
+  formatCommand,
+  type KubeRequestInfo,
+  parseKubeRequest,
+  SESSION_SUBRESOURCES,
+} from './wire/apipath.js';
 import { isChannelProtocol } from './wire/channel.js';
 import { type KubeStatus, kubeStatus } from './wire/status.js';
 
@@ -115,9 +121,13 @@ export class KubeConnection {
       { remoteAddr: this.#info.remoteAddr, protocol: 'kube' },
     );
     if (!spec) {
-      throw new GatehouseError('GH_ERR_NOT_FOUND', `Kubernetes cluster "${this.#cluster}" is not registered`, {
-        hint: 'list clusters with gatehouse kube ls',
-      });
+      throw new GatehouseError(
+        'GH_ERR_NOT_FOUND',
+        `Kubernetes cluster "${this.#cluster}" is not registered`,
+        {
+          hint: 'list clusters with gatehouse kube ls',
+        },
+      );
     }
     const users = grant.kube?.users ?? [];
     if (users.length > 1) {
@@ -227,7 +237,12 @@ export class KubeConnection {
       ...(up.servername ? { servername: up.servername } : {}),
     });
     const timer = setTimeout(() => {
-      upReq.destroy(new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', `the API server of "${a.spec.name}" did not answer in time`));
+      upReq.destroy(
+        new GatehouseError(
+          'GH_ERR_UPSTREAM_UNAVAILABLE',
+          `the API server of "${a.spec.name}" did not answer in time`,
+        ),
+      );
     }, this.#s.upstreamTimeoutMs);
     let endStream: ((reason: string) => void) | undefined;
     const done = () => {
@@ -300,7 +315,8 @@ export class KubeConnection {
     }
     const isSession = info.resource === 'pods' && SESSION_SUBRESOURCES.has(info.subresource ?? '');
     const ep = execParams(url);
-    const command = info.subresource === 'attach' ? `attach ${ep.container ?? ''}`.trim() : formatCommand(ep.command);
+    const command =
+      info.subresource === 'attach' ? `attach ${ep.container ?? ''}`.trim() : formatCommand(ep.command);
     const sessionId = randomUUID();
     const record = isSession && a.grant.options.recordSession.kube;
     const wantsWs = String(req.headers.upgrade ?? '').toLowerCase() === 'websocket';
@@ -344,15 +360,16 @@ export class KubeConnection {
       method: req.method,
       path: joinPath(up.url, url),
       headers,
-      agent: false,
-      ca: (up.agent.options as https.AgentOptions).ca,
-      cert: (up.agent.options as https.AgentOptions).cert,
-      key: (up.agent.options as https.AgentOptions).key,
-      rejectUnauthorized: (up.agent.options as https.AgentOptions).rejectUnauthorized,
+      agent: up.upgradeAgent,
       ...(up.servername ? { servername: up.servername } : {}),
     });
     const timer = setTimeout(() => {
-      upReq.destroy(new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', `the API server of "${a.spec.name}" did not answer in time`));
+      upReq.destroy(
+        new GatehouseError(
+          'GH_ERR_UPSTREAM_UNAVAILABLE',
+          `the API server of "${a.spec.name}" did not answer in time`,
+        ),
+      );
     }, this.#s.upstreamTimeoutMs);
     socket.on('error', () => upReq.destroy());
     upReq.on('response', (upRes) => {
@@ -360,7 +377,12 @@ export class KubeConnection {
       clearTimeout(timer);
       const code = upRes.statusCode ?? 502;
       void this.#auditRequest(a, info, code);
-      if (isSession) void a.audit.onExecStartFailed(fields(info), { sessionId, command, error: `upstream answered ${code}` });
+      if (isSession)
+        void a.audit.onExecStartFailed(fields(info), {
+          sessionId,
+          command,
+          error: `upstream answered ${code}`,
+        });
       const lines = [`HTTP/1.1 ${code} ${upRes.statusMessage ?? ''}`];
       for (const [k, v] of Object.entries(responseHeaders(upRes.headers))) {
         for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one}`);
@@ -390,13 +412,23 @@ export class KubeConnection {
     });
     upReq.on('upgrade', (upRes, upSocket, upHead) => {
       clearTimeout(timer);
-      void this.#startStream(a, info, { socket, head, upRes, upSocket, upHead, isSession, record, sessionId, command, tty: ep.tty, container: ep.container }).catch(
-        (err: unknown) => {
-          this.#s.ctx.log('error', 'kube stream failed to start', err);
-          upSocket.destroy();
-          socket.destroy();
-        },
-      );
+      void this.#startStream(a, info, {
+        socket,
+        head,
+        upRes,
+        upSocket,
+        upHead,
+        isSession,
+        record,
+        sessionId,
+        command,
+        tty: ep.tty,
+        container: ep.container,
+      }).catch((err: unknown) => {
+        this.#s.ctx.log('error', 'kube stream failed to start', err);
+        upSocket.destroy();
+        socket.destroy();
+      });
     });
     upReq.end();
   }
@@ -424,7 +456,10 @@ export class KubeConnection {
     let tap: ExecTap | undefined;
     if (o.isSession) {
       if (o.record && !isChannelProtocol(protocol)) {
-        throw new GatehouseError('GH_ERR_ACCESS_DENIED', `cannot record the stream protocol "${protocol ?? 'none'}"`);
+        throw new GatehouseError(
+          'GH_ERR_ACCESS_DENIED',
+          `cannot record the stream protocol "${protocol ?? 'none'}"`,
+        );
       }
       const execAudit = await a.audit.onExecStart(fields(info), {
         sessionId: o.sessionId,
@@ -483,7 +518,8 @@ export class KubeConnection {
       upSocket.once('close', stop);
     }
     const lines = [`HTTP/1.1 101 ${o.upRes.statusMessage || 'Switching Protocols'}`];
-    for (let i = 0; i < o.upRes.rawHeaders.length; i += 2) lines.push(`${o.upRes.rawHeaders[i]}: ${o.upRes.rawHeaders[i + 1]}`);
+    for (let i = 0; i < o.upRes.rawHeaders.length; i += 2)
+      lines.push(`${o.upRes.rawHeaders[i]}: ${o.upRes.rawHeaders[i + 1]}`);
     lines.push('', '');
     socket.write(lines.join('\r\n'));
     const fromUp = (c: Buffer) => {
@@ -511,7 +547,12 @@ export class KubeConnection {
     socket.resume();
   }
 
-  #upstreamHeaders(a: Authorized, up: KubeUpstream, h: IncomingHttpHeaders, upgrade: boolean): OutgoingHttpHeaders {
+  #upstreamHeaders(
+    a: Authorized,
+    up: KubeUpstream,
+    h: IncomingHttpHeaders,
+    upgrade: boolean,
+  ): OutgoingHttpHeaders {
     const headers = forwardHeaders(h, upgrade);
     Object.assign(headers, up.headers);
     headers.host = up.url.host;
@@ -528,7 +569,11 @@ export class KubeConnection {
 }
 
 function fields(info: KubeRequestInfo): KubeRequestFields {
-  const resource = info.resource ? (info.subresource ? `${info.resource}/${info.subresource}` : info.resource) : undefined;
+  const resource = info.resource
+    ? info.subresource
+      ? `${info.resource}/${info.subresource}`
+      : info.resource
+    : undefined;
   return {
     verb: info.verb,
     method: info.method,
@@ -587,7 +632,11 @@ export function sendStatus(res: ServerResponse, st: KubeStatus): void {
     return;
   }
   const body = JSON.stringify(st);
-  res.writeHead(st.code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.writeHead(st.code, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+  });
   res.end(body);
 }
 

@@ -5,6 +5,8 @@ import { GatehouseError, type KubeClusterSpec } from '@gatehouse/core';
 export interface KubeUpstream {
   url: URL;
   agent: https.Agent;
+  /** For upgrades (exec, port-forward): no pooling (the socket is handed over), but TLS sessions are resumed. */
+  upgradeAgent: https.Agent;
   /** Authorization from the kubeconfig (bearer token, exec plugin, basic), if any. */
   headers: Record<string, string>;
   /** TLS name to verify (kubeconfig tls-server-name), if set. */
@@ -27,25 +29,37 @@ export async function resolveUpstream(spec: KubeClusterSpec): Promise<KubeUpstre
       if (spec.context) kc.setCurrentContext(spec.context);
     }
   } catch (cause) {
-    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `the kubeconfig of cluster "${spec.name}" cannot be loaded`, {
-      hint: 'check it with kubectl --kubeconfig FILE get --raw /version, then add the cluster again',
-      cause,
-    });
+    throw new GatehouseError(
+      'GH_ERR_CONFIG_INVALID',
+      `the kubeconfig of cluster "${spec.name}" cannot be loaded`,
+      {
+        hint: 'check it with kubectl --kubeconfig FILE get --raw /version, then add the cluster again',
+        cause,
+      },
+    );
   }
   const cluster = kc.getCurrentCluster();
   if (!cluster?.server) {
-    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `the kubeconfig of cluster "${spec.name}" names no API server`, {
-      hint: 'check the context and its cluster entry',
-    });
+    throw new GatehouseError(
+      'GH_ERR_CONFIG_INVALID',
+      `the kubeconfig of cluster "${spec.name}" names no API server`,
+      {
+        hint: 'check the context and its cluster entry',
+      },
+    );
   }
   const opts: https.RequestOptions = {};
   try {
     await kc.applyToHTTPSOptions(opts);
   } catch (cause) {
-    throw new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', `no upstream credentials for cluster "${spec.name}"`, {
-      hint: 'the kubeconfig credential (exec plugin, token file) failed; check it on the gateway host',
-      cause,
-    });
+    throw new GatehouseError(
+      'GH_ERR_UPSTREAM_UNAVAILABLE',
+      `no upstream credentials for cluster "${spec.name}"`,
+      {
+        hint: 'the kubeconfig credential (exec plugin, token file) failed; check it on the gateway host',
+        cause,
+      },
+    );
   }
   const url = new URL(cluster.server);
   const headers: Record<string, string> = {};
@@ -54,14 +68,14 @@ export async function resolveUpstream(spec: KubeClusterSpec): Promise<KubeUpstre
   }
   if (opts.auth) headers.authorization = `Basic ${Buffer.from(opts.auth).toString('base64')}`;
   const servername = cluster.tlsServerName || undefined;
-  const agent = new https.Agent({
-    keepAlive: true,
-    maxSockets: 256,
+  const tlsOpts = {
     ...(opts.ca ? { ca: opts.ca } : {}),
     ...(opts.cert ? { cert: opts.cert } : {}),
     ...(opts.key ? { key: opts.key } : {}),
     ...(servername ? { servername } : {}),
     rejectUnauthorized: !cluster.skipTLSVerify,
-  });
-  return { url, agent, headers, servername };
+  };
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 256, ...tlsOpts });
+  const upgradeAgent = new https.Agent({ keepAlive: false, maxCachedSessions: 256, ...tlsOpts });
+  return { url, agent, upgradeAgent, headers, servername };
 }

@@ -12,7 +12,11 @@ beforeAll(async () => {
   env = await startKubeEnv();
   await env.gw.admin.createUser({ name: 'alice', roles: ['kube-dev'], password: 'correct horse battery' });
   await env.gw.admin.createUser({ name: 'vic', roles: ['kube-view'], password: 'correct horse battery' });
-  await env.gw.admin.createUser({ name: 'nora', roles: ['kube-nogroups'], password: 'correct horse battery' });
+  await env.gw.admin.createUser({
+    name: 'nora',
+    roles: ['kube-nogroups'],
+    password: 'correct horse battery',
+  });
   await env.gw.admin.createUser({ name: 'sam', roles: ['kube-staging'], password: 'correct horse battery' });
   dev = await env.kubeconfigFor(identity('alice', ['kube-dev']));
 }, 120_000);
@@ -85,10 +89,19 @@ describe('kubectl through Gatehouse', () => {
     });
     expect(r.code).toBe(0);
     expect(r.stdout).toBe('recorded input\ndone-web-1\n');
-    const starts = (await events('kube.exec.start')).filter((e) => String(e.command).includes('done-$POD_NAME'));
+    const starts = (await events('kube.exec.start')).filter((e) =>
+      String(e.command).includes('done-$POD_NAME'),
+    );
     expect(starts).toHaveLength(1);
     const sid = String(starts[0]!.session_id);
-    expect(starts[0]).toMatchObject({ user: 'alice', kube_user: 'alice', kube_groups: ['developers'], recorded: true, namespace: 'default', name: 'web-1' });
+    expect(starts[0]).toMatchObject({
+      user: 'alice',
+      kube_user: 'alice',
+      kube_groups: ['developers'],
+      recorded: true,
+      namespace: 'default',
+      name: 'web-1',
+    });
     const meta = await env.gw.recordings.get(sid);
     expect(meta).toMatchObject({ kind: 'kube', user: 'alice', server: 'prod' });
     let out = '';
@@ -105,9 +118,13 @@ describe('kubectl through Gatehouse', () => {
   });
 
   it('logs -f streams: the first lines arrive before the stream ends', async () => {
-    const child = spawn('/usr/bin/kubectl', ['--kubeconfig', dev, '--cache-dir', path.join(env.dir, 'kcache'), 'logs', '-f', 'web-1'], {
-      env: { PATH: process.env.PATH, HOME: env.dir },
-    });
+    const child = spawn(
+      '/usr/bin/kubectl',
+      ['--kubeconfig', dev, '--cache-dir', path.join(env.dir, 'kcache'), 'logs', '-f', 'web-1'],
+      {
+        env: { PATH: process.env.PATH, HOME: env.dir },
+      },
+    );
     let out = '';
     let firstAt = 0;
     child.stdout.on('data', (d: Buffer) => {
@@ -128,7 +145,9 @@ describe('kubectl through Gatehouse', () => {
     expect(r.stderr).toContain('Error from server (Forbidden)');
     expect(r.stderr).toContain('impersonation headers are not accepted');
     expect(env.fixture.requests.some((q) => q.user === 'admin')).toBe(false);
-    const denied = (await events('kube.request')).filter((e) => e.response_code === 403 && String(e.error ?? '').includes('impersonation'));
+    const denied = (await events('kube.request')).filter(
+      (e) => e.response_code === 403 && String(e.error ?? '').includes('impersonation'),
+    );
     expect(denied.length).toBeGreaterThan(0);
   });
 
@@ -136,7 +155,9 @@ describe('kubectl through Gatehouse', () => {
     const vic = await env.kubeconfigFor(identity('vic', ['kube-view']));
     const r = await env.kubectl(vic, ['get', 'pods']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('Error from server (Forbidden): pods is forbidden: User "vic" cannot list resource "pods"');
+    expect(r.stderr).toContain(
+      'Error from server (Forbidden): pods is forbidden: User "vic" cannot list resource "pods"',
+    );
     const g = await env.kubectl(vic, ['get', 'pod', 'web-1', '-o', 'name']);
     expect(g.code).toBe(0);
     expect(g.stdout).toBe('pod/web-1\n');
@@ -145,7 +166,7 @@ describe('kubectl through Gatehouse', () => {
     expect(e.stderr).toContain('cannot create resource "pods" subresource "exec"');
   });
 
-  it('a role that does not allow the cluster gets a 403 Status with core\'s reason', async () => {
+  it("a role that does not allow the cluster gets a 403 Status with core's reason", async () => {
     const sam = await env.kubeconfigFor(identity('sam', ['kube-staging']));
     const r = await env.kubectl(sam, ['get', 'pods']);
     expect(r.code).toBe(1);
@@ -175,8 +196,14 @@ describe('kubectl through Gatehouse', () => {
     await writeFile(
       f,
       env.fixture.kubeconfig
-        .replace(/client-certificate-data: .*/, `client-certificate-data: ${Buffer.from(env.fixture.otherClient.cert).toString('base64')}`)
-        .replace(/client-key-data: .*/, `client-key-data: ${Buffer.from(env.fixture.otherClient.key).toString('base64')}`),
+        .replace(
+          /client-certificate-data: .*/,
+          `client-certificate-data: ${Buffer.from(env.fixture.otherClient.cert).toString('base64')}`,
+        )
+        .replace(
+          /client-key-data: .*/,
+          `client-key-data: ${Buffer.from(env.fixture.otherClient.key).toString('base64')}`,
+        ),
     );
     const r = await env.kubectl(f, ['get', 'pods']);
     expect(r.code).toBe(1);
@@ -185,16 +212,30 @@ describe('kubectl through Gatehouse', () => {
 
   it('every request is in the audit log with verb, resource, namespace and code', async () => {
     const reqs = await events('kube.request');
-    const list = reqs.find((e) => e.user === 'alice' && e.verb === 'list' && e.resource === 'pods' && e.response_code === 200);
-    expect(list).toMatchObject({ namespace: 'default', kube_cluster: 'prod', kube_user: 'alice', kube_groups: ['developers'], code: 'GH2200I' });
-    const get = reqs.find((e) => e.user === 'alice' && e.verb === 'get' && e.name === 'web-1' && e.resource === 'pods');
+    const list = reqs.find(
+      (e) => e.user === 'alice' && e.verb === 'list' && e.resource === 'pods' && e.response_code === 200,
+    );
+    expect(list).toMatchObject({
+      namespace: 'default',
+      kube_cluster: 'prod',
+      kube_user: 'alice',
+      kube_groups: ['developers'],
+      code: 'GH2200I',
+    });
+    const get = reqs.find(
+      (e) => e.user === 'alice' && e.verb === 'get' && e.name === 'web-1' && e.resource === 'pods',
+    );
     expect(get).toBeDefined();
-    const exec = reqs.find((e) => e.user === 'alice' && e.resource === 'pods/exec' && e.response_code === 101);
+    const exec = reqs.find(
+      (e) => e.user === 'alice' && e.resource === 'pods/exec' && e.response_code === 101,
+    );
     expect(exec).toMatchObject({ verb: 'connect' });
     const forbidden = reqs.find((e) => e.user === 'vic' && e.verb === 'list');
     expect(forbidden).toMatchObject({ code: 'GH2200W', response_code: 403, success: false });
     // Every request the fixture served through Gatehouse has its audit event with the same path and code.
-    const pool = reqs.filter((e) => e.user === 'alice' || e.user === 'vic').map((e) => `${e.path} ${e.response_code}`);
+    const pool = reqs
+      .filter((e) => e.user === 'alice' || e.user === 'vic')
+      .map((e) => `${e.path} ${e.response_code}`);
     const served = env.fixture.requests.filter((q) => q.user === 'alice' || q.user === 'vic');
     expect(served.length).toBeGreaterThan(10);
     for (const q of served) {

@@ -15,7 +15,11 @@ export interface KubeEnv {
   hostCaPem: string;
   /** Writes a kubeconfig with a fresh user certificate for `identity` and returns its path. */
   kubeconfigFor(identity: Omit<Identity, 'expires'> & { expires?: Date }, cluster?: string): Promise<string>;
-  kubectl(kubeconfig: string, args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<KubectlResult>;
+  kubectl(
+    kubeconfig: string,
+    args: string[],
+    opts?: { input?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number },
+  ): Promise<KubectlResult>;
   close(): Promise<void>;
 }
 
@@ -54,12 +58,20 @@ allow:
 export async function startKubeEnv(opts: { liveCheckIntervalMs?: number } = {}): Promise<KubeEnv> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-kube-'));
   const fixture = await startFixtureApiServer({ dir });
-  const gw = await createGateway({ dataDir: path.join(dir, 'data'), secondFactor: 'off', env: {}, clusterName: 'acme' });
+  const gw = await createGateway({
+    dataDir: path.join(dir, 'data'),
+    secondFactor: 'off',
+    env: {},
+    clusterName: 'acme',
+  });
   gw.use(kube({ liveCheckIntervalMs: opts.liveCheckIntervalMs ?? 200 }));
   const { port } = await gw.listen({ host: '127.0.0.1', port: 0 });
   for (const r of ROLES) await gw.admin.putRole(r);
   await gw.admin.addKubeCluster({ name: 'prod', kubeconfig: fixture.kubeconfig, labels: { env: 'prod' } });
-  const hostCaPem = gw.authorities.get('host').map((k) => k.x509CertPem).join('\n');
+  const hostCaPem = gw.authorities
+    .get('host')
+    .map((k) => k.x509CertPem)
+    .join('\n');
   let n = 0;
   const env: KubeEnv = {
     dir,
@@ -81,7 +93,9 @@ export async function startKubeEnv(opts: { liveCheckIntervalMs?: number } = {}):
       const certFile = path.join(dir, `user-${n}.crt`);
       const keyFile = path.join(dir, `user-${n}.key`);
       await writeFile(certFile, issued.cert, { mode: 0o600 });
-      await writeFile(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), { mode: 0o600 });
+      await writeFile(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), {
+        mode: 0o600,
+      });
       const file = path.join(dir, `kubeconfig-${n}`);
       await writeFile(
         file,

@@ -33,7 +33,13 @@ export class KubeAudit {
   /** An exec/attach session; the returned object ends it exactly once. */
   async onExecStart(
     req: KubeRequestFields,
-    s: { sessionId: string; command: string; container?: string | undefined; tty: boolean; recorded: boolean },
+    s: {
+      sessionId: string;
+      command: string;
+      container?: string | undefined;
+      tty: boolean;
+      recorded: boolean;
+    },
   ): Promise<KubeExecAudit> {
     await this.#emit.emit({
       type: 'kube.exec.start',
@@ -46,10 +52,17 @@ export class KubeAudit {
       tty: s.tty,
       recorded: s.recorded,
     });
-    return new KubeExecAudit(this.#emit, { ...this.#base, session_id: s.sessionId, command: s.command }, this.#now);
+    return new KubeExecAudit(
+      this.#emit,
+      { ...this.#base, session_id: s.sessionId, command: s.command },
+      this.#now,
+    );
   }
 
-  async onExecStartFailed(req: KubeRequestFields, s: { sessionId: string; command: string; error: string }): Promise<void> {
+  async onExecStartFailed(
+    req: KubeRequestFields,
+    s: { sessionId: string; command: string; error: string },
+  ): Promise<void> {
     await this.#emit.emit({
       type: 'kube.exec.start',
       success: false,
@@ -69,7 +82,11 @@ export class KubeExecAudit {
   readonly #startedAt: number;
   #ended = false;
 
-  constructor(emitter: AuditEmitter, base: Base & { session_id: string; command: string }, now: () => number) {
+  constructor(
+    emitter: AuditEmitter,
+    base: Base & { session_id: string; command: string },
+    now: () => number,
+  ) {
     this.#emit = emitter;
     this.#base = base;
     this.#now = now;
@@ -77,7 +94,9 @@ export class KubeExecAudit {
   }
 
   /** Idempotent: the first call wins, so every path that ends a session may call it. */
-  async onEnd(opts: { exitCode?: number | undefined; reason?: string | undefined; error?: string | undefined } = {}): Promise<void> {
+  async onEnd(
+    opts: { exitCode?: number | undefined; reason?: string | undefined; error?: string | undefined } = {},
+  ): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
     await this.#emit.emit({

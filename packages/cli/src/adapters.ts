@@ -1,3 +1,4 @@
+import { kube } from '@gatehouse/adapter-k8s';
 import { mysql } from '@gatehouse/adapter-mysql';
 import { postgres } from '@gatehouse/adapter-postgres';
 import type { Adapter, GatehouseConfig } from '@gatehouse/core';
@@ -10,5 +11,6 @@ export function defaultAdapters(_config: GatehouseConfig): Adapter[] {
   const adapters: Adapter[] = [];
   adapters.push(postgres());
   adapters.push(mysql());
+  adapters.push(kube());
   return adapters;
 }

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { registerAdmin } from './commands/admin.js';
 import { registerDb } from './commands/db.js';
 import { registerProxy } from './commands/proxy.js';
+import { registerKube } from './commands/kube.js';
 import { registerRecordings } from './commands/recordings.js';
 import { registerNodesJoin } from './commands/nodes-join.js';
 import { registerStart } from './commands/start.js';
@@ -52,9 +53,10 @@ Examples:
   registerStart(program, ctx);
   registerUser(program, ctx);
   registerAdmin(program, ctx);
-  registerNodesJoin(program, ctx);
   registerDb(program, ctx);
   registerProxy(program, ctx);
+  registerKube(program, ctx);
+  registerNodesJoin(program, ctx);
   registerRecordings(program, ctx);
   for (const c of allCommands(program)) {
     c.exitOverride().configureOutput({ writeOut: (s) => ctx.out(s), writeErr: (s) => ctx.err(s) });

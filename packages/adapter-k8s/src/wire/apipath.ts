@@ -34,7 +34,10 @@ export function parseKubeRequest(method: string, rawUrl: string): KubeRequestInf
   const q = rawUrl.indexOf('?');
   const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
   const params = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1));
-  const parts = path.split('/').filter((p) => p !== '').map(safeDecode);
+  const parts = path
+    .split('/')
+    .filter((p) => p !== '')
+    .map(safeDecode);
   const nonResource: KubeRequestInfo = { verb: m.toLowerCase(), method: m, path, resourceRequest: false };
   let i: number;
   let apiGroup: string | undefined;
@@ -77,7 +80,11 @@ export function parseKubeRequest(method: string, rawUrl: string): KubeRequestInf
     if (verb === 'get') verb = 'list';
     if (verb === 'delete') verb = 'deletecollection';
   }
-  if (watchPath || (verb === 'list' && truthy(params.get('watch'))) || (verb === 'get' && truthy(params.get('watch')))) {
+  if (
+    watchPath ||
+    (verb === 'list' && truthy(params.get('watch'))) ||
+    (verb === 'get' && truthy(params.get('watch')))
+  ) {
     verb = 'watch';
   }
   return {

@@ -55,7 +55,11 @@ export function parseResize(data: Buffer): { cols: number; rows: number } | unde
 
 /** The exit code in the final status message (channel 3): 0 on Success, the ExitCode cause otherwise. */
 export function exitCodeOf(data: Buffer): number | undefined {
-  let v: { status?: unknown; reason?: unknown; details?: { causes?: { reason?: unknown; message?: unknown }[] } };
+  let v: {
+    status?: unknown;
+    reason?: unknown;
+    details?: { causes?: { reason?: unknown; message?: unknown }[] };
+  };
   try {
     v = JSON.parse(data.toString('utf8'));
   } catch {

@@ -77,7 +77,11 @@ export class WsFrameParser {
 }
 
 /** Builds one frame (tests and the fixture server use it; the proxy never rewrites frames). */
-export function encodeWsFrame(opcode: number, payload: Uint8Array, opts: { mask?: Uint8Array; fin?: boolean } = {}): Buffer {
+export function encodeWsFrame(
+  opcode: number,
+  payload: Uint8Array,
+  opts: { mask?: Uint8Array; fin?: boolean } = {},
+): Buffer {
   const len = payload.length;
   const head: number[] = [(opts.fin === false ? 0 : 0x80) | opcode];
   const m = opts.mask ? 0x80 : 0;

@@ -46,14 +46,20 @@ export function validateKubeCluster(spec: KubeClusterSpec): KubeClusterSpec {
   }
   for (const [k, v] of Object.entries(spec.labels ?? {})) {
     if (typeof v !== 'string' || !/^[A-Za-z0-9._/-]{1,63}$/.test(k)) {
-      throw new GatehouseError('GH_ERR_VALIDATION', `label "${k}" is invalid`, { hint: 'labels are key=value' });
+      throw new GatehouseError('GH_ERR_VALIDATION', `label "${k}" is invalid`, {
+        hint: 'labels are key=value',
+      });
     }
   }
   if (spec.inCluster) {
     if (spec.kubeconfig !== undefined) {
-      throw new GatehouseError('GH_ERR_VALIDATION', `cluster "${spec.name}": in_cluster and a kubeconfig exclude each other`, {
-        hint: 'give either --kubeconfig FILE or --in-cluster',
-      });
+      throw new GatehouseError(
+        'GH_ERR_VALIDATION',
+        `cluster "${spec.name}": in_cluster and a kubeconfig exclude each other`,
+        {
+          hint: 'give either --kubeconfig FILE or --in-cluster',
+        },
+      );
     }
   } else {
     if (spec.kubeconfig === undefined) {
@@ -76,18 +82,30 @@ function checkKubeconfig(name: string, text: string, context: string | undefined
       cause,
     });
   }
-  const d = (doc ?? {}) as { contexts?: { name?: unknown }[]; 'current-context'?: unknown; clusters?: unknown[] };
+  const d = (doc ?? {}) as {
+    contexts?: { name?: unknown }[];
+    'current-context'?: unknown;
+    clusters?: unknown[];
+  };
   if (!Array.isArray(d.clusters) || !Array.isArray(d.contexts) || d.contexts.length === 0) {
-    throw new GatehouseError('GH_ERR_VALIDATION', `the kubeconfig of cluster "${name}" has no clusters or contexts`, {
-      hint: 'pass a kubeconfig file as written by kubectl config',
-    });
+    throw new GatehouseError(
+      'GH_ERR_VALIDATION',
+      `the kubeconfig of cluster "${name}" has no clusters or contexts`,
+      {
+        hint: 'pass a kubeconfig file as written by kubectl config',
+      },
+    );
   }
   const want = context ?? d['current-context'];
   if (typeof want !== 'string' || !d.contexts.some((c) => c?.name === want)) {
     const names = d.contexts.map((c) => String(c?.name)).join(', ');
-    throw new GatehouseError('GH_ERR_VALIDATION', `the kubeconfig of cluster "${name}" has no context "${String(want)}"`, {
-      hint: `pick one with --context (contexts: ${names})`,
-    });
+    throw new GatehouseError(
+      'GH_ERR_VALIDATION',
+      `the kubeconfig of cluster "${name}" has no context "${String(want)}"`,
+      {
+        hint: `pick one with --context (contexts: ${names})`,
+      },
+    );
   }
 }
 
@@ -96,7 +114,10 @@ export async function readKubeconfigFile(file: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (cause) {
-    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `cannot read kubeconfig ${file}`, { cause, hint: 'check the path' });
+    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `cannot read kubeconfig ${file}`, {
+      cause,
+      hint: 'check the path',
+    });
   }
 }
 
@@ -121,9 +142,13 @@ export class KubeClusterRegistry {
   addStatic(spec: KubeClusterSpec): void {
     const v = validateKubeCluster({ ...spec, source: 'config' });
     if (this.#static.has(v.name)) {
-      throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `Kubernetes cluster "${v.name}" is configured twice`, {
-        hint: 'give each cluster a unique name',
-      });
+      throw new GatehouseError(
+        'GH_ERR_ALREADY_EXISTS',
+        `Kubernetes cluster "${v.name}" is configured twice`,
+        {
+          hint: 'give each cluster a unique name',
+        },
+      );
     }
     this.#static.set(v.name, v);
   }
@@ -146,16 +171,23 @@ export class KubeClusterRegistry {
       const { sealedKubeconfig: _s, ...rest } = JSON.parse(i.value) as StoredCluster;
       return { ...rest, source: 'dynamic' } as KubeClusterSpec;
     });
-    const all = [...[...this.#static.values()].map(strip), ...dynamic.filter((d) => !this.#static.has(d.name))];
+    const all = [
+      ...[...this.#static.values()].map(strip),
+      ...dynamic.filter((d) => !this.#static.has(d.name)),
+    ];
     return all.sort((a, b) => a.name.localeCompare(b.name));
   }
 
   async add(spec: KubeClusterSpec, actor: string): Promise<KubeClusterSpec> {
     const v = validateKubeCluster({ ...spec, source: undefined });
     if (this.#static.has(v.name)) {
-      throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `Kubernetes cluster "${v.name}" is defined in the config`, {
-        hint: 'change it in the config file, or pick another name',
-      });
+      throw new GatehouseError(
+        'GH_ERR_ALREADY_EXISTS',
+        `Kubernetes cluster "${v.name}" is defined in the config`,
+        {
+          hint: 'change it in the config file, or pick another name',
+        },
+      );
     }
     const key = PREFIX + v.name;
     const stored: StoredCluster = {

@@ -1,0 +1,93 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { decodeChannelMessage, exitCodeOf, parseResize } from './channel.js';
+import { encodeWsFrame, WsFrameParser, WsProtocolError } from './websocket.js';
+
+describe('WsFrameParser', () => {
+  it('parses masked and unmasked frames split at every byte', () => {
+    const mask = Buffer.from([1, 2, 3, 4]);
+    const bytes = Buffer.concat([
+      encodeWsFrame(2, Buffer.from([1, 104, 105]), { mask }),
+      encodeWsFrame(2, Buffer.alloc(300, 7)),
+      encodeWsFrame(2, Buffer.alloc(70_000, 9), { mask }),
+      encodeWsFrame(9, Buffer.from('p')),
+    ]);
+    const p = new WsFrameParser();
+    const frames = [];
+    for (let i = 0; i < bytes.length; i++) frames.push(...p.push(bytes.subarray(i, i + 1)));
+    expect(frames.map((f) => [f.opcode, f.payload.length])).toEqual([
+      [2, 3],
+      [2, 300],
+      [2, 70_000],
+      [9, 1],
+    ]);
+    expect([...frames[0]!.payload]).toEqual([1, 104, 105]);
+    expect(frames[2]!.payload.every((b) => b === 9)).toBe(true);
+  });
+
+  it('stops after a close frame', () => {
+    const p = new WsFrameParser();
+    const out = p.push(
+      Buffer.concat([encodeWsFrame(8, Buffer.from([3, 232])), encodeWsFrame(2, Buffer.from([1]))]),
+    );
+    expect(out.map((f) => f.opcode)).toEqual([8]);
+  });
+
+  it.each([
+    ['reserved bits', Buffer.from([0xc2, 0x00])],
+    ['unknown opcode', Buffer.from([0x83, 0x00])],
+    ['fragmented control frame', Buffer.from([0x09, 0x00])],
+    ['long control frame', Buffer.from([0x89, 126, 0, 200])],
+  ])('rejects %s', (_n, bytes) => {
+    expect(() => new WsFrameParser().push(bytes)).toThrow(WsProtocolError);
+  });
+
+  it('rejects a frame over the limit before buffering it', () => {
+    const p = new WsFrameParser({ maxPayload: 1000 });
+    expect(() => p.push(Buffer.from([0x82, 126, 0x10, 0x00]))).toThrow(/exceeds the limit/);
+  });
+
+  it('fuzz: random and mutated input only ever throws WsProtocolError', () => {
+    const valid = Buffer.concat([
+      encodeWsFrame(2, Buffer.from([1, 65, 66]), { mask: Buffer.from([9, 8, 7, 6]) }),
+      encodeWsFrame(1, Buffer.from('x')),
+    ]);
+    for (let i = 0; i < 3000; i++) {
+      const input = i % 2 === 0 ? randomBytes(1 + (i % 64)) : Buffer.from(valid);
+      if (i % 2 === 1) input[i % input.length] = (input[i % input.length]! + i) & 0xff;
+      const p = new WsFrameParser({ maxPayload: 1 << 16 });
+      try {
+        p.push(input);
+      } catch (err) {
+        expect(err).toBeInstanceOf(WsProtocolError);
+      }
+    }
+  });
+});
+
+describe('channel protocol', () => {
+  it('binary and base64 channel messages', () => {
+    expect(decodeChannelMessage('v5.channel.k8s.io', Buffer.from([1, 104, 105]))).toEqual({
+      channel: 1,
+      data: Buffer.from('hi'),
+    });
+    expect(decodeChannelMessage('v4.base64.channel.k8s.io', Buffer.from('2aGk='))).toEqual({
+      channel: 2,
+      data: Buffer.from('hi'),
+    });
+    expect(() => decodeChannelMessage('v5.channel.k8s.io', Buffer.alloc(0))).toThrow(/empty/);
+  });
+  it('resize and exit status', () => {
+    expect(parseResize(Buffer.from('{"Width":120,"Height":40}'))).toEqual({ cols: 120, rows: 40 });
+    expect(parseResize(Buffer.from('nope'))).toBeUndefined();
+    expect(exitCodeOf(Buffer.from('{"status":"Success"}'))).toBe(0);
+    expect(
+      exitCodeOf(
+        Buffer.from(
+          '{"status":"Failure","reason":"NonZeroExitCode","details":{"causes":[{"reason":"ExitCode","message":"3"}]}}',
+        ),
+      ),
+    ).toBe(3);
+    expect(exitCodeOf(Buffer.from('{'))).toBeUndefined();
+  });
+});

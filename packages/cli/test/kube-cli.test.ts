@@ -1,0 +1,167 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FixtureApiServer, startFixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
+import { type Daemon, PASSWORD, run, startDaemon } from './harness.js';
+
+function kubectl(
+  kubeconfig: string,
+  args: string[],
+  cache: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      '/usr/bin/kubectl',
+      ['--kubeconfig', kubeconfig, '--cache-dir', cache, ...args],
+      { timeout: 60_000, env: { PATH: process.env.PATH } },
+      (err, stdout, stderr) => {
+        if (err && typeof err.code !== 'number') return reject(err);
+        resolve({ code: err ? (err.code as number) : 0, stdout, stderr });
+      },
+    );
+  });
+}
+
+describe('gatehouse kube add / ls / login / credentials with the real kubectl', () => {
+  let d: Daemon;
+  let fixture: FixtureApiServer;
+  let dir: string;
+  const homes = { admin: '', alice: '' };
+  const as = (who: keyof typeof homes) => ({ GATEHOUSE_HOME: homes[who] });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gh-kube-cli-'));
+    fixture = await startFixtureApiServer({ dir });
+    d = await startDaemon({ cluster: 'kct' });
+    homes.admin = join(d.root, 'home-admin');
+    homes.alice = join(d.root, 'home-alice');
+    const pw = { input: `${PASSWORD}\n` };
+    const a = await run(
+      ['accept-invite', '--proxy', d.proxy, '--ca-pin', d.pin, d.adminToken, '--password-stdin'],
+      { env: as('admin'), ...pw },
+    );
+    expect(a.code, a.stderr).toBe(0);
+    const l = await run(
+      ['login', '--proxy', d.proxy, '--ca-pin', d.pin, '--user', 'admin', '--password-stdin'],
+      { env: as('admin'), ...pw },
+    );
+    expect(l.code, l.stderr).toBe(0);
+    const u = await run(
+      [
+        'users',
+        'add',
+        'alice',
+        '--roles',
+        'access',
+        '--traits',
+        'kube_groups=developers',
+        '--password-stdin',
+      ],
+      { env: as('admin'), ...pw },
+    );
+    expect(u.code, u.stderr).toBe(0);
+    const al = await run(
+      ['login', '--proxy', d.proxy, '--ca-pin', d.pin, '--user', 'alice', '--password-stdin'],
+      { env: as('alice'), ...pw },
+    );
+    expect(al.code, al.stderr).toBe(0);
+  }, 120_000);
+
+  afterAll(async () => {
+    await d?.stop();
+    await fixture?.close();
+  });
+
+  it('an admin registers the cluster from a kubeconfig file; alice sees it with her groups', async () => {
+    const f = join(dir, 'upstream.kubeconfig');
+    writeFileSync(f, fixture.kubeconfig);
+    const add = await run(['kube', 'add', 'prod', '--kubeconfig', f, '--label', 'env=prod'], {
+      env: as('admin'),
+    });
+    expect(add.code, add.stderr).toBe(0);
+    expect(add.stdout).toContain('Kubernetes cluster prod registered.');
+    const bad = await run(['kube', 'add', 'other', '--kubeconfig', f, '--context', 'nope'], {
+      env: as('admin'),
+    });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('has no context "nope"');
+    const denied = await run(['kube', 'add', 'mine', '--kubeconfig', f], { env: as('alice') });
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain('access denied');
+    const ls = await run(['kube', 'ls', '--json'], { env: as('alice') });
+    expect(ls.code, ls.stderr).toBe(0);
+    expect(JSON.parse(ls.stdout)).toEqual([
+      {
+        name: 'prod',
+        labels: { env: 'prod' },
+        source: 'dynamic',
+        allowed: { kube_users: [], kube_groups: ['developers'] },
+      },
+    ]);
+    // The upstream credentials never leave the gateway.
+    expect(ls.stdout).not.toContain('client-key');
+    expect(readFileSync(join(d.dataDir, 'gatehouse.db')).includes(Buffer.from('client-key-data'))).toBe(
+      false,
+    );
+  });
+
+  it('kube login writes a context whose exec plugin feeds kubectl; get pods and exec work', async () => {
+    const kc = join(dir, 'alice.kubeconfig');
+    const login = await run(['kube', 'login', 'prod', '--kubeconfig', kc], { env: as('alice') });
+    expect(login.code, login.stderr).toBe(0);
+    expect(login.stdout).toContain('Context kct-prod written');
+    expect(readFileSync(kc, 'utf8')).toContain('tls-server-name: prod.kube.kct');
+    const cache = mkdtempSync(join(tmpdir(), 'gh-kcache-'));
+    const pods = await kubectl(kc, ['get', 'pods'], cache);
+    expect(pods.stderr).toBe('');
+    expect(pods.stdout).toMatch(/web-1\s+1\/1\s+Running/);
+    const ex = await kubectl(kc, ['exec', 'web-1', '--', 'echo', 'via the daemon'], cache);
+    expect(ex.code, ex.stderr).toBe(0);
+    expect(ex.stdout).toBe('via the daemon\n');
+    const served = fixture.requests.filter((q) => q.path === '/api/v1/namespaces/default/pods');
+    expect(served.at(-1)).toMatchObject({ user: 'alice', groups: ['developers', 'system:authenticated'] });
+    // The exec session is recorded and plays back what kubectl showed.
+    const recs = await run(['recordings', 'ls', '--json'], { env: as('admin') });
+    expect(recs.code, recs.stderr).toBe(0);
+    const rec = (JSON.parse(recs.stdout) as { session_id: string; kind: string; user: string }[]).find(
+      (r) => r.kind === 'kube' && r.user === 'alice',
+    );
+    expect(rec).toBeDefined();
+    const play = await run(['play', rec!.session_id, '--format', 'text'], { env: as('admin') });
+    expect(play.code, play.stderr).toBe(0);
+    expect(play.stdout).toBe('via the daemon\n');
+  });
+
+  it('kube login --static points kubectl at the login certificate files', async () => {
+    const kc = join(dir, 'alice-static.kubeconfig');
+    const login = await run(['kube', 'login', 'prod', '--kubeconfig', kc, '--static'], { env: as('alice') });
+    expect(login.code, login.stderr).toBe(0);
+    expect(readFileSync(kc, 'utf8')).toContain('client-certificate:');
+    const pods = await kubectl(
+      kc,
+      ['get', 'pod', 'web-2', '-o', 'name'],
+      mkdtempSync(join(tmpdir(), 'gh-kcache-')),
+    );
+    expect(pods.code, pods.stderr).toBe(0);
+    expect(pods.stdout).toBe('pod/web-2\n');
+  });
+
+  it('kube credentials prints an ExecCredential; kube login refuses a cluster the user cannot reach', async () => {
+    const c = await run(['kube', 'credentials', '--cluster', 'prod'], { env: as('alice') });
+    expect(c.code, c.stderr).toBe(0);
+    const cred = JSON.parse(c.stdout) as {
+      kind: string;
+      status: { clientCertificateData: string; expirationTimestamp: string };
+    };
+    expect(cred.kind).toBe('ExecCredential');
+    expect(cred.status.clientCertificateData).toContain('BEGIN CERTIFICATE');
+    expect(Date.parse(cred.status.expirationTimestamp)).toBeGreaterThan(Date.now());
+    const nope = await run(['kube', 'login', 'staging', '--kubeconfig', join(dir, 'x')], {
+      env: as('alice'),
+    });
+    expect(nope.code).toBe(1);
+    expect(nope.stderr).toContain('Kubernetes cluster "staging" is not one you can reach');
+  });
+});
