@@ -4,6 +4,9 @@ import type { Command } from 'commander';
 import { relativeTime } from '../args.js';
 import { acceptInviteCommand, boundAddr, type Ctx, clientAddr, type GlobalOpts } from '../context.js';
 
+/** MySQL speaks first, so it needs its own port; this one in the embedded quick start. */
+export const EMBEDDED_MYSQL_LISTEN = '127.0.0.1:3036';
+
 export function registerStart(program: Command, ctx: Ctx): void {
   program
     .command('start')
@@ -13,6 +16,8 @@ export function registerStart(program: Command, ctx: Ctx): void {
       'after',
       `
 The data dir comes from --data-dir, the config file's data_dir, or $GATEHOUSE_DATA_DIR.
+Without --config the embedded defaults apply: SQLite in the data dir, the listener on
+127.0.0.1:3080, MySQL's own listener on ${EMBEDDED_MYSQL_LISTEN}, second factor otp.
 On the first start with no users, an invite for the first admin is printed.
 
 Examples:
@@ -24,6 +29,9 @@ Examples:
       const config = await loadConfig({
         file: g.config,
         overrides: { dataDir: g.dataDir, listen: opts.listen },
+        // The embedded quick start (no config file) also opens MySQL's own port;
+        // with a config file it is off unless mysql_listen is set.
+        ...(g.config ? {} : { values: { mysql_listen: EMBEDDED_MYSQL_LISTEN } }),
         env: ctx.env,
       });
       const gateway = await createGateway({ config, env: ctx.env, auditSpoolName: 'daemon' });
