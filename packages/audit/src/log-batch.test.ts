@@ -101,3 +101,65 @@ describe('AuditLog group commit', () => {
     }
   });
 });
+
+describe('background sinks', () => {
+  it('emit resolves before a background index is written; search still finds the event', async () => {
+    const jsonl = new JsonlFileSink({ dir: join(dir, 'events') });
+    const index = new SqliteAuditIndex({ path: join(dir, 'index.db') });
+    const log = new AuditLog({
+      cluster: 'c',
+      sinks: [jsonl, index],
+      index,
+      spoolDir: join(dir, 'spool'),
+      background: ['index'],
+      backgroundFlushMs: 60_000,
+    });
+    logs.push(log);
+    const e = await log.emit(q(1));
+    // The record (JSON lines) is durable when emit resolves; the index is not written yet.
+    const files = jsonl.files();
+    expect((await readFile(join(dir, 'events', files[0]!), 'utf8')).trim()).toBe(JSON.stringify(e));
+    expect(index.count()).toBe(0);
+    // Searching waits for the background batch: a process always reads its own writes.
+    const page = await log.search({ types: ['db.session.query'] });
+    expect(page.events.map((x) => x.id)).toEqual([e.id]);
+    expect(index.count()).toBe(1);
+  });
+
+  it('batches a background sink and spools its failures without failing emit', async () => {
+    const fg = new BatchSink('record');
+    const bg = new BatchSink('bg');
+    const log = new AuditLog({
+      cluster: 'c',
+      sinks: [fg, bg],
+      spoolDir: join(dir, 'spool'),
+      background: ['bg'],
+      backgroundFlushMs: 5,
+      retryInitialMs: 10,
+    });
+    logs.push(log);
+    bg.failing = true;
+    for (let i = 0; i < 5; i++) await log.emit(q(i));
+    expect(fg.calls.flat()).toHaveLength(5);
+    await new Promise((r) => setTimeout(r, 50));
+    // The five queries, plus the audit.backlog event every sink receives when one starts failing.
+    expect(log.backlog().bg).toBe(6);
+    bg.failing = false;
+    await log.retryNow();
+    const replayed = bg.calls.flat().filter((e) => e.type === 'db.session.query');
+    expect(replayed.map((e) => (e as { query?: string }).query)).toEqual([
+      'select 0',
+      'select 1',
+      'select 2',
+      'select 3',
+      'select 4',
+    ]);
+    expect(log.backlog().bg).toBe(0);
+  });
+
+  it('refuses a configuration with no foreground sink or an unknown background name', () => {
+    const a = new BatchSink('a');
+    expect(() => new AuditLog({ cluster: 'c', sinks: [a], spoolDir: dir, background: ['a'] })).toThrow(/at least one sink/);
+    expect(() => new AuditLog({ cluster: 'c', sinks: [a], spoolDir: dir, background: ['nope'] })).toThrow(/not one of the sinks/);
+  });
+});

@@ -27,6 +27,16 @@ export interface AuditLogOptions {
   retryInitialMs?: number;
   /** Default 30000. */
   retryMaxMs?: number;
+  /**
+   * Sinks (by name) written after `emit` resolves instead of before, e.g. a
+   * search index that can be rebuilt from the JSON-lines record. They are
+   * batched and spooled on failure like the others; `search` first waits for
+   * their pending writes, so a process always finds what it emitted. At
+   * least one sink must stay in the foreground.
+   */
+  background?: string[];
+  /** How long a background sink collects events into one batch. Default 20 ms. */
+  backgroundFlushMs?: number;
 }
 
 /**
@@ -74,6 +84,8 @@ interface SinkState {
   timer: NodeJS.Timeout | undefined;
   delayMs: number;
   lastError: string | undefined;
+  /** Written after emit resolves (see AuditLogOptions.background). */
+  background: boolean;
 }
 
 function message(err: unknown): string {
@@ -96,6 +108,7 @@ export class AuditLog implements AuditEmitter {
   readonly #idGen: () => string;
   readonly #retryInitialMs: number;
   readonly #retryMaxMs: number;
+  readonly #backgroundFlushMs: number;
   readonly #diag = channel(AUDIT_DIAGNOSTICS_CHANNEL);
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -125,6 +138,14 @@ export class AuditLog implements AuditEmitter {
     this.#idGen = opts.idGen ?? createIdGenerator(() => this.#clock().getTime());
     this.#retryInitialMs = opts.retryInitialMs ?? 1000;
     this.#retryMaxMs = Math.max(this.#retryInitialMs, opts.retryMaxMs ?? 30_000);
+    const background = new Set(opts.background ?? []);
+    for (const name of background) {
+      if (!names.has(name)) throw new TypeError(`AuditLog: background sink '${name}' is not one of the sinks`);
+    }
+    if (sinks.every((s) => background.has(s.name))) {
+      throw new TypeError('AuditLog: at least one sink must be written before emit resolves');
+    }
+    this.#backgroundFlushMs = opts.backgroundFlushMs ?? 20;
     this.#states = sinks.map((sink) => {
       const spool = new Spool(opts.spoolDir, sink.name);
       spool.load();
@@ -138,6 +159,7 @@ export class AuditLog implements AuditEmitter {
         timer: undefined,
         delayMs: this.#retryInitialMs,
         lastError: undefined,
+        background: background.has(sink.name),
       };
       return st;
     });
@@ -174,6 +196,10 @@ export class AuditLog implements AuditEmitter {
         hint: 'Create the AuditLog with an index (e.g. SqliteAuditIndex) to search events.',
       });
     }
+    // Read your writes: events still queued for a background index land first.
+    const pending = this.#states.filter((st) => st.background && st.sink === this.#index);
+    for (const st of pending) this.#flush(st);
+    await Promise.allSettled(pending.map((st) => st.chain));
     return this.#index.search(q);
   }
 
@@ -278,7 +304,17 @@ export class AuditLog implements AuditEmitter {
         cause: err,
       });
     }
-    const results = await Promise.allSettled(this.#states.map((st) => this.#batched(st, e, line)));
+    for (const st of this.#states) {
+      if (!st.background) continue;
+      // Nothing to await: a failure is spooled and retried like any sink's, and
+      // one that cannot even be spooled is reported (the foreground record has it).
+      this.#batched(st, e, line).catch((err: unknown) =>
+        this.#publish({ kind: 'sink_failed', sink: st.sink.name, error: message(err) }),
+      );
+    }
+    const results = await Promise.allSettled(
+      this.#states.filter((st) => !st.background).map((st) => this.#batched(st, e, line)),
+    );
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     const first = failed[0];
     if (first) {
@@ -315,7 +351,8 @@ export class AuditLog implements AuditEmitter {
       st.batch.push({ e, line, resolve, reject });
       if (st.flushScheduled) return;
       st.flushScheduled = true;
-      setImmediate(() => this.#flush(st));
+      if (st.background) setTimeout(() => this.#flush(st), this.#backgroundFlushMs).unref();
+      else setImmediate(() => this.#flush(st));
     });
   }
 
