@@ -31,9 +31,6 @@ export interface DbSessionFields {
   db_name: string;
 }
 
-/** Why a database connection was refused before authorization (bad input, not a role decision). */
-export type DbRejectReason = 'plaintext' | 'malformed' | 'oversized' | 'timeout' | 'unsupported';
-
 /** Identifies one Kubernetes request or exec session. */
 export interface KubeFields {
   /** The registered Kubernetes cluster name. */
@@ -55,6 +52,27 @@ export interface KubeRequestFields {
   method: string;
   path: string;
 }
+
+/** Identifies one SSH session (one channel of a user's connection to a node) in every SSH event. */
+export interface SshSessionFields {
+  session_id: string;
+  /** The node name. */
+  server: string;
+  /** The Unix login on the node. */
+  login: string;
+}
+
+/** Why the SSH proxy dropped a connection before any session (bad input, not a role decision). */
+export type SshRejectReason =
+  | 'malformed'
+  | 'handshake_timeout'
+  | 'auth_failed'
+  | 'unknown_node'
+  | 'node_unreachable'
+  | 'upstream_auth_failed';
+
+/** Why a database connection was refused before authorization (bad input, not a role decision). */
+export type DbRejectReason = 'plaintext' | 'malformed' | 'oversized' | 'timeout' | 'unsupported';
 
 export type LoginMethod = 'password' | 'invite' | 'reset';
 
@@ -198,6 +216,55 @@ export type AuditEventInput =
         reason?: string;
         error?: string;
       })
+  | (CommonFields & { type: 'node.create'; name: string; addr: string; labels: Record<string, string> })
+  | (CommonFields & { type: 'node.delete'; name: string })
+  | (CommonFields & SshSessionFields & { type: 'session.start'; success: true })
+  | (CommonFields & SshSessionFields & { type: 'session.start'; success: false; error: string })
+  | (CommonFields &
+      SshSessionFields & {
+        type: 'session.end';
+        duration_ms: number;
+        /** Whether a pty shell or command ran (and was recorded, when `recorded`). */
+        interactive: boolean;
+        recorded: boolean;
+        /** Why the gateway ended it (expiry, lock, kill, recording failure), when it did. */
+        reason?: string;
+        error?: string;
+      })
+  | (CommonFields &
+      SshSessionFields & {
+        type: 'exec';
+        command: string;
+        /** Exit code, or absent when the command ended by a signal (then `signal`). */
+        exit_code?: number;
+        signal?: string;
+        error?: string;
+      })
+  | (CommonFields &
+      SshSessionFields & {
+        type: 'port_forward';
+        success: boolean;
+        /** local (-L, -D: client asks the node side to connect) or remote (-R: the node side listens). */
+        direction: 'local' | 'remote';
+        /** Where the connection goes (local) or the listen address (remote), host:port. */
+        target: string;
+        /** The originator the client reported, host:port. */
+        origin?: string;
+        error?: string;
+      })
+  | (CommonFields &
+      SshSessionFields & {
+        type: 'sftp';
+        /** read (download), write (upload), or a metadata action. */
+        action: 'read' | 'write' | 'remove' | 'rename' | 'mkdir' | 'rmdir' | 'setstat';
+        path: string;
+        /** Bytes read or written through the handle (read/write). */
+        bytes?: number;
+        /** Destination path of a rename. */
+        target?: string;
+        error?: string;
+      })
+  | (CommonFields & { type: 'ssh.reject'; reason: SshRejectReason; error: string })
   | (CommonFields & {
       type: 'node.join_token.create';
       expires: string;
@@ -252,6 +319,14 @@ export const EVENT_CODES = {
   'kube.request': { ok: 'GH2200I', fail: 'GH2200W' },
   'kube.exec.start': { ok: 'GH2201I', fail: 'GH2201W' },
   'kube.exec.end': 'GH2202I',
+  'node.create': 'GH1070I',
+  'node.delete': 'GH1071I',
+  'session.start': { ok: 'GH2100I', fail: 'GH2100W' },
+  'session.end': 'GH2101I',
+  exec: 'GH2102I',
+  port_forward: { ok: 'GH2103I', fail: 'GH2103W' },
+  sftp: 'GH2104I',
+  'ssh.reject': 'GH2105W',
   'node.join': { ok: 'GH1072I', fail: 'GH1072W' },
   'node.join_token.create': 'GH1073I',
   'gateway.start': 'GH1200I',

@@ -16,6 +16,7 @@ export { JsonlFileSink, type JsonlFileSinkOptions } from './sinks/jsonl.js';
 export { StdoutSink, type StdoutSinkOptions } from './sinks/stdout.js';
 export type { AuditIndex, AuditSink } from './sinks/types.js';
 export * from './session-db.js';
+export * from './session-ssh.js';
 export * from './session-kube.js';
 export type * from './recording/types.js';
 export { FileRecordingStore, type FileRecordingStoreOptions } from './recording/file-store.js';

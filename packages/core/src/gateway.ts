@@ -36,6 +36,8 @@ import { UserService } from './identity/users.js';
 import { KubeClusterRegistry, type KubeClusterSpec, readKubeconfigFile } from './kube/registry.js';
 import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
 import { Listener } from './listener/listener.js';
+import { NodeRegistry, type NodeSpec } from './nodes/registry.js';
+import { SessionRegistry } from './sessions/registry.js';
 import { Routes } from './listener/routes.js';
 import { channelLogger, type LogFn } from './log.js';
 import { type Dialer, directDialer } from './net/dialer.js';
@@ -72,6 +74,10 @@ export interface AdapterContext {
   readonly tls: { secureContext(): tls.SecureContext };
   /** Kubernetes clusters (config, adapter options, `gatehouse kube add`). */
   readonly kubeClusters: KubeClusterRegistry;
+  /** SSH nodes (config, `gatehouse nodes add`, node services joining). */
+  readonly nodes: NodeRegistry;
+  /** Live sessions of this gateway (list, kill, re-check on lock changes). */
+  readonly liveSessions: SessionRegistry;
 }
 
 export interface Adapter {
@@ -130,6 +136,8 @@ export class Gateway {
   readonly kubeClusters: KubeClusterRegistry;
   readonly dialer: Dialer;
   readonly recordings: RecordingStore;
+  readonly nodes: NodeRegistry;
+  readonly liveSessions = new SessionRegistry();
   /** One-time tokens node services join with. */
   readonly joinTokens: JoinTokenStore;
   /** Admin API acting as the local operator (like tctl on the auth server). */
@@ -144,6 +152,7 @@ export class Gateway {
   #secureContext: tls.SecureContext | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  #lockWatch: AbortController | undefined;
   #listening = false;
 
   /** @internal use createGateway() */
@@ -157,6 +166,7 @@ export class Gateway {
     log: LogFn;
     databases?: DatabaseSpec[];
     kubeClusters?: KubeClusterSpec[];
+    nodes?: NodeSpec[];
     dialer?: Dialer;
     recordings: RecordingStore;
     webDir?: string | false;
@@ -193,6 +203,8 @@ export class Gateway {
     this.recordings = parts.recordings;
     this.databases = new DatabaseRegistry({ backend, audit });
     for (const db of parts.databases ?? []) this.databases.addStatic(db);
+    this.nodes = new NodeRegistry({ backend, audit });
+    for (const n of parts.nodes ?? []) this.nodes.addStatic(n);
     this.kubeClusters = new KubeClusterRegistry({ backend, audit, sealer: parts.sealer });
     for (const k of parts.kubeClusters ?? []) this.kubeClusters.addStatic(k);
     this.authorizer = new Authorizer({
@@ -307,6 +319,8 @@ export class Gateway {
         databases: this.databases,
         recordings: this.recordings,
         kubeClusters: this.kubeClusters,
+        nodes: this.nodes,
+        liveSessions: this.liveSessions,
         endSessions: (user) => this.sessions.deleteForUser(user),
         joinTokens: this.joinTokens,
         joinCommand: (token) =>
@@ -344,6 +358,8 @@ export class Gateway {
       config: this.config,
       recordings: this.recordings,
       kubeClusters: this.kubeClusters,
+      nodes: this.nodes,
+      liveSessions: this.liveSessions,
       tls: { secureContext: () => this.#currentSecureContext() },
     };
     this.#registering.push(Promise.resolve(adapter.register(ctx)));
@@ -399,7 +415,33 @@ export class Gateway {
   /** Waits for adapters to register and the listener's TLS certificate; listen() calls it. */
   async ready(): Promise<void> {
     await Promise.all(this.#registering);
+    this.#watchLocks();
     if (!this.#secureContext) await this.#renewServerCert();
+  }
+
+  /**
+   * A new lock (from this process or another sharing the backend) must end
+   * live sessions within a second: every change under locks/ asks each live
+   * session to re-check its principal. A watch that fails restarts, and
+   * sessions re-check then too, in case a change was missed.
+   */
+  #watchLocks(): void {
+    if (this.#lockWatch || this.#closed) return;
+    const ac = new AbortController();
+    this.#lockWatch = ac;
+    void (async () => {
+      while (!ac.signal.aborted) {
+        try {
+          for await (const _change of this.backend.watch('locks/', { signal: ac.signal })) this.liveSessions.recheckAll();
+          return;
+        } catch (err) {
+          if (ac.signal.aborted) return;
+          this.log('error', 'watching locks failed; restarting the watch', err);
+          this.liveSessions.recheckAll();
+          await new Promise((r) => setTimeout(r, 1000).unref());
+        }
+      }
+    })();
   }
 
   /** The HTTP API as a request handler, to mount in an existing Node HTTP app. */
@@ -471,6 +513,7 @@ export class Gateway {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#renewTimer);
+    this.#lockWatch?.abort();
     await this.#listener.close();
     this.#http.close();
     this.#http.closeAllConnections();
@@ -592,6 +635,13 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     sealer,
     databases,
     kubeClusters,
+    nodes: config.nodes.map((n) => ({
+      name: n.name,
+      addr: n.addr,
+      labels: n.labels,
+      ...(n.hostCaKeys ? { hostCaKeys: n.hostCaKeys } : {}),
+      ...(n.description ? { description: n.description } : {}),
+    })),
     ...(opts.dialer ? { dialer: opts.dialer } : {}),
     recordings: opts.recordings ?? new FileRecordingStore({ dir: path.join(config.dataDir, 'recordings') }),
     ...(opts.webDir !== undefined ? { webDir: opts.webDir } : {}),

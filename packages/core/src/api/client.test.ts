@@ -188,6 +188,16 @@ describe('GatehouseClient', () => {
         { name: 'prod', kubeconfig: 'apiVersion: v1\n', labels: { env: 'prod' } },
       ],
       ['removeKubeCluster', () => client.removeKubeCluster('prod'), '/v1/kube/clusters/prod', undefined],
+      ['listNodes', () => client.listNodes(), '/v1/nodes', undefined],
+      [
+        'addNode',
+        () => client.addNode({ name: 'web1', addr: '10.0.0.5:22', labels: { env: 'dev' } }),
+        '/v1/nodes',
+        { name: 'web1', addr: '10.0.0.5:22', labels: { env: 'dev' } },
+      ],
+      ['removeNode', () => client.removeNode('web1'), '/v1/nodes/web1', undefined],
+      ['listSessions', () => client.listSessions(), '/v1/sessions', undefined],
+      ['killSession', () => client.killSession('s-1'), '/v1/sessions/s-1', undefined],
       [
         'searchAudit',
         () =>

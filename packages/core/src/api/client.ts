@@ -23,6 +23,9 @@ import {
   type AddDatabaseRequest,
   type DatabaseView,
   type AddKubeClusterRequest,
+  type AddNodeRequest,
+  type NodeView,
+  type SessionView,
   type KubeClusterView,
   type LintMessage,
   type LockView,
@@ -232,6 +235,21 @@ export class GatehouseClient implements AdminApi {
   }
   removeKubeCluster(name: string): Promise<void> {
     return this.#json(ADMIN_ROUTES.removeKubeCluster, { name });
+  }
+  listNodes(): Promise<NodeView[]> {
+    return this.#json(ADMIN_ROUTES.listNodes, {});
+  }
+  addNode(req: AddNodeRequest): Promise<NodeView> {
+    return this.#json(ADMIN_ROUTES.addNode, {}, req);
+  }
+  removeNode(name: string): Promise<void> {
+    return this.#json(ADMIN_ROUTES.removeNode, { name });
+  }
+  listSessions(): Promise<SessionView[]> {
+    return this.#json(ADMIN_ROUTES.listSessions, {});
+  }
+  killSession(id: string): Promise<void> {
+    return this.#json(ADMIN_ROUTES.killSession, { id });
   }
 
   // --- plumbing ------------------------------------------------------------

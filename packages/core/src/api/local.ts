@@ -6,8 +6,10 @@ import type { LockService } from '../identity/locks.js';
 import type { LockRecord, UserRecord } from '../identity/types.js';
 import type { UserService } from '../identity/users.js';
 import type { JoinTokenStore } from '../nodes/join-tokens.js';
+import type { NodeRegistry, NodeSpec } from '../nodes/registry.js';
 import { lintRole } from '../rbac/lint.js';
 import type { RoleService } from '../rbac/roles.js';
+import type { SessionRegistry } from '../sessions/registry.js';
 import { parseDuration } from '../util/duration.js';
 import type {
   AdminApi,
@@ -16,9 +18,20 @@ import type {
   DatabaseView,
   KubeClusterView,
   LockView,
+  NodeView,
   TokenView,
   UserView,
 } from './types.js';
+
+export function nodeView(n: NodeSpec): NodeView {
+  return {
+    name: n.name,
+    addr: n.addr,
+    labels: n.labels,
+    ...(n.description ? { description: n.description } : {}),
+    source: n.source ?? 'dynamic',
+  };
+}
 
 export function databaseView(d: DatabaseSpec): DatabaseView {
   return {
@@ -57,6 +70,9 @@ export interface LocalAdminDeps {
   databases: DatabaseRegistry;
   recordings: RecordingStore;
   kubeClusters: KubeClusterRegistry;
+  nodes: NodeRegistry;
+  /** Live sessions of THIS process (the daemon's, when the API serves them). */
+  liveSessions: SessionRegistry;
   /** Ends a deleted user's browser sessions. */
   endSessions: (user: string) => Promise<unknown>;
   /** Node join tokens (`gatehouse tokens add --type node`). */
@@ -239,5 +255,32 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       return kubeClusterView(spec);
     },
     removeKubeCluster: (name) => d.kubeClusters.remove(name, actor),
+    async listNodes() {
+      return (await d.nodes.list()).map(nodeView);
+    },
+    async addNode(req) {
+      const spec = await d.nodes.add(
+        {
+          name: req.name,
+          addr: req.addr,
+          labels: req.labels ?? {},
+          ...(req.host_ca_keys?.length ? { hostCaKeys: req.host_ca_keys } : {}),
+          ...(req.description ? { description: req.description } : {}),
+        },
+        actor,
+      );
+      return nodeView(spec);
+    },
+    removeNode: (name) => d.nodes.remove(name, actor),
+    async listSessions() {
+      return d.liveSessions.list();
+    },
+    async killSession(id) {
+      if (!d.liveSessions.kill(id, `ended by ${actor}`)) {
+        throw new GatehouseError('GH_ERR_NOT_FOUND', `no live session "${id}" on this gateway`, {
+          hint: 'list live sessions with gatehouse sessions ls',
+        });
+      }
+    },
   };
 }

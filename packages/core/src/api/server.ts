@@ -65,6 +65,13 @@ export const ADMIN_PERMISSIONS = {
   listKubeClusters: ['kube_cluster', 'list'],
   addKubeCluster: ['kube_cluster', 'create'],
   removeKubeCluster: ['kube_cluster', 'delete'],
+  // Users without node:list still see the nodes their roles reach (filtered below).
+  listNodes: ['node', 'list'],
+  addNode: ['node', 'create'],
+  removeNode: ['node', 'delete'],
+  // Users without session:list see their own live sessions (filtered below).
+  listSessions: ['session', 'list'],
+  killSession: ['session', 'delete'],
 } as const satisfies Record<keyof AdminApi, readonly [ResourceKind, Verb]>;
 
 export interface ApiServerDeps {
@@ -379,6 +386,15 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
             (await ownsRecording(d.admin(self), params.id!, self))
           ) {
             result = await callAdmin(d.admin(self), name, params, body, ctx.url, abort.signal);
+          } else if (name === 'listNodes' && !c.principal.checker.checkRule('node', 'list').allowed) {
+            const all = await d.admin(c.principal.user.name).listNodes();
+            result = all
+              .map((n) => ({ n, seen: c.principal.checker.nodeVisibility(n) }))
+              .filter((x) => x.seen.visible)
+              .map((x) => ({ ...x.n, allowed: { logins: x.seen.logins } }));
+          } else if (name === 'listSessions' && !c.principal.checker.checkRule('session', 'list').allowed) {
+            const all = await d.admin(c.principal.user.name).listSessions();
+            result = all.filter((s) => s.user === c.principal.user.name);
           } else {
             await d.authorizer.checkRule(c.principal, resource, verb, {
               remoteAddr: ctx.remoteAddr,
@@ -526,6 +542,16 @@ async function callAdmin(
       return admin.addKubeCluster(b);
     case 'removeKubeCluster':
       return admin.removeKubeCluster(p.name!);
+    case 'listNodes':
+      return admin.listNodes();
+    case 'addNode':
+      return admin.addNode(b);
+    case 'removeNode':
+      return admin.removeNode(p.name!);
+    case 'listSessions':
+      return admin.listSessions();
+    case 'killSession':
+      return admin.killSession(p.id!);
     default: {
       const never: never = name;
       throw new GatehouseError('GH_ERR_NOT_FOUND', `unknown admin call ${String(never)}`);

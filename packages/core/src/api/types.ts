@@ -79,6 +79,40 @@ export interface AddKubeClusterRequest {
   description?: string;
 }
 
+/** A registered SSH node as `gatehouse ls` shows it. */
+export interface NodeView {
+  name: string;
+  /** host:port of its SSH server. */
+  addr: string;
+  labels: Record<string, string>;
+  description?: string | undefined;
+  source: 'config' | 'dynamic';
+  /** For a user listing: the logins their roles allow there (patterns as written). */
+  allowed?: { logins: string[] } | undefined;
+}
+
+export interface AddNodeRequest {
+  name: string;
+  addr: string;
+  labels?: Record<string, string>;
+  /** Extra host CA public keys (OpenSSH lines) trusted for the node's host certificate. */
+  host_ca_keys?: string[];
+  description?: string;
+}
+
+/** A live session on the gateway that serves the API (`gatehouse sessions ls`). */
+export interface SessionView {
+  id: string;
+  kind: 'ssh' | 'kube' | 'db' | 'desktop';
+  user: string;
+  login?: string | undefined;
+  server: string;
+  started: string;
+  remoteAddr?: string | undefined;
+  interactive?: boolean | undefined;
+  command?: string | undefined;
+}
+
 export interface LintMessage {
   line: number;
   column: number;
@@ -169,6 +203,16 @@ export interface AdminApi {
   listKubeClusters(): Promise<KubeClusterView[]>;
   addKubeCluster(req: AddKubeClusterRequest): Promise<KubeClusterView>;
   removeKubeCluster(name: string): Promise<void>;
+
+  /** SSH nodes the caller may reach (all of them for an admin with node:list). */
+  listNodes(): Promise<NodeView[]>;
+  addNode(req: AddNodeRequest): Promise<NodeView>;
+  removeNode(name: string): Promise<void>;
+
+  /** Live sessions on this gateway (a user without session:list sees their own). */
+  listSessions(): Promise<SessionView[]>;
+  /** Ends a live session; its user sees why, and the end is audited. */
+  killSession(id: string): Promise<void>;
 }
 
 /** One table for the HTTP client and server, so paths cannot drift. */
@@ -200,4 +244,9 @@ export const ADMIN_ROUTES = {
   listKubeClusters: ['GET', '/v1/kube/clusters'],
   addKubeCluster: ['POST', '/v1/kube/clusters'],
   removeKubeCluster: ['DELETE', '/v1/kube/clusters/:name'],
+  listNodes: ['GET', '/v1/nodes'],
+  addNode: ['POST', '/v1/nodes'],
+  removeNode: ['DELETE', '/v1/nodes/:name'],
+  listSessions: ['GET', '/v1/sessions'],
+  killSession: ['DELETE', '/v1/sessions/:id'],
 } as const satisfies Record<keyof AdminApi, readonly [string, string]>;

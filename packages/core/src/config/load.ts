@@ -24,6 +24,13 @@ export interface GatehouseConfig {
     serverName?: string | undefined;
     description?: string | undefined;
   }[];
+  nodes: {
+    name: string;
+    addr: string;
+    labels: Record<string, string>;
+    hostCaKeys?: string[] | undefined;
+    description?: string | undefined;
+  }[];
   kubeClusters: {
     name: string;
     labels: Record<string, string>;
@@ -156,6 +163,13 @@ function resolve(
       caFile: d.ca_file,
       serverName: d.server_name,
       description: d.description,
+    })),
+    nodes: c.nodes.map((n) => ({
+      name: n.name,
+      addr: n.addr,
+      labels: n.labels,
+      hostCaKeys: n.host_ca_keys,
+      description: n.description,
     })),
     kubeClusters: c.kube_clusters.map((k) => ({
       name: k.name,

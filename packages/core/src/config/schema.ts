@@ -44,6 +44,22 @@ export const configSchema = z
           .strict(),
       )
       .default([]),
+    /** SSH nodes Gatehouse fronts (more can be added at run time with `gatehouse nodes add`). */
+    nodes: z
+      .array(
+        z
+          .object({
+            name: z.string(),
+            /** host:port of the node's SSH server (an sshd trusting the user CA, or the node service). */
+            addr: z.string(),
+            labels: z.record(z.string(), z.string()).default({}),
+            /** Extra host CA public keys (OpenSSH lines) trusted for this node's host certificate. */
+            host_ca_keys: z.array(z.string()).optional(),
+            description: z.string().optional(),
+          })
+          .strict(),
+      )
+      .default([]),
     /** Kubernetes clusters Gatehouse fronts (more can be added at run time with `gatehouse kube add`). */
     kube_clusters: z
       .array(

@@ -312,6 +312,29 @@ export class AccessChecker {
     };
   }
 
+  /**
+   * Whether a node shows up in the user's `gatehouse ls`: some role's
+   * node_labels match and no role denies its labels outright (a deny that
+   * also names logins only hides those logins). Also reports the logins
+   * those roles allow, for display.
+   */
+  nodeVisibility(node: { name: string; labels: Record<string, string> }): { visible: boolean; logins: string[] } {
+    for (const role of this.#roles) {
+      const d = role.deny;
+      if (d.node_labels === undefined || d.logins !== undefined) continue;
+      if (matchLabels(d.node_labels, node.labels, this.#cache).matched) return { visible: false, logins: [] };
+    }
+    const roles = this.#roles.filter(
+      (r) => r.allow.node_labels !== undefined && matchLabels(r.allow.node_labels, node.labels, this.#cache).matched,
+    );
+    if (roles.length === 0) return { visible: false, logins: [] };
+    const denied = this.#roles.flatMap((r) => (r.deny.node_labels === undefined ? (r.deny.logins ?? []) : []));
+    const logins = [...new Set(roles.flatMap((r) => r.allow.logins ?? []))].filter(
+      (l) => !matchAny(denied, l, this.#cache),
+    );
+    return { visible: true, logins };
+  }
+
   checkKube(
     cluster: { name: string; labels: Record<string, string> },
     req: { user?: string | undefined; groups?: string[] | undefined } = {},

@@ -1,0 +1,724 @@
+import type { Duplex } from 'node:stream';
+import type { SessionRecorder } from '@gatehouse/audit';
+import { SshSessionAudit } from '@gatehouse/audit';
+import {
+  type AdapterContext,
+  GatehouseError,
+  type Grant,
+  type Identity,
+  type NodeSpec,
+  nodeHostPort,
+} from '@gatehouse/core';
+import type { Client as SshClient } from 'ssh2';
+import { certAuthAttempt } from './auth.js';
+import { oneLine, upstreamReason, userMessage } from './errors.js';
+import type { ProxyKeys } from './keys.js';
+import { SftpTracker } from './sftp-audit.js';
+import {
+  type AuthContext,
+  authBanner,
+  type ClientChannel,
+  type Connection,
+  type PseudoTtyInfo,
+  Server,
+  type ServerChannel,
+  type Session,
+} from './ssh2.js';
+import { connectUpstream } from './upstream.js';
+import { WireError } from './wire/reader.js';
+import { decodeSftp, SftpFramer } from './wire/sftp.js';
+
+export interface ProxyDeps {
+  ctx: AdapterContext;
+  keys: ProxyKeys;
+  handshakeTimeoutMs: number;
+  upstreamTimeoutMs: number;
+  /** Live inner connections, so the adapter can end them all on close. */
+  live: Set<InnerConnection>;
+}
+
+/** Who is knocking, from the outer hop (the -J connection, or the TLS client certificate). */
+export interface OuterContext {
+  identity: Identity;
+  remoteAddr: string;
+  /** The name the client dialed (direct-tcpip host, or the ALPN target line). */
+  requestedName: string;
+}
+
+/** Longest setTimeout Node accepts; longer grants re-arm. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Terminates a user's SSH connection to `node` on `stream` (a direct-tcpip
+ * channel of the -J connection, or the TLS stream of `gatehouse proxy ssh`):
+ * an ssh2 server presenting a host certificate for the node's name.
+ */
+export async function terminate(
+  deps: ProxyDeps,
+  stream: Duplex,
+  node: NodeSpec,
+  outer: OuterContext,
+): Promise<void> {
+  const { ctx } = deps;
+  const host = nodeHostPort(node).host;
+  const principals = [
+    ...new Set([node.name, `${node.name}.${ctx.clusterName}`, host, outer.requestedName.toLowerCase()]),
+  ];
+  const hostKey = await deps.keys.hostKey(`gatehouse-node:${node.name}`, principals);
+  const srv = new Server({ hostKeys: [hostKey as never], ident: 'Gatehouse' });
+  srv.on('connection', (conn: Connection) => {
+    const inner = new InnerConnection(deps, conn, stream, node, outer);
+    inner.start();
+  });
+  srv.injectSocket(stream as never);
+}
+
+/** One user connection to one node, after the proxy terminated it. */
+export class InnerConnection {
+  readonly #d: ProxyDeps;
+  readonly #conn: Connection;
+  readonly #stream: Duplex;
+  readonly #node: NodeSpec;
+  readonly #outer: OuterContext;
+  readonly #authState = { explained: false };
+  readonly #relays = new Set<SessionRelay>();
+  readonly #forwards = new Set<Duplex>();
+  #grant: Grant | undefined;
+  #login = '';
+  #up: SshClient | undefined;
+  #audit: SshSessionAudit | undefined;
+  #authorizing: Promise<void> | undefined;
+  #handshakeTimer: NodeJS.Timeout | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #unregister: (() => void) | undefined;
+  #ended = false;
+  #recordings = 0;
+
+  constructor(deps: ProxyDeps, conn: Connection, stream: Duplex, node: NodeSpec, outer: OuterContext) {
+    this.#d = deps;
+    this.#conn = conn;
+    this.#stream = stream;
+    this.#node = node;
+    this.#outer = outer;
+  }
+
+  get grant(): Grant | undefined {
+    return this.#grant;
+  }
+
+  start(): void {
+    const { ctx } = this.#d;
+    this.#d.live.add(this);
+    this.#handshakeTimer = setTimeout(() => {
+      void this.#reject('handshake_timeout', 'the client did not authenticate in time');
+    }, this.#d.handshakeTimeoutMs);
+    this.#conn.on('authentication', (actx: AuthContext) => this.#onAuth(actx));
+    this.#conn.on('ready', () => clearTimeout(this.#handshakeTimer));
+    this.#conn.on('session', (accept: () => Session) => this.#onSession(accept));
+    this.#conn.on('tcpip', (accept: () => ServerChannel, reject: (desc?: string) => void, info: TcpipInfo) =>
+      this.#onDirectTcpip(accept, reject as (desc?: string) => void, info),
+    );
+    this.#conn.on('request', (accept, reject, name, info) =>
+      this.#onGlobalRequest(accept as ((port?: number) => void) | undefined, reject, name, info as never),
+    );
+    this.#conn.on('error', (err: Error) => {
+      if (!this.#grant) ctx.log('debug', 'ssh: inner connection error before authentication', err);
+    });
+    this.#conn.on('close', () => this.#finish());
+  }
+
+  #onAuth(actx: AuthContext): void {
+    const { ctx } = this.#d;
+    if (this.#authorizing) {
+      // One authorization per connection; later attempts wait for its outcome.
+      void this.#authorizing.then(() => (this.#up ? actx.accept() : actx.reject(['publickey'])));
+      return;
+    }
+    const r = certAuthAttempt(
+      actx,
+      {
+        userCaKeys: () => ctx.authorities.get('user').map((k) => k.sshPublicKey),
+        now: () => ctx.clock.now(),
+        remoteAddr: this.#outer.remoteAddr,
+        banner: (t) => authBanner(this.#conn, t),
+        onInvalid: (err) => void this.#auditReject('auth_failed', userMessage(err)),
+      },
+      this.#authState,
+    );
+    if (!r) return;
+    this.#authorizing = this.#authorize(r.identity, r.cert.principals, actx.username).then(
+      () => actx.accept(),
+      (err: unknown) => {
+        authBanner(this.#conn, userMessage(err));
+        actx.reject(['publickey']);
+      },
+    );
+  }
+
+  async #authorize(identity: Identity, principals: string[], login: string): Promise<void> {
+    const { ctx } = this.#d;
+    const target = { kind: 'node' as const, name: this.#node.name, labels: this.#node.labels, login };
+    const cctx = { remoteAddr: this.#outer.remoteAddr, protocol: 'ssh' };
+    if (identity.user !== this.#outer.identity.user) {
+      await ctx.authorizer.deny(
+        identity,
+        target,
+        `certificate of "${identity.user}" on a connection opened by "${this.#outer.identity.user}"`,
+        cctx,
+        {
+          hint: 'use one Gatehouse login for both hops',
+        },
+      );
+    }
+    const grant = await ctx.authorizer.authorize(identity, target, cctx);
+    if (!principals.includes(login)) {
+      await ctx.authorizer.deny(
+        identity,
+        target,
+        `your certificate is not valid for login "${login}" (it has ${principals.join(', ')})`,
+        cctx,
+        {
+          field: 'logins',
+          hint: 'run gatehouse login again to get a certificate with your current logins',
+        },
+      );
+    }
+    this.#grant = grant;
+    this.#login = login;
+    const audit = new SshSessionAudit(
+      ctx.audit,
+      {
+        session_id: grant.sessionId,
+        user: identity.user,
+        server: this.#node.name,
+        login,
+        addr: { remote: this.#outer.remoteAddr },
+      },
+      { now: () => ctx.clock.now().getTime() },
+    );
+    try {
+      const key = await this.#d.keys.upstreamKey(grant, login);
+      this.#up = await connectUpstream({
+        dialer: ctx.dialer,
+        clock: ctx.clock,
+        node: this.#node,
+        login,
+        key,
+        hostCaKeys: [
+          ...ctx.authorities.get('host').map((k) => k.sshPublicKey),
+          ...(this.#node.hostCaKeys ?? []),
+        ],
+        timeoutMs: this.#d.upstreamTimeoutMs,
+      });
+    } catch (err) {
+      await audit.onSessionStartFailed(userMessage(err).replace(/^Gatehouse: /, ''));
+      const reason = upstreamReason(err);
+      if (reason) await this.#auditReject(reason, (err as Error).message);
+      throw err;
+    }
+    this.#audit = audit;
+    await audit.onSessionStart();
+    this.#up.on('close', () =>
+      this.terminate(`the connection to node "${this.#node.name}" closed`, { quiet: true }),
+    );
+    this.#up.on('tcp connection', (details, accept, reject) =>
+      this.#onForwardedTcpip(details, accept, reject),
+    );
+    this.#unregister = ctx.liveSessions.register(
+      {
+        id: grant.sessionId,
+        kind: 'ssh',
+        user: identity.user,
+        login,
+        server: this.#node.name,
+        started: ctx.clock.now().toISOString(),
+        remoteAddr: this.#outer.remoteAddr,
+      },
+      { terminate: (reason) => this.terminate(reason), recheck: () => this.#recheck() },
+    );
+    this.#armExpiry();
+  }
+
+  #armExpiry(): void {
+    const grant = this.#grant;
+    if (!grant) return;
+    const left = grant.expires.getTime() - this.#d.ctx.clock.now().getTime();
+    clearTimeout(this.#expiryTimer);
+    if (left <= 0) {
+      this.terminate(`your access expired at ${grant.expires.toISOString()}; run gatehouse login again`);
+      return;
+    }
+    this.#expiryTimer = setTimeout(() => this.#armExpiry(), Math.min(left, MAX_TIMER_MS));
+  }
+
+  #recheck(): void {
+    const grant = this.#grant;
+    if (!grant || this.#ended) return;
+    this.#d.ctx.authorizer.principal(grant.identity).then(
+      () => undefined,
+      (err: unknown) =>
+        this.terminate(
+          userMessage(err)
+            .replace(/^Gatehouse: /, '')
+            .replace(/\nGatehouse: .*$/s, ''),
+        ),
+    );
+  }
+
+  /** Ends the whole connection now, telling every open session why (on its terminal). */
+  terminate(reason: string, opts: { quiet?: boolean } = {}): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    clearTimeout(this.#expiryTimer);
+    for (const r of this.#relays) r.kill(opts.quiet ? undefined : reason);
+    void this.#audit
+      ?.onSessionEnd({ reason })
+      .catch((err: unknown) => this.#d.ctx.log('error', 'ssh: audit of session.end failed', err));
+    // Let the message reach the client before the connection goes.
+    setImmediate(() => {
+      this.#conn.end();
+      this.#up?.end();
+      setTimeout(() => this.#stream.destroy(), 200).unref();
+    });
+  }
+
+  async #reject(reason: 'handshake_timeout', error: string): Promise<void> {
+    await this.#auditReject(reason, error);
+    this.#stream.destroy();
+  }
+
+  async #auditReject(
+    reason: 'handshake_timeout' | 'auth_failed' | 'node_unreachable' | 'upstream_auth_failed',
+    error: string,
+  ) {
+    await this.#d.ctx.audit
+      .emit({
+        type: 'ssh.reject',
+        reason,
+        error,
+        user: this.#outer.identity.user,
+        server: this.#node.name,
+        addr: { remote: this.#outer.remoteAddr },
+      })
+      .catch((err: unknown) => this.#d.ctx.log('error', 'ssh: audit of a rejected connection failed', err));
+  }
+
+  #finish(): void {
+    clearTimeout(this.#handshakeTimer);
+    clearTimeout(this.#expiryTimer);
+    this.#d.live.delete(this);
+    this.#unregister?.();
+    for (const r of this.#relays) r.kill(undefined);
+    for (const f of this.#forwards) f.destroy();
+    this.#up?.end();
+    if (!this.#ended) {
+      this.#ended = true;
+      void this.#audit
+        ?.onSessionEnd()
+        .catch((err: unknown) => this.#d.ctx.log('error', 'ssh: audit of session.end failed', err));
+    }
+  }
+
+  // ------------------------------------------------------------ sessions
+
+  #onSession(accept: () => Session): void {
+    const up = this.#up;
+    const grant = this.#grant;
+    const audit = this.#audit;
+    if (!up || !grant || !audit || this.#ended) return;
+    const relay = new SessionRelay(this.#d, {
+      session: accept(),
+      up,
+      grant,
+      audit,
+      login: this.#login,
+      node: this.#node,
+      recordingId: () =>
+        this.#recordings++ === 0 ? grant.sessionId : `${grant.sessionId}.${this.#recordings}`,
+      onFatal: (reason) => this.terminate(reason),
+    });
+    this.#relays.add(relay);
+    relay.onDone = () => this.#relays.delete(relay);
+  }
+
+  // ------------------------------------------------------------ forwarding
+
+  #forwardDenied(): string | undefined {
+    return this.#grant?.options.portForwarding
+      ? undefined
+      : 'Gatehouse: port forwarding is not allowed by your roles (role option port_forwarding)';
+  }
+
+  #onDirectTcpip(accept: () => ServerChannel, reject: (desc?: string) => void, info: TcpipInfo): void {
+    const up = this.#up;
+    const audit = this.#audit;
+    if (!up || !audit || this.#ended) return reject();
+    const target = `${info.destIP}:${info.destPort}`;
+    const origin = `${info.srcIP}:${info.srcPort}`;
+    const denied = this.#forwardDenied();
+    if (denied) {
+      void audit.onPortForward({
+        direction: 'local',
+        target,
+        origin,
+        error: denied.replace(/^Gatehouse: /, ''),
+      });
+      return reject(denied);
+    }
+    up.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, upCh) => {
+      if (err) {
+        void audit.onPortForward({ direction: 'local', target, origin, error: err.message });
+        return reject(`Gatehouse: the node could not connect to ${target}: ${err.message}`);
+      }
+      void audit.onPortForward({ direction: 'local', target, origin });
+      this.#pipe(accept(), upCh);
+    });
+  }
+
+  #onGlobalRequest(
+    accept: ((port?: number) => void) | undefined,
+    reject: (() => void) | undefined,
+    name: string,
+    info: { bindAddr: string; bindPort: number },
+  ): void {
+    const up = this.#up;
+    const audit = this.#audit;
+    if (!up || !audit || this.#ended || (name !== 'tcpip-forward' && name !== 'cancel-tcpip-forward')) {
+      reject?.();
+      return;
+    }
+    const target = `${info.bindAddr}:${info.bindPort}`;
+    if (name === 'cancel-tcpip-forward') {
+      up.unforwardIn(info.bindAddr, info.bindPort, (err) => (err ? reject?.() : accept?.()));
+      return;
+    }
+    const denied = this.#forwardDenied();
+    if (denied) {
+      void audit.onPortForward({ direction: 'remote', target, error: denied.replace(/^Gatehouse: /, '') });
+      reject?.();
+      return;
+    }
+    up.forwardIn(info.bindAddr, info.bindPort, (err, port) => {
+      void audit.onPortForward({
+        direction: 'remote',
+        target: `${info.bindAddr}:${err ? info.bindPort : port}`,
+        ...(err ? { error: err.message } : {}),
+      });
+      if (err) reject?.();
+      else accept?.(port);
+    });
+  }
+
+  #onForwardedTcpip(
+    details: { destIP: string; destPort: number; srcIP: string; srcPort: number },
+    acceptUp: () => ClientChannel,
+    rejectUp: () => void,
+  ): void {
+    if (this.#ended) return rejectUp();
+    this.#conn.forwardOut(details.destIP, details.destPort, details.srcIP, details.srcPort, (err, downCh) => {
+      if (err) return rejectUp();
+      this.#pipe(downCh, acceptUp());
+    });
+  }
+
+  #pipe(a: Duplex, b: Duplex): void {
+    this.#forwards.add(a);
+    this.#forwards.add(b);
+    a.pipe(b);
+    b.pipe(a);
+    const done = () => {
+      this.#forwards.delete(a);
+      this.#forwards.delete(b);
+      a.destroy();
+      b.destroy();
+    };
+    a.once('close', done);
+    b.once('close', done);
+    a.on('error', done);
+    b.on('error', done);
+  }
+}
+
+interface TcpipInfo {
+  srcIP: string;
+  srcPort: number;
+  destIP: string;
+  destPort: number;
+}
+
+interface RelayParts {
+  session: Session;
+  up: SshClient;
+  grant: Grant;
+  audit: SshSessionAudit;
+  login: string;
+  node: NodeSpec;
+  recordingId: () => string;
+  /** The session cannot go on (recording failed): end the whole connection. */
+  onFatal: (reason: string) => void;
+}
+
+type Exit = { code: number } | { signal: string; dump: boolean; desc: string };
+
+/**
+ * One session channel: collects env and pty requests, then opens the same
+ * kind of channel on the node (shell, exec, or the sftp subsystem) and
+ * relays data, window changes, signals and the exit status. Records pty
+ * output and audits commands and file transfers.
+ */
+class SessionRelay {
+  readonly #d: ProxyDeps;
+  readonly #p: RelayParts;
+  readonly #env: Record<string, string> = {};
+  #pty: PseudoTtyInfo | undefined;
+  #down: ServerChannel | undefined;
+  #upCh: ClientChannel | undefined;
+  #recorder: SessionRecorder | undefined;
+  #started = false;
+  #closed = false;
+  onDone: () => void = () => {};
+
+  constructor(deps: ProxyDeps, parts: RelayParts) {
+    this.#d = deps;
+    this.#p = parts;
+    const s = parts.session;
+    s.on('env', (accept, reject, info) => {
+      if (this.#started || Object.keys(this.#env).length > 64) return reject?.();
+      this.#env[info.key] = info.val;
+      accept?.();
+    });
+    s.on('pty', (accept, reject, info) => {
+      if (!parts.grant.options.permitPty || this.#started) return reject?.();
+      this.#pty = info;
+      accept?.();
+    });
+    s.on('window-change', (accept, _reject, info) => {
+      if (this.#pty)
+        Object.assign(this.#pty, {
+          cols: info.cols,
+          rows: info.rows,
+          width: info.width,
+          height: info.height,
+        });
+      this.#upCh?.setWindow(info.rows, info.cols, info.height, info.width);
+      this.#recorder?.resize(info.cols, info.rows);
+      accept?.();
+    });
+    s.on('signal', (accept, _reject, info) => {
+      this.#upCh?.signal(info.name);
+      accept?.();
+    });
+    s.on('auth-agent', (_accept, reject) => reject?.());
+    s.on('x11', (_accept, reject) => reject?.());
+    s.on('shell', (accept, reject) => this.#start(accept, reject, { kind: 'shell' }));
+    s.on('exec', (accept, reject, info) =>
+      this.#start(accept, reject, { kind: 'exec', command: info.command }),
+    );
+    s.on('subsystem', (accept, reject, info) => {
+      if (info.name !== 'sftp') return reject?.();
+      this.#start(accept, reject, { kind: 'sftp' });
+    });
+    s.on('close', () => this.#cleanup());
+  }
+
+  /**
+   * Accepts at once: ssh2 drops data and EOF that arrive for a session
+   * channel before it is accepted, and a client may send both right after
+   * its request. The accepted channel stays paused (its window closes, so
+   * the client waits) until the node's channel is open.
+   */
+  #start(
+    accept: (() => ServerChannel) | undefined,
+    reject: (() => void) | undefined,
+    what: { kind: 'shell' } | { kind: 'exec'; command: string } | { kind: 'sftp' },
+  ): void {
+    if (this.#started || !accept) return reject?.();
+    this.#started = true;
+    const down = accept();
+    if (!down) return;
+    down.pause();
+    this.#down = down;
+    void this.#open(down, what);
+  }
+
+  async #open(
+    down: ServerChannel,
+    what: { kind: 'shell' } | { kind: 'exec'; command: string } | { kind: 'sftp' },
+  ): Promise<void> {
+    const { grant, audit, up, node, login } = this.#p;
+    const command = what.kind === 'exec' ? what.command : undefined;
+    const interactive = this.#pty !== undefined && what.kind !== 'sftp';
+    const record = interactive && grant.options.recordSession.ssh;
+    let upCh: ClientChannel;
+    try {
+      if (record) {
+        const pty = this.#pty!;
+        this.#recorder = await this.#d.ctx.recordings.create(
+          {
+            session_id: this.#p.recordingId(),
+            kind: 'ssh',
+            user: grant.identity.user,
+            login,
+            server: node.name,
+            ...(command !== undefined ? { command } : {}),
+            cols: pty.cols,
+            rows: pty.rows,
+          },
+          {
+            onError: (err) =>
+              this.#p.onFatal(
+                `the session recording failed (${err.message}); an interactive session may not run unrecorded`,
+              ),
+          },
+        );
+      }
+      if (interactive) audit.markInteractive(record);
+      upCh = await this.#openUpstream(up, what);
+    } catch (err) {
+      down.stderr.write(`${userMessage(err).replace(/\n/g, '\r\n')}\r\n`);
+      if (command !== undefined) void audit.onExec({ command, error: (err as Error).message });
+      down.exit(255);
+      down.end();
+      this.#cleanup();
+      return;
+    }
+    if (this.#closed) {
+      upCh.close();
+      return;
+    }
+    this.#upCh = upCh;
+    this.#relay(down, upCh, what.kind === 'sftp', command);
+    down.resume();
+  }
+
+  #openUpstream(
+    up: SshClient,
+    what: { kind: 'shell' } | { kind: 'exec'; command: string } | { kind: 'sftp' },
+  ): Promise<ClientChannel> {
+    const pty = this.#pty
+      ? {
+          term: this.#pty.term,
+          cols: this.#pty.cols,
+          rows: this.#pty.rows,
+          width: this.#pty.width,
+          height: this.#pty.height,
+          modes: this.#pty.modes as never,
+        }
+      : undefined;
+    return new Promise((resolve, reject) => {
+      const cb = (err: Error | undefined, ch: ClientChannel) =>
+        err ? reject(wrapUpstream(err)) : resolve(ch);
+      if (what.kind === 'shell') up.shell(pty ?? false, { env: this.#env }, cb);
+      else if (what.kind === 'exec') up.exec(what.command, { env: this.#env, ...(pty ? { pty } : {}) }, cb);
+      else up.subsys('sftp', cb);
+    });
+  }
+
+  #relay(down: ServerChannel, upCh: ClientChannel, sftp: boolean, command: string | undefined): void {
+    const rec = this.#recorder;
+    const audit = this.#p.audit;
+    let exit: Exit | undefined;
+    const tracker = sftp ? new SftpTracker() : undefined;
+    const toNode = sftp ? new SftpFramer() : undefined;
+    const fromNode = sftp ? new SftpFramer() : undefined;
+    const parse = (framer: SftpFramer | undefined, chunk: Buffer, fromClient: boolean) => {
+      if (!framer || !tracker) return;
+      try {
+        for (const p of framer.push(chunk)) {
+          const m = decodeSftp(p);
+          for (const r of fromClient ? tracker.fromClient(m) : tracker.fromServer(m)) void audit.onSftp(r);
+        }
+      } catch (err) {
+        if (!(err instanceof WireError)) throw err;
+        // Unparseable SFTP: the transfer still runs (the node enforces permissions) but is no longer itemised.
+        void audit.onSftp({ action: 'read', path: '(unparseable sftp stream)', error: err.message });
+        if (fromClient) this.#sftpBroken.client = true;
+        else this.#sftpBroken.server = true;
+      }
+    };
+
+    upCh.on('data', (d: Buffer) => {
+      rec?.output(d);
+      if (!this.#sftpBroken.server) parse(fromNode, d, false);
+      if (!down.write(d)) {
+        upCh.pause();
+        down.once('drain', () => upCh.resume());
+      }
+    });
+    upCh.stderr.on('data', (d: Buffer) => {
+      rec?.output(d);
+      down.stderr.write(d);
+    });
+    down.on('data', (d: Buffer) => {
+      if (!this.#sftpBroken.client) parse(toNode, d, true);
+      if (!upCh.write(d)) {
+        down.pause();
+        upCh.once('drain', () => down.resume());
+      }
+    });
+    down.on('end', () => upCh.end());
+    down.on('close', () => {
+      upCh.close();
+      this.#cleanup();
+    });
+    upCh.on('exit', (code: number | null, signal?: string, dump?: boolean, desc?: string) => {
+      exit =
+        code !== null && code !== undefined
+          ? { code }
+          : { signal: signal ?? 'KILL', dump: dump ?? false, desc: desc ?? '' };
+    });
+    upCh.on('close', () => {
+      // Exit status after the last data: a zero-length write completes after every earlier one.
+      down.write(Buffer.alloc(0), () => {
+        if (exit && 'code' in exit) down.exit(exit.code);
+        else if (exit) down.exit(exit.signal, exit.dump, exit.desc);
+        down.end();
+      });
+      if (command !== undefined) {
+        void audit.onExec({
+          command,
+          ...(exit && 'code' in exit ? { exitCode: exit.code } : {}),
+          ...(exit && 'signal' in exit ? { signal: exit.signal } : {}),
+        });
+      }
+      for (const r of tracker?.finish() ?? []) void audit.onSftp(r);
+      this.#cleanup();
+    });
+  }
+
+  readonly #sftpBroken = { client: false, server: false };
+
+  /** Ends this session now; `message` goes to the user's terminal first. */
+  kill(message: string | undefined): void {
+    const down = this.#down;
+    if (down && message) {
+      const line = `\r\n${message.startsWith('Gatehouse') ? message : `Gatehouse: ${message}`}\r\n`;
+      this.#recorder?.marker(message);
+      if (this.#pty) down.write(line);
+      else down.stderr.write(line);
+      down.exit('TERM', false, message);
+    }
+    down?.end();
+    this.#upCh?.close();
+    this.#cleanup();
+  }
+
+  #cleanup(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const rec = this.#recorder;
+    if (rec) {
+      rec.close().catch((err: unknown) => this.#d.ctx.log('error', 'ssh: closing a recording failed', err));
+    }
+    this.onDone();
+  }
+}
+
+function wrapUpstream(err: Error): GatehouseError {
+  return new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', `the node refused the request: ${err.message}`, {
+    hint: 'check the node (its sshd log says why)',
+    cause: err,
+  });
+}
+
+export { oneLine };

@@ -1,0 +1,117 @@
+import {
+  type Clock,
+  type Dialer,
+  GatehouseError,
+  type NodeSpec,
+  nodeHostPort,
+  parseSshCertificate,
+  verifySshCertificate,
+} from '@gatehouse/core';
+import { Client, type ParsedKey } from './ssh2.js';
+
+export interface UpstreamOptions {
+  dialer: Dialer;
+  clock: Clock;
+  node: NodeSpec;
+  login: string;
+  /** The proxy's key carrying a user certificate for `login`. */
+  key: ParsedKey;
+  /** Host CA public keys (OpenSSH lines) whose host certificates the proxy accepts for this node. */
+  hostCaKeys: string[];
+  timeoutMs?: number;
+}
+
+/** Only host certificates are accepted from nodes: a plain host key cannot be tied to the node's name. */
+const HOST_CERT_ALGOS = ['ssh-ed25519-cert-v01@openssh.com', 'ecdsa-sha2-nistp256-cert-v01@openssh.com'];
+
+/**
+ * Opens the proxy's own SSH connection to a node: dialed through the
+ * gateway's Dialer, the node must present a host certificate from a trusted
+ * host CA naming the node (or its address), and the proxy authenticates with
+ * a freshly minted user certificate for the login.
+ */
+export async function connectUpstream(o: UpstreamOptions): Promise<InstanceType<typeof Client>> {
+  const { host, port } = nodeHostPort(o.node);
+  const timeoutMs = o.timeoutMs ?? 15_000;
+  const sock = await o.dialer.dial({ host, port }, { timeoutMs });
+  const client = new Client();
+  let hostProblem: string | undefined;
+  let triedAuth = false;
+  return new Promise((resolve, reject) => {
+    const fail = (err: Error & { level?: string }) => {
+      client.removeAllListeners('ready');
+      client.end();
+      sock.destroy();
+      if (hostProblem) {
+        reject(
+          new GatehouseError(
+            'GH_ERR_UPSTREAM_UNAVAILABLE',
+            `node "${o.node.name}" failed host verification: ${hostProblem}`,
+            {
+              hint: 'give the node a host certificate from the Gatehouse host CA (HostCertificate in sshd_config) naming the node',
+              details: { reason: 'host_key' },
+            },
+          ),
+        );
+      } else if (err.level === 'client-authentication') {
+        reject(
+          new GatehouseError(
+            'GH_ERR_UPSTREAM_UNAVAILABLE',
+            `node "${o.node.name}" refused Gatehouse's certificate for login "${o.login}"`,
+            {
+              hint: 'check that the login exists on the node and its sshd trusts the user CA (TrustedUserCAKeys from gatehouse ca export --format sshd)',
+              details: { reason: 'upstream_auth' },
+            },
+          ),
+        );
+      } else {
+        reject(
+          new GatehouseError(
+            'GH_ERR_UPSTREAM_UNAVAILABLE',
+            `cannot open SSH to node "${o.node.name}" (${host}:${port}): ${err.message}`,
+            {
+              hint: 'check that the node is running and reachable from the gateway',
+              cause: err,
+              details: { reason: 'unreachable' },
+            },
+          ),
+        );
+      }
+    };
+    client.once('error', fail);
+    client.once('ready', () => {
+      client.removeListener('error', fail);
+      // Errors after the handshake surface as 'close' on the session; keep one listener so none is unhandled.
+      client.on('error', () => {});
+      resolve(client);
+    });
+    client.connect({
+      sock,
+      username: o.login,
+      readyTimeout: timeoutMs,
+      keepaliveInterval: 30_000,
+      algorithms: { serverHostKey: HOST_CERT_ALGOS as never },
+      hostVerifier: (key: Buffer) => {
+        try {
+          const cert = verifySshCertificate(parseSshCertificate(key), o.hostCaKeys, o.clock.now(), {
+            type: 'host',
+          });
+          const names = [o.node.name, host.toLowerCase()];
+          if (!cert.principals.some((p) => names.includes(p.toLowerCase()))) {
+            hostProblem = `its host certificate names ${cert.principals.join(', ')}, not ${names.join(' or ')}`;
+            return false;
+          }
+          return true;
+        } catch (err) {
+          hostProblem = err instanceof Error ? err.message : String(err);
+          return false;
+        }
+      },
+      authHandler: (_methods, _partial, next) => {
+        if (triedAuth) return next(false as never);
+        triedAuth = true;
+        next({ type: 'publickey', username: o.login, key: o.key } as never);
+      },
+    });
+  });
+}

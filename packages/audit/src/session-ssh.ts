@@ -1,0 +1,117 @@
+import type { AuditEmitter } from './emitter.js';
+import type { CommonFields, SshSessionFields } from './events.js';
+
+export type SftpAction = 'read' | 'write' | 'remove' | 'rename' | 'mkdir' | 'rmdir' | 'setstat';
+
+/**
+ * The audit API the SSH adapter calls for one session (one channel of a
+ * user's connection to a node). Adapters never build event records
+ * themselves; every SSH event of a session carries the same identifying
+ * fields.
+ */
+export class SshSessionAudit {
+  readonly #emit: AuditEmitter;
+  readonly #base: SshSessionFields & Pick<CommonFields, 'user' | 'addr'>;
+  readonly #now: () => number;
+  readonly #startedAt: number;
+  #interactive = false;
+  #recorded = false;
+  #ended = false;
+
+  constructor(
+    emitter: AuditEmitter,
+    base: SshSessionFields & Pick<CommonFields, 'user' | 'addr'>,
+    opts: { now?: () => number } = {},
+  ) {
+    this.#emit = emitter;
+    this.#base = base;
+    this.#now = opts.now ?? Date.now;
+    this.#startedAt = this.#now();
+  }
+
+  get sessionId(): string {
+    return this.#base.session_id;
+  }
+
+  /** The connection to the node is up (the user authenticated and was authorized). */
+  async onSessionStart(): Promise<void> {
+    await this.#emit.emit({ type: 'session.start', success: true, ...this.#base });
+  }
+
+  /** A pty shell or command started in this session; `recorded` when its output is being recorded. */
+  markInteractive(recorded: boolean): void {
+    this.#interactive = true;
+    this.#recorded ||= recorded;
+  }
+
+  async onSessionStartFailed(error: string): Promise<void> {
+    this.#ended = true;
+    await this.#emit.emit({ type: 'session.start', success: false, error, ...this.#base });
+  }
+
+  async onExec(e: {
+    command: string;
+    exitCode?: number | undefined;
+    signal?: string | undefined;
+    error?: string | undefined;
+  }): Promise<void> {
+    await this.#emit.emit({
+      type: 'exec',
+      ...this.#base,
+      command: e.command,
+      ...(e.exitCode !== undefined ? { exit_code: e.exitCode } : {}),
+      ...(e.signal !== undefined ? { signal: e.signal } : {}),
+      ...(e.error !== undefined ? { error: e.error } : {}),
+    });
+  }
+
+  async onPortForward(e: {
+    direction: 'local' | 'remote';
+    target: string;
+    origin?: string | undefined;
+    error?: string | undefined;
+  }): Promise<void> {
+    await this.#emit.emit({
+      type: 'port_forward',
+      ...this.#base,
+      success: e.error === undefined,
+      direction: e.direction,
+      target: e.target,
+      ...(e.origin !== undefined ? { origin: e.origin } : {}),
+      ...(e.error !== undefined ? { error: e.error } : {}),
+    });
+  }
+
+  async onSftp(e: {
+    action: SftpAction;
+    path: string;
+    bytes?: number | undefined;
+    target?: string | undefined;
+    error?: string | undefined;
+  }): Promise<void> {
+    await this.#emit.emit({
+      type: 'sftp',
+      ...this.#base,
+      action: e.action,
+      path: e.path,
+      ...(e.bytes !== undefined ? { bytes: e.bytes } : {}),
+      ...(e.target !== undefined ? { target: e.target } : {}),
+      ...(e.error !== undefined ? { error: e.error } : {}),
+    });
+  }
+
+  /** Idempotent: the first call wins, so every path that ends a session may call it. */
+  async onSessionEnd(opts: { reason?: string | undefined; error?: string | undefined } = {}): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    await this.#emit.emit({
+      type: 'session.end',
+      ...this.#base,
+      duration_ms: this.#now() - this.#startedAt,
+      interactive: this.#interactive,
+      recorded: this.#recorded,
+      ...(opts.reason ? { reason: opts.reason } : {}),
+      ...(opts.error ? { error: opts.error } : {}),
+    });
+  }
+}
