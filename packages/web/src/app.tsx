@@ -1,7 +1,9 @@
 import {
   createContext,
+  lazy,
   type MouseEvent,
   type ReactNode,
+  Suspense,
   useCallback,
   useContext,
   useEffect,
@@ -16,8 +18,10 @@ import { AuditPage } from './pages/audit';
 import { ClusterPage } from './pages/cluster';
 import { InvitePage } from './pages/invite';
 import { LoginPage } from './pages/login';
+import { RecordingsPage } from './pages/recordings';
 import { ResourcesPage } from './pages/resources';
 import { RolesPage } from './pages/roles';
+import { SessionsPage } from './pages/sessions';
 import { UsersPage } from './pages/users';
 
 export interface Session {
@@ -33,6 +37,9 @@ interface AppContext {
   loggedIn(): Promise<void>;
   logout(): Promise<void>;
 }
+
+// The player carries xterm.js: loaded only when a recording is opened.
+const PlayerPage = lazy(() => import('./pages/player'));
 
 const Ctx = createContext<AppContext | undefined>(undefined);
 
@@ -163,10 +170,12 @@ export function Link({ to, children, className }: { to: string; children: ReactN
   );
 }
 
-const NAV: { to: string; label: string; page: RouteMatch['page'] }[] = [
+const NAV: { to: string; label: string; page: RouteMatch['page'] | 'none' }[] = [
   { to: '/web/cluster', label: 'Cluster', page: 'cluster' },
   { to: '/web/resources', label: 'Resources', page: 'resources' },
   { to: '/web/audit', label: 'Audit log', page: 'audit' },
+  { to: '/web/sessions', label: 'Sessions', page: 'sessions' },
+  { to: '/web/recordings', label: 'Recordings', page: 'recordings' },
   { to: '/web/users', label: 'Users', page: 'users' },
   { to: '/web/roles', label: 'Roles', page: 'roles' },
 ];
@@ -190,6 +199,19 @@ function Shell({ route, session }: { route: RouteMatch; session: Session }) {
       break;
     case 'roles':
       page = <RolesPage />;
+      break;
+    case 'recordings':
+      page = <RecordingsPage />;
+      break;
+    case 'sessions':
+      page = <SessionsPage />;
+      break;
+    case 'player':
+      page = (
+        <Suspense fallback={<Loading what="the player" />}>
+          <PlayerPage id={route.id} />
+        </Suspense>
+      );
       break;
     case 'login':
     case 'invite':
@@ -218,7 +240,13 @@ function Shell({ route, session }: { route: RouteMatch; session: Session }) {
         </div>
         <nav>
           {NAV.map((n) => (
-            <Link key={n.to} to={n.to} className={route.page === n.page ? 'active' : ''}>
+            <Link
+              key={n.to}
+              to={n.to}
+              className={
+                route.page === n.page || (n.page === 'recordings' && route.page === 'player') ? 'active' : ''
+              }
+            >
               {n.label}
             </Link>
           ))}

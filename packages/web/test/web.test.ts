@@ -1,5 +1,7 @@
-import { rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { FileRecordingStore } from '@gatehouse/audit';
 import { ManualClock } from '@gatehouse/core';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,11 +21,21 @@ let shots: string;
 let plain: TestGateway;
 let otp: TestGateway;
 const clock = new ManualClock(Date.now());
+/** Recordings in the password-login gateway are written on this clock, so their gaps are exact. */
+const recClock = new ManualClock(Date.UTC(2026, 4, 1, 9, 30, 0));
+let recDir: string;
+/** Every CSP violation Chromium reports on any page; the last test asserts there were none. */
+const cspViolations: string[] = [];
 
 beforeAll(async () => {
   dist = await buildUi();
   shots = await artifactsDir();
-  plain = await startGateway({ webDir: dist, clusterName: 'plain.example' });
+  recDir = await mkdtemp(path.join(os.tmpdir(), 'gh-web-rec-'));
+  plain = await startGateway({
+    webDir: dist,
+    clusterName: 'plain.example',
+    recordings: new FileRecordingStore({ dir: recDir, clock: () => recClock.now(), flushMs: 50 }),
+  });
   otp = await startGateway({
     webDir: dist,
     clusterName: 'otp.example',
@@ -40,6 +52,7 @@ afterAll(async () => {
   await plain?.close();
   await otp?.close();
   if (dist) await rm(dist, { recursive: true, force: true });
+  if (recDir) await rm(recDir, { recursive: true, force: true });
 });
 
 async function newPage(gw: TestGateway): Promise<{ context: BrowserContext; page: Page }> {
@@ -49,6 +62,9 @@ async function newPage(gw: TestGateway): Promise<{ context: BrowserContext; page
   });
   context.setDefaultTimeout(UI_TIMEOUT);
   const page = await context.newPage();
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
   return { context, page };
 }
 
@@ -91,6 +107,12 @@ describe('web UI with password login (second factor off)', () => {
         description: `database number ${i}`,
       });
     }
+    await plain.gw.admin.addNode({
+      name: 'web-1',
+      addr: '127.0.0.1:2222',
+      labels: { role: 'web' },
+      description: 'the web server',
+    });
     ({ context, page } = await newPage(plain));
   });
   afterAll(async () => {
@@ -104,7 +126,11 @@ describe('web UI with password login (second factor off)', () => {
     expect(h['content-security-policy']).toContain("default-src 'self'");
     expect(h['content-security-policy']).toContain("script-src 'self'");
     expect(h['content-security-policy']).toContain("frame-ancestors 'none'");
-    expect(h['content-security-policy']).not.toContain('unsafe-inline');
+    // The only relaxation: inline <style> elements (xterm.js); scripts are 'self' only.
+    expect(h['content-security-policy']).toContain("script-src 'self';");
+    expect(h['content-security-policy']!.match(/[a-z-]+ [^;]*unsafe/g)).toEqual([
+      "style-src-elem 'self' 'unsafe",
+    ]);
     expect(h['x-frame-options']).toBe('DENY');
     expect(h['cache-control']).toBe('no-cache');
     const script = await page.locator('script[type="module"]').getAttribute('src');
@@ -155,7 +181,10 @@ describe('web UI with password login (second factor off)', () => {
     const table = page.getByTestId('clusters');
     await table.getByText('plain.example').waitFor();
     const row = table.locator('tbody tr').first();
-    await row.getByRole('cell').nth(3).filter({ hasText: '60' }).waitFor();
+    // Nodes, databases, Kubernetes clusters.
+    await row.getByRole('cell').nth(3).filter({ hasText: /^1$/ }).waitFor();
+    await row.getByRole('cell').nth(4).filter({ hasText: '60' }).waitFor();
+    expect(await row.getByRole('cell').nth(5).textContent()).toBe('0');
     const ping = (await page.evaluate(() => fetch('/v1/ping').then((r) => r.json()))) as {
       version: string;
       public_addr: string;
@@ -172,9 +201,16 @@ describe('web UI with password login (second factor off)', () => {
   it('lists resources with search, label filters, sorting, pages and the connect commands', async () => {
     await page.getByRole('link', { name: 'Resources' }).click();
     const info = page.getByTestId('page-info');
-    await info.filter({ hasText: '(60 resources)' }).waitFor();
+    await info.filter({ hasText: '(61 resources)' }).waitFor();
     expect(await info.textContent()).toContain('Page 1 of 3');
     await shot(page, 'resources');
+
+    await page.getByRole('tab', { name: /^Nodes/ }).click();
+    await info.filter({ hasText: '(1 resource)' }).waitFor();
+    await page.locator('tr[data-resource="web-1"]').getByRole('button', { name: 'Connect' }).click();
+    const ssh = await page.locator('tr.detail code').first().textContent();
+    expect(ssh).toMatch(/^gatehouse ssh \S+@web-1$/);
+    await page.getByRole('tab', { name: /^All/ }).click();
 
     await page.getByLabel('Label filter').fill('env=prod');
     await page.getByRole('button', { name: 'Add filter' }).click();
@@ -303,6 +339,158 @@ describe('web UI with password login (second factor off)', () => {
     expect((await plain.gw.admin.getRole('dev')).allow.logins).toEqual(['root']);
   });
 
+  it('plays a recording: wall-clock time, idle gaps skipped, speed, ?t= links, search; audit links to it', async () => {
+    const started = recClock.now();
+    const rec = await plain.gw.recordings.create({
+      session_id: 'sess-web-1',
+      kind: 'kube',
+      user: 'admin',
+      login: 'root',
+      server: 'k-main',
+      command: 'sh',
+      cols: 80,
+      rows: 24,
+    });
+    const enc = (s: string) => new TextEncoder().encode(s);
+    rec.output(enc('$ echo hello\r\n'));
+    recClock.advance(1000);
+    rec.output(enc('hello\r\n$ '));
+    // A minute of nothing: played as 2 s with "skip idle".
+    recClock.advance(60_000);
+    rec.output(enc('ls /\r\nbin  etc  \x1b[1;34musr\x1b[0m\r\n$ '));
+    recClock.advance(500);
+    rec.marker('session ended');
+    await rec.close();
+    await plain.gw.audit.emit({
+      type: 'kube.exec.end',
+      user: 'admin',
+      session_id: 'sess-web-1',
+      kube_cluster: 'k-main',
+      kube_user: 'admin',
+      kube_groups: [],
+      command: 'sh',
+      duration_ms: 61_500,
+    });
+
+    // From the audit log to the player.
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    await page.getByLabel('Event type').selectOption('kube.exec.end');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.getByRole('link', { name: 'Play recording' }).click();
+    const terminal = page.getByTestId('terminal');
+    await terminal.locator('.xterm-rows').filter({ hasText: 'echo hello' }).waitFor();
+    expect(new URL(page.url()).pathname).toBe('/web/recordings/sess-web-1');
+    const wall = page.getByTestId('wallclock');
+    const at = async () => Date.parse((await wall.getAttribute('datetime')) ?? '') - started.getTime();
+    expect(await at()).toBe(0);
+    // 0 + 1 s + 60 s shortened to 2 s + 0.5 s.
+    expect(await page.getByTestId('position').textContent()).toBe('0:00 / 0:03');
+    expect(await terminal.locator('.xterm-rows').textContent()).not.toContain('bin');
+    await shot(page, 'player');
+
+    // Search jumps to the moment the text appeared (escape codes in between are ignored).
+    await page.getByLabel('Search the recording').fill('ETC  USR');
+    await page.getByRole('button', { name: 'Find' }).click();
+    await page.getByTestId('search-status').filter({ hasText: 'Match 1 of 1' }).waitFor();
+    await terminal.locator('.xterm-rows').filter({ hasText: 'bin  etc  usr' }).waitFor();
+    expect(await at()).toBe(61_000);
+    expect(await wall.textContent()).toBe(new Date(started.getTime() + 61_000).toLocaleString('en-US'));
+
+    // A shareable link to a moment: ?t= in recording milliseconds.
+    await page.goto('/web/recordings/sess-web-1?t=1000');
+    await terminal.locator('.xterm-rows').filter({ hasText: 'hello' }).waitFor();
+    expect(await at()).toBe(1000);
+    expect(await terminal.locator('.xterm-rows').textContent()).not.toContain('bin');
+
+    // Play at 8x to the end, through the shortened idle gap.
+    await page.getByLabel('Speed').selectOption('8');
+    await page.getByRole('button', { name: 'Play' }).click();
+    await page.getByTestId('position').filter({ hasText: '0:03 / 0:03' }).waitFor();
+    await page.getByRole('button', { name: 'Play' }).waitFor();
+    expect(await at()).toBe(61_500);
+    await terminal.locator('.xterm-rows').filter({ hasText: 'session ended' }).waitFor();
+
+    // A recording that does not exist: a clear message, not a blank page.
+    await page.goto('/web/recordings/no-such-session');
+    await page.getByRole('alert').waitFor();
+    expect(await page.getByRole('alert').getAttribute('data-code')).toMatch(
+      /^GH_ERR_(NOT_FOUND|ACCESS_DENIED)$/,
+    );
+  });
+
+  it('lists live sessions, watches one as it is recorded, and terminates it', async () => {
+    const enc = (x: string) => new TextEncoder().encode(x);
+    const rec = await plain.gw.recordings.create({
+      session_id: 'sess-live-1',
+      kind: 'ssh',
+      user: 'admin',
+      login: 'ubuntu',
+      server: 'web-1',
+      cols: 80,
+      rows: 24,
+    });
+    const terminated: string[] = [];
+    // Stands in for the SSH adapter's side of a session: registered while it
+    // runs, ended (recording closed, unregistered) when core asks.
+    const unregister = plain.gw.liveSessions.register(
+      {
+        id: 'sess-live-1',
+        kind: 'ssh',
+        user: 'admin',
+        login: 'ubuntu',
+        server: 'web-1',
+        started: new Date().toISOString(),
+        remoteAddr: '192.0.2.7',
+        interactive: true,
+      },
+      {
+        terminate: (reason) => {
+          terminated.push(reason);
+          rec.output(enc(`\r\n[ended: ${reason}]\r\n`));
+          void rec.close();
+          unregister();
+        },
+        recheck: () => {},
+      },
+    );
+    rec.output(enc('ubuntu@web-1:~$ uptime\r\n'));
+
+    await page.getByRole('link', { name: 'Sessions' }).click();
+    const row = page.locator('tr[data-session="sess-live-1"]');
+    await row.waitFor();
+    expect(await row.textContent()).toContain('ubuntu@web-1');
+    expect(await row.textContent()).toContain('192.0.2.7');
+    await shot(page, 'sessions');
+
+    // An observer in another browser watches read-only while the session runs.
+    const watcher = await newPage(plain);
+    try {
+      await signIn(watcher.page, 'admin', ADMIN_PASSWORD);
+      await watcher.page.goto('/web/sessions');
+      await watcher.page
+        .locator('tr[data-session="sess-live-1"]')
+        .getByRole('link', { name: 'Watch' })
+        .click();
+      await watcher.page.getByTestId('live').waitFor();
+      const rows = watcher.page.getByTestId('terminal').locator('.xterm-rows');
+      await rows.filter({ hasText: 'uptime' }).waitFor();
+      rec.output(enc(' 10:00:00 up 42 days,  load average: 0.01\r\n'));
+      await rows.filter({ hasText: 'up 42 days' }).waitFor();
+      await shot(watcher.page, 'watch-live');
+
+      await row.getByRole('button', { name: 'Terminate' }).click();
+      await row.getByRole('button', { name: 'Really terminate' }).click();
+      await page.getByText('Session sess-live-1 terminated.').waitFor();
+      await page.getByText('No active sessions on this gateway.').waitFor();
+      expect(terminated).toHaveLength(1);
+      // The watcher sees the end and the whole recording.
+      await watcher.page.getByText('The session has ended').waitFor();
+      await rows.filter({ hasText: '[ended:' }).waitFor();
+    } finally {
+      await watcher.context.close();
+    }
+  });
+
   it('signs out to the login page; the old cookie no longer works', async () => {
     const before = (await context.cookies()).find((c) => c.name === 'gh_session');
     expect(before?.value).toBeTruthy();
@@ -378,6 +566,7 @@ describe('web UI with TOTP (second factor otp)', () => {
     expect(url.pathname).toBe('/web/login');
     expect(url.searchParams.get('next')).toBe('/web/users');
     await shot(page, 'session-expired');
+    expect(cspViolations).toEqual([]);
     // Signing in again goes back where the user was.
     clock.advance(30_000);
     await signIn(page, 'admin', ADMIN_PASSWORD, totpNow(secret, clock.now()), { stay: true });

@@ -46,7 +46,10 @@ describe('web UI static files', () => {
     expect(r.headers.get('content-security-policy')).toBe(WEB_CSP);
     expect(WEB_CSP).toContain("script-src 'self'");
     expect(WEB_CSP).toContain("frame-ancestors 'none'");
-    expect(WEB_CSP).not.toContain('unsafe');
+    // Inline <style> elements only (xterm.js); never inline scripts or style attributes.
+    expect(WEB_CSP.match(/unsafe-[a-z-]+/g)).toEqual(['unsafe-inline']);
+    expect(WEB_CSP).toContain("style-src-elem 'self' 'unsafe-inline'");
+    expect(WEB_CSP).toContain("style-src 'self';");
     expect(r.headers.get('x-frame-options')).toBe('DENY');
     expect(r.headers.get('x-content-type-options')).toBe('nosniff');
     expect(await r.text()).toContain('<title>ui</title>');

@@ -17,11 +17,19 @@ export function defaultWebDir(): string {
  * own origin for scripts, styles, images and fetches; no framing, no <base>,
  * forms post only to us. `'self'` in connect-src covers same-origin wss: in
  * CSP Level 3 browsers, which the web terminal's websocket will need.
+ *
+ * One exception: xterm.js (the session player, the terminal) writes its
+ * theme and cell sizes into <style> elements it creates at run time, whose
+ * content no hash or nonce can cover. `style-src-elem` allows inline <style>
+ * elements only; style attributes stay refused (`style-src 'self'`), scripts
+ * stay 'self' only, and img-src/font-src 'self' stop an injected stylesheet
+ * from sending anything to another origin.
  */
 export const WEB_CSP = [
   "default-src 'self'",
   "script-src 'self'",
   "style-src 'self'",
+  "style-src-elem 'self' 'unsafe-inline'",
   "img-src 'self'",
   "font-src 'self'",
   "connect-src 'self'",

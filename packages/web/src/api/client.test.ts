@@ -172,6 +172,23 @@ describe('WebApi', () => {
   });
 });
 
+describe('recordings', () => {
+  it('lists with a query string and reads events as raw JSON lines', async () => {
+    const lines = '{"t":0,"type":"output","data":"aGk="}\n';
+    const { fetch, seen } = fakeFetch([
+      json(200, []),
+      new Response(lines, { status: 200, headers: { 'content-type': 'application/x-ndjson' } }),
+      problem(404, 'GH_ERR_NOT_FOUND', 'no recording'),
+    ]);
+    const api = new WebApi({ fetch, csrf: memoryCsrfStore() });
+    await api.listRecordings({ user: 'bob', kind: 'ssh', limit: 5 });
+    expect(seen[0]!.url).toBe('/v1/recordings?user=bob&kind=ssh&limit=5');
+    expect(await api.recordingText('s/1')).toBe(lines);
+    expect(seen[1]!.url).toBe('/v1/recordings/s%2F1/events?format=json');
+    await expect(api.recordingText('gone')).rejects.toMatchObject({ code: 'GH_ERR_NOT_FOUND', status: 404 });
+  });
+});
+
 describe('client helpers', () => {
   it('fillPath refuses a missing parameter', () => {
     expect(fillPath('/v1/users/:name/lock', { name: 'a b' })).toBe('/v1/users/a%20b/lock');

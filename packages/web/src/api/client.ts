@@ -8,6 +8,7 @@ import {
   type LoginResponse,
   type PingResponse,
   PUBLIC_ROUTES,
+  type RecordingQuery,
   type WhoamiResponse,
 } from './routes';
 
@@ -87,6 +88,7 @@ const CREDENTIAL_ROUTES: ReadonlySet<string> = new Set([
 ]);
 
 export const DEFAULT_TIMEOUT_MS = 15_000;
+export const RECORDING_TIMEOUT_MS = 120_000;
 
 type UiAdmin = Pick<
   AdminApi,
@@ -104,6 +106,11 @@ type UiAdmin = Pick<
   | 'searchAudit'
   | 'listDatabases'
   | 'listKubeClusters'
+  | 'listRecordings'
+  | 'getRecording'
+  | 'listNodes'
+  | 'listSessions'
+  | 'killSession'
 >;
 
 /**
@@ -175,11 +182,37 @@ export class WebApi implements UiAdmin {
     this.#call(ADMIN_ROUTES.searchAudit, {}, { query: auditQueryString(q) });
   listDatabases: UiAdmin['listDatabases'] = () => this.#call(ADMIN_ROUTES.listDatabases);
   listKubeClusters: UiAdmin['listKubeClusters'] = () => this.#call(ADMIN_ROUTES.listKubeClusters);
+  listRecordings: UiAdmin['listRecordings'] = (q) =>
+    this.#call(ADMIN_ROUTES.listRecordings, {}, { query: recordingQueryString(q ?? {}) });
+  getRecording: UiAdmin['getRecording'] = (id) => this.#call(ADMIN_ROUTES.getRecording, { id });
+  listNodes: UiAdmin['listNodes'] = () => this.#call(ADMIN_ROUTES.listNodes);
+  listSessions: UiAdmin['listSessions'] = () => this.#call(ADMIN_ROUTES.listSessions);
+  killSession: UiAdmin['killSession'] = (id) => this.#call(ADMIN_ROUTES.killSession, { id });
+
+  /**
+   * A recording's events as JSON lines (what has been written so far, for a
+   * live session). Long recordings take a while: a longer timeout than the
+   * other calls, still finite.
+   */
+  recordingText(id: string, timeoutMs = RECORDING_TIMEOUT_MS): Promise<string> {
+    return this.#call(ADMIN_ROUTES.readRecording, { id }, { query: 'format=json', text: true, timeoutMs });
+  }
+
+  /** The error for a failed answer; a 401 outside login or a CSRF refusal also ends the session. */
+  #failed(res: Response, template: string, body: unknown): ApiError {
+    const err = problemToError(res.status, res.statusText, body);
+    const ended = (res.status === 401 && !CREDENTIAL_ROUTES.has(template)) || err.code === 'GH_ERR_CSRF';
+    if (ended) {
+      this.#o.csrf.set(undefined);
+      this.#o.onSessionEnded?.(err);
+    }
+    return err;
+  }
 
   async #call<T>(
     route: RouteDef,
     params: Record<string, string> = {},
-    opts: { body?: unknown; query?: string } = {},
+    opts: { body?: unknown; query?: string; text?: boolean; timeoutMs?: number } = {},
   ): Promise<T> {
     const [method, template] = route;
     const url = this.#o.base + fillPath(template, params) + (opts.query ? `?${opts.query}` : '');
@@ -190,7 +223,8 @@ export class WebApi implements UiAdmin {
       if (csrf) headers['x-csrf-token'] = csrf;
     }
     const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), this.#o.timeoutMs);
+    const timeoutMs = opts.timeoutMs ?? this.#o.timeoutMs;
+    const timer = setTimeout(() => ctl.abort(), timeoutMs);
     let res: Response;
     let text: string;
     try {
@@ -209,7 +243,7 @@ export class WebApi implements UiAdmin {
         throw new ApiError(
           0,
           'GH_WEB_TIMEOUT',
-          `the gateway did not answer within ${Math.round(this.#o.timeoutMs / 1000)} s`,
+          `the gateway did not answer within ${Math.round(timeoutMs / 1000)} s`,
           'check that the gateway is running and reachable, then try again',
         );
       }
@@ -223,15 +257,8 @@ export class WebApi implements UiAdmin {
       clearTimeout(timer);
     }
     const body = parseJson(text, res.headers.get('content-type'));
-    if (!res.ok) {
-      const err = problemToError(res.status, res.statusText, body);
-      const ended = (res.status === 401 && !CREDENTIAL_ROUTES.has(template)) || err.code === 'GH_ERR_CSRF';
-      if (ended) {
-        this.#o.csrf.set(undefined);
-        this.#o.onSessionEnded?.(err);
-      }
-      throw err;
-    }
+    if (!res.ok) throw this.#failed(res, template, body);
+    if (opts.text) return text as T;
     if (res.status === 204 || text === '') return undefined as T;
     if (body === undefined) {
       throw new ApiError(
@@ -277,6 +304,16 @@ export function fillPath(template: string, params: Record<string, string>): stri
     if (v === undefined) throw new Error(`missing path parameter ${k} for ${template}`);
     return encodeURIComponent(v);
   });
+}
+
+export function recordingQueryString(q: RecordingQuery): string {
+  const s = new URLSearchParams();
+  if (q.user) s.set('user', q.user);
+  if (q.kind) s.set('kind', q.kind);
+  if (q.from) s.set('from', q.from);
+  if (q.to) s.set('to', q.to);
+  if (q.limit !== undefined) s.set('limit', String(q.limit));
+  return s.toString();
 }
 
 export function auditQueryString(q: AuditQuery): string {

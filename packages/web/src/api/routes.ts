@@ -7,6 +7,7 @@
 export type { AuditEvent } from '../../../audit/src/events';
 /** Event types for the audit filter: the catalogue's keys (events.ts has no imports). */
 export { EVENT_CODES } from '../../../audit/src/events';
+export type { RecordingEvent, RecordingMeta, RecordingQuery } from '../../../audit/src/recording/types';
 export type {
   AcceptInviteRequest,
   InviteInfo,
@@ -24,6 +25,8 @@ export type {
   KubeClusterView,
   LintMessage,
   LockView,
+  NodeView,
+  SessionView,
   TokenView,
   UserView,
 } from '../../../core/src/api/types';

@@ -18,6 +18,8 @@ export interface Resource {
   protocol?: string | undefined;
   /** Database users the caller's roles allow (user listings only; admins see every database without it). */
   dbUsers?: string[] | undefined;
+  /** Node logins the caller's roles allow there (user listings only). */
+  logins?: string[] | undefined;
 }
 
 export interface LabelFilter {

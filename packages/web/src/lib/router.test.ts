@@ -8,6 +8,8 @@ describe('router', () => {
     expect(matchPath('/web/invite/abc%2Dx')).toEqual({ page: 'invite', token: 'abc-x' });
     expect(matchPath('/web/invite/%E0%A4%A')).toEqual({ page: 'not-found', path: '/web/invite/%E0%A4%A' });
     expect(matchPath('/web/nope')).toEqual({ page: 'not-found', path: '/web/nope' });
+    expect(matchPath('/web/recordings')).toEqual({ page: 'recordings' });
+    expect(matchPath('/web/recordings/s-1.2')).toEqual({ page: 'player', id: 's-1.2' });
   });
 
   it('follows only same-site paths after login', () => {

@@ -7,6 +7,9 @@ export type RouteMatch =
   | { page: 'audit' }
   | { page: 'users' }
   | { page: 'roles' }
+  | { page: 'recordings' }
+  | { page: 'sessions' }
+  | { page: 'player'; id: string }
   | { page: 'not-found'; path: string };
 
 export function matchPath(pathname: string): RouteMatch {
@@ -17,13 +20,15 @@ export function matchPath(pathname: string): RouteMatch {
   if (p === '/web/audit') return { page: 'audit' };
   if (p === '/web/users') return { page: 'users' };
   if (p === '/web/roles') return { page: 'roles' };
+  if (p === '/web/recordings') return { page: 'recordings' };
+  if (p === '/web/sessions') return { page: 'sessions' };
   const invite = /^\/web\/invite\/([^/]+)$/.exec(p);
-  if (invite) {
-    try {
-      return { page: 'invite', token: decodeURIComponent(invite[1]!) };
-    } catch {
-      return { page: 'not-found', path: p };
-    }
+  const player = /^\/web\/recordings\/([^/]+)$/.exec(p);
+  try {
+    if (invite) return { page: 'invite', token: decodeURIComponent(invite[1]!) };
+    if (player) return { page: 'player', id: decodeURIComponent(player[1]!) };
+  } catch {
+    // A malformed %-escape names nothing.
   }
   return { page: 'not-found', path: p };
 }

@@ -1,11 +1,19 @@
 import { type FormEvent, Fragment, useEffect, useState } from 'react';
 import { type AuditEvent, type AuditQuery, EVENT_CODES } from '../api/routes';
-import { useApp } from '../app';
+import { Link, useApp } from '../app';
 import { ErrorBox, formatTime } from '../components/ui';
 import { parseDateInput } from '../lib/dates';
 
 const EVENT_TYPES = Object.keys(EVENT_CODES).sort();
 const PAGE_SIZE = 50;
+
+/** Events of an interactive session whose recording the player can show. */
+export function recordingOf(e: AuditEvent): string | undefined {
+  const r = e as unknown as Record<string, unknown>;
+  const id = r.session_id;
+  if (typeof id !== 'string' || !id) return undefined;
+  return /^(session\.|kube\.exec\.)/.test(e.type) ? id : undefined;
+}
 
 /** A one-line summary of what the event is about. */
 export function eventSummary(e: AuditEvent): string {
@@ -194,7 +202,17 @@ export function AuditPage() {
                     </td>
                     <td>{e.type}</td>
                     <td>{e.user ?? ''}</td>
-                    <td className="summary">{eventSummary(e)}</td>
+                    <td className="summary">
+                      {eventSummary(e)}
+                      {recordingOf(e) ? (
+                        <>
+                          {' '}
+                          <Link to={`/web/recordings/${encodeURIComponent(recordingOf(e)!)}`}>
+                            Play recording
+                          </Link>
+                        </>
+                      ) : null}
+                    </td>
                   </tr>
                   {open.has(e.id) ? (
                     <tr className="detail">

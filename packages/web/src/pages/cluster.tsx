@@ -13,6 +13,7 @@ export function ClusterPage() {
   const [search, setSearch] = useState('');
   const [dbs] = useLoad(() => api.listDatabases(), []);
   const [kubes] = useLoad(() => api.listKubeClusters(), []);
+  const [nodes] = useLoad(() => api.listNodes(), []);
   if (!session) return null;
   const { ping, whoami } = session;
   // One gateway serves one cluster today; the table is ready for more (trusted clusters).
@@ -37,6 +38,7 @@ export function ClusterPage() {
             <th>Name</th>
             <th>Version</th>
             <th>Public address</th>
+            <th>Nodes</th>
             <th>Databases</th>
             <th>Kubernetes clusters</th>
           </tr>
@@ -51,13 +53,14 @@ export function ClusterPage() {
               <td>
                 <code>{c.addr}</code>
               </td>
+              <td>{count(nodes)}</td>
               <td>{count(dbs)}</td>
               <td>{count(kubes)}</td>
             </tr>
           ))}
           {shown.length === 0 ? (
             <tr>
-              <td colSpan={5} className="empty">
+              <td colSpan={6} className="empty">
                 No cluster matches “{search}”.
               </td>
             </tr>

@@ -30,12 +30,34 @@ interface Loaded {
   failures: { what: string; error: unknown }[];
 }
 
+/** A concrete login for the ssh command: the node's allowed logins (user listing) or the user's own. */
+function pickLogin(r: Resource, mine: string[]): string | undefined {
+  const concrete = (l: string) => !/[*{}^$]/.test(l);
+  return (r.logins ?? []).find(concrete) ?? mine.find(concrete);
+}
+
 export function ResourcesPage() {
   const { api, session } = useApp();
   const [data, reload] = useLoad(async (): Promise<Loaded> => {
-    const [dbs, kubes] = await Promise.allSettled([api.listDatabases(), api.listKubeClusters()]);
+    const [nodes, dbs, kubes] = await Promise.allSettled([
+      api.listNodes(),
+      api.listDatabases(),
+      api.listKubeClusters(),
+    ]);
     const items: Resource[] = [];
     const failures: Loaded['failures'] = [];
+    if (nodes.status === 'fulfilled') {
+      for (const n of nodes.value) {
+        items.push({
+          kind: 'node',
+          name: n.name,
+          labels: n.labels,
+          description: n.description,
+          detail: n.addr,
+          logins: n.allowed?.logins,
+        });
+      }
+    } else failures.push({ what: 'nodes', error: nodes.reason });
     if (dbs.status === 'fulfilled') {
       for (const d of dbs.value)
         items.push({
@@ -93,7 +115,7 @@ export function ResourcesPage() {
   };
   const arrow = (key: SortKey) => (sort.key === key ? (sort.dir === 'asc' ? ' ▲' : ' ▼') : '');
   const rowKey = (r: Resource) => `${r.kind}/${r.name}`;
-  const login = session?.whoami.logins[0];
+  const myLogins = session?.whoami.logins ?? [];
 
   if (data.state === 'loading') return <Loading what="resources" />;
   if (data.state === 'error') return <ErrorBox error={data.error} onRetry={reload} />;
@@ -108,7 +130,7 @@ export function ResourcesPage() {
         </div>
       ))}
       <div className="tabs" role="tablist">
-        {(['all', 'db', 'kube'] as const).map((k) => (
+        {(['all', 'node', 'db', 'kube'] as const).map((k) => (
           <button
             key={k}
             type="button"
@@ -219,7 +241,7 @@ export function ResourcesPage() {
               {open === rowKey(r) ? (
                 <tr className="detail">
                   <td colSpan={6}>
-                    {connectCommands(r, { login }).map((s) => (
+                    {connectCommands(r, { login: pickLogin(r, myLogins) }).map((s) => (
                       <CopyCommand key={s.command} label={s.label} command={s.command} />
                     ))}
                   </td>

@@ -1,0 +1,127 @@
+import { describe, expect, it } from 'vitest';
+import {
+  decodeRecording,
+  formatClock,
+  type PlayerEvent,
+  parseT,
+  searchOutput,
+  stripAnsi,
+  Timeline,
+} from './player';
+
+const b64 = (s: string) => Buffer.from(s).toString('base64');
+const out = (t: number, s: string): PlayerEvent => ({ t, type: 'output', data: new TextEncoder().encode(s) });
+
+describe('decodeRecording', () => {
+  it('decodes every event type from JSON lines', () => {
+    const text = [
+      `{"t":0,"type":"output","data":"${b64('$ ')}"}`,
+      `{"t":155,"type":"input","data":"${b64('ls\r')}"}`,
+      '{"t":1155,"type":"resize","cols":120,"rows":40}',
+      '{"t":1155,"type":"marker","text":"bob joined"}',
+      '',
+    ].join('\n');
+    const ev = decodeRecording(text);
+    expect(ev.map((e) => e.type)).toEqual(['output', 'input', 'resize', 'marker']);
+    expect(new TextDecoder().decode((ev[1] as { data: Uint8Array }).data)).toBe('ls\r');
+    expect(ev[2]).toEqual({ t: 1155, type: 'resize', cols: 120, rows: 40 });
+  });
+
+  it('names the bad line', () => {
+    expect(() => decodeRecording('{"t":0,"type":"marker","text":""}\nnot json')).toThrow(
+      'line 2 is not JSON',
+    );
+    expect(() => decodeRecording('{"t":-1,"type":"marker"}')).toThrow('line 1 has no valid time');
+    expect(() => decodeRecording('{"t":1,"type":"resize","cols":0,"rows":1}')).toThrow('bad terminal size');
+    expect(() => decodeRecording('{"t":1,"type":"video"}')).toThrow('unknown event type');
+  });
+
+  it('keeps binary output byte-exact', () => {
+    const ev = decodeRecording(
+      `{"t":0,"type":"output","data":"${Buffer.from([0, 255, 27]).toString('base64')}"}`,
+    );
+    expect([...(ev[0] as { data: Uint8Array }).data]).toEqual([0, 255, 27]);
+  });
+});
+
+describe('Timeline', () => {
+  // Output at 0, 1 s, then an idle minute, then 61.5 s.
+  const events = [out(0, 'a'), out(1000, 'b'), out(61_000, 'c'), out(61_500, 'd')];
+  const tl = new Timeline(events, 2000);
+
+  it('shortens idle gaps to maxIdleMs', () => {
+    expect(tl.play).toEqual([0, 1000, 3000, 3500]);
+    expect(tl.duration).toBe(3500);
+    expect(tl.realDuration).toBe(61_500);
+  });
+
+  it('maps playback time to recording time and back', () => {
+    expect(tl.toReal(500)).toBe(500);
+    expect(tl.toReal(2000)).toBe(2000);
+    expect(tl.toReal(3000)).toBe(61_000);
+    expect(tl.toReal(3250)).toBe(61_250);
+    expect(tl.toPlay(61_250)).toBe(3250);
+    expect(tl.toPlay(30_000)).toBe(3000);
+    expect(tl.toPlay(500)).toBe(500);
+  });
+
+  it('counts the events to show at a time', () => {
+    expect(tl.countAtPlay(0)).toBe(1);
+    expect(tl.countAtPlay(2999)).toBe(2);
+    expect(tl.countAtPlay(3000)).toBe(3);
+    expect(tl.countAtReal(61_499)).toBe(3);
+    expect(tl.countAtReal(1e9)).toBe(4);
+  });
+
+  it('an empty recording has zero duration', () => {
+    const empty = new Timeline([], 2000);
+    expect(empty.duration).toBe(0);
+    expect(empty.countAtPlay(100)).toBe(0);
+    expect(empty.toReal(100)).toBe(0);
+  });
+});
+
+describe('searchOutput', () => {
+  it('finds text across events and escape sequences, case-insensitively', () => {
+    const events = [
+      out(0, '$ ec'),
+      out(10, 'ho \x1b[1;31mHel'),
+      out(20, 'lo\x1b[0m world\r\n'),
+      out(30, 'hello again'),
+    ];
+    const hits = searchOutput(events, 'hello');
+    expect(hits.map((h) => h.t)).toEqual([10, 30]);
+    expect(hits[0]!.context).toContain('echo Hello world');
+    expect(searchOutput(events, 'nothing')).toEqual([]);
+    expect(searchOutput(events, '')).toEqual([]);
+  });
+
+  it('ignores input (the echo is in the output) and decodes split UTF-8', () => {
+    const euro = new TextEncoder().encode('€');
+    const events: PlayerEvent[] = [
+      { t: 0, type: 'input', data: new TextEncoder().encode('secret') },
+      { t: 5, type: 'output', data: euro.slice(0, 1) },
+      { t: 6, type: 'output', data: euro.slice(1) },
+    ];
+    expect(searchOutput(events, 'secret')).toEqual([]);
+    // The character is complete (and on screen) only with its last byte.
+    expect(searchOutput(events, '€').map((h) => h.t)).toEqual([6]);
+  });
+});
+
+describe('helpers', () => {
+  it('strips ANSI escapes', () => {
+    expect(stripAnsi('\x1b[1mbold\x1b[0m \x1b]0;title\x07x')).toBe('bold x');
+  });
+  it('formats clocks', () => {
+    expect(formatClock(0)).toBe('0:00');
+    expect(formatClock(61_999)).toBe('1:01');
+    expect(formatClock(3_600_000 + 5000)).toBe('1:00:05');
+  });
+  it('parses ?t= strictly', () => {
+    expect(parseT('1500')).toBe(1500);
+    expect(parseT('-1')).toBeUndefined();
+    expect(parseT('1e3')).toBeUndefined();
+    expect(parseT(null)).toBeUndefined();
+  });
+});

@@ -1,0 +1,368 @@
+import '@xterm/xterm/css/xterm.css';
+import { Terminal } from '@xterm/xterm';
+import { type FormEvent, useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import type { RecordingMeta } from '../api/routes';
+import { Link, useApp } from '../app';
+import { CopyCommand, ErrorBox, Loading, Notice } from '../components/ui';
+import {
+  decodeRecording,
+  formatClock,
+  type PlayerEvent,
+  parseT,
+  type SearchHit,
+  SPEEDS,
+  searchOutput,
+  Timeline,
+} from '../lib/player';
+
+/** Gaps longer than this play as this long when "skip idle" is on. */
+const MAX_IDLE_MS = 2000;
+const TICK_MS = 50;
+/** How often a live session's recording is re-read while watching. */
+const LIVE_POLL_MS = 1000;
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    });
+  });
+}
+
+type Load =
+  | { state: 'loading' }
+  | { state: 'error'; error: unknown }
+  | { state: 'ok'; meta: RecordingMeta; events: PlayerEvent[]; live: LiveState };
+
+/** For a session still running: following its recording as it is written. */
+type LiveState = 'no' | 'following' | 'ended' | { dropped: unknown };
+
+/** The session player: a terminal replaying the recording, with a scrub bar, speed, idle skipping and search. */
+export default function PlayerPage({ id }: { id: string }) {
+  const { api } = useApp();
+  const [load, setLoad] = useState<Load>({ state: 'loading' });
+  const [n, setN] = useState(0);
+
+  // biome-ignore lint/correctness/useExhaustiveDependencies: n is the reload counter
+  useEffect(() => {
+    let live = true;
+    const stop = new AbortController();
+    setLoad({ state: 'loading' });
+    (async () => {
+      const meta = await api.getRecording(id);
+      if (meta.ended) {
+        const events = decodeRecording(await api.recordingText(id));
+        if (live) setLoad({ state: 'ok', meta, events, live: 'no' });
+        return;
+      }
+      // Watching a live session: re-read what has been recorded every second
+      // until the recording says it ended. (The meta is read first: once it
+      // says ended, every chunk is already written.)
+      let events = decodeRecording(await api.recordingText(id));
+      if (!live) return;
+      setLoad({ state: 'ok', meta, events, live: 'following' });
+      try {
+        for (;;) {
+          await sleep(LIVE_POLL_MS, stop.signal);
+          if (!live) return;
+          const now = await api.getRecording(id);
+          const next = decodeRecording(await api.recordingText(id));
+          if (!live) return;
+          if (now.ended) {
+            setLoad({ state: 'ok', meta: now, events: next, live: 'ended' });
+            return;
+          }
+          if (next.length !== events.length) {
+            events = next;
+            setLoad({ state: 'ok', meta, events, live: 'following' });
+          }
+        }
+      } catch (dropped) {
+        if (live) setLoad({ state: 'ok', meta, events, live: { dropped } });
+      }
+    })().catch((error: unknown) => live && setLoad({ state: 'error', error }));
+    return () => {
+      live = false;
+      stop.abort();
+    };
+  }, [api, id, n]);
+
+  return (
+    <>
+      <p>
+        <Link to="/web/recordings">← All recordings</Link>
+      </p>
+      {load.state === 'loading' ? <Loading what="the recording" /> : null}
+      {load.state === 'error' ? <ErrorBox error={load.error} onRetry={() => setN((x) => x + 1)} /> : null}
+      {load.state === 'ok' ? (
+        <Player
+          key={n}
+          meta={load.meta}
+          events={load.events}
+          live={load.live}
+          onReload={() => setN((x) => x + 1)}
+        />
+      ) : null}
+    </>
+  );
+}
+
+function Player({
+  meta,
+  events,
+  live,
+  onReload,
+}: {
+  meta: RecordingMeta;
+  events: PlayerEvent[];
+  live: LiveState;
+  onReload: () => void;
+}) {
+  const { navigate } = useApp();
+  const [skipIdle, setSkipIdle] = useState(true);
+  const timeline = useMemo(
+    () => new Timeline(events, skipIdle ? MAX_IDLE_MS : Number.MAX_SAFE_INTEGER),
+    [events, skipIdle],
+  );
+  const startMs = Date.parse(meta.started);
+  const initialT = parseT(new URLSearchParams(window.location.search).get('t'));
+  /** Recording time of what is on screen; the single source of truth for position. */
+  const [t, setT] = useState(() => Math.min(initialT ?? 0, timeline.realDuration));
+  const [playing, setPlaying] = useState(false);
+  /** Watching live: the screen stays at the newest event until the user scrubs or plays. */
+  const [following, setFollowing] = useState(live === 'following' && initialT === undefined);
+  const [speed, setSpeed] = useState(1);
+  const [query, setQuery] = useState('');
+  const [hits, setHits] = useState<SearchHit[] | undefined>();
+  const [hit, setHit] = useState(0);
+  const host = useRef<HTMLDivElement>(null);
+  const term = useRef<Terminal | undefined>(undefined);
+  /** How many events the terminal has been fed. */
+  const fed = useRef(0);
+
+  useEffect(() => {
+    if (!host.current) return;
+    const tm = new Terminal({
+      cols: meta.cols,
+      rows: meta.rows,
+      disableStdin: true,
+      convertEol: false,
+      scrollback: 5000,
+      fontFamily: 'ui-monospace, "SFMono-Regular", Menlo, Consolas, "Liberation Mono", monospace',
+      fontSize: 13,
+    });
+    tm.open(host.current);
+    term.current = tm;
+    fed.current = 0;
+    return () => {
+      tm.dispose();
+      term.current = undefined;
+    };
+  }, [meta.cols, meta.rows]);
+
+  /** Brings the terminal to recording time `to`: forward by feeding events, backward by replaying from the start. */
+  const render = useCallback(
+    (to: number) => {
+      const tm = term.current;
+      if (!tm) return;
+      const target = timeline.countAtReal(to);
+      if (target < fed.current) {
+        tm.reset();
+        tm.resize(meta.cols, meta.rows);
+        fed.current = 0;
+      }
+      for (let i = fed.current; i < target; i++) {
+        const e = events[i]!;
+        if (e.type === 'output') tm.write(e.data);
+        else if (e.type === 'resize') tm.resize(e.cols, e.rows);
+        else if (e.type === 'marker')
+          tm.write(`\r\n\x1b[2m[gatehouse: ${e.text.replace(/[\x00-\x1f]/g, ' ')}]\x1b[0m\r\n`);
+      }
+      fed.current = target;
+    },
+    [events, timeline, meta.cols, meta.rows],
+  );
+
+  useEffect(() => render(t), [render, t]);
+
+  useEffect(() => {
+    if (following) setT(timeline.realDuration);
+  }, [following, timeline]);
+
+  // Playback: advance in playback time (idle gaps shortened), scaled by speed.
+  useEffect(() => {
+    if (!playing) return;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      const dp = (now - last) * speed;
+      last = now;
+      setT((cur) => {
+        const p = timeline.toPlay(cur) + dp;
+        if (p >= timeline.duration) {
+          setPlaying(false);
+          return timeline.realDuration;
+        }
+        return timeline.toReal(p);
+      });
+    }, TICK_MS);
+    return () => clearInterval(timer);
+  }, [playing, speed, timeline]);
+
+  const seek = (to: number) => {
+    setFollowing(false);
+    setT(Math.max(0, Math.min(to, timeline.realDuration)));
+  };
+  const link = `${window.location.origin}/web/recordings/${encodeURIComponent(meta.session_id)}?t=${Math.floor(t)}`;
+
+  const search = (e: FormEvent) => {
+    e.preventDefault();
+    const found = searchOutput(events, query);
+    setHits(found);
+    setHit(0);
+    if (found[0]) {
+      setPlaying(false);
+      seek(found[0].t);
+    }
+  };
+  const goHit = (i: number) => {
+    if (!hits || hits.length === 0) return;
+    const k = (i + hits.length) % hits.length;
+    setHit(k);
+    setPlaying(false);
+    seek(hits[k]!.t);
+  };
+
+  const wall = new Date(startMs + t);
+  const atEnd = t >= timeline.realDuration;
+
+  return (
+    <>
+      <h1>
+        Session {meta.login ? `${meta.login}@` : ''}
+        {meta.server} <span className="muted">by {meta.user}</span>
+      </h1>
+      {live === 'following' ? (
+        <Notice>
+          <span className="badge warn" data-testid="live">
+            Live
+          </span>{' '}
+          This session is still running; you are watching it as it is recorded (read-only).{' '}
+          {following ? null : (
+            <button type="button" className="link" onClick={() => setFollowing(true)}>
+              Go to now
+            </button>
+          )}
+        </Notice>
+      ) : null}
+      {live === 'ended' ? (
+        <Notice kind="success">The session has ended; the whole recording is here.</Notice>
+      ) : null}
+      {typeof live === 'object' ? (
+        <>
+          <ErrorBox error={live.dropped} />
+          <button type="button" onClick={onReload}>
+            Reconnect
+          </button>
+        </>
+      ) : null}
+      {meta.error ? (
+        <div className="error" role="alert">
+          <strong>This recording is incomplete: {meta.error}</strong>
+        </div>
+      ) : null}
+      {events.length === 0 ? <Notice>Nothing was recorded yet.</Notice> : null}
+      <div className="player-bar">
+        <button
+          type="button"
+          className="primary"
+          onClick={() => {
+            setFollowing(false);
+            if (!playing && atEnd) seek(0);
+            setPlaying(!playing);
+          }}
+          disabled={events.length === 0}
+        >
+          {playing ? 'Pause' : 'Play'}
+        </button>
+        <input
+          type="range"
+          aria-label="Position"
+          min={0}
+          max={Math.max(1, Math.round(timeline.duration))}
+          step={10}
+          value={Math.round(timeline.toPlay(t))}
+          onChange={(e) => seek(timeline.toReal(Number(e.target.value)))}
+        />
+        <span className="clock" data-testid="position">
+          {formatClock(timeline.toPlay(t))} / {formatClock(timeline.duration)}
+        </span>
+        <label className="inline">
+          Speed
+          <select value={speed} onChange={(e) => setSpeed(Number(e.target.value))} aria-label="Speed">
+            {SPEEDS.map((s) => (
+              <option key={s} value={s}>
+                {s}x
+              </option>
+            ))}
+          </select>
+        </label>
+        <label className="inline">
+          <input type="checkbox" checked={skipIdle} onChange={(e) => setSkipIdle(e.target.checked)} />
+          Skip idle
+        </label>
+      </div>
+      <p className="wallclock">
+        On screen:{' '}
+        <time dateTime={wall.toISOString()} data-testid="wallclock">
+          {wall.toLocaleString()}
+        </time>
+        <span className="muted"> ({wall.toISOString()})</span>
+      </p>
+      <div className="terminal" ref={host} data-testid="terminal" />
+      <div className="columns">
+        <section className="card">
+          <h2>Link to this moment</h2>
+          <CopyCommand command={link} />
+          <button
+            type="button"
+            onClick={() => navigate(link.slice(window.location.origin.length), { replace: true })}
+          >
+            Put it in the address bar
+          </button>
+        </section>
+        <section className="card">
+          <h2>Search the output</h2>
+          <form className="inline" onSubmit={search}>
+            <input
+              aria-label="Search the recording"
+              value={query}
+              onChange={(e) => setQuery(e.target.value)}
+            />
+            <button type="submit">Find</button>
+          </form>
+          {hits ? (
+            hits.length === 0 ? (
+              <p data-testid="search-status">No match for “{query}”.</p>
+            ) : (
+              <>
+                <p data-testid="search-status">
+                  Match {hit + 1} of {hits.length} at {formatClock(timeline.toPlay(hits[hit]!.t))}{' '}
+                  <button type="button" onClick={() => goHit(hit - 1)}>
+                    Previous
+                  </button>{' '}
+                  <button type="button" onClick={() => goHit(hit + 1)}>
+                    Next
+                  </button>
+                </p>
+                <p className="muted">…{hits[hit]!.context}…</p>
+              </>
+            )
+          ) : null}
+        </section>
+      </div>
+    </>
+  );
+}

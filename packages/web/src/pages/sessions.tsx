@@ -1,0 +1,126 @@
+import { useEffect, useState } from 'react';
+import { Link, useApp } from '../app';
+import { ErrorBox, formatTime, Loading, Notice, useLoad } from '../components/ui';
+import { formatClock } from '../lib/player';
+
+/** The list refreshes itself this often, so ended sessions leave it. */
+const REFRESH_MS = 5000;
+
+export function SessionsPage() {
+  const { api } = useApp();
+  const [list, reload] = useLoad(() => api.listSessions(), []);
+  const [confirm, setConfirm] = useState<string | undefined>();
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<unknown>();
+  const [message, setMessage] = useState<string | undefined>();
+  const [now, setNow] = useState(() => Date.now());
+
+  useEffect(() => {
+    const t = setInterval(() => {
+      setNow(Date.now());
+      if (!confirm) reload();
+    }, REFRESH_MS);
+    return () => clearInterval(t);
+  }, [reload, confirm]);
+
+  const terminate = async (id: string) => {
+    setBusy(true);
+    setError(undefined);
+    setMessage(undefined);
+    try {
+      await api.killSession(id);
+      setMessage(`Session ${id} terminated.`);
+      reload();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+      setConfirm(undefined);
+    }
+  };
+
+  return (
+    <>
+      <h1>Active sessions</h1>
+      {message ? <Notice kind="success">{message}</Notice> : null}
+      {error ? <ErrorBox error={error} /> : null}
+      {list.state === 'loading' ? <Loading what="sessions" /> : null}
+      {list.state === 'error' ? <ErrorBox error={list.error} onRetry={reload} /> : null}
+      {list.state === 'ok' ? (
+        <table className="grid" data-testid="sessions">
+          <thead>
+            <tr>
+              <th>Started</th>
+              <th>Running for</th>
+              <th>User</th>
+              <th>Kind</th>
+              <th>Session</th>
+              <th>From</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {list.data.map((s) => (
+              <tr key={s.id} data-session={s.id}>
+                <td>{formatTime(s.started)}</td>
+                <td>{formatClock(now - Date.parse(s.started))}</td>
+                <td>{s.user}</td>
+                <td>{s.kind}</td>
+                <td>
+                  {s.login ? `${s.login}@` : ''}
+                  {s.server}
+                  {s.command ? <code> {s.command}</code> : null}
+                </td>
+                <td>{s.remoteAddr ?? ''}</td>
+                <td className="actions">
+                  <div className="row-actions">
+                    {s.interactive ? (
+                      <Link to={`/web/recordings/${encodeURIComponent(s.id)}`} className="button">
+                        Watch
+                      </Link>
+                    ) : null}
+                    {confirm === s.id ? (
+                      <>
+                        <button
+                          type="button"
+                          className="danger"
+                          disabled={busy}
+                          onClick={() => terminate(s.id)}
+                        >
+                          Really terminate
+                        </button>
+                        <button type="button" onClick={() => setConfirm(undefined)}>
+                          Cancel
+                        </button>
+                      </>
+                    ) : (
+                      <button
+                        type="button"
+                        className="danger"
+                        disabled={busy}
+                        onClick={() => setConfirm(s.id)}
+                      >
+                        Terminate
+                      </button>
+                    )}
+                  </div>
+                </td>
+              </tr>
+            ))}
+            {list.data.length === 0 ? (
+              <tr>
+                <td colSpan={7} className="empty">
+                  No active sessions on this gateway.
+                </td>
+              </tr>
+            ) : null}
+          </tbody>
+        </table>
+      ) : null}
+      <p className="muted">
+        Watching shows an interactive session read-only, as it is recorded (about a second behind).
+        Terminating ends it at once; the user sees why and the end is audited.
+      </p>
+    </>
+  );
+}
