@@ -421,17 +421,36 @@ export class InnerConnection {
     });
   }
 
+  /**
+   * Relays a forwarded connection both ways. Half-closes are passed on as
+   * SSH EOF only: ssh2 closes a server channel when its writable side ends,
+   * which would drop the reply of a peer that sends and then shuts down its
+   * sending side (as -R clients often do). Both ends close once both sides
+   * reached EOF, or at once when either closes.
+   */
   #pipe(a: Duplex, b: Duplex): void {
     this.#forwards.add(a);
     this.#forwards.add(b);
-    a.pipe(b);
-    b.pipe(a);
+    a.pipe(b, { end: false });
+    b.pipe(a, { end: false });
+    let ended = 0;
     const done = () => {
       this.#forwards.delete(a);
       this.#forwards.delete(b);
       a.destroy();
       b.destroy();
     };
+    const halfClose = (to: Duplex) => {
+      // After every byte already written to it, not before.
+      to.write(Buffer.alloc(0), () => {
+        const ch = to as Duplex & { eof?: () => void };
+        if (typeof ch.eof === 'function') ch.eof();
+        else to.end();
+        if (++ended === 2) done();
+      });
+    };
+    a.once('end', () => halfClose(b));
+    b.once('end', () => halfClose(a));
     a.once('close', done);
     b.once('close', done);
     a.on('error', done);

@@ -1,0 +1,52 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { WireError } from './reader.js';
+import { encodeTargetReply, encodeTargetRequest, TargetReplyParser, TargetRequestParser } from './target.js';
+
+describe('target line (ALPN gatehouse-ssh)', () => {
+  it('round-trips names, IPv4 and IPv6 with the SSH bytes that follow', () => {
+    for (const host of ['node1', 'node1.acme', '10.0.0.5', '::1']) {
+      const p = new TargetRequestParser();
+      const bytes = Buffer.concat([encodeTargetRequest({ host, port: 2222 }), Buffer.from('SSH-2.0-x\r\n')]);
+      expect(p.push(bytes.subarray(0, 5))).toBeUndefined();
+      const got = p.push(bytes.subarray(5));
+      expect(got?.request).toEqual({ host, port: 2222 });
+      expect(got?.rest.toString()).toBe('SSH-2.0-x\r\n');
+    }
+  });
+
+  it('refuses malformed lines, bad ports and endless lines', () => {
+    expect(() => new TargetRequestParser().push(Buffer.from('HELLO node1:22\n'))).toThrow(WireError);
+    expect(() => new TargetRequestParser().push(Buffer.from('GATEHOUSE-SSH/1 node1:0\n'))).toThrow(WireError);
+    expect(() => new TargetRequestParser().push(Buffer.from('GATEHOUSE-SSH/1 no de:22\n'))).toThrow(
+      WireError,
+    );
+    expect(() => new TargetRequestParser().push(Buffer.alloc(600, 0x41))).toThrow(/too long/);
+    expect(() => encodeTargetRequest({ host: 'a b', port: 22 })).toThrow(WireError);
+  });
+
+  it('replies: OK, or ERR with a one-line message', () => {
+    const ok = new TargetReplyParser().push(
+      Buffer.concat([encodeTargetReply({ ok: true }), Buffer.from('SSH')]),
+    );
+    expect(ok).toEqual({ reply: { ok: true }, rest: Buffer.from('SSH') });
+    const err = new TargetReplyParser().push(encodeTargetReply({ ok: false, error: 'no\nnode "é"' }));
+    expect(err?.reply).toEqual({ ok: false, error: 'no node "é"' });
+    expect(() => new TargetReplyParser().push(Buffer.from('WHAT\n'))).toThrow(WireError);
+  });
+
+  it('fuzz: random and mutated input throws only WireError', () => {
+    const good = encodeTargetRequest({ host: 'node1', port: 22 });
+    for (let i = 0; i < 2000; i++) {
+      const b = i % 2 ? randomBytes(1 + (i % 80)) : Buffer.from(good);
+      if (i % 2 === 0) b[i % b.length] = randomBytes(1)[0]!;
+      for (const parser of [new TargetRequestParser(), new TargetReplyParser()]) {
+        try {
+          parser.push(b);
+        } catch (err) {
+          expect(err).toBeInstanceOf(WireError);
+        }
+      }
+    }
+  });
+});
