@@ -1,6 +1,7 @@
 import { kube } from '@gatehouse/adapter-k8s';
 import { mysql } from '@gatehouse/adapter-mysql';
 import { postgres } from '@gatehouse/adapter-postgres';
+import { ssh } from '@gatehouse/adapter-ssh';
 import type { Adapter, GatehouseConfig } from '@gatehouse/core';
 
 /**
@@ -12,5 +13,6 @@ export function defaultAdapters(_config: GatehouseConfig): Adapter[] {
   adapters.push(postgres());
   adapters.push(mysql());
   adapters.push(kube());
+  adapters.push(ssh());
   return adapters;
 }

@@ -6,6 +6,7 @@ import { registerDb } from './commands/db.js';
 import { registerProxy } from './commands/proxy.js';
 import { registerKube } from './commands/kube.js';
 import { registerRecordings } from './commands/recordings.js';
+import { registerSsh } from './commands/ssh.js';
 import { registerNodesJoin } from './commands/nodes-join.js';
 import { registerStart } from './commands/start.js';
 import { UsageError } from './commands/usage.js';
@@ -55,6 +56,7 @@ Examples:
   registerAdmin(program, ctx);
   registerDb(program, ctx);
   registerProxy(program, ctx);
+  registerSsh(program, ctx);
   registerKube(program, ctx);
   registerNodesJoin(program, ctx);
   registerRecordings(program, ctx);

@@ -1,0 +1,204 @@
+/**
+ * The SSH verbs of the built CLI against `gatehouse start` and a real sshd:
+ * nodes add / ls, gatehouse ssh (OpenSSH with `gatehouse proxy ssh` as the
+ * ProxyCommand: SSH inside TLS, ALPN gatehouse-ssh), gatehouse scp,
+ * gatehouse config ssh used by plain ssh, sessions ls/kill.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createGateway, loadConfig } from '@gatehouse/core';
+import { type Sshd, startSshd } from '@gatehouse/core/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
+
+const exec = promisify(execFile);
+
+let d: Daemon;
+let sshd: Sshd;
+let home: string;
+
+/** Runs a program to completion with the test user's GATEHOUSE_HOME. */
+function tool(
+  program: string,
+  args: string[],
+  input = '',
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, {
+      env: { ...process.env, GATEHOUSE_HOME: home },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (x) => {
+      stdout += x;
+    });
+    child.stderr.on('data', (x) => {
+      stderr += x;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(input);
+  });
+}
+
+const gh = (args: string[], input = '') => tool(process.execPath, [BIN, ...args], input);
+const BATCH = ['-o', 'BatchMode=yes'];
+
+beforeAll(async () => {
+  d = await startDaemon({ cluster: 'acme' });
+  home = join(d.root, 'home-alice');
+  const add = await run(
+    [
+      '--config',
+      d.configFile,
+      'users',
+      'add',
+      'alice',
+      '--roles',
+      'access',
+      '--logins',
+      'root',
+      '--password-stdin',
+    ],
+    {
+      input: `${PASSWORD}\n`,
+    },
+  );
+  expect(add.code, add.stderr).toBe(0);
+  const ca = await run(['ca', 'export', '--format', 'sshd', '--proxy', d.proxy, '--ca-pin', d.pin]);
+  const hostKey = join(d.root, 'ssh_host_ed25519_key');
+  await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
+  // The node's host certificate from the cluster's host CA (issued on the data dir, as an admin would).
+  const gw = await createGateway({ config: await loadConfig({ file: d.configFile, env: {} }), env: {} });
+  const cert = await gw.authorities.issueSshHostCert({
+    publicKey: readFileSync(`${hostKey}.pub`, 'utf8').trim(),
+    keyId: 'node1',
+    principals: ['node1', '127.0.0.1'],
+    validAfter: new Date(),
+    validBefore: new Date(Date.now() + 3600e3),
+  });
+  await gw.close();
+  writeFileSync(`${hostKey}-cert.pub`, `${cert.cert}\n`);
+  sshd = await startSshd({
+    dir: d.root,
+    userCaKeys: ca.stdout,
+    hostKey,
+    hostCert: `${hostKey}-cert.pub`,
+    extraConfig: ['PrintMotd no'],
+  });
+  const nodeAdd = await run([
+    '--config',
+    d.configFile,
+    'nodes',
+    'add',
+    'node1',
+    '--addr',
+    `127.0.0.1:${sshd.port}`,
+    '--label',
+    'env=dev',
+  ]);
+  expect(nodeAdd.code, nodeAdd.stderr).toBe(0);
+  const login = await gh(
+    ['login', '--proxy', d.proxy, '--user', 'alice', '--ca-pin', d.pin, '--password-stdin'],
+    `${PASSWORD}\n`,
+  );
+  expect(login.code, login.stderr).toBe(0);
+}, 90_000);
+
+afterAll(async () => {
+  await sshd?.stop();
+  if (d) {
+    await d.stop();
+    rmSync(d.root, { recursive: true, force: true });
+  }
+});
+
+describe('gatehouse ls / nodes', () => {
+  it('lists the nodes the user may reach with labels and allowed logins', async () => {
+    const r = await gh(['ls', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const nodes = JSON.parse(r.stdout) as {
+      name: string;
+      labels: Record<string, string>;
+      allowed?: { logins: string[] };
+    }[];
+    expect(nodes).toEqual([
+      expect.objectContaining({ name: 'node1', labels: { env: 'dev' }, allowed: { logins: ['root'] } }),
+    ]);
+    expect((await gh(['ls', '--label', 'env=prod', '--json'])).stdout.trim()).toBe('[]');
+    const text = await gh(['ls']);
+    expect(text.stdout).toMatch(/node1\s+127\.0\.0\.1:\d+\s+env=dev\s+root/);
+  });
+
+  it('refuses nodes add without a node:create rule', async () => {
+    const r = await gh(['nodes', 'add', 'x1', '--addr', '127.0.0.1:1']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('no role allows create on node');
+  });
+});
+
+describe('gatehouse ssh (OpenSSH + gatehouse proxy ssh as ProxyCommand)', () => {
+  it('runs a command on the node; the exit status comes back', async () => {
+    const r = await gh(['ssh', 'root@node1', 'echo', 'via-alpn-$((20+1));', 'exit', '4']);
+    expect(r.stdout).toBe('via-alpn-21\n');
+    expect(r.code).toBe(4);
+  });
+
+  it('shows why access is refused: a login the role does not allow, an unknown node', async () => {
+    const denied = await gh(['ssh', 'nobody@node1', 'true']);
+    expect(denied.code).toBe(255);
+    expect(denied.stderr).toContain('no role allows login "nobody"');
+    const unknown = await gh(['ssh', 'root@nosuch', 'true']);
+    expect(unknown.code).toBe(255);
+    expect(unknown.stderr).toContain('node "nosuch" is not registered');
+  });
+
+  it('gatehouse scp copies a file to the node and back', async () => {
+    const src = join(d.root, 'up.bin');
+    const data = randomBytes(50_000);
+    writeFileSync(src, data);
+    const remote = `/tmp/gh-cli-scp-${randomBytes(4).toString('hex')}`;
+    const up = await gh(['scp', ...BATCH, src, `root@node1:${remote}`]);
+    expect(up.code, up.stderr).toBe(0);
+    const back = join(d.root, 'down.bin');
+    const down = await gh(['scp', ...BATCH, `root@node1:${remote}`, back]);
+    expect(down.code, down.stderr).toBe(0);
+    expect(readFileSync(back).equals(data)).toBe(true);
+    await gh(['ssh', 'root@node1', 'rm', '-f', remote]);
+  });
+
+  it('plain ssh with the block from gatehouse config ssh reaches NODE.CLUSTER', async () => {
+    const cfg = await gh(['config', 'ssh']);
+    expect(cfg.code, cfg.stderr).toBe(0);
+    expect(cfg.stdout).toContain('Host *.acme');
+    const file = join(d.root, 'ssh_config');
+    writeFileSync(file, cfg.stdout);
+    const r = await tool('ssh', ['-F', file, ...BATCH, 'root@node1.acme', 'echo', 'via-config']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('via-config\n');
+  });
+
+  it('gatehouse proxy ssh prints the refusal on stderr and exits non-zero', async () => {
+    const r = await gh(['proxy', 'ssh', 'nosuch:22']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('not registered');
+  });
+});
+
+describe('gatehouse sessions', () => {
+  it('lists (none live) and refuses to kill an unknown session', async () => {
+    const ls = await run(['--config', d.configFile, 'sessions', 'ls', '--json']);
+    expect(ls.code, ls.stderr).toBe(0);
+    expect(JSON.parse(ls.stdout)).toEqual([]);
+    const kill = await gh(['sessions', 'kill', 'nope']);
+    expect(kill.code).not.toBe(0);
+  });
+});
