@@ -1,0 +1,237 @@
+// SSH proxy benchmark, side by side in one run: throughput (bytes from the
+// node to the client) and `true` round-trip latency for direct ssh, OpenSSH
+// `ssh -J` through an OpenSSH jump sshd, `ssh -J` through Gatehouse and
+// `gatehouse ssh` (ProxyCommand over TLS), each as a ratio to OpenSSH -J;
+// then the gateway's memory per idle interactive session.
+// Usage: npm run bench -- ssh [--bytes 1073741824] [--runs 20] [--sessions 100]
+// Needs: OpenSSH client and server (apt-get install openssh-client openssh-server), root or a usable login.
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+
+export const description =
+  'ssh throughput + `true` latency: direct vs OpenSSH -J vs ssh -J through Gatehouse vs gatehouse ssh; memory per idle session';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = path.join(root, 'packages/cli/bin/gatehouse.js');
+const exec = promisify(execFile);
+const PASSWORD = 'bench password 123';
+
+function flag(argv, name, def) {
+  const i = argv.indexOf(name);
+  return i >= 0 && argv[i + 1] ? Number(argv[i + 1]) : def;
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? 0;
+}
+
+/** Runs a command with stdout discarded; resolves to wall ms. */
+function timed(cmd, args, env) {
+  return new Promise((resolve, reject) => {
+    const t = performance.now();
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env });
+    let err = '';
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code !== 0) reject(new Error(`${cmd} ${args.slice(-3).join(' ')} exited ${code}: ${err.trim()}`));
+      else resolve(performance.now() - t);
+    });
+  });
+}
+
+export async function run(argv) {
+  const bytes = flag(argv, '--bytes', 1024 ** 3);
+  const runs = flag(argv, '--runs', 20);
+  const sessions = flag(argv, '--sessions', 100);
+  const { createGateway } = await import('@gatehouse/core');
+  const { startSshd } = await import('@gatehouse/core/testing');
+  const { ssh } = await import('@gatehouse/adapter-ssh');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-bench-ssh-'));
+  const cleanups = [];
+  try {
+    // Recording stays on (the role default): interactive sessions below are recorded to files.
+    const gw = await createGateway({
+      dataDir: path.join(dir, 'data'),
+      clusterName: 'bench',
+      secondFactor: 'off',
+      env: {},
+    });
+    gw.use(ssh());
+    const { port } = await gw.listen({ host: '127.0.0.1', port: 0 });
+    cleanups.push(() => gw.close());
+    await gw.admin.createUser({
+      name: 'bench',
+      roles: ['access'],
+      traits: { logins: ['root'] },
+      password: PASSWORD,
+    });
+
+    const hostKey = path.join(dir, 'ssh_host_ed25519_key');
+    await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
+    const hc = await gw.authorities.issueSshHostCert({
+      publicKey: (await readFile(`${hostKey}.pub`, 'utf8')).trim(),
+      keyId: 'node1',
+      principals: ['node1', '127.0.0.1'],
+      validAfter: new Date(),
+      validBefore: new Date(Date.now() + 3600e3),
+    });
+    await writeFile(`${hostKey}-cert.pub`, `${hc.cert}\n`);
+    const nodeDir = path.join(dir, 'node');
+    const jumpDir = path.join(dir, 'jump');
+    await exec('mkdir', ['-p', nodeDir, jumpDir]);
+    const common = ['PrintMotd no', 'PrintLastLog no', 'MaxSessions 2000', 'MaxStartups 2000'];
+    const node = await startSshd({
+      dir: nodeDir,
+      userCaKeys: gw.exportCa('sshd'),
+      hostKey,
+      hostCert: `${hostKey}-cert.pub`,
+      extraConfig: common,
+    });
+    cleanups.push(() => node.stop());
+    const jump = await startSshd({
+      dir: jumpDir,
+      userCaKeys: gw.exportCa('sshd'),
+      hostKey,
+      hostCert: `${hostKey}-cert.pub`,
+      extraConfig: common,
+    });
+    cleanups.push(() => jump.stop());
+    await gw.nodes.add({ name: 'node1', addr: `127.0.0.1:${node.port}`, labels: { env: 'bench' } }, 'bench');
+
+    // A real login through the CLI: its files serve every mode below.
+    const home = path.join(dir, 'home');
+    const env = { ...process.env, GATEHOUSE_HOME: home };
+    await new Promise((resolve, reject) => {
+      const c = spawn(
+        process.execPath,
+        [
+          BIN,
+          'login',
+          '--proxy',
+          `127.0.0.1:${port}`,
+          '--user',
+          'bench',
+          '--ca-pin',
+          gw.caPin(),
+          '--password-stdin',
+        ],
+        { env, stdio: ['pipe', 'ignore', 'inherit'] },
+      );
+      c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`gatehouse login exited ${code}`))));
+      c.stdin.end(`${PASSWORD}\n`);
+    });
+    const keyDir = path.join(home, 'keys', `127.0.0.1_${port}`, 'bench');
+    const cfg = path.join(dir, 'ssh_config');
+    await writeFile(
+      cfg,
+      [
+        'Host *',
+        `  IdentityFile ${path.join(keyDir, 'id_ed25519')}`,
+        `  CertificateFile ${path.join(keyDir, 'id_ed25519-cert.pub')}`,
+        '  IdentitiesOnly yes',
+        `  UserKnownHostsFile ${path.join(home, 'known_hosts')}`,
+        '  StrictHostKeyChecking yes',
+        '  BatchMode yes',
+        '  LogLevel ERROR',
+        '',
+      ].join('\n'),
+    );
+    const modes = [
+      {
+        name: 'direct ssh',
+        cmd: 'ssh',
+        args: (c) => ['-F', cfg, '-p', String(node.port), 'root@127.0.0.1', c],
+      },
+      {
+        name: 'OpenSSH ssh -J',
+        cmd: 'ssh',
+        args: (c) => [
+          '-F',
+          cfg,
+          '-J',
+          `root@127.0.0.1:${jump.port}`,
+          '-p',
+          String(node.port),
+          'root@127.0.0.1',
+          c,
+        ],
+      },
+      {
+        name: 'ssh -J Gatehouse',
+        cmd: 'ssh',
+        args: (c) => ['-F', cfg, '-J', `bench@127.0.0.1:${port}`, 'root@node1', c],
+      },
+      { name: 'gatehouse ssh', cmd: process.execPath, args: (c) => [BIN, 'ssh', 'root@node1', c] },
+    ];
+
+    const out = [];
+    for (const m of modes) {
+      await timed(m.cmd, m.args('true'), env); // warm up (host cert, upstream cert caches)
+      const lat = [];
+      for (let i = 0; i < runs; i++) lat.push(await timed(m.cmd, m.args('true'), env));
+      const ms = await timed(m.cmd, m.args(`head -c ${bytes} /dev/zero`), env);
+      out.push({ name: m.name, latency: median(lat), mibps: bytes / 1024 / 1024 / (ms / 1000) });
+      process.stdout.write(`  ${m.name}: done\n`);
+    }
+    const ref = out.find((o) => o.name === 'OpenSSH ssh -J');
+    process.stdout.write(
+      `\nSSH, ${(bytes / 1024 ** 2).toFixed(0)} MiB from the node and median of ${runs} \`true\` runs (recording on):\n\n`,
+    );
+    process.stdout.write(
+      `${'mode'.padEnd(18)}${'MiB/s'.padStart(10)}${'x -J'.padStart(8)}${'true ms'.padStart(10)}${'x -J'.padStart(8)}\n`,
+    );
+    for (const o of out) {
+      process.stdout.write(
+        `${o.name.padEnd(18)}${o.mibps.toFixed(1).padStart(10)}${(o.mibps / ref.mibps).toFixed(2).padStart(8)}${o.latency.toFixed(1).padStart(10)}${(o.latency / ref.latency).toFixed(2).padStart(8)}\n`,
+      );
+    }
+
+    // Memory per idle interactive session: N recorded pty shells held open through the gateway (in this process).
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc');
+    const settle = async () => {
+      for (let i = 0; i < 3; i++) {
+        gc();
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      const m = process.memoryUsage();
+      return { heap: m.heapUsed + m.external + m.arrayBuffers, rss: m.rss };
+    };
+    const before = await settle();
+    const children = [];
+    for (let i = 0; i < sessions; i++) {
+      const c = spawn('ssh', ['-F', cfg, '-tt', '-J', `bench@127.0.0.1:${port}`, 'root@node1'], {
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
+      children.push(c);
+    }
+    const t0 = Date.now();
+    while (gw.liveSessions.size < sessions && Date.now() - t0 < 120_000)
+      await new Promise((r) => setTimeout(r, 200));
+    const live = gw.liveSessions.size;
+    await new Promise((r) => setTimeout(r, 2000));
+    const after = await settle();
+    for (const c of children) c.kill('SIGTERM');
+    await Promise.all(
+      children.map((c) => (c.exitCode !== null ? 0 : new Promise((r) => c.once('close', r)))),
+    );
+    process.stdout.write(
+      `\nIdle interactive sessions: ${live} of ${sessions} live; gateway memory per session: ` +
+        `${((after.heap - before.heap) / Math.max(live, 1) / 1024).toFixed(1)} KiB JS heap+buffers, ` +
+        `${((after.rss - before.rss) / Math.max(live, 1) / 1024).toFixed(1)} KiB RSS (goal <= 100 KiB)\n`,
+    );
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  }
+}
