@@ -346,6 +346,22 @@ describe('gateway: listener, TLS and HTTP API', () => {
         req.end();
       });
     expect(await call('GET', '/v1/whoami', { cookie: login.cookie })).toBe(200);
+    // Regression: a web session has no certificate traits, yet its logins come from the user record.
+    const who = await new Promise<{ logins: string[]; auth: string }>((resolve, reject) => {
+      const req = request(
+        { host: '127.0.0.1', port: t.port, path: '/v1/whoami', ca: t.caPem, servername: 'localhost', headers: { cookie: login.cookie } },
+        (res) => {
+          let body = '';
+          res.on('data', (d) => {
+            body += d;
+          });
+          res.on('end', () => resolve(JSON.parse(body)));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    expect(who).toMatchObject({ logins: ['root'], auth: 'session' });
     expect(await call('POST', '/v1/logout', { cookie: login.cookie })).toBe(403);
     expect(await call('POST', '/v1/logout', { cookie: login.cookie, 'x-csrf-token': login.csrf })).toBe(204);
     expect(await call('GET', '/v1/whoami', { cookie: login.cookie })).toBe(401);

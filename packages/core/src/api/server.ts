@@ -211,9 +211,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       traits: {},
       expires: new Date(session.expires),
     };
-    const principal = await d.authorizer.principal(identity);
-    // Session identity carries no traits; take them from the user record.
-    principal.identity.traits = principal.user.traits;
+    const principal = await d.authorizer.principal(identity, { traitsFromUser: true });
     return { principal, auth: 'session', session: { id, value: session } };
   };
 

@@ -74,8 +74,12 @@ export class Authorizer {
     return this.#d.decodeIdentity(cert);
   }
 
-  /** Who the holder of `identity` is now: user still there, not locked, cert not expired. */
-  async principal(identity: Identity): Promise<Principal> {
+  /**
+   * Who the holder of `identity` is now: user still there, not locked, cert
+   * not expired. A certificate carries the traits it was issued with; a web
+   * session carries none (`traitsFromUser`), so they come from the user record.
+   */
+  async principal(identity: Identity, opts: { traitsFromUser?: boolean } = {}): Promise<Principal> {
     const now = this.#d.clock.now();
     if (identity.expires.getTime() <= now.getTime()) {
       throw new GatehouseError(
@@ -111,7 +115,8 @@ export class Authorizer {
       );
     }
     const roles = await this.#d.resolveRoles(roleNames);
-    return { identity, user, roles, checker: AccessChecker.from(roles, identity.traits) };
+    const id = opts.traitsFromUser ? { ...identity, traits: user.traits } : identity;
+    return { identity: id, user, roles, checker: AccessChecker.from(roles, id.traits) };
   }
 
   /** Admin API permission: throws GH_ERR_ACCESS_DENIED (audited) unless a role rule allows it. */
