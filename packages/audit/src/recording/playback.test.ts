@@ -207,6 +207,27 @@ describe('playback and export', () => {
     expect(isRecordingFormat('yaml')).toBe(false);
   });
 
+  it('exportRecording hands over buffered lines when the source waits (regression: a followed live session showed nothing until it ended)', async () => {
+    let release: () => void = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    async function* live(): AsyncGenerator<RecordingEvent> {
+      yield EVENTS[0]!;
+      yield EVENTS[1]!;
+      await gate; // the session is quiet: nothing new until it says more
+      yield EVENTS[2]!;
+    }
+    const out = exportRecording(meta, live(), 'json')[Symbol.asyncIterator]();
+    const first = await out.next();
+    expect(first.done).toBe(false);
+    expect(decodeChunk(Buffer.from(first.value!).toString())).toEqual(EVENTS.slice(0, 2));
+    release();
+    const rest: Buffer[] = [];
+    for (let r = await out.next(); !r.done; r = await out.next()) rest.push(Buffer.from(r.value));
+    expect(decodeChunk(Buffer.concat(rest).toString())).toEqual(EVENTS.slice(2, 3));
+  });
+
   it('toJson writes the storage encoding (one event per line, base64 data)', async () => {
     const text = (await collect(toJson(from(EVENTS)))).toString();
     expect(text.endsWith('\n')).toBe(true);

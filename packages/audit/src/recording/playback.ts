@@ -137,16 +137,33 @@ export async function* exportRecording(
     return;
   }
   const lines = format === 'asciicast' ? toAsciicast(meta, events) : toJson(events);
-  // Lines are small: batch them so a stream is not one write per event.
+  // Lines are small: batch them so a stream is not one write per event, but
+  // hand over what we have whenever the source has to wait (a live recording
+  // being followed), so a quiet session is not held back until it ends.
+  const it = lines[Symbol.asyncIterator]();
   let batch = '';
-  for await (const line of lines) {
-    batch += line;
+  let next = it.next();
+  for (;;) {
+    const r = batch === '' ? await next : await Promise.race([next, nextTick()]);
+    if (r === WAITING) {
+      yield Buffer.from(batch, 'utf8');
+      batch = '';
+      continue;
+    }
+    if (r.done) break;
+    batch += r.value;
+    next = it.next();
     if (batch.length >= 16_384) {
       yield Buffer.from(batch, 'utf8');
       batch = '';
     }
   }
   if (batch !== '') yield Buffer.from(batch, 'utf8');
+}
+
+const WAITING = Symbol('waiting');
+function nextTick(): Promise<typeof WAITING> {
+  return new Promise((resolve) => setImmediate(() => resolve(WAITING)));
 }
 
 export function isRecordingFormat(s: unknown): s is RecordingFormat {
