@@ -27,8 +27,29 @@ const PEERS = [
   { bin: '/usr/bin/chromium', pkg: 'chromium', why: 'Chromium for the web UI tests (playwright-core)' },
 ];
 
+/**
+ * The Unix account SSH tests log in as. Not root: root's shell startup on
+ * these machines runs `pyenv rehash`, whose lock file is left behind when a
+ * test kills a session mid-startup, and every later root login then waits a
+ * minute for it. A plain account with /bin/sh reads no rc file at all.
+ */
+export const TEST_LOGIN = 'gh-test';
+
+function ensureTestLogin() {
+  if (process.getuid?.() !== 0) return;
+  if (spawnSync('id', ['-u', TEST_LOGIN], { stdio: 'ignore' }).status === 0) return;
+  execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', '--comment', 'Gatehouse test login', TEST_LOGIN], {
+    stdio: 'inherit',
+  });
+  // sshd with UsePAM no refuses a locked ('!') account: no password, but not locked.
+  execFileSync('usermod', ['-p', '*', TEST_LOGIN], { stdio: 'inherit' });
+}
+
 const missing = PEERS.filter((p) => !existsSync(p.bin));
-if (missing.length === 0) process.exit(0);
+if (missing.length === 0) {
+  ensureTestLogin();
+  process.exit(0);
+}
 const pkgs = [...new Set(missing.map((p) => p.pkg))];
 const isRoot = process.getuid?.() === 0;
 const hasApt = spawnSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' }).status === 0;
@@ -43,6 +64,7 @@ const apt = (args) =>
   execFileSync('apt-get', ['-q', '-o', 'DPkg::Lock::Timeout=120', ...args], { stdio: 'inherit', env });
 apt(['update']);
 apt(['install', '-y', '--no-install-recommends', ...pkgs]);
+ensureTestLogin();
 const still = PEERS.filter((p) => !existsSync(p.bin));
 if (still.length > 0) {
   console.error(`still missing after install: ${still.map((p) => p.bin).join(', ')}`);

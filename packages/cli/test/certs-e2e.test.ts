@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type Sshd, startSshd } from '@gatehouse/core/testing';
+import { type Sshd, startSshd, TEST_LOGIN } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Daemon, PASSWORD, run, startDaemon } from './harness.js';
 
@@ -57,7 +57,7 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
     d = await startDaemon({ cluster: 'e2e' });
     home = join(d.root, 'home-alice');
     // Admin verbs on the gateway host, like tctl: straight on the data dir through its config.
-    const add = await run(['--config', d.configFile, 'users', 'add', 'alice', '--roles', 'access', '--logins', 'root', '--password-stdin'], {
+    const add = await run(['--config', d.configFile, 'users', 'add', 'alice', '--roles', 'access', '--logins', TEST_LOGIN, '--password-stdin'], {
       input: `${PASSWORD}\n`,
     });
     expect(add.code, add.stderr).toBe(0);
@@ -85,7 +85,7 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
     const { stdout } = await exec('ssh-keygen', ['-L', '-f', files.ssh_cert!]);
     expect(stdout).toContain('Type: ssh-ed25519-cert-v01@openssh.com user certificate');
     expect(stdout).toMatch(/Key ID: "alice"/);
-    expect(stdout).toMatch(/Principals:\s*\n\s+root\s*\n\s+Critical Options/);
+    expect(stdout).toMatch(new RegExp(`Principals:\\s*\\n\\s+${TEST_LOGIN}\\s*\\n\\s+Critical Options`));
     const m = /Valid: from (\S+) to (\S+)/.exec(stdout);
     expect(m).not.toBeNull();
     const hours = (Date.parse(m![2]!) - Date.parse(m![1]!)) / 3600e3;
@@ -96,7 +96,7 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
   });
 
   it('sshd accepts the login certificate for an allowed principal', async () => {
-    const r = await ssh('root', files);
+    const r = await ssh(TEST_LOGIN, files);
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('gatehouse-e2e-ok');
   });
@@ -111,10 +111,10 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
   it('sshd refuses an expired certificate', async () => {
     const shortHome = join(d.root, 'home-short');
     const short = await login('alice', shortHome, ['--ttl', '2s']);
-    const ok = await ssh('root', short);
+    const ok = await ssh(TEST_LOGIN, short);
     expect(ok.stdout.trim()).toBe('gatehouse-e2e-ok');
     await new Promise((r) => setTimeout(r, 3_500));
-    const r = await ssh('root', short);
+    const r = await ssh(TEST_LOGIN, short);
     expect(r.code).toBe(255);
     expect(r.stderr).toContain('Permission denied');
     expect(await sshd.log()).toMatch(/expired/);

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { MemoryAuditLog } from '@gatehouse/audit/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TEST_LOGIN } from '../src/testing/peers.js';
 import { MemoryBackend } from '../src/backend/memory.js';
 import { ManualClock, systemClock } from '../src/clock.js';
 import { AesGcmSealer } from '../src/crypto/seal.js';
@@ -90,7 +91,7 @@ async function userCert(name: string, over: Partial<SshUserCertRequest> = {}, ca
   const issued = await ca.issueSshUserCert({
     publicKey: clientPub,
     keyId: 'alice',
-    principals: ['root'],
+    principals: [TEST_LOGIN],
     validAfter: new Date(),
     validBefore: hour(1),
     ...over,
@@ -141,7 +142,7 @@ async function ssh(
     ...(opts.bind ? ['-b', opts.bind] : []),
     '-p',
     String(port),
-    `${opts.user ?? 'root'}@127.0.0.1`,
+    `${opts.user ?? TEST_LOGIN}@127.0.0.1`,
     'echo',
     'ok',
   ];
@@ -300,7 +301,7 @@ describe('sshd with TrustedUserCAKeys = export("sshd")', () => {
     expect(await logSince(mark)).toContain(`ID alice (serial`);
     expect(await logSince(mark)).toMatch(
       new RegExp(
-        `Failed publickey for root .* CA ED25519 ${(await fingerprint(foreign, 'user')).replace(/[+/]/g, '\\$&')}`,
+        `Failed publickey for ${TEST_LOGIN} .* CA ED25519 ${(await fingerprint(foreign, 'user')).replace(/[+/]/g, '\\$&')}`,
       ),
     );
   });

@@ -103,3 +103,9 @@ export async function startSshd(opts: {
     },
   };
 }
+
+/**
+ * The Unix account SSH tests log in as (created by scripts/peers.mjs, which
+ * `npm test` runs first). Not root: see the note there.
+ */
+export const TEST_LOGIN = 'gh-test';
