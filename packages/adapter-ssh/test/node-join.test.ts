@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MemoryAuditLog } from '@gatehouse/audit/testing';
 import { type Clock, GatehouseClient, isGatehouseError } from '@gatehouse/core';
+import { TEST_LOGIN } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
 import { builtinNode, generateHostKey, type JoinedNode, startJoinedNode } from '../src/node/index.js';
@@ -126,9 +127,9 @@ describe('node join tokens', () => {
     const knownHosts = path.join(dir, 'known_hosts');
     await writeFile(knownHosts, tg.gw.exportCa('known_hosts', { hosts: 'db1' }));
     const key = await newClientKey(dir, 'joiner');
-    await certify(tg.gw, key, { principals: ['root'] });
+    await certify(tg.gw, key, { principals: [TEST_LOGIN] });
     const res = await runSsh([
-      ...sshArgs({ port, knownHosts, key, login: 'root', alias: 'db1' }),
+      ...sshArgs({ port, knownHosts, key, login: TEST_LOGIN, alias: 'db1' }),
       'echo joined-ok',
     ]);
     expect(res.stderr).toBe('');
@@ -184,12 +185,12 @@ describe('builtinNode adapter', () => {
       const knownHosts = path.join(dir, 'known_hosts_builtin');
       await writeFile(knownHosts, gw2.gw.exportCa('known_hosts', { hosts: 'local1' }));
       const key = await newClientKey(dir, 'builtin-user');
-      await certify(gw2.gw, key, { principals: ['root'] });
+      await certify(gw2.gw, key, { principals: [TEST_LOGIN] });
       const res = await runSsh([
-        ...sshArgs({ port: svc.port, knownHosts, key, login: 'root', alias: 'local1' }),
+        ...sshArgs({ port: svc.port, knownHosts, key, login: TEST_LOGIN, alias: 'local1' }),
         'id -un',
       ]);
-      expect(res.stdout).toBe('root\n');
+      expect(res.stdout).toBe(`${TEST_LOGIN}\n`);
       expect(res.code).toBe(0);
     } finally {
       await gw2.close();
