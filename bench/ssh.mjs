@@ -4,8 +4,9 @@
 // `gatehouse ssh` (ProxyCommand over TLS), each as a ratio to OpenSSH -J;
 // then the gateway's memory per idle interactive session.
 // Usage: npm run bench -- ssh [--bytes 1073741824] [--runs 20] [--sessions 100]
-// Needs: OpenSSH client and server (apt-get install openssh-client openssh-server), root or a usable login.
+// Needs: OpenSSH client and server (apt-get install openssh-client openssh-server) and root (it adds a test login).
 import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -58,6 +59,11 @@ export async function run(argv) {
   const { ssh } = await import('@gatehouse/adapter-ssh');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-bench-ssh-'));
   const cleanups = [];
+  // A fresh Unix account: root's dotfiles may do slow work at every login and skew the latency.
+  const login = `ghb${randomBytes(3).toString('hex')}`;
+  await exec('useradd', ['-m', '-s', '/bin/bash', login]);
+  await exec('usermod', ['-p', '*', login]);
+  cleanups.push(() => exec('userdel', ['-r', '-f', login]));
   try {
     // Recording stays on (the role default): interactive sessions below are recorded to files.
     const gw = await createGateway({
@@ -72,7 +78,7 @@ export async function run(argv) {
     await gw.admin.createUser({
       name: 'bench',
       roles: ['access'],
-      traits: { logins: ['root'] },
+      traits: { logins: [login] },
       password: PASSWORD,
     });
 
@@ -150,7 +156,7 @@ export async function run(argv) {
       {
         name: 'direct ssh',
         cmd: 'ssh',
-        args: (c) => ['-F', cfg, '-p', String(node.port), 'root@127.0.0.1', c],
+        args: (c) => ['-F', cfg, '-p', String(node.port), `${login}@127.0.0.1`, c],
       },
       {
         name: 'OpenSSH ssh -J',
@@ -159,19 +165,19 @@ export async function run(argv) {
           '-F',
           cfg,
           '-J',
-          `root@127.0.0.1:${jump.port}`,
+          `${login}@127.0.0.1:${jump.port}`,
           '-p',
           String(node.port),
-          'root@127.0.0.1',
+          `${login}@127.0.0.1`,
           c,
         ],
       },
       {
         name: 'ssh -J Gatehouse',
         cmd: 'ssh',
-        args: (c) => ['-F', cfg, '-J', `bench@127.0.0.1:${port}`, 'root@node1', c],
+        args: (c) => ['-F', cfg, '-J', `bench@127.0.0.1:${port}`, `${login}@node1`, c],
       },
-      { name: 'gatehouse ssh', cmd: process.execPath, args: (c) => [BIN, 'ssh', 'root@node1', c] },
+      { name: 'gatehouse ssh', cmd: process.execPath, args: (c) => [BIN, 'ssh', `${login}@node1`, c] },
     ];
 
     const out = [];
@@ -210,7 +216,7 @@ export async function run(argv) {
     const before = await settle();
     const children = [];
     for (let i = 0; i < sessions; i++) {
-      const c = spawn('ssh', ['-F', cfg, '-tt', '-J', `bench@127.0.0.1:${port}`, 'root@node1'], {
+      const c = spawn('ssh', ['-F', cfg, '-tt', '-J', `bench@127.0.0.1:${port}`, `${login}@node1`], {
         stdio: ['pipe', 'ignore', 'ignore'],
       });
       children.push(c);

@@ -38,7 +38,7 @@ beforeAll(async () => {
       'kind: role',
       `name: ${name}`,
       'allow:',
-      '  logins: [root]',
+      `  logins: [${env.login}]`,
       '  node_labels: { env: dev }',
       'options:',
       `  port_forwarding: ${forwarding}`,
@@ -73,7 +73,8 @@ function echoThrough(port: number, payload: string): Promise<string> {
       got += d;
     });
     s.on('close', () => resolve(got));
-    s.on('error', reject);
+    // A refused forward may reset the local connection instead of closing it.
+    s.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? resolve(got) : reject(err)));
   });
 }
 
@@ -84,7 +85,7 @@ async function forwarding(
   spec: string,
   port: number,
 ): Promise<{ p: ReturnType<typeof sshJ> }> {
-  const p = sshJ(env, f, 'root@node1', ['-N', '-o', 'ExitOnForwardFailure=yes', flag, spec], {
+  const p = sshJ(env, f, `${env.login}@node1`, ['-N', '-o', 'ExitOnForwardFailure=yes', flag, spec], {
     keepStdinOpenMs: 60_000,
   });
   await waitFor(
@@ -159,7 +160,7 @@ describe('port forwarding (role option port_forwarding)', () => {
 
   it('is refused (and audited) when no role allows it', async () => {
     const local = await freePort();
-    const p = sshJ(env, bob, 'root@node1', ['-N', '-L', `127.0.0.1:${local}:127.0.0.1:${echoPort}`], {
+    const p = sshJ(env, bob, `${env.login}@node1`, ['-N', '-L', `127.0.0.1:${local}:127.0.0.1:${echoPort}`], {
       keepStdinOpenMs: 60_000,
     });
     try {
@@ -196,11 +197,11 @@ describe('file transfer (scp uses SFTP in OpenSSH 9)', () => {
     await writeFile(src, data);
     const remote = `/tmp/gh-scp-${randomBytes(4).toString('hex')}.bin`;
     const jump = `${alice.user}@127.0.0.1:${env.port}`;
-    const up = await runTool('scp', ['-F', alice.config, '-J', jump, src, `root@node1:${remote}`]);
+    const up = await runTool('scp', ['-F', alice.config, '-J', jump, src, `${env.login}@node1:${remote}`]);
     expect(up.stderr).toBe('');
     expect(up.code).toBe(0);
     const back = path.join(env.dir, 'download.bin');
-    const sftp = await runTool('sftp', ['-F', alice.config, '-J', jump, '-b', '-', 'root@node1'], {
+    const sftp = await runTool('sftp', ['-F', alice.config, '-J', jump, '-b', '-', `${env.login}@node1`], {
       input: `get ${remote} ${back}\nrm ${remote}\n`,
     });
     expect(sftp.code).toBe(0);
@@ -218,7 +219,7 @@ describe('file transfer (scp uses SFTP in OpenSSH 9)', () => {
 
 describe('live control: a session ends within about a second, with a message', () => {
   async function liveShell(f: UserFiles) {
-    const p = sshJ(env, f, 'root@node1', ['-tt'], { input: 'echo READY\n', keepStdinOpenMs: 60_000 });
+    const p = sshJ(env, f, `${env.login}@node1`, ['-tt'], { input: 'echo READY\n', keepStdinOpenMs: 60_000 });
     const id = await waitFor(
       () => env.gw.liveSessions.list().find((s) => s.user === f.user)?.id,
       'a live session',
@@ -263,8 +264,9 @@ describe('live control: a session ends within about a second, with a message', (
     const { p } = await liveShell(short);
     const r = await p;
     const elapsed = Date.now() - t0;
-    // Ends at the certificate's expiry (4 s after login); generous upper bound for a loaded machine.
-    expect(elapsed).toBeGreaterThanOrEqual(3_500);
+    // Ends at the certificate's expiry: 4 s after login, less up to 1 s since SSH validity is in whole
+    // seconds; generous upper bound for a loaded machine.
+    expect(elapsed).toBeGreaterThanOrEqual(2_900);
     expect(elapsed).toBeLessThan(10_000);
     expect(r.stdout.toString() + r.stderr).toContain('expired');
   });

@@ -4,8 +4,8 @@
  * from its host CA, users logged in through the real login API, and the real
  * OpenSSH client configured like `gatehouse config ssh` would.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,11 +23,25 @@ export interface TestEnv {
   dir: string;
   recordings: MemoryRecordingStore;
   sshd: Sshd;
+  /**
+   * A fresh Unix account the sessions log in as: its shell runs the distribution's
+   * default dotfiles, not root's (which may do slow or locking work at login).
+   */
+  login: string;
   close(): Promise<void>;
+}
+
+/** useradd + an unlocked password field ('*': no password, but sshd with UsePAM no accepts the account). */
+export function createLogin(): { name: string; remove(): void } {
+  const name = `ghs${randomBytes(3).toString('hex')}`;
+  execFileSync('useradd', ['-m', '-s', '/bin/bash', name]);
+  execFileSync('usermod', ['-p', '*', name]);
+  return { name, remove: () => execFileSync('userdel', ['-r', '-f', name], { stdio: 'ignore' }) };
 }
 
 export async function startEnv(opts: { adapter?: SshAdapterOptions } = {}): Promise<TestEnv> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-ssh-'));
+  const login = createLogin();
   const recordings = new MemoryRecordingStore();
   const gw = await createGateway({
     dataDir: path.join(dir, 'data'),
@@ -61,9 +75,11 @@ export async function startEnv(opts: { adapter?: SshAdapterOptions } = {}): Prom
     dir,
     recordings,
     sshd,
+    login: login.name,
     async close() {
       await sshd.stop();
       await gw.close();
+      login.remove();
       await rm(dir, { recursive: true, force: true });
     },
   };

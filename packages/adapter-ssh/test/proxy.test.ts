@@ -32,7 +32,7 @@ beforeAll(async () => {
       'kind: role',
       'name: dev',
       'allow:',
-      '  logins: [root]',
+      `  logins: [${env.login}]`,
       '  node_labels: { env: [dev, prod] }',
       'deny:',
       '  node_labels: { env: prod }',
@@ -53,7 +53,10 @@ afterAll(async () => {
 
 describe('ssh -J through the gateway to an OpenSSH node', () => {
   it('runs a command; output and exit status come back; the command and exit code are audited', async () => {
-    const r2 = await sshJ(env, alice, 'root@node1', ['--', 'echo hello-$((40+2)); echo err >&2; exit 3']);
+    const r2 = await sshJ(env, alice, `${env.login}@node1`, [
+      '--',
+      'echo hello-$((40+2)); echo err >&2; exit 3',
+    ]);
     expect(r2.stdout.toString()).toBe('hello-42\n');
     expect(r2.stderr).toContain('err');
     expect(r2.code).toBe(3);
@@ -63,26 +66,26 @@ describe('ssh -J through the gateway to an OpenSSH node', () => {
     );
     expect(exec).toMatchObject({
       user: 'alice',
-      login: 'root',
+      login: env.login,
       server: 'node1',
       exit_code: 3,
       code: 'GH2102I',
     });
     const start = (await events('session.start')).find((e) => e.session_id === exec.session_id);
-    expect(start).toMatchObject({ success: true, server: 'node1', login: 'root' });
+    expect(start).toMatchObject({ success: true, server: 'node1', login: env.login });
     await waitFor(
       async () => (await events('session.end')).find((e) => e.session_id === exec.session_id),
       'session.end',
     );
     // The gateway's upstream certificate was minted for the login only.
     const certs = (await events('cert.create')).filter(
-      (e) => 'cert_type' in e && e.cert_type === 'ssh-user' && e.principals?.[0] === 'root',
+      (e) => 'cert_type' in e && e.cert_type === 'ssh-user' && e.principals?.[0] === env.login,
     );
     expect(certs.length).toBeGreaterThan(0);
   });
 
   it('verifies both hops against @cert-authority with StrictHostKeyChecking=yes (no prompt, no unknown key)', async () => {
-    const r = await sshJ(env, alice, 'root@node1', ['-v', '--', 'true']);
+    const r = await sshJ(env, alice, `${env.login}@node1`, ['-v', '--', 'true']);
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/Server host certificate: ssh-ed25519-cert-v01@openssh\.com/);
     expect(r.stderr).toMatch(
@@ -92,7 +95,7 @@ describe('ssh -J through the gateway to an OpenSSH node', () => {
   });
 
   it('relays an interactive pty shell and records exactly the bytes ssh printed', async () => {
-    const r = await sshJ(env, alice, 'root@node1', ['-tt'], {
+    const r = await sshJ(env, alice, `${env.login}@node1`, ['-tt'], {
       input: 'stty -echo; echo MARK-$((6*7)); printf "\\033[1mbold\\033[0m\\n"; exit 0\n',
     });
     expect(r.code).toBe(0);
@@ -102,7 +105,7 @@ describe('ssh -J through the gateway to an OpenSSH node', () => {
       const m = await env.recordings.get(sid);
       return m?.ended ? m : undefined;
     }, 'the recording to end');
-    expect(meta).toMatchObject({ kind: 'ssh', user: 'alice', login: 'root', server: 'node1' });
+    expect(meta).toMatchObject({ kind: 'ssh', user: 'alice', login: env.login, server: 'node1' });
     const out: Buffer[] = [];
     const kinds = new Set<string>();
     for await (const e of env.recordings.read(sid) as AsyncIterable<RecordingEvent>) {
@@ -129,13 +132,13 @@ describe('RBAC through the gateway (core decides; ssh shows why)', () => {
   });
 
   it('refuses a node whose labels a role denies', async () => {
-    const r = await sshJ(env, alice, 'root@prod1', ['--', 'true']);
+    const r = await sshJ(env, alice, `${env.login}@prod1`, ['--', 'true']);
     expect(r.code).toBe(255);
     expect(r.stderr).toContain('role "dev" denies node_labels');
   });
 
   it('refuses an unknown node at the jump, with the reason', async () => {
-    const r = await sshJ(env, alice, 'root@nosuch', ['--', 'true']);
+    const r = await sshJ(env, alice, `${env.login}@nosuch`, ['--', 'true']);
     expect(r.code).toBe(255);
     expect(r.stderr).toMatch(/node "nosuch" is not registered/);
     expect((await events('ssh.reject')).some((e) => 'reason' in e && e.reason === 'unknown_node')).toBe(true);
@@ -153,7 +156,7 @@ describe('RBAC through the gateway (core decides; ssh shows why)', () => {
     const expired = await env.gw.authorities.issueSshUserCert({
       publicKey: (await readFile(`${alice.key}.pub`, 'utf8')).trim(),
       keyId: 'alice',
-      principals: ['root'],
+      principals: [env.login],
       validAfter: new Date(Date.now() - 7200e3),
       validBefore: new Date(Date.now() - 3600e3),
       identity: { user: 'alice', roles: ['dev'], traits: {}, expires: new Date(Date.now() - 3600e3) },
@@ -211,7 +214,7 @@ describe('bad input does not hurt other sessions', () => {
     stalled.write('SSH-2.0-slow\r\n');
     const stalledClosed = new Promise((r) => stalled.once('close', r));
     stalled.resume();
-    const ok = await sshJ(env, alice, 'root@node1', ['--', 'echo still-fine']);
+    const ok = await sshJ(env, alice, `${env.login}@node1`, ['--', 'echo still-fine']);
     expect(ok.stdout.toString()).toBe('still-fine\n');
     await garbageClosed;
     await stalledClosed;

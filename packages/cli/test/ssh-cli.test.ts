@@ -4,7 +4,7 @@
  * ProxyCommand: SSH inside TLS, ALPN gatehouse-ssh), gatehouse scp,
  * gatehouse config ssh used by plain ssh, sessions ls/kill.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,6 +19,8 @@ const exec = promisify(execFile);
 let d: Daemon;
 let sshd: Sshd;
 let home: string;
+/** A fresh Unix account to log in as (root's dotfiles may do slow or locking work at login). */
+const login = `ghc${randomBytes(3).toString('hex')}`;
 
 /** Runs a program to completion with the test user's GATEHOUSE_HOME. */
 function tool(
@@ -53,6 +55,8 @@ const gh = (args: string[], input = '') => tool(process.execPath, [BIN, ...args]
 const BATCH = ['-o', 'BatchMode=yes'];
 
 beforeAll(async () => {
+  execFileSync('useradd', ['-m', '-s', '/bin/bash', login]);
+  execFileSync('usermod', ['-p', '*', login]);
   d = await startDaemon({ cluster: 'acme' });
   home = join(d.root, 'home-alice');
   const add = await run(
@@ -65,7 +69,7 @@ beforeAll(async () => {
       '--roles',
       'access',
       '--logins',
-      'root',
+      login,
       '--password-stdin',
     ],
     {
@@ -106,14 +110,15 @@ beforeAll(async () => {
     'env=dev',
   ]);
   expect(nodeAdd.code, nodeAdd.stderr).toBe(0);
-  const login = await gh(
+  const loggedIn = await gh(
     ['login', '--proxy', d.proxy, '--user', 'alice', '--ca-pin', d.pin, '--password-stdin'],
     `${PASSWORD}\n`,
   );
-  expect(login.code, login.stderr).toBe(0);
+  expect(loggedIn.code, loggedIn.stderr).toBe(0);
 }, 90_000);
 
 afterAll(async () => {
+  execFileSync('userdel', ['-r', '-f', login], { stdio: 'ignore' });
   await sshd?.stop();
   if (d) {
     await d.stop();
@@ -131,11 +136,11 @@ describe('gatehouse ls / nodes', () => {
       allowed?: { logins: string[] };
     }[];
     expect(nodes).toEqual([
-      expect.objectContaining({ name: 'node1', labels: { env: 'dev' }, allowed: { logins: ['root'] } }),
+      expect.objectContaining({ name: 'node1', labels: { env: 'dev' }, allowed: { logins: [login] } }),
     ]);
     expect((await gh(['ls', '--label', 'env=prod', '--json'])).stdout.trim()).toBe('[]');
     const text = await gh(['ls']);
-    expect(text.stdout).toMatch(/node1\s+127\.0\.0\.1:\d+\s+env=dev\s+root/);
+    expect(text.stdout).toMatch(new RegExp(`node1\\s+127\\.0\\.0\\.1:\\d+\\s+env=dev\\s+${login}`));
   });
 
   it('refuses nodes add without a node:create rule', async () => {
@@ -147,7 +152,7 @@ describe('gatehouse ls / nodes', () => {
 
 describe('gatehouse ssh (OpenSSH + gatehouse proxy ssh as ProxyCommand)', () => {
   it('runs a command on the node; the exit status comes back', async () => {
-    const r = await gh(['ssh', 'root@node1', 'echo', 'via-alpn-$((20+1));', 'exit', '4']);
+    const r = await gh(['ssh', `${login}@node1`, 'echo', 'via-alpn-$((20+1));', 'exit', '4']);
     expect(r.stdout).toBe('via-alpn-21\n');
     expect(r.code).toBe(4);
   });
@@ -156,7 +161,7 @@ describe('gatehouse ssh (OpenSSH + gatehouse proxy ssh as ProxyCommand)', () => 
     const denied = await gh(['ssh', 'nobody@node1', 'true']);
     expect(denied.code).toBe(255);
     expect(denied.stderr).toContain('no role allows login "nobody"');
-    const unknown = await gh(['ssh', 'root@nosuch', 'true']);
+    const unknown = await gh(['ssh', `${login}@nosuch`, 'true']);
     expect(unknown.code).toBe(255);
     expect(unknown.stderr).toContain('node "nosuch" is not registered');
   });
@@ -166,13 +171,13 @@ describe('gatehouse ssh (OpenSSH + gatehouse proxy ssh as ProxyCommand)', () => 
     const data = randomBytes(50_000);
     writeFileSync(src, data);
     const remote = `/tmp/gh-cli-scp-${randomBytes(4).toString('hex')}`;
-    const up = await gh(['scp', ...BATCH, src, `root@node1:${remote}`]);
+    const up = await gh(['scp', ...BATCH, src, `${login}@node1:${remote}`]);
     expect(up.code, up.stderr).toBe(0);
     const back = join(d.root, 'down.bin');
-    const down = await gh(['scp', ...BATCH, `root@node1:${remote}`, back]);
+    const down = await gh(['scp', ...BATCH, `${login}@node1:${remote}`, back]);
     expect(down.code, down.stderr).toBe(0);
     expect(readFileSync(back).equals(data)).toBe(true);
-    await gh(['ssh', 'root@node1', 'rm', '-f', remote]);
+    await gh(['ssh', `${login}@node1`, 'rm', '-f', remote]);
   });
 
   it('plain ssh with the block from gatehouse config ssh reaches NODE.CLUSTER', async () => {
@@ -181,7 +186,7 @@ describe('gatehouse ssh (OpenSSH + gatehouse proxy ssh as ProxyCommand)', () => 
     expect(cfg.stdout).toContain('Host *.acme');
     const file = join(d.root, 'ssh_config');
     writeFileSync(file, cfg.stdout);
-    const r = await tool('ssh', ['-F', file, ...BATCH, 'root@node1.acme', 'echo', 'via-config']);
+    const r = await tool('ssh', ['-F', file, ...BATCH, `${login}@node1.acme`, 'echo', 'via-config']);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('via-config\n');
   });
