@@ -274,9 +274,10 @@ export class Gateway {
             clock,
             audit,
             clusterName: config.clusterName,
-            registerNode: async () => {
-              throw new GatehouseError('GH_ERR_INTERNAL', 'this gateway has no node registry yet', {
-                hint: 'register the node with gatehouse nodes add',
+            registerNode: async (n) => {
+              // A node joining again under its name (new key, new address) replaces its old registration.
+              await this.nodes.add({ name: n.name, addr: n.addr, labels: n.labels }, 'system:node-join', {
+                replace: true,
               });
             },
           },
@@ -594,6 +595,10 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     index,
     spoolDir: path.join(auditDir, 'spool', opts.auditSpoolName ?? `process-${safeUsername()}`),
     clock: () => clock.now(),
+    // The JSON-lines files are the record an action waits for; the search
+    // index is derived from them and is written right after, off the
+    // per-query path (search still reads its own writes).
+    background: [index.name],
   });
   const authorities = new CertificateAuthorities({
     backend,
