@@ -17,7 +17,8 @@ export function registerStart(program: Command, ctx: Ctx): void {
       `
 The data dir comes from --data-dir, the config file's data_dir, or $GATEHOUSE_DATA_DIR.
 Without --config the embedded defaults apply: SQLite in the data dir, the listener on
-127.0.0.1:3080, MySQL's own listener on ${EMBEDDED_MYSQL_LISTEN}, second factor otp.
+127.0.0.1:3080, MySQL's own listener on ${EMBEDDED_MYSQL_LISTEN}, second factor otp, and
+the built-in SSH node service for this machine (node <hostname>, label builtin=true).
 On the first start with no users, an invite for the first admin is printed.
 
 Examples:
@@ -35,7 +36,7 @@ Examples:
         env: ctx.env,
       });
       const gateway = await createGateway({ config, env: ctx.env, auditSpoolName: 'daemon' });
-      for (const adapter of defaultAdapters(config)) gateway.use(adapter);
+      for (const adapter of defaultAdapters(config, { embedded: !g.config })) gateway.use(adapter);
       // Signals are hooked before listening so a Ctrl-C during startup still closes the data dir cleanly.
       let signalled: (signal: string) => void = () => {};
       const stopped = new Promise<string>((resolve) => {
@@ -58,6 +59,7 @@ Examples:
             `  cluster:   ${config.clusterName}\n` +
             `  data dir:  ${config.dataDir}\n` +
             `  proxy:     ${proxy}\n` +
+            `  web UI:    https://${proxy}/\n` +
             `  CA pin:    --ca-pin ${pin}\n`,
         );
         const invite = await gateway.bootstrapAdmin();
@@ -65,7 +67,9 @@ Examples:
           ctx.out(
             `\nNo users yet. The first admin (${invite.user}) is created by accepting this invite ` +
               `(expires ${invite.expires}, ${relativeTime(new Date(invite.expires), ctx.now())}):\n\n` +
-              `  ${acceptInviteCommand(proxy, pin, invite.token)}\n\n`,
+              `  ${acceptInviteCommand(proxy, pin, invite.token)}\n\n` +
+              `or in a browser (check that the certificate's CA matches the pin above):\n\n` +
+              `  https://${proxy}/web/invite/${invite.token}\n\n`,
           );
         }
         const signal = await stopped;
