@@ -24,15 +24,24 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
     exec(
       'ssh',
       [
-        '-F', '/dev/null',
-        '-o', 'BatchMode=yes',
-        '-o', 'IdentitiesOnly=yes',
-        '-o', `IdentityFile=${keyFiles.ssh_key}`,
-        '-o', `CertificateFile=${keyFiles.ssh_cert}`,
-        '-o', 'StrictHostKeyChecking=no',
-        '-o', 'UserKnownHostsFile=/dev/null',
-        '-o', 'LogLevel=ERROR',
-        '-p', String(sshd.port),
+        '-F',
+        '/dev/null',
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'IdentitiesOnly=yes',
+        '-o',
+        `IdentityFile=${keyFiles.ssh_key}`,
+        '-o',
+        `CertificateFile=${keyFiles.ssh_cert}`,
+        '-o',
+        'StrictHostKeyChecking=no',
+        '-o',
+        'UserKnownHostsFile=/dev/null',
+        '-o',
+        'LogLevel=ERROR',
+        '-p',
+        String(sshd.port),
         ...extra,
         `${login}@127.0.0.1`,
         'echo gatehouse-e2e-ok',
@@ -40,14 +49,32 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
       { timeout: 20_000 },
     ).then(
       (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
-      (e: { code?: number; stdout?: string; stderr?: string }) => ({ code: e.code ?? -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' }),
+      (e: { code?: number; stdout?: string; stderr?: string }) => ({
+        code: e.code ?? -1,
+        stdout: e.stdout ?? '',
+        stderr: e.stderr ?? '',
+      }),
     );
 
   const login = async (user: string, homeDir: string, extra: string[] = []) => {
-    const r = await run(['login', '--proxy', d.proxy, '--user', user, '--ca-pin', d.pin, '--password-stdin', '--json', ...extra], {
-      env: { GATEHOUSE_HOME: homeDir },
-      input: `${PASSWORD}\n`,
-    });
+    const r = await run(
+      [
+        'login',
+        '--proxy',
+        d.proxy,
+        '--user',
+        user,
+        '--ca-pin',
+        d.pin,
+        '--password-stdin',
+        '--json',
+        ...extra,
+      ],
+      {
+        env: { GATEHOUSE_HOME: homeDir },
+        input: `${PASSWORD}\n`,
+      },
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     return (JSON.parse(r.stdout) as { files: Record<string, string> }).files;
@@ -57,9 +84,23 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
     d = await startDaemon({ cluster: 'e2e' });
     home = join(d.root, 'home-alice');
     // Admin verbs on the gateway host, like tctl: straight on the data dir through its config.
-    const add = await run(['--config', d.configFile, 'users', 'add', 'alice', '--roles', 'access', '--logins', TEST_LOGIN, '--password-stdin'], {
-      input: `${PASSWORD}\n`,
-    });
+    const add = await run(
+      [
+        '--config',
+        d.configFile,
+        'users',
+        'add',
+        'alice',
+        '--roles',
+        'access',
+        '--logins',
+        TEST_LOGIN,
+        '--password-stdin',
+      ],
+      {
+        input: `${PASSWORD}\n`,
+      },
+    );
     expect(add.code, add.stderr).toBe(0);
     // The sshd trusts exactly what `ca export` prints, fetched from the running proxy without a login.
     const ca = await run(['ca', 'export', '--format', 'sshd', '--proxy', d.proxy, '--ca-pin', d.pin]);
@@ -105,7 +146,9 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
     const r = await ssh('daemon', files);
     expect(r.code).toBe(255);
     expect(r.stderr).toContain('Permission denied');
-    expect(await sshd.log()).toMatch(/Certificate invalid: name is not a listed principal|not a listed principal/);
+    expect(await sshd.log()).toMatch(
+      /Certificate invalid: name is not a listed principal|not a listed principal/,
+    );
   });
 
   it('sshd refuses an expired certificate', async () => {
@@ -128,11 +171,26 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
     const v = await exec('openssl', ['verify', '-CAfile', caFile, files.tls_cert!]);
     expect(v.stdout.trim()).toBe(`${files.tls_cert}: OK`);
 
-    const host = await run(['ca', 'export', '--format', 'x509', '--type', 'host', '--proxy', d.proxy, '--ca-pin', d.pin]);
+    const host = await run([
+      'ca',
+      'export',
+      '--format',
+      'x509',
+      '--type',
+      'host',
+      '--proxy',
+      d.proxy,
+      '--ca-pin',
+      d.pin,
+    ]);
     const hostFile = join(d.root, 'host-ca.pem');
     writeFileSync(hostFile, host.stdout);
-    const bad = await exec('openssl', ['verify', '-CAfile', hostFile, files.tls_cert!]).catch((e: { stdout: string; stderr: string }) => e);
-    expect(`${bad.stdout}${bad.stderr}`).toMatch(/unable to get local issuer certificate|verification failed/);
+    const bad = await exec('openssl', ['verify', '-CAfile', hostFile, files.tls_cert!]).catch(
+      (e: { stdout: string; stderr: string }) => e,
+    );
+    expect(`${bad.stdout}${bad.stderr}`).toMatch(
+      /unable to get local issuer certificate|verification failed/,
+    );
 
     const text = (await exec('openssl', ['x509', '-noout', '-text', '-in', files.tls_cert!])).stdout;
     expect(text).toMatch(/Subject: .*CN ?= ?alice/);

@@ -1,12 +1,11 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Mariadb, opensslSubject, startMariadb } from '../../adapter-mysql/test/peers.js';
+import { BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
 
 /**
  * `gatehouse db login/connect/logout` and `gatehouse proxy db` for MySQL (the
@@ -14,46 +13,16 @@ import { type Mariadb, opensslSubject, startMariadb } from '../../adapter-mysql/
  * a MySQL listener and a real MariaDB trusting its db CA, driven with the
  * real mariadb client reading the ~/.my.cnf group `db login` writes.
  */
-const BIN = fileURLToPath(new URL('../bin/gatehouse.js', import.meta.url));
-const PASSWORD = 'correct horse battery staple';
 const sh = promisify(execFile);
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function gatehouse(args: string[], env: NodeJS.ProcessEnv, input = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const e: NodeJS.ProcessEnv = { ...process.env, ...env };
-    delete e.GATEHOUSE_DATA_DIR;
-    const child = spawn(process.execPath, [BIN, ...args], { env: e, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 40_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
+const gatehouse = (args: string[], env: NodeJS.ProcessEnv, input = '') => run(args, { env, input });
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 
 describe('gatehouse db + proxy db (mysql) with the real mariadb client', () => {
   let root: string;
   let config: string;
-  let daemon: ChildProcess;
-  let daemonErr = '';
+  let daemon: Daemon;
   let proxy: string;
   let pin: string;
   let mysqlPort: number;
@@ -67,42 +36,10 @@ describe('gatehouse db + proxy db (mysql) with the real mariadb client', () => {
   const mariadb = (args: string[]) => sh('mariadb', args, { env: { PATH: process.env.PATH, HOME: root } });
 
   beforeAll(async () => {
-    root = mkdtempSync(join(tmpdir(), 'gh-climy-'));
-    config = join(root, 'gatehouse.yaml');
     mysqlPort = await freePort();
-    writeFileSync(
-      config,
-      `cluster_name: mytest\ndata_dir: ${join(root, 'data')}\nlisten: 127.0.0.1:0\nmysql_listen: 127.0.0.1:${mysqlPort}\n` +
-        'auth:\n  second_factor: "off"\n  login_rate_per_minute: 1000\n',
-    );
-    daemon = spawn(process.execPath, [BIN, 'start', '--config', config], {
-      env: { ...process.env, GATEHOUSE_HOME: join(root, 'home-daemon') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    daemon.stderr?.on('data', (d) => {
-      daemonErr += d;
-    });
-    let out = '';
-    const m = await new Promise<RegExpExecArray>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`gatehouse start printed no invite:\n${out}\n${daemonErr}`)),
-        30_000,
-      );
-      daemon.on('exit', (code) =>
-        reject(new Error(`gatehouse start exited with ${code}:\n${out}\n${daemonErr}`)),
-      );
-      daemon.stdout?.on('data', (d) => {
-        out += d;
-        const found = /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9a-f]{64})/.exec(out);
-        if (found) {
-          clearTimeout(timer);
-          resolve(found);
-        }
-      });
-    });
-    expect(out).toContain(`mysql:`);
-    proxy = m[1] as string;
-    pin = m[2] as string;
+    daemon = await startDaemon({ cluster: 'mytest', extraConfig: `mysql_listen: 127.0.0.1:${mysqlPort}\n` });
+    ({ root, configFile: config, proxy, pin } = daemon);
+    expect(daemon.out()).toContain('mysql:');
     const dbCa = await admin(['ca', 'export', '--format', 'mariadb']);
     expect(dbCa.stderr).toBe('');
     db = await startMariadb({ clientCaPem: dbCa.stdout });
@@ -170,11 +107,7 @@ describe('gatehouse db + proxy db (mysql) with the real mariadb client', () => {
   }, 120_000);
 
   afterAll(async () => {
-    if (daemon && daemon.exitCode === null) {
-      const exited = new Promise((r) => daemon.once('exit', r));
-      daemon.kill('SIGTERM');
-      await exited;
-    }
+    if (daemon) expect(await daemon.stop(), daemon.err()).toBe(0);
     await db?.stop();
     if (root) rmSync(root, { recursive: true, force: true });
   });

@@ -1,57 +1,26 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
+import { type Daemon, PASSWORD, run, startDaemon } from './harness.js';
 
 /**
  * `gatehouse db ...` (the BUILT binary; run `npx tsc -b` first) against a
  * real `gatehouse start` and a real PostgreSQL trusting its db CA, with the
  * real psql reading the service file `db login` writes.
  */
-const BIN = fileURLToPath(new URL('../bin/gatehouse.js', import.meta.url));
-const PASSWORD = 'correct horse battery staple';
 const sh = promisify(execFile);
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function gatehouse(args: string[], env: NodeJS.ProcessEnv, input = ''): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const e: NodeJS.ProcessEnv = { ...process.env, ...env };
-    delete e.GATEHOUSE_DATA_DIR;
-    const child = spawn(process.execPath, [BIN, ...args], { env: e, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 40_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
-  });
-}
+const gatehouse = (args: string[], env: NodeJS.ProcessEnv, input = '') => run(args, { env, input });
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 
 describe('gatehouse db (postgres) with the real psql', () => {
   let root: string;
   let config: string;
-  let daemon: ChildProcess;
-  let daemonErr = '';
+  let daemon: Daemon;
   let proxy: string;
   let pin: string;
   let db: Postgres;
@@ -62,39 +31,8 @@ describe('gatehouse db (postgres) with the real psql', () => {
     gatehouse(['--config', config, ...args], { GATEHOUSE_HOME: join(root, 'home-admin') }, input);
 
   beforeAll(async () => {
-    root = mkdtempSync(join(tmpdir(), 'gh-clidb-'));
-    config = join(root, 'gatehouse.yaml');
-    writeFileSync(
-      config,
-      `cluster_name: dbtest\ndata_dir: ${join(root, 'data')}\nlisten: 127.0.0.1:0\nauth:\n  second_factor: "off"\n  login_rate_per_minute: 1000\n`,
-    );
-    daemon = spawn(process.execPath, [BIN, 'start', '--config', config], {
-      env: { ...process.env, GATEHOUSE_HOME: join(root, 'home-daemon') },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    daemon.stderr!.on('data', (d) => {
-      daemonErr += d;
-    });
-    let out = '';
-    const m = await new Promise<RegExpExecArray>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`gatehouse start printed no invite:\n${out}\n${daemonErr}`)),
-        30_000,
-      );
-      daemon.on('exit', (code) =>
-        reject(new Error(`gatehouse start exited with ${code}:\n${out}\n${daemonErr}`)),
-      );
-      daemon.stdout!.on('data', (d) => {
-        out += d;
-        const found = /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9a-f]{64})/.exec(out);
-        if (found) {
-          clearTimeout(timer);
-          resolve(found);
-        }
-      });
-    });
-    proxy = m[1]!;
-    pin = m[2]!;
+    daemon = await startDaemon({ cluster: 'dbtest' });
+    ({ root, configFile: config, proxy, pin } = daemon);
     const dbCa = await admin(['ca', 'export', '--format', 'postgres']);
     expect(dbCa.stderr).toBe('');
     db = await startPostgres({ dbCaPem: dbCa.stdout, roles: ['alice'], databases: ['app'] });
@@ -138,11 +76,7 @@ describe('gatehouse db (postgres) with the real psql', () => {
   });
 
   afterAll(async () => {
-    if (daemon && daemon.exitCode === null) {
-      const exited = new Promise((r) => daemon.once('exit', r));
-      daemon.kill('SIGTERM');
-      await exited;
-    }
+    if (daemon) expect(await daemon.stop(), daemon.err()).toBe(0);
     await db?.stop();
     if (root) rmSync(root, { recursive: true, force: true });
   });

@@ -57,7 +57,8 @@ export interface Daemon {
 
 /** `gatehouse start --config` in a temp dir, waiting for the first-admin invite line. */
 export async function startDaemon(opts: { cluster: string; extraConfig?: string }): Promise<Daemon> {
-  if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run \`npx tsc -b\` before the CLI integration tests`);
+  if (!existsSync(DIST))
+    throw new Error(`${DIST} is missing: run \`npx tsc -b\` before the CLI integration tests`);
   const root = mkdtempSync(join(tmpdir(), 'gh-cli-'));
   const dataDir = join(root, 'data');
   const configFile = join(root, 'gatehouse.yaml');
@@ -76,7 +77,10 @@ export async function startDaemon(opts: { cluster: string; extraConfig?: string 
     err += d;
   });
   const m = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`gatehouse start printed no invite:\n${out}\n${err}`)), 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`gatehouse start printed no invite:\n${out}\n${err}`)),
+      30_000,
+    );
     child.on('exit', (code) => reject(new Error(`gatehouse start exited with ${code}:\n${out}\n${err}`)));
     child.stdout!.on('data', (d) => {
       out += d;
