@@ -38,9 +38,13 @@ export const TEST_LOGIN = 'gh-test';
 function ensureTestLogin() {
   if (process.getuid?.() !== 0) return;
   if (spawnSync('id', ['-u', TEST_LOGIN], { stdio: 'ignore' }).status === 0) return;
-  execFileSync('useradd', ['--create-home', '--shell', '/bin/sh', '--comment', 'Gatehouse test login', TEST_LOGIN], {
-    stdio: 'inherit',
-  });
+  execFileSync(
+    'useradd',
+    ['--create-home', '--shell', '/bin/sh', '--comment', 'Gatehouse test login', TEST_LOGIN],
+    {
+      stdio: 'inherit',
+    },
+  );
   // sshd with UsePAM no refuses a locked ('!') account: no password, but not locked.
   execFileSync('usermod', ['-p', '*', TEST_LOGIN], { stdio: 'inherit' });
 }

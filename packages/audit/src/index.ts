@@ -12,16 +12,9 @@ export {
   encodeCursor,
   MAX_LIMIT,
 } from './query.js';
-export { JsonlFileSink, type JsonlFileSinkOptions } from './sinks/jsonl.js';
-export { StdoutSink, type StdoutSinkOptions } from './sinks/stdout.js';
-export type { AuditIndex, AuditSink } from './sinks/types.js';
-export * from './session-db.js';
-export * from './session-ssh.js';
-export * from './session-kube.js';
-export type * from './recording/types.js';
-export { FileRecordingStore, type FileRecordingStoreOptions } from './recording/file-store.js';
 export { decodeEvent, encodeEvent, RecordingFormatError } from './recording/codec.js';
 export { RecordingError, type RecordingErrorCode, validateSessionId } from './recording/errors.js';
+export { FileRecordingStore, type FileRecordingStoreOptions } from './recording/file-store.js';
 export {
   collect,
   exportRecording,
@@ -35,3 +28,10 @@ export {
   toJson,
   toText,
 } from './recording/playback.js';
+export type * from './recording/types.js';
+export * from './session-db.js';
+export * from './session-kube.js';
+export * from './session-ssh.js';
+export { JsonlFileSink, type JsonlFileSinkOptions } from './sinks/jsonl.js';
+export { StdoutSink, type StdoutSinkOptions } from './sinks/stdout.js';
+export type { AuditIndex, AuditSink } from './sinks/types.js';

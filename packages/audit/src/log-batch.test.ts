@@ -159,7 +159,11 @@ describe('background sinks', () => {
 
   it('refuses a configuration with no foreground sink or an unknown background name', () => {
     const a = new BatchSink('a');
-    expect(() => new AuditLog({ cluster: 'c', sinks: [a], spoolDir: dir, background: ['a'] })).toThrow(/at least one sink/);
-    expect(() => new AuditLog({ cluster: 'c', sinks: [a], spoolDir: dir, background: ['nope'] })).toThrow(/not one of the sinks/);
+    expect(() => new AuditLog({ cluster: 'c', sinks: [a], spoolDir: dir, background: ['a'] })).toThrow(
+      /at least one sink/,
+    );
+    expect(() => new AuditLog({ cluster: 'c', sinks: [a], spoolDir: dir, background: ['nope'] })).toThrow(
+      /not one of the sinks/,
+    );
   });
 });

@@ -140,7 +140,8 @@ export class AuditLog implements AuditEmitter {
     this.#retryMaxMs = Math.max(this.#retryInitialMs, opts.retryMaxMs ?? 30_000);
     const background = new Set(opts.background ?? []);
     for (const name of background) {
-      if (!names.has(name)) throw new TypeError(`AuditLog: background sink '${name}' is not one of the sinks`);
+      if (!names.has(name))
+        throw new TypeError(`AuditLog: background sink '${name}' is not one of the sinks`);
     }
     if (sinks.every((s) => background.has(s.name))) {
       throw new TypeError('AuditLog: at least one sink must be written before emit resolves');

@@ -28,7 +28,13 @@ describe('DbSessionAudit', () => {
       ['db.session.query', 'GH2002I'],
       ['db.session.end', 'GH2001I'],
     ]);
-    expect(log.events[2]).toMatchObject({ ...base, query: 'select $1', parameters: ['42'], statement: 'q1', rows: 1 });
+    expect(log.events[2]).toMatchObject({
+      ...base,
+      query: 'select $1',
+      parameters: ['42'],
+      statement: 'q1',
+      rows: 1,
+    });
     expect(log.events[3]).toMatchObject({ duration_ms: 250, queries: 2 });
     expect(log.events[3]).not.toHaveProperty('error');
   });

@@ -42,7 +42,12 @@ export class DbSessionAudit {
     await this.#emit.emit({ type: 'db.session.start', success: false, error, ...this.#base });
   }
 
-  async onQuery(q: { query: string; parameters?: string[]; statement?: string; rows?: number }): Promise<void> {
+  async onQuery(q: {
+    query: string;
+    parameters?: string[];
+    statement?: string;
+    rows?: number;
+  }): Promise<void> {
     this.#queries++;
     await this.#emit.emit({
       type: 'db.session.query',

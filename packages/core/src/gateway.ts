@@ -34,16 +34,16 @@ import { GatehouseError } from './errors.js';
 import { LockService } from './identity/locks.js';
 import { UserService } from './identity/users.js';
 import { KubeClusterRegistry, type KubeClusterSpec, readKubeconfigFile } from './kube/registry.js';
-import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
 import { Listener } from './listener/listener.js';
-import { NodeRegistry, type NodeSpec } from './nodes/registry.js';
-import { SessionRegistry } from './sessions/registry.js';
 import { Routes } from './listener/routes.js';
 import { channelLogger, type LogFn } from './log.js';
 import { type Dialer, directDialer } from './net/dialer.js';
+import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
+import { NodeRegistry, type NodeSpec } from './nodes/registry.js';
 import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki/authority.js';
 import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
+import { SessionRegistry } from './sessions/registry.js';
 import { VERSION } from './version.js';
 import { createWebHandler, defaultWebDir, isApiPath } from './web/static.js';
 
@@ -288,7 +288,8 @@ export class Gateway {
       log: this.log,
     });
     const api = this.#api;
-    const web = parts.webDir === false ? undefined : createWebHandler({ dir: parts.webDir ?? defaultWebDir() });
+    const web =
+      parts.webDir === false ? undefined : createWebHandler({ dir: parts.webDir ?? defaultWebDir() });
     this.#http = http.createServer(
       { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, maxHeaderSize: 16_384 },
       (req, res) => (web && !isApiPath(req.url) ? web(req, res) : api(req, res)),
@@ -368,7 +369,8 @@ export class Gateway {
   }
 
   #currentSecureContext(): tls.SecureContext {
-    if (!this.#secureContext) throw new GatehouseError('GH_ERR_INTERNAL', 'TLS is not ready: call listen() first');
+    if (!this.#secureContext)
+      throw new GatehouseError('GH_ERR_INTERNAL', 'TLS is not ready: call listen() first');
     return this.#secureContext;
   }
 
@@ -433,7 +435,8 @@ export class Gateway {
     void (async () => {
       while (!ac.signal.aborted) {
         try {
-          for await (const _change of this.backend.watch('locks/', { signal: ac.signal })) this.liveSessions.recheckAll();
+          for await (const _change of this.backend.watch('locks/', { signal: ac.signal }))
+            this.liveSessions.recheckAll();
           return;
         } catch (err) {
           if (ac.signal.aborted) return;

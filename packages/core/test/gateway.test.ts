@@ -349,7 +349,14 @@ describe('gateway: listener, TLS and HTTP API', () => {
     // Regression: a web session has no certificate traits, yet its logins come from the user record.
     const who = await new Promise<{ logins: string[]; auth: string }>((resolve, reject) => {
       const req = request(
-        { host: '127.0.0.1', port: t.port, path: '/v1/whoami', ca: t.caPem, servername: 'localhost', headers: { cookie: login.cookie } },
+        {
+          host: '127.0.0.1',
+          port: t.port,
+          path: '/v1/whoami',
+          ca: t.caPem,
+          servername: 'localhost',
+          headers: { cookie: login.cookie },
+        },
         (res) => {
           let body = '';
           res.on('data', (d) => {

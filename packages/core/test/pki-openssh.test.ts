@@ -13,12 +13,12 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { MemoryAuditLog } from '@gatehouse/audit/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TEST_LOGIN } from '../src/testing/peers.js';
 import { MemoryBackend } from '../src/backend/memory.js';
 import { ManualClock, systemClock } from '../src/clock.js';
 import { AesGcmSealer } from '../src/crypto/seal.js';
 import { CertificateAuthorities } from '../src/pki/authority.js';
 import type { SshUserCertRequest } from '../src/pki/types.js';
+import { TEST_LOGIN } from '../src/testing/peers.js';
 
 const run = promisify(execFile);
 const SSHD = '/usr/sbin/sshd';

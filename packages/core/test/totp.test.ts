@@ -33,11 +33,15 @@ describe('second factor (otp) end to end', () => {
     totp = parsed as TOTP;
     expect(totp.secret.base32).toBe(info.totp!.secret);
     // A wrong code does not consume the invite.
-    const bad = await client.acceptInvite(invite!.token, { password: PASSWORD, otp: '000000' }).catch(failure);
+    const bad = await client
+      .acceptInvite(invite!.token, { password: PASSWORD, otp: '000000' })
+      .catch(failure);
     expect(bad).toBe('GH_ERR_SECOND_FACTOR_INVALID');
     await client.acceptInvite(invite!.token, { password: PASSWORD, otp: code() });
     // One use only.
-    const again = await client.acceptInvite(invite!.token, { password: PASSWORD, otp: code() }).catch(failure);
+    const again = await client
+      .acceptInvite(invite!.token, { password: PASSWORD, otp: code() })
+      .catch(failure);
     expect(again).toBe('GH_ERR_TOKEN_INVALID');
     expect(await t.gw.bootstrapAdmin()).toBeUndefined();
   });
@@ -45,12 +49,19 @@ describe('second factor (otp) end to end', () => {
   it('login needs the code, refuses a wrong one and a reused one, and issues certificates with the right one', async () => {
     clock.advance(30_000);
     const key = newTlsKey();
-    expect(await client.login({ user: 'admin', password: PASSWORD }).catch(failure)).toBe('GH_ERR_SECOND_FACTOR_REQUIRED');
+    expect(await client.login({ user: 'admin', password: PASSWORD }).catch(failure)).toBe(
+      'GH_ERR_SECOND_FACTOR_REQUIRED',
+    );
     expect(await client.login({ user: 'admin', password: PASSWORD, otp: '123456' }).catch(failure)).toBe(
       'GH_ERR_SECOND_FACTOR_INVALID',
     );
     const c = code();
-    const res = await client.login({ user: 'admin', password: PASSWORD, otp: c, tls_public_key: key.publicPem });
+    const res = await client.login({
+      user: 'admin',
+      password: PASSWORD,
+      otp: c,
+      tls_public_key: key.publicPem,
+    });
     expect(res.user).toBe('admin');
     expect(res.tls_cert).toContain('BEGIN CERTIFICATE');
     // The same code again, still inside its 30 s window: refused.
@@ -67,9 +78,13 @@ describe('second factor (otp) end to end', () => {
   it('locks the account out with backoff after repeated failures, without revealing the password was right', async () => {
     await t.gw.admin.createUser({ name: 'bob', roles: ['access'], password: PASSWORD });
     for (let i = 0; i < 5; i++) {
-      expect(await client.login({ user: 'bob', password: 'wrong password here' }).catch(failure)).toBe('GH_ERR_BAD_CREDENTIALS');
+      expect(await client.login({ user: 'bob', password: 'wrong password here' }).catch(failure)).toBe(
+        'GH_ERR_BAD_CREDENTIALS',
+      );
     }
-    expect(await client.login({ user: 'bob', password: PASSWORD }).catch(failure)).toBe('GH_ERR_LOGIN_BACKOFF');
+    expect(await client.login({ user: 'bob', password: PASSWORD }).catch(failure)).toBe(
+      'GH_ERR_LOGIN_BACKOFF',
+    );
     clock.advance(61_000);
     // bob has no TOTP device yet (created with a password but never enrolled).
     expect(await client.login({ user: 'bob', password: PASSWORD, otp: '123456' }).catch(failure)).toBe(

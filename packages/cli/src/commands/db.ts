@@ -214,7 +214,9 @@ export function registerDb(program: Command, ctx: Ctx): void {
         writePrivate(files.cert, res.tls_cert);
         writePrivate(files.key, ctx.home.readKeys(p).tlsKey);
         writePrivate(files.ca, res.cas.host_x509.join('\n'));
-        const { host, port } = client.address ? client.address(p.proxy, await api.ping()) : parseHostPort(p.proxy);
+        const { host, port } = client.address
+          ? client.address(p.proxy, await api.ping())
+          : parseHostPort(p.proxy);
         const login: DbLogin = { name, protocol: found.protocol, host, port, dbUser, dbName, files };
         writePrivate(join(dir, 'login.json'), `${JSON.stringify(login, null, 2)}\n`);
         const where = client.write(login, ctx.env);

@@ -1,6 +1,6 @@
 import { createGateway, loadConfig } from '@gatehouse/core';
-import { defaultAdapters } from '../adapters.js';
 import type { Command } from 'commander';
+import { defaultAdapters } from '../adapters.js';
 import { relativeTime } from '../args.js';
 import { acceptInviteCommand, boundAddr, type Ctx, clientAddr, type GlobalOpts } from '../context.js';
 

@@ -154,12 +154,23 @@ describe('GatehouseClient', () => {
       ['listDatabases', () => client.listDatabases(), '/v1/databases', undefined],
       [
         'addDatabase',
-        () => client.addDatabase({ name: 'orders', protocol: 'postgres', uri: 'db:5432', labels: { env: 'dev' } }),
+        () =>
+          client.addDatabase({
+            name: 'orders',
+            protocol: 'postgres',
+            uri: 'db:5432',
+            labels: { env: 'dev' },
+          }),
         '/v1/databases',
         { name: 'orders', protocol: 'postgres', uri: 'db:5432', labels: { env: 'dev' } },
       ],
       ['removeDatabase', () => client.removeDatabase('orders'), '/v1/databases/orders', undefined],
-      ['createJoinToken', () => client.createJoinToken({ kind: 'node', ttl: '30m' }), '/v1/tokens', { kind: 'node', ttl: '30m' }],
+      [
+        'createJoinToken',
+        () => client.createJoinToken({ kind: 'node', ttl: '30m' }),
+        '/v1/tokens',
+        { kind: 'node', ttl: '30m' },
+      ],
       [
         'listRecordings',
         () => client.listRecordings({ user: 'bob', kind: 'ssh', limit: 5 }),
@@ -183,7 +194,8 @@ describe('GatehouseClient', () => {
       ['listKubeClusters', () => client.listKubeClusters(), '/v1/kube/clusters', undefined],
       [
         'addKubeCluster',
-        () => client.addKubeCluster({ name: 'prod', kubeconfig: 'apiVersion: v1\n', labels: { env: 'prod' } }),
+        () =>
+          client.addKubeCluster({ name: 'prod', kubeconfig: 'apiVersion: v1\n', labels: { env: 'prod' } }),
         '/v1/kube/clusters',
         { name: 'prod', kubeconfig: 'apiVersion: v1\n', labels: { env: 'prod' } },
       ],

@@ -1,10 +1,10 @@
 import { exportRecording, type RecordingStore } from '@gatehouse/audit';
 import type { DatabaseRegistry, DatabaseSpec } from '../databases/registry.js';
-import type { KubeClusterRegistry, KubeClusterSpec } from '../kube/registry.js';
 import { GatehouseError } from '../errors.js';
 import type { LockService } from '../identity/locks.js';
 import type { LockRecord, UserRecord } from '../identity/types.js';
 import type { UserService } from '../identity/users.js';
+import type { KubeClusterRegistry, KubeClusterSpec } from '../kube/registry.js';
 import type { JoinTokenStore } from '../nodes/join-tokens.js';
 import type { NodeRegistry, NodeSpec } from '../nodes/registry.js';
 import { lintRole } from '../rbac/lint.js';
@@ -54,7 +54,6 @@ export function kubeClusterView(k: KubeClusterSpec): KubeClusterView {
     source: k.source ?? 'dynamic',
   };
 }
-
 
 function recordingNotFound(id: string): GatehouseError {
   return new GatehouseError('GH_ERR_NOT_FOUND', `no recording for session "${id}"`, {
@@ -217,10 +216,17 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
     removeDatabase: (name) => d.databases.remove(name, actor),
     async createJoinToken(req) {
       if (req?.kind !== 'node') {
-        throw new GatehouseError('GH_ERR_VALIDATION', `unknown token type "${String(req?.kind)}"`, { hint: 'use --type node' });
+        throw new GatehouseError('GH_ERR_VALIDATION', `unknown token type "${String(req?.kind)}"`, {
+          hint: 'use --type node',
+        });
       }
       const t = await d.joinTokens.create({ ttlMs: ttlMs(req.ttl), actor });
-      return { token: t.token, kind: 'node', expires: t.expires.toISOString(), command: d.joinCommand(t.token) };
+      return {
+        token: t.token,
+        kind: 'node',
+        expires: t.expires.toISOString(),
+        command: d.joinCommand(t.token),
+      };
     },
     listRecordings: (q) => d.recordings.list(q),
     async getRecording(id) {

@@ -10,10 +10,10 @@ import { RateLimiter } from '../auth/ratelimit.js';
 import { type WebSession, WebSessions } from '../auth/sessions.js';
 import type { Authorizer, Principal } from '../authz/authorizer.js';
 import type { Clock } from '../clock.js';
-import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { GatehouseConfig } from '../config/load.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
+import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { CaExportFormat } from '../pki/authority.js';
 import type { ResourceKind, Verb } from '../rbac/types.js';
 import {
@@ -317,13 +317,21 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       const sock = ctx.req.socket;
       const peer = sock instanceof TLSSocket ? sock.getPeerX509Certificate() : undefined;
       if (c.auth !== 'client-cert' || !peer) {
-        throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'route certificates are issued for a client certificate', {
-          hint: 'log in with gatehouse login, then run gatehouse db login NAME',
-        });
+        throw new GatehouseError(
+          'GH_ERR_UNAUTHENTICATED',
+          'route certificates are issued for a client certificate',
+          {
+            hint: 'log in with gatehouse login, then run gatehouse db login NAME',
+          },
+        );
       }
       const body = parseBody(routeCertBody, await readJson(ctx.req, max));
       const deps = { ...d.routeCerts, clock: d.clock, authorizer: d.authorizer };
-      sendJson(ctx.res, 200, await issueRouteCert(deps, c.principal, peer as X509Certificate, body, ctx.remoteAddr));
+      sendJson(
+        ctx.res,
+        200,
+        await issueRouteCert(deps, c.principal, peer as X509Certificate, body, ctx.remoteAddr),
+      );
     }),
     compileRoute('POST', PUBLIC_ROUTES.nodeJoin[1], async (ctx) => {
       // Tokens are long random strings; the limiter stops guessing and floods of joins alike.
@@ -372,7 +380,10 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
             result = all
               .map((k) => ({ k, seen: c.principal.checker.kubeVisibility(k) }))
               .filter((x) => x.seen.visible)
-              .map((x) => ({ ...x.k, allowed: { kube_users: x.seen.kubeUsers, kube_groups: x.seen.kubeGroups } }));
+              .map((x) => ({
+                ...x.k,
+                allowed: { kube_users: x.seen.kubeUsers, kube_groups: x.seen.kubeGroups },
+              }));
           } else if (
             name === 'listRecordings' &&
             !c.principal.checker.checkRule('recording', 'list').allowed

@@ -189,7 +189,13 @@ export class DbAccess {
       },
       dial: (signal) => dialer.dial({ host, port }, signal ? { signal } : {}),
       reauthorize: async (next) => {
-        const target = { kind: 'db', name, labels: service.labels, protocol: service.protocol, ...next } as const;
+        const target = {
+          kind: 'db',
+          name,
+          labels: service.labels,
+          protocol: service.protocol,
+          ...next,
+        } as const;
         await this.#d.authorizer.authorize(req.identity, target, ctx);
       },
     };

@@ -120,7 +120,9 @@ export class Routes {
     if (!servername) return undefined;
     const dot = servername.indexOf('.');
     if (dot <= 0) return undefined;
-    return this.#sni.get(servername.slice(0, dot)) ?? this.#sniSuffix.get(servername.slice(dot + 1).toLowerCase());
+    return (
+      this.#sni.get(servername.slice(0, dot)) ?? this.#sniSuffix.get(servername.slice(dot + 1).toLowerCase())
+    );
   }
 }
 

@@ -473,10 +473,15 @@ describe('options', () => {
 describe('nodeVisibility', () => {
   it('shows nodes some role allows, hides those a pure label deny covers, drops denied logins', () => {
     const c = AccessChecker.from([dev, prodRoot], traits);
-    expect(c.nodeVisibility({ name: 'd1', labels: { env: 'dev' } })).toEqual({ visible: true, logins: ['alice', 'ubuntu'] });
+    expect(c.nodeVisibility({ name: 'd1', labels: { env: 'dev' } })).toEqual({
+      visible: true,
+      logins: ['alice', 'ubuntu'],
+    });
     // dev denies env=prod outright, so prod nodes stay hidden although prod-root allows them.
     expect(c.nodeVisibility({ name: 'p1', labels: { env: 'prod' } }).visible).toBe(false);
-    expect(AccessChecker.from([prodRoot], traits).nodeVisibility({ name: 'p1', labels: { env: 'prod' } })).toEqual({
+    expect(
+      AccessChecker.from([prodRoot], traits).nodeVisibility({ name: 'p1', labels: { env: 'prod' } }),
+    ).toEqual({
       visible: true,
       logins: ['root'],
     });
@@ -487,7 +492,9 @@ name: no-root
 deny:
   logins: [root]
 `);
-    expect(AccessChecker.from([prodRoot, noRoot], traits).nodeVisibility({ name: 'p1', labels: { env: 'prod' } })).toEqual({
+    expect(
+      AccessChecker.from([prodRoot, noRoot], traits).nodeVisibility({ name: 'p1', labels: { env: 'prod' } }),
+    ).toEqual({
       visible: true,
       logins: [],
     });

@@ -273,7 +273,8 @@ export class AccessChecker {
       if (matchLabels(d.db_labels, db.labels, this.#cache).matched) return hidden;
     }
     const roles = this.#roles.filter(
-      (r) => r.allow.db_labels !== undefined && matchLabels(r.allow.db_labels, db.labels, this.#cache).matched,
+      (r) =>
+        r.allow.db_labels !== undefined && matchLabels(r.allow.db_labels, db.labels, this.#cache).matched,
     );
     if (roles.length === 0) return hidden;
     return {
@@ -318,17 +319,24 @@ export class AccessChecker {
    * also names logins only hides those logins). Also reports the logins
    * those roles allow, for display.
    */
-  nodeVisibility(node: { name: string; labels: Record<string, string> }): { visible: boolean; logins: string[] } {
+  nodeVisibility(node: { name: string; labels: Record<string, string> }): {
+    visible: boolean;
+    logins: string[];
+  } {
     for (const role of this.#roles) {
       const d = role.deny;
       if (d.node_labels === undefined || d.logins !== undefined) continue;
       if (matchLabels(d.node_labels, node.labels, this.#cache).matched) return { visible: false, logins: [] };
     }
     const roles = this.#roles.filter(
-      (r) => r.allow.node_labels !== undefined && matchLabels(r.allow.node_labels, node.labels, this.#cache).matched,
+      (r) =>
+        r.allow.node_labels !== undefined &&
+        matchLabels(r.allow.node_labels, node.labels, this.#cache).matched,
     );
     if (roles.length === 0) return { visible: false, logins: [] };
-    const denied = this.#roles.flatMap((r) => (r.deny.node_labels === undefined ? (r.deny.logins ?? []) : []));
+    const denied = this.#roles.flatMap((r) =>
+      r.deny.node_labels === undefined ? (r.deny.logins ?? []) : [],
+    );
     const logins = [...new Set(roles.flatMap((r) => r.allow.logins ?? []))].filter(
       (l) => !matchAny(denied, l, this.#cache),
     );

@@ -16,7 +16,12 @@ export function freePort(): Promise<number> {
 }
 
 /** Resolves once something accepts on 127.0.0.1:port; rejects if `child` exits first. */
-export async function waitForPort(port: number, child?: ChildProcess, ms = 15_000, what = 'server'): Promise<void> {
+export async function waitForPort(
+  port: number,
+  child?: ChildProcess,
+  ms = 15_000,
+  what = 'server',
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (child && child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode}`);
