@@ -27,6 +27,8 @@ export interface Ctx {
   out(text: string): void;
   err(text: string): void;
   now(): Date;
+  /** Set by commands that run another program and must exit with its status (ssh, psql). */
+  exitCode?: number;
 }
 
 export function makeCtx(env: NodeJS.ProcessEnv): Ctx {

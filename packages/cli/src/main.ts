@@ -77,7 +77,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const program = buildProgram(ctx);
   try {
     await program.parseAsync(argv);
-    return 0;
+    return ctx.exitCode ?? 0;
   } catch (e) {
     const debug = argv.includes('--debug');
     if (e instanceof CommanderError) {

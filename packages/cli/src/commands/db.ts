@@ -257,7 +257,7 @@ export function registerDb(program: Command, ctx: Ctx): void {
         );
         child.on('close', (status) => resolve(status ?? 1));
       });
-      if (code !== 0) process.exitCode = code;
+      ctx.exitCode = code;
     });
 
   db.command('env')

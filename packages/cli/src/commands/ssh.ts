@@ -89,13 +89,6 @@ function run(ctx: Ctx, program: string, args: string[]): Promise<number> {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-/**
- * A wrapper must exit with its program's status (`ssh host false` exits 1).
- * main() maps a normal return to 0, so a non-zero status exits here.
- */
-function exitWith(code: number): void {
-  if (code !== 0) process.exit(code);
-}
 
 export function registerSsh(program: Command, ctx: Ctx): void {
   program
@@ -131,7 +124,8 @@ export function registerSsh(program: Command, ctx: Ctx): void {
         if (o.N) args.push('-N');
         if (o.p) args.push('-p', o.p);
         args.push(target, ...command);
-        exitWith(await run(ctx, 'ssh', args));
+        // A wrapper exits with its program's status (`ssh host false` exits 1).
+        ctx.exitCode = await run(ctx, 'ssh', args);
       },
     );
 
@@ -147,7 +141,7 @@ export function registerSsh(program: Command, ctx: Ctx): void {
       ),
     )
     .action(async (args: string[]) => {
-      exitWith(await run(ctx, 'scp', [...sshOptions(ctx), ...args]));
+      ctx.exitCode = await run(ctx, 'scp', [...sshOptions(ctx), ...args]);
     });
 
   const config =
