@@ -46,6 +46,8 @@ export interface OuterContext {
 }
 
 /** Longest setTimeout Node accepts; longer grants re-arm. */
+/** How long a terminated session's client gets to print the reason and leave by itself. */
+const TERMINATE_GRACE_MS = 500;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
@@ -274,12 +276,16 @@ export class InnerConnection {
     void this.#audit
       ?.onSessionEnd({ reason })
       .catch((err: unknown) => this.#d.ctx.log('error', 'ssh: audit of session.end failed', err));
-    // Let the message reach the client before the connection goes.
-    setImmediate(() => {
+    // The channels are closed above, so the client prints the message and
+    // leaves by itself. OpenSSH drops channel output it has not written yet
+    // when a DISCONNECT arrives, so the connection is only forced down after
+    // a grace period (for a client that keeps it open, e.g. with forwards).
+    const grace = opts.quiet ? 0 : TERMINATE_GRACE_MS;
+    setTimeout(() => {
       this.#conn.end();
       this.#up?.end();
       setTimeout(() => this.#stream.destroy(), 200).unref();
-    });
+    }, grace);
   }
 
   async #reject(reason: 'handshake_timeout', error: string): Promise<void> {
