@@ -89,7 +89,6 @@ function run(ctx: Ctx, program: string, args: string[]): Promise<number> {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-
 export function registerSsh(program: Command, ctx: Ctx): void {
   program
     .command('ssh')
