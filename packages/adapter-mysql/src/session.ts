@@ -1,8 +1,8 @@
-import { randomBytes, type X509Certificate } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import tls, { type TLSSocket } from 'node:tls';
-import type { DbRejectReason, ListenerRejectReason } from '@gatehouse/audit';
+import type { TLSSocket } from 'node:tls';
+import type { DbRejectReason } from '@gatehouse/audit';
 import {
   type AdapterContext,
   type ConnectionInfo,
@@ -10,6 +10,7 @@ import {
   GatehouseError,
   type Identity,
   type TlsConnectionInfo,
+  TlsRefused,
 } from '@gatehouse/core';
 import { denialToWire, errorMessage } from './errors.js';
 import { ConnectionClosed, PacketChannel } from './packet-io.js';
@@ -146,14 +147,19 @@ export function serveDedicated(raw: Socket, info: ConnectionInfo, deps: SessionD
     }
     const rest = hs.ch.detach();
     if (rest.length > 0) raw.unshift(rest);
-    const secure = await upgrade(raw, ctx, hs);
+    // TLS and the client certificate are core's business: the listener's
+    // certificate, and the identity verified before any MySQL byte is read.
+    const tls = ctx.tls.accept(raw);
+    const secure = tls.socket;
     hs.socket = secure;
+    const identity = await new Promise<Identity | undefined>((resolve, reject) => {
+      hs.onTimeout = reject;
+      tls.identity.then(resolve, reject);
+    });
     hs.ch = new PacketChannel(secure, HANDSHAKE_MAX_BYTES);
     hs.onTimeout = (e) => hs.ch.fail(e);
     const resp = await nextPacket(hs);
     clearTimeout(hs.timer);
-    const peer = secure.getPeerX509Certificate();
-    const identity = peer ? verifyCert(ctx, peer) : undefined;
     const clientRest = hs.ch.detach();
     await runSession(secure, info, deps, identity, caps, resp, clientRest);
   })().catch((e: unknown) => handshakeFailed(hs, info, deps, e));
@@ -193,53 +199,6 @@ function greeting(deps: SessionDeps, version: string, caps: number): Buffer {
       authPlugin: 'mysql_native_password',
     }),
   );
-}
-
-/** Server-side TLS with the listener's context; the handshake deadline covers it too. */
-function upgrade(raw: Socket, ctx: AdapterContext, hs: Handshake): Promise<TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const s = new tls.TLSSocket(raw, {
-      isServer: true,
-      secureContext: ctx.tls.secureContext(),
-      requestCert: true,
-      // Verified by core (authorizer.identityFromCert), as the main listener does.
-      rejectUnauthorized: false,
-    });
-    hs.socket = s;
-    hs.onTimeout = (e) => reject(e);
-    const onError = (e: Error) => reject(new TlsFailed(e.message));
-    s.once('error', onError);
-    s.once('secure', () => {
-      s.off('error', onError);
-      resolve(s);
-    });
-  });
-}
-
-class TlsFailed extends Error {}
-
-class CertRefused extends Error {
-  readonly reason: ListenerRejectReason;
-  constructor(reason: ListenerRejectReason, message: string) {
-    super(message);
-    this.reason = reason;
-  }
-}
-
-function verifyCert(ctx: AdapterContext, peer: X509Certificate): Identity {
-  try {
-    return ctx.authorizer.identityFromCert(peer);
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    const reason =
-      code === 'GH_ERR_CERT_INVALID' || code === 'GH_ERR_CERT_EXPIRED'
-        ? 'client_cert_untrusted'
-        : 'client_cert_invalid';
-    throw new CertRefused(
-      reason,
-      `client certificate "${peer.subject.replace(/\n/g, ', ')}" refused: ${errorMessage(err)}`,
-    );
-  }
 }
 
 function handshakeFailed(hs: Handshake, info: ConnectionInfo, deps: SessionDeps, e: unknown): void {
@@ -304,11 +263,10 @@ function handshakeFailed(hs: Handshake, info: ConnectionInfo, deps: SessionDeps,
     );
     return;
   }
-  if (e instanceof CertRefused || e instanceof TlsFailed) {
-    if (e instanceof CertRefused) sendErr(ER.ACCESS_DENIED, `Gatehouse: ${e.message}`);
-    else socket.destroy();
-    const reason: ListenerRejectReason = e instanceof CertRefused ? e.reason : 'tls_handshake_failed';
-    log(audit.emit({ type: 'listener.reject', reason, error: e.message, user: 'system', addr }));
+  if (e instanceof TlsRefused) {
+    if (e.reason === 'tls_handshake_failed') socket.destroy();
+    else sendErr(ER.ACCESS_DENIED, `Gatehouse: ${e.message}`);
+    log(audit.emit({ type: 'listener.reject', reason: e.reason, error: e.message, user: 'system', addr }));
     return;
   }
   deps.ctx.log('error', `MySQL handshake from ${info.remoteAddr} failed`, e);

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -295,6 +296,38 @@ describe('MySQL/MariaDB through Gatehouse (real mariadb client, mysql2 and Maria
     } finally {
       await c.end();
     }
+  });
+
+  it('refuses a client certificate from another CA on its own port, before any MySQL byte, audited', async () => {
+    // The TLS upgrade and the certificate check are core's (ctx.tls.accept), as on the main port.
+    const key = join(dir, 'foreign.key');
+    const cert = join(dir, 'foreign.crt');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-subj',
+        '/CN=alice',
+        '-days',
+        '1',
+      ],
+      { stdio: 'ignore' },
+    );
+    const r = await mariadb([...direct({ cert, key, certPem: '', keyPem: '' }), '-e', 'SELECT 1']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/ERROR 1045 \(28000\).*client certificate "CN=alice" refused/);
+    const refused = (await events('listener.reject')) as unknown as { reason: string }[];
+    expect(refused.some((e) => e.reason === 'client_cert_untrusted')).toBe(true);
   });
 
   it('shows denials in the client with 1045/1044 and the rule', async () => {

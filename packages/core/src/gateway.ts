@@ -4,7 +4,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import tls from 'node:tls';
+import tls, { type TLSSocket } from 'node:tls';
 import {
   AuditLog,
   type AuditSink,
@@ -32,10 +32,12 @@ import { DbAccess } from './databases/access.js';
 import { DatabaseRegistry, type DatabaseSpec, readCaFile } from './databases/registry.js';
 import { GatehouseError } from './errors.js';
 import { LockService } from './identity/locks.js';
+import type { Identity } from './identity/types.js';
 import { UserService } from './identity/users.js';
 import { KubeClusterRegistry, type KubeClusterSpec, readKubeconfigFile } from './kube/registry.js';
 import { Listener } from './listener/listener.js';
 import { Routes } from './listener/routes.js';
+import { acceptTls } from './listener/tls-accept.js';
 import { channelLogger, type LogFn } from './log.js';
 import { type Dialer, directDialer } from './net/dialer.js';
 import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
@@ -67,11 +69,11 @@ export interface AdapterContext {
   /** Session recordings (interactive SSH, kube exec). */
   readonly recordings: RecordingStore;
   /**
-   * The listener's TLS server context (host-CA server cert, user CA for client
-   * certs), for protocols that upgrade to TLS mid-stream on their own port
-   * (MySQL's SSLRequest). Verify client certs with authorizer.identityFromCert.
+   * Server-side TLS for protocols that switch to TLS mid-stream on their own
+   * port (MySQL's SSLRequest): the listener's certificate, client
+   * certificates verified by core. `identity` rejects with TlsRefused.
    */
-  readonly tls: { secureContext(): tls.SecureContext };
+  readonly tls: { accept(raw: Socket): { socket: TLSSocket; identity: Promise<Identity | undefined> } };
   /** Kubernetes clusters (config, adapter options, `gatehouse kube add`). */
   readonly kubeClusters: KubeClusterRegistry;
   /** SSH nodes (config, `gatehouse nodes add`, node services joining). */
@@ -362,7 +364,13 @@ export class Gateway {
       kubeClusters: this.kubeClusters,
       nodes: this.nodes,
       liveSessions: this.liveSessions,
-      tls: { secureContext: () => this.#currentSecureContext() },
+      tls: {
+        accept: (raw) =>
+          acceptTls(raw, {
+            secureContext: this.#currentSecureContext(),
+            verifyClientCert: (cert) => this.authorizer.identityFromCert(cert),
+          }),
+      },
     };
     this.#registering.push(Promise.resolve(adapter.register(ctx)));
     return this;

@@ -19,6 +19,7 @@ export * from './kube/index.js';
 export * from './listener/proxy-protocol.js';
 export * from './listener/routes.js';
 export * from './listener/sniff.js';
+export { TlsRefused } from './listener/tls-accept.js';
 export * from './log.js';
 export * from './net/dialer.js';
 export * from './nodes/join-tokens.js';

@@ -1,11 +1,13 @@
 import type { X509Certificate } from 'node:crypto';
 import net, { BlockList, type Socket } from 'node:net';
-import tls, { type TLSSocket } from 'node:tls';
+import type tls from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import type { AuditEmitter, ListenerRejectReason } from '@gatehouse/audit';
 import type { Identity } from '../identity/types.js';
 import { parseProxyHeader } from './proxy-protocol.js';
 import type { ConnectionInfo, RawHandler, Routes, TlsConnectionInfo } from './routes.js';
 import { sniff } from './sniff.js';
+import { clientIdentity, type TlsRefused, wrapServerTls } from './tls-accept.js';
 
 /** The most bytes we buffer before deciding what a client speaks (PROXY v2 max + a TLS record header). */
 const MAX_SNIFF_BYTES = 16 + 65_535 + 16;
@@ -289,13 +291,8 @@ export class Listener {
 
   #tls(socket: Socket, info: ConnectionInfo, release: () => void, postgres: boolean): void {
     const routes = this.#deps.routes;
-    const tlsSocket = new tls.TLSSocket(socket, {
-      isServer: true,
+    const tlsSocket = wrapServerTls(socket, {
       secureContext: this.#deps.secureContext(),
-      requestCert: true,
-      // Client certs are optional at this layer (the HTTP login API needs none);
-      // an untrusted one is refused right after the handshake, before any data.
-      rejectUnauthorized: false,
       ALPNCallback: ({ protocols }) => {
         if (postgres) return protocols.includes('postgresql') ? 'postgresql' : undefined;
         const tunnel = protocols.find((p) => routes.alpnHandler(p));
@@ -324,26 +321,11 @@ export class Listener {
       const alpn = tlsSocket.alpnProtocol || undefined;
       const sni = (tlsSocket as TLSSocket & { servername?: string | false }).servername || undefined;
       const tinfo: TlsConnectionInfo = { ...info, alpn, sni };
-      const peer = tlsSocket.getPeerX509Certificate();
-      if (peer) {
-        // Verified here, by core, not by trusting the TLS stack's flag: a
-        // manually wrapped TLSSocket never sets `authorized`, and the same
-        // check serves certificates that reach the API through other servers.
-        try {
-          tinfo.identity = this.#deps.verifyClientCert(peer);
-        } catch (err) {
-          const code = (err as { code?: string }).code;
-          const reason =
-            code === 'GH_ERR_CERT_INVALID' || code === 'GH_ERR_CERT_EXPIRED'
-              ? 'client_cert_untrusted'
-              : 'client_cert_invalid';
-          return this.#reject(
-            tlsSocket,
-            info,
-            reason,
-            `client certificate "${peer.subject.replace(/\n/g, ', ')}" refused: ${(err as Error).message}`,
-          );
-        }
+      try {
+        tinfo.identity = clientIdentity(tlsSocket, this.#deps.verifyClientCert);
+      } catch (err) {
+        const r = err as TlsRefused;
+        return this.#reject(tlsSocket, info, r.reason, r.message);
       }
       // Swallowing errors here would hide failures; handlers attach their own.
       tlsSocket.on('error', (err) => this.#deps.log('debug', `TLS connection from ${info.remoteAddr}`, err));
