@@ -45,9 +45,9 @@ export interface OuterContext {
   requestedName: string;
 }
 
-/** Longest setTimeout Node accepts; longer grants re-arm. */
 /** How long a terminated session's client gets to print the reason and leave by itself. */
 const TERMINATE_GRACE_MS = 500;
+/** Longest setTimeout Node accepts; longer grants re-arm. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
@@ -281,8 +281,10 @@ export class InnerConnection {
     // when a DISCONNECT arrives, so the connection is only forced down after
     // a grace period (for a client that keeps it open, e.g. with forwards).
     const grace = opts.quiet ? 0 : TERMINATE_GRACE_MS;
+    // The DISCONNECT carries the reason too (OpenSSH prints it), for a
+    // session whose channel had not opened yet when it was ended.
     setTimeout(() => {
-      this.#conn.end();
+      (this.#conn.end as (description?: string) => unknown).call(this.#conn, opts.quiet ? undefined : reason);
       this.#up?.end();
       setTimeout(() => this.#stream.destroy(), 200).unref();
     }, grace);

@@ -218,15 +218,18 @@ describe('file transfer (scp uses SFTP in OpenSSH 9)', () => {
 });
 
 describe('live control: a session ends within about a second, with a message', () => {
-  async function liveShell(f: UserFiles) {
-    const p = sshJ(env, f, `${env.login}@node1`, ['-tt'], { input: 'echo READY\n', keepStdinOpenMs: 60_000 });
+  /** Starts ssh and waits for its session to be live (a new one: an earlier test's may still be ending). */
+  async function live(f: UserFiles, args: string[], input?: string) {
+    const before = new Set(env.gw.liveSessions.list().map((s) => s.id));
+    const p = sshJ(env, f, `${env.login}@node1`, args, { input, keepStdinOpenMs: 60_000 });
     const id = await waitFor(
-      () => env.gw.liveSessions.list().find((s) => s.user === f.user)?.id,
+      () => env.gw.liveSessions.list().find((s) => s.user === f.user && !before.has(s.id))?.id,
       'a live session',
       20_000,
     );
     return { p, id };
   }
+  const liveShell = (f: UserFiles) => live(f, ['-tt'], 'echo READY\n');
 
   it('an admin kill ends it (gatehouse sessions kill)', async () => {
     const { p, id } = await liveShell(alice);
@@ -241,6 +244,13 @@ describe('live control: a session ends within about a second, with a message', (
       'session.end',
     );
     expect(end).toMatchObject({ reason: expect.stringContaining('ended by') });
+  });
+
+  it('a connection with no session channel yet (ssh -N) still gets the reason, in the DISCONNECT', async () => {
+    const { p, id } = await live(alice, ['-N']);
+    await env.gw.admin.killSession(id);
+    const r = await p;
+    expect(r.stderr).toMatch(/Received disconnect from .*ended by/);
   });
 
   it('locking the user ends it', async () => {
