@@ -40,6 +40,8 @@ const EXPECTED = {
   port_forward: { ok: 'GH2103I', fail: 'GH2103W' },
   sftp: 'GH2104I',
   'ssh.reject': 'GH2105W',
+  'session.join': { ok: 'GH2106I', fail: 'GH2106W' },
+  'session.leave': 'GH2107I',
   'node.join': { ok: 'GH1072I', fail: 'GH1072W' },
   'node.join_token.create': 'GH1073I',
   'gateway.start': 'GH1200I',

@@ -62,6 +62,18 @@ export interface SshSessionFields {
   login: string;
 }
 
+/** A second person attaching to a live session (`user` is the one who joins). */
+export interface SessionJoinFields {
+  session_id: string;
+  /** ssh, kube, ... (the live session's kind). */
+  session_kind: string;
+  /** Who owns the session. */
+  owner: string;
+  /** Node, database or cluster the session runs on. */
+  server: string;
+  mode: 'observer' | 'peer';
+}
+
 /** Why the SSH proxy dropped a connection before any session (bad input, not a role decision). */
 export type SshRejectReason =
   | 'malformed'
@@ -231,6 +243,9 @@ export type AuditEventInput =
         reason?: string;
         error?: string;
       })
+  | (CommonFields & SessionJoinFields & { type: 'session.join'; success: true })
+  | (CommonFields & SessionJoinFields & { type: 'session.join'; success: false; error: string })
+  | (CommonFields & SessionJoinFields & { type: 'session.leave'; duration_ms: number })
   | (CommonFields &
       SshSessionFields & {
         type: 'exec';
@@ -327,6 +342,8 @@ export const EVENT_CODES = {
   port_forward: { ok: 'GH2103I', fail: 'GH2103W' },
   sftp: 'GH2104I',
   'ssh.reject': 'GH2105W',
+  'session.join': { ok: 'GH2106I', fail: 'GH2106W' },
+  'session.leave': 'GH2107I',
   'node.join': { ok: 'GH1072I', fail: 'GH1072W' },
   'node.join_token.create': 'GH1073I',
   'gateway.start': 'GH1200I',

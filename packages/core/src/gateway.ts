@@ -46,6 +46,7 @@ import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki
 import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
 import { SessionRegistry } from './sessions/registry.js';
+import { TerminalRegistry } from './sessions/terminal.js';
 import { VERSION } from './version.js';
 import { createWebHandler, defaultWebDir, isApiPath } from './web/static.js';
 
@@ -78,8 +79,10 @@ export interface AdapterContext {
   readonly kubeClusters: KubeClusterRegistry;
   /** SSH nodes (config, `gatehouse nodes add`, node services joining). */
   readonly nodes: NodeRegistry;
-  /** Live sessions of this gateway (list, kill, re-check on lock changes). */
+  /** Live sessions of this gateway (list, kill, re-check on lock changes, join). */
   readonly liveSessions: SessionRegistry;
+  /** Where the SSH adapter offers shells and files to the web terminal. */
+  readonly terminals: TerminalRegistry;
 }
 
 export interface Adapter {
@@ -140,6 +143,8 @@ export class Gateway {
   readonly recordings: RecordingStore;
   readonly nodes: NodeRegistry;
   readonly liveSessions = new SessionRegistry();
+  /** Shells and files for the web terminal (filled by the SSH adapter). */
+  readonly terminals = new TerminalRegistry();
   /** One-time tokens node services join with. */
   readonly joinTokens: JoinTokenStore;
   /** Admin API acting as the local operator (like tctl on the auth server). */
@@ -364,6 +369,7 @@ export class Gateway {
       kubeClusters: this.kubeClusters,
       nodes: this.nodes,
       liveSessions: this.liveSessions,
+      terminals: this.terminals,
       tls: {
         accept: (raw) =>
           acceptTls(raw, {

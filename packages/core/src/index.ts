@@ -27,6 +27,7 @@ export * from './nodes/registry.js';
 export * from './pki/index.js';
 export * from './rbac/index.js';
 export * from './sessions/registry.js';
+export * from './sessions/terminal.js';
 export * from './util/duration.js';
 export * from './version.js';
 export * from './web/static.js';

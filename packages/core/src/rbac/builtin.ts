@@ -14,6 +14,7 @@ export const BUILTIN_ROLES: readonly Role[] = deepFreeze([
     allow: {
       logins: ['{{internal.logins}}'],
       rules: [{ resources: ['*'], verbs: ['*'] }],
+      join_sessions: ['observer', 'peer'],
     },
     deny: {},
     options: {},
@@ -43,6 +44,7 @@ export const BUILTIN_ROLES: readonly Role[] = deepFreeze([
     description: 'Read the audit log, sessions and recordings. Grants no resource access.',
     allow: {
       rules: [{ resources: ['audit', 'session', 'recording'], verbs: ['list', 'read'] }],
+      join_sessions: ['observer'],
     },
     deny: {},
     options: {},

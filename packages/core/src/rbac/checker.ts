@@ -7,7 +7,7 @@ import {
   roleDurationMs,
 } from './role-schema.js';
 import { expandValues } from './templates.js';
-import type { ResourceKind, Role, RoleConditions, RoleOptions, Rule, Verb } from './types.js';
+import type { JoinMode, ResourceKind, Role, RoleConditions, RoleOptions, Rule, Verb } from './types.js';
 
 export interface AccessAllowed {
   allowed: true;
@@ -62,6 +62,7 @@ interface Expanded {
   desktop_labels?: Selector | undefined;
   desktop_logins?: string[] | undefined;
   rules: Rule[];
+  join_sessions?: JoinMode[] | undefined;
 }
 
 interface ExpandedRole {
@@ -87,7 +88,7 @@ const SELECTOR_FIELDS = [
 ] as const satisfies (keyof Expanded)[];
 
 function expand(c: RoleConditions, traits: Traits): Expanded {
-  const out: Expanded = { rules: c.rules ?? [] };
+  const out: Expanded = { rules: c.rules ?? [], join_sessions: c.join_sessions };
   for (const f of LIST_FIELDS) {
     const v = c[f];
     if (v !== undefined) out[f] = expandValues(v, traits);
@@ -435,6 +436,34 @@ export class AccessChecker {
       users: users.values,
       groups: groups.values,
     };
+  }
+
+  /**
+   * Joining another user's live session in `mode`; a role whose deny lists
+   * the mode wins. (Core lets a user join their own sessions without this.)
+   */
+  checkJoin(mode: JoinMode): AccessDecision {
+    for (const role of this.#roles) {
+      if (role.deny.join_sessions?.includes(mode)) {
+        return {
+          allowed: false,
+          kind: 'denied-by-rule',
+          role: role.name,
+          field: 'join_sessions',
+          reason: `role "${role.name}" denies joining sessions as ${mode}`,
+        };
+      }
+    }
+    const granting = this.#roles.filter((r) => r.allow.join_sessions?.includes(mode));
+    if (granting.length === 0) {
+      return {
+        allowed: false,
+        kind: 'not-allowed',
+        field: 'join_sessions',
+        reason: `no role allows joining other users' sessions as ${mode}`,
+      };
+    }
+    return { allowed: true, roles: granting.map((r) => r.name) };
   }
 
   /** Admin API permission; deny rules win over allow rules in any role. */

@@ -136,6 +136,8 @@ export const conditionsSchema = z.strictObject({
   desktop_logins: stringList('desktop_logins').optional(),
   /** Admin API permissions. */
   rules: z.array(ruleSchema).optional(),
+  /** Joining other users' live sessions: observer (watch) and/or peer (type too). */
+  join_sessions: z.array(z.enum(['observer', 'peer'])).optional(),
   /** Roles the holder may request temporarily (access requests). */
   request: z
     .strictObject({

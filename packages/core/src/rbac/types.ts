@@ -40,7 +40,15 @@ export interface RoleConditions {
   desktop_logins?: string[];
   rules?: Rule[];
   request?: { roles?: string[]; max_duration?: string };
+  /**
+   * Joining other users' live sessions (`gatehouse join`, the web UI):
+   * `observer` watches, `peer` may also type. One's own sessions need none.
+   */
+  join_sessions?: JoinMode[];
 }
+
+/** How a second person attaches to a live terminal session. */
+export type JoinMode = 'observer' | 'peer';
 
 export interface RoleOptions {
   /** Duration string like '8h', '30m'. */

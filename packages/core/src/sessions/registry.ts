@@ -1,3 +1,5 @@
+import type { Joiner, TerminalHandle, TerminalViewer } from './terminal.js';
+
 /** A live session as `gatehouse sessions ls` shows it. */
 export interface LiveSessionInfo {
   id: string;
@@ -17,6 +19,12 @@ export interface LiveSessionInfo {
 
 /** What the adapter that owns a session lets core do to it. */
 export interface LiveSessionControl {
+  /**
+   * Attaches a second viewer to the session's terminal (core has authorized
+   * and audits the join). Absent, or throwing GatehouseError, when the
+   * session has no terminal to share (a command, a file transfer).
+   */
+  join?(joiner: Joiner, viewer: TerminalViewer): TerminalHandle;
   /** Ends the session now, telling the user `reason`; the adapter audits the end. */
   terminate(reason: string): void;
   /** Access may have changed (a lock appeared): re-check it and end the session if it is gone. */
@@ -49,6 +57,11 @@ export class SessionRegistry {
   get(id: string): LiveSessionInfo | undefined {
     const e = this.#live.get(id);
     return e ? { ...e.info } : undefined;
+  }
+
+  /** The control of a live session (core's join endpoint), or undefined. */
+  control(id: string): LiveSessionControl | undefined {
+    return this.#live.get(id)?.control;
   }
 
   /** Ends one session; false when no such session runs here. */
