@@ -3,6 +3,7 @@ export * from './api/local.js';
 export * from './api/pin.js';
 export * from './api/public.js';
 export * from './api/server.js';
+export * from './api/terminal-protocol.js';
 export * from './api/types.js';
 export * from './auth/login.js';
 export * from './auth/sessions.js';

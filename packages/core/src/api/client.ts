@@ -1,9 +1,10 @@
 import * as https from 'node:https';
 import type { RecordingMeta, RecordingQuery } from '@gatehouse/audit';
+import WebSocket from 'ws';
 import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
 import type { Traits } from '../identity/types.js';
 import type { JoinTokenView, NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
-import type { Role } from '../rbac/types.js';
+import type { JoinMode, Role } from '../rbac/types.js';
 import {
   type AcceptInviteRequest,
   type InviteInfo,
@@ -15,6 +16,7 @@ import {
   type RouteCertResponse,
   type WhoamiResponse,
 } from './public.js';
+import { TERMINAL_WS_MAX_PAYLOAD, TERMINAL_WS_PATHS } from './terminal-protocol.js';
 import {
   ADMIN_ROUTES,
   type AddDatabaseRequest,
@@ -75,6 +77,8 @@ export class GatehouseClient implements AdminApi {
   readonly #agent: https.Agent;
   readonly #timeoutMs: number;
   readonly #hasCert: boolean;
+  /** The agent's TLS material, for WebSockets (which open their own connection). */
+  readonly #tls: { ca: string[]; cert?: string; key?: string };
 
   constructor(opts: GatehouseClientOptions) {
     const { host, port } = parseHostPort(opts.proxy);
@@ -84,11 +88,11 @@ export class GatehouseClient implements AdminApi {
     this.#hasCert = Boolean(opts.certPem && opts.keyPem);
     // https derives SNI from the host (and skips it for IP addresses, where
     // Node then checks IP SANs), so servername is not set by hand.
-    this.#agent = new https.Agent({
-      keepAlive: true,
+    this.#tls = {
       ca: opts.caPem,
       ...(opts.certPem && opts.keyPem ? { cert: opts.certPem, key: opts.keyPem } : {}),
-    });
+    };
+    this.#agent = new https.Agent({ keepAlive: true, ...this.#tls });
   }
 
   close(): void {
@@ -250,6 +254,80 @@ export class GatehouseClient implements AdminApi {
   }
   killSession(id: string): Promise<void> {
     return this.#json(ADMIN_ROUTES.killSession, { id });
+  }
+
+  // --- WebSockets (docs/web-terminal-protocol.md) --------------------------
+
+  /**
+   * Opens a WebSocket to `pathAndQuery` (e.g. `/v1/ws/terminal?node=a&...`)
+   * with the same TLS material as the HTTP calls: the pinned CA, the client
+   * certificate, and SNI from the host (none for an IP address; `ws` does
+   * what https does). Every 'error' event carries a GatehouseError: a refused
+   * upgrade is the server's problem JSON rebuilt (GH_ERR_ACCESS_DENIED, ...),
+   * a connection failure the same error the HTTP calls give.
+   */
+  openWebSocket(pathAndQuery: string): WebSocket {
+    const host = this.host.includes(':') ? `[${this.host}]` : this.host;
+    const ws = new WebSocket(`wss://${host}:${this.port}${pathAndQuery}`, {
+      ...this.#tls,
+      maxPayload: TERMINAL_WS_MAX_PAYLOAD,
+      handshakeTimeout: this.#timeoutMs,
+      perMessageDeflate: false,
+    });
+    let refused: GatehouseError | undefined;
+    // A non-101 answer: read its problem JSON, then abort the handshake; the
+    // 'error' that follows carries the server's error instead of ws's own.
+    ws.on('unexpected-response', (_req, res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', () => ws.terminate());
+      res.on('end', () => {
+        refused = errorFromResponse(
+          res.statusCode ?? 0,
+          String(res.headers['content-type'] ?? ''),
+          Buffer.concat(chunks),
+          'GET',
+          pathAndQuery,
+        );
+        ws.terminate();
+      });
+    });
+    const emit = ws.emit.bind(ws);
+    ws.emit = ((event: string | symbol, ...args: unknown[]) => {
+      if (event !== 'error') return emit(event, ...args);
+      return emit('error', refused ?? this.#wsError(args[0]));
+    }) as typeof ws.emit;
+    return ws;
+  }
+
+  /** Attaches to a live session (`gatehouse join`); observer watches, peer types too. */
+  joinSession(id: string, mode: JoinMode = 'observer'): WebSocket {
+    const q = new URLSearchParams({ mode });
+    return this.openWebSocket(`${fillPath(TERMINAL_WS_PATHS.join, { id })}?${q}`);
+  }
+
+  /** A new interactive shell on a node (what the web terminal opens). */
+  openTerminal(req: { node: string; login: string; cols: number; rows: number }): WebSocket {
+    const q = new URLSearchParams({
+      node: req.node,
+      login: req.login,
+      cols: String(req.cols),
+      rows: String(req.rows),
+    });
+    return this.openWebSocket(`${TERMINAL_WS_PATHS.terminal}?${q}`);
+  }
+
+  #wsError(e: unknown): GatehouseError {
+    if (e instanceof GatehouseError) return e;
+    const err: Error & { code?: string } = e instanceof Error ? e : new Error(String(e));
+    // ws's own protocol errors (a bad frame, a frame above maxPayload) are not connection failures.
+    if (err.code?.startsWith('WS_ERR_')) {
+      return new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', `WebSocket protocol error: ${err.message}`, {
+        hint: 'check that --proxy points at a Gatehouse proxy of a matching version',
+        cause: err,
+      });
+    }
+    return this.#connError(err);
   }
 
   // --- plumbing ------------------------------------------------------------
