@@ -3,6 +3,7 @@ import { GatehouseError } from '@gatehouse/core';
 import { Command, CommanderError } from 'commander';
 import { registerAdmin } from './commands/admin.js';
 import { registerDb } from './commands/db.js';
+import { registerJoin } from './commands/join.js';
 import { registerKube } from './commands/kube.js';
 import { registerNodesJoin } from './commands/nodes-join.js';
 import { registerProxy } from './commands/proxy.js';
@@ -57,6 +58,7 @@ Examples:
   registerDb(program, ctx);
   registerProxy(program, ctx);
   registerSsh(program, ctx);
+  registerJoin(program, ctx);
   registerKube(program, ctx);
   registerNodesJoin(program, ctx);
   registerRecordings(program, ctx);
