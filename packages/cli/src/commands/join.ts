@@ -109,7 +109,8 @@ function attach(
 
     const send = (frame: TerminalClientFrame) => ws.send(JSON.stringify(frame));
     const sendSize = () => {
-      if (stdout.isTTY) send({ type: 'resize', cols: stdout.columns, rows: stdout.rows });
+      if (stdout.isTTY && ws.readyState === ws.OPEN)
+        send({ type: 'resize', cols: stdout.columns, rows: stdout.rows });
     };
     const onInput = (chunk: Buffer) => {
       const { send: bytes, leave } = scanInput(chunk, o.mode);

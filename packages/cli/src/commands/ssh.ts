@@ -249,6 +249,7 @@ export function registerSsh(program: Command, ctx: Ctx): void {
     .command('ls')
     .description('list live sessions (yours, or all with session:list)')
     .option('--json', 'JSON output')
+    .addHelpText('after', examples('  $ gatehouse sessions ls\n  $ gatehouse join SESSION_ID'))
     .action(async function (this: Command, o: { json?: boolean }) {
       const list = await withAdmin(this, ctx, (t) => t.api.listSessions());
       if (o.json) {
@@ -259,7 +260,7 @@ export function registerSsh(program: Command, ctx: Ctx): void {
         ctx.out('No live sessions.\n');
         return;
       }
-      ctx.out(table(['ID', 'KIND', 'USER', 'LOGIN', 'SERVER', 'STARTED', 'FROM'], list.map(sessionRow)));
+      ctx.out(table(['ID', 'KIND', 'USER', 'TARGET', 'STARTED', 'FROM'], list.map(sessionRow)));
     });
   sessions
     .command('kill')
@@ -283,7 +284,7 @@ function nodeRow(n: NodeView): string[] {
 }
 
 function sessionRow(s: SessionView): string[] {
-  return [s.id, s.kind, s.user, s.login ?? '', s.server, s.started, s.remoteAddr ?? ''];
+  return [s.id, s.kind, s.user, s.login ? `${s.login}@${s.server}` : s.server, s.started, s.remoteAddr ?? ''];
 }
 
 /**
