@@ -14,10 +14,12 @@ import {
   SqliteAuditIndex,
   StdoutSink,
 } from '@gatehouse/audit';
+import { requestBodyDeadline } from './api/http.js';
 import { createLocalAdmin } from './api/local.js';
 import type { InviteInfo } from './api/public.js';
-import { createApiHandler } from './api/server.js';
+import { createApiHandler, isFileUpload } from './api/server.js';
 import type { AdminApi, TokenView } from './api/types.js';
+import { createTerminalSockets, type TerminalSockets } from './api/ws.js';
 import { LoginService } from './auth/login.js';
 import { WebSessions } from './auth/sessions.js';
 import { Authorizer } from './authz/authorizer.js';
@@ -156,6 +158,7 @@ export class Gateway {
   readonly #listener: Listener;
   readonly #http: http.Server;
   readonly #api: (req: IncomingMessage, res: ServerResponse) => void;
+  readonly #terminalSockets: TerminalSockets;
   #secureContext: tls.SecureContext | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -293,13 +296,34 @@ export class Gateway {
         ),
       routeCerts: { databases: this.databases, authorities },
       log: this.log,
+      terminals: this.terminals,
     });
     const api = this.#api;
     const web =
       parts.webDir === false ? undefined : createWebHandler({ dir: parts.webDir ?? defaultWebDir() });
     this.#http = http.createServer(
-      { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, maxHeaderSize: 16_384 },
-      (req, res) => (web && !isApiPath(req.url) ? web(req, res) : api(req, res)),
+      // requestTimeout is off: a file upload may take longer than any fixed
+      // limit. Every other request body must arrive within 30 s (the old
+      // requestTimeout); an upload gets an idle limit instead (api/server.ts).
+      { requestTimeout: 0, headersTimeout: 10_000, keepAliveTimeout: 5_000, maxHeaderSize: 16_384 },
+      (req, res) => {
+        if (!isFileUpload(req)) requestBodyDeadline(req, res, 30_000);
+        if (web && !isApiPath(req.url)) web(req, res);
+        else api(req, res);
+      },
+    );
+    this.#terminalSockets = createTerminalSockets({
+      authorizer: this.authorizer,
+      sessions: this.sessions,
+      audit,
+      clock,
+      terminals: this.terminals,
+      liveSessions: this.liveSessions,
+      log: this.log,
+    });
+    // WebSockets (the web terminal, gatehouse join) share the API's listener.
+    this.#http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
+      this.#terminalSockets.handleUpgrade(req, socket, head),
     );
     this.#http.on('clientError', (err, socket) => {
       this.log('debug', 'malformed HTTP request', err);
@@ -532,6 +556,7 @@ export class Gateway {
     this.#closed = true;
     clearTimeout(this.#renewTimer);
     this.#lockWatch?.abort();
+    this.#terminalSockets.close();
     await this.#listener.close();
     this.#http.close();
     this.#http.closeAllConnections();

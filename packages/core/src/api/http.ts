@@ -1,5 +1,7 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GatehouseError } from '../errors.js';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AuditEmitter } from '@gatehouse/audit';
+import { type ErrorCode, GatehouseError } from '../errors.js';
 
 /** Reads a JSON body, refusing more than `limit` bytes before buffering them. */
 export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
@@ -78,6 +80,23 @@ export function sendProblem(
   res.end(JSON.stringify(err.toProblem()));
 }
 
+/**
+ * A problem answer written straight to a socket (a refused WebSocket
+ * upgrade, which has no ServerResponse); the connection closes after it.
+ */
+export function sendProblemOnSocket(socket: Duplex, err: GatehouseError): void {
+  const body = JSON.stringify(err.toProblem());
+  const head = [
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}`,
+    ...Object.entries(SECURITY_HEADERS).map(([k, v]) => `${k}: ${v}`),
+    'content-type: application/problem+json; charset=utf-8',
+    `content-length: ${Buffer.byteLength(body)}`,
+    'connection: close',
+  ];
+  if (socket.writable) socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  else socket.destroy();
+}
+
 export function parseCookies(header: string | undefined): Record<string, string> {
   const out: Record<string, string> = {};
   for (const part of (header ?? '').split(';')) {
@@ -130,4 +149,62 @@ export function matchRoute<C>(
     allowed.push(r.method);
   }
   return allowed.length > 0 ? { allowed } : undefined;
+}
+
+/** One request header's value (the first, if repeated). */
+export function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** The peer's address, IPv4-mapped IPv6 written as plain IPv4. */
+export function remoteAddress(req: IncomingMessage): string {
+  const a = req.socket.remoteAddress;
+  if (!a) return '';
+  return a.startsWith('::ffff:') ? a.slice(7) : a;
+}
+
+/**
+ * Refusals of malformed, oversized, cross-site or unauthenticated requests:
+ * audited as http.reject. (Role decisions are audited as access.denied by
+ * the Authorizer; a 404 is not an event.)
+ */
+const HTTP_REJECT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'GH_ERR_PAYLOAD_TOO_LARGE',
+  'GH_ERR_BAD_REQUEST',
+  'GH_ERR_CSRF',
+  'GH_ERR_UNAUTHENTICATED',
+]);
+
+/** Audits `err` as http.reject when it is one of those refusals; an audit failure is logged. */
+export async function auditHttpReject(
+  audit: AuditEmitter,
+  err: GatehouseError,
+  r: { method: string; path: string; remoteAddr: string },
+  log: (level: 'error', msg: string, err?: unknown) => void,
+): Promise<void> {
+  if (!HTTP_REJECT_CODES.has(err.code)) return;
+  await audit
+    .emit({
+      type: 'http.reject',
+      method: r.method,
+      path: r.path,
+      status: err.status,
+      error: err.message,
+      addr: { remote: r.remoteAddr },
+    })
+    .catch((e: unknown) => log('error', 'audit of an HTTP rejection failed', e));
+}
+
+/**
+ * Cuts the connection when the request body has not fully arrived within
+ * `ms`. The HTTP server's own requestTimeout is off because an upload may
+ * take longer than any fixed limit; every other request gets this instead.
+ */
+export function requestBodyDeadline(req: IncomingMessage, res: ServerResponse, ms: number): void {
+  const t = setTimeout(() => {
+    if (!req.complete) req.socket.destroy();
+  }, ms);
+  t.unref();
+  res.once('close', () => clearTimeout(t));
 }

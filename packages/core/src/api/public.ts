@@ -90,6 +90,26 @@ export interface RouteCertResponse {
   cas: { host_x509: string[] };
 }
 
+/**
+ * GET/PUT /v1/files?node=NAME&login=LOGIN&path=PATH (client certificate or
+ * web session; PUT with a cookie needs X-CSRF-Token). GET answers the bytes
+ * (application/octet-stream, Content-Disposition attachment); PUT takes the
+ * bytes as the body (at most MAX_UPLOAD_BYTES) and answers FileUploadResponse.
+ */
+export interface FileQuery {
+  node: string;
+  login: string;
+  /** Absolute, or relative to the login's home directory. */
+  path: string;
+}
+
+export interface FileUploadResponse {
+  bytes: number;
+}
+
+/** Largest upload PUT /v1/files takes (1 GiB); a bigger declared body gets 413 before it is read. */
+export const MAX_UPLOAD_BYTES = 1024 ** 3;
+
 export const PUBLIC_ROUTES = {
   ping: ['GET', '/v1/ping'],
   /** ?format=sshd|known_hosts|x509|postgres|mariadb|kube[&type=user|host|db] -> text/plain */
@@ -102,4 +122,8 @@ export const PUBLIC_ROUTES = {
   /** A node service redeems a join token (the token is the credential). */
   nodeJoin: ['POST', '/v1/nodes/join'],
   routeCert: ['POST', '/v1/certs/route'],
+  /** ?node&login&path (FileQuery) -> the file's bytes */
+  downloadFile: ['GET', '/v1/files'],
+  /** ?node&login&path (FileQuery), body = the bytes -> FileUploadResponse */
+  uploadFile: ['PUT', '/v1/files'],
 } as const;

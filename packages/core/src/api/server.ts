@@ -1,37 +1,49 @@
 import type { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
+import { posix } from 'node:path';
+import { Readable, pipeline as streamPipeline, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { TLSSocket } from 'node:tls';
 import { type AuditEmitter, isRecordingFormat, type RecordingQuery } from '@gatehouse/audit';
 import { z } from 'zod';
 import type { LoginService } from '../auth/login.js';
 import { RateLimiter } from '../auth/ratelimit.js';
-import { type WebSession, WebSessions } from '../auth/sessions.js';
-import type { Authorizer, Principal } from '../authz/authorizer.js';
+import type { WebSessions } from '../auth/sessions.js';
+import type { Authorizer } from '../authz/authorizer.js';
 import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
-import type { Identity } from '../identity/types.js';
 import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { CaExportFormat } from '../pki/authority.js';
 import type { ResourceKind, Verb } from '../rbac/types.js';
+import type { FileRequest, TerminalRegistry, TerminalService } from '../sessions/terminal.js';
+import { authenticateCaller, type Caller, SESSION_COOKIE } from './caller.js';
 import {
+  auditHttpReject,
   compileRoute,
   matchRoute,
   parseCookies,
   type Route,
   readJson,
+  remoteAddress,
   sendJson,
   sendProblem,
   sendText,
 } from './http.js';
-import type { AcceptInviteRequest, InviteInfo, PingResponse, WhoamiResponse } from './public.js';
-import { PUBLIC_ROUTES } from './public.js';
+import {
+  type AcceptInviteRequest,
+  type FileQuery,
+  type FileUploadResponse,
+  type InviteInfo,
+  MAX_UPLOAD_BYTES,
+  type PingResponse,
+  PUBLIC_ROUTES,
+  type WhoamiResponse,
+} from './public.js';
 import { issueRouteCert, type RouteCertDeps } from './route-cert.js';
 import { ADMIN_ROUTES, type AdminApi, type AuditQuery, type RecordingReadOptions } from './types.js';
 
-export const SESSION_COOKIE = 'gh_session';
+export { SESSION_COOKIE } from './caller.js';
 
 /** Permission each admin call needs (resource, verb), checked in core before the call. */
 export const ADMIN_PERMISSIONS = {
@@ -94,6 +106,8 @@ export interface ApiServerDeps {
   log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
   /** Redeems a node join token (POST /v1/nodes/join). */
   nodeJoin: (req: NodeJoinRequest, remoteAddr: string) => Promise<NodeJoinResponse>;
+  /** Files on nodes (GET/PUT /v1/files), through the SSH adapter's TerminalService. */
+  terminals: TerminalRegistry;
 }
 
 interface Ctx {
@@ -101,13 +115,20 @@ interface Ctx {
   res: ServerResponse;
   url: URL;
   remoteAddr: string;
+  /** On failure, close the connection: the request body may be left unread (an upload). */
+  closeAfter?: boolean;
 }
 
-interface Caller {
-  principal: Principal;
-  auth: 'client-cert' | 'session';
-  session?: { id: string; value: WebSession };
+/** An upload whose body may outlast a fixed request deadline (the gateway gives it an idle limit instead). */
+export function isFileUpload(req: IncomingMessage): boolean {
+  return (
+    req.method === PUBLIC_ROUTES.uploadFile[0] &&
+    (req.url ?? '').split('?')[0] === PUBLIC_ROUTES.uploadFile[1]
+  );
 }
+
+/** An upload that sends nothing for this long is cut off. */
+const UPLOAD_IDLE_MS = 60_000;
 
 const loginBody = z
   .object({
@@ -181,39 +202,13 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
   const limiter = new RateLimiter(d.config.auth.loginRatePerMinute, () => d.clock.now().getTime());
   const max = d.config.listener.maxBodyBytes;
 
-  const caller = async (ctx: Ctx): Promise<Caller> => {
-    const sock = ctx.req.socket;
-    const peer = sock instanceof TLSSocket ? sock.getPeerX509Certificate() : undefined;
-    if (peer) {
-      const identity = d.authorizer.identityFromCert(peer as X509Certificate);
-      return { principal: await d.authorizer.principal(identity), auth: 'client-cert' };
-    }
-    const id = parseCookies(ctx.req.headers.cookie)[SESSION_COOKIE];
-    const session = id ? await d.sessions.get(id) : undefined;
-    if (!id || !session) {
-      throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'not logged in', {
-        hint: 'log in with gatehouse login --proxy HOST:PORT (or sign in again in the browser)',
-      });
-    }
-    const method = ctx.req.method ?? 'GET';
-    if (
-      method !== 'GET' &&
-      method !== 'HEAD' &&
-      !WebSessions.csrfMatches(session, header(ctx.req, 'x-csrf-token'))
-    ) {
-      throw new GatehouseError('GH_ERR_CSRF', 'missing or wrong X-CSRF-Token header', {
-        hint: 'send the csrf_token from the login response in the X-CSRF-Token header',
-      });
-    }
-    const identity: Identity = {
-      user: session.user,
-      roles: session.roles,
-      traits: {},
-      expires: new Date(session.expires),
-    };
-    const principal = await d.authorizer.principal(identity, { traitsFromUser: true });
-    return { principal, auth: 'session', session: { id, value: session } };
-  };
+  // Reads change nothing; every other method needs the CSRF header with a cookie session.
+  const caller = (ctx: Ctx): Promise<Caller> =>
+    authenticateCaller(
+      d,
+      ctx.req,
+      ctx.req.method === 'GET' || ctx.req.method === 'HEAD' ? 'none' : 'csrf-header',
+    );
 
   const routes: Route<Ctx>[] = [
     compileRoute('GET', PUBLIC_ROUTES.ping[1], async ({ res }) => {
@@ -343,8 +338,49 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       const body = parseBody(nodeJoinBody, await readJson(ctx.req, max));
       sendJson(ctx.res, 200, await d.nodeJoin(body, ctx.remoteAddr));
     }),
+    compileRoute('GET', PUBLIC_ROUTES.downloadFile[1], async (ctx) => {
+      const c = await caller(ctx);
+      const service = terminalService();
+      const req = fileRequest(ctx, c);
+      const file = await service.readFile(req);
+      ctx.res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-disposition': attachment(req.path),
+        'content-length': file.size,
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+      });
+      try {
+        await pipeline(file.stream, ctx.res);
+      } catch (err) {
+        // The browser cancelled the download: nothing failed on our side.
+        if (ctx.res.destroyed && !ctx.res.writableFinished && !file.stream.errored) return;
+        throw err;
+      }
+    }),
+    compileRoute('PUT', PUBLIC_ROUTES.uploadFile[1], async (ctx) => {
+      ctx.closeAfter = true;
+      const c = await caller(ctx);
+      const declared = Number(ctx.req.headers['content-length'] ?? '0');
+      if (declared > MAX_UPLOAD_BYTES) throw uploadTooLarge();
+      const service = terminalService();
+      const req = fileRequest(ctx, c);
+      const result = await service.writeFile(req, limitedBody(ctx.req));
+      const body: FileUploadResponse = { bytes: result.bytes };
+      sendJson(ctx.res, 200, body);
+    }),
     ...adminRoutes(),
   ];
+
+  function terminalService(): TerminalService {
+    const service = d.terminals.get();
+    if (!service) {
+      throw new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', 'no SSH adapter runs in this gateway', {
+        hint: 'files on nodes need the SSH adapter (gatehouse start serves it by default)',
+      });
+    }
+    return service;
+  }
 
   function adminRoutes(): Route<Ctx>[] {
     const out: Route<Ctx>[] = [];
@@ -424,7 +460,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
   }
 
   return (req, res) => {
-    const remoteAddr = normalize(req.socket.remoteAddress);
+    const remoteAddr = remoteAddress(req);
     let url: URL;
     try {
       url = new URL(req.url ?? '/', 'https://gatehouse.invalid');
@@ -458,32 +494,21 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       known ??
       new GatehouseError('GH_ERR_INTERNAL', 'internal error', { cause: err, hint: 'see the gateway log' });
     if (!known) d.log('error', `API ${ctx.req.method} ${ctx.url.pathname} failed`, err);
-    if (
-      ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE' ||
-      ge.code === 'GH_ERR_BAD_REQUEST' ||
-      ge.code === 'GH_ERR_CSRF' ||
-      ge.code === 'GH_ERR_UNAUTHENTICATED'
-    ) {
-      await d.audit
-        .emit({
-          type: 'http.reject',
-          method: ctx.req.method ?? '',
-          path: ctx.url.pathname,
-          status: ge.status,
-          error: ge.message,
-          addr: { remote: ctx.remoteAddr },
-        })
-        .catch((e: unknown) => d.log('error', 'audit of an HTTP rejection failed', e));
-    }
+    await auditHttpReject(
+      d.audit,
+      ge,
+      { method: ctx.req.method ?? '', path: ctx.url.pathname, remoteAddr: ctx.remoteAddr },
+      d.log,
+    );
     if (ctx.res.headersSent) {
       ctx.res.destroy();
       return;
     }
-    const headers: Record<string, string> = {};
-    if (ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE') headers.connection = 'close';
-    sendProblem(ctx.res, ge, headers);
-    // An oversized body we stopped reading must not be parsed as the next request.
-    if (ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE') ctx.req.socket.end();
+    // A body we stopped reading (oversized, or an upload refused early) must
+    // not be parsed as the next request.
+    const close = ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE' || (ctx.closeAfter && !ctx.req.complete);
+    sendProblem(ctx.res, ge, close ? { connection: 'close' } : {});
+    if (close) ctx.req.socket.end();
   }
 }
 
@@ -659,16 +684,67 @@ async function streamRecording(
   await pipeline(Readable.from(body), res);
 }
 
+/** The FileRequest of a /v1/files call; a missing parameter is a 400. */
+function fileRequest(ctx: Ctx, c: Caller): FileRequest {
+  const s = ctx.url.searchParams;
+  const q: FileQuery = { node: s.get('node') ?? '', login: s.get('login') ?? '', path: s.get('path') ?? '' };
+  const missing = (['node', 'login', 'path'] as const).filter((k) => q[k] === '' || q[k].length > 4096);
+  if (missing.length > 0) {
+    throw new GatehouseError('GH_ERR_BAD_REQUEST', `missing or invalid ${missing.join(', ')}`, {
+      hint: 'send node=NAME&login=LOGIN&path=PATH',
+    });
+  }
+  return { identity: c.principal.identity, ...q, remoteAddr: ctx.remoteAddr };
+}
+
+/** Content-Disposition for a download: the file's base name, ASCII fallback plus RFC 8187 UTF-8. */
+function attachment(path: string): string {
+  const name = posix.basename(path) || 'download';
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(name)}`;
+}
+
+function uploadTooLarge(): GatehouseError {
+  return new GatehouseError('GH_ERR_PAYLOAD_TOO_LARGE', `upload larger than ${MAX_UPLOAD_BYTES} bytes`, {
+    hint: 'copy large files with scp or sftp through the gateway',
+  });
+}
+
+/**
+ * The upload body, cut off past MAX_UPLOAD_BYTES (a chunked body declares
+ * no length) or after UPLOAD_IDLE_MS without a byte; either way the stream
+ * the adapter reads fails, and so does the upload.
+ */
+function limitedBody(req: IncomingMessage): Readable {
+  let seen = 0;
+  let idle: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(idle);
+    idle = setTimeout(
+      () =>
+        counter.destroy(
+          new GatehouseError('GH_ERR_BAD_REQUEST', `upload stalled: no data for ${UPLOAD_IDLE_MS / 1000} s`),
+        ),
+      UPLOAD_IDLE_MS,
+    );
+    idle.unref();
+  };
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      seen += chunk.length;
+      if (seen > MAX_UPLOAD_BYTES) return cb(uploadTooLarge());
+      arm();
+      cb(null, chunk);
+    },
+  });
+  arm();
+  counter.once('close', () => clearTimeout(idle));
+  streamPipeline(req, counter, () => {
+    // Errors reach the reader through `counter` (pipeline destroys it with them).
+  });
+  return counter;
+}
+
 function sessionCookie(id: string, maxAgeMs: number): string {
   return `${SESSION_COOKIE}=${id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=${Math.max(0, Math.floor(maxAgeMs / 1000))}`;
-}
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-function normalize(a: string | undefined): string {
-  if (!a) return '';
-  return a.startsWith('::ffff:') ? a.slice(7) : a;
 }

@@ -4,7 +4,8 @@ import type { Clock } from '../clock.js';
 import { GatehouseError } from '../errors.js';
 import type { Identity, LockRecord, UserRecord } from '../identity/types.js';
 import { AccessChecker, type AccessDecision } from '../rbac/checker.js';
-import type { ResourceKind, Role, Verb } from '../rbac/types.js';
+import type { JoinMode, ResourceKind, Role, Verb } from '../rbac/types.js';
+import type { LiveSessionInfo } from '../sessions/registry.js';
 import { type AccessTarget, type Grant, mintGrant } from './grant.js';
 
 export interface AuthorizerDeps {
@@ -132,6 +133,40 @@ export class Authorizer {
         role: d.role,
         field: d.field,
       });
+  }
+
+  /**
+   * Joining a live session (`gatehouse join`, the web UI) in `mode`. The
+   * owner may join their own session in any mode; anyone else needs a role
+   * whose join_sessions allows the mode (a deny wins). Audits `session.join`
+   * either way; a denial also audits `access.denied` and throws
+   * GH_ERR_ACCESS_DENIED.
+   */
+  async authorizeJoin(
+    p: Principal,
+    session: LiveSessionInfo,
+    mode: JoinMode,
+    ctx: ConnectionContext = {},
+  ): Promise<void> {
+    const event = {
+      type: 'session.join' as const,
+      user: p.user.name,
+      session_id: session.id,
+      session_kind: session.kind,
+      owner: session.user,
+      server: session.server,
+      mode,
+      ...(ctx.remoteAddr ? { addr: { remote: ctx.remoteAddr } } : {}),
+    };
+    const d = session.user === p.user.name ? undefined : p.checker.checkJoin(mode);
+    if (d && !d.allowed) {
+      await this.#d.audit.emit({ ...event, success: false, error: d.reason });
+      await this.deny(p.identity, { kind: 'session', name: session.id }, d.reason, ctx, {
+        role: d.role,
+        field: d.field,
+      });
+    }
+    await this.#d.audit.emit({ ...event, success: true });
   }
 
   /**

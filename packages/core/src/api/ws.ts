@@ -1,0 +1,385 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AuditEmitter } from '@gatehouse/audit';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { Clock } from '../clock.js';
+import { GatehouseError, toGatehouseError } from '../errors.js';
+import type { JoinMode } from '../rbac/types.js';
+import type { SessionRegistry } from '../sessions/registry.js';
+import type { TerminalHandle, TerminalRegistry, TerminalViewer } from '../sessions/terminal.js';
+import { authenticateCaller, type Caller, type CallerDeps } from './caller.js';
+import { auditHttpReject, header, remoteAddress, sendProblemOnSocket } from './http.js';
+import {
+  parseTerminalClientFrame,
+  TERMINAL_WS_CLOSE,
+  TERMINAL_WS_MAX_PAYLOAD,
+  TERMINAL_WS_PATHS,
+  type TerminalServerFrame,
+  validTerminalSize,
+} from './terminal-protocol.js';
+
+/**
+ * The terminal WebSockets (docs/web-terminal-protocol.md): the web
+ * terminal's new shells and joins of live sessions, on the API's listener.
+ * Authentication, join authorization and audit happen here before the 101
+ * answer; the terminal itself belongs to the adapter (TerminalService,
+ * LiveSessionControl.join).
+ */
+export interface TerminalSocketDeps extends CallerDeps {
+  audit: AuditEmitter;
+  clock: Clock;
+  terminals: TerminalRegistry;
+  liveSessions: SessionRegistry;
+  log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
+}
+
+export interface TerminalSockets {
+  /** For http.Server's 'upgrade' event. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Drops every open terminal socket (the gateway is closing). */
+  close(): void;
+}
+
+/**
+ * A slow viewer (a bad link, a stopped laptop) must not make the gateway
+ * buffer a busy terminal's output without bound: past this many bytes
+ * queued on its socket the viewer is dropped with an error frame. The
+ * session itself goes on (an owner's shell ends the way a closed tab ends it).
+ */
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+/** Pings find viewers whose connection vanished without a FIN (sleep, network change). */
+const HEARTBEAT_MS = 30_000;
+/** Node and login names as the API accepts them elsewhere; anything longer is not a name. */
+const MAX_NAME = 253;
+
+const JOIN_PATH = new RegExp(`^${TERMINAL_WS_PATHS.join.replace(':id', '([^/]+)')}$`);
+
+/** What one socket is attached to, once the upgrade is accepted. */
+interface Attachment {
+  mode: 'owner' | JoinMode;
+  /** The size for the session frame when the session has not told one yet. */
+  size: { cols: number; rows: number };
+  start(viewer: TerminalViewer): Promise<TerminalHandle> | TerminalHandle;
+  /** Called once when the socket closes (after the handle is detached). */
+  onClose?(): void;
+}
+
+export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: TERMINAL_WS_MAX_PAYLOAD,
+    perMessageDeflate: false,
+  });
+
+  async function accept(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<void> {
+    const remoteAddr = remoteAddress(req);
+    if (req.method !== 'GET' || header(req, 'upgrade')?.toLowerCase() !== 'websocket') {
+      throw new GatehouseError(
+        'GH_ERR_BAD_REQUEST',
+        'only WebSocket upgrades (GET, Upgrade: websocket) here',
+        {
+          hint: 'open the terminal from the web UI or with gatehouse join',
+        },
+      );
+    }
+    const join = JOIN_PATH.exec(url.pathname);
+    if (url.pathname !== TERMINAL_WS_PATHS.terminal && !join) {
+      throw new GatehouseError('GH_ERR_NOT_FOUND', `no WebSocket endpoint ${url.pathname}`, {
+        hint: `WebSockets live at ${TERMINAL_WS_PATHS.terminal} and ${TERMINAL_WS_PATHS.join}`,
+      });
+    }
+    const caller = await authenticateCaller(d, req, 'origin');
+    if (join) {
+      const a = await authorizeJoin(caller, decodeSegment(join[1]!), url, remoteAddr);
+      upgrade(req, socket, head, a);
+      return;
+    }
+    const q = terminalQuery(url);
+    const service = d.terminals.get();
+    if (!service) {
+      throw new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', 'no SSH adapter runs in this gateway', {
+        hint: 'the web terminal needs the SSH adapter (gatehouse start serves it by default)',
+      });
+    }
+    upgrade(req, socket, head, {
+      mode: 'owner',
+      size: { cols: q.cols, rows: q.rows },
+      start: (viewer) => service.open({ identity: caller.principal.identity, ...q, remoteAddr }, viewer),
+    });
+  }
+
+  /** Checks a join before the 101: unknown session 404, bad mode 400, role denial 403 (all audited). */
+  async function authorizeJoin(
+    caller: Caller,
+    id: string,
+    url: URL,
+    remoteAddr: string,
+  ): Promise<Attachment> {
+    const modeParam = url.searchParams.get('mode') ?? 'observer';
+    if (modeParam !== 'observer' && modeParam !== 'peer') {
+      throw new GatehouseError('GH_ERR_BAD_REQUEST', `unknown join mode "${modeParam}"`, {
+        hint: 'use mode=observer (watch) or mode=peer (type too)',
+      });
+    }
+    const mode: JoinMode = modeParam;
+    const info = d.liveSessions.get(id);
+    if (!info) {
+      throw new GatehouseError('GH_ERR_NOT_FOUND', `no live session "${id}" on this gateway`, {
+        hint: 'gatehouse sessions ls lists the live sessions',
+      });
+    }
+    const p = caller.principal;
+    await d.authorizer.authorizeJoin(p, info, mode, { remoteAddr, protocol: 'http' });
+    const joinedAt = d.clock.now().getTime();
+    let left = false;
+    return {
+      mode,
+      // Until the session reports its size (it does on attach).
+      size: { cols: 80, rows: 24 },
+      start: (viewer) => {
+        const control = d.liveSessions.control(id);
+        if (!control?.join) {
+          throw new GatehouseError('GH_ERR_BAD_REQUEST', `session "${id}" has no terminal to join`, {
+            hint: 'only interactive shells can be joined (not commands, file transfers or forwards)',
+          });
+        }
+        return control.join({ user: p.user.name, mode, remoteAddr }, viewer);
+      },
+      // Every audited join gets its leave, even one whose attach failed.
+      onClose: () => {
+        if (left) return;
+        left = true;
+        d.audit
+          .emit({
+            type: 'session.leave',
+            user: p.user.name,
+            session_id: info.id,
+            session_kind: info.kind,
+            owner: info.user,
+            server: info.server,
+            mode,
+            duration_ms: d.clock.now().getTime() - joinedAt,
+            addr: { remote: remoteAddr },
+          })
+          .catch((e: unknown) => d.log('error', 'audit of session.leave failed', e));
+      },
+    };
+  }
+
+  function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, a: Attachment): void {
+    let upgraded = false;
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      upgraded = true;
+      bridge(ws, a, d.log);
+    });
+    // ws answers a malformed handshake (bad key or version) itself, at once:
+    // whatever was authorized for this request is over then.
+    if (!upgraded) a.onClose?.();
+  }
+
+  return {
+    handleUpgrade(req, socket, head) {
+      const remoteAddr = remoteAddress(req);
+      // Until ws owns the socket, a reset must not become an uncaught error.
+      const onError = (err: Error) => d.log('debug', `WebSocket upgrade from ${remoteAddr}`, err);
+      socket.on('error', onError);
+      let url: URL;
+      try {
+        url = new URL(req.url ?? '/', 'https://gatehouse.invalid');
+      } catch {
+        url = new URL('https://gatehouse.invalid/');
+      }
+      accept(req, socket, head, url)
+        .catch(async (err: unknown) => {
+          const known = toGatehouseError(err);
+          const ge =
+            known ??
+            new GatehouseError('GH_ERR_INTERNAL', 'internal error', {
+              cause: err,
+              hint: 'see the gateway log',
+            });
+          if (!known) d.log('error', `WebSocket upgrade ${url.pathname} failed`, err);
+          await auditHttpReject(
+            d.audit,
+            ge,
+            { method: req.method ?? '', path: url.pathname, remoteAddr },
+            d.log,
+          );
+          sendProblemOnSocket(socket, ge);
+        })
+        .finally(() => socket.off('error', onError));
+    },
+    close() {
+      for (const ws of wss.clients) ws.terminate();
+      wss.close();
+    },
+  };
+}
+
+/** The shell or join's request parameters; anything missing or out of range is a 400. */
+function terminalQuery(url: URL): { node: string; login: string; cols: number; rows: number } {
+  const s = url.searchParams;
+  const node = s.get('node') ?? '';
+  const login = s.get('login') ?? '';
+  const cols = /^\d{1,4}$/.test(s.get('cols') ?? '') ? Number(s.get('cols')) : Number.NaN;
+  const rows = /^\d{1,4}$/.test(s.get('rows') ?? '') ? Number(s.get('rows')) : Number.NaN;
+  const bad = [
+    node.length < 1 || node.length > MAX_NAME ? 'node' : '',
+    login.length < 1 || login.length > MAX_NAME ? 'login' : '',
+    validTerminalSize(cols) ? '' : 'cols',
+    validTerminalSize(rows) ? '' : 'rows',
+  ].filter(Boolean);
+  if (bad.length > 0) {
+    throw new GatehouseError('GH_ERR_BAD_REQUEST', `missing or invalid ${bad.join(', ')}`, {
+      hint: 'send node=NAME&login=LOGIN&cols=N&rows=N (cols and rows 1..1000)',
+    });
+  }
+  return { node, login, cols, rows };
+}
+
+function decodeSegment(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    throw new GatehouseError('GH_ERR_NOT_FOUND', 'malformed session id in the path');
+  }
+}
+
+/**
+ * Maps one WebSocket onto a terminal: binary frames are keystrokes, text
+ * frames resize; the session's output, size changes and end come back as
+ * the frames the protocol names. Output that arrives before the session
+ * frame (a shell prompt while open() resolves) waits for it; input sent
+ * before it is dropped.
+ */
+function bridge(ws: WebSocket, a: Attachment, log: TerminalSocketDeps['log']): void {
+  let handle: TerminalHandle | undefined;
+  let started = false;
+  let done = false;
+  let size = a.size;
+  let pendingResize: { cols: number; rows: number } | undefined;
+  const queued: (() => void)[] = [];
+  const later = (f: () => void) => {
+    if (done) return;
+    if (started) f();
+    else queued.push(f);
+  };
+
+  const send = (frame: TerminalServerFrame) => ws.send(JSON.stringify(frame));
+  /** Ends this viewer: a last frame, then the close code; the session is let go at once. */
+  const finish = (last: TerminalServerFrame, code: number, reason: string) => {
+    if (done) return;
+    done = true;
+    handle?.detach();
+    if (ws.readyState !== ws.OPEN) return;
+    send(last);
+    // ws destroys the socket if the peer does not answer the close within 30 s.
+    ws.close(code, reason);
+  };
+  const fail = (err: unknown, code: number = TERMINAL_WS_CLOSE.error) => {
+    const ge = toGatehouseError(err);
+    if (!ge) log('error', 'terminal WebSocket failed', err);
+    const e = ge ?? new GatehouseError('GH_ERR_INTERNAL', 'internal error', { hint: 'see the gateway log' });
+    finish(
+      { type: 'error', code: e.code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) },
+      code,
+      e.code,
+    );
+  };
+
+  const viewer: TerminalViewer = {
+    output: (data) =>
+      later(() => {
+        if (ws.bufferedAmount > MAX_BUFFERED_BYTES) {
+          fail(
+            new GatehouseError('GH_ERR_RATE_LIMITED', 'this viewer fell too far behind the terminal output', {
+              hint: 'check the network connection, then open the terminal or join again',
+            }),
+          );
+          return;
+        }
+        ws.send(data, { binary: true });
+      }),
+    resize: (cols, rows) => {
+      if (!started) size = { cols, rows };
+      else later(() => send({ type: 'resize', cols, rows }));
+    },
+    end: (info) =>
+      later(() =>
+        finish(
+          {
+            type: 'end',
+            ...(info.reason !== undefined ? { reason: info.reason } : {}),
+            ...(info.exitCode !== undefined ? { exit_code: info.exitCode } : {}),
+          },
+          TERMINAL_WS_CLOSE.normal,
+          'session ended',
+        ),
+      ),
+  };
+
+  ws.on('message', (data, isBinary) => {
+    if (done) return;
+    const bytes = Array.isArray(data)
+      ? Buffer.concat(data)
+      : Buffer.isBuffer(data)
+        ? data
+        : Buffer.from(data);
+    if (isBinary) {
+      // An observer watches; its keystrokes go nowhere (the session drops them too).
+      if (a.mode !== 'observer') handle?.input(bytes);
+      return;
+    }
+    const frame = parseTerminalClientFrame(bytes.toString('utf8'));
+    if (!frame) {
+      fail(
+        new GatehouseError('GH_ERR_BAD_REQUEST', 'unknown text frame', {
+          hint: 'text frames are JSON: {"type":"resize","cols":N,"rows":N} with cols and rows 1..1000',
+        }),
+        TERMINAL_WS_CLOSE.policy,
+      );
+      return;
+    }
+    if (handle) handle.resize(frame.cols, frame.rows);
+    else pendingResize = { cols: frame.cols, rows: frame.rows };
+  });
+  ws.on('error', (err) => log('debug', 'terminal WebSocket error', err));
+
+  let alive = true;
+  ws.on('pong', () => {
+    alive = true;
+  });
+  const heartbeat = setInterval(() => {
+    if (!alive) {
+      ws.terminate();
+      return;
+    }
+    alive = false;
+    ws.ping();
+  }, HEARTBEAT_MS);
+  heartbeat.unref();
+
+  ws.on('close', () => {
+    clearInterval(heartbeat);
+    done = true;
+    handle?.detach();
+    a.onClose?.();
+  });
+
+  Promise.resolve()
+    .then(() => a.start(viewer))
+    .then(
+      (h) => {
+        handle = h;
+        if (done) {
+          h.detach();
+          return;
+        }
+        send({ type: 'session', session_id: h.sessionId, mode: a.mode, cols: size.cols, rows: size.rows });
+        started = true;
+        if (pendingResize) h.resize(pendingResize.cols, pendingResize.rows);
+        for (const f of queued.splice(0)) if (!done) f();
+      },
+      (err: unknown) => fail(err),
+    );
+}
