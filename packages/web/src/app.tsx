@@ -14,6 +14,7 @@ import { type ApiError, sessionCsrfStore, WebApi } from './api/client';
 import type { PingResponse, WhoamiResponse } from './api/routes';
 import { ErrorBox, Loading } from './components/ui';
 import { matchPath, type RouteMatch, safeNext } from './lib/router';
+import { terminalPageUrl } from './lib/terminal';
 import { AuditPage } from './pages/audit';
 import { ClusterPage } from './pages/cluster';
 import { InvitePage } from './pages/invite';
@@ -38,8 +39,9 @@ interface AppContext {
   logout(): Promise<void>;
 }
 
-// The player carries xterm.js: loaded only when a recording is opened.
+// The player and the terminal carry xterm.js: loaded only when one is opened.
 const PlayerPage = lazy(() => import('./pages/player'));
+const TerminalPage = lazy(() => import('./pages/terminal'));
 
 const Ctx = createContext<AppContext | undefined>(undefined);
 
@@ -151,7 +153,14 @@ export function App() {
       </main>
     );
   } else if (!session) body = <Loading what="your session" />;
-  else body = <Shell route={route} session={session} />;
+  else if (route.page === 'terminal') {
+    // A browser tab of its own: the whole window is the terminal, no menu.
+    body = (
+      <Suspense fallback={<Loading what="the terminal" />}>
+        <TerminalPage session={session} />
+      </Suspense>
+    );
+  } else body = <Shell route={route} session={session} />;
 
   return <Ctx.Provider value={ctx}>{body}</Ctx.Provider>;
 }
@@ -165,6 +174,28 @@ export function Link({ to, children, className }: { to: string; children: ReactN
   };
   return (
     <a href={to} onClick={onClick} className={className}>
+      {children}
+    </a>
+  );
+}
+
+/**
+ * A link that opens another browser tab of this app (the terminal). It keeps
+ * the opener on purpose: a same-origin tab opened that way starts with a copy
+ * of this tab's sessionStorage, so it holds the CSRF token and needs no new
+ * sign-in (a `noopener` tab would start empty).
+ */
+export function NewTabLink({
+  to,
+  children,
+  className,
+}: {
+  to: string;
+  children: ReactNode;
+  className?: string;
+}) {
+  return (
+    <a href={to} target="_blank" rel="noopener opener" className={className}>
       {children}
     </a>
   );
@@ -215,6 +246,7 @@ function Shell({ route, session }: { route: RouteMatch; session: Session }) {
       break;
     case 'login':
     case 'invite':
+    case 'terminal':
       page = null;
       break;
     case 'not-found':
@@ -252,6 +284,9 @@ function Shell({ route, session }: { route: RouteMatch; session: Session }) {
           ))}
         </nav>
         <div className="who">
+          <NewTabLink to={terminalPageUrl()} className="new-terminal">
+            New terminal
+          </NewTabLink>
           <span data-testid="current-user">{session.whoami.user}</span>
           <button
             type="button"

@@ -5,7 +5,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { Secret, TOTP } from 'otpauth';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { build } from 'vite';
 
 const webRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -89,4 +89,65 @@ export async function artifactsDir(): Promise<string> {
   const dir = process.env.GATEHOUSE_WEB_ARTIFACTS ?? path.join(os.tmpdir(), 'gatehouse-web-artifacts');
   await mkdir(dir, { recursive: true });
   return dir;
+}
+
+/** How long a UI step may take before a test fails (the shared machine is slow at times). */
+export const UI_TIMEOUT = 15_000;
+
+/**
+ * One Chromium for a test file, trusting the listed gateways' certificates,
+ * with screenshots going to the artifacts dir and every Content Security
+ * Policy violation any page reports collected (tests assert there were none).
+ */
+export class UiBrowser {
+  readonly cspViolations: string[] = [];
+
+  private constructor(
+    readonly browser: Browser,
+    readonly shots: string,
+  ) {}
+
+  static async launch(gatewayPorts: number[]): Promise<UiBrowser> {
+    const pins = await Promise.all(gatewayPorts.map((p) => serverSpkiPin(p)));
+    return new UiBrowser(await launchChromium(pins), await artifactsDir());
+  }
+
+  /** A fresh browser profile (its own cookies and storage) on the gateway at `port`. */
+  async newPage(
+    port: number,
+    viewport = { width: 1280, height: 860 },
+  ): Promise<{ context: BrowserContext; page: Page }> {
+    const context = await this.browser.newContext({ baseURL: `https://localhost:${port}`, viewport });
+    context.setDefaultTimeout(UI_TIMEOUT);
+    // On the context, so pages it opens later (target=_blank) are watched too.
+    context.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) this.cspViolations.push(m.text());
+    });
+    const page = await context.newPage();
+    return { context, page };
+  }
+
+  async shot(page: Page, name: string, opts: { fullPage?: boolean } = {}): Promise<void> {
+    await page.screenshot({ path: path.join(this.shots, `${name}.png`), fullPage: opts.fullPage ?? true });
+  }
+
+  close(): Promise<void> {
+    return this.browser.close();
+  }
+}
+
+/** Signs in through the login page (from the page the app sent us to, with `stay`). */
+export async function signIn(
+  page: Page,
+  user: string,
+  password: string,
+  code?: string,
+  opts: { stay?: boolean } = {},
+): Promise<void> {
+  if (!opts.stay) await page.goto('/web/login');
+  await page.getByLabel('User').fill(user);
+  await page.getByLabel('Password').fill(password);
+  if (code !== undefined) await page.getByLabel('Authenticator code').fill(code);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByTestId('current-user').filter({ hasText: user }).waitFor();
 }

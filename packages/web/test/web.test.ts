@@ -3,33 +3,28 @@ import os from 'node:os';
 import path from 'node:path';
 import { FileRecordingStore } from '@gatehouse/audit';
 import { ManualClock } from '@gatehouse/core';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../core/test/helpers.js';
-import { artifactsDir, buildUi, launchChromium, serverSpkiPin, totpNow } from './harness.js';
+import { buildUi, signIn, totpNow, UiBrowser } from './harness.js';
 
 // Browser end-to-end tests: the real gateway (TLS listener, API, web UI served
 // by core) driven by Debian's Chromium through playwright-core. One browser
 // for the whole file; each describe block gets its own gateway.
 
 const ADMIN_PASSWORD = 'correct horse battery staple';
-const UI_TIMEOUT = 15_000;
 
 let dist: string;
-let browser: Browser;
-let shots: string;
+let ui: UiBrowser;
 let plain: TestGateway;
 let otp: TestGateway;
 const clock = new ManualClock(Date.now());
 /** Recordings in the password-login gateway are written on this clock, so their gaps are exact. */
 const recClock = new ManualClock(Date.UTC(2026, 4, 1, 9, 30, 0));
 let recDir: string;
-/** Every CSP violation Chromium reports on any page; the last test asserts there were none. */
-const cspViolations: string[] = [];
 
 beforeAll(async () => {
   dist = await buildUi();
-  shots = await artifactsDir();
   recDir = await mkdtemp(path.join(os.tmpdir(), 'gh-web-rec-'));
   plain = await startGateway({
     webDir: dist,
@@ -44,48 +39,19 @@ beforeAll(async () => {
     // The limiter refills with the manual clock, which moves only when a test moves it.
     values: { auth: { login_rate_per_minute: 1000 } },
   });
-  browser = await launchChromium([await serverSpkiPin(plain.port), await serverSpkiPin(otp.port)]);
+  ui = await UiBrowser.launch([plain.port, otp.port]);
 }, 120_000);
 
 afterAll(async () => {
-  await browser?.close();
+  await ui?.close();
   await plain?.close();
   await otp?.close();
   if (dist) await rm(dist, { recursive: true, force: true });
   if (recDir) await rm(recDir, { recursive: true, force: true });
 });
 
-async function newPage(gw: TestGateway): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({
-    baseURL: `https://localhost:${gw.port}`,
-    viewport: { width: 1280, height: 860 },
-  });
-  context.setDefaultTimeout(UI_TIMEOUT);
-  const page = await context.newPage();
-  page.on('console', (m) => {
-    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
-  });
-  return { context, page };
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
-}
-
-async function signIn(
-  page: Page,
-  user: string,
-  password: string,
-  code?: string,
-  opts: { stay?: boolean } = {},
-): Promise<void> {
-  if (!opts.stay) await page.goto('/web/login');
-  await page.getByLabel('User').fill(user);
-  await page.getByLabel('Password').fill(password);
-  if (code !== undefined) await page.getByLabel('Authenticator code').fill(code);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByTestId('current-user').filter({ hasText: user }).waitFor();
-}
+const newPage = (gw: TestGateway) => ui.newPage(gw.port);
+const shot = (page: Page, name: string) => ui.shot(page, name);
 
 describe('web UI with password login (second factor off)', () => {
   let context: BrowserContext;
@@ -418,14 +384,16 @@ describe('web UI with password login (second factor off)', () => {
     );
   });
 
+  // A kubectl exec shell: no terminal to join (terminal.test.ts joins SSH sessions), so Watch follows its recording.
   it('lists live sessions, watches one as it is recorded, and terminates it', async () => {
     const enc = (x: string) => new TextEncoder().encode(x);
     const rec = await plain.gw.recordings.create({
       session_id: 'sess-live-1',
-      kind: 'ssh',
+      kind: 'kube',
       user: 'admin',
-      login: 'ubuntu',
-      server: 'web-1',
+      login: 'root',
+      server: 'k-main',
+      command: 'sh',
       cols: 80,
       rows: 24,
     });
@@ -435,10 +403,11 @@ describe('web UI with password login (second factor off)', () => {
     const unregister = plain.gw.liveSessions.register(
       {
         id: 'sess-live-1',
-        kind: 'ssh',
+        kind: 'kube',
         user: 'admin',
-        login: 'ubuntu',
-        server: 'web-1',
+        login: 'root',
+        server: 'k-main',
+        command: 'sh',
         started: new Date().toISOString(),
         remoteAddr: '192.0.2.7',
         interactive: true,
@@ -453,12 +422,13 @@ describe('web UI with password login (second factor off)', () => {
         recheck: () => {},
       },
     );
-    rec.output(enc('ubuntu@web-1:~$ uptime\r\n'));
+    rec.output(enc('root@k-main:/# uptime\r\n'));
 
     await page.getByRole('link', { name: 'Sessions' }).click();
     const row = page.locator('tr[data-session="sess-live-1"]');
     await row.waitFor();
-    expect(await row.textContent()).toContain('ubuntu@web-1');
+    expect(await row.textContent()).toContain('root@k-main');
+    expect(await row.getByRole('link', { name: 'Join' }).count()).toBe(0);
     expect(await row.textContent()).toContain('192.0.2.7');
     await shot(page, 'sessions');
 
@@ -566,7 +536,7 @@ describe('web UI with TOTP (second factor otp)', () => {
     expect(url.pathname).toBe('/web/login');
     expect(url.searchParams.get('next')).toBe('/web/users');
     await shot(page, 'session-expired');
-    expect(cspViolations).toEqual([]);
+    expect(ui.cspViolations).toEqual([]);
     // Signing in again goes back where the user was.
     clock.advance(30_000);
     await signIn(page, 'admin', ADMIN_PASSWORD, totpNow(secret, clock.now()), { stay: true });

@@ -189,6 +189,41 @@ describe('recordings', () => {
   });
 });
 
+describe('WebApi.downloadFile', () => {
+  it('streams the file with progress, and turns a refusal into the problem it carries', async () => {
+    const body = new Uint8Array(3000).fill(7);
+    const { fetch, seen } = fakeFetch([
+      new Response(body, { status: 200, headers: { 'content-length': '3000' } }),
+      problem(403, 'GH_ERR_ACCESS_DENIED', 'login root is not allowed on n1'),
+    ]);
+    const api = new WebApi({ fetch, csrf: memoryCsrfStore() });
+    const progress: [number, number | undefined][] = [];
+    const blob = await api.downloadFile({ node: 'n1', login: 'gh-test', path: 'a b.txt' }, (d, t) =>
+      progress.push([d, t]),
+    );
+    expect(seen[0]!.url).toBe('/v1/files?node=n1&login=gh-test&path=a+b.txt');
+    expect(new Uint8Array(await blob.arrayBuffer())).toEqual(body);
+    expect(progress[0]).toEqual([0, 3000]);
+    expect(progress.at(-1)).toEqual([3000, 3000]);
+    await expect(api.downloadFile({ node: 'n1', login: 'root', path: 'x' })).rejects.toMatchObject({
+      code: 'GH_ERR_ACCESS_DENIED',
+      status: 403,
+    });
+  });
+
+  it('reports a download cut short instead of saving part of the file', async () => {
+    // The server promised 10 bytes and sent 4.
+    const short = new Response(new Uint8Array(4), { status: 200 });
+    Object.defineProperty(short, 'headers', { value: new Headers({ 'content-length': '10' }) });
+    const { fetch } = fakeFetch([short]);
+    const api = new WebApi({ fetch, csrf: memoryCsrfStore() });
+    await expect(api.downloadFile({ node: 'n1', login: 'u', path: 'x' })).rejects.toMatchObject({
+      code: 'GH_WEB_NETWORK',
+      message: 'the download stopped after 4 of 10 bytes',
+    });
+  });
+});
+
 describe('client helpers', () => {
   it('fillPath refuses a missing parameter', () => {
     expect(fillPath('/v1/users/:name/lock', { name: 'a b' })).toBe('/v1/users/a%20b/lock');

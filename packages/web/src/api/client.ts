@@ -76,9 +76,38 @@ export interface WebApiOptions {
   timeoutMs?: number;
   /** Called when the session is gone (401 outside login, or a CSRF refusal). */
   onSessionEnded?: (err: ApiError) => void;
+  /** Makes the request for uploads (the only call that needs upload progress). */
+  xhr?: () => XMLHttpRequest;
 }
 
 type RouteDef = readonly [string, string];
+
+/** A file on a node for the files API; a relative path is in the login's home directory. */
+export interface FileQuery {
+  node: string;
+  login: string;
+  path: string;
+}
+
+/** Bytes so far, and the total when known. */
+export type Progress = (done: number, total: number | undefined) => void;
+
+export const FILES_PATH = '/v1/files';
+
+export function filesQueryString(q: FileQuery): string {
+  return new URLSearchParams({ node: q.node, login: q.login, path: q.path }).toString();
+}
+
+/** Aborts `ctl` when `reset` has not been called for `ms`: a transfer may be long, never silent. */
+function idleTimer(ctl: AbortController, ms: number): { reset(): void; stop(): void } {
+  let t: ReturnType<typeof setTimeout> | undefined;
+  const reset = () => {
+    clearTimeout(t);
+    t = setTimeout(() => ctl.abort(), ms);
+  };
+  reset();
+  return { reset, stop: () => clearTimeout(t) };
+}
 
 /** Routes whose 401 means "wrong credentials", not "your session ended". */
 const CREDENTIAL_ROUTES: ReadonlySet<string> = new Set([
@@ -128,6 +157,7 @@ export class WebApi implements UiAdmin {
       timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       csrf: opts.csrf,
       onSessionEnded: opts.onSessionEnded,
+      xhr: opts.xhr ?? (() => new XMLHttpRequest()),
     };
   }
 
@@ -196,6 +226,123 @@ export class WebApi implements UiAdmin {
    */
   recordingText(id: string, timeoutMs = RECORDING_TIMEOUT_MS): Promise<string> {
     return this.#call(ADMIN_ROUTES.readRecording, { id }, { query: 'format=json', text: true, timeoutMs });
+  }
+
+  /**
+   * Downloads a file from a node (`GET /v1/files`, audited like an SFTP
+   * read) into memory, reporting progress. Gives up when no byte arrives for
+   * the call timeout, however long the whole transfer takes.
+   */
+  async downloadFile(q: FileQuery, onProgress?: Progress): Promise<Blob> {
+    const ctl = new AbortController();
+    const idle = idleTimer(ctl, this.#o.timeoutMs);
+    try {
+      const res = await this.#o
+        .fetch(`${this.#o.base}${FILES_PATH}?${filesQueryString(q)}`, {
+          method: 'GET',
+          credentials: 'same-origin',
+          cache: 'no-store',
+          redirect: 'error',
+          signal: ctl.signal,
+        })
+        .catch((err: unknown) => {
+          throw this.#transportError(err, ctl.signal.aborted);
+        });
+      if (!res.ok) {
+        const text = await res.text().catch(() => '');
+        throw this.#failed(res, FILES_PATH, parseJson(text, res.headers.get('content-type')));
+      }
+      const total = Number(res.headers.get('content-length') ?? '') || undefined;
+      const parts: Uint8Array<ArrayBuffer>[] = [];
+      let done = 0;
+      onProgress?.(0, total);
+      if (!res.body) return await res.blob();
+      const reader = res.body.getReader();
+      for (;;) {
+        idle.reset();
+        const r = await reader.read().catch((err: unknown) => {
+          throw this.#transportError(err, ctl.signal.aborted);
+        });
+        if (r.done) break;
+        parts.push(r.value);
+        done += r.value.byteLength;
+        onProgress?.(done, total);
+      }
+      if (total !== undefined && done !== total) {
+        throw new ApiError(
+          0,
+          'GH_WEB_NETWORK',
+          `the download stopped after ${done} of ${total} bytes`,
+          'the node or the connection failed during the transfer; try again',
+        );
+      }
+      return new Blob(parts, { type: res.headers.get('content-type') ?? 'application/octet-stream' });
+    } finally {
+      idle.stop();
+    }
+  }
+
+  /**
+   * Uploads a file to a node (`PUT /v1/files`, audited like an SFTP write),
+   * replacing it, with upload progress (XMLHttpRequest: fetch reports none).
+   */
+  uploadFile(q: FileQuery, body: Blob, onProgress?: Progress): Promise<{ bytes: number }> {
+    return new Promise((resolve, reject) => {
+      const xhr = this.#o.xhr();
+      xhr.open('PUT', `${this.#o.base}${FILES_PATH}?${filesQueryString(q)}`);
+      xhr.setRequestHeader('accept', 'application/json');
+      xhr.setRequestHeader('content-type', 'application/octet-stream');
+      const csrf = this.#o.csrf.get();
+      if (csrf) xhr.setRequestHeader('x-csrf-token', csrf);
+      const ctl = new AbortController();
+      ctl.signal.addEventListener('abort', () => xhr.abort());
+      const idle = idleTimer(ctl, this.#o.timeoutMs);
+      xhr.upload.onprogress = (e) => {
+        idle.reset();
+        onProgress?.(e.loaded, e.lengthComputable ? e.total : body.size);
+      };
+      xhr.onprogress = () => idle.reset();
+      xhr.onload = () => {
+        idle.stop();
+        const type = xhr.getResponseHeader('content-type');
+        const parsed = parseJson(xhr.responseText, type);
+        if (xhr.status < 200 || xhr.status >= 300) {
+          const res = new Response(null, { status: xhr.status, statusText: xhr.statusText });
+          reject(this.#failed(res, FILES_PATH, parsed));
+          return;
+        }
+        const bytes = (parsed as { bytes?: unknown } | undefined)?.bytes;
+        resolve({ bytes: typeof bytes === 'number' ? bytes : body.size });
+      };
+      xhr.onerror = () => {
+        idle.stop();
+        reject(this.#transportError(new Error('the upload failed'), false));
+      };
+      xhr.onabort = () => {
+        idle.stop();
+        reject(this.#transportError(new Error('aborted'), true));
+      };
+      onProgress?.(0, body.size);
+      xhr.send(body);
+    });
+  }
+
+  #transportError(err: unknown, timedOut: boolean): ApiError {
+    if (err instanceof ApiError) return err;
+    if (timedOut) {
+      return new ApiError(
+        0,
+        'GH_WEB_TIMEOUT',
+        `the gateway sent nothing for ${Math.round(this.#o.timeoutMs / 1000)} s`,
+        'check that the gateway is running and reachable, then try again',
+      );
+    }
+    return new ApiError(
+      0,
+      'GH_WEB_NETWORK',
+      `could not reach the gateway (${(err as Error).message})`,
+      'check your network connection and that the gateway is running, then try again',
+    );
   }
 
   /** The error for a failed answer; a 401 outside login or a CSRF refusal also ends the session. */

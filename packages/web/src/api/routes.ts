@@ -17,6 +17,14 @@ export type {
   WhoamiResponse,
 } from '../../../core/src/api/public';
 export { PUBLIC_ROUTES } from '../../../core/src/api/public';
+export {
+  parseTerminalServerFrame,
+  TERMINAL_WS_CLOSE,
+  TERMINAL_WS_PATHS,
+  type TerminalClientFrame,
+  type TerminalServerFrame,
+  validTerminalSize,
+} from '../../../core/src/api/terminal-protocol';
 export type {
   AdminApi,
   AuditPage,
@@ -31,4 +39,4 @@ export type {
   UserView,
 } from '../../../core/src/api/types';
 export { ADMIN_ROUTES } from '../../../core/src/api/types';
-export type { Role } from '../../../core/src/rbac/types';
+export type { JoinMode, Role } from '../../../core/src/rbac/types';

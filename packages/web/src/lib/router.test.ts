@@ -10,6 +10,7 @@ describe('router', () => {
     expect(matchPath('/web/nope')).toEqual({ page: 'not-found', path: '/web/nope' });
     expect(matchPath('/web/recordings')).toEqual({ page: 'recordings' });
     expect(matchPath('/web/recordings/s-1.2')).toEqual({ page: 'player', id: 's-1.2' });
+    expect(matchPath('/web/terminal')).toEqual({ page: 'terminal' });
   });
 
   it('follows only same-site paths after login', () => {

@@ -10,6 +10,7 @@ export type RouteMatch =
   | { page: 'recordings' }
   | { page: 'sessions' }
   | { page: 'player'; id: string }
+  | { page: 'terminal' }
   | { page: 'not-found'; path: string };
 
 export function matchPath(pathname: string): RouteMatch {
@@ -22,6 +23,7 @@ export function matchPath(pathname: string): RouteMatch {
   if (p === '/web/roles') return { page: 'roles' };
   if (p === '/web/recordings') return { page: 'recordings' };
   if (p === '/web/sessions') return { page: 'sessions' };
+  if (p === '/web/terminal') return { page: 'terminal' };
   const invite = /^\/web\/invite\/([^/]+)$/.exec(p);
   const player = /^\/web\/recordings\/([^/]+)$/.exec(p);
   try {

@@ -1,5 +1,5 @@
 import { Fragment, useMemo, useState } from 'react';
-import { useApp } from '../app';
+import { NewTabLink, useApp } from '../app';
 import { CopyCommand, ErrorBox, Labels, Loading, useLoad } from '../components/ui';
 import {
   connectCommands,
@@ -15,6 +15,7 @@ import {
   type SortKey,
   sortResources,
 } from '../lib/resources';
+import { concreteLogins, terminalPageUrl } from '../lib/terminal';
 
 const KIND_NAMES: Record<ResourceKind, string> = { node: 'Node', db: 'Database', kube: 'Kubernetes' };
 const TAB_NAMES: Record<ResourceKind | 'all', string> = {
@@ -241,6 +242,7 @@ export function ResourcesPage() {
               {open === rowKey(r) ? (
                 <tr className="detail">
                   <td colSpan={6}>
+                    {r.kind === 'node' ? <TerminalLinks node={r.name} logins={r.logins ?? myLogins} /> : null}
                     {connectCommands(r, { login: pickLogin(r, myLogins) }).map((s) => (
                       <CopyCommand key={s.command} label={s.label} command={s.command} />
                     ))}
@@ -291,5 +293,31 @@ export function ResourcesPage() {
         </label>
       </div>
     </>
+  );
+}
+
+/** "Open a terminal" in a new browser tab, one link per login the user may use on the node. */
+function TerminalLinks({ node, logins }: { node: string; logins: string[] }) {
+  const usable = concreteLogins(logins);
+  return (
+    <div className="command">
+      <div className="command-label">Open a terminal in the browser (new tab)</div>
+      <div className="row-actions">
+        {usable.map((login) => (
+          <NewTabLink
+            key={login}
+            to={terminalPageUrl({ kind: 'shell', node, login })}
+            className="button primary"
+          >
+            {login}@{node}
+          </NewTabLink>
+        ))}
+        {usable.length === 0 ? (
+          <NewTabLink to={terminalPageUrl()} className="button">
+            New terminal (choose the login)
+          </NewTabLink>
+        ) : null}
+      </div>
+    </div>
   );
 }

@@ -1,13 +1,17 @@
 import { useEffect, useState } from 'react';
-import { Link, useApp } from '../app';
+import type { JoinMode } from '../api/routes';
+import { Link, NewTabLink, useApp } from '../app';
 import { ErrorBox, formatTime, Loading, Notice, useLoad } from '../components/ui';
 import { formatClock } from '../lib/player';
+import { joinModesOf, terminalPageUrl } from '../lib/terminal';
 
 /** The list refreshes itself this often, so ended sessions leave it. */
 const REFRESH_MS = 5000;
 
 export function SessionsPage() {
-  const { api } = useApp();
+  const { api, session } = useApp();
+  const me = session?.whoami.user;
+  const joinModes = useJoinModes();
   const [list, reload] = useLoad(() => api.listSessions(), []);
   const [confirm, setConfirm] = useState<string | undefined>();
   const [busy, setBusy] = useState(false);
@@ -74,7 +78,25 @@ export function SessionsPage() {
                 <td>{s.remoteAddr ?? ''}</td>
                 <td className="actions">
                   <div className="row-actions">
-                    {s.interactive ? (
+                    {s.kind === 'ssh' && s.interactive ? (
+                      <>
+                        <NewTabLink
+                          to={terminalPageUrl({ kind: 'join', session: s.id, mode: 'observer' })}
+                          className="button"
+                        >
+                          Join
+                        </NewTabLink>
+                        {s.user === me || joinModes.includes('peer') ? (
+                          <NewTabLink
+                            to={terminalPageUrl({ kind: 'join', session: s.id, mode: 'peer' })}
+                            className="button"
+                          >
+                            Join as peer
+                          </NewTabLink>
+                        ) : null}
+                      </>
+                    ) : s.interactive ? (
+                      // Not an SSH shell (kubectl exec): no terminal to join, but its recording can be followed.
                       <Link to={`/web/recordings/${encodeURIComponent(s.id)}`} className="button">
                         Watch
                       </Link>
@@ -118,9 +140,39 @@ export function SessionsPage() {
         </table>
       ) : null}
       <p className="muted">
-        Watching shows an interactive session read-only, as it is recorded (about a second behind).
-        Terminating ends it at once; the user sees why and the end is audited.
+        Join opens an SSH shell session live in a terminal tab, read-only; as a peer you can type into it too
+        (your roles decide who may). Watch follows a session that has no terminal to join through its
+        recording. Joins are audited. Terminating ends a session at once; the user sees why and the end is
+        audited.
       </p>
     </>
   );
+}
+
+/**
+ * The join modes the user's roles grant for other users' sessions, read from
+ * the roles themselves; none when the user may not read roles (then only
+ * their own sessions offer "Join as peer").
+ */
+function useJoinModes(): JoinMode[] {
+  const { api, session } = useApp();
+  const [modes, setModes] = useState<JoinMode[]>([]);
+  const roles = session?.whoami.roles.join(',') ?? '';
+  useEffect(() => {
+    let live = true;
+    Promise.all(
+      roles
+        .split(',')
+        .filter(Boolean)
+        .map((r) => api.getRole(r)),
+    ).then(
+      (rs) => live && setModes(joinModesOf(rs)),
+      // Reading roles is an admin permission; without it the server still decides each join.
+      () => undefined,
+    );
+    return () => {
+      live = false;
+    };
+  }, [api, roles]);
+  return modes;
 }
