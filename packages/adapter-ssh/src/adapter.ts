@@ -12,6 +12,7 @@ import {
 } from '@gatehouse/core';
 import { certAuthAttempt } from './auth.js';
 import { oneLine, userMessage } from './errors.js';
+import { auditSshReject, resolveNode } from './front.js';
 import { ProxyKeys } from './keys.js';
 import { type InnerConnection, type ProxyDeps, terminate } from './session.js';
 import {
@@ -22,6 +23,7 @@ import {
   Server,
   type ServerChannel,
 } from './ssh2.js';
+import { WebTerminals } from './webterm.js';
 import { WireError } from './wire/reader.js';
 import { encodeTargetReply, TargetRequestParser } from './wire/target.js';
 
@@ -69,6 +71,7 @@ export class SshProxy {
   }
 
   register(): void {
+    this.#ctx.terminals.provide(new WebTerminals(this.#deps));
     this.#ctx.routes.ssh((socket, info) =>
       this.#track(socket, () => this.#front(socket, info.remoteAddr, info)),
     );
@@ -201,35 +204,12 @@ export class SshProxy {
   ): Promise<void> {
     let node: NodeSpec | undefined;
     try {
-      node = await this.#resolve(identity, info.destIP, info.destPort, remoteAddr);
+      node = await resolveNode(this.#ctx, identity, info.destIP, info.destPort, remoteAddr);
     } catch (err) {
       reject(oneLine(err));
       return;
     }
     await terminate(this.#deps, accept(), node, { identity, remoteAddr, requestedName: info.destIP });
-  }
-
-  /** The node a client names, or an audited denial. */
-  async #resolve(identity: Identity, host: string, port: number, remoteAddr: string): Promise<NodeSpec> {
-    const ctx = this.#ctx;
-    const node = await ctx.nodes.resolve(host, port, ctx.clusterName);
-    if (node) return node;
-    await this.#auditReject(
-      'unknown_node',
-      `no node named "${host}" (port ${port})`,
-      remoteAddr,
-      identity.user,
-    );
-    return ctx.authorizer.deny(
-      identity,
-      { kind: 'node', name: host },
-      `node "${host}" is not registered`,
-      { remoteAddr, protocol: 'ssh' },
-      {
-        field: 'unknown_node',
-        hint: 'list the nodes you can reach with gatehouse ls',
-      },
-    );
   }
 
   /** `gatehouse proxy ssh`: SSH inside TLS, after one line naming the node. */
@@ -275,7 +255,7 @@ export class SshProxy {
     let node: NodeSpec;
     try {
       await this.#ctx.authorizer.principal(identity);
-      node = await this.#resolve(identity, host, port, info.remoteAddr);
+      node = await resolveNode(this.#ctx, identity, host, port, info.remoteAddr);
     } catch (err) {
       socket.end(encodeTargetReply({ ok: false, error: oneLine(err) }));
       return;
@@ -286,13 +266,11 @@ export class SshProxy {
   }
 
   async #auditReject(
-    reason: 'malformed' | 'handshake_timeout' | 'auth_failed' | 'unknown_node',
+    reason: 'malformed' | 'handshake_timeout' | 'auth_failed',
     error: string,
     remoteAddr: string,
     user?: string,
   ): Promise<void> {
-    await this.#ctx.audit
-      .emit({ type: 'ssh.reject', reason, error, ...(user ? { user } : {}), addr: { remote: remoteAddr } })
-      .catch((err: unknown) => this.#ctx.log('error', 'ssh: audit of a rejected connection failed', err));
+    await auditSshReject(this.#ctx, { reason, error, remoteAddr, ...(user ? { user } : {}) });
   }
 }

@@ -1,4 +1,4 @@
-import type { CertificateAuthorities, Clock, Grant } from '@gatehouse/core';
+import type { CertificateAuthorities, Clock, Grant, Identity } from '@gatehouse/core';
 import { type ParsedKey, utils, withCertificate } from './ssh2.js';
 
 const HOST_CERT_TTL_MS = 24 * 3600_000;
@@ -89,27 +89,54 @@ export class ProxyKeys {
     const current = entry ? await entry.catch(() => undefined) : undefined;
     if (!current || current.expires - now < USER_CERT_REUSE_MS) {
       if (this.#userCerts.size > 1000) this.#sweep(now);
-      entry = this.#authorities
-        .issueSshUserCert({
-          publicKey: this.#upstream.publicLine,
-          keyId: id.user,
-          principals: [login],
-          validAfter: new Date(now),
-          validBefore: new Date(
-            Math.min(now + USER_CERT_TTL_MS, Math.max(grant.expires.getTime(), now + 1000)),
-          ),
-          permitPty: o.permitPty,
-          permitPortForwarding: o.portForwarding,
-          identity: id,
-        })
-        .then((c) => ({
-          key: withCertificate(this.#upstream.parsed, certBlob(c.cert)),
-          expires: c.expires.getTime(),
-        }));
+      entry = this.#certify(this.#upstream, id, login, {
+        validBefore: Math.min(now + USER_CERT_TTL_MS, Math.max(grant.expires.getTime(), now + 1000)),
+        permitPty: o.permitPty,
+        permitPortForwarding: o.portForwarding,
+      });
       this.#userCerts.set(cacheKey, entry);
       entry.catch(() => this.#userCerts.delete(cacheKey));
     }
     return (await entry!).key;
+  }
+
+  /**
+   * A fresh key, never stored, with a user certificate for `identity` and
+   * `login`: the gateway's own SSH client (the web terminal) logs in to its
+   * proxy with it, so the session takes the same path as an OpenSSH
+   * client's. The certificate ends when the identity does (the session's
+   * access ends with the certificate's identity) and allows no forwarding.
+   */
+  async clientKey(identity: Identity, login: string): Promise<ParsedKey> {
+    const c = await this.#certify(newKeyPair(), identity, login, {
+      validBefore: identity.expires.getTime(),
+      permitPty: true,
+      permitPortForwarding: false,
+    });
+    return c.key;
+  }
+
+  #certify(
+    pair: KeyPair,
+    identity: Identity,
+    login: string,
+    o: { validBefore: number; permitPty: boolean; permitPortForwarding: boolean },
+  ): Promise<{ key: ParsedKey; expires: number }> {
+    return this.#authorities
+      .issueSshUserCert({
+        publicKey: pair.publicLine,
+        keyId: identity.user,
+        principals: [login],
+        validAfter: this.#clock.now(),
+        validBefore: new Date(o.validBefore),
+        permitPty: o.permitPty,
+        permitPortForwarding: o.permitPortForwarding,
+        identity,
+      })
+      .then((c) => ({
+        key: withCertificate(pair.parsed, certBlob(c.cert)),
+        expires: c.expires.getTime(),
+      }));
   }
 
   #sweep(now: number): void {

@@ -6,12 +6,16 @@ import {
   GatehouseError,
   type Grant,
   type Identity,
+  type Joiner,
   type NodeSpec,
   nodeHostPort,
+  type TerminalHandle,
+  type TerminalViewer,
 } from '@gatehouse/core';
 import type { Client as SshClient } from 'ssh2';
 import { certAuthAttempt } from './auth.js';
 import { oneLine, upstreamReason, userMessage } from './errors.js';
+import { auditSshReject, type SshRejectReason } from './front.js';
 import type { ProxyKeys } from './keys.js';
 import { SftpTracker } from './sftp-audit.js';
 import {
@@ -43,6 +47,10 @@ export interface OuterContext {
   remoteAddr: string;
   /** The name the client dialed (direct-tcpip host, or the ALPN target line). */
   requestedName: string;
+  /** For the gateway's own client (the web terminal): the live session's id, once registered. */
+  onSessionRegistered?: ((sessionId: string) => void) | undefined;
+  /** For the gateway's own client: why authentication was refused (an SSH client gets the banner text). */
+  onRefused?: ((err: unknown) => void) | undefined;
 }
 
 /** How long a terminated session's client gets to print the reason and leave by itself. */
@@ -151,6 +159,7 @@ export class InnerConnection {
     this.#authorizing = this.#authorize(r.identity, r.cert.principals, actx.username).then(
       () => actx.accept(),
       (err: unknown) => {
+        this.#outer.onRefused?.(err);
         authBanner(this.#conn, userMessage(err));
         actx.reject(['publickey']);
       },
@@ -236,8 +245,13 @@ export class InnerConnection {
         started: ctx.clock.now().toISOString(),
         remoteAddr: this.#outer.remoteAddr,
       },
-      { terminate: (reason) => this.terminate(reason), recheck: () => this.#recheck() },
+      {
+        terminate: (reason) => this.terminate(reason),
+        recheck: () => this.#recheck(),
+        join: (joiner, viewer) => this.#join(grant.sessionId, joiner, viewer),
+      },
     );
+    this.#outer.onSessionRegistered?.(grant.sessionId);
     this.#armExpiry();
   }
 
@@ -267,12 +281,25 @@ export class InnerConnection {
     );
   }
 
+  /** Attaches a viewer to the connection's (first) terminal; core has authorized the join. */
+  #join(sessionId: string, joiner: Joiner, viewer: TerminalViewer): TerminalHandle {
+    const relay = this.#ended ? undefined : [...this.#relays].find((r) => r.joinable);
+    if (!relay) {
+      throw new GatehouseError(
+        'GH_ERR_BAD_REQUEST',
+        `session ${sessionId} has no terminal to join (a command or file transfer)`,
+        { hint: 'only interactive sessions (a shell or command with a terminal) can be joined' },
+      );
+    }
+    return relay.join(sessionId, joiner, viewer);
+  }
+
   /** Ends the whole connection now, telling every open session why (on its terminal). */
   terminate(reason: string, opts: { quiet?: boolean } = {}): void {
     if (this.#ended) return;
     this.#ended = true;
     clearTimeout(this.#expiryTimer);
-    for (const r of this.#relays) r.kill(opts.quiet ? undefined : reason);
+    for (const r of this.#relays) r.kill(opts.quiet ? undefined : reason, reason);
     void this.#audit
       ?.onSessionEnd({ reason })
       .catch((err: unknown) => this.#d.ctx.log('error', 'ssh: audit of session.end failed', err));
@@ -295,20 +322,14 @@ export class InnerConnection {
     this.#stream.destroy();
   }
 
-  async #auditReject(
-    reason: 'handshake_timeout' | 'auth_failed' | 'node_unreachable' | 'upstream_auth_failed',
-    error: string,
-  ) {
-    await this.#d.ctx.audit
-      .emit({
-        type: 'ssh.reject',
-        reason,
-        error,
-        user: this.#outer.identity.user,
-        server: this.#node.name,
-        addr: { remote: this.#outer.remoteAddr },
-      })
-      .catch((err: unknown) => this.#d.ctx.log('error', 'ssh: audit of a rejected connection failed', err));
+  async #auditReject(reason: SshRejectReason, error: string) {
+    await auditSshReject(this.#d.ctx, {
+      reason,
+      error,
+      user: this.#outer.identity.user,
+      server: this.#node.name,
+      remoteAddr: this.#outer.remoteAddr,
+    });
   }
 
   #finish(): void {
@@ -487,6 +508,47 @@ interface RelayParts {
 
 type Exit = { code: number } | { signal: string; dump: boolean; desc: string };
 
+/** Recent terminal output a viewer who joins mid-session gets first (a screen or two, escapes included). */
+const TAIL_BYTES = 32 * 1024;
+/** At most this many chunks in it: each pins the buffer ssh2 decrypted it into. */
+const TAIL_CHUNKS = 512;
+
+/**
+ * The last TAIL_BYTES of a terminal's output, as references to the chunks
+ * already relayed (no copy until someone joins), so a joiner sees roughly
+ * the current screen rather than a blank one.
+ */
+class OutputTail {
+  readonly #chunks: Buffer[] = [];
+  #bytes = 0;
+  /** Whether older output was dropped (the first chunk may start mid-line). */
+  #cut = false;
+
+  push(d: Buffer): void {
+    if (d.length === 0) return;
+    this.#chunks.push(d);
+    this.#bytes += d.length;
+    while (
+      this.#chunks.length > 1 &&
+      (this.#bytes - this.#chunks[0]!.length >= TAIL_BYTES || this.#chunks.length > TAIL_CHUNKS)
+    ) {
+      this.#bytes -= this.#chunks.shift()!.length;
+      this.#cut = true;
+    }
+  }
+
+  /** A copy of the tail; when it was cut, from the first line start on (not in the middle of an escape). */
+  snapshot(): Buffer {
+    let all = Buffer.concat(this.#chunks);
+    if (all.length > TAIL_BYTES) {
+      all = all.subarray(all.length - TAIL_BYTES);
+      this.#cut = true;
+    }
+    const nl = this.#cut ? all.indexOf(0x0a) : -1;
+    return nl >= 0 ? all.subarray(nl + 1) : all;
+  }
+}
+
 /**
  * One session channel: collects env and pty requests, then opens the same
  * kind of channel on the node (shell, exec, or the sftp subsystem) and
@@ -501,6 +563,10 @@ class SessionRelay {
   #down: ServerChannel | undefined;
   #upCh: ClientChannel | undefined;
   #recorder: SessionRecorder | undefined;
+  /** Recent output for joiners; only on a terminal (a pty shell or command). */
+  #tail: OutputTail | undefined;
+  /** Viewers attached with join (core's web terminal, `gatehouse join`), and how they joined. */
+  readonly #viewers = new Map<TerminalViewer, Joiner>();
   #started = false;
   #closed = false;
   onDone: () => void = () => {};
@@ -529,6 +595,7 @@ class SessionRelay {
         });
       this.#upCh?.setWindow(info.rows, info.cols, info.height, info.width);
       this.#recorder?.resize(info.cols, info.rows);
+      for (const v of this.#viewers.keys()) this.#toViewer(v, (x) => x.resize(info.cols, info.rows));
       accept?.();
     });
     s.on('signal', (accept, _reject, info) => {
@@ -577,6 +644,7 @@ class SessionRelay {
     const interactive = this.#pty !== undefined && what.kind !== 'sftp';
     const record = interactive && grant.options.recordSession.ssh;
     let upCh: ClientChannel;
+    let opened: { cols: number; rows: number } | undefined;
     try {
       if (record) {
         const pty = this.#pty!;
@@ -600,6 +668,7 @@ class SessionRelay {
         );
       }
       if (interactive) audit.markInteractive(record);
+      opened = this.#pty && { cols: this.#pty.cols, rows: this.#pty.rows };
       upCh = await this.#openUpstream(up, what);
     } catch (err) {
       down.stderr.write(`${userMessage(err).replace(/\n/g, '\r\n')}\r\n`);
@@ -614,6 +683,11 @@ class SessionRelay {
       return;
     }
     this.#upCh = upCh;
+    // A window change that came while the node's channel was opening (the owner resized at once).
+    const pty = this.#pty;
+    if (pty && opened && (pty.cols !== opened.cols || pty.rows !== opened.rows)) {
+      upCh.setWindow(pty.rows, pty.cols, pty.height, pty.width);
+    }
     this.#relay(down, upCh, what.kind === 'sftp', command);
     down.resume();
   }
@@ -664,8 +738,17 @@ class SessionRelay {
       }
     };
 
-    upCh.on('data', (d: Buffer) => {
+    if (this.#pty && !sftp) this.#tail = new OutputTail();
+    // Terminal output goes to the recording, the tail and every joined viewer
+    // (and to the owner through `down` below).
+    const fanOut = (d: Buffer) => {
       rec?.output(d);
+      this.#tail?.push(d);
+      for (const v of this.#viewers.keys()) this.#toViewer(v, (x) => x.output(d));
+    };
+
+    upCh.on('data', (d: Buffer) => {
+      fanOut(d);
       if (!this.#sftpBroken.server) parse(fromNode, d, false);
       if (!down.write(d)) {
         upCh.pause();
@@ -673,7 +756,7 @@ class SessionRelay {
       }
     });
     upCh.stderr.on('data', (d: Buffer) => {
-      rec?.output(d);
+      fanOut(d);
       down.stderr.write(d);
     });
     down.on('data', (d: Buffer) => {
@@ -709,22 +792,78 @@ class SessionRelay {
         });
       }
       for (const r of tracker?.finish() ?? []) void audit.onSftp(r);
+      this.#endViewers(exit && 'code' in exit ? { exitCode: exit.code } : {});
       this.#cleanup();
     });
   }
 
   readonly #sftpBroken = { client: false, server: false };
 
-  /** Ends this session now; `message` goes to the user's terminal first. */
-  kill(message: string | undefined): void {
+  /** Whether a viewer can join: a terminal whose node channel is open. */
+  get joinable(): boolean {
+    return this.#tail !== undefined && this.#upCh !== undefined && !this.#closed;
+  }
+
+  /**
+   * Attaches a viewer: it gets the recent output and the terminal size, then
+   * everything the node sends. A peer's keystrokes go to the node like the
+   * owner's; an observer's are dropped.
+   */
+  join(sessionId: string, joiner: Joiner, viewer: TerminalViewer): TerminalHandle {
+    const tail = this.#tail;
+    const pty = this.#pty;
+    if (!tail || !pty) throw new Error('join on a session without a terminal');
+    this.#viewers.set(viewer, joiner);
+    this.#recorder?.marker(`${joiner.user} joined as ${joiner.mode}`);
+    const screen = tail.snapshot();
+    this.#toViewer(viewer, (v) => {
+      if (screen.length > 0) v.output(screen);
+      v.resize(pty.cols, pty.rows);
+    });
+    return {
+      sessionId,
+      input: (data) => {
+        if (joiner.mode === 'peer' && this.#viewers.has(viewer) && !this.#closed) this.#upCh?.write(data);
+      },
+      // The pty follows its owner's window only.
+      resize: () => {},
+      detach: () => {
+        if (this.#viewers.delete(viewer)) this.#recorder?.marker(`${joiner.user} left`);
+      },
+    };
+  }
+
+  /** Calls a joined viewer; one that throws is detached rather than breaking the session. */
+  #toViewer(viewer: TerminalViewer, call: (v: TerminalViewer) => void): void {
+    try {
+      call(viewer);
+    } catch (err) {
+      this.#viewers.delete(viewer);
+      this.#d.ctx.log('error', 'ssh: a joined viewer failed and was detached', err);
+    }
+  }
+
+  #endViewers(info: { reason?: string; exitCode?: number }): void {
+    const viewers = [...this.#viewers.keys()];
+    this.#viewers.clear();
+    for (const v of viewers) this.#toViewer(v, (x) => x.end(info));
+  }
+
+  /**
+   * Ends this session now; `message` goes to the user's terminal (and the
+   * joined viewers') first. Joined viewers get `reason` with their end.
+   */
+  kill(message: string | undefined, reason: string | undefined = message): void {
     const down = this.#down;
     if (down && message) {
       const line = `\r\n${message.startsWith('Gatehouse') ? message : `Gatehouse: ${message}`}\r\n`;
       this.#recorder?.marker(message);
       if (this.#pty) down.write(line);
       else down.stderr.write(line);
+      for (const v of this.#viewers.keys()) this.#toViewer(v, (x) => x.output(Buffer.from(line)));
       down.exit('TERM', false, message);
     }
+    this.#endViewers(reason ? { reason } : {});
     down?.end();
     this.#upCh?.close();
     this.#cleanup();
@@ -733,6 +872,8 @@ class SessionRelay {
   #cleanup(): void {
     if (this.#closed) return;
     this.#closed = true;
+    // The owner left without the node's channel closing first.
+    this.#endViewers({});
     const rec = this.#recorder;
     if (rec) {
       rec.close().catch((err: unknown) => this.#d.ctx.log('error', 'ssh: closing a recording failed', err));

@@ -6,6 +6,7 @@ export const { Server, Client, utils } = ssh2;
 export type {
   AuthContext,
   ClientChannel,
+  ConnectConfig,
   Connection,
   ParsedKey,
   PseudoTtyInfo,

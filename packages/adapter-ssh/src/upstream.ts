@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import {
   type Clock,
   type Dialer,
@@ -7,7 +8,7 @@ import {
   parseSshCertificate,
   verifySshCertificate,
 } from '@gatehouse/core';
-import { Client, type ParsedKey } from './ssh2.js';
+import { Client, type ConnectConfig, type ParsedKey } from './ssh2.js';
 
 export interface UpstreamOptions {
   dialer: Dialer;
@@ -21,8 +22,57 @@ export interface UpstreamOptions {
   timeoutMs?: number;
 }
 
-/** Only host certificates are accepted from nodes: a plain host key cannot be tied to the node's name. */
+/** Only host certificates are accepted: a plain host key cannot be tied to the node's name. */
 const HOST_CERT_ALGOS = ['ssh-ed25519-cert-v01@openssh.com', 'ecdsa-sha2-nistp256-cert-v01@openssh.com'];
+
+/**
+ * ssh2 Client settings for every SSH connection the gateway opens itself
+ * (to a node; to its own proxy for the web terminal): one publickey attempt
+ * with `key` (a certificate for `login`), and only a host certificate from
+ * `hostCaKeys` naming one of `hostNames` is accepted (why not goes to
+ * `onHostProblem`).
+ */
+export function certClientConfig(o: {
+  sock: Duplex;
+  login: string;
+  key: ParsedKey;
+  timeoutMs: number;
+  hostCaKeys: string[];
+  hostNames: string[];
+  clock: Clock;
+  onHostProblem(problem: string): void;
+}): ConnectConfig {
+  let triedAuth = false;
+  return {
+    sock: o.sock as never,
+    username: o.login,
+    readyTimeout: o.timeoutMs,
+    keepaliveInterval: 30_000,
+    algorithms: { serverHostKey: HOST_CERT_ALGOS as never },
+    hostVerifier: (key: Buffer) => {
+      try {
+        const cert = verifySshCertificate(parseSshCertificate(key), o.hostCaKeys, o.clock.now(), {
+          type: 'host',
+        });
+        if (!cert.principals.some((p) => o.hostNames.includes(p.toLowerCase()))) {
+          o.onHostProblem(
+            `its host certificate names ${cert.principals.join(', ')}, not ${o.hostNames.join(' or ')}`,
+          );
+          return false;
+        }
+        return true;
+      } catch (err) {
+        o.onHostProblem(err instanceof Error ? err.message : String(err));
+        return false;
+      }
+    },
+    authHandler: (_methods, _partial, next) => {
+      if (triedAuth) return next(false as never);
+      triedAuth = true;
+      next({ type: 'publickey', username: o.login, key: o.key } as never);
+    },
+  };
+}
 
 /**
  * Opens the proxy's own SSH connection to a node: dialed through the
@@ -36,7 +86,6 @@ export async function connectUpstream(o: UpstreamOptions): Promise<InstanceType<
   const sock = await o.dialer.dial({ host, port }, { timeoutMs });
   const client = new Client();
   let hostProblem: string | undefined;
-  let triedAuth = false;
   return new Promise((resolve, reject) => {
     const fail = (err: Error & { level?: string }) => {
       client.removeAllListeners('ready');
@@ -85,33 +134,19 @@ export async function connectUpstream(o: UpstreamOptions): Promise<InstanceType<
       client.on('error', () => {});
       resolve(client);
     });
-    client.connect({
-      sock,
-      username: o.login,
-      readyTimeout: timeoutMs,
-      keepaliveInterval: 30_000,
-      algorithms: { serverHostKey: HOST_CERT_ALGOS as never },
-      hostVerifier: (key: Buffer) => {
-        try {
-          const cert = verifySshCertificate(parseSshCertificate(key), o.hostCaKeys, o.clock.now(), {
-            type: 'host',
-          });
-          const names = [o.node.name, host.toLowerCase()];
-          if (!cert.principals.some((p) => names.includes(p.toLowerCase()))) {
-            hostProblem = `its host certificate names ${cert.principals.join(', ')}, not ${names.join(' or ')}`;
-            return false;
-          }
-          return true;
-        } catch (err) {
-          hostProblem = err instanceof Error ? err.message : String(err);
-          return false;
-        }
-      },
-      authHandler: (_methods, _partial, next) => {
-        if (triedAuth) return next(false as never);
-        triedAuth = true;
-        next({ type: 'publickey', username: o.login, key: o.key } as never);
-      },
-    });
+    client.connect(
+      certClientConfig({
+        sock,
+        login: o.login,
+        key: o.key,
+        timeoutMs,
+        hostCaKeys: o.hostCaKeys,
+        hostNames: [o.node.name, host.toLowerCase()],
+        clock: o.clock,
+        onHostProblem: (p) => {
+          hostProblem = p;
+        },
+      }),
+    );
   });
 }

@@ -1,0 +1,410 @@
+/**
+ * The web terminal's TerminalService (the gateway's own SSH client through
+ * its proxy) and joining live sessions, against a real OpenSSH sshd node,
+ * the built-in node service and a real OpenSSH client owning the joined
+ * session.
+ */
+import { randomBytes } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import type { RecordingEvent } from '@gatehouse/audit';
+import { MemoryAuditLog } from '@gatehouse/audit/testing';
+import {
+  type Identity,
+  isGatehouseError,
+  systemClock,
+  type TerminalHandle,
+  type TerminalService,
+  type TerminalViewer,
+} from '@gatehouse/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../core/test/helpers.js';
+import { generateHostKey, type NodeService, startNodeService } from '../src/node/index.js';
+import { createUnixUser, type TestUnixUser } from './node-helpers.js';
+import { loginUser, sshJ, startEnv, type TestEnv, type UserFiles } from './peers.js';
+
+const PASSWORD = 'correct horse battery staple';
+const ADDR = '127.0.0.1';
+
+let env: TestEnv;
+let service: TerminalService;
+let alice: UserFiles;
+let node: NodeService;
+let unix: TestUnixUser;
+
+/** The identity core hands the service for a logged-in web user. */
+function identity(user: string, roles: string[]): Identity {
+  return { user, roles, traits: {}, expires: new Date(Date.now() + 3600e3) };
+}
+const aliceId = () => identity('alice', ['dev']);
+
+interface TestViewer extends TerminalViewer {
+  text(): string;
+  sizes: Array<[number, number]>;
+  ended: Promise<{ reason?: string | undefined; exitCode?: number | undefined }>;
+  /** Resolves once the output contains `s`. */
+  sees(s: string, ms?: number): Promise<void>;
+}
+
+function viewer(): TestViewer {
+  const chunks: Buffer[] = [];
+  let endWith!: (info: { reason?: string | undefined; exitCode?: number | undefined }) => void;
+  const ended = new Promise<{ reason?: string | undefined; exitCode?: number | undefined }>((r) => {
+    endWith = r;
+  });
+  const v: TestViewer = {
+    output: (d) => chunks.push(Buffer.from(d)),
+    resize: (cols, rows) => v.sizes.push([cols, rows]),
+    end: (info) => endWith(info),
+    text: () => Buffer.concat(chunks).toString(),
+    sizes: [],
+    ended,
+    sees: async (s, ms = 20_000) => {
+      await waitFor(() => v.text().includes(s), `"${s}" in the viewer's output`, ms);
+    },
+  };
+  return v;
+}
+
+const type = (h: TerminalHandle, s: string) => h.input(Buffer.from(s));
+
+async function events(t: string) {
+  return (await env.gw.audit.search({ types: [t], limit: 500 })).events;
+}
+
+async function recording(id: string): Promise<RecordingEvent[]> {
+  const out: RecordingEvent[] = [];
+  for await (const e of env.recordings.read(id)) out.push(e);
+  return out;
+}
+
+async function rejection(p: Promise<unknown>): Promise<unknown> {
+  return p.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (err: unknown) => err,
+  );
+}
+
+beforeAll(async () => {
+  env = await startEnv();
+  unix = createUnixUser();
+  const { gw } = env;
+  const hostKey = generateHostKey('node2');
+  const hostCert = await gw.authorities.issueSshHostCert({
+    publicKey: hostKey.publicKey,
+    keyId: 'node2',
+    principals: ['node2'],
+    validAfter: new Date(),
+    validBefore: new Date(Date.now() + 3600e3),
+  });
+  node = await startNodeService({
+    host: ADDR,
+    port: 0,
+    hostKey: hostKey.privateKey,
+    hostCert: hostCert.cert,
+    trustedUserCaKeys: () => gw.authorities.get('user').map((k) => k.sshPublicKey),
+    clock: systemClock,
+    audit: new MemoryAuditLog(),
+    nodeName: 'node2',
+    labels: { env: 'dev' },
+  });
+  await gw.nodes.add({ name: 'node1', addr: `${ADDR}:${env.sshd.port}`, labels: { env: 'dev' } }, 'test');
+  await gw.nodes.add({ name: 'node2', addr: node.address, labels: { env: 'dev' } }, 'test');
+  await gw.admin.putRole(
+    `kind: role\nname: dev\nallow:\n  logins: [${env.login}, ${unix.name}]\n  node_labels: { env: dev }\n`,
+  );
+  await gw.admin.createUser({ name: 'alice', roles: ['dev'], password: PASSWORD });
+  alice = await loginUser(env, 'alice', PASSWORD);
+  const s = gw.terminals.get();
+  if (!s) throw new Error('the ssh adapter provided no terminal service');
+  service = s;
+}, 60_000);
+
+afterAll(async () => {
+  await node?.close();
+  await env?.close();
+  unix?.remove();
+});
+
+describe('TerminalService.open: a web terminal shell through the proxy', () => {
+  it('runs a shell on the sshd node: output, exit status, live session, audit and recording', async () => {
+    const v = viewer();
+    const h = await service.open(
+      { identity: aliceId(), node: 'node1', login: env.login, cols: 100, rows: 30, remoteAddr: ADDR },
+      v,
+    );
+    expect(env.gw.liveSessions.get(h.sessionId)).toMatchObject({
+      user: 'alice',
+      login: env.login,
+      server: 'node1',
+    });
+    type(h, 'echo hi-$((6*7)) $COLUMNS\r');
+    await v.sees('hi-42 100');
+    type(h, 'exit 3\r');
+    expect(await v.ended).toEqual({ exitCode: 3 });
+    await waitFor(() => env.gw.liveSessions.get(h.sessionId) === undefined, 'the session to unregister');
+    const start = (await events('session.start')).find((e) => e.session_id === h.sessionId);
+    expect(start).toMatchObject({ user: 'alice', server: 'node1', login: env.login });
+    await waitFor(
+      async () => (await events('session.end')).find((e) => e.session_id === h.sessionId),
+      'session.end',
+    );
+    const meta = await waitFor(async () => {
+      const m = (await env.recordings.list()).find((x) => x.session_id === h.sessionId);
+      return m?.ended ? m : undefined;
+    }, 'the recording to end');
+    expect(meta).toMatchObject({ user: 'alice', server: 'node1', cols: 100, rows: 30 });
+    const out = Buffer.concat(
+      (await recording(h.sessionId)).flatMap((e) => (e.type === 'output' ? [Buffer.from(e.data)] : [])),
+    ).toString();
+    expect(out).toContain('hi-42 100');
+  });
+
+  it('follows the owner window size (resize reaches the pty)', async () => {
+    const v = viewer();
+    const h = await service.open(
+      { identity: aliceId(), node: 'node1', login: env.login, cols: 80, rows: 24, remoteAddr: ADDR },
+      v,
+    );
+    h.resize(132, 43);
+    type(h, 'echo size-$(stty size | tr " " x)\r');
+    await v.sees('size-43x132');
+    h.detach();
+    await waitFor(() => env.gw.liveSessions.get(h.sessionId) === undefined, 'the detached session to end');
+  });
+
+  it('runs a shell on the built-in node service', async () => {
+    const v = viewer();
+    const h = await service.open(
+      { identity: aliceId(), node: 'node2', login: unix.name, cols: 80, rows: 24, remoteAddr: ADDR },
+      v,
+    );
+    expect(env.gw.liveSessions.get(h.sessionId)).toMatchObject({ server: 'node2', login: unix.name });
+    type(h, 'echo builtin-$((40+2)); whoami\r');
+    await v.sees('builtin-42');
+    await v.sees(unix.name);
+    type(h, 'exit\r');
+    expect(await v.ended).toEqual({ exitCode: 0 });
+  });
+
+  it('a login no role allows is refused with the reason, audited as access.denied', async () => {
+    const err = await rejection(
+      service.open(
+        { identity: aliceId(), node: 'node1', login: 'root', cols: 80, rows: 24, remoteAddr: ADDR },
+        viewer(),
+      ),
+    );
+    expect(isGatehouseError(err, 'GH_ERR_ACCESS_DENIED')).toBe(true);
+    expect((err as Error).message).toContain('root');
+    const denied = await waitFor(
+      async () =>
+        (await events('access.denied')).find(
+          (e) => e.user === 'alice' && 'resource' in e && e.resource === 'node1',
+        ),
+      'access.denied',
+    );
+    expect(denied).toBeDefined();
+  });
+
+  it('an unknown node is GH_ERR_NOT_FOUND, audited', async () => {
+    const err = await rejection(
+      service.open(
+        { identity: aliceId(), node: 'nosuch', login: env.login, cols: 80, rows: 24, remoteAddr: ADDR },
+        viewer(),
+      ),
+    );
+    expect(isGatehouseError(err, 'GH_ERR_NOT_FOUND')).toBe(true);
+    expect((err as Error).message).toContain('nosuch');
+    const rej = (await events('ssh.reject')).find((e) => 'reason' in e && e.reason === 'unknown_node');
+    expect(rej).toMatchObject({ user: 'alice' });
+  });
+
+  it('an admin kill ends it: the viewer gets the reason', async () => {
+    const v = viewer();
+    const h = await service.open(
+      { identity: aliceId(), node: 'node1', login: env.login, cols: 80, rows: 24, remoteAddr: ADDR },
+      v,
+    );
+    type(h, 'echo up-$((1+1))\r');
+    await v.sees('up-2');
+    await env.gw.admin.killSession(h.sessionId);
+    const end = await v.ended;
+    expect(end.reason).toContain('ended by');
+    expect(v.text()).toContain('ended by');
+  });
+});
+
+describe('joining a live OpenSSH session', () => {
+  /** `ssh -J ... -tt` as alice, its output watched as it comes. */
+  async function ownerShell(extra: string[] = ['-tt']) {
+    const before = new Set(env.gw.liveSessions.list().map((s) => s.id));
+    const p = sshJ(env, alice, `${env.login}@node1`, extra, { keepStdinOpenMs: 60_000 });
+    let out = '';
+    p.child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const id = await waitFor(
+      () => env.gw.liveSessions.list().find((s) => s.user === 'alice' && !before.has(s.id))?.id,
+      'the live session',
+      20_000,
+    );
+    const sees = (s: string) => waitFor(() => out.includes(s), `"${s}" in ssh's output`, 20_000);
+    return { p, id, stdout: () => out, sees, write: (s: string) => p.child.stdin!.write(s) };
+  }
+
+  it('an observer sees the recent output and what follows; its input is dropped; a peer types', async () => {
+    const owner = await ownerShell();
+    owner.write('echo READY-$((1+1))\n');
+    await owner.sees('READY-2');
+    const control = env.gw.liveSessions.control(owner.id);
+    expect(control?.join).toBeDefined();
+
+    const watcher = viewer();
+    const obs = control!.join!({ user: 'admin', mode: 'observer', remoteAddr: ADDR }, watcher);
+    expect(obs.sessionId).toBe(owner.id);
+    // The tail: what the screen showed before the join.
+    await watcher.sees('READY-2');
+    expect(watcher.sizes.length).toBe(1);
+
+    type(obs, 'echo from-observer-$((5*5))\r');
+    owner.write('echo NEW-$((2+3))\n');
+    await watcher.sees('NEW-5');
+    await owner.sees('NEW-5');
+    // The observer's line was typed first; had it reached the shell it would show before NEW-5.
+    expect(owner.stdout()).not.toContain('from-observer');
+
+    const peerView = viewer();
+    const peer = control!.join!({ user: 'admin', mode: 'peer', remoteAddr: ADDR }, peerView);
+    type(peer, 'echo from-peer-$((3*3))\r');
+    await owner.sees('from-peer-9');
+    await watcher.sees('from-peer-9');
+    await peerView.sees('from-peer-9');
+
+    peer.detach();
+    peer.detach(); // idempotent
+    owner.write('exit 4\n');
+    expect(await watcher.ended).toEqual({ exitCode: 4 });
+    expect((await owner.p).code).toBe(4);
+
+    const meta = await waitFor(async () => {
+      const m = (await env.recordings.list()).find((x) => x.session_id === owner.id);
+      return m?.ended ? m : undefined;
+    }, 'the recording to end');
+    const markers = (await recording(meta.session_id)).flatMap((e) => (e.type === 'marker' ? [e.text] : []));
+    expect(markers).toEqual(['admin joined as observer', 'admin joined as peer', 'admin left']);
+  });
+
+  it('a joined viewer ends with the reason when an admin kills the session', async () => {
+    const owner = await ownerShell();
+    owner.write('echo READY-$((1+1))\n');
+    await owner.sees('READY-2');
+    const v = viewer();
+    env.gw.liveSessions.control(owner.id)!.join!({ user: 'admin', mode: 'observer', remoteAddr: ADDR }, v);
+    await env.gw.admin.killSession(owner.id);
+    expect((await v.ended).reason).toContain('ended by');
+    await owner.p;
+  });
+
+  it('a web terminal session can be joined too', async () => {
+    const ownerView = viewer();
+    const h = await service.open(
+      { identity: aliceId(), node: 'node1', login: env.login, cols: 90, rows: 20, remoteAddr: ADDR },
+      ownerView,
+    );
+    type(h, 'echo web-$((4+4))\r');
+    await ownerView.sees('web-8');
+    const v = viewer();
+    env.gw.liveSessions.control(h.sessionId)!.join!({ user: 'admin', mode: 'observer', remoteAddr: ADDR }, v);
+    await v.sees('web-8');
+    expect(v.sizes).toEqual([[90, 20]]);
+    h.resize(100, 25);
+    await waitFor(() => v.sizes.length === 2, 'the resize to reach the joiner');
+    expect(v.sizes[1]).toEqual([100, 25]);
+    type(h, 'exit 2\r');
+    expect(await v.ended).toEqual({ exitCode: 2 });
+    expect(await ownerView.ended).toEqual({ exitCode: 2 });
+  });
+
+  it('a command without a terminal cannot be joined', async () => {
+    const owner = await ownerShell(['--', 'cat']);
+    owner.write('relay-runs\n');
+    await owner.sees('relay-runs');
+    let err: unknown;
+    try {
+      env.gw.liveSessions.control(owner.id)!.join!(
+        { user: 'admin', mode: 'observer', remoteAddr: ADDR },
+        viewer(),
+      );
+    } catch (e) {
+      err = e;
+    }
+    expect(isGatehouseError(err, 'GH_ERR_BAD_REQUEST')).toBe(true);
+    expect((err as Error).message).toBe(
+      `session ${owner.id} has no terminal to join (a command or file transfer)`,
+    );
+    owner.p.child.stdin!.end();
+    expect((await owner.p).code).toBe(0);
+  });
+});
+
+describe('TerminalService files (SFTP through the proxy)', () => {
+  it('writes and reads back 300 KB; each transfer is audited with its bytes', async () => {
+    const data = randomBytes(300_000);
+    const remote = `/tmp/gh-web-${randomBytes(4).toString('hex')}.bin`;
+    const req = { identity: aliceId(), node: 'node1', login: env.login, path: remote, remoteAddr: ADDR };
+    try {
+      expect(
+        await service.writeFile(req, Readable.from([data.subarray(0, 100_000), data.subarray(100_000)])),
+      ).toEqual({
+        bytes: data.length,
+      });
+      expect((await readFile(remote)).equals(data)).toBe(true);
+      const got = await service.readFile(req);
+      expect(got.size).toBe(data.length);
+      const chunks: Buffer[] = [];
+      for await (const c of got.stream) chunks.push(c as Buffer);
+      expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    } finally {
+      await rm(remote, { force: true });
+    }
+    const files = await waitFor(async () => {
+      const e = (await events('sftp')).filter((x) => 'path' in x && x.path === remote);
+      return e.length >= 2 ? e : undefined;
+    }, 'sftp events');
+    const byAction = (a: string) => files.find((e) => 'action' in e && e.action === a);
+    expect(byAction('write')).toMatchObject({
+      bytes: data.length,
+      user: 'alice',
+      server: 'node1',
+    });
+    expect(byAction('read')).toMatchObject({ bytes: data.length, user: 'alice' });
+    expect(files.every((e) => !('error' in e))).toBe(true);
+  });
+
+  it('a relative path is in the login home; a missing file is GH_ERR_NOT_FOUND', async () => {
+    const name = `gh-web-${randomBytes(4).toString('hex')}.txt`;
+    const req = { identity: aliceId(), node: 'node1', login: env.login, path: name, remoteAddr: ADDR };
+    await service.writeFile(req, Readable.from([Buffer.from('in home\n')]));
+    const home = path.join('/home', env.login);
+    expect(await readFile(path.join(home, name), 'utf8')).toBe('in home\n');
+    await rm(path.join(home, name));
+    const err = await rejection(service.readFile(req));
+    expect(isGatehouseError(err, 'GH_ERR_NOT_FOUND')).toBe(true);
+  });
+
+  it('a login no role allows cannot read files', async () => {
+    const err = await rejection(
+      service.readFile({
+        identity: aliceId(),
+        node: 'node1',
+        login: 'root',
+        path: '/etc/hostname',
+        remoteAddr: ADDR,
+      }),
+    );
+    expect(isGatehouseError(err, 'GH_ERR_ACCESS_DENIED')).toBe(true);
+  });
+});
