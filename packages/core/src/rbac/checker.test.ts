@@ -500,3 +500,52 @@ deny:
     });
   });
 });
+
+describe('checkJoin', () => {
+  const watcher = role(`
+kind: role
+name: watcher
+allow:
+  join_sessions: [observer]
+`);
+  const noPeers = role(`
+kind: role
+name: no-peers
+deny:
+  join_sessions: [peer]
+`);
+
+  it('follows the built-in roles: admin observer+peer, auditor observer, access none', () => {
+    const admin = AccessChecker.from([builtinRole('admin')!], traits);
+    expect(admin.checkJoin('observer').allowed).toBe(true);
+    expect(admin.checkJoin('peer').allowed).toBe(true);
+    const auditor = AccessChecker.from([builtinRole('auditor')!], traits);
+    expect(auditor.checkJoin('observer')).toEqual({ allowed: true, roles: ['auditor'] });
+    expect(auditor.checkJoin('peer')).toMatchObject({ allowed: false, kind: 'not-allowed' });
+    const access = AccessChecker.from([builtinRole('access')!], traits);
+    expect(access.checkJoin('observer')).toEqual({
+      allowed: false,
+      kind: 'not-allowed',
+      field: 'join_sessions',
+      reason: "no role allows joining other users' sessions as observer",
+    });
+  });
+
+  it('lets a deny in any role win over an allow in another', () => {
+    const c = AccessChecker.from([builtinRole('admin')!, noPeers], traits);
+    expect(c.checkJoin('peer')).toEqual({
+      allowed: false,
+      kind: 'denied-by-rule',
+      role: 'no-peers',
+      field: 'join_sessions',
+      reason: 'role "no-peers" denies joining sessions as peer',
+    });
+    expect(c.checkJoin('observer').allowed).toBe(true);
+  });
+
+  it('lists every role that grants the mode', () => {
+    const c = AccessChecker.from([watcher, builtinRole('auditor')!], traits);
+    expect(c.checkJoin('observer')).toEqual({ allowed: true, roles: ['watcher', 'auditor'] });
+    expect(c.checkJoin('peer').allowed).toBe(false);
+  });
+});
