@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { endMessage, scanInput } from './join.js';
+import { endMessage, scanInput, windowSize } from './join.js';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -30,5 +30,14 @@ describe('endMessage', () => {
     );
     expect(endMessage({ exit_code: 0 })).toBe('Gatehouse: session ended (the shell exited with 0)');
     expect(endMessage({})).toBe('Gatehouse: session ended');
+  });
+});
+
+describe('windowSize', () => {
+  it("is the terminal's size, and nothing for a pipe or a pty that was never sized", () => {
+    expect(windowSize({ isTTY: true, columns: 120, rows: 40 })).toEqual({ cols: 120, rows: 40 });
+    expect(windowSize({ isTTY: false, columns: 120, rows: 40 })).toBeUndefined();
+    expect(windowSize({ isTTY: true, columns: 0, rows: 0 })).toBeUndefined();
+    expect(windowSize({})).toBeUndefined();
   });
 });

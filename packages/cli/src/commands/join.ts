@@ -1,9 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import {
   GatehouseError,
   type JoinMode,
   parseTerminalServerFrame,
   type TerminalClientFrame,
   type TerminalServerFrame,
+  validTerminalSize,
 } from '@gatehouse/core';
 import { type Command, Option } from 'commander';
 import type WebSocket from 'ws';
@@ -32,6 +34,34 @@ export function endMessage(f: { reason?: string | undefined; exit_code?: number 
   if (f.reason) return `Gatehouse: session ended: ${f.reason}`;
   if (f.exit_code !== undefined) return `Gatehouse: session ended (the shell exited with ${f.exit_code})`;
   return 'Gatehouse: session ended';
+}
+
+/**
+ * The local window size for a resize frame; undefined when stdout is no
+ * terminal or reports a size the protocol refuses (a pty that was never
+ * sized says 0x0, and the server would close the socket for it).
+ */
+export function windowSize(out: {
+  isTTY?: boolean;
+  columns?: number;
+  rows?: number;
+}): { cols: number; rows: number } | undefined {
+  if (!out.isTTY || !validTerminalSize(out.columns) || !validTerminalSize(out.rows)) return undefined;
+  return { cols: out.columns, rows: out.rows };
+}
+
+/**
+ * Puts the terminal in raw mode, as ssh does, and returns what undoes it.
+ * Node's raw mode leaves output processing on (LF becomes CRLF), which
+ * breaks full-screen programs that move the cursor down with a bare LF, so
+ * `stty -opost` turns that off too; setRawMode(false) restores the modes
+ * the terminal had before, output processing included.
+ */
+function rawMode(stdin: NodeJS.ReadStream): () => void {
+  stdin.setRawMode(true);
+  // stty acts on its stdin: our terminal. Without stty the screen is still usable, only CRLF-mapped.
+  spawnSync('stty', ['-opost'], { stdio: ['inherit', 'ignore', 'ignore'] });
+  return () => stdin.setRawMode(false);
 }
 
 export function registerJoin(program: Command, ctx: Ctx): void {
@@ -92,13 +122,10 @@ function attach(
 ): Promise<number> {
   const stdin = process.stdin;
   const stdout = process.stdout;
-  let raw = false;
-  const restore = () => {
-    if (raw) stdin.setRawMode(false);
-    raw = false;
-  };
+  let restore = () => {};
   // Last resort: a crash between here and the end still gives the terminal back.
-  process.once('exit', restore);
+  const onExit = () => restore();
+  process.once('exit', onExit);
 
   return new Promise<number>((resolve, reject) => {
     let joined = false;
@@ -109,8 +136,8 @@ function attach(
 
     const send = (frame: TerminalClientFrame) => ws.send(JSON.stringify(frame));
     const sendSize = () => {
-      if (stdout.isTTY && ws.readyState === ws.OPEN)
-        send({ type: 'resize', cols: stdout.columns, rows: stdout.rows });
+      const size = windowSize(stdout);
+      if (size && ws.readyState === ws.OPEN) send({ type: 'resize', ...size });
     };
     const onInput = (chunk: Buffer) => {
       const { send: bytes, leave } = scanInput(chunk, o.mode);
@@ -132,7 +159,8 @@ function attach(
       stdout.off('resize', sendSize);
       stdout.off('error', onStdoutError);
       restore();
-      process.off('exit', restore);
+      restore = () => {};
+      process.off('exit', onExit);
     };
     const settle = (code: number, message?: string) => {
       if (settled) return;
@@ -153,10 +181,7 @@ function attach(
     const onJoined = () => {
       joined = true;
       if (o.notice) ctx.err(`${o.notice}\n`);
-      if (stdin.isTTY) {
-        stdin.setRawMode(true);
-        raw = true;
-      }
+      if (stdin.isTTY) restore = rawMode(stdin);
       stdin.on('data', onInput);
       stdin.resume();
       if (o.mode === 'peer') {
