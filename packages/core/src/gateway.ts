@@ -473,13 +473,16 @@ export class Gateway {
     void (async () => {
       while (!ac.signal.aborted) {
         try {
-          for await (const _change of this.backend.watch('locks/', { signal: ac.signal }))
+          for await (const _change of this.backend.watch('locks/', { signal: ac.signal })) {
             this.liveSessions.recheckAll();
+            this.#terminalSockets.recheckAll();
+          }
           return;
         } catch (err) {
           if (ac.signal.aborted) return;
           this.log('error', 'watching locks failed; restarting the watch', err);
           this.liveSessions.recheckAll();
+          this.#terminalSockets.recheckAll();
           await new Promise((r) => setTimeout(r, 1000).unref());
         }
       }

@@ -460,6 +460,27 @@ describe('terminal WebSockets and /v1/files', () => {
     expect(watcher.output).not.toContain('observer keys');
   });
 
+  it('drops a joiner whose access is locked while watching; the session goes on', async () => {
+    const { owner, shell } = await aliceShell();
+    const watcher = cli(clientFor('carol').joinSession(shell.id));
+    await watcher.session();
+    const lock = await t.gw.admin.lockUser('carol', { message: 'incident 42' });
+    try {
+      expect(await watcher.frame('error')).toMatchObject({ code: 'GH_ERR_USER_LOCKED' });
+      expect((await watcher.waitClosed()).code).toBe(1011);
+      await audit(
+        'session.leave',
+        (e) => e.type === 'session.leave' && e.session_id === shell.id && e.user === 'carol',
+      );
+      owner.input('still here');
+      await owner.waitOutput('still here');
+      expect(owner.closed).toBeUndefined();
+    } finally {
+      await t.gw.admin.unlockUser('carol');
+    }
+    expect(lock.target).toEqual({ user: 'carol' });
+  });
+
   it('passes resizes: the viewer size goes to the session, the session size to every viewer; out of range closes 1008', async () => {
     const { owner, shell } = await aliceShell();
     const watcher = cli(clientFor('root-admin').joinSession(shell.id));

@@ -36,6 +36,8 @@ export interface TerminalSocketDeps extends CallerDeps {
 export interface TerminalSockets {
   /** For http.Server's 'upgrade' event. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Access may have changed (a lock appeared): joiners whose access is gone are dropped. */
+  recheckAll(): void;
   /** Drops every open terminal socket (the gateway is closing). */
   close(): void;
 }
@@ -62,7 +64,17 @@ interface Attachment {
   start(viewer: TerminalViewer): Promise<TerminalHandle> | TerminalHandle;
   /** Called once when the socket closes (after the handle is detached). */
   onClose?(): void;
+  /**
+   * For a joiner, whom core authorized (an owner's shell is the adapter's to
+   * end): rejects once the joiner may no longer watch. `expires` ends the
+   * view when the joiner's certificate or web session does.
+   */
+  recheck?(): Promise<void>;
+  expires?: Date;
 }
+
+/** setTimeout's longest delay; a later expiry is left to the lock re-checks. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
   const wss = new WebSocketServer({
@@ -70,6 +82,8 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     maxPayload: TERMINAL_WS_MAX_PAYLOAD,
     perMessageDeflate: false,
   });
+  /** Open joins, each with the function that drops it when its re-check fails. */
+  const joins = new Map<Attachment, (err: unknown) => void>();
 
   async function accept(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<void> {
     const remoteAddr = remoteAddress(req);
@@ -134,6 +148,16 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     let left = false;
     return {
       mode,
+      expires: p.identity.expires,
+      recheck: async () => {
+        const now = await d.authorizer.principal(p.identity, { traitsFromUser: caller.auth === 'session' });
+        const again = info.user === now.user.name ? undefined : now.checker.checkJoin(mode);
+        if (again && !again.allowed) {
+          throw new GatehouseError('GH_ERR_ACCESS_DENIED', `access denied: ${again.reason}`, {
+            hint: 'ask an admin for a role that allows joining sessions',
+          });
+        }
+      },
       // Until the session reports its size (it does on attach).
       size: { cols: 80, rows: 24 },
       start: (viewer) => {
@@ -170,7 +194,11 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     let upgraded = false;
     wss.handleUpgrade(req, socket, head, (ws) => {
       upgraded = true;
-      bridge(ws, a, d.log);
+      const drop = bridge(ws, a, d);
+      if (a.recheck) {
+        joins.set(a, drop);
+        ws.once('close', () => joins.delete(a));
+      }
     });
     // ws answers a malformed handshake (bad key or version) itself, at once:
     // whatever was authorized for this request is over then.
@@ -208,6 +236,9 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
           sendProblemOnSocket(socket, ge);
         })
         .finally(() => socket.off('error', onError));
+    },
+    recheckAll() {
+      for (const [a, drop] of joins) a.recheck?.().catch(drop);
     },
     close() {
       for (const ws of wss.clients) ws.terminate();
@@ -250,9 +281,15 @@ function decodeSegment(s: string): string {
  * frames resize; the session's output, size changes and end come back as
  * the frames the protocol names. Output that arrives before the session
  * frame (a shell prompt while open() resolves) waits for it; input sent
- * before it is dropped.
+ * before it is dropped. Returns the function that drops the viewer with an
+ * error (a failed re-check).
  */
-function bridge(ws: WebSocket, a: Attachment, log: TerminalSocketDeps['log']): void {
+function bridge(
+  ws: WebSocket,
+  a: Attachment,
+  d: Pick<TerminalSocketDeps, 'log' | 'clock'>,
+): (err: unknown) => void {
+  const log = d.log;
   let handle: TerminalHandle | undefined;
   let started = false;
   let done = false;
@@ -359,8 +396,24 @@ function bridge(ws: WebSocket, a: Attachment, log: TerminalSocketDeps['log']): v
   }, HEARTBEAT_MS);
   heartbeat.unref();
 
+  const untilExpiry = a.expires ? a.expires.getTime() - d.clock.now().getTime() : Number.POSITIVE_INFINITY;
+  const expiry =
+    untilExpiry <= MAX_TIMER_MS
+      ? setTimeout(
+          () =>
+            fail(
+              new GatehouseError('GH_ERR_CERT_EXPIRED', 'your login expired', {
+                hint: 'log in again, then join again',
+              }),
+            ),
+          Math.max(0, untilExpiry),
+        )
+      : undefined;
+  expiry?.unref();
+
   ws.on('close', () => {
     clearInterval(heartbeat);
+    clearTimeout(expiry);
     done = true;
     handle?.detach();
     a.onClose?.();
@@ -382,4 +435,5 @@ function bridge(ws: WebSocket, a: Attachment, log: TerminalSocketDeps['log']): v
       },
       (err: unknown) => fail(err),
     );
+  return (err) => fail(err);
 }
