@@ -122,7 +122,7 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     });
   }
 
-  /** Checks a join before the 101: unknown session 404, bad mode 400, role denial 403 (all audited). */
+  /** Checks a join before the 101: bad mode 400 (http.reject), unknown session 404, role denial 403 (audited by authorizeJoin). */
   async function authorizeJoin(
     caller: Caller,
     id: string,
