@@ -11,14 +11,18 @@ import { Readable } from 'node:stream';
 import type { RecordingEvent } from '@gatehouse/audit';
 import { MemoryAuditLog } from '@gatehouse/audit/testing';
 import {
+  GatehouseClient,
   type Identity,
   isGatehouseError,
+  parseTerminalServerFrame,
   systemClock,
   type TerminalHandle,
+  type TerminalServerFrame,
   type TerminalService,
   type TerminalViewer,
 } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type WebSocket from 'ws';
 import { waitFor } from '../../core/test/helpers.js';
 import { generateHostKey, type NodeService, startNodeService } from '../src/node/index.js';
 import { createUnixUser, type TestUnixUser } from './node-helpers.js';
@@ -406,5 +410,86 @@ describe('TerminalService files (SFTP through the proxy)', () => {
       }),
     );
     expect(isGatehouseError(err, 'GH_ERR_ACCESS_DENIED')).toBe(true);
+  });
+});
+
+describe('end to end through the terminal WebSocket (core) and this service', () => {
+  /** A WebSocket's frames and output as they arrive. */
+  function watch(ws: WebSocket) {
+    const frames: TerminalServerFrame[] = [];
+    let out = '';
+    let closed: number | undefined;
+    ws.on('message', (data: Buffer, binary) => {
+      if (binary) out += data.toString();
+      else {
+        const f = parseTerminalServerFrame(data.toString());
+        if (f) frames.push(f);
+      }
+    });
+    ws.on('close', (code) => {
+      closed = code;
+    });
+    return {
+      frame: <T extends TerminalServerFrame['type']>(t: T) =>
+        waitFor(
+          () => frames.find((f) => f.type === t) as Extract<TerminalServerFrame, { type: T }> | undefined,
+          `a ${t} frame`,
+          20_000,
+        ),
+      sees: (text: string) => waitFor(() => out.includes(text), `"${text}" over the socket`, 20_000),
+      closed: () => waitFor(() => closed, 'the socket to close', 10_000),
+      type: (text: string) => ws.send(Buffer.from(text), { binary: true }),
+    };
+  }
+
+  it('a shell opened over wss with a client certificate, joined over wss by an admin', async () => {
+    await env.gw.admin.createUser({ name: 'ops', roles: ['admin'], password: PASSWORD });
+    const ops = await loginUser(env, 'ops', PASSWORD);
+    const client = (f: UserFiles) =>
+      new GatehouseClient({
+        proxy: `127.0.0.1:${env.port}`,
+        caPem: env.gw.authorities.get('host').map((k) => k.x509CertPem),
+        certPem: f.tlsCertPem,
+        keyPem: f.tlsKeyPem,
+      });
+    const aliceApi = client(alice);
+    const opsApi = client(ops);
+    try {
+      const owner = watch(aliceApi.openTerminal({ node: 'node1', login: env.login, cols: 100, rows: 30 }));
+      const session = await owner.frame('session');
+      expect(session).toMatchObject({ mode: 'owner', cols: 100, rows: 30 });
+      expect(env.gw.liveSessions.get(session.session_id)).toMatchObject({ user: 'alice', server: 'node1' });
+      owner.type('echo ws-$((8*8))\r');
+      await owner.sees('ws-64');
+
+      const joiner = watch(opsApi.joinSession(session.session_id, 'observer'));
+      expect(await joiner.frame('session')).toMatchObject({
+        session_id: session.session_id,
+        mode: 'observer',
+        cols: 100,
+        rows: 30,
+      });
+      await joiner.sees('ws-64');
+      owner.type('echo after-$((9*9))\r');
+      await joiner.sees('after-81');
+
+      owner.type('exit 5\r');
+      expect(await owner.frame('end')).toEqual({ type: 'end', exit_code: 5 });
+      expect(await joiner.frame('end')).toEqual({ type: 'end', exit_code: 5 });
+      expect(await owner.closed()).toBe(1000);
+      expect(await joiner.closed()).toBe(1000);
+      const joined = await waitFor(
+        async () => (await events('session.join')).find((e) => e.user === 'ops'),
+        'session.join',
+      );
+      expect(joined).toMatchObject({ session_id: session.session_id, owner: 'alice', mode: 'observer' });
+      await waitFor(
+        async () => (await events('session.end')).find((e) => e.session_id === session.session_id),
+        'session.end',
+      );
+    } finally {
+      aliceApi.close();
+      opsApi.close();
+    }
   });
 });
