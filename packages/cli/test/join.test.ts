@@ -384,3 +384,17 @@ describe('gatehouse join', () => {
     expect(observer.stderr).toMatch(/Gatehouse: session ended/);
   });
 });
+
+describe('gatehouse join, a session the gateway ends', () => {
+  it('an observer is told the reason when an admin kills the session, exit 0', async () => {
+    const { owner, id } = await ownerSession();
+    await owner.waitFor('stdout', /\$ $/);
+    const observer = start('admin', process.execPath, [BIN, 'join', id]);
+    await observer.waitFor('stderr', /Joined session/);
+    const kill = await gh('admin', ['sessions', 'kill', id]);
+    expect(kill.code, kill.stderr).toBe(0);
+    expect(await observer.exit()).toBe(0);
+    expect(observer.stderr).toMatch(/^Gatehouse: session ended: \S.*$/m);
+    await owner.exit();
+  }, 60_000);
+});
