@@ -9,7 +9,9 @@ const alias = [
   { find: /^@gatehouse\/audit\/testing$/, replacement: src('audit/src/testing/index.ts') },
   { find: /^@gatehouse\/audit$/, replacement: src('audit/src/index.ts') },
   { find: /^@gatehouse\/core\/testing$/, replacement: src('core/src/testing/index.ts') },
+  { find: /^@gatehouse\/core\/lite$/, replacement: src('core/src/lite.ts') },
   { find: /^@gatehouse\/core$/, replacement: src('core/src/index.ts') },
+  { find: /^@gatehouse\/adapter-ssh\/wire$/, replacement: src('adapter-ssh/src/wire/target.ts') },
 ];
 
 export default defineConfig({

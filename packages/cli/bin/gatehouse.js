@@ -1,12 +1,15 @@
 #!/usr/bin/env node
-import { main } from '../dist/main.js';
-
-main(process.argv).then(
-  (code) => {
-    process.exit(code);
-  },
-  (e) => {
-    process.stderr.write(`error: ${e?.stack ?? e}\n`);
-    process.exitCode = 1;
-  },
-);
+// ssh, scp and proxy ssh take a fast path that loads only what they need
+// (src/fast.ts); every other command loads the whole CLI.
+try {
+  const { runFast } = await import('../dist/fast.js');
+  let code = await runFast(process.argv);
+  if (code === undefined) {
+    const { main } = await import('../dist/main.js');
+    code = await main(process.argv);
+  }
+  process.exit(code);
+} catch (e) {
+  process.stderr.write(`error: ${e?.stack ?? e}\n`);
+  process.exitCode = 1;
+}

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { GatehouseError } from '@gatehouse/core';
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import { registerAdmin } from './commands/admin.js';
 import { registerDb } from './commands/db.js';
 import { registerJoin } from './commands/join.js';
@@ -10,9 +9,9 @@ import { registerProxy } from './commands/proxy.js';
 import { registerRecordings } from './commands/recordings.js';
 import { registerSsh } from './commands/ssh.js';
 import { registerStart } from './commands/start.js';
-import { UsageError } from './commands/usage.js';
 import { registerUser } from './commands/user.js';
 import { type Ctx, makeCtx } from './context.js';
+import { reportFailure } from './report.js';
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -81,33 +80,6 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     await program.parseAsync(argv);
     return ctx.exitCode ?? 0;
   } catch (e) {
-    const debug = argv.includes('--debug');
-    if (e instanceof CommanderError) {
-      // Commander has printed "error: ..." (or the help) already.
-      if (e.exitCode === 0) return 0;
-      if (e.code === 'commander.help') return 2; // no verb given: the help went to stderr
-      ctx.err(`hint: run the command with --help for its options and examples\n`);
-      return 2;
-    }
-    if (e instanceof UsageError) {
-      ctx.err(`error: ${e.message}\nhint: ${e.hint}\n`);
-      if (debug) ctx.err(`${e.stack}\n`);
-      return 2;
-    }
-    if (e instanceof GatehouseError) {
-      ctx.err(`error: ${e.message}\n`);
-      if (e.hint) ctx.err(`hint: ${e.hint}\n`);
-      if (debug)
-        ctx.err(
-          `${e.code}\n${e.stack}\n${e.cause ? `cause: ${(e.cause as Error).stack ?? String(e.cause)}\n` : ''}`,
-        );
-      return 1;
-    }
-    const err = e as Error;
-    ctx.err(`error: ${err?.message ?? String(e)}\n`);
-    ctx.err(
-      debug ? `${err?.stack}\n` : 'hint: this is unexpected; run again with --debug and report the output\n',
-    );
-    return 1;
+    return reportFailure(e, argv, (t) => ctx.err(t));
   }
 }

@@ -1,7 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { GatehouseError } from '@gatehouse/core';
+import { GatehouseError } from '@gatehouse/core/lite';
 
 /** What the CLI remembers about one proxy. */
 export interface ProfileEntry {
@@ -256,6 +256,17 @@ export class ClientHome {
     chmodSync(tmp, FILE_MODE);
     renameSync(tmp, path);
   }
+}
+
+/** The profile in use; GH_ERR_UNAUTHENTICATED with what to do when nobody is logged in. */
+export function requireProfile(home: ClientHome): ProfileEntry {
+  const p = home.current();
+  if (!p) {
+    throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'not logged in', {
+      hint: 'log in first: gatehouse login --proxy HOST:PORT --user NAME',
+    });
+  }
+  return p;
 }
 
 export function splitPems(text: string): string[] {

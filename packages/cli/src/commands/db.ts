@@ -8,7 +8,7 @@ import { type AdminTarget, type Ctx, type GlobalOpts, openAdmin, profileClient }
 import { DB_CLIENTS, type DbClientConfig, type DbLogin } from '../db/clients.js';
 import { writePrivate } from '../db/files.js';
 import { json, table } from '../output.js';
-import type { ProfileEntry } from '../profile.js';
+import { type ProfileEntry, requireProfile } from '../profile.js';
 import { asUsage, usage } from './usage.js';
 
 const examples = (text: string) => `\nExamples:\n${text}`;
@@ -23,13 +23,7 @@ async function withAdmin<T>(cmd: Command, ctx: Ctx, fn: (t: AdminTarget) => Prom
 }
 
 export function currentProfile(ctx: Ctx): ProfileEntry {
-  const p = ctx.home.current();
-  if (!p) {
-    throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'not logged in', {
-      hint: 'log in first: gatehouse login --proxy HOST:PORT --user NAME',
-    });
-  }
-  return p;
+  return requireProfile(ctx.home);
 }
 
 /** Where db login keeps one database's files: next to the profile's keys, so gatehouse logout removes them. */

@@ -1,4 +1,4 @@
-import { GatehouseError } from '@gatehouse/core';
+import { GatehouseError } from '@gatehouse/core/lite';
 
 /** A mistake in how the command was called: exit code 2, like commander's own usage errors. */
 export class UsageError extends Error {

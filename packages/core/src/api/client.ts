@@ -5,6 +5,7 @@ import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
 import type { Traits } from '../identity/types.js';
 import type { JoinTokenView, NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { JoinMode, Role } from '../rbac/types.js';
+import { parseHostPort } from '../util/hostport.js';
 import {
   type AcceptInviteRequest,
   type InviteInfo,
@@ -49,18 +50,7 @@ export interface GatehouseClientOptions {
 
 export type CaExportFormat = 'sshd' | 'known_hosts' | 'x509' | 'postgres' | 'mariadb' | 'kube';
 
-/** Splits `host:port`, `[v6]:port`; throws GH_ERR_VALIDATION with a hint otherwise. */
-export function parseHostPort(addr: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(addr.trim());
-  const host = m?.[1] ?? m?.[2];
-  const port = Number(m?.[3]);
-  if (!host || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new GatehouseError('GH_ERR_VALIDATION', `invalid address "${addr}"`, {
-      hint: 'use host:port, e.g. --proxy gatehouse.example.com:3080 or --proxy 127.0.0.1:3080',
-    });
-  }
-  return { host, port };
-}
+export { parseHostPort };
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 

@@ -1,0 +1,231 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+import { encodeTargetRequest, TargetReplyParser } from '@gatehouse/adapter-ssh/wire';
+import { GatehouseError, parseHostPort } from '@gatehouse/core/lite';
+import type { Command } from 'commander';
+import type { ClientHome } from '../profile.js';
+import { requireProfile, splitPems } from '../profile.js';
+import { usage } from './usage.js';
+
+// The OpenSSH wrappers (`gatehouse ssh`, `scp`, `proxy ssh`). This module
+// loads only light dependencies: `gatehouse proxy ssh` runs once per OpenSSH
+// connection and `gatehouse ssh` once per command, so their start-up time is
+// connection latency (bin/gatehouse.js routes them here without loading the
+// rest of the CLI; see fast.ts).
+
+/** What these commands need from the CLI context. */
+export interface SshCtx {
+  env: NodeJS.ProcessEnv;
+  home: ClientHome;
+  exitCode?: number | undefined;
+}
+
+const examples = (text: string) => `\nExamples:\n${text}`;
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** The command OpenSSH runs as ProxyCommand: this very CLI, with the same node binary. */
+export function proxyCommand(): string {
+  const q = (s: string) => (/^[A-Za-z0-9_./:@=+-]+$/.test(s) ? s : `"${s.replace(/(["\\$`])/g, '\\$1')}"`);
+  return `${q(process.execPath)} ${q(process.argv[1] ?? 'gatehouse')} proxy ssh %h:%p`;
+}
+
+/**
+ * OpenSSH options that make plain `ssh`/`scp` go through Gatehouse with the
+ * current login: the profile's key and certificate, the known_hosts file with
+ * the cluster's @cert-authority line, and `gatehouse proxy ssh` as the
+ * ProxyCommand (SSH inside TLS with the login's client certificate).
+ */
+export function sshOptions(ctx: SshCtx): string[] {
+  const p = requireProfile(ctx.home);
+  const keys = ctx.home.keyPaths(p.proxy, p.user);
+  for (const f of [keys.sshKey, keys.sshCert]) {
+    if (!existsSync(f)) {
+      throw new GatehouseError(
+        'GH_ERR_UNAUTHENTICATED',
+        `the SSH files of ${p.user}@${p.proxy} are missing (${f})`,
+        {
+          hint: `log in again: gatehouse login --proxy ${p.proxy} --user ${p.user}`,
+        },
+      );
+    }
+  }
+  return [
+    '-i',
+    keys.sshKey,
+    '-o',
+    `CertificateFile=${keys.sshCert}`,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    `UserKnownHostsFile=${ctx.home.knownHostsPath}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    `ProxyCommand=${proxyCommand()}`,
+  ];
+}
+
+function run(ctx: SshCtx, program: string, args: string[]): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, { stdio: 'inherit', env: ctx.env });
+    child.on('error', (err) =>
+      reject(
+        new GatehouseError('GH_ERR_NOT_FOUND', `cannot run ${program}: ${err.message}`, {
+          hint: 'install the OpenSSH client (apt-get install openssh-client)',
+          cause: err,
+        }),
+      ),
+    );
+    child.on('close', (status) => resolve(status ?? 255));
+  });
+}
+
+/** `gatehouse ssh [-L spec] [-R spec] [-D port] [-t] [-N] [-p port] LOGIN@NODE [command...]` on `cmd`. */
+export function defineSsh(cmd: Command, ctx: SshCtx): Command {
+  return cmd
+    .description('open an SSH session to a node through Gatehouse (runs OpenSSH with your certificate)')
+    .argument('<target>', 'LOGIN@NODE')
+    .argument('[command...]', 'command to run instead of a shell')
+    .option('-L <spec>', 'local port forward, as ssh -L (repeatable)', collect)
+    .option('-R <spec>', 'remote port forward, as ssh -R (repeatable)', collect)
+    .option('-D <port>', 'SOCKS proxy on a local port, as ssh -D')
+    .option('-t', 'force a terminal, as ssh -t')
+    .option('-N', 'no command (forwarding only), as ssh -N')
+    .option('-p <port>', "the node's SSH port as registered (default 22)")
+    .addHelpText(
+      'after',
+      examples(
+        '  $ gatehouse ssh root@web1\n  $ gatehouse ssh root@web1 uptime\n  $ gatehouse ssh -L 8080:localhost:80 root@web1 -N',
+      ),
+    )
+    .action(
+      async (
+        target: string,
+        command: string[],
+        o: { L?: string[]; R?: string[]; D?: string; t?: boolean; N?: boolean; p?: string },
+      ) => {
+        if (!/^[^@\s]+@[^@\s]+$/.test(target))
+          throw usage(`"${target}" is not LOGIN@NODE`, 'e.g. gatehouse ssh root@web1');
+        const args = [...sshOptions(ctx)];
+        for (const l of o.L ?? []) args.push('-L', l);
+        for (const r of o.R ?? []) args.push('-R', r);
+        if (o.D) args.push('-D', o.D);
+        if (o.t) args.push('-t');
+        if (o.N) args.push('-N');
+        if (o.p) args.push('-p', o.p);
+        args.push(target, ...command);
+        // A wrapper exits with its program's status (`ssh host false` exits 1).
+        ctx.exitCode = await run(ctx, 'ssh', args);
+      },
+    );
+}
+
+/** `gatehouse scp ARGS...` on `cmd`. */
+export function defineScp(cmd: Command, ctx: SshCtx): Command {
+  return cmd
+    .description('copy files to or from nodes through Gatehouse (runs OpenSSH scp with your certificate)')
+    .argument('<args...>', 'scp arguments, e.g. file.txt root@web1:/tmp/')
+    .allowUnknownOption(true)
+    .addHelpText(
+      'after',
+      examples(
+        '  $ gatehouse scp report.pdf root@web1:/tmp/\n  $ gatehouse scp -r root@web1:/var/log/app ./logs',
+      ),
+    )
+    .action(async (args: string[]) => {
+      ctx.exitCode = await run(ctx, 'scp', [...sshOptions(ctx), ...args]);
+    });
+}
+
+/** `gatehouse proxy ssh HOST[:PORT]` on `cmd` (the `ssh` subcommand of `proxy`). */
+export function defineProxySsh(cmd: Command, ctx: SshCtx): Command {
+  return cmd
+    .description('ProxyCommand for OpenSSH: SSH inside TLS to the proxy with your certificate (stdin/stdout)')
+    .argument('<host[:port]>', 'the node, as OpenSSH passes %h:%p')
+    .addHelpText('after', examples('  $ ssh -o "ProxyCommand=gatehouse proxy ssh %h:%p" root@web1'))
+    .action(async (hostPort: string) => {
+      const m = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(hostPort);
+      if (!m) throw usage(`"${hostPort}" is not HOST[:PORT]`, 'OpenSSH passes %h:%p');
+      const host = (m[1] ?? m[2])!;
+      const port = m[3] ? Number(m[3]) : 22;
+      await proxySsh(ctx, host, port);
+    });
+}
+
+/**
+ * `gatehouse proxy ssh`: TLS to the proxy (ALPN gatehouse-ssh, the login's
+ * client certificate), one line naming the node, then stdin/stdout carry the
+ * SSH connection, which the gateway terminates as the node. A refusal before
+ * that is printed on stderr (OpenSSH shows a ProxyCommand's stderr).
+ */
+async function proxySsh(ctx: SshCtx, host: string, port: number): Promise<void> {
+  const p = requireProfile(ctx.home);
+  const keys = ctx.home.readKeys(p);
+  const target = parseHostPort(p.proxy);
+  const sock = tls.connect({
+    host: target.host,
+    port: target.port,
+    ...(net.isIP(target.host) ? {} : { servername: target.host }),
+    ca: splitPems(keys.cas),
+    cert: keys.tlsCert,
+    key: keys.tlsKey,
+    ALPNProtocols: ['gatehouse-ssh'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    sock.once('secureConnect', resolve);
+    sock.once('error', (err) =>
+      reject(
+        new GatehouseError(
+          'GH_ERR_UPSTREAM_UNAVAILABLE',
+          `cannot reach the proxy ${p.proxy}: ${err.message}`,
+          {
+            hint: 'check the proxy address (gatehouse status) and that it is running',
+            cause: err,
+          },
+        ),
+      ),
+    );
+  });
+  if (sock.alpnProtocol !== 'gatehouse-ssh') {
+    sock.destroy();
+    throw new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', `the proxy ${p.proxy} does not serve SSH`, {
+      hint: 'the gateway runs without the ssh adapter',
+    });
+  }
+  sock.write(encodeTargetRequest({ host, port }));
+  const parser = new TargetReplyParser();
+  const rest = await new Promise<Buffer>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      let got: ReturnType<TargetReplyParser['push']>;
+      try {
+        got = parser.push(chunk);
+      } catch (err) {
+        sock.off('data', onData);
+        reject(err);
+        return;
+      }
+      if (!got) return;
+      sock.off('data', onData);
+      sock.pause();
+      if (got.reply.ok) resolve(got.rest);
+      else reject(new GatehouseError('GH_ERR_ACCESS_DENIED', got.reply.error.replace(/^Gatehouse: /, '')));
+    };
+    sock.on('data', onData);
+    sock.once('end', () =>
+      reject(new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', 'the proxy closed the connection')),
+    );
+  });
+  if (rest.length) process.stdout.write(rest);
+  await new Promise<void>((resolve) => {
+    process.stdin.pipe(sock);
+    sock.pipe(process.stdout);
+    sock.resume();
+    sock.on('close', () => resolve());
+    sock.on('error', () => resolve());
+    process.stdin.on('end', () => sock.end());
+  });
+  process.stdin.unpipe(sock);
+  process.stdin.destroy();
+}
