@@ -4,6 +4,8 @@
  * Gatehouse's upstream credentials (a client certificate from the fixture CA
  * with CN=gatehouse, or a bearer token) are accepted, each request is served
  * AS the impersonated user and groups, and a small RBAC table decides.
+ * exec runs local processes (WebSocket only); port-forward is served like
+ * the kubelet does (test/fixture-portforward.ts), to a TCP echo server.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -11,8 +13,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { PortForwardServer } from './fixture-portforward.js';
 
 export interface RbacRule {
   group?: string;
@@ -59,10 +63,13 @@ export interface FixtureApiServer {
   /** A client cert from the fixture CA that is NOT Gatehouse (CN=mallory). */
   otherClient: { cert: string; key: string };
   requests: SeenRequest[];
-  /** A TCP echo server port-forward connects to. */
+  /** A TCP echo server: port-forward to port POD_ECHO_PORT of any pod reaches it. */
   echoPort: number;
   close(): Promise<void>;
 }
+
+/** The port every fixture pod "listens" on (served by the echo server); other ports refuse. */
+export const POD_ECHO_PORT = 80;
 
 const PODS = [
   { name: 'web-1', namespace: 'default' },
@@ -416,7 +423,9 @@ export async function startFixtureApiServer(opts: {
     },
   });
 
-  server.on('upgrade', (req: IncomingMessage, socket, head) => {
+  const portForwards = new PortForwardServer();
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'https://fixture');
     const who = authenticate(req);
     const refuse = (code: number, body: unknown) => {
@@ -438,14 +447,48 @@ export async function startFixtureApiServer(opts: {
       record(401);
       return refuse(401, status(401, 'Unauthorized', 'Unauthorized'));
     }
-    if (!m || String(req.headers.upgrade).toLowerCase() !== 'websocket') {
+    const upgrade = String(req.headers.upgrade).toLowerCase();
+    const spdy = upgrade === 'spdy/3.1';
+    if (!m || (upgrade !== 'websocket' && !(spdy && m[3] === 'portforward'))) {
       record(400);
-      return refuse(400, status(400, 'BadRequest', 'fixture: only WebSocket exec is served'));
+      return refuse(
+        400,
+        status(
+          400,
+          'BadRequest',
+          'fixture: only WebSocket exec and WebSocket or SPDY port-forward are served',
+        ),
+      );
     }
     const [, ns, name, sub] = m;
+    // kube-apiserver authorizes a GET (WebSocket) connect as "get" and a POST (SPDY) as "create"; the
+    // fixture asks for "create" either way, which its RBAC table grants together with "get".
     if (!allowed(who, 'create', `pods/${sub}`, ns)) {
       record(403);
       return refuse(403, forbidden(who, 'create', `pods/${sub}`, ns));
+    }
+    const pod = PODS.find((x) => x.namespace === ns && x.name === name);
+    if (!pod) {
+      record(404);
+      return refuse(
+        404,
+        status(404, 'NotFound', `pods "${name}" not found`, { details: { name, kind: 'pods' } }),
+      );
+    }
+    if (sub === 'portforward') {
+      const target = {
+        pod: pod.name,
+        namespace: pod.namespace,
+        uid: podObject(pod).metadata.uid,
+        ports: { [POD_ECHO_PORT]: echoPort },
+      };
+      const refused = portForwards.upgrade(req, socket, head, target);
+      if (refused) {
+        record(refused.code);
+        return refuse(refused.code, status(refused.code, refused.reason, refused.message));
+      }
+      record(101);
+      return;
     }
     if (sub !== 'exec') {
       record(400);
@@ -540,6 +583,7 @@ ${user}
     async close() {
       for (const c of children) c.kill('SIGKILL');
       for (const c of wss.clients) c.terminate();
+      portForwards.close();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await new Promise<void>((r) => echo.close(() => r()));
