@@ -1,12 +1,5 @@
+import type { SshRejectReason } from '@gatehouse/audit';
 import type { AdapterContext, Identity, NodeSpec } from '@gatehouse/core';
-
-export type SshRejectReason =
-  | 'malformed'
-  | 'handshake_timeout'
-  | 'auth_failed'
-  | 'unknown_node'
-  | 'node_unreachable'
-  | 'upstream_auth_failed';
 
 /** Audits a connection the proxy refused before any session started (`ssh.reject`). */
 export async function auditSshReject(

@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import type { SessionRecorder } from '@gatehouse/audit';
-import { SshSessionAudit } from '@gatehouse/audit';
+import { type SshRejectReason, SshSessionAudit } from '@gatehouse/audit';
 import {
   type AdapterContext,
   GatehouseError,
@@ -15,7 +15,7 @@ import {
 import type { Client as SshClient } from 'ssh2';
 import { certAuthAttempt } from './auth.js';
 import { oneLine, upstreamReason, userMessage } from './errors.js';
-import { auditSshReject, type SshRejectReason } from './front.js';
+import { auditSshReject } from './front.js';
 import type { ProxyKeys } from './keys.js';
 import { SftpTracker } from './sftp-audit.js';
 import {
