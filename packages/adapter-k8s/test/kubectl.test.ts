@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../core/test/helpers.js';
 import { type KubeEnv, startKubeEnv } from './peers.js';
 
 let env: KubeEnv;
@@ -112,7 +113,11 @@ describe('kubectl through Gatehouse', () => {
     }
     expect(out).toBe(r.stdout);
     expect(input).toBe('recorded input\n');
-    const ends = (await events('kube.exec.end')).filter((e) => e.session_id === sid);
+    // kubectl can exit before the gateway has audited the end (it reads the exit status first).
+    const ends = await waitFor(async () => {
+      const e = (await events('kube.exec.end')).filter((x) => x.session_id === sid);
+      return e.length > 0 ? e : undefined;
+    }, 'kube.exec.end');
     expect(ends).toHaveLength(1);
     expect(ends[0]).toMatchObject({ exit_code: 0 });
   });
