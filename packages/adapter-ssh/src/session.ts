@@ -526,6 +526,14 @@ class OutputTail {
 
   push(d: Buffer): void {
     if (d.length === 0) return;
+    // A chunk that is a small view into a larger buffer (a decrypted packet,
+    // Node's 8 KiB pool) is kept as its own copy, so an idle session's tail
+    // does not pin that whole buffer.
+    if (d.length * 2 < d.buffer.byteLength) {
+      const own = Buffer.allocUnsafeSlow(d.length);
+      d.copy(own);
+      d = own;
+    }
     this.#chunks.push(d);
     this.#bytes += d.length;
     while (
