@@ -20,6 +20,10 @@ export async function buildUi(): Promise<string> {
     configFile: path.join(webRoot, 'vite.config.ts'),
     root: webRoot,
     logLevel: 'warn',
+    // Vitest sets NODE_ENV=test, which would give React's development build and
+    // JSX; the browser tests run what users get.
+    define: { 'process.env.NODE_ENV': JSON.stringify('production') },
+    oxc: { jsx: { runtime: 'automatic', importSource: 'react', development: false } },
     build: { outDir, emptyOutDir: true, reportCompressedSize: false },
   });
   return outDir;

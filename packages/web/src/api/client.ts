@@ -3,9 +3,12 @@ import {
   ADMIN_ROUTES,
   type AdminApi,
   type AuditQuery,
+  type FileQuery,
+  type FileUploadResponse,
   type InviteInfo,
   type LoginRequest,
   type LoginResponse,
+  MAX_UPLOAD_BYTES,
   type PingResponse,
   PUBLIC_ROUTES,
   type RecordingQuery,
@@ -82,17 +85,8 @@ export interface WebApiOptions {
 
 type RouteDef = readonly [string, string];
 
-/** A file on a node for the files API; a relative path is in the login's home directory. */
-export interface FileQuery {
-  node: string;
-  login: string;
-  path: string;
-}
-
 /** Bytes so far, and the total when known. */
 export type Progress = (done: number, total: number | undefined) => void;
-
-export const FILES_PATH = '/v1/files';
 
 export function filesQueryString(q: FileQuery): string {
   return new URLSearchParams({ node: q.node, login: q.login, path: q.path }).toString();
@@ -238,7 +232,7 @@ export class WebApi implements UiAdmin {
     const idle = idleTimer(ctl, this.#o.timeoutMs);
     try {
       const res = await this.#o
-        .fetch(`${this.#o.base}${FILES_PATH}?${filesQueryString(q)}`, {
+        .fetch(`${this.#o.base}${PUBLIC_ROUTES.downloadFile[1]}?${filesQueryString(q)}`, {
           method: 'GET',
           credentials: 'same-origin',
           cache: 'no-store',
@@ -250,7 +244,11 @@ export class WebApi implements UiAdmin {
         });
       if (!res.ok) {
         const text = await res.text().catch(() => '');
-        throw this.#failed(res, FILES_PATH, parseJson(text, res.headers.get('content-type')));
+        throw this.#failed(
+          res,
+          PUBLIC_ROUTES.downloadFile[1],
+          parseJson(text, res.headers.get('content-type')),
+        );
       }
       const total = Number(res.headers.get('content-length') ?? '') || undefined;
       const parts: Uint8Array<ArrayBuffer>[] = [];
@@ -286,10 +284,22 @@ export class WebApi implements UiAdmin {
    * Uploads a file to a node (`PUT /v1/files`, audited like an SFTP write),
    * replacing it, with upload progress (XMLHttpRequest: fetch reports none).
    */
-  uploadFile(q: FileQuery, body: Blob, onProgress?: Progress): Promise<{ bytes: number }> {
+  uploadFile(q: FileQuery, body: Blob, onProgress?: Progress): Promise<FileUploadResponse> {
+    const [method, path] = PUBLIC_ROUTES.uploadFile;
+    if (body.size > MAX_UPLOAD_BYTES) {
+      // The gateway would refuse it with 413 only after the browser sent the headers; say so now.
+      return Promise.reject(
+        new ApiError(
+          413,
+          'GH_ERR_PAYLOAD_TOO_LARGE',
+          `the file is larger than the ${MAX_UPLOAD_BYTES / 1024 ** 3} GiB the web upload takes`,
+          'copy large files with scp or sftp through the gateway',
+        ),
+      );
+    }
     return new Promise((resolve, reject) => {
       const xhr = this.#o.xhr();
-      xhr.open('PUT', `${this.#o.base}${FILES_PATH}?${filesQueryString(q)}`);
+      xhr.open(method, `${this.#o.base}${path}?${filesQueryString(q)}`);
       xhr.setRequestHeader('accept', 'application/json');
       xhr.setRequestHeader('content-type', 'application/octet-stream');
       const csrf = this.#o.csrf.get();
@@ -308,7 +318,7 @@ export class WebApi implements UiAdmin {
         const parsed = parseJson(xhr.responseText, type);
         if (xhr.status < 200 || xhr.status >= 300) {
           const res = new Response(null, { status: xhr.status, statusText: xhr.statusText });
-          reject(this.#failed(res, FILES_PATH, parsed));
+          reject(this.#failed(res, path, parsed));
           return;
         }
         const bytes = (parsed as { bytes?: unknown } | undefined)?.bytes;

@@ -10,13 +10,15 @@ export { EVENT_CODES } from '../../../audit/src/events';
 export type { RecordingEvent, RecordingMeta, RecordingQuery } from '../../../audit/src/recording/types';
 export type {
   AcceptInviteRequest,
+  FileQuery,
+  FileUploadResponse,
   InviteInfo,
   LoginRequest,
   LoginResponse,
   PingResponse,
   WhoamiResponse,
 } from '../../../core/src/api/public';
-export { PUBLIC_ROUTES } from '../../../core/src/api/public';
+export { MAX_UPLOAD_BYTES, PUBLIC_ROUTES } from '../../../core/src/api/public';
 export {
   parseTerminalServerFrame,
   TERMINAL_WS_CLOSE,

@@ -78,7 +78,9 @@ export function SessionsPage() {
                 <td>{s.remoteAddr ?? ''}</td>
                 <td className="actions">
                   <div className="row-actions">
-                    {s.kind === 'ssh' && s.interactive ? (
+                    {/* Any SSH session: the adapter registers it before it knows whether a shell
+                        follows, and joining one without a terminal says so in the tab. */}
+                    {s.kind === 'ssh' ? (
                       <>
                         <NewTabLink
                           to={terminalPageUrl({ kind: 'join', session: s.id, mode: 'observer' })}

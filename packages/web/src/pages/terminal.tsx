@@ -9,7 +9,7 @@ import {
   validTerminalSize,
 } from '../api/routes';
 import { type Session, useApp } from '../app';
-import { ErrorBox, Loading, Notice, sentence, useLoad } from '../components/ui';
+import { capitalize, ErrorBox, Loading, Notice, sentence, useLoad } from '../components/ui';
 import {
   altDigit,
   baseName,
@@ -293,7 +293,7 @@ function TabPane({
 function EndBanner({ ending }: { ending: Ending }) {
   return (
     <div className="error term-end" role="alert" data-code={ending.code} data-testid="term-end">
-      <strong>{ending.message}</strong>
+      <strong>{capitalize(ending.message)}</strong>
       {ending.hint ? <div className="hint">{sentence(ending.hint)}</div> : null}
     </div>
   );
