@@ -365,6 +365,12 @@ export class InnerConnection {
       recordingId: () =>
         this.#recordings++ === 0 ? grant.sessionId : `${grant.sessionId}.${this.#recordings}`,
       onFatal: (reason) => this.terminate(reason),
+      // `gatehouse sessions ls` and the web UI show which sessions have a terminal to join.
+      onInteractive: (command) =>
+        this.#d.ctx.liveSessions.update(grant.sessionId, {
+          interactive: true,
+          ...(command !== undefined ? { command } : {}),
+        }),
     });
     this.#relays.add(relay);
     relay.onDone = () => this.#relays.delete(relay);
@@ -504,6 +510,8 @@ interface RelayParts {
   recordingId: () => string;
   /** The session cannot go on (recording failed): end the whole connection. */
   onFatal: (reason: string) => void;
+  /** A pty shell or command starts (`command` for the latter). */
+  onInteractive: (command: string | undefined) => void;
 }
 
 type Exit = { code: number } | { signal: string; dump: boolean; desc: string };
@@ -675,7 +683,10 @@ class SessionRelay {
           },
         );
       }
-      if (interactive) audit.markInteractive(record);
+      if (interactive) {
+        audit.markInteractive(record);
+        this.#p.onInteractive(command);
+      }
       opened = this.#pty && { cols: this.#pty.cols, rows: this.#pty.rows };
       upCh = await this.#openUpstream(up, what);
     } catch (err) {

@@ -144,6 +144,7 @@ describe('TerminalService.open: a web terminal shell through the proxy', () => {
       user: 'alice',
       login: env.login,
       server: 'node1',
+      interactive: true,
     });
     type(h, 'echo hi-$((6*7)) $COLUMNS\r');
     await v.sees('hi-42 100');
@@ -336,6 +337,8 @@ describe('joining a live OpenSSH session', () => {
     const owner = await ownerShell(['--', 'cat']);
     owner.write('relay-runs\n');
     await owner.sees('relay-runs');
+    // Listed without a terminal: UIs offer no join for it.
+    expect(env.gw.liveSessions.get(owner.id)?.interactive).toBeUndefined();
     let err: unknown;
     try {
       env.gw.liveSessions.control(owner.id)!.join!(

@@ -17,6 +17,10 @@ describe('SessionRegistry', () => {
     expect(reg.kill('nope', 'x')).toBe(false);
     reg.recheckAll();
     expect(calls).toEqual(['s1 terminate ended by admin', 's1 recheck', 's2 recheck']);
+    reg.update('s1', { interactive: true, command: 'top' });
+    reg.update('nope', { interactive: true });
+    expect(reg.get('s1')).toMatchObject({ interactive: true, command: 'top' });
+    expect(reg.get('s2')?.interactive).toBeUndefined();
     off1();
     expect(reg.get('s1')).toBeUndefined();
     // A later session reusing the id is not removed by the stale unregister.

@@ -59,6 +59,12 @@ export class SessionRegistry {
     return e ? { ...e.info } : undefined;
   }
 
+  /** Adds what the adapter learned after registering (a pty shell started: `interactive`). */
+  update(id: string, patch: Pick<Partial<LiveSessionInfo>, 'interactive' | 'command'>): void {
+    const e = this.#live.get(id);
+    if (e) Object.assign(e.info, patch);
+  }
+
   /** The control of a live session (core's join endpoint), or undefined. */
   control(id: string): LiveSessionControl | undefined {
     return this.#live.get(id)?.control;

@@ -78,9 +78,8 @@ export function SessionsPage() {
                 <td>{s.remoteAddr ?? ''}</td>
                 <td className="actions">
                   <div className="row-actions">
-                    {/* Any SSH session: the adapter registers it before it knows whether a shell
-                        follows, and joining one without a terminal says so in the tab. */}
-                    {s.kind === 'ssh' ? (
+                    {/* An SSH session with a terminal (a pty shell or command) can be joined. */}
+                    {s.kind === 'ssh' && s.interactive ? (
                       <>
                         <NewTabLink
                           to={terminalPageUrl({ kind: 'join', session: s.id, mode: 'observer' })}
@@ -98,7 +97,7 @@ export function SessionsPage() {
                         ) : null}
                       </>
                     ) : s.interactive ? (
-                      // Not an SSH shell (kubectl exec): no terminal to join, but its recording can be followed.
+                      // A kubectl exec: no terminal to join, but its recording can be followed.
                       <Link to={`/web/recordings/${encodeURIComponent(s.id)}`} className="button">
                         Watch
                       </Link>
