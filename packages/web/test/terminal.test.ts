@@ -22,6 +22,8 @@ let tg: TestGateway;
 /** alice's first browser tab (the Resources page) and the terminal tab it opened. */
 let alice: { context: BrowserContext; page: Page };
 let term: Page;
+/** A web terminal session that has ended (its recording is complete). */
+let exited: string;
 
 beforeAll(async () => {
   dist = await buildUi();
@@ -159,6 +161,8 @@ describe('web terminal on the built-in node', () => {
     await term.getByRole('tab', { name: 'New tab' }).click();
     await term.getByRole('button', { name: 'Open terminal' }).click();
     await term.locator('[data-testid="terminal-pane"][data-state="live"]').nth(1).waitFor();
+    exited = (await pane(term).getAttribute('data-session')) ?? '';
+    expect(exited).not.toBe('');
     await run(term, 'exit 3');
     await pane(term).getByTestId('term-end').filter({ hasText: 'The shell exited with status 3.' }).waitFor();
     expect(await tabCount(term)).toBe(2);
@@ -168,6 +172,41 @@ describe('web terminal on the built-in node', () => {
       .click();
     expect(await tabCount(term)).toBe(1);
   });
+
+  it('finds that session in the audit log and plays its recording with the wall-clock time', async () => {
+    const [start] = await auditOf('session.start', (e) => e.session_id === exited);
+    const [end] = await auditOf('session.end', (e) => e.session_id === exited);
+    // The recording's last chunk is stored as the session ends, not before its session.end event.
+    await waitFor(async () => (await tg.gw.recordings.get(exited)).ended, 'the recording to be complete');
+    // An auditor reads the audit log and recordings (alice's access role does not).
+    const auditor = await ui.newPage(tg.port);
+    try {
+      await signIn(auditor.page, 'olga', PASSWORD);
+      await playExited(auditor.page, start!.time, end!.time);
+    } finally {
+      await auditor.context.close();
+    }
+  });
+
+  async function playExited(page: Page, startTime: string, endTime: string): Promise<void> {
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    await page.getByLabel('Event type').selectOption('session.end');
+    await page.getByLabel('User', { exact: true }).fill('alice');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.locator(`a[href="/web/recordings/${encodeURIComponent(exited)}"]`).click();
+    // Search jumps to the moment the command was typed; the wall clock shows when that was.
+    await page.getByLabel('Search the recording').fill('exit 3');
+    await page.getByRole('button', { name: 'Find' }).click();
+    await page.getByTestId('search-status').filter({ hasText: 'Match 1 of' }).waitFor();
+    await page.getByTestId('terminal').locator('.xterm-rows').filter({ hasText: 'exit 3' }).waitFor();
+    const wall = page.getByTestId('wallclock');
+    const at = Date.parse((await wall.getAttribute('datetime')) ?? '');
+    // Recording and audit use whole-millisecond clocks of the same process; allow their rounding.
+    expect(at).toBeGreaterThanOrEqual(Date.parse(startTime) - 1000);
+    expect(at).toBeLessThanOrEqual(Date.parse(endTime) + 1000);
+    expect(await wall.textContent()).toBe(new Date(at).toLocaleString('en-US'));
+    await ui.shot(page, 'terminal-recording');
+  }
 
   it('uploads a file and downloads it back, both audited like SFTP', async () => {
     const name = `web-upload-${randomBytes(4).toString('hex')}.bin`;

@@ -138,7 +138,7 @@ export function stripAnsi(s: string): string {
 }
 
 export interface SearchHit {
-  /** Recording time of the output event where the match starts. */
+  /** Recording time of the output event that completes the match. */
   t: number;
   /** Index of that event. */
   index: number;
@@ -148,8 +148,9 @@ export interface SearchHit {
 
 /**
  * Case-insensitive search in what the terminal printed (escape sequences
- * removed). A match may span several output events; it is placed at the
- * event where it starts.
+ * removed). A match may span several output events (a typed command is
+ * echoed a key at a time); it is placed at the event that completes it, so
+ * jumping there shows the whole match on screen.
  */
 export function searchOutput(events: readonly PlayerEvent[], query: string, max = 500): SearchHit[] {
   const q = query.toLowerCase();
@@ -188,7 +189,7 @@ export function searchOutput(events: readonly PlayerEvent[], query: string, max 
   const lower = hay.toLowerCase();
   const hits: SearchHit[] = [];
   for (let at = lower.indexOf(q); at !== -1 && hits.length < max; at = lower.indexOf(q, at + q.length)) {
-    const index = plainOwner[at]!;
+    const index = plainOwner[at + q.length - 1]!;
     const context = hay
       .slice(Math.max(0, at - 30), at + q.length + 30)
       .replace(/\s+/g, ' ')
