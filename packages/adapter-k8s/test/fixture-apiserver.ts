@@ -252,6 +252,9 @@ export async function startFixtureApiServer(opts: {
     key: certs.server.key,
     cert: certs.server.cert,
     ca: certs.ca,
+    // Client certificates are optional, as on kube-apiserver (a bearer token
+    // is the other way in); authenticate() accepts a certificate only when
+    // TLS verified it against the CA (socket.authorized).
     requestCert: true,
     rejectUnauthorized: false,
   });

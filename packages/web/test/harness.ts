@@ -55,18 +55,20 @@ export async function launchChromium(spkiPins: string[]): Promise<Browser> {
   });
 }
 
-/** base64(sha256(SPKI DER)) of the certificate a TLS server presents, as Chromium's pin flag wants it. */
-export function serverSpkiPin(port: number): Promise<string> {
+/**
+ * base64(sha256(SPKI DER)) of the certificate a gateway presents, as
+ * Chromium's pin flag wants it. The certificate is verified against the
+ * cluster's CA first (`caPem`, from `gw.exportCa('x509', { type: 'host' })`), so the pin is of
+ * the gateway under test and nothing else.
+ */
+export function serverSpkiPin(port: number, caPem: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = tls.connect(
-      { host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false },
-      () => {
-        const der = s.getPeerX509Certificate();
-        s.end();
-        if (!der) return reject(new Error('the server presented no certificate'));
-        resolve(spkiPinOf(der));
-      },
-    );
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', ca: caPem }, () => {
+      const der = s.getPeerX509Certificate();
+      s.end();
+      if (!der) return reject(new Error('the server presented no certificate'));
+      resolve(spkiPinOf(der));
+    });
     s.once('error', reject);
   });
 }
@@ -111,8 +113,8 @@ export class UiBrowser {
     readonly shots: string,
   ) {}
 
-  static async launch(gatewayPorts: number[]): Promise<UiBrowser> {
-    const pins = await Promise.all(gatewayPorts.map((p) => serverSpkiPin(p)));
+  static async launch(gateways: { port: number; caPem: string }[]): Promise<UiBrowser> {
+    const pins = await Promise.all(gateways.map((g) => serverSpkiPin(g.port, g.caPem)));
     return new UiBrowser(await launchChromium(pins), await artifactsDir());
   }
 

@@ -39,7 +39,7 @@ beforeAll(async () => {
   });
   // Reads sessions and may join them as an observer only (the built-in auditor role).
   await tg.gw.admin.createUser({ name: 'olga', roles: ['auditor'], password: PASSWORD });
-  ui = await UiBrowser.launch([tg.port]);
+  ui = await UiBrowser.launch([{ port: tg.port, caPem: tg.gw.exportCa('x509', { type: 'host' }) }]);
   alice = await ui.newPage(tg.port);
   await signIn(alice.page, 'alice', PASSWORD);
 }, 120_000);

@@ -39,7 +39,9 @@ beforeAll(async () => {
     // The limiter refills with the manual clock, which moves only when a test moves it.
     values: { auth: { login_rate_per_minute: 1000 } },
   });
-  ui = await UiBrowser.launch([plain.port, otp.port]);
+  ui = await UiBrowser.launch(
+    [plain, otp].map((g) => ({ port: g.port, caPem: g.gw.exportCa('x509', { type: 'host' }) })),
+  );
 }, 120_000);
 
 afterAll(async () => {
