@@ -177,7 +177,7 @@ describe('web terminal on the built-in node', () => {
     const [start] = await auditOf('session.start', (e) => e.session_id === exited);
     const [end] = await auditOf('session.end', (e) => e.session_id === exited);
     // The recording's last chunk is stored as the session ends, not before its session.end event.
-    await waitFor(async () => (await tg.gw.recordings.get(exited)).ended, 'the recording to be complete');
+    await waitFor(async () => (await tg.gw.recordings.get(exited))?.ended, 'the recording to be complete');
     // An auditor reads the audit log and recordings (alice's access role does not).
     const auditor = await ui.newPage(tg.port);
     try {

@@ -1,7 +1,14 @@
-import type { AuditEvent, RecordingFormat, RecordingMeta, RecordingQuery } from '@gatehouse/audit';
+import type {
+  AuditEvent,
+  AuditQuery,
+  RecordingFormat,
+  RecordingMeta,
+  RecordingQuery,
+} from '@gatehouse/audit';
 import type { Traits } from '../identity/types.js';
 import type { JoinTokenView } from '../nodes/join-tokens.js';
 import type { Role } from '../rbac/types.js';
+import type { LiveSessionInfo } from '../sessions/registry.js';
 
 /** A user as the API shows it: never the password hash or TOTP secret. */
 export interface UserView {
@@ -101,17 +108,7 @@ export interface AddNodeRequest {
 }
 
 /** A live session on the gateway that serves the API (`gatehouse sessions ls`). */
-export interface SessionView {
-  id: string;
-  kind: 'ssh' | 'kube' | 'db' | 'desktop';
-  user: string;
-  login?: string | undefined;
-  server: string;
-  started: string;
-  remoteAddr?: string | undefined;
-  interactive?: boolean | undefined;
-  command?: string | undefined;
-}
+export type SessionView = LiveSessionInfo;
 
 export interface LintMessage {
   line: number;
@@ -123,15 +120,8 @@ export interface LintMessage {
   severity: 'error' | 'warning';
 }
 
-export interface AuditQuery {
-  from?: string;
-  to?: string;
-  types?: string[];
-  user?: string;
-  q?: string;
-  limit?: number;
-  cursor?: string;
-}
+/** A search over the audit log (the audit package's query, as the API takes it). */
+export type { AuditQuery };
 
 export interface RecordingReadOptions {
   format?: RecordingFormat;
