@@ -11,22 +11,14 @@
 // on the dedicated MySQL port, like `gatehouse db login` would write.
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import {
-  chmodSync,
-  chownSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { mysql } from '@gatehouse/adapter-mysql';
 import { createGateway } from '@gatehouse/core';
+import { ensurePackages, freePort, serverTls } from './lib.mjs';
 
 export const description =
   'sysbench QPS (oltp_point_select, oltp_read_only; 8 threads, TLS): direct vs haproxy (TCP) vs Gatehouse';
@@ -48,41 +40,14 @@ function parseArgs(argv) {
   return o;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 function ensurePeers() {
-  const need = [
+  ensurePackages([
     ['/usr/sbin/mariadbd', 'mariadb-server'],
     ['/usr/bin/mariadb', 'mariadb-client'],
     ['/usr/bin/sysbench', 'sysbench'],
     ['/usr/sbin/haproxy', 'haproxy'],
-  ].filter(([bin]) => !existsSync(bin));
-  if (need.length === 0) return;
-  const pkgs = need.map(([, p]) => p);
-  if (process.getuid?.() !== 0) {
-    throw new Error(`missing ${need.map(([b]) => b).join(', ')}: sudo apt-get install -y ${pkgs.join(' ')}`);
-  }
-  process.stderr.write(`installing ${pkgs.join(' ')} (Debian packages the bench needs) ...\n`);
-  execFileSync(
-    'apt-get',
-    ['-q', '-o', 'DPkg::Lock::Timeout=120', 'install', '-y', '--no-install-recommends', ...pkgs],
-    {
-      stdio: 'inherit',
-      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-    },
-  );
+  ]);
 }
-
-const ossl = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 
 async function waitPort(port, child, what) {
   const end = Date.now() + 30_000;
@@ -109,55 +74,7 @@ async function startMariadb(dir, dbCaPem) {
   const data = path.join(dir, 'data');
   const run = path.join(dir, 'run');
   for (const d of [tls, data, run]) mkdirSync(d);
-  ossl([
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    `${tls}/ca.key`,
-    '-out',
-    `${tls}/ca.crt`,
-    '-subj',
-    '/CN=bench CA',
-    '-days',
-    '2',
-  ]);
-  ossl([
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    `${tls}/server.key`,
-    '-out',
-    `${tls}/server.csr`,
-    '-subj',
-    '/CN=localhost',
-  ]);
-  writeFileSync(`${tls}/ext`, 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ossl([
-    'x509',
-    '-req',
-    '-in',
-    `${tls}/server.csr`,
-    '-CA',
-    `${tls}/ca.crt`,
-    '-CAkey',
-    `${tls}/ca.key`,
-    '-CAcreateserial',
-    '-out',
-    `${tls}/server.crt`,
-    '-days',
-    '2',
-    '-extfile',
-    `${tls}/ext`,
-  ]);
+  serverTls(tls);
   writeFileSync(`${tls}/db-ca.crt`, dbCaPem);
   for (const f of ['server.key', 'server.crt', 'db-ca.crt']) chownSync(`${tls}/${f}`, uid, gid);
   for (const d of [data, run]) chownSync(d, uid, gid);

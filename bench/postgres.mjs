@@ -9,21 +9,14 @@
 // (server_tls_sslmode = verify-full). Pool mode session, like a proxy.
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import {
-  appendFileSync,
-  chmodSync,
-  chownSync,
-  existsSync,
-  mkdtempSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { postgres } from '@gatehouse/adapter-postgres';
 import { createGateway } from '@gatehouse/core';
+import { ensurePackages, freePort, serverTls } from './lib.mjs';
 
 export const description =
   'pgbench TPS (select-only, TPC-B-like; 8 clients, TLS): direct vs pgbouncer vs Gatehouse';
@@ -45,95 +38,19 @@ function parseArgs(argv) {
   return o;
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 function ensurePeers() {
-  const need = [
+  ensurePackages([
     [`${PG_BIN}/postgres`, 'postgresql'],
     ['/usr/bin/pgbench', 'postgresql-contrib (or postgresql)'],
     [PGBOUNCER, 'pgbouncer'],
-  ].filter(([bin]) => !existsSync(bin));
-  if (need.length === 0) return;
-  const pkgs = need.map(([, p]) => p.split(' ')[0]);
-  if (process.getuid?.() !== 0) {
-    throw new Error(`missing ${need.map(([b]) => b).join(', ')}: sudo apt-get install -y ${pkgs.join(' ')}`);
-  }
-  process.stderr.write(`installing ${pkgs.join(' ')} ...\n`);
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  execFileSync(
-    'apt-get',
-    ['-q', '-o', 'DPkg::Lock::Timeout=120', 'install', '-y', '--no-install-recommends', ...pkgs],
-    {
-      stdio: 'inherit',
-      env,
-    },
-  );
+  ]);
 }
-
-const ossl = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
 
 async function startPostgres(dir, dbCaPem) {
   const data = path.join(dir, 'data');
   const tls = path.join(dir, 'tls');
   execFileSync('mkdir', ['-p', tls]);
-  ossl([
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    `${tls}/ca.key`,
-    '-out',
-    `${tls}/ca.crt`,
-    '-subj',
-    '/CN=bench CA',
-    '-days',
-    '2',
-  ]);
-  ossl([
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    `${tls}/server.key`,
-    '-out',
-    `${tls}/server.csr`,
-    '-subj',
-    '/CN=localhost',
-  ]);
-  writeFileSync(`${tls}/ext`, 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  ossl([
-    'x509',
-    '-req',
-    '-in',
-    `${tls}/server.csr`,
-    '-CA',
-    `${tls}/ca.crt`,
-    '-CAkey',
-    `${tls}/ca.key`,
-    '-CAcreateserial',
-    '-out',
-    `${tls}/server.crt`,
-    '-days',
-    '2',
-    '-extfile',
-    `${tls}/ext`,
-  ]);
+  serverTls(tls);
   writeFileSync(`${tls}/db-ca.crt`, dbCaPem);
   const uid = Number(execFileSync('id', ['-u', 'postgres']).toString());
   const gid = Number(execFileSync('id', ['-g', 'postgres']).toString());

@@ -1,0 +1,76 @@
+// Helpers the database benches share: free ports, Debian packages they
+// need, and a throwaway TLS server certificate for the database peers.
+import { execFileSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Installs the packages of the `[binary, 'package (hint)']` pairs whose binary is missing (root only). */
+export function ensurePackages(need) {
+  const missing = need.filter(([bin]) => !existsSync(bin));
+  if (missing.length === 0) return;
+  const pkgs = missing.map(([, p]) => p.split(' ')[0]);
+  if (process.getuid?.() !== 0) {
+    throw new Error(
+      `missing ${missing.map(([b]) => b).join(', ')}: sudo apt-get install -y ${pkgs.join(' ')}`,
+    );
+  }
+  process.stderr.write(`installing ${pkgs.join(' ')} (Debian packages the bench needs) ...\n`);
+  execFileSync(
+    'apt-get',
+    ['-q', '-o', 'DPkg::Lock::Timeout=120', 'install', '-y', '--no-install-recommends', ...pkgs],
+    { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } },
+  );
+}
+
+const ossl = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+
+/**
+ * A bench CA and a server certificate for localhost/127.0.0.1 signed by it,
+ * in `dir` (which must exist): ca.crt, server.key, server.crt.
+ */
+export function serverTls(dir) {
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  ossl([
+    'req',
+    '-x509',
+    ...ec,
+    '-keyout',
+    `${dir}/ca.key`,
+    '-out',
+    `${dir}/ca.crt`,
+    '-subj',
+    '/CN=bench CA',
+    '-days',
+    '2',
+  ]);
+  ossl(['req', ...ec, '-keyout', `${dir}/server.key`, '-out', `${dir}/server.csr`, '-subj', '/CN=localhost']);
+  writeFileSync(`${dir}/ext`, 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  ossl([
+    'x509',
+    '-req',
+    '-in',
+    `${dir}/server.csr`,
+    '-CA',
+    `${dir}/ca.crt`,
+    '-CAkey',
+    `${dir}/ca.key`,
+    '-CAcreateserial',
+    '-out',
+    `${dir}/server.crt`,
+    '-days',
+    '2',
+    '-extfile',
+    `${dir}/ext`,
+  ]);
+}
