@@ -1,45 +1,17 @@
-import { spawn } from 'node:child_process';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { createGateway, type Gateway, type Identity } from '@gatehouse/core';
-import { newTlsKey } from '../../core/test/helpers.js';
+import { createGateway, type Gateway } from '@gatehouse/core';
+import { type CertFiles, type ClientRun, runClient, userCert } from '../../core/test/helpers.js';
+
+// Shared with the other database adapters' tests (core/test/helpers.ts).
+export { type CertFiles, userCert };
+
 import { type MysqlAdapterOptions, mysql } from '../src/index.js';
 import { MARIADB } from './peers.js';
-
-export interface CertFiles {
-  cert: string;
-  key: string;
-  certPem: string;
-  keyPem: string;
-}
-
-/** A Gatehouse user certificate as `gatehouse db login` would get it. */
-export async function userCert(
-  gw: Gateway,
-  dir: string,
-  name: string,
-  identity: Partial<Identity> & { user: string },
-  ttlMs = 3_600_000,
-): Promise<CertFiles> {
-  const k = newTlsKey();
-  const now = Date.now();
-  const issued = await gw.authorities.issueX509UserCert({
-    publicKeyPem: k.publicPem,
-    identity: { roles: [], traits: {}, expires: new Date(now + ttlMs), ...identity },
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(now + ttlMs),
-  });
-  const cert = path.join(dir, `${name}.crt`);
-  const key = path.join(dir, `${name}.key`);
-  writeFileSync(cert, issued.cert);
-  writeFileSync(key, k.privatePem);
-  chmodSync(key, 0o600);
-  return { cert, key, certPem: issued.cert, keyPem: k.privatePem };
-}
 
 export interface MysqlGateway {
   gw: Gateway;
@@ -85,39 +57,14 @@ export async function startMysqlGateway(opts: MysqlAdapterOptions = {}): Promise
   };
 }
 
-export interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type Run = ClientRun;
 
 /** The real mariadb client, never reading any option file. */
 export function mariadb(
   args: string[],
   opts: { input?: string; timeoutMs?: number; cwd?: string } = {},
 ): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(MARIADB, ['--no-defaults', '--connect-timeout=20', ...args], {
-      env: { PATH: process.env.PATH, HOME: opts.cwd ?? '/nonexistent' },
-      cwd: opts.cwd,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(opts.input ?? '');
-  });
+  return runClient(MARIADB, ['--no-defaults', '--connect-timeout=20', ...args], opts);
 }
 
 /**

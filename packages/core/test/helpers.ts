@@ -1,11 +1,12 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { type CreateGatewayOptions, createGateway, type Gateway } from '../src/index.js';
+import { type CreateGatewayOptions, createGateway, type Gateway, type Identity } from '../src/index.js';
 
 export interface TestGateway {
   gw: Gateway;
@@ -115,4 +116,83 @@ export async function waitFor<T>(
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }
+}
+
+export interface CertFiles {
+  cert: string;
+  key: string;
+  certPem: string;
+  keyPem: string;
+}
+
+/** A Gatehouse user certificate as `gatehouse db login` would get it, the key written 0600 (libpq insists). */
+export async function userCert(
+  gw: Gateway,
+  dir: string,
+  name: string,
+  identity: Partial<Identity> & { user: string },
+  ttlMs = 3_600_000,
+): Promise<CertFiles> {
+  const k = newTlsKey();
+  const now = Date.now();
+  const issued = await gw.authorities.issueX509UserCert({
+    publicKeyPem: k.publicPem,
+    identity: { roles: [], traits: {}, expires: new Date(now + ttlMs), ...identity },
+    notBefore: new Date(now - 60_000),
+    notAfter: new Date(now + ttlMs),
+  });
+  const cert = path.join(dir, `${name}.crt`);
+  const key = path.join(dir, `${name}.key`);
+  writeFileSync(cert, issued.cert);
+  writeFileSync(key, k.privatePem);
+  chmodSync(key, 0o600);
+  return { cert, key, certPem: issued.cert, keyPem: k.privatePem };
+}
+
+export interface ClientRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs a real client program (psql, mariadb) to completion with `input` on
+ * stdin and a minimal environment (HOME: `cwd`, so no user option files);
+ * killed after `timeoutMs`. `onSpawn` gets the child (e.g. to send SIGINT).
+ */
+export function runClient(
+  program: string,
+  args: string[],
+  opts: {
+    env?: NodeJS.ProcessEnv;
+    input?: string;
+    cwd?: string;
+    timeoutMs?: number;
+    onSpawn?: (c: ReturnType<typeof spawn>) => void;
+  } = {},
+): Promise<ClientRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(program, args, {
+      env: { PATH: process.env.PATH, HOME: opts.cwd ?? '/nonexistent', ...opts.env },
+      cwd: opts.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? '');
+    opts.onSpawn?.(child);
+  });
 }
