@@ -200,42 +200,70 @@ export class KubeConnection {
     }
   }
 
-  async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const info = parseKubeRequest(req.method ?? 'GET', req.url ?? '/');
+  /**
+   * Who is asking, for a request that forges no impersonation headers; or
+   * undefined once `fail` has answered (a forgery is audited).
+   */
+  async #authorized(
+    req: IncomingMessage,
+    info: KubeRequestInfo,
+    fail: (st: KubeStatus) => void,
+  ): Promise<Authorized | undefined> {
     let a: Authorized;
     try {
       a = await this.session();
     } catch (err) {
-      sendStatus(res, statusFromError(err));
-      return;
+      fail(statusFromError(err));
+      return undefined;
     }
     const forged = impersonationHeaders(req.headers);
     if (forged.length > 0) {
       const st = forgedStatus(forged);
       await this.#auditRequest(a, info, st.code, st.message);
-      sendStatus(res, st);
-      return;
+      fail(st);
+      return undefined;
     }
-    let up: KubeUpstream;
+    return a;
+  }
+
+  /** The cluster's API server; or undefined once `fail` has answered why not (audited). */
+  async #upstreamOf(
+    a: Authorized,
+    info: KubeRequestInfo,
+    fail: (st: KubeStatus) => void,
+  ): Promise<KubeUpstream | undefined> {
     try {
-      up = await this.#s.upstream(a.spec);
+      return await this.#s.upstream(a.spec);
     } catch (err) {
       const st = statusFromError(err);
       await this.#auditRequest(a, info, st.code, st.message);
-      sendStatus(res, st);
-      return;
+      fail(st);
+      return undefined;
     }
-    const headers = this.#upstreamHeaders(a, up, req.headers, false);
-    const upReq = https.request({
+  }
+
+  /** The request to the API server, as the impersonated user (`upgrade`: exec, attach, port-forward). */
+  #upstreamRequest(a: Authorized, up: KubeUpstream, req: IncomingMessage, path: string, upgrade: boolean) {
+    return https.request({
       protocol: 'https:',
       hostname: up.url.hostname,
       port: up.url.port || 443,
       method: req.method,
-      path: joinPath(up.url, req.url ?? '/'),
-      headers,
-      agent: up.agent,
+      path: joinPath(up.url, path),
+      headers: this.#upstreamHeaders(a, up, req.headers, upgrade),
+      agent: upgrade ? up.upgradeAgent : up.agent,
       ...(up.servername ? { servername: up.servername } : {}),
     });
+  }
+
+  async handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const info = parseKubeRequest(req.method ?? 'GET', req.url ?? '/');
+    const fail = (st: KubeStatus) => sendStatus(res, st);
+    const a = await this.#authorized(req, info, fail);
+    if (!a) return;
+    const up = await this.#upstreamOf(a, info, fail);
+    if (!up) return;
+    const upReq = this.#upstreamRequest(a, up, req, req.url ?? '/', false);
     const timer = setTimeout(() => {
       upReq.destroy(
         new GatehouseError(
@@ -299,20 +327,9 @@ export class KubeConnection {
     const info = parseKubeRequest(req.method ?? 'GET', url);
     // An upgrade is "connect" in Kubernetes' own authorization terms.
     if (info.resourceRequest) info.verb = 'connect';
-    let a: Authorized;
-    try {
-      a = await this.session();
-    } catch (err) {
-      writeRawStatus(socket, statusFromError(err));
-      return;
-    }
-    const forged = impersonationHeaders(req.headers);
-    if (forged.length > 0) {
-      const st = forgedStatus(forged);
-      await this.#auditRequest(a, info, st.code, st.message);
-      writeRawStatus(socket, st);
-      return;
-    }
+    const fail = (st: KubeStatus) => writeRawStatus(socket, st);
+    const a = await this.#authorized(req, info, fail);
+    if (!a) return;
     const isSession = info.resource === 'pods' && SESSION_SUBRESOURCES.has(info.subresource ?? '');
     const ep = execParams(url);
     const command =
@@ -343,26 +360,9 @@ export class KubeConnection {
       writeRawStatus(socket, st);
       return;
     }
-    let up: KubeUpstream;
-    try {
-      up = await this.#s.upstream(a.spec);
-    } catch (err) {
-      const st = statusFromError(err);
-      await this.#auditRequest(a, info, st.code, st.message);
-      writeRawStatus(socket, st);
-      return;
-    }
-    const headers = this.#upstreamHeaders(a, up, req.headers, true);
-    const upReq = https.request({
-      protocol: 'https:',
-      hostname: up.url.hostname,
-      port: up.url.port || 443,
-      method: req.method,
-      path: joinPath(up.url, url),
-      headers,
-      agent: up.upgradeAgent,
-      ...(up.servername ? { servername: up.servername } : {}),
-    });
+    const up = await this.#upstreamOf(a, info, fail);
+    if (!up) return;
+    const upReq = this.#upstreamRequest(a, up, req, url, true);
     const timer = setTimeout(() => {
       upReq.destroy(
         new GatehouseError(
