@@ -5,13 +5,11 @@
  */
 
 import type { RecordingEvent } from '@gatehouse/audit';
-import { MemoryAuditLog } from '@gatehouse/audit/testing';
-import { systemClock } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../core/test/helpers.js';
-import { generateHostKey, type NodeService, startNodeService } from '../src/node/index.js';
+import type { NodeService } from '../src/node/index.js';
 import { createUnixUser, type TestUnixUser } from './node-helpers.js';
-import { loginUser, sshJ, startEnv, type TestEnv, type UserFiles } from './peers.js';
+import { loginUser, sshJ, startEnv, startTestNode, type TestEnv, type UserFiles } from './peers.js';
 
 const PASSWORD = 'correct horse battery staple';
 let env: TestEnv;
@@ -23,26 +21,7 @@ beforeAll(async () => {
   env = await startEnv();
   unix = createUnixUser();
   const { gw } = env;
-  const hostKey = generateHostKey('node2');
-  const hostCert = await gw.authorities.issueSshHostCert({
-    publicKey: hostKey.publicKey,
-    keyId: 'node2',
-    principals: ['node2'],
-    validAfter: new Date(),
-    validBefore: new Date(Date.now() + 3600e3),
-  });
-  node = await startNodeService({
-    host: '127.0.0.1',
-    port: 0,
-    hostKey: hostKey.privateKey,
-    hostCert: hostCert.cert,
-    trustedUserCaKeys: () => gw.authorities.get('user').map((k) => k.sshPublicKey),
-    clock: systemClock,
-    audit: new MemoryAuditLog(),
-    nodeName: 'node2',
-    labels: { env: 'dev' },
-  });
-  await gw.nodes.add({ name: 'node2', addr: node.address, labels: { env: 'dev' } }, 'test');
+  node = await startTestNode(env);
   await gw.admin.putRole(
     `kind: role\nname: dev\nallow:\n  logins: [${unix.name}]\n  node_labels: { env: dev }\n`,
   );

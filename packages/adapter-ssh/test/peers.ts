@@ -10,10 +10,11 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { MemoryRecordingStore } from '@gatehouse/audit/testing';
-import { createGateway, GatehouseClient, type Gateway } from '@gatehouse/core';
+import { MemoryAuditLog, MemoryRecordingStore } from '@gatehouse/audit/testing';
+import { createGateway, GatehouseClient, type Gateway, systemClock } from '@gatehouse/core';
 import { type Sshd, startSshd } from '@gatehouse/core/testing';
 import { type SshAdapterOptions, ssh } from '../src/index.js';
+import { generateHostKey, type NodeService, startNodeService } from '../src/node/index.js';
 
 const run = promisify(execFile);
 
@@ -203,4 +204,34 @@ export function sshJ(
     ['-F', f.config, '-J', `${f.user}@127.0.0.1:${env.port}`, ...options, target, ...command],
     opts,
   );
+}
+
+/**
+ * Gatehouse's own node service (a separate SSH server trusting the user CA,
+ * with a host certificate), registered in `env`'s gateway as `name` with
+ * the label env=dev. The caller stops it.
+ */
+export async function startTestNode(env: TestEnv, name = 'node2'): Promise<NodeService> {
+  const { gw } = env;
+  const hostKey = generateHostKey(name);
+  const hostCert = await gw.authorities.issueSshHostCert({
+    publicKey: hostKey.publicKey,
+    keyId: name,
+    principals: [name],
+    validAfter: new Date(),
+    validBefore: new Date(Date.now() + 3600e3),
+  });
+  const node = await startNodeService({
+    host: '127.0.0.1',
+    port: 0,
+    hostKey: hostKey.privateKey,
+    hostCert: hostCert.cert,
+    trustedUserCaKeys: () => gw.authorities.get('user').map((k) => k.sshPublicKey),
+    clock: systemClock,
+    audit: new MemoryAuditLog(),
+    nodeName: name,
+    labels: { env: 'dev' },
+  });
+  await gw.nodes.add({ name, addr: node.address, labels: { env: 'dev' } }, 'test');
+  return node;
 }

@@ -9,13 +9,11 @@ import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { RecordingEvent } from '@gatehouse/audit';
-import { MemoryAuditLog } from '@gatehouse/audit/testing';
 import {
   GatehouseClient,
   type Identity,
   isGatehouseError,
   parseTerminalServerFrame,
-  systemClock,
   type TerminalHandle,
   type TerminalServerFrame,
   type TerminalService,
@@ -24,9 +22,9 @@ import {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
 import { waitFor } from '../../core/test/helpers.js';
-import { generateHostKey, type NodeService, startNodeService } from '../src/node/index.js';
+import type { NodeService } from '../src/node/index.js';
 import { createUnixUser, type TestUnixUser } from './node-helpers.js';
-import { loginUser, sshJ, startEnv, type TestEnv, type UserFiles } from './peers.js';
+import { loginUser, sshJ, startEnv, startTestNode, type TestEnv, type UserFiles } from './peers.js';
 
 const PASSWORD = 'correct horse battery staple';
 const ADDR = '127.0.0.1';
@@ -96,27 +94,8 @@ beforeAll(async () => {
   env = await startEnv();
   unix = createUnixUser();
   const { gw } = env;
-  const hostKey = generateHostKey('node2');
-  const hostCert = await gw.authorities.issueSshHostCert({
-    publicKey: hostKey.publicKey,
-    keyId: 'node2',
-    principals: ['node2'],
-    validAfter: new Date(),
-    validBefore: new Date(Date.now() + 3600e3),
-  });
-  node = await startNodeService({
-    host: ADDR,
-    port: 0,
-    hostKey: hostKey.privateKey,
-    hostCert: hostCert.cert,
-    trustedUserCaKeys: () => gw.authorities.get('user').map((k) => k.sshPublicKey),
-    clock: systemClock,
-    audit: new MemoryAuditLog(),
-    nodeName: 'node2',
-    labels: { env: 'dev' },
-  });
+  node = await startTestNode(env);
   await gw.nodes.add({ name: 'node1', addr: `${ADDR}:${env.sshd.port}`, labels: { env: 'dev' } }, 'test');
-  await gw.nodes.add({ name: 'node2', addr: node.address, labels: { env: 'dev' } }, 'test');
   await gw.admin.putRole(
     `kind: role\nname: dev\nallow:\n  logins: [${env.login}, ${unix.name}]\n  node_labels: { env: dev }\n`,
   );
