@@ -1,8 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createGateway, loadConfig } from '@gatehouse/core';
+import { type Sshd, startSshd } from '@gatehouse/core/testing';
 
 /** The BUILT binary: `npm test` runs `tsc -b` before the suite. */
 export const BIN = fileURLToPath(new URL('../bin/gatehouse.js', import.meta.url));
@@ -107,4 +109,36 @@ export async function startDaemon(opts: { cluster: string; extraConfig?: string 
       return exited;
     },
   };
+}
+
+/**
+ * A real sshd for the daemon's cluster, as an admin sets one up: it trusts
+ * the user CA (exported through the CLI) and presents a host certificate
+ * for node1/127.0.0.1 from the host CA (issued on the data dir).
+ */
+export async function startNodeSshd(d: Daemon, extraConfig: string[] = []): Promise<Sshd> {
+  const ca = await run(['ca', 'export', '--format', 'sshd', '--proxy', d.proxy, '--ca-pin', d.pin]);
+  if (ca.code !== 0) throw new Error(`ca export failed: ${ca.stderr}`);
+  const hostKey = join(d.root, 'ssh_host_ed25519_key');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
+  const gw = await createGateway({ config: await loadConfig({ file: d.configFile, env: {} }), env: {} });
+  try {
+    const cert = await gw.authorities.issueSshHostCert({
+      publicKey: readFileSync(`${hostKey}.pub`, 'utf8').trim(),
+      keyId: 'node1',
+      principals: ['node1', '127.0.0.1'],
+      validAfter: new Date(),
+      validBefore: new Date(Date.now() + 3600e3),
+    });
+    writeFileSync(`${hostKey}-cert.pub`, `${cert.cert}\n`);
+  } finally {
+    await gw.close();
+  }
+  return startSshd({
+    dir: d.root,
+    userCaKeys: ca.stdout,
+    hostKey,
+    hostCert: `${hostKey}-cert.pub`,
+    extraConfig,
+  });
 }

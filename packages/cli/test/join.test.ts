@@ -6,16 +6,16 @@
  * role only) is refused, and the joins and leaves are in the audit log.
  */
 import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { AuditEvent } from '@gatehouse/audit';
-import { createGateway, loadConfig, type SessionView } from '@gatehouse/core';
-import { type Sshd, startSshd, TEST_LOGIN } from '@gatehouse/core/testing';
+import type { SessionView } from '@gatehouse/core';
+import { type Sshd, TEST_LOGIN } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
+import { BIN, type Daemon, PASSWORD, run, startDaemon, startNodeSshd } from './harness.js';
 
-const exec = promisify(execFile);
+const _exec = promisify(execFile);
 
 let d: Daemon;
 let sshd: Sshd;
@@ -162,27 +162,7 @@ beforeAll(async () => {
   await addUser('alice');
   await addUser('bob');
 
-  const ca = await run(['ca', 'export', '--format', 'sshd', '--proxy', d.proxy, '--ca-pin', d.pin]);
-  const hostKey = join(d.root, 'ssh_host_ed25519_key');
-  await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
-  // The node's host certificate from the cluster's host CA (issued on the data dir, as an admin would).
-  const gw = await createGateway({ config: await loadConfig({ file: d.configFile, env: {} }), env: {} });
-  const cert = await gw.authorities.issueSshHostCert({
-    publicKey: readFileSync(`${hostKey}.pub`, 'utf8').trim(),
-    keyId: 'node1',
-    principals: ['node1', '127.0.0.1'],
-    validAfter: new Date(),
-    validBefore: new Date(Date.now() + 3600e3),
-  });
-  await gw.close();
-  writeFileSync(`${hostKey}-cert.pub`, `${cert.cert}\n`);
-  sshd = await startSshd({
-    dir: d.root,
-    userCaKeys: ca.stdout,
-    hostKey,
-    hostCert: `${hostKey}-cert.pub`,
-    extraConfig: ['PrintMotd no', 'PrintLastLog no'],
-  });
+  sshd = await startNodeSshd(d, ['PrintMotd no', 'PrintLastLog no']);
   const node = await run([
     '--config',
     d.configFile,
