@@ -1,4 +1,4 @@
-import type { Duplex } from 'node:stream';
+import type { Duplex, Writable } from 'node:stream';
 import type { SessionRecorder } from '@gatehouse/audit';
 import { type SshRejectReason, SshSessionAudit } from '@gatehouse/audit';
 import {
@@ -357,6 +357,7 @@ export class InnerConnection {
     if (!up || !grant || !audit || this.#ended) return;
     const relay = new SessionRelay(this.#d, {
       session: accept(),
+      clientSocket: this.#stream,
       up,
       grant,
       audit,
@@ -502,6 +503,8 @@ interface TcpipInfo {
 
 interface RelayParts {
   session: Session;
+  /** The user's connection (the socket under `session`). */
+  clientSocket: Writable;
   up: SshClient;
   grant: Grant;
   audit: SshSessionAudit;
@@ -767,6 +770,7 @@ class SessionRelay {
     };
 
     upCh.on('data', (d: Buffer) => {
+      corkTick(this.#p.clientSocket);
       fanOut(d);
       if (!this.#sftpBroken.server) parse(fromNode, d, false);
       if (!down.write(d)) {
@@ -909,3 +913,19 @@ function wrapUpstream(err: Error): GatehouseError {
 }
 
 export { oneLine };
+
+const corked = new WeakSet<Writable>();
+/**
+ * Holds `stream`'s writes until the end of this tick, so the packets made
+ * from one upstream read leave in one write (one TLS flush, one syscall, one
+ * wake-up of the reader) instead of one each.
+ */
+export function corkTick(stream: Writable): void {
+  if (corked.has(stream)) return;
+  corked.add(stream);
+  stream.cork();
+  process.nextTick(() => {
+    corked.delete(stream);
+    stream.uncork();
+  });
+}

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Sshd } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cpuHasAes } from '../src/commands/ssh-client.js';
 import { BIN, type Daemon, PASSWORD, run, startDaemon, startNodeSshd } from './harness.js';
 
 const _exec = promisify(execFile);
@@ -168,6 +169,11 @@ describe('gatehouse ssh (OpenSSH + gatehouse proxy ssh as ProxyCommand)', () => 
     const r = await tool('ssh', ['-F', file, ...BATCH, `${login}@node1.acme`, 'echo', 'via-config']);
     expect(r.stderr).toBe('');
     expect(r.stdout).toBe('via-config\n');
+    // Where the CPU has AES instructions the block puts AES-GCM first (cheaper than chacha20 for bulk data).
+    const v = await tool('ssh', ['-v', '-F', file, ...BATCH, `${login}@node1.acme`, 'true']);
+    expect(v.code, v.stderr).toBe(0);
+    const cipher = /server->client cipher: (\S+)/.exec(v.stderr)?.[1];
+    expect(cipher).toBe(cpuHasAes() ? 'aes128-gcm@openssh.com' : 'chacha20-poly1305@openssh.com');
   });
 
   it('gatehouse proxy ssh prints the refusal on stderr and exits non-zero', async () => {

@@ -5,7 +5,7 @@ import { type AdminTarget, type Ctx, type GlobalOpts, openAdmin } from '../conte
 import { json, table } from '../output.js';
 import { currentProfile } from './db.js';
 import { proxyGroup } from './proxy.js';
-import { defineProxySsh, defineScp, defineSsh, proxyCommand } from './ssh-client.js';
+import { AES_FIRST, cpuHasAes, defineProxySsh, defineScp, defineSsh, proxyCommand } from './ssh-client.js';
 import { asUsage } from './usage.js';
 
 const examples = (text: string) => `\nExamples:\n${text}`;
@@ -49,6 +49,7 @@ export function registerSsh(program: Command, ctx: Ctx): void {
           '  IdentitiesOnly yes',
           `  UserKnownHostsFile ${ctx.home.knownHostsPath}`,
           '  StrictHostKeyChecking yes',
+          ...(cpuHasAes() ? [`  ${AES_FIRST.replace('=', ' ')}`] : []),
           `Host *.${p.cluster}`,
           `  ProxyCommand ${proxyCommand()}`,
           `# For ssh -J gatehouse-${p.cluster} LOGIN@NODE:`,
