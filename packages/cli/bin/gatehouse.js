@@ -1,4 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
+// The V8 flag: see docs/decisions/0014-bulk-throughput.md (without it the
+// daemon runs a full garbage collection every few MB of relayed traffic).
 // ssh, scp and proxy ssh take a fast path that loads only what they need
 // (src/fast.ts); every other command loads the whole CLI.
 try {
