@@ -23,6 +23,8 @@ import {
   authBanner,
   type ClientChannel,
   type Connection,
+  exitOf,
+  keepExit,
   type PseudoTtyInfo,
   Server,
   type ServerChannel,
@@ -517,8 +519,6 @@ interface RelayParts {
   onInteractive: (command: string | undefined) => void;
 }
 
-type Exit = { code: number } | { signal: string; dump: boolean; desc: string };
-
 /** Recent terminal output a viewer who joins mid-session gets first (a screen or two, escapes included). */
 const TAIL_BYTES = 32 * 1024;
 /** At most this many chunks in it: each pins the buffer ssh2 decrypted it into. */
@@ -730,7 +730,7 @@ class SessionRelay {
       : undefined;
     return new Promise((resolve, reject) => {
       const cb = (err: Error | undefined, ch: ClientChannel) =>
-        err ? reject(wrapUpstream(err)) : resolve(ch);
+        err ? reject(wrapUpstream(err)) : resolve(keepExit(ch));
       if (what.kind === 'shell') up.shell(pty ?? false, { env: this.#env }, cb);
       else if (what.kind === 'exec') up.exec(what.command, { env: this.#env, ...(pty ? { pty } : {}) }, cb);
       else up.subsys('sftp', cb);
@@ -740,7 +740,6 @@ class SessionRelay {
   #relay(down: ServerChannel, upCh: ClientChannel, sftp: boolean, command: string | undefined): void {
     const rec = this.#recorder;
     const audit = this.#p.audit;
-    let exit: Exit | undefined;
     const tracker = sftp ? new SftpTracker() : undefined;
     const toNode = sftp ? new SftpFramer() : undefined;
     const fromNode = sftp ? new SftpFramer() : undefined;
@@ -794,13 +793,8 @@ class SessionRelay {
       upCh.close();
       this.#cleanup();
     });
-    upCh.on('exit', (code: number | null, signal?: string, dump?: boolean, desc?: string) => {
-      exit =
-        code !== null && code !== undefined
-          ? { code }
-          : { signal: signal ?? 'KILL', dump: dump ?? false, desc: desc ?? '' };
-    });
     upCh.on('close', () => {
+      const exit = exitOf(upCh);
       // Exit status after the last data: a zero-length write completes after every earlier one.
       down.write(Buffer.alloc(0), () => {
         if (exit && 'code' in exit) down.exit(exit.code);

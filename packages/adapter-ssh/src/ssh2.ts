@@ -54,3 +54,31 @@ export function authBanner(conn: ssh2.Connection, text: string): void {
 }
 
 export { CERT_SUFFIX };
+
+/** How a command on a node ended: its exit code, or the signal that killed it. */
+export type ChannelExit = { code: number } | { signal: string; dump: boolean; desc: string };
+
+const exits = new WeakMap<ssh2.ClientChannel, ChannelExit>();
+
+/**
+ * Starts keeping `ch`'s exit status; call it in the callback that hands the
+ * channel over. The status is a plain event, and for a quick command it comes
+ * in the same read as the open confirmation, before code awaiting that
+ * callback resumes: without this it is lost, and OpenSSH exits 255.
+ */
+export function keepExit(ch: ssh2.ClientChannel): ssh2.ClientChannel {
+  ch.once('exit', (code: number | null, signal?: string, dump?: boolean, desc?: string) => {
+    exits.set(
+      ch,
+      code !== null && code !== undefined
+        ? { code }
+        : { signal: signal ?? 'KILL', dump: dump ?? false, desc: desc ?? '' },
+    );
+  });
+  return ch;
+}
+
+/** The exit status `keepExit` caught, once the node sent it. */
+export function exitOf(ch: ssh2.ClientChannel): ChannelExit | undefined {
+  return exits.get(ch);
+}

@@ -18,7 +18,7 @@ import { userMessage } from './errors.js';
 import { auditSshReject, resolveNode } from './front.js';
 import { duplexPair } from './pair.js';
 import { type ProxyDeps, terminate } from './session.js';
-import { Client, type ClientChannel } from './ssh2.js';
+import { Client, type ClientChannel, exitOf, keepExit } from './ssh2.js';
 import { certClientConfig } from './upstream.js';
 
 type SshClient = InstanceType<typeof Client>;
@@ -54,7 +54,7 @@ export class WebTerminals implements TerminalService {
       ch = await new Promise<ClientChannel>((resolve, reject) =>
         client.shell(
           { term: 'xterm-256color', cols: req.cols, rows: req.rows, width: 0, height: 0 },
-          (err, c) => (err ? reject(err) : resolve(c)),
+          (err, c) => (err ? reject(err) : resolve(keepExit(c))),
         ),
       );
     } catch (err) {
@@ -73,7 +73,6 @@ export class WebTerminals implements TerminalService {
   /** Maps the shell channel onto the owner's viewer and handle. */
   #owner(client: SshClient, ch: ClientChannel, sessionId: string, viewer: TerminalViewer): TerminalHandle {
     let done = false;
-    let exit: { exitCode?: number; reason?: string } = {};
     const finish = () => {
       if (done) return false;
       done = true;
@@ -90,19 +89,17 @@ export class WebTerminals implements TerminalService {
     };
     ch.on('data', output);
     ch.stderr.on('data', output);
-    ch.on(
-      'exit',
-      (code: number | null, signal?: string, _dump?: boolean, desc?: string) =>
-        // A session the gateway ended (kill, lock, expiry) exits with TERM and says why.
-        (exit =
-          code !== null && code !== undefined
-            ? { exitCode: code }
-            : { reason: desc || `the shell was killed (${signal ?? 'signal'})` }),
-    );
-    ch.on('close', () => end(exit));
-    client.on('close', () =>
-      end(exit.exitCode !== undefined || exit.reason ? exit : { reason: 'the session connection closed' }),
-    );
+    // A session the gateway ended (kill, lock, expiry) exits with TERM and says why.
+    const exit = (): { exitCode?: number; reason?: string } => {
+      const e = exitOf(ch);
+      if (!e) return {};
+      return 'code' in e ? { exitCode: e.code } : { reason: e.desc || `the shell was killed (${e.signal})` };
+    };
+    ch.on('close', () => end(exit()));
+    client.on('close', () => {
+      const e = exit();
+      end(e.exitCode !== undefined || e.reason ? e : { reason: 'the session connection closed' });
+    });
     return {
       sessionId,
       input: (data) => {
