@@ -1,6 +1,8 @@
 // Kubernetes adapter benchmark: a simple GET directly against the fixture API
 // server and through Gatehouse (impersonation, audit) in one run, then exec
-// sessions per second (WebSocket v5, recorded) the same two ways.
+// sessions per second (WebSocket v5, recorded) the same two ways. The
+// clients and the fixture run in a worker thread, so the gateway's event loop
+// is its own, as it would be in front of a real cluster.
 // Usage: npm run bench -- kube [--seconds 5] [--concurrency 16] [--exec-concurrency 8]
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -8,6 +10,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 
 export const description =
   'kubectl-style GET req/s + p50/p99 and exec sessions/s: direct to the fixture vs through Gatehouse';
@@ -19,22 +22,24 @@ function flag(argv, name, def) {
   return i >= 0 && argv[i + 1] ? Number(argv[i + 1]) : def;
 }
 
-/** The fixture is a test file (TypeScript): transpile it next to node_modules so its imports resolve. */
+/** The fixture is test files (TypeScript): transpile them next to node_modules so their imports resolve. */
 async function loadFixture() {
   const ts = (await import('typescript')).default;
-  const src = await readFile(path.join(root, 'packages/adapter-k8s/test/fixture-apiserver.ts'), 'utf8');
-  const out = ts.transpileModule(src, {
-    compilerOptions: {
-      module: ts.ModuleKind.ESNext,
-      target: ts.ScriptTarget.ES2022,
-      verbatimModuleSyntax: false,
-    },
-  }).outputText;
   const dir = path.join(root, 'node_modules/.cache/gatehouse-bench');
   await mkdir(dir, { recursive: true });
-  const file = path.join(dir, 'fixture-apiserver.mjs');
-  await writeFile(file, out);
-  return import(pathToFileURL(file).href);
+  await writeFile(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+  for (const name of ['fixture-apiserver', 'fixture-portforward']) {
+    const src = await readFile(path.join(root, `packages/adapter-k8s/test/${name}.ts`), 'utf8');
+    const out = ts.transpileModule(src, {
+      compilerOptions: {
+        module: ts.ModuleKind.ESNext,
+        target: ts.ScriptTarget.ES2022,
+        verbatimModuleSyntax: false,
+      },
+    }).outputText;
+    await writeFile(path.join(dir, `${name}.js`), out);
+  }
+  return import(pathToFileURL(path.join(dir, 'fixture-apiserver.js')).href);
 }
 
 function pct(sorted, p) {
@@ -75,40 +80,23 @@ function get(opts) {
   });
 }
 
-export async function run(argv) {
-  const seconds = flag(argv, '--seconds', 5);
-  const concurrency = flag(argv, '--concurrency', 16);
-  const execConcurrency = flag(argv, '--exec-concurrency', 8);
-  const { createGateway } = await import('@gatehouse/core');
-  const { kube, kubeServerName } = await import('@gatehouse/adapter-k8s');
+/** Posts `msg` to the other side and waits for its next message. */
+function ask(port, msg) {
+  return new Promise((resolve, reject) => {
+    port.once('message', resolve);
+    port.once('error', reject);
+    port.postMessage(msg);
+  });
+}
+
+/** The worker: the fixture API server and every client. */
+async function peer() {
+  const { seconds, concurrency, execConcurrency, dir } = workerData;
   const { WebSocket } = await import('ws');
   const { startFixtureApiServer } = await loadFixture();
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-bench-kube-'));
   const fixture = await startFixtureApiServer({ dir });
-  const gw = await createGateway({
-    dataDir: path.join(dir, 'data'),
-    secondFactor: 'off',
-    env: {},
-    clusterName: 'bench',
-  });
-  gw.use(kube());
-  const { port } = await gw.listen({ host: '127.0.0.1', port: 0 });
+  const via = await ask(parentPort, { kubeconfig: fixture.kubeconfig });
   try {
-    await gw.admin.putRole(
-      'kind: role\nname: kube-dev\nallow:\n  kube_labels: { "*": "*" }\n  kube_groups: [developers]\n',
-    );
-    await gw.admin.createUser({ name: 'alice', roles: ['kube-dev'], password: 'correct horse battery' });
-    await gw.admin.addKubeCluster({ name: 'prod', kubeconfig: fixture.kubeconfig, labels: { env: 'prod' } });
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const now = Date.now();
-    const user = await gw.authorities.issueX509UserCert({
-      publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }),
-      identity: { user: 'alice', roles: ['kube-dev'], traits: {}, expires: new Date(now + 3600_000) },
-      notBefore: new Date(now - 60_000),
-      notAfter: new Date(now + 3600_000),
-    });
-    const userKey = privateKey.export({ type: 'pkcs8', format: 'pem' });
-    const hostCa = gw.authorities.get('host').map((k) => k.x509CertPem);
     const b64 = (s) =>
       Buffer.from(s.match(/client-(certificate|key)-data: (\S+)/)?.[2] ?? '', 'base64').toString();
     const up = {
@@ -122,14 +110,6 @@ export async function run(argv) {
       cert: up.cert,
       key: up.key,
       headers: { 'impersonate-user': 'alice', 'impersonate-group': 'developers' },
-    };
-    const via = {
-      host: '127.0.0.1',
-      port,
-      ca: hostCa,
-      cert: user.cert,
-      key: userKey,
-      servername: kubeServerName('prod', 'bench'),
     };
     const path1 = '/api/v1/namespaces/default/pods/web-1';
     const agentD = new https.Agent({ keepAlive: true, maxSockets: concurrency, ...direct });
@@ -167,9 +147,59 @@ export async function run(argv) {
         ws.on('error', reject);
       });
     await load(1, execConcurrency, exec(direct));
+    await load(1, execConcurrency, exec(via));
     const ed = await load(seconds, execConcurrency, exec(direct));
     const eg = await load(seconds, execConcurrency, exec(via));
+    parentPort.postMessage({ d, g, ed, eg });
+  } finally {
+    await fixture.close();
+  }
+}
 
+export async function run(argv) {
+  const seconds = flag(argv, '--seconds', 5);
+  const concurrency = flag(argv, '--concurrency', 16);
+  const execConcurrency = flag(argv, '--exec-concurrency', 8);
+  const { createGateway } = await import('@gatehouse/core');
+  const { kube, kubeServerName } = await import('@gatehouse/adapter-k8s');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-bench-kube-'));
+  const worker = new Worker(fileURLToPath(import.meta.url), {
+    workerData: { seconds, concurrency, execConcurrency, dir },
+  });
+  const gw = await createGateway({
+    dataDir: path.join(dir, 'data'),
+    secondFactor: 'off',
+    env: {},
+    clusterName: 'bench',
+  });
+  gw.use(kube());
+  const { port } = await gw.listen({ host: '127.0.0.1', port: 0 });
+  try {
+    const { kubeconfig } = await new Promise((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    await gw.admin.putRole(
+      'kind: role\nname: kube-dev\nallow:\n  kube_labels: { "*": "*" }\n  kube_groups: [developers]\n',
+    );
+    await gw.admin.createUser({ name: 'alice', roles: ['kube-dev'], password: 'correct horse battery' });
+    await gw.admin.addKubeCluster({ name: 'prod', kubeconfig, labels: { env: 'prod' } });
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const now = Date.now();
+    const user = await gw.authorities.issueX509UserCert({
+      publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }),
+      identity: { user: 'alice', roles: ['kube-dev'], traits: {}, expires: new Date(now + 3600_000) },
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 3600_000),
+    });
+    const { d, g, ed, eg } = await ask(worker, {
+      host: '127.0.0.1',
+      port,
+      ca: gw.authorities.get('host').map((k) => k.x509CertPem),
+      cert: user.cert,
+      key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      servername: kubeServerName('prod', 'bench'),
+    });
     const row = (name, r) =>
       `${name.padEnd(34)} ${r.rate.toFixed(0).padStart(7)}/s  p50 ${r.p50.toFixed(2).padStart(7)} ms  p99 ${r.p99.toFixed(2).padStart(7)} ms  errors ${r.errors}`;
     process.stdout.write(
@@ -185,8 +215,10 @@ export async function run(argv) {
       ].join('\n'),
     );
   } finally {
+    await worker.terminate();
     await gw.close();
-    await fixture.close();
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+if (!isMainThread) await peer();
