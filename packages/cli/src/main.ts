@@ -26,6 +26,7 @@ export function buildProgram(ctx: Ctx): Command {
     .option('--data-dir <dir>', 'act on this data dir directly (admin verbs on the gateway host)')
     .option('--config <file>', 'gateway config file (implies local admin on its data dir)')
     .option('--debug', 'print stack traces on errors')
+    .version(`gatehouse ${version()}`, '-V, --version', 'print the version')
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Daemon, PASSWORD, run, startDaemon } from './harness.js';
+import { BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
 
 /**
  * Drives the BUILT binary against a real `gatehouse start` in a temp data
@@ -259,5 +259,15 @@ describe('gatehouse CLI against a running gateway', () => {
     const s = await run(['status'], { env: as('alice') });
     expect(s.code).toBe(1);
     expect(s.stderr).toMatch(/^hint: gatehouse login --proxy/m);
+  });
+});
+
+describe('the gatehouse executable', () => {
+  it('runs through its shebang (with the daemon V8 flag) and prints the version', () => {
+    // Run directly, as npm's bin link is: the kernel reads `#!/usr/bin/env -S node --initial-old-space-size=64`.
+    const out = execFileSync(BIN, ['--version'], { encoding: 'utf8' });
+    const pkg = JSON.parse(readFileSync(join(BIN, '../../package.json'), 'utf8')) as { version: string };
+    expect(out).toBe(`gatehouse ${pkg.version}\n`);
+    expect(execFileSync(BIN, ['version'], { encoding: 'utf8' })).toBe(out);
   });
 });
