@@ -424,6 +424,7 @@ export class KubeConnection {
         command,
         tty: ep.tty,
         container: ep.container,
+        ports: ep.ports,
       }).catch((err: unknown) => {
         this.#s.ctx.log('error', 'kube stream failed to start', err);
         upSocket.destroy();
@@ -448,9 +449,11 @@ export class KubeConnection {
       command: string;
       tty: boolean;
       container: string | undefined;
+      ports: string | undefined;
     },
   ): Promise<void> {
     const { socket, upSocket } = o;
+    const counted = { in: 0, out: 0 };
     const protocol = header(o.upRes.headers, 'sec-websocket-protocol');
     await this.#auditRequest(a, info, 101);
     let tap: ExecTap | undefined;
@@ -508,14 +511,29 @@ export class KubeConnection {
       upSocket.once('close', () => stop(undefined));
       if (this.#closed) stop('client disconnected');
     } else {
-      const stop = () => {
+      // port-forward: relayed, not recorded; its end is audited with what it carried.
+      const startedAt = this.#s.ctx.clock.now().getTime();
+      let stopped = false;
+      const stop = (reason: string | undefined) => {
+        if (stopped) return;
+        stopped = true;
         this.#streams.delete(stop);
         socket.destroy();
         upSocket.destroy();
+        if (info.subresource !== 'portforward') return;
+        void a.audit
+          .onPortForwardEnd(fields(info), {
+            ports: o.ports,
+            startedAt,
+            bytesIn: counted.in,
+            bytesOut: counted.out,
+            reason,
+          })
+          .catch((e: unknown) => this.#s.ctx.log('error', 'audit of kube.portforward.end failed', e));
       };
       this.#streams.add(stop);
-      socket.once('close', stop);
-      upSocket.once('close', stop);
+      socket.once('close', () => stop(undefined));
+      upSocket.once('close', () => stop(undefined));
     }
     const lines = [`HTTP/1.1 101 ${o.upRes.statusMessage || 'Switching Protocols'}`];
     for (let i = 0; i < o.upRes.rawHeaders.length; i += 2)
@@ -523,6 +541,7 @@ export class KubeConnection {
     lines.push('', '');
     socket.write(lines.join('\r\n'));
     const fromUp = (c: Buffer) => {
+      counted.out += c.length;
       tap?.fromServer(c);
       if (!socket.write(c)) {
         upSocket.pause();
@@ -530,6 +549,7 @@ export class KubeConnection {
       }
     };
     const fromClient = (c: Buffer) => {
+      counted.in += c.length;
       tap?.fromClient(c);
       if (!upSocket.write(c)) {
         socket.pause();

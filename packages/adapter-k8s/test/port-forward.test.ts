@@ -38,6 +38,16 @@ async function events(type: string) {
   >[];
 }
 
+/** Polls `get` until it returns a non-empty list (audit writes land just after the stream closes). */
+async function until<T>(get: () => Promise<T[]>): Promise<T[]> {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const got = await get();
+    if (got.length > 0 || Date.now() > deadline) return got;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 async function freePort(): Promise<number> {
   const srv = net.createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
@@ -201,6 +211,26 @@ describe.each(MODES)('kubectl port-forward through Gatehouse: $name', (mode) => 
     // port-forward is relayed, not a recorded session.
     expect((await events('kube.exec.start')).filter((e) => e.user === 'alice')).toEqual([]);
     expect(await pf.stop()).toBe(null);
+    // Its end is audited with what it carried: the 1 MiB each way.
+    const ended = await until(async () =>
+      (await events('kube.portforward.end')).filter((e) => e.user === 'alice' && e.method === mode.method),
+    );
+    expect(ended).toEqual([
+      expect.objectContaining({
+        path: PATH,
+        namespace: 'default',
+        name: 'web-1',
+        kube_cluster: 'prod',
+        kube_user: 'alice',
+        reason: 'client disconnected',
+      }),
+    ]);
+    const [end] = ended as [{ bytes_in: number; bytes_out: number; duration_ms: number; ports?: string }];
+    expect(end.bytes_in).toBeGreaterThan(big.length);
+    expect(end.bytes_out).toBeGreaterThan(big.length);
+    expect(end.duration_ms).toBeGreaterThan(0);
+    // kubectl names the ports inside the tunnel (SPDY stream headers), not in the URL.
+    expect(end.ports).toBeUndefined();
   });
 
   it("a pod port nothing listens on: the kubelet's error reaches kubectl on the error stream", async () => {
@@ -258,6 +288,10 @@ describe.each(MODES)('kubectl port-forward through Gatehouse: $name', (mode) => 
     await closed;
     expect(await pf.exited).toBe(1);
     expect(pf.stderr()).toContain('error: lost connection to pod');
+    const ended = await until(async () =>
+      (await events('kube.portforward.end')).filter((e) => e.user === mode.dev),
+    );
+    expect(ended).toEqual([expect.objectContaining({ reason: expect.stringContaining('incident 9') })]);
     // kubectl closed its listener when it exited.
     await expect(roundTrip(pf.localPort, Buffer.from('x'))).rejects.toThrow(/ECONNREFUSED/);
   });

@@ -32,6 +32,7 @@ const EXPECTED = {
   'kube.request': { ok: 'GH2200I', fail: 'GH2200W' },
   'kube.exec.start': { ok: 'GH2201I', fail: 'GH2201W' },
   'kube.exec.end': 'GH2202I',
+  'kube.portforward.end': 'GH2203I',
   'node.create': 'GH1070I',
   'node.delete': 'GH1071I',
   'session.start': { ok: 'GH2100I', fail: 'GH2100W' },

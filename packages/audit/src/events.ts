@@ -228,6 +228,19 @@ export type AuditEventInput =
         reason?: string;
         error?: string;
       })
+  | (CommonFields &
+      KubeFields &
+      KubeRequestFields & {
+        type: 'kube.portforward.end';
+        /** The ports asked for in the URL (WebSocket); SPDY names them per stream inside the tunnel. */
+        ports?: string;
+        duration_ms: number;
+        /** Bytes of the upgraded connection from the client and from the API server (tunnel framing included). */
+        bytes_in: number;
+        bytes_out: number;
+        /** How it ended, when the gateway saw why: client disconnected, lock, expiry. */
+        reason?: string;
+      })
   | (CommonFields & { type: 'node.create'; name: string; addr: string; labels: Record<string, string> })
   | (CommonFields & { type: 'node.delete'; name: string })
   | (CommonFields & SshSessionFields & { type: 'session.start'; success: true })
@@ -334,6 +347,7 @@ export const EVENT_CODES = {
   'kube.request': { ok: 'GH2200I', fail: 'GH2200W' },
   'kube.exec.start': { ok: 'GH2201I', fail: 'GH2201W' },
   'kube.exec.end': 'GH2202I',
+  'kube.portforward.end': 'GH2203I',
   'node.create': 'GH1070I',
   'node.delete': 'GH1071I',
   'session.start': { ok: 'GH2100I', fail: 'GH2100W' },

@@ -59,6 +59,29 @@ export class KubeAudit {
     );
   }
 
+  /** A port-forward tunnel ended (its start is the kube.request with code 101). */
+  async onPortForwardEnd(
+    req: KubeRequestFields,
+    t: {
+      ports?: string | undefined;
+      startedAt: number;
+      bytesIn: number;
+      bytesOut: number;
+      reason?: string | undefined;
+    },
+  ): Promise<void> {
+    await this.#emit.emit({
+      type: 'kube.portforward.end',
+      ...this.#base,
+      ...req,
+      ...(t.ports ? { ports: t.ports } : {}),
+      duration_ms: Math.max(0, this.#now() - t.startedAt),
+      bytes_in: t.bytesIn,
+      bytes_out: t.bytesOut,
+      ...(t.reason ? { reason: t.reason } : {}),
+    });
+  }
+
   async onExecStartFailed(
     req: KubeRequestFields,
     s: { sessionId: string; command: string; error: string },

@@ -89,6 +89,11 @@ describe('execParams / formatCommand', () => {
       tty: false,
     });
   });
+  it("reads port-forward's ports (repeated or comma-separated)", () => {
+    expect(execParams('/x?ports=8080&ports=9090').ports).toBe('8080,9090');
+    expect(execParams('/x?ports=8080,9090').ports).toBe('8080,9090');
+    expect(execParams('/x').ports).toBeUndefined();
+  });
   it('quotes arguments for the audit log like a shell', () => {
     expect(formatCommand(['sh', '-c', "echo it's"])).toBe(`sh -c 'echo it'\\''s'`);
   });

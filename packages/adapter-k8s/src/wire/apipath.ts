@@ -121,6 +121,8 @@ export function execParams(rawUrl: string): {
   stdout: boolean;
   stderr: boolean;
   tty: boolean;
+  /** port-forward's ports, comma-separated (WebSocket; SPDY names them inside the tunnel). */
+  ports?: string | undefined;
 } {
   const q = rawUrl.indexOf('?');
   const p = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1));
@@ -131,6 +133,7 @@ export function execParams(rawUrl: string): {
     stdout: truthy(p.get('stdout')),
     stderr: truthy(p.get('stderr')),
     tty: truthy(p.get('tty')),
+    ports: p.getAll('ports').join(',') || undefined,
   };
 }
 
