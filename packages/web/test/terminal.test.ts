@@ -193,7 +193,10 @@ describe('web terminal on the built-in node', () => {
     await page.getByLabel('Event type').selectOption('session.end');
     await page.getByLabel('User', { exact: true }).fill('alice');
     await page.getByRole('button', { name: 'Search' }).click();
-    await page.locator(`a[href="/web/recordings/${encodeURIComponent(exited)}"]`).click();
+    // Until the filtered page arrives, the unfiltered one (session.start links the recording too) is on screen.
+    const play = page.locator(`a[href="/web/recordings/${encodeURIComponent(exited)}"]`);
+    await waitFor(async () => (await play.count()) === 1, 'the session.end search results');
+    await play.click();
     // Search jumps to the moment the command was typed; the wall clock shows when that was.
     await page.getByLabel('Search the recording').fill('exit 3');
     await page.getByRole('button', { name: 'Find' }).click();

@@ -5,7 +5,7 @@ import { FileRecordingStore } from '@gatehouse/audit';
 import { ManualClock } from '@gatehouse/core';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGateway, type TestGateway } from '../../core/test/helpers.js';
+import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
 import { buildUi, signIn, totpNow, UiBrowser } from './harness.js';
 
 // Browser end-to-end tests: the real gateway (TLS listener, API, web UI served
@@ -344,6 +344,14 @@ describe('web UI with password login (second factor off)', () => {
     await page.getByRole('link', { name: 'Audit log' }).click();
     await page.getByLabel('Event type').selectOption('kube.exec.end');
     await page.getByRole('button', { name: 'Search' }).click();
+    // The unfiltered page stays on screen until the filtered one arrives.
+    await page.locator('tbody tr[data-event-type="kube.exec.end"]').first().waitFor();
+    await waitFor(
+      async () =>
+        (await page.locator('tbody tr[data-event-type]:not([data-event-type="kube.exec.end"])').count()) ===
+        0,
+      'the kube.exec.end search results',
+    );
     await page.getByRole('link', { name: 'Play recording' }).click();
     const terminal = page.getByTestId('terminal');
     await terminal.locator('.xterm-rows').filter({ hasText: 'echo hello' }).waitFor();
