@@ -51,7 +51,6 @@ export class KubeAdapter implements Adapter {
       ctx,
       upstreamTimeoutMs: this.#opts.upstreamTimeoutMs ?? 30_000,
       liveCheckIntervalMs: this.#opts.liveCheckIntervalMs ?? 1000,
-      refusals: new Map(),
       upstream: (spec) => {
         const now = ctx.clock.now().getTime();
         const hit = this.#upstreams.get(spec.name);

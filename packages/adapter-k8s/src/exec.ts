@@ -9,45 +9,62 @@ import {
   STDIN,
   STDOUT,
 } from './wire/channel.js';
+import { HEADERS, headerBlockOf, SpdyFrameParser, SpdyHeaderDecoder, SYN_STREAM } from './wire/spdy.js';
 import { WsFrameParser } from './wire/websocket.js';
 
+/** How the upgraded connection carries the remote-command channels. */
+export type ExecFraming = 'websocket' | 'spdy';
+
+/** SPDY names each channel's stream in its `streamtype` header. */
+const SPDY_STREAM_TYPES: Record<string, number> = {
+  stdin: STDIN,
+  stdout: STDOUT,
+  stderr: STDERR,
+  error: ERROR,
+  resize: RESIZE,
+};
+
 /**
- * Watches both directions of a relayed exec/attach WebSocket and feeds the
- * recorder: stdout/stderr as output, stdin as input, resizes, and the exit
- * code from the status channel. It never changes the bytes it sees; when
- * the stream cannot be parsed it calls onError (the session then ends).
+ * Watches both directions of a relayed exec/attach stream (WebSocket, or
+ * SPDY) and feeds the recorder: stdout/stderr as output, stdin as input,
+ * resizes, and the exit code from the status channel. It never changes the
+ * bytes it sees; when the stream cannot be parsed it calls onError (the
+ * session then ends).
  */
 export class ExecTap {
   readonly #rec: SessionRecorder | undefined;
   readonly #protocol: string;
-  readonly #client = new WsFrameParser();
-  readonly #server = new WsFrameParser();
   readonly #onError: (err: Error) => void;
-  /** Channel of the message a continuation frame belongs to, per direction. */
-  #clientChannel = -1;
-  #serverChannel = -1;
+  readonly #feedDirection: (chunk: Buffer, fromClient: boolean) => void;
   #failed = false;
   exitCode: number | undefined;
 
-  private constructor(rec: SessionRecorder | undefined, protocol: string, onError: (err: Error) => void) {
+  private constructor(
+    rec: SessionRecorder | undefined,
+    framing: ExecFraming,
+    protocol: string,
+    onError: (err: Error) => void,
+  ) {
     this.#rec = rec;
     this.#protocol = protocol;
     this.#onError = onError;
+    this.#feedDirection = framing === 'spdy' ? this.#spdyFeeder() : this.#wsFeeder();
   }
 
   static async create(o: {
     recordings: RecordingStore;
+    framing: ExecFraming;
     protocol: string;
     meta: Omit<RecordingMeta, 'started' | 'ended' | 'output_bytes'>;
     onError: (err: Error) => void;
   }): Promise<ExecTap> {
     const rec = await o.recordings.create(o.meta, { onError: o.onError });
-    return new ExecTap(rec, o.protocol, o.onError);
+    return new ExecTap(rec, o.framing, o.protocol, o.onError);
   }
 
   /** No recorder (role turned recording off): still reads the exit code for audit. */
-  static unrecorded(protocol: string): ExecTap {
-    return new ExecTap(undefined, protocol, () => {});
+  static unrecorded(framing: ExecFraming, protocol: string): ExecTap {
+    return new ExecTap(undefined, framing, protocol, () => {});
   }
 
   fromClient(chunk: Buffer): void {
@@ -69,25 +86,56 @@ export class ExecTap {
   #feed(chunk: Buffer, fromClient: boolean): void {
     if (this.#failed) return;
     try {
-      const frames = (fromClient ? this.#client : this.#server).push(chunk);
-      for (const f of frames) {
-        if (f.opcode !== 0 && f.opcode !== 1 && f.opcode !== 2) continue;
-        let channel: number;
-        let data: Buffer;
-        if (f.opcode === 0) {
-          channel = fromClient ? this.#clientChannel : this.#serverChannel;
-          data = f.payload;
-        } else {
-          ({ channel, data } = decodeChannelMessage(this.#protocol, f.payload));
-          if (fromClient) this.#clientChannel = channel;
-          else this.#serverChannel = channel;
-        }
-        this.#onMessage(fromClient, channel, data);
-      }
+      this.#feedDirection(chunk, fromClient);
     } catch (err) {
       this.#failed = true;
       this.#onError(err as Error);
     }
+  }
+
+  /** WebSocket: each message is one channel byte (or digit) and its data. */
+  #wsFeeder(): (chunk: Buffer, fromClient: boolean) => void {
+    const parsers = { client: new WsFrameParser(), server: new WsFrameParser() };
+    /** Channel of the message a continuation frame belongs to, per direction. */
+    const current = { client: -1, server: -1 };
+    return (chunk, fromClient) => {
+      const side = fromClient ? 'client' : 'server';
+      for (const f of parsers[side].push(chunk)) {
+        if (f.opcode !== 0 && f.opcode !== 1 && f.opcode !== 2) continue;
+        let data: Buffer;
+        if (f.opcode === 0) data = f.payload;
+        else ({ channel: current[side], data } = decodeChannelMessage(this.#protocol, f.payload));
+        this.#onMessage(fromClient, current[side], data);
+      }
+    };
+  }
+
+  /**
+   * SPDY: the client opens one stream per channel (SYN_STREAM with a
+   * `streamtype` header) and both sides send DATA frames on it. Only the
+   * client's header blocks are decoded; they share one zlib context, so each
+   * one is read in order (HEADERS frames too).
+   */
+  #spdyFeeder(): (chunk: Buffer, fromClient: boolean) => void {
+    const parsers = { client: new SpdyFrameParser(), server: new SpdyFrameParser() };
+    const clientHeaders = new SpdyHeaderDecoder();
+    const channels = new Map<number, number>();
+    return (chunk, fromClient) => {
+      for (const f of parsers[fromClient ? 'client' : 'server'].push(chunk)) {
+        if (f.kind === 'data') {
+          const channel = channels.get(f.streamId);
+          if (channel !== undefined && f.data.length > 0) this.#onMessage(fromClient, channel, f.data);
+          continue;
+        }
+        if (!fromClient || (f.type !== SYN_STREAM && f.type !== HEADERS)) continue;
+        const hb = headerBlockOf(f);
+        if (!hb) continue;
+        const headers = clientHeaders.decode(hb.block);
+        const type = headers.get('streamtype');
+        if (f.type === SYN_STREAM && type !== undefined && type in SPDY_STREAM_TYPES)
+          channels.set(hb.streamId, SPDY_STREAM_TYPES[type]!);
+      }
+    };
   }
 
   #onMessage(fromClient: boolean, channel: number, data: Buffer): void {

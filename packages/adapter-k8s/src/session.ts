@@ -12,7 +12,7 @@ import {
   type TlsConnectionInfo,
 } from '@gatehouse/core';
 import { statusFromError } from './errors.js';
-import { ExecTap } from './exec.js';
+import { type ExecFraming, ExecTap } from './exec.js';
 import type { KubeUpstream } from './upstream.js';
 import {
   execParams,
@@ -30,13 +30,6 @@ export interface AdapterState {
   upstream(spec: KubeClusterSpec): Promise<KubeUpstream>;
   upstreamTimeoutMs: number;
   liveCheckIntervalMs: number;
-  /**
-   * Upstream refusals of WebSocket exec/attach upgrades, by user and path.
-   * kubectl falls back to SPDY after a failed WebSocket upgrade; when Gatehouse
-   * then refuses SPDY (unrecordable), the user must still see the API
-   * server's own reason, not ours.
-   */
-  refusals: Map<string, { at: number; code: number; body: Buffer }>;
 }
 
 interface Authorized {
@@ -336,30 +329,6 @@ export class KubeConnection {
       info.subresource === 'attach' ? `attach ${ep.container ?? ''}`.trim() : formatCommand(ep.command);
     const sessionId = randomUUID();
     const record = isSession && a.grant.options.recordSession.kube;
-    const wantsWs = String(req.headers.upgrade ?? '').toLowerCase() === 'websocket';
-    const refusalKey = `${a.grant.identity.user}|${info.path}`;
-    if (record && !wantsWs) {
-      const earlier = this.#s.refusals.get(refusalKey);
-      if (earlier && this.#s.ctx.clock.now().getTime() - earlier.at < 30_000) {
-        this.#s.refusals.delete(refusalKey);
-        await this.#auditRequest(a, info, earlier.code);
-        socket.end(
-          `HTTP/1.1 ${earlier.code} Refused\r\ncontent-type: application/json\r\ncontent-length: ${earlier.body.length}\r\n` +
-            `connection: close\r\n\r\n${earlier.body.toString('utf8')}`,
-        );
-        return;
-      }
-      // SPDY frames are not parsed here, and a session that must be recorded may not run unrecorded.
-      const st = kubeStatus(
-        403,
-        'gatehouse: this session must be recorded, and Gatehouse records exec/attach over WebSocket only ' +
-          '(unset KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false, or use kubectl 1.30 or newer)',
-      );
-      await this.#auditRequest(a, info, st.code, st.message);
-      await a.audit.onExecStartFailed(fields(info), { sessionId, command, error: st.message });
-      writeRawStatus(socket, st);
-      return;
-    }
     const up = await this.#upstreamOf(a, info, fail);
     if (!up) return;
     const upReq = this.#upstreamRequest(a, up, req, url, true);
@@ -389,18 +358,6 @@ export class KubeConnection {
       }
       lines.push('connection: close', '', '');
       socket.write(lines.join('\r\n'));
-      const kept: Buffer[] = [];
-      let size = 0;
-      upRes.on('data', (c: Buffer) => {
-        if (size < 65_536) kept.push(c);
-        size += c.length;
-      });
-      upRes.on('end', () => {
-        if (!isSession || size > 65_536) return;
-        const refusals = this.#s.refusals;
-        if (refusals.size > 1000) refusals.clear();
-        refusals.set(refusalKey, { at: this.#s.ctx.clock.now().getTime(), code, body: Buffer.concat(kept) });
-      });
       upRes.pipe(socket);
     });
     upReq.on('error', (err) => {
@@ -454,7 +411,13 @@ export class KubeConnection {
   ): Promise<void> {
     const { socket, upSocket } = o;
     const counted = { in: 0, out: 0 };
-    const protocol = header(o.upRes.headers, 'sec-websocket-protocol');
+    // The remote-command protocol: the WebSocket subprotocol, or SPDY's X-Stream-Protocol-Version.
+    const framing: ExecFraming =
+      String(o.upRes.headers.upgrade ?? '').toLowerCase() === 'spdy/3.1' ? 'spdy' : 'websocket';
+    const protocol = header(
+      o.upRes.headers,
+      framing === 'spdy' ? 'x-stream-protocol-version' : 'sec-websocket-protocol',
+    );
     await this.#auditRequest(a, info, 101);
     let tap: ExecTap | undefined;
     if (o.isSession) {
@@ -479,6 +442,7 @@ export class KubeConnection {
       tap = o.record
         ? await ExecTap.create({
             recordings: this.#s.ctx.recordings,
+            framing,
             protocol: protocol ?? '',
             meta: {
               session_id: o.sessionId,
@@ -495,7 +459,7 @@ export class KubeConnection {
               stop('recording failed');
             },
           })
-        : ExecTap.unrecorded(protocol ?? '');
+        : ExecTap.unrecorded(framing, protocol ?? '');
       let stopped = false;
       const stop = (reason: string | undefined) => {
         if (stopped) return;

@@ -16,7 +16,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { PortForwardServer } from './fixture-portforward.js';
+import { PortForwardServer, type SpdyStream, spdyServer } from './fixture-portforward.js';
 
 export interface RbacRule {
   group?: string;
@@ -452,16 +452,9 @@ export async function startFixtureApiServer(opts: {
     }
     const upgrade = String(req.headers.upgrade).toLowerCase();
     const spdy = upgrade === 'spdy/3.1';
-    if (!m || (upgrade !== 'websocket' && !(spdy && m[3] === 'portforward'))) {
+    if (!m || (upgrade !== 'websocket' && !spdy)) {
       record(400);
-      return refuse(
-        400,
-        status(
-          400,
-          'BadRequest',
-          'fixture: only WebSocket exec and WebSocket or SPDY port-forward are served',
-        ),
-      );
+      return refuse(400, status(400, 'BadRequest', 'fixture: only WebSocket and SPDY upgrades are served'));
     }
     const [, ns, name, sub] = m;
     // kube-apiserver authorizes a GET (WebSocket) connect as "get" and a POST (SPDY) as "create"; the
@@ -498,19 +491,28 @@ export async function startFixtureApiServer(opts: {
       return refuse(400, status(400, 'BadRequest', `fixture: ${sub} is not served`));
     }
     record(101);
-    wss.handleUpgrade(req, socket, head, (ws) => runExec(ws, url, name!));
+    if (spdy) return spdyExec(req, socket, head, url, name!);
+    wss.handleUpgrade(req, socket, head, (ws) => wsExec(ws, url, name!));
   });
 
+  /** What a command's I/O goes through: WebSocket channels or SPDY streams. */
+  interface ExecIo {
+    stdout(d: Buffer): void;
+    stderr(d: Buffer): void;
+    /** The final Status (the error channel), then the end of the session. */
+    finish(st: object): void;
+    /** Stdin data and its end, for the command once it runs. */
+    onStdin(data: (d: Buffer) => void, end: () => void): void;
+    onClose(cb: () => void): void;
+  }
+
   const children = new Set<ReturnType<typeof spawn>>();
-  const runExec = (ws: WebSocket, url: URL, pod: string) => {
+  const runCommand = (io: ExecIo, url: URL, pod: string) => {
     const command = url.searchParams.getAll('command');
     if (command.length === 1 && command[0] === 'true') {
       // `true` is answered without a process: forking costs 50-400 ms on a loaded machine and would
       // measure the fork, not the proxy (the bench runs thousands of these).
-      ws.send(
-        Buffer.concat([Buffer.from([3]), Buffer.from(JSON.stringify({ metadata: {}, status: 'Success' }))]),
-      );
-      ws.close(1000);
+      io.finish({ metadata: {}, status: 'Success' });
       return;
     }
     const child = spawn(command[0] ?? 'true', command.slice(1), {
@@ -518,19 +520,13 @@ export async function startFixtureApiServer(opts: {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', POD_NAME: pod },
     });
     children.add(child);
-    const sendCh = (ch: number, data: Buffer) => {
-      if (ws.readyState === ws.OPEN) ws.send(Buffer.concat([Buffer.from([ch]), data]));
-    };
-    child.stdout.on('data', (d: Buffer) => sendCh(1, d));
-    child.stderr.on('data', (d: Buffer) => sendCh(2, d));
+    child.stdout.on('data', (d: Buffer) => io.stdout(d));
+    child.stderr.on('data', (d: Buffer) => io.stderr(d));
     child.stdin.on('error', () => {});
-    child.on('error', (err) => {
-      sendCh(3, Buffer.from(JSON.stringify(status(500, 'InternalError', `exec failed: ${err.message}`))));
-      ws.close(1000);
-    });
+    child.on('error', (err) => io.finish(status(500, 'InternalError', `exec failed: ${err.message}`)));
     child.on('close', (code) => {
       children.delete(child);
-      const st =
+      io.finish(
         code === 0
           ? { metadata: {}, status: 'Success' }
           : {
@@ -539,17 +535,99 @@ export async function startFixtureApiServer(opts: {
               message: `command terminated with non-zero exit code: exit status ${code}`,
               reason: 'NonZeroExitCode',
               details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
-            };
-      sendCh(3, Buffer.from(JSON.stringify(st)));
-      ws.close(1000);
+            },
+      );
     });
-    ws.on('message', (data: Buffer) => {
-      const ch = data[0];
-      if (ch === 0) child.stdin.write(data.subarray(1));
-      else if (ch === 255 && data[1] === 0) child.stdin.end();
-    });
-    ws.on('close', () => {
+    io.onStdin(
+      (d) => child.stdin.write(d),
+      () => child.stdin.end(),
+    );
+    io.onClose(() => {
       if (child.exitCode === null) child.kill('SIGKILL');
+    });
+  };
+
+  const wsExec = (ws: WebSocket, url: URL, pod: string) => {
+    const sendCh = (ch: number, data: Buffer) => {
+      if (ws.readyState === ws.OPEN) ws.send(Buffer.concat([Buffer.from([ch]), data]));
+    };
+    runCommand(
+      {
+        stdout: (d) => sendCh(1, d),
+        stderr: (d) => sendCh(2, d),
+        finish: (st) => {
+          sendCh(3, Buffer.from(JSON.stringify(st)));
+          ws.close(1000);
+        },
+        onStdin: (data, end) =>
+          ws.on('message', (m: Buffer) => {
+            if (m[0] === 0) data(m.subarray(1));
+            else if (m[0] === 255 && m[1] === 0) end();
+          }),
+        onClose: (cb) => ws.on('close', cb),
+      },
+      url,
+      pod,
+    );
+  };
+
+  /**
+   * The kubelet's SPDY exec (client-go remotecommand before WebSockets): the
+   * client opens one stream per channel, named by `streamtype`; the command
+   * starts once every stream the query asked for is open.
+   */
+  const spdyExec = (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL, pod: string) => {
+    const offered = (req.headersDistinct['x-stream-protocol-version'] ?? []).flatMap((v) =>
+      v.split(',').map((x) => x.trim()),
+    );
+    const protocol = ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'].find(
+      (p) => offered.includes(p),
+    );
+    if (!protocol) {
+      socket.end('HTTP/1.1 403 Forbidden\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    socket.write(
+      'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n' +
+        `X-Stream-Protocol-Version: ${protocol}\r\n\r\n`,
+    );
+    if (head.length > 0) socket.unshift(head);
+    const q = url.searchParams;
+    const wanted = ['error'];
+    if (q.get('stdin') === 'true') wanted.push('stdin');
+    if (q.get('stdout') === 'true') wanted.push('stdout');
+    if (q.get('stderr') === 'true') wanted.push('stderr');
+    if (q.get('tty') === 'true') wanted.push('resize');
+    const streams = new Map<string, SpdyStream>();
+    const conn = spdyServer(socket);
+    conn.on('stream', (stream) => {
+      streams.set(stream.headers.streamtype ?? '', stream);
+      if (!wanted.every((t) => streams.has(t)) || streams.size > wanted.length) return;
+      const write = (t: string, d: Buffer) => {
+        const s = streams.get(t);
+        if (s && !s.writableEnded) s.write(d);
+      };
+      streams.get('resize')?.resume();
+      runCommand(
+        {
+          stdout: (d) => write('stdout', d),
+          stderr: (d) => write(q.get('tty') === 'true' ? 'stdout' : 'stderr', d),
+          finish: (st) => {
+            const error = streams.get('error')!;
+            error.write(JSON.stringify(st));
+            for (const s of streams.values()) if (!s.writableEnded) s.end();
+            setTimeout(() => socket.destroy(), 100).unref();
+          },
+          onStdin: (data, end) => {
+            const stdin = streams.get('stdin');
+            stdin?.on('data', data);
+            stdin?.on('end', end);
+          },
+          onClose: (cb) => socket.once('close', cb),
+        },
+        url,
+        pod,
+      );
     });
   };
 

@@ -29,7 +29,7 @@ interface SpdyWindowSide {
   update(delta: number): void;
   getDelta(): number;
 }
-interface SpdyStream extends Duplex {
+export interface SpdyStream extends Duplex {
   headers: Record<string, string>;
   _spdyState: { window: { send: SpdyWindowSide } };
   respond(status: number, headers: Record<string, string>): void;
@@ -37,7 +37,7 @@ interface SpdyStream extends Duplex {
 interface SpdyParser {
   parseKVs(buf: unknown, cb: (err: Error | null, headers?: Record<string, string>) => void): void;
 }
-interface SpdyConnection {
+export interface SpdyConnection {
   _spdyState: { parser: SpdyParser };
   on(event: 'stream', listener: (s: SpdyStream) => void): this;
   on(event: 'error' | 'close', listener: (err?: Error) => void): this;
@@ -135,6 +135,31 @@ export class PortForwardServer {
  * Duplex over the tunnel WebSocket) until it closes.
  */
 function servePortForward(socket: Duplex, target: PortForwardTarget): void {
+  const conn = spdyServer(socket);
+  const pending = new Map<string, { error?: SpdyStream; data?: SpdyStream }>();
+  conn.on('stream', (stream) => {
+    const type = stream.headers.streamtype;
+    const id = stream.headers.requestid ?? '';
+    if (type !== 'error' && type !== 'data') {
+      stream.destroy();
+      return;
+    }
+    const pair = pending.get(id) ?? {};
+    pair[type] = stream;
+    pending.set(id, pair);
+    if (pair.error && pair.data) {
+      pending.delete(id);
+      forward(target, Number(stream.headers.port), pair.error, pair.data);
+    }
+  });
+}
+
+/**
+ * The kubelet's SPDY server on an upgraded socket, as Kubernetes' streams
+ * need it: each stream the client opens is answered (SYN_REPLY) and emitted
+ * as 'stream' with its headers.
+ */
+export function spdyServer(socket: Duplex): SpdyConnection {
   const conn = spdy.connection.create(socket, { protocol: 'spdy', isServer: true });
   // spdy-transport implements HTTP over SPDY: its parser refuses a SYN_STREAM without `:method` and
   // `:path`. Kubernetes' streams carry only their own headers, so the parser gets placeholders
@@ -145,17 +170,9 @@ function servePortForward(socket: Duplex, target: PortForwardTarget): void {
     parseKVs(buf, (err, headers) => cb(err, err ? headers : { ':method': 'POST', ':path': '/', ...headers }));
   // A peer that goes away mid-stream is normal here; the streams' own handlers clean up.
   conn.on('error', () => socket.destroy());
-
-  const pending = new Map<string, { error?: SpdyStream; data?: SpdyStream }>();
   conn.on('stream', (stream) => {
     // kubectl resets each data stream once it is done with it: spdy-transport reports that as 'error'.
     stream.on('error', () => stream.destroy());
-    const type = stream.headers.streamtype;
-    const id = stream.headers.requestid ?? '';
-    if (type !== 'error' && type !== 'data') {
-      stream.destroy();
-      return;
-    }
     // The SPDY library of kubectl and the kubelet (moby/spdystream) does no flow control: it never
     // sends WINDOW_UPDATE. spdy-transport would stall a stream once the initial 64 KiB window is
     // used up, so the fixture hands the window back itself whenever it runs low.
@@ -163,14 +180,8 @@ function servePortForward(socket: Duplex, target: PortForwardTarget): void {
     send.on('drain', () => send.update(send.getDelta()));
     // The SYN_REPLY: kubectl waits for it before it creates the next stream.
     stream.respond(200, {});
-    const pair = pending.get(id) ?? {};
-    pair[type] = stream;
-    pending.set(id, pair);
-    if (pair.error && pair.data) {
-      pending.delete(id);
-      forward(target, Number(stream.headers.port), pair.error, pair.data);
-    }
   });
+  return conn;
 }
 
 /** Like the kubelet: copies between the data stream and the pod's port; failures go to the error stream. */

@@ -122,6 +122,57 @@ describe('kubectl through Gatehouse', () => {
     expect(ends[0]).toMatchObject({ exit_code: 0 });
   });
 
+  describe('exec over SPDY (kubectl before 1.30, or KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false)', () => {
+    const spdy = { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' };
+
+    it('runs, pipes stdin, propagates exit codes, and is recorded like a WebSocket session', async () => {
+      const r = await env.kubectl(
+        dev,
+        ['exec', '-i', 'web-1', '--', 'sh', '-c', 'cat; echo spdy-$POD_NAME'],
+        {
+          input: 'over spdy\n',
+          env: spdy,
+        },
+      );
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe('over spdy\nspdy-web-1\n');
+      // The upgrade really was SPDY: a POST with Upgrade: SPDY/3.1 reached the fixture, served as alice.
+      const served = env.fixture.requests.filter(
+        (q) => q.path === '/api/v1/namespaces/default/pods/web-1/exec' && q.method === 'POST',
+      );
+      expect(served.length).toBeGreaterThan(0);
+      expect(served.at(-1)).toMatchObject({ user: 'alice', code: 101 });
+
+      const starts = (await events('kube.exec.start')).filter((e) =>
+        String(e.command).includes('spdy-$POD_NAME'),
+      );
+      expect(starts).toEqual([expect.objectContaining({ recorded: true, success: true })]);
+      const sid = String(starts[0]!.session_id);
+      // kubectl exits on the status; the session (and its recording) ends when the connection closes.
+      const ends = await waitFor(async () => {
+        const e = (await events('kube.exec.end')).filter((x) => x.session_id === sid);
+        return e.length > 0 ? e : undefined;
+      }, 'kube.exec.end');
+      expect(ends).toEqual([expect.objectContaining({ exit_code: 0 })]);
+      let out = '';
+      let input = '';
+      for await (const ev of env.gw.recordings.read(sid)) {
+        if (ev.type === 'output') out += Buffer.from(ev.data).toString();
+        if (ev.type === 'input') input += Buffer.from(ev.data).toString();
+      }
+      expect(out).toBe(r.stdout);
+      expect(input).toBe('over spdy\n');
+
+      const failed = await env.kubectl(dev, ['exec', 'web-1', '--', 'sh', '-c', 'echo bad >&2; exit 4'], {
+        env: spdy,
+      });
+      expect(failed.code).toBe(4);
+      expect(failed.stderr).toContain('bad');
+      expect(failed.stderr).toContain('command terminated with exit code 4');
+    });
+  });
+
   it('logs -f streams: the first lines arrive before the stream ends', async () => {
     const child = spawn(
       '/usr/bin/kubectl',
