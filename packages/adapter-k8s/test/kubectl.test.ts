@@ -37,6 +37,17 @@ async function events(type: string) {
   return out;
 }
 
+/** A recording's output and input, as text. */
+async function replay(sid: string): Promise<{ out: string; input: string }> {
+  let out = '';
+  let input = '';
+  for await (const ev of env.gw.recordings.read(sid)) {
+    if (ev.type === 'output') out += Buffer.from(ev.data).toString();
+    if (ev.type === 'input') input += Buffer.from(ev.data).toString();
+  }
+  return { out, input };
+}
+
 describe('kubectl through Gatehouse', () => {
   it('get pods prints the server-side table, served as the impersonated user and groups', async () => {
     const r = await env.kubectl(dev, ['get', 'pods']);
@@ -105,12 +116,7 @@ describe('kubectl through Gatehouse', () => {
     });
     const meta = await env.gw.recordings.get(sid);
     expect(meta).toMatchObject({ kind: 'kube', user: 'alice', server: 'prod' });
-    let out = '';
-    let input = '';
-    for await (const ev of env.gw.recordings.read(sid)) {
-      if (ev.type === 'output') out += Buffer.from(ev.data).toString();
-      if (ev.type === 'input') input += Buffer.from(ev.data).toString();
-    }
+    const { out, input } = await replay(sid);
     expect(out).toBe(r.stdout);
     expect(input).toBe('recorded input\n');
     // kubectl can exit before the gateway has audited the end (it reads the exit status first).
@@ -155,12 +161,7 @@ describe('kubectl through Gatehouse', () => {
         return e.length > 0 ? e : undefined;
       }, 'kube.exec.end');
       expect(ends).toEqual([expect.objectContaining({ exit_code: 0 })]);
-      let out = '';
-      let input = '';
-      for await (const ev of env.gw.recordings.read(sid)) {
-        if (ev.type === 'output') out += Buffer.from(ev.data).toString();
-        if (ev.type === 'input') input += Buffer.from(ev.data).toString();
-      }
+      const { out, input } = await replay(sid);
       expect(out).toBe(r.stdout);
       expect(input).toBe('over spdy\n');
 
