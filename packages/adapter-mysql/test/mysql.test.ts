@@ -7,7 +7,7 @@ import type { AuditEvent } from '@gatehouse/audit';
 import { freePort } from '@gatehouse/core/testing';
 import mysql2 from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../core/test/helpers.js';
+import { foreignCert, waitFor } from '../../core/test/helpers.js';
 import { encodePacket, encodeSslRequest } from '../src/index.js';
 import {
   type CertFiles,
@@ -300,29 +300,7 @@ describe('MySQL/MariaDB through Gatehouse (real mariadb client, mysql2 and Maria
 
   it('refuses a client certificate from another CA on its own port, before any MySQL byte, audited', async () => {
     // The TLS upgrade and the certificate check are core's (ctx.tls.accept), as on the main port.
-    const key = join(dir, 'foreign.key');
-    const cert = join(dir, 'foreign.crt');
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-subj',
-        '/CN=alice',
-        '-days',
-        '1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { cert, key } = foreignCert(dir, 'alice');
     const r = await mariadb([...direct({ cert, key, certPem: '', keyPem: '' }), '-e', 'SELECT 1']);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/ERROR 1045 \(28000\).*client certificate "CN=alice" refused/);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type Sshd, startSshd, TEST_LOGIN } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Daemon, PASSWORD, run, startDaemon } from './harness.js';
+import { addAccessUser, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
 
 const exec = promisify(execFile);
 
@@ -84,24 +84,7 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
     d = await startDaemon({ cluster: 'e2e' });
     home = join(d.root, 'home-alice');
     // Admin verbs on the gateway host, like tctl: straight on the data dir through its config.
-    const add = await run(
-      [
-        '--config',
-        d.configFile,
-        'users',
-        'add',
-        'alice',
-        '--roles',
-        'access',
-        '--logins',
-        TEST_LOGIN,
-        '--password-stdin',
-      ],
-      {
-        input: `${PASSWORD}\n`,
-      },
-    );
-    expect(add.code, add.stderr).toBe(0);
+    await addAccessUser(d, 'alice', TEST_LOGIN);
     // The sshd trusts exactly what `ca export` prints, fetched from the running proxy without a login.
     const ca = await run(['ca', 'export', '--format', 'sshd', '--proxy', d.proxy, '--ca-pin', d.pin]);
     expect(ca.code, ca.stderr).toBe(0);

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createGateway, loadConfig } from '@gatehouse/core';
 import { type Sshd, startSshd } from '@gatehouse/core/testing';
+import { expect } from 'vitest';
 
 /** The BUILT binary: `npm test` runs `tsc -b` before the suite. */
 export const BIN = fileURLToPath(new URL('../bin/gatehouse.js', import.meta.url));
@@ -41,6 +42,34 @@ export function run(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: str
     });
     child.stdin.end(opts.input ?? '');
   });
+}
+
+/** An admin verb on the gateway host (like tctl): `gatehouse --config CONFIG ARGS`; fails the test unless it exits 0. */
+export async function admin(d: Daemon, args: string[], input?: string): Promise<Run> {
+  const r = await run(['--config', d.configFile, ...args], input === undefined ? {} : { input });
+  expect(r.code, r.stderr).toBe(0);
+  return r;
+}
+
+/** Adds `name` with the access role, one Unix login and PASSWORD. */
+export function addAccessUser(d: Daemon, name: string, login: string): Promise<Run> {
+  return admin(
+    d,
+    ['users', 'add', name, '--roles', 'access', '--logins', login, '--password-stdin'],
+    `${PASSWORD}\n`,
+  );
+}
+
+/** Registers the sshd on `port` (127.0.0.1) as node `name`. */
+export function addNode(d: Daemon, name: string, port: number, labels: string[] = []): Promise<Run> {
+  return admin(d, [
+    'nodes',
+    'add',
+    name,
+    '--addr',
+    `127.0.0.1:${port}`,
+    ...labels.flatMap((l) => ['--label', l]),
+  ]);
 }
 
 export interface Daemon {

@@ -13,7 +13,7 @@ import type { AuditEvent } from '@gatehouse/audit';
 import type { SessionView } from '@gatehouse/core';
 import { type Sshd, TEST_LOGIN } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, type Daemon, PASSWORD, run, startDaemon, startNodeSshd } from './harness.js';
+import { addAccessUser, addNode, BIN, type Daemon, PASSWORD, startDaemon, startNodeSshd } from './harness.js';
 
 const _exec = promisify(execFile);
 
@@ -120,22 +120,7 @@ async function sessionIds(): Promise<string[]> {
 }
 
 async function addUser(name: string): Promise<void> {
-  const add = await run(
-    [
-      '--config',
-      d.configFile,
-      'users',
-      'add',
-      name,
-      '--roles',
-      'access',
-      '--logins',
-      TEST_LOGIN,
-      '--password-stdin',
-    ],
-    { input: `${PASSWORD}\n` },
-  );
-  expect(add.code, add.stderr).toBe(0);
+  await addAccessUser(d, name, TEST_LOGIN);
   const login = await gh(
     name as Who,
     ['login', '--proxy', d.proxy, '--user', name, '--ca-pin', d.pin, '--password-stdin'],
@@ -163,16 +148,7 @@ beforeAll(async () => {
   await addUser('bob');
 
   sshd = await startNodeSshd(d, ['PrintMotd no', 'PrintLastLog no']);
-  const node = await run([
-    '--config',
-    d.configFile,
-    'nodes',
-    'add',
-    'node1',
-    '--addr',
-    `127.0.0.1:${sshd.port}`,
-  ]);
-  expect(node.code, node.stderr).toBe(0);
+  await addNode(d, 'node1', sshd.port);
   const cfg = await gh('alice', ['config', 'ssh']);
   expect(cfg.code, cfg.stderr).toBe(0);
   writeFileSync(sshConfig(), `${cfg.stdout}Host *\n  BatchMode yes\n`);

@@ -12,7 +12,16 @@ import { promisify } from 'node:util';
 import type { Sshd } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cpuHasAes } from '../src/commands/ssh-client.js';
-import { BIN, type Daemon, PASSWORD, run, startDaemon, startNodeSshd } from './harness.js';
+import {
+  addAccessUser,
+  addNode,
+  BIN,
+  type Daemon,
+  PASSWORD,
+  run,
+  startDaemon,
+  startNodeSshd,
+} from './harness.js';
 
 const _exec = promisify(execFile);
 
@@ -59,37 +68,9 @@ beforeAll(async () => {
   execFileSync('usermod', ['-p', '*', login]);
   d = await startDaemon({ cluster: 'acme' });
   home = join(d.root, 'home-alice');
-  const add = await run(
-    [
-      '--config',
-      d.configFile,
-      'users',
-      'add',
-      'alice',
-      '--roles',
-      'access',
-      '--logins',
-      login,
-      '--password-stdin',
-    ],
-    {
-      input: `${PASSWORD}\n`,
-    },
-  );
-  expect(add.code, add.stderr).toBe(0);
+  await addAccessUser(d, 'alice', login);
   sshd = await startNodeSshd(d, ['PrintMotd no']);
-  const nodeAdd = await run([
-    '--config',
-    d.configFile,
-    'nodes',
-    'add',
-    'node1',
-    '--addr',
-    `127.0.0.1:${sshd.port}`,
-    '--label',
-    'env=dev',
-  ]);
-  expect(nodeAdd.code, nodeAdd.stderr).toBe(0);
+  await addNode(d, 'node1', sshd.port, ['env=dev']);
   const loggedIn = await gh(
     ['login', '--proxy', d.proxy, '--user', 'alice', '--ca-pin', d.pin, '--password-stdin'],
     `${PASSWORD}\n`,

@@ -41,8 +41,8 @@ export function newTlsKey(): { privatePem: string; publicPem: string } {
   };
 }
 
-/** A self-signed cert from a CA Gatehouse has never seen (made by the real openssl). */
-export function foreignCert(dir: string): { cert: string; key: string } {
+/** A self-signed cert from a CA Gatehouse has never seen (made by the real openssl), for `cn`. */
+export function foreignCert(dir: string, cn = 'mallory'): { cert: string; key: string } {
   const key = path.join(dir, 'foreign.key');
   const cert = path.join(dir, 'foreign.crt');
   execFileSync(
@@ -60,7 +60,7 @@ export function foreignCert(dir: string): { cert: string; key: string } {
       '-out',
       cert,
       '-subj',
-      '/CN=mallory',
+      `/CN=${cn}`,
       '-days',
       '1',
     ],
