@@ -26,16 +26,7 @@ afterAll(async () => {
   await env?.close();
 });
 
-async function events(type: string) {
-  const out: Record<string, unknown>[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await env.gw.audit.search({ types: [type], limit: 500, ...(cursor ? { cursor } : {}) });
-    out.push(...(page.events as unknown as Record<string, unknown>[]));
-    cursor = page.next_cursor;
-  } while (cursor);
-  return out;
-}
+const events = (type: string) => env.events(type);
 
 /** A recording's output and input, as text. */
 async function replay(sid: string): Promise<{ out: string; input: string }> {

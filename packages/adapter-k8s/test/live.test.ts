@@ -15,12 +15,7 @@ afterAll(async () => {
   await env?.close();
 });
 
-async function events(type: string) {
-  return (await env.gw.audit.search({ types: [type], limit: 500 })).events as unknown as Record<
-    string,
-    unknown
-  >[];
-}
+const events = (type: string) => env.events(type);
 
 describe('live sessions and a failing upstream', () => {
   it('locking the user ends a running exec session; other users keep working', async () => {

@@ -13,6 +13,8 @@ export interface KubeEnv {
   port: number;
   fixture: FixtureApiServer;
   hostCaPem: string;
+  /** Every audit event of `type` so far (all pages). */
+  events(type: string): Promise<Record<string, unknown>[]>;
   /** Writes a kubeconfig with a fresh user certificate for `identity` and returns its path. */
   kubeconfigFor(identity: Omit<Identity, 'expires'> & { expires?: Date }, cluster?: string): Promise<string>;
   kubectl(
@@ -109,6 +111,16 @@ export async function startKubeEnv(opts: { liveCheckIntervalMs?: number } = {}):
         { mode: 0o600 },
       );
       return file;
+    },
+    async events(type) {
+      const out: Record<string, unknown>[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await gw.audit.search({ types: [type], limit: 500, ...(cursor ? { cursor } : {}) });
+        out.push(...(page.events as unknown as Record<string, unknown>[]));
+        cursor = page.next_cursor;
+      } while (cursor);
+      return out;
     },
     kubectl(kubeconfig, args, o = {}) {
       return runKubectl(['--kubeconfig', kubeconfig, '--cache-dir', path.join(dir, 'kcache'), ...args], o);

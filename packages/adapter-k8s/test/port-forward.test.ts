@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../core/test/helpers.js';
 import { POD_ECHO_PORT } from './fixture-apiserver.js';
 import { type KubeEnv, startKubeEnv } from './peers.js';
 
@@ -31,22 +32,7 @@ afterAll(async () => {
   await env?.close();
 });
 
-async function events(type: string) {
-  return (await env.gw.audit.search({ types: [type], limit: 500 })).events as unknown as Record<
-    string,
-    unknown
-  >[];
-}
-
-/** Polls `get` until it returns a non-empty list (audit writes land just after the stream closes). */
-async function until<T>(get: () => Promise<T[]>): Promise<T[]> {
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    const got = await get();
-    if (got.length > 0 || Date.now() > deadline) return got;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const events = (type: string) => env.events(type);
 
 async function freePort(): Promise<number> {
   const srv = net.createServer();
@@ -212,9 +198,12 @@ describe.each(MODES)('kubectl port-forward through Gatehouse: $name', (mode) => 
     expect((await events('kube.exec.start')).filter((e) => e.user === 'alice')).toEqual([]);
     expect(await pf.stop()).toBe(null);
     // Its end is audited with what it carried: the 1 MiB each way.
-    const ended = await until(async () =>
-      (await events('kube.portforward.end')).filter((e) => e.user === 'alice' && e.method === mode.method),
-    );
+    const ended = await waitFor(async () => {
+      const e = (await events('kube.portforward.end')).filter(
+        (x) => x.user === 'alice' && x.method === mode.method,
+      );
+      return e.length > 0 ? e : undefined;
+    }, 'kube.portforward.end');
     expect(ended).toEqual([
       expect.objectContaining({
         path: PATH,
@@ -288,9 +277,10 @@ describe.each(MODES)('kubectl port-forward through Gatehouse: $name', (mode) => 
     await closed;
     expect(await pf.exited).toBe(1);
     expect(pf.stderr()).toContain('error: lost connection to pod');
-    const ended = await until(async () =>
-      (await events('kube.portforward.end')).filter((e) => e.user === mode.dev),
-    );
+    const ended = await waitFor(async () => {
+      const e = (await events('kube.portforward.end')).filter((x) => x.user === mode.dev);
+      return e.length > 0 ? e : undefined;
+    }, 'kube.portforward.end');
     expect(ended).toEqual([expect.objectContaining({ reason: expect.stringContaining('incident 9') })]);
     // kubectl closed its listener when it exited.
     await expect(roundTrip(pf.localPort, Buffer.from('x'))).rejects.toThrow(/ECONNREFUSED/);

@@ -914,7 +914,7 @@ const corked = new WeakSet<Writable>();
  * from one upstream read leave in one write (one TLS flush, one syscall, one
  * wake-up of the reader) instead of one each.
  */
-export function corkTick(stream: Writable): void {
+function corkTick(stream: Writable): void {
   if (corked.has(stream)) return;
   corked.add(stream);
   stream.cork();
