@@ -12,6 +12,7 @@ import {
   loadConfig,
   parseHostPort,
 } from '@gatehouse/core';
+import type { Command } from 'commander';
 import { ClientHome, type ProfileEntry, splitPems } from './profile.js';
 
 /** Options every verb understands (declared on the program, read with optsWithGlobals). */
@@ -77,6 +78,16 @@ export function boundAddr(b: { address: string; port: number }): string {
   if (isIP(b.address) === 6) return `[${b.address}]:${b.port}`;
   if (isIP(b.address) === 4) return `${b.address}:${b.port}`;
   return b.address;
+}
+
+/** Runs `fn` on the admin target the command's global options pick (data dir or proxy), then closes it. */
+export async function withAdmin<T>(cmd: Command, ctx: Ctx, fn: (t: AdminTarget) => Promise<T>): Promise<T> {
+  const target = await openAdmin(cmd.optsWithGlobals<GlobalOpts>(), ctx);
+  try {
+    return await fn(target);
+  } finally {
+    await target.close();
+  }
 }
 
 export async function openAdmin(g: GlobalOpts, ctx: Ctx): Promise<AdminTarget> {

@@ -28,19 +28,11 @@ import {
   openLocalGateway,
   trustProxy,
   wantsLocal,
+  withAdmin,
 } from '../context.js';
 import { json, summarizeEvent, table } from '../output.js';
 import { readSecretFromStdin } from '../prompt.js';
-import { asUsage, flag, usage } from './usage.js';
-
-async function withAdmin<T>(cmd: Command, ctx: Ctx, fn: (t: AdminTarget) => Promise<T>): Promise<T> {
-  const target = await openAdmin(cmd.optsWithGlobals<GlobalOpts>(), ctx);
-  try {
-    return await fn(target);
-  } finally {
-    await target.close();
-  }
-}
+import { asUsage, examples, flag, usage } from './usage.js';
 
 function printToken(ctx: Ctx, t: AdminTarget, token: TokenView): void {
   const what = token.kind === 'invite' ? 'Invite' : 'Reset link';
@@ -107,8 +99,6 @@ async function withLintOutput<T>(ctx: Ctx, file: string, fn: () => Promise<T>): 
 }
 
 export function registerAdmin(program: Command, ctx: Ctx): void {
-  const examples = (text: string) => `\nExamples:\n${text}`;
-
   // ----------------------------------------------------------------- users
   const users = program
     .command('users')

@@ -4,23 +4,12 @@ import { join } from 'node:path';
 import { type AddDatabaseRequest, type DatabaseView, GatehouseError, parseHostPort } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { parseTraits } from '../args.js';
-import { type AdminTarget, type Ctx, type GlobalOpts, openAdmin, profileClient } from '../context.js';
+import { type Ctx, profileClient, withAdmin } from '../context.js';
 import { DB_CLIENTS, type DbClientConfig, type DbLogin } from '../db/clients.js';
 import { writePrivate } from '../db/files.js';
 import { json, table } from '../output.js';
 import { type ProfileEntry, requireProfile } from '../profile.js';
-import { asUsage, usage } from './usage.js';
-
-const examples = (text: string) => `\nExamples:\n${text}`;
-
-async function withAdmin<T>(cmd: Command, ctx: Ctx, fn: (t: AdminTarget) => Promise<T>): Promise<T> {
-  const target = await openAdmin(cmd.optsWithGlobals<GlobalOpts>(), ctx);
-  try {
-    return await fn(target);
-  } finally {
-    await target.close();
-  }
-}
+import { asUsage, examples, usage } from './usage.js';
 
 export function currentProfile(ctx: Ctx): ProfileEntry {
   return requireProfile(ctx.home);

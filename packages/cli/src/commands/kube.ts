@@ -6,21 +6,10 @@ import { execCredential, kubeServerName, writeKubeconfigEntry } from '@gatehouse
 import { type AddKubeClusterRequest, GatehouseError, type KubeClusterView } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { parseTraits } from '../args.js';
-import { type AdminTarget, type Ctx, type GlobalOpts, openAdmin, profileClient } from '../context.js';
+import { type Ctx, profileClient, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
 import type { ProfileEntry } from '../profile.js';
-import { asUsage, usage } from './usage.js';
-
-const examples = (text: string) => `\nExamples:\n${text}`;
-
-async function withAdmin<T>(cmd: Command, ctx: Ctx, fn: (t: AdminTarget) => Promise<T>): Promise<T> {
-  const target = await openAdmin(cmd.optsWithGlobals<GlobalOpts>(), ctx);
-  try {
-    return await fn(target);
-  } finally {
-    await target.close();
-  }
-}
+import { asUsage, examples, usage } from './usage.js';
 
 function profileFor(ctx: Ctx, proxy: string | undefined): ProfileEntry {
   const profiles = ctx.home.readProfiles();

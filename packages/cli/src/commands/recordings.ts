@@ -15,18 +15,9 @@ import {
 } from '@gatehouse/audit';
 import { type Command, Option } from 'commander';
 import { parsePositiveInt, parseTimeFlag } from '../args.js';
-import { type AdminTarget, type Ctx, type GlobalOpts, openAdmin } from '../context.js';
+import { type Ctx, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
 import { asUsage, flag, usage } from './usage.js';
-
-async function withAdmin<T>(cmd: Command, ctx: Ctx, fn: (t: AdminTarget) => Promise<T>): Promise<T> {
-  const target = await openAdmin(cmd.optsWithGlobals<GlobalOpts>(), ctx);
-  try {
-    return await fn(target);
-  } finally {
-    await target.close();
-  }
-}
 
 /** Where recorded bytes go: stdout as bytes (not text), waiting when the pipe is full. */
 export interface ByteSink {

@@ -7,7 +7,7 @@ import { GatehouseError, parseHostPort } from '@gatehouse/core/lite';
 import type { Command } from 'commander';
 import type { ClientHome } from '../profile.js';
 import { requireProfile, splitPems } from '../profile.js';
-import { usage } from './usage.js';
+import { examples, usage } from './usage.js';
 
 // The OpenSSH wrappers (`gatehouse ssh`, `scp`, `proxy ssh`). This module
 // loads only light dependencies: `gatehouse proxy ssh` runs once per OpenSSH
@@ -22,7 +22,6 @@ export interface SshCtx {
   exitCode?: number | undefined;
 }
 
-const examples = (text: string) => `\nExamples:\n${text}`;
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** The command OpenSSH runs as ProxyCommand: this very CLI, with the same node binary. */

@@ -1,23 +1,12 @@
 import { type NodeView, parseHostPort, type SessionView } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { parseTraits } from '../args.js';
-import { type AdminTarget, type Ctx, type GlobalOpts, openAdmin } from '../context.js';
+import { type Ctx, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
 import { currentProfile } from './db.js';
 import { proxyGroup } from './proxy.js';
 import { AES_FIRST, cpuHasAes, defineProxySsh, defineScp, defineSsh, proxyCommand } from './ssh-client.js';
-import { asUsage } from './usage.js';
-
-const examples = (text: string) => `\nExamples:\n${text}`;
-
-async function withAdmin<T>(cmd: Command, ctx: Ctx, fn: (t: AdminTarget) => Promise<T>): Promise<T> {
-  const target = await openAdmin(cmd.optsWithGlobals<GlobalOpts>(), ctx);
-  try {
-    return await fn(target);
-  } finally {
-    await target.close();
-  }
-}
+import { asUsage, examples } from './usage.js';
 
 function labelsOf(values: string[] | undefined): Record<string, string> {
   return Object.fromEntries(

@@ -10,6 +10,9 @@ export class UsageError extends Error {
   }
 }
 
+/** The "Examples:" block of a command's --help. */
+export const examples = (text: string) => `\nExamples:\n${text}`;
+
 export function usage(message: string, hint: string): UsageError {
   return new UsageError(message, hint);
 }
