@@ -1,6 +1,7 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditEvent, AuditEventInput } from './events.js';
 import { codeFor } from './events.js';
@@ -53,6 +54,48 @@ describe('SqliteAuditIndex', () => {
     expect(index.count()).toBe(1);
     expect((await index.search({})).events).toEqual([e]);
     expect((await stat(join(dir, 'db', 'audit.db'))).mode & 0o777).toBe(0o600);
+  });
+
+  it('finds replayed events by free text once, and drops the insert trigger of older indexes', async () => {
+    const path = join(dir, 'old.db');
+    const gen = createIdGenerator(() => T0);
+    // An index made by an earlier version: its FTS rows came from an insert trigger.
+    const old = new Database(path);
+    old.exec(`CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, time TEXT NOT NULL,
+      type TEXT NOT NULL, code TEXT NOT NULL, user TEXT, session_id TEXT, json TEXT NOT NULL);
+      CREATE VIRTUAL TABLE events_fts USING fts5(json, content='events', content_rowid='seq',
+        tokenize='unicode61 remove_diacritics 2');
+      CREATE TRIGGER events_fts_insert AFTER INSERT ON events BEGIN
+        INSERT INTO events_fts(rowid, json) VALUES (new.seq, new.json);
+      END;`);
+    const before = make({ type: 'user.logout', user: 'alice', message: 'zebra before' }, T0, gen);
+    old
+      .prepare('INSERT INTO events (id, time, type, code, user, session_id, json) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(before.id, before.time, before.type, before.code, 'alice', null, JSON.stringify(before));
+    old.close();
+
+    const idx = new SqliteAuditIndex({ path });
+    try {
+      const after = make({ type: 'user.logout', user: 'alice', message: 'zebra after' }, T0 + 1, gen);
+      idx.write(after);
+      idx.writeBatch([after, before]);
+      idx.write(after);
+      const found = await idx.search({ q: 'zebra' });
+      expect(found.events.map((e) => e.message)).toEqual(['zebra after', 'zebra before']);
+      expect((await idx.search({ q: 'after' })).events).toEqual([after]);
+    } finally {
+      await idx.close();
+    }
+    const check = new Database(path, { readonly: true });
+    try {
+      const triggers = check.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'").all();
+      expect(triggers).toEqual([{ name: 'events_fts_delete' }]);
+      // One FTS row per event: a duplicate would show as two matches for the same rowid.
+      const n = check.prepare("SELECT count(*) AS n FROM events_fts WHERE events_fts MATCH 'zebra'").get();
+      expect(n).toEqual({ n: 2 });
+    } finally {
+      check.close();
+    }
   });
 
   it('pages through 250 events with limit 100: each exactly once, newest first', async () => {

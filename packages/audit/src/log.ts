@@ -64,8 +64,14 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
-/** A sink that can take many events in one call (one write(2), one transaction): group commit. */
-type BatchSink = AuditSink & { writeBatch(events: AuditEvent[]): void | Promise<void> };
+/**
+ * A sink that can take many events in one call (one write(2), one
+ * transaction): group commit. `lines[i]` is `events[i]` as its JSON line
+ * (with the newline), already serialized once by the log.
+ */
+type BatchSink = AuditSink & {
+  writeBatch(events: AuditEvent[], lines?: readonly string[]): void | Promise<void>;
+};
 
 function isBatchSink(s: AuditSink): s is BatchSink {
   return typeof (s as Partial<BatchSink>).writeBatch === 'function';
@@ -371,7 +377,10 @@ export class AuditLog implements AuditEmitter {
     if (st.failing) spoolFrom = 0;
     else if (isBatchSink(st.sink)) {
       try {
-        await st.sink.writeBatch(items.map((i) => i.e));
+        await st.sink.writeBatch(
+          items.map((i) => i.e),
+          items.map((i) => i.line),
+        );
       } catch (err) {
         // All or nothing from the sink's side; a replay may repeat some (sinks are at-least-once).
         spoolFrom = 0;

@@ -77,19 +77,21 @@ export class JsonlFileSink implements AuditSink {
   /**
    * Group commit: consecutive events of one day go out in a single write(2),
    * so lines from other processes still never land inside a batch line.
+   * `lines`, when given, holds each event's JSON line (the log serializes once).
    */
-  writeBatch(events: AuditEvent[]): void {
+  writeBatch(events: AuditEvent[], lines?: readonly string[]): void {
     let i = 0;
     while (i < events.length) {
       const day = events[i]!.time.slice(0, 10);
-      const lines: Buffer[] = [];
+      if (!DAY_RE.test(day)) {
+        throw new Error(`JsonlFileSink: event ${events[i]!.id} has a malformed time ${events[i]!.time}`);
+      }
+      let text = '';
       let j = i;
       for (; j < events.length && events[j]!.time.slice(0, 10) === day; j++) {
-        const e = events[j]!;
-        if (!DAY_RE.test(day)) throw new Error(`JsonlFileSink: event ${e.id} has a malformed time ${e.time}`);
-        lines.push(Buffer.from(`${JSON.stringify(e)}\n`, 'utf8'));
+        text += lines?.[j] ?? `${JSON.stringify(events[j])}\n`;
       }
-      const buf = lines.length === 1 ? lines[0]! : Buffer.concat(lines);
+      const buf = Buffer.from(text, 'utf8');
       const fd = this.#fdFor(day, buf.length);
       const n = writeSync(fd, buf);
       if (n !== buf.length) throw new Error(`JsonlFileSink: short write (${n} of ${buf.length} bytes)`);
