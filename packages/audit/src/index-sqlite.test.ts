@@ -70,7 +70,9 @@ describe('SqliteAuditIndex', () => {
       END;`);
     const before = make({ type: 'user.logout', user: 'alice', message: 'zebra before' }, T0, gen);
     old
-      .prepare('INSERT INTO events (id, time, type, code, user, session_id, json) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .prepare(
+        'INSERT INTO events (id, time, type, code, user, session_id, json) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      )
       .run(before.id, before.time, before.type, before.code, 'alice', null, JSON.stringify(before));
     old.close();
 
