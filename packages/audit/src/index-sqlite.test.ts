@@ -248,3 +248,52 @@ describe('SqliteAuditIndex', () => {
     }
   });
 });
+
+describe('SqliteAuditIndex on a worker thread', () => {
+  it('writes off the event loop: search sees each write once it resolves, replays stay single', async () => {
+    const idx = new SqliteAuditIndex({ path: join(dir, 'w.db'), worker: true });
+    try {
+      const gen = createIdGenerator(() => T0);
+      const a = make({ type: 'user.logout', user: 'alice', message: 'walrus one' }, T0, gen);
+      const b = make({ type: 'user.logout', user: 'bob', message: 'walrus two' }, T0 + 1, gen);
+      const pending = idx.writeBatch([a, b], [`${JSON.stringify(a)}\n`, `${JSON.stringify(b)}\n`]);
+      expect(pending).toBeInstanceOf(Promise);
+      await pending;
+      expect((await idx.search({ q: 'walrus' })).events).toEqual([b, a]);
+      await idx.write(a);
+      await idx.writeBatch([b, a]);
+      expect(idx.count()).toBe(2);
+      expect((await idx.search({ q: 'walrus', user: 'bob' })).events).toEqual([b]);
+    } finally {
+      await idx.close();
+    }
+  });
+
+  it('rejects a batch the database refuses, with its reason, and keeps writing the next ones', async () => {
+    const idx = new SqliteAuditIndex({ path: join(dir, 'w.db'), worker: true });
+    try {
+      const good = make({ type: 'gateway.stop' }, T0);
+      // A user that is not a string cannot be bound to its column; the whole batch fails with it.
+      const broken = { ...make({ type: 'gateway.stop' }, T0 + 1), user: { name: 'x' } } as unknown as AuditEvent;
+      await expect(idx.writeBatch([good, broken])).rejects.toThrow(/^audit index: .*bind/);
+      expect(idx.count()).toBe(0);
+      await idx.writeBatch([good]);
+      expect(idx.count()).toBe(1);
+    } finally {
+      await idx.close();
+    }
+  });
+
+  it('closes its thread: close resolves only after the last write committed', async () => {
+    const idx = new SqliteAuditIndex({ path: join(dir, 'w.db'), worker: true });
+    const writes = Array.from({ length: 50 }, (_, i) => idx.write(make({ type: 'gateway.stop' }, T0 + i)));
+    await Promise.all(writes);
+    await idx.close();
+    const check = new SqliteAuditIndex({ path: join(dir, 'w.db') });
+    try {
+      expect(check.count()).toBe(50);
+    } finally {
+      await check.close();
+    }
+  });
+});

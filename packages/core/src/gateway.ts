@@ -627,7 +627,8 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     if (typeof name === 'string' && name !== config.clusterName) config = { ...config, clusterName: name };
   }
   const auditDir = path.join(config.dataDir, 'audit');
-  const index = new SqliteAuditIndex({ path: path.join(auditDir, 'index.db') });
+  // Indexing runs on its own thread: the per-query path only waits for the JSON-lines write.
+  const index = new SqliteAuditIndex({ path: path.join(auditDir, 'index.db'), worker: true });
   const sinks: AuditSink[] = [
     new JsonlFileSink({ dir: auditDir, maxBytes: config.audit.maxFileBytes }),
     index,
