@@ -64,7 +64,8 @@ export function localActor(): string {
 
 export async function openLocalGateway(g: GlobalOpts, env: NodeJS.ProcessEnv): Promise<Gateway> {
   const config = await loadConfig({ file: g.config, overrides: { dataDir: g.dataDir }, env });
-  return createGateway({ config, env });
+  // One command's few events: no index thread to start for them.
+  return createGateway({ config, env, auditIndexThread: false });
 }
 
 /** host:port clients should use; the bound address when the config says port 0. */

@@ -113,6 +113,12 @@ export interface CreateGatewayOptions {
   dialer?: Dialer;
   /** Which spool directory this process uses for audit retries ('daemon' for `gatehouse start`). */
   auditSpoolName?: string;
+  /**
+   * Write the audit search index from a worker thread (default true), off the
+   * event loop that relays sessions. A short-lived process (a local admin
+   * command) writes inline instead and saves starting the thread.
+   */
+  auditIndexThread?: boolean;
   /** Where session recordings go; default: files under <dataDir>/recordings. */
   recordings?: RecordingStore;
   /** The built web UI served at / (default: packages/web/dist); false serves only the API. */
@@ -628,7 +634,10 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   }
   const auditDir = path.join(config.dataDir, 'audit');
   // Indexing runs on its own thread: the per-query path only waits for the JSON-lines write.
-  const index = new SqliteAuditIndex({ path: path.join(auditDir, 'index.db'), worker: true });
+  const index = new SqliteAuditIndex({
+    path: path.join(auditDir, 'index.db'),
+    worker: opts.auditIndexThread ?? true,
+  });
   const sinks: AuditSink[] = [
     new JsonlFileSink({ dir: auditDir, maxBytes: config.audit.maxFileBytes }),
     index,
