@@ -1,7 +1,7 @@
 // Helpers the database benches share: free ports, Debian packages they
 // need, and a throwaway TLS server certificate for the database peers.
 import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 
 export function freePort() {
@@ -31,6 +31,34 @@ export function ensurePackages(need) {
     ['-q', '-o', 'DPkg::Lock::Timeout=120', 'install', '-y', '--no-install-recommends', ...pkgs],
     { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } },
   );
+}
+
+let clockTicks;
+
+/** User + system CPU milliseconds process `pid` has used so far (Linux /proc). */
+export function processCpuMs(pid) {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK']).toString());
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesized command name; utime and stime are the 12th and 13th.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks;
+}
+
+/**
+ * Starts measuring a proxy's CPU: process `pid`, or this process (every
+ * thread: the in-process gateway) when pid is undefined. Returns a function
+ * giving the CPU milliseconds used since.
+ */
+export function cpuMeter(pid) {
+  const read =
+    pid === undefined
+      ? () => {
+          const u = process.cpuUsage();
+          return (u.user + u.system) / 1000;
+        }
+      : () => processCpuMs(pid);
+  const start = read();
+  return () => read() - start;
 }
 
 const ossl = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });

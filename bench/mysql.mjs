@@ -18,7 +18,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { mysql } from '@gatehouse/adapter-mysql';
 import { createGateway } from '@gatehouse/core';
-import { ensurePackages, freePort, serverTls } from './lib.mjs';
+import { cpuMeter, ensurePackages, freePort, serverTls } from './lib.mjs';
 
 export const description =
   'sysbench QPS (oltp_point_select, oltp_read_only; 8 threads, TLS): direct vs haproxy (TCP) vs Gatehouse';
@@ -162,6 +162,7 @@ async function startHaproxy(dir, backendPort) {
   await waitPort(port, child, 'haproxy');
   return {
     port,
+    pid: child.pid,
     stop: async () => {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
@@ -285,14 +286,29 @@ export async function run(argv) {
     await exec('sysbench', [...sysbenchArgs('oltp_read_only', db.port, o), 'prepare'], { cwd: direct });
     const targets = [
       { name: 'direct', port: db.port, cwd: direct },
-      { name: 'haproxy (tcp)', port: hp.port, cwd: direct },
-      { name: 'gatehouse (audit on)', port: bound.dedicated.mysql.port, cwd: viaGatehouse },
+      { name: 'haproxy (tcp)', port: hp.port, cwd: direct, meter: () => cpuMeter(hp.pid) },
+      // The gateway runs in this process: its CPU is this process's, every thread.
+      {
+        name: 'gatehouse (audit on)',
+        port: bound.dedicated.mysql.port,
+        cwd: viaGatehouse,
+        meter: () => cpuMeter(),
+      },
     ];
     const results = [];
     for (const test of ['oltp_point_select', 'oltp_read_only']) {
       for (const t of targets) {
         if (!o.json) process.stderr.write(`${test} via ${t.name} (${o.seconds}s) ...\n`);
-        results.push({ test, target: t.name, ...(await sysbench(test, t.port, t.cwd, o)) });
+        const cpu = t.meter?.();
+        const r = await sysbench(test, t.port, t.cwd, o);
+        const cpuMs = cpu?.();
+        results.push({
+          test,
+          target: t.name,
+          ...r,
+          // The proxy's own CPU per statement; none for direct.
+          ...(cpuMs === undefined ? {} : { proxy_cpu_us_per_query: (cpuMs * 1000) / (r.qps * o.seconds) }),
+        });
       }
     }
     const audited = (await gw.audit.search({ types: ['db.session.query'], limit: 1 })).events.length > 0;
@@ -306,15 +322,17 @@ export async function run(argv) {
       `\nsysbench ${o.threads} threads, ${o.seconds}s each, TLS, table size ${o.tableSize}\n`,
     );
     process.stdout.write(
-      `${'test'.padEnd(20)}${'target'.padEnd(24)}${'QPS'.padStart(12)}${'vs haproxy'.padStart(12)}${'errors'.padStart(8)}\n`,
+      `${'test'.padEnd(20)}${'target'.padEnd(24)}${'QPS'.padStart(12)}${'vs haproxy'.padStart(12)}${'errors'.padStart(8)}${'proxy CPU/query'.padStart(17)}\n`,
     );
     for (const test of ['oltp_point_select', 'oltp_read_only']) {
       const rows = results.filter((r) => r.test === test);
       const base = rows.find((r) => r.target.startsWith('haproxy'))?.qps ?? 0;
       for (const r of rows) {
         const ratio = base ? `${(r.qps / base).toFixed(2)}x` : '-';
+        const cpu =
+          r.proxy_cpu_us_per_query === undefined ? '-' : `${r.proxy_cpu_us_per_query.toFixed(0)} us`;
         process.stdout.write(
-          `${test.padEnd(20)}${r.target.padEnd(24)}${r.qps.toFixed(0).padStart(12)}${ratio.padStart(12)}${String(r.errors).padStart(8)}\n`,
+          `${test.padEnd(20)}${r.target.padEnd(24)}${r.qps.toFixed(0).padStart(12)}${ratio.padStart(12)}${String(r.errors).padStart(8)}${cpu.padStart(17)}\n`,
         );
       }
     }

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { postgres } from '@gatehouse/adapter-postgres';
 import { createGateway } from '@gatehouse/core';
-import { ensurePackages, freePort, serverTls } from './lib.mjs';
+import { cpuMeter, ensurePackages, freePort, serverTls } from './lib.mjs';
 
 export const description =
   'pgbench TPS (select-only, TPC-B-like; 8 clients, TLS): direct vs pgbouncer vs Gatehouse';
@@ -188,7 +188,13 @@ server_tls_key_file = ${files.clientKey}
     if (ok) break;
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { port, stop: () => child.kill('SIGTERM') };
+  // runuser stays as the parent; the proxy whose CPU counts is its child.
+  const pid = Number(
+    execFileSync('pgrep', ['-P', String(child.pid), '-x', 'pgbouncer'])
+      .toString()
+      .trim(),
+  );
+  return { port, pid, stop: () => child.kill('SIGTERM') };
 }
 
 /** How fast the gateway's audit log takes db.session.query events, alone (sequential and 8 at a time). */
@@ -338,6 +344,7 @@ export async function run(argv) {
       {
         name: 'pgbouncer',
         port: bouncer.port,
+        meter: () => cpuMeter(bouncer.pid),
         env: {
           PGSSLMODE: 'verify-full',
           PGSSLROOTCERT: `${files}/pg-ca-client.crt`,
@@ -348,6 +355,8 @@ export async function run(argv) {
       {
         name: 'gatehouse',
         port: gwPort,
+        // The gateway runs in this process: its CPU is this process's, every thread.
+        meter: () => cpuMeter(),
         env: {
           PGSSLMODE: 'verify-full',
           PGSSLROOTCERT: `${files}/host-ca.crt`,
@@ -364,11 +373,15 @@ export async function run(argv) {
     for (const m of modes) {
       for (const t of targets) {
         const before = gw.audit.backlog();
+        const cpu = t.meter?.();
         const tps = await pgbench(`${t.name} ${m.name}`, t.env, t.port, m.args, o.seconds, o.clients);
+        const cpuMs = cpu?.();
         results.push({
           mode: m.name,
           target: t.name,
           tps,
+          // The proxy's own CPU (all its threads) per transaction; none for direct.
+          ...(cpuMs === undefined ? {} : { proxy_cpu_us_per_tx: (cpuMs * 1000) / (tps * o.seconds) }),
           backlog: t.name === 'gatehouse' ? gw.audit.backlog() : before,
         });
         process.stderr.write(`${m.name.padEnd(12)} ${t.name.padEnd(10)} ${tps.toFixed(0)} tps\n`);
@@ -389,10 +402,13 @@ export async function run(argv) {
     process.stdout.write(
       `\npgbench, ${o.clients} clients, ${o.seconds} s each, TLS on every hop, Gatehouse query audit on\n\n`,
     );
-    process.stdout.write(`${'mode'.padEnd(13)}${'target'.padEnd(11)}${'TPS'.padStart(9)}  vs pgbouncer\n`);
+    process.stdout.write(
+      `${'mode'.padEnd(13)}${'target'.padEnd(11)}${'TPS'.padStart(9)}  vs pgbouncer  proxy CPU per tx\n`,
+    );
     for (const r of results) {
+      const cpu = r.proxy_cpu_us_per_tx === undefined ? '-' : `${r.proxy_cpu_us_per_tx.toFixed(0)} us`;
       process.stdout.write(
-        `${r.mode.padEnd(13)}${r.target.padEnd(11)}${r.tps.toFixed(0).padStart(9)}  ${ratio(r.mode, r.target).toFixed(2)}x\n`,
+        `${r.mode.padEnd(13)}${r.target.padEnd(11)}${r.tps.toFixed(0).padStart(9)}  ${`${ratio(r.mode, r.target).toFixed(2)}x`.padStart(12)}  ${cpu.padStart(16)}\n`,
       );
     }
     process.stdout.write(
