@@ -274,7 +274,10 @@ describe('SqliteAuditIndex on a worker thread', () => {
     try {
       const good = make({ type: 'gateway.stop' }, T0);
       // A user that is not a string cannot be bound to its column; the whole batch fails with it.
-      const broken = { ...make({ type: 'gateway.stop' }, T0 + 1), user: { name: 'x' } } as unknown as AuditEvent;
+      const broken = {
+        ...make({ type: 'gateway.stop' }, T0 + 1),
+        user: { name: 'x' },
+      } as unknown as AuditEvent;
       await expect(idx.writeBatch([good, broken])).rejects.toThrow(/^audit index: .*bind/);
       expect(idx.count()).toBe(0);
       await idx.writeBatch([good]);

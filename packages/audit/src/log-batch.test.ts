@@ -157,6 +157,47 @@ describe('background sinks', () => {
     expect(log.backlog().bg).toBe(0);
   });
 
+  it('makes emitters wait for a background sink that falls too far behind, instead of queueing without bound', async () => {
+    const fg = new BatchSink('record');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const slow: AuditSink & { writeBatch(events: AuditEvent[]): Promise<void>; written: number } = {
+      name: 'slow',
+      written: 0,
+      write: () => undefined,
+      async writeBatch(events: AuditEvent[]) {
+        await gate;
+        this.written += events.length;
+      },
+    };
+    const log = new AuditLog({
+      cluster: 'c',
+      sinks: [fg, slow],
+      spoolDir: join(dir, 'spool'),
+      background: ['slow'],
+      backgroundFlushMs: 1,
+      backgroundMaxQueued: 3,
+    });
+    logs.push(log);
+    // Three queued events are allowed: their emits resolve with the sink stuck.
+    for (let i = 0; i < 3; i++) await log.emit(q(i));
+    let fourth = false;
+    const p = log.emit(q(3)).then(() => {
+      fourth = true;
+    });
+    await new Promise((r) => setTimeout(r, 30));
+    // The fourth is in the record already, but its emit waits for the slow sink.
+    expect(fg.calls.flat()).toHaveLength(4);
+    expect(fourth).toBe(false);
+    release();
+    await p;
+    expect(slow.written).toBe(4);
+    // Caught up: the next emit no longer waits.
+    await log.emit(q(4));
+  });
+
   it('refuses a configuration with no foreground sink or an unknown background name', () => {
     const a = new BatchSink('a');
     expect(() => new AuditLog({ cluster: 'c', sinks: [a], spoolDir: dir, background: ['a'] })).toThrow(

@@ -37,6 +37,13 @@ export interface AuditLogOptions {
   background?: string[];
   /** How long a background sink collects events into one batch. Default 20 ms. */
   backgroundFlushMs?: number;
+  /**
+   * Most events a background sink may have queued (emitted, not yet written
+   * or spooled). Beyond it, `emit` also waits for that sink, so a sink slower
+   * than the event rate slows the emitters instead of growing memory without
+   * bound. Default 10000.
+   */
+  backgroundMaxQueued?: number;
 }
 
 /**
@@ -92,6 +99,8 @@ interface SinkState {
   lastError: string | undefined;
   /** Written after emit resolves (see AuditLogOptions.background). */
   background: boolean;
+  /** Events handed to this sink and not yet written or spooled. */
+  queued: number;
 }
 
 function message(err: unknown): string {
@@ -115,6 +124,7 @@ export class AuditLog implements AuditEmitter {
   readonly #retryInitialMs: number;
   readonly #retryMaxMs: number;
   readonly #backgroundFlushMs: number;
+  readonly #backgroundMaxQueued: number;
   readonly #diag = channel(AUDIT_DIAGNOSTICS_CHANNEL);
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -153,6 +163,9 @@ export class AuditLog implements AuditEmitter {
       throw new TypeError('AuditLog: at least one sink must be written before emit resolves');
     }
     this.#backgroundFlushMs = opts.backgroundFlushMs ?? 20;
+    this.#backgroundMaxQueued = opts.backgroundMaxQueued ?? 10_000;
+    if (!(this.#backgroundMaxQueued >= 1))
+      throw new TypeError('AuditLog: backgroundMaxQueued must be at least 1');
     this.#states = sinks.map((sink) => {
       const spool = new Spool(opts.spoolDir, sink.name);
       spool.load();
@@ -167,6 +180,7 @@ export class AuditLog implements AuditEmitter {
         delayMs: this.#retryInitialMs,
         lastError: undefined,
         background: background.has(sink.name),
+        queued: 0,
       };
       return st;
     });
@@ -311,17 +325,21 @@ export class AuditLog implements AuditEmitter {
         cause: err,
       });
     }
+    const behind: Promise<void>[] = [];
     for (const st of this.#states) {
       if (!st.background) continue;
       // Nothing to await: a failure is spooled and retried like any sink's, and
       // one that cannot even be spooled is reported (the foreground record has it).
-      this.#batched(st, e, line).catch((err: unknown) =>
+      const delivered = this.#batched(st, e, line).catch((err: unknown) =>
         this.#publish({ kind: 'sink_failed', sink: st.sink.name, error: message(err) }),
       );
+      // Unless the sink is this far behind: then the emitter waits for it too.
+      if (st.queued > this.#backgroundMaxQueued) behind.push(delivered);
     }
     const results = await Promise.allSettled(
       this.#states.filter((st) => !st.background).map((st) => this.#batched(st, e, line)),
     );
+    if (behind.length > 0) await Promise.all(behind);
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     const first = failed[0];
     if (first) {
@@ -354,6 +372,7 @@ export class AuditLog implements AuditEmitter {
    * more than that tick.
    */
   #batched(st: SinkState, e: AuditEvent, line: string): Promise<void> {
+    st.queued++;
     return new Promise<void>((resolve, reject) => {
       st.batch.push({ e, line, resolve, reject });
       if (st.flushScheduled) return;
@@ -397,6 +416,7 @@ export class AuditLog implements AuditEmitter {
         }
       }
     }
+    st.queued -= items.length;
     for (let i = 0; i < spoolFrom; i++) items[i]!.resolve();
     for (let i = spoolFrom; i < items.length; i++) {
       const item = items[i]!;
