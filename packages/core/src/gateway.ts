@@ -21,11 +21,11 @@ import { createApiHandler, isFileUpload } from './api/server.js';
 import type { AdminApi, TokenView } from './api/types.js';
 import { createTerminalSockets, type TerminalSockets } from './api/ws.js';
 import { LoginService } from './auth/login.js';
-import { WebSessions } from './auth/sessions.js';
+import { WEB_SESSIONS_PREFIX, WebSessions } from './auth/sessions.js';
 import { Authorizer } from './authz/authorizer.js';
 import { MemoryBackend } from './backend/memory.js';
 import { SqliteBackend } from './backend/sqlite.js';
-import type { Backend } from './backend/types.js';
+import type { Backend, WatchEvent } from './backend/types.js';
 import { type Clock, systemClock } from './clock.js';
 import { type GatehouseConfig, loadConfig, splitHostPort } from './config/load.js';
 import type { ConfigFile } from './config/schema.js';
@@ -168,7 +168,7 @@ export class Gateway {
   #secureContext: tls.SecureContext | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #closed = false;
-  #lockWatch: AbortController | undefined;
+  #accessWatch: AbortController | undefined;
   #listening = false;
 
   /** @internal use createGateway() */
@@ -462,33 +462,47 @@ export class Gateway {
   /** Waits for adapters to register and the listener's TLS certificate; listen() calls it. */
   async ready(): Promise<void> {
     await Promise.all(this.#registering);
-    this.#watchLocks();
+    this.#watchAccess();
     if (!this.#secureContext) await this.#renewServerCert();
   }
 
   /**
-   * A new lock (from this process or another sharing the backend) must end
-   * live sessions within a second: every change under locks/ asks each live
-   * session to re-check its principal. A watch that fails restarts, and
-   * sessions re-check then too, in case a change was missed.
+   * Changes that take access away must reach what is open within a second,
+   * whether this process or another sharing the backend made them:
+   * - a new lock: every live session and terminal socket re-checks its principal;
+   * - a web session deleted (logout, user deleted, expiry): terminal sockets
+   *   opened with a session cookie check that theirs still exists.
+   * A watch that fails restarts, and what it guards re-checks then too, in
+   * case a change was missed.
    */
-  #watchLocks(): void {
-    if (this.#lockWatch || this.#closed) return;
+  #watchAccess(): void {
+    if (this.#accessWatch || this.#closed) return;
     const ac = new AbortController();
-    this.#lockWatch = ac;
+    this.#accessWatch = ac;
+    const everything = () => {
+      this.liveSessions.recheckAll();
+      this.#terminalSockets.recheckAll();
+    };
+    this.#watchPrefix('locks/', ac.signal, everything, everything);
+    const sockets = () => this.#terminalSockets.recheckAll();
+    this.#watchPrefix(WEB_SESSIONS_PREFIX, ac.signal, (ev) => ev.type === 'delete' && sockets(), sockets);
+  }
+
+  #watchPrefix(
+    prefix: string,
+    signal: AbortSignal,
+    onChange: (ev: WatchEvent) => void,
+    onRestart: () => void,
+  ): void {
     void (async () => {
-      while (!ac.signal.aborted) {
+      while (!signal.aborted) {
         try {
-          for await (const _change of this.backend.watch('locks/', { signal: ac.signal })) {
-            this.liveSessions.recheckAll();
-            this.#terminalSockets.recheckAll();
-          }
+          for await (const ev of this.backend.watch(prefix, { signal })) onChange(ev);
           return;
         } catch (err) {
-          if (ac.signal.aborted) return;
-          this.log('error', 'watching locks failed; restarting the watch', err);
-          this.liveSessions.recheckAll();
-          this.#terminalSockets.recheckAll();
+          if (signal.aborted) return;
+          this.log('error', `watching ${prefix} failed; restarting the watch`, err);
+          onRestart();
           await new Promise((r) => setTimeout(r, 1000).unref());
         }
       }
@@ -564,7 +578,7 @@ export class Gateway {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#renewTimer);
-    this.#lockWatch?.abort();
+    this.#accessWatch?.abort();
     this.#terminalSockets.close();
     await this.#listener.close();
     this.#http.close();

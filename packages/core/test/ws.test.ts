@@ -208,9 +208,13 @@ describe('terminal WebSockets and /v1/files', () => {
   }
 
   /** A WebSocket as a browser opens it: the session cookie, and Origin unless told otherwise. */
-  function browser(pathAndQuery: string, opts: { user?: string; origin?: string | null } = {}): Client {
+  function browser(
+    pathAndQuery: string,
+    opts: { user?: string; cookie?: string; origin?: string | null } = {},
+  ): Client {
     const headers: Record<string, string> = {};
     if (opts.user) headers.cookie = cookies[opts.user]!.cookie;
+    if (opts.cookie) headers.cookie = opts.cookie;
     const o = opts.origin === undefined ? origin() : opts.origin;
     if (o !== null) headers.origin = o;
     const ws = new WebSocket(`wss://127.0.0.1:${t.port}${pathAndQuery}`, { ca: t.caPem, headers });
@@ -289,18 +293,24 @@ describe('terminal WebSockets and /v1/files', () => {
       const key = newTlsKey();
       const res = await clientFor().login({ user: name, password: PASSWORD, tls_public_key: key.publicPem });
       certs[name] = { certPem: res.tls_cert!, keyPem: key.privatePem };
-      const web = await https(
-        'POST',
-        '/v1/login',
-        { 'content-type': 'application/json' },
-        Buffer.from(JSON.stringify({ user: name, password: PASSWORD })),
-      );
-      cookies[name] = {
-        cookie: String(web.headers['set-cookie']).split(';')[0]!,
-        csrf: JSON.parse(web.body.toString()).csrf_token,
-      };
+      cookies[name] = await webLogin(name);
     }
   });
+
+  /** A new web session (the cookie and CSRF token the web UI keeps). */
+  async function webLogin(name: string): Promise<{ cookie: string; csrf: string }> {
+    const web = await https(
+      'POST',
+      '/v1/login',
+      { 'content-type': 'application/json' },
+      Buffer.from(JSON.stringify({ user: name, password: PASSWORD })),
+    );
+    expect(web.status).toBe(200);
+    return {
+      cookie: String(web.headers['set-cookie']).split(';')[0]!,
+      csrf: JSON.parse(web.body.toString()).csrf_token,
+    };
+  }
 
   afterAll(async () => {
     for (const c of open) c.ws.terminate();
@@ -479,6 +489,49 @@ describe('terminal WebSockets and /v1/files', () => {
       await t.gw.admin.unlockUser('carol');
     }
     expect(lock.target).toEqual({ user: 'carol' });
+  });
+
+  it('logging out closes the terminals and joins that web session opened; other sessions and certificates go on', async () => {
+    const aliceTab = await webLogin('alice');
+    const carolTab = await webLogin('carol');
+    const owner = browser(termPath(), { cookie: aliceTab.cookie });
+    const s = await owner.session();
+    const shell = service.shells.find((x) => x.id === s.session_id)!;
+    const watcher = browser(`/v1/ws/sessions/${shell.id}/join?mode=observer`, { cookie: carolTab.cookie });
+    await watcher.session();
+    // The same users elsewhere: carol with her certificate, alice in another browser.
+    const carolCli = cli(clientFor('carol').joinSession(shell.id));
+    await carolCli.session();
+    const otherTab = browser(termPath(), { user: 'alice' });
+    await otherTab.session();
+
+    const logout = (tab: { cookie: string; csrf: string }) =>
+      https('POST', '/v1/logout', { cookie: tab.cookie, 'x-csrf-token': tab.csrf });
+    expect((await logout(carolTab)).status).toBe(204);
+    expect(await watcher.frame('error')).toMatchObject({ code: 'GH_ERR_UNAUTHENTICATED' });
+    expect((await watcher.waitClosed()).code).toBe(1011);
+    await audit(
+      'session.leave',
+      (e) =>
+        e.type === 'session.leave' &&
+        e.session_id === shell.id &&
+        e.user === 'carol' &&
+        e.mode === 'observer',
+    );
+    owner.input('after carol left');
+    await owner.waitOutput('after carol left');
+    await carolCli.waitOutput('after carol left');
+
+    expect((await logout(aliceTab)).status).toBe(204);
+    expect(await owner.frame('error')).toMatchObject({
+      code: 'GH_ERR_UNAUTHENTICATED',
+      message: 'your web session ended (logged out)',
+    });
+    expect((await owner.waitClosed()).code).toBe(1011);
+    otherTab.input('still signed in');
+    await otherTab.waitOutput('still signed in');
+    expect(otherTab.closed).toBeUndefined();
+    expect(carolCli.closed).toBeUndefined();
   });
 
   it('passes resizes: the viewer size goes to the session, the session size to every viewer; out of range closes 1008', async () => {

@@ -65,9 +65,10 @@ interface Attachment {
   /** Called once when the socket closes (after the handle is detached). */
   onClose?(): void;
   /**
-   * For a joiner, whom core authorized (an owner's shell is the adapter's to
-   * end): rejects once the joiner may no longer watch. `expires` ends the
-   * view when the joiner's certificate or web session does.
+   * Rejects once this socket may no longer stay open: a joiner who lost the
+   * right to watch, or a socket whose web session was ended (logout, the user
+   * deleted). An owner's shell is otherwise the adapter's to end. `expires`
+   * ends the view when the certificate or web session expires.
    */
   recheck?(): Promise<void>;
   expires?: Date;
@@ -82,8 +83,23 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     maxPayload: TERMINAL_WS_MAX_PAYLOAD,
     perMessageDeflate: false,
   });
-  /** Open joins, each with the function that drops it when its re-check fails. */
-  const joins = new Map<Attachment, (err: unknown) => void>();
+  /** Open sockets that re-check (joins, web-session sockets), each with the function that drops it. */
+  const watched = new Map<Attachment, (err: unknown) => void>();
+
+  /**
+   * For a caller signed in with the session cookie: rejects once that web
+   * session is gone, so logging out (in another tab too) closes what it opened.
+   */
+  function webSessionCheck(caller: Caller): (() => Promise<void>) | undefined {
+    const id = caller.session?.id;
+    if (caller.auth !== 'session' || id === undefined) return undefined;
+    return async () => {
+      if (await d.sessions.get(id)) return;
+      throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'your web session ended (logged out)', {
+        hint: 'sign in again to open a terminal',
+      });
+    };
+  }
 
   async function accept(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL): Promise<void> {
     const remoteAddr = remoteAddress(req);
@@ -115,10 +131,12 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
         hint: 'the web terminal needs the SSH adapter (gatehouse start serves it by default)',
       });
     }
+    const stillSignedIn = webSessionCheck(caller);
     upgrade(req, socket, head, {
       mode: 'owner',
       size: { cols: q.cols, rows: q.rows },
       start: (viewer) => service.open({ identity: caller.principal.identity, ...q, remoteAddr }, viewer),
+      ...(stillSignedIn ? { recheck: stillSignedIn } : {}),
     });
   }
 
@@ -145,11 +163,13 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     const p = caller.principal;
     await d.authorizer.authorizeJoin(p, info, mode, { remoteAddr, protocol: 'http' });
     const joinedAt = d.clock.now().getTime();
+    const stillSignedIn = webSessionCheck(caller);
     let left = false;
     return {
       mode,
       expires: p.identity.expires,
       recheck: async () => {
+        await stillSignedIn?.();
         const now = await d.authorizer.principal(p.identity, { traitsFromUser: caller.auth === 'session' });
         const again = info.user === now.user.name ? undefined : now.checker.checkJoin(mode);
         if (again && !again.allowed) {
@@ -196,8 +216,8 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
       upgraded = true;
       const drop = bridge(ws, a, d);
       if (a.recheck) {
-        joins.set(a, drop);
-        ws.once('close', () => joins.delete(a));
+        watched.set(a, drop);
+        ws.once('close', () => watched.delete(a));
       }
     });
     // ws answers a malformed handshake (bad key or version) itself, at once:
@@ -238,7 +258,7 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
         .finally(() => socket.off('error', onError));
     },
     recheckAll() {
-      for (const [a, drop] of joins) a.recheck?.().catch(drop);
+      for (const [a, drop] of watched) a.recheck?.().catch(drop);
     },
     close() {
       for (const ws of wss.clients) ws.terminate();

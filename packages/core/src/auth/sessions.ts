@@ -11,7 +11,9 @@ export interface WebSession {
   csrf: string;
 }
 
-const PREFIX = 'web_sessions/';
+/** Where web sessions live in the backend (watched, so a logout reaches open sockets). */
+export const WEB_SESSIONS_PREFIX = 'web_sessions/';
+const PREFIX = WEB_SESSIONS_PREFIX;
 const hash = (id: string) => createHash('sha256').update(id).digest('hex');
 
 /**
