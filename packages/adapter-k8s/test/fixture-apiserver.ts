@@ -192,7 +192,8 @@ function podObject(p: { name: string; namespace: string }) {
       creationTimestamp: '2026-01-01T00:00:00Z',
       resourceVersion: '1',
     },
-    spec: { containers: [{ name: 'app', image: 'fixture/app:1' }] },
+    // stdin: true, as for a container started with `kubectl run -i`, so attach -i may send input.
+    spec: { containers: [{ name: 'app', image: 'fixture/app:1', stdin: true }] },
     status: {
       phase: 'Running',
       containerStatuses: [{ name: 'app', ready: true, restartCount: 0, image: 'fixture/app:1' }],
@@ -486,13 +487,11 @@ export async function startFixtureApiServer(opts: {
       record(101);
       return;
     }
-    if (sub !== 'exec') {
-      record(400);
-      return refuse(400, status(400, 'BadRequest', `fixture: ${sub} is not served`));
-    }
     record(101);
-    if (spdy) return spdyExec(req, socket, head, url, name!);
-    wss.handleUpgrade(req, socket, head, (ws) => wsExec(ws, url, name!));
+    // attach joins the container's main process; the fixture's is `cat`, one per attach (stdin echoed).
+    const command = sub === 'attach' ? ['cat'] : url.searchParams.getAll('command');
+    if (spdy) return spdyExec(req, socket, head, url, name!, command);
+    wss.handleUpgrade(req, socket, head, (ws) => wsExec(ws, name!, command));
   });
 
   /** What a command's I/O goes through: WebSocket channels or SPDY streams. */
@@ -507,8 +506,7 @@ export async function startFixtureApiServer(opts: {
   }
 
   const children = new Set<ReturnType<typeof spawn>>();
-  const runCommand = (io: ExecIo, url: URL, pod: string) => {
-    const command = url.searchParams.getAll('command');
+  const runCommand = (io: ExecIo, command: string[], pod: string) => {
     if (command.length === 1 && command[0] === 'true') {
       // `true` is answered without a process: forking costs 50-400 ms on a loaded machine and would
       // measure the fork, not the proxy (the bench runs thousands of these).
@@ -547,7 +545,7 @@ export async function startFixtureApiServer(opts: {
     });
   };
 
-  const wsExec = (ws: WebSocket, url: URL, pod: string) => {
+  const wsExec = (ws: WebSocket, pod: string, command: string[]) => {
     const sendCh = (ch: number, data: Buffer) => {
       if (ws.readyState === ws.OPEN) ws.send(Buffer.concat([Buffer.from([ch]), data]));
     };
@@ -566,7 +564,7 @@ export async function startFixtureApiServer(opts: {
           }),
         onClose: (cb) => ws.on('close', cb),
       },
-      url,
+      command,
       pod,
     );
   };
@@ -576,7 +574,14 @@ export async function startFixtureApiServer(opts: {
    * client opens one stream per channel, named by `streamtype`; the command
    * starts once every stream the query asked for is open.
    */
-  const spdyExec = (req: IncomingMessage, socket: Duplex, head: Buffer, url: URL, pod: string) => {
+  const spdyExec = (
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    url: URL,
+    pod: string,
+    command: string[],
+  ) => {
     const offered = (req.headersDistinct['x-stream-protocol-version'] ?? []).flatMap((v) =>
       v.split(',').map((x) => x.trim()),
     );
@@ -625,7 +630,7 @@ export async function startFixtureApiServer(opts: {
           },
           onClose: (cb) => socket.once('close', cb),
         },
-        url,
+        command,
         pod,
       );
     });

@@ -165,6 +165,43 @@ describe('kubectl through Gatehouse', () => {
     });
   });
 
+  it('attach -i, over WebSocket and over SPDY: input reaches the main process, and is recorded and audited', async () => {
+    for (const [protocol, extra] of [
+      ['websocket', {}],
+      ['spdy', { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' }],
+    ] as const) {
+      const before = new Set((await events('kube.exec.start')).map((e) => e.id));
+      const r = await env.kubectl(dev, ['attach', '-i', 'web-1'], {
+        input: `attached over ${protocol}\n`,
+        env: extra,
+      });
+      expect(r.code).toBe(0);
+      // The fixture's main process is cat: the input comes back as its output.
+      expect(r.stdout).toBe(`attached over ${protocol}\n`);
+      const served = env.fixture.requests.filter(
+        (q) => q.path === '/api/v1/namespaces/default/pods/web-1/attach',
+      );
+      expect(served.at(-1)).toMatchObject({
+        user: 'alice',
+        code: 101,
+        method: protocol === 'spdy' ? 'POST' : 'GET',
+      });
+      const starts = (await events('kube.exec.start')).filter((e) => !before.has(e.id));
+      expect(starts).toEqual([
+        expect.objectContaining({ command: 'attach app', name: 'web-1', recorded: true, success: true }),
+      ]);
+      const sid = String(starts[0]!.session_id);
+      const ends = await waitFor(async () => {
+        const e = (await events('kube.exec.end')).filter((x) => x.session_id === sid);
+        return e.length > 0 ? e : undefined;
+      }, 'kube.exec.end');
+      expect(ends).toEqual([expect.objectContaining({ exit_code: 0 })]);
+      const { out, input } = await replay(sid);
+      expect(out).toBe(r.stdout);
+      expect(input).toBe(`attached over ${protocol}\n`);
+    }
+  });
+
   it('logs -f streams: the first lines arrive before the stream ends', async () => {
     const child = spawn(
       '/usr/bin/kubectl',
