@@ -90,7 +90,7 @@ async function startup(
     throw fail(SQLSTATE.connectionFailure, `no answer to SSLRequest (${(err as Error).message})`, err);
   }
   // Bytes after 'S' would be read as plaintext inside the TLS session (CVE-2021-23222): refuse them.
-  if (!answer || answer.length !== 1 || answer[0] !== 0x53) {
+  if (answer?.length !== 1 || answer[0] !== 0x53) {
     const what =
       answer?.[0] === 0x4e ? 'the server does not accept TLS (ssl=off)' : 'unexpected answer to SSLRequest';
     throw fail(SQLSTATE.connectionFailure, what);

@@ -270,10 +270,10 @@ describe('PostgreSQL through Gatehouse (real psql, pg and PostgreSQL 15)', () =>
     const ghost = await psql(['-d', conn({ user: 'ghost' }), '-c', 'select 1']);
     expect(ghost.stderr).toMatch(/refused the connection: .*ghost/);
     for (const name of ['down', 'orders']) {
-      await eventually(
-        'db.session.start',
-        (e) => !(e as { success: boolean }).success && e.db_service === name,
-      );
+      await eventually('db.session.start', (e) => {
+        const start = e as { success: boolean; db_service?: string };
+        return !start.success && start.db_service === name;
+      });
     }
   });
 

@@ -322,6 +322,8 @@ describe('built-in node service signals (ssh2 client: OpenSSH cannot send signal
     const certLine = (await readFile(key.certPath, 'utf8')).trim();
     k.certificate = Buffer.from(certLine.split(' ')[1] as string, 'base64');
     const c = new ssh2.Client();
+    // The typings list authHandler as base AuthMethods; the key is the public-key method's.
+    const publicKey: ssh2.PublicKeyAuthMethod = { type: 'publickey', username: login, key: k };
     await new Promise<void>((resolve, reject) => {
       c.once('ready', () => resolve());
       c.once('error', reject);
@@ -329,7 +331,7 @@ describe('built-in node service signals (ssh2 client: OpenSSH cannot send signal
         host: '127.0.0.1',
         port: node.port,
         username: login,
-        authHandler: [{ type: 'publickey', username: login, key: k }],
+        authHandler: [publicKey],
         hostVerifier: () => true,
       });
     });
