@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -282,6 +282,26 @@ describe('SqliteAuditIndex on a worker thread', () => {
       expect(idx.count()).toBe(0);
       await idx.writeBatch([good]);
       expect(idx.count()).toBe(1);
+    } finally {
+      await idx.close();
+    }
+  });
+
+  it('rejects what was in flight when its thread dies, and starts a new thread on the next write', async () => {
+    const file = join(dir, 'w.db');
+    const idx = new SqliteAuditIndex({ path: file, worker: true });
+    try {
+      // The thread starts on the first write and opens the file by name: make the name a directory.
+      await rename(file, `${file}.moved`);
+      await mkdir(file);
+      await expect(idx.write(make({ type: 'gateway.stop' }, T0))).rejects.toThrow(
+        /audit index writer stopped/,
+      );
+      await rmdir(file);
+      await rename(`${file}.moved`, file);
+      const e = make({ type: 'user.logout', user: 'alice', message: 'after the restart' }, T0 + 1);
+      await idx.write(e);
+      expect((await idx.search({ q: 'restart' })).events).toEqual([e]);
     } finally {
       await idx.close();
     }

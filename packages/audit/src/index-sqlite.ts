@@ -101,61 +101,68 @@ function writerMain(
  * next write. The thread keeps the process alive only while writes are in
  * flight.
  */
+interface WriterThread {
+  worker: Worker;
+  /** This thread's batches in flight, by sequence number. */
+  pending: Map<number, { resolve: () => void; reject: (err: Error) => void }>;
+}
+
 class WorkerWriter {
   readonly #data: WriterData;
-  #worker: Worker | undefined;
+  #thread: WriterThread | undefined;
   #seq = 0;
-  readonly #pending = new Map<number, { resolve: () => void; reject: (err: Error) => void }>();
 
   constructor(data: WriterData) {
     this.#data = data;
   }
 
   write(rows: Row[]): Promise<void> {
-    const w = this.#start();
+    const t = this.#start();
     const seq = ++this.#seq;
     return new Promise<void>((resolve, reject) => {
-      this.#pending.set(seq, { resolve, reject });
-      w.ref();
-      w.postMessage({ seq, rows });
+      t.pending.set(seq, { resolve, reject });
+      t.worker.ref();
+      t.worker.postMessage({ seq, rows });
     });
   }
 
   async close(): Promise<void> {
-    const w = this.#worker;
-    if (!w) return;
-    this.#worker = undefined;
-    const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
-    w.ref();
-    w.postMessage({ close: true });
+    const t = this.#thread;
+    if (!t) return;
+    this.#thread = undefined;
+    const exited = new Promise<void>((resolve) => t.worker.once('exit', () => resolve()));
+    t.worker.ref();
+    t.worker.postMessage({ close: true });
     await exited;
   }
 
-  #start(): Worker {
-    if (this.#worker) return this.#worker;
+  #start(): WriterThread {
+    if (this.#thread) return this.#thread;
     const program = `(${writerMain})(require, require('node:worker_threads'), ${createInserter});`;
-    const w = new Worker(program, {
-      eval: true,
-      workerData: this.#data,
-    });
+    const t: WriterThread = {
+      worker: new Worker(program, { eval: true, workerData: this.#data }),
+      pending: new Map(),
+    };
+    const w = t.worker;
     w.unref();
     w.on('message', (m: { seq: number; error?: string }) => {
-      const p = this.#pending.get(m.seq);
+      const p = t.pending.get(m.seq);
       if (!p) return;
-      this.#pending.delete(m.seq);
+      t.pending.delete(m.seq);
       if (m.error === undefined) p.resolve();
       else p.reject(new Error(`audit index: ${m.error}`));
-      if (this.#pending.size === 0) w.unref();
+      if (t.pending.size === 0) w.unref();
     });
+    // Only this thread's batches fail with it; a thread started since has its own.
     const stopped = (why: string) => {
-      if (this.#worker === w) this.#worker = undefined;
-      for (const p of this.#pending.values()) p.reject(new Error(`audit index writer stopped: ${why}`));
-      this.#pending.clear();
+      if (this.#thread === t) this.#thread = undefined;
+      for (const p of t.pending.values()) p.reject(new Error(`audit index writer stopped: ${why}`));
+      t.pending.clear();
     };
     w.on('error', (err) => stopped(err.message));
     w.on('exit', (code) => stopped(`exit code ${code}`));
-    this.#worker = w;
-    return w;
+    this.#thread = t;
+    return t;
   }
 }
 
