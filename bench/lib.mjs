@@ -33,6 +33,24 @@ export function ensurePackages(need) {
   );
 }
 
+/** The middle value (the mean of the two middle ones for an even count). */
+export function median(xs) {
+  if (xs.length === 0) return 0;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+/**
+ * The targets in the order round `round` runs them: rotated each round, so
+ * that on a shared machine no target always runs first (or last) and a slow
+ * spell hits every target alike.
+ */
+export function roundOrder(targets, round) {
+  const k = round % targets.length;
+  return [...targets.slice(k), ...targets.slice(0, k)];
+}
+
 let clockTicks;
 
 /** User + system CPU milliseconds process `pid` has used so far (Linux /proc). */

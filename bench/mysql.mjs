@@ -18,7 +18,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { mysql } from '@gatehouse/adapter-mysql';
 import { createGateway } from '@gatehouse/core';
-import { cpuMeter, ensurePackages, freePort, serverTls } from './lib.mjs';
+import { cpuMeter, ensurePackages, freePort, median, roundOrder, serverTls } from './lib.mjs';
 
 export const description =
   'sysbench QPS (oltp_point_select, oltp_read_only; 8 threads, TLS): direct vs haproxy (TCP) vs Gatehouse';
@@ -26,17 +26,26 @@ export const description =
 const exec = promisify(execFile);
 
 function parseArgs(argv) {
-  const o = { seconds: 10, threads: 8, tableSize: 10_000, json: false };
+  const o = { seconds: 6, rounds: 3, threads: 8, tableSize: 10_000, json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') o.json = true;
     else if (a === '--seconds') o.seconds = Number(argv[++i]);
+    else if (a === '--rounds') o.rounds = Number(argv[++i]);
     else if (a === '--threads') o.threads = Number(argv[++i]);
     else if (a === '--table-size') o.tableSize = Number(argv[++i]);
-    else throw new Error(`unknown option ${a} (options: --seconds N, --threads N, --table-size N, --json)`);
+    else
+      throw new Error(
+        `unknown option ${a} (options: --seconds N, --rounds N, --threads N, --table-size N, --json)`,
+      );
   }
-  if (!(o.seconds > 0) || !(o.threads > 0) || !(o.tableSize > 0))
-    throw new Error('options must be positive numbers');
+  if (
+    !(o.seconds > 0) ||
+    !(o.threads > 0) ||
+    !(o.tableSize > 0) ||
+    !(Number.isInteger(o.rounds) && o.rounds > 0)
+  )
+    throw new Error('options must be positive numbers (--rounds a whole one)');
   return o;
 }
 
@@ -295,31 +304,48 @@ export async function run(argv) {
         meter: () => cpuMeter(),
       },
     ];
+    // Rounds interleave the targets (rotated each round) and each figure is the median round:
+    // runs on this kind of shared machine vary by 15-25%, and a slow spell should hit every target.
     const results = [];
     for (const test of ['oltp_point_select', 'oltp_read_only']) {
+      const runs = new Map(targets.map((t) => [t.name, { qps: [], cpu: [], errors: 0 }]));
+      for (let round = 0; round < o.rounds; round++) {
+        for (const t of roundOrder(targets, round)) {
+          if (!o.json)
+            process.stderr.write(
+              `${test} via ${t.name} (${o.seconds}s, round ${round + 1}/${o.rounds}) ...\n`,
+            );
+          const cpu = t.meter?.();
+          const r = await sysbench(test, t.port, t.cwd, o);
+          const cpuMs = cpu?.();
+          const run = runs.get(t.name);
+          run.qps.push(r.qps);
+          run.errors += r.errors;
+          // The proxy's own CPU per statement; none for direct.
+          if (cpuMs !== undefined) run.cpu.push((cpuMs * 1000) / (r.qps * o.seconds));
+        }
+      }
       for (const t of targets) {
-        if (!o.json) process.stderr.write(`${test} via ${t.name} (${o.seconds}s) ...\n`);
-        const cpu = t.meter?.();
-        const r = await sysbench(test, t.port, t.cwd, o);
-        const cpuMs = cpu?.();
+        const run = runs.get(t.name);
         results.push({
           test,
           target: t.name,
-          ...r,
-          // The proxy's own CPU per statement; none for direct.
-          ...(cpuMs === undefined ? {} : { proxy_cpu_us_per_query: (cpuMs * 1000) / (r.qps * o.seconds) }),
+          qps: median(run.qps),
+          runs: run.qps,
+          errors: run.errors,
+          ...(run.cpu.length > 0 ? { proxy_cpu_us_per_query: median(run.cpu) } : {}),
         });
       }
     }
     const audited = (await gw.audit.search({ types: ['db.session.query'], limit: 1 })).events.length > 0;
     if (o.json) {
       process.stdout.write(
-        `${JSON.stringify({ threads: o.threads, seconds: o.seconds, results }, null, 2)}\n`,
+        `${JSON.stringify({ threads: o.threads, seconds: o.seconds, rounds: o.rounds, results }, null, 2)}\n`,
       );
       return;
     }
     process.stdout.write(
-      `\nsysbench ${o.threads} threads, ${o.seconds}s each, TLS, table size ${o.tableSize}\n`,
+      `\nsysbench ${o.threads} threads, median of ${o.rounds} interleaved rounds of ${o.seconds}s, TLS, table size ${o.tableSize}\n`,
     );
     process.stdout.write(
       `${'test'.padEnd(20)}${'target'.padEnd(24)}${'QPS'.padStart(12)}${'vs haproxy'.padStart(12)}${'errors'.padStart(8)}${'proxy CPU/query'.padStart(17)}\n`,

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { postgres } from '@gatehouse/adapter-postgres';
 import { createGateway } from '@gatehouse/core';
-import { cpuMeter, ensurePackages, freePort, serverTls } from './lib.mjs';
+import { cpuMeter, ensurePackages, freePort, median, roundOrder, serverTls } from './lib.mjs';
 
 export const description =
   'pgbench TPS (select-only, TPC-B-like; 8 clients, TLS): direct vs pgbouncer vs Gatehouse';
@@ -26,15 +26,17 @@ const PG_BIN = '/usr/lib/postgresql/15/bin';
 const PGBOUNCER = '/usr/sbin/pgbouncer';
 
 function parseArgs(argv) {
-  const o = { seconds: 10, clients: 8, json: false, scale: 1 };
+  const o = { seconds: 6, rounds: 3, clients: 8, json: false, scale: 1 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') o.json = true;
     else if (a === '--seconds') o.seconds = Number(argv[++i]);
+    else if (a === '--rounds') o.rounds = Number(argv[++i]);
     else if (a === '--clients') o.clients = Number(argv[++i]);
-    else throw new Error(`unknown option ${a} (options: --seconds N, --clients N, --json)`);
+    else throw new Error(`unknown option ${a} (options: --seconds N, --rounds N, --clients N, --json)`);
   }
   if (!(o.seconds > 0)) throw new Error('--seconds must be a positive number');
+  if (!(Number.isInteger(o.rounds) && o.rounds >= 1)) throw new Error('--rounds must be a positive integer');
   return o;
 }
 
@@ -369,24 +371,36 @@ export async function run(argv) {
       { name: 'select-only', args: ['-S'] },
       { name: 'tpcb-like', args: [] },
     ];
+    // Rounds interleave the targets (rotated each round) and each figure is the median round:
+    // runs on this kind of shared machine vary by 15-25%, and a slow spell should hit every target.
     const results = [];
     for (const m of modes) {
+      const runs = new Map(targets.map((t) => [t.name, { tps: [], cpu: [] }]));
+      for (let round = 0; round < o.rounds; round++) {
+        for (const t of roundOrder(targets, round)) {
+          const cpu = t.meter?.();
+          const tps = await pgbench(`${t.name} ${m.name}`, t.env, t.port, m.args, o.seconds, o.clients);
+          const cpuMs = cpu?.();
+          runs.get(t.name).tps.push(tps);
+          // The proxy's own CPU (all its threads) per transaction; none for direct.
+          if (cpuMs !== undefined) runs.get(t.name).cpu.push((cpuMs * 1000) / (tps * o.seconds));
+          process.stderr.write(
+            `${m.name.padEnd(12)} ${t.name.padEnd(10)} round ${round + 1}/${o.rounds}: ${tps.toFixed(0)} tps\n`,
+          );
+        }
+      }
       for (const t of targets) {
-        const before = gw.audit.backlog();
-        const cpu = t.meter?.();
-        const tps = await pgbench(`${t.name} ${m.name}`, t.env, t.port, m.args, o.seconds, o.clients);
-        const cpuMs = cpu?.();
+        const r = runs.get(t.name);
         results.push({
           mode: m.name,
           target: t.name,
-          tps,
-          // The proxy's own CPU (all its threads) per transaction; none for direct.
-          ...(cpuMs === undefined ? {} : { proxy_cpu_us_per_tx: (cpuMs * 1000) / (tps * o.seconds) }),
-          backlog: t.name === 'gatehouse' ? gw.audit.backlog() : before,
+          tps: median(r.tps),
+          runs: r.tps,
+          ...(r.cpu.length > 0 ? { proxy_cpu_us_per_tx: median(r.cpu) } : {}),
         });
-        process.stderr.write(`${m.name.padEnd(12)} ${t.name.padEnd(10)} ${tps.toFixed(0)} tps\n`);
       }
     }
+    const backlog = gw.audit.backlog();
     const queries = (await gw.audit.search({ types: ['db.session.query'], limit: 1 })).events.length;
     const audit = await auditRate(gw, Math.min(3, o.seconds));
     const ratio = (mode, target) => {
@@ -395,20 +409,21 @@ export async function run(argv) {
     };
     if (o.json) {
       process.stdout.write(
-        `${JSON.stringify({ seconds: o.seconds, clients: o.clients, results, audit_events_per_second: audit, audited: queries > 0 }, null, 2)}\n`,
+        `${JSON.stringify({ seconds: o.seconds, rounds: o.rounds, clients: o.clients, results, audit_backlog: backlog, audit_events_per_second: audit, audited: queries > 0 }, null, 2)}\n`,
       );
       return;
     }
     process.stdout.write(
-      `\npgbench, ${o.clients} clients, ${o.seconds} s each, TLS on every hop, Gatehouse query audit on\n\n`,
+      `\npgbench, ${o.clients} clients, median of ${o.rounds} interleaved rounds of ${o.seconds} s, TLS on every hop, Gatehouse query audit on\n\n`,
     );
     process.stdout.write(
-      `${'mode'.padEnd(13)}${'target'.padEnd(11)}${'TPS'.padStart(9)}  vs pgbouncer  proxy CPU per tx\n`,
+      `${'mode'.padEnd(13)}${'target'.padEnd(11)}${'TPS'.padStart(9)}  ${'(min-max)'.padEnd(13)}vs pgbouncer  proxy CPU per tx\n`,
     );
     for (const r of results) {
       const cpu = r.proxy_cpu_us_per_tx === undefined ? '-' : `${r.proxy_cpu_us_per_tx.toFixed(0)} us`;
+      const spread = `(${Math.min(...r.runs).toFixed(0)}-${Math.max(...r.runs).toFixed(0)})`;
       process.stdout.write(
-        `${r.mode.padEnd(13)}${r.target.padEnd(11)}${r.tps.toFixed(0).padStart(9)}  ${`${ratio(r.mode, r.target).toFixed(2)}x`.padStart(12)}  ${cpu.padStart(16)}\n`,
+        `${r.mode.padEnd(13)}${r.target.padEnd(11)}${r.tps.toFixed(0).padStart(9)}  ${spread.padEnd(13)}${`${ratio(r.mode, r.target).toFixed(2)}x`.padStart(12)}  ${cpu.padStart(16)}\n`,
       );
     }
     process.stdout.write(

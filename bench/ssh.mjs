@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { median } from './lib.mjs';
 
 export const description =
   'ssh throughput + `true` latency: direct vs OpenSSH -J vs ssh -J through Gatehouse vs gatehouse ssh; memory per idle session';
@@ -26,11 +27,6 @@ const PASSWORD = 'bench password 123';
 function flag(argv, name, def) {
   const i = argv.indexOf(name);
   return i >= 0 && argv[i + 1] ? Number(argv[i + 1]) : def;
-}
-
-function median(xs) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? 0;
 }
 
 /** Runs a command with stdout discarded; resolves to wall ms. */
