@@ -1,9 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { AuditEmitter, LoginFailureReason, LoginMethod } from '@gatehouse/audit';
 import type { UserView } from '../api/types.js';
 import type { Backend } from '../backend/types.js';
 import type { Clock } from '../clock.js';
 import type { Sealer } from '../crypto/seal.js';
+import { commandLineToken } from '../crypto/token.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
 import { formatDuration } from '../util/duration.js';
 import {
@@ -234,7 +235,7 @@ export class UserService {
   async createToken(name: string, kind: 'invite' | 'reset', actor: string): Promise<TokenInfo> {
     if (!(await this.get(name))) throw notFound(name);
     await this.#deleteTokensOf(name);
-    const token = randomBytes(32).toString('base64url');
+    const token = commandLineToken(32);
     const id = tokenId(token);
     const ttlMs = kind === 'invite' ? this.policy.inviteTtlMs : this.policy.resetTtlMs;
     const now = this.#clock.now();

@@ -1,8 +1,9 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { AuditEmitter } from '@gatehouse/audit';
 import type { Backend } from '../backend/types.js';
 import type { Clock } from '../clock.js';
+import { commandLineToken } from '../crypto/token.js';
 import { GatehouseError } from '../errors.js';
 import type { CertificateAuthorities } from '../pki/authority.js';
 import { parseSshPublicKey } from '../pki/sshcert.js';
@@ -107,7 +108,7 @@ export class JoinTokenStore {
     if (!Number.isFinite(ttlMs) || ttlMs <= 0 || ttlMs > MAX_JOIN_TOKEN_TTL_MS) {
       throw validation('join token TTL must be between 1s and 7 days', 'Use e.g. --ttl 30m or --ttl 24h.');
     }
-    const token = randomBytes(24).toString('base64url');
+    const token = commandLineToken(24);
     const now = this.#d.clock.now();
     const expires = new Date(now.getTime() + ttlMs);
     const rec: JoinTokenRecord = {
