@@ -28,6 +28,17 @@ afterAll(async () => {
 
 const events = (type: string) => env.events(type);
 
+/**
+ * The kube.exec.end events of one session, once there is one: kubectl exits on the exit status, and
+ * the gateway audits the end when the connection closes, which can come later.
+ */
+function execEnds(sid: string) {
+  return waitFor(async () => {
+    const e = (await events('kube.exec.end')).filter((x) => x.session_id === sid);
+    return e.length > 0 ? e : undefined;
+  }, 'kube.exec.end');
+}
+
 /** A recording's output and input, as text. */
 async function replay(sid: string): Promise<{ out: string; input: string }> {
   let out = '';
@@ -110,11 +121,7 @@ describe('kubectl through Gatehouse', () => {
     const { out, input } = await replay(sid);
     expect(out).toBe(r.stdout);
     expect(input).toBe('recorded input\n');
-    // kubectl can exit before the gateway has audited the end (it reads the exit status first).
-    const ends = await waitFor(async () => {
-      const e = (await events('kube.exec.end')).filter((x) => x.session_id === sid);
-      return e.length > 0 ? e : undefined;
-    }, 'kube.exec.end');
+    const ends = await execEnds(sid);
     expect(ends).toHaveLength(1);
     expect(ends[0]).toMatchObject({ exit_code: 0 });
   });
@@ -146,11 +153,7 @@ describe('kubectl through Gatehouse', () => {
       );
       expect(starts).toEqual([expect.objectContaining({ recorded: true, success: true })]);
       const sid = String(starts[0]!.session_id);
-      // kubectl exits on the status; the session (and its recording) ends when the connection closes.
-      const ends = await waitFor(async () => {
-        const e = (await events('kube.exec.end')).filter((x) => x.session_id === sid);
-        return e.length > 0 ? e : undefined;
-      }, 'kube.exec.end');
+      const ends = await execEnds(sid);
       expect(ends).toEqual([expect.objectContaining({ exit_code: 0 })]);
       const { out, input } = await replay(sid);
       expect(out).toBe(r.stdout);
@@ -191,10 +194,7 @@ describe('kubectl through Gatehouse', () => {
         expect.objectContaining({ command: 'attach app', name: 'web-1', recorded: true, success: true }),
       ]);
       const sid = String(starts[0]!.session_id);
-      const ends = await waitFor(async () => {
-        const e = (await events('kube.exec.end')).filter((x) => x.session_id === sid);
-        return e.length > 0 ? e : undefined;
-      }, 'kube.exec.end');
+      const ends = await execEnds(sid);
       expect(ends).toEqual([expect.objectContaining({ exit_code: 0 })]);
       const { out, input } = await replay(sid);
       expect(out).toBe(r.stdout);
