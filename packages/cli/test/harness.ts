@@ -6,41 +6,25 @@ import { fileURLToPath } from 'node:url';
 import { createGateway, loadConfig } from '@gatehouse/core';
 import { type Sshd, startSshd } from '@gatehouse/core/testing';
 import { expect } from 'vitest';
+import { type ClientRun, runClient } from '../../core/test/helpers.js';
 
 /** The BUILT binary: `npm test` runs `tsc -b` before the suite. */
 export const BIN = fileURLToPath(new URL('../bin/gatehouse.js', import.meta.url));
 const DIST = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 export const PASSWORD = 'correct horse battery staple';
 
-export interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+export type Run = ClientRun;
 
-/** Runs `gatehouse ARGS` to completion (30 s cap). */
+/** Runs `gatehouse ARGS` to completion (30 s cap), with the caller's environment. */
 export function run(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    // A GATEHOUSE_DATA_DIR from the caller's shell would switch admin verbs to local mode.
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    delete env.GATEHOUSE_DATA_DIR;
-    Object.assign(env, opts.env);
-    const child = spawn(process.execPath, [BIN, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(opts.input ?? '');
+  // A GATEHOUSE_DATA_DIR from the caller's shell would switch admin verbs to local mode.
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.GATEHOUSE_DATA_DIR;
+  Object.assign(env, opts.env);
+  return runClient(process.execPath, [BIN, ...args], {
+    env,
+    timeoutMs: 30_000,
+    ...(opts.input === undefined ? {} : { input: opts.input }),
   });
 }
 

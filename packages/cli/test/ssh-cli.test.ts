@@ -4,13 +4,14 @@
  * ProxyCommand: SSH inside TLS, ALPN gatehouse-ssh), gatehouse scp,
  * gatehouse config ssh used by plain ssh, sessions ls/kill.
  */
-import { execFile, execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Sshd } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ClientRun, runClient } from '../../core/test/helpers.js';
 import { cpuHasAes } from '../src/commands/ssh-client.js';
 import {
   addAccessUser,
@@ -31,32 +32,12 @@ let home: string;
 /** A fresh Unix account to log in as (root's dotfiles may do slow or locking work at login). */
 const login = `ghc${randomBytes(3).toString('hex')}`;
 
-/** Runs a program to completion with the test user's GATEHOUSE_HOME. */
-function tool(
-  program: string,
-  args: string[],
-  input = '',
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(program, args, {
-      env: { ...process.env, GATEHOUSE_HOME: home },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (x) => {
-      stdout += x;
-    });
-    child.stderr.on('data', (x) => {
-      stderr += x;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input);
+/** Runs a program to completion (30 s cap) with the test user's GATEHOUSE_HOME. */
+function tool(program: string, args: string[], input = ''): Promise<ClientRun> {
+  return runClient(program, args, {
+    env: { ...process.env, GATEHOUSE_HOME: home },
+    input,
+    timeoutMs: 30_000,
   });
 }
 
