@@ -485,7 +485,11 @@ export class Gateway {
     };
     this.#watchPrefix('locks/', ac.signal, everything, everything);
     const sockets = () => this.#terminalSockets.recheckAll();
-    this.#watchPrefix(WEB_SESSIONS_PREFIX, ac.signal, (ev) => ev.type === 'delete' && sockets(), sockets);
+    const onSessionChange = (ev: WatchEvent) => {
+      // A new web session takes nothing away; only a deleted one ends sockets.
+      if (ev.type === 'delete') sockets();
+    };
+    this.#watchPrefix(WEB_SESSIONS_PREFIX, ac.signal, onSessionChange, sockets);
   }
 
   #watchPrefix(
