@@ -1,5 +1,7 @@
-// Helpers the database benches share: free ports, Debian packages they
-// need, and a throwaway TLS server certificate for the database peers.
+// Helpers the benches share: free ports, the Debian packages they need,
+// medians over rounds run in rotating order, a proxy's CPU time, and a
+// throwaway TLS server certificate for the database peers. (Not
+// @gatehouse/core/testing: that entry point loads vitest.)
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
