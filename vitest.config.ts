@@ -20,14 +20,33 @@ export default defineConfig({
     projects: [
       {
         resolve: { alias },
-        test: { name: 'unit', include: ['packages/*/src/**/*.test.ts'], testTimeout: 20_000 },
+        test: {
+          name: 'unit',
+          include: ['packages/*/src/**/*.test.ts'],
+          exclude: ['packages/*/src/**/*.fuzz.test.ts', '**/node_modules/**'],
+          testTimeout: 20_000,
+        },
       },
       {
         resolve: { alias },
         test: {
           name: 'integration',
           include: ['packages/*/test/**/*.test.ts'],
+          exclude: ['packages/*/test/reliability/**', '**/node_modules/**'],
           testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        resolve: { alias },
+        // Bad input and bad luck, replayed: seeded property-based fuzzing of
+        // every codec and parser (*.fuzz.test.ts next to the code; a failure
+        // prints its seed), and attacks and accidents against a running
+        // gateway (test/reliability/) while real clients keep working.
+        test: {
+          name: 'reliability',
+          include: ['packages/*/src/**/*.fuzz.test.ts', 'packages/*/test/reliability/**/*.test.ts'],
+          testTimeout: 120_000,
           hookTimeout: 60_000,
         },
       },
