@@ -11,7 +11,7 @@ export interface MysqlAdapterOptions {
    * greeting once.
    */
   serverVersion?: string;
-  /** From connect to the client's handshake response (TLS included). Default 10 s. */
+  /** From connect to the client's handshake response (TLS included). Default: the listener's handshake_timeout (10 s). */
   handshakeTimeoutMs?: number;
   /** Dialing and logging in to the database. Default 15 s. */
   upstreamTimeoutMs?: number;
@@ -39,7 +39,7 @@ export class MysqlAdapter implements Adapter {
   register(ctx: AdapterContext): void {
     for (const db of this.#opts.databases ?? []) ctx.databases.addStatic({ ...db, protocol: 'mysql' });
     const opts: SessionOptions = {
-      handshakeTimeoutMs: this.#opts.handshakeTimeoutMs ?? 10_000,
+      handshakeTimeoutMs: this.#opts.handshakeTimeoutMs ?? ctx.config.listener.handshakeTimeoutMs,
       upstreamTimeoutMs: this.#opts.upstreamTimeoutMs ?? 15_000,
       maxPacketBytes: this.#opts.maxPacketBytes ?? 64 * 1024 * 1024,
       lockCheckMs: this.#opts.lockCheckMs ?? 10_000,

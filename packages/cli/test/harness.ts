@@ -66,6 +66,10 @@ export interface Daemon {
   adminToken: string;
   out(): string;
   err(): string;
+  /** Whether the process still runs (a crash test asserts it survived). */
+  alive(): boolean;
+  /** The child process's pid (for kill -9 tests). */
+  pid: number;
   /** SIGTERM; resolves to the exit code. */
   stop(): Promise<number | null>;
 }
@@ -115,6 +119,8 @@ export async function startDaemon(opts: { cluster: string; extraConfig?: string 
     adminToken: m[3]!,
     out: () => out,
     err: () => err,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    pid: child.pid!,
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));

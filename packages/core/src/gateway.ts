@@ -170,6 +170,8 @@ export class Gateway {
   #closed = false;
   #accessWatch: AbortController | undefined;
   #listening = false;
+  #ready: Promise<void> | undefined;
+  #readyDone = false;
 
   /** @internal use createGateway() */
   constructor(parts: {
@@ -405,10 +407,14 @@ export class Gateway {
           acceptTls(raw, {
             secureContext: this.#currentSecureContext(),
             verifyClientCert: (cert) => this.authorizer.identityFromCert(cert),
+            onLateError: (err) => this.log('debug', 'TLS connection failed', err),
           }),
       },
     };
     this.#registering.push(Promise.resolve(adapter.register(ctx)));
+    // An adapter added after ready(): the next listen()/handle() waits for its registration too.
+    this.#ready = undefined;
+    this.#readyDone = false;
     return this;
   }
 
@@ -454,13 +460,48 @@ export class Gateway {
     return { address, port: addr.port, dedicated: extra };
   }
 
-  /** Serve a socket accepted by someone else's net.Server. */
+  /**
+   * Serve a socket accepted by someone else's net.Server. Works without
+   * listen(): the first socket waits for ready() (adapters registered, TLS
+   * certificate issued). A failure there ends that socket only.
+   */
   handle(socket: Socket): void {
-    this.#listener.handle(socket);
+    if (this.#readyDone) {
+      this.#listener.handle(socket);
+      return;
+    }
+    // Until the listener owns it, an error on the socket is ours to catch.
+    const early = (err: Error) => this.log('debug', 'a socket handed to handle() failed before routing', err);
+    socket.on('error', early);
+    this.ready().then(
+      () => {
+        socket.off('error', early);
+        this.#listener.handle(socket);
+      },
+      (err: unknown) => {
+        this.log('error', 'the gateway could not get ready for a socket handed to handle()', err);
+        socket.destroy();
+      },
+    );
   }
 
-  /** Waits for adapters to register and the listener's TLS certificate; listen() calls it. */
-  async ready(): Promise<void> {
+  /** Waits for adapters to register and the listener's TLS certificate; listen() and handle() call it. */
+  ready(): Promise<void> {
+    this.#ready ??= this.#prepare().then(
+      () => {
+        this.#readyDone = true;
+      },
+      (err: unknown) => {
+        // A later call tries again (e.g. the backend was briefly unavailable).
+        this.#ready = undefined;
+        throw err;
+      },
+    );
+    return this.#ready;
+  }
+
+  async #prepare(): Promise<void> {
+    if (this.#closed) throw new GatehouseError('GH_ERR_INTERNAL', 'the gateway is closed');
     await Promise.all(this.#registering);
     this.#watchAccess();
     if (!this.#secureContext) await this.#renewServerCert();

@@ -3,18 +3,43 @@ import type { Duplex } from 'node:stream';
 import type { AuditEmitter } from '@gatehouse/audit';
 import { type ErrorCode, GatehouseError } from '../errors.js';
 
-/** Reads a JSON body, refusing more than `limit` bytes before buffering them. */
+/**
+ * Reads a JSON body, refusing more than `limit` bytes before buffering them.
+ * An oversized body is left unread (the stream paused, not destroyed): the
+ * caller answers 413 with `Connection: close`, which the client can still
+ * read, and the server closes the connection after that answer.
+ */
 export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > limit) throw tooLarge(limit);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw tooLarge(limit);
-    chunks.push(chunk);
-  }
-  if (size === 0) return {};
+  const body = await new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (err?: Error) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+      if (err) {
+        req.pause();
+        reject(err);
+      } else resolve(Buffer.concat(chunks));
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) done(tooLarge(limit));
+      else chunks.push(chunk);
+    };
+    const onEnd = () => done();
+    const onError = (err: Error) => done(err);
+    const onClose = () =>
+      done(new GatehouseError('GH_ERR_BAD_REQUEST', 'the connection closed before the request body ended'));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+  });
+  if (body.length === 0) return {};
   const type = String(req.headers['content-type'] ?? '');
   if (!type.includes('json')) {
     throw new GatehouseError('GH_ERR_BAD_REQUEST', 'request body must be JSON', {
@@ -22,7 +47,7 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
     });
   }
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return JSON.parse(body.toString('utf8'));
   } catch (cause) {
     throw new GatehouseError('GH_ERR_BAD_REQUEST', 'request body is not valid JSON', { cause });
   }

@@ -127,6 +127,9 @@ export function isFileUpload(req: IncomingMessage): boolean {
   );
 }
 
+/** How long the rest of an oversized body is read and discarded after the 413, before the connection is cut. */
+const OVERSIZED_DRAIN_MS = 5_000;
+
 /** An upload that sends nothing for this long is cut off. */
 const UPLOAD_IDLE_MS = 60_000;
 
@@ -485,7 +488,15 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       });
       return;
     }
-    m.route.handler(ctx, m.params).catch((err: unknown) => fail(ctx, err));
+    m.route
+      .handler(ctx, m.params)
+      .catch((err: unknown) => fail(ctx, err))
+      .catch((err: unknown) => {
+        // Answering the failure failed too (the client is gone): this request
+        // ends here; nothing about it may take the process down.
+        d.log('error', `API ${req.method} ${url.pathname}: answering a failed request failed`, err);
+        res.destroy();
+      });
   };
 
   async function fail(ctx: Ctx, err: unknown): Promise<void> {
@@ -500,15 +511,28 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       { method: ctx.req.method ?? '', path: ctx.url.pathname, remoteAddr: ctx.remoteAddr },
       d.log,
     );
-    if (ctx.res.headersSent) {
+    if (ctx.res.headersSent || ctx.res.destroyed) {
       ctx.res.destroy();
       return;
     }
-    // A body we stopped reading (oversized, or an upload refused early) must
-    // not be parsed as the next request.
-    const close = ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE' || (ctx.closeAfter && !ctx.req.complete);
+    if (ge.code === 'GH_ERR_PAYLOAD_TOO_LARGE' && !ctx.req.complete) {
+      // The client is still sending: answer now, and let the HTTP server read
+      // and discard the rest (nothing is kept) so the client can read the 413
+      // instead of a reset. A body that does not end soon costs its connection.
+      sendProblem(ctx.res, ge);
+      const socket = ctx.req.socket;
+      const t = setTimeout(() => {
+        if (!ctx.req.complete) socket?.destroy();
+      }, OVERSIZED_DRAIN_MS);
+      t.unref();
+      ctx.req.once('end', () => clearTimeout(t));
+      socket?.once('close', () => clearTimeout(t));
+      return;
+    }
+    // An upload refused early must not be parsed as the next request:
+    // `Connection: close` makes the server close once this answer is out.
+    const close = ctx.closeAfter && !ctx.req.complete;
     sendProblem(ctx.res, ge, close ? { connection: 'close' } : {});
-    if (close) ctx.req.socket.end();
   }
 }
 

@@ -77,7 +77,9 @@ export class Listener {
    */
   async listenRaw(host: string, port: number, handler: RawHandler): Promise<net.AddressInfo> {
     const server = net.createServer({ noDelay: true }, (socket) => {
-      if (this.#track(socket)) handler(socket, connectionInfo(socket));
+      if (!this.#track(socket)) return;
+      const info = connectionInfo(socket);
+      this.#safely(socket, info, 'a dedicated listener', () => handler(socket, info));
     });
     return this.#open(server, host, port);
   }
@@ -102,6 +104,12 @@ export class Listener {
     }
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
+    // Whoever handles the socket next adds its own listeners; this one makes
+    // sure an error in a moment nobody listens (a reset after a refusal, while
+    // an adapter awaits core) ends that socket only, never the process.
+    socket.on('error', (err) =>
+      this.#deps.log('debug', `connection from ${socket.remoteAddress ?? '?'} failed`, err),
+    );
     return true;
   }
 
@@ -232,7 +240,26 @@ export class Listener {
     socket.resume();
   }
 
+  /** Runs a route handler; one that throws ends its own connection, never the listener. */
+  #safely(socket: Socket, info: ConnectionInfo, what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.#deps.log('error', `${what} failed for a connection from ${info.remoteAddr}`, err);
+      socket.destroy();
+    }
+  }
+
   #route(socket: Socket, info: ConnectionInfo, release: () => void, kind: ReturnType<typeof sniff>): void {
+    this.#safely(socket, info, `routing (${kind})`, () => this.#routeKind(socket, info, release, kind));
+  }
+
+  #routeKind(
+    socket: Socket,
+    info: ConnectionInfo,
+    release: () => void,
+    kind: ReturnType<typeof sniff>,
+  ): void {
     const routes = this.#deps.routes;
     switch (kind) {
       case 'ssh': {
@@ -312,31 +339,38 @@ export class Listener {
     const onError = (err: Error) => {
       clearTimeout(timer);
       this.#reject(tlsSocket, info, 'tls_handshake_failed', err.message);
-    };
-    tlsSocket.once('error', onError);
-    tlsSocket.once('secure', () => {
-      clearTimeout(timer);
+      // A second error from the same dying socket is not a second refusal.
       tlsSocket.off('error', onError);
-      release();
-      const alpn = tlsSocket.alpnProtocol || undefined;
-      const sni = (tlsSocket as TLSSocket & { servername?: string | false }).servername || undefined;
-      const tinfo: TlsConnectionInfo = { ...info, alpn, sni };
-      try {
-        tinfo.identity = clientIdentity(tlsSocket, this.#deps.verifyClientCert);
-      } catch (err) {
-        const r = err as TlsRefused;
-        return this.#reject(tlsSocket, info, r.reason, r.message);
-      }
-      // Swallowing errors here would hide failures; handlers attach their own.
-      tlsSocket.on('error', (err) => this.#deps.log('debug', `TLS connection from ${info.remoteAddr}`, err));
-      if (postgres) return routes.postgresHandlers?.tls(tlsSocket, tinfo);
-      const tunnel = routes.alpnHandler(alpn);
-      if (tunnel) return tunnel(tlsSocket, tinfo);
-      const bySni = routes.sniHandler(sni);
-      if (bySni) return bySni(tlsSocket, tinfo);
-      if (alpn === undefined || alpn === 'http/1.1') return this.#deps.http(tlsSocket);
-      return this.#reject(tlsSocket, info, 'no_route', `no route for ALPN ${alpn}`);
-    });
+      tlsSocket.on('error', (e) => this.#deps.log('debug', `TLS connection from ${info.remoteAddr}`, e));
+    };
+    tlsSocket.on('error', onError);
+    tlsSocket.once('secure', () =>
+      this.#safely(tlsSocket, info, 'routing (tls)', () => {
+        clearTimeout(timer);
+        tlsSocket.off('error', onError);
+        release();
+        const alpn = tlsSocket.alpnProtocol || undefined;
+        const sni = (tlsSocket as TLSSocket & { servername?: string | false }).servername || undefined;
+        const tinfo: TlsConnectionInfo = { ...info, alpn, sni };
+        try {
+          tinfo.identity = clientIdentity(tlsSocket, this.#deps.verifyClientCert);
+        } catch (err) {
+          const r = err as TlsRefused;
+          return this.#reject(tlsSocket, info, r.reason, r.message);
+        }
+        // Swallowing errors here would hide failures; handlers attach their own.
+        tlsSocket.on('error', (err) =>
+          this.#deps.log('debug', `TLS connection from ${info.remoteAddr}`, err),
+        );
+        if (postgres) return routes.postgresHandlers?.tls(tlsSocket, tinfo);
+        const tunnel = routes.alpnHandler(alpn);
+        if (tunnel) return tunnel(tlsSocket, tinfo);
+        const bySni = routes.sniHandler(sni);
+        if (bySni) return bySni(tlsSocket, tinfo);
+        if (alpn === undefined || alpn === 'http/1.1') return this.#deps.http(tlsSocket);
+        return this.#reject(tlsSocket, info, 'no_route', `no route for ALPN ${alpn}`);
+      }),
+    );
   }
 
   #isTrusted(addr: string): boolean {

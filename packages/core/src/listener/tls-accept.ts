@@ -66,9 +66,17 @@ export function clientIdentity(socket: TLSSocket, verify: VerifyClientCert): Ide
  */
 export function acceptTls(
   raw: Socket,
-  opts: { secureContext: tls.SecureContext; verifyClientCert: VerifyClientCert },
+  opts: {
+    secureContext: tls.SecureContext;
+    verifyClientCert: VerifyClientCert;
+    /** Errors after the handshake, while no adapter listens yet (the socket then closes). */
+    onLateError: (err: Error) => void;
+  },
 ): { socket: TLSSocket; identity: Promise<Identity | undefined> } {
   const socket = wrapServerTls(raw, { secureContext: opts.secureContext });
+  // Errors nobody else listens for (after a refusal, while the adapter awaits
+  // core) end this socket only; adapters add their own listeners.
+  socket.on('error', opts.onLateError);
   const identity = new Promise<Identity | undefined>((resolve, reject) => {
     const onError = (err: Error) => reject(new TlsRefused('tls_handshake_failed', err.message));
     socket.once('error', onError);
