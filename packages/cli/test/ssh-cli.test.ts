@@ -99,6 +99,14 @@ describe('gatehouse ssh (OpenSSH + gatehouse proxy ssh as ProxyCommand)', () => 
     expect(r.code).toBe(4);
   });
 
+  it('-tt forces a terminal without a local one, as ssh -tt (commander used to fold it into one -t)', async () => {
+    const r = await gh(['ssh', '-tt', `${login}@node1`, 'tty']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^\/dev\/pts\/\d+\r\n$/);
+    const once = await gh(['ssh', '-t', `${login}@node1`, 'tty']);
+    expect(once.stderr).toContain('Pseudo-terminal will not be allocated');
+  });
+
   it('shows why access is refused: a login the role does not allow, an unknown node', async () => {
     const denied = await gh(['ssh', 'nobody@node1', 'true']);
     expect(denied.code).toBe(255);

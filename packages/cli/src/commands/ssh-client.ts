@@ -105,42 +105,50 @@ function run(ctx: SshCtx, program: string, args: string[]): Promise<number> {
 
 /** `gatehouse ssh [-L spec] [-R spec] [-D port] [-t] [-N] [-p port] LOGIN@NODE [command...]` on `cmd`. */
 export function defineSsh(cmd: Command, ctx: SshCtx): Command {
-  return cmd
-    .description('open an SSH session to a node through Gatehouse (runs OpenSSH with your certificate)')
-    .argument('<target>', 'LOGIN@NODE')
-    .argument('[command...]', 'command to run instead of a shell')
-    .option('-L <spec>', 'local port forward, as ssh -L (repeatable)', collect)
-    .option('-R <spec>', 'remote port forward, as ssh -R (repeatable)', collect)
-    .option('-D <port>', 'SOCKS proxy on a local port, as ssh -D')
-    .option('-t', 'force a terminal, as ssh -t')
-    .option('-N', 'no command (forwarding only), as ssh -N')
-    .option('-p <port>', "the node's SSH port as registered (default 22)")
-    .addHelpText(
-      'after',
-      examples(
-        '  $ gatehouse ssh root@web1\n  $ gatehouse ssh root@web1 uptime\n  $ gatehouse ssh -L 8080:localhost:80 root@web1 -N',
-      ),
-    )
-    .action(
-      async (
-        target: string,
-        command: string[],
-        o: { L?: string[]; R?: string[]; D?: string; t?: boolean; N?: boolean; p?: string },
-      ) => {
-        if (!/^[^@\s]+@[^@\s]+$/.test(target))
-          throw usage(`"${target}" is not LOGIN@NODE`, 'e.g. gatehouse ssh root@web1');
-        const args = [...sshOptions(ctx)];
-        for (const l of o.L ?? []) args.push('-L', l);
-        for (const r of o.R ?? []) args.push('-R', r);
-        if (o.D) args.push('-D', o.D);
-        if (o.t) args.push('-t');
-        if (o.N) args.push('-N');
-        if (o.p) args.push('-p', o.p);
-        args.push(target, ...command);
-        // A wrapper exits with its program's status (`ssh host false` exits 1).
-        ctx.exitCode = await run(ctx, 'ssh', args);
-      },
-    );
+  return (
+    cmd
+      .description('open an SSH session to a node through Gatehouse (runs OpenSSH with your certificate)')
+      .argument('<target>', 'LOGIN@NODE')
+      .argument('[command...]', 'command to run instead of a shell')
+      .option('-L <spec>', 'local port forward, as ssh -L (repeatable)', collect)
+      .option('-R <spec>', 'remote port forward, as ssh -R (repeatable)', collect)
+      .option('-D <port>', 'SOCKS proxy on a local port, as ssh -D')
+      // Counted like OpenSSH: -tt forces a terminal even when stdin is not one (scripts, expect).
+      .option(
+        '-t',
+        'force a terminal, as ssh -t (-tt: even without a local terminal)',
+        (_v, n: number) => n + 1,
+        0,
+      )
+      .option('-N', 'no command (forwarding only), as ssh -N')
+      .option('-p <port>', "the node's SSH port as registered (default 22)")
+      .addHelpText(
+        'after',
+        examples(
+          '  $ gatehouse ssh root@web1\n  $ gatehouse ssh root@web1 uptime\n  $ gatehouse ssh -L 8080:localhost:80 root@web1 -N',
+        ),
+      )
+      .action(
+        async (
+          target: string,
+          command: string[],
+          o: { L?: string[]; R?: string[]; D?: string; t: number; N?: boolean; p?: string },
+        ) => {
+          if (!/^[^@\s]+@[^@\s]+$/.test(target))
+            throw usage(`"${target}" is not LOGIN@NODE`, 'e.g. gatehouse ssh root@web1');
+          const args = [...sshOptions(ctx)];
+          for (const l of o.L ?? []) args.push('-L', l);
+          for (const r of o.R ?? []) args.push('-R', r);
+          if (o.D) args.push('-D', o.D);
+          for (let i = 0; i < o.t; i++) args.push('-t');
+          if (o.N) args.push('-N');
+          if (o.p) args.push('-p', o.p);
+          args.push(target, ...command);
+          // A wrapper exits with its program's status (`ssh host false` exits 1).
+          ctx.exitCode = await run(ctx, 'ssh', args);
+        },
+      )
+  );
 }
 
 /** `gatehouse scp ARGS...` on `cmd`. */
