@@ -665,6 +665,9 @@ class SessionRelay {
     let upCh: ClientChannel;
     let opened: { cols: number; rows: number } | undefined;
     try {
+      // A new shell, command or transfer on a connection that is already up:
+      // refused while the audit log cannot write (it would go unrecorded).
+      audit.assertAvailable();
       if (record) {
         const pty = this.#pty!;
         this.#recorder = await this.#d.ctx.recordings.create(

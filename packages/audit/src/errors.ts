@@ -54,3 +54,8 @@ export class AuditValidationError extends AuditError {
     super('GH_ERR_VALIDATION', message, opts);
   }
 }
+
+/** What an error says, for a record that explains a failure. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

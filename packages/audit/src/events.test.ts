@@ -48,6 +48,7 @@ const EXPECTED = {
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
   'audit.backlog': 'GH1210E',
+  'audit.dropped': 'GH1211E',
 };
 
 function allCodes(): string[] {

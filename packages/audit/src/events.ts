@@ -157,7 +157,13 @@ export type AuditEventInput =
   | (CommonFields & DbSessionFields & { type: 'db.session.start'; success: true })
   | (CommonFields & DbSessionFields & { type: 'db.session.start'; success: false; error: string })
   | (CommonFields &
-      DbSessionFields & { type: 'db.session.end'; duration_ms: number; queries: number; error?: string })
+      DbSessionFields & {
+        type: 'db.session.end';
+        duration_ms: number;
+        /** Statements run; absent when unknown (the gateway stopped before the session ended). */
+        queries?: number;
+        error?: string;
+      })
   | (CommonFields &
       DbSessionFields & {
         type: 'db.session.query';
@@ -310,7 +316,13 @@ export type AuditEventInput =
   | (CommonFields & { type: 'node.join'; success: false; name: string; error: string })
   | (CommonFields & { type: 'gateway.start'; version: string; listen: string[] })
   | (CommonFields & { type: 'gateway.stop' })
-  | (CommonFields & { type: 'audit.backlog'; sink: string; backlog: number; error: string });
+  | (CommonFields & { type: 'audit.backlog'; sink: string; backlog: number; error: string })
+  | (CommonFields & {
+      type: 'audit.dropped';
+      sink: string;
+      /** Events this sink never got: the disk could not take them and the memory bound was reached. */
+      lost: number;
+    });
 
 export type AuditEventType = AuditEventInput['type'];
 
@@ -363,6 +375,7 @@ export const EVENT_CODES = {
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
   'audit.backlog': 'GH1210E',
+  'audit.dropped': 'GH1211E',
 } as const satisfies Record<AuditEventType, string | { ok: string; fail: string }>;
 
 export function codeFor(e: AuditEventInput): string {

@@ -4,6 +4,7 @@ export * from './events.js';
 export { createIdGenerator } from './id.js';
 export { SqliteAuditIndex, type SqliteAuditIndexOptions } from './index-sqlite.js';
 export { AUDIT_DIAGNOSTICS_CHANNEL, type AuditDiagnostic, AuditLog, type AuditLogOptions } from './log.js';
+export type { OrphanClose } from './open-sessions.js';
 export {
   type AuditQuery,
   type AuditSearchResult,

@@ -1,8 +1,9 @@
 import { channel } from 'node:diagnostics_channel';
-import type { AuditEmitter } from './emitter.js';
+import type { AuditEmitter, EmitOptions } from './emitter.js';
 import { AuditUnavailableError, AuditValidationError } from './errors.js';
 import { type AuditEvent, type AuditEventInput, codeFor, EVENT_CODES } from './events.js';
 import { createIdGenerator } from './id.js';
+import { OpenSessionJournal, type OrphanClose } from './open-sessions.js';
 import type { AuditQuery, AuditSearchResult } from './query.js';
 import type { AuditIndex, AuditSink } from './sinks/types.js';
 import { Spool } from './spool.js';
@@ -44,6 +45,20 @@ export interface AuditLogOptions {
    * bound. Default 10000.
    */
   backgroundMaxQueued?: number;
+  /**
+   * Bytes of events (as JSON lines) each sink may hold in memory while
+   * neither it nor its spool can be written (a full or read-only disk).
+   * They are written as soon as either works again. Past this bound an event
+   * is counted as lost, and the count is recorded (`audit.dropped`) once the
+   * log recovers. Default 64 MiB.
+   */
+  memoryRetainMaxBytes?: number;
+  /**
+   * A file where the log keeps the start events of the sessions this process
+   * has open (one process per file, like the spool dir). Sessions a killed
+   * process left open are ended by `closeOrphanedSessions()` in the next.
+   */
+  sessionJournal?: string;
 }
 
 /**
@@ -55,18 +70,25 @@ export type AuditDiagnostic =
   | { kind: 'sink_recovered'; sink: string }
   | { kind: 'replay_failed'; sink: string; error: string; backlog: number }
   | { kind: 'spool_line_rejected'; sink: string; file: string }
-  | { kind: 'backlog_event_failed'; sink: string; error: string };
+  | { kind: 'backlog_event_failed'; sink: string; error: string }
+  | { kind: 'retained'; sink: string; events: number; bytes: number; error: string }
+  | { kind: 'dropped'; sink: string; lost: number; error: string }
+  | { kind: 'record_failed'; type: string; error: string }
+  | { kind: 'journal_failed'; path: string; error: string };
 
 export const AUDIT_DIAGNOSTICS_CHANNEL = 'gatehouse:audit';
 
 const SINK_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const REPLAY_BATCH = 256;
+/** How often a sink whose events wait in memory tries the disk again (new work is refused meanwhile). */
+const RETAIN_RETRY_MS = 1000;
 
 type ReplayStatus = 'done' | 'more' | 'failed';
 
 interface Pending {
   e: AuditEvent;
   line: string;
+  precondition: boolean;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -101,6 +123,18 @@ interface SinkState {
   background: boolean;
   /** Events handed to this sink and not yet written or spooled. */
   queued: number;
+  /**
+   * Lines neither the sink nor its spool could take (full or read-only
+   * disk), oldest first; they go to the spool (or the sink) before anything
+   * newer, as soon as one of them works.
+   */
+  memory: string[];
+  memoryBytes: number;
+  /** The last spool append failed: nothing new is durable for this sink until one works. */
+  spoolBroken: boolean;
+  /** Events that did not fit in memory, not yet recorded as an audit.dropped event. */
+  lost: number;
+  lastSpoolError: unknown;
 }
 
 function message(err: unknown): string {
@@ -125,6 +159,8 @@ export class AuditLog implements AuditEmitter {
   readonly #retryMaxMs: number;
   readonly #backgroundFlushMs: number;
   readonly #backgroundMaxQueued: number;
+  readonly #memoryMaxBytes: number;
+  readonly #journal: OpenSessionJournal | undefined;
   readonly #diag = channel(AUDIT_DIAGNOSTICS_CHANNEL);
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -166,6 +202,9 @@ export class AuditLog implements AuditEmitter {
     this.#backgroundMaxQueued = opts.backgroundMaxQueued ?? 10_000;
     if (!(this.#backgroundMaxQueued >= 1))
       throw new TypeError('AuditLog: backgroundMaxQueued must be at least 1');
+    this.#memoryMaxBytes = opts.memoryRetainMaxBytes ?? 64 * 1024 * 1024;
+    this.#journal = opts.sessionJournal ? new OpenSessionJournal(opts.sessionJournal) : undefined;
+    if (!(this.#memoryMaxBytes >= 0)) throw new TypeError('AuditLog: memoryRetainMaxBytes must be >= 0');
     this.#states = sinks.map((sink) => {
       const spool = new Spool(opts.spoolDir, sink.name);
       spool.load();
@@ -181,6 +220,11 @@ export class AuditLog implements AuditEmitter {
         lastError: undefined,
         background: background.has(sink.name),
         queued: 0,
+        memory: [],
+        memoryBytes: 0,
+        spoolBroken: false,
+        lost: 0,
+        lastSpoolError: undefined,
       };
       return st;
     });
@@ -192,21 +236,91 @@ export class AuditLog implements AuditEmitter {
     }
   }
 
-  async emit(input: AuditEventInput): Promise<AuditEvent> {
+  async emit(input: AuditEventInput, opts: EmitOptions = {}): Promise<AuditEvent> {
     if (this.#closed) {
       throw new AuditUnavailableError('the audit log is closed', {
         hint: 'Emit events only between creating the AuditLog and closing it.',
       });
     }
     const e = this.#build(input);
-    await this.#dispatch(e);
+    try {
+      await this.#dispatch(e, opts.precondition === true);
+    } catch (err) {
+      // An end that waits in memory still ends the session (a start that failed opened none).
+      if (!opts.precondition) this.#observe(e);
+      throw err;
+    }
+    this.#observe(e);
     return e;
   }
 
-  /** Events waiting in each sink's spool (0 for healthy sinks). */
+  #observe(e: AuditEvent): void {
+    if (!this.#journal) return;
+    try {
+      this.#journal.observe(e);
+    } catch (err) {
+      // The journal only serves the next start after a crash; the event itself is written.
+      this.#publish({ kind: 'journal_failed', path: this.#journal.path, error: message(err) });
+    }
+  }
+
+  /**
+   * Ends the sessions an earlier process on this spool directory left open
+   * (killed or crashed mid-session): one end event each (`session.end`,
+   * `db.session.end`, `kube.exec.end`) with `reason`. `recorded` names the
+   * sessions whose recordings were finalized. Returns how many it ended.
+   */
+  async closeOrphanedSessions(how: OrphanClose): Promise<number> {
+    const j = this.#journal;
+    if (!j) return 0;
+    if (j.foreignOwner !== undefined) {
+      this.#publish({
+        kind: 'journal_failed',
+        path: j.path,
+        error: `process ${j.foreignOwner} still uses this spool directory; its sessions are left to it`,
+      });
+      return 0;
+    }
+    const ends = j.closeEvents(how, this.#clock());
+    for (const end of ends) await this.emit(end);
+    j.forget();
+    return ends.length;
+  }
+
+  async record(input: AuditEventInput): Promise<void> {
+    try {
+      await this.emit(input);
+    } catch (err) {
+      // Kept in memory and written on recovery (or counted as lost past the
+      // bound, which is recorded then); the caller's action already happened.
+      this.#publish({ kind: 'record_failed', type: String(input?.type), error: message(err) });
+    }
+  }
+
+  /**
+   * False while an event cannot be made durable: a foreground sink and its
+   * spool both failed (full or read-only disk) and events wait in memory.
+   * New work must be refused then (`assertAvailable`); it turns true again
+   * once the events are on disk.
+   */
+  available(): boolean {
+    return !this.#states.some((st) => !st.background && (st.spoolBroken || st.memory.length > 0));
+  }
+
+  assertAvailable(): void {
+    if (this.available()) return;
+    const st = this.#states.find((s) => !s.background && (s.spoolBroken || s.memory.length > 0));
+    throw new AuditUnavailableError(
+      `the audit log cannot write events (sink '${st?.sink.name}': ${st?.lastError ?? 'spool not writable'}); ` +
+        'new sessions and actions are refused until it can',
+      { hint: 'Free disk space in the data dir (or make it writable again); Gatehouse resumes by itself.' },
+    );
+  }
+
+  /** Events waiting in each sink's spool or memory (0 for healthy sinks). */
   backlog(): Record<string, number> {
     const out: Record<string, number> = {};
-    for (const st of this.#states) out[st.sink.name] = st.spool.pending;
+    for (const st of this.#states) out[st.sink.name] = st.spool.pending + st.memory.length;
     return out;
   }
 
@@ -265,7 +379,19 @@ export class AuditLog implements AuditEmitter {
     for (const st of this.#states) this.#clearTimer(st);
     await this.#drain();
     for (const st of this.#states) if (st.failing) await this.#replayAll(st);
+    for (const st of this.#states) {
+      if (st.memory.length > 0 || st.lost > 0) {
+        // Nowhere left to put them: say so loudly, it is the one loss we cannot prevent.
+        this.#publish({
+          kind: 'dropped',
+          sink: st.sink.name,
+          lost: st.memory.length + st.lost,
+          error: `closed while the events could not be written (${st.lastError ?? 'spool not writable'})`,
+        });
+      }
+    }
     for (const st of this.#states) this.#clearTimer(st);
+    this.#journal?.close();
     const errors: unknown[] = [];
     for (const st of this.#states) {
       try {
@@ -316,7 +442,7 @@ export class AuditLog implements AuditEmitter {
     } as AuditEvent;
   }
 
-  async #dispatch(e: AuditEvent): Promise<void> {
+  async #dispatch(e: AuditEvent, precondition: boolean): Promise<void> {
     let line: string;
     try {
       line = `${JSON.stringify(e)}\n`;
@@ -330,14 +456,14 @@ export class AuditLog implements AuditEmitter {
       if (!st.background) continue;
       // Nothing to await: a failure is spooled and retried like any sink's, and
       // one that cannot even be spooled is reported (the foreground record has it).
-      const delivered = this.#batched(st, e, line).catch((err: unknown) =>
+      const delivered = this.#batched(st, e, line, precondition).catch((err: unknown) =>
         this.#publish({ kind: 'sink_failed', sink: st.sink.name, error: message(err) }),
       );
       // Unless the sink is this far behind: then the emitter waits for it too.
       if (st.queued > this.#backgroundMaxQueued) behind.push(delivered);
     }
     const results = await Promise.allSettled(
-      this.#states.filter((st) => !st.background).map((st) => this.#batched(st, e, line)),
+      this.#states.filter((st) => !st.background).map((st) => this.#batched(st, e, line, precondition)),
     );
     if (behind.length > 0) await Promise.all(behind);
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -371,10 +497,10 @@ export class AuditLog implements AuditEmitter {
    * write per event into one per tick, without delaying a lone event by
    * more than that tick.
    */
-  #batched(st: SinkState, e: AuditEvent, line: string): Promise<void> {
+  #batched(st: SinkState, e: AuditEvent, line: string, precondition: boolean): Promise<void> {
     st.queued++;
     return new Promise<void>((resolve, reject) => {
-      st.batch.push({ e, line, resolve, reject });
+      st.batch.push({ e, line, precondition, resolve, reject });
       if (st.flushScheduled) return;
       st.flushScheduled = true;
       if (st.background) setTimeout(() => this.#flush(st), this.#backgroundFlushMs).unref();
@@ -418,28 +544,87 @@ export class AuditLog implements AuditEmitter {
     }
     st.queued -= items.length;
     for (let i = 0; i < spoolFrom; i++) items[i]!.resolve();
-    for (let i = spoolFrom; i < items.length; i++) {
-      const item = items[i]!;
-      try {
-        // Only the first spooled event names the sink's error, as a single delivery did.
-        this.#appendToSpool(st, item.line, i === spoolFrom ? sinkError : undefined);
-        item.resolve();
-      } catch (err) {
-        item.reject(err);
-      }
-    }
+    if (spoolFrom < items.length) this.#keep(st, items.slice(spoolFrom), sinkError);
     if (sinkError !== undefined) this.#startFailing(st, sinkError);
   }
 
-  #appendToSpool(st: SinkState, line: string, sinkError: unknown): void {
+  /**
+   * Events the sink did not take: to the spool (durable: emit resolves), or,
+   * when the spool cannot be written either, kept in memory within the bound
+   * (not durable: emit rejects, so the caller refuses what it was about to
+   * do; the record itself is written on recovery). Memory goes to the spool
+   * first, so the order holds.
+   */
+  #keep(st: SinkState, items: Pending[], sinkError: unknown): void {
+    let spoolError: unknown;
+    if (this.#memoryToSpool(st)) {
+      try {
+        st.spool.append(items.map((i) => i.line).join(''), items.length);
+        st.spoolBroken = false;
+        for (const item of items) item.resolve();
+        return;
+      } catch (err) {
+        spoolError = err;
+        this.#spoolFailed(st, err);
+      }
+    } else spoolError = st.lastSpoolError;
+    const why = sinkError === undefined ? 'has a backlog' : `failed (${message(sinkError)})`;
+    const error = new AuditUnavailableError(
+      `audit sink '${st.sink.name}' ${why} and its spool ${st.spool.path} cannot be written: ${message(spoolError)}`,
+      { cause: spoolError },
+    );
+    for (const item of items) {
+      if (!item.precondition) this.#retain(st, item.line);
+      item.reject(error);
+    }
+    // Retry soon: the events in memory wait for the disk, and new work is refused meanwhile.
+    if (!this.#closed && st.timer === undefined) this.#setTimer(st, Math.min(st.delayMs, RETAIN_RETRY_MS));
+  }
+
+  /** Moves events held in memory to the spool; true when memory is empty afterwards. */
+  #memoryToSpool(st: SinkState): boolean {
+    if (st.memory.length === 0) return true;
     try {
-      st.spool.append(line);
+      st.spool.append(st.memory.join(''), st.memory.length);
     } catch (err) {
-      const why = sinkError === undefined ? 'has a backlog' : `failed (${message(sinkError)})`;
-      throw new AuditUnavailableError(
-        `audit sink '${st.sink.name}' ${why} and its spool ${st.spool.path} cannot be written: ${message(err)}`,
-        { cause: err },
-      );
+      this.#spoolFailed(st, err);
+      return false;
+    }
+    st.memory = [];
+    st.memoryBytes = 0;
+    st.spoolBroken = false;
+    return true;
+  }
+
+  #spoolFailed(st: SinkState, err: unknown): void {
+    st.lastSpoolError = err;
+    if (!st.spoolBroken) {
+      st.spoolBroken = true;
+      st.failing = true;
+    }
+  }
+
+  #retain(st: SinkState, line: string): void {
+    if (st.memoryBytes + line.length > this.#memoryMaxBytes) {
+      st.lost++;
+      this.#publish({
+        kind: 'dropped',
+        sink: st.sink.name,
+        lost: st.lost,
+        error: `more than ${this.#memoryMaxBytes} bytes of events are waiting in memory`,
+      });
+      return;
+    }
+    st.memory.push(line);
+    st.memoryBytes += line.length;
+    if (st.memory.length === 1) {
+      this.#publish({
+        kind: 'retained',
+        sink: st.sink.name,
+        events: 1,
+        bytes: st.memoryBytes,
+        error: message(st.lastSpoolError),
+      });
     }
   }
 
@@ -467,13 +652,15 @@ export class AuditLog implements AuditEmitter {
   }
 
   async #dispatchInternal(input: AuditEventInput): Promise<void> {
-    await this.#dispatch(this.#build(input));
+    await this.#dispatch(this.#build(input), false);
   }
 
   #scheduleRetry(st: SinkState): void {
     const delay = st.delayMs;
     st.delayMs = Math.min(st.delayMs * 2, this.#retryMaxMs);
-    this.#setTimer(st, delay);
+    // Events in memory (and refused work) wait for the disk: try it often, it is one write.
+    const degraded = st.spoolBroken || st.memory.length > 0;
+    this.#setTimer(st, degraded ? Math.min(delay, RETAIN_RETRY_MS) : delay);
   }
 
   #setTimer(st: SinkState, delay: number): void {
@@ -507,6 +694,8 @@ export class AuditLog implements AuditEmitter {
 
   async #replayBatch(st: SinkState): Promise<ReplayStatus> {
     if (!st.failing) return 'done';
+    // What waits in memory goes to the spool first: durable as soon as the disk takes it, and in order.
+    this.#memoryToSpool(st);
     try {
       const { lines, eof } = st.spool.read(REPLAY_BATCH);
       let end = st.spool.offset;
@@ -544,11 +733,32 @@ export class AuditLog implements AuditEmitter {
         return 'failed';
       }
       if (!eof) return 'more';
+      // The spool is replayed; what memory still holds (the spool could not
+      // take it) goes to the sink directly, oldest first.
+      while (st.memory.length > 0) {
+        const line = st.memory[0]!;
+        try {
+          await st.sink.write(JSON.parse(line) as AuditEvent);
+        } catch (err) {
+          st.lastError = message(err);
+          this.#publish({
+            kind: 'replay_failed',
+            sink: st.sink.name,
+            error: st.lastError,
+            backlog: st.spool.pending + st.memory.length,
+          });
+          return 'failed';
+        }
+        st.memory.shift();
+        st.memoryBytes -= line.length;
+      }
       st.spool.clear();
       st.failing = false;
+      st.spoolBroken = false;
       st.lastError = undefined;
       st.delayMs = this.#retryInitialMs;
       this.#publish({ kind: 'sink_recovered', sink: st.sink.name });
+      if (st.lost > 0) this.#recordLoss(st);
       return 'done';
     } catch (err) {
       // The spool itself could not be read or updated; the events stay on disk for the next try.
@@ -561,6 +771,23 @@ export class AuditLog implements AuditEmitter {
       });
       return 'failed';
     }
+  }
+
+  /** The log works again: what did not fit in memory while it did not is recorded, with its count. */
+  #recordLoss(st: SinkState): void {
+    const lost = st.lost;
+    st.lost = 0;
+    // Not awaited: this runs inside the sink's queue (as audit.backlog does).
+    this.#dispatchInternal({
+      type: 'audit.dropped',
+      user: 'system',
+      sink: st.sink.name,
+      lost,
+      message: `${lost} audit events for sink '${st.sink.name}' were lost: neither the sink nor its spool could be written and more than ${this.#memoryMaxBytes} bytes were already waiting in memory`,
+    }).catch((err: unknown) => {
+      st.lost += lost;
+      this.#publish({ kind: 'dropped', sink: st.sink.name, lost: st.lost, error: message(err) });
+    });
   }
 
   #publish(d: AuditDiagnostic): void {

@@ -1,4 +1,5 @@
 import type { AuditEmitter } from './emitter.js';
+import { errorText } from './errors.js';
 import type { CommonFields, DbSessionFields } from './events.js';
 
 export const REDACTED = '<redacted>';
@@ -33,13 +34,22 @@ export class DbSessionAudit {
     return this.#base.session_id;
   }
 
+  /** A precondition: if it cannot be written the session does not start, and that failure is recorded instead. */
   async onSessionStart(): Promise<void> {
-    await this.#emit.emit({ type: 'db.session.start', success: true, ...this.#base });
+    try {
+      await this.#emit.emit(
+        { type: 'db.session.start', success: true, ...this.#base },
+        { precondition: true },
+      );
+    } catch (err) {
+      await this.onSessionStartFailed(`the audit log is unavailable: ${errorText(err)}`);
+      throw err;
+    }
   }
 
   async onSessionStartFailed(error: string): Promise<void> {
     this.#ended = true;
-    await this.#emit.emit({ type: 'db.session.start', success: false, error, ...this.#base });
+    await this.#emit.record({ type: 'db.session.start', success: false, error, ...this.#base });
   }
 
   async onQuery(q: {
@@ -49,21 +59,28 @@ export class DbSessionAudit {
     rows?: number;
   }): Promise<void> {
     this.#queries++;
-    await this.#emit.emit({
-      type: 'db.session.query',
-      ...this.#base,
-      query: q.query,
-      ...(q.parameters ? { parameters: this.#redact ? q.parameters.map(() => REDACTED) : q.parameters } : {}),
-      ...(q.statement !== undefined ? { statement: q.statement } : {}),
-      ...(q.rows !== undefined ? { rows: q.rows } : {}),
-    });
+    // A precondition: a statement whose record cannot be written is not run (the
+    // adapter refuses it and ends the session; its end records why).
+    await this.#emit.emit(
+      {
+        type: 'db.session.query',
+        ...this.#base,
+        query: q.query,
+        ...(q.parameters
+          ? { parameters: this.#redact ? q.parameters.map(() => REDACTED) : q.parameters }
+          : {}),
+        ...(q.statement !== undefined ? { statement: q.statement } : {}),
+        ...(q.rows !== undefined ? { rows: q.rows } : {}),
+      },
+      { precondition: true },
+    );
   }
 
   /** Idempotent: the first call wins, so every path that ends a session may call it. */
   async onSessionEnd(opts: { error?: string } = {}): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
-    await this.#emit.emit({
+    await this.#emit.record({
       type: 'db.session.end',
       ...this.#base,
       duration_ms: this.#now() - this.#startedAt,

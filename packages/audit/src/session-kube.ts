@@ -20,7 +20,7 @@ export class KubeAudit {
   }
 
   async onRequest(req: KubeRequestFields, res: { code: number; error?: string }): Promise<void> {
-    await this.#emit.emit({
+    await this.#emit.record({
       type: 'kube.request',
       ...this.#base,
       ...req,
@@ -41,17 +41,21 @@ export class KubeAudit {
       recorded: boolean;
     },
   ): Promise<KubeExecAudit> {
-    await this.#emit.emit({
-      type: 'kube.exec.start',
-      success: true,
-      ...this.#base,
-      ...req,
-      session_id: s.sessionId,
-      command: s.command,
-      ...(s.container ? { container: s.container } : {}),
-      tty: s.tty,
-      recorded: s.recorded,
-    });
+    // A precondition: the session does not start if this cannot be written.
+    await this.#emit.emit(
+      {
+        type: 'kube.exec.start',
+        success: true,
+        ...this.#base,
+        ...req,
+        session_id: s.sessionId,
+        command: s.command,
+        ...(s.container ? { container: s.container } : {}),
+        tty: s.tty,
+        recorded: s.recorded,
+      },
+      { precondition: true },
+    );
     return new KubeExecAudit(
       this.#emit,
       { ...this.#base, session_id: s.sessionId, command: s.command },
@@ -70,7 +74,7 @@ export class KubeAudit {
       reason?: string | undefined;
     },
   ): Promise<void> {
-    await this.#emit.emit({
+    await this.#emit.record({
       type: 'kube.portforward.end',
       ...this.#base,
       ...req,
@@ -86,7 +90,7 @@ export class KubeAudit {
     req: KubeRequestFields,
     s: { sessionId: string; command: string; error: string },
   ): Promise<void> {
-    await this.#emit.emit({
+    await this.#emit.record({
       type: 'kube.exec.start',
       success: false,
       ...this.#base,
@@ -122,7 +126,7 @@ export class KubeExecAudit {
   ): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
-    await this.#emit.emit({
+    await this.#emit.record({
       type: 'kube.exec.end',
       ...this.#base,
       duration_ms: this.#now() - this.#startedAt,

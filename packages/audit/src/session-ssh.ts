@@ -1,4 +1,5 @@
 import type { AuditEmitter } from './emitter.js';
+import { AuditUnavailableError, errorText } from './errors.js';
 import type { CommonFields, SshSessionFields } from './events.js';
 
 export type SftpAction = 'read' | 'write' | 'remove' | 'rename' | 'mkdir' | 'rmdir' | 'setstat';
@@ -33,9 +34,27 @@ export class SshSessionAudit {
     return this.#base.session_id;
   }
 
-  /** The connection to the node is up (the user authenticated and was authorized). */
+  /**
+   * The connection to the node is up (the user authenticated and was
+   * authorized). A precondition: if it cannot be written the session must not
+   * start, and what is recorded instead is that it failed to.
+   */
   async onSessionStart(): Promise<void> {
-    await this.#emit.emit({ type: 'session.start', success: true, ...this.#base });
+    try {
+      await this.#emit.emit({ type: 'session.start', success: true, ...this.#base }, { precondition: true });
+    } catch (err) {
+      await this.onSessionStartFailed(`the audit log is unavailable: ${errorText(err)}`);
+      throw err;
+    }
+  }
+
+  /** Before a new channel (shell, command, file transfer) starts: throws while the log cannot write. */
+  assertAvailable(): void {
+    if (!this.#emit.available()) {
+      throw new AuditUnavailableError('the audit log cannot write events, so new commands are refused', {
+        hint: 'Ask an admin to free disk space on the gateway; Gatehouse resumes by itself.',
+      });
+    }
   }
 
   /** A pty shell or command started in this session; `recorded` when its output is being recorded. */
@@ -46,7 +65,7 @@ export class SshSessionAudit {
 
   async onSessionStartFailed(error: string): Promise<void> {
     this.#ended = true;
-    await this.#emit.emit({ type: 'session.start', success: false, error, ...this.#base });
+    await this.#emit.record({ type: 'session.start', success: false, error, ...this.#base });
   }
 
   async onExec(e: {
@@ -55,7 +74,7 @@ export class SshSessionAudit {
     signal?: string | undefined;
     error?: string | undefined;
   }): Promise<void> {
-    await this.#emit.emit({
+    await this.#emit.record({
       type: 'exec',
       ...this.#base,
       command: e.command,
@@ -71,7 +90,7 @@ export class SshSessionAudit {
     origin?: string | undefined;
     error?: string | undefined;
   }): Promise<void> {
-    await this.#emit.emit({
+    await this.#emit.record({
       type: 'port_forward',
       ...this.#base,
       success: e.error === undefined,
@@ -89,7 +108,7 @@ export class SshSessionAudit {
     target?: string | undefined;
     error?: string | undefined;
   }): Promise<void> {
-    await this.#emit.emit({
+    await this.#emit.record({
       type: 'sftp',
       ...this.#base,
       action: e.action,
@@ -104,7 +123,7 @@ export class SshSessionAudit {
   async onSessionEnd(opts: { reason?: string | undefined; error?: string | undefined } = {}): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
-    await this.#emit.emit({
+    await this.#emit.record({
       type: 'session.end',
       ...this.#base,
       duration_ms: this.#now() - this.#startedAt,

@@ -2,6 +2,7 @@ import {
   appendFileSync,
   closeSync,
   fstatSync,
+  ftruncateSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -69,16 +70,27 @@ export class Spool {
     this.pending = this.#countLines(this.offset);
   }
 
-  /** Appends one line (must end in '\n') with a single write. Throws if the spool cannot be written. */
-  append(line: string): void {
+  /**
+   * Appends `count` lines (`text` ends in '\n') with a single write. Throws if
+   * the spool cannot be written; a write cut short (disk full) is taken back,
+   * so the spool never holds half an event.
+   */
+  append(text: string, count = 1): void {
     mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
-    appendFileSync(this.path, line, { mode: 0o600 });
-    this.pending++;
+    appendWhole(this.path, Buffer.from(text, 'utf8'));
+    this.pending += count;
   }
 
   /** Reads up to `max` complete lines after the offset; `end` is the byte offset after each line. */
   read(max: number): { lines: { text: string; end: number }[]; eof: boolean } {
-    const fd = openSync(this.path, 'r');
+    let fd: number;
+    try {
+      fd = openSync(this.path, 'r');
+    } catch (err) {
+      // Nothing was ever spooled (the events waited in memory instead).
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { lines: [], eof: true };
+      throw err;
+    }
     try {
       const size = fstatSync(fd).size;
       const lines: { text: string; end: number }[] = [];
@@ -168,6 +180,60 @@ export class Spool {
     } finally {
       closeSync(fd);
     }
+  }
+}
+
+/**
+ * Appends `buf` to `path` with one write(2) on an O_APPEND descriptor. If
+ * the write fails or is cut short (ENOSPC, EDQUOT), the bytes it left are
+ * taken back (when the file grew by exactly them: nobody else appended), so
+ * a reader never meets half a line glued to the next one.
+ */
+export function appendWhole(path: string, buf: Buffer, mode = 0o600): void {
+  const fd = openSync(path, 'a', mode);
+  try {
+    writeWhole(fd, buf);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * One write(2) of `buf` on the O_APPEND descriptor `fd`. A failed or short
+ * write is taken back; the error thrown has `torn: true` when that was not
+ * possible (the file may now end in a fragment: the next writer starts a
+ * new line).
+ */
+export function writeWhole(fd: number, buf: Buffer): void {
+  const before = fstatSync(fd).size;
+  let written = 0;
+  try {
+    written = writeSync(fd, buf);
+  } catch (err) {
+    throw Object.assign(err as Error, { torn: !takeBack(fd, before, 0) });
+  }
+  if (written !== buf.length) {
+    const err = new Error(`short write (${written} of ${buf.length} bytes): the disk may be full`);
+    throw Object.assign(err, { code: 'ENOSPC', torn: !takeBack(fd, before, written) });
+  }
+}
+
+/** Removes the bytes a failed write left at the end; true when the file is whole (again). */
+function takeBack(fd: number, before: number, written: number): boolean {
+  let size: number;
+  try {
+    size = fstatSync(fd).size;
+  } catch {
+    return false;
+  }
+  if (size === before) return true;
+  // Only our own bytes: if the file grew by more, another process appended too.
+  if (size !== before + written) return false;
+  try {
+    ftruncateSync(fd, before);
+    return true;
+  } catch {
+    return false;
   }
 }
 

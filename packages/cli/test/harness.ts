@@ -75,17 +75,50 @@ export interface Daemon {
 }
 
 /** `gatehouse start --config` in a temp dir, waiting for the first-admin invite line. */
-export async function startDaemon(opts: { cluster: string; extraConfig?: string }): Promise<Daemon> {
+export async function startDaemon(opts: {
+  cluster: string;
+  extraConfig?: string;
+  /** Where the data dir goes (default: in the temp root), e.g. on a small filesystem. */
+  dataDir?: string;
+}): Promise<Daemon> {
   if (!existsSync(DIST))
     throw new Error(`${DIST} is missing: run \`npx tsc -b\` before the CLI integration tests`);
   const root = mkdtempSync(join(tmpdir(), 'gh-cli-'));
-  const dataDir = join(root, 'data');
+  const dataDir = opts.dataDir ?? join(root, 'data');
   const configFile = join(root, 'gatehouse.yaml');
   writeFileSync(
     configFile,
     `cluster_name: ${opts.cluster}\ndata_dir: ${dataDir}\nlisten: 127.0.0.1:0\n` +
       `auth:\n  second_factor: "off"\n  login_rate_per_minute: 1000\n${opts.extraConfig ?? ''}`,
   );
+  return spawnDaemon(
+    root,
+    dataDir,
+    configFile,
+    /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9a-f]{64}) (\S+)/,
+  );
+}
+
+/**
+ * `gatehouse start` again on a stopped (or killed) daemon's config and data
+ * dir. With users that have passwords there is no invite: it waits for the
+ * listening lines instead. The port is new (listen: 127.0.0.1:0).
+ */
+export function restartDaemon(d: Daemon): Promise<Daemon> {
+  return spawnDaemon(
+    d.root,
+    d.dataDir,
+    d.configFile,
+    /proxy:\s+(\S+)\n\s+web UI:.*\n\s+CA pin:\s+--ca-pin (sha256:[0-9a-f]{64})\n/,
+  );
+}
+
+async function spawnDaemon(
+  root: string,
+  dataDir: string,
+  configFile: string,
+  ready: RegExp,
+): Promise<Daemon> {
   let out = '';
   let err = '';
   const child: ChildProcess = spawn(process.execPath, [BIN, 'start', '--config', configFile], {
@@ -97,13 +130,13 @@ export async function startDaemon(opts: { cluster: string; extraConfig?: string 
   });
   const m = await new Promise<RegExpExecArray>((resolve, reject) => {
     const timer = setTimeout(
-      () => reject(new Error(`gatehouse start printed no invite:\n${out}\n${err}`)),
+      () => reject(new Error(`gatehouse start did not print ${ready}:\n${out}\n${err}`)),
       30_000,
     );
     child.on('exit', (code) => reject(new Error(`gatehouse start exited with ${code}:\n${out}\n${err}`)));
     child.stdout!.on('data', (d) => {
       out += d;
-      const found = /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9a-f]{64}) (\S+)/.exec(out);
+      const found = ready.exec(out);
       if (found) {
         clearTimeout(timer);
         resolve(found);
@@ -116,13 +149,13 @@ export async function startDaemon(opts: { cluster: string; extraConfig?: string 
     configFile,
     proxy: m[1]!,
     pin: m[2]!,
-    adminToken: m[3]!,
+    adminToken: m[3] ?? '',
     out: () => out,
     err: () => err,
     alive: () => child.exitCode === null && child.signalCode === null,
     pid: child.pid!,
     async stop() {
-      if (child.exitCode !== null) return child.exitCode;
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
       child.kill('SIGTERM');
       return exited;

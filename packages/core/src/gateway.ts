@@ -126,6 +126,8 @@ export interface CreateGatewayOptions {
 }
 
 const SERVER_CERT_TTL_MS = 30 * 24 * 3600 * 1000;
+/** Why a session ended that the gateway running it could not end itself. */
+const GATEWAY_RESTART = 'gateway_restart';
 
 /**
  * The composition root: one gateway owns its backend, CAs, services, routes
@@ -171,6 +173,7 @@ export class Gateway {
   #accessWatch: AbortController | undefined;
   #listening = false;
   #ready: Promise<void> | undefined;
+  #orphansClosed = false;
   #readyDone = false;
 
   /** @internal use createGateway() */
@@ -503,8 +506,30 @@ export class Gateway {
   async #prepare(): Promise<void> {
     if (this.#closed) throw new GatehouseError('GH_ERR_INTERNAL', 'the gateway is closed');
     await Promise.all(this.#registering);
+    await this.#closeOrphans();
     this.#watchAccess();
     if (!this.#secureContext) await this.#renewServerCert();
+  }
+
+  /**
+   * A gateway that was killed mid-session (kill -9, a crash) left sessions
+   * open in the record and recordings that look live forever. The next start
+   * ends them: recordings get their end, each session its end event, with
+   * the reason gateway_restart.
+   */
+  async #closeOrphans(): Promise<void> {
+    if (this.#orphansClosed) return;
+    const finalized = (await this.recordings.recover?.(GATEWAY_RESTART)) ?? [];
+    // An SSH connection's later recordings are <session id>.<n>.
+    const recorded = new Set(finalized.map((id) => id.replace(/\.\d+$/, '')));
+    const n = await this.audit.closeOrphanedSessions({ reason: GATEWAY_RESTART, recorded });
+    if (n > 0 || finalized.length > 0) {
+      this.log(
+        'debug',
+        `ended ${n} sessions and ${finalized.length} recordings left open by a stopped gateway`,
+      );
+    }
+    this.#orphansClosed = true;
   }
 
   /**
@@ -703,11 +728,14 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   ];
   if (config.audit.stdout) sinks.push(new StdoutSink());
   sinks.push(...(opts.auditSinks ?? []));
+  const spoolDir = path.join(auditDir, 'spool', opts.auditSpoolName ?? `process-${safeUsername()}`);
   const audit = new AuditLog({
     cluster: config.clusterName,
     sinks,
     index,
-    spoolDir: path.join(auditDir, 'spool', opts.auditSpoolName ?? `process-${safeUsername()}`),
+    spoolDir,
+    // Sessions this process has open, so the next start can end them if it is killed.
+    sessionJournal: path.join(spoolDir, 'open-sessions.jsonl'),
     clock: () => clock.now(),
     // The JSON-lines files are the record an action waits for; the search
     // index is derived from them and is written right after, off the

@@ -8,7 +8,7 @@
  * reader never sees half a chunk and a crash loses only what was not sealed.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
@@ -45,6 +45,8 @@ export interface FileRecordingStoreOptions {
 }
 
 export const META_FILE = 'meta.json';
+/** Markers of recordings in progress (`<dir>/.live/<session_id>`, holding the owner's pid). */
+const LIVE_DIR = '.live';
 const LIST_PARALLELISM = 32;
 
 export function chunkFileName(seq: number): string {
@@ -97,6 +99,10 @@ export class FileRecordingStore implements RecordingStore {
     const full: RecordingMeta = { ...stripUndefined(meta), started: started.toISOString(), output_bytes: 0 };
     const fsync = this.#o.fsync ?? false;
     await writeAtomic(path.join(sdir, META_FILE), `${JSON.stringify(full)}\n`, fsync);
+    // Which process owns this live recording: if it dies, the next one finalizes it (recover()).
+    const marker = path.join(this.dir, LIVE_DIR, meta.session_id);
+    await mkdir(path.dirname(marker), { recursive: true, mode: 0o700 });
+    await writeFile(marker, `${JSON.stringify({ pid: process.pid })}\n`, { mode: 0o600 });
     const level = this.#o.gzipLevel ?? 1;
     let stored = 0;
     const sink: ChunkSink<{ tmp: string; size: number }> = {
@@ -119,6 +125,7 @@ export class FileRecordingStore implements RecordingStore {
         };
         if (done.error === undefined) delete done.error;
         await writeAtomic(path.join(sdir, META_FILE), `${JSON.stringify(done)}\n`, fsync);
+        await rm(marker, { force: true });
       },
     };
     const recorder = new ChunkedRecorder({
@@ -211,10 +218,79 @@ export class FileRecordingStore implements RecordingStore {
     }
   }
 
+  /**
+   * Finalizes the recordings a dead process left live (kill -9, a crash):
+   * each gets its end (the time of its last stored chunk), its stored size
+   * and `error: reason`, so listings stop calling it live and a following
+   * reader (`play --follow`) ends. Recordings of live processes are left
+   * alone. Returns the session ids it finalized.
+   */
+  async recover(reason: string): Promise<string[]> {
+    const live = path.join(this.dir, LIVE_DIR);
+    let names: string[];
+    try {
+      names = await readdir(live);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    const mine = new Set([...this.#live].map((r) => r.sessionId));
+    const done: string[] = [];
+    for (const id of names.filter((n) => isSessionId(n))) {
+      const marker = path.join(live, id);
+      const owner = await readOwner(marker);
+      // Another store in this process, or another live process, still writes it.
+      if (mine.has(id) || (owner !== undefined && (owner === process.pid || processAlive(owner)))) continue;
+      const meta = await this.get(id);
+      if (meta && meta.ended === undefined) {
+        const sdir = this.#sessionDir(id);
+        const chunks = (await readdir(sdir)).filter((f) => /^\d{6}\.jsonl\.gz$/.test(f)).sort();
+        let stored = 0;
+        let last = Date.parse(meta.started);
+        for (const f of chunks) {
+          const st = await stat(path.join(sdir, f));
+          stored += st.size;
+          last = Math.max(last, st.mtimeMs);
+        }
+        const ended: RecordingMeta & { stored_bytes: number; chunks: number } = {
+          ...meta,
+          ended: new Date(last).toISOString(),
+          stored_bytes: stored,
+          chunks: chunks.length,
+          error: reason,
+        };
+        await writeAtomic(path.join(sdir, META_FILE), `${JSON.stringify(ended)}\n`, this.#o.fsync ?? false);
+        done.push(id);
+      }
+      await rm(marker, { force: true });
+    }
+    return done;
+  }
+
   /** Closes every live recorder (each writes its last chunk and its end). */
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.allSettled([...this.#live].map((r) => r.close()));
+  }
+}
+
+/** The pid in a live-recording marker, if it can be read. */
+async function readOwner(marker: string): Promise<number | undefined> {
+  try {
+    const pid = (JSON.parse(await readFile(marker, 'utf8')) as { pid?: unknown }).pid;
+    return typeof pid === 'number' && Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    // A marker torn by the crash it is there for: its owner is gone.
+    return undefined;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -86,5 +86,10 @@ export interface RecordingStore {
    * recording until it ends (or the signal aborts).
    */
   read(sessionId: string, opts?: { follow?: boolean; signal?: AbortSignal }): AsyncIterable<RecordingEvent>;
+  /**
+   * Finalizes recordings a dead process left live (its end, `error: reason`);
+   * returns their session ids. Stores without live state need not have it.
+   */
+  recover?(reason: string): Promise<string[]>;
   close(): Promise<void>;
 }

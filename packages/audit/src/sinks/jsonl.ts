@@ -4,12 +4,13 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
+  readSync,
   statSync,
   unlinkSync,
-  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent } from '../events.js';
+import { writeWhole } from '../spool.js';
 import type { AuditSink } from './types.js';
 
 export interface JsonlFileSinkOptions {
@@ -27,6 +28,16 @@ const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
 
 function fileName(day: string, n: number): string {
   return n === 0 ? `events-${day}.jsonl` : `events-${day}.${n}.jsonl`;
+}
+
+const NEWLINE = Buffer.from('\n');
+
+function endsWithNewline(fd: number): boolean {
+  const size = fstatSync(fd).size;
+  if (size === 0) return true;
+  const last = Buffer.alloc(1);
+  readSync(fd, last, 0, 1, size - 1);
+  return last[0] === 0x0a;
 }
 
 interface Current {
@@ -52,6 +63,8 @@ export class JsonlFileSink implements AuditSink {
   readonly #maxBytes: number;
   readonly #maxFiles: number | undefined;
   #cur: Current | undefined;
+  /** A failed write may have left a fragment at the end of a file. */
+  #torn = false;
 
   constructor(opts: JsonlFileSinkOptions) {
     this.name = opts.name ?? 'jsonl';
@@ -69,9 +82,7 @@ export class JsonlFileSink implements AuditSink {
     // The day becomes part of a file name: never let a malformed time pick the path.
     if (!DAY_RE.test(day)) throw new Error(`JsonlFileSink: event ${e.id} has a malformed time ${e.time}`);
     const line = Buffer.from(`${JSON.stringify(e)}\n`, 'utf8');
-    const fd = this.#fdFor(day, line.length);
-    const n = writeSync(fd, line);
-    if (n !== line.length) throw new Error(`JsonlFileSink: short write (${n} of ${line.length} bytes)`);
+    this.#append(this.#fdFor(day, line.length), line);
   }
 
   /**
@@ -92,15 +103,31 @@ export class JsonlFileSink implements AuditSink {
         text += lines?.[j] ?? `${JSON.stringify(events[j])}\n`;
       }
       const buf = Buffer.from(text, 'utf8');
-      const fd = this.#fdFor(day, buf.length);
-      const n = writeSync(fd, buf);
-      if (n !== buf.length) throw new Error(`JsonlFileSink: short write (${n} of ${buf.length} bytes)`);
+      this.#append(this.#fdFor(day, buf.length), buf);
       i = j;
     }
   }
 
   async close(): Promise<void> {
     this.#closeCurrent();
+  }
+
+  /**
+   * One write(2), whole or not at all: a write cut short by a full disk is
+   * taken back, so no event is ever glued to half of another. If even that
+   * failed, the next write starts on a new line: the fragment stays a line of
+   * its own (a reader skips it) and the events after it are intact.
+   */
+  #append(fd: number, buf: Buffer): void {
+    let data = buf;
+    if (this.#torn && !endsWithNewline(fd)) data = Buffer.concat([NEWLINE, buf]);
+    try {
+      writeWhole(fd, data);
+    } catch (err) {
+      if ((err as { torn?: boolean }).torn) this.#torn = true;
+      throw err;
+    }
+    this.#torn = false;
   }
 
   /** Event files in this directory, oldest first. */
@@ -137,7 +164,7 @@ export class JsonlFileSink implements AuditSink {
       n++;
       size = 0;
     }
-    const fd = openSync(join(this.dir, fileName(day, n)), 'a', 0o600);
+    const fd = openSync(join(this.dir, fileName(day, n)), 'a+', 0o600);
     this.#cur = { day, n, fd };
     if (this.#maxFiles !== undefined && size === 0) this.#prune(this.#maxFiles);
     return fd;

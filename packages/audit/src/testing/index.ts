@@ -52,6 +52,14 @@ export class MemoryAuditLog implements AuditEmitter {
     return e;
   }
 
+  async record(input: AuditEventInput): Promise<void> {
+    await this.emit(input);
+  }
+
+  available(): boolean {
+    return true;
+  }
+
   async search(q: AuditQuery = {}): Promise<AuditSearchResult> {
     return searchInMemory(this.events, q);
   }

@@ -186,6 +186,25 @@ export class Authorizer {
         field: 'unauthenticated',
       });
     }
+    if (!this.#d.audit.available()) {
+      // No audit, no access: while events cannot be written (a full or
+      // read-only disk) nothing new starts. The refusal is recorded as soon as
+      // the disk takes it again.
+      void this.#d.audit.record({
+        type: 'access.denied',
+        user: identity.user,
+        resource_kind: target.kind,
+        resource: target.name,
+        reason: 'the audit log cannot write events',
+        ...('login' in target && typeof target.login === 'string' ? { login: target.login } : {}),
+        ...(ctx.remoteAddr ? { addr: { remote: ctx.remoteAddr } } : {}),
+      });
+      throw new GatehouseError(
+        'GH_ERR_AUDIT_UNAVAILABLE',
+        'the gateway cannot write its audit log, so new sessions are refused',
+        { hint: 'ask an admin to free disk space on the gateway; it resumes by itself' },
+      );
+    }
     let p: Principal;
     try {
       p = await this.principal(identity);

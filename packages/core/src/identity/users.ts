@@ -444,9 +444,10 @@ export class UserService {
       ? await verifyPassword(req.password, rec.passwordHash)
       : await dummyVerify(req.password);
     if (!ok) {
-      await this.#countFailure(name);
       const err = badCredentials();
+      // Recorded first: a backend that cannot count the failure (full disk) must not hide it.
       await this.#loginFailed(name, 'password', 'bad_password', err, addr);
+      await this.#countFailure(name);
       throw err;
     }
 
@@ -477,8 +478,9 @@ export class UserService {
       const secret = this.#sealer.open(rec.totp.sealedSecret, userTotpAad(name));
       const r = verifyTotp(secret, req.otp, rec.totp.lastCounter, now);
       if (!r.ok) {
+        const err = await this.#otpFailed(name, r.reason, addr);
         await this.#countFailure(name);
-        throw await this.#otpFailed(name, r.reason, addr);
+        throw err;
       }
       counter = r.counter;
     }
@@ -564,7 +566,8 @@ export class UserService {
     err: GatehouseError,
     addr?: string | undefined,
   ): Promise<void> {
-    await this.#audit.emit({
+    // What already happened: kept even while the disk is full, and never a reason to fail differently.
+    await this.#audit.record({
       type: 'user.login',
       success: false,
       method,

@@ -32,6 +32,12 @@ class TestAudit implements AuditEmitter {
     this.events.push(e);
     return e as unknown as AuditEvent;
   }
+  async record(e: AuditEventInput): Promise<void> {
+    await this.emit(e).catch(() => undefined);
+  }
+  available(): boolean {
+    return !this.fail;
+  }
 }
 
 const backends: MemoryBackend[] = [];
