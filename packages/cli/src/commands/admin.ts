@@ -30,7 +30,7 @@ import {
   wantsLocal,
   withAdmin,
 } from '../context.js';
-import { json, summarizeEvent, table } from '../output.js';
+import { JsonListWriter, json, summarizeEvent, table } from '../output.js';
 import { readSecretFromStdin } from '../prompt.js';
 import { asUsage, examples, flag, usage } from './usage.js';
 
@@ -523,26 +523,45 @@ export function registerAdmin(program: Command, ctx: Ctx): void {
         if (o.user) q.user = o.user;
         if (o.query) q.q = o.query;
         if (o.limit) q.limit = o.limit;
-        await withAdmin(cmd, ctx, async (t) => {
-          const events: AuditEvent[] = [];
-          let next: string | undefined;
-          for (;;) {
-            const page = await t.api.searchAudit(next ? { ...q, cursor: next } : q);
-            events.push(...page.events);
-            next = page.next_cursor;
-            if (!o.all || !next || page.events.length === 0) break;
-          }
-          if (o.json) return ctx.out(json({ events, ...(next && !o.all ? { next_cursor: next } : {}) }));
-          ctx.out(
-            table(
-              ['TIME', 'CODE', 'TYPE', 'USER', 'SUMMARY'],
-              events.map((e) => [e.time, e.code, e.type, e.user ?? '', summarizeEvent(e)]),
-            ),
+        const eventTable = (events: AuditEvent[]) =>
+          table(
+            ['TIME', 'CODE', 'TYPE', 'USER', 'SUMMARY'],
+            events.map((e) => [e.time, e.code, e.type, e.user ?? '', summarizeEvent(e)]),
           );
-          if (next && !o.all) ctx.err('(more events: add --all, or narrow with --since/--type)\n');
+        await withAdmin(cmd, ctx, async (t) => {
+          if (!o.all) {
+            const page = await t.api.searchAudit(q);
+            const next = page.next_cursor;
+            if (o.json) return ctx.out(json({ events: page.events, ...(next ? { next_cursor: next } : {}) }));
+            ctx.out(eventTable(page.events));
+            if (next) ctx.err('(more events: add --all, or narrow with --since/--type)\n');
+            return;
+          }
+          if (o.json) {
+            // Page by page as the server hands them out: an export of any size, in bounded memory.
+            const out = new JsonListWriter('events');
+            await ctx.write(out.head());
+            for await (const events of auditPages(t.api, q)) await ctx.write(out.items(events));
+            await ctx.write(out.end());
+            return;
+          }
+          // A table's columns are as wide as its widest cell, so it needs every row first.
+          const events: AuditEvent[] = [];
+          for await (const page of auditPages(t.api, q)) events.push(...page);
+          ctx.out(eventTable(events));
         });
       },
     );
+}
+
+/** Every page of an audit search, following the server's cursors to the end. */
+async function* auditPages(api: AdminTarget['api'], q: AuditQuery): AsyncGenerator<AuditEvent[]> {
+  let cursor: string | undefined;
+  do {
+    const page = await api.searchAudit(cursor ? { ...q, cursor } : q);
+    yield page.events;
+    cursor = page.events.length > 0 ? page.next_cursor : undefined;
+  } while (cursor);
 }
 
 function ensureNl(s: string): string {

@@ -19,18 +19,6 @@ import { type Ctx, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
 import { asUsage, flag, usage } from './usage.js';
 
-/** Where recorded bytes go: stdout as bytes (not text), waiting when the pipe is full. */
-export interface ByteSink {
-  write(data: Uint8Array): Promise<void>;
-}
-
-const stdoutSink: ByteSink = {
-  write: (data) =>
-    new Promise((resolve, reject) => {
-      process.stdout.write(data, (err) => (err ? reject(err) : resolve()));
-    }),
-};
-
 export function formatDuration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
   const h = Math.floor(s / 3600);
@@ -102,7 +90,7 @@ function parseMaxIdle(text: string): number {
   return n;
 }
 
-export function registerRecordings(program: Command, ctx: Ctx, sink: ByteSink = stdoutSink): void {
+export function registerRecordings(program: Command, ctx: Ctx): void {
   const recordings = program.command('recordings').description('recorded interactive sessions');
   recordings
     .command('ls')
@@ -180,16 +168,16 @@ Examples:
         const format = o.format as RecordingFormat | undefined;
         await withAdmin(cmd, ctx, async (t) => {
           const follow = o.follow ?? false;
+          // Recorded bytes go to stdout as bytes (not text), waiting when the pipe is full.
           if (format) {
-            for await (const part of await t.api.readRecording(id, { format, follow }))
-              await sink.write(part);
+            for await (const part of await t.api.readRecording(id, { format, follow })) await ctx.write(part);
             return;
           }
           const body = await t.api.readRecording(id, { format: 'json', follow });
           await play(eventsFromJsonLines(body), {
             speed: o.speed ?? 1,
             ...(o.maxIdle !== undefined ? { maxIdleMs: o.maxIdle * 1000 } : {}),
-            write: (d) => sink.write(d),
+            write: (d) => ctx.write(d),
           });
         });
       },
