@@ -18,7 +18,7 @@ describe('gatehouse CLI against a running gateway', () => {
   let proxy: string;
   let pin: string;
   let adminToken: string;
-  const homes = { admin: '', alice: '', stranger: '' };
+  const homes = { admin: '', alice: '', stranger: '', dora: '' };
   const as = (who: keyof typeof homes) => ({ GATEHOUSE_HOME: homes[who] });
 
   beforeAll(async () => {
@@ -108,6 +108,31 @@ describe('gatehouse CLI against a running gateway', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('User alice created with roles access');
+  });
+
+  it('accept-invite --password-stdin takes the first line: fed "pw\\npw" the password is "pw" (was "pw\\npw")', async () => {
+    const add = await run(['--config', configFile, 'users', 'add', 'dora', '--roles', 'access'], {
+      env: as('admin'),
+    });
+    expect(add.code, add.stderr).toBe(0);
+    const token = /gatehouse accept-invite .* (\S+)$/m.exec(add.stdout)?.[1];
+    expect(token).toBeTruthy();
+    const pw = 'dora the explorer 42';
+    // The password and its confirmation, as typed at the prompt.
+    const a = await run(['accept-invite', '--proxy', proxy, '--ca-pin', pin, token!, '--password-stdin'], {
+      env: as('dora'),
+      input: `${pw}\n${pw}\n`,
+    });
+    expect(a.stderr).toBe('');
+    expect(a.code).toBe(0);
+    const l = await run(['login', '--proxy', proxy, '--ca-pin', pin, '--user', 'dora', '--password-stdin'], {
+      env: as('dora'),
+      input: `${pw}\r\n`,
+    });
+    expect(l.stderr).toBe('');
+    expect(l.code).toBe(0);
+    const help = await run(['accept-invite', '--help']);
+    expect(help.stdout).toMatch(/--password-stdin\s+read the new password from the first line of stdin/);
   });
 
   it('lists users remotely as the logged-in admin', async () => {

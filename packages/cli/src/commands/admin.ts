@@ -111,7 +111,7 @@ export function registerAdmin(program: Command, ctx: Ctx): void {
     .requiredOption('--roles <roles>', 'comma-separated roles')
     .option('--logins <logins>', 'comma-separated unix logins (the logins trait)')
     .option('--traits <k=v1,v2...>', 'extra traits, e.g. db_users=reader,writer')
-    .option('--password-stdin', 'set the password from stdin instead of sending an invite')
+    .option('--password-stdin', 'set the password from the first line of stdin instead of sending an invite')
     .addHelpText(
       'after',
       examples(`  $ gatehouse users add alice --roles access --logins root,ubuntu
