@@ -266,6 +266,50 @@ describe('gatehouse CLI against a running gateway', () => {
     expect(t.stderr).toMatch(/^hint: write durations like/m);
   });
 
+  it('audit search --since zzz (and every other bad time, duration or limit) is refused, naming the flag, value and forms (was ignored)', async () => {
+    const cases: [string[], RegExp][] = [
+      // These two ran as searches: an empty --since was dropped, 2026-02-30 became March 2.
+      [['audit', 'search', '--since='], /--since "" is not a time/],
+      [['audit', 'search', '--until', '2026-02-30'], /--until "2026-02-30" is not a time/],
+      [
+        ['audit', 'search', '--since', 'zzz'],
+        /--since "zzz" is not a time: write a duration ago \(30s, .*\) or an ISO 8601 date/,
+      ],
+      [['audit', 'search', '--since', '1h', '--until', '2h'], /--since \(.*\) is after --until/],
+      [['audit', 'search', '--limit', '1e9'], /--limit "1e9" is not a positive whole number/],
+      [['audit', 'search', '--limit', '1000000000'], /--limit 1000000000 is more than 1000/],
+      [['recordings', 'ls', '--since', ''], /--since "" is not a time/],
+      [['recordings', 'ls', '--until', 'last week'], /--until "last week" is not a time/],
+      [['recordings', 'ls', '--limit', '20000'], /--limit 20000 is more than 10000/],
+      [['users', 'lock', 'alice', '--ttl', ''], /--ttl "" is not a duration/],
+      [['tokens', 'add', '--type', 'node', '--ttl', '0s'], /--ttl "0s" is not a duration/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await run(['--config', configFile, ...args], { env: as('admin') });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(new RegExp(`^error: ${message.source}`, 'm'));
+      expect(r.stderr, args.join(' ')).toMatch(/^hint: ./m);
+      expect(r.stdout, args.join(' ')).toBe('');
+    }
+  });
+
+  it('audit search --all follows the cursors: pages of 7 give what one large page gives', async () => {
+    const until = new Date().toISOString();
+    const search = (extra: string[]) =>
+      run(['--config', configFile, 'audit', 'search', '--json', '--until', until, ...extra], {
+        env: as('admin'),
+      });
+    const one = await search(['--limit', '1000']);
+    const paged = await search(['--all', '--limit', '7']);
+    expect(paged.stderr).toBe('');
+    expect(paged.code).toBe(0);
+    const ids = (r: { stdout: string }) =>
+      (JSON.parse(r.stdout) as { events: { id: string }[] }).events.map((e) => e.id);
+    expect(JSON.parse(one.stdout).next_cursor).toBeUndefined();
+    expect(ids(one).length).toBeGreaterThan(14);
+    expect(ids(paged)).toEqual(ids(one));
+  });
+
   it('admin verbs with neither a data dir nor a login name both ways out', async () => {
     const r = await run(['users', 'ls'], { env: as('stranger') });
     expect(r.code).toBe(1);

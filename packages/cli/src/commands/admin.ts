@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { AuditEvent } from '@gatehouse/audit';
 import {
+  AUDIT_PAGE_MAX,
   type AuditQuery,
   type CaExportFormat,
   GatehouseClient,
@@ -12,12 +13,13 @@ import {
 import { type Command, Option } from 'commander';
 import { stringify as toYaml } from 'yaml';
 import {
+  checkTimeRange,
   durationFlag,
   parsePositiveInt,
-  parseTimeFlag,
   parseTraits,
   relativeTime,
   splitList,
+  timeFlag,
 } from '../args.js';
 import {
   type AdminTarget,
@@ -486,12 +488,29 @@ export function registerAdmin(program: Command, ctx: Ctx): void {
   audit
     .command('search')
     .description('search audit events, newest first')
-    .option('--since <when>', 'from this long ago (1h) or an ISO time')
-    .option('--until <when>', 'up to this long ago or an ISO time')
+    .option(
+      '--since <when>',
+      'from this long ago (30s, 15m, 8h, 1h30m, 2d) or an ISO time (2026-01-31T12:00:00Z)',
+      flag(timeFlag('--since', () => ctx.now())),
+    )
+    .option(
+      '--until <when>',
+      'up to this long ago or an ISO time',
+      flag(timeFlag('--until', () => ctx.now())),
+    )
     .option('--type <types>', 'event types, comma-separated (user.login,session.start)')
     .option('--user <name>', 'events by this user')
     .option('--query <text>', 'full-text search')
-    .option('--limit <n>', 'events per page', flag(parsePositiveInt('--limit')))
+    .option(
+      '--limit <n>',
+      `events per page, at most ${AUDIT_PAGE_MAX} (default 100)`,
+      flag(
+        parsePositiveInt('--limit', {
+          max: AUDIT_PAGE_MAX,
+          why: `the gateway hands out at most ${AUDIT_PAGE_MAX} events per page; add --all to follow the pages to the end`,
+        }),
+      ),
+    )
     .option('--all', 'follow the pages to the end')
     .option('--json', 'print JSON ({ events, next_cursor })')
     .addHelpText(
@@ -514,15 +533,16 @@ export function registerAdmin(program: Command, ctx: Ctx): void {
         },
         cmd: Command,
       ) => {
-        const now = ctx.now();
+        // --since and --until arrive as ISO times, checked as commander parsed them.
+        asUsage(() => checkTimeRange(o.since, o.until));
         const q: AuditQuery = {};
-        if (o.since) q.from = asUsage(() => parseTimeFlag(o.since!, now, '--since'));
-        if (o.until) q.to = asUsage(() => parseTimeFlag(o.until!, now, '--until'));
+        if (o.since !== undefined) q.from = o.since;
+        if (o.until !== undefined) q.to = o.until;
         const types = splitList(o.type);
         if (types.length) q.types = types;
         if (o.user) q.user = o.user;
         if (o.query) q.q = o.query;
-        if (o.limit) q.limit = o.limit;
+        if (o.limit !== undefined) q.limit = o.limit;
         const eventTable = (events: AuditEvent[]) =>
           table(
             ['TIME', 'CODE', 'TYPE', 'USER', 'SUMMARY'],

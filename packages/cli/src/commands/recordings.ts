@@ -13,8 +13,9 @@ import {
   type RecordingMeta,
   type RecordingQuery,
 } from '@gatehouse/audit';
+import { RECORDINGS_LIST_MAX } from '@gatehouse/core';
 import { type Command, Option } from 'commander';
-import { parsePositiveInt, parseTimeFlag } from '../args.js';
+import { checkTimeRange, parsePositiveInt, timeFlag } from '../args.js';
 import { type Ctx, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
 import { asUsage, flag, usage } from './usage.js';
@@ -97,8 +98,26 @@ export function registerRecordings(program: Command, ctx: Ctx): void {
     .description('list recordings, newest first (without recording:list, your own)')
     .option('--user <name>', 'recordings of this user')
     .addOption(new Option('--kind <kind>', 'session kind').choices(['ssh', 'kube', 'desktop']))
-    .option('--since <when>', 'started at most this long ago (1h) or after an ISO time')
-    .option('--limit <n>', 'at most this many', flag(parsePositiveInt('--limit')))
+    .option(
+      '--since <when>',
+      'started at most this long ago (30s, 15m, 8h, 1h30m, 2d) or after an ISO time',
+      flag(timeFlag('--since', () => ctx.now())),
+    )
+    .option(
+      '--until <when>',
+      'started at least this long ago or before an ISO time',
+      flag(timeFlag('--until', () => ctx.now())),
+    )
+    .option(
+      '--limit <n>',
+      `at most this many, up to ${RECORDINGS_LIST_MAX} (default 100)`,
+      flag(
+        parsePositiveInt('--limit', {
+          max: RECORDINGS_LIST_MAX,
+          why: `the gateway lists at most ${RECORDINGS_LIST_MAX} recordings at once; narrow the list with --user, --kind, --since or --until`,
+        }),
+      ),
+    )
     .option('--json', 'print JSON')
     .addHelpText(
       'after',
@@ -109,14 +128,23 @@ Examples:
     )
     .action(
       async (
-        o: { user?: string; kind?: RecordingKind; since?: string; limit?: number; json?: boolean },
+        o: {
+          user?: string;
+          kind?: RecordingKind;
+          since?: string;
+          until?: string;
+          limit?: number;
+          json?: boolean;
+        },
         cmd: Command,
       ) => {
+        asUsage(() => checkTimeRange(o.since, o.until));
         const q: RecordingQuery = {};
         if (o.user) q.user = o.user;
         if (o.kind) q.kind = o.kind;
-        if (o.since) q.from = asUsage(() => parseTimeFlag(o.since!, ctx.now(), '--since'));
-        if (o.limit) q.limit = o.limit;
+        if (o.since !== undefined) q.from = o.since;
+        if (o.until !== undefined) q.to = o.until;
+        if (o.limit !== undefined) q.limit = o.limit;
         await withAdmin(cmd, ctx, async (t) => {
           const list = await t.api.listRecordings(q);
           if (o.json) return ctx.out(json(list));
