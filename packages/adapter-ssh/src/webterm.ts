@@ -160,7 +160,14 @@ export class WebTerminals implements TerminalService {
     const { client } = await this.#connect(req);
     try {
       const sftp = await sftpOf(client);
-      const ws = sftp.createWriteStream(req.path, { flags: 'w' });
+      // Opened without a mode: the node then creates the file as scp and sftp
+      // do, 0666 less its umask, and an existing file keeps its mode. ssh2's
+      // createWriteStream would send 0666 and fchmod the file to it, making
+      // every upload (an overwritten authorized_keys too) world-writable.
+      const handle = await new Promise<Buffer>((resolve, reject) =>
+        sftp.open(req.path, 'w', (err, h) => (err ? reject(err) : resolve(h))),
+      );
+      const ws = sftp.createWriteStream(req.path, { handle, autoClose: true });
       // ssh2 emits close once the file's handle is closed (after finish).
       const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
       await pipeline(body, ws);

@@ -5,7 +5,8 @@
  * session.
  */
 import { randomBytes } from 'node:crypto';
-import { readFile, rm } from 'node:fs/promises';
+import { chmod, readFile, rm, stat } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { RecordingEvent } from '@gatehouse/audit';
@@ -79,6 +80,44 @@ async function recording(id: string): Promise<RecordingEvent[]> {
   const out: RecordingEvent[] = [];
   for await (const e of env.recordings.read(id)) out.push(e);
   return out;
+}
+
+/** PUT /v1/files on the gateway's listener with the user's client certificate, as the web UI uploads. */
+function upload(
+  f: UserFiles,
+  q: { node: string; login: string; path: string },
+  body: string,
+): Promise<{ status: number; bytes?: number }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        method: 'PUT',
+        host: ADDR,
+        port: env.port,
+        path: `/v1/files?${new URLSearchParams(q)}`,
+        servername: 'localhost',
+        ca: env.gw.authorities.get('host').map((k) => k.x509CertPem),
+        cert: f.tlsCertPem,
+        key: f.tlsKeyPem,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (d) => {
+          text += d;
+        });
+        res.on('end', () => {
+          const parsed = JSON.parse(text) as { bytes?: number };
+          resolve({
+            status: res.statusCode ?? 0,
+            ...(parsed.bytes !== undefined ? { bytes: parsed.bytes } : {}),
+          });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {
@@ -368,6 +407,39 @@ describe('TerminalService files (SFTP through the proxy)', () => {
     });
     expect(byAction('read')).toMatchObject({ bytes: data.length, user: 'alice' });
     expect(files.every((e) => !('error' in e))).toBe(true);
+  });
+
+  it('an upload through PUT /v1/files gets the default mode of the node (0666 less the umask, as scp), not 0666; an overwrite keeps the mode', async () => {
+    // sshd and the node service are children of this process: they have its umask.
+    const umask = Number.parseInt(
+      /^Umask:\s*([0-7]+)$/m.exec(await readFile('/proc/self/status', 'utf8'))![1]!,
+      8,
+    );
+    const expected = 0o666 & ~umask;
+    expect(expected, 'this test needs a umask that takes write bits away').not.toBe(0o666);
+    const modeOf = async (p: string) => (await stat(p)).mode & 0o777;
+    for (const [node, login] of [
+      ['node1', env.login],
+      ['node2', unix.name],
+    ] as const) {
+      const remote = `/tmp/gh-web-mode-${randomBytes(4).toString('hex')}`;
+      try {
+        expect(await upload(alice, { node, login, path: remote }, 'first')).toEqual({
+          status: 200,
+          bytes: 5,
+        });
+        expect(await modeOf(remote), node).toBe(expected);
+        await chmod(remote, 0o600);
+        expect(await upload(alice, { node, login, path: remote }, 'second')).toEqual({
+          status: 200,
+          bytes: 6,
+        });
+        expect(await readFile(remote, 'utf8')).toBe('second');
+        expect(await modeOf(remote), node).toBe(0o600);
+      } finally {
+        await rm(remote, { force: true });
+      }
+    }
   });
 
   it('a relative path is in the login home; a missing file is GH_ERR_NOT_FOUND', async () => {

@@ -16,6 +16,7 @@ export {
 export { decodeEvent, encodeEvent, RecordingFormatError } from './recording/codec.js';
 export { RecordingError, type RecordingErrorCode, validateSessionId } from './recording/errors.js';
 export { FileRecordingStore, type FileRecordingStoreOptions } from './recording/file-store.js';
+export { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from './recording/meta.js';
 export {
   collect,
   exportRecording,

@@ -1,6 +1,7 @@
 import { GatehouseError } from '@gatehouse/core';
 import { describe, expect, it } from 'vitest';
 import {
+  checkTimeRange,
   parseDuration,
   parsePositiveInt,
   parseTimeFlag,
@@ -64,24 +65,62 @@ describe('parseTimeFlag', () => {
   it('treats a duration as "that long ago"', () => {
     expect(parseTimeFlag('1h', now)).toBe('2026-03-01T11:00:00.000Z');
     expect(parseTimeFlag('2d', now)).toBe('2026-02-27T12:00:00.000Z');
+    expect(parseTimeFlag(' 1h30m ', now)).toBe('2026-03-01T10:30:00.000Z');
   });
 
-  it('accepts ISO times', () => {
+  it('accepts ISO times; without a zone they are local time', () => {
     expect(parseTimeFlag('2026-02-01T00:00:00Z', now)).toBe('2026-02-01T00:00:00.000Z');
     expect(parseTimeFlag('2026-02-01', now)).toBe('2026-02-01T00:00:00.000Z');
+    expect(parseTimeFlag('2026-02-01T10:00+02:00', now)).toBe('2026-02-01T08:00:00.000Z');
+    expect(parseTimeFlag('2026-02-01 10:00', now)).toBe(new Date(2026, 1, 1, 10, 0).toISOString());
   });
 
-  it('rejects anything else', () => {
-    expect(() => parseTimeFlag('yesterday', now, '--until')).toThrow(/--until "yesterday"/);
-    expect(() => parseTimeFlag('5', now)).toThrow(/neither a duration/);
+  it('refuses anything else, naming the flag, the value and the accepted forms (zzz was ignored)', () => {
+    for (const bad of [
+      'zzz',
+      '',
+      ' ',
+      'yesterday',
+      '5',
+      '0s',
+      '1hzzz',
+      '2026-02-30',
+      '2026-13-01',
+      '99999999d',
+    ]) {
+      const e = (() => {
+        try {
+          parseTimeFlag(bad, now, '--until');
+        } catch (err) {
+          return err;
+        }
+      })();
+      expect(e, bad).toBeInstanceOf(GatehouseError);
+      const msg = (e as GatehouseError).message;
+      expect(msg, bad).toContain(`--until "${bad}" is not a time`);
+      expect(msg, bad).toContain('1h30m');
+      expect(msg, bad).toContain('2026-01-31T12:00:00Z');
+    }
+  });
+
+  it('--since after --until is refused', () => {
+    expect(() => checkTimeRange('2026-02-02T00:00:00.000Z', '2026-02-01T00:00:00.000Z')).toThrow(
+      /--since .* is after --until/,
+    );
+    expect(() => checkTimeRange('2026-02-01T00:00:00.000Z', '2026-02-02T00:00:00.000Z')).not.toThrow();
+    expect(() => checkTimeRange(undefined, '2026-02-02T00:00:00.000Z')).not.toThrow();
   });
 });
 
 describe('parsePositiveInt and relativeTime', () => {
-  it('parses limits', () => {
+  it('parses limits written in plain digits, up to a maximum', () => {
     expect(parsePositiveInt('--limit')('25')).toBe(25);
-    expect(() => parsePositiveInt('--limit')('0')).toThrow(/positive/);
-    expect(() => parsePositiveInt('--limit')('2.5')).toThrow(/positive/);
+    for (const bad of ['0', '2.5', '1e3', '0x10', '-1', '', 'ten']) {
+      expect(() => parsePositiveInt('--limit')(bad), bad).toThrow(/positive whole number/);
+    }
+    const capped = parsePositiveInt('--limit', { max: 1000, why: 'pages hold 1000' });
+    expect(capped('1000')).toBe(1000);
+    expect(() => capped('1000000000')).toThrow('--limit 1000000000 is more than 1000');
   });
 
   it('renders expiry distances', () => {

@@ -1,26 +1,23 @@
-import { GatehouseError } from '@gatehouse/core';
+import { parseDuration as coreDuration, GatehouseError, parseIsoTime } from '@gatehouse/core';
 
 /** Flag values parsed here are pure functions of their text (and `now`), so they are unit-tested without a CLI. */
 
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const DURATION_FORMS = '30s, 15m, 8h, 1h30m or 2d';
 
-/** "30s", "15m", "8h", "1h30m", "2d" -> milliseconds. */
+/** "30s", "15m", "8h", "1h30m", "2d" -> milliseconds (more than zero). */
 export function parseDuration(text: string, flag = 'duration'): number {
-  const src = text.trim();
-  let rest = src;
-  let total = 0;
-  while (rest.length > 0) {
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)/.exec(rest);
-    if (!m) break;
-    total += Number(m[1]) * UNIT_MS[m[2]!]!;
-    rest = rest.slice(m[0].length);
+  let ms = 0;
+  try {
+    ms = coreDuration(text);
+  } catch {
+    // Not a duration: said below with the flag's name and the accepted forms.
   }
-  if (src === '' || rest.length > 0 || total <= 0) {
+  if (!(ms > 0)) {
     throw new GatehouseError('GH_ERR_VALIDATION', `${flag} "${text}" is not a duration`, {
-      hint: 'write durations like 30s, 15m, 8h, 1h30m or 2d',
+      hint: `write durations like ${DURATION_FORMS}`,
     });
   }
-  return Math.round(total);
+  return ms;
 }
 
 /** Validates a duration flag and hands the text on unchanged (the API takes "8h"-style strings). */
@@ -60,28 +57,61 @@ export function parseTraits(values: string[] | undefined): Record<string, string
   return out;
 }
 
-/** `--since 1h` (relative to now) or an ISO 8601 time -> ISO string. */
+const TIME_FORMS =
+  `a duration ago (${DURATION_FORMS}) or an ISO 8601 date or time ` +
+  '(2026-01-31, 2026-01-31T12:00, 2026-01-31T12:00:00Z; without a zone it is local time)';
+
+/** `--since 1h` (that long before `now`) or an ISO 8601 date or time -> ISO string (UTC). */
 export function parseTimeFlag(text: string, now: Date, flag = '--since'): string {
   const t = text.trim();
-  if (/^\d+(?:\.\d+)?(?:ms|s|m|h|d)/.test(t)) {
-    return new Date(now.getTime() - parseDuration(t, flag)).toISOString();
-  }
-  // Only full dates: Date.parse accepts too much ("1", "May") to be a safe guess.
-  const ms = /^\d{4}-\d{2}-\d{2}/.test(t) ? Date.parse(t) : Number.NaN;
-  if (Number.isNaN(ms)) {
-    throw new GatehouseError('GH_ERR_VALIDATION', `${flag} "${text}" is neither a duration nor an ISO time`, {
-      hint: `write ${flag} 1h (one hour ago) or ${flag} 2026-01-31T12:00:00Z`,
+  const bad = () =>
+    new GatehouseError('GH_ERR_VALIDATION', `${flag} "${text}" is not a time: write ${TIME_FORMS}`, {
+      hint: `e.g. ${flag} 1h (one hour ago) or ${flag} 2026-01-31T12:00:00Z`,
     });
+  let ms: number | undefined;
+  if (/^\d+(?:\.\d+)?(?:ms|s|m|h|d)/.test(t)) {
+    let ago = 0;
+    try {
+      ago = parseDuration(t, flag);
+    } catch {
+      throw bad();
+    }
+    ms = now.getTime() - ago;
+  } else {
+    ms = parseIsoTime(t, { local: true });
   }
+  // A 4-digit year, as ISO 8601 and the API take it ("99999999d ago" is not one).
+  const year = ms === undefined ? Number.NaN : new Date(ms).getUTCFullYear();
+  if (ms === undefined || !(year >= 0 && year <= 9999)) throw bad();
   return new Date(ms).toISOString();
 }
 
-export function parsePositiveInt(flag: string): (text: string) => number {
+/** A time flag for commander: validated as it is parsed, so even an empty value cannot slip through. */
+export function timeFlag(flag: string, now: () => Date): (text: string) => string {
+  return (text) => parseTimeFlag(text, now(), flag);
+}
+
+/** `--since` must not be after `--until`: such a search can only come back empty. */
+export function checkTimeRange(since: string | undefined, until: string | undefined): void {
+  if (since !== undefined && until !== undefined && since > until) {
+    throw new GatehouseError('GH_ERR_VALIDATION', `--since (${since}) is after --until (${until})`, {
+      hint: 'swap them: --since is the older end of the range',
+    });
+  }
+}
+
+/** A whole number of at least 1 (and at most `max`), written in plain digits. */
+export function parsePositiveInt(flag: string, max?: { max: number; why: string }): (text: string) => number {
   return (text) => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < 1) {
+    const n = /^\d{1,15}$/.test(text.trim()) ? Number(text.trim()) : Number.NaN;
+    if (!(n >= 1)) {
       throw new GatehouseError('GH_ERR_VALIDATION', `${flag} "${text}" is not a positive whole number`, {
         hint: `e.g. ${flag} 100`,
+      });
+    }
+    if (max && n > max.max) {
+      throw new GatehouseError('GH_ERR_VALIDATION', `${flag} ${n} is more than ${max.max}`, {
+        hint: max.why,
       });
     }
     return n;

@@ -14,6 +14,7 @@ import {
 } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { ClientHome, type ProfileEntry, splitPems } from './profile.js';
+import { writeText, writeWithBackpressure } from './stdio.js';
 
 /** Options every verb understands (declared on the program, read with optsWithGlobals). */
 export interface GlobalOpts {
@@ -25,8 +26,11 @@ export interface GlobalOpts {
 export interface Ctx {
   env: NodeJS.ProcessEnv;
   home: ClientHome;
+  /** Text for stdout; dropped once its reader has gone away (the exit code then says so). */
   out(text: string): void;
   err(text: string): void;
+  /** Output made piece by piece: waits while stdout's reader is slow, rejects once it has gone away. */
+  write(data: string | Uint8Array): Promise<void>;
   now(): Date;
   /** Set by commands that run another program and must exit with its status (ssh, psql). */
   exitCode?: number;
@@ -36,8 +40,9 @@ export function makeCtx(env: NodeJS.ProcessEnv): Ctx {
   return {
     env,
     home: ClientHome.fromEnv(env),
-    out: (t) => process.stdout.write(t),
-    err: (t) => process.stderr.write(t),
+    out: (t) => writeText(process.stdout, t),
+    err: (t) => writeText(process.stderr, t),
+    write: (d) => writeWithBackpressure(d),
     now: () => new Date(),
   };
 }

@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { defineProxySsh, defineScp, defineSsh, type SshCtx } from './commands/ssh-client.js';
 import { ClientHome } from './profile.js';
 import { reportFailure } from './report.js';
+import { writeText } from './stdio.js';
 
 /**
  * The CLI's fast path: `gatehouse ssh`, `gatehouse scp` and `gatehouse proxy
@@ -23,19 +24,20 @@ export async function runFast(
   const own = verb === 'proxy ssh' ? args.slice(2) : args.slice(1);
   if (own.some((a) => a === '-h' || a === '--help' || a.startsWith('--data-dir') || a.startsWith('--config')))
     return undefined;
-  const err = (t: string) => process.stderr.write(t);
+  const out = (t: string) => writeText(process.stdout, t);
+  const err = (t: string) => writeText(process.stderr, t);
   const ctx: SshCtx = { env, home: ClientHome.fromEnv(env) };
   const program = new Command('gatehouse')
     .option('--debug', 'print stack traces on errors')
     .exitOverride()
-    .configureOutput({ writeOut: (t) => process.stdout.write(t), writeErr: err });
+    .configureOutput({ writeOut: out, writeErr: err });
   const commands = [
     defineSsh(program.command('ssh'), ctx),
     defineScp(program.command('scp'), ctx),
     defineProxySsh(program.command('proxy').command('ssh'), ctx),
   ];
   for (const c of [...commands, ...program.commands]) {
-    c.exitOverride().configureOutput({ writeOut: (t) => process.stdout.write(t), writeErr: err });
+    c.exitOverride().configureOutput({ writeOut: out, writeErr: err });
   }
   try {
     await program.parseAsync(argv);

@@ -1,6 +1,6 @@
 import type { AuditEvent } from '@gatehouse/audit';
 import { describe, expect, it } from 'vitest';
-import { summarizeEvent, table } from './output.js';
+import { JsonListWriter, json, summarizeEvent, table } from './output.js';
 
 describe('table', () => {
   it('aligns columns and does not pad the last one', () => {
@@ -43,5 +43,21 @@ describe('summarizeEvent', () => {
   it('shortens long summaries', () => {
     const e = { ...base, type: 'user.logout', message: 'x'.repeat(300) };
     expect(summarizeEvent(e as unknown as AuditEvent)).toHaveLength(100);
+  });
+});
+
+describe('JsonListWriter', () => {
+  it('writes, page by page, the very text json() gives for the whole list', () => {
+    const events = [
+      { id: 'a', nested: { list: [1, { deep: true }], empty: {} }, text: 'two\nlines "quoted"' },
+      { id: 'b', tags: [], n: 0 },
+      { id: 'c' },
+    ];
+    for (const pages of [[], [[]], [events], [events.slice(0, 1), [], events.slice(1)]]) {
+      const w = new JsonListWriter('events');
+      const text = w.head() + pages.map((p) => w.items(p)).join('') + w.end();
+      expect(text).toBe(json({ events: pages.flat() }));
+      expect(JSON.parse(text)).toEqual({ events: pages.flat() });
+    }
   });
 });

@@ -15,6 +15,32 @@ export function json(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
 }
 
+/**
+ * `json({ [key]: items })`, text for text, written as the items arrive, so
+ * an export of any length is neither held in memory nor delayed to the end.
+ */
+export class JsonListWriter {
+  #count = 0;
+  constructor(readonly key: string) {}
+
+  head(): string {
+    return `{\n  ${JSON.stringify(this.key)}: [`;
+  }
+
+  items(values: readonly unknown[]): string {
+    let text = '';
+    for (const v of values) {
+      // Newlines inside values are escaped by JSON, so every raw one starts an indented line.
+      text += `${this.#count++ === 0 ? '' : ','}\n    ${JSON.stringify(v, null, 2).replaceAll('\n', '\n    ')}`;
+    }
+    return text;
+  }
+
+  end(): string {
+    return this.#count === 0 ? ']\n}\n' : '\n  ]\n}\n';
+  }
+}
+
 const COMMON = new Set(['id', 'time', 'code', 'type', 'cluster', 'user', 'message', 'addr', 'session_id']);
 
 function scalar(v: unknown): string | undefined {

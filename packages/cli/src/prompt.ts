@@ -2,26 +2,47 @@ import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { GatehouseError } from '@gatehouse/core';
 
-/** Reads all of stdin; drops one trailing newline (what `echo pw |` and here-strings add). */
+/** A password longer than this is no password: most likely a file piped in by mistake. */
+export const MAX_STDIN_SECRET_BYTES = 64 * 1024;
+
+/**
+ * Reads one line from stdin: up to the first newline, which is dropped with
+ * a carriage return before it (what `echo pw |`, here-strings and Windows
+ * files add). The rest of stdin is not read, so `printf 'pw\npw\n'` (the
+ * password and its confirmation, as typed at a prompt) sets "pw".
+ */
 export async function readSecretFromStdin(
   what: string,
   stdin: NodeJS.ReadableStream = process.stdin,
 ): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const c of stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : c);
-  const text = stripOneNewline(Buffer.concat(chunks).toString('utf8'));
+  let size = 0;
+  let newline = false;
+  for await (const c of stdin) {
+    const b = typeof c === 'string' ? Buffer.from(c) : c;
+    const nl = b.indexOf(0x0a);
+    chunks.push(nl >= 0 ? b.subarray(0, nl) : b);
+    size += nl >= 0 ? nl : b.length;
+    if (size > MAX_STDIN_SECRET_BYTES) {
+      throw new GatehouseError(
+        'GH_ERR_VALIDATION',
+        `the ${what} on stdin is longer than ${MAX_STDIN_SECRET_BYTES} bytes`,
+        { hint: `pipe in one line with the ${what}, e.g. printf '%s\\n' "$PASSWORD" | gatehouse ...` },
+      );
+    }
+    if (nl >= 0) {
+      newline = true;
+      break;
+    }
+  }
+  let text = Buffer.concat(chunks).toString('utf8');
+  if (newline && text.endsWith('\r')) text = text.slice(0, -1);
   if (text === '') {
-    throw new GatehouseError('GH_ERR_VALIDATION', `no ${what} on stdin`, {
-      hint: `pipe the ${what} in, e.g. printf '%s' "$PASSWORD" | gatehouse ... --password-stdin`,
+    throw new GatehouseError('GH_ERR_VALIDATION', `no ${what} on the first line of stdin`, {
+      hint: `pipe the ${what} in, e.g. printf '%s\\n' "$PASSWORD" | gatehouse ... --password-stdin`,
     });
   }
   return text;
-}
-
-export function stripOneNewline(s: string): string {
-  if (s.endsWith('\r\n')) return s.slice(0, -2);
-  if (s.endsWith('\n')) return s.slice(0, -1);
-  return s;
 }
 
 function needTty(what: string, flag: string): void {

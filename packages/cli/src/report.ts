@@ -1,12 +1,15 @@
 import { GatehouseError } from '@gatehouse/core/lite';
 import { CommanderError } from 'commander';
 import { UsageError } from './commands/usage.js';
+import { EXIT_BROKEN_PIPE, isBrokenPipe } from './stdio.js';
 
 /**
  * How a failed command ends: its message and hint on stderr, and the exit
- * code (0 help, 1 failure, 2 usage). Shared by the full CLI and its fast path.
+ * code (0 help, 1 failure, 2 usage, 141 when the output's reader went away,
+ * which is no failure to explain). Shared by the full CLI and its fast path.
  */
 export function reportFailure(e: unknown, argv: string[], err: (text: string) => void): number {
+  if (isBrokenPipe(e)) return EXIT_BROKEN_PIPE;
   const debug = argv.includes('--debug');
   if (e instanceof CommanderError) {
     if (e.exitCode === 0) return 0;

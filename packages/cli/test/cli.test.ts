@@ -18,7 +18,7 @@ describe('gatehouse CLI against a running gateway', () => {
   let proxy: string;
   let pin: string;
   let adminToken: string;
-  const homes = { admin: '', alice: '', stranger: '' };
+  const homes = { admin: '', alice: '', stranger: '', dora: '' };
   const as = (who: keyof typeof homes) => ({ GATEHOUSE_HOME: homes[who] });
 
   beforeAll(async () => {
@@ -108,6 +108,31 @@ describe('gatehouse CLI against a running gateway', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('User alice created with roles access');
+  });
+
+  it('accept-invite --password-stdin takes the first line: fed "pw\\npw" the password is "pw" (was "pw\\npw")', async () => {
+    const add = await run(['--config', configFile, 'users', 'add', 'dora', '--roles', 'access'], {
+      env: as('admin'),
+    });
+    expect(add.code, add.stderr).toBe(0);
+    const token = /gatehouse accept-invite .* (\S+)$/m.exec(add.stdout)?.[1];
+    expect(token).toBeTruthy();
+    const pw = 'dora the explorer 42';
+    // The password and its confirmation, as typed at the prompt.
+    const a = await run(['accept-invite', '--proxy', proxy, '--ca-pin', pin, token!, '--password-stdin'], {
+      env: as('dora'),
+      input: `${pw}\n${pw}\n`,
+    });
+    expect(a.stderr).toBe('');
+    expect(a.code).toBe(0);
+    const l = await run(['login', '--proxy', proxy, '--ca-pin', pin, '--user', 'dora', '--password-stdin'], {
+      env: as('dora'),
+      input: `${pw}\r\n`,
+    });
+    expect(l.stderr).toBe('');
+    expect(l.code).toBe(0);
+    const help = await run(['accept-invite', '--help']);
+    expect(help.stdout).toMatch(/--password-stdin\s+read the new password from the first line of stdin/);
   });
 
   it('lists users remotely as the logged-in admin', async () => {
@@ -239,6 +264,50 @@ describe('gatehouse CLI against a running gateway', () => {
     const t = await run(['users', 'lock', 'bob', '--ttl', 'soon'], { env: as('admin') });
     expect(t.code).toBe(2);
     expect(t.stderr).toMatch(/^hint: write durations like/m);
+  });
+
+  it('audit search --since zzz (and every other bad time, duration or limit) is refused, naming the flag, value and forms (was ignored)', async () => {
+    const cases: [string[], RegExp][] = [
+      // These two ran as searches: an empty --since was dropped, 2026-02-30 became March 2.
+      [['audit', 'search', '--since='], /--since "" is not a time/],
+      [['audit', 'search', '--until', '2026-02-30'], /--until "2026-02-30" is not a time/],
+      [
+        ['audit', 'search', '--since', 'zzz'],
+        /--since "zzz" is not a time: write a duration ago \(30s, .*\) or an ISO 8601 date/,
+      ],
+      [['audit', 'search', '--since', '1h', '--until', '2h'], /--since \(.*\) is after --until/],
+      [['audit', 'search', '--limit', '1e9'], /--limit "1e9" is not a positive whole number/],
+      [['audit', 'search', '--limit', '1000000000'], /--limit 1000000000 is more than 1000/],
+      [['recordings', 'ls', '--since', ''], /--since "" is not a time/],
+      [['recordings', 'ls', '--until', 'last week'], /--until "last week" is not a time/],
+      [['recordings', 'ls', '--limit', '20000'], /--limit 20000 is more than 10000/],
+      [['users', 'lock', 'alice', '--ttl', ''], /--ttl "" is not a duration/],
+      [['tokens', 'add', '--type', 'node', '--ttl', '0s'], /--ttl "0s" is not a duration/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await run(['--config', configFile, ...args], { env: as('admin') });
+      expect(r.code, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toMatch(new RegExp(`^error: ${message.source}`, 'm'));
+      expect(r.stderr, args.join(' ')).toMatch(/^hint: ./m);
+      expect(r.stdout, args.join(' ')).toBe('');
+    }
+  });
+
+  it('audit search --all follows the cursors: pages of 7 give what one large page gives', async () => {
+    const until = new Date().toISOString();
+    const search = (extra: string[]) =>
+      run(['--config', configFile, 'audit', 'search', '--json', '--until', until, ...extra], {
+        env: as('admin'),
+      });
+    const one = await search(['--limit', '1000']);
+    const paged = await search(['--all', '--limit', '7']);
+    expect(paged.stderr).toBe('');
+    expect(paged.code).toBe(0);
+    const ids = (r: { stdout: string }) =>
+      (JSON.parse(r.stdout) as { events: { id: string }[] }).events.map((e) => e.id);
+    expect(JSON.parse(one.stdout).next_cursor).toBeUndefined();
+    expect(ids(one).length).toBeGreaterThan(14);
+    expect(ids(paged)).toEqual(ids(one));
   });
 
   it('admin verbs with neither a data dir nor a login name both ways out', async () => {

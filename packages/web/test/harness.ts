@@ -157,3 +157,19 @@ export async function signIn(
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByTestId('current-user').filter({ hasText: user }).waitFor();
 }
+
+/**
+ * Clicks Search on the audit log page and resolves once the gateway has
+ * answered that very search (`matches` tells it by its query parameters).
+ * Rows read before then may be those of the search before it: the page's
+ * first, unfiltered search has already drawn a table.
+ */
+export async function searchAuditLog(page: Page, matches: (q: URLSearchParams) => boolean): Promise<void> {
+  const answered = page.waitForResponse((r) => {
+    const url = new URL(r.url());
+    return url.pathname === '/v1/audit/events' && matches(url.searchParams);
+  });
+  await page.getByRole('button', { name: 'Search' }).click();
+  const res = await answered;
+  if (!res.ok()) throw new Error(`the audit search answered HTTP ${res.status()}: ${await res.text()}`);
+}

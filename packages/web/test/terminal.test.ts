@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ssh } from '../../adapter-ssh/src/index.js';
 import { builtinNode } from '../../adapter-ssh/src/node/index.js';
 import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
-import { buildUi, signIn, UiBrowser } from './harness.js';
+import { buildUi, searchAuditLog, signIn, UiBrowser } from './harness.js';
 
 // The web terminal end to end: a gateway with the SSH adapter and the
 // built-in node service (this machine, as in `gatehouse start`), Debian's
@@ -84,6 +84,18 @@ async function tabCount(p: Page): Promise<number> {
   return p.locator('[data-testid="terminal-pane"]').count();
 }
 
+/** Waits until the page has `n` terminal tabs (a click or key press only starts the change). */
+async function tabsAre(p: Page, n: number): Promise<void> {
+  await waitFor(async () => (await tabCount(p)) === n, `${n} terminal tab(s)`);
+}
+
+/** Waits until the selected tab is the one Alt+`n` selects. */
+async function selectedIs(p: Page, n: number): Promise<void> {
+  await selectedTab(p)
+    .and(p.locator(`[title="Alt+${n}"]`))
+    .waitFor();
+}
+
 describe('web terminal on the built-in node', () => {
   it('opens from the Resources page in a new browser tab and shows the output of a typed command', async () => {
     await alice.page.getByRole('link', { name: 'Resources' }).click();
@@ -128,13 +140,13 @@ describe('web terminal on the built-in node', () => {
     await term.getByRole('tab', { name: 'New tab' }).click();
     await term.getByRole('button', { name: 'Open terminal' }).click();
     await term.locator('[data-testid="terminal-pane"][data-state="live"]').nth(1).waitFor();
-    expect(await tabCount(term)).toBe(2);
-    expect(await term.getByRole('tab', { selected: true }).getAttribute('title')).toBe('Alt+2');
+    await tabsAre(term, 2);
+    await selectedIs(term, 2);
     await run(term, 'echo second-$((1+1))');
     await sees(term, 'second-2');
 
     await term.keyboard.press('Alt+1');
-    expect(await selectedTab(term).getAttribute('title')).toBe('Alt+1');
+    await selectedIs(term, 1);
     await sees(term, 'resized=');
     expect(await screen(term).textContent()).not.toContain('second-2');
     // Had Alt+1 reached the shell (TEST_LOGIN's is sh) as ESC 1, the line would start with those bytes and fail.
@@ -143,7 +155,7 @@ describe('web terminal on the built-in node', () => {
     expect(await screen(term).textContent()).not.toContain('command not found');
 
     await term.keyboard.press('Alt+2');
-    expect(await selectedTab(term).getAttribute('title')).toBe('Alt+2');
+    await selectedIs(term, 2);
     await sees(term, 'second-2');
     await ui.shot(term, 'terminal-tabs', { fullPage: false });
   });
@@ -155,8 +167,8 @@ describe('web terminal on the built-in node', () => {
       .getByTestId('term-notice')
       .filter({ hasText: 'The shell exited. Its tab was closed.' })
       .waitFor();
-    expect(await tabCount(term)).toBe(1);
-    expect(await selectedTab(term).getAttribute('title')).toBe('Alt+1');
+    await tabsAre(term, 1);
+    await selectedIs(term, 1);
 
     await term.getByRole('tab', { name: 'New tab' }).click();
     await term.getByRole('button', { name: 'Open terminal' }).click();
@@ -170,7 +182,7 @@ describe('web terminal on the built-in node', () => {
       .getByRole('button', { name: `Close ${TEST_LOGIN}@${NODE}` })
       .nth(1)
       .click();
-    expect(await tabCount(term)).toBe(1);
+    await tabsAre(term, 1);
   });
 
   it('finds that session in the audit log and plays its recording with the wall-clock time', async () => {
@@ -192,10 +204,11 @@ describe('web terminal on the built-in node', () => {
     await page.getByRole('link', { name: 'Audit log' }).click();
     await page.getByLabel('Event type').selectOption('session.end');
     await page.getByLabel('User', { exact: true }).fill('alice');
-    await page.getByRole('button', { name: 'Search' }).click();
-    // Until the filtered page arrives, the unfiltered one (session.start links the recording too) is on screen.
+    // The unfiltered page drawn first links the recording too (from session.start): wait for this search.
+    await searchAuditLog(page, (q) => q.get('types') === 'session.end' && q.get('user') === 'alice');
     const play = page.locator(`a[href="/web/recordings/${encodeURIComponent(exited)}"]`);
-    await waitFor(async () => (await play.count()) === 1, 'the session.end search results');
+    await play.waitFor();
+    expect(await play.count()).toBe(1);
     await play.click();
     // Search jumps to the moment the command was typed; the wall clock shows when that was.
     await page.getByLabel('Search the recording').fill('exit 3');

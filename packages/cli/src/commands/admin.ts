@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { AuditEvent } from '@gatehouse/audit';
 import {
+  AUDIT_PAGE_MAX,
   type AuditQuery,
   type CaExportFormat,
   GatehouseClient,
@@ -12,12 +13,13 @@ import {
 import { type Command, Option } from 'commander';
 import { stringify as toYaml } from 'yaml';
 import {
+  checkTimeRange,
   durationFlag,
   parsePositiveInt,
-  parseTimeFlag,
   parseTraits,
   relativeTime,
   splitList,
+  timeFlag,
 } from '../args.js';
 import {
   type AdminTarget,
@@ -30,7 +32,7 @@ import {
   wantsLocal,
   withAdmin,
 } from '../context.js';
-import { json, summarizeEvent, table } from '../output.js';
+import { JsonListWriter, json, summarizeEvent, table } from '../output.js';
 import { readSecretFromStdin } from '../prompt.js';
 import { asUsage, examples, flag, usage } from './usage.js';
 
@@ -111,7 +113,7 @@ export function registerAdmin(program: Command, ctx: Ctx): void {
     .requiredOption('--roles <roles>', 'comma-separated roles')
     .option('--logins <logins>', 'comma-separated unix logins (the logins trait)')
     .option('--traits <k=v1,v2...>', 'extra traits, e.g. db_users=reader,writer')
-    .option('--password-stdin', 'set the password from stdin instead of sending an invite')
+    .option('--password-stdin', 'set the password from the first line of stdin instead of sending an invite')
     .addHelpText(
       'after',
       examples(`  $ gatehouse users add alice --roles access --logins root,ubuntu
@@ -486,12 +488,29 @@ export function registerAdmin(program: Command, ctx: Ctx): void {
   audit
     .command('search')
     .description('search audit events, newest first')
-    .option('--since <when>', 'from this long ago (1h) or an ISO time')
-    .option('--until <when>', 'up to this long ago or an ISO time')
+    .option(
+      '--since <when>',
+      'from this long ago (30s, 15m, 8h, 1h30m, 2d) or an ISO time (2026-01-31T12:00:00Z)',
+      flag(timeFlag('--since', () => ctx.now())),
+    )
+    .option(
+      '--until <when>',
+      'up to this long ago or an ISO time',
+      flag(timeFlag('--until', () => ctx.now())),
+    )
     .option('--type <types>', 'event types, comma-separated (user.login,session.start)')
     .option('--user <name>', 'events by this user')
     .option('--query <text>', 'full-text search')
-    .option('--limit <n>', 'events per page', flag(parsePositiveInt('--limit')))
+    .option(
+      '--limit <n>',
+      `events per page, at most ${AUDIT_PAGE_MAX} (default 100, with --all ${AUDIT_PAGE_MAX})`,
+      flag(
+        parsePositiveInt('--limit', {
+          max: AUDIT_PAGE_MAX,
+          why: `the gateway hands out at most ${AUDIT_PAGE_MAX} events per page; add --all to follow the pages to the end`,
+        }),
+      ),
+    )
     .option('--all', 'follow the pages to the end')
     .option('--json', 'print JSON ({ events, next_cursor })')
     .addHelpText(
@@ -514,35 +533,57 @@ export function registerAdmin(program: Command, ctx: Ctx): void {
         },
         cmd: Command,
       ) => {
-        const now = ctx.now();
+        // --since and --until arrive as ISO times, checked as commander parsed them.
+        asUsage(() => checkTimeRange(o.since, o.until));
         const q: AuditQuery = {};
-        if (o.since) q.from = asUsage(() => parseTimeFlag(o.since!, now, '--since'));
-        if (o.until) q.to = asUsage(() => parseTimeFlag(o.until!, now, '--until'));
+        if (o.since !== undefined) q.from = o.since;
+        if (o.until !== undefined) q.to = o.until;
         const types = splitList(o.type);
         if (types.length) q.types = types;
         if (o.user) q.user = o.user;
         if (o.query) q.q = o.query;
-        if (o.limit) q.limit = o.limit;
-        await withAdmin(cmd, ctx, async (t) => {
-          const events: AuditEvent[] = [];
-          let next: string | undefined;
-          for (;;) {
-            const page = await t.api.searchAudit(next ? { ...q, cursor: next } : q);
-            events.push(...page.events);
-            next = page.next_cursor;
-            if (!o.all || !next || page.events.length === 0) break;
-          }
-          if (o.json) return ctx.out(json({ events, ...(next && !o.all ? { next_cursor: next } : {}) }));
-          ctx.out(
-            table(
-              ['TIME', 'CODE', 'TYPE', 'USER', 'SUMMARY'],
-              events.map((e) => [e.time, e.code, e.type, e.user ?? '', summarizeEvent(e)]),
-            ),
+        // An export takes the largest pages unless told otherwise: fewer round trips.
+        if (o.limit !== undefined) q.limit = o.limit;
+        else if (o.all) q.limit = AUDIT_PAGE_MAX;
+        const eventTable = (events: AuditEvent[]) =>
+          table(
+            ['TIME', 'CODE', 'TYPE', 'USER', 'SUMMARY'],
+            events.map((e) => [e.time, e.code, e.type, e.user ?? '', summarizeEvent(e)]),
           );
-          if (next && !o.all) ctx.err('(more events: add --all, or narrow with --since/--type)\n');
+        await withAdmin(cmd, ctx, async (t) => {
+          if (!o.all) {
+            const page = await t.api.searchAudit(q);
+            const next = page.next_cursor;
+            if (o.json) return ctx.out(json({ events: page.events, ...(next ? { next_cursor: next } : {}) }));
+            ctx.out(eventTable(page.events));
+            if (next) ctx.err('(more events: add --all, or narrow with --since/--type)\n');
+            return;
+          }
+          if (o.json) {
+            // Page by page as the server hands them out: an export of any size, in bounded memory.
+            const out = new JsonListWriter('events');
+            await ctx.write(out.head());
+            for await (const events of auditPages(t.api, q)) await ctx.write(out.items(events));
+            await ctx.write(out.end());
+            return;
+          }
+          // A table's columns are as wide as its widest cell, so it needs every row first.
+          const events: AuditEvent[] = [];
+          for await (const page of auditPages(t.api, q)) events.push(...page);
+          ctx.out(eventTable(events));
         });
       },
     );
+}
+
+/** Every page of an audit search, following the server's cursors to the end. */
+async function* auditPages(api: AdminTarget['api'], q: AuditQuery): AsyncGenerator<AuditEvent[]> {
+  let cursor: string | undefined;
+  do {
+    const page = await api.searchAudit(cursor ? { ...q, cursor } : q);
+    yield page.events;
+    cursor = page.events.length > 0 ? page.next_cursor : undefined;
+  } while (cursor);
 }
 
 function ensureNl(s: string): string {

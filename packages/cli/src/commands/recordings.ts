@@ -13,23 +13,12 @@ import {
   type RecordingMeta,
   type RecordingQuery,
 } from '@gatehouse/audit';
+import { RECORDINGS_LIST_MAX } from '@gatehouse/core';
 import { type Command, Option } from 'commander';
-import { parsePositiveInt, parseTimeFlag } from '../args.js';
+import { checkTimeRange, parsePositiveInt, timeFlag } from '../args.js';
 import { type Ctx, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
 import { asUsage, flag, usage } from './usage.js';
-
-/** Where recorded bytes go: stdout as bytes (not text), waiting when the pipe is full. */
-export interface ByteSink {
-  write(data: Uint8Array): Promise<void>;
-}
-
-const stdoutSink: ByteSink = {
-  write: (data) =>
-    new Promise((resolve, reject) => {
-      process.stdout.write(data, (err) => (err ? reject(err) : resolve()));
-    }),
-};
 
 export function formatDuration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -102,15 +91,33 @@ function parseMaxIdle(text: string): number {
   return n;
 }
 
-export function registerRecordings(program: Command, ctx: Ctx, sink: ByteSink = stdoutSink): void {
+export function registerRecordings(program: Command, ctx: Ctx): void {
   const recordings = program.command('recordings').description('recorded interactive sessions');
   recordings
     .command('ls')
     .description('list recordings, newest first (without recording:list, your own)')
     .option('--user <name>', 'recordings of this user')
     .addOption(new Option('--kind <kind>', 'session kind').choices(['ssh', 'kube', 'desktop']))
-    .option('--since <when>', 'started at most this long ago (1h) or after an ISO time')
-    .option('--limit <n>', 'at most this many', flag(parsePositiveInt('--limit')))
+    .option(
+      '--since <when>',
+      'started at most this long ago (30s, 15m, 8h, 1h30m, 2d) or after an ISO time',
+      flag(timeFlag('--since', () => ctx.now())),
+    )
+    .option(
+      '--until <when>',
+      'started at least this long ago or before an ISO time',
+      flag(timeFlag('--until', () => ctx.now())),
+    )
+    .option(
+      '--limit <n>',
+      `at most this many, up to ${RECORDINGS_LIST_MAX} (default 100)`,
+      flag(
+        parsePositiveInt('--limit', {
+          max: RECORDINGS_LIST_MAX,
+          why: `the gateway lists at most ${RECORDINGS_LIST_MAX} recordings at once; narrow the list with --user, --kind, --since or --until`,
+        }),
+      ),
+    )
     .option('--json', 'print JSON')
     .addHelpText(
       'after',
@@ -121,14 +128,23 @@ Examples:
     )
     .action(
       async (
-        o: { user?: string; kind?: RecordingKind; since?: string; limit?: number; json?: boolean },
+        o: {
+          user?: string;
+          kind?: RecordingKind;
+          since?: string;
+          until?: string;
+          limit?: number;
+          json?: boolean;
+        },
         cmd: Command,
       ) => {
+        asUsage(() => checkTimeRange(o.since, o.until));
         const q: RecordingQuery = {};
         if (o.user) q.user = o.user;
         if (o.kind) q.kind = o.kind;
-        if (o.since) q.from = asUsage(() => parseTimeFlag(o.since!, ctx.now(), '--since'));
-        if (o.limit) q.limit = o.limit;
+        if (o.since !== undefined) q.from = o.since;
+        if (o.until !== undefined) q.to = o.until;
+        if (o.limit !== undefined) q.limit = o.limit;
         await withAdmin(cmd, ctx, async (t) => {
           const list = await t.api.listRecordings(q);
           if (o.json) return ctx.out(json(list));
@@ -180,16 +196,16 @@ Examples:
         const format = o.format as RecordingFormat | undefined;
         await withAdmin(cmd, ctx, async (t) => {
           const follow = o.follow ?? false;
+          // Recorded bytes go to stdout as bytes (not text), waiting when the pipe is full.
           if (format) {
-            for await (const part of await t.api.readRecording(id, { format, follow }))
-              await sink.write(part);
+            for await (const part of await t.api.readRecording(id, { format, follow })) await ctx.write(part);
             return;
           }
           const body = await t.api.readRecording(id, { format: 'json', follow });
           await play(eventsFromJsonLines(body), {
             speed: o.speed ?? 1,
             ...(o.maxIdle !== undefined ? { maxIdleMs: o.maxIdle * 1000 } : {}),
-            write: (d) => sink.write(d),
+            write: (d) => ctx.write(d),
           });
         });
       },

@@ -43,7 +43,7 @@ export function registerUser(program: Command, ctx: Ctx): void {
     .option('--user <name>', 'user name (default: the profile user for this proxy)')
     .option('--ca-pin <pin>', "pin of the proxy's CA, as printed by `gatehouse start`")
     .option('--insecure', "trust the proxy's CA on first use without a pin (prints a warning)")
-    .option('--password-stdin', 'read the password from stdin')
+    .option('--password-stdin', 'read the password from the first line of stdin (the rest is ignored)')
     .option('--otp <code>', 'one-time code from the authenticator app')
     .option(
       '--ttl <duration>',
@@ -150,7 +150,10 @@ Examples:
     .requiredOption('--proxy <host:port>', 'the proxy')
     .option('--ca-pin <pin>', "pin of the proxy's CA, as printed by `gatehouse start`")
     .option('--insecure', "trust the proxy's CA on first use without a pin (prints a warning)")
-    .option('--password-stdin', 'read the new password from stdin')
+    .option(
+      '--password-stdin',
+      'read the new password from the first line of stdin (no confirmation is read; the rest is ignored)',
+    )
     .option('--otp <code>', 'current code from the authenticator app (when enrolling one)')
     .addHelpText(
       'after',

@@ -11,6 +11,7 @@ import { lintRole } from '../rbac/lint.js';
 import type { RoleService } from '../rbac/roles.js';
 import type { SessionRegistry } from '../sessions/registry.js';
 import { parseDuration } from '../util/duration.js';
+import { checkAuditQuery, checkRecordingQuery } from './queries.js';
 import type {
   AdminApi,
   AuditPage,
@@ -194,7 +195,7 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       );
     },
     deleteLock: (id) => d.locks.delete(id, actor),
-    searchAudit: (q) => d.audit.search(q),
+    searchAudit: async (q) => d.audit.search(checkAuditQuery(q)),
     async listDatabases() {
       return (await d.databases.list()).map(databaseView);
     },
@@ -228,7 +229,7 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
         command: d.joinCommand(t.token),
       };
     },
-    listRecordings: (q) => d.recordings.list(q),
+    listRecordings: async (q = {}) => d.recordings.list(checkRecordingQuery(q)),
     async getRecording(id) {
       const meta = await d.recordings.get(id);
       if (!meta) throw recordingNotFound(id);

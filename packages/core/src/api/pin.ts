@@ -40,6 +40,9 @@ export interface PinnedCa {
   pin: string;
 }
 
+/** How long an orderly close of the probe connection may take before it is cut. */
+const CLOSE_GRACE_MS = 2_000;
+
 const noPinHint =
   'pass --ca-pin sha256:... (printed by `gatehouse start` on the proxy), ' +
   'or --insecure to trust the presented CA on first use';
@@ -56,6 +59,13 @@ const noPinHint =
  * server holds the leaf's private key. No application data is written on this
  * connection: it is closed right after the checks, and every later connection
  * uses the returned CA with normal verification.
+ *
+ * The close is an orderly one (close_notify, then FIN) and the promise
+ * settles once it is done: 'secureConnect' fires when OUR side of the
+ * handshake is complete, with our last handshake message possibly still on
+ * its way, so destroying the socket there could drop it and leave the
+ * gateway's side of the handshake waiting until its deadline (audited as a
+ * rejected connection after every login).
  */
 export function fetchPinnedCa(opts: FetchPinnedCaOptions): Promise<PinnedCa> {
   const { host, port } = opts;
@@ -68,12 +78,27 @@ export function fetchPinnedCa(opts: FetchPinnedCaOptions): Promise<PinnedCa> {
   const now = opts.now ?? (() => new Date());
   return new Promise<PinnedCa>((resolve, reject) => {
     let settled = false;
-    const finish = (err: Error | undefined, value?: PinnedCa) => {
+    /** The connection failed: nothing to close politely. */
+    const fail = (err: Error) => {
       if (settled) return;
       settled = true;
       socket.destroy();
-      if (err) reject(err);
-      else resolve(value!);
+      reject(err);
+    };
+    /**
+     * The handshake completed (whether we trust the result or not): close
+     * it as a TLS client should, and settle once it is closed.
+     */
+    const close = (outcome: () => void) => {
+      if (settled) return;
+      settled = true;
+      socket.once('close', outcome);
+      // Reading on (and dropping) what the server still sends, such as TLS 1.3
+      // session tickets, keeps unread bytes from turning our close into a reset.
+      socket.resume();
+      socket.end();
+      // A server that never closes its side does not hold us up for long.
+      socket.setTimeout(CLOSE_GRACE_MS, () => socket.destroy());
     };
     const socket = tls.connect({
       host,
@@ -83,15 +108,19 @@ export function fetchPinnedCa(opts: FetchPinnedCaOptions): Promise<PinnedCa> {
       rejectUnauthorized: false,
     });
     socket.setTimeout(opts.timeoutMs ?? 10_000, () =>
-      finish(unreachable(host, port, new Error(`timed out after ${opts.timeoutMs ?? 10_000} ms`))),
+      fail(unreachable(host, port, new Error(`timed out after ${opts.timeoutMs ?? 10_000} ms`))),
     );
-    socket.once('error', (e) => finish(unreachable(host, port, e)));
+    // Kept for the whole life of the socket: an error while closing must not go unhandled.
+    socket.on('error', (e) => fail(unreachable(host, port, e)));
     socket.once('secureConnect', () => {
+      let pinned: PinnedCa;
       try {
-        finish(undefined, checkChain(socket, host, port, want, now()));
+        pinned = checkChain(socket, host, port, want, now());
       } catch (e) {
-        finish(e as Error);
+        close(() => reject(e));
+        return;
       }
+      close(() => resolve(pinned));
     });
   });
 }

@@ -40,6 +40,7 @@ import {
   PUBLIC_ROUTES,
   type WhoamiResponse,
 } from './public.js';
+import { checkAuditQuery, checkRecordingQuery, limitParam } from './queries.js';
 import { issueRouteCert, type RouteCertDeps } from './route-cert.js';
 import { ADMIN_ROUTES, type AdminApi, type AuditQuery, type RecordingReadOptions } from './types.js';
 
@@ -627,19 +628,16 @@ function auditQueryFromUrl(url: URL): AuditQuery {
   const text = s.get('q');
   const limit = s.get('limit');
   const cursor = s.get('cursor');
-  if (from) q.from = from;
-  if (to) q.to = to;
+  const n = limitParam(limit);
+  // An empty from= is a bound the client meant to set: it reaches the check, not the search unbounded.
+  if (from !== null) q.from = from;
+  if (to !== null) q.to = to;
   if (types) q.types = types.split(',').filter(Boolean);
   if (user) q.user = user;
   if (text) q.q = text;
-  if (limit) {
-    const n = Number(limit);
-    if (!Number.isInteger(n) || n < 1)
-      throw new GatehouseError('GH_ERR_VALIDATION', `limit must be a positive integer, got "${limit}"`);
-    q.limit = n;
-  }
+  if (n !== undefined) q.limit = n;
   if (cursor) q.cursor = cursor;
-  return q;
+  return checkAuditQuery(q);
 }
 
 /** Whether `user` owns the recording; a missing one is not theirs (the rule check then denies). */
@@ -669,15 +667,11 @@ function recordingQueryFromUrl(url: URL): RecordingQuery {
     }
     q.kind = kind;
   }
-  if (from) q.from = from;
-  if (to) q.to = to;
-  if (limit) {
-    const n = Number(limit);
-    if (!Number.isInteger(n) || n < 1)
-      throw new GatehouseError('GH_ERR_VALIDATION', `limit must be a positive integer, got "${limit}"`);
-    q.limit = n;
-  }
-  return q;
+  const n = limitParam(limit);
+  if (from !== null) q.from = from;
+  if (to !== null) q.to = to;
+  if (n !== undefined) q.limit = n;
+  return checkRecordingQuery(q);
 }
 
 function recordingReadFromUrl(url: URL): RecordingReadOptions {

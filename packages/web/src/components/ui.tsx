@@ -56,26 +56,38 @@ export function formatSeconds(s: number): string {
 
 export type Loaded<T> = { state: 'loading' } | { state: 'error'; error: unknown } | { state: 'ok'; data: T };
 
-/** Runs a load when deps change; the API client's timeout guarantees it settles. */
+const LOADING = { state: 'loading' } as const;
+
+function sameDeps(a: readonly unknown[], b: readonly unknown[]): boolean {
+  return a.length === b.length && a.every((x, i) => Object.is(x, b[i]));
+}
+
+/**
+ * Runs a load when deps change; the API client's timeout guarantees it settles.
+ * What it returns belongs to the current deps: from the render in which they
+ * change it is `loading`, never the previous answer shown as if it were the
+ * new one (an effect that set `loading` would run only after that render had
+ * painted the old rows under the new filters).
+ */
 export function useLoad<T>(fn: () => Promise<T>, deps: unknown[]): [Loaded<T>, () => void] {
-  const [state, setState] = useState<Loaded<T>>({ state: 'loading' });
   const [n, setN] = useState(0);
+  const key = [...deps, n];
+  const [state, setState] = useState<{ key: unknown[]; value: Loaded<T> }>({ key, value: LOADING });
   const fnRef = useRef(fn);
   fnRef.current = fn;
-  // biome-ignore lint/correctness/useExhaustiveDependencies: deps are the caller's, n forces a reload
+  // biome-ignore lint/correctness/useExhaustiveDependencies: deps are the caller's, n forces a reload; key is made of them
   useEffect(() => {
     let live = true;
-    setState({ state: 'loading' });
     fnRef.current().then(
-      (data) => live && setState({ state: 'ok', data }),
-      (error: unknown) => live && setState({ state: 'error', error }),
+      (data) => live && setState({ key, value: { state: 'ok', data } }),
+      (error: unknown) => live && setState({ key, value: { state: 'error', error } }),
     );
     return () => {
       live = false;
     };
   }, [...deps, n]);
   const reload = useCallback(() => setN((x) => x + 1), []);
-  return [state, reload];
+  return [sameDeps(state.key, key) ? state.value : LOADING, reload];
 }
 
 /** A command with a copy button (clipboard needs a secure context, which https is). */

@@ -1,7 +1,7 @@
-import { type FormEvent, Fragment, useEffect, useState } from 'react';
+import { type FormEvent, Fragment, useState } from 'react';
 import { type AuditEvent, type AuditQuery, EVENT_CODES } from '../api/routes';
 import { Link, useApp } from '../app';
-import { ErrorBox, formatTime } from '../components/ui';
+import { ErrorBox, formatTime, useLoad } from '../components/ui';
 import { parseDateInput } from '../lib/dates';
 
 const EVENT_TYPES = Object.keys(EVENT_CODES).sort();
@@ -38,12 +38,6 @@ export function eventSummary(e: AuditEvent): string {
   return parts.join(' · ');
 }
 
-type Result =
-  | { state: 'idle' }
-  | { state: 'loading' }
-  | { state: 'error'; error: unknown }
-  | { state: 'ok'; events: AuditEvent[]; next?: string | undefined };
-
 export function AuditPage() {
   const { api } = useApp();
   const [from, setFrom] = useState('');
@@ -52,25 +46,16 @@ export function AuditPage() {
   const [user, setUser] = useState('');
   const [text, setText] = useState('');
   const [formError, setFormError] = useState<string | undefined>();
-  const [query, setQuery] = useState<AuditQuery | undefined>({ limit: PAGE_SIZE });
+  const [query, setQuery] = useState<AuditQuery>({ limit: PAGE_SIZE });
   /** Cursors of the pages before the current one, for "Previous". */
   const [cursors, setCursors] = useState<(string | undefined)[]>([]);
   const [cursor, setCursor] = useState<string | undefined>();
-  const [result, setResult] = useState<Result>({ state: 'idle' });
   const [open, setOpen] = useState<Set<string>>(new Set());
-
-  useEffect(() => {
-    if (!query) return;
-    let live = true;
-    setResult({ state: 'loading' });
-    api.searchAudit({ ...query, ...(cursor ? { cursor } : {}) }).then(
-      (p) => live && setResult({ state: 'ok', events: p.events, next: p.next_cursor }),
-      (error: unknown) => live && setResult({ state: 'error', error }),
-    );
-    return () => {
-      live = false;
-    };
-  }, [api, query, cursor]);
+  // A new search or page shows "Searching…" at once, not the previous rows under the new filters.
+  const [result, retry] = useLoad(
+    () => api.searchAudit({ ...query, ...(cursor ? { cursor } : {}) }),
+    [api, query, cursor],
+  );
 
   const submit = (e: FormEvent) => {
     e.preventDefault();
@@ -165,9 +150,7 @@ export function AuditPage() {
           Searching…
         </div>
       ) : null}
-      {result.state === 'error' ? (
-        <ErrorBox error={result.error} onRetry={() => setQuery((q) => q && { ...q })} />
-      ) : null}
+      {result.state === 'error' ? <ErrorBox error={result.error} onRetry={retry} /> : null}
       {result.state === 'ok' ? (
         <>
           <table className="grid audit" data-testid="audit-events">
@@ -181,7 +164,7 @@ export function AuditPage() {
               </tr>
             </thead>
             <tbody>
-              {result.events.map((e) => (
+              {result.data.events.map((e) => (
                 <Fragment key={e.id}>
                   <tr
                     className="clickable"
@@ -223,7 +206,7 @@ export function AuditPage() {
                   ) : null}
                 </Fragment>
               ))}
-              {result.events.length === 0 ? (
+              {result.data.events.length === 0 ? (
                 <tr>
                   <td colSpan={5} className="empty" data-testid="audit-empty">
                     No events match these filters. Widen the date range or clear a filter.
@@ -246,10 +229,10 @@ export function AuditPage() {
             <span>Page {cursors.length + 1}</span>
             <button
               type="button"
-              disabled={!result.next}
+              disabled={!result.data.next_cursor}
               onClick={() => {
                 setCursors((c) => [...c, cursor]);
-                setCursor(result.next);
+                setCursor(result.data.next_cursor);
               }}
             >
               Next
