@@ -439,6 +439,43 @@ describe('UserService', () => {
       expect(audit.find('user.login').filter((e) => !e.success && e.reason === 'backoff')).toHaveLength(3);
     });
 
+    it('pauses an unknown name exactly like a known one, so backoff does not reveal which names exist', async () => {
+      const users = service({ secondFactor: 'off' });
+      await users.create({ name: 'bob', roles: ['access'], password: PASSWORD }, 'admin');
+      const answers = async (user: string) => {
+        const out: string[] = [];
+        for (let i = 0; i < 7; i++) {
+          const e = await rejection(users.authenticate({ user, password: 'not the password' }));
+          out.push(`${e.code} ${e.hint} ${JSON.stringify(e.details)}`);
+        }
+        return out;
+      };
+      const known = await answers('bob');
+      const unknown = await answers('nobody-at-all');
+      expect(unknown).toEqual(known);
+      expect(known.filter((a) => a.startsWith('GH_ERR_LOGIN_BACKOFF'))).toHaveLength(2);
+      // The pause ends for both alike.
+      clock.advance(60_000);
+      expect((await rejection(users.authenticate({ user: 'nobody-at-all', password: 'x' }))).code).toBe(
+        'GH_ERR_BAD_CREDENTIALS',
+      );
+      expect(
+        audit
+          .find('user.login')
+          .filter((e) => !e.success && e.user === 'nobody-at-all')
+          .map((e) => !e.success && e.reason),
+      ).toEqual([
+        'unknown_user',
+        'unknown_user',
+        'unknown_user',
+        'unknown_user',
+        'unknown_user',
+        'backoff',
+        'backoff',
+        'unknown_user',
+      ]);
+    });
+
     it('caps the pause at lockoutMaxMs', async () => {
       const users = service({
         secondFactor: 'off',

@@ -78,6 +78,30 @@ const MAX_TRAITS = 64;
 const MAX_TRAIT_VALUES = 256;
 const MAX_TRAIT_VALUE_LEN = 512;
 
+type LoginFailures = NonNullable<UserRecord['loginFailures']>;
+
+/** Failed logins for names that are no user's, by SHA-256 of the name. */
+const UNKNOWN_FAILURES = 'login_failures/unknown/';
+/** How long an unknown name's count outlives its longest pause. */
+const UNKNOWN_FAILURES_IDLE_MS = 24 * 3600 * 1000;
+
+function nameKey(name: string): string {
+  return createHash('sha256').update(name, 'utf8').digest('hex');
+}
+
+/** When a pause after failed logins ends (0 when there is none). */
+function backoffUntil(f: LoginFailures | undefined): number {
+  const t = f?.lockedUntil ? Date.parse(f.lockedUntil) : Number.NaN;
+  return Number.isFinite(t) ? t : 0;
+}
+
+function backoffError(waitMs: number): GatehouseError {
+  return new GatehouseError('GH_ERR_LOGIN_BACKOFF', 'too many failed login attempts', {
+    hint: `wait ${formatDuration(Math.ceil(waitMs / 1000) * 1000)} and try again, or ask an admin to reset your password`,
+    details: { retry_after_s: Math.ceil(waitMs / 1000) },
+  });
+}
+
 const badCredentials = () =>
   new GatehouseError('GH_ERR_BAD_CREDENTIALS', 'invalid user name or password', {
     hint: 'check your user name and password; after repeated failures, logins pause for a while',
@@ -417,26 +441,26 @@ export class UserService {
     const now = this.#clock.now();
     const rec = typeof name === 'string' ? await this.get(name) : undefined;
     if (!rec) {
+      // A name nobody has gets the same answers as one somebody has: the
+      // same error, the same time, and the same backoff after repeated
+      // failures (kept apart from user records, expiring by itself), so the
+      // login form does not tell an attacker which names exist.
+      const unknownName = typeof name === 'string' ? name.slice(0, 256) : '';
+      const state = await this.#unknownFailures(unknownName);
+      if (backoffUntil(state) > now.getTime()) {
+        const err = backoffError(backoffUntil(state) - now.getTime());
+        await this.#loginFailed(unknownName || undefined, 'password', 'backoff', err, addr);
+        throw err;
+      }
       await dummyVerify(req.password);
       const err = badCredentials();
-      await this.#loginFailed(
-        typeof name === 'string' ? name : undefined,
-        'password',
-        'unknown_user',
-        err,
-        addr,
-      );
+      await this.#loginFailed(unknownName || undefined, 'password', 'unknown_user', err, addr);
+      await this.#countUnknownFailure(unknownName, state);
       throw err;
     }
-    const lockedUntil = rec.loginFailures?.lockedUntil
-      ? Date.parse(rec.loginFailures.lockedUntil)
-      : Number.NaN;
+    const lockedUntil = backoffUntil(rec.loginFailures);
     if (lockedUntil > now.getTime()) {
-      const wait = lockedUntil - now.getTime();
-      const err = new GatehouseError('GH_ERR_LOGIN_BACKOFF', 'too many failed login attempts', {
-        hint: `wait ${formatDuration(Math.ceil(wait / 1000) * 1000)} and try again, or ask an admin to reset your password`,
-        details: { retry_after_s: Math.ceil(wait / 1000) },
-      });
+      const err = backoffError(lockedUntil - now.getTime());
       await this.#loginFailed(name, 'password', 'backoff', err, addr);
       throw err;
     }
@@ -579,26 +603,39 @@ export class UserService {
   }
 
   async #countFailure(name: string): Promise<void> {
-    const p = this.policy;
-    const now = this.#clock.now().getTime();
     try {
-      await this.#mutate(name, (cur) => {
-        const count = (cur.loginFailures?.count ?? 0) + 1;
-        const over = count - p.maxLoginAttempts;
-        // 2 ** over overflows to Infinity long before it matters; the cap bounds it.
-        const pause = over >= 0 ? Math.min(p.lockoutBaseMs * 2 ** over, p.lockoutMaxMs) : 0;
-        return {
-          ...cur,
-          loginFailures: {
-            count,
-            ...(pause > 0 ? { lockedUntil: new Date(now + pause).toISOString() } : {}),
-          },
-        };
-      });
+      await this.#mutate(name, (cur) => ({ ...cur, loginFailures: this.#nextFailures(cur.loginFailures) }));
     } catch (e) {
       // Deleted while logging in: there is nothing left to count against.
       if (!isGatehouseError(e, 'GH_ERR_NOT_FOUND')) throw e;
     }
+  }
+
+  /** One more failure: the count, and from maxLoginAttempts on a pause that doubles up to the cap. */
+  #nextFailures(cur: LoginFailures | undefined): LoginFailures {
+    const p = this.policy;
+    const now = this.#clock.now().getTime();
+    const count = (cur?.count ?? 0) + 1;
+    const over = count - p.maxLoginAttempts;
+    // 2 ** over overflows to Infinity long before it matters; the cap bounds it.
+    const pause = over >= 0 ? Math.min(p.lockoutBaseMs * 2 ** over, p.lockoutMaxMs) : 0;
+    return { count, ...(pause > 0 ? { lockedUntil: new Date(now + pause).toISOString() } : {}) };
+  }
+
+  /** Failures against a name no user has (keyed by its hash: any string may be typed). */
+  async #unknownFailures(name: string): Promise<LoginFailures | undefined> {
+    const item = await this.#backend.get(UNKNOWN_FAILURES + nameKey(name));
+    if (!item) return undefined;
+    const v = JSON.parse(item.value) as LoginFailures;
+    return typeof v?.count === 'number' ? v : undefined;
+  }
+
+  async #countUnknownFailure(name: string, cur: LoginFailures | undefined): Promise<void> {
+    // Forgotten once no pause could still run (an idle count does not linger forever either).
+    const ttlMs = this.policy.lockoutMaxMs + UNKNOWN_FAILURES_IDLE_MS;
+    await this.#backend.put(UNKNOWN_FAILURES + nameKey(name), JSON.stringify(this.#nextFailures(cur)), {
+      ttlMs,
+    });
   }
 
   async #checkRoles(roles: unknown): Promise<string[]> {
