@@ -304,6 +304,27 @@ describe('gateway: listener, TLS and HTTP API', () => {
     expect(isGatehouseError(gone, 'GH_ERR_ACCESS_DENIED')).toBe(true);
   });
 
+  it('a user created again under a deleted name does not inherit the old certificates (X.509 or web session)', async () => {
+    await t.gw.admin.createUser({
+      name: 'carl',
+      roles: ['access'],
+      traits: { logins: ['root'] },
+      password: PASSWORD,
+    });
+    const { cert } = await loginAs(t, 'carl');
+    expect((await client(t, cert).whoami()).user).toBe('carl');
+    await t.gw.admin.deleteUser('carl');
+    await t.gw.admin.createUser({ name: 'carl', roles: ['access', 'admin'], traits: {}, password: PASSWORD });
+    const old = await client(t, cert)
+      .whoami()
+      .catch((e: unknown) => e);
+    expect(isGatehouseError(old, 'GH_ERR_ACCESS_DENIED')).toBe(true);
+    expect((old as Error).message).toContain('earlier user named "carl"');
+    // The new carl's own login works.
+    const fresh = await loginAs(t, 'carl');
+    expect((await client(t, fresh.cert).whoami()).roles).toEqual(['access', 'admin']);
+  });
+
   it('cookie sessions need the CSRF token for state changes', async () => {
     const key = newTlsKey();
     const login = await new Promise<{ cookie: string; csrf: string }>((resolve, reject) => {

@@ -68,6 +68,7 @@ export async function authenticateCaller(
   // lasts until the session expires.
   const identity: Identity = {
     user: session.user,
+    userId: session.userId,
     roles: session.roles,
     traits: {},
     expires: new Date(session.expires),

@@ -58,6 +58,7 @@ export class LoginService {
     const pinnedIp = options.pinSourceIp ? ctx.remoteAddr : undefined;
     const identity: Identity = {
       user: user.name,
+      userId: user.id,
       roles: user.roles,
       traits: user.traits,
       expires,
@@ -93,7 +94,7 @@ export class LoginService {
           notAfter: expires,
         })
       : undefined;
-    const { id, session } = await this.#d.sessions.create(user.name, user.roles, ttl);
+    const { id, session } = await this.#d.sessions.create(user.name, user.roles, ttl, user.id);
     return {
       sessionId: id,
       response: {

@@ -4,6 +4,8 @@ import type { Clock } from '../clock.js';
 
 export interface WebSession {
   user: string;
+  /** The user record's id at login (a user re-created under the name is another user). */
+  userId?: string | undefined;
   roles: string[];
   createdAt: string;
   expires: string;
@@ -35,12 +37,14 @@ export class WebSessions {
     user: string,
     roles: string[],
     maxTtlMs: number,
+    userId?: string,
   ): Promise<{ id: string; session: WebSession }> {
     const id = randomBytes(32).toString('base64url');
     const now = this.#clock.now().getTime();
     const ttl = Math.min(this.#ttlMs, maxTtlMs);
     const session: WebSession = {
       user,
+      ...(userId ? { userId } : {}),
       roles,
       createdAt: new Date(now).toISOString(),
       expires: new Date(now + ttl).toISOString(),

@@ -98,6 +98,14 @@ export class Authorizer {
         details: { reason: 'user deleted' },
       });
     }
+    // Deleting a user revokes everything, even if the name is given to someone again later.
+    if (identity.userId !== undefined && identity.userId !== user.id) {
+      throw new GatehouseError(
+        'GH_ERR_ACCESS_DENIED',
+        `this certificate was issued to an earlier user named "${identity.user}", which was deleted`,
+        { hint: 'log in again with gatehouse login', details: { reason: 'user re-created' } },
+      );
+    }
     // Roles: those in the certificate that the user still has. Removing a role
     // from a user takes effect at once; a role added later needs a new login.
     const current = new Set(user.roles);

@@ -4,6 +4,13 @@ export type Traits = Record<string, string[]>;
 /** A user as stored in the backend at `users/<name>` (JSON). */
 export interface UserRecord {
   name: string;
+  /**
+   * Random, set when the user is created: a user deleted and created again
+   * under the same name is another user, and certificates issued to the
+   * first (which carry this id) are not valid for the second. Absent on
+   * records made before ids existed until their next login.
+   */
+  id?: string | undefined;
   roles: string[];
   traits: Traits;
   /** `$scrypt$...` string; absent until the invite is accepted or a password is set. */
@@ -20,6 +27,8 @@ export interface UserRecord {
 /** What a verified certificate (SSH or X.509) says about its holder. */
 export interface Identity {
   user: string;
+  /** The user record's id when the certificate was issued (see UserRecord.id). */
+  userId?: string | undefined;
   roles: string[];
   traits: Traits;
   /** Certificate expiry: the hard end of anything granted from this identity. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { AuditEmitter, LoginFailureReason, LoginMethod } from '@gatehouse/audit';
 import type { UserView } from '../api/types.js';
 import type { Backend } from '../backend/types.js';
@@ -182,6 +182,7 @@ export class UserService {
     const now = this.#clock.now().toISOString();
     const user: UserRecord = {
       name: req.name,
+      id: randomUUID(),
       roles,
       traits,
       ...(passwordHash ? { passwordHash } : {}),
@@ -510,13 +511,15 @@ export class UserService {
     }
 
     let user = rec;
-    if (counter !== undefined || rec.loginFailures) {
+    // A record from before user ids gets one at its next login, so the certificates it is issued carry it.
+    if (counter !== undefined || rec.loginFailures || !rec.id) {
       const c = counter;
       try {
         user = await this.#mutate(name, (cur) => {
           if (c !== undefined && (!cur.totp || cur.totp.lastCounter >= c)) throw new ReusedCode();
           return {
             ...cur,
+            id: cur.id ?? randomUUID(),
             loginFailures: undefined,
             ...(c !== undefined && cur.totp ? { totp: { ...cur.totp, lastCounter: c } } : {}),
           };

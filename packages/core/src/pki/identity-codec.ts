@@ -27,6 +27,7 @@ const routeSchema = z.discriminatedUnion('kind', [
 const identitySchema = z.strictObject({
   v: z.literal(IDENTITY_VERSION),
   user: z.string().min(1),
+  user_id: z.string().min(1).max(64).optional(),
   roles: z.array(z.string().min(1)),
   traits: z.record(z.string(), z.array(z.string())),
   expires: isoDate,
@@ -62,6 +63,7 @@ export function encodeIdentityJson(identity: Identity): string {
     traits: identity.traits,
     expires: iso(identity.expires, 'expires'),
   };
+  if (identity.userId !== undefined) o.user_id = identity.userId;
   if (identity.mfaVerifiedAt !== undefined) o.mfa_verified_at = iso(identity.mfaVerifiedAt, 'mfaVerifiedAt');
   if (identity.route !== undefined) o.route = routeJson(identity.route);
   if (identity.loginIp !== undefined) o.login_ip = identity.loginIp;
@@ -105,5 +107,6 @@ export function decodeIdentityJson(json: string): Identity {
   if (d.mfa_verified_at !== undefined) identity.mfaVerifiedAt = new Date(d.mfa_verified_at);
   if (d.route !== undefined) identity.route = d.route;
   if (d.login_ip !== undefined) identity.loginIp = d.login_ip;
+  if (d.user_id !== undefined) identity.userId = d.user_id;
   return identity;
 }
