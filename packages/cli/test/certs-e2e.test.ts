@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { type Sshd, startSshd, TEST_LOGIN } from '@gatehouse/core/testing';
@@ -20,7 +20,7 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
   let home: string;
   let files: Record<string, string>;
 
-  const ssh = (login: string, keyFiles: Record<string, string>, extra: string[] = []) =>
+  const ssh = (login: string, keyFiles: Record<string, string>, extra: string[] = [], port = sshd.port) =>
     exec(
       'ssh',
       [
@@ -41,7 +41,7 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
         '-o',
         'LogLevel=ERROR',
         '-p',
-        String(sshd.port),
+        String(port),
         ...extra,
         `${login}@127.0.0.1`,
         'echo gatehouse-e2e-ok',
@@ -144,6 +144,72 @@ describe('certificates from gatehouse login against real OpenSSH and OpenSSL', (
     expect(r.code).toBe(255);
     expect(r.stderr).toContain('Permission denied');
     expect(await sshd.log()).toMatch(/expired/);
+  });
+
+  it('a deleted or locked user is refused by sshd through the exported KRL (RevokedKeys), even with an unexpired certificate', async () => {
+    await addAccessUser(d, 'bob', TEST_LOGIN);
+    const bobFiles = await login('bob', join(d.root, 'home-bob'));
+    const dir = join(d.root, 'krl-node');
+    mkdirSync(dir);
+    const krl = join(dir, 'revoked.krl');
+    const exportKrl = async () => {
+      const r = await run([
+        'ca',
+        'export',
+        '--format',
+        'krl',
+        '--proxy',
+        d.proxy,
+        '--ca-pin',
+        d.pin,
+        '--out',
+        krl,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    // ssh-keygen -Q exits 0 for a key the KRL does not revoke, 1 with "REVOKED" for one it does.
+    const revoked = async (certFile: string) =>
+      exec('ssh-keygen', ['-Q', '-f', krl, certFile]).then(
+        () => false,
+        (e: { stdout?: string }) => (e.stdout ?? '').includes('REVOKED'),
+      );
+    await exportKrl();
+    const ca = await run(['ca', 'export', '--format', 'sshd', '--proxy', d.proxy, '--ca-pin', d.pin]);
+    const hostKey = join(dir, 'ssh_host_ed25519_key');
+    await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
+    const node = await startSshd({
+      dir,
+      userCaKeys: ca.stdout,
+      hostKey,
+      extraConfig: [`RevokedKeys ${krl}`],
+    });
+    const viaNode = (f: Record<string, string>) => ssh(TEST_LOGIN, f, [], node.port);
+    try {
+      expect((await viaNode(bobFiles)).stdout.trim()).toBe('gatehouse-e2e-ok');
+      expect(await revoked(bobFiles.ssh_cert!)).toBe(false);
+
+      await run(['--config', d.configFile, 'users', 'lock', 'bob', '--message', 'laptop stolen']);
+      await exportKrl();
+      expect(await revoked(bobFiles.ssh_cert!)).toBe(true);
+      expect(await revoked(files.ssh_cert!)).toBe(false);
+      const locked = await viaNode(bobFiles);
+      expect(locked.code).toBe(255);
+      expect(locked.stderr).toContain('Permission denied');
+      expect(await node.log()).toMatch(/revoked/i);
+      // Others are not touched.
+      expect((await viaNode(files)).stdout.trim()).toBe('gatehouse-e2e-ok');
+
+      await run(['--config', d.configFile, 'users', 'unlock', 'bob']);
+      await exportKrl();
+      expect((await viaNode(bobFiles)).stdout.trim()).toBe('gatehouse-e2e-ok');
+
+      await run(['--config', d.configFile, 'users', 'rm', 'bob']);
+      await exportKrl();
+      expect((await viaNode(bobFiles)).code).toBe(255);
+      expect(await revoked(bobFiles.ssh_cert!)).toBe(true);
+    } finally {
+      await node.stop();
+    }
   });
 
   it('openssl verifies the X.509 login certificate against the exported user CA and shows the identity', async () => {

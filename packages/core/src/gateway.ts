@@ -34,6 +34,7 @@ import { DbAccess } from './databases/access.js';
 import { DatabaseRegistry, type DatabaseSpec, readCaFile } from './databases/registry.js';
 import { GatehouseError } from './errors.js';
 import { LockService } from './identity/locks.js';
+import { SshRevocations } from './identity/revocations.js';
 import type { Identity } from './identity/types.js';
 import { UserService } from './identity/users.js';
 import { KubeClusterRegistry, type KubeClusterSpec, readKubeconfigFile } from './kube/registry.js';
@@ -157,6 +158,8 @@ export class Gateway {
   readonly terminals = new TerminalRegistry();
   /** One-time tokens node services join with. */
   readonly joinTokens: JoinTokenStore;
+  /** Login SSH certificates and which of them are revoked (the KRL for sshd's RevokedKeys). */
+  readonly revocations: SshRevocations;
   /** Admin API acting as the local operator (like tctl on the auth server). */
   readonly admin: AdminApi;
   readonly log: LogFn;
@@ -246,6 +249,13 @@ export class Gateway {
       dialer: this.dialer,
     });
     this.joinTokens = new JoinTokenStore({ backend, clock, audit });
+    this.revocations = new SshRevocations({
+      backend,
+      clock,
+      getUser: (name) => this.users.get(name),
+      findLocks: (q) => this.locks.find(q),
+      userCaKeys: () => authorities.get('user').map((k) => k.sshPublicKey),
+    });
     this.admin = this.adminAs(`local:${safeUsername()}`);
     const login = new LoginService({
       clock,
@@ -254,6 +264,7 @@ export class Gateway {
       resolveRoles: (names) => this.roles.resolve(names),
       authorities,
       sessions: this.sessions,
+      recordSshCert: (c) => this.revocations.recordIssued(c),
     });
     this.#api = createApiHandler({
       config,
@@ -286,6 +297,7 @@ export class Gateway {
         },
       },
       exportCa: (format, opts) => this.exportCa(format, opts),
+      krl: () => this.revocations.krl(),
       admin: (actor) => this.adminAs(actor),
       nodeJoin: (req, remoteAddr) =>
         redeemJoinToken(

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { AuditEvent } from '@gatehouse/audit';
 import {
   AUDIT_PAGE_MAX,
@@ -419,12 +419,19 @@ export function registerAdmin(program: Command, ctx: Ctx): void {
   ca.command('export')
     .description('print CA public keys/certs in the form a target trusts')
     .addOption(
-      new Option('--format <format>', 'output form')
-        .choices(['sshd', 'known_hosts', 'x509', 'postgres', 'mariadb', 'kube'])
+      new Option(
+        '--format <format>',
+        'output form (krl: the revoked login certificates, binary, for sshd RevokedKeys)',
+      )
+        .choices(['sshd', 'known_hosts', 'x509', 'postgres', 'mariadb', 'kube', 'krl'])
         .makeOptionMandatory(),
     )
     .addOption(new Option('--type <type>', 'which CA').choices(['user', 'host', 'db']))
     .option('--hosts <pattern>', 'host pattern for known_hosts lines (default *)')
+    .option(
+      '--out <file>',
+      'write to this file instead of stdout, replacing it atomically (what sshd reads stays whole)',
+    )
     .option('--proxy <host:port>', 'ask this proxy without logging in (public keys only)')
     .option('--ca-pin <pin>', "pin of the proxy's CA (with --proxy)")
     .option('--insecure', "trust the proxy's CA without a pin (with --proxy)")
@@ -432,14 +439,21 @@ export function registerAdmin(program: Command, ctx: Ctx): void {
       'after',
       examples(`  $ gatehouse --data-dir /var/lib/gatehouse ca export --format sshd > /etc/ssh/gatehouse_user_ca.pub
   $ gatehouse ca export --format known_hosts --proxy gh.example.com:3080 --ca-pin sha256:... >> ~/.ssh/known_hosts
-  $ gatehouse ca export --format postgres --type db > root.crt`),
+  $ gatehouse ca export --format postgres --type db > root.crt
+  $ gatehouse ca export --format krl --proxy gh.example.com:3080 --ca-pin sha256:... --out /etc/ssh/gatehouse_revoked.krl
+
+A node that trusts the user CA (TrustedUserCAKeys) accepts a certificate until it
+expires, even after its user is deleted or locked. sshd also reads RevokedKeys on every
+login: point it at the KRL and refresh the file every minute (cron or a systemd timer):
+  RevokedKeys /etc/ssh/gatehouse_revoked.krl`),
     )
     .action(
       async (
         o: {
-          format: CaExportFormat;
+          format: CaExportFormat | 'krl';
           type?: 'user' | 'host' | 'db';
           hosts?: string;
+          out?: string;
           proxy?: string;
           caPin?: string;
           insecure?: boolean;
@@ -447,17 +461,25 @@ export function registerAdmin(program: Command, ctx: Ctx): void {
         cmd: Command,
       ) => {
         const g = cmd.optsWithGlobals<GlobalOpts>();
+        const emit = async (data: string | Buffer) => {
+          if (o.out) writeFileAtomic(o.out, data);
+          else if (typeof data === 'string') ctx.out(data);
+          else await ctx.write(data);
+        };
         if (!o.proxy && wantsLocal(g, ctx.env)) {
           const gw = await openLocalGateway(g, ctx.env);
           try {
-            ctx.out(
-              ensureNl(
-                gw.exportCa(o.format, {
-                  ...(o.type ? { type: o.type } : {}),
-                  ...(o.hosts ? { hosts: o.hosts } : {}),
-                }),
-              ),
-            );
+            if (o.format === 'krl') await emit(await gw.revocations.krl());
+            else {
+              await emit(
+                ensureNl(
+                  gw.exportCa(o.format, {
+                    ...(o.type ? { type: o.type } : {}),
+                    ...(o.hosts ? { hosts: o.hosts } : {}),
+                  }),
+                ),
+              );
+            }
           } finally {
             await gw.close();
           }
@@ -475,8 +497,11 @@ export function registerAdmin(program: Command, ctx: Ctx): void {
           client = t.api as GatehouseClient;
         }
         try {
-          const text = await client.caExport(o.format, o.type);
-          ctx.out(ensureNl(o.hosts && o.format === 'known_hosts' ? withHosts(text, o.hosts) : text));
+          if (o.format === 'krl') await emit(await client.caKrl());
+          else {
+            const text = await client.caExport(o.format, o.type);
+            await emit(ensureNl(o.hosts && o.format === 'known_hosts' ? withHosts(text, o.hosts) : text));
+          }
         } finally {
           client.close();
         }
@@ -599,4 +624,11 @@ export function withHosts(text: string, hosts: string): string {
       return f[0] === '@cert-authority' && f.length >= 4 ? [f[0], hosts, ...f.slice(2)].join(' ') : l;
     })
     .join('\n');
+}
+
+/** Replaces `file` in one rename, so a reader (sshd's RevokedKeys) never sees it half written. */
+function writeFileAtomic(file: string, data: string | Buffer): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, data, { mode: 0o644 });
+  renameSync(tmp, file);
 }

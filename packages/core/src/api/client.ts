@@ -127,6 +127,11 @@ export class GatehouseClient implements AdminApi {
     return res.body.toString('utf8');
   }
 
+  /** The OpenSSH KRL (binary) of revoked login certificates, for sshd's RevokedKeys. */
+  async caKrl(): Promise<Buffer> {
+    return (await this.#request(PUBLIC_ROUTES.caKrl[0], PUBLIC_ROUTES.caKrl[1])).body;
+  }
+
   // --- AdminApi ------------------------------------------------------------
 
   listUsers(): Promise<UserView[]> {

@@ -114,6 +114,11 @@ export const PUBLIC_ROUTES = {
   ping: ['GET', '/v1/ping'],
   /** ?format=sshd|known_hosts|x509|postgres|mariadb|kube[&type=user|host|db] -> text/plain */
   caExport: ['GET', '/v1/ca/export'],
+  /**
+   * The OpenSSH KRL of login certificates whose user was deleted, re-created
+   * or is locked (serials only) -> application/octet-stream, for sshd's RevokedKeys.
+   */
+  caKrl: ['GET', '/v1/ca/krl'],
   login: ['POST', '/v1/login'],
   logout: ['POST', '/v1/logout'],
   inspectInvite: ['GET', '/v1/invites/:token'],

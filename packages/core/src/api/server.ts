@@ -100,6 +100,8 @@ export interface ApiServerDeps {
     accept(token: string, req: AcceptInviteRequest, remoteAddr: string): Promise<void>;
   };
   exportCa: (format: CaExportFormat, opts: { type?: 'user' | 'host' | 'db'; hosts?: string }) => string;
+  /** The OpenSSH KRL of revoked login certificates. */
+  krl: () => Promise<Buffer>;
   /** The local admin API acting as `actor`; permission checks happen here before any call. */
   admin: (actor: string) => AdminApi;
   /** For POST /v1/certs/route. */
@@ -251,6 +253,16 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
           ...(hosts ? { hosts } : {}),
         }),
       );
+    }),
+    compileRoute('GET', PUBLIC_ROUTES.caKrl[1], async ({ res }) => {
+      const body = await d.krl();
+      res.writeHead(200, {
+        'content-type': 'application/octet-stream',
+        'content-length': body.length,
+        'cache-control': 'no-store',
+        'x-content-type-options': 'nosniff',
+      });
+      res.end(body);
     }),
     compileRoute('POST', PUBLIC_ROUTES.login[1], async (ctx) => {
       if (!limiter.take(ctx.remoteAddr)) {

@@ -22,6 +22,14 @@ export interface LoginDeps {
   resolveRoles: (names: string[]) => Promise<Role[]>;
   authorities: CertificateAuthorities;
   sessions: WebSessions;
+  /** Remembers an SSH certificate handed to the user, so a deletion or lock can revoke it (KRL). */
+  recordSshCert: (c: {
+    serial: string;
+    user: string;
+    userId?: string | undefined;
+    roles: string[];
+    expires: Date;
+  }) => Promise<void>;
 }
 
 /** Clock skew allowance: certificates start a minute in the past. */
@@ -86,6 +94,15 @@ export class LoginService {
           identity,
         })
       : undefined;
+    if (sshCert) {
+      await this.#d.recordSshCert({
+        serial: sshCert.serial,
+        user: user.name,
+        userId: user.id,
+        roles: user.roles,
+        expires: sshCert.expires,
+      });
+    }
     const tlsCert = req.tls_public_key
       ? await a.issueX509UserCert({
           publicKeyPem: req.tls_public_key,

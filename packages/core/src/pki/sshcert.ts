@@ -52,20 +52,20 @@ function invalid(message: string, cause?: unknown): GatehouseError {
 
 // ---------------------------------------------------------------- wire helpers
 
-function u32(n: number): Buffer {
+export function u32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4);
   b.writeUInt32BE(n >>> 0);
   return b;
 }
 
-function u64(n: bigint): Buffer {
+export function u64(n: bigint): Buffer {
   if (n < 0n || n > SSH_FOREVER) throw new RangeError(`uint64 out of range: ${n}`);
   const b = Buffer.allocUnsafe(8);
   b.writeBigUInt64BE(n);
   return b;
 }
 
-function sshString(b: Uint8Array | string): Buffer {
+export function sshString(b: Uint8Array | string): Buffer {
   const data = typeof b === 'string' ? Buffer.from(b, 'utf8') : b;
   return Buffer.concat([u32(data.length), data]);
 }
