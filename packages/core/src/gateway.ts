@@ -244,6 +244,10 @@ export class Gateway {
       audit,
       clock,
       dialer: this.dialer,
+      auditLimits: {
+        maxQueryBytes: config.audit.maxQueryBytes,
+        maxParameterBytes: config.audit.maxParameterBytes,
+      },
     });
     this.joinTokens = new JoinTokenStore({ backend, clock, audit });
     this.admin = this.adminAs(`local:${safeUsername()}`);

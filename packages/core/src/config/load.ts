@@ -58,7 +58,7 @@ export interface GatehouseConfig {
     proxyProtocolTrusted: string[];
     maxBodyBytes: number;
   };
-  audit: { stdout: boolean; maxFileBytes: number };
+  audit: { stdout: boolean; maxFileBytes: number; maxQueryBytes: number; maxParameterBytes: number };
   /** Where the config came from, for messages. */
   source: string;
 }
@@ -198,7 +198,12 @@ function resolve(
       proxyProtocolTrusted: c.listener.proxy_protocol_trusted,
       maxBodyBytes: c.listener.max_body_bytes,
     },
-    audit: { stdout: c.audit.stdout, maxFileBytes: c.audit.max_file_bytes },
+    audit: {
+      stdout: c.audit.stdout,
+      maxFileBytes: c.audit.max_file_bytes,
+      maxQueryBytes: c.audit.max_query_bytes,
+      maxParameterBytes: c.audit.max_parameter_bytes,
+    },
     source,
   };
 }

@@ -133,6 +133,22 @@ export const configSchema = z
           .int()
           .min(1024)
           .default(64 * 1024 * 1024),
+        /**
+         * Bytes of a database statement's text kept in its db.session.query
+         * record; a longer statement keeps this much plus its full length and
+         * SHA-256. Also the budget for all bound parameters of one statement.
+         */
+        max_query_bytes: z
+          .number()
+          .int()
+          .min(256)
+          .default(32 * 1024),
+        /** Bytes kept of each bound parameter of a statement (same rule as max_query_bytes). */
+        max_parameter_bytes: z
+          .number()
+          .int()
+          .min(16)
+          .default(4 * 1024),
       })
       .strict()
       .prefault({}),
