@@ -15,8 +15,16 @@ export interface MysqlAdapterOptions {
   handshakeTimeoutMs?: number;
   /** Dialing and logging in to the database. Default 15 s. */
   upstreamTimeoutMs?: number;
-  /** Largest client packet relayed (MariaDB's max_allowed_packet default is 16 MiB). Default 64 MiB. */
+  /** Largest client packet relayed. Default 1 GiB, MySQL's own ceiling for max_allowed_packet (the server's setting applies too). */
   maxPacketBytes?: number;
+  /**
+   * Largest client packet held whole in memory. A larger COM_QUERY,
+   * COM_STMT_PREPARE, COM_STMT_EXECUTE or COM_STMT_SEND_LONG_DATA (and any
+   * packet split over 16 MiB frames) streams to the database as it arrives,
+   * its last piece waiting for its checks and audit record; any other larger
+   * command is refused (1153). Default 1 MiB.
+   */
+  maxBufferedPacketBytes?: number;
   /** How often live sessions re-check the user (locks, deletion). Default 10 s. */
   lockCheckMs?: number;
 }
@@ -41,7 +49,8 @@ export class MysqlAdapter implements Adapter {
     const opts: SessionOptions = {
       handshakeTimeoutMs: this.#opts.handshakeTimeoutMs ?? ctx.config.listener.handshakeTimeoutMs,
       upstreamTimeoutMs: this.#opts.upstreamTimeoutMs ?? 15_000,
-      maxPacketBytes: this.#opts.maxPacketBytes ?? 64 * 1024 * 1024,
+      maxPacketBytes: this.#opts.maxPacketBytes ?? 1024 * 1024 * 1024,
+      maxBufferedPacketBytes: this.#opts.maxBufferedPacketBytes ?? 1024 * 1024,
       lockCheckMs: this.#opts.lockCheckMs ?? 10_000,
     };
     const deps: SessionDeps = {

@@ -4,7 +4,7 @@ import {
   DEFAULT_AUDIT_TEXT_LIMITS,
   ParameterClipper,
 } from '@gatehouse/audit';
-import type { PullParser } from '@gatehouse/core';
+import { BoundedMap, type PullParser } from '@gatehouse/core';
 import {
   type BoundParam,
   decodeFrontendMessage,
@@ -42,6 +42,15 @@ interface Portal {
 
 const chars = (t: AuditText) => (typeof t === 'string' ? t.length : t.text.length + 80);
 
+/** Names the session remembers; the oldest goes first, and its later use is audited as unknown. */
+function remembered<V>(sizeOf: (v: V) => number): BoundedMap<string, V> {
+  return new BoundedMap({
+    maxEntries: MAX_NAMES,
+    maxSize: MAX_REMEMBERED_CHARS,
+    sizeOf: (v, name) => sizeOf(v) + name.length,
+  });
+}
+
 /**
  * Turns the client's audited messages into query records: a simple Query is
  * one record; in the extended protocol Parse remembers the text, Bind the
@@ -51,10 +60,8 @@ const chars = (t: AuditText) => (typeof t === 'string' ? t.length : t.text.lengt
  */
 export class QueryAuditor {
   readonly #limits: AuditTextLimits;
-  readonly #statements = new Remembered<AuditText>((sql) => chars(sql));
-  readonly #portals = new Remembered<Portal>(
-    (p) => chars(p.sql) + p.params.reduce((n, v) => n + chars(v), 0),
-  );
+  readonly #statements = remembered<AuditText>((sql) => chars(sql));
+  readonly #portals = remembered<Portal>((p) => chars(p.sql) + p.params.reduce((n, v) => n + chars(v), 0));
 
   constructor(limits: AuditTextLimits = DEFAULT_AUDIT_TEXT_LIMITS) {
     this.#limits = limits;
@@ -135,43 +142,6 @@ export class QueryAuditor {
 
   #functionCall(oid: number, args: AuditText[]): QueryRecord[] {
     return [{ query: `<function call oid ${oid}>`, parameters: args }];
-  }
-}
-
-/**
- * Names the session remembers, bounded in count and in text: the oldest
- * name goes first, and its later use is audited as unknown rather than
- * letting the gateway's memory grow with the client's.
- */
-class Remembered<V> {
-  readonly #map = new Map<string, { value: V; size: number }>();
-  readonly #sizeOf: (v: V) => number;
-  #size = 0;
-
-  constructor(sizeOf: (v: V) => number) {
-    this.#sizeOf = sizeOf;
-  }
-
-  get(name: string): V | undefined {
-    return this.#map.get(name)?.value;
-  }
-
-  set(name: string, value: V): void {
-    this.delete(name);
-    const size = this.#sizeOf(value) + name.length;
-    while (this.#map.size > 0 && (this.#map.size >= MAX_NAMES || this.#size + size > MAX_REMEMBERED_CHARS)) {
-      const oldest = this.#map.keys().next().value as string;
-      this.delete(oldest);
-    }
-    this.#map.set(name, { value, size });
-    this.#size += size;
-  }
-
-  delete(name: string): void {
-    const e = this.#map.get(name);
-    if (!e) return;
-    this.#map.delete(name);
-    this.#size -= e.size;
   }
 }
 

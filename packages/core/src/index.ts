@@ -30,6 +30,7 @@ export * from './pki/index.js';
 export * from './rbac/index.js';
 export * from './sessions/registry.js';
 export * from './sessions/terminal.js';
+export * from './util/bounded-map.js';
 export * from './util/duration.js';
 export * from './util/pull-parser.js';
 export { parseIsoTime } from './util/time.js';

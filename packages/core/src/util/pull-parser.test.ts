@@ -71,4 +71,19 @@ describe('PullParser', () => {
     chunk.fill(0);
     expect(p.end()).toEqual(want);
   });
+
+  it('streams the rest of a message whose last field has no length, ending at end()', () => {
+    function* rest(): PullDecoder<{ id: number; text: string }> {
+      const id = (yield { take: 1 })[0] as number;
+      let text = '';
+      yield { streamRest: (b) => (text += b.toString()) };
+      return { id, text };
+    }
+    const p = new PullParser(rest(), (m) => new Bad(m));
+    p.push(Buffer.from([9, 0x61]));
+    p.push(Buffer.from('bc'));
+    expect(p.done).toBe(false);
+    expect(p.end()).toEqual({ id: 9, text: 'abc' });
+    expect(() => new PullParser(rest(), (m) => new Bad(m)).end()).toThrow(/shorter/);
+  });
 });

@@ -3,14 +3,17 @@
  * - `take`: exactly n bytes, handed back contiguous (keep n small: they are held in memory);
  * - `cstring`: the bytes before the next NUL (at most n of them), the NUL consumed;
  * - `stream`: the next n bytes, passed to `to` piece by piece as they arrive (never held);
- * - `streamCstring`: the bytes before the next NUL, passed to `to` piece by piece, the NUL consumed.
+ * - `streamCstring`: the bytes before the next NUL, passed to `to` piece by piece, the NUL consumed;
+ * - `streamRest`: every byte up to the end of the message (for formats whose last field has no
+ *   length of its own), resumed by `end()`.
  * The decoder is resumed with the bytes it asked for (an empty Buffer for the streamed kinds).
  */
 export type Pull =
   | { take: number }
   | { cstring: number }
   | { stream: number; to: (piece: Buffer) => void }
-  | { streamCstring: (piece: Buffer) => void };
+  | { streamCstring: (piece: Buffer) => void }
+  | { streamRest: (piece: Buffer) => void };
 
 /** A message decoder written as a generator that pulls fields: it reads like a decoder of a whole message. */
 export type PullDecoder<R> = Generator<Pull, R, Buffer>;
@@ -76,6 +79,9 @@ export class PullParser<R> {
         this.#left -= n;
         i += n;
         if (this.#left === 0) this.#resume(EMPTY);
+      } else if ('streamRest' in need) {
+        need.streamRest(chunk.subarray(i));
+        i = chunk.length;
       } else {
         const nul = chunk.indexOf(0, i);
         const end = nul < 0 ? chunk.length : nul;
@@ -91,6 +97,7 @@ export class PullParser<R> {
 
   /** The decoded result; throws when the message ended before the decoder was satisfied. */
   end(): R {
+    if (this.#need && 'streamRest' in this.#need) this.#resume(EMPTY);
     if (!this.#result) throw this.#fail('is shorter than its contents say');
     return this.#result.value;
   }
