@@ -55,9 +55,8 @@ export interface SessionOptions {
 export interface SessionDeps {
   ctx: AdapterContext;
   opts: SessionOptions;
-  /** Version string for our greeting: the upstream's when known. */
-  serverVersion(database: string | undefined): Promise<string>;
-  learnVersion(database: string, version: string): void;
+  /** Version string for our greeting (Gatehouse's own: it is sent before anyone logged in). */
+  serverVersion: string;
   nextConnectionId(): number;
   /** Registers a live session for close(); returns the unregister function. */
   track(end: () => void): () => void;
@@ -133,8 +132,7 @@ export function serveDedicated(raw: Socket, info: ConnectionInfo, deps: SessionD
   const hs = startHandshake(raw, deps.opts);
   const caps = GATEWAY_CAPABILITIES | CLIENT.SSL;
   void (async () => {
-    const version = await deps.serverVersion(undefined);
-    raw.write(greeting(deps, version, caps));
+    raw.write(greeting(deps, caps));
     const first = await nextPacket(hs);
     if (first.seq !== 1)
       throw new Refused('malformed', ER.HANDSHAKE_ERROR, 'Bad handshake: unexpected sequence id');
@@ -179,10 +177,8 @@ export function serveDedicated(raw: Socket, info: ConnectionInfo, deps: SessionD
 /** Phase 1 inside a `gatehouse-mysql` ALPN tunnel: TLS and identity came from the listener. */
 export function serveTunnel(socket: TLSSocket, info: TlsConnectionInfo, deps: SessionDeps): void {
   const hs = startHandshake(socket, deps.opts);
-  const route = info.identity?.route;
   void (async () => {
-    const version = await deps.serverVersion(route?.kind === 'db' ? route.name : undefined);
-    socket.write(greeting(deps, version, GATEWAY_CAPABILITIES));
+    socket.write(greeting(deps, GATEWAY_CAPABILITIES));
     const resp = await nextPacket(hs);
     clearTimeout(hs.timer);
     if (isSslRequest(resp.payload)) {
@@ -197,11 +193,11 @@ export function serveTunnel(socket: TLSSocket, info: TlsConnectionInfo, deps: Se
   })().catch((e: unknown) => handshakeFailed(hs, info, deps, e));
 }
 
-function greeting(deps: SessionDeps, version: string, caps: number): Buffer {
+function greeting(deps: SessionDeps, caps: number): Buffer {
   return encodePacket(
     0,
     encodeHandshakeV10({
-      serverVersion: version,
+      serverVersion: deps.serverVersion,
       connectionId: deps.nextConnectionId(),
       authData: scramble(),
       capabilities: caps,
@@ -353,7 +349,6 @@ async function runSession(
   } finally {
     clearTimeout(t);
   }
-  deps.learnVersion(session.service.name, upstream.greeting.serverVersion);
   try {
     await session.audit.onSessionStart();
   } catch (e) {

@@ -15,6 +15,8 @@ export interface GatehouseConfig {
   listen: { host: string; port: number };
   publicAddr: string;
   mysqlListen?: { host: string; port: number } | undefined;
+  /** Version string of the MySQL greeting (config `mysql_server_version`); adapters have a default. */
+  mysqlServerVersion?: string | undefined;
   databases: {
     name: string;
     protocol: 'postgres' | 'mysql';
@@ -155,6 +157,7 @@ function resolve(
     listen,
     publicAddr: c.public_addr ?? c.listen,
     mysqlListen: c.mysql_listen ? splitHostPort(c.mysql_listen) : undefined,
+    mysqlServerVersion: c.mysql_server_version,
     databases: c.databases.map((d) => ({
       name: d.name,
       protocol: d.protocol,
