@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import type { Adapter, AdapterContext } from '@gatehouse/core';
 import { CancelKeys } from './cancel.js';
-import { type SessionDeps, type SessionOptions, servePlaintext, serveTls } from './session.js';
+import { type SessionDeps, type SessionOptions, servePlaintext, serveRefused, serveTls } from './session.js';
 import { DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_MESSAGE_BYTES } from './wire/reader.js';
 
 export interface PostgresAdapterOptions {
@@ -61,6 +61,12 @@ export class PostgresAdapter implements Adapter {
       },
       plaintext: (socket, info) => {
         servePlaintext(deps, socket, info).catch((err: unknown) => {
+          socket.destroy();
+          crash(err);
+        });
+      },
+      refused: (socket, _info, refusal) => {
+        serveRefused(deps, socket, refusal).catch((err: unknown) => {
           socket.destroy();
           crash(err);
         });

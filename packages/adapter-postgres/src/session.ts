@@ -1,10 +1,26 @@
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { AuditEmitter, DbRejectReason, DbSessionAudit } from '@gatehouse/audit';
-import type { Clock, ConnectionInfo, DbAccess, DbSession, Identity, LogFn } from '@gatehouse/core';
+import type {
+  Clock,
+  ConnectionInfo,
+  DbAccess,
+  DbSession,
+  Identity,
+  LogFn,
+  TlsRefused,
+} from '@gatehouse/core';
 import { serialize } from 'pg-protocol';
 import type { CancelKeys } from './cancel.js';
-import { denialToPg, internalError, SQLSTATE, tlsRequired, UpstreamError, wireErrorToPg } from './errors.js';
+import {
+  certificateRefused,
+  denialToPg,
+  internalError,
+  SQLSTATE,
+  tlsRequired,
+  UpstreamError,
+  wireErrorToPg,
+} from './errors.js';
 import { readUntil } from './io.js';
 import { ClientAudit, type QueryRecord } from './query-audit.js';
 import { connectUpstream, type UpstreamConnection } from './upstream.js';
@@ -195,6 +211,23 @@ async function forwardCancel(
       addr,
     })
     .catch((err: unknown) => deps.log('error', 'audit of a PostgreSQL cancel failed', err));
+}
+
+/**
+ * A connection after SSLRequest + TLS whose client certificate core refused
+ * (the listener audited it). libpq sends its startup packet before it reads
+ * anything, so the ErrorResponse goes after that packet: closing with the
+ * startup unread could reset the connection before psql reads why.
+ */
+export async function serveRefused(deps: SessionDeps, socket: TLSSocket, refusal: TlsRefused): Promise<void> {
+  try {
+    await readStartup(socket, deps.options.startupTimeoutMs);
+  } catch {
+    // A client that does not speak (or speaks garbage) gets nothing more; the refusal is already audited.
+    socket.destroy();
+    return;
+  }
+  sendAndClose(socket, certificateRefused(refusal));
 }
 
 /** A connection after SSLRequest + TLS (core verified the client certificate, if any). */
