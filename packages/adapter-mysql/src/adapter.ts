@@ -1,35 +1,45 @@
-import { type Adapter, type AdapterContext, type DatabaseSpec, dbHostPort } from '@gatehouse/core';
+import { type Adapter, type AdapterContext, type DatabaseSpec, VERSION } from '@gatehouse/core';
 import { type SessionDeps, type SessionOptions, serveDedicated, serveTunnel } from './session.js';
-import { probeGreeting } from './upstream.js';
 
 export interface MysqlAdapterOptions {
   /** Databases to register (in addition to config `databases:` and `gatehouse db add`). */
   databases?: Omit<DatabaseSpec, 'protocol'>[];
   /**
-   * Version string of our greeting before the target is known (dedicated
-   * port). Default: the version an upstream reported, learned by reading its
-   * greeting once.
+   * Version string of our greeting, sent before anyone logged in. Default:
+   * config `mysql_server_version`, else `8.0.0-Gatehouse-<version>`:
+   * Gatehouse's own, never a database's (which would tell anyone who
+   * connects what to attack), with the MySQL-style `major.minor.patch`
+   * prefix clients parse to pick features.
    */
   serverVersion?: string;
   /** From connect to the client's handshake response (TLS included). Default: the listener's handshake_timeout (10 s). */
   handshakeTimeoutMs?: number;
   /** Dialing and logging in to the database. Default 15 s. */
   upstreamTimeoutMs?: number;
-  /** Largest client packet relayed (MariaDB's max_allowed_packet default is 16 MiB). Default 64 MiB. */
+  /** Largest client packet relayed. Default 1 GiB, MySQL's own ceiling for max_allowed_packet (the server's setting applies too). */
   maxPacketBytes?: number;
+  /**
+   * Largest client packet held whole in memory. A larger COM_QUERY,
+   * COM_STMT_PREPARE, COM_STMT_EXECUTE or COM_STMT_SEND_LONG_DATA (and any
+   * packet split over 16 MiB frames) streams to the database as it arrives,
+   * its last piece waiting for its checks and audit record; any other larger
+   * command is refused (1153). Default 1 MiB.
+   */
+  maxBufferedPacketBytes?: number;
   /** How often live sessions re-check the user (locks, deletion). Default 10 s. */
   lockCheckMs?: number;
 }
 
-/** Used when no upstream could be asked: clients only display it. */
-const FALLBACK_VERSION = '8.0.0-gatehouse';
+/**
+ * MySQL 8.0.0 as the baseline clients see: what they may use is negotiated by
+ * capability flags (GATEWAY_CAPABILITIES), which every supported server shares.
+ */
+export const GREETING_VERSION = `8.0.0-Gatehouse-${VERSION}`;
 
 export class MysqlAdapter implements Adapter {
   readonly name = 'mysql';
   readonly #opts: MysqlAdapterOptions;
   readonly #sessions = new Set<() => void>();
-  readonly #versions = new Map<string, string>();
-  #lastVersion: string | undefined;
   #connectionId = 0;
 
   constructor(opts: MysqlAdapterOptions = {}) {
@@ -41,17 +51,14 @@ export class MysqlAdapter implements Adapter {
     const opts: SessionOptions = {
       handshakeTimeoutMs: this.#opts.handshakeTimeoutMs ?? ctx.config.listener.handshakeTimeoutMs,
       upstreamTimeoutMs: this.#opts.upstreamTimeoutMs ?? 15_000,
-      maxPacketBytes: this.#opts.maxPacketBytes ?? 64 * 1024 * 1024,
+      maxPacketBytes: this.#opts.maxPacketBytes ?? 1024 * 1024 * 1024,
+      maxBufferedPacketBytes: this.#opts.maxBufferedPacketBytes ?? 1024 * 1024,
       lockCheckMs: this.#opts.lockCheckMs ?? 10_000,
     };
     const deps: SessionDeps = {
       ctx,
       opts,
-      serverVersion: (db) => this.#serverVersion(ctx, db),
-      learnVersion: (db, v) => {
-        this.#versions.set(db, v);
-        this.#lastVersion = v;
-      },
+      serverVersion: this.#opts.serverVersion ?? ctx.config.mysqlServerVersion ?? GREETING_VERSION,
       nextConnectionId: () => {
         this.#connectionId = (this.#connectionId + 1) >>> 0;
         return this.#connectionId;
@@ -67,30 +74,6 @@ export class MysqlAdapter implements Adapter {
       );
     }
     ctx.routes.alpn('gatehouse-mysql', (socket, info) => serveTunnel(socket, info, deps));
-  }
-
-  async #serverVersion(ctx: AdapterContext, db: string | undefined): Promise<string> {
-    if (this.#opts.serverVersion) return this.#opts.serverVersion;
-    const known = (db && this.#versions.get(db)) || this.#lastVersion;
-    if (known) return known;
-    // First connection: ask one MySQL database for its greeting, once.
-    const spec = db
-      ? await ctx.databases.get(db)
-      : (await ctx.databases.list()).find((d) => d.protocol === 'mysql');
-    if (spec?.protocol !== 'mysql') return FALLBACK_VERSION;
-    try {
-      const hp = dbHostPort(spec);
-      const g = await probeGreeting(
-        { dial: (signal) => ctx.dialer.dial(hp, { ...(signal ? { signal } : {}), timeoutMs: 3_000 }) },
-        AbortSignal.timeout(3_000),
-      );
-      this.#versions.set(spec.name, g.serverVersion);
-      this.#lastVersion = g.serverVersion;
-      return g.serverVersion;
-    } catch (e) {
-      ctx.log('debug', `could not read the greeting of database ${spec.name}`, e);
-      return FALLBACK_VERSION;
-    }
   }
 
   async close(): Promise<void> {

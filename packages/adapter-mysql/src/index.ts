@@ -1,6 +1,6 @@
 import { MysqlAdapter, type MysqlAdapterOptions } from './adapter.js';
 
-export { MysqlAdapter, type MysqlAdapterOptions } from './adapter.js';
+export { GREETING_VERSION, MysqlAdapter, type MysqlAdapterOptions } from './adapter.js';
 export { denialToWire } from './errors.js';
 export * from './wire/codec.js';
 export { CLIENT, COM, ER, GATEWAY_CAPABILITIES } from './wire/constants.js';

@@ -2,9 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { DbRejectReason } from '@gatehouse/audit';
+import { type AuditText, type AuditTextLimits, type DbRejectReason, TextDigest } from '@gatehouse/audit';
 import {
   type AdapterContext,
+  BoundedMap,
   type ConnectionInfo,
   type DbSession,
   GatehouseError,
@@ -17,6 +18,8 @@ import { ConnectionClosed, PacketChannel } from './packet-io.js';
 import { connectUpstream, UpstreamRefused } from './upstream.js';
 import {
   type ChangeUser,
+  CommandReader,
+  type CommandSegment,
   encodeChangeUser,
   encodeErr,
   encodeHandshakeV10,
@@ -25,28 +28,35 @@ import {
   isSslRequest,
   MysqlWireError,
   type Packet,
-  PacketDecoder,
   parseCommand,
   parseHandshakeResponse,
   parsePrepareOk,
 } from './wire/codec.js';
 import { CLIENT, ER, type ErrSpec, GATEWAY_CAPABILITIES } from './wire/constants.js';
-import { decodeExecuteParams } from './wire/params.js';
-import { inspectQuery } from './wire/sql.js';
+import { decodeExecuteParams, type ExecuteParams, renderMysql } from './wire/params.js';
+import { inspectQuery, type QueryCheck } from './wire/sql.js';
+import {
+  CommandStream,
+  decodeStreamed,
+  isStreamedCommand,
+  type StatementLookup,
+  type StreamedCommand,
+} from './wire/stream.js';
 
 export interface SessionOptions {
   handshakeTimeoutMs: number;
   upstreamTimeoutMs: number;
   maxPacketBytes: number;
+  /** Largest client packet held whole in memory; a larger one streams upstream. */
+  maxBufferedPacketBytes: number;
   lockCheckMs: number;
 }
 
 export interface SessionDeps {
   ctx: AdapterContext;
   opts: SessionOptions;
-  /** Version string for our greeting: the upstream's when known. */
-  serverVersion(database: string | undefined): Promise<string>;
-  learnVersion(database: string, version: string): void;
+  /** Version string for our greeting (Gatehouse's own: it is sent before anyone logged in). */
+  serverVersion: string;
   nextConnectionId(): number;
   /** Registers a live session for close(); returns the unregister function. */
   track(end: () => void): () => void;
@@ -122,8 +132,7 @@ export function serveDedicated(raw: Socket, info: ConnectionInfo, deps: SessionD
   const hs = startHandshake(raw, deps.opts);
   const caps = GATEWAY_CAPABILITIES | CLIENT.SSL;
   void (async () => {
-    const version = await deps.serverVersion(undefined);
-    raw.write(greeting(deps, version, caps));
+    raw.write(greeting(deps, caps));
     const first = await nextPacket(hs);
     if (first.seq !== 1)
       throw new Refused('malformed', ER.HANDSHAKE_ERROR, 'Bad handshake: unexpected sequence id');
@@ -168,10 +177,8 @@ export function serveDedicated(raw: Socket, info: ConnectionInfo, deps: SessionD
 /** Phase 1 inside a `gatehouse-mysql` ALPN tunnel: TLS and identity came from the listener. */
 export function serveTunnel(socket: TLSSocket, info: TlsConnectionInfo, deps: SessionDeps): void {
   const hs = startHandshake(socket, deps.opts);
-  const route = info.identity?.route;
   void (async () => {
-    const version = await deps.serverVersion(route?.kind === 'db' ? route.name : undefined);
-    socket.write(greeting(deps, version, GATEWAY_CAPABILITIES));
+    socket.write(greeting(deps, GATEWAY_CAPABILITIES));
     const resp = await nextPacket(hs);
     clearTimeout(hs.timer);
     if (isSslRequest(resp.payload)) {
@@ -186,11 +193,11 @@ export function serveTunnel(socket: TLSSocket, info: TlsConnectionInfo, deps: Se
   })().catch((e: unknown) => handshakeFailed(hs, info, deps, e));
 }
 
-function greeting(deps: SessionDeps, version: string, caps: number): Buffer {
+function greeting(deps: SessionDeps, caps: number): Buffer {
   return encodePacket(
     0,
     encodeHandshakeV10({
-      serverVersion: version,
+      serverVersion: deps.serverVersion,
       connectionId: deps.nextConnectionId(),
       authData: scramble(),
       capabilities: caps,
@@ -342,7 +349,6 @@ async function runSession(
   } finally {
     clearTimeout(t);
   }
-  deps.learnVersion(session.service.name, upstream.greeting.serverVersion);
   try {
     await session.audit.onSessionStart();
   } catch (e) {
@@ -361,10 +367,23 @@ async function runSession(
 }
 
 interface Statement {
-  sql: string;
+  sql: AuditText;
   numParams: number;
   types: number[] | undefined;
-  longData: Set<number>;
+  /** What COM_STMT_SEND_LONG_DATA sent, per parameter, since the last execute or reset. */
+  longData: Map<number, TextDigest>;
+}
+
+/** Prepared statements a session remembers (as the server's max_prepared_stmt_count does)... */
+const MAX_STATEMENTS = 16_382;
+/** ...and the characters of their text together; the oldest goes first, its executes then audited as unknown. */
+const MAX_STATEMENT_CHARS = 16 * 1024 * 1024;
+const NO_LONG_DATA: ReadonlyMap<number, AuditText> = new Map();
+
+/** A statement's long data as the audit keeps it (each digest read once: the execute consumes it). */
+function longDataTexts(st: Statement): ReadonlyMap<number, AuditText> {
+  if (st.longData.size === 0) return NO_LONG_DATA;
+  return new Map([...st.longData].map(([i, d]) => [i, d.result(renderMysql)]));
 }
 
 /**
@@ -373,6 +392,14 @@ interface Statement {
  * byte for byte once checked and audited, and server replies flow back
  * unparsed (except the first packet of a COM_STMT_PREPARE reply, for the
  * statement id and parameter count).
+ *
+ * A command over `maxBufferedPacketBytes` (or split over 16 MiB frames) is
+ * never held whole: COM_QUERY, COM_STMT_PREPARE, COM_STMT_EXECUTE and
+ * COM_STMT_SEND_LONG_DATA go upstream piece by piece as they arrive, decoded
+ * on the way into what the checks and the audit need, and the piece that
+ * completes one waits for its checks and record. The server cannot run a
+ * packet it has not fully received, so "no audit, no statement" holds; but
+ * once some of it went upstream, a refusal can only end the session.
  */
 class Relay {
   readonly #client: Duplex;
@@ -381,13 +408,21 @@ class Relay {
   readonly #identity: Identity;
   readonly #caps: number;
   readonly #deps: SessionDeps;
-  readonly #decoder: PacketDecoder;
-  readonly #statements = new Map<number, Statement>();
-  readonly #queue: Packet[] = [];
+  readonly #reader: CommandReader;
+  readonly #limits: AuditTextLimits;
+  readonly #statements = new BoundedMap<number, Statement>({
+    maxEntries: MAX_STATEMENTS,
+    maxSize: MAX_STATEMENT_CHARS,
+    sizeOf: (st) => (typeof st.sql === 'string' ? st.sql.length : st.sql.text.length + 80),
+  });
+  readonly #lookup: StatementLookup;
+  readonly #queue: CommandSegment[] = [];
+  /** The command streaming through: its decoder, and whether some of it already went upstream. */
+  #streaming: { cmd: CommandStream; forwarded: boolean } | undefined;
   #dbUser: string;
   #busy = false;
   #ended = false;
-  #awaitPrepare: string | undefined;
+  #awaitPrepare: AuditText | undefined;
   #prepHead: Buffer | undefined;
   #timers: NodeJS.Timeout[] = [];
   #untrack: () => void = () => undefined;
@@ -408,7 +443,18 @@ class Relay {
     this.#caps = caps;
     this.#dbUser = dbUser;
     this.#deps = deps;
-    this.#decoder = new PacketDecoder({ maxPacketBytes: deps.opts.maxPacketBytes });
+    this.#limits = session.audit.limits;
+    this.#reader = new CommandReader({
+      maxPacketBytes: deps.opts.maxPacketBytes,
+      maxBufferedBytes: deps.opts.maxBufferedPacketBytes,
+    });
+    this.#lookup = {
+      execute: (id) => {
+        const st = this.#statements.get(id);
+        return st && { numParams: st.numParams, types: st.types, longData: longDataTexts(st) };
+      },
+      longData: (id, param) => this.#longData(id, param),
+    };
   }
 
   start(clientRest: Buffer, upRest: Buffer): void {
@@ -443,27 +489,27 @@ class Relay {
 
   #onClientData(chunk: Buffer): void {
     if (this.#ended) return;
-    let packets: Packet[];
+    let segs: CommandSegment[];
     try {
-      packets = this.#decoder.push(chunk);
+      segs = this.#reader.push(chunk);
     } catch (e) {
       const we = e as MysqlWireError;
       const too = we instanceof MysqlWireError && we.reason === 'too_large';
       this.#refuseAndEnd(1, too ? ER.NET_PACKET_TOO_LARGE : ER.UNKNOWN_COM, `Gatehouse: ${errorMessage(e)}`);
       return;
     }
-    if (packets.length === 0) return;
-    this.#queue.push(...packets);
+    if (segs.length === 0) return;
+    for (const s of segs) this.#queue.push(s);
     if (!this.#busy) void this.#drain();
   }
 
   async #drain(): Promise<void> {
     this.#busy = true;
+    // Paused while commands are checked and audited, and while the database cannot take more.
     this.#client.pause();
     try {
       while (this.#queue.length > 0 && !this.#ended) {
-        const p = this.#queue.shift() as Packet;
-        await this.#handle(p);
+        await this.#segment(this.#queue.shift() as CommandSegment);
       }
     } catch (e) {
       this.#deps.ctx.log('error', 'MySQL relay failed', e);
@@ -474,18 +520,112 @@ class Relay {
     }
   }
 
-  #forward(p: Packet): void {
-    if (!this.#up.write(p.raw)) {
-      this.#client.pause();
-      this.#up.once('drain', () => {
-        if (!this.#busy && !this.#ended) this.#client.resume();
-      });
+  /** Writes upstream; the promise (when the database's buffer is full) resolves on drain. */
+  #send(raw: Buffer): Promise<void> | undefined {
+    if (this.#up.write(raw)) return undefined;
+    return new Promise<void>((resolve) => {
+      const go = () => {
+        this.#up.off('drain', go);
+        this.#up.off('close', go);
+        resolve();
+      };
+      this.#up.on('drain', go);
+      this.#up.on('close', go);
+    });
+  }
+
+  async #forward(p: Packet): Promise<void> {
+    const w = this.#send(p.raw);
+    if (w) await w;
+  }
+
+  async #segment(seg: CommandSegment): Promise<void> {
+    if (seg.kind === 'packet') {
+      const p = seg.packet;
+      const command = p.payload[0];
+      if (
+        p.payload.length > this.#limits.maxQueryBytes &&
+        command !== undefined &&
+        isStreamedCommand(command)
+      ) {
+        // The streaming decoder, so a long text gets the same prefix and hash as if it had streamed.
+        const seq = (p.seq + 1) & 0xff;
+        let cmd: StreamedCommand;
+        try {
+          cmd = decodeStreamed(p.payload, this.#limits, this.#lookup, this.#deps.opts.maxBufferedPacketBytes);
+        } catch (e) {
+          this.#refuseAndEnd(seq, ER.UNKNOWN_COM, `Gatehouse: malformed command: ${errorMessage(e)}`);
+          return;
+        }
+        return this.#complete(cmd, p.raw, seq, false);
+      }
+      return this.#handle(p);
     }
+    if (seg.first) {
+      this.#streaming = {
+        cmd: new CommandStream(this.#limits, this.#lookup, this.#deps.opts.maxBufferedPacketBytes),
+        forwarded: false,
+      };
+    }
+    const s = this.#streaming as { cmd: CommandStream; forwarded: boolean };
+    const seq = (seg.seq + 1) & 0xff;
+    let cmd: StreamedCommand | undefined;
+    try {
+      s.cmd.push(seg.payload);
+      if (seg.end) cmd = s.cmd.end();
+    } catch (e) {
+      const too = e instanceof MysqlWireError && e.reason === 'too_large';
+      this.#refuseAndEnd(
+        seq,
+        too ? ER.NET_PACKET_TOO_LARGE : ER.UNKNOWN_COM,
+        `Gatehouse: ${errorMessage(e)}`,
+      );
+      return;
+    }
+    if (!cmd) {
+      s.forwarded = true;
+      const w = this.#send(seg.raw);
+      if (w) await w;
+      return;
+    }
+    this.#streaming = undefined;
+    return this.#complete(cmd, seg.raw, seq, s.forwarded);
+  }
+
+  /**
+   * A command decoded by the streaming decoder: checked and audited, then its
+   * last bytes (`raw`) go upstream. When `partial`, earlier bytes already
+   * went: a refusal then ends the session, and the server, left with an
+   * incomplete packet, runs nothing.
+   */
+  async #complete(cmd: StreamedCommand, raw: Buffer, seq: number, partial: boolean): Promise<void> {
+    const refuse = (err: ErrSpec, message: string) =>
+      partial ? this.#refuseAndEnd(seq, err, message) : this.#reply(seq, err, message);
+    switch (cmd.type) {
+      case 'query':
+        if (!(await this.#checkQuery(cmd.check, cmd.sql, seq, refuse))) return;
+        break;
+      case 'prepare':
+        if (!(await this.#audit({ query: cmd.sql, statement: 'prepare' }, seq))) return;
+        this.#expectPrepare(cmd.sql);
+        break;
+      case 'execute':
+        if (!(await this.#auditExecute(cmd.stmtId, cmd.params, cmd.undecodable, seq))) return;
+        break;
+      case 'send_long_data':
+        break;
+      default: {
+        const never: never = cmd;
+        throw new Error(`unhandled streamed command ${String(never)}`);
+      }
+    }
+    const w = this.#send(raw);
+    if (w) await w;
   }
 
   /** Every audit write is awaited before the statement runs: no audit, no statement. */
   async #audit(
-    q: { query: string; parameters?: string[]; statement?: string },
+    q: { query: AuditText; parameters?: AuditText[]; statement?: string },
     seq: number,
   ): Promise<boolean> {
     try {
@@ -501,18 +641,94 @@ class Relay {
     }
   }
 
+  /**
+   * What a COM_QUERY must pass before it runs: a text the gateway can check,
+   * no LOAD DATA LOCAL (refused, and audited), every USE target allowed by
+   * core, and its audit record written. False when it must not run (`refuse`
+   * has answered).
+   */
+  async #checkQuery(
+    check: QueryCheck,
+    query: AuditText,
+    seq: number,
+    refuse: (err: ErrSpec, message: string) => void,
+  ): Promise<boolean> {
+    if (check.unchecked) {
+      if (await this.#audit({ query }, seq)) {
+        refuse(ER.NOT_ALLOWED_COMMAND, `Gatehouse: ${check.unchecked}; send it as separate, shorter queries`);
+      }
+      return false;
+    }
+    if (check.loadDataLocal) {
+      if (await this.#audit({ query }, seq)) {
+        refuse(ER.NOT_ALLOWED_COMMAND, 'Gatehouse: LOAD DATA LOCAL is not allowed through Gatehouse');
+      }
+      return false;
+    }
+    for (const db of check.useDatabases) {
+      if (!(await this.#reauthorize(this.#dbUser, db, seq, refuse))) return false;
+    }
+    return this.#audit({ query }, seq);
+  }
+
+  async #auditExecute(
+    stmtId: number,
+    params: ExecuteParams | undefined,
+    undecodable: string | undefined,
+    seq: number,
+  ): Promise<boolean> {
+    const st = this.#statements.get(stmtId);
+    let parameters: AuditText[] = [];
+    if (st) {
+      if (params) {
+        st.types = params.types;
+        parameters = params.values;
+      } else if (undecodable !== undefined) {
+        // The server will judge the packet; the audit record says what we could not read.
+        parameters = [`<undecodable: ${undecodable}>`];
+      }
+      st.longData.clear();
+    }
+    const query = st ? st.sql : `<unknown statement ${stmtId}>`;
+    return this.#audit({ query, parameters, statement: String(stmtId) }, seq);
+  }
+
+  /** Where a parameter's long data goes: the first few keep a prefix, the rest their length and hash. */
+  #longData(stmtId: number, paramId: number): TextDigest | undefined {
+    const st = this.#statements.get(stmtId);
+    // The server refuses a parameter the statement does not have.
+    if (!st || paramId >= st.numParams) return undefined;
+    let d = st.longData.get(paramId);
+    if (!d) {
+      const withPrefix = Math.floor(this.#limits.maxQueryBytes / this.#limits.maxParameterBytes);
+      d = new TextDigest(st.longData.size < withPrefix ? this.#limits.maxParameterBytes : 0);
+      st.longData.set(paramId, d);
+    }
+    return d;
+  }
+
+  #expectPrepare(sql: AuditText): void {
+    this.#awaitPrepare = sql;
+    this.#prepHead = undefined;
+  }
+
   /** Answers one command ourselves (the upstream never sees it). */
   #reply(seq: number, err: ErrSpec, message: string): void {
     this.#client.write(encodeErr(seq, err, message));
   }
 
-  async #reauthorize(dbUser: string, dbName: string, seq: number): Promise<boolean> {
+  async #reauthorize(
+    dbUser: string,
+    dbName: string,
+    seq: number,
+    refuse: (err: ErrSpec, message: string) => void = (err, message) => this.#reply(seq, err, message),
+  ): Promise<boolean> {
     try {
       await this.#session.reauthorize({ dbUser, dbName });
       return true;
     } catch (e) {
       const w = denialToWire(e);
-      this.#reply(seq, w.err, w.message);
+      refuse(w.err, w.message);
       return false;
     }
   }
@@ -532,73 +748,54 @@ class Relay {
         this.end();
         return;
       case 'query': {
-        const seen = inspectQuery(cmd.sql);
-        if (seen.loadDataLocal) {
-          if (!(await this.#audit({ query: cmd.sql }, seq))) return;
-          this.#reply(
-            seq,
-            ER.NOT_ALLOWED_COMMAND,
-            'Gatehouse: LOAD DATA LOCAL is not allowed through Gatehouse',
-          );
-          return;
-        }
-        for (const db of seen.useDatabases) {
-          if (!(await this.#reauthorize(this.#dbUser, db, seq))) return;
-        }
-        if (!(await this.#audit({ query: cmd.sql }, seq))) return;
-        this.#forward(p);
-        return;
+        const reply = (err: ErrSpec, message: string) => this.#reply(seq, err, message);
+        if (!(await this.#checkQuery(inspectQuery(cmd.sql), cmd.sql, seq, reply))) return;
+        return this.#forward(p);
       }
       case 'init_db': {
         if (!(await this.#reauthorize(this.#dbUser, cmd.database, seq))) return;
         if (!(await this.#audit({ query: `USE \`${cmd.database.replace(/`/g, '``')}\`` }, seq))) return;
-        this.#forward(p);
-        return;
+        return this.#forward(p);
       }
       case 'prepare': {
         if (!(await this.#audit({ query: cmd.sql, statement: 'prepare' }, seq))) return;
-        this.#awaitPrepare = cmd.sql;
-        this.#prepHead = undefined;
-        this.#forward(p);
-        return;
+        this.#expectPrepare(cmd.sql);
+        return this.#forward(p);
       }
       case 'execute': {
         const st = this.#statements.get(cmd.stmtId);
-        let parameters: string[];
-        if (!st) parameters = [];
-        else {
+        let params: ExecuteParams | undefined;
+        let undecodable: string | undefined;
+        if (st) {
           try {
-            const d = decodeExecuteParams(cmd.payload, st.numParams, st.types, st.longData);
-            st.types = d.types;
-            parameters = d.values;
+            params = decodeExecuteParams(
+              cmd.payload,
+              st.numParams,
+              st.types,
+              longDataTexts(st),
+              this.#limits,
+            );
           } catch (e) {
-            // The server will judge the packet; the audit record says what we could not read.
-            parameters = [`<undecodable: ${errorMessage(e)}>`];
+            undecodable = errorMessage(e);
           }
-          st.longData.clear();
         }
-        const query = st ? st.sql : `<unknown statement ${cmd.stmtId}>`;
-        if (!(await this.#audit({ query, parameters, statement: String(cmd.stmtId) }, seq))) return;
-        this.#forward(p);
-        return;
+        if (!(await this.#auditExecute(cmd.stmtId, params, undecodable, seq))) return;
+        return this.#forward(p);
       }
       case 'send_long_data':
-        this.#statements.get(cmd.stmtId)?.longData.add(cmd.paramId);
-        this.#forward(p);
-        return;
+        // The value follows the command byte, statement id and parameter id.
+        this.#longData(cmd.stmtId, cmd.paramId)?.update(p.payload.subarray(7));
+        return this.#forward(p);
       case 'stmt_close':
         this.#statements.delete(cmd.stmtId);
-        this.#forward(p);
-        return;
+        return this.#forward(p);
       case 'stmt_reset':
         this.#statements.get(cmd.stmtId)?.longData.clear();
-        this.#forward(p);
-        return;
+        return this.#forward(p);
       case 'change_user':
         return this.#changeUser(cmd.change, p, seq);
       case 'other':
-        this.#forward(p);
-        return;
+        return this.#forward(p);
       default: {
         const never: never = cmd;
         throw new Error(`unhandled command ${String(never)}`);
@@ -649,7 +846,7 @@ class Relay {
       this.#prepHead = Buffer.from(head);
       return;
     }
-    const sql = this.#awaitPrepare as string;
+    const sql = this.#awaitPrepare as AuditText;
     this.#awaitPrepare = undefined;
     this.#prepHead = undefined;
     const len = head.readUIntLE(0, 3);
@@ -660,7 +857,7 @@ class Relay {
         sql,
         numParams: ok.numParams,
         types: undefined,
-        longData: new Set(),
+        longData: new Map(),
       });
     } catch (e) {
       this.#deps.ctx.log('debug', 'unreadable COM_STMT_PREPARE reply', e);

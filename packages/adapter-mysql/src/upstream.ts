@@ -137,19 +137,3 @@ export async function connectUpstream(
     signal.removeEventListener('abort', onAbort);
   }
 }
-
-/** Reads only the greeting (to learn the server version for our own greeting). */
-export async function probeGreeting(
-  session: Pick<DbSession, 'dial'>,
-  signal: AbortSignal,
-): Promise<HandshakeV10> {
-  const raw = await session.dial(signal);
-  try {
-    const ch = new PacketChannel(raw, HANDSHAKE_MAX_BYTES);
-    const p = await ch.next();
-    if (isErr(p.payload)) throw new UpstreamRefused(parseErr(p.payload).message);
-    return parseHandshakeV10(p.payload);
-  } finally {
-    raw.destroy();
-  }
-}

@@ -4,7 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { createGateway, type Gateway } from '@gatehouse/core';
+import { type ConfigFile, createGateway, type Gateway } from '@gatehouse/core';
 import { type CertFiles, type ClientRun, runClient, userCert } from '../../core/test/helpers.js';
 
 // Shared with the other database adapters' tests (core/test/helpers.ts).
@@ -25,12 +25,15 @@ export interface MysqlGateway {
   close(): Promise<void>;
 }
 
-export async function startMysqlGateway(opts: MysqlAdapterOptions = {}): Promise<MysqlGateway> {
+export async function startMysqlGateway(
+  opts: MysqlAdapterOptions = {},
+  values: ConfigFile = {},
+): Promise<MysqlGateway> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-mygw-'));
   const gw = await createGateway({
     dataDir: dir,
     secondFactor: 'off',
-    values: { mysql_listen: '127.0.0.1:0' },
+    values: { ...values, mysql_listen: '127.0.0.1:0' },
     env: {},
   });
   gw.use(mysql(opts));
@@ -62,7 +65,7 @@ export type Run = ClientRun;
 /** The real mariadb client, never reading any option file. */
 export function mariadb(
   args: string[],
-  opts: { input?: string; timeoutMs?: number; cwd?: string } = {},
+  opts: { input?: string; inputFile?: string; timeoutMs?: number; cwd?: string } = {},
 ): Promise<Run> {
   return runClient(MARIADB, ['--no-defaults', '--connect-timeout=20', ...args], opts);
 }

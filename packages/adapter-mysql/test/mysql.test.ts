@@ -3,11 +3,12 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AuditEvent } from '@gatehouse/audit';
+import { VERSION } from '@gatehouse/core';
 import { freePort } from '@gatehouse/core/testing';
 import mysql2 from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { foreignCert, waitFor } from '../../core/test/helpers.js';
-import { encodePacket, encodeSslRequest } from '../src/index.js';
+import { encodePacket, encodeSslRequest, parseHandshakeV10 } from '../src/index.js';
 import {
   type CertFiles,
   localTunnel,
@@ -366,6 +367,17 @@ describe('MySQL/MariaDB through Gatehouse (real mariadb client, mysql2 and Maria
     expect((await queries()).some((e) => (e as { query: string }).query === 'USE `other`')).toBe(true);
   });
 
+  /** The first packet the dedicated port sends, read from a raw socket. */
+  const greetingOf = (port: number) =>
+    new Promise<Buffer>((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port });
+      s.once('data', (d) => {
+        s.destroy();
+        resolve(d);
+      });
+      s.once('error', reject);
+    });
+
   const rejects = async (reason: string) =>
     ((await events('db.reject')) as unknown as { reason: string }[]).some((e) => e.reason === reason);
 
@@ -388,6 +400,44 @@ describe('MySQL/MariaDB through Gatehouse (real mariadb client, mysql2 and Maria
       setTimeout(() => s.destroy(), 20_000).unref();
     });
   const errCode = (b: Buffer) => (b[4] === 0xff ? b.readUInt16LE(5) : undefined);
+
+  it("greets with Gatehouse's own version before any login, never the upstream server's", async () => {
+    // A raw read of the greeting on the dedicated port: the first thing anyone connecting sees.
+    const version = parseHandshakeV10((await greetingOf(t.mysqlPort)).subarray(4)).serverVersion;
+    expect(version).toBe(`8.0.0-Gatehouse-${VERSION}`);
+    const upstream = (await db.sql('SELECT VERSION()')).trim();
+    expect(upstream).toMatch(/MariaDB/);
+    expect(version).not.toContain(upstream.split('-')[0]);
+    // The real client takes it as MySQL 8.0.0 and works; the server's own version is one query away, after login.
+    const r = await mariadb([...direct(), '-e', 'status; SELECT VERSION()']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(
+      new RegExp(`Server version:\\s+8\\.0\\.0-Gatehouse-${VERSION.replace(/\./g, '\\.')}`),
+    );
+    expect(r.stdout).toContain(upstream);
+    // mysql2 chooses its protocol details from the version too (MariaDB or not): prepared statements with
+    // every parameter type still work against MariaDB.
+    const c = await my2();
+    try {
+      const [rows] = await c.execute('SELECT ? AS s, ? AS n, ? AS d, ? AS b', [
+        'x',
+        1.5,
+        new Date(0),
+        Buffer.from('hi'),
+      ]);
+      expect(rows).toEqual([{ s: 'x', n: 1.5, d: new Date(0), b: Buffer.from('hi') }]);
+    } finally {
+      await c.end();
+    }
+    // An admin may choose the string (config mysql_server_version), e.g. to tell drivers the fleet is MariaDB.
+    const other = await startMysqlGateway({}, { mysql_server_version: '5.5.5-10.11.0-MariaDB-Gatehouse' });
+    try {
+      const g = parseHandshakeV10((await greetingOf(other.mysqlPort)).subarray(4));
+      expect(g.serverVersion).toBe('5.5.5-10.11.0-MariaDB-Gatehouse');
+    } finally {
+      await other.close();
+    }
+  });
 
   it('answers bad input with ERR + audit and leaves other sessions alone', async () => {
     const bystander = await my2();

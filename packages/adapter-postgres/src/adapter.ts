@@ -1,8 +1,8 @@
 import type { Duplex } from 'node:stream';
 import type { Adapter, AdapterContext } from '@gatehouse/core';
 import { CancelKeys } from './cancel.js';
-import { type SessionDeps, type SessionOptions, servePlaintext, serveTls } from './session.js';
-import { DEFAULT_MAX_MESSAGE_BYTES } from './wire/reader.js';
+import { type SessionDeps, type SessionOptions, servePlaintext, serveRefused, serveTls } from './session.js';
+import { DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_MESSAGE_BYTES } from './wire/reader.js';
 
 export interface PostgresAdapterOptions {
   /** How long a client may take to send its startup packet. Default 10 s. */
@@ -11,6 +11,13 @@ export interface PostgresAdapterOptions {
   upstreamTimeoutMs?: number;
   /** Largest client message accepted (PostgreSQL's own limit is 1 GiB). */
   maxMessageBytes?: number;
+  /**
+   * Largest audited client message (Query, Parse, Bind, ...) held whole in
+   * memory. A larger Query, Parse, Bind or FunctionCall streams to the
+   * database as it arrives (its last piece waits for its audit record); a
+   * larger Execute or Close is refused. Default 1 MiB.
+   */
+  maxBufferedMessageBytes?: number;
 }
 
 /**
@@ -30,6 +37,7 @@ export class PostgresAdapter implements Adapter {
       startupTimeoutMs: opts.startupTimeoutMs ?? 10_000,
       upstreamTimeoutMs: opts.upstreamTimeoutMs ?? 15_000,
       maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+      maxBufferedMessageBytes: opts.maxBufferedMessageBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
     };
   }
 
@@ -53,6 +61,12 @@ export class PostgresAdapter implements Adapter {
       },
       plaintext: (socket, info) => {
         servePlaintext(deps, socket, info).catch((err: unknown) => {
+          socket.destroy();
+          crash(err);
+        });
+      },
+      refused: (socket, _info, refusal) => {
+        serveRefused(deps, socket, refusal).catch((err: unknown) => {
           socket.destroy();
           crash(err);
         });

@@ -1,4 +1,4 @@
-import { dbDenialField, GatehouseError } from '@gatehouse/core';
+import { dbDenialField, GatehouseError, type TlsRefused } from '@gatehouse/core';
 import type { PgErrorFields } from './wire/backend.js';
 import type { PgWireError } from './wire/errors.js';
 
@@ -21,6 +21,30 @@ export function tlsRequired(): PgErrorFields {
     code: SQLSTATE.invalidAuthorization,
     message: 'Gatehouse accepts PostgreSQL connections over TLS only',
     hint: 'connect with sslmode=verify-full and the files from `gatehouse db login NAME` (psql "service=NAME")',
+  };
+}
+
+/**
+ * A client certificate core refused right after the TLS handshake (expired,
+ * or not from this cluster's user CA), in psql's terms: without it, psql
+ * only says "server closed the connection unexpectedly".
+ */
+export function certificateRefused(refusal: TlsRefused): PgErrorFields {
+  const cause = refusal.cause;
+  if (cause instanceof GatehouseError && cause.code === 'GH_ERR_CERT_EXPIRED') {
+    return {
+      severity: 'FATAL',
+      code: SQLSTATE.invalidAuthorization,
+      // Core's words: "client certificate expired at <time>".
+      message: `Gatehouse: ${cause.message}: run \`gatehouse db login NAME\` for a new one`,
+      hint: 'if your Gatehouse login has expired too, run `gatehouse login` first; then reconnect',
+    };
+  }
+  return {
+    severity: 'FATAL',
+    code: SQLSTATE.invalidAuthorization,
+    message: `Gatehouse: ${refusal.message}`,
+    hint: 'run `gatehouse login`, then `gatehouse db login NAME`, and connect with the files it writes',
   };
 }
 

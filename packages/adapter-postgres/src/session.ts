@@ -1,12 +1,28 @@
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { AuditEmitter, DbRejectReason, DbSessionAudit } from '@gatehouse/audit';
-import type { Clock, ConnectionInfo, DbAccess, DbSession, Identity, LogFn } from '@gatehouse/core';
+import type {
+  Clock,
+  ConnectionInfo,
+  DbAccess,
+  DbSession,
+  Identity,
+  LogFn,
+  TlsRefused,
+} from '@gatehouse/core';
 import { serialize } from 'pg-protocol';
 import type { CancelKeys } from './cancel.js';
-import { denialToPg, internalError, SQLSTATE, tlsRequired, UpstreamError, wireErrorToPg } from './errors.js';
+import {
+  certificateRefused,
+  denialToPg,
+  internalError,
+  SQLSTATE,
+  tlsRequired,
+  UpstreamError,
+  wireErrorToPg,
+} from './errors.js';
 import { readUntil } from './io.js';
-import { QueryAuditor, type QueryRecord } from './query-audit.js';
+import { ClientAudit, type QueryRecord } from './query-audit.js';
 import { connectUpstream, type UpstreamConnection } from './upstream.js';
 import {
   authenticationOk,
@@ -16,13 +32,7 @@ import {
   type PgErrorFields,
 } from './wire/backend.js';
 import { PgWireError } from './wire/errors.js';
-import {
-  decodeFrontendMessage,
-  isAuditedFrontendType,
-  isKnownFrontendType,
-  readStartupPacket,
-  type StartupPacket,
-} from './wire/frontend.js';
+import { readStartupPacket, type StartupPacket } from './wire/frontend.js';
 import { MessageReader } from './wire/reader.js';
 
 export interface SessionOptions {
@@ -32,6 +42,8 @@ export interface SessionOptions {
   upstreamTimeoutMs: number;
   /** Largest client message accepted after startup. */
   maxMessageBytes: number;
+  /** Largest audited client message held whole in memory; a larger one streams to the database. */
+  maxBufferedMessageBytes: number;
 }
 
 /** What one session needs from the adapter: nothing global. */
@@ -201,6 +213,23 @@ async function forwardCancel(
     .catch((err: unknown) => deps.log('error', 'audit of a PostgreSQL cancel failed', err));
 }
 
+/**
+ * A connection after SSLRequest + TLS whose client certificate core refused
+ * (the listener audited it). libpq sends its startup packet before it reads
+ * anything, so the ErrorResponse goes after that packet: closing with the
+ * startup unread could reset the connection before psql reads why.
+ */
+export async function serveRefused(deps: SessionDeps, socket: TLSSocket, refusal: TlsRefused): Promise<void> {
+  try {
+    await readStartup(socket, deps.options.startupTimeoutMs);
+  } catch {
+    // A client that does not speak (or speaks garbage) gets nothing more; the refusal is already audited.
+    socket.destroy();
+    return;
+  }
+  sendAndClose(socket, certificateRefused(refusal));
+}
+
 /** A connection after SSLRequest + TLS (core verified the client certificate, if any). */
 export async function serveTls(
   deps: SessionDeps,
@@ -334,6 +363,13 @@ export async function serveTls(
  * are audited (and durable) before they reach the database; database bytes
  * are only framed to know message boundaries, so the gateway can end a
  * session with an ErrorResponse without cutting a message in half.
+ *
+ * An audited message over `maxBufferedMessageBytes` is never held whole: its
+ * pieces go to the database as they arrive, decoded on the way into what the
+ * audit keeps, and the chunk that completes it waits for its record like any
+ * other. The database cannot run a message it has not fully received, so
+ * "no audit, no statement" holds; if the record cannot be written, the
+ * session ends with the message still incomplete upstream.
  */
 class Relay {
   readonly #deps: SessionDeps;
@@ -342,9 +378,8 @@ class Relay {
   readonly #session: DbSession;
   readonly #audit: DbSessionAudit;
   readonly #cancelPid: number | undefined;
-  readonly #front: MessageReader;
+  readonly #front: ClientAudit;
   readonly #back = new MessageReader({ inspect: () => false, peer: 'the database' });
-  readonly #auditor = new QueryAuditor();
   #ended = false;
   #expiry: NodeJS.Timeout | undefined;
   #done!: () => void;
@@ -362,11 +397,10 @@ class Relay {
     this.#session = session;
     this.#audit = session.audit;
     this.#cancelPid = cancelPid;
-    this.#front = new MessageReader({
-      inspect: isAuditedFrontendType,
-      accept: isKnownFrontendType,
-      peer: 'the client',
+    this.#front = new ClientAudit({
+      limits: session.audit.limits,
       maxMessageBytes: deps.options.maxMessageBytes,
+      maxBufferedBytes: deps.options.maxBufferedMessageBytes,
     });
   }
 
@@ -423,18 +457,9 @@ class Relay {
   async #forward(chunk: Buffer): Promise<boolean> {
     if (this.#ended) return false;
     let out: Buffer[];
-    const records: QueryRecord[] = [];
+    let records: QueryRecord[];
     try {
-      const segs = this.#front.push(chunk);
-      out = new Array<Buffer>(segs.length);
-      for (let i = 0; i < segs.length; i++) {
-        const s = segs[i]!;
-        if (s.kind === 'raw') out[i] = s.bytes;
-        else {
-          out[i] = s.raw;
-          for (const r of this.#auditor.observe(decodeFrontendMessage(s.type, s.body))) records.push(r);
-        }
-      }
+      ({ out, records } = this.#front.push(chunk));
     } catch (err) {
       const pg = err instanceof PgWireError ? wireErrorToPg(err) : internalError(err);
       this.#end({ error: pg.message, notify: pg });

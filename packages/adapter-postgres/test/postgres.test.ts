@@ -7,7 +7,7 @@ import type { AuditEvent } from '@gatehouse/audit';
 import pg from 'pg';
 import { serialize } from 'pg-protocol';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
+import { foreignCert, startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
 import { BackendDecoder, type PostgresAdapter, postgres } from '../src/index.js';
 import { type CertFiles, conninfo, psql, userCert } from './helpers.js';
 import { freePort, type Postgres, startPostgres } from './peers.js';
@@ -242,6 +242,37 @@ describe('PostgreSQL through Gatehouse (real psql, pg and PostgreSQL 15)', () =>
       true,
     );
     await eventually('db.reject', (e) => (e as { reason: string }).reason === 'plaintext');
+  });
+
+  it("tells psql its certificate expired, or is not Gatehouse's, instead of just closing", async () => {
+    // Signed by the user CA, but its notAfter has passed: core refuses it right after the TLS handshake.
+    const expired = await userCert(
+      t.gw,
+      dir,
+      'alice-expired',
+      { user: 'alice', roles: ['pg-dev'], route: { kind: 'db', name: 'orders' } },
+      -30_000,
+    );
+    const r = await psql(['-d', conn({}, expired), '-c', 'select 1']);
+    expect(r.code).not.toBe(0);
+    // What libpq said when the gateway just closed: "SSL SYSCALL error: EOF detected" or "server closed the connection unexpectedly".
+    expect(r.stderr).not.toMatch(/SSL SYSCALL|closed the connection/);
+    expect(r.stderr).toMatch(
+      /FATAL: {2}Gatehouse: client certificate expired at \S+: run `gatehouse db login NAME` for a new one/,
+    );
+    expect(r.stderr).toContain('HINT:  if your Gatehouse login has expired too, run `gatehouse login` first');
+    const c = pgClient({}, expired);
+    const err = await c.connect().then(
+      () => undefined,
+      (e: { code?: string }) => e,
+    );
+    await c.end().catch(() => undefined);
+    expect(err?.code).toBe('28000');
+    const { cert, key } = foreignCert(dir, 'alice');
+    const foreign = await psql(['-d', conn({ sslcert: cert, sslkey: key })], { input: 'select 1;' });
+    expect(foreign.stderr).toMatch(/FATAL: {2}Gatehouse: client certificate "CN=alice" refused: .*user CA/);
+    expect(foreign.stderr).toContain('HINT:  run `gatehouse login`, then `gatehouse db login NAME`');
+    await eventually('listener.reject', (e) => /expired/.test((e as { error?: string }).error ?? ''));
   });
 
   it('gives each denial its SQLSTATE', async () => {

@@ -31,6 +31,16 @@ export interface DbSessionFields {
   db_name: string;
 }
 
+/** A bound parameter the audit record keeps only the start of. */
+export interface TruncatedParameter {
+  /** Position in `parameters` (0-based). */
+  index: number;
+  /** Bytes of the whole value as the client sent it. */
+  length: number;
+  /** SHA-256 (hex) of the whole value as the client sent it. */
+  sha256: string;
+}
+
 /** Identifies one Kubernetes request or exec session. */
 export interface KubeFields {
   /** The registered Kubernetes cluster name. */
@@ -167,9 +177,22 @@ export type AuditEventInput =
   | (CommonFields &
       DbSessionFields & {
         type: 'db.session.query';
+        /** The statement text; its first `audit.max_query_bytes` bytes when `query_truncated`. */
         query: string;
-        /** Bound parameters (extended protocol / prepared statements); '<redacted>' when a role redacts them. */
+        /** Set when `query` is only the start of a longer statement. */
+        query_truncated?: true;
+        /** Bytes of the whole statement text (only when truncated). */
+        query_length?: number;
+        /** SHA-256 (hex) of the whole statement text as the client sent it (only when truncated). */
+        query_sha256?: string;
+        /**
+         * Bound parameters (extended protocol / prepared statements); '<redacted>' when a role
+         * redacts them. A value over `audit.max_parameter_bytes` (or past the statement's budget of
+         * `audit.max_query_bytes` for all its values) keeps only its start.
+         */
         parameters?: string[];
+        /** The parameters that were cut, with their whole length and hash. */
+        parameters_truncated?: TruncatedParameter[];
         /** Prepared statement name or id, when the query ran through one. */
         statement?: string;
         /** Rows affected or returned, when the protocol reports it cheaply. */

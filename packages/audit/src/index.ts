@@ -1,3 +1,4 @@
+export * from './clip.js';
 export * from './emitter.js';
 export * from './errors.js';
 export * from './events.js';

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { DbSessionAudit, REDACTED } from './session-db.js';
 import { MemoryAuditLog } from './testing/index.js';
@@ -52,5 +53,39 @@ describe('DbSessionAudit', () => {
     await s.onSessionStartFailed('upstream refused the certificate');
     await s.onSessionEnd();
     expect(log.events.map((e) => e.code)).toEqual(['GH2000W']);
+  });
+
+  it('keeps the start, the length and the hash of a statement over the limit', async () => {
+    const log = new MemoryAuditLog();
+    const s = new DbSessionAudit(log, base, { limits: { maxQueryBytes: 16 } });
+    expect(s.limits).toEqual({ maxQueryBytes: 16, maxParameterBytes: 4096 });
+    const long = `select '${'y'.repeat(100)}'`;
+    await s.onQuery({ query: long });
+    await s.onQuery({ query: 'select 2' });
+    expect(log.events[0]).toMatchObject({
+      query: long.slice(0, 16),
+      query_truncated: true,
+      query_length: long.length,
+      query_sha256: createHash('sha256').update(long).digest('hex'),
+    });
+    expect(log.events[1]).toMatchObject({ query: 'select 2' });
+    expect(log.events[1]).not.toHaveProperty('query_truncated');
+    expect(log.events[1]).not.toHaveProperty('query_sha256');
+  });
+
+  it('lists clipped parameters with their length and hash, but never for redacted ones', async () => {
+    const log = new MemoryAuditLog();
+    const clipped = { text: 'abc', length: 10, sha256: 'f'.repeat(64) };
+    await new DbSessionAudit(log, base).onQuery({ query: 'q', parameters: ['1', clipped] });
+    expect(log.events[0]).toMatchObject({
+      parameters: ['1', 'abc'],
+      parameters_truncated: [{ index: 1, length: 10, sha256: 'f'.repeat(64) }],
+    });
+    await new DbSessionAudit(log, base, { redactParameters: true }).onQuery({
+      query: 'q',
+      parameters: ['1', clipped],
+    });
+    expect(log.events[1]).toMatchObject({ parameters: [REDACTED, REDACTED] });
+    expect(log.events[1]).not.toHaveProperty('parameters_truncated');
   });
 });

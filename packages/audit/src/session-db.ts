@@ -1,6 +1,7 @@
+import { type AuditText, type AuditTextLimits, clipString, DEFAULT_AUDIT_TEXT_LIMITS } from './clip.js';
 import type { AuditEmitter } from './emitter.js';
 import { errorText } from './errors.js';
-import type { CommonFields, DbSessionFields } from './events.js';
+import type { CommonFields, DbSessionFields, TruncatedParameter } from './events.js';
 
 export const REDACTED = '<redacted>';
 
@@ -13,6 +14,7 @@ export class DbSessionAudit {
   readonly #emit: AuditEmitter;
   readonly #base: DbSessionFields & Pick<CommonFields, 'user' | 'addr' | 'server'>;
   readonly #redact: boolean;
+  readonly #limits: AuditTextLimits;
   readonly #startedAt: number;
   readonly #now: () => number;
   #queries = 0;
@@ -21,17 +23,23 @@ export class DbSessionAudit {
   constructor(
     emitter: AuditEmitter,
     base: DbSessionFields & Pick<CommonFields, 'user' | 'addr' | 'server'>,
-    opts: { redactParameters?: boolean; now?: () => number } = {},
+    opts: { redactParameters?: boolean; now?: () => number; limits?: Partial<AuditTextLimits> } = {},
   ) {
     this.#emit = emitter;
     this.#base = base;
     this.#redact = opts.redactParameters ?? false;
+    this.#limits = { ...DEFAULT_AUDIT_TEXT_LIMITS, ...opts.limits };
     this.#now = opts.now ?? Date.now;
     this.#startedAt = this.#now();
   }
 
   get sessionId(): string {
     return this.#base.session_id;
+  }
+
+  /** How much of a statement and its parameters a record keeps (config `audit.max_query_bytes`, ...). */
+  get limits(): Readonly<AuditTextLimits> {
+    return this.#limits;
   }
 
   /** A precondition: if it cannot be written the session does not start, and that failure is recorded instead. */
@@ -52,28 +60,53 @@ export class DbSessionAudit {
     await this.#emit.record({ type: 'db.session.start', success: false, error, ...this.#base });
   }
 
+  /**
+   * One statement, written before it runs. A query text longer than the
+   * limit is clipped here; parameters arrive clipped already (the adapter
+   * renders them from their bytes with a `ParameterClipper`), so their
+   * lengths and hashes are those of the bytes the client sent.
+   */
   async onQuery(q: {
-    query: string;
-    parameters?: string[];
+    query: AuditText;
+    parameters?: AuditText[];
     statement?: string;
     rows?: number;
   }): Promise<void> {
     this.#queries++;
+    const query = typeof q.query === 'string' ? clipString(q.query, this.#limits.maxQueryBytes) : q.query;
     // A precondition: a statement whose record cannot be written is not run (the
     // adapter refuses it and ends the session; its end records why).
     await this.#emit.emit(
       {
         type: 'db.session.query',
         ...this.#base,
-        query: q.query,
-        ...(q.parameters
-          ? { parameters: this.#redact ? q.parameters.map(() => REDACTED) : q.parameters }
-          : {}),
+        ...(typeof query === 'string'
+          ? { query }
+          : {
+              query: query.text,
+              query_truncated: true,
+              query_length: query.length,
+              query_sha256: query.sha256,
+            }),
+        ...(q.parameters ? this.#parameters(q.parameters) : {}),
         ...(q.statement !== undefined ? { statement: q.statement } : {}),
         ...(q.rows !== undefined ? { rows: q.rows } : {}),
       },
       { precondition: true },
     );
+  }
+
+  #parameters(ps: AuditText[]): { parameters: string[]; parameters_truncated?: TruncatedParameter[] } {
+    // A redacted value keeps no length or hash either: a hash of a short secret can be brute-forced.
+    if (this.#redact) return { parameters: ps.map(() => REDACTED) };
+    if (ps.every((p) => typeof p === 'string')) return { parameters: ps };
+    const truncated: TruncatedParameter[] = [];
+    const parameters = ps.map((p, index) => {
+      if (typeof p === 'string') return p;
+      truncated.push({ index, length: p.length, sha256: p.sha256 });
+      return p.text;
+    });
+    return { parameters, parameters_truncated: truncated };
   }
 
   /** Idempotent: the first call wins, so every path that ends a session may call it. */

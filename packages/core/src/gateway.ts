@@ -247,6 +247,10 @@ export class Gateway {
       audit,
       clock,
       dialer: this.dialer,
+      auditLimits: {
+        maxQueryBytes: config.audit.maxQueryBytes,
+        maxParameterBytes: config.audit.maxParameterBytes,
+      },
     });
     this.joinTokens = new JoinTokenStore({ backend, clock, audit });
     this.revocations = new SshRevocations({

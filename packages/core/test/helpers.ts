@@ -1,11 +1,12 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { chmodSync, closeSync, createReadStream, createWriteStream, openSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import { Worker } from 'node:worker_threads';
 import { type CreateGatewayOptions, createGateway, type Gateway, type Identity } from '../src/index.js';
 
 export interface TestGateway {
@@ -158,7 +159,8 @@ export interface ClientRun {
 
 /**
  * Runs a real client program (psql, mariadb) to completion with `input` on
- * stdin and a minimal environment (HOME: `cwd`, so no user option files);
+ * stdin (or the file `inputFile`, which never passes through this process)
+ * and a minimal environment (HOME: `cwd`, so no user option files);
  * killed after `timeoutMs`. `onSpawn` gets the child (e.g. to send SIGINT).
  */
 export function runClient(
@@ -167,23 +169,27 @@ export function runClient(
   opts: {
     env?: NodeJS.ProcessEnv;
     input?: string;
+    inputFile?: string;
     cwd?: string;
     timeoutMs?: number;
     onSpawn?: (c: ReturnType<typeof spawn>) => void;
   } = {},
 ): Promise<ClientRun> {
   return new Promise((resolve, reject) => {
+    const stdin = opts.inputFile ? openSync(opts.inputFile, 'r') : 'pipe';
     const child = spawn(program, args, {
       env: { PATH: process.env.PATH, HOME: opts.cwd ?? '/nonexistent', ...opts.env },
       cwd: opts.cwd,
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: [stdin, 'pipe', 'pipe'],
     });
+    if (typeof stdin === 'number') closeSync(stdin);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => {
+    // Both are pipes (stdio above); the types cannot tell once stdin may be a file descriptor.
+    child.stdout?.on('data', (d) => {
       stdout += d;
     });
-    child.stderr.on('data', (d) => {
+    child.stderr?.on('data', (d) => {
       stderr += d;
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
@@ -192,7 +198,81 @@ export function runClient(
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
-    child.stdin.end(opts.input ?? '');
+    child.stdin?.end(opts.input ?? '');
     opts.onSpawn?.(child);
   });
+}
+
+/**
+ * The peak RSS of this process (which hosts the gateway in integration
+ * tests) while something runs, sampled from a worker thread so that a
+ * main thread busy copying a large buffer is still measured.
+ */
+export async function peakRss<T>(
+  fn: () => Promise<T>,
+): Promise<{ result: T; baseline: number; peak: number }> {
+  const worker = new Worker(
+    `const { parentPort } = require('node:worker_threads');
+     let peak = process.memoryUsage.rss();
+     const t = setInterval(() => { peak = Math.max(peak, process.memoryUsage.rss()); }, 2);
+     parentPort.on('message', () => { clearInterval(t); parentPort.postMessage(Math.max(peak, process.memoryUsage.rss())); });`,
+    { eval: true },
+  );
+  await new Promise<void>((resolve, reject) => {
+    worker.once('online', () => resolve());
+    worker.once('error', reject);
+  });
+  const baseline = process.memoryUsage.rss();
+  try {
+    const result = await fn();
+    const peak = await new Promise<number>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+      worker.postMessage('stop');
+    });
+    return { result, baseline, peak };
+  } finally {
+    await worker.terminate();
+  }
+}
+
+/** Writes `head`, `count` × `unit`, then `tail` to `file` a megabyte at a time, so a huge test input never sits in memory. */
+export async function writeRepeated(
+  file: string,
+  head: string,
+  unit: string,
+  count: number,
+  tail: string,
+): Promise<void> {
+  const out = createWriteStream(file);
+  const done = new Promise<void>((resolve, reject) => {
+    out.on('finish', resolve);
+    out.on('error', reject);
+  });
+  const write = async (s: string) => {
+    if (!out.write(s)) await new Promise<void>((r) => out.once('drain', () => r()));
+  };
+  await write(head);
+  const perBlock = Math.max(1, Math.floor((1024 * 1024) / unit.length));
+  const block = unit.repeat(perBlock);
+  let left = count;
+  while (left >= perBlock) {
+    await write(block);
+    left -= perBlock;
+  }
+  await write(unit.repeat(left));
+  out.end(tail);
+  await done;
+}
+
+/** SHA-256 (hex) of bytes `start`..`end` (exclusive) of a file, read in pieces. */
+export async function fileSha256(file: string, start = 0, end?: number): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file, {
+    start,
+    ...(end !== undefined ? { end: end - 1 } : {}),
+  })) {
+    h.update(chunk as Buffer);
+  }
+  return h.digest('hex');
 }

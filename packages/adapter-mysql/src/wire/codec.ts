@@ -116,6 +116,130 @@ export class PacketDecoder {
   }
 }
 
+/**
+ * What `CommandReader.push` hands out, in wire order:
+ * - `packet`: a whole single-frame packet of at most `maxBufferedBytes` payload bytes;
+ * - `part`: a piece of a larger packet (or one split in 16 MiB frames) as it arrives: `raw` to
+ *   forward (frame headers included), `payload` its payload bytes, `seq` the sequence id of the
+ *   frame it belongs to, `first` on the first piece, `end` on the piece that completes the packet.
+ * Concatenating every segment's raw bytes gives back exactly the input.
+ */
+export type CommandSegment =
+  | { kind: 'packet'; packet: Packet }
+  | { kind: 'part'; raw: Buffer; payload: Buffer; seq: number; first: boolean; end: boolean };
+
+/**
+ * Splits the client's command stream after authentication. Small packets
+ * come out whole (the common case, without copying when a packet sits in
+ * one chunk); a packet over `maxBufferedBytes`, and any packet continued over
+ * several frames, comes out in pieces so the relay never holds it whole.
+ * A total over `maxPacketBytes` is refused as soon as a header says so.
+ */
+export class CommandReader {
+  readonly #max: number;
+  readonly #maxBuffered: number;
+  /** Header bytes of the next frame seen so far (fewer than 4). */
+  #head: Buffer = EMPTY;
+  /** A small packet whose payload straddles chunks. */
+  #whole: { seq: number; raw: Buffer; filled: number } | undefined;
+  /** The streamed packet: its frame's bytes still to come, the frame's length and sequence id. */
+  #stream: { frameLeft: number; frameLen: number; seq: number; total: number } | undefined;
+
+  constructor(opts: { maxPacketBytes: number; maxBufferedBytes: number }) {
+    this.#max = opts.maxPacketBytes;
+    this.#maxBuffered = opts.maxBufferedBytes;
+  }
+
+  push(chunk: Buffer): CommandSegment[] {
+    const out: CommandSegment[] = [];
+    let i = 0;
+    while (i < chunk.length) {
+      const st = this.#stream;
+      if (st && st.frameLeft > 0) {
+        const n = Math.min(st.frameLeft, chunk.length - i);
+        const piece = chunk.subarray(i, i + n);
+        st.frameLeft -= n;
+        i += n;
+        const end = st.frameLeft === 0 && st.frameLen < MAX_FRAME_PAYLOAD;
+        if (end) this.#stream = undefined;
+        out.push({ kind: 'part', raw: piece, payload: piece, seq: st.seq, first: false, end });
+        continue;
+      }
+      const w = this.#whole;
+      if (w) {
+        const n = Math.min(w.raw.length - w.filled, chunk.length - i);
+        chunk.copy(w.raw, w.filled, i, i + n);
+        w.filled += n;
+        i += n;
+        if (w.filled === w.raw.length) {
+          this.#whole = undefined;
+          out.push({ kind: 'packet', packet: { seq: w.seq, payload: w.raw.subarray(4), raw: w.raw } });
+        }
+        continue;
+      }
+      // A frame header, which may straddle chunks.
+      const start = i;
+      const take = Math.min(4 - this.#head.length, chunk.length - i);
+      const header =
+        this.#head.length === 0 && take === 4
+          ? chunk.subarray(i, i + 4)
+          : Buffer.concat([this.#head, chunk.subarray(i, i + take)]);
+      i += take;
+      if (header.length < 4) {
+        this.#head = Buffer.from(header);
+        continue;
+      }
+      this.#head = EMPTY;
+      const len = header.readUIntLE(0, 3);
+      const seq = header[3] as number;
+      if (st) {
+        // The next frame of a continued packet.
+        const expected = (st.seq + 1) & 0xff;
+        if (seq !== expected) {
+          throw new MysqlWireError(
+            'sequence',
+            `continuation frame has sequence ${seq}, expected ${expected}`,
+          );
+        }
+        st.total += len;
+        this.#checkTotal(st.total);
+        st.seq = seq;
+        st.frameLen = len;
+        st.frameLeft = len;
+        // A continued packet whose size is a multiple of 16 MiB - 1 ends with an empty frame.
+        const end = len === 0;
+        if (end) this.#stream = undefined;
+        out.push({ kind: 'part', raw: header, payload: EMPTY, seq, first: false, end });
+        continue;
+      }
+      this.#checkTotal(len);
+      if (len <= this.#maxBuffered && len < MAX_FRAME_PAYLOAD) {
+        if (chunk.length - i >= len && i - start === 4) {
+          // The whole packet is in this chunk: a view, no copy.
+          const raw = chunk.subarray(start, i + len);
+          i += len;
+          out.push({ kind: 'packet', packet: { seq, payload: raw.subarray(4), raw } });
+          continue;
+        }
+        const raw = Buffer.allocUnsafe(4 + len);
+        header.copy(raw, 0, 0, 4);
+        if (len === 0) out.push({ kind: 'packet', packet: { seq, payload: raw.subarray(4), raw } });
+        else this.#whole = { seq, raw, filled: 4 };
+        continue;
+      }
+      this.#stream = { frameLeft: len, frameLen: len, seq, total: len };
+      out.push({ kind: 'part', raw: header, payload: EMPTY, seq, first: true, end: false });
+    }
+    return out;
+  }
+
+  #checkTotal(total: number): void {
+    if (total > this.#max) {
+      throw new MysqlWireError('too_large', `packet of ${total} bytes exceeds the limit of ${this.#max}`);
+    }
+  }
+}
+
 /** Frames a payload, splitting at 16 MiB - 1 as the protocol requires. */
 export function encodePacket(seq: number, payload: Buffer): Buffer {
   const frames: Buffer[] = [];

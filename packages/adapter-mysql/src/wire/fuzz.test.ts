@@ -1,5 +1,7 @@
+import { DEFAULT_AUDIT_TEXT_LIMITS } from '@gatehouse/audit';
 import { describe, expect, it } from 'vitest';
 import {
+  CommandReader,
   encodeHandshakeResponse,
   encodePacket,
   MysqlWireError,
@@ -13,6 +15,7 @@ import {
 import { CLIENT, GATEWAY_CAPABILITIES } from './constants.js';
 import { decodeExecuteParams } from './params.js';
 import { inspectQuery } from './sql.js';
+import { CommandStream } from './stream.js';
 
 /** Deterministic PRNG so a failure reproduces. */
 function rng(seed: number): () => number {
@@ -82,6 +85,23 @@ describe('fuzz: random and mutated bytes never throw anything but MysqlWireError
       const d = new PacketDecoder({ maxPacketBytes: 4096 });
       onlyCodecErrors(() => d.push(encodePacket(0, input)));
       onlyCodecErrors(() => d.push(input));
+      // The relay's reader with everything over 8 bytes streamed through the command decoders.
+      onlyCodecErrors(() => {
+        const reader = new CommandReader({ maxPacketBytes: 4096, maxBufferedBytes: 8 });
+        const lookup = {
+          execute: () => ({ numParams: 2, types: undefined, longData: new Map() }),
+          longData: () => undefined,
+        };
+        let cmd: CommandStream | undefined;
+        for (const raw of [encodePacket(0, input), input]) {
+          for (const seg of reader.push(raw)) {
+            if (seg.kind === 'packet') continue;
+            if (seg.first) cmd = new CommandStream(DEFAULT_AUDIT_TEXT_LIMITS, lookup, 8);
+            cmd?.push(seg.payload);
+            if (seg.end) cmd?.end();
+          }
+        }
+      });
     }
   });
 });

@@ -81,10 +81,10 @@ describe('COM_STMT_EXECUTE parameters', () => {
         '020304',
       'hex',
     );
-    expect(decodeExecuteParams(payload, 3, undefined, new Set([2])).values).toEqual([
+    expect(decodeExecuteParams(payload, 3, undefined, new Map([[2, 'sent as long data']])).values).toEqual([
       '255',
       '-26:03:04',
-      '<long data>',
+      'sent as long data',
     ]);
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { inspectQuery, isLoadDataLocal, splitStatements, useTarget } from './sql.js';
+import { inspectQuery, isLoadDataLocal, QueryInspector, splitStatements, useTarget } from './sql.js';
 
 describe('statement checks', () => {
   it('splits on semicolons outside quotes and comments', () => {
@@ -35,5 +35,49 @@ describe('statement checks', () => {
     expect(isLoadDataLocal("LOAD DATA INFILE '/tmp/x' INTO TABLE t")).toBe(false);
     expect(inspectQuery("SELECT 1; /*!LOAD DATA LOCAL INFILE 'x' INTO TABLE t*/").loadDataLocal).toBe(true);
     expect(inspectQuery("SELECT 'LOAD DATA LOCAL'").loadDataLocal).toBe(false);
+  });
+
+  it('checks a text fed in pieces exactly as whole, wherever the pieces split it', () => {
+    const text = Buffer.from(
+      'SELECT \'a;b\\\'c\', "it""s" -- x; USE no\n; /*!40101 USE `se``cret` */; USE other /* c */ ;' +
+        " /*M!100000 LOAD DATA LOCAL INFILE 'é' INTO TABLE t*/; SELECT `x`#;USE no\nFROM t; use\tlast",
+    );
+    const whole = inspectQuery(text.toString());
+    expect(whole).toEqual({
+      useDatabases: ['se`cret', 'other', 'last'],
+      loadDataLocal: true,
+      unchecked: undefined,
+    });
+    for (let a = 0; a <= text.length; a++) {
+      for (let b = a; b <= text.length; b += 5) {
+        const q = new QueryInspector();
+        // Bytes, so a piece may also end inside the two bytes of 'é'.
+        q.pushBytes(text.subarray(0, a));
+        q.pushBytes(text.subarray(a, b));
+        q.pushBytes(text.subarray(b));
+        expect(q.end()).toEqual(whole);
+      }
+    }
+  });
+
+  it('refuses to guess at a USE or LOAD statement too long to check, or too many USE targets', () => {
+    expect(inspectQuery(`USE ${' '.repeat(5000)}secret`)).toMatchObject({ useDatabases: ['secret'] });
+    expect(inspectQuery(`USE \`${'x'.repeat(5000)}\``).unchecked).toMatch(/cannot be checked/);
+    expect(
+      inspectQuery(`LOAD /* ${'y'.repeat(5000)} */ DATA LOCAL INFILE 'x' INTO TABLE t`).loadDataLocal,
+    ).toBe(true);
+    // LOCAL comes before the file name: a long LOAD is decided by its start.
+    expect(inspectQuery(`load data infile '/local/${'z'.repeat(5000)}' into table t`)).toEqual({
+      useDatabases: [],
+      loadDataLocal: false,
+      unchecked: undefined,
+    });
+    expect(inspectQuery(`USE ${'x'.repeat(5000)}`).unchecked).toMatch(/cannot be checked/);
+    expect(inspectQuery(`SELECT '${'z'.repeat(5000)}'; USE shop`)).toMatchObject({
+      useDatabases: ['shop'],
+      unchecked: undefined,
+    });
+    const many = Array.from({ length: 65 }, (_, i) => `USE db${i}`).join(';');
+    expect(inspectQuery(many).unchecked).toMatch(/more than 64 databases/);
   });
 });

@@ -1,82 +1,223 @@
+import { StringDecoder } from 'node:string_decoder';
+
 /**
  * Just enough SQL lexing to see the statements the gateway must check before
  * a server runs them: `USE db` (re-authorized like COM_INIT_DB) and
  * `LOAD DATA|XML LOCAL` (refused). Quotes and comments are respected; the
  * contents of executable comments (`/*! ... *\/`, `/*M! ... *\/`) count as
  * code, because the server runs them.
+ *
+ * The text may arrive in pieces of any size (a statement streamed to the
+ * database): each statement keeps at most `keep` characters, with comments
+ * and runs of whitespace outside quotes shrunk to one space, which is all a
+ * USE or LOAD check needs. A few characters of a piece may wait for the next
+ * one when a token (`/*!`, `--`, a doubled quote) could straddle the two.
  */
-export function splitStatements(sql: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let i = 0;
+export class StatementScanner {
+  readonly #keep: number;
+  readonly #onStatement: (text: string, truncated: boolean) => void;
+  #carry = '';
+  #state: 'code' | 'quote' | 'block' | 'line' = 'code';
+  #quote: QuoteScan | undefined;
   /** Inside an executable comment, whose closing marker is dropped. */
-  let execComment = false;
-  const n = sql.length;
-  while (i < n) {
-    const c = sql[i] as string;
-    const next = sql[i + 1];
-    if (c === "'" || c === '"' || c === '`') {
-      const end = quoteEnd(sql, i, c);
-      cur += sql.slice(i, end);
-      i = end;
-      continue;
-    }
-    if (c === '/' && next === '*') {
-      const m = /^\/\*M?!\d{0,6}/.exec(sql.slice(i, i + 10));
-      if (m && !execComment) {
-        execComment = true;
-        cur += ' ';
-        i += m[0].length;
-        continue;
-      }
-      const end = sql.indexOf('*/', i + 2);
-      cur += ' ';
-      i = end < 0 ? n : end + 2;
-      continue;
-    }
-    if (c === '*' && next === '/' && execComment) {
-      execComment = false;
-      cur += ' ';
-      i += 2;
-      continue;
-    }
-    if (c === '#' || (c === '-' && next === '-' && /[\s]/.test(sql[i + 2] ?? ' '))) {
-      const end = sql.indexOf('\n', i);
-      cur += ' ';
-      i = end < 0 ? n : end + 1;
-      continue;
-    }
-    if (c === ';') {
-      if (cur.trim()) out.push(cur.trim());
-      cur = '';
-      i++;
-      continue;
-    }
-    cur += c;
-    i++;
+  #exec = false;
+  #cur = '';
+  #truncated = false;
+
+  constructor(onStatement: (text: string, truncated: boolean) => void, opts: { keep?: number } = {}) {
+    this.#onStatement = onStatement;
+    this.#keep = opts.keep ?? Number.POSITIVE_INFINITY;
   }
-  if (cur.trim()) out.push(cur.trim());
-  return out;
+
+  push(text: string): void {
+    const s = this.#carry.length > 0 ? this.#carry + text : text;
+    this.#carry = '';
+    this.#scan(s, false);
+  }
+
+  end(): void {
+    const s = this.#carry;
+    this.#carry = '';
+    this.#scan(s, true);
+    this.#flush();
+  }
+
+  #add(text: string): void {
+    if (text.length === 0) return;
+    const room = this.#keep - this.#cur.length;
+    if (text.length > room) {
+      this.#truncated = true;
+      if (room > 0) this.#cur += text.slice(0, room);
+      return;
+    }
+    this.#cur += text;
+  }
+
+  #space(): void {
+    if (this.#cur.length > 0 && !this.#cur.endsWith(' ')) this.#add(' ');
+  }
+
+  #flush(): void {
+    const text = this.#cur.trim();
+    if (text) this.#onStatement(text, this.#truncated);
+    this.#cur = '';
+    this.#truncated = false;
+  }
+
+  #scan(s: string, final: boolean): void {
+    const n = s.length;
+    let i = 0;
+    /** Keeps s[at..] for the next piece, when a token starting at `at` needs `need` more characters. */
+    const wait = (at: number, need: number): boolean => {
+      if (final || at + need < n) return false;
+      this.#carry = s.slice(at);
+      return true;
+    };
+    while (i < n) {
+      switch (this.#state) {
+        case 'quote': {
+          const q = this.#quote as QuoteScan;
+          q.re.lastIndex = i;
+          const m = q.re.exec(s);
+          if (!m) {
+            this.#add(s.slice(i));
+            i = n;
+            break;
+          }
+          const j = m.index;
+          if (wait(j, 1)) {
+            this.#add(s.slice(i, j));
+            return;
+          }
+          if (s[j] === '\\' || s[j + 1] === q.char) {
+            // An escaped character or a doubled quote: still inside.
+            this.#add(s.slice(i, j + 2));
+            i = j + 2;
+            break;
+          }
+          this.#add(s.slice(i, j + 1));
+          i = j + 1;
+          this.#state = 'code';
+          break;
+        }
+        case 'block': {
+          const j = s.indexOf('*/', i);
+          if (j < 0) {
+            // A '*' at the very end may be half of the closing marker.
+            if (!final && s.endsWith('*')) this.#carry = '*';
+            i = n;
+            break;
+          }
+          i = j + 2;
+          this.#state = 'code';
+          break;
+        }
+        case 'line': {
+          const j = s.indexOf('\n', i);
+          i = j < 0 ? n : j + 1;
+          if (j >= 0) this.#state = 'code';
+          break;
+        }
+        case 'code': {
+          CODE_SPECIAL.lastIndex = i;
+          const m = CODE_SPECIAL.exec(s);
+          const j = m ? m.index : n;
+          this.#add(s.slice(i, j));
+          if (!m) {
+            i = n;
+            break;
+          }
+          const c = s[j] as string;
+          const next = s[j + 1];
+          if (c === "'" || c === '"' || c === '`') {
+            this.#add(c);
+            this.#quote = QUOTES[c];
+            this.#state = 'quote';
+            i = j + 1;
+          } else if (c === ';') {
+            this.#flush();
+            i = j + 1;
+          } else if (c === '#') {
+            this.#space();
+            this.#state = 'line';
+            i = j + 1;
+          } else if (c === '/') {
+            if (wait(j, 1)) return;
+            if (next !== '*') {
+              this.#add(c);
+              i = j + 1;
+              break;
+            }
+            // `/*M!` and up to 6 version digits: 10 characters decide what kind of comment this is.
+            if (wait(j, 10)) return;
+            const exec = /^\/\*M?!\d{0,6}/.exec(s.slice(j, j + 10));
+            this.#space();
+            if (exec && !this.#exec) {
+              this.#exec = true;
+              i = j + exec[0].length;
+            } else {
+              this.#state = 'block';
+              i = j + 2;
+            }
+          } else if (c === '*') {
+            if (!this.#exec) {
+              this.#add(c);
+              i = j + 1;
+              break;
+            }
+            if (wait(j, 1)) return;
+            if (next === '/') {
+              this.#exec = false;
+              this.#space();
+              i = j + 2;
+            } else {
+              this.#add(c);
+              i = j + 1;
+            }
+          } else if (c === '-') {
+            if (wait(j, 2)) return;
+            // `--` starts a comment only when whitespace (or the end) follows.
+            if (next === '-' && /\s/.test(s[j + 2] ?? ' ')) {
+              this.#space();
+              this.#state = 'line';
+              i = j + 2;
+            } else {
+              this.#add(c);
+              i = j + 1;
+            }
+          } else {
+            this.#space();
+            i = j + 1;
+          }
+          break;
+        }
+      }
+    }
+  }
 }
 
-function quoteEnd(sql: string, start: number, q: string): number {
-  let i = start + 1;
-  while (i < sql.length) {
-    const c = sql[i];
-    if (c === '\\' && q !== '`') {
-      i += 2;
-      continue;
-    }
-    if (c === q) {
-      if (sql[i + 1] === q) {
-        i += 2;
-        continue;
-      }
-      return i + 1;
-    }
-    i++;
-  }
-  return sql.length;
+interface QuoteScan {
+  char: string;
+  /** The next character that may end the quote: the quote itself, or a backslash where it escapes. */
+  re: RegExp;
+}
+
+const QUOTES: Record<string, QuoteScan> = {
+  "'": { char: "'", re: /['\\]/g },
+  '"': { char: '"', re: /["\\]/g },
+  '`': { char: '`', re: /`/g },
+};
+
+/** Characters code cannot just be copied past. */
+const CODE_SPECIAL = /['"`;#/*\-\s]/g;
+
+/** Statements split on semicolons outside quotes and comments (comments and whitespace runs become one space). */
+export function splitStatements(sql: string): string[] {
+  const out: string[] = [];
+  const s = new StatementScanner((text) => out.push(text));
+  s.push(sql);
+  s.end();
+  return out;
 }
 
 /** The database a `USE` statement switches to, or undefined for any other statement. */
@@ -85,31 +226,106 @@ export function useTarget(statement: string): string | undefined {
   if (!m) return undefined;
   const arg = (m[1] as string).trim();
   if (arg.startsWith('`')) {
-    const end = quoteEnd(arg, 0, '`');
+    const end = quoteEnd(arg, '`');
     return arg.slice(1, end - 1).replace(/``/g, '`');
   }
   if (arg.startsWith("'") || arg.startsWith('"')) {
-    const q = arg[0] as string;
-    const end = quoteEnd(arg, 0, q);
+    const end = quoteEnd(arg, arg[0] as string);
     return arg.slice(1, end - 1);
   }
   return arg.split(/\s/)[0];
+}
+
+/** Where the quoted string at the start of `s` ends (just past its closing quote). */
+function quoteEnd(s: string, q: string): number {
+  let i = 1;
+  while (i < s.length) {
+    const c = s[i];
+    if (c === '\\' && q !== '`') {
+      i += 2;
+      continue;
+    }
+    if (c === q) {
+      if (s[i + 1] === q) {
+        i += 2;
+        continue;
+      }
+      return i + 1;
+    }
+    i++;
+  }
+  return s.length;
 }
 
 export function isLoadDataLocal(statement: string): boolean {
   return /^\s*load\s+(?:data|xml)\s+(?:(?:low_priority|concurrent)\s+)?local\b/i.test(statement);
 }
 
-/** What the relay must check in one COM_QUERY (or COM_STMT_PREPARE) text. */
-export function inspectQuery(sql: string): { useDatabases: string[]; loadDataLocal: boolean } {
-  const useDatabases: string[] = [];
-  let loadDataLocal = false;
-  // Fast path: most queries mention neither keyword.
-  if (!/use|local/i.test(sql)) return { useDatabases, loadDataLocal };
-  for (const s of splitStatements(sql)) {
-    const db = useTarget(s);
-    if (db !== undefined) useDatabases.push(db);
-    if (isLoadDataLocal(s)) loadDataLocal = true;
+/** What the relay must check in one COM_QUERY text. */
+export interface QueryCheck {
+  /** Databases `USE` statements switch to (each once). */
+  useDatabases: string[];
+  loadDataLocal: boolean;
+  /** Why the text cannot be checked (the gateway refuses it then). */
+  unchecked?: string | undefined;
+}
+
+/** Characters of each statement a USE or LOAD check looks at: far more than either needs. */
+const CHECKED_CHARS = 1024;
+/** Distinct USE targets one query may have; each is a full authorization. */
+const MAX_USE_TARGETS = 64;
+
+/**
+ * Checks a COM_QUERY text that may arrive in pieces of bytes (`pushBytes`,
+ * UTF-8 across piece boundaries) or as a string, holding a bounded amount of
+ * it whatever its size.
+ */
+export class QueryInspector {
+  readonly #scanner = new StatementScanner((s, truncated) => this.#statement(s, truncated), {
+    keep: CHECKED_CHARS,
+  });
+  readonly #decoder = new StringDecoder('utf8');
+  readonly #use = new Set<string>();
+  #loadDataLocal = false;
+  #unchecked: string | undefined;
+
+  push(text: string): void {
+    this.#scanner.push(text);
   }
-  return { useDatabases, loadDataLocal };
+
+  pushBytes(b: Buffer): void {
+    this.#scanner.push(this.#decoder.write(b));
+  }
+
+  end(): QueryCheck {
+    const rest = this.#decoder.end();
+    if (rest) this.#scanner.push(rest);
+    this.#scanner.end();
+    return { useDatabases: [...this.#use], loadDataLocal: this.#loadDataLocal, unchecked: this.#unchecked };
+  }
+
+  #statement(s: string, truncated: boolean): void {
+    // A cut USE could name another database than the prefix shows. (LOAD needs no such care: its
+    // LOCAL comes within the first words, and whitespace and comments are already one space.)
+    if (truncated && /^use[\s`]/i.test(s)) {
+      this.#unchecked ??= `a USE statement of more than ${CHECKED_CHARS} characters cannot be checked`;
+    }
+    const db = useTarget(s);
+    if (db !== undefined) {
+      this.#use.add(db);
+      if (this.#use.size > MAX_USE_TARGETS) {
+        this.#unchecked ??= `more than ${MAX_USE_TARGETS} databases in USE statements in one query cannot be checked`;
+      }
+    }
+    if (isLoadDataLocal(s)) this.#loadDataLocal = true;
+  }
+}
+
+/** What the relay must check in one COM_QUERY (or COM_STMT_PREPARE) text held whole. */
+export function inspectQuery(sql: string): QueryCheck {
+  // Fast path: most queries mention neither keyword.
+  if (!/use|local/i.test(sql)) return { useDatabases: [], loadDataLocal: false };
+  const q = new QueryInspector();
+  q.push(sql);
+  return q.end();
 }

@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { DEFAULT_AUDIT_TEXT_LIMITS } from '@gatehouse/audit';
 import { serialize } from 'pg-protocol';
 import { describe, expect, it } from 'vitest';
+import { ClientAudit } from '../query-audit.js';
 import { PgWireError } from './errors.js';
 import {
   decodeFrontendMessage,
@@ -11,7 +13,12 @@ import {
 } from './frontend.js';
 import { MessageReader, type Segment } from './reader.js';
 
-const rawOf = (segs: Segment[]) => Buffer.concat(segs.map((s) => (s.kind === 'raw' ? s.bytes : s.raw)));
+const rawOf = (segs: Segment[]) =>
+  Buffer.concat(
+    segs.map((s) =>
+      s.kind === 'raw' || s.kind === 'body' ? s.bytes : s.kind === 'begin' ? s.header : s.raw,
+    ),
+  );
 
 function frontReader(max?: number) {
   return new MessageReader({
@@ -106,6 +113,16 @@ describe('fuzz: random and mutated bytes only ever raise PgWireError', () => {
       onlyWireErrors(() => {
         const r = frontReader(1 << 20);
         for (const s of r.push(input)) if (s.kind === 'message') decodeFrontendMessage(s.type, s.body);
+      });
+    }
+  });
+
+  it('ClientAudit streaming everything over 16 bytes', () => {
+    for (let i = 0; i < 3000; i++) {
+      const input = i % 2 === 0 ? randomBytes(1 + (i % 200)) : mutate(stream);
+      onlyWireErrors(() => {
+        const a = new ClientAudit({ limits: DEFAULT_AUDIT_TEXT_LIMITS, maxBufferedBytes: 16 });
+        for (let at = 0; at < input.length; at += 7) a.push(input.subarray(at, at + 7));
       });
     }
   });

@@ -3,21 +3,35 @@ import { PgWireError } from './errors.js';
 /** PostgreSQL refuses messages of 1 GiB or more (PQ_LARGE_MESSAGE_LIMIT); so do we. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024 * 1024 - 1;
 
+/** Inspected messages up to this size (type byte included) are held whole; larger ones stream. */
+export const DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024;
+
 /**
  * What `MessageReader.push` hands out, in wire order:
  * - `message`: a whole message the caller asked to see (type byte, body without header, and its raw bytes);
- * - `raw`: bytes of messages the caller does not inspect, passed through as they arrive.
- * Concatenating every segment's raw bytes gives back exactly the input.
+ * - `raw`: bytes of messages the caller does not inspect, passed through as they arrive;
+ * - `begin` + `body`: an inspected message over `maxBufferedBytes`, as it arrives: its 5 header
+ *   bytes, then its body in pieces, `end` set on the piece that completes it.
+ * Concatenating every segment's raw bytes (`raw`, `bytes`, `header`) gives back exactly the input.
  */
 export type Segment =
   | { kind: 'message'; type: number; body: Buffer; raw: Buffer }
-  | { kind: 'raw'; bytes: Buffer };
+  | { kind: 'raw'; bytes: Buffer }
+  | { kind: 'begin'; type: number; length: number; header: Buffer }
+  | { kind: 'body'; bytes: Buffer; end: boolean };
 
 export interface MessageReaderOptions {
   /** Largest accepted length field (which counts itself but not the type byte). */
   maxMessageBytes?: number;
-  /** Which message types are buffered whole and handed out as `message`. */
+  /** Which message types are read (handed out as `message`, or streamed as `begin` + `body`). */
   inspect: (type: number) => boolean;
+  /**
+   * Largest inspected message held whole in memory (type byte included).
+   * A larger one streams if `stream` allows its type, and is refused otherwise.
+   */
+  maxBufferedBytes?: number;
+  /** Inspected types that may stream past `maxBufferedBytes`. Default: none. */
+  stream?: (type: number) => boolean;
   /** Which side sent these bytes, for error messages. */
   peer: string;
   /** Message types this direction may carry; any other type is refused. Default: all. */
@@ -35,23 +49,35 @@ export class MessageReader {
   readonly #inspect: (type: number) => boolean;
   readonly #peer: string;
   readonly #accept: (type: number) => boolean;
+  readonly #maxBuffered: number;
+  readonly #stream: (type: number) => boolean;
   /** Header bytes of the next message seen so far (fewer than 5). */
   #header = Buffer.alloc(0);
   /** Body bytes still to pass through for the current uninspected message. */
   #passRemaining = 0;
   /** The current inspected message being collected. */
   #collect: { type: number; raw: Buffer; filled: number } | undefined;
+  /** Body bytes still to hand out for the current streamed message. */
+  #streamRemaining = 0;
 
   constructor(opts: MessageReaderOptions) {
     this.#max = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
     this.#inspect = opts.inspect;
     this.#peer = opts.peer;
     this.#accept = opts.accept ?? (() => true);
+    // Never below a header and a byte of body: a streamed message always has a body.
+    this.#maxBuffered = Math.max(6, opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED_BYTES);
+    this.#stream = opts.stream ?? (() => false);
   }
 
   /** True between messages: nothing partial is pending. */
   get atBoundary(): boolean {
-    return this.#header.length === 0 && this.#passRemaining === 0 && this.#collect === undefined;
+    return (
+      this.#header.length === 0 &&
+      this.#passRemaining === 0 &&
+      this.#collect === undefined &&
+      this.#streamRemaining === 0
+    );
   }
 
   push(chunk: Buffer): Segment[] {
@@ -71,6 +97,13 @@ export class MessageReader {
         markRaw(i);
         i += n;
         this.#passRemaining -= n;
+        continue;
+      }
+      if (this.#streamRemaining > 0) {
+        const n = Math.min(this.#streamRemaining, chunk.length - i);
+        this.#streamRemaining -= n;
+        out.push({ kind: 'body', bytes: chunk.subarray(i, i + n), end: this.#streamRemaining === 0 });
+        i += n;
         continue;
       }
       if (this.#collect) {
@@ -119,7 +152,17 @@ export class MessageReader {
           { reason: 'oversized' },
         );
       }
-      if (this.#inspect(type)) {
+      if (this.#inspect(type) && len + 1 > this.#maxBuffered) {
+        if (!this.#stream(type)) {
+          throw new PgWireError(
+            `${this.#peer} sent message '${printable(type)}' of ${len} bytes, over the gateway's ${this.#maxBuffered}-byte limit for that message type`,
+            { reason: 'oversized' },
+          );
+        }
+        flushRaw(headerStart);
+        out.push({ kind: 'begin', type, length: len, header });
+        this.#streamRemaining = len - 4;
+      } else if (this.#inspect(type)) {
         flushRaw(headerStart);
         const raw = Buffer.allocUnsafe(len + 1);
         header.copy(raw, 0, 0, 5);

@@ -15,6 +15,8 @@ export interface GatehouseConfig {
   listen: { host: string; port: number };
   publicAddr: string;
   mysqlListen?: { host: string; port: number } | undefined;
+  /** Version string of the MySQL greeting (config `mysql_server_version`); adapters have a default. */
+  mysqlServerVersion?: string | undefined;
   databases: {
     name: string;
     protocol: 'postgres' | 'mysql';
@@ -58,7 +60,7 @@ export interface GatehouseConfig {
     proxyProtocolTrusted: string[];
     maxBodyBytes: number;
   };
-  audit: { stdout: boolean; maxFileBytes: number };
+  audit: { stdout: boolean; maxFileBytes: number; maxQueryBytes: number; maxParameterBytes: number };
   /** Where the config came from, for messages. */
   source: string;
 }
@@ -155,6 +157,7 @@ function resolve(
     listen,
     publicAddr: c.public_addr ?? c.listen,
     mysqlListen: c.mysql_listen ? splitHostPort(c.mysql_listen) : undefined,
+    mysqlServerVersion: c.mysql_server_version,
     databases: c.databases.map((d) => ({
       name: d.name,
       protocol: d.protocol,
@@ -198,7 +201,12 @@ function resolve(
       proxyProtocolTrusted: c.listener.proxy_protocol_trusted,
       maxBodyBytes: c.listener.max_body_bytes,
     },
-    audit: { stdout: c.audit.stdout, maxFileBytes: c.audit.max_file_bytes },
+    audit: {
+      stdout: c.audit.stdout,
+      maxFileBytes: c.audit.max_file_bytes,
+      maxQueryBytes: c.audit.max_query_bytes,
+      maxParameterBytes: c.audit.max_parameter_bytes,
+    },
     source,
   };
 }

@@ -25,6 +25,20 @@ export const configSchema = z
     public_addr: hostPort.optional(),
     /** MySQL's own listener (MySQL is server-speaks-first and cannot share the main port). Off unless set. */
     mysql_listen: hostPort.optional(),
+    /**
+     * Version string MySQL clients see in the greeting, before anyone logged
+     * in. Default `8.0.0-Gatehouse-<version>`. Never a database's own (that
+     * tells anyone who connects what to attack); a fleet of MariaDB servers may
+     * set a MariaDB-style string (e.g. `5.5.5-10.11.0-MariaDB-Gatehouse`) for
+     * drivers that change behaviour by server family, such as mysql2's JSON
+     * parameters.
+     */
+    mysql_server_version: z
+      .string()
+      .regex(/^\d+\.\d+\.\d+[\x21-\x7e]*$/, {
+        message: 'write MAJOR.MINOR.PATCH, optionally followed by a suffix such as -Gatehouse',
+      })
+      .optional(),
     /** Databases Gatehouse fronts (more can be added at run time with `gatehouse db add`). */
     databases: z
       .array(
@@ -133,6 +147,22 @@ export const configSchema = z
           .int()
           .min(1024)
           .default(64 * 1024 * 1024),
+        /**
+         * Bytes of a database statement's text kept in its db.session.query
+         * record; a longer statement keeps this much plus its full length and
+         * SHA-256. Also the budget for all bound parameters of one statement.
+         */
+        max_query_bytes: z
+          .number()
+          .int()
+          .min(256)
+          .default(32 * 1024),
+        /** Bytes kept of each bound parameter of a statement (same rule as max_query_bytes). */
+        max_parameter_bytes: z
+          .number()
+          .int()
+          .min(16)
+          .default(4 * 1024),
       })
       .strict()
       .prefault({}),

@@ -1,7 +1,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import type net from 'node:net';
 import type tls from 'node:tls';
-import { type AuditEmitter, DbSessionAudit } from '@gatehouse/audit';
+import { type AuditEmitter, type AuditTextLimits, DbSessionAudit } from '@gatehouse/audit';
 import type { Authorizer } from '../authz/authorizer.js';
 import type { Grant } from '../authz/grant.js';
 import type { Clock } from '../clock.js';
@@ -65,6 +65,8 @@ export interface DbAccessDeps {
   audit: AuditEmitter;
   clock: Clock;
   dialer: Dialer;
+  /** How much of each statement the query records keep (config `audit.max_query_bytes`, ...). Default: the audit package's. */
+  auditLimits?: AuditTextLimits | undefined;
 }
 
 const CLIENT_CERT_TTL_MS = 60 * 60 * 1000;
@@ -168,7 +170,11 @@ export class DbAccess {
         server: `${host}:${port}`,
         addr: { remote: req.remoteAddr },
       },
-      { redactParameters: grant.options.redactDbParams, now: () => this.#d.clock.now().getTime() },
+      {
+        redactParameters: grant.options.redactDbParams,
+        now: () => this.#d.clock.now().getTime(),
+        ...(this.#d.auditLimits ? { limits: this.#d.auditLimits } : {}),
+      },
     );
     const dialer = this.#d.dialer;
     return {

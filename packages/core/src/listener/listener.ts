@@ -356,7 +356,16 @@ export class Listener {
           tinfo.identity = clientIdentity(tlsSocket, this.#deps.verifyClientCert);
         } catch (err) {
           const r = err as TlsRefused;
-          return this.#reject(tlsSocket, info, r.reason, r.message);
+          // PostgreSQL clients show nothing but a closed connection unless the adapter says why.
+          const explain = postgres ? routes.postgresHandlers?.refused : undefined;
+          this.#reject(tlsSocket, info, r.reason, r.message, !explain);
+          if (explain) {
+            tlsSocket.on('error', (e) =>
+              this.#deps.log('debug', `TLS connection from ${info.remoteAddr}`, e),
+            );
+            explain(tlsSocket, tinfo, r);
+          }
+          return;
         }
         // Swallowing errors here would hide failures; handlers attach their own.
         tlsSocket.on('error', (err) =>

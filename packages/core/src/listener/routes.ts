@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
+import type { TlsRefused } from './tls-accept.js';
 
 /** Where a connection came from, after any trusted PROXY header. */
 export interface ConnectionInfo {
@@ -31,6 +32,12 @@ export type TlsHandler = (socket: TLSSocket, info: TlsConnectionInfo) => void;
 export interface PostgresHandlers {
   tls: TlsHandler;
   plaintext: RawHandler;
+  /**
+   * A TLS connection whose client certificate core refused (already audited
+   * as listener.reject): the adapter may tell the client why in its own
+   * protocol, then must close. Without it the connection is just closed.
+   */
+  refused?: (socket: TLSSocket, info: TlsConnectionInfo, refusal: TlsRefused) => void;
 }
 
 /**

@@ -11,8 +11,9 @@ export class TlsRefused extends Error {
     ListenerRejectReason,
     'tls_handshake_failed' | 'client_cert_untrusted' | 'client_cert_invalid'
   >;
-  constructor(reason: TlsRefused['reason'], message: string) {
-    super(message);
+  /** `cause`: core's own error (e.g. GH_ERR_CERT_EXPIRED), so an adapter can word the refusal for its client. */
+  constructor(reason: TlsRefused['reason'], message: string, opts: { cause?: unknown } = {}) {
+    super(message, opts.cause !== undefined ? { cause: opts.cause } : {});
     this.reason = reason;
   }
 }
@@ -55,6 +56,7 @@ export function clientIdentity(socket: TLSSocket, verify: VerifyClientCert): Ide
         ? 'client_cert_untrusted'
         : 'client_cert_invalid',
       `client certificate "${peer.subject.replace(/\n/g, ', ')}" refused: ${(err as Error).message}`,
+      { cause: err },
     );
   }
 }
