@@ -137,6 +137,50 @@ describe('node join tokens', () => {
     expect(res.code).toBe(0);
   });
 
+  it('a joined node refuses the login certificate of a locked user (the revocation list it fetches), and takes it back once unlocked', async () => {
+    const t = await tg.gw.admin.createJoinToken({ kind: 'node' });
+    const port = await freePort();
+    const node = await startJoinedNode({
+      proxy: `127.0.0.1:${tg.port}`,
+      caPin: tg.gw.caPin(),
+      token: t.token,
+      name: 'db2',
+      listen: `127.0.0.1:${port}`,
+      clock,
+      audit: new MemoryAuditLog(),
+      caRefreshMs: 0,
+      revocationRefreshMs: 100,
+    });
+    joined.push(node);
+    await tg.gw.admin.createUser({
+      name: 'rita',
+      roles: ['access'],
+      traits: { logins: [TEST_LOGIN] },
+      password: 'correct horse battery staple',
+    });
+    const key = await newClientKey(dir, 'rita');
+    // A certificate from a real login (what the revocation list tracks), not one minted in the test.
+    const res = await client.login({
+      user: 'rita',
+      password: 'correct horse battery staple',
+      ssh_public_key: key.publicKey,
+    });
+    await writeFile(key.certPath, `${res.ssh_cert}\n`);
+    const knownHosts = path.join(dir, 'known_hosts_db2');
+    await writeFile(knownHosts, tg.gw.exportCa('known_hosts', { hosts: 'db2' }));
+    const ssh = () =>
+      runSsh([...sshArgs({ port, knownHosts, key, login: TEST_LOGIN, alias: 'db2' }), 'echo direct-ok']);
+    expect((await ssh()).stdout).toBe('direct-ok\n');
+    const lock = await tg.gw.admin.lockUser('rita', { message: 'left the company' });
+    const refused = await waitFor(async () => {
+      const r = await ssh();
+      return r.code === 255 ? r : undefined;
+    }, 'the node to refuse the locked user');
+    expect(refused.stderr).toContain('is revoked');
+    await tg.gw.admin.deleteLock(lock.id);
+    await waitFor(async () => (await ssh()).stdout === 'direct-ok\n', 'the node to accept the unlocked user');
+  });
+
   it('refuses to join a proxy whose CA does not match the pin', async () => {
     const t = await tg.gw.admin.createJoinToken({ kind: 'node' });
     const bad = `sha256:${'0'.repeat(64)}`;

@@ -86,6 +86,8 @@ export interface AdapterContext {
   readonly liveSessions: SessionRegistry;
   /** Where the SSH adapter offers shells and files to the web terminal. */
   readonly terminals: TerminalRegistry;
+  /** Serials of login SSH certificates that are revoked (for node services that check certificates themselves). */
+  readonly revokedSshSerials: () => Promise<ReadonlySet<bigint>>;
 }
 
 export interface Adapter {
@@ -421,6 +423,7 @@ export class Gateway {
       nodes: this.nodes,
       liveSessions: this.liveSessions,
       terminals: this.terminals,
+      revokedSshSerials: () => this.revocations.revokedSerialSet(),
       tls: {
         accept: (raw) =>
           acceptTls(raw, {

@@ -78,6 +78,7 @@ export function builtinNode(opts: BuiltinNodeOptions = {}): BuiltinNodeAdapter {
       hostKey: hostKey.privateKey,
       hostCert: cert.cert,
       trustedUserCaKeys: () => ctx.authorities.get('user').map((k) => k.sshPublicKey),
+      revokedSerials: () => ctx.revokedSshSerials(),
       clock: ctx.clock,
       audit: ctx.audit,
       nodeName: name,

@@ -1,6 +1,7 @@
 import type { AuditEmitter } from '@gatehouse/audit';
 import {
   type Clock,
+  decodeKrl,
   fetchPinnedCa,
   GatehouseClient,
   GatehouseError,
@@ -82,6 +83,12 @@ export interface JoinedNodeOptions extends JoinOptions {
   onSession?: (e: NodeSessionEvent) => void;
   /** How often to re-read the user CA keys from the proxy (CA rotation). Default 10 minutes; 0 disables. */
   caRefreshMs?: number;
+  /**
+   * How often to fetch the list of revoked certificates (users deleted or
+   * locked) from the proxy. Default 30 s; 0 disables (then a certificate is
+   * valid here until it expires, as on an OpenSSH node without RevokedKeys).
+   */
+  revocationRefreshMs?: number;
 }
 
 export interface JoinedNode extends NodeService {
@@ -92,6 +99,7 @@ export interface JoinedNode extends NodeService {
 export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode> {
   const join = await joinCluster(o);
   let userCaKeys = join.user_ca_keys;
+  let revoked: ReadonlySet<bigint> = new Set();
   const listen = parseHostPort(o.listen ?? '0.0.0.0:3022');
   const service = await startNodeService({
     host: listen.host,
@@ -99,6 +107,7 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
     hostKey: join.hostKey,
     hostCert: join.host_cert,
     trustedUserCaKeys: () => userCaKeys,
+    revokedSerials: () => revoked,
     clock: o.clock,
     audit: o.audit,
     nodeName: join.node.name,
@@ -126,6 +135,23 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
         }, every)
       : undefined;
   timer?.unref();
+  const fetchRevoked = () => {
+    const client = new GatehouseClient({ proxy: o.proxy, caPem: join.caPem });
+    return client
+      .caKrl()
+      .then((krl) => {
+        // Gatehouse lists the same serials under each user CA key: any key's list will do, all are merged.
+        const next = new Set<bigint>();
+        for (const set of decodeKrl(krl).serials.values()) for (const s of set) next.add(s);
+        revoked = next;
+      })
+      .catch((e: unknown) => o.log?.('error', 'node: fetching the revoked certificates failed', e))
+      .finally(() => client.close());
+  };
+  const revocationEvery = o.revocationRefreshMs ?? 30_000;
+  if (revocationEvery > 0) await fetchRevoked();
+  const revocationTimer = revocationEvery > 0 ? setInterval(fetchRevoked, revocationEvery) : undefined;
+  revocationTimer?.unref();
   return {
     ...service,
     nodeName: service.nodeName,
@@ -137,6 +163,7 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
     join,
     async close() {
       clearInterval(timer);
+      clearInterval(revocationTimer);
       await service.close();
     },
   };

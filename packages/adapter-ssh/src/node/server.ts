@@ -35,6 +35,11 @@ export interface NodeServiceOptions {
   hostCert?: string;
   /** The cluster user CA public keys (OpenSSH lines), read on every login so CA rotation applies at once. */
   trustedUserCaKeys: () => string[] | Promise<string[]>;
+  /**
+   * Serials of user certificates that are revoked (their user was deleted or
+   * locked), read on every login, like sshd's RevokedKeys. Default: none.
+   */
+  revokedSerials?: () => ReadonlySet<bigint> | Promise<ReadonlySet<bigint>>;
   clock: Clock;
   audit: AuditEmitter;
   nodeName: string;
@@ -168,6 +173,13 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
             await opts.trustedUserCaKeys(),
             opts.clock.now(),
           );
+          if ((await opts.revokedSerials?.())?.has(cert.serial)) {
+            throw new GatehouseError(
+              'GH_ERR_CERT_INVALID',
+              `certificate ${cert.serial} of "${cert.keyId}" is revoked (its user was deleted or locked)`,
+              { hint: 'ask an admin; once access is restored, log in again with gatehouse login' },
+            );
+          }
           if (!ctx.signature) {
             // The "would you accept this key?" probe: yes, it is worth signing with.
             ctx.accept();

@@ -34,6 +34,7 @@ export interface SshRevocationDeps {
  */
 export class SshRevocations {
   readonly #d: SshRevocationDeps;
+  #cached: { at: number; set: Promise<ReadonlySet<bigint>> } | undefined;
 
   constructor(deps: SshRevocationDeps) {
     this.#d = deps;
@@ -77,6 +78,23 @@ export class SshRevocations {
       if (gone || locked) revoked.push(BigInt(item.key.slice(ISSUED.length)));
     }
     return revoked;
+  }
+
+  /**
+   * The revoked serials as a set, for node services checking each login;
+   * computed at most once a second (a login burst reads the backend once).
+   */
+  revokedSerialSet(): Promise<ReadonlySet<bigint>> {
+    const now = this.#d.clock.now().getTime();
+    if (!this.#cached || now - this.#cached.at > 1000) {
+      const set = this.revokedSerials().then((s) => new Set(s));
+      this.#cached = { at: now, set };
+      // A failure is not cached: the next login asks again (and fails closed meanwhile).
+      set.catch(() => {
+        if (this.#cached?.set === set) this.#cached = undefined;
+      });
+    }
+    return this.#cached.set;
   }
 
   /** The KRL sshd reads (`RevokedKeys`): revoked serials under every trusted user CA key. */

@@ -8,6 +8,7 @@ export {
   caBackendKey,
 } from './authority.js';
 export { decodeIdentityJson, encodeIdentityJson, IDENTITY_VERSION } from './identity-codec.js';
+export { type DecodedKrl, decodeKrl, encodeKrl, type Krl, KrlError } from './krl.js';
 export * from './sshcert.js';
 export type {
   CaKeyPublic,

@@ -3,6 +3,7 @@ import { BlockList, isIP } from 'node:net';
 import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import { decodeIdentityJson } from './identity-codec.js';
+import { sshString, u32, u64 } from './sshwire.js';
 
 /**
  * OpenSSH certificates (PROTOCOL.certkeys), encoded and verified without I/O.
@@ -51,24 +52,6 @@ function invalid(message: string, cause?: unknown): GatehouseError {
 }
 
 // ---------------------------------------------------------------- wire helpers
-
-export function u32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-}
-
-export function u64(n: bigint): Buffer {
-  if (n < 0n || n > SSH_FOREVER) throw new RangeError(`uint64 out of range: ${n}`);
-  const b = Buffer.allocUnsafe(8);
-  b.writeBigUInt64BE(n);
-  return b;
-}
-
-export function sshString(b: Uint8Array | string): Buffer {
-  const data = typeof b === 'string' ? Buffer.from(b, 'utf8') : b;
-  return Buffer.concat([u32(data.length), data]);
-}
 
 /** Sequential reader over SSH wire data; every read is bounds-checked. */
 class Reader {
