@@ -147,3 +147,25 @@ describe('reliability: a full data disk fails closed and loses no audit', () => 
     expect(logins.some((e) => e.type === 'user.login' && !e.success)).toBe(true);
   }, 120_000);
 });
+
+describe('reliability: a read-only data dir', () => {
+  it('gatehouse start refuses to run on it, saying which file and what to check, without a stack trace', async () => {
+    const ro = new SmallDisk(16 * 1024 * 1024);
+    try {
+      const first = await startDaemon({ cluster: 'readonly', dataDir: join(ro.dir, 'data') });
+      await first.stop();
+      execFileSync('mount', ['-o', 'remount,ro', ro.dir]);
+      const r = await runClient(process.execPath, [BIN, 'start', '--config', first.configFile], {
+        env: { ...process.env },
+        timeoutMs: 30_000,
+      });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^error: .*gatehouse\.db/m);
+      expect(r.stderr).toMatch(/^hint: .*writable/m);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      rmSync(first.root, { recursive: true, force: true });
+    } finally {
+      ro.unmount();
+    }
+  });
+});
