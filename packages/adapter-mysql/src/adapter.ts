@@ -26,8 +26,6 @@ export interface MysqlAdapterOptions {
    * command is refused (1153). Default 1 MiB.
    */
   maxBufferedPacketBytes?: number;
-  /** How often live sessions re-check the user (locks, deletion). Default 10 s. */
-  lockCheckMs?: number;
 }
 
 /**
@@ -53,7 +51,6 @@ export class MysqlAdapter implements Adapter {
       upstreamTimeoutMs: this.#opts.upstreamTimeoutMs ?? 15_000,
       maxPacketBytes: this.#opts.maxPacketBytes ?? 1024 * 1024 * 1024,
       maxBufferedPacketBytes: this.#opts.maxBufferedPacketBytes ?? 1024 * 1024,
-      lockCheckMs: this.#opts.lockCheckMs ?? 10_000,
     };
     const deps: SessionDeps = {
       ctx,

@@ -10,6 +10,7 @@ import {
   type DbSession,
   GatehouseError,
   type Identity,
+  type LiveSession,
   type TlsConnectionInfo,
   TlsRefused,
 } from '@gatehouse/core';
@@ -49,7 +50,6 @@ export interface SessionOptions {
   maxPacketBytes: number;
   /** Largest client packet held whole in memory; a larger one streams upstream. */
   maxBufferedPacketBytes: number;
-  lockCheckMs: number;
 }
 
 export interface SessionDeps {
@@ -424,7 +424,7 @@ class Relay {
   #ended = false;
   #awaitPrepare: AuditText | undefined;
   #prepHead: Buffer | undefined;
-  #timers: NodeJS.Timeout[] = [];
+  #live: LiveSession | undefined;
   #untrack: () => void = () => undefined;
 
   constructor(
@@ -467,20 +467,15 @@ class Relay {
     u.on('data', (chunk: Buffer) => this.#onUpstreamData(chunk));
     u.on('error', (e) => this.end(`database connection failed: ${e.message}`));
     u.on('close', () => this.end());
-    const now = this.#deps.ctx.clock.now().getTime();
-    const expires = this.#session.grant.expires.getTime();
-    const ttl = Math.max(0, expires - now);
-    // setTimeout caps at ~24.8 days; grants are far shorter.
-    this.#timers.push(
-      setTimeout(() => this.end('the session reached its certificate expiry'), Math.min(ttl, 2 ** 31 - 1)),
-    );
-    const lock = setInterval(() => {
-      this.#deps.ctx.authorizer
-        .principal(this.#identity)
-        .catch((e: unknown) => this.end(`access revoked: ${errorMessage(e)}`));
-    }, this.#deps.opts.lockCheckMs);
-    lock.unref();
-    this.#timers.push(lock);
+    // Core ends the session on expiry, a lock, the user's deletion, a role change or a kill.
+    this.#live = this.#session.bind({
+      terminate: (r) => {
+        // Unasked-for, it waits in the client's buffer: the next command reads it as its answer.
+        if (this.#client.writable)
+          this.#client.write(encodeErr(1, ER.CONNECTION_KILLED, `Gatehouse: ${r.message}`));
+        this.end(undefined, r.message);
+      },
+    });
     if (upRest.length > 0) this.#onUpstreamData(upRest);
     if (clientRest.length > 0) this.#onClientData(clientRest);
     c.resume();
@@ -870,16 +865,16 @@ class Relay {
     this.end(message);
   }
 
-  end(error?: string): void {
+  end(error?: string, reason?: string): void {
     if (this.#ended) return;
     this.#ended = true;
-    for (const t of this.#timers) clearTimeout(t);
+    this.#live?.end();
     this.#untrack();
     this.#up.destroy();
     if (this.#client.writable) this.#client.end();
     setTimeout(() => this.#client.destroy(), 1000).unref();
     this.#session.audit
-      .onSessionEnd(error ? { error } : {})
+      .onSessionEnd({ error, reason })
       .catch((e: unknown) => this.#deps.ctx.log('error', 'audit of db.session.end failed', e));
   }
 }

@@ -77,7 +77,6 @@ describe('MySQL/MariaDB through Gatehouse (real mariadb client, mysql2 and Maria
     t = await startMysqlGateway({
       handshakeTimeoutMs: 1_500,
       maxPacketBytes: 4 * 1024 * 1024,
-      lockCheckMs: 300,
     });
     db = await startMariadb({ clientCaPem: t.gw.exportCa('mariadb') });
     await t.gw.admin.addDatabase({
@@ -481,16 +480,26 @@ describe('MySQL/MariaDB through Gatehouse (real mariadb client, mysql2 and Maria
 
   it('ends a live session when the user is locked', async () => {
     const c = await my2();
+    // mysql2 reports a server error that arrives while no command runs as the connection's fatal error.
+    const raw = (c as unknown as { connection: import('node:events').EventEmitter }).connection;
+    const fatal = new Promise<{ code?: unknown; fatal?: boolean; message?: string }>((resolve) =>
+      raw.once('error', resolve),
+    );
     await t.gw.admin.createLock({ target: { user: 'alice' }, message: 'test lock' });
     try {
       await waitFor(
         async () =>
           (await events('db.session.end')).some((e) =>
-            String((e as { error?: string }).error).includes('locked'),
+            String((e as { reason?: string }).reason).includes('locked'),
           ),
         'the locked session to end',
-        30_000,
+        5_000,
       );
+      // The client hears why, as a server error (ER_CONNECTION_KILLED), not a bare disconnect.
+      const err = await fatal;
+      // mysql2 names errors it knows; 1927 (MariaDB's) comes through as the number.
+      expect(err).toMatchObject({ code: 1927, fatal: true });
+      expect(err.message).toContain('Gatehouse: access locked (user alice): test lock');
       await expect(c.query('SELECT 1')).rejects.toBeDefined();
     } finally {
       c.destroy();

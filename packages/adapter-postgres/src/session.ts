@@ -7,6 +7,7 @@ import type {
   DbAccess,
   DbSession,
   Identity,
+  LiveSession,
   LogFn,
   TlsRefused,
 } from '@gatehouse/core';
@@ -381,7 +382,7 @@ class Relay {
   readonly #front: ClientAudit;
   readonly #back = new MessageReader({ inspect: () => false, peer: 'the database' });
   #ended = false;
-  #expiry: NodeJS.Timeout | undefined;
+  #live: LiveSession | undefined;
   #done!: () => void;
 
   constructor(
@@ -409,7 +410,21 @@ class Relay {
       this.#done = resolve;
     });
     this.#deps.live.add(this.#client);
-    this.#scheduleExpiry();
+    // Core ends the session on expiry, a lock, the user's deletion, a role change or a kill.
+    this.#live = this.#session.bind({
+      terminate: (r) =>
+        this.#end({
+          reason: r.message,
+          notify: {
+            severity: 'FATAL',
+            code: SQLSTATE.adminShutdown,
+            message: `terminating connection: Gatehouse: ${r.message}`,
+            ...(r.cause === 'expired'
+              ? { hint: 'log in again (gatehouse login, then gatehouse db login NAME) and reconnect' }
+              : {}),
+          },
+        }),
+    });
     this.#db.on('data', (chunk: Buffer) => {
       if (this.#ended) return;
       try {
@@ -491,32 +506,15 @@ class Relay {
     return !this.#ended;
   }
 
-  #scheduleExpiry(): void {
-    const ms = this.#session.grant.expires.getTime() - this.#deps.clock.now().getTime();
-    // setTimeout caps at ~24.8 days; re-arm for longer grants.
-    const MAX = 0x7fffffff;
-    this.#expiry = setTimeout(
-      () => {
-        if (ms > MAX) return this.#scheduleExpiry();
-        this.#end({
-          error: 'certificate expired',
-          notify: {
-            severity: 'FATAL',
-            code: SQLSTATE.adminShutdown,
-            message: 'terminating connection: your Gatehouse certificate expired',
-            hint: 'log in again (gatehouse login, then gatehouse db login NAME) and reconnect',
-          },
-        });
-      },
-      Math.max(0, Math.min(ms, MAX)),
-    );
-    this.#expiry.unref();
-  }
-
-  #end(opts: { error?: string | undefined; notify: PgErrorFields | false; from?: 'db' | 'client' }): void {
+  #end(opts: {
+    error?: string | undefined;
+    reason?: string | undefined;
+    notify: PgErrorFields | false;
+    from?: 'db' | 'client';
+  }): void {
     if (this.#ended) return;
     this.#ended = true;
-    clearTimeout(this.#expiry);
+    this.#live?.end();
     if (this.#cancelPid !== undefined) this.#deps.cancels.remove(this.#cancelPid);
     this.#deps.live.delete(this.#client);
     this.#db.pause();
@@ -535,7 +533,7 @@ class Relay {
     else this.#db.destroy();
     setTimeout(() => this.#db.destroy(), 5_000).unref();
     this.#audit
-      .onSessionEnd(opts.error ? { error: opts.error } : {})
+      .onSessionEnd({ error: opts.error, reason: opts.reason })
       .catch((err: unknown) => this.#deps.log('error', 'audit of a PostgreSQL session end failed', err))
       .finally(() => this.#done());
   }

@@ -7,6 +7,7 @@ import {
   type Grant,
   type Identity,
   type Joiner,
+  type LiveSession,
   type NodeSpec,
   nodeHostPort,
   type TerminalHandle,
@@ -57,8 +58,6 @@ export interface OuterContext {
 
 /** How long a terminated session's client gets to print the reason and leave by itself. */
 const TERMINATE_GRACE_MS = 500;
-/** Longest setTimeout Node accepts; longer grants re-arm. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Terminates a user's SSH connection to `node` on `stream` (a direct-tcpip
@@ -101,8 +100,7 @@ export class InnerConnection {
   #audit: SshSessionAudit | undefined;
   #authorizing: Promise<void> | undefined;
   #handshakeTimer: NodeJS.Timeout | undefined;
-  #expiryTimer: NodeJS.Timeout | undefined;
-  #unregister: (() => void) | undefined;
+  #live: LiveSession | undefined;
   #ended = false;
   #recordings = 0;
 
@@ -237,50 +235,34 @@ export class InnerConnection {
     this.#up.on('tcp connection', (details, accept, reject) =>
       this.#onForwardedTcpip(details, accept, reject),
     );
-    this.#unregister = ctx.liveSessions.register(
+    // Core owns the lifecycle from here: expiry, locks, deletion, role changes and kills end it.
+    this.#live = ctx.liveSessions.bind(
+      grant,
+      { kind: 'ssh', protocol: 'ssh', server: this.#node.name, login, remoteAddr: this.#outer.remoteAddr },
       {
-        id: grant.sessionId,
-        kind: 'ssh',
-        user: identity.user,
-        login,
-        server: this.#node.name,
-        started: ctx.clock.now().toISOString(),
-        remoteAddr: this.#outer.remoteAddr,
-      },
-      {
-        terminate: (reason) => this.terminate(reason),
-        recheck: () => this.#recheck(),
+        terminate: (r) => this.terminate(r.message),
         join: (joiner, viewer) => this.#join(grant.sessionId, joiner, viewer),
       },
     );
     this.#outer.onSessionRegistered?.(grant.sessionId);
-    this.#armExpiry();
   }
 
-  #armExpiry(): void {
-    const grant = this.#grant;
-    if (!grant) return;
-    const left = grant.expires.getTime() - this.#d.ctx.clock.now().getTime();
-    clearTimeout(this.#expiryTimer);
-    if (left <= 0) {
-      this.terminate(`your access expired at ${grant.expires.toISOString()}; run gatehouse login again`);
-      return;
+  /**
+   * Before a new channel or forward on a connection that is already up
+   * (OpenSSH ControlMaster, a second `ssh -S`): access must still hold now,
+   * not only when the connection authenticated. A refusal ends the connection.
+   */
+  async #stillAllowed(): Promise<string | undefined> {
+    const live = this.#live;
+    if (!live || this.#ended) return 'Gatehouse: this session has ended';
+    try {
+      const r = await live.check();
+      return r ? `Gatehouse: ${r.message}` : undefined;
+    } catch (err) {
+      // Could not tell: refuse (fail closed) and say where to look.
+      this.#d.ctx.log('error', 'ssh: re-checking access for a new channel failed', err);
+      return 'Gatehouse: your access could not be checked (see the gateway log)';
     }
-    this.#expiryTimer = setTimeout(() => this.#armExpiry(), Math.min(left, MAX_TIMER_MS));
-  }
-
-  #recheck(): void {
-    const grant = this.#grant;
-    if (!grant || this.#ended) return;
-    this.#d.ctx.authorizer.principal(grant.identity).then(
-      () => undefined,
-      (err: unknown) =>
-        this.terminate(
-          userMessage(err)
-            .replace(/^Gatehouse: /, '')
-            .replace(/\nGatehouse: .*$/s, ''),
-        ),
-    );
   }
 
   /** Attaches a viewer to the connection's (first) terminal; core has authorized the join. */
@@ -300,7 +282,7 @@ export class InnerConnection {
   terminate(reason: string, opts: { quiet?: boolean } = {}): void {
     if (this.#ended) return;
     this.#ended = true;
-    clearTimeout(this.#expiryTimer);
+    this.#live?.end();
     for (const r of this.#relays) r.kill(opts.quiet ? undefined : reason, reason);
     void this.#audit
       ?.onSessionEnd({ reason })
@@ -336,9 +318,8 @@ export class InnerConnection {
 
   #finish(): void {
     clearTimeout(this.#handshakeTimer);
-    clearTimeout(this.#expiryTimer);
     this.#d.live.delete(this);
-    this.#unregister?.();
+    this.#live?.end();
     for (const r of this.#relays) r.kill(undefined);
     for (const f of this.#forwards) f.destroy();
     this.#up?.end();
@@ -370,10 +351,8 @@ export class InnerConnection {
       onFatal: (reason) => this.terminate(reason),
       // `gatehouse sessions ls` and the web UI show which sessions have a terminal to join.
       onInteractive: (command) =>
-        this.#d.ctx.liveSessions.update(grant.sessionId, {
-          interactive: true,
-          ...(command !== undefined ? { command } : {}),
-        }),
+        this.#live?.update({ interactive: true, ...(command !== undefined ? { command } : {}) }),
+      stillAllowed: () => this.#stillAllowed(),
     });
     this.#relays.add(relay);
     relay.onDone = () => this.#relays.delete(relay);
@@ -403,13 +382,24 @@ export class InnerConnection {
       });
       return reject(denied);
     }
-    up.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, upCh) => {
-      if (err) {
-        void audit.onPortForward({ direction: 'local', target, origin, error: err.message });
-        return reject(`Gatehouse: the node could not connect to ${target}: ${err.message}`);
+    void this.#stillAllowed().then((refused) => {
+      if (refused) {
+        void audit.onPortForward({
+          direction: 'local',
+          target,
+          origin,
+          error: refused.replace(/^Gatehouse: /, ''),
+        });
+        return reject(refused);
       }
-      void audit.onPortForward({ direction: 'local', target, origin });
-      this.#pipe(accept(), upCh);
+      up.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, upCh) => {
+        if (err) {
+          void audit.onPortForward({ direction: 'local', target, origin, error: err.message });
+          return reject(`Gatehouse: the node could not connect to ${target}: ${err.message}`);
+        }
+        void audit.onPortForward({ direction: 'local', target, origin });
+        this.#pipe(accept(), upCh);
+      });
     });
   }
 
@@ -517,6 +507,8 @@ interface RelayParts {
   onFatal: (reason: string) => void;
   /** A pty shell or command starts (`command` for the latter). */
   onInteractive: (command: string | undefined) => void;
+  /** Whether access still holds for something new in the session; the refusal text otherwise. */
+  stillAllowed: () => Promise<string | undefined>;
 }
 
 /** Recent terminal output a viewer who joins mid-session gets first (a screen or two, escapes included). */
@@ -666,8 +658,13 @@ class SessionRelay {
     let opened: { cols: number; rows: number } | undefined;
     try {
       // A new shell, command or transfer on a connection that is already up:
-      // refused while the audit log cannot write (it would go unrecorded).
+      // refused while the audit log cannot write (it would go unrecorded), and
+      // when access ended since the connection authenticated.
       audit.assertAvailable();
+      // Listed as interactive at once (UIs offer a join); the checks below may still end it.
+      if (interactive) this.#p.onInteractive(command);
+      const refused = await this.#p.stillAllowed();
+      if (refused) throw new GatehouseError('GH_ERR_ACCESS_DENIED', refused.replace(/^Gatehouse: /, ''));
       if (record) {
         const pty = this.#pty!;
         this.#recorder = await this.#d.ctx.recordings.create(
@@ -689,10 +686,7 @@ class SessionRelay {
           },
         );
       }
-      if (interactive) {
-        audit.markInteractive(record);
-        this.#p.onInteractive(command);
-      }
+      if (interactive) audit.markInteractive(record);
       opened = this.#pty && { cols: this.#pty.cols, rows: this.#pty.rows };
       upCh = await this.#openUpstream(up, what);
     } catch (err) {

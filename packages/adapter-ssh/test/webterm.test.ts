@@ -282,11 +282,11 @@ describe('joining a live OpenSSH session', () => {
     const owner = await ownerShell();
     owner.write('echo READY-$((1+1))\n');
     await owner.sees('READY-2');
-    const control = env.gw.liveSessions.control(owner.id);
-    expect(control?.join).toBeDefined();
+    const join = env.gw.liveSessions.joinable(owner.id);
+    expect(join).toBeDefined();
 
     const watcher = viewer();
-    const obs = control!.join!({ user: 'admin', mode: 'observer', remoteAddr: ADDR }, watcher);
+    const obs = join!({ user: 'admin', mode: 'observer', remoteAddr: ADDR }, watcher);
     expect(obs.sessionId).toBe(owner.id);
     // The tail: what the screen showed before the join.
     await watcher.sees('READY-2');
@@ -300,7 +300,7 @@ describe('joining a live OpenSSH session', () => {
     expect(owner.stdout()).not.toContain('from-observer');
 
     const peerView = viewer();
-    const peer = control!.join!({ user: 'admin', mode: 'peer', remoteAddr: ADDR }, peerView);
+    const peer = join!({ user: 'admin', mode: 'peer', remoteAddr: ADDR }, peerView);
     type(peer, 'echo from-peer-$((3*3))\r');
     await owner.sees('from-peer-9');
     await watcher.sees('from-peer-9');
@@ -325,7 +325,7 @@ describe('joining a live OpenSSH session', () => {
     owner.write('echo READY-$((1+1))\n');
     await owner.sees('READY-2');
     const v = viewer();
-    env.gw.liveSessions.control(owner.id)!.join!({ user: 'admin', mode: 'observer', remoteAddr: ADDR }, v);
+    env.gw.liveSessions.joinable(owner.id)!({ user: 'admin', mode: 'observer', remoteAddr: ADDR }, v);
     await env.gw.admin.killSession(owner.id);
     expect((await v.ended).reason).toContain('ended by');
     await owner.p;
@@ -340,7 +340,7 @@ describe('joining a live OpenSSH session', () => {
     type(h, 'echo web-$((4+4))\r');
     await ownerView.sees('web-8');
     const v = viewer();
-    env.gw.liveSessions.control(h.sessionId)!.join!({ user: 'admin', mode: 'observer', remoteAddr: ADDR }, v);
+    env.gw.liveSessions.joinable(h.sessionId)!({ user: 'admin', mode: 'observer', remoteAddr: ADDR }, v);
     await v.sees('web-8');
     expect(v.sizes).toEqual([[90, 20]]);
     h.resize(100, 25);
@@ -359,7 +359,7 @@ describe('joining a live OpenSSH session', () => {
     expect(env.gw.liveSessions.get(owner.id)?.interactive).toBeUndefined();
     let err: unknown;
     try {
-      env.gw.liveSessions.control(owner.id)!.join!(
+      env.gw.liveSessions.joinable(owner.id)!(
         { user: 'admin', mode: 'observer', remoteAddr: ADDR },
         viewer(),
       );

@@ -172,6 +172,8 @@ export type AuditEventInput =
         duration_ms: number;
         /** Statements run; absent when unknown (the gateway stopped before the session ended). */
         queries?: number;
+        /** Why the gateway ended it (expiry, lock, deletion, kill, guard), when it did. */
+        reason?: string;
         error?: string;
       })
   | (CommonFields &

@@ -110,7 +110,7 @@ export class DbSessionAudit {
   }
 
   /** Idempotent: the first call wins, so every path that ends a session may call it. */
-  async onSessionEnd(opts: { error?: string } = {}): Promise<void> {
+  async onSessionEnd(opts: { error?: string | undefined; reason?: string | undefined } = {}): Promise<void> {
     if (this.#ended) return;
     this.#ended = true;
     await this.#emit.record({
@@ -118,6 +118,7 @@ export class DbSessionAudit {
       ...this.#base,
       duration_ms: this.#now() - this.#startedAt,
       queries: this.#queries,
+      ...(opts.reason ? { reason: opts.reason } : {}),
       ...(opts.error ? { error: opts.error } : {}),
     });
   }

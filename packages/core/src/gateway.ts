@@ -48,7 +48,7 @@ import { NodeRegistry, type NodeSpec } from './nodes/registry.js';
 import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki/authority.js';
 import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
-import { SessionRegistry } from './sessions/registry.js';
+import { LiveSessions } from './sessions/live.js';
 import { TerminalRegistry } from './sessions/terminal.js';
 import { VERSION } from './version.js';
 import { createWebHandler, defaultWebDir, isApiPath } from './web/static.js';
@@ -83,7 +83,7 @@ export interface AdapterContext {
   /** SSH nodes (config, `gatehouse nodes add`, node services joining). */
   readonly nodes: NodeRegistry;
   /** Live sessions of this gateway (list, kill, re-check on lock changes, join). */
-  readonly liveSessions: SessionRegistry;
+  readonly liveSessions: LiveSessions;
   /** Where the SSH adapter offers shells and files to the web terminal. */
   readonly terminals: TerminalRegistry;
   /** Serials of login SSH certificates that are revoked (for node services that check certificates themselves). */
@@ -155,7 +155,7 @@ export class Gateway {
   readonly dialer: Dialer;
   readonly recordings: RecordingStore;
   readonly nodes: NodeRegistry;
-  readonly liveSessions = new SessionRegistry();
+  readonly liveSessions: LiveSessions;
   /** Shells and files for the web terminal (filled by the SSH adapter). */
   readonly terminals = new TerminalRegistry();
   /** One-time tokens node services join with. */
@@ -242,9 +242,11 @@ export class Gateway {
       resolveRoles: (names) => this.roles.resolve(names),
       findLocks: (q) => this.locks.find(q),
     });
+    this.liveSessions = new LiveSessions({ authorizer: this.authorizer, clock, log: this.log });
     this.dbAccess = new DbAccess({
       registry: this.databases,
       authorizer: this.authorizer,
+      liveSessions: this.liveSessions,
       authorities,
       audit,
       clock,
@@ -565,10 +567,20 @@ export class Gateway {
     const ac = new AbortController();
     this.#accessWatch = ac;
     const everything = () => {
-      this.liveSessions.recheckAll();
+      this.liveSessions.recheck();
       this.#terminalSockets.recheckAll();
     };
+    // A lock (on a user or a role) and a role change may reach any session.
     this.#watchPrefix('locks/', ac.signal, everything, everything);
+    this.#watchPrefix('roles/', ac.signal, everything, everything);
+    // A user deleted, re-created or changed (roles, traits): only that user's sessions.
+    const onUserChange = (ev: WatchEvent) => {
+      const key = ev.type === 'delete' ? ev.key : ev.item.key;
+      const user = key.slice('users/'.length);
+      this.liveSessions.recheck({ user });
+      this.#terminalSockets.recheckAll();
+    };
+    this.#watchPrefix('users/', ac.signal, onUserChange, everything);
     const sockets = () => this.#terminalSockets.recheckAll();
     const onSessionChange = (ev: WatchEvent) => {
       // A new web session takes nothing away; only a deleted one ends sockets.
@@ -668,6 +680,8 @@ export class Gateway {
     this.#closed = true;
     clearTimeout(this.#renewTimer);
     this.#accessWatch?.abort();
+    // Every kind of session ends with the same reason, in its client's words, before the adapters close.
+    this.liveSessions.shutdown();
     this.#terminalSockets.close();
     await this.#listener.close();
     this.#http.close();

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
@@ -30,7 +29,6 @@ const PASSWORD = 'correct horse battery staple';
  * itself, so what core drops (an observer's keystrokes) shows here.
  */
 class EchoShell {
-  readonly id = randomUUID();
   cols: number;
   rows: number;
   readonly viewers = new Set<TerminalViewer>();
@@ -39,7 +37,10 @@ class EchoShell {
   readonly detached: string[] = [];
   unregister = () => {};
 
-  constructor(readonly req: TerminalRequest) {
+  constructor(
+    readonly req: TerminalRequest,
+    readonly id: string,
+  ) {
     this.cols = req.cols;
     this.rows = req.rows;
   }
@@ -91,24 +92,23 @@ class EchoService implements TerminalService {
 
   async open(req: TerminalRequest, viewer: TerminalViewer): Promise<TerminalHandle> {
     if (req.node !== 'web1') throw new GatehouseError('GH_ERR_NOT_FOUND', `no node "${req.node}"`);
-    const shell = new EchoShell(req);
+    // As the SSH adapter does: core authorizes, then the session is bound to core's lifecycle.
+    const grant = await this.t.gw.authorizer.authorize(
+      req.identity,
+      { kind: 'node', name: req.node, labels: {}, login: req.login },
+      { remoteAddr: req.remoteAddr },
+    );
+    const shell = new EchoShell(req, grant.sessionId);
     this.shells.push(shell);
-    shell.unregister = this.t.gw.liveSessions.register(
-      {
-        id: shell.id,
-        kind: 'ssh',
-        user: req.identity.user,
-        login: req.login,
-        server: req.node,
-        started: new Date().toISOString(),
-        interactive: true,
-      },
+    const live = this.t.gw.liveSessions.bind(
+      grant,
+      { kind: 'ssh', protocol: 'ssh', server: req.node, login: req.login, interactive: true },
       {
         join: (joiner, v) => shell.attach(joiner.user, joiner.mode, v),
-        terminate: (reason) => shell.end({ reason }),
-        recheck: () => {},
+        terminate: (r) => shell.end({ reason: r.message }),
       },
     );
+    shell.unregister = () => live.end();
     return shell.attach(req.identity.user, 'owner', viewer);
   }
 

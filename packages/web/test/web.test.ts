@@ -438,8 +438,24 @@ describe('web UI with password login (second factor off)', () => {
   it('lists live sessions, watches one as it is recorded, and terminates it', async () => {
     await signedIn();
     const enc = (x: string) => new TextEncoder().encode(x);
+    // Stands in for the Kubernetes adapter's side of an exec session: core
+    // authorizes it and binds it to its lifecycle; it ends (recording
+    // closed) when core asks.
+    const admin = (await plain.gw.users.get('admin'))!;
+    const grant = await plain.gw.authorizer.authorize(
+      {
+        user: 'admin',
+        userId: admin.id,
+        roles: admin.roles,
+        traits: { logins: ['root'] },
+        expires: new Date(Date.now() + 3600_000),
+      },
+      { kind: 'node', name: 'k-main', labels: {}, login: 'root' },
+      { remoteAddr: '192.0.2.7' },
+    );
+    const sid = grant.sessionId;
     const rec = await plain.gw.recordings.create({
-      session_id: 'sess-live-1',
+      session_id: sid,
       kind: 'kube',
       user: 'admin',
       login: 'root',
@@ -449,34 +465,29 @@ describe('web UI with password login (second factor off)', () => {
       rows: 24,
     });
     const terminated: string[] = [];
-    // Stands in for the SSH adapter's side of a session: registered while it
-    // runs, ended (recording closed, unregistered) when core asks.
-    const unregister = plain.gw.liveSessions.register(
+    plain.gw.liveSessions.bind(
+      grant,
       {
-        id: 'sess-live-1',
         kind: 'kube',
-        user: 'admin',
+        protocol: 'kube-exec',
         login: 'root',
         server: 'k-main',
         command: 'sh',
-        started: new Date().toISOString(),
         remoteAddr: '192.0.2.7',
         interactive: true,
       },
       {
-        terminate: (reason) => {
-          terminated.push(reason);
-          rec.output(enc(`\r\n[ended: ${reason}]\r\n`));
+        terminate: (r) => {
+          terminated.push(r.message);
+          rec.output(enc(`\r\n[ended: ${r.message}]\r\n`));
           void rec.close();
-          unregister();
         },
-        recheck: () => {},
       },
     );
     rec.output(enc('root@k-main:/# uptime\r\n'));
 
     await page.getByRole('link', { name: 'Sessions' }).click();
-    const row = page.locator('tr[data-session="sess-live-1"]');
+    const row = page.locator(`tr[data-session="${sid}"]`);
     await row.waitFor();
     expect(await row.textContent()).toContain('root@k-main');
     expect(await row.getByRole('link', { name: 'Join' }).count()).toBe(0);
@@ -488,10 +499,7 @@ describe('web UI with password login (second factor off)', () => {
     try {
       await signIn(watcher.page, 'admin', ADMIN_PASSWORD);
       await watcher.page.goto('/web/sessions');
-      await watcher.page
-        .locator('tr[data-session="sess-live-1"]')
-        .getByRole('link', { name: 'Watch' })
-        .click();
+      await watcher.page.locator(`tr[data-session="${sid}"]`).getByRole('link', { name: 'Watch' }).click();
       await watcher.page.getByTestId('live').waitFor();
       const rows = watcher.page.getByTestId('terminal').locator('.xterm-rows');
       await rows.filter({ hasText: 'uptime' }).waitFor();
@@ -501,7 +509,7 @@ describe('web UI with password login (second factor off)', () => {
 
       await row.getByRole('button', { name: 'Terminate' }).click();
       await row.getByRole('button', { name: 'Really terminate' }).click();
-      await page.getByText('Session sess-live-1 terminated.').waitFor();
+      await page.getByText(`Session ${sid} terminated.`).waitFor();
       await page.getByText('No active sessions on this gateway.').waitFor();
       expect(terminated).toHaveLength(1);
       // The watcher sees the end and the whole recording.

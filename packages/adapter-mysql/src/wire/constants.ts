@@ -146,6 +146,8 @@ export const ER = {
    * an option: libmariadb reports an ERR carrying one as a malformed packet.
    */
   UPSTREAM_UNREACHABLE: { code: 1429, state: 'HY000' },
+  /** ER_CONNECTION_KILLED (MariaDB): core ended the session (lock, expiry, deletion, kill). */
+  CONNECTION_KILLED: { code: 1927, state: '70100' },
 } as const;
 
 export type ErrSpec = { code: number; state: string };

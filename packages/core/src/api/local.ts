@@ -9,7 +9,7 @@ import type { JoinTokenStore } from '../nodes/join-tokens.js';
 import type { NodeRegistry, NodeSpec } from '../nodes/registry.js';
 import { lintRole } from '../rbac/lint.js';
 import type { RoleService } from '../rbac/roles.js';
-import type { SessionRegistry } from '../sessions/registry.js';
+import type { LiveSessions } from '../sessions/live.js';
 import { parseDuration } from '../util/duration.js';
 import { checkAuditQuery, checkRecordingQuery } from './queries.js';
 import type {
@@ -72,7 +72,7 @@ export interface LocalAdminDeps {
   kubeClusters: KubeClusterRegistry;
   nodes: NodeRegistry;
   /** Live sessions of THIS process (the daemon's, when the API serves them). */
-  liveSessions: SessionRegistry;
+  liveSessions: LiveSessions;
   /** Ends a deleted user's browser sessions. */
   endSessions: (user: string) => Promise<unknown>;
   /** Node join tokens (`gatehouse tokens add --type node`). */
@@ -283,7 +283,7 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       return d.liveSessions.list();
     },
     async killSession(id) {
-      if (!d.liveSessions.kill(id, `ended by ${actor}`)) {
+      if (!d.liveSessions.kill(id, actor)) {
         throw new GatehouseError('GH_ERR_NOT_FOUND', `no live session "${id}" on this gateway`, {
           hint: 'list live sessions with gatehouse sessions ls',
         });

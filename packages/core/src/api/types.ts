@@ -8,7 +8,7 @@ import type {
 import type { Traits } from '../identity/types.js';
 import type { JoinTokenView } from '../nodes/join-tokens.js';
 import type { Role } from '../rbac/types.js';
-import type { LiveSessionInfo } from '../sessions/registry.js';
+import type { LiveSessionInfo } from '../sessions/live.js';
 
 /** A user as the API shows it: never the password hash or TOTP secret. */
 export interface UserView {

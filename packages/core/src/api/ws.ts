@@ -5,7 +5,7 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import type { Clock } from '../clock.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { JoinMode } from '../rbac/types.js';
-import type { SessionRegistry } from '../sessions/registry.js';
+import type { LiveSessions } from '../sessions/live.js';
 import type { TerminalHandle, TerminalRegistry, TerminalViewer } from '../sessions/terminal.js';
 import { authenticateCaller, type Caller, type CallerDeps } from './caller.js';
 import { auditHttpReject, header, remoteAddress, sendProblemOnSocket } from './http.js';
@@ -29,7 +29,7 @@ export interface TerminalSocketDeps extends CallerDeps {
   audit: AuditEmitter;
   clock: Clock;
   terminals: TerminalRegistry;
-  liveSessions: SessionRegistry;
+  liveSessions: LiveSessions;
   log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
 }
 
@@ -181,13 +181,13 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
       // Until the session reports its size (it does on attach).
       size: { cols: 80, rows: 24 },
       start: (viewer) => {
-        const control = d.liveSessions.control(id);
-        if (!control?.join) {
+        const join = d.liveSessions.joinable(id);
+        if (!join) {
           throw new GatehouseError('GH_ERR_BAD_REQUEST', `session "${id}" has no terminal to join`, {
             hint: 'only interactive shells can be joined (not commands, file transfers or forwards)',
           });
         }
-        return control.join({ user: p.user.name, mode, remoteAddr }, viewer);
+        return join({ user: p.user.name, mode, remoteAddr }, viewer);
       },
       // Every audited join gets its leave, even one whose attach failed.
       onClose: () => {

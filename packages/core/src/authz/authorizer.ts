@@ -1,11 +1,11 @@
 import type { X509Certificate } from 'node:crypto';
 import type { AuditEmitter } from '@gatehouse/audit';
 import type { Clock } from '../clock.js';
-import { GatehouseError } from '../errors.js';
+import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { Identity, LockRecord, UserRecord } from '../identity/types.js';
 import { AccessChecker, type AccessDecision } from '../rbac/checker.js';
 import type { JoinMode, ResourceKind, Role, Verb } from '../rbac/types.js';
-import type { LiveSessionInfo } from '../sessions/registry.js';
+import type { LiveSessionInfo } from '../sessions/live.js';
 import { type AccessTarget, type Grant, mintGrant } from './grant.js';
 
 export interface AuthorizerDeps {
@@ -26,6 +26,14 @@ export interface Principal {
   user: UserRecord;
   roles: Role[];
   checker: AccessChecker;
+}
+
+/** Why a live session must end (core decides; the adapter says it in its protocol's words). */
+export interface Revocation {
+  cause: 'expired' | 'locked' | 'user_deleted' | 'access_revoked' | 'killed' | 'guard' | 'gateway_shutdown';
+  message: string;
+  /** Who ended it, for a kill. */
+  by?: string | undefined;
 }
 
 export interface ConnectionContext {
@@ -223,6 +231,73 @@ export class Authorizer {
         ? err
         : new GatehouseError('GH_ERR_ACCESS_DENIED', 'access check failed', { cause: err });
     }
+    const d = this.#decide(p, identity, target, ctx);
+    if (!d.allowed) {
+      return this.deny(identity, target, d.reason, ctx, {
+        ...(d.role ? { role: d.role } : {}),
+        ...(d.field ? { field: d.field } : {}),
+      });
+    }
+    const options = p.checker.options();
+    const now = this.#d.clock.now().getTime();
+    const expires = new Date(Math.min(identity.expires.getTime(), now + options.maxSessionTtlMs));
+    return mintGrant({
+      identity,
+      target,
+      expires,
+      options,
+      roles: d.roles,
+      kube: d.kube,
+      remoteAddr: ctx.remoteAddr,
+    });
+  }
+
+  /**
+   * Whether a live session may go on: the same checks as `authorize` (user,
+   * locks, certificate, route, roles for its target) against what is stored
+   * now, without the audit availability gate (a session already running is
+   * not ended by a full disk: what it does next is refused on its own). A
+   * refusal is audited as access.denied and comes back as a Revocation: the
+   * session ends with it.
+   */
+  async recheck(grant: Grant): Promise<Revocation | undefined> {
+    const now = this.#d.clock.now();
+    if (grant.expires.getTime() <= now.getTime()) {
+      return {
+        cause: 'expired',
+        message: `your access expired at ${grant.expires.toISOString()}; run gatehouse login again`,
+      };
+    }
+    const ctx = { remoteAddr: grant.remoteAddr };
+    let p: Principal;
+    try {
+      p = await this.principal(grant.identity);
+    } catch (err) {
+      const ge = toGatehouseError(err);
+      const message = err instanceof Error ? err.message : String(err);
+      await this.#audit(grant.identity, grant.target, message, ctx, 'record');
+      if (ge?.code === 'GH_ERR_USER_LOCKED') return { cause: 'locked', message };
+      if (ge?.code === 'GH_ERR_CERT_EXPIRED') return { cause: 'expired', message };
+      const reason = ge?.details?.reason;
+      if (reason === 'user deleted' || reason === 'user re-created')
+        return { cause: 'user_deleted', message };
+      return { cause: 'access_revoked', message };
+    }
+    const d = this.#decide(p, grant.identity, grant.target, ctx);
+    if (d.allowed) return undefined;
+    await this.#audit(grant.identity, grant.target, d.reason, ctx, 'record');
+    return { cause: 'access_revoked', message: `access denied: ${d.reason}` };
+  }
+
+  /** The role decision for one target (route, source address, the checker). */
+  #decide(
+    p: Principal,
+    identity: Identity,
+    target: AccessTarget,
+    ctx: ConnectionContext,
+  ):
+    | { allowed: true; roles: string[]; kube: { users: string[]; groups: string[] } | undefined }
+    | { allowed: false; reason: string; role?: string | undefined; field?: string | undefined } {
     const route = identity.route;
     if (route) {
       const ok =
@@ -233,23 +308,19 @@ export class Authorizer {
           (route.database === undefined || route.database === target.dbName)) ||
         (route.kind === 'kube' && target.kind === 'kube' && route.cluster === target.name);
       if (!ok) {
-        return this.deny(
-          identity,
-          target,
-          `certificate is scoped to ${route.kind} "${'name' in route ? route.name : route.cluster}"`,
-          ctx,
-          { field: 'route' },
-        );
+        return {
+          allowed: false,
+          reason: `certificate is scoped to ${route.kind} "${'name' in route ? route.name : route.cluster}"`,
+          field: 'route',
+        };
       }
     }
     if (identity.loginIp && ctx.remoteAddr && identity.loginIp !== ctx.remoteAddr) {
-      return this.deny(
-        identity,
-        target,
-        `certificate is pinned to ${identity.loginIp}, connection is from ${ctx.remoteAddr}`,
-        ctx,
-        { field: 'source_ip' },
-      );
+      return {
+        allowed: false,
+        reason: `certificate is pinned to ${identity.loginIp}, connection is from ${ctx.remoteAddr}`,
+        field: 'source_ip',
+      };
     }
     const c = p.checker;
     let kube: { users: string[]; groups: string[] } | undefined;
@@ -262,22 +333,10 @@ export class Authorizer {
     else if (target.kind === 'db')
       decision = c.checkDatabase(target, { dbUser: target.dbUser, dbName: target.dbName });
     else decision = c.checkDesktop(target, target.login);
-    if (!decision.allowed)
-      return this.deny(identity, target, decision.reason, ctx, {
-        role: decision.role,
-        field: decision.field,
-      });
-    const options = c.options();
-    const now = this.#d.clock.now().getTime();
-    const expires = new Date(Math.min(identity.expires.getTime(), now + options.maxSessionTtlMs));
-    return mintGrant({
-      identity,
-      target,
-      expires,
-      options,
-      roles: decision.roles,
-      kube,
-    });
+    if (!decision.allowed) {
+      return { allowed: false, reason: decision.reason, role: decision.role, field: decision.field };
+    }
+    return { allowed: true, roles: decision.roles, kube };
   }
 
   /**
@@ -318,10 +377,12 @@ export class Authorizer {
     target: { kind: string; name: string },
     reason: string,
     ctx: ConnectionContext,
+    how: 'emit' | 'record' = 'emit',
   ) {
     // If the denial cannot be audited the caller still gets a denial: emit's
-    // rejection propagates and the adapter closes the connection.
-    await this.#d.audit.emit({
+    // rejection propagates and the adapter closes the connection. A live
+    // session's end (record) is kept and written once the log recovers.
+    await this.#d.audit[how]({
       type: 'access.denied',
       user: identity?.user ?? 'anonymous',
       resource_kind: target.kind,

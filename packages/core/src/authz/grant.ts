@@ -35,6 +35,8 @@ export class Grant {
   readonly roles: string[];
   /** Kubernetes only: whom to impersonate. */
   readonly kube?: { users: string[]; groups: string[] } | undefined;
+  /** The client address the session was granted to (re-checks use it for pinned certificates). */
+  readonly remoteAddr?: string | undefined;
 
   /** @internal */
   constructor(
@@ -46,6 +48,7 @@ export class Grant {
       options: EffectiveOptions;
       roles: string[];
       kube?: { users: string[]; groups: string[] } | undefined;
+      remoteAddr?: string | undefined;
     },
   ) {
     if (token !== MINT) throw new TypeError('a Grant can only be created by the Authorizer');
@@ -56,6 +59,7 @@ export class Grant {
     this.options = fields.options;
     this.roles = fields.roles;
     this.kube = fields.kube;
+    this.remoteAddr = fields.remoteAddr;
     Object.freeze(this);
   }
 

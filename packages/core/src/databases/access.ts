@@ -9,6 +9,7 @@ import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import type { Dialer } from '../net/dialer.js';
 import type { CertificateAuthorities } from '../pki/authority.js';
+import type { LiveSession, LiveSessions, SessionHooks } from '../sessions/live.js';
 import { type DatabaseRegistry, type DatabaseSpec, type DbProtocol, dbHostPort } from './registry.js';
 
 export interface DbConnectRequest {
@@ -56,11 +57,19 @@ export interface DbSession {
    * Resolves when allowed; throws the same audited denial as authorize().
    */
   reauthorize(req: { dbUser: string; dbName: string }): Promise<void>;
+  /**
+   * Hands the session's lifecycle to core once it runs (upstream logged in):
+   * listed by `sessions ls`, ended through `terminate` on expiry, a lock, the
+   * user's deletion, a role change or a kill. Call `end()` on the result when
+   * the session ends by itself.
+   */
+  bind(hooks: SessionHooks): LiveSession;
 }
 
 export interface DbAccessDeps {
   registry: DatabaseRegistry;
   authorizer: Authorizer;
+  liveSessions: LiveSessions;
   authorities: CertificateAuthorities;
   audit: AuditEmitter;
   clock: Clock;
@@ -194,6 +203,18 @@ export class DbAccess {
         },
       },
       dial: (signal) => dialer.dial({ host, port }, signal ? { signal } : {}),
+      bind: (hooks) =>
+        this.#d.liveSessions.bind(
+          grant,
+          {
+            kind: 'db',
+            protocol: service.protocol,
+            server: name,
+            login: req.dbUser,
+            remoteAddr: req.remoteAddr,
+          },
+          hooks,
+        ),
       reauthorize: async (next) => {
         const target = {
           kind: 'db',

@@ -1,0 +1,273 @@
+import type { Authorizer, Revocation } from '../authz/authorizer.js';
+import type { Grant } from '../authz/grant.js';
+import type { Clock } from '../clock.js';
+import { GatehouseError } from '../errors.js';
+import type { LogFn } from '../log.js';
+import type { Joiner, TerminalHandle, TerminalViewer } from './terminal.js';
+
+export type { Revocation } from '../authz/authorizer.js';
+
+/** A live session as `gatehouse sessions ls` shows it. */
+export interface LiveSessionInfo {
+  id: string;
+  kind: 'ssh' | 'kube' | 'db' | 'desktop';
+  /** ssh, postgres, mysql, kube-exec, kube-attach, kube-portforward, rdp… */
+  protocol: string;
+  /** Gatehouse user who owns the session. */
+  user: string;
+  login?: string | undefined;
+  /** Node, database, cluster or desktop name. */
+  server: string;
+  /** ISO time the session started. */
+  started: string;
+  /** ISO time access ends by itself (certificate expiry or max_session_ttl). */
+  expires: string;
+  /** The gateway instance that runs it. */
+  gateway?: string | undefined;
+  remoteAddr?: string | undefined;
+  /** A pty shell (recorded) rather than a command, file transfer or forward. */
+  interactive?: boolean | undefined;
+  command?: string | undefined;
+}
+
+/** What the adapter that owns a session does when core ends it. */
+export interface SessionHooks {
+  /**
+   * Ends the session now and tells the client why, in its protocol's own
+   * words (a PostgreSQL ErrorResponse, a MySQL ERR packet, a Kubernetes
+   * Status, the SSH disconnect reason); the adapter audits the end with
+   * `r.message` as the reason. Called at most once.
+   */
+  terminate(r: Revocation): void;
+  /**
+   * Attaches a second viewer to the session's terminal (core has authorized
+   * and audits the join). Absent, or throwing GatehouseError, when the
+   * session has no terminal to share.
+   */
+  join?(joiner: Joiner, viewer: TerminalViewer): TerminalHandle;
+}
+
+/** What `bind` adds to the grant for listings. */
+export interface BindInfo {
+  kind: LiveSessionInfo['kind'];
+  protocol: string;
+  server: string;
+  login?: string | undefined;
+  remoteAddr?: string | undefined;
+  command?: string | undefined;
+  interactive?: boolean | undefined;
+  /**
+   * Not listed by `sessions ls` (e.g. a Kubernetes API connection, whose
+   * exec and port-forward streams are the sessions people look for); still
+   * ended by locks, deletion, expiry and role changes like any other.
+   */
+  hidden?: boolean;
+}
+
+/** One bound session, as its adapter holds it. */
+export interface LiveSession {
+  readonly id: string;
+  readonly grant: Grant;
+  /** True once core ended it or the adapter said it ended. */
+  readonly ended: boolean;
+  /** Adds what the adapter learned after binding (a pty shell started: `interactive`). */
+  update(patch: Pick<Partial<LiveSessionInfo>, 'interactive' | 'command'>): void;
+  /**
+   * Before something new starts inside the session (an SSH channel, a
+   * Kubernetes request): whether access still holds right now. A refusal
+   * ends the session (through `terminate`) and is returned.
+   */
+  check(): Promise<Revocation | undefined>;
+  /** The session ended by itself (client left, upstream closed): stop watching it. Idempotent. */
+  end(): void;
+}
+
+/** Longest setTimeout Node accepts; longer grants re-arm. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+interface Entry {
+  info: LiveSessionInfo;
+  grant: Grant;
+  hooks: SessionHooks;
+  hidden: boolean;
+  timer: NodeJS.Timeout | undefined;
+  ended: boolean;
+  /** A re-check in flight, and whether another was asked for meanwhile. */
+  checking: Promise<Revocation | undefined> | undefined;
+  again: boolean;
+}
+
+/**
+ * Every live session of this gateway, of every kind, and the one lifecycle
+ * they share (DESIGN.md "One lifecycle, owned by core"): after authorize, an
+ * adapter binds its session here with a `terminate` callback. Core then ends
+ * it when its grant expires, when its user is locked, deleted or re-created,
+ * when a role change takes its access away, or when an admin kills it;
+ * adapters keep no timers or polls of their own.
+ */
+export class LiveSessions {
+  readonly #d: { authorizer: Authorizer; clock: Clock; log: LogFn; gateway?: string | undefined };
+  readonly #live = new Map<string, Entry>();
+
+  constructor(deps: { authorizer: Authorizer; clock: Clock; log: LogFn; gateway?: string | undefined }) {
+    this.#d = deps;
+  }
+
+  bind(grant: Grant, info: BindInfo, hooks: SessionHooks): LiveSession {
+    const id = grant.sessionId;
+    if (this.#live.has(id)) {
+      throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `session ${id} is already bound`, {
+        hint: 'bind each grant once',
+      });
+    }
+    const e: Entry = {
+      info: {
+        id,
+        kind: info.kind,
+        protocol: info.protocol,
+        user: grant.identity.user,
+        ...(info.login !== undefined ? { login: info.login } : {}),
+        server: info.server,
+        started: this.#d.clock.now().toISOString(),
+        expires: grant.expires.toISOString(),
+        ...(this.#d.gateway ? { gateway: this.#d.gateway } : {}),
+        ...(info.remoteAddr !== undefined ? { remoteAddr: info.remoteAddr } : {}),
+        ...(info.command !== undefined ? { command: info.command } : {}),
+        ...(info.interactive !== undefined ? { interactive: info.interactive } : {}),
+      },
+      grant,
+      hooks,
+      hidden: info.hidden === true,
+      timer: undefined,
+      ended: false,
+      checking: undefined,
+      again: false,
+    };
+    this.#live.set(id, e);
+    this.#armExpiry(e);
+    const self = this;
+    return {
+      id,
+      grant,
+      get ended() {
+        return e.ended;
+      },
+      update(patch) {
+        if (!e.ended) Object.assign(e.info, patch);
+      },
+      check: () => (e.ended ? Promise.resolve(this.#ended(e)) : this.#recheck(e)),
+      end() {
+        self.#forget(e);
+      },
+    };
+  }
+
+  /** Visible live sessions, oldest first. */
+  list(): LiveSessionInfo[] {
+    return [...this.#live.values()]
+      .filter((e) => !e.hidden)
+      .map((e) => ({ ...e.info }))
+      .sort((a, b) => a.started.localeCompare(b.started));
+  }
+
+  get(id: string): LiveSessionInfo | undefined {
+    const e = this.#live.get(id);
+    return e && !e.hidden ? { ...e.info } : undefined;
+  }
+
+  /** The join hook of a live session (core's join endpoint), or undefined. */
+  joinable(id: string): SessionHooks['join'] | undefined {
+    const e = this.#live.get(id);
+    return e && !e.hidden ? e.hooks.join : undefined;
+  }
+
+  /** Ends one session for an admin; false when no such session runs here (or it already ended). */
+  kill(id: string, actor: string): boolean {
+    const e = this.#live.get(id);
+    if (!e || e.hidden) return false;
+    this.#terminate(e, { cause: 'killed', message: `ended by ${actor}`, by: actor });
+    return true;
+  }
+
+  /**
+   * Access may have changed: re-checks every session (a lock, a role change)
+   * or only `user`'s (that user record changed). Those that lost access end
+   * within the time the checks take.
+   */
+  recheck(filter: { user?: string } = {}): void {
+    for (const e of this.#live.values()) {
+      if (filter.user !== undefined && e.grant.identity.user !== filter.user) continue;
+      this.#recheck(e).catch((err: unknown) =>
+        this.#d.log('error', `re-checking session ${e.info.id} failed`, err),
+      );
+    }
+  }
+
+  /** Ends every session (the gateway is shutting down). */
+  shutdown(message = 'the gateway is shutting down'): void {
+    for (const e of [...this.#live.values()]) this.#terminate(e, { cause: 'gateway_shutdown', message });
+  }
+
+  get size(): number {
+    return this.#live.size;
+  }
+
+  #armExpiry(e: Entry): void {
+    clearTimeout(e.timer);
+    const left = e.grant.expires.getTime() - this.#d.clock.now().getTime();
+    if (left <= 0) {
+      this.#terminate(e, {
+        cause: 'expired',
+        message: `your access expired at ${e.grant.expires.toISOString()}; run gatehouse login again`,
+      });
+      return;
+    }
+    e.timer = setTimeout(() => this.#armExpiry(e), Math.min(left, MAX_TIMER_MS));
+    e.timer.unref();
+  }
+
+  /** One re-check at a time per session; one asked for meanwhile runs right after (it may see newer state). */
+  #recheck(e: Entry): Promise<Revocation | undefined> {
+    if (e.ended) return Promise.resolve(this.#ended(e));
+    if (e.checking) {
+      e.again = true;
+      return e.checking;
+    }
+    const run = async (): Promise<Revocation | undefined> => {
+      for (;;) {
+        e.again = false;
+        const r = await this.#d.authorizer.recheck(e.grant);
+        if (r) {
+          this.#terminate(e, r);
+          return r;
+        }
+        if (!e.again || e.ended) return e.ended ? this.#ended(e) : undefined;
+      }
+    };
+    e.checking = run().finally(() => {
+      e.checking = undefined;
+    });
+    return e.checking;
+  }
+
+  #ended(_e: Entry): Revocation {
+    return { cause: 'access_revoked', message: 'this session has ended' };
+  }
+
+  #terminate(e: Entry, r: Revocation): void {
+    if (e.ended) return;
+    this.#forget(e);
+    try {
+      e.hooks.terminate(r);
+    } catch (err) {
+      this.#d.log('error', `ending session ${e.info.id} (${r.cause}) failed`, err);
+    }
+  }
+
+  #forget(e: Entry): void {
+    if (e.ended) return;
+    e.ended = true;
+    clearTimeout(e.timer);
+    if (this.#live.get(e.info.id) === e) this.#live.delete(e.info.id);
+  }
+}
