@@ -21,6 +21,14 @@ import { clientIdentity, type TlsRefused, wrapServerTls } from './tls-accept.js'
 
 /** The most bytes we buffer before deciding what a client speaks (PROXY v2 max + a TLS record header). */
 const MAX_SNIFF_BYTES = 16 + 65_535 + 16;
+/**
+ * The kernel's queue of connections not accepted yet (capped by
+ * net.core.somaxconn, 4096 on current Linux). Node's default, 511, overflowed
+ * under a 1,000-connection flood: the kernel then drops the handshake's last
+ * ACK, so honest clients wait for retransmits and the flood's connections
+ * sit half-open where the listener cannot even refuse them.
+ */
+const ACCEPT_BACKLOG = 4096;
 const PG_SSL_OK = Buffer.from('S');
 const PG_NO = Buffer.from('N');
 
@@ -154,7 +162,7 @@ export class Listener {
     this.#servers.add(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host, port }, () => {
+      server.listen({ host, port, backlog: ACCEPT_BACKLOG }, () => {
         server.off('error', reject);
         resolve();
       });
