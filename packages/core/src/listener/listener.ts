@@ -267,11 +267,14 @@ export class Listener {
         socket.destroy();
       }
     };
+    // Closed without an end or an error (e.g. by close()): nothing to refuse any more.
+    const onClose = () => cleanup();
     const cleanup = () => {
       clearTimeout(timer);
       socket.off('data', onData);
       socket.off('error', onError);
       socket.off('end', onEnd);
+      socket.off('close', onClose);
     };
     const decide = (): boolean => {
       const info = conn.info;
@@ -343,6 +346,7 @@ export class Listener {
     socket.on('data', onData);
     socket.on('error', onError);
     socket.on('end', onEnd);
+    socket.on('close', onClose);
     socket.resume();
   }
 
@@ -451,6 +455,9 @@ export class Listener {
       tlsSocket.on('error', (e) => this.#deps.log('debug', `TLS connection from ${info.remoteAddr}`, e));
     };
     tlsSocket.on('error', onError);
+    // A client that hangs up mid-handshake (one that only wanted the certificate, like the
+    // CA-pin check) was not refused: without this its deadline would still fire and say so.
+    tlsSocket.once('close', () => clearTimeout(timer));
     tlsSocket.once('secure', () =>
       this.#safely(tlsSocket, info, 'routing (tls)', () => {
         clearTimeout(timer);

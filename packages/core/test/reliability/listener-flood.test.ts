@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { AuditEvent } from '@gatehouse/audit';
 import { MemorySink } from '@gatehouse/audit/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeProxyV2, GatehouseClient } from '../../src/index.js';
+import { encodeProxyV2, fetchPinnedCa, GatehouseClient } from '../../src/index.js';
 import { Flood } from '../flood.js';
 import { newTlsKey, runClient, startGateway, type TestGateway, tlsConnect, waitFor } from '../helpers.js';
 
@@ -348,5 +348,18 @@ describe('reliability: slow clients get no more than the deadlines, counted from
     expect(accounted(s.sink.events, (src) => src === '127.0.0.1/32').reasons).toEqual({
       handshake_timeout: 2,
     });
+  });
+
+  it('a client that hangs up mid-handshake (the CA-pin check) is not audited as a handshake timeout', async () => {
+    const s = await gateway();
+    for (let i = 0; i < 3; i++) {
+      const pinned = await fetchPinnedCa({ host: '127.0.0.1', port: s.t.port, pin: s.t.gw.caPin() });
+      expect(pinned.caPem.length).toBeGreaterThan(0);
+    }
+    // Past the 2 s deadline of those connections: a timer left running would fire now.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect((await s.client().ping()).cluster_name).toBe('gatehouse');
+    await s.t.close();
+    expect(accounted(s.sink.events, () => true).reasons).toEqual({});
   });
 });
