@@ -201,4 +201,12 @@ describe('Admission: trusted proxies', () => {
     const stranger = take('10.0.0.5', false);
     expect(stranger.attribute('198.51.100.77')?.reason).toBe('too_many_handshakes');
   });
+
+  it('holds a connection without an IP address (a Unix socket handed to handle()) to the unattributed share', () => {
+    const { a, take } = setup({ maxHandshakes: 20, perSourceMaxHandshakes: 2 });
+    const slots = Array.from({ length: 5 }, () => take(''));
+    expect(a.unattributed).toBe(5);
+    expect(slots[0]!.attribute('')).toBeUndefined();
+    expect(slots[0]!.source).toBeUndefined();
+  });
 });

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { netblock } from './ip.js';
 
 /**
@@ -134,7 +135,8 @@ export class Admission {
   /**
    * A connection from `addr`. `attributed: false` for a trusted proxy's
    * address: the proxy is not a source, so it is held only to the
-   * unattributed share until its PROXY header names the client.
+   * unattributed share until its PROXY header names the client. So is a
+   * connection without an IP address (a Unix socket handed to handle()).
    */
   admit(addr: string, opts: { attributed: boolean }): Admit {
     const l = this.#limits;
@@ -147,7 +149,8 @@ export class Admission {
         },
       };
     }
-    if (!opts.attributed) {
+    // No IP address (a Unix socket handed to handle()): nothing to count per source.
+    if (!opts.attributed || !isIP(addr)) {
       if (this.#unattributed >= this.#openShare()) {
         return {
           ok: false,
@@ -214,7 +217,7 @@ export class Admission {
         return known;
       },
       attribute: (addr) => {
-        if (released || block !== undefined) return undefined;
+        if (released || block !== undefined || !isIP(addr)) return undefined;
         const b = this.#known.blockOf(addr);
         const k = this.#known.has(b);
         const refusal = this.#check(b, k);

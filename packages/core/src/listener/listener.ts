@@ -208,7 +208,13 @@ export class Listener {
    * a reset leaves no TIME_WAIT entry on the gateway per refused connection.
    */
   #refuse(socket: Socket, info: ConnectionInfo, refusal: AdmissionRefusal): void {
-    socket.resetAndDestroy();
+    try {
+      socket.resetAndDestroy();
+    } catch (err) {
+      // Only TCP can be reset (ERR_INVALID_HANDLE_TYPE for a Unix socket handed to handle()): close it instead.
+      this.#deps.log('debug', 'a refused connection could not be reset; closing it', err);
+      socket.destroy();
+    }
     this.#audit(info, refusal.reason, refusal.error);
   }
 
