@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { netblock } from './ip.js';
 
 /**
- * Who may start a handshake (docs/decisions/0016-listener-admission.md).
+ * Who may start a handshake (docs/decisions/0018-listener-admission.md).
  * Pure bookkeeping with an injected clock: no sockets, no timers. The
  * listener asks before it spends anything on a connection (no byte read, no
  * TLS), and gives the slot back when the connection is routed or closes.

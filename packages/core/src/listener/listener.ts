@@ -71,7 +71,7 @@ export interface ListenerDeps {
  * against the user CA, never required here), and hands the connection to the
  * route an adapter registered. Every port admits connections to its
  * handshake slots first (per source, with a share kept for sources that
- * recently authenticated: docs/decisions/0016-listener-admission.md). Every
+ * recently authenticated: docs/decisions/0018-listener-admission.md). Every
  * refusal is audited, a flood of them as counted summaries.
  */
 export class Listener {
@@ -106,7 +106,6 @@ export class Listener {
     this.#rejects = new RejectAuditor({
       audit: deps.audit,
       now,
-      log: deps.log,
       windowMs: o.rejectAudit.windowMs,
       maxSources: o.rejectAudit.maxSources,
     });

@@ -119,7 +119,6 @@ describe('RejectAuditor', () => {
     const r = new RejectAuditor({
       audit,
       now: () => now,
-      log: () => undefined,
       windowMs: 60_000,
       maxSources: 8,
     });

@@ -2,7 +2,7 @@ import type { AuditEmitter, ListenerRejectReason } from '@gatehouse/audit';
 import type { ConnectionInfo } from './routes.js';
 
 /**
- * listener.reject events without the flood (docs/decisions/0016): the first
+ * listener.reject events without the flood (docs/decisions/0018-listener-admission.md): the first
  * refusal of a kind (port, source block, reason) is audited at once with all
  * its details; the ones after it are counted, and each window ends with one
  * listener.reject.summary per kind that was counted. Every refusal is in
@@ -124,7 +124,6 @@ export class RejectAuditor {
   readonly #agg: RejectAggregator;
   readonly #audit: AuditEmitter;
   readonly #now: () => number;
-  readonly #log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
   readonly #timer: NodeJS.Timeout;
   readonly #inflight = new Set<Promise<unknown>>();
   /** After close() nothing drains the table again: each refusal is then its own event. */
@@ -133,14 +132,12 @@ export class RejectAuditor {
   constructor(deps: {
     audit: AuditEmitter;
     now: () => number;
-    log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
     windowMs: number;
     maxSources: number;
   }) {
     this.#agg = new RejectAggregator(deps);
     this.#audit = deps.audit;
     this.#now = deps.now;
-    this.#log = deps.log;
     this.#timer = setInterval(() => this.#summarise(false), deps.windowMs);
     // The window timer alone must not keep a process (or a test run) alive.
     this.#timer.unref();
@@ -152,43 +149,35 @@ export class RejectAuditor {
       ? { emit: true, source }
       : this.#agg.note({ port: info.localPort, source, reason }, { local, error }, this.#now());
     if (!r.emit) return;
-    this.#emit(
-      {
-        type: 'listener.reject',
-        reason,
-        error,
-        source: r.source,
-        user: 'system',
-        addr: { remote: `${info.remoteAddr}:${info.remotePort}`, local },
-      },
+    this.#emit({
+      type: 'listener.reject',
       reason,
-    );
+      error,
+      source: r.source,
+      user: 'system',
+      addr: { remote: `${info.remoteAddr}:${info.remotePort}`, local },
+    });
   }
 
   #summarise(all: boolean): void {
     for (const s of this.#agg.drain(this.#now(), all)) {
-      this.#emit(
-        {
-          type: 'listener.reject.summary',
-          reason: s.reason,
-          count: s.count,
-          source: s.source,
-          first_time: new Date(s.first).toISOString(),
-          last_time: new Date(s.last).toISOString(),
-          error: s.error,
-          user: 'system',
-          addr: { local: s.local },
-        },
-        s.reason,
-      );
+      this.#emit({
+        type: 'listener.reject.summary',
+        reason: s.reason,
+        count: s.count,
+        source: s.source,
+        first_time: new Date(s.first).toISOString(),
+        last_time: new Date(s.last).toISOString(),
+        error: s.error,
+        user: 'system',
+        addr: { local: s.local },
+      });
     }
   }
 
-  #emit(e: Parameters<AuditEmitter['emit']>[0], reason: ListenerRejectReason): void {
-    const p = this.#audit
-      .emit(e)
-      .catch((err: unknown) => this.#log('error', `audit of a listener rejection (${reason}) failed`, err))
-      .finally(() => this.#inflight.delete(p));
+  /** A refusal already happened: record() keeps the event until the disk takes it, and never rejects. */
+  #emit(e: Parameters<AuditEmitter['record']>[0]): void {
+    const p = this.#audit.record(e).finally(() => this.#inflight.delete(p));
     this.#inflight.add(p);
   }
 
