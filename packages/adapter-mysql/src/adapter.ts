@@ -66,8 +66,8 @@ export class MysqlAdapter implements Adapter {
       },
     };
     if (ctx.config.mysqlListen) {
-      ctx.routes.dedicated('mysql', ctx.config.mysqlListen, (socket, info) =>
-        serveDedicated(socket, info, deps),
+      ctx.routes.dedicated('mysql', ctx.config.mysqlListen, (socket, info, handshake) =>
+        serveDedicated(socket, info, deps, handshake),
       );
     }
     ctx.routes.alpn('gatehouse-mysql', (socket, info) => serveTunnel(socket, info, deps));

@@ -9,6 +9,7 @@ import {
   type ConnectionInfo,
   type DbSession,
   GatehouseError,
+  type HandshakeDone,
   type Identity,
   type LiveSession,
   type TlsConnectionInfo,
@@ -125,8 +126,15 @@ async function nextPacket(hs: Handshake): Promise<Packet> {
  * Phase 1 on the dedicated port: our greeting, the client's SSLRequest, TLS
  * with a Gatehouse user certificate, the handshake response. A client that
  * does not ask for TLS is refused like require_secure_transport would.
+ * `handshake.done()` gives the listener's handshake slot back once the
+ * handshake response is in.
  */
-export function serveDedicated(raw: Socket, info: ConnectionInfo, deps: SessionDeps): void {
+export function serveDedicated(
+  raw: Socket,
+  info: ConnectionInfo,
+  deps: SessionDeps,
+  handshake: HandshakeDone,
+): void {
   const { ctx } = deps;
   raw.setNoDelay(true);
   const hs = startHandshake(raw, deps.opts);
@@ -169,6 +177,7 @@ export function serveDedicated(raw: Socket, info: ConnectionInfo, deps: SessionD
     hs.onTimeout = (e) => hs.ch.fail(e);
     const resp = await nextPacket(hs);
     clearTimeout(hs.timer);
+    handshake.done();
     const clientRest = hs.ch.detach();
     await runSession(secure, info, deps, identity, caps, resp, clientRest);
   })().catch((e: unknown) => handshakeFailed(hs, info, deps, e));

@@ -4,6 +4,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
+import type { AuditSink } from '@gatehouse/audit';
 import { type ConfigFile, createGateway, type Gateway } from '@gatehouse/core';
 import { type CertFiles, type ClientRun, runClient, userCert } from '../../core/test/helpers.js';
 
@@ -25,15 +26,18 @@ export interface MysqlGateway {
   close(): Promise<void>;
 }
 
+/** `values`: more config (merged with mysql_listen); `auditSinks`: extra audit sinks. */
 export async function startMysqlGateway(
   opts: MysqlAdapterOptions = {},
   values: ConfigFile = {},
+  auditSinks: AuditSink[] = [],
 ): Promise<MysqlGateway> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-mygw-'));
   const gw = await createGateway({
     dataDir: dir,
     secondFactor: 'off',
     values: { ...values, mysql_listen: '127.0.0.1:0' },
+    auditSinks,
     env: {},
   });
   gw.use(mysql(opts));

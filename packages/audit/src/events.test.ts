@@ -20,6 +20,7 @@ const EXPECTED = {
   'listener.reject': 'GH1100W',
   'http.reject': 'GH1101W',
   'access.denied': 'GH1102W',
+  'listener.reject.summary': 'GH1103W',
   'db.create': 'GH1050I',
   'db.delete': 'GH1051I',
   'db.session.start': { ok: 'GH2000I', fail: 'GH2000W' },

@@ -119,6 +119,7 @@ export type ListenerRejectReason =
   | 'client_cert_untrusted'
   | 'client_cert_invalid'
   | 'too_many_handshakes'
+  | 'too_many_handshakes_from_source'
   | 'proxy_protocol_untrusted'
   | 'proxy_protocol_malformed'
   | 'no_route';
@@ -159,7 +160,31 @@ export type AuditEventInput =
       route?: Record<string, string>;
     })
   | (CommonFields & { type: 'ca.create'; ca: string; key_id: string })
-  | (CommonFields & { type: 'listener.reject'; reason: ListenerRejectReason; error: string })
+  | (CommonFields & {
+      type: 'listener.reject';
+      reason: ListenerRejectReason;
+      error: string;
+      /**
+       * The source block the refusal counts against (203.0.113.7/32,
+       * 2001:db8:1:2::/64; listener.per_source_netblock), or '*' once the
+       * listener tracks too many sources. Further refusals of the same
+       * block, reason and port are counted into a listener.reject.summary.
+       */
+      source?: string;
+    })
+  | (CommonFields & {
+      type: 'listener.reject.summary';
+      reason: ListenerRejectReason;
+      /** Refusals this event stands for; none of them has a listener.reject event of its own. */
+      count: number;
+      /** The source block, or '*': every source past listener.reject_audit.max_sources, merged. */
+      source: string;
+      /** When the first and the last of them happened (ISO 8601). */
+      first_time: string;
+      last_time: string;
+      /** The last one's message. */
+      error: string;
+    })
   | (CommonFields & { type: 'http.reject'; method: string; path: string; status: number; error: string })
   | (CommonFields & { type: 'access.denied'; resource_kind: string; resource: string; reason: string })
   | (CommonFields & { type: 'db.create'; name: string; protocol: string; uri: string })
@@ -372,6 +397,7 @@ export const EVENT_CODES = {
   'listener.reject': 'GH1100W',
   'http.reject': 'GH1101W',
   'access.denied': 'GH1102W',
+  'listener.reject.summary': 'GH1103W',
   'db.create': 'GH1050I',
   'db.delete': 'GH1051I',
   'db.session.start': { ok: 'GH2000I', fail: 'GH2000W' },

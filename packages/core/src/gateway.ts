@@ -328,6 +328,7 @@ export class Gateway {
       routeCerts: { databases: this.databases, authorities },
       log: this.log,
       terminals: this.terminals,
+      authenticated: (socket) => this.#listener.vouch(socket),
     });
     const api = this.#api;
     const web =
@@ -369,6 +370,7 @@ export class Gateway {
       verifyClientCert: (cert) => this.authorizer.identityFromCert(cert),
       http: (socket) => this.#http.emit('connection', socket),
       log: this.log,
+      now: () => clock.now().getTime(),
     });
   }
 
@@ -427,12 +429,20 @@ export class Gateway {
       terminals: this.terminals,
       revokedSshSerials: () => this.revocations.revokedSerialSet(),
       tls: {
-        accept: (raw) =>
-          acceptTls(raw, {
+        accept: (raw) => {
+          const accepted = acceptTls(raw, {
             secureContext: this.#currentSecureContext(),
             verifyClientCert: (cert) => this.authorizer.identityFromCert(cert),
             onLateError: (err) => this.log('debug', 'TLS connection failed', err),
-          }),
+          });
+          // A valid Gatehouse certificate on a dedicated port: the source keeps its precedence under a flood.
+          // (A refusal is the adapter's to report; here it only means nothing to vouch for.)
+          accepted.identity.then(
+            (id) => id && this.#listener.vouch(raw),
+            () => undefined,
+          );
+          return accepted;
+        },
       },
     };
     this.#registering.push(Promise.resolve(adapter.register(ctx)));

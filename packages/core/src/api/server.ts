@@ -1,5 +1,6 @@
 import type { X509Certificate } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { posix } from 'node:path';
 import { Readable, pipeline as streamPipeline, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -111,6 +112,8 @@ export interface ApiServerDeps {
   nodeJoin: (req: NodeJoinRequest, remoteAddr: string) => Promise<NodeJoinResponse>;
   /** Files on nodes (GET/PUT /v1/files), through the SSH adapter's TerminalService. */
   terminals: TerminalRegistry;
+  /** A login succeeded on this connection (the listener then keeps its source's handshake precedence). */
+  authenticated?: (socket: Socket) => void;
 }
 
 interface Ctx {
@@ -282,6 +285,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       }
       const req = parseBody(loginBody, await readJson(ctx.req, max));
       const { response, sessionId } = await d.login.login(req, { remoteAddr: ctx.remoteAddr });
+      d.authenticated?.(ctx.req.socket);
       sendJson(ctx.res, 200, response, {
         'set-cookie': sessionCookie(sessionId, Date.parse(response.expires) - d.clock.now().getTime()),
       });

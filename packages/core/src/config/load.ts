@@ -57,6 +57,11 @@ export interface GatehouseConfig {
     firstByteTimeoutMs: number;
     handshakeTimeoutMs: number;
     maxConcurrentHandshakes: number;
+    perSourceMaxHandshakes: number;
+    perSourceNetblock: { ipv4: number; ipv6: number };
+    /** reservedHandshakes: slots of maxConcurrentHandshakes only known sources may take. */
+    knownSources: { reservedHandshakes: number; ttlMs: number; max: number };
+    rejectAudit: { windowMs: number; maxSources: number };
     proxyProtocolTrusted: string[];
     maxBodyBytes: number;
   };
@@ -198,6 +203,19 @@ function resolve(
       firstByteTimeoutMs: parseDuration(c.listener.first_byte_timeout),
       handshakeTimeoutMs: parseDuration(c.listener.handshake_timeout),
       maxConcurrentHandshakes: c.listener.max_concurrent_handshakes,
+      perSourceMaxHandshakes: c.listener.per_source_max_handshakes,
+      perSourceNetblock: c.listener.per_source_netblock,
+      knownSources: {
+        reservedHandshakes: Math.floor(
+          (c.listener.max_concurrent_handshakes * c.listener.known_sources.reserved_percent) / 100,
+        ),
+        ttlMs: parseDuration(c.listener.known_sources.ttl),
+        max: c.listener.known_sources.max,
+      },
+      rejectAudit: {
+        windowMs: parseDuration(c.listener.reject_audit.window),
+        maxSources: c.listener.reject_audit.max_sources,
+      },
       proxyProtocolTrusted: c.listener.proxy_protocol_trusted,
       maxBodyBytes: c.listener.max_body_bytes,
     },

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { isDuration } from '../util/duration.js';
+import { isDuration, parseDuration } from '../util/duration.js';
 
 const duration = z.string().refine(isDuration, { message: 'not a duration (write 30s, 15m, 8h, 1h30m)' });
 const hostPort = z
@@ -120,12 +120,72 @@ export const configSchema = z
       .prefault({}),
     listener: z
       .object({
-        /** A client must send its first bytes within this time. */
+        /**
+         * From accept until the client's protocol is recognised (a PROXY
+         * header included). Measured from accept: bytes that trickle in do
+         * not extend it.
+         */
         first_byte_timeout: duration.default('10s'),
-        /** A TLS handshake must finish within this time. */
+        /**
+         * From accept until the TLS handshake is finished and the connection
+         * is routed (MySQL's port: until its handshake response). Measured
+         * from accept: bytes that trickle in do not extend it.
+         */
         handshake_timeout: duration.default('10s'),
-        /** Connections between accept and a finished handshake; more are refused. */
+        /**
+         * Connections between accept and routing, on each port (the main one
+         * and each dedicated one); more are refused at once.
+         */
         max_concurrent_handshakes: z.number().int().min(1).default(512),
+        /**
+         * Of those, how many one source (see per_source_netblock) may hold;
+         * more from it are refused at once, before any TLS work (OpenSSH's
+         * PerSourceMaxStartups). Raise it for many users behind one NAT.
+         */
+        per_source_max_handshakes: z.number().int().min(1).default(32),
+        /**
+         * What counts as one source: addresses that share this many leading
+         * bits (OpenSSH's PerSourceNetBlockSize). A trusted proxy is never a
+         * source: its connections count for the client its PROXY header names.
+         */
+        per_source_netblock: z
+          .object({
+            ipv4: z.number().int().min(0).max(32).default(32),
+            ipv6: z.number().int().min(0).max(128).default(64),
+          })
+          .strict()
+          .prefault({}),
+        /**
+         * Sources (blocks) that recently presented a valid Gatehouse client
+         * certificate or logged in: a flood from other addresses cannot take
+         * the slots kept for them.
+         */
+        known_sources: z
+          .object({
+            /** Percent of max_concurrent_handshakes that only known sources may take. */
+            reserved_percent: z.number().int().min(0).max(90).default(25),
+            /** How long a source stays known after it last authenticated. */
+            ttl: duration.default('12h'),
+            /** Most sources remembered; past it the least recently seen is forgotten. */
+            max: z.number().int().min(0).default(10_000),
+          })
+          .strict()
+          .prefault({}),
+        /**
+         * listener.reject audit events: the first refusal per source block,
+         * reason and port is written at once, the ones after it are counted
+         * into one listener.reject.summary per window.
+         */
+        reject_audit: z
+          .object({
+            window: duration
+              .refine((d) => isDuration(d) && parseDuration(d) >= 1000, { message: 'at least 1s' })
+              .default('1m'),
+            /** Sources tracked at once (memory bound); refusals from more are merged into source "*". */
+            max_sources: z.number().int().min(1).default(1024),
+          })
+          .strict()
+          .prefault({}),
         /** PROXY protocol (v1/v2) headers are honoured only from these CIDRs. */
         proxy_protocol_trusted: z.array(z.string()).default([]),
         /** Largest HTTP request body accepted by the API. */

@@ -1,24 +1,48 @@
 import type { X509Certificate } from 'node:crypto';
 import net, { BlockList, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type tls from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import type { AuditEmitter, ListenerRejectReason } from '@gatehouse/audit';
+import type { GatehouseConfig } from '../config/load.js';
 import type { Identity } from '../identity/types.js';
+import {
+  Admission,
+  type AdmissionLimits,
+  type AdmissionRefusal,
+  type HandshakeSlot,
+  KnownSources,
+} from './admission.js';
 import { parseProxyHeader } from './proxy-protocol.js';
-import type { ConnectionInfo, RawHandler, Routes, TlsConnectionInfo } from './routes.js';
+import { RejectAuditor } from './reject-audit.js';
+import type { ConnectionInfo, DedicatedHandler, Routes, TlsConnectionInfo } from './routes.js';
 import { sniff } from './sniff.js';
 import { clientIdentity, type TlsRefused, wrapServerTls } from './tls-accept.js';
 
 /** The most bytes we buffer before deciding what a client speaks (PROXY v2 max + a TLS record header). */
 const MAX_SNIFF_BYTES = 16 + 65_535 + 16;
+/**
+ * The kernel's queue of connections not accepted yet (capped by
+ * net.core.somaxconn, 4096 on current Linux). Node's default, 511, overflowed
+ * under a 1,000-connection flood: the kernel then drops the handshake's last
+ * ACK, so honest clients wait for retransmits and the flood's connections
+ * sit half-open where the listener cannot even refuse them.
+ */
+const ACCEPT_BACKLOG = 4096;
 const PG_SSL_OK = Buffer.from('S');
 const PG_NO = Buffer.from('N');
 
-export interface ListenerOptions {
-  firstByteTimeoutMs: number;
-  handshakeTimeoutMs: number;
-  maxConcurrentHandshakes: number;
-  proxyProtocolTrusted: string[];
+export type ListenerOptions = Omit<GatehouseConfig['listener'], 'maxBodyBytes'>;
+
+/** A connection between accept and routing, and the deadlines it has (performance.now() times). */
+interface Pending {
+  socket: Socket;
+  info: ConnectionInfo;
+  slot: HandshakeSlot;
+  /** The protocol must be recognised by then (first_byte_timeout after accept). */
+  firstByteBy: number;
+  /** And the TLS handshake finished by then (handshake_timeout after accept). */
+  handshakeBy: number;
 }
 
 export interface ListenerDeps {
@@ -37,30 +61,69 @@ export interface ListenerDeps {
   http: (socket: TLSSocket) => void;
   /** Diagnostics: peers resetting (debug) and audit failures (error). */
   log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
+  /** Wall-clock milliseconds (the gateway's clock): known-source expiry, audit times. Default Date.now. */
+  now?: () => number;
 }
 
 /**
  * The one port. Reads just enough bytes to tell the protocol apart, unwraps
  * trusted PROXY headers, terminates TLS (client certs requested, verified
  * against the user CA, never required here), and hands the connection to the
- * route an adapter registered. Every refusal is audited.
+ * route an adapter registered. Every port admits connections to its
+ * handshake slots first (per source, with a share kept for sources that
+ * recently authenticated: docs/decisions/0018-listener-admission.md). Every
+ * refusal is audited, a flood of them as counted summaries.
  */
 export class Listener {
   readonly #deps: ListenerDeps;
   readonly #trusted = new BlockList();
   readonly #servers = new Set<net.Server>();
   readonly #sockets = new Set<Socket>();
-  #handshakes = 0;
+  readonly #known: KnownSources;
+  readonly #limits: AdmissionLimits;
+  /** The main port's slots (listen() and handle()); each dedicated port has its own. */
+  readonly #main: Admission;
+  readonly #rejects: RejectAuditor;
+  /** Where each routed or dedicated connection came from, for vouch(). */
+  readonly #infos = new WeakMap<Socket, ConnectionInfo>();
   #closed = false;
 
   constructor(deps: ListenerDeps) {
     this.#deps = deps;
-    for (const cidr of deps.options.proxyProtocolTrusted) addCidr(this.#trusted, cidr);
+    const o = deps.options;
+    for (const cidr of o.proxyProtocolTrusted) addCidr(this.#trusted, cidr);
+    const now = deps.now ?? Date.now;
+    this.#known = new KnownSources(
+      { ttlMs: o.knownSources.ttlMs, max: o.knownSources.max, netblock: o.perSourceNetblock },
+      now,
+    );
+    this.#limits = {
+      maxHandshakes: o.maxConcurrentHandshakes,
+      perSourceMaxHandshakes: o.perSourceMaxHandshakes,
+      reservedForKnown: o.knownSources.reservedHandshakes,
+    };
+    this.#main = new Admission(this.#limits, this.#known);
+    this.#rejects = new RejectAuditor({
+      audit: deps.audit,
+      now,
+      windowMs: o.rejectAudit.windowMs,
+      maxSources: o.rejectAudit.maxSources,
+    });
   }
 
-  /** Connections still before routing (sniffing or TLS handshake). */
+  /** Connections on the main port still before routing (sniffing or TLS handshake). */
   get pendingHandshakes(): number {
-    return this.#handshakes;
+    return this.#main.pending;
+  }
+
+  /**
+   * The client on `socket` (a connection this listener routed, e.g. the
+   * API's) just authenticated: its source block is known for
+   * listener.known_sources.ttl. Sockets the listener did not route are ignored.
+   */
+  vouch(socket: Socket): void {
+    const info = this.#infos.get(socket);
+    if (info) this.#known.vouch(info.remoteAddr);
   }
 
   async listen(host: string, port: number): Promise<net.AddressInfo> {
@@ -73,13 +136,23 @@ export class Listener {
 
   /**
    * A dedicated port whose connections go straight to one handler (MySQL
-   * speaks first, so nothing can be sniffed); closed with the others.
+   * speaks first, so nothing can be sniffed); closed with the others. It
+   * has handshake slots of its own, held until the handler calls
+   * `handshake.done()` or the connection closes. No PROXY header is read
+   * here, so a trusted proxy's connections are held only to the share for
+   * unattributed ones, never refused as one source.
    */
-  async listenRaw(host: string, port: number, handler: RawHandler): Promise<net.AddressInfo> {
+  async listenRaw(host: string, port: number, handler: DedicatedHandler): Promise<net.AddressInfo> {
+    const admission = new Admission(this.#limits, this.#known);
     const server = net.createServer({ noDelay: true }, (socket) => {
       if (!this.#track(socket)) return;
       const info = connectionInfo(socket);
-      this.#safely(socket, info, 'a dedicated listener', () => handler(socket, info));
+      const slot = this.#admit(admission, socket, info, !this.#isTrusted(info.remoteAddr));
+      if (!slot) return;
+      this.#infos.set(socket, info);
+      this.#safely(socket, info, 'a dedicated listener', () =>
+        handler(socket, info, { done: () => slot.release() }),
+      );
     });
     return this.#open(server, host, port);
   }
@@ -88,7 +161,7 @@ export class Listener {
     this.#servers.add(server);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host, port }, () => {
+      server.listen({ host, port, backlog: ACCEPT_BACKLOG }, () => {
         server.off('error', reject);
         resolve();
       });
@@ -113,51 +186,77 @@ export class Listener {
     return true;
   }
 
+  /** A slot on `admission` for the connection, given back when it closes; undefined: refused (and closed). */
+  #admit(
+    admission: Admission,
+    socket: Socket,
+    info: ConnectionInfo,
+    attributed: boolean,
+  ): HandshakeSlot | undefined {
+    const r = admission.admit(info.remoteAddr, { attributed });
+    if (!r.ok) {
+      this.#refuse(socket, info, r.refusal);
+      return undefined;
+    }
+    socket.once('close', () => r.slot.release());
+    return r.slot;
+  }
+
+  /**
+   * Over a limit: a reset at once. Nothing is read and no TLS is started, and
+   * a reset leaves no TIME_WAIT entry on the gateway per refused connection.
+   */
+  #refuse(socket: Socket, info: ConnectionInfo, refusal: AdmissionRefusal): void {
+    try {
+      socket.resetAndDestroy();
+    } catch (err) {
+      // Only TCP can be reset (ERR_INVALID_HANDLE_TYPE for a Unix socket handed to handle()): close it instead.
+      this.#deps.log('debug', 'a refused connection could not be reset; closing it', err);
+      socket.destroy();
+    }
+    this.#audit(info, refusal.reason, refusal.error);
+  }
+
   /** Serve a socket accepted elsewhere (e.g. an existing net.Server). */
   handle(socket: Socket): void {
     if (!this.#track(socket)) return;
     const info = connectionInfo(socket);
-    if (this.#handshakes >= this.#deps.options.maxConcurrentHandshakes) {
-      this.#reject(
-        socket,
-        info,
-        'too_many_handshakes',
-        `more than ${this.#deps.options.maxConcurrentHandshakes} connections are handshaking`,
-      );
-      return;
-    }
-    this.#handshakes++;
-    let released = false;
-    const release = () => {
-      if (!released) {
-        released = true;
-        this.#handshakes--;
-      }
+    // A trusted proxy is not a source: its connections count for the client
+    // its PROXY header names, once that is read.
+    const viaProxy = this.#isTrusted(info.remoteAddr);
+    const slot = this.#admit(this.#main, socket, info, !viaProxy);
+    if (!slot) return;
+    const accepted = performance.now();
+    const conn: Pending = {
+      socket,
+      info,
+      slot,
+      firstByteBy: accepted + this.#deps.options.firstByteTimeoutMs,
+      handshakeBy: accepted + this.#deps.options.handshakeTimeoutMs,
     };
-    socket.once('close', release);
-    this.#sniff(socket, info, release, Buffer.alloc(0), true);
+    this.#sniff(conn, Buffer.alloc(0), viaProxy);
   }
 
-  #sniff(
-    socket: Socket,
-    info: ConnectionInfo,
-    release: () => void,
-    initial: Buffer,
-    allowProxy: boolean,
-  ): void {
+  #sniff(conn: Pending, initial: Buffer, allowProxy: boolean): void {
+    const { socket } = conn;
     let buf = initial;
-    const timer = setTimeout(() => {
-      cleanup();
-      this.#reject(
-        socket,
-        info,
-        'first_byte_timeout',
-        `no protocol recognised within ${this.#deps.options.firstByteTimeoutMs} ms`,
-      );
-    }, this.#deps.options.firstByteTimeoutMs);
+    // One deadline from accept for every stage (PROXY header, GSSENC answer,
+    // sniff): a client trickling bytes, or taking each stage slowly, gets no more.
+    const timer = setTimeout(
+      () => {
+        cleanup();
+        this.#reject(
+          socket,
+          conn.info,
+          'first_byte_timeout',
+          `no protocol recognised within ${this.#deps.options.firstByteTimeoutMs} ms of connecting`,
+        );
+      },
+      Math.max(0, conn.firstByteBy - performance.now()),
+    );
     const onError = (err: Error) => {
       cleanup();
-      this.#deps.log('debug', `connection from ${info.remoteAddr} failed before routing`, err);
+      this.#deps.log('debug', `connection from ${conn.info.remoteAddr} failed before routing`, err);
       socket.destroy();
     };
     const onEnd = () => {
@@ -165,7 +264,7 @@ export class Listener {
       if (buf.length > 0) {
         this.#reject(
           socket,
-          info,
+          conn.info,
           'unknown_protocol',
           `client closed after ${buf.length} unrecognised bytes`,
         );
@@ -173,13 +272,17 @@ export class Listener {
         socket.destroy();
       }
     };
+    // Closed without an end or an error (e.g. by close()): nothing to refuse any more.
+    const onClose = () => cleanup();
     const cleanup = () => {
       clearTimeout(timer);
       socket.off('data', onData);
       socket.off('error', onError);
       socket.off('end', onEnd);
+      socket.off('close', onClose);
     };
     const decide = (): boolean => {
+      const info = conn.info;
       const kind = sniff(buf);
       if (kind === 'need-more') {
         if (buf.length > MAX_SNIFF_BYTES) {
@@ -190,15 +293,15 @@ export class Listener {
         return false;
       }
       if (kind === 'proxy-v1' || kind === 'proxy-v2') {
-        if (!allowProxy || !this.#isTrusted(info.remoteAddr)) {
+        if (!allowProxy) {
           cleanup();
           this.#reject(
             socket,
             info,
             'proxy_protocol_untrusted',
-            allowProxy
-              ? `PROXY header from ${info.remoteAddr}, which is not in listener.proxy_protocol_trusted`
-              : 'a second PROXY header',
+            this.#isTrusted(info.remoteAddr) || info.proxied
+              ? 'a second PROXY header'
+              : `PROXY header from ${info.remoteAddr}, which is not in listener.proxy_protocol_trusted`,
           );
           return true;
         }
@@ -210,23 +313,34 @@ export class Listener {
           return true;
         }
         const h = parsed.header;
-        const next: ConnectionInfo =
-          h.proxied && h.source && h.destination
-            ? {
-                remoteAddr: h.source.address,
-                remotePort: h.source.port,
-                localAddr: h.destination.address,
-                localPort: h.destination.port,
-                proxied: true,
-              }
-            : info;
-        this.#sniff(socket, next, release, buf.subarray(h.length), false);
+        if (h.proxied && h.source && h.destination) {
+          conn.info = {
+            remoteAddr: normalizeAddr(h.source.address),
+            remotePort: h.source.port,
+            localAddr: h.destination.address,
+            localPort: h.destination.port,
+            proxied: true,
+          };
+          // Only now is the client known: its own limits apply from here.
+          const refused = conn.slot.attribute(conn.info.remoteAddr);
+          if (refused) {
+            this.#reject(socket, conn.info, refused.reason, refused.error);
+            return true;
+          }
+        }
+        this.#sniff(conn, buf.subarray(h.length), false);
         return true;
       }
       cleanup();
+      // No PROXY header: the socket's own address is the client's (a no-op when already counted).
+      const refused = conn.slot.attribute(info.remoteAddr);
+      if (refused) {
+        this.#reject(socket, info, refused.reason, refused.error);
+        return true;
+      }
       socket.pause();
       socket.unshift(buf);
-      this.#route(socket, info, release, kind);
+      this.#route(conn, kind);
       return true;
     };
     const onData = (chunk: Buffer) => {
@@ -237,6 +351,7 @@ export class Listener {
     socket.on('data', onData);
     socket.on('error', onError);
     socket.on('end', onEnd);
+    socket.on('close', onClose);
     socket.resume();
   }
 
@@ -250,46 +365,42 @@ export class Listener {
     }
   }
 
-  #route(socket: Socket, info: ConnectionInfo, release: () => void, kind: ReturnType<typeof sniff>): void {
-    this.#safely(socket, info, `routing (${kind})`, () => this.#routeKind(socket, info, release, kind));
+  #route(conn: Pending, kind: ReturnType<typeof sniff>): void {
+    this.#safely(conn.socket, conn.info, `routing (${kind})`, () => this.#routeKind(conn, kind));
   }
 
-  #routeKind(
-    socket: Socket,
-    info: ConnectionInfo,
-    release: () => void,
-    kind: ReturnType<typeof sniff>,
-  ): void {
+  #routeKind(conn: Pending, kind: ReturnType<typeof sniff>): void {
+    const { socket, info, slot } = conn;
     const routes = this.#deps.routes;
     switch (kind) {
       case 'ssh': {
         const h = routes.sshHandler;
         if (!h) return this.#reject(socket, info, 'no_route', 'SSH is not enabled on this gateway');
-        release();
+        slot.release();
         h(socket, info);
         return;
       }
       case 'tls':
-        return this.#tls(socket, info, release, false);
+        return this.#tls(conn, false);
       case 'pg-ssl': {
         const h = routes.postgresHandlers;
         if (!h) return this.#reject(socket, info, 'no_route', 'PostgreSQL is not enabled on this gateway');
         socket.read(8);
         socket.write(PG_SSL_OK);
-        return this.#tls(socket, info, release, true);
+        return this.#tls(conn, true);
       }
       case 'pg-gssenc': {
         // No GSSAPI: answer N; libpq then asks for SSL on the same connection.
         socket.read(8);
         socket.write(PG_NO);
-        this.#sniff(socket, info, release, Buffer.alloc(0), false);
+        this.#sniff(conn, Buffer.alloc(0), false);
         return;
       }
       case 'pg-startup':
       case 'pg-cancel': {
         const h = routes.postgresHandlers;
         if (!h) return this.#reject(socket, info, 'no_route', 'PostgreSQL is not enabled on this gateway');
-        release();
+        slot.release();
         h.plaintext(socket, info);
         return;
       }
@@ -316,9 +427,10 @@ export class Listener {
     }
   }
 
-  #tls(socket: Socket, info: ConnectionInfo, release: () => void, postgres: boolean): void {
+  #tls(conn: Pending, postgres: boolean): void {
+    const { info, slot } = conn;
     const routes = this.#deps.routes;
-    const tlsSocket = wrapServerTls(socket, {
+    const tlsSocket = wrapServerTls(conn.socket, {
       secureContext: this.#deps.secureContext(),
       ALPNCallback: ({ protocols }) => {
         if (postgres) return protocols.includes('postgresql') ? 'postgresql' : undefined;
@@ -328,14 +440,18 @@ export class Listener {
         return undefined;
       },
     });
-    const timer = setTimeout(() => {
-      this.#reject(
-        tlsSocket,
-        info,
-        'handshake_timeout',
-        `TLS handshake not finished within ${this.#deps.options.handshakeTimeoutMs} ms`,
-      );
-    }, this.#deps.options.handshakeTimeoutMs);
+    // Counted from accept, like first_byte_timeout: a ClientHello trickled in byte by byte gets no longer.
+    const timer = setTimeout(
+      () => {
+        this.#reject(
+          tlsSocket,
+          info,
+          'handshake_timeout',
+          `TLS handshake not finished within ${this.#deps.options.handshakeTimeoutMs} ms of connecting`,
+        );
+      },
+      Math.max(0, conn.handshakeBy - performance.now()),
+    );
     const onError = (err: Error) => {
       clearTimeout(timer);
       this.#reject(tlsSocket, info, 'tls_handshake_failed', err.message);
@@ -344,11 +460,14 @@ export class Listener {
       tlsSocket.on('error', (e) => this.#deps.log('debug', `TLS connection from ${info.remoteAddr}`, e));
     };
     tlsSocket.on('error', onError);
+    // A client that hangs up mid-handshake (one that only wanted the certificate, like the
+    // CA-pin check) was not refused: without this its deadline would still fire and say so.
+    tlsSocket.once('close', () => clearTimeout(timer));
     tlsSocket.once('secure', () =>
       this.#safely(tlsSocket, info, 'routing (tls)', () => {
         clearTimeout(timer);
         tlsSocket.off('error', onError);
-        release();
+        slot.release();
         const alpn = tlsSocket.alpnProtocol || undefined;
         const sni = (tlsSocket as TLSSocket & { servername?: string | false }).servername || undefined;
         const tinfo: TlsConnectionInfo = { ...info, alpn, sni };
@@ -367,6 +486,9 @@ export class Listener {
           }
           return;
         }
+        // A valid Gatehouse certificate: this source keeps its precedence under a flood.
+        if (tinfo.identity) this.#known.vouch(info.remoteAddr);
+        this.#infos.set(tlsSocket, info);
         // Swallowing errors here would hide failures; handlers attach their own.
         tlsSocket.on('error', (err) =>
           this.#deps.log('debug', `TLS connection from ${info.remoteAddr}`, err),
@@ -395,28 +517,21 @@ export class Listener {
     destroy = true,
   ): void {
     if (destroy) socket.destroy();
-    this.#deps.audit
-      .emit({
-        type: 'listener.reject',
-        reason,
-        error,
-        user: 'system',
-        addr: {
-          remote: `${info.remoteAddr}:${info.remotePort}`,
-          local: `${info.localAddr}:${info.localPort}`,
-        },
-      })
-      .catch((err: unknown) =>
-        this.#deps.log('error', `audit of a listener rejection (${reason}) failed`, err),
-      );
+    this.#audit(info, reason, error);
   }
 
+  #audit(info: ConnectionInfo, reason: ListenerRejectReason, error: string): void {
+    this.#rejects.reject(info, this.#known.blockOf(info.remoteAddr), reason, error);
+  }
+
+  /** Stops listening, ends every connection, and writes the refusals still counted. */
   async close(): Promise<void> {
     this.#closed = true;
     const closing = [...this.#servers].map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const s of this.#sockets) s.destroy();
     await Promise.all(closing);
     this.#servers.clear();
+    await this.#rejects.close();
   }
 }
 

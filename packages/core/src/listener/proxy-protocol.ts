@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { ipBytes } from './ip.js';
 import { PROXY_V2_SIGNATURE } from './sniff.js';
 
 /** The client address a trusted load balancer reports in a PROXY header. */
@@ -126,26 +127,15 @@ export function encodeProxyV2(
   out[12] = 0x21;
   out[13] = v4 ? 0x11 : 0x21;
   out.writeUInt16BE(addrLen, 14);
-  if (v4) {
-    Buffer.from(src.address.split('.').map(Number)).copy(out, 16);
-    Buffer.from(dst.address.split('.').map(Number)).copy(out, 20);
-    out.writeUInt16BE(src.port, 24);
-    out.writeUInt16BE(dst.port, 26);
-  } else {
-    ipv6Bytes(src.address).copy(out, 16);
-    ipv6Bytes(dst.address).copy(out, 32);
-    out.writeUInt16BE(src.port, 48);
-    out.writeUInt16BE(dst.port, 50);
-  }
-  return out;
-}
-
-function ipv6Bytes(addr: string): Buffer {
-  const [head = '', tail] = addr.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  const out = Buffer.alloc(16);
-  for (const [i, g] of groups.entries()) out.writeUInt16BE(Number.parseInt(g, 16), i * 2);
+  const bytes = (a: string) => {
+    const b = ipBytes(a);
+    if (!b || b.length !== (v4 ? 4 : 16))
+      throw new Error(`PROXY v2: ${a} is not an IPv${v4 ? 4 : 6} address`);
+    return b;
+  };
+  bytes(src.address).copy(out, 16);
+  bytes(dst.address).copy(out, v4 ? 20 : 32);
+  out.writeUInt16BE(src.port, v4 ? 24 : 48);
+  out.writeUInt16BE(dst.port, v4 ? 26 : 50);
   return out;
 }

@@ -26,6 +26,19 @@ export interface TlsConnectionInfo extends ConnectionInfo {
 }
 
 export type RawHandler = (socket: Socket, info: ConnectionInfo) => void;
+
+/**
+ * What a dedicated port's handler tells the listener: the client is through
+ * its handshake (its credentials are in), so the connection stops counting
+ * against the port's handshake limits (listener.max_concurrent_handshakes,
+ * per_source_max_handshakes). Until then, or until it closes, it holds a
+ * slot; the handler owns the handshake deadline (listener.handshake_timeout).
+ */
+export interface HandshakeDone {
+  done(): void;
+}
+
+export type DedicatedHandler = (socket: Socket, info: ConnectionInfo, handshake: HandshakeDone) => void;
 export type TlsHandler = (socket: TLSSocket, info: TlsConnectionInfo) => void;
 
 /** Postgres connections arrive either after SSLRequest + TLS, or in plaintext (startup or cancel). */
@@ -47,7 +60,7 @@ export interface PostgresHandlers {
  */
 export class Routes {
   #ssh: RawHandler | undefined;
-  readonly #dedicated = new Map<string, { host: string; port: number; handler: RawHandler }>();
+  readonly #dedicated = new Map<string, { host: string; port: number; handler: DedicatedHandler }>();
   #postgres: PostgresHandlers | undefined;
   readonly #alpn = new Map<string, TlsHandler>();
   readonly #sni = new Map<string, TlsHandler>();
@@ -102,12 +115,12 @@ export class Routes {
    * A protocol that cannot share the main port (MySQL speaks first) gets its
    * own listener, opened and closed with the gateway's.
    */
-  dedicated(name: string, addr: { host: string; port: number }, handler: RawHandler): void {
+  dedicated(name: string, addr: { host: string; port: number }, handler: DedicatedHandler): void {
     if (this.#dedicated.has(name)) throw duplicate(`the dedicated listener ${name}`);
     this.#dedicated.set(name, { ...addr, handler });
   }
 
-  dedicatedListeners(): [string, { host: string; port: number; handler: RawHandler }][] {
+  dedicatedListeners(): [string, { host: string; port: number; handler: DedicatedHandler }][] {
     return [...this.#dedicated.entries()];
   }
 

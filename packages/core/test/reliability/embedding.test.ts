@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGateway, GatehouseClient, type Gateway } from '../../src/index.js';
-import { rawExchange, tlsConnect } from '../helpers.js';
+import { rawExchange, tlsConnect, waitFor } from '../helpers.js';
 
 /**
  * The README offers `server.on('connection', (s) => gw.handle(s))` as the
@@ -71,5 +71,70 @@ describe('reliability: a gateway embedded with handle() and no listen()', () => 
     });
     expect((await client.ping()).cluster_name).toBe(gw.config.clusterName);
     expect(hostErrors).toEqual([]);
+  });
+});
+
+/**
+ * A host may hand over sockets of a Unix-domain server (behind its own
+ * reverse proxy). Those have no address to count per source, and cannot be
+ * reset: a refusal used to call resetAndDestroy(), which throws for them
+ * inside the host's 'connection' handler.
+ */
+describe('reliability: a gateway embedded behind a Unix socket', () => {
+  it('refuses past max_concurrent_handshakes without throwing in the host, and serves again after', async () => {
+    const errors: unknown[] = [];
+    const onError = (e: unknown) => errors.push(e);
+    process.on('uncaughtException', onError);
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-embed-unix-'));
+    const gw = await createGateway({
+      dataDir: dir,
+      secondFactor: 'off',
+      env: {},
+      values: { listener: { max_concurrent_handshakes: 2, first_byte_timeout: '2s' } },
+    });
+    const sock = path.join(dir, 'gw.sock');
+    const server = net.createServer((s) => gw.handle(s));
+    await new Promise<void>((r) => server.listen(sock, r));
+    try {
+      await gw.ready();
+      const connect = () =>
+        new Promise<net.Socket>((resolve) => {
+          const c = net.connect(sock, () => resolve(c));
+          c.on('error', () => undefined);
+        });
+      const idle = [await connect(), await connect()];
+      const third = await connect();
+      let refused = false;
+      third.once('close', () => {
+        refused = true;
+      });
+      await waitFor(() => refused || undefined, 'the third connection to be refused');
+      expect(errors).toEqual([]);
+      for (const c of idle) c.destroy();
+      const tls = await import('node:tls');
+      const ping = async () => {
+        const c = tls.connect({
+          path: sock,
+          ca: gw.authorities.get('host').map((k) => k.x509CertPem),
+          servername: 'localhost',
+        });
+        c.on('error', () => undefined);
+        c.end('GET /v1/ping HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+        let answer = '';
+        for await (const chunk of c) answer += chunk;
+        return answer;
+      };
+      // Once the gateway has seen the idle ones close, their slots are free again.
+      const answer = await waitFor(async () => {
+        const a = await ping().catch(() => '');
+        return a.startsWith('HTTP/1.1 200') ? a : undefined;
+      }, 'a ping over the Unix socket');
+      expect(answer).toContain('"cluster_name"');
+    } finally {
+      process.off('uncaughtException', onError);
+      await new Promise<void>((r) => server.close(() => r()));
+      await gw.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
