@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { ipBytes } from '../util/ip.js';
 import { PROXY_V2_SIGNATURE } from './sniff.js';
 
 /** The client address a trusted load balancer reports in a PROXY header. */
@@ -132,20 +133,10 @@ export function encodeProxyV2(
     out.writeUInt16BE(src.port, 24);
     out.writeUInt16BE(dst.port, 26);
   } else {
-    ipv6Bytes(src.address).copy(out, 16);
-    ipv6Bytes(dst.address).copy(out, 32);
+    ipBytes(src.address).copy(out, 16);
+    ipBytes(dst.address).copy(out, 32);
     out.writeUInt16BE(src.port, 48);
     out.writeUInt16BE(dst.port, 50);
   }
-  return out;
-}
-
-function ipv6Bytes(addr: string): Buffer {
-  const [head = '', tail] = addr.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  const out = Buffer.alloc(16);
-  for (const [i, g] of groups.entries()) out.writeUInt16BE(Number.parseInt(g, 16), i * 2);
   return out;
 }

@@ -10,10 +10,10 @@ import {
   webcrypto,
   X509Certificate,
 } from 'node:crypto';
-import { isIP } from 'node:net';
 import * as px from '@peculiar/x509';
 import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
+import { ipBytes } from '../util/ip.js';
 import {
   BOOLEAN_TRUE,
   bitString,
@@ -386,36 +386,6 @@ interface LeafParams {
   notBefore: Date;
   notAfter: Date;
   extensions: Buffer[];
-}
-
-function ipBytes(ip: string): Buffer {
-  const fam = isIP(ip);
-  if (fam === 4) return Buffer.from(ip.split('.').map(Number));
-  if (fam !== 6) throw new GatehouseError('GH_ERR_VALIDATION', `"${ip}" is not an IP address`);
-  let text = ip.split('%')[0] as string;
-  let tail: number[] = [];
-  const m = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
-  if (m) {
-    const [a, b, c, d] = m.slice(2).map(Number) as [number, number, number, number];
-    tail = [(a << 8) | b, (c << 8) | d];
-    text = m[1] as string;
-    if (!text.endsWith('::')) text = text.slice(0, -1);
-  }
-  const hex = (part: string) => (part === '' ? [] : part.split(':').map((g) => Number.parseInt(g, 16)));
-  const [head = '', rest] = text.split('::');
-  const h = hex(head);
-  const words =
-    rest === undefined
-      ? [...h, ...tail]
-      : [
-          ...h,
-          ...new Array<number>(8 - h.length - hex(rest).length - tail.length).fill(0),
-          ...hex(rest),
-          ...tail,
-        ];
-  const out = Buffer.alloc(16);
-  for (const [i, w] of words.entries()) out.writeUInt16BE(w, i * 2);
-  return out;
 }
 
 function checkWindow(notBefore: Date, notAfter: Date): void {
