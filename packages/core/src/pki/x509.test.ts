@@ -74,6 +74,15 @@ describe('der', () => {
     }
   });
 
+  it('decodes GeneralizedTime years 0000-0099 as written (were read as 1900-1999)', () => {
+    // fuzz counterexample: time(0099-12-31T23:59:59Z) decoded as 1999-12-31T23:59:59Z.
+    for (const d of ['0099-12-31T23:59:59.000Z', '0000-02-29T00:00:00.000Z', '0001-01-01T00:00:00.000Z']) {
+      const t = time(new Date(d));
+      expect(t[0]).toBe(0x18);
+      expect(decodeTime(0x18, t.subarray(2)).toISOString()).toBe(d);
+    }
+  });
+
   it('keeps every identity OID arc below 2^31 (Go crypto/x509 rejects larger arcs)', () => {
     for (const arc of IDENTITY_EXTENSION_OID.split('.')) expect(Number(arc)).toBeLessThan(2 ** 31);
   });
