@@ -190,6 +190,15 @@ export function nameValues(name: Tlv, attrOid: string): string[] {
   return out;
 }
 
+/** Subject CN values; a damaged Name is an invalid certificate like any other bad DER. */
+function commonNames(parts: X509Parts): string[] {
+  try {
+    return nameValues(parts.subject, OID.commonName);
+  } catch (cause) {
+    throw certInvalid('certificate subject is not valid DER', cause);
+  }
+}
+
 function toDer(cert: X509Certificate | string | Uint8Array): Uint8Array {
   if (cert instanceof X509Certificate) return cert.raw;
   if (typeof cert === 'string') {
@@ -232,7 +241,7 @@ export function decodeIdentity(cert: X509Certificate | string | Uint8Array): Ide
     throw certInvalid('Gatehouse identity extension is not a UTF8String', cause);
   }
   const identity = decodeIdentityJson(json);
-  const cns = nameValues(parts.subject, OID.commonName);
+  const cns = commonNames(parts);
   if (cns.length !== 1 || cns[0] !== identity.user) {
     throw certInvalid(`certificate subject CN does not match identity user "${identity.user}"`);
   }
@@ -503,5 +512,5 @@ export class X509Issuer {
 
 /** Reads the structure once more for callers that hold only PEM: subject CN values. */
 export function subjectCommonNames(cert: X509Certificate | string | Uint8Array): string[] {
-  return nameValues(parseX509(toDer(cert)).subject, OID.commonName);
+  return commonNames(parseX509(toDer(cert)));
 }
