@@ -91,6 +91,20 @@ export function onlyThrows<T>(fn: () => T, ...allowed: ErrorClass[]): T | undefi
   }
 }
 
+/**
+ * onlyThrows for errors with a stable `code` string (GatehouseError, and the
+ * errors of other packages that share the catalogue): only `code` may escape.
+ */
+export function onlyCode<T>(code: string, fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch (err) {
+    assertAllowed(err, [Error]);
+    if ((err as { code?: unknown }).code !== code) throw err;
+    return undefined;
+  }
+}
+
 /** Async form of onlyThrows. */
 export async function onlyRejects<T>(fn: () => Promise<T>, ...allowed: ErrorClass[]): Promise<T | undefined> {
   try {
