@@ -208,6 +208,14 @@ describe('lintRole', () => {
     expect(errors('')[0]?.message).toMatch(/empty/);
   });
 
+  it('reports a kind that contains itself (a YAML alias) as a lint error (JSON.stringify threw a TypeError)', () => {
+    // fuzz counterexample: the kind message printed its input with JSON.stringify.
+    expect(errors('name: x\nkind: &r [*r]')[0]).toMatchObject({
+      key: 'kind',
+      message: 'kind must be "role" (got a list)',
+    });
+  });
+
   it('reports wrong types inside rules with the item index', () => {
     const m = errors(
       [
