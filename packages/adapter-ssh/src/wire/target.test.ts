@@ -35,6 +35,18 @@ describe('target line (ALPN gatehouse-ssh)', () => {
     expect(() => new TargetReplyParser().push(Buffer.from('WHAT\n'))).toThrow(WireError);
   });
 
+  it('cuts a long non-ASCII error to the line limit in bytes (the client refused the reply as too long)', () => {
+    // fuzz finding: 504 characters of 2- to 4-byte UTF-8 made a line of up to 2 KiB.
+    const error = 'é'.repeat(300) + '🙂'.repeat(200);
+    const line = encodeTargetReply({ ok: false, error });
+    expect(line.length).toBeLessThanOrEqual(513);
+    const got = new TargetReplyParser().push(line)?.reply;
+    expect(got?.ok).toBe(false);
+    const text = (got as { error: string }).error;
+    expect(text.length).toBeGreaterThan(250);
+    expect(error.startsWith(text)).toBe(true);
+  });
+
   it('fuzz: random and mutated input throws only WireError', () => {
     const good = encodeTargetRequest({ host: 'node1', port: 22 });
     for (let i = 0; i < 2000; i++) {

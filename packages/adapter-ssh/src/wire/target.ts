@@ -55,7 +55,19 @@ export type TargetReply = { ok: true } | { ok: false; error: string };
 
 export function encodeTargetReply(r: TargetReply): Buffer {
   if (r.ok) return Buffer.from('OK\n');
-  return Buffer.from(`ERR ${r.error.replace(/[\r\n]+/g, ' ').slice(0, MAX_LINE - 8)}\n`, 'utf8');
+  return Buffer.from(`ERR ${fitUtf8(r.error.replace(/[\r\n]+/g, ' '), MAX_LINE - 4)}\n`, 'utf8');
+}
+
+/** The longest prefix of `s` (whole code points) whose UTF-8 fits in `max` bytes. */
+function fitUtf8(s: string, max: number): string {
+  let bytes = 0;
+  let end = 0;
+  for (const c of s) {
+    bytes += Buffer.byteLength(c);
+    if (bytes > max) break;
+    end += c.length;
+  }
+  return s.slice(0, end);
 }
 
 export class TargetReplyParser {
