@@ -25,6 +25,17 @@ describe('target line (ALPN gatehouse-ssh)', () => {
     expect(() => encodeTargetRequest({ host: 'a b', port: 22 })).toThrow(WireError);
   });
 
+  it('refuses up front a host the gateway would refuse (was sent, and failed there as a malformed line)', () => {
+    // fuzz counterexample "]"; likewise "node:1" (not hex in brackets) and "[abc]".
+    for (const host of [']', 'a]b', 'node:1', '[abc]', '[node1', '[]']) {
+      expect(() => encodeTargetRequest({ host, port: 22 })).toThrow(/invalid host/);
+    }
+    for (const host of ['node1', '[::1]', '::ffff:10.0.0.1', 'fe80::1']) {
+      const got = new TargetRequestParser().push(encodeTargetRequest({ host, port: 22 }));
+      expect(got?.request).toEqual({ host: host.replace(/^\[(.*)\]$/, '$1'), port: 22 });
+    }
+  });
+
   it('replies: OK, or ERR with a one-line message', () => {
     const ok = new TargetReplyParser().push(
       Buffer.concat([encodeTargetReply({ ok: true }), Buffer.from('SSH')]),
