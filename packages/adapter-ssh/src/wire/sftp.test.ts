@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { SftpTracker } from '../sftp-audit.js';
 import { WireError } from './reader.js';
@@ -49,20 +48,6 @@ describe('SftpFramer + decodeSftp', () => {
     expect(() => new SftpFramer().push(u32(10_000_000))).toThrow(WireError);
     expect(() => decodeSftp(Buffer.from([SFTP.OPEN, 0, 0]))).toThrow(WireError);
     expect(() => decodeSftp(Buffer.concat([Buffer.from([SFTP.OPEN]), u32(1), u32(100)]))).toThrow(WireError);
-  });
-
-  it('fuzz: random and mutated packets throw only WireError', () => {
-    const good = packet(SFTP.WRITE, u32(3), str('h1'), u64(5n), str('hello'));
-    for (let i = 0; i < 3000; i++) {
-      const b = i % 2 ? randomBytes(1 + (i % 64)) : Buffer.from(good);
-      if (i % 2 === 0) b[4 + (i % (b.length - 4))] = randomBytes(1)[0]!;
-      try {
-        for (const p of new SftpFramer().push(b)) decodeSftp(p);
-        decodeSftp(b);
-      } catch (err) {
-        expect(err).toBeInstanceOf(WireError);
-      }
-    }
   });
 });
 
