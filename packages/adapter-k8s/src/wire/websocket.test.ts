@@ -90,4 +90,18 @@ describe('channel protocol', () => {
     ).toBe(3);
     expect(exitCodeOf(Buffer.from('{'))).toBeUndefined();
   });
+
+  it('exitCodeOf reads no exit code from status JSON of another shape (threw a TypeError, failing the session tap)', () => {
+    // fuzz counterexample: {"details":{"causes":{}}}; likewise null and a cause that is null.
+    for (const text of [
+      '{"status":"Failure","details":{"causes":{}}}',
+      'null',
+      '[1]',
+      '{"details":{"causes":[null]}}',
+    ]) {
+      expect(exitCodeOf(Buffer.from(text))).toBeUndefined();
+    }
+    const failed = { status: 'Failure', details: { causes: [{ reason: 'ExitCode', message: '3' }] } };
+    expect(exitCodeOf(Buffer.from(JSON.stringify(failed)))).toBe(3);
+  });
 });
