@@ -141,6 +141,18 @@ describe('SpdyHeaderDecoder', () => {
     const [big] = await compressAll([block({ streamtype: 'x'.repeat(5000) })]);
     expect(() => new SpdyHeaderDecoder({ maxTotal: 8 }).decode(big!)).toThrow(/exceed 8 bytes/);
   });
+
+  it('refuses header blocks that inflate past its limit (a few KiB that inflate to 4 MiB were accepted)', async () => {
+    // fuzz counterexample: maxTotal 1024, a block inflating to 1025 bytes was accepted; the
+    // limit only applied to the compressed bytes.
+    const [bomb] = await compressAll([block({ x: 'a'.repeat(4 * 1024 * 1024) })]);
+    expect(bomb!.length).toBeLessThan(8 * 1024);
+    expect(() => new SpdyHeaderDecoder({ maxTotal: 64 * 1024 }).decode(bomb!)).toThrow(
+      /exceed 65536 bytes decompressed/,
+    );
+    const [small] = await compressAll([block({ x: 'a'.repeat(1000) })]);
+    expect(new SpdyHeaderDecoder({ maxTotal: 1024 }).decode(small!).get('x')).toHaveLength(1000);
+  });
 });
 
 describe('parseHeaderBlock', () => {

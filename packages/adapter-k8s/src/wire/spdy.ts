@@ -111,7 +111,7 @@ export function headerBlockOf(frame: {
  * every block of the direction; Node's synchronous inflate has no persistent
  * context, so each block is decoded by inflating everything so far and
  * keeping the new output. The few header blocks of an exec session (one per
- * stream) make that cheap; `maxTotal` bounds it.
+ * stream) make that cheap; `maxTotal` bounds it, compressed and decompressed.
  */
 export class SpdyHeaderDecoder {
   readonly #maxTotal: number;
@@ -131,8 +131,13 @@ export class SpdyHeaderDecoder {
       plain = zlib.inflateSync(all, {
         dictionary: SPDY3_DICTIONARY,
         finishFlush: zlib.constants.Z_SYNC_FLUSH,
+        // A few compressed bytes can inflate to gigabytes: the bound holds for the output too.
+        maxOutputLength: this.#maxTotal,
       });
     } catch (err) {
+      if ((err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new SpdyProtocolError(`SPDY header blocks exceed ${this.#maxTotal} bytes decompressed`);
+      }
       throw new SpdyProtocolError(`SPDY header block does not decompress: ${(err as Error).message}`);
     }
     this.#compressed = all;
