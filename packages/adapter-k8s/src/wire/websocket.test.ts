@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { decodeChannelMessage, exitCodeOf, parseResize } from './channel.js';
 import { encodeWsFrame, WsFrameParser, WsProtocolError } from './websocket.js';
@@ -45,23 +44,6 @@ describe('WsFrameParser', () => {
   it('rejects a frame over the limit before buffering it', () => {
     const p = new WsFrameParser({ maxPayload: 1000 });
     expect(() => p.push(Buffer.from([0x82, 126, 0x10, 0x00]))).toThrow(/exceeds the limit/);
-  });
-
-  it('fuzz: random and mutated input only ever throws WsProtocolError', () => {
-    const valid = Buffer.concat([
-      encodeWsFrame(2, Buffer.from([1, 65, 66]), { mask: Buffer.from([9, 8, 7, 6]) }),
-      encodeWsFrame(1, Buffer.from('x')),
-    ]);
-    for (let i = 0; i < 3000; i++) {
-      const input = i % 2 === 0 ? randomBytes(1 + (i % 64)) : Buffer.from(valid);
-      if (i % 2 === 1) input[i % input.length] = (input[i % input.length]! + i) & 0xff;
-      const p = new WsFrameParser({ maxPayload: 1 << 16 });
-      try {
-        p.push(input);
-      } catch (err) {
-        expect(err).toBeInstanceOf(WsProtocolError);
-      }
-    }
   });
 });
 
