@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { decodeChunk, decodeEvent, encodeEvent, RecordingFormatError } from './codec.js';
 import type { RecordingEvent } from './types.js';
@@ -35,25 +34,6 @@ describe('recording codec', () => {
       '{"t":1,"type":"bell"}',
     ]) {
       expect(() => decodeEvent(bad), bad).toThrow(RecordingFormatError);
-    }
-  });
-
-  it('fuzz: random and mutated input throws only RecordingFormatError', () => {
-    const good = encodeEvent({ t: 12, type: 'output', data: Uint8Array.of(1, 2, 3) });
-    for (let i = 0; i < 2000; i++) {
-      let line: string;
-      if (i % 2 === 0) line = randomBytes(1 + (i % 40)).toString('latin1');
-      else {
-        const chars = [...good];
-        const pos = randomBytes(1)[0]! % chars.length;
-        chars[pos] = String.fromCharCode(randomBytes(1)[0]!);
-        line = chars.join('');
-      }
-      try {
-        decodeEvent(line);
-      } catch (err) {
-        expect(err).toBeInstanceOf(RecordingFormatError);
-      }
     }
   });
 });
