@@ -36,4 +36,19 @@ describe('recording codec', () => {
       expect(() => decodeEvent(bad), bad).toThrow(RecordingFormatError);
     }
   });
+
+  it('writes client-sent sizes the format cannot hold as sizes it can (a 70000-column window-change made the chunk unreadable)', () => {
+    // fuzz finding: encodeEvent wrote any number, decodeEvent refuses sizes over 65535, so one
+    // SSH window-change ended the playback of the whole session at that chunk.
+    const lines = [
+      encodeEvent({ t: 1, type: 'resize', cols: 70_000, rows: 2 ** 32 - 1 }),
+      encodeEvent({ t: 2, type: 'resize', cols: -3, rows: 1.5 }),
+      encodeEvent({ t: 3, type: 'resize', cols: Number.NaN, rows: 40 }),
+    ];
+    expect(decodeChunk(lines.join('\n'))).toEqual([
+      { t: 1, type: 'resize', cols: 65535, rows: 65535 },
+      { t: 2, type: 'resize', cols: 0, rows: 1 },
+      { t: 3, type: 'resize', cols: 0, rows: 40 },
+    ]);
+  });
 });
