@@ -42,6 +42,23 @@ describe('recording codec (fuzz)', () => {
     );
   });
 
+  it('every resize encodeEvent writes is readable, whatever sizes a client sent', () => {
+    const size = fc.oneof(fc.integer(), fc.double(), fc.nat(2 ** 32 - 1));
+    fuzz(
+      fc.property(t, size, size, (time, cols, rows) => {
+        const e = decodeEvent(encodeEvent({ t: time, type: 'resize', cols, rows }));
+        if (e.type !== 'resize') throw new Error(`read back a ${e.type}`);
+        for (const [got, sent] of [
+          [e.cols, cols],
+          [e.rows, rows],
+        ] as const) {
+          if (Number.isInteger(sent) && sent >= 0 && sent <= 65535) expect(got === sent).toBe(true);
+        }
+      }),
+      { runs: 1000 },
+    );
+  });
+
   it('decodeChunk reads back a chunk of events, with or without the last newline', () => {
     fuzz(
       fc.property(fc.array(event, { maxLength: 10 }), fc.boolean(), (events, lastNewline) => {
