@@ -28,7 +28,8 @@ export function decodeLine(line: string, lineNo: number): PlayerEvent {
     case 'resize':
       if (!isDim(o.cols) || !isDim(o.rows))
         throw new Error(`recording line ${lineNo} has a bad terminal size`);
-      return { t, type: 'resize', cols: o.cols, rows: o.rows };
+      // Every size the format holds plays (xterm raises 0 to its minimum); larger than the player draws is capped.
+      return { t, type: 'resize', cols: Math.min(o.cols, MAX_SHOWN), rows: Math.min(o.rows, MAX_SHOWN) };
     case 'marker':
       return { t, type: 'marker', text: typeof o.text === 'string' ? o.text : '' };
     default:
@@ -36,9 +37,13 @@ export function decodeLine(line: string, lineNo: number): PlayerEvent {
   }
 }
 
+/** Sizes the recording format holds (the recorder writes what the client's terminal said). */
 function isDim(n: unknown): n is number {
-  return typeof n === 'number' && Number.isInteger(n) && n > 0 && n <= 10_000;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 65535;
 }
+
+/** The largest terminal the player draws. */
+const MAX_SHOWN = 10_000;
 
 export function decodeRecording(text: string): PlayerEvent[] {
   const out: PlayerEvent[] = [];
