@@ -50,6 +50,13 @@ describe('decodeRecording', () => {
     ]);
   });
 
+  it('names the line whose data is not base64 (atob threw a DOMException that named none)', () => {
+    // fuzz counterexample {"t":0,"type":"output","data":"!"}.
+    expect(() =>
+      decodeRecording('{"t":0,"type":"marker","text":""}\n{"t":0,"type":"output","data":"!"}'),
+    ).toThrow('recording line 2 has data that is not base64');
+  });
+
   it('keeps binary output byte-exact', () => {
     const ev = decodeRecording(
       `{"t":0,"type":"output","data":"${Buffer.from([0, 255, 27]).toString('base64')}"}`,

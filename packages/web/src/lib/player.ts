@@ -24,7 +24,12 @@ export function decodeLine(line: string, lineNo: number): PlayerEvent {
     case 'output':
     case 'input':
       if (typeof o.data !== 'string') throw new Error(`recording line ${lineNo} has no data`);
-      return { t, type: o.type, data: fromBase64(o.data) };
+      try {
+        return { t, type: o.type, data: fromBase64(o.data) };
+      } catch (err) {
+        // atob's DOMException names no line; the caller shows this message.
+        throw new Error(`recording line ${lineNo} has data that is not base64`, { cause: err });
+      }
     case 'resize':
       if (!isDim(o.cols) || !isDim(o.rows))
         throw new Error(`recording line ${lineNo} has a bad terminal size`);
