@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { decodeChannelMessage, exitCodeOf, parseResize } from './channel.js';
 import { encodeWsFrame, WsFrameParser, WsProtocolError } from './websocket.js';
 
@@ -44,6 +44,25 @@ describe('WsFrameParser', () => {
   it('rejects a frame over the limit before buffering it', () => {
     const p = new WsFrameParser({ maxPayload: 1000 });
     expect(() => p.push(Buffer.from([0x82, 126, 0x10, 0x00]))).toThrow(/exceeds the limit/);
+  });
+});
+
+describe('WsFrameParser work', () => {
+  it('copies a large frame a bounded number of times however finely it arrives (re-copied its whole buffer on every chunk)', () => {
+    // An 8 MiB frame in 16 KiB chunks took seconds of CPU: each chunk re-joined everything buffered.
+    const frame = encodeWsFrame(2, Buffer.alloc(4 << 20, 7));
+    const concat = vi.spyOn(Buffer, 'concat');
+    try {
+      const p = new WsFrameParser();
+      const frames = [];
+      for (let i = 0; i < frame.length; i += 4096) frames.push(...p.push(frame.subarray(i, i + 4096)));
+      expect(frames).toHaveLength(1);
+      expect(frames[0]!.payload.length).toBe(4 << 20);
+      const copied = concat.mock.results.reduce((n, r) => n + (r.value as Buffer).length, 0);
+      expect(copied).toBeLessThanOrEqual(2 * frame.length);
+    } finally {
+      concat.mockRestore();
+    }
   });
 });
 
