@@ -1,5 +1,5 @@
 import zlib from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   HEADERS,
   headerBlockOf,
@@ -104,6 +104,23 @@ describe('SpdyFrameParser', () => {
     expect(headerBlockOf({ type: HEADERS, body: Buffer.from([0, 0, 0, 9]) })?.block.length).toBe(0);
     expect(headerBlockOf({ type: 4, body })).toBeUndefined();
     expect(() => headerBlockOf({ type: SYN_STREAM, body: Buffer.alloc(5) })).toThrow(/truncated/);
+  });
+});
+
+describe('SpdyFrameParser work', () => {
+  it('copies a large frame a bounded number of times however finely it arrives (re-copied its whole buffer on every chunk)', () => {
+    const frame = data(1, Buffer.alloc(4 << 20, 7));
+    const concat = vi.spyOn(Buffer, 'concat');
+    try {
+      const p = new SpdyFrameParser();
+      const frames = [];
+      for (let i = 0; i < frame.length; i += 4096) frames.push(...p.push(frame.subarray(i, i + 4096)));
+      expect(frames).toHaveLength(1);
+      const copied = concat.mock.results.reduce((n, r) => n + (r.value as Buffer).length, 0);
+      expect(copied).toBeLessThanOrEqual(2 * frame.length);
+    } finally {
+      concat.mockRestore();
+    }
   });
 });
 
