@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SftpTracker } from '../sftp-audit.js';
 import { WireError } from './reader.js';
 import { decodeSftp, SFTP, SFTP_FLAGS, SftpFramer } from './sftp.js';
@@ -48,6 +48,22 @@ describe('SftpFramer + decodeSftp', () => {
     expect(() => new SftpFramer().push(u32(10_000_000))).toThrow(WireError);
     expect(() => decodeSftp(Buffer.from([SFTP.OPEN, 0, 0]))).toThrow(WireError);
     expect(() => decodeSftp(Buffer.concat([Buffer.from([SFTP.OPEN]), u32(1), u32(100)]))).toThrow(WireError);
+  });
+
+  it('copies a packet a bounded number of times however finely it arrives (re-copied its whole buffer on every chunk)', () => {
+    // A 256 KiB packet one byte at a time re-joined up to 256 KiB per byte: gigabytes of copying.
+    const stream = packet(SFTP.WRITE, u32(3), str('h1'), u64(5n), str(Buffer.alloc(200_000, 1)));
+    const concat = vi.spyOn(Buffer, 'concat');
+    try {
+      const framer = new SftpFramer();
+      const payloads = [];
+      for (let i = 0; i < stream.length; i += 64) payloads.push(...framer.push(stream.subarray(i, i + 64)));
+      expect(payloads).toHaveLength(1);
+      const copied = concat.mock.results.reduce((n, r) => n + (r.value as Buffer).length, 0);
+      expect(copied).toBeLessThanOrEqual(2 * stream.length);
+    } finally {
+      concat.mockRestore();
+    }
   });
 });
 
