@@ -1,4 +1,4 @@
-import { fuzz, shellSplit } from '@gatehouse/core/testing';
+import { fuzz, type Generated, shellSplit } from '@gatehouse/core/testing';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { execParams, formatCommand, type KubeRequestInfo, parseKubeRequest } from './apipath.js';
@@ -39,7 +39,7 @@ const resourcePath = fc
   })
   .map((r) => ({ ...r, subresource: r.name === undefined ? undefined : r.subresource }));
 
-const decodedPath = (r: fc.RecordValue<typeof resourcePath> extends infer T ? T : never) =>
+const decodedPath = (r: Generated<typeof resourcePath>) =>
   [
     r.group === undefined ? '/api' : `/apis/${r.group}`,
     r.version,

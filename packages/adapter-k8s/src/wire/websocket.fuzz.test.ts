@@ -1,4 +1,12 @@
-import { bytewise, chunks, cutsArb, fuzz, hostileBytes, onlyThrows } from '@gatehouse/core/testing';
+import {
+  bytewise,
+  chunks,
+  cutsArb,
+  fuzz,
+  type Generated,
+  hostileBytes,
+  onlyThrows,
+} from '@gatehouse/core/testing';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { encodeWsFrame, type WsFrame, WsFrameParser, WsProtocolError } from './websocket.js';
@@ -29,16 +37,16 @@ const frames = fc.array(frame, { maxLength: 8 }).map((fs) => {
   return close < 0 ? fs : fs.slice(0, close + 1);
 });
 
-const encode = (fs: fc.RecordValue<typeof frame>[]) =>
+const encode = (fs: Generated<typeof frame>[]) =>
   Buffer.concat(
     fs.map((f) => encodeWsFrame(f.opcode, f.payload, { fin: f.fin, ...(f.mask ? { mask: f.mask } : {}) })),
   );
 /** Frames compared by header fields and payload bytes (deep equality of large buffers is slow). */
-function expectFrames(got: WsFrame[], fs: fc.RecordValue<typeof frame>[]): void {
+function expectFrames(got: WsFrame[], fs: Generated<typeof frame>[]): void {
   expect(got.map((f) => [f.fin, f.opcode, f.payload.length])).toEqual(
     fs.map((f) => [f.fin, f.opcode, f.payload.length]),
   );
-  got.forEach((f, i) => expect(f.payload.equals(fs[i]!.payload)).toBe(true));
+  for (const [i, f] of got.entries()) expect(f.payload.equals(fs[i]!.payload)).toBe(true);
 }
 
 describe('WebSocket frames (fuzz)', () => {

@@ -2,7 +2,7 @@ import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { identityArb, isoDate, text } from '../testing/arbitraries.js';
-import { FUZZ_SEED, fuzz, hostileBytes, onlyCode } from '../testing/fuzz.js';
+import { FUZZ_SEED, fuzz, type Generated, hostileBytes, onlyCode } from '../testing/fuzz.js';
 import { derToPem } from './der.js';
 import { createX509Ca, decodeIdentity, parseX509, spkiPin, subjectCommonNames, X509Issuer } from './x509.js';
 
@@ -36,7 +36,7 @@ const window = fc
 
 const userCert = fc.record({ identity: identityArb, window, key: fc.nat(keys.length - 1) });
 
-const issueUser = ({ identity, window: w, key }: fc.RecordValue<typeof userCert>) =>
+const issueUser = ({ identity, window: w, key }: Generated<typeof userCert>) =>
   issuer.issueUser({ identity, publicKeyPem: keys[key]!, ...w });
 
 describe('X.509 parsing (fuzz)', () => {

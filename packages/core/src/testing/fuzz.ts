@@ -72,6 +72,9 @@ export function fuzz<Ts>(
   if (d.failed) throw failure(d as fc.RunDetails<unknown>);
 }
 
+/** The type of the values an arbitrary generates. */
+export type Generated<A> = A extends fc.Arbitrary<infer T> ? T : never;
+
 type ErrorClass = abstract new (...args: never[]) => Error;
 
 /** Error classes that mean a parser read past what it checked, whatever wraps them. */

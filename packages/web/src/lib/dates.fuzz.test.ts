@@ -1,4 +1,4 @@
-import { fuzz } from '@gatehouse/core/testing';
+import { fuzz, type Generated } from '@gatehouse/core/testing';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseDateInput } from './dates';
@@ -34,7 +34,7 @@ const local = fc.record({
 });
 
 /** Whether that wall-clock time exists in the current zone (not in a DST gap) on a real calendar day. */
-function exists(v: fc.RecordValue<typeof local>): boolean {
+function exists(v: Generated<typeof local>): boolean {
   const daysIn = new Date(Date.UTC(2000, v.mo, 0)).getUTCDate();
   const leap = (v.y % 4 === 0 && v.y % 100 !== 0) || v.y % 400 === 0;
   if (v.d > (v.mo === 2 ? (leap ? 29 : 28) : daysIn)) return false;
