@@ -87,7 +87,7 @@ describe('MySQL PacketDecoder (fuzz)', () => {
           expect(out[0]!.raw.equals(stream)).toBe(true);
         },
       ),
-      { runs: 8, maxRuns: 40 },
+      { runs: 4, maxRuns: 40 },
     );
   });
 

@@ -120,7 +120,7 @@ describe('SSH certificates and keys (fuzz)', () => {
         expect(c.extensions).toEqual(f.extensions);
         expect(c.signatureKey).toEqual(ca.publicKeyBlob);
       }),
-      { runs: 500 },
+      { runs: 200 },
     );
   });
 

@@ -206,7 +206,7 @@ describe('role lint (fuzz)', () => {
           expect(m.message.length).toBeGreaterThan(0);
         }
       }),
-      { runs: 2000 },
+      { runs: 800 },
     );
   });
 
