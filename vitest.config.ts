@@ -46,7 +46,8 @@ export default defineConfig({
         test: {
           name: 'reliability',
           include: ['packages/*/src/**/*.fuzz.test.ts', 'packages/*/test/reliability/**/*.test.ts'],
-          testTimeout: 120_000,
+          // A deep pass (GATEHOUSE_FUZZ_RUNS=100000) runs far longer than CI's default runs.
+          testTimeout: process.env.GATEHOUSE_FUZZ_RUNS ? 3_600_000 : 120_000,
           hookTimeout: 60_000,
         },
       },

@@ -31,6 +31,7 @@ export * from './rbac/index.js';
 export * from './sessions/live.js';
 export * from './sessions/terminal.js';
 export * from './util/bounded-map.js';
+export * from './util/byte-queue.js';
 export * from './util/duration.js';
 export * from './util/pull-parser.js';
 export { parseIsoTime } from './util/time.js';

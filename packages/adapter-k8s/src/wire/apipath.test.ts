@@ -73,6 +73,17 @@ describe('parseKubeRequest', () => {
     expect(parseKubeRequest('GET', '/api/v1/namespaces/a%2Db/pods').namespace).toBe('a-b');
     expect(parseKubeRequest('GET', '/api/v1/namespaces/%E0%A4%A/pods').namespace).toBe('%E0%A4%A');
   });
+
+  it('reads an encoded "/" (%2F) as the API server does: exec hidden as pods/p%2Fexec is exec (was a get of pod "p/exec", unrecorded)', () => {
+    // fuzz finding: the path was split before it was decoded, the API server decodes first.
+    const r = parseKubeRequest('GET', '/api/v1/namespaces/ns/pods/p%2Fexec?command=sh&stdin=true&tty=true');
+    expect(r).toMatchObject({ resource: 'pods', name: 'p', subresource: 'exec', namespace: 'ns' });
+    expect(parseKubeRequest('GET', '/api%2Fv1%2Fnamespaces/ns%2Fpods')).toMatchObject({
+      resourceRequest: true,
+      namespace: 'ns',
+      resource: 'pods',
+    });
+  });
 });
 
 describe('execParams / formatCommand', () => {

@@ -34,10 +34,12 @@ export function parseKubeRequest(method: string, rawUrl: string): KubeRequestInf
   const q = rawUrl.indexOf('?');
   const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
   const params = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1));
+  // Decoded before it is split, as the API server (Go's URL.Path) does: "p%2Fexec" is
+  // the exec subresource of pod p there, so it must be here too.
   const parts = path
     .split('/')
-    .filter((p) => p !== '')
-    .map(safeDecode);
+    .flatMap((p) => safeDecode(p).split('/'))
+    .filter((p) => p !== '');
   const nonResource: KubeRequestInfo = { verb: m.toLowerCase(), method: m, path, resourceRequest: false };
   let i: number;
   let apiGroup: string | undefined;

@@ -55,18 +55,22 @@ export function parseResize(data: Buffer): { cols: number; rows: number } | unde
 
 /** The exit code in the final status message (channel 3): 0 on Success, the ExitCode cause otherwise. */
 export function exitCodeOf(data: Buffer): number | undefined {
-  let v: {
-    status?: unknown;
-    reason?: unknown;
-    details?: { causes?: { reason?: unknown; message?: unknown }[] };
-  };
+  let v: unknown;
   try {
     v = JSON.parse(data.toString('utf8'));
   } catch {
     return undefined;
   }
-  if (v.status === 'Success') return 0;
-  const cause = v.details?.causes?.find((c) => c.reason === 'ExitCode');
+  // Any JSON may arrive here (null, a list, causes that are not a list): none of it is an exit code.
+  if (typeof v !== 'object' || v === null) return undefined;
+  const status = v as { status?: unknown; details?: { causes?: unknown } | null };
+  if (status.status === 'Success') return 0;
+  const causes = status.details?.causes;
+  if (!Array.isArray(causes)) return undefined;
+  const cause = (causes as unknown[]).find(
+    (c): c is { message?: unknown } =>
+      typeof c === 'object' && c !== null && (c as { reason?: unknown }).reason === 'ExitCode',
+  );
   const n = Number(cause?.message);
   return Number.isInteger(n) ? n : undefined;
 }

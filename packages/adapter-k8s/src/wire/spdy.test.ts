@@ -1,5 +1,5 @@
 import zlib from 'node:zlib';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   HEADERS,
   headerBlockOf,
@@ -107,6 +107,23 @@ describe('SpdyFrameParser', () => {
   });
 });
 
+describe('SpdyFrameParser work', () => {
+  it('copies a large frame a bounded number of times however finely it arrives (re-copied its whole buffer on every chunk)', () => {
+    const frame = data(1, Buffer.alloc(4 << 20, 7));
+    const concat = vi.spyOn(Buffer, 'concat');
+    try {
+      const p = new SpdyFrameParser();
+      const frames = [];
+      for (let i = 0; i < frame.length; i += 4096) frames.push(...p.push(frame.subarray(i, i + 4096)));
+      expect(frames).toHaveLength(1);
+      const copied = concat.mock.results.reduce((n, r) => n + (r.value as Buffer).length, 0);
+      expect(copied).toBeLessThanOrEqual(2 * frame.length);
+    } finally {
+      concat.mockRestore();
+    }
+  });
+});
+
 describe('SpdyHeaderDecoder', () => {
   it('decodes successive blocks that share one zlib context with the SPDY/3 dictionary', async () => {
     const blocks = [
@@ -140,6 +157,18 @@ describe('SpdyHeaderDecoder', () => {
     );
     const [big] = await compressAll([block({ streamtype: 'x'.repeat(5000) })]);
     expect(() => new SpdyHeaderDecoder({ maxTotal: 8 }).decode(big!)).toThrow(/exceed 8 bytes/);
+  });
+
+  it('refuses header blocks that inflate past its limit (a few KiB that inflate to 4 MiB were accepted)', async () => {
+    // fuzz counterexample: maxTotal 1024, a block inflating to 1025 bytes was accepted; the
+    // limit only applied to the compressed bytes.
+    const [bomb] = await compressAll([block({ x: 'a'.repeat(4 * 1024 * 1024) })]);
+    expect(bomb!.length).toBeLessThan(8 * 1024);
+    expect(() => new SpdyHeaderDecoder({ maxTotal: 64 * 1024 }).decode(bomb!)).toThrow(
+      /exceed 65536 bytes decompressed/,
+    );
+    const [small] = await compressAll([block({ x: 'a'.repeat(1000) })]);
+    expect(new SpdyHeaderDecoder({ maxTotal: 1024 }).decode(small!).get('x')).toHaveLength(1000);
   });
 });
 

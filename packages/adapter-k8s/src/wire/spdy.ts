@@ -12,6 +12,7 @@
  * stream per channel and names it in the `streamtype` header.
  */
 import zlib from 'node:zlib';
+import { ByteQueue } from '@gatehouse/core/lite';
 
 export class SpdyProtocolError extends Error {
   override readonly name = 'SpdyProtocolError';
@@ -59,7 +60,7 @@ export const SPDY3_DICTIONARY: Buffer = Buffer.concat([
 /** Splits one direction of a SPDY connection into frames. */
 export class SpdyFrameParser {
   readonly #maxFrame: number;
-  #buf: Buffer = Buffer.alloc(0);
+  readonly #buf = new ByteQueue();
 
   constructor(opts: { maxFrame?: number } = {}) {
     this.#maxFrame = opts.maxFrame ?? 16 * 1024 * 1024;
@@ -67,15 +68,17 @@ export class SpdyFrameParser {
 
   /** Feeds bytes; returns the frames completed by them. Throws SpdyProtocolError on a malformed stream. */
   push(chunk: Uint8Array): SpdyFrame[] {
-    this.#buf = this.#buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.#buf, chunk]);
+    this.#buf.push(chunk);
     const out: SpdyFrame[] = [];
     for (;;) {
-      const b = this.#buf;
-      if (b.length < 8) break;
-      const length = b.readUIntBE(5, 3);
+      const head = this.#buf.peek(8);
+      if (!head) break;
+      const length = head.readUIntBE(5, 3);
       if (length > this.#maxFrame) throw new SpdyProtocolError(`SPDY frame of ${length} bytes is too large`);
-      if (b.length < 8 + length) break;
-      const body = b.subarray(8, 8 + length);
+      // Not joined until the whole frame is here: chunks of a large frame are copied once.
+      if (this.#buf.length < 8 + length) break;
+      const b = this.#buf.take(8 + length);
+      const body = b.subarray(8);
       const flags = b[4]!;
       if ((b[0]! & 0x80) !== 0) {
         const version = b.readUInt16BE(0) & 0x7fff;
@@ -89,7 +92,6 @@ export class SpdyFrameParser {
           data: body,
         });
       }
-      this.#buf = b.subarray(8 + length);
     }
     return out;
   }
@@ -111,7 +113,7 @@ export function headerBlockOf(frame: {
  * every block of the direction; Node's synchronous inflate has no persistent
  * context, so each block is decoded by inflating everything so far and
  * keeping the new output. The few header blocks of an exec session (one per
- * stream) make that cheap; `maxTotal` bounds it.
+ * stream) make that cheap; `maxTotal` bounds it, compressed and decompressed.
  */
 export class SpdyHeaderDecoder {
   readonly #maxTotal: number;
@@ -131,8 +133,13 @@ export class SpdyHeaderDecoder {
       plain = zlib.inflateSync(all, {
         dictionary: SPDY3_DICTIONARY,
         finishFlush: zlib.constants.Z_SYNC_FLUSH,
+        // A few compressed bytes can inflate to gigabytes: the bound holds for the output too.
+        maxOutputLength: this.#maxTotal,
       });
     } catch (err) {
+      if ((err as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new SpdyProtocolError(`SPDY header blocks exceed ${this.#maxTotal} bytes decompressed`);
+      }
       throw new SpdyProtocolError(`SPDY header block does not decompress: ${(err as Error).message}`);
     }
     this.#compressed = all;

@@ -3,6 +3,7 @@
  * in, frames out, no sockets or timers. It never alters the stream; it only
  * tells the recorder what passed.
  */
+import { ByteQueue } from '@gatehouse/core/lite';
 
 export class WsProtocolError extends Error {
   override readonly name = 'WsProtocolError';
@@ -19,7 +20,7 @@ const KNOWN_OPCODES = new Set([0, 1, 2, 8, 9, 10]);
 
 export class WsFrameParser {
   readonly #maxPayload: number;
-  #buf: Buffer = Buffer.alloc(0);
+  readonly #buf = new ByteQueue();
   #closed = false;
 
   constructor(opts: { maxPayload?: number } = {}) {
@@ -29,11 +30,12 @@ export class WsFrameParser {
   /** Feeds bytes; returns the frames completed by them. Throws WsProtocolError on a malformed stream. */
   push(chunk: Uint8Array): WsFrame[] {
     if (this.#closed) return [];
-    this.#buf = this.#buf.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.#buf, chunk]);
+    this.#buf.push(chunk);
     const out: WsFrame[] = [];
     for (;;) {
-      const b = this.#buf;
-      if (b.length < 2) break;
+      // The longest header: 2 bytes, 8 of extended length, 4 of mask.
+      const b = this.#buf.peek(Math.min(this.#buf.length, 14));
+      if (!b || b.length < 2) break;
       const b0 = b[0]!;
       const b1 = b[1]!;
       const fin = (b0 & 0x80) !== 0;
@@ -60,12 +62,13 @@ export class WsFrameParser {
       if (len > this.#maxPayload) throw new WsProtocolError(`frame of ${len} bytes exceeds the limit`);
       const maskOff = off;
       if (masked) off += 4;
-      if (b.length < off + len) break;
-      const payload = Buffer.from(b.subarray(off, off + len));
+      // Not joined until the whole frame is here: chunks of a large frame are copied once.
+      if (this.#buf.length < off + len) break;
+      const f = this.#buf.take(off + len);
+      const payload = Buffer.from(f.subarray(off, off + len));
       if (masked) {
-        for (let i = 0; i < len; i++) payload[i]! ^= b[maskOff + (i & 3)]!;
+        for (let i = 0; i < len; i++) payload[i]! ^= f[maskOff + (i & 3)]!;
       }
-      this.#buf = b.subarray(off + len);
       out.push({ fin, opcode, payload });
       if (opcode === 8) {
         this.#closed = true;

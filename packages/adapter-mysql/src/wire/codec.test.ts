@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   encodeChangeUser,
   encodeErr,
@@ -105,6 +105,25 @@ describe('framing', () => {
     const p = d.read();
     expect(p && isSslRequest(p.payload)).toBe(true);
     expect(d.takeRemainder()).toEqual(hello);
+  });
+});
+
+describe('PacketDecoder work', () => {
+  it('copies a large packet a bounded number of times however finely it arrives (re-copied its whole buffer on every chunk)', () => {
+    // An 8 MiB packet in 1 KiB chunks took over 20 s of CPU: each chunk re-joined everything buffered.
+    const stream = encodePacket(0, Buffer.alloc(4 << 20, 7));
+    const concat = vi.spyOn(Buffer, 'concat');
+    try {
+      const d = new PacketDecoder({ maxPacketBytes: 8 << 20 });
+      const packets = [];
+      for (let i = 0; i < stream.length; i += 4096) packets.push(...d.push(stream.subarray(i, i + 4096)));
+      expect(packets).toHaveLength(1);
+      expect(packets[0]!.payload.length).toBe(4 << 20);
+      const copied = concat.mock.results.reduce((n, r) => n + (r.value as Buffer).length, 0);
+      expect(copied).toBeLessThanOrEqual(2 * stream.length);
+    } finally {
+      concat.mockRestore();
+    }
   });
 });
 

@@ -1,3 +1,4 @@
+import { ByteQueue } from '@gatehouse/core/lite';
 import { CLIENT, COM, type ErrSpec, MAX_FRAME_PAYLOAD } from './constants.js';
 
 /** The one error type the codec throws: malformed, truncated, oversized or out-of-order input. */
@@ -29,7 +30,7 @@ export interface Packet {
  */
 export class PacketDecoder {
   maxPacketBytes: number;
-  #buf: Buffer = EMPTY;
+  readonly #buf = new ByteQueue();
   /** Frames of a packet still being continued. */
   #parts: Buffer[] = [];
   #raws: Buffer[] = [];
@@ -56,8 +57,7 @@ export class PacketDecoder {
 
   /** Adds bytes without parsing them (see read()). */
   feed(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    this.#buf = this.#buf.length === 0 ? chunk : Buffer.concat([this.#buf, chunk]);
+    this.#buf.push(chunk);
   }
 
   /**
@@ -67,10 +67,10 @@ export class PacketDecoder {
    */
   read(): Packet | undefined {
     for (;;) {
-      const buf = this.#buf;
-      if (buf.length < 4) return undefined;
-      const len = buf.readUIntLE(0, 3);
-      const seq = buf[3] as number;
+      const head = this.#buf.peek(4);
+      if (!head) return undefined;
+      const len = head.readUIntLE(0, 3);
+      const seq = head[3] as number;
       if (this.#parts.length > 0 && seq !== this.#nextSeq) {
         throw new MysqlWireError(
           'sequence',
@@ -83,9 +83,9 @@ export class PacketDecoder {
           `packet of ${this.#partBytes + len} bytes exceeds the limit of ${this.maxPacketBytes}`,
         );
       }
-      if (buf.length - 4 < len) return undefined;
-      const frame = buf.subarray(0, 4 + len);
-      this.#buf = buf.length === 4 + len ? EMPTY : buf.subarray(4 + len);
+      // Not joined until the whole frame is here: chunks of a large packet are copied once.
+      if (this.#buf.length - 4 < len) return undefined;
+      const frame = this.#buf.take(4 + len);
       if (len === MAX_FRAME_PAYLOAD) {
         if (this.#parts.length === 0) this.#firstSeq = seq;
         // Copies: the chunk behind a view would otherwise stay alive for the whole packet.
@@ -110,9 +110,7 @@ export class PacketDecoder {
 
   /** Bytes after the last whole packet (e.g. a TLS ClientHello that followed SSLRequest). */
   takeRemainder(): Buffer {
-    const r = this.#buf;
-    this.#buf = EMPTY;
-    return r;
+    return this.#buf.take(this.#buf.length);
   }
 }
 

@@ -1,3 +1,4 @@
+import { ByteQueue } from '@gatehouse/core/lite';
 import { SshReader, WireError } from './reader.js';
 
 /**
@@ -49,25 +50,20 @@ export type SftpMessage =
 
 /** Splits a byte stream into SFTP packets (uint32 length + payload). */
 export class SftpFramer {
-  #chunks: Buffer[] = [];
-  #length = 0;
+  readonly #buf = new ByteQueue();
 
   /** Returns the complete packet payloads now available. Throws WireError on an impossible length. */
   push(chunk: Buffer): Buffer[] {
-    this.#chunks.push(chunk);
-    this.#length += chunk.length;
+    this.#buf.push(chunk);
     const out: Buffer[] = [];
     for (;;) {
-      if (this.#length < 4) break;
-      const head = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
-      this.#chunks = [head];
+      const head = this.#buf.peek(4);
+      if (!head) break;
       const n = head.readUInt32BE(0);
       if (n === 0 || n > SFTP_MAX_PACKET) throw new WireError(`SFTP packet length ${n} is out of range`);
-      if (head.length < 4 + n) break;
-      out.push(head.subarray(4, 4 + n));
-      const rest = head.subarray(4 + n);
-      this.#chunks = rest.length ? [rest] : [];
-      this.#length = rest.length;
+      // Not joined until the whole packet is here: its chunks are copied once.
+      if (this.#buf.length < 4 + n) break;
+      out.push(this.#buf.take(4 + n).subarray(4));
     }
     return out;
   }

@@ -15,12 +15,19 @@ export interface TargetRequest {
   port: number;
 }
 
+/** What the line may name: a host name or IPv4 address, or an IPv6 address (in brackets on the line). */
+const NAME = /^[A-Za-z0-9._-]{1,253}$/;
+const IPV6 = /^[0-9A-Fa-f:.]+$/;
+
 export function encodeTargetRequest(t: TargetRequest): Buffer {
-  if (!/^[A-Za-z0-9._:[\]-]{1,253}$/.test(t.host)) throw new WireError(`invalid host "${t.host}"`);
+  // The same grammar the gateway parses, so a host it would refuse fails here, with its name.
+  const bare = t.host.startsWith('[') && t.host.endsWith(']') ? t.host.slice(1, -1) : t.host;
+  const v6 = bare.includes(':');
+  if (v6 ? !IPV6.test(bare) : bare !== t.host || !NAME.test(bare))
+    throw new WireError(`invalid host "${t.host}"`);
   if (!Number.isInteger(t.port) || t.port < 1 || t.port > 65535)
     throw new WireError(`invalid port ${t.port}`);
-  const host = t.host.includes(':') && !t.host.startsWith('[') ? `[${t.host}]` : t.host;
-  return Buffer.from(`${TARGET_MAGIC} ${host}:${t.port}\n`, 'latin1');
+  return Buffer.from(`${TARGET_MAGIC} ${v6 ? `[${bare}]` : bare}:${t.port}\n`, 'latin1');
 }
 
 /** Splits one `\n`-terminated line off the front of `buf`; undefined while incomplete. */
@@ -43,9 +50,9 @@ export class TargetRequestParser {
     this.#buf = Buffer.concat([this.#buf, chunk]);
     const l = takeLine(this.#buf, 'target');
     if (!l) return undefined;
-    const m = /^GATEHOUSE-SSH\/1 (?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._-]{1,253})):(\d{1,5})$/.exec(l.line);
+    const m = /^GATEHOUSE-SSH\/1 (?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(l.line);
     const port = Number(m?.[3]);
-    if (!m || port < 1 || port > 65535)
+    if (!m || (m[1] !== undefined ? !IPV6.test(m[1]) : !NAME.test(m[2]!)) || port < 1 || port > 65535)
       throw new WireError('malformed target line (expected "GATEHOUSE-SSH/1 HOST:PORT")');
     return { request: { host: (m[1] ?? m[2])!, port }, rest: l.rest };
   }
@@ -55,7 +62,19 @@ export type TargetReply = { ok: true } | { ok: false; error: string };
 
 export function encodeTargetReply(r: TargetReply): Buffer {
   if (r.ok) return Buffer.from('OK\n');
-  return Buffer.from(`ERR ${r.error.replace(/[\r\n]+/g, ' ').slice(0, MAX_LINE - 8)}\n`, 'utf8');
+  return Buffer.from(`ERR ${fitUtf8(r.error.replace(/[\r\n]+/g, ' '), MAX_LINE - 4)}\n`, 'utf8');
+}
+
+/** The longest prefix of `s` (whole code points) whose UTF-8 fits in `max` bytes. */
+function fitUtf8(s: string, max: number): string {
+  let bytes = 0;
+  let end = 0;
+  for (const c of s) {
+    bytes += Buffer.byteLength(c);
+    if (bytes > max) break;
+    end += c.length;
+  }
+  return s.slice(0, end);
 }
 
 export class TargetReplyParser {

@@ -10,7 +10,7 @@ export function encodeEvent(e: RecordingEvent): string {
     case 'input':
       return `{"t":${e.t},"type":"${e.type}","data":"${base64(e.data)}"}`;
     case 'resize':
-      return `{"t":${e.t},"type":"resize","cols":${e.cols},"rows":${e.rows}}`;
+      return `{"t":${e.t},"type":"resize","cols":${dim(e.cols)},"rows":${dim(e.rows)}}`;
     case 'marker':
       return JSON.stringify({ t: e.t, type: 'marker', text: e.text });
   }
@@ -58,8 +58,19 @@ export function decodeEvent(line: string): RecordingEvent {
   }
 }
 
+/**
+ * A size as decodeEvent reads it back. Sizes come from clients (an SSH
+ * window-change carries any uint32): one the decoder refuses would make its
+ * whole chunk, and the playback after it, unreadable.
+ */
+function dim(n: number): number {
+  return Number.isNaN(n) ? 0 : Math.min(Math.max(Math.trunc(n), 0), MAX_DIM);
+}
+
+const MAX_DIM = 65535;
+
 function isDim(n: unknown): n is number {
-  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 65535;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= MAX_DIM;
 }
 
 /** Splits a decompressed chunk into events (a trailing newline is optional). */

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ipBytes, netblock } from './ip.js';
+import { tryIpBytes as ipBytes } from '../util/ip.js';
+import { netblock } from './ip.js';
 
 const B = { ipv4: 32, ipv6: 64 };
 

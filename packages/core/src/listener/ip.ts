@@ -1,28 +1,5 @@
-import { isIPv4, isIPv6, SocketAddress } from 'node:net';
-
-/**
- * The 4 (IPv4) or 16 (IPv6) bytes of an address in text form; undefined for
- * anything else. An IPv6 zone (`fe80::1%eth0`) is ignored.
- */
-export function ipBytes(addr: string): Buffer | undefined {
-  if (isIPv4(addr)) return Buffer.from(addr.split('.').map(Number));
-  const bare = addr.split('%')[0] ?? '';
-  if (!isIPv6(bare)) return undefined;
-  // A dotted IPv4 tail (::ffff:1.2.3.4) is two more groups.
-  let text = bare;
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    const b = Buffer.from(v4[1]!.split('.').map(Number));
-    text = `${text.slice(0, -v4[1]!.length)}${b.readUInt16BE(0).toString(16)}:${b.readUInt16BE(2).toString(16)}`;
-  }
-  const [head = '', tail] = text.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  const out = Buffer.alloc(16);
-  for (const [i, g] of groups.entries()) out.writeUInt16BE(Number.parseInt(g, 16), i * 2);
-  return out;
-}
+import { SocketAddress } from 'node:net';
+import { tryIpBytes } from '../util/ip.js';
 
 const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 
@@ -35,7 +12,7 @@ const V4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff])
  * its own block.
  */
 export function netblock(addr: string, bits: { ipv4: number; ipv6: number }): string {
-  let b = ipBytes(addr);
+  let b = tryIpBytes(addr);
   if (!b) return addr;
   if (b.length === 16 && b.subarray(0, 12).equals(V4_MAPPED_PREFIX)) b = b.subarray(12);
   const prefix = b.length === 4 ? bits.ipv4 : bits.ipv6;

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { ipBytes } from './ip.js';
+import { tryIpBytes } from '../util/ip.js';
 import { PROXY_V2_SIGNATURE } from './sniff.js';
 
 /** The client address a trusted load balancer reports in a PROXY header. */
@@ -128,7 +128,7 @@ export function encodeProxyV2(
   out[13] = v4 ? 0x11 : 0x21;
   out.writeUInt16BE(addrLen, 14);
   const bytes = (a: string) => {
-    const b = ipBytes(a);
+    const b = tryIpBytes(a);
     if (!b || b.length !== (v4 ? 4 : 16))
       throw new Error(`PROXY v2: ${a} is not an IPv${v4 ? 4 : 6} address`);
     return b;

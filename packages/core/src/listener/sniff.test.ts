@@ -99,6 +99,18 @@ describe('PROXY protocol', () => {
     expect(r6.ok && r6.header.destination).toEqual({ address: '0:0:0:0:0:0:0:1', port: 2 });
   });
 
+  it('encodes IPv6 addresses with a dotted IPv4 tail (::ffff:a.b.c.d) byte for byte (were written as garbage)', () => {
+    // fuzz counterexample: "::0.0.0.0" and "0:0:0:0:0:0:0.0.0.1" parsed the tail as one hex group.
+    const h = encodeProxyV2(
+      { address: '::ffff:192.0.2.1', port: 1 },
+      { address: '0:0:0:0:0:0:0.0.0.1', port: 2 },
+    );
+    expect(h.subarray(16, 32)).toEqual(b(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1));
+    const r = parseProxyHeader(h);
+    expect(r.ok && r.header.source).toEqual({ address: '0:0:0:0:0:ffff:c000:201', port: 1 });
+    expect(r.ok && r.header.destination).toEqual({ address: '0:0:0:0:0:0:0:1', port: 2 });
+  });
+
   it('refuses v2 headers with a bad version, command or short address block, and waits for a partial one', () => {
     const good = encodeProxyV2({ address: '1.1.1.1', port: 1 }, { address: '2.2.2.2', port: 2 });
     const badVer = Buffer.from(good);

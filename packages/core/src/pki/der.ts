@@ -118,7 +118,11 @@ export function decodeTime(tag: number, value: Uint8Array): Date {
   if (!m) throw new DerError(`bad time ${JSON.stringify(s)}`);
   let y = Number(m[1]);
   if (tag === 0x17) y += y < 50 ? 2000 : 1900;
-  return new Date(Date.UTC(y, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  // Not Date.UTC: it reads years 0-99 as 1900-1999, and a GeneralizedTime year is literal.
+  const d = new Date(0);
+  d.setUTCFullYear(y, Number(m[2]) - 1, Number(m[3]));
+  d.setUTCHours(Number(m[4]), Number(m[5]), Number(m[6]));
+  return d;
 }
 
 /** One decoded element: `bytes` is the whole TLV, `value` its contents (both views into the input). */

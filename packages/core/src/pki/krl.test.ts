@@ -56,4 +56,11 @@ describe('KRL', () => {
     const other = Buffer.concat([good.subarray(0, 44), Buffer.from([2, 0, 0, 0, 0])]);
     expect(() => decodeKrl(other)).toThrow(/unsupported KRL section type 2/);
   });
+
+  it('reads a generation time past what a Date holds as the latest Date (was an Invalid Date)', () => {
+    // fuzz finding: a generated_date of 2^56 seconds decoded to an Invalid Date.
+    const b = encodeKrl({ version: 1n, generatedAt: new Date(0), sections: [] });
+    b.writeBigUInt64BE(2n ** 56n, 20);
+    expect(decodeKrl(b).generatedAt.getTime()).toBe(8.64e15);
+  });
 });

@@ -11,6 +11,7 @@ const KRL_MAGIC = Buffer.from('SSHKRL\n\0', 'latin1');
 const KRL_FORMAT_VERSION = 1;
 const KRL_SECTION_CERTIFICATES = 1;
 const KRL_SECTION_CERT_SERIAL_LIST = 0x20;
+const MAX_DATE_MS = 8.64e15;
 
 export interface KrlCertificateSection {
   /** The CA's public key in SSH wire form (the blob of its `ssh-ed25519 AAAA…` line). */
@@ -72,7 +73,8 @@ export function decodeKrl(buf: Uint8Array): DecodedKrl {
   const format = r.u32();
   if (format !== KRL_FORMAT_VERSION) throw new KrlError(`unsupported KRL format version ${format}`);
   const version = r.u64();
-  const generatedAt = new Date(Number(r.u64()) * 1000);
+  // Seconds past what a Date holds (year 275760) read as the latest Date, never an Invalid Date.
+  const generatedAt = new Date(Math.min(Number(r.u64()) * 1000, MAX_DATE_MS));
   r.u64(); // flags
   r.string(); // reserved
   r.string(); // comment

@@ -314,6 +314,14 @@ describe('verifySshCertificate', () => {
     );
   });
 
+  it('rejects a critical option named "__proto__" (the parser dropped it, so verification never saw it)', () => {
+    // fuzz finding: decodeOptions assigned into a plain object, where "__proto__" sets the
+    // prototype instead of a key; the unknown critical option vanished and the cert verified.
+    const c = certFor({ criticalOptions: JSON.parse('{"__proto__": "x"}') });
+    expect(Object.entries(parseSshCertificate(c).criticalOptions)).toEqual([['__proto__', 'x']]);
+    expect(code(() => verifySshCertificate(c, [caLine], now))).toBe('GH_ERR_CERT_INVALID');
+  });
+
   it('rejects host certificates with critical options', () => {
     const c = certFor({ type: 'host', criticalOptions: { 'force-command': 'x' } });
     expect(() => verifySshCertificate(c, [caLine], now, { type: 'host' })).toThrow(/must not carry/);

@@ -360,13 +360,14 @@ function decodeOptions(data: Buffer, what: string): SshOptions {
     }
     prev = nameBytes;
     const value = r.bytes();
-    if (value.length === 0) {
-      out[name] = '';
-    } else {
+    let text = '';
+    if (value.length > 0) {
       const vr = new Reader(value);
-      out[name] = vr.text();
+      text = vr.text();
       if (!vr.done) throw invalid(`certificate ${what} "${name}" has trailing data`);
     }
+    // Not out[name] = ...: a name "__proto__" would set the prototype and the option would vanish.
+    Object.defineProperty(out, name, { value: text, enumerable: true, writable: true, configurable: true });
   }
   return out;
 }

@@ -4,15 +4,20 @@ import * as px from '@peculiar/x509';
 import { describe, expect, it } from 'vitest';
 import type { Identity } from '../identity/types.js';
 import {
+  bitString,
   decodeOid,
   decodeTime,
   derToPem,
+  explicit,
+  octetString,
   oid,
   readOnly,
   seq,
+  set,
   time,
   tlv,
   uintBytes,
+  uintSmall,
   utf8String,
 } from './der.js';
 import { decodeIdentityJson, encodeIdentityJson } from './identity-codec.js';
@@ -71,6 +76,15 @@ describe('der', () => {
     for (const d of ['1999-05-06T07:08:09Z', '2049-12-31T23:59:59Z', '2050-01-01T00:00:00Z']) {
       const t = time(new Date(d));
       expect(decodeTime(t[0] as number, t.subarray(2)).toISOString()).toBe(new Date(d).toISOString());
+    }
+  });
+
+  it('decodes GeneralizedTime years 0000-0099 as written (were read as 1900-1999)', () => {
+    // fuzz counterexample: time(0099-12-31T23:59:59Z) decoded as 1999-12-31T23:59:59Z.
+    for (const d of ['0099-12-31T23:59:59.000Z', '0000-02-29T00:00:00.000Z', '0001-01-01T00:00:00.000Z']) {
+      const t = time(new Date(d));
+      expect(t[0]).toBe(0x18);
+      expect(decodeTime(0x18, t.subarray(2)).toISOString()).toBe(d);
     }
   });
 
@@ -168,6 +182,27 @@ describe('X509Issuer', () => {
       ),
     ).toThrow(/no Gatehouse identity/);
     expect(() => decodeIdentity('not a cert')).toThrow(/PEM/);
+  });
+
+  it('refuses a certificate with a damaged subject Name as GH_ERR_CERT_INVALID (a DerError escaped)', () => {
+    // fuzz counterexample: a subject RDN whose contents are not DER threw DerError from
+    // decodeIdentity and subjectCommonNames instead of the certificate error every caller maps.
+    const name = seq(oid('2.5.4.3'), utf8String('ca'));
+    const damagedSubject = seq(set(Buffer.from([0x30, 0x05, 0x06, 0x03, 0x55])));
+    const tbs = seq(
+      explicit(0, uintSmall(2)),
+      uintBytes(Buffer.from([1])),
+      seq(oid('1.2.840.10045.4.3.2')),
+      seq(set(name)),
+      seq(time(NB), time(NA)),
+      damagedSubject,
+      seq(seq(oid('1.2.840.10045.2.1')), bitString(Buffer.alloc(65, 4))),
+      explicit(3, seq(seq(oid(IDENTITY_EXTENSION_OID), octetString(encodeIdentityExtension(identity))))),
+    );
+    const der = seq(tbs, seq(oid('1.2.840.10045.4.3.2')), bitString(Buffer.alloc(8)));
+    for (const read of [() => decodeIdentity(der), () => subjectCommonNames(der)]) {
+      expect(read).toThrow(expect.objectContaining({ code: 'GH_ERR_CERT_INVALID' }));
+    }
   });
 
   it('rejects an identity whose user differs from the subject CN', async () => {

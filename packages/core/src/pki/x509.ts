@@ -10,10 +10,10 @@ import {
   webcrypto,
   X509Certificate,
 } from 'node:crypto';
-import { isIP } from 'node:net';
 import * as px from '@peculiar/x509';
 import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
+import { ipBytes } from '../util/ip.js';
 import {
   BOOLEAN_TRUE,
   bitString,
@@ -190,6 +190,15 @@ export function nameValues(name: Tlv, attrOid: string): string[] {
   return out;
 }
 
+/** Subject CN values; a damaged Name is an invalid certificate like any other bad DER. */
+function commonNames(parts: X509Parts): string[] {
+  try {
+    return nameValues(parts.subject, OID.commonName);
+  } catch (cause) {
+    throw certInvalid('certificate subject is not valid DER', cause);
+  }
+}
+
 function toDer(cert: X509Certificate | string | Uint8Array): Uint8Array {
   if (cert instanceof X509Certificate) return cert.raw;
   if (typeof cert === 'string') {
@@ -232,7 +241,7 @@ export function decodeIdentity(cert: X509Certificate | string | Uint8Array): Ide
     throw certInvalid('Gatehouse identity extension is not a UTF8String', cause);
   }
   const identity = decodeIdentityJson(json);
-  const cns = nameValues(parts.subject, OID.commonName);
+  const cns = commonNames(parts);
   if (cns.length !== 1 || cns[0] !== identity.user) {
     throw certInvalid(`certificate subject CN does not match identity user "${identity.user}"`);
   }
@@ -388,36 +397,6 @@ interface LeafParams {
   extensions: Buffer[];
 }
 
-function ipBytes(ip: string): Buffer {
-  const fam = isIP(ip);
-  if (fam === 4) return Buffer.from(ip.split('.').map(Number));
-  if (fam !== 6) throw new GatehouseError('GH_ERR_VALIDATION', `"${ip}" is not an IP address`);
-  let text = ip.split('%')[0] as string;
-  let tail: number[] = [];
-  const m = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
-  if (m) {
-    const [a, b, c, d] = m.slice(2).map(Number) as [number, number, number, number];
-    tail = [(a << 8) | b, (c << 8) | d];
-    text = m[1] as string;
-    if (!text.endsWith('::')) text = text.slice(0, -1);
-  }
-  const hex = (part: string) => (part === '' ? [] : part.split(':').map((g) => Number.parseInt(g, 16)));
-  const [head = '', rest] = text.split('::');
-  const h = hex(head);
-  const words =
-    rest === undefined
-      ? [...h, ...tail]
-      : [
-          ...h,
-          ...new Array<number>(8 - h.length - hex(rest).length - tail.length).fill(0),
-          ...hex(rest),
-          ...tail,
-        ];
-  const out = Buffer.alloc(16);
-  for (const [i, w] of words.entries()) out.writeUInt16BE(w, i * 2);
-  return out;
-}
-
 function checkWindow(notBefore: Date, notAfter: Date): void {
   if (!(notAfter.getTime() > notBefore.getTime())) {
     throw new GatehouseError('GH_ERR_VALIDATION', 'certificate notAfter must be after notBefore');
@@ -533,5 +512,5 @@ export class X509Issuer {
 
 /** Reads the structure once more for callers that hold only PEM: subject CN values. */
 export function subjectCommonNames(cert: X509Certificate | string | Uint8Array): string[] {
-  return nameValues(parseX509(toDer(cert)).subject, OID.commonName);
+  return commonNames(parseX509(toDer(cert)));
 }

@@ -172,6 +172,26 @@ describe('lintRole', () => {
     ]);
   });
 
+  it('reports aliases that expand too far as a lint error (yaml threw a ReferenceError out of lintRole)', () => {
+    // fuzz counterexample: three levels of seven aliases each ("billion laughs").
+    const text = [
+      'l0: &l0 [lol]',
+      'l1: &l1 [*l0, *l0, *l0, *l0, *l0, *l0, *l0]',
+      'l2: &l2 [*l1, *l1, *l1, *l1, *l1, *l1, *l1]',
+      'kind: *l2',
+    ].join('\n');
+    const r = lintRole(text);
+    expect(r.role).toBeUndefined();
+    expect(r.messages).toEqual([
+      expect.objectContaining({
+        line: 1,
+        column: 1,
+        severity: 'error',
+        message: expect.stringMatching(/^YAML aliases expand too far/),
+      }),
+    ]);
+  });
+
   it('reports missing and wrong kind, bad names and non-mapping documents', () => {
     expect(errors('name: dev\n')[0]).toMatchObject({
       line: 1,
@@ -186,6 +206,14 @@ describe('lintRole', () => {
     expect(errors('kind: role\nname: Dev_1\n')[0]).toMatchObject({ line: 2, column: 7, key: 'name' });
     expect(errors('- a\n- b\n')[0]?.message).toMatch(/must be a mapping/);
     expect(errors('')[0]?.message).toMatch(/empty/);
+  });
+
+  it('reports a kind that contains itself (a YAML alias) as a lint error (JSON.stringify threw a TypeError)', () => {
+    // fuzz counterexample: the kind message printed its input with JSON.stringify.
+    expect(errors('name: x\nkind: &r [*r]')[0]).toMatchObject({
+      key: 'kind',
+      message: 'kind must be "role" (got a list)',
+    });
   });
 
   it('reports wrong types inside rules with the item index', () => {

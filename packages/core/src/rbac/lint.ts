@@ -92,7 +92,20 @@ export function lintRole(text: string): LintResult {
     return { messages };
   }
 
-  const data = doc.toJS({ maxAliasCount: 100 }) as unknown;
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    // yaml throws (a ReferenceError) when aliases expand past maxAliasCount: "billion laughs".
+    messages.push({
+      ...at(root.range?.[0] ?? 0),
+      key: '',
+      message: `YAML aliases expand too far: ${firstLine((e as Error).message)}`,
+      suggestion: 'write the values out instead of nesting aliases (*name) in aliases',
+      severity: 'error',
+    });
+    return { messages };
+  }
   const parsed = roleSchema.safeParse(data, { reportInput: true });
   if (!parsed.success) {
     for (const issue of parsed.error.issues) messages.push(...issueMessages(issue, root, at));

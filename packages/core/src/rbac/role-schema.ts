@@ -183,8 +183,7 @@ export const optionsSchema = z.strictObject({
 
 export const roleSchema = z.strictObject({
   kind: z.literal('role', {
-    error: (iss) =>
-      `kind must be "role" (got ${iss.input === undefined ? 'nothing' : JSON.stringify(iss.input)})`,
+    error: (iss) => `kind must be "role" (got ${iss.input === undefined ? 'nothing' : shown(iss.input)})`,
   }),
   name: z.string().regex(ROLE_NAME_RE, {
     error:
@@ -202,6 +201,14 @@ export type RoleDocument = z.infer<typeof roleSchema>;
 type Equals<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
 const schemaMatchesRoleType: Equals<RoleDocument, Role> = true;
 void schemaMatchesRoleType;
+
+/**
+ * A scalar as written, anything else by its type: a YAML alias can make a
+ * value that contains itself, which JSON.stringify cannot print.
+ */
+function shown(v: unknown): string {
+  return v === null || typeof v !== 'object' ? String(JSON.stringify(v)) : typeName(v);
+}
 
 function typeName(v: unknown): string {
   if (v === null) return 'null';

@@ -1,2 +1,3 @@
 export * from './backend-contract.js';
+export * from './fuzz.js';
 export * from './peers.js';

@@ -14,6 +14,8 @@ export function parseDuration(text: string): number {
     total += Number(m[1]) * UNIT_MS[m[2]!]!;
     rest = rest.slice(m[0].length);
   }
+  // "999...9h" overflows to Infinity, which no timer or date can hold.
+  if (!Number.isFinite(total)) throw badDuration(text);
   return Math.round(total);
 }
 

@@ -44,4 +44,13 @@ describe('parseDateInput', () => {
       if (!r.ok) expect(r.message).toContain('YYYY-MM-DD');
     }
   });
+
+  it('reads years 0000-0099 as written (were read as 1900-1999, then refused)', () => {
+    // fuzz counterexample "0000-01-01".
+    const r = parseDateInput('0050-03-01 10:00', 'from');
+    if (!r.ok || r.iso === undefined) throw new Error('refused');
+    const d = new Date(r.iso);
+    expect([d.getFullYear(), d.getMonth(), d.getDate(), d.getHours()]).toEqual([50, 2, 1, 10]);
+    expect(parseDateInput('0000-01-01', 'from').ok).toBe(true);
+  });
 });

@@ -23,7 +23,10 @@ export function parseDateInput(text: string, edge: 'from' | 'to'): DateParse {
   if (!m) return bad;
   const [y, mo, d, h, mi, s] = m.slice(1).map((x) => (x === undefined ? undefined : Number(x)));
   const hasTime = h !== undefined;
-  const date = new Date(y!, mo! - 1, d!, h ?? 0, mi ?? 0, s ?? 0);
+  // Not new Date(y, ...): it reads years 0-99 as 1900-1999.
+  const date = new Date(2000, 0, 1);
+  date.setFullYear(y!, mo! - 1, d!);
+  date.setHours(h ?? 0, mi ?? 0, s ?? 0, 0);
   // new Date() rolls 2024-02-30 over to March: refuse instead of guessing.
   if (
     date.getFullYear() !== y ||

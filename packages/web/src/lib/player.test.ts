@@ -32,8 +32,29 @@ describe('decodeRecording', () => {
       'line 2 is not JSON',
     );
     expect(() => decodeRecording('{"t":-1,"type":"marker"}')).toThrow('line 1 has no valid time');
-    expect(() => decodeRecording('{"t":1,"type":"resize","cols":0,"rows":1}')).toThrow('bad terminal size');
+    expect(() => decodeRecording('{"t":1,"type":"resize","cols":1.5,"rows":1}')).toThrow('bad terminal size');
     expect(() => decodeRecording('{"t":1,"type":"video"}')).toThrow('unknown event type');
+  });
+
+  it('plays every terminal size the recorder writes (a 0x0 or 20000-column resize made the whole recording unplayable)', () => {
+    // fuzz counterexample {"t":0,"type":"resize","cols":0,"rows":0}: the audit codec writes and
+    // reads sizes 0-65535, the player refused everything outside 1-10000.
+    const ev = decodeRecording(
+      ['{"t":0,"type":"resize","cols":0,"rows":0}', '{"t":1,"type":"resize","cols":20000,"rows":65535}'].join(
+        '\n',
+      ),
+    );
+    expect(ev).toEqual([
+      { t: 0, type: 'resize', cols: 0, rows: 0 },
+      { t: 1, type: 'resize', cols: 10_000, rows: 10_000 },
+    ]);
+  });
+
+  it('names the line whose data is not base64 (atob threw a DOMException that named none)', () => {
+    // fuzz counterexample {"t":0,"type":"output","data":"!"}.
+    expect(() =>
+      decodeRecording('{"t":0,"type":"marker","text":""}\n{"t":0,"type":"output","data":"!"}'),
+    ).toThrow('recording line 2 has data that is not base64');
   });
 
   it('keeps binary output byte-exact', () => {

@@ -24,11 +24,17 @@ export function decodeLine(line: string, lineNo: number): PlayerEvent {
     case 'output':
     case 'input':
       if (typeof o.data !== 'string') throw new Error(`recording line ${lineNo} has no data`);
-      return { t, type: o.type, data: fromBase64(o.data) };
+      try {
+        return { t, type: o.type, data: fromBase64(o.data) };
+      } catch (err) {
+        // atob's DOMException names no line; the caller shows this message.
+        throw new Error(`recording line ${lineNo} has data that is not base64`, { cause: err });
+      }
     case 'resize':
       if (!isDim(o.cols) || !isDim(o.rows))
         throw new Error(`recording line ${lineNo} has a bad terminal size`);
-      return { t, type: 'resize', cols: o.cols, rows: o.rows };
+      // Every size the format holds plays (xterm raises 0 to its minimum); larger than the player draws is capped.
+      return { t, type: 'resize', cols: Math.min(o.cols, MAX_SHOWN), rows: Math.min(o.rows, MAX_SHOWN) };
     case 'marker':
       return { t, type: 'marker', text: typeof o.text === 'string' ? o.text : '' };
     default:
@@ -36,9 +42,13 @@ export function decodeLine(line: string, lineNo: number): PlayerEvent {
   }
 }
 
+/** Sizes the recording format holds (the recorder writes what the client's terminal said). */
 function isDim(n: unknown): n is number {
-  return typeof n === 'number' && Number.isInteger(n) && n > 0 && n <= 10_000;
+  return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 65535;
 }
+
+/** The largest terminal the player draws. */
+const MAX_SHOWN = 10_000;
 
 export function decodeRecording(text: string): PlayerEvent[] {
   const out: PlayerEvent[] = [];
