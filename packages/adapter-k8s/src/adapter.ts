@@ -9,8 +9,6 @@ import { kubeStatus } from './wire/status.js';
 export interface KubeAdapterOptions {
   /** Clusters registered with the gateway (like `kube_clusters:` in the config). */
   clusters?: KubeClusterSpec[];
-  /** How often live streams re-check the user (locks, deletion, expiry). Default 1 s. */
-  liveCheckIntervalMs?: number;
   /** How long the API server may take to send response headers. Default 30 s. */
   upstreamTimeoutMs?: number;
   /** How long a resolved upstream (credentials from exec plugins, token files) is reused. Default 60 s. */
@@ -38,7 +36,6 @@ export class KubeAdapter implements Adapter {
   readonly #conns = new Map<Socket, KubeConnection>();
   readonly #upstreams = new Map<string, { at: number; up: Promise<KubeUpstream> }>();
   #server: http.Server | undefined;
-  #timer: NodeJS.Timeout | undefined;
 
   constructor(opts: KubeAdapterOptions = {}) {
     this.#opts = opts;
@@ -50,7 +47,6 @@ export class KubeAdapter implements Adapter {
     const state: AdapterState = {
       ctx,
       upstreamTimeoutMs: this.#opts.upstreamTimeoutMs ?? 30_000,
-      liveCheckIntervalMs: this.#opts.liveCheckIntervalMs ?? 1000,
       upstream: (spec) => {
         const now = ctx.clock.now().getTime();
         const hit = this.#upstreams.get(spec.name);
@@ -107,17 +103,9 @@ export class KubeAdapter implements Adapter {
         server.emit('connection', socket);
       },
     );
-    const interval = state.liveCheckIntervalMs;
-    this.#timer = setInterval(() => {
-      for (const c of this.#conns.values()) {
-        if (c.hasStreams) c.sweep().catch((err: unknown) => ctx.log('error', 'kube live check failed', err));
-      }
-    }, interval);
-    this.#timer.unref();
   }
 
   async close(): Promise<void> {
-    clearInterval(this.#timer);
     for (const s of this.#conns.keys()) s.destroy();
     this.#conns.clear();
     this.#server?.close();

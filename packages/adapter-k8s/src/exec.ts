@@ -1,7 +1,9 @@
 import type { RecordingMeta, RecordingStore, SessionRecorder } from '@gatehouse/audit';
 import {
+  channelOpcode,
   decodeChannelMessage,
   ERROR,
+  encodeChannelMessage,
   exitCodeOf,
   parseResize,
   RESIZE,
@@ -10,7 +12,8 @@ import {
   STDOUT,
 } from './wire/channel.js';
 import { HEADERS, headerBlockOf, SpdyFrameParser, SpdyHeaderDecoder, SYN_STREAM } from './wire/spdy.js';
-import { WsFrameParser } from './wire/websocket.js';
+import { kubeStatus } from './wire/status.js';
+import { encodeWsFrame, WsFrameParser } from './wire/websocket.js';
 
 /** How the upgraded connection carries the remote-command channels. */
 export type ExecFraming = 'websocket' | 'spdy';
@@ -36,6 +39,9 @@ export class ExecTap {
   readonly #protocol: string;
   readonly #onError: (err: Error) => void;
   readonly #feedDirection: (chunk: Buffer, fromClient: boolean) => void;
+  readonly #framing: ExecFraming;
+  /** The WebSocket parser of the server's direction (undefined for SPDY). */
+  #serverWs: WsFrameParser | undefined;
   #failed = false;
   exitCode: number | undefined;
 
@@ -48,6 +54,7 @@ export class ExecTap {
     this.#rec = rec;
     this.#protocol = protocol;
     this.#onError = onError;
+    this.#framing = framing;
     this.#feedDirection = framing === 'spdy' ? this.#spdyFeeder() : this.#wsFeeder();
   }
 
@@ -79,6 +86,22 @@ export class ExecTap {
     this.#rec?.marker(text);
   }
 
+  /**
+   * What to send the client to end the session with `message` in kubectl's
+   * own words: a Failure Status on the error channel (kubectl prints its
+   * message) and a normal close. Undefined when that cannot be said cleanly
+   * (SPDY, or the server's direction is mid-message): the caller just closes.
+   */
+  farewell(message: string, reason = 'Forbidden'): Buffer | undefined {
+    if (this.#framing !== 'websocket' || this.#failed || !this.#serverWs?.atMessageBoundary) return undefined;
+    const status = Buffer.from(JSON.stringify(kubeStatus(403, message, reason)));
+    return Buffer.concat([
+      encodeWsFrame(channelOpcode(this.#protocol), encodeChannelMessage(this.#protocol, ERROR, status)),
+      // 1000: normal closure; the status above says why.
+      encodeWsFrame(8, Buffer.from([0x03, 0xe8])),
+    ]);
+  }
+
   async close(): Promise<void> {
     await this.#rec?.close();
   }
@@ -96,6 +119,7 @@ export class ExecTap {
   /** WebSocket: each message is one channel byte (or digit) and its data. */
   #wsFeeder(): (chunk: Buffer, fromClient: boolean) => void {
     const parsers = { client: new WsFrameParser(), server: new WsFrameParser() };
+    this.#serverWs = parsers.server;
     /** Channel of the message a continuation frame belongs to, per direction. */
     const current = { client: -1, server: -1 };
     return (chunk, fromClient) => {

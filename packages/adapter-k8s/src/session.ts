@@ -9,6 +9,8 @@ import {
   GatehouseError,
   type Grant,
   type KubeClusterSpec,
+  type LiveSession,
+  type Revocation,
   type TlsConnectionInfo,
 } from '@gatehouse/core';
 import { statusFromError } from './errors.js';
@@ -29,7 +31,6 @@ export interface AdapterState {
   ctx: AdapterContext;
   upstream(spec: KubeClusterSpec): Promise<KubeUpstream>;
   upstreamTimeoutMs: number;
-  liveCheckIntervalMs: number;
 }
 
 interface Authorized {
@@ -83,8 +84,11 @@ export class KubeConnection {
   readonly #info: TlsConnectionInfo;
   readonly #cluster: string;
   #auth: Promise<Authorized> | undefined;
-  #checkedAt = 0;
-  /** Long-lived streams (exec, attach, port-forward, watches, logs -f) to end on a lock or expiry. */
+  /** Core's binding of this connection: it ends the connection on a lock, expiry, deletion or role change. */
+  #live: LiveSession | undefined;
+  /** Why core ended this connection's access; requests still in flight get it as their answer. */
+  #revoked: Revocation | undefined;
+  /** Long-lived streams (exec, attach, port-forward, watches, logs -f) to end when access ends. */
   readonly #streams = new Set<(reason: string) => void>();
   #closed = false;
 
@@ -95,12 +99,9 @@ export class KubeConnection {
     this.#cluster = cluster;
     socket.once('close', () => {
       this.#closed = true;
+      this.#live?.end();
       for (const end of [...this.#streams]) end('client disconnected');
     });
-  }
-
-  get hasStreams(): boolean {
-    return this.#streams.size > 0;
   }
 
   async #authorize(): Promise<Authorized> {
@@ -146,51 +147,48 @@ export class KubeConnection {
       },
       { now: () => ctx.clock.now().getTime() },
     );
-    this.#checkedAt = ctx.clock.now().getTime();
+    // Core owns this connection's access from here (not listed: its exec and
+    // port-forward streams are the sessions people look for).
+    this.#live = ctx.liveSessions.bind(
+      grant,
+      {
+        kind: 'kube',
+        protocol: 'kube-api',
+        server: this.#cluster,
+        login: user,
+        remoteAddr: this.#info.remoteAddr,
+        hidden: true,
+      },
+      { terminate: (r) => this.#revoke(r) },
+    );
+    if (this.#closed) this.#live.end();
     return { grant, spec, audit, user, groups };
   }
 
-  /** The authorized session of this connection; re-checks the user (locks, expiry) at most once per interval. */
+  /** The authorized session of this connection, while core lets it go on. */
   async session(): Promise<Authorized> {
     if (!this.#auth) {
       this.#auth = this.#authorize();
       // A denial is not cached as a grant, but it is final for this connection.
     }
     const a = await this.#auth;
-    await this.recheck(a);
+    if (this.#revoked) {
+      throw new GatehouseError(
+        this.#revoked.cause === 'expired' ? 'GH_ERR_CERT_EXPIRED' : 'GH_ERR_ACCESS_DENIED',
+        this.#revoked.message,
+        { hint: 'log in again with gatehouse login (or ask an admin why access ended)' },
+      );
+    }
     return a;
   }
 
-  /** Throws when the grant expired or core no longer accepts the identity. */
-  async recheck(a: Authorized, force = false): Promise<void> {
-    const { ctx } = this.#s;
-    const now = ctx.clock.now().getTime();
-    if (now >= a.grant.expires.getTime()) {
-      throw new GatehouseError('GH_ERR_CERT_EXPIRED', `access ended at ${a.grant.expires.toISOString()}`, {
-        hint: 'log in again with gatehouse login',
-      });
-    }
-    if (!force && now - this.#checkedAt < this.#s.liveCheckIntervalMs) return;
-    this.#checkedAt = now;
-    await ctx.authorizer.principal(a.grant.identity);
-  }
-
-  /** Called by the adapter's timer: ends every stream when access ended. */
-  async sweep(): Promise<void> {
-    if (!this.#auth || this.#streams.size === 0) return;
-    let a: Authorized;
-    try {
-      a = await this.#auth;
-    } catch {
-      return;
-    }
-    try {
-      await this.recheck(a, true);
-    } catch (err) {
-      const reason = (err as Error).message;
-      for (const end of [...this.#streams]) end(reason);
-      this.#socket.destroy();
-    }
+  /** Core ended this connection's access: every stream ends with the reason, then the connection. */
+  #revoke(r: Revocation): void {
+    this.#revoked = r;
+    for (const end of [...this.#streams]) end(r.message);
+    // A connection between requests is just closed; an upgraded one ended with its stream.
+    if (this.#streams.size === 0) this.#socket.end();
+    setTimeout(() => this.#socket.destroy(), 1_000).unref();
   }
 
   /**
@@ -465,11 +463,32 @@ export class KubeConnection {
         if (stopped) return;
         stopped = true;
         this.#streams.delete(stop);
+        live.end();
         if (reason) tap?.marker(`session ended: ${reason}`);
-        socket.destroy();
         upSocket.destroy();
+        // kubectl prints a Failure Status from the error channel: the reason in its own words.
+        const bye = reason ? tap?.farewell(`Gatehouse: ${reason}`) : undefined;
+        if (bye && socket.writable) {
+          socket.end(bye);
+          setTimeout(() => socket.destroy(), 1_000).unref();
+        } else socket.destroy();
         void tap?.close().finally(() => end(reason));
       };
+      // Listed by `sessions ls`; ended by core like every other session (lock, expiry, kill).
+      const live = this.#s.ctx.liveSessions.bind(
+        a.grant,
+        {
+          id: o.sessionId,
+          kind: 'kube',
+          protocol: info.subresource === 'attach' ? 'kube-attach' : 'kube-exec',
+          server: a.spec.name,
+          login: a.user,
+          command: o.command,
+          interactive: o.tty,
+          remoteAddr: this.#info.remoteAddr,
+        },
+        { terminate: (r) => stop(r.message) },
+      );
       this.#streams.add(stop);
       socket.once('close', () => stop(undefined));
       upSocket.once('close', () => stop(undefined));
@@ -482,6 +501,7 @@ export class KubeConnection {
         if (stopped) return;
         stopped = true;
         this.#streams.delete(stop);
+        live?.end();
         socket.destroy();
         upSocket.destroy();
         if (info.subresource !== 'portforward') return;
@@ -495,6 +515,22 @@ export class KubeConnection {
           })
           .catch((e: unknown) => this.#s.ctx.log('error', 'audit of kube.portforward.end failed', e));
       };
+      const live =
+        info.subresource === 'portforward'
+          ? this.#s.ctx.liveSessions.bind(
+              a.grant,
+              {
+                id: o.sessionId,
+                kind: 'kube',
+                protocol: 'kube-portforward',
+                server: a.spec.name,
+                login: a.user,
+                ...(o.ports ? { command: `port-forward ${o.ports}` } : {}),
+                remoteAddr: this.#info.remoteAddr,
+              },
+              { terminate: (r) => stop(r.message) },
+            )
+          : undefined;
       this.#streams.add(stop);
       socket.once('close', () => stop(undefined));
       upSocket.once('close', () => stop(undefined));

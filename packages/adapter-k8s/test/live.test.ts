@@ -6,7 +6,7 @@ import { type KubeEnv, runKubectl, startKubeEnv } from './peers.js';
 let env: KubeEnv;
 
 beforeAll(async () => {
-  env = await startKubeEnv({ liveCheckIntervalMs: 200 });
+  env = await startKubeEnv();
   await env.gw.admin.createUser({ name: 'lena', roles: ['kube-dev'], password: 'correct horse battery' });
   await env.gw.admin.createUser({ name: 'omar', roles: ['kube-dev'], password: 'correct horse battery' });
 }, 120_000);
@@ -39,8 +39,12 @@ describe('live sessions and a failing upstream', () => {
       },
     );
     let out = '';
+    let err = '';
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
     });
     child.stdin.write('before the lock\n');
     const deadline = Date.now() + 20_000;
@@ -50,6 +54,8 @@ describe('live sessions and a failing upstream', () => {
     await env.gw.admin.lockUser('lena', { message: 'incident 42' });
     const code = await new Promise<number | null>((r) => child.on('close', r));
     expect(code).not.toBe(0);
+    // kubectl says why, from the Status core's reason arrived in (not a bare "close 1006").
+    expect(err).toContain('Gatehouse: access locked (user lena): incident 42');
     let end: Record<string, unknown> | undefined;
     for (let i = 0; i < 100 && !end; i++) {
       end = (await events('kube.exec.end')).find((e) => e.user === 'lena');

@@ -57,7 +57,7 @@ allow:
 `,
 ];
 
-export async function startKubeEnv(opts: { liveCheckIntervalMs?: number } = {}): Promise<KubeEnv> {
+export async function startKubeEnv(): Promise<KubeEnv> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-kube-'));
   const fixture = await startFixtureApiServer({ dir });
   const gw = await createGateway({
@@ -66,7 +66,7 @@ export async function startKubeEnv(opts: { liveCheckIntervalMs?: number } = {}):
     env: {},
     clusterName: 'acme',
   });
-  gw.use(kube({ liveCheckIntervalMs: opts.liveCheckIntervalMs ?? 200 }));
+  gw.use(kube());
   const { port } = await gw.listen({ host: '127.0.0.1', port: 0 });
   for (const r of ROLES) await gw.admin.putRole(r);
   await gw.admin.addKubeCluster({ name: 'prod', kubeconfig: fixture.kubeconfig, labels: { env: 'prod' } });

@@ -12,7 +12,7 @@ let alice: string;
 const identity = (user: string, roles: string[]) => ({ user, roles, traits: {} });
 
 beforeAll(async () => {
-  env = await startKubeEnv({ liveCheckIntervalMs: 200 });
+  env = await startKubeEnv();
   await env.gw.admin.createUser({ name: 'alice', roles: ['kube-dev'], password: 'correct horse battery' });
   await env.gw.admin.createUser({ name: 'vic', roles: ['kube-view'], password: 'correct horse battery' });
   await env.gw.admin.createUser({ name: 'val', roles: ['kube-view'], password: 'correct horse battery' });

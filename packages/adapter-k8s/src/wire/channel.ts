@@ -40,6 +40,19 @@ export function decodeChannelMessage(protocol: string, payload: Buffer): { chann
   return { channel: payload[0]!, data: payload.subarray(1) };
 }
 
+/** The payload of one channel message (the inverse of decodeChannelMessage). */
+export function encodeChannelMessage(protocol: string, channel: number, data: Buffer): Buffer {
+  if (protocol.includes('base64')) {
+    return Buffer.concat([Buffer.from([0x30 + channel]), Buffer.from(data.toString('base64'), 'latin1')]);
+  }
+  return Buffer.concat([Buffer.from([channel]), data]);
+}
+
+/** WebSocket opcode of a channel message: text for the base64 protocols, binary otherwise. */
+export function channelOpcode(protocol: string): 1 | 2 {
+  return protocol.includes('base64') ? 1 : 2;
+}
+
 /** A resize message: {"Width": cols, "Height": rows}. */
 export function parseResize(data: Buffer): { cols: number; rows: number } | undefined {
   try {

@@ -22,6 +22,8 @@ export class WsFrameParser {
   readonly #maxPayload: number;
   readonly #buf = new ByteQueue();
   #closed = false;
+  /** A data message whose last fragment has not come yet. */
+  #midMessage = false;
 
   constructor(opts: { maxPayload?: number } = {}) {
     this.#maxPayload = opts.maxPayload ?? 64 * 1024 * 1024;
@@ -70,12 +72,22 @@ export class WsFrameParser {
         for (let i = 0; i < len; i++) payload[i]! ^= f[maskOff + (i & 3)]!;
       }
       out.push({ fin, opcode, payload });
+      if (opcode < 8) this.#midMessage = !fin;
       if (opcode === 8) {
         this.#closed = true;
         break;
       }
     }
     return out;
+  }
+
+  /**
+   * Whether a frame of our own may go in here: no partial frame buffered,
+   * and no fragmented data message under way (RFC 6455 section 5.4 allows
+   * only control frames between its fragments).
+   */
+  get atMessageBoundary(): boolean {
+    return this.#buf.length === 0 && !this.#midMessage;
   }
 }
 

@@ -49,6 +49,11 @@ export interface SessionHooks {
 
 /** What `bind` adds to the grant for listings. */
 export interface BindInfo {
+  /**
+   * The session's id; default the grant's. Several sessions may share one
+   * grant (the Kubernetes exec streams of one kubectl connection).
+   */
+  id?: string | undefined;
   kind: LiveSessionInfo['kind'];
   protocol: string;
   server: string;
@@ -114,7 +119,7 @@ export class LiveSessions {
   }
 
   bind(grant: Grant, info: BindInfo, hooks: SessionHooks): LiveSession {
-    const id = grant.sessionId;
+    const id = info.id ?? grant.sessionId;
     if (this.#live.has(id)) {
       throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `session ${id} is already bound`, {
         hint: 'bind each grant once',
