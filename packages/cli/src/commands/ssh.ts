@@ -112,7 +112,7 @@ export function registerSsh(program: Command, ctx: Ctx): void {
   const sessions = program.command('sessions').description('live sessions on the gateway');
   sessions
     .command('ls')
-    .description('list live sessions (yours, or all with session:list)')
+    .description('list live sessions of every kind: ssh, postgres, mysql, kube exec/attach/port-forward (yours, or all with session:list)')
     .option('--json', 'JSON output')
     .addHelpText('after', examples('  $ gatehouse sessions ls\n  $ gatehouse join SESSION_ID'))
     .action(async function (this: Command, o: { json?: boolean }) {
@@ -149,5 +149,12 @@ function nodeRow(n: NodeView): string[] {
 }
 
 function sessionRow(s: SessionView): string[] {
-  return [s.id, s.kind, s.user, s.login ? `${s.login}@${s.server}` : s.server, s.started, s.remoteAddr ?? ''];
+  return [
+    s.id,
+    s.protocol ?? s.kind,
+    s.user,
+    s.login ? `${s.login}@${s.server}` : s.server,
+    s.started,
+    s.remoteAddr ?? '',
+  ];
 }
