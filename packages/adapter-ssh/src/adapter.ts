@@ -63,7 +63,7 @@ export class SshProxy {
     };
     this.#deps = {
       ctx,
-      keys: new ProxyKeys({ authorities: ctx.authorities, clock: ctx.clock }),
+      keys: new ProxyKeys({ credentials: ctx.credentials, clock: ctx.clock }),
       handshakeTimeoutMs: this.#opts.handshakeTimeoutMs,
       upstreamTimeoutMs: this.#opts.upstreamTimeoutMs,
       live: new Set<InnerConnection>(),
@@ -157,7 +157,7 @@ export class SshProxy {
       const r = certAuthAttempt(
         actx,
         {
-          userCaKeys: () => ctx.authorities.get('user').map((k) => k.sshPublicKey),
+          userCaKeys: () => ctx.credentials.userCaSshKeys(),
           now: () => ctx.clock.now(),
           remoteAddr,
           banner: (t) => authBanner(conn, t),

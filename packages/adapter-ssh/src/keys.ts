@@ -1,10 +1,8 @@
-import type { CertificateAuthorities, Clock, Grant, Identity } from '@gatehouse/core';
+import type { ClientTicket, Clock, Grant, SessionCredentials } from '@gatehouse/core';
 import { type ParsedKey, utils, withCertificate } from './ssh2.js';
 
 const HOST_CERT_TTL_MS = 24 * 3600_000;
 const HOST_CERT_RENEW_MS = 3600_000;
-/** Upstream user certificates are only checked at authentication, so a few minutes is plenty. */
-const USER_CERT_TTL_MS = 5 * 60_000;
 /** Reuse a minted upstream certificate while it has at least this much left. */
 const USER_CERT_REUSE_MS = 2 * 60_000;
 
@@ -33,15 +31,15 @@ function certBlob(line: string): Buffer {
  * with, certified per user and login by the user CA.
  */
 export class ProxyKeys {
-  readonly #authorities: CertificateAuthorities;
+  readonly #credentials: SessionCredentials;
   readonly #clock: Clock;
   readonly #host = newKeyPair();
   readonly #upstream = newKeyPair();
   readonly #hostCerts = new Map<string, Promise<{ cert: Buffer; expires: number }>>();
   readonly #userCerts = new Map<string, Promise<{ key: ParsedKey; expires: number }>>();
 
-  constructor(deps: { authorities: CertificateAuthorities; clock: Clock }) {
-    this.#authorities = deps.authorities;
+  constructor(deps: { credentials: SessionCredentials; clock: Clock }) {
+    this.#credentials = deps.credentials;
     this.#clock = deps.clock;
   }
 
@@ -52,14 +50,8 @@ export class ProxyKeys {
     let entry = this.#hostCerts.get(cacheKey);
     const current = entry ? await entry.catch(() => undefined) : undefined;
     if (!current || current.expires - now < HOST_CERT_RENEW_MS) {
-      entry = this.#authorities
-        .issueSshHostCert({
-          publicKey: this.#host.publicLine,
-          keyId,
-          principals,
-          validAfter: new Date(now),
-          validBefore: new Date(now + HOST_CERT_TTL_MS),
-        })
+      entry = this.#credentials
+        .sshHostCert(this.#host.publicLine, { keyId, principals, ttlMs: HOST_CERT_TTL_MS })
         .then((c) => ({ cert: certBlob(c.cert), expires: c.expires.getTime() }));
       this.#hostCerts.set(cacheKey, entry);
       entry.catch(() => this.#hostCerts.delete(cacheKey));
@@ -69,15 +61,18 @@ export class ProxyKeys {
   }
 
   /**
-   * The key (with a short-lived user certificate for `login`) the proxy
-   * authenticates to the node with. Certificates are reused across sessions
-   * of the same identity, login and options while they have minutes left.
+   * The key (with a short-lived user certificate for the grant's login) the
+   * proxy authenticates to the node with. Core issues it only for a Grant.
+   * Certificates are reused across sessions of the same identity, login and
+   * options while they have minutes left.
    */
-  async upstreamKey(grant: Grant, login: string): Promise<ParsedKey> {
+  async upstreamKey(grant: Grant): Promise<ParsedKey> {
     const id = grant.identity;
     const o = grant.options;
+    const login = grant.target.kind === 'node' ? grant.target.login : '';
     const cacheKey = [
       id.user,
+      id.userId ?? '',
       id.expires.getTime(),
       id.roles.join(','),
       login,
@@ -89,11 +84,10 @@ export class ProxyKeys {
     const current = entry ? await entry.catch(() => undefined) : undefined;
     if (!current || current.expires - now < USER_CERT_REUSE_MS) {
       if (this.#userCerts.size > 1000) this.#sweep(now);
-      entry = this.#certify(this.#upstream, id, login, {
-        validBefore: Math.min(now + USER_CERT_TTL_MS, Math.max(grant.expires.getTime(), now + 1000)),
-        permitPty: o.permitPty,
-        permitPortForwarding: o.portForwarding,
-      });
+      entry = this.#credentials.sshUserCertForGrant(grant, this.#upstream.publicLine).then((c) => ({
+        key: withCertificate(this.#upstream.parsed, certBlob(c.cert)),
+        expires: c.expires.getTime(),
+      }));
       this.#userCerts.set(cacheKey, entry);
       entry.catch(() => this.#userCerts.delete(cacheKey));
     }
@@ -101,42 +95,15 @@ export class ProxyKeys {
   }
 
   /**
-   * A fresh key, never stored, with a user certificate for `identity` and
-   * `login`: the gateway's own SSH client (the web terminal) logs in to its
-   * proxy with it, so the session takes the same path as an OpenSSH
-   * client's. The certificate ends when the identity does (the session's
-   * access ends with the certificate's identity) and allows no forwarding.
+   * A fresh key, never stored, with a user certificate for the ticket's
+   * identity and login: the gateway's own SSH client (the web terminal)
+   * logs in to its proxy with it, so the session takes the same path as an
+   * OpenSSH client's. Core issues it only for a ticket it made.
    */
-  async clientKey(identity: Identity, login: string): Promise<ParsedKey> {
-    const c = await this.#certify(newKeyPair(), identity, login, {
-      validBefore: identity.expires.getTime(),
-      permitPty: true,
-      permitPortForwarding: false,
-    });
-    return c.key;
-  }
-
-  #certify(
-    pair: KeyPair,
-    identity: Identity,
-    login: string,
-    o: { validBefore: number; permitPty: boolean; permitPortForwarding: boolean },
-  ): Promise<{ key: ParsedKey; expires: number }> {
-    return this.#authorities
-      .issueSshUserCert({
-        publicKey: pair.publicLine,
-        keyId: identity.user,
-        principals: [login],
-        validAfter: this.#clock.now(),
-        validBefore: new Date(o.validBefore),
-        permitPty: o.permitPty,
-        permitPortForwarding: o.permitPortForwarding,
-        identity,
-      })
-      .then((c) => ({
-        key: withCertificate(pair.parsed, certBlob(c.cert)),
-        expires: c.expires.getTime(),
-      }));
+  async clientKey(ticket: ClientTicket): Promise<ParsedKey> {
+    const pair = newKeyPair();
+    const c = await this.#credentials.sshClientCert(ticket, pair.publicLine);
+    return withCertificate(pair.parsed, certBlob(c.cert));
   }
 
   #sweep(now: number): void {

@@ -147,7 +147,7 @@ export class InnerConnection {
     const r = certAuthAttempt(
       actx,
       {
-        userCaKeys: () => ctx.authorities.get('user').map((k) => k.sshPublicKey),
+        userCaKeys: () => ctx.credentials.userCaSshKeys(),
         now: () => ctx.clock.now(),
         remoteAddr: this.#outer.remoteAddr,
         banner: (t) => authBanner(this.#conn, t),
@@ -208,17 +208,14 @@ export class InnerConnection {
       { now: () => ctx.clock.now().getTime() },
     );
     try {
-      const key = await this.#d.keys.upstreamKey(grant, login);
+      const key = await this.#d.keys.upstreamKey(grant);
       this.#up = await connectUpstream({
         dialer: ctx.dialer,
         clock: ctx.clock,
         node: this.#node,
         login,
         key,
-        hostCaKeys: [
-          ...ctx.authorities.get('host').map((k) => k.sshPublicKey),
-          ...(this.#node.hostCaKeys ?? []),
-        ],
+        hostCaKeys: [...ctx.credentials.hostCaSshKeys(), ...(this.#node.hostCaKeys ?? [])],
         timeoutMs: this.#d.upstreamTimeoutMs,
       });
     } catch (err) {

@@ -2,6 +2,7 @@ import type { Duplex, Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  type ClientTicket,
   type FileRequest,
   GatehouseError,
   type Identity,
@@ -26,6 +27,8 @@ type SshClient = InstanceType<typeof Client>;
 /** Who asks, for which node and login (the common part of TerminalRequest and FileRequest). */
 interface Target {
   identity: Identity;
+  /** Core's word that this identity may log in to the proxy as `login`. */
+  ticket: ClientTicket;
   node: string;
   login: string;
   remoteAddr: string;
@@ -202,7 +205,7 @@ export class WebTerminals implements TerminalService {
       throw err;
     }
     const node = await this.#node(t);
-    const key = await keys.clientKey(t.identity, t.login);
+    const key = await keys.clientKey(t.ticket);
     const [serverEnd, clientEnd] = duplexPair();
     let sessionId: string | undefined;
     let refused: unknown;
@@ -281,7 +284,7 @@ export class WebTerminals implements TerminalService {
           key,
           timeoutMs: this.#d.handshakeTimeoutMs,
           // The host certificate the proxy presents for the node, from this gateway's host CA.
-          hostCaKeys: ctx.authorities.get('host').map((k) => k.sshPublicKey),
+          hostCaKeys: ctx.credentials.hostCaSshKeys(),
           hostNames: [node.name.toLowerCase()],
           clock: ctx.clock,
           onHostProblem: (p) => {

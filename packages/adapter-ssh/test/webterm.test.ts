@@ -22,6 +22,7 @@ import {
 } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type WebSocket from 'ws';
+import { mintClientTicket } from '../../core/src/pki/credentials.js';
 import { waitFor } from '../../core/test/helpers.js';
 import type { NodeService } from '../src/node/index.js';
 import { createUnixUser, type TestUnixUser } from './node-helpers.js';
@@ -155,7 +156,15 @@ describe('TerminalService.open: a web terminal shell through the proxy', () => {
   it('runs a shell on the sshd node: output, exit status, live session, audit and recording', async () => {
     const v = viewer();
     const h = await service.open(
-      { identity: aliceId(), node: 'node1', login: env.login, cols: 100, rows: 30, remoteAddr: ADDR },
+      {
+        identity: aliceId(),
+        ticket: mintClientTicket(aliceId(), env.login),
+        node: 'node1',
+        login: env.login,
+        cols: 100,
+        rows: 30,
+        remoteAddr: ADDR,
+      },
       v,
     );
     expect(env.gw.liveSessions.get(h.sessionId)).toMatchObject({
@@ -189,7 +198,15 @@ describe('TerminalService.open: a web terminal shell through the proxy', () => {
   it('follows the owner window size (resize reaches the pty)', async () => {
     const v = viewer();
     const h = await service.open(
-      { identity: aliceId(), node: 'node1', login: env.login, cols: 80, rows: 24, remoteAddr: ADDR },
+      {
+        identity: aliceId(),
+        ticket: mintClientTicket(aliceId(), env.login),
+        node: 'node1',
+        login: env.login,
+        cols: 80,
+        rows: 24,
+        remoteAddr: ADDR,
+      },
       v,
     );
     h.resize(132, 43);
@@ -202,7 +219,15 @@ describe('TerminalService.open: a web terminal shell through the proxy', () => {
   it('runs a shell on the built-in node service', async () => {
     const v = viewer();
     const h = await service.open(
-      { identity: aliceId(), node: 'node2', login: unix.name, cols: 80, rows: 24, remoteAddr: ADDR },
+      {
+        identity: aliceId(),
+        ticket: mintClientTicket(aliceId(), unix.name),
+        node: 'node2',
+        login: unix.name,
+        cols: 80,
+        rows: 24,
+        remoteAddr: ADDR,
+      },
       v,
     );
     expect(env.gw.liveSessions.get(h.sessionId)).toMatchObject({ server: 'node2', login: unix.name });
@@ -216,7 +241,15 @@ describe('TerminalService.open: a web terminal shell through the proxy', () => {
   it('a login no role allows is refused with the reason, audited as access.denied', async () => {
     const err = await rejection(
       service.open(
-        { identity: aliceId(), node: 'node1', login: 'root', cols: 80, rows: 24, remoteAddr: ADDR },
+        {
+          identity: aliceId(),
+          ticket: mintClientTicket(aliceId(), 'root'),
+          node: 'node1',
+          login: 'root',
+          cols: 80,
+          rows: 24,
+          remoteAddr: ADDR,
+        },
         viewer(),
       ),
     );
@@ -235,7 +268,15 @@ describe('TerminalService.open: a web terminal shell through the proxy', () => {
   it('an unknown node is GH_ERR_NOT_FOUND, audited', async () => {
     const err = await rejection(
       service.open(
-        { identity: aliceId(), node: 'nosuch', login: env.login, cols: 80, rows: 24, remoteAddr: ADDR },
+        {
+          identity: aliceId(),
+          ticket: mintClientTicket(aliceId(), env.login),
+          node: 'nosuch',
+          login: env.login,
+          cols: 80,
+          rows: 24,
+          remoteAddr: ADDR,
+        },
         viewer(),
       ),
     );
@@ -248,7 +289,15 @@ describe('TerminalService.open: a web terminal shell through the proxy', () => {
   it('an admin kill ends it: the viewer gets the reason', async () => {
     const v = viewer();
     const h = await service.open(
-      { identity: aliceId(), node: 'node1', login: env.login, cols: 80, rows: 24, remoteAddr: ADDR },
+      {
+        identity: aliceId(),
+        ticket: mintClientTicket(aliceId(), env.login),
+        node: 'node1',
+        login: env.login,
+        cols: 80,
+        rows: 24,
+        remoteAddr: ADDR,
+      },
       v,
     );
     type(h, 'echo up-$((1+1))\r');
@@ -334,7 +383,15 @@ describe('joining a live OpenSSH session', () => {
   it('a web terminal session can be joined too', async () => {
     const ownerView = viewer();
     const h = await service.open(
-      { identity: aliceId(), node: 'node1', login: env.login, cols: 90, rows: 20, remoteAddr: ADDR },
+      {
+        identity: aliceId(),
+        ticket: mintClientTicket(aliceId(), env.login),
+        node: 'node1',
+        login: env.login,
+        cols: 90,
+        rows: 20,
+        remoteAddr: ADDR,
+      },
       ownerView,
     );
     type(h, 'echo web-$((4+4))\r');
@@ -379,7 +436,14 @@ describe('TerminalService files (SFTP through the proxy)', () => {
   it('writes and reads back 300 KB; each transfer is audited with its bytes', async () => {
     const data = randomBytes(300_000);
     const remote = `/tmp/gh-web-${randomBytes(4).toString('hex')}.bin`;
-    const req = { identity: aliceId(), node: 'node1', login: env.login, path: remote, remoteAddr: ADDR };
+    const req = {
+      identity: aliceId(),
+      ticket: mintClientTicket(aliceId(), env.login),
+      node: 'node1',
+      login: env.login,
+      path: remote,
+      remoteAddr: ADDR,
+    };
     try {
       expect(
         await service.writeFile(req, Readable.from([data.subarray(0, 100_000), data.subarray(100_000)])),
@@ -444,7 +508,14 @@ describe('TerminalService files (SFTP through the proxy)', () => {
 
   it('a relative path is in the login home; a missing file is GH_ERR_NOT_FOUND', async () => {
     const name = `gh-web-${randomBytes(4).toString('hex')}.txt`;
-    const req = { identity: aliceId(), node: 'node1', login: env.login, path: name, remoteAddr: ADDR };
+    const req = {
+      identity: aliceId(),
+      ticket: mintClientTicket(aliceId(), env.login),
+      node: 'node1',
+      login: env.login,
+      path: name,
+      remoteAddr: ADDR,
+    };
     await service.writeFile(req, Readable.from([Buffer.from('in home\n')]));
     const home = path.join('/home', env.login);
     expect(await readFile(path.join(home, name), 'utf8')).toBe('in home\n');
@@ -457,6 +528,7 @@ describe('TerminalService files (SFTP through the proxy)', () => {
     const err = await rejection(
       service.readFile({
         identity: aliceId(),
+        ticket: mintClientTicket(aliceId(), 'root'),
         node: 'node1',
         login: 'root',
         path: '/etc/hostname',

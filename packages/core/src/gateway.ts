@@ -46,6 +46,7 @@ import { type Dialer, directDialer } from './net/dialer.js';
 import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
 import { NodeRegistry, type NodeSpec } from './nodes/registry.js';
 import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki/authority.js';
+import { SessionCredentials } from './pki/credentials.js';
 import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
 import { LiveSessions } from './sessions/live.js';
@@ -59,7 +60,12 @@ export interface AdapterContext {
   readonly routes: Routes;
   readonly authorizer: Authorizer;
   readonly audit: AuditLog;
-  readonly authorities: CertificateAuthorities;
+  /**
+   * Certificates on core's terms: user certificates only for a Grant (or a
+   * core-made ClientTicket), host certificates, the CAs' public keys. The
+   * CAs themselves are not reachable from here.
+   */
+  readonly credentials: SessionCredentials;
   readonly clock: Clock;
   readonly log: LogFn;
   /** Databases (config, adapter options, `gatehouse db add`). */
@@ -156,6 +162,7 @@ export class Gateway {
   readonly recordings: RecordingStore;
   readonly nodes: NodeRegistry;
   readonly liveSessions: LiveSessions;
+  readonly credentials: SessionCredentials;
   /** Shells and files for the web terminal (filled by the SSH adapter). */
   readonly terminals = new TerminalRegistry();
   /** One-time tokens node services join with. */
@@ -243,6 +250,7 @@ export class Gateway {
       findLocks: (q) => this.locks.find(q),
     });
     this.liveSessions = new LiveSessions({ authorizer: this.authorizer, clock, log: this.log });
+    this.credentials = new SessionCredentials({ authorities, clock });
     this.dbAccess = new DbAccess({
       registry: this.databases,
       authorizer: this.authorizer,
@@ -415,7 +423,7 @@ export class Gateway {
       routes: this.routes,
       authorizer: this.authorizer,
       audit: this.audit,
-      authorities: this.authorities,
+      credentials: this.credentials,
       clock: this.clock,
       log: this.log,
       databases: this.databases,

@@ -64,20 +64,17 @@ export function builtinNode(opts: BuiltinNodeOptions = {}): BuiltinNodeAdapter {
     hostKey: { privateKey: string; publicKey: string },
     port: number,
   ) {
-    const now = ctx.clock.now();
-    const cert = await ctx.authorities.issueSshHostCert({
-      publicKey: hostKey.publicKey,
+    const cert = await ctx.credentials.sshHostCert(hostKey.publicKey, {
       keyId: name,
       principals: [...new Set([name, `${name}.${ctx.clusterName}`, 'localhost', '127.0.0.1'])],
-      validAfter: now,
-      validBefore: new Date(now.getTime() + ttl),
+      ttlMs: ttl,
     });
     return startNodeService({
       host: opts.host ?? '127.0.0.1',
       port,
       hostKey: hostKey.privateKey,
       hostCert: cert.cert,
-      trustedUserCaKeys: () => ctx.authorities.get('user').map((k) => k.sshPublicKey),
+      trustedUserCaKeys: () => ctx.credentials.userCaSshKeys(),
       revokedSerials: () => ctx.revokedSshSerials(),
       clock: ctx.clock,
       audit: ctx.audit,

@@ -112,7 +112,9 @@ export function registerSsh(program: Command, ctx: Ctx): void {
   const sessions = program.command('sessions').description('live sessions on the gateway');
   sessions
     .command('ls')
-    .description('list live sessions of every kind: ssh, postgres, mysql, kube exec/attach/port-forward (yours, or all with session:list)')
+    .description(
+      'list live sessions of every kind: ssh, postgres, mysql, kube exec/attach/port-forward (yours, or all with session:list)',
+    )
     .option('--json', 'JSON output')
     .addHelpText('after', examples('  $ gatehouse sessions ls\n  $ gatehouse join SESSION_ID'))
     .action(async function (this: Command, o: { json?: boolean }) {

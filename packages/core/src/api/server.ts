@@ -16,6 +16,7 @@ import type { GatehouseConfig } from '../config/load.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { CaExportFormat } from '../pki/authority.js';
+import { mintClientTicket } from '../pki/credentials.js';
 import type { ResourceKind, Verb } from '../rbac/types.js';
 import type { FileRequest, TerminalRegistry, TerminalService } from '../sessions/terminal.js';
 import { authenticateCaller, type Caller, SESSION_COOKIE } from './caller.js';
@@ -728,7 +729,8 @@ function fileRequest(ctx: Ctx, c: Caller): FileRequest {
       hint: 'send node=NAME&login=LOGIN&path=PATH',
     });
   }
-  return { identity: c.principal.identity, ...q, remoteAddr: ctx.remoteAddr };
+  const identity = c.principal.identity;
+  return { identity, ticket: mintClientTicket(identity, q.login), ...q, remoteAddr: ctx.remoteAddr };
 }
 
 /** Content-Disposition for a download: the file's base name, ASCII fallback plus RFC 8187 UTF-8. */

@@ -4,6 +4,7 @@ import type { AuditEmitter } from '@gatehouse/audit';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { Clock } from '../clock.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
+import { mintClientTicket } from '../pki/credentials.js';
 import type { JoinMode } from '../rbac/types.js';
 import type { LiveSessions } from '../sessions/live.js';
 import type { TerminalHandle, TerminalRegistry, TerminalViewer } from '../sessions/terminal.js';
@@ -135,7 +136,16 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     upgrade(req, socket, head, {
       mode: 'owner',
       size: { cols: q.cols, rows: q.rows },
-      start: (viewer) => service.open({ identity: caller.principal.identity, ...q, remoteAddr }, viewer),
+      start: (viewer) =>
+        service.open(
+          {
+            identity: caller.principal.identity,
+            ticket: mintClientTicket(caller.principal.identity, q.login),
+            ...q,
+            remoteAddr,
+          },
+          viewer,
+        ),
       ...(stillSignedIn ? { recheck: stillSignedIn } : {}),
     });
   }

@@ -7,6 +7,7 @@ export {
   type CertificateAuthoritiesDeps,
   caBackendKey,
 } from './authority.js';
+export { ClientTicket, SessionCredentials } from './credentials.js';
 export { decodeIdentityJson, encodeIdentityJson, IDENTITY_VERSION } from './identity-codec.js';
 export { type DecodedKrl, decodeKrl, encodeKrl, type Krl, KrlError } from './krl.js';
 export * from './sshcert.js';

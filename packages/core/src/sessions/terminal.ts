@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Identity } from '../identity/types.js';
+import type { ClientTicket } from '../pki/credentials.js';
 import type { JoinMode } from '../rbac/types.js';
 
 export type { JoinMode };
@@ -45,6 +46,8 @@ export interface Joiner {
 export interface TerminalRequest {
   /** The caller, authenticated by core (web session or client certificate). */
   identity: Identity;
+  /** Core's word that the caller may log in to the gateway's SSH proxy as `login` (for a client certificate). */
+  ticket: ClientTicket;
   node: string;
   login: string;
   cols: number;
@@ -55,6 +58,8 @@ export interface TerminalRequest {
 /** A file on a node, read or written by a caller that is not an SSH client. */
 export interface FileRequest {
   identity: Identity;
+  /** As TerminalRequest.ticket. */
+  ticket: ClientTicket;
   node: string;
   login: string;
   /** Absolute, or relative to the login's home directory. */
