@@ -158,6 +158,8 @@ export class SshProxy {
         actx,
         {
           userCaKeys: () => ctx.credentials.userCaSshKeys(),
+          // The outer hop: its user name names no node login.
+          loginIsPrincipal: false,
           now: () => ctx.clock.now(),
           remoteAddr,
           banner: (t) => authBanner(conn, t),

@@ -1,10 +1,20 @@
-import type { Identity, SshCertificate } from '@gatehouse/core';
-import { NotACertificateError, verifyOfferedCertificate } from './certauth.js';
+import {
+  type Identity,
+  NotACertificateError,
+  type SshCertificate,
+  verifyUserAuthIdentity,
+} from '@gatehouse/core';
 import { userMessage } from './errors.js';
 import type { AuthContext } from './ssh2.js';
 
 export interface CertAuthDeps {
   userCaKeys(): string[];
+  /**
+   * Whether the SSH user name is a node login the certificate must name (the
+   * inner hop to a node). The outer hop's user name (`-J alice@proxy`) names
+   * nobody's login and is not checked.
+   */
+  loginIsPrincipal: boolean;
   now(): Date;
   remoteAddr: string;
   /** Shows text to the user (USERAUTH_BANNER). */
@@ -44,11 +54,18 @@ export function certAuthAttempt(
     return undefined;
   }
   try {
-    const r = verifyOfferedCertificate(
-      { algo: actx.key.algo, data: actx.key.data, signature: actx.signature, blob: actx.blob },
+    // Core's one verifier, the login principal included: a certificate not
+    // valid for this login is refused here, before anything is authorized.
+    const r = verifyUserAuthIdentity(
+      {
+        ...(deps.loginIsPrincipal ? { login: actx.username } : {}),
+        algo: actx.key.algo,
+        keyBlob: actx.key.data,
+        clientAddress: deps.remoteAddr,
+        signature: actx.signature && actx.blob ? { data: actx.blob, blob: actx.signature } : undefined,
+      },
       deps.userCaKeys(),
       deps.now(),
-      deps.remoteAddr,
     );
     if (actx.signature === undefined) {
       // "May I use this key?": yes, the certificate is fine; the signed request follows.

@@ -2,7 +2,6 @@ import type { Adapter } from '@gatehouse/core';
 import { type SshAdapterOptions, SshProxy } from './adapter.js';
 
 export type { SshAdapterOptions } from './adapter.js';
-export { type OfferedKey, verifyOfferedCertificate, verifySessionSignature } from './certauth.js';
 export { type SftpAuditRecord, SftpTracker } from './sftp-audit.js';
 export { assertSsh2Patched, withCertificate } from './ssh2.js';
 export { connectUpstream, type UpstreamOptions } from './upstream.js';

@@ -148,6 +148,8 @@ export class InnerConnection {
       actx,
       {
         userCaKeys: () => ctx.credentials.userCaSshKeys(),
+        // The node login: the certificate must name it (checked before anything is authorized).
+        loginIsPrincipal: true,
         now: () => ctx.clock.now(),
         remoteAddr: this.#outer.remoteAddr,
         banner: (t) => authBanner(this.#conn, t),
@@ -156,7 +158,7 @@ export class InnerConnection {
       this.#authState,
     );
     if (!r) return;
-    this.#authorizing = this.#authorize(r.identity, r.cert.principals, actx.username).then(
+    this.#authorizing = this.#authorize(r.identity, actx.username).then(
       () => actx.accept(),
       (err: unknown) => {
         this.#outer.onRefused?.(err);
@@ -166,7 +168,7 @@ export class InnerConnection {
     );
   }
 
-  async #authorize(identity: Identity, principals: string[], login: string): Promise<void> {
+  async #authorize(identity: Identity, login: string): Promise<void> {
     const { ctx } = this.#d;
     const target = { kind: 'node' as const, name: this.#node.name, labels: this.#node.labels, login };
     const cctx = { remoteAddr: this.#outer.remoteAddr, protocol: 'ssh' };
@@ -181,19 +183,8 @@ export class InnerConnection {
         },
       );
     }
+    // The certificate names this login (core's verifier checked it before anything else).
     const grant = await ctx.authorizer.authorize(identity, target, cctx);
-    if (!principals.includes(login)) {
-      await ctx.authorizer.deny(
-        identity,
-        target,
-        `your certificate is not valid for login "${login}" (it has ${principals.join(', ')})`,
-        cctx,
-        {
-          field: 'logins',
-          hint: 'run gatehouse login again to get a certificate with your current logins',
-        },
-      );
-    }
     this.#grant = grant;
     this.#login = login;
     const audit = new SshSessionAudit(

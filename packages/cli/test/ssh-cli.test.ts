@@ -110,7 +110,7 @@ describe('gatehouse ssh (OpenSSH + gatehouse proxy ssh as ProxyCommand)', () => 
   it('shows why access is refused: a login the role does not allow, an unknown node', async () => {
     const denied = await gh(['ssh', 'nobody@node1', 'true']);
     expect(denied.code).toBe(255);
-    expect(denied.stderr).toContain('no role allows login "nobody"');
+    expect(denied.stderr).toContain('certificate is not valid for "nobody"');
     const unknown = await gh(['ssh', `${login}@nosuch`, 'true']);
     expect(unknown.code).toBe(255);
     expect(unknown.stderr).toContain('node "nosuch" is not registered');

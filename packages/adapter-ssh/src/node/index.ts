@@ -1,4 +1,3 @@
-export { type CertPermissions, certPermissions, verifyClientSignature, verifyUserAuth } from './auth.js';
 export {
   type BuiltinNodeAdapter,
   type BuiltinNodeOptions,

@@ -1,7 +1,6 @@
 import { generateKeyPairSync, type KeyObject, sign } from 'node:crypto';
-import { isGatehouseError, type SshCertificate } from '@gatehouse/core';
+import { isGatehouseError, type SshCertificate, verifyClientSignature } from '@gatehouse/core';
 import { describe, expect, it } from 'vitest';
-import { verifyClientSignature } from './auth.js';
 import { isValidLogin, parseGroupList, parsePasswdLine } from './passwd.js';
 import { checkCanServe, isAllowedClientEnv, SETPRIV, sessionArgv, sessionEnv, spawnPlan } from './spawn.js';
 

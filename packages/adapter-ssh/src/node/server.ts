@@ -4,16 +4,19 @@ import net from 'node:net';
 import os from 'node:os';
 import type { AuditEmitter } from '@gatehouse/audit';
 import {
+  type CertPermissions,
   type Clock,
+  certPermissions,
   GatehouseError,
   type LogFn,
   parseSshCertificate,
   type SshCertificate,
   toGatehouseError,
+  verifyUserAuth,
 } from '@gatehouse/core';
 import type { AuthContext, Connection } from 'ssh2';
 import ssh2 from 'ssh2';
-import { type CertPermissions, certPermissions, verifyUserAuth } from './auth.js';
+
 import { hostCertificateBlob, parseHostKey, publicKeyLine } from './hostkey.js';
 import { lookupUnixUser, type UnixUser } from './passwd.js';
 import { handleSession, type NodeSessionEvent } from './session.js';

@@ -2,10 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import type { Writable } from 'node:stream';
-import type { LogFn } from '@gatehouse/core';
+import type { CertPermissions, LogFn } from '@gatehouse/core';
 import pty from 'node-pty';
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
-import type { CertPermissions } from './auth.js';
 import type { UnixUser } from './passwd.js';
 import {
   FORWARDABLE_SIGNALS,

@@ -10,6 +10,7 @@ export {
 export { ClientTicket, SessionCredentials } from './credentials.js';
 export { decodeIdentityJson, encodeIdentityJson, IDENTITY_VERSION } from './identity-codec.js';
 export { type DecodedKrl, decodeKrl, encodeKrl, type Krl, KrlError } from './krl.js';
+export * from './ssh-userauth.js';
 export * from './sshcert.js';
 export type {
   CaKeyPublic,

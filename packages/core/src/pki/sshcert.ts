@@ -529,9 +529,13 @@ export function verifySshCertificate(
   // issues one, so seeing it means something else made this certificate.
   if (c.principals.length === 0) throw invalid('certificate has no principals');
   if (opts.principal !== undefined && !c.principals.includes(opts.principal)) {
-    throw new GatehouseError('GH_ERR_ACCESS_DENIED', `certificate is not valid for "${opts.principal}"`, {
-      hint: `Allowed: ${c.principals.join(', ')}. Ask an admin for a role that grants it.`,
-    });
+    throw new GatehouseError(
+      'GH_ERR_ACCESS_DENIED',
+      `certificate is not valid for "${opts.principal}" (it names ${c.principals.join(', ')})`,
+      {
+        hint: `Log in again (gatehouse login) if your roles changed since; otherwise ask an admin for a role that allows "${opts.principal}".`,
+      },
+    );
   }
   for (const [name, value] of Object.entries(c.criticalOptions)) {
     if (c.type === 'host') throw invalid(`host certificates must not carry critical option "${name}"`);

@@ -1,22 +1,33 @@
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
+import { GatehouseError } from '../errors.js';
+import type { Identity } from '../identity/types.js';
 import {
-  GatehouseError,
   parseSshCertificate,
   type SshCertificate,
+  sshCertificateIdentity,
   sshEd25519PublicKeyToKeyObject,
   verifySshCertificate,
-} from '@gatehouse/core';
+} from './sshcert.js';
 
 /**
- * What the node checks before it lets anyone in: exactly what sshd checks
- * with `TrustedUserCAKeys` and `AuthorizedKeysFile none` — a user certificate
- * from a trusted CA, valid now, naming the login as a principal, with its
- * critical options honoured — plus the client's proof that it holds the
- * certified key. Role checks happen at the proxy, as for OpenSSH nodes.
- * No I/O here.
+ * The one check of an SSH user-certificate login, for the SSH proxy and the
+ * node service alike: exactly what sshd checks with `TrustedUserCAKeys` and
+ * `AuthorizedKeysFile none` — a user certificate from a trusted CA, valid
+ * now, naming the login as a principal, with its critical options honoured —
+ * plus the client's proof that it holds the certified key. Roles are core's
+ * Authorizer's business, after this. No I/O here.
  */
 
-const CERT_SUFFIX = '-cert-v01@openssh.com';
+export const CERT_SUFFIX = '-cert-v01@openssh.com';
+
+/** A plain key (or a password) where a Gatehouse certificate is required: callers explain what to do. */
+export class NotACertificateError extends GatehouseError {
+  constructor(algo: string) {
+    super('GH_ERR_UNAUTHENTICATED', `the key offered (${algo}) is not a Gatehouse certificate`, {
+      hint: 'run gatehouse login, then connect with its certificate (gatehouse config ssh prints the settings)',
+    });
+  }
+}
 
 /** Signature algorithms accepted per certified key type (no SHA-1 RSA, as in OpenSSH 8.8+). */
 const SIG_ALGOS: Record<string, readonly string[]> = {
@@ -127,8 +138,12 @@ export function verifyClientSignature(cert: SshCertificate, data: Buffer, sigBlo
 }
 
 export interface UserAuthRequest {
-  /** The login the client asked for (SSH user name). */
-  login: string;
+  /**
+   * The login the client asked for (SSH user name), which the certificate
+   * must name; absent where the user name names no login (the proxy's outer
+   * hop, `-J alice@proxy`).
+   */
+  login?: string | undefined;
   /** ssh2's ctx.key.algo: the offered public key algorithm. */
   algo: string;
   /** ssh2's ctx.key.data: for certificate algorithms, the whole certificate. */
@@ -147,12 +162,7 @@ export function verifyUserAuth(
   trustedCaKeys: readonly string[],
   now: Date,
 ): SshCertificate {
-  if (!req.algo.endsWith(CERT_SUFFIX)) {
-    throw refused(
-      'this node accepts Gatehouse user certificates only, not plain keys',
-      'Run `gatehouse login`; ssh then offers the certificate it stored next to your key.',
-    );
-  }
+  if (!req.algo.endsWith(CERT_SUFFIX)) throw new NotACertificateError(req.algo);
   if (trustedCaKeys.length === 0) {
     // Fail closed: with no CA loaded, nothing is trusted.
     throw refused(
@@ -175,6 +185,16 @@ export function verifyUserAuth(
     throw refused('the signature does not match the certified key');
   }
   return verified;
+}
+
+/** `verifyUserAuth`, and the Gatehouse identity the certificate carries (what the proxy authorizes). */
+export function verifyUserAuthIdentity(
+  req: UserAuthRequest,
+  trustedCaKeys: readonly string[],
+  now: Date,
+): { cert: SshCertificate; identity: Identity } {
+  const cert = verifyUserAuth(req, trustedCaKeys, now);
+  return { cert, identity: sshCertificateIdentity(cert) };
 }
 
 /** The permit-* extensions and force-command a session must honour. */

@@ -1,14 +1,33 @@
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { MemoryAuditLog } from '@gatehouse/audit/testing';
-import {
-  AesGcmSealer,
-  CertificateAuthorities,
-  ed25519PublicKeyToSsh,
-  MemoryBackend,
-  systemClock,
-} from '@gatehouse/core';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { NotACertificateError, verifyOfferedCertificate } from './certauth.js';
+import { MemoryBackend } from '../backend/memory.js';
+import { systemClock } from '../clock.js';
+import { AesGcmSealer } from '../crypto/seal.js';
+import { CertificateAuthorities } from './authority.js';
+import { NotACertificateError, verifyUserAuthIdentity } from './ssh-userauth.js';
+import { ed25519PublicKeyToSsh } from './sshcert.js';
+
+/** The proxy's call: a publickey offer for `login` (root) from `addr`. */
+function verifyOfferedCertificate(
+  o: { algo: string; data: Buffer; blob?: Buffer; signature?: Buffer },
+  keys: string[],
+  now: Date,
+  addr: string,
+  login = 'root',
+) {
+  return verifyUserAuthIdentity(
+    {
+      login,
+      algo: o.algo,
+      keyBlob: o.data,
+      clientAddress: addr,
+      signature: o.signature && o.blob ? { data: o.blob, blob: o.signature } : undefined,
+    },
+    keys,
+    now,
+  );
+}
 
 let cas: CertificateAuthorities;
 let other: CertificateAuthorities;
@@ -54,7 +73,7 @@ beforeAll(async () => {
   other = await newCas('elsewhere');
 });
 
-describe('verifyOfferedCertificate', () => {
+describe('verifyUserAuth (the proxy and the node service share it)', () => {
   const keys = () => cas.get('user').map((k) => k.sshPublicKey);
 
   it('accepts a certificate from the user CA signed by its key and returns the identity', async () => {
@@ -96,5 +115,12 @@ describe('verifyOfferedCertificate', () => {
         '127.0.0.1',
       ),
     ).toThrow(/does not match/);
+  });
+
+  it('refuses a login the certificate does not name, before any authorization', async () => {
+    const o = await offer(cas);
+    expect(() => verifyOfferedCertificate(o, keys(), new Date(), '127.0.0.1', 'postgres')).toThrow(
+      /not valid for "postgres"/,
+    );
   });
 });
