@@ -198,6 +198,11 @@ export function runClient(
       clearTimeout(timer);
       resolve({ code, signal, stdout, stderr });
     });
+    // A program that exits before reading its input (a refused login) closes the pipe:
+    // its exit status is the result, not the write that could not land.
+    child.stdin?.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') reject(e);
+    });
     child.stdin?.end(opts.input ?? '');
     opts.onSpawn?.(child);
   });

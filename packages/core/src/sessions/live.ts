@@ -97,6 +97,8 @@ interface Entry {
   hidden: boolean;
   timer: NodeJS.Timeout | undefined;
   ended: boolean;
+  /** Why core ended it, for whatever asks afterwards (a channel opened as it ended). */
+  revocation: Revocation | undefined;
   /** A re-check in flight, and whether another was asked for meanwhile. */
   checking: Promise<Revocation | undefined> | undefined;
   again: boolean;
@@ -145,6 +147,7 @@ export class LiveSessions {
       hidden: info.hidden === true,
       timer: undefined,
       ended: false,
+      revocation: undefined,
       checking: undefined,
       again: false,
     };
@@ -255,12 +258,13 @@ export class LiveSessions {
     return e.checking;
   }
 
-  #ended(_e: Entry): Revocation {
-    return { cause: 'access_revoked', message: 'this session has ended' };
+  #ended(e: Entry): Revocation {
+    return e.revocation ?? { cause: 'access_revoked', message: 'this session has ended' };
   }
 
   #terminate(e: Entry, r: Revocation): void {
     if (e.ended) return;
+    e.revocation = r;
     this.#forget(e);
     try {
       e.hooks.terminate(r);
