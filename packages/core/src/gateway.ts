@@ -4,6 +4,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
 import {
   AuditLog,
@@ -15,6 +16,13 @@ import {
   StdoutSink,
 } from '@gatehouse/audit';
 import { requestBodyDeadline } from './api/http.js';
+import {
+  answerClientError,
+  clientErrorStatus,
+  clientLeft,
+  socketRemoteAddress,
+  unparsedRequestError,
+} from './api/http-connections.js';
 import { createLocalAdmin } from './api/local.js';
 import type { InviteInfo } from './api/public.js';
 import { createApiHandler, isFileUpload } from './api/server.js';
@@ -365,10 +373,30 @@ export class Gateway {
     this.#http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.#terminalSockets.handleUpgrade(req, socket, head),
     );
-    this.#http.on('clientError', (err, socket) => {
+    // Requests node:http cannot parse (or whose headers come too slowly):
+    // answered in HTTP (400, 408, 431) and audited like the API's own refusals.
+    this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (clientLeft(err)) {
+        socket.destroy();
+        return;
+      }
+      const status = clientErrorStatus(err);
+      const error = unparsedRequestError(status, err);
+      if (
+        !answerClientError(socket, status, { contentType: 'text/plain; charset=utf-8', body: `${error}\n` })
+      )
+        return;
       this.log('debug', 'malformed HTTP request', err);
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      else socket.destroy();
+      audit
+        .emit({
+          type: 'http.reject',
+          method: '',
+          path: '',
+          status,
+          error,
+          addr: { remote: socketRemoteAddress(socket) },
+        })
+        .catch((e: unknown) => this.log('error', 'audit of an HTTP rejection failed', e));
     });
     this.#listener = new Listener({
       options: config.listener,

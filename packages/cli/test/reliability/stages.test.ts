@@ -1172,20 +1172,6 @@ const STAGES: S[] = [
  * then they fail and say so, and the row leaves this table.
  */
 const KNOWN_BUGS: Record<string, string> = {
-  'HTTPS: TLS up, no request yet × garbage':
-    'the HTTP API answers an unparsable request with a bare 400 (431 and 408 never), audits nothing, and a second bad chunk resets the answer away',
-  'HTTPS: a malformed request line × none':
-    'the HTTP API answers an unparsable request with a bare 400 (431 and 408 never), audits nothing, and a second bad chunk resets the answer away',
-  'HTTPS: oversized request headers × none':
-    'the HTTP API answers an unparsable request with a bare 400 (431 and 408 never), audits nothing, and a second bad chunk resets the answer away',
-  'HTTPS: request headers half sent × garbage':
-    'the HTTP API answers an unparsable request with a bare 400 (431 and 408 never), audits nothing, and a second bad chunk resets the answer away',
-  'HTTPS: a chunked body with a bad chunk size × none':
-    'the HTTP API answers an unparsable request with a bare 400 (431 and 408 never), audits nothing, and a second bad chunk resets the answer away',
-  'Kubernetes: TLS up (SNI prod.kube.stages), no request yet × garbage':
-    'the HTTP API answers an unparsable request with a bare 400 (431 and 408 never), audits nothing, and a second bad chunk resets the answer away',
-  'Kubernetes: oversized request headers × none':
-    'the HTTP API answers an unparsable request with a bare 400 (431 and 408 never), audits nothing, and a second bad chunk resets the answer away',
   'HTTPS: TLS up, no request yet × stall':
     'node checks headersTimeout only on servers that listen(); the HTTP API and the Kubernetes adapter get their sockets by emit(connection), so request headers have no deadline at all',
   'HTTPS: request headers half sent × stall':
