@@ -7,6 +7,7 @@ import {
   answerClientError,
   clientErrorStatus,
   clientLeft,
+  HttpConnections,
   type KubeClusterSpec,
   socketRemoteAddress,
   type TlsConnectionInfo,
@@ -67,7 +68,12 @@ export class KubeAdapter implements Adapter {
         return up;
       },
     };
-    const server = http.createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000 });
+    const server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 30_000 });
+    // Request headers are due within listener.handshake_timeout (node checks
+    // headersTimeout only on servers that listen themselves, and this one never does).
+    const connections = new HttpConnections(server, {
+      headersTimeoutMs: ctx.config.listener.handshakeTimeoutMs,
+    });
     server.on('request', (req, res) => {
       const conn = this.#conns.get(req.socket);
       if (!conn) {
@@ -127,7 +133,7 @@ export class KubeAdapter implements Adapter {
         this.#conns.set(socket, conn);
         socket.once('close', () => this.#conns.delete(socket));
         socket.setNoDelay(true);
-        server.emit('connection', socket);
+        connections.serve(socket);
       },
     );
   }

@@ -20,6 +20,7 @@ import {
   answerClientError,
   clientErrorStatus,
   clientLeft,
+  HttpConnections,
   socketRemoteAddress,
   unparsedRequestError,
 } from './api/http-connections.js';
@@ -352,14 +353,19 @@ export class Gateway {
     this.#http = http.createServer(
       // requestTimeout is off: a file upload may take longer than any fixed
       // limit. Every other request body must arrive within 30 s (the old
-      // requestTimeout); an upload gets an idle limit instead (api/server.ts).
-      { requestTimeout: 0, headersTimeout: 10_000, keepAliveTimeout: 5_000, maxHeaderSize: 16_384 },
+      // requestTimeout); an upload gets an idle limit instead
+      // (api/server.ts). Headers are due within listener.handshake_timeout
+      // (HttpConnections: node checks headersTimeout only on servers that listen).
+      { requestTimeout: 0, keepAliveTimeout: 5_000, maxHeaderSize: 16_384 },
       (req, res) => {
         if (!isFileUpload(req)) requestBodyDeadline(req, res, 30_000);
         if (web && !isApiPath(req.url)) web(req, res);
         else api(req, res);
       },
     );
+    const connections = new HttpConnections(this.#http, {
+      headersTimeoutMs: config.listener.handshakeTimeoutMs,
+    });
     this.#terminalSockets = createTerminalSockets({
       authorizer: this.authorizer,
       sessions: this.sessions,
@@ -404,7 +410,7 @@ export class Gateway {
       audit,
       secureContext: () => this.#currentSecureContext(),
       verifyClientCert: (cert) => this.authorizer.identityFromCert(cert),
-      http: (socket) => this.#http.emit('connection', socket),
+      http: (socket) => connections.serve(socket),
       log: this.log,
       now: () => clock.now().getTime(),
     });

@@ -3,6 +3,7 @@ export {
   answerClientError,
   clientErrorStatus,
   clientLeft,
+  HttpConnections,
   socketRemoteAddress,
   unparsedRequestError,
 } from './api/http-connections.js';

@@ -1172,16 +1172,6 @@ const STAGES: S[] = [
  * then they fail and say so, and the row leaves this table.
  */
 const KNOWN_BUGS: Record<string, string> = {
-  'HTTPS: TLS up, no request yet × stall':
-    'node checks headersTimeout only on servers that listen(); the HTTP API and the Kubernetes adapter get their sockets by emit(connection), so request headers have no deadline at all',
-  'HTTPS: request headers half sent × stall':
-    'node checks headersTimeout only on servers that listen(); the HTTP API and the Kubernetes adapter get their sockets by emit(connection), so request headers have no deadline at all',
-  'HTTPS: request headers half sent × trickle':
-    'node checks headersTimeout only on servers that listen(); the HTTP API and the Kubernetes adapter get their sockets by emit(connection), so request headers have no deadline at all',
-  'Kubernetes: TLS up (SNI prod.kube.stages), no request yet × stall':
-    'node checks headersTimeout only on servers that listen(); the HTTP API and the Kubernetes adapter get their sockets by emit(connection), so request headers have no deadline at all',
-  'Kubernetes: TLS up (SNI prod.kube.stages), no request yet × trickle':
-    'node checks headersTimeout only on servers that listen(); the HTTP API and the Kubernetes adapter get their sockets by emit(connection), so request headers have no deadline at all',
   'HTTPS: a login body that never ends × stall':
     'a request body that misses its (fixed, 30 s) deadline is cut without an answer or an audit event',
   'HTTPS: a login body that never ends × trickle':

@@ -1,5 +1,81 @@
-import { STATUS_CODES } from 'node:http';
+import { type Server, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+
+/**
+ * Serves sockets someone else accepted on an `http.Server` that never
+ * listens itself (the gateway's API gets TLS sockets from the listener, the
+ * Kubernetes adapter gets them by SNI), with a deadline on each request's
+ * headers.
+ *
+ * node:http enforces `headersTimeout` only on servers that listen(): its
+ * check starts on 'listening'. Without this, a client that sends its
+ * headers slowly, or none at all after TLS, would hold its connection (and a
+ * file descriptor) for ever; the listener's handshake limits stop counting
+ * it once TLS is done.
+ *
+ * The first request's headers must arrive within `headersTimeoutMs` of the
+ * connection. After an answer, an idle connection is node's to close
+ * (`keepAliveTimeout`); one still open `headersTimeoutMs` after that is
+ * trickling a request and gets the same deadline. A missed deadline is a
+ * `clientError` (code ERR_HTTP_REQUEST_TIMEOUT) like node's own, so the
+ * server's handler answers 408 the way it answers other unparsable requests.
+ */
+export class HttpConnections {
+  readonly #server: Server;
+  readonly #headersTimeoutMs: number;
+  readonly #state = new WeakMap<Duplex, { inflight: number; timer?: NodeJS.Timeout | undefined }>();
+
+  constructor(server: Server, opts: { headersTimeoutMs: number }) {
+    this.#server = server;
+    this.#headersTimeoutMs = opts.headersTimeoutMs;
+    server.on('request', (req, res) => {
+      const st = this.#state.get(req.socket);
+      if (!st) return;
+      st.inflight++;
+      this.#disarm(st);
+      res.once('close', () => {
+        st.inflight--;
+        if (st.inflight === 0 && !req.socket.destroyed) {
+          this.#arm(req.socket, st, server.keepAliveTimeout + this.#headersTimeoutMs);
+        }
+      });
+    });
+    server.on('upgrade', (req) => {
+      const st = this.#state.get(req.socket);
+      if (st) this.#disarm(st);
+      // The socket belongs to the upgrade's handler now.
+      this.#state.delete(req.socket);
+    });
+  }
+
+  /** Hands `socket` to the server, its first request's headers due within the deadline. */
+  serve(socket: Duplex): void {
+    const st: { inflight: number; timer?: NodeJS.Timeout } = { inflight: 0 };
+    this.#state.set(socket, st);
+    this.#arm(socket, st, this.#headersTimeoutMs);
+    socket.once('close', () => this.#disarm(st));
+    this.#server.emit('connection', socket);
+  }
+
+  #arm(socket: Duplex, st: { inflight: number; timer?: NodeJS.Timeout | undefined }, ms: number): void {
+    this.#disarm(st);
+    st.timer = setTimeout(() => {
+      st.timer = undefined;
+      if (socket.destroyed || st.inflight > 0) return;
+      const err = Object.assign(
+        new Error(`the request headers did not arrive within ${this.#headersTimeoutMs} ms`),
+        { code: 'ERR_HTTP_REQUEST_TIMEOUT' },
+      );
+      if (!this.#server.emit('clientError', err, socket)) socket.destroy();
+    }, ms);
+    st.timer.unref();
+  }
+
+  #disarm(st: { timer?: NodeJS.Timeout | undefined }): void {
+    clearTimeout(st.timer);
+    st.timer = undefined;
+  }
+}
 
 /** How long a refused connection may take to read our answer before it is cut. */
 const ANSWER_GRACE_MS = 5_000;
