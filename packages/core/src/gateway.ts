@@ -352,13 +352,13 @@ export class Gateway {
       parts.webDir === false ? undefined : createWebHandler({ dir: parts.webDir ?? defaultWebDir() });
     this.#http = http.createServer(
       // requestTimeout is off: a file upload may take longer than any fixed
-      // limit. Every other request body must arrive within 30 s (the old
-      // requestTimeout); an upload gets an idle limit instead
+      // limit. Every other request body must arrive within
+      // listener.request_timeout; an upload gets an idle limit instead
       // (api/server.ts). Headers are due within listener.handshake_timeout
       // (HttpConnections: node checks headersTimeout only on servers that listen).
       { requestTimeout: 0, keepAliveTimeout: 5_000, maxHeaderSize: 16_384 },
       (req, res) => {
-        if (!isFileUpload(req)) requestBodyDeadline(req, res, 30_000);
+        if (!isFileUpload(req)) requestBodyDeadline(req, res, config.listener.requestTimeoutMs);
         if (web && !isApiPath(req.url)) web(req, res);
         else api(req, res);
       },
