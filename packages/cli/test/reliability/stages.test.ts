@@ -1174,8 +1174,6 @@ const STAGES: S[] = [
  * then they fail and say so, and the row leaves this table.
  */
 const KNOWN_BUGS: Record<string, string> = {
-  'HTTPS: a login body that never ends × fin':
-    'a client leaving mid-body fails readJson with a raw "aborted" error: a 500 and an error log instead of an audited refusal (and a handler reaching readJson after the connection died waits for ever)',
   'WebSocket: an authenticated upgrade with a malformed key × none':
     'ws answers a malformed WebSocket handshake itself: a bare 400 and no audit event',
   'SSH: banner exchanged × half':

@@ -17,6 +17,11 @@ const bodyReaders = new WeakMap<IncomingMessage, (err: Error) => void>();
 export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > limit) throw tooLarge(limit);
+  // A connection that died before the handler got here has already said so
+  // ('aborted', 'close'): waiting for those events again would wait for ever.
+  if (req.destroyed && !req.complete) {
+    throw new GatehouseError('GH_ERR_BAD_REQUEST', 'the connection failed before the request body ended');
+  }
   const body = await new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -37,7 +42,13 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
       else chunks.push(chunk);
     };
     const onEnd = () => done();
-    const onError = (err: Error) => done(err);
+    // The client resetting mid-body ('aborted') is its request failing, not ours.
+    const onError = (err: Error) =>
+      done(
+        new GatehouseError('GH_ERR_BAD_REQUEST', 'the connection failed before the request body ended', {
+          cause: err,
+        }),
+      );
     const onClose = () =>
       done(new GatehouseError('GH_ERR_BAD_REQUEST', 'the connection closed before the request body ended'));
     req.on('data', onData);
