@@ -1174,8 +1174,6 @@ const STAGES: S[] = [
  * then they fail and say so, and the row leaves this table.
  */
 const KNOWN_BUGS: Record<string, string> = {
-  'WebSocket: an authenticated upgrade with a malformed key × none':
-    'ws answers a malformed WebSocket handshake itself: a bare 400 and no audit event',
   'SSH: banner exchanged × half':
     'the SSH adapter authenticates within a fixed 30 s, not listener.handshake_timeout',
   'SSH: banner exchanged × stall':
