@@ -28,7 +28,7 @@ import { WireError } from './wire/reader.js';
 import { encodeTargetReply, TargetRequestParser } from './wire/target.js';
 
 export interface SshAdapterOptions {
-  /** How long a client has to authenticate (each hop). Default 30 s. */
+  /** How long a client has to authenticate (each hop). Default: the listener's handshake_timeout (10 s). */
   handshakeTimeoutMs?: number;
   /** How long connecting to a node may take. Default 15 s. */
   upstreamTimeoutMs?: number;
@@ -57,7 +57,9 @@ export class SshProxy {
     assertSsh2Patched();
     this.#ctx = ctx;
     this.#opts = {
-      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 30_000,
+      // The deadline the operator configured for every protocol's handshake
+      // (listener.handshake_timeout), not a fixed one a stalled client could outlast.
+      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? ctx.config.listener.handshakeTimeoutMs,
       upstreamTimeoutMs: opts.upstreamTimeoutMs ?? 15_000,
       serverNames: opts.serverNames ?? [],
     };

@@ -1174,26 +1174,6 @@ const STAGES: S[] = [
  * then they fail and say so, and the row leaves this table.
  */
 const KNOWN_BUGS: Record<string, string> = {
-  'SSH: banner exchanged × half':
-    'the SSH adapter authenticates within a fixed 30 s, not listener.handshake_timeout',
-  'SSH: banner exchanged × stall':
-    'the SSH adapter authenticates within a fixed 30 s, not listener.handshake_timeout',
-  'SSH: banner exchanged × trickle':
-    'the SSH adapter authenticates within a fixed 30 s, not listener.handshake_timeout',
-  'SSH: a banner that never ends × stall':
-    'the SSH adapter authenticates within a fixed 30 s, not listener.handshake_timeout',
-  'SSH: a banner that never ends × trickle':
-    'the SSH adapter authenticates within a fixed 30 s, not listener.handshake_timeout',
-  'SSH in TLS: TLS up, no target line × stall':
-    'the SSH adapter authenticates within a fixed 30 s, not listener.handshake_timeout',
-  'SSH in TLS: TLS up, no target line × trickle':
-    'the SSH adapter authenticates within a fixed 30 s, not listener.handshake_timeout',
-  'SSH in TLS: target accepted, banner exchanged × stall':
-    'the SSH adapter authenticates within a fixed 30 s, not listener.handshake_timeout',
-  'SSH in TLS: target accepted, banner exchanged × trickle':
-    'the SSH adapter authenticates within a fixed 30 s, not listener.handshake_timeout',
-  'PROXY v2 (trusted) then SSH: banner exchanged × stall':
-    'the SSH adapter authenticates within a fixed 30 s, not listener.handshake_timeout',
   'SSH in TLS: target accepted, banner exchanged × garbage':
     'bad bytes on the inner SSH hop (the only one inside TLS) are not audited',
   'SSH in TLS: target accepted, banner exchanged × malformed KEXINIT':
