@@ -131,8 +131,17 @@ export class InnerConnection {
     this.#conn.on('request', (accept, reject, name, info) =>
       this.#onGlobalRequest(accept as ((port?: number) => void) | undefined, reject, name, info as never),
     );
-    this.#conn.on('error', (err: Error) => {
-      if (!this.#grant) ctx.log('debug', 'ssh: inner connection error before authentication', err);
+    let refused = false;
+    this.#conn.on('error', (err: Error & { level?: string; code?: unknown }) => {
+      if (this.#grant) return;
+      ctx.log('debug', 'ssh: inner connection error before authentication', err);
+      // Bad bytes before authentication are refused and audited as on the
+      // outer hop (a numeric code is the client's own DISCONNECT, a
+      // client-socket error its connection going away: neither is malformed).
+      if (refused || err.level === 'client-socket' || typeof err.code === 'number') return;
+      refused = true;
+      void this.#auditReject('malformed', err.message);
+      this.#stream.destroy();
     });
     this.#conn.on('close', () => this.#finish());
   }

@@ -1174,12 +1174,6 @@ const STAGES: S[] = [
  * then they fail and say so, and the row leaves this table.
  */
 const KNOWN_BUGS: Record<string, string> = {
-  'SSH in TLS: target accepted, banner exchanged × garbage':
-    'bad bytes on the inner SSH hop (the only one inside TLS) are not audited',
-  'SSH in TLS: target accepted, banner exchanged × malformed KEXINIT':
-    'bad bytes on the inner SSH hop (the only one inside TLS) are not audited',
-  'SSH in TLS: target accepted, banner exchanged × huge':
-    'bad bytes on the inner SSH hop (the only one inside TLS) are not audited',
   'PostgreSQL: plaintext startup half sent × stall':
     'the PostgreSQL adapter waits a fixed 10 s for the startup packet, not listener.handshake_timeout',
   'PostgreSQL: half a CancelRequest × stall':
