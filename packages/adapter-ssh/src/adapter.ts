@@ -12,7 +12,7 @@ import {
 } from '@gatehouse/core';
 import { certAuthAttempt } from './auth.js';
 import { oneLine, userMessage } from './errors.js';
-import { auditSshReject, resolveNode } from './front.js';
+import { auditSshReject, closeAfterReply, resolveNode } from './front.js';
 import { ProxyKeys } from './keys.js';
 import { type InnerConnection, type ProxyDeps, terminate } from './session.js';
 import {
@@ -20,6 +20,7 @@ import {
   assertSsh2Patched,
   authBanner,
   type Connection,
+  protocolErrorDisconnect,
   Server,
   type ServerChannel,
 } from './ssh2.js';
@@ -123,7 +124,9 @@ export class SshProxy {
       if (hs.ready || hs.rejected) return;
       hs.rejected = true;
       void this.#auditReject(reason, error, remoteAddr);
-      socket.destroy();
+      // ssh2 told a malformed client why (DISCONNECT) before reporting it: let that reach it.
+      if (reason === 'malformed') closeAfterReply(socket);
+      else socket.destroy();
     };
     const timer = setTimeout(
       () => reject('handshake_timeout', 'the client did not authenticate in time'),
@@ -133,7 +136,7 @@ export class SshProxy {
     // ssh2 only half-closes on a broken identification line; finish the job.
     socket.once('finish', () => {
       if (!hs.connected) reject('malformed', 'invalid SSH identification');
-      else if (!hs.ready) socket.destroy();
+      else if (!hs.ready) closeAfterReply(socket);
     });
     const hostKey = await this.#deps.keys.hostKey('gatehouse-proxy', this.#proxyPrincipals());
     const srv = new Server({ hostKeys: [hostKey as never], ident: 'Gatehouse' });
@@ -192,8 +195,10 @@ export class SshProxy {
     conn.on('request', (_accept, rejectRequest) => rejectRequest?.());
     conn.on('error', (err: Error & { level?: string; code?: unknown }) => {
       // A numeric code is the client's own DISCONNECT (e.g. after a refused login): nothing malformed.
-      if (err.level !== 'client-socket' && typeof err.code !== 'number') reject('malformed', err.message);
-      else if (!hs.ready) socket.destroy();
+      if (err.level !== 'client-socket' && typeof err.code !== 'number') {
+        if (!hs.ready) protocolErrorDisconnect(conn, `Gatehouse: ${err.message}`);
+        reject('malformed', err.message);
+      } else if (!hs.ready) socket.destroy();
     });
   }
 

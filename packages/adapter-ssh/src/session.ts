@@ -16,7 +16,7 @@ import {
 import type { Client as SshClient } from 'ssh2';
 import { certAuthAttempt } from './auth.js';
 import { oneLine, upstreamReason, userMessage } from './errors.js';
-import { auditSshReject } from './front.js';
+import { auditSshReject, closeAfterReply } from './front.js';
 import type { ProxyKeys } from './keys.js';
 import { SftpTracker } from './sftp-audit.js';
 import {
@@ -27,6 +27,7 @@ import {
   exitOf,
   keepExit,
   type PseudoTtyInfo,
+  protocolErrorDisconnect,
   Server,
   type ServerChannel,
   type Session,
@@ -140,8 +141,9 @@ export class InnerConnection {
       // client-socket error its connection going away: neither is malformed).
       if (refused || err.level === 'client-socket' || typeof err.code === 'number') return;
       refused = true;
+      protocolErrorDisconnect(this.#conn, `Gatehouse: ${err.message}`);
       void this.#auditReject('malformed', err.message);
-      this.#stream.destroy();
+      closeAfterReply(this.#stream);
     });
     this.#conn.on('close', () => this.#finish());
   }

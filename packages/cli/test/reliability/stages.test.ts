@@ -269,6 +269,19 @@ const anyMyErr = reply('a MySQL ERR packet', (b) => my.err(b) !== undefined);
 const httpStatus = (status: number) =>
   reply(`HTTP ${status}`, (b) => b.toString('latin1').startsWith(`HTTP/1.1 ${status} `));
 const wsClose = (code: number) => reply(`a WebSocket close ${code}`, (b) => wsCloseCode(b) === code);
+/** An SSH_MSG_DISCONNECT among the bytes (in clear: no keys are exchanged yet). */
+const sshDisconnect = reply('an SSH DISCONNECT', (b) => {
+  for (let start = 0; start < Math.min(b.length, 2048); start++) {
+    let i = start;
+    while (i + 6 <= b.length) {
+      const len = b.readUInt32BE(i);
+      if (len < 5 || len > 35_000) break;
+      if (b[i + 5] === 1) return true;
+      i += 4 + len;
+    }
+  }
+  return false;
+});
 const targetErr = reply('an ERR line from the SSH target handshake', (b) => b.toString().startsWith('ERR '));
 
 // ---------------------------------------------------------------------------
@@ -731,8 +744,8 @@ const STAGES: S[] = [
     },
     send: { trickle: slowSshPacket, huge: hugeSshLength, half: halfSshPacket },
     faults: {
-      garbage: closes(audit('ssh.reject', 'malformed')),
-      huge: closes(audit('ssh.reject', 'malformed')),
+      garbage: closes(audit('ssh.reject', 'malformed'), sshDisconnect),
+      huge: closes(audit('ssh.reject', 'malformed'), sshDisconnect),
       half: closes(audit('ssh.reject', 'handshake_timeout')),
       reset: survives,
       fin: closes(),
@@ -766,7 +779,7 @@ const STAGES: S[] = [
       await sshBannerIn(p);
       p.write(badKexinit);
     },
-    faults: { none: closes(audit('ssh.reject', 'malformed')) },
+    faults: { none: closes(audit('ssh.reject', 'malformed'), sshDisconnect) },
   },
   {
     name: 'SSH: a user certificate with a forged signature',
@@ -824,9 +837,9 @@ const STAGES: S[] = [
     },
     send: { trickle: slowSshPacket, huge: hugeSshLength, 'malformed KEXINIT': badKexinit },
     faults: {
-      garbage: closes(audit('ssh.reject', 'malformed')),
-      'malformed KEXINIT': closes(audit('ssh.reject', 'malformed')),
-      huge: closes(audit('ssh.reject', 'malformed')),
+      garbage: closes(audit('ssh.reject', 'malformed'), sshDisconnect),
+      'malformed KEXINIT': closes(audit('ssh.reject', 'malformed'), sshDisconnect),
+      huge: closes(audit('ssh.reject', 'malformed'), sshDisconnect),
       reset: survives,
       fin: closes(),
       stall: closes(audit('ssh.reject', 'handshake_timeout')),
