@@ -1187,16 +1187,6 @@ const STAGES: S[] = [
  * then they fail and say so, and the row leaves this table.
  */
 const KNOWN_BUGS: Record<string, string> = {
-  'PostgreSQL: plaintext startup half sent × stall':
-    'the PostgreSQL adapter waits a fixed 10 s for the startup packet, not listener.handshake_timeout',
-  'PostgreSQL: half a CancelRequest × stall':
-    'the PostgreSQL adapter waits a fixed 10 s for the startup packet, not listener.handshake_timeout',
-  'PostgreSQL in TLS: no startup yet × half':
-    'the PostgreSQL adapter waits a fixed 10 s for the startup packet, not listener.handshake_timeout',
-  'PostgreSQL in TLS: no startup yet × stall':
-    'the PostgreSQL adapter waits a fixed 10 s for the startup packet, not listener.handshake_timeout',
-  'PostgreSQL in TLS: no startup yet × trickle':
-    'the PostgreSQL adapter waits a fixed 10 s for the startup packet, not listener.handshake_timeout',
   'PROXY v2 (trusted) then HTTPS: a malformed JSON login × none':
     'listener: the HTTP API gets only the TLS socket, not the connection info, so it audits (and rate-limits) the proxy instead of the client its PROXY header names',
 };
