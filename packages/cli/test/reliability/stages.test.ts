@@ -1196,6 +1196,13 @@ const CASES: Case<Ctx>[] = cases(STAGES).map((c) => {
   return bug ? { ...c, expect: { ...c.expect, bug } } : c;
 });
 
+/** Errors the daemon logs because of known bugs in code others are changing now (each says which). */
+const KNOWN_ERROR_LOGS: { re: RegExp; bug: string }[] = [
+  {
+    re: /^gatehouse: error: MySQL handshake from \S+ failed: read ECONNRESET$/,
+    bug: 'adapter-mysql handshakeFailed() takes a client reset during the handshake for an internal error (no audit, an error log)',
+  },
+];
 const outcomes = new Map<number, Outcome>();
 
 // ---------------------------------------------------------------------------
@@ -1399,6 +1406,12 @@ describe('reliability: bad input at every stage, real clients served meanwhile',
     console.log(
       `daemon descriptors: ${baselineFds} before the matrix, ${openFds()} after; ${rounds.length} rounds of real clients`,
     );
+    // Nothing went wrong inside: no error the gateway logged (it prints them on stderr), no crash trace.
     expect(d.err()).not.toMatch(/TypeError|Unhandled|uncaught/i);
+    const errors = d
+      .err()
+      .split('\n')
+      .filter((l) => l.startsWith('gatehouse: error:') && !KNOWN_ERROR_LOGS.some((k) => k.re.test(l)));
+    expect(errors).toEqual([]);
   });
 });
