@@ -1,7 +1,18 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { Adapter, AdapterContext, KubeClusterSpec, TlsConnectionInfo } from '@gatehouse/core';
+import {
+  type Adapter,
+  type AdapterContext,
+  answerClientError,
+  clientErrorStatus,
+  clientLeft,
+  HttpConnections,
+  type KubeClusterSpec,
+  socketRemoteAddress,
+  type TlsConnectionInfo,
+  unparsedRequestError,
+} from '@gatehouse/core';
 import { type AdapterState, KubeConnection, sendStatus, writeRawStatus } from './session.js';
 import { type KubeUpstream, resolveUpstream } from './upstream.js';
 import { kubeStatus } from './wire/status.js';
@@ -57,7 +68,12 @@ export class KubeAdapter implements Adapter {
         return up;
       },
     };
-    const server = http.createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000 });
+    const server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 30_000 });
+    // Request headers are due within listener.handshake_timeout (node checks
+    // headersTimeout only on servers that listen themselves, and this one never does).
+    const connections = new HttpConnections(server, {
+      headersTimeoutMs: ctx.config.listener.handshakeTimeoutMs,
+    });
     server.on('request', (req, res) => {
       const conn = this.#conns.get(req.socket);
       if (!conn) {
@@ -80,11 +96,28 @@ export class KubeAdapter implements Adapter {
         writeRawStatus(socket, kubeStatus(500, 'gatehouse: internal error (see the gateway log)'));
       });
     });
-    server.on('clientError', (err, socket) => {
+    // Requests node:http cannot parse (or whose headers come too slowly):
+    // a Status kubectl can print (400, 408, 431), audited like the API's.
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (clientLeft(err)) {
+        socket.destroy();
+        return;
+      }
+      const status = clientErrorStatus(err);
+      const error = unparsedRequestError(status, err);
+      const body = JSON.stringify(kubeStatus(status, `gatehouse: ${error}`));
+      if (!answerClientError(socket, status, { contentType: 'application/json', body })) return;
       ctx.log('debug', 'malformed kube HTTP request', err);
-      if (socket.writable)
-        writeRawStatus(socket, kubeStatus(400, `gatehouse: malformed request: ${err.message}`));
-      else socket.destroy();
+      ctx.audit
+        .emit({
+          type: 'http.reject',
+          method: '',
+          path: '',
+          status,
+          error,
+          addr: { remote: socketRemoteAddress(socket) },
+        })
+        .catch((e: unknown) => ctx.log('error', 'audit of a refused kube request failed', e));
     });
     this.#server = server;
     ctx.routes.sniSuffix(
@@ -100,7 +133,7 @@ export class KubeAdapter implements Adapter {
         this.#conns.set(socket, conn);
         socket.once('close', () => this.#conns.delete(socket));
         socket.setNoDelay(true);
-        server.emit('connection', socket);
+        connections.serve(socket);
       },
     );
   }

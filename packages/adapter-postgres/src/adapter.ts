@@ -5,7 +5,7 @@ import { type SessionDeps, type SessionOptions, servePlaintext, serveRefused, se
 import { DEFAULT_MAX_BUFFERED_BYTES, DEFAULT_MAX_MESSAGE_BYTES } from './wire/reader.js';
 
 export interface PostgresAdapterOptions {
-  /** How long a client may take to send its startup packet. Default 10 s. */
+  /** How long a client may take to send its startup packet. Default: the listener's handshake_timeout (10 s). */
   startupTimeoutMs?: number;
   /** How long the database may take to accept the connection and finish startup. Default 15 s. */
   upstreamTimeoutMs?: number;
@@ -28,13 +28,14 @@ export interface PostgresAdapterOptions {
  */
 export class PostgresAdapter implements Adapter {
   readonly name = 'postgres';
-  readonly #options: SessionOptions;
+  readonly #options: Omit<SessionOptions, 'startupTimeoutMs'>;
+  readonly #startupTimeoutMs: number | undefined;
   readonly #cancels = new CancelKeys();
   readonly #live = new Set<Duplex>();
 
   constructor(opts: PostgresAdapterOptions = {}) {
+    this.#startupTimeoutMs = opts.startupTimeoutMs;
     this.#options = {
-      startupTimeoutMs: opts.startupTimeoutMs ?? 10_000,
       upstreamTimeoutMs: opts.upstreamTimeoutMs ?? 15_000,
       maxMessageBytes: opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
       maxBufferedMessageBytes: opts.maxBufferedMessageBytes ?? DEFAULT_MAX_BUFFERED_BYTES,
@@ -48,7 +49,12 @@ export class PostgresAdapter implements Adapter {
       clock: ctx.clock,
       log: ctx.log,
       cancels: this.#cancels,
-      options: this.#options,
+      options: {
+        ...this.#options,
+        // The deadline the operator configured for every protocol's handshake
+        // (listener.handshake_timeout), not a fixed one a stalled client could outlast.
+        startupTimeoutMs: this.#startupTimeoutMs ?? ctx.config.listener.handshakeTimeoutMs,
+      },
       live: this.#live,
     };
     const crash = (err: unknown) => ctx.log('error', 'PostgreSQL session failed unexpectedly', err);

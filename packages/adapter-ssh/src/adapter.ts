@@ -12,7 +12,7 @@ import {
 } from '@gatehouse/core';
 import { certAuthAttempt } from './auth.js';
 import { oneLine, userMessage } from './errors.js';
-import { auditSshReject, resolveNode } from './front.js';
+import { auditSshReject, closeAfterReply, resolveNode } from './front.js';
 import { ProxyKeys } from './keys.js';
 import { type InnerConnection, type ProxyDeps, terminate } from './session.js';
 import {
@@ -20,6 +20,7 @@ import {
   assertSsh2Patched,
   authBanner,
   type Connection,
+  protocolErrorDisconnect,
   Server,
   type ServerChannel,
 } from './ssh2.js';
@@ -28,7 +29,7 @@ import { WireError } from './wire/reader.js';
 import { encodeTargetReply, TargetRequestParser } from './wire/target.js';
 
 export interface SshAdapterOptions {
-  /** How long a client has to authenticate (each hop). Default 30 s. */
+  /** How long a client has to authenticate (each hop). Default: the listener's handshake_timeout (10 s). */
   handshakeTimeoutMs?: number;
   /** How long connecting to a node may take. Default 15 s. */
   upstreamTimeoutMs?: number;
@@ -57,7 +58,9 @@ export class SshProxy {
     assertSsh2Patched();
     this.#ctx = ctx;
     this.#opts = {
-      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 30_000,
+      // The deadline the operator configured for every protocol's handshake
+      // (listener.handshake_timeout), not a fixed one a stalled client could outlast.
+      handshakeTimeoutMs: opts.handshakeTimeoutMs ?? ctx.config.listener.handshakeTimeoutMs,
       upstreamTimeoutMs: opts.upstreamTimeoutMs ?? 15_000,
       serverNames: opts.serverNames ?? [],
     };
@@ -121,7 +124,9 @@ export class SshProxy {
       if (hs.ready || hs.rejected) return;
       hs.rejected = true;
       void this.#auditReject(reason, error, remoteAddr);
-      socket.destroy();
+      // ssh2 told a malformed client why (DISCONNECT) before reporting it: let that reach it.
+      if (reason === 'malformed') closeAfterReply(socket);
+      else socket.destroy();
     };
     const timer = setTimeout(
       () => reject('handshake_timeout', 'the client did not authenticate in time'),
@@ -131,7 +136,7 @@ export class SshProxy {
     // ssh2 only half-closes on a broken identification line; finish the job.
     socket.once('finish', () => {
       if (!hs.connected) reject('malformed', 'invalid SSH identification');
-      else if (!hs.ready) socket.destroy();
+      else if (!hs.ready) closeAfterReply(socket);
     });
     const hostKey = await this.#deps.keys.hostKey('gatehouse-proxy', this.#proxyPrincipals());
     const srv = new Server({ hostKeys: [hostKey as never], ident: 'Gatehouse' });
@@ -192,8 +197,10 @@ export class SshProxy {
     conn.on('request', (_accept, rejectRequest) => rejectRequest?.());
     conn.on('error', (err: Error & { level?: string; code?: unknown }) => {
       // A numeric code is the client's own DISCONNECT (e.g. after a refused login): nothing malformed.
-      if (err.level !== 'client-socket' && typeof err.code !== 'number') reject('malformed', err.message);
-      else if (!hs.ready) socket.destroy();
+      if (err.level !== 'client-socket' && typeof err.code !== 'number') {
+        if (!hs.ready) protocolErrorDisconnect(conn, `Gatehouse: ${err.message}`);
+        reject('malformed', err.message);
+      } else if (!hs.ready) socket.destroy();
     });
   }
 

@@ -1,5 +1,21 @@
+import type { Duplex } from 'node:stream';
 import type { SshRejectReason } from '@gatehouse/audit';
 import type { AdapterContext, Identity, NodeSpec } from '@gatehouse/core';
+
+/** How long a refused client gets to read the DISCONNECT ssh2 sent it. */
+const LINGER_MS = 1_000;
+
+/**
+ * Closes a refused connection without destroying what ssh2 just wrote to it
+ * (a DISCONNECT naming the protocol error): destroying a socket with unread
+ * input resets it, and a reset makes the client drop what it has not read
+ * yet. Our FIN goes first; the socket is cut a moment later.
+ */
+export function closeAfterReply(stream: Duplex): void {
+  if (stream.destroyed) return;
+  stream.end();
+  setTimeout(() => stream.destroy(), LINGER_MS).unref();
+}
 
 /** Audits a connection the proxy refused before any session started (`ssh.reject`). */
 export async function auditSshReject(

@@ -16,7 +16,7 @@ import {
 import type { Client as SshClient } from 'ssh2';
 import { certAuthAttempt } from './auth.js';
 import { oneLine, upstreamReason, userMessage } from './errors.js';
-import { auditSshReject } from './front.js';
+import { auditSshReject, closeAfterReply } from './front.js';
 import type { ProxyKeys } from './keys.js';
 import { SftpTracker } from './sftp-audit.js';
 import {
@@ -27,6 +27,7 @@ import {
   exitOf,
   keepExit,
   type PseudoTtyInfo,
+  protocolErrorDisconnect,
   Server,
   type ServerChannel,
   type Session,
@@ -131,8 +132,18 @@ export class InnerConnection {
     this.#conn.on('request', (accept, reject, name, info) =>
       this.#onGlobalRequest(accept as ((port?: number) => void) | undefined, reject, name, info as never),
     );
-    this.#conn.on('error', (err: Error) => {
-      if (!this.#grant) ctx.log('debug', 'ssh: inner connection error before authentication', err);
+    let refused = false;
+    this.#conn.on('error', (err: Error & { level?: string; code?: unknown }) => {
+      if (this.#grant) return;
+      ctx.log('debug', 'ssh: inner connection error before authentication', err);
+      // Bad bytes before authentication are refused and audited as on the
+      // outer hop (a numeric code is the client's own DISCONNECT, a
+      // client-socket error its connection going away: neither is malformed).
+      if (refused || err.level === 'client-socket' || typeof err.code === 'number') return;
+      refused = true;
+      protocolErrorDisconnect(this.#conn, `Gatehouse: ${err.message}`);
+      void this.#auditReject('malformed', err.message);
+      closeAfterReply(this.#stream);
     });
     this.#conn.on('close', () => this.#finish());
   }

@@ -53,6 +53,26 @@ export function authBanner(conn: ssh2.Connection, text: string): void {
   );
 }
 
+/**
+ * Tells a client why its bytes were refused (DISCONNECT, protocol error,
+ * with `text`; OpenSSH prints it). ssh2 says nothing for a packet it cannot
+ * frame (e.g. a bad packet length): it reports the error and ends the
+ * socket. When ssh2 already sent its own DISCONNECT its protocol is torn
+ * down (`_destruct` gone), and nothing more is sent.
+ */
+export function protocolErrorDisconnect(conn: ssh2.Connection, text: string): void {
+  const proto = (
+    conn as unknown as {
+      _protocol?: { _destruct?: unknown; disconnect?: (reason: number, description?: string) => void };
+    }
+  )._protocol;
+  if (typeof proto?._destruct !== 'function') return;
+  proto.disconnect?.(PROTOCOL_ERROR, text);
+}
+
+/** SSH_DISCONNECT_PROTOCOL_ERROR (RFC 4253 11.1). */
+const PROTOCOL_ERROR = 2;
+
 export { CERT_SUFFIX };
 
 /** How a command on a node ended: its exit code, or the signal that killed it. */

@@ -1,8 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { AuditEvent } from '@gatehouse/audit';
 import { createGateway, loadConfig } from '@gatehouse/core';
 import { type Sshd, startSshd } from '@gatehouse/core/testing';
 import { expect } from 'vitest';
@@ -33,6 +34,26 @@ export async function admin(d: Daemon, args: string[], input?: string): Promise<
   const r = await run(['--config', d.configFile, ...args], input === undefined ? {} : { input });
   expect(r.code, r.stderr).toBe(0);
   return r;
+}
+
+/** Every event in the daemon's audit files so far; a line that is not whole JSON fails the test. */
+export function auditEvents(d: Daemon): AuditEvent[] {
+  const dir = join(d.dataDir, 'audit');
+  const out: AuditEvent[] = [];
+  for (const f of readdirSync(dir)
+    .filter((n) => /^events-.*\.jsonl$/.test(n))
+    .sort()) {
+    const text = readFileSync(join(dir, f), 'utf8');
+    for (const [i, line] of text.trimEnd().split('\n').entries()) {
+      if (line === '') continue;
+      try {
+        out.push(JSON.parse(line) as AuditEvent);
+      } catch {
+        throw new Error(`${f} line ${i + 1} is not a whole event: ${line.slice(0, 200)}`);
+      }
+    }
+  }
+  return out;
 }
 
 /** Adds `name` with the access role, one Unix login and PASSWORD. */

@@ -4,6 +4,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
 import {
   AuditLog,
@@ -15,6 +16,14 @@ import {
   StdoutSink,
 } from '@gatehouse/audit';
 import { requestBodyDeadline } from './api/http.js';
+import {
+  answerClientError,
+  clientErrorStatus,
+  clientLeft,
+  HttpConnections,
+  socketRemoteAddress,
+  unparsedRequestError,
+} from './api/http-connections.js';
 import { createLocalAdmin } from './api/local.js';
 import type { InviteInfo } from './api/public.js';
 import { createApiHandler, isFileUpload } from './api/server.js';
@@ -343,15 +352,20 @@ export class Gateway {
       parts.webDir === false ? undefined : createWebHandler({ dir: parts.webDir ?? defaultWebDir() });
     this.#http = http.createServer(
       // requestTimeout is off: a file upload may take longer than any fixed
-      // limit. Every other request body must arrive within 30 s (the old
-      // requestTimeout); an upload gets an idle limit instead (api/server.ts).
-      { requestTimeout: 0, headersTimeout: 10_000, keepAliveTimeout: 5_000, maxHeaderSize: 16_384 },
+      // limit. Every other request body must arrive within
+      // listener.request_timeout; an upload gets an idle limit instead
+      // (api/server.ts). Headers are due within listener.handshake_timeout
+      // (HttpConnections: node checks headersTimeout only on servers that listen).
+      { requestTimeout: 0, keepAliveTimeout: 5_000, maxHeaderSize: 16_384 },
       (req, res) => {
-        if (!isFileUpload(req)) requestBodyDeadline(req, res, 30_000);
+        if (!isFileUpload(req)) requestBodyDeadline(req, res, config.listener.requestTimeoutMs);
         if (web && !isApiPath(req.url)) web(req, res);
         else api(req, res);
       },
     );
+    const connections = new HttpConnections(this.#http, {
+      headersTimeoutMs: config.listener.handshakeTimeoutMs,
+    });
     this.#terminalSockets = createTerminalSockets({
       authorizer: this.authorizer,
       sessions: this.sessions,
@@ -365,10 +379,30 @@ export class Gateway {
     this.#http.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.#terminalSockets.handleUpgrade(req, socket, head),
     );
-    this.#http.on('clientError', (err, socket) => {
+    // Requests node:http cannot parse (or whose headers come too slowly):
+    // answered in HTTP (400, 408, 431) and audited like the API's own refusals.
+    this.#http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      if (clientLeft(err)) {
+        socket.destroy();
+        return;
+      }
+      const status = clientErrorStatus(err);
+      const error = unparsedRequestError(status, err);
+      if (
+        !answerClientError(socket, status, { contentType: 'text/plain; charset=utf-8', body: `${error}\n` })
+      )
+        return;
       this.log('debug', 'malformed HTTP request', err);
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      else socket.destroy();
+      audit
+        .emit({
+          type: 'http.reject',
+          method: '',
+          path: '',
+          status,
+          error,
+          addr: { remote: socketRemoteAddress(socket) },
+        })
+        .catch((e: unknown) => this.log('error', 'audit of an HTTP rejection failed', e));
     });
     this.#listener = new Listener({
       options: config.listener,
@@ -376,7 +410,7 @@ export class Gateway {
       audit,
       secureContext: () => this.#currentSecureContext(),
       verifyClientCert: (cert) => this.authorizer.identityFromCert(cert),
-      http: (socket) => this.#http.emit('connection', socket),
+      http: (socket) => connections.serve(socket),
       log: this.log,
       now: () => clock.now().getTime(),
     });

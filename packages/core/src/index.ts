@@ -1,4 +1,12 @@
 export * from './api/client.js';
+export {
+  answerClientError,
+  clientErrorStatus,
+  clientLeft,
+  HttpConnections,
+  socketRemoteAddress,
+  unparsedRequestError,
+} from './api/http-connections.js';
 export * from './api/local.js';
 export * from './api/pin.js';
 export * from './api/public.js';

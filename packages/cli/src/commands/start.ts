@@ -1,4 +1,5 @@
-import { createGateway, loadConfig } from '@gatehouse/core';
+import diagnostics_channel from 'node:diagnostics_channel';
+import { createGateway, LOG_CHANNEL, type LogRecord, loadConfig } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { defaultAdapters } from '../adapters.js';
 import { relativeTime } from '../args.js';
@@ -27,6 +28,22 @@ Examples:
     )
     .action(async (opts: { listen?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOpts>();
+      // The gateway's diagnostics (core publishes them; nothing prints them
+      // otherwise): errors always, debug records with --debug.
+      const onLog = (message: unknown) => {
+        const r = message as LogRecord;
+        if (r.level === 'debug' && !g.debug) return;
+        const cause =
+          r.err instanceof Error
+            ? g.debug
+              ? r.err.stack
+              : r.err.message
+            : r.err === undefined
+              ? ''
+              : String(r.err);
+        ctx.err(`gatehouse: ${r.level}: ${r.msg}${cause ? `: ${cause}` : ''}\n`);
+      };
+      diagnostics_channel.subscribe(LOG_CHANNEL, onLog);
       const config = await loadConfig({
         file: g.config,
         overrides: { dataDir: g.dataDir, listen: opts.listen },
@@ -78,6 +95,7 @@ Examples:
         process.off('SIGINT', onInt);
         process.off('SIGTERM', onTerm);
         await gateway.close();
+        diagnostics_channel.unsubscribe(LOG_CHANNEL, onLog);
       }
     });
 }

@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent } from '@gatehouse/audit';
 import type { Sshd } from '@gatehouse/core/testing';
@@ -17,6 +17,7 @@ import {
   addAccessUser,
   addNode,
   admin,
+  auditEvents,
   BIN,
   type Daemon,
   PASSWORD,
@@ -36,25 +37,6 @@ const gh = (args: string[], input = '') =>
     input,
     timeoutMs: 30_000,
   });
-
-/** Every event line in the daemon's audit files; a line that is not whole JSON fails the test. */
-function auditLines(): AuditEvent[] {
-  const dir = join(d.dataDir, 'audit');
-  const out: AuditEvent[] = [];
-  for (const f of readdirSync(dir)
-    .filter((n) => /^events-.*\.jsonl$/.test(n))
-    .sort()) {
-    const text = readFileSync(join(dir, f), 'utf8');
-    for (const [i, line] of text.trimEnd().split('\n').entries()) {
-      try {
-        out.push(JSON.parse(line) as AuditEvent);
-      } catch {
-        throw new Error(`${f} line ${i + 1} is not a whole event: ${line.slice(0, 200)}`);
-      }
-    }
-  }
-  return out;
-}
 
 beforeAll(async () => {
   execFileSync('useradd', ['-m', '-s', '/bin/sh', login]);
@@ -126,9 +108,9 @@ describe('reliability: a full data disk fails closed and loses no audit', () => 
 
     // Everything that happened while the disk was full is on record, whole and once.
     await expect
-      .poll(() => auditLines().some((e) => e.type === 'user.login' && !e.success), { timeout: 10_000 })
+      .poll(() => auditEvents(d).some((e) => e.type === 'user.login' && !e.success), { timeout: 10_000 })
       .toBe(true);
-    const events = auditLines();
+    const events = auditEvents(d);
     expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
     const ends = events.filter((e) => e.type === 'session.end' && e.login === login);
     expect(ends.some((e) => e.type === 'session.end' && e.interactive)).toBe(true);

@@ -3,19 +3,30 @@ import type { Duplex } from 'node:stream';
 import type { AuditEmitter } from '@gatehouse/audit';
 import { type ErrorCode, GatehouseError } from '../errors.js';
 
+/** Handlers reading a body now (readJson): a missed body deadline fails their read instead of cutting the connection. */
+const bodyReaders = new WeakMap<IncomingMessage, (err: Error) => void>();
+
 /**
  * Reads a JSON body, refusing more than `limit` bytes before buffering them.
  * An oversized body is left unread (the stream paused, not destroyed): the
  * caller answers 413 with `Connection: close`, which the client can still
- * read, and the server closes the connection after that answer.
+ * read, and the server closes the connection after that answer. A body that
+ * misses its deadline (requestBodyDeadline) fails the same way with
+ * GH_ERR_REQUEST_TIMEOUT (408).
  */
 export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > limit) throw tooLarge(limit);
+  // A connection that died before the handler got here has already said so
+  // ('aborted', 'close'): waiting for those events again would wait for ever.
+  if (req.destroyed && !req.complete) {
+    throw new GatehouseError('GH_ERR_BAD_REQUEST', 'the connection failed before the request body ended');
+  }
   const body = await new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const done = (err?: Error) => {
+      bodyReaders.delete(req);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
@@ -31,13 +42,20 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
       else chunks.push(chunk);
     };
     const onEnd = () => done();
-    const onError = (err: Error) => done(err);
+    // The client resetting mid-body ('aborted') is its request failing, not ours.
+    const onError = (err: Error) =>
+      done(
+        new GatehouseError('GH_ERR_BAD_REQUEST', 'the connection failed before the request body ended', {
+          cause: err,
+        }),
+      );
     const onClose = () =>
       done(new GatehouseError('GH_ERR_BAD_REQUEST', 'the connection closed before the request body ended'));
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
     req.on('close', onClose);
+    bodyReaders.set(req, done);
   });
   if (body.length === 0) return {};
   const type = String(req.headers['content-type'] ?? '');
@@ -209,6 +227,7 @@ export function remoteAddress(req: IncomingMessage): string {
  */
 const HTTP_REJECT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'GH_ERR_PAYLOAD_TOO_LARGE',
+  'GH_ERR_REQUEST_TIMEOUT',
   'GH_ERR_BAD_REQUEST',
   'GH_ERR_CSRF',
   'GH_ERR_UNAUTHENTICATED',
@@ -235,13 +254,25 @@ export async function auditHttpReject(
 }
 
 /**
- * Cuts the connection when the request body has not fully arrived within
- * `ms`. The HTTP server's own requestTimeout is off because an upload may
- * take longer than any fixed limit; every other request gets this instead.
+ * Ends a request whose body has not fully arrived within `ms`
+ * (listener.request_timeout): a handler reading it answers 408 and the
+ * connection closes; with nobody reading, the connection is cut. The HTTP
+ * server's own requestTimeout is off because an upload may take longer than
+ * any fixed limit; every other request gets this instead.
  */
 export function requestBodyDeadline(req: IncomingMessage, res: ServerResponse, ms: number): void {
   const t = setTimeout(() => {
-    if (!req.complete) req.socket.destroy();
+    if (req.complete) return;
+    const reader = bodyReaders.get(req);
+    if (!reader) {
+      req.socket.destroy();
+      return;
+    }
+    reader(
+      new GatehouseError('GH_ERR_REQUEST_TIMEOUT', `the request body did not arrive within ${ms} ms`, {
+        hint: 'send the whole request at once (listener.request_timeout sets the limit)',
+      }),
+    );
   }, ms);
   t.unref();
   res.once('close', () => clearTimeout(t));

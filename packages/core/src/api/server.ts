@@ -547,9 +547,10 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       socket?.once('close', () => clearTimeout(t));
       return;
     }
-    // An upload refused early must not be parsed as the next request:
-    // `Connection: close` makes the server close once this answer is out.
-    const close = ctx.closeAfter && !ctx.req.complete;
+    // An upload refused early, or a body that missed its deadline, must not
+    // be parsed as the next request: `Connection: close` makes the server
+    // close once this answer is out.
+    const close = !ctx.req.complete && (ctx.closeAfter || ge.code === 'GH_ERR_REQUEST_TIMEOUT');
     sendProblem(ctx.res, ge, close ? { connection: 'close' } : {});
   }
 }

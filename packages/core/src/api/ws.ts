@@ -84,6 +84,27 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     maxPayload: TERMINAL_WS_MAX_PAYLOAD,
     perMessageDeflate: false,
   });
+  // A handshake ws cannot complete (a malformed Sec-WebSocket-Key or
+  // version) is refused like any bad API request: problem JSON and an
+  // http.reject event, instead of ws's own bare answer that left no trace.
+  wss.on('wsClientError', (err: Error, socket: Duplex, req: IncomingMessage) => {
+    const ge = new GatehouseError('GH_ERR_BAD_REQUEST', `malformed WebSocket handshake: ${err.message}`, {
+      hint: 'open the terminal from the web UI or with gatehouse join',
+    });
+    let path = '';
+    try {
+      path = new URL(req.url ?? '/', 'https://gatehouse.invalid').pathname;
+    } catch {
+      // The URL was checked before; a path is only a detail of the event.
+    }
+    void auditHttpReject(
+      d.audit,
+      ge,
+      { method: req.method ?? '', path, remoteAddr: remoteAddress(req) },
+      d.log,
+    );
+    sendProblemOnSocket(socket, ge);
+  });
   /** Open sockets that re-check (joins, web-session sockets), each with the function that drops it. */
   const watched = new Map<Attachment, (err: unknown) => void>();
 

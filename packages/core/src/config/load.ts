@@ -56,6 +56,7 @@ export interface GatehouseConfig {
   listener: {
     firstByteTimeoutMs: number;
     handshakeTimeoutMs: number;
+    requestTimeoutMs: number;
     maxConcurrentHandshakes: number;
     perSourceMaxHandshakes: number;
     perSourceNetblock: { ipv4: number; ipv6: number };
@@ -202,6 +203,7 @@ function resolve(
     listener: {
       firstByteTimeoutMs: parseDuration(c.listener.first_byte_timeout),
       handshakeTimeoutMs: parseDuration(c.listener.handshake_timeout),
+      requestTimeoutMs: parseDuration(c.listener.request_timeout),
       maxConcurrentHandshakes: c.listener.max_concurrent_handshakes,
       perSourceMaxHandshakes: c.listener.per_source_max_handshakes,
       perSourceNetblock: c.listener.per_source_netblock,

@@ -129,9 +129,14 @@ export const configSchema = z
         /**
          * From accept until the TLS handshake is finished and the connection
          * is routed (MySQL's port: until its handshake response). Measured
-         * from accept: bytes that trickle in do not extend it.
+         * from accept: bytes that trickle in do not extend it. After routing,
+         * each protocol's own handshake up to authentication gets the same
+         * time again: the SSH key exchange and login, the PostgreSQL startup
+         * packet, an HTTP request's headers.
          */
         handshake_timeout: duration.default('10s'),
+        /** An HTTP request's body (file uploads excepted: they get an idle limit) must arrive within this time. */
+        request_timeout: duration.default('30s'),
         /**
          * Connections between accept and routing, on each port (the main one
          * and each dedicated one); more are refused at once.
