@@ -369,7 +369,7 @@ async function runSession(
     return;
   }
   client.write(encodePacket(seq, upstream.ok));
-  new Relay(client, upstream.socket, session, identity as Identity, capabilities, resp.user, deps).start(
+  new Relay(client, upstream.socket, session, capabilities, resp.user, deps).start(
     clientRest,
     upstream.leftover,
   );
@@ -414,7 +414,6 @@ class Relay {
   readonly #client: Duplex;
   readonly #up: TLSSocket;
   readonly #session: DbSession;
-  readonly #identity: Identity;
   readonly #caps: number;
   readonly #deps: SessionDeps;
   readonly #reader: CommandReader;
@@ -440,7 +439,6 @@ class Relay {
     client: Duplex,
     up: TLSSocket,
     session: DbSession,
-    identity: Identity,
     caps: number,
     dbUser: string,
     deps: SessionDeps,
@@ -448,7 +446,6 @@ class Relay {
     this.#client = client;
     this.#up = up;
     this.#session = session;
-    this.#identity = identity;
     this.#caps = caps;
     this.#dbUser = dbUser;
     this.#deps = deps;
