@@ -26,7 +26,8 @@ export class PacketChannel {
     this.decoder.feed(chunk);
     this.#deliver();
   };
-  #onError = (e: Error) => this.fail(e);
+  // A socket error (a reset, a broken pipe) is the client going away, like a close.
+  #onError = (e: Error) => this.fail(new ConnectionClosed(e));
   #onClose = () => this.fail(new ConnectionClosed());
 
   #deliver(): void {
@@ -76,8 +77,9 @@ export class PacketChannel {
 }
 
 export class ConnectionClosed extends Error {
-  constructor() {
-    super('connection closed');
+  constructor(cause?: Error) {
+    super(cause ? `connection closed: ${cause.message}` : 'connection closed', cause ? { cause } : undefined);
     this.name = 'ConnectionClosed';
   }
 }
+

@@ -213,9 +213,19 @@ export function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-/** The peer's address, IPv4-mapped IPv6 written as plain IPv4. */
+/**
+ * Where the listener puts the client's address on a socket it hands to the
+ * HTTP server: the address a trusted PROXY header named, which the socket's
+ * own remoteAddress (the load balancer) is not.
+ */
+export const CLIENT_ADDRESS: unique symbol = Symbol('gatehouse.client-address');
+
+/**
+ * The client's address (from a trusted PROXY header when there was one), IPv4-mapped
+ * IPv6 written as plain IPv4. Logins are rate-limited, pinned and audited by it.
+ */
 export function remoteAddress(req: IncomingMessage): string {
-  const a = req.socket.remoteAddress;
+  const a = (req.socket as { [CLIENT_ADDRESS]?: string })[CLIENT_ADDRESS] ?? req.socket.remoteAddress;
   if (!a) return '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }

@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import type tls from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import type { AuditEmitter, ListenerRejectReason } from '@gatehouse/audit';
+import { CLIENT_ADDRESS } from '../api/http.js';
 import type { GatehouseConfig } from '../config/load.js';
 import type { Identity } from '../identity/types.js';
 import {
@@ -498,7 +499,11 @@ export class Listener {
         if (tunnel) return tunnel(tlsSocket, tinfo);
         const bySni = routes.sniHandler(sni);
         if (bySni) return bySni(tlsSocket, tinfo);
-        if (alpn === undefined || alpn === 'http/1.1') return this.#deps.http(tlsSocket);
+        if (alpn === undefined || alpn === 'http/1.1') {
+          // The API rate-limits, pins and audits logins by this address, not the load balancer's.
+          (tlsSocket as TLSSocket & { [CLIENT_ADDRESS]?: string })[CLIENT_ADDRESS] = info.remoteAddr;
+          return this.#deps.http(tlsSocket);
+        }
         return this.#reject(tlsSocket, info, 'no_route', `no route for ALPN ${alpn}`);
       }),
     );
