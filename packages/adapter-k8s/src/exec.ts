@@ -43,6 +43,12 @@ export class ExecTap {
   /** The WebSocket parser of the server's direction (undefined for SPDY). */
   #serverWs: WsFrameParser | undefined;
   #failed = false;
+  /** Whether the client-facing stream was between messages before the last server chunk was fed. */
+  #boundaryBeforeLast = true;
+  /** The last server chunk was kept from the client (a content guard matched in it). */
+  #lastWithheld = false;
+  /** Sees each channel's data as it is decoded (content guards); default none. */
+  onData: ((fromClient: boolean, channel: number, data: Buffer) => void) | undefined;
   exitCode: number | undefined;
 
   private constructor(
@@ -79,7 +85,14 @@ export class ExecTap {
   }
 
   fromServer(chunk: Buffer): void {
+    this.#boundaryBeforeLast = this.#serverWs?.atMessageBoundary ?? false;
+    this.#lastWithheld = false;
     this.#feed(chunk, false);
+  }
+
+  /** The chunk just fed from the server was not passed to the client. */
+  withheld(): void {
+    this.#lastWithheld = true;
   }
 
   marker(text: string): void {
@@ -93,7 +106,8 @@ export class ExecTap {
    * (SPDY, or the server's direction is mid-message): the caller just closes.
    */
   farewell(message: string, reason = 'Forbidden'): Buffer | undefined {
-    if (this.#framing !== 'websocket' || this.#failed || !this.#serverWs?.atMessageBoundary) return undefined;
+    const atBoundary = this.#lastWithheld ? this.#boundaryBeforeLast : this.#serverWs?.atMessageBoundary;
+    if (this.#framing !== 'websocket' || this.#failed || !atBoundary) return undefined;
     const status = Buffer.from(JSON.stringify(kubeStatus(403, message, reason)));
     return Buffer.concat([
       encodeWsFrame(channelOpcode(this.#protocol), encodeChannelMessage(this.#protocol, ERROR, status)),
@@ -163,6 +177,7 @@ export class ExecTap {
   }
 
   #onMessage(fromClient: boolean, channel: number, data: Buffer): void {
+    this.onData?.(fromClient, channel, data);
     if (fromClient) {
       if (channel === STDIN && data.length > 0) this.#rec?.input(data);
       else if (channel === RESIZE) {

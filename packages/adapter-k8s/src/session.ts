@@ -23,7 +23,7 @@ import {
   parseKubeRequest,
   SESSION_SUBRESOURCES,
 } from './wire/apipath.js';
-import { isChannelProtocol } from './wire/channel.js';
+import { isChannelProtocol, STDERR, STDIN, STDOUT } from './wire/channel.js';
 import { type KubeStatus, kubeStatus } from './wire/status.js';
 
 /** What the adapter shares with every connection. */
@@ -409,6 +409,8 @@ export class KubeConnection {
   ): Promise<void> {
     const { socket, upSocket } = o;
     const counted = { in: 0, out: 0 };
+    /** A content guard ended the session: nothing more is relayed either way. */
+    let guardStopped = false;
     // The remote-command protocol: the WebSocket subprotocol, or SPDY's X-Stream-Protocol-Version.
     const framing: ExecFraming =
       String(o.upRes.headers.upgrade ?? '').toLowerCase() === 'spdy/3.1' ? 'spdy' : 'websocket';
@@ -490,6 +492,19 @@ export class KubeConnection {
         { terminate: (r) => stop(r.message) },
       );
       this.#streams.add(stop);
+      // Content guards see the decoded channels: stdout and stderr as output, stdin as input.
+      if (tap && (live.watches('output') || live.watches('input'))) {
+        tap.onData = (fromClient, channel, data) => {
+          const on = fromClient
+            ? channel === STDIN
+              ? 'input'
+              : undefined
+            : channel === STDOUT || channel === STDERR
+              ? 'output'
+              : undefined;
+          if (on && live.inspect(on, data)?.action === 'terminate') guardStopped = true;
+        };
+      }
       socket.once('close', () => stop(undefined));
       upSocket.once('close', () => stop(undefined));
       if (this.#closed) stop('client disconnected');
@@ -543,6 +558,11 @@ export class KubeConnection {
     const fromUp = (c: Buffer) => {
       counted.out += c.length;
       tap?.fromServer(c);
+      // A content guard ended the session on something in this chunk: it goes nowhere.
+      if (guardStopped) {
+        tap?.withheld();
+        return;
+      }
       if (!socket.write(c)) {
         upSocket.pause();
         socket.once('drain', () => upSocket.resume());
@@ -551,6 +571,7 @@ export class KubeConnection {
     const fromClient = (c: Buffer) => {
       counted.in += c.length;
       tap?.fromClient(c);
+      if (guardStopped) return;
       if (!upSocket.write(c)) {
         socket.pause();
         upSocket.once('drain', () => socket.resume());

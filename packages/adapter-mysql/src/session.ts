@@ -490,6 +490,8 @@ class Relay {
 
   #onClientData(chunk: Buffer): void {
     if (this.#ended) return;
+    // Content guards on what the client sends (statements, parameters): a match ends the session here.
+    if (this.#live?.inspect('query', chunk)?.action === 'terminate') return;
     let segs: CommandSegment[];
     try {
       segs = this.#reader.push(chunk);
@@ -830,6 +832,9 @@ class Relay {
   }
 
   #onUpstreamData(chunk: Buffer): void {
+    if (this.#ended) return;
+    // Content guards on results: a match ends the session before this chunk reaches the client.
+    if (this.#live?.inspect('result', chunk)?.action === 'terminate') return;
     if (this.#awaitPrepare !== undefined) this.#watchPrepare(chunk);
     if (!this.#client.write(chunk)) {
       this.#up.pause();

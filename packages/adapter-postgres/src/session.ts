@@ -427,6 +427,9 @@ class Relay {
     });
     this.#db.on('data', (chunk: Buffer) => {
       if (this.#ended) return;
+      // Content guards on results: a match ends the session (core, through terminate) before
+      // this chunk reaches the client; an ErrorResponse goes out if the client is between messages.
+      if (this.#live?.inspect('result', chunk)?.action === 'terminate') return;
       try {
         this.#back.push(chunk);
       } catch (err) {
@@ -471,6 +474,8 @@ class Relay {
   /** Audits what must be audited in this chunk, then sends it on. False when the session ended. */
   async #forward(chunk: Buffer): Promise<boolean> {
     if (this.#ended) return false;
+    // Content guards on what the client sends (statements, parameters): a match ends the session here.
+    if (this.#live?.inspect('query', chunk)?.action === 'terminate') return false;
     let out: Buffer[];
     let records: QueryRecord[];
     try {

@@ -117,6 +117,61 @@ describe('PostgreSQL through Gatehouse (real psql, pg and PostgreSQL 15)', () =>
     expect(tx.stdout.trim().split('\n').at(-1)).toBe('kept');
   });
 
+  it('content guards: a result holding the canary ends the session with an ErrorResponse, before psql prints it', async () => {
+    const canary = `gh-canary-${Date.now().toString(36)}`;
+    await t.gw.admin.putRole(
+      [
+        'kind: role',
+        'name: pg-guarded',
+        'allow:',
+        '  db_labels: { engine: postgres }',
+        '  db_users: [alice]',
+        '  db_names: [app]',
+        'options:',
+        '  guards:',
+        `    - { name: canary, literal: ${canary}, on: [result] }`,
+        // YAML single quotes: the backslash reaches the pattern as written.
+        "    - { name: no drops, match: '(?i)drop\\s+table', on: [query] }",
+        '',
+      ].join('\n'),
+      { create: true },
+    );
+    await t.gw.admin.createUser({ name: 'gina', roles: ['pg-guarded'], traits: {} });
+    const gina = await userCert(t.gw, dir, 'gina', {
+      user: 'gina',
+      roles: ['pg-guarded'],
+      route: { kind: 'db', name: 'orders' },
+    });
+    const ok = await psql(['-At', '-d', conn({}, gina), '-c', 'select 41 + 1']);
+    expect(ok.stdout.trim()).toBe('42');
+    // The canary is split by || so that only the result holds it whole, not the query.
+    const half = Math.floor(canary.length / 2);
+    const r = await psql([
+      '-At',
+      '-d',
+      conn({}, gina),
+      '-c',
+      `select 'before', '${canary.slice(0, half)}' || '${canary.slice(half)}'`,
+    ]);
+    expect(r.stdout).not.toContain(canary);
+    expect(r.stderr).toContain('terminating connection: Gatehouse: ended by the content guard "canary"');
+    const hit = await waitFor(
+      async () =>
+        (await events('session.guard')).find((e) => e.type === 'session.guard' && e.user === 'gina'),
+      'session.guard',
+    );
+    expect(hit).toMatchObject({ rule: 'canary', on: 'result', protocol: 'postgres' });
+    await eventually(
+      'db.session.end',
+      (e) => e.user === 'gina' && /content guard "canary"/.test((e as { reason?: string }).reason ?? ''),
+    );
+    // A statement guard stops the statement before the database sees it.
+    const drop = await psql(['-At', '-d', conn({}, gina), '-c', 'DROP   TABLE items']);
+    expect(drop.stderr).toContain('ended by the content guard "no drops"');
+    const still = await psql(['-At', '-d', conn(), '-c', 'select count(*) > 0 from items']);
+    expect(still.stdout.trim()).toBe('t');
+  });
+
   it('copies in and out with \\copy', async () => {
     const csv = join(dir, 'in.csv');
     const out = join(dir, 'out.csv');

@@ -5,6 +5,7 @@ import {
   type AdapterContext,
   GatehouseError,
   type Grant,
+  type GuardHit,
   type Identity,
   type Joiner,
   type LiveSession,
@@ -352,6 +353,7 @@ export class InnerConnection {
       onInteractive: (command) =>
         this.#live?.update({ interactive: true, ...(command !== undefined ? { command } : {}) }),
       stillAllowed: () => this.#stillAllowed(),
+      inspect: (on, data) => this.#live?.inspect(on, data),
     });
     this.#relays.add(relay);
     relay.onDone = () => this.#relays.delete(relay);
@@ -508,6 +510,8 @@ interface RelayParts {
   onInteractive: (command: string | undefined) => void;
   /** Whether access still holds for something new in the session; the refusal text otherwise. */
   stillAllowed: () => Promise<string | undefined>;
+  /** Content guards over the session's streams (core decides and ends the session on a match). */
+  inspect: (on: 'output' | 'input', data: Buffer) => GuardHit | undefined;
 }
 
 /** Recent terminal output a viewer who joins mid-session gets first (a screen or two, escapes included). */
@@ -764,7 +768,10 @@ class SessionRelay {
       for (const v of this.#viewers.keys()) this.#toViewer(v, (x) => x.output(d));
     };
 
+    // Content guards: a terminating match ends the session (core does), and the piece goes nowhere.
+    const guarded = (on: 'output' | 'input', d: Buffer) => this.#p.inspect(on, d)?.action === 'terminate';
     upCh.on('data', (d: Buffer) => {
+      if (guarded('output', d)) return;
       corkTick(this.#p.clientSocket);
       fanOut(d);
       if (!this.#sftpBroken.server) parse(fromNode, d, false);
@@ -774,10 +781,12 @@ class SessionRelay {
       }
     });
     upCh.stderr.on('data', (d: Buffer) => {
+      if (guarded('output', d)) return;
       fanOut(d);
       down.stderr.write(d);
     });
     down.on('data', (d: Buffer) => {
+      if (guarded('input', d)) return;
       if (!this.#sftpBroken.client) parse(toNode, d, true);
       if (!upCh.write(d)) {
         down.pause();
@@ -836,7 +845,10 @@ class SessionRelay {
     return {
       sessionId,
       input: (data) => {
-        if (joiner.mode === 'peer' && this.#viewers.has(viewer) && !this.#closed) this.#upCh?.write(data);
+        if (joiner.mode !== 'peer' || !this.#viewers.has(viewer) || this.#closed) return;
+        // A peer's keys pass the same guards as the owner's.
+        if (this.#p.inspect('input', Buffer.from(data))?.action === 'terminate') return;
+        this.#upCh?.write(data);
       },
       // The pty follows its owner's window only.
       resize: () => {},

@@ -44,6 +44,7 @@ const EXPECTED = {
   'ssh.reject': 'GH2105W',
   'session.join': { ok: 'GH2106I', fail: 'GH2106W' },
   'session.leave': 'GH2107I',
+  'session.guard': 'GH2108W',
   'node.join': { ok: 'GH1072I', fail: 'GH1072W' },
   'node.join_token.create': 'GH1073I',
   'gateway.start': 'GH1200I',

@@ -315,6 +315,20 @@ export type AuditEventInput =
   | (CommonFields & SessionJoinFields & { type: 'session.join'; success: true })
   | (CommonFields & SessionJoinFields & { type: 'session.join'; success: false; error: string })
   | (CommonFields & SessionJoinFields & { type: 'session.leave'; duration_ms: number })
+  | (CommonFields & {
+      type: 'session.guard';
+      session_id: string;
+      /** The live session's protocol (ssh, postgres, mysql, kube-exec…). */
+      protocol: string;
+      /** The guard that matched (its name, or "<role> guard <n>"). */
+      rule: string;
+      /** Where: terminal output or input, a database statement or result. */
+      on: 'output' | 'input' | 'query' | 'result';
+      /** What the gateway did: ended the session, or only recorded the match. */
+      action: 'terminate' | 'audit';
+      /** Bytes matched. The match itself is never recorded: it may be the secret. */
+      match_length: number;
+    })
   | (CommonFields &
       SshSessionFields & {
         type: 'exec';
@@ -421,6 +435,7 @@ export const EVENT_CODES = {
   'ssh.reject': 'GH2105W',
   'session.join': { ok: 'GH2106I', fail: 'GH2106W' },
   'session.leave': 'GH2107I',
+  'session.guard': 'GH2108W',
   'node.join': { ok: 'GH1072I', fail: 'GH1072W' },
   'node.join_token.create': 'GH1073I',
   'gateway.start': 'GH1200I',

@@ -258,7 +258,7 @@ export class Gateway {
       resolveRoles: (names) => this.roles.resolve(names),
       findLocks: (q) => this.locks.find(q),
     });
-    this.liveSessions = new LiveSessions({ authorizer: this.authorizer, clock, log: this.log });
+    this.liveSessions = new LiveSessions({ authorizer: this.authorizer, audit, clock, log: this.log });
     this.credentials = new SessionCredentials({ authorities, clock });
     this.dbAccess = new DbAccess({
       registry: this.databases,

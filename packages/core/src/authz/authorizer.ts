@@ -3,7 +3,7 @@ import type { AuditEmitter } from '@gatehouse/audit';
 import type { Clock } from '../clock.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { Identity, LockRecord, UserRecord } from '../identity/types.js';
-import { AccessChecker, type AccessDecision } from '../rbac/checker.js';
+import { AccessChecker, type AccessDecision, type EffectiveOptions } from '../rbac/checker.js';
 import type { JoinMode, ResourceKind, Role, Verb } from '../rbac/types.js';
 import type { LiveSessionInfo } from '../sessions/live.js';
 import { type AccessTarget, type Grant, mintGrant } from './grant.js';
@@ -35,6 +35,9 @@ export interface Revocation {
   /** Who ended it, for a kill. */
   by?: string | undefined;
 }
+
+/** A re-check's answer: the session ends (a Revocation), or goes on with these options. */
+export type RecheckResult = Revocation | { options: EffectiveOptions };
 
 export interface ConnectionContext {
   remoteAddr?: string | undefined;
@@ -260,7 +263,7 @@ export class Authorizer {
    * refusal is audited as access.denied and comes back as a Revocation: the
    * session ends with it.
    */
-  async recheck(grant: Grant): Promise<Revocation | undefined> {
+  async recheck(grant: Grant): Promise<RecheckResult> {
     const now = this.#d.clock.now();
     if (grant.expires.getTime() <= now.getTime()) {
       return {
@@ -284,7 +287,8 @@ export class Authorizer {
       return { cause: 'access_revoked', message };
     }
     const d = this.#decide(p, grant.identity, grant.target, ctx);
-    if (d.allowed) return undefined;
+    // Still allowed: with the options the roles give now (a guard added at run time applies).
+    if (d.allowed) return { options: p.checker.options() };
     await this.#audit(grant.identity, grant.target, d.reason, ctx, 'record');
     return { cause: 'access_revoked', message: `access denied: ${d.reason}` };
   }

@@ -423,7 +423,20 @@ describe('options', () => {
       recordSession: { ssh: true, desktop: true, kube: true },
       enhancedRecording: [],
       restrictNetwork: { deny: [], allow: [] },
+      guards: [],
     });
+  });
+
+  it('applies the guards of every role, each named after its role when it has no name', () => {
+    const a = opt('a', '{ guards: [{ literal: canary-1, on: [output] }] }');
+    const b = opt(
+      'b',
+      '{ guards: [{ name: keys, match: "AKIA[0-9A-Z]{16}", on: [result], action: audit }] }',
+    );
+    expect(AccessChecker.from([a, b], traits).options().guards).toEqual([
+      { literal: 'canary-1', on: ['output'], name: 'a guard 1' },
+      { name: 'keys', match: 'AKIA[0-9A-Z]{16}', on: ['result'], action: 'audit' },
+    ]);
   });
 
   it('takes the minimum TTL, and any role false wins for permissions', () => {

@@ -1,4 +1,5 @@
 import type { Traits } from '../identity/types.js';
+import type { GuardSpec } from '../sessions/guards.js';
 import { formatLabels, isLiteralPattern, matchAny, matchLabels, PatternCache } from './labels.js';
 import {
   DEFAULT_MAX_SESSION_TTL_MS,
@@ -45,6 +46,8 @@ export interface EffectiveOptions {
   recordSession: { ssh: boolean; desktop: boolean; kube: boolean };
   enhancedRecording: string[];
   restrictNetwork: { deny: string[]; allow: string[] };
+  /** Content guards of every role (each role's guards all apply). */
+  guards: GuardSpec[];
 }
 
 type Selector = Record<string, string[]>;
@@ -565,6 +568,9 @@ export class AccessChecker {
         deny: [...new Set(opts.flatMap((o) => o.restrict_network?.deny ?? []))],
         allow: [...new Set(opts.flatMap((o) => o.restrict_network?.allow ?? []))],
       },
+      guards: roles.flatMap((r) =>
+        (r.options.guards ?? []).map((g, i) => ({ ...g, name: g.name ?? `${r.name} guard ${i + 1}` })),
+      ),
     };
   }
 }

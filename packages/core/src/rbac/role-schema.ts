@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { compileGuard, GUARD_STREAMS, type GuardStream, GuardSyntaxError } from '../sessions/guards.js';
 import { isDuration, parseDuration } from '../util/duration.js';
 import { regexError } from './labels.js';
 import { parseTemplate } from './templates.js';
@@ -179,6 +180,33 @@ export const optionsSchema = z.strictObject({
   redact_db_params: z.boolean().optional(),
   /** Require a fresh second factor for every session. */
   require_mfa: z.boolean().optional(),
+  /**
+   * Content guards: a pattern (`match`, RE2 syntax) or a string (`literal`)
+   * watched for in terminal output/input, database statements and results;
+   * a match ends the session (action terminate, the default) or is audited.
+   */
+  guards: z
+    .array(
+      z
+        .strictObject({
+          name: z.string().min(1).max(64).optional(),
+          match: z.string().min(1).max(4096).optional(),
+          literal: z.string().max(1024).optional(),
+          on: z.array(z.enum(GUARD_STREAMS as [GuardStream, ...GuardStream[]])).min(1),
+          action: z.enum(['terminate', 'audit']).optional(),
+          ignore_case: z.boolean().optional(),
+        })
+        .superRefine((g, ctx) => {
+          try {
+            compileGuard(g, 0);
+          } catch (err) {
+            if (!(err instanceof GuardSyntaxError)) throw err;
+            ctx.addIssue({ code: 'custom', message: err.message.replace(/^guard 1: /, '') });
+          }
+        }),
+    )
+    .max(64)
+    .optional(),
 });
 
 export const roleSchema = z.strictObject({

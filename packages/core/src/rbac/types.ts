@@ -65,6 +65,15 @@ export interface RoleOptions {
   /** Redact bound parameters in database query audit. */
   redact_db_params?: boolean;
   require_mfa?: boolean;
+  /** Content guards (see sessions/guards.ts). */
+  guards?: {
+    name?: string;
+    match?: string;
+    literal?: string;
+    on: ('output' | 'input' | 'query' | 'result')[];
+    action?: 'terminate' | 'audit';
+    ignore_case?: boolean;
+  }[];
 }
 
 export interface Role {

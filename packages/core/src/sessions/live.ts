@@ -1,8 +1,10 @@
+import type { AuditEmitter } from '@gatehouse/audit';
 import type { Authorizer, Revocation } from '../authz/authorizer.js';
 import type { Grant } from '../authz/grant.js';
 import type { Clock } from '../clock.js';
 import { GatehouseError } from '../errors.js';
 import type { LogFn } from '../log.js';
+import { type GuardHit, type GuardScanner, GuardSet, type GuardSpec, type GuardStream } from './guards.js';
 import type { Joiner, TerminalHandle, TerminalViewer } from './terminal.js';
 
 export type { Revocation } from '../authz/authorizer.js';
@@ -83,8 +85,27 @@ export interface LiveSession {
    * ends the session (through `terminate`) and is returned.
    */
   check(): Promise<Revocation | undefined>;
+  /**
+   * Content guards: `data` is the next piece of one stream of the session
+   * (terminal output or input, a statement, result bytes). A guard that
+   * matches is audited (session.guard); a terminating one also ends the
+   * session through `terminate` before this returns, and the caller must
+   * not pass the piece on. Streams no guard watches cost nothing.
+   */
+  inspect(on: GuardStream, data: Uint8Array): GuardHit | undefined;
+  /** Whether any of the session's guards watches `on` (to skip work that only feeds a scan). */
+  watches(on: GuardStream): boolean;
   /** The session ended by itself (client left, upstream closed): stop watching it. Idempotent. */
   end(): void;
+}
+
+export interface LiveSessionsDeps {
+  authorizer: Authorizer;
+  audit: AuditEmitter;
+  clock: Clock;
+  log: LogFn;
+  /** This gateway's name in listings (several gateways share a backend later). */
+  gateway?: string | undefined;
 }
 
 /** Longest setTimeout Node accepts; longer grants re-arm. */
@@ -102,6 +123,11 @@ interface Entry {
   /** A re-check in flight, and whether another was asked for meanwhile. */
   checking: Promise<Revocation | undefined> | undefined;
   again: boolean;
+  /** The session's guards (from its roles, refreshed on re-check) and a scanner per stream. */
+  guards: GuardSet;
+  /** The guards last applied by a re-check (JSON), to rebuild only on a change. */
+  lastGuards?: string | undefined;
+  scanners: Map<GuardStream, GuardScanner | undefined>;
 }
 
 /**
@@ -113,10 +139,10 @@ interface Entry {
  * adapters keep no timers or polls of their own.
  */
 export class LiveSessions {
-  readonly #d: { authorizer: Authorizer; clock: Clock; log: LogFn; gateway?: string | undefined };
+  readonly #d: LiveSessionsDeps;
   readonly #live = new Map<string, Entry>();
 
-  constructor(deps: { authorizer: Authorizer; clock: Clock; log: LogFn; gateway?: string | undefined }) {
+  constructor(deps: LiveSessionsDeps) {
     this.#d = deps;
   }
 
@@ -150,6 +176,8 @@ export class LiveSessions {
       revocation: undefined,
       checking: undefined,
       again: false,
+      guards: this.#guardsOf(grant.options.guards, id),
+      scanners: new Map(),
     };
     this.#live.set(id, e);
     this.#armExpiry(e);
@@ -164,6 +192,8 @@ export class LiveSessions {
         if (!e.ended) Object.assign(e.info, patch);
       },
       check: () => (e.ended ? Promise.resolve(this.#ended(e)) : this.#recheck(e)),
+      inspect: (on, data) => this.#inspect(e, on, data),
+      watches: (on) => e.guards.watches(on),
       end() {
         self.#forget(e);
       },
@@ -245,10 +275,11 @@ export class LiveSessions {
       for (;;) {
         e.again = false;
         const r = await this.#d.authorizer.recheck(e.grant);
-        if (r) {
+        if ('cause' in r) {
           this.#terminate(e, r);
           return r;
         }
+        this.#refreshGuards(e, r.options.guards);
         if (!e.again || e.ended) return e.ended ? this.#ended(e) : undefined;
       }
     };
@@ -256,6 +287,62 @@ export class LiveSessions {
       e.checking = undefined;
     });
     return e.checking;
+  }
+
+  /** Compiles a session's guards; guards that no longer compile are reported and skipped, not fatal. */
+  #guardsOf(specs: readonly GuardSpec[], id: string): GuardSet {
+    try {
+      return new GuardSet(specs);
+    } catch (err) {
+      // Roles are linted when saved; a stored one that fails now must not open every session.
+      this.#d.log(
+        'error',
+        `session ${id}: a content guard does not compile; its guards are not applied`,
+        err,
+      );
+      return new GuardSet([]);
+    }
+  }
+
+  /** Guards changed in the roles (added at run time): new scanners, from the next piece on. */
+  #refreshGuards(e: Entry, specs: readonly GuardSpec[]): void {
+    const before = JSON.stringify(e.grant.options.guards);
+    const now = JSON.stringify(specs);
+    if (e.lastGuards === now || (e.lastGuards === undefined && before === now)) return;
+    e.lastGuards = now;
+    e.guards = this.#guardsOf(specs, e.info.id);
+    e.scanners.clear();
+  }
+
+  #inspect(e: Entry, on: GuardStream, data: Uint8Array): GuardHit | undefined {
+    if (e.ended) return undefined;
+    let scanner = e.scanners.get(on);
+    if (scanner === undefined && !e.scanners.has(on)) {
+      scanner = e.guards.scanner(on);
+      e.scanners.set(on, scanner);
+    }
+    const hit = scanner?.scan(data);
+    if (!hit) return undefined;
+    void this.#d.audit.record({
+      type: 'session.guard',
+      user: e.info.user,
+      session_id: e.info.id,
+      protocol: e.info.protocol,
+      server: e.info.server,
+      ...(e.info.login !== undefined ? { login: e.info.login } : {}),
+      rule: hit.rule,
+      on: hit.on,
+      action: hit.action,
+      match_length: hit.length,
+      ...(e.info.remoteAddr ? { addr: { remote: e.info.remoteAddr } } : {}),
+    });
+    if (hit.action === 'terminate') {
+      this.#terminate(e, {
+        cause: 'guard',
+        message: `ended by the content guard "${hit.rule}" (a match in the ${hit.on === 'result' ? 'results' : hit.on})`,
+      });
+    }
+    return hit;
   }
 
   #ended(e: Entry): Revocation {
