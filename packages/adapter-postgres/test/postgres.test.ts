@@ -166,10 +166,13 @@ describe('PostgreSQL through Gatehouse (real psql, pg and PostgreSQL 15)', () =>
       (e) => e.user === 'gina' && /content guard "canary"/.test((e as { reason?: string }).reason ?? ''),
     );
     // A statement guard stops the statement before the database sees it.
-    const drop = await psql(['-At', '-d', conn({}, gina), '-c', 'DROP   TABLE items']);
+    const made = await psql(['-At', '-d', conn(), '-c', 'create table guard_probe (id int)']);
+    expect(made.stderr).toBe('');
+    const drop = await psql(['-At', '-d', conn({}, gina), '-c', 'DROP   TABLE guard_probe']);
     expect(drop.stderr).toContain('ended by the content guard "no drops"');
-    const still = await psql(['-At', '-d', conn(), '-c', 'select count(*) > 0 from items']);
-    expect(still.stdout.trim()).toBe('t');
+    const still = await psql(['-At', '-d', conn(), '-c', 'select count(*) from guard_probe']);
+    expect(still.stderr).toBe('');
+    expect(still.stdout.trim()).toBe('0');
   });
 
   it('copies in and out with \\copy', async () => {

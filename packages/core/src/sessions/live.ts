@@ -321,28 +321,33 @@ export class LiveSessions {
       scanner = e.guards.scanner(on);
       e.scanners.set(on, scanner);
     }
-    const hit = scanner?.scan(data);
-    if (!hit) return undefined;
-    void this.#d.audit.record({
-      type: 'session.guard',
-      user: e.info.user,
-      session_id: e.info.id,
-      protocol: e.info.protocol,
-      server: e.info.server,
-      ...(e.info.login !== undefined ? { login: e.info.login } : {}),
-      rule: hit.rule,
-      on: hit.on,
-      action: hit.action,
-      match_length: hit.length,
-      ...(e.info.remoteAddr ? { addr: { remote: e.info.remoteAddr } } : {}),
-    });
-    if (hit.action === 'terminate') {
-      this.#terminate(e, {
-        cause: 'guard',
-        message: `ended by the content guard "${hit.rule}" (a match in the ${hit.on === 'result' ? 'results' : hit.on})`,
+    if (!scanner) return undefined;
+    const hits = scanner.scan(data);
+    if (hits.length === 0) return undefined;
+    for (const hit of hits) {
+      void this.#d.audit.record({
+        type: 'session.guard',
+        user: e.info.user,
+        session_id: e.info.id,
+        protocol: e.info.protocol,
+        server: e.info.server,
+        ...(e.info.login !== undefined ? { login: e.info.login } : {}),
+        rule: hit.rule,
+        on: hit.on,
+        action: hit.action,
+        match_length: hit.length,
+        ...(e.info.remoteAddr ? { addr: { remote: e.info.remoteAddr } } : {}),
       });
     }
-    return hit;
+    // Terminating hits come first.
+    const first = hits[0]!;
+    if (first.action === 'terminate') {
+      this.#terminate(e, {
+        cause: 'guard',
+        message: `ended by the content guard "${first.rule}" (a match in the ${first.on === 'result' ? 'results' : first.on})`,
+      });
+    }
+    return first;
   }
 
   #ended(e: Entry): Revocation {
