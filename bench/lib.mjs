@@ -122,3 +122,28 @@ export function serverTls(dir) {
     `${dir}/ext`,
   ]);
 }
+
+/**
+ * `n` content guards as role YAML lines (under `options:`), for the benches
+ * that measure their cost: three literals (canaries) to one pattern, the
+ * patterns the kinds people write (fixed-prefix secrets, one with no fixed
+ * start), none of which match the benches' data.
+ */
+export function guardLines(n, on) {
+  const patterns = [
+    'AKIA[0-9A-Z]{16}',
+    'ghp_[A-Za-z0-9]{36}',
+    '-----BEGIN [A-Z ]*PRIVATE KEY-----',
+    'xox[baprs]-[0-9A-Za-z-]{10,48}',
+    '[0-9]{3}-[0-9]{2}-[0-9]{4}-SSN',
+  ];
+  const lines = ['  guards:'];
+  for (let i = 0; i < n; i++) {
+    const target =
+      i % 4 === 3
+        ? `match: '${patterns[((i - 3) / 4) % patterns.length]}'`
+        : `literal: gh-canary-${i}-7f3a9c`;
+    lines.push(`    - { name: g${i}, ${target}, on: [${on.join(', ')}] }`);
+  }
+  return lines.join('\n');
+}

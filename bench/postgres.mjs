@@ -16,7 +16,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { postgres } from '@gatehouse/adapter-postgres';
 import { createGateway } from '@gatehouse/core';
-import { cpuMeter, ensurePackages, freePort, median, roundOrder, serverTls } from './lib.mjs';
+import { cpuMeter, ensurePackages, freePort, guardLines, median, roundOrder, serverTls } from './lib.mjs';
 
 export const description =
   'pgbench TPS (select-only, TPC-B-like; 8 clients, TLS): direct vs pgbouncer vs Gatehouse';
@@ -26,14 +26,18 @@ const PG_BIN = '/usr/lib/postgresql/15/bin';
 const PGBOUNCER = '/usr/sbin/pgbouncer';
 
 function parseArgs(argv) {
-  const o = { seconds: 6, rounds: 3, clients: 8, json: false, scale: 1 };
+  const o = { seconds: 6, rounds: 3, clients: 8, json: false, scale: 1, guards: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') o.json = true;
     else if (a === '--seconds') o.seconds = Number(argv[++i]);
     else if (a === '--rounds') o.rounds = Number(argv[++i]);
+    else if (a === '--guards') o.guards = Number(argv[++i]);
     else if (a === '--clients') o.clients = Number(argv[++i]);
-    else throw new Error(`unknown option ${a} (options: --seconds N, --rounds N, --clients N, --json)`);
+    else
+      throw new Error(
+        `unknown option ${a} (options: --seconds N, --rounds N, --clients N, --guards N, --json)`,
+      );
   }
   if (!(o.seconds > 0)) throw new Error('--seconds must be a positive number');
   if (!(Number.isInteger(o.rounds) && o.rounds >= 1)) throw new Error('--rounds must be a positive integer');
@@ -324,6 +328,28 @@ export async function run(argv) {
     });
     writeKey(`${files}/user.crt`, userCert.cert);
     writeKey(`${files}/user.key`, userKey.key);
+    // --guards N: the same user's sessions under a role with N content guards on statements and
+    // results, as one more target, to measure what scanning every byte costs.
+    if (o.guards > 0) {
+      await gw.admin.putRole(
+        `kind: role\nname: bench-guarded\nallow:\n  db_labels: { engine: postgres }\n  db_users: [bench]\n  db_names: [bench]\noptions:\n${guardLines(o.guards, ['query', 'result'])}\n`,
+        { create: true },
+      );
+      await gw.admin.createUser({ name: 'benchg', roles: ['bench-guarded'], traits: {} });
+      const guarded = await gw.authorities.issueX509UserCert({
+        publicKeyPem: userKey.pub,
+        identity: {
+          user: 'benchg',
+          roles: ['bench-guarded'],
+          traits: {},
+          expires: new Date(now + 3_600_000),
+          route: { kind: 'db', name: 'bench' },
+        },
+        notBefore: new Date(now - 60_000),
+        notAfter: new Date(now + 3_600_000),
+      });
+      writeKey(`${files}/userg.crt`, guarded.cert);
+    }
     writeKey(
       `${files}/host-ca.crt`,
       gw.authorities
@@ -367,6 +393,19 @@ export async function run(argv) {
         },
       },
     ];
+    if (o.guards > 0) {
+      targets.push({
+        name: `gh+${o.guards}g`,
+        port: gwPort,
+        meter: () => cpuMeter(),
+        env: {
+          PGSSLMODE: 'verify-full',
+          PGSSLROOTCERT: `${files}/host-ca.crt`,
+          PGSSLCERT: `${files}/userg.crt`,
+          PGSSLKEY: `${files}/user.key`,
+        },
+      });
+    }
     const modes = [
       { name: 'select-only', args: ['-S'] },
       { name: 'tpcb-like', args: [] },

@@ -3,7 +3,8 @@
 // `ssh -J` through an OpenSSH jump sshd, `ssh -J` through Gatehouse and
 // `gatehouse ssh` (ProxyCommand over TLS), each as a ratio to OpenSSH -J;
 // then the gateway's memory per idle interactive session.
-// Usage: npm run bench -- ssh [--bytes 1073741824] [--rounds 3] [--runs 20] [--sessions 1000]
+// Usage: npm run bench -- ssh [--bytes 1073741824] [--rounds 3] [--runs 20] [--sessions 1000] [--guards N]
+// --guards N adds `gatehouse ssh` for a user whose role has N content guards on output and input.
 // Needs: OpenSSH client and server (apt-get install openssh-client openssh-server) and root (it adds a test login).
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { median } from './lib.mjs';
+import { guardLines, median } from './lib.mjs';
 
 export const description =
   'ssh throughput + `true` latency: direct vs OpenSSH -J vs ssh -J through Gatehouse vs gatehouse ssh; memory per idle session';
@@ -51,6 +52,7 @@ export async function run(argv) {
   const runs = flag(argv, '--runs', 20);
   const rounds = flag(argv, '--rounds', 3);
   const sessions = flag(argv, '--sessions', 1000);
+  const guards = flag(argv, '--guards', 0);
   const { createGateway } = await import('@gatehouse/core');
   const { startSshd } = await import('@gatehouse/core/testing');
   const { ssh } = await import('@gatehouse/adapter-ssh');
@@ -114,25 +116,44 @@ export async function run(argv) {
     // A real login through the CLI: its files serve every mode below.
     const home = path.join(dir, 'home');
     const env = { ...process.env, GATEHOUSE_HOME: home };
-    await new Promise((resolve, reject) => {
-      const c = spawn(
-        process.execPath,
-        [
-          BIN,
-          'login',
-          '--proxy',
-          `127.0.0.1:${port}`,
-          '--user',
-          'bench',
-          '--ca-pin',
-          gw.caPin(),
-          '--password-stdin',
-        ],
-        { env, stdio: ['pipe', 'ignore', 'inherit'] },
+    const ghLogin = (user, e) =>
+      new Promise((resolve, reject) => {
+        const c = spawn(
+          process.execPath,
+          [
+            BIN,
+            'login',
+            '--proxy',
+            `127.0.0.1:${port}`,
+            '--user',
+            user,
+            '--ca-pin',
+            gw.caPin(),
+            '--password-stdin',
+          ],
+          { env: e, stdio: ['pipe', 'ignore', 'inherit'] },
+        );
+        c.on('close', (code) =>
+          code === 0 ? resolve() : reject(new Error(`gatehouse login exited ${code}`)),
+        );
+        c.stdin.end(`${PASSWORD}\n`);
+      });
+    await ghLogin('bench', env);
+    // --guards N: another user, whose role adds N content guards on output and input.
+    const guardedEnv = { ...process.env, GATEHOUSE_HOME: path.join(dir, 'home-guarded') };
+    if (guards > 0) {
+      await gw.admin.putRole(
+        `kind: role\nname: guarded\nallow:\n  logins: ['{{internal.logins}}']\n  node_labels: { '*': '*' }\noptions:\n${guardLines(guards, ['output', 'input'])}\n`,
+        { create: true },
       );
-      c.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`gatehouse login exited ${code}`))));
-      c.stdin.end(`${PASSWORD}\n`);
-    });
+      await gw.admin.createUser({
+        name: 'benchg',
+        roles: ['guarded'],
+        traits: { logins: [login] },
+        password: PASSWORD,
+      });
+      await ghLogin('benchg', guardedEnv);
+    }
     const keyDir = path.join(home, 'keys', `127.0.0.1_${port}`, 'bench');
     const cfg = path.join(dir, 'ssh_config');
     await writeFile(
@@ -175,34 +196,46 @@ export async function run(argv) {
         args: (c) => ['-F', cfg, '-J', `bench@127.0.0.1:${port}`, `${login}@node1`, c],
       },
       { name: 'gatehouse ssh', cmd: process.execPath, args: (c) => [BIN, 'ssh', `${login}@node1`, c] },
+      ...(guards > 0
+        ? [
+            {
+              name: `gatehouse ssh, ${guards} guards`,
+              cmd: process.execPath,
+              args: (c) => [BIN, 'ssh', `${login}@node1`, c],
+              env: guardedEnv,
+            },
+          ]
+        : []),
     ];
 
     const out = [];
     for (const m of modes) {
-      await timed(m.cmd, m.args('true'), env); // warm up (host cert, upstream cert caches)
-      await timed(m.cmd, m.args(`head -c ${64 * 1024 ** 2} /dev/zero`), env); // and the bulk data path
+      const e = m.env ?? env;
+      await timed(m.cmd, m.args('true'), e); // warm up (host cert, upstream cert caches)
+      await timed(m.cmd, m.args(`head -c ${64 * 1024 ** 2} /dev/zero`), e); // and the bulk data path
       const lat = [];
-      for (let i = 0; i < runs; i++) lat.push(await timed(m.cmd, m.args('true'), env));
+      for (let i = 0; i < runs; i++) lat.push(await timed(m.cmd, m.args('true'), e));
       out.push({ name: m.name, latency: median(lat), transfers: [] });
     }
     // Throughput rounds go through every mode in turn, so a slow spell on this
     // shared machine hits all modes alike; the median round counts.
     for (let r = 1; r <= rounds; r++) {
       for (const [i, m] of modes.entries())
-        out[i].transfers.push(await timed(m.cmd, m.args(`head -c ${bytes} /dev/zero`), env));
+        out[i].transfers.push(await timed(m.cmd, m.args(`head -c ${bytes} /dev/zero`), m.env ?? env));
       process.stdout.write(`  throughput round ${r} of ${rounds}: done\n`);
     }
     for (const o of out) o.mibps = bytes / 1024 / 1024 / (median(o.transfers) / 1000);
     const ref = out.find((o) => o.name === 'OpenSSH ssh -J');
+    const w = Math.max(18, ...out.map((o) => o.name.length + 2));
     process.stdout.write(
       `\nSSH, median of ${rounds} rounds of ${(bytes / 1024 ** 2).toFixed(0)} MiB from the node and of ${runs} \`true\` runs (recording on):\n\n`,
     );
     process.stdout.write(
-      `${'mode'.padEnd(18)}${'MiB/s'.padStart(10)}${'x -J'.padStart(8)}${'true ms'.padStart(10)}${'x -J'.padStart(8)}\n`,
+      `${'mode'.padEnd(w)}${'MiB/s'.padStart(10)}${'x -J'.padStart(8)}${'true ms'.padStart(10)}${'x -J'.padStart(8)}\n`,
     );
     for (const o of out) {
       process.stdout.write(
-        `${o.name.padEnd(18)}${o.mibps.toFixed(1).padStart(10)}${(o.mibps / ref.mibps).toFixed(2).padStart(8)}${o.latency.toFixed(1).padStart(10)}${(o.latency / ref.latency).toFixed(2).padStart(8)}\n`,
+        `${o.name.padEnd(w)}${o.mibps.toFixed(1).padStart(10)}${(o.mibps / ref.mibps).toFixed(2).padStart(8)}${o.latency.toFixed(1).padStart(10)}${(o.latency / ref.latency).toFixed(2).padStart(8)}\n`,
       );
     }
 
