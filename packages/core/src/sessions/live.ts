@@ -176,11 +176,12 @@ export class LiveSessions {
       revocation: undefined,
       checking: undefined,
       again: false,
-      guards: this.#guardsOf(grant.options.guards, id),
+      guards: new GuardSet([]),
       scanners: new Map(),
     };
     this.#live.set(id, e);
-    this.#armExpiry(e);
+    this.#compileGuards(e, grant.options.guards);
+    if (!e.ended) this.#armExpiry(e);
     const self = this;
     return {
       id,
@@ -289,18 +290,22 @@ export class LiveSessions {
     return e.checking;
   }
 
-  /** Compiles a session's guards; guards that no longer compile are reported and skipped, not fatal. */
-  #guardsOf(specs: readonly GuardSpec[], id: string): GuardSet {
+  /**
+   * Compiles a session's guards. Roles are linted when saved, so this fails
+   * only for a stored role a newer matcher reads differently; the session
+   * then ends (fail closed: running it unguarded would let through what an
+   * admin meant to stop).
+   */
+  #compileGuards(e: Entry, specs: readonly GuardSpec[]): void {
     try {
-      return new GuardSet(specs);
+      e.guards = new GuardSet(specs);
     } catch (err) {
-      // Roles are linted when saved; a stored one that fails now must not open every session.
-      this.#d.log(
-        'error',
-        `session ${id}: a content guard does not compile; its guards are not applied`,
-        err,
-      );
-      return new GuardSet([]);
+      this.#d.log('error', `session ${e.info.id}: a content guard does not compile`, err);
+      e.guards = new GuardSet([]);
+      this.#terminate(e, {
+        cause: 'guard',
+        message: `a content guard of your roles does not compile (${err instanceof Error ? err.message : String(err)}); ask an admin to fix it (gatehouse roles lint)`,
+      });
     }
   }
 
@@ -310,7 +315,7 @@ export class LiveSessions {
     const now = JSON.stringify(specs);
     if (e.lastGuards === now || (e.lastGuards === undefined && before === now)) return;
     e.lastGuards = now;
-    e.guards = this.#guardsOf(specs, e.info.id);
+    this.#compileGuards(e, specs);
     e.scanners.clear();
   }
 
