@@ -353,10 +353,9 @@ export async function serveTls(
   hello.push(...up.startupReply);
   if (key) hello.push(backendKeyData(key.pid, key.secret));
   if (ready) hello.push(ready);
-  socket.write(Buffer.concat(hello));
 
-  // Phase 4: relay.
-  await new Relay(deps, socket, up.socket, session, key?.pid).run(startup.rest);
+  // Phase 4: relay (once core confirms access still holds, the client hears it is in).
+  await new Relay(deps, socket, up.socket, session, key?.pid).run(startup.rest, Buffer.concat(hello));
 }
 
 /**
@@ -405,13 +404,14 @@ class Relay {
     });
   }
 
-  run(pending: Buffer): Promise<void> {
+  /** Binds the session to core; once core's check at binding passes, sends `hello` and relays. */
+  run(pending: Buffer, hello: Buffer): Promise<void> {
     const finished = new Promise<void>((resolve) => {
       this.#done = resolve;
     });
     this.#deps.live.add(this.#client);
     // Core ends the session on expiry, a lock, the user's deletion, a role change or a kill.
-    this.#live = this.#session.bind({
+    const live = this.#session.bind({
       terminate: (r) =>
         this.#end({
           reason: r.message,
@@ -425,6 +425,26 @@ class Relay {
           },
         }),
     });
+    this.#live = live;
+    this.#db.on('error', (err) =>
+      this.#end({ error: `database connection failed: ${err.message}`, notify: false }),
+    );
+    this.#db.on('close', () => this.#end({ notify: false, from: 'db' }));
+    this.#client.on('error', (err) =>
+      this.#end({ error: `client connection failed: ${err.message}`, notify: false }),
+    );
+    this.#client.on('close', () => this.#end({ notify: false, from: 'client' }));
+    // Access may have ended while the database was dialed (a lock mid-handshake): then the
+    // client gets core's FATAL 57P01 instead of ReadyForQuery, and nothing runs.
+    void live.ready.then((revoked) => {
+      if (revoked || this.#ended) return;
+      this.#client.write(hello);
+      this.#relay(pending);
+    });
+    return finished;
+  }
+
+  #relay(pending: Buffer): void {
     this.#db.on('data', (chunk: Buffer) => {
       if (this.#ended) return;
       try {
@@ -439,17 +459,8 @@ class Relay {
         this.#client.once('drain', () => this.#db.resume());
       }
     });
-    this.#db.on('error', (err) =>
-      this.#end({ error: `database connection failed: ${err.message}`, notify: false }),
-    );
-    this.#db.on('close', () => this.#end({ notify: false, from: 'db' }));
-    this.#client.on('error', (err) =>
-      this.#end({ error: `client connection failed: ${err.message}`, notify: false }),
-    );
-    this.#client.on('close', () => this.#end({ notify: false, from: 'client' }));
     this.#db.resume();
     void this.#pumpClient(pending);
-    return finished;
   }
 
   async #pumpClient(pending: Buffer): Promise<void> {
