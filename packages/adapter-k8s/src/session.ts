@@ -541,6 +541,7 @@ export class KubeConnection {
         if (info.subresource !== 'portforward') return;
         void a.audit
           .onPortForwardEnd(fields(info), {
+            sessionId: o.sessionId,
             ports: o.ports,
             startedAt,
             bytesIn: counted.in,
