@@ -412,7 +412,8 @@ class Relay {
     this.#deps.live.add(this.#client);
     // Core ends the session on expiry, a lock, the user's deletion, a role change or a kill.
     const live = this.#session.bind({
-      terminate: (r) =>
+      terminate: (r) => {
+        this.#cancelUpstream();
         this.#end({
           reason: r.message,
           notify: {
@@ -423,7 +424,8 @@ class Relay {
               ? { hint: 'log in again (gatehouse login, then gatehouse db login NAME) and reconnect' }
               : {}),
           },
-        }),
+        });
+      },
     });
     this.#live = live;
     this.#db.on('error', (err) =>
@@ -442,6 +444,23 @@ class Relay {
       this.#relay(pending);
     });
     return finished;
+  }
+
+  /**
+   * Core ended the session: a statement it is running must not go on on the
+   * database (closing the connection does not stop it: PostgreSQL notices a
+   * vanished client only when it next writes, after e.g. pg_sleep or a long
+   * UPDATE). A CancelRequest with the database's own key stops it; an idle
+   * backend ignores it and exits when the connection closes.
+   */
+  #cancelUpstream(): void {
+    const target = this.#cancelPid === undefined ? undefined : this.#deps.cancels.get(this.#cancelPid);
+    if (!target) return;
+    target
+      .send(serialize.cancel(target.upstreamKey.pid, target.upstreamKey.secret))
+      .catch((err: unknown) =>
+        this.#deps.log('error', 'cancelling the statement of an ended PostgreSQL session failed', err),
+      );
   }
 
   #relay(pending: Buffer): void {
