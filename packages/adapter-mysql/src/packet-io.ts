@@ -82,4 +82,3 @@ export class ConnectionClosed extends Error {
     this.name = 'ConnectionClosed';
   }
 }
-
