@@ -115,6 +115,8 @@ class Proc {
       this.err.add(b.toString());
       this.all.add(b.toString());
     });
+    // A client that already left makes a write to its stdin fail (EPIPE): its exit says so.
+    this.child.stdin?.on('error', () => undefined);
     this.exited = new Promise((resolve) =>
       this.child.once('close', (code) => {
         this.code = code;
