@@ -172,13 +172,7 @@ export class KubeConnection {
       // A denial is not cached as a grant, but it is final for this connection.
     }
     const a = await this.#auth;
-    if (this.#revoked) {
-      throw new GatehouseError(
-        this.#revoked.cause === 'expired' ? 'GH_ERR_CERT_EXPIRED' : 'GH_ERR_ACCESS_DENIED',
-        this.#revoked.message,
-        { hint: 'log in again with gatehouse login (or ask an admin why access ended)' },
-      );
-    }
+    if (this.#revoked) throw endedError(this.#revoked.message, this.#revoked.cause);
     return a;
   }
 
@@ -338,8 +332,23 @@ export class KubeConnection {
         ),
       );
     }, this.#s.upstreamTimeoutMs);
+    // Until its stream is set up, an upgrade core ends (a lock while the API server answers)
+    // gets a Status saying why instead of a bare EOF; once the upgrade arrived, #startStream
+    // ends it the same way.
+    let upgraded = false;
+    let refused = false;
+    const pending = (reason: string) => {
+      if (upgraded || refused) return;
+      refused = true;
+      this.#streams.delete(pending);
+      clearTimeout(timer);
+      upReq.destroy();
+      writeRawStatus(socket, statusFromError(endedError(reason, this.#revoked?.cause)));
+    };
+    this.#streams.add(pending);
     socket.on('error', () => upReq.destroy());
     upReq.on('response', (upRes) => {
+      this.#streams.delete(pending);
       // Refused upstream (e.g. the impersonated user may not exec): relay the Status as it is.
       clearTimeout(timer);
       const code = upRes.statusCode ?? 502;
@@ -359,7 +368,9 @@ export class KubeConnection {
       upRes.pipe(socket);
     });
     upReq.on('error', (err) => {
+      this.#streams.delete(pending);
       clearTimeout(timer);
+      if (refused) return;
       const st = upstreamDown(a.spec.name, err);
       void this.#auditRequest(a, info, st.code, st.message);
       if (isSession) void a.audit.onExecStartFailed(fields(info), { sessionId, command, error: st.message });
@@ -367,7 +378,9 @@ export class KubeConnection {
     });
     upReq.on('upgrade', (upRes, upSocket, upHead) => {
       clearTimeout(timer);
+      upgraded = true;
       void this.#startStream(a, info, {
+        pending,
         socket,
         head,
         upRes,
@@ -381,6 +394,7 @@ export class KubeConnection {
         container: ep.container,
         ports: ep.ports,
       }).catch((err: unknown) => {
+        this.#streams.delete(pending);
         this.#s.ctx.log('error', 'kube stream failed to start', err);
         upSocket.destroy();
         socket.destroy();
@@ -393,6 +407,8 @@ export class KubeConnection {
     a: Authorized,
     info: KubeRequestInfo,
     o: {
+      /** Stands for the upgrade in #streams until the stream's own stop does. */
+      pending: (reason: string) => void;
       socket: Duplex;
       head: Buffer;
       upRes: IncomingMessage;
@@ -409,8 +425,25 @@ export class KubeConnection {
   ): Promise<void> {
     const { socket, upSocket } = o;
     const counted = { in: 0, out: 0 };
+<<<<<<< HEAD
     /** A content guard ended the session: nothing more is relayed either way. */
     let guardStopped = false;
+=======
+    /** Whether kubectl got the 101: before it, an end is told as a Status (after it, on the stream). */
+    let answered = false;
+    const refuse = (reason: string) => {
+      if (socket.writable) writeRawStatus(socket, statusFromError(endedError(reason, this.#revoked?.cause)));
+      else socket.destroy();
+    };
+    let stop!: (reason: string | undefined) => void;
+    /** From the upgrade's pending entry to the stream's own: core's end now reaches `stop`. */
+    const tracked = () => {
+      this.#streams.add(stop);
+      this.#streams.delete(o.pending);
+      // Core ended the connection while the stream was set up.
+      if (this.#revoked) stop(this.#revoked.message);
+    };
+>>>>>>> h-matrix
     // The remote-command protocol: the WebSocket subprotocol, or SPDY's X-Stream-Protocol-Version.
     const framing: ExecFraming =
       String(o.upRes.headers.upgrade ?? '').toLowerCase() === 'spdy/3.1' ? 'spdy' : 'websocket';
@@ -461,7 +494,7 @@ export class KubeConnection {
           })
         : ExecTap.unrecorded(framing, protocol ?? '');
       let stopped = false;
-      const stop = (reason: string | undefined) => {
+      stop = (reason: string | undefined) => {
         if (stopped) return;
         stopped = true;
         this.#streams.delete(stop);
@@ -469,11 +502,12 @@ export class KubeConnection {
         if (reason) tap?.marker(`session ended: ${reason}`);
         upSocket.destroy();
         // kubectl prints a Failure Status from the error channel: the reason in its own words.
-        const bye = reason ? tap?.farewell(`Gatehouse: ${reason}`) : undefined;
+        const bye = answered && reason ? tap?.farewell(`Gatehouse: ${reason}`) : undefined;
         if (bye && socket.writable) {
           socket.end(bye);
           setTimeout(() => socket.destroy(), 1_000).unref();
-        } else socket.destroy();
+        } else if (!answered && reason) refuse(reason);
+        else socket.destroy();
         void tap?.close().finally(() => end(reason));
       };
       // Listed by `sessions ls`; ended by core like every other session (lock, expiry, kill).
@@ -491,6 +525,7 @@ export class KubeConnection {
         },
         { terminate: (r) => stop(r.message) },
       );
+<<<<<<< HEAD
       this.#streams.add(stop);
       // Content guards see the decoded channels: stdout and stderr as output, stdin as input.
       if (tap && (live.watches('output') || live.watches('input'))) {
@@ -505,23 +540,30 @@ export class KubeConnection {
           if (on && live.inspect(on, data)?.action === 'terminate') guardStopped = true;
         };
       }
+=======
+      tracked();
+>>>>>>> h-matrix
       socket.once('close', () => stop(undefined));
       upSocket.once('close', () => stop(undefined));
       if (this.#closed) stop('client disconnected');
+      // Core's check at binding: access that ended while the API server answered starts nothing.
+      if ((await live.ready) || stopped) return;
     } else {
       // port-forward: relayed, not recorded; its end is audited with what it carried.
       const startedAt = this.#s.ctx.clock.now().getTime();
       let stopped = false;
-      const stop = (reason: string | undefined) => {
+      stop = (reason: string | undefined) => {
         if (stopped) return;
         stopped = true;
         this.#streams.delete(stop);
         live?.end();
-        socket.destroy();
+        if (!answered && reason) refuse(reason);
+        else socket.destroy();
         upSocket.destroy();
         if (info.subresource !== 'portforward') return;
         void a.audit
           .onPortForwardEnd(fields(info), {
+            sessionId: o.sessionId,
             ports: o.ports,
             startedAt,
             bytesIn: counted.in,
@@ -546,10 +588,13 @@ export class KubeConnection {
               { terminate: (r) => stop(r.message) },
             )
           : undefined;
-      this.#streams.add(stop);
+      tracked();
       socket.once('close', () => stop(undefined));
       upSocket.once('close', () => stop(undefined));
+      if (live && ((await live.ready) || stopped)) return;
     }
+    if (!socket.writable) return stop('client disconnected');
+    answered = true;
     const lines = [`HTTP/1.1 101 ${o.upRes.statusMessage || 'Switching Protocols'}`];
     for (let i = 0; i < o.upRes.rawHeaders.length; i += 2)
       lines.push(`${o.upRes.rawHeaders[i]}: ${o.upRes.rawHeaders[i + 1]}`);
@@ -624,6 +669,13 @@ function fields(info: KubeRequestInfo): KubeRequestFields {
     ...(info.namespace ? { namespace: info.namespace } : {}),
     ...(info.name ? { name: info.name } : {}),
   };
+}
+
+/** What a request or upgrade gets once core ended the access it needs (kubectl prints the message). */
+function endedError(message: string, cause?: Revocation['cause']): GatehouseError {
+  return new GatehouseError(cause === 'expired' ? 'GH_ERR_CERT_EXPIRED' : 'GH_ERR_ACCESS_DENIED', message, {
+    hint: 'log in again with gatehouse login (or ask an admin why access ended)',
+  });
 }
 
 function forgedStatus(names: string[]): KubeStatus {

@@ -63,6 +63,12 @@ export interface FixtureApiServer {
   /** A client cert from the fixture CA that is NOT Gatehouse (CN=mallory). */
   otherClient: { cert: string; key: string };
   requests: SeenRequest[];
+  /**
+   * Holds the next exec, attach or port-forward upgrade before it is
+   * answered (a slow kubelet): `reached` resolves once one arrives, and
+   * `release` lets it (and any held after it) go on.
+   */
+  holdUpgrades(): { reached: Promise<void>; release(): void };
   /** A TCP echo server: port-forward to port POD_ECHO_PORT of any pod reaches it. */
   echoPort: number;
   close(): Promise<void>;
@@ -439,7 +445,14 @@ export async function startFixtureApiServer(opts: {
 
   const portForwards = new PortForwardServer();
 
+  let upgradeHold: { reached: () => void; released: Promise<void> } | undefined;
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const hold = upgradeHold;
+    if (!hold) return onUpgrade(req, socket, head);
+    hold.reached();
+    void hold.released.then(() => onUpgrade(req, socket, head));
+  });
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'https://fixture');
     const who = authenticate(req);
     const refuse = (code: number, body: unknown) => {
@@ -502,7 +515,7 @@ export async function startFixtureApiServer(opts: {
     const command = sub === 'attach' ? ['cat'] : url.searchParams.getAll('command');
     if (spdy) return spdyExec(req, socket, head, url, name!, command);
     wss.handleUpgrade(req, socket, head, (ws) => wsExec(ws, name!, command));
-  });
+  };
 
   /** What a command's I/O goes through: WebSocket channels or SPDY streams. */
   interface ExecIo {
@@ -675,6 +688,26 @@ ${user}
     tokenKubeconfig: kubeconfig(`    token: ${token}`),
     otherClient: certs.mallory,
     requests,
+    holdUpgrades() {
+      let reached!: () => void;
+      let release!: () => void;
+      const r = new Promise<void>((resolve) => {
+        reached = resolve;
+      });
+      upgradeHold = {
+        reached,
+        released: new Promise<void>((resolve) => {
+          release = resolve;
+        }),
+      };
+      return {
+        reached: r,
+        release: () => {
+          upgradeHold = undefined;
+          release();
+        },
+      };
+    },
     echoPort,
     async close() {
       for (const c of children) c.kill('SIGKILL');

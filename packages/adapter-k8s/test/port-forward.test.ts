@@ -212,6 +212,8 @@ describe.each(MODES)('kubectl port-forward through Gatehouse: $name', (mode) => 
         kube_cluster: 'prod',
         kube_user: 'alice',
         reason: 'client disconnected',
+        // The id sessions ls listed it under.
+        session_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
       }),
     ]);
     const [end] = ended as [{ bytes_in: number; bytes_out: number; duration_ms: number; ports?: string }];

@@ -368,10 +368,11 @@ async function runSession(
     );
     return;
   }
-  client.write(encodePacket(seq, upstream.ok));
   new Relay(client, upstream.socket, session, capabilities, resp.user, deps).start(
     clientRest,
     upstream.leftover,
+    encodePacket(seq, upstream.ok),
+    seq,
   );
 }
 
@@ -463,29 +464,48 @@ class Relay {
     };
   }
 
-  start(clientRest: Buffer, upRest: Buffer): void {
+  /**
+   * Binds the session to core; once core's check at binding passes, sends the
+   * client `ok` (the server's OK to its handshake response, sequence id
+   * `okSeq`) and relays.
+   */
+  start(clientRest: Buffer, upRest: Buffer, ok: Buffer, okSeq: number): void {
     const c = this.#client;
     const u = this.#up;
+    // Nothing flows (and nothing is lost) until the relay's data handlers are on.
+    c.pause();
+    u.pause();
     this.#untrack = this.#deps.track(() => this.end('the gateway is shutting down'));
-    c.on('data', (chunk: Buffer) => this.#onClientData(chunk));
     c.on('error', (e) => this.end(`client connection failed: ${e.message}`));
     c.on('close', () => this.end());
-    u.on('data', (chunk: Buffer) => this.#onUpstreamData(chunk));
     u.on('error', (e) => this.end(`database connection failed: ${e.message}`));
     u.on('close', () => this.end());
+    // Until the OK the client waits for the answer to its handshake response; after it an
+    // unasked-for packet is read as the answer to the next command (sequence id 1).
+    let errSeq = okSeq;
     // Core ends the session on expiry, a lock, the user's deletion, a role change or a kill.
-    this.#live = this.#session.bind({
+    const live = this.#session.bind({
       terminate: (r) => {
         // Unasked-for, it waits in the client's buffer: the next command reads it as its answer.
         if (this.#client.writable)
-          this.#client.write(encodeErr(1, ER.CONNECTION_KILLED, `Gatehouse: ${r.message}`));
+          this.#client.write(encodeErr(errSeq, ER.CONNECTION_KILLED, `Gatehouse: ${r.message}`));
         this.end(undefined, r.message);
       },
     });
-    if (upRest.length > 0) this.#onUpstreamData(upRest);
-    if (clientRest.length > 0) this.#onClientData(clientRest);
-    c.resume();
-    u.resume();
+    this.#live = live;
+    // Access may have ended while the database was dialed (a lock mid-handshake): then the
+    // client gets core's ERR 1927 instead of the OK, and nothing runs.
+    void live.ready.then((revoked) => {
+      if (revoked || this.#ended) return;
+      errSeq = 1;
+      c.write(ok);
+      c.on('data', (chunk: Buffer) => this.#onClientData(chunk));
+      u.on('data', (chunk: Buffer) => this.#onUpstreamData(chunk));
+      if (upRest.length > 0) this.#onUpstreamData(upRest);
+      if (clientRest.length > 0) this.#onClientData(clientRest);
+      c.resume();
+      u.resume();
+    });
   }
 
   #onClientData(chunk: Buffer): void {

@@ -35,6 +35,11 @@ export class CancelKeys {
     return e && e.secret === secret ? e : undefined;
   }
 
+  /** The session behind a key the gateway issued (for a cancel the gateway sends itself). */
+  get(pid: number): CancelTarget | undefined {
+    return this.#byPid.get(pid);
+  }
+
   remove(pid: number): void {
     this.#byPid.delete(pid);
   }

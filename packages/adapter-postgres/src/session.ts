@@ -353,10 +353,9 @@ export async function serveTls(
   hello.push(...up.startupReply);
   if (key) hello.push(backendKeyData(key.pid, key.secret));
   if (ready) hello.push(ready);
-  socket.write(Buffer.concat(hello));
 
-  // Phase 4: relay.
-  await new Relay(deps, socket, up.socket, session, key?.pid).run(startup.rest);
+  // Phase 4: relay (once core confirms access still holds, the client hears it is in).
+  await new Relay(deps, socket, up.socket, session, key?.pid).run(startup.rest, Buffer.concat(hello));
 }
 
 /**
@@ -405,14 +404,16 @@ class Relay {
     });
   }
 
-  run(pending: Buffer): Promise<void> {
+  /** Binds the session to core; once core's check at binding passes, sends `hello` and relays. */
+  run(pending: Buffer, hello: Buffer): Promise<void> {
     const finished = new Promise<void>((resolve) => {
       this.#done = resolve;
     });
     this.#deps.live.add(this.#client);
     // Core ends the session on expiry, a lock, the user's deletion, a role change or a kill.
-    this.#live = this.#session.bind({
-      terminate: (r) =>
+    const live = this.#session.bind({
+      terminate: (r) => {
+        this.#cancelUpstream();
         this.#end({
           reason: r.message,
           notify: {
@@ -423,8 +424,46 @@ class Relay {
               ? { hint: 'log in again (gatehouse login, then gatehouse db login NAME) and reconnect' }
               : {}),
           },
-        }),
+        });
+      },
     });
+    this.#live = live;
+    this.#db.on('error', (err) =>
+      this.#end({ error: `database connection failed: ${err.message}`, notify: false }),
+    );
+    this.#db.on('close', () => this.#end({ notify: false, from: 'db' }));
+    this.#client.on('error', (err) =>
+      this.#end({ error: `client connection failed: ${err.message}`, notify: false }),
+    );
+    this.#client.on('close', () => this.#end({ notify: false, from: 'client' }));
+    // Access may have ended while the database was dialed (a lock mid-handshake): then the
+    // client gets core's FATAL 57P01 instead of ReadyForQuery, and nothing runs.
+    void live.ready.then((revoked) => {
+      if (revoked || this.#ended) return;
+      this.#client.write(hello);
+      this.#relay(pending);
+    });
+    return finished;
+  }
+
+  /**
+   * Core ended the session: a statement it is running must not go on on the
+   * database (closing the connection does not stop it: PostgreSQL notices a
+   * vanished client only when it next writes, after e.g. pg_sleep or a long
+   * UPDATE). A CancelRequest with the database's own key stops it; an idle
+   * backend ignores it and exits when the connection closes.
+   */
+  #cancelUpstream(): void {
+    const target = this.#cancelPid === undefined ? undefined : this.#deps.cancels.get(this.#cancelPid);
+    if (!target) return;
+    target
+      .send(serialize.cancel(target.upstreamKey.pid, target.upstreamKey.secret))
+      .catch((err: unknown) =>
+        this.#deps.log('error', 'cancelling the statement of an ended PostgreSQL session failed', err),
+      );
+  }
+
+  #relay(pending: Buffer): void {
     this.#db.on('data', (chunk: Buffer) => {
       if (this.#ended) return;
       // Content guards on results: a match ends the session (core, through terminate) before
@@ -442,17 +481,8 @@ class Relay {
         this.#client.once('drain', () => this.#db.resume());
       }
     });
-    this.#db.on('error', (err) =>
-      this.#end({ error: `database connection failed: ${err.message}`, notify: false }),
-    );
-    this.#db.on('close', () => this.#end({ notify: false, from: 'db' }));
-    this.#client.on('error', (err) =>
-      this.#end({ error: `client connection failed: ${err.message}`, notify: false }),
-    );
-    this.#client.on('close', () => this.#end({ notify: false, from: 'client' }));
     this.#db.resume();
     void this.#pumpClient(pending);
-    return finished;
   }
 
   async #pumpClient(pending: Buffer): Promise<void> {

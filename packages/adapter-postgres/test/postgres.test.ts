@@ -521,6 +521,30 @@ describe('PostgreSQL through Gatehouse (real psql, pg and PostgreSQL 15)', () =>
       await eventually('db.reject', (e) => (e as { reason: string }).reason === 'timeout');
     });
 
+    it('a session core ends stops the statement it was running on the database (closing the connection does not)', async () => {
+      const c = pgClient({ application_name: 'killed-mid-query' });
+      c.on('error', () => undefined);
+      await c.connect();
+      const running = c.query('select pg_sleep(60)').catch((e: { code?: string; message: string }) => e);
+      const sleeping = () =>
+        db.sql(
+          "select count(*) from pg_stat_activity where application_name = 'killed-mid-query' and state = 'active'",
+        );
+      await waitFor(async () => (await sleeping()) === '1' || undefined, 'pg_sleep on the database');
+      const s = t.gw.liveSessions.list().find((x) => x.protocol === 'postgres' && x.user === 'alice');
+      expect(t.gw.liveSessions.kill(s!.id, 'root')).toBe(true);
+      expect(await running).toMatchObject({
+        code: '57P01',
+        message: 'terminating connection: Gatehouse: ended by root',
+      });
+      await waitFor(
+        async () => (await sleeping()) === '0' || undefined,
+        'pg_sleep cancelled on the database',
+        20_000,
+      );
+      await c.end().catch(() => undefined);
+    });
+
     it('ends a live session when its certificate expires', async () => {
       const short = await userCert(
         t.gw,

@@ -104,6 +104,8 @@ export class InnerConnection {
   #handshakeTimer: NodeJS.Timeout | undefined;
   #live: LiveSession | undefined;
   #ended = false;
+  /** Why the gateway ended the connection, for a channel that asks after it did. */
+  #endReason: string | undefined;
   #recordings = 0;
 
   constructor(deps: ProxyDeps, conn: Connection, stream: Duplex, node: NodeSpec, outer: OuterContext) {
@@ -254,7 +256,12 @@ export class InnerConnection {
    */
   async #stillAllowed(): Promise<string | undefined> {
     const live = this.#live;
-    if (!live || this.#ended) return 'Gatehouse: this session has ended';
+    if (!live || this.#ended) {
+      // Access may have ended a moment ago (core's check as the session was bound, while
+      // OpenSSH opened its channel): say why, not just that it ended.
+      const why = this.#endReason ?? 'this session has ended';
+      return why.startsWith('Gatehouse') ? why : `Gatehouse: ${why}`;
+    }
     try {
       const r = await live.check();
       return r ? `Gatehouse: ${r.message}` : undefined;
@@ -282,6 +289,7 @@ export class InnerConnection {
   terminate(reason: string, opts: { quiet?: boolean } = {}): void {
     if (this.#ended) return;
     this.#ended = true;
+    this.#endReason = reason;
     this.#live?.end();
     for (const r of this.#relays) r.kill(opts.quiet ? undefined : reason, reason);
     void this.#audit

@@ -288,6 +288,8 @@ export type AuditEventInput =
       KubeFields &
       KubeRequestFields & {
         type: 'kube.portforward.end';
+        /** The id `gatehouse sessions ls` listed it under (and `sessions kill` takes). */
+        session_id: string;
         /** The ports asked for in the URL (WebSocket); SPDY names them per stream inside the tunnel. */
         ports?: string;
         duration_ms: number;

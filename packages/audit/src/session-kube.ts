@@ -67,6 +67,7 @@ export class KubeAudit {
   async onPortForwardEnd(
     req: KubeRequestFields,
     t: {
+      sessionId: string;
       ports?: string | undefined;
       startedAt: number;
       bytesIn: number;
@@ -78,6 +79,7 @@ export class KubeAudit {
       type: 'kube.portforward.end',
       ...this.#base,
       ...req,
+      session_id: t.sessionId,
       ...(t.ports ? { ports: t.ports } : {}),
       duration_ms: Math.max(0, this.#now() - t.startedAt),
       bytes_in: t.bytesIn,

@@ -84,6 +84,11 @@ class EchoShell {
 class EchoService implements TerminalService {
   readonly shells: EchoShell[] = [];
   readonly fileRequests: FileRequest[] = [];
+  /**
+   * How long a shell takes to end after core terminates it: the SSH
+   * adapter's web shell ends its viewers only once its channel has closed.
+   */
+  endDelayMs = 0;
 
   constructor(
     private readonly t: TestGateway,
@@ -105,7 +110,10 @@ class EchoService implements TerminalService {
       { kind: 'ssh', protocol: 'ssh', server: req.node, login: req.login, interactive: true },
       {
         join: (joiner, v) => shell.attach(joiner.user, joiner.mode, v),
-        terminate: (r) => shell.end({ reason: r.message }),
+        terminate: (r) => {
+          if (this.endDelayMs > 0) setTimeout(() => shell.end({ reason: r.message }), this.endDelayMs);
+          else shell.end({ reason: r.message });
+        },
       },
     );
     shell.unregister = () => live.end();
@@ -532,6 +540,28 @@ describe('terminal WebSockets and /v1/files', () => {
     await otherTab.waitOutput('still signed in');
     expect(otherTab.closed).toBeUndefined();
     expect(carolCli.closed).toBeUndefined();
+  });
+
+  it('deleting a user ends their cookie terminal naming the deletion, not a logout (the web session goes with the user)', async () => {
+    await t.gw.admin.createUser({
+      name: 'dave',
+      roles: ['access'],
+      traits: { logins: ['gh-test'] },
+      password: PASSWORD,
+    });
+    const owner = browser(termPath(), { cookie: (await webLogin('dave')).cookie });
+    await owner.session();
+    service.endDelayMs = 300;
+    try {
+      await t.gw.admin.deleteUser('dave');
+      await owner.waitClosed();
+    } finally {
+      service.endDelayMs = 0;
+    }
+    // Whichever comes first, the shell's end or the socket's own check, names why.
+    const last = owner.frames.filter((f) => f.type === 'end' || f.type === 'error').at(-1);
+    const said = last?.type === 'end' ? last.reason : last?.type === 'error' ? last.message : undefined;
+    expect(said).toBe('user "dave" no longer exists');
   });
 
   it('passes resizes: the viewer size goes to the session, the session size to every viewer; out of range closes 1008', async () => {

@@ -117,6 +117,10 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     if (caller.auth !== 'session' || id === undefined) return undefined;
     return async () => {
       if (await d.sessions.get(id)) return;
+      // Deleting a user ends their web sessions too, and this check may run
+      // before the terminal's own end (which names the deletion) arrives: when
+      // access itself is gone, that is the reason to show, not a logout.
+      await d.authorizer.principal(caller.principal.identity, { traitsFromUser: true });
       throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'your web session ended (logged out)', {
         hint: 'sign in again to open a terminal',
       });

@@ -77,6 +77,16 @@ export interface LiveSession {
   readonly grant: Grant;
   /** True once core ended it or the adapter said it ended. */
   readonly ended: boolean;
+  /**
+   * Core's check when the session was bound: access may have changed since
+   * authorize (a lock or deletion while the upstream was dialed), and such a
+   * change reached no session then. Resolves undefined when the session may
+   * start, or with the revocation it was ended with (through `terminate`).
+   * Never rejects: a check that fails ends the session (fail closed). An
+   * adapter that can hold the client until then (before its greeting or
+   * upgrade answer) awaits it, so a session revoked mid-handshake never starts.
+   */
+  readonly ready: Promise<Revocation | undefined>;
   /** Adds what the adapter learned after binding (a pty shell started: `interactive`). */
   update(patch: Pick<Partial<LiveSessionInfo>, 'interactive' | 'command'>): void;
   /**
@@ -110,6 +120,12 @@ export interface LiveSessionsDeps {
 
 /** Longest setTimeout Node accepts; longer grants re-arm. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A session whose access could not be checked ends (fail closed). */
+const COULD_NOT_CHECK: Revocation = {
+  cause: 'access_revoked',
+  message: 'your access could not be checked (see the gateway log)',
+};
 
 interface Entry {
   info: LiveSessionInfo;
@@ -182,10 +198,19 @@ export class LiveSessions {
     this.#live.set(id, e);
     this.#compileGuards(e, grant.options.guards);
     if (!e.ended) this.#armExpiry(e);
+    // The watches re-check bound sessions only: a lock, deletion or role
+    // change stored between authorize and this bind reached nothing, so the
+    // session checks once now (it would otherwise run until it expired).
+    const ready = this.#recheck(e).catch((err: unknown) => {
+      this.#d.log('error', `checking session ${id} as it started failed; ending it`, err);
+      this.#terminate(e, COULD_NOT_CHECK);
+      return this.#ended(e);
+    });
     const self = this;
     return {
       id,
       grant,
+      ready,
       get ended() {
         return e.ended;
       },

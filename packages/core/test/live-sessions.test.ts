@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Identity, Revocation } from '../src/index.js';
+import { startGateway, type TestGateway } from './helpers.js';
+
+/**
+ * Core's session lifecycle (LiveSessions) on a real gateway: what a session
+ * bound after a change that took its access away does.
+ */
+describe('LiveSessions.bind', () => {
+  let t: TestGateway;
+
+  beforeAll(async () => {
+    t = await startGateway({ webDir: false });
+  });
+
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  const identity = (user: string): Identity => ({
+    user,
+    roles: ['access'],
+    traits: { logins: ['gh-test'] },
+    expires: new Date(Date.now() + 3600e3),
+  });
+
+  async function grantFor(user: string) {
+    await t.gw.admin.createUser({ name: user, roles: ['access'], traits: { logins: ['gh-test'] } });
+    return t.gw.authorizer.authorize(identity(user), {
+      kind: 'node',
+      name: 'web1',
+      labels: {},
+      login: 'gh-test',
+    });
+  }
+
+  /** Binds `grant` and records what core tells its terminate hook. */
+  function bind(grant: Awaited<ReturnType<typeof grantFor>>) {
+    const ended: Revocation[] = [];
+    const live = t.gw.liveSessions.bind(
+      grant,
+      { kind: 'ssh', protocol: 'ssh', server: 'web1', login: 'gh-test' },
+      { terminate: (r) => ended.push(r) },
+    );
+    return { live, ended };
+  }
+
+  it('ends a session whose user was locked between authorize and bind (a lock mid-handshake), before it starts', async () => {
+    const grant = await grantFor('hana');
+    // The upstream is still being dialed: the lock's watch event finds no session to end.
+    await t.gw.admin.lockUser('hana', { message: 'mid-handshake' });
+    await new Promise((r) => setTimeout(r, 50));
+    const { live, ended } = bind(grant);
+    const r = await live.ready;
+    expect(r).toEqual({ cause: 'locked', message: 'access locked (user hana): mid-handshake' });
+    expect(ended).toEqual([r]);
+    expect(live.ended).toBe(true);
+    expect(t.gw.liveSessions.get(grant.sessionId)).toBeUndefined();
+  });
+
+  it('ends a session whose user was deleted between authorize and bind', async () => {
+    const grant = await grantFor('ivo');
+    await t.gw.admin.deleteUser('ivo');
+    const { live, ended } = bind(grant);
+    expect(await live.ready).toMatchObject({ cause: 'user_deleted', message: 'user "ivo" no longer exists' });
+    expect(ended).toHaveLength(1);
+  });
+
+  it('lets a session whose access holds start: ready resolves undefined and it is listed', async () => {
+    const grant = await grantFor('jon');
+    const { live, ended } = bind(grant);
+    expect(await live.ready).toBeUndefined();
+    expect(ended).toEqual([]);
+    expect(t.gw.liveSessions.get(grant.sessionId)).toMatchObject({ user: 'jon', protocol: 'ssh' });
+    // A later check of an ended session says why it ended, not a generic "has ended".
+    t.gw.liveSessions.kill(grant.sessionId, 'root');
+    expect(await live.check()).toEqual({ cause: 'killed', message: 'ended by root', by: 'root' });
+  });
+});
