@@ -84,9 +84,11 @@ export interface LocalAdminDeps {
 }
 
 /**
- * The admin API over the services directly: what `gatehouse users ...` runs
- * on the server's own data dir, and what the HTTP API calls after it has
- * checked the caller's role rules. `actor` lands in every audit event.
+ * The admin API over the services directly, with NO permission checks: what
+ * `gatehouse users ...` runs on the server's own data dir (the operator,
+ * like tctl on the auth server), and what the authorized admin API
+ * (api/authorized.ts) delegates to once it has checked the caller. `actor`
+ * lands in every audit event.
  */
 export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
   const userView = (u: UserRecord, locks: LockRecord[]): UserView => {
