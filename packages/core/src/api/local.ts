@@ -91,22 +91,7 @@ export interface LocalAdminDeps {
  * lands in every audit event.
  */
 export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
-  const userView = (u: UserRecord, locks: LockRecord[]): UserView => {
-    const by = locks
-      .filter((l) => ('user' in l.target ? l.target.user === u.name : u.roles.includes(l.target.role)))
-      .map((l) => l.id);
-    return {
-      name: u.name,
-      roles: u.roles,
-      traits: u.traits,
-      hasPassword: Boolean(u.passwordHash),
-      hasTotp: Boolean(u.totp),
-      locked: by.length > 0,
-      ...(by.length > 0 ? { lockedBy: by } : {}),
-      createdAt: u.createdAt,
-      updatedAt: u.updatedAt,
-    };
-  };
+  const userView = (u: UserRecord, locks: readonly LockRecord[]): UserView => d.users.toView(u, locks);
   const mustGet = async (name: string): Promise<UserRecord> => {
     const u = await d.users.get(name);
     if (!u)
