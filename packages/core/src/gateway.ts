@@ -15,6 +15,7 @@ import {
   SqliteAuditIndex,
   StdoutSink,
 } from '@gatehouse/audit';
+import { type AdminCaller, authorizedAdmin } from './api/authorized.js';
 import { requestBodyDeadline } from './api/http.js';
 import {
   answerClientError,
@@ -31,7 +32,7 @@ import type { AdminApi, TokenView } from './api/types.js';
 import { createTerminalSockets, type TerminalSockets } from './api/ws.js';
 import { LoginService } from './auth/login.js';
 import { WEB_SESSIONS_PREFIX, WebSessions } from './auth/sessions.js';
-import { Authorizer } from './authz/authorizer.js';
+import { Authorizer, type ConnectionContext } from './authz/authorizer.js';
 import { MemoryBackend } from './backend/memory.js';
 import { SqliteBackend } from './backend/sqlite.js';
 import type { Backend, WatchEvent } from './backend/types.js';
@@ -178,7 +179,11 @@ export class Gateway {
   readonly joinTokens: JoinTokenStore;
   /** Login SSH certificates and which of them are revoked (the KRL for sshd's RevokedKeys). */
   readonly revocations: SshRevocations;
-  /** Admin API acting as the local operator (like tctl on the auth server). */
+  /**
+   * The admin API acting as the local operator, like tctl on the auth
+   * server: full power, NO permission checks (the CLI's local mode uses it).
+   * To act for a user with their roles' permissions, use authorizedAdmin().
+   */
   readonly admin: AdminApi;
   readonly log: LogFn;
 
@@ -323,7 +328,7 @@ export class Gateway {
       },
       exportCa: (format, opts) => this.exportCa(format, opts),
       krl: () => this.revocations.krl(),
-      admin: (actor) => this.adminAs(actor),
+      admin: (caller, ctx) => this.#authorizedAdmin(caller, ctx),
       nodeJoin: (req, remoteAddr) =>
         redeemJoinToken(
           {
@@ -416,7 +421,50 @@ export class Gateway {
     });
   }
 
-  /** The admin API acting as `actor` (no permission checks: callers check first). */
+  /**
+   * The admin API for a user, with the same permission checks, visibility
+   * filters and audited denials as the HTTP API (both go through
+   * api/authorized.ts). `who` is an identity (e.g. from a client certificate:
+   * `gw.authorizer.identityFromCert(cert)`) or a user name, to act as that
+   * user with their current roles and traits. Who they are is checked again
+   * on every call, as the HTTP API does on every request: a lock, a deleted
+   * user or a removed role applies at once.
+   */
+  authorizedAdmin(
+    who: Identity | string,
+    opts: { remoteAddr?: string | undefined; traitsFromUser?: boolean | undefined } = {},
+  ): AdminApi {
+    const principal = async () => {
+      if (typeof who !== 'string') {
+        return this.authorizer.principal(who, { traitsFromUser: opts.traitsFromUser ?? false });
+      }
+      // No certificate: the user's current roles, checked like any identity
+      // (a missing user, a lock). It is valid for this one call.
+      const user = await this.users.get(who);
+      const identity: Identity = {
+        user: who,
+        roles: user?.roles ?? [],
+        traits: {},
+        expires: new Date(this.clock.now().getTime() + 60_000),
+      };
+      return this.authorizer.principal(identity, { traitsFromUser: true });
+    };
+    return this.#authorizedAdmin(principal, { remoteAddr: opts.remoteAddr });
+  }
+
+  #authorizedAdmin(caller: AdminCaller, ctx: ConnectionContext): AdminApi {
+    return authorizedAdmin(
+      { authorizer: this.authorizer, admin: (actor) => this.adminAs(actor) },
+      caller,
+      ctx,
+    );
+  }
+
+  /**
+   * The admin API acting as `actor` with NO permission checks (the local
+   * operator's power; `actor` only names them in audit events). Code acting
+   * for a user calls authorizedAdmin() instead.
+   */
   adminAs(actor: string): AdminApi {
     return createLocalAdmin(
       {

@@ -1,3 +1,4 @@
+export * from './api/authorized.js';
 export * from './api/client.js';
 export {
   answerClientError,

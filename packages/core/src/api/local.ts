@@ -84,27 +84,14 @@ export interface LocalAdminDeps {
 }
 
 /**
- * The admin API over the services directly: what `gatehouse users ...` runs
- * on the server's own data dir, and what the HTTP API calls after it has
- * checked the caller's role rules. `actor` lands in every audit event.
+ * The admin API over the services directly, with NO permission checks: what
+ * `gatehouse users ...` runs on the server's own data dir (the operator,
+ * like tctl on the auth server), and what the authorized admin API
+ * (api/authorized.ts) delegates to once it has checked the caller. `actor`
+ * lands in every audit event.
  */
 export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
-  const userView = (u: UserRecord, locks: LockRecord[]): UserView => {
-    const by = locks
-      .filter((l) => ('user' in l.target ? l.target.user === u.name : u.roles.includes(l.target.role)))
-      .map((l) => l.id);
-    return {
-      name: u.name,
-      roles: u.roles,
-      traits: u.traits,
-      hasPassword: Boolean(u.passwordHash),
-      hasTotp: Boolean(u.totp),
-      locked: by.length > 0,
-      ...(by.length > 0 ? { lockedBy: by } : {}),
-      createdAt: u.createdAt,
-      updatedAt: u.updatedAt,
-    };
-  };
+  const userView = (u: UserRecord, locks: readonly LockRecord[]): UserView => d.users.toView(u, locks);
   const mustGet = async (name: string): Promise<UserRecord> => {
     const u = await d.users.get(name);
     if (!u)

@@ -10,14 +10,13 @@ import { z } from 'zod';
 import type { LoginService } from '../auth/login.js';
 import { RateLimiter } from '../auth/ratelimit.js';
 import type { WebSessions } from '../auth/sessions.js';
-import type { Authorizer } from '../authz/authorizer.js';
+import type { Authorizer, ConnectionContext, Principal } from '../authz/authorizer.js';
 import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { CaExportFormat } from '../pki/authority.js';
 import { mintClientTicket } from '../pki/credentials.js';
-import type { ResourceKind, Verb } from '../rbac/types.js';
 import type { FileRequest, TerminalRegistry, TerminalService } from '../sessions/terminal.js';
 import { authenticateCaller, type Caller, SESSION_COOKIE } from './caller.js';
 import {
@@ -48,47 +47,6 @@ import { ADMIN_ROUTES, type AdminApi, type AuditQuery, type RecordingReadOptions
 
 export { SESSION_COOKIE } from './caller.js';
 
-/** Permission each admin call needs (resource, verb), checked in core before the call. */
-export const ADMIN_PERMISSIONS = {
-  listUsers: ['user', 'list'],
-  getUser: ['user', 'read'],
-  createUser: ['user', 'create'],
-  updateUser: ['user', 'update'],
-  deleteUser: ['user', 'delete'],
-  resetUser: ['user', 'update'],
-  lockUser: ['lock', 'create'],
-  unlockUser: ['lock', 'delete'],
-  listRoles: ['role', 'list'],
-  getRole: ['role', 'read'],
-  putRole: ['role', 'update'],
-  deleteRole: ['role', 'delete'],
-  lintRole: ['role', 'read'],
-  listLocks: ['lock', 'list'],
-  createLock: ['lock', 'create'],
-  deleteLock: ['lock', 'delete'],
-  searchAudit: ['audit', 'list'],
-  // Users without db:list still see the databases their roles reach (filtered below).
-  listDatabases: ['db', 'list'],
-  addDatabase: ['db', 'create'],
-  removeDatabase: ['db', 'delete'],
-  createJoinToken: ['token', 'create'],
-  // Users without recording:list see their own recordings; owners may read theirs (below).
-  listRecordings: ['recording', 'list'],
-  getRecording: ['recording', 'read'],
-  readRecording: ['recording', 'read'],
-  // Users without kube_cluster:list still see the clusters their roles reach (filtered below).
-  listKubeClusters: ['kube_cluster', 'list'],
-  addKubeCluster: ['kube_cluster', 'create'],
-  removeKubeCluster: ['kube_cluster', 'delete'],
-  // Users without node:list still see the nodes their roles reach (filtered below).
-  listNodes: ['node', 'list'],
-  addNode: ['node', 'create'],
-  removeNode: ['node', 'delete'],
-  // Users without session:list see their own live sessions (filtered below).
-  listSessions: ['session', 'list'],
-  killSession: ['session', 'delete'],
-} as const satisfies Record<keyof AdminApi, readonly [ResourceKind, Verb]>;
-
 export interface ApiServerDeps {
   config: GatehouseConfig;
   clock: Clock;
@@ -104,8 +62,12 @@ export interface ApiServerDeps {
   exportCa: (format: CaExportFormat, opts: { type?: 'user' | 'host' | 'db'; hosts?: string }) => string;
   /** The OpenSSH KRL of revoked login certificates. */
   krl: () => Promise<Buffer>;
-  /** The local admin API acting as `actor`; permission checks happen here before any call. */
-  admin: (actor: string) => AdminApi;
+  /**
+   * The admin API as `caller` may use it (api/authorized.ts): it makes every
+   * permission check and visibility decision; this layer only routes, parses
+   * and serializes.
+   */
+  admin: (caller: Principal, ctx: ConnectionContext) => AdminApi;
   /** For POST /v1/certs/route. */
   routeCerts: Omit<RouteCertDeps, 'clock' | 'authorizer'>;
   log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
@@ -416,58 +378,10 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
             method === 'GET' || method === 'DELETE'
               ? {}
               : ((await readJson(ctx.req, max)) as Record<string, unknown>);
-          let [resource, verb] = ADMIN_PERMISSIONS[name] as readonly [ResourceKind, Verb];
-          if (name === 'putRole' && body.create === true) verb = 'create';
-          let result: unknown;
-          const self = c.principal.user.name;
           const abort = new AbortController();
           ctx.res.on('close', () => abort.abort());
-          if (name === 'listDatabases' && !c.principal.checker.checkRule('db', 'list').allowed) {
-            // Everyone may list what they can reach: filtered by their roles' db_labels.
-            const all = await d.admin(c.principal.user.name).listDatabases();
-            result = all
-              .map((db) => ({ db, seen: c.principal.checker.databaseVisibility(db) }))
-              .filter((x) => x.seen.visible)
-              .map((x) => ({ ...x.db, allowed: { db_users: x.seen.dbUsers, db_names: x.seen.dbNames } }));
-          } else if (
-            name === 'listKubeClusters' &&
-            !c.principal.checker.checkRule('kube_cluster', 'list').allowed
-          ) {
-            const all = await d.admin(c.principal.user.name).listKubeClusters();
-            result = all
-              .map((k) => ({ k, seen: c.principal.checker.kubeVisibility(k) }))
-              .filter((x) => x.seen.visible)
-              .map((x) => ({
-                ...x.k,
-                allowed: { kube_users: x.seen.kubeUsers, kube_groups: x.seen.kubeGroups },
-              }));
-          } else if (
-            name === 'listRecordings' &&
-            !c.principal.checker.checkRule('recording', 'list').allowed
-          ) {
-            result = await d.admin(self).listRecordings({ ...recordingQueryFromUrl(ctx.url), user: self });
-          } else if (
-            (name === 'getRecording' || name === 'readRecording') &&
-            !c.principal.checker.checkRule('recording', 'read').allowed &&
-            (await ownsRecording(d.admin(self), params.id!, self))
-          ) {
-            result = await callAdmin(d.admin(self), name, params, body, ctx.url, abort.signal);
-          } else if (name === 'listNodes' && !c.principal.checker.checkRule('node', 'list').allowed) {
-            const all = await d.admin(c.principal.user.name).listNodes();
-            result = all
-              .map((n) => ({ n, seen: c.principal.checker.nodeVisibility(n) }))
-              .filter((x) => x.seen.visible)
-              .map((x) => ({ ...x.n, allowed: { logins: x.seen.logins } }));
-          } else if (name === 'listSessions' && !c.principal.checker.checkRule('session', 'list').allowed) {
-            const all = await d.admin(c.principal.user.name).listSessions();
-            result = all.filter((s) => s.user === c.principal.user.name);
-          } else {
-            await d.authorizer.checkRule(c.principal, resource, verb, {
-              remoteAddr: ctx.remoteAddr,
-              protocol: 'http',
-            });
-            result = await callAdmin(d.admin(self), name, params, body, ctx.url, abort.signal);
-          }
+          const admin = d.admin(c.principal, { remoteAddr: ctx.remoteAddr, protocol: 'http' });
+          const result = await callAdmin(admin, name, params, body, ctx.url, abort.signal);
           if (name === 'readRecording') {
             await streamRecording(ctx.res, result as AsyncIterable<Uint8Array>, ctx.url);
             return;
@@ -656,16 +570,6 @@ function auditQueryFromUrl(url: URL): AuditQuery {
   if (n !== undefined) q.limit = n;
   if (cursor) q.cursor = cursor;
   return checkAuditQuery(q);
-}
-
-/** Whether `user` owns the recording; a missing one is not theirs (the rule check then denies). */
-async function ownsRecording(admin: AdminApi, id: string, user: string): Promise<boolean> {
-  try {
-    return (await admin.getRecording(id)).user === user;
-  } catch (err) {
-    if (toGatehouseError(err)?.code === 'GH_ERR_NOT_FOUND') return false;
-    throw err;
-  }
 }
 
 function recordingQueryFromUrl(url: URL): RecordingQuery {

@@ -135,9 +135,11 @@ export interface AuditPage {
 }
 
 /**
- * Everything an admin can do. Implemented locally on a data dir
- * (api/local.ts, like Teleport's tctl on the auth server) and over HTTP
- * (api/client.ts). The CLI only talks to this interface.
+ * Everything an admin can do. Implemented locally on a data dir without
+ * checks (api/local.ts, like Teleport's tctl on the auth server), with the
+ * caller's permissions (api/authorized.ts, which the HTTP server and
+ * `gw.authorizedAdmin` use) and over HTTP (api/client.ts). The CLI only
+ * talks to this interface.
  */
 export interface AdminApi {
   listUsers(): Promise<UserView[]>;

@@ -1,21 +1,18 @@
-import { createHash, randomUUID } from 'node:crypto';
-import type { AuditEmitter, LoginFailureReason, LoginMethod } from '@gatehouse/audit';
+import { randomUUID } from 'node:crypto';
+import type { AuditEmitter } from '@gatehouse/audit';
 import type { UserView } from '../api/types.js';
 import type { Backend } from '../backend/types.js';
 import type { Clock } from '../clock.js';
 import type { Sealer } from '../crypto/seal.js';
-import { commandLineToken } from '../crypto/token.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
-import { formatDuration } from '../util/duration.js';
-import {
-  checkPasswordPolicy,
-  DEFAULT_MIN_PASSWORD_LENGTH,
-  dummyVerify,
-  hashPassword,
-  verifyPassword,
-} from './passwords.js';
-import { newTotpSecret, totpUri, verifyTotp } from './totp.js';
-import type { LockRecord, Traits, UserRecord, UserTokenRecord } from './types.js';
+import { PasswordLogin } from './login.js';
+import { checkPasswordPolicy, DEFAULT_MIN_PASSWORD_LENGTH, hashPassword } from './passwords.js';
+import { type TokenDetails, type TokenInfo, UserTokens } from './tokens.js';
+import type { LockRecord, Traits, UserRecord } from './types.js';
+import { USER_NAME_RE, UserRecords, userNotFound } from './user-records.js';
+
+export type { TokenDetails, TokenInfo } from './tokens.js';
+export { USER_NAME_RE } from './user-records.js';
 
 export interface UserPolicy {
   /** 'otp': password + TOTP code; 'off': password only. */
@@ -54,117 +51,58 @@ export interface UserServiceOptions {
   policy?: Partial<UserPolicy> | undefined;
 }
 
-export interface TokenInfo {
-  /** The secret itself: shown once, never stored (only its SHA-256 is). */
-  token: string;
-  kind: 'invite' | 'reset';
-  user: string;
-  expires: string;
-}
-
-export interface TokenDetails {
-  user: string;
-  kind: 'invite' | 'reset';
-  expires: string;
-  /** Offered TOTP device (second factor otp): the secret for manual entry and the otpauth:// URI for a QR code. */
-  totp?: { secret: string; uri: string } | undefined;
-}
-
-export const USER_NAME_RE = /^[a-z0-9][a-z0-9._@-]{0,63}$/;
-const TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
-const USERS = 'users/';
-const TOKENS = 'tokens/';
 const MAX_TRAITS = 64;
 const MAX_TRAIT_VALUES = 256;
 const MAX_TRAIT_VALUE_LEN = 512;
 
-type LoginFailures = NonNullable<UserRecord['loginFailures']>;
-
-/** Failed logins for names that are no user's, by SHA-256 of the name. */
-const UNKNOWN_FAILURES = 'login_failures/unknown/';
-/** How long an unknown name's count outlives its longest pause. */
-const UNKNOWN_FAILURES_IDLE_MS = 24 * 3600 * 1000;
-
-function nameKey(name: string): string {
-  return createHash('sha256').update(name, 'utf8').digest('hex');
-}
-
-/** When a pause after failed logins ends (0 when there is none). */
-function backoffUntil(f: LoginFailures | undefined): number {
-  const t = f?.lockedUntil ? Date.parse(f.lockedUntil) : Number.NaN;
-  return Number.isFinite(t) ? t : 0;
-}
-
-function backoffError(waitMs: number): GatehouseError {
-  return new GatehouseError('GH_ERR_LOGIN_BACKOFF', 'too many failed login attempts', {
-    hint: `wait ${formatDuration(Math.ceil(waitMs / 1000) * 1000)} and try again, or ask an admin to reset your password`,
-    details: { retry_after_s: Math.ceil(waitMs / 1000) },
-  });
-}
-
-const badCredentials = () =>
-  new GatehouseError('GH_ERR_BAD_CREDENTIALS', 'invalid user name or password', {
-    hint: 'check your user name and password; after repeated failures, logins pause for a while',
-  });
-
-const tokenInvalid = (cause?: unknown) =>
-  new GatehouseError(
-    'GH_ERR_TOKEN_INVALID',
-    'this invite or reset link is invalid, expired or already used',
-    {
-      hint: 'ask an admin for a new one (gatehouse users reset <name>)',
-      ...(cause ? { cause } : {}),
-    },
-  );
-
-/** Private marker for a token that exists but is expired (audited as token_expired). */
-class ExpiredToken extends Error {}
-
 /**
- * Users, one-time invite/reset tokens and password (+ TOTP) login with
- * lockout. Records live at `users/<name>`, tokens at `tokens/<sha256>`.
- * Every read-modify-write goes through compare-and-swap, so concurrent
- * logins cannot lose a failure count or replay a TOTP code.
+ * Users: records at `users/<name>` (create, update, delete, the API view).
+ * Invite/reset tokens (`tokens`, tokens.ts) and password + TOTP login with
+ * backoff (`logins`, login.ts) are parts of it that share the records; their
+ * methods are also here under the names callers have always used.
  */
 export class UserService {
-  readonly #backend: Backend;
-  readonly #sealer: Sealer;
-  readonly #clock: Clock;
+  readonly #records: UserRecords;
   readonly #audit: AuditEmitter;
-  readonly #cluster: string;
-  readonly #locks: UserServiceOptions['locks'];
+  readonly #clock: Clock;
   readonly #roles: UserServiceOptions['roles'];
   readonly policy: Readonly<UserPolicy>;
+  /** One-time invite and reset tokens. */
+  readonly tokens: UserTokens;
+  /** Password (+ TOTP) login with backoff. */
+  readonly logins: PasswordLogin;
 
   constructor(opts: UserServiceOptions) {
     for (const k of ['backend', 'sealer', 'clock', 'audit', 'clusterName', 'locks', 'roles'] as const) {
       if (!opts[k]) throw new TypeError(`UserService: missing option "${k}"`);
     }
-    this.#backend = opts.backend;
-    this.#sealer = opts.sealer;
-    this.#clock = opts.clock;
+    this.#records = new UserRecords(opts.backend);
     this.#audit = opts.audit;
-    this.#cluster = opts.clusterName;
-    this.#locks = opts.locks;
+    this.#clock = opts.clock;
     this.#roles = opts.roles;
     const policy = { ...USER_POLICY_DEFAULTS };
     for (const [k, v] of Object.entries(opts.policy ?? {})) {
       if (v !== undefined) (policy as Record<string, unknown>)[k] = v;
     }
     this.policy = Object.freeze(policy);
+    const shared = {
+      backend: opts.backend,
+      records: this.#records,
+      sealer: opts.sealer,
+      clock: opts.clock,
+      audit: opts.audit,
+      policy: this.policy,
+    };
+    this.tokens = new UserTokens({ ...shared, clusterName: opts.clusterName });
+    this.logins = new PasswordLogin({ ...shared, locks: opts.locks });
   }
 
-  // ---- records -------------------------------------------------------------
-
-  async get(name: string): Promise<UserRecord | undefined> {
-    if (typeof name !== 'string' || !USER_NAME_RE.test(name)) return undefined;
-    const item = await this.#backend.get(USERS + name);
-    return item ? decodeUser(name, item.value) : undefined;
+  get(name: string): Promise<UserRecord | undefined> {
+    return this.#records.get(name);
   }
 
-  async list(): Promise<UserRecord[]> {
-    const items = await this.#backend.range(USERS);
-    return items.map((i) => decodeUser(i.key.slice(USERS.length), i.value));
+  list(): Promise<UserRecord[]> {
+    return this.#records.list();
   }
 
   async create(
@@ -191,7 +129,7 @@ export class UserService {
       createdBy: actor,
     };
     try {
-      await this.#backend.create(USERS + user.name, JSON.stringify(user));
+      await this.#records.insert(user);
     } catch (e) {
       if (isGatehouseError(e, 'GH_ERR_ALREADY_EXISTS')) {
         throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `user "${user.name}" already exists`, {
@@ -205,7 +143,7 @@ export class UserService {
     await this.#audit.emit({ type: 'user.create', user: actor, name: user.name, roles: user.roles });
     // Without a password, or without the TOTP device the policy requires, the user finishes setup via an invite.
     const needsInvite = !passwordHash || this.policy.secondFactor === 'otp';
-    const token = needsInvite ? await this.createToken(user.name, 'invite', actor) : undefined;
+    const token = needsInvite ? await this.tokens.create(user.name, 'invite', actor) : undefined;
     return { user, token };
   }
 
@@ -217,7 +155,7 @@ export class UserService {
     const roles = req.roles === undefined ? undefined : await this.#checkRoles(req.roles);
     const traits = req.traits === undefined ? undefined : checkTraits(req.traits);
     const changes = [...(roles ? ['roles'] : []), ...(traits ? ['traits'] : [])];
-    const updated = await this.#mutate(name, (cur) => ({
+    const updated = await this.#records.mutate(name, (cur) => ({
       ...cur,
       ...(roles ? { roles } : {}),
       ...(traits ? { traits } : {}),
@@ -228,9 +166,8 @@ export class UserService {
   }
 
   async delete(name: string, actor: string): Promise<void> {
-    const deleted = USER_NAME_RE.test(name) && (await this.#backend.delete(USERS + name));
-    if (!deleted) throw notFound(name);
-    await this.#deleteTokensOf(name);
+    if (!(await this.#records.remove(name))) throw userNotFound(name);
+    await this.tokens.deleteOf(name);
     await this.#audit.emit({ type: 'user.delete', user: actor, name });
   }
 
@@ -254,391 +191,32 @@ export class UserService {
     };
   }
 
-  // ---- tokens --------------------------------------------------------------
-
-  /** A one-time token; any older token of the same user stops working. */
-  async createToken(name: string, kind: 'invite' | 'reset', actor: string): Promise<TokenInfo> {
-    if (!(await this.get(name))) throw notFound(name);
-    await this.#deleteTokensOf(name);
-    const token = commandLineToken(32);
-    const id = tokenId(token);
-    const ttlMs = kind === 'invite' ? this.policy.inviteTtlMs : this.policy.resetTtlMs;
-    const now = this.#clock.now();
-    const expires = new Date(now.getTime() + ttlMs).toISOString();
-    const record: UserTokenRecord = {
-      kind,
-      user: name,
-      expires,
-      ...(this.policy.secondFactor === 'otp'
-        ? { sealedTotpSecret: this.#sealer.seal(newTotpSecret(), tokenAad(id)) }
-        : {}),
-      createdAt: now.toISOString(),
-    };
-    await this.#backend.create(TOKENS + id, JSON.stringify(record), { ttlMs });
-    await this.#audit.emit({ type: 'user.token.create', user: actor, name, kind, expires });
-    return { token, kind, user: name, expires };
+  /** A one-time token; any older token of the same user stops working (`tokens.create`). */
+  createToken(name: string, kind: 'invite' | 'reset', actor: string): Promise<TokenInfo> {
+    return this.tokens.create(name, kind, actor);
   }
 
-  async inspectToken(token: string): Promise<TokenDetails> {
-    const { id, record } = await this.#loadToken(token).catch((e: unknown) => {
-      throw e instanceof ExpiredToken ? tokenInvalid() : e;
-    });
-    const secret = record.sealedTotpSecret
-      ? this.#sealer.open(record.sealedTotpSecret, tokenAad(id))
-      : undefined;
-    return {
-      user: record.user,
-      kind: record.kind,
-      expires: record.expires,
-      ...(secret ? { totp: { secret, uri: totpUri(record.user, this.#cluster, secret) } } : {}),
-    };
+  /** What an invite or reset offers (`tokens.inspect`). */
+  inspectToken(token: string): Promise<TokenDetails> {
+    return this.tokens.inspect(token);
   }
 
-  /**
-   * Set the password (and enroll the offered TOTP device) with a one-time
-   * token. The token is consumed with compare-and-swap, so of two concurrent
-   * accepts exactly one succeeds.
-   */
-  async acceptToken(
+  /** Sets the password and enrolls the offered device with a token (`tokens.accept`). */
+  acceptToken(
     token: string,
     req: { password: string; otp?: string | undefined; remoteAddr?: string | undefined },
   ): Promise<UserRecord> {
-    const addr = req.remoteAddr;
-    let loaded: LoadedToken;
-    try {
-      loaded = await this.#loadToken(token);
-    } catch (e) {
-      if (e instanceof ExpiredToken || isGatehouseError(e, 'GH_ERR_TOKEN_INVALID')) {
-        const err = tokenInvalid();
-        await this.#loginFailed(
-          undefined,
-          'invite',
-          e instanceof ExpiredToken ? 'token_expired' : 'token_invalid',
-          err,
-          addr,
-        );
-        throw err;
-      }
-      throw e;
-    }
-    const { id, item, record } = loaded;
-    const method: LoginMethod = record.kind;
-    checkPasswordPolicy(req.password, this.policy.minPasswordLength);
-
-    const now = this.#clock.now();
-    let device: UserRecord['totp'];
-    if (this.policy.secondFactor === 'otp') {
-      if (!record.sealedTotpSecret) {
-        // Created while second factor was off: it cannot enroll the device the policy now requires.
-        const err = tokenInvalid();
-        await this.#loginFailed(record.user, method, 'token_invalid', err, addr);
-        throw err;
-      }
-      const secret = this.#sealer.open(record.sealedTotpSecret, tokenAad(id));
-      if (!req.otp) {
-        const err = new GatehouseError(
-          'GH_ERR_SECOND_FACTOR_REQUIRED',
-          'a code from your authenticator app is required',
-          {
-            hint: 'add the TOTP secret to your authenticator app (scan the QR code), then enter the 6-digit code it shows',
-          },
-        );
-        await this.#loginFailed(record.user, method, 'second_factor_required', err, addr);
-        throw err;
-      }
-      const r = verifyTotp(secret, req.otp, -1, now);
-      if (!r.ok) {
-        const err = new GatehouseError(
-          'GH_ERR_SECOND_FACTOR_INVALID',
-          'the authenticator code is not valid',
-          {
-            hint: "check that your phone's clock is right and enter the current code",
-          },
-        );
-        await this.#loginFailed(record.user, method, 'second_factor_invalid', err, addr);
-        throw err;
-      }
-      device = {
-        sealedSecret: this.#sealer.seal(secret, userTotpAad(record.user)),
-        lastCounter: r.counter,
-        addedAt: now.toISOString(),
-      };
-    }
-    const passwordHash = await hashPassword(req.password);
-
-    // Consume: only the accept whose CAS lands wins; the loser sees a conflict.
-    const remaining = Date.parse(record.expires) - this.#clock.now().getTime();
-    try {
-      if (remaining <= 0) throw new ExpiredToken();
-      await this.#backend.compareAndSwap(
-        TOKENS + id,
-        item.revision,
-        JSON.stringify({ ...record, consumedAt: now.toISOString() } satisfies UserTokenRecord),
-        { ttlMs: remaining },
-      );
-    } catch (e) {
-      if (
-        e instanceof ExpiredToken ||
-        isGatehouseError(e, 'GH_ERR_CONFLICT') ||
-        isGatehouseError(e, 'GH_ERR_NOT_FOUND')
-      ) {
-        const err = tokenInvalid(e);
-        await this.#loginFailed(
-          record.user,
-          method,
-          e instanceof ExpiredToken ? 'token_expired' : 'token_invalid',
-          err,
-          addr,
-        );
-        throw err;
-      }
-      throw e;
-    }
-    await this.#backend.delete(TOKENS + id);
-
-    let updated: UserRecord;
-    try {
-      updated = await this.#mutate(record.user, (cur) => ({
-        ...cur,
-        passwordHash,
-        // A reset replaces the old device too: that is what "lost my phone" needs.
-        totp: device,
-        loginFailures: undefined,
-        updatedAt: now.toISOString(),
-      }));
-    } catch (e) {
-      if (isGatehouseError(e, 'GH_ERR_NOT_FOUND')) {
-        const err = tokenInvalid(e);
-        await this.#loginFailed(record.user, method, 'token_invalid', err, addr);
-        throw err;
-      }
-      throw e;
-    }
-    await this.#audit.emit({
-      type: 'user.login',
-      success: true,
-      method,
-      mfa: device !== undefined,
-      user: record.user,
-      ...(addr ? { addr: { remote: addr } } : {}),
-    });
-    return updated;
+    return this.tokens.accept(token, req);
   }
 
-  // ---- login ---------------------------------------------------------------
-
-  /**
-   * Password (+ TOTP) login. Unknown users and wrong passwords fail the same
-   * way and take the same time; failures pause further logins with backoff.
-   */
-  async authenticate(req: {
+  /** Password (+ TOTP) login (`logins.authenticate`). */
+  authenticate(req: {
     user: string;
     password: string;
     otp?: string | undefined;
     remoteAddr?: string | undefined;
   }): Promise<UserRecord> {
-    const name = req.user;
-    const addr = req.remoteAddr;
-    const now = this.#clock.now();
-    const rec = typeof name === 'string' ? await this.get(name) : undefined;
-    if (!rec) {
-      // A name nobody has gets the same answers as one somebody has: the
-      // same error, the same time, and the same backoff after repeated
-      // failures (kept apart from user records, expiring by itself), so the
-      // login form does not tell an attacker which names exist.
-      const unknownName = typeof name === 'string' ? name.slice(0, 256) : '';
-      const state = await this.#unknownFailures(unknownName);
-      if (backoffUntil(state) > now.getTime()) {
-        const err = backoffError(backoffUntil(state) - now.getTime());
-        await this.#loginFailed(unknownName || undefined, 'password', 'backoff', err, addr);
-        throw err;
-      }
-      await dummyVerify(req.password);
-      const err = badCredentials();
-      await this.#loginFailed(unknownName || undefined, 'password', 'unknown_user', err, addr);
-      await this.#countUnknownFailure(unknownName, state);
-      throw err;
-    }
-    const lockedUntil = backoffUntil(rec.loginFailures);
-    if (lockedUntil > now.getTime()) {
-      const err = backoffError(lockedUntil - now.getTime());
-      await this.#loginFailed(name, 'password', 'backoff', err, addr);
-      throw err;
-    }
-    const ok = rec.passwordHash
-      ? await verifyPassword(req.password, rec.passwordHash)
-      : await dummyVerify(req.password);
-    if (!ok) {
-      const err = badCredentials();
-      // Recorded first: a backend that cannot count the failure (full disk) must not hide it.
-      await this.#loginFailed(name, 'password', 'bad_password', err, addr);
-      await this.#countFailure(name);
-      throw err;
-    }
-
-    let counter: number | undefined;
-    if (this.policy.secondFactor === 'otp') {
-      if (!rec.totp) {
-        const err = new GatehouseError(
-          'GH_ERR_SECOND_FACTOR_NOT_ENROLLED',
-          'no authenticator device is enrolled for this user',
-          {
-            hint: 'ask an admin for a reset link (gatehouse users reset <name>) to enroll one',
-          },
-        );
-        await this.#loginFailed(name, 'password', 'second_factor_not_enrolled', err, addr);
-        throw err;
-      }
-      if (!req.otp) {
-        const err = new GatehouseError(
-          'GH_ERR_SECOND_FACTOR_REQUIRED',
-          'a code from your authenticator app is required',
-          {
-            hint: 'enter the 6-digit code your authenticator app shows',
-          },
-        );
-        await this.#loginFailed(name, 'password', 'second_factor_required', err, addr);
-        throw err;
-      }
-      const secret = this.#sealer.open(rec.totp.sealedSecret, userTotpAad(name));
-      const r = verifyTotp(secret, req.otp, rec.totp.lastCounter, now);
-      if (!r.ok) {
-        const err = await this.#otpFailed(name, r.reason, addr);
-        await this.#countFailure(name);
-        throw err;
-      }
-      counter = r.counter;
-    }
-
-    let user = rec;
-    // A record from before user ids gets one at its next login, so the certificates it is issued carry it.
-    if (counter !== undefined || rec.loginFailures || !rec.id) {
-      const c = counter;
-      try {
-        user = await this.#mutate(name, (cur) => {
-          if (c !== undefined && (!cur.totp || cur.totp.lastCounter >= c)) throw new ReusedCode();
-          return {
-            ...cur,
-            id: cur.id ?? randomUUID(),
-            loginFailures: undefined,
-            ...(c !== undefined && cur.totp ? { totp: { ...cur.totp, lastCounter: c } } : {}),
-          };
-        });
-      } catch (e) {
-        // A concurrent login used the same code first.
-        if (e instanceof ReusedCode) throw await this.#otpFailed(name, 'reused', addr);
-        throw e;
-      }
-    }
-
-    const locks = await this.#locks.find({ user: name, roles: user.roles });
-    const lock = locks[0];
-    if (lock) {
-      const err = new GatehouseError(
-        'GH_ERR_USER_LOCKED',
-        `your access is locked${lock.message ? `: ${lock.message}` : ''}`,
-        {
-          hint: 'ask an admin to remove the lock (gatehouse locks ls, gatehouse locks rm <id>)',
-          details: { lock_id: lock.id },
-        },
-      );
-      await this.#loginFailed(name, 'password', 'user_locked', err, addr);
-      throw err;
-    }
-    await this.#audit.emit({
-      type: 'user.login',
-      success: true,
-      method: 'password',
-      mfa: counter !== undefined,
-      user: name,
-      ...(addr ? { addr: { remote: addr } } : {}),
-    });
-    return user;
-  }
-
-  // ---- internals -----------------------------------------------------------
-
-  async #otpFailed(
-    name: string,
-    reason: 'invalid' | 'reused',
-    addr: string | undefined,
-  ): Promise<GatehouseError> {
-    const err = new GatehouseError(
-      'GH_ERR_SECOND_FACTOR_INVALID',
-      reason === 'reused'
-        ? 'this authenticator code was already used'
-        : 'the authenticator code is not valid',
-      {
-        hint:
-          reason === 'reused'
-            ? 'wait for your authenticator app to show a new code and try again'
-            : "check that your phone's clock is right and enter the current code",
-        details: { reason: reason === 'reused' ? 'second_factor_reused' : 'second_factor_invalid' },
-      },
-    );
-    await this.#loginFailed(
-      name,
-      'password',
-      reason === 'reused' ? 'second_factor_reused' : 'second_factor_invalid',
-      err,
-      addr,
-    );
-    return err;
-  }
-
-  async #loginFailed(
-    user: string | undefined,
-    method: LoginMethod,
-    reason: LoginFailureReason,
-    err: GatehouseError,
-    addr?: string | undefined,
-  ): Promise<void> {
-    // What already happened: kept even while the disk is full, and never a reason to fail differently.
-    await this.#audit.record({
-      type: 'user.login',
-      success: false,
-      method,
-      reason,
-      error: err.message,
-      ...(user !== undefined ? { user } : {}),
-      ...(addr ? { addr: { remote: addr } } : {}),
-    });
-  }
-
-  async #countFailure(name: string): Promise<void> {
-    try {
-      await this.#mutate(name, (cur) => ({ ...cur, loginFailures: this.#nextFailures(cur.loginFailures) }));
-    } catch (e) {
-      // Deleted while logging in: there is nothing left to count against.
-      if (!isGatehouseError(e, 'GH_ERR_NOT_FOUND')) throw e;
-    }
-  }
-
-  /** One more failure: the count, and from maxLoginAttempts on a pause that doubles up to the cap. */
-  #nextFailures(cur: LoginFailures | undefined): LoginFailures {
-    const p = this.policy;
-    const now = this.#clock.now().getTime();
-    const count = (cur?.count ?? 0) + 1;
-    const over = count - p.maxLoginAttempts;
-    // 2 ** over overflows to Infinity long before it matters; the cap bounds it.
-    const pause = over >= 0 ? Math.min(p.lockoutBaseMs * 2 ** over, p.lockoutMaxMs) : 0;
-    return { count, ...(pause > 0 ? { lockedUntil: new Date(now + pause).toISOString() } : {}) };
-  }
-
-  /** Failures against a name no user has (keyed by its hash: any string may be typed). */
-  async #unknownFailures(name: string): Promise<LoginFailures | undefined> {
-    const item = await this.#backend.get(UNKNOWN_FAILURES + nameKey(name));
-    if (!item) return undefined;
-    const v = JSON.parse(item.value) as LoginFailures;
-    return typeof v?.count === 'number' ? v : undefined;
-  }
-
-  async #countUnknownFailure(name: string, cur: LoginFailures | undefined): Promise<void> {
-    // Forgotten once no pause could still run (an idle count does not linger forever either).
-    const ttlMs = this.policy.lockoutMaxMs + UNKNOWN_FAILURES_IDLE_MS;
-    await this.#backend.put(UNKNOWN_FAILURES + nameKey(name), JSON.stringify(this.#nextFailures(cur)), {
-      ttlMs,
-    });
+    return this.logins.authenticate(req);
   }
 
   async #checkRoles(roles: unknown): Promise<string[]> {
@@ -658,81 +236,6 @@ export class UserService {
     }
     return unique;
   }
-
-  async #mutate(name: string, fn: (cur: UserRecord) => UserRecord): Promise<UserRecord> {
-    if (!USER_NAME_RE.test(name)) throw notFound(name);
-    for (let attempt = 0; attempt < 32; attempt++) {
-      const item = await this.#backend.get(USERS + name);
-      if (!item) throw notFound(name);
-      const next = fn(decodeUser(name, item.value));
-      try {
-        await this.#backend.compareAndSwap(USERS + name, item.revision, JSON.stringify(next));
-        return next;
-      } catch (e) {
-        if (!isGatehouseError(e, 'GH_ERR_CONFLICT')) throw e;
-      }
-    }
-    throw new GatehouseError('GH_ERR_CONFLICT', `user "${name}" is being changed concurrently`, {
-      hint: 'try again in a moment',
-    });
-  }
-
-  async #loadToken(token: string): Promise<LoadedToken> {
-    if (typeof token !== 'string' || !TOKEN_RE.test(token)) throw tokenInvalid();
-    const id = tokenId(token);
-    const item = await this.#backend.get(TOKENS + id);
-    if (!item) throw tokenInvalid();
-    let record: UserTokenRecord;
-    try {
-      record = JSON.parse(item.value) as UserTokenRecord;
-    } catch (e) {
-      throw tokenInvalid(e);
-    }
-    if (record.consumedAt) throw tokenInvalid();
-    // The backend TTL may lag (or run on another clock): check expiry here too.
-    if (!(Date.parse(record.expires) > this.#clock.now().getTime())) throw new ExpiredToken();
-    return { id, item, record };
-  }
-
-  async #deleteTokensOf(name: string): Promise<void> {
-    for (const item of await this.#backend.range(TOKENS)) {
-      let owner: string | undefined;
-      try {
-        owner = (JSON.parse(item.value) as UserTokenRecord).user;
-      } catch {
-        // Unreadable token records cannot be accepted either (acceptToken rejects them); skip.
-        continue;
-      }
-      if (owner === name) await this.#backend.delete(item.key);
-    }
-  }
-}
-
-class ReusedCode extends Error {}
-
-interface LoadedToken {
-  id: string;
-  item: { revision: number };
-  record: UserTokenRecord;
-}
-
-function tokenId(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
-}
-
-function tokenAad(id: string): string {
-  return `tokens/${id}/totp`;
-}
-
-function userTotpAad(name: string): string {
-  return `users/${name}/totp`;
-}
-
-function notFound(name: string): GatehouseError {
-  return new GatehouseError('GH_ERR_NOT_FOUND', `user "${name}" not found`, {
-    hint: 'list users with `gatehouse users ls`',
-    details: { user: name },
-  });
 }
 
 function checkUserName(name: unknown): asserts name is string {
@@ -766,17 +269,4 @@ function checkTraits(traits: unknown): Traits {
     });
   }
   return out;
-}
-
-function decodeUser(name: string, value: string): UserRecord {
-  try {
-    const rec = JSON.parse(value) as UserRecord;
-    if (rec.name !== name || !Array.isArray(rec.roles)) throw new Error('record does not match its key');
-    return rec;
-  } catch (e) {
-    throw new GatehouseError('GH_ERR_INTERNAL', `stored user "${name}" is unreadable`, {
-      hint: `repair or delete users/${name} in the backend, then re-create the user`,
-      cause: e,
-    });
-  }
 }

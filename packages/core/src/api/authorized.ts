@@ -1,0 +1,189 @@
+import type { RecordingMeta } from '@gatehouse/audit';
+import type { ConnectionContext, Principal } from '../authz/authorizer.js';
+import { toGatehouseError } from '../errors.js';
+import type { ResourceKind, Verb } from '../rbac/types.js';
+import type { AdminApi } from './types.js';
+
+/**
+ * Permission each admin call needs (resource, verb). The exceptions, all in
+ * authorizedAdmin below: lists of databases, Kubernetes clusters and nodes
+ * show a caller without the list rule what their roles reach; recordings and
+ * live sessions show them their own; a recording's owner may read it;
+ * putRole with `create` needs role:create.
+ */
+export const ADMIN_PERMISSIONS = {
+  listUsers: ['user', 'list'],
+  getUser: ['user', 'read'],
+  createUser: ['user', 'create'],
+  updateUser: ['user', 'update'],
+  deleteUser: ['user', 'delete'],
+  resetUser: ['user', 'update'],
+  lockUser: ['lock', 'create'],
+  unlockUser: ['lock', 'delete'],
+  listRoles: ['role', 'list'],
+  getRole: ['role', 'read'],
+  putRole: ['role', 'update'],
+  deleteRole: ['role', 'delete'],
+  lintRole: ['role', 'read'],
+  listLocks: ['lock', 'list'],
+  createLock: ['lock', 'create'],
+  deleteLock: ['lock', 'delete'],
+  searchAudit: ['audit', 'list'],
+  listDatabases: ['db', 'list'],
+  addDatabase: ['db', 'create'],
+  removeDatabase: ['db', 'delete'],
+  createJoinToken: ['token', 'create'],
+  listRecordings: ['recording', 'list'],
+  getRecording: ['recording', 'read'],
+  readRecording: ['recording', 'read'],
+  listKubeClusters: ['kube_cluster', 'list'],
+  addKubeCluster: ['kube_cluster', 'create'],
+  removeKubeCluster: ['kube_cluster', 'delete'],
+  listNodes: ['node', 'list'],
+  addNode: ['node', 'create'],
+  removeNode: ['node', 'delete'],
+  listSessions: ['session', 'list'],
+  killSession: ['session', 'delete'],
+} as const satisfies Record<keyof AdminApi, readonly [ResourceKind, Verb]>;
+
+export interface AuthorizedAdminDeps {
+  /** Audits a denial (`access.denied`) and throws GH_ERR_ACCESS_DENIED; an Authorizer fits. */
+  authorizer: {
+    checkRule(p: Principal, resource: ResourceKind, verb: Verb, ctx?: ConnectionContext): Promise<void>;
+  };
+  /** The unchecked admin API acting as `actor` (the caller's name lands in every audit event). */
+  admin: (actor: string) => AdminApi;
+}
+
+/**
+ * Who calls: a principal checked once (one HTTP request), or a function that
+ * checks it again on every call (an embedder's long-lived handle, so a lock,
+ * a deleted user or a removed role takes effect at once).
+ */
+export type AdminCaller = Principal | (() => Promise<Principal>);
+
+type Args<K extends keyof AdminApi> = Parameters<AdminApi[K]>;
+type Result<K extends keyof AdminApi> = Awaited<ReturnType<AdminApi[K]>>;
+
+/**
+ * The admin API as a user may use it, like Teleport's ServerWithRoles: every
+ * permission check and visibility decision of an admin call is made here,
+ * and only here, before the unchecked local admin API runs it as the caller.
+ * The HTTP API and embedders (`gw.authorizedAdmin`) both go through it, so
+ * they cannot answer differently. Denials are audited by the Authorizer.
+ */
+export function authorizedAdmin(
+  d: AuthorizedAdminDeps,
+  who: AdminCaller,
+  ctx: ConnectionContext = {},
+): AdminApi {
+  const principal = typeof who === 'function' ? who : async () => who;
+  const may = (p: Principal, resource: ResourceKind, verb: Verb) =>
+    p.checker.checkRule(resource, verb).allowed;
+  const require = (p: Principal, [resource, verb]: readonly [ResourceKind, Verb]) =>
+    d.authorizer.checkRule(p, resource, verb, ctx);
+  const run = <K extends keyof AdminApi>(p: Principal, name: K, args: Args<K>): Promise<Result<K>> =>
+    (d.admin(p.user.name)[name] as (...a: Args<K>) => Promise<Result<K>>)(...args);
+
+  /** The plain case: the call's rule, then the call. */
+  const ruled =
+    <K extends keyof AdminApi>(name: K) =>
+    async (...args: Args<K>): Promise<Result<K>> => {
+      const p = await principal();
+      await require(p, ADMIN_PERMISSIONS[name]);
+      return run(p, name, args);
+    };
+
+  /** A recording its owner may read without recording:read; a missing one is nobody's (the rule then denies). */
+  const ownRecording =
+    <K extends 'getRecording' | 'readRecording'>(name: K) =>
+    async (...args: Args<K>): Promise<Result<K>> => {
+      const p = await principal();
+      if (may(p, 'recording', 'read') || !(await owns(run(p, 'getRecording', [args[0]]), p.user.name))) {
+        await require(p, ADMIN_PERMISSIONS[name]);
+      }
+      return run(p, name, args);
+    };
+
+  return {
+    listUsers: ruled('listUsers'),
+    getUser: ruled('getUser'),
+    createUser: ruled('createUser'),
+    updateUser: ruled('updateUser'),
+    deleteUser: ruled('deleteUser'),
+    resetUser: ruled('resetUser'),
+    lockUser: ruled('lockUser'),
+    unlockUser: ruled('unlockUser'),
+    listRoles: ruled('listRoles'),
+    getRole: ruled('getRole'),
+    async putRole(text, opts) {
+      const p = await principal();
+      // Creating (and failing if the role exists) is its own permission; replacing is an update.
+      await require(p, opts?.create ? ['role', 'create'] : ADMIN_PERMISSIONS.putRole);
+      return run(p, 'putRole', [text, opts]);
+    },
+    deleteRole: ruled('deleteRole'),
+    lintRole: ruled('lintRole'),
+    listLocks: ruled('listLocks'),
+    createLock: ruled('createLock'),
+    deleteLock: ruled('deleteLock'),
+    searchAudit: ruled('searchAudit'),
+    async listDatabases() {
+      const p = await principal();
+      if (may(p, 'db', 'list')) return run(p, 'listDatabases', []);
+      // Everyone may list what they can reach, with what their roles allow there.
+      return (await run(p, 'listDatabases', [])).flatMap((db) => {
+        const seen = p.checker.databaseVisibility(db);
+        return seen.visible ? [{ ...db, allowed: { db_users: seen.dbUsers, db_names: seen.dbNames } }] : [];
+      });
+    },
+    addDatabase: ruled('addDatabase'),
+    removeDatabase: ruled('removeDatabase'),
+    createJoinToken: ruled('createJoinToken'),
+    async listRecordings(q) {
+      const p = await principal();
+      if (may(p, 'recording', 'list')) return run(p, 'listRecordings', [q]);
+      return run(p, 'listRecordings', [{ ...q, user: p.user.name }]);
+    },
+    getRecording: ownRecording('getRecording'),
+    readRecording: ownRecording('readRecording'),
+    async listKubeClusters() {
+      const p = await principal();
+      if (may(p, 'kube_cluster', 'list')) return run(p, 'listKubeClusters', []);
+      return (await run(p, 'listKubeClusters', [])).flatMap((k) => {
+        const seen = p.checker.kubeVisibility(k);
+        return seen.visible
+          ? [{ ...k, allowed: { kube_users: seen.kubeUsers, kube_groups: seen.kubeGroups } }]
+          : [];
+      });
+    },
+    addKubeCluster: ruled('addKubeCluster'),
+    removeKubeCluster: ruled('removeKubeCluster'),
+    async listNodes() {
+      const p = await principal();
+      if (may(p, 'node', 'list')) return run(p, 'listNodes', []);
+      return (await run(p, 'listNodes', [])).flatMap((n) => {
+        const seen = p.checker.nodeVisibility(n);
+        return seen.visible ? [{ ...n, allowed: { logins: seen.logins } }] : [];
+      });
+    },
+    addNode: ruled('addNode'),
+    removeNode: ruled('removeNode'),
+    async listSessions() {
+      const p = await principal();
+      if (may(p, 'session', 'list')) return run(p, 'listSessions', []);
+      return (await run(p, 'listSessions', [])).filter((s) => s.user === p.user.name);
+    },
+    killSession: ruled('killSession'),
+  };
+}
+
+/** Whether `user` owns the recording; a missing one is not theirs. */
+async function owns(meta: Promise<RecordingMeta>, user: string): Promise<boolean> {
+  try {
+    return (await meta).user === user;
+  } catch (err) {
+    if (toGatehouseError(err)?.code === 'GH_ERR_NOT_FOUND') return false;
+    throw err;
+  }
+}
