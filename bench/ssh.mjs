@@ -6,7 +6,6 @@
 // Usage: npm run bench -- ssh [--bytes 1073741824] [--rounds 3] [--runs 20] [--sessions 1000]
 // Needs: OpenSSH client and server (apt-get install openssh-client openssh-server) and root (it adds a test login).
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { median } from './lib.mjs';
+import { addLoginAccount, median } from './lib.mjs';
 
 export const description =
   'ssh throughput + `true` latency: direct vs OpenSSH -J vs ssh -J through Gatehouse vs gatehouse ssh; memory per idle session';
@@ -56,11 +55,8 @@ export async function run(argv) {
   const { ssh } = await import('@gatehouse/adapter-ssh');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-bench-ssh-'));
   const cleanups = [];
-  // A fresh Unix account: root's dotfiles may do slow work at every login and skew the latency.
-  const login = `ghb${randomBytes(3).toString('hex')}`;
-  await exec('useradd', ['-m', '-s', '/bin/bash', login]);
-  await exec('usermod', ['-p', '*', login]);
-  cleanups.push(() => exec('userdel', ['-r', '-f', login]));
+  const { login, remove } = await addLoginAccount();
+  cleanups.push(remove);
   try {
     // Recording stays on (the role default): interactive sessions below are recorded to files.
     const gw = await createGateway({
