@@ -97,7 +97,7 @@ export interface SoakResult {
     endSettled?: DaemonSample;
     drained: DaemonSample & { settleS: number; liveSessions: number };
   };
-  daemonStderr: { count: number; first: string[] };
+  daemonStderr: { count: number; first: string[]; last: string[] };
   summary: {
     rss: Metric;
     heapUsed: Metric;

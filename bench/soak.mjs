@@ -226,19 +226,36 @@ async function startDaemon(dir, configFile) {
     {
       env: cliEnv({ GATEHOUSE_HOME: path.join(dir, 'home-daemon') }),
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      // Its own session, so its own scheduling group where the kernel groups by session
+      // (autogroup): otherwise a thousand clients in this session outweigh it for CPU whatever
+      // their nice value. soak() stops it, also on Ctrl-C.
+      detached: true,
     },
   );
   let out = '';
   // The daemon's stderr is where it reports errors: kept (the first lines) and counted.
   const errLines = [];
+  const lastLines = [];
   let errCount = 0;
   let partial = '';
   child.stderr.on('data', (d) => {
     const lines = (partial + d).split('\n');
     partial = lines.pop();
     errCount += lines.length;
-    for (const l of lines) if (errLines.length < 100) errLines.push(l);
+    for (const l of lines) {
+      if (errLines.length < 100) errLines.push(l);
+      else {
+        lastLines.push(l);
+        if (lastLines.length > 100) lastLines.shift();
+      }
+    }
   });
+  let exit;
+  child.on('exit', (code, signal) => {
+    exit = { code, signal };
+  });
+  // A send to a daemon that has gone fails here, and the probe says why.
+  child.on('error', () => undefined);
   const ready = await new Promise((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`gatehouse start printed no CA pin in 60 s:\n${out}`)),
@@ -274,11 +291,14 @@ async function startDaemon(dir, configFile) {
     ...ready,
     pid: child.pid,
     alive: () => child.exitCode === null && child.signalCode === null,
-    /** What the daemon wrote to stderr so far (a copy). */
+    /** What the daemon wrote to stderr so far: the first 100 lines and the last 100 (copies). */
     stderr: () => ({
       count: errCount + (partial ? 1 : 0),
-      first: partial ? [...errLines, partial] : [...errLines],
+      first: [...errLines],
+      last: partial ? [...lastLines, partial] : [...lastLines],
     }),
+    /** How it ended, once it has. */
+    exit: () => exit,
     /** Heap, handles and event-loop lag since the previous probe, from inside the daemon; `gc` collects first. */
     probe(gc = false) {
       const id = ++nextId;
@@ -291,7 +311,12 @@ async function startDaemon(dir, configFile) {
           clearTimeout(timer);
           resolve(m);
         });
-        child.send({ soak: 'sample', id, gc });
+        child.send({ soak: 'sample', id, gc }, (err) => {
+          if (!err) return;
+          clearTimeout(timer);
+          waiting.delete(id);
+          reject(new Error(`the daemon is gone (${err.message})`));
+        });
       });
     },
     async stop() {
@@ -886,9 +911,7 @@ export async function soak(given, hooks = {}) {
       if (sampling) return;
       sampling = true;
       if (!gw.alive()) {
-        sampleError = new Error(
-          `the daemon exited during the soak; its stderr:\n${gw.stderr().first.join('\n')}`,
-        );
+        sampleError = new Error('the daemon exited during the soak');
         stop.abort();
       }
       const phase = !loading ? 'drain' : performance.now() - t0 < warmupMs ? 'warm-up' : 'load';
@@ -925,7 +948,14 @@ export async function soak(given, hooks = {}) {
     clearInterval(ticker);
     while (sampling) await sleep(50);
     genDelay.disable();
-    if (sampleError) throw sampleError;
+    if (sampleError) {
+      await sleep(500);
+      const e = gw.stderr();
+      const how = gw.exit();
+      throw new Error(
+        `${sampleError.message}${how ? `; the daemon exited (code ${how.code}, signal ${how.signal})` : ''}; its stderr (${e.count} lines):\n${[...e.first, ...(e.last.length ? ['...', ...e.last] : [])].join('\n')}`,
+      );
+    }
     const drainS = (performance.now() - drainStart) / 1000;
 
     // After the load: no live sessions on the gateway, fds back to the idle baseline.
@@ -1138,6 +1168,8 @@ export function formatSummary(r) {
   if (r.daemonStderr.count > 0) {
     lines.push('', `daemon stderr: ${r.daemonStderr.count} lines, the first ones:`);
     for (const l of r.daemonStderr.first.slice(0, 10)) lines.push(`  ${l}`);
+    if (r.daemonStderr.last.length)
+      lines.push('  ...', ...r.daemonStderr.last.slice(-10).map((l) => `  ${l}`));
   }
   lines.push(
     '',
