@@ -41,6 +41,9 @@ if (typeof process.send === 'function') {
     delay.reset();
     process.send({ soak: 'sample', id: m.id, memory: process.memoryUsage(), resources, lag });
   });
+  // The bench is gone (it crashed or was killed): stop the daemon as an admin would, so that
+  // it does not run on unattended.
+  process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
   // The channel must not keep a daemon that was told to stop alive.
   process.channel.unref();
 }

@@ -27,6 +27,7 @@ export interface DaemonSample {
   fds: number;
   threads: number;
   cpuMs: number;
+  runqWaitMs: number;
   heapUsed: number;
   heapTotal: number;
   external: number;
@@ -54,6 +55,10 @@ export interface Row {
   threads: number;
   lag: Lag & { count: number };
   cpuPct: number;
+  /** Percent of the interval the daemon's event loop was ready to run but had no CPU. */
+  runqWaitPct: number;
+  /** The kube fixture's event-loop lag (ms) over the interval. */
+  fixtureLag: { p99: number; max: number };
   /** This process's event-loop lag (ms) over the interval. */
   generatorLag: { p99: number; max: number };
 }
@@ -105,7 +110,11 @@ export interface SoakResult {
     fds: Metric;
     handles: Metric;
     lag: { afterWarmup: Lag; end: Lag; whole: Lag };
+    fixtureLag: { max: number };
+    cpuPct: number;
+    runqWaitPct: number;
     generatorLag: { p99: number; max: number };
+    counts: Record<'start' | 'afterWarmup' | 'end', { opened: number; failed: number } | undefined>;
     fdsLeft: number;
     handlesLeft: number;
     settledHeapGrowth: number;

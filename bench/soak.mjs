@@ -26,7 +26,6 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import { fixtureModuleUrl } from './kube.mjs';
 import { addLoginAccount, ensurePackages, freePort, median, processCpuMs } from './lib.mjs';
 import { startMariadb } from './mysql.mjs';
@@ -38,6 +37,7 @@ export const description =
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(here, '../packages/cli/bin/gatehouse.js');
 const PROBE = path.join(here, 'soak-probe.cjs');
+const FIXTURE = path.join(here, 'soak-fixture.cjs');
 const exec = promisify(execFile);
 const PASSWORD = 'soak bench password 123';
 export const KINDS = ['ssh', 'psql', 'mysql', 'kube'];
@@ -202,15 +202,21 @@ function gatehouse(args, { env = {}, input = '' } = {}) {
   });
 }
 
-/** RSS, open fds and CPU time of process `pid`, read from /proc. */
+/**
+ * RSS, open fds and CPU time of process `pid`, and how long its main thread
+ * (the event loop) has waited for a CPU while ready to run, read from /proc.
+ */
 function procStats(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (name) => Number(new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? 0);
+  // schedstat: time on a CPU, time waiting on a run queue (ns), time slices.
+  const sched = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ');
   return {
     rss: kb('VmRSS') * 1024,
     threads: kb('Threads'),
     fds: readdirSync(`/proc/${pid}/fd`).length,
     cpuMs: processCpuMs(pid),
+    runqWaitMs: Number(sched[1]) / 1e6,
   };
 }
 
@@ -332,39 +338,44 @@ async function startDaemon(dir, configFile) {
 }
 
 /**
- * The Kubernetes fixture API server in a worker thread: its own event loop,
- * so that it answers like a server on its own machine while this thread
- * spawns and watches hundreds of clients (in this thread, a GET took up to
- * 28 s at 200 sessions and exec upgrades ran into the gateway's 30 s
- * upstream timeout).
+ * The Kubernetes fixture API server, in its own process and session
+ * (bench/soak-fixture.cjs says why). `lag()` is its event-loop delay since
+ * the last call: when it is late, kube sessions are, whatever the daemon does.
  */
-async function startFixtureWorker(dir) {
-  const worker = new Worker(
-    `(async () => {
-      const { parentPort, workerData } = require('node:worker_threads');
-      const { startFixtureApiServer } = await import(workerData.url);
-      const fixture = await startFixtureApiServer({ dir: workerData.dir });
-      parentPort.postMessage({ kubeconfig: fixture.kubeconfig });
-      parentPort.once('message', async () => {
-        await fixture.close();
-        parentPort.postMessage({ closed: true });
-      });
-    })();`,
-    { eval: true, workerData: { url: await fixtureModuleUrl(), dir } },
-  );
-  const next = () =>
+async function startFixture(dir) {
+  const child = spawn(process.execPath, [FIXTURE, await fixtureModuleUrl(), dir], {
+    stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    detached: true,
+  });
+  let err = '';
+  child.stderr.on('data', (d) => {
+    if (err.length < 8192) err += d;
+  });
+  child.on('error', () => undefined);
+  const next = (what) =>
     new Promise((resolve, reject) => {
-      worker.once('message', resolve);
-      worker.once('error', reject);
+      const onExit = (code) => reject(new Error(`the kube fixture exited with ${code} ${what}: ${err}`));
+      child.once('exit', onExit);
+      child.once('message', (m) => {
+        child.off('exit', onExit);
+        resolve(m);
+      });
     });
-  const { kubeconfig } = await next();
+  const { kubeconfig } = await next('while starting');
   return {
     kubeconfig,
+    async lag() {
+      const answer = next('during the soak');
+      child.send('lag');
+      return (await answer).lag;
+    },
     async close() {
-      const closed = next();
-      worker.postMessage('close');
-      await closed;
-      await worker.terminate();
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.send('close');
+      const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(kill);
     },
   };
 }
@@ -405,7 +416,7 @@ async function setup(dir, o, cleanups, log, daemonPriority) {
   const t0 = performance.now();
 
   step('starting the Kubernetes fixture API server');
-  const fixture = await startFixtureWorker(mk('kube'));
+  const fixture = await startFixture(mk('kube'));
   cleanups.push(() => fixture.close());
   const upstreamKubeconfig = path.join(dir, 'kube', 'upstream.kubeconfig');
   writeFileSync(upstreamKubeconfig, fixture.kubeconfig);
@@ -550,6 +561,7 @@ async function setup(dir, o, cleanups, log, daemonPriority) {
   step('ready');
   return {
     gw,
+    fixture,
     /** The daemon's API as user soak (mutual TLS with the login certificate), as the CLI uses it. */
     api: async () => {
       const { GatehouseClient } = await import('@gatehouse/core');
@@ -733,6 +745,7 @@ async function sampleDaemon(gw, gc = false) {
     fds: proc.fds,
     threads: proc.threads,
     cpuMs: proc.cpuMs,
+    runqWaitMs: proc.runqWaitMs,
     heapUsed: inside.memory.heapUsed,
     heapTotal: inside.memory.heapTotal,
     external: inside.memory.external,
@@ -871,10 +884,10 @@ export async function soak(given, hooks = {}) {
     // ("over lifetime"), which says nothing about the daemon.
     const genDelay = monitorEventLoopDelay({ resolution: 10 });
     genDelay.enable();
-    let prev = { t: 0, opened: 0, closed: 0, failed: 0, cpuMs: idle.cpuMs };
+    let prev = { t: 0, opened: 0, closed: 0, failed: 0, cpuMs: idle.cpuMs, runqWaitMs: idle.runqWaitMs };
     let sampling = false;
     const takeSample = async (phase) => {
-      const d = await sampleDaemon(gw);
+      const [d, fixtureLag] = await Promise.all([sampleDaemon(gw), s.fixture.lag()]);
       const t = (performance.now() - t0) / 1000;
       const dt = t - prev.t || 1;
       const row = {
@@ -895,13 +908,24 @@ export async function soak(given, hooks = {}) {
         threads: d.threads,
         lag: d.lag,
         cpuPct: ((d.cpuMs - prev.cpuMs) / (dt * 1000)) * 100,
+        // The share of the interval the event loop was ready to run but had no CPU: lag that
+        // comes from the machine, not from the daemon's own work.
+        runqWaitPct: ((d.runqWaitMs - prev.runqWaitMs) / (dt * 1000)) * 100,
+        fixtureLag,
         generatorLag: {
           p99: Math.max(0, genDelay.percentile(99) / 1e6 - 10),
           max: Math.max(0, genDelay.max / 1e6 - 10),
         },
       };
       genDelay.reset();
-      prev = { t, opened: stats.opened, closed: stats.closed, failed: stats.failed, cpuMs: d.cpuMs };
+      prev = {
+        t,
+        opened: stats.opened,
+        closed: stats.closed,
+        failed: stats.failed,
+        cpuMs: d.cpuMs,
+        runqWaitMs: d.runqWaitMs,
+      };
       series.push(row);
       hooks.row?.(row);
       return row;
@@ -961,13 +985,16 @@ export async function soak(given, hooks = {}) {
     // After the load: no live sessions on the gateway, fds back to the idle baseline.
     const api = await s.api();
     const live = await api.listSessions().finally(() => api.close());
-    // Back to the idle count exactly, or 30 s: connections close asynchronously (the API call's
+    // Back to the idle counts exactly, or 30 s: connections close asynchronously (the API call's
     // own is still closing now).
     const settleStart = performance.now();
-    let after = procStats(gw.pid);
-    while (after.fds > idle.fds && performance.now() - settleStart < 30_000) {
+    let after = await sampleDaemon(gw);
+    while (
+      (after.fds > idle.fds || after.handles > idle.handles) &&
+      performance.now() - settleStart < 30_000
+    ) {
       await sleep(1000);
-      after = procStats(gw.pid);
+      after = await sampleDaemon(gw);
     }
     checkpoints.drained = await sampleDaemon(gw, true);
     checkpoints.drained.settleS = (performance.now() - settleStart) / 1000;
@@ -1071,11 +1098,24 @@ export function summarize(r) {
     fds: metric((x) => x.fds),
     handles: metric((x) => x.handles),
     lag: { afterWarmup: lagRows(after), end: lagRows(endRows), whole: lagRows(loadRows) },
+    fixtureLag: {
+      max: loadRows.length ? Math.max(...loadRows.map((x) => x.fixtureLag?.max ?? 0)) : Number.NaN,
+    },
+    cpuPct: window(loadRows, (x) => x.cpuPct),
+    runqWaitPct: window(loadRows, (x) => x.runqWaitPct ?? Number.NaN),
     generatorLag: {
       p99: window(loadRows, (x) => x.generatorLag.p99),
       max: loadRows.length ? Math.max(...loadRows.map((x) => x.generatorLag.max)) : Number.NaN,
     },
     start: loadRows[0],
+    /** Sessions opened and failed so far, at the first sample, the first after warm-up, the last under load. */
+    counts: Object.fromEntries(
+      [
+        ['start', loadRows[0]],
+        ['afterWarmup', after[0]],
+        ['end', loadRows.at(-1)],
+      ].map(([k, x]) => [k, x ? { opened: x.openedTotal, failed: x.failedTotal } : undefined]),
+    ),
     fdsLeft: c.drained.fds - c.idle.fds,
     handlesLeft: c.drained.handles - c.idle.handles,
     settledHeapGrowth: c.drained.heapUsed / c.idle.heapUsed - 1,
@@ -1098,14 +1138,14 @@ const pctText = (x) => (Number.isFinite(x) ? `${x >= 0 ? '+' : ''}${(x * 100).to
 export const ROW_HEADER =
   `${'t s'.padStart(6)} ${'phase'.padEnd(7)} ${'live'.padStart(5)} ${'open/s'.padStart(7)} ${'close/s'.padStart(7)} ${'fail'.padStart(5)}` +
   ` ${'RSS MiB'.padStart(8)} ${'heap MiB'.padStart(8)} ${'ext+ab'.padStart(7)} ${'fds'.padStart(6)} ${'handles'.padStart(7)}` +
-  ` ${'lag p50/p99/max ms'.padStart(19)} ${'CPU %'.padStart(6)}`;
+  ` ${'lag p50/p99/max ms'.padStart(19)} ${'CPU %'.padStart(6)} ${'wait %'.padStart(6)} ${'kube lag'.padStart(8)}`;
 
 export function formatRow(x) {
   const lag = `${x.lag.p50.toFixed(1)}/${x.lag.p99.toFixed(1)}/${x.lag.max.toFixed(0)}`;
   return (
     `${String(x.t).padStart(6)} ${x.phase.padEnd(7)} ${String(x.live).padStart(5)} ${x.openedPerS.toFixed(1).padStart(7)} ${x.closedPerS.toFixed(1).padStart(7)} ${String(x.failedTotal).padStart(5)}` +
     ` ${mib(x.rss).padStart(8)} ${mib(x.heapUsed).padStart(8)} ${mib(x.external + x.arrayBuffers).padStart(7)} ${String(x.fds).padStart(6)} ${String(x.handles).padStart(7)}` +
-    ` ${lag.padStart(19)} ${x.cpuPct.toFixed(0).padStart(6)}`
+    ` ${lag.padStart(19)} ${x.cpuPct.toFixed(0).padStart(6)} ${(x.runqWaitPct ?? Number.NaN).toFixed(0).padStart(6)} ${(x.fixtureLag?.max ?? Number.NaN).toFixed(0).padStart(8)}`
   );
 }
 
@@ -1121,14 +1161,14 @@ export function formatSummary(r) {
     `machine: ${r.env.cpus} CPUs (${r.env.cpu}), ${r.env.memGiB.toFixed(0)} GiB, node ${r.env.node}, load average at the end ${r.env.loadavg.map((x) => x.toFixed(1)).join(' ')} (shared with other work)`,
     `warm-up: first ${o.warmup}% (${r.warmupS.toFixed(0)} s); growth = median of the last 10% of the run vs median of the 10% after warm-up`,
     '',
-    `${'checkpoint'.padEnd(26)}${'RSS MiB'.padStart(9)}${'heap MiB'.padStart(10)}${'ext+ab MiB'.padStart(12)}${'fds'.padStart(7)}${'handles'.padStart(9)}${'lag p99 ms'.padStart(12)}`,
+    `${'checkpoint'.padEnd(26)}${'RSS MiB'.padStart(9)}${'heap MiB'.padStart(10)}${'ext+ab MiB'.padStart(12)}${'fds'.padStart(7)}${'handles'.padStart(9)}${'lag p99 ms'.padStart(12)}${'opened'.padStart(9)}${'failed'.padStart(8)}`,
   );
-  const cp = (name, x, lagP99) =>
+  const cp = (name, x, lagP99, counts) =>
     lines.push(
-      `${name.padEnd(26)}${mib(x.rss).padStart(9)}${mib(x.heapUsed).padStart(10)}${mib(x.external + x.arrayBuffers).padStart(12)}${String(Math.round(x.fds)).padStart(7)}${String(Math.round(x.handles)).padStart(9)}${(lagP99 === undefined ? '-' : lagP99.toFixed(1)).padStart(12)}`,
+      `${name.padEnd(26)}${mib(x.rss).padStart(9)}${mib(x.heapUsed).padStart(10)}${mib(x.external + x.arrayBuffers).padStart(12)}${String(Math.round(x.fds)).padStart(7)}${String(Math.round(x.handles)).padStart(9)}${(lagP99 === undefined ? '-' : lagP99.toFixed(1)).padStart(12)}${String(counts?.opened ?? '-').padStart(9)}${String(counts?.failed ?? '-').padStart(8)}`,
     );
-  cp('idle, before load (GC)', c.idle);
-  if (s.start) cp(`start (first sample, ${s.start.t} s)`, s.start, s.start.lag.p99);
+  cp('idle, before load (GC)', c.idle, undefined, { opened: 0, failed: 0 });
+  if (s.start) cp(`start (first sample, ${s.start.t} s)`, s.start, s.start.lag.p99, s.counts.start);
   const win = (key) => ({
     rss: s.rss[key],
     heapUsed: s.heapUsed[key],
@@ -1137,15 +1177,16 @@ export function formatSummary(r) {
     fds: s.fds[key],
     handles: s.handles[key],
   });
-  cp('after warm-up (median)', win('afterWarmup'), s.lag.afterWarmup.p99);
+  cp('after warm-up (median)', win('afterWarmup'), s.lag.afterWarmup.p99, s.counts.afterWarmup);
   if (c.warmupSettled) cp('after warm-up (GC)', c.warmupSettled);
-  cp('end of load (median)', win('end'), s.lag.end.p99);
+  cp('end of load (median)', win('end'), s.lag.end.p99, s.counts.end);
   if (c.endSettled) cp('end of load (GC)', c.endSettled);
-  cp('after drain (GC)', c.drained);
+  cp('after drain (GC)', c.drained, undefined, r.sessions);
   lines.push(
     '',
     `growth after warm-up: RSS ${pctText(s.rss.growth)} (trend ${(s.rss.perHour / MiB).toFixed(1)} MiB/h), heap used ${pctText(s.heapUsed.growth)} (trend ${(s.heapUsed.perHour / MiB).toFixed(1)} MiB/h), external+arrayBuffers ${pctText(s.external.growth)}`,
-    `event-loop lag over the load: p50 ${s.lag.whole.p50.toFixed(1)} ms, p99 ${s.lag.whole.p99.toFixed(1)} ms (medians of the samples), max ${s.lag.whole.max.toFixed(0)} ms`,
+    `event-loop lag over the load: p50 ${s.lag.whole.p50.toFixed(1)} ms, p99 ${s.lag.whole.p99.toFixed(1)} ms (medians of the samples), max ${s.lag.whole.max.toFixed(0)} ms; daemon CPU ${s.cpuPct.toFixed(0)}% of a core, its event loop ready but waiting for a CPU ${s.runqWaitPct.toFixed(1)}% of the time (medians)`,
+    `kube fixture's (the API server's) event-loop lag: max ${s.fixtureLag.max.toFixed(0)} ms (a late fixture makes kube sessions late)`,
     `load generator's own event-loop lag: p99 ${s.generatorLag.p99.toFixed(0)} ms (median of the samples), max ${s.generatorLag.max.toFixed(0)} ms (it delays the clients, not the daemon)`,
     `after drain: ${c.drained.liveSessions} live sessions on the gateway, fds ${c.drained.fds} vs ${c.idle.fds} idle (${s.fdsLeft >= 0 ? '+' : ''}${s.fdsLeft}, settled in ${c.drained.settleS.toFixed(1)} s), handles ${c.drained.handles} vs ${c.idle.handles}, settled heap ${pctText(s.settledHeapGrowth)} vs idle`,
     ...handleDiff(c.idle.resources, c.drained.resources),
