@@ -23,8 +23,11 @@ function flag(argv, name, def) {
   return i >= 0 && argv[i + 1] ? Number(argv[i + 1]) : def;
 }
 
-/** The fixture is test files (TypeScript): transpile them next to node_modules so their imports resolve. */
-async function loadFixture() {
+/**
+ * The fixture is test files (TypeScript): transpile them next to node_modules so their imports
+ * resolve. Returns the URL of the fixture API server's module (soak.mjs loads it in a worker).
+ */
+export async function fixtureModuleUrl() {
   const ts = (await import('typescript')).default;
   const dir = path.join(root, 'node_modules/.cache/gatehouse-bench');
   await mkdir(dir, { recursive: true });
@@ -40,7 +43,11 @@ async function loadFixture() {
     }).outputText;
     await writeFile(path.join(dir, `${name}.js`), out);
   }
-  return import(pathToFileURL(path.join(dir, 'fixture-apiserver.js')).href);
+  return pathToFileURL(path.join(dir, 'fixture-apiserver.js')).href;
+}
+
+async function loadFixture() {
+  return import(await fixtureModuleUrl());
 }
 
 function pct(sorted, p) {

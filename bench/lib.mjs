@@ -2,9 +2,11 @@
 // medians over rounds run in rotating order, a proxy's CPU time, and a
 // throwaway TLS server certificate for the database peers. (Not
 // @gatehouse/core/testing: that entry point loads vitest.)
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { promisify } from 'node:util';
 
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -146,4 +148,18 @@ export function guardLines(n, on) {
     lines.push(`    - { name: g${i}, ${target}, on: [${on.join(', ')}] }`);
   }
   return lines.join('\n');
+}
+
+const execFileP = promisify(execFile);
+
+/**
+ * A fresh Unix account for SSH sessions (root only), unlocked for key/cert
+ * login: root's dotfiles may do slow work at every login and skew the
+ * figures. Returns its name and a function that deletes it again.
+ */
+export async function addLoginAccount(prefix = 'ghb') {
+  const login = `${prefix}${randomBytes(3).toString('hex')}`;
+  await execFileP('useradd', ['-m', '-s', '/bin/bash', login]);
+  await execFileP('usermod', ['-p', '*', login]);
+  return { login, remove: () => execFileP('userdel', ['-r', '-f', login]) };
 }

@@ -76,7 +76,11 @@ async function waitPort(port, child, what) {
   throw new Error(`${what} did not listen on ${port}`);
 }
 
-async function startMariadb(dir, dbCaPem) {
+/**
+ * MariaDB in `dir` requiring TLS (a bench CA's server cert) and trusting
+ * `dbCaPem` (Gatehouse's db CA) for X.509 users. Also used by soak.mjs.
+ */
+export async function startMariadb(dir, dbCaPem, { maxConnections = 500 } = {}) {
   const uid = Number(execFileSync('id', ['-u', 'mysql']).toString());
   const gid = Number(execFileSync('id', ['-g', 'mysql']).toString());
   const tls = path.join(dir, 'tls');
@@ -120,7 +124,7 @@ async function startMariadb(dir, dbCaPem) {
       '--skip-log-bin',
       '--innodb-buffer-pool-size=128M',
       '--innodb-flush-log-at-trx-commit=0',
-      '--max-connections=500',
+      `--max-connections=${maxConnections}`,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );

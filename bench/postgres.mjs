@@ -52,7 +52,11 @@ function ensurePeers() {
   ]);
 }
 
-async function startPostgres(dir, dbCaPem) {
+/**
+ * PostgreSQL 15 in `dir` with TLS (a bench CA's server cert) that accepts
+ * client certificates from `dbCaPem` (Gatehouse's db CA). Also used by soak.mjs.
+ */
+export async function startPostgres(dir, dbCaPem, { maxConnections = 100 } = {}) {
   const data = path.join(dir, 'data');
   const tls = path.join(dir, 'tls');
   execFileSync('mkdir', ['-p', tls]);
@@ -75,7 +79,7 @@ async function startPostgres(dir, dbCaPem) {
   const port = await freePort();
   appendFileSync(
     `${data}/postgresql.conf`,
-    `listen_addresses='127.0.0.1'\nport=${port}\nunix_socket_directories='${dir}'\nssl=on\nssl_cert_file='${tls}/server.crt'\nssl_key_file='${tls}/server.key'\nssl_ca_file='${tls}/db-ca.crt'\nfsync=off\nsynchronous_commit=off\nmax_connections=100\n`,
+    `listen_addresses='127.0.0.1'\nport=${port}\nunix_socket_directories='${dir}'\nssl=on\nssl_cert_file='${tls}/server.crt'\nssl_key_file='${tls}/server.key'\nssl_ca_file='${tls}/db-ca.crt'\nfsync=off\nsynchronous_commit=off\nmax_connections=${maxConnections}\n`,
   );
   writeFileSync(`${data}/pg_hba.conf`, 'local all all trust\nhostssl all all 127.0.0.1/32 cert\n');
   await exec(

@@ -7,7 +7,6 @@
 // --guards N adds `gatehouse ssh` for a user whose role has N content guards on output and input.
 // Needs: OpenSSH client and server (apt-get install openssh-client openssh-server) and root (it adds a test login).
 import { execFile, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { guardLines, median } from './lib.mjs';
+import { addLoginAccount, guardLines, median } from './lib.mjs';
 
 export const description =
   'ssh throughput + `true` latency: direct vs OpenSSH -J vs ssh -J through Gatehouse vs gatehouse ssh; memory per idle session';
@@ -58,11 +57,8 @@ export async function run(argv) {
   const { ssh } = await import('@gatehouse/adapter-ssh');
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-bench-ssh-'));
   const cleanups = [];
-  // A fresh Unix account: root's dotfiles may do slow work at every login and skew the latency.
-  const login = `ghb${randomBytes(3).toString('hex')}`;
-  await exec('useradd', ['-m', '-s', '/bin/bash', login]);
-  await exec('usermod', ['-p', '*', login]);
-  cleanups.push(() => exec('userdel', ['-r', '-f', login]));
+  const { login, remove } = await addLoginAccount();
+  cleanups.push(remove);
   try {
     // Recording stays on (the role default): interactive sessions below are recorded to files.
     const gw = await createGateway({

@@ -227,8 +227,18 @@ export class KubeConnection {
     }
   }
 
-  /** The request to the API server, as the impersonated user (`upgrade`: exec, attach, port-forward). */
-  #upstreamRequest(a: Authorized, up: KubeUpstream, req: IncomingMessage, path: string, upgrade: boolean) {
+  /**
+   * The request to the API server, as the impersonated user (`upgrade`: exec, attach,
+   * port-forward). `fresh` sends it on a new connection instead of a pooled one.
+   */
+  #upstreamRequest(
+    a: Authorized,
+    up: KubeUpstream,
+    req: IncomingMessage,
+    path: string,
+    upgrade: boolean,
+    fresh = upgrade,
+  ) {
     return https.request({
       protocol: 'https:',
       hostname: up.url.hostname,
@@ -236,7 +246,7 @@ export class KubeConnection {
       method: req.method,
       path: joinPath(up.url, path),
       headers: this.#upstreamHeaders(a, up, req.headers, upgrade),
-      agent: upgrade ? up.upgradeAgent : up.agent,
+      agent: fresh ? up.upgradeAgent : up.agent,
       ...(up.servername ? { servername: up.servername } : {}),
     });
   }
@@ -248,7 +258,26 @@ export class KubeConnection {
     if (!a) return;
     const up = await this.#upstreamOf(a, info, fail);
     if (!up) return;
-    const upReq = this.#upstreamRequest(a, up, req, req.url ?? '/', false);
+    this.#relayRequest(a, up, info, req, res, false);
+  }
+
+  /**
+   * One attempt at a plain request. A pooled keep-alive connection can be
+   * closed by the API server (or a load balancer before it) just as the
+   * request goes out on it; then a request that is safe to repeat (GET,
+   * HEAD, OPTIONS without a body) is sent once more on a new connection, as
+   * Go's HTTP client (kubectl's own) does, instead of failing with 503.
+   */
+  #relayRequest(
+    a: Authorized,
+    up: KubeUpstream,
+    info: KubeRequestInfo,
+    req: IncomingMessage,
+    res: ServerResponse,
+    retry: boolean,
+  ): void {
+    const upReq = this.#upstreamRequest(a, up, req, req.url ?? '/', false, retry);
+    let answered = false;
     const timer = setTimeout(() => {
       upReq.destroy(
         new GatehouseError(
@@ -263,6 +292,7 @@ export class KubeConnection {
       if (endStream) this.#streams.delete(endStream);
     };
     upReq.on('response', (upRes) => {
+      answered = true;
       clearTimeout(timer);
       const code = upRes.statusCode ?? 502;
       void this.#auditRequest(a, info, code);
@@ -288,8 +318,20 @@ export class KubeConnection {
         res.destroy();
       });
     });
-    upReq.on('error', (err) => {
+    upReq.on('error', (err: NodeJS.ErrnoException) => {
       done();
+      if (
+        !retry &&
+        !answered &&
+        upReq.reusedSocket &&
+        err.code === 'ECONNRESET' &&
+        REPEATABLE_METHODS.has(req.method ?? '') &&
+        !hasBody(req.headers) &&
+        !res.destroyed
+      ) {
+        this.#relayRequest(a, up, info, req, res, true);
+        return;
+      }
       if (res.headersSent) {
         res.destroy();
         return;
@@ -302,7 +344,9 @@ export class KubeConnection {
       done();
       if (!res.writableFinished) upReq.destroy();
     });
-    req.pipe(upReq);
+    // A repeat has no body to relay (hasBody): the client's request has been read already.
+    if (retry) upReq.end();
+    else req.pipe(upReq);
   }
 
   /** exec, attach, port-forward: HTTP upgrades to WebSocket or SPDY, relayed byte for byte. */
@@ -671,11 +715,19 @@ function fields(info: KubeRequestInfo): KubeRequestFields {
   };
 }
 
+<<<<<<< HEAD
 /** What a request or upgrade gets once core ended the access it needs (kubectl prints the message). */
 function endedError(message: string, cause?: Revocation['cause']): GatehouseError {
   return new GatehouseError(cause === 'expired' ? 'GH_ERR_CERT_EXPIRED' : 'GH_ERR_ACCESS_DENIED', message, {
     hint: 'log in again with gatehouse login (or ask an admin why access ended)',
   });
+=======
+/** Methods Go's HTTP client sends again when a reused connection fails before any answer. */
+const REPEATABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function hasBody(h: IncomingHttpHeaders): boolean {
+  return h['transfer-encoding'] !== undefined || (h['content-length'] ?? '0') !== '0';
+>>>>>>> h-soak
 }
 
 function forgedStatus(names: string[]): KubeStatus {

@@ -71,6 +71,8 @@ export interface FixtureApiServer {
   holdUpgrades(): { reached: Promise<void>; release(): void };
   /** A TCP echo server: port-forward to port POD_ECHO_PORT of any pod reaches it. */
   echoPort: number;
+  /** Requests answered by closing their connection (closeReusedConnections). */
+  closedReused(): number;
   close(): Promise<void>;
 }
 
@@ -211,6 +213,12 @@ export async function startFixtureApiServer(opts: {
   dir: string;
   rbac?: RbacRule[];
   token?: string;
+  /**
+   * Close a keep-alive connection when a second request arrives on it, as
+   * happens when an API server (or a load balancer in front of it) closes an
+   * idle connection just as the client sends the next request on it.
+   */
+  closeReusedConnections?: boolean;
 }): Promise<FixtureApiServer> {
   const certs = makeCerts(opts.dir);
   const rbac = opts.rbac ?? DEFAULT_RBAC;
@@ -276,7 +284,17 @@ export async function startFixtureApiServer(opts: {
     rejectUnauthorized: false,
   });
 
+  const served = new WeakSet<Duplex>();
+  let closedReused = 0;
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (opts.closeReusedConnections) {
+      if (served.has(req.socket)) {
+        closedReused++;
+        req.socket.destroy();
+        return;
+      }
+      served.add(req.socket);
+    }
     const url = new URL(req.url ?? '/', 'https://fixture');
     const who = authenticate(req);
     const record = (code: number) =>
@@ -709,6 +727,7 @@ ${user}
       };
     },
     echoPort,
+    closedReused: () => closedReused,
     async close() {
       for (const c of children) c.kill('SIGKILL');
       for (const c of wss.clients) c.terminate();
