@@ -469,10 +469,8 @@ export class KubeConnection {
   ): Promise<void> {
     const { socket, upSocket } = o;
     const counted = { in: 0, out: 0 };
-<<<<<<< HEAD
     /** A content guard ended the session: nothing more is relayed either way. */
     let guardStopped = false;
-=======
     /** Whether kubectl got the 101: before it, an end is told as a Status (after it, on the stream). */
     let answered = false;
     const refuse = (reason: string) => {
@@ -487,7 +485,6 @@ export class KubeConnection {
       // Core ended the connection while the stream was set up.
       if (this.#revoked) stop(this.#revoked.message);
     };
->>>>>>> h-matrix
     // The remote-command protocol: the WebSocket subprotocol, or SPDY's X-Stream-Protocol-Version.
     const framing: ExecFraming =
       String(o.upRes.headers.upgrade ?? '').toLowerCase() === 'spdy/3.1' ? 'spdy' : 'websocket';
@@ -569,8 +566,7 @@ export class KubeConnection {
         },
         { terminate: (r) => stop(r.message) },
       );
-<<<<<<< HEAD
-      this.#streams.add(stop);
+      tracked();
       // Content guards see the decoded channels: stdout and stderr as output, stdin as input.
       if (tap && (live.watches('output') || live.watches('input'))) {
         tap.onData = (fromClient, channel, data) => {
@@ -584,9 +580,6 @@ export class KubeConnection {
           if (on && live.inspect(on, data)?.action === 'terminate') guardStopped = true;
         };
       }
-=======
-      tracked();
->>>>>>> h-matrix
       socket.once('close', () => stop(undefined));
       upSocket.once('close', () => stop(undefined));
       if (this.#closed) stop('client disconnected');
@@ -715,19 +708,18 @@ function fields(info: KubeRequestInfo): KubeRequestFields {
   };
 }
 
-<<<<<<< HEAD
 /** What a request or upgrade gets once core ended the access it needs (kubectl prints the message). */
 function endedError(message: string, cause?: Revocation['cause']): GatehouseError {
   return new GatehouseError(cause === 'expired' ? 'GH_ERR_CERT_EXPIRED' : 'GH_ERR_ACCESS_DENIED', message, {
     hint: 'log in again with gatehouse login (or ask an admin why access ended)',
   });
-=======
+}
+
 /** Methods Go's HTTP client sends again when a reused connection fails before any answer. */
 const REPEATABLE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 function hasBody(h: IncomingHttpHeaders): boolean {
   return h['transfer-encoding'] !== undefined || (h['content-length'] ?? '0') !== '0';
->>>>>>> h-soak
 }
 
 function forgedStatus(names: string[]): KubeStatus {
