@@ -16,6 +16,11 @@ const PEERS = [
     why: 'MariaDB with REQUIRE SUBJECT users (MySQL adapter tests)',
   },
   { bin: '/usr/bin/mariadb', pkg: 'mariadb-client', why: 'the mariadb client (MySQL adapter tests)' },
+  {
+    bin: '/usr/lib/python3/dist-packages/MySQLdb/__init__.py',
+    pkg: 'python3-mysqldb',
+    why: 'mysqlclient (MySQLdb), a libmariadb driver (MySQL adapter tests: change_user)',
+  },
   { bin: '/usr/bin/asciinema', pkg: 'asciinema', why: 'asciinema cat accepts exported recordings' },
   {
     bin: '/usr/lib/postgresql/15/bin/postgres',
