@@ -1,14 +1,17 @@
 import { fuzz } from '@gatehouse/core/testing';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { inspectQuery, splitStatements } from './sql.js';
+import { inspectQuery, LEX_MODES, type LexMode, splitStatements, useTarget } from './sql.js';
 
 /*
- * A small grammar of what clients send, in the server's default sql_mode
- * (backslash escapes on, "..." a string): fillers are statements that must
+ * A small grammar of what clients send: fillers are statements that must
  * hide nothing; targets are USE and LOAD DATA LOCAL in the forms the server
  * accepts. Quotes, comments and executable comments carry text that looks
- * like a target but is not one.
+ * like a target but is not one. Literals come in the lexing of one sql_mode
+ * (`LexMode`): a backslash escapes in '...' and "..." by default, only in
+ * '...' under ANSI_QUOTES ("..." is an identifier), nowhere under
+ * NO_BACKSLASH_ESCAPES; `neutral` literals have no backslash and lex the same
+ * in every mode.
  */
 
 const lookalike = fc.constantFrom(
@@ -20,27 +23,45 @@ const lookalike = fc.constantFrom(
   '--',
   '#',
 );
-const chars = (quote: string) =>
+const chars = (quote: string, backslash: 'escapes' | 'plain' | 'none') =>
   fc.string({
     unit: fc.oneof(
-      fc.constantFrom(';', '/*', '*/', '--', '#', '\n', '\\\\', `\\${quote}`, `${quote}${quote}`, ' '),
+      fc.constantFrom(
+        ';',
+        '/*',
+        '*/',
+        '--',
+        '#',
+        '\n',
+        `${quote}${quote}`,
+        ' ',
+        ...(backslash === 'escapes' ? ['\\\\', `\\${quote}`] : backslash === 'plain' ? ['\\'] : []),
+      ),
       fc.string({ unit: 'grapheme-ascii', maxLength: 1 }).filter((c) => c !== quote && c !== '\\'),
     ),
     maxLength: 12,
   });
 
-const literal = fc.oneof(
-  fc.tuple(chars("'"), lookalike).map(([a, b]) => `'${a}${b.replace(/'/g, "''")}'`),
-  fc.tuple(chars('"'), lookalike).map(([a, b]) => `"${a}${b.replace(/"/g, '""')}"`),
-  fc
-    .tuple(
-      fc.string({ maxLength: 8 }).map((s) => s.replace(/`/g, '``')),
-      lookalike,
-    )
-    .map(([a, b]) => `\`${a}${b.replace(/`/g, '``')}\``),
-  fc.integer().map(String),
-  fc.constantFrom('a', 'user_id', 'local_time', 'uses', 'NOW()'),
-);
+const backslashIn = (mode: LexMode | 'neutral', quote: "'" | '"') => {
+  if (mode === 'neutral') return 'none';
+  if (mode === 'default' || (mode === 'ansi_quotes' && quote === "'")) return 'escapes';
+  return 'plain';
+};
+
+const literalIn = (mode: LexMode | 'neutral') =>
+  fc.oneof(
+    fc.tuple(chars("'", backslashIn(mode, "'")), lookalike).map(([a, b]) => `'${a}${b.replace(/'/g, "''")}'`),
+    fc.tuple(chars('"', backslashIn(mode, '"')), lookalike).map(([a, b]) => `"${a}${b.replace(/"/g, '""')}"`),
+    fc
+      .tuple(
+        fc.string({ maxLength: 8 }).map((s) => s.replace(/`/g, '``')),
+        lookalike,
+      )
+      .map(([a, b]) => `\`${a}${b.replace(/`/g, '``')}\``),
+    fc.integer().map(String),
+    fc.constantFrom('a', 'user_id', 'local_time', 'uses', 'NOW()'),
+  );
+const literal = literalIn('neutral');
 
 const comment = fc.oneof(
   fc
@@ -54,13 +75,15 @@ const gap = fc
   .array(fc.oneof(fc.constantFrom(' ', '\n', '\t', '  ', '\r\n'), comment), { minLength: 1, maxLength: 3 })
   .map((g) => g.join(' '));
 
-const filler = fc
-  .tuple(
-    fc.constantFrom('SELECT', 'select', 'INSERT INTO t VALUES (', 'UPDATE t SET a ='),
-    fc.array(literal, { minLength: 1, maxLength: 4 }),
-    gap,
-  )
-  .map(([head, values, g]) => `${head}${g}${values.join(', ')}${head.endsWith('(') ? ')' : ''}`);
+const fillerIn = (mode: LexMode | 'neutral') =>
+  fc
+    .tuple(
+      fc.constantFrom('SELECT', 'select', 'INSERT INTO t VALUES (', 'UPDATE t SET a ='),
+      fc.array(literalIn(mode), { minLength: 1, maxLength: 4 }),
+      gap,
+    )
+    .map(([head, values, g]) => `${head}${g}${values.join(', ')}${head.endsWith('(') ? ')' : ''}`);
+const filler = fillerIn('neutral');
 
 /** Between two words of a target: what the server takes for whitespace. */
 const sep = fc.oneof(
@@ -176,6 +199,57 @@ describe('MySQL statement checks (fuzz)', () => {
         },
       ),
       { runs: 2000 },
+    );
+  });
+
+  it('in each sql_mode, sees no USE and no LOAD DATA LOCAL in statements that only quote or comment them in that mode', () => {
+    fuzz(
+      fc.property(
+        fc
+          .constantFrom(...LEX_MODES)
+          .chain((mode) =>
+            fc.tuple(fc.constant(mode), fc.array(fillerIn(mode), { minLength: 1, maxLength: 5 })),
+          ),
+        fc.array(gap, { maxLength: 5 }),
+        ([mode, stmts], gaps) => {
+          for (const s of splitStatements(joined(stmts, gaps), mode)) {
+            expect(useTarget(s, mode)).toBeUndefined();
+            expect(s).not.toMatch(/^load\b/i);
+          }
+        },
+      ),
+      { runs: 2000 },
+    );
+  });
+
+  it('finds a USE or LOAD DATA LOCAL after quotes of any sql_mode (a quote that hides it in one mode does not in another)', () => {
+    // Regression: the checks lexed in the default mode only, so under NO_BACKSLASH_ESCAPES or
+    // ANSI_QUOTES `SELECT "\\";USE secret"` ran a USE the gateway had taken for part of a string.
+    expect(inspectQuery('SELECT "\\";USE secret;"').useDatabases).toContain('secret');
+    expect(
+      inspectQuery("SELECT '\\';LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t;'").loadDataLocal,
+    ).toBe(true);
+    expect(inspectQuery('USE"secret"').useDatabases).toContain('secret');
+    fuzz(
+      fc.property(
+        fc
+          .constantFrom(...LEX_MODES)
+          .chain((mode) => fc.tuple(fc.constant(mode), fc.array(fillerIn(mode), { maxLength: 4 }))),
+        fc.oneof(
+          use.map((u) => ({ stmt: u.stmt, db: u.db as string | undefined })),
+          loadDataLocal.map((stmt) => ({ stmt, db: undefined })),
+        ),
+        fc.nat(),
+        fc.array(gap, { maxLength: 5 }),
+        ([, stmts], target, at, gaps) => {
+          const all = [...stmts];
+          all.splice(at % (stmts.length + 1), 0, target.stmt);
+          const check = inspectQuery(joined(all, gaps));
+          if (target.db === undefined) expect(check.loadDataLocal).toBe(true);
+          else expect(check.useDatabases).toContain(target.db);
+        },
+      ),
+      { runs: 3000 },
     );
   });
 });

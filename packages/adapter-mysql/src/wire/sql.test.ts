@@ -80,4 +80,23 @@ describe('statement checks', () => {
     const many = Array.from({ length: 65 }, (_, i) => `USE db${i}`).join(';');
     expect(inspectQuery(many).unchecked).toMatch(/more than 64 databases/);
   });
+
+  it('finds a USE or LOAD DATA LOCAL that a quote hides only in the default sql_mode (NO_BACKSLASH_ESCAPES, ANSI_QUOTES)', () => {
+    // Under NO_BACKSLASH_ESCAPES a backslash ends nothing: the server sees the string close at \",
+    // then a USE. The default lexing took all of it for one string.
+    expect(inspectQuery('SELECT "\\";USE secret;"').useDatabases).toContain('secret');
+    expect(
+      inspectQuery("SELECT '\\';LOAD DATA LOCAL INFILE '/etc/passwd' INTO TABLE t;'").loadDataLocal,
+    ).toBe(true);
+    // Under ANSI_QUOTES "..." is an identifier, where a backslash is an ordinary character.
+    expect(inspectQuery('SELECT "a\\";USE secret;"').useDatabases).toContain('secret');
+    expect(inspectQuery('USE"secret"').useDatabases).toEqual(['secret']);
+    expect(inspectQuery('USE "se""cret"').useDatabases).toEqual(['se"cret']);
+    // What lexes the same in every mode finds exactly what it says.
+    expect(inspectQuery('SELECT "x"";USE no"; USE `a``b`')).toEqual({
+      useDatabases: ['a`b'],
+      loadDataLocal: false,
+      unchecked: undefined,
+    });
+  });
 });

@@ -1,11 +1,25 @@
 import { StringDecoder } from 'node:string_decoder';
 
 /**
+ * How the server lexes quotes, which depends on the session's sql_mode:
+ * - `default`: backslash escapes in '...' and "..." (both strings);
+ * - `ansi_quotes` (ANSI_QUOTES): "..." is an identifier, where a backslash is
+ *   an ordinary character (only "" escapes);
+ * - `no_backslash_escapes` (NO_BACKSLASH_ESCAPES, with or without
+ *   ANSI_QUOTES): a backslash is an ordinary character in every quote.
+ * Comments, semicolons and backticks lex the same in all three.
+ */
+export type LexMode = 'default' | 'ansi_quotes' | 'no_backslash_escapes';
+
+/** Every lexing a server may apply to a text: the gateway cannot know the session's sql_mode. */
+export const LEX_MODES: readonly LexMode[] = ['default', 'ansi_quotes', 'no_backslash_escapes'];
+
+/**
  * Just enough SQL lexing to see the statements the gateway must check before
  * a server runs them: `USE db` (re-authorized like COM_INIT_DB) and
  * `LOAD DATA|XML LOCAL` (refused). Quotes and comments are respected; the
  * contents of executable comments (`/*! ... *\/`, `/*M! ... *\/`) count as
- * code, because the server runs them.
+ * code, because the server runs them. One scanner lexes in one `LexMode`.
  *
  * The text may arrive in pieces of any size (a statement streamed to the
  * database): each statement keeps at most `keep` characters, with comments
@@ -15,6 +29,7 @@ import { StringDecoder } from 'node:string_decoder';
  */
 export class StatementScanner {
   readonly #keep: number;
+  readonly #quotes: Record<string, QuoteScan>;
   readonly #onStatement: (text: string, truncated: boolean) => void;
   #carry = '';
   #state: 'code' | 'quote' | 'block' | 'line' = 'code';
@@ -24,9 +39,13 @@ export class StatementScanner {
   #cur = '';
   #truncated = false;
 
-  constructor(onStatement: (text: string, truncated: boolean) => void, opts: { keep?: number } = {}) {
+  constructor(
+    onStatement: (text: string, truncated: boolean) => void,
+    opts: { keep?: number; mode?: LexMode } = {},
+  ) {
     this.#onStatement = onStatement;
     this.#keep = opts.keep ?? Number.POSITIVE_INFINITY;
+    this.#quotes = QUOTES[opts.mode ?? 'default'];
   }
 
   push(text: string): void {
@@ -131,7 +150,7 @@ export class StatementScanner {
           const next = s[j + 1];
           if (c === "'" || c === '"' || c === '`') {
             this.#add(c);
-            this.#quote = QUOTES[c];
+            this.#quote = this.#quotes[c];
             this.#state = 'quote';
             i = j + 1;
           } else if (c === ';') {
@@ -200,48 +219,61 @@ interface QuoteScan {
   char: string;
   /** The next character that may end the quote: the quote itself, or a backslash where it escapes. */
   re: RegExp;
+  /** Whether a backslash escapes the next character. */
+  escapes: boolean;
 }
 
-const QUOTES: Record<string, QuoteScan> = {
-  "'": { char: "'", re: /['\\]/g },
-  '"': { char: '"', re: /["\\]/g },
-  '`': { char: '`', re: /`/g },
+const ESCAPING = (char: string): QuoteScan => ({
+  char,
+  re: new RegExp(`[${char}\\\\]`, 'g'),
+  escapes: true,
+});
+const DOUBLING = (char: string): QuoteScan => ({ char, re: new RegExp(char, 'g'), escapes: false });
+
+const QUOTES: Record<LexMode, Record<string, QuoteScan>> = {
+  default: { "'": ESCAPING("'"), '"': ESCAPING('"'), '`': DOUBLING('`') },
+  ansi_quotes: { "'": ESCAPING("'"), '"': DOUBLING('"'), '`': DOUBLING('`') },
+  no_backslash_escapes: { "'": DOUBLING("'"), '"': DOUBLING('"'), '`': DOUBLING('`') },
 };
 
 /** Characters code cannot just be copied past. */
 const CODE_SPECIAL = /['"`;#/*\-\s]/g;
 
 /** Statements split on semicolons outside quotes and comments (comments and whitespace runs become one space). */
-export function splitStatements(sql: string): string[] {
+export function splitStatements(sql: string, mode: LexMode = 'default'): string[] {
   const out: string[] = [];
-  const s = new StatementScanner((text) => out.push(text));
+  const s = new StatementScanner((text) => out.push(text), { mode });
   s.push(sql);
   s.end();
   return out;
 }
 
-/** The database a `USE` statement switches to, or undefined for any other statement. */
-export function useTarget(statement: string): string | undefined {
-  const m = /^use(?:\s+|(?=`))([\s\S]+)$/i.exec(statement.trim());
+/**
+ * The database a `USE` statement switches to, or undefined for any other
+ * statement; `mode` is the lexing the statement was split with.
+ */
+export function useTarget(statement: string, mode: LexMode = 'default'): string | undefined {
+  // A quote may follow USE directly (`USE"db"` under ANSI_QUOTES).
+  const m = /^use(?:\s+|(?=[`"']))([\s\S]+)$/i.exec(statement.trim());
   if (!m) return undefined;
   const arg = (m[1] as string).trim();
-  if (arg.startsWith('`')) {
-    const end = quoteEnd(arg, '`');
-    return arg.slice(1, end - 1).replace(/``/g, '`');
-  }
-  if (arg.startsWith("'") || arg.startsWith('"')) {
-    const end = quoteEnd(arg, arg[0] as string);
-    return arg.slice(1, end - 1);
+  const q = arg[0] as string;
+  if (q === '`' || q === '"' || q === "'") {
+    const end = quoteEnd(arg, q, (QUOTES[mode][q] as QuoteScan).escapes);
+    return arg
+      .slice(1, end - 1)
+      .split(q + q)
+      .join(q);
   }
   return arg.split(/\s/)[0];
 }
 
 /** Where the quoted string at the start of `s` ends (just past its closing quote). */
-function quoteEnd(s: string, q: string): number {
+function quoteEnd(s: string, q: string, backslashEscapes: boolean): number {
   let i = 1;
   while (i < s.length) {
     const c = s[i];
-    if (c === '\\' && q !== '`') {
+    if (c === '\\' && backslashEscapes) {
       i += 2;
       continue;
     }
@@ -281,36 +313,47 @@ const MAX_USE_TARGETS = 64;
  * it whatever its size.
  */
 export class QueryInspector {
-  readonly #scanner = new StatementScanner((s, truncated) => this.#statement(s, truncated), {
-    keep: CHECKED_CHARS,
-  });
+  /**
+   * One scanner per lexing the server may use (the session's sql_mode can
+   * change with any SET, and the server's default is not ours to know): a
+   * quote that hides a USE or LOAD in one mode shows it in another, and the
+   * check is the union of what all of them find. A text that lexes
+   * differently in two modes can only be refused more, never less.
+   */
+  readonly #scanners = LEX_MODES.map(
+    (mode) =>
+      new StatementScanner((s, truncated) => this.#statement(s, truncated, mode), {
+        keep: CHECKED_CHARS,
+        mode,
+      }),
+  );
   readonly #decoder = new StringDecoder('utf8');
   readonly #use = new Set<string>();
   #loadDataLocal = false;
   #unchecked: string | undefined;
 
   push(text: string): void {
-    this.#scanner.push(text);
+    for (const s of this.#scanners) s.push(text);
   }
 
   pushBytes(b: Buffer): void {
-    this.#scanner.push(this.#decoder.write(b));
+    this.push(this.#decoder.write(b));
   }
 
   end(): QueryCheck {
     const rest = this.#decoder.end();
-    if (rest) this.#scanner.push(rest);
-    this.#scanner.end();
+    if (rest) this.push(rest);
+    for (const s of this.#scanners) s.end();
     return { useDatabases: [...this.#use], loadDataLocal: this.#loadDataLocal, unchecked: this.#unchecked };
   }
 
-  #statement(s: string, truncated: boolean): void {
+  #statement(s: string, truncated: boolean, mode: LexMode): void {
     // A cut USE could name another database than the prefix shows. (LOAD needs no such care: its
     // LOCAL comes within the first words, and whitespace and comments are already one space.)
-    if (truncated && /^use[\s`]/i.test(s)) {
+    if (truncated && /^use[\s`"']/i.test(s)) {
       this.#unchecked ??= `a USE statement of more than ${CHECKED_CHARS} characters cannot be checked`;
     }
-    const db = useTarget(s);
+    const db = useTarget(s, mode);
     if (db !== undefined) {
       this.#use.add(db);
       if (this.#use.size > MAX_USE_TARGETS) {
