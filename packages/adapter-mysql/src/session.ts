@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type tls from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import { type AuditText, type AuditTextLimits, type DbRejectReason, TextDigest } from '@gatehouse/audit';
 import {
@@ -8,7 +9,6 @@ import {
   BoundedMap,
   type ConnectionInfo,
   type DbSession,
-  GatehouseError,
   type HandshakeDone,
   type Identity,
   type LiveSession,
@@ -17,7 +17,13 @@ import {
 } from '@gatehouse/core';
 import { denialToWire, errorMessage } from './errors.js';
 import { ConnectionClosed, PacketChannel } from './packet-io.js';
-import { connectUpstream, UpstreamRefused } from './upstream.js';
+import {
+  connectUpstream,
+  finishLogin,
+  HANDSHAKE_MAX_BYTES as UPSTREAM_HANDSHAKE_MAX_BYTES,
+  type Upstream,
+  UpstreamRefused,
+} from './upstream.js';
 import {
   type ChangeUser,
   CommandReader,
@@ -34,7 +40,7 @@ import {
   parseHandshakeResponse,
   parsePrepareOk,
 } from './wire/codec.js';
-import { CLIENT, ER, type ErrSpec, GATEWAY_CAPABILITIES } from './wire/constants.js';
+import { CLIENT, COM, ER, type ErrSpec, GATEWAY_CAPABILITIES } from './wire/constants.js';
 import { decodeExecuteParams, type ExecuteParams, renderMysql } from './wire/params.js';
 import { inspectQuery, type QueryCheck } from './wire/sql.js';
 import {
@@ -347,13 +353,7 @@ async function runSession(
     await session.audit
       .onSessionStartFailed(msg)
       .catch((err: unknown) => ctx.log('error', 'audit failed', err));
-    const refusedAuth = e instanceof UpstreamRefused && (e.code === 1045 || e.code === 1044);
-    const err = refusedAuth
-      ? ER.ACCESS_DENIED
-      : e instanceof GatehouseError || e instanceof UpstreamRefused
-        ? ER.UPSTREAM_UNREACHABLE
-        : ER.UPSTREAM_UNREACHABLE;
-    fail(err, `Gatehouse: ${msg}`);
+    fail(upstreamFailure(e), `Gatehouse: ${msg}`);
     return;
   } finally {
     clearTimeout(t);
@@ -368,12 +368,19 @@ async function runSession(
     );
     return;
   }
-  new Relay(client, upstream.socket, session, capabilities, resp.user, deps).start(
+  new Relay(client, upstream.socket, session, capabilities, resp.user, resp.charset, deps).start(
     clientRest,
     upstream.leftover,
     encodePacket(seq, upstream.ok),
     seq,
   );
+}
+
+/** The ERR for a failed database login: the database's refusal of the user, or an unreachable database. */
+function upstreamFailure(e: unknown): ErrSpec {
+  return e instanceof UpstreamRefused && (e.code === 1045 || e.code === 1044)
+    ? ER.ACCESS_DENIED
+    : ER.UPSTREAM_UNREACHABLE;
 }
 
 interface Statement {
@@ -413,7 +420,8 @@ function longDataTexts(st: Statement): ReadonlyMap<number, AuditText> {
  */
 class Relay {
   readonly #client: Duplex;
-  readonly #up: TLSSocket;
+  /** The database connection; another one after a COM_CHANGE_USER to another database user. */
+  #up: TLSSocket;
   readonly #session: DbSession;
   readonly #caps: number;
   readonly #deps: SessionDeps;
@@ -429,6 +437,8 @@ class Relay {
   /** The command streaming through: its decoder, and whether some of it already went upstream. */
   #streaming: { cmd: CommandStream; forwarded: boolean } | undefined;
   #dbUser: string;
+  /** The character set of the client's login, for a new database login after COM_CHANGE_USER. */
+  readonly #charset: number;
   #busy = false;
   #ended = false;
   #awaitPrepare: AuditText | undefined;
@@ -442,6 +452,7 @@ class Relay {
     session: DbSession,
     caps: number,
     dbUser: string,
+    charset: number,
     deps: SessionDeps,
   ) {
     this.#client = client;
@@ -449,6 +460,7 @@ class Relay {
     this.#session = session;
     this.#caps = caps;
     this.#dbUser = dbUser;
+    this.#charset = charset;
     this.#deps = deps;
     this.#limits = session.audit.limits;
     this.#reader = new CommandReader({
@@ -478,8 +490,8 @@ class Relay {
     this.#untrack = this.#deps.track(() => this.end('the gateway is shutting down'));
     c.on('error', (e) => this.end(`client connection failed: ${e.message}`));
     c.on('close', () => this.end());
-    u.on('error', (e) => this.end(`database connection failed: ${e.message}`));
-    u.on('close', () => this.end());
+    u.on('error', this.#onUpError);
+    u.on('close', this.#onUpClose);
     // Until the OK the client waits for the answer to its handshake response; after it an
     // unasked-for packet is read as the answer to the next command (sequence id 1).
     let errSeq = okSeq;
@@ -500,13 +512,17 @@ class Relay {
       errSeq = 1;
       c.write(ok);
       c.on('data', (chunk: Buffer) => this.#onClientData(chunk));
-      u.on('data', (chunk: Buffer) => this.#onUpstreamData(chunk));
+      u.on('data', this.#onUpData);
       if (upRest.length > 0) this.#onUpstreamData(upRest);
       if (clientRest.length > 0) this.#onClientData(clientRest);
       c.resume();
       u.resume();
     });
   }
+
+  readonly #onUpData = (chunk: Buffer) => this.#onUpstreamData(chunk);
+  readonly #onUpError = (e: Error) => this.end(`database connection failed: ${e.message}`);
+  readonly #onUpClose = () => this.end();
 
   #onClientData(chunk: Buffer): void {
     if (this.#ended) return;
@@ -545,15 +561,16 @@ class Relay {
 
   /** Writes upstream; the promise (when the database's buffer is full) resolves on drain. */
   #send(raw: Buffer): Promise<void> | undefined {
-    if (this.#up.write(raw)) return undefined;
+    const up = this.#up;
+    if (up.write(raw)) return undefined;
     return new Promise<void>((resolve) => {
       const go = () => {
-        this.#up.off('drain', go);
-        this.#up.off('close', go);
+        up.off('drain', go);
+        up.off('close', go);
         resolve();
       };
-      this.#up.on('drain', go);
-      this.#up.on('close', go);
+      up.on('drain', go);
+      up.on('close', go);
     });
   }
 
@@ -816,7 +833,7 @@ class Relay {
         this.#statements.get(cmd.stmtId)?.longData.clear();
         return this.#forward(p);
       case 'change_user':
-        return this.#changeUser(cmd.change, p, seq);
+        return this.#changeUser(cmd.change, seq);
       case 'other':
         return this.#forward(p);
       default: {
@@ -827,28 +844,136 @@ class Relay {
   }
 
   /**
-   * COM_CHANGE_USER: core re-authorizes the new user and database. The
-   * upstream connection's certificate names one database user, so a switch
-   * to another user cannot work on it: refused, and the session closes (as a
-   * server closes after a failed change). Same user, other database: the
-   * packet goes upstream with the (meaningless) password proof removed.
+   * COM_CHANGE_USER. Core decides, with the checks of a connect: the same
+   * database user (a pool resetting its connection) is re-checked for the
+   * database and the server resets the session on the same connection;
+   * another database user gets its own db-CA certificate from core, and the
+   * gateway logs in as that user on a new database connection (the TLS
+   * certificate of the old one names the old user) and closes the old one.
+   * The gateway does the database's authentication exchange itself and
+   * answers the client with the database's OK: the client never authenticates
+   * upstream and holds no credential for it.
+   *
+   * A refused change (core, the database, or its audit record) ends the
+   * session, as a server closes the connection after a failed COM_CHANGE_USER:
+   * the client is never left connected as a user it did not ask for.
    */
-  async #changeUser(c: ChangeUser, _p: Packet, seq: number): Promise<void> {
-    if (!(await this.#reauthorize(c.user, c.database, seq))) {
-      this.end('COM_CHANGE_USER refused');
-      return;
-    }
-    if (c.user !== this.#dbUser) {
+  async #changeUser(c: ChangeUser, seq: number): Promise<void> {
+    const next = { dbUser: c.user, dbName: c.database };
+    const other = c.user !== this.#dbUser;
+    const failed = async (err: ErrSpec, message: string) => {
+      await this.#session.audit
+        .onChangeUser(next, message)
+        .catch((e: unknown) => this.#deps.ctx.log('error', 'audit of a refused COM_CHANGE_USER failed', e));
       this.#refuseAndEnd(
         seq,
-        ER.ACCESS_DENIED,
-        `Gatehouse: switching to database user "${c.user}" needs a new connection (this one is "${this.#dbUser}")`,
+        err,
+        `${message}; this connection is closed (a refused change of user ends it): reconnect, or change to a database user your roles allow (gatehouse db ls shows them)`,
+      );
+    };
+    let tlsOptions: tls.ConnectionOptions | undefined;
+    try {
+      if (other) tlsOptions = (await this.#session.changeUser(next)).tls;
+      else await this.#session.reauthorize(next);
+    } catch (e) {
+      const w = denialToWire(e);
+      return failed(w.err, w.message);
+    }
+    let ok: Buffer;
+    try {
+      ok = tlsOptions ? await this.#loginAs(c, tlsOptions) : await this.#resetUpstream(c);
+    } catch (e) {
+      if (this.#ended) return;
+      return failed(upstreamFailure(e), `Gatehouse: ${errorMessage(e)}`);
+    }
+    // Before the client hears OK: nothing runs as the new user unrecorded.
+    try {
+      await this.#session.audit.onChangeUser(next);
+    } catch (e) {
+      this.#refuseAndEnd(
+        seq,
+        ER.UNKNOWN_ERROR,
+        `Gatehouse: the audit log is unavailable, the session ends (${errorMessage(e)})`,
       );
       return;
     }
-    if (!(await this.#audit({ query: `COM_CHANGE_USER ${c.user} ${c.database}` }, seq))) return;
+    this.#dbUser = c.user;
+    // The server forgot the session's prepared statements (or this is a new connection).
     this.#statements.clear();
-    this.#up.write(encodePacket(0, encodeChangeUser({ ...c, authResponse: Buffer.alloc(0) }, this.#caps)));
+    this.#client.write(encodePacket(seq, ok));
+  }
+
+  /** Same database user: COM_CHANGE_USER on the same connection (the server resets the session). */
+  #resetUpstream(c: ChangeUser): Promise<Buffer> {
+    const up = this.#up;
+    this.#detachUpstream(up);
+    const ch = new PacketChannel(up, UPSTREAM_HANDSHAKE_MAX_BYTES);
+    up.resume();
+    const t = setTimeout(
+      () => ch.fail(new UpstreamRefused('the database did not answer COM_CHANGE_USER in time')),
+      this.#deps.opts.upstreamTimeoutMs,
+    );
+    // The certificate is the credential: the proof the client computed for the gateway is not sent.
+    up.write(encodePacket(0, encodeChangeUser({ ...c, authResponse: Buffer.alloc(0) }, this.#caps)));
+    return finishLogin(ch, c.user).finally(() => {
+      clearTimeout(t);
+      const rest = ch.detach();
+      if (this.#ended) return;
+      this.#attachUpstream(up);
+      if (rest.length > 0) this.#onUpstreamData(rest);
+    });
+  }
+
+  /** Another database user: a new database login with core's certificate for it, replacing the old connection. */
+  async #loginAs(c: ChangeUser, tlsOptions: tls.ConnectionOptions): Promise<Buffer> {
+    const abort = new AbortController();
+    const t = setTimeout(() => abort.abort(), this.#deps.opts.upstreamTimeoutMs);
+    let up: Upstream;
+    try {
+      up = await connectUpstream(
+        this.#session,
+        {
+          capabilities: this.#caps,
+          charset: (c.charset ?? this.#charset) & 0xff,
+          user: c.user,
+          database: c.database,
+          attrs: c.attrs,
+        },
+        abort.signal,
+        tlsOptions,
+      );
+    } finally {
+      clearTimeout(t);
+    }
+    if (this.#ended) {
+      up.socket.destroy();
+      throw new UpstreamRefused('the session ended during COM_CHANGE_USER');
+    }
+    const old = this.#up;
+    this.#detachUpstream(old, true);
+    // The old login is over: a polite COM_QUIT, and its errors no longer concern the session.
+    old.on('error', (e) => this.#deps.ctx.log('debug', 'closing the previous MySQL login failed', e));
+    old.end(encodePacket(0, Buffer.from([COM.QUIT])));
+    this.#up = up.socket;
+    up.socket.on('error', this.#onUpError);
+    up.socket.on('close', this.#onUpClose);
+    this.#attachUpstream(up.socket);
+    if (up.leftover.length > 0) this.#onUpstreamData(up.leftover);
+    return up.ok;
+  }
+
+  /** Stops relaying the database's bytes (the gateway reads them itself meanwhile); `done`: it no longer ends the session either. */
+  #detachUpstream(up: TLSSocket, done = false): void {
+    up.off('data', this.#onUpData);
+    if (done) {
+      up.off('error', this.#onUpError);
+      up.off('close', this.#onUpClose);
+    }
+  }
+
+  #attachUpstream(up: TLSSocket): void {
+    up.on('data', this.#onUpData);
+    up.resume();
   }
 
   #onUpstreamData(chunk: Buffer): void {

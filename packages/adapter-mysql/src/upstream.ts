@@ -42,7 +42,7 @@ export interface Upstream {
   leftover: Buffer;
 }
 
-const HANDSHAKE_MAX_BYTES = 64 * 1024;
+export const HANDSHAKE_MAX_BYTES = 64 * 1024;
 
 /**
  * Logs in to the database as `login.user` with the db-CA client certificate
@@ -53,6 +53,8 @@ export async function connectUpstream(
   session: DbSession,
   login: UpstreamLogin,
   signal: AbortSignal,
+  /** TLS options for this login (a client certificate for another user after COM_CHANGE_USER); default the session's. */
+  tlsOptions: tls.ConnectionOptions = session.upstream.tls,
 ): Promise<Upstream> {
   const raw = await session.dial(signal);
   const onAbort = () => raw.destroy(new UpstreamRefused('the upstream handshake took too long'));
@@ -82,7 +84,7 @@ export async function connectUpstream(
     const leftover = ch.detach();
     if (leftover.length > 0) throw new UpstreamRefused('the database sent data before the TLS handshake');
     const socket = await new Promise<TLSSocket>((resolve, reject) => {
-      const s = tls.connect({ ...session.upstream.tls, socket: raw }, () => {
+      const s = tls.connect({ ...tlsOptions, socket: raw }, () => {
         s.off('error', reject);
         resolve(s);
       });
@@ -105,35 +107,47 @@ export async function connectUpstream(
         }),
       ),
     );
-    for (let round = 0; round < 4; round++) {
-      const p = await sch.next();
-      if (isOk(p.payload)) return { socket, greeting, ok: Buffer.from(p.payload), leftover: sch.detach() };
-      if (isErr(p.payload)) {
-        const e = parseErr(p.payload);
-        throw new UpstreamRefused(`the database refused user "${login.user}": ${e.message}`, e.code);
-      }
-      if (p.payload[0] === 0xfe) {
-        // Auth switch: there is no password, so answer with an empty one in the plugin's format.
-        const sw = parseAuthSwitch(p.payload);
-        const reply = sw.plugin === 'mysql_clear_password' ? Buffer.from([0]) : Buffer.alloc(0);
-        socket.write(encodePacket(p.seq + 1, reply));
-        continue;
-      }
-      if (p.payload[0] === 0x01 && p.payload[1] === 0x04) {
-        // caching_sha2_password full authentication over TLS: the (empty) password in clear.
-        socket.write(encodePacket(p.seq + 1, Buffer.from([0])));
-        continue;
-      }
-      if (p.payload[0] === 0x01) continue; // fast-auth success; OK follows
-      throw new UpstreamRefused(
-        `unexpected packet 0x${(p.payload[0] ?? 0).toString(16)} during the database login`,
-      );
-    }
-    throw new UpstreamRefused('the database login did not finish');
+    const ok = await finishLogin(sch, login.user);
+    return { socket, greeting, ok, leftover: sch.detach() };
   } catch (e) {
     raw.destroy();
     throw e;
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
+}
+
+/**
+ * The rest of a login once the HandshakeResponse41 (or a COM_CHANGE_USER)
+ * went out: the server's OK ends it (its payload is returned), an ERR refuses
+ * it, and an AuthSwitchRequest or caching_sha2 full authentication is
+ * answered with the empty password (the certificate is the credential; the
+ * users have no password). `ch` reads the upstream, `ch.socket` writes to it.
+ */
+export async function finishLogin(ch: PacketChannel, user: string): Promise<Buffer> {
+  for (let round = 0; round < 4; round++) {
+    const p = await ch.next();
+    if (isOk(p.payload)) return Buffer.from(p.payload);
+    if (isErr(p.payload)) {
+      const e = parseErr(p.payload);
+      throw new UpstreamRefused(`the database refused user "${user}": ${e.message}`, e.code);
+    }
+    if (p.payload[0] === 0xfe) {
+      // Auth switch: there is no password, so answer with an empty one in the plugin's format.
+      const sw = parseAuthSwitch(p.payload);
+      const reply = sw.plugin === 'mysql_clear_password' ? Buffer.from([0]) : Buffer.alloc(0);
+      ch.socket.write(encodePacket(p.seq + 1, reply));
+      continue;
+    }
+    if (p.payload[0] === 0x01 && p.payload[1] === 0x04) {
+      // caching_sha2_password full authentication over TLS: the (empty) password in clear.
+      ch.socket.write(encodePacket(p.seq + 1, Buffer.from([0])));
+      continue;
+    }
+    if (p.payload[0] === 0x01) continue; // fast-auth success; OK follows
+    throw new UpstreamRefused(
+      `unexpected packet 0x${(p.payload[0] ?? 0).toString(16)} during the database login`,
+    );
+  }
+  throw new UpstreamRefused('the database login did not finish');
 }

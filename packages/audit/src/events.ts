@@ -225,6 +225,19 @@ export type AuditEventInput =
         /** Rows affected or returned, when the protocol reports it cheaply. */
         rows?: number;
       })
+  | (CommonFields &
+      DbSessionFields & {
+        /**
+         * The client switched the session to another database user or name
+         * (MySQL COM_CHANGE_USER). `db_user`/`db_name` name where it asked to
+         * go; on success every later event of the session carries them.
+         */
+        type: 'db.session.change_user';
+        success: boolean;
+        previous_db_user: string;
+        previous_db_name: string;
+        error?: string;
+      })
   | (CommonFields & {
       type: 'db.reject';
       /** Wire protocol (postgres, mysql). */
@@ -419,6 +432,7 @@ export const EVENT_CODES = {
   'db.session.start': { ok: 'GH2000I', fail: 'GH2000W' },
   'db.session.end': 'GH2001I',
   'db.session.query': 'GH2002I',
+  'db.session.change_user': { ok: 'GH2003I', fail: 'GH2003W' },
   'db.reject': 'GH2010W',
   'db.cancel': { ok: 'GH2011I', fail: 'GH2011W' },
   'kube.cluster.create': 'GH1060I',

@@ -26,7 +26,7 @@ export class DbSessionAudit {
     opts: { redactParameters?: boolean; now?: () => number; limits?: Partial<AuditTextLimits> } = {},
   ) {
     this.#emit = emitter;
-    this.#base = base;
+    this.#base = { ...base };
     this.#redact = opts.redactParameters ?? false;
     this.#limits = { ...DEFAULT_AUDIT_TEXT_LIMITS, ...opts.limits };
     this.#now = opts.now ?? Date.now;
@@ -107,6 +107,31 @@ export class DbSessionAudit {
       return p.text;
     });
     return { parameters, parameters_truncated: truncated };
+  }
+
+  /**
+   * The client switched to another database user or name (MySQL
+   * COM_CHANGE_USER). A precondition when it succeeded: a switch whose record
+   * cannot be written does not happen. From then on every event of the session
+   * names the new user and database. A refused switch (`error`) is recorded and
+   * changes nothing.
+   */
+  async onChangeUser(next: { dbUser: string; dbName: string }, error?: string): Promise<void> {
+    const event = {
+      type: 'db.session.change_user' as const,
+      ...this.#base,
+      db_user: next.dbUser,
+      db_name: next.dbName,
+      previous_db_user: this.#base.db_user,
+      previous_db_name: this.#base.db_name,
+    };
+    if (error !== undefined) {
+      await this.#emit.record({ ...event, success: false, error });
+      return;
+    }
+    await this.#emit.emit({ ...event, success: true }, { precondition: true });
+    this.#base.db_user = next.dbUser;
+    this.#base.db_name = next.dbName;
   }
 
   /** Idempotent: the first call wins, so every path that ends a session may call it. */

@@ -58,6 +58,17 @@ export interface DbSession {
    */
   reauthorize(req: { dbUser: string; dbName: string }): Promise<void>;
   /**
+   * Moves the session to another database user (MySQL COM_CHANGE_USER to a
+   * user other than the one it logged in as): the full check for that user
+   * and database (a refusal throws the same audited denial as authorize()),
+   * then TLS options with a db-CA client certificate for the new user, to log
+   * in upstream with. From then on the bound session's re-checks (role
+   * changes, locks) judge the new user, and it still ends when the first
+   * grant would have. The adapter records the switch with
+   * `audit.onChangeUser` once the database took the new login.
+   */
+  changeUser(req: { dbUser: string; dbName: string }): Promise<{ tls: tls.ConnectionOptions }>;
+  /**
    * Hands the session's lifecycle to core once it runs (upstream logged in):
    * listed by `sessions ls`, ended through `terminate` on expiry, a lock, the
    * user's deletion, a role change or a kill. Call `end()` on the result when
@@ -186,6 +197,17 @@ export class DbAccess {
       },
     );
     const dialer = this.#d.dialer;
+    const upstreamTls = (c: { cert: string; key: string }): tls.ConnectionOptions => ({
+      cert: c.cert,
+      key: c.key,
+      ...(service.caPem ? { ca: service.caPem } : {}),
+      servername: service.serverName ?? host,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+    });
+    const targetFor = (next: { dbUser: string; dbName: string }) =>
+      ({ kind: 'db', name, labels: service.labels, protocol: service.protocol, ...next }) as const;
+    let live: LiveSession | undefined;
     return {
       grant,
       service,
@@ -193,18 +215,11 @@ export class DbAccess {
       upstream: {
         host,
         port,
-        tls: {
-          cert: client.cert,
-          key: client.key,
-          ...(service.caPem ? { ca: service.caPem } : {}),
-          servername: service.serverName ?? host,
-          rejectUnauthorized: true,
-          minVersion: 'TLSv1.2',
-        },
+        tls: upstreamTls(client),
       },
       dial: (signal) => dialer.dial({ host, port }, signal ? { signal } : {}),
-      bind: (hooks) =>
-        this.#d.liveSessions.bind(
+      bind: (hooks) => {
+        live = this.#d.liveSessions.bind(
           grant,
           {
             kind: 'db',
@@ -214,16 +229,17 @@ export class DbAccess {
             remoteAddr: req.remoteAddr,
           },
           hooks,
-        ),
+        );
+        return live;
+      },
       reauthorize: async (next) => {
-        const target = {
-          kind: 'db',
-          name,
-          labels: service.labels,
-          protocol: service.protocol,
-          ...next,
-        } as const;
-        await this.#d.authorizer.authorize(req.identity, target, ctx);
+        await this.#d.authorizer.authorize(req.identity, targetFor(next), ctx);
+      },
+      changeUser: async (next) => {
+        const moved = await this.#d.authorizer.authorize(req.identity, targetFor(next), ctx);
+        const cert = await this.#clientCert(next.dbUser);
+        live?.retarget(moved, next.dbUser);
+        return { tls: upstreamTls(cert) };
       },
     };
   }

@@ -87,6 +87,14 @@ export interface LiveSession {
    * upgrade answer) awaits it, so a session revoked mid-handshake never starts.
    */
   readonly ready: Promise<Revocation | undefined>;
+  /**
+   * The session moved to another target of the same grant holder (MySQL
+   * COM_CHANGE_USER to another database user): later re-checks judge
+   * `grant`'s target, and listings show `login`. Core calls it with a grant
+   * the Authorizer just minted for the same identity; the session keeps the
+   * earlier of the two ends (a switch never extends access).
+   */
+  retarget(grant: Grant, login?: string): void;
   /** Adds what the adapter learned after binding (a pty shell started: `interactive`). */
   update(patch: Pick<Partial<LiveSessionInfo>, 'interactive' | 'command'>): void;
   /**
@@ -130,6 +138,8 @@ const COULD_NOT_CHECK: Revocation = {
 interface Entry {
   info: LiveSessionInfo;
   grant: Grant;
+  /** When access ends by itself: the grant's end, or an earlier grant's after a retarget. */
+  expires: Date;
   hooks: SessionHooks;
   hidden: boolean;
   timer: NodeJS.Timeout | undefined;
@@ -185,6 +195,7 @@ export class LiveSessions {
         ...(info.interactive !== undefined ? { interactive: info.interactive } : {}),
       },
       grant,
+      expires: grant.expires,
       hooks,
       hidden: info.hidden === true,
       timer: undefined,
@@ -209,10 +220,25 @@ export class LiveSessions {
     const self = this;
     return {
       id,
-      grant,
+      get grant() {
+        return e.grant;
+      },
       ready,
       get ended() {
         return e.ended;
+      },
+      retarget(next, login) {
+        if (e.ended) return;
+        if (next.identity !== e.grant.identity) {
+          throw new GatehouseError('GH_ERR_INTERNAL', `session ${id} cannot take another identity's grant`);
+        }
+        e.grant = next;
+        if (next.expires < e.expires) {
+          e.expires = next.expires;
+          e.info.expires = next.expires.toISOString();
+          self.#armExpiry(e);
+        }
+        if (login !== undefined) e.info.login = login;
       },
       update(patch) {
         if (!e.ended) Object.assign(e.info, patch);
@@ -278,11 +304,11 @@ export class LiveSessions {
 
   #armExpiry(e: Entry): void {
     clearTimeout(e.timer);
-    const left = e.grant.expires.getTime() - this.#d.clock.now().getTime();
+    const left = e.expires.getTime() - this.#d.clock.now().getTime();
     if (left <= 0) {
       this.#terminate(e, {
         cause: 'expired',
-        message: `your access expired at ${e.grant.expires.toISOString()}; run gatehouse login again`,
+        message: `your access expired at ${e.expires.toISOString()}; run gatehouse login again`,
       });
       return;
     }

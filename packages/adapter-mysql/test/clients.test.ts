@@ -1,0 +1,301 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { AuditEvent } from '@gatehouse/audit';
+import mariadbConnector from 'mariadb';
+import mysql2 from 'mysql2/promise';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newTlsKey } from '../../core/test/helpers.js';
+import { type CertFiles, type MysqlGateway, mariadb, startMysqlGateway, userCert } from './helpers.js';
+import { type Mariadb, opensslSubject, startMariadb } from './peers.js';
+
+const run = promisify(execFile);
+
+/** Two database users for one person: the one they log in as, and a read-only one. */
+const ROLE = `kind: role
+name: my-two
+allow:
+  db_labels: { engine: mariadb }
+  db_users: [alice, reader]
+  db_names: [shop]
+`;
+
+/**
+ * What a user of a pool or a driver does with a session besides queries,
+ * with real clients (libmariadb through mysqlclient, the mariadb npm
+ * connector, the mariadb CLI) through the gateway to a real MariaDB.
+ */
+describe('MySQL client session features through Gatehouse (change_user, sql_mode)', () => {
+  let t: MysqlGateway;
+  let db: Mariadb;
+  let dir: string;
+  let dave: CertFiles;
+
+  const events = async (type: string): Promise<AuditEvent[]> =>
+    (await t.gw.audit.search({ types: [type], limit: 1000 })).events;
+  const ssl = () => ({ ca: t.hostCaPem, cert: dave.certPem, key: dave.keyPem });
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gh-myclients-'));
+    // Greeting as MariaDB, as a MariaDB fleet configures it (decision 0007): the mariadb connector
+    // offers changeUser and COM_RESET_CONNECTION in pools only to servers that say they are MariaDB.
+    t = await startMysqlGateway(
+      { handshakeTimeoutMs: 5_000 },
+      { mysql_server_version: '5.5.5-10.11.0-MariaDB-Gatehouse' },
+    );
+    db = await startMariadb({ clientCaPem: t.gw.exportCa('mariadb') });
+    await t.gw.admin.addDatabase({
+      name: 'shop',
+      protocol: 'mysql',
+      uri: `localhost:${db.port}`,
+      ca_pem: db.serverCaPem,
+      labels: { engine: 'mariadb' },
+    });
+    await t.gw.admin.putRole(ROLE, { create: true });
+    await t.gw.admin.createUser({ name: 'dave', roles: ['my-two'], traits: {} });
+    dave = await userCert(t.gw, dir, 'dave', {
+      user: 'dave',
+      roles: ['my-two'],
+      route: { kind: 'db', name: 'shop' },
+    });
+    const subject = async (dbUser: string) =>
+      opensslSubject(
+        (
+          await t.gw.authorities.issueDbClientCert({
+            publicKeyPem: newTlsKey().publicPem,
+            dbUser,
+            notBefore: new Date(Date.now() - 60_000),
+            notAfter: new Date(Date.now() + 60_000),
+          })
+        ).cert,
+      );
+    await db.sql(
+      [
+        'CREATE DATABASE shop',
+        'CREATE DATABASE secret',
+        `CREATE USER alice@'%' REQUIRE SUBJECT '${await subject('alice')}'`,
+        `CREATE USER reader@'%' REQUIRE SUBJECT '${await subject('reader')}'`,
+        // The database would take bob: only the roles keep dave from him.
+        `CREATE USER bob@'%' REQUIRE SUBJECT '${await subject('bob')}'`,
+        "GRANT ALL ON shop.* TO alice@'%'",
+        "GRANT ALL ON secret.* TO alice@'%'",
+        "GRANT SELECT ON shop.* TO reader@'%'",
+        "GRANT ALL ON shop.* TO bob@'%'",
+        'CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(100))',
+        "INSERT INTO shop.items VALUES (1, 'one')",
+      ].join(';'),
+    );
+  }, 120_000);
+
+  afterAll(async () => {
+    await t?.close();
+    await db?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A Python program using mysqlclient (MySQLdb, on libmariadb) against the dedicated port as dave. */
+  const python = async (body: string): Promise<Record<string, unknown>> => {
+    const program = [
+      'import json, sys, MySQLdb',
+      'cfg = json.loads(sys.argv[1])',
+      "c = MySQLdb.connect(host='127.0.0.1', port=cfg['port'], user='alice', db='shop',",
+      "                    ssl={'ca': cfg['ca'], 'cert': cfg['cert'], 'key': cfg['key']})",
+      'cur = c.cursor()',
+      'def q(sql):',
+      '    cur.execute(sql)',
+      '    return [list(r) for r in cur.fetchall()]',
+      'def err(f):',
+      '    try:',
+      '        f()',
+      '        return None',
+      '    except MySQLdb.Error as e:',
+      '        return [e.args[0], str(e.args[1])]',
+      'out = {}',
+      body,
+      'print(json.dumps(out, default=str))',
+    ].join('\n');
+    const cfg = JSON.stringify({ port: t.mysqlPort, ca: t.hostCaFile, cert: dave.cert, key: dave.key });
+    // Debian's python3, where python3-mysqldb installs (scripts/peers.mjs).
+    const r = await run('/usr/bin/python3', ['-c', program, cfg], { timeout: 60_000 });
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  };
+
+  it('mysqlclient change_user: the same user resets the session, an allowed user switches, a refused one ends it', async () => {
+    const out = await python(
+      [
+        "q('SET @marker = 42')",
+        "out['before'] = q('SELECT CURRENT_USER(), @marker')",
+        // A pool's reset: the same database user.
+        "c.change_user('alice', '', 'shop')",
+        "out['same'] = q('SELECT CURRENT_USER(), DATABASE(), @marker')",
+        "c.change_user('reader', '', 'shop')",
+        "out['other'] = q('SELECT CURRENT_USER(), DATABASE(), COUNT(*) FROM items')",
+        "out['readonly'] = err(lambda: q(\"INSERT INTO items VALUES (2, 'two')\"))",
+        "out['refused'] = err(lambda: c.change_user('bob', '', 'shop'))",
+        "out['after'] = err(lambda: q('SELECT CURRENT_USER()'))",
+      ].join('\n'),
+    );
+    expect(out.before).toEqual([['alice@%', 42]]);
+    // The server reset the session: the variable is gone.
+    expect(out.same).toEqual([['alice@%', 'shop', null]]);
+    // Logged in upstream as reader by the gateway (the client sent no credential for it).
+    expect(out.other).toEqual([['reader@%', 'shop', 1]]);
+    expect((out.readonly as [number, string])[0]).toBe(1142);
+    const [code, message] = out.refused as [number, string];
+    expect(code).toBe(1045);
+    expect(message).toMatch(/Gatehouse: access denied: .*"bob"/);
+    expect(message).toMatch(/this connection is closed/);
+    // Not left connected as anyone: the connection is gone (2006/2013: server gone away / lost).
+    expect([2006, 2013]).toContain((out.after as [number, string])[0]);
+    const changes = (await events('db.session.change_user')) as unknown as {
+      success: boolean;
+      db_user: string;
+      previous_db_user: string;
+      user: string;
+      code: string;
+      error?: string;
+    }[];
+    expect(changes).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ success: true, db_user: 'alice', previous_db_user: 'alice', user: 'dave' }),
+        expect.objectContaining({
+          success: true,
+          db_user: 'reader',
+          previous_db_user: 'alice',
+          code: 'GH2003I',
+        }),
+        expect.objectContaining({
+          success: false,
+          db_user: 'bob',
+          previous_db_user: 'reader',
+          code: 'GH2003W',
+        }),
+      ]),
+    );
+    const denied = (await events('access.denied')) as unknown as { reason: string; user: string }[];
+    expect(denied.some((e) => e.user === 'dave' && e.reason.includes('"bob"'))).toBe(true);
+    // What ran as reader is audited as reader's.
+    const q = (await events('db.session.query')) as unknown as { query: string; db_user: string }[];
+    expect(q.find((e) => e.query.startsWith("INSERT INTO items VALUES (2, 'two')"))?.db_user).toBe('reader');
+    expect((await db.sql('SELECT COUNT(*) FROM shop.items')).trim()).toBe('1');
+  });
+
+  it('mariadb npm connector changeUser: same user, another allowed user, a refused user', async () => {
+    const c = await mariadbConnector.createConnection({
+      host: '127.0.0.1',
+      port: t.mysqlPort,
+      user: 'alice',
+      database: 'shop',
+      ssl: ssl(),
+    });
+    try {
+      await c.query('SET @marker = 7');
+      await c.changeUser({ user: 'alice', database: 'shop' });
+      expect(await c.query('SELECT CURRENT_USER() AS u, @marker AS m')).toEqual([{ u: 'alice@%', m: null }]);
+      await c.changeUser({ user: 'reader', database: 'shop' });
+      expect(await c.query('SELECT CURRENT_USER() AS u, COUNT(*) AS n FROM items')).toEqual([
+        { u: 'reader@%', n: 1n },
+      ]);
+      await expect(c.changeUser({ user: 'bob', database: 'shop' })).rejects.toMatchObject({
+        errno: 1045,
+        sqlMessage: expect.stringMatching(/"bob".*this connection is closed/),
+      });
+      await expect(c.query('SELECT 1')).rejects.toBeDefined();
+    } finally {
+      await c.destroy();
+    }
+  });
+
+  it('mariadb npm pool that resets connections (COM_RESET_CONNECTION) hands out clean sessions', async () => {
+    const pool = mariadbConnector.createPool({
+      host: '127.0.0.1',
+      port: t.mysqlPort,
+      user: 'alice',
+      database: 'shop',
+      ssl: ssl(),
+      connectionLimit: 1,
+      resetAfterUse: true,
+    });
+    try {
+      const a = await pool.getConnection();
+      await a.query('SET @left = 1');
+      await a.release();
+      const b = await pool.getConnection();
+      expect(await b.query('SELECT @left AS l, CURRENT_USER() AS u')).toEqual([{ l: null, u: 'alice@%' }]);
+      await b.release();
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('mysql2 changeUser to another allowed user, and a pool that resets connections on release', async () => {
+    const c = await mysql2.createConnection({
+      host: '127.0.0.1',
+      port: t.mysqlPort,
+      user: 'alice',
+      database: 'shop',
+      ssl: ssl(),
+    });
+    try {
+      await c.changeUser({ user: 'reader', database: 'shop' });
+      const [rows] = await c.query('SELECT CURRENT_USER() AS u');
+      expect(rows).toEqual([{ u: 'reader@%' }]);
+      // A statement prepared as reader runs as reader.
+      const [n] = await c.execute('SELECT COUNT(*) AS n FROM items WHERE id = ?', [1]);
+      expect(n).toEqual([{ n: 1 }]);
+    } finally {
+      await c.end();
+    }
+    const pool = mysql2.createPool({
+      host: '127.0.0.1',
+      port: t.mysqlPort,
+      user: 'alice',
+      database: 'shop',
+      ssl: ssl(),
+      connectionLimit: 1,
+      resetOnRelease: true,
+    });
+    try {
+      const a = await pool.getConnection();
+      await a.query('SET @left = 1');
+      a.release();
+      const b = await pool.getConnection();
+      const [rows] = await b.query('SELECT @left AS l');
+      expect(rows).toEqual([{ l: null }]);
+      b.release();
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('refuses a USE that only NO_BACKSLASH_ESCAPES lexing shows (the mariadb client, one multi-statement query)', async () => {
+    // Under NO_BACKSLASH_ESCAPES the server reads "\" as a whole string, then runs USE secret.
+    const r = await mariadb(
+      [
+        '-h127.0.0.1',
+        `-P${t.mysqlPort}`,
+        '-ualice',
+        '-Dshop',
+        `--ssl-ca=${t.hostCaFile}`,
+        `--ssl-cert=${dave.cert}`,
+        `--ssl-key=${dave.key}`,
+        '--force',
+        '-N',
+        '-B',
+      ],
+      {
+        input: [
+          "SET sql_mode = 'NO_BACKSLASH_ESCAPES';",
+          'DELIMITER //',
+          'SELECT "\\";USE secret;SELECT "x"//',
+          'DELIMITER ;',
+          'SELECT DATABASE();',
+        ].join('\n'),
+      },
+    );
+    expect(r.stderr).toMatch(/ERROR 1044 \(42000\).*"secret"/);
+    expect(r.stdout.trim().split('\n').at(-1)).toBe('shop');
+  });
+});
