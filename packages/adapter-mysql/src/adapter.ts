@@ -1,4 +1,5 @@
 import { type Adapter, type AdapterContext, type DatabaseSpec, VERSION } from '@gatehouse/core';
+import { ConnectionIds } from './connection-ids.js';
 import { type SessionDeps, type SessionOptions, serveDedicated, serveTunnel } from './session.js';
 
 export interface MysqlAdapterOptions {
@@ -38,7 +39,7 @@ export class MysqlAdapter implements Adapter {
   readonly name = 'mysql';
   readonly #opts: MysqlAdapterOptions;
   readonly #sessions = new Set<() => void>();
-  #connectionId = 0;
+  readonly #ids = new ConnectionIds();
 
   constructor(opts: MysqlAdapterOptions = {}) {
     this.#opts = opts;
@@ -56,10 +57,7 @@ export class MysqlAdapter implements Adapter {
       ctx,
       opts,
       serverVersion: this.#opts.serverVersion ?? ctx.config.mysqlServerVersion ?? GREETING_VERSION,
-      nextConnectionId: () => {
-        this.#connectionId = (this.#connectionId + 1) >>> 0;
-        return this.#connectionId;
-      },
+      ids: this.#ids,
       track: (end) => {
         this.#sessions.add(end);
         return () => this.#sessions.delete(end);

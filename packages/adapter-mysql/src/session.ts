@@ -15,6 +15,7 @@ import {
   type TlsConnectionInfo,
   TlsRefused,
 } from '@gatehouse/core';
+import type { ConnectionIds, ConnectionTarget } from './connection-ids.js';
 import { denialToWire, errorMessage } from './errors.js';
 import { ConnectionClosed, PacketChannel } from './packet-io.js';
 import {
@@ -42,7 +43,7 @@ import {
 } from './wire/codec.js';
 import { CLIENT, COM, ER, type ErrSpec, GATEWAY_CAPABILITIES } from './wire/constants.js';
 import { decodeExecuteParams, type ExecuteParams, renderMysql } from './wire/params.js';
-import { inspectQuery, type QueryCheck } from './wire/sql.js';
+import { inspectQuery, type KillStatement, parseKill, type QueryCheck } from './wire/sql.js';
 import {
   CommandStream,
   decodeStreamed,
@@ -64,7 +65,8 @@ export interface SessionDeps {
   opts: SessionOptions;
   /** Version string for our greeting (Gatehouse's own: it is sent before anyone logged in). */
   serverVersion: string;
-  nextConnectionId(): number;
+  /** The connection ids of our greetings and the database connections behind them (KILL). */
+  ids: ConnectionIds;
   /** Registers a live session for close(); returns the unregister function. */
   track(end: () => void): () => void;
 }
@@ -145,8 +147,9 @@ export function serveDedicated(
   raw.setNoDelay(true);
   const hs = startHandshake(raw, deps.opts);
   const caps = GATEWAY_CAPABILITIES | CLIENT.SSL;
+  const connectionId = deps.ids.issue();
   void (async () => {
-    raw.write(greeting(deps, caps));
+    raw.write(greeting(deps, caps, connectionId));
     const first = await nextPacket(hs);
     if (first.seq !== 1)
       throw new Refused('malformed', ER.HANDSHAKE_ERROR, 'Bad handshake: unexpected sequence id');
@@ -185,15 +188,16 @@ export function serveDedicated(
     clearTimeout(hs.timer);
     handshake.done();
     const clientRest = hs.ch.detach();
-    await runSession(secure, info, deps, identity, caps, resp, clientRest);
+    await runSession(secure, info, deps, identity, caps, resp, clientRest, connectionId);
   })().catch((e: unknown) => handshakeFailed(hs, info, deps, e));
 }
 
 /** Phase 1 inside a `gatehouse-mysql` ALPN tunnel: TLS and identity came from the listener. */
 export function serveTunnel(socket: TLSSocket, info: TlsConnectionInfo, deps: SessionDeps): void {
   const hs = startHandshake(socket, deps.opts);
+  const connectionId = deps.ids.issue();
   void (async () => {
-    socket.write(greeting(deps, GATEWAY_CAPABILITIES));
+    socket.write(greeting(deps, GATEWAY_CAPABILITIES, connectionId));
     const resp = await nextPacket(hs);
     clearTimeout(hs.timer);
     if (isSslRequest(resp.payload)) {
@@ -204,16 +208,21 @@ export function serveTunnel(socket: TLSSocket, info: TlsConnectionInfo, deps: Se
       );
     }
     const rest = hs.ch.detach();
-    await runSession(socket, info, deps, info.identity, GATEWAY_CAPABILITIES, resp, rest);
+    await runSession(socket, info, deps, info.identity, GATEWAY_CAPABILITIES, resp, rest, connectionId);
   })().catch((e: unknown) => handshakeFailed(hs, info, deps, e));
 }
 
-function greeting(deps: SessionDeps, caps: number): Buffer {
+/**
+ * Our greeting. `connectionId` is the gateway's (ConnectionIds): the greeting
+ * goes out before the client said who it is or which database it wants, so
+ * the database's id is not known yet; a KILL naming it is translated.
+ */
+function greeting(deps: SessionDeps, caps: number, connectionId: number): Buffer {
   return encodePacket(
     0,
     encodeHandshakeV10({
       serverVersion: deps.serverVersion,
-      connectionId: deps.nextConnectionId(),
+      connectionId,
       authData: scramble(),
       capabilities: caps,
       charset: UTF8MB4_GENERAL_CI,
@@ -307,6 +316,7 @@ async function runSession(
   offered: number,
   respPacket: Packet,
   clientRest: Buffer,
+  connectionId: number,
 ): Promise<void> {
   const { ctx, opts } = deps;
   let resp: HandshakeResponse;
@@ -373,6 +383,7 @@ async function runSession(
     upstream.leftover,
     encodePacket(seq, upstream.ok),
     seq,
+    { gateway: connectionId, upstream: upstream.greeting.connectionId },
   );
 }
 
@@ -444,6 +455,8 @@ class Relay {
   #awaitPrepare: AuditText | undefined;
   #prepHead: Buffer | undefined;
   #live: LiveSession | undefined;
+  /** The id of our greeting, while the session is in ConnectionIds. */
+  #connectionId: number | undefined;
   #untrack: () => void = () => undefined;
 
   constructor(
@@ -481,7 +494,13 @@ class Relay {
    * client `ok` (the server's OK to its handshake response, sequence id
    * `okSeq`) and relays.
    */
-  start(clientRest: Buffer, upRest: Buffer, ok: Buffer, okSeq: number): void {
+  start(
+    clientRest: Buffer,
+    upRest: Buffer,
+    ok: Buffer,
+    okSeq: number,
+    ids: { gateway: number; upstream: number },
+  ): void {
     const c = this.#client;
     const u = this.#up;
     // Nothing flows (and nothing is lost) until the relay's data handlers are on.
@@ -505,6 +524,13 @@ class Relay {
       },
     });
     this.#live = live;
+    this.#connectionId = ids.gateway;
+    this.#deps.ids.bind(ids.gateway, {
+      sessionId: this.#session.audit.sessionId,
+      user: this.#session.grant.identity.user,
+      service: this.#session.service.name,
+      upstreamId: ids.upstream,
+    });
     // Access may have ended while the database was dialed (a lock mid-handshake): then the
     // client gets core's ERR 1927 instead of the OK, and nothing runs.
     void live.ready.then((revoked) => {
@@ -788,6 +814,9 @@ class Relay {
         this.end();
         return;
       case 'query': {
+        const kill = parseKill(cmd.sql);
+        const target = kill && this.#deps.ids.get(kill.id);
+        if (kill && target) return this.#kill(kill, target, cmd.sql, p, seq);
         const reply = (err: ErrSpec, message: string) => this.#reply(seq, err, message);
         if (!(await this.#checkQuery(inspectQuery(cmd.sql), cmd.sql, seq, reply))) return;
         return this.#forward(p);
@@ -834,6 +863,11 @@ class Relay {
         return this.#forward(p);
       case 'change_user':
         return this.#changeUser(cmd.change, seq);
+      case 'process_kill': {
+        const target = this.#deps.ids.get(cmd.id);
+        if (target) return this.#kill({ prefix: 'KILL ', id: cmd.id }, target, undefined, p, seq);
+        return this.#forward(p);
+      }
       case 'other':
         return this.#forward(p);
       default: {
@@ -841,6 +875,63 @@ class Relay {
         throw new Error(`unhandled command ${String(never)}`);
       }
     }
+  }
+
+  /**
+   * A KILL of an id from one of our greetings (`sql`: the COM_QUERY text;
+   * undefined for COM_PROCESS_KILL): it becomes that session's database id,
+   * so a client's cancel (which kills the id its greeting carried) reaches
+   * the right connection. A KILL of any other id is an ordinary statement
+   * and reaches the database as it is. Whether
+   * the kill is allowed is the database's rule for this session's database
+   * user, as it is for a KILL of the database's own ids. An id of a session
+   * on another database is refused here: that server knows nothing of it.
+   */
+  async #kill(
+    kill: KillStatement,
+    target: ConnectionTarget,
+    sql: string | undefined,
+    p: Packet,
+    seq: number,
+  ): Promise<void> {
+    const text = sql ?? `${kill.prefix}${kill.id}`;
+    if (!(await this.#audit({ query: text }, seq))) return;
+    const here = this.#session.service.name;
+    const user = this.#session.grant.identity.user;
+    const sent = `${kill.prefix}${target.upstreamId}`;
+    const onOther = target.service !== here;
+    await this.#deps.ctx.audit
+      .emit({
+        type: 'db.cancel',
+        protocol: 'mysql',
+        success: !onOther,
+        ...(onOther
+          ? { error: `connection ${kill.id} runs on database "${target.service}", not "${here}"` }
+          : {}),
+        user,
+        session_id: target.sessionId,
+        server: target.service,
+        message: onOther
+          ? `${text} (from session ${this.#session.audit.sessionId}) not sent`
+          : `${text} sent to ${here} as ${sent} by session ${this.#session.audit.sessionId} (connection of ${target.user})`,
+      })
+      .catch((e: unknown) => this.#deps.ctx.log('error', 'audit of a MySQL KILL failed', e));
+    if (onOther) {
+      this.#reply(
+        seq,
+        ER.NO_SUCH_THREAD,
+        `Gatehouse: connection ${kill.id} runs on database "${target.service}", not "${here}": send the KILL through a connection to "${target.service}"`,
+      );
+      return;
+    }
+    const id = Buffer.alloc(4);
+    id.writeUInt32LE(target.upstreamId >>> 0);
+    const payload =
+      sql === undefined
+        ? Buffer.concat([Buffer.from([COM.PROCESS_KILL]), id])
+        : Buffer.concat([Buffer.from([COM.QUERY]), Buffer.from(sent, 'utf8')]);
+    const w = this.#send(encodePacket(p.seq, payload));
+    if (w) await w;
   }
 
   /**
@@ -955,6 +1046,7 @@ class Relay {
     old.on('error', (e) => this.#deps.ctx.log('debug', 'closing the previous MySQL login failed', e));
     old.end(encodePacket(0, Buffer.from([COM.QUIT])));
     this.#up = up.socket;
+    if (this.#connectionId !== undefined) this.#deps.ids.move(this.#connectionId, up.greeting.connectionId);
     up.socket.on('error', this.#onUpError);
     up.socket.on('close', this.#onUpClose);
     this.#attachUpstream(up.socket);
@@ -1025,6 +1117,7 @@ class Relay {
     if (this.#ended) return;
     this.#ended = true;
     this.#live?.end();
+    if (this.#connectionId !== undefined) this.#deps.ids.release(this.#connectionId);
     this.#untrack();
     this.#up.destroy();
     if (this.#client.writable) this.#client.end();

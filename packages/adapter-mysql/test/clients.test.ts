@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,8 +7,15 @@ import type { AuditEvent } from '@gatehouse/audit';
 import mariadbConnector from 'mariadb';
 import mysql2 from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { newTlsKey } from '../../core/test/helpers.js';
-import { type CertFiles, type MysqlGateway, mariadb, startMysqlGateway, userCert } from './helpers.js';
+import { newTlsKey, waitFor } from '../../core/test/helpers.js';
+import {
+  type CertFiles,
+  localTunnel,
+  type MysqlGateway,
+  mariadb,
+  startMysqlGateway,
+  userCert,
+} from './helpers.js';
 import { type Mariadb, opensslSubject, startMariadb } from './peers.js';
 
 const run = promisify(execFile);
@@ -297,5 +304,128 @@ describe('MySQL client session features through Gatehouse (change_user, sql_mode
     );
     expect(r.stderr).toMatch(/ERROR 1044 \(42000\).*"secret"/);
     expect(r.stdout.trim().split('\n').at(-1)).toBe('shop');
+  });
+
+  /** Waits until the database runs a statement containing `marker` (what a cancel then stops). */
+  const running = (marker: string) =>
+    waitFor(
+      async () =>
+        Number(
+          (
+            await db.sql(
+              `SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%${marker}%' AND ID <> CONNECTION_ID()`,
+            )
+          ).trim(),
+        ) > 0 || undefined,
+      `the database to run ${marker}`,
+      20_000,
+    );
+  const cliArgs = (cert: CertFiles = dave, user = 'alice') => [
+    '-h127.0.0.1',
+    `-P${t.mysqlPort}`,
+    `-u${user}`,
+    '-Dshop',
+    `--ssl-ca=${t.hostCaFile}`,
+    `--ssl-cert=${cert.cert}`,
+    `--ssl-key=${cert.key}`,
+    '-N',
+    '-B',
+  ];
+  const my2 = (user = 'alice') =>
+    mysql2.createConnection({ host: '127.0.0.1', port: t.mysqlPort, user, database: 'shop', ssl: ssl() });
+  /** The connection id a mysql2 connection got in its greeting. */
+  const greetingId = (c: mysql2.Connection) =>
+    (c as unknown as { connection: { threadId: number } }).connection.threadId;
+
+  it('KILL QUERY <id from the greeting> on a second connection stops the statement on the first', async () => {
+    const a = await my2();
+    try {
+      const id = greetingId(a);
+      const [[{ cid }]] = (await a.query('SELECT CONNECTION_ID() AS cid')) as unknown as [[{ cid: number }]];
+      // The greeting went out before the login, so its id is the gateway's, not the database's.
+      expect(id).not.toBe(cid);
+      expect(id).toBeGreaterThanOrEqual(2 ** 30);
+      const slow = a.query('SELECT SLEEP(30) /* kill-1 */ FROM items').then(
+        () => 'finished',
+        (e: { errno?: number }) => e.errno,
+      );
+      await running('kill-1');
+      const r = await mariadb([...cliArgs(), '-e', `KILL QUERY ${id}`]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      // ER_QUERY_INTERRUPTED: the statement stopped; the connection lives on.
+      expect(await slow).toBe(1317);
+      const [rows] = await a.query('SELECT 1 AS ok');
+      expect(rows).toEqual([{ ok: 1 }]);
+      const cancels = (await events('db.cancel')) as unknown as {
+        success: boolean;
+        message: string;
+        user: string;
+      }[];
+      expect(cancels).toContainEqual(
+        expect.objectContaining({
+          success: true,
+          user: 'dave',
+          message: expect.stringContaining(`KILL QUERY ${id} sent to shop as KILL QUERY ${cid}`),
+        }),
+      );
+    } finally {
+      a.destroy();
+    }
+  });
+
+  it('a KILL through the gateway kills no more than the database allows the killing database user', async () => {
+    const a = await my2('alice');
+    const b = await my2('reader');
+    try {
+      const id = greetingId(a);
+      const slow = a.query('SELECT SLEEP(3) /* kill-2 */ FROM items').then(
+        () => 'finished',
+        (e: { errno?: number }) => e.errno,
+      );
+      await running('kill-2');
+      // reader is not alice and has no CONNECTION ADMIN: MariaDB refuses, as it would the database's own id.
+      await expect(b.query(`KILL QUERY ${id}`)).rejects.toMatchObject({ errno: 1095 });
+      expect(await slow).toBe('finished');
+    } finally {
+      a.destroy();
+      b.destroy();
+    }
+  });
+
+  it("the mariadb client's Ctrl-C stops the running query (dedicated port and local tunnel)", async () => {
+    // The client's kill connection names no database: the certificate's does (gatehouse db login shop
+    // --db-name shop), as a role that restricts db_names allows no connection without one.
+    const withDb = await userCert(t.gw, dir, 'dave-shop', {
+      user: 'dave',
+      roles: ['my-two'],
+      route: { kind: 'db', name: 'shop', database: 'shop' },
+    });
+    const tunnel = await localTunnel(t.port, t.hostCaPem, withDb);
+    try {
+      const sigint = async (args: string[], marker: string) => {
+        let child: ChildProcess | undefined;
+        const done = mariadb([...args, '-e', `SELECT SLEEP(30) AS ${marker} FROM items`], {
+          onSpawn: (c) => {
+            child = c;
+          },
+          timeoutMs: 60_000,
+        });
+        await running(marker);
+        child?.kill('SIGINT');
+        return done;
+      };
+      const direct = await sigint(cliArgs(withDb), 'kill3');
+      expect(direct.stdout).toMatch(/Ctrl-C -- query killed/);
+      expect(direct.stderr).toMatch(/ERROR 1317/);
+      const tunnelled = await sigint(
+        ['-h127.0.0.1', `-P${tunnel.port}`, '-ualice', '-Dshop', '--skip-ssl', '-N', '-B'],
+        'kill4',
+      );
+      expect(tunnelled.stdout).toMatch(/Ctrl-C -- query killed/);
+      expect(tunnelled.stderr).toMatch(/ERROR 1317/);
+    } finally {
+      await tunnel.close();
+    }
   });
 });

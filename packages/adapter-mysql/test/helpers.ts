@@ -67,10 +67,7 @@ export async function startMysqlGateway(
 export type Run = ClientRun;
 
 /** The real mariadb client, never reading any option file. */
-export function mariadb(
-  args: string[],
-  opts: { input?: string; inputFile?: string; timeoutMs?: number; cwd?: string } = {},
-): Promise<Run> {
+export function mariadb(args: string[], opts: Parameters<typeof runClient>[2] = {}): Promise<Run> {
   return runClient(MARIADB, ['--no-defaults', '--connect-timeout=20', ...args], opts);
 }
 

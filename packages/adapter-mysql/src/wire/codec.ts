@@ -600,6 +600,7 @@ export type Command =
   | { type: 'stmt_close'; stmtId: number }
   | { type: 'stmt_reset'; stmtId: number }
   | { type: 'change_user'; change: ChangeUser }
+  | { type: 'process_kill'; id: number }
   | { type: 'other'; command: number };
 
 /** What the relay needs from a client command; other commands pass through untouched. */
@@ -625,6 +626,8 @@ export function parseCommand(payload: Buffer, capabilities: number): Command {
       return { type: 'stmt_reset', stmtId: r.u32('statement id') };
     case COM.CHANGE_USER:
       return { type: 'change_user', change: parseChangeUser(r, capabilities) };
+    case COM.PROCESS_KILL:
+      return { type: 'process_kill', id: r.u32('connection id') };
     default:
       return { type: 'other', command: cmd };
   }

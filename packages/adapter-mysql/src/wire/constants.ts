@@ -134,6 +134,8 @@ export const ER = {
   ACCESS_DENIED: { code: 1045, state: '28000' },
   UNKNOWN_COM: { code: 1047, state: '08S01' },
   UNKNOWN_ERROR: { code: 1105, state: 'HY000' },
+  /** ER_NO_SUCH_THREAD: a KILL of a connection this server does not run. */
+  NO_SUCH_THREAD: { code: 1094, state: 'HY000' },
   NOT_ALLOWED_COMMAND: { code: 1148, state: '42000' },
   NET_PACKET_TOO_LARGE: { code: 1153, state: '08S01' },
   NET_READ_ERROR: { code: 1158, state: '08S01' },

@@ -372,3 +372,26 @@ export function inspectQuery(sql: string): QueryCheck {
   q.push(sql);
   return q.end();
 }
+
+/** A `KILL [HARD|SOFT] [QUERY|CONNECTION] <id>` sent as the whole query: how clients cancel. */
+export interface KillStatement {
+  /** The statement up to the id, e.g. `KILL QUERY ` (upper case, single spaces). */
+  prefix: string;
+  id: number;
+}
+
+/**
+ * The KILL a client sends to stop a statement or a connection (the mariadb
+ * client's Ctrl-C, Connector/J's Statement.cancel(), a DBA's KILL QUERY),
+ * when it is the whole query; undefined for anything else, which reaches the
+ * database untranslated. `KILL QUERY ID <n>` names a query id, not a
+ * connection, and is not one.
+ */
+export function parseKill(sql: string): KillStatement | undefined {
+  const m = /^\s*kill\s+((?:(?:hard|soft)\s+)?(?:(?:query|connection)\s+)?)(\d{1,10})\s*;?\s*$/i.exec(sql);
+  if (!m) return undefined;
+  const id = Number(m[2]);
+  if (id > 0xffffffff) return undefined;
+  const words = (m[1] as string).trim().toUpperCase().split(/\s+/).filter(Boolean);
+  return { prefix: ['KILL', ...words].join(' ') + ' ', id };
+}
