@@ -21,6 +21,12 @@ const PEERS = [
     pkg: 'python3-mysqldb',
     why: 'mysqlclient (MySQLdb), a libmariadb driver (MySQL adapter tests: change_user)',
   },
+  { bin: '/usr/bin/java', pkg: 'default-jre-headless', why: 'Java for the JDBC driver tests' },
+  {
+    bin: '/usr/share/java/mariadb-java-client.jar',
+    pkg: 'libmariadb-java',
+    why: 'MariaDB Connector/J (MySQL adapter tests: Statement.cancel())',
+  },
   { bin: '/usr/bin/asciinema', pkg: 'asciinema', why: 'asciinema cat accepts exported recordings' },
   {
     bin: '/usr/lib/postgresql/15/bin/postgres',

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +19,8 @@ import {
 import { type Mariadb, opensslSubject, startMariadb } from './peers.js';
 
 const run = promisify(execFile);
+/** MariaDB Connector/J from Debian's libmariadb-java (scripts/peers.mjs). */
+const CONNECTOR_J = '/usr/share/java/mariadb-java-client.jar';
 
 /** Two database users for one person: the one they log in as, and a read-only one. */
 const ROLE = `kind: role
@@ -428,4 +430,53 @@ describe('MySQL client session features through Gatehouse (change_user, sql_mode
       await tunnel.close();
     }
   });
+
+  it("Connector/J's Statement.cancel() stops the running statement", async () => {
+    // Connector/J takes a PKCS#12 key store for its client certificate.
+    const p12 = join(dir, 'dave.p12');
+    await run('openssl', [
+      'pkcs12',
+      '-export',
+      '-in',
+      dave.cert,
+      '-inkey',
+      dave.key,
+      '-out',
+      p12,
+      '-passout',
+      'pass:changeit',
+    ]);
+    const url =
+      `jdbc:mariadb://127.0.0.1:${t.mysqlPort}/shop?user=alice&useSsl=true` +
+      `&serverSslCert=${t.hostCaFile}&disableSslHostnameVerification=true` +
+      `&keyStore=file://${p12}&keyStorePassword=changeit&keyStoreType=PKCS12`;
+    const java = spawn(
+      '/usr/bin/java',
+      [
+        '-cp',
+        CONNECTOR_J,
+        join(import.meta.dirname, 'java', 'Cancel.java'),
+        url,
+        'SELECT SLEEP(30) AS kill5 FROM items',
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    java.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    java.stderr.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const exited = new Promise<number | null>((resolve) => java.on('close', resolve));
+    try {
+      await running('kill5');
+      java.stdin.end('cancel\n');
+      expect(await exited).toBe(0);
+      expect(out).toMatch(/interrupted 1317 /);
+      expect(out).toMatch(/connection still usable/);
+    } finally {
+      java.kill('SIGKILL');
+    }
+  }, 60_000);
 });
