@@ -88,4 +88,33 @@ describe('DbSessionAudit', () => {
     expect(log.events[1]).toMatchObject({ parameters: [REDACTED, REDACTED] });
     expect(log.events[1]).not.toHaveProperty('parameters_truncated');
   });
+
+  it('records a change of database user; later events name the new user, a refused one changes nothing', async () => {
+    const log = new MemoryAuditLog();
+    const s = new DbSessionAudit(log, base);
+    await s.onChangeUser({ dbUser: 'admin', dbName: 'shop' }, 'access denied: no role allows "admin"');
+    await s.onQuery({ query: 'select 1' });
+    await s.onChangeUser({ dbUser: 'writer', dbName: 'books' });
+    await s.onQuery({ query: 'select 2' });
+    await s.onSessionEnd();
+    expect(log.events.map((e) => [e.type, e.code, (e as { db_user?: string }).db_user])).toEqual([
+      ['db.session.change_user', 'GH2003W', 'admin'],
+      ['db.session.query', 'GH2002I', 'reader'],
+      ['db.session.change_user', 'GH2003I', 'writer'],
+      ['db.session.query', 'GH2002I', 'writer'],
+      ['db.session.end', 'GH2001I', 'writer'],
+    ]);
+    expect(log.events[0]).toMatchObject({
+      success: false,
+      previous_db_user: 'reader',
+      error: 'access denied: no role allows "admin"',
+    });
+    expect(log.events[2]).toMatchObject({
+      success: true,
+      db_name: 'books',
+      previous_db_user: 'reader',
+      previous_db_name: 'shop',
+    });
+    expect(log.events[3]).toMatchObject({ db_name: 'books' });
+  });
 });

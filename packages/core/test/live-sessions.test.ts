@@ -76,4 +76,28 @@ describe('LiveSessions.bind', () => {
     t.gw.liveSessions.kill(grant.sessionId, 'root');
     expect(await live.check()).toEqual({ cause: 'killed', message: 'ended by root', by: 'root' });
   });
+
+  it('retargets a session to a grant of the same identity (MySQL COM_CHANGE_USER) without extending its end', async () => {
+    await t.gw.admin.createUser({ name: 'kim', roles: ['access'], traits: { logins: ['gh-test'] } });
+    const who = identity('kim');
+    const target = { kind: 'node', name: 'web1', labels: {}, login: 'gh-test' } as const;
+    const first = await t.gw.authorizer.authorize(who, target);
+    const { live, ended } = bind(first);
+    expect(await live.ready).toBeUndefined();
+    const listed = t.gw.liveSessions.get(first.sessionId);
+    const later = await t.gw.authorizer.authorize({ ...who, expires: new Date(Date.now() + 7200e3) }, target);
+    // Another identity's grant (even of the same user name) is not taken.
+    expect(() => live.retarget(later, 'other')).toThrow(/cannot take another identity's grant/);
+    const second = await t.gw.authorizer.authorize(who, target);
+    live.retarget(second, 'gh-test2');
+    expect(live.grant).toBe(second);
+    expect(t.gw.liveSessions.get(first.sessionId)).toMatchObject({
+      login: 'gh-test2',
+      expires: listed?.expires,
+    });
+    // Re-checks now judge the new grant, and still pass.
+    expect(await live.check()).toBeUndefined();
+    expect(ended).toEqual([]);
+    live.end();
+  });
 });

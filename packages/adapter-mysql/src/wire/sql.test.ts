@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { inspectQuery, isLoadDataLocal, QueryInspector, splitStatements, useTarget } from './sql.js';
+import {
+  inspectQuery,
+  isLoadDataLocal,
+  parseKill,
+  QueryInspector,
+  splitStatements,
+  useTarget,
+} from './sql.js';
 
 describe('statement checks', () => {
   it('splits on semicolons outside quotes and comments', () => {
@@ -98,5 +105,19 @@ describe('statement checks', () => {
       loadDataLocal: false,
       unchecked: undefined,
     });
+  });
+
+  it('reads the KILL statements clients send to cancel, and nothing else', () => {
+    expect(parseKill('KILL QUERY 1073741825')).toEqual({ prefix: 'KILL QUERY ', id: 1073741825 });
+    expect(parseKill('kill 7;')).toEqual({ prefix: 'KILL ', id: 7 });
+    expect(parseKill('  Kill  Hard\tConnection 12 ')).toEqual({ prefix: 'KILL HARD CONNECTION ', id: 12 });
+    expect(parseKill('KILL SOFT QUERY 3')).toEqual({ prefix: 'KILL SOFT QUERY ', id: 3 });
+    // A query id, a user, an expression, a second statement, an id over 32 bits: not a connection KILL.
+    expect(parseKill('KILL QUERY ID 5')).toBeUndefined();
+    expect(parseKill("KILL USER 'bob'")).toBeUndefined();
+    expect(parseKill('KILL QUERY 5+1')).toBeUndefined();
+    expect(parseKill('KILL QUERY 5; SELECT 1')).toBeUndefined();
+    expect(parseKill('KILL 4294967296')).toBeUndefined();
+    expect(parseKill('SELECT 1')).toBeUndefined();
   });
 });
