@@ -395,6 +395,21 @@ describe('MySQL client session features through Gatehouse (change_user, sql_mode
     }
   });
 
+  it("the mariadb client's reconnect (\\r, connect) logs in again as a new session", async () => {
+    const r = await mariadb(cliArgs(), {
+      input:
+        'SET @x = 1;\nSELECT CONNECTION_ID(), @x;\nconnect\nSELECT CONNECTION_ID(), @x, CURRENT_USER();\n',
+    });
+    expect(r.stderr).toBe('');
+    const [before, after] = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split('\t'));
+    expect(before?.[1]).toBe('1');
+    expect(after?.[0]).not.toBe(before?.[0]);
+    expect(after?.slice(1)).toEqual(['NULL', 'alice@%']);
+  });
+
   it("the mariadb client's Ctrl-C stops the running query (dedicated port and local tunnel)", async () => {
     // The client's kill connection names no database: the certificate's does (gatehouse db login shop
     // --db-name shop), as a role that restricts db_names allows no connection without one.
