@@ -26,6 +26,7 @@ const EXPECTED = {
   'db.session.start': { ok: 'GH2000I', fail: 'GH2000W' },
   'db.session.end': 'GH2001I',
   'db.session.query': 'GH2002I',
+  'db.session.change_user': { ok: 'GH2003I', fail: 'GH2003W' },
   'db.reject': 'GH2010W',
   'db.cancel': { ok: 'GH2011I', fail: 'GH2011W' },
   'kube.cluster.create': 'GH1060I',
