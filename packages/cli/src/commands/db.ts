@@ -260,7 +260,9 @@ export function registerDb(program: Command, ctx: Ctx): void {
             `Database names your roles allow: ${allowedNames.join(', ') || 'none'} (one login covers them all).\n` +
             `Wrote ${where}. Connect with:\n\n  ${client.hint(login, ctx.env)}\n` +
             (other ? `  ${client.otherName(login, other, ctx.env)}\n` : '') +
-            (uri ? `\nConnection URI (psycopg, node-postgres, SQLAlchemy, ...):\n\n  ${uri}\n` : '') +
+            (uri
+              ? `\nConnection URI (psycopg, node-postgres, SQLAlchemy, pgcli: they do not all read the service file):\n\n  ${uri}\n`
+              : '') +
             `\nJDBC URL:\n\n  ${jdbc}\n` +
             `\nKey files in ${dir}: tls.pk8 (PKCS#8 DER key, pgjdbc), tls.p12 (PKCS#12 keystore of the certificate and key, empty password).\n`,
         );
