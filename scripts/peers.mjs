@@ -34,6 +34,37 @@ const PEERS = [
     why: 'PostgreSQL 15 with hostssl cert auth (PostgreSQL adapter tests)',
   },
   { bin: '/usr/bin/psql', pkg: 'postgresql-client', why: 'psql (PostgreSQL adapter and gatehouse db tests)' },
+  {
+    bin: '/usr/bin/pg_dump',
+    pkg: 'postgresql-client',
+    why: 'pg_dump / pg_restore with one gatehouse db login',
+  },
+  {
+    bin: '/usr/bin/mariadb-admin',
+    pkg: 'mariadb-client',
+    why: 'mariadb-admin reads the group gatehouse db login writes',
+  },
+  { bin: '/usr/bin/mariadb-dump', pkg: 'mariadb-client', why: 'mariadb-dump through the gateway' },
+  {
+    bin: '/usr/bin/javac',
+    pkg: 'default-jdk-headless',
+    why: 'java Jdbc.java (source-file mode needs the JDK): JDBC drivers with gatehouse db login files',
+  },
+  {
+    bin: '/usr/share/java/postgresql.jar',
+    pkg: 'libpostgresql-jdbc-java',
+    why: 'pgjdbc (gatehouse db tests)',
+  },
+  {
+    bin: '/usr/share/java/mariadb-java-client.jar',
+    pkg: 'libmariadb-java',
+    why: 'MariaDB Connector/J (gatehouse db tests)',
+  },
+  {
+    bin: '/usr/lib/python3/dist-packages/psycopg2/__init__.py',
+    pkg: 'python3-psycopg2',
+    why: 'psycopg2 with the connection URI gatehouse db login prints',
+  },
   { bin: '/usr/bin/kubectl', pkg: 'kubectl', why: 'the real kubectl (Kubernetes adapter tests)' },
   { bin: '/usr/bin/chromium', pkg: 'chromium', why: 'Chromium for the web UI tests (playwright-core)' },
 ];

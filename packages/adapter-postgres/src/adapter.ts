@@ -20,6 +20,9 @@ export interface PostgresAdapterOptions {
   maxBufferedMessageBytes?: number;
 }
 
+/** ALPN of `gatehouse proxy db`'s local tunnel for PostgreSQL. */
+const TUNNEL_ALPN = 'gatehouse-postgres';
+
 /**
  * Serves PostgreSQL on the gateway's main port: core sniffs the SSLRequest
  * and terminates TLS; this adapter reads the startup, asks core
@@ -77,6 +80,13 @@ export class PostgresAdapter implements Adapter {
           crash(err);
         });
       },
+    });
+    // gatehouse proxy db: a local plaintext port whose bytes arrive here inside TLS with the user's certificate.
+    ctx.routes.alpn(TUNNEL_ALPN, (socket, info) => {
+      serveTls(deps, socket, info, { tunnel: true }).catch((err: unknown) => {
+        socket.destroy();
+        crash(err);
+      });
     });
   }
 

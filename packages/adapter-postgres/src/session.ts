@@ -67,6 +67,13 @@ interface ClientInfo {
 
 class StartupTimeout extends Error {}
 
+/** The one-byte answer that declines SSLRequest / GSSENCRequest. */
+const NO_ENCRYPTION = Buffer.from('N');
+
+function isEncryptionRequest(p: StartupPacket): boolean {
+  return p.type === 'ssl-request' || p.type === 'gssenc-request';
+}
+
 /** Phase 1 (no upstream I/O): read the startup packet, with a deadline. */
 async function readStartup(
   socket: Duplex,
@@ -231,15 +238,29 @@ export async function serveRefused(deps: SessionDeps, socket: TLSSocket, refusal
   sendAndClose(socket, certificateRefused(refusal));
 }
 
-/** A connection after SSLRequest + TLS (core verified the client certificate, if any). */
+/**
+ * A connection after SSLRequest + TLS (core verified the client certificate,
+ * if any), or through `gatehouse proxy db`'s local tunnel (ALPN
+ * gatehouse-postgres): there the client spoke plaintext to the tunnel on
+ * 127.0.0.1, which carries its bytes inside TLS with the user's
+ * certificate, so an SSLRequest or GSSENCRequest from it is answered N (the
+ * tunnel is the encryption) and the startup that follows is read instead.
+ */
 export async function serveTls(
   deps: SessionDeps,
   socket: TLSSocket,
   info: ConnectionInfo & { identity?: Identity | undefined },
+  opts: { tunnel?: boolean } = {},
 ): Promise<void> {
   let startup: { packet: StartupPacket; rest: Buffer };
   try {
     startup = await readStartup(socket, deps.options.startupTimeoutMs);
+    // libpq asks for GSS encryption, then SSL, at most once each before its startup.
+    for (let asked = 0; opts.tunnel && asked < 2 && isEncryptionRequest(startup.packet); asked++) {
+      if (startup.rest.length > 0) throw new PgWireError('data after an encryption request');
+      socket.write(NO_ENCRYPTION);
+      startup = await readStartup(socket, deps.options.startupTimeoutMs);
+    }
   } catch (err) {
     return refuseStartup(deps, socket, info, err);
   }

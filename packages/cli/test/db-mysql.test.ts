@@ -1,11 +1,12 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Mariadb, opensslSubject, startMariadb } from '../../adapter-mysql/test/peers.js';
-import { BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
+import { type Daemon, PASSWORD, run, startDaemon, startProxyDb } from './harness.js';
 
 /**
  * `gatehouse db login/connect/logout` and `gatehouse proxy db` for MySQL (the
@@ -14,6 +15,9 @@ import { BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
  * real mariadb client reading the ~/.my.cnf group `db login` writes.
  */
 const sh = promisify(execFile);
+
+/** `java -cp DRIVER.jar Jdbc.java URL SQL` prints the first row (source-file mode needs the JDK). */
+const JDBC_MAIN = fileURLToPath(new URL('./jdbc/Jdbc.java', import.meta.url));
 
 const gatehouse = (args: string[], env: NodeJS.ProcessEnv, input = '') => run(args, { env, input });
 
@@ -29,6 +33,7 @@ describe('gatehouse db + proxy db (mysql) with the real mariadb client', () => {
   let db: Mariadb;
   let myCnf: string;
   let env: NodeJS.ProcessEnv;
+  let jdbcUrl = '';
   const otherGroups =
     '# my own settings\n[client]\ndefault-character-set=utf8mb4\n\n[client_legacy]\nhost=db.example.com\n';
   const admin = (args: string[], input?: string) =>
@@ -67,12 +72,14 @@ describe('gatehouse db + proxy db (mysql) with the real mariadb client', () => {
     const subject = opensslSubject(readFileSync(join(probeDir, 'c'), 'utf8'));
     expect(subject).toBe('/CN=alice/O=mytest');
     await db.sql(
-      `CREATE DATABASE shop; CREATE USER alice@'%' REQUIRE SUBJECT '${subject}'; GRANT ALL ON shop.* TO alice@'%'`,
+      'CREATE DATABASE shop; CREATE DATABASE shop_archive; CREATE DATABASE payroll; ' +
+        `CREATE USER alice@'%' REQUIRE SUBJECT '${subject}'; GRANT ALL ON shop.* TO alice@'%'; ` +
+        `GRANT ALL ON shop_archive.* TO alice@'%'; GRANT ALL ON payroll.* TO alice@'%'`,
     );
     const roleFile = join(root, 'my-dev.yaml');
     writeFileSync(
       roleFile,
-      'kind: role\nname: my-dev\nallow:\n  db_labels: { engine: mariadb }\n  db_users: [alice]\n  db_names: [shop]\n',
+      'kind: role\nname: my-dev\nallow:\n  db_labels: { engine: mariadb }\n  db_users: [alice]\n  db_names: [shop, shop_archive]\n',
     );
     for (const r of [
       await admin(['roles', 'create', '-f', roleFile]),
@@ -112,31 +119,112 @@ describe('gatehouse db + proxy db (mysql) with the real mariadb client', () => {
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
-  it('db login writes a [client_shop] group to ~/.my.cnf (0600), keeping the other groups', async () => {
-    const r = await gatehouse(['db', 'login', 'shop'], env);
+  it('db login writes [client_shop] (every tool) and [mysql_shop] (the shells: database) to ~/.my.cnf (0600), keeping the other groups', async () => {
+    const r = await gatehouse(['db', 'login', 'shop', '--db-name', 'shop'], env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('Logged in to database shop as alice (database shop)');
     expect(r.stdout).toContain('mariadb --defaults-group-suffix=_shop');
+    expect(r.stdout).toContain('mariadb --defaults-group-suffix=_shop shop_archive');
     const text = readFileSync(myCnf, 'utf8');
     expect(text.startsWith(otherGroups)).toBe(true);
-    const group = /\[client_shop\]\n([\s\S]*)$/.exec(text)?.[1] ?? '';
-    const values = Object.fromEntries(
-      group
-        .trim()
-        .split('\n')
-        .map((l) => l.split('=') as [string, string]),
-    );
-    expect(values).toMatchObject({
+    const group = (name: string) =>
+      Object.fromEntries(
+        (new RegExp(`\\[${name}\\]\\n([^[]*)`).exec(text)?.[1] ?? '')
+          .trim()
+          .split('\n')
+          .map((l) => l.split('=') as [string, string]),
+      );
+    const values = group('client_shop');
+    expect(values).toEqual({
       host: '127.0.0.1',
       port: String(mysqlPort),
       protocol: 'TCP',
       user: 'alice',
-      database: 'shop',
+      'ssl-ca': expect.any(String),
+      'ssl-cert': expect.any(String),
+      'ssl-key': expect.any(String),
       'ssl-verify-server-cert': '1',
     });
+    expect(group('mysql_shop')).toEqual({ database: 'shop' });
     for (const k of ['ssl-ca', 'ssl-cert', 'ssl-key']) expect(mode(values[k] as string), k).toBe(0o600);
     expect(mode(myCnf)).toBe(0o600);
+    jdbcUrl = /^ {2}(jdbc:mariadb:\/\/\S+)$/m.exec(r.stdout)?.[1] ?? '';
+    const dir = dirname(values['ssl-cert'] as string);
+    expect(jdbcUrl).toBe(
+      `jdbc:mariadb://127.0.0.1:${mysqlPort}/shop?user=alice&sslMode=verify-full&useSsl=true` +
+        `&serverSslCert=${dir}/ca.pem&keyStore=${dir}/tls.p12&keyStoreType=PKCS12&keyStorePassword=`,
+    );
+  });
+
+  it('mariadb-admin reads the group without "unknown variable database=shop" (was: database in [client_shop])', async () => {
+    const r = await sh('mariadb-admin', ['--defaults-group-suffix=_shop', 'ping'], {
+      env: { PATH: process.env.PATH, HOME: root },
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('mysqld is alive');
+  });
+
+  it('mariadb-dump dumps through the gateway without warnings about unknown variables', async () => {
+    await mariadb([
+      '--defaults-group-suffix=_shop',
+      '-e',
+      "CREATE TABLE items (id INT PRIMARY KEY, name TEXT); INSERT INTO items VALUES (1, 'one')",
+    ]);
+    const r = await sh(
+      'mariadb-dump',
+      ['--defaults-group-suffix=_shop', '--skip-lock-tables', 'shop', 'items'],
+      {
+        env: { PATH: process.env.PATH, HOME: root },
+      },
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toContain("INSERT INTO `items` VALUES\n(1,'one');");
+  });
+
+  it('one db login covers every database name the role allows (USE, a named database), and refuses others naming the allowed ones', async () => {
+    const used = await mariadb([
+      '--defaults-group-suffix=_shop',
+      '-N',
+      '-B',
+      '-e',
+      'USE shop_archive; SELECT DATABASE()',
+    ]);
+    expect(used.stdout.trim()).toBe('shop_archive');
+    const named = await mariadb([
+      '--defaults-group-suffix=_shop',
+      '-N',
+      '-B',
+      '-e',
+      'SELECT DATABASE()',
+      'shop_archive',
+    ]);
+    expect(named.stdout.trim()).toBe('shop_archive');
+    const denied = await mariadb([
+      '--defaults-group-suffix=_shop',
+      '-N',
+      '-B',
+      '-e',
+      'SELECT 1',
+      'payroll',
+    ]).catch((e: { stderr: string }) => e);
+    expect(denied.stderr).toContain('ERROR 1044');
+    expect(denied.stderr).toContain('(allowed names: shop, shop_archive)');
+  });
+
+  it('MariaDB Connector/J connects with the JDBC URL db login printed (PKCS#12 keystore, empty password)', async () => {
+    const r = await sh(
+      'java',
+      [
+        '-cp',
+        '/usr/share/java/mariadb-java-client.jar',
+        JDBC_MAIN,
+        jdbcUrl,
+        'SELECT 1, CURRENT_USER(), DATABASE()',
+      ],
+      { env: { PATH: process.env.PATH, HOME: root } },
+    );
+    expect(r.stdout.trim()).toBe('1\talice@%\tshop');
   });
 
   it('mariadb --defaults-group-suffix=_shop connects through the MySQL listener', async () => {
@@ -159,29 +247,13 @@ describe('gatehouse db + proxy db (mysql) with the real mariadb client', () => {
   });
 
   it('proxy db opens a local tunnel that carries the identity (ALPN gatehouse-mysql)', async () => {
-    const child = spawn(process.execPath, [BIN, 'proxy', 'db', 'shop', '--port', '0'], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const tunnel = await startProxyDb('shop', env);
     try {
-      let out = '';
-      const port = await new Promise<number>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`proxy db printed no address: ${out}`)), 20_000);
-        child.stdout.on('data', (d) => {
-          out += d;
-          const found = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
-          if (found) {
-            clearTimeout(timer);
-            resolve(Number(found[1]));
-          }
-        });
-        child.on('exit', (code) => reject(new Error(`proxy db exited with ${code}: ${out}`)));
-      });
-      expect(out).toContain(`mariadb -h127.0.0.1 -P${port} -ualice -Dshop --skip-ssl`);
+      expect(tunnel.out).toContain(`mariadb -h127.0.0.1 -P${tunnel.port} -ualice -Dshop --skip-ssl`);
       const r = await mariadb([
         '--no-defaults',
         '-h127.0.0.1',
-        `-P${port}`,
+        `-P${tunnel.port}`,
         '-ualice',
         '-Dshop',
         '--skip-ssl',
@@ -193,13 +265,11 @@ describe('gatehouse db + proxy db (mysql) with the real mariadb client', () => {
       expect(r.stderr).toBe('');
       expect(r.stdout.trim()).toBe('alice@%\tshop');
     } finally {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
+      await tunnel.stop();
     }
   });
 
-  it('db logout removes the group and nothing else', async () => {
+  it('db logout removes both groups and nothing else', async () => {
     const r = await gatehouse(['db', 'logout', 'shop'], env);
     expect(r.code).toBe(0);
     expect(readFileSync(myCnf, 'utf8')).toBe(otherGroups);

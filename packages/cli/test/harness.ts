@@ -29,6 +29,49 @@ export function run(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: str
   });
 }
 
+/**
+ * `gatehouse proxy db NAME --port 0` running in the background: resolves with
+ * the local port and what it printed once it listens; `stop()` ends it with
+ * SIGTERM and waits for its exit.
+ */
+export async function startProxyDb(
+  name: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ port: number; out: string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [BIN, 'proxy', 'db', name, '--port', '0'], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited;
+  };
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d) => {
+    err += d;
+  });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`proxy db printed no address: ${out}${err}`)), 20_000);
+      child.stdout.on('data', (d) => {
+        out += d;
+        const found = /listening on 127\.0\.0\.1:(\d+)/.exec(out);
+        if (found) {
+          clearTimeout(timer);
+          resolve(Number(found[1]));
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`proxy db exited with ${code}: ${out}${err}`)));
+    });
+    return { port, out, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
 /** An admin verb on the gateway host (like tctl): `gatehouse --config CONFIG ARGS`; fails the test unless it exits 0. */
 export async function admin(d: Daemon, args: string[], input?: string): Promise<Run> {
   const r = await run(['--config', d.configFile, ...args], input === undefined ? {} : { input });

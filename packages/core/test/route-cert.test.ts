@@ -79,6 +79,78 @@ describe('POST /v1/certs/route (gatehouse db login without a password)', () => {
     expect(t.gw.authorizer.identityFromCert(cert).route?.kind).toBe('db');
   });
 
+  describe('a db route names the resource, not the database name', () => {
+    let bob: GatehouseClient | undefined;
+    const target = (dbName: string, name = 'orders') => ({
+      kind: 'db' as const,
+      name,
+      labels: { engine: 'postgres' },
+      protocol: 'postgres',
+      dbUser: 'bob',
+      dbName,
+    });
+
+    beforeAll(async () => {
+      await t.gw.admin.putRole(
+        'kind: role\nname: pg-two\nallow:\n  db_labels: { engine: postgres }\n  db_users: [bob]\n  db_names: [app, app_copy]\n',
+        { create: true },
+      );
+      await t.gw.admin.createUser({ name: 'bob', roles: ['pg-two'], traits: {}, password: PASSWORD });
+      const anon = new GatehouseClient({ proxy: proxy(), caPem: t.caPem });
+      const res = await anon.login({
+        user: 'bob',
+        password: PASSWORD,
+        tls_public_key: key.publicPem,
+        ttl: '1h',
+      });
+      anon.close();
+      bob = new GatehouseClient({
+        proxy: proxy(),
+        caPem: t.caPem,
+        certPem: res.tls_cert!,
+        keyPem: key.privatePem,
+      });
+    });
+    afterAll(() => bob?.close());
+
+    const routeIdentity = async () => {
+      const res = await bob!.routeCert({
+        route: { kind: 'db', name: 'orders', user: 'bob', database: 'app' },
+      });
+      return t.gw.authorizer.identityFromCert(new X509Certificate(res.tls_cert));
+    };
+
+    it('a certificate from one db login works for every database name the role allows (was: scoped to db "orders")', async () => {
+      const id = await routeIdentity();
+      for (const name of ['app', 'app_copy']) {
+        const grant = await t.gw.authorizer.authorize(id, target(name));
+        expect(grant.target).toMatchObject({ name: 'orders', dbName: name });
+      }
+    });
+
+    it('refuses a name the role does not allow, naming the allowed names and what to ask for', async () => {
+      const id = await routeIdentity();
+      const err = await t.gw.authorizer.authorize(id, target('payroll')).catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        code: 'GH_ERR_ACCESS_DENIED',
+        message: expect.stringContaining('(allowed names: app, app_copy)'),
+        hint: expect.stringContaining('db_names: ["payroll"] on database "orders"'),
+        details: expect.objectContaining({ field: 'db_names' }),
+      });
+    });
+
+    it('refuses another database resource, saying which db login to run', async () => {
+      const id = await routeIdentity();
+      const err = await t.gw.authorizer.authorize(id, target('app', 'invoices')).catch((e: unknown) => e);
+      expect(err).toMatchObject({
+        code: 'GH_ERR_ACCESS_DENIED',
+        message: 'access denied: certificate is for database "orders", not database "invoices"',
+        hint: 'run gatehouse db login invoices',
+        details: expect.objectContaining({ field: 'route' }),
+      });
+    });
+  });
+
   it('refuses a database the roles cannot see, and audits it', async () => {
     await expect(client.routeCert({ route: { kind: 'db', name: 'billing' } })).rejects.toMatchObject({
       code: 'GH_ERR_ACCESS_DENIED',

@@ -7,6 +7,7 @@ import { parseTraits } from '../args.js';
 import { type Ctx, profileClient, withAdmin } from '../context.js';
 import { DB_CLIENTS, type DbClientConfig, type DbLogin } from '../db/clients.js';
 import { writePrivate } from '../db/files.js';
+import { KEYSTORE_PASSWORD, pkcs8Der, pkcs12 } from '../db/keystore.js';
 import { json, table } from '../output.js';
 import { type ProfileEntry, requireProfile } from '../profile.js';
 import { asUsage, examples, usage } from './usage.js';
@@ -157,15 +158,23 @@ export function registerDb(program: Command, ctx: Ctx): void {
     });
 
   db.command('login')
-    .description('get a certificate for one database and write the client config (psql: ~/.pg_service.conf)')
+    .description(
+      'get a certificate for one database and write the client config (psql: ~/.pg_service.conf, mysql: ~/.my.cnf) and JDBC key files',
+    )
     .argument('<name>', 'a database from gatehouse db ls')
     .option('--db-user <user>', 'database user to connect as (default: the only one your roles allow)')
-    .option('--db-name <name>', 'database name (default: the only one your roles allow)')
+    .option(
+      '--db-name <name>',
+      'default database name (default: the only one your roles allow; any allowed name works when connecting)',
+    )
+    .option('--json', 'print what was written (files, JDBC URL) as JSON')
     .addHelpText(
       'after',
-      examples('  $ gatehouse db login orders --db-user alice --db-name app\n  $ psql "service=orders"'),
+      examples(
+        '  $ gatehouse db login orders --db-user alice --db-name app\n  $ psql "service=orders"\n  $ pg_restore -d "service=orders dbname=app_copy" app.dump',
+      ),
     )
-    .action(async (name: string, o: { dbUser?: string; dbName?: string }) => {
+    .action(async (name: string, o: { dbUser?: string; dbName?: string; json?: boolean }) => {
       const p = currentProfile(ctx);
       const api = profileClient(ctx, p);
       try {
@@ -189,23 +198,73 @@ export function registerDb(program: Command, ctx: Ctx): void {
           );
         }
         const dbName = o.dbName ?? only(found.allowed?.db_names);
+        // The route names the database and the user; the name is only a default (core checks db_names at connect).
         const res = await api.routeCert({
           route: { kind: 'db', name, user: dbUser, ...(dbName ? { database: dbName } : {}) },
         });
         const dir = dbDir(ctx, p, name);
-        const files = { cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key'), ca: join(dir, 'ca.pem') };
+        const files = {
+          cert: join(dir, 'tls.crt'),
+          key: join(dir, 'tls.key'),
+          ca: join(dir, 'ca.pem'),
+          pk8: join(dir, 'tls.pk8'),
+          p12: join(dir, 'tls.p12'),
+        };
+        const keyPem = ctx.home.readKeys(p).tlsKey;
         writePrivate(files.cert, res.tls_cert);
-        writePrivate(files.key, ctx.home.readKeys(p).tlsKey);
+        writePrivate(files.key, keyPem);
         writePrivate(files.ca, res.cas.host_x509.join('\n'));
+        writePrivate(files.pk8, pkcs8Der(keyPem));
+        writePrivate(files.p12, pkcs12(res.tls_cert, keyPem, KEYSTORE_PASSWORD));
         const { host, port } = client.address
           ? client.address(p.proxy, await api.ping())
           : parseHostPort(p.proxy);
-        const login: DbLogin = { name, protocol: found.protocol, host, port, dbUser, dbName, files };
+        const login: DbLogin = {
+          name,
+          protocol: found.protocol,
+          host,
+          port,
+          dbUser,
+          dbName,
+          files,
+          keystorePassword: KEYSTORE_PASSWORD,
+        };
         writePrivate(join(dir, 'login.json'), `${JSON.stringify(login, null, 2)}\n`);
         const where = client.write(login, ctx.env);
+        const allowedNames = found.allowed?.db_names ?? [];
+        const jdbc = client.jdbcUrl(login);
+        const uri = client.uri?.(login);
+        if (o.json) {
+          return ctx.out(
+            json({
+              name,
+              protocol: found.protocol,
+              host,
+              port,
+              db_user: dbUser,
+              db_name: dbName ?? null,
+              allowed_db_names: allowedNames,
+              expires: res.expires,
+              config_file: where,
+              connect: client.hint(login, ctx.env),
+              ...(uri ? { uri } : {}),
+              jdbc_url: jdbc,
+              files,
+              keystore_password: KEYSTORE_PASSWORD,
+            }),
+          );
+        }
+        const other = allowedNames.find((n) => n !== dbName && !/[*{}]/.test(n));
         ctx.out(
           `Logged in to database ${name} as ${dbUser}${dbName ? ` (database ${dbName})` : ''} until ${res.expires}.\n` +
-            `Wrote ${where}. Connect with:\n\n  ${client.hint(login, ctx.env)}\n`,
+            `Database names your roles allow: ${allowedNames.join(', ') || 'none'} (one login covers them all).\n` +
+            `Wrote ${where}. Connect with:\n\n  ${client.hint(login, ctx.env)}\n` +
+            (other ? `  ${client.otherName(login, other, ctx.env)}\n` : '') +
+            (uri
+              ? `\nConnection URI (psycopg, node-postgres, SQLAlchemy, pgcli: they do not all read the service file):\n\n  ${uri}\n`
+              : '') +
+            `\nJDBC URL:\n\n  ${jdbc}\n` +
+            `\nKey files in ${dir}: tls.pk8 (PKCS#8 DER key, pgjdbc), tls.p12 (PKCS#12 keystore of the certificate and key, empty password).\n`,
         );
       } finally {
         api.close();

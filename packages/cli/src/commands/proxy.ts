@@ -3,18 +3,47 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { encodeErr } from '@gatehouse/adapter-mysql';
+import { errorResponse } from '@gatehouse/adapter-postgres';
 import { GatehouseError, parseHostPort } from '@gatehouse/core';
 import type { Command } from 'commander';
 import type { Ctx } from '../context.js';
+import type { DbLogin } from '../db/clients.js';
 import { mysqlProgram } from '../db/mysql.js';
 import { currentProfile, readLogin } from './db.js';
 import { usage } from './usage.js';
 
-/** ALPN protocols of the proxy's local-tunnel routes, per database protocol. */
-const TUNNEL_ALPN: Record<string, string> = { mysql: 'gatehouse-mysql' };
+/** A local tunnel for one database protocol: the proxy's ALPN route and how its clients hear about failures. */
+interface TunnelKind {
+  alpn: string;
+  /** What the local client is sent in place of the server's first answer when the proxy cannot be reached. */
+  refuse(message: string): Buffer;
+  /** The command line `proxy db` suggests for a plaintext client on the local port. */
+  command(login: DbLogin, port: number, env: NodeJS.ProcessEnv): string;
+  /** What the local port speaks, for the banner. */
+  speaks: string;
+}
 
-/** ER_UNKNOWN_ERROR: sent in place of the greeting when the proxy cannot be reached. */
-const ER_TUNNEL = { code: 1105, state: 'HY000' };
+const TUNNELS: Record<DbLogin['protocol'], TunnelKind> = {
+  mysql: {
+    alpn: 'gatehouse-mysql',
+    // ER_UNKNOWN_ERROR in place of the greeting: the client shows it to the user.
+    refuse: (message) => encodeErr(0, { code: 1105, state: 'HY000' }, message),
+    command(login, port, env) {
+      const program = mysqlProgram(env);
+      const tlsOff = program === 'mariadb' ? '--skip-ssl' : '--ssl-mode=DISABLED';
+      return `${program} -h127.0.0.1 -P${port} -u${login.dbUser}${login.dbName ? ` -D${login.dbName}` : ''} ${tlsOff}`;
+    },
+    speaks: 'plain MySQL',
+  },
+  postgres: {
+    alpn: 'gatehouse-postgres',
+    // libpq reads an ErrorResponse in place of the answer to its SSLRequest or startup, and prints it.
+    refuse: (message) => errorResponse({ severity: 'FATAL', code: '08006', message }),
+    command: (login, port) =>
+      `psql "host=127.0.0.1 port=${port} user=${login.dbUser}${login.dbName ? ` dbname=${login.dbName}` : ''} sslmode=disable"`,
+    speaks: 'plain PostgreSQL (no TLS, no client certificate)',
+  },
+};
 
 /** The `gatehouse proxy` group; `proxy ssh` is added to the same group by looking it up. */
 export function proxyGroup(program: Command): Command {
@@ -34,7 +63,8 @@ export function registerProxy(program: Command, ctx: Ctx): void {
     .option('--port <port>', 'local port on 127.0.0.1 (0: pick a free one)', '0')
     .addHelpText(
       'after',
-      '\nExamples:\n  $ gatehouse db login shop\n  $ gatehouse proxy db shop --port 3307\n  $ mariadb -h127.0.0.1 -P3307 -ualice --skip-ssl\n',
+      '\nExamples:\n  $ gatehouse db login shop\n  $ gatehouse proxy db shop --port 3307\n  $ mariadb -h127.0.0.1 -P3307 -ualice --skip-ssl\n' +
+        '  $ gatehouse proxy db orders --port 5433\n  $ psql "host=127.0.0.1 port=5433 user=alice dbname=app sslmode=disable"\n',
     )
     .action(async (name: string, o: { port: string }) => {
       const port = Number(o.port);
@@ -43,10 +73,10 @@ export function registerProxy(program: Command, ctx: Ctx): void {
       }
       const profile = currentProfile(ctx);
       const login = readLogin(ctx, profile, name);
-      const alpn = TUNNEL_ALPN[login.protocol];
-      if (!alpn) {
+      const kind = TUNNELS[login.protocol];
+      if (!kind) {
         throw new GatehouseError('GH_ERR_VALIDATION', `no local tunnel for ${login.protocol} databases`, {
-          hint: `PostgreSQL clients reach the proxy directly: gatehouse db connect ${name}`,
+          hint: `connect with gatehouse db connect ${name}`,
         });
       }
       const files = {
@@ -57,6 +87,16 @@ export function registerProxy(program: Command, ctx: Ctx): void {
       const expires = new Date(new X509Certificate(files.cert).validTo);
       const target = parseHostPort(profile.proxy);
       const server = net.createServer({ noDelay: true }, (local) => {
+        // An expired certificate would only get a closed connection from the proxy: say what to do instead.
+        if (Date.now() >= expires.getTime()) {
+          local.on('error', () => local.destroy());
+          local.end(
+            kind.refuse(
+              `gatehouse proxy db: the certificate for ${name} expired at ${expires.toISOString()}; run gatehouse db login ${name} (after gatehouse login if that expired too)`,
+            ),
+          );
+          return;
+        }
         const remote = tls.connect({
           host: target.host,
           port: target.port,
@@ -64,7 +104,7 @@ export function registerProxy(program: Command, ctx: Ctx): void {
           ca: files.ca,
           cert: files.cert,
           key: files.key,
-          ALPNProtocols: [alpn],
+          ALPNProtocols: [kind.alpn],
         });
         let up = false;
         remote.once('secureConnect', () => {
@@ -72,11 +112,9 @@ export function registerProxy(program: Command, ctx: Ctx): void {
           local.pipe(remote).pipe(local);
         });
         remote.on('error', (err) => {
-          // Before the tunnel is up the client waits for a greeting: an ERR in its place is shown to the user.
+          // Before the tunnel is up the client waits for the server's first answer: an error in its place is shown to the user.
           if (!up && local.writable) {
-            local.end(
-              encodeErr(0, ER_TUNNEL, `gatehouse proxy db: cannot reach ${profile.proxy}: ${err.message}`),
-            );
+            local.end(kind.refuse(`gatehouse proxy db: cannot reach ${profile.proxy}: ${err.message}`));
           } else local.destroy();
           ctx.err(`connection to ${profile.proxy} failed: ${err.message}\n`);
         });
@@ -96,12 +134,11 @@ export function registerProxy(program: Command, ctx: Ctx): void {
         server.listen(port, '127.0.0.1', () => resolve());
       });
       const bound = (server.address() as net.AddressInfo).port;
-      const program = mysqlProgram(ctx.env);
-      const tlsOff = program === 'mariadb' ? '--skip-ssl' : '--ssl-mode=DISABLED';
       ctx.out(
         `Tunnel for database ${name} listening on 127.0.0.1:${bound} (certificate valid until ${expires.toISOString()}).\n` +
-          `Connect with:\n\n  ${program} -h127.0.0.1 -P${bound} -u${login.dbUser}${login.dbName ? ` -D${login.dbName}` : ''} ${tlsOff}\n\n` +
-          'The tunnel carries your identity: the local port speaks plain MySQL, TLS runs to the proxy. Ctrl-C stops it.\n',
+          `Connect with:\n\n  ${kind.command(login, bound, ctx.env)}\n\n` +
+          `The tunnel carries your identity: the local port speaks ${kind.speaks}, TLS with your certificate runs to the proxy. ` +
+          'Only this machine can reach it (127.0.0.1), and anyone on it who can connect acts as you: stop it when done (Ctrl-C).\n',
       );
       await new Promise<void>((resolve) => {
         const stop = () => {

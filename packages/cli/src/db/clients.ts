@@ -11,9 +11,17 @@ export interface DbLogin {
   host: string;
   port: number;
   dbUser: string;
+  /** The default database name (another one the roles allow can be named when connecting). */
   dbName?: string | undefined;
-  /** 0600 files: route certificate, its key, and the CA that verifies the proxy. */
-  files: { cert: string; key: string; ca: string };
+  /**
+   * 0600 files: route certificate (PEM), its key (PEM, and PKCS#8 DER for
+   * pgjdbc), the CA that verifies the proxy, and a PKCS#12 keystore of the
+   * certificate and key for Java clients. Logins written before pk8/p12
+   * existed lack them.
+   */
+  files: { cert: string; key: string; ca: string; pk8?: string; p12?: string };
+  /** The PKCS#12 keystore's password (see docs/decisions/0021). */
+  keystorePassword?: string;
 }
 
 /**
@@ -34,6 +42,12 @@ export interface DbClientConfig {
   envVars(login: DbLogin): Record<string, string>;
   /** The command line `db login` suggests. */
   hint(login: DbLogin, env: NodeJS.ProcessEnv): string;
+  /** The command line for another database name the roles allow, with the same login. */
+  otherName(login: DbLogin, dbName: string, env: NodeJS.ProcessEnv): string;
+  /** A JDBC URL for the login's files (pgjdbc, MariaDB Connector/J). */
+  jdbcUrl(login: DbLogin): string;
+  /** A connection URI other drivers take (libpq, psycopg, node-postgres), when the protocol has one. */
+  uri?(login: DbLogin): string;
   /** Where the client connects when not the proxy's own address (MySQL: its dedicated port). */
   address?(proxy: string, ping: PingResponse): { host: string; port: number };
 }
@@ -42,3 +56,20 @@ export const DB_CLIENTS: Partial<Record<DbLogin['protocol'], DbClientConfig>> = 
   postgres: postgresClient,
   mysql: mysqlClient,
 };
+
+/** A value for a URL query string; `/` and `:` stay readable (file paths), everything else is escaped. */
+export function queryValue(v: string): string {
+  return encodeURIComponent(v).replace(/%2F/gi, '/').replace(/%3A/gi, ':');
+}
+
+/** `a=1&b=2` from an object, values escaped. */
+export function query(values: Record<string, string>): string {
+  return Object.entries(values)
+    .map(([k, v]) => `${k}=${queryValue(v)}`)
+    .join('&');
+}
+
+/** `host:port` for a URL (IPv6 in brackets). */
+export function urlHost(l: DbLogin): string {
+  return `${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;
+}

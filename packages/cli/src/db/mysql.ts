@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { GatehouseError, type PingResponse, parseHostPort } from '@gatehouse/core';
-import type { DbClientConfig, DbLogin } from './clients.js';
+import { type DbClientConfig, type DbLogin, query, urlHost } from './clients.js';
 import { writePrivate } from './files.js';
 import { removeServiceSection, upsertServiceSection } from './postgres.js';
 
@@ -12,9 +12,22 @@ export function myCnfPath(env: NodeJS.ProcessEnv): string {
   return join(env.HOME || homedir(), '.my.cnf');
 }
 
-/** `[client_NAME]`, read by `--defaults-group-suffix=_NAME` (and by nothing else). */
+/**
+ * `[client_NAME]`, read by every MySQL/MariaDB tool given
+ * `--defaults-group-suffix=_NAME` (and by nothing else): only options all of
+ * them know (connection and TLS), or mariadb-admin stops at an unknown one.
+ */
 export function groupName(name: string): string {
   return `client_${name}`;
+}
+
+/**
+ * `[mysql_NAME]`, read with that suffix by the mysql and mariadb shells
+ * only (MariaDB's and Oracle's), for options only a shell knows (`database`).
+ * MariaDB's own `[mariadb-client_NAME]` would be skipped by Oracle's client.
+ */
+export function shellGroupName(name: string): string {
+  return `mysql_${name}`;
 }
 
 function onPath(program: string, env: NodeJS.ProcessEnv): boolean {
@@ -37,6 +50,7 @@ function oracleClient(env: NodeJS.ProcessEnv): boolean {
   return v.status === 0 && !/mariadb/i.test(v.stdout);
 }
 
+/** The `[client_NAME]` group: what every tool needs to reach the gateway as this login. */
 export function myCnfValues(l: DbLogin, oracle: boolean): Record<string, string> {
   return {
     host: l.host,
@@ -44,7 +58,6 @@ export function myCnfValues(l: DbLogin, oracle: boolean): Record<string, string>
     // TCP even for "localhost", which the client would otherwise take as the unix socket.
     protocol: 'TCP',
     user: l.dbUser,
-    ...(l.dbName ? { database: l.dbName } : {}),
     'ssl-ca': l.files.ca,
     'ssl-cert': l.files.cert,
     'ssl-key': l.files.key,
@@ -73,17 +86,21 @@ export const mysqlClient: DbClientConfig & {
   },
   write(login, env) {
     const path = myCnfPath(env);
-    const existing = existsSync(path) ? readFileSync(path, 'utf8') : '';
-    writePrivate(
-      path,
-      upsertServiceSection(existing, groupName(login.name), myCnfValues(login, oracleClient(env))),
-    );
+    let text = existsSync(path) ? readFileSync(path, 'utf8') : '';
+    text = upsertServiceSection(text, groupName(login.name), myCnfValues(login, oracleClient(env)));
+    const shell = shellGroupName(login.name);
+    text = login.dbName
+      ? upsertServiceSection(text, shell, { database: login.dbName })
+      : (removeServiceSection(text, shell) ?? text);
+    writePrivate(path, text);
     return path;
   },
   remove(name, env) {
     const path = myCnfPath(env);
     if (!existsSync(path)) return undefined;
-    const next = removeServiceSection(readFileSync(path, 'utf8'), groupName(name));
+    const text = readFileSync(path, 'utf8');
+    const withoutClient = removeServiceSection(text, groupName(name));
+    const next = removeServiceSection(withoutClient ?? text, shellGroupName(name)) ?? withoutClient;
     if (next === undefined) return undefined;
     writePrivate(path, next);
     return path;
@@ -98,5 +115,20 @@ export const mysqlClient: DbClientConfig & {
   },
   hint(login, env) {
     return `${mysqlProgram(env)} --defaults-group-suffix=_${login.name}`;
+  },
+  otherName(login, dbName, env) {
+    return `${this.hint(login, env)} ${dbName}`;
+  },
+  jdbcUrl(l) {
+    return `jdbc:mariadb://${urlHost(l)}/${encodeURIComponent(l.dbName ?? '')}?${query({
+      user: l.dbUser,
+      // Connector/J 3 reads sslMode; 2.x (Debian's libmariadb-java) only useSsl, which 3 still maps to verify-full.
+      sslMode: 'verify-full',
+      useSsl: 'true',
+      serverSslCert: l.files.ca,
+      ...(l.files.p12
+        ? { keyStore: l.files.p12, keyStoreType: 'PKCS12', keyStorePassword: l.keystorePassword ?? '' }
+        : {}),
+    })}`;
   },
 };

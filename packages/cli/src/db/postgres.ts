@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import type { DbClientConfig, DbLogin } from './clients.js';
+import { type DbClientConfig, type DbLogin, query, urlHost } from './clients.js';
 import { writePrivate } from './files.js';
 
 /** libpq's per-user service file: $PGSERVICEFILE, else ~/.pg_service.conf. */
@@ -104,5 +104,29 @@ export const postgresClient: DbClientConfig = {
   hint(login, env) {
     const custom = env.PGSERVICEFILE ? `PGSERVICEFILE=${env.PGSERVICEFILE} ` : '';
     return `${custom}psql "service=${login.name}"`;
+  },
+  otherName(login, dbName, env) {
+    return `${this.hint(login, env).slice(0, -1)} dbname=${dbName}"`;
+  },
+  jdbcUrl(l) {
+    // pgjdbc reads the certificate as PEM but the key only as PKCS#8 DER (.pk8).
+    return `jdbc:postgresql://${urlHost(l)}/${encodeURIComponent(l.dbName ?? l.dbUser)}?${query({
+      user: l.dbUser,
+      sslmode: 'verify-full',
+      sslrootcert: l.files.ca,
+      sslcert: l.files.cert,
+      sslkey: l.files.pk8 ?? l.files.key,
+    })}`;
+  },
+  uri(l) {
+    // libpq's URI form: psycopg, SQLAlchemy, node-postgres and pgx read it, not the service file.
+    return `postgresql://${encodeURIComponent(l.dbUser)}@${urlHost(l)}/${encodeURIComponent(l.dbName ?? l.dbUser)}?${query(
+      {
+        sslmode: 'verify-full',
+        sslrootcert: l.files.ca,
+        sslcert: l.files.cert,
+        sslkey: l.files.key,
+      },
+    )}`;
   },
 };

@@ -2,7 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { AuditEmitter } from '@gatehouse/audit';
 import type { Clock } from '../clock.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
-import type { Identity, LockRecord, UserRecord } from '../identity/types.js';
+import type { Identity, LockRecord, Route, UserRecord } from '../identity/types.js';
 import { AccessChecker, type AccessDecision, type EffectiveOptions } from '../rbac/checker.js';
 import type { JoinMode, ResourceKind, Role, Verb } from '../rbac/types.js';
 import type { LiveSessionInfo } from '../sessions/live.js';
@@ -239,6 +239,7 @@ export class Authorizer {
       return this.deny(identity, target, d.reason, ctx, {
         ...(d.role ? { role: d.role } : {}),
         ...(d.field ? { field: d.field } : {}),
+        ...(d.hint ? { hint: d.hint } : {}),
       });
     }
     const options = p.checker.options();
@@ -301,23 +302,17 @@ export class Authorizer {
     ctx: ConnectionContext,
   ):
     | { allowed: true; roles: string[]; kube: { users: string[]; groups: string[] } | undefined }
-    | { allowed: false; reason: string; role?: string | undefined; field?: string | undefined } {
+    | {
+        allowed: false;
+        reason: string;
+        role?: string | undefined;
+        field?: string | undefined;
+        hint?: string | undefined;
+      } {
     const route = identity.route;
     if (route) {
-      const ok =
-        (route.kind === 'db' &&
-          target.kind === 'db' &&
-          route.name === target.name &&
-          (route.user === undefined || route.user === target.dbUser) &&
-          (route.database === undefined || route.database === target.dbName)) ||
-        (route.kind === 'kube' && target.kind === 'kube' && route.cluster === target.name);
-      if (!ok) {
-        return {
-          allowed: false,
-          reason: `certificate is scoped to ${route.kind} "${'name' in route ? route.name : route.cluster}"`,
-          field: 'route',
-        };
-      }
+      const refused = routeMismatch(route, target);
+      if (refused) return { allowed: false, ...refused, field: 'route' };
     }
     if (identity.loginIp && ctx.remoteAddr && identity.loginIp !== ctx.remoteAddr) {
       return {
@@ -338,7 +333,16 @@ export class Authorizer {
       decision = c.checkDatabase(target, { dbUser: target.dbUser, dbName: target.dbName });
     else decision = c.checkDesktop(target, target.login);
     if (!decision.allowed) {
-      return { allowed: false, reason: decision.reason, role: decision.role, field: decision.field };
+      return {
+        allowed: false,
+        reason: decision.reason,
+        role: decision.role,
+        field: decision.field,
+        hint:
+          target.kind === 'db' && decision.field === 'db_names' && decision.kind === 'not-allowed'
+            ? `connect to one of the allowed database names, or ask an admin for a role with db_names: ["${target.dbName}"] on database "${target.name}"`
+            : undefined,
+      };
     }
     return { allowed: true, roles: decision.roles, kube };
   }
@@ -396,4 +400,40 @@ export class Authorizer {
       ...(ctx.remoteAddr ? { addr: { remote: ctx.remoteAddr } } : {}),
     });
   }
+}
+
+/**
+ * Whether a route-scoped certificate may be used for `target`. The route
+ * names the resource (and the database user it was issued for); it does not
+ * limit the database NAME: one `gatehouse db login` covers every name the
+ * roles allow, checked against db_names like any session (route.database is
+ * only the default for clients that name none).
+ */
+function routeMismatch(route: Route, target: AccessTarget): { reason: string; hint: string } | undefined {
+  if (route.kind === 'kube') {
+    if (target.kind === 'kube' && route.cluster === target.name) return undefined;
+    return {
+      reason: `certificate is for Kubernetes cluster "${route.cluster}", not ${target.kind} "${target.name}"`,
+      hint:
+        target.kind === 'kube'
+          ? `run gatehouse kube login ${target.name}`
+          : 'use the certificate from gatehouse login (the current profile)',
+    };
+  }
+  if (target.kind !== 'db' || route.name !== target.name) {
+    return {
+      reason: `certificate is for database "${route.name}", not ${target.kind === 'db' ? 'database' : target.kind} "${target.name}"`,
+      hint:
+        target.kind === 'db'
+          ? `run gatehouse db login ${target.name}`
+          : 'use the certificate from gatehouse login (the current profile)',
+    };
+  }
+  if (route.user !== undefined && route.user !== target.dbUser) {
+    return {
+      reason: `certificate is for database user "${route.user}" on database "${route.name}", not "${target.dbUser}"`,
+      hint: `run gatehouse db login ${route.name} --db-user ${target.dbUser}`,
+    };
+  }
+  return undefined;
 }

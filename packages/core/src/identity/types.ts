@@ -44,8 +44,14 @@ export interface Identity {
 export type Route =
   | {
       kind: 'db';
+      /** The database resource: the certificate is good for this one only. */
       name: string;
+      /** The database user it was issued for (connecting as another one is refused). */
       user?: string | undefined;
+      /**
+       * The default database name for clients that name none (MySQL). Not a
+       * limit: any name the roles' db_names allow may be used.
+       */
       database?: string | undefined;
       protocol?: string | undefined;
     }
