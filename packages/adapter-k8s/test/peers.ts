@@ -45,6 +45,12 @@ allow:
   kube_groups: [viewers]
 `,
   `kind: role
+name: kube-edit
+allow:
+  kube_labels: { env: '*' }
+  kube_groups: [editors]
+`,
+  `kind: role
 name: kube-nogroups
 allow:
   kube_labels: { env: '*' }
