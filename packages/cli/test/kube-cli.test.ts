@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FixtureApiServer, startFixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
 import { KUBECTL_1_20 } from '../../adapter-k8s/test/peers.js';
@@ -209,6 +210,43 @@ describe('gatehouse kube add / ls / login / credentials with the real kubectl', 
     expect(bad.code).toBe(1);
     expect(bad.stdout).toBe('');
     expect(bad.stderr).toContain('client.authentication.k8s.io/v1alpha1');
+  });
+
+  it('@kubernetes/client-node reads the kube login kubeconfig (exec plugin, no KUBERNETES_EXEC_INFO): list, exec, a refused delete', async () => {
+    const { CoreV1Api, Exec, KubeConfig } = await import('@kubernetes/client-node');
+    const kc = join(dir, 'alice-client-node.kubeconfig');
+    const login = await run(['kube', 'login', 'prod', '--kubeconfig', kc], { env: as('alice') });
+    expect(login.code, login.stderr).toBe(0);
+    const config = new KubeConfig();
+    config.loadFromFile(kc);
+    const api = config.makeApiClient(CoreV1Api);
+    const list = await api.listNamespacedPod({ namespace: 'default' });
+    expect(list.items.map((p) => p.metadata?.name)).toContain('web-1');
+    // The API server's RBAC answers (developers may read, not delete), through the gateway.
+    const refused = await api.deleteNamespacedPod({ namespace: 'default', name: 'web-1' }).then(
+      () => undefined,
+      (e: { code?: number; body?: string }) => e,
+    );
+    expect(refused?.code).toBe(403);
+    expect(String(refused?.body)).toContain('User \\"alice\\" cannot delete resource \\"pods\\"');
+    let out = '';
+    const sink = new Writable({
+      write(c: Buffer, _e, cb) {
+        out += c.toString();
+        cb();
+      },
+    });
+    const exitStatus = await new Promise<unknown>((resolve, reject) => {
+      new Exec(config)
+        .exec('default', 'web-1', 'app', ['echo', 'from client-node'], sink, sink, null, false, resolve)
+        .catch(reject);
+    });
+    expect(exitStatus).toMatchObject({ status: 'Success' });
+    expect(out).toBe('from client-node\n');
+    expect(fixture.requests.filter((q) => q.path.endsWith('/pods/web-1/exec')).at(-1)).toMatchObject({
+      user: 'alice',
+      code: 101,
+    });
   });
 
   it('kube login --static points kubectl at the login certificate files', async () => {
