@@ -157,6 +157,14 @@ describe('gatehouse kube add / ls / login / credentials with the real kubectl', 
     );
     expect(ex.code, ex.stderr).toBe(0);
     expect(ex.stdout).toBe('via kubectl 1.20\n');
+    const logs = await kubectl(
+      kc,
+      ['logs', 'web-1', '--tail=2'],
+      mkdtempSync(join(tmpdir(), 'gh-kcache-')),
+      KUBECTL_1_20,
+    );
+    expect(logs.code, logs.stderr).toBe(0);
+    expect(logs.stdout).toBe('log line 1 of web-1\nlog line 2 of web-1\n');
     // kubectl 1.20 execs over SPDY only: a POST upgrade reached the fixture as alice.
     expect(
       fixture.requests.filter((q) => q.path.endsWith('/pods/web-1/exec') && q.method === 'POST').at(-1),
