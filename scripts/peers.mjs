@@ -2,7 +2,9 @@
 // The real programs the integration tests drive. A missing one is a failure,
 // not a skip: as root with apt-get we install it, otherwise we say how.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 
 const PEERS = [
   { bin: '/usr/sbin/sshd', pkg: 'openssh-server', why: 'sshd that trusts the user CA (PKI tests)' },
@@ -70,6 +72,20 @@ const PEERS = [
 ];
 
 /**
+ * Peers that cannot be installed beside one already installed, unpacked from
+ * their Debian package into a directory of their own instead. Tests name the
+ * same path (packages/adapter-k8s/test/peers.ts, KUBECTL_1_20).
+ */
+const UNPACKED = [
+  {
+    root: '/opt/gatehouse-peers/kubernetes-client',
+    bin: '/opt/gatehouse-peers/kubernetes-client/usr/bin/kubectl',
+    pkg: 'kubernetes-client',
+    why: 'kubectl 1.20 (Debian 12), an older kubectl next to /usr/bin/kubectl, which it conflicts with',
+  },
+];
+
+/**
  * The Unix account SSH tests log in as. Not root: root's shell startup on
  * these machines runs `pyenv rehash`, whose lock file is left behind when a
  * test kills a session mid-startup, and every later root login then waits a
@@ -92,7 +108,8 @@ function ensureTestLogin() {
 }
 
 const missing = PEERS.filter((p) => !existsSync(p.bin));
-if (missing.length === 0) {
+const missingUnpacked = UNPACKED.filter((p) => !existsSync(p.bin));
+if (missing.length === 0 && missingUnpacked.length === 0) {
   ensureTestLogin();
   process.exit(0);
 }
@@ -100,18 +117,41 @@ const pkgs = [...new Set(missing.map((p) => p.pkg))];
 const isRoot = process.getuid?.() === 0;
 const hasApt = spawnSync('sh', ['-c', 'command -v apt-get'], { stdio: 'ignore' }).status === 0;
 if (!isRoot || !hasApt) {
-  console.error(`missing test peers: ${missing.map((p) => `${p.bin} (${p.why})`).join(', ')}`);
-  console.error(`install them with: sudo apt-get install -y ${pkgs.join(' ')}`);
+  const all = [...missing, ...missingUnpacked];
+  console.error(`missing test peers: ${all.map((p) => `${p.bin} (${p.why})`).join(', ')}`);
+  if (pkgs.length > 0) console.error(`install them with: sudo apt-get install -y ${pkgs.join(' ')}`);
+  for (const u of missingUnpacked) {
+    console.error(
+      `unpack ${u.pkg} with: apt-get download ${u.pkg} && sudo dpkg-deb -x ${u.pkg}_*.deb ${u.root}`,
+    );
+  }
   process.exit(1);
 }
-console.error(`installing test peers: ${pkgs.join(' ')}`);
 const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-const apt = (args) =>
-  execFileSync('apt-get', ['-q', '-o', 'DPkg::Lock::Timeout=120', ...args], { stdio: 'inherit', env });
+const apt = (args, cwd) =>
+  execFileSync('apt-get', ['-q', '-o', 'DPkg::Lock::Timeout=120', ...args], { stdio: 'inherit', env, cwd });
 apt(['update']);
-apt(['install', '-y', '--no-install-recommends', ...pkgs]);
+if (pkgs.length > 0) {
+  console.error(`installing test peers: ${pkgs.join(' ')}`);
+  apt(['install', '-y', '--no-install-recommends', ...pkgs]);
+}
+for (const u of missingUnpacked) {
+  console.error(`unpacking test peer ${u.pkg} into ${u.root}`);
+  const dl = mkdtempSync(path.join(tmpdir(), 'gh-peer-'));
+  try {
+    // As root, apt's download sandbox user cannot write a private temp dir: download as root.
+    apt(['-o', 'APT::Sandbox::User=root', 'download', u.pkg], dl);
+    const deb = readdirSync(dl).find((f) => f.endsWith('.deb'));
+    if (!deb) throw new Error(`apt-get download ${u.pkg} left no .deb in ${dl}`);
+    rmSync(u.root, { recursive: true, force: true });
+    mkdirSync(u.root, { recursive: true });
+    execFileSync('dpkg-deb', ['-x', path.join(dl, deb), u.root], { stdio: 'inherit' });
+  } finally {
+    rmSync(dl, { recursive: true, force: true });
+  }
+}
 ensureTestLogin();
-const still = PEERS.filter((p) => !existsSync(p.bin));
+const still = [...PEERS, ...UNPACKED].filter((p) => !existsSync(p.bin));
 if (still.length > 0) {
   console.error(`still missing after install: ${still.map((p) => p.bin).join(', ')}`);
   process.exit(1);

@@ -1,4 +1,17 @@
+import { GatehouseError } from '@gatehouse/core';
 import { parse, stringify } from 'yaml';
+
+/**
+ * The ExecCredential version `gatehouse kube login` writes into a kubeconfig.
+ * v1beta1, not v1: kubectl reads v1beta1 since 1.11 and still does, while
+ * kubectl before 1.22 refuses v1 ("exec plugin: invalid apiVersion"). The
+ * kubeconfig outlives the kubectl that was installed when it was written
+ * (and is read by other clients), so it names the version every one reads.
+ */
+export const EXEC_API_VERSION = 'client.authentication.k8s.io/v1beta1';
+
+/** ExecCredential versions whose `status` carries a client certificate the way execCredential writes it. */
+const EXEC_API_VERSIONS = new Set([EXEC_API_VERSION, 'client.authentication.k8s.io/v1']);
 
 /** One kubeconfig context pointing kubectl at a Gatehouse proxy. */
 export interface KubeconfigEntry {
@@ -51,10 +64,11 @@ export function writeKubeconfigEntry(
     'exec' in e.user
       ? {
           exec: {
-            apiVersion: 'client.authentication.k8s.io/v1',
+            apiVersion: EXEC_API_VERSION,
             command: e.user.exec.command,
             args: e.user.exec.args,
             ...(e.user.exec.env?.length ? { env: e.user.exec.env } : {}),
+            // Optional in v1beta1 and honoured by kubectl 1.22+ (older ones ignore it): the plugin never prompts.
             interactiveMode: 'Never',
             provideClusterInfo: false,
           },
@@ -69,10 +83,42 @@ export function writeKubeconfigEntry(
   return stringify(doc);
 }
 
-/** The client.authentication.k8s.io/v1 ExecCredential an exec plugin prints. */
-export function execCredential(certPem: string, keyPem: string, expires: Date): string {
+/**
+ * The apiVersion the ExecCredential must have: the one kubectl asks for in
+ * KUBERNETES_EXEC_INFO (its copy of the kubeconfig's exec.apiVersion, so a
+ * kubeconfig written with v1 keeps working), else EXEC_API_VERSION (clients
+ * such as @kubernetes/client-node set no KUBERNETES_EXEC_INFO).
+ */
+export function execCredentialVersion(execInfo: string | undefined): string {
+  if (!execInfo?.trim()) return EXEC_API_VERSION;
+  let apiVersion: unknown;
+  try {
+    apiVersion = (JSON.parse(execInfo) as { apiVersion?: unknown } | null)?.apiVersion;
+  } catch (cause) {
+    throw new GatehouseError('GH_ERR_VALIDATION', 'KUBERNETES_EXEC_INFO is not JSON', {
+      hint: 'it is set by kubectl; unset it to run gatehouse kube credentials by hand',
+      cause,
+    });
+  }
+  if (typeof apiVersion === 'string' && EXEC_API_VERSIONS.has(apiVersion)) return apiVersion;
+  throw new GatehouseError(
+    'GH_ERR_VALIDATION',
+    `kubectl asked for ExecCredential ${JSON.stringify(apiVersion ?? null)}; gatehouse prints ${[...EXEC_API_VERSIONS].join(' or ')}`,
+    {
+      hint: `set the kubeconfig user's exec.apiVersion to ${EXEC_API_VERSION} (run gatehouse kube login again)`,
+    },
+  );
+}
+
+/** The ExecCredential an exec plugin prints, in the version kubectl asked for (execCredentialVersion). */
+export function execCredential(
+  certPem: string,
+  keyPem: string,
+  expires: Date,
+  apiVersion: string = EXEC_API_VERSION,
+): string {
   return JSON.stringify({
-    apiVersion: 'client.authentication.k8s.io/v1',
+    apiVersion,
     kind: 'ExecCredential',
     status: {
       clientCertificateData: certPem,

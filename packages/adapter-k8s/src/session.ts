@@ -726,7 +726,7 @@ function forgedStatus(names: string[]): KubeStatus {
   return kubeStatus(
     403,
     `gatehouse: impersonation headers are not accepted (${names.join(', ')}): Gatehouse impersonates the user and groups ` +
-      'your roles grant; drop --as/--as-group, or ask an admin for a role with the kube_users/kube_groups you need',
+      'your roles grant; drop --as, --as-group and --as-uid, or ask an admin for a role with the kube_users/kube_groups you need',
   );
 }
 

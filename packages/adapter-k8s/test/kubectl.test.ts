@@ -1,8 +1,12 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import https from 'node:https';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../core/test/helpers.js';
-import { type KubeEnv, startKubeEnv } from './peers.js';
+import { startFixtureApiServer } from './fixture-apiserver.js';
+import { type KubeEnv, runKubectl, startKubeEnv } from './peers.js';
 
 let env: KubeEnv;
 let dev: string;
@@ -27,6 +31,74 @@ afterAll(async () => {
 });
 
 const events = (type: string) => env.events(type);
+
+interface Reply {
+  code: number;
+  body: string;
+}
+
+/** One raw HTTPS request with a client certificate (what kubectl cannot send: any Impersonate-* header). */
+function request(
+  o: { port: number; servername: string; ca: string; cert: string; key: string },
+  urlPath: string,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port: o.port,
+        servername: o.servername,
+        ca: o.ca,
+        cert: o.cert,
+        key: o.key,
+        path: urlPath,
+        headers,
+        agent: false,
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => {
+          body += d.toString();
+        });
+        res.on('end', () => resolve({ code: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** A request straight to the fixture API server, with one of its client certificates. */
+function direct(
+  client: { cert: string; key: string },
+  urlPath: string,
+  headers: Record<string, string> = {},
+) {
+  return request(
+    { port: env.fixture.port, servername: 'localhost', ca: env.fixture.caPem, ...client },
+    urlPath,
+    headers,
+  );
+}
+
+/** A request through the gateway with the user certificate of a kubeconfig from env.kubeconfigFor. */
+function viaGateway(kubeconfig: string, urlPath: string, headers: Record<string, string> = {}) {
+  const text = readFileSync(kubeconfig, 'utf8');
+  const file = (key: string) =>
+    readFileSync(/client-(?:certificate|key): (.+)/g.exec(text.slice(text.indexOf(key)))![1]!, 'utf8');
+  return request(
+    {
+      port: env.port,
+      servername: 'prod.kube.acme',
+      ca: env.hostCaPem,
+      cert: file('client-certificate:'),
+      key: file('client-key:'),
+    },
+    urlPath,
+    headers,
+  );
+}
 
 /**
  * The kube.exec.end events of one session, once there is one: kubectl exits on the exit status, and
@@ -248,7 +320,9 @@ describe('kubectl through Gatehouse', () => {
     expect(g.stdout).toBe('pod/web-1\n');
     const e = await env.kubectl(vic, ['exec', 'web-1', '--', 'true']);
     expect(e.code).toBe(1);
-    expect(e.stderr).toContain('cannot create resource "pods" subresource "exec"');
+    expect(e.stderr).toContain(
+      'pods "web-1" is forbidden: User "vic" cannot create resource "pods/exec" in API group "" in the namespace "default"',
+    );
   });
 
   it("a role that does not allow the cluster gets a 403 Status with core's reason", async () => {
@@ -290,9 +364,29 @@ describe('kubectl through Gatehouse', () => {
           `client-key-data: ${Buffer.from(env.fixture.otherClient.key).toString('base64')}`,
         ),
     );
+    // Authenticated (its CA signed the certificate) but allowed nothing, as on kube-apiserver.
     const r = await env.kubectl(f, ['get', 'pods']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/Unauthorized|must be logged in/);
+    expect(r.stderr).toContain(
+      'Error from server (Forbidden): pods is forbidden: User "mallory" cannot list resource "pods" in API group "" in the namespace "default"',
+    );
+    // Nor may it impersonate anyone: kube-apiserver's impersonation check, before any RBAC of the target.
+    const as = await env.kubectl(f, ['get', 'pods', '--as', 'direct-user', '--as-group', 'developers']);
+    expect(as.code).toBe(1);
+    expect(as.stderr).toContain(
+      'users "direct-user" is forbidden: User "mallory" cannot impersonate resource "users" in API group "" at the cluster scope',
+    );
+    // Gatehouse's own identity may impersonate, but may do nothing as itself.
+    const own = await direct(env.fixture.gatehouseClient, '/api/v1/namespaces/default/pods');
+    expect(own.code).toBe(403);
+    expect(JSON.parse(own.body).message).toBe(
+      'pods is forbidden: User "gatehouse" cannot list resource "pods" in API group "" in the namespace "default"',
+    );
+    const half = await direct(env.fixture.gatehouseClient, '/api/v1/namespaces/default/pods', {
+      'impersonate-group': 'developers',
+    });
+    expect(half.code).toBe(500);
+    expect(JSON.parse(half.body).message).toContain('without a user');
   });
 
   it('every request is in the audit log with verb, resource, namespace and code', async () => {
@@ -327,6 +421,230 @@ describe('kubectl through Gatehouse', () => {
       const i = pool.indexOf(`${q.path} ${q.code}`);
       expect(i, `${q.method} ${q.path} ${q.code} audited`).toBeGreaterThanOrEqual(0);
       pool.splice(i, 1);
+    }
+  });
+});
+
+describe('verbs and impersonation through Gatehouse, decided as kube-apiserver does', () => {
+  let edna: string;
+  beforeAll(async () => {
+    await env.gw.admin.createUser({ name: 'edna', roles: ['kube-edit'], password: 'correct horse battery' });
+    edna = await env.kubeconfigFor(identity('edna', ['kube-edit']));
+  });
+
+  const pod = (name: string) =>
+    `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\nspec:\n  containers:\n  - name: app\n    image: fixture/app:2\n`;
+
+  it("a read-only user's kubectl delete pod is refused by the API server's RBAC, and nothing is deleted (was: deleted, 200)", async () => {
+    // Gatehouse roles grant kube groups, not verbs: the refusal is the API server's, for the impersonated group.
+    // (A fixture that answered DELETE as get printed `pod "web-1" deleted`, then kubectl waited for
+    // the pod to go: the time limit ends that wait.)
+    const r = await env.kubectl(dev, ['delete', 'pod', 'web-1'], { timeoutMs: 20_000 });
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      'Error from server (Forbidden): pods "web-1" is forbidden: User "alice" cannot delete resource "pods" in API group "" in the namespace "default"\n',
+    );
+    expect(r.code).toBe(1);
+    const deletes = env.fixture.requests.filter(
+      (q) => q.method === 'DELETE' && q.path.endsWith('/pods/web-1'),
+    );
+    expect(deletes).toEqual([expect.objectContaining({ verb: 'delete', user: 'alice', code: 403 })]);
+    const still = await env.kubectl(dev, ['get', 'pod', 'web-1', '-o', 'name']);
+    expect(still.stdout).toBe('pod/web-1\n');
+    const audited = (await events('kube.request')).filter((e) => e.method === 'DELETE' && e.name === 'web-1');
+    expect(audited).toEqual([expect.objectContaining({ verb: 'delete', user: 'alice', response_code: 403 })]);
+  });
+
+  it('create, apply --server-side, label, watch and delete: each verb reaches the API server as itself', async () => {
+    // alice watches (get -w streams through the gateway) while edna, an editor, changes pods.
+    const watch = spawn(
+      '/usr/bin/kubectl',
+      ['--kubeconfig', dev, '--cache-dir', path.join(env.dir, 'kcache'), 'get', 'pods', '-w'],
+      { env: { PATH: process.env.PATH, HOME: env.dir }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let watched = '';
+    watch.stdout.on('data', (d: Buffer) => {
+      watched += d.toString();
+    });
+    const watchEnded = new Promise<void>((r) => watch.once('close', () => r()));
+    try {
+      await waitFor(() => watched.includes('web-2'), 'the watch lists the pods');
+      const created = await env.kubectl(edna, ['create', '-f', '-'], { input: pod('made') });
+      expect(created.stderr).toBe('');
+      expect(created.stdout).toBe('pod/made created\n');
+      const applied = await env.kubectl(edna, ['apply', '--server-side', '-f', '-'], {
+        input: pod('applied'),
+      });
+      expect(applied.stderr).toBe('');
+      expect(applied.stdout).toBe('pod/applied serverside-applied\n');
+      const labeled = await env.kubectl(edna, ['label', 'pod', 'applied', 'tier=web']);
+      expect(labeled.stdout).toBe('pod/applied labeled\n');
+      const labels = await env.kubectl(edna, ['get', 'pod', 'applied', '-o', 'jsonpath={.metadata.labels}']);
+      expect(labels.stdout).toBe('{"tier":"web"}');
+      await waitFor(
+        () => /^made\s/m.test(watched) && /^applied\s/m.test(watched),
+        'the watch sees both new pods',
+      );
+
+      // alice may read but not write: every write verb is refused by name.
+      const noApply = await env.kubectl(dev, ['apply', '--server-side', '-f', '-'], {
+        input: pod('applied'),
+      });
+      expect(noApply.stderr).toContain('User "alice" cannot patch resource "pods"');
+      const noCreate = await env.kubectl(dev, ['create', '-f', '-'], { input: pod('alices') });
+      expect(noCreate.stderr).toContain('User "alice" cannot create resource "pods"');
+
+      const deleted = await env.kubectl(edna, ['delete', 'pod', 'made', 'applied']);
+      expect(deleted.stderr).toBe('');
+      expect(deleted.stdout).toBe('pod "made" deleted\npod "applied" deleted\n');
+      const gone = await env.kubectl(edna, ['get', 'pod', 'made']);
+      expect(gone.stderr).toBe('Error from server (NotFound): pods "made" not found\n');
+      const writes = env.fixture.requests
+        .filter((q) => q.user === 'edna' && q.method !== 'GET')
+        .map((q) => `${q.method} ${q.verb} ${q.path.replace('/api/v1/namespaces/default/', '')} ${q.code}`);
+      expect(writes).toEqual([
+        'POST create pods 201',
+        'PATCH patch pods/applied 201',
+        'PATCH patch pods/applied 200',
+        'DELETE delete pods/made 200',
+        'DELETE delete pods/applied 200',
+      ]);
+    } finally {
+      watch.kill();
+      await watchEnded;
+    }
+  });
+
+  it('kubectl cp copies into and out of a pod (exec with tar), over WebSocket and SPDY', async () => {
+    // The fixture's pods run commands on this machine: the pod's paths are local ones.
+    const podDir = path.join(env.dir, 'pod-fs');
+    await mkdir(podDir, { recursive: true });
+    const big = Buffer.alloc(300_000);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31 + (i >> 8)) & 0xff;
+    await writeFile(path.join(podDir, 'big.bin'), big);
+    const local = path.join(env.dir, 'cp-local.txt');
+    await writeFile(local, 'copied in\n');
+    for (const [mode, extra] of [
+      ['ws', {}],
+      ['spdy', { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' }],
+    ] as const) {
+      const into = await env.kubectl(dev, ['cp', local, `web-1:${podDir}/in-${mode}.txt`], { env: extra });
+      expect(into.code, into.stderr).toBe(0);
+      expect(readFileSync(path.join(podDir, `in-${mode}.txt`), 'utf8')).toBe('copied in\n');
+      const back = path.join(env.dir, `back-${mode}.bin`);
+      const out = await env.kubectl(dev, ['cp', `web-1:${podDir}/big.bin`, back], { env: extra });
+      expect(out.code, out.stderr).toBe(0);
+      expect(readFileSync(back).equals(big)).toBe(true);
+    }
+  });
+
+  it('forged impersonation never reaches the API server: --as, --as-group, --as-uid and raw Impersonate-* headers are refused', async () => {
+    for (const flags of [
+      ['--as', 'admin'],
+      ['--as', 'alice', '--as-group', 'system:masters'],
+      ['--as', 'alice', '--as-uid', '0'],
+    ]) {
+      const r = await env.kubectl(dev, ['get', 'pods', ...flags]);
+      expect(r.code, flags.join(' ')).toBe(1);
+      expect(r.stderr).toContain(
+        'Error from server (Forbidden): gatehouse: impersonation headers are not accepted',
+      );
+    }
+    // What kubectl has no flag for: extras, a uid alone, any spelling, on a plain request or an exec upgrade.
+    const upgrade = {
+      connection: 'Upgrade',
+      upgrade: 'websocket',
+      'sec-websocket-version': '13',
+      'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+      'sec-websocket-protocol': 'v5.channel.k8s.io',
+    };
+    const pods = '/api/v1/namespaces/default/pods';
+    const exec = `${pods}/web-1/exec?command=id&stdout=true`;
+    for (const [url, headers, named] of [
+      [pods, { 'Impersonate-Extra-scopes': 'cluster-admin' }, 'impersonate-extra-scopes'],
+      [pods, { 'IMPERSONATE-UID': '0' }, 'impersonate-uid'],
+      [pods, { 'impersonate-extra-acme.com%2fteam': 'root' }, 'impersonate-extra-acme.com%2fteam'],
+      [exec, { ...upgrade, 'Impersonate-Extra-foo': 'bar' }, 'impersonate-extra-foo'],
+      [exec, { ...upgrade, 'Impersonate-Uid': '0' }, 'impersonate-uid'],
+    ] as const) {
+      const r = await viaGateway(dev, url, headers);
+      expect(r.code, `${url} ${JSON.stringify(headers)}`).toBe(403);
+      expect(JSON.parse(r.body)).toMatchObject({
+        kind: 'Status',
+        reason: 'Forbidden',
+        message: expect.stringContaining(`impersonation headers are not accepted (${named})`),
+      });
+    }
+    const leaked = env.fixture.requests.filter(
+      (q) =>
+        q.uid !== undefined ||
+        q.extra !== undefined ||
+        q.user === 'admin' ||
+        q.groups.includes('system:masters'),
+    );
+    expect(leaked).toEqual([]);
+    // The check above can fail: the fixture records forged headers that do reach it (here sent directly).
+    const sent = await direct(env.fixture.gatehouseClient, `${pods}/web-1`, {
+      'impersonate-user': 'direct-user',
+      'impersonate-uid': '0',
+      'impersonate-extra-scopes': 'cluster-admin',
+    });
+    expect(sent.code).toBe(403); // direct-user may not get pods; the impersonation itself was allowed
+    expect(env.fixture.requests.at(-1)).toMatchObject({
+      by: 'gatehouse',
+      user: 'direct-user',
+      uid: '0',
+      extra: { scopes: ['cluster-admin'] },
+    });
+  });
+});
+
+describe('the fixture API server authorizes exec upgrades as kube-apiserver does', () => {
+  it('1.35+ (default): a WebSocket exec needs create as well as get; before 1.35 get was enough', async () => {
+    // Straight to the fixture with Gatehouse's credentials, impersonating a group that may only get pods/exec.
+    const rbac = [
+      { group: 'gatehouse:proxies', verbs: ['impersonate'], resources: ['users', 'groups'] },
+      { group: 'exec-get', verbs: ['get'], resources: ['pods', 'pods/exec'], namespaces: ['default'] },
+    ];
+    for (const [label, websocketUpgradeNeedsCreate] of [
+      ['1.35', true],
+      ['1.34', false],
+    ] as const) {
+      const dir = path.join(env.dir, `fixture-${label}`);
+      await mkdir(dir, { recursive: true });
+      const fx = await startFixtureApiServer({ dir, rbac, websocketUpgradeNeedsCreate });
+      try {
+        const kc = path.join(dir, 'kubeconfig');
+        await writeFile(kc, fx.kubeconfig);
+        const r = await runKubectl([
+          '--kubeconfig',
+          kc,
+          '--cache-dir',
+          path.join(dir, 'kcache'),
+          '--as',
+          'eve',
+          '--as-group',
+          'exec-get',
+          'exec',
+          'web-1',
+          '--',
+          'echo',
+          'ran',
+        ]);
+        const ws = fx.requests.filter((q) => q.path.endsWith('/exec'));
+        if (websocketUpgradeNeedsCreate) {
+          // Refused over WebSocket (GET: get, then create) and over kubectl's SPDY fallback (POST: create).
+          expect(r.code).toBe(1);
+          expect(r.stderr).toContain('User "eve" cannot create resource "pods/exec"');
+          expect(ws.map((q) => `${q.method} ${q.code}`)).toEqual(['GET 403', 'POST 403']);
+        } else {
+          expect(r.code, r.stderr).toBe(0);
+          expect(r.stdout).toBe('ran\n');
+          expect(ws.map((q) => `${q.method} ${q.verb} ${q.code}`)).toEqual(['GET get 101']);
+        }
+      } finally {
+        await fx.close();
+      }
     }
   });
 });

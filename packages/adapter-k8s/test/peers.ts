@@ -45,6 +45,12 @@ allow:
   kube_groups: [viewers]
 `,
   `kind: role
+name: kube-edit
+allow:
+  kube_labels: { env: '*' }
+  kube_groups: [editors]
+`,
+  `kind: role
 name: kube-nogroups
 allow:
   kube_labels: { env: '*' }
@@ -152,3 +158,9 @@ export function runKubectl(
     else child.stdin?.end();
   });
 }
+
+/**
+ * kubectl 1.20, unpacked from Debian's kubernetes-client package by scripts/peers.mjs (it
+ * conflicts with the kubectl package that owns /usr/bin/kubectl). Missing: run that script.
+ */
+export const KUBECTL_1_20 = '/opt/gatehouse-peers/kubernetes-client/usr/bin/kubectl';

@@ -173,6 +173,9 @@ describe.each(MODES)('kubectl port-forward through Gatehouse: $name', (mode) => 
       {
         method: mode.method,
         path: PATH,
+        // A connect's verb is its method's (kube-apiserver): the WebSocket's GET is get, SPDY's POST create.
+        verb: mode.method === 'GET' ? 'get' : 'create',
+        by: 'gatehouse',
         user: 'alice',
         groups: ['developers', 'system:authenticated'],
         code: 101,
@@ -242,9 +245,9 @@ describe.each(MODES)('kubectl port-forward through Gatehouse: $name', (mode) => 
     const pf = await portForward(viewer, { env: mode.env });
     expect(await pf.exited).toBe(1);
     expect(pf.stderr()).toBe(
-      'error: error upgrading connection: pods is forbidden: User "' +
+      'error: error upgrading connection: pods "web-1" is forbidden: User "' +
         mode.viewer +
-        '" cannot create resource "pods" subresource "portforward" in API group "" in the namespace "default"\n',
+        '" cannot create resource "pods/portforward" in API group "" in the namespace "default"\n',
     );
     expect(pf.stdout()).toBe('');
     // Each upgrade kubectl tried (the WebSocket one, then its SPDY fallback) was refused upstream and audited.

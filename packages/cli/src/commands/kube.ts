@@ -2,7 +2,12 @@ import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
-import { execCredential, kubeServerName, writeKubeconfigEntry } from '@gatehouse/adapter-k8s';
+import {
+  execCredential,
+  execCredentialVersion,
+  kubeServerName,
+  writeKubeconfigEntry,
+} from '@gatehouse/adapter-k8s';
 import { type AddKubeClusterRequest, GatehouseError, type KubeClusterView } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { parseTraits } from '../args.js';
@@ -228,6 +233,8 @@ export function registerKube(program: Command, ctx: Ctx): void {
     .option('--proxy <host:port>', 'the proxy (default: the current profile)')
     .requiredOption('--cluster <name>', 'the Kubernetes cluster')
     .action((o: { proxy?: string; cluster: string }) => {
+      // kubectl says which ExecCredential version it reads (the kubeconfig's exec.apiVersion).
+      const apiVersion = execCredentialVersion(ctx.env.KUBERNETES_EXEC_INFO);
       const p = profileFor(ctx, o.proxy);
       const keys = ctx.home.readKeys(p);
       const cert = new X509Certificate(keys.tlsCert);
@@ -241,6 +248,6 @@ export function registerKube(program: Command, ctx: Ctx): void {
           },
         );
       }
-      ctx.out(`${execCredential(keys.tlsCert, keys.tlsKey, expires)}\n`);
+      ctx.out(`${execCredential(keys.tlsCert, keys.tlsKey, expires, apiVersion)}\n`);
     });
 }
