@@ -69,6 +69,31 @@ const PEERS = [
   },
   { bin: '/usr/bin/kubectl', pkg: 'kubectl', why: 'the real kubectl (Kubernetes adapter tests)' },
   { bin: '/usr/bin/chromium', pkg: 'chromium', why: 'Chromium for the web UI tests (playwright-core)' },
+  // @gatehouse/bpf builds its eBPF helper from source in `npm run build` (packages/bpf/scripts/build.mjs).
+  { bin: '/usr/bin/cc', pkg: 'gcc', why: 'cc builds the eBPF helper (@gatehouse/bpf)' },
+  {
+    bin: '/usr/include/stdio.h',
+    pkg: 'libc6-dev',
+    why: 'libc headers and libc.a for the static eBPF helper',
+  },
+  {
+    bin: '/usr/bin/clang',
+    pkg: 'clang',
+    why: 'clang -target bpf compiles the eBPF programs (@gatehouse/bpf)',
+  },
+  { bin: '/usr/sbin/bpftool', pkg: 'bpftool', why: 'bpftool: vmlinux.h and the skeleton (@gatehouse/bpf)' },
+  { bin: '/usr/include/bpf/libbpf.h', pkg: 'libbpf-dev', why: 'libbpf for the eBPF helper (@gatehouse/bpf)' },
+  {
+    bin: '/usr/include/libelf.h',
+    pkg: 'libelf-dev',
+    why: 'libelf, linked into the eBPF helper (@gatehouse/bpf)',
+  },
+  {
+    bin: '/usr/include/zlib.h',
+    pkg: 'zlib1g-dev',
+    why: 'zlib, linked into the eBPF helper (@gatehouse/bpf)',
+  },
+  { bin: '/usr/bin/python3', pkg: 'python3', why: 'UDP sendto probes in the eBPF tests' },
 ];
 
 /**
