@@ -7,7 +7,13 @@ import { AesGcmSealer, type Sealer } from '../crypto/seal.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import { BACKDATE_MS, CertificateAuthorities } from './authority.js';
-import { ed25519PublicKeyToSsh, sshCertificateIdentity, verifySshCertificate } from './sshcert.js';
+import { certPermissions } from './ssh-userauth.js';
+import {
+  ed25519PublicKeyToSsh,
+  SSH_SESSION_POLICY_EXTENSION,
+  sshCertificateIdentity,
+  verifySshCertificate,
+} from './sshcert.js';
 import type { CaRecord } from './types.js';
 import { decodeIdentity, spkiPin } from './x509.js';
 
@@ -208,6 +214,39 @@ describe('issuing', () => {
       route: { kind: 'kube', cluster: 'prod' },
       expires: until.toISOString(),
     });
+  });
+
+  it('SSH user certs carry the session policy the node enforces, and only when there is one', async () => {
+    const { cas, clock } = setup();
+    await cas.init();
+    const now = clock.now();
+    const key = sshPub();
+    const issue = (sessionPolicy: Parameters<typeof cas.issueSshUserCert>[0]['sessionPolicy']) =>
+      cas.issueSshUserCert({
+        publicKey: key,
+        keyId: 'alice',
+        principals: ['root'],
+        validAfter: now,
+        validBefore: new Date(now.getTime() + 60_000),
+        ...(sessionPolicy ? { sessionPolicy } : {}),
+      });
+    const parse = async (p: Parameters<typeof issue>[0]) =>
+      certPermissions(
+        verifySshCertificate((await issue(p)).cert, [cas.signingKey('user').sshPublicKey], now),
+      );
+    const policy = {
+      enhancedRecording: ['command'],
+      restrictNetwork: { deny: ['10.0.0.0/8'], allow: ['::1/128'] },
+    };
+    expect((await parse(policy)).sessionPolicy).toEqual(policy);
+    const empty = { enhancedRecording: [], restrictNetwork: { deny: [], allow: [] } };
+    const out = await issue(empty);
+    const c = verifySshCertificate(out.cert, [cas.signingKey('user').sshPublicKey], now);
+    expect(Object.keys(c.extensions)).toEqual(['permit-pty']);
+    expect(certPermissions(c).sessionPolicy).toEqual(empty);
+    // A policy the node cannot read refuses the login rather than dropping restrictions.
+    c.extensions[SSH_SESSION_POLICY_EXTENSION] = '{"restrict_network":{"deny":"10.0.0.0/8"}}';
+    expect(() => certPermissions(c)).toThrow(/malformed/);
   });
 
   it('SSH host certs are host type, signed by the host CA', async () => {

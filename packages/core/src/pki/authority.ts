@@ -10,6 +10,7 @@ import {
   ed25519PublicKeyToSsh,
   parseSshPublicKey,
   SSH_IDENTITY_EXTENSION,
+  SSH_SESSION_POLICY_EXTENSION,
   SshCertSigner,
   type SshOptions,
   sourceAddressList,
@@ -262,6 +263,18 @@ export class CertificateAuthorities {
     if (req.permitX11Forwarding) extensions['permit-X11-forwarding'] = '';
     if (req.permitUserRc) extensions['permit-user-rc'] = '';
     if (req.identity) extensions[SSH_IDENTITY_EXTENSION] = encodeIdentityJson(req.identity);
+    const policy = req.sessionPolicy;
+    if (
+      policy &&
+      (policy.enhancedRecording.length > 0 ||
+        policy.restrictNetwork.deny.length > 0 ||
+        policy.restrictNetwork.allow.length > 0)
+    ) {
+      extensions[SSH_SESSION_POLICY_EXTENSION] = JSON.stringify({
+        enhanced_recording: policy.enhancedRecording,
+        restrict_network: policy.restrictNetwork,
+      });
+    }
     const criticalOptions: SshOptions = {};
     if (req.sourceAddress !== undefined) {
       sourceAddressList(req.sourceAddress);

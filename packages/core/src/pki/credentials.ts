@@ -86,6 +86,11 @@ export class SessionCredentials {
       permitPty: grant.options.permitPty,
       permitPortForwarding: grant.options.portForwarding,
       identity: grant.identity,
+      // The node enforces these with eBPF; it refuses the session when it cannot.
+      sessionPolicy: {
+        enhancedRecording: grant.options.enhancedRecording,
+        restrictNetwork: grant.options.restrictNetwork,
+      },
     });
   }
 

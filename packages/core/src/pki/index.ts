@@ -18,6 +18,7 @@ export type {
   CaRecord,
   IssuedCertificate,
   SshHostCertRequest,
+  SshSessionPolicy,
   SshUserCertRequest,
   X509DbClientCertRequest,
   X509ServerCertRequest,

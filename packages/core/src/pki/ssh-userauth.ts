@@ -3,11 +3,13 @@ import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import {
   parseSshCertificate,
+  SSH_SESSION_POLICY_EXTENSION,
   type SshCertificate,
   sshCertificateIdentity,
   sshEd25519PublicKeyToKeyObject,
   verifySshCertificate,
 } from './sshcert.js';
+import type { SshSessionPolicy } from './types.js';
 
 /**
  * The one check of an SSH user-certificate login, for the SSH proxy and the
@@ -204,6 +206,35 @@ export interface CertPermissions {
   agentForwarding: boolean;
   x11Forwarding: boolean;
   forceCommand?: string | undefined;
+  /** What the node must record and restrict (empty lists: nothing). */
+  sessionPolicy: SshSessionPolicy;
+}
+
+const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+
+/**
+ * The session policy extension. It is signed by the user CA, but a value the
+ * node cannot read still refuses the login: ignoring it would drop
+ * restrictions (fail closed).
+ */
+function sessionPolicy(json: string | undefined): SshSessionPolicy {
+  const empty: SshSessionPolicy = { enhancedRecording: [], restrictNetwork: { deny: [], allow: [] } };
+  if (json === undefined) return empty;
+  let v: { enhanced_recording?: unknown; restrict_network?: { deny?: unknown; allow?: unknown } };
+  try {
+    v = JSON.parse(json) as typeof v;
+  } catch (e) {
+    throw new GatehouseError('GH_ERR_CERT_INVALID', 'the certificate session policy is not JSON', {
+      cause: e,
+    });
+  }
+  const rec = v?.enhanced_recording ?? [];
+  const deny = v?.restrict_network?.deny ?? [];
+  const allow = v?.restrict_network?.allow ?? [];
+  if (!strings(rec) || !strings(deny) || !strings(allow)) {
+    throw new GatehouseError('GH_ERR_CERT_INVALID', 'the certificate session policy is malformed');
+  }
+  return { enhancedRecording: rec, restrictNetwork: { deny, allow } };
 }
 
 export function certPermissions(cert: SshCertificate): CertPermissions {
@@ -215,5 +246,6 @@ export function certPermissions(cert: SshCertificate): CertPermissions {
     agentForwarding: 'permit-agent-forwarding' in ext,
     x11Forwarding: 'permit-X11-forwarding' in ext,
     ...(force !== undefined ? { forceCommand: force } : {}),
+    sessionPolicy: sessionPolicy(ext[SSH_SESSION_POLICY_EXTENSION]),
   };
 }

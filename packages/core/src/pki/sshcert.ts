@@ -40,6 +40,8 @@ export const KNOWN_CRITICAL_OPTIONS = ['force-command', 'source-address'] as con
 
 /** Extension that carries the Gatehouse identity JSON (decision 0002). */
 export const SSH_IDENTITY_EXTENSION = 'gatehouse-identity@gatehouse.dev';
+/** JSON `{ enhanced_recording, restrict_network: { deny, allow } }`: what the node must record and restrict. */
+export const SSH_SESSION_POLICY_EXTENSION = 'gatehouse-session-policy@gatehouse.dev';
 
 /** valid_before of a certificate that never expires. */
 export const SSH_FOREVER = 0xffffffffffffffffn;

@@ -45,6 +45,18 @@ export interface SshUserCertRequest {
   sourceAddress?: string;
   /** Gatehouse identity carried in the extension `gatehouse-identity@gatehouse.dev`. */
   identity?: Identity;
+  /**
+   * What a node must record and restrict for sessions with this certificate
+   * (the grant's merged role options), carried in the extension
+   * `gatehouse-session-policy@gatehouse.dev` when not empty.
+   */
+  sessionPolicy?: SshSessionPolicy;
+}
+
+/** Enhanced recording and network restrictions a node applies with eBPF (roles' options, merged by core). */
+export interface SshSessionPolicy {
+  enhancedRecording: string[];
+  restrictNetwork: { deny: string[]; allow: string[] };
 }
 
 export interface SshHostCertRequest {

@@ -149,6 +149,28 @@ describe('lintRole', () => {
     expect(m[4]?.message).toBe('duration "31h" exceeds the maximum of 30h');
   });
 
+  it('reports a malformed restrict_network CIDR with its line (it would reach the node kernel otherwise)', () => {
+    const m = errors(
+      [
+        'kind: role',
+        'name: dev',
+        'options:',
+        '  restrict_network:',
+        '    deny: [10.0.0.0/8, 10.0.0.0/33]',
+        '    allow: [fd00::/8, intranet]',
+      ].join('\n'),
+    );
+    expect(m).toEqual([
+      expect.objectContaining({
+        line: 5,
+        key: 'options.restrict_network.deny[1]',
+        column: 24,
+        message: '"10.0.0.0/33" is not an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, fd00::/8)',
+      }),
+      expect.objectContaining({ line: 6, column: 23, key: 'options.restrict_network.allow[1]' }),
+    ]);
+  });
+
   it('rejects a "*" label key with a specific value', () => {
     const m = errors(['kind: role', 'name: dev', 'allow:', '  node_labels:', '    "*": prod'].join('\n'));
     expect(m).toEqual([

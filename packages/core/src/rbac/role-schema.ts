@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { sourceAddressList } from '../pki/sshcert.js';
 import { compileGuard, GUARD_STREAMS, type GuardStream, GuardSyntaxError } from '../sessions/guards.js';
 import { isDuration, parseDuration } from '../util/duration.js';
 import { regexError } from './labels.js';
@@ -148,6 +149,23 @@ export const conditionsSchema = z.strictObject({
     .optional(),
 });
 
+const cidr = z.string().refine(
+  (v) => {
+    if (v.includes(',')) return false;
+    try {
+      sourceAddressList(v);
+      return true;
+    } catch {
+      // The refinement's message says what is wrong.
+      return false;
+    }
+  },
+  {
+    error: (iss) =>
+      `${JSON.stringify(iss.input)} is not an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`,
+  },
+);
+
 export const optionsSchema = z.strictObject({
   /** Longest certificate lifetime this role allows (default 8h, at most 30h). */
   max_session_ttl: duration({ cap: TTL_CAP }).optional(),
@@ -173,8 +191,13 @@ export const optionsSchema = z.strictObject({
       }),
     )
     .optional(),
+  /**
+   * Networks an SSH session on a node may not reach (`deny`) or may only
+   * reach (`allow`): IPv4/IPv6 addresses or CIDRs, enforced in the node's
+   * kernel (@gatehouse/bpf). Deny wins.
+   */
   restrict_network: z
-    .strictObject({ deny: z.array(z.string()).optional(), allow: z.array(z.string()).optional() })
+    .strictObject({ deny: z.array(cidr).optional(), allow: z.array(cidr).optional() })
     .optional(),
   /** Redact bound parameters in database query audit. */
   redact_db_params: z.boolean().optional(),
