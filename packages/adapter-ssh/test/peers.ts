@@ -14,7 +14,12 @@ import { MemoryAuditLog, MemoryRecordingStore } from '@gatehouse/audit/testing';
 import { createGateway, GatehouseClient, type Gateway, systemClock } from '@gatehouse/core';
 import { type Sshd, startSshd } from '@gatehouse/core/testing';
 import { type SshAdapterOptions, ssh } from '../src/index.js';
-import { generateHostKey, type NodeService, startNodeService } from '../src/node/index.js';
+import {
+  generateHostKey,
+  type NodeService,
+  type NodeServiceOptions,
+  startNodeService,
+} from '../src/node/index.js';
 
 const run = promisify(execFile);
 
@@ -211,7 +216,11 @@ export function sshJ(
  * with a host certificate), registered in `env`'s gateway as `name` with
  * the label env=dev. The caller stops it.
  */
-export async function startTestNode(env: TestEnv, name = 'node2'): Promise<NodeService> {
+export async function startTestNode(
+  env: TestEnv,
+  name = 'node2',
+  extra: Partial<NodeServiceOptions> = {},
+): Promise<NodeService> {
   const { gw } = env;
   const hostKey = generateHostKey(name);
   const hostCert = await gw.authorities.issueSshHostCert({
@@ -231,6 +240,7 @@ export async function startTestNode(env: TestEnv, name = 'node2'): Promise<NodeS
     audit: new MemoryAuditLog(),
     nodeName: name,
     labels: { env: 'dev' },
+    ...extra,
   });
   await gw.nodes.add({ name, addr: node.address, labels: { env: 'dev' } }, 'test');
   return node;

@@ -346,6 +346,69 @@ export type AuditEventInput =
     })
   | (CommonFields &
       SshSessionFields & {
+        /** A program a node session started, seen by the kernel (enhanced recording: command). */
+        type: 'session.command';
+        pid: number;
+        ppid: number;
+        /** The uid it runs as. */
+        uid: number;
+        /** The path given to execve. */
+        program: string;
+        argv: string[];
+        /** argv was longer than the kernel side keeps (64 arguments, 2 KiB). */
+        argv_truncated?: boolean;
+        /** -errno when the exec failed. */
+        error_code?: number;
+      })
+  | (CommonFields &
+      SshSessionFields & {
+        /** A program of the session exited (enhanced recording: command). */
+        type: 'session.command.exit';
+        pid: number;
+        exit_code?: number;
+        /** Signal number that ended it. */
+        signal?: number;
+      })
+  | (CommonFields &
+      SshSessionFields & {
+        /** A file a node session opened (enhanced recording: disk). */
+        type: 'session.open';
+        pid: number;
+        path: string;
+        /** open(2) flags. */
+        flags: number;
+        /** The file descriptor, or -errno. */
+        result: number;
+      })
+  | (CommonFields &
+      SshSessionFields & {
+        /** An outbound connection or datagram (enhanced recording: network), or one restrict_network refused (success false). */
+        type: 'session.network';
+        success: boolean;
+        pid: number;
+        operation: 'connect' | 'sendmsg';
+        protocol: string;
+        dst_addr: string;
+        dst_port: number;
+        /** The restrict_network rule that refused it ("not in allow list" for an allow list). */
+        rule?: string;
+      })
+  | (CommonFields &
+      SshSessionFields & {
+        /** The kernel could not queue some of the session's enhanced recording events. */
+        type: 'session.events_lost';
+        /** Lost since the last report, and in all. */
+        lost: number;
+        total: number;
+      })
+  | (CommonFields &
+      SshSessionFields & {
+        /** Enforcement stopped under a running session (the eBPF helper died); the session was ended. */
+        type: 'session.enforcement_failed';
+        error: string;
+      })
+  | (CommonFields &
+      SshSessionFields & {
         type: 'exec';
         command: string;
         /** Exit code, or absent when the command ended by a signal (then `signal`). */
@@ -452,6 +515,12 @@ export const EVENT_CODES = {
   'session.join': { ok: 'GH2106I', fail: 'GH2106W' },
   'session.leave': 'GH2107I',
   'session.guard': 'GH2108W',
+  'session.command': 'GH2110I',
+  'session.command.exit': 'GH2111I',
+  'session.open': 'GH2112I',
+  'session.network': { ok: 'GH2113I', fail: 'GH2113W' },
+  'session.events_lost': 'GH2114W',
+  'session.enforcement_failed': 'GH2115E',
   'node.join': { ok: 'GH1072I', fail: 'GH1072W' },
   'node.join_token.create': 'GH1073I',
   'gateway.start': 'GH1200I',

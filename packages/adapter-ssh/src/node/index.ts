@@ -5,6 +5,13 @@ export {
   localNodeName,
   type NodeRegistrar,
 } from './builtin.js';
+export {
+  cgroupWrapper,
+  type NodeEnforcement,
+  type NodeEnforcementOptions,
+  nodeEnforcement,
+  type SessionEnforcement,
+} from './enforce.js';
 export { generateHostKey, hostCertificateBlob, parseHostKey, publicKeyLine } from './hostkey.js';
 export {
   type JoinedNode,

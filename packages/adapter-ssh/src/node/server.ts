@@ -17,6 +17,7 @@ import {
 import type { AuthContext, Connection } from 'ssh2';
 import ssh2 from 'ssh2';
 
+import { type NodeEnforcement, nodeEnforcement } from './enforce.js';
 import { hostCertificateBlob, parseHostKey, publicKeyLine } from './hostkey.js';
 import { lookupUnixUser, type UnixUser } from './passwd.js';
 import { handleSession, type NodeSessionEvent } from './session.js';
@@ -55,6 +56,14 @@ export interface NodeServiceOptions {
   loginGraceMs?: number;
   /** sftp-server binary for the sftp subsystem; default the OpenSSH one when installed, `null` disables. */
   sftpServer?: string | null;
+  /**
+   * eBPF enforcement of the session policy certificates carry (enhanced
+   * recording, restrict_network). Default: a helper started on first need
+   * (`@gatehouse/bpf`); `false`: none, so sessions with a policy are refused.
+   */
+  enforcement?: NodeEnforcement | false;
+  /** A certificate asking only for enhanced_recording on a node that cannot record: refuse (default) or warn. */
+  recordingUnavailable?: 'refuse' | 'warn';
 }
 
 export interface NodeService {
@@ -111,6 +120,10 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
   const maxTries = opts.maxAuthTries ?? 6;
   const graceMs = opts.loginGraceMs ?? 30_000;
   const clients = new Set<Connection>();
+  const enforcement =
+    opts.enforcement === false
+      ? undefined
+      : (opts.enforcement ?? nodeEnforcement({ audit: opts.audit, server: opts.nodeName, log }));
 
   const deny = (login: string, user: string, remote: string, reason: string) => {
     opts.audit
@@ -242,6 +255,9 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
           connection: `${remote} ${info.port} ${local?.localAddress ?? '0.0.0.0'} ${local?.localPort ?? 0}`,
           sftpServer,
           log,
+          server: opts.nodeName,
+          enforcement,
+          recordingUnavailable: opts.recordingUnavailable,
           onEvent: (e) => {
             if (e.type === 'refused') deny(e.login, e.user, remote, `${e.request}: ${e.reason}`);
             opts.onSession?.(e);
@@ -357,6 +373,8 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
         server.close(() => resolve());
         for (const c of clients) c.end();
       });
+      // Sessions still running would run unrestricted without the helper: they end with it.
+      if (opts.enforcement === undefined) await enforcement?.close();
     },
   };
 }

@@ -5,6 +5,7 @@ import type { Writable } from 'node:stream';
 import type { CertPermissions, LogFn } from '@gatehouse/core';
 import pty from 'node-pty';
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
+import { cgroupWrapper, type NodeEnforcement, needsEnforcement, type SessionEnforcement } from './enforce.js';
 import type { UnixUser } from './passwd.js';
 import {
   FORWARDABLE_SIGNALS,
@@ -44,6 +45,12 @@ export interface SessionContext {
   sftpServer?: string | undefined;
   log: LogFn;
   onEvent: (e: NodeSessionEvent) => void;
+  /** The node name, for messages. */
+  server: string;
+  /** eBPF enforcement for sessions whose certificate carries a policy; absent: such sessions are refused. */
+  enforcement?: NodeEnforcement | undefined;
+  /** A policy with only enhanced_recording on a node that cannot record: refuse (default) or run with a warning. */
+  recordingUnavailable?: 'refuse' | 'warn' | undefined;
 }
 
 interface Running {
@@ -140,6 +147,65 @@ export function handleSession(session: Session, c: SessionContext): void {
   ): void {
     if (started) return refuse(kind, 'session already started', reject);
     started = true;
+    const policy = c.perms.sessionPolicy;
+    if (!needsEnforcement(policy)) {
+      launch(kind, command, accept, reject, subsystemBinary, undefined);
+      return;
+    }
+    void enforce(kind).then((r) => {
+      if (r === 'refused') {
+        // Fail closed, with the reason where the user reads it (ssh prints stderr).
+        const channel = accept();
+        channel.stderr.write(`gatehouse node ${c.server}: ${refusal}\r\n`);
+        finish(channel, 1, null);
+        return;
+      }
+      launch(kind, command, accept, reject, subsystemBinary, r);
+    });
+  }
+
+  let refusal = '';
+  let enforcement: SessionEnforcement | undefined;
+  let channelRef: ServerChannel | undefined;
+
+  /** Starts the session's kernel enforcement, or says why it is refused. */
+  async function enforce(kind: string): Promise<SessionEnforcement | undefined | 'refused'> {
+    const policy = c.perms.sessionPolicy;
+    const restricts = policy.restrictNetwork.deny.length > 0 || policy.restrictNetwork.allow.length > 0;
+    try {
+      if (!c.enforcement) throw new Error('this node service runs without eBPF enforcement');
+      enforcement = await c.enforcement.start(
+        { sessionId: c.sessionId, user: c.certUser, login: c.user.name },
+        policy,
+        (reason) => {
+          channelRef?.stderr.write(
+            `\r\ngatehouse node ${c.server}: session enforcement stopped (${reason}); the session is ended\r\n`,
+          );
+        },
+      );
+      return enforcement;
+    } catch (e) {
+      const err = e as Error & { hint?: string };
+      const why = err.hint ? `${err.message} (${err.hint})` : err.message;
+      const what = restricts ? 'restrict_network' : 'enhanced_recording';
+      if (!restricts && c.recordingUnavailable === 'warn') {
+        c.log('error', `node: session ${c.sessionId} runs without enhanced recording: ${why}`);
+        return undefined;
+      }
+      refusal = `the role requires ${what}, which this node cannot enforce: ${why}`;
+      refuse(kind, refusal);
+      return 'refused';
+    }
+  }
+
+  function launch(
+    kind: 'shell' | 'exec' | 'subsystem',
+    command: string | undefined,
+    accept: () => ServerChannel,
+    reject: () => void,
+    subsystemBinary: string | undefined,
+    enf: SessionEnforcement | undefined,
+  ): void {
     const forced = c.perms.forceCommand;
     const effective = forced ?? command;
     const argv: [string, ...string[]] =
@@ -150,6 +216,7 @@ export function handleSession(session: Session, c: SessionContext): void {
     } catch (e) {
       return refuse(kind, (e as Error).message, reject);
     }
+    if (enf) plan = cgroupWrapper(enf.procsFile, plan);
     const env = sessionEnv({
       user: c.user,
       term: ptyInfo?.term,
@@ -169,8 +236,9 @@ export function handleSession(session: Session, c: SessionContext): void {
       ...(effective !== undefined ? { command: effective } : {}),
       ...(usePty && ptyInfo ? { pty: { term: ptyInfo.term, cols: ptyInfo.cols, rows: ptyInfo.rows } } : {}),
     });
-    if (usePty && ptyInfo) runPty(accept(), plan, env, cwd, ptyInfo);
-    else runPipes(accept(), plan, env, cwd);
+    channelRef = accept();
+    if (usePty && ptyInfo) runPty(channelRef, plan, env, cwd, ptyInfo);
+    else runPipes(channelRef, plan, env, cwd);
   }
 
   let finished = false;
@@ -178,6 +246,7 @@ export function handleSession(session: Session, c: SessionContext): void {
     if (finished) return;
     finished = true;
     running = undefined;
+    enforcement?.release();
     const stderr = channel.stderr as Writable;
     void Promise.all([waitDrained(channel), waitDrained(stderr)]).then(() => {
       if (channel.destroyed) return;

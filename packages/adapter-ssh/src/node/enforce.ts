@@ -1,0 +1,232 @@
+import type { AuditEmitter, AuditEventInput } from '@gatehouse/audit';
+import {
+  type BpfEvent,
+  BpfUnavailableError,
+  createEnforcer,
+  type Enforcer,
+  policyNeedsBpf,
+  type SessionPolicy,
+} from '@gatehouse/bpf';
+import type { LogFn, SshSessionPolicy } from '@gatehouse/core';
+
+/**
+ * The node's side of enhanced recording and restrict_network: one session
+ * cgroup and one kernel session per SSH session whose certificate carries a
+ * policy (core put it there from the grant; the node never decides access).
+ * Kernel events become audit events tied to the session. See
+ * docs/decisions/0031-bpf-helper.md.
+ */
+
+/** A running session's enforcement. */
+export interface SessionEnforcement {
+  /** The session's first process writes its pid here before it execs (see cgroupWrapper). */
+  readonly procsFile: string;
+  /**
+   * The session's channel is done: once its last process has exited (a
+   * background job may outlive the shell), stop enforcing, deliver the last
+   * events and remove the cgroup.
+   */
+  release(): void;
+}
+
+export interface SessionIds {
+  sessionId: string;
+  /** Gatehouse user (certificate key id). */
+  user: string;
+  login: string;
+}
+
+export interface NodeEnforcement {
+  /**
+   * Starts enforcing `policy` for a new session, or throws
+   * BpfUnavailableError saying why this node cannot. `onFailed` is called if
+   * enforcement stops under the running session (its processes are killed).
+   */
+  start(
+    ids: SessionIds,
+    policy: SshSessionPolicy,
+    onFailed: (reason: string) => void,
+  ): Promise<SessionEnforcement>;
+  /** Ends enforcement: sessions still running are killed (they would otherwise run unrestricted). */
+  close(): Promise<void>;
+}
+
+export interface NodeEnforcementOptions {
+  audit: AuditEmitter;
+  /** Node name (the audit events' `server`). */
+  server: string;
+  log: LogFn;
+  /** Default: createEnforcer() on first use, again after a helper died. */
+  enforcer?: () => Promise<Enforcer>;
+}
+
+const RECORD = new Set(['command', 'disk', 'network']);
+
+export function toBpfPolicy(p: SshSessionPolicy): SessionPolicy {
+  return {
+    record: p.enhancedRecording.filter((r): r is 'command' | 'disk' | 'network' => RECORD.has(r)),
+    deny: p.restrictNetwork.deny,
+    allow: p.restrictNetwork.allow,
+  };
+}
+
+export function needsEnforcement(p: SshSessionPolicy): boolean {
+  return policyNeedsBpf(toBpfPolicy(p));
+}
+
+/** Runs `plan` inside the session cgroup: a shell moves itself in (as root, before setpriv drops privileges), then execs. */
+export function cgroupWrapper(
+  procsFile: string,
+  plan: { file: string; args: string[] },
+): { file: string; args: string[] } {
+  return { file: '/bin/sh', args: ['-c', 'echo $$ > "$0" && exec "$@"', procsFile, plan.file, ...plan.args] };
+}
+
+/** The audit event for one kernel event, or undefined for one that is not audited on its own. */
+export function auditFor(
+  e: BpfEvent,
+  base: { session_id: string; server: string; login: string; user: string },
+  execed: Set<number>,
+  lastLost: { total: number },
+): AuditEventInput | undefined {
+  switch (e.type) {
+    case 'exec':
+      if (e.ret === 0) execed.add(e.pid);
+      return {
+        ...base,
+        type: 'session.command',
+        pid: e.pid,
+        ppid: e.ppid,
+        uid: e.uid,
+        program: e.file,
+        argv: e.argv,
+        ...(e.truncated ? { argv_truncated: true } : {}),
+        ...(e.ret !== 0 ? { error_code: e.ret } : {}),
+      };
+    case 'exit':
+      // Forked subshells that never exec'd are not commands.
+      if (!execed.delete(e.pid)) return undefined;
+      return {
+        ...base,
+        type: 'session.command.exit',
+        pid: e.pid,
+        ...(e.exitCode !== undefined ? { exit_code: e.exitCode } : {}),
+        ...(e.signal !== undefined ? { signal: e.signal } : {}),
+      };
+    case 'open':
+      return { ...base, type: 'session.open', pid: e.pid, path: e.path, flags: e.flags, result: e.ret };
+    case 'network':
+      return {
+        ...base,
+        type: 'session.network',
+        success: !e.denied,
+        pid: e.pid,
+        operation: e.op,
+        protocol: String(e.protocol),
+        dst_addr: e.addr,
+        dst_port: e.port,
+        ...(e.rule ? { rule: e.rule } : {}),
+      };
+    case 'lost': {
+      const lost = e.total - lastLost.total;
+      lastLost.total = e.total;
+      return lost > 0 ? { ...base, type: 'session.events_lost', lost, total: e.total } : undefined;
+    }
+    case 'helper-exit':
+      return { ...base, type: 'session.enforcement_failed', error: `the eBPF helper stopped: ${e.reason}` };
+    default: {
+      const _: never = e;
+      return _;
+    }
+  }
+}
+
+export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
+  let current: Promise<Enforcer> | undefined;
+  const live = new Set<{ kill(): Promise<void>; done: Promise<void> }>();
+  let closed = false;
+
+  const enforcer = (): Promise<Enforcer> => {
+    if (!current) {
+      const p = (
+        o.enforcer ?? (() => createEnforcer({ onDiagnostic: (l) => o.log('debug', `bpf helper: ${l}`) }))
+      )();
+      current = p;
+      p.then(
+        (e) => {
+          // A dead helper is replaced for the next session; its own sessions end.
+          void e.exited.then((why) => {
+            o.log('error', `node: the eBPF helper stopped (${why})`);
+            if (current === p) current = undefined;
+          });
+        },
+        () => {
+          // Not cached: the next session tries again (and is refused with the reason if it still fails).
+          if (current === p) current = undefined;
+        },
+      );
+    }
+    return current;
+  };
+
+  return {
+    async start(ids, policy, onFailed) {
+      if (closed) throw new BpfUnavailableError('the node service is stopping');
+      const e = await enforcer();
+      const cg = await e.createCgroup(ids.sessionId);
+      let session: Awaited<ReturnType<Enforcer['open']>>;
+      try {
+        session = await e.open(cg.path, toBpfPolicy(policy));
+      } catch (err) {
+        await cg.remove().catch(() => undefined);
+        throw err;
+      }
+      const base = { session_id: ids.sessionId, server: o.server, login: ids.login, user: ids.user };
+      const execed = new Set<number>();
+      const lastLost = { total: 0 };
+      const pump = (async () => {
+        for await (const ev of session) {
+          if (ev.type === 'helper-exit') {
+            await cg
+              .kill()
+              .catch((err: unknown) => o.log('error', 'node: could not kill a session cgroup', err));
+            onFailed(ev.reason);
+          }
+          const a = auditFor(ev, base, execed, lastLost);
+          if (a)
+            await o.audit.emit(a).catch((err: unknown) => o.log('error', 'node: enhanced audit failed', err));
+        }
+      })();
+      let releasing = false;
+      let markDone: () => void = () => {};
+      const entry = { kill: () => cg.kill(), done: new Promise<void>((r) => (markDone = r)) };
+      live.add(entry);
+      return {
+        procsFile: cg.procsFile,
+        release: () => {
+          if (releasing) return;
+          releasing = true;
+          void (async () => {
+            await cg.waitEmpty();
+            // After the last process: every event it caused is delivered before close resolves.
+            await session.close().catch((err: unknown) => o.log('debug', 'node: closing a bpf session', err));
+            await pump;
+            await cg.remove();
+          })()
+            .catch((err: unknown) => o.log('error', `node: releasing session cgroup ${cg.path}`, err))
+            .finally(() => {
+              live.delete(entry);
+              markDone();
+            });
+        },
+      };
+    },
+    async close() {
+      closed = true;
+      for (const s of live) await s.kill().catch(() => undefined);
+      await Promise.all([...live].map((s) => s.done));
+      const e = await current?.catch(() => undefined);
+      await e?.close();
+    },
+  };
+}

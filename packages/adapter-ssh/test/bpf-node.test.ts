@@ -1,0 +1,271 @@
+/**
+ * Enhanced recording and restrict_network on Gatehouse's node service, end
+ * to end: roles in the gateway, the real OpenSSH client through the
+ * gateway (`ssh -J`), the node's session cgroups and the eBPF helper on
+ * this kernel, real curl and python3 sockets inside the session.
+ */
+
+import dgram from 'node:dgram';
+import { readdirSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import type { AuditEvent } from '@gatehouse/audit';
+import { MemoryAuditLog } from '@gatehouse/audit/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../core/test/helpers.js';
+import type { NodeService } from '../src/node/index.js';
+import { createUnixUser, type TestUnixUser } from './node-helpers.js';
+import { loginUser, sshJ, startEnv, startTestNode, type TestEnv, type UserFiles } from './peers.js';
+
+const PASSWORD = 'correct horse battery staple';
+const CGROUP_PARENT = '/sys/fs/cgroup/unified/gatehouse';
+let env: TestEnv;
+let node: NodeService;
+let plainNode: NodeService;
+let audit: MemoryAuditLog;
+let unix: TestUnixUser;
+let alice: UserFiles;
+let bob: UserFiles;
+let tcp4: net.Server;
+let tcp6: net.Server;
+let udp: dgram.Socket;
+let port4 = 0;
+let port6 = 0;
+let udpPort = 0;
+const FILE = `/tmp/gh-bpf-node-${process.pid}.txt`;
+
+// A python3 probe: "ok <data>" or "errno <n> <message>" for a TCP connect or a UDP sendto.
+const PROBE = [
+  'import socket,sys',
+  'kind,host,port=sys.argv[1],sys.argv[2],int(sys.argv[3])',
+  'fam=socket.AF_INET6 if ":" in host else socket.AF_INET',
+  's=socket.socket(fam, socket.SOCK_STREAM if kind=="tcp" else socket.SOCK_DGRAM)',
+  'try:',
+  '  if kind=="tcp":',
+  '    s.connect((host,port)); print("ok", s.recv(100).decode().split()[-1])',
+  '  else:',
+  '    s.sendto(b"x",(host,port)); print("ok sent")',
+  'except OSError as e:',
+  '  print("errno", e.errno, e.strerror)',
+].join('\n');
+const probe = (kind: 'tcp' | 'udp', host: string, port: number) =>
+  `python3 -c '${PROBE}' ${kind} ${host} ${port}`;
+
+function listen(s: net.Server, host: string): Promise<number> {
+  return new Promise((resolve) => s.listen(0, host, () => resolve((s.address() as net.AddressInfo).port)));
+}
+
+beforeAll(async () => {
+  env = await startEnv();
+  unix = createUnixUser();
+  audit = new MemoryAuditLog();
+  node = await startTestNode(env, 'node3', { audit });
+  plainNode = await startTestNode(env, 'node4', { audit: new MemoryAuditLog(), enforcement: false });
+  await env.gw.admin.putRole(
+    [
+      'kind: role',
+      'name: restricted',
+      'allow:',
+      `  logins: [${unix.name}]`,
+      '  node_labels: { env: dev }',
+      'options:',
+      '  enhanced_recording: [command, disk, network]',
+      '  restrict_network: { deny: [127.0.0.0/8, "::1/128"] }',
+    ].join('\n'),
+  );
+  await env.gw.admin.putRole(
+    [
+      'kind: role',
+      'name: allowlisted',
+      'allow:',
+      `  logins: [${unix.name}]`,
+      '  node_labels: { env: dev }',
+      'options:',
+      '  enhanced_recording: [network]',
+      '  restrict_network: { allow: [127.0.0.1/32, "::1/128"] }',
+    ].join('\n'),
+  );
+  await env.gw.admin.createUser({ name: 'alice', roles: ['restricted'], password: PASSWORD });
+  await env.gw.admin.createUser({ name: 'bob', roles: ['allowlisted'], password: PASSWORD });
+  alice = await loginUser(env, 'alice', PASSWORD);
+  bob = await loginUser(env, 'bob', PASSWORD);
+  tcp4 = net.createServer((c) => c.end('HTTP/1.0 200 OK\r\n\r\nhello4\n'));
+  tcp6 = net.createServer((c) => c.end('HTTP/1.0 200 OK\r\n\r\nhello6\n'));
+  port4 = await listen(tcp4, '127.0.0.1');
+  port6 = await listen(tcp6, '::1');
+  udp = dgram.createSocket('udp4');
+  await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
+  udpPort = udp.address().port;
+  await writeFile(FILE, 'abc\n', { mode: 0o644 });
+}, 90_000);
+
+afterAll(async () => {
+  await node?.close();
+  await plainNode?.close();
+  await env?.close();
+  unix?.remove();
+  tcp4?.close();
+  tcp6?.close();
+  udp?.close();
+  await rm(FILE, { force: true });
+});
+
+/** The node's audit events of the one session whose command line contained `marker`. */
+async function sessionEvents(marker: string, until: (evs: AuditEvent[]) => boolean): Promise<AuditEvent[]> {
+  return waitFor(
+    () => {
+      const first = audit.find('session.command').find((e) => e.argv.join(' ').includes(marker));
+      if (!first) return undefined;
+      const evs = audit.events.filter((e) => e.session_id === first.session_id);
+      return until(evs) ? evs : undefined;
+    },
+    `the enhanced events of the session running ${marker}`,
+    20_000,
+  );
+}
+
+describe('restrict_network through the gateway to the node service', () => {
+  it('a deny rule refuses TCP and UDP, IPv4 and IPv6, with "Operation not permitted"; the refusals are audited with the rule', async () => {
+    const cmd = [
+      `curl -sS http://127.0.0.1:${port4}/; echo curl4=$?`,
+      `curl -sS "http://[::1]:${port6}/"; echo curl6=$?`,
+      probe('tcp', '127.0.0.1', port4),
+      probe('udp', '127.0.0.1', udpPort),
+      probe('udp', '::1', udpPort),
+      'echo deny-marker',
+    ].join('; ');
+    const r = await sshJ(env, alice, `${unix.name}@node3`, ['--', cmd]);
+    const out = r.stdout.toString();
+    expect(out).toContain('curl4=7');
+    expect(out).toContain('curl6=7');
+    expect(out.match(/errno 1 Operation not permitted/g)).toHaveLength(3);
+    expect(r.stderr).toMatch(/curl: \(7\)/);
+    const evs = await sessionEvents('deny-marker', (e) =>
+      e.some((x) => x.type === 'session.network' && x.dst_addr === '::1' && x.protocol === 'udp'),
+    );
+    const refused = evs.flatMap((e) =>
+      e.type === 'session.network' && !e.success
+        ? [`${e.operation} ${e.protocol} ${e.dst_addr} ${e.rule}`]
+        : [],
+    );
+    expect(refused).toEqual([
+      'connect tcp 127.0.0.1 127.0.0.0/8',
+      'connect tcp ::1 ::1/128',
+      'connect tcp 127.0.0.1 127.0.0.0/8',
+      'sendmsg udp 127.0.0.1 127.0.0.0/8',
+      'sendmsg udp ::1 ::1/128',
+    ]);
+    const n = evs.find((e) => e.type === 'session.network');
+    expect(n).toMatchObject({ code: 'GH2113W', user: 'alice', login: unix.name, server: 'node3' });
+  });
+
+  it('an allow rule lets the listed networks through and refuses the rest', async () => {
+    const cmd = [
+      `curl -sS http://127.0.0.1:${port4}/`,
+      `curl -sS "http://[::1]:${port6}/"`,
+      `curl -sS http://127.0.0.2:${port4}/; echo other=$?`,
+      probe('udp', '127.0.0.1', udpPort),
+      probe('udp', '127.0.0.2', udpPort),
+      'echo allow-marker',
+    ].join('; ');
+    const r = await sshJ(env, bob, `${unix.name}@node3`, ['--', cmd]);
+    const out = r.stdout.toString();
+    expect(out).toContain('hello4\nhello6\n');
+    expect(out).toContain('other=7');
+    expect(out).toContain('ok sent\nerrno 1 Operation not permitted\n');
+    // bob records network only: the marker is found through his session's connects instead.
+    const evs = await waitFor(
+      () => {
+        const mine = audit.find('session.network').filter((e) => e.user === 'bob');
+        return mine.length >= 5 ? mine : undefined;
+      },
+      "bob's network events",
+      20_000,
+    );
+    expect(evs.map((e) => `${e.protocol} ${e.dst_addr} ${e.success ? 'ok' : e.rule}`)).toEqual([
+      'tcp 127.0.0.1 ok',
+      'tcp ::1 ok',
+      'tcp 127.0.0.2 not in allow list',
+      'udp 127.0.0.1 ok',
+      'udp 127.0.0.2 not in allow list',
+    ]);
+    expect(audit.find('session.command').filter((e) => e.user === 'bob')).toEqual([]);
+  });
+
+  it('a process that tries to leave the session cgroup is refused and stays enforced', async () => {
+    const cmd = [
+      'echo $$ > /sys/fs/cgroup/unified/cgroup.procs; echo moved=$?',
+      `curl -sS http://127.0.0.1:${port4}/; echo curl=$?`,
+      'echo escape-marker',
+    ].join('; ');
+    const r = await sshJ(env, alice, `${unix.name}@node3`, ['--', cmd]);
+    expect(r.stdout.toString()).toContain('moved=1');
+    expect(r.stderr).toMatch(/Permission denied/);
+    expect(r.stdout.toString()).toContain('curl=7');
+  });
+
+  it('a node that cannot enforce the role refuses the session and says why', async () => {
+    const r = await sshJ(env, alice, `${unix.name}@node4`, ['--', 'echo should-not-run']);
+    expect(r.stdout.toString()).not.toContain('should-not-run');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(
+      'gatehouse node node4: the role requires restrict_network, which this node cannot enforce: this node service runs without eBPF enforcement',
+    );
+  });
+});
+
+describe('enhanced recording through the gateway to the node service', () => {
+  it('a bash -c pipeline gives session.command events with argv in order, the file read a session.open, exits their codes', async () => {
+    const r = await sshJ(env, alice, `${unix.name}@node3`, [
+      '--',
+      `bash -c "cat ${FILE} | tr a b | wc -c; echo pipeline-marker; exit 4"`,
+    ]);
+    expect(r.stdout.toString()).toBe('4\npipeline-marker\n');
+    expect(r.code).toBe(4);
+    const evs = await sessionEvents('pipeline-marker', (e) =>
+      e.some((x) => x.type === 'session.command.exit' && x.exit_code === 4),
+    );
+    const argv = evs.flatMap((e) => (e.type === 'session.command' ? [e.argv.join(' ')] : []));
+    // setpriv (the node dropping to the login), the login shell's -c, then bash and the pipeline.
+    expect(argv.slice(0, 3)).toEqual([
+      expect.stringMatching(
+        /^\/usr\/bin\/setpriv --reuid=\d+ --regid=\d+ --groups=[\d,]+ -- \/bin\/bash -c /,
+      ),
+      `/bin/bash -c bash -c "cat ${FILE} | tr a b | wc -c; echo pipeline-marker; exit 4"`,
+      `bash -c cat ${FILE} | tr a b | wc -c; echo pipeline-marker; exit 4`,
+    ]);
+    expect(new Set(argv.slice(3))).toEqual(new Set([`cat ${FILE}`, 'tr a b', 'wc -c']));
+    const cmd = evs.find((e) => e.type === 'session.command' && e.argv[0] === 'cat');
+    expect(cmd).toMatchObject({
+      code: 'GH2110I',
+      user: 'alice',
+      login: unix.name,
+      server: 'node3',
+      uid: unix.uid,
+    });
+    const opens = evs.filter((e) => e.type === 'session.open' && e.path === FILE);
+    expect(opens).toEqual([expect.objectContaining({ code: 'GH2112I', result: 3, flags: 0 })]);
+  });
+
+  it('a background process started with setsid nohup is still attributed to its session after ssh returns', async () => {
+    const r = await sshJ(env, alice, `${unix.name}@node3`, [
+      '--',
+      `setsid nohup sh -c 'sleep 1; cat ${FILE} > /dev/null; echo late-marker > /dev/null' > /dev/null 2>&1 & echo started-marker`,
+    ]);
+    expect(r.stdout.toString()).toBe('started-marker\n');
+    const evs = await sessionEvents('started-marker', (e) =>
+      e.some((x) => x.type === 'session.open' && x.path === FILE),
+    );
+    const sessionId = evs[0]?.session_id;
+    expect(evs).toContainEqual(expect.objectContaining({ type: 'session.command', argv: ['sleep', '1'] }));
+    expect(evs).toContainEqual(
+      expect.objectContaining({ type: 'session.command', argv: ['cat', FILE], session_id: sessionId }),
+    );
+    // The cgroup goes once the background job is done.
+    await waitFor(
+      () => !readdirSync(CGROUP_PARENT).includes(sessionId ?? ''),
+      'the session cgroup to be removed',
+      20_000,
+    );
+  });
+});
