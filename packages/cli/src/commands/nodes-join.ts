@@ -1,5 +1,6 @@
 import { startJoinedNode } from '@gatehouse/adapter-ssh/node';
 import type { AuditEmitter, AuditEvent, AuditEventInput } from '@gatehouse/audit';
+import { check } from '@gatehouse/bpf';
 import { systemClock } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { durationFlag, relativeTime } from '../args.js';
@@ -68,6 +69,27 @@ export function registerNodesJoin(program: Command, ctx: Ctx): void {
     });
 
   const node = program.command('node').description('run the Gatehouse node service on this machine');
+  node
+    .command('check')
+    .description(
+      'check what this machine supports for enhanced recording and restrict_network (eBPF); exits 1 when they cannot work',
+    )
+    .option('--json', 'print JSON')
+    .addHelpText('after', '\nExamples:\n  $ sudo gatehouse node check\n  $ gatehouse node check --json')
+    .action(async (o: { json?: boolean }) => {
+      const report = await check();
+      if (o.json) {
+        ctx.out(json(report));
+      } else {
+        for (const i of report.items) ctx.out(`${i.ok ? 'ok  ' : 'FAIL'}  ${i.name.padEnd(9)} ${i.detail}\n`);
+        ctx.out(
+          report.ok
+            ? '\nThis node can enforce restrict_network and record enhanced events.\n'
+            : '\nThis node cannot enforce restrict_network or record enhanced events: sessions whose roles ask for them are refused.\n',
+        );
+      }
+      if (!report.ok) ctx.exitCode = 1;
+    });
   node
     .command('start')
     .description('join the cluster with a token and serve SSH sessions for this machine (foreground)')
