@@ -5,10 +5,12 @@
  * this kernel, real curl and python3 sockets inside the session.
  */
 
+import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import { promisify } from 'node:util';
 import type { AuditEvent } from '@gatehouse/audit';
 import { MemoryAuditLog } from '@gatehouse/audit/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +19,7 @@ import type { NodeService } from '../src/node/index.js';
 import { createUnixUser, type TestUnixUser } from './node-helpers.js';
 import { loginUser, sshJ, startEnv, startTestNode, type TestEnv, type UserFiles } from './peers.js';
 
+const run = promisify(execFile);
 const PASSWORD = 'correct horse battery staple';
 const CGROUP_PARENT = '/sys/fs/cgroup/unified/gatehouse';
 let env: TestEnv;
@@ -267,5 +270,41 @@ describe('enhanced recording through the gateway to the node service', () => {
       'the session cgroup to be removed',
       20_000,
     );
+  });
+});
+
+describe('when the eBPF helper dies (decision 0031: sessions end)', () => {
+  it('ends the running session with the reason, audits it, and the next session gets a new helper', async () => {
+    const helperPid = async (): Promise<number> => {
+      const { stdout } = await run('pgrep', ['-P', String(process.pid), '-f', 'gatehouse-bpf-helper']);
+      const pids = stdout.trim().split('\n').map(Number);
+      expect(pids).toHaveLength(1);
+      return pids[0] as number;
+    };
+    const first = await helperPid();
+    const ssh = sshJ(env, alice, `${unix.name}@node3`, [
+      '--',
+      'echo running-marker; sleep 30; echo not-reached',
+    ]);
+    await sessionEvents('running-marker', (e) =>
+      e.some((x) => x.type === 'session.command' && x.argv[0] === 'sleep'),
+    );
+    process.kill(first, 'SIGKILL');
+    const r = await ssh;
+    expect(r.stdout.toString()).toBe('running-marker\n');
+    expect(r.stderr).toContain(
+      'gatehouse node node3: session enforcement stopped (killed by SIGKILL); the session is ended',
+    );
+    expect(audit.last('session.enforcement_failed')).toMatchObject({
+      code: 'GH2115E',
+      user: 'alice',
+      error: 'the eBPF helper stopped: killed by SIGKILL',
+    });
+    const again = await sshJ(env, alice, `${unix.name}@node3`, [
+      '--',
+      `curl -sS http://127.0.0.1:${port4}/; echo curl=$?`,
+    ]);
+    expect(again.stdout.toString()).toContain('curl=7');
+    expect(await helperPid()).not.toBe(first);
   });
 });

@@ -319,14 +319,18 @@ int main(int argc, char **argv)
 {
 	const char *cgroup_root = NULL;
 	unsigned level = 0;
+	unsigned long ringbuf = 0;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--cgroup-root") == 0)
 			cgroup_root = argv[i + 1];
 		else if (strcmp(argv[i], "--level") == 0)
 			level = (unsigned)strtoul(argv[i + 1], NULL, 10);
+		else if (strcmp(argv[i], "--ringbuf-bytes") == 0)
+			ringbuf = strtoul(argv[i + 1], NULL, 10);
 	}
 	if (!cgroup_root || level == 0) {
-		fprintf(stderr, "usage: %s --cgroup-root CGROUP2_MOUNT --level SESSION_DEPTH\n", argv[0]);
+		fprintf(stderr, "usage: %s --cgroup-root CGROUP2_MOUNT --level SESSION_DEPTH [--ringbuf-bytes POW2]\n",
+			argv[0]);
 		return 2;
 	}
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -340,6 +344,9 @@ int main(int argc, char **argv)
 	if (!skel)
 		fail("open", errno);
 	skel->rodata->session_level = level;
+	/* A power of two, at least a page; the default (16 MiB) is sized for build-like bursts. */
+	if (ringbuf && bpf_map__set_max_entries(skel->maps.events, (__u32)ringbuf))
+		fail("ringbuf-size", errno);
 	int err = gatehouse__load(skel);
 	if (err)
 		fail("load", err);

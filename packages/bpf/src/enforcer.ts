@@ -27,6 +27,8 @@ export interface EnforcerOptions {
   cgroupMount?: string;
   /** The Gatehouse parent cgroup's name under the mount. Default `gatehouse`. */
   parentName?: string;
+  /** Ring buffer size in bytes (a power of two, at least a page). Default 16 MiB. */
+  ringBufferBytes?: number;
   /** The helper's stderr (libbpf diagnostics), line by line. */
   onDiagnostic?: (line: string) => void;
 }
@@ -110,7 +112,9 @@ export async function createEnforcer(opts: EnforcerOptions = {}): Promise<Enforc
     );
   }
   const level = cgroupLevel(mount, parent) + 1;
-  const child = spawn(helperPath, ['--cgroup-root', mount, '--level', String(level)], {
+  const args = ['--cgroup-root', mount, '--level', String(level)];
+  if (opts.ringBufferBytes !== undefined) args.push('--ringbuf-bytes', String(opts.ringBufferBytes));
+  const child = spawn(helperPath, args, {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   return attach(child, parent, opts);

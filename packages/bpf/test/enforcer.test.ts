@@ -222,6 +222,46 @@ describe('enhanced recording in the kernel', () => {
 });
 
 describe('the helper', () => {
+  it('counts events the ring buffer could not take and reports them for the session', async () => {
+    const small = await createEnforcer({
+      parentName: `gatehouse-test-${process.pid}`,
+      ringBufferBytes: 4096,
+    });
+    const cg = await small.createCgroup('lossy');
+    const s = await small.open(cg.path, { record: ['disk'], deny: [], allow: [] });
+    const events: BpfEvent[] = [];
+    const done = (async () => {
+      for await (const e of s) events.push(e);
+    })();
+    // 20,000 openat calls in one burst: far more than 4 KiB of ring buffer holds between polls.
+    const r = await new Promise<number>((resolve) =>
+      execFile(
+        '/bin/sh',
+        [
+          '-c',
+          'echo $$ > "$0" && exec "$@"',
+          cg.procsFile,
+          'python3',
+          '-c',
+          'import os\nfor i in range(20000): os.close(os.open("/dev/null", os.O_RDONLY))',
+        ],
+        (err) => resolve(err ? 1 : 0),
+      ),
+    );
+    expect(r).toBe(0);
+    await cg.waitEmpty();
+    const { lost } = await s.close();
+    await done;
+    await small.close();
+    await cg.remove();
+    const opens = events.filter((e) => e.type === 'open' && e.path === '/dev/null').length;
+    const reported = events.filter((e) => e.type === 'lost');
+    expect(lost).toBeGreaterThan(0);
+    expect(reported.at(-1)).toEqual({ type: 'lost', total: lost });
+    // Nothing vanishes unaccounted: delivered + lost covers every open.
+    expect(opens + lost).toBeGreaterThanOrEqual(20_000);
+  });
+
   it('tells open sessions when it dies (fail closed: the caller ends them)', async () => {
     const e2 = await createEnforcer({ parentName: `gatehouse-test-${process.pid}` });
     const cg = await e2.createCgroup('dies');
