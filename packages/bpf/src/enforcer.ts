@@ -44,6 +44,8 @@ export interface BpfSession extends AsyncIterable<BpfEvent> {
 export interface Enforcer {
   /** The Gatehouse parent cgroup directory sessions are created in. */
   readonly parent: string;
+  /** The helper's process id. */
+  readonly pid: number;
   /** Resolves with the reason once the helper has exited (on purpose or not). */
   readonly exited: Promise<string>;
   /** A fresh cgroup under the parent for one session. */
@@ -211,6 +213,7 @@ async function attach(child: ChildProcess, parent: string, opts: EnforcerOptions
 
   return {
     parent,
+    pid: child.pid ?? 0,
     exited,
     createCgroup: (name) => createSessionCgroup(parent, name),
     async open(cgroupPath, policy) {
