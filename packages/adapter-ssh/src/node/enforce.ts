@@ -62,16 +62,26 @@ export interface NodeEnforcementOptions {
 
 const RECORD = new Set(['command', 'disk', 'network']);
 
+/** Throws for a recording kind this node does not know (from a newer gateway): not recording it would fail open. */
 export function toBpfPolicy(p: SshSessionPolicy): SessionPolicy {
+  const unknown = p.enhancedRecording.filter((r) => !RECORD.has(r));
+  if (unknown.length > 0) {
+    throw new BpfUnavailableError(`this node cannot record ${unknown.join(', ')}`, {
+      hint: 'upgrade the node service to the gateway version',
+    });
+  }
   return {
-    record: p.enhancedRecording.filter((r): r is 'command' | 'disk' | 'network' => RECORD.has(r)),
+    record: p.enhancedRecording as ('command' | 'disk' | 'network')[],
     deny: p.restrictNetwork.deny,
     allow: p.restrictNetwork.allow,
   };
 }
 
 export function needsEnforcement(p: SshSessionPolicy): boolean {
-  return policyNeedsBpf(toBpfPolicy(p));
+  return (
+    policyNeedsBpf({ record: [], deny: p.restrictNetwork.deny, allow: p.restrictNetwork.allow }) ||
+    p.enhancedRecording.length > 0
+  );
 }
 
 /** Runs `plan` inside the session cgroup: a shell moves itself in (as root, before setpriv drops privileges), then execs. */
@@ -172,11 +182,12 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
   return {
     async start(ids, policy, onFailed) {
       if (closed) throw new BpfUnavailableError('the node service is stopping');
+      const bpfPolicy = toBpfPolicy(policy);
       const e = await enforcer();
       const cg = await e.createCgroup(ids.sessionId);
       let session: Awaited<ReturnType<Enforcer['open']>>;
       try {
-        session = await e.open(cg.path, toBpfPolicy(policy));
+        session = await e.open(cg.path, bpfPolicy);
       } catch (err) {
         await cg.remove().catch(() => undefined);
         throw err;
