@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../core/test/helpers.js';
 import type { NodeService } from '../src/node/index.js';
 import { createUnixUser, type TestUnixUser } from './node-helpers.js';
-import { loginUser, sshJ, startEnv, startTestNode, type TestEnv, type UserFiles } from './peers.js';
+import { loginUser, runTool, sshJ, startEnv, startTestNode, type TestEnv, type UserFiles } from './peers.js';
 
 const run = promisify(execFile);
 const PASSWORD = 'correct horse battery staple';
@@ -268,6 +268,36 @@ describe('enhanced recording through the gateway to the node service', () => {
     await waitFor(
       () => !readdirSync(CGROUP_PARENT).includes(sessionId ?? ''),
       'the session cgroup to be removed',
+      20_000,
+    );
+  });
+});
+
+describe('the sftp subsystem through the gateway to the node service', () => {
+  it('runs sftp-server in the session cgroup: its file reads are session.open events', async () => {
+    const local = `${FILE}.copy`;
+    const r = await runTool(
+      'sftp',
+      ['-F', alice.config, '-J', `alice@127.0.0.1:${env.port}`, '-b', '-', `${unix.name}@node3`],
+      { input: `get ${FILE} ${local}\n` },
+    );
+    expect(r.code).toBe(0);
+    await rm(local, { force: true });
+    const server = await waitFor(
+      () => audit.find('session.command').find((e) => e.argv.some((a) => a.endsWith('sftp-server'))),
+      'sftp-server in a session.command event',
+      20_000,
+    );
+    await waitFor(
+      () =>
+        audit.events.find(
+          (e) =>
+            e.type === 'session.open' &&
+            e.session_id === server.session_id &&
+            e.path === FILE &&
+            e.result >= 0,
+        ),
+      'the sftp read as a session.open event',
       20_000,
     );
   });
