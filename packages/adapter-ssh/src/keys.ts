@@ -78,6 +78,8 @@ export class ProxyKeys {
       login,
       o.permitPty,
       o.portForwarding,
+      // The certificate carries the session policy the node enforces: a role edit must not reuse the old one.
+      JSON.stringify([o.enhancedRecording, o.restrictNetwork]),
     ].join('\0');
     const now = this.#clock.now().getTime();
     let entry = this.#userCerts.get(cacheKey);

@@ -273,6 +273,31 @@ describe('enhanced recording through the gateway to the node service', () => {
   });
 });
 
+describe('role changes', () => {
+  it('a role edited to add restrict_network applies to the next session (the upstream certificate cache kept the old policy)', async () => {
+    const role = (extra: string[]) =>
+      env.gw.admin.putRole(
+        [
+          'kind: role',
+          'name: editable',
+          'allow:',
+          `  logins: [${unix.name}]`,
+          '  node_labels: { env: dev }',
+          ...extra,
+        ].join('\n'),
+      );
+    await role([]);
+    await env.gw.admin.createUser({ name: 'carol', roles: ['editable'], password: PASSWORD });
+    const carol = await loginUser(env, 'carol', PASSWORD);
+    const cmd = `curl -sS http://127.0.0.1:${port4}/; echo curl=$?`;
+    const before = await sshJ(env, carol, `${unix.name}@node3`, ['--', cmd]);
+    expect(before.stdout.toString()).toBe('hello4\ncurl=0\n');
+    await role(['options:', '  restrict_network: { deny: [127.0.0.0/8] }']);
+    const after = await sshJ(env, carol, `${unix.name}@node3`, ['--', cmd]);
+    expect(after.stdout.toString()).toBe('curl=7\n');
+  });
+});
+
 describe('the sftp subsystem through the gateway to the node service', () => {
   it('runs sftp-server in the session cgroup: its file reads are session.open events', async () => {
     const local = `${FILE}.copy`;
