@@ -17,7 +17,7 @@ const native = path.join(pkg, 'native');
 const out = path.join(pkg, 'build');
 const helper = path.join(out, 'gatehouse-bpf-helper');
 const BTF = '/sys/kernel/btf/vmlinux';
-const DEBIAN_PACKAGES = 'clang libbpf-dev bpftool libelf-dev zlib1g-dev';
+const DEBIAN_PACKAGES = 'clang libbpf-dev bpftool libelf-dev zlib1g-dev gcc libc6-dev';
 
 function note(msg) {
   console.error(`@gatehouse/bpf: ${msg}`);

@@ -90,7 +90,7 @@ export async function createEnforcer(opts: EnforcerOptions = {}): Promise<Enforc
   const helperPath = opts.helperPath ?? DEFAULT_HELPER;
   if (!existsSync(helperPath)) {
     throw new BpfUnavailableError(`the eBPF helper is not built (${helperPath})`, {
-      hint: 'install the toolchain (apt-get install clang libbpf-dev bpftool libelf-dev zlib1g-dev) and run npm run build',
+      hint: 'install the toolchain (apt-get install clang libbpf-dev bpftool libelf-dev zlib1g-dev gcc libc6-dev) and run npm run build',
     });
   }
   const mounts = await readFile('/proc/mounts', 'utf8');
