@@ -328,7 +328,7 @@ describe('the sftp subsystem through the gateway to the node service', () => {
   });
 });
 
-describe('when the eBPF helper dies (decision 0031: sessions end)', () => {
+describe('when the eBPF helper dies (decision 0023: sessions end)', () => {
   it('ends the running session with the reason, audits it, and the next session gets a new helper', async () => {
     const helperPid = async (): Promise<number> => {
       const { stdout } = await run('pgrep', ['-P', String(process.pid), '-f', 'gatehouse-bpf-helper']);

@@ -15,7 +15,7 @@
  *
  * The helper never decides policy: Node sends the rules core computed. It
  * exits when stdin closes or its parent dies; its links are not pinned, so
- * the programs go with it (docs/decisions/0031-bpf-helper.md says why).
+ * the programs go with it (docs/decisions/0023-bpf-helper.md says why).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>

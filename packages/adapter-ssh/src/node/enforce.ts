@@ -14,7 +14,7 @@ import type { LogFn, SshSessionPolicy } from '@gatehouse/core';
  * cgroup and one kernel session per SSH session whose certificate carries a
  * policy (core put it there from the grant; the node never decides access).
  * Kernel events become audit events tied to the session. See
- * docs/decisions/0031-bpf-helper.md.
+ * docs/decisions/0023-bpf-helper.md.
  */
 
 /** A running session's enforcement. */
