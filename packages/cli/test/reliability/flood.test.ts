@@ -112,7 +112,16 @@ function auditedRefusals(source: string) {
 describe('reliability: one address floods the daemon', () => {
   it('gatehouse login, gatehouse ssh and psql keep working; the audit files account for every refusal in a few events', async () => {
     const port = Number(d.proxy.split(':').pop());
-    const slow = new Flood({ port, from: [ATTACKER], idle: 0, trickle: 20, trickleEveryMs: 500 });
+    // The TLS record prefix at once, so the sniffer knows them (a loaded machine could delay the
+    // trickle's third byte past first_byte_timeout); then one byte every 500 ms of the handshake.
+    const slow = new Flood({
+      port,
+      from: [ATTACKER],
+      idle: 0,
+      trickle: 20,
+      trickleEveryMs: 500,
+      preamble: () => Buffer.from([0x16, 0x03, 0x01]),
+    });
     floods.push(slow);
     await waitFor(() => slow.stats.trickled >= 20 || undefined, 'the slow connections to trickle');
     const f = new Flood({ port, from: [ATTACKER], idle: 1_000 });
