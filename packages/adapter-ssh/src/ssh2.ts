@@ -18,18 +18,23 @@ export type {
 const CERT_SUFFIX = '-cert-v01@openssh.com';
 
 /**
- * Gatehouse needs four small changes to ssh2 1.17 (patches/ssh2+1.17.0.patch,
+ * Gatehouse needs a few small changes to ssh2 1.17 (patches/ssh2+1.17.0.patch,
  * applied by the root postinstall): client user-certificate auth, server host
- * certificates, client acceptance of host certificates, and reasons in auth
- * banners and channel-open failures. Without them certificates silently do
- * not work, so the adapter refuses to start instead.
+ * certificates, client acceptance of host certificates, reasons in auth
+ * banners and channel-open failures, and server-side agent channels (`ssh -A`).
+ * Without them certificates silently do not work, so the adapter refuses to
+ * start instead.
  */
 export function assertSsh2Patched(): void {
   const require = createRequire(import.meta.url);
   const Protocol = require('ssh2/lib/protocol/Protocol.js') as { prototype: { authBanner?: unknown } };
   const constants = require('ssh2/lib/protocol/constants.js') as { SUPPORTED_SERVER_HOST_KEY: string[] };
+  const { IncomingClient } = require('ssh2/lib/server.js') as {
+    IncomingClient: { prototype: { openssh_authAgent?: unknown } };
+  };
   const ok =
     typeof Protocol.prototype.authBanner === 'function' &&
+    typeof IncomingClient.prototype.openssh_authAgent === 'function' &&
     constants.SUPPORTED_SERVER_HOST_KEY.includes(`ssh-ed25519${CERT_SUFFIX}`);
   if (!ok) {
     throw new Error(
