@@ -10,7 +10,7 @@ import {
   splitHostPort,
   type TlsConnectionInfo,
 } from '@gatehouse/core';
-import { certAuthAttempt } from './auth.js';
+import { type AuthState, certAuthAttempt } from './auth.js';
 import { oneLine, userMessage } from './errors.js';
 import { auditSshReject, closeAfterReply, resolveNode } from './front.js';
 import { ProxyKeys } from './keys.js';
@@ -157,7 +157,7 @@ export class SshProxy {
   ): void {
     const ctx = this.#ctx;
     let identity: Identity | undefined;
-    const state = { explained: false };
+    const state: AuthState = { explained: false };
     conn.on('authentication', (actx: AuthContext) => {
       const r = certAuthAttempt(
         actx,

@@ -5,7 +5,7 @@ import {
   verifyUserAuthIdentity,
 } from '@gatehouse/core';
 import { userMessage } from './errors.js';
-import type { AuthContext } from './ssh2.js';
+import type { AuthContext, AuthenticationType } from './ssh2.js';
 
 export interface CertAuthDeps {
   userCaKeys(): string[];
@@ -28,28 +28,52 @@ const ONLY_CERTS =
   'Gatehouse: run `gatehouse login`, then `gatehouse ssh LOGIN@NODE` (or use the block `gatehouse config ssh` prints).';
 
 /**
+ * What one connection's authentication has told the client so far. `explained`:
+ * the "only certificates" banner was sent (once per connection).
+ */
+export interface AuthState {
+  explained: boolean;
+}
+
+/**
+ * The methods a failure lists. keyboard-interactive is listed (never
+ * accepted, never prompted for) so that a client that has run out of keys
+ * tries it last: OpenSSH, PuTTY and ssh2 all try every key before it. That
+ * attempt is the one moment the server knows authentication as a whole
+ * failed, and the "only certificates" banner goes out then. Sent on a
+ * refused plain key instead, it printed on every successful login whose
+ * ssh-agent offered a plain key before the certificate. A client that does
+ * not try keyboard-interactive (OpenSSH BatchMode) ends with "Permission
+ * denied" and no banner.
+ */
+function methodsLeft(state: AuthState): AuthenticationType[] {
+  return state.explained ? ['publickey'] : ['publickey', 'keyboard-interactive'];
+}
+
+/**
  * One ssh2 authentication attempt, certificates only. Returns the verified
  * certificate and identity once the client has proved it holds the key (a
  * signed request); the caller then authorizes and accepts or rejects. Every
  * other attempt is answered here: "none" and "may I use this key?" queries,
- * passwords and plain keys (refused with a banner saying what to do).
+ * plain keys (refused quietly: a certificate may come next), and the
+ * client's last resort (keyboard-interactive, password: refused with a
+ * banner saying what to do).
  */
 export function certAuthAttempt(
   actx: AuthContext,
   deps: CertAuthDeps,
-  state: { explained: boolean },
+  state: AuthState,
 ): { identity: Identity; cert: SshCertificate } | undefined {
-  const explain = (text: string) => {
-    if (state.explained) return;
-    state.explained = true;
-    deps.banner(text);
-  };
   if (actx.method === 'none') {
-    actx.reject(['publickey']);
+    actx.reject(methodsLeft(state));
     return undefined;
   }
   if (actx.method !== 'publickey') {
-    explain(ONLY_CERTS);
+    // Clients come here once their keys are used up: no certificate is coming.
+    if (!state.explained) {
+      state.explained = true;
+      deps.banner(ONLY_CERTS);
+    }
     actx.reject(['publickey']);
     return undefined;
   }
@@ -74,13 +98,14 @@ export function certAuthAttempt(
     }
     return r;
   } catch (err) {
-    if (err instanceof NotACertificateError) explain(ONLY_CERTS);
-    else {
+    if (!(err instanceof NotACertificateError)) {
       deps.onInvalid(err);
-      // Each distinct certificate problem is worth telling (expired vs untrusted).
+      // Each distinct certificate problem is worth telling (expired vs untrusted); it
+      // also says what to do, so the general "only certificates" banner is not needed.
       deps.banner(userMessage(err));
+      state.explained = true;
     }
-    actx.reject(['publickey']);
+    actx.reject(methodsLeft(state));
     return undefined;
   }
 }

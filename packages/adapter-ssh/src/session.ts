@@ -15,7 +15,7 @@ import {
   type TerminalViewer,
 } from '@gatehouse/core';
 import type { Client as SshClient } from 'ssh2';
-import { certAuthAttempt } from './auth.js';
+import { type AuthState, certAuthAttempt } from './auth.js';
 import { oneLine, upstreamReason, userMessage } from './errors.js';
 import { auditSshReject, closeAfterReply } from './front.js';
 import type { ProxyKeys } from './keys.js';
@@ -93,7 +93,7 @@ export class InnerConnection {
   readonly #stream: Duplex;
   readonly #node: NodeSpec;
   readonly #outer: OuterContext;
-  readonly #authState = { explained: false };
+  readonly #authState: AuthState = { explained: false };
   readonly #relays = new Set<SessionRelay>();
   readonly #forwards = new Set<Duplex>();
   #grant: Grant | undefined;

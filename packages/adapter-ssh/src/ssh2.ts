@@ -5,6 +5,7 @@ import ssh2 from 'ssh2';
 export const { Server, Client, utils } = ssh2;
 export type {
   AuthContext,
+  AuthenticationType,
   ClientChannel,
   ConnectConfig,
   Connection,
