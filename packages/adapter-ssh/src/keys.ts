@@ -80,6 +80,7 @@ export class ProxyKeys {
       o.portForwarding,
       // The certificate carries the session policy the node enforces: a role edit must not reuse the old one.
       JSON.stringify([o.enhancedRecording, o.restrictNetwork]),
+      o.agentForwarding,
     ].join('\0');
     const now = this.#clock.now().getTime();
     let entry = this.#userCerts.get(cacheKey);

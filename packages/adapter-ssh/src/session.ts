@@ -26,7 +26,9 @@ import {
   type ClientChannel,
   type Connection,
   exitOf,
+  ForwardedAgent,
   keepExit,
+  openAgentChannel,
   type PseudoTtyInfo,
   protocolErrorDisconnect,
   Server,
@@ -107,6 +109,15 @@ export class InnerConnection {
   /** Why the gateway ended the connection, for a channel that asks after it did. */
   #endReason: string | undefined;
   #recordings = 0;
+  /** A session of this connection was granted `ssh -A`: the node's agent channels may reach the client. */
+  #agentGranted = false;
+  readonly #agent = new ForwardedAgent((cb) => {
+    if (!this.#agentGranted || this.#ended) {
+      cb(new Error('agent forwarding was not granted on this connection'));
+      return;
+    }
+    openAgentChannel(this.#conn, cb);
+  });
 
   constructor(deps: ProxyDeps, conn: Connection, stream: Duplex, node: NodeSpec, outer: OuterContext) {
     this.#d = deps;
@@ -222,6 +233,7 @@ export class InnerConnection {
         key,
         hostCaKeys: [...ctx.credentials.hostCaSshKeys(), ...(this.#node.hostCaKeys ?? [])],
         timeoutMs: this.#d.upstreamTimeoutMs,
+        agent: this.#agent,
       });
     } catch (err) {
       await audit.onSessionStartFailed(userMessage(err).replace(/^Gatehouse: /, ''));
@@ -362,12 +374,23 @@ export class InnerConnection {
         this.#live?.update({ interactive: true, ...(command !== undefined ? { command } : {}) }),
       stillAllowed: () => this.#stillAllowed(),
       inspect: (on, data) => this.#live?.inspect(on, data),
+      agentDenied: () => this.#agentDenied(),
+      onAgentGranted: () => {
+        this.#agentGranted = true;
+      },
     });
     this.#relays.add(relay);
     relay.onDone = () => this.#relays.delete(relay);
   }
 
   // ------------------------------------------------------------ forwarding
+
+  /** Core's answer for `ssh -A` (the grant's role option agent_forwarding), worded for the user. */
+  #agentDenied(): string | undefined {
+    return this.#grant?.options.agentForwarding
+      ? undefined
+      : 'Gatehouse: agent forwarding disabled: your roles do not allow it (role option agent_forwarding)';
+  }
 
   #forwardDenied(): string | undefined {
     return this.#grant?.options.portForwarding
@@ -520,6 +543,10 @@ interface RelayParts {
   stillAllowed: () => Promise<string | undefined>;
   /** Content guards over the session's streams (core decides and ends the session on a match). */
   inspect: (on: 'output' | 'input', data: Buffer) => GuardHit | undefined;
+  /** Why `ssh -A` is refused for this grant, or undefined when it is allowed. */
+  agentDenied: () => string | undefined;
+  /** A session was granted `ssh -A` (the node may now reach the client's agent). */
+  onAgentGranted: () => void;
 }
 
 /** Recent terminal output a viewer who joins mid-session gets first (a screen or two, escapes included). */
@@ -591,6 +618,10 @@ class SessionRelay {
   readonly #viewers = new Map<TerminalViewer, Joiner>();
   #started = false;
   #closed = false;
+  /** The client asked for `ssh -A` and core allowed it. */
+  #agentForward = false;
+  /** Why the client's `ssh -A` did not happen, for its stderr once the session runs. */
+  #agentNotice: string | undefined;
   onDone: () => void = () => {};
 
   constructor(deps: ProxyDeps, parts: RelayParts) {
@@ -624,7 +655,7 @@ class SessionRelay {
       this.#upCh?.signal(info.name);
       accept?.();
     });
-    s.on('auth-agent', (_accept, reject) => reject?.());
+    s.on('auth-agent', (accept, reject) => this.#onAgentRequest(accept, reject));
     s.on('x11', (_accept, reject) => reject?.());
     s.on('shell', (accept, reject) => this.#start(accept, reject, { kind: 'shell' }));
     s.on('exec', (accept, reject, info) =>
@@ -635,6 +666,24 @@ class SessionRelay {
       this.#start(accept, reject, { kind: 'sftp' });
     });
     s.on('close', () => this.#cleanup());
+  }
+
+  /**
+   * `ssh -A` (auth-agent-req@openssh.com). OpenSSH sends it without asking
+   * for a reply, so a refusal is silent in the protocol: the reason goes to
+   * the session's stderr once it runs, and to the audit log.
+   */
+  #onAgentRequest(accept: (() => void) | undefined, reject: (() => void) | undefined): void {
+    if (this.#started || this.#agentForward || this.#agentNotice) return reject?.();
+    const denied = this.#p.agentDenied();
+    if (denied) {
+      this.#agentNotice = denied;
+      void this.#p.audit.onAgentForward({ error: denied.replace(/^Gatehouse: /, '') });
+      return reject?.();
+    }
+    this.#agentForward = true;
+    this.#p.onAgentGranted();
+    accept?.();
   }
 
   /**
@@ -713,6 +762,7 @@ class SessionRelay {
       return;
     }
     this.#upCh = upCh;
+    if (this.#agentNotice) down.stderr.write(`${this.#agentNotice}${this.#pty ? '\r\n' : '\n'}`);
     // A window change that came while the node's channel was opening (the owner resized at once).
     const pty = this.#pty;
     if (pty && opened && (pty.cols !== opened.cols || pty.rows !== opened.rows)) {
@@ -722,9 +772,38 @@ class SessionRelay {
     down.resume();
   }
 
-  #openUpstream(
+  /**
+   * Opens the node's channel, asking it to forward the agent when core
+   * allowed `ssh -A`. A node that refuses (sshd AllowAgentForwarding no)
+   * makes ssh2 fail the whole channel; the session then runs without the
+   * agent, and the user reads why, as with a refusal by role.
+   */
+  async #openUpstream(
     up: SshClient,
     what: { kind: 'shell' } | { kind: 'exec'; command: string } | { kind: 'sftp' },
+  ): Promise<ClientChannel> {
+    const withAgent = this.#agentForward && what.kind !== 'sftp';
+    try {
+      const ch = await this.#openUpstreamOnce(up, what, withAgent);
+      if (withAgent) void this.#p.audit.onAgentForward();
+      return ch;
+    } catch (err) {
+      if (!withAgent || !AGENT_REFUSED.test((err as Error).message)) throw wrapUpstream(err as Error);
+      const why = `node "${this.#p.node.name}" refused agent forwarding (its sshd_config: AllowAgentForwarding)`;
+      this.#agentNotice = `Gatehouse: agent forwarding disabled: ${why}`;
+      void this.#p.audit.onAgentForward({ error: why });
+      try {
+        return await this.#openUpstreamOnce(up, what, false);
+      } catch (err2) {
+        throw wrapUpstream(err2 as Error);
+      }
+    }
+  }
+
+  #openUpstreamOnce(
+    up: SshClient,
+    what: { kind: 'shell' } | { kind: 'exec'; command: string } | { kind: 'sftp' },
+    agentForward: boolean,
   ): Promise<ClientChannel> {
     const pty = this.#pty
       ? {
@@ -737,10 +816,11 @@ class SessionRelay {
         }
       : undefined;
     return new Promise((resolve, reject) => {
-      const cb = (err: Error | undefined, ch: ClientChannel) =>
-        err ? reject(wrapUpstream(err)) : resolve(keepExit(ch));
-      if (what.kind === 'shell') up.shell(pty ?? false, { env: this.#env }, cb);
-      else if (what.kind === 'exec') up.exec(what.command, { env: this.#env, ...(pty ? { pty } : {}) }, cb);
+      const cb = (err: Error | undefined, ch: ClientChannel) => (err ? reject(err) : resolve(keepExit(ch)));
+      const agent = agentForward ? { agentForward: true } : {};
+      if (what.kind === 'shell') up.shell(pty ?? false, { env: this.#env, ...agent }, cb);
+      else if (what.kind === 'exec')
+        up.exec(what.command, { env: this.#env, ...(pty ? { pty } : {}), ...agent }, cb);
       else up.subsys('sftp', cb);
     });
   }
@@ -914,6 +994,9 @@ class SessionRelay {
     this.onDone();
   }
 }
+
+/** ssh2's error when the node answers auth-agent-req with a failure. */
+const AGENT_REFUSED = /^Unable to request agent forwarding$/;
 
 function wrapUpstream(err: Error): GatehouseError {
   return new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', `the node refused the request: ${err.message}`, {

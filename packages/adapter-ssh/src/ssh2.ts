@@ -1,8 +1,9 @@
 import { createRequire } from 'node:module';
+import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 
 /** The one place the adapter imports ssh2 from (a CommonJS package). */
-export const { Server, Client, utils } = ssh2;
+export const { Server, Client, utils, BaseAgent } = ssh2;
 export type {
   AuthContext,
   AuthenticationType,
@@ -49,6 +50,47 @@ export function withCertificate(key: ssh2.ParsedKey, certBlob: Buffer): ssh2.Par
   const k = Object.create(key) as ssh2.ParsedKey & { certificate: Buffer };
   k.certificate = certBlob;
   return k;
+}
+
+/**
+ * The agent the proxy's connection to a node offers for `ssh -A`. ssh2
+ * relays each auth-agent@openssh.com channel the node opens (only after the
+ * proxy asked for forwarding on a session) to `getStream`, which opens one
+ * to the user's own client, whose ssh-agent answers. The proxy never signs
+ * with it: it authenticates to nodes with its own certificate.
+ */
+export class ForwardedAgent extends BaseAgent {
+  readonly #open: (cb: (err: Error | undefined, stream?: Duplex) => void) => void;
+
+  constructor(open: (cb: (err: Error | undefined, stream?: Duplex) => void) => void) {
+    super();
+    this.#open = open;
+  }
+
+  override getIdentities(cb: (err: Error | undefined) => void): void {
+    cb(new Error('the forwarded agent is only relayed, never used by the gateway'));
+  }
+
+  override sign(_key: unknown, _data: Buffer, options: unknown, cb?: (err: Error | undefined) => void): void {
+    const done = typeof options === 'function' ? (options as typeof cb) : cb;
+    done?.(new Error('the forwarded agent is only relayed, never used by the gateway'));
+  }
+
+  override getStream(cb: (err: Error | undefined, stream?: Duplex) => void): void {
+    this.#open(cb);
+  }
+}
+
+/** Opens an auth-agent@openssh.com channel to the client of `conn` (patched ssh2 server). */
+export function openAgentChannel(
+  conn: ssh2.Connection,
+  cb: (err: Error | undefined, stream?: Duplex) => void,
+): void {
+  (
+    conn as unknown as {
+      openssh_authAgent(cb: (err: Error | undefined, ch?: ssh2.ServerChannel) => void): void;
+    }
+  ).openssh_authAgent((err, ch) => cb(err, ch));
 }
 
 /** Sends a USERAUTH_BANNER (patched Protocol.authBanner); OpenSSH prints it on stderr. */

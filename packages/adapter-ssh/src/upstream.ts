@@ -8,7 +8,7 @@ import {
   parseSshCertificate,
   verifySshCertificate,
 } from '@gatehouse/core';
-import { Client, type ConnectConfig, type ParsedKey } from './ssh2.js';
+import { Client, type ConnectConfig, type ForwardedAgent, type ParsedKey } from './ssh2.js';
 
 export interface UpstreamOptions {
   dialer: Dialer;
@@ -20,6 +20,8 @@ export interface UpstreamOptions {
   /** Host CA public keys (OpenSSH lines) whose host certificates the proxy accepts for this node. */
   hostCaKeys: string[];
   timeoutMs?: number;
+  /** Relays the node's agent channels to the user's client once a session asked for `ssh -A`. */
+  agent?: ForwardedAgent;
 }
 
 /** Only host certificates are accepted: a plain host key cannot be tied to the node's name. */
@@ -134,8 +136,8 @@ export async function connectUpstream(o: UpstreamOptions): Promise<InstanceType<
       client.on('error', () => {});
       resolve(client);
     });
-    client.connect(
-      certClientConfig({
+    client.connect({
+      ...certClientConfig({
         sock,
         login: o.login,
         key: o.key,
@@ -147,6 +149,8 @@ export async function connectUpstream(o: UpstreamOptions): Promise<InstanceType<
           hostProblem = p;
         },
       }),
-    );
+      // Only offered to the node per session (exec/shell `agentForward`), never used to authenticate.
+      ...(o.agent ? { agent: o.agent as never } : {}),
+    });
   });
 }

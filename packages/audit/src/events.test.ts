@@ -46,6 +46,7 @@ const EXPECTED = {
   'session.join': { ok: 'GH2106I', fail: 'GH2106W' },
   'session.leave': 'GH2107I',
   'session.guard': 'GH2108W',
+  agent_forward: { ok: 'GH2109I', fail: 'GH2109W' },
   'session.command': 'GH2110I',
   'session.command.exit': 'GH2111I',
   'session.open': 'GH2112I',

@@ -430,6 +430,13 @@ export type AuditEventInput =
       })
   | (CommonFields &
       SshSessionFields & {
+        /** The client asked to forward its ssh-agent to the node (`ssh -A`): granted, or refused and why. */
+        type: 'agent_forward';
+        success: boolean;
+        error?: string;
+      })
+  | (CommonFields &
+      SshSessionFields & {
         type: 'sftp';
         /** read (download), write (upload), or a metadata action. */
         action: 'read' | 'write' | 'remove' | 'rename' | 'mkdir' | 'rmdir' | 'setstat';
@@ -515,6 +522,7 @@ export const EVENT_CODES = {
   'session.join': { ok: 'GH2106I', fail: 'GH2106W' },
   'session.leave': 'GH2107I',
   'session.guard': 'GH2108W',
+  agent_forward: { ok: 'GH2109I', fail: 'GH2109W' },
   'session.command': 'GH2110I',
   'session.command.exit': 'GH2111I',
   'session.open': 'GH2112I',

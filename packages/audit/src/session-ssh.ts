@@ -101,6 +101,16 @@ export class SshSessionAudit {
     });
   }
 
+  /** `ssh -A`: agent forwarding granted for the session, or refused (`error` says why). */
+  async onAgentForward(e: { error?: string | undefined } = {}): Promise<void> {
+    await this.#emit.record({
+      type: 'agent_forward',
+      ...this.#base,
+      success: e.error === undefined,
+      ...(e.error !== undefined ? { error: e.error } : {}),
+    });
+  }
+
   async onSftp(e: {
     action: SftpAction;
     path: string;

@@ -4,14 +4,14 @@
  * ProxyCommand: SSH inside TLS, ALPN gatehouse-ssh), gatehouse scp,
  * gatehouse config ssh used by plain ssh, sessions ls/kill.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Sshd } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ClientRun, runClient } from '../../core/test/helpers.js';
+import { type ClientRun, runClient, waitFor } from '../../core/test/helpers.js';
 import { cpuHasAes } from '../src/commands/ssh-client.js';
 import {
   addAccessUser,
@@ -33,15 +33,21 @@ let home: string;
 const login = `ghc${randomBytes(3).toString('hex')}`;
 
 /** Runs a program to completion (30 s cap) with the test user's GATEHOUSE_HOME. */
-function tool(program: string, args: string[], input = ''): Promise<ClientRun> {
+function tool(
+  program: string,
+  args: string[],
+  input = '',
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<ClientRun> {
   return runClient(program, args, {
-    env: { ...process.env, GATEHOUSE_HOME: home },
+    env: { ...process.env, GATEHOUSE_HOME: home, ...extraEnv },
     input,
     timeoutMs: 30_000,
   });
 }
 
-const gh = (args: string[], input = '') => tool(process.execPath, [BIN, ...args], input);
+const gh = (args: string[], input = '', extraEnv: NodeJS.ProcessEnv = {}) =>
+  tool(process.execPath, [BIN, ...args], input, extraEnv);
 const BATCH = ['-o', 'BatchMode=yes'];
 
 beforeAll(async () => {
@@ -105,6 +111,23 @@ describe('gatehouse ssh (OpenSSH + gatehouse proxy ssh as ProxyCommand)', () => 
     expect(r.stdout).toMatch(/^\/dev\/pts\/\d+\r\n$/);
     const once = await gh(['ssh', '-t', `${login}@node1`, 'tty']);
     expect(once.stderr).toContain('Pseudo-terminal will not be allocated');
+  });
+
+  it('-A forwards the ssh-agent of the user side to the node (the access role allows it)', async () => {
+    const key = join(d.root, 'agent_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'forwarded', '-f', key]);
+    const sock = join(d.root, 'agent.sock');
+    const agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      await waitFor(async () => existsSync(sock), 'ssh-agent to listen');
+      execFileSync('ssh-add', [key], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      const fp = execFileSync('ssh-keygen', ['-lf', `${key}.pub`], { encoding: 'utf8' }).split(' ')[1]!;
+      const r = await gh(['ssh', '-A', `${login}@node1`, 'ssh-add -l'], '', { SSH_AUTH_SOCK: sock });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(fp);
+    } finally {
+      agent.kill();
+    }
   });
 
   it('shows why access is refused: a login the role does not allow, an unknown node', async () => {

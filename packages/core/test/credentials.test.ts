@@ -120,6 +120,9 @@ describe('credentials only for a Grant', () => {
     expect(cert.principals).toEqual(['ubuntu']);
     expect(cert.keyId).toBe('ann');
     expect(cert.validBefore.getTime()).toBeLessThanOrEqual(grant.expires.getTime());
+    // The access role allows ssh -A: the node's sshd honours it only with this extension.
+    expect(grant.options.agentForwarding).toBe(true);
+    expect(Object.keys(cert.extensions)).toContain('permit-agent-forwarding');
     // ssh-keygen reads it as a user certificate for that one principal.
     writeFileSync(join(dir, 'k-cert.pub'), `${issued.cert}\n`);
     const shown = execFileSync('ssh-keygen', ['-L', '-f', join(dir, 'k-cert.pub')], { encoding: 'utf8' });

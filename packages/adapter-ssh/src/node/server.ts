@@ -17,6 +17,7 @@ import {
 import type { AuthContext, Connection } from 'ssh2';
 import ssh2 from 'ssh2';
 
+import { AgentSocket, type OpenAgentChannel } from './agent.js';
 import { type NodeEnforcement, nodeEnforcement } from './enforce.js';
 import { hostCertificateBlob, parseHostKey, publicKeyLine } from './hostkey.js';
 import { lookupUnixUser, type UnixUser } from './passwd.js';
@@ -149,6 +150,11 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
       let failures = 0;
       const told = new Set<string>();
       const forwards = new Map<string, net.Server>();
+      // openssh_authAgent: the adapter's ssh2 patch (server-side agent channels).
+      const agent = new AgentSocket(
+        (cb) => (client as unknown as { openssh_authAgent: OpenAgentChannel }).openssh_authAgent(cb),
+        log,
+      );
       const grace = setTimeout(() => {
         if (!authed) client.end();
       }, graceMs);
@@ -254,6 +260,7 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
           remoteAddr: remote,
           connection: `${remote} ${info.port} ${local?.localAddress ?? '0.0.0.0'} ${local?.localPort ?? 0}`,
           sftpServer,
+          agent,
           log,
           server: opts.nodeName,
           enforcement,
@@ -347,6 +354,7 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
       client.on('close', () => {
         clearTimeout(grace);
         for (const s of forwards.values()) s.close();
+        agent.close();
         clients.delete(client);
       });
     },

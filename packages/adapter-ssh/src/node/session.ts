@@ -5,6 +5,7 @@ import type { Writable } from 'node:stream';
 import type { CertPermissions, LogFn } from '@gatehouse/core';
 import pty from 'node-pty';
 import type { PseudoTtyInfo, ServerChannel, Session } from 'ssh2';
+import type { AgentSocket } from './agent.js';
 import { cgroupWrapper, type NodeEnforcement, needsEnforcement, type SessionEnforcement } from './enforce.js';
 import type { UnixUser } from './passwd.js';
 import {
@@ -43,6 +44,8 @@ export interface SessionContext {
   /** SSH_CONNECTION value. */
   connection: string;
   sftpServer?: string | undefined;
+  /** The connection's forwarded-agent socket (`ssh -A`), shared by its sessions as in sshd. */
+  agent: AgentSocket;
   log: LogFn;
   onEvent: (e: NodeSessionEvent) => void;
   /** The node name, for messages. */
@@ -121,9 +124,18 @@ export function handleSession(session: Session, c: SessionContext): void {
     running.kill(`SIG${name}` as NodeJS.Signals);
     accept?.();
   });
-  session.on('auth-agent', (_accept, reject) =>
-    refuse('auth-agent-req', 'agent forwarding is not supported', reject),
-  );
+  session.on('auth-agent', (accept, reject) => {
+    if (!c.perms.agentForwarding) {
+      return refuse('auth-agent-req', 'certificate has no permit-agent-forwarding', reject);
+    }
+    c.agent.enable(c.self, c.user).then(
+      () => accept?.(),
+      (e: Error) => {
+        c.log('error', 'node: could not create the agent socket', e);
+        refuse('auth-agent-req', `could not create the agent socket: ${e.message}`, reject);
+      },
+    );
+  });
   session.on('x11', (_accept, reject) => refuse('x11-req', 'X11 forwarding is not supported', reject));
   session.on('shell', (accept, reject) => start('shell', undefined, accept, reject));
   session.on('exec', (accept, reject, info) => start('exec', info.command, accept, reject));
@@ -217,13 +229,6 @@ export function handleSession(session: Session, c: SessionContext): void {
       return refuse(kind, (e as Error).message, reject);
     }
     if (enf) plan = cgroupWrapper(enf.procsFile, plan);
-    const env = sessionEnv({
-      user: c.user,
-      term: ptyInfo?.term,
-      clientEnv,
-      connection: c.connection,
-      originalCommand: forced !== undefined ? (command ?? '') : undefined,
-    });
     const cwd = existsSync(c.user.home) ? c.user.home : '/';
     const usePty = ptyInfo !== undefined && kind !== 'subsystem';
     c.onEvent({
@@ -236,9 +241,26 @@ export function handleSession(session: Session, c: SessionContext): void {
       ...(effective !== undefined ? { command: effective } : {}),
       ...(usePty && ptyInfo ? { pty: { term: ptyInfo.term, cols: ptyInfo.cols, rows: ptyInfo.rows } } : {}),
     });
-    channelRef = accept();
-    if (usePty && ptyInfo) runPty(channelRef, plan, env, cwd, ptyInfo);
-    else runPipes(channelRef, plan, env, cwd);
+    // Accepted at once (ssh2 drops data sent to a channel not accepted yet);
+    // the program starts once the agent socket, if any, exists: an OpenSSH
+    // client does not wait for the answer to auth-agent-req.
+    const channel = accept();
+    channelRef = channel;
+    const run = (agentSock: string | undefined) => {
+      const env = sessionEnv({
+        user: c.user,
+        term: ptyInfo?.term,
+        clientEnv,
+        connection: c.connection,
+        originalCommand: forced !== undefined ? (command ?? '') : undefined,
+        agentSocket: agentSock,
+      });
+      if (usePty && ptyInfo) runPty(channel, plan, env, cwd, ptyInfo);
+      else runPipes(channel, plan, env, cwd);
+    };
+    const agent = c.agent.path();
+    if (!agent) run(undefined);
+    else agent.then(run, () => run(undefined));
   }
 
   let finished = false;

@@ -81,6 +81,8 @@ export interface SessionEnvInput {
   /** "client_ip client_port server_ip server_port", as sshd sets SSH_CONNECTION. */
   connection: string;
   originalCommand?: string | undefined;
+  /** The forwarded agent's socket (`ssh -A`), as sshd sets SSH_AUTH_SOCK. */
+  agentSocket?: string | undefined;
 }
 
 /** The whole environment of a session: nothing leaks in from the service process. */
@@ -102,6 +104,7 @@ export function sessionEnv(i: SessionEnvInput): Record<string, string> {
   });
   if (i.term) env.TERM = i.term;
   if (i.originalCommand !== undefined) env.SSH_ORIGINAL_COMMAND = i.originalCommand;
+  if (i.agentSocket !== undefined) env.SSH_AUTH_SOCK = i.agentSocket;
   return env;
 }
 

@@ -121,6 +121,7 @@ export function defineSsh(cmd: Command, ctx: SshCtx): Command {
         0,
       )
       .option('-N', 'no command (forwarding only), as ssh -N')
+      .option('-A', 'forward your ssh-agent to the node, as ssh -A (your roles must allow agent_forwarding)')
       .option('-p <port>', "the node's SSH port as registered (default 22)")
       .addHelpText(
         'after',
@@ -132,7 +133,7 @@ export function defineSsh(cmd: Command, ctx: SshCtx): Command {
         async (
           target: string,
           command: string[],
-          o: { L?: string[]; R?: string[]; D?: string; t: number; N?: boolean; p?: string },
+          o: { L?: string[]; R?: string[]; D?: string; t: number; N?: boolean; A?: boolean; p?: string },
         ) => {
           if (!/^[^@\s]+@[^@\s]+$/.test(target))
             throw usage(`"${target}" is not LOGIN@NODE`, 'e.g. gatehouse ssh root@web1');
@@ -142,6 +143,7 @@ export function defineSsh(cmd: Command, ctx: SshCtx): Command {
           if (o.D) args.push('-D', o.D);
           for (let i = 0; i < o.t; i++) args.push('-t');
           if (o.N) args.push('-N');
+          if (o.A) args.push('-A');
           if (o.p) args.push('-p', o.p);
           args.push(target, ...command);
           // A wrapper exits with its program's status (`ssh host false` exits 1).

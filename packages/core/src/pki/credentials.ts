@@ -85,6 +85,8 @@ export class SessionCredentials {
       ),
       permitPty: grant.options.permitPty,
       permitPortForwarding: grant.options.portForwarding,
+      // The node's sshd honours `ssh -A` only with this extension; the proxy relays it only when the grant allows.
+      permitAgentForwarding: grant.options.agentForwarding,
       identity: grant.identity,
       // The node enforces these with eBPF; it refuses the session when it cannot.
       sessionPolicy: {
