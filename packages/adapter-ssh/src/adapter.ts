@@ -135,7 +135,10 @@ export class SshProxy {
     socket.once('close', () => clearTimeout(timer));
     // ssh2 only half-closes on a broken identification line; finish the job.
     socket.once('finish', () => {
-      if (!hs.connected) reject('malformed', 'invalid SSH identification');
+      // A client that never sent a byte (the listener handed it over for its
+      // silence, docs/decisions/0021) and hung up sent nothing malformed.
+      if (!hs.connected && socket.bytesRead === 0) socket.destroy();
+      else if (!hs.connected) reject('malformed', 'invalid SSH identification');
       else if (!hs.ready) closeAfterReply(socket);
     });
     const hostKey = await this.#deps.keys.hostKey('gatehouse-proxy', this.#proxyPrincipals());

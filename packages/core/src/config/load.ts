@@ -55,6 +55,8 @@ export interface GatehouseConfig {
   tls: { serverNames: string[] };
   listener: {
     firstByteTimeoutMs: number;
+    /** Silence after which the listener hands a connection to SSH (0: never). */
+    sshBannerAfterMs: number;
     handshakeTimeoutMs: number;
     requestTimeoutMs: number;
     maxConcurrentHandshakes: number;
@@ -202,6 +204,7 @@ function resolve(
     tls: { serverNames: c.tls.server_names },
     listener: {
       firstByteTimeoutMs: parseDuration(c.listener.first_byte_timeout),
+      sshBannerAfterMs: parseDuration(c.listener.ssh_banner_after),
       handshakeTimeoutMs: parseDuration(c.listener.handshake_timeout),
       requestTimeoutMs: parseDuration(c.listener.request_timeout),
       maxConcurrentHandshakes: c.listener.max_concurrent_handshakes,

@@ -127,6 +127,17 @@ export const configSchema = z
          */
         first_byte_timeout: duration.default('10s'),
         /**
+         * A client that has sent nothing this long after connecting is taken
+         * for an SSH client waiting for the server's banner (ssh-keyscan,
+         * some libraries) and handed to SSH, which speaks first. Clients of
+         * every other protocol on this port speak first at once (TLS, psql,
+         * PROXY headers); MySQL clients, which wait too, have their own port.
+         * The connection keeps its handshake slot and first_byte_timeout
+         * until it answers. 0s: never (a silent client waits for
+         * first_byte_timeout and is dropped).
+         */
+        ssh_banner_after: duration.default('1s'),
+        /**
          * From accept until the TLS handshake is finished and the connection
          * is routed (MySQL's port: until its handshake response). Measured
          * from accept: bytes that trickle in do not extend it. After routing,

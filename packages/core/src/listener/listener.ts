@@ -235,12 +235,26 @@ export class Listener {
       firstByteBy: accepted + this.#deps.options.firstByteTimeoutMs,
       handshakeBy: accepted + this.#deps.options.handshakeTimeoutMs,
     };
-    this.#sniff(conn, Buffer.alloc(0), viaProxy);
+    this.#sniff(conn, Buffer.alloc(0), viaProxy, true);
   }
 
-  #sniff(conn: Pending, initial: Buffer, allowProxy: boolean): void {
+  /**
+   * Reads first bytes until they name a protocol. `serverFirst`: a client
+   * that stays silent (for listener.ssh_banner_after) may be an SSH client
+   * waiting for the server's banner, and goes to SSH (docs/decisions/0021);
+   * false once it is known to be something else (PostgreSQL after GSSENC).
+   */
+  #sniff(conn: Pending, initial: Buffer, allowProxy: boolean, serverFirst: boolean): void {
     const { socket } = conn;
     let buf = initial;
+    const bannerAfter = this.#deps.options.sshBannerAfterMs;
+    const silence =
+      serverFirst && buf.length === 0 && bannerAfter > 0 && this.#deps.routes.sshHandler
+        ? setTimeout(() => {
+            cleanup();
+            this.#silentToSsh(conn);
+          }, bannerAfter)
+        : undefined;
     // One deadline from accept for every stage (PROXY header, GSSENC answer,
     // sniff): a client trickling bytes, or taking each stage slowly, gets no more.
     const timer = setTimeout(
@@ -277,6 +291,7 @@ export class Listener {
     const onClose = () => cleanup();
     const cleanup = () => {
       clearTimeout(timer);
+      clearTimeout(silence);
       socket.off('data', onData);
       socket.off('error', onError);
       socket.off('end', onEnd);
@@ -329,7 +344,7 @@ export class Listener {
             return true;
           }
         }
-        this.#sniff(conn, buf.subarray(h.length), false);
+        this.#sniff(conn, buf.subarray(h.length), false, true);
         return true;
       }
       cleanup();
@@ -345,6 +360,8 @@ export class Listener {
       return true;
     };
     const onData = (chunk: Buffer) => {
+      // The client spoke: it is not waiting for a server banner.
+      clearTimeout(silence);
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       decide();
     };
@@ -354,6 +371,43 @@ export class Listener {
     socket.on('end', onEnd);
     socket.on('close', onClose);
     socket.resume();
+  }
+
+  /**
+   * A client that said nothing goes to SSH, whose server speaks first (its
+   * identification line): ssh-keyscan and other clients that wait for it
+   * then answer. Unlike a sniffed SSH client, the connection keeps its
+   * handshake slot and its first_byte_timeout until the client sends a byte,
+   * so a flood of silent connections is held and refused exactly as before
+   * (docs/decisions/0018); only the banner is extra.
+   */
+  #silentToSsh(conn: Pending): void {
+    const { socket, info, slot } = conn;
+    const h = this.#deps.routes.sshHandler;
+    const refused = slot.attribute(info.remoteAddr);
+    if (refused) return this.#reject(socket, info, refused.reason, refused.error);
+    if (!h) return this.#reject(socket, info, 'no_route', 'SSH is not enabled on this gateway');
+    socket.pause();
+    const deadline = setTimeout(
+      () => {
+        socket.off('data', answered);
+        this.#reject(
+          socket,
+          info,
+          'first_byte_timeout',
+          `no answer to the SSH banner within ${this.#deps.options.firstByteTimeoutMs} ms of connecting`,
+        );
+      },
+      Math.max(0, conn.firstByteBy - performance.now()),
+    );
+    const answered = () => {
+      clearTimeout(deadline);
+      slot.release();
+    };
+    socket.once('close', () => clearTimeout(deadline));
+    // Added while paused, so it only watches: the handler decides when bytes flow.
+    socket.once('data', answered);
+    this.#safely(socket, info, 'routing (ssh, server first)', () => h(socket, info));
   }
 
   /** Runs a route handler; one that throws ends its own connection, never the listener. */
@@ -394,7 +448,8 @@ export class Listener {
         // No GSSAPI: answer N; libpq then asks for SSL on the same connection.
         socket.read(8);
         socket.write(PG_NO);
-        this.#sniff(conn, Buffer.alloc(0), false);
+        // A PostgreSQL client, whatever it does next: never handed to SSH for being slow.
+        this.#sniff(conn, Buffer.alloc(0), false, false);
         return;
       }
       case 'pg-startup':
