@@ -94,6 +94,9 @@ const PEERS = [
     why: 'zlib, linked into the eBPF helper (@gatehouse/bpf)',
   },
   { bin: '/usr/bin/python3', pkg: 'python3', why: 'UDP sendto probes in the eBPF tests' },
+  { bin: '/usr/bin/rsync', pkg: 'rsync', why: 'rsync over ssh through the gateway (SSH interop tests)' },
+  { bin: '/usr/bin/git', pkg: 'git', why: 'git over ssh through the gateway (SSH interop tests)' },
+  { bin: '/usr/bin/plink', pkg: 'putty-tools', why: "PuTTY's plink and puttygen (SSH interop tests)" },
 ];
 
 /**

@@ -170,9 +170,16 @@ export interface Result {
 export function runTool(
   tool: string,
   args: string[],
-  opts: { input?: string | Buffer; timeoutMs?: number; keepStdinOpenMs?: number } = {},
+  opts: {
+    input?: string | Buffer;
+    timeoutMs?: number;
+    keepStdinOpenMs?: number;
+    /** Added to (or, as undefined, removed from) the environment, e.g. SSH_AUTH_SOCK. */
+    env?: Record<string, string | undefined>;
+  } = {},
 ): Promise<Result> & { child: ChildProcess } {
-  const child = spawn(tool, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const env = opts.env ? { ...process.env, ...opts.env } : process.env;
+  const child = spawn(tool, args, { stdio: ['pipe', 'pipe', 'pipe'], env });
   const p = new Promise<Result>((resolve, reject) => {
     const out: Buffer[] = [];
     let err = '';
