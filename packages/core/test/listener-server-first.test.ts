@@ -4,6 +4,7 @@
  * silence the connection goes to SSH, while clients that speak first are
  * routed as before (docs/decisions/0022-server-first-clients.md).
  */
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Adapter, type ConnectionInfo, encodeProxyV2, GatehouseClient } from '../src/index.js';
@@ -108,6 +109,40 @@ describe('listener: a silent client is handed to SSH, which speaks first', () =>
     expect(ping.cluster_name).toBe('gatehouse');
     const r = await rawExchange(t.port, 'SSH-2.0-OpenSSH_9.2\r\n', { wait: 1_000 });
     expect(r.data.toString()).toBe('SSH-2.0-Stand-in\r\necho:SSH-2.0-OpenSSH_9.2\r\n');
+  });
+
+  it('bytes that arrived in time count even when the gateway was too busy to read them before the deadline', async () => {
+    // The client is another process: it connects, says it did (by then the
+    // gateway has accepted), and writes 100 ms later, well inside
+    // ssh_banner_after (200 ms). This process, the gateway's, is busy from
+    // that moment past the deadline, so its next turn finds the timer expired
+    // and the bytes waiting, and must not take the client for a silent one.
+    const client = spawn(
+      process.execPath,
+      [
+        '-e',
+        `const s = require('node:net').connect(${t.port}, '127.0.0.1', () => {
+           setTimeout(() => process.stderr.write('connected\\n'), 20);
+           setTimeout(() => s.write('GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'), 100);
+         });
+         s.once('data', (d) => { process.stdout.write(d); s.destroy(); });`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let reply = '';
+    client.stdout.on('data', (d) => {
+      reply += d;
+    });
+    client.stderr.once('data', () =>
+      setImmediate(() => {
+        const until = Date.now() + 500;
+        while (Date.now() < until) {
+          // A busy event loop: nothing is read until this ends.
+        }
+      }),
+    );
+    await new Promise((resolve) => client.once('close', resolve));
+    expect(reply).toMatch(/^HTTP\/1\.1 400/);
   });
 
   it('a PostgreSQL client that goes quiet after its GSSENC request is not handed to SSH', async () => {

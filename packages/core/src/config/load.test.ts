@@ -6,7 +6,7 @@ describe('loadConfig: listener admission', () => {
     const c = await loadConfig({ env: {}, overrides: { dataDir: '/tmp/x' } });
     expect(c.listener).toMatchObject({
       firstByteTimeoutMs: 10_000,
-      sshBannerAfterMs: 1_000,
+      sshBannerAfterMs: 2_000,
       handshakeTimeoutMs: 10_000,
       maxConcurrentHandshakes: 512,
       perSourceMaxHandshakes: 32,

@@ -136,7 +136,7 @@ export const configSchema = z
          * until it answers. 0s: never (a silent client waits for
          * first_byte_timeout and is dropped).
          */
-        ssh_banner_after: duration.default('1s'),
+        ssh_banner_after: duration.default('2s'),
         /**
          * From accept until the TLS handshake is finished and the connection
          * is routed (MySQL's port: until its handshake response). Measured

@@ -248,11 +248,18 @@ export class Listener {
     const { socket } = conn;
     let buf = initial;
     const bannerAfter = this.#deps.options.sshBannerAfterMs;
+    let done = false;
     const silence =
       serverFirst && buf.length === 0 && bannerAfter > 0 && this.#deps.routes.sshHandler
         ? setTimeout(() => {
-            cleanup();
-            this.#silentToSsh(conn);
+            // Decided after this turn's I/O: when the event loop was busy past the
+            // deadline, timers run before the reads of that turn, and bytes that
+            // arrived in time must still count as the client speaking first.
+            setImmediate(() => {
+              if (done || buf.length > 0 || socket.readableLength > 0) return;
+              cleanup();
+              this.#silentToSsh(conn);
+            });
           }, bannerAfter)
         : undefined;
     // One deadline from accept for every stage (PROXY header, GSSENC answer,
@@ -290,6 +297,7 @@ export class Listener {
     // Closed without an end or an error (e.g. by close()): nothing to refuse any more.
     const onClose = () => cleanup();
     const cleanup = () => {
+      done = true;
       clearTimeout(timer);
       clearTimeout(silence);
       socket.off('data', onData);
