@@ -136,7 +136,7 @@ export class SshProxy {
     // ssh2 only half-closes on a broken identification line; finish the job.
     socket.once('finish', () => {
       // A client that never sent a byte (the listener handed it over for its
-      // silence, docs/decisions/0022) and hung up sent nothing malformed.
+      // silence, docs/decisions/0024) and hung up sent nothing malformed.
       if (!hs.connected && socket.bytesRead === 0) socket.destroy();
       else if (!hs.connected) reject('malformed', 'invalid SSH identification');
       else if (!hs.ready) closeAfterReply(socket);

@@ -2,7 +2,7 @@
  * Clients that wait for the server to speak (ssh-keyscan waits for the SSH
  * banner) on the one sniffed port: after listener.ssh_banner_after of
  * silence the connection goes to SSH, while clients that speak first are
- * routed as before (docs/decisions/0022-server-first-clients.md).
+ * routed as before (docs/decisions/0024-server-first-clients.md).
  */
 import { spawn } from 'node:child_process';
 import net from 'node:net';

@@ -20,7 +20,7 @@ export interface DbLogin {
    * existed lack them.
    */
   files: { cert: string; key: string; ca: string; pk8?: string; p12?: string };
-  /** The PKCS#12 keystore's password (see docs/decisions/0022). */
+  /** The PKCS#12 keystore's password (see docs/decisions/0024). */
   keystorePassword?: string;
 }
 

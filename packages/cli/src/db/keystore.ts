@@ -31,7 +31,7 @@ export function pkcs8Der(keyPem: string): Buffer {
  * directory of 0600 files: a password would protect nothing those modes do
  * not, and printing one in every JDBC URL would teach people to paste
  * secrets. Java still needs the format's password-based encryption, which
- * works with an empty password (docs/decisions/0022).
+ * works with an empty password (docs/decisions/0024).
  */
 export const KEYSTORE_PASSWORD = '';
 

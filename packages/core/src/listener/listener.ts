@@ -241,7 +241,7 @@ export class Listener {
   /**
    * Reads first bytes until they name a protocol. `serverFirst`: a client
    * that stays silent (for listener.ssh_banner_after) may be an SSH client
-   * waiting for the server's banner, and goes to SSH (docs/decisions/0022);
+   * waiting for the server's banner, and goes to SSH (docs/decisions/0024);
    * false once it is known to be something else (PostgreSQL after GSSENC).
    */
   #sniff(conn: Pending, initial: Buffer, allowProxy: boolean, serverFirst: boolean): void {
