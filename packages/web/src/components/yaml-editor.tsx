@@ -33,6 +33,22 @@ export function offsetOf(doc: Text, line: number, column: number): number {
   return Math.min(l.from + Math.max(0, column - 1), l.to);
 }
 
+/**
+ * The lint package draws its markers and squiggles with data: SVG images,
+ * which the UI's Content-Security-Policy (img-src 'self') refuses: the
+ * same shapes in plain CSS.
+ */
+const cspSafeLintTheme = EditorView.theme({
+  '.cm-lint-marker': { content: 'normal', borderRadius: '2px' },
+  '.cm-lint-marker-error': { content: 'normal', background: '#f43', borderRadius: '50%' },
+  '.cm-lint-marker-warning': { content: 'normal', background: '#fc5' },
+  '.cm-lint-marker-info': { content: 'normal', background: '#99e' },
+  '.cm-lintRange-error': { backgroundImage: 'none', textDecoration: 'underline wavy #f11' },
+  '.cm-lintRange-warning': { backgroundImage: 'none', textDecoration: 'underline wavy orange' },
+  '.cm-lintRange-info': { backgroundImage: 'none', textDecoration: 'underline wavy #999' },
+  '.cm-lintRange-hint': { backgroundImage: 'none', textDecoration: 'underline dotted #66d' },
+});
+
 class BadLine extends GutterMarker {
   override elementClass = 'bad';
 }
@@ -81,6 +97,7 @@ export const YamlEditor = forwardRef<
         extensions: [
           lineNumbers(),
           lintGutter(),
+          cspSafeLintTheme,
           badLines,
           highlightActiveLine(),
           highlightActiveLineGutter(),

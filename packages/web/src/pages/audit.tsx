@@ -285,7 +285,10 @@ function AuditResults({ view, onSelect }: { view: AuditView; onSelect: (id: stri
               </table>
             </TableScroll>
             {hidden > 0 ? (
-              <p className="muted">{hidden} info-level events of these types are not shown on this page.</p>
+              <p className="muted">
+                {hidden === 1 ? '1 info-level event is' : `${hidden} info-level events are`} not shown on this
+                page (Show: warnings and errors only).
+              </p>
             ) : null}
             <div className="pager">
               <button

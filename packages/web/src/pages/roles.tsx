@@ -152,7 +152,7 @@ export function RolesPage() {
           ) : null}
         </aside>
         <section className="editor-pane">
-          {!text && !selected ? (
+          {!isNew && !selected ? (
             <p className="muted">Pick a role to edit, or create a new one.</p>
           ) : (
             <>
