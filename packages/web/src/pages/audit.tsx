@@ -245,7 +245,10 @@ function AuditResults({ view, onSelect }: { view: AuditView; onSelect: (id: stri
                         data-event-id={e.id}
                         aria-selected={e.id === view.event}
                         tabIndex={0}
-                        onClick={open}
+                        onClick={(ev) => {
+                          // A click on the row's own link (Play recording) is that link's, not a selection.
+                          if (!(ev.target as HTMLElement).closest('a, button')) open();
+                        }}
                         onKeyDown={(k) => {
                           if (k.key === 'Enter' || k.key === ' ') {
                             k.preventDefault();
