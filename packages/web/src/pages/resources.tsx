@@ -1,6 +1,6 @@
 import { Fragment, useMemo, useState } from 'react';
 import { NewTabLink, useApp } from '../app';
-import { CopyCommand, ErrorBox, Labels, Loading, TableScroll, useLoad } from '../components/ui';
+import { CopyCommand, ErrorBox, Labels, Loading, useLoad } from '../components/ui';
 import {
   connectCommands,
   filterResources,
@@ -198,77 +198,71 @@ export function ResourcesPage() {
           </span>
         ))}
       </div>
-      <TableScroll label="Resources">
-        <table className="grid" data-testid="resources">
-          <thead>
-            <tr>
-              <th>
-                <button type="button" className="sort" onClick={() => sortBy('kind')}>
-                  Kind{arrow('kind')}
-                </button>
-              </th>
-              <th>
-                <button type="button" className="sort" onClick={() => sortBy('name')}>
-                  Name{arrow('name')}
-                </button>
-              </th>
-              <th>
-                <button type="button" className="sort" onClick={() => sortBy('detail')}>
-                  Type / address{arrow('detail')}
-                </button>
-              </th>
-              <th>Labels</th>
-              <th>Description</th>
-              <th />
-            </tr>
-          </thead>
-          <tbody>
-            {shown.items.map((r) => (
-              <Fragment key={rowKey(r)}>
-                <tr data-resource={r.name}>
-                  <td>{KIND_NAMES[r.kind]}</td>
-                  <td className="name">{r.name}</td>
-                  <td>{r.detail ?? ''}</td>
-                  <td>
-                    <Labels labels={r.labels} onPick={(key, value) => addFilter({ key, value })} />
-                  </td>
-                  <td>{r.description ?? ''}</td>
-                  <td>
-                    <button
-                      type="button"
-                      aria-expanded={open === rowKey(r)}
-                      onClick={() => setOpen(open === rowKey(r) ? undefined : rowKey(r))}
-                    >
-                      Connect
-                    </button>
-                  </td>
-                </tr>
-                {open === rowKey(r) ? (
-                  <tr className="detail">
-                    <td colSpan={6}>
-                      {r.kind === 'node' ? (
-                        <TerminalLinks node={r.name} logins={r.logins ?? myLogins} />
-                      ) : null}
-                      {connectCommands(r, { login: pickLogin(r, myLogins) }).map((s) => (
-                        <CopyCommand key={s.command} label={s.label} command={s.command} />
-                      ))}
-                    </td>
-                  </tr>
-                ) : null}
-              </Fragment>
-            ))}
-            {shown.total === 0 ? (
-              <tr>
-                <td colSpan={6} className="empty">
-                  {all.length === 0
-                    ? 'No resources you can reach yet.'
-                    : 'No resource matches these filters.'}
+      <table className="grid scroll-narrow" data-testid="resources">
+        <thead>
+          <tr>
+            <th>
+              <button type="button" className="sort" onClick={() => sortBy('kind')}>
+                Kind{arrow('kind')}
+              </button>
+            </th>
+            <th>
+              <button type="button" className="sort" onClick={() => sortBy('name')}>
+                Name{arrow('name')}
+              </button>
+            </th>
+            <th>
+              <button type="button" className="sort" onClick={() => sortBy('detail')}>
+                Type / address{arrow('detail')}
+              </button>
+            </th>
+            <th>Labels</th>
+            <th>Description</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {shown.items.map((r) => (
+            <Fragment key={rowKey(r)}>
+              <tr data-resource={r.name}>
+                <td>{KIND_NAMES[r.kind]}</td>
+                <td className="name">{r.name}</td>
+                <td>{r.detail ?? ''}</td>
+                <td>
+                  <Labels labels={r.labels} onPick={(key, value) => addFilter({ key, value })} />
+                </td>
+                <td>{r.description ?? ''}</td>
+                <td>
+                  <button
+                    type="button"
+                    aria-expanded={open === rowKey(r)}
+                    onClick={() => setOpen(open === rowKey(r) ? undefined : rowKey(r))}
+                  >
+                    Connect
+                  </button>
                 </td>
               </tr>
-            ) : null}
-          </tbody>
-        </table>
-      </TableScroll>
+              {open === rowKey(r) ? (
+                <tr className="detail">
+                  <td colSpan={6}>
+                    {r.kind === 'node' ? <TerminalLinks node={r.name} logins={r.logins ?? myLogins} /> : null}
+                    {connectCommands(r, { login: pickLogin(r, myLogins) }).map((s) => (
+                      <CopyCommand key={s.command} label={s.label} command={s.command} />
+                    ))}
+                  </td>
+                </tr>
+              ) : null}
+            </Fragment>
+          ))}
+          {shown.total === 0 ? (
+            <tr>
+              <td colSpan={6} className="empty">
+                {all.length === 0 ? 'No resources you can reach yet.' : 'No resource matches these filters.'}
+              </td>
+            </tr>
+          ) : null}
+        </tbody>
+      </table>
       <div className="pager">
         <button type="button" disabled={shown.page === 0} onClick={() => setPage(shown.page - 1)}>
           Previous
