@@ -487,6 +487,46 @@ describe('admin API: HTTP and embedding give the same answers', () => {
   });
 });
 
+describe('GET /v1/whoami permissions', () => {
+  /** Calls that answer everyone, filtered to what is theirs: false there is "only yours", not "denied". */
+  const FILTERED = new Set<keyof AdminApi>([
+    'listDatabases',
+    'listKubeClusters',
+    'listNodes',
+    'listRecordings',
+    'getRecording',
+    'readRecording',
+    'listSessions',
+  ]);
+
+  it.each(Object.keys(PRINCIPALS) as Who[])('%s: say exactly which calls the API allows', async (who) => {
+    const { permissions } = await clients.get(who)!.whoami();
+    for (const c of CASES) {
+      const o = get(who, c.label);
+      const denied = 'code' in o && o.code === 'GH_ERR_ACCESS_DENIED';
+      const granted = c.label.startsWith('putRole create') ? permissions.createRole : permissions[c.method];
+      if (FILTERED.has(c.method) && !granted) continue;
+      expect(granted, `${who}: ${c.label}`).toBe(!denied);
+    }
+  });
+
+  it('an auditor may search the audit log and read recordings, not manage users, roles or sessions', async () => {
+    const { permissions } = await clients.get('audrey')!.whoami();
+    expect(permissions).toMatchObject({
+      searchAudit: true,
+      listRecordings: true,
+      getRecording: true,
+      listSessions: true,
+      listUsers: false,
+      createUser: false,
+      listRoles: false,
+      createRole: false,
+      killSession: false,
+    });
+    expect(Object.values((await clients.get('root')!.whoami()).permissions).every(Boolean)).toBe(true);
+  });
+});
+
 describe('embedding: gw.authorizedAdmin', () => {
   it('checks the user again on every call: a lock applies to a handle made before it', async () => {
     const handle = t.gw.authorizedAdmin('dave');

@@ -13,6 +13,7 @@ import {
 import { type ApiError, sessionCsrfStore, WebApi } from './api/client';
 import type { PingResponse, WhoamiResponse } from './api/routes';
 import { ErrorBox, Loading } from './components/ui';
+import { shortId } from './lib/names';
 import { matchPath, type RouteMatch, safeNext } from './lib/router';
 import { terminalPageUrl } from './lib/terminal';
 import { AuditPage } from './pages/audit';
@@ -21,7 +22,6 @@ import { InvitePage } from './pages/invite';
 import { LoginPage } from './pages/login';
 import { RecordingsPage } from './pages/recordings';
 import { ResourcesPage } from './pages/resources';
-import { RolesPage } from './pages/roles';
 import { SessionsPage } from './pages/sessions';
 import { UsersPage } from './pages/users';
 
@@ -33,15 +33,18 @@ export interface Session {
 interface AppContext {
   api: WebApi;
   session: Session | undefined;
+  /** The current URL's query string (without "?"): pages that keep state there re-read it on back/forward. */
+  search: string;
   navigate(to: string, opts?: { replace?: boolean }): void;
   /** After a successful login: load the session and go where the user was headed. */
   loggedIn(): Promise<void>;
   logout(): Promise<void>;
 }
 
-// The player and the terminal carry xterm.js: loaded only when one is opened.
+// The player and the terminal carry xterm.js, the roles page CodeMirror: loaded only when one is opened.
 const PlayerPage = lazy(() => import('./pages/player'));
 const TerminalPage = lazy(() => import('./pages/terminal'));
+const RolesPage = lazy(() => import('./pages/roles').then((m) => ({ default: m.RolesPage })));
 
 const Ctx = createContext<AppContext | undefined>(undefined);
 
@@ -108,6 +111,12 @@ export function App() {
   const route = matchPath(loc.path);
   const isPublic = route.page === 'login' || route.page === 'invite';
 
+  // Every page its own title (history, tabs, screen readers); the terminal names itself after its tab.
+  useEffect(() => {
+    const t = pageTitle(route);
+    if (t) document.title = `${t} · Gatehouse`;
+  });
+
   // biome-ignore lint/correctness/useExhaustiveDependencies: boot once per page load
   useEffect(() => {
     if (isPublic) {
@@ -128,6 +137,7 @@ export function App() {
   const ctx: AppContext = {
     api,
     session,
+    search: loc.search.toString(),
     navigate,
     loggedIn: async () => {
       await loadSession();
@@ -165,7 +175,18 @@ export function App() {
   return <Ctx.Provider value={ctx}>{body}</Ctx.Provider>;
 }
 
-export function Link({ to, children, className }: { to: string; children: ReactNode; className?: string }) {
+export function Link({
+  to,
+  children,
+  className,
+  label,
+}: {
+  to: string;
+  children: ReactNode;
+  className?: string;
+  /** The accessible name, when the visible text alone ("Play") does not say which. */
+  label?: string;
+}) {
   const { navigate } = useApp();
   const onClick = (e: MouseEvent) => {
     if (e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
@@ -173,7 +194,7 @@ export function Link({ to, children, className }: { to: string; children: ReactN
     navigate(to);
   };
   return (
-    <a href={to} onClick={onClick} className={className}>
+    <a href={to} onClick={onClick} className={className} aria-label={label}>
       {children}
     </a>
   );
@@ -202,19 +223,76 @@ export function NewTabLink({
   );
 }
 
-const NAV: { to: string; label: string; page: RouteMatch['page'] | 'none' }[] = [
+/** A page's title ("Audit log · Gatehouse"); undefined for the terminal, which titles itself. */
+export function pageTitle(route: RouteMatch): string | undefined {
+  switch (route.page) {
+    case 'login':
+      return 'Sign in';
+    case 'invite':
+      return 'Set your password';
+    case 'cluster':
+      return 'Cluster';
+    case 'resources':
+      return 'Resources';
+    case 'audit':
+      return 'Audit log';
+    case 'users':
+      return 'Users';
+    case 'roles':
+      return 'Roles';
+    case 'recordings':
+      return 'Recordings';
+    case 'sessions':
+      return 'Active sessions';
+    case 'player':
+      return `Recording ${shortId(route.id)}`;
+    case 'terminal':
+      return undefined;
+    case 'not-found':
+      return 'Page not found';
+    default: {
+      const never: never = route;
+      return String(never);
+    }
+  }
+}
+
+/**
+ * The menu. `may` hides what the caller's roles do not grant (whoami's
+ * permissions, from core): an auditor sees no Users or Roles. Sessions and
+ * recordings answer everyone with their own, so they always show.
+ */
+const NAV: {
+  to: string;
+  label: string;
+  page: RouteMatch['page'] | 'none';
+  may?: (p: Permissions) => boolean;
+}[] = [
   { to: '/web/cluster', label: 'Cluster', page: 'cluster' },
   { to: '/web/resources', label: 'Resources', page: 'resources' },
-  { to: '/web/audit', label: 'Audit log', page: 'audit' },
+  { to: '/web/audit', label: 'Audit log', page: 'audit', may: (p) => p.searchAudit },
   { to: '/web/sessions', label: 'Sessions', page: 'sessions' },
   { to: '/web/recordings', label: 'Recordings', page: 'recordings' },
-  { to: '/web/users', label: 'Users', page: 'users' },
-  { to: '/web/roles', label: 'Roles', page: 'roles' },
+  { to: '/web/users', label: 'Users', page: 'users', may: (p) => p.listUsers },
+  { to: '/web/roles', label: 'Roles', page: 'roles', may: (p) => p.listRoles },
 ];
+
+export type Permissions = WhoamiResponse['permissions'];
+
+/** Whether the caller may open a shell anywhere: their roles name at least one login. */
+export function mayOpenTerminal(session: Session): boolean {
+  return session.whoami.logins.length > 0;
+}
 
 function Shell({ route, session }: { route: RouteMatch; session: Session }) {
   const { logout } = useApp();
   const [busy, setBusy] = useState(false);
+  /** The header's menu on narrow windows (CSS shows the toggle below 900 px). */
+  const [menuOpen, setMenuOpen] = useState(false);
+  const where = JSON.stringify(route);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: closes the menu when the page changes
+  useEffect(() => setMenuOpen(false), [where]);
+  const perms = session.whoami.permissions;
   let page: ReactNode;
   switch (route.page) {
     case 'cluster':
@@ -230,7 +308,11 @@ function Shell({ route, session }: { route: RouteMatch; session: Session }) {
       page = <UsersPage />;
       break;
     case 'roles':
-      page = <RolesPage />;
+      page = (
+        <Suspense fallback={<Loading what="the role editor" />}>
+          <RolesPage />
+        </Suspense>
+      );
       break;
     case 'recordings':
       page = <RecordingsPage />;
@@ -267,41 +349,64 @@ function Shell({ route, session }: { route: RouteMatch; session: Session }) {
   }
   return (
     <div className="app">
+      {/* The fragment moves the focus to <main> (tabIndex -1), past the menu. */}
+      <a className="skip-link" href="#main">
+        Skip to content
+      </a>
       <header className="topbar">
         <div className="brand">
           Gatehouse <span className="cluster-name">{session.ping.cluster_name}</span>
         </div>
-        <nav>
-          {NAV.map((n) => (
-            <Link
-              key={n.to}
-              to={n.to}
-              className={
-                route.page === n.page || (n.page === 'recordings' && route.page === 'player') ? 'active' : ''
-              }
+        <span className="current-user" data-testid="current-user">
+          {session.whoami.user}
+        </span>
+        <button
+          type="button"
+          className="menu-toggle"
+          aria-expanded={menuOpen}
+          aria-controls="topbar-menu"
+          onClick={() => setMenuOpen(!menuOpen)}
+        >
+          Menu
+        </button>
+        <div id="topbar-menu" className={`topbar-menu ${menuOpen ? 'open' : ''}`}>
+          <nav aria-label="Main">
+            {NAV.filter((n) => !n.may || n.may(perms)).map((n) => (
+              <Link
+                key={n.to}
+                to={n.to}
+                className={
+                  route.page === n.page || (n.page === 'recordings' && route.page === 'player')
+                    ? 'active'
+                    : ''
+                }
+              >
+                {n.label}
+              </Link>
+            ))}
+          </nav>
+          <div className="who">
+            {mayOpenTerminal(session) ? (
+              <NewTabLink to={terminalPageUrl()} className="new-terminal">
+                New terminal
+              </NewTabLink>
+            ) : null}
+            <button
+              type="button"
+              disabled={busy}
+              onClick={() => {
+                setBusy(true);
+                logout().finally(() => setBusy(false));
+              }}
             >
-              {n.label}
-            </Link>
-          ))}
-        </nav>
-        <div className="who">
-          <NewTabLink to={terminalPageUrl()} className="new-terminal">
-            New terminal
-          </NewTabLink>
-          <span data-testid="current-user">{session.whoami.user}</span>
-          <button
-            type="button"
-            disabled={busy}
-            onClick={() => {
-              setBusy(true);
-              logout().finally(() => setBusy(false));
-            }}
-          >
-            Sign out
-          </button>
+              Sign out
+            </button>
+          </div>
         </div>
       </header>
-      <main>{page}</main>
+      <main id="main" tabIndex={-1}>
+        {page}
+      </main>
     </div>
   );
 }

@@ -90,9 +90,9 @@ export function totpNow(secretBase32: string, at: Date): string {
   });
 }
 
-/** Where screenshots go: kept after the run as test artifacts. */
+/** Where screenshots go: kept after the run as test artifacts (packages/web/test-artifacts, gitignored). */
 export async function artifactsDir(): Promise<string> {
-  const dir = process.env.GATEHOUSE_WEB_ARTIFACTS ?? path.join(os.tmpdir(), 'gatehouse-web-artifacts');
+  const dir = process.env.GATEHOUSE_WEB_ARTIFACTS ?? path.join(webRoot, 'test-artifacts');
   await mkdir(dir, { recursive: true });
   return dir;
 }
@@ -172,4 +172,16 @@ export async function searchAuditLog(page: Page, matches: (q: URLSearchParams) =
   await page.getByRole('button', { name: 'Search' }).click();
   const res = await answered;
   if (!res.ok()) throw new Error(`the audit search answered HTTP ${res.status()}: ${await res.text()}`);
+}
+
+/**
+ * Replaces the role editor's text as typing would (CodeMirror reads input
+ * events). Not locator.fill: that edits the contenteditable with
+ * execCommand, whose inserted style attributes the CSP refuses.
+ */
+export async function typeRole(page: Page, text: string): Promise<void> {
+  await page.getByLabel('Role YAML').click();
+  await page.keyboard.press('ControlOrMeta+A');
+  await page.keyboard.press('Delete');
+  await page.keyboard.insertText(text);
 }

@@ -144,6 +144,11 @@ describe('web terminal on the built-in node', () => {
     await selectedIs(term, 2);
     await run(term, 'echo second-$((1+1))');
     await sees(term, 'second-2');
+    // Two shells of the same login on the same node: the second tab is numbered.
+    expect(await term.getByRole('tab').filter({ hasNotText: '+' }).allTextContents()).toEqual([
+      `${TEST_LOGIN}@${NODE}`,
+      `${TEST_LOGIN}@${NODE} (2)`,
+    ]);
 
     await term.keyboard.press('Alt+1');
     await selectedIs(term, 1);
@@ -178,10 +183,7 @@ describe('web terminal on the built-in node', () => {
     await run(term, 'exit 3');
     await pane(term).getByTestId('term-end').filter({ hasText: 'The shell exited with status 3.' }).waitFor();
     expect(await tabCount(term)).toBe(2);
-    await term
-      .getByRole('button', { name: `Close ${TEST_LOGIN}@${NODE}` })
-      .nth(1)
-      .click();
+    await term.getByRole('button', { name: `Close ${TEST_LOGIN}@${NODE} (2)` }).click();
     await tabsAre(term, 1);
   });
 

@@ -6,7 +6,7 @@ import { GatehouseClient, ManualClock } from '@gatehouse/core';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway } from '../../core/test/helpers.js';
-import { buildUi, searchAuditLog, signIn, totpNow, UiBrowser } from './harness.js';
+import { buildUi, searchAuditLog, signIn, totpNow, typeRole, UiBrowser } from './harness.js';
 
 // Browser end-to-end tests: the real gateway (TLS listener, API, web UI served
 // by core) driven by Debian's Chromium through playwright-core. One browser
@@ -263,13 +263,16 @@ describe('web UI with password login (second factor off)', () => {
     const types = await rows.evaluateAll((trs) => trs.map((t) => t.getAttribute('data-event-type')));
     expect(new Set(types)).toEqual(new Set(['user.login']));
     expect(types.length).toBeGreaterThanOrEqual(2);
-    await rows.nth(1).click();
-    await rows.first().click();
-    const json = page.getByTestId('event-json');
-    await json.nth(1).waitFor();
-    const [newest, before] = (await json.allTextContents()).map(
-      (t) => JSON.parse(t) as Record<string, unknown>,
-    );
+    // Details open in the side panel, one event at a time.
+    const json = page.getByTestId('event-panel').getByTestId('event-json');
+    const details = async (row: number) => {
+      const id = await rows.nth(row).getAttribute('data-event-id');
+      await rows.nth(row).click();
+      await json.filter({ hasText: `"id": "${id}"` }).waitFor();
+      return JSON.parse((await json.textContent()) ?? '{}') as Record<string, unknown>;
+    };
+    const before = await details(1);
+    const newest = await details(0);
     expect(newest).toMatchObject({ type: 'user.login', user: 'admin', success: true, code: 'GH1000I' });
     expect(before).toMatchObject({ type: 'user.login', user: 'admin', success: false, code: 'GH1001W' });
     await shot(page, 'audit');
@@ -329,20 +332,19 @@ describe('web UI with password login (second factor off)', () => {
     await page.getByRole('link', { name: 'Roles' }).click();
     await page.getByTestId('roles').getByRole('button', { name: 'access' }).waitFor();
     await page.getByRole('button', { name: 'New role' }).click();
-    const editor = page.getByLabel('Role YAML');
-    await editor.fill('kind: role\nname: dev\nallow:\n  loginz: [root]\n');
+    await typeRole(page, 'kind: role\nname: dev\nallow:\n  loginz: [root]\n');
     const lint = page.getByTestId('lint');
     const msg = lint.locator('li.lint-error').filter({ hasText: 'loginz' });
     await msg.waitFor();
     expect(await msg.textContent()).toContain('Line 4, column 3');
     expect(await msg.textContent()).toContain('logins');
-    expect(await page.locator('.gutter .bad').allTextContents()).toEqual(['4']);
+    expect(await page.locator('.cm-lineNumbers .cm-gutterElement.bad').allTextContents()).toEqual(['4']);
     await shot(page, 'roles-lint');
 
     await page.getByRole('button', { name: 'Create role' }).click();
     await page.getByRole('alert').filter({ hasText: 'invalid role' }).waitFor();
 
-    await editor.fill('kind: role\nname: dev\nallow:\n  logins: [root]\n');
+    await typeRole(page, 'kind: role\nname: dev\nallow:\n  logins: [root]\n');
     await lint.getByText(/^No errors/).waitFor();
     await page.getByRole('button', { name: 'Create role' }).click();
     await page.getByText('Role dev created.').waitFor();

@@ -2,7 +2,7 @@ import type { RecordingMeta } from '@gatehouse/audit';
 import type { ConnectionContext, Principal } from '../authz/authorizer.js';
 import { toGatehouseError } from '../errors.js';
 import type { ResourceKind, Verb } from '../rbac/types.js';
-import type { AdminApi } from './types.js';
+import type { AdminApi, AdminPermissions } from './types.js';
 
 /**
  * Permission each admin call needs (resource, verb). The exceptions, all in
@@ -45,6 +45,21 @@ export const ADMIN_PERMISSIONS = {
   listSessions: ['session', 'list'],
   killSession: ['session', 'delete'],
 } as const satisfies Record<keyof AdminApi, readonly [ResourceKind, Verb]>;
+
+/**
+ * What the caller's roles grant, call by call, decided by the same rules
+ * authorizedAdmin checks (so the web UI's menus cannot drift from what the
+ * API allows). Reading it denies nothing and audits nothing.
+ */
+export function adminPermissions(p: Principal): AdminPermissions {
+  const may = ([resource, verb]: readonly [ResourceKind, Verb]) =>
+    p.checker.checkRule(resource, verb).allowed;
+  const out = { createRole: may(['role', 'create']) } as AdminPermissions;
+  for (const [call, rule] of Object.entries(ADMIN_PERMISSIONS)) {
+    out[call as keyof typeof ADMIN_PERMISSIONS] = may(rule);
+  }
+  return out;
+}
 
 export interface AuthorizedAdminDeps {
   /** Audits a denial (`access.denied`) and throws GH_ERR_ACCESS_DENIED; an Authorizer fits. */

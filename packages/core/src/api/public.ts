@@ -1,4 +1,5 @@
 import type { Route, Traits } from '../identity/types.js';
+import type { AdminPermissions } from './types.js';
 
 /** GET /v1/ping: unauthenticated; what a client needs before login. */
 export interface PingResponse {
@@ -74,6 +75,8 @@ export interface WhoamiResponse {
   logins: string[];
   expires: string;
   auth: 'client-cert' | 'session';
+  /** Which admin calls the caller's roles grant: what a UI should offer (core still decides each call). */
+  permissions: AdminPermissions;
 }
 
 /** POST /v1/certs/route (client certificate only): the caller's certificate re-issued for one route. */

@@ -18,6 +18,7 @@ import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js'
 import type { CaExportFormat } from '../pki/authority.js';
 import { mintClientTicket } from '../pki/credentials.js';
 import type { FileRequest, TerminalRegistry, TerminalService } from '../sessions/terminal.js';
+import { adminPermissions } from './authorized.js';
 import { authenticateCaller, type Caller, SESSION_COOKIE } from './caller.js';
 import {
   auditHttpReject,
@@ -287,6 +288,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         logins: p.checker.sshLogins(),
         expires: p.identity.expires.toISOString(),
         auth: c.auth,
+        permissions: adminPermissions(p),
       };
       sendJson(ctx.res, 200, body);
     }),

@@ -207,6 +207,17 @@ export interface AdminApi {
   killSession(id: string): Promise<void>;
 }
 
+/**
+ * Which admin calls the caller's roles grant (`GET /v1/whoami`): true when
+ * the call's rule (api/authorized.ts ADMIN_PERMISSIONS) allows it, plus
+ * `createRole` (putRole with `create`). A hint for a UI deciding what to
+ * show; core still checks every call. Calls that answer everyone filtered
+ * (the lists of nodes, databases, Kubernetes clusters, recordings and live
+ * sessions, one's own recordings) work even where this says false: false
+ * there means "only what is yours or what your roles reach".
+ */
+export type AdminPermissions = Record<keyof AdminApi | 'createRole', boolean>;
+
 /** One table for the HTTP client and server, so paths cannot drift. */
 export const ADMIN_ROUTES = {
   listUsers: ['GET', '/v1/users'],

@@ -115,17 +115,49 @@ export function CopyCommand({ command, label }: { command: string; label?: strin
   );
 }
 
-export function Labels({ labels }: { labels: Record<string, string> }) {
+/** A resource's labels; with `onPick`, each is a button that adds it as a filter. */
+export function Labels({
+  labels,
+  onPick,
+}: {
+  labels: Record<string, string>;
+  onPick?: ((key: string, value: string) => void) | undefined;
+}) {
   const entries = Object.entries(labels);
   if (entries.length === 0) return <span className="muted">none</span>;
   return (
     <span className="labels">
-      {entries.map(([k, v]) => (
-        <span key={k} className="label">
-          {k}={v}
-        </span>
-      ))}
+      {entries.map(([k, v]) =>
+        onPick ? (
+          <button
+            key={k}
+            type="button"
+            className="label pick"
+            title={`Show only ${k}=${v}`}
+            onClick={() => onPick(k, v)}
+          >
+            {k}={v}
+          </button>
+        ) : (
+          <span key={k} className="label">
+            {k}={v}
+          </span>
+        ),
+      )}
     </span>
+  );
+}
+
+/**
+ * A table that scrolls sideways inside the page on narrow windows. Focusable,
+ * so keyboard users can scroll it with the arrow keys.
+ */
+export function TableScroll({ label, children }: { label: string; children: ReactNode }) {
+  return (
+    // biome-ignore lint/a11y/noNoninteractiveTabindex: a scrollable region must be reachable by keyboard
+    <section className="table-scroll" aria-label={label} tabIndex={0}>
+      {children}
+    </section>
   );
 }
 

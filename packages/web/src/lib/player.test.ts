@@ -1,12 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import {
   decodeRecording,
+  fitFontSize,
   formatClock,
+  MAX_FONT_PX,
+  MIN_FONT_PX,
   type PlayerEvent,
   parseT,
   searchOutput,
   stripAnsi,
   Timeline,
+  timelineMarks,
 } from './player';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -145,5 +149,35 @@ describe('helpers', () => {
     expect(parseT('-1')).toBeUndefined();
     expect(parseT('1e3')).toBeUndefined();
     expect(parseT(null)).toBeUndefined();
+  });
+});
+
+describe('timeline marks', () => {
+  const enc = (s: string) => new TextEncoder().encode(s);
+  it('marks typed commands, joins, resizes and other markers at their times', () => {
+    const marks = timelineMarks([
+      { t: 0, type: 'resize', cols: 167, rows: 40 },
+      { t: 100, type: 'input', data: enc('ls -') },
+      { t: 200, type: 'input', data: enc('x\x7fl\r') },
+      { t: 300, type: 'input', data: enc('\r') },
+      { t: 400, type: 'marker', text: 'olga joined as observer' },
+      { t: 500, type: 'input', data: enc('oops\x03uptime\n') },
+      { t: 600, type: 'marker', text: 'session ended: locked' },
+    ]);
+    expect(marks).toEqual([
+      { t: 0, kind: 'resize', label: 'resized to 167×40' },
+      { t: 200, kind: 'command', label: 'ls -l' },
+      { t: 400, kind: 'join', label: 'olga joined as observer' },
+      { t: 500, kind: 'command', label: 'uptime' },
+      { t: 600, kind: 'marker', label: 'session ended: locked' },
+    ]);
+  });
+
+  it('fits a wide recording into the width, never below the readable minimum', () => {
+    // 167 columns at 0.6 px of width per px of font in 1200 px: 11.5 px.
+    expect(fitFontSize(1200, 167, 0.6)).toBe(11.5);
+    expect(fitFontSize(700, 167, 0.6)).toBe(MIN_FONT_PX);
+    expect(fitFontSize(1200, 80, 0.6)).toBe(MAX_FONT_PX);
+    expect(fitFontSize(0, 80, 0.6)).toBe(MIN_FONT_PX);
   });
 });

@@ -225,3 +225,61 @@ export function parseT(v: string | null): number | undefined {
 }
 
 export const SPEEDS = [0.5, 1, 2, 4, 8] as const;
+
+/** A point on the scrub bar worth jumping to. */
+export interface TimelineMark {
+  /** Recording time. */
+  t: number;
+  kind: 'command' | 'join' | 'resize' | 'marker';
+  label: string;
+}
+
+/** How many marks the bar shows at most (a long session would otherwise paint it solid). */
+export const MAX_MARKS = 500;
+
+/**
+ * The marks of a recording: commands (lines typed, where the recording
+ * holds the input: kubectl exec and other sessions that record it), joins
+ * and leaves of other users, terminal resizes, and the gateway's other
+ * markers (the end reason).
+ */
+export function timelineMarks(events: readonly PlayerEvent[]): TimelineMark[] {
+  const out: TimelineMark[] = [];
+  const decoder = new TextDecoder();
+  let line = '';
+  for (const e of events) {
+    if (out.length >= MAX_MARKS) break;
+    if (e.type === 'resize') out.push({ t: e.t, kind: 'resize', label: `resized to ${e.cols}×${e.rows}` });
+    else if (e.type === 'marker') {
+      const text = e.text.replace(/[\x00-\x1f\x7f]/g, ' ');
+      out.push({ t: e.t, kind: /\b(joined|left)\b/.test(text) ? 'join' : 'marker', label: text });
+    } else if (e.type === 'input') {
+      for (const ch of decoder.decode(e.data, { stream: true })) {
+        if (ch === '\r' || ch === '\n') {
+          const cmd = line.trim();
+          if (cmd) out.push({ t: e.t, kind: 'command', label: cmd });
+          line = '';
+        } else if (ch === '\x7f' || ch === '\b') line = line.slice(0, -1);
+        else if (ch === '\x03' || ch === '\x15') line = '';
+        else if (ch >= ' ') line += ch;
+      }
+    }
+  }
+  return out;
+}
+
+/** The smallest and largest font the player fits a recording's width with (px). */
+export const MIN_FONT_PX = 11;
+export const MAX_FONT_PX = 16;
+
+/**
+ * The font size that fits `cols` columns into `width` pixels, given how wide
+ * one column is per pixel of font size (measured from the rendered
+ * terminal); never below the readable minimum (the screen scrolls sideways
+ * then) nor above the maximum (an 80-column recording stays a terminal).
+ */
+export function fitFontSize(width: number, cols: number, cellPerPx: number, max = MAX_FONT_PX): number {
+  if (!(width > 0) || !(cols > 0) || !(cellPerPx > 0)) return MIN_FONT_PX;
+  const size = Math.floor((width / (cols * cellPerPx)) * 2) / 2;
+  return Math.max(MIN_FONT_PX, Math.min(max, size));
+}

@@ -4,15 +4,20 @@ import { type FormEvent, useCallback, useEffect, useMemo, useRef, useState } fro
 import type { RecordingMeta } from '../api/routes';
 import { Link, useApp } from '../app';
 import { CopyCommand, ErrorBox, Loading, Notice } from '../components/ui';
+import { shortId, target } from '../lib/names';
 import {
   decodeRecording,
+  fitFontSize,
   formatClock,
+  MAX_FONT_PX,
   type PlayerEvent,
   parseT,
   type SearchHit,
   SPEEDS,
   searchOutput,
   Timeline,
+  type TimelineMark,
+  timelineMarks,
 } from '../lib/player';
 
 /** Gaps longer than this play as this long when "skip idle" is on. */
@@ -138,6 +143,12 @@ function Player({
   const [hits, setHits] = useState<SearchHit[] | undefined>();
   const [hit, setHit] = useState(0);
   const host = useRef<HTMLDivElement>(null);
+  /** The scroll box around the terminal: its width decides the font size. */
+  const screenBox = useRef<HTMLDivElement>(null);
+  /** What goes full screen: the controls and the terminal. */
+  const stage = useRef<HTMLDivElement>(null);
+  const [fullscreen, setFullscreen] = useState(false);
+  const marks = useMemo(() => timelineMarks(events), [events]);
   const term = useRef<Terminal | undefined>(undefined);
   /** How many events the terminal has been fed. */
   const fed = useRef(0);
@@ -156,11 +167,44 @@ function Player({
     tm.open(host.current);
     term.current = tm;
     fed.current = 0;
+    // Wide recordings (167 columns and more) get a smaller font that fits the
+    // width, down to a readable minimum; below that the box scrolls sideways.
+    const fit = () => {
+      const box = screenBox.current;
+      const screen = host.current?.querySelector<HTMLElement>('.xterm-screen');
+      const size = tm.options.fontSize ?? 13;
+      if (!box || !screen || screen.offsetWidth === 0) return;
+      const cellPerPx = screen.offsetWidth / tm.cols / size;
+      // The box's padding and the terminal's own (6 px each side).
+      const next = fitFontSize(
+        box.clientWidth - 24,
+        tm.cols,
+        cellPerPx,
+        document.fullscreenElement ? 28 : MAX_FONT_PX,
+      );
+      if (next !== size) tm.options.fontSize = next;
+    };
+    fit();
+    const sub = tm.onResize(fit);
+    const ro = new ResizeObserver(fit);
+    if (screenBox.current) ro.observe(screenBox.current);
     return () => {
+      ro.disconnect();
+      sub.dispose();
       tm.dispose();
       term.current = undefined;
     };
   }, [meta.cols, meta.rows]);
+
+  useEffect(() => {
+    const onChange = () => setFullscreen(document.fullscreenElement === stage.current);
+    document.addEventListener('fullscreenchange', onChange);
+    return () => document.removeEventListener('fullscreenchange', onChange);
+  }, []);
+  const toggleFullscreen = () => {
+    if (document.fullscreenElement) void document.exitFullscreen();
+    else void stage.current?.requestFullscreen();
+  };
 
   /** Brings the terminal to recording time `to`: forward by feeding events, backward by replaying from the start. */
   const render = useCallback(
@@ -241,9 +285,20 @@ function Player({
   return (
     <>
       <h1>
-        Session {meta.login ? `${meta.login}@` : ''}
-        {meta.server} <span className="muted">by {meta.user}</span>
+        Session {target(meta)}{' '}
+        <code className="session-id" title={meta.session_id}>
+          {shortId(meta.session_id)}
+        </code>{' '}
+        <span className="muted">
+          by {meta.user}, {new Date(startMs).toLocaleString()}
+        </span>
       </h1>
+      {meta.command || marks.some((m) => m.kind === 'command') ? (
+        <p className="muted" data-testid="first-command">
+          {meta.command ? 'Command' : 'First command'}:{' '}
+          <code>{meta.command ?? marks.find((m) => m.kind === 'command')?.label}</code>
+        </p>
+      ) : null}
       {live === 'following' ? (
         <Notice>
           <span className="badge warn" data-testid="live">
@@ -274,54 +329,71 @@ function Player({
         </div>
       ) : null}
       {events.length === 0 ? <Notice>Nothing was recorded yet.</Notice> : null}
-      <div className="player-bar">
-        <button
-          type="button"
-          className="primary"
-          onClick={() => {
-            setFollowing(false);
-            if (!playing && atEnd) seek(0);
-            setPlaying(!playing);
-          }}
-          disabled={events.length === 0}
-        >
-          {playing ? 'Pause' : 'Play'}
-        </button>
-        <input
-          type="range"
-          aria-label="Position"
-          min={0}
-          max={Math.max(1, Math.round(timeline.duration))}
-          step={10}
-          value={Math.round(timeline.toPlay(t))}
-          onChange={(e) => seek(timeline.toReal(Number(e.target.value)))}
-        />
-        <span className="clock" data-testid="position">
-          {formatClock(timeline.toPlay(t))} / {formatClock(timeline.duration)}
-        </span>
-        <label className="inline">
-          Speed
-          <select value={speed} onChange={(e) => setSpeed(Number(e.target.value))} aria-label="Speed">
-            {SPEEDS.map((s) => (
-              <option key={s} value={s}>
-                {s}x
-              </option>
-            ))}
-          </select>
-        </label>
-        <label className="inline">
-          <input type="checkbox" checked={skipIdle} onChange={(e) => setSkipIdle(e.target.checked)} />
-          Skip idle
-        </label>
+      <div className="player-stage" ref={stage} data-testid="player-stage">
+        <div className="player-bar">
+          <button
+            type="button"
+            className="primary"
+            onClick={() => {
+              setFollowing(false);
+              if (!playing && atEnd) seek(0);
+              setPlaying(!playing);
+            }}
+            disabled={events.length === 0}
+          >
+            {playing ? 'Pause' : 'Play'}
+          </button>
+          <div className="scrub">
+            <input
+              type="range"
+              aria-label="Position"
+              min={0}
+              max={Math.max(1, Math.round(timeline.duration))}
+              step={10}
+              value={Math.round(timeline.toPlay(t))}
+              onChange={(e) => seek(timeline.toReal(Number(e.target.value)))}
+            />
+            <Marks
+              marks={marks}
+              timeline={timeline}
+              onSeek={(to) => {
+                setPlaying(false);
+                seek(to);
+              }}
+            />
+          </div>
+          <span className="clock" data-testid="position">
+            {formatClock(timeline.toPlay(t))} / {formatClock(timeline.duration)}
+          </span>
+          <label className="inline">
+            Speed
+            <select value={speed} onChange={(e) => setSpeed(Number(e.target.value))} aria-label="Speed">
+              {SPEEDS.map((s) => (
+                <option key={s} value={s}>
+                  {s}x
+                </option>
+              ))}
+            </select>
+          </label>
+          <label className="inline">
+            <input type="checkbox" checked={skipIdle} onChange={(e) => setSkipIdle(e.target.checked)} />
+            Skip idle
+          </label>
+          <button type="button" onClick={toggleFullscreen} aria-pressed={fullscreen}>
+            {fullscreen ? 'Exit full screen' : 'Full screen'}
+          </button>
+        </div>
+        <p className="wallclock">
+          On screen:{' '}
+          <time dateTime={wall.toISOString()} data-testid="wallclock">
+            {wall.toLocaleString()}
+          </time>
+          <span className="muted"> ({wall.toISOString()})</span>
+        </p>
+        <div className="player-screen" ref={screenBox} data-testid="player-screen">
+          <div className="terminal" ref={host} data-testid="terminal" />
+        </div>
       </div>
-      <p className="wallclock">
-        On screen:{' '}
-        <time dateTime={wall.toISOString()} data-testid="wallclock">
-          {wall.toLocaleString()}
-        </time>
-        <span className="muted"> ({wall.toISOString()})</span>
-      </p>
-      <div className="terminal" ref={host} data-testid="terminal" />
       <div className="columns">
         <section className="card">
           <h2>Link to this moment</h2>
@@ -364,5 +436,47 @@ function Player({
         </section>
       </div>
     </>
+  );
+}
+
+const MARK_KINDS: Record<TimelineMark['kind'], string> = {
+  command: 'Command',
+  join: 'Join',
+  resize: 'Resize',
+  marker: 'Event',
+};
+
+/** Ticks under the scrub bar: commands, joins, resizes; each jumps to its moment. */
+function Marks({
+  marks,
+  timeline,
+  onSeek,
+}: {
+  marks: TimelineMark[];
+  timeline: Timeline;
+  onSeek: (t: number) => void;
+}) {
+  if (marks.length === 0) return null;
+  const total = Math.max(1, timeline.duration);
+  return (
+    <div className="marks" data-testid="timeline-marks">
+      {marks.map((m, i) => {
+        const at = timeline.toPlay(m.t);
+        const label = `${MARK_KINDS[m.kind]} at ${formatClock(at)}: ${m.label}`;
+        return (
+          <button
+            // biome-ignore lint/suspicious/noArrayIndexKey: marks are fixed for a recording; two may share a time
+            key={i}
+            type="button"
+            className={`mark mark-${m.kind}`}
+            data-kind={m.kind}
+            style={{ left: `${(at / total) * 100}%` }}
+            title={label}
+            aria-label={label}
+            onClick={() => onSeek(m.t)}
+          />
+        );
+      })}
+    </div>
   );
 }

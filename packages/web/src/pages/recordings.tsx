@@ -1,8 +1,9 @@
 import { type FormEvent, useState } from 'react';
 import type { RecordingQuery } from '../api/routes';
 import { Link, useApp } from '../app';
-import { ErrorBox, formatTime, Loading, useLoad } from '../components/ui';
+import { ErrorBox, formatTime, Loading, TableScroll, useLoad } from '../components/ui';
 import { parseDateInput } from '../lib/dates';
+import { shortId, target } from '../lib/names';
 import { formatClock } from '../lib/player';
 
 export function RecordingsPage() {
@@ -57,50 +58,59 @@ export function RecordingsPage() {
       {list.state === 'loading' ? <Loading what="recordings" /> : null}
       {list.state === 'error' ? <ErrorBox error={list.error} onRetry={reload} /> : null}
       {list.state === 'ok' ? (
-        <table className="grid" data-testid="recordings">
-          <thead>
-            <tr>
-              <th>Started</th>
-              <th>User</th>
-              <th>Session</th>
-              <th>Kind</th>
-              <th>Length</th>
-              <th />
-            </tr>
-          </thead>
-          <tbody>
-            {list.data.map((r) => (
-              <tr key={r.session_id} data-recording={r.session_id}>
-                <td>{formatTime(r.started)}</td>
-                <td>{r.user}</td>
-                <td>
-                  {r.login ? `${r.login}@` : ''}
-                  {r.server}
-                  {r.command ? <code> {r.command}</code> : null}
-                </td>
-                <td>{r.kind}</td>
-                <td>
-                  {r.ended ? (
-                    formatClock(Date.parse(r.ended) - Date.parse(r.started))
-                  ) : (
-                    <span className="badge warn">live</span>
-                  )}
-                </td>
-                <td>
-                  <Link to={`/web/recordings/${encodeURIComponent(r.session_id)}`}>Play</Link>
-                </td>
-              </tr>
-            ))}
-            {list.data.length === 0 ? (
+        <TableScroll label="Recordings">
+          <table className="grid" data-testid="recordings">
+            <thead>
               <tr>
-                <td colSpan={6} className="empty">
-                  No recordings match. Interactive SSH and kubectl exec sessions are recorded when they end or
-                  as they run.
-                </td>
+                <th>Started</th>
+                <th>User</th>
+                <th>Session</th>
+                <th>Kind</th>
+                <th>Length</th>
+                <th />
               </tr>
-            ) : null}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {list.data.map((r) => (
+                <tr key={r.session_id} data-recording={r.session_id}>
+                  <td>{formatTime(r.started)}</td>
+                  <td>{r.user}</td>
+                  <td data-testid="recording-name">
+                    {target(r)}{' '}
+                    <code className="session-id" title={r.session_id}>
+                      {shortId(r.session_id)}
+                    </code>
+                    {r.command ? <code> {r.command}</code> : <span className="muted"> shell</span>}
+                  </td>
+                  <td>{r.kind}</td>
+                  <td>
+                    {r.ended ? (
+                      formatClock(Date.parse(r.ended) - Date.parse(r.started))
+                    ) : (
+                      <span className="badge warn">live</span>
+                    )}
+                  </td>
+                  <td>
+                    <Link
+                      to={`/web/recordings/${encodeURIComponent(r.session_id)}`}
+                      label={`Play ${target(r)} ${shortId(r.session_id)}, started ${formatTime(r.started)}`}
+                    >
+                      Play
+                    </Link>
+                  </td>
+                </tr>
+              ))}
+              {list.data.length === 0 ? (
+                <tr>
+                  <td colSpan={6} className="empty">
+                    No recordings match. Interactive SSH and kubectl exec sessions are recorded when they end
+                    or as they run.
+                  </td>
+                </tr>
+              ) : null}
+            </tbody>
+          </table>
+        </TableScroll>
       ) : null}
     </>
   );

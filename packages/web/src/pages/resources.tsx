@@ -104,12 +104,15 @@ export function ResourcesPage() {
     return out;
   }, [ofKind]);
 
+  const addFilter = (f: LabelFilter) => {
+    setLabels((ls) => [...ls.filter((l) => formatLabelFilter(l) !== formatLabelFilter(f)), f]);
+    setPage(0);
+  };
   const addLabel = () => {
     const f = parseLabelFilter(labelText);
     if (!f) return;
-    setLabels((ls) => [...ls.filter((l) => formatLabelFilter(l) !== formatLabelFilter(f)), f]);
+    addFilter(f);
     setLabelText('');
-    setPage(0);
   };
   const sortBy = (key: SortKey) => {
     setSort((s) => ({ key, dir: s.key === key && s.dir === 'asc' ? 'desc' : 'asc' }));
@@ -195,7 +198,7 @@ export function ResourcesPage() {
           </span>
         ))}
       </div>
-      <table className="grid" data-testid="resources">
+      <table className="grid scroll-narrow" data-testid="resources">
         <thead>
           <tr>
             <th>
@@ -226,7 +229,7 @@ export function ResourcesPage() {
                 <td className="name">{r.name}</td>
                 <td>{r.detail ?? ''}</td>
                 <td>
-                  <Labels labels={r.labels} />
+                  <Labels labels={r.labels} onPick={(key, value) => addFilter({ key, value })} />
                 </td>
                 <td>{r.description ?? ''}</td>
                 <td>

@@ -4,6 +4,7 @@ import { ApiError } from '../api/client';
 import type { LintMessage } from '../api/routes';
 import { useApp } from '../app';
 import { ErrorBox, Loading, Notice, useLoad } from '../components/ui';
+import { YamlEditor, type YamlEditorHandle } from '../components/yaml-editor';
 
 const NEW_ROLE = `kind: role
 name: new-role
@@ -36,8 +37,7 @@ export function RolesPage() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<unknown>();
   const [saved, setSaved] = useState<string | undefined>();
-  const textRef = useRef<HTMLTextAreaElement>(null);
-  const gutterRef = useRef<HTMLDivElement>(null);
+  const editorRef = useRef<YamlEditorHandle>(null);
 
   const open = (name: string) => {
     setError(undefined);
@@ -74,18 +74,8 @@ export function RolesPage() {
     () => new Set(messages.filter((m) => m.severity === 'error').map((m) => m.line)),
     [messages],
   );
-  const lineCount = text.split('\n').length;
 
-  const jumpTo = (m: LintMessage) => {
-    const ta = textRef.current;
-    if (!ta) return;
-    const lines = text.split('\n');
-    let pos = 0;
-    for (let i = 0; i < m.line - 1 && i < lines.length; i++) pos += lines[i]!.length + 1;
-    pos += Math.max(0, m.column - 1);
-    ta.focus();
-    ta.setSelectionRange(pos, pos);
-  };
+  const jumpTo = (m: LintMessage) => editorRef.current?.jumpTo(m.line, m.column);
 
   const save = async () => {
     setBusy(true);
@@ -162,32 +152,18 @@ export function RolesPage() {
           ) : null}
         </aside>
         <section className="editor-pane">
-          {!text && !selected ? (
+          {!isNew && !selected ? (
             <p className="muted">Pick a role to edit, or create a new one.</p>
           ) : (
             <>
               <h2>{isNew ? 'New role' : selected}</h2>
-              <div className="editor">
-                <div className="gutter" ref={gutterRef} aria-hidden="true">
-                  {Array.from({ length: lineCount }, (_, i) => (
-                    // biome-ignore lint/suspicious/noArrayIndexKey: line numbers are the identity here
-                    <div key={i} className={errorLines.has(i + 1) ? 'bad' : ''}>
-                      {i + 1}
-                    </div>
-                  ))}
-                </div>
-                <textarea
-                  ref={textRef}
-                  aria-label="Role YAML"
-                  spellCheck={false}
-                  value={text}
-                  onChange={(e) => setText(e.target.value)}
-                  onScroll={(e) => {
-                    if (gutterRef.current) gutterRef.current.scrollTop = e.currentTarget.scrollTop;
-                  }}
-                  rows={Math.max(16, Math.min(lineCount + 2, 40))}
-                />
-              </div>
+              <YamlEditor
+                ref={editorRef}
+                label="Role YAML"
+                value={text}
+                onChange={setText}
+                messages={messages}
+              />
               <div className="lint" data-testid="lint" aria-live="polite">
                 {lint.state === 'checking' ? <span className="muted">Checking…</span> : null}
                 {lint.state === 'error' ? <ErrorBox error={lint.error} /> : null}

@@ -1,7 +1,8 @@
 import { useEffect, useState } from 'react';
 import type { JoinMode } from '../api/routes';
 import { Link, NewTabLink, useApp } from '../app';
-import { ErrorBox, formatTime, Loading, Notice, useLoad } from '../components/ui';
+import { ErrorBox, formatTime, Loading, Notice, TableScroll, useLoad } from '../components/ui';
+import { shortId, target } from '../lib/names';
 import { formatClock } from '../lib/player';
 import { joinModesOf, terminalPageUrl } from '../lib/terminal';
 
@@ -11,6 +12,8 @@ const REFRESH_MS = 5000;
 export function SessionsPage() {
   const { api, session } = useApp();
   const me = session?.whoami.user;
+  // The API refuses a kill without session:delete; the button is not offered then.
+  const mayKill = session?.whoami.permissions.killSession === true;
   const joinModes = useJoinModes();
   const [list, reload] = useLoad(() => api.listSessions(), []);
   const [confirm, setConfirm] = useState<string | undefined>();
@@ -51,100 +54,104 @@ export function SessionsPage() {
       {list.state === 'loading' ? <Loading what="sessions" /> : null}
       {list.state === 'error' ? <ErrorBox error={list.error} onRetry={reload} /> : null}
       {list.state === 'ok' ? (
-        <table className="grid" data-testid="sessions">
-          <thead>
-            <tr>
-              <th>Started</th>
-              <th>Running for</th>
-              <th>User</th>
-              <th>Kind</th>
-              <th>Session</th>
-              <th>From</th>
-              <th />
-            </tr>
-          </thead>
-          <tbody>
-            {list.data.map((s) => (
-              <tr key={s.id} data-session={s.id}>
-                <td>{formatTime(s.started)}</td>
-                <td>{formatClock(now - Date.parse(s.started))}</td>
-                <td>{s.user}</td>
-                <td>{s.kind}</td>
-                <td>
-                  {s.login ? `${s.login}@` : ''}
-                  {s.server}
-                  {s.command ? <code> {s.command}</code> : null}
-                </td>
-                <td>{s.remoteAddr ?? ''}</td>
-                <td className="actions">
-                  <div className="row-actions">
-                    {/* An SSH session with a terminal (a pty shell or command) can be joined. */}
-                    {s.kind === 'ssh' && s.interactive ? (
-                      <>
-                        <NewTabLink
-                          to={terminalPageUrl({ kind: 'join', session: s.id, mode: 'observer' })}
-                          className="button"
-                        >
-                          Join
-                        </NewTabLink>
-                        {s.user === me || joinModes.includes('peer') ? (
+        <TableScroll label="Active sessions">
+          <table className="grid" data-testid="sessions">
+            <thead>
+              <tr>
+                <th>Started</th>
+                <th>Running for</th>
+                <th>User</th>
+                <th>Kind</th>
+                <th>Session</th>
+                <th>From</th>
+                <th />
+              </tr>
+            </thead>
+            <tbody>
+              {list.data.map((s) => (
+                <tr key={s.id} data-session={s.id}>
+                  <td>{formatTime(s.started)}</td>
+                  <td>{formatClock(now - Date.parse(s.started))}</td>
+                  <td>{s.user}</td>
+                  <td>{s.kind}</td>
+                  <td data-testid="session-name">
+                    {target(s)}{' '}
+                    <code className="session-id" title={s.id}>
+                      {shortId(s.id)}
+                    </code>
+                    {s.command ? <code> {s.command}</code> : null}
+                  </td>
+                  <td>{s.remoteAddr ?? ''}</td>
+                  <td className="actions">
+                    <div className="row-actions">
+                      {/* An SSH session with a terminal (a pty shell or command) can be joined. */}
+                      {s.kind === 'ssh' && s.interactive ? (
+                        <>
                           <NewTabLink
-                            to={terminalPageUrl({ kind: 'join', session: s.id, mode: 'peer' })}
+                            to={terminalPageUrl({ kind: 'join', session: s.id, mode: 'observer' })}
                             className="button"
                           >
-                            Join as peer
+                            Join
                           </NewTabLink>
-                        ) : null}
-                      </>
-                    ) : s.interactive ? (
-                      // A kubectl exec: no terminal to join, but its recording can be followed.
-                      <Link to={`/web/recordings/${encodeURIComponent(s.id)}`} className="button">
-                        Watch
-                      </Link>
-                    ) : null}
-                    {confirm === s.id ? (
-                      <>
+                          {s.user === me || joinModes.includes('peer') ? (
+                            <NewTabLink
+                              to={terminalPageUrl({ kind: 'join', session: s.id, mode: 'peer' })}
+                              className="button"
+                            >
+                              Join as peer
+                            </NewTabLink>
+                          ) : null}
+                        </>
+                      ) : s.interactive ? (
+                        // A kubectl exec: no terminal to join, but its recording can be followed.
+                        <Link to={`/web/recordings/${encodeURIComponent(s.id)}`} className="button">
+                          Watch
+                        </Link>
+                      ) : null}
+                      {!mayKill ? null : confirm === s.id ? (
+                        <>
+                          <button
+                            type="button"
+                            className="danger"
+                            disabled={busy}
+                            onClick={() => terminate(s.id)}
+                          >
+                            Really terminate
+                          </button>
+                          <button type="button" onClick={() => setConfirm(undefined)}>
+                            Cancel
+                          </button>
+                        </>
+                      ) : (
                         <button
                           type="button"
                           className="danger"
                           disabled={busy}
-                          onClick={() => terminate(s.id)}
+                          onClick={() => setConfirm(s.id)}
                         >
-                          Really terminate
+                          Terminate
                         </button>
-                        <button type="button" onClick={() => setConfirm(undefined)}>
-                          Cancel
-                        </button>
-                      </>
-                    ) : (
-                      <button
-                        type="button"
-                        className="danger"
-                        disabled={busy}
-                        onClick={() => setConfirm(s.id)}
-                      >
-                        Terminate
-                      </button>
-                    )}
-                  </div>
-                </td>
-              </tr>
-            ))}
-            {list.data.length === 0 ? (
-              <tr>
-                <td colSpan={7} className="empty">
-                  No active sessions on this gateway.
-                </td>
-              </tr>
-            ) : null}
-          </tbody>
-        </table>
+                      )}
+                    </div>
+                  </td>
+                </tr>
+              ))}
+              {list.data.length === 0 ? (
+                <tr>
+                  <td colSpan={7} className="empty">
+                    No active sessions on this gateway.
+                  </td>
+                </tr>
+              ) : null}
+            </tbody>
+          </table>
+        </TableScroll>
       ) : null}
       <p className="muted">
         Join opens an SSH shell session live in a terminal tab, read-only; as a peer you can type into it too
         (your roles decide who may). Watch follows a session that has no terminal to join through its
-        recording. Joins are audited. Terminating ends a session at once; the user sees why and the end is
-        audited.
+        recording. Joins are audited.
+        {mayKill ? ' Terminating ends a session at once; the user sees why and the end is audited.' : null}
       </p>
     </>
   );
@@ -158,7 +165,8 @@ export function SessionsPage() {
 function useJoinModes(): JoinMode[] {
   const { api, session } = useApp();
   const [modes, setModes] = useState<JoinMode[]>([]);
-  const roles = session?.whoami.roles.join(',') ?? '';
+  // Without role:read there is nothing to read (and each refusal would be an audited denial).
+  const roles = session?.whoami.permissions.getRole ? session.whoami.roles.join(',') : '';
   useEffect(() => {
     let live = true;
     Promise.all(

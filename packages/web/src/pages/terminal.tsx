@@ -8,8 +8,9 @@ import {
   type TerminalServerFrame,
   validTerminalSize,
 } from '../api/routes';
-import { type Session, useApp } from '../app';
+import { mayOpenTerminal, type Session, useApp } from '../app';
 import { capitalize, ErrorBox, Loading, Notice, sentence, useLoad } from '../components/ui';
+import { numberDuplicates } from '../lib/names';
 import {
   altDigit,
   baseName,
@@ -71,6 +72,8 @@ export default function TerminalPage({ session }: { session: Session }) {
   const [notice, setNotice] = useState<string | undefined>();
   const tabsRef = useRef(tabs);
   tabsRef.current = tabs;
+  /** A tab's title as its strip shows it (numbered), for callbacks made before this render. */
+  const titleRef = useRef<(id: number) => string>(() => 'A tab');
 
   const update = useCallback((id: number, f: (t: Tab) => Tab) => {
     setTabs((ts) => ts.map((t) => (t.id === id ? f(t) : t)));
@@ -125,8 +128,7 @@ export default function TerminalPage({ session }: { session: Session }) {
         return;
       }
       if (e.ending.close) {
-        const t = tabsRef.current.find((x) => x.id === id);
-        setNotice(`${t?.title ?? 'A tab'}: ${e.ending.message} Its tab was closed.`);
+        setNotice(`${titleRef.current(id)}: ${e.ending.message} Its tab was closed.`);
         close(id);
         return;
       }
@@ -148,10 +150,17 @@ export default function TerminalPage({ session }: { session: Session }) {
     return () => window.removeEventListener('keydown', onKey);
   }, []);
 
-  const current = tabs.find((t) => t.id === active);
+  // Two shells of the same login on the same node: "alice@web" and "alice@web (2)".
+  const titles = numberDuplicates(tabs.map((t) => t.title));
+  const titleOf = (id: number) => titles[tabs.findIndex((t) => t.id === id)] ?? 'A tab';
+  const shown = tabs.map((t, i) => ({ ...t, title: titles[i]! }));
+  const current = shown.find((t) => t.id === active);
+  const canOpen = mayOpenTerminal(session);
+  titleRef.current = titleOf;
+  const pageTitle = `${current ? current.title : 'New terminal'} · Gatehouse`;
   useEffect(() => {
-    document.title = `${current ? current.title : 'New terminal'} · Gatehouse`;
-  }, [current]);
+    document.title = pageTitle;
+  }, [pageTitle]);
 
   return (
     <div className="term-page">
@@ -160,7 +169,7 @@ export default function TerminalPage({ session }: { session: Session }) {
           Gatehouse
         </span>
         <div className="term-tabs" role="tablist" aria-label="Terminals">
-          {tabs.map((t, i) => (
+          {shown.map((t, i) => (
             <div key={t.id} className={`term-tab ${t.id === active ? 'active' : ''} ${t.status.state}`}>
               <button
                 type="button"
@@ -184,16 +193,18 @@ export default function TerminalPage({ session }: { session: Session }) {
               </button>
             </div>
           ))}
-          <button
-            type="button"
-            role="tab"
-            className={`term-new ${active === 'new' ? 'active' : ''}`}
-            aria-selected={active === 'new'}
-            aria-label="New tab"
-            onClick={() => setActive('new')}
-          >
-            +
-          </button>
+          {canOpen ? (
+            <button
+              type="button"
+              role="tab"
+              className={`term-new ${active === 'new' ? 'active' : ''}`}
+              aria-selected={active === 'new'}
+              aria-label="New tab"
+              onClick={() => setActive('new')}
+            >
+              +
+            </button>
+          ) : null}
         </div>
         <span className="term-who" data-testid="current-user">
           {session.whoami.user}
@@ -208,7 +219,7 @@ export default function TerminalPage({ session }: { session: Session }) {
         </div>
       ) : null}
       <div className="term-panes">
-        {tabs.map((t) => (
+        {shown.map((t) => (
           <TabPane
             key={`${t.id}/${t.generation}`}
             tab={t}
@@ -219,7 +230,18 @@ export default function TerminalPage({ session }: { session: Session }) {
             }
           />
         ))}
-        {active === 'new' ? <NewTabPicker session={session} onOpen={open} /> : null}
+        {active === 'new' && canOpen ? <NewTabPicker session={session} onOpen={open} /> : null}
+        {active === 'new' && !canOpen ? (
+          <section className="term-pane term-picker" aria-label="No terminal">
+            <div className="card">
+              <h1>No terminal to open</h1>
+              <p>
+                Your roles allow no login on any node, so there is no shell to open here. You can still join
+                sessions from the Sessions page if your roles allow it.
+              </p>
+            </div>
+          </section>
+        ) : null}
       </div>
     </div>
   );

@@ -1,7 +1,7 @@
 import { type FormEvent, useState } from 'react';
 import type { TokenView, UserView } from '../api/routes';
 import { useApp } from '../app';
-import { CopyCommand, ErrorBox, formatTime, Loading, Notice, useLoad } from '../components/ui';
+import { CopyCommand, ErrorBox, formatTime, Loading, Notice, TableScroll, useLoad } from '../components/ui';
 
 /** The browser link for an invite or reset token (served by this same gateway). */
 export function inviteLink(origin: string, token: string): string {
@@ -16,7 +16,9 @@ function splitList(s: string): string[] {
 }
 
 export function UsersPage() {
-  const { api } = useApp();
+  const { api, session } = useApp();
+  // Only what the caller's roles grant is offered (core refuses the rest anyway).
+  const may = session?.whoami.permissions;
   const [users, reload] = useLoad(() => api.listUsers(), []);
   const [name, setName] = useState('');
   const [roles, setRoles] = useState('access');
@@ -70,14 +72,16 @@ export function UsersPage() {
       <td className="actions">
         <div className="row-actions">
           {u.locked ? (
-            <button
-              type="button"
-              disabled={busy}
-              onClick={() => act(() => api.unlockUser(u.name), `${u.name} unlocked.`)}
-            >
-              Unlock
-            </button>
-          ) : (
+            !may?.unlockUser ? null : (
+              <button
+                type="button"
+                disabled={busy}
+                onClick={() => act(() => api.unlockUser(u.name), `${u.name} unlocked.`)}
+              >
+                Unlock
+              </button>
+            )
+          ) : !may?.lockUser ? null : (
             <button
               type="button"
               disabled={busy}
@@ -88,20 +92,22 @@ export function UsersPage() {
               Lock
             </button>
           )}
-          <button
-            type="button"
-            disabled={busy}
-            onClick={() => {
-              setToken(undefined);
-              void act(
-                async () => setToken(await api.resetUser(u.name)),
-                `Reset link for ${u.name} created.`,
-              );
-            }}
-          >
-            Reset
-          </button>
-          {confirmDelete === u.name ? (
+          {may?.resetUser ? (
+            <button
+              type="button"
+              disabled={busy}
+              onClick={() => {
+                setToken(undefined);
+                void act(
+                  async () => setToken(await api.resetUser(u.name)),
+                  `Reset link for ${u.name} created.`,
+                );
+              }}
+            >
+              Reset
+            </button>
+          ) : null}
+          {!may?.deleteUser ? null : confirmDelete === u.name ? (
             <>
               <button
                 type="button"
@@ -131,33 +137,35 @@ export function UsersPage() {
   return (
     <>
       <h1>Users</h1>
-      <form className="card filters" onSubmit={create} aria-label="Add user">
-        <label>
-          Name
-          <input name="name" value={name} onChange={(e) => setName(e.target.value)} required />
-        </label>
-        <label>
-          Roles
-          <input
-            name="roles"
-            value={roles}
-            onChange={(e) => setRoles(e.target.value)}
-            placeholder="access, dev"
-          />
-        </label>
-        <label>
-          SSH logins
-          <input
-            name="logins"
-            value={logins}
-            onChange={(e) => setLogins(e.target.value)}
-            placeholder="ubuntu, alice"
-          />
-        </label>
-        <button type="submit" className="primary" disabled={busy}>
-          Add user
-        </button>
-      </form>
+      {may?.createUser ? (
+        <form className="card filters" onSubmit={create} aria-label="Add user">
+          <label>
+            Name
+            <input name="name" value={name} onChange={(e) => setName(e.target.value)} required />
+          </label>
+          <label>
+            Roles
+            <input
+              name="roles"
+              value={roles}
+              onChange={(e) => setRoles(e.target.value)}
+              placeholder="access, dev"
+            />
+          </label>
+          <label>
+            SSH logins
+            <input
+              name="logins"
+              value={logins}
+              onChange={(e) => setLogins(e.target.value)}
+              placeholder="ubuntu, alice"
+            />
+          </label>
+          <button type="submit" className="primary" disabled={busy}>
+            Add user
+          </button>
+        </form>
+      ) : null}
       {message ? <Notice kind="success">{message}</Notice> : null}
       {error ? <ErrorBox error={error} /> : null}
       {token ? (
@@ -177,30 +185,32 @@ export function UsersPage() {
       {users.state === 'loading' ? <Loading what="users" /> : null}
       {users.state === 'error' ? <ErrorBox error={users.error} onRetry={reload} /> : null}
       {users.state === 'ok' ? (
-        <table className="grid" data-testid="users">
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Roles</th>
-              <th>Logins</th>
-              <th>Password</th>
-              <th>Authenticator</th>
-              <th>Status</th>
-              <th>Created</th>
-              <th />
-            </tr>
-          </thead>
-          <tbody>
-            {users.data.map(row)}
-            {users.data.length === 0 ? (
+        <TableScroll label="Users">
+          <table className="grid" data-testid="users">
+            <thead>
               <tr>
-                <td colSpan={8} className="empty">
-                  No users yet.
-                </td>
+                <th>Name</th>
+                <th>Roles</th>
+                <th>Logins</th>
+                <th>Password</th>
+                <th>Authenticator</th>
+                <th>Status</th>
+                <th>Created</th>
+                <th />
               </tr>
-            ) : null}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {users.data.map(row)}
+              {users.data.length === 0 ? (
+                <tr>
+                  <td colSpan={8} className="empty">
+                    No users yet.
+                  </td>
+                </tr>
+              ) : null}
+            </tbody>
+          </table>
+        </TableScroll>
       ) : null}
     </>
   );
