@@ -8,7 +8,7 @@
 import { execFile } from 'node:child_process';
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import type { AuditEvent } from '@gatehouse/audit';
@@ -17,7 +17,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../core/test/helpers.js';
 import type { NodeService } from '../src/node/index.js';
 import { createUnixUser, type TestUnixUser } from './node-helpers.js';
-import { loginUser, runTool, sshJ, startEnv, startTestNode, type TestEnv, type UserFiles } from './peers.js';
+import {
+  loginUser,
+  runTool,
+  sshConfig,
+  sshJ,
+  startEnv,
+  startTestNode,
+  type TestEnv,
+  type UserFiles,
+} from './peers.js';
 
 const run = promisify(execFile);
 const PASSWORD = 'correct horse battery staple';
@@ -35,6 +44,7 @@ let udp: dgram.Socket;
 let port4 = 0;
 let port6 = 0;
 let udpPort = 0;
+let extraUserCa = '';
 const FILE = `/tmp/gh-bpf-node-${process.pid}.txt`;
 
 // A python3 probe: "ok <data>" or "errno <n> <message>" for a TCP connect or a UDP sendto.
@@ -62,7 +72,14 @@ beforeAll(async () => {
   env = await startEnv();
   unix = createUnixUser();
   audit = new MemoryAuditLog();
-  node = await startTestNode(env, 'node3', { audit });
+  node = await startTestNode(env, 'node3', {
+    audit,
+    // Plus a CA a test signs an old-style certificate with (set by that test).
+    trustedUserCaKeys: () => [
+      ...env.gw.authorities.get('user').map((k) => k.sshPublicKey),
+      ...(extraUserCa ? [extraUserCa] : []),
+    ],
+  });
   plainNode = await startTestNode(env, 'node4', { audit: new MemoryAuditLog(), enforcement: false });
   await env.gw.admin.putRole(
     [
@@ -214,6 +231,60 @@ describe('restrict_network through the gateway to the node service', () => {
     expect(r.stderr).toContain(
       'gatehouse node node4: the role requires restrict_network, which this node cannot enforce: this node service runs without eBPF enforcement',
     );
+  });
+});
+
+/** The real OpenSSH client straight to `n` (no proxy) with `f`'s key and certificate. */
+function sshDirect(f: UserFiles, n: NodeService, alias: string, command: string) {
+  return runTool('ssh', [
+    '-F',
+    f.config,
+    '-p',
+    String(n.port),
+    '-o',
+    `HostKeyAlias=${alias}`,
+    `${unix.name}@127.0.0.1`,
+    '--',
+    command,
+  ]);
+}
+
+describe('a login certificate used straight against the node (ssh -i, no proxy)', () => {
+  it("carries the roles' session policy: the deny rule refuses the connection and it is recorded (it ran unrestricted)", async () => {
+    const r = await sshDirect(
+      alice,
+      node,
+      'node3',
+      `curl -sS http://127.0.0.1:${port4}/; echo direct-marker=$?`,
+    );
+    expect(r.stdout.toString()).toBe('direct-marker=7\n');
+    expect(r.stderr).toMatch(/curl: \(7\)/);
+    const evs = await sessionEvents('direct-marker', (e) => e.some((x) => x.type === 'session.network'));
+    expect(evs.find((e) => e.type === 'session.network')).toMatchObject({
+      success: false,
+      dst_addr: '127.0.0.1',
+      rule: '127.0.0.0/8',
+      user: 'alice',
+    });
+  });
+
+  it('a certificate without the session policy extension (minted before it existed) is refused with what to do', async () => {
+    // An OpenSSH-made certificate from a CA the node trusts: the permit-* extensions, no policy.
+    const ca = `${env.dir}/old-ca`;
+    const key = `${env.dir}/old_id`;
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', ca]);
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
+    await run('ssh-keygen', ['-q', '-s', ca, '-I', 'alice', '-n', unix.name, '-V', '+1h', `${key}.pub`]);
+    extraUserCa = (await readFile(`${ca}.pub`, 'utf8')).trim();
+    const config = `${env.dir}/old-ssh_config`;
+    await writeFile(config, sshConfig({ key, cert: `${key}-cert.pub`, knownHosts: alice.knownHosts }));
+    const r = await sshDirect({ ...alice, config }, node, 'node3', 'echo should-not-run');
+    expect(r.stdout.toString()).not.toContain('should-not-run');
+    expect(r.code).toBe(255);
+    expect(r.stderr).toContain(
+      'gatehouse node node3: the certificate of "alice" carries no session policy (it predates session policies) (log in again with gatehouse login to get a current certificate)',
+    );
+    expect(audit.last('access.denied')).toMatchObject({ user: 'alice', resource: 'node3' });
   });
 });
 

@@ -244,7 +244,7 @@ describe('ssh-keygen -L', () => {
     expect(stdout).toMatch(/Valid: from 2026-05-01T09:59:00 to 2026-05-01T18:00:00/);
     expect(stdout).toMatch(/Critical Options: \n\s+source-address 127\.0\.0\.1\/32,10\.0\.0\.0\/8\n/);
     expect(stdout).toMatch(
-      /Extensions: \n\s+gatehouse-identity@gatehouse\.dev UNKNOWN OPTION: [0-9a-f]+ \(len \d+\)\n\s+permit-port-forwarding\n\s+permit-pty\n/,
+      /Extensions: \n\s+gatehouse-identity@gatehouse\.dev UNKNOWN OPTION: [0-9a-f]+ \(len \d+\)\n\s+gatehouse-session-policy@gatehouse\.dev UNKNOWN OPTION: [0-9a-f]+ \(len \d+\)\n\s+permit-port-forwarding\n\s+permit-pty\n/,
     );
     expect(stdout).toContain(`Signing CA: ED25519 ${await fingerprint(cas, 'user')} (using ssh-ed25519)`);
   });

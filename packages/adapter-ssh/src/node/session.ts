@@ -90,7 +90,7 @@ export function handleSession(session: Session, c: SessionContext): void {
   let running: Running | undefined;
   let started = false;
 
-  const refuse = (request: string, reason: string, reject?: () => void) => {
+  const refuse = (request: string, reason: string, reject?: (reason: string) => void) => {
     c.onEvent({
       type: 'refused',
       sessionId: c.sessionId,
@@ -99,7 +99,7 @@ export function handleSession(session: Session, c: SessionContext): void {
       request,
       reason,
     });
-    reject?.();
+    reject?.(reason);
   };
 
   session.on('pty', (accept, reject, info) => {
@@ -145,7 +145,9 @@ export function handleSession(session: Session, c: SessionContext): void {
     }
     start('subsystem', undefined, accept, reject, c.sftpServer);
   });
+  let closed = false;
   session.on('close', () => {
+    closed = true;
     // Like sshd: a client that goes away hangs up its session.
     running?.kill('SIGHUP');
   });
@@ -164,15 +166,28 @@ export function handleSession(session: Session, c: SessionContext): void {
       launch(kind, command, accept, reject, subsystemBinary, undefined);
       return;
     }
+    // Accepted before the kernel session is set up (that takes a moment): ssh2
+    // refuses a late accept once the client has sent EOF, which `ssh node cmd
+    // </dev/null` does at once, and the client would hang.
+    const channel = accept();
+    if (!channel) return;
     void enforce(kind).then((r) => {
       if (r === 'refused') {
         // Fail closed, with the reason where the user reads it (ssh prints stderr).
-        const channel = accept();
         channel.stderr.write(`gatehouse node ${c.server}: ${refusal}\r\n`);
         finish(channel, 1, null);
         return;
       }
-      launch(kind, command, accept, reject, subsystemBinary, r);
+      if (closed) {
+        // The client went away meanwhile: nothing to run.
+        r?.release();
+        return;
+      }
+      const failed = (reason?: string) => {
+        channel.stderr.write(`gatehouse node ${c.server}: ${reason ?? 'the session could not start'}\r\n`);
+        finish(channel, 1, null);
+      };
+      launch(kind, command, () => channel, failed, subsystemBinary, r);
     });
   }
 
@@ -214,7 +229,7 @@ export function handleSession(session: Session, c: SessionContext): void {
     kind: 'shell' | 'exec' | 'subsystem',
     command: string | undefined,
     accept: () => ServerChannel,
-    reject: () => void,
+    reject: (reason?: string) => void,
     subsystemBinary: string | undefined,
     enf: SessionEnforcement | undefined,
   ): void {

@@ -92,6 +92,12 @@ export class LoginService {
           permitX11Forwarding: options.x11Forwarding,
           sourceAddress: pinnedIp ? `${pinnedIp}/${pinnedIp.includes(':') ? 128 : 32}` : undefined,
           identity,
+          // A login certificate also reaches nodes directly (ssh -i, no proxy): it carries
+          // what the roles say a node must record and restrict, like the proxy's upstream one.
+          sessionPolicy: {
+            enhancedRecording: options.enhancedRecording,
+            restrictNetwork: options.restrictNetwork,
+          },
         })
       : undefined;
     if (sshCert) {

@@ -196,6 +196,7 @@ describe('issuing', () => {
     expect(c.validBefore.getTime()).toBe(until.getTime());
     expect(Object.keys(c.extensions)).toEqual([
       'gatehouse-identity@gatehouse.dev',
+      'gatehouse-session-policy@gatehouse.dev',
       'permit-port-forwarding',
       'permit-pty',
     ]);
@@ -216,7 +217,7 @@ describe('issuing', () => {
     });
   });
 
-  it('SSH user certs carry the session policy the node enforces, and only when there is one', async () => {
+  it('SSH user certs always carry the session policy the node enforces; a node refuses a certificate without one', async () => {
     const { cas, clock } = setup();
     await cas.init();
     const now = clock.now();
@@ -240,10 +241,16 @@ describe('issuing', () => {
     };
     expect((await parse(policy)).sessionPolicy).toEqual(policy);
     const empty = { enhancedRecording: [], restrictNetwork: { deny: [], allow: [] } };
-    const out = await issue(empty);
-    const c = verifySshCertificate(out.cert, [cas.signingKey('user').sshPublicKey], now);
-    expect(Object.keys(c.extensions)).toEqual(['permit-pty']);
-    expect(certPermissions(c).sessionPolicy).toEqual(empty);
+    // Written even when empty (and when the caller passes none), so a node can tell a certificate
+    // that predates session policies (refused) from one whose roles ask for nothing.
+    for (const p of [empty, undefined]) {
+      const c = verifySshCertificate((await issue(p)).cert, [cas.signingKey('user').sshPublicKey], now);
+      expect(Object.keys(c.extensions).sort()).toEqual([SSH_SESSION_POLICY_EXTENSION, 'permit-pty']);
+      expect(certPermissions(c).sessionPolicy).toEqual(empty);
+    }
+    const c = verifySshCertificate((await issue(empty)).cert, [cas.signingKey('user').sshPublicKey], now);
+    delete c.extensions[SSH_SESSION_POLICY_EXTENSION];
+    expect(() => certPermissions(c)).toThrow(/carries no session policy/);
     // A policy the node cannot read refuses the login rather than dropping restrictions.
     c.extensions[SSH_SESSION_POLICY_EXTENSION] = '{"restrict_network":{"deny":"10.0.0.0/8"}}';
     expect(() => certPermissions(c)).toThrow(/malformed/);

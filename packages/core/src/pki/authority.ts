@@ -7,6 +7,7 @@ import { GatehouseError, isGatehouseError } from '../errors.js';
 import type { Route } from '../identity/types.js';
 import { encodeIdentityJson } from './identity-codec.js';
 import {
+  EMPTY_SESSION_POLICY,
   ed25519PublicKeyToSsh,
   parseSshPublicKey,
   SSH_IDENTITY_EXTENSION,
@@ -263,18 +264,14 @@ export class CertificateAuthorities {
     if (req.permitX11Forwarding) extensions['permit-X11-forwarding'] = '';
     if (req.permitUserRc) extensions['permit-user-rc'] = '';
     if (req.identity) extensions[SSH_IDENTITY_EXTENSION] = encodeIdentityJson(req.identity);
-    const policy = req.sessionPolicy;
-    if (
-      policy &&
-      (policy.enhancedRecording.length > 0 ||
-        policy.restrictNetwork.deny.length > 0 ||
-        policy.restrictNetwork.allow.length > 0)
-    ) {
-      extensions[SSH_SESSION_POLICY_EXTENSION] = JSON.stringify({
-        enhanced_recording: policy.enhancedRecording,
-        restrict_network: policy.restrictNetwork,
-      });
-    }
+    // Always written, empty when there is nothing to enforce: a node refuses a
+    // certificate without it (one minted before nodes enforced policies would
+    // otherwise run its session unrestricted). See decision 0023.
+    const policy = req.sessionPolicy ?? EMPTY_SESSION_POLICY;
+    extensions[SSH_SESSION_POLICY_EXTENSION] = JSON.stringify({
+      enhanced_recording: policy.enhancedRecording,
+      restrict_network: policy.restrictNetwork,
+    });
     const criticalOptions: SshOptions = {};
     if (req.sourceAddress !== undefined) {
       sourceAddressList(req.sourceAddress);

@@ -215,11 +215,20 @@ const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) =
 /**
  * The session policy extension. It is signed by the user CA, but a value the
  * node cannot read still refuses the login: ignoring it would drop
- * restrictions (fail closed).
+ * restrictions (fail closed). Core writes it on every user certificate
+ * (empty when the roles ask for nothing), so a certificate without it was
+ * minted before nodes enforced policies, or not by Gatehouse: its session
+ * would run unrestricted whatever the roles say, so it is refused too.
  */
-function sessionPolicy(json: string | undefined): SshSessionPolicy {
-  const empty: SshSessionPolicy = { enhancedRecording: [], restrictNetwork: { deny: [], allow: [] } };
-  if (json === undefined) return empty;
+function sessionPolicy(cert: SshCertificate): SshSessionPolicy {
+  const json = cert.extensions[SSH_SESSION_POLICY_EXTENSION];
+  if (json === undefined) {
+    throw new GatehouseError(
+      'GH_ERR_CERT_INVALID',
+      `the certificate of "${cert.keyId}" carries no session policy (it predates session policies)`,
+      { hint: 'log in again with gatehouse login to get a current certificate' },
+    );
+  }
   let v: { enhanced_recording?: unknown; restrict_network?: { deny?: unknown; allow?: unknown } };
   try {
     v = JSON.parse(json) as typeof v;
@@ -237,6 +246,11 @@ function sessionPolicy(json: string | undefined): SshSessionPolicy {
   return { enhancedRecording: rec, restrictNetwork: { deny, allow } };
 }
 
+/**
+ * The permit-* extensions, force-command and session policy a node session
+ * must honour. Throws GH_ERR_CERT_INVALID for a certificate a node must not
+ * serve (no or an unreadable session policy).
+ */
 export function certPermissions(cert: SshCertificate): CertPermissions {
   const ext = cert.extensions;
   const force = cert.criticalOptions['force-command'];
@@ -246,6 +260,6 @@ export function certPermissions(cert: SshCertificate): CertPermissions {
     agentForwarding: 'permit-agent-forwarding' in ext,
     x11Forwarding: 'permit-X11-forwarding' in ext,
     ...(force !== undefined ? { forceCommand: force } : {}),
-    sessionPolicy: sessionPolicy(ext[SSH_SESSION_POLICY_EXTENSION]),
+    sessionPolicy: sessionPolicy(cert),
   };
 }

@@ -4,6 +4,7 @@ import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import { decodeIdentityJson } from './identity-codec.js';
 import { sshString, u32, u64 } from './sshwire.js';
+import type { SshSessionPolicy } from './types.js';
 
 /**
  * OpenSSH certificates (PROTOCOL.certkeys), encoded and verified without I/O.
@@ -42,6 +43,12 @@ export const KNOWN_CRITICAL_OPTIONS = ['force-command', 'source-address'] as con
 export const SSH_IDENTITY_EXTENSION = 'gatehouse-identity@gatehouse.dev';
 /** JSON `{ enhanced_recording, restrict_network: { deny, allow } }`: what the node must record and restrict. */
 export const SSH_SESSION_POLICY_EXTENSION = 'gatehouse-session-policy@gatehouse.dev';
+
+/** Nothing to record or restrict (what a certificate for a user whose roles ask for neither carries). */
+export const EMPTY_SESSION_POLICY: Readonly<SshSessionPolicy> = Object.freeze({
+  enhancedRecording: [],
+  restrictNetwork: { deny: [], allow: [] },
+});
 
 /** valid_before of a certificate that never expires. */
 export const SSH_FOREVER = 0xffffffffffffffffn;
