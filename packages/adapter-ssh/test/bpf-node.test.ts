@@ -344,6 +344,34 @@ describe('enhanced recording through the gateway to the node service', () => {
   });
 });
 
+describe("the node's events carry the proxy's session id", () => {
+  it('session.command of a session through the gateway has the id sessions ls and session.start show (the node made up its own)', async () => {
+    const ssh = sshJ(env, alice, `${unix.name}@node3`, ['--', 'echo link-marker; sleep 30']);
+    const evs = await sessionEvents('link-marker', (e) =>
+      e.some((x) => x.type === 'session.command' && x.argv[0] === 'sleep'),
+    );
+    const id = evs[0]?.session_id;
+    const live = (await env.gw.admin.listSessions()).filter(
+      (s) => s.user === 'alice' && s.server === 'node3',
+    );
+    expect(live.map((s) => s.id)).toEqual([id]);
+    expect(await env.gw.admin.killSession(id as string)).toBeUndefined();
+    await ssh;
+    const start = (await env.gw.audit.search({ types: ['session.start'], limit: 500 })).events.filter(
+      (e) => e.session_id === id,
+    );
+    expect(start).toEqual([expect.objectContaining({ user: 'alice', server: 'node3', login: unix.name })]);
+    // Every node event of the session (the ended sleep's exit too) carries it.
+    const sleep = evs.flatMap((e) =>
+      e.type === 'session.command' && e.argv[0] === 'sleep' ? [e.pid] : [],
+    )[0];
+    const all = await sessionEvents('link-marker', (e) =>
+      e.some((x) => x.type === 'session.command.exit' && x.pid === sleep),
+    );
+    expect(new Set(all.map((e) => e.session_id))).toEqual(new Set([id]));
+  });
+});
+
 describe('role changes', () => {
   it('a role edited to add restrict_network applies to the next session (the upstream certificate cache kept the old policy)', async () => {
     const role = (extra: string[]) =>

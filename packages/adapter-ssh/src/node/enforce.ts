@@ -30,7 +30,10 @@ export interface SessionEnforcement {
 }
 
 export interface SessionIds {
+  /** The audit events' session_id. */
   sessionId: string;
+  /** The session cgroup's name, unique per channel. */
+  cgroup: string;
   /** Gatehouse user (certificate key id). */
   user: string;
   login: string;
@@ -184,7 +187,7 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
       if (closed) throw new BpfUnavailableError('the node service is stopping');
       const bpfPolicy = toBpfPolicy(policy);
       const e = await enforcer();
-      const cg = await e.createCgroup(ids.sessionId);
+      const cg = await e.createCgroup(ids.cgroup);
       let session: Awaited<ReturnType<Enforcer['open']>>;
       try {
         session = await e.open(cg.path, bpfPolicy);

@@ -148,6 +148,7 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
       const remote = info.ip.startsWith('::ffff:') ? info.ip.slice(7) : info.ip;
       let authed: Authed | undefined;
       let failures = 0;
+      let channels = 0;
       const told = new Set<string>();
       const forwards = new Map<string, net.Server>();
       // openssh_authAgent: the adapter's ssh2 patch (server-side agent channels).
@@ -251,8 +252,15 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
         if (!authed) return reject();
         const a = authed;
         const local = (client as unknown as { _sock?: net.Socket })._sock;
+        // Through the proxy the certificate names its session (core minted it for that
+        // session): the node's events join the proxy's. A direct login has no such id.
+        const proxied = a.perms.sessionId;
+        const n = ++channels;
+        const sessionId = proxied ?? randomUUID();
         handleSession(accept(), {
-          sessionId: randomUUID(),
+          sessionId,
+          // Later channels of one connection (ControlMaster) are numbered like the proxy's recordings.
+          channelId: proxied && n > 1 ? `${proxied}.${n}` : sessionId,
           user: a.user,
           certUser: a.cert.keyId,
           perms: a.perms,

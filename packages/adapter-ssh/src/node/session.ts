@@ -34,7 +34,10 @@ export type NodeSessionEvent =
   | { type: 'end'; sessionId: string; login: string; user: string; exitCode?: number; signal?: string };
 
 export interface SessionContext {
+  /** The id audit events carry: the proxy's session id when its certificate names one. */
   sessionId: string;
+  /** Unique per channel (one connection may run several): names the session cgroup. */
+  channelId: string;
   user: UnixUser;
   /** Certificate key id. */
   certUser: string;
@@ -202,7 +205,7 @@ export function handleSession(session: Session, c: SessionContext): void {
     try {
       if (!c.enforcement) throw new Error('this node service runs without eBPF enforcement');
       enforcement = await c.enforcement.start(
-        { sessionId: c.sessionId, user: c.certUser, login: c.user.name },
+        { sessionId: c.sessionId, cgroup: c.channelId, user: c.certUser, login: c.user.name },
         policy,
         (reason) => {
           channelRef?.stderr.write(

@@ -10,6 +10,7 @@ import { BACKDATE_MS, CertificateAuthorities } from './authority.js';
 import { certPermissions } from './ssh-userauth.js';
 import {
   ed25519PublicKeyToSsh,
+  SSH_SESSION_ID_EXTENSION,
   SSH_SESSION_POLICY_EXTENSION,
   sshCertificateIdentity,
   verifySshCertificate,
@@ -254,6 +255,28 @@ describe('issuing', () => {
     // A policy the node cannot read refuses the login rather than dropping restrictions.
     c.extensions[SSH_SESSION_POLICY_EXTENSION] = '{"restrict_network":{"deny":"10.0.0.0/8"}}';
     expect(() => certPermissions(c)).toThrow(/malformed/);
+  });
+
+  it("an upstream certificate names the proxy's session; a malformed id is refused on both sides", async () => {
+    const { cas, clock, audit } = setup();
+    await cas.init();
+    const now = clock.now();
+    const issue = (sessionId: string) =>
+      cas.issueSshUserCert({
+        publicKey: sshPub(),
+        keyId: 'alice',
+        principals: ['root'],
+        validAfter: now,
+        validBefore: new Date(now.getTime() + 60_000),
+        sessionId,
+      });
+    const id = '3f1c2d9e-0b7a-4f7e-9a51-6b1d2c3e4f50';
+    const c = verifySshCertificate((await issue(id)).cert, [cas.signingKey('user').sshPublicKey], now);
+    expect(certPermissions(c).sessionId).toBe(id);
+    expect(audit.events.at(-1)).toMatchObject({ type: 'cert.create', cert_type: 'ssh-user', session_id: id });
+    await expect(issue('a b')).rejects.toThrow(/session id/);
+    c.extensions[SSH_SESSION_ID_EXTENSION] = '../x';
+    expect(() => certPermissions(c)).toThrow(/session id is malformed/);
   });
 
   it('SSH host certs are host type, signed by the host CA', async () => {

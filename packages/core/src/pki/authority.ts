@@ -10,7 +10,9 @@ import {
   EMPTY_SESSION_POLICY,
   ed25519PublicKeyToSsh,
   parseSshPublicKey,
+  SESSION_ID_PATTERN,
   SSH_IDENTITY_EXTENSION,
+  SSH_SESSION_ID_EXTENSION,
   SSH_SESSION_POLICY_EXTENSION,
   SshCertSigner,
   type SshOptions,
@@ -272,6 +274,15 @@ export class CertificateAuthorities {
       enhanced_recording: policy.enhancedRecording,
       restrict_network: policy.restrictNetwork,
     });
+    if (req.sessionId !== undefined) {
+      if (!SESSION_ID_PATTERN.test(req.sessionId)) {
+        throw new GatehouseError(
+          'GH_ERR_VALIDATION',
+          'a session id is letters, digits, dots, dashes and underscores',
+        );
+      }
+      extensions[SSH_SESSION_ID_EXTENSION] = req.sessionId;
+    }
     const criticalOptions: SshOptions = {};
     if (req.sourceAddress !== undefined) {
       sourceAddressList(req.sourceAddress);
@@ -302,6 +313,7 @@ export class CertificateAuthorities {
       principals: req.principals,
       ...(req.identity ? { roles: req.identity.roles } : {}),
       ...(req.identity?.route ? { route: routeFields(req.identity.route) } : {}),
+      ...(req.sessionId !== undefined ? { session_id: req.sessionId } : {}),
       expires: to.toISOString(),
     });
   }

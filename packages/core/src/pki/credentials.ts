@@ -93,6 +93,8 @@ export class SessionCredentials {
         enhancedRecording: grant.options.enhancedRecording,
         restrictNetwork: grant.options.restrictNetwork,
       },
+      // The node's events of this session carry the proxy's id (one certificate per session).
+      sessionId: grant.sessionId,
     });
   }
 

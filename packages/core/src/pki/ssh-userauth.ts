@@ -3,6 +3,8 @@ import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import {
   parseSshCertificate,
+  SESSION_ID_PATTERN,
+  SSH_SESSION_ID_EXTENSION,
   SSH_SESSION_POLICY_EXTENSION,
   type SshCertificate,
   sshCertificateIdentity,
@@ -208,6 +210,8 @@ export interface CertPermissions {
   forceCommand?: string | undefined;
   /** What the node must record and restrict (empty lists: nothing). */
   sessionPolicy: SshSessionPolicy;
+  /** The proxy's session id, in certificates core minted for one proxied session; absent in login certificates. */
+  sessionId?: string | undefined;
 }
 
 const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
@@ -246,6 +250,15 @@ function sessionPolicy(cert: SshCertificate): SshSessionPolicy {
   return { enhancedRecording: rec, restrictNetwork: { deny, allow } };
 }
 
+function sessionIdOf(cert: SshCertificate): { sessionId?: string } {
+  const id = cert.extensions[SSH_SESSION_ID_EXTENSION];
+  if (id === undefined) return {};
+  if (!SESSION_ID_PATTERN.test(id)) {
+    throw new GatehouseError('GH_ERR_CERT_INVALID', 'the certificate session id is malformed');
+  }
+  return { sessionId: id };
+}
+
 /**
  * The permit-* extensions, force-command and session policy a node session
  * must honour. Throws GH_ERR_CERT_INVALID for a certificate a node must not
@@ -261,5 +274,6 @@ export function certPermissions(cert: SshCertificate): CertPermissions {
     x11Forwarding: 'permit-X11-forwarding' in ext,
     ...(force !== undefined ? { forceCommand: force } : {}),
     sessionPolicy: sessionPolicy(cert),
+    ...sessionIdOf(cert),
   };
 }

@@ -44,6 +44,17 @@ export const SSH_IDENTITY_EXTENSION = 'gatehouse-identity@gatehouse.dev';
 /** JSON `{ enhanced_recording, restrict_network: { deny, allow } }`: what the node must record and restrict. */
 export const SSH_SESSION_POLICY_EXTENSION = 'gatehouse-session-policy@gatehouse.dev';
 
+/**
+ * The proxy's session id, in the upstream certificate core mints for one
+ * grant: the node's audit events of that session carry it, so they join the
+ * proxy's session.start and recording. Signed by the user CA, so a user
+ * cannot attribute their events to another session.
+ */
+export const SSH_SESSION_ID_EXTENSION = 'gatehouse-session-id@gatehouse.dev';
+
+/** Session ids core mints (UUIDs); anything else in the extension is refused. */
+export const SESSION_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
 /** Nothing to record or restrict (what a certificate for a user whose roles ask for neither carries). */
 export const EMPTY_SESSION_POLICY: Readonly<SshSessionPolicy> = Object.freeze({
   enhancedRecording: [],

@@ -51,6 +51,8 @@ export interface SshUserCertRequest {
    * `gatehouse-session-policy@gatehouse.dev` when not empty.
    */
   sessionPolicy?: SshSessionPolicy;
+  /** The session this certificate is minted for (upstream certificates): `gatehouse-session-id@gatehouse.dev`. */
+  sessionId?: string;
 }
 
 /** Enhanced recording and network restrictions a node applies with eBPF (roles' options, merged by core). */
