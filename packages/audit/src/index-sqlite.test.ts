@@ -172,6 +172,14 @@ describe('SqliteAuditIndex', () => {
       expect(users(await all({ user: 'alice', types: ['user.login'] }))).toEqual(['user.login:alice']);
     });
 
+    it('by session id, exactly', async () => {
+      index.write(
+        make({ type: 'user.logout', user: 'alice', session_id: 's-1', message: 'in a session' }, T0 + 6000),
+      );
+      expect((await all({ session_id: 's-1' })).map((e) => e.message)).toEqual(['in a session']);
+      expect(await all({ session_id: 's' })).toEqual([]);
+    });
+
     it('by free text: every word, any field, case- and accent-insensitive', async () => {
       expect(users(await all({ q: 'orders' }))).toEqual(['access.denied:carol']);
       expect(users(await all({ q: 'BYE terminal' }))).toEqual(['user.logout:alice']);
@@ -226,6 +234,7 @@ describe('SqliteAuditIndex', () => {
       { user: 'alice', from: '2026-01-01', cursor },
       { q: 'hello' },
       { q: 'hello', user: 'alice', types: ['user.logout'] },
+      { session_id: 's-1', types: ['session.command'] },
       { cursor },
     ];
     for (const q of queries) {

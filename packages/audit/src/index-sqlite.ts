@@ -301,6 +301,10 @@ function buildSearch(q: NormalizedQuery): { sql: string; params: unknown[] } {
     where.push('e.user = ?');
     params.push(q.user);
   }
+  if (q.session_id !== undefined) {
+    where.push('e.session_id = ?');
+    params.push(q.session_id);
+  }
   if (q.after !== undefined) {
     // Keyset pagination: a row-value comparison the (.., time, id) indexes can seek to.
     where.push('(e.time, e.id) < (?, ?)');

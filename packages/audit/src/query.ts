@@ -11,6 +11,8 @@ export interface AuditQuery {
   types?: string[];
   /** Only events whose `user` is exactly this. */
   user?: string;
+  /** Only events of this session (`session_id` exactly), e.g. a recording's enhanced events. */
+  session_id?: string;
   /** Free text: every word must appear in the event (case-insensitive, whole words, no operators). */
   q?: string;
   /** Page size, default 100, at most 1000 (larger values are capped). */
@@ -34,6 +36,7 @@ export interface NormalizedQuery {
   to?: string;
   types?: AuditEventType[];
   user?: string;
+  session_id?: string;
   /** Search words; each matched as a phrase of its tokens. */
   terms: string[];
   limit: number;
@@ -133,6 +136,10 @@ export function normalizeQuery(q: AuditQuery = {}): NormalizedQuery {
     if (typeof q.user !== 'string') throw new AuditValidationError("'user' must be a string");
     out.user = q.user;
   }
+  if (q.session_id !== undefined) {
+    if (typeof q.session_id !== 'string') throw new AuditValidationError("'session_id' must be a string");
+    out.session_id = q.session_id;
+  }
   if (q.q !== undefined) {
     if (typeof q.q !== 'string') throw new AuditValidationError("'q' must be a string");
     out.terms = splitTerms(q.q);
@@ -184,6 +191,7 @@ export function matchesQuery(e: AuditEvent, q: NormalizedQuery): boolean {
   if (q.to !== undefined && e.time >= q.to) return false;
   if (q.types !== undefined && !q.types.includes(e.type)) return false;
   if (q.user !== undefined && e.user !== q.user) return false;
+  if (q.session_id !== undefined && e.session_id !== q.session_id) return false;
   if (q.after !== undefined && compareNewestFirst(e, q.after) <= 0) return false;
   if (q.terms.length > 0) {
     const tokens = tokenize(JSON.stringify(e));

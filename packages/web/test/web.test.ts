@@ -436,6 +436,66 @@ describe('web UI with password login (second factor off)', () => {
     );
   });
 
+  it('marks the commands enhanced recording saw on the player timeline; a marker jumps to its moment', async () => {
+    await signedIn();
+    // The audit log runs on the real clock: the recording starts now too, so the command lands inside it.
+    recClock.set(Date.now());
+    const started = recClock.now();
+    const rec = await plain.gw.recordings.create({
+      session_id: 'sess-web-cmd',
+      kind: 'ssh',
+      user: 'admin',
+      login: 'root',
+      server: 'node1',
+      command: 'sh',
+      cols: 80,
+      rows: 24,
+    });
+    const enc = (s: string) => new TextEncoder().encode(s);
+    rec.output(enc('$ cat /etc/hostname\r\n'));
+    const command = (session_id: string, argv: string[]) =>
+      plain.gw.audit.emit({
+        type: 'session.command',
+        session_id,
+        user: 'admin',
+        login: 'root',
+        server: 'node1',
+        pid: 4242,
+        ppid: 1,
+        uid: 0,
+        program: `/usr/bin/${argv[0]}`,
+        argv,
+      });
+    await command('sess-web-cmd', ['cat', '/etc/hostname']);
+    // Another session's command at the same moment is not this recording's.
+    await command('sess-web-other', ['other-session']);
+    recClock.advance(30_000);
+    rec.output(enc('later output\r\n'));
+    await rec.close();
+    const [event] = (await plain.gw.audit.search({ session_id: 'sess-web-cmd', types: ['session.command'] }))
+      .events;
+    const at = Date.parse(event?.time ?? '') - started.getTime();
+    expect(at).toBeGreaterThanOrEqual(0);
+    expect(at).toBeLessThan(30_000);
+
+    await page.goto('/web/recordings/sess-web-cmd?t=30000');
+    const terminal = page.getByTestId('terminal');
+    await terminal.locator('.xterm-rows').filter({ hasText: 'later output' }).waitFor();
+    const markers = page.getByTestId('timeline-marks').locator('[data-kind="exec"]');
+    await markers.first().waitFor();
+    expect(await markers.count()).toBe(1);
+    const marker = page.getByRole('button', { name: /^Program at 0:\d\d: cat \/etc\/hostname$/ });
+    await marker.click();
+    const wall = page.getByTestId('wallclock');
+    await page
+      .getByTestId('wallclock')
+      .and(page.locator(`[datetime="${new Date(started.getTime() + at).toISOString()}"]`))
+      .waitFor();
+    expect(Date.parse((await wall.getAttribute('datetime')) ?? '') - started.getTime()).toBe(at);
+    expect(await terminal.locator('.xterm-rows').textContent()).not.toContain('later output');
+    await shot(page, 'player-commands');
+  });
+
   // A kubectl exec shell: no terminal to join (terminal.test.ts joins SSH sessions), so Watch follows its recording.
   it('lists live sessions, watches one as it is recorded, and terminates it', async () => {
     await signedIn();

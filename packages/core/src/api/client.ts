@@ -493,6 +493,7 @@ export function auditQueryString(q: AuditQuery): string {
   if (q.to) p.set('to', q.to);
   if (q.types?.length) p.set('types', q.types.join(','));
   if (q.user) p.set('user', q.user);
+  if (q.session_id) p.set('session_id', q.session_id);
   if (q.q) p.set('q', q.q);
   if (q.limit !== undefined) p.set('limit', String(q.limit));
   if (q.cursor) p.set('cursor', q.cursor);

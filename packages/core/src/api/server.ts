@@ -559,6 +559,7 @@ function auditQueryFromUrl(url: URL): AuditQuery {
   const to = s.get('to');
   const types = s.get('types');
   const user = s.get('user');
+  const sessionId = s.get('session_id');
   const text = s.get('q');
   const limit = s.get('limit');
   const cursor = s.get('cursor');
@@ -568,6 +569,7 @@ function auditQueryFromUrl(url: URL): AuditQuery {
   if (to !== null) q.to = to;
   if (types) q.types = types.split(',').filter(Boolean);
   if (user) q.user = user;
+  if (sessionId) q.session_id = sessionId;
   if (text) q.q = text;
   if (n !== undefined) q.limit = n;
   if (cursor) q.cursor = cursor;

@@ -479,6 +479,7 @@ export function auditQueryString(q: AuditQuery): string {
   if (q.to) s.set('to', q.to);
   if (q.types && q.types.length > 0) s.set('types', q.types.join(','));
   if (q.user) s.set('user', q.user);
+  if (q.session_id) s.set('session_id', q.session_id);
   if (q.q) s.set('q', q.q);
   if (q.limit !== undefined) s.set('limit', String(q.limit));
   if (q.cursor) s.set('cursor', q.cursor);

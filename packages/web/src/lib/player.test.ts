@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  commandMarks,
   decodeRecording,
   fitFontSize,
   formatClock,
@@ -132,6 +133,40 @@ describe('searchOutput', () => {
     expect(searchOutput(events, 'secret')).toEqual([]);
     // The character is complete (and on screen) only with its last byte.
     expect(searchOutput(events, '€').map((h) => h.t)).toEqual([6]);
+  });
+});
+
+describe('commandMarks', () => {
+  const base = {
+    id: 'x',
+    code: 'GH2110I',
+    cluster: 'c',
+    session_id: 's',
+    server: 'n',
+    login: 'l',
+    user: 'u',
+    pid: 1,
+    ppid: 0,
+    uid: 1000,
+  };
+  const cmd = (time: string, argv: string[], program = '/bin/x') =>
+    ({ ...base, type: 'session.command', time, argv, program }) as const;
+
+  it('places session.command events at their recording time, oldest first, the rest clamped to the ends', () => {
+    const started = '2026-05-01T09:30:00.000Z';
+    const events = [
+      cmd('2026-05-01T09:30:02.500Z', ['cat', '/etc/hosts']),
+      cmd('2026-05-01T09:30:01.000Z', [], '/usr/bin/id'),
+      cmd('2026-05-01T09:29:59.000Z', ['early']),
+      cmd('2026-05-01T09:31:00.000Z', ['late']),
+      { ...base, type: 'session.open', time: '2026-05-01T09:30:01.500Z', path: '/x', flags: 0, result: 3 },
+    ] as const;
+    expect(commandMarks(events as never, started, 10_000)).toEqual([
+      { t: 0, kind: 'exec', label: 'early' },
+      { t: 1000, kind: 'exec', label: '/usr/bin/id' },
+      { t: 2500, kind: 'exec', label: 'cat /etc/hosts' },
+      { t: 10_000, kind: 'exec', label: 'late' },
+    ]);
   });
 });
 

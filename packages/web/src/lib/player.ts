@@ -3,7 +3,7 @@
  * docs/decisions/0008-recordings.md), a timeline with idle gaps shortened,
  * and text search. Pure: no DOM, no timers, so it is unit-tested in Node.
  */
-import type { RecordingEvent } from '../api/routes';
+import type { AuditEvent, RecordingEvent } from '../api/routes';
 
 export type PlayerEvent = RecordingEvent;
 
@@ -230,7 +230,8 @@ export const SPEEDS = [0.5, 1, 2, 4, 8] as const;
 export interface TimelineMark {
   /** Recording time. */
   t: number;
-  kind: 'command' | 'join' | 'resize' | 'marker';
+  /** `exec`: a program the kernel saw the session run (enhanced recording), not a typed line. */
+  kind: 'command' | 'exec' | 'join' | 'resize' | 'marker';
   label: string;
 }
 
@@ -282,4 +283,27 @@ export function fitFontSize(width: number, cols: number, cellPerPx: number, max 
   if (!(width > 0) || !(cols > 0) || !(cellPerPx > 0)) return MIN_FONT_PX;
   const size = Math.floor((width / (cols * cellPerPx)) * 2) / 2;
   return Math.max(MIN_FONT_PX, Math.min(max, size));
+}
+
+/**
+ * Marks for a session's `session.command` audit events (enhanced recording:
+ * every program it ran, background jobs included), placed on its recording's
+ * timeline, oldest first. One that ran before the recording started or after
+ * it ended sits at the start or the end.
+ */
+export function commandMarks(
+  events: readonly AuditEvent[],
+  startedIso: string,
+  realDuration: number,
+): TimelineMark[] {
+  const start = Date.parse(startedIso);
+  const out: TimelineMark[] = [];
+  for (const e of events) {
+    if (e.type !== 'session.command') continue;
+    const at = Date.parse(e.time) - start;
+    if (!Number.isFinite(at)) continue;
+    const t = Math.min(Math.max(0, at), realDuration);
+    out.push({ t, kind: 'exec', label: e.argv.join(' ') || e.program });
+  }
+  return out.sort((a, b) => a.t - b.t).slice(0, MAX_MARKS);
 }

@@ -1,11 +1,12 @@
 import '@xterm/xterm/css/xterm.css';
 import { Terminal } from '@xterm/xterm';
 import { type FormEvent, useCallback, useEffect, useMemo, useRef, useState } from 'react';
-import type { RecordingMeta } from '../api/routes';
+import type { AuditEvent, RecordingMeta } from '../api/routes';
 import { Link, useApp } from '../app';
 import { CopyCommand, ErrorBox, Loading, Notice } from '../components/ui';
 import { shortId, target } from '../lib/names';
 import {
+  commandMarks,
   decodeRecording,
   fitFontSize,
   formatClock,
@@ -148,7 +149,11 @@ function Player({
   /** What goes full screen: the controls and the terminal. */
   const stage = useRef<HTMLDivElement>(null);
   const [fullscreen, setFullscreen] = useState(false);
-  const marks = useMemo(() => timelineMarks(events), [events]);
+  const commands = useCommandMarks(meta, timeline.realDuration);
+  const marks = useMemo(
+    () => [...timelineMarks(events), ...commands].sort((a, b) => a.t - b.t),
+    [events, commands],
+  );
   const term = useRef<Terminal | undefined>(undefined);
   /** How many events the terminal has been fed. */
   const fed = useRef(0);
@@ -441,6 +446,7 @@ function Player({
 
 const MARK_KINDS: Record<TimelineMark['kind'], string> = {
   command: 'Command',
+  exec: 'Program',
   join: 'Join',
   resize: 'Resize',
   marker: 'Event',
@@ -478,5 +484,30 @@ function Marks({
         );
       })}
     </div>
+  );
+}
+
+/**
+ * The programs the kernel saw this session run (enhanced recording:
+ * `session.command` audit events with the recording's session id), as
+ * timeline marks. Best effort: a viewer who may not search the audit log
+ * still gets the recording, without them.
+ */
+function useCommandMarks(meta: RecordingMeta, realDuration: number): TimelineMark[] {
+  const { api } = useApp();
+  const [events, setEvents] = useState<AuditEvent[]>([]);
+  useEffect(() => {
+    let live = true;
+    api
+      .searchAudit({ session_id: meta.session_id, types: ['session.command'], limit: 1000 })
+      .then((page) => live && setEvents(page.events))
+      .catch(() => live && setEvents([]));
+    return () => {
+      live = false;
+    };
+  }, [api, meta.session_id]);
+  return useMemo(
+    () => commandMarks(events, meta.started, realDuration),
+    [events, meta.started, realDuration],
   );
 }
