@@ -373,7 +373,7 @@ describe("the node's events carry the proxy's session id", () => {
 });
 
 describe('role changes', () => {
-  it('a role edited to add restrict_network applies to the next session (the upstream certificate cache kept the old policy)', async () => {
+  it('a role edited to add restrict_network applies to the next session (a cached certificate kept the old policy), and ends a running one with the reason', async () => {
     const role = (extra: string[]) =>
       env.gw.admin.putRole(
         [
@@ -394,6 +394,24 @@ describe('role changes', () => {
     await role(['options:', '  restrict_network: { deny: [127.0.0.0/8] }']);
     const after = await sshJ(env, carol, `${unix.name}@node3`, ['--', cmd]);
     expect(after.stdout.toString()).toBe('curl=7\n');
+
+    // A running session's node cannot learn a new policy: core ends the session and says why.
+    const running = sshJ(env, carol, `${unix.name}@node3`, [
+      '--',
+      'echo running; sleep 30; echo not-reached',
+    ]);
+    let out = '';
+    running.child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    await waitFor(() => out.includes('running'), 'the session to run', 20_000);
+    await role(['options:', '  restrict_network: { deny: [127.0.0.0/8, 10.0.0.0/8] }']);
+    const ended = await running;
+    expect(ended.code).not.toBe(0);
+    expect(out).toBe('running\n');
+    expect(ended.stderr).toContain(
+      "your roles' restrict_network changed; reconnect to run under the new policy",
+    );
   });
 });
 

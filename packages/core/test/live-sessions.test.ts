@@ -77,6 +77,45 @@ describe('LiveSessions.bind', () => {
     expect(await live.check()).toEqual({ cause: 'killed', message: 'ended by root', by: 'root' });
   });
 
+  it('ends an SSH session whose roles now ask the node for another session policy (the node keeps enforcing the old one)', async () => {
+    const role = (options: string[]) =>
+      t.gw.admin.putRole(
+        [
+          'kind: role',
+          'name: netpol',
+          'allow:',
+          '  logins: [gh-test]',
+          '  node_labels: { "*": "*" }',
+          ...options,
+        ].join('\n'),
+      );
+    await role(['options:', '  restrict_network: { deny: [10.0.0.0/8] }']);
+    await t.gw.admin.createUser({ name: 'lea', roles: ['netpol'], traits: { logins: ['gh-test'] } });
+    const grant = await t.gw.authorizer.authorize(
+      { ...identity('lea'), roles: ['netpol'] },
+      { kind: 'node', name: 'web1', labels: {}, login: 'gh-test' },
+    );
+    expect(grant.options.restrictNetwork.deny).toEqual(['10.0.0.0/8']);
+    const { live, ended } = bind(grant);
+    expect(await live.ready).toBeUndefined();
+    // The same policy in another order, and a change elsewhere: the session goes on.
+    await role([
+      'options:',
+      '  restrict_network: { deny: [10.0.0.0/8, 10.0.0.0/8] }',
+      '  max_session_ttl: 2h',
+    ]);
+    expect(await live.check()).toBeUndefined();
+    await role(['options:', '  restrict_network: { deny: [10.0.0.0/8, 192.168.0.0/16] }']);
+    const r = {
+      cause: 'access_revoked',
+      message: "your roles' restrict_network changed; reconnect to run under the new policy",
+    };
+    expect(await live.check()).toEqual(r);
+    expect(ended).toEqual([r]);
+    const denied = (await t.gw.audit.search({ types: ['access.denied'], user: 'lea' })).events;
+    expect(denied[0]).toMatchObject({ resource: 'web1', reason: r.message });
+  });
+
   it('retargets a session to a grant of the same identity (MySQL COM_CHANGE_USER) without extending its end', async () => {
     await t.gw.admin.createUser({ name: 'kim', roles: ['access'], traits: { logins: ['gh-test'] } });
     const who = identity('kim');

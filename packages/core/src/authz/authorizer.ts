@@ -288,8 +288,19 @@ export class Authorizer {
       return { cause: 'access_revoked', message };
     }
     const d = this.#decide(p, grant.identity, grant.target, ctx);
-    // Still allowed: with the options the roles give now (a guard added at run time applies).
-    if (d.allowed) return { options: p.checker.options() };
+    if (d.allowed) {
+      const options = p.checker.options();
+      // The node enforces the policy its certificate carried when the session began and
+      // cannot learn a new one: a session whose policy changed ends (fail closed).
+      const changed = grant.target.kind === 'node' ? sessionPolicyChange(grant.options, options) : undefined;
+      if (changed) {
+        const message = `your roles' ${changed} changed; reconnect to run under the new policy`;
+        await this.#audit(grant.identity, grant.target, message, ctx, 'record');
+        return { cause: 'access_revoked', message };
+      }
+      // Still allowed: with the options the roles give now (a guard added at run time applies).
+      return { options };
+    }
     await this.#audit(grant.identity, grant.target, d.reason, ctx, 'record');
     return { cause: 'access_revoked', message: `access denied: ${d.reason}` };
   }
@@ -435,5 +446,21 @@ function routeMismatch(route: Route, target: AccessTarget): { reason: string; hi
       hint: `run gatehouse db login ${route.name} --db-user ${target.dbUser}`,
     };
   }
+  return undefined;
+}
+
+/** Which part of the node-enforced session policy differs (order does not matter), if any. */
+function sessionPolicyChange(
+  before: Pick<EffectiveOptions, 'enhancedRecording' | 'restrictNetwork'>,
+  now: Pick<EffectiveOptions, 'enhancedRecording' | 'restrictNetwork'>,
+): string | undefined {
+  const same = (a: readonly string[], b: readonly string[]) =>
+    JSON.stringify([...new Set(a)].sort()) === JSON.stringify([...new Set(b)].sort());
+  if (!same(before.enhancedRecording, now.enhancedRecording)) return 'enhanced_recording';
+  if (
+    !same(before.restrictNetwork.deny, now.restrictNetwork.deny) ||
+    !same(before.restrictNetwork.allow, now.restrictNetwork.allow)
+  )
+    return 'restrict_network';
   return undefined;
 }
