@@ -234,6 +234,40 @@ describe('restrict_network through the gateway to the node service', () => {
   });
 });
 
+describe('restrict_network and an OpenSSH node (which cannot enforce it)', () => {
+  beforeAll(async () => {
+    // sshd refuses a locked account before it looks at the certificate: unlock it ('*': no password).
+    await run('usermod', ['-p', '*', unix.name]);
+    await env.gw.nodes.add(
+      { name: 'plain-sshd', addr: `127.0.0.1:${env.sshd.port}`, labels: { env: 'dev' } },
+      'test',
+    );
+  });
+
+  it('refuses the session: the policy is a critical option sshd does not know (it ran unrestricted)', async () => {
+    const r = await sshJ(env, alice, `${unix.name}@plain-sshd`, ['--', 'echo should-not-run']);
+    expect(r.stdout.toString()).not.toContain('should-not-run');
+    expect(r.code).not.toBe(0);
+    expect(await env.sshd.log()).toContain('gatehouse-session-policy@gatehouse.dev');
+  });
+
+  it('the login certificate straight to sshd (ssh -i, no proxy) is refused too', async () => {
+    const r = await runTool('ssh', [
+      '-F',
+      alice.config,
+      '-p',
+      String(env.sshd.port),
+      '-o',
+      'HostKeyAlias=node1',
+      `${unix.name}@127.0.0.1`,
+      '--',
+      'echo should-not-run',
+    ]);
+    expect(r.stdout.toString()).not.toContain('should-not-run');
+    expect(r.code).toBe(255);
+  });
+});
+
 /** The real OpenSSH client straight to `n` (no proxy) with `f`'s key and certificate. */
 function sshDirect(f: UserFiles, n: NodeService, alias: string, command: string) {
   return runTool('ssh', [

@@ -9,6 +9,7 @@ import { encodeIdentityJson } from './identity-codec.js';
 import {
   EMPTY_SESSION_POLICY,
   ed25519PublicKeyToSsh,
+  isEmptySessionPolicy,
   parseSshPublicKey,
   SESSION_ID_PATTERN,
   SSH_IDENTITY_EXTENSION,
@@ -270,10 +271,11 @@ export class CertificateAuthorities {
     // certificate without it (one minted before nodes enforced policies would
     // otherwise run its session unrestricted). See decision 0023.
     const policy = req.sessionPolicy ?? EMPTY_SESSION_POLICY;
-    extensions[SSH_SESSION_POLICY_EXTENSION] = JSON.stringify({
+    const policyJson = JSON.stringify({
       enhanced_recording: policy.enhancedRecording,
       restrict_network: policy.restrictNetwork,
     });
+    extensions[SSH_SESSION_POLICY_EXTENSION] = policyJson;
     if (req.sessionId !== undefined) {
       if (!SESSION_ID_PATTERN.test(req.sessionId)) {
         throw new GatehouseError(
@@ -284,6 +286,9 @@ export class CertificateAuthorities {
       extensions[SSH_SESSION_ID_EXTENSION] = req.sessionId;
     }
     const criticalOptions: SshOptions = {};
+    // Something to enforce: critical too, so a server that does not know it (OpenSSH refuses an
+    // unknown critical option) refuses the certificate instead of running the session unrestricted.
+    if (!isEmptySessionPolicy(policy)) criticalOptions[SSH_SESSION_POLICY_EXTENSION] = policyJson;
     if (req.sourceAddress !== undefined) {
       sourceAddressList(req.sourceAddress);
       criticalOptions['source-address'] = req.sourceAddress;

@@ -226,6 +226,13 @@ const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) =
  */
 function sessionPolicy(cert: SshCertificate): SshSessionPolicy {
   const json = cert.extensions[SSH_SESSION_POLICY_EXTENSION];
+  const critical = cert.criticalOptions[SSH_SESSION_POLICY_EXTENSION];
+  if (critical !== undefined && critical !== json) {
+    throw new GatehouseError(
+      'GH_ERR_CERT_INVALID',
+      'the certificate session policy differs between its critical option and its extension',
+    );
+  }
   if (json === undefined) {
     throw new GatehouseError(
       'GH_ERR_CERT_INVALID',

@@ -37,7 +37,17 @@ const CERT_SUFFIX = '-cert-v01@openssh.com';
  * it and, failing closed, rejects it like any unknown option. Callers must
  * enforce force-command themselves.
  */
-export const KNOWN_CRITICAL_OPTIONS = ['force-command', 'source-address'] as const;
+/**
+ * Critical options this code understands. A non-empty session policy is also
+ * written as a critical option of the same name: a server that cannot enforce
+ * it (OpenSSH refuses an unknown critical option) refuses the certificate
+ * instead of running the session unrestricted (decision 0023).
+ */
+export const KNOWN_CRITICAL_OPTIONS = [
+  'force-command',
+  'source-address',
+  'gatehouse-session-policy@gatehouse.dev',
+] as const;
 
 /** Extension that carries the Gatehouse identity JSON (decision 0002). */
 export const SSH_IDENTITY_EXTENSION = 'gatehouse-identity@gatehouse.dev';
@@ -60,6 +70,15 @@ export const EMPTY_SESSION_POLICY: Readonly<SshSessionPolicy> = Object.freeze({
   enhancedRecording: [],
   restrictNetwork: { deny: [], allow: [] },
 });
+
+/** Whether `p` asks a node for nothing (no recording, no network rules). */
+export function isEmptySessionPolicy(p: SshSessionPolicy): boolean {
+  return (
+    p.enhancedRecording.length === 0 &&
+    p.restrictNetwork.deny.length === 0 &&
+    p.restrictNetwork.allow.length === 0
+  );
+}
 
 /** valid_before of a certificate that never expires. */
 export const SSH_FOREVER = 0xffffffffffffffffn;

@@ -454,6 +454,17 @@ describe('options', () => {
     expect(AccessChecker.from([a], traits).options().maxSessionTtlMs).toBe(30 * 3_600_000);
   });
 
+  it('network rules turn port forwarding off: the node would open forwards outside the session cgroup', () => {
+    const a = opt('a', '{ port_forwarding: true }');
+    const deny = opt('d', '{ restrict_network: { deny: [10.0.0.0/8] } }');
+    const allow = opt('l', '{ restrict_network: { allow: ["::1/128"] } }');
+    const recordOnly = opt('r', '{ enhanced_recording: [command] }');
+    expect(AccessChecker.from([a], traits).options().portForwarding).toBe(true);
+    expect(AccessChecker.from([a, deny], traits).options().portForwarding).toBe(false);
+    expect(AccessChecker.from([a, allow], traits).options().portForwarding).toBe(false);
+    expect(AccessChecker.from([a, recordOnly], traits).options().portForwarding).toBe(true);
+  });
+
   it('any role true turns on pinning, MFA, redaction and recording', () => {
     const a = opt(
       'a',

@@ -556,7 +556,13 @@ export class AccessChecker {
     return {
       maxSessionTtlMs: ttl,
       permitPty: permit('permit_pty', ROLE_DEFAULTS.permitPty),
-      portForwarding: permit('port_forwarding', ROLE_DEFAULTS.portForwarding),
+      // A node opens forwarded connections itself, outside the session's cgroup: with network
+      // rules to enforce, port forwarding would go around them, so it is off (decision 0023).
+      portForwarding:
+        permit('port_forwarding', ROLE_DEFAULTS.portForwarding) &&
+        !opts.some(
+          (o) => (o.restrict_network?.deny?.length ?? 0) + (o.restrict_network?.allow?.length ?? 0) > 0,
+        ),
       agentForwarding: permit('agent_forwarding', ROLE_DEFAULTS.agentForwarding),
       x11Forwarding: permit('x11_forwarding', ROLE_DEFAULTS.x11Forwarding),
       pinSourceIp: any('pin_source_ip'),
