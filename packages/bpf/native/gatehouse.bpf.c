@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Gatehouse session programs: enhanced recording (execve, exit, openat) and
+ * Gatehouse session programs: enhanced recording (execve, exit, file opens) and
  * per-session network rules (cgroup connect/sendmsg). A process belongs to a
  * session when its cgroup at depth `session_level` is a session cgroup (so
  * child cgroups cannot escape), or when it descends, by fork, from a process
@@ -224,21 +224,25 @@ int on_execve_exit(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_openat")
-int on_openat(struct trace_event_raw_sys_enter *ctx)
+/*
+ * File opens: openat (what libc's open() uses), plus open and creat (older
+ * binaries, static and non-glibc ones; x86_64 has them, arm64 does not: the
+ * helper attaches those two only where the tracepoint exists) and openat2.
+ * The path and flags are read at entry, the result at exit, keyed by thread.
+ */
+static __always_inline int open_enter(__u64 path, __s32 flags)
 {
 	__u64 cg;
 	struct gh_session *s = find_session(&cg);
 	if (!s || !(s->flags & GH_REC_DISK))
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	struct open_args a = { .path = ctx->args[1], .flags = (__s32)ctx->args[2] };
+	struct open_args a = { .path = path, .flags = flags };
 	bpf_map_update_elem(&opens, &id, &a, BPF_ANY);
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_openat")
-int on_openat_exit(struct trace_event_raw_sys_exit *ctx)
+static __always_inline int open_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct open_args *a = bpf_map_lookup_elem(&opens, &id);
@@ -251,7 +255,7 @@ int on_openat_exit(struct trace_event_raw_sys_exit *ctx)
 		if (e) {
 			fill_hdr(&e->h, GH_EV_OPEN, cg);
 			e->flags = a->flags;
-			e->ret = ctx->ret;
+			e->ret = ret;
 			e->path[0] = 0;
 			bpf_probe_read_user_str(e->path, sizeof(e->path), (const char *)a->path);
 			bpf_ringbuf_submit(e, 0);
@@ -261,6 +265,60 @@ int on_openat_exit(struct trace_event_raw_sys_exit *ctx)
 	}
 	bpf_map_delete_elem(&opens, &id);
 	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int on_openat(struct trace_event_raw_sys_enter *ctx)
+{
+	return open_enter(ctx->args[1], (__s32)ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int on_openat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return open_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat2")
+int on_openat2(struct trace_event_raw_sys_enter *ctx)
+{
+	/* struct open_how starts with its __u64 flags. */
+	__u64 flags = 0;
+	bpf_probe_read_user(&flags, sizeof(flags), (const void *)ctx->args[2]);
+	return open_enter(ctx->args[1], (__s32)flags);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int on_openat2_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return open_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_enter_open")
+int on_open(struct trace_event_raw_sys_enter *ctx)
+{
+	return open_enter(ctx->args[0], (__s32)ctx->args[1]);
+}
+
+SEC("tracepoint/syscalls/sys_exit_open")
+int on_open_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return open_exit(ctx->ret);
+}
+
+/* creat(path, mode) is open(path, O_CREAT | O_WRONLY | O_TRUNC, mode). */
+#define GH_CREAT_FLAGS (0100 | 01 | 01000)
+
+SEC("tracepoint/syscalls/sys_enter_creat")
+int on_creat(struct trace_event_raw_sys_enter *ctx)
+{
+	return open_enter(ctx->args[0], GH_CREAT_FLAGS);
+}
+
+SEC("tracepoint/syscalls/sys_exit_creat")
+int on_creat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return open_exit(ctx->ret);
 }
 
 static __always_inline int emit_net(struct gh_session *s, __u64 cg, __u8 op, __u8 family, __u32 proto,

@@ -344,6 +344,17 @@ int main(int argc, char **argv)
 	if (!skel)
 		fail("open", errno);
 	skel->rodata->session_level = level;
+	/*
+	 * Syscalls an architecture may not have (arm64 has no open or creat):
+	 * attached below where their tracepoints exist, skipped elsewhere.
+	 */
+	struct bpf_program *optional[] = { skel->progs.on_open, skel->progs.on_open_exit, skel->progs.on_creat,
+					   skel->progs.on_creat_exit };
+	struct bpf_link **optional_links[] = { &skel->links.on_open, &skel->links.on_open_exit,
+					       &skel->links.on_creat, &skel->links.on_creat_exit };
+	const size_t n_optional = sizeof(optional) / sizeof(optional[0]);
+	for (size_t i = 0; i < n_optional; i++)
+		bpf_program__set_autoattach(optional[i], false);
 	/* A power of two, at least a page; the default (16 MiB) is sized for build-like bursts. */
 	if (ringbuf && bpf_map__set_max_entries(skel->maps.events, (__u32)ringbuf))
 		fail("ringbuf-size", errno);
@@ -353,6 +364,21 @@ int main(int argc, char **argv)
 	err = gatehouse__attach(skel); /* the tracepoints */
 	if (err)
 		fail("attach-tracepoints", err);
+	char skipped[256] = "";
+	size_t skipped_len = 0;
+	for (size_t i = 0; i < n_optional; i++) {
+		struct bpf_link *l = bpf_program__attach(optional[i]);
+		int aerr = l ? 0 : errno;
+		if (aerr == ENOENT) {
+			/* The names are identifiers: no JSON escaping needed. */
+			skipped_len += (size_t)snprintf(skipped + skipped_len, sizeof(skipped) - skipped_len, "%s\"%s\"",
+						       skipped_len ? "," : "", bpf_program__name(optional[i]));
+			continue;
+		}
+		if (aerr)
+			fail("attach-tracepoints", aerr);
+		*optional_links[i] = l;
+	}
 	int cgfd = open(cgroup_root, O_RDONLY | O_DIRECTORY);
 	if (cgfd < 0)
 		fail("cgroup-root", errno);
@@ -366,8 +392,8 @@ int main(int argc, char **argv)
 	rb = ring_buffer__new(bpf_map__fd(skel->maps.events), on_event, NULL, NULL);
 	if (!rb)
 		fail("ringbuf", errno);
-	printf("{\"ev\":\"ready\",\"version\":1,\"pid\":%d,\"level\":%u,\"libbpf\":\"%s\"}\n", getpid(), level,
-	       libbpf_version_string());
+	printf("{\"ev\":\"ready\",\"version\":1,\"pid\":%d,\"level\":%u,\"libbpf\":\"%s\",\"skipped\":[%s]}\n",
+	       getpid(), level, libbpf_version_string(), skipped);
 	fflush(stdout);
 
 	static char line[8192];

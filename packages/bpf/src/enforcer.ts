@@ -46,6 +46,11 @@ export interface Enforcer {
   readonly parent: string;
   /** The helper's process id. */
   readonly pid: number;
+  /**
+   * Programs for syscalls this kernel has no tracepoint for (arm64 has no
+   * `open` or `creat`), left unattached: e.g. `['on_open', 'on_open_exit']`.
+   */
+  readonly skipped: readonly string[];
   /** Resolves with the reason once the helper has exited (on purpose or not). */
   readonly exited: Promise<string>;
   /** A fresh cgroup under the parent for one session. */
@@ -133,6 +138,7 @@ async function attach(child: ChildProcess, parent: string, opts: EnforcerOptions
   const exited = new Promise<string>((r) => {
     resolveExited = r;
   });
+  let skipped: string[] = [];
   let resolveReady: () => void = () => {};
   let rejectReady: (e: Error) => void = () => {};
   const ready = new Promise<void>((res, rej) => {
@@ -157,7 +163,10 @@ async function attach(child: ChildProcess, parent: string, opts: EnforcerOptions
       p?.resolve(msg as unknown as Reply);
       return;
     }
-    if (msg.ev === 'ready') return resolveReady();
+    if (msg.ev === 'ready') {
+      if (Array.isArray(msg.skipped)) skipped = msg.skipped.map(String);
+      return resolveReady();
+    }
     if (msg.ev === 'error') {
       helperError = `${String(msg.stage ?? 'helper')}: ${String(msg.error)}`;
       return;
@@ -214,6 +223,7 @@ async function attach(child: ChildProcess, parent: string, opts: EnforcerOptions
   return {
     parent,
     pid: child.pid ?? 0,
+    skipped,
     exited,
     createCgroup: (name) => createSessionCgroup(parent, name),
     async open(cgroupPath, policy) {

@@ -221,6 +221,52 @@ describe('enhanced recording in the kernel', () => {
   });
 });
 
+// Opens argv[1]+".openat2" with openat2, and on x86_64 argv[1]+".open" with
+// open and argv[1]+".creat" with creat, through syscall(2): libc's open()
+// is openat, so these paths are only seen if those syscalls are traced.
+// Prints each fd.
+const PY_OPENS = `import ctypes,struct,sys
+libc=ctypes.CDLL(None,use_errno=True); libc.syscall.restype=ctypes.c_long
+base=sys.argv[1].encode(); CLOEXEC=0o2000000
+how=ctypes.create_string_buffer(struct.pack("QQQ",CLOEXEC,0,4))
+print("openat2", libc.syscall(ctypes.c_long(437),ctypes.c_long(-100),ctypes.c_char_p(base+b".openat2"),how,ctypes.c_long(24)))
+if sys.argv[2]=="x64":
+  print("open", libc.syscall(ctypes.c_long(2),ctypes.c_char_p(base+b".open"),ctypes.c_long(CLOEXEC)))
+  print("creat", libc.syscall(ctypes.c_long(85),ctypes.c_char_p(base+b".creat"),ctypes.c_long(0o600)))
+`;
+
+describe('disk recording beyond openat', () => {
+  it('records files opened with openat2, open and creat (only openat was traced)', async () => {
+    const o = await openSession({ record: ['disk'], deny: [], allow: [] });
+    const base = `/tmp/gh-bpf-opens-${process.pid}-${Date.now()}`;
+    await writeFile(`${base}.openat2`, 'x');
+    await writeFile(`${base}.open`, 'x');
+    cleanups.push(async () => {
+      for (const ext of ['openat2', 'open', 'creat']) await rm(`${base}.${ext}`, { force: true });
+    });
+    const r = await runIn(o, ['python3', '-c', PY_OPENS, base, process.arch]);
+    await finish(o);
+    expect(r.stderr).toBe('');
+    const fds = Object.fromEntries(
+      r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' '))
+        .map(([k, v]) => [k, Number(v)]),
+    );
+    const opened = (ext: string) => o.events.filter((e) => e.type === 'open' && e.path === `${base}.${ext}`);
+    expect(fds.openat2).toBeGreaterThanOrEqual(3);
+    expect(opened('openat2')).toEqual([expect.objectContaining({ flags: 0o2000000, ret: fds.openat2 })]);
+    if (process.arch !== 'x64') return; // no open or creat syscall (arm64)
+    expect(enforcer.skipped).toEqual([]);
+    expect(fds.open).toBeGreaterThanOrEqual(3);
+    expect(fds.creat).toBeGreaterThanOrEqual(3);
+    expect(opened('open')).toEqual([expect.objectContaining({ flags: 0o2000000, ret: fds.open })]);
+    // creat is open(O_CREAT | O_WRONLY | O_TRUNC).
+    expect(opened('creat')).toEqual([expect.objectContaining({ flags: 0o1101, ret: fds.creat })]);
+  });
+});
+
 describe('the helper', () => {
   it('counts events the ring buffer could not take and reports them for the session', async () => {
     const small = await createEnforcer({
