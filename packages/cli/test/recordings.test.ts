@@ -3,6 +3,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { FileRecordingStore, type SessionRecorder } from '@gatehouse/audit';
+import { createGateway, loadConfig } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
 
@@ -166,6 +167,68 @@ describe('gatehouse recordings ls / play', () => {
     );
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout.equals(ALICE_BYTES)).toBe(true);
+  });
+
+  it('play --commands lists the programs enhanced recording saw, oldest first, with their offset', async () => {
+    // Into the daemon's audit log the way the proxy writes a node's events: another writer on the data dir.
+    const gw = await createGateway({
+      config: await loadConfig({ file: d.configFile, env: {} }),
+      env: {},
+      auditSpoolName: 'test-enhanced',
+    });
+    const command = (session_id: string, pid: number, argv: string[], extra = {}) =>
+      gw.audit.emit({
+        type: 'session.command',
+        session_id,
+        user: 'alice',
+        login: 'root',
+        server: 'node1',
+        pid,
+        ppid: 1,
+        uid: 0,
+        program: `/usr/bin/${argv[0]}`,
+        argv,
+        ...extra,
+      });
+    try {
+      await command('rec-alice-1', 101, ['bash', '-c', 'cat /etc/hostname | wc -c']);
+      await command('rec-alice-1', 102, ['cat', '/etc/hostname']);
+      // Another session's command is not this recording's.
+      await command('rec-bob-1', 201, ['kubectl-said-this']);
+      await command('rec-alice-1', 103, ['wc', '-c'], { argv_truncated: true });
+    } finally {
+      await gw.close();
+    }
+    const r = await run(['--config', d.configFile, 'play', 'rec-alice-1', '--commands'], {
+      env: as('admin'),
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^OFFSET\s+PID\s+COMMAND$/);
+    expect(lines[1]).toMatch(/^-+\s+-+\s+-+$/);
+    expect(lines.slice(2).map((l) => l.replace(/^\S+\s+/, ''))).toEqual([
+      '101  bash -c cat /etc/hostname | wc -c',
+      '102  cat /etc/hostname',
+      '103  wc -c ...',
+    ]);
+    // The recording started before these events: the offsets are its clock, not negative.
+    for (const l of lines.slice(2)) expect(l).toMatch(/^\d+:\d\d\.\d{3}\s/);
+
+    // Remotely, as JSON: the events with offset_ms; as the admin.
+    const j = await run(['play', 'rec-alice-1', '--commands', '--json'], { env: as('admin') });
+    expect(j.code, j.stderr).toBe(0);
+    const rows = JSON.parse(j.stdout) as { pid: number; offset_ms: number; session_id: string }[];
+    expect(rows.map((x) => x.pid)).toEqual([101, 102, 103]);
+    expect(rows.every((x) => x.session_id === 'rec-alice-1' && x.offset_ms >= 0)).toBe(true);
+
+    const none = await run(['play', 'rec-bob-1', '--commands', '--json'], { env: as('admin') });
+    expect((JSON.parse(none.stdout) as { pid: number }[]).map((x) => x.pid)).toEqual([201]);
+    const bad = await run(['play', 'rec-alice-1', '--commands', '--format', 'text'], { env: as('admin') });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("'--commands' cannot be used with option '--format");
+    const json = await run(['play', 'rec-alice-1', '--json'], { env: as('admin') });
+    expect(json.code).toBe(2);
+    expect(json.stderr).toContain('--json goes with --commands');
   });
 
   it('exports asciicast v2 that the real asciinema accepts', async () => {

@@ -602,7 +602,7 @@ login: point it at the KRL and refresh the file every minute (cron or a systemd 
 }
 
 /** Every page of an audit search, following the server's cursors to the end. */
-async function* auditPages(api: AdminTarget['api'], q: AuditQuery): AsyncGenerator<AuditEvent[]> {
+export async function* auditPages(api: AdminTarget['api'], q: AuditQuery): AsyncGenerator<AuditEvent[]> {
   let cursor: string | undefined;
   do {
     const page = await api.searchAudit(cursor ? { ...q, cursor } : q);

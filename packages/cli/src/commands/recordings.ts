@@ -4,6 +4,7 @@
  * the other admin verbs.
  */
 import {
+  type AuditEvent,
   decodeEvent,
   isRecordingFormat,
   play,
@@ -18,6 +19,7 @@ import { type Command, Option } from 'commander';
 import { checkTimeRange, parsePositiveInt, timeFlag } from '../args.js';
 import { type Ctx, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
+import { auditPages } from './admin.js';
 import { asUsage, flag, usage } from './usage.js';
 
 export function formatDuration(ms: number): string {
@@ -67,6 +69,36 @@ export async function* eventsFromJsonLines(body: AsyncIterable<Uint8Array>): Asy
   }
   rest += decoder.decode();
   if (rest.trim() !== '') yield decodeEvent(rest);
+}
+
+/** A recording offset as [-][h:]m:ss.mmm. */
+export function formatOffset(ms: number): string {
+  const sign = ms < 0 ? '-' : '';
+  const t = Math.round(Math.abs(ms));
+  const h = Math.floor(t / 3_600_000);
+  const m = Math.floor((t % 3_600_000) / 60_000);
+  const s = Math.floor((t % 60_000) / 1000);
+  const frac = String(t % 1000).padStart(3, '0');
+  const sec = `${String(s).padStart(2, '0')}.${frac}`;
+  return h > 0 ? `${sign}${h}:${String(m).padStart(2, '0')}:${sec}` : `${sign}${m}:${sec}`;
+}
+
+type CommandEvent = Extract<AuditEvent, { type: 'session.command' }>;
+
+/**
+ * The programs enhanced recording saw a session run (`session.command`
+ * audit events with its session id), oldest first, each with its offset
+ * from the recording's start (negative: before the recording began).
+ */
+export function commandRows(
+  events: readonly AuditEvent[],
+  startedIso: string,
+): (CommandEvent & { offset_ms: number })[] {
+  const start = Date.parse(startedIso);
+  return events
+    .filter((e): e is CommandEvent => e.type === 'session.command')
+    .map((e) => ({ ...e, offset_ms: Date.parse(e.time) - start }))
+    .sort((a, b) => a.offset_ms - b.offset_ms);
 }
 
 function parseSpeed(text: string): number {
@@ -175,6 +207,13 @@ Examples:
       ).choices(['text', 'json', 'asciicast']),
     )
     .option('--follow', 'for a live session: keep going until it ends')
+    .addOption(
+      new Option(
+        '--commands',
+        'list the programs the session ran (enhanced recording) with their offset, instead of playing',
+      ).conflicts(['format', 'follow', 'speed', 'maxIdle']),
+    )
+    .option('--json', 'with --commands: print JSON (the session.command events, with offset_ms)')
     .addHelpText(
       'after',
       `
@@ -182,14 +221,55 @@ Examples:
   $ gatehouse play 0195f3c2-...                      # replay with the original timing
   $ gatehouse play 0195f3c2-... --speed 4 --max-idle 1
   $ gatehouse play 0195f3c2-... --format asciicast > session.cast && asciinema play session.cast
-  $ gatehouse play 0195f3c2-... --format text | grep -a password`,
+  $ gatehouse play 0195f3c2-... --format text | grep -a password
+  $ gatehouse play 0195f3c2-... --commands          # what ran, from enhanced recording`,
     )
     .action(
       async (
         id: string,
-        o: { speed?: number; maxIdle?: number; format?: string; follow?: boolean },
+        o: {
+          speed?: number;
+          maxIdle?: number;
+          format?: string;
+          follow?: boolean;
+          commands?: boolean;
+          json?: boolean;
+        },
         cmd: Command,
       ) => {
+        if (o.json && !o.commands) {
+          throw usage('--json goes with --commands', 'use --format json for the recording as JSON events');
+        }
+        if (o.commands) {
+          await withAdmin(cmd, ctx, async (t) => {
+            const meta = await t.api.getRecording(id);
+            const events: AuditEvent[] = [];
+            for await (const page of auditPages(t.api, { session_id: id, types: ['session.command'] }))
+              events.push(...page);
+            // Pages come newest first: reversed, commands of the same millisecond keep their order.
+            const rows = commandRows(events.reverse(), meta.started);
+            if (o.json) return ctx.out(json(rows));
+            if (rows.length === 0) {
+              ctx.err(
+                'no commands recorded for this session (enhanced_recording with command in a role of the user, on a gatehouse node service, records them)\n',
+              );
+              return;
+            }
+            ctx.out(
+              table(
+                ['OFFSET', 'PID', 'COMMAND'],
+                rows.map((r) => [
+                  formatOffset(r.offset_ms),
+                  String(r.pid),
+                  (r.argv.join(' ') || r.program) +
+                    (r.argv_truncated ? ' ...' : '') +
+                    (r.error_code !== undefined ? ` (exec failed: ${r.error_code})` : ''),
+                ]),
+              ),
+            );
+          });
+          return;
+        }
         if (o.format !== undefined && !isRecordingFormat(o.format)) {
           throw usage(`unknown format "${o.format}"`, 'use --format text, json or asciicast');
         }
