@@ -7,13 +7,19 @@
  * inner server that terminates the user's connection to the node, the
  * gateway's client to the node and the built-in node service all use it.
  *
- * Regression: without the binding, chacha20-poly1305 broke every connection
+ * Regressions: without the binding, chacha20-poly1305 broke every connection
  * that ssh2 served inside another ssh2 connection's channel (`ssh -J` through
  * the gateway): real OpenSSH clients failed right after NEWKEYS with
- * "incomplete message".
+ * "incomplete message". And the web terminal (ssh2 client and server over an
+ * in-memory stream, where a write delivers the packet and the peer's reply at
+ * once) failed to start a shell: a reply encrypted inside the write reused
+ * the sequence number (and AES-GCM IV) of the packet being written.
  */
 import { createRequire } from 'node:module';
+import type { TerminalViewer } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { mintClientTicket } from '../../core/src/pki/credentials.js';
+import { waitFor } from '../../core/test/helpers.js';
 import type { NodeService } from '../src/node/index.js';
 import { createUnixUser, type TestUnixUser } from './node-helpers.js';
 import { loginUser, sshJ, startEnv, startTestNode, type TestEnv, type UserFiles } from './peers.js';
@@ -71,7 +77,13 @@ describe('SSH without ssh2 native binding (node:crypto ciphers)', () => {
         env,
         alice,
         `${unix.name}@node2`,
-        ['-o', `Ciphers=${cipher}`, ...extra, '--', 'head -c 300000 /dev/zero | tr "\\0" x; echo; echo done-$((6*7)); exit 3'],
+        [
+          '-o',
+          `Ciphers=${cipher}`,
+          ...extra,
+          '--',
+          'head -c 300000 /dev/zero | tr "\\0" x; echo; echo done-$((6*7)); exit 3',
+        ],
         { timeoutMs: 30_000 },
       );
       expect(r.stderr).not.toMatch(/incomplete message|Corrupted|Bad packet|MAC/i);
@@ -80,4 +92,32 @@ describe('SSH without ssh2 native binding (node:crypto ciphers)', () => {
       expect(r.code).toBe(3);
     });
   }
+
+  it('a web terminal shell on the built-in node (ssh2 client and server in memory)', async () => {
+    const service = env.gw.terminals.get();
+    if (!service) throw new Error('the ssh adapter provided no terminal service');
+    const chunks: Buffer[] = [];
+    const viewer: TerminalViewer = {
+      output: (d) => chunks.push(Buffer.from(d)),
+      resize: () => {},
+      end: () => {},
+    };
+    const identity = { user: 'alice', roles: ['dev'], traits: {}, expires: new Date(Date.now() + 3600e3) };
+    const h = await service.open(
+      {
+        identity,
+        ticket: mintClientTicket(identity, unix.name),
+        node: 'node2',
+        login: unix.name,
+        cols: 80,
+        rows: 24,
+        remoteAddr: '127.0.0.1',
+      },
+      viewer,
+    );
+    h.input(Buffer.from('echo web-$((40+2))\r'));
+    await waitFor(() => Buffer.concat(chunks).toString().includes('web-42'), '"web-42" in the web terminal');
+    h.detach();
+    await waitFor(() => env.gw.liveSessions.get(h.sessionId) === undefined, 'the detached session to end');
+  });
 });
