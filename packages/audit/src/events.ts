@@ -93,6 +93,24 @@ export type SshRejectReason =
   | 'node_unreachable'
   | 'upstream_auth_failed';
 
+/** Identifies one desktop session in every desktop event. */
+export interface DesktopSessionFields {
+  session_id: string;
+  /** The registered desktop name. */
+  server: string;
+  /** The Windows login the gateway logs in as. */
+  login: string;
+}
+
+/** Why the desktop relay refused a request before authorization (bad input, a bad token, not a role decision). */
+export type DesktopRejectReason =
+  | 'malformed'
+  | 'oversized'
+  | 'timeout'
+  | 'token_invalid'
+  | 'destination_mismatch'
+  | 'unsupported';
+
 /** Why a database connection was refused before authorization (bad input, not a role decision). */
 export type DbRejectReason = 'plaintext' | 'malformed' | 'oversized' | 'timeout' | 'unsupported';
 
@@ -312,6 +330,46 @@ export type AuditEventInput =
         /** How it ended, when the gateway saw why: client disconnected, lock, expiry. */
         reason?: string;
       })
+  | (CommonFields & {
+      type: 'desktop.create';
+      name: string;
+      desktop_addr: string;
+      labels: Record<string, string>;
+    })
+  | (CommonFields & { type: 'desktop.delete'; name: string })
+  | (CommonFields &
+      DesktopSessionFields & {
+        type: 'desktop.session.start';
+        success: true;
+        /** How the target's TLS certificate was checked: against a CA, a pinned fingerprint, or skipped (insecure_skip_verify). */
+        tls_verify: 'ca' | 'fingerprint' | 'skipped';
+        /** The security protocol the target selected in its X.224 Connection Confirm (ssl, hybrid, hybrid_ex). */
+        security: string;
+      })
+  | (CommonFields &
+      DesktopSessionFields & {
+        type: 'desktop.session.start';
+        success: false;
+        error: string;
+      })
+  | (CommonFields &
+      DesktopSessionFields & {
+        type: 'desktop.session.end';
+        duration_ms: number;
+        /** Bytes from the browser to the desktop and back (plaintext RDP after TLS). */
+        bytes_in: number;
+        bytes_out: number;
+        /** How it ended: client_closed, server_closed, or the gateway's reason (lock, expiry, kill). */
+        reason: string;
+        error?: string;
+      })
+  | (CommonFields & {
+      type: 'desktop.reject';
+      /** The desktop the request named, when it named one. */
+      server?: string;
+      reason: DesktopRejectReason;
+      error: string;
+    })
   | (CommonFields & { type: 'node.create'; name: string; addr: string; labels: Record<string, string> })
   | (CommonFields & { type: 'node.delete'; name: string })
   | (CommonFields & SshSessionFields & { type: 'session.start'; success: true })
@@ -511,6 +569,11 @@ export const EVENT_CODES = {
   'kube.exec.start': { ok: 'GH2201I', fail: 'GH2201W' },
   'kube.exec.end': 'GH2202I',
   'kube.portforward.end': 'GH2203I',
+  'desktop.create': 'GH1080I',
+  'desktop.delete': 'GH1081I',
+  'desktop.session.start': { ok: 'GH2300I', fail: 'GH2300W' },
+  'desktop.session.end': 'GH2301I',
+  'desktop.reject': 'GH2310W',
   'node.create': 'GH1070I',
   'node.delete': 'GH1071I',
   'session.start': { ok: 'GH2100I', fail: 'GH2100W' },

@@ -33,6 +33,7 @@ export {
 } from './recording/playback.js';
 export type * from './recording/types.js';
 export * from './session-db.js';
+export * from './session-desktop.js';
 export * from './session-kube.js';
 export * from './session-ssh.js';
 export { JsonlFileSink, type JsonlFileSinkOptions } from './sinks/jsonl.js';

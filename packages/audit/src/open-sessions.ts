@@ -8,6 +8,7 @@ const ENDS = {
   'session.start': 'session.end',
   'db.session.start': 'db.session.end',
   'kube.exec.start': 'kube.exec.end',
+  'desktop.session.start': 'desktop.session.end',
 } as const;
 type StartType = keyof typeof ENDS;
 type EndType = (typeof ENDS)[StartType];
@@ -201,6 +202,19 @@ function endFor(s: StartEvent, how: OrphanClose, now: Date): AuditEventInput {
         command: s.command,
         ...(s.server !== undefined ? { server: s.server } : {}),
         duration_ms,
+        reason: how.reason,
+      };
+    case 'desktop.session.start':
+      return {
+        type: 'desktop.session.end',
+        ...common,
+        session_id: s.session_id,
+        server: s.server,
+        login: s.login,
+        duration_ms,
+        // The byte counts were kept by the process that died.
+        bytes_in: 0,
+        bytes_out: 0,
         reason: how.reason,
       };
     default: {

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerAdmin } from './commands/admin.js';
 import { registerDb } from './commands/db.js';
+import { registerDesktops } from './commands/desktops.js';
 import { registerJoin } from './commands/join.js';
 import { registerKube } from './commands/kube.js';
 import { registerNodesJoin } from './commands/nodes-join.js';
@@ -58,6 +59,7 @@ Examples:
   registerDb(program, ctx);
   registerProxy(program, ctx);
   registerSsh(program, ctx);
+  registerDesktops(program, ctx);
   registerJoin(program, ctx);
   registerKube(program, ctx);
   registerNodesJoin(program, ctx);

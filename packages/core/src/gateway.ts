@@ -42,6 +42,9 @@ import type { ConfigFile } from './config/schema.js';
 import { AesGcmSealer, loadOrCreateSecretsKey, type Sealer } from './crypto/seal.js';
 import { DbAccess } from './databases/access.js';
 import { DatabaseRegistry, type DatabaseSpec, readCaFile } from './databases/registry.js';
+import { DesktopRegistry, type DesktopSpec, readPasswordFile } from './desktops/registry.js';
+import { DesktopRelayRegistry } from './desktops/relay.js';
+import { DesktopTokens } from './desktops/tokens.js';
 import { GatehouseError } from './errors.js';
 import { LockService } from './identity/locks.js';
 import { SshRevocations } from './identity/revocations.js';
@@ -98,6 +101,10 @@ export interface AdapterContext {
   readonly kubeClusters: KubeClusterRegistry;
   /** SSH nodes (config, `gatehouse nodes add`, node services joining). */
   readonly nodes: NodeRegistry;
+  /** RDP desktops (config, `gatehouse desktops add`); credentials only for a Grant. */
+  readonly desktops: DesktopRegistry;
+  /** Where the RDP adapter offers its RDCleanPath relay to core's WebSocket route. */
+  readonly desktopRelays: DesktopRelayRegistry;
   /** Live sessions of this gateway (list, kill, re-check on lock changes, join). */
   readonly liveSessions: LiveSessions;
   /** Where the SSH adapter offers shells and files to the web terminal. */
@@ -171,6 +178,11 @@ export class Gateway {
   readonly dialer: Dialer;
   readonly recordings: RecordingStore;
   readonly nodes: NodeRegistry;
+  readonly desktops: DesktopRegistry;
+  /** Single-use tokens the browser's RDCleanPath request carries (minted after authorization). */
+  readonly desktopTokens: DesktopTokens;
+  /** The RDCleanPath relay (filled by the RDP adapter). */
+  readonly desktopRelays = new DesktopRelayRegistry();
   readonly liveSessions: LiveSessions;
   readonly credentials: SessionCredentials;
   /** Shells and files for the web terminal (filled by the SSH adapter). */
@@ -214,6 +226,7 @@ export class Gateway {
     databases?: DatabaseSpec[];
     kubeClusters?: KubeClusterSpec[];
     nodes?: NodeSpec[];
+    desktops?: DesktopSpec[];
     dialer?: Dialer;
     recordings: RecordingStore;
     webDir?: string | false;
@@ -254,6 +267,8 @@ export class Gateway {
     for (const n of parts.nodes ?? []) this.nodes.addStatic(n);
     this.kubeClusters = new KubeClusterRegistry({ backend, audit, sealer: parts.sealer });
     for (const k of parts.kubeClusters ?? []) this.kubeClusters.addStatic(k);
+    this.desktops = new DesktopRegistry({ backend, audit, sealer: parts.sealer });
+    for (const d of parts.desktops ?? []) this.desktops.addStatic(d);
     this.authorizer = new Authorizer({
       clock,
       audit,
@@ -264,6 +279,12 @@ export class Gateway {
       findLocks: (q) => this.locks.find(q),
     });
     this.liveSessions = new LiveSessions({ authorizer: this.authorizer, audit, clock, log: this.log });
+    this.desktopTokens = new DesktopTokens({
+      authorizer: this.authorizer,
+      clock,
+      audit,
+      desktops: this.desktops,
+    });
     this.credentials = new SessionCredentials({ authorities, clock });
     this.dbAccess = new DbAccess({
       registry: this.databases,
@@ -350,6 +371,7 @@ export class Gateway {
       routeCerts: { databases: this.databases, authorities },
       log: this.log,
       terminals: this.terminals,
+      desktopTokens: this.desktopTokens,
       authenticated: (socket) => this.#listener.vouch(socket),
     });
     const api = this.#api;
@@ -378,6 +400,8 @@ export class Gateway {
       clock,
       terminals: this.terminals,
       liveSessions: this.liveSessions,
+      desktopRelays: this.desktopRelays,
+      desktopTokens: this.desktopTokens,
       log: this.log,
     });
     // WebSockets (the web terminal, gatehouse join) share the API's listener.
@@ -475,6 +499,7 @@ export class Gateway {
         databases: this.databases,
         recordings: this.recordings,
         kubeClusters: this.kubeClusters,
+        desktops: this.desktops,
         nodes: this.nodes,
         liveSessions: this.liveSessions,
         endSessions: (user) => this.sessions.deleteForUser(user),
@@ -514,6 +539,8 @@ export class Gateway {
       config: this.config,
       recordings: this.recordings,
       kubeClusters: this.kubeClusters,
+      desktops: this.desktops,
+      desktopRelays: this.desktopRelays,
       nodes: this.nodes,
       liveSessions: this.liveSessions,
       terminals: this.terminals,
@@ -906,6 +933,30 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
       ...(k.description ? { description: k.description } : {}),
     });
   }
+  const desktops: DesktopSpec[] = [];
+  for (const d of config.desktops) {
+    desktops.push({
+      name: d.name,
+      addr: d.addr,
+      labels: d.labels,
+      ...(d.caFile ? { caPem: await readCaFile(d.caFile) } : {}),
+      ...(d.tlsFingerprint ? { tlsFingerprint: d.tlsFingerprint } : {}),
+      ...(d.serverName ? { serverName: d.serverName } : {}),
+      ...(d.insecureSkipVerify ? { insecureSkipVerify: true } : {}),
+      ...(d.credentials
+        ? {
+            credentials: await Promise.all(
+              d.credentials.map(async (c) => ({
+                login: c.login,
+                password: await readPasswordFile(c.passwordFile),
+                ...(c.domain ? { domain: c.domain } : {}),
+              })),
+            ),
+          }
+        : {}),
+      ...(d.description ? { description: d.description } : {}),
+    });
+  }
   return new Gateway({
     config,
     clock,
@@ -915,6 +966,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     sealer,
     databases,
     kubeClusters,
+    desktops,
     nodes: config.nodes.map((n) => ({
       name: n.name,
       addr: n.addr,

@@ -23,6 +23,7 @@ export * from './clock.js';
 export * from './config/index.js';
 export * from './crypto/seal.js';
 export * from './databases/index.js';
+export * from './desktops/index.js';
 export * from './errors.js';
 export * from './gateway.js';
 export * from './identity/index.js';

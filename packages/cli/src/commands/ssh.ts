@@ -8,7 +8,8 @@ import { proxyGroup } from './proxy.js';
 import { AES_FIRST, cpuHasAes, defineProxySsh, defineScp, defineSsh, proxyCommand } from './ssh-client.js';
 import { asUsage, examples } from './usage.js';
 
-function labelsOf(values: string[] | undefined): Record<string, string> {
+/** --label k=v flags as a label map (shared by the resource verbs). */
+export function labelsOf(values: string[] | undefined): Record<string, string> {
   return Object.fromEntries(
     Object.entries(asUsage(() => parseTraits(values))).map(([k, v]) => [k, v.join(',')]),
   );

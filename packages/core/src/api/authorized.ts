@@ -6,7 +6,7 @@ import type { AdminApi, AdminPermissions } from './types.js';
 
 /**
  * Permission each admin call needs (resource, verb). The exceptions, all in
- * authorizedAdmin below: lists of databases, Kubernetes clusters and nodes
+ * authorizedAdmin below: lists of databases, Kubernetes clusters, nodes and desktops
  * show a caller without the list rule what their roles reach; recordings and
  * live sessions show them their own; a recording's owner may read it;
  * putRole with `create` needs role:create.
@@ -42,6 +42,9 @@ export const ADMIN_PERMISSIONS = {
   listNodes: ['node', 'list'],
   addNode: ['node', 'create'],
   removeNode: ['node', 'delete'],
+  listDesktops: ['desktop', 'list'],
+  addDesktop: ['desktop', 'create'],
+  removeDesktop: ['desktop', 'delete'],
   listSessions: ['session', 'list'],
   killSession: ['session', 'delete'],
 } as const satisfies Record<keyof AdminApi, readonly [ResourceKind, Verb]>;
@@ -184,6 +187,16 @@ export function authorizedAdmin(
     },
     addNode: ruled('addNode'),
     removeNode: ruled('removeNode'),
+    async listDesktops() {
+      const p = await principal();
+      if (may(p, 'desktop', 'list')) return run(p, 'listDesktops', []);
+      return (await run(p, 'listDesktops', [])).flatMap((dt) => {
+        const seen = p.checker.desktopVisibility(dt);
+        return seen.visible ? [{ ...dt, allowed: { logins: seen.logins } }] : [];
+      });
+    },
+    addDesktop: ruled('addDesktop'),
+    removeDesktop: ruled('removeDesktop'),
     async listSessions() {
       const p = await principal();
       if (may(p, 'session', 'list')) return run(p, 'listSessions', []);

@@ -21,12 +21,14 @@ import { TERMINAL_WS_MAX_PAYLOAD, TERMINAL_WS_PATHS } from './terminal-protocol.
 import {
   ADMIN_ROUTES,
   type AddDatabaseRequest,
+  type AddDesktopRequest,
   type AddKubeClusterRequest,
   type AddNodeRequest,
   type AdminApi,
   type AuditPage,
   type AuditQuery,
   type DatabaseView,
+  type DesktopView,
   type KubeClusterView,
   type LintMessage,
   type LockView,
@@ -225,6 +227,15 @@ export class GatehouseClient implements AdminApi {
     if (opts.follow) s.set('follow', '1');
     const path = `${fillPath(ADMIN_ROUTES.readRecording[1], { id: sessionId })}?${s}`;
     return this.#stream(ADMIN_ROUTES.readRecording[0], path, opts.signal);
+  }
+  listDesktops(): Promise<DesktopView[]> {
+    return this.#json(ADMIN_ROUTES.listDesktops, {});
+  }
+  addDesktop(req: AddDesktopRequest): Promise<DesktopView> {
+    return this.#json(ADMIN_ROUTES.addDesktop, {}, req);
+  }
+  removeDesktop(name: string): Promise<void> {
+    return this.#json(ADMIN_ROUTES.removeDesktop, { name });
   }
   listKubeClusters(): Promise<KubeClusterView[]> {
     return this.#json(ADMIN_ROUTES.listKubeClusters, {});

@@ -1,5 +1,6 @@
 import { exportRecording, type RecordingStore } from '@gatehouse/audit';
 import type { DatabaseRegistry, DatabaseSpec } from '../databases/registry.js';
+import type { DesktopListing, DesktopRegistry } from '../desktops/registry.js';
 import { GatehouseError } from '../errors.js';
 import type { LockService } from '../identity/locks.js';
 import type { LockRecord, UserRecord } from '../identity/types.js';
@@ -17,6 +18,7 @@ import type {
   AuditPage,
   AuditQuery,
   DatabaseView,
+  DesktopView,
   KubeClusterView,
   LockView,
   NodeView,
@@ -56,6 +58,18 @@ export function kubeClusterView(k: KubeClusterSpec): KubeClusterView {
   };
 }
 
+export function desktopView(d: DesktopListing): DesktopView {
+  return {
+    name: d.name,
+    addr: d.addr,
+    labels: d.labels,
+    ...(d.description ? { description: d.description } : {}),
+    tls_verify: d.insecureSkipVerify ? 'skipped' : d.tlsFingerprint ? 'fingerprint' : 'ca',
+    logins: d.logins,
+    source: d.source ?? 'dynamic',
+  };
+}
+
 function recordingNotFound(id: string): GatehouseError {
   return new GatehouseError('GH_ERR_NOT_FOUND', `no recording for session "${id}"`, {
     hint: 'list recordings with gatehouse recordings ls',
@@ -71,6 +85,7 @@ export interface LocalAdminDeps {
   recordings: RecordingStore;
   kubeClusters: KubeClusterRegistry;
   nodes: NodeRegistry;
+  desktops: DesktopRegistry;
   /** Live sessions of THIS process (the daemon's, when the API serves them). */
   liveSessions: LiveSessions;
   /** Ends a deleted user's browser sessions. */
@@ -266,6 +281,27 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       return nodeView(spec);
     },
     removeNode: (name) => d.nodes.remove(name, actor),
+    async listDesktops() {
+      return (await d.desktops.list()).map(desktopView);
+    },
+    async addDesktop(req) {
+      const spec = await d.desktops.add(
+        {
+          name: req.name,
+          addr: req.addr,
+          labels: req.labels ?? {},
+          ...(req.ca_pem !== undefined ? { caPem: req.ca_pem } : {}),
+          ...(req.tls_fingerprint !== undefined ? { tlsFingerprint: req.tls_fingerprint } : {}),
+          ...(req.server_name ? { serverName: req.server_name } : {}),
+          ...(req.insecure_skip_verify ? { insecureSkipVerify: true } : {}),
+          ...(req.credentials?.length ? { credentials: req.credentials } : {}),
+          ...(req.description ? { description: req.description } : {}),
+        },
+        actor,
+      );
+      return desktopView(spec);
+    },
+    removeDesktop: (name) => d.desktops.remove(name, actor),
     async listSessions() {
       return d.liveSessions.list();
     },

@@ -134,4 +134,6 @@ export const PUBLIC_ROUTES = {
   downloadFile: ['GET', '/v1/files'],
   /** ?node&login&path (FileQuery), body = the bytes -> FileUploadResponse */
   uploadFile: ['PUT', '/v1/files'],
+  /** {login} -> DesktopTokenView: a single-use token for the RDCleanPath WebSocket (authorized now). */
+  desktopToken: ['POST', '/v1/desktops/:name/token'],
 } as const;

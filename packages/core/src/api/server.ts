@@ -13,6 +13,7 @@ import type { WebSessions } from '../auth/sessions.js';
 import type { Authorizer, ConnectionContext, Principal } from '../authz/authorizer.js';
 import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
+import type { DesktopTokens } from '../desktops/tokens.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { CaExportFormat } from '../pki/authority.js';
@@ -76,6 +77,8 @@ export interface ApiServerDeps {
   nodeJoin: (req: NodeJoinRequest, remoteAddr: string) => Promise<NodeJoinResponse>;
   /** Files on nodes (GET/PUT /v1/files), through the SSH adapter's TerminalService. */
   terminals: TerminalRegistry;
+  /** Desktop tokens for the RDCleanPath WebSocket (POST /v1/desktops/:name/token). */
+  desktopTokens: DesktopTokens;
   /** A login succeeded on this connection (the listener then keeps its source's handshake precedence). */
   authenticated?: (socket: Socket) => void;
 }
@@ -148,6 +151,8 @@ const nodeJoinBody = z
     host_public_key: z.string().max(16_384),
   })
   .strict();
+
+const desktopTokenBody = z.object({ login: z.string().min(1).max(256) }).strict();
 
 const inviteBody = z.object({ password: z.string().max(4096), otp: z.string().max(16).optional() }).strict();
 
@@ -312,6 +317,15 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         200,
         await issueRouteCert(deps, c.principal, peer as X509Certificate, body, ctx.remoteAddr),
       );
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.desktopToken[1], async (ctx, p) => {
+      const c = await caller(ctx);
+      const body = parseBody(desktopTokenBody, await readJson(ctx.req, max));
+      const view = await d.desktopTokens.mint(c.principal.identity, p.name!, body.login, {
+        remoteAddr: ctx.remoteAddr,
+        protocol: 'rdp',
+      });
+      sendJson(ctx.res, 200, view);
     }),
     compileRoute('POST', PUBLIC_ROUTES.nodeJoin[1], async (ctx) => {
       // Tokens are long random strings; the limiter stops guessing and floods of joins alike.
@@ -541,6 +555,12 @@ async function callAdmin(
       return admin.addNode(b);
     case 'removeNode':
       return admin.removeNode(p.name!);
+    case 'listDesktops':
+      return admin.listDesktops();
+    case 'addDesktop':
+      return admin.addDesktop(b);
+    case 'removeDesktop':
+      return admin.removeDesktop(p.name!);
     case 'listSessions':
       return admin.listSessions();
     case 'killSession':

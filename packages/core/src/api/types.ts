@@ -107,6 +107,37 @@ export interface AddNodeRequest {
   description?: string;
 }
 
+/** A registered RDP desktop as `gatehouse desktops ls` shows it (never its credentials). */
+export interface DesktopView {
+  name: string;
+  /** host:port of its RDP server. */
+  addr: string;
+  labels: Record<string, string>;
+  description?: string | undefined;
+  /** How its TLS certificate is trusted. */
+  tls_verify: 'ca' | 'fingerprint' | 'skipped';
+  /** Windows logins the gateway holds a credential for (the passwords are never shown). */
+  logins: string[];
+  source: 'config' | 'dynamic';
+  /** For a user listing: the Windows logins their roles allow (patterns as written). */
+  allowed?: { logins: string[] } | undefined;
+}
+
+export interface AddDesktopRequest {
+  name: string;
+  addr: string;
+  labels?: Record<string, string>;
+  /** PEM of the CA that signs the desktop's TLS certificate. */
+  ca_pem?: string;
+  /** SHA-256 fingerprint of the desktop's TLS certificate. */
+  tls_fingerprint?: string;
+  server_name?: string;
+  insecure_skip_verify?: boolean;
+  /** Windows accounts the gateway logs in with (stored sealed). */
+  credentials?: { login: string; password: string; domain?: string }[];
+  description?: string;
+}
+
 /** A live session on the gateway that serves the API (`gatehouse sessions ls`). */
 export type SessionView = LiveSessionInfo;
 
@@ -201,6 +232,11 @@ export interface AdminApi {
   addNode(req: AddNodeRequest): Promise<NodeView>;
   removeNode(name: string): Promise<void>;
 
+  /** RDP desktops the caller may reach (all of them for an admin with desktop:list). */
+  listDesktops(): Promise<DesktopView[]>;
+  addDesktop(req: AddDesktopRequest): Promise<DesktopView>;
+  removeDesktop(name: string): Promise<void>;
+
   /** Live sessions on this gateway (a user without session:list sees their own). */
   listSessions(): Promise<SessionView[]>;
   /** Ends a live session; its user sees why, and the end is audited. */
@@ -250,6 +286,9 @@ export const ADMIN_ROUTES = {
   listNodes: ['GET', '/v1/nodes'],
   addNode: ['POST', '/v1/nodes'],
   removeNode: ['DELETE', '/v1/nodes/:name'],
+  listDesktops: ['GET', '/v1/desktops'],
+  addDesktop: ['POST', '/v1/desktops'],
+  removeDesktop: ['DELETE', '/v1/desktops/:name'],
   listSessions: ['GET', '/v1/sessions'],
   killSession: ['DELETE', '/v1/sessions/:id'],
 } as const satisfies Record<keyof AdminApi, readonly [string, string]>;

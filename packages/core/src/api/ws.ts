@@ -1,8 +1,10 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AuditEmitter } from '@gatehouse/audit';
-import { type WebSocket, WebSocketServer } from 'ws';
+import { createWebSocketStream, type WebSocket, WebSocketServer } from 'ws';
 import type { Clock } from '../clock.js';
+import type { DesktopRelayRegistry } from '../desktops/relay.js';
+import { DESKTOP_WS_PATH, type DesktopTokens } from '../desktops/tokens.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import { mintClientTicket } from '../pki/credentials.js';
 import type { JoinMode } from '../rbac/types.js';
@@ -31,6 +33,9 @@ export interface TerminalSocketDeps extends CallerDeps {
   clock: Clock;
   terminals: TerminalRegistry;
   liveSessions: LiveSessions;
+  /** The RDCleanPath relay of the RDP adapter, when one runs. */
+  desktopRelays: DesktopRelayRegistry;
+  desktopTokens: DesktopTokens;
   log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
 }
 
@@ -105,6 +110,13 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     );
     sendProblemOnSocket(socket, ge);
   });
+  // The desktop relay's socket: plaintext RDP from the browser after the
+  // RDCleanPath exchange (input, clipboard, channel data; no message near this).
+  const desktopWss = new WebSocketServer({
+    noServer: true,
+    maxPayload: 1024 * 1024,
+    perMessageDeflate: false,
+  });
   /** Open sockets that re-check (joins, web-session sockets), each with the function that drops it. */
   const watched = new Map<Attachment, (err: unknown) => void>();
 
@@ -138,10 +150,14 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
         },
       );
     }
+    if (url.pathname === DESKTOP_WS_PATH) {
+      await acceptDesktop(req, socket, head, remoteAddr);
+      return;
+    }
     const join = JOIN_PATH.exec(url.pathname);
     if (url.pathname !== TERMINAL_WS_PATHS.terminal && !join) {
       throw new GatehouseError('GH_ERR_NOT_FOUND', `no WebSocket endpoint ${url.pathname}`, {
-        hint: `WebSockets live at ${TERMINAL_WS_PATHS.terminal} and ${TERMINAL_WS_PATHS.join}`,
+        hint: `WebSockets live at ${TERMINAL_WS_PATHS.terminal}, ${TERMINAL_WS_PATHS.join} and ${DESKTOP_WS_PATH}`,
       });
     }
     const caller = await authenticateCaller(d, req, 'origin');
@@ -172,6 +188,31 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
           viewer,
         ),
       ...(stillSignedIn ? { recheck: stillSignedIn } : {}),
+    });
+  }
+
+  /**
+   * The RDCleanPath route: core authenticates the web session and the Origin
+   * before the 101; the token in the RDCleanPath request is redeemed through
+   * core when the adapter reads it. Everything after is the adapter's.
+   */
+  async function acceptDesktop(req: IncomingMessage, socket: Duplex, head: Buffer, remoteAddr: string) {
+    const caller = await authenticateCaller(d, req, 'origin');
+    const relay = d.desktopRelays.get();
+    if (!relay) {
+      throw new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', 'no RDP adapter runs in this gateway', {
+        hint: 'desktops need the RDP adapter (gatehouse start serves it by default)',
+      });
+    }
+    const user = caller.principal.user.name;
+    desktopWss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', (err) => d.log('debug', 'desktop WebSocket error', err));
+      relay.open({
+        socket: createWebSocketStream(ws),
+        user,
+        remoteAddr,
+        redeem: (token, destination) => d.desktopTokens.redeem(token, { user, destination, remoteAddr }),
+      });
     });
   }
 
@@ -298,6 +339,8 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     close() {
       for (const ws of wss.clients) ws.terminate();
       wss.close();
+      for (const ws of desktopWss.clients) ws.terminate();
+      desktopWss.close();
     },
   };
 }

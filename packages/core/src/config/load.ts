@@ -41,6 +41,17 @@ export interface GatehouseConfig {
     inCluster?: boolean | undefined;
     description?: string | undefined;
   }[];
+  desktops: {
+    name: string;
+    addr: string;
+    labels: Record<string, string>;
+    caFile?: string | undefined;
+    tlsFingerprint?: string | undefined;
+    serverName?: string | undefined;
+    insecureSkipVerify?: boolean | undefined;
+    credentials?: { login: string; passwordFile: string; domain?: string | undefined }[] | undefined;
+    description?: string | undefined;
+  }[];
   auth: {
     secondFactor: 'otp' | 'off';
     maxLoginAttempts: number;
@@ -189,6 +200,21 @@ function resolve(
       context: k.context,
       inCluster: k.in_cluster,
       description: k.description,
+    })),
+    desktops: c.desktops.map((d) => ({
+      name: d.name,
+      addr: d.addr,
+      labels: d.labels,
+      caFile: d.ca_file,
+      tlsFingerprint: d.tls_fingerprint,
+      serverName: d.server_name,
+      insecureSkipVerify: d.insecure_skip_verify,
+      credentials: d.credentials?.map((c) => ({
+        login: c.login,
+        passwordFile: c.password_file,
+        domain: c.domain,
+      })),
+      description: d.description,
     })),
     auth: {
       secondFactor: c.auth.second_factor,

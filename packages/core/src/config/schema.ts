@@ -92,6 +92,41 @@ export const configSchema = z
           .strict(),
       )
       .default([]),
+    /** RDP desktops Gatehouse fronts (more can be added at run time with `gatehouse desktops add`). */
+    desktops: z
+      .array(
+        z
+          .object({
+            name: z.string(),
+            /** host:port of the desktop's RDP server (port 3389 when omitted). */
+            addr: z.string(),
+            labels: z.record(z.string(), z.string()).default({}),
+            /** PEM file of the CA that signs the desktop's TLS certificate. */
+            ca_file: z.string().optional(),
+            /** SHA-256 fingerprint of the desktop's TLS certificate (pinning instead of a CA). */
+            tls_fingerprint: z.string().optional(),
+            /** Name checked in the certificate; default: the host of addr. */
+            server_name: z.string().optional(),
+            /** Accept any certificate (test desktops only; every session is audited with tls_verify: skipped). */
+            insecure_skip_verify: z.boolean().optional(),
+            /** Windows accounts the gateway logs in with; passwords come from files, never the config. */
+            credentials: z
+              .array(
+                z
+                  .object({
+                    login: z.string(),
+                    /** File holding the password (its first line). */
+                    password_file: z.string(),
+                    domain: z.string().optional(),
+                  })
+                  .strict(),
+              )
+              .optional(),
+            description: z.string().optional(),
+          })
+          .strict(),
+      )
+      .default([]),
     auth: z
       .object({
         /** `otp` requires a TOTP code at login; `off` is for test setups only. */

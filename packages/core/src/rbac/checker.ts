@@ -327,21 +327,36 @@ export class AccessChecker {
     visible: boolean;
     logins: string[];
   } {
+    return this.#visibility(NODE, node);
+  }
+
+  /** Like nodeVisibility, for desktops (desktop_labels, desktop_logins). */
+  desktopVisibility(desktop: { name: string; labels: Record<string, string> }): {
+    visible: boolean;
+    logins: string[];
+  } {
+    return this.#visibility(DESKTOP, desktop);
+  }
+
+  #visibility(
+    kind: SimpleKind,
+    target: { labels: Record<string, string> },
+  ): { visible: boolean; logins: string[] } {
     for (const role of this.#roles) {
       const d = role.deny;
-      if (d.node_labels === undefined || d.logins !== undefined) continue;
-      if (matchLabels(d.node_labels, node.labels, this.#cache).matched) return { visible: false, logins: [] };
+      const labels = d[kind.labels];
+      if (labels === undefined || d[kind.logins] !== undefined) continue;
+      if (matchLabels(labels, target.labels, this.#cache).matched) return { visible: false, logins: [] };
     }
-    const roles = this.#roles.filter(
-      (r) =>
-        r.allow.node_labels !== undefined &&
-        matchLabels(r.allow.node_labels, node.labels, this.#cache).matched,
-    );
+    const roles = this.#roles.filter((r) => {
+      const labels = r.allow[kind.labels];
+      return labels !== undefined && matchLabels(labels, target.labels, this.#cache).matched;
+    });
     if (roles.length === 0) return { visible: false, logins: [] };
     const denied = this.#roles.flatMap((r) =>
-      r.deny.node_labels === undefined ? (r.deny.logins ?? []) : [],
+      r.deny[kind.labels] === undefined ? (r.deny[kind.logins] ?? []) : [],
     );
-    const logins = [...new Set(roles.flatMap((r) => r.allow.logins ?? []))].filter(
+    const logins = [...new Set(roles.flatMap((r) => r.allow[kind.logins] ?? []))].filter(
       (l) => !matchAny(denied, l, this.#cache),
     );
     return { visible: true, logins };

@@ -1,0 +1,127 @@
+import { readFile } from 'node:fs/promises';
+import type { AddDesktopRequest, DesktopView } from '@gatehouse/core';
+import type { Command } from 'commander';
+import { type Ctx, withAdmin } from '../context.js';
+import { json, table } from '../output.js';
+import { labelsOf } from './ssh.js';
+import { examples, usage } from './usage.js';
+
+async function readText(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw usage(`cannot read ${what} ${file}: ${(err as Error).message}`, 'check the path');
+  }
+}
+
+function desktopRow(d: DesktopView): string[] {
+  return [
+    d.name,
+    d.addr,
+    Object.entries(d.labels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(','),
+    d.tls_verify,
+    (d.allowed?.logins ?? d.logins).join(','),
+  ];
+}
+
+export function registerDesktops(program: Command, ctx: Ctx): void {
+  const desktops = program.command('desktops').description('RDP desktops behind Gatehouse');
+  desktops
+    .command('add')
+    .description('register an RDP desktop (the gateway logs in with the credential you store)')
+    .argument('<name>', 'desktop name users open (a DNS label)')
+    .requiredOption('--addr <host:port>', "the desktop's RDP address, as the gateway reaches it")
+    .option('--label <k=v...>', 'labels roles match on (repeatable)')
+    .option('--ca-file <file>', "PEM of the CA that signs the desktop's TLS certificate")
+    .option('--fingerprint <sha256>', "pin the desktop's TLS certificate by its SHA-256 fingerprint")
+    .option('--server-name <name>', 'name to check in the certificate (default: the host of --addr)')
+    .option('--insecure-skip-verify', 'accept any TLS certificate (test desktops only; audited)')
+    .option('--login <name>', 'Windows login the gateway logs in as')
+    .option('--password-file <file>', 'file with that login password (first line); stored sealed')
+    .option('--domain <domain>', 'Windows domain of the login')
+    .option('--description <text>', 'free text')
+    .addHelpText(
+      'after',
+      examples(
+        '  $ gatehouse desktops add win1 --addr 10.0.0.5:3389 --label env=prod \\\n' +
+          '      --fingerprint 3F:...:A1 --login Administrator --password-file ./win1.pw',
+      ),
+    )
+    .action(async function (
+      this: Command,
+      name: string,
+      o: {
+        addr: string;
+        label?: string[];
+        caFile?: string;
+        fingerprint?: string;
+        serverName?: string;
+        insecureSkipVerify?: boolean;
+        login?: string;
+        passwordFile?: string;
+        domain?: string;
+        description?: string;
+      },
+    ) {
+      if ((o.login === undefined) !== (o.passwordFile === undefined)) {
+        throw usage(
+          '--login and --password-file go together',
+          'give both, or neither (the desktop then asks for a login itself)',
+        );
+      }
+      const req: AddDesktopRequest = {
+        name,
+        addr: o.addr,
+        labels: labelsOf(o.label),
+        ...(o.caFile ? { ca_pem: await readText(o.caFile, 'CA file') } : {}),
+        ...(o.fingerprint ? { tls_fingerprint: o.fingerprint } : {}),
+        ...(o.serverName ? { server_name: o.serverName } : {}),
+        ...(o.insecureSkipVerify ? { insecure_skip_verify: true } : {}),
+        ...(o.login && o.passwordFile
+          ? {
+              credentials: [
+                {
+                  login: o.login,
+                  password: (await readText(o.passwordFile, 'password file')).split(/\r?\n/)[0] ?? '',
+                  ...(o.domain ? { domain: o.domain } : {}),
+                },
+              ],
+            }
+          : {}),
+        ...(o.description ? { description: o.description } : {}),
+      };
+      const view = await withAdmin(this, ctx, (t) => t.api.addDesktop(req));
+      ctx.out(`Desktop ${view.name} added (${view.addr}).\nOpen it from the Resources page of the web UI.\n`);
+    });
+  desktops
+    .command('rm')
+    .description('remove a desktop registered with desktops add')
+    .argument('<name>')
+    .action(async function (this: Command, name: string) {
+      await withAdmin(this, ctx, (t) => t.api.removeDesktop(name));
+      ctx.out(`Desktop ${name} removed.\n`);
+    });
+  desktops
+    .command('ls')
+    .description('list the desktops you may reach, with their labels and Windows logins')
+    .option('--label <k=v...>', 'only desktops with these labels (repeatable)')
+    .option('--json', 'JSON output')
+    .action(async function (this: Command, o: { label?: string[]; json?: boolean }) {
+      const want = labelsOf(o.label);
+      const all = await withAdmin(this, ctx, (t) => t.api.listDesktops());
+      const shown = all.filter((d) => Object.entries(want).every(([k, v]) => d.labels[k] === v));
+      if (o.json) {
+        ctx.out(json(shown));
+        return;
+      }
+      if (shown.length === 0) {
+        ctx.out(
+          'No desktops you may reach. Ask an admin for a role with desktop_labels, or add desktops with gatehouse desktops add.\n',
+        );
+        return;
+      }
+      ctx.out(table(['DESKTOP', 'ADDRESS', 'LABELS', 'TLS', 'LOGINS'], shown.map(desktopRow)));
+    });
+}

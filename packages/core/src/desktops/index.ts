@@ -1,0 +1,3 @@
+export * from './registry.js';
+export * from './relay.js';
+export * from './tokens.js';
