@@ -97,6 +97,24 @@ const PEERS = [
   { bin: '/usr/bin/rsync', pkg: 'rsync', why: 'rsync over ssh through the gateway (SSH interop tests)' },
   { bin: '/usr/bin/git', pkg: 'git', why: 'git over ssh through the gateway (SSH interop tests)' },
   { bin: '/usr/bin/plink', pkg: 'putty-tools', why: "PuTTY's plink and puttygen (SSH interop tests)" },
+  {
+    bin: '/usr/bin/Xvfb',
+    pkg: 'xvfb',
+    why: 'a headless X display for RDP clients and servers (RDP adapter tests)',
+  },
+  {
+    bin: '/usr/bin/weston',
+    pkg: 'weston',
+    why: "weston's RDP backend, a real RDP server (RDP adapter tests)",
+  },
+  { bin: '/usr/bin/xfreerdp', pkg: 'freerdp2-x11', why: 'xfreerdp, a real RDP client (RDP adapter tests)' },
+  {
+    bin: '/usr/bin/freerdp-shadow-cli',
+    pkg: 'freerdp2-shadow-x11',
+    why: 'FreeRDP shadow server with NLA (RDP adapter tests)',
+  },
+  { bin: '/usr/bin/winpr-hash', pkg: 'winpr-utils', why: 'winpr-hash makes the SAM file of the NLA server' },
+  { bin: '/usr/bin/import', pkg: 'imagemagick', why: 'import takes screenshots of an X display (RDP tests)' },
 ];
 
 /**

@@ -1,6 +1,7 @@
 import { kube } from '@gatehouse/adapter-k8s';
 import { mysql } from '@gatehouse/adapter-mysql';
 import { postgres } from '@gatehouse/adapter-postgres';
+import { rdp } from '@gatehouse/adapter-rdp';
 import { ssh } from '@gatehouse/adapter-ssh';
 import { builtinNode } from '@gatehouse/adapter-ssh/node';
 import type { Adapter, GatehouseConfig } from '@gatehouse/core';
@@ -14,6 +15,7 @@ export function defaultAdapters(_config: GatehouseConfig, opts: { embedded: bool
   adapters.push(postgres());
   adapters.push(mysql());
   adapters.push(kube());
+  adapters.push(rdp());
   adapters.push(ssh());
   // The embedded quick start also serves this machine as an SSH node (on a
   // free loopback port, registered as <hostname> with label builtin=true).

@@ -1,0 +1,321 @@
+import { randomInt, X509Certificate } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { request } from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import type { Duplex } from 'node:stream';
+import { createGateway, type Gateway } from '@gatehouse/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket, { createWebSocketStream } from 'ws';
+import { rdp, startLocalFront } from '../src/index.js';
+import {
+  decodeResponse,
+  derMessageLength,
+  encodeRequest,
+  type RDCleanPathResponse,
+} from '../src/wire/rdcleanpath.js';
+import { decodeConnectionConfirm, encodeConnectionRequest, PROTOCOL } from '../src/wire/x224.js';
+import { countColor, selfSigned, startWeston, startXfreerdp, startXvfb, type Weston } from './peers.js';
+
+const PASSWORD = 'correct horse battery staple';
+const ROLE = `kind: role
+name: desk
+allow:
+  desktop_labels: { env: '*' }
+  desktop_logins: [Administrator]
+deny:
+  desktop_labels: { env: prod }
+`;
+
+describe('RDCleanPath relay through the gateway to a real RDP server (weston)', () => {
+  let dir: string;
+  let gw: Gateway;
+  let port: number;
+  let weston: Weston;
+  let xvfb: { display: string; stop(): Promise<void> };
+  let caPem: string[];
+  const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
+  const cookies: Record<string, { cookie: string; csrf: string }> = {};
+  const sockets: Duplex[] = [];
+
+  function https(method: string, p: string, headers: Record<string, string>, body?: unknown) {
+    return new Promise<{ status: number; headers: Record<string, unknown>; json: Record<string, unknown> }>(
+      (resolve, reject) => {
+        const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port,
+            method,
+            path: p,
+            ca: caPem,
+            agent: false,
+            headers: { ...headers, ...(data ? { 'content-type': 'application/json' } : {}) },
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => {
+              const text = Buffer.concat(chunks).toString();
+              resolve({
+                status: res.statusCode ?? 0,
+                headers: res.headers,
+                json: text ? JSON.parse(text) : undefined,
+              });
+            });
+          },
+        );
+        req.on('error', reject);
+        req.end(data);
+      },
+    );
+  }
+
+  async function token(user: string, desktop: string, login = 'Administrator'): Promise<string> {
+    const r = await https(
+      'POST',
+      `/v1/desktops/${desktop}/token`,
+      { cookie: cookies[user]!.cookie, 'x-csrf-token': cookies[user]!.csrf },
+      { login },
+    );
+    if (r.status !== 200) throw new Error(`token: ${r.status} ${JSON.stringify(r.json)}`);
+    return r.json.token as string;
+  }
+
+  /** The desktop WebSocket as the browser opens it (session cookie, same Origin). */
+  function openSocket(user: string, origin = `https://127.0.0.1:${port}`): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`wss://127.0.0.1:${port}/v1/ws/desktop`, {
+        ca: caPem,
+        headers: { cookie: cookies[user]!.cookie, origin },
+      });
+      ws.once('open', () => {
+        const s = createWebSocketStream(ws);
+        sockets.push(s);
+        resolve(s);
+      });
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+      ws.once('error', reject);
+    });
+  }
+
+  /** Sends one RDCleanPath message and reads the answer. */
+  async function exchange(s: Duplex, message: Buffer): Promise<RDCleanPathResponse> {
+    s.write(message);
+    let buf = Buffer.alloc(0);
+    for await (const chunk of s) {
+      buf = Buffer.concat([buf, chunk as Buffer]);
+      const len = derMessageLength(buf, 1 << 20);
+      if (len !== undefined && buf.length >= len) return decodeResponse(buf.subarray(0, len));
+    }
+    throw new Error(`the gateway closed without an answer (${buf.length} bytes)`);
+  }
+
+  const clientRequest = () =>
+    encodeConnectionRequest({
+      cookie: 'alice',
+      negotiation: { flags: 0, requestedProtocols: PROTOCOL.SSL | PROTOCOL.HYBRID },
+    });
+
+  type Ev = Record<string, unknown>;
+  async function events(type: string): Promise<Ev[]> {
+    return (await gw.audit.search({ types: [type], limit: 1000 })).events as unknown as Ev[];
+  }
+  async function waitForEvent(type: string, match: (e: Ev) => boolean): Promise<Ev> {
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      const e = (await events(type)).find(match);
+      if (e) return e;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`no ${type} event`);
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'gh-rdp-'));
+    weston = await startWeston(dir, color);
+    xvfb = await startXvfb();
+    gw = await createGateway({ dataDir: dir, secondFactor: 'off', webDir: false, env: {} });
+    // A short request deadline so the stalled-client case is quick.
+    gw.use(rdp({ requestTimeoutMs: 1500 }));
+    port = (await gw.listen({ host: '127.0.0.1', port: 0 })).port;
+    caPem = gw.authorities.get('host').map((k) => k.x509CertPem);
+    await gw.admin.putRole(ROLE, { create: true });
+    for (const name of ['alice', 'bob']) {
+      await gw.admin.createUser({ name, roles: ['desk'], password: PASSWORD });
+      const r = await https('POST', '/v1/login', {}, { user: name, password: PASSWORD });
+      expect(r.status).toBe(200);
+      cookies[name] = {
+        cookie: String(r.headers['set-cookie']).split(';')[0]!,
+        csrf: String(r.json.csrf_token),
+      };
+    }
+    const fp = new X509Certificate(weston.certPem).fingerprint256;
+    await gw.admin.addDesktop({
+      name: 'dev1',
+      addr: `127.0.0.1:${weston.port}`,
+      labels: { env: 'dev' },
+      tls_fingerprint: fp,
+      credentials: [{ login: 'Administrator', password: 'Win-P@ss-1' }],
+    });
+    await gw.admin.addDesktop({
+      name: 'wrongpin',
+      addr: `127.0.0.1:${weston.port}`,
+      labels: { env: 'dev' },
+      tls_fingerprint: '00'.repeat(32),
+    });
+    await gw.admin.addDesktop({
+      name: 'prod1',
+      addr: `127.0.0.1:${weston.port}`,
+      labels: { env: 'prod' },
+      insecure_skip_verify: true,
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const s of sockets) s.destroy();
+    await gw?.close();
+    await xvfb?.stop();
+    await weston?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('answers with the desktop confirm (TLS selected) and its certificate; the session is live and audited', async () => {
+    const s = await openSocket('alice');
+    const answer = await exchange(
+      s,
+      encodeRequest({ destination: 'dev1', proxyAuth: await token('alice', 'dev1'), x224: clientRequest() }),
+    );
+    expect(answer.type, JSON.stringify(answer) + JSON.stringify(await events('desktop.session.start'))).toBe(
+      'response',
+    );
+    if (answer.type !== 'response') return;
+    expect(decodeConnectionConfirm(answer.x224)).toMatchObject({
+      type: 'response',
+      selectedProtocol: PROTOCOL.SSL,
+    });
+    expect(answer.serverCertChain[0]!.equals(new X509Certificate(weston.certPem).raw)).toBe(true);
+    expect(answer.serverAddr).toBe(`127.0.0.1:${weston.port}`);
+    const start = await waitForEvent(
+      'desktop.session.start',
+      (e) => e.server === 'dev1' && e.success === true,
+    );
+    expect(start).toMatchObject({
+      user: 'alice',
+      login: 'Administrator',
+      tls_verify: 'fingerprint',
+      security: 'ssl',
+      code: 'GH2300I',
+    });
+    const live = await gw.admin.listSessions();
+    expect(
+      live.find((l) => l.id === start.session_id),
+      JSON.stringify(await events('desktop.session.end')),
+    ).toMatchObject({
+      kind: 'desktop',
+      protocol: 'rdp',
+      server: 'dev1',
+      user: 'alice',
+    });
+    s.destroy();
+    const end = await waitForEvent('desktop.session.end', (e) => e.session_id === start.session_id);
+    expect(end).toMatchObject({ reason: 'client_closed', code: 'GH2301I' });
+  });
+
+  it('xfreerdp reaches the remote screen through the gateway, no Windows password typed; a lock ends it', async () => {
+    const { cert, key } = await selfSigned(dir, 'front');
+    const front = await startLocalFront({
+      desktop: 'dev1',
+      token: () => token('alice', 'dev1'),
+      openSocket: () => openSocket('alice'),
+      cert: await readFile(cert, 'utf8'),
+      key: await readFile(key, 'utf8'),
+    });
+    const xf = startXfreerdp(xvfb.display, front.address, 'nobody');
+    try {
+      // The remote desktop is one colour chosen by this run: most of the 800x600 window shows it.
+      const deadline = Date.now() + 30_000;
+      let seen = 0;
+      while (Date.now() < deadline && seen < 0.8 * 800 * 600) {
+        if (xf.child.exitCode !== null) throw new Error(`xfreerdp exited: ${xf.output()}`);
+        await new Promise((r) => setTimeout(r, 250));
+        seen = await countColor(xvfb.display, dir, color);
+      }
+      expect(seen, xf.output()).toBeGreaterThan(0.8 * 800 * 600);
+      const start = await waitForEvent(
+        'desktop.session.start',
+        (e) => e.server === 'dev1' && e.success === true && e.user === 'alice',
+      );
+      await gw.admin.lockUser('alice', { message: 'rdp lock test' });
+      const end = await waitForEvent('desktop.session.end', (e) => e.session_id === start.session_id);
+      expect(end.reason).toMatch(/rdp lock test/);
+      expect(end.bytes_out).toBeGreaterThan(10_000);
+      await xf.exited;
+    } finally {
+      await gw.admin.unlockUser('alice');
+      xf.child.kill('SIGKILL');
+      await front.close();
+    }
+  });
+
+  it('a desktop whose certificate does not match its pin is refused with a TLS alert, audited', async () => {
+    const s = await openSocket('alice');
+    const answer = await exchange(
+      s,
+      encodeRequest({
+        destination: 'wrongpin',
+        proxyAuth: await token('alice', 'wrongpin'),
+        x224: clientRequest(),
+      }),
+    );
+    expect(answer).toMatchObject({ type: 'error', error: { errorCode: 1, tlsAlertCode: 42 } });
+    const fail = await waitForEvent('desktop.session.start', (e) => e.server === 'wrongpin' && !e.success);
+    expect(fail.error).toMatch(/not the pinned one/);
+  });
+
+  it('malformed and oversized requests get an RDCleanPath error and a desktop.reject, never a crash', async () => {
+    const bad = await exchange(await openSocket('alice'), Buffer.from('300a0203011111deadbeef00', 'hex'));
+    expect(bad).toMatchObject({ type: 'error', error: { httpStatusCode: 400 } });
+    const s = await openSocket('alice');
+    const huge = await exchange(s, Buffer.from([0x30, 0x83, 0x10, 0x00, 0x00]));
+    expect(huge).toMatchObject({ type: 'error', error: { httpStatusCode: 413 } });
+    await waitForEvent('desktop.reject', (e) => e.reason === 'malformed' && e.user === 'alice');
+    await waitForEvent('desktop.reject', (e) => e.reason === 'oversized' && e.user === 'alice');
+  });
+
+  it('a client that opens the socket and sends nothing is answered 408 and audited', async () => {
+    const s = await openSocket('bob');
+    let buf = Buffer.alloc(0);
+    for await (const chunk of s) buf = Buffer.concat([buf, chunk as Buffer]);
+    expect(decodeResponse(buf)).toMatchObject({ type: 'error', error: { httpStatusCode: 408 } });
+    await waitForEvent('desktop.reject', (e) => e.reason === 'timeout' && e.user === 'bob');
+  });
+
+  it("a replayed token, or another user's, is refused (403) and audited", async () => {
+    const t = await token('alice', 'dev1');
+    const first = await exchange(
+      await openSocket('alice'),
+      encodeRequest({ destination: 'dev1', proxyAuth: t, x224: clientRequest() }),
+    );
+    expect(first.type).toBe('response');
+    const again = await exchange(
+      await openSocket('alice'),
+      encodeRequest({ destination: 'dev1', proxyAuth: t, x224: clientRequest() }),
+    );
+    expect(again).toMatchObject({ type: 'error', error: { httpStatusCode: 403 } });
+    const stolen = await exchange(
+      await openSocket('bob'),
+      encodeRequest({ destination: 'dev1', proxyAuth: await token('alice', 'dev1'), x224: clientRequest() }),
+    );
+    expect(stolen).toMatchObject({ type: 'error', error: { httpStatusCode: 403 } });
+    expect(
+      (await events('desktop.reject')).filter((e) => e.reason === 'token_invalid').length,
+    ).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a denied desktop gets no token (audited); a foreign Origin gets no WebSocket', async () => {
+    await expect(token('alice', 'prod1')).rejects.toThrow(/403/);
+    await waitForEvent('access.denied', (e) => e.resource === 'prod1' && e.user === 'alice');
+    await expect(openSocket('alice', 'https://evil.example')).rejects.toThrow(/upgrade refused: 403/);
+  });
+});
