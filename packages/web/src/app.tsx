@@ -45,6 +45,8 @@ interface AppContext {
 const PlayerPage = lazy(() => import('./pages/player'));
 const TerminalPage = lazy(() => import('./pages/terminal'));
 const RolesPage = lazy(() => import('./pages/roles').then((m) => ({ default: m.RolesPage })));
+// The IronRDP wasm client (several MB) loads only when a desktop opens.
+const DesktopPage = lazy(() => import('./pages/desktop'));
 
 const Ctx = createContext<AppContext | undefined>(undefined);
 
@@ -170,6 +172,12 @@ export function App() {
         <TerminalPage session={session} />
       </Suspense>
     );
+  } else if (route.page === 'desktop') {
+    body = (
+      <Suspense fallback={<Loading what="the desktop client" />}>
+        <DesktopPage />
+      </Suspense>
+    );
   } else body = <Shell route={route} session={session} />;
 
   return <Ctx.Provider value={ctx}>{body}</Ctx.Provider>;
@@ -247,6 +255,7 @@ export function pageTitle(route: RouteMatch): string | undefined {
     case 'player':
       return `Recording ${shortId(route.id)}`;
     case 'terminal':
+    case 'desktop':
       return undefined;
     case 'not-found':
       return 'Page not found';
@@ -330,6 +339,7 @@ function Shell({ route, session }: { route: RouteMatch; session: Session }) {
     case 'login':
     case 'invite':
     case 'terminal':
+    case 'desktop':
       page = null;
       break;
     case 'not-found':

@@ -4,7 +4,14 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createWebHandler, defaultWebDir, isApiPath, safeRelativePath, WEB_CSP } from './static.js';
+import {
+  createWebHandler,
+  DESKTOP_PAGE_CSP,
+  defaultWebDir,
+  isApiPath,
+  safeRelativePath,
+  WEB_CSP,
+} from './static.js';
 
 async function serveDir(dir: string): Promise<{ url: string; close(): Promise<void> }> {
   const server = http.createServer(createWebHandler({ dir }));
@@ -53,6 +60,20 @@ describe('web UI static files', () => {
     expect(r.headers.get('x-frame-options')).toBe('DENY');
     expect(r.headers.get('x-content-type-options')).toBe('nosniff');
     expect(await r.text()).toContain('<title>ui</title>');
+  });
+
+  it('loosens the CSP for the desktop page only: WebAssembly, its data: module, style attributes', async () => {
+    const desk = await fetch(`${built.url}/web/desktop?name=win1&login=Administrator`);
+    expect(desk.headers.get('content-security-policy')).toBe(DESKTOP_PAGE_CSP);
+    expect(DESKTOP_PAGE_CSP).toContain("script-src 'self' 'wasm-unsafe-eval';");
+    expect(DESKTOP_PAGE_CSP).toContain("connect-src 'self' data:;");
+    expect(DESKTOP_PAGE_CSP).toContain("style-src-attr 'unsafe-inline'");
+    // Everything else as strict as every other page.
+    expect(DESKTOP_PAGE_CSP).toContain("img-src 'self';");
+    expect(DESKTOP_PAGE_CSP).toContain("frame-ancestors 'none'");
+    for (const other of ['/web/resources', '/web/desktops', '/web/desktop/x']) {
+      expect((await fetch(`${built.url}${other}`)).headers.get('content-security-policy')).toBe(WEB_CSP);
+    }
   });
 
   it('serves hashed assets as immutable for a year', async () => {

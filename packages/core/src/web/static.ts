@@ -24,6 +24,7 @@ export function defaultWebDir(): string {
  * elements only; style attributes stay refused (`style-src 'self'`), scripts
  * stay 'self' only, and img-src/font-src 'self' stop an injected stylesheet
  * from sending anything to another origin.
+
  */
 export const WEB_CSP = [
   "default-src 'self'",
@@ -38,6 +39,20 @@ export const WEB_CSP = [
   "base-uri 'none'",
   "form-action 'self'",
 ].join('; ');
+
+/**
+ * The desktop page (/web/desktop, always opened as a page load of its own)
+ * runs IronRDP's WebAssembly client, and only that page gets what it needs:
+ * `'wasm-unsafe-eval'` to compile WebAssembly (not JS eval), `data:` in
+ * connect-src because the npm build carries the module as a data: URL it
+ * fetches (a data: URL reaches no network), and style attributes, which the
+ * web component sets on its canvas (img-src stays 'self', so a style cannot
+ * send anything out). Decision 0030.
+ */
+export const DESKTOP_PAGE_CSP = WEB_CSP.replace("script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'")
+  .replace("connect-src 'self'", "connect-src 'self' data:")
+  .replace("style-src 'self'", "style-src 'self'; style-src-attr 'unsafe-inline'");
+const DESKTOP_PAGE = 'web/desktop';
 
 const BASE_HEADERS = {
   'content-security-policy': WEB_CSP,
@@ -135,6 +150,7 @@ async function serve(root: string, req: IncomingMessage, res: ServerResponse): P
   }
   res.writeHead(200, {
     ...BASE_HEADERS,
+    ...(rel === DESKTOP_PAGE ? { 'content-security-policy': DESKTOP_PAGE_CSP } : {}),
     'content-type': TYPES['.html']!,
     'content-length': html.length,
     'cache-control': REVALIDATE,

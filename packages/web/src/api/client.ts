@@ -3,6 +3,7 @@ import {
   ADMIN_ROUTES,
   type AdminApi,
   type AuditQuery,
+  type DesktopTokenView,
   type FileQuery,
   type FileUploadResponse,
   type InviteInfo,
@@ -129,6 +130,7 @@ type UiAdmin = Pick<
   | 'searchAudit'
   | 'listDatabases'
   | 'listKubeClusters'
+  | 'listDesktops'
   | 'listRecordings'
   | 'getRecording'
   | 'listNodes'
@@ -210,6 +212,11 @@ export class WebApi implements UiAdmin {
     this.#call(ADMIN_ROUTES.listRecordings, {}, { query: recordingQueryString(q ?? {}) });
   getRecording: UiAdmin['getRecording'] = (id) => this.#call(ADMIN_ROUTES.getRecording, { id });
   listNodes: UiAdmin['listNodes'] = () => this.#call(ADMIN_ROUTES.listNodes);
+  listDesktops: UiAdmin['listDesktops'] = () => this.#call(ADMIN_ROUTES.listDesktops);
+  /** A single-use token for the desktop's RDCleanPath WebSocket (core authorizes the login now). */
+  desktopToken(name: string, login: string): Promise<DesktopTokenView> {
+    return this.#call(PUBLIC_ROUTES.desktopToken, { name }, { body: { login } });
+  }
   listSessions: UiAdmin['listSessions'] = () => this.#call(ADMIN_ROUTES.listSessions);
   killSession: UiAdmin['killSession'] = (id) => this.#call(ADMIN_ROUTES.killSession, { id });
 

@@ -32,6 +32,7 @@ export type {
   AuditPage,
   AuditQuery,
   DatabaseView,
+  DesktopView,
   KubeClusterView,
   LintMessage,
   LockView,
@@ -41,4 +42,5 @@ export type {
   UserView,
 } from '../../../core/src/api/types';
 export { ADMIN_ROUTES } from '../../../core/src/api/types';
+export type { DesktopTokenView } from '../../../core/src/desktops/tokens';
 export type { JoinMode, Role } from '../../../core/src/rbac/types';

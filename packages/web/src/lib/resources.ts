@@ -5,7 +5,7 @@
  * linear pass over 10,000 entries is a few milliseconds, so no server paging
  * is needed at that size (see the README).
  */
-export type ResourceKind = 'node' | 'db' | 'kube';
+export type ResourceKind = 'node' | 'db' | 'kube' | 'desktop';
 
 export interface Resource {
   kind: ResourceKind;
@@ -18,7 +18,7 @@ export interface Resource {
   protocol?: string | undefined;
   /** Database users the caller's roles allow (user listings only; admins see every database without it). */
   dbUsers?: string[] | undefined;
-  /** Node logins the caller's roles allow there (user listings only). */
+  /** Node or desktop logins the caller's roles allow there (user listings only; a desktop lists the stored ones). */
   logins?: string[] | undefined;
 }
 
@@ -159,6 +159,9 @@ export function connectCommands(r: Resource, opts: { login?: string | undefined 
         { label: 'Get a certificate and a kubeconfig context', command: `gatehouse kube login ${name}` },
         { label: 'Use kubectl as usual', command: 'kubectl get pods' },
       ];
+    case 'desktop':
+      // Opened in the browser (the Resources page links it); native clients come with gatehouse desktops connect.
+      return [];
     case 'node':
       return [
         {

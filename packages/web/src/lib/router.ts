@@ -11,6 +11,7 @@ export type RouteMatch =
   | { page: 'sessions' }
   | { page: 'player'; id: string }
   | { page: 'terminal' }
+  | { page: 'desktop' }
   | { page: 'not-found'; path: string };
 
 export function matchPath(pathname: string): RouteMatch {
@@ -24,6 +25,7 @@ export function matchPath(pathname: string): RouteMatch {
   if (p === '/web/recordings') return { page: 'recordings' };
   if (p === '/web/sessions') return { page: 'sessions' };
   if (p === '/web/terminal') return { page: 'terminal' };
+  if (p === '/web/desktop') return { page: 'desktop' };
   const invite = /^\/web\/invite\/([^/]+)$/.exec(p);
   const player = /^\/web\/recordings\/([^/]+)$/.exec(p);
   try {

@@ -1,6 +1,7 @@
 import { Fragment, useMemo, useState } from 'react';
 import { NewTabLink, useApp } from '../app';
 import { CopyCommand, ErrorBox, Labels, Loading, useLoad } from '../components/ui';
+import { desktopPageUrl } from '../lib/desktop';
 import {
   connectCommands,
   filterResources,
@@ -17,12 +18,18 @@ import {
 } from '../lib/resources';
 import { concreteLogins, terminalPageUrl } from '../lib/terminal';
 
-const KIND_NAMES: Record<ResourceKind, string> = { node: 'Node', db: 'Database', kube: 'Kubernetes' };
+const KIND_NAMES: Record<ResourceKind, string> = {
+  node: 'Node',
+  db: 'Database',
+  kube: 'Kubernetes',
+  desktop: 'Desktop',
+};
 const TAB_NAMES: Record<ResourceKind | 'all', string> = {
   all: 'All',
   node: 'Nodes',
   db: 'Databases',
   kube: 'Kubernetes clusters',
+  desktop: 'Desktops',
 };
 
 interface Loaded {
@@ -40,10 +47,11 @@ function pickLogin(r: Resource, mine: string[]): string | undefined {
 export function ResourcesPage() {
   const { api, session } = useApp();
   const [data, reload] = useLoad(async (): Promise<Loaded> => {
-    const [nodes, dbs, kubes] = await Promise.allSettled([
+    const [nodes, dbs, kubes, desktops] = await Promise.allSettled([
       api.listNodes(),
       api.listDatabases(),
       api.listKubeClusters(),
+      api.listDesktops(),
     ]);
     const items: Resource[] = [];
     const failures: Loaded['failures'] = [];
@@ -81,6 +89,17 @@ export function ResourcesPage() {
           detail: k.context,
         });
     } else failures.push({ what: 'Kubernetes clusters', error: kubes.reason });
+    if (desktops.status === 'fulfilled') {
+      for (const d of desktops.value)
+        items.push({
+          kind: 'desktop',
+          name: d.name,
+          labels: d.labels,
+          description: d.description,
+          detail: d.addr,
+          logins: d.allowed?.logins ?? d.logins,
+        });
+    } else failures.push({ what: 'desktops', error: desktops.reason });
     return { items, failures };
   }, []);
 
@@ -134,7 +153,7 @@ export function ResourcesPage() {
         </div>
       ))}
       <div className="tabs" role="tablist">
-        {(['all', 'node', 'db', 'kube'] as const).map((k) => (
+        {(['all', 'node', 'db', 'kube', 'desktop'] as const).map((k) => (
           <button
             key={k}
             type="button"
@@ -246,6 +265,7 @@ export function ResourcesPage() {
                 <tr className="detail">
                   <td colSpan={6}>
                     {r.kind === 'node' ? <TerminalLinks node={r.name} logins={r.logins ?? myLogins} /> : null}
+                    {r.kind === 'desktop' ? <DesktopLinks desktop={r.name} logins={r.logins ?? []} /> : null}
                     {connectCommands(r, { login: pickLogin(r, myLogins) }).map((s) => (
                       <CopyCommand key={s.command} label={s.label} command={s.command} />
                     ))}
@@ -296,6 +316,24 @@ export function ResourcesPage() {
         </label>
       </div>
     </>
+  );
+}
+
+/** "Open the desktop" in a new browser tab, one link per Windows login the user may use there. */
+function DesktopLinks({ desktop, logins }: { desktop: string; logins: string[] }) {
+  const usable = concreteLogins(logins);
+  return (
+    <div className="command">
+      <div className="command-label">Open the desktop in the browser (new tab)</div>
+      <div className="row-actions">
+        {usable.map((login) => (
+          <NewTabLink key={login} to={desktopPageUrl(desktop, login)} className="button primary">
+            {login} on {desktop}
+          </NewTabLink>
+        ))}
+        {usable.length === 0 ? <span>No Windows login is allowed for you here.</span> : null}
+      </div>
+    </div>
   );
 }
 

@@ -1,0 +1,165 @@
+import { execFile } from 'node:child_process';
+import { randomInt, X509Certificate } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rdp } from '../../adapter-rdp/src/index.js';
+import { startWeston, type Weston } from '../../adapter-rdp/test/peers.js';
+import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
+import { buildUi, signIn, UiBrowser } from './harness.js';
+
+// A desktop in the browser end to end: Chromium runs the IronRDP wasm client
+// from the built UI, the gateway relays RDCleanPath to weston's RDP backend
+// (a real RDP server) and logs in with the credential it holds.
+
+const run = promisify(execFile);
+const PASSWORD = 'correct horse battery staple';
+const ROLE = `kind: role
+name: desk
+allow:
+  desktop_labels: { env: '*' }
+  desktop_logins: [Administrator]
+deny:
+  desktop_labels: { env: prod }
+`;
+
+let dist: string;
+let dir: string;
+let ui: UiBrowser;
+let tg: TestGateway;
+let weston: Weston;
+let alice: { context: BrowserContext; page: Page };
+/** The remote desktop's colour, new each run: a screenshot showing it came from the desktop. */
+const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'gh-web-rdp-'));
+  [dist, weston] = await Promise.all([buildUi(), startWeston(dir, color)]);
+  tg = await startGateway({ webDir: dist, clusterName: 'desk.example' });
+  tg.gw.use(rdp());
+  await tg.gw.ready();
+  await tg.gw.admin.putRole(ROLE, { create: true });
+  await tg.gw.admin.createUser({ name: 'alice', roles: ['desk'], password: PASSWORD });
+  const pin = new X509Certificate(weston.certPem).fingerprint256;
+  await tg.gw.admin.addDesktop({
+    name: 'dev1',
+    addr: `127.0.0.1:${weston.port}`,
+    labels: { env: 'dev' },
+    tls_fingerprint: pin,
+    credentials: [{ login: 'Administrator', password: 'Win-P@ss-1' }],
+  });
+  await tg.gw.admin.addDesktop({
+    name: 'prod1',
+    addr: `127.0.0.1:${weston.port}`,
+    labels: { env: 'prod' },
+    tls_fingerprint: pin,
+  });
+  ui = await UiBrowser.launch([{ port: tg.port, caPem: tg.gw.exportCa('x509', { type: 'host' }) }]);
+  alice = await ui.newPage(tg.port);
+  await signIn(alice.page, 'alice', PASSWORD);
+}, 180_000);
+
+afterAll(async () => {
+  await alice?.context.close();
+  await ui?.close();
+  await tg?.close();
+  await weston?.stop();
+  if (dist) await rm(dist, { recursive: true, force: true });
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+/** Pixels of a screenshot of `page` within `tolerance` of `rgb` per channel (ImageMagick decodes the PNG). */
+async function pixelsOf(
+  page: Page,
+  rgb: [number, number, number],
+  tolerance = 8,
+): Promise<{ match: number; total: number }> {
+  const png = path.join(dir, `desktop-${Date.now()}.png`);
+  await page.screenshot({ path: png });
+  const { stdout } = await run('convert', [png, '-depth', '8', 'rgb:-'], {
+    encoding: 'buffer',
+    maxBuffer: 64 << 20,
+  });
+  let match = 0;
+  for (let i = 0; i + 2 < stdout.length; i += 3) {
+    if (
+      Math.abs(stdout[i]! - rgb[0]) <= tolerance &&
+      Math.abs(stdout[i + 1]! - rgb[1]) <= tolerance &&
+      Math.abs(stdout[i + 2]! - rgb[2]) <= tolerance
+    ) {
+      match++;
+    }
+  }
+  return { match, total: stdout.length / 3 };
+}
+
+async function events(type: string): Promise<Record<string, unknown>[]> {
+  return (await tg.gw.audit.search({ types: [type], limit: 1000 })).events as unknown as Record<
+    string,
+    unknown
+  >[];
+}
+
+describe('desktops in the web UI', () => {
+  it('the Resources page lists the allowed desktop; its tab shows the remote screen; a lock ends it', async () => {
+    const { page, context } = alice;
+    await page.goto('/web/resources');
+    await page.getByRole('tab', { name: /Desktops/ }).click();
+    const row = page.locator('tr[data-resource="dev1"]');
+    await row.getByRole('button', { name: 'Connect' }).click();
+    // prod1 is denied by label for alice: not listed at all.
+    await expect(page.locator('tr[data-resource="prod1"]').count()).resolves.toBe(0);
+    const [tab] = await Promise.all([
+      context.waitForEvent('page'),
+      page.getByRole('link', { name: 'Administrator on dev1' }).click(),
+    ]);
+    await tab.locator('main[data-state="connected"]').waitFor({ timeout: 60_000 });
+    // The canvas shows weston's desktop, one colour chosen by this run.
+    const seen = await waitFor(
+      async () => {
+        const px = await pixelsOf(tab, color);
+        return px.match > 0.3 * px.total ? px : undefined;
+      },
+      'the remote screen in the desktop tab',
+      60_000,
+    );
+    await ui.shot(tab, 'desktop-connected');
+    expect(seen.match).toBeGreaterThan(0.3 * seen.total);
+    const start = await waitFor(
+      async () =>
+        (await events('desktop.session.start')).find((e) => e.server === 'dev1' && e.success === true),
+      'desktop.session.start',
+      15_000,
+    );
+    expect(start).toMatchObject({ user: 'alice', login: 'Administrator', tls_verify: 'fingerprint' });
+
+    await tg.gw.admin.lockUser('alice', { message: 'desktop lock test' });
+    await tab.locator('main[data-state="ended"], main[data-state="error"]').waitFor({ timeout: 30_000 });
+    const end = await waitFor(
+      async () => (await events('desktop.session.end')).find((e) => e.session_id === start.session_id),
+      'desktop.session.end',
+      15_000,
+    );
+    expect(String(end.reason)).toMatch(/desktop lock test/);
+    expect(Number(end.bytes_out)).toBeGreaterThan(10_000);
+    await tg.gw.admin.unlockUser('alice');
+    await tab.close();
+  });
+
+  it('a denied desktop is refused in the tab and audited', async () => {
+    const { page } = alice;
+    await page.goto('/web/desktop?name=prod1&login=Administrator');
+    await page.locator('main[data-state="error"]').waitFor({ timeout: 60_000 });
+    await ui.shot(page, 'desktop-denied');
+    await expect(page.getByTestId('desktop-status').textContent()).resolves.toMatch(
+      /could not be opened|denied/,
+    );
+    await expect(page.getByRole('alert').first().textContent()).resolves.toMatch(/denied/);
+    const denied = (await events('access.denied')).find((e) => e.resource === 'prod1' && e.user === 'alice');
+    expect(denied).toBeDefined();
+    expect(ui.cspViolations, ui.cspViolations.join('\n')).toEqual([]);
+  });
+});
