@@ -28,9 +28,11 @@ export default function DesktopPage() {
   const host = useRef<HTMLDivElement>(null);
   const ui = useRef<UserInteraction | undefined>(undefined);
   const [status, setStatus] = useState<State>({ state: 'connecting' });
-  const target = desktopFromSearch(new URLSearchParams(window.location.search));
+  const search = window.location.search;
+  const target = desktopFromSearch(new URLSearchParams(search));
 
   useEffect(() => {
+    const target = desktopFromSearch(new URLSearchParams(search));
     if (!target || !host.current) return;
     document.title = `${target.login} on ${target.desktop} - Gatehouse`;
     let stopped = false;
@@ -85,7 +87,7 @@ export default function DesktopPage() {
       ui.current?.shutdown();
       el.remove();
     };
-  }, [api, target?.desktop, target?.login]);
+  }, [api, search]);
 
   if (!target) {
     return (
