@@ -1,8 +1,13 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { startLocalFront } from '@gatehouse/adapter-rdp';
 import type { AddDesktopRequest, DesktopView } from '@gatehouse/core';
 import type { Command } from 'commander';
-import { type Ctx, withAdmin } from '../context.js';
+import { createWebSocketStream } from 'ws';
+import { type Ctx, profileClient, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
+import { currentProfile } from './db.js';
 import { labelsOf } from './ssh.js';
 import { examples, usage } from './usage.js';
 
@@ -28,6 +33,7 @@ function desktopRow(d: DesktopView): string[] {
 
 export function registerDesktops(program: Command, ctx: Ctx): void {
   const desktops = program.command('desktops').description('RDP desktops behind Gatehouse');
+  registerDesktopConnect(desktops, ctx);
   desktops
     .command('add')
     .description('register an RDP desktop (the gateway logs in with the credential you store)')
@@ -123,5 +129,81 @@ export function registerDesktops(program: Command, ctx: Ctx): void {
         return;
       }
       ctx.out(table(['DESKTOP', 'ADDRESS', 'LABELS', 'TLS', 'LOGINS'], shown.map(desktopRow)));
+    });
+}
+
+const XFREERDP = '/usr/bin/xfreerdp';
+
+/**
+ * `gatehouse desktops connect NAME --login L`: a local port for a native
+ * RDP client, speaking RDCleanPath to the gateway with the profile's client
+ * certificate like the browser does with its cookie. The gateway logs in
+ * with the Windows credential it holds: the client is given no password.
+ */
+export function registerDesktopConnect(desktops: Command, ctx: Ctx): void {
+  desktops
+    .command('connect')
+    .description('open a desktop in a native RDP client (xfreerdp), or print a local address for mstsc')
+    .argument('<name>', 'desktop name (gatehouse desktops ls)')
+    .requiredOption('--login <login>', 'Windows login (one your roles allow; the gateway holds its password)')
+    .option('--port <port>', 'local port for the RDP client (default: a free one)', (v) => Number(v))
+    .option('--no-launch', 'do not start xfreerdp; print the address and wait (Ctrl+C ends)')
+    .addHelpText('after', examples('  $ gatehouse desktops connect win1 --login Administrator'))
+    .action(async (name: string, o: { login: string; port?: number; launch: boolean }) => {
+      const profile = currentProfile(ctx);
+      const api = profileClient(ctx, profile);
+      const keys = ctx.home.readKeys(profile);
+      // Authorize now, so a refusal is printed before any client starts.
+      const first = await api.desktopToken(name, o.login);
+      let pending: string | undefined = first.token;
+      const front = await startLocalFront({
+        desktop: name,
+        token: async () => {
+          const t = pending ?? (await api.desktopToken(name, o.login)).token;
+          pending = undefined;
+          return t;
+        },
+        openSocket: () =>
+          new Promise((resolve, reject) => {
+            const ws = api.openDesktopSocket();
+            ws.once('open', () => resolve(createWebSocketStream(ws)));
+            ws.once('error', reject);
+          }),
+        // The native client talks TLS to this local port only; it sees the user's own certificate.
+        cert: keys.tlsCert,
+        key: keys.tlsKey,
+        ...(o.port ? { port: o.port } : {}),
+        log: (msg, err) => ctx.err(`${msg}${err ? `: ${(err as Error).message}` : ''}\n`),
+      });
+      const stop = async () => {
+        await front.close();
+        api.close();
+      };
+      if (o.launch && existsSync(XFREERDP)) {
+        ctx.err(`Desktop ${name} on ${front.address}; starting xfreerdp as ${o.login}.\n`);
+        const child = spawn(
+          XFREERDP,
+          [`/v:${front.address}`, `/u:${o.login}`, '/p:', '/cert:ignore', '/sec:tls'],
+          {
+            stdio: 'inherit',
+          },
+        );
+        // Ending this command ends the client too (no xfreerdp left behind on its display).
+        const forward = (sig: NodeJS.Signals) => child.kill(sig);
+        process.once('SIGINT', forward);
+        process.once('SIGTERM', forward);
+        const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 1)));
+        process.off('SIGINT', forward);
+        process.off('SIGTERM', forward);
+        await stop();
+        process.exitCode = code;
+        return;
+      }
+      ctx.out(
+        `Desktop ${name} is at ${front.address}: point your RDP client there as ${o.login} (no password needed;\n` +
+          'accept the certificate, it is your own Gatehouse certificate). Ctrl+C ends.\n',
+      );
+      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      await stop();
     });
 }

@@ -1,6 +1,7 @@
 import * as https from 'node:https';
 import type { RecordingMeta, RecordingQuery } from '@gatehouse/audit';
 import WebSocket from 'ws';
+import { DESKTOP_WS_PATH, type DesktopTokenView } from '../desktops/protocol.js';
 import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
 import type { Traits } from '../identity/types.js';
 import type { JoinTokenView, NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
@@ -304,6 +305,16 @@ export class GatehouseClient implements AdminApi {
       return emit('error', refused ?? this.#wsError(args[0]));
     }) as typeof ws.emit;
     return ws;
+  }
+
+  /** A single-use token for a desktop's RDCleanPath WebSocket (core authorizes `login` on `name` now). */
+  desktopToken(name: string, login: string): Promise<DesktopTokenView> {
+    return this.#json(PUBLIC_ROUTES.desktopToken, { name }, { login });
+  }
+
+  /** The RDCleanPath WebSocket (what IronRDP in the browser opens; `gatehouse desktops connect` too). */
+  openDesktopSocket(): WebSocket {
+    return this.openWebSocket(DESKTOP_WS_PATH);
   }
 
   /** Attaches to a live session (`gatehouse join`); observer watches, peer types too. */

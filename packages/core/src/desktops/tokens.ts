@@ -5,6 +5,7 @@ import type { Grant } from '../authz/grant.js';
 import type { Clock } from '../clock.js';
 import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
+import { DESKTOP_WS_PATH, type DesktopTokenView } from './protocol.js';
 import type { DesktopRegistry } from './registry.js';
 
 /** How long a desktop token may wait for its WebSocket (the browser opens it at once). */
@@ -19,17 +20,7 @@ interface Pending {
   expiresAt: number;
 }
 
-export interface DesktopTokenView {
-  /** The RDCleanPath proxy_auth value: single use, for this user, desktop and login. */
-  token: string;
-  /** The RDCleanPath destination the token is bound to (the desktop name). */
-  destination: string;
-  expires: string;
-  /** Path of the RDCleanPath WebSocket on this gateway. */
-  path: string;
-}
-
-export const DESKTOP_WS_PATH = '/v1/ws/desktop';
+export { DESKTOP_WS_PATH, type DesktopTokenView } from './protocol.js';
 
 /**
  * Short-lived, single-use desktop tokens: core authorizes (user, desktop,

@@ -42,5 +42,5 @@ export type {
   UserView,
 } from '../../../core/src/api/types';
 export { ADMIN_ROUTES } from '../../../core/src/api/types';
-export type { DesktopTokenView } from '../../../core/src/desktops/tokens';
+export type { DesktopTokenView } from '../../../core/src/desktops/protocol';
 export type { JoinMode, Role } from '../../../core/src/rbac/types';
