@@ -8,6 +8,9 @@ import { RDCLEANPATH_ERROR } from './wire/rdcleanpath.js';
 import { readTpkt } from './wire/tpkt.js';
 import { type ConnectionConfirm, decodeConnectionConfirm, PROTOCOL } from './wire/x224.js';
 
+/** RDP_NEG_FAILURE code of a server that only accepts NLA (MS-RDPBCGR 2.2.1.2.2). */
+const HYBRID_REQUIRED_BY_SERVER = 5;
+
 /** The desktop end of a session: TLS up, the server's confirm and chain in hand. */
 export interface DesktopUpstream {
   socket: TLSSocket;
@@ -65,7 +68,10 @@ export async function connectDesktop(
     }
     if (confirm.type === 'failure') {
       throw new DesktopError(
-        `desktop "${desktop.name}" refused the security protocols offered (failure code ${confirm.failureCode})`,
+        confirm.failureCode === HYBRID_REQUIRED_BY_SERVER
+          ? `desktop "${desktop.name}" requires NLA (CredSSP), which the gateway cannot do with a stored credential yet; ` +
+              'remove the credential so the client logs in itself, or allow TLS security on the desktop'
+          : `desktop "${desktop.name}" refused the security protocols offered (failure code ${confirm.failureCode})`,
         { errorCode: RDCLEANPATH_ERROR.negotiation },
         'upstream',
         confirmFrame,

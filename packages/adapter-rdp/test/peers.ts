@@ -154,3 +154,32 @@ export async function countColor(
   }
   return n;
 }
+
+export const SHADOW = '/usr/bin/freerdp-shadow-cli';
+export const WINPR_HASH = '/usr/bin/winpr-hash';
+
+/**
+ * FreeRDP's shadow server on `display`, NLA required, one account in a
+ * winpr-hash SAM file (shared/PEERS.md): stands in for a Windows host with
+ * its default settings.
+ */
+export async function startShadow(
+  dir: string,
+  display: string,
+  account: { user: string; password: string },
+): Promise<{ port: number; stop(): Promise<void> }> {
+  const sam = path.join(dir, 'shadow.sam');
+  const { stdout } = await run(WINPR_HASH, ['-u', account.user, '-p', account.password, '-f', 'sam']);
+  await writeFile(sam, stdout);
+  const port = await freePort();
+  const child = spawn(
+    SHADOW,
+    [`/port:${port}`, '/bind-address:127.0.0.1', '+auth', '/sec:nla', `/sam-file:${sam}`],
+    {
+      env: { ...process.env, DISPLAY: display, HOME: dir },
+      stdio: 'ignore',
+    },
+  );
+  await waitForPort(port, child, 15_000, 'freerdp-shadow-cli');
+  return { port, stop: stopper(child) };
+}

@@ -15,7 +15,15 @@ import {
   type RDCleanPathResponse,
 } from '../src/wire/rdcleanpath.js';
 import { decodeConnectionConfirm, encodeConnectionRequest, PROTOCOL } from '../src/wire/x224.js';
-import { countColor, selfSigned, startWeston, startXfreerdp, startXvfb, type Weston } from './peers.js';
+import {
+  countColor,
+  selfSigned,
+  startShadow,
+  startWeston,
+  startXfreerdp,
+  startXvfb,
+  type Weston,
+} from './peers.js';
 
 const PASSWORD = 'correct horse battery staple';
 const ROLE = `kind: role
@@ -34,6 +42,7 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
   let weston: Weston;
   let xvfb: { display: string; stop(): Promise<void> };
   let caPem: string[];
+  let shadow: { port: number; stop(): Promise<void> };
   const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
   const cookies: Record<string, { cookie: string; csrf: string }> = {};
   const sockets: Duplex[] = [];
@@ -99,16 +108,28 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     });
   }
 
-  /** Sends one RDCleanPath message and reads the answer. */
-  async function exchange(s: Duplex, message: Buffer): Promise<RDCleanPathResponse> {
-    s.write(message);
-    let buf = Buffer.alloc(0);
-    for await (const chunk of s) {
-      buf = Buffer.concat([buf, chunk as Buffer]);
-      const len = derMessageLength(buf, 1 << 20);
-      if (len !== undefined && buf.length >= len) return decodeResponse(buf.subarray(0, len));
-    }
-    throw new Error(`the gateway closed without an answer (${buf.length} bytes)`);
+  /**
+   * Sends one RDCleanPath message and reads the answer, leaving the socket
+   * open (a `for await` over it would destroy it on the way out, and the
+   * gateway would see the client leave).
+   */
+  function exchange(s: Duplex, message: Buffer): Promise<RDCleanPathResponse> {
+    return new Promise((resolve, reject) => {
+      let buf = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk]);
+        const len = derMessageLength(buf, 1 << 20);
+        if (len === undefined || buf.length < len) return;
+        s.off('data', onData);
+        s.off('close', onClose);
+        s.pause();
+        resolve(decodeResponse(buf.subarray(0, len)));
+      };
+      const onClose = () => reject(new Error(`the gateway closed without an answer (${buf.length} bytes)`));
+      s.on('data', onData);
+      s.once('close', onClose);
+      s.write(message);
+    });
   }
 
   const clientRequest = () =>
@@ -135,6 +156,7 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     dir = await mkdtemp(path.join(os.tmpdir(), 'gh-rdp-'));
     weston = await startWeston(dir, color);
     xvfb = await startXvfb();
+    shadow = await startShadow(dir, xvfb.display, { user: 'alice', password: 'Sh4dow!pw' });
     gw = await createGateway({ dataDir: dir, secondFactor: 'off', webDir: false, env: {} });
     // A short request deadline so the stalled-client case is quick.
     gw.use(rdp({ requestTimeoutMs: 1500 }));
@@ -164,6 +186,20 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
       labels: { env: 'dev' },
       tls_fingerprint: '00'.repeat(32),
     });
+    // freerdp-shadow with NLA required, as Windows hosts are by default (its certificate is made at start).
+    await gw.admin.addDesktop({
+      name: 'nla-stored',
+      addr: `127.0.0.1:${shadow.port}`,
+      labels: { env: 'dev' },
+      insecure_skip_verify: true,
+      credentials: [{ login: 'Administrator', password: 'Sh4dow!pw' }],
+    });
+    await gw.admin.addDesktop({
+      name: 'nla-own',
+      addr: `127.0.0.1:${shadow.port}`,
+      labels: { env: 'dev' },
+      insecure_skip_verify: true,
+    });
     await gw.admin.addDesktop({
       name: 'prod1',
       addr: `127.0.0.1:${weston.port}`,
@@ -175,6 +211,7 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
   afterAll(async () => {
     for (const s of sockets) s.destroy();
     await gw?.close();
+    await shadow?.stop();
     await xvfb?.stop();
     await weston?.stop();
     await rm(dir, { recursive: true, force: true });
@@ -271,6 +308,47 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     expect(answer).toMatchObject({ type: 'error', error: { errorCode: 1, tlsAlertCode: 42 } });
     const fail = await waitForEvent('desktop.session.start', (e) => e.server === 'wrongpin' && !e.success);
     expect(fail.error).toMatch(/not the pinned one/);
+  });
+
+  it('an NLA-only desktop: with a stored credential the gateway says NLA is required (its CredSSP is not built yet); without one the client gets the HYBRID confirm to run CredSSP itself', async () => {
+    const refused = await exchange(
+      await openSocket('alice'),
+      encodeRequest({
+        destination: 'nla-stored',
+        proxyAuth: await token('alice', 'nla-stored'),
+        x224: clientRequest(),
+      }),
+    );
+    expect(refused).toMatchObject({ type: 'error', error: { errorCode: 2 } });
+    if (refused.type !== 'error' || !refused.x224)
+      throw new Error('no server confirm in the negotiation error');
+    // The server's own answer: HYBRID_REQUIRED_BY_SERVER (5), as IronRDP reports it.
+    expect(decodeConnectionConfirm(refused.x224)).toEqual({ type: 'failure', failureCode: 5 });
+    const failed = await waitForEvent(
+      'desktop.session.start',
+      (e) => e.server === 'nla-stored' && e.success === false,
+    );
+    expect(failed.error).toMatch(/requires NLA/);
+
+    const own = await exchange(
+      await openSocket('alice'),
+      encodeRequest({
+        destination: 'nla-own',
+        proxyAuth: await token('alice', 'nla-own'),
+        x224: clientRequest(),
+      }),
+    );
+    expect(own.type).toBe('response');
+    if (own.type !== 'response') return;
+    expect(decodeConnectionConfirm(own.x224)).toMatchObject({
+      type: 'response',
+      selectedProtocol: PROTOCOL.HYBRID,
+    });
+    const start = await waitForEvent(
+      'desktop.session.start',
+      (e) => e.server === 'nla-own' && e.success === true,
+    );
+    expect(start).toMatchObject({ tls_verify: 'skipped', security: 'hybrid' });
   });
 
   it('malformed and oversized requests get an RDCleanPath error and a desktop.reject, never a crash', async () => {
