@@ -1,6 +1,6 @@
 import type { Duplex } from 'node:stream';
 import { Transform, type TransformCallback } from 'node:stream';
-import { auditDesktopReject, DesktopAudit } from '@gatehouse/audit';
+import { auditDesktopReject, DesktopAudit, type SessionRecorder } from '@gatehouse/audit';
 import type {
   AdapterContext,
   DesktopConnection,
@@ -66,6 +66,8 @@ export class DesktopSession {
   #up: DesktopUpstream | undefined;
   #live: LiveSession | undefined;
   #audit: DesktopAudit | undefined;
+  /** What the browser was sent (the RDCleanPath answer, then the desktop's PDUs), when the roles record desktops. */
+  #recorder: SessionRecorder | undefined;
   #bytesIn = 0;
   #bytesOut = 0;
   #ended = false;
@@ -190,18 +192,42 @@ export class DesktopSession {
       up.socket.destroy();
       return;
     }
+    if (grant.options.recordSession.desktop) {
+      // Only what the desktop sends is recorded: the client's direction carries the
+      // Client Info PDU (and, with NLA, CredSSP), which must never reach a recording.
+      this.#recorder = await this.#ctx.recordings.create(
+        {
+          session_id: grant.sessionId,
+          kind: 'desktop',
+          user: grant.identity.user,
+          login: target.login,
+          server: desktop.name,
+          cols: 0,
+          rows: 0,
+        },
+        {
+          onError: (err) =>
+            this.#terminate({
+              cause: 'guard',
+              message: `the session recording failed (${err.message}); a desktop session may not run unrecorded`,
+            }),
+        },
+      );
+    }
     await this.#audit.onStart({
       tlsVerify: up.tlsVerify,
       security: protocolName(up.confirm.selectedProtocol),
     });
-    this.#ws.write(
-      encodeResponse({
-        type: 'response',
-        x224: up.confirmFrame,
-        serverCertChain: up.chain,
-        serverAddr: up.serverAddr,
-      }),
-    );
+    const answer = encodeResponse({
+      type: 'response',
+      x224: up.confirmFrame,
+      serverCertChain: up.chain,
+      serverAddr: up.serverAddr,
+    });
+    // The recording starts with the answer itself: replayed byte for byte, it is exactly
+    // what a client on the playback socket must see first.
+    this.#recorder?.output(answer);
+    this.#ws.write(answer);
     this.#relay(up, credential, desktop);
   }
 
@@ -212,7 +238,10 @@ export class DesktopSession {
       new Transform({
         transform: (chunk: Buffer, _e, cb) => {
           if (dir === 'in') this.#bytesIn += chunk.length;
-          else this.#bytesOut += chunk.length;
+          else {
+            this.#bytesOut += chunk.length;
+            this.#recorder?.output(chunk);
+          }
           cb(null, chunk);
         },
       });
@@ -242,6 +271,9 @@ export class DesktopSession {
     this.#up?.socket.destroy();
     this.#ws.destroy();
     this.#live?.end();
+    await this.#recorder
+      ?.close()
+      .catch((e: unknown) => this.#ctx.log('error', 'closing a desktop recording failed', e));
     await this.#audit
       ?.onEnd({ bytesIn: this.#bytesIn, bytesOut: this.#bytesOut, reason: this.#revoked ?? reason, error })
       .catch((e: unknown) => this.#ctx.log('error', 'audit of desktop.session.end failed', e));

@@ -46,6 +46,8 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
   const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
   const cookies: Record<string, { cookie: string; csrf: string }> = {};
   const sockets: Duplex[] = [];
+  /** Sessions a test has already looked at. */
+  const recorded = new Set<string>();
 
   function https(method: string, p: string, headers: Record<string, string>, body?: unknown) {
     return new Promise<{ status: number; headers: Record<string, unknown>; json: Record<string, unknown> }>(
@@ -92,9 +94,13 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
   }
 
   /** The desktop WebSocket as the browser opens it (session cookie, same Origin). */
-  function openSocket(user: string, origin = `https://127.0.0.1:${port}`): Promise<Duplex> {
+  function openSocket(
+    user: string,
+    origin = `https://127.0.0.1:${port}`,
+    path = '/v1/ws/desktop',
+  ): Promise<Duplex> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`wss://127.0.0.1:${port}/v1/ws/desktop`, {
+      const ws = new WebSocket(`wss://127.0.0.1:${port}${path}`, {
         ca: caPem,
         headers: { cookie: cookies[user]!.cookie, origin },
       });
@@ -293,6 +299,29 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
       xf.child.kill('SIGKILL');
       await front.close();
     }
+  });
+
+  it('the recording of a session replays what the browser was sent, to its owner only', async () => {
+    const s = await openSocket('alice');
+    const answer = await exchange(
+      s,
+      encodeRequest({ destination: 'dev1', proxyAuth: await token('alice', 'dev1'), x224: clientRequest() }),
+    );
+    expect(answer.type).toBe('response');
+    const start = await waitForEvent(
+      'desktop.session.start',
+      (e) => e.server === 'dev1' && e.success === true && !recorded.has(String(e.session_id)),
+    );
+    const id = String(start.session_id);
+    recorded.add(id);
+    s.destroy();
+    await waitForEvent('desktop.session.end', (e) => e.session_id === id);
+    await expect(openSocket('bob', undefined, `/v1/ws/recordings/${id}/desktop`)).rejects.toThrow(/403/);
+    await waitForEvent('access.denied', (e) => e.user === 'bob' && e.resource_kind === 'recording');
+    const replay = await openSocket('alice', undefined, `/v1/ws/recordings/${id}/desktop?speed=4`);
+    const first = await exchange(replay, Buffer.alloc(0));
+    expect(first).toEqual(answer);
+    replay.destroy();
   });
 
   it('a desktop whose certificate does not match its pin is refused with a TLS alert, audited', async () => {

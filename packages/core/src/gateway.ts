@@ -402,6 +402,8 @@ export class Gateway {
       liveSessions: this.liveSessions,
       desktopRelays: this.desktopRelays,
       desktopTokens: this.desktopTokens,
+      recordings: this.recordings,
+      readRecording: (p, id, remoteAddr) => this.#authorizedAdmin(p, { remoteAddr }).getRecording(id),
       log: this.log,
     });
     // WebSockets (the web terminal, gatehouse join) share the API's listener.

@@ -218,14 +218,17 @@ export function NewTabLink({
   to,
   children,
   className,
+  label,
 }: {
   to: string;
   children: ReactNode;
   className?: string;
+  /** The accessible name, when the visible text alone does not say which. */
+  label?: string;
 }) {
   return (
     // biome-ignore lint/security/noBlankTarget: same-origin on purpose; the opener is what carries the sign-in
-    <a href={to} target="_blank" rel="opener" className={className}>
+    <a href={to} target="_blank" rel="opener" className={className} aria-label={label}>
       {children}
     </a>
   );

@@ -147,7 +147,42 @@ describe('desktops in the web UI', () => {
     expect(Number(end.bytes_out)).toBeGreaterThan(10_000);
     await tg.gw.admin.unlockUser('alice');
     await tab.close();
-  });
+
+    // The recording holds only what the desktop sent (never the Client Info PDU with the
+    // stored password) and plays back in the same client: the screen shows again.
+    const meta = await tg.gw.recordings.get(String(start.session_id));
+    expect(meta).toMatchObject({ kind: 'desktop', user: 'alice', server: 'dev1', login: 'Administrator' });
+    expect(meta?.ended).toBeDefined();
+    const recorded: Buffer[] = [];
+    for await (const e of tg.gw.recordings.read(String(start.session_id))) {
+      if (e.type === 'output') recorded.push(Buffer.from(e.data));
+    }
+    const all = Buffer.concat(recorded);
+    expect(all.length).toBeGreaterThan(10_000);
+    for (const secret of [Buffer.from('Win-P@ss-1', 'utf16le'), Buffer.from('Win-P@ss-1')]) {
+      expect(all.includes(secret)).toBe(false);
+    }
+    await page.goto('/web/recordings');
+    const [player] = await Promise.all([
+      context.waitForEvent('page'),
+      page
+        .locator(`tr[data-recording="${String(start.session_id)}"]`)
+        .getByRole('link', { name: 'Play' })
+        .click(),
+    ]);
+    await player.locator('main[data-state="connected"]').waitFor({ timeout: 60_000 });
+    const replayed = await waitFor(
+      async () => {
+        const px = await pixelsOf(player, color);
+        return px.match > 0.3 * px.total ? px : undefined;
+      },
+      'the recorded screen in the playback tab',
+      60_000,
+    );
+    await ui.shot(player, 'desktop-playback');
+    expect(replayed.match).toBeGreaterThan(0.3 * replayed.total);
+    await player.close();
+  }, 180_000);
 
   it('a denied desktop is refused in the tab and audited', async () => {
     const { page } = alice;

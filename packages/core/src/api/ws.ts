@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { AuditEmitter } from '@gatehouse/audit';
+import type { AuditEmitter, RecordingEvent, RecordingMeta, RecordingStore } from '@gatehouse/audit';
 import { createWebSocketStream, type WebSocket, WebSocketServer } from 'ws';
+import type { Principal } from '../authz/authorizer.js';
 import type { Clock } from '../clock.js';
 import type { DesktopRelayRegistry } from '../desktops/relay.js';
 import { DESKTOP_WS_PATH, type DesktopTokens } from '../desktops/tokens.js';
@@ -36,6 +37,9 @@ export interface TerminalSocketDeps extends CallerDeps {
   /** The RDCleanPath relay of the RDP adapter, when one runs. */
   desktopRelays: DesktopRelayRegistry;
   desktopTokens: DesktopTokens;
+  /** Desktop recordings for playback, and the check that `p` may read one (owner or recording:read; audited). */
+  recordings: RecordingStore;
+  readRecording: (p: Principal, id: string, remoteAddr: string) => Promise<RecordingMeta>;
   log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
 }
 
@@ -61,6 +65,10 @@ const HEARTBEAT_MS = 30_000;
 const MAX_NAME = 253;
 
 const JOIN_PATH = new RegExp(`^${TERMINAL_WS_PATHS.join.replace(':id', '([^/]+)')}$`);
+/** A desktop recording replayed to IronRDP as if it were the desktop (?speed=1..16). */
+/** How long a finished desktop playback keeps its last frame on screen before the socket closes. */
+const PLAYBACK_HOLD_MS = 30 * 60_000;
+const DESKTOP_PLAYBACK_PATH = /^\/v1\/ws\/recordings\/([^/]+)\/desktop$/;
 
 /** What one socket is attached to, once the upgrade is accepted. */
 interface Attachment {
@@ -154,6 +162,11 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
       await acceptDesktop(req, socket, head, remoteAddr);
       return;
     }
+    const playback = DESKTOP_PLAYBACK_PATH.exec(url.pathname);
+    if (playback) {
+      await acceptDesktopPlayback(req, socket, head, url, decodeSegment(playback[1]!), remoteAddr);
+      return;
+    }
     const join = JOIN_PATH.exec(url.pathname);
     if (url.pathname !== TERMINAL_WS_PATHS.terminal && !join) {
       throw new GatehouseError('GH_ERR_NOT_FOUND', `no WebSocket endpoint ${url.pathname}`, {
@@ -213,6 +226,59 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
         remoteAddr,
         redeem: (token, destination) => d.desktopTokens.redeem(token, { user, destination, remoteAddr }),
       });
+    });
+  }
+
+  /**
+   * Plays a desktop recording to the browser's IronRDP client: the recording
+   * holds every byte the gateway sent on the live socket (the RDCleanPath
+   * answer first, then the desktop's PDUs), so sending them again at their
+   * recorded times makes the same client draw the same screens. What the
+   * client sends is read and dropped; nothing reaches any desktop.
+   */
+  async function acceptDesktopPlayback(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    url: URL,
+    id: string,
+    remoteAddr: string,
+  ) {
+    const caller = await authenticateCaller(d, req, 'origin');
+    const meta = await d.readRecording(caller.principal, id, remoteAddr);
+    if (meta.kind !== 'desktop') {
+      throw new GatehouseError('GH_ERR_BAD_REQUEST', `recording "${id}" is not a desktop session`, {
+        hint: 'play terminal recordings in the session player',
+      });
+    }
+    const speedParam = url.searchParams.get('speed') ?? '1';
+    const speed = /^\d{1,2}(\.\d+)?$/.test(speedParam) ? Number(speedParam) : Number.NaN;
+    if (!(speed >= 0.25 && speed <= 16)) {
+      throw new GatehouseError('GH_ERR_BAD_REQUEST', `speed "${speedParam}" is out of range`, {
+        hint: 'use a speed from 0.25 to 16',
+      });
+    }
+    desktopWss.handleUpgrade(req, socket, head, (ws) => {
+      ws.on('error', (err) => d.log('debug', 'desktop playback WebSocket error', err));
+      const ac = new AbortController();
+      ws.once('close', () => ac.abort());
+      replayDesktop(ws, d.recordings.read(id, { signal: ac.signal }), speed, ac.signal).then(
+        () => {
+          // The client keeps showing the last frame while the socket stays open (a close
+          // is an error to IronRDP, which then blanks its canvas): the viewer ends it by
+          // closing the tab, or it ends after a while.
+          const idle = setTimeout(
+            () => ws.close(TERMINAL_WS_CLOSE.normal, 'end of recording'),
+            PLAYBACK_HOLD_MS,
+          );
+          idle.unref();
+          ws.once('close', () => clearTimeout(idle));
+        },
+        (err: unknown) => {
+          if (!ac.signal.aborted) d.log('error', `desktop playback of ${id} failed`, err);
+          ws.terminate();
+        },
+      );
     });
   }
 
@@ -343,6 +409,25 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
       desktopWss.close();
     },
   };
+}
+
+/** Sends each recorded output event at its time (divided by `speed`), one message after another. */
+async function replayDesktop(
+  ws: WebSocket,
+  events: AsyncIterable<RecordingEvent>,
+  speed: number,
+  signal: AbortSignal,
+): Promise<void> {
+  const started = Date.now();
+  for await (const e of events) {
+    if (signal.aborted) return;
+    if (e.type !== 'output') continue;
+    const wait = started + e.t / speed - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    await new Promise<void>((resolve, reject) =>
+      ws.send(e.data, { binary: true }, (err) => (err ? reject(err) : resolve())),
+    );
+  }
 }
 
 /** The shell or join's request parameters; anything missing or out of range is a 400. */

@@ -3,11 +3,30 @@ export function desktopPageUrl(desktop: string, login: string): string {
   return `/web/desktop?${new URLSearchParams({ name: desktop, login })}`;
 }
 
-/** The desktop and login the page opens, from its query string. */
-export function desktopFromSearch(search: URLSearchParams): { desktop: string; login: string } | undefined {
+/** The desktop page playing a recorded desktop session. */
+export function desktopPlaybackUrl(recording: string, speed = 1): string {
+  return `/web/desktop?${new URLSearchParams({ recording, speed: String(speed) })}`;
+}
+
+export type DesktopTarget =
+  | { kind: 'live'; desktop: string; login: string }
+  | { kind: 'playback'; recording: string; speed: number };
+
+/** What the page opens, from its query string: a live desktop, or a recording to play. */
+export function desktopFromSearch(search: URLSearchParams): DesktopTarget | undefined {
+  const recording = search.get('recording');
+  if (recording) {
+    const speed = Number(search.get('speed') ?? '1');
+    return { kind: 'playback', recording, speed: speed >= 0.25 && speed <= 16 ? speed : 1 };
+  }
   const desktop = search.get('name');
   const login = search.get('login');
-  return desktop && login ? { desktop, login } : undefined;
+  return desktop && login ? { kind: 'live', desktop, login } : undefined;
+}
+
+/** The tab's title line. */
+export function desktopTitle(t: DesktopTarget): string {
+  return t.kind === 'live' ? `${t.login} on ${t.desktop}` : `Recording ${t.recording}`;
 }
 
 /** The RDCleanPath WebSocket address for this page's origin. */

@@ -4,7 +4,7 @@ import { Backend, enableCredssp, init } from '@devolutions/iron-remote-desktop-r
 import { useEffect, useRef, useState } from 'react';
 import { useApp } from '../app';
 import { ErrorBox } from '../components/ui';
-import { desktopFromSearch, desktopSocketUrl, explainDesktopError } from '../lib/desktop';
+import { desktopFromSearch, desktopSocketUrl, desktopTitle, explainDesktopError } from '../lib/desktop';
 
 type State =
   | { state: 'connecting' }
@@ -13,6 +13,17 @@ type State =
   | { state: 'error'; message: string; error?: unknown };
 
 let wasmReady: Promise<void> | undefined;
+
+/** IronErrorKind's names (the package declares the enum in its types but exports no value for it). */
+const IRON_ERROR_KINDS = [
+  'General',
+  'WrongPassword',
+  'LogonFailure',
+  'AccessDenied',
+  'RDCleanPath',
+  'ProxyConnect',
+  'NegotiationFailure',
+];
 
 function isIronError(e: unknown): e is IronError {
   return typeof e === 'object' && e !== null && typeof (e as IronError).kind === 'function';
@@ -34,7 +45,7 @@ export default function DesktopPage() {
   useEffect(() => {
     const target = desktopFromSearch(new URLSearchParams(search));
     if (!target || !host.current) return;
-    document.title = `${target.login} on ${target.desktop} - Gatehouse`;
+    document.title = `${desktopTitle(target)} - Gatehouse`;
     let stopped = false;
     const el = document.createElement('iron-remote-desktop') as HTMLElement & { module?: unknown };
     el.module = Backend;
@@ -45,14 +56,29 @@ export default function DesktopPage() {
       const u = (ev as CustomEvent<{ irgUserInteraction: UserInteraction }>).detail.irgUserInteraction;
       ui.current = u;
       try {
-        const token = await api.desktopToken(target.desktop, target.login);
+        // A recording plays through the same client: the gateway's playback socket answers
+        // as the desktop did (no token there: the session cookie and recording rights count).
+        const conn =
+          target.kind === 'live'
+            ? await api.desktopToken(target.desktop, target.login).then((t) => ({
+                user: target.login,
+                destination: t.destination,
+                token: t.token,
+                path: t.path,
+              }))
+            : {
+                user: 'playback',
+                destination: 'playback',
+                token: 'playback',
+                path: `/v1/ws/recordings/${encodeURIComponent(target.recording)}/desktop?speed=${target.speed}`,
+              };
         const config = u
           .configBuilder()
-          .withUsername(target.login)
+          .withUsername(conn.user)
           .withPassword('')
-          .withDestination(token.destination)
-          .withProxyAddress(desktopSocketUrl(window.location, token.path))
-          .withAuthToken(token.token)
+          .withDestination(conn.destination)
+          .withProxyAddress(desktopSocketUrl(window.location, conn.path))
+          .withAuthToken(conn.token)
           .withDesktopSize({
             width: Math.max(640, window.innerWidth),
             height: Math.max(480, window.innerHeight - 40),
@@ -69,8 +95,13 @@ export default function DesktopPage() {
         if (!stopped) setStatus({ state: 'ended', message: end.reason() || 'the desktop session ended' });
       } catch (e) {
         if (stopped) return;
-        const message = isIronError(e) ? explainDesktopError(e.rdcleanpathDetails()) : undefined;
-        setStatus({ state: 'error', message: message ?? 'the desktop could not be opened', error: e });
+        if (isIronError(e)) {
+          // IronRDP's errors are wasm objects: turn them into text the error box can show.
+          const detail = new Error(`${IRON_ERROR_KINDS[e.kind()] ?? 'General'}: ${e.backtrace()}`);
+          setStatus({ state: 'error', message: explainDesktopError(e.rdcleanpathDetails()), error: detail });
+          return;
+        }
+        setStatus({ state: 'error', message: 'the desktop could not be opened', error: e });
       }
     };
     el.addEventListener('ready', onReady);
@@ -99,19 +130,25 @@ export default function DesktopPage() {
   return (
     <main className="desktop-page" data-state={status.state}>
       <div className="desktop-bar">
-        <strong>
-          {target.login} on {target.desktop}
-        </strong>
-        <button
-          type="button"
-          disabled={status.state !== 'connected'}
-          onClick={() => ui.current?.ctrlAltDel()}
-        >
-          Ctrl+Alt+Del
-        </button>
-        <button type="button" disabled={status.state !== 'connected'} onClick={() => ui.current?.metaKey()}>
-          Windows key
-        </button>
+        <strong>{desktopTitle(target)}</strong>
+        {target.kind === 'live' ? (
+          <>
+            <button
+              type="button"
+              disabled={status.state !== 'connected'}
+              onClick={() => ui.current?.ctrlAltDel()}
+            >
+              Ctrl+Alt+Del
+            </button>
+            <button
+              type="button"
+              disabled={status.state !== 'connected'}
+              onClick={() => ui.current?.metaKey()}
+            >
+              Windows key
+            </button>
+          </>
+        ) : null}
         <button
           type="button"
           disabled={status.state !== 'connected'}

@@ -1,8 +1,9 @@
 import { type FormEvent, useState } from 'react';
 import type { RecordingQuery } from '../api/routes';
-import { Link, useApp } from '../app';
+import { Link, NewTabLink, useApp } from '../app';
 import { ErrorBox, formatTime, Loading, TableScroll, useLoad } from '../components/ui';
 import { parseDateInput } from '../lib/dates';
+import { desktopPlaybackUrl } from '../lib/desktop';
 import { shortId, target } from '../lib/names';
 import { formatClock } from '../lib/player';
 
@@ -91,12 +92,22 @@ export function RecordingsPage() {
                     )}
                   </td>
                   <td>
-                    <Link
-                      to={`/web/recordings/${encodeURIComponent(r.session_id)}`}
-                      label={`Play ${target(r)} ${shortId(r.session_id)}, started ${formatTime(r.started)}`}
-                    >
-                      Play
-                    </Link>
+                    {r.kind === 'desktop' ? (
+                      // Desktop recordings play in the desktop client (a page load of its own: its CSP differs).
+                      <NewTabLink
+                        to={desktopPlaybackUrl(r.session_id)}
+                        label={`Play ${target(r)} ${shortId(r.session_id)}, started ${formatTime(r.started)}`}
+                      >
+                        Play
+                      </NewTabLink>
+                    ) : (
+                      <Link
+                        to={`/web/recordings/${encodeURIComponent(r.session_id)}`}
+                        label={`Play ${target(r)} ${shortId(r.session_id)}, started ${formatTime(r.started)}`}
+                      >
+                        Play
+                      </Link>
+                    )}
                   </td>
                 </tr>
               ))}
