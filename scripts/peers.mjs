@@ -115,6 +115,21 @@ const PEERS = [
   },
   { bin: '/usr/bin/winpr-hash', pkg: 'winpr-utils', why: 'winpr-hash makes the SAM file of the NLA server' },
   { bin: '/usr/bin/import', pkg: 'imagemagick', why: 'import takes screenshots of an X display (RDP tests)' },
+  {
+    bin: '/usr/sbin/xrdp',
+    pkg: 'xrdp',
+    why: 'xrdp, an RDP server with TLS security only (RDP adapter tests)',
+  },
+  {
+    bin: '/usr/lib/xorg/modules/drivers/xrdpdev_drv.so',
+    pkg: 'xorgxrdp',
+    why: "xorgxrdp, xrdp's X server modules (RDP adapter tests)",
+  },
+  {
+    bin: '/usr/bin/xsetroot',
+    pkg: 'x11-xserver-utils',
+    why: "xsetroot paints the xrdp test session's screen",
+  },
 ];
 
 /**

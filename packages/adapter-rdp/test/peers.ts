@@ -183,3 +183,85 @@ export async function startShadow(
   await waitForPort(port, child, 15_000, 'freerdp-shadow-cli');
   return { port, stop: stopper(child) };
 }
+
+export const XRDP = '/usr/sbin/xrdp';
+export const XRDP_SESMAN = '/usr/sbin/xrdp-sesman';
+/** The Unix account xrdp logs in (PAM, so it needs a password); only these tests use it. */
+export const XRDP_USER = 'gh-rdp';
+
+async function pidsOf(args: string[]): Promise<number[]> {
+  const r = await run('ps', ['-o', 'pid=', ...args]).catch(() => ({ stdout: '' }));
+  return r.stdout
+    .split('\n')
+    .map((l) => Number(l.trim()))
+    .filter((n) => Number.isInteger(n) && n > 0);
+}
+
+/**
+ * xrdp + xorgxrdp with TLS security only (no NLA), as shared/PEERS.md
+ * describes: a copy of xrdp.ini on a free port with our certificate, a
+ * copy of sesman.ini (xrdp 0.9 finds sesman at the port in
+ * /etc/xrdp/sesman.ini, so the copy keeps it). The account gets a fresh
+ * password and an ~/.xsession painting the root window `color`, so a
+ * screenshot tells a logged-in session from xrdp's login dialog.
+ */
+export async function startXrdp(
+  dir: string,
+  color: [number, number, number],
+): Promise<{ port: number; user: string; password: string; stop(): Promise<void> }> {
+  const xdir = path.join(dir, 'xrdp');
+  await mkdir(xdir, { recursive: true });
+  const { cert, key } = await selfSigned(xdir, 'xrdp');
+  if ((await run('id', ['-u', XRDP_USER]).catch(() => undefined)) === undefined) {
+    await run('useradd', [
+      '--create-home',
+      '--shell',
+      '/bin/sh',
+      '--comment',
+      'Gatehouse RDP test login',
+      XRDP_USER,
+    ]);
+  }
+  const password = `Pw-${Math.random().toString(36).slice(2)}-x`;
+  await new Promise<void>((resolve, reject) => {
+    const c = spawn('chpasswd', [], { stdio: ['pipe', 'ignore', 'inherit'] });
+    c.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`chpasswd exited ${code}`))));
+    c.stdin!.end(`${XRDP_USER}:${password}\n`);
+  });
+  const hex = color.map((c) => c.toString(16).padStart(2, '0')).join('');
+  const home = `/home/${XRDP_USER}`;
+  await writeFile(path.join(home, '.xsession'), `#!/bin/sh\nxsetroot -solid '#${hex}'\nexec sleep 600\n`, {
+    mode: 0o755,
+  });
+  await run('chown', [`${XRDP_USER}:`, path.join(home, '.xsession')]);
+  const port = await freePort();
+  const ini = (await readFile('/etc/xrdp/xrdp.ini', 'utf8'))
+    .replace(/^port=3389$/m, `port=tcp://127.0.0.1:${port}`)
+    .replace(/^security_layer=.*$/m, 'security_layer=tls')
+    .replace(/^certificate=.*$/m, `certificate=${cert}`)
+    .replace(/^key_file=.*$/m, `key_file=${key}`);
+  await writeFile(path.join(xdir, 'xrdp.ini'), ini);
+  await writeFile(path.join(xdir, 'sesman.ini'), await readFile('/etc/xrdp/sesman.ini', 'utf8'));
+  const sesman = spawn(XRDP_SESMAN, ['-n', '-c', path.join(xdir, 'sesman.ini')], { stdio: 'ignore' });
+  const xrdp = spawn(XRDP, ['-n', '-c', path.join(xdir, 'xrdp.ini')], { stdio: 'ignore' });
+  await waitForPort(port, xrdp, 15_000, 'xrdp');
+  return {
+    port,
+    user: XRDP_USER,
+    password,
+    async stop() {
+      // The sessions sesman started run as the test account (Xorg, chansrv, ~/.xsession)
+      // or as sesman's children: end exactly those, by id.
+      const pids = [...(await pidsOf(['--ppid', String(sesman.pid)])), ...(await pidsOf(['-u', XRDP_USER]))];
+      await stopper(xrdp)();
+      await stopper(sesman)();
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Already gone: nothing left to end.
+        }
+      }
+    },
+  };
+}

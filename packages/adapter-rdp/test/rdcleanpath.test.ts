@@ -21,6 +21,7 @@ import {
   startShadow,
   startWeston,
   startXfreerdp,
+  startXrdp,
   startXvfb,
   type Weston,
 } from './peers.js';
@@ -34,6 +35,59 @@ allow:
 deny:
   desktop_labels: { env: prod }
 `;
+
+type Json = Record<string, unknown>;
+
+/** One JSON call to the gateway's API over HTTPS (the host CA trusted). */
+function httpsJson(
+  port: number,
+  caPem: string[],
+  method: string,
+  p: string,
+  headers: Record<string, string>,
+  body?: unknown,
+): Promise<{ status: number; headers: Record<string, unknown>; json: Json }> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path: p,
+        ca: caPem,
+        agent: false,
+        headers: { ...headers, ...(data ? { 'content-type': 'application/json' } : {}) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, json: text ? JSON.parse(text) : {} });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+/** A gateway WebSocket as the browser opens it (session cookie, same Origin), as a byte stream. */
+function wsStream(
+  port: number,
+  caPem: string[],
+  cookie: string,
+  origin = `https://127.0.0.1:${port}`,
+  path = '/v1/ws/desktop',
+): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`wss://127.0.0.1:${port}${path}`, { ca: caPem, headers: { cookie, origin } });
+    ws.once('open', () => resolve(createWebSocketStream(ws)));
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+    ws.once('error', reject);
+  });
+}
 
 describe('RDCleanPath relay through the gateway to a real RDP server (weston)', () => {
   let dir: string;
@@ -49,38 +103,8 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
   /** Sessions a test has already looked at. */
   const recorded = new Set<string>();
 
-  function https(method: string, p: string, headers: Record<string, string>, body?: unknown) {
-    return new Promise<{ status: number; headers: Record<string, unknown>; json: Record<string, unknown> }>(
-      (resolve, reject) => {
-        const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-        const req = request(
-          {
-            host: '127.0.0.1',
-            port,
-            method,
-            path: p,
-            ca: caPem,
-            agent: false,
-            headers: { ...headers, ...(data ? { 'content-type': 'application/json' } : {}) },
-          },
-          (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => {
-              const text = Buffer.concat(chunks).toString();
-              resolve({
-                status: res.statusCode ?? 0,
-                headers: res.headers,
-                json: text ? JSON.parse(text) : undefined,
-              });
-            });
-          },
-        );
-        req.on('error', reject);
-        req.end(data);
-      },
-    );
-  }
+  const https = (method: string, p: string, headers: Record<string, string>, body?: unknown) =>
+    httpsJson(port, caPem, method, p, headers, body);
 
   async function token(user: string, desktop: string, login = 'Administrator'): Promise<string> {
     const r = await https(
@@ -94,24 +118,10 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
   }
 
   /** The desktop WebSocket as the browser opens it (session cookie, same Origin). */
-  function openSocket(
-    user: string,
-    origin = `https://127.0.0.1:${port}`,
-    path = '/v1/ws/desktop',
-  ): Promise<Duplex> {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`wss://127.0.0.1:${port}${path}`, {
-        ca: caPem,
-        headers: { cookie: cookies[user]!.cookie, origin },
-      });
-      ws.once('open', () => {
-        const s = createWebSocketStream(ws);
-        sockets.push(s);
-        resolve(s);
-      });
-      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
-      ws.once('error', reject);
-    });
+  async function openSocket(user: string, origin?: string, path?: string): Promise<Duplex> {
+    const s = await wsStream(port, caPem, cookies[user]!.cookie, origin, path);
+    sockets.push(s);
+    return s;
   }
 
   /**
@@ -425,4 +435,86 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     await waitForEvent('access.denied', (e) => e.resource === 'prod1' && e.user === 'alice');
     await expect(openSocket('alice', 'https://evil.example')).rejects.toThrow(/upgrade refused: 403/);
   });
+});
+
+describe('the gateway logs in to xrdp (TLS, no NLA) with the stored credential: the client types no password', () => {
+  let dir: string;
+  let gw: Gateway;
+  let port: number;
+  let xvfb: { display: string; stop(): Promise<void> };
+  let xrdp: { port: number; user: string; password: string; stop(): Promise<void> };
+  const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
+  let caPem: string[];
+  let cookie = { cookie: '', csrf: '' };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'gh-xrdp-'));
+    [xvfb, xrdp] = await Promise.all([startXvfb(), startXrdp(dir, color)]);
+    gw = await createGateway({ dataDir: dir, secondFactor: 'off', webDir: false, env: {} });
+    gw.use(rdp());
+    port = (await gw.listen({ host: '127.0.0.1', port: 0 })).port;
+    caPem = gw.authorities.get('host').map((k) => k.x509CertPem);
+    // The built-in access role: desktop_logins come from the user's traits.
+    await gw.admin.createUser({
+      name: 'alice',
+      roles: ['access'],
+      traits: { desktop_logins: [xrdp.user] },
+      password: PASSWORD,
+    });
+    const r = await httpsJson(port, caPem, 'POST', '/v1/login', {}, { user: 'alice', password: PASSWORD });
+    cookie = { cookie: String(r.headers['set-cookie']).split(';')[0]!, csrf: String(r.json.csrf_token) };
+    const certPem = await readFile(path.join(dir, 'xrdp', 'xrdp.crt'), 'utf8');
+    const pin = new X509Certificate(certPem).fingerprint256;
+    await gw.admin.addDesktop({
+      name: 'xrdp1',
+      addr: `127.0.0.1:${xrdp.port}`,
+      labels: { env: 'dev' },
+      tls_fingerprint: pin,
+      credentials: [{ login: xrdp.user, password: xrdp.password }],
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await gw?.close();
+    await xrdp?.stop();
+    await xvfb?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('xfreerdp with no password lands in the logged-in session (its ~/.xsession colour), not the login dialog', async () => {
+    const { cert, key } = await selfSigned(dir, 'front');
+    const front = await startLocalFront({
+      desktop: 'xrdp1',
+      token: async () =>
+        String(
+          (
+            await httpsJson(
+              port,
+              caPem,
+              'POST',
+              '/v1/desktops/xrdp1/token',
+              { cookie: cookie.cookie, 'x-csrf-token': cookie.csrf },
+              { login: xrdp.user },
+            )
+          ).json.token,
+        ),
+      openSocket: () => wsStream(port, caPem, cookie.cookie),
+      cert: await readFile(cert, 'utf8'),
+      key: await readFile(key, 'utf8'),
+    });
+    const xf = startXfreerdp(xvfb.display, front.address, 'nobody');
+    try {
+      const deadline = Date.now() + 45_000;
+      let seen = 0;
+      while (Date.now() < deadline && seen < 0.8 * 800 * 600) {
+        if (xf.child.exitCode !== null) throw new Error(`xfreerdp exited: ${xf.output()}`);
+        await new Promise((r) => setTimeout(r, 300));
+        seen = await countColor(xvfb.display, dir, color);
+      }
+      expect(seen, xf.output()).toBeGreaterThan(0.8 * 800 * 600);
+    } finally {
+      xf.child.kill('SIGKILL');
+      await front.close();
+    }
+  }, 90_000);
 });
