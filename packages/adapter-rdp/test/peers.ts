@@ -208,7 +208,9 @@ async function pidsOf(args: string[]): Promise<number[]> {
 export async function startXrdp(
   dir: string,
   color: [number, number, number],
-): Promise<{ port: number; user: string; password: string; stop(): Promise<void> }> {
+  /** What the session runs after painting the screen (default: nothing, it just stays up). */
+  session = 'exec sleep 600',
+): Promise<{ port: number; user: string; password: string; home: string; stop(): Promise<void> }> {
   const xdir = path.join(dir, 'xrdp');
   await mkdir(xdir, { recursive: true });
   const { cert, key } = await selfSigned(xdir, 'xrdp');
@@ -230,7 +232,7 @@ export async function startXrdp(
   });
   const hex = color.map((c) => c.toString(16).padStart(2, '0')).join('');
   const home = `/home/${XRDP_USER}`;
-  await writeFile(path.join(home, '.xsession'), `#!/bin/sh\nxsetroot -solid '#${hex}'\nexec sleep 600\n`, {
+  await writeFile(path.join(home, '.xsession'), `#!/bin/sh\nxsetroot -solid '#${hex}'\n${session}\n`, {
     mode: 0o755,
   });
   await run('chown', [`${XRDP_USER}:`, path.join(home, '.xsession')]);
@@ -249,6 +251,7 @@ export async function startXrdp(
     port,
     user: XRDP_USER,
     password,
+    home,
     async stop() {
       // The sessions sesman started run as the test account (Xorg, chansrv, ~/.xsession)
       // or as sesman's children: end exactly those, by id.

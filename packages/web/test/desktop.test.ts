@@ -1,13 +1,13 @@
 import { execFile } from 'node:child_process';
 import { randomInt, X509Certificate } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rdp } from '../../adapter-rdp/src/index.js';
-import { startWeston, type Weston } from '../../adapter-rdp/test/peers.js';
+import { startWeston, startXrdp, type Weston } from '../../adapter-rdp/test/peers.js';
 import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
 import { buildUi, signIn, UiBrowser } from './harness.js';
 
@@ -21,7 +21,7 @@ const ROLE = `kind: role
 name: desk
 allow:
   desktop_labels: { env: '*' }
-  desktop_logins: [Administrator]
+  desktop_logins: [Administrator, gh-rdp]
 deny:
   desktop_labels: { env: prod }
 `;
@@ -31,13 +31,19 @@ let dir: string;
 let ui: UiBrowser;
 let tg: TestGateway;
 let weston: Weston;
+let xrdp: Awaited<ReturnType<typeof startXrdp>>;
 let alice: { context: BrowserContext; page: Page };
 /** The remote desktop's colour, new each run: a screenshot showing it came from the desktop. */
 const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'gh-web-rdp-'));
-  [dist, weston] = await Promise.all([buildUi(), startWeston(dir, color)]);
+  // xrdp's session: an xterm whose keystrokes land in a file, to see typing arrive.
+  [dist, weston, xrdp] = await Promise.all([
+    buildUi(),
+    startWeston(dir, color),
+    startXrdp(dir, color, 'exec xterm -geometry 80x24+0+0 -e sh -c \'cat > "$HOME/typed.txt"\''),
+  ]);
   tg = await startGateway({ webDir: dist, clusterName: 'desk.example' });
   tg.gw.use(rdp());
   await tg.gw.ready();
@@ -57,6 +63,13 @@ beforeAll(async () => {
     labels: { env: 'prod' },
     tls_fingerprint: pin,
   });
+  await tg.gw.admin.addDesktop({
+    name: 'xrdp1',
+    addr: `127.0.0.1:${xrdp.port}`,
+    labels: { env: 'dev' },
+    insecure_skip_verify: true,
+    credentials: [{ login: xrdp.user, password: xrdp.password }],
+  });
   ui = await UiBrowser.launch([{ port: tg.port, caPem: tg.gw.exportCa('x509', { type: 'host' }) }]);
   alice = await ui.newPage(tg.port);
   await signIn(alice.page, 'alice', PASSWORD);
@@ -67,6 +80,7 @@ afterAll(async () => {
   await ui?.close();
   await tg?.close();
   await weston?.stop();
+  await xrdp?.stop();
   if (dist) await rm(dist, { recursive: true, force: true });
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -183,6 +197,35 @@ describe('desktops in the web UI', () => {
     expect(replayed.match).toBeGreaterThan(0.3 * replayed.total);
     await player.close();
   }, 180_000);
+
+  it('text typed in the desktop tab reaches an xterm on xrdp, logged in by the gateway (no password asked)', async () => {
+    const { page } = alice;
+    await page.goto(`/web/desktop?name=xrdp1&login=${xrdp.user}`);
+    await page.locator('main[data-state="connected"]').waitFor({ timeout: 60_000 });
+    // Logged in (not xrdp's login dialog): the session's colour shows.
+    await waitFor(
+      async () => {
+        const px = await pixelsOf(page, color);
+        return px.match > 0.1 * px.total ? px : undefined;
+      },
+      'the xrdp session on screen',
+      60_000,
+    );
+    await page.locator('iron-remote-desktop').click({ position: { x: 100, y: 100 } });
+    await page.keyboard.type('hello-rdp 42');
+    await page.keyboard.press('Enter');
+    const typed = path.join(xrdp.home, 'typed.txt');
+    const text = await waitFor(
+      async () => {
+        const t = await readFile(typed, 'utf8').catch(() => '');
+        return t.includes('\n') ? t : undefined;
+      },
+      'the typed line in the remote xterm',
+      30_000,
+    );
+    await ui.shot(page, 'desktop-xrdp-typed');
+    expect(text).toBe('hello-rdp 42\n');
+  }, 120_000);
 
   it('a denied desktop is refused in the tab and audited', async () => {
     const { page } = alice;
