@@ -334,6 +334,34 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     replay.destroy();
   });
 
+  it('logging out of the web UI ends an open desktop session', async () => {
+    // A second web session of alice's, so the others in this file stay signed in.
+    const r = await https('POST', '/v1/login', {}, { user: 'alice', password: PASSWORD });
+    const mine = { cookie: String(r.headers['set-cookie']).split(';')[0]!, csrf: String(r.json.csrf_token) };
+    const tok = await https(
+      'POST',
+      '/v1/desktops/dev1/token',
+      { cookie: mine.cookie, 'x-csrf-token': mine.csrf },
+      { login: 'Administrator' },
+    );
+    const s = await wsStream(port, caPem, mine.cookie);
+    sockets.push(s);
+    const answer = await exchange(
+      s,
+      encodeRequest({ destination: 'dev1', proxyAuth: String(tok.json.token), x224: clientRequest() }),
+    );
+    expect(answer.type).toBe('response');
+    const start = await waitForEvent(
+      'desktop.session.start',
+      (e) => e.server === 'dev1' && e.success === true && !recorded.has(String(e.session_id)),
+    );
+    recorded.add(String(start.session_id));
+    const out = await https('POST', '/v1/logout', { cookie: mine.cookie, 'x-csrf-token': mine.csrf }, {});
+    expect(out.status).toBe(204);
+    const end = await waitForEvent('desktop.session.end', (e) => e.session_id === start.session_id);
+    expect(end.reason).toBe('client_closed');
+  });
+
   it('a desktop whose certificate does not match its pin is refused with a TLS alert, audited', async () => {
     const s = await openSocket('alice');
     const answer = await exchange(

@@ -125,6 +125,8 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     maxPayload: 1024 * 1024,
     perMessageDeflate: false,
   });
+  /** Desktop sockets opened with a session cookie, each with the check that its web session still exists. */
+  const desktopSessions = new Map<WebSocket, () => Promise<void>>();
   /** Open sockets that re-check (joins, web-session sockets), each with the function that drops it. */
   const watched = new Map<Attachment, (err: unknown) => void>();
 
@@ -218,8 +220,14 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
       });
     }
     const user = caller.principal.user.name;
+    const stillSignedIn = webSessionCheck(caller);
     desktopWss.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', (err) => d.log('debug', 'desktop WebSocket error', err));
+      // Logging out (in any tab) closes the desktop too; the adapter then ends and audits the session.
+      if (stillSignedIn) {
+        desktopSessions.set(ws, stillSignedIn);
+        ws.once('close', () => desktopSessions.delete(ws));
+      }
       relay.open({
         socket: createWebSocketStream(ws),
         user,
@@ -401,6 +409,12 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     },
     recheckAll() {
       for (const [a, drop] of watched) a.recheck?.().catch(drop);
+      for (const [ws, check] of desktopSessions) {
+        check().catch((err: unknown) => {
+          const ge = toGatehouseError(err);
+          ws.close(TERMINAL_WS_CLOSE.policy, (ge?.message ?? 'web session ended').slice(0, 120));
+        });
+      }
     },
     close() {
       for (const ws of wss.clients) ws.terminate();
