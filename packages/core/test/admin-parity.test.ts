@@ -31,6 +31,8 @@ allow:
   db_users: [reader]
   db_names: ['*']
   kube_labels: { env: dev }
+  desktop_labels: { env: dev }
+  desktop_logins: [Administrator]
   kube_groups: [developers]
 `;
 
@@ -254,6 +256,23 @@ const CASES: Case[] = [
     prepare: async (tag) => void (await t.gw.admin.addNode({ name: `rn-${tag}`, addr: '127.0.0.1:22' })),
     call: (a, tag) => a.removeNode(`rn-${tag}`),
   },
+  { method: 'listDesktops', label: 'listDesktops', call: (a) => a.listDesktops() },
+  {
+    method: 'addDesktop',
+    label: 'addDesktop',
+    call: (a, tag) => a.addDesktop({ name: `d-${tag}`, addr: '127.0.0.1:3389', insecure_skip_verify: true }),
+  },
+  {
+    method: 'removeDesktop',
+    label: 'removeDesktop',
+    prepare: async (tag) =>
+      void (await t.gw.admin.addDesktop({
+        name: `rd-${tag}`,
+        addr: '127.0.0.1:3389',
+        insecure_skip_verify: true,
+      })),
+    call: (a, tag) => a.removeDesktop(`rd-${tag}`),
+  },
   { method: 'listSessions', label: 'listSessions', call: (a) => a.listSessions() },
   {
     method: 'killSession',
@@ -338,6 +357,12 @@ beforeAll(async () => {
     });
     await gw.admin.addKubeCluster({ name: `k8s-${env}`, in_cluster: true, labels: { env } });
     await gw.admin.addNode({ name: `n-${env}`, addr: '127.0.0.1:22', labels: { env } });
+    await gw.admin.addDesktop({
+      name: `d-${env}`,
+      addr: '127.0.0.1:3389',
+      labels: { env },
+      insecure_skip_verify: true,
+    });
   }
   for (const owner of ['alice', 'bob']) {
     const rec = await gw.recordings.create({
@@ -464,6 +489,7 @@ describe('admin API: HTTP and embedding give the same answers', () => {
     expect(ok(get('audrey', "readRecording bob's"))).toContain('bob was here');
     expect(ok(get('audrey', 'listDatabases'))).toEqual([]);
     expect(ok(get('audrey', 'listNodes'))).toEqual([]);
+    expect(ok(get('audrey', 'listDesktops'))).toEqual([]);
     expect(get('audrey', 'listUsers')).toMatchObject({ code: 'GH_ERR_ACCESS_DENIED' });
     expect(get('audrey', 'killSession')).toMatchObject({ denied: { kind: 'session', name: 'delete' } });
   });
@@ -484,6 +510,10 @@ describe('admin API: HTTP and embedding give the same answers', () => {
     expect((ok(get('dave', 'listNodes')) as { allowed?: unknown }[])[0]?.allowed).toEqual({
       logins: ['ubuntu'],
     });
+    expect(names(get('dave', 'listDesktops'))).toEqual(['d-dev']);
+    expect((ok(get('dave', 'listDesktops')) as { allowed?: unknown }[])[0]?.allowed).toEqual({
+      logins: ['Administrator'],
+    });
   });
 });
 
@@ -493,6 +523,7 @@ describe('GET /v1/whoami permissions', () => {
     'listDatabases',
     'listKubeClusters',
     'listNodes',
+    'listDesktops',
     'listRecordings',
     'getRecording',
     'readRecording',
