@@ -269,7 +269,7 @@ export class DesktopSession {
     if (this.#ended) return;
     this.#ended = true;
     this.#up?.socket.destroy();
-    this.#ws.destroy();
+    this.#conn.close(this.#revoked ?? reason);
     this.#live?.end();
     await this.#recorder
       ?.close()
@@ -303,7 +303,7 @@ export class DesktopSession {
     this.#ended = true;
     this.#live?.end();
     if (!this.#ws.destroyed) {
-      this.#ws.end(
+      this.#ws.write(
         encodeResponse({
           type: 'error',
           error: answer,
@@ -311,6 +311,7 @@ export class DesktopSession {
         }),
       );
     }
+    this.#conn.close(message);
   }
 }
 

@@ -334,6 +334,29 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     replay.destroy();
   });
 
+  it('sessions kill ends a desktop session; its user sees the socket close and the end says who', async () => {
+    const s = await openSocket('alice');
+    const answer = await exchange(
+      s,
+      encodeRequest({ destination: 'dev1', proxyAuth: await token('alice', 'dev1'), x224: clientRequest() }),
+    );
+    expect(answer.type).toBe('response');
+    const start = await waitForEvent(
+      'desktop.session.start',
+      (e) => e.server === 'dev1' && e.success === true && !recorded.has(String(e.session_id)),
+    );
+    recorded.add(String(start.session_id));
+    // The WebSocket's close shows as the end of the stream (ws's stream emits no 'close' by
+    // itself); exchange() left it paused, so let it flow.
+    const closed = new Promise((r) => s.once('end', r));
+    s.resume();
+    await gw.admin.killSession(String(start.session_id));
+    await closed;
+    const end = await waitForEvent('desktop.session.end', (e) => e.session_id === start.session_id);
+    expect(String(end.reason)).toMatch(/ended by|killed|terminated/i);
+    expect((await gw.admin.listSessions()).some((l) => l.id === start.session_id)).toBe(false);
+  });
+
   it('logging out of the web UI ends an open desktop session', async () => {
     // A second web session of alice's, so the others in this file stay signed in.
     const r = await https('POST', '/v1/login', {}, { user: 'alice', password: PASSWORD });

@@ -232,6 +232,8 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
         socket: createWebSocketStream(ws),
         user,
         remoteAddr,
+        // ws sends the close frame after queued data and destroys the socket if no answer comes within 30 s.
+        close: (reason) => ws.close(TERMINAL_WS_CLOSE.normal, reason.slice(0, 120)),
         redeem: (token, destination) => d.desktopTokens.redeem(token, { user, destination, remoteAddr }),
       });
     });

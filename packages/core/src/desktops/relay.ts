@@ -12,6 +12,12 @@ export interface DesktopConnection {
   /** The signed-in Gatehouse user. */
   user: string;
   remoteAddr: string;
+  /**
+   * Closes the WebSocket with a close frame (after what was written); the
+   * socket is dropped if the browser does not answer in time. Destroying
+   * `socket` alone would leave the WebSocket open until the peer gives up.
+   */
+  close(reason: string): void;
   /** Core's check of the RDCleanPath proxy_auth: the Grant, or a rejection (GH_ERR_ACCESS_DENIED, audited). */
   redeem(token: string, destination: string): Promise<Grant>;
 }
