@@ -268,3 +268,14 @@ export async function startXrdp(
     },
   };
 }
+
+/**
+ * Waits for every start to settle, then fails with the first failure: unlike
+ * Promise.all, a peer that starts after another failed is still assigned
+ * (by the caller's .then) and so still stopped by afterAll.
+ */
+export async function allStarted(starts: Promise<unknown>[]): Promise<void> {
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}

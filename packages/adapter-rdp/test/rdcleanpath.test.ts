@@ -16,6 +16,7 @@ import {
 } from '../src/wire/rdcleanpath.js';
 import { decodeConnectionConfirm, encodeConnectionRequest, PROTOCOL } from '../src/wire/x224.js';
 import {
+  allStarted,
   countColor,
   selfSigned,
   startShadow,
@@ -500,7 +501,8 @@ describe('the gateway logs in to xrdp (TLS, no NLA) with the stored credential: 
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'gh-xrdp-'));
-    [xvfb, xrdp] = await Promise.all([startXvfb(), startXrdp(dir, color)]);
+    // Every peer that starts is kept (and stopped in afterAll) even when another fails to start.
+    await allStarted([startXvfb().then((x) => (xvfb = x)), startXrdp(dir, color).then((x) => (xrdp = x))]);
     gw = await createGateway({ dataDir: dir, secondFactor: 'off', webDir: false, env: {} });
     gw.use(rdp());
     port = (await gw.listen({ host: '127.0.0.1', port: 0 })).port;

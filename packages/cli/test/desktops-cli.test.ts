@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countColor, startWeston, startXvfb, type Weston } from '../../adapter-rdp/test/peers.js';
+import { allStarted, countColor, startWeston, startXvfb, type Weston } from '../../adapter-rdp/test/peers.js';
 import { admin, auditEvents, BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
 
 describe('gatehouse desktops add / ls / connect (xfreerdp through the daemon)', () => {
@@ -18,10 +18,11 @@ describe('gatehouse desktops add / ls / connect (xfreerdp through the daemon)', 
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'gh-desk-cli-'));
-    [weston, xvfb, d] = await Promise.all([
-      startWeston(dir, color),
-      startXvfb(),
-      startDaemon({ cluster: 'dsk' }),
+    // Every peer that starts is kept (and stopped in afterAll) even when another fails to start.
+    await allStarted([
+      startWeston(dir, color).then((w) => (weston = w)),
+      startXvfb().then((x) => (xvfb = x)),
+      startDaemon({ cluster: 'dsk' }).then((x) => (d = x)),
     ]);
     homes.alice = join(d.root, 'home-alice');
     await admin(

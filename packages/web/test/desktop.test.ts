@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rdp } from '../../adapter-rdp/src/index.js';
-import { startWeston, startXrdp, type Weston } from '../../adapter-rdp/test/peers.js';
+import { allStarted, startWeston, startXrdp, type Weston } from '../../adapter-rdp/test/peers.js';
 import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
 import { buildUi, signIn, UiBrowser } from './harness.js';
 
@@ -39,10 +39,13 @@ const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200),
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'gh-web-rdp-'));
   // xrdp's session: an xterm whose keystrokes land in a file, to see typing arrive.
-  [dist, weston, xrdp] = await Promise.all([
-    buildUi(),
-    startWeston(dir, color),
-    startXrdp(dir, color, 'exec xterm -geometry 80x24+0+0 -e sh -c \'cat > "$HOME/typed.txt"\''),
+  // Every peer that starts is kept (and stopped in afterAll) even when another fails to start.
+  await allStarted([
+    buildUi().then((x) => (dist = x)),
+    startWeston(dir, color).then((w) => (weston = w)),
+    startXrdp(dir, color, 'exec xterm -geometry 80x24+0+0 -e sh -c \'cat > "$HOME/typed.txt"\'').then(
+      (x) => (xrdp = x),
+    ),
   ]);
   tg = await startGateway({ webDir: dist, clusterName: 'desk.example' });
   tg.gw.use(rdp());
