@@ -170,7 +170,7 @@ export class DesktopSession {
     const credential = await this.#ctx.desktops.credentialFor(grant);
     // With a stored credential the gateway logs in through the Client Info PDU, which a
     // server only honours without NLA: offer TLS only, so the browser never runs CredSSP
-    // (and never needs the password). CredSSP by the gateway is the next step (decision 0030).
+    // (and never needs the password). CredSSP by the gateway is the next step (decision 0025).
     const cr = credential
       ? encodeConnectionRequest({
           ...clientCr,

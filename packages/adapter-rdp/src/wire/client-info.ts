@@ -6,7 +6,7 @@ import { encodeTpkt, RdpWireError, readTpkt } from './tpkt.js';
  * I/O channel, the basic security header with SEC_INFO_PKT, then
  * TS_INFO_PACKET with the user name, domain and password in UTF-16LE. The
  * gateway rewrites it for targets without NLA so the user never holds the
- * Windows password (docs/decisions/0030-rdp.md). Pure: no I/O.
+ * Windows password (docs/decisions/0025-rdp.md). Pure: no I/O.
  */
 
 /** TS_INFO_PACKET flags the gateway sets or reads. */

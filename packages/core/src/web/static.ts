@@ -47,7 +47,7 @@ export const WEB_CSP = [
  * connect-src because the npm build carries the module as a data: URL it
  * fetches (a data: URL reaches no network), and style attributes, which the
  * web component sets on its canvas (img-src stays 'self', so a style cannot
- * send anything out). Decision 0030.
+ * send anything out). Decision 0025.
  */
 export const DESKTOP_PAGE_CSP = WEB_CSP.replace("script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'")
   .replace("connect-src 'self'", "connect-src 'self' data:")
