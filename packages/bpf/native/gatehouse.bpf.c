@@ -18,6 +18,13 @@
 char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 session_level = 1;
+/*
+ * Ring buffer wakeups are batched: an event wakes the helper only once this
+ * much is waiting (the helper sets it from the ring's size); below it the
+ * helper finds events on its short poll timeout. A wakeup per event cost the
+ * recorded process more than recording the event did.
+ */
+const volatile __u64 wakeup_bytes = 256 << 10;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -65,6 +72,7 @@ struct {
 
 struct open_args {
 	__u64 path;
+	__u64 cgid; /* the session found at entry: exit needs only its lookup */
 	__s32 flags;
 	__u32 pad;
 };
@@ -107,6 +115,12 @@ static __always_inline void count_lost(struct gh_session *s)
 	__sync_fetch_and_add(&s->lost, 1);
 }
 
+static __always_inline __u64 submit_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									    : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void fill_hdr(struct gh_hdr *h, __u32 type, __u64 cgid)
 {
 	h->type = type;
@@ -142,7 +156,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
 			fill_hdr(&e->h, GH_EV_EXIT, cg);
 			e->code = p->exit_code;
 			e->pad = 0;
-			bpf_ringbuf_submit(e, 0);
+			bpf_ringbuf_submit(e, submit_flags());
 		} else {
 			count_lost(s);
 		}
@@ -215,7 +229,7 @@ int on_execve_exit(struct trace_event_raw_sys_exit *ctx)
 	__u64 size = offsetof(struct gh_exec_ev, args) + (e->args_len & (GH_ARGS_BUF - 1));
 	if (size > sizeof(*e))
 		size = sizeof(*e);
-	if (bpf_ringbuf_output(&events, e, size, 0)) {
+	if (bpf_ringbuf_output(&events, e, size, submit_flags())) {
 		struct gh_session *s = bpf_map_lookup_elem(&sessions, &e->h.cgid);
 		if (s)
 			count_lost(s);
@@ -237,7 +251,7 @@ static __always_inline int open_enter(__u64 path, __s32 flags)
 	if (!s || !(s->flags & GH_REC_DISK))
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
-	struct open_args a = { .path = path, .flags = flags };
+	struct open_args a = { .path = path, .cgid = cg, .flags = flags };
 	bpf_map_update_elem(&opens, &id, &a, BPF_ANY);
 	return 0;
 }
@@ -248,8 +262,9 @@ static __always_inline int open_exit(long ret)
 	struct open_args *a = bpf_map_lookup_elem(&opens, &id);
 	if (!a)
 		return 0;
-	__u64 cg;
-	struct gh_session *s = find_session(&cg);
+	__u64 cg = a->cgid;
+	/* Still open (a close in between drops the event). */
+	struct gh_session *s = bpf_map_lookup_elem(&sessions, &cg);
 	if (s) {
 		struct gh_open_ev *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 		if (e) {
@@ -258,7 +273,7 @@ static __always_inline int open_exit(long ret)
 			e->ret = ret;
 			e->path[0] = 0;
 			bpf_probe_read_user_str(e->path, sizeof(e->path), (const char *)a->path);
-			bpf_ringbuf_submit(e, 0);
+			bpf_ringbuf_submit(e, submit_flags());
 		} else {
 			count_lost(s);
 		}
@@ -344,7 +359,7 @@ static __always_inline int emit_net(struct gh_session *s, __u64 cg, __u8 op, __u
 		__builtin_memcpy(e->addr, addr, 4);
 	else
 		__builtin_memcpy(e->addr, addr, 16);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, submit_flags());
 	return 0;
 }
 
