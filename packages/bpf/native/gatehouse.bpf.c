@@ -77,10 +77,14 @@ struct open_args {
 	__u32 pad;
 };
 
+/*
+ * Per thread, kept for the thread's life and marked unused (cgid 0) between
+ * opens: no map insert and delete per open.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct open_args);
 } opens SEC(".maps");
 
@@ -250,19 +254,23 @@ static __always_inline int open_enter(__u64 path, __s32 flags)
 	struct gh_session *s = find_session(&cg);
 	if (!s || !(s->flags & GH_REC_DISK))
 		return 0;
-	__u64 id = bpf_get_current_pid_tgid();
-	struct open_args a = { .path = path, .cgid = cg, .flags = flags };
-	bpf_map_update_elem(&opens, &id, &a, BPF_ANY);
+	struct open_args *a =
+		bpf_task_storage_get(&opens, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!a)
+		return 0;
+	a->path = path;
+	a->cgid = cg;
+	a->flags = flags;
 	return 0;
 }
 
 static __always_inline int open_exit(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct open_args *a = bpf_map_lookup_elem(&opens, &id);
-	if (!a)
+	struct open_args *a = bpf_task_storage_get(&opens, bpf_get_current_task_btf(), 0, 0);
+	if (!a || !a->cgid)
 		return 0;
 	__u64 cg = a->cgid;
+	a->cgid = 0;
 	/* Still open (a close in between drops the event). */
 	struct gh_session *s = bpf_map_lookup_elem(&sessions, &cg);
 	if (s) {
@@ -278,7 +286,6 @@ static __always_inline int open_exit(long ret)
 			count_lost(s);
 		}
 	}
-	bpf_map_delete_elem(&opens, &id);
 	return 0;
 }
 
