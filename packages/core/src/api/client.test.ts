@@ -208,6 +208,27 @@ describe('GatehouseClient', () => {
         { name: 'web1', addr: '10.0.0.5:22', labels: { env: 'dev' } },
       ],
       ['removeNode', () => client.removeNode('web1'), '/v1/nodes/web1', undefined],
+      ['listDesktops', () => client.listDesktops(), '/v1/desktops', undefined],
+      [
+        'addDesktop',
+        () =>
+          client.addDesktop({
+            name: 'win1',
+            addr: '10.0.0.7:3389',
+            labels: { env: 'prod' },
+            tls_fingerprint: 'ab:cd',
+            credentials: [{ login: 'Administrator', password: 'pw' }],
+          }),
+        '/v1/desktops',
+        {
+          name: 'win1',
+          addr: '10.0.0.7:3389',
+          labels: { env: 'prod' },
+          tls_fingerprint: 'ab:cd',
+          credentials: [{ login: 'Administrator', password: 'pw' }],
+        },
+      ],
+      ['removeDesktop', () => client.removeDesktop('win 1'), '/v1/desktops/win%201', undefined],
       ['listSessions', () => client.listSessions(), '/v1/sessions', undefined],
       ['killSession', () => client.killSession('s-1'), '/v1/sessions/s-1', undefined],
       [
