@@ -201,10 +201,12 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
       const pump = (async () => {
         for await (const ev of session) {
           if (ev.type === 'helper-exit') {
+            // The reason first: killing the processes ends the channel, and a message written after
+            // that never reached the user (the full run lost it once).
+            onFailed(ev.reason);
             await cg
               .kill()
               .catch((err: unknown) => o.log('error', 'node: could not kill a session cgroup', err));
-            onFailed(ev.reason);
           }
           const a = auditFor(ev, base, execed, lastLost);
           if (a)
