@@ -90,14 +90,21 @@ const CR = encodeConnectionRequest({
   negotiation: { flags: 0, requestedProtocols: PROTOCOL.SSL },
 });
 
-async function setupDirect(port) {
+/** The direct path verifies weston's certificate as the gateway does: its pinned SHA-256 fingerprint. */
+async function setupDirect(port, certPem) {
+  const fingerprint = new X509Certificate(certPem).fingerprint256;
   const t0 = performance.now();
   const sock = net.connect(port, '127.0.0.1');
   await new Promise((r, j) => sock.once('connect', r).once('error', j));
   sock.write(CR);
   const cc = await readMessage(sock, (b) => readTpkt(b)?.length);
   if (decodeConnectionConfirm(cc).type !== 'response') throw new Error('weston refused TLS');
-  const t = tls.connect({ socket: sock, rejectUnauthorized: false });
+  const t = tls.connect({
+    socket: sock,
+    ca: certPem,
+    checkServerIdentity: (_host, peer) =>
+      peer.fingerprint256 === fingerprint ? undefined : new Error('weston presented another certificate'),
+  });
   await new Promise((r, j) => t.once('secureConnect', r).once('error', j));
   const ms = performance.now() - t0;
   t.destroy();
@@ -288,6 +295,7 @@ export async function run(argv) {
     gw.use(rdp());
     const { port: gwPort } = await gw.listen({ host: '127.0.0.1', port: 0 });
     const caPem = gw.authorities.get('host').map((k) => k.x509CertPem);
+    const certPem = await readFile(cert, 'utf8');
     await gw.admin.createUser({
       name: 'bench',
       roles: ['access'],
@@ -297,7 +305,7 @@ export async function run(argv) {
     await gw.admin.addDesktop({
       name: 'bench1',
       addr: `127.0.0.1:${westonPort}`,
-      tls_fingerprint: new X509Certificate(await readFile(cert, 'utf8')).fingerprint256,
+      tls_fingerprint: new X509Certificate(certPem).fingerprint256,
       credentials: [{ login: 'Administrator', password: 'x' }],
     });
     const login = await api(gwPort, caPem, 'POST', '/v1/login', {}, { user: 'bench', password: PASSWORD });
@@ -306,12 +314,12 @@ export async function run(argv) {
 
     // 1. setup
     const times = { direct: [], gatehouse: [] };
-    await setupDirect(westonPort);
+    await setupDirect(westonPort, certPem);
     await setupGateway(gwPort, caPem, web);
     for (let r = 0; r < rounds; r++) {
       for (const t of roundOrder(['direct', 'gatehouse'], r)) {
         times[t].push(
-          t === 'direct' ? await setupDirect(westonPort) : await setupGateway(gwPort, caPem, web),
+          t === 'direct' ? await setupDirect(westonPort, certPem) : await setupGateway(gwPort, caPem, web),
         );
       }
     }
@@ -342,7 +350,7 @@ export async function run(argv) {
         s.on('data', (d) => counter.feed(d));
         return s;
       },
-      cert: await readFile(cert, 'utf8'),
+      cert: certPem,
       key: await readFile(key, 'utf8'),
     });
     const before = (await gw.audit.search({ types: ['desktop.session.end'], limit: 1000 })).events.length;
