@@ -32,4 +32,9 @@ export interface AuditEmitter {
    * work must be refused until it is true again.
    */
   available(): boolean;
+  /**
+   * While `available()` is false: why, for the refused user, e.g. that an
+   * export sink's spool is full rather than the disk.
+   */
+  unavailableReason?(): { message: string; hint: string };
 }

@@ -529,7 +529,49 @@ export type AuditEventInput =
       sink: string;
       /** Events this sink never got: the disk could not take them and the memory bound was reached. */
       lost: number;
-    });
+    })
+  // Export sinks (syslog, Loki, Elasticsearch, webhook): alarms about their spool and receiver.
+  | (CommonFields & {
+      type: 'audit.sink.backlog';
+      sink: string;
+      /** Events waiting in the sink's spool. */
+      queued: number;
+      queued_bytes: number;
+      max_bytes: number;
+      /** How full the spool is (the alarm fires when the receiver fails, and at 50% and 90%). */
+      percent: number;
+      /** The receiver's last error ('' when it is merely slower than the event rate). */
+      error: string;
+    })
+  | (CommonFields & {
+      type: 'audit.sink.full';
+      sink: string;
+      on_full: 'block' | 'drop_oldest';
+      queued: number;
+      max_bytes: number;
+      error: string;
+    })
+  | (CommonFields & {
+      type: 'audit.sink.dropped';
+      sink: string;
+      /** Oldest events dropped this time (on_full: drop_oldest). */
+      dropped: number;
+      /** Dropped since the process started. */
+      dropped_total: number;
+      error: string;
+    })
+  | (CommonFields & {
+      type: 'audit.sink.rejected';
+      sink: string;
+      /** Events the receiver refused for good (not retried). */
+      rejected: number;
+      /** Their ids (at most 20). */
+      ids: string[];
+      /** The receiver's status for the first one (HTTP status, or 'too_large'). */
+      status: string;
+      error: string;
+    })
+  | (CommonFields & { type: 'audit.sink.recovered'; sink: string });
 
 export type AuditEventType = AuditEventInput['type'];
 
@@ -598,6 +640,11 @@ export const EVENT_CODES = {
   'gateway.stop': 'GH1201I',
   'audit.backlog': 'GH1210E',
   'audit.dropped': 'GH1211E',
+  'audit.sink.backlog': 'GH1220W',
+  'audit.sink.full': 'GH1221E',
+  'audit.sink.dropped': 'GH1222E',
+  'audit.sink.rejected': 'GH1223E',
+  'audit.sink.recovered': 'GH1224I',
 } as const satisfies Record<AuditEventType, string | { ok: string; fail: string }>;
 
 export function codeFor(e: AuditEventInput): string {

@@ -36,6 +36,26 @@ export * from './session-db.js';
 export * from './session-desktop.js';
 export * from './session-kube.js';
 export * from './session-ssh.js';
+export { createExportSink, type ExportSinkConfig } from './sinks/create.js';
+export { type ElasticsearchSinkOptions, elasticsearchSink, indexTemplate } from './sinks/elasticsearch.js';
+export {
+  type ExportItem,
+  type ExportOptions,
+  ExportSink,
+  type SendResult,
+  type SpoolFullPolicy,
+  type Transport,
+} from './sinks/export.js';
 export { JsonlFileSink, type JsonlFileSinkOptions } from './sinks/jsonl.js';
+export { encodePushRequest, type LokiSinkOptions, lokiLabels, lokiSink } from './sinks/loki.js';
+export { snappyCompress } from './sinks/snappy.js';
 export { StdoutSink, type StdoutSinkOptions } from './sinks/stdout.js';
-export type { AuditIndex, AuditSink } from './sinks/types.js';
+export { formatSyslog, type SyslogSinkOptions, syslogSink } from './sinks/syslog.js';
+export type { AuditIndex, AuditSink, AuditSinkStatus } from './sinks/types.js';
+export {
+  WEBHOOK_SIGNATURE_HEADER,
+  WEBHOOK_TIMESTAMP_HEADER,
+  type WebhookSinkOptions,
+  webhookSignature,
+  webhookSink,
+} from './sinks/webhook.js';

@@ -5,7 +5,7 @@ import { type AuditEvent, type AuditEventInput, codeFor, EVENT_CODES } from './e
 import { createIdGenerator } from './id.js';
 import { OpenSessionJournal, type OrphanClose } from './open-sessions.js';
 import type { AuditQuery, AuditSearchResult } from './query.js';
-import type { AuditIndex, AuditSink } from './sinks/types.js';
+import type { AuditIndex, AuditSink, AuditSinkStatus } from './sinks/types.js';
 import { Spool } from './spool.js';
 
 export interface AuditLogOptions {
@@ -228,6 +228,8 @@ export class AuditLog implements AuditEmitter {
       };
       return st;
     });
+    // Export sinks raise their alarms (spool filling, full, dropped, rejected) as events in this log.
+    for (const s of sinks) s.attach?.(this);
     for (const st of this.#states) {
       // A backlog from an earlier run is replayed right away; a fully replayed
       // spool whose removal was interrupted is simply removed.
@@ -304,11 +306,47 @@ export class AuditLog implements AuditEmitter {
    * once the events are on disk.
    */
   available(): boolean {
-    return !this.#states.some((st) => !st.background && (st.spoolBroken || st.memory.length > 0));
+    return (
+      !this.#states.some((st) => !st.background && (st.spoolBroken || st.memory.length > 0)) &&
+      this.#fullSink() === undefined
+    );
+  }
+
+  /** An export sink whose spool is at its bound with policy `block` (it refuses new work too). */
+  #fullSink(): AuditSink | undefined {
+    return this.#states.find((st) => st.sink.available?.() === false)?.sink;
+  }
+
+  /** Each sink's `status()` (export sinks: state and spool depth), for `gatehouse status`. */
+  sinkStatus(): AuditSinkStatus[] {
+    return this.#states.flatMap((st) => (st.sink.status ? [st.sink.status()] : []));
+  }
+
+  unavailableReason(): { message: string; hint: string } {
+    const full = this.#fullSink();
+    if (full) {
+      return {
+        message: `the audit sink '${full.name}' is full, so new sessions are refused`,
+        hint: `ask an admin to bring the receiver of audit sink '${full.name}' back (gatehouse status shows its state); it resumes by itself`,
+      };
+    }
+    return {
+      message: 'the gateway cannot write its audit log, so new sessions are refused',
+      hint: 'ask an admin to free disk space on the gateway; it resumes by itself',
+    };
   }
 
   assertAvailable(): void {
     if (this.available()) return;
+    const full = this.#fullSink();
+    if (full) {
+      throw new AuditUnavailableError(
+        `${full.unavailableReason?.() ?? `the audit sink '${full.name}' is full`}; new sessions and actions are refused until it drains`,
+        {
+          hint: `Bring the receiver of audit sink '${full.name}' back (gatehouse status shows its state), or raise its max_spool_bytes; Gatehouse resumes by itself.`,
+        },
+      );
+    }
     const st = this.#states.find((s) => !s.background && (s.spoolBroken || s.memory.length > 0));
     throw new AuditUnavailableError(
       `the audit log cannot write events (sink '${st?.sink.name}': ${st?.lastError ?? 'spool not writable'}); ` +

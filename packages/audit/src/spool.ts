@@ -140,6 +140,22 @@ export class Spool {
     this.pending = 0;
   }
 
+  /**
+   * Rewrites the spool without its delivered prefix (after an export sink
+   * dropped its oldest events) and returns the new size. The offset is reset
+   * before the rename: a crash in between replays delivered events again
+   * (duplicates receivers tolerate), never skips undelivered ones.
+   */
+  compact(): number {
+    const rest = readFileSync(this.path).subarray(this.offset);
+    const tmp = `${this.path}.tmp`;
+    writeFileSync(tmp, rest, { mode: 0o600 });
+    removeIfExists(this.#offsetPath);
+    renameSync(tmp, this.path);
+    this.offset = 0;
+    return rest.length;
+  }
+
   /** Keeps a line that cannot be parsed where an operator can look at it, instead of dropping it. */
   reject(text: string): string {
     const path = join(this.#dir, `${this.#sinkName}.rejected.jsonl`);

@@ -207,22 +207,23 @@ export class Authorizer {
     }
     if (!this.#d.audit.available()) {
       // No audit, no access: while events cannot be written (a full or
-      // read-only disk) nothing new starts. The refusal is recorded as soon as
-      // the disk takes it again.
+      // read-only disk, or an export sink whose spool is full with policy
+      // block) nothing new starts. The refusal is recorded as soon as the
+      // disk takes it again.
+      const why = this.#d.audit.unavailableReason?.() ?? {
+        message: 'the gateway cannot write its audit log, so new sessions are refused',
+        hint: 'ask an admin to free disk space on the gateway; it resumes by itself',
+      };
       void this.#d.audit.record({
         type: 'access.denied',
         user: identity.user,
         resource_kind: target.kind,
         resource: target.name,
-        reason: 'the audit log cannot write events',
+        reason: why.message,
         ...('login' in target && typeof target.login === 'string' ? { login: target.login } : {}),
         ...(ctx.remoteAddr ? { addr: { remote: ctx.remoteAddr } } : {}),
       });
-      throw new GatehouseError(
-        'GH_ERR_AUDIT_UNAVAILABLE',
-        'the gateway cannot write its audit log, so new sessions are refused',
-        { hint: 'ask an admin to free disk space on the gateway; it resumes by itself' },
-      );
+      throw new GatehouseError('GH_ERR_AUDIT_UNAVAILABLE', why.message, { hint: why.hint });
     }
     let p: Principal;
     try {
