@@ -9,6 +9,7 @@ import tls, { type TLSSocket } from 'node:tls';
 import {
   AuditLog,
   type AuditSink,
+  createExportSink,
   FileRecordingStore,
   JsonlFileSink,
   type RecordingStore,
@@ -37,6 +38,7 @@ import { MemoryBackend } from './backend/memory.js';
 import { SqliteBackend } from './backend/sqlite.js';
 import type { Backend, WatchEvent } from './backend/types.js';
 import { type Clock, systemClock } from './clock.js';
+import { type AuditSinkOption, isExportSinkConfig, resolveAuditSinks } from './config/audit-sinks.js';
 import { type GatehouseConfig, loadConfig, splitHostPort } from './config/load.js';
 import type { ConfigFile } from './config/schema.js';
 import { AesGcmSealer, loadOrCreateSecretsKey, type Sealer } from './crypto/seal.js';
@@ -133,8 +135,14 @@ export interface CreateGatewayOptions {
   backend?: Backend | 'sqlite' | 'memory';
   clock?: Clock;
   env?: NodeJS.ProcessEnv;
-  /** Extra audit sinks (e.g. a SIEM exporter). */
-  auditSinks?: AuditSink[];
+  /**
+   * Extra audit sinks: sink objects, or export sinks described as data
+   * (`{ type: 'syslog' | 'loki' | 'elasticsearch' | 'webhook', ... }`, the
+   * camelCase options of @gatehouse/audit's sinks, secrets as values). They
+   * come after the config file's `audit.sinks`; each export sink spools
+   * under the data dir.
+   */
+  auditSinks?: AuditSinkOption[];
   /** How to reach targets; default: direct TCP. */
   dialer?: Dialer;
   /** Which spool directory this process uses for audit retries ('daemon' for `gatehouse start`). */
@@ -889,8 +897,20 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     index,
   ];
   if (config.audit.stdout) sinks.push(new StdoutSink());
-  sinks.push(...(opts.auditSinks ?? []));
   const spoolDir = path.join(auditDir, 'spool', opts.auditSpoolName ?? `process-${safeUsername()}`);
+  // Export sinks keep their own bounded spools next to the log's (decision 00XX-audit-sinks).
+  const exportDir = path.join(spoolDir, 'export');
+  for (const s of [...(await resolveAuditSinks(config.audit.sinks)), ...(opts.auditSinks ?? [])]) {
+    try {
+      sinks.push(isExportSinkConfig(s) ? createExportSink(s, exportDir) : s);
+    } catch (cause) {
+      await Promise.allSettled(sinks.map((k) => k.close?.()));
+      throw new GatehouseError('GH_ERR_CONFIG_INVALID', `audit sink: ${(cause as Error).message}`, {
+        cause,
+        hint: 'fix the audit.sinks entry (or auditSinks option) named above',
+      });
+    }
+  }
   const audit = new AuditLog({
     cluster: config.clusterName,
     sinks,

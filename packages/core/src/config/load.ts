@@ -6,6 +6,9 @@ import { parseDuration } from '../util/duration.js';
 import { formatLintMessages, validateYaml } from '../util/yaml-validate.js';
 import { type ConfigFile, configSchema, type ParsedConfig } from './schema.js';
 
+/** One `audit.sinks` entry as the config file spells it (snake_case; `*_file` paths not read yet). */
+export type AuditSinkConfigEntry = ParsedConfig['audit']['sinks'][number];
+
 /** The resolved configuration every part of core reads (camelCase, durations in ms). */
 export interface GatehouseConfig {
   clusterName: string;
@@ -79,7 +82,14 @@ export interface GatehouseConfig {
     proxyProtocolTrusted: string[];
     maxBodyBytes: number;
   };
-  audit: { stdout: boolean; maxFileBytes: number; maxQueryBytes: number; maxParameterBytes: number };
+  audit: {
+    stdout: boolean;
+    maxFileBytes: number;
+    maxQueryBytes: number;
+    maxParameterBytes: number;
+    /** Export sinks as the config file describes them (files not read yet: createGateway reads them). */
+    sinks: AuditSinkConfigEntry[];
+  };
   /** Where the config came from, for messages. */
   source: string;
 }
@@ -255,6 +265,7 @@ function resolve(
       maxFileBytes: c.audit.max_file_bytes,
       maxQueryBytes: c.audit.max_query_bytes,
       maxParameterBytes: c.audit.max_parameter_bytes,
+      sinks: c.audit.sinks,
     },
     source,
   };

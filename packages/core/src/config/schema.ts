@@ -6,6 +6,107 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[^\s:[\]]+):\d{1,5}$/, { message: 'write HOST:PORT, e.g. 127.0.0.1:3080' });
 
+const httpUrl = z
+  .string()
+  .regex(/^https?:\/\/[^\s/]+/, {
+    message: 'write an http:// or https:// URL, e.g. https://loki.example:3100',
+  });
+
+/** What every export sink shares: its name, its spool bound and what happens at the bound. */
+const exportSinkCommon = {
+  /** Names the sink in alarms, `gatehouse status` and its spool file; default: the type. */
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, { message: 'letters, digits, dots, dashes and underscores' })
+    .optional(),
+  /** Bytes of undelivered events the sink's spool (under the data dir) may hold. Default 256 MiB. */
+  max_spool_bytes: z.number().int().min(1024).optional(),
+  /** At the bound: block (default: new sessions are refused, fail closed) or drop_oldest (with an alarm). */
+  on_full: z.enum(['block', 'drop_oldest']).optional(),
+  /** Most events per request. */
+  batch_max: z.number().int().min(1).max(10_000).optional(),
+  /** CA (PEM file) the receiver's TLS certificate must chain to; default: the system CAs (HTTP), required for syslog tls. */
+  ca_file: z.string().optional(),
+};
+
+/** `audit.sinks`: where events are exported besides the local record (docs/decisions/00XX-audit-sinks.md). */
+const auditSinkSchema = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('syslog'),
+      ...exportSinkCommon,
+      /** tcp (RFC 6587 octet counting), tls (RFC 5425) or udp (RFC 5426). */
+      protocol: z.enum(['tcp', 'tls', 'udp']),
+      /** HOST:PORT of the receiver. */
+      addr: hostPort,
+      /** tls: the name its certificate must carry; default: the host of addr. */
+      server_name: z.string().optional(),
+      /** tls: a client certificate and key (PEM files) for receivers that authenticate senders. */
+      cert_file: z.string().optional(),
+      key_file: z.string().optional(),
+      /** Syslog facility number, 0-23. Default 10 (authpriv). */
+      facility: z.number().int().min(0).max(23).optional(),
+      app_name: z.string().optional(),
+      hostname: z.string().optional(),
+      /** SD-ID of the element carrying id/type/cluster (NAME@PEN). Default gatehouse@32473. */
+      sd_id: z
+        .string()
+        .regex(/^[!-~]{1,32}$/)
+        .refine((v) => !/[= \]"]/.test(v), { message: 'no =, ], " or space' })
+        .optional(),
+      /** udp: largest datagram; longer events are rejected with an alarm. Default 8192. */
+      max_udp_bytes: z.number().int().min(480).max(65_507).optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('loki'),
+      ...exportSinkCommon,
+      /** Loki's base URL; events go to <url>/loki/api/v1/push. */
+      url: httpUrl,
+      /** protobuf (snappy-compressed, default) or json. */
+      encoding: z.enum(['protobuf', 'json']).optional(),
+      /** Static labels added to every stream; keep them few and fixed (never per user or session). */
+      labels: z
+        .record(
+          z.string().regex(/^[a-zA-Z_][a-zA-Z0-9_]*$/, { message: 'a Prometheus label name' }),
+          z.string(),
+        )
+        .optional(),
+      /** X-Scope-OrgID for a multi-tenant Loki. */
+      tenant: z.string().optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('elasticsearch'),
+      ...exportSinkCommon,
+      /** Elasticsearch or OpenSearch base URL. */
+      url: httpUrl,
+      /** Index prefix: events go to <index>-YYYY.MM.DD; the template covers <index>-*. */
+      index: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9._-]*$/, { message: 'lowercase letters, digits, dots, dashes, underscores' })
+        .optional(),
+      username: z.string().optional(),
+      /** File holding the password (never the password itself in the config). */
+      password_file: z.string().optional(),
+      /** File holding an API key (base64 id:key). */
+      api_key_file: z.string().optional(),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('webhook'),
+      ...exportSinkCommon,
+      /** Where batches are POSTed. */
+      url: httpUrl,
+      /** File holding the HMAC-SHA256 key that signs each batch. */
+      secret_file: z.string(),
+    })
+    .strict(),
+]);
+
 /**
  * The daemon's YAML config. Every field has a default so `gatehouse start`
  * with no file is a working gateway; defaults live here and nowhere else.
@@ -274,6 +375,8 @@ export const configSchema = z
           .int()
           .min(16)
           .default(4 * 1024),
+        /** Export sinks: syslog, Loki, Elasticsearch/OpenSearch, webhook (each with its own spool). */
+        sinks: z.array(auditSinkSchema).default([]),
       })
       .strict()
       .prefault({}),

@@ -63,7 +63,13 @@ function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] 
     else return [];
     unwrap();
   }
-  const def = (s as { def?: { type?: string; shape?: Record<string, unknown> } }).def;
+  const def = (s as { def?: { type?: string; shape?: Record<string, unknown>; options?: unknown[] } }).def;
+  if (def?.type === 'union') {
+    // A discriminated union (e.g. audit.sinks entries): the keys of every variant.
+    const keys = new Set<string>();
+    for (const o of def.options ?? []) for (const k of knownKeysAt(o as z.ZodType, [])) keys.add(k);
+    return [...keys];
+  }
   return def?.type === 'object' ? Object.keys(def.shape ?? {}) : [];
 }
 
