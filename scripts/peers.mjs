@@ -94,6 +94,21 @@ const PEERS = [
     why: 'zlib, linked into the eBPF helper (@gatehouse/bpf)',
   },
   { bin: '/usr/bin/python3', pkg: 'python3', why: 'UDP sendto probes in the eBPF tests' },
+  {
+    bin: '/usr/sbin/rsyslogd',
+    pkg: 'rsyslog',
+    why: 'rsyslogd, a real syslog receiver (audit syslog sink tests: TCP, UDP)',
+  },
+  {
+    bin: '/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_ossl.so',
+    pkg: 'rsyslog-openssl',
+    why: "rsyslog's ossl netstream driver (audit syslog sink tests: TLS, RFC 5425)",
+  },
+  {
+    bin: '/usr/lib/python3/dist-packages/snappy/__init__.py',
+    pkg: 'python3-snappy',
+    why: 'the reference libsnappy, which decodes what the Loki audit sink sends',
+  },
   { bin: '/usr/bin/rsync', pkg: 'rsync', why: 'rsync over ssh through the gateway (SSH interop tests)' },
   { bin: '/usr/bin/git', pkg: 'git', why: 'git over ssh through the gateway (SSH interop tests)' },
   { bin: '/usr/bin/plink', pkg: 'putty-tools', why: "PuTTY's plink and puttygen (SSH interop tests)" },

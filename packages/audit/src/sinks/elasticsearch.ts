@@ -81,13 +81,14 @@ class ElasticsearchTransport implements Transport {
         : {};
   }
 
-  async start(): Promise<void> {
+  async start(signal: AbortSignal): Promise<void> {
     const res = await request(
       this.#target,
       'PUT',
       `_index_template/${this.#index}`,
       JSON.stringify(indexTemplate(this.#index)),
       { 'content-type': 'application/json', ...this.#auth },
+      signal,
     );
     if (res.status < 200 || res.status >= 300) {
       // Not installed, nothing sent: retried with backoff like a failed batch.
@@ -97,7 +98,7 @@ class ElasticsearchTransport implements Transport {
     }
   }
 
-  async send(items: ExportItem[]): Promise<SendResult | undefined> {
+  async send(items: ExportItem[], signal: AbortSignal): Promise<SendResult | undefined> {
     // `create` with the event id as `_id`: a batch sent twice (at least once) is stored once (409 on the copy).
     const body = items
       .map(
@@ -105,10 +106,17 @@ class ElasticsearchTransport implements Transport {
           `{"create":{"_index":"${this.#index}-${i.event.time.slice(0, 10).replaceAll('-', '.')}","_id":${JSON.stringify(i.id)}}}\n${i.json}\n`,
       )
       .join('');
-    const res = await request(this.#target, 'POST', '_bulk', body, {
-      'content-type': 'application/x-ndjson',
-      ...this.#auth,
-    });
+    const res = await request(
+      this.#target,
+      'POST',
+      '_bulk',
+      body,
+      {
+        'content-type': 'application/x-ndjson',
+        ...this.#auth,
+      },
+      signal,
+    );
     const whole = batchOutcome(res, items.length, 'Elasticsearch _bulk');
     if (whole) return whole;
     let parsed: { errors?: boolean; items?: Record<string, { status?: number; error?: unknown }>[] };

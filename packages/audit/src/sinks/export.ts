@@ -27,8 +27,9 @@ export interface SendResult {
 /** The network half of a sink: ships one batch, throws when the receiver could not be reached. */
 export interface Transport {
   /** Called once before the first batch (e.g. Elasticsearch installs its index template); throws to retry. */
-  start?(): Promise<void>;
-  send(items: ExportItem[]): Promise<SendResult | undefined>;
+  start?(signal: AbortSignal): Promise<void>;
+  /** `signal` aborts when the sink closes: a request in flight must end then, not at its timeout. */
+  send(items: ExportItem[], signal: AbortSignal): Promise<SendResult | undefined>;
   close?(): Promise<void>;
 }
 
@@ -119,6 +120,7 @@ export class ExportSink implements AuditSink {
   /** Ends the pump's backoff wait (retryNow, close); new events do not, or a dead receiver would be hammered. */
   #wakeRetry: (() => void) | undefined;
   #closing = false;
+  readonly #abort = new AbortController();
   #pump: Promise<void>;
 
   constructor(kind: string, transport: Transport, opts: ExportOptions) {
@@ -214,6 +216,8 @@ export class ExportSink implements AuditSink {
       this.#closing = true;
       this.#wakeIdle?.();
       this.#wakeRetry?.();
+      // A request still in flight ends now; its batch stays in the spool.
+      this.#abort.abort(new Error(`audit sink ${this.name} is closing`));
     }
     await this.#pump;
     await this.#transport.close?.();
@@ -309,7 +313,7 @@ export class ExportSink implements AuditSink {
       if (this.#closing) return;
       if (!this.#started) {
         try {
-          await this.#transport.start?.();
+          await this.#transport.start?.(this.#abort.signal);
           this.#started = true;
         } catch (err) {
           this.#failed(err);
@@ -341,7 +345,7 @@ export class ExportSink implements AuditSink {
         let result: SendResult | undefined;
         this.#sending = true;
         try {
-          result = await this.#transport.send(items);
+          result = await this.#transport.send(items, this.#abort.signal);
         } catch (err) {
           this.#sending = false;
           this.#failed(err);

@@ -35,6 +35,7 @@ export function request(
   path: string,
   body: Buffer | string | undefined,
   headers: Record<string, string>,
+  signal?: AbortSignal,
 ): Promise<HttpResponse> {
   const url = new URL(path, target.url.endsWith('/') ? target.url : `${target.url}/`);
   const mod = url.protocol === 'https:' ? https : http;
@@ -51,6 +52,7 @@ export function request(
         ...(url.protocol === 'https:' && target.ca ? { ca: target.ca } : {}),
         // Each sink sends one request at a time; a kept-alive socket saves the handshakes.
         agent: url.protocol === 'https:' ? httpsAgent : httpAgent,
+        ...(signal ? { signal } : {}),
       },
       (res) => {
         const chunks: Buffer[] = [];

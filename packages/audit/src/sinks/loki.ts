@@ -110,7 +110,7 @@ class LokiTransport implements Transport {
     this.#tenant = opts.tenant ? { 'x-scope-orgid': opts.tenant } : {};
   }
 
-  async send(items: ExportItem[]) {
+  async send(items: ExportItem[], signal: AbortSignal) {
     // Group by stream, keeping each stream's entries in emit order.
     const streams = new Map<string, { labels: Record<string, string>; items: ExportItem[] }>();
     for (const i of items) {
@@ -141,10 +141,17 @@ class LokiTransport implements Transport {
         ),
       );
     }
-    const res = await request(this.#target, 'POST', 'loki/api/v1/push', body, {
-      'content-type': type,
-      ...this.#tenant,
-    });
+    const res = await request(
+      this.#target,
+      'POST',
+      'loki/api/v1/push',
+      body,
+      {
+        'content-type': type,
+        ...this.#tenant,
+      },
+      signal,
+    );
     return batchOutcome(res, items.length, 'Loki push');
   }
 }

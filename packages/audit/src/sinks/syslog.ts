@@ -126,7 +126,8 @@ class SyslogTransport implements Transport {
     this.#windowMax = opts.resendWindowBytes ?? 4 * 1024 * 1024;
   }
 
-  async send(items: ExportItem[]): Promise<SendResult | undefined> {
+  async send(items: ExportItem[], signal: AbortSignal): Promise<SendResult | undefined> {
+    signal.throwIfAborted();
     if (this.#opts.protocol === 'udp') return this.#sendUdp(items);
     const frames = items.map((i) => {
       const msg = Buffer.from(formatSyslog(i, this.#o));
@@ -136,7 +137,14 @@ class SyslogTransport implements Transport {
     const socket = await this.#connect();
     const out = this.#resend ? [...this.#window, ...frames] : frames;
     this.#resend = false;
-    await this.#write(socket, Buffer.concat(out));
+    // Closing the sink ends a write the receiver does not read (it stays in the spool).
+    const abort = () => socket.destroy();
+    signal.addEventListener('abort', abort, { once: true });
+    try {
+      await this.#write(socket, Buffer.concat(out));
+    } finally {
+      signal.removeEventListener('abort', abort);
+    }
     for (const f of frames) {
       this.#window.push(f);
       this.#windowBytes += f.length;

@@ -33,15 +33,22 @@ class WebhookTransport implements Transport {
     this.#path = new URL(opts.url).pathname + new URL(opts.url).search;
   }
 
-  async send(items: ExportItem[]) {
+  async send(items: ExportItem[], signal: AbortSignal) {
     // The events verbatim as the log wrote them (no re-serialization): {"events":[...]}.
     const body = `{"events":[${items.map((i) => i.json).join(',')}]}`;
     const ts = String(Math.floor(Date.now() / 1000));
-    const res = await request(this.#target, 'POST', this.#path, body, {
-      'content-type': 'application/json',
-      [WEBHOOK_TIMESTAMP_HEADER]: ts,
-      [WEBHOOK_SIGNATURE_HEADER]: webhookSignature(this.#secret, ts, body),
-    });
+    const res = await request(
+      this.#target,
+      'POST',
+      this.#path,
+      body,
+      {
+        'content-type': 'application/json',
+        [WEBHOOK_TIMESTAMP_HEADER]: ts,
+        [WEBHOOK_SIGNATURE_HEADER]: webhookSignature(this.#secret, ts, body),
+      },
+      signal,
+    );
     return batchOutcome(res, items.length, 'the webhook');
   }
 }

@@ -6,11 +6,9 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:]+\]|[^\s:[\]]+):\d{1,5}$/, { message: 'write HOST:PORT, e.g. 127.0.0.1:3080' });
 
-const httpUrl = z
-  .string()
-  .regex(/^https?:\/\/[^\s/]+/, {
-    message: 'write an http:// or https:// URL, e.g. https://loki.example:3100',
-  });
+const httpUrl = z.string().regex(/^https?:\/\/[^\s/]+/, {
+  message: 'write an http:// or https:// URL, e.g. https://loki.example:3100',
+});
 
 /** What every export sink shares: its name, its spool bound and what happens at the bound. */
 const exportSinkCommon = {
