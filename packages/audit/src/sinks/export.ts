@@ -374,6 +374,8 @@ export class ExportSink implements AuditSink {
       if (!ok) return; // closing: the batch stays in the spool for the next start
       this.#delivered += items.length;
       this.#spool.commit(batch.end, batch.lines);
+      // New sessions resume once the receiver has made real room (not at the first event below the bound).
+      if (this.#full && this.#pendingBytes() < this.#maxBytes * DROP_TO) this.#full = false;
       if (this.#policy === 'drop_oldest' && this.#pendingBytes() >= this.#maxBytes) this.#dropOldest();
     }
   }
