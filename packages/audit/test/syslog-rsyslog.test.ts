@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeServerCa } from '../../adapter-postgres/test/peers.js';
 import { type AuditEvent, AuditLog, type ExportSink, JsonlFileSink, syslogSink } from '../src/index.js';
-import { type Rsyslog, type SyslogLine, startRsyslog } from './rsyslog.js';
+import { type Rsyslog, type SyslogLine, startRsyslog } from '../src/testing/rsyslog.js';
 
 /** Waits for a condition (no timing assertions: the deadline only turns a hang into a failure). */
 async function until(what: string, cond: () => boolean, ms = 60_000): Promise<void> {

@@ -41,26 +41,28 @@ function labelString(labels: Record<string, string>): string {
   return `{${parts.join(', ')}}`;
 }
 
-// --- protobuf: the three messages of logproto.PushRequest, written by hand (a dozen lines; no codegen) ---
+// --- protobuf: the three messages of logproto.PushRequest, written by hand (a few lines; no codegen) ---
 
-function pbVarint(n: number | bigint, out: number[]): void {
-  let v = BigInt(n);
-  while (v >= 0x80n) {
-    out.push(Number(v & 0x7fn) | 0x80);
-    v >>= 7n;
+/** A varint (non-negative, below 2^53). */
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n % 0x80) | 0x80);
+    n = Math.floor(n / 0x80);
   }
-  out.push(Number(v));
+  out.push(n);
+  return Buffer.from(out);
 }
 
-function pbBytes(field: number, data: Uint8Array, out: number[]): void {
-  pbVarint((field << 3) | 2, out);
-  pbVarint(data.length, out);
-  for (const b of data) out.push(b);
+/** A length-delimited field: tag, length, payload. */
+function lenField(no: number, payload: Buffer, out: Buffer[]): void {
+  out.push(varint((no << 3) | 2), varint(payload.length), payload);
 }
 
-function pbUint(field: number, n: number | bigint, out: number[]): void {
-  pbVarint(field << 3, out);
-  pbVarint(n, out);
+function sizeOf(parts: Buffer[]): number {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  return n;
 }
 
 /**
@@ -72,25 +74,26 @@ function pbUint(field: number, n: number | bigint, out: number[]): void {
 export function encodePushRequest(
   streams: { labels: string; entries: { ms: number; line: string }[] }[],
 ): Buffer {
-  const out: number[] = [];
-  const enc = new TextEncoder();
+  const out: Buffer[] = [];
   for (const s of streams) {
-    const stream: number[] = [];
-    pbBytes(1, enc.encode(s.labels), stream);
+    const stream: Buffer[] = [];
+    lenField(1, Buffer.from(s.labels), stream);
     for (const entry of s.entries) {
-      const ts: number[] = [];
       const seconds = Math.floor(entry.ms / 1000);
       const nanos = (entry.ms - seconds * 1000) * 1_000_000;
-      if (seconds !== 0) pbUint(1, seconds, ts);
-      if (nanos !== 0) pbUint(2, nanos, ts);
-      const e: number[] = [];
-      pbBytes(1, Uint8Array.from(ts), e);
-      pbBytes(2, enc.encode(entry.line), e);
-      pbBytes(2, Uint8Array.from(e), stream);
+      // Default (zero) values are omitted, as protobuf encoders do.
+      const ts = Buffer.concat([
+        ...(seconds !== 0 ? [varint(1 << 3), varint(seconds)] : []),
+        ...(nanos !== 0 ? [varint(2 << 3), varint(nanos)] : []),
+      ]);
+      const e: Buffer[] = [];
+      lenField(1, ts, e);
+      lenField(2, Buffer.from(entry.line), e);
+      lenField(2, Buffer.concat(e, sizeOf(e)), stream);
     }
-    pbBytes(1, Uint8Array.from(stream), out);
+    lenField(1, Buffer.concat(stream, sizeOf(stream)), out);
   }
-  return Buffer.from(out);
+  return Buffer.concat(out, sizeOf(out));
 }
 
 class LokiTransport implements Transport {

@@ -137,3 +137,4 @@ export class FailingSink implements AuditSink {
 }
 
 export { MemoryRecordingStore, type MemoryRecordingStoreOptions } from '../recording/memory-store.js';
+export { RSYSLOGD, type Rsyslog, type SyslogLine, startRsyslog } from './rsyslog.js';

@@ -1,7 +1,40 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { join } from 'node:path';
-import { freePort, waitForPort } from '../../core/src/testing/peers.js';
+
+// (@gatehouse/core/testing has the same two helpers, but core depends on
+// audit, not the other way round; the bench imports this file from dist.)
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once rsyslogd accepts on the port; rejects if it exits first or does not listen in time. */
+async function waitForPort(port: number, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`rsyslogd exited with ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`rsyslogd did not listen on ${port}`);
+}
 
 export const RSYSLOGD = '/usr/sbin/rsyslogd';
 
@@ -36,9 +69,11 @@ export async function startRsyslog(opts: {
   caFile: string;
   certFile: string;
   keyFile: string;
+  /** Where rsyslogd writes what it receives; default `dir/out.log` (the bench uses /dev/null). */
+  out?: string;
 }): Promise<Rsyslog> {
   const [tcpPort, tlsPort, udpPort] = [await freePort(), await freePort(), await freePort()];
-  const out = join(opts.dir, 'out.log');
+  const out = opts.out ?? join(opts.dir, 'out.log');
   const conf = join(opts.dir, 'rsyslog.conf');
   writeFileSync(
     conf,
@@ -71,8 +106,8 @@ export async function startRsyslog(opts: {
     });
     child = c;
     try {
-      await waitForPort(tcpPort, c, 15_000, 'rsyslogd');
-      await waitForPort(tlsPort, c, 15_000, 'rsyslogd');
+      await waitForPort(tcpPort, c);
+      await waitForPort(tlsPort, c);
     } catch (err) {
       throw new Error(`${(err as Error).message}: ${stderr}`);
     }
