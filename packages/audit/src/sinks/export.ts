@@ -308,6 +308,21 @@ export class ExportSink implements AuditSink {
   }
 
   async #run(): Promise<void> {
+    for (;;) {
+      try {
+        await this.#pumpLoop();
+        return;
+      } catch (err) {
+        // The spool itself failed (read, commit, clear): the events stay on disk; try again later.
+        this.#sending = false;
+        this.#failed(err);
+        await this.#sleep(this.#retryMaxMs);
+        if (this.#closing) return;
+      }
+    }
+  }
+
+  async #pumpLoop(): Promise<void> {
     let delay = this.#retryInitialMs;
     for (;;) {
       if (this.#closing) return;
@@ -341,6 +356,8 @@ export class ExportSink implements AuditSink {
       }
       let items = batch.items;
       let ok = false;
+      /** Refused in the last answer: not delivered. */
+      let refused = 0;
       while (!this.#closing && this.#epoch === epoch) {
         let result: SendResult | undefined;
         this.#sending = true;
@@ -356,14 +373,15 @@ export class ExportSink implements AuditSink {
         this.#sending = false;
         delay = this.#retryInitialMs;
         this.#recovered();
-        if (result?.rejected && result.rejected.length > 0) this.#reject(items, result.rejected);
+        refused = result?.rejected?.length ?? 0;
+        if (result?.rejected && refused > 0) this.#reject(items, result.rejected);
         const retry = result?.retry ?? [];
         if (retry.length === 0) {
           ok = true;
           break;
         }
         // Only what failed retryably goes again; the rest of the batch is in.
-        this.#delivered += items.length - retry.length - (result?.rejected?.length ?? 0);
+        this.#delivered += items.length - retry.length - refused;
         items = retry.map((i) => items[i]!);
         this.#lastError = `${retry.length} events of a batch failed with a retryable status`;
         await this.#sleep(delay);
@@ -372,7 +390,7 @@ export class ExportSink implements AuditSink {
       // Dropped while in flight (drop_oldest): the offset already moved on, do not commit over it.
       if (this.#epoch !== epoch) continue;
       if (!ok) return; // closing: the batch stays in the spool for the next start
-      this.#delivered += items.length;
+      this.#delivered += items.length - refused;
       this.#spool.commit(batch.end, batch.lines);
       // New sessions resume once the receiver has made real room (not at the first event below the bound).
       if (this.#full && this.#pendingBytes() < this.#maxBytes * DROP_TO) this.#full = false;
