@@ -871,6 +871,8 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   if (opts.dataDir) values.data_dir = opts.dataDir;
   if (opts.secondFactor) values.auth = { ...(values.auth ?? {}), second_factor: opts.secondFactor };
   let config = opts.config ?? (await loadConfig({ values, env }));
+  // Read the sinks' secret and CA files before anything is opened: a wrong path fails here, cleanly.
+  const exportSinks = [...(await resolveAuditSinks(config.audit.sinks)), ...(opts.auditSinks ?? [])];
   const clock = opts.clock ?? systemClock;
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const sealer = new AesGcmSealer(await loadOrCreateSecretsKey({ dataDir: config.dataDir, env }));
@@ -900,7 +902,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   const spoolDir = path.join(auditDir, 'spool', opts.auditSpoolName ?? `process-${safeUsername()}`);
   // Export sinks keep their own bounded spools next to the log's (decision 00XX-audit-sinks).
   const exportDir = path.join(spoolDir, 'export');
-  for (const s of [...(await resolveAuditSinks(config.audit.sinks)), ...(opts.auditSinks ?? [])]) {
+  for (const s of exportSinks) {
     try {
       sinks.push(isExportSinkConfig(s) ? createExportSink(s, exportDir) : s);
     } catch (cause) {

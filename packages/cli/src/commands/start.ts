@@ -70,6 +70,11 @@ Examples:
         const extra = Object.entries(bound.dedicated)
           .map(([name, d]) => `  ${`${name}:`.padEnd(11)}${d.address}\n`)
           .join('');
+        // Export sinks and what an earlier run left in their spools (delivered first).
+        const sinks = gateway.audit
+          .sinkStatus()
+          .map((s) => `  audit:     ${s.name} (${s.type}): ${s.state}, ${s.queued} events spooled\n`)
+          .join('');
         ctx.out(
           `Gatehouse listening on ${boundAddr(bound)}\n` +
             extra +
@@ -77,7 +82,8 @@ Examples:
             `  data dir:  ${config.dataDir}\n` +
             `  proxy:     ${proxy}\n` +
             `  web UI:    https://${proxy}/\n` +
-            `  CA pin:    --ca-pin ${pin}\n`,
+            `  CA pin:    --ca-pin ${pin}\n` +
+            sinks,
         );
         const invite = await gateway.bootstrapAdmin();
         if (invite) {
