@@ -94,7 +94,8 @@ export class Spool {
     try {
       const size = fstatSync(fd).size;
       const lines: { text: string; end: number }[] = [];
-      const chunk = Buffer.allocUnsafe(1 << 20);
+      // No bigger than what is there to read: export sinks read small tails many times.
+      const chunk = Buffer.allocUnsafe(Math.max(1, Math.min(1 << 20, size - this.offset)));
       let carry = Buffer.alloc(0);
       let pos = this.offset;
       while (lines.length < max && pos < size) {
@@ -120,10 +121,15 @@ export class Spool {
     }
   }
 
-  /** Records that everything up to `offset` was delivered. */
-  commit(offset: number, delivered: number): void {
+  /**
+   * Records that everything up to `offset` was delivered. `persist: false`
+   * only moves it in memory (a crash then resends from the last persisted
+   * offset: at least once), for callers that commit many small batches.
+   */
+  commit(offset: number, delivered: number, persist = true): void {
     this.offset = offset;
     this.pending = Math.max(0, this.pending - delivered);
+    if (!persist) return;
     // Replace atomically so a crash never leaves a half-written offset.
     const tmp = `${this.#offsetPath}.tmp`;
     writeFileSync(tmp, String(offset), { mode: 0o600 });

@@ -59,6 +59,12 @@ export interface ExportOptions {
 const ALARM_LEVELS = [0.5, 0.9] as const;
 /** drop_oldest frees this much below the bound at once, so it does not drop one event per append. */
 const DROP_TO = 0.9;
+/**
+ * The delivered offset is written to disk at most this often (and on close):
+ * one rename per small batch cost more than the batch. A crash resends what
+ * was delivered since (at least once).
+ */
+const PERSIST_EVERY_MS = 250;
 /** Rejected ids listed in one alarm event (the count is always complete). */
 const MAX_IDS_IN_ALARM = 20;
 
@@ -112,6 +118,7 @@ export class ExportSink implements AuditSink {
   #dropped = 0;
   #rejected = 0;
   #delivered = 0;
+  #persistedAt = 0;
   #sending = false;
   /** Bumped when drop_oldest moves the offset, so a batch in flight does not commit over it. */
   #epoch = 0;
@@ -220,6 +227,8 @@ export class ExportSink implements AuditSink {
       this.#abort.abort(new Error(`audit sink ${this.name} is closing`));
     }
     await this.#pump;
+    // What was delivered since the last persisted offset is not sent again by the next start.
+    if (this.#spool.pending > 0 && this.#spool.offset > 0) this.#spool.commit(this.#spool.offset, 0);
     await this.#transport.close?.();
   }
 
@@ -391,7 +400,9 @@ export class ExportSink implements AuditSink {
       if (this.#epoch !== epoch) continue;
       if (!ok) return; // closing: the batch stays in the spool for the next start
       this.#delivered += items.length - refused;
-      this.#spool.commit(batch.end, batch.lines);
+      const persist = Date.now() - this.#persistedAt >= PERSIST_EVERY_MS;
+      this.#spool.commit(batch.end, batch.lines, persist);
+      if (persist) this.#persistedAt = Date.now();
       // New sessions resume once the receiver has made real room (not at the first event below the bound).
       if (this.#full && this.#pendingBytes() < this.#maxBytes * DROP_TO) this.#full = false;
       if (this.#policy === 'drop_oldest' && this.#pendingBytes() >= this.#maxBytes) this.#dropOldest();

@@ -37,7 +37,7 @@ export function request(
   headers: Record<string, string>,
   signal?: AbortSignal,
 ): Promise<HttpResponse> {
-  const url = new URL(path, target.url.endsWith('/') ? target.url : `${target.url}/`);
+  const url = resolveUrl(target.url, path);
   const mod = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
     const req = mod.request(
@@ -71,6 +71,20 @@ export function request(
     req.on('error', reject);
     req.end(body);
   });
+}
+
+const urls = new Map<string, URL>();
+
+/** `path` under `base`, parsed once per pair (a sink sends to one or two URLs, many times). */
+function resolveUrl(base: string, path: string): URL {
+  const key = `${base}\n${path}`;
+  let url = urls.get(key);
+  if (!url) {
+    url = new URL(path, base.endsWith('/') ? base : `${base}/`);
+    if (urls.size > 1000) urls.clear();
+    urls.set(key, url);
+  }
+  return url;
 }
 
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 4 });
