@@ -64,6 +64,11 @@ const EXPECTED = {
   'gateway.stop': 'GH1201I',
   'audit.backlog': 'GH1210E',
   'audit.dropped': 'GH1211E',
+  'audit.sink.backlog': 'GH1220W',
+  'audit.sink.full': 'GH1221E',
+  'audit.sink.dropped': 'GH1222E',
+  'audit.sink.rejected': 'GH1223E',
+  'audit.sink.recovered': 'GH1224I',
 };
 
 function allCodes(): string[] {
