@@ -36,5 +36,10 @@ export interface AuditEmitter {
    * While `available()` is false: why, for the refused user, e.g. that an
    * export sink's spool is full rather than the disk.
    */
-  unavailableReason?(): { message: string; hint: string };
+  unavailableReason?(): {
+    message: string;
+    hint: string;
+    /** Set when the cause is an export sink whose spool is full (not the disk). */
+    sink?: string;
+  };
 }

@@ -322,10 +322,11 @@ export class AuditLog implements AuditEmitter {
     return this.#states.flatMap((st) => (st.sink.status ? [st.sink.status()] : []));
   }
 
-  unavailableReason(): { message: string; hint: string } {
+  unavailableReason(): { message: string; hint: string; sink?: string } {
     const full = this.#fullSink();
     if (full) {
       return {
+        sink: full.name,
         message: `the audit sink '${full.name}' is full, so new sessions are refused`,
         hint: `ask an admin to bring the receiver of audit sink '${full.name}' back (gatehouse status shows its state); it resumes by itself`,
       };

@@ -51,6 +51,13 @@ export class SshSessionAudit {
   /** Before a new channel (shell, command, file transfer) starts: throws while the log cannot write. */
   assertAvailable(): void {
     if (!this.#emit.available()) {
+      // A full export sink (on_full: block) stops new commands too; say which, as the authorizer does.
+      const why = this.#emit.unavailableReason?.();
+      if (why?.sink !== undefined) {
+        throw new AuditUnavailableError(`the audit sink '${why.sink}' is full, so new commands are refused`, {
+          hint: why.hint,
+        });
+      }
       throw new AuditUnavailableError('the audit log cannot write events, so new commands are refused', {
         hint: 'Ask an admin to free disk space on the gateway; Gatehouse resumes by itself.',
       });

@@ -11,6 +11,7 @@ import {
   elasticsearchSink,
   JsonlFileSink,
   lokiSink,
+  SshSessionAudit,
   webhookSink,
 } from '../src/index.js';
 import { decodeLokiPush, parseBulk, type Receiver, startReceiver } from './receivers.js';
@@ -330,6 +331,11 @@ describe('HTTP export sinks against receivers that decode what the real APIs acc
     expect((refusal as Error).message).toMatch(/audit sink 'webhook' is full/);
     expect(log.unavailableReason().message).toBe(
       "the audit sink 'webhook' is full, so new sessions are refused",
+    );
+    // A new command on an SSH connection that is already up is refused the same way.
+    const ssh = new SshSessionAudit(log, { session_id: 's', user: 'a', server: 'n', login: 'root' });
+    expect(() => ssh.assertAvailable()).toThrow(
+      "the audit sink 'webhook' is full, so new commands are refused",
     );
     // Events of work already running are still kept (spooled past the bound), never dropped.
     const late = await log.emit({
