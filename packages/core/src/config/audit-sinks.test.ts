@@ -98,6 +98,15 @@ describe('config: audit.sinks', () => {
     );
   });
 
+  it('two sinks of one type need their own names (each names a spool file)', async () => {
+    const c = await load(
+      'audit:\n  sinks:\n    - { type: syslog, protocol: udp, addr: "a:514" }\n    - { type: syslog, protocol: tcp, addr: "b:514" }\n',
+    );
+    await expect(resolveAuditSinks(c.audit.sinks)).rejects.toThrow(
+      /audit\.sinks\.1\.name: audit\.sinks\.0 is already named "syslog"/,
+    );
+  });
+
   it('syslog over tls needs a CA to verify the receiver', async () => {
     const c = await load('audit:\n  sinks:\n    - { type: syslog, protocol: tls, addr: "h:6514" }\n');
     await expect(resolveAuditSinks(c.audit.sinks)).rejects.toThrow(

@@ -45,8 +45,20 @@ export async function resolveAuditSinks(
   entries: readonly AuditSinkConfigEntry[],
 ): Promise<ExportSinkConfig[]> {
   const out: ExportSinkConfig[] = [];
+  const names = new Map<string, number>();
   for (const [i, e] of entries.entries()) {
     const key = (k: string) => `audit.sinks.${i}.${k}`;
+    // The name keys the sink's spool file and its alarms: two sinks cannot share one.
+    const name = e.name ?? e.type;
+    const other = names.get(name);
+    if (other !== undefined) {
+      throw new GatehouseError(
+        'GH_ERR_CONFIG_INVALID',
+        `${key('name')}: audit.sinks.${other} is already named "${name}"`,
+        { hint: 'give each sink of the same type its own name (letters, digits, dots, dashes, underscores)' },
+      );
+    }
+    names.set(name, i);
     const common = {
       ...(e.name ? { name: e.name } : {}),
       ...(e.max_spool_bytes !== undefined ? { maxSpoolBytes: e.max_spool_bytes } : {}),
