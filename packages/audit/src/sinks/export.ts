@@ -181,7 +181,7 @@ export class ExportSink implements AuditSink {
   unavailableReason(): string {
     return (
       `the audit sink '${this.name}' is full: ${this.#spool.pending} events (${this.#pendingBytes()} bytes) ` +
-      `wait for ${this.kind} receiver, ${this.#lastError ?? 'which is slower than the event rate'}`
+      `wait for its ${this.kind} receiver (${this.#lastError ?? 'slower than the event rate'})`
     );
   }
 
