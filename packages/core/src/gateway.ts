@@ -900,7 +900,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   ];
   if (config.audit.stdout) sinks.push(new StdoutSink());
   const spoolDir = path.join(auditDir, 'spool', opts.auditSpoolName ?? `process-${safeUsername()}`);
-  // Export sinks keep their own bounded spools next to the log's (decision 00XX-audit-sinks).
+  // Export sinks keep their own bounded spools next to the log's (decision 0026-audit-sinks).
   const exportDir = path.join(spoolDir, 'export');
   for (const s of exportSinks) {
     try {

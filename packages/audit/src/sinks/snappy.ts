@@ -4,7 +4,7 @@
  * uncompressed length, then literal runs and back-references (copies) into
  * the last 64 KiB. This is a greedy compressor with a hash table of 4-byte
  * sequences, compressing 64 KiB blocks independently as the reference does;
- * it trades some ratio for being a few dozen lines (decision 00XX).
+ * it trades some ratio for being a few dozen lines (decision 0026).
  */
 const BLOCK = 1 << 16;
 const HASH_BITS = 14;

@@ -27,7 +27,7 @@ const exportSinkCommon = {
   ca_file: z.string().optional(),
 };
 
-/** `audit.sinks`: where events are exported besides the local record (docs/decisions/00XX-audit-sinks.md). */
+/** `audit.sinks`: where events are exported besides the local record (docs/decisions/0026-audit-sinks.md). */
 const auditSinkSchema = z.discriminatedUnion('type', [
   z
     .object({
