@@ -6,6 +6,8 @@ import { type AuditEventInput, codeFor, EVENT_CODES } from './events.js';
 const EXPECTED = {
   'user.login': { ok: 'GH1000I', fail: 'GH1001W' },
   'user.logout': 'GH1002I',
+  'sso.connector.create': 'GH1090I',
+  'sso.connector.delete': 'GH1091I',
   'user.create': 'GH1010I',
   'user.update': 'GH1011I',
   'user.delete': 'GH1012I',

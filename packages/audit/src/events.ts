@@ -114,7 +114,8 @@ export type DesktopRejectReason =
 /** Why a database connection was refused before authorization (bad input, not a role decision). */
 export type DbRejectReason = 'plaintext' | 'malformed' | 'oversized' | 'timeout' | 'unsupported';
 
-export type LoginMethod = 'password' | 'invite' | 'reset';
+/** How a user logged in: `sso` is a connector (OIDC), named in the event's `connector`. */
+export type LoginMethod = 'password' | 'invite' | 'reset' | 'sso';
 
 export type LoginFailureReason =
   | 'unknown_user'
@@ -127,7 +128,21 @@ export type LoginFailureReason =
   | 'backoff'
   | 'rate_limited'
   | 'token_invalid'
-  | 'token_expired';
+  | 'token_expired'
+  /** SSO: the callback's state is unknown, expired, already used, or not this browser's. */
+  | 'sso_state_invalid'
+  /** SSO: the identity provider could not be reached (or its discovery document is broken). */
+  | 'sso_idp_unavailable'
+  /** SSO: the identity provider answered with an error (e.g. the user denied consent). */
+  | 'sso_idp_error'
+  /** SSO: the ID token failed verification (signature, alg, issuer, audience, expiry, nonce). */
+  | 'sso_token_invalid'
+  /** SSO: the claims map to no role. */
+  | 'sso_no_roles'
+  /** SSO: the claims name a user that is not this connector's (a local user, another connector's). */
+  | 'sso_user_conflict'
+  /** SSO: the one-time code the CLI redeems is unknown, used, expired, or its verifier is wrong. */
+  | 'sso_code_invalid';
 
 export type ListenerRejectReason =
   | 'unknown_protocol'
@@ -143,15 +158,26 @@ export type ListenerRejectReason =
   | 'no_route';
 
 export type AuditEventInput =
-  | (CommonFields & { type: 'user.login'; success: true; method: LoginMethod; mfa: boolean; client?: string })
+  | (CommonFields & {
+      type: 'user.login';
+      success: true;
+      method: LoginMethod;
+      mfa: boolean;
+      client?: string;
+      /** The SSO connector (method sso). */
+      connector?: string;
+    })
   | (CommonFields & {
       type: 'user.login';
       success: false;
       method: LoginMethod;
       reason: LoginFailureReason;
       error: string;
+      connector?: string;
     })
   | (CommonFields & { type: 'user.logout' })
+  | (CommonFields & { type: 'sso.connector.create'; name: string; kind: 'oidc' })
+  | (CommonFields & { type: 'sso.connector.delete'; name: string })
   | (CommonFields & { type: 'user.create'; name: string; roles: string[] })
   | (CommonFields & { type: 'user.update'; name: string; changes: string[] })
   | (CommonFields & { type: 'user.delete'; name: string })
@@ -582,6 +608,8 @@ export type AuditEventType = AuditEventInput['type'];
 export const EVENT_CODES = {
   'user.login': { ok: 'GH1000I', fail: 'GH1001W' },
   'user.logout': 'GH1002I',
+  'sso.connector.create': 'GH1090I',
+  'sso.connector.delete': 'GH1091I',
   'user.create': 'GH1010I',
   'user.update': 'GH1011I',
   'user.delete': 'GH1012I',

@@ -66,6 +66,9 @@ import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
 import { LiveSessions } from './sessions/live.js';
 import { TerminalRegistry } from './sessions/terminal.js';
+import { type OidcConnector, SsoConnectorRegistry } from './sso/connectors.js';
+import { OidcRelyingParty } from './sso/oidc.js';
+import { SsoService } from './sso/service.js';
 import { VERSION } from './version.js';
 import { createWebHandler, defaultWebDir, isApiPath } from './web/static.js';
 
@@ -187,6 +190,10 @@ export class Gateway {
   readonly recordings: RecordingStore;
   readonly nodes: NodeRegistry;
   readonly desktops: DesktopRegistry;
+  /** SSO connectors (config `sso_connectors:`, `gatehouse sso add`); client secrets sealed. */
+  readonly ssoConnectors: SsoConnectorRegistry;
+  /** Single sign-on logins (the web UI's buttons, `gatehouse login --auth`). */
+  readonly sso: SsoService;
   /** Single-use tokens the browser's RDCleanPath request carries (minted after authorization). */
   readonly desktopTokens: DesktopTokens;
   /** The RDCleanPath relay (filled by the RDP adapter). */
@@ -235,6 +242,7 @@ export class Gateway {
     kubeClusters?: KubeClusterSpec[];
     nodes?: NodeSpec[];
     desktops?: DesktopSpec[];
+    ssoConnectors?: OidcConnector[];
     dialer?: Dialer;
     recordings: RecordingStore;
     webDir?: string | false;
@@ -315,7 +323,8 @@ export class Gateway {
       findLocks: (q) => this.locks.find(q),
       userCaKeys: () => authorities.get('user').map((k) => k.sshPublicKey),
     });
-    this.admin = this.adminAs(`local:${safeUsername()}`);
+    this.ssoConnectors = new SsoConnectorRegistry({ backend, audit, sealer: parts.sealer });
+    for (const c of parts.ssoConnectors ?? []) this.ssoConnectors.addStatic(c);
     const login = new LoginService({
       clock,
       config,
@@ -325,7 +334,21 @@ export class Gateway {
       sessions: this.sessions,
       recordSshCert: (c) => this.revocations.recordIssued(c),
     });
+    this.sso = new SsoService({
+      connectors: this.ssoConnectors,
+      rp: new OidcRelyingParty(),
+      backend,
+      sealer: parts.sealer,
+      clock,
+      audit,
+      users: this.users,
+      roleExists: (name) => this.roles.exists(name),
+      findLocks: (q) => this.locks.find(q),
+      issue: (user, req, ctx) => login.issue(user, req, ctx),
+    });
+    this.admin = this.adminAs(`local:${safeUsername()}`);
     this.#api = createApiHandler({
+      sso: this.sso,
       config,
       clock,
       version: VERSION,
@@ -511,6 +534,7 @@ export class Gateway {
         kubeClusters: this.kubeClusters,
         desktops: this.desktops,
         nodes: this.nodes,
+        sso: { connectors: this.ssoConnectors, service: this.sso },
         liveSessions: this.liveSessions,
         endSessions: (user) => this.sessions.deleteForUser(user),
         joinTokens: this.joinTokens,

@@ -41,6 +41,7 @@ export * from './rbac/index.js';
 export * from './sessions/guards.js';
 export * from './sessions/live.js';
 export * from './sessions/terminal.js';
+export * from './sso/index.js';
 export * from './util/bounded-map.js';
 export * from './util/byte-queue.js';
 export * from './util/duration.js';

@@ -45,6 +45,10 @@ export const ADMIN_PERMISSIONS = {
   listDesktops: ['desktop', 'list'],
   addDesktop: ['desktop', 'create'],
   removeDesktop: ['desktop', 'delete'],
+  listSsoConnectors: ['auth_connector', 'list'],
+  putSsoConnector: ['auth_connector', 'update'],
+  removeSsoConnector: ['auth_connector', 'delete'],
+  testSsoConnector: ['auth_connector', 'read'],
   listSessions: ['session', 'list'],
   killSession: ['session', 'delete'],
 } as const satisfies Record<keyof AdminApi, readonly [ResourceKind, Verb]>;
@@ -197,6 +201,10 @@ export function authorizedAdmin(
     },
     addDesktop: ruled('addDesktop'),
     removeDesktop: ruled('removeDesktop'),
+    listSsoConnectors: ruled('listSsoConnectors'),
+    putSsoConnector: ruled('putSsoConnector'),
+    removeSsoConnector: ruled('removeSsoConnector'),
+    testSsoConnector: ruled('testSsoConnector'),
     async listSessions() {
       const p = await principal();
       if (may(p, 'session', 'list')) return run(p, 'listSessions', []);

@@ -6,6 +6,13 @@ import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
 import type { Traits } from '../identity/types.js';
 import type { JoinTokenView, NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { JoinMode, Role } from '../rbac/types.js';
+import type { SsoConnectorButton, SsoConnectorView } from '../sso/connectors.js';
+import type {
+  SsoRedeemRequest,
+  SsoRedeemResponse,
+  SsoStartRequest,
+  SsoStartResponse,
+} from '../sso/service.js';
 import { parseHostPort } from '../util/hostport.js';
 import {
   type AcceptInviteRequest,
@@ -108,6 +115,21 @@ export class GatehouseClient implements AdminApi {
 
   acceptInvite(token: string, req: AcceptInviteRequest): Promise<void> {
     return this.#json(PUBLIC_ROUTES.acceptInvite, { token }, req);
+  }
+
+  /** SSO connectors the login page offers (public). */
+  ssoConnectors(): Promise<SsoConnectorButton[]> {
+    return this.#json(PUBLIC_ROUTES.ssoConnectors, {});
+  }
+
+  /** Starts an SSO login for the CLI: the browser is to open auth_url. */
+  ssoStart(req: SsoStartRequest): Promise<SsoStartResponse> {
+    return this.#json(PUBLIC_ROUTES.ssoStart, {}, req);
+  }
+
+  /** Redeems the one-time code the browser brought to the CLI's listener. */
+  ssoRedeem(req: SsoRedeemRequest): Promise<SsoRedeemResponse> {
+    return this.#json(PUBLIC_ROUTES.ssoRedeem, {}, req);
   }
 
   whoami(): Promise<WhoamiResponse> {
@@ -237,6 +259,24 @@ export class GatehouseClient implements AdminApi {
   }
   removeDesktop(name: string): Promise<void> {
     return this.#json(ADMIN_ROUTES.removeDesktop, { name });
+  }
+  listSsoConnectors(): Promise<SsoConnectorView[]> {
+    return this.#json(ADMIN_ROUTES.listSsoConnectors, {});
+  }
+  putSsoConnector(req: {
+    text: string;
+    client_secret?: string | undefined;
+  }): Promise<{ connector: SsoConnectorView; created: boolean }> {
+    return this.#json(ADMIN_ROUTES.putSsoConnector, {}, req);
+  }
+  removeSsoConnector(name: string): Promise<void> {
+    return this.#json(ADMIN_ROUTES.removeSsoConnector, { name });
+  }
+  testSsoConnector(
+    name: string,
+    req: { redirect_url: string; client_challenge: string },
+  ): Promise<SsoStartResponse> {
+    return this.#json(ADMIN_ROUTES.testSsoConnector, { name }, req);
   }
   listKubeClusters(): Promise<KubeClusterView[]> {
     return this.#json(ADMIN_ROUTES.listKubeClusters, {});

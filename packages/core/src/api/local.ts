@@ -11,6 +11,8 @@ import type { NodeRegistry, NodeSpec } from '../nodes/registry.js';
 import { lintRole } from '../rbac/lint.js';
 import type { RoleService } from '../rbac/roles.js';
 import type { LiveSessions } from '../sessions/live.js';
+import { connectorView, type SsoConnectorRegistry } from '../sso/connectors.js';
+import type { SsoService } from '../sso/service.js';
 import { parseDuration } from '../util/duration.js';
 import { checkAuditQuery, checkRecordingQuery } from './queries.js';
 import type {
@@ -86,6 +88,8 @@ export interface LocalAdminDeps {
   kubeClusters: KubeClusterRegistry;
   nodes: NodeRegistry;
   desktops: DesktopRegistry;
+  /** SSO connectors and the login flows (`sso test` starts one). */
+  sso: { connectors: SsoConnectorRegistry; service: SsoService };
   /** Live sessions of THIS process (the daemon's, when the API serves them). */
   liveSessions: LiveSessions;
   /** Ends a deleted user's browser sessions. */
@@ -302,6 +306,30 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       return desktopView(spec);
     },
     removeDesktop: (name) => d.desktops.remove(name, actor),
+    async listSsoConnectors() {
+      return (await d.sso.connectors.list()).map(connectorView);
+    },
+    async putSsoConnector(req) {
+      if (typeof req?.text !== 'string') {
+        throw new GatehouseError('GH_ERR_VALIDATION', 'send the connector document as text', {
+          hint: 'body: {"text": "<YAML>", "client_secret": "..."}',
+        });
+      }
+      const secret = typeof req.client_secret === 'string' ? req.client_secret : undefined;
+      const { connector, created } = await d.sso.connectors.put(req.text, secret, actor);
+      return { connector: connectorView(connector), created };
+    },
+    removeSsoConnector: (name) => d.sso.connectors.remove(name, actor),
+    testSsoConnector: (name, req) =>
+      d.sso.service.startClient(
+        {
+          connector: name,
+          redirect_url: String(req?.redirect_url ?? ''),
+          client_challenge: String(req?.client_challenge ?? ''),
+        },
+        'test',
+        {},
+      ),
     async listSessions() {
       return d.liveSessions.list();
     },

@@ -134,6 +134,16 @@ export const PUBLIC_ROUTES = {
   downloadFile: ['GET', '/v1/files'],
   /** ?node&login&path (FileQuery), body = the bytes -> FileUploadResponse */
   uploadFile: ['PUT', '/v1/files'],
+  /** -> SsoConnectorButton[]: the connectors the login page offers. */
+  ssoConnectors: ['GET', '/v1/sso/connectors'],
+  /** SsoStartRequest -> SsoStartResponse: the CLI starts an SSO login. */
+  ssoStart: ['POST', '/v1/sso/oidc/login'],
+  /** The web UI's button: sets a browser-binding cookie and redirects to the provider. */
+  ssoWebStart: ['GET', '/v1/sso/oidc/:name/web'],
+  /** The provider's redirect: the URL to register at the provider (redirect_url). */
+  ssoCallback: ['GET', '/v1/sso/oidc/callback'],
+  /** SsoRedeemRequest -> SsoRedeemResponse: the CLI redeems its one-time code. */
+  ssoRedeem: ['POST', '/v1/sso/redeem'],
   /** {login} -> DesktopTokenView: a single-use token for the RDCleanPath WebSocket (authorized now). */
   desktopToken: ['POST', '/v1/desktops/:name/token'],
 } as const;

@@ -19,6 +19,7 @@ import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js'
 import type { CaExportFormat } from '../pki/authority.js';
 import { mintClientTicket } from '../pki/credentials.js';
 import type { FileRequest, TerminalRegistry, TerminalService } from '../sessions/terminal.js';
+import type { SsoService } from '../sso/service.js';
 import { adminPermissions } from './authorized.js';
 import { authenticateCaller, type Caller, SESSION_COOKIE } from './caller.js';
 import {
@@ -79,6 +80,8 @@ export interface ApiServerDeps {
   terminals: TerminalRegistry;
   /** Desktop tokens for the RDCleanPath WebSocket (POST /v1/desktops/:name/token). */
   desktopTokens: DesktopTokens;
+  /** Single sign-on logins (connectors, the callback, the CLI's one-time codes). */
+  sso: SsoService;
   /** A login succeeded on this connection (the listener then keeps its source's handshake precedence). */
   authenticated?: (socket: Socket) => void;
 }
@@ -154,6 +157,22 @@ const nodeJoinBody = z
 
 const desktopTokenBody = z.object({ login: z.string().min(1).max(256) }).strict();
 
+const ssoStartBody = z
+  .object({
+    connector: z.string().min(1).max(63),
+    redirect_url: z.string().min(1).max(512),
+    client_challenge: z.string().max(64),
+    ssh_public_key: z.string().max(16_384).optional(),
+    tls_public_key: z.string().max(16_384).optional(),
+    ttl: z.string().max(32).optional(),
+  })
+  .strict();
+
+const ssoRedeemBody = z.object({ code: z.string().max(64), verifier: z.string().max(64) }).strict();
+
+/** Binds a web SSO login to the browser that started it; SameSite=Lax so the provider's redirect carries it. */
+const SSO_BROWSER_COOKIE = 'gatehouse_sso';
+
 const inviteBody = z.object({ password: z.string().max(4096), otp: z.string().max(16).optional() }).strict();
 
 function parseBody<T>(schema: z.ZodType<T>, body: unknown): T {
@@ -187,6 +206,15 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       ctx.req,
       ctx.req.method === 'GET' || ctx.req.method === 'HEAD' ? 'none' : 'csrf-header',
     );
+
+  /** SSO starts and redeems share the login rate limit (each costs the provider a request, or a guess). */
+  const takeLoginSlot = (ctx: Ctx) => {
+    if (!limiter.take(ctx.remoteAddr)) {
+      throw new GatehouseError('GH_ERR_RATE_LIMITED', 'too many login attempts from this address', {
+        hint: `wait ${limiter.retryAfter(ctx.remoteAddr)} s and try again`,
+      });
+    }
+  };
 
   const routes: Route<Ctx>[] = [
     compileRoute('GET', PUBLIC_ROUTES.ping[1], async ({ res }) => {
@@ -258,6 +286,70 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       sendJson(ctx.res, 200, response, {
         'set-cookie': sessionCookie(sessionId, Date.parse(response.expires) - d.clock.now().getTime()),
       });
+    }),
+    compileRoute('GET', PUBLIC_ROUTES.ssoConnectors[1], async (ctx) => {
+      sendJson(ctx.res, 200, await d.sso.buttons());
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.ssoStart[1], async (ctx) => {
+      takeLoginSlot(ctx);
+      const req = parseBody(ssoStartBody, await readJson(ctx.req, max));
+      sendJson(ctx.res, 200, await d.sso.startClient(req, 'cli', { remoteAddr: ctx.remoteAddr }));
+    }),
+    compileRoute('GET', PUBLIC_ROUTES.ssoWebStart[1], async (ctx, p) => {
+      takeLoginSlot(ctx);
+      const { authUrl, browserSecret } = await d.sso.startWeb(p.name!, { remoteAddr: ctx.remoteAddr });
+      ctx.res
+        .writeHead(302, {
+          location: authUrl,
+          'cache-control': 'no-store',
+          'set-cookie': `${SSO_BROWSER_COOKIE}=${browserSecret}; Path=${PUBLIC_ROUTES.ssoCallback[1]}; HttpOnly; Secure; SameSite=Lax; Max-Age=600`,
+        })
+        .end();
+    }),
+    compileRoute('GET', PUBLIC_ROUTES.ssoCallback[1], async (ctx) => {
+      const browserSecret = parseCookies(ctx.req.headers.cookie)[SSO_BROWSER_COOKIE];
+      const out = await d.sso.callback(ctx.url.searchParams, { browserSecret, remoteAddr: ctx.remoteAddr });
+      const clear = `${SSO_BROWSER_COOKIE}=; Path=${PUBLIC_ROUTES.ssoCallback[1]}; HttpOnly; Secure; SameSite=Lax; Max-Age=0`;
+      switch (out.kind) {
+        case 'redirect':
+          ctx.res.writeHead(302, { location: out.location, 'cache-control': 'no-store' }).end();
+          return;
+        case 'web':
+          d.authenticated?.(ctx.req.socket);
+          // The page keeps the CSRF token in this tab's sessionStorage, as after a password login;
+          // the fragment never reaches a server.
+          ctx.res
+            .writeHead(302, {
+              location: `/web/login#sso_csrf=${encodeURIComponent(out.response.csrf_token)}`,
+              'cache-control': 'no-store',
+              'set-cookie': [
+                sessionCookie(out.sessionId, Date.parse(out.response.expires) - d.clock.now().getTime()),
+                clear,
+              ],
+            })
+            .end();
+          return;
+        case 'web-error':
+          ctx.res
+            .writeHead(302, {
+              location: `/web/login?sso_error=${encodeURIComponent(out.error.message)}`,
+              'cache-control': 'no-store',
+              'set-cookie': clear,
+            })
+            .end();
+          return;
+        default: {
+          const never: never = out;
+          throw new Error(`unknown SSO outcome ${String(never)}`);
+        }
+      }
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.ssoRedeem[1], async (ctx) => {
+      takeLoginSlot(ctx);
+      const req = parseBody(ssoRedeemBody, await readJson(ctx.req, max));
+      const out = await d.sso.redeem(req, { remoteAddr: ctx.remoteAddr });
+      if (out.kind === 'login') d.authenticated?.(ctx.req.socket);
+      sendJson(ctx.res, 200, out);
     }),
     compileRoute('POST', PUBLIC_ROUTES.logout[1], async (ctx) => {
       const id = parseCookies(ctx.req.headers.cookie)[SESSION_COOKIE];
@@ -561,6 +653,14 @@ async function callAdmin(
       return admin.addDesktop(b);
     case 'removeDesktop':
       return admin.removeDesktop(p.name!);
+    case 'listSsoConnectors':
+      return admin.listSsoConnectors();
+    case 'putSsoConnector':
+      return admin.putSsoConnector(b);
+    case 'removeSsoConnector':
+      return admin.removeSsoConnector(p.name!);
+    case 'testSsoConnector':
+      return admin.testSsoConnector(p.name!, b);
     case 'listSessions':
       return admin.listSessions();
     case 'killSession':

@@ -9,6 +9,8 @@ import type { Traits } from '../identity/types.js';
 import type { JoinTokenView } from '../nodes/join-tokens.js';
 import type { Role } from '../rbac/types.js';
 import type { LiveSessionInfo } from '../sessions/live.js';
+import type { SsoConnectorView } from '../sso/connectors.js';
+import type { SsoStartResponse } from '../sso/service.js';
 
 /** A user as the API shows it: never the password hash or TOTP secret. */
 export interface UserView {
@@ -21,6 +23,8 @@ export interface UserView {
   lockedBy?: string[] | undefined;
   createdAt: string;
   updatedAt: string;
+  /** Users an SSO connector made: which one, and when what their last login granted ends. */
+  sso?: { connector: string; expires: string } | undefined;
 }
 
 export interface TokenView {
@@ -237,6 +241,28 @@ export interface AdminApi {
   addDesktop(req: AddDesktopRequest): Promise<DesktopView>;
   removeDesktop(name: string): Promise<void>;
 
+  /** SSO connectors (never their client secrets). */
+  listSsoConnectors(): Promise<SsoConnectorView[]>;
+  /**
+   * Create or replace a connector from its YAML (or JSON) document; the
+   * secret file's content comes as `client_secret`. Throws GH_ERR_VALIDATION
+   * with lint messages (line, column, key) in details.messages.
+   */
+  putSsoConnector(req: {
+    text: string;
+    client_secret?: string | undefined;
+  }): Promise<{ connector: SsoConnectorView; created: boolean }>;
+  removeSsoConnector(name: string): Promise<void>;
+  /**
+   * Starts a test login (`gatehouse sso test`): the browser signs in at the
+   * provider, and the one-time code sent to `redirect_url` redeems a report
+   * of the claims and the roles they map to. Nobody is logged in.
+   */
+  testSsoConnector(
+    name: string,
+    req: { redirect_url: string; client_challenge: string },
+  ): Promise<SsoStartResponse>;
+
   /** Live sessions on this gateway (a user without session:list sees their own). */
   listSessions(): Promise<SessionView[]>;
   /** Ends a live session; its user sees why, and the end is audited. */
@@ -289,6 +315,10 @@ export const ADMIN_ROUTES = {
   listDesktops: ['GET', '/v1/desktops'],
   addDesktop: ['POST', '/v1/desktops'],
   removeDesktop: ['DELETE', '/v1/desktops/:name'],
+  listSsoConnectors: ['GET', '/v1/sso/connectors/all'],
+  putSsoConnector: ['PUT', '/v1/sso/connectors'],
+  removeSsoConnector: ['DELETE', '/v1/sso/connectors/:name'],
+  testSsoConnector: ['POST', '/v1/sso/connectors/:name/test'],
   listSessions: ['GET', '/v1/sessions'],
   killSession: ['DELETE', '/v1/sessions/:id'],
 } as const satisfies Record<keyof AdminApi, readonly [string, string]>;

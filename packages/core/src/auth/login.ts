@@ -56,11 +56,28 @@ export class LoginService {
       otp: req.otp,
       remoteAddr: ctx.remoteAddr,
     });
+    return this.issue(user, req, {
+      remoteAddr: ctx.remoteAddr,
+      mfa: this.#d.config.auth.secondFactor === 'otp',
+    });
+  }
+
+  /**
+   * Certificates (for the keys in `req`, if any) and a web session for a
+   * user who has authenticated, by password or through an SSO connector.
+   * `maxTtlMs` caps the TTL further (an SSO connector's max_session_ttl).
+   */
+  async issue(
+    user: UserRecord,
+    req: Pick<LoginRequest, 'ssh_public_key' | 'tls_public_key' | 'ttl' | 'route'>,
+    ctx: { remoteAddr?: string | undefined; mfa: boolean; maxTtlMs?: number | undefined },
+  ): Promise<{ response: LoginResponse; sessionId: string }> {
     const roles = await this.#d.resolveRoles(user.roles);
     const checker = AccessChecker.from(roles, user.traits);
     const options = checker.options();
     let ttl = options.maxSessionTtlMs;
     if (req.ttl) ttl = Math.min(ttl, parseDuration(req.ttl));
+    if (ctx.maxTtlMs !== undefined) ttl = Math.min(ttl, ctx.maxTtlMs);
     const now = this.#d.clock.now();
     const expires = new Date(now.getTime() + ttl);
     const pinnedIp = options.pinSourceIp ? ctx.remoteAddr : undefined;
@@ -70,7 +87,7 @@ export class LoginService {
       roles: user.roles,
       traits: user.traits,
       expires,
-      mfaVerifiedAt: this.#d.config.auth.secondFactor === 'otp' ? now : undefined,
+      mfaVerifiedAt: ctx.mfa ? now : undefined,
       route: validRoute(req.route),
       loginIp: pinnedIp,
     };

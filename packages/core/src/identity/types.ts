@@ -22,6 +22,21 @@ export interface UserRecord {
   createdAt: string;
   updatedAt: string;
   createdBy: string;
+  /**
+   * Set on users an SSO connector made (kind sso): no password, roles and
+   * traits from the identity provider's claims, rewritten at every login.
+   */
+  sso?: SsoUserInfo | undefined;
+}
+
+export interface SsoUserInfo {
+  /** The connector's name. */
+  connector: string;
+  kind: 'oidc';
+  /** The provider's subject (`sub`): the same name from another subject is refused. */
+  subject: string;
+  /** When what the last login granted ends (the certificate's expiry): the user expires with it. */
+  expires: string;
 }
 
 /** What a verified certificate (SSH or X.509) says about its holder. */

@@ -8,7 +8,7 @@ import { GatehouseError, isGatehouseError } from '../errors.js';
 import { PasswordLogin } from './login.js';
 import { checkPasswordPolicy, DEFAULT_MIN_PASSWORD_LENGTH, hashPassword } from './passwords.js';
 import { type TokenDetails, type TokenInfo, UserTokens } from './tokens.js';
-import type { LockRecord, Traits, UserRecord } from './types.js';
+import type { LockRecord, SsoUserInfo, Traits, UserRecord } from './types.js';
 import { USER_NAME_RE, UserRecords, userNotFound } from './user-records.js';
 
 export type { TokenDetails, TokenInfo } from './tokens.js';
@@ -188,7 +188,58 @@ export class UserService {
       ...(by.length > 0 ? { lockedBy: by } : {}),
       createdAt: record.createdAt,
       updatedAt: record.updatedAt,
+      ...(record.sso ? { sso: { connector: record.sso.connector, expires: record.sso.expires } } : {}),
     };
+  }
+
+  /**
+   * The user an SSO login is for, created or rewritten with what the
+   * provider's claims say now. A name that belongs to a local user or to
+   * another connector (or another subject of this one) is refused: an
+   * identity provider must not take over an account it did not make.
+   */
+  async upsertSso(req: {
+    name: string;
+    roles: string[];
+    traits: Traits;
+    sso: SsoUserInfo;
+  }): Promise<UserRecord> {
+    checkUserName(req.name);
+    const roles = await this.#checkRoles(req.roles);
+    const traits = checkTraits(req.traits);
+    const now = this.#clock.now().toISOString();
+    const conflict = (cur: UserRecord) =>
+      !cur.sso || cur.sso.connector !== req.sso.connector || cur.sso.subject !== req.sso.subject;
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const cur = await this.#records.get(req.name);
+      if (!cur) {
+        const user: UserRecord = {
+          name: req.name,
+          id: randomUUID(),
+          roles,
+          traits,
+          sso: req.sso,
+          createdAt: now,
+          updatedAt: now,
+          createdBy: `sso:${req.sso.connector}`,
+        };
+        try {
+          await this.#records.insert(user);
+          return user;
+        } catch (e) {
+          if (!isGatehouseError(e, 'GH_ERR_ALREADY_EXISTS')) throw e;
+          continue; // created concurrently: check it like an existing one
+        }
+      }
+      if (conflict(cur)) throw ssoUserConflict(req.name, req.sso.connector);
+      return this.#records.mutate(req.name, (c) => {
+        if (conflict(c)) throw ssoUserConflict(req.name, req.sso.connector);
+        return { ...c, id: c.id ?? randomUUID(), roles, traits, sso: req.sso, updatedAt: now };
+      });
+    }
+    throw new GatehouseError('GH_ERR_CONFLICT', `user "${req.name}" is being changed concurrently`, {
+      hint: 'try again in a moment',
+    });
   }
 
   /** A one-time token; any older token of the same user stops working (`tokens.create`). */
@@ -236,6 +287,17 @@ export class UserService {
     }
     return unique;
   }
+}
+
+function ssoUserConflict(name: string, connector: string): GatehouseError {
+  return new GatehouseError(
+    'GH_ERR_SSO_USER_CONFLICT',
+    `the user name "${name}" from connector ${connector} belongs to another user`,
+    {
+      hint: "ask an admin: the name is a local user or another connector's (change username_claim, or remove that user)",
+      details: { user: name, connector },
+    },
+  );
 }
 
 function checkUserName(name: unknown): asserts name is string {

@@ -111,6 +111,7 @@ export const RESOURCE_KINDS = [
   'db',
   'kube_cluster',
   'desktop',
+  'auth_connector',
   'cluster',
   '*',
 ] as const;

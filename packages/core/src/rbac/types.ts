@@ -19,6 +19,7 @@ export type ResourceKind =
   | 'db'
   | 'kube_cluster'
   | 'desktop'
+  | 'auth_connector'
   | 'cluster'
   | '*';
 

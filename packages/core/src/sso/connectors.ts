@@ -1,0 +1,337 @@
+import type { AuditEmitter } from '@gatehouse/audit';
+import { z } from 'zod';
+import type { LintMessage } from '../api/types.js';
+import type { Backend } from '../backend/types.js';
+import type { Sealer } from '../crypto/seal.js';
+import { GatehouseError, isGatehouseError } from '../errors.js';
+import { parseDuration } from '../util/duration.js';
+import { validateYaml } from '../util/yaml-validate.js';
+
+const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const CLAIM_RE = /^[A-Za-z0-9_.:/-]{1,128}$/;
+
+/** Loopback issuers may use plain HTTP (a provider on the gateway's own machine); all others need HTTPS. */
+export function isLoopbackUrl(u: URL): boolean {
+  const h = u.hostname.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+const httpsUrl = (what: string) =>
+  z
+    .string()
+    .max(2048)
+    .refine(
+      (v) => {
+        try {
+          const u = new URL(v);
+          return u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackUrl(u));
+        } catch {
+          return false;
+        }
+      },
+      { message: `${what} must be an https:// URL (http:// only for localhost)` },
+    );
+
+/**
+ * An OIDC connector document (YAML or JSON): what `gatehouse sso add -f`
+ * reads and the config file's `sso_connectors:` holds. snake_case like roles.
+ */
+export const oidcConnectorSchema = z.strictObject({
+  kind: z.literal('oidc'),
+  /** Name users pick with `gatehouse login --auth NAME`. */
+  name: z.string().regex(NAME_RE, 'use lowercase letters, digits and dashes (a DNS label)'),
+  /** Label of the web UI's button ("Sign in with <display>"); default: the name. */
+  display: z.string().min(1).max(64).optional(),
+  /** The provider's issuer; its /.well-known/openid-configuration is read from here. */
+  issuer_url: httpsUrl('issuer_url'),
+  client_id: z.string().min(1).max(512),
+  /** The client secret in clear: prefer client_secret_file. Sealed at rest either way. */
+  client_secret: z.string().min(1).max(4096).optional(),
+  /** A file holding the client secret (first line), read by the CLI or the config loader. */
+  client_secret_file: z.string().min(1).max(4096).optional(),
+  /** This gateway's callback as registered at the provider: https://HOST:PORT/v1/sso/oidc/callback. */
+  redirect_url: httpsUrl('redirect_url'),
+  /** Scopes to ask for; "openid" is always added. */
+  scopes: z
+    .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]{1,128}$/, 'not a scope token'))
+    .max(32)
+    .optional(),
+  /** The claim that names the user (default: email, then preferred_username, then sub). */
+  username_claim: z.string().regex(CLAIM_RE, 'not a claim name').optional(),
+  /** Caps the certificates an SSO login gets (the roles' max_session_ttl caps them too). */
+  max_session_ttl: z
+    .string()
+    .max(32)
+    .refine((v) => validDuration(v), { message: 'not a duration like 8h or 30m' })
+    .optional(),
+  /** A claim value -> roles. A login whose claims match no entry is refused. */
+  claims_to_roles: z
+    .array(
+      z.strictObject({
+        claim: z.string().regex(CLAIM_RE, 'not a claim name'),
+        value: z.string().min(1).max(512),
+        roles: z.array(z.string().min(1).max(128)).min(1).max(64),
+      }),
+    )
+    .min(1, 'map at least one claim value to roles, or nobody can log in')
+    .max(256),
+});
+
+export type OidcConnectorDoc = z.output<typeof oidcConnectorSchema>;
+
+function validDuration(v: string): boolean {
+  try {
+    return parseDuration(v) > 0;
+  } catch {
+    return false;
+  }
+}
+
+/** A connector as core uses it (the secret in clear, in memory only). */
+export interface OidcConnector {
+  kind: 'oidc';
+  name: string;
+  display: string;
+  issuerUrl: string;
+  clientId: string;
+  clientSecret?: string | undefined;
+  redirectUrl: string;
+  scopes: string[];
+  usernameClaim?: string | undefined;
+  maxSessionTtlMs?: number | undefined;
+  claimsToRoles: { claim: string; value: string; roles: string[] }[];
+  source: 'config' | 'dynamic';
+}
+
+/** A connector as listed: never its secret. */
+export interface SsoConnectorView {
+  kind: 'oidc';
+  name: string;
+  display: string;
+  issuer_url: string;
+  client_id: string;
+  has_client_secret: boolean;
+  redirect_url: string;
+  scopes: string[];
+  username_claim?: string | undefined;
+  max_session_ttl?: string | undefined;
+  claims_to_roles: { claim: string; value: string; roles: string[] }[];
+  source: 'config' | 'dynamic';
+}
+
+/** What the login page needs to draw a button: no issuer, no client id. */
+export interface SsoConnectorButton {
+  name: string;
+  display: string;
+  kind: 'oidc';
+}
+
+/**
+ * Lints a connector document: every problem with its line, column and key.
+ * `clientSecret` (from a file the caller read) counts as the document's secret.
+ */
+export function lintConnector(
+  text: string,
+  opts: { clientSecret?: string | undefined } = {},
+): { doc?: OidcConnectorDoc | undefined; messages: LintMessage[] } {
+  const res = validateYaml(text, oidcConnectorSchema);
+  if (!res.value) return { messages: res.messages };
+  const doc = res.value;
+  if (doc.client_secret !== undefined && opts.clientSecret !== undefined) {
+    return {
+      messages: [
+        {
+          line: 1,
+          column: 1,
+          key: 'client_secret',
+          message: 'the secret is given twice (client_secret and a secret file)',
+          suggestion: 'keep client_secret_file and remove client_secret',
+          severity: 'error',
+        },
+      ],
+    };
+  }
+  return { doc, messages: res.messages };
+}
+
+/** The document as a connector; the secret file must already have been read into `clientSecret`. */
+export function connectorFromDoc(
+  doc: OidcConnectorDoc,
+  source: OidcConnector['source'],
+  clientSecret?: string | undefined,
+): OidcConnector {
+  const scopes = [...new Set(['openid', ...(doc.scopes ?? ['email', 'profile'])])];
+  return {
+    kind: 'oidc',
+    name: doc.name,
+    display: doc.display ?? doc.name,
+    issuerUrl: doc.issuer_url,
+    clientId: doc.client_id,
+    clientSecret: clientSecret ?? doc.client_secret,
+    redirectUrl: doc.redirect_url,
+    scopes,
+    usernameClaim: doc.username_claim,
+    maxSessionTtlMs: doc.max_session_ttl ? parseDuration(doc.max_session_ttl) : undefined,
+    claimsToRoles: doc.claims_to_roles.map((m) => ({ ...m, roles: [...m.roles] })),
+    source,
+  };
+}
+
+export function connectorView(c: OidcConnector): SsoConnectorView {
+  return {
+    kind: c.kind,
+    name: c.name,
+    display: c.display,
+    issuer_url: c.issuerUrl,
+    client_id: c.clientId,
+    has_client_secret: c.clientSecret !== undefined,
+    redirect_url: c.redirectUrl,
+    scopes: [...c.scopes],
+    ...(c.usernameClaim ? { username_claim: c.usernameClaim } : {}),
+    ...(c.maxSessionTtlMs ? { max_session_ttl: `${Math.round(c.maxSessionTtlMs / 1000)}s` } : {}),
+    claims_to_roles: c.claimsToRoles.map((m) => ({ ...m, roles: [...m.roles] })),
+    source: c.source,
+  };
+}
+
+/** Stored at `sso_connectors/<name>`: the document without its secret, and the secret sealed. */
+interface StoredConnector {
+  doc: Omit<OidcConnectorDoc, 'client_secret' | 'client_secret_file'>;
+  /** Sealed with the record's key as AAD, so it does not open under another connector. */
+  sealedClientSecret?: string | undefined;
+}
+
+const PREFIX = 'sso_connectors/';
+
+export function connectorInvalid(messages: readonly LintMessage[]): GatehouseError {
+  const errors = messages.filter((m) => m.severity === 'error');
+  const shown = errors
+    .slice(0, 3)
+    .map((m) => `line ${m.line}:${m.column}${m.key ? ` ${m.key}` : ''}: ${m.message}`);
+  const more = errors.length > 3 ? `; and ${errors.length - 3} more` : '';
+  return new GatehouseError('GH_ERR_VALIDATION', `invalid SSO connector: ${shown.join('; ')}${more}`, {
+    hint: 'fix the connector document and try again (the messages name each line and key)',
+    details: { messages },
+  });
+}
+
+/**
+ * SSO connectors: static ones (config `sso_connectors:`, embedding options)
+ * and dynamic ones in the backend (`gatehouse sso add`, the API), whose
+ * client secret is sealed with the gateway's at-rest key like the other
+ * stored secrets.
+ */
+export class SsoConnectorRegistry {
+  readonly #backend: Backend;
+  readonly #audit: AuditEmitter;
+  readonly #sealer: Sealer;
+  readonly #static = new Map<string, OidcConnector>();
+
+  constructor(deps: { backend: Backend; audit: AuditEmitter; sealer: Sealer }) {
+    this.#backend = deps.backend;
+    this.#audit = deps.audit;
+    this.#sealer = deps.sealer;
+  }
+
+  addStatic(c: OidcConnector): void {
+    if (this.#static.has(c.name)) {
+      throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `SSO connector "${c.name}" is configured twice`, {
+        hint: 'give each connector a unique name',
+      });
+    }
+    this.#static.set(c.name, { ...c, source: 'config' });
+  }
+
+  async get(name: string): Promise<OidcConnector | undefined> {
+    const s = this.#static.get(name);
+    if (s) return s;
+    if (!NAME_RE.test(name)) return undefined;
+    const item = await this.#backend.get(PREFIX + name);
+    return item ? this.#open(item.key, item.value) : undefined;
+  }
+
+  /** The connector or a not-found error that lists what exists. */
+  async require(name: string): Promise<OidcConnector> {
+    const c = await this.get(name);
+    if (c) return c;
+    throw new GatehouseError('GH_ERR_NOT_FOUND', `SSO connector "${name}" not found`, {
+      hint: 'list connectors with `gatehouse sso ls`',
+      details: { connector: name },
+    });
+  }
+
+  async list(): Promise<OidcConnector[]> {
+    const dynamic = (await this.#backend.range(PREFIX)).map((i) => this.#open(i.key, i.value));
+    return [...this.#static.values(), ...dynamic.filter((d) => !this.#static.has(d.name))].sort((a, b) =>
+      a.name.localeCompare(b.name),
+    );
+  }
+
+  /** Creates or replaces a dynamic connector from its document (linted; line and key in every message). */
+  async put(
+    text: string,
+    clientSecret: string | undefined,
+    actor: string,
+  ): Promise<{ connector: OidcConnector; created: boolean }> {
+    const { doc, messages } = lintConnector(text, { clientSecret });
+    if (!doc || messages.some((m) => m.severity === 'error')) throw connectorInvalid(messages);
+    if (doc.client_secret_file !== undefined && clientSecret === undefined) {
+      throw new GatehouseError(
+        'GH_ERR_VALIDATION',
+        `connector "${doc.name}": client_secret_file is read by the CLI, which did not send it`,
+        {
+          hint: 'add the connector with `gatehouse sso add -f FILE` (it reads the secret file next to FILE)',
+        },
+      );
+    }
+    if (this.#static.has(doc.name)) {
+      throw new GatehouseError(
+        'GH_ERR_ALREADY_EXISTS',
+        `SSO connector "${doc.name}" is defined in the config`,
+        {
+          hint: 'change it in the config file, or pick another name',
+        },
+      );
+    }
+    const key = PREFIX + doc.name;
+    const secret = clientSecret ?? doc.client_secret;
+    const { client_secret: _s, client_secret_file: _f, ...rest } = doc;
+    const stored: StoredConnector = {
+      doc: rest,
+      ...(secret !== undefined ? { sealedClientSecret: this.#sealer.seal(secret, key) } : {}),
+    };
+    const created = (await this.#backend.get(key)) === undefined;
+    await this.#backend.put(key, JSON.stringify(stored));
+    await this.#audit.emit({ type: 'sso.connector.create', user: actor, name: doc.name, kind: 'oidc' });
+    return { connector: connectorFromDoc(doc, 'dynamic', secret), created };
+  }
+
+  async remove(name: string, actor: string): Promise<void> {
+    if (this.#static.has(name)) {
+      throw new GatehouseError('GH_ERR_VALIDATION', `SSO connector "${name}" is defined in the config`, {
+        hint: 'remove it from the config file and restart the gateway',
+      });
+    }
+    if (!NAME_RE.test(name) || !(await this.#backend.delete(PREFIX + name))) {
+      throw new GatehouseError('GH_ERR_NOT_FOUND', `SSO connector "${name}" not found`, {
+        hint: 'list connectors with `gatehouse sso ls`',
+      });
+    }
+    await this.#audit.emit({ type: 'sso.connector.delete', user: actor, name });
+  }
+
+  #open(key: string, value: string): OidcConnector {
+    try {
+      const s = JSON.parse(value) as StoredConnector;
+      const doc = oidcConnectorSchema.parse(s.doc);
+      const secret = s.sealedClientSecret ? this.#sealer.open(s.sealedClientSecret, key) : undefined;
+      return connectorFromDoc(doc, 'dynamic', secret);
+    } catch (e) {
+      if (isGatehouseError(e)) throw e;
+      throw new GatehouseError('GH_ERR_INTERNAL', `stored SSO connector ${key} is unreadable`, {
+        hint: `remove it with gatehouse sso rm ${key.slice(PREFIX.length)} and add it again`,
+        cause: e,
+      });
+    }
+  }
+}

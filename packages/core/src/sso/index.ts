@@ -1,0 +1,21 @@
+export {
+  connectorFromDoc,
+  lintConnector,
+  type OidcConnector,
+  type OidcConnectorDoc,
+  oidcConnectorSchema,
+  type SsoConnectorButton,
+  SsoConnectorRegistry,
+  type SsoConnectorView,
+} from './connectors.js';
+export type { Claims } from './oidc.js';
+export {
+  SSO_ATTEMPT_TTL_MS,
+  SSO_CODE_TTL_MS,
+  type SsoRedeemRequest,
+  type SsoRedeemResponse,
+  SsoService,
+  type SsoStartRequest,
+  type SsoStartResponse,
+  type SsoTestReport,
+} from './service.js';
