@@ -9,6 +9,7 @@ import { registerNodesJoin } from './commands/nodes-join.js';
 import { registerProxy } from './commands/proxy.js';
 import { registerRecordings } from './commands/recordings.js';
 import { registerSsh } from './commands/ssh.js';
+import { registerSso } from './commands/sso.js';
 import { registerStart } from './commands/start.js';
 import { registerUser } from './commands/user.js';
 import { type Ctx, makeCtx } from './context.js';
@@ -60,6 +61,7 @@ Examples:
   registerProxy(program, ctx);
   registerSsh(program, ctx);
   registerDesktops(program, ctx);
+  registerSso(program, ctx);
   registerJoin(program, ctx);
   registerKube(program, ctx);
   registerNodesJoin(program, ctx);

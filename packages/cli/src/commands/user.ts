@@ -4,6 +4,7 @@ import {
   decodeIdentity,
   GatehouseClient,
   GatehouseError,
+  type LoginResponse,
   parseHostPort,
   parseSshCertificate,
 } from '@gatehouse/core';
@@ -15,6 +16,7 @@ import { generateLoginKeys } from '../keys.js';
 import { json } from '../output.js';
 import type { KeyPaths } from '../profile.js';
 import { ask, readSecretFromStdin } from '../prompt.js';
+import { listenForSsoCallback, openBrowser } from '../sso-callback.js';
 import { flag, usage } from './usage.js';
 
 interface TrustFlags {
@@ -45,6 +47,11 @@ export function registerUser(program: Command, ctx: Ctx): void {
     .option('--insecure', "trust the proxy's CA on first use without a pin (prints a warning)")
     .option('--password-stdin', 'read the password from the first line of stdin (the rest is ignored)')
     .option('--otp <code>', 'one-time code from the authenticator app')
+    .option('--auth <connector>', 'log in through an SSO connector (gatehouse sso ls) in the browser')
+    .option(
+      '--browser <command>',
+      'with --auth: the command that opens the login URL, or "none" to only print it',
+    )
     .option(
       '--ttl <duration>',
       'requested certificate lifetime, e.g. 8h (capped by your roles)',
@@ -56,6 +63,8 @@ export function registerUser(program: Command, ctx: Ctx): void {
       `
 Examples:
   $ gatehouse login --proxy gh.example.com:3080 --user alice --ca-pin sha256:3f2a...
+  $ gatehouse login --proxy gh.example.com:3080 --auth corp            # single sign-on in the browser
+  $ gatehouse login --proxy gh.example.com:3080 --auth corp --browser none
   $ printf '%s' "$PW" | gatehouse login --proxy 127.0.0.1:3080 --user ci --password-stdin --otp 123456
   $ gatehouse login              # again, with the proxy and user of the current profile`,
     )
@@ -67,12 +76,21 @@ Examples:
           otp?: string;
           ttl?: string;
           json?: boolean;
+          auth?: string;
+          browser?: string;
         },
       ) => {
         const profiles = ctx.home.readProfiles();
         const proxy = o.proxy ?? profiles.current;
         if (!proxy) throw usage('no proxy given', 'pass --proxy HOST:PORT (printed by `gatehouse start`)');
         parseHostPort(proxy);
+        if (o.auth !== undefined) {
+          if (o.user || o.passwordStdin || o.otp) {
+            throw usage('--auth logs in at the identity provider', 'drop --user, --password-stdin and --otp');
+          }
+          await ssoLogin(ctx, proxy, { ...o, auth: o.auth });
+          return;
+        }
         const user = o.user ?? profiles.profiles[proxy]?.user;
         if (!user) throw usage('no user given', `pass --user NAME`);
         ctx.home.keyPaths(proxy, user); // rejects a user name unfit for a path before any network I/O
@@ -98,45 +116,7 @@ Examples:
             tls_public_key: keys.tlsPublicKey,
             ...(o.ttl ? { ttl: o.ttl } : {}),
           });
-          if (!res.ssh_cert || !res.tls_cert) {
-            throw new GatehouseError(
-              'GH_ERR_INTERNAL',
-              'the proxy accepted the login but returned no certificates',
-              {
-                hint: 'the proxy may be a different version; ask the cluster admin',
-              },
-            );
-          }
-          // The pinned CA stays trusted next to what the proxy reports, so a
-          // host_x509 list that omits it cannot lock this client out.
-          const cas = [...new Set([...trust.caPem, ...res.cas.host_x509].map((p) => p.trim()))].join('\n');
-          const paths = ctx.home.saveKeys(proxy, res.user, {
-            sshKey: keys.sshPrivateKey,
-            sshPub: keys.sshPublicKey,
-            sshCert: res.ssh_cert,
-            tlsKey: keys.tlsPrivateKey,
-            tlsCert: res.tls_cert,
-            cas,
-          });
-          ctx.home.updateKnownHosts(res.cluster_name, res.cas.host_ssh);
-          ctx.home.setCurrent({
-            proxy,
-            user: res.user,
-            cluster: res.cluster_name,
-            ...(trust.pin ? { caPin: trust.pin } : {}),
-          });
-          if (o.json) {
-            const { ssh_cert: _s, tls_cert: _t, csrf_token: _c, ...rest } = res;
-            ctx.out(json({ ...rest, proxy, files: fileView(paths), known_hosts: ctx.home.knownHostsPath }));
-            return;
-          }
-          printIdentity(ctx, {
-            heading: `Logged in as ${res.user} to cluster ${res.cluster_name} (proxy ${proxy}).`,
-            roles: res.roles,
-            logins: res.logins,
-            expires: new Date(res.expires),
-            paths,
-          });
+          saveLogin(ctx, proxy, trust, keys, res, o);
         } finally {
           client.close();
         }
@@ -289,6 +269,92 @@ Examples:
       ctx.home.removeProfile(current.proxy);
       ctx.out(`Logged out ${current.user} from ${current.proxy}; keys deleted.\n`);
     });
+}
+
+/** Stores what a login returned (keys, certificates, CAs, the profile) and prints who is logged in. */
+function saveLogin(
+  ctx: Ctx,
+  proxy: string,
+  trust: { caPem: string[]; pin?: string | undefined },
+  keys: ReturnType<typeof generateLoginKeys>,
+  res: LoginResponse,
+  o: { json?: boolean | undefined },
+): void {
+  if (!res.ssh_cert || !res.tls_cert) {
+    throw new GatehouseError('GH_ERR_INTERNAL', 'the proxy accepted the login but returned no certificates', {
+      hint: 'the proxy may be a different version; ask the cluster admin',
+    });
+  }
+  // The pinned CA stays trusted next to what the proxy reports, so a
+  // host_x509 list that omits it cannot lock this client out.
+  const cas = [...new Set([...trust.caPem, ...res.cas.host_x509].map((p) => p.trim()))].join('\n');
+  const paths = ctx.home.saveKeys(proxy, res.user, {
+    sshKey: keys.sshPrivateKey,
+    sshPub: keys.sshPublicKey,
+    sshCert: res.ssh_cert,
+    tlsKey: keys.tlsPrivateKey,
+    tlsCert: res.tls_cert,
+    cas,
+  });
+  ctx.home.updateKnownHosts(res.cluster_name, res.cas.host_ssh);
+  ctx.home.setCurrent({
+    proxy,
+    user: res.user,
+    cluster: res.cluster_name,
+    ...(trust.pin ? { caPin: trust.pin } : {}),
+  });
+  if (o.json) {
+    const { ssh_cert: _s, tls_cert: _t, csrf_token: _c, ...rest } = res;
+    ctx.out(json({ ...rest, proxy, files: fileView(paths), known_hosts: ctx.home.knownHostsPath }));
+    return;
+  }
+  printIdentity(ctx, {
+    heading: `Logged in as ${res.user} to cluster ${res.cluster_name} (proxy ${proxy}).`,
+    roles: res.roles,
+    logins: res.logins,
+    expires: new Date(res.expires),
+    paths,
+  });
+}
+
+/**
+ * `gatehouse login --auth NAME`: the browser signs in at the identity
+ * provider, the gateway sends it back to a loopback listener here with a
+ * one-time code, and this process redeems the code with its verifier for
+ * certificates on keys it made (see sso-callback.ts).
+ */
+async function ssoLogin(
+  ctx: Ctx,
+  proxy: string,
+  o: TrustFlags & { auth: string; browser?: string; ttl?: string; json?: boolean },
+): Promise<void> {
+  const trust = await trustProxy(ctx, proxy, trustOpts(o));
+  const client = new GatehouseClient({ proxy, caPem: trust.caPem });
+  const cb = await listenForSsoCallback();
+  try {
+    const ping = await client.ping();
+    const keys = generateLoginKeys(`${o.auth}@${ping.cluster_name}`);
+    const start = await client.ssoStart({
+      connector: o.auth,
+      redirect_url: cb.redirectUrl,
+      client_challenge: cb.challenge,
+      ssh_public_key: keys.sshPublicKey,
+      tls_public_key: keys.tlsPublicKey,
+      ...(o.ttl ? { ttl: o.ttl } : {}),
+    });
+    openBrowser(start, o.browser, ctx.err);
+    const code = await cb.code;
+    const out = await client.ssoRedeem({ code, verifier: cb.verifier });
+    if (out.kind !== 'login') {
+      throw new GatehouseError('GH_ERR_INTERNAL', 'the proxy answered a login with a test report', {
+        hint: 'run the login again',
+      });
+    }
+    saveLogin(ctx, proxy, trust, keys, out.login, o);
+  } finally {
+    cb.close();
+    client.close();
+  }
 }
 
 function fileView(p: KeyPaths) {

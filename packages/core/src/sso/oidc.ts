@@ -158,8 +158,10 @@ function classify(c: OidcConnector, e: unknown): GatehouseError {
   }
   if (e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError'))
     return idpUnavailable(c, e);
-  const msg = e instanceof Error ? e.message : String(e);
-  const detail = (e as { cause?: { claim?: string; alg?: string } }).cause;
-  const extra = detail?.claim ? ` (${detail.claim})` : detail?.alg ? ` (alg ${detail.alg})` : '';
+  // openid-client wraps oauth4webapi's error, whose message names the check ("unexpected JWT "aud" ... claim value").
+  const msg = e instanceof Error ? (causeMessage(e) ?? e.message) : String(e);
+  const detail =
+    (e instanceof Error ? (e.cause as { cause?: { alg?: string } } | undefined)?.cause : undefined) ?? {};
+  const extra = detail.alg ? ` (alg ${detail.alg})` : '';
   return tokenInvalid(c, `${msg}${extra}`, e);
 }

@@ -201,7 +201,14 @@ export class SsoService {
     const nonce = random();
     const codeVerifier = random();
     const key = ATTEMPTS + sha256(state);
-    const authUrl = await this.#d.rp.authorizationUrl(c, { state, nonce, codeVerifier });
+    let authUrl: string;
+    try {
+      authUrl = await this.#d.rp.authorizationUrl(c, { state, nonce, codeVerifier });
+    } catch (e) {
+      const err = toGatehouseError(e) ?? internal(e);
+      await this.#failed(undefined, c.name, reasonOf(err), err, a.remoteAddr);
+      throw err;
+    }
     const expires = new Date(this.#d.clock.now().getTime() + SSO_ATTEMPT_TTL_MS).toISOString();
     const attempt: Attempt = {
       ...a,
