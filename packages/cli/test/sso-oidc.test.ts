@@ -17,7 +17,7 @@ import type { Sshd } from '@gatehouse/core/testing';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runClient } from '../../core/test/helpers.js';
-import { startTestIdp, type TestIdp } from '../../core/test/oidc-idp.js';
+import { keepLocal, providerSignIn, startTestIdp, type TestIdp } from '../../core/test/oidc-idp.js';
 import { launchChromium, serverSpkiPin } from '../../web/test/harness.js';
 import { admin, auditEvents, BIN, type Daemon, run, startDaemon, startNodeSshd } from './harness.js';
 
@@ -69,19 +69,14 @@ function spawnCli(args: string[], env: NodeJS.ProcessEnv) {
 async function signIn(url: string, account: string): Promise<{ callback: string; page: Page }> {
   const context = await browser.newContext();
   context.setDefaultTimeout(20_000);
-  // The provider's dev pages load a web font; nothing here may leave the machine.
-  await context.route(/^https?:\/\/(?!127\.0\.0\.1|localhost)/, (r) => r.abort());
+  await keepLocal(context);
   const page = await context.newPage();
   let callback = '';
   page.on('request', (r) => {
     if (r.url().includes('/v1/sso/oidc/callback')) callback = r.url();
   });
   await page.goto(url, { waitUntil: 'domcontentloaded' });
-  await page.fill('input[name=login]', account);
-  await page.fill('input[name=password]', 'any');
-  await page.click('button[type=submit]');
-  await page.waitForSelector('button:has-text("Continue")');
-  await page.click('button:has-text("Continue")');
+  await providerSignIn(page, account);
   await page.waitForURL(/127\.0\.0\.1:\d+\/callback|\/web\/login/, { waitUntil: 'domcontentloaded' });
   return { callback, page };
 }

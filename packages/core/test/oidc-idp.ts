@@ -12,6 +12,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeJwt, decodeProtectedHeader, importJWK, SignJWT } from 'jose';
 import Provider from 'oidc-provider';
+import type { BrowserContext, Page } from 'playwright-core';
 
 export interface IdpAccount {
   sub: string;
@@ -154,4 +155,17 @@ async function rewrite(
     }
   }
   return JSON.stringify(json);
+}
+
+/** Nothing the provider's pages load may leave the machine (its dev pages @import a web font). */
+export async function keepLocal(context: BrowserContext): Promise<void> {
+  await context.route(/^https?:\/\/(?!127\.0\.0\.1|localhost)/, (r) => r.abort());
+}
+
+/** The user at the provider's own pages (a page already on its login form): signs in as `account` and consents. */
+export async function providerSignIn(page: Page, account: string): Promise<void> {
+  await page.fill('input[name=login]', account);
+  await page.fill('input[name=password]', 'any');
+  await page.click('button[type=submit]');
+  await page.click('button:has-text("Continue")');
 }

@@ -13,6 +13,7 @@ import {
   type PingResponse,
   PUBLIC_ROUTES,
   type RecordingQuery,
+  type SsoConnectorButton,
   type WhoamiResponse,
 } from './routes';
 
@@ -170,6 +171,20 @@ export class WebApi implements UiAdmin {
     const r = await this.#call<LoginResponse>(PUBLIC_ROUTES.login, {}, { body: req });
     this.#o.csrf.set(r.csrf_token);
     return r;
+  }
+
+  /** The SSO connectors the login page offers a button for. */
+  ssoConnectors(): Promise<SsoConnectorButton[]> {
+    return this.#call(PUBLIC_ROUTES.ssoConnectors);
+  }
+
+  /**
+   * After an SSO login the gateway's callback set the session cookie and
+   * sent the CSRF token in the URL fragment (which no server sees); this tab
+   * keeps it as it does after a password login.
+   */
+  adoptSsoSession(csrf: string): void {
+    this.#o.csrf.set(csrf);
   }
 
   async logout(): Promise<void> {

@@ -44,3 +44,4 @@ export type {
 export { ADMIN_ROUTES } from '../../../core/src/api/types';
 export type { DesktopTokenView } from '../../../core/src/desktops/protocol';
 export type { JoinMode, Role } from '../../../core/src/rbac/types';
+export type { SsoConnectorButton } from '../../../core/src/sso/connectors';

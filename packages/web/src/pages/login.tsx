@@ -1,10 +1,25 @@
-import { type FormEvent, useState } from 'react';
+import { type FormEvent, useEffect, useState } from 'react';
+import { PUBLIC_ROUTES } from '../api/routes';
 import { useApp } from '../app';
 import { ErrorBox, Loading, Notice, useLoad } from '../components/ui';
 
 export function LoginPage({ flashKey }: { flashKey: string }) {
   const { api, loggedIn } = useApp();
   const [ping, reloadPing] = useLoad(() => api.ping(), []);
+  const [connectors] = useLoad(() => api.ssoConnectors(), []);
+  // A failed SSO login comes back here with the gateway's message.
+  const [ssoError] = useState(
+    () => new URLSearchParams(window.location.search).get('sso_error') ?? undefined,
+  );
+
+  // biome-ignore lint/correctness/useExhaustiveDependencies: once, for the URL the gateway's SSO callback sent
+  useEffect(() => {
+    const m = /^#sso_csrf=([A-Za-z0-9_-]{20,100})$/.exec(window.location.hash);
+    if (!m) return;
+    window.history.replaceState(null, '', window.location.pathname);
+    api.adoptSsoSession(m[1]!);
+    loggedIn().catch((err: unknown) => setError(err));
+  }, []);
   const [flash] = useState(() => {
     const m = sessionStorage.getItem(flashKey) ?? undefined;
     sessionStorage.removeItem(flashKey);
@@ -45,6 +60,20 @@ export function LoginPage({ flashKey }: { flashKey: string }) {
       {flash ? <Notice>{flash}</Notice> : null}
       {ping.state === 'loading' ? <Loading what="cluster information" /> : null}
       {ping.state === 'error' ? <ErrorBox error={ping.error} onRetry={reloadPing} /> : null}
+      {ssoError ? <Notice>Single sign-on failed: {ssoError}</Notice> : null}
+      {ping.state === 'ok' && connectors.state === 'ok' && connectors.data.length > 0 ? (
+        <div className="card buttons">
+          {connectors.data.map((c) => (
+            <a
+              key={c.name}
+              className="button primary"
+              href={PUBLIC_ROUTES.ssoWebStart[1].replace(':name', encodeURIComponent(c.name))}
+            >
+              Sign in with {c.display}
+            </a>
+          ))}
+        </div>
+      ) : null}
       {ping.state === 'ok' ? (
         <form className="card" onSubmit={submit} aria-label="Sign in">
           <label>
