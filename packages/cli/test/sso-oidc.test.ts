@@ -16,7 +16,7 @@ import type { AuditEvent } from '@gatehouse/audit';
 import type { Sshd } from '@gatehouse/core/testing';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runClient } from '../../core/test/helpers.js';
+import { runClient, waitFor } from '../../core/test/helpers.js';
 import { keepLocal, providerSignIn, startTestIdp, type TestIdp } from '../../core/test/oidc-idp.js';
 import { launchChromium, serverSpkiPin } from '../../web/test/harness.js';
 import { admin, auditEvents, BIN, type Daemon, run, startDaemon, startNodeSshd } from './harness.js';
@@ -106,19 +106,30 @@ function ssoLoginEvents(since: number): AuditEvent[] {
     .filter((e) => e.type === 'user.login' && 'method' in e && e.method === 'sso');
 }
 
-/** GET on the gateway (trusting its CA), as a browser replaying a URL would. */
-function gatewayGet(url: string): Promise<{ status: number; body: string }> {
+/** A request to the gateway (trusting its CA), as a browser replaying a URL or an attacker would. */
+function gatewayRequest(url: string, body?: unknown): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = https.get(url, { ca: caPem, servername: 'localhost' }, (res) => {
-      let body = '';
-      res.on('data', (c) => {
-        body += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
+    const req = https.request(
+      url,
+      {
+        method: body === undefined ? 'GET' : 'POST',
+        ca: caPem,
+        servername: 'localhost',
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (c) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
     req.once('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
+const gatewayGet = (url: string) => gatewayRequest(url);
 
 beforeAll(async () => {
   execFileSync('useradd', ['-m', '-s', '/bin/bash', login]);
@@ -291,6 +302,52 @@ describe('gatehouse login --auth corp', () => {
     expect(ssoLoginEvents(since)).toEqual([
       expect.objectContaining({ success: false, reason: 'sso_state_invalid' }),
     ]);
+  });
+
+  it('a one-time code intercepted on its way to the CLI is useless without the verifier (and then burnt)', async () => {
+    const cli = spawnCli(
+      ['login', '--proxy', d.proxy, '--ca-pin', d.pin, '--auth', 'corp', '--browser', 'none'],
+      { GATEHOUSE_HOME: home('mallory') },
+    );
+    const url = await cli.url;
+    // The attacker gets the browser's redirect to the CLI's listener; the CLI (gone) never sees the code.
+    cli.kill();
+    await cli.done;
+    const context = await browser.newContext();
+    await keepLocal(context);
+    let stolen = '';
+    const page = await context.newPage();
+    page.on('request', (r) => {
+      if (/^http:\/\/127\.0\.0\.1:\d+\/callback\?/.test(r.url())) stolen = r.url();
+    });
+    try {
+      await page.goto(url, { waitUntil: 'domcontentloaded' });
+      await providerSignIn(page, 'alice');
+      await waitFor(() => stolen || undefined, 'the redirect to the CLI', 20_000);
+    } finally {
+      await context.close();
+    }
+    const code = new URL(stolen).searchParams.get('code');
+    expect(code).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const since = auditEvents(d).length;
+    const redeem = (verifier: string) =>
+      gatewayRequest(`https://localhost:${gwPort}/v1/sso/redeem`, { code, verifier });
+    const guess = await redeem(randomBytes(32).toString('base64url'));
+    expect(guess.status).toBe(401);
+    expect(JSON.parse(guess.body)).toMatchObject({
+      code: 'GH_ERR_SSO_CODE_INVALID',
+      title: 'the login code is not valid: the verifier does not match',
+    });
+    // One wrong guess burns it: the next attempt finds no code at all.
+    const again = await redeem(randomBytes(32).toString('base64url'));
+    expect(JSON.parse(again.body).title).toBe(
+      'the login code is not valid: unknown, expired or already used',
+    );
+    expect(ssoLoginEvents(since)).toEqual([
+      expect.objectContaining({ success: false, reason: 'sso_code_invalid' }),
+      expect.objectContaining({ success: false, reason: 'sso_code_invalid' }),
+    ]);
+    expect(guess.body).not.toContain('BEGIN CERTIFICATE');
   });
 
   it('refuses claims that map to no role, naming the connector and the claims', async () => {

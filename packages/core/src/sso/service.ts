@@ -127,6 +127,8 @@ const MAX_TRAITS = 64;
  */
 export class SsoService {
   readonly #d: SsoServiceDeps;
+  /** Failures already audited with their own reason (a lock), so the callback does not audit them twice. */
+  readonly #audited = new WeakSet<Error>();
 
   constructor(deps: SsoServiceDeps) {
     this.#d = deps;
@@ -259,10 +261,11 @@ export class SsoService {
         {},
         { remoteAddr: ctx.remoteAddr, mfa: false, maxTtlMs: c.maxSessionTtlMs },
       );
+      await this.#succeeded(user.record.name, c.name, ctx.remoteAddr);
       return { kind: 'web', sessionId, response };
     } catch (e) {
       const err = toGatehouseError(e) ?? internal(e);
-      if (!(err.details && (err.details as { audited?: boolean }).audited)) {
+      if (!this.#audited.has(err)) {
         await this.#failed(undefined, c.name, reasonOf(err), err, ctx.remoteAddr);
       }
       if (attempt.mode === 'web') return { kind: 'web-error', error: err };
@@ -296,11 +299,14 @@ export class SsoService {
     const c = await this.#d.connectors.require(rec.connector);
     const user = await this.#d.users.get(rec.user ?? '');
     if (!user?.sso) throw await bad('the user was removed since');
+    // Locked between the callback and now: refused like at the callback.
+    await this.#checkLocks(user, c.name, ctx.remoteAddr);
     const { response } = await this.#d.issue(user, rec.request ?? {}, {
       remoteAddr: ctx.remoteAddr,
       mfa: false,
       maxTtlMs: c.maxSessionTtlMs,
     });
+    await this.#succeeded(user.name, c.name, ctx.remoteAddr);
     return { kind: 'login', login: response };
   }
 
@@ -403,29 +409,37 @@ export class SsoService {
         expires: new Date(this.#d.clock.now().getTime() + ttl).toISOString(),
       },
     });
+    await this.#checkLocks(record, c.name, remoteAddr);
+    return { record };
+  }
+
+  async #checkLocks(record: UserRecord, connector: string, remoteAddr: string | undefined): Promise<void> {
     const lock = (await this.#d.findLocks({ user: record.name, roles: record.roles }))[0];
-    if (lock) {
-      const err = new GatehouseError(
-        'GH_ERR_USER_LOCKED',
-        `your access is locked${lock.message ? `: ${lock.message}` : ''}`,
-        {
-          hint: 'ask an admin to remove the lock (gatehouse locks ls, gatehouse locks rm <id>)',
-          details: { lock_id: lock.id },
-        },
-      );
-      await this.#failed(record.name, c.name, 'user_locked', err, remoteAddr);
-      throw Object.assign(err, { details: { ...err.details, audited: true } });
-    }
+    if (!lock) return;
+    const err = new GatehouseError(
+      'GH_ERR_USER_LOCKED',
+      `your access is locked${lock.message ? `: ${lock.message}` : ''}`,
+      {
+        hint: 'ask an admin to remove the lock (gatehouse locks ls, gatehouse locks rm <id>)',
+        details: { lock_id: lock.id },
+      },
+    );
+    await this.#failed(record.name, connector, 'user_locked', err, remoteAddr);
+    this.#audited.add(err);
+    throw err;
+  }
+
+  /** Audited when certificates or a web session are handed out (a code never redeemed logged nobody in). */
+  async #succeeded(user: string, connector: string, addr: string | undefined): Promise<void> {
     await this.#d.audit.emit({
       type: 'user.login',
       success: true,
       method: 'sso',
-      connector: c.name,
+      connector,
       mfa: false,
-      user: record.name,
-      ...(remoteAddr ? { addr: { remote: remoteAddr } } : {}),
+      user,
+      ...(addr ? { addr: { remote: addr } } : {}),
     });
-    return { record };
   }
 
   async #failed(
