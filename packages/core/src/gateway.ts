@@ -66,9 +66,10 @@ import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
 import { LiveSessions } from './sessions/live.js';
 import { TerminalRegistry } from './sessions/terminal.js';
-import { type OidcConnector, SsoConnectorRegistry } from './sso/connectors.js';
+import { connectorFromDoc, type OidcConnector, SsoConnectorRegistry } from './sso/connectors.js';
 import { OidcRelyingParty } from './sso/oidc.js';
 import { SsoService } from './sso/service.js';
+import { readSecretFile } from './util/secret-file.js';
 import { VERSION } from './version.js';
 import { createWebHandler, defaultWebDir, isApiPath } from './web/static.js';
 
@@ -1005,11 +1006,27 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
       ...(d.description ? { description: d.description } : {}),
     });
   }
+  const ssoConnectors: OidcConnector[] = [];
+  for (const doc of config.ssoConnectors) {
+    if (doc.client_secret !== undefined && doc.client_secret_file !== undefined) {
+      throw new GatehouseError(
+        'GH_ERR_CONFIG_INVALID',
+        `sso_connectors: ${doc.name} has both client_secret and client_secret_file`,
+        { hint: 'keep client_secret_file and remove client_secret' },
+      );
+    }
+    const secret =
+      doc.client_secret_file !== undefined
+        ? await readSecretFile(doc.client_secret_file, 'sso_connectors[].client_secret_file')
+        : undefined;
+    ssoConnectors.push(connectorFromDoc(doc, 'config', secret));
+  }
   return new Gateway({
     config,
     clock,
     backend,
     audit,
+    ssoConnectors,
     authorities,
     sealer,
     databases,

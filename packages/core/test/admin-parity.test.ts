@@ -273,6 +273,29 @@ const CASES: Case[] = [
       })),
     call: (a, tag) => a.removeDesktop(`rd-${tag}`),
   },
+  { method: 'listSsoConnectors', label: 'listSsoConnectors', call: (a) => a.listSsoConnectors() },
+  {
+    method: 'putSsoConnector',
+    label: 'putSsoConnector',
+    call: (a, tag) => a.putSsoConnector({ text: ssoDoc(`s-${tag}`), client_secret: 'pw' }),
+  },
+  {
+    method: 'removeSsoConnector',
+    label: 'removeSsoConnector',
+    prepare: async (tag) => void (await t.gw.admin.putSsoConnector({ text: ssoDoc(`rs-${tag}`) })),
+    call: (a, tag) => a.removeSsoConnector(`rs-${tag}`),
+  },
+  {
+    // Refused for its redirect URL (only a loopback listener may get the code) before any provider is asked.
+    method: 'testSsoConnector',
+    label: 'testSsoConnector bad redirect',
+    prepare: async (tag) => void (await t.gw.admin.putSsoConnector({ text: ssoDoc(`ts-${tag}`) })),
+    call: (a, tag) =>
+      a.testSsoConnector(`ts-${tag}`, {
+        redirect_url: 'https://evil.example/cb',
+        client_challenge: 'A'.repeat(43),
+      }),
+  },
   { method: 'listSessions', label: 'listSessions', call: (a) => a.listSessions() },
   {
     method: 'killSession',
@@ -281,6 +304,17 @@ const CASES: Case[] = [
     call: (a, tag) => a.killSession(sessionIds.get(tag)!),
   },
 ];
+
+function ssoDoc(name: string): string {
+  return [
+    'kind: oidc',
+    `name: ${name}`,
+    'issuer_url: https://idp.example.com',
+    'client_id: gh',
+    'redirect_url: https://gh.example.com/v1/sso/oidc/callback',
+    'claims_to_roles: [{claim: groups, value: ops, roles: [access]}]',
+  ].join('\n');
+}
 
 async function user(name: string): Promise<void> {
   await t.gw.admin.createUser({ name, roles: ['access'], password: PASSWORD });
@@ -444,6 +478,7 @@ describe('admin API: HTTP and embedding give the same answers', () => {
       ['getUser missing', { code: 'GH_ERR_NOT_FOUND' }],
       ['putRole create existing', { code: 'GH_ERR_ALREADY_EXISTS' }],
       ['getRecording missing', { code: 'GH_ERR_NOT_FOUND' }],
+      ['testSsoConnector bad redirect', { code: 'GH_ERR_VALIDATION' }],
     ]);
     expect(names(get('root', 'listDatabases'))).toContain('pg-prod');
   });

@@ -229,6 +229,24 @@ describe('GatehouseClient', () => {
         },
       ],
       ['removeDesktop', () => client.removeDesktop('win 1'), '/v1/desktops/win%201', undefined],
+      ['listSsoConnectors', () => client.listSsoConnectors(), '/v1/sso/connectors/all', undefined],
+      [
+        'putSsoConnector',
+        () => client.putSsoConnector({ text: 'kind: oidc\n', client_secret: 's' }),
+        '/v1/sso/connectors',
+        { text: 'kind: oidc\n', client_secret: 's' },
+      ],
+      ['removeSsoConnector', () => client.removeSsoConnector('corp'), '/v1/sso/connectors/corp', undefined],
+      [
+        'testSsoConnector',
+        () =>
+          client.testSsoConnector('corp', {
+            redirect_url: 'http://127.0.0.1:1/callback',
+            client_challenge: 'c',
+          }),
+        '/v1/sso/connectors/corp/test',
+        { redirect_url: 'http://127.0.0.1:1/callback', client_challenge: 'c' },
+      ],
       ['listSessions', () => client.listSessions(), '/v1/sessions', undefined],
       ['killSession', () => client.killSession('s-1'), '/v1/sessions/s-1', undefined],
       [

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { GatehouseError } from '../errors.js';
+import type { OidcConnectorDoc } from '../sso/connectors.js';
 import { parseDuration } from '../util/duration.js';
 import { formatLintMessages, validateYaml } from '../util/yaml-validate.js';
 import { type ConfigFile, configSchema, type ParsedConfig } from './schema.js';
@@ -44,6 +45,8 @@ export interface GatehouseConfig {
     inCluster?: boolean | undefined;
     description?: string | undefined;
   }[];
+  /** SSO connector documents as written (validated); secrets files are read by createGateway. */
+  ssoConnectors: OidcConnectorDoc[];
   desktops: {
     name: string;
     addr: string;
@@ -211,6 +214,7 @@ function resolve(
       inCluster: k.in_cluster,
       description: k.description,
     })),
+    ssoConnectors: c.sso_connectors,
     desktops: c.desktops.map((d) => ({
       name: d.name,
       addr: d.addr,

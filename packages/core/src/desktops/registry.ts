@@ -1,10 +1,10 @@
 import { X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import type { AuditEmitter } from '@gatehouse/audit';
 import { Grant } from '../authz/grant.js';
 import type { Backend } from '../backend/types.js';
 import type { Sealer } from '../crypto/seal.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
+import { readSecretFile } from '../util/secret-file.js';
 
 /** A Windows account the gateway logs in with (the user never sees it). */
 export interface DesktopCredential {
@@ -299,13 +299,6 @@ function listing(s: DesktopSpec): DesktopListing {
 }
 
 /** Reads a desktop password named in the config (its first line; the file is the secret, not the config). */
-export async function readPasswordFile(file: string): Promise<string> {
-  try {
-    return (await readFile(file, 'utf8')).split(/\r?\n/)[0] ?? '';
-  } catch (cause) {
-    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `cannot read password file ${file}`, {
-      cause,
-      hint: 'check the path in desktops[].credentials[].password_file',
-    });
-  }
+export function readPasswordFile(file: string): Promise<string> {
+  return readSecretFile(file, 'desktops[].credentials[].password_file');
 }
