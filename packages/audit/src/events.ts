@@ -176,7 +176,7 @@ export type AuditEventInput =
       connector?: string;
     })
   | (CommonFields & { type: 'user.logout' })
-  | (CommonFields & { type: 'sso.connector.create'; name: string; kind: 'oidc' })
+  | (CommonFields & { type: 'sso.connector.create'; name: string; kind: 'oidc' | 'github' })
   | (CommonFields & { type: 'sso.connector.delete'; name: string })
   | (CommonFields & { type: 'user.create'; name: string; roles: string[] })
   | (CommonFields & { type: 'user.update'; name: string; changes: string[] })

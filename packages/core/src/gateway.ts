@@ -66,9 +66,10 @@ import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
 import { LiveSessions } from './sessions/live.js';
 import { TerminalRegistry } from './sessions/terminal.js';
-import { connectorFromDoc, type OidcConnector, SsoConnectorRegistry } from './sso/connectors.js';
+import { connectorFromDoc, type SsoConnector, SsoConnectorRegistry } from './sso/connectors.js';
+import { GithubRelyingParty } from './sso/github.js';
 import { OidcRelyingParty } from './sso/oidc.js';
-import { SsoService } from './sso/service.js';
+import { protocolsByKind, SsoService } from './sso/service.js';
 import { readSecretFile } from './util/secret-file.js';
 import { VERSION } from './version.js';
 import { createWebHandler, defaultWebDir, isApiPath } from './web/static.js';
@@ -243,7 +244,7 @@ export class Gateway {
     kubeClusters?: KubeClusterSpec[];
     nodes?: NodeSpec[];
     desktops?: DesktopSpec[];
-    ssoConnectors?: OidcConnector[];
+    ssoConnectors?: SsoConnector[];
     dialer?: Dialer;
     recordings: RecordingStore;
     webDir?: string | false;
@@ -337,7 +338,7 @@ export class Gateway {
     });
     this.sso = new SsoService({
       connectors: this.ssoConnectors,
-      rp: new OidcRelyingParty(),
+      rp: protocolsByKind({ oidc: new OidcRelyingParty(), github: new GithubRelyingParty() }),
       backend,
       sealer: parts.sealer,
       clock,
@@ -1006,7 +1007,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
       ...(d.description ? { description: d.description } : {}),
     });
   }
-  const ssoConnectors: OidcConnector[] = [];
+  const ssoConnectors: SsoConnector[] = [];
   for (const doc of config.ssoConnectors) {
     if (doc.client_secret !== undefined && doc.client_secret_file !== undefined) {
       throw new GatehouseError(

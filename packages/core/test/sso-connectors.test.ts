@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGateway, type GatehouseError, loadConfig, type OidcConnectorDoc } from '../src/index.js';
+import { createGateway, type GatehouseError, loadConfig, type SsoConnectorDoc } from '../src/index.js';
 import { startGateway, type TestGateway } from './helpers.js';
 
 const DOC = (name: string) =>
@@ -118,7 +118,7 @@ describe('SSO connectors as resources', () => {
   });
 });
 
-function DOC_OBJ(name: string): OidcConnectorDoc {
+function DOC_OBJ(name: string): SsoConnectorDoc {
   return {
     kind: 'oidc',
     name,
@@ -126,5 +126,5 @@ function DOC_OBJ(name: string): OidcConnectorDoc {
     client_id: 'gh',
     redirect_url: 'https://gh.example.com:3080/v1/sso/oidc/callback',
     claims_to_roles: [{ claim: 'groups', value: 'ops', roles: ['access'] }],
-  } as const satisfies OidcConnectorDoc;
+  } as const satisfies SsoConnectorDoc;
 }

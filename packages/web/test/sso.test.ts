@@ -96,7 +96,7 @@ describe('Sign in with an SSO connector', () => {
     a.page.on('request', (r) => {
       if (r.url().startsWith(`${idp.issuer}/auth?`)) providerUrl = r.url();
     });
-    await a.page.goto('/v1/sso/oidc/corp/web', { waitUntil: 'domcontentloaded' });
+    await a.page.goto('/v1/sso/corp/web', { waitUntil: 'domcontentloaded' });
     expect(providerUrl).toContain('state=');
     // Browser B (say, a victim lured to the link) finishes it.
     const b = await ui.newPage(tg.port);

@@ -137,11 +137,13 @@ export const PUBLIC_ROUTES = {
   /** -> SsoConnectorButton[]: the connectors the login page offers. */
   ssoConnectors: ['GET', '/v1/sso/connectors'],
   /** SsoStartRequest -> SsoStartResponse: the CLI starts an SSO login. */
-  ssoStart: ['POST', '/v1/sso/oidc/login'],
+  ssoStart: ['POST', '/v1/sso/login'],
   /** The web UI's button: sets a browser-binding cookie and redirects to the provider. */
-  ssoWebStart: ['GET', '/v1/sso/oidc/:name/web'],
+  ssoWebStart: ['GET', '/v1/sso/:name/web'],
   /** The provider's redirect: the URL to register at the provider (redirect_url). */
   ssoCallback: ['GET', '/v1/sso/oidc/callback'],
+  /** GitHub's redirect: the OAuth app's callback URL (redirect_url of a github connector). */
+  ssoGithubCallback: ['GET', '/v1/sso/github/callback'],
   /** SsoRedeemRequest -> SsoRedeemResponse: the CLI redeems its one-time code. */
   ssoRedeem: ['POST', '/v1/sso/redeem'],
   /** {login} -> DesktopTokenView: a single-use token for the RDCleanPath WebSocket (authorized now). */

@@ -172,6 +172,8 @@ const ssoRedeemBody = z.object({ code: z.string().max(64), verifier: z.string().
 
 /** Binds a web SSO login to the browser that started it; SameSite=Lax so the provider's redirect carries it. */
 const SSO_BROWSER_COOKIE = 'gatehouse_sso';
+/** Every kind's callback is under it (/v1/sso/oidc/callback, /v1/sso/github/callback). */
+const SSO_COOKIE_PATH = '/v1/sso/';
 
 const inviteBody = z.object({ password: z.string().max(4096), otp: z.string().max(16).optional() }).strict();
 
@@ -213,6 +215,45 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       throw new GatehouseError('GH_ERR_RATE_LIMITED', 'too many login attempts from this address', {
         hint: `wait ${limiter.retryAfter(ctx.remoteAddr)} s and try again`,
       });
+    }
+  };
+
+  const ssoCallback = async (ctx: Ctx): Promise<void> => {
+    const browserSecret = parseCookies(ctx.req.headers.cookie)[SSO_BROWSER_COOKIE];
+    const out = await d.sso.callback(ctx.url.searchParams, { browserSecret, remoteAddr: ctx.remoteAddr });
+    const clear = `${SSO_BROWSER_COOKIE}=; Path=${SSO_COOKIE_PATH}; HttpOnly; Secure; SameSite=Lax; Max-Age=0`;
+    switch (out.kind) {
+      case 'redirect':
+        ctx.res.writeHead(302, { location: out.location, 'cache-control': 'no-store' }).end();
+        return;
+      case 'web':
+        d.authenticated?.(ctx.req.socket);
+        // The page keeps the CSRF token in this tab's sessionStorage, as after a password login;
+        // the fragment never reaches a server.
+        ctx.res
+          .writeHead(302, {
+            location: `/web/login#sso_csrf=${encodeURIComponent(out.response.csrf_token)}`,
+            'cache-control': 'no-store',
+            'set-cookie': [
+              sessionCookie(out.sessionId, Date.parse(out.response.expires) - d.clock.now().getTime()),
+              clear,
+            ],
+          })
+          .end();
+        return;
+      case 'web-error':
+        ctx.res
+          .writeHead(302, {
+            location: `/web/login?sso_error=${encodeURIComponent(out.error.message)}`,
+            'cache-control': 'no-store',
+            'set-cookie': clear,
+          })
+          .end();
+        return;
+      default: {
+        const never: never = out;
+        throw new Error(`unknown SSO outcome ${String(never)}`);
+      }
     }
   };
 
@@ -302,48 +343,12 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         .writeHead(302, {
           location: authUrl,
           'cache-control': 'no-store',
-          'set-cookie': `${SSO_BROWSER_COOKIE}=${browserSecret}; Path=${PUBLIC_ROUTES.ssoCallback[1]}; HttpOnly; Secure; SameSite=Lax; Max-Age=600`,
+          'set-cookie': `${SSO_BROWSER_COOKIE}=${browserSecret}; Path=${SSO_COOKIE_PATH}; HttpOnly; Secure; SameSite=Lax; Max-Age=600`,
         })
         .end();
     }),
-    compileRoute('GET', PUBLIC_ROUTES.ssoCallback[1], async (ctx) => {
-      const browserSecret = parseCookies(ctx.req.headers.cookie)[SSO_BROWSER_COOKIE];
-      const out = await d.sso.callback(ctx.url.searchParams, { browserSecret, remoteAddr: ctx.remoteAddr });
-      const clear = `${SSO_BROWSER_COOKIE}=; Path=${PUBLIC_ROUTES.ssoCallback[1]}; HttpOnly; Secure; SameSite=Lax; Max-Age=0`;
-      switch (out.kind) {
-        case 'redirect':
-          ctx.res.writeHead(302, { location: out.location, 'cache-control': 'no-store' }).end();
-          return;
-        case 'web':
-          d.authenticated?.(ctx.req.socket);
-          // The page keeps the CSRF token in this tab's sessionStorage, as after a password login;
-          // the fragment never reaches a server.
-          ctx.res
-            .writeHead(302, {
-              location: `/web/login#sso_csrf=${encodeURIComponent(out.response.csrf_token)}`,
-              'cache-control': 'no-store',
-              'set-cookie': [
-                sessionCookie(out.sessionId, Date.parse(out.response.expires) - d.clock.now().getTime()),
-                clear,
-              ],
-            })
-            .end();
-          return;
-        case 'web-error':
-          ctx.res
-            .writeHead(302, {
-              location: `/web/login?sso_error=${encodeURIComponent(out.error.message)}`,
-              'cache-control': 'no-store',
-              'set-cookie': clear,
-            })
-            .end();
-          return;
-        default: {
-          const never: never = out;
-          throw new Error(`unknown SSO outcome ${String(never)}`);
-        }
-      }
-    }),
+    compileRoute('GET', PUBLIC_ROUTES.ssoCallback[1], ssoCallback),
+    compileRoute('GET', PUBLIC_ROUTES.ssoGithubCallback[1], ssoCallback),
     compileRoute('POST', PUBLIC_ROUTES.ssoRedeem[1], async (ctx) => {
       takeLoginSlot(ctx);
       const req = parseBody(ssoRedeemBody, await readJson(ctx.req, max));

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { GatehouseError } from '../errors.js';
-import type { OidcConnectorDoc } from '../sso/connectors.js';
+import type { SsoConnectorDoc } from '../sso/connectors.js';
 import { parseDuration } from '../util/duration.js';
 import { formatLintMessages, validateYaml } from '../util/yaml-validate.js';
 import { type ConfigFile, configSchema, type ParsedConfig } from './schema.js';
@@ -46,7 +46,7 @@ export interface GatehouseConfig {
     description?: string | undefined;
   }[];
   /** SSO connector documents as written (validated); secrets files are read by createGateway. */
-  ssoConnectors: OidcConnectorDoc[];
+  ssoConnectors: SsoConnectorDoc[];
   desktops: {
     name: string;
     addr: string;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { oidcConnectorSchema } from '../sso/connectors.js';
+import { ssoConnectorSchema } from '../sso/connectors.js';
 import { isDuration, parseDuration } from '../util/duration.js';
 
 const duration = z.string().refine(isDuration, { message: 'not a duration (write 30s, 15m, 8h, 1h30m)' });
@@ -197,7 +197,7 @@ export const configSchema = z
      * takes; more can be added at run time. client_secret_file is read at
      * start (relative paths from the working directory).
      */
-    sso_connectors: z.array(oidcConnectorSchema).default([]),
+    sso_connectors: z.array(ssoConnectorSchema).default([]),
     /** RDP desktops Gatehouse fronts (more can be added at run time with `gatehouse desktops add`). */
     desktops: z
       .array(

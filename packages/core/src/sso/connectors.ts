@@ -1,4 +1,5 @@
 import type { AuditEmitter } from '@gatehouse/audit';
+import { parse } from 'yaml';
 import { z } from 'zod';
 import type { LintMessage } from '../api/types.js';
 import type { Backend } from '../backend/types.js';
@@ -77,7 +78,44 @@ export const oidcConnectorSchema = z.strictObject({
     .max(256),
 });
 
-export type OidcConnectorDoc = z.output<typeof oidcConnectorSchema>;
+const GH_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
+
+/**
+ * A GitHub connector document (an OAuth app; GitHub speaks OAuth 2.0, not
+ * OIDC): organization/team membership -> roles. GitHub Enterprise Server:
+ * endpoint_url https://HOST and api_url https://HOST/api/v3.
+ */
+export const githubConnectorSchema = z.strictObject({
+  kind: z.literal('github'),
+  name: oidcConnectorSchema.shape.name,
+  display: oidcConnectorSchema.shape.display,
+  client_id: oidcConnectorSchema.shape.client_id,
+  client_secret: oidcConnectorSchema.shape.client_secret,
+  client_secret_file: oidcConnectorSchema.shape.client_secret_file,
+  /** This gateway's callback as registered on the OAuth app: https://HOST:PORT/v1/sso/github/callback. */
+  redirect_url: httpsUrl('redirect_url'),
+  /** Where users authorize the app and codes are exchanged (default https://github.com). */
+  endpoint_url: httpsUrl('endpoint_url').optional(),
+  /** The REST API (default https://api.github.com). */
+  api_url: httpsUrl('api_url').optional(),
+  max_session_ttl: oidcConnectorSchema.shape.max_session_ttl,
+  /** Membership of a team of an organization -> roles. A login in no listed team is refused. */
+  teams_to_roles: z
+    .array(
+      z.strictObject({
+        organization: z.string().regex(GH_NAME_RE, 'not a GitHub organization name'),
+        team: z.string().regex(GH_NAME_RE, 'not a team slug'),
+        roles: z.array(z.string().min(1).max(128)).min(1).max(64),
+      }),
+    )
+    .min(1, 'map at least one team to roles, or nobody can log in')
+    .max(256),
+});
+
+/** Either kind, by `kind`. */
+export const ssoConnectorSchema = z.discriminatedUnion('kind', [oidcConnectorSchema, githubConnectorSchema]);
+
+export type SsoConnectorDoc = z.output<typeof ssoConnectorSchema>;
 
 function validDuration(v: string): boolean {
   try {
@@ -88,11 +126,14 @@ function validDuration(v: string): boolean {
 }
 
 /** A connector as core uses it (the secret in clear, in memory only). */
-export interface OidcConnector {
-  kind: 'oidc';
+export interface SsoConnector {
+  kind: 'oidc' | 'github';
   name: string;
   display: string;
+  /** OIDC: the issuer. GitHub: where users authorize the app (https://github.com). */
   issuerUrl: string;
+  /** GitHub: the REST API. */
+  apiUrl?: string | undefined;
   clientId: string;
   clientSecret?: string | undefined;
   redirectUrl: string;
@@ -105,7 +146,7 @@ export interface OidcConnector {
 
 /** A connector as listed: never its secret. */
 export interface SsoConnectorView {
-  kind: 'oidc';
+  kind: 'oidc' | 'github';
   name: string;
   display: string;
   issuer_url: string;
@@ -123,7 +164,7 @@ export interface SsoConnectorView {
 export interface SsoConnectorButton {
   name: string;
   display: string;
-  kind: 'oidc';
+  kind: 'oidc' | 'github';
 }
 
 /**
@@ -133,8 +174,15 @@ export interface SsoConnectorButton {
 export function lintConnector(
   text: string,
   opts: { clientSecret?: string | undefined } = {},
-): { doc?: OidcConnectorDoc | undefined; messages: LintMessage[] } {
-  const res = validateYaml(text, oidcConnectorSchema);
+): { doc?: SsoConnectorDoc | undefined; messages: LintMessage[] } {
+  // The schema of the document's kind (a union would lose the "did you mean" for misspelled keys).
+  let kind: unknown;
+  try {
+    kind = (parse(text, { maxAliasCount: 100 }) as { kind?: unknown } | null)?.kind;
+  } catch {
+    kind = undefined; // validateYaml reports the syntax error with its line
+  }
+  const res = validateYaml(text, kind === 'github' ? githubConnectorSchema : oidcConnectorSchema);
   if (!res.value) return { messages: res.messages };
   const doc = res.value;
   if (doc.client_secret !== undefined && opts.clientSecret !== undefined) {
@@ -156,28 +204,46 @@ export function lintConnector(
 
 /** The document as a connector; the secret file must already have been read into `clientSecret`. */
 export function connectorFromDoc(
-  doc: OidcConnectorDoc,
-  source: OidcConnector['source'],
+  doc: SsoConnectorDoc,
+  source: SsoConnector['source'],
   clientSecret?: string | undefined,
-): OidcConnector {
-  const scopes = [...new Set(['openid', ...(doc.scopes ?? ['email', 'profile'])])];
-  return {
-    kind: 'oidc',
+): SsoConnector {
+  const common = {
     name: doc.name,
     display: doc.display ?? doc.name,
-    issuerUrl: doc.issuer_url,
     clientId: doc.client_id,
     clientSecret: clientSecret ?? doc.client_secret,
     redirectUrl: doc.redirect_url,
-    scopes,
-    usernameClaim: doc.username_claim,
     maxSessionTtlMs: doc.max_session_ttl ? parseDuration(doc.max_session_ttl) : undefined,
-    claimsToRoles: doc.claims_to_roles.map((m) => ({ ...m, roles: [...m.roles] })),
     source,
+  };
+  if (doc.kind === 'github') {
+    return {
+      ...common,
+      kind: 'github',
+      issuerUrl: (doc.endpoint_url ?? 'https://github.com').replace(/\/+$/, ''),
+      apiUrl: (doc.api_url ?? 'https://api.github.com').replace(/\/+$/, ''),
+      // read:org lists the teams of organizations that have not granted the app access too.
+      scopes: ['read:org'],
+      usernameClaim: 'login',
+      claimsToRoles: doc.teams_to_roles.map((m) => ({
+        claim: 'teams',
+        value: `${m.organization}/${m.team}`,
+        roles: [...m.roles],
+      })),
+    };
+  }
+  return {
+    ...common,
+    kind: 'oidc',
+    issuerUrl: doc.issuer_url,
+    scopes: [...new Set(['openid', ...(doc.scopes ?? ['email', 'profile'])])],
+    usernameClaim: doc.username_claim,
+    claimsToRoles: doc.claims_to_roles.map((m) => ({ ...m, roles: [...m.roles] })),
   };
 }
 
-export function connectorView(c: OidcConnector): SsoConnectorView {
+export function connectorView(c: SsoConnector): SsoConnectorView {
   return {
     kind: c.kind,
     name: c.name,
@@ -196,7 +262,7 @@ export function connectorView(c: OidcConnector): SsoConnectorView {
 
 /** Stored at `sso_connectors/<name>`: the document without its secret, and the secret sealed. */
 interface StoredConnector {
-  doc: Omit<OidcConnectorDoc, 'client_secret' | 'client_secret_file'>;
+  doc: Omit<SsoConnectorDoc, 'client_secret' | 'client_secret_file'>;
   /** Sealed with the record's key as AAD, so it does not open under another connector. */
   sealedClientSecret?: string | undefined;
 }
@@ -225,7 +291,7 @@ export class SsoConnectorRegistry {
   readonly #backend: Backend;
   readonly #audit: AuditEmitter;
   readonly #sealer: Sealer;
-  readonly #static = new Map<string, OidcConnector>();
+  readonly #static = new Map<string, SsoConnector>();
 
   constructor(deps: { backend: Backend; audit: AuditEmitter; sealer: Sealer }) {
     this.#backend = deps.backend;
@@ -233,7 +299,7 @@ export class SsoConnectorRegistry {
     this.#sealer = deps.sealer;
   }
 
-  addStatic(c: OidcConnector): void {
+  addStatic(c: SsoConnector): void {
     if (this.#static.has(c.name)) {
       throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `SSO connector "${c.name}" is configured twice`, {
         hint: 'give each connector a unique name',
@@ -242,7 +308,7 @@ export class SsoConnectorRegistry {
     this.#static.set(c.name, { ...c, source: 'config' });
   }
 
-  async get(name: string): Promise<OidcConnector | undefined> {
+  async get(name: string): Promise<SsoConnector | undefined> {
     const s = this.#static.get(name);
     if (s) return s;
     if (!NAME_RE.test(name)) return undefined;
@@ -251,7 +317,7 @@ export class SsoConnectorRegistry {
   }
 
   /** The connector or a not-found error that lists what exists. */
-  async require(name: string): Promise<OidcConnector> {
+  async require(name: string): Promise<SsoConnector> {
     const c = await this.get(name);
     if (c) return c;
     throw new GatehouseError('GH_ERR_NOT_FOUND', `SSO connector "${name}" not found`, {
@@ -260,7 +326,7 @@ export class SsoConnectorRegistry {
     });
   }
 
-  async list(): Promise<OidcConnector[]> {
+  async list(): Promise<SsoConnector[]> {
     const dynamic = (await this.#backend.range(PREFIX)).map((i) => this.#open(i.key, i.value));
     return [...this.#static.values(), ...dynamic.filter((d) => !this.#static.has(d.name))].sort((a, b) =>
       a.name.localeCompare(b.name),
@@ -272,7 +338,7 @@ export class SsoConnectorRegistry {
     text: string,
     clientSecret: string | undefined,
     actor: string,
-  ): Promise<{ connector: OidcConnector; created: boolean }> {
+  ): Promise<{ connector: SsoConnector; created: boolean }> {
     const { doc, messages } = lintConnector(text, { clientSecret });
     if (!doc || messages.some((m) => m.severity === 'error')) throw connectorInvalid(messages);
     if (doc.client_secret_file !== undefined && clientSecret === undefined) {
@@ -302,7 +368,7 @@ export class SsoConnectorRegistry {
     };
     const created = (await this.#backend.get(key)) === undefined;
     await this.#backend.put(key, JSON.stringify(stored));
-    await this.#audit.emit({ type: 'sso.connector.create', user: actor, name: doc.name, kind: 'oidc' });
+    await this.#audit.emit({ type: 'sso.connector.create', user: actor, name: doc.name, kind: doc.kind });
     return { connector: connectorFromDoc(doc, 'dynamic', secret), created };
   }
 
@@ -320,10 +386,10 @@ export class SsoConnectorRegistry {
     await this.#audit.emit({ type: 'sso.connector.delete', user: actor, name });
   }
 
-  #open(key: string, value: string): OidcConnector {
+  #open(key: string, value: string): SsoConnector {
     try {
       const s = JSON.parse(value) as StoredConnector;
-      const doc = oidcConnectorSchema.parse(s.doc);
+      const doc = ssoConnectorSchema.parse(s.doc);
       const secret = s.sealedClientSecret ? this.#sealer.open(s.sealedClientSecret, key) : undefined;
       return connectorFromDoc(doc, 'dynamic', secret);
     } catch (e) {

@@ -1,12 +1,14 @@
 export {
   connectorFromDoc,
+  githubConnectorSchema,
   lintConnector,
-  type OidcConnector,
-  type OidcConnectorDoc,
   oidcConnectorSchema,
+  type SsoConnector,
   type SsoConnectorButton,
+  type SsoConnectorDoc,
   SsoConnectorRegistry,
   type SsoConnectorView,
+  ssoConnectorSchema,
 } from './connectors.js';
 export type { Claims } from './oidc.js';
 export {

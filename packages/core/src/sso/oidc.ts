@@ -1,6 +1,6 @@
 import * as oidc from 'openid-client';
 import { GatehouseError } from '../errors.js';
-import { isLoopbackUrl, type OidcConnector } from './connectors.js';
+import { isLoopbackUrl, type SsoConnector } from './connectors.js';
 
 /** Claims of a verified login: the ID token's, over the UserInfo endpoint's. */
 export type Claims = Record<string, unknown>;
@@ -23,7 +23,7 @@ export class OidcRelyingParty {
   /** Discovery per connector, for a short while (a login reads it twice: start and callback). */
   readonly #cache = new Map<string, { at: number; key: string; config: Promise<oidc.Configuration> }>();
 
-  async #config(c: OidcConnector): Promise<oidc.Configuration> {
+  async #config(c: SsoConnector): Promise<oidc.Configuration> {
     const key = JSON.stringify([c.issuerUrl, c.clientId, c.clientSecret ?? '']);
     const hit = this.#cache.get(c.name);
     if (hit && hit.key === key && Date.now() - hit.at < 60_000) return hit.config;
@@ -33,7 +33,7 @@ export class OidcRelyingParty {
     return config;
   }
 
-  async #discover(c: OidcConnector): Promise<oidc.Configuration> {
+  async #discover(c: SsoConnector): Promise<oidc.Configuration> {
     const issuer = new URL(c.issuerUrl);
     const insecure = issuer.protocol === 'http:' && isLoopbackUrl(issuer);
     try {
@@ -53,7 +53,7 @@ export class OidcRelyingParty {
 
   /** Where to send the browser. */
   async authorizationUrl(
-    c: OidcConnector,
+    c: SsoConnector,
     p: { state: string; nonce: string; codeVerifier: string },
   ): Promise<string> {
     const config = await this.#config(c);
@@ -75,7 +75,7 @@ export class OidcRelyingParty {
    * merged under the ID token's, for the same subject only.
    */
   async exchange(
-    c: OidcConnector,
+    c: SsoConnector,
     callback: URLSearchParams,
     p: { state: string; nonce: string; codeVerifier: string },
   ): Promise<Claims> {
@@ -106,7 +106,7 @@ export class OidcRelyingParty {
   }
 }
 
-function idpUnavailable(c: OidcConnector, cause: unknown): GatehouseError {
+export function idpUnavailable(c: SsoConnector, cause: unknown): GatehouseError {
   const why = cause instanceof Error ? (causeMessage(cause) ?? cause.message) : String(cause);
   return new GatehouseError(
     'GH_ERR_SSO_IDP_UNAVAILABLE',
@@ -119,7 +119,7 @@ function idpUnavailable(c: OidcConnector, cause: unknown): GatehouseError {
   );
 }
 
-function tokenInvalid(c: OidcConnector, why: string, cause?: unknown): GatehouseError {
+function tokenInvalid(c: SsoConnector, why: string, cause?: unknown): GatehouseError {
   return new GatehouseError(
     'GH_ERR_SSO_TOKEN_INVALID',
     `the ID token from connector ${c.name} is not valid: ${why}`,
@@ -138,7 +138,7 @@ function causeMessage(e: Error): string | undefined {
 }
 
 /** openid-client's failures as ours: the provider down, the provider saying no, or a token that fails a check. */
-function classify(c: OidcConnector, e: unknown): GatehouseError {
+export function classify(c: SsoConnector, e: unknown): GatehouseError {
   if (e instanceof GatehouseError) return e;
   if (e instanceof oidc.AuthorizationResponseError || e instanceof oidc.ResponseBodyError) {
     const desc = e.error_description ? `: ${e.error_description}` : '';

@@ -7,8 +7,13 @@ import type { Sealer } from '../crypto/seal.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { LockRecord, SsoUserInfo, Traits, UserRecord } from '../identity/types.js';
 import { USER_NAME_RE } from '../identity/user-records.js';
-import { isLoopbackUrl, type OidcConnector, type SsoConnectorRegistry } from './connectors.js';
-import type { Claims, OidcRelyingParty } from './oidc.js';
+import {
+  isLoopbackUrl,
+  type SsoConnector,
+  type SsoConnectorButton,
+  type SsoConnectorRegistry,
+} from './connectors.js';
+import type { Claims } from './oidc.js';
 
 /** How long a login attempt (state, nonce, PKCE verifier) may wait for its callback. */
 export const SSO_ATTEMPT_TTL_MS = 10 * 60_000;
@@ -35,7 +40,7 @@ export interface SsoTestReport {
   error?: { code: string; message: string } | undefined;
 }
 
-/** POST /v1/sso/oidc/login: the CLI starts a login (or an admin's `sso test`). */
+/** POST /v1/sso/login: the CLI starts a login (or an admin's `sso test`). */
 export interface SsoStartRequest {
   connector: string;
   /** The CLI's loopback listener: http://127.0.0.1:PORT/PATH. */
@@ -88,9 +93,32 @@ interface CodeRecord {
   expires: string;
 }
 
+/** One protocol's relying party (OIDC, GitHub's OAuth): where to send the browser, and the callback's claims. */
+export interface SsoProtocol {
+  authorizationUrl(
+    c: SsoConnector,
+    p: { state: string; nonce: string; codeVerifier: string },
+  ): Promise<string>;
+  /** Verified claims from the callback; failures are GatehouseErrors with a `reason` in details. */
+  exchange(
+    c: SsoConnector,
+    callback: URLSearchParams,
+    p: { state: string; nonce: string; codeVerifier: string },
+  ): Promise<Claims>;
+}
+
+/** One SsoProtocol that hands each connector to its kind's relying party. */
+export function protocolsByKind(by: Record<SsoConnector['kind'], SsoProtocol>): SsoProtocol {
+  return {
+    authorizationUrl: (c, p) => by[c.kind].authorizationUrl(c, p),
+    exchange: (c, q, p) => by[c.kind].exchange(c, q, p),
+  };
+}
+
 export interface SsoServiceDeps {
   connectors: SsoConnectorRegistry;
-  rp: OidcRelyingParty;
+  /** The relying party for a connector's kind. */
+  rp: SsoProtocol;
   backend: Backend;
   sealer: Sealer;
   clock: Clock;
@@ -135,7 +163,7 @@ export class SsoService {
   }
 
   /** Connectors for the login page's buttons (no issuer or client details). */
-  async buttons(): Promise<{ name: string; display: string; kind: 'oidc' }[]> {
+  async buttons(): Promise<SsoConnectorButton[]> {
     return (await this.#d.connectors.list()).map((c) => ({ name: c.name, display: c.display, kind: c.kind }));
   }
 
@@ -196,7 +224,7 @@ export class SsoService {
   }
 
   async #start(
-    c: OidcConnector,
+    c: SsoConnector,
     a: Omit<Attempt, 'connector' | 'sealed' | 'expires'>,
   ): Promise<SsoStartResponse> {
     const state = random();
@@ -330,7 +358,7 @@ export class SsoService {
   async #takeAttempt(
     state: string,
     ctx: { remoteAddr?: string | undefined },
-  ): Promise<{ attempt: Attempt; connector: OidcConnector }> {
+  ): Promise<{ attempt: Attempt; connector: SsoConnector }> {
     const fail = async (why: string, connector?: string) => {
       const err = stateInvalid(why, connector);
       await this.#failed(undefined, connector, 'sso_state_invalid', err, ctx.remoteAddr);
@@ -352,7 +380,7 @@ export class SsoService {
 
   /** Claims -> user name, roles and traits, refused with the reason when they do not add up. */
   async #map(
-    c: OidcConnector,
+    c: SsoConnector,
     claims: Claims,
   ): Promise<{ user: string; roles: string[]; missing: string[]; traits: Traits; subject: string }> {
     const subject = typeof claims.sub === 'string' ? claims.sub : '';
@@ -371,7 +399,7 @@ export class SsoService {
     return { user, roles, missing, traits, subject };
   }
 
-  async #report(c: OidcConnector, claims: Claims): Promise<SsoTestReport> {
+  async #report(c: SsoConnector, claims: Claims): Promise<SsoTestReport> {
     const m = await this.#map(c, claims);
     let error: GatehouseError | undefined;
     try {
@@ -391,7 +419,7 @@ export class SsoService {
   }
 
   async #login(
-    c: OidcConnector,
+    c: SsoConnector,
     claims: Claims,
     remoteAddr: string | undefined,
   ): Promise<{ record: UserRecord }> {
@@ -463,7 +491,7 @@ export class SsoService {
 }
 
 function checkMapping(
-  c: OidcConnector,
+  c: SsoConnector,
   m: { user: string; roles: string[]; missing: string[]; traits: Traits; subject: string },
   claims: Claims,
 ): void {
