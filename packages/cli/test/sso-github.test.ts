@@ -7,7 +7,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent } from '@gatehouse/audit';
 import type { Sshd } from '@gatehouse/core/testing';
@@ -27,10 +27,10 @@ const octo = `oc${randomBytes(3).toString('hex')}`;
 
 const home = (name: string) => join(d.root, `home-${name}`);
 
-async function cliLogin(name: string, account: string) {
+async function cliLogin(name: string, account: string, connector = 'gh') {
   const child: ChildProcess = spawn(
     process.execPath,
-    [BIN, 'login', '--proxy', d.proxy, '--ca-pin', d.pin, '--auth', 'gh', '--browser', 'none'],
+    [BIN, 'login', '--proxy', d.proxy, '--ca-pin', d.pin, '--auth', connector, '--browser', 'none'],
     { env: { ...process.env, GATEHOUSE_HOME: home(name) }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stdout = '';
@@ -168,6 +168,27 @@ describe('gatehouse login --auth gh (GitHub OAuth app)', () => {
     expect(gh.apiCalls).toEqual([{ path: '/api/v3/user', authorized: false }]);
     expect(ssoEvents(since)).toEqual([
       expect.objectContaining({ success: false, reason: 'sso_idp_error', connector: 'gh' }),
+    ]);
+  });
+
+  it('says what GitHub said when it refuses the code exchange (a wrong client secret)', async () => {
+    writeFileSync(join(d.root, 'wrong.secret'), 'not-the-secret\n');
+    const doc = join(d.root, 'gh-wrong.yaml');
+    writeFileSync(
+      doc,
+      readFileSync(join(d.root, 'gh.yaml'), 'utf8')
+        .replace('name: gh', 'name: gh-wrong')
+        .replace('gh.secret', 'wrong.secret'),
+    );
+    await admin(d, ['sso', 'add', '-f', doc]);
+    const since = auditEvents(d).length;
+    const r = await cliLogin('wrong', octo, 'gh-wrong');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(
+      'GitHub refused the login code of connector gh-wrong (incorrect_client_credentials)',
+    );
+    expect(ssoEvents(since)).toEqual([
+      expect.objectContaining({ success: false, reason: 'sso_idp_error', connector: 'gh-wrong' }),
     ]);
   });
 });

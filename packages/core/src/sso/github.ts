@@ -59,7 +59,7 @@ export class GithubRelyingParty implements SsoProtocol {
       });
       token = tokens.access_token;
     } catch (e) {
-      throw classify(c, e);
+      throw tokenEndpointError(c, e) ?? classify(c, e);
     }
     const user = (await this.#api(c, token, '/user')) as {
       id?: unknown;
@@ -124,6 +124,28 @@ export class GithubRelyingParty implements SsoProtocol {
       throw apiError(c, path.split('?')[0]!, 'the answer is not JSON', e);
     }
   }
+}
+
+/** GitHub answers a refused code exchange with 200 and `{error, error_description}` (not an OAuth 400). */
+function tokenEndpointError(c: SsoConnector, e: unknown): GatehouseError | undefined {
+  let cur: unknown = e;
+  for (let i = 0; i < 4 && cur instanceof Error; i++) {
+    const body = (cur as { cause?: { body?: { error?: unknown; error_description?: unknown } } }).cause?.body;
+    if (typeof body?.error === 'string') {
+      const desc = typeof body.error_description === 'string' ? `: ${body.error_description}` : '';
+      return new GatehouseError(
+        'GH_ERR_SSO_IDP_ERROR',
+        `GitHub refused the login code of connector ${c.name} (${body.error}${desc})`,
+        {
+          hint: 'try again; if it persists, an admin should check client_id, the client secret and the callback URL of the OAuth app',
+          details: { connector: c.name, reason: 'sso_idp_error', idp_error: body.error },
+          cause: e,
+        },
+      );
+    }
+    cur = cur.cause;
+  }
+  return undefined;
 }
 
 function apiError(c: SsoConnector, path: string, why: string, cause?: unknown): GatehouseError {
