@@ -144,6 +144,8 @@ export const PUBLIC_ROUTES = {
   ssoCallback: ['GET', '/v1/sso/oidc/callback'],
   /** GitHub's redirect: the OAuth app's callback URL (redirect_url of a github connector). */
   ssoGithubCallback: ['GET', '/v1/sso/github/callback'],
+  /** -> {code, message, hint}: why a web SSO login failed (the login page shows it; kept 5 minutes). */
+  ssoError: ['GET', '/v1/sso/errors/:id'],
   /** SsoRedeemRequest -> SsoRedeemResponse: the CLI redeems its one-time code. */
   ssoRedeem: ['POST', '/v1/sso/redeem'],
   /** {login} -> DesktopTokenView: a single-use token for the RDCleanPath WebSocket (authorized now). */

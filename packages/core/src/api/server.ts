@@ -244,7 +244,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       case 'web-error':
         ctx.res
           .writeHead(302, {
-            location: `/web/login?sso_error=${encodeURIComponent(out.error.message)}`,
+            location: `/web/login?sso_error=${encodeURIComponent(out.errorId)}`,
             'cache-control': 'no-store',
             'set-cookie': clear,
           })
@@ -349,6 +349,9 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
     }),
     compileRoute('GET', PUBLIC_ROUTES.ssoCallback[1], ssoCallback),
     compileRoute('GET', PUBLIC_ROUTES.ssoGithubCallback[1], ssoCallback),
+    compileRoute('GET', PUBLIC_ROUTES.ssoError[1], async (ctx, p) => {
+      sendJson(ctx.res, 200, await d.sso.webError(p.id!));
+    }),
     compileRoute('POST', PUBLIC_ROUTES.ssoRedeem[1], async (ctx) => {
       takeLoginSlot(ctx);
       const req = parseBody(ssoRedeemBody, await readJson(ctx.req, max));

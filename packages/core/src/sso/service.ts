@@ -22,6 +22,7 @@ export const SSO_CODE_TTL_MS = 2 * 60_000;
 
 const ATTEMPTS = 'sso_attempts/';
 const CODES = 'sso_codes/';
+const ERRORS = 'sso_errors/';
 const sha256 = (s: string) => createHash('sha256').update(s).digest('base64url');
 const random = () => randomBytes(32).toString('base64url');
 const TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
@@ -141,7 +142,8 @@ export interface SsoServiceDeps {
 export type SsoCallbackOutcome =
   | { kind: 'redirect'; location: string }
   | { kind: 'web'; sessionId: string; response: LoginResponse }
-  | { kind: 'web-error'; error: GatehouseError };
+  /** `errorId` names the stored error the login page reads (GET /v1/sso/errors/:id). */
+  | { kind: 'web-error'; errorId: string };
 
 const MAX_TRAIT_VALUES = 256;
 const MAX_TRAITS = 64;
@@ -296,12 +298,34 @@ export class SsoService {
       if (!this.#audited.has(err)) {
         await this.#failed(undefined, c.name, reasonOf(err), err, ctx.remoteAddr);
       }
-      if (attempt.mode === 'web') return { kind: 'web-error', error: err };
+      if (attempt.mode === 'web') return { kind: 'web-error', errorId: await this.#storeError(err) };
       // The CLI prints it; the code is not issued.
       const back = new URL(attempt.clientRedirect ?? '');
       back.search = new URLSearchParams({ error: err.code, message: err.message }).toString();
       return { kind: 'redirect', location: back.href };
     }
+  }
+
+  /**
+   * A failed web login's error, for the login page to show. It is stored
+   * and named by a random id rather than put in the URL, so nobody can make
+   * the login page say what they like through a crafted link.
+   */
+  async webError(id: string): Promise<{ code: string; message: string; hint?: string | undefined }> {
+    const item = TOKEN_RE.test(id) ? await this.#d.backend.get(ERRORS + sha256(id)) : undefined;
+    if (!item) {
+      throw new GatehouseError('GH_ERR_NOT_FOUND', 'no such SSO error (they are kept for 5 minutes)', {
+        hint: 'sign in again',
+      });
+    }
+    return JSON.parse(item.value) as { code: string; message: string; hint?: string };
+  }
+
+  async #storeError(err: GatehouseError): Promise<string> {
+    const id = random();
+    const value = { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) };
+    await this.#d.backend.create(ERRORS + sha256(id), JSON.stringify(value), { ttlMs: 5 * 60_000 });
+    return id;
   }
 
   /** The CLI redeems its one-time code with the verifier only it holds. */

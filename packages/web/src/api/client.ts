@@ -178,6 +178,11 @@ export class WebApi implements UiAdmin {
     return this.#call(PUBLIC_ROUTES.ssoConnectors);
   }
 
+  /** Why a web SSO login failed, by the id the gateway put in the login page's URL. */
+  ssoError(id: string): Promise<{ code: string; message: string; hint?: string }> {
+    return this.#call(PUBLIC_ROUTES.ssoError, { id });
+  }
+
   /**
    * After an SSO login the gateway's callback set the session cookie and
    * sent the CSRF token in the URL fragment (which no server sees); this tab

@@ -8,8 +8,10 @@ export function LoginPage({ flashKey }: { flashKey: string }) {
   const [ping, reloadPing] = useLoad(() => api.ping(), []);
   const [connectors] = useLoad(() => api.ssoConnectors(), []);
   // A failed SSO login comes back here with the gateway's message.
-  const [ssoError] = useState(
-    () => new URLSearchParams(window.location.search).get('sso_error') ?? undefined,
+  const [ssoErrorId] = useState(() => new URLSearchParams(window.location.search).get('sso_error') ?? '');
+  const [ssoError] = useLoad(
+    async () => (ssoErrorId ? await api.ssoError(ssoErrorId) : undefined),
+    [ssoErrorId],
   );
 
   // biome-ignore lint/correctness/useExhaustiveDependencies: once, for the URL the gateway's SSO callback sent
@@ -60,7 +62,12 @@ export function LoginPage({ flashKey }: { flashKey: string }) {
       {flash ? <Notice>{flash}</Notice> : null}
       {ping.state === 'loading' ? <Loading what="cluster information" /> : null}
       {ping.state === 'error' ? <ErrorBox error={ping.error} onRetry={reloadPing} /> : null}
-      {ssoError ? <Notice>Single sign-on failed: {ssoError}</Notice> : null}
+      {ssoError.state === 'ok' && ssoError.data ? (
+        <Notice>
+          Single sign-on failed: {ssoError.data.message}
+          {ssoError.data.hint ? ` (${ssoError.data.hint})` : ''}
+        </Notice>
+      ) : null}
       {ping.state === 'ok' && connectors.state === 'ok' && connectors.data.length > 0 ? (
         <div className="card buttons">
           {connectors.data.map((c) => (
