@@ -125,7 +125,9 @@ describe('Sign in with an SSO connector', () => {
 
   it('a crafted link cannot make the login page say what it likes (errors are stored, named by id)', async () => {
     const { context, page } = await ui.newPage(tg.port);
-    await page.goto(`/web/login?sso_error=${encodeURIComponent('Your account is suspended, call +1 555 0100')}`);
+    await page.goto(
+      `/web/login?sso_error=${encodeURIComponent('Your account is suspended, call +1 555 0100')}`,
+    );
     await page.getByRole('button', { name: 'Sign in' }).waitFor();
     await page.getByRole('link', { name: 'Sign in with Corp' }).waitFor();
     expect(await page.textContent('body')).not.toContain('suspended');
