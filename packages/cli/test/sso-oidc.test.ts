@@ -423,4 +423,27 @@ describe('gatehouse login --auth corp', () => {
     ]);
     await admin(d, ['sso', 'rm', 'down']);
   });
+
+  it('an SSO user is lockable like a local one: the lock ends its certificate and refuses its next SSO login', async () => {
+    await admin(d, ['users', 'lock', 'alice@example.com', '--message', 'laptop stolen']);
+    try {
+      const ssh = await gh('alice', ['ssh', `${login}@node1`, 'whoami']);
+      expect(ssh.code).not.toBe(0);
+      expect(ssh.stdout).toBe('');
+      const since = auditEvents(d).length;
+      const r = await cliLogin('alice-again', 'alice');
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('your access is locked: laptop stolen');
+      expect(ssoLoginEvents(since)).toEqual([
+        expect.objectContaining({
+          success: false,
+          reason: 'user_locked',
+          connector: 'corp',
+          user: 'alice@example.com',
+        }),
+      ]);
+    } finally {
+      await admin(d, ['users', 'unlock', 'alice@example.com']);
+    }
+  });
 });
