@@ -153,7 +153,7 @@ const MAX_TRAITS = 64;
  * bound to them (single use, 10 minutes), the provider's answer verified,
  * claims mapped to roles and traits, the SSO user written, and the result
  * handed to the CLI through a one-time code only the holder of the
- * verifier can redeem (see docs/decisions/00XX-sso.md).
+ * verifier can redeem (see docs/decisions/0027-sso.md).
  */
 export class SsoService {
   readonly #d: SsoServiceDeps;
