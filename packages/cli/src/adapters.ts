@@ -10,15 +10,15 @@ import type { Adapter, GatehouseConfig } from '@gatehouse/core';
  * The protocol adapters `gatehouse start` wires into the gateway (the CLI is
  * the one place that depends on adapters; DESIGN.md "Packages").
  */
-export function defaultAdapters(_config: GatehouseConfig, opts: { embedded: boolean }): Adapter[] {
+export function defaultAdapters(config: GatehouseConfig): Adapter[] {
   const adapters: Adapter[] = [];
   adapters.push(postgres());
   adapters.push(mysql());
   adapters.push(kube());
   adapters.push(rdp());
   adapters.push(ssh());
-  // The embedded quick start also serves this machine as an SSH node (on a
-  // free loopback port, registered as <hostname> with label builtin=true).
-  if (opts.embedded) adapters.push(builtinNode());
+  // builtin_node (on in the embedded quick start): this machine as an SSH
+  // node too, on a free loopback port, registered as <hostname> with label builtin=true.
+  if (config.builtinNode) adapters.push(builtinNode());
   return adapters;
 }

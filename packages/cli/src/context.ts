@@ -73,12 +73,6 @@ export async function openLocalGateway(g: GlobalOpts, env: NodeJS.ProcessEnv): P
   return createGateway({ config, env, auditIndexThread: false });
 }
 
-/** host:port clients should use; the bound address when the config says port 0. */
-export function clientAddr(publicAddr: string, bound?: { address: string; port: number }): string {
-  if (bound && (publicAddr.endsWith(':0') || !publicAddr)) return boundAddr(bound);
-  return publicAddr;
-}
-
 /** Gateway.listen reports `address` as host:port already; a bare IP is accepted too. */
 export function boundAddr(b: { address: string; port: number }): string {
   if (isIP(b.address) === 6) return `[${b.address}]:${b.port}`;
@@ -99,11 +93,14 @@ export async function withAdmin<T>(cmd: Command, ctx: Ctx, fn: (t: AdminTarget) 
 export async function openAdmin(g: GlobalOpts, ctx: Ctx): Promise<AdminTarget> {
   if (wantsLocal(g, ctx.env)) {
     const gateway = await openLocalGateway(g, ctx.env);
+    // The address the gateway on this data dir really listens on (it recorded
+    // it), not the defaults of a config this command may not even have.
+    const proxy = (await gateway.lastListening())?.publicAddr ?? gateway.config.publicAddr;
     return {
       kind: 'local',
       api: gateway.admin,
       gateway,
-      proxy: gateway.config.publicAddr,
+      proxy,
       pin: gateway.caPin(),
       close: () => gateway.close(),
     };

@@ -3,7 +3,6 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { freePort } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Mariadb, opensslSubject, startMariadb } from '../../adapter-mysql/test/peers.js';
 import { type Daemon, PASSWORD, run, startDaemon, startProxyDb } from './harness.js';
@@ -41,10 +40,12 @@ describe('gatehouse db + proxy db (mysql) with the real mariadb client', () => {
   const mariadb = (args: string[]) => sh('mariadb', args, { env: { PATH: process.env.PATH, HOME: root } });
 
   beforeAll(async () => {
-    mysqlPort = await freePort();
-    daemon = await startDaemon({ cluster: 'mytest', extraConfig: `mysql_listen: 127.0.0.1:${mysqlPort}\n` });
+    // Port 0, as an operator who wants no fixed port writes it: `db login`
+    // must learn the bound port (it used to be told 127.0.0.1:0 and fail).
+    daemon = await startDaemon({ cluster: 'mytest', extraConfig: 'mysql_listen: 127.0.0.1:0\n' });
     ({ root, configFile: config, proxy, pin } = daemon);
-    expect(daemon.out()).toContain('mysql:');
+    mysqlPort = Number(/mysql:\s+127\.0\.0\.1:(\d+)/.exec(daemon.out())?.[1]);
+    expect(mysqlPort).toBeGreaterThan(0);
     const dbCa = await admin(['ca', 'export', '--format', 'mariadb']);
     expect(dbCa.stderr).toBe('');
     db = await startMariadb({ clientCaPem: dbCa.stdout });

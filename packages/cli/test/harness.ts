@@ -155,12 +155,25 @@ export async function startDaemon(opts: {
     `cluster_name: ${opts.cluster}\ndata_dir: ${dataDir}\nlisten: 127.0.0.1:0\n` +
       `auth:\n  second_factor: "off"\n  login_rate_per_minute: 1000\n${opts.extraConfig ?? ''}`,
   );
-  return spawnDaemon(
-    root,
-    dataDir,
-    configFile,
-    /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9a-f]{64}) (\S+)/,
-  );
+  return spawnDaemon(root, dataDir, configFile, INVITE_LINE);
+}
+
+const INVITE_LINE = /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9a-f]{64}) (\S+)/;
+
+/**
+ * `gatehouse start` WITHOUT a config file (the embedded quick start) on a
+ * fresh data dir in a temp root, with the flags and environment given;
+ * `configFile` is empty. Waits for the first-admin invite line.
+ */
+export async function startEmbedded(
+  opts: { args?: string[]; env?: NodeJS.ProcessEnv } = {},
+): Promise<Daemon> {
+  const root = mkdtempSync(join(tmpdir(), 'gh-cli-'));
+  const dataDir = join(root, 'data');
+  return spawnDaemon(root, dataDir, '', INVITE_LINE, {
+    args: ['start', '--data-dir', dataDir, ...(opts.args ?? ['--listen', '127.0.0.1:0'])],
+    env: opts.env ?? {},
+  });
 }
 
 /**
@@ -182,11 +195,15 @@ async function spawnDaemon(
   dataDir: string,
   configFile: string,
   ready: RegExp,
+  how: { args: string[]; env: NodeJS.ProcessEnv } = { args: ['start', '--config', configFile], env: {} },
 ): Promise<Daemon> {
   let out = '';
   let err = '';
-  const child: ChildProcess = spawn(process.execPath, [BIN, 'start', '--config', configFile], {
-    env: { ...process.env, GATEHOUSE_HOME: join(root, 'home-daemon') },
+  const env: NodeJS.ProcessEnv = { ...process.env, GATEHOUSE_HOME: join(root, 'home-daemon'), ...how.env };
+  // A GATEHOUSE_DATA_DIR or GATEHOUSE_MYSQL_LISTEN from the caller's shell would change the daemon under test.
+  for (const k of ['GATEHOUSE_DATA_DIR', 'GATEHOUSE_MYSQL_LISTEN']) if (!(k in how.env)) delete env[k];
+  const child: ChildProcess = spawn(process.execPath, [BIN, ...how.args], {
+    env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stderr!.on('data', (d) => {

@@ -39,6 +39,8 @@ export const ErrorCodes = {
   GH_ERR_BACKEND_UNAVAILABLE: 503,
   GH_ERR_AUDIT_UNAVAILABLE: 503,
   GH_ERR_UPSTREAM_UNAVAILABLE: 502,
+  /** A listener could not be opened (address in use, no permission): never an HTTP answer. */
+  GH_ERR_LISTEN_FAILED: 500,
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -53,6 +53,7 @@ import { SshRevocations } from './identity/revocations.js';
 import type { Identity } from './identity/types.js';
 import { UserService } from './identity/users.js';
 import { KubeClusterRegistry, type KubeClusterSpec, readKubeconfigFile } from './kube/registry.js';
+import { bindError } from './listener/bind-error.js';
 import { Listener } from './listener/listener.js';
 import { Routes } from './listener/routes.js';
 import { acceptTls } from './listener/tls-accept.js';
@@ -165,6 +166,19 @@ export interface CreateGatewayOptions {
 }
 
 const SERVER_CERT_TTL_MS = 30 * 24 * 3600 * 1000;
+/** Backend key of the addresses the last gateway to listen on this backend advertised. */
+const ADVERTISED_KEY = 'cluster/advertised';
+
+/** host:port strings clients are given. */
+export interface Advertised {
+  publicAddr: string;
+  mysqlListen?: string;
+}
+
+/** `addr` with a port of 0 replaced by the bound port (a public_addr or listen of HOST:0). */
+function resolvePort(addr: string, bound: number): string {
+  return addr.endsWith(':0') ? `${addr.slice(0, -2)}:${bound}` : addr;
+}
 /** Why a session ended that the gateway running it could not end itself. */
 const GATEWAY_RESTART = 'gateway_restart';
 
@@ -227,6 +241,8 @@ export class Gateway {
   #closed = false;
   #accessWatch: AbortController | undefined;
   #listening = false;
+  /** Addresses clients are told (port 0 resolved); set by listen(). */
+  #advertised: Advertised | undefined;
   #ready: Promise<void> | undefined;
   #orphansClosed = false;
   #readyDone = false;
@@ -352,6 +368,7 @@ export class Gateway {
     this.#api = createApiHandler({
       sso: this.sso,
       config,
+      advertised: () => this.advertised(),
       clock,
       version: VERSION,
       audit,
@@ -541,9 +558,9 @@ export class Gateway {
         endSessions: (user) => this.sessions.deleteForUser(user),
         joinTokens: this.joinTokens,
         joinCommand: (token) =>
-          `gatehouse node start --proxy ${this.config.publicAddr} --ca-pin ${this.caPin()} --token ${token} --name NAME`,
+          `gatehouse node start --proxy ${this.advertised().publicAddr} --ca-pin ${this.caPin()} --token ${token} --name NAME`,
         acceptCommand: (token) =>
-          `gatehouse accept-invite --proxy ${this.config.publicAddr} --ca-pin ${this.caPin()} ${token}`,
+          `gatehouse accept-invite --proxy ${this.advertised().publicAddr} --ca-pin ${this.caPin()} ${token}`,
       },
       actor,
     );
@@ -611,6 +628,37 @@ export class Gateway {
     return this.#secureContext;
   }
 
+  /**
+   * Where clients reach this gateway: once listening, the bound addresses
+   * (port 0 resolved); before, the config's. MySQL's only when it is on.
+   */
+  advertised(): Advertised {
+    if (this.#advertised) return this.#advertised;
+    const m = this.config.mysqlListen;
+    return {
+      publicAddr: this.config.publicAddr,
+      ...(m ? { mysqlListen: `${m.host.includes(':') ? `[${m.host}]` : m.host}:${m.port}` } : {}),
+    };
+  }
+
+  /**
+   * The address the gateway serving this data dir last listened on (it may
+   * be another process: admin verbs on the data dir use this for the
+   * addresses they print); undefined when none has listened yet.
+   */
+  async lastListening(): Promise<Advertised | undefined> {
+    if (this.#advertised) return this.#advertised;
+    const item = await this.backend.get(ADVERTISED_KEY);
+    if (!item) return undefined;
+    try {
+      const v = JSON.parse(item.value) as Partial<Advertised>;
+      return typeof v.publicAddr === 'string' ? (v as Advertised) : undefined;
+    } catch {
+      // Written by this code only; a damaged record is as good as none (the config's address is used).
+      return undefined;
+    }
+  }
+
   /** SHA-256 pin of the host CA that clients pass as --ca-pin. */
   caPin(): string {
     return this.authorities.caPin();
@@ -620,7 +668,12 @@ export class Gateway {
     return this.authorities.export(format, opts);
   }
 
-  /** Opens the listener (default: config.listen). Port 0 picks a free port. */
+  /**
+   * Opens the listener (default: config.listen). Port 0 picks a free port;
+   * clients are then told the bound one (GET /v1/ping, invites printed by
+   * admin verbs on the data dir). An address that cannot be bound fails with
+   * GH_ERR_LISTEN_FAILED naming the setting to change.
+   */
   async listen(opts: { host?: string; port?: number } = {}): Promise<{
     address: string;
     port: number;
@@ -629,14 +682,29 @@ export class Gateway {
     await this.ready();
     const host = opts.host ?? this.config.listen.host;
     const port = opts.port ?? this.config.listen.port;
-    const addr = await this.#listener.listen(host, port);
+    const bind = <T>(setting: string, h: string, p: number, open: () => Promise<T>): Promise<T> =>
+      open().catch((err: unknown) => {
+        throw bindError(err, setting, h, p);
+      });
+    const addr = await bind('listen', host, port, () => this.#listener.listen(host, port));
     const fmt = (a: net.AddressInfo) => `${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
     const address = fmt(addr);
     const extra: Record<string, { address: string; port: number }> = {};
+    // A failure here leaves the main port open until close(), as any failed listen() does.
     for (const [name, d] of this.routes.dedicatedListeners()) {
-      const a = await this.#listener.listenRaw(d.host, d.port, d.handler);
+      const a = await bind(d.setting, d.host, d.port, () =>
+        this.#listener.listenRaw(d.host, d.port, d.handler),
+      );
       extra[name] = { address: fmt(a), port: a.port };
     }
+    this.#advertised = {
+      publicAddr: resolvePort(this.config.publicAddr, addr.port),
+      ...(extra.mysql ? { mysqlListen: extra.mysql.address } : {}),
+    };
+    await this.backend.put(ADVERTISED_KEY, JSON.stringify(this.#advertised)).catch((err: unknown) => {
+      // Only admin verbs on the data dir read it (for the address in invites): not worth failing a start.
+      this.log('error', 'could not record the listening address in the backend', err);
+    });
     this.#listening = true;
     await this.audit.emit({
       type: 'gateway.start',

@@ -3,16 +3,22 @@ import { createGateway, LOG_CHANNEL, type LogRecord, loadConfig } from '@gatehou
 import type { Command } from 'commander';
 import { defaultAdapters } from '../adapters.js';
 import { relativeTime } from '../args.js';
-import { acceptInviteCommand, boundAddr, type Ctx, clientAddr, type GlobalOpts } from '../context.js';
+import { acceptInviteCommand, boundAddr, type Ctx, type GlobalOpts } from '../context.js';
 
 /** MySQL speaks first, so it needs its own port; this one in the embedded quick start. */
 export const EMBEDDED_MYSQL_LISTEN = '127.0.0.1:3036';
+/** What `gatehouse start` without --config adds to the config defaults. */
+const EMBEDDED_DEFAULTS = { mysql_listen: EMBEDDED_MYSQL_LISTEN, builtin_node: true } as const;
 
 export function registerStart(program: Command, ctx: Ctx): void {
   program
     .command('start')
     .description('run the gateway in the foreground (Ctrl-C or SIGTERM stops it)')
     .option('--listen <host:port>', 'address to listen on (overrides the config file)')
+    .option(
+      '--mysql-listen <host:port|off>',
+      "MySQL's own listener, or off (overrides $GATEHOUSE_MYSQL_LISTEN and the config's mysql_listen)",
+    )
     .addHelpText(
       'after',
       `
@@ -20,13 +26,18 @@ The data dir comes from --data-dir, the config file's data_dir, or $GATEHOUSE_DA
 Without --config the embedded defaults apply: SQLite in the data dir, the listener on
 127.0.0.1:3080, MySQL's own listener on ${EMBEDDED_MYSQL_LISTEN}, second factor otp, and
 the built-in SSH node service for this machine (node <hostname>, label builtin=true).
+With a config file MySQL's listener and the built-in node are off unless the config
+sets mysql_listen and builtin_node: true. MySQL's listener is moved or turned off, in
+every mode, with --mysql-listen HOST:PORT|off, $GATEHOUSE_MYSQL_LISTEN or mysql_listen
+(in that order); port 0 picks a free port, and clients are told the bound one.
 On the first start with no users, an invite for the first admin is printed.
 
 Examples:
   $ gatehouse start --data-dir /var/lib/gatehouse --listen 0.0.0.0:3080
+  $ gatehouse start --data-dir ./data2 --listen 127.0.0.1:4080 --mysql-listen off
   $ gatehouse start --config /etc/gatehouse.yaml`,
     )
-    .action(async (opts: { listen?: string }, cmd: Command) => {
+    .action(async (opts: { listen?: string; mysqlListen?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals<GlobalOpts>();
       // The gateway's diagnostics (core publishes them; nothing prints them
       // otherwise): errors always, debug records with --debug.
@@ -46,14 +57,15 @@ Examples:
       diagnostics_channel.subscribe(LOG_CHANNEL, onLog);
       const config = await loadConfig({
         file: g.config,
-        overrides: { dataDir: g.dataDir, listen: opts.listen },
-        // The embedded quick start (no config file) also opens MySQL's own port;
-        // with a config file it is off unless mysql_listen is set.
-        ...(g.config ? {} : { values: { mysql_listen: EMBEDDED_MYSQL_LISTEN } }),
+        overrides: { dataDir: g.dataDir, listen: opts.listen, mysqlListen: opts.mysqlListen },
+        // The embedded quick start (no config file) also opens MySQL's own port
+        // and serves this machine as a node; with a config file both are off
+        // unless it sets them. Flags and the environment win in both modes.
+        ...(g.config ? {} : { defaults: EMBEDDED_DEFAULTS }),
         env: ctx.env,
       });
       const gateway = await createGateway({ config, env: ctx.env, auditSpoolName: 'daemon' });
-      for (const adapter of defaultAdapters(config, { embedded: !g.config })) gateway.use(adapter);
+      for (const adapter of defaultAdapters(config)) gateway.use(adapter);
       // Signals are hooked before listening so a Ctrl-C during startup still closes the data dir cleanly.
       let signalled: (signal: string) => void = () => {};
       const stopped = new Promise<string>((resolve) => {
@@ -65,7 +77,7 @@ Examples:
       process.once('SIGTERM', onTerm);
       try {
         const bound = await gateway.listen();
-        const proxy = clientAddr(config.publicAddr, bound);
+        const proxy = gateway.advertised().publicAddr;
         const pin = gateway.caPin();
         const extra = Object.entries(bound.dedicated)
           .map(([name, d]) => `  ${`${name}:`.padEnd(11)}${d.address}\n`)

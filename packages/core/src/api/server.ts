@@ -52,6 +52,8 @@ export { SESSION_COOKIE } from './caller.js';
 
 export interface ApiServerDeps {
   config: GatehouseConfig;
+  /** Addresses clients are told: the bound ones once listening (port 0 resolved). */
+  advertised: () => { publicAddr: string; mysqlListen?: string };
   clock: Clock;
   version: string;
   audit: AuditEmitter;
@@ -259,16 +261,15 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
 
   const routes: Route<Ctx>[] = [
     compileRoute('GET', PUBLIC_ROUTES.ping[1], async ({ res }) => {
+      const at = d.advertised();
       const body: PingResponse = {
         cluster_name: d.config.clusterName,
         version: d.version,
         server_time: d.clock.now().toISOString(),
         second_factor: d.config.auth.secondFactor,
-        public_addr: d.config.publicAddr,
+        public_addr: at.publicAddr,
         // MySQL clients need its own port (gatehouse db login writes it into ~/.my.cnf).
-        ...(d.config.mysqlListen
-          ? { mysql_listen: `${d.config.mysqlListen.host}:${d.config.mysqlListen.port}` }
-          : {}),
+        ...(at.mysqlListen ? { mysql_listen: at.mysqlListen } : {}),
       };
       sendJson(res, 200, body);
     }),

@@ -47,3 +47,54 @@ describe('loadConfig: listener admission', () => {
     await expect(load('listener:\n  per_source_max: 3\n')).rejects.toThrow(/per_source_max/);
   });
 });
+
+describe('loadConfig: mysql_listen and builtin_node', () => {
+  const defaults = { mysql_listen: '127.0.0.1:3036', builtin_node: true };
+
+  it('a mode default sits under the file, the environment over it, the flag over both', async () => {
+    const file = 'mysql_listen: 127.0.0.1:4000\n';
+    expect((await loadConfig({ defaults, env: {} })).mysqlListen).toEqual({ host: '127.0.0.1', port: 3036 });
+    expect((await loadConfig({ defaults, text: file, env: {} })).mysqlListen?.port).toBe(4000);
+    const env = { GATEHOUSE_MYSQL_LISTEN: '127.0.0.1:5000' };
+    expect((await loadConfig({ defaults, text: file, env })).mysqlListen?.port).toBe(5000);
+    const flag = { mysqlListen: '127.0.0.1:6000' };
+    expect((await loadConfig({ defaults, text: file, env, overrides: flag })).mysqlListen?.port).toBe(6000);
+  });
+
+  it('off turns MySQL off in every place it can be set', async () => {
+    expect(
+      (await loadConfig({ defaults, text: 'mysql_listen: "off"\n', env: {} })).mysqlListen,
+    ).toBeUndefined();
+    expect(
+      (await loadConfig({ defaults, env: { GATEHOUSE_MYSQL_LISTEN: 'off' } })).mysqlListen,
+    ).toBeUndefined();
+    expect(
+      (await loadConfig({ defaults, env: {}, overrides: { mysqlListen: 'off' } })).mysqlListen,
+    ).toBeUndefined();
+  });
+
+  it('names the flag or variable a bad address came from', async () => {
+    await expect(loadConfig({ env: {}, overrides: { mysqlListen: 'x' } })).rejects.toThrow(
+      'invalid --mysql-listen value "x"',
+    );
+    await expect(loadConfig({ env: { GATEHOUSE_MYSQL_LISTEN: 'y' } })).rejects.toThrow(
+      'invalid GATEHOUSE_MYSQL_LISTEN value "y"',
+    );
+    await expect(loadConfig({ env: {}, text: 'mysql_listen: z\n' })).rejects.toThrow('mysql_listen');
+  });
+
+  it('builtin_node: off by default, on from the mode default, and a file can say either', async () => {
+    expect((await loadConfig({ env: {} })).builtinNode).toBe(false);
+    expect((await loadConfig({ defaults, env: {} })).builtinNode).toBe(true);
+    expect((await loadConfig({ defaults, text: 'builtin_node: false\n', env: {} })).builtinNode).toBe(false);
+    expect((await loadConfig({ text: 'builtin_node: true\n', env: {} })).builtinNode).toBe(true);
+  });
+});
+
+describe('loadConfig: cluster_name', () => {
+  it('a config file without cluster_name leaves it unset, so an existing data dir keeps its name (was: set to the default)', async () => {
+    const c = await loadConfig({ text: 'listen: 127.0.0.1:0\n', env: {} });
+    expect(c.clusterNameSet).toBe(false);
+    expect((await loadConfig({ text: 'cluster_name: acme\n', env: {} })).clusterNameSet).toBe(true);
+  });
+});

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { GatehouseError } from '../errors.js';
 import type { SsoConnectorDoc } from '../sso/connectors.js';
 import { parseDuration } from '../util/duration.js';
@@ -18,7 +19,10 @@ export interface GatehouseConfig {
   dataDir: string;
   listen: { host: string; port: number };
   publicAddr: string;
+  /** MySQL's own listener; undefined: off. */
   mysqlListen?: { host: string; port: number } | undefined;
+  /** Serve this machine as an SSH node too (config `builtin_node`). */
+  builtinNode: boolean;
   /** Version string of the MySQL greeting (config `mysql_server_version`); adapters have a default. */
   mysqlServerVersion?: string | undefined;
   databases: {
@@ -103,7 +107,11 @@ export interface LoadConfigOptions {
   text?: string | undefined;
   /** Fields as the config file spells them, applied over the file (CLI flags). */
   values?: ConfigFile | undefined;
-  overrides?: { dataDir?: string | undefined; listen?: string | undefined } | undefined;
+  /** Fields as the config file spells them, applied under the file (a mode's own defaults). */
+  defaults?: ConfigFile | undefined;
+  overrides?:
+    | { dataDir?: string | undefined; listen?: string | undefined; mysqlListen?: string | undefined }
+    | undefined;
   env?: NodeJS.ProcessEnv | undefined;
 }
 
@@ -141,7 +149,7 @@ export async function loadConfig(opts: LoadConfigOptions = {}): Promise<Gatehous
       });
     }
   }
-  let raw: Record<string, unknown> = {};
+  const raw: Record<string, unknown> = stripUndefined((opts.defaults ?? {}) as Record<string, unknown>);
   if (text !== undefined && text.trim() !== '') {
     const res = validateYaml(text, configSchema.partial());
     if (!res.value) {
@@ -154,18 +162,44 @@ export async function loadConfig(opts: LoadConfigOptions = {}): Promise<Gatehous
         },
       );
     }
-    raw = stripUndefined(res.value as Record<string, unknown>);
+    // Only the keys the file wrote: the partial schema fills defaults (cluster_name
+    // among them), and a default must not count as set (nor win over a mode's defaults).
+    const written = new Set(Object.keys((parseYaml(text) ?? {}) as Record<string, unknown>));
+    const value = stripUndefined(res.value as Record<string, unknown>);
+    for (const k of Object.keys(value)) if (written.has(k)) raw[k] = value[k];
+  }
+  // Where each key's value came from, so an error names the thing to change.
+  const from: Record<string, string> = {};
+  const envMysql = env.GATEHOUSE_MYSQL_LISTEN?.trim();
+  if (envMysql) {
+    raw.mysql_listen = envMysql;
+    from.mysql_listen = 'GATEHOUSE_MYSQL_LISTEN';
   }
   Object.assign(raw, stripUndefined((opts.values ?? {}) as Record<string, unknown>));
   if (opts.overrides?.dataDir) raw.data_dir = opts.overrides.dataDir;
-  if (opts.overrides?.listen) raw.listen = opts.overrides.listen;
+  if (opts.overrides?.listen) {
+    raw.listen = opts.overrides.listen;
+    from.listen = '--listen';
+  }
+  if (opts.overrides?.mysqlListen) {
+    raw.mysql_listen = opts.overrides.mysqlListen;
+    from.mysql_listen = '--mysql-listen';
+  }
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) {
     const first = parsed.error.issues[0];
+    const key = first?.path.join('.') ?? '';
+    const origin = from[key];
     throw new GatehouseError(
       'GH_ERR_CONFIG_INVALID',
-      `invalid config value ${first?.path.join('.') ?? ''}: ${first?.message ?? 'invalid'}`,
-      { hint: 'check the flag or config key named above' },
+      origin
+        ? `invalid ${origin} value "${String(raw[key])}": ${first?.message ?? 'invalid'}`
+        : `invalid config value ${key}: ${first?.message ?? 'invalid'}`,
+      {
+        hint: origin
+          ? `fix ${origin} (it overrides the config key ${key})`
+          : 'check the flag or config key named above',
+      },
     );
   }
   return resolve(parsed.data, source, env, raw.cluster_name !== undefined);
@@ -188,7 +222,8 @@ function resolve(
     dataDir: path.resolve(c.data_dir ?? defaultDataDir(env)),
     listen,
     publicAddr: c.public_addr ?? c.listen,
-    mysqlListen: c.mysql_listen ? splitHostPort(c.mysql_listen) : undefined,
+    mysqlListen: c.mysql_listen && c.mysql_listen !== 'off' ? splitHostPort(c.mysql_listen) : undefined,
+    builtinNode: c.builtin_node ?? false,
     mysqlServerVersion: c.mysql_server_version,
     databases: c.databases.map((d) => ({
       name: d.name,

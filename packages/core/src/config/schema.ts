@@ -123,8 +123,20 @@ export const configSchema = z
     listen: hostPort.default('127.0.0.1:3080'),
     /** host:port clients use to reach the listener; defaults to `listen`. */
     public_addr: hostPort.optional(),
-    /** MySQL's own listener (MySQL is server-speaks-first and cannot share the main port). Off unless set. */
-    mysql_listen: hostPort.optional(),
+    /**
+     * MySQL's own listener (MySQL is server-speaks-first and cannot share the
+     * main port), or `off`. Off unless set, except in the embedded quick start
+     * (no config file), where it is 127.0.0.1:3036. Port 0 picks a free port;
+     * clients are told the bound one. `--mysql-listen` and
+     * `GATEHOUSE_MYSQL_LISTEN` win over this key.
+     */
+    mysql_listen: z.union([z.literal('off'), hostPort]).optional(),
+    /**
+     * Also serve this machine as an SSH node (the built-in node service, on a
+     * free loopback port, registered as <hostname> with label builtin=true).
+     * Default: on in the embedded quick start (no config file), off with one.
+     */
+    builtin_node: z.boolean().optional(),
     /**
      * Version string MySQL clients see in the greeting, before anyone logged
      * in. Default `8.0.0-Gatehouse-<version>`. Never a database's own (that

@@ -60,7 +60,10 @@ export interface PostgresHandlers {
  */
 export class Routes {
   #ssh: RawHandler | undefined;
-  readonly #dedicated = new Map<string, { host: string; port: number; handler: DedicatedHandler }>();
+  readonly #dedicated = new Map<
+    string,
+    { host: string; port: number; handler: DedicatedHandler; setting: string }
+  >();
   #postgres: PostgresHandlers | undefined;
   readonly #alpn = new Map<string, TlsHandler>();
   readonly #sni = new Map<string, TlsHandler>();
@@ -113,14 +116,24 @@ export class Routes {
 
   /**
    * A protocol that cannot share the main port (MySQL speaks first) gets its
-   * own listener, opened and closed with the gateway's.
+   * own listener, opened and closed with the gateway's. `setting` is the
+   * config key that sets its address (default `<name>_listen`), named by the
+   * error when the address cannot be bound.
    */
-  dedicated(name: string, addr: { host: string; port: number }, handler: DedicatedHandler): void {
+  dedicated(
+    name: string,
+    addr: { host: string; port: number },
+    handler: DedicatedHandler,
+    setting = `${name}_listen`,
+  ): void {
     if (this.#dedicated.has(name)) throw duplicate(`the dedicated listener ${name}`);
-    this.#dedicated.set(name, { ...addr, handler });
+    this.#dedicated.set(name, { ...addr, handler, setting });
   }
 
-  dedicatedListeners(): [string, { host: string; port: number; handler: DedicatedHandler }][] {
+  dedicatedListeners(): [
+    string,
+    { host: string; port: number; handler: DedicatedHandler; setting: string },
+  ][] {
     return [...this.#dedicated.entries()];
   }
 
