@@ -559,6 +559,11 @@ export class Gateway {
         joinTokens: this.joinTokens,
         joinCommand: (token) =>
           `gatehouse node start --proxy ${this.advertised().publicAddr} --ca-pin ${this.caPin()} --token ${token} --name NAME`,
+        nodeHostCerts: {
+          authorities: this.authorities,
+          clusterName: this.config.clusterName,
+          now: () => this.clock.now(),
+        },
         acceptCommand: (token) =>
           `gatehouse accept-invite --proxy ${this.advertised().publicAddr} --ca-pin ${this.caPin()} ${token}`,
       },

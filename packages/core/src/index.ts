@@ -34,6 +34,7 @@ export * from './listener/sniff.js';
 export { TlsRefused } from './listener/tls-accept.js';
 export * from './log.js';
 export * from './net/dialer.js';
+export * from './nodes/host-certs.js';
 export * from './nodes/join-tokens.js';
 export * from './nodes/registry.js';
 export * from './pki/index.js';

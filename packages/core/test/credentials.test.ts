@@ -117,7 +117,8 @@ describe('credentials only for a Grant', () => {
     );
     const issued = await ctx.credentials.sshUserCertForGrant(grant, publicKey);
     const cert = parseSshCertificate(issued.cert);
-    expect(cert.principals).toEqual(['ubuntu']);
+    // The login, and the proxy-only form an agentless node maps it from (nodes configure).
+    expect(cert.principals).toEqual(['ubuntu', 'gatehouse-proxy:ubuntu']);
     expect(cert.keyId).toBe('ann');
     expect(cert.validBefore.getTime()).toBeLessThanOrEqual(grant.expires.getTime());
     // The access role allows ssh -A: the node's sshd honours it only with this extension.

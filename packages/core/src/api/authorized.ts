@@ -42,6 +42,8 @@ export const ADMIN_PERMISSIONS = {
   listNodes: ['node', 'list'],
   addNode: ['node', 'create'],
   removeNode: ['node', 'delete'],
+  // Whoever holds a node's host certificate can pose as the node: as strong as changing it.
+  signNodeHostCert: ['node', 'update'],
   listDesktops: ['desktop', 'list'],
   addDesktop: ['desktop', 'create'],
   removeDesktop: ['desktop', 'delete'],
@@ -191,6 +193,7 @@ export function authorizedAdmin(
     },
     addNode: ruled('addNode'),
     removeNode: ruled('removeNode'),
+    signNodeHostCert: ruled('signNodeHostCert'),
     async listDesktops() {
       const p = await principal();
       if (may(p, 'desktop', 'list')) return run(p, 'listDesktops', []);

@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { DESKTOP_WS_PATH, type DesktopTokenView } from '../desktops/protocol.js';
 import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
 import type { Traits } from '../identity/types.js';
+import type { NodeHostCertRequest, NodeHostCertResponse } from '../nodes/host-certs.js';
 import type { JoinTokenView, NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { JoinMode, Role } from '../rbac/types.js';
 import type { SsoConnectorButton, SsoConnectorView } from '../sso/connectors.js';
@@ -295,6 +296,10 @@ export class GatehouseClient implements AdminApi {
   }
   removeNode(name: string): Promise<void> {
     return this.#json(ADMIN_ROUTES.removeNode, { name });
+  }
+  signNodeHostCert(req: NodeHostCertRequest): Promise<NodeHostCertResponse> {
+    const { node, ...body } = req;
+    return this.#json(ADMIN_ROUTES.signNodeHostCert, { name: node }, body);
   }
   listSessions(): Promise<SessionView[]> {
     return this.#json(ADMIN_ROUTES.listSessions, {});

@@ -6,6 +6,7 @@ import type { LockService } from '../identity/locks.js';
 import type { LockRecord, UserRecord } from '../identity/types.js';
 import type { UserService } from '../identity/users.js';
 import type { KubeClusterRegistry, KubeClusterSpec } from '../kube/registry.js';
+import { issueNodeHostCert, type NodeHostCertDeps } from '../nodes/host-certs.js';
 import type { JoinTokenStore } from '../nodes/join-tokens.js';
 import type { NodeRegistry, NodeSpec } from '../nodes/registry.js';
 import { lintRole } from '../rbac/lint.js';
@@ -100,6 +101,8 @@ export interface LocalAdminDeps {
   joinCommand: (token: string) => string;
   /** The command a user runs to accept a token (needs the proxy address and CA pin). */
   acceptCommand: (token: string) => string;
+  /** Host certificates for agentless nodes (nodes/host-certs.ts). */
+  nodeHostCerts: Omit<NodeHostCertDeps, 'nodes'>;
 }
 
 /**
@@ -285,6 +288,7 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       return nodeView(spec);
     },
     removeNode: (name) => d.nodes.remove(name, actor),
+    signNodeHostCert: (req) => issueNodeHostCert({ ...d.nodeHostCerts, nodes: d.nodes, actor }, req),
     async listDesktops() {
       return (await d.desktops.list()).map(desktopView);
     },

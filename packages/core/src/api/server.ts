@@ -656,6 +656,8 @@ async function callAdmin(
       return admin.addNode(b);
     case 'removeNode':
       return admin.removeNode(p.name!);
+    case 'signNodeHostCert':
+      return admin.signNodeHostCert({ ...(body as object), node: p.name! } as never);
     case 'listDesktops':
       return admin.listDesktops();
     case 'addDesktop':

@@ -6,6 +6,7 @@ import type {
   RecordingQuery,
 } from '@gatehouse/audit';
 import type { Traits } from '../identity/types.js';
+import type { NodeHostCertRequest, NodeHostCertResponse } from '../nodes/host-certs.js';
 import type { JoinTokenView } from '../nodes/join-tokens.js';
 import type { Role } from '../rbac/types.js';
 import type { LiveSessionInfo } from '../sessions/live.js';
@@ -235,6 +236,12 @@ export interface AdminApi {
   listNodes(): Promise<NodeView[]>;
   addNode(req: AddNodeRequest): Promise<NodeView>;
   removeNode(name: string): Promise<void>;
+  /**
+   * An SSH host certificate for a registered node's host key, naming only
+   * what the node owns, plus what its sshd needs to trust Gatehouse
+   * (`gatehouse nodes configure`, `gatehouse ca sign --host`).
+   */
+  signNodeHostCert(req: NodeHostCertRequest): Promise<NodeHostCertResponse>;
 
   /** RDP desktops the caller may reach (all of them for an admin with desktop:list). */
   listDesktops(): Promise<DesktopView[]>;
@@ -312,6 +319,7 @@ export const ADMIN_ROUTES = {
   listNodes: ['GET', '/v1/nodes'],
   addNode: ['POST', '/v1/nodes'],
   removeNode: ['DELETE', '/v1/nodes/:name'],
+  signNodeHostCert: ['POST', '/v1/nodes/:name/host-cert'],
   listDesktops: ['GET', '/v1/desktops'],
   addDesktop: ['POST', '/v1/desktops'],
   removeDesktop: ['DELETE', '/v1/desktops/:name'],

@@ -347,7 +347,7 @@ export class CertificateAuthorities {
     return this.#audited(issued, {
       type: 'cert.create',
       cert_type: 'ssh-host',
-      user: 'system',
+      user: req.actor ?? 'system',
       identity: req.keyId,
       serial: issued.serial,
       principals: req.principals,

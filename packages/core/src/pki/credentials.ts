@@ -2,6 +2,7 @@ import { Grant } from '../authz/grant.js';
 import type { Clock } from '../clock.js';
 import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
+import { PROXY_PRINCIPAL_PREFIX } from '../nodes/host-certs.js';
 import type { CertificateAuthorities } from './authority.js';
 import type { IssuedCertificate } from './types.js';
 
@@ -78,7 +79,10 @@ export class SessionCredentials {
     return this.#authorities.issueSshUserCert({
       publicKey,
       keyId: grant.identity.user,
-      principals: [t.login],
+      // The bare login for nodes that map principals the default way (the
+      // node service, hand-configured sshd); the prefixed one is all an
+      // agentless node configured by `gatehouse nodes configure` accepts.
+      principals: [t.login, `${PROXY_PRINCIPAL_PREFIX}${t.login}`],
       validAfter: new Date(now),
       validBefore: new Date(
         Math.min(now + UPSTREAM_CERT_TTL_MS, Math.max(grant.expires.getTime(), now + 1000)),

@@ -67,6 +67,8 @@ export interface SshHostCertRequest {
   principals: string[];
   validAfter: Date;
   validBefore: Date;
+  /** Who asked (audit); default `system` (the gateway's own certificates). */
+  actor?: string | undefined;
 }
 
 export interface X509UserCertRequest {
