@@ -1,4 +1,4 @@
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { AuditEvent } from '@gatehouse/audit';
 import {
   AUDIT_PAGE_MAX,
@@ -32,8 +32,10 @@ import {
   wantsLocal,
   withAdmin,
 } from '../context.js';
+import { writeFileAtomic } from '../db/files.js';
 import { JsonListWriter, json, summarizeEvent, table } from '../output.js';
 import { readSecretFromStdin } from '../prompt.js';
+import { defineCaSign } from './nodes-configure.js';
 import { asUsage, examples, flag, usage } from './usage.js';
 
 function printToken(ctx: Ctx, t: AdminTarget, token: TokenView): void {
@@ -508,6 +510,8 @@ login: point it at the KRL and refresh the file every minute (cron or a systemd 
       },
     );
 
+  defineCaSign(ca, ctx);
+
   // ----------------------------------------------------------------- audit
   const audit = program.command('audit').description('the audit log');
   audit
@@ -624,11 +628,4 @@ export function withHosts(text: string, hosts: string): string {
       return f[0] === '@cert-authority' && f.length >= 4 ? [f[0], hosts, ...f.slice(2)].join(' ') : l;
     })
     .join('\n');
-}
-
-/** Replaces `file` in one rename, so a reader (sshd's RevokedKeys) never sees it half written. */
-function writeFileAtomic(file: string, data: string | Buffer): void {
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, data, { mode: 0o644 });
-  renameSync(tmp, file);
 }

@@ -1,12 +1,14 @@
+import { readFileSync } from 'node:fs';
 import { type NodeView, parseHostPort, type SessionView } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { parseTraits } from '../args.js';
 import { type Ctx, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
 import { currentProfile } from './db.js';
+import { defineNodesConfigure } from './nodes-configure.js';
 import { proxyGroup } from './proxy.js';
 import { AES_FIRST, cpuHasAes, defineProxySsh, defineScp, defineSsh, proxyCommand } from './ssh-client.js';
-import { asUsage, examples } from './usage.js';
+import { asUsage, examples, usage } from './usage.js';
 
 /** --label k=v flags as a label map (shared by the resource verbs). */
 export function labelsOf(values: string[] | undefined): Record<string, string> {
@@ -62,22 +64,47 @@ export function registerSsh(program: Command, ctx: Ctx): void {
     .requiredOption('--addr <host:port>', "the node's SSH address, as the gateway reaches it")
     .option('--label <k=v...>', 'labels roles match on (repeatable)')
     .option('--description <text>', 'free text')
-    .addHelpText('after', examples('  $ gatehouse nodes add web1 --addr 10.0.0.5:22 --label env=prod'))
+    .option(
+      '--host-ca-key <file>',
+      "also trust this host CA's public key (.pub) for the node's host certificate (repeatable)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .addHelpText(
+      'after',
+      examples(`  $ gatehouse nodes add web1 --addr 10.0.0.5:22 --label env=prod
+  $ sudo gatehouse nodes configure web1 --apply    # then, on web1: its sshd trusts Gatehouse`),
+    )
     .action(async function (
       this: Command,
       name: string,
-      o: { addr: string; label?: string[]; description?: string },
+      o: { addr: string; label?: string[]; description?: string; hostCaKey?: string[] },
     ) {
       const labels = labelsOf(o.label);
+      const hostCaKeys = (o.hostCaKey ?? []).flatMap((f) => {
+        let text: string;
+        try {
+          text = readFileSync(f, 'utf8');
+        } catch (e) {
+          throw usage(`cannot read ${f}: ${(e as Error).message}`, "pass the host CA's .pub file");
+        }
+        return text
+          .split('\n')
+          .map((l) => l.trim())
+          .filter((l) => l !== '' && !l.startsWith('#'));
+      });
       const view = await withAdmin(this, ctx, (t) =>
         t.api.addNode({
           name,
           addr: o.addr,
           labels,
+          ...(hostCaKeys.length ? { host_ca_keys: hostCaKeys } : {}),
           ...(o.description ? { description: o.description } : {}),
         }),
       );
-      ctx.out(`Node ${view.name} added (${view.addr}).\nConnect with: gatehouse ssh LOGIN@${view.name}\n`);
+      ctx.out(
+        `Node ${view.name} added (${view.addr}).\nConnect with: gatehouse ssh LOGIN@${view.name}\n` +
+          `An OpenSSH server there trusts Gatehouse after: sudo gatehouse nodes configure ${view.name} --apply (on the node)\n`,
+      );
     });
   nodes
     .command('rm')
@@ -87,6 +114,8 @@ export function registerSsh(program: Command, ctx: Ctx): void {
       await withAdmin(this, ctx, (t) => t.api.removeNode(name));
       ctx.out(`Node ${name} removed.\n`);
     });
+
+  defineNodesConfigure(nodes, ctx);
 
   program
     .command('ls')
