@@ -16,6 +16,8 @@ import { type ClientRun, runClient, waitFor } from '../../core/test/helpers.js';
 import { admin, BIN, type Daemon, PASSWORD, startDaemon } from './harness.js';
 
 const CLUSTER = 'agentless';
+/** What OpenSSH logs for a certificate from a trusted CA whose principals the node does not accept. */
+const PRINCIPAL_REFUSAL = /Certificate does not contain an authorized principal/;
 const login = `gha${randomBytes(3).toString('hex')}`;
 let d: Daemon;
 let nodeDir: string;
@@ -213,6 +215,9 @@ describe('agentless OpenSSH node: nodes add + nodes configure --apply', () => {
     expect(r.code).not.toBe(0);
     expect(r.stderr).not.toMatch(/Host key verification failed|REMOTE HOST IDENTIFICATION/);
     expect(r.stderr).toContain('Permission denied');
+    // Refused for its principals (it names the bare login, the node accepts only gatehouse-proxy:LOGIN),
+    // not for its CA or its validity.
+    expect(readFileSync(join(nodeDir, 'sshd.log'), 'utf8')).toMatch(PRINCIPAL_REFUSAL);
   });
 
   it('--renew keeps the host key, replaces the certificate and reloads the running sshd; sessions go on', async () => {

@@ -65,7 +65,11 @@ const VOLATILE = new Set([
   'last_event',
   'ended',
   'size',
+  'cert',
 ]);
+
+/** A node's host key for signNodeHostCert (any valid OpenSSH line). */
+const HOST_PUBLIC_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICDbQ1T6ztI1Kkfvjq+kUDqL54U0KHhPzlcC6NrD8/LX';
 
 interface Case {
   method: keyof AdminApi;
@@ -255,6 +259,12 @@ const CASES: Case[] = [
     label: 'removeNode',
     prepare: async (tag) => void (await t.gw.admin.addNode({ name: `rn-${tag}`, addr: '127.0.0.1:22' })),
     call: (a, tag) => a.removeNode(`rn-${tag}`),
+  },
+  {
+    method: 'signNodeHostCert',
+    label: 'signNodeHostCert',
+    prepare: async (tag) => void (await t.gw.admin.addNode({ name: `hc-${tag}`, addr: '127.0.0.1:22' })),
+    call: (a, tag) => a.signNodeHostCert({ node: `hc-${tag}`, public_key: HOST_PUBLIC_KEY }),
   },
   { method: 'listDesktops', label: 'listDesktops', call: (a) => a.listDesktops() },
   {

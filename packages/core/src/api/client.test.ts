@@ -208,6 +208,12 @@ describe('GatehouseClient', () => {
         { name: 'web1', addr: '10.0.0.5:22', labels: { env: 'dev' } },
       ],
       ['removeNode', () => client.removeNode('web1'), '/v1/nodes/web1', undefined],
+      [
+        'signNodeHostCert',
+        () => client.signNodeHostCert({ node: 'web1', public_key: 'ssh-ed25519 AAAA', ttl: '48h' }),
+        '/v1/nodes/web1/host-cert',
+        { public_key: 'ssh-ed25519 AAAA', ttl: '48h' },
+      ],
       ['listDesktops', () => client.listDesktops(), '/v1/desktops', undefined],
       [
         'addDesktop',
