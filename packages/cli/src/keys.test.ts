@@ -3,8 +3,9 @@ import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sshEd25519PublicKeyToKeyObject } from '@gatehouse/core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateEd25519OpenSsh, generateLoginKeys } from './keys.js';
+import { generateEd25519OpenSsh, generateLoginKeys, readEd25519OpenSsh } from './keys.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gh-keys-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -36,5 +37,18 @@ describe('generateLoginKeys', () => {
     expect(verify('sha256', Buffer.from('x'), pub, sig)).toBe(true);
     expect(k.tlsPublicKey).toContain('BEGIN PUBLIC KEY');
     expect(k.sshPublicKey).toMatch(/^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI[A-Za-z0-9+/]+ bob$/);
+  });
+});
+
+describe('readEd25519OpenSsh', () => {
+  it('reads back the key generateEd25519OpenSsh wrote: it signs what the public key verifies', () => {
+    const k = generateEd25519OpenSsh('test');
+    const key = readEd25519OpenSsh(k.privateKey);
+    const sig = sign(null, Buffer.from('hello'), key);
+    expect(verify(null, Buffer.from('hello'), sshEd25519PublicKeyToKeyObject(k.publicKey), sig)).toBe(true);
+  });
+
+  it('refuses what is not an OpenSSH private key', () => {
+    expect(() => readEd25519OpenSsh('ssh-ed25519 AAAA')).toThrow(/no OPENSSH PRIVATE KEY block/);
   });
 });

@@ -1,4 +1,4 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
 
 /** The key pairs `gatehouse login` asks Gatehouse to certify. */
 export interface LoginKeys {
@@ -77,4 +77,58 @@ export function generateEd25519OpenSsh(comment: string): { privateKey: string; p
     privateKey: `-----BEGIN OPENSSH PRIVATE KEY-----\n${b64}\n-----END OPENSSH PRIVATE KEY-----\n`,
     publicKey: `ssh-ed25519 ${pubBlob.toString('base64')}${comment ? ` ${comment}` : ''}`,
   };
+}
+
+/** Reads SSH wire fields (uint32, length-prefixed strings) from `buf`; `bad` makes the error for a short buffer. */
+function wireReader(buf: Buffer, bad: (why: string) => Error) {
+  let off = 0;
+  const u32 = () => {
+    if (off + 4 > buf.length) throw bad('truncated');
+    const v = buf.readUInt32BE(off);
+    off += 4;
+    return v;
+  };
+  return {
+    u32,
+    skip(n: number) {
+      off += n;
+    },
+    str(): Buffer {
+      const n = u32();
+      if (off + n > buf.length) throw bad('truncated');
+      const s = buf.subarray(off, off + n);
+      off += n;
+      return s;
+    },
+  };
+}
+
+/**
+ * The Ed25519 private key of an unencrypted "openssh-key-v1" file as written
+ * by generateEd25519OpenSsh (or `ssh-keygen -t ed25519 -N ''`).
+ */
+export function readEd25519OpenSsh(text: string): KeyObject {
+  const bad = (why: string) => new Error(`not an unencrypted OpenSSH Ed25519 private key: ${why}`);
+  const m = /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text);
+  if (!m) throw bad('no OPENSSH PRIVATE KEY block');
+  const buf = Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64');
+  const magic = 'openssh-key-v1\0';
+  if (buf.subarray(0, magic.length).toString('latin1') !== magic) throw bad('wrong magic');
+  const r = wireReader(buf, bad);
+  r.skip(magic.length);
+  if (r.str().toString() !== 'none') throw bad('encrypted');
+  r.str(); // kdf name
+  r.str(); // kdf options
+  if (r.u32() !== 1) throw bad('more than one key');
+  r.str(); // public key blob
+  const p = wireReader(r.str(), bad);
+  const check = p.u32();
+  if (p.u32() !== check) throw bad('check bytes differ (wrong passphrase or damaged file)');
+  if (p.str().toString() !== 'ssh-ed25519') throw bad('not an Ed25519 key');
+  p.str(); // public key
+  const both = p.str();
+  if (both.length !== 64) throw bad('wrong key length');
+  // PKCS#8 for Ed25519 is a fixed 16-byte prefix and the 32-byte seed (RFC 8410).
+  const der = Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), both.subarray(0, 32)]);
+  return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
 }

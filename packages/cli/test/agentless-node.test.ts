@@ -24,7 +24,8 @@ let nodeDir: string;
 let sshdConfig: string;
 let sshdPort: number;
 let sshd: ChildProcess | undefined;
-const homes = { ops: '', alice: '' };
+/** GATEHOUSE_HOME per user; `cron` never logs in (what a renewal job on the node has). */
+const homes = { ops: '', alice: '', cron: '' };
 
 function gh(who: keyof typeof homes, args: string[], input = ''): Promise<ClientRun> {
   return runClient(process.execPath, [BIN, ...args], {
@@ -59,6 +60,7 @@ beforeAll(async () => {
   d = await startDaemon({ cluster: CLUSTER });
   homes.ops = join(d.root, 'home-ops');
   homes.alice = join(d.root, 'home-alice');
+  homes.cron = join(d.root, 'home-cron');
   await admin(d, ['users', 'add', 'ops', '--roles', 'admin', '--password-stdin'], `${PASSWORD}\n`);
   await admin(
     d,
@@ -224,7 +226,19 @@ describe('agentless OpenSSH node: nodes add + nodes configure --apply', () => {
     const certFile = join(nodeDir, 'gatehouse_host_ed25519_key-cert.pub');
     const keyBefore = readFileSync(join(nodeDir, 'gatehouse_host_ed25519_key'), 'utf8');
     const certBefore = readFileSync(certFile, 'utf8');
-    const r = await gh('ops', [
+    // A session open across the reload: it waits for a line, then answers.
+    const live = spawn(process.execPath, [BIN, 'ssh', `${login}@web1`, 'echo ready; read x; echo got-$x'], {
+      env: { ...process.env, GATEHOUSE_HOME: homes.alice },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let liveOut = '';
+    live.stdout.on('data', (b) => {
+      liveOut += b;
+    });
+    const liveExit = new Promise<number | null>((r) => live.once('exit', r));
+    await waitFor(() => liveOut.includes('ready\n') || undefined, 'the live session to start', 15_000);
+    // No login on the node: the host key and the still-valid certificate are the credential.
+    const r = await gh('cron', [
       'nodes',
       'configure',
       'web1',
@@ -239,6 +253,9 @@ describe('agentless OpenSSH node: nodes add + nodes configure --apply', () => {
     expect(r.stdout).toMatch(/sshd \(pid \d+\) reloaded/);
     expect(readFileSync(join(nodeDir, 'gatehouse_host_ed25519_key'), 'utf8')).toBe(keyBefore);
     expect(readFileSync(certFile, 'utf8')).not.toBe(certBefore);
+    const renewed = execFileSync('ssh-keygen', ['-L', '-f', certFile], { encoding: 'utf8' });
+    expect(renewed).toMatch(/Valid: from \S+ to \S+/);
+    expect(renewed).toMatch(/Principals:\s*\n\s+web1\n\s+web1\.agentless\n\s+127\.0\.0\.1\n/);
     // sshd re-executes on SIGHUP; wait until it listens again, then log in through the gateway.
     await waitFor(
       async () => {
@@ -248,6 +265,9 @@ describe('agentless OpenSSH node: nodes add + nodes configure --apply', () => {
       'a session through the gateway after the reload',
       15_000,
     );
+    live.stdin.end('still-here\n');
+    expect(await liveExit).toBe(0);
+    expect(liveOut).toBe('ready\ngot-still-here\n');
   });
 
   it('ca sign --host signs only the names the node owns', async () => {
@@ -299,5 +319,25 @@ describe('agentless OpenSSH node: nodes add + nodes configure --apply', () => {
     );
     expect(r.stderr).toMatch(/^hint: .*gatehouse nodes add ghost --addr/m);
     expect(readFileSync(other, 'utf8')).toBe('Port 22\n');
+  });
+
+  it('--renew is refused once the node is removed, and for a host key the certificate does not name', async () => {
+    const renew = () =>
+      gh('cron', ['nodes', 'configure', 'web1', '--renew', '--apply', '--sshd-config', sshdConfig]);
+    // Another key in place of the node's: its signature does not match the certificate.
+    const keyFile = join(nodeDir, 'gatehouse_host_ed25519_key');
+    const real = readFileSync(keyFile, 'utf8');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(nodeDir, 'impostor')]);
+    writeFileSync(keyFile, readFileSync(join(nodeDir, 'impostor'), 'utf8'));
+    const forged = await renew();
+    writeFileSync(keyFile, real, { mode: 0o600 });
+    expect(forged.code).toBe(1);
+    expect(forged.stderr).toContain('the signature is not by its host key');
+
+    const rm = await gh('ops', ['nodes', 'rm', 'web1']);
+    expect(rm.code, rm.stderr).toBe(0);
+    const gone = await renew();
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain('error: no node named "web1"');
   });
 });

@@ -59,6 +59,7 @@ import { Routes } from './listener/routes.js';
 import { acceptTls } from './listener/tls-accept.js';
 import { channelLogger, type LogFn } from './log.js';
 import { type Dialer, directDialer } from './net/dialer.js';
+import { renewNodeHostCert } from './nodes/host-certs.js';
 import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
 import { NodeRegistry, type NodeSpec } from './nodes/registry.js';
 import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki/authority.js';
@@ -417,6 +418,11 @@ export class Gateway {
           },
           req,
           remoteAddr,
+        ),
+      nodeRenewHostCert: (req) =>
+        renewNodeHostCert(
+          { nodes: this.nodes, authorities, clusterName: config.clusterName, now: () => clock.now() },
+          req,
         ),
       routeCerts: { databases: this.databases, authorities },
       log: this.log,

@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process';
+import { sign } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { GatehouseError, type NodeHostCertResponse } from '@gatehouse/core';
+import { GatehouseClient, GatehouseError, type NodeHostCertResponse, renewPayload } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { durationFlag, relativeTime, splitList } from '../args.js';
-import { type Ctx, withAdmin } from '../context.js';
+import { type Ctx, trustProxy, withAdmin } from '../context.js';
 import { writeFileAtomic } from '../db/files.js';
-import { generateEd25519OpenSsh } from '../keys.js';
+import { generateEd25519OpenSsh, readEd25519OpenSsh } from '../keys.js';
 import { examples, flag, usage } from './usage.js';
 
 /**
@@ -29,6 +30,16 @@ export interface NodeFiles {
   hostKey: string;
   hostCert: string;
   userCa: string;
+  /** Where the cluster is, for --renew (NodeState). */
+  state: string;
+}
+
+/** What `--renew` needs to reach the cluster with no admin login (written by --apply). */
+interface NodeState {
+  node: string;
+  cluster: string;
+  proxy: string;
+  ca_pin: string;
 }
 
 export function nodeFiles(sshdConfig: string, keyDir?: string): NodeFiles {
@@ -38,6 +49,7 @@ export function nodeFiles(sshdConfig: string, keyDir?: string): NodeFiles {
     hostKey: join(dir, KEY_NAME),
     hostCert: join(dir, `${KEY_NAME}-cert.pub`),
     userCa: join(dir, USER_CA_NAME),
+    state: join(dir, 'gatehouse_node.json'),
   };
 }
 
@@ -211,7 +223,9 @@ export function defineNodesConfigure(nodes: Command, ctx: Ctx): void {
 The node gets its material from the admin API: run it on the node as root with the
 login of an admin whose roles allow update on node (gatehouse login), or on the
 gateway host with --data-dir/--config. The certificate names only what the node owns:
-its name, NAME.CLUSTER and the host of its registered address. sshd then accepts only
+its name, NAME.CLUSTER and the host of its registered address. --renew needs no login:
+the node signs with its host key and the gateway renews a still-valid certificate
+(so run it from cron before the certificate expires). sshd then accepts only
 the proxy's per-session certificates (principal gatehouse-proxy:LOGIN), so users reach
 the node through Gatehouse's roles, audit and recording, never around them.`),
     )
@@ -231,23 +245,23 @@ the node through Gatehouse's roles, audit and recording, never around them.`),
         }
       }
       let key: { privateKey: string; publicKey: string } | undefined;
-      let publicKey: string;
+      let res: NodeHostCertResponse;
+      let state: NodeState | undefined;
       if (o.renew) {
-        try {
-          publicKey = readFileSync(`${files.hostKey}.pub`, 'utf8').trim();
-        } catch (e) {
-          throw new GatehouseError('GH_ERR_NOT_FOUND', `no host key to renew at ${files.hostKey}.pub`, {
-            cause: e,
-            hint: `configure the node first: gatehouse nodes configure ${name} --apply`,
-          });
-        }
+        ({ res, state } = await renewWithHostKey(ctx, name, files, o.ttl));
       } else {
-        key = generateEd25519OpenSsh(`gatehouse node ${name}`);
-        publicKey = key.publicKey;
+        const k = generateEd25519OpenSsh(`gatehouse node ${name}`);
+        key = k;
+        ({ res, state } = await withAdmin(this, ctx, async (t) => ({
+          res: await t.api.signNodeHostCert({
+            node: name,
+            public_key: k.publicKey,
+            ...(o.ttl ? { ttl: o.ttl } : {}),
+          }),
+          state: { node: name, cluster: '', proxy: t.proxy, ca_pin: t.pin },
+        })));
+        state.cluster = res.cluster_name;
       }
-      const res = await withAdmin(this, ctx, (t) =>
-        t.api.signNodeHostCert({ node: name, public_key: publicKey, ...(o.ttl ? { ttl: o.ttl } : {}) }),
-      );
       const block = managedBlock({
         node: name,
         files,
@@ -258,6 +272,10 @@ the node through Gatehouse's roles, audit and recording, never around them.`),
       const renew = renewLine(name, o, 'gatehouse');
       if (o.apply) {
         const reloaded = applyFiles(o, files, res, key, block, configText);
+        if (state.proxy.endsWith(':0')) {
+          ctx.err('warning: the gateway address is not known yet (port 0): --renew will not reach it\n');
+        }
+        writeFileAtomic(files.state, `${JSON.stringify(state, null, 2)}\n`);
         ctx.out(
           `Node ${name} of cluster ${res.cluster_name} configured:\n` +
             `  host certificate: ${files.hostCert}\n` +
@@ -286,6 +304,58 @@ the node through Gatehouse's roles, audit and recording, never around them.`),
           `# renewal (cron): ${renew}\n`,
       );
     });
+}
+
+/**
+ * --renew: the node proves it holds the host key its current certificate
+ * names, and the gateway issues the next one (no admin login: a cron job can
+ * run it). The cluster's address and CA pin come from the state --apply wrote.
+ */
+async function renewWithHostKey(
+  ctx: Ctx,
+  name: string,
+  files: NodeFiles,
+  ttl: string | undefined,
+): Promise<{ res: NodeHostCertResponse; state: NodeState }> {
+  const read = (path: string, what: string) => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new GatehouseError('GH_ERR_NOT_FOUND', `no ${what} to renew with at ${path}`, {
+        cause: e,
+        hint: `configure the node first (with an admin login): gatehouse nodes configure ${name} --apply`,
+      });
+    }
+  };
+  const state = JSON.parse(read(files.state, 'node state')) as NodeState;
+  if (state.node !== name) {
+    throw usage(
+      `${files.state} is node "${state.node}"'s, not "${name}"'s`,
+      `run: gatehouse nodes configure ${state.node} --renew --apply`,
+    );
+  }
+  const cert = read(files.hostCert, 'host certificate').trim();
+  const key = readEd25519OpenSsh(read(files.hostKey, 'host key'));
+  const time = ctx.now().toISOString();
+  const signature = sign(
+    null,
+    renewPayload({ cluster: state.cluster, node: name, time, cert }),
+    key,
+  ).toString('base64');
+  const trust = await trustProxy(ctx, state.proxy, { caPin: state.ca_pin });
+  const client = new GatehouseClient({ proxy: state.proxy, caPem: trust.caPem });
+  try {
+    const res = await client.renewNodeHostCert({
+      node: name,
+      cert,
+      time,
+      signature,
+      ...(ttl ? { ttl } : {}),
+    });
+    return { res, state };
+  } finally {
+    client.close();
+  }
 }
 
 /** `gatehouse ca sign --host NAME --format openssh`: a host certificate for scripts. */

@@ -4,7 +4,11 @@ import WebSocket from 'ws';
 import { DESKTOP_WS_PATH, type DesktopTokenView } from '../desktops/protocol.js';
 import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
 import type { Traits } from '../identity/types.js';
-import type { NodeHostCertRequest, NodeHostCertResponse } from '../nodes/host-certs.js';
+import type {
+  NodeHostCertRenewRequest,
+  NodeHostCertRequest,
+  NodeHostCertResponse,
+} from '../nodes/host-certs.js';
 import type { JoinTokenView, NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { JoinMode, Role } from '../rbac/types.js';
 import type { SsoConnectorButton, SsoConnectorView } from '../sso/connectors.js';
@@ -140,6 +144,11 @@ export class GatehouseClient implements AdminApi {
   /** A node service joins the cluster with a one-time token (no client certificate needed). */
   joinNode(req: NodeJoinRequest): Promise<NodeJoinResponse> {
     return this.#json(PUBLIC_ROUTES.nodeJoin, {}, req);
+  }
+
+  /** An agentless node renews its host certificate (no client certificate: the request carries its proof). */
+  renewNodeHostCert(req: NodeHostCertRenewRequest): Promise<NodeHostCertResponse> {
+    return this.#json(PUBLIC_ROUTES.nodeRenewHostCert, {}, req);
   }
 
   /** The client certificate this client authenticates with, re-issued for one route (same key). */

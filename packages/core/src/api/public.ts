@@ -129,6 +129,8 @@ export const PUBLIC_ROUTES = {
   whoami: ['GET', '/v1/whoami'],
   /** A node service redeems a join token (the token is the credential). */
   nodeJoin: ['POST', '/v1/nodes/join'],
+  /** A configured agentless node renews its host certificate (its current one and its host key are the credential). */
+  nodeRenewHostCert: ['POST', '/v1/nodes/renew-host-cert'],
   routeCert: ['POST', '/v1/certs/route'],
   /** ?node&login&path (FileQuery) -> the file's bytes */
   downloadFile: ['GET', '/v1/files'],

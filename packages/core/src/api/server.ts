@@ -15,6 +15,7 @@ import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
 import type { DesktopTokens } from '../desktops/tokens.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
+import type { NodeHostCertRenewRequest, NodeHostCertResponse } from '../nodes/host-certs.js';
 import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { CaExportFormat } from '../pki/authority.js';
 import { mintClientTicket } from '../pki/credentials.js';
@@ -78,6 +79,8 @@ export interface ApiServerDeps {
   log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
   /** Redeems a node join token (POST /v1/nodes/join). */
   nodeJoin: (req: NodeJoinRequest, remoteAddr: string) => Promise<NodeJoinResponse>;
+  /** Renews an agentless node's host certificate (POST /v1/nodes/renew-host-cert). */
+  nodeRenewHostCert: (req: NodeHostCertRenewRequest) => Promise<NodeHostCertResponse>;
   /** Files on nodes (GET/PUT /v1/files), through the SSH adapter's TerminalService. */
   terminals: TerminalRegistry;
   /** Desktop tokens for the RDCleanPath WebSocket (POST /v1/desktops/:name/token). */
@@ -154,6 +157,16 @@ const nodeJoinBody = z
     addr: z.string().max(300),
     labels: z.record(z.string().max(63), z.string().max(253)).optional(),
     host_public_key: z.string().max(16_384),
+  })
+  .strict();
+
+const renewHostCertBody = z
+  .object({
+    node: z.string().max(64),
+    cert: z.string().max(16_384),
+    time: z.string().max(64),
+    signature: z.string().max(1024),
+    ttl: z.string().max(32).optional(),
   })
   .strict();
 
@@ -437,6 +450,15 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       }
       const body = parseBody(nodeJoinBody, await readJson(ctx.req, max));
       sendJson(ctx.res, 200, await d.nodeJoin(body, ctx.remoteAddr));
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.nodeRenewHostCert[1], async (ctx) => {
+      if (!limiter.take(ctx.remoteAddr)) {
+        throw new GatehouseError('GH_ERR_RATE_LIMITED', 'too many attempts from this address', {
+          hint: `wait ${limiter.retryAfter(ctx.remoteAddr)} s and try again`,
+        });
+      }
+      const body = parseBody(renewHostCertBody, await readJson(ctx.req, max));
+      sendJson(ctx.res, 200, await d.nodeRenewHostCert(body));
     }),
     compileRoute('GET', PUBLIC_ROUTES.downloadFile[1], async (ctx) => {
       const c = await caller(ctx);

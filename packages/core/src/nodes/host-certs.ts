@@ -1,8 +1,9 @@
+import { verify } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { GatehouseError } from '../errors.js';
 import type { CertificateAuthorities } from '../pki/authority.js';
-import { parseSshPublicKey } from '../pki/sshcert.js';
+import { parseSshPublicKey, sshEd25519PublicKeyToKeyObject, verifySshCertificate } from '../pki/sshcert.js';
 import { parseDuration } from '../util/duration.js';
 import { type NodeRegistry, nodeHostPort } from './registry.js';
 
@@ -156,4 +157,89 @@ export async function issueNodeHostCert(
     user_ca_keys: deps.authorities.export('sshd', { type: 'user' }),
     proxy_principal_prefix: PROXY_PRINCIPAL_PREFIX,
   };
+}
+
+/** How far a renewal's time may be from the gateway's clock. */
+const RENEW_SKEW_MS = 5 * 60 * 1000;
+
+/**
+ * POST /v1/nodes/renew-host-cert: a configured node renews its own host
+ * certificate, with no admin login (what the cron line of `nodes configure
+ * --renew` runs). The credential is the node's current certificate, still
+ * valid, plus a signature by its host key over renewPayload(): the new
+ * certificate is for the same key, names what the node owns now, and is
+ * refused once the node is removed (`gatehouse nodes rm`).
+ */
+export interface NodeHostCertRenewRequest {
+  node: string;
+  /** The node's current host certificate (OpenSSH -cert.pub line). */
+  cert: string;
+  /** ISO time the node signed at (within 5 minutes of the gateway's clock). */
+  time: string;
+  /** base64 Ed25519 signature by the certified key over renewPayload(). */
+  signature: string;
+  ttl?: string | undefined;
+}
+
+/** The bytes a node signs to renew: bound to the cluster, node, time and certificate. */
+export function renewPayload(r: { cluster: string; node: string; time: string; cert: string }): Buffer {
+  return Buffer.from(
+    ['gatehouse-host-cert-renew/1', r.cluster, r.node, r.time, r.cert.trim().split(/\s+/)[1] ?? ''].join(
+      '\n',
+    ),
+  );
+}
+
+export async function renewNodeHostCert(
+  deps: NodeHostCertDeps,
+  req: NodeHostCertRenewRequest,
+): Promise<NodeHostCertResponse> {
+  const refuse = (why: string, hint: string) =>
+    new GatehouseError(
+      'GH_ERR_CERT_INVALID',
+      `cannot renew the host certificate of node "${req.node}": ${why}`,
+      {
+        hint,
+      },
+    );
+  const reconfigure = `configure the node again with an admin login: gatehouse nodes configure ${req.node} --apply`;
+  const now = deps.now();
+  let cert: ReturnType<typeof verifySshCertificate>;
+  try {
+    cert = verifySshCertificate(
+      req.cert,
+      deps.authorities.get('host').map((k) => k.sshPublicKey),
+      now,
+      { type: 'host' },
+    );
+  } catch (e) {
+    throw refuse(`its certificate is not valid (${(e as Error).message})`, reconfigure);
+  }
+  if (cert.keyId !== req.node) throw refuse(`the certificate is node "${cert.keyId}"'s`, reconfigure);
+  const t = Date.parse(req.time);
+  if (!(Math.abs(now.getTime() - t) <= RENEW_SKEW_MS)) {
+    throw refuse('its time is more than 5 minutes off the gateway clock', 'set the node clock right (NTP)');
+  }
+  const payload = renewPayload({ cluster: deps.clusterName, node: req.node, time: req.time, cert: req.cert });
+  let ok = false;
+  try {
+    ok = verify(
+      null,
+      payload,
+      sshEd25519PublicKeyToKeyObject(cert.publicKey),
+      Buffer.from(req.signature, 'base64'),
+    );
+  } catch {
+    // Not an Ed25519 key or a malformed signature: refused below like a wrong one.
+  }
+  if (!ok) throw refuse('the signature is not by its host key', reconfigure);
+  const key = `${cert.keyType} ${cert.publicKey.toString('base64')}`;
+  return issueNodeHostCert(
+    { ...deps, actor: `node:${req.node}` },
+    {
+      node: req.node,
+      public_key: key,
+      ...(req.ttl ? { ttl: req.ttl } : {}),
+    },
+  );
 }
