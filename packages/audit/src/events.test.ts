@@ -64,6 +64,7 @@ const EXPECTED = {
   'node.join_token.create': 'GH1073I',
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
+  'gateway.reload': { ok: 'GH1202I', fail: 'GH1202W' },
   'audit.backlog': 'GH1210E',
   'audit.dropped': 'GH1211E',
   'audit.sink.backlog': 'GH1220W',

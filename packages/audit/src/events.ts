@@ -549,6 +549,21 @@ export type AuditEventInput =
   | (CommonFields & { type: 'node.join'; success: false; name: string; error: string })
   | (CommonFields & { type: 'gateway.start'; version: string; listen: string[] })
   | (CommonFields & { type: 'gateway.stop' })
+  | (CommonFields & {
+      /** SIGHUP: the config was read again; what took effect, and what waits for a restart. */
+      type: 'gateway.reload';
+      success: true;
+      source: string;
+      applied: string[];
+      restart_required: string[];
+    })
+  | (CommonFields & {
+      /** SIGHUP with a config that could not be used: the running one stays. */
+      type: 'gateway.reload';
+      success: false;
+      source: string;
+      error: string;
+    })
   | (CommonFields & { type: 'audit.backlog'; sink: string; backlog: number; error: string })
   | (CommonFields & {
       type: 'audit.dropped';
@@ -666,6 +681,7 @@ export const EVENT_CODES = {
   'node.join_token.create': 'GH1073I',
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
+  'gateway.reload': { ok: 'GH1202I', fail: 'GH1202W' },
   'audit.backlog': 'GH1210E',
   'audit.dropped': 'GH1211E',
   'audit.sink.backlog': 'GH1220W',

@@ -244,6 +244,8 @@ export class Gateway {
   #listening = false;
   /** Addresses clients are told (port 0 resolved); set by listen(). */
   #advertised: Advertised | undefined;
+  /** The resources the config declared, as last loaded (reload() swaps them). */
+  #configured: ConfiguredResources;
   #ready: Promise<void> | undefined;
   #orphansClosed = false;
   #readyDone = false;
@@ -304,6 +306,12 @@ export class Gateway {
     for (const k of parts.kubeClusters ?? []) this.kubeClusters.addStatic(k);
     this.desktops = new DesktopRegistry({ backend, audit, sealer: parts.sealer });
     for (const d of parts.desktops ?? []) this.desktops.addStatic(d);
+    this.#configured = {
+      databases: parts.databases ?? [],
+      nodes: parts.nodes ?? [],
+      kubeClusters: parts.kubeClusters ?? [],
+      desktops: parts.desktops ?? [],
+    };
     this.authorizer = new Authorizer({
       clock,
       audit,
@@ -668,6 +676,82 @@ export class Gateway {
       // Written by this code only; a damaged record is as good as none (the config's address is used).
       return undefined;
     }
+  }
+
+  /**
+   * Reads the config again (SIGHUP): the databases, nodes, Kubernetes
+   * clusters and desktops it declares are swapped in at once, live sessions
+   * untouched; every other changed key is reported as needing a restart.
+   * A config that cannot be loaded, or whose resources are invalid, changes
+   * nothing. Audited as gateway.reload either way.
+   */
+  async reload(load: () => Promise<GatehouseConfig>): Promise<ReloadReport> {
+    const source = this.config.source;
+    let report: ReloadReport;
+    try {
+      const next = await load();
+      const resources = await configuredResources(next);
+      const applied = this.#swapConfigured(resources);
+      // The running object is shared with the API and adapters: its resource lists follow the registries.
+      Object.assign(this.config, {
+        databases: next.databases,
+        nodes: next.nodes,
+        kubeClusters: next.kubeClusters,
+        desktops: next.desktops,
+      });
+      report = { ok: true, source, applied, restartRequired: restartRequired(this.config, next) };
+    } catch (err) {
+      const error =
+        err instanceof GatehouseError
+          ? err
+          : new GatehouseError('GH_ERR_CONFIG_INVALID', (err as Error)?.message ?? String(err), {
+              cause: err,
+            });
+      report = { ok: false, source, error };
+    }
+    await this.audit.emit(
+      report.ok
+        ? {
+            type: 'gateway.reload',
+            user: 'system',
+            success: true,
+            source,
+            applied: report.applied,
+            restart_required: report.restartRequired,
+          }
+        : { type: 'gateway.reload', user: 'system', success: false, source, error: report.error.message },
+    );
+    return report;
+  }
+
+  /** Puts `next` in the registries' configured entries, all or none; returns the kinds that changed. */
+  #swapConfigured(next: ConfiguredResources): string[] {
+    const prev = this.#configured;
+    const done: (() => void)[] = [];
+    const applied: string[] = [];
+    const names = (specs: readonly { name: string }[]) => specs.map((x) => x.name);
+    const swap = <T extends { name: string }>(
+      key: string,
+      registry: { replaceStatic(previous: readonly string[], next: readonly T[]): void },
+      before: readonly T[],
+      after: readonly T[],
+    ) => {
+      if (JSON.stringify(before) === JSON.stringify(after)) return;
+      registry.replaceStatic(names(before), after);
+      done.push(() => registry.replaceStatic(names(after), before));
+      applied.push(key);
+    };
+    try {
+      swap('databases', this.databases, prev.databases, next.databases);
+      swap('nodes', this.nodes, prev.nodes, next.nodes);
+      swap('kube_clusters', this.kubeClusters, prev.kubeClusters, next.kubeClusters);
+      swap('desktops', this.desktops, prev.desktops, next.desktops);
+    } catch (err) {
+      for (const undo of done.reverse()) undo();
+      throw err;
+    }
+    this.#configured = next;
+    return applied;
   }
 
   /** SHA-256 pin of the host CA that clients pass as --ca-pin. */
@@ -1039,6 +1123,43 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     audit,
   });
   await authorities.init();
+  const { databases, kubeClusters, desktops, nodes } = await configuredResources(config);
+  const ssoConnectors: SsoConnector[] = [];
+  for (const doc of config.ssoConnectors) {
+    if (doc.client_secret !== undefined && doc.client_secret_file !== undefined) {
+      throw new GatehouseError(
+        'GH_ERR_CONFIG_INVALID',
+        `sso_connectors: ${doc.name} has both client_secret and client_secret_file`,
+        { hint: 'keep client_secret_file and remove client_secret' },
+      );
+    }
+    const secret =
+      doc.client_secret_file !== undefined
+        ? await readSecretFile(doc.client_secret_file, 'sso_connectors[].client_secret_file')
+        : undefined;
+    ssoConnectors.push(connectorFromDoc(doc, 'config', secret));
+  }
+  return new Gateway({
+    config,
+    clock,
+    backend,
+    audit,
+    ssoConnectors,
+    authorities,
+    sealer,
+    databases,
+    kubeClusters,
+    desktops,
+    nodes,
+    ...(opts.dialer ? { dialer: opts.dialer } : {}),
+    recordings: opts.recordings ?? new FileRecordingStore({ dir: path.join(config.dataDir, 'recordings') }),
+    ...(opts.webDir !== undefined ? { webDir: opts.webDir } : {}),
+    log: channelLogger(config.clusterName),
+  });
+}
+
+/** What the config file declares (databases, Kubernetes clusters, desktops, nodes), with their files read. */
+async function configuredResources(config: GatehouseConfig): Promise<ConfiguredResources> {
   const databases: DatabaseSpec[] = [];
   for (const d of config.databases) {
     databases.push({
@@ -1086,42 +1207,40 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
       ...(d.description ? { description: d.description } : {}),
     });
   }
-  const ssoConnectors: SsoConnector[] = [];
-  for (const doc of config.ssoConnectors) {
-    if (doc.client_secret !== undefined && doc.client_secret_file !== undefined) {
-      throw new GatehouseError(
-        'GH_ERR_CONFIG_INVALID',
-        `sso_connectors: ${doc.name} has both client_secret and client_secret_file`,
-        { hint: 'keep client_secret_file and remove client_secret' },
-      );
+  const nodes: NodeSpec[] = config.nodes.map((n) => ({
+    name: n.name,
+    addr: n.addr,
+    labels: n.labels,
+    ...(n.hostCaKeys ? { hostCaKeys: n.hostCaKeys } : {}),
+    ...(n.description ? { description: n.description } : {}),
+  }));
+  return { databases, kubeClusters, desktops, nodes };
+}
+
+export type ReloadReport =
+  | { ok: true; source: string; applied: string[]; restartRequired: string[] }
+  | { ok: false; source: string; error: GatehouseError };
+
+/** Keys reload() swaps in; every other changed key waits for a restart. */
+const RELOADED_KEYS = new Set(['databases', 'nodes', 'kubeClusters', 'desktops', 'source', 'clusterNameSet']);
+
+/** The config keys (as the file spells them) whose value differs and that reload() cannot apply. */
+function restartRequired(running: GatehouseConfig, next: GatehouseConfig): string[] {
+  const changed: string[] = [];
+  for (const k of Object.keys({ ...running, ...next }) as (keyof GatehouseConfig)[]) {
+    if (RELOADED_KEYS.has(k)) continue;
+    // A config without cluster_name keeps the data dir's name (createGateway), so it changes nothing.
+    if (k === 'clusterName' && !next.clusterNameSet) continue;
+    if (JSON.stringify(running[k]) !== JSON.stringify(next[k])) {
+      changed.push(k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
     }
-    const secret =
-      doc.client_secret_file !== undefined
-        ? await readSecretFile(doc.client_secret_file, 'sso_connectors[].client_secret_file')
-        : undefined;
-    ssoConnectors.push(connectorFromDoc(doc, 'config', secret));
   }
-  return new Gateway({
-    config,
-    clock,
-    backend,
-    audit,
-    ssoConnectors,
-    authorities,
-    sealer,
-    databases,
-    kubeClusters,
-    desktops,
-    nodes: config.nodes.map((n) => ({
-      name: n.name,
-      addr: n.addr,
-      labels: n.labels,
-      ...(n.hostCaKeys ? { hostCaKeys: n.hostCaKeys } : {}),
-      ...(n.description ? { description: n.description } : {}),
-    })),
-    ...(opts.dialer ? { dialer: opts.dialer } : {}),
-    recordings: opts.recordings ?? new FileRecordingStore({ dir: path.join(config.dataDir, 'recordings') }),
-    ...(opts.webDir !== undefined ? { webDir: opts.webDir } : {}),
-    log: channelLogger(config.clusterName),
-  });
+  return changed;
+}
+
+interface ConfiguredResources {
+  databases: DatabaseSpec[];
+  kubeClusters: KubeClusterSpec[];
+  desktops: DesktopSpec[];
+  nodes: NodeSpec[];
 }

@@ -31,6 +31,9 @@ sets mysql_listen and builtin_node: true. MySQL's listener is moved or turned of
 every mode, with --mysql-listen HOST:PORT|off, $GATEHOUSE_MYSQL_LISTEN or mysql_listen
 (in that order); port 0 picks a free port, and clients are told the bound one.
 On the first start with no users, an invite for the first admin is printed.
+SIGHUP reads the config again: configured databases, nodes, Kubernetes clusters and
+desktops change at once (live sessions stay); other changed keys are named as needing
+a restart; a config that does not load is refused and the running one kept.
 
 Examples:
   $ gatehouse start --data-dir /var/lib/gatehouse --listen 0.0.0.0:3080
@@ -55,15 +58,17 @@ Examples:
         ctx.err(`gatehouse: ${r.level}: ${r.msg}${cause ? `: ${cause}` : ''}\n`);
       };
       diagnostics_channel.subscribe(LOG_CHANNEL, onLog);
-      const config = await loadConfig({
-        file: g.config,
-        overrides: { dataDir: g.dataDir, listen: opts.listen, mysqlListen: opts.mysqlListen },
-        // The embedded quick start (no config file) also opens MySQL's own port
-        // and serves this machine as a node; with a config file both are off
-        // unless it sets them. Flags and the environment win in both modes.
-        ...(g.config ? {} : { defaults: EMBEDDED_DEFAULTS }),
-        env: ctx.env,
-      });
+      const load = () =>
+        loadConfig({
+          file: g.config,
+          overrides: { dataDir: g.dataDir, listen: opts.listen, mysqlListen: opts.mysqlListen },
+          // The embedded quick start (no config file) also opens MySQL's own port
+          // and serves this machine as a node; with a config file both are off
+          // unless it sets them. Flags and the environment win in both modes.
+          ...(g.config ? {} : { defaults: EMBEDDED_DEFAULTS }),
+          env: ctx.env,
+        });
+      const config = await load();
       const gateway = await createGateway({ config, env: ctx.env, auditSpoolName: 'daemon' });
       for (const adapter of defaultAdapters(config)) gateway.use(adapter);
       // Signals are hooked before listening so a Ctrl-C during startup still closes the data dir cleanly.
@@ -75,6 +80,33 @@ Examples:
       const onTerm = () => signalled('SIGTERM');
       process.once('SIGINT', onInt);
       process.once('SIGTERM', onTerm);
+      // SIGHUP reads the config again (one reload at a time); it never stops the gateway.
+      let reloading = Promise.resolve();
+      const onHup = () => {
+        reloading = reloading.then(async () => {
+          const r = await gateway.reload(load);
+          if (!r.ok) {
+            ctx.err(
+              `gatehouse: error: reload of ${r.source} failed, still running the previous config: ${r.error.message}\n` +
+                (r.error.hint ? `gatehouse: hint: ${r.error.hint}\n` : ''),
+            );
+            return;
+          }
+          ctx.err(
+            `gatehouse: reloaded ${r.source}: ${r.applied.length ? `applied ${r.applied.join(', ')}` : 'no resource changed'}\n`,
+          );
+          if (r.restartRequired.length) {
+            ctx.err(
+              `gatehouse: warning: changed, but only a restart applies them: ${r.restartRequired.join(', ')}\n`,
+            );
+          }
+        });
+        // The audit record of a reload could not be written (reload() refuses nothing else by throwing).
+        reloading = reloading.catch((e: unknown) =>
+          ctx.err(`gatehouse: error: reload: ${e instanceof Error ? e.message : String(e)}\n`),
+        );
+      };
+      process.on('SIGHUP', onHup);
       try {
         const bound = await gateway.listen();
         const proxy = gateway.advertised().publicAddr;
@@ -112,6 +144,8 @@ Examples:
       } finally {
         process.off('SIGINT', onInt);
         process.off('SIGTERM', onTerm);
+        process.off('SIGHUP', onHup);
+        await reloading;
         await gateway.close();
         diagnostics_channel.unsubscribe(LOG_CHANNEL, onLog);
       }

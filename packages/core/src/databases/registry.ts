@@ -3,6 +3,7 @@ import type { AuditEmitter } from '@gatehouse/audit';
 import type { Backend } from '../backend/types.js';
 import { splitHostPort } from '../config/load.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
+import { putStatic } from '../util/static-entries.js';
 
 export type DbProtocol = 'postgres' | 'mysql';
 export const DB_PROTOCOLS: readonly DbProtocol[] = ['postgres', 'mysql'];
@@ -89,13 +90,20 @@ export class DatabaseRegistry {
 
   /** Config and adapter-option databases; a name registered twice throws. */
   addStatic(spec: DatabaseSpec): void {
-    const v = validateDatabase({ ...spec, source: 'config' });
-    if (this.#static.has(v.name)) {
-      throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `database "${v.name}" is configured twice`, {
-        hint: 'give each database a unique name',
-      });
-    }
-    this.#static.set(v.name, v);
+    this.replaceStatic([], [spec]);
+  }
+
+  /**
+   * Swaps the configured entries named `previous` for `next` (a SIGHUP
+   * reload); nothing changes when one of `next` is invalid or its name is taken.
+   */
+  replaceStatic(previous: readonly string[], next: readonly DatabaseSpec[]): void {
+    putStatic(this.#static, next, {
+      validate: (s) => validateDatabase({ ...s, source: 'config' }),
+      what: 'database',
+      hint: 'give each database a unique name',
+      remove: previous,
+    });
   }
 
   async get(name: string): Promise<DatabaseSpec | undefined> {

@@ -5,6 +5,7 @@ import type { Backend } from '../backend/types.js';
 import type { Sealer } from '../crypto/seal.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
 import { readSecretFile } from '../util/secret-file.js';
+import { putStatic } from '../util/static-entries.js';
 
 /** A Windows account the gateway logs in with (the user never sees it). */
 export interface DesktopCredential {
@@ -181,13 +182,20 @@ export class DesktopRegistry {
   }
 
   addStatic(spec: DesktopSpec): void {
-    const v = validateDesktop({ ...spec, source: 'config' });
-    if (this.#static.has(v.name)) {
-      throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `desktop "${v.name}" is configured twice`, {
-        hint: 'give each desktop a unique name',
-      });
-    }
-    this.#static.set(v.name, v);
+    this.replaceStatic([], [spec]);
+  }
+
+  /**
+   * Swaps the configured entries named `previous` for `next` (a SIGHUP
+   * reload); nothing changes when one of `next` is invalid or its name is taken.
+   */
+  replaceStatic(previous: readonly string[], next: readonly DesktopSpec[]): void {
+    putStatic(this.#static, next, {
+      validate: (s) => validateDesktop({ ...s, source: 'config' }),
+      what: 'desktop',
+      hint: 'give each desktop a unique name',
+      remove: previous,
+    });
   }
 
   /** The desktop without credentials (what authorization and the relay need). */

@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import type { Backend } from '../backend/types.js';
 import type { Sealer } from '../crypto/seal.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
+import { putStatic } from '../util/static-entries.js';
 
 /**
  * A Kubernetes cluster Gatehouse fronts. The upstream credentials are a
@@ -140,17 +141,20 @@ export class KubeClusterRegistry {
   }
 
   addStatic(spec: KubeClusterSpec): void {
-    const v = validateKubeCluster({ ...spec, source: 'config' });
-    if (this.#static.has(v.name)) {
-      throw new GatehouseError(
-        'GH_ERR_ALREADY_EXISTS',
-        `Kubernetes cluster "${v.name}" is configured twice`,
-        {
-          hint: 'give each cluster a unique name',
-        },
-      );
-    }
-    this.#static.set(v.name, v);
+    this.replaceStatic([], [spec]);
+  }
+
+  /**
+   * Swaps the configured entries named `previous` for `next` (a SIGHUP
+   * reload); nothing changes when one of `next` is invalid or its name is taken.
+   */
+  replaceStatic(previous: readonly string[], next: readonly KubeClusterSpec[]): void {
+    putStatic(this.#static, next, {
+      validate: (s) => validateKubeCluster({ ...s, source: 'config' }),
+      what: 'Kubernetes cluster',
+      hint: 'give each cluster a unique name',
+      remove: previous,
+    });
   }
 
   /** The cluster with its kubeconfig in the clear (for the adapter only). */

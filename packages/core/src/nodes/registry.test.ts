@@ -73,3 +73,27 @@ describe('NodeRegistry', () => {
     expect(await nodes.resolve('../etc', 22, 'acme')).toBeUndefined();
   });
 });
+
+describe('NodeRegistry.replaceStatic (SIGHUP reload)', () => {
+  it('swaps the configured nodes, and changes nothing when one of the new ones is invalid or taken', async () => {
+    const { nodes } = registry();
+    nodes.addStatic({ name: 'from-adapter', addr: '127.0.0.1:2200', labels: {} });
+    nodes.addStatic({ name: 'one', addr: '127.0.0.1:2201', labels: {} });
+    nodes.replaceStatic(['one'], [{ name: 'two', addr: '127.0.0.1:2202', labels: {} }]);
+    expect((await nodes.list()).map((n) => n.name)).toEqual(['from-adapter', 'two']);
+    // A name another static entry holds, then an invalid address: both refused whole.
+    expect(() =>
+      nodes.replaceStatic(
+        ['two'],
+        [
+          { name: 'three', addr: '127.0.0.1:2203', labels: {} },
+          { name: 'from-adapter', addr: '127.0.0.1:2204', labels: {} },
+        ],
+      ),
+    ).toThrow(/node "from-adapter" is configured twice/);
+    expect(() => nodes.replaceStatic(['two'], [{ name: 'three', addr: 'h:99999', labels: {} }])).toThrow(
+      /address/,
+    );
+    expect((await nodes.list()).map((n) => n.name)).toEqual(['from-adapter', 'two']);
+  });
+});

@@ -2,6 +2,7 @@ import type { AuditEmitter } from '@gatehouse/audit';
 import type { Backend } from '../backend/types.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
 import { parseSshPublicKey } from '../pki/sshcert.js';
+import { putStatic } from '../util/static-entries.js';
 
 /** An SSH node Gatehouse fronts (an OpenSSH sshd trusting the user CA, or the built-in node service). */
 export interface NodeSpec {
@@ -78,13 +79,20 @@ export class NodeRegistry {
 
   /** Config and adapter-option nodes; a name registered twice throws. */
   addStatic(spec: NodeSpec): void {
-    const v = validateNode({ ...spec, source: 'config' });
-    if (this.#static.has(v.name)) {
-      throw new GatehouseError('GH_ERR_ALREADY_EXISTS', `node "${v.name}" is configured twice`, {
-        hint: 'give each node a unique name',
-      });
-    }
-    this.#static.set(v.name, v);
+    this.replaceStatic([], [spec]);
+  }
+
+  /**
+   * Swaps the configured entries named `previous` for `next` (a SIGHUP
+   * reload); nothing changes when one of `next` is invalid or its name is taken.
+   */
+  replaceStatic(previous: readonly string[], next: readonly NodeSpec[]): void {
+    putStatic(this.#static, next, {
+      validate: (s) => validateNode({ ...s, source: 'config' }),
+      what: 'node',
+      hint: 'give each node a unique name',
+      remove: previous,
+    });
   }
 
   async get(name: string): Promise<NodeSpec | undefined> {
