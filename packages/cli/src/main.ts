@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { registerAdmin } from './commands/admin.js';
+import { registerBackup } from './commands/backup.js';
 import { registerDb } from './commands/db.js';
 import { registerDesktops } from './commands/desktops.js';
 import { registerJoin } from './commands/join.js';
@@ -66,6 +67,7 @@ Examples:
   registerKube(program, ctx);
   registerNodesJoin(program, ctx);
   registerRecordings(program, ctx);
+  registerBackup(program, ctx);
   for (const c of allCommands(program)) {
     c.exitOverride().configureOutput({ writeOut: (s) => ctx.out(s), writeErr: (s) => ctx.err(s) });
     c.showSuggestionAfterError(true);

@@ -21,6 +21,7 @@ export * from './authz/index.js';
 export * from './backend/index.js';
 export * from './clock.js';
 export * from './config/index.js';
+export * from './backup/backup.js';
 export * from './crypto/seal.js';
 export * from './databases/index.js';
 export * from './desktops/index.js';
