@@ -43,7 +43,6 @@ function tool(program: string, args: string[]): Promise<ClientRun> {
 }
 
 async function startNodeSshd(): Promise<void> {
-  mkdirSync('/run/sshd', { recursive: true });
   const log = join(nodeDir, 'sshd.log');
   writeFileSync(log, '');
   sshd = spawn(SSHD, ['-D', '-f', sshdConfig, '-E', log], { stdio: 'ignore' });
@@ -75,6 +74,8 @@ beforeAll(async () => {
     );
     expect(r.code, r.stderr).toBe(0);
   }
+  // sshd -t (run by configure) and sshd itself need their privilege separation dir.
+  mkdirSync('/run/sshd', { recursive: true });
   // The node machine's own sshd config, as a distribution ships it: no Gatehouse in it.
   nodeDir = join(d.root, 'node-etc-ssh');
   mkdirSync(nodeDir);
