@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import {
@@ -8,8 +8,10 @@ import {
   type PingResponse,
   parseHostPort,
 } from '@gatehouse/core';
+import { freePort } from '@gatehouse/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
-import { admin, type Daemon, run, startDaemon, startEmbedded } from './harness.js';
+import { waitFor } from '../../core/test/helpers.js';
+import { admin, auditEvents, type Daemon, run, startDaemon, startEmbedded } from './harness.js';
 
 /**
  * Where the daemon's listeners go, in each mode (config file or the embedded
@@ -43,6 +45,18 @@ async function ping(d: Daemon): Promise<PingResponse> {
   } finally {
     client.close();
   }
+}
+
+/** The first packet a MySQL listener sends (the server speaks first). */
+function greeting(port: number): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('data', (b) => {
+      s.destroy();
+      resolve(b);
+    });
+    s.once('error', reject);
+  });
 }
 
 /** A port some other program holds. */
@@ -80,15 +94,7 @@ describe('listeners: moved, turned off, advertised as bound', () => {
     expect(port).toBeGreaterThan(0);
     expect((await ping(d)).mysql_listen).toBe(`127.0.0.1:${port}`);
     // The port really serves MySQL: the server speaks first with a protocol-10 greeting.
-    const first = await new Promise<Buffer>((resolve, reject) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('data', (b) => {
-        s.destroy();
-        resolve(b);
-      });
-      s.once('error', reject);
-    });
-    expect(first[4]).toBe(10);
+    expect((await greeting(port))[4]).toBe(10);
   });
 
   it('an address in use names the setting to change (was: "hint: this is unexpected")', async () => {
@@ -141,5 +147,41 @@ describe('listeners: moved, turned off, advertised as bound', () => {
     expect(builtin).toHaveLength(1);
     const off = await track(startDaemon({ cluster: 'lsnnone' }));
     expect((await listNodes(off)).filter((n) => n.labels.builtin === 'true')).toEqual([]);
+  });
+
+  it("SIGHUP moves MySQL's listener to a new address or turns it off, and refuses an address in use", async () => {
+    const d = await track(startDaemon({ cluster: 'lsnmove', extraConfig: 'mysql_listen: 127.0.0.1:0\n' }));
+    const before = (await ping(d)).mysql_listen!;
+    const oldPort = Number(before.split(':')[1]);
+    const base = readFileSync(d.configFile, 'utf8');
+    const reloads = () => auditEvents(d).filter((e) => e.type === 'gateway.reload');
+    const hup = async (n: number) => {
+      process.kill(d.pid, 'SIGHUP');
+      return waitFor(() => reloads()[n - 1], `gateway.reload #${n}`, 15_000);
+    };
+
+    // An address another program holds: refused, MySQL stays where it was.
+    const busy = await occupiedPort();
+    writeFileSync(d.configFile, base.replace('mysql_listen: 127.0.0.1:0', `mysql_listen: 127.0.0.1:${busy}`));
+    expect(await hup(1)).toMatchObject({
+      success: false,
+      error: `mysql_listen: 127.0.0.1:${busy} is already in use by another process`,
+    });
+    expect((await ping(d)).mysql_listen).toBe(before);
+    expect((await greeting(oldPort))[4]).toBe(10);
+
+    // Moved: the new port serves MySQL and is advertised; the old one is closed.
+    const next = await freePort();
+    writeFileSync(d.configFile, base.replace('mysql_listen: 127.0.0.1:0', `mysql_listen: 127.0.0.1:${next}`));
+    expect(await hup(2)).toMatchObject({ success: true, applied: ['mysql_listen'], restart_required: [] });
+    expect((await ping(d)).mysql_listen).toBe(`127.0.0.1:${next}`);
+    expect((await greeting(next))[4]).toBe(10);
+    await expect(greeting(oldPort)).rejects.toThrow(/ECONNREFUSED/);
+
+    // Off: nothing listens and clients are told there is no MySQL listener.
+    writeFileSync(d.configFile, base.replace('mysql_listen: 127.0.0.1:0', 'mysql_listen: "off"'));
+    expect(await hup(3)).toMatchObject({ success: true, applied: ['mysql_listen'] });
+    expect((await ping(d)).mysql_listen).toBeUndefined();
+    await expect(greeting(next)).rejects.toThrow(/ECONNREFUSED/);
   });
 });

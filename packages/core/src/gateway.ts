@@ -244,6 +244,8 @@ export class Gateway {
   #listening = false;
   /** Addresses clients are told (port 0 resolved); set by listen(). */
   #advertised: Advertised | undefined;
+  /** Where each dedicated listener is bound (reload() may move MySQL's). */
+  readonly #dedicatedBound = new Map<string, net.AddressInfo>();
   /** The resources the config declared, as last loaded (reload() swaps them). */
   #configured: ConfiguredResources;
   #ready: Promise<void> | undefined;
@@ -691,13 +693,24 @@ export class Gateway {
     try {
       const next = await load();
       const resources = await configuredResources(next);
-      const applied = this.#swapConfigured(resources);
+      // MySQL's listener moves first (the new port opens before the old one
+      // closes), so a bad address refuses the reload with nothing changed.
+      const mysql = await this.#prepareMysqlMove(next);
+      let applied: string[];
+      try {
+        applied = this.#swapConfigured(resources);
+      } catch (err) {
+        await mysql?.undo();
+        throw err;
+      }
+      if (mysql) applied.push(...(await mysql.commit()));
       // The running object is shared with the API and adapters: its resource lists follow the registries.
       Object.assign(this.config, {
         databases: next.databases,
         nodes: next.nodes,
         kubeClusters: next.kubeClusters,
         desktops: next.desktops,
+        ...(mysql ? { mysqlListen: next.mysqlListen } : {}),
       });
       report = { ok: true, source, applied, restartRequired: restartRequired(this.config, next) };
     } catch (err) {
@@ -722,6 +735,50 @@ export class Gateway {
         : { type: 'gateway.reload', user: 'system', success: false, source, error: report.error.message },
     );
     return report;
+  }
+
+  /**
+   * A changed mysql_listen on a running gateway whose MySQL listener is on:
+   * the new address is bound now (undo closes it), commit closes the old one
+   * (connections it accepted go on) and advertises the new. Undefined when
+   * nothing can move: unchanged, not listening, or MySQL was off at start
+   * (its handler is registered only then: that change needs a restart).
+   */
+  async #prepareMysqlMove(
+    next: GatehouseConfig,
+  ): Promise<{ undo(): Promise<void>; commit(): Promise<string[]> } | undefined> {
+    const route = this.routes.dedicatedListeners().find(([name]) => name === 'mysql')?.[1];
+    const old = this.#dedicatedBound.get('mysql');
+    if (!route || !this.#listening) return undefined;
+    if (JSON.stringify(next.mysqlListen) === JSON.stringify(this.config.mysqlListen)) return undefined;
+    let opened: net.AddressInfo | undefined;
+    const to = next.mysqlListen;
+    if (to) {
+      opened = await this.#listener.listenRaw(to.host, to.port, route.handler).catch((err: unknown) => {
+        throw bindError(err, route.setting, to.host, to.port);
+      });
+    }
+    return {
+      undo: async () => {
+        if (opened) await this.#listener.closeBound(opened);
+      },
+      commit: async () => {
+        if (old) await this.#listener.closeBound(old);
+        const { mysqlListen: _old, ...rest } = this.advertised();
+        if (opened) {
+          this.#dedicatedBound.set('mysql', opened);
+          const host = opened.family === 'IPv6' ? `[${opened.address}]` : opened.address;
+          this.#advertised = { ...rest, mysqlListen: `${host}:${opened.port}` };
+        } else {
+          this.#dedicatedBound.delete('mysql');
+          this.#advertised = rest;
+        }
+        await this.backend.put(ADVERTISED_KEY, JSON.stringify(this.#advertised)).catch((err: unknown) => {
+          this.log('error', 'could not record the listening address in the backend', err);
+        });
+        return ['mysql_listen'];
+      },
+    };
   }
 
   /** Puts `next` in the registries' configured entries, all or none; returns the kinds that changed. */
@@ -791,6 +848,7 @@ export class Gateway {
         this.#listener.listenRaw(d.host, d.port, d.handler),
       );
       extra[name] = { address: fmt(a), port: a.port };
+      this.#dedicatedBound.set(name, a);
     }
     this.#advertised = {
       publicAddr: resolvePort(this.config.publicAddr, addr.port),

@@ -32,8 +32,9 @@ every mode, with --mysql-listen HOST:PORT|off, $GATEHOUSE_MYSQL_LISTEN or mysql_
 (in that order); port 0 picks a free port, and clients are told the bound one.
 On the first start with no users, an invite for the first admin is printed.
 SIGHUP reads the config again: configured databases, nodes, Kubernetes clusters and
-desktops change at once (live sessions stay); other changed keys are named as needing
-a restart; a config that does not load is refused and the running one kept.
+desktops change at once (live sessions stay), MySQL's listener moves or turns off;
+other changed keys are named as needing a restart; a config that does not load is
+refused and the running one kept.
 
 Examples:
   $ gatehouse start --data-dir /var/lib/gatehouse --listen 0.0.0.0:3080

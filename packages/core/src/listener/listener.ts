@@ -158,6 +158,19 @@ export class Listener {
     return this.#open(server, host, port);
   }
 
+  /**
+   * Stops accepting on an address `listen`/`listenRaw` bound (a listener moved
+   * by a reload); connections it accepted stay until they end.
+   */
+  async closeBound(bound: { address: string; port: number }): Promise<void> {
+    for (const server of this.#servers) {
+      const a = server.address() as net.AddressInfo | null;
+      if (a?.port !== bound.port || a.address !== bound.address) continue;
+      this.#servers.delete(server);
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }
+
   async #open(server: net.Server, host: string, port: number): Promise<net.AddressInfo> {
     this.#servers.add(server);
     await new Promise<void>((resolve, reject) => {
