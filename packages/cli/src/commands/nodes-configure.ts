@@ -11,7 +11,7 @@ import { generateEd25519OpenSsh, readEd25519OpenSsh } from '../keys.js';
 import { examples, flag, usage } from './usage.js';
 
 /**
- * Agentless OpenSSH nodes (docs/decisions/00XX-agentless-nodes.md): what an
+ * Agentless OpenSSH nodes (docs/decisions/0028-agentless-nodes.md): what an
  * sshd needs to serve Gatehouse sessions, written by `gatehouse nodes
  * configure NAME --apply` run as root on the node. The material comes from
  * the admin API (the admin's login on the node, or the data dir on the

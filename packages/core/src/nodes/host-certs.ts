@@ -12,7 +12,7 @@ import { type NodeRegistry, nodeHostPort } from './registry.js';
  * login, and the only one an agentless node accepts (AuthorizedPrincipalsCommand
  * prints `gatehouse-proxy:<login>`): a user's own login certificate names the
  * bare login only, so it cannot be taken straight to the node past the
- * gateway's roles, audit and recording (docs/decisions/00XX-agentless-nodes.md).
+ * gateway's roles, audit and recording (docs/decisions/0028-agentless-nodes.md).
  */
 export const PROXY_PRINCIPAL_PREFIX = 'gatehouse-proxy:';
 
