@@ -1,0 +1,2 @@
+export { CredSspClient, type CredSspOptions, CredSspError, LOGON_FAILURES, subjectPublicKey } from './client.js';
+export { decodeTSRequest, encodeTSRequest, MAX_TSREQUEST, type TSRequest, tsRequestLength } from './tsrequest.js';
