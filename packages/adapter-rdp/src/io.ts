@@ -17,7 +17,9 @@ export class FrameError extends Error {
  * until the header says how long; it throws for bytes that are not the
  * message), within `timeoutMs`. Bytes after the message are refused: every
  * caller reads a handshake step after which the peer must wait for an
- * answer. The stream is left paused with no listener of ours.
+ * answer. The stream is left paused with no listener of ours, and is
+ * resumed on entry (a stream paused by an earlier read would otherwise never
+ * deliver the next message: a 'data' listener does not resume it).
  */
 export function readFrame(
   s: Duplex,
@@ -57,5 +59,6 @@ export function readFrame(
     s.on('data', onData);
     s.on('end', onClose);
     s.on('close', onClose);
+    s.resume();
   });
 }

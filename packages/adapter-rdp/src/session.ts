@@ -20,6 +20,7 @@ import {
   encodeClientInfoPdu,
   withCredentials,
 } from './wire/client-info.js';
+import { isConnectInitial, withServerSelectedProtocol } from './wire/mcs.js';
 import {
   decodeRequest,
   derMessageLength,
@@ -168,13 +169,18 @@ export class DesktopSession {
     if (revoked) throw new GatehouseError('GH_ERR_ACCESS_DENIED', revoked.message);
 
     const credential = await this.#ctx.desktops.credentialFor(grant);
-    // With a stored credential the gateway logs in through the Client Info PDU, which a
-    // server only honours without NLA: offer TLS only, so the browser never runs CredSSP
-    // (and never needs the password). CredSSP by the gateway is the next step (decision 0025).
+    // With a stored credential the gateway logs in itself: it offers the desktop TLS or NLA;
+    // with NLA it runs CredSSP (upstream.ts), with TLS it rewrites the Client Info PDU. Either
+    // way the client is told TLS was selected, so it never runs CredSSP nor needs the password.
+    // HYBRID_EX is not offered: a client that learns SSL was selected expects no Early User
+    // Authorization Result, and the gateway reads the desktop's refusal from CredSSP anyway.
     const cr = credential
       ? encodeConnectionRequest({
           ...clientCr,
-          negotiation: { flags: clientCr.negotiation?.flags ?? 0, requestedProtocols: PROTOCOL.SSL },
+          negotiation: {
+            flags: clientCr.negotiation?.flags ?? 0,
+            requestedProtocols: PROTOCOL.SSL | PROTOCOL.HYBRID,
+          },
         })
       : req.x224;
     let up: DesktopUpstream;
@@ -182,6 +188,7 @@ export class DesktopSession {
       up = await connectDesktop(desktop, cr, {
         dialer: this.#ctx.dialer,
         timeoutMs: this.#opts.upstreamTimeoutMs,
+        credential,
       });
     } catch (err) {
       await this.#audit.onStartFailed(err instanceof Error ? err.message : String(err));
@@ -218,9 +225,11 @@ export class DesktopSession {
       tlsVerify: up.tlsVerify,
       security: protocolName(up.confirm.selectedProtocol),
     });
+    // The CredSSP exchange (when the gateway ran it) is over before this point, so neither
+    // the answer nor the relayed stream, nor the recording, carries any of it.
     const answer = encodeResponse({
       type: 'response',
-      x224: up.confirmFrame,
+      x224: up.clientConfirmFrame,
       serverCertChain: up.chain,
       serverAddr: up.serverAddr,
     });
@@ -245,7 +254,11 @@ export class DesktopSession {
           cb(null, chunk);
         },
       });
-    const toDesktop = credential ? new ClientInfoRewriter(credential, this.#ctx.log) : count('in');
+    const toDesktop = credential
+      ? new ClientInfoRewriter(credential, this.#ctx.log, {
+          ...(up.gatewayNla ? { serverSelectedProtocol: up.confirm.selectedProtocol } : {}),
+        })
+      : count('in');
     if (credential) toDesktop.on('data', (c: Buffer) => (this.#bytesIn += c.length));
     ws.pipe(toDesktop).pipe(tlsSock);
     tlsSock.pipe(count('out')).pipe(ws);
@@ -321,18 +334,27 @@ export class DesktopSession {
  * connection sequence sends it within the first few frames), then passes
  * everything through untouched. A first byte that is not TPKT (a fast-path
  * PDU) also ends the search: the PDU it looks for cannot follow.
+ * With `serverSelectedProtocol` (the gateway ran CredSSP and told the client
+ * TLS was selected) the MCS Connect Initial before it gets that protocol
+ * back in its client core data, as the desktop expects.
  */
 export class ClientInfoRewriter extends Transform {
   readonly #cred: DesktopCredential;
   readonly #log: AdapterContext['log'];
+  #selected: number | undefined;
   #buf = Buffer.alloc(0);
   #frames = 0;
   #done = false;
 
-  constructor(cred: DesktopCredential, log: AdapterContext['log']) {
+  constructor(
+    cred: DesktopCredential,
+    log: AdapterContext['log'],
+    opts: { serverSelectedProtocol?: number } = {},
+  ) {
     super();
     this.#cred = cred;
     this.#log = log;
+    this.#selected = opts.serverSelectedProtocol;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -361,6 +383,18 @@ export class ClientInfoRewriter extends Transform {
   }
 
   #rewrite(frame: Buffer): Buffer {
+    if (this.#selected !== undefined && isConnectInitial(frame)) {
+      const protocol = this.#selected;
+      this.#selected = undefined;
+      try {
+        return withServerSelectedProtocol(frame, protocol);
+      } catch (err) {
+        if (!(err instanceof RdpWireError)) throw err;
+        // The desktop judges a Connect Initial it cannot match; nothing secret is at stake here.
+        this.#log('error', `MCS Connect Initial left as the client sent it: ${err.message}`);
+        return frame;
+      }
+    }
     let info: ClientInfo;
     try {
       info = decodeClientInfoPdu(frame);

@@ -1,12 +1,24 @@
-import { X509Certificate } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import type { Socket } from 'node:net';
 import tls, { type DetailedPeerCertificate, type TLSSocket } from 'node:tls';
-import { type DesktopListing, type Dialer, desktopHostPort, normalizeFingerprint } from '@gatehouse/core';
+import {
+  type DesktopCredential,
+  type DesktopListing,
+  type Dialer,
+  desktopHostPort,
+  normalizeFingerprint,
+} from '@gatehouse/core';
+import { CredSspClient, CredSspError, subjectPublicKey, tsRequestLength } from './credssp/index.js';
 import { DesktopError, httpError, TLS_ALERT } from './errors.js';
 import { type FrameError, readFrame } from './io.js';
 import { RDCLEANPATH_ERROR } from './wire/rdcleanpath.js';
 import { readTpkt } from './wire/tpkt.js';
-import { type ConnectionConfirm, decodeConnectionConfirm, PROTOCOL } from './wire/x224.js';
+import {
+  type ConnectionConfirm,
+  decodeConnectionConfirm,
+  encodeConnectionConfirm,
+  PROTOCOL,
+} from './wire/x224.js';
 
 /** RDP_NEG_FAILURE code of a server that only accepts NLA (MS-RDPBCGR 2.2.1.2.2). */
 const HYBRID_REQUIRED_BY_SERVER = 5;
@@ -16,6 +28,14 @@ export interface DesktopUpstream {
   socket: TLSSocket;
   /** The server's X.224 Connection Confirm as it sent it. */
   confirmFrame: Buffer;
+  /**
+   * The confirm the client is given: the server's own, or, when the gateway
+   * ran CredSSP itself, the same with PROTOCOL_SSL selected (the client then
+   * never starts CredSSP and never needs the password).
+   */
+  clientConfirmFrame: Buffer;
+  /** The gateway logged in with CredSSP (NLA) using the stored credential. */
+  gatewayNla: boolean;
   confirm: Extract<ConnectionConfirm, { type: 'response' }>;
   /** DER certificates, leaf first. */
   chain: Buffer[];
@@ -26,8 +46,18 @@ export interface DesktopUpstream {
 
 export interface UpstreamOptions {
   dialer: Dialer;
-  /** For the X.224 answer and the TLS handshake together. */
+  /** For the X.224 answer and the TLS handshake together, and again for CredSSP. */
   timeoutMs: number;
+  /** The stored credential: when the desktop selects NLA the gateway runs CredSSP with it. */
+  credential?: DesktopCredential | undefined;
+}
+
+/** What to tell an admin whose stored credential a desktop refused. */
+function updateCredentialHint(desktop: DesktopListing, login: string): string {
+  return (
+    `update the stored password: gatehouse desktops rm ${desktop.name}, then gatehouse desktops add ${desktop.name} ` +
+    `--addr ${desktop.addr} --login ${login} --password-file FILE (with its TLS and label options)`
+  );
 }
 
 /**
@@ -69,8 +99,9 @@ export async function connectDesktop(
     if (confirm.type === 'failure') {
       throw new DesktopError(
         confirm.failureCode === HYBRID_REQUIRED_BY_SERVER
-          ? `desktop "${desktop.name}" requires NLA (CredSSP), which the gateway cannot do with a stored credential yet; ` +
-              'remove the credential so the client logs in itself, or allow TLS security on the desktop'
+          ? `desktop "${desktop.name}" requires NLA (CredSSP) and the gateway has no credential stored for this login; ` +
+              `store one (gatehouse desktops add ${desktop.name} ... --login L --password-file FILE) so the gateway logs in, ` +
+              'or connect with a client that runs NLA itself (the browser tab)'
           : `desktop "${desktop.name}" refused the security protocols offered (failure code ${confirm.failureCode})`,
         { errorCode: RDCLEANPATH_ERROR.negotiation },
         'upstream',
@@ -86,9 +117,28 @@ export async function connectDesktop(
       );
     }
     const { socket, tlsVerify, chain } = await startTls(raw, desktop, host, opts.timeoutMs);
+    let clientConfirmFrame = confirmFrame;
+    const nla = (confirm.selectedProtocol & (PROTOCOL.HYBRID | PROTOCOL.HYBRID_EX)) !== 0;
+    if (nla && opts.credential) {
+      try {
+        await loginWithCredSsp(socket, desktop, chain[0]!, opts.credential, opts.timeoutMs);
+        if (confirm.selectedProtocol & PROTOCOL.HYBRID_EX)
+          await readEarlyUserAuthorization(socket, desktop, opts.credential.login, opts.timeoutMs);
+      } catch (err) {
+        socket.destroy();
+        throw err;
+      }
+      clientConfirmFrame = encodeConnectionConfirm({
+        type: 'response',
+        flags: confirm.flags,
+        selectedProtocol: PROTOCOL.SSL,
+      });
+    }
     return {
       socket,
       confirmFrame,
+      clientConfirmFrame,
+      gatewayNla: nla && opts.credential !== undefined,
       confirm,
       chain,
       serverAddr: `${raw.remoteAddress ?? host}:${raw.remotePort ?? port}`,
@@ -97,6 +147,94 @@ export async function connectDesktop(
   } catch (err) {
     raw.destroy();
     throw err;
+  }
+}
+
+/**
+ * CredSSP (MS-CSSP) over the TLS connection to the desktop with the stored
+ * credential: NTLM tokens, then the public-key proof (checked: a mismatch
+ * fails closed as a possible MITM), then the sealed credential. A refusal by
+ * the desktop (an NTSTATUS in its TSRequest, or the connection closed right
+ * after the NTLM AUTHENTICATE) says the stored password is wrong and how to
+ * replace it.
+ */
+async function loginWithCredSsp(
+  socket: TLSSocket,
+  desktop: DesktopListing,
+  leaf: Buffer,
+  cred: DesktopCredential,
+  timeoutMs: number,
+): Promise<void> {
+  const client = new CredSspClient({
+    credential: { user: cred.login, domain: cred.domain ?? '', password: cred.password },
+    publicKey: subjectPublicKey(new X509Certificate(leaf).publicKey.export({ type: 'spki', format: 'der' })),
+    random: (n) => randomBytes(n),
+    now: () => Date.now(),
+  });
+  const refused = (detail: string) =>
+    new DesktopError(
+      `desktop "${desktop.name}" refused the stored credential for login "${cred.login}" (${detail}); ` +
+        updateCredentialHint(desktop, cred.login),
+      httpError(502),
+      'upstream',
+    );
+  const read = async (what: string, afterAuthenticate: boolean) => {
+    try {
+      return await readFrame(socket, tsRequestLength, what, timeoutMs);
+    } catch (err) {
+      const e = err as FrameError;
+      // Servers without the CredSSP error field (or that just drop the logon) close here.
+      if (afterAuthenticate && e.kind === 'closed')
+        throw refused('it closed the connection after the NTLM logon');
+      throw new DesktopError(
+        `CredSSP with desktop "${desktop.name}": ${e.message}`,
+        httpError(e.kind === 'timeout' ? 504 : 502),
+        'upstream',
+      );
+    }
+  };
+  try {
+    socket.write(client.start());
+    socket.write(client.onChallenge(await read('CredSSP challenge', false)));
+    socket.write(client.onPubKeyAuth(await read('CredSSP public key proof', true)));
+  } catch (err) {
+    if (!(err instanceof CredSspError)) throw err;
+    if (err.kind === 'rejected') throw refused(err.message);
+    throw new DesktopError(
+      `CredSSP with desktop "${desktop.name}" failed: ${err.message}`,
+      err.kind === 'mitm'
+        ? { errorCode: RDCLEANPATH_ERROR.general, tlsAlertCode: TLS_ALERT.badCertificate }
+        : httpError(502),
+      'upstream',
+    );
+  }
+}
+
+/** Early User Authorization Result PDU (MS-RDPBCGR 2.2.10.2), sent after CredSSP when HYBRID_EX was selected. */
+async function readEarlyUserAuthorization(
+  socket: TLSSocket,
+  desktop: DesktopListing,
+  login: string,
+  timeoutMs: number,
+): Promise<void> {
+  let b: Buffer;
+  try {
+    b = await readFrame(socket, () => 4, 'Early User Authorization Result', timeoutMs);
+  } catch (err) {
+    throw new DesktopError(
+      `desktop "${desktop.name}": ${(err as Error).message}`,
+      httpError(502),
+      'upstream',
+    );
+  }
+  const result = b.readUInt32LE(0);
+  if (result !== 0) {
+    throw new DesktopError(
+      `desktop "${desktop.name}" denies login "${login}" remote access (Early User Authorization Result 0x${result.toString(16)}); ` +
+        'allow the account to log on through Remote Desktop on the desktop',
+      httpError(403),
+      'upstream',
+    );
   }
 }
 

@@ -1,9 +1,12 @@
+import { execFile } from 'node:child_process';
 import { randomInt, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
+import { promisify } from 'node:util';
+import { gunzipSync } from 'node:zlib';
 import { createGateway, type Gateway } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { createWebSocketStream } from 'ws';
@@ -28,6 +31,8 @@ import {
 } from './peers.js';
 
 const PASSWORD = 'correct horse battery staple';
+/** The NLA shadow server's one account (its SAM file), the credential the gateway stores for it. */
+const SHADOW_PASSWORD = 'Sh4dow!pw';
 const ROLE = `kind: role
 name: desk
 allow:
@@ -98,7 +103,20 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
   let xvfb: { display: string; stop(): Promise<void> };
   let caPem: string[];
   let shadow: { port: number; stop(): Promise<void> };
+  /** The display the shadow server shares, painted its own colour. */
+  let shadowX: { display: string; stop(): Promise<void> };
   const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
+  const shadowColor: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
+  /**
+   * Paints the shadow server's display. The shadow server sends what changed
+   * (X damage) after a client is active, so the test paints while it waits.
+   */
+  const paintShadow = () =>
+    promisify(execFile)(
+      'xsetroot',
+      ['-solid', `#${shadowColor.map((c) => c.toString(16).padStart(2, '0')).join('')}`],
+      { env: { ...process.env, DISPLAY: shadowX.display } },
+    );
   const cookies: Record<string, { cookie: string; csrf: string }> = {};
   const sockets: Duplex[] = [];
   /** Sessions a test has already looked at. */
@@ -173,7 +191,8 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     dir = await mkdtemp(path.join(os.tmpdir(), 'gh-rdp-'));
     weston = await startWeston(dir, color);
     xvfb = await startXvfb();
-    shadow = await startShadow(dir, xvfb.display, { user: 'alice', password: 'Sh4dow!pw' });
+    shadowX = await startXvfb();
+    shadow = await startShadow(dir, shadowX.display, { user: 'Administrator', password: SHADOW_PASSWORD });
     gw = await createGateway({ dataDir: dir, secondFactor: 'off', webDir: false, env: {} });
     // A short request deadline so the stalled-client case is quick.
     gw.use(rdp({ requestTimeoutMs: 1500 }));
@@ -209,7 +228,14 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
       addr: `127.0.0.1:${shadow.port}`,
       labels: { env: 'dev' },
       insecure_skip_verify: true,
-      credentials: [{ login: 'Administrator', password: 'Sh4dow!pw' }],
+      credentials: [{ login: 'Administrator', password: SHADOW_PASSWORD }],
+    });
+    await gw.admin.addDesktop({
+      name: 'nla-wrong',
+      addr: `127.0.0.1:${shadow.port}`,
+      labels: { env: 'dev' },
+      insecure_skip_verify: true,
+      credentials: [{ login: 'Administrator', password: 'not-the-password' }],
     });
     await gw.admin.addDesktop({
       name: 'nla-own',
@@ -229,6 +255,7 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     for (const s of sockets) s.destroy();
     await gw?.close();
     await shadow?.stop();
+    await shadowX?.stop();
     await xvfb?.stop();
     await weston?.stop();
     await rm(dir, { recursive: true, force: true });
@@ -401,26 +428,105 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     expect(fail.error).toMatch(/not the pinned one/);
   });
 
-  it('an NLA-only desktop: with a stored credential the gateway says NLA is required (its CredSSP is not built yet); without one the client gets the HYBRID confirm to run CredSSP itself', async () => {
-    const refused = await exchange(
-      await openSocket('alice'),
+  it('an NLA-only desktop with a stored credential: the gateway runs CredSSP and tells the client TLS was selected; xfreerdp shows the remote screen, no password typed; the recording has no CredSSP and no password', async () => {
+    const s = await openSocket('alice');
+    const answer = await exchange(
+      s,
       encodeRequest({
         destination: 'nla-stored',
         proxyAuth: await token('alice', 'nla-stored'),
         x224: clientRequest(),
       }),
     );
-    expect(refused).toMatchObject({ type: 'error', error: { errorCode: 2 } });
-    if (refused.type !== 'error' || !refused.x224)
-      throw new Error('no server confirm in the negotiation error');
-    // The server's own answer: HYBRID_REQUIRED_BY_SERVER (5), as IronRDP reports it.
-    expect(decodeConnectionConfirm(refused.x224)).toEqual({ type: 'failure', failureCode: 5 });
+    expect(answer.type, JSON.stringify(answer)).toBe('response');
+    if (answer.type !== 'response') return;
+    // The desktop selected HYBRID; the client is told SSL, so it never runs CredSSP.
+    expect(decodeConnectionConfirm(answer.x224)).toMatchObject({
+      type: 'response',
+      selectedProtocol: PROTOCOL.SSL,
+    });
+    const start = await waitForEvent(
+      'desktop.session.start',
+      (e) => e.server === 'nla-stored' && e.success === true,
+    );
+    expect(start).toMatchObject({ tls_verify: 'skipped', security: 'hybrid', login: 'Administrator' });
+    s.destroy();
+    await waitForEvent('desktop.session.end', (e) => e.session_id === start.session_id);
+
+    const { cert, key } = await selfSigned(dir, 'front-nla');
+    const front = await startLocalFront({
+      desktop: 'nla-stored',
+      token: () => token('alice', 'nla-stored'),
+      openSocket: () => openSocket('alice'),
+      cert: await readFile(cert, 'utf8'),
+      key: await readFile(key, 'utf8'),
+    });
+    const xf = startXfreerdp(xvfb.display, front.address, 'nobody');
+    let sessionId = '';
+    try {
+      const deadline = Date.now() + 30_000;
+      let seen = 0;
+      while (Date.now() < deadline && seen < 0.5 * 800 * 600) {
+        if (xf.child.exitCode !== null) throw new Error(`xfreerdp exited: ${xf.output()}`);
+        await new Promise((r) => setTimeout(r, 250));
+        await paintShadow();
+        seen = await countColor(xvfb.display, dir, shadowColor);
+      }
+      // The shadow server mirrors its display (one colour chosen by this run) into the window.
+      expect(seen, xf.output()).toBeGreaterThan(0.5 * 800 * 600);
+      const live = await waitForEvent(
+        'desktop.session.start',
+        (e) => e.server === 'nla-stored' && e.success === true && e.session_id !== start.session_id,
+      );
+      sessionId = String(live.session_id);
+    } finally {
+      xf.child.kill('SIGKILL');
+      await xf.exited;
+      await front.close();
+    }
+    const end = await waitForEvent('desktop.session.end', (e) => e.session_id === sessionId);
+    expect(end.bytes_out).toBeGreaterThan(10_000);
+    // What was recorded: no stored password (UTF-16LE or UTF-8), no NTLM message, no TSRequest.
+    const data: Buffer[] = [];
+    for await (const ev of gw.recordings.read(sessionId))
+      if (ev.type === 'output' || ev.type === 'input') data.push(Buffer.from(ev.data));
+    const files = await readdir(path.join(dir, 'recordings', sessionId));
+    for (const f of files.filter((n) => n.endsWith('.gz')))
+      data.push(gunzipSync(await readFile(path.join(dir, 'recordings', sessionId, f))));
+    const all = Buffer.concat(data);
+    expect(all.length).toBeGreaterThan(10_000);
+    for (const secret of [
+      Buffer.from(SHADOW_PASSWORD, 'utf16le'),
+      Buffer.from(SHADOW_PASSWORD),
+      Buffer.from('NTLMSSP\0', 'latin1'),
+    ]) {
+      expect(all.includes(secret)).toBe(false);
+    }
+  });
+
+  it('an NLA-only desktop whose stored password is wrong: a clear refusal that says how to update it, audited, no session', async () => {
+    const before = (await gw.admin.listSessions()).length;
+    const refused = await exchange(
+      await openSocket('alice'),
+      encodeRequest({
+        destination: 'nla-wrong',
+        proxyAuth: await token('alice', 'nla-wrong'),
+        x224: clientRequest(),
+      }),
+    );
+    expect(refused).toMatchObject({ type: 'error', error: { errorCode: 1, httpStatusCode: 502 } });
     const failed = await waitForEvent(
       'desktop.session.start',
-      (e) => e.server === 'nla-stored' && e.success === false,
+      (e) => e.server === 'nla-wrong' && e.success === false,
     );
-    expect(failed.error).toMatch(/requires NLA/);
+    expect(failed.error).toMatch(/refused the stored credential for login "Administrator"/);
+    expect(failed.error).toMatch(/--password-file/);
+    expect(String(failed.error)).not.toContain('not-the-password');
+    expect((await gw.admin.listSessions()).filter((l) => l.server === 'nla-wrong')).toEqual([]);
+    expect((await gw.admin.listSessions()).length).toBeLessThanOrEqual(before);
+  });
 
+  it('an NLA-only desktop without a stored credential: the browser gets the HYBRID confirm and runs CredSSP itself; a native client (TLS only) is refused with the negotiation error', async () => {
     const own = await exchange(
       await openSocket('alice'),
       encodeRequest({
@@ -440,6 +546,29 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
       (e) => e.server === 'nla-own' && e.success === true,
     );
     expect(start).toMatchObject({ tls_verify: 'skipped', security: 'hybrid' });
+
+    // What the native front sends: TLS security only.
+    const refused = await exchange(
+      await openSocket('alice'),
+      encodeRequest({
+        destination: 'nla-own',
+        proxyAuth: await token('alice', 'nla-own'),
+        x224: encodeConnectionRequest({
+          cookie: 'alice',
+          negotiation: { flags: 0, requestedProtocols: PROTOCOL.SSL },
+        }),
+      }),
+    );
+    expect(refused).toMatchObject({ type: 'error', error: { errorCode: 2 } });
+    if (refused.type !== 'error' || !refused.x224)
+      throw new Error('no server confirm in the negotiation error');
+    // The server's own answer: HYBRID_REQUIRED_BY_SERVER (5), as IronRDP reports it.
+    expect(decodeConnectionConfirm(refused.x224)).toEqual({ type: 'failure', failureCode: 5 });
+    const failed = await waitForEvent(
+      'desktop.session.start',
+      (e) => e.server === 'nla-own' && e.success === false,
+    );
+    expect(failed.error).toMatch(/requires NLA .* no credential stored .*--password-file/);
   });
 
   it('malformed and oversized requests get an RDCleanPath error and a desktop.reject, never a crash', async () => {

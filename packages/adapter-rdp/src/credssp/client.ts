@@ -5,11 +5,17 @@ import {
   decodeChallenge,
   encodeAuthenticate,
   encodeNegotiate,
+  NTLMSSP_SIGNATURE,
   NtlmError,
   NtlmSecurity,
-  NTLMSSP_SIGNATURE,
 } from './ntlm.js';
-import { CREDSSP_VERSION, decodeTSRequest, encodeTSCredentials, encodeTSRequest, type TSRequest } from './tsrequest.js';
+import {
+  CREDSSP_VERSION,
+  decodeTSRequest,
+  encodeTSCredentials,
+  encodeTSRequest,
+  type TSRequest,
+} from './tsrequest.js';
 
 /**
  * The client side of CredSSP (MS-CSSP 3.1.5) with NTLM, as three pure
@@ -43,15 +49,15 @@ export class CredSspError extends Error {
 
 /** NTSTATUS codes a target sends for a refused logon (MS-ERREF 2.3.1). */
 export const LOGON_FAILURES: Record<number, string> = {
-  0xc000006d: 'STATUS_LOGON_FAILURE',
-  0xc000006a: 'STATUS_WRONG_PASSWORD',
-  0xc0000064: 'STATUS_NO_SUCH_USER',
-  0xc0000071: 'STATUS_PASSWORD_EXPIRED',
-  0xc0000072: 'STATUS_ACCOUNT_DISABLED',
-  0xc0000224: 'STATUS_PASSWORD_MUST_CHANGE',
-  0xc0000234: 'STATUS_ACCOUNT_LOCKED_OUT',
-  0xc000006e: 'STATUS_ACCOUNT_RESTRICTION',
-  0xc000015b: 'STATUS_LOGON_TYPE_NOT_GRANTED',
+  3221225581: 'STATUS_LOGON_FAILURE',
+  3221225578: 'STATUS_WRONG_PASSWORD',
+  3221225572: 'STATUS_NO_SUCH_USER',
+  3221225585: 'STATUS_PASSWORD_EXPIRED',
+  3221225586: 'STATUS_ACCOUNT_DISABLED',
+  3221226020: 'STATUS_PASSWORD_MUST_CHANGE',
+  3221226036: 'STATUS_ACCOUNT_LOCKED_OUT',
+  3221225582: 'STATUS_ACCOUNT_RESTRICTION',
+  3221225819: 'STATUS_LOGON_TYPE_NOT_GRANTED',
 };
 
 const CLIENT_TO_SERVER = Buffer.from('CredSSP Client-To-Server Binding Hash\0', 'latin1');
@@ -71,7 +77,12 @@ export function subjectPublicKey(spki: Buffer): Buffer {
   const seq = expectTlv(spki, TAG.SEQUENCE, 'SubjectPublicKeyInfo');
   const items = children(seq.value, 'SubjectPublicKeyInfo');
   const bits = items[1];
-  if (items.length !== 2 || items[0]!.tag !== TAG.SEQUENCE || bits?.tag !== TAG.BIT_STRING || bits.value.length < 1)
+  if (
+    items.length !== 2 ||
+    items[0]!.tag !== TAG.SEQUENCE ||
+    bits?.tag !== TAG.BIT_STRING ||
+    bits.value.length < 1
+  )
     throw new DerError('malformed SubjectPublicKeyInfo');
   if (bits.value[0] !== 0) throw new DerError('a public key BIT STRING with unused bits');
   return Buffer.from(bits.value.subarray(1));
@@ -90,8 +101,8 @@ type State = 'new' | 'negotiated' | 'authenticated' | 'done';
 export class CredSspClient {
   readonly #o: CredSspOptions;
   #state: State = 'new';
-  #negotiate = Buffer.alloc(0);
-  #nonce = Buffer.alloc(0);
+  #negotiate: Buffer = Buffer.alloc(0);
+  #nonce: Buffer = Buffer.alloc(0);
   #peerVersion = CREDSSP_VERSION;
   #security: NtlmSecurity | undefined;
 
@@ -115,13 +126,19 @@ export class CredSspClient {
     this.#expect('negotiated');
     const ts = this.#read(der);
     if (ts.version < MIN_VERSION)
-      throw new CredSspError(`the target speaks CredSSP version ${ts.version}, below ${MIN_VERSION}`, 'protocol');
+      throw new CredSspError(
+        `the target speaks CredSSP version ${ts.version}, below ${MIN_VERSION}`,
+        'protocol',
+      );
     this.#peerVersion = ts.version;
     const challenge = ts.negoTokens?.[0];
     if (!challenge || ts.negoTokens!.length !== 1)
       throw new CredSspError('the target answered without exactly one NTLM challenge token', 'protocol');
     if (!challenge.subarray(0, 8).equals(NTLMSSP_SIGNATURE))
-      throw new CredSspError('the target answered with a SPNEGO or Kerberos token; only raw NTLM is supported', 'protocol');
+      throw new CredSspError(
+        'the target answered with a SPNEGO or Kerberos token; only raw NTLM is supported',
+        'protocol',
+      );
     const auth = this.#ntlm(() => {
       decodeChallenge(challenge);
       return encodeAuthenticate({
@@ -174,13 +191,19 @@ export class CredSspClient {
         'mitm',
       );
     const c = this.#o.credential;
-    const sealed = this.#security!.seal(encodeTSCredentials({ domain: c.domain, user: c.user, password: c.password }));
+    const sealed = this.#security!.seal(
+      encodeTSCredentials({ domain: c.domain, user: c.user, password: c.password }),
+    );
     this.#state = 'done';
-    return encodeTSRequest({ version: CREDSSP_VERSION, authInfo: Buffer.concat([sealed.signature, sealed.data]) });
+    return encodeTSRequest({
+      version: CREDSSP_VERSION,
+      authInfo: Buffer.concat([sealed.signature, sealed.data]),
+    });
   }
 
   #expect(s: State): void {
-    if (this.#state !== s) throw new CredSspError(`CredSSP step out of order (in state ${this.#state})`, 'protocol');
+    if (this.#state !== s)
+      throw new CredSspError(`CredSSP step out of order (in state ${this.#state})`, 'protocol');
   }
 
   /** A TSRequest from the target; an errorCode in it is the target's refusal. */

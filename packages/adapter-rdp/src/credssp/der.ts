@@ -52,7 +52,10 @@ export interface Tlv {
  * needed, a DerError for bytes that cannot be DER (multi-byte tags,
  * indefinite or oversized lengths).
  */
-export function peekTlv(buf: Uint8Array, max = 1 << 20): { tag: number; header: number; total: number } | undefined {
+export function peekTlv(
+  buf: Uint8Array,
+  max = 1 << 20,
+): { tag: number; header: number; total: number } | undefined {
   if (buf.length < 2) return undefined;
   const tag = buf[0]!;
   if ((tag & 0x1f) === 0x1f) throw new DerError('multi-byte DER tags are not used here');
@@ -84,7 +87,8 @@ export function readTlv(buf: Buffer, what: string): Tlv {
 
 export function expectTlv(buf: Buffer, tag: number, what: string): Tlv {
   const t = readTlv(buf, what);
-  if (t.tag !== tag) throw new DerError(`${what}: expected tag 0x${tag.toString(16)}, got 0x${t.tag.toString(16)}`);
+  if (t.tag !== tag)
+    throw new DerError(`${what}: expected tag 0x${tag.toString(16)}, got 0x${t.tag.toString(16)}`);
   return t;
 }
 

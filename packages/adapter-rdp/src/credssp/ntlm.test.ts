@@ -77,7 +77,9 @@ describe('NTLMv2 known answers (MS-NLMP 4.2.4)', () => {
     expect(r.sessionBaseKey.toString('hex')).toBe('8de40ccadbc14a82f15cb0ad0de95ca3');
   });
   it('the encrypted random session key (4.2.4.2.3)', () => {
-    expect(rc4(r.sessionBaseKey, RANDOM_SESSION_KEY).toString('hex')).toBe('c5dad2544fc9799094ce1ce90bc9d03e');
+    expect(rc4(r.sessionBaseKey, RANDOM_SESSION_KEY).toString('hex')).toBe(
+      'c5dad2544fc9799094ce1ce90bc9d03e',
+    );
   });
   it('GSS_WrapEx sealing of "Plaintext" (4.2.4.4)', () => {
     const flags = NEGOTIATE.EXTENDED_SESSIONSECURITY | NEGOTIATE.KEY_EXCH | NEGOTIATE.N128;
@@ -117,7 +119,10 @@ describe('NTLM messages', () => {
       targetName: u16('Server'),
       targetInfo: TARGET_INFO,
     });
-    expect(decodeChallenge(challenge).avPairs.map((p) => p.id)).toEqual([AV.NB_DOMAIN_NAME, AV.NB_COMPUTER_NAME]);
+    expect(decodeChallenge(challenge).avPairs.map((p) => p.id)).toEqual([
+      AV.NB_DOMAIN_NAME,
+      AV.NB_COMPUTER_NAME,
+    ]);
     const auth = encodeAuthenticate({
       negotiate,
       challenge,
@@ -137,7 +142,11 @@ describe('NTLM messages', () => {
     expect(rc4(base, f.encryptedRandomSessionKey).equals(RANDOM_SESSION_KEY)).toBe(true);
     const zeroed = Buffer.from(auth.message);
     zeroed.fill(0, 72, 88);
-    const mic = createHmac('md5', RANDOM_SESSION_KEY).update(negotiate).update(challenge).update(zeroed).digest();
+    const mic = createHmac('md5', RANDOM_SESSION_KEY)
+      .update(negotiate)
+      .update(challenge)
+      .update(zeroed)
+      .digest();
     expect(f.mic.equals(mic)).toBe(true);
     // The blob's AV pairs say a MIC is present (MsvAvFlags bit 0x2).
     expect(blob.includes(Buffer.from([AV.FLAGS, 0, 4, 0, 2, 0, 0, 0]))).toBe(true);
@@ -180,6 +189,8 @@ describe('NTLM messages', () => {
     // A message sealed for the other direction does not verify either.
     const c2 = new NtlmSecurity(RANDOM_SESSION_KEY, flags);
     const own = c2.seal(Buffer.from('x'));
-    expect(() => new NtlmSecurity(RANDOM_SESSION_KEY, flags).unseal(own.signature, own.data)).toThrow(/does not verify/);
+    expect(() => new NtlmSecurity(RANDOM_SESSION_KEY, flags).unseal(own.signature, own.data)).toThrow(
+      /does not verify/,
+    );
   });
 });

@@ -54,7 +54,8 @@ export const CLIENT_FLAGS =
   0;
 
 /** Flags without which this client refuses to go on (it would have to weaken the session). */
-const REQUIRED_FROM_SERVER = NEGOTIATE.UNICODE | NEGOTIATE.SEAL | NEGOTIATE.SIGN | NEGOTIATE.EXTENDED_SESSIONSECURITY;
+const REQUIRED_FROM_SERVER =
+  NEGOTIATE.UNICODE | NEGOTIATE.SEAL | NEGOTIATE.SIGN | NEGOTIATE.EXTENDED_SESSIONSECURITY;
 
 export const AV = {
   EOL: 0,
@@ -279,7 +280,9 @@ export function encodeAuthenticate(i: AuthenticateInput): Authenticated {
   const ch = decodeChallenge(i.challenge);
   const missing = REQUIRED_FROM_SERVER & ~ch.flags;
   if (missing)
-    throw new NtlmError(`the server's NTLM challenge lacks required flags 0x${missing.toString(16)} (NTLMv2 with sealing)`);
+    throw new NtlmError(
+      `the server's NTLM challenge lacks required flags 0x${missing.toString(16)} (NTLMv2 with sealing)`,
+    );
   const flags = (CLIENT_FLAGS & ch.flags) >>> 0;
   const timestamp = ch.avPairs.find((p) => p.id === AV.TIMESTAMP)?.value;
   const pairs = ch.avPairs.filter((p) => p.id !== AV.FLAGS);
@@ -299,7 +302,7 @@ export function encodeAuthenticate(i: AuthenticateInput): Authenticated {
   const lm = timestamp ? Buffer.alloc(24) : r.lmChallengeResponse;
   const keyExchangeKey = r.sessionBaseKey;
   let exported: Buffer = keyExchangeKey;
-  let encryptedKey = Buffer.alloc(0);
+  let encryptedKey: Buffer = Buffer.alloc(0);
   if (flags & NEGOTIATE.KEY_EXCH) {
     if (i.exportedSessionKey.length !== 16) throw new NtlmError('the exported session key must be 16 bytes');
     exported = i.exportedSessionKey;
@@ -413,7 +416,7 @@ export class NtlmSecurity {
   #mac(signKey: Buffer, handle: Rc4, seq: number, message: Uint8Array): Buffer {
     const seqBuf = Buffer.alloc(4);
     seqBuf.writeUInt32LE(seq);
-    let checksum = hmacMd5(signKey, seqBuf, message).subarray(0, 8);
+    let checksum: Buffer = hmacMd5(signKey, seqBuf, message).subarray(0, 8);
     if (this.#keyExch) checksum = handle.update(checksum);
     const sig = Buffer.alloc(16);
     sig.writeUInt32LE(1, 0);

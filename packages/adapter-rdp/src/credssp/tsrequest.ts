@@ -1,8 +1,8 @@
 import {
   children,
   DerError,
-  explicit,
   expectTlv,
+  explicit,
   integer,
   octetString,
   peekTlv,
@@ -71,7 +71,8 @@ function fields(value: Buffer, what: string, max: number): Map<number, Tlv> {
   let last = -1;
   for (const t of children(value, what)) {
     const n = t.tag & 0x1f;
-    if ((t.tag & 0xe0) !== 0xa0 || n > max) throw new DerError(`${what}: unexpected tag 0x${t.tag.toString(16)}`);
+    if ((t.tag & 0xe0) !== 0xa0 || n > max)
+      throw new DerError(`${what}: unexpected tag 0x${t.tag.toString(16)}`);
     if (n <= last) throw new DerError(`${what}: fields out of order`);
     last = n;
     out.set(n, t);
