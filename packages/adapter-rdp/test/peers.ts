@@ -1,6 +1,7 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, waitForPort } from '@gatehouse/core/testing';
@@ -25,6 +26,18 @@ function stopper(child: ChildProcess): () => Promise<void> {
     });
 }
 
+/** Whether a Unix socket accepts a connection now. */
+function accepts(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.createConnection({ path: socketPath });
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
 /** A headless X server on a display number nobody uses (shared/PEERS.md). */
 export async function startXvfb(): Promise<{ display: string; stop(): Promise<void> }> {
   for (let attempt = 0; attempt < 20; attempt++) {
@@ -37,7 +50,12 @@ export async function startXvfb(): Promise<{ display: string; stop(): Promise<vo
     while (Date.now() < deadline && child.exitCode === null && !existsSync(`/tmp/.X11-unix/X${n}`)) {
       await new Promise((r) => setTimeout(r, 25));
     }
-    if (child.exitCode === null && existsSync(`/tmp/.X11-unix/X${n}`))
+    // The socket file exists from bind(), a moment before the server accepts: a client
+    // started in that moment (freerdp-shadow) fails to open the display and exits.
+    while (Date.now() < deadline && child.exitCode === null && !(await accepts(`/tmp/.X11-unix/X${n}`))) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    if (child.exitCode === null && (await accepts(`/tmp/.X11-unix/X${n}`)))
       return { display: `:${n}`, stop: stopper(child) };
     child.kill('SIGKILL');
   }

@@ -7,7 +7,14 @@ import { promisify } from 'node:util';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rdp } from '../../adapter-rdp/src/index.js';
-import { allStarted, startWeston, startXrdp, type Weston } from '../../adapter-rdp/test/peers.js';
+import {
+  allStarted,
+  startShadow,
+  startWeston,
+  startXrdp,
+  startXvfb,
+  type Weston,
+} from '../../adapter-rdp/test/peers.js';
 import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
 import { buildUi, signIn, UiBrowser } from './harness.js';
 
@@ -35,6 +42,11 @@ let xrdp: Awaited<ReturnType<typeof startXrdp>>;
 let alice: { context: BrowserContext; page: Page };
 /** The remote desktop's colour, new each run: a screenshot showing it came from the desktop. */
 const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
+/** freerdp-shadow with NLA required (a Windows host's default) on its own display, and that display's colour. */
+let shadowX: { display: string; stop(): Promise<void> };
+let shadow: { port: number; stop(): Promise<void> };
+const SHADOW_PASSWORD = 'Sh4dow!pw';
+const shadowColor: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'gh-web-rdp-'));
@@ -46,7 +58,9 @@ beforeAll(async () => {
     startXrdp(dir, color, 'exec xterm -geometry 80x24+0+0 -e sh -c \'cat > "$HOME/typed.txt"\'').then(
       (x) => (xrdp = x),
     ),
+    startXvfb().then((x) => (shadowX = x)),
   ]);
+  shadow = await startShadow(dir, shadowX.display, { user: 'Administrator', password: SHADOW_PASSWORD });
   tg = await startGateway({ webDir: dist, clusterName: 'desk.example' });
   tg.gw.use(rdp());
   await tg.gw.ready();
@@ -73,6 +87,18 @@ beforeAll(async () => {
     insecure_skip_verify: true,
     credentials: [{ login: xrdp.user, password: xrdp.password }],
   });
+  for (const [name, password] of [
+    ['nla1', SHADOW_PASSWORD],
+    ['nla-wrong', 'not-the-password'],
+  ] as const) {
+    await tg.gw.admin.addDesktop({
+      name,
+      addr: `127.0.0.1:${shadow.port}`,
+      labels: { env: 'dev' },
+      insecure_skip_verify: true,
+      credentials: [{ login: 'Administrator', password }],
+    });
+  }
   ui = await UiBrowser.launch([{ port: tg.port, caPem: tg.gw.exportCa('x509', { type: 'host' }) }]);
   alice = await ui.newPage(tg.port);
   await signIn(alice.page, 'alice', PASSWORD);
@@ -84,6 +110,8 @@ afterAll(async () => {
   await tg?.close();
   await weston?.stop();
   await xrdp?.stop();
+  await shadow?.stop();
+  await shadowX?.stop();
   if (dist) await rm(dist, { recursive: true, force: true });
   if (dir) await rm(dir, { recursive: true, force: true });
 });
@@ -243,4 +271,42 @@ describe('desktops in the web UI', () => {
     expect(denied).toBeDefined();
     expect(ui.cspViolations, ui.cspViolations.join('\n')).toEqual([]);
   });
+
+  it('an NLA-only desktop: the gateway logs in with CredSSP and the stored credential; the tab shows the remote screen', async () => {
+    const { page } = alice;
+    await page.goto('/web/desktop?name=nla1&login=Administrator');
+    await page.locator('main[data-state="connected"]').waitFor({ timeout: 60_000 });
+    // The shadow server sends what changes on its display: paint it while waiting.
+    const hex = shadowColor.map((c) => c.toString(16).padStart(2, '0')).join('');
+    const seen = await waitFor(
+      async () => {
+        await run('xsetroot', ['-solid', `#${hex}`], { env: { ...process.env, DISPLAY: shadowX.display } });
+        const px = await pixelsOf(page, shadowColor);
+        return px.match > 0.3 * px.total ? px : undefined;
+      },
+      'the NLA desktop on screen',
+      60_000,
+    );
+    await ui.shot(page, 'desktop-nla');
+    expect(seen.match).toBeGreaterThan(0.3 * seen.total);
+    const start = (await events('desktop.session.start')).find(
+      (e) => e.server === 'nla1' && e.success === true,
+    );
+    expect(start).toMatchObject({ user: 'alice', login: 'Administrator', security: 'hybrid' });
+  }, 120_000);
+
+  it('an NLA-only desktop whose stored password is wrong: the tab shows an error, the refusal is audited with the fix', async () => {
+    const { page } = alice;
+    await page.goto('/web/desktop?name=nla-wrong&login=Administrator');
+    await page.locator('main[data-state="error"]').waitFor({ timeout: 60_000 });
+    await ui.shot(page, 'desktop-nla-wrong-password');
+    await expect(page.getByTestId('desktop-status').textContent()).resolves.toMatch(/password stored for it/);
+    const failed = await waitFor(
+      async () =>
+        (await events('desktop.session.start')).find((e) => e.server === 'nla-wrong' && e.success === false),
+      'the failed desktop.session.start',
+      15_000,
+    );
+    expect(String(failed.error)).toMatch(/refused the stored credential .*--password-file/);
+  }, 120_000);
 });

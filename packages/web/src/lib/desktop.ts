@@ -42,6 +42,8 @@ export function explainDesktopError(
   if (d.httpStatusCode === 403)
     return 'access denied: your roles do not allow this desktop and login, or your access was revoked';
   if (d.httpStatusCode === 401) return 'you are not signed in';
+  if (d.httpStatusCode === 502)
+    return 'the desktop refused the gateway (its connection, or the login and password stored for it); an admin finds why in the audit log (desktop.session.start)';
   if (d.httpStatusCode !== undefined) return `the gateway refused the connection (HTTP ${d.httpStatusCode})`;
   if (d.tlsAlertCode !== undefined)
     return `the desktop's TLS certificate is not trusted or TLS failed (alert ${d.tlsAlertCode})`;
