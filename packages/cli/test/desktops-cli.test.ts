@@ -1,10 +1,18 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomInt, X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { allStarted, countColor, startWeston, startXvfb, type Weston } from '../../adapter-rdp/test/peers.js';
+import {
+  allStarted,
+  countColor,
+  startShadow,
+  startWeston,
+  startXvfb,
+  type Weston,
+} from '../../adapter-rdp/test/peers.js';
 import { admin, auditEvents, BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
 
 describe('gatehouse desktops add / ls / connect (xfreerdp through the daemon)', () => {
@@ -14,6 +22,10 @@ describe('gatehouse desktops add / ls / connect (xfreerdp through the daemon)', 
   let xvfb: { display: string; stop(): Promise<void> };
   let connect: ChildProcess | undefined;
   const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
+  /** freerdp-shadow with NLA required (a Windows host's default) on its own display, in its own colour. */
+  let shadowX: { display: string; stop(): Promise<void> };
+  let shadow: { port: number; stop(): Promise<void> };
+  const shadowColor: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
   const homes = { alice: '' };
 
   beforeAll(async () => {
@@ -23,7 +35,9 @@ describe('gatehouse desktops add / ls / connect (xfreerdp through the daemon)', 
       startWeston(dir, color).then((w) => (weston = w)),
       startXvfb().then((x) => (xvfb = x)),
       startDaemon({ cluster: 'dsk' }).then((x) => (d = x)),
+      startXvfb().then((x) => (shadowX = x)),
     ]);
+    shadow = await startShadow(dir, shadowX.display, { user: 'Administrator', password: 'Sh4dow!pw' });
     homes.alice = join(d.root, 'home-alice');
     await admin(
       d,
@@ -52,6 +66,8 @@ describe('gatehouse desktops add / ls / connect (xfreerdp through the daemon)', 
   afterAll(async () => {
     connect?.kill('SIGKILL');
     await d?.stop();
+    await shadow?.stop();
+    await shadowX?.stop();
     await xvfb?.stop();
     await weston?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -150,6 +166,53 @@ describe('gatehouse desktops add / ls / connect (xfreerdp through the daemon)', 
     }
     const end = auditEvents(d).find((e) => e.type === 'desktop.session.end');
     expect(end).toMatchObject({ server: 'win1', reason: 'client_closed' });
+  });
+
+  it('desktops connect to an NLA-only desktop: the gateway runs CredSSP with the stored password, xfreerdp shows the screen, nobody typed it', async () => {
+    const pw = join(dir, 'nla.pw');
+    writeFileSync(pw, 'Sh4dow!pw\n', { mode: 0o600 });
+    const add = await admin(d, [
+      'desktops',
+      'add',
+      'nla1',
+      '--addr',
+      `127.0.0.1:${shadow.port}`,
+      '--label',
+      'env=dev',
+      '--insecure-skip-verify',
+      '--login',
+      'Administrator',
+      '--password-file',
+      pw,
+    ]);
+    expect(add.stdout).toContain('Desktop nla1 added');
+    connect = spawn(process.execPath, [BIN, 'desktops', 'connect', 'nla1', '--login', 'Administrator'], {
+      env: { ...process.env, GATEHOUSE_HOME: homes.alice, DISPLAY: xvfb.display },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    connect.stdout!.on('data', (b: Buffer) => (out += b));
+    connect.stderr!.on('data', (b: Buffer) => (out += b));
+    const hex = shadowColor.map((c) => c.toString(16).padStart(2, '0')).join('');
+    const deadline = Date.now() + 45_000;
+    let seen = 0;
+    while (Date.now() < deadline && seen < 0.5 * 1024 * 768) {
+      if (connect.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 300));
+      // The shadow server sends what changes on its display: paint it while waiting.
+      await promisify(execFile)('xsetroot', ['-solid', `#${hex}`], {
+        env: { ...process.env, DISPLAY: shadowX.display },
+      });
+      seen = await countColor(xvfb.display, dir, shadowColor);
+    }
+    expect(seen, out).toBeGreaterThan(0.5 * 1024 * 768);
+    expect(
+      auditEvents(d).find(
+        (e) => e.type === 'desktop.session.start' && e.server === 'nla1' && 'success' in e && e.success,
+      ),
+    ).toMatchObject({ user: 'alice', login: 'Administrator', security: 'hybrid', tls_verify: 'skipped' });
+    connect.kill('SIGTERM');
+    await new Promise((r) => connect!.once('exit', r));
   });
 
   it('a desktop the roles do not allow is refused before any client starts', async () => {
