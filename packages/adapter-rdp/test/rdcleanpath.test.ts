@@ -505,7 +505,6 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
   });
 
   it('an NLA-only desktop whose stored password is wrong: a clear refusal that says how to update it, audited, no session', async () => {
-    const before = (await gw.admin.listSessions()).length;
     const refused = await exchange(
       await openSocket('alice'),
       encodeRequest({
@@ -523,7 +522,6 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     expect(failed.error).toMatch(/--password-file/);
     expect(String(failed.error)).not.toContain('not-the-password');
     expect((await gw.admin.listSessions()).filter((l) => l.server === 'nla-wrong')).toEqual([]);
-    expect((await gw.admin.listSessions()).length).toBeLessThanOrEqual(before);
   });
 
   it('an NLA-only desktop without a stored credential: the browser gets the HYBRID confirm and runs CredSSP itself; a native client (TLS only) is refused with the negotiation error', async () => {

@@ -2,7 +2,6 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { children, DerError, expectTlv, TAG } from './der.js';
 import {
   type Credential,
-  decodeChallenge,
   encodeAuthenticate,
   encodeNegotiate,
   NTLMSSP_SIGNATURE,
@@ -139,17 +138,16 @@ export class CredSspClient {
         'the target answered with a SPNEGO or Kerberos token; only raw NTLM is supported',
         'protocol',
       );
-    const auth = this.#ntlm(() => {
-      decodeChallenge(challenge);
-      return encodeAuthenticate({
+    const auth = this.#ntlm(() =>
+      encodeAuthenticate({
         negotiate: this.#negotiate,
         challenge,
         credential: this.#o.credential,
         clientChallenge: this.#o.random(8),
         exportedSessionKey: this.#o.random(16),
         now: this.#o.now(),
-      });
-    });
+      }),
+    );
     this.#security = new NtlmSecurity(auth.exportedSessionKey, auth.flags);
     const req: TSRequest = { version: CREDSSP_VERSION, negoTokens: [auth.message] };
     let bound: Buffer;
