@@ -176,9 +176,19 @@ async function loginWithCredSsp(
   cred: DesktopCredential,
   timeoutMs: number,
 ): Promise<void> {
+  let publicKey: Buffer;
+  try {
+    publicKey = subjectPublicKey(new X509Certificate(leaf).publicKey.export({ type: 'spki', format: 'der' }));
+  } catch (err) {
+    throw new DesktopError(
+      `the TLS public key of desktop "${desktop.name}" cannot be read for CredSSP: ${(err as Error).message}`,
+      { errorCode: RDCLEANPATH_ERROR.general, tlsAlertCode: TLS_ALERT.badCertificate },
+      'upstream',
+    );
+  }
   const client = new CredSspClient({
     credential: { user: cred.login, domain: cred.domain ?? '', password: cred.password },
-    publicKey: subjectPublicKey(new X509Certificate(leaf).publicKey.export({ type: 'spki', format: 'der' })),
+    publicKey,
     random: (n) => randomBytes(n),
     now: () => Date.now(),
   });
@@ -195,8 +205,12 @@ async function loginWithCredSsp(
     } catch (err) {
       const e = err as FrameError;
       // Servers without the CredSSP error field (or that just drop the logon) close here.
+      // FreeRDP closes the same way when the public key proof does not match (something
+      // between the gateway and the desktop holds the TLS session): the message says both.
       if (afterAuthenticate && e.kind === 'closed')
-        throw refused('it closed the connection after the NTLM logon');
+        throw refused(
+          'it closed the connection after the NTLM logon; less likely, it saw another TLS key than the gateway did',
+        );
       throw new DesktopError(
         `CredSSP with desktop "${desktop.name}": ${e.message}`,
         httpError(e.kind === 'timeout' ? 504 : 502),

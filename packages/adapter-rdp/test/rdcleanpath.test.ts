@@ -485,7 +485,8 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
       await front.close();
     }
     const end = await waitForEvent('desktop.session.end', (e) => e.session_id === sessionId);
-    expect(end.bytes_out).toBeGreaterThan(10_000);
+    // A one-colour screen compresses to a few KiB: what matters is that the desktop's stream flowed.
+    expect(end.bytes_out).toBeGreaterThan(1000);
     // What was recorded: no stored password (UTF-16LE or UTF-8), no NTLM message, no TSRequest.
     const data: Buffer[] = [];
     for await (const ev of gw.recordings.read(sessionId))
@@ -494,7 +495,7 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     for (const f of files.filter((n) => n.endsWith('.gz')))
       data.push(gunzipSync(await readFile(path.join(dir, 'recordings', sessionId, f))));
     const all = Buffer.concat(data);
-    expect(all.length).toBeGreaterThan(10_000);
+    expect(all.length).toBeGreaterThan(1000);
     for (const secret of [
       Buffer.from(SHADOW_PASSWORD, 'utf16le'),
       Buffer.from(SHADOW_PASSWORD),
