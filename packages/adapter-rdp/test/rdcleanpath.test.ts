@@ -1,23 +1,35 @@
 import { execFile } from 'node:child_process';
-import { randomInt, X509Certificate } from 'node:crypto';
+import { randomBytes, randomInt, X509Certificate } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { request } from 'node:https';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
+import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import { createGateway, type Gateway } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { createWebSocketStream } from 'ws';
+import { subjectPublicKey, tsRequestLength } from '../src/credssp/index.js';
+import { FakeTarget } from '../src/credssp/testing.js';
 import { rdp, startLocalFront } from '../src/index.js';
+import { readFrame } from '../src/io.js';
 import {
   decodeResponse,
   derMessageLength,
   encodeRequest,
   type RDCleanPathResponse,
 } from '../src/wire/rdcleanpath.js';
-import { decodeConnectionConfirm, encodeConnectionRequest, PROTOCOL } from '../src/wire/x224.js';
+import { readTpkt } from '../src/wire/tpkt.js';
+import {
+  decodeConnectionConfirm,
+  decodeConnectionRequest,
+  encodeConnectionConfirm,
+  encodeConnectionRequest,
+  PROTOCOL,
+} from '../src/wire/x224.js';
 import {
   allStarted,
   countColor,
@@ -95,6 +107,59 @@ function wsStream(
   });
 }
 
+/**
+ * An NLA-only "desktop" that lies in CredSSP: it accepts the gateway's NTLM
+ * logon but proves another TLS public key than its own, which is what a man
+ * in the middle holding the TLS session would have to do. It records whether
+ * the gateway ever sent the sealed credential (authInfo).
+ */
+async function startLyingTarget(
+  dir: string,
+): Promise<{ port: number; sentAuthInfo(): boolean; close(): void }> {
+  const { cert, key } = await selfSigned(dir, 'liar');
+  const certPem = await readFile(cert, 'utf8');
+  const publicKey = subjectPublicKey(
+    new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' }),
+  );
+  let authInfo = false;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((raw) => {
+    sockets.add(raw);
+    raw.on('error', () => raw.destroy());
+    void (async () => {
+      const cr = decodeConnectionRequest(await readFrame(raw, (b) => readTpkt(b)?.length, 'request', 5000));
+      if (!((cr.negotiation?.requestedProtocols ?? 0) & PROTOCOL.HYBRID)) {
+        raw.end(encodeConnectionConfirm({ type: 'failure', failureCode: 5 }));
+        return;
+      }
+      raw.write(encodeConnectionConfirm({ type: 'response', flags: 0, selectedProtocol: PROTOCOL.HYBRID }));
+      const s = new tls.TLSSocket(raw, { isServer: true, cert: certPem, key: await readFile(key, 'utf8') });
+      const target = new FakeTarget({
+        user: 'Administrator',
+        domain: '',
+        password: SHADOW_PASSWORD,
+        publicKey,
+        version: 6,
+        serverChallenge: randomBytes(8),
+        proveKey: randomBytes(publicKey.length),
+      });
+      s.write(target.onNegotiate(await readFrame(s, tsRequestLength, 'negotiate', 5000)));
+      s.write(target.onAuthenticate(await readFrame(s, tsRequestLength, 'authenticate', 5000)));
+      s.resume();
+      s.on('data', () => (authInfo = true));
+    })().catch(() => raw.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    sentAuthInfo: () => authInfo,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
 describe('RDCleanPath relay through the gateway to a real RDP server (weston)', () => {
   let dir: string;
   let gw: Gateway;
@@ -103,6 +168,7 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
   let xvfb: { display: string; stop(): Promise<void> };
   let caPem: string[];
   let shadow: { port: number; stop(): Promise<void> };
+  let liar: Awaited<ReturnType<typeof startLyingTarget>>;
   /** The display the shadow server shares, painted its own colour. */
   let shadowX: { display: string; stop(): Promise<void> };
   const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
@@ -230,6 +296,14 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
       insecure_skip_verify: true,
       credentials: [{ login: 'Administrator', password: SHADOW_PASSWORD }],
     });
+    liar = await startLyingTarget(dir);
+    await gw.admin.addDesktop({
+      name: 'nla-mitm',
+      addr: `127.0.0.1:${liar.port}`,
+      labels: { env: 'dev' },
+      insecure_skip_verify: true,
+      credentials: [{ login: 'Administrator', password: SHADOW_PASSWORD }],
+    });
     await gw.admin.addDesktop({
       name: 'nla-wrong',
       addr: `127.0.0.1:${shadow.port}`,
@@ -254,6 +328,7 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
   afterAll(async () => {
     for (const s of sockets) s.destroy();
     await gw?.close();
+    liar?.close();
     await shadow?.stop();
     await shadowX?.stop();
     await xvfb?.stop();
@@ -523,6 +598,24 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     expect(failed.error).toMatch(/--password-file/);
     expect(String(failed.error)).not.toContain('not-the-password');
     expect((await gw.admin.listSessions()).filter((l) => l.server === 'nla-wrong')).toEqual([]);
+  });
+
+  it('a desktop whose CredSSP answer proves another TLS key (a man in the middle) is refused with a TLS alert, audited, and never gets the password', async () => {
+    const refused = await exchange(
+      await openSocket('alice'),
+      encodeRequest({
+        destination: 'nla-mitm',
+        proxyAuth: await token('alice', 'nla-mitm'),
+        x224: clientRequest(),
+      }),
+    );
+    expect(refused).toMatchObject({ type: 'error', error: { errorCode: 1, tlsAlertCode: 42 } });
+    const failed = await waitForEvent(
+      'desktop.session.start',
+      (e) => e.server === 'nla-mitm' && e.success === false,
+    );
+    expect(failed.error).toMatch(/public key proof does not match .*man in the middle/);
+    expect(liar.sentAuthInfo()).toBe(false);
   });
 
   it('an NLA-only desktop without a stored credential: the browser gets the HYBRID confirm and runs CredSSP itself; a native client (TLS only) is refused with the negotiation error', async () => {
