@@ -189,17 +189,35 @@ export async function startShadow(
   const sam = path.join(dir, 'shadow.sam');
   const { stdout } = await run(WINPR_HASH, ['-u', account.user, '-p', account.password, '-f', 'sam']);
   await writeFile(sam, stdout);
-  const port = await freePort();
-  const child = spawn(
-    SHADOW,
-    [`/port:${port}`, '/bind-address:127.0.0.1', '+auth', '/sec:nla', `/sam-file:${sam}`],
-    {
-      env: { ...process.env, DISPLAY: display, HOME: dir },
-      stdio: 'ignore',
-    },
-  );
-  await waitForPort(port, child, 15_000, 'freerdp-shadow-cli');
-  return { port, stop: stopper(child) };
+  // A free port can be taken by another process before the server binds it (the machine
+  // is shared): the server then exits at once, and a new port is tried.
+  let failure = '';
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const child = spawn(
+      SHADOW,
+      [`/port:${port}`, '/bind-address:127.0.0.1', '+auth', '/sec:nla', `/sam-file:${sam}`],
+      {
+        env: { ...process.env, DISPLAY: display, HOME: dir },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    // Its last words (FreeRDP logs to both streams), for a start that fails.
+    let log = '';
+    const keep = (d: Buffer) => (log = (log + d.toString()).slice(-2000));
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    try {
+      await waitForPort(port, child, 15_000, 'freerdp-shadow-cli');
+      child.stdout!.removeListener('data', keep).resume();
+      child.stderr!.removeListener('data', keep).resume();
+      return { port, stop: stopper(child) };
+    } catch (err) {
+      await stopper(child)();
+      failure = `${(err as Error).message}: ${log}`;
+    }
+  }
+  throw new Error(failure);
 }
 
 export const XRDP = '/usr/sbin/xrdp';
