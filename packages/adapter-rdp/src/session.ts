@@ -13,7 +13,7 @@ import type {
 import { GatehouseError, toGatehouseError } from '@gatehouse/core';
 import { answerFor, DesktopError, httpError } from './errors.js';
 import { type FrameError, readFrame } from './io.js';
-import { connectDesktop, type DesktopUpstream, NlaRequiredError } from './upstream.js';
+import { connectDesktop, type DesktopUpstream } from './upstream.js';
 import {
   type ClientInfo,
   decodeClientInfoPdu,
@@ -169,35 +169,26 @@ export class DesktopSession {
     if (revoked) throw new GatehouseError('GH_ERR_ACCESS_DENIED', revoked.message);
 
     const credential = await this.#ctx.desktops.credentialFor(grant);
-    // With a stored credential the gateway logs in itself and the client is told TLS was
-    // selected, so it never runs CredSSP nor needs the password. It offers the desktop TLS
-    // first and logs in through the Client Info PDU; a desktop that requires NLA says so, and
-    // the gateway dials again offering NLA and runs CredSSP (upstream.ts). TLS goes first so
-    // TLS-only desktops see the same request as before (xrdp ended sessions now and then in
-    // the browser test when NLA was offered as well).
+    // With a stored credential the gateway logs in itself: it offers the desktop TLS or NLA;
+    // with NLA it runs CredSSP (upstream.ts), with TLS it rewrites the Client Info PDU. Either
+    // way the client is told TLS was selected, so it never runs CredSSP nor needs the password.
     // HYBRID_EX is not offered: a client told SSL expects no Early User Authorization Result.
-    const offer = (requestedProtocols: number) =>
-      encodeConnectionRequest({
-        ...clientCr,
-        negotiation: { flags: clientCr.negotiation?.flags ?? 0, requestedProtocols },
-      });
-    const connect = (cr: Buffer) =>
-      connectDesktop(desktop, cr, {
+    const cr = credential
+      ? encodeConnectionRequest({
+          ...clientCr,
+          negotiation: {
+            flags: clientCr.negotiation?.flags ?? 0,
+            requestedProtocols: PROTOCOL.SSL | PROTOCOL.HYBRID,
+          },
+        })
+      : req.x224;
+    let up: DesktopUpstream;
+    try {
+      up = await connectDesktop(desktop, cr, {
         dialer: this.#ctx.dialer,
         timeoutMs: this.#opts.upstreamTimeoutMs,
         credential,
       });
-    let up: DesktopUpstream;
-    try {
-      if (!credential) up = await connect(req.x224);
-      else {
-        try {
-          up = await connect(offer(PROTOCOL.SSL));
-        } catch (err) {
-          if (!(err instanceof NlaRequiredError)) throw err;
-          up = await connect(offer(PROTOCOL.SSL | PROTOCOL.HYBRID));
-        }
-      }
     } catch (err) {
       await this.#audit.onStartFailed(err instanceof Error ? err.message : String(err));
       throw err;

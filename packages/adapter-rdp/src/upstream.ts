@@ -23,11 +23,6 @@ import {
 /** RDP_NEG_FAILURE code of a server that only accepts NLA (MS-RDPBCGR 2.2.1.2.2). */
 const HYBRID_REQUIRED_BY_SERVER = 5;
 
-/** The desktop answered HYBRID_REQUIRED_BY_SERVER to a request without NLA. */
-export class NlaRequiredError extends DesktopError {
-  override name = 'NlaRequiredError';
-}
-
 /** The desktop end of a session: TLS up, the server's confirm and chain in hand. */
 export interface DesktopUpstream {
   socket: TLSSocket;
@@ -102,18 +97,12 @@ export async function connectDesktop(
       );
     }
     if (confirm.type === 'failure') {
-      if (confirm.failureCode === HYBRID_REQUIRED_BY_SERVER) {
-        throw new NlaRequiredError(
-          `desktop "${desktop.name}" requires NLA (CredSSP) and the gateway has no credential stored for this login; ` +
-            `store one (gatehouse desktops add ${desktop.name} ... --login L --password-file FILE) so the gateway logs in, ` +
-            'or connect with a client that runs NLA itself (the browser tab)',
-          { errorCode: RDCLEANPATH_ERROR.negotiation },
-          'upstream',
-          confirmFrame,
-        );
-      }
       throw new DesktopError(
-        `desktop "${desktop.name}" refused the security protocols offered (failure code ${confirm.failureCode})`,
+        confirm.failureCode === HYBRID_REQUIRED_BY_SERVER
+          ? `desktop "${desktop.name}" requires NLA (CredSSP) and the gateway has no credential stored for this login; ` +
+              `store one (gatehouse desktops add ${desktop.name} ... --login L --password-file FILE) so the gateway logs in, ` +
+              'or connect with a client that runs NLA itself (the browser tab)'
+          : `desktop "${desktop.name}" refused the security protocols offered (failure code ${confirm.failureCode})`,
         { errorCode: RDCLEANPATH_ERROR.negotiation },
         'upstream',
         confirmFrame,
