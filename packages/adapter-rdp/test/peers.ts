@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -241,6 +241,28 @@ async function pidsOf(args: string[]): Promise<number[]> {
  * password and an ~/.xsession painting the root window `color`, so a
  * screenshot tells a logged-in session from xrdp's login dialog.
  */
+/**
+ * Removes the sockets (and X lock files) that ended xrdp sessions left in
+ * sesman's display range. sesman skips every display with a socket file, so
+ * they pile up across runs until it answers "no display in range (10 to 60)
+ * is available" and every login fails. Only sockets that accept no
+ * connection are removed: a live session (of another run too) keeps its own.
+ */
+async function clearDeadXrdpDisplays(): Promise<void> {
+  for (const dir of ['/run/xrdp/sockdir', '/tmp/.X11-unix']) {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const name of names) {
+      const m = /(\d+)$/.exec(name);
+      const n = m ? Number(m[1]) : Number.NaN;
+      if (!(n >= 10 && n <= 60)) continue;
+      const file = path.join(dir, name);
+      if (await accepts(file)) continue;
+      await unlink(file).catch(() => undefined);
+      if (dir === '/tmp/.X11-unix') await unlink(`/tmp/.X${n}-lock`).catch(() => undefined);
+    }
+  }
+}
+
 export async function startXrdp(
   dir: string,
   color: [number, number, number],
@@ -249,6 +271,7 @@ export async function startXrdp(
 ): Promise<{ port: number; user: string; password: string; home: string; stop(): Promise<void> }> {
   const xdir = path.join(dir, 'xrdp');
   await mkdir(xdir, { recursive: true });
+  await clearDeadXrdpDisplays();
   const { cert, key } = await selfSigned(xdir, 'xrdp');
   if ((await run('id', ['-u', XRDP_USER]).catch(() => undefined)) === undefined) {
     await run('useradd', [
