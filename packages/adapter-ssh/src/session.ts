@@ -978,6 +978,15 @@ class SessionRelay {
     }
     this.#endViewers(reason ? { reason } : {});
     down?.end();
+    if (reason !== undefined && this.#upCh && !this.#upCh.destroyed) {
+      // The gateway ended the session (not the client leaving): a Gatehouse node kills
+      // everything the session started, `nohup` jobs included (OpenSSH signals the shell).
+      try {
+        this.#upCh.signal('KILL');
+      } catch (err) {
+        this.#d.ctx.log('debug', 'ssh: could not send the end-of-session signal to the node', err);
+      }
+    }
     this.#upCh?.close();
     this.#cleanup();
   }

@@ -5,7 +5,10 @@ import {
   createEnforcer,
   type Enforcer,
   policyNeedsBpf,
+  type SessionCgroup,
+  type SessionCgroups,
   type SessionPolicy,
+  sessionCgroups,
 } from '@gatehouse/bpf';
 import type { LogFn, SshSessionPolicy } from '@gatehouse/core';
 
@@ -27,6 +30,8 @@ export interface SessionEnforcement {
    * events and remove the cgroup.
    */
   release(): void;
+  /** Ends every process the session started, background jobs included (the gateway ended the session). */
+  kill(): Promise<void>;
 }
 
 export interface SessionIds {
@@ -50,6 +55,13 @@ export interface NodeEnforcement {
     policy: SshSessionPolicy,
     onFailed: (reason: string) => void,
   ): Promise<SessionEnforcement>;
+  /**
+   * A cgroup of its own for a session without a policy, so the node knows
+   * when its last process ended and can end them all. Undefined when this
+   * node cannot make cgroups (not root, no cgroup v2): the session runs in
+   * the service's cgroup as before, and the log says why, once.
+   */
+  contain(ids: SessionIds): Promise<SessionEnforcement | undefined>;
   /** Ends enforcement: sessions still running are killed (they would otherwise run unrestricted). */
   close(): Promise<void>;
 }
@@ -61,6 +73,8 @@ export interface NodeEnforcementOptions {
   log: LogFn;
   /** Default: createEnforcer() on first use, again after a helper died. */
   enforcer?: () => Promise<Enforcer>;
+  /** Session cgroups for sessions without a policy. Default: sessionCgroups(), tried once. */
+  cgroups?: () => Promise<SessionCgroups>;
 }
 
 const RECORD = new Set(['command', 'disk', 'network']);
@@ -182,7 +196,57 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
     return current;
   };
 
+  let plain: Promise<SessionCgroups | undefined> | undefined;
+  const cgroups = (): Promise<SessionCgroups | undefined> => {
+    plain ??= (o.cgroups ?? sessionCgroups)().catch((e: unknown) => {
+      // Said once: it does not change while the service runs.
+      o.log(
+        'error',
+        `node: sessions run in the node service's cgroup (no cgroup per session): ${(e as Error).message}`,
+      );
+      return undefined;
+    });
+    return plain;
+  };
+
+  /** Removes a session's cgroup once its last process has exited (after `before`, e.g. closing its BPF session). */
+  const releaseWhenEmpty = (cg: SessionCgroup, before: () => Promise<void>, done: () => void) => {
+    let releasing = false;
+    return () => {
+      if (releasing) return;
+      releasing = true;
+      void (async () => {
+        await cg.waitEmpty();
+        await before();
+        await cg.remove();
+      })()
+        .catch((err: unknown) => o.log('error', `node: releasing session cgroup ${cg.path}`, err))
+        .finally(done);
+    };
+  };
+
   return {
+    async contain(ids) {
+      if (closed) return undefined;
+      const c = await cgroups();
+      if (!c) return undefined;
+      let cg: SessionCgroup;
+      try {
+        cg = await c.create(ids.cgroup);
+      } catch (e) {
+        o.log('error', `node: session ${ids.sessionId} runs without a cgroup of its own`, e);
+        return undefined;
+      }
+      return {
+        procsFile: cg.procsFile,
+        release: releaseWhenEmpty(
+          cg,
+          async () => {},
+          () => {},
+        ),
+        kill: () => cg.kill(),
+      };
+    },
     async start(ids, policy, onFailed) {
       if (closed) throw new BpfUnavailableError('the node service is stopping');
       const bpfPolicy = toBpfPolicy(policy);
@@ -213,28 +277,24 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
             await o.audit.emit(a).catch((err: unknown) => o.log('error', 'node: enhanced audit failed', err));
         }
       })();
-      let releasing = false;
       let markDone: () => void = () => {};
       const entry = { kill: () => cg.kill(), done: new Promise<void>((r) => (markDone = r)) };
       live.add(entry);
       return {
         procsFile: cg.procsFile,
-        release: () => {
-          if (releasing) return;
-          releasing = true;
-          void (async () => {
-            await cg.waitEmpty();
+        release: releaseWhenEmpty(
+          cg,
+          async () => {
             // After the last process: every event it caused is delivered before close resolves.
             await session.close().catch((err: unknown) => o.log('debug', 'node: closing a bpf session', err));
             await pump;
-            await cg.remove();
-          })()
-            .catch((err: unknown) => o.log('error', `node: releasing session cgroup ${cg.path}`, err))
-            .finally(() => {
-              live.delete(entry);
-              markDone();
-            });
-        },
+          },
+          () => {
+            live.delete(entry);
+            markDone();
+          },
+        ),
+        kill: () => cg.kill(),
       };
     },
     async close() {
