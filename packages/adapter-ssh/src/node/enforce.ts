@@ -1,3 +1,4 @@
+import { posix } from 'node:path';
 import type { AuditEmitter, AuditEventInput } from '@gatehouse/audit';
 import {
   type BpfEvent,
@@ -99,6 +100,68 @@ export function needsEnforcement(p: SshSessionPolicy): boolean {
     policyNeedsBpf({ record: [], deny: p.restrictNetwork.deny, allow: p.restrictNetwork.allow }) ||
     p.enhancedRecording.length > 0
   );
+}
+
+/**
+ * Opens `disk` recording leaves out unless a role's `include` asks for them:
+ * what every program does on start (the loader, shared libraries, locales),
+ * kernel interfaces and the usual character devices. Hundreds per command,
+ * and none says what the user did. Only places a non-root login cannot
+ * write to: a symlink planted in an excluded directory (`/dev/shm`) would
+ * hide the open of its target.
+ */
+export const DEFAULT_OPEN_EXCLUDE: readonly string[] = [
+  '/proc',
+  '/sys',
+  '/dev/null',
+  '/dev/zero',
+  '/dev/random',
+  '/dev/urandom',
+  '/dev/tty',
+  '/dev/pts',
+  '/dev/ptmx',
+  '/etc/ld.so.cache',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/usr/lib',
+  '/usr/lib32',
+  '/usr/lib64',
+  '/usr/share/locale',
+];
+
+/** Paths that can lead anywhere (another root, a cwd, an open file), whatever prefix they start with. */
+const ANYWHERE =
+  /^\/(proc\/[^/]+\/(task\/[^/]+\/)?(root|cwd|fd|map_files)|dev\/fd|dev\/std(in|out|err))(\/|$)/;
+
+/** `path` is `prefix` or under it (`/etc` covers `/etc/hostname`, not `/etcetera`). */
+function under(path: string, prefix: string): boolean {
+  const p = prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+  return p === '/' || path === p || path.startsWith(`${p}/`);
+}
+
+/**
+ * Which opened paths `disk` recording audits, from the roles'
+ * enhanced_recording_paths: never under `exclude`; with `include`, only
+ * under it; without, not under DEFAULT_OPEN_EXCLUDE. Paths are compared
+ * after removing `.` and `..` (`/proc/../etc/shadow` is `/etc/shadow`). A
+ * path that could lead anywhere is always recorded rather than let it hide
+ * an open: a relative one (`cd /etc; cat hostname`), and one through
+ * `/proc/PID/root`, `cwd`, `fd`, `map_files` or `/dev/fd`.
+ */
+export function openRecorded(
+  paths: { include: string[]; exclude: string[] } | undefined,
+): (path: string) => boolean {
+  const include = paths?.include ?? [];
+  const exclude = paths?.exclude ?? [];
+  return (raw) => {
+    if (!raw.startsWith('/')) return true;
+    const path = posix.normalize(raw);
+    if (ANYWHERE.test(path)) return true;
+    if (exclude.some((p) => under(path, p))) return false;
+    if (include.length > 0) return include.some((p) => under(path, p));
+    return !DEFAULT_OPEN_EXCLUDE.some((p) => under(path, p));
+  };
 }
 
 /** Runs `plan` inside the session cgroup: a shell moves itself in (as root, before setpriv drops privileges), then execs. */
@@ -262,8 +325,11 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
       const base = { session_id: ids.sessionId, server: o.server, login: ids.login, user: ids.user };
       const execed = new Set<number>();
       const lastLost = { total: 0 };
+      const recorded = openRecorded(policy.recordingPaths);
       const pump = (async () => {
         for await (const ev of session) {
+          // Filtered here, before the audit log: the kernel's cost per open is the same either way.
+          if (ev.type === 'open' && !recorded(ev.path)) continue;
           if (ev.type === 'helper-exit') {
             // The reason first: killing the processes ends the channel, and a message written after
             // that never reached the user (the full run lost it once).
