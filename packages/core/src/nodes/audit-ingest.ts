@@ -1,5 +1,5 @@
 import { verify } from 'node:crypto';
-import type { AuditEmitter, AuditEventInput } from '@gatehouse/audit';
+import { type AuditEmitter, type AuditEventInput, AuditValidationError } from '@gatehouse/audit';
 import { z } from 'zod';
 import type { Backend } from '../backend/types.js';
 import type { Clock } from '../clock.js';
@@ -291,7 +291,24 @@ export class NodeAuditIngest {
           continue;
         }
         const id = `${p.boot}:${line.seq}`;
-        const why = this.#check(line);
+        let why = this.#check(line);
+        if (!why) {
+          // The node does not get to choose these: server is the certificate's name.
+          const { server: _s, node_time: _t, node_event_id: _i, ...rest } = line.event;
+          try {
+            await this.#d.audit.emit({
+              ...(rest as unknown as AuditEventInput),
+              server: node,
+              node_time: line.time,
+              node_event_id: id,
+            });
+            out.accepted++;
+          } catch (e) {
+            // An event the log cannot take as it is would block the node's queue for ever: refuse it alone.
+            if (!(e instanceof AuditValidationError)) throw e;
+            why = e.message;
+          }
+        }
         if (why) {
           await this.#d.audit.emit({
             type: 'node.audit_refused',
@@ -302,16 +319,6 @@ export class NodeAuditIngest {
             node_event_id: id,
           });
           out.refused.push({ seq: line.seq, reason: why });
-        } else {
-          // The node does not get to choose these: server is the certificate's name.
-          const { server: _s, node_time: _t, node_event_id: _i, ...rest } = line.event;
-          await this.#d.audit.emit({
-            ...(rest as unknown as AuditEventInput),
-            server: node,
-            node_time: line.time,
-            node_event_id: id,
-          });
-          out.accepted++;
         }
         last = { boot: p.boot, seq: line.seq };
       }
