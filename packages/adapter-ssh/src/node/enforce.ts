@@ -33,6 +33,8 @@ export interface SessionEnforcement {
   release(): void;
   /** Ends every process the session started, background jobs included (the gateway ended the session). */
   kill(): Promise<void>;
+  /** Resolves once the session's last process has exited and its cgroup is gone (after release()). */
+  readonly released: Promise<void>;
 }
 
 export interface SessionIds {
@@ -275,7 +277,9 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
   /** Removes a session's cgroup once its last process has exited (after `before`, e.g. closing its BPF session). */
   const releaseWhenEmpty = (cg: SessionCgroup, before: () => Promise<void>, done: () => void) => {
     let releasing = false;
-    return () => {
+    let markReleased: () => void = () => {};
+    const released = new Promise<void>((r) => (markReleased = r));
+    const release = () => {
       if (releasing) return;
       releasing = true;
       void (async () => {
@@ -284,8 +288,12 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
         await cg.remove();
       })()
         .catch((err: unknown) => o.log('error', `node: releasing session cgroup ${cg.path}`, err))
-        .finally(done);
+        .finally(() => {
+          done();
+          markReleased();
+        });
     };
+    return { release, released };
   };
 
   return {
@@ -302,7 +310,7 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
       }
       return {
         procsFile: cg.procsFile,
-        release: releaseWhenEmpty(
+        ...releaseWhenEmpty(
           cg,
           async () => {},
           () => {},
@@ -348,7 +356,7 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
       live.add(entry);
       return {
         procsFile: cg.procsFile,
-        release: releaseWhenEmpty(
+        ...releaseWhenEmpty(
           cg,
           async () => {
             // After the last process: every event it caused is delivered before close resolves.

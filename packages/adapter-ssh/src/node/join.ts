@@ -163,6 +163,8 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
         const next = new Set<bigint>();
         for (const set of decodeKrl(krl).serials.values()) for (const s of set) next.add(s);
         revoked = next;
+        // A lock also ends what the locked certificates still run here (direct logins, nohup jobs).
+        return service.endRevoked();
       })
       .catch((e: unknown) => o.log?.('error', 'node: fetching the revoked certificates failed', e))
       .finally(() => client.close());

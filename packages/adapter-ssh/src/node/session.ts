@@ -57,6 +57,8 @@ export interface SessionContext {
   enforcement?: NodeEnforcement | undefined;
   /** A policy with only enhanced_recording on a node that cannot record: refuse (default) or run with a warning. */
   recordingUnavailable?: 'refuse' | 'warn' | undefined;
+  /** The session runs in its own cgroup (so the node can end it later, e.g. when its certificate is revoked). */
+  onContained?: ((e: SessionEnforcement) => void) | undefined;
 }
 
 interface Running {
@@ -200,6 +202,7 @@ export function handleSession(session: Session, c: SessionContext): void {
         r?.release();
         return;
       }
+      if (r) c.onContained?.(r);
       const failed = (reason?: string) => {
         channel.stderr.write(`gatehouse node ${c.server}: ${reason ?? 'the session could not start'}\r\n`);
         finish(channel, 1, null);
