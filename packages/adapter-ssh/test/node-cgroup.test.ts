@@ -84,7 +84,7 @@ describe('a cgroup per session (no policy)', () => {
     expect(existsSync(dir)).toBe(true);
     // Its last process gone, the node removes the session cgroup.
     process.kill(pid, 'SIGKILL');
-    await waitFor(() => (existsSync(dir) ? undefined : true), `the node to remove ${dir}`);
+    await waitFor(() => (existsSync(dir) ? undefined : true), `the node to remove ${dir}`, 30_000);
   });
 
   it('a lock ends the session and kills everything it started, the setsid nohup job included', async () => {
@@ -97,8 +97,12 @@ describe('a cgroup per session (no policy)', () => {
       out += d.toString();
     });
     const pid = await waitFor(
-      () => (/^(\d+)\n/.exec(out) ? Number(/^(\d+)\n/.exec(out)![1]) : undefined),
+      () => {
+        const m = /^(\d+)\n/.exec(out);
+        return m ? Number(m[1]) : undefined;
+      },
       'the job pid',
+      30_000,
     );
     leftovers.push(pid);
     expect(alive(pid)).toBe(true);
@@ -107,7 +111,11 @@ describe('a cgroup per session (no policy)', () => {
     await env.gw.admin.lockUser('dave', { message: 'incident 42' });
     const r = await ssh;
     expect(r.code).not.toBe(0);
-    await waitFor(() => (alive(pid) ? undefined : true), 'the nohup job to be killed');
-    await waitFor(() => (existsSync(`${MOUNT}${cg}`) ? undefined : true), 'the session cgroup to be removed');
+    await waitFor(() => (alive(pid) ? undefined : true), 'the nohup job to be killed', 30_000);
+    await waitFor(
+      () => (existsSync(`${MOUNT}${cg}`) ? undefined : true),
+      'the session cgroup to be removed',
+      30_000,
+    );
   });
 });

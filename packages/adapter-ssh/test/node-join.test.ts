@@ -226,16 +226,24 @@ describe('node join tokens', () => {
       out += d.toString();
     });
     const exited = new Promise<number | null>((r) => ssh.on('close', (code) => r(code)));
-    const pid = await waitFor(() => {
-      const m = /^(\d+)\n/.exec(out);
-      return m ? Number(m[1]) : undefined;
-    }, 'the job pid');
+    const pid = await waitFor(
+      () => {
+        const m = /^(\d+)\n/.exec(out);
+        return m ? Number(m[1]) : undefined;
+      },
+      'the job pid',
+      30_000,
+    );
     try {
       expect(existsSync(`/proc/${pid}`)).toBe(true);
       await tg.gw.admin.lockUser('sam', { message: 'left the company' });
       // The node learns it from the revocation list it fetches, not from the gateway.
       expect(await exited).not.toBe(0);
-      await waitFor(() => (existsSync(`/proc/${pid}`) ? undefined : true), 'the nohup job to be killed');
+      await waitFor(
+        () => (existsSync(`/proc/${pid}`) ? undefined : true),
+        'the nohup job to be killed',
+        30_000,
+      );
     } finally {
       ssh.kill('SIGKILL');
       try {
