@@ -978,6 +978,15 @@ class SessionRelay {
     }
     this.#endViewers(reason ? { reason } : {});
     down?.end();
+    if (reason !== undefined && this.#upCh) {
+      // The gateway ended the session (not the client leaving): a Gatehouse node kills
+      // everything the session started, `nohup` jobs included (OpenSSH signals the shell).
+      try {
+        signalChannel(this.#upCh, 'KILL');
+      } catch (err) {
+        this.#d.ctx.log('debug', 'ssh: could not send the end-of-session signal to the node', err);
+      }
+    }
     this.#upCh?.close();
     this.#cleanup();
   }
@@ -993,6 +1002,23 @@ class SessionRelay {
     }
     this.onDone();
   }
+}
+
+/**
+ * Sends a `signal` request on an open session channel. ssh2's
+ * `Channel.signal()` sends nothing once this side has sent EOF (`ssh node cmd
+ * </dev/null` does at once), but SSH allows channel requests after EOF
+ * (RFC 4254 5.3), and the end-of-session KILL must reach the node then too.
+ */
+function signalChannel(ch: ClientChannel, name: string): void {
+  const c = ch as unknown as {
+    outgoing?: { id: number; state: string };
+    _client?: { _protocol?: { signal(id: number, name: string): void } };
+  };
+  // 'eof': ssh2's state once this side sent EOF; the channel is still open for requests.
+  const state = c.outgoing?.state;
+  if ((state !== 'open' && state !== 'eof') || !c.outgoing || !c._client?._protocol) return;
+  c._client._protocol.signal(c.outgoing.id, name);
 }
 
 /** ssh2's error when the node answers auth-agent-req with a failure. */

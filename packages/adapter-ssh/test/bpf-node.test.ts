@@ -449,6 +449,42 @@ describe('role changes', () => {
   });
 });
 
+describe('enhanced_recording_paths: which opens are recorded', () => {
+  it('a role that excludes /etc records no open of /etc/hostname but the one under its included path; a relative path is recorded', async () => {
+    await env.gw.admin.putRole(
+      [
+        'kind: role',
+        'name: paths',
+        'allow:',
+        `  logins: [${unix.name}]`,
+        '  node_labels: { env: dev }',
+        'options:',
+        '  enhanced_recording: [disk]',
+        '  enhanced_recording_paths: { include: [/tmp], exclude: [/etc] }',
+      ].join('\n'),
+    );
+    await env.gw.admin.createUser({ name: 'erin', roles: ['paths'], password: PASSWORD });
+    const erin = await loginUser(env, 'erin', PASSWORD);
+    const r = await sshJ(env, erin, `${unix.name}@node3`, [
+      '--',
+      `cat /etc/hostname >/dev/null; (cd /etc && cat hostname >/dev/null); cat ${FILE}`,
+    ]);
+    expect(r.stdout.toString()).toBe('abc\n');
+    // Events arrive in order: once the open of FILE (the last) is in, the others would be too.
+    const last = await waitFor(
+      () => audit.find('session.open').find((e) => e.user === 'erin' && e.path === FILE),
+      'the open of the included file',
+      20_000,
+    );
+    const opens = audit
+      .find('session.open')
+      .filter((e) => e.session_id === last.session_id)
+      .map((e) => e.path);
+    // Not /etc/hostname (excluded), nor the loader's and libc's opens (outside the include).
+    expect(opens).toEqual(['hostname', FILE]);
+  });
+});
+
 describe('the sftp subsystem through the gateway to the node service', () => {
   it('runs sftp-server in the session cgroup: its file reads are session.open events', async () => {
     const local = `${FILE}.copy`;

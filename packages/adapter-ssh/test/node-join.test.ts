@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -179,6 +181,77 @@ describe('node join tokens', () => {
     expect(refused.stderr).toContain('is revoked');
     await tg.gw.admin.deleteLock(lock.id);
     await waitFor(async () => (await ssh()).stdout === 'direct-ok\n', 'the node to accept the unlocked user');
+  });
+
+  it('a lock ends what a direct login still runs on a joined node, the setsid nohup job included', async () => {
+    const t = await tg.gw.admin.createJoinToken({ kind: 'node' });
+    const port = await freePort();
+    const node = await startJoinedNode({
+      proxy: `127.0.0.1:${tg.port}`,
+      caPin: tg.gw.caPin(),
+      token: t.token,
+      name: 'db3',
+      listen: `127.0.0.1:${port}`,
+      clock,
+      audit: new MemoryAuditLog(),
+      caRefreshMs: 0,
+      revocationRefreshMs: 100,
+    });
+    joined.push(node);
+    await tg.gw.admin.createUser({
+      name: 'sam',
+      roles: ['access'],
+      traits: { logins: [TEST_LOGIN] },
+      password: 'correct horse battery staple',
+    });
+    const key = await newClientKey(dir, 'sam');
+    const res = await client.login({
+      user: 'sam',
+      password: 'correct horse battery staple',
+      ssh_public_key: key.publicKey,
+    });
+    await writeFile(key.certPath, `${res.ssh_cert}\n`);
+    const knownHosts = path.join(dir, 'known_hosts_db3');
+    await writeFile(knownHosts, tg.gw.exportCa('known_hosts', { hosts: 'db3' }));
+    let out = '';
+    const ssh = spawn(
+      'ssh',
+      [
+        ...sshArgs({ port, knownHosts, key, login: TEST_LOGIN, alias: 'db3' }),
+        'setsid nohup sleep 1618 >/dev/null 2>&1 & echo $!; exec sleep 600',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    ssh.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => ssh.on('close', (code) => r(code)));
+    const pid = await waitFor(
+      () => {
+        const m = /^(\d+)\n/.exec(out);
+        return m ? Number(m[1]) : undefined;
+      },
+      'the job pid',
+      30_000,
+    );
+    try {
+      expect(existsSync(`/proc/${pid}`)).toBe(true);
+      await tg.gw.admin.lockUser('sam', { message: 'left the company' });
+      // The node learns it from the revocation list it fetches, not from the gateway.
+      expect(await exited).not.toBe(0);
+      await waitFor(
+        () => (existsSync(`/proc/${pid}`) ? undefined : true),
+        'the nohup job to be killed',
+        30_000,
+      );
+    } finally {
+      ssh.kill('SIGKILL');
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already, as it should be.
+      }
+    }
   });
 
   it('refuses to join a proxy whose CA does not match the pin', async () => {

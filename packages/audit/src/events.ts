@@ -19,6 +19,13 @@ export interface CommonFields {
   addr?: { remote?: string; local?: string };
   /** Free-form human message, indexed for text search. */
   message?: string;
+  /**
+   * Events a joined node forwarded (it has no audit log of its own): when the
+   * node saw it (`time` is when the gateway wrote it, possibly much later
+   * after an outage) and its id on the node (`BOOT:SEQ`, unique per node).
+   */
+  node_time?: string;
+  node_event_id?: string;
 }
 
 /** Identifies one database session in every db.session.* event. */
@@ -547,6 +554,19 @@ export type AuditEventInput =
       labels: Record<string, string>;
     })
   | (CommonFields & { type: 'node.join'; success: false; name: string; error: string })
+  | (CommonFields & {
+      /**
+       * A joined node's forwarded audit events were refused: the whole batch
+       * (`server` is the name the certificate claimed, or absent) or one event
+       * of it (`node_event_id` set).
+       */
+      type: 'node.audit_refused';
+      reason: string;
+      /** The unverified key id of a certificate that was refused (then `server` is absent). */
+      claimed_node?: string;
+      /** How many events the refusal covers. */
+      events: number;
+    })
   | (CommonFields & { type: 'gateway.start'; version: string; listen: string[] })
   | (CommonFields & { type: 'gateway.stop' })
   | (CommonFields & {
@@ -679,6 +699,7 @@ export const EVENT_CODES = {
   'session.enforcement_failed': 'GH2115E',
   'node.join': { ok: 'GH1072I', fail: 'GH1072W' },
   'node.join_token.create': 'GH1073I',
+  'node.audit_refused': 'GH1074W',
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
   'gateway.reload': { ok: 'GH1202I', fail: 'GH1202W' },

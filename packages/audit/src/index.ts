@@ -59,3 +59,4 @@ export {
   webhookSignature,
   webhookSink,
 } from './sinks/webhook.js';
+export { appendWhole, Spool } from './spool.js';

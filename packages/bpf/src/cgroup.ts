@@ -1,6 +1,7 @@
 import { watch } from 'node:fs';
 import { access, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { BpfUnavailableError } from './errors.js';
 
 /** The cgroup v2 mount point from /proc/mounts text (hybrid hosts mount it at /sys/fs/cgroup/unified). */
 export function findCgroup2Mount(procMounts: string): string | undefined {
@@ -97,4 +98,53 @@ export async function createSessionCgroup(parent: string, name: string): Promise
   const dir = path.join(parent, name);
   await mkdir(dir);
   return sessionCgroup(dir);
+}
+
+/** Session cgroups without any BPF: what every SSH session gets when the node can make cgroups. */
+export interface SessionCgroups {
+  /** The Gatehouse parent cgroup directory. */
+  readonly parent: string;
+  create(name: string): Promise<SessionCgroup>;
+}
+
+/**
+ * The Gatehouse parent cgroup, ready for session children, or
+ * BpfUnavailableError saying why this machine cannot have them (not Linux,
+ * not root, no cgroup v2, no cgroup.kill before Linux 5.14). Creates the
+ * parent on first use, like the enforcer.
+ */
+export async function sessionCgroups(
+  opts: { cgroupMount?: string; parentName?: string } = {},
+): Promise<SessionCgroups> {
+  if (process.platform !== 'linux')
+    throw new BpfUnavailableError(`cgroups need Linux, not ${process.platform}`);
+  if (process.getuid?.() !== 0) {
+    throw new BpfUnavailableError(`the node service runs as uid ${process.getuid?.()}, not root`, {
+      hint: 'run the node service as root to give each session its own cgroup',
+    });
+  }
+  const mount = opts.cgroupMount ?? findCgroup2Mount(await readFile('/proc/mounts', 'utf8'));
+  if (!mount) {
+    throw new BpfUnavailableError('no cgroup v2 hierarchy is mounted', {
+      hint: 'mount one: mkdir -p /sys/fs/cgroup/unified && mount -t cgroup2 none /sys/fs/cgroup/unified',
+    });
+  }
+  let parent: string;
+  try {
+    parent = await ensureParentCgroup(mount, opts.parentName);
+  } catch (e) {
+    throw new BpfUnavailableError(
+      `cannot create the Gatehouse cgroup under ${mount}: ${(e as Error).message}`,
+      {
+        cause: e,
+      },
+    );
+  }
+  try {
+    // Ending a session's processes (a lock, sessions kill) needs it; a non-root cgroup has it from Linux 5.14.
+    await access(path.join(parent, 'cgroup.kill'));
+  } catch (e) {
+    throw new BpfUnavailableError('this kernel has no cgroup.kill (Linux 5.14 or later)', { cause: e });
+  }
+  return { parent, create: (name) => createSessionCgroup(parent, name) };
 }

@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { findCgroup2Mount, tracefsMounted } from './cgroup.js';
+import { findCgroup2Mount, sessionCgroups, tracefsMounted } from './cgroup.js';
 import { createEnforcer, DEFAULT_HELPER, type EnforcerOptions } from './enforcer.js';
 
 export interface CheckItem {
-  name: 'linux' | 'root' | 'btf' | 'cgroup2' | 'tracefs' | 'helper' | 'programs';
+  name: 'linux' | 'root' | 'btf' | 'cgroup2' | 'sessions' | 'tracefs' | 'helper' | 'programs';
   ok: boolean;
   detail: string;
 }
@@ -18,7 +18,8 @@ export interface CheckReport {
 /**
  * What this machine can do, item by item, ending with the real test: the
  * helper loads and attaches every program, then unloads them. Used by
- * `gatehouse node check`; it changes nothing but the tracefs mount.
+ * `gatehouse node check`; it changes nothing but the tracefs mount and the
+ * (empty) Gatehouse parent cgroup it creates if missing.
  */
 export async function check(opts: EnforcerOptions = {}): Promise<CheckReport> {
   const items: CheckItem[] = [];
@@ -40,6 +41,16 @@ export async function check(opts: EnforcerOptions = {}): Promise<CheckReport> {
   const mounts = process.platform === 'linux' ? await readFile('/proc/mounts', 'utf8') : '';
   const cg = opts.cgroupMount ?? findCgroup2Mount(mounts);
   add('cgroup2', cg !== undefined, cg ?? 'no cgroup v2 hierarchy is mounted');
+  // Every SSH session gets a cgroup of its own when this works, policy or not (no BPF needed).
+  try {
+    const s = await sessionCgroups({
+      ...(cg ? { cgroupMount: cg } : {}),
+      ...(opts.parentName ? { parentName: opts.parentName } : {}),
+    });
+    add('sessions', true, `every session runs in its own cgroup under ${s.parent}`);
+  } catch (e) {
+    add('sessions', false, `sessions run in the node service's cgroup: ${(e as Error).message}`);
+  }
   add(
     'tracefs',
     tracefsMounted(mounts),

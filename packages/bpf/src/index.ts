@@ -3,7 +3,9 @@ export {
   createSessionCgroup,
   findCgroup2Mount,
   type SessionCgroup,
+  type SessionCgroups,
   sessionCgroup,
+  sessionCgroups,
 } from './cgroup.js';
 export { type CheckItem, type CheckReport, check } from './check.js';
 export {

@@ -144,6 +144,8 @@ export async function startDaemon(opts: {
   extraConfig?: string;
   /** Where the data dir goes (default: in the temp root), e.g. on a small filesystem. */
   dataDir?: string;
+  /** host:port to listen on (default 127.0.0.1:0); fixed when a restart must keep the address. */
+  listen?: string;
 }): Promise<Daemon> {
   if (!existsSync(DIST))
     throw new Error(`${DIST} is missing: run \`npx tsc -b\` before the CLI integration tests`);
@@ -152,7 +154,7 @@ export async function startDaemon(opts: {
   const configFile = join(root, 'gatehouse.yaml');
   writeFileSync(
     configFile,
-    `cluster_name: ${opts.cluster}\ndata_dir: ${dataDir}\nlisten: 127.0.0.1:0\n` +
+    `cluster_name: ${opts.cluster}\ndata_dir: ${dataDir}\nlisten: ${opts.listen ?? '127.0.0.1:0'}\n` +
       `auth:\n  second_factor: "off"\n  login_rate_per_minute: 1000\n${opts.extraConfig ?? ''}`,
   );
   return spawnDaemon(root, dataDir, configFile, INVITE_LINE);
@@ -179,7 +181,7 @@ export async function startEmbedded(
 /**
  * `gatehouse start` again on a stopped (or killed) daemon's config and data
  * dir. With users that have passwords there is no invite: it waits for the
- * listening lines instead. The port is new (listen: 127.0.0.1:0).
+ * listening lines instead. The port is new unless startDaemon had a fixed `listen`.
  */
 export function restartDaemon(d: Daemon): Promise<Daemon> {
   return spawnDaemon(

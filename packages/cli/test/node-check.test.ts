@@ -22,6 +22,7 @@ describe('gatehouse node check', () => {
       'root true',
       'btf true',
       'cgroup2 true',
+      'sessions true',
       'tracefs true',
       'helper true',
       'programs true',
@@ -36,6 +37,10 @@ describe('gatehouse node check', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^FAIL {2}root {6}running as uid \d+: loading BPF programs needs root$/m);
     expect(r.stdout).toMatch(/^FAIL {2}programs {2}not tried: fix the items above first$/m);
+    // Not root: no cgroup per session either (sessions still run, in the service's cgroup).
+    expect(r.stdout).toMatch(
+      /^FAIL {2}sessions {2}sessions run in the node service's cgroup: the node service runs as uid \d+, not root$/m,
+    );
     expect(r.stdout).toContain('sessions whose roles ask for them are refused');
   });
 });

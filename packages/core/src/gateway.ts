@@ -59,6 +59,7 @@ import { Routes } from './listener/routes.js';
 import { acceptTls } from './listener/tls-accept.js';
 import { channelLogger, type LogFn } from './log.js';
 import { type Dialer, directDialer } from './net/dialer.js';
+import { NodeAuditIngest } from './nodes/audit-ingest.js';
 import { renewNodeHostCert } from './nodes/host-certs.js';
 import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
 import { NodeRegistry, type NodeSpec } from './nodes/registry.js';
@@ -376,6 +377,13 @@ export class Gateway {
       issue: (user, req, ctx) => login.issue(user, req, ctx),
     });
     this.admin = this.adminAs(`local:${safeUsername()}`);
+    const nodeAudit = new NodeAuditIngest({
+      backend,
+      clock,
+      audit,
+      hostCaKeys: () => authorities.get('host').map((k) => k.sshPublicKey),
+      nodeRegistered: async (name) => (await this.nodes.get(name)) !== undefined,
+    });
     this.#api = createApiHandler({
       sso: this.sso,
       config,
@@ -434,6 +442,7 @@ export class Gateway {
           { nodes: this.nodes, authorities, clusterName: config.clusterName, now: () => clock.now() },
           req,
         ),
+      nodeAudit: (req, remoteAddr) => nodeAudit.ingest(req, remoteAddr),
       routeCerts: { databases: this.databases, authorities },
       log: this.log,
       terminals: this.terminals,

@@ -35,6 +35,7 @@ export * from './listener/sniff.js';
 export { TlsRefused } from './listener/tls-accept.js';
 export * from './log.js';
 export * from './net/dialer.js';
+export * from './nodes/audit-ingest.js';
 export * from './nodes/host-certs.js';
 export * from './nodes/join-tokens.js';
 export * from './nodes/registry.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { auditFor, cgroupWrapper, needsEnforcement, toBpfPolicy } from './enforce.js';
+import { auditFor, cgroupWrapper, needsEnforcement, openRecorded, toBpfPolicy } from './enforce.js';
 
 const base = { session_id: 's1', server: 'node1', login: 'dev', user: 'alice' };
 
@@ -78,5 +78,48 @@ describe('node enforcement', () => {
         'sh',
       ],
     });
+  });
+
+  it("records opens by the roles' path prefixes; defaults leave out loader and kernel noise; paths that can lead anywhere are always recorded", () => {
+    const byDefault = openRecorded(undefined);
+    expect(['/etc/hostname', '/tmp/x', '/dev/shm/link', '/procfoo'].filter(byDefault)).toEqual([
+      '/etc/hostname',
+      '/tmp/x',
+      '/dev/shm/link',
+      '/procfoo',
+    ]);
+    expect(
+      [
+        '/proc/self/stat',
+        '/usr/lib/x86_64-linux-gnu/libc.so.6',
+        '/etc/ld.so.cache',
+        '/dev/null',
+        '/sys/x',
+      ].filter(byDefault),
+    ).toEqual([]);
+    // Through /proc or .. to somewhere else: still recorded.
+    expect(
+      ['/proc/self/root/etc/shadow', '/proc/1/fd/3', '/dev/fd/3', '/proc/../etc/shadow', 'hostname'].every(
+        byDefault,
+      ),
+    ).toBe(true);
+
+    const noEtc = openRecorded({ include: [], exclude: ['/etc'] });
+    expect(noEtc('/etc/hostname')).toBe(false);
+    expect(noEtc('/etc')).toBe(false);
+    expect(noEtc('/etcetera/x')).toBe(true);
+    expect(noEtc('/tmp/x')).toBe(true);
+    expect(noEtc('/usr/lib/libc.so.6')).toBe(false);
+    // A relative path cannot be placed: recorded (a cd must not hide an open).
+    expect(noEtc('hostname')).toBe(true);
+
+    const only = openRecorded({ include: ['/srv/app/', '/proc'], exclude: ['/srv/app/cache'] });
+    expect(only('/srv/app/config.yml')).toBe(true);
+    expect(only('/srv/app/cache/x')).toBe(false);
+    expect(only('/srv/other')).toBe(false);
+    expect(only('/etc/hostname')).toBe(false);
+    // include overrides the defaults.
+    expect(only('/proc/self/status')).toBe(true);
+    expect(openRecorded({ include: ['/'], exclude: [] })('/usr/lib/libc.so.6')).toBe(true);
   });
 });

@@ -1,3 +1,4 @@
+import { posix } from 'node:path';
 import type { AuditEmitter, AuditEventInput } from '@gatehouse/audit';
 import {
   type BpfEvent,
@@ -5,7 +6,10 @@ import {
   createEnforcer,
   type Enforcer,
   policyNeedsBpf,
+  type SessionCgroup,
+  type SessionCgroups,
   type SessionPolicy,
+  sessionCgroups,
 } from '@gatehouse/bpf';
 import type { LogFn, SshSessionPolicy } from '@gatehouse/core';
 
@@ -27,6 +31,10 @@ export interface SessionEnforcement {
    * events and remove the cgroup.
    */
   release(): void;
+  /** Ends every process the session started, background jobs included (the gateway ended the session). */
+  kill(): Promise<void>;
+  /** Resolves once the session's last process has exited and its cgroup is gone (after release()). */
+  readonly released: Promise<void>;
 }
 
 export interface SessionIds {
@@ -50,6 +58,13 @@ export interface NodeEnforcement {
     policy: SshSessionPolicy,
     onFailed: (reason: string) => void,
   ): Promise<SessionEnforcement>;
+  /**
+   * A cgroup of its own for a session without a policy, so the node knows
+   * when its last process ended and can end them all. Undefined when this
+   * node cannot make cgroups (not root, no cgroup v2): the session runs in
+   * the service's cgroup as before, and the log says why, once.
+   */
+  contain(ids: SessionIds): Promise<SessionEnforcement | undefined>;
   /** Ends enforcement: sessions still running are killed (they would otherwise run unrestricted). */
   close(): Promise<void>;
 }
@@ -61,6 +76,8 @@ export interface NodeEnforcementOptions {
   log: LogFn;
   /** Default: createEnforcer() on first use, again after a helper died. */
   enforcer?: () => Promise<Enforcer>;
+  /** Session cgroups for sessions without a policy. Default: sessionCgroups(), tried once. */
+  cgroups?: () => Promise<SessionCgroups>;
 }
 
 const RECORD = new Set(['command', 'disk', 'network']);
@@ -85,6 +102,68 @@ export function needsEnforcement(p: SshSessionPolicy): boolean {
     policyNeedsBpf({ record: [], deny: p.restrictNetwork.deny, allow: p.restrictNetwork.allow }) ||
     p.enhancedRecording.length > 0
   );
+}
+
+/**
+ * Opens `disk` recording leaves out unless a role's `include` asks for them:
+ * what every program does on start (the loader, shared libraries, locales),
+ * kernel interfaces and the usual character devices. Hundreds per command,
+ * and none says what the user did. Only places a non-root login cannot
+ * write to: a symlink planted in an excluded directory (`/dev/shm`) would
+ * hide the open of its target.
+ */
+export const DEFAULT_OPEN_EXCLUDE: readonly string[] = [
+  '/proc',
+  '/sys',
+  '/dev/null',
+  '/dev/zero',
+  '/dev/random',
+  '/dev/urandom',
+  '/dev/tty',
+  '/dev/pts',
+  '/dev/ptmx',
+  '/etc/ld.so.cache',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/usr/lib',
+  '/usr/lib32',
+  '/usr/lib64',
+  '/usr/share/locale',
+];
+
+/** Paths that can lead anywhere (another root, a cwd, an open file), whatever prefix they start with. */
+const ANYWHERE =
+  /^\/(proc\/[^/]+\/(task\/[^/]+\/)?(root|cwd|fd|map_files)|dev\/fd|dev\/std(in|out|err))(\/|$)/;
+
+/** `path` is `prefix` or under it (`/etc` covers `/etc/hostname`, not `/etcetera`). */
+function under(path: string, prefix: string): boolean {
+  const p = prefix.length > 1 && prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
+  return p === '/' || path === p || path.startsWith(`${p}/`);
+}
+
+/**
+ * Which opened paths `disk` recording audits, from the roles'
+ * enhanced_recording_paths: never under `exclude`; with `include`, only
+ * under it; without, not under DEFAULT_OPEN_EXCLUDE. Paths are compared
+ * after removing `.` and `..` (`/proc/../etc/shadow` is `/etc/shadow`). A
+ * path that could lead anywhere is always recorded rather than let it hide
+ * an open: a relative one (`cd /etc; cat hostname`), and one through
+ * `/proc/PID/root`, `cwd`, `fd`, `map_files` or `/dev/fd`.
+ */
+export function openRecorded(
+  paths: { include: string[]; exclude: string[] } | undefined,
+): (path: string) => boolean {
+  const include = paths?.include ?? [];
+  const exclude = paths?.exclude ?? [];
+  return (raw) => {
+    if (!raw.startsWith('/')) return true;
+    const path = posix.normalize(raw);
+    if (ANYWHERE.test(path)) return true;
+    if (exclude.some((p) => under(path, p))) return false;
+    if (include.length > 0) return include.some((p) => under(path, p));
+    return !DEFAULT_OPEN_EXCLUDE.some((p) => under(path, p));
+  };
 }
 
 /** Runs `plan` inside the session cgroup: a shell moves itself in (as root, before setpriv drops privileges), then execs. */
@@ -182,7 +261,63 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
     return current;
   };
 
+  let plain: Promise<SessionCgroups | undefined> | undefined;
+  const cgroups = (): Promise<SessionCgroups | undefined> => {
+    plain ??= (o.cgroups ?? sessionCgroups)().catch((e: unknown) => {
+      // Said once: it does not change while the service runs.
+      o.log(
+        'error',
+        `node: sessions run in the node service's cgroup (no cgroup per session): ${(e as Error).message}`,
+      );
+      return undefined;
+    });
+    return plain;
+  };
+
+  /** Removes a session's cgroup once its last process has exited (after `before`, e.g. closing its BPF session). */
+  const releaseWhenEmpty = (cg: SessionCgroup, before: () => Promise<void>, done: () => void) => {
+    let releasing = false;
+    let markReleased: () => void = () => {};
+    const released = new Promise<void>((r) => (markReleased = r));
+    const release = () => {
+      if (releasing) return;
+      releasing = true;
+      void (async () => {
+        await cg.waitEmpty();
+        await before();
+        await cg.remove();
+      })()
+        .catch((err: unknown) => o.log('error', `node: releasing session cgroup ${cg.path}`, err))
+        .finally(() => {
+          done();
+          markReleased();
+        });
+    };
+    return { release, released };
+  };
+
   return {
+    async contain(ids) {
+      if (closed) return undefined;
+      const c = await cgroups();
+      if (!c) return undefined;
+      let cg: SessionCgroup;
+      try {
+        cg = await c.create(ids.cgroup);
+      } catch (e) {
+        o.log('error', `node: session ${ids.sessionId} runs without a cgroup of its own`, e);
+        return undefined;
+      }
+      return {
+        procsFile: cg.procsFile,
+        ...releaseWhenEmpty(
+          cg,
+          async () => {},
+          () => {},
+        ),
+        kill: () => cg.kill(),
+      };
+    },
     async start(ids, policy, onFailed) {
       if (closed) throw new BpfUnavailableError('the node service is stopping');
       const bpfPolicy = toBpfPolicy(policy);
@@ -198,8 +333,11 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
       const base = { session_id: ids.sessionId, server: o.server, login: ids.login, user: ids.user };
       const execed = new Set<number>();
       const lastLost = { total: 0 };
+      const recorded = openRecorded(policy.recordingPaths);
       const pump = (async () => {
         for await (const ev of session) {
+          // Filtered here, before the audit log: the kernel's cost per open is the same either way.
+          if (ev.type === 'open' && !recorded(ev.path)) continue;
           if (ev.type === 'helper-exit') {
             // The reason first: killing the processes ends the channel, and a message written after
             // that never reached the user (the full run lost it once).
@@ -213,28 +351,24 @@ export function nodeEnforcement(o: NodeEnforcementOptions): NodeEnforcement {
             await o.audit.emit(a).catch((err: unknown) => o.log('error', 'node: enhanced audit failed', err));
         }
       })();
-      let releasing = false;
       let markDone: () => void = () => {};
       const entry = { kill: () => cg.kill(), done: new Promise<void>((r) => (markDone = r)) };
       live.add(entry);
       return {
         procsFile: cg.procsFile,
-        release: () => {
-          if (releasing) return;
-          releasing = true;
-          void (async () => {
-            await cg.waitEmpty();
+        ...releaseWhenEmpty(
+          cg,
+          async () => {
             // After the last process: every event it caused is delivered before close resolves.
             await session.close().catch((err: unknown) => o.log('debug', 'node: closing a bpf session', err));
             await pump;
-            await cg.remove();
-          })()
-            .catch((err: unknown) => o.log('error', `node: releasing session cgroup ${cg.path}`, err))
-            .finally(() => {
-              live.delete(entry);
-              markDone();
-            });
-        },
+          },
+          () => {
+            live.delete(entry);
+            markDone();
+          },
+        ),
+        kill: () => cg.kill(),
       };
     },
     async close() {

@@ -1,3 +1,4 @@
+export { NodeAuditForwarder, type NodeAuditForwarderOptions } from './audit-forward.js';
 export {
   type BuiltinNodeAdapter,
   type BuiltinNodeOptions,

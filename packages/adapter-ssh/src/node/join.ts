@@ -9,6 +9,7 @@ import {
   type NodeJoinResponse,
   parseHostPort,
 } from '@gatehouse/core';
+import { NodeAuditForwarder } from './audit-forward.js';
 import { generateHostKey, parseHostKey, publicKeyLine } from './hostkey.js';
 import { type NodeService, type NodeSessionEvent, startNodeService } from './server.js';
 
@@ -78,7 +79,15 @@ export async function joinCluster(o: JoinOptions): Promise<JoinResult> {
 
 export interface JoinedNodeOptions extends JoinOptions {
   clock: Clock;
-  audit: AuditEmitter;
+  /**
+   * Where the node's audit events go. Default: to the gateway's audit log
+   * (NodeAuditForwarder, spooled in `auditSpoolDir` while it is unreachable).
+   */
+  audit?: AuditEmitter;
+  /** The spool directory of the default audit forwarding (required without `audit`). */
+  auditSpoolDir?: string;
+  /** Also called with each forwarded event's JSON line (the CLI writes them to stderr for the host's journal). */
+  auditCopy?: (line: string) => void;
   log?: LogFn;
   onSession?: (e: NodeSessionEvent) => void;
   /** How often to re-read the user CA keys from the proxy (CA rotation). Default 10 minutes; 0 disables. */
@@ -93,11 +102,21 @@ export interface JoinedNodeOptions extends JoinOptions {
 
 export interface JoinedNode extends NodeService {
   join: JoinResult;
+  /** The default audit forwarding (absent when `audit` was given). */
+  auditForwarder?: NodeAuditForwarder;
 }
 
 /** Joins the cluster, then runs the node service with the certificate and CA keys it got. */
 export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode> {
+  if (!o.audit && !o.auditSpoolDir) {
+    throw new GatehouseError('GH_ERR_CONFIG_INVALID', 'the node needs an audit spool directory', {
+      hint: 'pass --data-dir DIR (it holds the audit events not yet delivered to the gateway)',
+    });
+  }
   const join = await joinCluster(o);
+  const auditClient = o.audit ? undefined : new GatehouseClient({ proxy: o.proxy, caPem: join.caPem });
+  const forwarder = auditClient ? auditForwarder(o, join, auditClient) : undefined;
+  const audit = o.audit ?? (forwarder as NodeAuditForwarder);
   let userCaKeys = join.user_ca_keys;
   let revoked: ReadonlySet<bigint> = new Set();
   const listen = parseHostPort(o.listen ?? '0.0.0.0:3022');
@@ -109,7 +128,7 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
     trustedUserCaKeys: () => userCaKeys,
     revokedSerials: () => revoked,
     clock: o.clock,
-    audit: o.audit,
+    audit,
     nodeName: join.node.name,
     labels: join.node.labels,
     ...(o.onSession ? { onSession: o.onSession } : {}),
@@ -144,6 +163,8 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
         const next = new Set<bigint>();
         for (const set of decodeKrl(krl).serials.values()) for (const s of set) next.add(s);
         revoked = next;
+        // A lock also ends what the locked certificates still run here (direct logins, nohup jobs).
+        return service.endRevoked();
       })
       .catch((e: unknown) => o.log?.('error', 'node: fetching the revoked certificates failed', e))
       .finally(() => client.close());
@@ -161,10 +182,32 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
     address: service.address,
     hostPublicKey: service.hostPublicKey,
     join,
+    ...(forwarder ? { auditForwarder: forwarder } : {}),
     async close() {
       clearInterval(timer);
       clearInterval(revocationTimer);
       await service.close();
+      // What is not delivered yet stays in the spool for the next start.
+      await forwarder?.close();
+      auditClient?.close();
     },
   };
+}
+
+/** Sends the node's audit events to the gateway, signed with the host key the join certified. */
+function auditForwarder(o: JoinedNodeOptions, join: JoinResult, client: GatehouseClient): NodeAuditForwarder {
+  const key = parseHostKey(join.hostKey);
+  return new NodeAuditForwarder({
+    dir: o.auditSpoolDir as string,
+    cert: join.host_cert,
+    sign: (data) => {
+      const sig = key.sign(data);
+      if (sig instanceof Error) throw sig;
+      return sig;
+    },
+    send: (req) => client.nodeAudit(req),
+    clock: o.clock,
+    log: o.log ?? (() => {}),
+    ...(o.auditCopy ? { copy: o.auditCopy } : {}),
+  });
 }

@@ -18,7 +18,7 @@ import type { AuthContext, Connection } from 'ssh2';
 import ssh2 from 'ssh2';
 
 import { AgentSocket, type OpenAgentChannel } from './agent.js';
-import { type NodeEnforcement, nodeEnforcement } from './enforce.js';
+import { type NodeEnforcement, nodeEnforcement, type SessionEnforcement } from './enforce.js';
 import { hostCertificateBlob, parseHostKey, publicKeyLine } from './hostkey.js';
 import { lookupUnixUser, type UnixUser } from './passwd.js';
 import { handleSession, type NodeSessionEvent } from './session.js';
@@ -76,6 +76,13 @@ export interface NodeService {
   readonly address: string;
   /** "ssh-ed25519 AAAA..." of the host key. */
   readonly hostPublicKey: string;
+  /**
+   * Ends what certificates revoked since (revokedSerials) still run here:
+   * their connections, and every process their sessions started, including
+   * background jobs that outlived a logout. Returns how many sessions it
+   * killed. A joined node calls it after each revocation list fetch.
+   */
+  endRevoked(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -121,6 +128,10 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
   const maxTries = opts.maxAuthTries ?? 6;
   const graceMs = opts.loginGraceMs ?? 30_000;
   const clients = new Set<Connection>();
+  /** Who is connected, by certificate serial. */
+  const serials = new Map<Connection, { serial: bigint; user: string; login: string; remote: string }>();
+  /** Sessions in a cgroup of their own, by certificate serial, until their last process is gone. */
+  const contained = new Map<bigint, Set<SessionEnforcement>>();
   const enforcement =
     opts.enforcement === false
       ? undefined
@@ -211,6 +222,7 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
           const user = await lookupUnixUser(ctx.username);
           checkCanServe(self, user);
           authed = { cert, user, perms: certPermissions(cert) };
+          serials.set(client, { serial: cert.serial, user: cert.keyId, login: user.name, remote });
           clearTimeout(grace);
           ctx.accept();
         } catch (e) {
@@ -273,6 +285,15 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
           server: opts.nodeName,
           enforcement,
           recordingUnavailable: opts.recordingUnavailable,
+          onContained: (e) => {
+            const set = contained.get(a.cert.serial) ?? new Set();
+            set.add(e);
+            contained.set(a.cert.serial, set);
+            void e.released.then(() => {
+              set.delete(e);
+              if (set.size === 0 && contained.get(a.cert.serial) === set) contained.delete(a.cert.serial);
+            });
+          },
           onEvent: (e) => {
             if (e.type === 'refused') deny(e.login, e.user, remote, `${e.request}: ${e.reason}`);
             opts.onSession?.(e);
@@ -364,6 +385,7 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
         for (const s of forwards.values()) s.close();
         agent.close();
         clients.delete(client);
+        serials.delete(client);
       });
     },
   );
@@ -384,6 +406,29 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
     port,
     address: `${net.isIPv6(host) ? `[${host}]` : host}:${port}`,
     hostPublicKey: publicKeyLine(key),
+    async endRevoked() {
+      const revoked = (await opts.revokedSerials?.()) ?? new Set<bigint>();
+      let killed = 0;
+      for (const [serial, set] of contained) {
+        if (!revoked.has(serial)) continue;
+        for (const e of set) {
+          killed++;
+          await e.kill().catch((err: unknown) => log('error', 'node: could not kill a revoked session', err));
+        }
+      }
+      for (const [client, who] of serials) {
+        if (!revoked.has(who.serial)) continue;
+        serials.delete(client);
+        client.end();
+        deny(
+          who.login,
+          who.user,
+          who.remote,
+          `certificate ${who.serial} was revoked: its sessions were ended`,
+        );
+      }
+      return killed;
+    },
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

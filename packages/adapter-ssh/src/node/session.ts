@@ -57,6 +57,8 @@ export interface SessionContext {
   enforcement?: NodeEnforcement | undefined;
   /** A policy with only enhanced_recording on a node that cannot record: refuse (default) or run with a warning. */
   recordingUnavailable?: 'refuse' | 'warn' | undefined;
+  /** The session runs in its own cgroup (so the node can end it later, e.g. when its certificate is revoked). */
+  onContained?: ((e: SessionEnforcement) => void) | undefined;
 }
 
 interface Running {
@@ -122,6 +124,14 @@ export function handleSession(session: Session, c: SessionContext): void {
   });
   session.on('signal', (accept, reject, info) => {
     const name = info.name.toUpperCase().replace(/^SIG/, '');
+    if (name === 'KILL' && enforcement) {
+      // The gateway ends a session this way (a lock, sessions kill, expiry) before it
+      // closes the channel: everything the session started goes, background jobs
+      // included. A client leaving only hangs up (SIGHUP), so `nohup` jobs survive that.
+      enforcement.kill().catch((e: unknown) => c.log('error', 'node: could not kill a session cgroup', e));
+      accept?.();
+      return;
+    }
     if (!FORWARDABLE_SIGNALS.has(name) || !running)
       return refuse('signal', `cannot deliver ${info.name}`, reject);
     running.kill(`SIG${name}` as NodeJS.Signals);
@@ -165,16 +175,22 @@ export function handleSession(session: Session, c: SessionContext): void {
     if (started) return refuse(kind, 'session already started', reject);
     started = true;
     const policy = c.perms.sessionPolicy;
-    if (!needsEnforcement(policy)) {
+    const contain = c.enforcement;
+    if (!needsEnforcement(policy) && !contain) {
       launch(kind, command, accept, reject, subsystemBinary, undefined);
       return;
     }
-    // Accepted before the kernel session is set up (that takes a moment): ssh2
-    // refuses a late accept once the client has sent EOF, which `ssh node cmd
-    // </dev/null` does at once, and the client would hang.
+    // Accepted before the session cgroup (and kernel session) is set up (that takes a
+    // moment): ssh2 refuses a late accept once the client has sent EOF, which `ssh node
+    // cmd </dev/null` does at once, and the client would hang.
     const channel = accept();
     if (!channel) return;
-    void enforce(kind).then((r) => {
+    const setup = needsEnforcement(policy)
+      ? enforce(kind)
+      : (contain as NodeEnforcement)
+          .contain({ sessionId: c.sessionId, cgroup: c.channelId, user: c.certUser, login: c.user.name })
+          .then((r) => (enforcement = r));
+    void setup.then((r) => {
       if (r === 'refused') {
         // Fail closed, with the reason where the user reads it (ssh prints stderr).
         channel.stderr.write(`gatehouse node ${c.server}: ${refusal}\r\n`);
@@ -186,6 +202,7 @@ export function handleSession(session: Session, c: SessionContext): void {
         r?.release();
         return;
       }
+      if (r) c.onContained?.(r);
       const failed = (reason?: string) => {
         channel.stderr.write(`gatehouse node ${c.server}: ${reason ?? 'the session could not start'}\r\n`);
         finish(channel, 1, null);

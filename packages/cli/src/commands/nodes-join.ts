@@ -1,7 +1,6 @@
 import { startJoinedNode } from '@gatehouse/adapter-ssh/node';
-import type { AuditEmitter, AuditEvent, AuditEventInput } from '@gatehouse/audit';
 import { check } from '@gatehouse/bpf';
-import { systemClock } from '@gatehouse/core';
+import { type LogFn, systemClock } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { durationFlag, relativeTime } from '../args.js';
 import { type Ctx, type GlobalOpts, openAdmin } from '../context.js';
@@ -20,24 +19,17 @@ function parseLabels(values: string[] | undefined): Record<string, string> {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-/**
- * A standalone node has no audit log of its own: its events (refused
- * logins, refused requests) go to stderr as JSON lines for the host's
- * journal; sessions are recorded and audited at the proxy.
- */
-function stderrAudit(ctx: Ctx): AuditEmitter {
-  return {
-    async emit(e: AuditEventInput): Promise<AuditEvent> {
-      const ev = { ...e, time: new Date().toISOString(), id: '', code: '', cluster: '' } as AuditEvent;
-      ctx.err(`${JSON.stringify(ev)}\n`);
-      return ev;
-    },
-    async record(e: AuditEventInput): Promise<void> {
-      await this.emit(e);
-    },
-    available: () => true,
+/** The node service's errors, for the host's journal (debug lines stay quiet). */
+function stderrLog(ctx: Ctx): LogFn {
+  return (level, msg, err) => {
+    if (level !== 'error') return;
+    const why = err instanceof Error ? `: ${err.message}` : '';
+    ctx.err(`${msg}${why}\n`);
   };
 }
+
+/** Where `node start` spools audit events the gateway has not taken yet. */
+export const DEFAULT_NODE_SPOOL_DIR = '/var/lib/gatehouse/node-audit';
 
 export function registerNodesJoin(program: Command, ctx: Ctx): void {
   const tokens = program.command('tokens').description('one-time join tokens');
@@ -100,6 +92,11 @@ export function registerNodesJoin(program: Command, ctx: Ctx): void {
     .option('--label <k=v>', 'node label (repeatable)', collect)
     .option('--listen <host:port>', 'where the node service listens', '0.0.0.0:3022')
     .option('--advertise <host:port>', 'address the proxy dials, when not the listen address')
+    .option(
+      '--spool-dir <dir>',
+      "where audit events wait while the gateway is unreachable (they are sent to the gateway's audit log)",
+      DEFAULT_NODE_SPOOL_DIR,
+    )
     .addHelpText(
       'after',
       '\nExamples:\n  $ gatehouse node start --proxy gw.example.com:3080 --ca-pin sha256:... --token T --name web1 --label env=dev',
@@ -113,6 +110,7 @@ export function registerNodesJoin(program: Command, ctx: Ctx): void {
         label?: string[];
         listen: string;
         advertise?: string;
+        spoolDir: string;
       }) => {
         let signalled: (s: string) => void = () => {};
         const stopped = new Promise<string>((resolve) => {
@@ -132,7 +130,10 @@ export function registerNodesJoin(program: Command, ctx: Ctx): void {
             listen: o.listen,
             ...(o.advertise ? { advertise: o.advertise } : {}),
             clock: systemClock,
-            audit: stderrAudit(ctx),
+            // To the gateway's audit log, spooled here while it cannot be reached; stderr keeps a copy.
+            auditSpoolDir: o.spoolDir,
+            auditCopy: (line) => ctx.err(`${line}\n`),
+            log: stderrLog(ctx),
           });
           try {
             ctx.out(

@@ -4,6 +4,7 @@ import WebSocket from 'ws';
 import { DESKTOP_WS_PATH, type DesktopTokenView } from '../desktops/protocol.js';
 import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
 import type { Traits } from '../identity/types.js';
+import type { NodeAuditRequest, NodeAuditResponse } from '../nodes/audit-ingest.js';
 import type {
   NodeHostCertRenewRequest,
   NodeHostCertRequest,
@@ -149,6 +150,11 @@ export class GatehouseClient implements AdminApi {
   /** An agentless node renews its host certificate (no client certificate: the request carries its proof). */
   renewNodeHostCert(req: NodeHostCertRenewRequest): Promise<NodeHostCertResponse> {
     return this.#json(PUBLIC_ROUTES.nodeRenewHostCert, {}, req);
+  }
+
+  /** A joined node delivers a signed batch of its audit events. */
+  nodeAudit(req: NodeAuditRequest): Promise<NodeAuditResponse> {
+    return this.#json(PUBLIC_ROUTES.nodeAudit, {}, req);
   }
 
   /** The client certificate this client authenticates with, re-issued for one route (same key). */

@@ -131,6 +131,8 @@ export const PUBLIC_ROUTES = {
   nodeJoin: ['POST', '/v1/nodes/join'],
   /** A configured agentless node renews its host certificate (its current one and its host key are the credential). */
   nodeRenewHostCert: ['POST', '/v1/nodes/renew-host-cert'],
+  /** A joined node delivers its audit events (NodeAuditRequest: signed with its host key and certificate). */
+  nodeAudit: ['POST', '/v1/nodes/audit'],
   routeCert: ['POST', '/v1/certs/route'],
   /** ?node&login&path (FileQuery) -> the file's bytes */
   downloadFile: ['GET', '/v1/files'],

@@ -15,6 +15,11 @@ import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
 import type { DesktopTokens } from '../desktops/tokens.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
+import {
+  MAX_NODE_AUDIT_BODY_BYTES,
+  type NodeAuditRequest,
+  type NodeAuditResponse,
+} from '../nodes/audit-ingest.js';
 import type { NodeHostCertRenewRequest, NodeHostCertResponse } from '../nodes/host-certs.js';
 import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { CaExportFormat } from '../pki/authority.js';
@@ -81,6 +86,8 @@ export interface ApiServerDeps {
   nodeJoin: (req: NodeJoinRequest, remoteAddr: string) => Promise<NodeJoinResponse>;
   /** Renews an agentless node's host certificate (POST /v1/nodes/renew-host-cert). */
   nodeRenewHostCert: (req: NodeHostCertRenewRequest) => Promise<NodeHostCertResponse>;
+  /** Writes a joined node's signed batch of audit events (POST /v1/nodes/audit). */
+  nodeAudit: (req: NodeAuditRequest, remoteAddr: string) => Promise<NodeAuditResponse>;
   /** Files on nodes (GET/PUT /v1/files), through the SSH adapter's TerminalService. */
   terminals: TerminalRegistry;
   /** Desktop tokens for the RDCleanPath WebSocket (POST /v1/desktops/:name/token). */
@@ -167,6 +174,14 @@ const renewHostCertBody = z
     time: z.string().max(64),
     signature: z.string().max(1024),
     ttl: z.string().max(32).optional(),
+  })
+  .strict();
+
+const nodeAuditBody = z
+  .object({
+    cert: z.string().max(16_384),
+    sig: z.string().max(256),
+    payload: z.string().max(MAX_NODE_AUDIT_BODY_BYTES),
   })
   .strict();
 
@@ -459,6 +474,21 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       }
       const body = parseBody(renewHostCertBody, await readJson(ctx.req, max));
       sendJson(ctx.res, 200, await d.nodeRenewHostCert(body));
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.nodeAudit[1], async (ctx) => {
+      // Authenticated by the signature inside (NodeAuditIngest); refused batches are throttled per
+      // address like joins, so a flood of forgeries costs the attacker, not the audit log.
+      const body = parseBody(nodeAuditBody, await readJson(ctx.req, MAX_NODE_AUDIT_BODY_BYTES + 32_768));
+      try {
+        sendJson(ctx.res, 200, await d.nodeAudit(body, ctx.remoteAddr));
+      } catch (e) {
+        if (toGatehouseError(e)?.code === 'GH_ERR_UNAUTHENTICATED' && !limiter.take(ctx.remoteAddr)) {
+          throw new GatehouseError('GH_ERR_RATE_LIMITED', 'too many refused batches from this address', {
+            hint: `wait ${limiter.retryAfter(ctx.remoteAddr)} s and try again`,
+          });
+        }
+        throw e;
+      }
     }),
     compileRoute('GET', PUBLIC_ROUTES.downloadFile[1], async (ctx) => {
       const c = await caller(ctx);

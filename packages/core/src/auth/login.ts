@@ -114,6 +114,7 @@ export class LoginService {
           sessionPolicy: {
             enhancedRecording: options.enhancedRecording,
             restrictNetwork: options.restrictNetwork,
+            recordingPaths: options.recordingPaths,
           },
         })
       : undefined;

@@ -452,8 +452,8 @@ function routeMismatch(route: Route, target: AccessTarget): { reason: string; hi
 
 /** Which part of the node-enforced session policy differs (order does not matter), if any. */
 function sessionPolicyChange(
-  before: Pick<EffectiveOptions, 'enhancedRecording' | 'restrictNetwork'>,
-  now: Pick<EffectiveOptions, 'enhancedRecording' | 'restrictNetwork'>,
+  before: Pick<EffectiveOptions, 'enhancedRecording' | 'restrictNetwork' | 'recordingPaths'>,
+  now: Pick<EffectiveOptions, 'enhancedRecording' | 'restrictNetwork' | 'recordingPaths'>,
 ): string | undefined {
   const same = (a: readonly string[], b: readonly string[]) =>
     JSON.stringify([...new Set(a)].sort()) === JSON.stringify([...new Set(b)].sort());
@@ -463,5 +463,10 @@ function sessionPolicyChange(
     !same(before.restrictNetwork.allow, now.restrictNetwork.allow)
   )
     return 'restrict_network';
+  // Older grants (before the option) compare as empty lists.
+  const paths = (o: Partial<Pick<EffectiveOptions, 'recordingPaths'>>) =>
+    o.recordingPaths ?? { include: [], exclude: [] };
+  if (!same(paths(before).include, paths(now).include) || !same(paths(before).exclude, paths(now).exclude))
+    return 'enhanced_recording_paths';
   return undefined;
 }

@@ -271,9 +271,12 @@ export class CertificateAuthorities {
     // certificate without it (one minted before nodes enforced policies would
     // otherwise run its session unrestricted). See decision 0023.
     const policy = req.sessionPolicy ?? EMPTY_SESSION_POLICY;
+    const paths = policy.recordingPaths;
     const policyJson = JSON.stringify({
       enhanced_recording: policy.enhancedRecording,
       restrict_network: policy.restrictNetwork,
+      // Only when a role sets it: certificates of roles without it stay as they were.
+      ...(paths && paths.include.length + paths.exclude.length > 0 ? { recording_paths: paths } : {}),
     });
     extensions[SSH_SESSION_POLICY_EXTENSION] = policyJson;
     if (req.sessionId !== undefined) {

@@ -96,6 +96,7 @@ export class SessionCredentials {
       sessionPolicy: {
         enhancedRecording: grant.options.enhancedRecording,
         restrictNetwork: grant.options.restrictNetwork,
+        recordingPaths: grant.options.recordingPaths,
       },
       // The node's events of this session carry the proxy's id (one certificate per session).
       sessionId: grant.sessionId,

@@ -240,7 +240,11 @@ function sessionPolicy(cert: SshCertificate): SshSessionPolicy {
       { hint: 'log in again with gatehouse login to get a current certificate' },
     );
   }
-  let v: { enhanced_recording?: unknown; restrict_network?: { deny?: unknown; allow?: unknown } };
+  let v: {
+    enhanced_recording?: unknown;
+    restrict_network?: { deny?: unknown; allow?: unknown };
+    recording_paths?: { include?: unknown; exclude?: unknown };
+  };
   try {
     v = JSON.parse(json) as typeof v;
   } catch (e) {
@@ -251,10 +255,16 @@ function sessionPolicy(cert: SshCertificate): SshSessionPolicy {
   const rec = v?.enhanced_recording ?? [];
   const deny = v?.restrict_network?.deny ?? [];
   const allow = v?.restrict_network?.allow ?? [];
-  if (!strings(rec) || !strings(deny) || !strings(allow)) {
+  const include = v?.recording_paths?.include ?? [];
+  const exclude = v?.recording_paths?.exclude ?? [];
+  if (!strings(rec) || !strings(deny) || !strings(allow) || !strings(include) || !strings(exclude)) {
     throw new GatehouseError('GH_ERR_CERT_INVALID', 'the certificate session policy is malformed');
   }
-  return { enhancedRecording: rec, restrictNetwork: { deny, allow } };
+  return {
+    enhancedRecording: rec,
+    restrictNetwork: { deny, allow },
+    ...(v?.recording_paths ? { recordingPaths: { include, exclude } } : {}),
+  };
 }
 
 function sessionIdOf(cert: SshCertificate): { sessionId?: string } {

@@ -59,6 +59,8 @@ export interface SshUserCertRequest {
 export interface SshSessionPolicy {
   enhancedRecording: string[];
   restrictNetwork: { deny: string[]; allow: string[] };
+  /** Which opens `disk` recording audits (path prefixes); absent: the node's defaults. */
+  recordingPaths?: { include: string[]; exclude: string[] };
 }
 
 export interface SshHostCertRequest {

@@ -423,7 +423,20 @@ describe('options', () => {
       recordSession: { ssh: true, desktop: true, kube: true },
       enhancedRecording: [],
       restrictNetwork: { deny: [], allow: [] },
+      recordingPaths: { include: [], exclude: [] },
       guards: [],
+    });
+  });
+
+  it('merges enhanced_recording_paths over roles (union of each list)', () => {
+    const a = opt('a', '{ enhanced_recording: [disk], enhanced_recording_paths: { exclude: [/etc] } }');
+    const b = opt(
+      'b',
+      '{ enhanced_recording_paths: { include: [/srv, /home], exclude: [/etc, /var/cache] } }',
+    );
+    expect(AccessChecker.from([a, b], traits).options().recordingPaths).toEqual({
+      include: ['/srv', '/home'],
+      exclude: ['/etc', '/var/cache'],
     });
   });
 

@@ -46,6 +46,8 @@ export interface EffectiveOptions {
   recordSession: { ssh: boolean; desktop: boolean; kube: boolean };
   enhancedRecording: string[];
   restrictNetwork: { deny: string[]; allow: string[] };
+  /** Which opens `disk` recording audits (prefixes; union over roles). */
+  recordingPaths: { include: string[]; exclude: string[] };
   /** Content guards of every role (each role's guards all apply). */
   guards: GuardSpec[];
 }
@@ -588,6 +590,10 @@ export class AccessChecker {
       restrictNetwork: {
         deny: [...new Set(opts.flatMap((o) => o.restrict_network?.deny ?? []))],
         allow: [...new Set(opts.flatMap((o) => o.restrict_network?.allow ?? []))],
+      },
+      recordingPaths: {
+        include: [...new Set(opts.flatMap((o) => o.enhanced_recording_paths?.include ?? []))],
+        exclude: [...new Set(opts.flatMap((o) => o.enhanced_recording_paths?.exclude ?? []))],
       },
       guards: roles.flatMap((r) =>
         (r.options.guards ?? []).map((g, i) => ({ ...g, name: g.name ?? `${r.name} guard ${i + 1}` })),

@@ -171,6 +171,29 @@ describe('lintRole', () => {
     ]);
   });
 
+  it('reports enhanced_recording_paths that are not absolute prefixes, and unknown keys, with their lines', () => {
+    const m = errors(
+      [
+        'kind: role',
+        'name: dev',
+        'options:',
+        '  enhanced_recording_paths:',
+        '    include: [/srv, etc]',
+        '    exclude: [/home/../etc]',
+        '    skip: [/tmp]',
+      ].join('\n'),
+    );
+    expect(m).toEqual([
+      expect.objectContaining({
+        line: 5,
+        key: 'options.enhanced_recording_paths.include[1]',
+        message: '"etc" is not an absolute path prefix without . or .. (e.g. /etc or /home/app/)',
+      }),
+      expect.objectContaining({ line: 6, key: 'options.enhanced_recording_paths.exclude[0]' }),
+      expect.objectContaining({ line: 7, key: 'options.enhanced_recording_paths.skip' }),
+    ]);
+  });
+
   it('rejects a "*" label key with a specific value', () => {
     const m = errors(['kind: role', 'name: dev', 'allow:', '  node_labels:', '    "*": prod'].join('\n'));
     expect(m).toEqual([

@@ -38,6 +38,8 @@ function knownKeysAt(path: readonly PathSeg[]): string[] {
       return ['ssh', 'desktop', 'kube'];
     case 'options.restrict_network':
       return ['deny', 'allow'];
+    case 'options.enhanced_recording_paths':
+      return ['include', 'exclude'];
     default:
       return [];
   }

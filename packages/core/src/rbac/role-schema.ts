@@ -150,6 +150,15 @@ export const conditionsSchema = z.strictObject({
     .optional(),
 });
 
+/** An absolute path prefix for enhanced_recording_paths. */
+const pathPrefix = z
+  .string()
+  .max(1024)
+  .refine((v) => v.startsWith('/') && !v.includes('\0') && !/(^|\/)\.\.?(\/|$)/.test(v), {
+    error: (iss) =>
+      `${JSON.stringify(iss.input)} is not an absolute path prefix without . or .. (e.g. /etc or /home/app/)`,
+  });
+
 const cidr = z.string().refine(
   (v) => {
     if (v.includes(',')) return false;
@@ -199,6 +208,20 @@ export const optionsSchema = z.strictObject({
    */
   restrict_network: z
     .strictObject({ deny: z.array(cidr).optional(), allow: z.array(cidr).optional() })
+    .optional(),
+  /**
+   * Which file opens `enhanced_recording: [disk]` audits, by absolute path
+   * prefix (`/etc` covers `/etc` and everything under it). `include`, when
+   * set, records only opens under it; without it, the node leaves out its
+   * default noise (/proc, /sys, /dev, shared libraries, the loader cache,
+   * locales). `exclude` is never recorded and wins. Merged over all roles
+   * (union). Relative paths (`openat` on a directory fd) are always recorded.
+   */
+  enhanced_recording_paths: z
+    .strictObject({
+      include: z.array(pathPrefix).max(64).optional(),
+      exclude: z.array(pathPrefix).max(64).optional(),
+    })
     .optional(),
   /** Redact bound parameters in database query audit. */
   redact_db_params: z.boolean().optional(),

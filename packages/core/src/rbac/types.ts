@@ -63,6 +63,8 @@ export interface RoleOptions {
   record_session?: { ssh?: boolean; desktop?: boolean; kube?: boolean };
   enhanced_recording?: string[];
   restrict_network?: { deny?: string[]; allow?: string[] };
+  /** Which file opens enhanced recording (`disk`) audits: path prefixes (see role-schema.ts). */
+  enhanced_recording_paths?: { include?: string[]; exclude?: string[] };
   /** Redact bound parameters in database query audit. */
   redact_db_params?: boolean;
   require_mfa?: boolean;

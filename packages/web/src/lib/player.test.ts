@@ -168,6 +168,14 @@ describe('commandMarks', () => {
       { t: 10_000, kind: 'exec', label: 'late' },
     ]);
   });
+
+  it("places a joined node's event when the node saw it, not when the gateway wrote it (after an outage)", () => {
+    const started = '2026-05-01T09:30:00.000Z';
+    const late = { ...cmd('2026-05-01T09:45:00.000Z', ['spooled']), node_time: '2026-05-01T09:30:03.000Z' };
+    expect(commandMarks([late] as never, started, 10_000)).toEqual([
+      { t: 3000, kind: 'exec', label: 'spooled' },
+    ]);
+  });
 });
 
 describe('helpers', () => {

@@ -300,7 +300,8 @@ export function commandMarks(
   const out: TimelineMark[] = [];
   for (const e of events) {
     if (e.type !== 'session.command') continue;
-    const at = Date.parse(e.time) - start;
+    // A joined node's event may reach the gateway late (an outage): place it when the node saw it.
+    const at = Date.parse(e.node_time ?? e.time) - start;
     if (!Number.isFinite(at)) continue;
     const t = Math.min(Math.max(0, at), realDuration);
     out.push({ t, kind: 'exec', label: e.argv.join(' ') || e.program });
