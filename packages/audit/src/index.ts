@@ -1,3 +1,15 @@
+export {
+  ANCHOR_FILE,
+  type AnchorRecord,
+  type ChainLink,
+  eventFiles,
+  GENESIS,
+  type HeadRecord,
+  type HeadSigner,
+  lineHash,
+  withChain,
+} from './chain.js';
+export { removeExpiredFiles } from './chain-writer.js';
 export * from './clip.js';
 export * from './emitter.js';
 export * from './errors.js';
@@ -60,3 +72,10 @@ export {
   webhookSink,
 } from './sinks/webhook.js';
 export { appendWhole, Spool } from './spool.js';
+export {
+  type ChainProblem,
+  type ChainProblemKind,
+  type VerifyChainOptions,
+  type VerifyChainResult,
+  verifyAuditChain,
+} from './verify.js';

@@ -1,4 +1,5 @@
 import { channel } from 'node:diagnostics_channel';
+import { withChain } from './chain.js';
 import type { AuditEmitter, EmitOptions } from './emitter.js';
 import { AuditUnavailableError, AuditValidationError } from './errors.js';
 import { type AuditEvent, type AuditEventInput, codeFor, EVENT_CODES } from './events.js';
@@ -101,6 +102,10 @@ interface Pending {
 type BatchSink = AuditSink & {
   writeBatch(events: AuditEvent[], lines?: readonly string[]): void | Promise<void>;
 };
+
+function isChaining(s: AuditSink): boolean {
+  return (s as { chained?: unknown }).chained === true;
+}
 
 function isBatchSink(s: AuditSink): s is BatchSink {
   return typeof (s as Partial<BatchSink>).writeBatch === 'function';
@@ -469,8 +474,9 @@ export class AuditLog implements AuditEmitter {
       code: _code,
       cluster: _cluster,
       type: _type,
+      chain: _chain,
       ...rest
-    } = input as AuditEventInput & Partial<Pick<AuditEvent, 'id' | 'time' | 'code' | 'cluster'>>;
+    } = input as AuditEventInput & Partial<Pick<AuditEvent, 'id' | 'time' | 'code' | 'cluster' | 'chain'>>;
     return {
       id: this.#idGen(),
       time: this.#clock().toISOString(),
@@ -490,6 +496,11 @@ export class AuditLog implements AuditEmitter {
         cause: err,
       });
     }
+    // The chained record goes first, so every other sink gets the event with
+    // its `chain` link, in the very bytes the JSON-lines file holds (decision 00XX).
+    const chaining = this.#states.filter((st) => !st.background && isChaining(st.sink));
+    const chained = await Promise.allSettled(chaining.map((st) => this.#batched(st, e, line, precondition)));
+    if (e.chain) line = withChain(line, e.chain);
     const behind: Promise<void>[] = [];
     for (const st of this.#states) {
       if (!st.background) continue;
@@ -501,9 +512,14 @@ export class AuditLog implements AuditEmitter {
       // Unless the sink is this far behind: then the emitter waits for it too.
       if (st.queued > this.#backgroundMaxQueued) behind.push(delivered);
     }
-    const results = await Promise.allSettled(
-      this.#states.filter((st) => !st.background).map((st) => this.#batched(st, e, line, precondition)),
-    );
+    const results = [
+      ...chained,
+      ...(await Promise.allSettled(
+        this.#states
+          .filter((st) => !st.background && !chaining.includes(st))
+          .map((st) => this.#batched(st, e, line, precondition)),
+      )),
+    ];
     if (behind.length > 0) await Promise.all(behind);
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     const first = failed[0];

@@ -1150,10 +1150,9 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     path: path.join(auditDir, 'index.db'),
     worker: opts.auditIndexThread ?? true,
   });
-  const sinks: AuditSink[] = [
-    new JsonlFileSink({ dir: auditDir, maxBytes: config.audit.maxFileBytes }),
-    index,
-  ];
+  // The record is hash-chained; its file heads are signed once the CA store has the audit key.
+  const record = new JsonlFileSink({ dir: auditDir, maxBytes: config.audit.maxFileBytes, chain: true });
+  const sinks: AuditSink[] = [record, index];
   if (config.audit.stdout) sinks.push(new StdoutSink());
   const spoolDir = path.join(auditDir, 'spool', opts.auditSpoolName ?? `process-${safeUsername()}`);
   // Export sinks keep their own bounded spools next to the log's (decision 0026-audit-sinks).
@@ -1190,6 +1189,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     audit,
   });
   await authorities.init();
+  record.setHeadSigner(authorities.auditSigner());
   const { databases, kubeClusters, desktops, nodes } = await configuredResources(config);
   const ssoConnectors: SsoConnector[] = [];
   for (const doc of config.ssoConnectors) {

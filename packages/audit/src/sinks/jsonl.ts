@@ -1,14 +1,7 @@
-import {
-  closeSync,
-  fstatSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readSync,
-  statSync,
-  unlinkSync,
-} from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, readSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
+import { eventFiles, FILE_RE, fileName, type HeadSigner } from '../chain.js';
+import { ChainWriter } from '../chain-writer.js';
 import type { AuditEvent } from '../events.js';
 import { writeWhole } from '../spool.js';
 import type { AuditSink } from './types.js';
@@ -21,14 +14,15 @@ export interface JsonlFileSinkOptions {
   /** Keep at most this many event files; the oldest are deleted on rotation. Default: keep all. */
   maxFiles?: number;
   name?: string;
+  /**
+   * Hash-chain every line (decision 00XX): each line starts with
+   * `"chain":{"seq","prev"}` and each file gets a signed `<file>.head`.
+   * Writers of one directory then take turns through a lock file. Default false.
+   */
+  chain?: boolean;
 }
 
-const FILE_RE = /^events-(\d{4}-\d{2}-\d{2})(?:\.(\d+))?\.jsonl$/;
 const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
-
-function fileName(day: string, n: number): string {
-  return n === 0 ? `events-${day}.jsonl` : `events-${day}.${n}.jsonl`;
-}
 
 const NEWLINE = Buffer.from('\n');
 
@@ -65,6 +59,7 @@ export class JsonlFileSink implements AuditSink {
   #cur: Current | undefined;
   /** A failed write may have left a fragment at the end of a file. */
   #torn = false;
+  readonly #chain: ChainWriter | undefined;
 
   constructor(opts: JsonlFileSinkOptions) {
     this.name = opts.name ?? 'jsonl';
@@ -75,9 +70,34 @@ export class JsonlFileSink implements AuditSink {
     if (this.#maxFiles !== undefined && !(Number.isInteger(this.#maxFiles) && this.#maxFiles >= 1)) {
       throw new RangeError('JsonlFileSink: maxFiles must be a positive integer');
     }
+    if (opts.chain) {
+      this.#chain = new ChainWriter({
+        dir: this.dir,
+        maxBytes: this.#maxBytes,
+        files: () => this.files(),
+        ...(this.#maxFiles !== undefined ? { maxFiles: this.#maxFiles } : {}),
+      });
+    }
+  }
+
+  /**
+   * The key that signs each file's head (the CA store's audit key). The CA
+   * store writes its own first events before it can hand the key over: the
+   * head of the file being written is signed then.
+   */
+  setHeadSigner(signer: HeadSigner): void {
+    this.#chain?.setSigner(signer);
+  }
+
+  get chained(): boolean {
+    return this.#chain !== undefined;
   }
 
   write(e: AuditEvent): void {
+    if (this.#chain) {
+      this.#chain.write([e]);
+      return;
+    }
     const day = e.time.slice(0, 10);
     // The day becomes part of a file name: never let a malformed time pick the path.
     if (!DAY_RE.test(day)) throw new Error(`JsonlFileSink: event ${e.id} has a malformed time ${e.time}`);
@@ -91,6 +111,10 @@ export class JsonlFileSink implements AuditSink {
    * `lines`, when given, holds each event's JSON line (the log serializes once).
    */
   writeBatch(events: AuditEvent[], lines?: readonly string[]): void {
+    if (this.#chain) {
+      this.#chain.write(events, lines);
+      return;
+    }
     let i = 0;
     while (i < events.length) {
       const day = events[i]!.time.slice(0, 10);
@@ -110,6 +134,7 @@ export class JsonlFileSink implements AuditSink {
 
   async close(): Promise<void> {
     this.#closeCurrent();
+    this.#chain?.close();
   }
 
   /**
@@ -132,23 +157,7 @@ export class JsonlFileSink implements AuditSink {
 
   /** Event files in this directory, oldest first. */
   files(): string[] {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
-    return names
-      .map((f) => ({ f, m: FILE_RE.exec(f) }))
-      .filter((x): x is { f: string; m: RegExpExecArray } => x.m !== null)
-      .sort((a, b) => {
-        const da = a.m[1] ?? '';
-        const db = b.m[1] ?? '';
-        if (da !== db) return da < db ? -1 : 1;
-        return Number(a.m[2] ?? 0) - Number(b.m[2] ?? 0);
-      })
-      .map((x) => x.f);
+    return eventFiles(this.dir);
   }
 
   #fdFor(day: string, lineLen: number): number {

@@ -1,10 +1,11 @@
 import { createPrivateKey, generateKeyPairSync, type KeyObject, randomBytes } from 'node:crypto';
-import type { AuditEmitter, AuditEventInput } from '@gatehouse/audit';
+import type { AuditEmitter, AuditEventInput, HeadSigner } from '@gatehouse/audit';
 import type { Backend } from '../backend/types.js';
 import type { Clock } from '../clock.js';
 import type { Sealer } from '../crypto/seal.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
 import type { Route } from '../identity/types.js';
+import { type LoadedAuditKey, loadOrCreateAuditKey } from './audit-key.js';
 import { encodeIdentityJson } from './identity-codec.js';
 import {
   EMPTY_SESSION_POLICY,
@@ -119,6 +120,7 @@ function parseRecord(raw: string, name: CaName, clusterName: string): CaRecord {
 export class CertificateAuthorities {
   readonly #deps: CertificateAuthoritiesDeps;
   readonly #cas = new Map<CaName, LoadedKey[]>();
+  #auditKey: LoadedAuditKey | undefined;
 
   constructor(deps: CertificateAuthoritiesDeps) {
     for (const k of ['backend', 'sealer', 'clock', 'clusterName', 'audit'] as const) {
@@ -131,6 +133,26 @@ export class CertificateAuthorities {
   /** Loads every CA, creating the missing ones. Safe to run in several processes at once. */
   async init(): Promise<void> {
     for (const name of CA_NAMES) this.#cas.set(name, await this.#loadOrCreate(name));
+    this.#auditKey = await loadOrCreateAuditKey(this.#deps);
+  }
+
+  /** Signs the heads of the hash-chained audit files (decision 00XX). */
+  auditSigner(): HeadSigner {
+    return this.#loadedAuditKey().signer;
+  }
+
+  /** The audit keys' public halves (SPKI PEM) by key id, for `audit verify`. */
+  auditPublicKeys(): Record<string, string> {
+    return { ...this.#loadedAuditKey().publicKeys };
+  }
+
+  #loadedAuditKey(): LoadedAuditKey {
+    if (!this.#auditKey) {
+      throw new GatehouseError('GH_ERR_INTERNAL', 'the audit key is not loaded', {
+        hint: 'Call CertificateAuthorities.init() first.',
+      });
+    }
+    return this.#auditKey;
   }
 
   async #loadOrCreate(name: CaName): Promise<LoadedKey[]> {
