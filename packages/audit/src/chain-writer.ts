@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   ANCHOR_FILE,
@@ -34,6 +34,12 @@ interface ChainState {
 }
 
 const STATE_FILE = '.chain.state';
+/**
+ * The state is rewritten in place at offset 0, padded to a fixed size: on
+ * ext4, truncating and rewriting a small file each time made the kernel
+ * flush it on close (auto_da_alloc), ~3 ms per batch.
+ */
+const STATE_BYTES = 256;
 const NEWLINE = Buffer.from('\n');
 /** Bytes a chain prefix adds to a line: `"chain":{"seq":N,"prev":"<64 hex>"},`. */
 const PREFIX_BYTES = 100;
@@ -62,13 +68,18 @@ export class ChainWriter {
   readonly #statePath: string;
   #signer: HeadSigner | undefined;
   #cur: { file: string; fd: number } | undefined;
+  #stateFd: number | undefined;
+  /** The state as this writer left it, valid while it kept the lock (same generation). */
+  #cache: { gen: number; st: ChainState } | undefined;
 
   constructor(opts: ChainWriterOptions) {
     this.#dir = opts.dir;
     this.#maxBytes = opts.maxBytes;
     this.#maxFiles = opts.maxFiles;
     this.#files = opts.files;
-    this.#lock = new DirLock(opts.dir);
+    // The state file is written when the lock is let go: while this writer
+    // holds it, nobody else needs it, and after a crash the files are read back.
+    this.#lock = new DirLock(opts.dir, { onRelease: () => this.#flushState() });
     this.#statePath = join(opts.dir, STATE_FILE);
   }
 
@@ -138,6 +149,15 @@ export class ChainWriter {
   }
 
   close(): void {
+    this.#lock.release();
+    this.#closeFile();
+    if (this.#stateFd !== undefined) {
+      closeSync(this.#stateFd);
+      this.#stateFd = undefined;
+    }
+  }
+
+  #closeFile(): void {
     if (this.#cur) {
       closeSync(this.#cur.fd);
       this.#cur = undefined;
@@ -175,7 +195,7 @@ export class ChainWriter {
     newestSize: number;
     tail: (ChainTail & { file: string }) | undefined;
   } {
-    const st = readJson<ChainState>(this.#statePath);
+    const st = this.#cache?.gen === this.#lock.generation ? this.#cache.st : this.#readState();
     if (st && typeof st.file === 'string' && fileKey(st.file)) {
       const size = this.#sizeOf(st.file);
       if (size === st.size) {
@@ -251,7 +271,7 @@ export class ChainWriter {
 
   #fd(file: string): number {
     if (this.#cur?.file === file) return this.#cur.fd;
-    this.close();
+    this.#closeFile();
     const fd = openSync(join(this.#dir, file), 'a+', 0o600);
     this.#cur = { file, fd };
     return fd;
@@ -262,9 +282,35 @@ export class ChainWriter {
     writeJsonAtomic(headPath(this.#dir, file), signed(head, headPayload(head), this.#signer));
   }
 
+  #state(): number {
+    // Read-write without O_APPEND, so the state is rewritten at offset 0.
+    this.#stateFd ??= openSync(this.#statePath, constants.O_RDWR | constants.O_CREAT, 0o600);
+    return this.#stateFd;
+  }
+
+  #readState(): ChainState | undefined {
+    const buf = Buffer.alloc(STATE_BYTES);
+    const n = readSync(this.#state(), buf, 0, STATE_BYTES, 0);
+    try {
+      return JSON.parse(buf.toString('utf8', 0, n)) as ChainState;
+    } catch {
+      return undefined;
+    }
+  }
+
   #saveState(st: ChainState): void {
-    // Not atomic on purpose (one write): a torn state fails to parse or to match the file size, and is rebuilt.
-    writeFileSync(this.#statePath, JSON.stringify(st), { mode: 0o600 });
+    this.#cache = { gen: this.#lock.generation, st };
+  }
+
+  #flushState(): void {
+    const st = this.#cache?.gen === this.#lock.generation ? this.#cache.st : undefined;
+    if (!st) return;
+    // One positioned write, not atomic on purpose: a torn state fails to
+    // parse or to match the file size, and the end is read back from the files.
+    const text = JSON.stringify(st);
+    const buf = Buffer.alloc(STATE_BYTES, 0x20);
+    buf.write(text, 'utf8');
+    writeSync(this.#state(), buf, 0, STATE_BYTES, 0);
   }
 }
 

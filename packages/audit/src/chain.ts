@@ -1,16 +1,16 @@
 import { createHash } from 'node:crypto';
 import {
-  closeSync,
   fstatSync,
-  openSync,
+  lstatSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   readSync,
   renameSync,
   statSync,
+  symlinkSync,
   unlinkSync,
   writeFileSync,
-  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 
@@ -220,45 +220,101 @@ function parseLink(line: Buffer): ChainLink | undefined {
   }
 }
 
+/** Locks this process holds, by path: a second writer on the same directory in this process takes it over. */
+const heldHere = new Map<string, DirLock>();
+
 /**
- * A lock shared by every process that writes to one audit directory, held
- * only while a batch is chained and written (a few syscalls, never across an
- * await). Node has no flock(2): the lock is a file created with O_EXCL that
- * holds the owner's pid; one left by a killed process (pid gone, or older
- * than `staleMs`) is taken over.
+ * A lock shared by every process that writes to one audit directory. Node
+ * has no flock(2): the lock is a symlink, created atomically, whose target
+ * is the owner's pid; one whose process is gone is taken over.
+ *
+ * Creating and removing it costs two directory updates (~50-200 µs on ext4),
+ * more than chaining a line, so a writer keeps it between batches (a lease)
+ * and lets go after `idleMs` without writes, or right after its current
+ * batch once another writer has asked for it (`.chain.want`). `generation`
+ * changes whenever the lock was let go, so the holder knows when to re-read
+ * what other writers may have written meanwhile.
  */
 export class DirLock {
   readonly path: string;
-  readonly #staleMs: number;
+  readonly #wantPath: string;
+  readonly #idleMs: number;
   readonly #timeoutMs: number;
+  readonly #onRelease: (() => void) | undefined;
   readonly #sleeper = new Int32Array(new SharedArrayBuffer(4));
+  #held = false;
+  #lastUse = 0;
+  #timer: NodeJS.Timeout | undefined;
+  generation = 0;
 
-  constructor(dir: string, opts: { staleMs?: number; timeoutMs?: number } = {}) {
+  /** `onRelease` runs just before the lock is let go (the writer saves what the next one needs). */
+  constructor(dir: string, opts: { idleMs?: number; timeoutMs?: number; onRelease?: () => void } = {}) {
+    this.#onRelease = opts.onRelease;
     this.path = join(dir, '.chain.lock');
-    this.#staleMs = opts.staleMs ?? 10_000;
+    this.#wantPath = join(dir, '.chain.want');
+    this.#idleMs = opts.idleMs ?? 20;
     this.#timeoutMs = opts.timeoutMs ?? 30_000;
   }
 
-  /** Runs `fn` holding the lock (synchronously: the lock never outlives one turn of the event loop). */
+  /** Runs `fn` holding the lock (synchronously: `fn` never spans an await). */
   run<T>(fn: () => T): T {
-    this.#acquire();
+    if (!this.#held) this.#acquire();
+    let ok = false;
     try {
-      return fn();
+      const out = fn();
+      ok = true;
+      return out;
     } finally {
-      unlinkSync(this.path);
+      this.#lastUse = Date.now();
+      // After a failure, or when another writer waits: let go now.
+      // (lstat: the request is a symlink to a pid, which existsSync would follow.)
+      if (!ok || lstatSync(this.#wantPath, { throwIfNoEntry: false }) !== undefined) this.release();
+      else this.#armIdle();
     }
   }
 
+  /** Lets go of the lock (idle, closing, or another writer in this process needs it). */
+  release(): void {
+    if (this.#timer) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (!this.#held) return;
+    try {
+      this.#onRelease?.();
+    } finally {
+      this.#held = false;
+      this.generation++;
+      if (heldHere.get(this.path) === this) heldHere.delete(this.path);
+      removeIfPresent(this.path);
+    }
+  }
+
+  #armIdle(): void {
+    if (this.#timer) return;
+    const t = setTimeout(() => {
+      this.#timer = undefined;
+      if (Date.now() - this.#lastUse >= this.#idleMs) this.release();
+      else this.#armIdle();
+    }, this.#idleMs);
+    // A lease never keeps a process alive; a process that exits holding it leaves a stale lock others take over.
+    t.unref();
+    this.#timer = t;
+  }
+
   #acquire(): void {
+    // Same process, same directory (two gateways on one data dir): the other writer is between batches.
+    heldHere.get(this.path)?.release();
     const deadline = Date.now() + this.#timeoutMs;
+    this.#letWaiterFirst(deadline);
+    let asked = false;
     for (let spins = 0; ; spins++) {
       try {
-        const fd = openSync(this.path, 'wx', 0o600);
-        try {
-          writeSync(fd, String(process.pid));
-        } finally {
-          closeSync(fd);
-        }
+        symlinkSync(String(process.pid), this.path);
+        this.#held = true;
+        this.generation++;
+        heldHere.set(this.path, this);
+        if (asked) removeIfPresent(this.#wantPath);
         return;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
@@ -275,6 +331,15 @@ export class DirLock {
         }
         continue;
       }
+      if (!asked) {
+        // Ask the holder to let go after its current batch instead of at its next idle moment.
+        try {
+          symlinkSync(String(process.pid), this.#wantPath);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        }
+        asked = true;
+      }
       if (Date.now() > deadline) {
         throw Object.assign(
           new Error(
@@ -283,32 +348,68 @@ export class DirLock {
           { code: 'ETIMEDOUT' },
         );
       }
-      // The holder needs microseconds; sleep a little longer each time.
-      Atomics.wait(this.#sleeper, 0, 0, Math.min(1 + spins, 10));
+      Atomics.wait(this.#sleeper, 0, 0, Math.min(0.2 * (1 + spins), 5));
+    }
+  }
+
+  /**
+   * Another process asked for the lock (and this one probably just let go
+   * for it): give it the turn instead of taking the lock straight back. It
+   * removes its request once it holds the lock.
+   */
+  #letWaiterFirst(deadline: number): void {
+    for (let spins = 0; Date.now() < deadline; spins++) {
+      let pid: number;
+      try {
+        pid = Number(readlinkSync(this.#wantPath));
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'EINVAL') return;
+        throw err;
+      }
+      if (pid === process.pid || !alive(pid)) {
+        removeIfPresent(this.#wantPath);
+        return;
+      }
+      // Bounded: a waiter that never shows up costs at most this long once.
+      if (spins > 200) return;
+      Atomics.wait(this.#sleeper, 0, 0, 0.5);
     }
   }
 
   #stale(): boolean {
     let pid: number;
-    let mtime: number;
     try {
-      pid = Number(readFileSync(this.path, 'utf8'));
-      mtime = statSync(this.path).mtimeMs;
+      pid = Number(readlinkSync(this.path));
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return false;
+      // Not a symlink: not ours to keep.
+      if (code === 'EINVAL') return true;
       throw err;
     }
-    if (Date.now() - mtime > this.#staleMs) return true;
-    // Empty: the holder was killed between creating and writing it (or is writing it now: mtime decides).
-    if (!Number.isSafeInteger(pid) || pid <= 0) return Date.now() - mtime > 1000;
-    // This thread never holds the lock across calls: one with our pid was left by a crash.
-    if (pid === process.pid) return true;
-    try {
-      process.kill(pid, 0);
-      return false;
-    } catch (err) {
-      return (err as NodeJS.ErrnoException).code === 'ESRCH';
-    }
+    if (!Number.isSafeInteger(pid) || pid <= 0) return true;
+    // Ours, but no writer of this process holds it: left behind by one that failed.
+    if (pid === process.pid) return !heldHere.has(this.path);
+    return !alive(pid);
+  }
+}
+
+function alive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+function removeIfPresent(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 

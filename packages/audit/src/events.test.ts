@@ -73,6 +73,8 @@ const EXPECTED = {
   'audit.sink.dropped': 'GH1222E',
   'audit.sink.rejected': 'GH1223E',
   'audit.sink.recovered': 'GH1224I',
+  'audit.retention.delete': 'GH1212I',
+  'recording.delete': 'GH1090I',
 };
 
 function allCodes(): string[] {

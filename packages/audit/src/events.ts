@@ -586,6 +586,28 @@ export type AuditEventInput =
     })
   | (CommonFields & { type: 'audit.backlog'; sink: string; backlog: number; error: string })
   | (CommonFields & {
+      type: 'audit.retention.delete';
+      /** The event files removed (and their signed heads). */
+      files: string[];
+      /** Why: the configured retention, e.g. "audit.retention 400d". */
+      reason: string;
+      /** Files older than this day (UTC) were removed. */
+      before: string;
+      /** Where the kept chain now starts (audit verify begins there). */
+      anchor: string;
+    })
+  | (CommonFields & {
+      type: 'recording.delete';
+      /** The recording's session. */
+      session_id: string;
+      /** Whose session it was, and what it was. */
+      recording_user: string;
+      kind: string;
+      started: string;
+      /** `gatehouse recordings rm --reason`, or the retention rule. */
+      reason: string;
+    })
+  | (CommonFields & {
       type: 'audit.dropped';
       sink: string;
       /** Events this sink never got: the disk could not take them and the memory bound was reached. */
@@ -710,6 +732,8 @@ export const EVENT_CODES = {
   'audit.sink.dropped': 'GH1222E',
   'audit.sink.rejected': 'GH1223E',
   'audit.sink.recovered': 'GH1224I',
+  'audit.retention.delete': 'GH1212I',
+  'recording.delete': 'GH1090I',
 } as const satisfies Record<AuditEventType, string | { ok: string; fail: string }>;
 
 export function codeFor(e: AuditEventInput): string {

@@ -15,6 +15,8 @@ import {
   type RecordingStore,
   SqliteAuditIndex,
   StdoutSink,
+  type VerifyChainResult,
+  verifyAuditChain,
 } from '@gatehouse/audit';
 import { type AdminCaller, authorizedAdmin } from './api/authorized.js';
 import { requestBodyDeadline } from './api/http.js';
@@ -573,6 +575,7 @@ export class Gateway {
         roles: this.roles,
         locks: this.locks,
         audit: this.audit,
+        verifyAudit: (since) => this.verifyAudit(since),
         databases: this.databases,
         recordings: this.recordings,
         kubeClusters: this.kubeClusters,
@@ -594,6 +597,18 @@ export class Gateway {
       },
       actor,
     );
+  }
+
+  /**
+   * Checks the hash chain of this gateway's audit record (decision 00XX)
+   * with the CA store's audit keys; offline, reading the files only.
+   */
+  verifyAudit(since?: Date): VerifyChainResult {
+    return verifyAuditChain({
+      dir: path.join(this.config.dataDir, 'audit'),
+      keys: this.authorities.auditPublicKeys(),
+      ...(since ? { since } : {}),
+    });
   }
 
   /** Adds an adapter; a second adapter with the same name throws. Chainable. */

@@ -154,6 +154,21 @@ export class FileRecordingStore implements RecordingStore {
     return parseMeta(text, file);
   }
 
+  async delete(sessionId: string): Promise<boolean> {
+    const sdir = this.#sessionDir(sessionId);
+    // Rename first: a listing or reader never sees half a recording, and a crash leaves a stray dir, not a damaged one.
+    const gone = path.join(this.dir, `.deleting-${randomBytes(6).toString('hex')}`);
+    try {
+      await rename(sdir, gone);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw err;
+    }
+    await rm(gone, { recursive: true, force: true });
+    await rm(path.join(this.dir, LIVE_DIR, sessionId), { force: true });
+    return true;
+  }
+
   async list(q: RecordingQuery = {}): Promise<RecordingMeta[]> {
     let names: string[];
     try {

@@ -111,6 +111,10 @@ export class MemoryRecordingStore implements RecordingStore {
     return recorder;
   }
 
+  async delete(sessionId: string): Promise<boolean> {
+    return this.#entries.delete(sessionId);
+  }
+
   async get(sessionId: string): Promise<RecordingMeta | undefined> {
     const e = this.#entries.get(validateSessionId(sessionId));
     return e ? { ...e.meta } : undefined;

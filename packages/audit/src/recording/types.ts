@@ -91,5 +91,10 @@ export interface RecordingStore {
    * returns their session ids. Stores without live state need not have it.
    */
   recover?(reason: string): Promise<string[]>;
+  /**
+   * Removes a finished recording for good (retention, `gatehouse recordings
+   * rm`); false when there was none. The caller audits it first.
+   */
+  delete(sessionId: string): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -194,6 +194,36 @@ Examples:
       },
     );
 
+  recordings
+    .command('rm')
+    .description('delete a finished recording for good (needs recording:delete; audited with your reason)')
+    .argument('<session-id>', 'from gatehouse recordings ls')
+    .option('--reason <text>', 'why (required): written to the audit log with the deletion')
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      `
+The deletion is recorded (recording.delete, GH1090I) before anything is removed;
+a session that is still running keeps its recording (end it first).
+
+Examples:
+  $ gatehouse recordings rm 0190c3a2-... --reason "GDPR erasure request #4411"`,
+    )
+    .action(async (id: string, o: { reason?: string; json?: boolean }, cmd: Command) => {
+      const reason = o.reason?.trim() ?? '';
+      if (reason === '') {
+        throw usage(
+          'gatehouse recordings rm needs --reason',
+          'say why the recording is deleted, e.g. --reason "GDPR erasure request #4411"; it goes into the audit log',
+        );
+      }
+      await withAdmin(cmd, ctx, async (t) => {
+        await t.api.deleteRecording(id, { reason });
+        if (o.json) return ctx.out(json({ deleted: id, reason }));
+        ctx.out(`deleted recording ${id}\n`);
+      });
+    });
+
   program
     .command('play')
     .description('replay a recorded session in this terminal, or print it in a format')

@@ -29,6 +29,7 @@ export const ADMIN_PERMISSIONS = {
   createLock: ['lock', 'create'],
   deleteLock: ['lock', 'delete'],
   searchAudit: ['audit', 'list'],
+  verifyAudit: ['audit', 'read'],
   listDatabases: ['db', 'list'],
   addDatabase: ['db', 'create'],
   removeDatabase: ['db', 'delete'],
@@ -36,6 +37,7 @@ export const ADMIN_PERMISSIONS = {
   listRecordings: ['recording', 'list'],
   getRecording: ['recording', 'read'],
   readRecording: ['recording', 'read'],
+  deleteRecording: ['recording', 'delete'],
   listKubeClusters: ['kube_cluster', 'list'],
   addKubeCluster: ['kube_cluster', 'create'],
   removeKubeCluster: ['kube_cluster', 'delete'],
@@ -152,6 +154,7 @@ export function authorizedAdmin(
     createLock: ruled('createLock'),
     deleteLock: ruled('deleteLock'),
     searchAudit: ruled('searchAudit'),
+    verifyAudit: ruled('verifyAudit'),
     async listDatabases() {
       const p = await principal();
       if (may(p, 'db', 'list')) return run(p, 'listDatabases', []);
@@ -171,6 +174,8 @@ export function authorizedAdmin(
     },
     getRecording: ownRecording('getRecording'),
     readRecording: ownRecording('readRecording'),
+    // Owners get no exception here: evidence is removed by whoever the roles allow, never by its subject.
+    deleteRecording: ruled('deleteRecording'),
     async listKubeClusters() {
       const p = await principal();
       if (may(p, 'kube_cluster', 'list')) return run(p, 'listKubeClusters', []);

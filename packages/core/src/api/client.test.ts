@@ -179,6 +179,18 @@ describe('GatehouseClient', () => {
       ],
       ['getRecording', () => client.getRecording('s-1'), '/v1/recordings/s-1', undefined],
       [
+        'deleteRecording',
+        () => client.deleteRecording('s 1', { reason: 'GDPR request' }),
+        '/v1/recordings/s%201/delete',
+        { reason: 'GDPR request' },
+      ],
+      [
+        'verifyAudit',
+        () => client.verifyAudit({ since: '2026-01-01T00:00:00Z' }),
+        '/v1/audit/verify?since=2026-01-01T00%3A00%3A00Z',
+        undefined,
+      ],
+      [
         'readRecording',
         // The events route streams: collect the body and parse the echo like the JSON routes.
         async () => {

@@ -1,5 +1,5 @@
 import * as https from 'node:https';
-import type { RecordingMeta, RecordingQuery } from '@gatehouse/audit';
+import type { RecordingMeta, RecordingQuery, VerifyChainResult } from '@gatehouse/audit';
 import WebSocket from 'ws';
 import { DESKTOP_WS_PATH, type DesktopTokenView } from '../desktops/protocol.js';
 import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
@@ -239,6 +239,11 @@ export class GatehouseClient implements AdminApi {
   searchAudit(q: AuditQuery): Promise<AuditPage> {
     return this.#json(ADMIN_ROUTES.searchAudit, {}, undefined, auditQueryString(q));
   }
+  verifyAudit(q: { since?: string } = {}): Promise<VerifyChainResult> {
+    const s = new URLSearchParams();
+    if (q.since !== undefined) s.set('since', q.since);
+    return this.#json(ADMIN_ROUTES.verifyAudit, {}, undefined, s.toString());
+  }
   listDatabases(): Promise<DatabaseView[]> {
     return this.#json(ADMIN_ROUTES.listDatabases, {});
   }
@@ -266,6 +271,9 @@ export class GatehouseClient implements AdminApi {
     if (opts.follow) s.set('follow', '1');
     const path = `${fillPath(ADMIN_ROUTES.readRecording[1], { id: sessionId })}?${s}`;
     return this.#stream(ADMIN_ROUTES.readRecording[0], path, opts.signal);
+  }
+  deleteRecording(sessionId: string, req: { reason: string }): Promise<void> {
+    return this.#json(ADMIN_ROUTES.deleteRecording, { id: sessionId }, req);
   }
   listDesktops(): Promise<DesktopView[]> {
     return this.#json(ADMIN_ROUTES.listDesktops, {});

@@ -1,4 +1,9 @@
-import { exportRecording, type RecordingStore } from '@gatehouse/audit';
+import {
+  type AuditEmitter,
+  exportRecording,
+  type RecordingStore,
+  type VerifyChainResult,
+} from '@gatehouse/audit';
 import type { DatabaseRegistry, DatabaseSpec } from '../databases/registry.js';
 import type { DesktopListing, DesktopRegistry } from '../desktops/registry.js';
 import { GatehouseError } from '../errors.js';
@@ -83,7 +88,9 @@ export interface LocalAdminDeps {
   users: UserService;
   roles: RoleService;
   locks: LockService;
-  audit: { search(q: AuditQuery): Promise<AuditPage> };
+  audit: AuditEmitter & { search(q: AuditQuery): Promise<AuditPage> };
+  /** Checks the audit record's hash chain (from `since`'s day when given). */
+  verifyAudit: (since?: Date) => VerifyChainResult;
   databases: DatabaseRegistry;
   recordings: RecordingStore;
   kubeClusters: KubeClusterRegistry;
@@ -205,6 +212,18 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
     },
     deleteLock: (id) => d.locks.delete(id, actor),
     searchAudit: async (q) => d.audit.search(checkAuditQuery(q)),
+    async verifyAudit(q = {}) {
+      let since: Date | undefined;
+      if (q.since !== undefined) {
+        since = new Date(q.since);
+        if (Number.isNaN(since.getTime())) {
+          throw new GatehouseError('GH_ERR_VALIDATION', `since: ${JSON.stringify(q.since)} is not a date`, {
+            hint: 'give an ISO date or time, e.g. 2026-01-31 or 2026-01-31T12:00:00Z',
+          });
+        }
+      }
+      return d.verifyAudit(since);
+    },
     async listDatabases() {
       return (await d.databases.list()).map(databaseView);
     },
@@ -243,6 +262,36 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       const meta = await d.recordings.get(id);
       if (!meta) throw recordingNotFound(id);
       return meta;
+    },
+    async deleteRecording(id, req) {
+      const reason = typeof req?.reason === 'string' ? req.reason.trim() : '';
+      if (reason === '') {
+        throw new GatehouseError('GH_ERR_VALIDATION', 'deleting a recording needs a reason', {
+          hint: 'say why, e.g. gatehouse recordings rm ID --reason "GDPR request #123"; it goes into the audit log',
+        });
+      }
+      const meta = await d.recordings.get(id);
+      if (!meta) throw recordingNotFound(id);
+      if (meta.ended === undefined) {
+        throw new GatehouseError('GH_ERR_CONFLICT', `recording "${id}" is still being written`, {
+          hint: 'end the session first (gatehouse sessions kill), then remove its recording',
+        });
+      }
+      // Recorded before anything is removed: a deletion that cannot be audited does not happen.
+      await d.audit.emit(
+        {
+          type: 'recording.delete',
+          user: actor,
+          session_id: id,
+          recording_user: meta.user,
+          kind: meta.kind,
+          started: meta.started,
+          reason,
+          message: `recording ${id} of ${meta.user} deleted: ${reason}`,
+        },
+        { precondition: true },
+      );
+      if (!(await d.recordings.delete(id))) throw recordingNotFound(id);
     },
     async readRecording(id, opts = {}) {
       const meta = await d.recordings.get(id);

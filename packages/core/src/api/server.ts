@@ -682,6 +682,10 @@ async function callAdmin(
       return admin.deleteLock(p.id!);
     case 'searchAudit':
       return admin.searchAudit(auditQueryFromUrl(url));
+    case 'verifyAudit': {
+      const since = url.searchParams.get('since');
+      return admin.verifyAudit(since === null ? {} : { since });
+    }
     case 'listDatabases':
       return admin.listDatabases();
     case 'addDatabase':
@@ -694,6 +698,8 @@ async function callAdmin(
       return admin.listRecordings(recordingQueryFromUrl(url));
     case 'getRecording':
       return admin.getRecording(p.id!);
+    case 'deleteRecording':
+      return admin.deleteRecording(p.id!, { reason: typeof body.reason === 'string' ? body.reason : '' });
     case 'readRecording':
       return admin.readRecording(p.id!, { ...recordingReadFromUrl(url), ...(signal ? { signal } : {}) });
     case 'listKubeClusters':

@@ -4,6 +4,7 @@ import type {
   RecordingFormat,
   RecordingMeta,
   RecordingQuery,
+  VerifyChainResult,
 } from '@gatehouse/audit';
 import type { Traits } from '../identity/types.js';
 import type { NodeHostCertRequest, NodeHostCertResponse } from '../nodes/host-certs.js';
@@ -208,6 +209,12 @@ export interface AdminApi {
   deleteLock(id: string): Promise<void>;
 
   searchAudit(q: AuditQuery): Promise<AuditPage>;
+  /**
+   * Checks the hash chain of the audit record (decision 00XX): every event
+   * changed, removed or reordered, with its file, line and id. `since` (ISO
+   * time) starts at that day's first file, trusting its signed head.
+   */
+  verifyAudit(q?: { since?: string }): Promise<VerifyChainResult>;
 
   /** Databases the caller may reach (all of them for an admin with db:list). */
   listDatabases(): Promise<DatabaseView[]>;
@@ -226,6 +233,8 @@ export interface AdminApi {
    * text. With `follow`, a live recording streams until it ends.
    */
   readRecording(sessionId: string, opts?: RecordingReadOptions): Promise<AsyncIterable<Uint8Array>>;
+  /** Deletes a finished recording for good; `reason` is required and audited (`recording.delete`). */
+  deleteRecording(sessionId: string, req: { reason: string }): Promise<void>;
 
   /** Kubernetes clusters the caller may reach (all of them for an admin with kube_cluster:list). */
   listKubeClusters(): Promise<KubeClusterView[]>;
@@ -306,6 +315,7 @@ export const ADMIN_ROUTES = {
   createLock: ['POST', '/v1/locks'],
   deleteLock: ['DELETE', '/v1/locks/:id'],
   searchAudit: ['GET', '/v1/audit/events'],
+  verifyAudit: ['GET', '/v1/audit/verify'],
   listDatabases: ['GET', '/v1/databases'],
   addDatabase: ['POST', '/v1/databases'],
   removeDatabase: ['DELETE', '/v1/databases/:name'],
@@ -313,6 +323,7 @@ export const ADMIN_ROUTES = {
   listRecordings: ['GET', '/v1/recordings'],
   getRecording: ['GET', '/v1/recordings/:id'],
   readRecording: ['GET', '/v1/recordings/:id/events'],
+  deleteRecording: ['POST', '/v1/recordings/:id/delete'],
   listKubeClusters: ['GET', '/v1/kube/clusters'],
   addKubeCluster: ['POST', '/v1/kube/clusters'],
   removeKubeCluster: ['DELETE', '/v1/kube/clusters/:name'],
