@@ -265,6 +265,15 @@ export class SqliteAuditIndex implements AuditIndex {
     return rows.map((r) => r.detail);
   }
 
+  /**
+   * Removes the events older than `time` (ISO) from the index, for
+   * retention (the JSON-lines files they came from are deleted too).
+   * Returns how many. Runs on this connection; WAL lets the writer go on.
+   */
+  deleteBefore(time: string): number {
+    return this.#db.prepare('DELETE FROM events WHERE time < ?').run(time).changes;
+  }
+
   count(): number {
     return (this.#db.prepare('SELECT count(*) AS n FROM events').get() as { n: number }).n;
   }

@@ -3,6 +3,7 @@ export {
   type AnchorRecord,
   type ChainLink,
   eventFiles,
+  fileKey,
   GENESIS,
   type HeadRecord,
   type HeadSigner,

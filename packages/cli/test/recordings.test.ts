@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { FileRecordingStore, type SessionRecorder } from '@gatehouse/audit';
 import { createGateway, loadConfig } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
+import { auditEvents, BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
 
 const execFileP = promisify(execFile);
 
@@ -309,6 +309,56 @@ describe('gatehouse recordings ls / play', () => {
     expect(speed.stderr).toMatch(/--speed "0"/);
     const fmt = await run(['play', 'rec-alice-1', '--format', 'yaml'], { env: as('admin') });
     expect(fmt.code).toBe(2);
+  });
+
+  it('recordings rm: needs a reason and recording:delete, refuses a live one, audits who, what and why', async () => {
+    const gone = await store.create({
+      session_id: 'rec-gone-1',
+      kind: 'ssh',
+      user: 'bob',
+      server: 'node1',
+      cols: 80,
+      rows: 24,
+    });
+    gone.output(Buffer.from('evidence\r\n'));
+    await gone.close();
+    const noReason = await run(['recordings', 'rm', 'rec-gone-1'], { env: as('admin') });
+    expect(noReason.code).toBe(2);
+    expect(noReason.stderr).toMatch(/needs --reason/);
+    const blank = await run(['recordings', 'rm', 'rec-gone-1', '--reason', '  '], { env: as('admin') });
+    expect(blank.code).toBe(2);
+    const alice = await run(['recordings', 'rm', 'rec-gone-1', '--reason', 'mine now'], { env: as('alice') });
+    expect(alice.code).toBe(1);
+    expect(alice.stderr).toMatch(/denied/i);
+    const liveRm = await run(['recordings', 'rm', 'rec-alice-live', '--reason', 'x'], { env: as('admin') });
+    expect(liveRm.code).toBe(1);
+    expect(liveRm.stderr).toMatch(/still being written/);
+    expect((await store.get('rec-gone-1'))?.session_id).toBe('rec-gone-1');
+
+    const ok = await run(['recordings', 'rm', 'rec-gone-1', '--reason', 'GDPR erasure #4411'], {
+      env: as('admin'),
+    });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toBe('deleted recording rec-gone-1\n');
+    expect(await store.get('rec-gone-1')).toBeUndefined();
+    const again = await run(['recordings', 'rm', 'rec-gone-1', '--reason', 'again'], { env: as('admin') });
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/no recording for session "rec-gone-1"/);
+
+    const events = auditEvents(d).filter((e) => e.type === 'recording.delete');
+    expect(events).toEqual([
+      expect.objectContaining({
+        user: 'admin',
+        code: 'GH1090I',
+        session_id: 'rec-gone-1',
+        recording_user: 'bob',
+        kind: 'ssh',
+        reason: 'GDPR erasure #4411',
+      }),
+    ]);
+    expect(
+      auditEvents(d).some((e) => e.type === 'access.denied' && e.user === 'alice' && e.resource === 'delete'),
+    ).toBe(true);
   });
 
   it('follows a live recording through the API until it ends', async () => {

@@ -10,9 +10,12 @@ import {
   AuditLog,
   type AuditSink,
   createExportSink,
+  eventFiles,
   FileRecordingStore,
+  fileKey,
   JsonlFileSink,
   type RecordingStore,
+  removeExpiredFiles,
   SqliteAuditIndex,
   StdoutSink,
   type VerifyChainResult,
@@ -76,6 +79,7 @@ import { GithubRelyingParty } from './sso/github.js';
 import { OidcRelyingParty } from './sso/oidc.js';
 import { protocolsByKind, SsoService } from './sso/service.js';
 import { readSecretFile } from './util/secret-file.js';
+import { formatDuration } from './util/duration.js';
 import { VERSION } from './version.js';
 import { createWebHandler, defaultWebDir, isApiPath } from './web/static.js';
 
@@ -185,6 +189,8 @@ function resolvePort(addr: string, bound: number): string {
 }
 /** Why a session ended that the gateway running it could not end itself. */
 const GATEWAY_RESTART = 'gateway_restart';
+/** How often retention runs after the one at start. */
+const RETENTION_INTERVAL_MS = 24 * 3600 * 1000;
 
 /**
  * The composition root: one gateway owns its backend, CAs, services, routes
@@ -242,6 +248,8 @@ export class Gateway {
   readonly #terminalSockets: TerminalSockets;
   #secureContext: tls.SecureContext | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
+  #retentionTimer: NodeJS.Timeout | undefined;
+  readonly #auditIndex: SqliteAuditIndex | undefined;
   #closed = false;
   #accessWatch: AbortController | undefined;
   #listening = false;
@@ -272,8 +280,11 @@ export class Gateway {
     dialer?: Dialer;
     recordings: RecordingStore;
     webDir?: string | false;
+    /** The search index, so retention removes what it deletes from the files from search too. */
+    auditIndex?: SqliteAuditIndex;
   }) {
     const { config, clock, backend, audit, authorities } = parts;
+    this.#auditIndex = parts.auditIndex;
     this.config = config;
     this.clock = clock;
     this.backend = backend;
@@ -889,7 +900,95 @@ export class Gateway {
       listen: [address, ...Object.values(extra).map((e) => e.address)],
       user: 'system',
     });
+    await this.#retentionRound();
     return { address, port: addr.port, dedicated: extra };
+  }
+
+  /** Retention at start, then once a day (decision 00XX). */
+  async #retentionRound(): Promise<void> {
+    if (this.config.audit.retentionMs === undefined && this.config.recordings?.retentionMs === undefined)
+      return;
+    try {
+      await this.enforceRetention();
+    } catch (err) {
+      // Nothing was deleted unrecorded (each deletion is audited first); the next round tries again.
+      this.log('error', 'retention failed', err);
+    }
+    if (this.#closed) return;
+    clearTimeout(this.#retentionTimer);
+    this.#retentionTimer = setTimeout(() => void this.#retentionRound(), RETENTION_INTERVAL_MS);
+    this.#retentionTimer.unref();
+  }
+
+  /**
+   * Applies `audit.retention` and `recordings.retention` now: deletes the
+   * audit files of days older than the audit retention (never the newest
+   * file; the kept chain's start is recorded in a signed anchor, so `audit
+   * verify` still passes) and their rows in the search index, and the
+   * recordings that ended longer ago than the recordings retention. Every
+   * deletion is audited before it happens (`audit.retention.delete`,
+   * `recording.delete`); one that cannot be audited does not happen.
+   */
+  async enforceRetention(): Promise<{ auditFiles: string[]; recordings: string[] }> {
+    const now = this.clock.now().getTime();
+    const out = { auditFiles: [] as string[], recordings: [] as string[] };
+    const auditMs = this.config.audit.retentionMs;
+    if (auditMs !== undefined) {
+      const dir = path.join(this.config.dataDir, 'audit');
+      const before = new Date(now - auditMs).toISOString().slice(0, 10);
+      const files = eventFiles(dir);
+      const expired: string[] = [];
+      // Oldest first, never the newest file (the chain goes on there).
+      for (const f of files.slice(0, -1)) {
+        if ((fileKey(f)?.day ?? before) >= before) break;
+        expired.push(f);
+      }
+      if (expired.length > 0) {
+        await this.audit.emit(
+          {
+            type: 'audit.retention.delete',
+            user: 'system',
+            files: expired,
+            before,
+            reason: `audit.retention ${formatDuration(auditMs)}`,
+            anchor: files[expired.length] as string,
+            message: `retention deletes ${expired.length} audit files of days before ${before}`,
+          },
+          { precondition: true },
+        );
+        out.auditFiles = removeExpiredFiles(dir, (f) => expired.includes(f), this.authorities.auditSigner());
+        this.#auditIndex?.deleteBefore(`${before}T00:00:00.000Z`);
+      }
+    }
+    const recMs = this.config.recordings?.retentionMs;
+    if (recMs !== undefined) {
+      const cutoff = now - recMs;
+      for (;;) {
+        const batch = (await this.recordings.list({ to: new Date(cutoff).toISOString(), limit: 500 })).filter(
+          (m) =>
+            m.ended !== undefined && Date.parse(m.ended) < cutoff && !out.recordings.includes(m.session_id),
+        );
+        if (batch.length === 0) break;
+        for (const m of batch) {
+          await this.audit.emit(
+            {
+              type: 'recording.delete',
+              user: 'system',
+              session_id: m.session_id,
+              recording_user: m.user,
+              kind: m.kind,
+              started: m.started,
+              reason: `recordings.retention ${formatDuration(recMs)}`,
+              message: `retention deletes recording ${m.session_id} of ${m.user} (ended ${m.ended})`,
+            },
+            { precondition: true },
+          );
+          await this.recordings.delete(m.session_id);
+          out.recordings.push(m.session_id);
+        }
+      }
+    }
+    return out;
   }
 
   /**
@@ -1087,6 +1186,7 @@ export class Gateway {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#renewTimer);
+    clearTimeout(this.#retentionTimer);
     this.#accessWatch?.abort();
     // Every kind of session ends with the same reason, in its client's words, before the adapters close.
     this.liveSessions.shutdown();
@@ -1235,6 +1335,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     nodes,
     ...(opts.dialer ? { dialer: opts.dialer } : {}),
     recordings: opts.recordings ?? new FileRecordingStore({ dir: path.join(config.dataDir, 'recordings') }),
+    auditIndex: index,
     ...(opts.webDir !== undefined ? { webDir: opts.webDir } : {}),
     log: channelLogger(config.clusterName),
   });

@@ -96,7 +96,11 @@ export interface GatehouseConfig {
     maxParameterBytes: number;
     /** Export sinks as the config file describes them (files not read yet: createGateway reads them). */
     sinks: AuditSinkConfigEntry[];
+    /** audit.retention: JSON-lines files of days older than this are deleted (absent: kept). */
+    retentionMs?: number;
   };
+  /** recordings.retention: recordings that ended longer ago are deleted (absent: kept). */
+  recordings?: { retentionMs?: number };
   /** Where the config came from, for messages. */
   source: string;
 }
@@ -305,7 +309,9 @@ function resolve(
       maxQueryBytes: c.audit.max_query_bytes,
       maxParameterBytes: c.audit.max_parameter_bytes,
       sinks: c.audit.sinks,
+      ...(c.audit.retention ? { retentionMs: parseDuration(c.audit.retention) } : {}),
     },
+    recordings: c.recordings.retention ? { retentionMs: parseDuration(c.recordings.retention) } : {},
     source,
   };
 }

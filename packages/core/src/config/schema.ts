@@ -394,6 +394,24 @@ export const configSchema = z
           .default(4 * 1024),
         /** Export sinks: syslog, Loki, Elasticsearch/OpenSearch, webhook (each with its own spool). */
         sinks: z.array(auditSinkSchema).default([]),
+        /**
+         * Delete JSON-lines files whose day is older than this (e.g. 400d), at
+         * start and daily; each deletion is audited (audit.retention.delete)
+         * and the hash chain keeps verifying from the oldest file kept.
+         * Default: keep everything.
+         */
+        retention: duration.optional(),
+      })
+      .strict()
+      .prefault({}),
+    recordings: z
+      .object({
+        /**
+         * Delete session recordings that ended longer ago than this (e.g.
+         * 400d), at start and daily; each deletion is audited (recording.delete).
+         * Default: keep everything.
+         */
+        retention: duration.optional(),
       })
       .strict()
       .prefault({}),
