@@ -69,6 +69,7 @@ const PEERS = [
   },
   { bin: '/usr/bin/kubectl', pkg: 'kubectl', why: 'the real kubectl (Kubernetes adapter tests)' },
   { bin: '/usr/bin/chromium', pkg: 'chromium', why: 'Chromium for the web UI tests (playwright-core)' },
+  { bin: '/usr/bin/prometheus', pkg: 'prometheus', why: 'a real Prometheus scrapes /metrics (metrics test)' },
   // @gatehouse/bpf builds its eBPF helper from source in `npm run build` (packages/bpf/scripts/build.mjs).
   { bin: '/usr/bin/cc', pkg: 'gcc', why: 'cc builds the eBPF helper (@gatehouse/bpf)' },
   {

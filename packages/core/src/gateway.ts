@@ -63,6 +63,7 @@ import { Listener } from './listener/listener.js';
 import { Routes } from './listener/routes.js';
 import { acceptTls } from './listener/tls-accept.js';
 import { channelLogger, type LogFn } from './log.js';
+import { GatewayMetrics } from './metrics.js';
 import { type Dialer, directDialer } from './net/dialer.js';
 import { NodeAuditIngest } from './nodes/audit-ingest.js';
 import { renewNodeHostCert } from './nodes/host-certs.js';
@@ -249,6 +250,8 @@ export class Gateway {
   #secureContext: tls.SecureContext | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #retentionTimer: NodeJS.Timeout | undefined;
+  /** Prometheus metrics (config `metrics`), in this gateway's own registry; undefined when not configured. */
+  readonly metrics: GatewayMetrics | undefined;
   readonly #auditIndex: SqliteAuditIndex | undefined;
   #closed = false;
   #accessWatch: AbortController | undefined;
@@ -282,6 +285,7 @@ export class Gateway {
     webDir?: string | false;
     /** The search index, so retention removes what it deletes from the files from search too. */
     auditIndex?: SqliteAuditIndex;
+    metrics?: GatewayMetrics;
   }) {
     const { config, clock, backend, audit, authorities } = parts;
     this.#auditIndex = parts.auditIndex;
@@ -337,7 +341,15 @@ export class Gateway {
       resolveRoles: (names) => this.roles.resolve(names),
       findLocks: (q) => this.locks.find(q),
     });
-    this.liveSessions = new LiveSessions({ authorizer: this.authorizer, audit, clock, log: this.log });
+    this.metrics = parts.metrics;
+    const metrics = parts.metrics;
+    this.liveSessions = new LiveSessions({
+      authorizer: this.authorizer,
+      audit,
+      clock,
+      log: this.log,
+      ...(metrics ? { onBound: (protocol: string, s: number) => metrics.sessionBound(protocol, s) } : {}),
+    });
     this.desktopTokens = new DesktopTokens({
       authorizer: this.authorizer,
       clock,
@@ -865,6 +877,8 @@ export class Gateway {
     address: string;
     port: number;
     dedicated: Record<string, { address: string; port: number }>;
+    /** Where GET /metrics answers, when `metrics.listen` is configured. */
+    metrics?: { address: string; port: number };
   }> {
     await this.ready();
     const host = opts.host ?? this.config.listen.host;
@@ -893,6 +907,12 @@ export class Gateway {
       // Only admin verbs on the data dir read it (for the address in invites): not worth failing a start.
       this.log('error', 'could not record the listening address in the backend', err);
     });
+    let metricsAt: { address: string; port: number } | undefined;
+    const ml = this.config.metrics?.listen;
+    if (this.metrics && ml) {
+      const a = await this.metrics.listen(ml.host, ml.port);
+      metricsAt = { address: fmt(a), port: a.port };
+    }
     this.#listening = true;
     await this.audit.emit({
       type: 'gateway.start',
@@ -901,7 +921,7 @@ export class Gateway {
       user: 'system',
     });
     await this.#retentionRound();
-    return { address, port: addr.port, dedicated: extra };
+    return { address, port: addr.port, dedicated: extra, ...(metricsAt ? { metrics: metricsAt } : {}) };
   }
 
   /** Retention at start, then once a day (decision 00XX). */
@@ -1192,6 +1212,7 @@ export class Gateway {
     this.liveSessions.shutdown();
     this.#terminalSockets.close();
     await this.#listener.close();
+    await this.metrics?.close();
     this.#http.close();
     this.#http.closeAllConnections();
     for (const a of this.#adapters.values()) await a.close?.();
@@ -1269,6 +1290,16 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   const record = new JsonlFileSink({ dir: auditDir, maxBytes: config.audit.maxFileBytes, chain: true });
   const sinks: AuditSink[] = [record, index];
   if (config.audit.stdout) sinks.push(new StdoutSink());
+  // Counters come from the audit events; gauges read the gateway (set below) when scraped.
+  let gateway: Gateway | undefined;
+  const metrics: GatewayMetrics | undefined = config.metrics
+    ? new GatewayMetrics({
+        liveSessions: () => gateway?.liveSessions.list() ?? [],
+        auditBacklog: (): Record<string, number> => audit.backlog(),
+        auditAvailable: (): boolean => audit.available(),
+      })
+    : undefined;
+  if (metrics) sinks.push(metrics.sink());
   const spoolDir = path.join(auditDir, 'spool', opts.auditSpoolName ?? `process-${safeUsername()}`);
   // Export sinks keep their own bounded spools next to the log's (decision 0026-audit-sinks).
   const exportDir = path.join(spoolDir, 'export');
@@ -1283,7 +1314,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
       });
     }
   }
-  const audit = new AuditLog({
+  const audit: AuditLog = new AuditLog({
     cluster: config.clusterName,
     sinks,
     index,
@@ -1293,8 +1324,8 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     clock: () => clock.now(),
     // The JSON-lines files are the record an action waits for; the search
     // index is derived from them and is written right after, off the
-    // per-query path (search still reads its own writes).
-    background: [index.name],
+    // per-query path (search still reads its own writes). Metrics likewise.
+    background: metrics ? [index.name, 'metrics'] : [index.name],
   });
   const authorities = new CertificateAuthorities({
     backend,
@@ -1321,7 +1352,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
         : undefined;
     ssoConnectors.push(connectorFromDoc(doc, 'config', secret));
   }
-  return new Gateway({
+  gateway = new Gateway({
     config,
     clock,
     backend,
@@ -1336,9 +1367,11 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     ...(opts.dialer ? { dialer: opts.dialer } : {}),
     recordings: opts.recordings ?? new FileRecordingStore({ dir: path.join(config.dataDir, 'recordings') }),
     auditIndex: index,
+    ...(metrics ? { metrics } : {}),
     ...(opts.webDir !== undefined ? { webDir: opts.webDir } : {}),
     log: channelLogger(config.clusterName),
   });
+  return gateway;
 }
 
 /** What the config file declares (databases, Kubernetes clusters, desktops, nodes), with their files read. */

@@ -34,6 +34,7 @@ export * from './listener/routes.js';
 export * from './listener/sniff.js';
 export { TlsRefused } from './listener/tls-accept.js';
 export * from './log.js';
+export { denialReason, GatewayMetrics, type GatewayMetricsDeps } from './metrics.js';
 export * from './net/dialer.js';
 export * from './nodes/audit-ingest.js';
 export * from './nodes/host-certs.js';

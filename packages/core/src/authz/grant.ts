@@ -37,6 +37,8 @@ export class Grant {
   readonly kube?: { users: string[]; groups: string[] } | undefined;
   /** The client address the session was granted to (re-checks use it for pinned certificates). */
   readonly remoteAddr?: string | undefined;
+  /** performance.now() when the Authorizer granted it (setup latency: until the session is bound). */
+  readonly mintedAt: number;
 
   /** @internal */
   constructor(
@@ -60,6 +62,7 @@ export class Grant {
     this.roles = fields.roles;
     this.kube = fields.kube;
     this.remoteAddr = fields.remoteAddr;
+    this.mintedAt = performance.now();
     Object.freeze(this);
   }
 

@@ -23,6 +23,8 @@ export interface GatehouseConfig {
   mysqlListen?: { host: string; port: number } | undefined;
   /** Serve this machine as an SSH node too (config `builtin_node`). */
   builtinNode: boolean;
+  /** Prometheus metrics, when configured; `listen` serves GET /metrics there. */
+  metrics?: { listen?: { host: string; port: number } } | undefined;
   /** Version string of the MySQL greeting (config `mysql_server_version`); adapters have a default. */
   mysqlServerVersion?: string | undefined;
   databases: {
@@ -228,6 +230,7 @@ function resolve(
     publicAddr: c.public_addr ?? c.listen,
     mysqlListen: c.mysql_listen && c.mysql_listen !== 'off' ? splitHostPort(c.mysql_listen) : undefined,
     builtinNode: c.builtin_node ?? false,
+    metrics: c.metrics ? (c.metrics.listen ? { listen: splitHostPort(c.metrics.listen) } : {}) : undefined,
     mysqlServerVersion: c.mysql_server_version,
     databases: c.databases.map((d) => ({
       name: d.name,

@@ -138,6 +138,18 @@ export const configSchema = z
      */
     builtin_node: z.boolean().optional(),
     /**
+     * Prometheus metrics (opt-in): `listen` is a host:port of its own where
+     * GET /metrics answers in plain HTTP without authentication; keep it on
+     * loopback or a monitoring network. An empty object keeps the registry
+     * (gw.metrics) for an embedder to serve.
+     */
+    metrics: z
+      .object({
+        listen: hostPort.optional(),
+      })
+      .strict()
+      .optional(),
+    /**
      * Version string MySQL clients see in the greeting, before anyone logged
      * in. Default `8.0.0-Gatehouse-<version>`. Never a database's own (that
      * tells anyone who connects what to attack); a fleet of MariaDB servers may

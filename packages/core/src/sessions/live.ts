@@ -124,6 +124,8 @@ export interface LiveSessionsDeps {
   log: LogFn;
   /** This gateway's name in listings (several gateways share a backend later). */
   gateway?: string | undefined;
+  /** Told of each session bound and how long after its grant (metrics). */
+  onBound?: ((protocol: string, setupSeconds: number) => void) | undefined;
 }
 
 /** Longest setTimeout Node accepts; longer grants re-arm. */
@@ -207,6 +209,7 @@ export class LiveSessions {
       scanners: new Map(),
     };
     this.#live.set(id, e);
+    this.#d.onBound?.(info.protocol, (performance.now() - grant.mintedAt) / 1000);
     this.#compileGuards(e, grant.options.guards);
     if (!e.ended) this.#armExpiry(e);
     // The watches re-check bound sessions only: a lock, deletion or role
