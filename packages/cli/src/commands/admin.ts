@@ -641,10 +641,11 @@ Examples:
 export function formatVerify(r: VerifyChainResult): string {
   const span =
     r.first && r.last ? ` (seq ${r.first.seq}..${r.last.seq}, from ${startedAt(r.first.from)})` : '';
+  const n = (k: number, what: string) => `${k} ${what}${k === 1 ? '' : 's'}`;
   const lines = [
     r.ok
-      ? `OK: ${r.events} events in ${r.files} files verified${span}`
-      : `TAMPERED: ${r.problems.length} problem${r.problems.length === 1 ? '' : 's'} in ${r.files} files, ${r.events} events${span}`,
+      ? `OK: ${n(r.events, 'event')} in ${n(r.files, 'file')} verified${span}`
+      : `TAMPERED: ${n(r.problems.length, 'problem')} in ${n(r.files, 'file')}, ${n(r.events, 'event')}${span}`,
   ];
   for (const p of r.problems) lines.push(`${p.kind}: ${p.message}`);
   for (const w of r.warnings) lines.push(`warning: ${w.kind}: ${w.message}`);
