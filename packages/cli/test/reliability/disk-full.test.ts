@@ -6,9 +6,9 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AuditEvent } from '@gatehouse/audit';
+import { type AuditEvent, eventFiles } from '@gatehouse/audit';
 import type { Sshd } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SmallDisk } from '../../../audit/test/reliability/small-disk.js';
@@ -83,6 +83,25 @@ describe('reliability: a full data disk fails closed and loses no audit', () => 
     shell.stdin!.write('head -c 3000000 /dev/urandom | od\n');
     expect(await shellExit).not.toBe(0);
     expect(shellOut).toContain('an interactive session may not run unrecorded');
+
+    // A full disk can still leave room in the last page of the audit file
+    // (tmpfs allocates whole pages); events fit there until it is used up.
+    // Failed logins (recorded, never refused for it) use it up: once one is
+    // not written, the audit log can make nothing durable.
+    const record = () => {
+      const dir = join(d.dataDir, 'audit');
+      const newest = eventFiles(dir).at(-1) as string;
+      return statSync(join(dir, newest)).size;
+    };
+    for (let i = 0; i < 30; i++) {
+      const before = record();
+      const w = await gh(
+        ['login', '--proxy', d.proxy, '--user', 'alice', '--ca-pin', d.pin, '--password-stdin'],
+        'wrong password\n',
+      );
+      expect(w.code).not.toBe(0);
+      if (record() === before) break;
+    }
 
     // New work is refused, in the client's own words.
     const cmd = await gh(['ssh', `${login}@node1`, 'echo', 'should-not-run']);
