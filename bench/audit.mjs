@@ -5,7 +5,8 @@
 // their own). For each sink: how fast the gateway's audit path accepts events
 // (emit: the JSON-lines record plus the sink's spool append) and how fast
 // the receiver takes them (delivery), side by side with the audit path
-// without any export sink. Figures are printed, not asserted.
+// without any export sink. Then the cost of the hash chain per event (with
+// and without, bench/audit-chain.mjs). Figures are printed, not asserted.
 import { fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -21,6 +22,7 @@ import {
   webhookSink,
 } from '@gatehouse/audit';
 import { startRsyslog } from '@gatehouse/audit/testing';
+import { printChainCost } from './audit-chain.mjs';
 import { ensurePackages, median, roundOrder, serverTls } from './lib.mjs';
 
 export const description =
@@ -176,4 +178,6 @@ export async function run(argv) {
   process.stdout.write(
     '\nemit: events/s the audit path accepted (what sessions wait for); delivered: events/s from the first emit until the receiver took the last.\n',
   );
+  // The cost of the hash chain on the same audit path (decision 00XX-tamper-evident-audit).
+  await printChainCost({ events: o.events, runs: o.runs, burst: o.group });
 }
