@@ -6,6 +6,7 @@ import {
   anchorPayload,
   type ChainTail,
   DirLock,
+  endsWithNewline,
   eventFiles,
   fdSize,
   fileKey,
@@ -24,6 +25,9 @@ import {
 } from './chain.js';
 import type { AuditEvent } from './events.js';
 import { writeWhole } from './spool.js';
+
+/** Where the chain ends, and in which file; `firstHere`: the newest file has no chained line yet. */
+type End = ChainTail & { file: string; firstHere?: boolean };
 
 /** `.chain.state`: where the last writer left the chain, so the next one need not read the file back. */
 interface ChainState {
@@ -139,7 +143,9 @@ export class ChainWriter {
       // A torn write at the end of the file becomes a line of its own; the chain links past it.
       if (tail?.needsNewline && tail.file === file) buf = Buffer.concat([NEWLINE, buf]);
       writeWhole(fd, buf);
-      if (before === 0) this.#writeHead(file, out[0] as { seq: number; prev: string }, firstHash);
+      // The file's first chained line (a new file, or one with only older, unchained lines or a fragment).
+      if (before === 0 || (tail?.firstHere && tail.file === file))
+        this.#writeHead(file, out[0] as { seq: number; prev: string }, firstHash);
       this.#saveState({ file, size: before + buf.length, seq, hash: prev });
       return out;
     });
@@ -165,7 +171,7 @@ export class ChainWriter {
   }
 
   /** The file the next batch goes to, and the chain's end before it (undefined: the first line ever). */
-  #target(day: string, bytes: number): { file: string; tail: (ChainTail & { file: string }) | undefined } {
+  #target(day: string, bytes: number): { file: string; tail: End | undefined } {
     const end = this.#end();
     const newest = end.newest;
     if (newest === undefined) return { file: fileName(day, 0), tail: undefined };
@@ -193,7 +199,7 @@ export class ChainWriter {
   #end(): {
     newest: string | undefined;
     newestSize: number;
-    tail: (ChainTail & { file: string }) | undefined;
+    tail: End | undefined;
   } {
     const st = this.#cache?.gen === this.#lock.generation ? this.#cache.st : this.#readState();
     if (st && typeof st.file === 'string' && fileKey(st.file)) {
@@ -224,14 +230,18 @@ export class ChainWriter {
             tail: { ...t, file: f, needsNewline: f === newest && t.needsNewline },
           };
         // The newest file may hold only a torn fragment: it still needs its newline.
+        // The newest file holds no chained line: only a torn fragment, or
+        // lines from before the chain was enabled. The chain goes on from an
+        // older file, or starts here.
         if (f === newest && newestSize > 0) {
+          const needsNewline = !endsWithNewline(fd, newestSize);
           const prevEnd = this.#tailBefore(files, i);
           return {
             newest,
             newestSize,
             tail: prevEnd
-              ? { ...prevEnd, needsNewline: true, file: newest }
-              : { seq: 0, prev: GENESIS, hash: GENESIS, needsNewline: true, file: newest },
+              ? { ...prevEnd, needsNewline, file: newest, firstHere: true }
+              : { seq: 0, prev: GENESIS, hash: GENESIS, needsNewline, file: newest, firstHere: true },
           };
         }
       } finally {

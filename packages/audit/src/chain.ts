@@ -413,6 +413,14 @@ function removeIfPresent(path: string): void {
   }
 }
 
+/** Whether the first `size` bytes of `fd` end in a newline (true when empty). */
+export function endsWithNewline(fd: number, size: number): boolean {
+  if (size === 0) return true;
+  const last = Buffer.alloc(1);
+  readSync(fd, last, 0, 1, size - 1);
+  return last[0] === 0x0a;
+}
+
 /** Size of a file, 0 when it does not exist. */
 export function sizeOf(path: string): number {
   try {

@@ -179,6 +179,25 @@ describe('hash-chained JSON lines', () => {
     expect(r.last?.seq).toBe(5);
   });
 
+  it('continues a record written before the chain was enabled: the old lines are "unchained", the rest verifies', async () => {
+    const plain = new JsonlFileSink({ dir });
+    plain.write(ev(1));
+    plain.write(ev(2));
+    await plain.close();
+    const s = sink();
+    s.write(ev(3));
+    s.write(ev(4));
+    await s.close();
+    const lines = await fileLines('events-2026-03-04.jsonl');
+    expect(lines).toHaveLength(4);
+    expect(JSON.parse(lines[2] as string).chain).toEqual({ seq: 1, prev: GENESIS });
+    const r = verifyAuditChain({ dir, keys });
+    expect(r.problems).toEqual([]);
+    expect(r.events).toBe(2);
+    // The file's first chained line got its signed head.
+    expect(r.warnings.map((w) => w.kind)).toEqual(['unchained']);
+  });
+
   it('retention removes old files with a signed anchor; removing more without one is reported', async () => {
     const s = sink();
     for (let d = 1; d <= 4; d++) s.write(ev(d, `2026-03-0${d}`));
