@@ -114,15 +114,22 @@ Examples:
         const pin = gateway.caPin();
         const extra =
           Object.entries(bound.dedicated)
-            .map(([name, d]) => `  ${`${name}:`.padEnd(11)}${d.address}
-`)
-            .join('') + (bound.metrics ? `  metrics:   http://${bound.metrics.address}/metrics
-` : '');
+            .map(
+              ([name, d]) => `  ${`${name}:`.padEnd(11)}${d.address}
+`,
+            )
+            .join('') +
+          (bound.metrics
+            ? `  metrics:   http://${bound.metrics.address}/metrics
+`
+            : '');
         // Export sinks and what an earlier run left in their spools (delivered first).
         const sinks = gateway.audit
           .sinkStatus()
-          .map((s) => `  audit:     ${s.name} (${s.type}): ${s.state}, ${s.queued} events spooled
-`)
+          .map(
+            (s) => `  audit:     ${s.name} (${s.type}): ${s.state}, ${s.queued} events spooled
+`,
+          )
           .join('');
         ctx.out(
           `Gatehouse listening on ${boundAddr(bound)}\n` +
