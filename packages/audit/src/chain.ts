@@ -282,6 +282,9 @@ export class DirLock {
     if (!this.#held) return;
     try {
       this.#onRelease?.();
+    } catch {
+      // Only a hint for the next holder: one it cannot trust (stale, torn,
+      // missing) makes it read the end of the files back instead.
     } finally {
       this.#held = false;
       this.generation++;

@@ -79,4 +79,5 @@ export {
   type VerifyChainOptions,
   type VerifyChainResult,
   verifyAuditChain,
+  verifyAuditChainAsync,
 } from './verify.js';

@@ -19,7 +19,7 @@ import {
   SqliteAuditIndex,
   StdoutSink,
   type VerifyChainResult,
-  verifyAuditChain,
+  verifyAuditChainAsync,
 } from '@gatehouse/audit';
 import { type AdminCaller, authorizedAdmin } from './api/authorized.js';
 import { requestBodyDeadline } from './api/http.js';
@@ -626,8 +626,8 @@ export class Gateway {
    * Checks the hash chain of this gateway's audit record (decision 00XX)
    * with the CA store's audit keys; offline, reading the files only.
    */
-  verifyAudit(since?: Date): VerifyChainResult {
-    return verifyAuditChain({
+  verifyAudit(since?: Date): Promise<VerifyChainResult> {
+    return verifyAuditChainAsync({
       dir: path.join(this.config.dataDir, 'audit'),
       keys: this.authorities.auditPublicKeys(),
       ...(since ? { since } : {}),

@@ -132,13 +132,13 @@ describe('retention (audit.retention, recordings.retention)', () => {
     });
 
     // What is left verifies from the anchor retention recorded.
-    const r = gw.verifyAudit();
+    const r = await gw.verifyAudit();
     expect(r.problems).toEqual([]);
     expect(r.first).toMatchObject({ file: 'events-2026-01-07.jsonl', from: 'anchor' });
 
     // Removing one more old file by hand is not retention: verify says so.
     await rm(path.join(auditDir, 'events-2026-01-07.jsonl'));
-    expect(gw.verifyAudit().problems).toEqual([
+    expect((await gw.verifyAudit()).problems).toEqual([
       expect.objectContaining({ kind: 'start_missing', file: 'events-2026-01-08.jsonl' }),
     ]);
     await live.close();

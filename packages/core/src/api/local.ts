@@ -90,7 +90,7 @@ export interface LocalAdminDeps {
   locks: LockService;
   audit: AuditEmitter & { search(q: AuditQuery): Promise<AuditPage> };
   /** Checks the audit record's hash chain (from `since`'s day when given). */
-  verifyAudit: (since?: Date) => VerifyChainResult;
+  verifyAudit: (since?: Date) => Promise<VerifyChainResult>;
   databases: DatabaseRegistry;
   recordings: RecordingStore;
   kubeClusters: KubeClusterRegistry;
