@@ -79,8 +79,8 @@ import { connectorFromDoc, type SsoConnector, SsoConnectorRegistry } from './sso
 import { GithubRelyingParty } from './sso/github.js';
 import { OidcRelyingParty } from './sso/oidc.js';
 import { protocolsByKind, SsoService } from './sso/service.js';
-import { readSecretFile } from './util/secret-file.js';
 import { formatDuration } from './util/duration.js';
+import { readSecretFile } from './util/secret-file.js';
 import { VERSION } from './version.js';
 import { createWebHandler, defaultWebDir, isApiPath } from './web/static.js';
 
