@@ -74,7 +74,7 @@ const EXPECTED = {
   'audit.sink.rejected': 'GH1223E',
   'audit.sink.recovered': 'GH1224I',
   'audit.retention.delete': 'GH1212I',
-  'recording.delete': 'GH1090I',
+  'recording.delete': 'GH1213I',
 };
 
 function allCodes(): string[] {

@@ -733,7 +733,7 @@ export const EVENT_CODES = {
   'audit.sink.rejected': 'GH1223E',
   'audit.sink.recovered': 'GH1224I',
   'audit.retention.delete': 'GH1212I',
-  'recording.delete': 'GH1090I',
+  'recording.delete': 'GH1213I',
 } as const satisfies Record<AuditEventType, string | { ok: string; fail: string }>;
 
 export function codeFor(e: AuditEventInput): string {

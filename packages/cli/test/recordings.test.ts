@@ -349,7 +349,7 @@ describe('gatehouse recordings ls / play', () => {
     expect(events).toEqual([
       expect.objectContaining({
         user: 'admin',
-        code: 'GH1090I',
+        code: 'GH1213I',
         session_id: 'rec-gone-1',
         recording_user: 'bob',
         kind: 'ssh',

@@ -126,7 +126,7 @@ describe('retention (audit.retention, recordings.retention)', () => {
     ]);
     expect(recDeletes[0]).toMatchObject({
       user: 'system',
-      code: 'GH1090I',
+      code: 'GH1213I',
       reason: 'recordings.retention 30d',
       kind: 'ssh',
     });

@@ -203,7 +203,7 @@ Examples:
     .addHelpText(
       'after',
       `
-The deletion is recorded (recording.delete, GH1090I) before anything is removed;
+The deletion is recorded (recording.delete, GH1213I) before anything is removed;
 a session that is still running keeps its recording (end it first).
 
 Examples:
