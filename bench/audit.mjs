@@ -178,6 +178,6 @@ export async function run(argv) {
   process.stdout.write(
     '\nemit: events/s the audit path accepted (what sessions wait for); delivered: events/s from the first emit until the receiver took the last.\n',
   );
-  // The cost of the hash chain on the same audit path (decision 00XX-tamper-evident-audit).
+  // The cost of the hash chain on the same audit path (decision 0029-tamper-evident-audit).
   await printChainCost({ events: o.events, runs: o.runs, burst: o.group });
 }

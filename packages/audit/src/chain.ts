@@ -15,7 +15,7 @@ import {
 import { join } from 'node:path';
 
 /**
- * The hash chain of the JSON-lines audit record (decision 00XX). Every line
+ * The hash chain of the JSON-lines audit record (decision 0029). Every line
  * the JSONL sink writes starts with `{"chain":{"seq":N,"prev":"<hex>"},`:
  * `seq` counts lines over all files of the directory (1 for the first ever),
  * `prev` is the SHA-256 of the previous line's exact bytes (without its

@@ -751,7 +751,7 @@ export type AuditEvent = AuditEventInput & {
   cluster: string;
   /**
    * The hash-chain link the JSON-lines record gave this event (decision
-   * 00XX): its line number over all files and the SHA-256 of the line before.
+   * 0029): its line number over all files and the SHA-256 of the line before.
    * Set once the record is written; exported copies carry it.
    */
   chain?: { seq: number; prev: string };

@@ -497,7 +497,7 @@ export class AuditLog implements AuditEmitter {
       });
     }
     // The chained record goes first, so every other sink gets the event with
-    // its `chain` link, in the very bytes the JSON-lines file holds (decision 00XX).
+    // its `chain` link, in the very bytes the JSON-lines file holds (decision 0029).
     const chaining = this.#states.filter((st) => !st.background && isChaining(st.sink));
     const chained = await Promise.allSettled(chaining.map((st) => this.#batched(st, e, line, precondition)));
     if (e.chain) line = withChain(line, e.chain);

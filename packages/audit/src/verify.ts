@@ -128,7 +128,7 @@ function toKey(k: string | KeyObject): KeyObject {
 }
 
 /**
- * Checks the hash chain of an audit directory (decision 00XX), offline: it
+ * Checks the hash chain of an audit directory (decision 0029), offline: it
  * reads the files and needs only the audit public keys. It reports every
  * place the record was changed, removed or reordered, with the file, line
  * and event id, and tells a torn last line (crash) from tampering.

@@ -623,7 +623,7 @@ export class Gateway {
   }
 
   /**
-   * Checks the hash chain of this gateway's audit record (decision 00XX)
+   * Checks the hash chain of this gateway's audit record (decision 0029)
    * with the CA store's audit keys; offline, reading the files only.
    */
   verifyAudit(since?: Date): Promise<VerifyChainResult> {
@@ -924,7 +924,7 @@ export class Gateway {
     return { address, port: addr.port, dedicated: extra, ...(metricsAt ? { metrics: metricsAt } : {}) };
   }
 
-  /** Retention at start, then once a day (decision 00XX). */
+  /** Retention at start, then once a day (decision 0029). */
   async #retentionRound(): Promise<void> {
     if (this.config.audit.retentionMs === undefined && this.config.recordings?.retentionMs === undefined)
       return;

@@ -4,7 +4,7 @@ import { type IntervalHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import type { AuditEvent, AuditSink } from '@gatehouse/audit';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
-/** What the metrics read when Prometheus scrapes (decision 00XX). */
+/** What the metrics read when Prometheus scrapes (decision 0030). */
 export interface GatewayMetricsDeps {
   /** Live sessions of this gateway (kind and protocol of each). */
   liveSessions: () => readonly { kind: string; protocol: string }[];

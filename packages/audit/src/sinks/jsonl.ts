@@ -15,7 +15,7 @@ export interface JsonlFileSinkOptions {
   maxFiles?: number;
   name?: string;
   /**
-   * Hash-chain every line (decision 00XX): each line starts with
+   * Hash-chain every line (decision 0029): each line starts with
    * `"chain":{"seq","prev"}` and each file gets a signed `<file>.head`.
    * Writers of one directory then take turns through a lock file. Default false.
    */

@@ -210,7 +210,7 @@ export interface AdminApi {
 
   searchAudit(q: AuditQuery): Promise<AuditPage>;
   /**
-   * Checks the hash chain of the audit record (decision 00XX): every event
+   * Checks the hash chain of the audit record (decision 0029): every event
    * changed, removed or reordered, with its file, line and id. `since` (ISO
    * time) starts at that day's first file, trusting its signed head.
    */

@@ -14,7 +14,7 @@ import { GatehouseError, isGatehouseError } from '../errors.js';
 
 /**
  * The audit key: an Ed25519 key of the CA store that signs the heads of the
- * hash-chained audit files and the retention anchor (decision 00XX). It is
+ * hash-chained audit files and the retention anchor (decision 0029). It is
  * stored like the CA keys: in the backend at `cas/audit`, the private half
  * sealed with the at-rest key, created once by whichever process comes first.
  */

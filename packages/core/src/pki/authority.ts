@@ -136,7 +136,7 @@ export class CertificateAuthorities {
     this.#auditKey = await loadOrCreateAuditKey(this.#deps);
   }
 
-  /** Signs the heads of the hash-chained audit files (decision 00XX). */
+  /** Signs the heads of the hash-chained audit files (decision 0029). */
   auditSigner(): HeadSigner {
     return this.#loadedAuditKey().signer;
   }
