@@ -12,6 +12,7 @@ import type {
 } from '@gatehouse/core';
 import { GatehouseError, toGatehouseError } from '@gatehouse/core';
 import { answerFor, DesktopError, httpError } from './errors.js';
+import { InputLog } from './input-log.js';
 import { type FrameError, readFrame } from './io.js';
 import { connectDesktop, type DesktopUpstream } from './upstream.js';
 import {
@@ -69,6 +70,8 @@ export class DesktopSession {
   #audit: DesktopAudit | undefined;
   /** What the browser was sent (the RDCleanPath answer, then the desktop's PDUs), when the roles record desktops. */
   #recorder: SessionRecorder | undefined;
+  /** The client's input, summarised for the recording (no key identities). */
+  #inputLog: InputLog | undefined;
   #bytesIn = 0;
   #bytesOut = 0;
   #ended = false;
@@ -199,8 +202,9 @@ export class DesktopSession {
       return;
     }
     if (grant.options.recordSession.desktop) {
-      // Only what the desktop sends is recorded: the client's direction carries the
-      // Client Info PDU (and, with NLA, CredSSP), which must never reach a recording.
+      // The desktop's bytes are recorded; of the client's direction only input events,
+      // summarised (InputLog): its bytes carry the Client Info PDU (and, with NLA,
+      // CredSSP), which must never reach a recording.
       this.#recorder = await this.#ctx.recordings.create(
         {
           session_id: grant.sessionId,
@@ -261,6 +265,17 @@ export class DesktopSession {
     if (credential) toDesktop.on('data', (c: Buffer) => (this.#bytesIn += c.length));
     ws.pipe(toDesktop).pipe(tlsSock);
     tlsSock.pipe(count('out')).pipe(ws);
+    const rec = this.#recorder;
+    if (rec) {
+      // A tap beside the relay: it reads the client's input PDUs for the recording and never
+      // changes or holds back the bytes (the Client Info PDU and CredSSP are stepped over).
+      const log = new InputLog({
+        record: (input) => rec.desktopInput(input),
+        onGiveUp: (why) => rec.marker(`client input is not recorded from here on: ${why}`),
+      });
+      this.#inputLog = log;
+      ws.on('data', (chunk: Buffer) => log.push(chunk));
+    }
     ws.resume();
     const end = (reason: string, err?: Error) => void this.#finish(reason, err?.message);
     ws.once('close', () => end('client_closed'));
@@ -283,6 +298,7 @@ export class DesktopSession {
     this.#up?.socket.destroy();
     this.#conn.close(this.#revoked ?? reason);
     this.#live?.end();
+    this.#inputLog?.close();
     await this.#recorder
       ?.close()
       .catch((e: unknown) => this.#ctx.log('error', 'closing a desktop recording failed', e));

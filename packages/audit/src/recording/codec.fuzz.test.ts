@@ -16,13 +16,50 @@ const event: fc.Arbitrary<RecordingEvent> = fc.oneof(
   }),
   fc.record({ t, type: fc.constant('resize' as const), cols: dim, rows: dim }),
   fc.record({ t, type: fc.constant('marker' as const), text: fc.string({ unit: 'binary', maxLength: 60 }) }),
+  fc.record({
+    t,
+    type: fc.constant('desktop_input' as const),
+    input: fc.oneof(
+      fc.constant({ kind: 'key' as const }),
+      fc.record({
+        kind: fc.constant('key' as const),
+        special: fc.constantFrom('ctrl+alt+del' as const, 'windows' as const),
+      }),
+      fc.record({ kind: fc.constant('move' as const), x: dim, y: dim }),
+      fc.record({
+        kind: fc.constant('button' as const),
+        button: fc.constantFrom(
+          'left' as const,
+          'right' as const,
+          'middle' as const,
+          'x1' as const,
+          'x2' as const,
+        ),
+        down: fc.boolean(),
+        x: dim,
+        y: dim,
+      }),
+      fc.record({
+        kind: fc.constant('wheel' as const),
+        delta: fc.integer({ min: -512, max: 511 }),
+        horizontal: fc.boolean(),
+        x: dim,
+        y: dim,
+      }),
+      fc.record({ kind: fc.constant('dropped' as const), n: fc.integer({ min: 1, max: 1e9 }) }),
+    ),
+  }),
 );
 
 /** Lines a damaged or edited chunk may hold. */
 const line = fc.oneof(
   hostileBytes(event.map((e) => Buffer.from(encodeEvent(e)))).map((b) => b.toString('utf8')),
   fc
-    .tuple(event, fc.constantFrom('t', 'type', 'data', 'cols', 'rows', 'text'), fc.jsonValue({ maxDepth: 2 }))
+    .tuple(
+      event,
+      fc.constantFrom('t', 'type', 'data', 'cols', 'rows', 'text', 'input'),
+      fc.jsonValue({ maxDepth: 2 }),
+    )
     .map(([e, k, v]) => JSON.stringify({ ...JSON.parse(encodeEvent(e)), [k]: v })),
   fc.jsonValue().map((v) => JSON.stringify(v)),
   fc.string({ unit: 'binary', maxLength: 60 }),
@@ -81,6 +118,8 @@ describe('recording codec (fuzz)', () => {
           for (const n of [e.cols, e.rows]) expect(Number.isInteger(n) && n >= 0 && n <= 65535).toBe(true);
         if (e.type === 'output' || e.type === 'input') expect(e.data).toBeInstanceOf(Uint8Array);
         if (e.type === 'marker') expect(typeof e.text).toBe('string');
+        // A desktop input read back never carries more than the recorder writes (no key code).
+        if (e.type === 'desktop_input') expect(decodeEvent(encodeEvent(e))).toEqual(e);
       }),
       { runs: 3000 },
     );

@@ -9,6 +9,12 @@ describe('recording codec', () => {
       { t: 7, type: 'input', data: new Uint8Array(0) },
       { t: 8, type: 'resize', cols: 200, rows: 50 },
       { t: 9, type: 'marker', text: 'line\n"quoted" é' },
+      { t: 10, type: 'desktop_input', input: { kind: 'key' } },
+      { t: 10, type: 'desktop_input', input: { kind: 'key', special: 'ctrl+alt+del' } },
+      { t: 11, type: 'desktop_input', input: { kind: 'move', x: 10, y: 20 } },
+      { t: 12, type: 'desktop_input', input: { kind: 'button', button: 'x2', down: false, x: 1, y: 2 } },
+      { t: 13, type: 'desktop_input', input: { kind: 'wheel', delta: -120, horizontal: false, x: 0, y: 0 } },
+      { t: 14, type: 'desktop_input', input: { kind: 'dropped', n: 3 } },
     ];
     const text = events.map((e) => `${encodeEvent(e)}\n`).join('');
     expect(decodeChunk(text)).toEqual(events);
@@ -32,6 +38,13 @@ describe('recording codec', () => {
       '{"t":1,"type":"resize","cols":1,"rows":70000}',
       '{"t":1,"type":"marker"}',
       '{"t":1,"type":"bell"}',
+      '{"t":1,"type":"desktop_input"}',
+      '{"t":1,"type":"desktop_input","input":{"kind":"key","special":"a"}}',
+      '{"t":1,"type":"desktop_input","input":{"kind":"move","x":-1,"y":0}}',
+      '{"t":1,"type":"desktop_input","input":{"kind":"button","button":"left","x":1,"y":1}}',
+      '{"t":1,"type":"desktop_input","input":{"kind":"wheel","delta":1.5,"horizontal":true,"x":1,"y":1}}',
+      '{"t":1,"type":"desktop_input","input":{"kind":"dropped","n":0}}',
+      '{"t":1,"type":"desktop_input","input":{"kind":"scancode","code":30}}',
     ]) {
       expect(() => decodeEvent(bad), bad).toThrow(RecordingFormatError);
     }

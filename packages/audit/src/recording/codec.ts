@@ -2,7 +2,7 @@
  * One recording event per JSON line. Pure: no I/O. Binary payloads are
  * base64 so a line is always valid UTF-8 JSON whatever the terminal sent.
  */
-import type { RecordingEvent } from './types.js';
+import type { DesktopButton, DesktopInput, RecordingEvent } from './types.js';
 
 export function encodeEvent(e: RecordingEvent): string {
   switch (e.type) {
@@ -13,6 +13,8 @@ export function encodeEvent(e: RecordingEvent): string {
       return `{"t":${e.t},"type":"resize","cols":${dim(e.cols)},"rows":${dim(e.rows)}}`;
     case 'marker':
       return JSON.stringify({ t: e.t, type: 'marker', text: e.text });
+    case 'desktop_input':
+      return JSON.stringify({ t: e.t, type: 'desktop_input', input: e.input });
   }
 }
 
@@ -53,8 +55,56 @@ export function decodeEvent(line: string): RecordingEvent {
     case 'marker':
       if (typeof o.text !== 'string') throw new RecordingFormatError('marker event has no text');
       return { t, type: 'marker', text: o.text };
+    case 'desktop_input':
+      return { t, type: 'desktop_input', input: decodeDesktopInput(o.input) };
     default:
       throw new RecordingFormatError(`unknown recording event type ${JSON.stringify(o.type)}`);
+  }
+}
+
+const BUTTONS: readonly DesktopButton[] = ['left', 'right', 'middle', 'x1', 'x2'];
+const SPECIAL_KEYS = ['ctrl+alt+del', 'windows'] as const;
+
+/** A desktop input as the recorder wrote it; anything else (a key with a code, say) is refused. */
+function decodeDesktopInput(v: unknown): DesktopInput {
+  if (typeof v !== 'object' || v === null) throw new RecordingFormatError('desktop_input event has no input');
+  const o = v as Record<string, unknown>;
+  const coord = (k: string) => {
+    const n = o[k];
+    if (!isDim(n)) throw new RecordingFormatError(`desktop_input ${String(o.kind)} has a bad ${k}`);
+    return n;
+  };
+  switch (o.kind) {
+    case 'key': {
+      if (o.special === undefined) return { kind: 'key' };
+      const special = SPECIAL_KEYS.find((k) => k === o.special);
+      if (!special) throw new RecordingFormatError('desktop_input key has an unknown special key');
+      return { kind: 'key', special };
+    }
+    case 'move':
+      return { kind: 'move', x: coord('x'), y: coord('y') };
+    case 'button': {
+      const button = BUTTONS.find((b) => b === o.button);
+      if (!button || typeof o.down !== 'boolean')
+        throw new RecordingFormatError('desktop_input button has no button or state');
+      return { kind: 'button', button, down: o.down, x: coord('x'), y: coord('y') };
+    }
+    case 'wheel': {
+      const { delta } = o;
+      if (typeof delta !== 'number' || !Number.isInteger(delta) || Math.abs(delta) > 0xffff)
+        throw new RecordingFormatError('desktop_input wheel has a bad delta');
+      if (typeof o.horizontal !== 'boolean')
+        throw new RecordingFormatError('desktop_input wheel has no axis');
+      return { kind: 'wheel', delta, horizontal: o.horizontal, x: coord('x'), y: coord('y') };
+    }
+    case 'dropped': {
+      const { n } = o;
+      if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1)
+        throw new RecordingFormatError('desktop_input dropped has a bad count');
+      return { kind: 'dropped', n };
+    }
+    default:
+      throw new RecordingFormatError(`unknown desktop input kind ${JSON.stringify(o.kind)}`);
   }
 }
 

@@ -45,6 +45,9 @@ export async function* toAsciicast(
       case 'marker':
         yield `${JSON.stringify([at, 'm', e.text])}\n`;
         break;
+      case 'desktop_input':
+        // asciicast has no pointer or key events; the JSON export keeps them.
+        break;
     }
   }
   const rest = out.decode();
@@ -106,7 +109,7 @@ export async function play(events: AsyncIterable<RecordingEvent>, opts: PlayOpti
       result.aborted = true;
       break;
     }
-    if (e.type === 'input') continue;
+    if (e.type === 'input' || e.type === 'desktop_input') continue;
     const delay = Math.min(Math.max(0, e.t - prev), maxIdle) / speed;
     prev = e.t;
     if (delay > 0) {

@@ -7,7 +7,7 @@
  */
 import { encodeEvent } from './codec.js';
 import { RecordingError } from './errors.js';
-import type { RecordingEvent, SessionRecorder } from './types.js';
+import type { DesktopInput, RecordingEvent, SessionRecorder } from './types.js';
 
 export const DEFAULT_CHUNK_BYTES = 64 * 1024;
 export const DEFAULT_FLUSH_MS = 1000;
@@ -119,6 +119,11 @@ export class ChunkedRecorder implements SessionRecorder {
   marker(text: string): void {
     if (!this.#accepting()) return;
     this.#push({ t: this.#now(), type: 'marker', text }, text.length);
+  }
+
+  desktopInput(input: DesktopInput): void {
+    if (!this.#accepting()) return;
+    this.#push({ t: this.#now(), type: 'desktop_input', input }, 0);
   }
 
   close(): Promise<void> {

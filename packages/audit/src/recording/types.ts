@@ -12,7 +12,27 @@ export type RecordingEvent =
   | { t: number; type: 'input'; data: Uint8Array }
   | { t: number; type: 'resize'; cols: number; rows: number }
   /** Something worth a line in the player: a join, a leave, the end reason. */
-  | { t: number; type: 'marker'; text: string };
+  | { t: number; type: 'marker'; text: string }
+  /** What a desktop client did (keys, pointer), summarised: see `DesktopInput`. */
+  | { t: number; type: 'desktop_input'; input: DesktopInput };
+
+/** Mouse buttons a desktop client reports (RDP's three buttons and the two extended ones). */
+export type DesktopButton = 'left' | 'right' | 'middle' | 'x1' | 'x2';
+
+/**
+ * A desktop client's input as a recording keeps it (decision 0025). Key
+ * presses carry no key identity, as SSH recordings keep no keystrokes at all:
+ * a password typed into the remote desktop must not be readable from the
+ * recording. Only two keys that type nothing are named (the secure attention
+ * sequence and the Windows key). Pointer moves are coalesced by the adapter.
+ */
+export type DesktopInput =
+  | { kind: 'key'; special?: 'ctrl+alt+del' | 'windows' | undefined }
+  | { kind: 'move'; x: number; y: number }
+  | { kind: 'button'; button: DesktopButton; down: boolean; x: number; y: number }
+  | { kind: 'wheel'; delta: number; horizontal: boolean; x: number; y: number }
+  /** Events left out by the adapter's rate bound since the last one recorded. */
+  | { kind: 'dropped'; n: number };
 
 export interface RecordingMeta {
   session_id: string;
@@ -54,6 +74,8 @@ export interface SessionRecorder {
   input(data: Uint8Array): void;
   resize(cols: number, rows: number): void;
   marker(text: string): void;
+  /** A desktop client's input (already summarised: no key identities). */
+  desktopInput(input: DesktopInput): void;
   /** Flushes and marks the recording ended. Idempotent. */
   close(): Promise<void>;
   /**
