@@ -40,13 +40,24 @@ let tg: TestGateway;
 let weston: Weston;
 let xrdp: Awaited<ReturnType<typeof startXrdp>>;
 let alice: { context: BrowserContext; page: Page };
+type Rgb = [number, number, number];
+const randomColor = (): Rgb => [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
+const far = (a: Rgb, b: Rgb) => a.some((c, i) => Math.abs(c - b[i]!) > 60);
 /** The remote desktop's colour, new each run: a screenshot showing it came from the desktop. */
-const color: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
+const color: Rgb = randomColor();
 /** freerdp-shadow with NLA required (a Windows host's default) on its own display, and that display's colour. */
 let shadowX: { display: string; stop(): Promise<void> };
 let shadow: { port: number; stop(): Promise<void> };
 const SHADOW_PASSWORD = 'Sh4dow!pw';
-const shadowColor: [number, number, number] = [randomInt(40, 200), randomInt(40, 200), randomInt(40, 200)];
+const shadowColor: Rgb = randomColor();
+/** Colours the player test gives the remote xterm, one after the other, each far from the others. */
+const colorsAB: [Rgb, Rgb] = (() => {
+  for (;;) {
+    const a = randomColor();
+    const b = randomColor();
+    if (far(a, color) && far(b, color) && far(a, b)) return [a, b];
+  }
+})();
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'gh-web-rdp-'));
@@ -55,7 +66,8 @@ beforeAll(async () => {
   await allStarted([
     buildUi().then((x) => (dist = x)),
     startWeston(dir, color).then((w) => (weston = w)),
-    startXrdp(dir, color, 'exec xterm -geometry 80x24+0+0 -e sh -c \'cat > "$HOME/typed.txt"\'').then(
+    // The shell also runs each typed line: the player test changes the xterm's colour by typing.
+    startXrdp(dir, color, 'exec xterm -geometry 80x24+0+0 -e sh -c \'tee "$HOME/typed.txt" | sh\'').then(
       (x) => (xrdp = x),
     ),
     startXvfb().then((x) => (shadowX = x)),
@@ -257,6 +269,111 @@ describe('desktops in the web UI', () => {
     await ui.shot(page, 'desktop-xrdp-typed');
     expect(text).toBe('hello-rdp 42\n');
   }, 120_000);
+
+  it('a desktop recording plays from a deep link in the middle, seeks back and plays on; its input is recorded without key identities', async () => {
+    const { page } = alice;
+    const earlier = new Set((await events('desktop.session.start')).map((e) => e.session_id));
+    const hex = (c: Rgb) => c.map((x) => x.toString(16).padStart(2, '0')).join('');
+    const shows = (p: Page, c: Rgb, what: string, min = 0.05) =>
+      waitFor(
+        async () => {
+          const px = await pixelsOf(p, c);
+          return px.match > min * px.total ? px : undefined;
+        },
+        what,
+        60_000,
+      );
+    const gone = (p: Page, c: Rgb, what: string) =>
+      waitFor(
+        async () => {
+          const px = await pixelsOf(p, c);
+          return px.match < 0.005 * px.total ? px : undefined;
+        },
+        what,
+        60_000,
+      );
+    await page.goto(`/web/desktop?name=xrdp1&login=${xrdp.user}`);
+    await page.locator('main[data-state="connected"]').waitFor({ timeout: 60_000 });
+    await shows(page, color, 'the xrdp session on screen', 0.1).catch(async (e) => {
+      await ui.shot(page, 'desktop-player-xrdp-not-on-screen');
+      throw e;
+    });
+    await page.locator('iron-remote-desktop').click({ position: { x: 100, y: 100 } });
+    // Typed into the remote xterm's shell: OSC 11 sets the xterm's background colour. Only
+    // unshifted keys (the keyboard's type() does not press Shift): '#' is written \043.
+    const [a, b] = colorsAB;
+    const command = (c: Rgb) => `printf '\\033]11;\\043${hex(c)}\\007'`;
+    await page.keyboard.type(command(a));
+    await page.keyboard.press('Enter');
+    await shows(page, a, 'colour A in the live xterm');
+    // A pause between the two commands: a moment that shows A and not yet B.
+    await new Promise((r) => setTimeout(r, 2500));
+    await page.keyboard.type(command(b));
+    await page.keyboard.press('Enter');
+    await shows(page, b, 'colour B in the live xterm');
+    await page.goto('/web/recordings');
+    const start = await waitFor(
+      async () =>
+        (await events('desktop.session.start')).find(
+          (e) => e.server === 'xrdp1' && e.success === true && !earlier.has(e.session_id),
+        ),
+      'desktop.session.start',
+      15_000,
+    );
+    const id = String(start.session_id);
+    await waitFor(async () => (await tg.gw.recordings.get(id))?.ended, 'the recording to end', 30_000);
+
+    // Input: key presses and clicks, never which key (the typed commands are not in the recording).
+    const inputs: { t: number; input: Record<string, unknown> }[] = [];
+    for await (const e of tg.gw.recordings.read(id)) {
+      if (e.type === 'desktop_input')
+        inputs.push({ t: e.t, input: e.input as unknown as Record<string, unknown> });
+    }
+    const keys = inputs.filter((e) => e.input.kind === 'key');
+    const typed = command(a).length + 1;
+    expect(keys.length).toBeGreaterThanOrEqual(2 * typed);
+    expect(inputs.some((e) => e.input.kind === 'button' && e.input.button === 'left' && e.input.down)).toBe(
+      true,
+    );
+    for (const e of inputs) expect(Object.keys(e.input).sort()).not.toContain('code');
+    const json = JSON.stringify(inputs);
+    for (const leak of ['printf', hex(a), '033']) expect(json).not.toContain(leak);
+    // The two typing bursts: the first ends with A's Enter, the second starts 2.5 s later.
+    const gapAt = keys.findIndex((k, i) => i > 0 && k.t - keys[i - 1]!.t > 1500);
+    expect(gapAt).toBeGreaterThan(0);
+    const firstKey = keys[0]!.t;
+    const secondBurst = keys[gapAt]!.t;
+    const middle = secondBurst - 300;
+
+    // A deep link to the middle opens paused there: A on screen, not B.
+    // (The same tab: the web session lives in the tab, a tab opened by the test has none.)
+    const player = page;
+    await player.goto(`/web/desktop?recording=${encodeURIComponent(id)}&t=${middle}`);
+    await player.locator('main[data-state="connected"]').waitFor({ timeout: 60_000 });
+    await shows(player, a, 'colour A at the deep link');
+    await ui.shot(player, 'desktop-player-deep-link');
+    const notB = await pixelsOf(player, b);
+    expect(notB.match).toBeLessThan(0.005 * notB.total);
+    await expect(player.getByTestId('position').getAttribute('data-t')).resolves.toBe(String(middle));
+    await expect(player.getByRole('button', { name: 'Play' }).isVisible()).resolves.toBe(true);
+
+    // Back to the first typing mark: a new client session replays up to it (A not set yet).
+    const marks = player.locator('[data-testid="timeline-marks"] [data-kind="keys"]');
+    await expect(marks.count()).resolves.toBeGreaterThanOrEqual(2);
+    await marks.first().click();
+    await expect(player.getByTestId('position').getAttribute('data-t')).resolves.toBe(String(firstKey));
+    await gone(player, a, 'colour A gone after seeking back');
+    await shows(player, color, 'the session colour after seeking back', 0.1);
+
+    // Play on at 2x with the idle time kept (A stays on screen for over a second): A comes back, then B.
+    await player.getByLabel('Speed').selectOption('2');
+    await player.getByLabel('Skip idle').uncheck();
+    await player.getByRole('button', { name: 'Play' }).click();
+    await shows(player, a, 'colour A while playing on');
+    await shows(player, b, 'colour B while playing on');
+    await ui.shot(player, 'desktop-player-played-on');
+    expect(ui.cspViolations, ui.cspViolations.join('\n')).toEqual([]);
+  }, 240_000);
 
   it('a denied desktop is refused in the tab and audited', async () => {
     const { page } = alice;

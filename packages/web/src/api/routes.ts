@@ -7,7 +7,12 @@
 export type { AuditEvent } from '../../../audit/src/events';
 /** Event types for the audit filter: the catalogue's keys (events.ts has no imports). */
 export { EVENT_CODES } from '../../../audit/src/events';
-export type { RecordingEvent, RecordingMeta, RecordingQuery } from '../../../audit/src/recording/types';
+export type {
+  DesktopInput,
+  RecordingEvent,
+  RecordingMeta,
+  RecordingQuery,
+} from '../../../audit/src/recording/types';
 export type {
   AcceptInviteRequest,
   FileQuery,

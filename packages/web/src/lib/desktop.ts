@@ -1,23 +1,35 @@
+import { parseT } from './player';
+
 /** The desktop page for one desktop and Windows login (a browser tab of its own). */
 export function desktopPageUrl(desktop: string, login: string): string {
   return `/web/desktop?${new URLSearchParams({ name: desktop, login })}`;
 }
 
-/** The desktop page playing a recorded desktop session. */
-export function desktopPlaybackUrl(recording: string, speed = 1): string {
-  return `/web/desktop?${new URLSearchParams({ recording, speed: String(speed) })}`;
+/** The desktop player for a recorded desktop session, at recording time `t` (ms) when given. */
+export function desktopPlaybackUrl(recording: string, opts: { t?: number; speed?: number } = {}): string {
+  const q = new URLSearchParams({ recording });
+  if (opts.t !== undefined) q.set('t', String(Math.max(0, Math.floor(opts.t))));
+  if (opts.speed !== undefined && opts.speed !== 1) q.set('speed', String(opts.speed));
+  return `/web/desktop?${q}`;
 }
 
-export type DesktopTarget =
-  | { kind: 'live'; desktop: string; login: string }
-  | { kind: 'playback'; recording: string; speed: number };
+export type LiveDesktop = { kind: 'live'; desktop: string; login: string };
+/** `t`: where a deep link starts (recording ms); without it playback starts at once from the start. */
+export type DesktopPlayback = { kind: 'playback'; recording: string; speed: number; t?: number };
+export type DesktopTarget = LiveDesktop | DesktopPlayback;
 
 /** What the page opens, from its query string: a live desktop, or a recording to play. */
 export function desktopFromSearch(search: URLSearchParams): DesktopTarget | undefined {
   const recording = search.get('recording');
   if (recording) {
     const speed = Number(search.get('speed') ?? '1');
-    return { kind: 'playback', recording, speed: speed >= 0.25 && speed <= 16 ? speed : 1 };
+    const t = parseT(search.get('t'));
+    return {
+      kind: 'playback',
+      recording,
+      speed: speed >= 0.25 && speed <= 16 ? speed : 1,
+      ...(t === undefined ? {} : { t }),
+    };
   }
   const desktop = search.get('name');
   const login = search.get('login');

@@ -3,7 +3,7 @@
  * docs/decisions/0008-recordings.md), a timeline with idle gaps shortened,
  * and text search. Pure: no DOM, no timers, so it is unit-tested in Node.
  */
-import type { AuditEvent, RecordingEvent } from '../api/routes';
+import type { AuditEvent, DesktopInput, RecordingEvent } from '../api/routes';
 
 export type PlayerEvent = RecordingEvent;
 
@@ -37,8 +37,46 @@ export function decodeLine(line: string, lineNo: number): PlayerEvent {
       return { t, type: 'resize', cols: Math.min(o.cols, MAX_SHOWN), rows: Math.min(o.rows, MAX_SHOWN) };
     case 'marker':
       return { t, type: 'marker', text: typeof o.text === 'string' ? o.text : '' };
+    case 'desktop_input': {
+      const input = decodeDesktopInput(o.input);
+      if (!input) throw new Error(`recording line ${lineNo} has a bad desktop input`);
+      return { t, type: 'desktop_input', input };
+    }
     default:
       throw new Error(`recording line ${lineNo} has an unknown event type`);
+  }
+}
+
+/** A desktop input event's fields as the player uses them (the timeline's marks); undefined when malformed. */
+function decodeDesktopInput(v: unknown): DesktopInput | undefined {
+  if (!v || typeof v !== 'object') return undefined;
+  const o = v as Record<string, unknown>;
+  const x = isDim(o.x) ? o.x : 0;
+  const y = isDim(o.y) ? o.y : 0;
+  switch (o.kind) {
+    case 'key':
+      return o.special === 'ctrl+alt+del' || o.special === 'windows'
+        ? { kind: 'key', special: o.special }
+        : { kind: 'key' };
+    case 'move':
+      return { kind: 'move', x, y };
+    case 'button': {
+      const b = o.button;
+      if (b !== 'left' && b !== 'right' && b !== 'middle' && b !== 'x1' && b !== 'x2') return undefined;
+      return { kind: 'button', button: b, down: o.down === true, x, y };
+    }
+    case 'wheel':
+      return {
+        kind: 'wheel',
+        delta: typeof o.delta === 'number' && Number.isFinite(o.delta) ? o.delta : 0,
+        horizontal: o.horizontal === true,
+        x,
+        y,
+      };
+    case 'dropped':
+      return { kind: 'dropped', n: typeof o.n === 'number' && Number.isFinite(o.n) ? o.n : 0 };
+    default:
+      return undefined;
   }
 }
 
@@ -230,8 +268,12 @@ export const SPEEDS = [0.5, 1, 2, 4, 8] as const;
 export interface TimelineMark {
   /** Recording time. */
   t: number;
-  /** `exec`: a program the kernel saw the session run (enhanced recording), not a typed line. */
-  kind: 'command' | 'exec' | 'join' | 'resize' | 'marker';
+  /**
+   * `exec`: a program the kernel saw the session run (enhanced recording), not a typed line.
+   * `keys`, `click`, `special`: a desktop client's typing (a burst of key presses), clicks, and
+   * Ctrl+Alt+Del or the Windows key.
+   */
+  kind: 'command' | 'exec' | 'join' | 'resize' | 'marker' | 'keys' | 'click' | 'special';
   label: string;
 }
 

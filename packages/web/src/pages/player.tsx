@@ -3,6 +3,7 @@ import { Terminal } from '@xterm/xterm';
 import { type FormEvent, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import type { AuditEvent, RecordingMeta } from '../api/routes';
 import { Link, useApp } from '../app';
+import { Marks } from '../components/timeline-marks';
 import { CopyCommand, ErrorBox, Loading, Notice } from '../components/ui';
 import { shortId, target } from '../lib/names';
 import {
@@ -441,49 +442,6 @@ function Player({
         </section>
       </div>
     </>
-  );
-}
-
-const MARK_KINDS: Record<TimelineMark['kind'], string> = {
-  command: 'Command',
-  exec: 'Program',
-  join: 'Join',
-  resize: 'Resize',
-  marker: 'Event',
-};
-
-/** Ticks under the scrub bar: commands, joins, resizes; each jumps to its moment. */
-function Marks({
-  marks,
-  timeline,
-  onSeek,
-}: {
-  marks: TimelineMark[];
-  timeline: Timeline;
-  onSeek: (t: number) => void;
-}) {
-  if (marks.length === 0) return null;
-  const total = Math.max(1, timeline.duration);
-  return (
-    <div className="marks" data-testid="timeline-marks">
-      {marks.map((m, i) => {
-        const at = timeline.toPlay(m.t);
-        const label = `${MARK_KINDS[m.kind]} at ${formatClock(at)}: ${m.label}`;
-        return (
-          <button
-            // biome-ignore lint/suspicious/noArrayIndexKey: marks are fixed for a recording; two may share a time
-            key={i}
-            type="button"
-            className={`mark mark-${m.kind}`}
-            data-kind={m.kind}
-            style={{ left: `${(at / total) * 100}%` }}
-            title={label}
-            aria-label={label}
-            onClick={() => onSeek(m.t)}
-          />
-        );
-      })}
-    </div>
   );
 }
 
