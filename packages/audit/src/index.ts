@@ -28,6 +28,7 @@ export {
   MAX_LIMIT,
 } from './query.js';
 export { decodeEvent, encodeEvent, RecordingFormatError } from './recording/codec.js';
+export { type DesktopActivity, describeActivity, desktopActivity } from './recording/desktop.js';
 export { RecordingError, type RecordingErrorCode, validateSessionId } from './recording/errors.js';
 export { FileRecordingStore, type FileRecordingStoreOptions } from './recording/file-store.js';
 export { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from './recording/meta.js';

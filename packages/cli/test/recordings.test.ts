@@ -384,4 +384,69 @@ describe('gatehouse recordings ls / play', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.toString()).toBe('still running\r\nmore output\r\nbye\r\n');
   });
+
+  it('a desktop recording: ls shows kind, login@desktop and length; play prints its input timeline and the web player address (it printed RDP bytes)', async () => {
+    const rec = await store.create({
+      session_id: 'rec-desk-1',
+      kind: 'desktop',
+      user: 'alice',
+      login: 'Administrator',
+      server: 'win1',
+      cols: 0,
+      rows: 0,
+    });
+    const rdp = Buffer.from([0x30, 0x03, 0x02, 0x01, 0x00, 0x03, 0x00, 0x00, 0x07, 0x02, 0xf0, 0x80]);
+    rec.output(rdp);
+    for (let i = 0; i < 3; i++) rec.desktopInput({ kind: 'key' });
+    rec.desktopInput({ kind: 'button', button: 'left', down: true, x: 10, y: 20 });
+    rec.desktopInput({ kind: 'button', button: 'left', down: false, x: 10, y: 20 });
+    rec.desktopInput({ kind: 'key', special: 'ctrl+alt+del' });
+    await new Promise((r) => setTimeout(r, 1100));
+    rec.marker('ended by local:root');
+    await rec.close();
+
+    const ls = await run(['--config', d.configFile, 'recordings', 'ls', '--kind', 'desktop'], {
+      env: as('admin'),
+    });
+    expect(ls.code, ls.stderr).toBe(0);
+    expect(ls.stdout.trimEnd().split('\n')[2]).toMatch(
+      /^rec-desk-1\s+desktop\s+alice\s+Administrator@win1\s+\S+\s+1s\s+12 B$/,
+    );
+
+    const p = await runBytes(['play', 'rec-desk-1'], as('alice'));
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stdout.includes(rdp)).toBe(false);
+    const text = p.stdout.toString();
+    expect(text).toMatch(
+      /^Desktop session rec-desk-1: Administrator@win1 by alice, started \S+, 1s, 12 B from the desktop$/m,
+    );
+    expect(text).toMatch(/^Input: 4 key presses \(which keys is not recorded\), 1 click$/m);
+    expect(text).toMatch(/^0:00\.\d{3}\s+typing: 3 keys$/m);
+    expect(text).toMatch(/^0:00\.\d{3}\s+left click at 10,20$/m);
+    expect(text).toMatch(/^0:00\.\d{3}\s+Ctrl\+Alt\+Del$/m);
+    expect(text).toMatch(/^0:01\.\d{3}\s+ended by local:root$/m);
+    expect(text).toContain(`https://${d.proxy}/web/desktop?recording=rec-desk-1`);
+
+    const j = await run(['play', 'rec-desk-1', '--json'], { env: as('alice') });
+    expect(j.code, j.stderr).toBe(0);
+    const s = JSON.parse(j.stdout) as {
+      web_url: string;
+      key_presses: number;
+      clicks: number;
+      recording: { kind: string };
+      activity: { kind: string; t: number; offset: string }[];
+    };
+    expect(s).toMatchObject({ key_presses: 4, clicks: 1, recording: { kind: 'desktop' } });
+    expect(s.web_url).toBe(`https://${d.proxy}/web/desktop?recording=rec-desk-1`);
+    expect(s.activity.map((a) => a.kind)).toEqual(['typing', 'click', 'key', 'marker']);
+
+    // The recorded events as they are stay available; terminal-only flags say what to use instead.
+    const events = await run(['play', 'rec-desk-1', '--format', 'json'], { env: as('alice') });
+    expect(events.code, events.stderr).toBe(0);
+    expect(events.stdout).toContain('"type":"desktop_input"');
+    const speed = await run(['play', 'rec-desk-1', '--speed', '2'], { env: as('alice') });
+    expect(speed.code).toBe(2);
+    expect(speed.stderr).toMatch(/--speed does not apply to a desktop recording/);
+    expect(speed.stderr).toMatch(/web player/);
+  });
 });

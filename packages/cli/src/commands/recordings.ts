@@ -5,7 +5,10 @@
  */
 import {
   type AuditEvent,
+  type DesktopActivity,
   decodeEvent,
+  describeActivity,
+  desktopActivity,
   isRecordingFormat,
   play,
   type RecordingEvent,
@@ -99,6 +102,71 @@ export function commandRows(
     .filter((e): e is CommandEvent => e.type === 'session.command')
     .map((e) => ({ ...e, offset_ms: Date.parse(e.time) - start }))
     .sort((a, b) => a.offset_ms - b.offset_ms);
+}
+
+/** The web player's address for a desktop recording (at `t` ms when given). */
+export function desktopPlayerUrl(proxy: string, id: string, t?: number): string {
+  const q = new URLSearchParams({ recording: id });
+  if (t !== undefined) q.set('t', String(Math.max(0, Math.floor(t))));
+  return `https://${proxy}/web/desktop?${q}`;
+}
+
+export interface DesktopSummary {
+  recording: RecordingMeta;
+  /** Where the recording plays (the web UI's desktop player). */
+  web_url: string;
+  key_presses: number;
+  clicks: number;
+  activity: (DesktopActivity & { offset: string; text: string })[];
+}
+
+/** What `gatehouse play` shows of a desktop recording: it cannot play in a terminal. */
+export async function desktopSummary(
+  meta: RecordingMeta,
+  events: AsyncIterable<RecordingEvent>,
+  proxy: string,
+): Promise<DesktopSummary> {
+  const all: RecordingEvent[] = [];
+  let keys = 0;
+  let clicks = 0;
+  for await (const e of events) {
+    if (e.type === 'output') continue; // the desktop's PDUs: only the browser player draws them
+    all.push(e);
+    if (e.type !== 'desktop_input') continue;
+    if (e.input.kind === 'key') keys++;
+    else if (e.input.kind === 'button' && e.input.down) clicks++;
+  }
+  return {
+    recording: meta,
+    web_url: desktopPlayerUrl(proxy, meta.session_id),
+    key_presses: keys,
+    clicks,
+    activity: desktopActivity(all).map((a) => ({
+      ...a,
+      offset: formatOffset(a.t),
+      text: describeActivity(a),
+    })),
+  };
+}
+
+function printDesktopSummary(ctx: Ctx, s: DesktopSummary): void {
+  const m = s.recording;
+  const [, , user, target, started, duration, size] = recordingRow(m);
+  ctx.out(
+    `Desktop session ${m.session_id}: ${target} by ${user}, started ${started}, ${duration === 'live' ? 'still running' : duration}, ${size} from the desktop\n` +
+      `Input: ${s.key_presses} key press${s.key_presses === 1 ? '' : 'es'} (which keys is not recorded), ${s.clicks} click${s.clicks === 1 ? '' : 's'}\n\n`,
+  );
+  if (s.activity.length > 0)
+    ctx.out(
+      `${table(
+        ['OFFSET', 'ACTIVITY'],
+        s.activity.map((a) => [a.offset, a.text]),
+      )}\n`,
+    );
+  ctx.out(
+    `A desktop recording plays in the browser (the screen is RDP graphics, not terminal text):\n  ${s.web_url}\n` +
+      'Add &t=MILLISECONDS to open it at a moment (the OFFSET above, in ms).\n',
+  );
 }
 
 function parseSpeed(text: string): number {
@@ -243,7 +311,10 @@ Examples:
         'list the programs the session ran (enhanced recording) with their offset, instead of playing',
       ).conflicts(['format', 'follow', 'speed', 'maxIdle']),
     )
-    .option('--json', 'with --commands: print JSON (the session.command events, with offset_ms)')
+    .option(
+      '--json',
+      'with --commands: print JSON (the session.command events, with offset_ms); for a desktop recording: its summary and input timeline',
+    )
     .addHelpText(
       'after',
       `
@@ -252,7 +323,8 @@ Examples:
   $ gatehouse play 0195f3c2-... --speed 4 --max-idle 1
   $ gatehouse play 0195f3c2-... --format asciicast > session.cast && asciinema play session.cast
   $ gatehouse play 0195f3c2-... --format text | grep -a password
-  $ gatehouse play 0195f3c2-... --commands          # what ran, from enhanced recording`,
+  $ gatehouse play 0195f3c2-... --commands          # what ran, from enhanced recording
+  $ gatehouse play 0195f3c2-...                      # a desktop: its input timeline and the web player's address`,
     )
     .action(
       async (
@@ -267,9 +339,6 @@ Examples:
         },
         cmd: Command,
       ) => {
-        if (o.json && !o.commands) {
-          throw usage('--json goes with --commands', 'use --format json for the recording as JSON events');
-        }
         if (o.commands) {
           await withAdmin(cmd, ctx, async (t) => {
             const meta = await t.api.getRecording(id);
@@ -305,6 +374,36 @@ Examples:
         }
         const format = o.format as RecordingFormat | undefined;
         await withAdmin(cmd, ctx, async (t) => {
+          const meta = await t.api.getRecording(id);
+          if (meta.kind === 'desktop' && format !== 'json') {
+            // RDP graphics do not play in a terminal: the summary, the input timeline and the web player's address.
+            const extra = [
+              format ? `--format ${format}` : '',
+              o.speed !== undefined ? '--speed' : '',
+              o.maxIdle !== undefined ? '--max-idle' : '',
+              o.follow ? '--follow' : '',
+            ].filter(Boolean);
+            if (extra.length > 0) {
+              throw usage(
+                `${extra.join(', ')} ${extra.length === 1 ? 'does' : 'do'} not apply to a desktop recording`,
+                `gatehouse play ${id} prints its timeline and the web player's address; --format json prints its events`,
+              );
+            }
+            const s = await desktopSummary(
+              meta,
+              eventsFromJsonLines(await t.api.readRecording(id, { format: 'json', follow: false })),
+              t.proxy,
+            );
+            if (o.json) return ctx.out(json(s));
+            printDesktopSummary(ctx, s);
+            return;
+          }
+          if (o.json) {
+            throw usage(
+              '--json goes with --commands (or a desktop recording)',
+              'use --format json for the recording as JSON events',
+            );
+          }
           const follow = o.follow ?? false;
           // Recorded bytes go to stdout as bytes (not text), waiting when the pipe is full.
           if (format) {

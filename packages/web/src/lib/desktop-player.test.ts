@@ -67,9 +67,9 @@ describe('desktop player model', () => {
       ].join('\n'),
     );
     expect(desktopMarks(events)).toEqual([
-      { t: 100, kind: 'keys', label: '2 keys typed' },
+      { t: 100, kind: 'keys', label: 'typing: 2 keys' },
       { t: 900, kind: 'click', label: 'left click at 5,6' },
-      { t: 5000, kind: 'keys', label: '1 key typed' },
+      { t: 5000, kind: 'keys', label: 'typing: 1 key' },
       { t: 6000, kind: 'special', label: 'Ctrl+Alt+Del' },
       { t: 7000, kind: 'marker', label: 'ended by local:root' },
     ]);

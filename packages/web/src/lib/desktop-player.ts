@@ -8,6 +8,7 @@
  * client takes it, and going back means a new client session fed from the
  * start. See docs/decisions/0025-rdp.md.
  */
+import { describeActivity, desktopActivity } from '../../../audit/src/recording/desktop';
 import { MAX_MARKS, type PlayerEvent, type TimelineMark } from './player';
 
 /** The bytes to replay, in order, with their recording times. */
@@ -123,44 +124,26 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Key presses closer together than this are one typing mark. */
-const TYPING_GAP_MS = 2000;
+const MARK_KIND = {
+  typing: 'keys',
+  click: 'click',
+  key: 'special',
+  marker: 'marker',
+  dropped: 'marker',
+} as const;
 
 /**
  * Timeline marks of a desktop recording: bursts of typing (how many keys,
  * never which), clicks, Ctrl+Alt+Del and the Windows key, and the
- * gateway's markers.
+ * gateway's markers (the same activity `gatehouse play` prints).
  */
 export function desktopMarks(events: readonly PlayerEvent[]): TimelineMark[] {
   const out: TimelineMark[] = [];
-  let burst: { t: number; last: number; n: number } | undefined;
-  const endBurst = () => {
-    if (burst)
-      out.push({ t: burst.t, kind: 'keys', label: `${burst.n} key${burst.n === 1 ? '' : 's'} typed` });
-    burst = undefined;
-  };
-  for (const e of events) {
-    if (out.length >= MAX_MARKS) break;
-    if (e.type === 'marker') {
-      out.push({ t: e.t, kind: 'marker', label: e.text.replace(/[\x00-\x1f\x7f]/g, ' ') });
-      continue;
-    }
-    if (e.type !== 'desktop_input') continue;
-    const i = e.input;
-    if (i.kind === 'key' && i.special) {
-      endBurst();
-      out.push({ t: e.t, kind: 'special', label: i.special === 'windows' ? 'Windows key' : 'Ctrl+Alt+Del' });
-    } else if (i.kind === 'key') {
-      if (burst && e.t - burst.last > TYPING_GAP_MS) endBurst();
-      burst ??= { t: e.t, last: e.t, n: 0 };
-      burst.n++;
-      burst.last = e.t;
-    } else if (i.kind === 'button' && i.down) {
-      out.push({ t: e.t, kind: 'click', label: `${i.button} click at ${i.x},${i.y}` });
-    }
+  for (const a of desktopActivity(events, MAX_MARKS)) {
+    if (a.kind === 'scroll') continue;
+    out.push({ t: a.t, kind: MARK_KIND[a.kind], label: describeActivity(a) });
   }
-  if (out.length < MAX_MARKS) endBurst();
-  return out.sort((a, b) => a.t - b.t);
+  return out;
 }
 
 /** How far a playback client has been fed. */
