@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomInt, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -67,9 +67,12 @@ beforeAll(async () => {
     buildUi().then((x) => (dist = x)),
     startWeston(dir, color).then((w) => (weston = w)),
     // The shell also runs each typed line: the player test changes the xterm's colour by typing.
-    startXrdp(dir, color, 'exec xterm -geometry 80x24+0+0 -e sh -c \'tee "$HOME/typed.txt" | sh\'').then(
-      (x) => (xrdp = x),
-    ),
+    // allowWindowOps: OSC 52 sets and reads the clipboard (the clipboard test's remote side).
+    startXrdp(
+      dir,
+      color,
+      "exec xterm -xrm 'XTerm*allowWindowOps: true' -geometry 80x24+0+0 -e sh -c 'tee \"$HOME/typed.txt\" | sh'",
+    ).then((x) => (xrdp = x)),
     startXvfb().then((x) => (shadowX = x)),
   ]);
   shadow = await startShadow(dir, shadowX.display, { user: 'Administrator', password: SHADOW_PASSWORD });
@@ -311,6 +314,9 @@ describe('desktops in the web UI', () => {
     await page.keyboard.type(command(b));
     await page.keyboard.press('Enter');
     await shows(page, b, 'colour B in the live xterm');
+    // The bar's keys the browser cannot type itself: recorded by name.
+    await page.getByRole('button', { name: 'Ctrl+Alt+Del' }).click();
+    await page.getByRole('button', { name: 'Windows key' }).click();
     await page.goto('/web/recordings');
     const start = await waitFor(
       async () =>
@@ -335,6 +341,10 @@ describe('desktops in the web UI', () => {
     expect(inputs.some((e) => e.input.kind === 'button' && e.input.button === 'left' && e.input.down)).toBe(
       true,
     );
+    expect(inputs.filter((e) => e.input.special).map((e) => e.input.special)).toEqual([
+      'ctrl+alt+del',
+      'windows',
+    ]);
     for (const e of inputs) expect(Object.keys(e.input).sort()).not.toContain('code');
     const json = JSON.stringify(inputs);
     for (const leak of ['printf', hex(a), '033']) expect(json).not.toContain(leak);
@@ -374,6 +384,60 @@ describe('desktops in the web UI', () => {
     await ui.shot(player, 'desktop-player-played-on');
     expect(ui.cspViolations, ui.cspViolations.join('\n')).toEqual([]);
   }, 240_000);
+
+  it('clipboard text goes both ways through the relay (the page and an xterm on xrdp)', async () => {
+    const { page, context } = alice;
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], {
+      origin: `https://localhost:${tg.port}`,
+    });
+    const toRemote = `local-clip-${randomInt(1e9)}`;
+    const fromRemote = `remote-clip-${randomInt(1e9)}`;
+    const b64 = (t: string) => Buffer.from(t).toString('base64');
+    // Scripts the remote shell runs when their names are typed (the keyboard types no shifted keys):
+    // c1 puts text on the remote clipboard, c2 asks the xterm for the clipboard (its answer is
+    // typed back into the shell, so it lands in typed.txt).
+    await writeFile(path.join(xrdp.home, 'c1'), `printf '\\033]52;c;${b64(fromRemote)}\\007'\n`);
+    await writeFile(path.join(xrdp.home, 'c2'), "printf '\\033]52;c;?\\007'\n");
+    await page.goto(`/web/desktop?name=xrdp1&login=${xrdp.user}`);
+    await page.locator('main[data-state="connected"]').waitFor({ timeout: 60_000 });
+    await waitFor(
+      async () => {
+        const px = await pixelsOf(page, color);
+        return px.match > 0.1 * px.total ? px : undefined;
+      },
+      'the xrdp session on screen',
+      60_000,
+    ).catch(async (e) => {
+      await ui.shot(page, 'desktop-clipboard-no-session');
+      throw e;
+    });
+    await page.locator('iron-remote-desktop').click({ position: { x: 100, y: 100 } });
+    // Local to remote: the client offers the page's clipboard; the xterm's answer is typed.txt's.
+    await page.evaluate((t) => navigator.clipboard.writeText(t), toRemote);
+    const typed = path.join(xrdp.home, 'typed.txt');
+    await waitFor(
+      async () => {
+        await page.keyboard.type('sh c2');
+        await page.keyboard.press('Enter');
+        await new Promise((r) => setTimeout(r, 1000));
+        await page.keyboard.press('Enter');
+        const t = await readFile(typed, 'utf8');
+        return t.includes(`52;c;${b64(toRemote)}`) ? t : undefined;
+      },
+      'the page clipboard on the remote desktop',
+      30_000,
+    );
+
+    // Remote to local: the xterm sets the remote clipboard; the page's clipboard gets it.
+    await page.keyboard.type('sh c1');
+    await page.keyboard.press('Enter');
+    await waitFor(
+      async () =>
+        (await page.evaluate(() => navigator.clipboard.readText())) === fromRemote ? true : undefined,
+      'the remote clipboard in the page',
+      30_000,
+    );
+  }, 180_000);
 
   it('a denied desktop is refused in the tab and audited', async () => {
     const { page } = alice;

@@ -77,6 +77,11 @@ export interface IronTarget {
   url: string;
 }
 
+/** The remote desktop size for this window: all of it but the bar, never below 640x480. */
+export function desktopSizeForWindow(): { width: number; height: number } {
+  return { width: Math.max(640, window.innerWidth), height: Math.max(480, window.innerHeight - 40) };
+}
+
 /** Connects the element's client; the gateway logs in for the user, so the browser never runs CredSSP. */
 export function connectIron(u: UserInteraction, t: IronTarget) {
   const config = u
@@ -86,10 +91,7 @@ export function connectIron(u: UserInteraction, t: IronTarget) {
     .withDestination(t.destination)
     .withProxyAddress(t.url)
     .withAuthToken(t.token)
-    .withDesktopSize({
-      width: Math.max(640, window.innerWidth),
-      height: Math.max(480, window.innerHeight - 40),
-    })
+    .withDesktopSize(desktopSizeForWindow())
     .withExtension(enableCredssp(false))
     .build();
   return u.connect(config);

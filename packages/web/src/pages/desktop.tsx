@@ -9,8 +9,11 @@ import {
   explainDesktopError,
   type LiveDesktop,
 } from '../lib/desktop';
-import { connectIron, ironErrorDetail, isIronError, mountIron } from '../lib/iron';
+import { connectIron, desktopSizeForWindow, ironErrorDetail, isIronError, mountIron } from '../lib/iron';
 import { DesktopPlayer } from './desktop-player';
+
+/** Window size changes settle for this long before the desktop is asked to follow. */
+const RESIZE_SETTLE_MS = 300;
 
 type State =
   | { state: 'connecting' }
@@ -82,8 +85,21 @@ function LiveDesktopView({ target }: { target: LiveDesktop }) {
       },
       (error) => setStatus({ state: 'error', message: 'the desktop client could not start', error }),
     );
+    // The remote desktop follows the window (the Display Control channel: the desktop
+    // reactivates at the new size, where it supports that; else the canvas scales to fit).
+    let settle: ReturnType<typeof setTimeout> | undefined;
+    const onResize = () => {
+      clearTimeout(settle);
+      settle = setTimeout(() => {
+        const { width, height } = desktopSizeForWindow();
+        ui.current?.resize(width, height);
+      }, RESIZE_SETTLE_MS);
+    };
+    window.addEventListener('resize', onResize);
     return () => {
       stopped = true;
+      clearTimeout(settle);
+      window.removeEventListener('resize', onResize);
       unmount();
     };
   }, [api, desktop, login]);
