@@ -87,8 +87,9 @@ export class InputLog {
       // Keep no reference into a large chunk for a few pending bytes.
       if (this.#buf.length > 0 && this.#buf.length < chunk.length) this.#buf = Buffer.from(this.#buf);
     } catch (err) {
-      if (!(err instanceof RdpWireError)) throw err;
-      this.#giveUp(err.message);
+      // A tap must never take the relay (or the gateway) down: anything unexpected ends the
+      // input recording with a marker that says why, like bytes it cannot parse.
+      this.#giveUp(err instanceof RdpWireError ? err.message : `internal error: ${String(err)}`);
     }
   }
 
