@@ -428,12 +428,16 @@ describe('desktops in the web UI', () => {
       30_000,
     );
 
-    // Remote to local: the xterm sets the remote clipboard; the page's clipboard gets it.
-    await page.keyboard.type('sh c1');
-    await page.keyboard.press('Enter');
+    // Remote to local: the xterm sets the remote clipboard; the page's clipboard gets it. Each try
+    // sets it again (a new selection owner), in case the desktop's clipboard announcement came
+    // while the page's own clipboard monitor was busy.
     await waitFor(
-      async () =>
-        (await page.evaluate(() => navigator.clipboard.readText())) === fromRemote ? true : undefined,
+      async () => {
+        await page.keyboard.type('sh c1');
+        await page.keyboard.press('Enter');
+        await new Promise((r) => setTimeout(r, 1000));
+        return (await page.evaluate(() => navigator.clipboard.readText())) === fromRemote ? true : undefined;
+      },
       'the remote clipboard in the page',
       30_000,
     );
