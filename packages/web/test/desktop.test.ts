@@ -441,6 +441,8 @@ describe('desktops in the web UI', () => {
       'the remote clipboard in the page',
       30_000,
     );
+    // The tests after this one run without clipboard access, as before it.
+    await context.clearPermissions();
   }, 180_000);
 
   it('a denied desktop is refused in the tab and audited', async () => {
