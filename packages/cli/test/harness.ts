@@ -168,13 +168,18 @@ const INVITE_LINE = /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9
  * `configFile` is empty. Waits for the first-admin invite line.
  */
 export async function startEmbedded(
-  opts: { args?: string[]; env?: NodeJS.ProcessEnv } = {},
+  opts: {
+    args?: string[];
+    env?: NodeJS.ProcessEnv /** another gatehouse binary (an installed one) */;
+    bin?: string;
+  } = {},
 ): Promise<Daemon> {
   const root = mkdtempSync(join(tmpdir(), 'gh-cli-'));
   const dataDir = join(root, 'data');
   return spawnDaemon(root, dataDir, '', INVITE_LINE, {
     args: ['start', '--data-dir', dataDir, ...(opts.args ?? ['--listen', '127.0.0.1:0'])],
     env: opts.env ?? {},
+    bin: opts.bin,
   });
 }
 
@@ -197,14 +202,17 @@ async function spawnDaemon(
   dataDir: string,
   configFile: string,
   ready: RegExp,
-  how: { args: string[]; env: NodeJS.ProcessEnv } = { args: ['start', '--config', configFile], env: {} },
+  how: { args: string[]; env: NodeJS.ProcessEnv; bin?: string } = {
+    args: ['start', '--config', configFile],
+    env: {},
+  },
 ): Promise<Daemon> {
   let out = '';
   let err = '';
   const env: NodeJS.ProcessEnv = { ...process.env, GATEHOUSE_HOME: join(root, 'home-daemon'), ...how.env };
   // A GATEHOUSE_DATA_DIR or GATEHOUSE_MYSQL_LISTEN from the caller's shell would change the daemon under test.
   for (const k of ['GATEHOUSE_DATA_DIR', 'GATEHOUSE_MYSQL_LISTEN']) if (!(k in how.env)) delete env[k];
-  const child: ChildProcess = spawn(process.execPath, [BIN, ...how.args], {
+  const child: ChildProcess = spawn(process.execPath, [how.bin ?? BIN, ...how.args], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
