@@ -4,6 +4,7 @@ import { registerAdmin } from './commands/admin.js';
 import { registerBackup } from './commands/backup.js';
 import { registerDb } from './commands/db.js';
 import { registerDesktops } from './commands/desktops.js';
+import { registerInstall } from './commands/install.js';
 import { registerJoin } from './commands/join.js';
 import { registerKube } from './commands/kube.js';
 import { registerNodesJoin } from './commands/nodes-join.js';
@@ -68,6 +69,7 @@ Examples:
   registerNodesJoin(program, ctx);
   registerRecordings(program, ctx);
   registerBackup(program, ctx);
+  registerInstall(program, ctx);
   for (const c of allCommands(program)) {
     c.exitOverride().configureOutput({ writeOut: (s) => ctx.out(s), writeErr: (s) => ctx.err(s) });
     c.showSuggestionAfterError(true);
