@@ -170,11 +170,14 @@ const INVITE_LINE = /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9
 export async function startEmbedded(
   opts: {
     args?: string[];
-    env?: NodeJS.ProcessEnv /** another gatehouse binary (an installed one) */;
+    env?: NodeJS.ProcessEnv;
+    /** Another gatehouse binary (an installed one). */
     bin?: string;
+    /** A stopped daemon's temp root, to start again on its data dir. */
+    root?: string;
   } = {},
 ): Promise<Daemon> {
-  const root = mkdtempSync(join(tmpdir(), 'gh-cli-'));
+  const root = opts.root ?? mkdtempSync(join(tmpdir(), 'gh-cli-'));
   const dataDir = join(root, 'data');
   return spawnDaemon(root, dataDir, '', INVITE_LINE, {
     args: ['start', '--data-dir', dataDir, ...(opts.args ?? ['--listen', '127.0.0.1:0'])],

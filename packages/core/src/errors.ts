@@ -41,6 +41,8 @@ export const ErrorCodes = {
   GH_ERR_UPSTREAM_UNAVAILABLE: 502,
   /** A listener could not be opened (address in use, no permission): never an HTTP answer. */
   GH_ERR_LISTEN_FAILED: 500,
+  /** The data dir was written by a newer Gatehouse (its schema version is higher): never an HTTP answer. */
+  GH_ERR_DATA_DIR_NEWER: 500,
   /** A backup file that is not whole, not ours, sealed with another passphrase, or of another cluster. */
   GH_ERR_BACKUP_INVALID: 400,
 } as const;

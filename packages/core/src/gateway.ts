@@ -40,6 +40,7 @@ import { LoginService } from './auth/login.js';
 import { WEB_SESSIONS_PREFIX, WebSessions } from './auth/sessions.js';
 import { Authorizer, type ConnectionContext } from './authz/authorizer.js';
 import { MemoryBackend } from './backend/memory.js';
+import { migrateSchema } from './backend/schema.js';
 import { SqliteBackend } from './backend/sqlite.js';
 import type { Backend, WatchEvent } from './backend/types.js';
 import { type Clock, systemClock } from './clock.js';
@@ -1274,6 +1275,13 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
       : opts.backend === 'memory'
         ? new MemoryBackend({ clock })
         : await SqliteBackend.open({ path: path.join(config.dataDir, 'gatehouse.db'), clock });
+  try {
+    await migrateSchema(backend, { where: config.dataDir });
+  } catch (e) {
+    // A backend the caller passed in stays theirs to close.
+    if (typeof opts.backend !== 'object') await backend.close();
+    throw e;
+  }
   if (!config.clusterNameSet) {
     // No config named the cluster: an existing data dir keeps the name it was created with.
     const existing = await backend.get(caBackendKey('user'));

@@ -26,3 +26,4 @@ export async function openBackend(spec: BackendSpec, clock: Clock): Promise<Back
     }
   }
 }
+export { MIGRATIONS, type Migration, migrateSchema, SCHEMA_KEY, type SchemaResult } from './schema.js';

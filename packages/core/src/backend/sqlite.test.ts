@@ -99,13 +99,16 @@ describe('SqliteBackend', () => {
     await expect(missingDir).rejects.toMatchObject({ code: 'GH_ERR_BACKEND_UNAVAILABLE' });
   });
 
-  it('refuses a database written by a newer schema version', async () => {
+  it('refuses a database written by a newer schema version, saying to upgrade', async () => {
     const b = await make();
     await b.close();
     const db = new Database(path.join(dir, 'g.db'));
     db.pragma('user_version = 99');
     db.close();
-    await expect(make()).rejects.toMatchObject({ code: 'GH_ERR_BACKEND_UNAVAILABLE' });
+    await expect(make()).rejects.toMatchObject({
+      code: 'GH_ERR_DATA_DIR_NEWER',
+      hint: expect.stringMatching(/^Upgrade gatehouse/),
+    });
   });
 
   it('logs a delete in the change log when the sweep removes an expired item', async () => {

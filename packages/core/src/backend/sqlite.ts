@@ -16,6 +16,7 @@ import {
   prefixUpperBound,
   Waiters,
 } from './keys.js';
+import { UPGRADE_HINT } from './schema.js';
 import type { Backend, Item, PutOptions, RangeOptions, WatchEvent, WatchOptions } from './types.js';
 
 export interface SqliteBackendOptions {
@@ -79,9 +80,9 @@ function migrate(db: Database.Database): void {
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > SCHEMA_VERSION) {
       throw new GatehouseError(
-        'GH_ERR_BACKEND_UNAVAILABLE',
-        `the database schema version ${version} is newer than this Gatehouse understands (${SCHEMA_VERSION})`,
-        { hint: 'Run the Gatehouse version that last wrote this data directory, or a newer one.' },
+        'GH_ERR_DATA_DIR_NEWER',
+        `the database's table layout (version ${version}) is newer than this Gatehouse understands (${SCHEMA_VERSION})`,
+        { hint: UPGRADE_HINT },
       );
     }
     db.exec(`
