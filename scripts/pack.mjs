@@ -4,7 +4,7 @@
 // (gatehouse-core-0.1.0.tgz, ...). Install them together, e.g.
 //   npm install --prefix /opt/gatehouse pack/*.tgz
 // so that the packages' @gatehouse/* dependencies are satisfied by these tarballs
-// (decision 00XX-install says why together, and why not from the registry).
+// (decision 0031-install says why together, and why not from the registry).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';

@@ -3,7 +3,7 @@ import { VERSION } from '../version.js';
 import type { Backend, Item } from './types.js';
 
 /**
- * Data-dir schema versioning (decision 00XX-install). The backend records which version of the
+ * Data-dir schema versioning (decision 0031-install). The backend records which version of the
  * stored data's layout (key names, value shapes) it holds; `createGateway` brings an older store
  * forward with MIGRATIONS, in order, and refuses a store a newer Gatehouse wrote, since this
  * binary could misread it or overwrite what it does not know. The SQLite file's own table layout
