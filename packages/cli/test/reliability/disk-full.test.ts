@@ -70,7 +70,12 @@ describe('reliability: a full data disk fails closed and loses no audit', () => 
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let shellOut = '';
+    // The reason may come on either stream: the channel's stderr, or the client's own stderr when the
+    // connection closes first (the clean-clone run under load missed it on stdout once).
     shell.stdout!.on('data', (c) => {
+      shellOut += c;
+    });
+    shell.stderr!.on('data', (c) => {
       shellOut += c;
     });
     const shellExit = new Promise<number | null>((r) => shell.on('exit', (code) => r(code)));
