@@ -413,19 +413,24 @@ describe('desktops in the web UI', () => {
     });
     await page.locator('iron-remote-desktop').click({ position: { x: 100, y: 100 } });
     // Local to remote: the client offers the page's clipboard; the xterm's answer is typed.txt's.
-    await page.evaluate((t) => navigator.clipboard.writeText(t), toRemote);
+    // Each try puts a new text on the page's clipboard (a change the client's monitor sees), in case
+    // an earlier change came while the monitor was busy: a run alone missed the first one.
+    const offered: string[] = [];
     const typed = path.join(xrdp.home, 'typed.txt');
     await waitFor(
       async () => {
+        const text = `${toRemote}-${offered.length}`;
+        offered.push(text);
+        await page.evaluate((t) => navigator.clipboard.writeText(t), text);
+        await new Promise((r) => setTimeout(r, 1000));
         await page.keyboard.type('sh c2');
         await page.keyboard.press('Enter');
         await new Promise((r) => setTimeout(r, 1000));
         await page.keyboard.press('Enter');
         const t = await readFile(typed, 'utf8');
-        return t.includes(`52;c;${b64(toRemote)}`) ? t : undefined;
+        return offered.some((o) => t.includes(`52;c;${b64(o)}`)) ? t : undefined;
       },
       'the page clipboard on the remote desktop',
-      // Under a loaded 2-core run (the clean-clone suite) 30 s of tries was not always enough.
       60_000,
     );
 
