@@ -37,4 +37,8 @@ const server = http.createServer((req, res) => {
   });
 });
 server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
-process.on('disconnect', () => process.exit(0));
+// The bench went away: close the server and its keep-alive connections, and let the process end.
+process.on('disconnect', () => {
+  server.close();
+  server.closeAllConnections();
+});

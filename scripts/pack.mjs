@@ -28,23 +28,27 @@ export const RUNTIME_WORKSPACES = [
 
 const args = process.argv.slice(2);
 const outIdx = args.indexOf('--out');
-const out = path.resolve(outIdx >= 0 ? args[outIdx + 1] : path.join(root, 'pack'));
 if (outIdx >= 0 && !args[outIdx + 1]) {
   console.error('pack: --out needs a directory');
-  process.exit(2);
+  // exitCode, not exit(): the message above must reach a pipe.
+  process.exitCode = 2;
+} else {
+  pack(path.resolve(outIdx >= 0 ? args[outIdx + 1] : path.join(root, 'pack')));
 }
 
-if (!args.includes('--no-build')) {
-  execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
+function pack(out) {
+  if (!args.includes('--no-build')) {
+    execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
+  }
+  mkdirSync(out, { recursive: true });
+  // Old tarballs of another version would be installed alongside the new ones by `*.tgz`.
+  for (const f of readdirSync(out)) if (/^gatehouse-.*\.tgz$/.test(f)) rmSync(path.join(out, f));
+  const packed = JSON.parse(
+    execFileSync(
+      'npm',
+      ['pack', '--json', '--pack-destination', out, ...RUNTIME_WORKSPACES.flatMap((w) => ['-w', w])],
+      { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+    ),
+  );
+  for (const p of packed) console.log(path.join(out, p.filename));
 }
-mkdirSync(out, { recursive: true });
-// Old tarballs of another version would be installed alongside the new ones by `*.tgz`.
-for (const f of readdirSync(out)) if (/^gatehouse-.*\.tgz$/.test(f)) rmSync(path.join(out, f));
-const packed = JSON.parse(
-  execFileSync(
-    'npm',
-    ['pack', '--json', '--pack-destination', out, ...RUNTIME_WORKSPACES.flatMap((w) => ['-w', w])],
-    { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
-  ),
-);
-for (const p of packed) console.log(path.join(out, p.filename));

@@ -29,7 +29,6 @@ import {
 } from './harness.js';
 
 const exec = promisify(execFile);
-const HELPER = join(import.meta.dirname, '../../bpf/build/gatehouse-bpf-helper');
 const NODE = 'web9';
 
 let d: Daemon;
@@ -173,53 +172,50 @@ afterAll(async () => {
   if (spoolDir) rmSync(spoolDir, { recursive: true, force: true });
 });
 
-describe.skipIf(!existsSync(HELPER))(
-  "a joined node's enhanced recording reaches the gateway's audit log",
-  () => {
-    it('session.command events of a session through the gateway carry its session id and server = the node', async () => {
-      const r = await sshViaGateway('bash -c "/bin/echo nodeaudit-via-proxy; /bin/true done"');
-      expect(r.stdout).toBe('nodeaudit-via-proxy\n');
-      const [cmd] = await until('session.command in the audit log', () => {
-        const found = commands('nodeaudit-via-proxy');
-        return found.length > 0 ? found : undefined;
-      });
-      expect(cmd).toMatchObject({ server: NODE, login: TEST_LOGIN, user: 'alice', program: '/bin/echo' });
-      expect((cmd as { node_event_id?: string }).node_event_id).toMatch(/^[A-Za-z0-9_-]+:\d+$/);
-      // The proxy's own record of the session: same id.
-      const start = auditEvents(d).find(
-        (e) => e.type === 'session.start' && e.session_id === cmd!.session_id && e.server === NODE,
-      );
-      expect(start, `no session.start for ${cmd!.session_id}`).toBeDefined();
-      // stderr keeps a copy for the host's journal.
-      expect(nodeErr).toContain('nodeaudit-via-proxy');
+describe("a joined node's enhanced recording reaches the gateway's audit log", () => {
+  it('session.command events of a session through the gateway carry its session id and server = the node', async () => {
+    const r = await sshViaGateway('bash -c "/bin/echo nodeaudit-via-proxy; /bin/true done"');
+    expect(r.stdout).toBe('nodeaudit-via-proxy\n');
+    const [cmd] = await until('session.command in the audit log', () => {
+      const found = commands('nodeaudit-via-proxy');
+      return found.length > 0 ? found : undefined;
     });
+    expect(cmd).toMatchObject({ server: NODE, login: TEST_LOGIN, user: 'alice', program: '/bin/echo' });
+    expect((cmd as { node_event_id?: string }).node_event_id).toMatch(/^[A-Za-z0-9_-]+:\d+$/);
+    // The proxy's own record of the session: same id.
+    const start = auditEvents(d).find(
+      (e) => e.type === 'session.start' && e.session_id === cmd!.session_id && e.server === NODE,
+    );
+    expect(start, `no session.start for ${cmd!.session_id}`).toBeDefined();
+    // stderr keeps a copy for the host's journal.
+    expect(nodeErr).toContain('nodeaudit-via-proxy');
+  });
 
-    it('events made while the gateway is stopped wait in the node spool and arrive after it returns', async () => {
-      const code = await d.stop();
-      expect(code).toBe(0);
-      const r = await sshDirect('bash -c "/bin/echo nodeaudit-while-down; /bin/true done"');
-      expect(r.stdout).toBe('nodeaudit-while-down\n');
-      const spool = join(spoolDir, 'gateway.spool.jsonl');
-      await until('the event in the node spool', () =>
-        existsSync(spool) && readFileSync(spool, 'utf8').includes('nodeaudit-while-down') ? true : undefined,
-      );
-      expect(commands('nodeaudit-while-down')).toEqual([]);
-      d = await restartDaemon(d);
-      const cmds = await until(
-        'the spooled event in the audit log',
-        () => {
-          const found = commands('nodeaudit-while-down');
-          return found.length > 0 ? found : undefined;
-        },
-        60_000,
-      );
-      expect(cmds).toHaveLength(1);
-      expect(cmds[0]).toMatchObject({ server: NODE, user: 'alice' });
-      // Seen by the node before the gateway wrote it.
-      const c = cmds[0] as AuditEvent & { node_time: string };
-      expect(Date.parse(c.node_time)).toBeLessThan(Date.parse(c.time));
-      expect(nodeErr).toMatch(/they stay spooled in/);
-      await until('the spool to empty', () => (existsSync(spool) ? undefined : true));
-    }, 120_000);
-  },
-);
+  it('events made while the gateway is stopped wait in the node spool and arrive after it returns', async () => {
+    const code = await d.stop();
+    expect(code).toBe(0);
+    const r = await sshDirect('bash -c "/bin/echo nodeaudit-while-down; /bin/true done"');
+    expect(r.stdout).toBe('nodeaudit-while-down\n');
+    const spool = join(spoolDir, 'gateway.spool.jsonl');
+    await until('the event in the node spool', () =>
+      existsSync(spool) && readFileSync(spool, 'utf8').includes('nodeaudit-while-down') ? true : undefined,
+    );
+    expect(commands('nodeaudit-while-down')).toEqual([]);
+    d = await restartDaemon(d);
+    const cmds = await until(
+      'the spooled event in the audit log',
+      () => {
+        const found = commands('nodeaudit-while-down');
+        return found.length > 0 ? found : undefined;
+      },
+      60_000,
+    );
+    expect(cmds).toHaveLength(1);
+    expect(cmds[0]).toMatchObject({ server: NODE, user: 'alice' });
+    // Seen by the node before the gateway wrote it.
+    const c = cmds[0] as AuditEvent & { node_time: string };
+    expect(Date.parse(c.node_time)).toBeLessThan(Date.parse(c.time));
+    expect(nodeErr).toMatch(/they stay spooled in/);
+    await until('the spool to empty', () => (existsSync(spool) ? undefined : true));
+  }, 120_000);
+});

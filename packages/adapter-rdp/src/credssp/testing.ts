@@ -2,11 +2,11 @@ import { createHash, createHmac } from 'node:crypto';
 import {
   AV,
   type AvPair,
+  CLIENT_FLAGS,
   decodeAuthenticate,
   encodeAvPairs,
   encodeChallenge,
   fileTime,
-  NEGOTIATE,
   NtlmError,
   NtlmSecurity,
   ntowfv2,
@@ -36,21 +36,6 @@ export interface FakeTargetOptions {
   noTimestamp?: boolean;
 }
 
-const CHALLENGE_FLAGS =
-  (NEGOTIATE.KEY_EXCH |
-    NEGOTIATE.N56 |
-    NEGOTIATE.N128 |
-    NEGOTIATE.VERSION |
-    NEGOTIATE.TARGET_INFO |
-    NEGOTIATE.EXTENDED_SESSIONSECURITY |
-    NEGOTIATE.ALWAYS_SIGN |
-    NEGOTIATE.NTLM |
-    NEGOTIATE.SEAL |
-    NEGOTIATE.SIGN |
-    NEGOTIATE.REQUEST_TARGET |
-    NEGOTIATE.UNICODE) >>>
-  0;
-
 export class FakeTarget {
   readonly #o: FakeTargetOptions;
   #negotiate: Buffer = Buffer.alloc(0);
@@ -72,7 +57,8 @@ export class FakeTarget {
     ];
     if (!this.#o.noTimestamp) pairs.push({ id: AV.TIMESTAMP, value: fileTime(1_700_000_000_000) });
     this.#challenge = encodeChallenge({
-      flags: CHALLENGE_FLAGS,
+      // A target that offers exactly what the gateway asks for (as FreeRDP's does).
+      flags: CLIENT_FLAGS,
       serverChallenge: this.#o.serverChallenge,
       targetName: Buffer.from('VM', 'utf16le'),
       targetInfo: encodeAvPairs(pairs),
