@@ -1,16 +1,12 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import type { RecordingMeta } from '../api/routes';
 import { useApp } from '../app';
-import { Marks } from '../components/timeline-marks';
+import { PlaybackControls, usePlaybackClock, useTimeline } from '../components/playback';
 import { CopyCommand, ErrorBox, Loading, Notice } from '../components/ui';
 import { type DesktopPlayback, desktopPlaybackUrl, desktopTitle } from '../lib/desktop';
 import { desktopMarks, feedPlan, type ReplaySocket, replayChunks } from '../lib/desktop-player';
 import { connectIron, ironErrorDetail, isIronError, mountIron, replayAddress } from '../lib/iron';
-import { decodeRecording, formatClock, type PlayerEvent, SPEEDS, Timeline } from '../lib/player';
-
-/** Gaps longer than this play as this long when "skip idle" is on. */
-const MAX_IDLE_MS = 2000;
-const TICK_MS = 50;
+import { decodeRecording, type PlayerEvent } from '../lib/player';
 
 type Load =
   | { state: 'loading' }
@@ -68,11 +64,7 @@ function Player({
   const { navigate } = useApp();
   const chunks = useMemo(() => replayChunks(events), [events]);
   const marks = useMemo(() => desktopMarks(events), [events]);
-  const [skipIdle, setSkipIdle] = useState(true);
-  const timeline = useMemo(
-    () => new Timeline(events, skipIdle ? MAX_IDLE_MS : Number.MAX_SAFE_INTEGER),
-    [events, skipIdle],
-  );
+  const { timeline, skipIdle, setSkipIdle } = useTimeline(events);
   /** Recording time on screen: the one source of truth for position. */
   const [t, setT] = useState(() => Math.min(target.t ?? 0, timeline.realDuration));
   // A deep link opens paused at its moment; the list's Play link starts playing.
@@ -151,28 +143,9 @@ function Player({
 
   useEffect(() => feed(t), [feed, t]);
 
-  // Playback: advance in playback time (idle gaps shortened), scaled by speed.
-  useEffect(() => {
-    if (!playing) return;
-    let last = performance.now();
-    const timer = setInterval(() => {
-      const now = performance.now();
-      const dp = (now - last) * speed;
-      last = now;
-      setT((cur) => {
-        const p = timeline.toPlay(cur) + dp;
-        if (p >= timeline.duration) {
-          setPlaying(false);
-          return timeline.realDuration;
-        }
-        return timeline.toReal(p);
-      });
-    }, TICK_MS);
-    return () => clearInterval(timer);
-  }, [playing, speed, timeline]);
+  usePlaybackClock(timeline, playing, speed, setT, setPlaying);
 
   const seek = (to: number) => setT(Math.max(0, Math.min(to, timeline.realDuration)));
-  const atEnd = t >= timeline.realDuration;
   const startMs = Date.parse(meta.started);
   const wall = new Date(startMs + t);
   const link = `${window.location.origin}${desktopPlaybackUrl(meta.session_id, { t })}`;
@@ -186,53 +159,19 @@ function Player({
             by {meta.user}, {new Date(startMs).toLocaleString()}
           </span>
         </strong>
-        <button
-          type="button"
-          className="primary"
-          disabled={chunks.length === 0}
-          onClick={() => {
-            if (!playing && atEnd) seek(0);
-            setPlaying(!playing);
-          }}
-        >
-          {playing ? 'Pause' : 'Play'}
-        </button>
-        <div className="scrub">
-          <input
-            type="range"
-            aria-label="Position"
-            min={0}
-            max={Math.max(1, Math.round(timeline.duration))}
-            step={10}
-            value={Math.round(timeline.toPlay(t))}
-            onChange={(e) => seek(timeline.toReal(Number(e.target.value)))}
-          />
-          <Marks
-            marks={marks}
-            timeline={timeline}
-            onSeek={(to) => {
-              setPlaying(false);
-              seek(to);
-            }}
-          />
-        </div>
-        <span className="clock" data-testid="position" data-t={Math.floor(t)}>
-          {formatClock(timeline.toPlay(t))} / {formatClock(timeline.duration)}
-        </span>
-        <label className="inline">
-          Speed
-          <select value={speed} onChange={(e) => setSpeed(Number(e.target.value))} aria-label="Speed">
-            {SPEEDS.map((s) => (
-              <option key={s} value={s}>
-                {s}x
-              </option>
-            ))}
-          </select>
-        </label>
-        <label className="inline">
-          <input type="checkbox" checked={skipIdle} onChange={(e) => setSkipIdle(e.target.checked)} />
-          Skip idle
-        </label>
+        <PlaybackControls
+          timeline={timeline}
+          t={t}
+          seek={seek}
+          marks={marks}
+          playing={playing}
+          setPlaying={setPlaying}
+          canPlay={chunks.length > 0}
+          speed={speed}
+          setSpeed={setSpeed}
+          skipIdle={skipIdle}
+          setSkipIdle={setSkipIdle}
+        />
         <button type="button" onClick={() => host.current?.requestFullscreen()}>
           Full screen
         </button>

@@ -3,7 +3,7 @@ import { Terminal } from '@xterm/xterm';
 import { type FormEvent, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import type { AuditEvent, RecordingMeta } from '../api/routes';
 import { Link, useApp } from '../app';
-import { Marks } from '../components/timeline-marks';
+import { PlaybackControls, usePlaybackClock, useTimeline } from '../components/playback';
 import { CopyCommand, ErrorBox, Loading, Notice } from '../components/ui';
 import { shortId, target } from '../lib/names';
 import {
@@ -15,16 +15,11 @@ import {
   type PlayerEvent,
   parseT,
   type SearchHit,
-  SPEEDS,
   searchOutput,
-  Timeline,
   type TimelineMark,
   timelineMarks,
 } from '../lib/player';
 
-/** Gaps longer than this play as this long when "skip idle" is on. */
-const MAX_IDLE_MS = 2000;
-const TICK_MS = 50;
 /** How often a live session's recording is re-read while watching. */
 const LIVE_POLL_MS = 1000;
 
@@ -128,11 +123,7 @@ function Player({
   onReload: () => void;
 }) {
   const { navigate } = useApp();
-  const [skipIdle, setSkipIdle] = useState(true);
-  const timeline = useMemo(
-    () => new Timeline(events, skipIdle ? MAX_IDLE_MS : Number.MAX_SAFE_INTEGER),
-    [events, skipIdle],
-  );
+  const { timeline, skipIdle, setSkipIdle } = useTimeline(events);
   const startMs = Date.parse(meta.started);
   const initialT = parseT(new URLSearchParams(window.location.search).get('t'));
   /** Recording time of what is on screen; the single source of truth for position. */
@@ -241,25 +232,7 @@ function Player({
     if (following) setT(timeline.realDuration);
   }, [following, timeline]);
 
-  // Playback: advance in playback time (idle gaps shortened), scaled by speed.
-  useEffect(() => {
-    if (!playing) return;
-    let last = performance.now();
-    const timer = setInterval(() => {
-      const now = performance.now();
-      const dp = (now - last) * speed;
-      last = now;
-      setT((cur) => {
-        const p = timeline.toPlay(cur) + dp;
-        if (p >= timeline.duration) {
-          setPlaying(false);
-          return timeline.realDuration;
-        }
-        return timeline.toReal(p);
-      });
-    }, TICK_MS);
-    return () => clearInterval(timer);
-  }, [playing, speed, timeline]);
+  usePlaybackClock(timeline, playing, speed, setT, setPlaying);
 
   const seek = (to: number) => {
     setFollowing(false);
@@ -286,7 +259,6 @@ function Player({
   };
 
   const wall = new Date(startMs + t);
-  const atEnd = t >= timeline.realDuration;
 
   return (
     <>
@@ -337,54 +309,23 @@ function Player({
       {events.length === 0 ? <Notice>Nothing was recorded yet.</Notice> : null}
       <div className="player-stage" ref={stage} data-testid="player-stage">
         <div className="player-bar">
-          <button
-            type="button"
-            className="primary"
-            onClick={() => {
+          <PlaybackControls
+            timeline={timeline}
+            t={t}
+            seek={seek}
+            marks={marks}
+            playing={playing}
+            setPlaying={(p) => {
+              // Playing or pausing leaves the live edge.
               setFollowing(false);
-              if (!playing && atEnd) seek(0);
-              setPlaying(!playing);
+              setPlaying(p);
             }}
-            disabled={events.length === 0}
-          >
-            {playing ? 'Pause' : 'Play'}
-          </button>
-          <div className="scrub">
-            <input
-              type="range"
-              aria-label="Position"
-              min={0}
-              max={Math.max(1, Math.round(timeline.duration))}
-              step={10}
-              value={Math.round(timeline.toPlay(t))}
-              onChange={(e) => seek(timeline.toReal(Number(e.target.value)))}
-            />
-            <Marks
-              marks={marks}
-              timeline={timeline}
-              onSeek={(to) => {
-                setPlaying(false);
-                seek(to);
-              }}
-            />
-          </div>
-          <span className="clock" data-testid="position">
-            {formatClock(timeline.toPlay(t))} / {formatClock(timeline.duration)}
-          </span>
-          <label className="inline">
-            Speed
-            <select value={speed} onChange={(e) => setSpeed(Number(e.target.value))} aria-label="Speed">
-              {SPEEDS.map((s) => (
-                <option key={s} value={s}>
-                  {s}x
-                </option>
-              ))}
-            </select>
-          </label>
-          <label className="inline">
-            <input type="checkbox" checked={skipIdle} onChange={(e) => setSkipIdle(e.target.checked)} />
-            Skip idle
-          </label>
+            canPlay={events.length > 0}
+            speed={speed}
+            setSpeed={setSpeed}
+            skipIdle={skipIdle}
+            setSkipIdle={setSkipIdle}
+          />
           <button type="button" onClick={toggleFullscreen} aria-pressed={fullscreen}>
             {fullscreen ? 'Exit full screen' : 'Full screen'}
           </button>
