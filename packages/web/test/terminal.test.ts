@@ -214,8 +214,20 @@ describe('web terminal on the built-in node', () => {
     await play.click();
     // Search jumps to the moment the command was typed; the wall clock shows when that was.
     await page.getByLabel('Search the recording').fill('exit 3');
-    await page.getByRole('button', { name: 'Find' }).click();
-    await page.getByTestId('search-status').filter({ hasText: 'Match 1 of' }).waitFor();
+    // The player may still be settling (the recording reloads once it is seen complete), which drops a
+    // search made before; find again until a match shows (runs on this machine missed the first one).
+    await waitFor(
+      async () => {
+        await page.getByRole('button', { name: 'Find' }).click();
+        const status = await page
+          .getByTestId('search-status')
+          .textContent({ timeout: 1000 })
+          .catch(() => '');
+        return status?.includes('Match 1 of') ? true : undefined;
+      },
+      'a match for "exit 3" in the recording',
+      15_000,
+    );
     await page.getByTestId('terminal').locator('.xterm-rows').filter({ hasText: 'exit 3' }).waitFor();
     const wall = page.getByTestId('wallclock');
     const at = Date.parse((await wall.getAttribute('datetime')) ?? '');
