@@ -140,6 +140,8 @@ describe('web terminal on the built-in node', () => {
     await term.getByRole('tab', { name: 'New tab' }).click();
     await term.getByRole('button', { name: 'Open terminal' }).click();
     await term.locator('[data-testid="terminal-pane"][data-state="live"]').nth(1).waitFor();
+    // Type once the shell prompts: keys typed earlier are echoed by the tty around the prompt ("ex$ it 3").
+    await sees(term, '$');
     await tabsAre(term, 2);
     await selectedIs(term, 2);
     await run(term, 'echo second-$((1+1))');
@@ -178,6 +180,8 @@ describe('web terminal on the built-in node', () => {
     await term.getByRole('tab', { name: 'New tab' }).click();
     await term.getByRole('button', { name: 'Open terminal' }).click();
     await term.locator('[data-testid="terminal-pane"][data-state="live"]').nth(1).waitFor();
+    // Type once the shell prompts: keys typed earlier are echoed by the tty around the prompt ("ex$ it 3").
+    await sees(term, '$');
     exited = (await pane(term).getAttribute('data-session')) ?? '';
     expect(exited).not.toBe('');
     await run(term, 'exit 3');
@@ -192,6 +196,11 @@ describe('web terminal on the built-in node', () => {
     const [end] = await auditOf('session.end', (e) => e.session_id === exited);
     // The recording's last chunk is stored as the session ends, not before its session.end event.
     await waitFor(async () => (await tg.gw.recordings.get(exited))?.ended, 'the recording to be complete');
+    // The stored recording holds the echo of the last command typed, before the shell exited.
+    const chunks: Uint8Array[] = [];
+    for await (const e of tg.gw.recordings.read(exited)) if (e.type === 'output') chunks.push(e.data);
+    const output = Buffer.concat(chunks).toString('utf8');
+    expect(output, JSON.stringify(output)).toContain('exit 3');
     // An auditor reads the audit log and recordings (alice's access role does not).
     const auditor = await ui.newPage(tg.port);
     try {
@@ -214,20 +223,8 @@ describe('web terminal on the built-in node', () => {
     await play.click();
     // Search jumps to the moment the command was typed; the wall clock shows when that was.
     await page.getByLabel('Search the recording').fill('exit 3');
-    // The player may still be settling (the recording reloads once it is seen complete), which drops a
-    // search made before; find again until a match shows (runs on this machine missed the first one).
-    await waitFor(
-      async () => {
-        await page.getByRole('button', { name: 'Find' }).click();
-        const status = await page
-          .getByTestId('search-status')
-          .textContent({ timeout: 1000 })
-          .catch(() => '');
-        return status?.includes('Match 1 of') ? true : undefined;
-      },
-      'a match for "exit 3" in the recording',
-      15_000,
-    );
+    await page.getByRole('button', { name: 'Find' }).click();
+    await page.getByTestId('search-status').filter({ hasText: 'Match 1 of' }).waitFor();
     await page.getByTestId('terminal').locator('.xterm-rows').filter({ hasText: 'exit 3' }).waitFor();
     const wall = page.getByTestId('wallclock');
     const at = Date.parse((await wall.getAttribute('datetime')) ?? '');
