@@ -149,7 +149,9 @@ export type LoginFailureReason =
   /** SSO: the claims name a user that is not this connector's (a local user, another connector's). */
   | 'sso_user_conflict'
   /** SSO: the one-time code the CLI redeems is unknown, used, expired, or its verifier is wrong. */
-  | 'sso_code_invalid';
+  | 'sso_code_invalid'
+  /** SSO (SAML): the response failed verification (unsigned, wrapped, wrong key, audience, InResponseTo, time, replay). */
+  | 'sso_assertion_invalid';
 
 export type ListenerRejectReason =
   | 'unknown_protocol'
@@ -183,7 +185,7 @@ export type AuditEventInput =
       connector?: string;
     })
   | (CommonFields & { type: 'user.logout' })
-  | (CommonFields & { type: 'sso.connector.create'; name: string; kind: 'oidc' | 'github' })
+  | (CommonFields & { type: 'sso.connector.create'; name: string; kind: 'oidc' | 'github' | 'saml' })
   | (CommonFields & { type: 'sso.connector.delete'; name: string })
   | (CommonFields & { type: 'user.create'; name: string; roles: string[] })
   | (CommonFields & { type: 'user.update'; name: string; changes: string[] })

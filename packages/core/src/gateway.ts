@@ -1,5 +1,5 @@
 import { createHash, generateKeyPairSync, X509Certificate } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import net, { type Socket } from 'node:net';
 import os from 'node:os';
@@ -79,6 +79,7 @@ import { TerminalRegistry } from './sessions/terminal.js';
 import { connectorFromDoc, type SsoConnector, SsoConnectorRegistry } from './sso/connectors.js';
 import { GithubRelyingParty } from './sso/github.js';
 import { OidcRelyingParty } from './sso/oidc.js';
+import { SamlRelyingParty } from './sso/saml.js';
 import { protocolsByKind, SsoService } from './sso/service.js';
 import { formatDuration } from './util/duration.js';
 import { readSecretFile } from './util/secret-file.js';
@@ -392,7 +393,11 @@ export class Gateway {
     });
     this.sso = new SsoService({
       connectors: this.ssoConnectors,
-      rp: protocolsByKind({ oidc: new OidcRelyingParty(), github: new GithubRelyingParty() }),
+      rp: protocolsByKind({
+        oidc: new OidcRelyingParty(),
+        github: new GithubRelyingParty(),
+        saml: new SamlRelyingParty({ backend, clock }),
+      }),
       backend,
       sealer: parts.sealer,
       clock,
@@ -1347,6 +1352,31 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   const { databases, kubeClusters, desktops, nodes } = await configuredResources(config);
   const ssoConnectors: SsoConnector[] = [];
   for (const doc of config.ssoConnectors) {
+    if (doc.kind === 'saml') {
+      const sources = [doc.idp_metadata_url, doc.idp_metadata_file, doc.idp_metadata].filter(
+        (v) => v !== undefined,
+      );
+      if (sources.length !== 1) {
+        throw new GatehouseError(
+          'GH_ERR_CONFIG_INVALID',
+          `sso_connectors: ${doc.name} needs exactly one of idp_metadata_url, idp_metadata_file and idp_metadata`,
+          { hint: "give the IdP's metadata URL, or a file that holds it" },
+        );
+      }
+      let metadata = doc.idp_metadata;
+      if (doc.idp_metadata_file !== undefined) {
+        try {
+          metadata = await readFile(doc.idp_metadata_file, 'utf8');
+        } catch (cause) {
+          throw new GatehouseError('GH_ERR_CONFIG_INVALID', `cannot read ${doc.idp_metadata_file}`, {
+            cause,
+            hint: 'check the path in sso_connectors[].idp_metadata_file',
+          });
+        }
+      }
+      ssoConnectors.push(connectorFromDoc({ ...doc, idp_metadata: metadata }, 'config'));
+      continue;
+    }
     if (doc.client_secret !== undefined && doc.client_secret_file !== undefined) {
       throw new GatehouseError(
         'GH_ERR_CONFIG_INVALID',

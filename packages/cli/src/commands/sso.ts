@@ -37,13 +37,15 @@ function mappingText(c: SsoConnectorView): string {
 }
 
 export function registerSso(program: Command, ctx: Ctx): void {
-  const sso = program.command('sso').description('single sign-on connectors (OIDC identity providers)');
+  const sso = program
+    .command('sso')
+    .description('single sign-on connectors (OIDC, GitHub and SAML identity providers)');
   sso
     .command('add')
     .description(
       'create or replace a connector from a YAML file (client_secret_file is read here, stored sealed)',
     )
-    .requiredOption('-f, --file <file>', 'the connector document (kind: oidc)')
+    .requiredOption('-f, --file <file>', 'the connector document (kind: oidc, github or saml)')
     .addHelpText(
       'after',
       examples(
@@ -56,7 +58,14 @@ export function registerSso(program: Command, ctx: Ctx): void {
           '  client_secret_file: corp.secret\n' +
           '  redirect_url: https://gatehouse.example.com:3080/v1/sso/oidc/callback\n' +
           '  claims_to_roles:\n' +
-          '    - {claim: groups, value: ops, roles: [access]}',
+          '    - {claim: groups, value: ops, roles: [access]}\n\n' +
+          'okta-saml.yaml:\n' +
+          '  kind: saml\n' +
+          '  name: okta-saml\n' +
+          '  idp_metadata_url: https://corp.okta.com/app/exk1a2b3/sso/saml/metadata\n' +
+          '  acs_url: https://gatehouse.example.com:3080/v1/sso/saml/acs\n' +
+          '  attributes_to_roles:\n' +
+          '    - {name: groups, value: ops, roles: [access]}',
       ),
     )
     .action(async function (this: Command, o: { file: string }) {
@@ -71,17 +80,32 @@ export function registerSso(program: Command, ctx: Ctx): void {
         });
       }
       let secret: string | undefined;
-      if (doc.client_secret_file !== undefined) {
+      let metadata: string | undefined;
+      if (doc.kind === 'saml') {
+        if (doc.idp_metadata_file !== undefined) {
+          const f = path.resolve(path.dirname(o.file), doc.idp_metadata_file);
+          metadata = await readText(f, 'IdP metadata file');
+        }
+      } else if (doc.client_secret_file !== undefined) {
         const f = path.resolve(path.dirname(o.file), doc.client_secret_file);
         secret = (await readText(f, 'client secret file')).split(/\r?\n/)[0] ?? '';
         if (!secret) throw usage(`the client secret file ${f} is empty`, 'put the secret on its first line');
       }
       const r = await withAdmin(this, ctx, (t) =>
-        t.api.putSsoConnector({ text, ...(secret !== undefined ? { client_secret: secret } : {}) }),
+        t.api.putSsoConnector({
+          text,
+          ...(secret !== undefined ? { client_secret: secret } : {}),
+          ...(metadata !== undefined ? { idp_metadata: metadata } : {}),
+        }),
       );
+      const register =
+        r.connector.kind === 'saml'
+          ? `Give the identity provider this SP metadata URL: ${r.connector.sp_metadata_url}\n` +
+            `  (entity id ${r.connector.client_id}, ACS URL ${r.connector.redirect_url}, HTTP-POST)\n`
+          : `Register this redirect URL at the provider: ${r.connector.redirect_url}\n`;
       ctx.out(
         `SSO connector ${r.connector.name} ${r.created ? 'created' : 'updated'}.\n` +
-          `Register this redirect URL at the provider: ${r.connector.redirect_url}\n` +
+          register +
           `Try it: gatehouse sso test ${r.connector.name}\n`,
       );
     });

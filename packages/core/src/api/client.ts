@@ -290,6 +290,7 @@ export class GatehouseClient implements AdminApi {
   putSsoConnector(req: {
     text: string;
     client_secret?: string | undefined;
+    idp_metadata?: string | undefined;
   }): Promise<{ connector: SsoConnectorView; created: boolean }> {
     return this.#json(ADMIN_ROUTES.putSsoConnector, {}, req);
   }

@@ -15,6 +15,34 @@ const bodyReaders = new WeakMap<IncomingMessage, (err: Error) => void>();
  * GH_ERR_REQUEST_TIMEOUT (408).
  */
 export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const body = await readBody(req, limit);
+  if (body.length === 0) return {};
+  const type = String(req.headers['content-type'] ?? '');
+  if (!type.includes('json')) {
+    throw new GatehouseError('GH_ERR_BAD_REQUEST', 'request body must be JSON', {
+      hint: 'send Content-Type: application/json',
+    });
+  }
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (cause) {
+    throw new GatehouseError('GH_ERR_BAD_REQUEST', 'request body is not valid JSON', { cause });
+  }
+}
+
+/** An HTML form's body (application/x-www-form-urlencoded), as a browser POSTs it. */
+export async function readForm(req: IncomingMessage, limit: number): Promise<URLSearchParams> {
+  const body = await readBody(req, limit);
+  const type = String(req.headers['content-type'] ?? '');
+  if (body.length > 0 && !type.includes('application/x-www-form-urlencoded')) {
+    throw new GatehouseError('GH_ERR_BAD_REQUEST', 'request body must be a form', {
+      hint: 'send Content-Type: application/x-www-form-urlencoded',
+    });
+  }
+  return new URLSearchParams(body.toString('utf8'));
+}
+
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? '0');
   if (declared > limit) throw tooLarge(limit);
   // A connection that died before the handler got here has already said so
@@ -22,7 +50,7 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
   if (req.destroyed && !req.complete) {
     throw new GatehouseError('GH_ERR_BAD_REQUEST', 'the connection failed before the request body ended');
   }
-  const body = await new Promise<Buffer>((resolve, reject) => {
+  return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const done = (err?: Error) => {
@@ -57,18 +85,6 @@ export async function readJson(req: IncomingMessage, limit: number): Promise<unk
     req.on('close', onClose);
     bodyReaders.set(req, done);
   });
-  if (body.length === 0) return {};
-  const type = String(req.headers['content-type'] ?? '');
-  if (!type.includes('json')) {
-    throw new GatehouseError('GH_ERR_BAD_REQUEST', 'request body must be JSON', {
-      hint: 'send Content-Type: application/json',
-    });
-  }
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch (cause) {
-    throw new GatehouseError('GH_ERR_BAD_REQUEST', 'request body is not valid JSON', { cause });
-  }
 }
 
 function tooLarge(limit: number): GatehouseError {

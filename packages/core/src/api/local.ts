@@ -369,7 +369,8 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
         });
       }
       const secret = typeof req.client_secret === 'string' ? req.client_secret : undefined;
-      const { connector, created } = await d.sso.connectors.put(req.text, secret, actor);
+      const metadata = typeof req.idp_metadata === 'string' ? req.idp_metadata : undefined;
+      const { connector, created } = await d.sso.connectors.put(req.text, secret, actor, metadata);
       return { connector: connectorView(connector), created };
     },
     removeSsoConnector: (name) => d.sso.connectors.remove(name, actor),

@@ -148,6 +148,10 @@ export const PUBLIC_ROUTES = {
   ssoCallback: ['GET', '/v1/sso/oidc/callback'],
   /** GitHub's redirect: the OAuth app's callback URL (redirect_url of a github connector). */
   ssoGithubCallback: ['GET', '/v1/sso/github/callback'],
+  /** The SAML IdP POSTs its response here (HTTP-POST binding): acs_url of a saml connector. */
+  ssoSamlAcs: ['POST', '/v1/sso/saml/acs'],
+  /** -> the SP metadata (XML) of a saml connector: entity id, ACS URL; give this URL to the IdP. */
+  ssoSamlMetadata: ['GET', '/v1/sso/saml/:name/metadata'],
   /** -> {code, message, hint}: why a web SSO login failed (the login page shows it; kept 5 minutes). */
   ssoError: ['GET', '/v1/sso/errors/:id'],
   /** SsoRedeemRequest -> SsoRedeemResponse: the CLI redeems its one-time code. */

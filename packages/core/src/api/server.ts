@@ -25,6 +25,7 @@ import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js'
 import type { CaExportFormat } from '../pki/authority.js';
 import { mintClientTicket } from '../pki/credentials.js';
 import type { FileRequest, TerminalRegistry, TerminalService } from '../sessions/terminal.js';
+import { MAX_SAML_RESPONSE_BYTES } from '../sso/saml.js';
 import type { SsoService } from '../sso/service.js';
 import { adminPermissions } from './authorized.js';
 import { authenticateCaller, type Caller, SESSION_COOKIE } from './caller.js';
@@ -34,6 +35,7 @@ import {
   matchRoute,
   parseCookies,
   type Route,
+  readForm,
   readJson,
   remoteAddress,
   sendJson,
@@ -248,9 +250,9 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
     }
   };
 
-  const ssoCallback = async (ctx: Ctx): Promise<void> => {
+  const ssoCallback = async (ctx: Ctx, query = ctx.url.searchParams): Promise<void> => {
     const browserSecret = parseCookies(ctx.req.headers.cookie)[SSO_BROWSER_COOKIE];
-    const out = await d.sso.callback(ctx.url.searchParams, { browserSecret, remoteAddr: ctx.remoteAddr });
+    const out = await d.sso.callback(query, { browserSecret, remoteAddr: ctx.remoteAddr });
     const clear = `${SSO_BROWSER_COOKIE}=; Path=${SSO_COOKIE_PATH}; HttpOnly; Secure; SameSite=Lax; Max-Age=0`;
     switch (out.kind) {
       case 'redirect':
@@ -367,17 +369,39 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
     }),
     compileRoute('GET', PUBLIC_ROUTES.ssoWebStart[1], async (ctx, p) => {
       takeLoginSlot(ctx);
-      const { authUrl, browserSecret } = await d.sso.startWeb(p.name!, { remoteAddr: ctx.remoteAddr });
+      const { authUrl, browserSecret, kind } = await d.sso.startWeb(p.name!, { remoteAddr: ctx.remoteAddr });
+      // A SAML IdP comes back with a cross-site POST, which carries no Lax cookie: the binding
+      // cookie is SameSite=None there (still HttpOnly, Secure, and only under /v1/sso/).
+      const sameSite = kind === 'saml' ? 'None' : 'Lax';
       ctx.res
         .writeHead(302, {
           location: authUrl,
           'cache-control': 'no-store',
-          'set-cookie': `${SSO_BROWSER_COOKIE}=${browserSecret}; Path=${SSO_COOKIE_PATH}; HttpOnly; Secure; SameSite=Lax; Max-Age=600`,
+          'set-cookie': `${SSO_BROWSER_COOKIE}=${browserSecret}; Path=${SSO_COOKIE_PATH}; HttpOnly; Secure; SameSite=${sameSite}; Max-Age=600`,
         })
         .end();
     }),
-    compileRoute('GET', PUBLIC_ROUTES.ssoCallback[1], ssoCallback),
-    compileRoute('GET', PUBLIC_ROUTES.ssoGithubCallback[1], ssoCallback),
+    compileRoute('GET', PUBLIC_ROUTES.ssoCallback[1], (ctx) => ssoCallback(ctx)),
+    compileRoute('GET', PUBLIC_ROUTES.ssoGithubCallback[1], (ctx) => ssoCallback(ctx)),
+    compileRoute('POST', PUBLIC_ROUTES.ssoSamlAcs[1], async (ctx) => {
+      const form = await readForm(ctx.req, Math.max(max, MAX_SAML_RESPONSE_BYTES + 8192));
+      // RelayState carries the attempt's state, as `state` does in OIDC.
+      const query = new URLSearchParams({
+        state: form.get('RelayState') ?? '',
+        SAMLResponse: form.get('SAMLResponse') ?? '',
+      });
+      await ssoCallback(ctx, query);
+    }),
+    compileRoute('GET', PUBLIC_ROUTES.ssoSamlMetadata[1], async (ctx, p) => {
+      const xml = await d.sso.spMetadata(p.name!);
+      ctx.res
+        .writeHead(200, {
+          'content-type': 'application/samlmetadata+xml; charset=utf-8',
+          'content-length': Buffer.byteLength(xml),
+          'x-content-type-options': 'nosniff',
+        })
+        .end(xml);
+    }),
     compileRoute('GET', PUBLIC_ROUTES.ssoError[1], async (ctx, p) => {
       sendJson(ctx.res, 200, await d.sso.webError(p.id!));
     }),

@@ -261,12 +261,14 @@ export interface AdminApi {
   listSsoConnectors(): Promise<SsoConnectorView[]>;
   /**
    * Create or replace a connector from its YAML (or JSON) document; the
-   * secret file's content comes as `client_secret`. Throws GH_ERR_VALIDATION
+   * secret file's content comes as `client_secret`, a SAML connector's
+   * idp_metadata_file as `idp_metadata`. Throws GH_ERR_VALIDATION
    * with lint messages (line, column, key) in details.messages.
    */
   putSsoConnector(req: {
     text: string;
     client_secret?: string | undefined;
+    idp_metadata?: string | undefined;
   }): Promise<{ connector: SsoConnectorView; created: boolean }>;
   removeSsoConnector(name: string): Promise<void>;
   /**

@@ -32,8 +32,8 @@ export interface UserRecord {
 export interface SsoUserInfo {
   /** The connector's name. */
   connector: string;
-  kind: 'oidc';
-  /** The provider's subject (`sub`): the same name from another subject is refused. */
+  kind: 'oidc' | 'github' | 'saml';
+  /** The provider's subject (`sub`; SAML: the NameID): the same name from another subject is refused. */
   subject: string;
   /** When what the last login granted ends (the certificate's expiry): the user expires with it. */
   expires: string;

@@ -10,6 +10,8 @@ import { validateYaml } from '../util/yaml-validate.js';
 
 const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const CLAIM_RE = /^[A-Za-z0-9_.:/-]{1,128}$/;
+/** An IdP metadata document larger than this is refused (Entra's, with several certificates, is ~20 KB). */
+export const MAX_METADATA_BYTES = 512 * 1024;
 
 /** Loopback issuers may use plain HTTP (a provider on the gateway's own machine); all others need HTTPS. */
 export function isLoopbackUrl(u: URL): boolean {
@@ -112,8 +114,47 @@ export const githubConnectorSchema = z.strictObject({
     .max(256),
 });
 
-/** Either kind, by `kind`. */
-export const ssoConnectorSchema = z.discriminatedUnion('kind', [oidcConnectorSchema, githubConnectorSchema]);
+/**
+ * A SAML 2.0 connector document: the IdP's metadata (a URL or a file), this
+ * gateway's Assertion Consumer Service URL, and attribute values -> roles.
+ * Assertions (or the whole response) must be signed by the metadata's key.
+ */
+export const samlConnectorSchema = z.strictObject({
+  kind: z.literal('saml'),
+  name: oidcConnectorSchema.shape.name,
+  display: oidcConnectorSchema.shape.display,
+  /** The IdP's metadata document (EntityDescriptor), read by the gateway; re-read every 5 minutes. */
+  idp_metadata_url: httpsUrl('idp_metadata_url').optional(),
+  /** A file holding the IdP's metadata, read by the CLI (`sso add -f`) or the config loader. */
+  idp_metadata_file: z.string().min(1).max(4096).optional(),
+  /** The IdP's metadata XML itself (what the CLI sends after reading idp_metadata_file). */
+  idp_metadata: z.string().min(1).max(MAX_METADATA_BYTES).optional(),
+  /** This gateway's Assertion Consumer Service as registered at the IdP: https://HOST:PORT/v1/sso/saml/acs. */
+  acs_url: httpsUrl('acs_url'),
+  /** This gateway's SP entity id (the audience the IdP must name); default: the metadata URL, https://HOST:PORT/v1/sso/saml/NAME/metadata. */
+  entity_id: z.string().min(1).max(1024).optional(),
+  /** The attribute that names the user (default: email, then the NameID). */
+  username_attribute: z.string().regex(CLAIM_RE, 'not an attribute name').optional(),
+  max_session_ttl: oidcConnectorSchema.shape.max_session_ttl,
+  /** An attribute value -> roles. A login whose attributes match no entry is refused. */
+  attributes_to_roles: z
+    .array(
+      z.strictObject({
+        name: z.string().regex(CLAIM_RE, 'not an attribute name'),
+        value: z.string().min(1).max(512),
+        roles: z.array(z.string().min(1).max(128)).min(1).max(64),
+      }),
+    )
+    .min(1, 'map at least one attribute value to roles, or nobody can log in')
+    .max(256),
+});
+
+/** Any kind, by `kind`. */
+export const ssoConnectorSchema = z.discriminatedUnion('kind', [
+  oidcConnectorSchema,
+  githubConnectorSchema,
+  samlConnectorSchema,
+]);
 
 export type SsoConnectorDoc = z.output<typeof ssoConnectorSchema>;
 
@@ -125,9 +166,20 @@ function validDuration(v: string): boolean {
   }
 }
 
+export type SsoKind = SsoConnectorDoc['kind'];
+
+/** What a SAML connector needs beyond the common fields. */
+export interface SamlSettings {
+  /** Where the IdP's metadata is read from (or undefined when it is inline). */
+  metadataUrl?: string | undefined;
+  metadataXml?: string | undefined;
+  /** This gateway's SP entity id (the audience). */
+  entityId: string;
+}
+
 /** A connector as core uses it (the secret in clear, in memory only). */
 export interface SsoConnector {
-  kind: 'oidc' | 'github';
+  kind: SsoKind;
   name: string;
   display: string;
   /** OIDC: the issuer. GitHub: where users authorize the app (https://github.com). */
@@ -141,12 +193,14 @@ export interface SsoConnector {
   usernameClaim?: string | undefined;
   maxSessionTtlMs?: number | undefined;
   claimsToRoles: { claim: string; value: string; roles: string[] }[];
+  /** kind saml only. */
+  saml?: SamlSettings | undefined;
   source: 'config' | 'dynamic';
 }
 
 /** A connector as listed: never its secret. */
 export interface SsoConnectorView {
-  kind: 'oidc' | 'github';
+  kind: SsoKind;
   name: string;
   display: string;
   issuer_url: string;
@@ -157,6 +211,8 @@ export interface SsoConnectorView {
   username_claim?: string | undefined;
   max_session_ttl?: string | undefined;
   claims_to_roles: { claim: string; value: string; roles: string[] }[];
+  /** kind saml: the SP metadata URL to give the IdP (entity id and ACS URL in it). */
+  sp_metadata_url?: string | undefined;
   source: 'config' | 'dynamic';
 }
 
@@ -164,7 +220,7 @@ export interface SsoConnectorView {
 export interface SsoConnectorButton {
   name: string;
   display: string;
-  kind: 'oidc' | 'github';
+  kind: SsoKind;
 }
 
 /**
@@ -182,9 +238,35 @@ export function lintConnector(
   } catch {
     kind = undefined; // validateYaml reports the syntax error with its line
   }
-  const res = validateYaml(text, kind === 'github' ? githubConnectorSchema : oidcConnectorSchema);
+  const res = validateYaml(
+    text,
+    kind === 'github' ? githubConnectorSchema : kind === 'saml' ? samlConnectorSchema : oidcConnectorSchema,
+  );
   if (!res.value) return { messages: res.messages };
-  const doc = res.value;
+  const doc = res.value as SsoConnectorDoc;
+  if (doc.kind === 'saml') {
+    const given = [doc.idp_metadata_url, doc.idp_metadata_file, doc.idp_metadata].filter(
+      (v) => v !== undefined,
+    );
+    if (given.length !== 1) {
+      return {
+        messages: [
+          {
+            line: 1,
+            column: 1,
+            key: 'idp_metadata_url',
+            message:
+              given.length === 0
+                ? "the IdP's metadata is missing"
+                : "the IdP's metadata is given more than once (idp_metadata_url, idp_metadata_file, idp_metadata)",
+            suggestion: 'give exactly one of idp_metadata_url and idp_metadata_file',
+            severity: 'error',
+          },
+        ],
+      };
+    }
+    return { doc, messages: res.messages };
+  }
   if (doc.client_secret !== undefined && opts.clientSecret !== undefined) {
     return {
       messages: [
@@ -208,6 +290,28 @@ export function connectorFromDoc(
   source: SsoConnector['source'],
   clientSecret?: string | undefined,
 ): SsoConnector {
+  if (doc.kind === 'saml') {
+    const acs = new URL(doc.acs_url);
+    const entityId = doc.entity_id ?? `${acs.origin}/v1/sso/saml/${doc.name}/metadata`;
+    return {
+      kind: 'saml',
+      name: doc.name,
+      display: doc.display ?? doc.name,
+      issuerUrl: doc.idp_metadata_url ?? 'idp_metadata (inline)',
+      clientId: entityId,
+      redirectUrl: doc.acs_url,
+      scopes: [],
+      usernameClaim: doc.username_attribute,
+      maxSessionTtlMs: doc.max_session_ttl ? parseDuration(doc.max_session_ttl) : undefined,
+      claimsToRoles: doc.attributes_to_roles.map((m) => ({
+        claim: m.name,
+        value: m.value,
+        roles: [...m.roles],
+      })),
+      saml: { metadataUrl: doc.idp_metadata_url, metadataXml: doc.idp_metadata, entityId },
+      source,
+    };
+  }
   const common = {
     name: doc.name,
     display: doc.display ?? doc.name,
@@ -256,13 +360,17 @@ export function connectorView(c: SsoConnector): SsoConnectorView {
     ...(c.usernameClaim ? { username_claim: c.usernameClaim } : {}),
     ...(c.maxSessionTtlMs ? { max_session_ttl: `${Math.round(c.maxSessionTtlMs / 1000)}s` } : {}),
     claims_to_roles: c.claimsToRoles.map((m) => ({ ...m, roles: [...m.roles] })),
+    ...(c.kind === 'saml'
+      ? { sp_metadata_url: `${new URL(c.redirectUrl).origin}/v1/sso/saml/${c.name}/metadata` }
+      : {}),
     source: c.source,
   };
 }
 
 /** Stored at `sso_connectors/<name>`: the document without its secret, and the secret sealed. */
 interface StoredConnector {
-  doc: Omit<SsoConnectorDoc, 'client_secret' | 'client_secret_file'>;
+  /** A SAML document holds its metadata inline (idp_metadata), never a file name. */
+  doc: Record<string, unknown>;
   /** Sealed with the record's key as AAD, so it does not open under another connector. */
   sealedClientSecret?: string | undefined;
 }
@@ -338,9 +446,28 @@ export class SsoConnectorRegistry {
     text: string,
     clientSecret: string | undefined,
     actor: string,
+    idpMetadata?: string | undefined,
   ): Promise<{ connector: SsoConnector; created: boolean }> {
-    const { doc, messages } = lintConnector(text, { clientSecret });
+    const linted = lintConnector(text, { clientSecret });
+    const messages = linted.messages;
+    let doc = linted.doc;
     if (!doc || messages.some((m) => m.severity === 'error')) throw connectorInvalid(messages);
+    if (doc.kind === 'saml') {
+      if (doc.idp_metadata_file !== undefined) {
+        if (idpMetadata === undefined) {
+          throw new GatehouseError(
+            'GH_ERR_VALIDATION',
+            `connector "${doc.name}": idp_metadata_file is read by the CLI, which did not send it`,
+            {
+              hint: 'add the connector with `gatehouse sso add -f FILE` (it reads the metadata file next to FILE)',
+            },
+          );
+        }
+        const { idp_metadata_file: _m, ...inline } = doc;
+        doc = samlConnectorSchema.parse({ ...inline, idp_metadata: idpMetadata });
+      }
+      return this.#store(doc, undefined, actor);
+    }
     if (doc.client_secret_file !== undefined && clientSecret === undefined) {
       throw new GatehouseError(
         'GH_ERR_VALIDATION',
@@ -350,6 +477,16 @@ export class SsoConnectorRegistry {
         },
       );
     }
+    const secret = clientSecret ?? doc.client_secret;
+    const { client_secret: _s, client_secret_file: _f, ...rest } = doc;
+    return this.#store(rest, secret, actor);
+  }
+
+  async #store(
+    doc: Record<string, unknown> & { name: string; kind: SsoKind },
+    secret: string | undefined,
+    actor: string,
+  ): Promise<{ connector: SsoConnector; created: boolean }> {
     if (this.#static.has(doc.name)) {
       throw new GatehouseError(
         'GH_ERR_ALREADY_EXISTS',
@@ -360,16 +497,14 @@ export class SsoConnectorRegistry {
       );
     }
     const key = PREFIX + doc.name;
-    const secret = clientSecret ?? doc.client_secret;
-    const { client_secret: _s, client_secret_file: _f, ...rest } = doc;
     const stored: StoredConnector = {
-      doc: rest,
+      doc,
       ...(secret !== undefined ? { sealedClientSecret: this.#sealer.seal(secret, key) } : {}),
     };
     const created = (await this.#backend.get(key)) === undefined;
     await this.#backend.put(key, JSON.stringify(stored));
     await this.#audit.emit({ type: 'sso.connector.create', user: actor, name: doc.name, kind: doc.kind });
-    return { connector: connectorFromDoc(doc, 'dynamic', secret), created };
+    return { connector: connectorFromDoc(ssoConnectorSchema.parse(doc), 'dynamic', secret), created };
   }
 
   async remove(name: string, actor: string): Promise<void> {

@@ -106,6 +106,8 @@ export interface SsoProtocol {
     callback: URLSearchParams,
     p: { state: string; nonce: string; codeVerifier: string },
   ): Promise<Claims>;
+  /** SAML: the service provider's metadata document for the IdP. */
+  metadata?(c: SsoConnector): Promise<string>;
 }
 
 /** One SsoProtocol that hands each connector to its kind's relying party. */
@@ -113,6 +115,15 @@ export function protocolsByKind(by: Record<SsoConnector['kind'], SsoProtocol>): 
   return {
     authorizationUrl: (c, p) => by[c.kind].authorizationUrl(c, p),
     exchange: (c, q, p) => by[c.kind].exchange(c, q, p),
+    metadata: async (c) => {
+      const m = by[c.kind].metadata;
+      if (!m) {
+        throw new GatehouseError('GH_ERR_NOT_FOUND', `SSO connector "${c.name}" is not a SAML connector`, {
+          hint: 'only kind: saml connectors have service provider metadata',
+        });
+      }
+      return m.call(by[c.kind], c);
+    },
   };
 }
 
@@ -169,6 +180,13 @@ export class SsoService {
     return (await this.#d.connectors.list()).map((c) => ({ name: c.name, display: c.display, kind: c.kind }));
   }
 
+  /** GET /v1/sso/saml/:name/metadata: what an admin gives the IdP (entity id, ACS URL). */
+  async spMetadata(name: string): Promise<string> {
+    const c = await this.#d.connectors.require(name);
+    if (!this.#d.rp.metadata) throw new Error('no SAML relying party');
+    return this.#d.rp.metadata(c);
+  }
+
   /** The CLI (or `sso test`) starts a login; the browser is to open `auth_url`. */
   async startClient(
     req: SsoStartRequest,
@@ -214,7 +232,7 @@ export class SsoService {
   async startWeb(
     name: string,
     ctx: { remoteAddr?: string | undefined },
-  ): Promise<{ authUrl: string; browserSecret: string }> {
+  ): Promise<{ authUrl: string; browserSecret: string; kind: SsoConnector['kind'] }> {
     const c = await this.#d.connectors.require(name);
     const browserSecret = random();
     const r = await this.#start(c, {
@@ -222,7 +240,7 @@ export class SsoService {
       browserBinding: sha256(browserSecret),
       remoteAddr: ctx.remoteAddr,
     });
-    return { authUrl: r.auth_url, browserSecret };
+    return { authUrl: r.auth_url, browserSecret, kind: c.kind };
   }
 
   async #start(
@@ -456,7 +474,7 @@ export class SsoService {
       traits: m.traits,
       sso: {
         connector: c.name,
-        kind: 'oidc',
+        kind: c.kind,
         subject: m.subject,
         expires: new Date(this.#d.clock.now().getTime() + ttl).toISOString(),
       },
@@ -522,13 +540,14 @@ function checkMapping(
   if (!m.subject) {
     throw new GatehouseError(
       'GH_ERR_SSO_TOKEN_INVALID',
-      `the ID token from connector ${c.name} has no subject`,
+      `the ${c.kind === 'saml' ? 'assertion' : 'ID token'} from connector ${c.name} has no subject`,
       {
-        hint: 'the provider must send a sub claim',
+        hint: `the provider must send a ${c.kind === 'saml' ? 'NameID' : 'sub claim'}`,
         details: { connector: c.name, reason: 'sso_token_invalid' },
       },
     );
   }
+  const what = c.kind === 'saml' ? 'attributes' : 'claims';
   if (m.roles.length === 0) {
     const shown = c.claimsToRoles
       .map((x) => x.claim)
@@ -537,9 +556,9 @@ function checkMapping(
       .join(', ');
     throw new GatehouseError(
       'GH_ERR_SSO_NO_ROLES',
-      `connector ${c.name}: the claims ${shown} map to no role${m.missing.length ? ` (mapped roles that do not exist: ${m.missing.join(', ')})` : ''}`,
+      `connector ${c.name}: the ${what} ${shown} map to no role${m.missing.length ? ` (mapped roles that do not exist: ${m.missing.join(', ')})` : ''}`,
       {
-        hint: 'ask an admin to map one of these values to a role in claims_to_roles (gatehouse sso test shows the claims)',
+        hint: `ask an admin to map one of these values to a role in ${c.kind === 'saml' ? 'attributes_to_roles' : 'claims_to_roles'} (gatehouse sso test shows the ${what})`,
         details: { connector: c.name, reason: 'sso_no_roles' },
       },
     );
@@ -601,6 +620,7 @@ function reasonOf(err: GatehouseError): LoginFailureReason {
     case 'sso_idp_unavailable':
     case 'sso_idp_error':
     case 'sso_token_invalid':
+    case 'sso_assertion_invalid':
     case 'sso_no_roles':
       return r;
     default:
