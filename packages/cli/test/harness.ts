@@ -288,3 +288,28 @@ export async function startNodeSshd(d: Daemon, extraConfig: string[] = []): Prom
     extraConfig,
   });
 }
+
+/** A CLI command that prints a login URL: it runs in the background until the browser part is done. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv) {
+  const child: ChildProcess = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (b) => {
+    stdout += b;
+  });
+  const url = new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (b) => {
+      stderr += b;
+      const m = /\n {2}(http\S+)\n/.exec(stderr);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', () => reject(new Error(`exited before printing a URL: ${stdout}${stderr}`)));
+  });
+  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.once('exit', (code) => resolve({ code, stdout, stderr })),
+  );
+  return { url, done, kill: () => child.kill('SIGTERM') };
+}

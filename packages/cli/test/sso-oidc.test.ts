@@ -7,7 +7,7 @@
  * login the role takes from a claim. Every bad input is refused with a
  * clear error, an audit event, and no login.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
@@ -19,7 +19,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runClient, waitFor } from '../../core/test/helpers.js';
 import { keepLocal, providerSignIn, startTestIdp, type TestIdp } from '../../core/test/oidc-idp.js';
 import { launchChromium, serverSpkiPin } from '../../web/test/harness.js';
-import { admin, auditEvents, BIN, type Daemon, run, startDaemon, startNodeSshd } from './harness.js';
+import {
+  admin,
+  auditEvents,
+  BIN,
+  type Daemon,
+  run,
+  spawnCli,
+  startDaemon,
+  startNodeSshd,
+} from './harness.js';
 
 let d: Daemon;
 let idp: TestIdp;
@@ -35,31 +44,6 @@ const gh = (name: string, args: string[]) =>
     env: { ...process.env, GATEHOUSE_HOME: home(name) },
     timeoutMs: 30_000,
   });
-
-/** A CLI command that prints a login URL: it runs in the background until the browser part is done. */
-function spawnCli(args: string[], env: NodeJS.ProcessEnv) {
-  const child: ChildProcess = spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (b) => {
-    stdout += b;
-  });
-  const url = new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (b) => {
-      stderr += b;
-      const m = /\n {2}(http\S+)\n/.exec(stderr);
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', () => reject(new Error(`exited before printing a URL: ${stdout}${stderr}`)));
-  });
-  const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
-    child.once('exit', (code) => resolve({ code, stdout, stderr })),
-  );
-  return { url, done, kill: () => child.kill('SIGTERM') };
-}
 
 /**
  * The user at the provider: a fresh browser profile opens the URL, signs in

@@ -118,7 +118,7 @@ describe('SSO connectors as resources', () => {
   });
 });
 
-function DOC_OBJ(name: string): SsoConnectorDoc {
+function DOC_OBJ(name: string): Extract<SsoConnectorDoc, { kind: 'oidc' }> {
   return {
     kind: 'oidc',
     name,

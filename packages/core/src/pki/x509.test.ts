@@ -229,7 +229,9 @@ describe('X509Issuer', () => {
         signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' } as never,
         publicKey: leaf.publicKey as never,
         signingKey: caKey as never,
-        extensions: [new px.Extension(IDENTITY_EXTENSION_OID, false, encodeIdentityExtension(identity))],
+        extensions: [
+          new px.Extension(IDENTITY_EXTENSION_OID, false, new Uint8Array(encodeIdentityExtension(identity))),
+        ],
       },
       webcrypto as never,
     );
@@ -245,8 +247,8 @@ describe('X509Issuer', () => {
         publicKey: leaf.publicKey as never,
         signingKey: caKey as never,
         extensions: [
-          new px.Extension(IDENTITY_EXTENSION_OID, false, encodeIdentityExtension(identity)),
-          new px.Extension(IDENTITY_EXTENSION_OID, false, utf8String('{}')),
+          new px.Extension(IDENTITY_EXTENSION_OID, false, new Uint8Array(encodeIdentityExtension(identity))),
+          new px.Extension(IDENTITY_EXTENSION_OID, false, new Uint8Array(utf8String('{}'))),
         ],
       },
       webcrypto as never,

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { DOMParser } from '@xmldom/xmldom';
-import * as samlify from 'samlify';
+import samlify from 'samlify';
 import { validateXML } from 'xmllint-wasm';
 import type { Backend } from '../backend/types.js';
 import type { Clock } from '../clock.js';
