@@ -217,9 +217,10 @@ export const configSchema = z
       )
       .default([]),
     /**
-     * SSO connectors (kind oidc), the same documents `gatehouse sso add -f`
-     * takes; more can be added at run time. client_secret_file is read at
-     * start (relative paths from the working directory).
+     * SSO connectors (kind oidc, github or saml), the same documents
+     * `gatehouse sso add -f` takes; more can be added at run time.
+     * client_secret_file and a SAML idp_metadata_file are read at start
+     * (relative paths from the working directory).
      */
     sso_connectors: z.array(ssoConnectorSchema).default([]),
     /** RDP desktops Gatehouse fronts (more can be added at run time with `gatehouse desktops add`). */
