@@ -116,6 +116,72 @@ describe('SSO connectors as resources', () => {
     const err = await rejection(loadConfig({ file: cfg, env: {} }));
     expect(err.message).toContain(`${cfg}:4:5: sso_connectors.0.nam: unknown key "nam"`);
   });
+
+  const SAML = (name: string, source: string) =>
+    [
+      'kind: saml',
+      `name: ${name}`,
+      source,
+      'acs_url: https://gh.example.com:3080/v1/sso/saml/acs',
+      'attributes_to_roles: [{name: groups, value: ops, roles: [access]}]',
+    ].join('\n');
+  const METADATA =
+    '<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="https://idp.example.com"/>';
+
+  it('a SAML connector needs exactly one metadata source; a metadata file is stored inline, the entity id defaults to the SP metadata URL', async () => {
+    const none = await rejection(t.gw.admin.putSsoConnector({ text: SAML('s0', 'display: S') }));
+    expect(none.message).toContain("idp_metadata_url: the IdP's metadata is missing");
+    const two = await rejection(
+      t.gw.admin.putSsoConnector({
+        text: SAML('s0', 'idp_metadata_url: https://idp.example.com/md\nidp_metadata_file: md.xml'),
+      }),
+    );
+    expect(two.message).toContain('given more than once');
+    // The file is read by the caller (the CLI); a document naming one without its content is refused.
+    const unread = await rejection(
+      t.gw.admin.putSsoConnector({ text: SAML('s1', 'idp_metadata_file: md.xml') }),
+    );
+    expect(unread.message).toContain('idp_metadata_file is read by the CLI, which did not send it');
+    const { connector } = await t.gw.admin.putSsoConnector({
+      text: SAML('s1', 'idp_metadata_file: md.xml'),
+      idp_metadata: METADATA,
+    });
+    expect(connector).toMatchObject({
+      kind: 'saml',
+      client_id: 'https://gh.example.com:3080/v1/sso/saml/s1/metadata',
+      sp_metadata_url: 'https://gh.example.com:3080/v1/sso/saml/s1/metadata',
+      redirect_url: 'https://gh.example.com:3080/v1/sso/saml/acs',
+    });
+    const stored = JSON.parse((await t.gw.backend.get('sso_connectors/s1'))!.value) as { doc: object };
+    expect(stored.doc).toMatchObject({ idp_metadata: METADATA });
+    expect(stored.doc).not.toHaveProperty('idp_metadata_file');
+    expect((await t.gw.ssoConnectors.get('s1'))?.saml?.metadataXml).toBe(METADATA);
+  });
+
+  it('the config file takes a SAML connector with its metadata from idp_metadata_file', async () => {
+    const md = path.join(t.dir, 'idp.xml');
+    await writeFile(md, `${METADATA}\n`);
+    const cfg = path.join(t.dir, 'gatehouse-saml.yaml');
+    await writeFile(
+      cfg,
+      `cluster_name: c\ndata_dir: ${path.join(t.dir, 'd3')}\nsso_connectors:\n  - ${SAML(
+        'corp-saml',
+        `idp_metadata_file: ${md}`,
+      )
+        .split('\n')
+        .join('\n    ')}\n`,
+    );
+    const gw = await createGateway({
+      config: await loadConfig({ file: cfg, env: {} }),
+      env: {},
+      webDir: false,
+    });
+    try {
+      expect((await gw.ssoConnectors.get('corp-saml'))?.saml?.metadataXml).toBe(`${METADATA}\n`);
+    } finally {
+      await gw.close();
+    }
+  });
 });
 
 function DOC_OBJ(name: string): Extract<SsoConnectorDoc, { kind: 'oidc' }> {
