@@ -42,6 +42,8 @@ export interface TestSamlIdp {
   entityId: string;
   /** The next responses are tampered with until set to undefined. */
   tamper: SamlTamper | undefined;
+  /** A response (base64, what the form posts) to the request `requestId`, as after `account` signed in. */
+  respond(requestId: string, account: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -112,6 +114,7 @@ export async function startSamlIdp(opts: {
     metadataUrl: `${url}/metadata`,
     entityId,
     tamper: undefined,
+    respond: (requestId, account) => respond(requestId, opts.accounts[account]!, state.tamper),
     stop: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
