@@ -12,6 +12,8 @@ const EXPECTED = {
   'user.update': 'GH1011I',
   'user.delete': 'GH1012I',
   'user.token.create': 'GH1013I',
+  'mfa.add': { ok: 'GH1015I', fail: 'GH1015W' },
+  'mfa.remove': { ok: 'GH1016I', fail: 'GH1016W' },
   'role.create': 'GH1020I',
   'role.update': 'GH1021I',
   'role.delete': 'GH1022I',

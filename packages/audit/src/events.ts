@@ -121,8 +121,31 @@ export type DesktopRejectReason =
 /** Why a database connection was refused before authorization (bad input, not a role decision). */
 export type DbRejectReason = 'plaintext' | 'malformed' | 'oversized' | 'timeout' | 'unsupported';
 
-/** How a user logged in: `sso` is a connector (OIDC), named in the event's `connector`. */
-export type LoginMethod = 'password' | 'invite' | 'reset' | 'sso';
+/**
+ * How a user logged in: `sso` is a connector (OIDC), named in the event's
+ * `connector`; `passwordless` is a passkey (WebAuthn with user verification)
+ * alone, named in `mfa_device`.
+ */
+export type LoginMethod = 'password' | 'invite' | 'reset' | 'sso' | 'passwordless';
+
+/** The second-factor device a login or an MFA change used (never its secret or key). */
+export interface MfaDeviceRef {
+  /** `totp`: an authenticator app code; `webauthn`: a security key or passkey. */
+  method: 'totp' | 'webauthn';
+  /** The name its owner gave it. */
+  name: string;
+  /** Its stable id (`gatehouse mfa ls`). */
+  id: string;
+}
+
+/** Why an MFA device change was refused. */
+export type MfaChangeRefusal =
+  | 'last_factor'
+  | 'not_found'
+  | 'invalid'
+  | 'challenge_invalid'
+  | 'duplicate'
+  | 'limit';
 
 export type LoginFailureReason =
   | 'unknown_user'
@@ -151,7 +174,15 @@ export type LoginFailureReason =
   /** SSO: the one-time code the CLI redeems is unknown, used, expired, or its verifier is wrong. */
   | 'sso_code_invalid'
   /** SSO (SAML): the response failed verification (unsigned, wrapped, wrong key, audience, InResponseTo, time, replay). */
-  | 'sso_assertion_invalid';
+  | 'sso_assertion_invalid'
+  /** WebAuthn: the challenge is unknown, expired, already used, or was issued for something else. */
+  | 'webauthn_challenge_invalid'
+  /** WebAuthn: the credential is not one of this user's (or no user's). */
+  | 'webauthn_unknown_credential'
+  /** WebAuthn: the assertion failed verification (signature, origin, RP id, user presence/verification). */
+  | 'webauthn_invalid'
+  /** WebAuthn: the sign counter did not go up (a cloned authenticator, or a replayed assertion). */
+  | 'webauthn_counter';
 
 export type ListenerRejectReason =
   | 'unknown_protocol'
@@ -175,6 +206,8 @@ export type AuditEventInput =
       client?: string;
       /** The SSO connector (method sso). */
       connector?: string;
+      /** The second factor (or the passkey, method passwordless) that was checked. */
+      mfa_device?: MfaDeviceRef;
     })
   | (CommonFields & {
       type: 'user.login';
@@ -183,6 +216,28 @@ export type AuditEventInput =
       reason: LoginFailureReason;
       error: string;
       connector?: string;
+      /** The device that was refused, when it is one of the user's. */
+      mfa_device?: MfaDeviceRef;
+    })
+  /** A user added an MFA device (`user` is who did it, `name` whose device it is). */
+  | (CommonFields & { type: 'mfa.add'; success: true; name: string; mfa_device: MfaDeviceRef })
+  | (CommonFields & {
+      type: 'mfa.add';
+      success: false;
+      name: string;
+      reason: MfaChangeRefusal;
+      error: string;
+      /** What the device would have been called. */
+      device_name?: string;
+    })
+  | (CommonFields & { type: 'mfa.remove'; success: true; name: string; mfa_device: MfaDeviceRef })
+  | (CommonFields & {
+      type: 'mfa.remove';
+      success: false;
+      name: string;
+      reason: MfaChangeRefusal;
+      error: string;
+      mfa_device?: MfaDeviceRef;
     })
   | (CommonFields & { type: 'user.logout' })
   | (CommonFields & { type: 'sso.connector.create'; name: string; kind: 'oidc' | 'github' | 'saml' })
@@ -673,6 +728,8 @@ export const EVENT_CODES = {
   'user.update': 'GH1011I',
   'user.delete': 'GH1012I',
   'user.token.create': 'GH1013I',
+  'mfa.add': { ok: 'GH1015I', fail: 'GH1015W' },
+  'mfa.remove': { ok: 'GH1016I', fail: 'GH1016W' },
   'role.create': 'GH1020I',
   'role.update': 'GH1021I',
   'role.delete': 'GH1022I',

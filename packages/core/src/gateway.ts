@@ -58,6 +58,7 @@ import { LockService } from './identity/locks.js';
 import { SshRevocations } from './identity/revocations.js';
 import type { Identity } from './identity/types.js';
 import { UserService } from './identity/users.js';
+import { relyingPartyFor } from './identity/webauthn.js';
 import { KubeClusterRegistry, type KubeClusterSpec, readKubeconfigFile } from './kube/registry.js';
 import { bindError } from './listener/bind-error.js';
 import { Listener } from './listener/listener.js';
@@ -307,6 +308,8 @@ export class Gateway {
       clusterName: config.clusterName,
       roles: this.roles,
       locks: this.locks,
+      // The RP id and origin are the gateway's public web address (public_addr), port 0 resolved once listening.
+      relyingParty: () => relyingPartyFor(this.advertised().publicAddr, config.clusterName),
       policy: {
         secondFactor: config.auth.secondFactor,
         maxLoginAttempts: config.auth.maxLoginAttempts,
@@ -386,6 +389,7 @@ export class Gateway {
       clock,
       config,
       authenticate: (req) => this.users.authenticate(req),
+      authenticatePasswordless: (req) => this.users.logins.authenticatePasswordless(req),
       resolveRoles: (names) => this.roles.resolve(names),
       authorities,
       sessions: this.sessions,
@@ -417,6 +421,11 @@ export class Gateway {
     });
     this.#api = createApiHandler({
       sso: this.sso,
+      mfa: {
+        devices: this.users.mfa,
+        webauthn: this.users.webauthn,
+        beginLogin: (req) => this.users.logins.beginWebAuthn(req),
+      },
       config,
       advertised: () => this.advertised(),
       clock,

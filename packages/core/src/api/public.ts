@@ -11,14 +11,21 @@ export interface PingResponse {
   public_addr: string;
   /** host:port of the MySQL listener, when enabled. */
   mysql_listen?: string | undefined;
+  /** Security keys and passkeys work here (public_addr is a DNS name: the RP id). */
+  webauthn?: { rp_id: string } | undefined;
 }
 
 /** POST /v1/login */
 export interface LoginRequest {
   user: string;
   password: string;
-  /** TOTP code, when second_factor is otp. */
+  /** TOTP code, when second_factor is otp (or `webauthn` instead). */
   otp?: string | undefined;
+  /**
+   * A security key's assertion (the JSON @simplewebauthn/browser's
+   * startAuthentication returns) for the options of webauthnLoginBegin.
+   */
+  webauthn?: WebAuthnResponseJson | undefined;
   /** OpenSSH public key line (Ed25519) to certify. Optional: a web login sends none. */
   ssh_public_key?: string | undefined;
   /** PEM SPKI public key (ECDSA P-256) to certify. */
@@ -50,6 +57,71 @@ export interface LoginResponse {
   };
   /** CSRF token for cookie-authenticated state-changing requests (web). */
   csrf_token: string;
+}
+
+/**
+ * A WebAuthn credential's answer as JSON (RegistrationResponseJSON or
+ * AuthenticationResponseJSON of @simplewebauthn): core hands it to the
+ * library, which checks every field.
+ */
+export interface WebAuthnResponseJson {
+  id: string;
+  rawId: string;
+  type: 'public-key';
+  response: Record<string, unknown>;
+  clientExtensionResults: Record<string, unknown>;
+  authenticatorAttachment?: string | undefined;
+}
+
+/** POST /v1/webauthn/login/begin: the password first; then the user's keys are challenged. */
+export interface WebAuthnLoginBeginRequest {
+  user: string;
+  password: string;
+}
+
+/** POST /v1/login/passwordless: a passkey's assertion for passwordlessBegin's options. */
+export interface PasswordlessLoginRequest {
+  webauthn: WebAuthnResponseJson;
+  ssh_public_key?: string | undefined;
+  tls_public_key?: string | undefined;
+  ttl?: string | undefined;
+}
+
+/** One of the caller's second-factor devices (GET /v1/mfa/devices). */
+export interface MfaDeviceInfo {
+  id: string;
+  name: string;
+  kind: 'totp' | 'webauthn';
+  added_at: string;
+  last_used_at?: string | undefined;
+  /** A passkey signs in without a password. */
+  passkey?: boolean | undefined;
+}
+
+/** POST /v1/mfa/devices/totp/begin -> a secret to scan; confirm it with a code (mfaTotpAdd). */
+export interface MfaTotpBeginResponse {
+  pending_id: string;
+  secret: string;
+  uri: string;
+}
+
+/** POST /v1/mfa/devices/totp */
+export interface MfaTotpAddRequest {
+  pending_id: string;
+  name: string;
+  code: string;
+}
+
+/** POST /v1/mfa/devices/webauthn/begin */
+export interface MfaWebAuthnBeginRequest {
+  /** A passkey (discoverable, user verification: signs in without a password) or a second-factor key. */
+  passkey: boolean;
+}
+
+/** POST /v1/mfa/devices/webauthn */
+export interface MfaWebAuthnAddRequest {
+  name: string;
+  response: WebAuthnResponseJson;
 }
 
 /** GET /v1/invites/:token */
@@ -123,6 +195,24 @@ export const PUBLIC_ROUTES = {
    */
   caKrl: ['GET', '/v1/ca/krl'],
   login: ['POST', '/v1/login'],
+  /** WebAuthnLoginBeginRequest -> options for navigator.credentials.get (the password is checked first). */
+  webauthnLoginBegin: ['POST', '/v1/webauthn/login/begin'],
+  /** -> options for a passkey (any user's; user verification required). */
+  passwordlessBegin: ['POST', '/v1/webauthn/passwordless/begin'],
+  /** PasswordlessLoginRequest -> LoginResponse (and the session cookie). */
+  passwordlessLogin: ['POST', '/v1/login/passwordless'],
+  /** -> MfaDeviceInfo[]: the caller's second-factor devices. */
+  mfaDevices: ['GET', '/v1/mfa/devices'],
+  /** -> MfaTotpBeginResponse */
+  mfaTotpBegin: ['POST', '/v1/mfa/devices/totp/begin'],
+  /** MfaTotpAddRequest -> MfaDeviceInfo */
+  mfaTotpAdd: ['POST', '/v1/mfa/devices/totp'],
+  /** MfaWebAuthnBeginRequest -> options for navigator.credentials.create */
+  mfaWebAuthnBegin: ['POST', '/v1/mfa/devices/webauthn/begin'],
+  /** MfaWebAuthnAddRequest -> MfaDeviceInfo */
+  mfaWebAuthnAdd: ['POST', '/v1/mfa/devices/webauthn'],
+  /** -> MfaDeviceInfo (the removed one); the last one is refused while a second factor is required. */
+  mfaRemove: ['DELETE', '/v1/mfa/devices/:id'],
   logout: ['POST', '/v1/logout'],
   inspectInvite: ['GET', '/v1/invites/:token'],
   acceptInvite: ['POST', '/v1/invites/:token'],

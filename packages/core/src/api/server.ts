@@ -15,6 +15,12 @@ import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
 import type { DesktopTokens } from '../desktops/tokens.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
+import type { MfaDevices } from '../identity/mfa-devices.js';
+import type {
+  PublicKeyCredentialRequestOptionsJSON,
+  RegistrationResponseJSON,
+  WebAuthnService,
+} from '../identity/webauthn.js';
 import {
   MAX_NODE_AUDIT_BODY_BYTES,
   type NodeAuditRequest,
@@ -96,6 +102,16 @@ export interface ApiServerDeps {
   desktopTokens: DesktopTokens;
   /** Single sign-on logins (connectors, the callback, the CLI's one-time codes). */
   sso: SsoService;
+  /** Second-factor devices, WebAuthn, and the password check before a security key login. */
+  mfa: {
+    devices: MfaDevices;
+    webauthn: WebAuthnService;
+    beginLogin: (req: {
+      user: string;
+      password: string;
+      remoteAddr: string;
+    }) => Promise<PublicKeyCredentialRequestOptionsJSON>;
+  };
   /** A login succeeded on this connection (the listener then keeps its source's handshake precedence). */
   authenticated?: (socket: Socket) => void;
 }
@@ -123,11 +139,24 @@ const OVERSIZED_DRAIN_MS = 5_000;
 /** An upload that sends nothing for this long is cut off. */
 const UPLOAD_IDLE_MS = 60_000;
 
+/** A WebAuthn credential's JSON: bounded here; @simplewebauthn/server checks every field. */
+const webauthnResponse = z
+  .object({
+    id: z.string().min(1).max(1024),
+    rawId: z.string().min(1).max(1024),
+    type: z.literal('public-key'),
+    response: z.record(z.string(), z.unknown()),
+    clientExtensionResults: z.record(z.string(), z.unknown()).default({}),
+    authenticatorAttachment: z.string().max(32).optional(),
+  })
+  .strict();
+
 const loginBody = z
   .object({
     user: z.string().min(1).max(128),
     password: z.string().max(4096),
     otp: z.string().max(16).optional(),
+    webauthn: webauthnResponse.optional(),
     ssh_public_key: z.string().max(16_384).optional(),
     tls_public_key: z.string().max(16_384).optional(),
     ttl: z.string().max(32).optional(),
@@ -187,6 +216,25 @@ const nodeAuditBody = z
   })
   .strict();
 
+const webauthnLoginBeginBody = z
+  .object({ user: z.string().min(1).max(128), password: z.string().max(4096) })
+  .strict();
+
+const passwordlessBody = z
+  .object({
+    webauthn: webauthnResponse,
+    ssh_public_key: z.string().max(16_384).optional(),
+    tls_public_key: z.string().max(16_384).optional(),
+    ttl: z.string().max(32).optional(),
+  })
+  .strict();
+
+const mfaTotpAddBody = z
+  .object({ pending_id: z.string().max(64), name: z.string().max(256), code: z.string().max(16) })
+  .strict();
+const mfaWebAuthnBeginBody = z.object({ passkey: z.boolean() }).strict();
+const mfaWebAuthnAddBody = z.object({ name: z.string().max(256), response: webauthnResponse }).strict();
+
 const desktopTokenBody = z.object({ login: z.string().min(1).max(256) }).strict();
 
 const ssoStartBody = z
@@ -201,6 +249,8 @@ const ssoStartBody = z
   .strict();
 
 const ssoRedeemBody = z.object({ code: z.string().max(64), verifier: z.string().max(64) }).strict();
+
+const noStore = { 'cache-control': 'no-store' };
 
 /** Binds a web SSO login to the browser that started it; SameSite=Lax so the provider's redirect carries it. */
 const SSO_BROWSER_COOKIE = 'gatehouse_sso';
@@ -250,6 +300,19 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
     }
   };
 
+  /** The caller, for their own MFA devices: local users only (an SSO user's factors are the provider's). */
+  const localUser = async (ctx: Ctx) => {
+    const c = await caller(ctx);
+    const user = c.principal.user.name;
+    const rec = await d.mfa.devices.record(user);
+    if (rec?.sso) {
+      throw new GatehouseError('GH_ERR_VALIDATION', 'single sign-on users have no Gatehouse MFA devices', {
+        hint: `your second factor is your identity provider's (connector ${rec.sso.connector})`,
+      });
+    }
+    return { user, by: { actor: user, remoteAddr: ctx.remoteAddr } };
+  };
+
   const ssoCallback = async (ctx: Ctx, query = ctx.url.searchParams): Promise<void> => {
     const browserSecret = parseCookies(ctx.req.headers.cookie)[SSO_BROWSER_COOKIE];
     const out = await d.sso.callback(query, { browserSecret, remoteAddr: ctx.remoteAddr });
@@ -289,6 +352,15 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
     }
   };
 
+  const webauthnPing = () => {
+    try {
+      return { webauthn: { rp_id: d.mfa.webauthn.relyingParty().id } };
+    } catch {
+      // No DNS name in public_addr: the login page offers no security keys.
+      return {};
+    }
+  };
+
   const routes: Route<Ctx>[] = [
     compileRoute('GET', PUBLIC_ROUTES.ping[1], async ({ res }) => {
       const at = d.advertised();
@@ -298,6 +370,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         server_time: d.clock.now().toISOString(),
         second_factor: d.config.auth.secondFactor,
         public_addr: at.publicAddr,
+        ...webauthnPing(),
         // MySQL clients need its own port (gatehouse db login writes it into ~/.my.cnf).
         ...(at.mysqlListen ? { mysql_listen: at.mysqlListen } : {}),
       };
@@ -358,6 +431,56 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       sendJson(ctx.res, 200, response, {
         'set-cookie': sessionCookie(sessionId, Date.parse(response.expires) - d.clock.now().getTime()),
       });
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.webauthnLoginBegin[1], async (ctx) => {
+      takeLoginSlot(ctx);
+      const req = parseBody(webauthnLoginBeginBody, await readJson(ctx.req, max));
+      sendJson(ctx.res, 200, await d.mfa.beginLogin({ ...req, remoteAddr: ctx.remoteAddr }), noStore);
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.passwordlessBegin[1], async (ctx) => {
+      takeLoginSlot(ctx);
+      sendJson(ctx.res, 200, await d.mfa.webauthn.beginAssertion(), noStore);
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.passwordlessLogin[1], async (ctx) => {
+      takeLoginSlot(ctx);
+      const req = parseBody(passwordlessBody, await readJson(ctx.req, max));
+      const { response, sessionId } = await d.login.passwordless(req, { remoteAddr: ctx.remoteAddr });
+      d.authenticated?.(ctx.req.socket);
+      sendJson(ctx.res, 200, response, {
+        'set-cookie': sessionCookie(sessionId, Date.parse(response.expires) - d.clock.now().getTime()),
+      });
+    }),
+    compileRoute('GET', PUBLIC_ROUTES.mfaDevices[1], async (ctx) => {
+      const me = await localUser(ctx);
+      sendJson(ctx.res, 200, await d.mfa.devices.list(me.user), noStore);
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.mfaTotpBegin[1], async (ctx) => {
+      const me = await localUser(ctx);
+      sendJson(ctx.res, 200, await d.mfa.devices.beginTotp(me.user), noStore);
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.mfaTotpAdd[1], async (ctx) => {
+      const me = await localUser(ctx);
+      const req = parseBody(mfaTotpAddBody, await readJson(ctx.req, max));
+      sendJson(ctx.res, 201, await d.mfa.devices.finishTotp(me.user, req, me.by));
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.mfaWebAuthnBegin[1], async (ctx) => {
+      const me = await localUser(ctx);
+      const req = parseBody(mfaWebAuthnBeginBody, await readJson(ctx.req, max));
+      sendJson(ctx.res, 200, await d.mfa.webauthn.beginRegistration(me.user, req), noStore);
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.mfaWebAuthnAdd[1], async (ctx) => {
+      const me = await localUser(ctx);
+      const req = parseBody(mfaWebAuthnAddBody, await readJson(ctx.req, max));
+      const response = req.response as unknown as RegistrationResponseJSON;
+      sendJson(
+        ctx.res,
+        201,
+        await d.mfa.webauthn.finishRegistration(me.user, { name: req.name, response }, me.by),
+      );
+    }),
+    compileRoute('DELETE', PUBLIC_ROUTES.mfaRemove[1], async (ctx, p) => {
+      const me = await localUser(ctx);
+      sendJson(ctx.res, 200, await d.mfa.devices.remove(me.user, p.id!, me.by));
     }),
     compileRoute('GET', PUBLIC_ROUTES.ssoConnectors[1], async (ctx) => {
       sendJson(ctx.res, 200, await d.sso.buttons());

@@ -21,6 +21,8 @@ export interface UserView {
   traits: Traits;
   hasPassword: boolean;
   hasTotp: boolean;
+  /** Second-factor devices (TOTP apps, security keys, passkeys). */
+  mfaDevices: number;
   locked: boolean;
   lockedBy?: string[] | undefined;
   createdAt: string;

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { LoginRequest, LoginResponse } from '../api/public.js';
+import type { LoginRequest, LoginResponse, PasswordlessLoginRequest } from '../api/public.js';
 import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
 import { GatehouseError } from '../errors.js';
+import type { PasswordLoginRequest } from '../identity/login.js';
 import type { Identity, Route, UserRecord } from '../identity/types.js';
+import type { AuthenticationResponseJSON } from '../identity/webauthn.js';
 import type { CertificateAuthorities } from '../pki/authority.js';
 import { AccessChecker } from '../rbac/checker.js';
 import type { Role } from '../rbac/types.js';
@@ -13,10 +15,10 @@ import type { WebSessions } from './sessions.js';
 export interface LoginDeps {
   clock: Clock;
   config: Pick<GatehouseConfig, 'clusterName' | 'auth'>;
-  authenticate: (req: {
-    user: string;
-    password: string;
-    otp?: string | undefined;
+  authenticate: (req: PasswordLoginRequest) => Promise<UserRecord>;
+  /** A passkey alone (user verification required): the user is whose passkey it is. */
+  authenticatePasswordless: (req: {
+    webauthn: AuthenticationResponseJSON;
     remoteAddr?: string | undefined;
   }) => Promise<UserRecord>;
   resolveRoles: (names: string[]) => Promise<Role[]>;
@@ -54,12 +56,25 @@ export class LoginService {
       user: req.user,
       password: req.password,
       otp: req.otp,
+      webauthn: req.webauthn as unknown as AuthenticationResponseJSON | undefined,
       remoteAddr: ctx.remoteAddr,
     });
     return this.issue(user, req, {
       remoteAddr: ctx.remoteAddr,
       mfa: this.#d.config.auth.secondFactor === 'otp',
     });
+  }
+
+  /** A passkey login (no password): the passkey verified the user, so it counts as MFA. */
+  async passwordless(
+    req: PasswordlessLoginRequest,
+    ctx: { remoteAddr?: string | undefined },
+  ): Promise<{ response: LoginResponse; sessionId: string }> {
+    const user = await this.#d.authenticatePasswordless({
+      webauthn: req.webauthn as unknown as AuthenticationResponseJSON,
+      remoteAddr: ctx.remoteAddr,
+    });
+    return this.issue(user, req, { remoteAddr: ctx.remoteAddr, mfa: true });
   }
 
   /**

@@ -1,15 +1,21 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { AuditEmitter, LoginFailureReason, LoginMethod } from '@gatehouse/audit';
+import type { AuditEmitter, LoginFailureReason, LoginMethod, MfaDeviceRef } from '@gatehouse/audit';
 import type { Backend } from '../backend/types.js';
 import type { Clock } from '../clock.js';
 import type { Sealer } from '../crypto/seal.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
 import { formatDuration } from '../util/duration.js';
+import { deviceRef, matchTotp, mfaDevicesOf, updateDevice } from './mfa-devices.js';
 import { dummyVerify, verifyPassword } from './passwords.js';
-import { verifyTotp } from './totp.js';
-import type { LockRecord, UserRecord } from './types.js';
-import { type UserRecords, userTotpAad } from './user-records.js';
+import type { LockRecord, MfaDeviceRecord, UserRecord } from './types.js';
+import type { UserRecords } from './user-records.js';
 import type { UserPolicy } from './users.js';
+import {
+  type AuthenticationResponseJSON,
+  type PublicKeyCredentialRequestOptionsJSON,
+  WebAuthnRefusal,
+  type WebAuthnService,
+} from './webauthn.js';
 
 export interface PasswordLoginOptions {
   /** Failed logins for names no user has are counted here (login_failures/unknown/). */
@@ -21,6 +27,18 @@ export interface PasswordLoginOptions {
   /** Active locks for a user; a lookup error propagates so logins fail closed. */
   locks: { find(who: { user: string; roles: readonly string[] }): Promise<LockRecord[]> };
   policy: Readonly<Pick<UserPolicy, 'secondFactor' | 'maxLoginAttempts' | 'lockoutBaseMs' | 'lockoutMaxMs'>>;
+  /** Security keys and passkeys. */
+  webauthn: WebAuthnService;
+}
+
+/** What a login presents: a password, and a second factor (a TOTP code or a WebAuthn assertion). */
+export interface PasswordLoginRequest {
+  user: string;
+  password: string;
+  otp?: string | undefined;
+  /** The browser's answer to beginWebAuthn's options. */
+  webauthn?: AuthenticationResponseJSON | undefined;
+  remoteAddr?: string | undefined;
 }
 
 type LoginFailures = NonNullable<UserRecord['loginFailures']>;
@@ -66,6 +84,7 @@ export async function auditLoginFailure(
   reason: LoginFailureReason,
   err: GatehouseError,
   addr?: string | undefined,
+  device?: MfaDeviceRef | undefined,
 ): Promise<void> {
   await audit.record({
     type: 'user.login',
@@ -75,10 +94,11 @@ export async function auditLoginFailure(
     error: err.message,
     ...(user !== undefined ? { user } : {}),
     ...(addr ? { addr: { remote: addr } } : {}),
+    ...(device ? { mfa_device: device } : {}),
   });
 }
 
-/** Password (+ TOTP) login with backoff after failures, over the user records. */
+/** Password + second factor, and passwordless (passkey) login, with backoff after failures, over the user records. */
 export class PasswordLogin {
   readonly #d: PasswordLoginOptions;
 
@@ -87,13 +107,143 @@ export class PasswordLogin {
   }
 
   /**
-   * Password (+ TOTP) login. Unknown users and wrong passwords fail the same
-   * way and take the same time; failures pause further logins with backoff.
+   * Password + second factor login. Unknown users and wrong passwords fail
+   * the same way and take the same time; failures pause further logins with
+   * backoff. The second factor is a code from any of the user's TOTP
+   * devices, or an assertion from one of their security keys.
    */
-  async authenticate(req: {
+  async authenticate(req: PasswordLoginRequest): Promise<UserRecord> {
+    const name = req.user;
+    const addr = req.remoteAddr;
+    const rec = await this.#checkPassword(req);
+    const now = this.#d.clock.now();
+
+    let used: { device: MfaDeviceRecord; counter?: number | undefined } | undefined;
+    if (this.#d.policy.secondFactor === 'otp') {
+      if (mfaDevicesOf(rec).length === 0) {
+        const err = new GatehouseError(
+          'GH_ERR_SECOND_FACTOR_NOT_ENROLLED',
+          'no second-factor device is enrolled for this user',
+          {
+            hint: 'ask an admin for a reset link (gatehouse users reset <name>) to enroll one',
+          },
+        );
+        await this.#failed(name, 'second_factor_not_enrolled', err, addr);
+        throw err;
+      }
+      if (req.webauthn !== undefined) {
+        const r = await this.#webauthn(req.webauthn, name, 'password', addr);
+        return this.#succeed(r.user, 'password', r.device, addr);
+      }
+      if (!req.otp) {
+        const err = new GatehouseError(
+          'GH_ERR_SECOND_FACTOR_REQUIRED',
+          'a code from your authenticator app or a security key is required',
+          {
+            hint: 'enter the 6-digit code your authenticator app shows, or use your security key',
+          },
+        );
+        await this.#failed(name, 'second_factor_required', err, addr);
+        throw err;
+      }
+      const r = matchTotp(rec, req.otp, now, this.#d.sealer);
+      if (!r.ok) {
+        const err = await this.#otpFailed(name, r.reason, addr, r.device);
+        await this.#countFailure(name);
+        throw err;
+      }
+      used = { device: r.device, counter: r.counter };
+    }
+
+    let user = rec;
+    // A record from before user ids gets one at its next login, so the certificates it is issued carry it.
+    if (used !== undefined || rec.loginFailures || !rec.id) {
+      const u = used;
+      const at = now.toISOString();
+      try {
+        user = await this.#d.records.mutate(name, (cur) => {
+          let next: UserRecord = { ...cur, id: cur.id ?? randomUUID(), loginFailures: undefined };
+          if (u?.counter !== undefined) {
+            const c = u.counter;
+            const d = mfaDevicesOf(cur).find((x) => x.id === u.device.id);
+            if (d?.kind !== 'totp' || d.lastCounter >= c) throw new ReusedCode();
+            next = updateDevice(next, d.id, (x) => ({ ...x, lastCounter: c, lastUsedAt: at }) as typeof d);
+          }
+          return next;
+        });
+      } catch (e) {
+        // A concurrent login used the same code first.
+        if (e instanceof ReusedCode) throw await this.#otpFailed(name, 'reused', addr, used?.device);
+        throw e;
+      }
+    }
+    return this.#succeed(user, 'password', used?.device, addr);
+  }
+
+  /**
+   * The first step of a password + security key login: the password is
+   * checked (counted like any login) before the user's keys are named in a
+   * challenge, so the login form does not tell anyone which keys a user has.
+   */
+  async beginWebAuthn(req: {
     user: string;
     password: string;
-    otp?: string | undefined;
+    remoteAddr?: string | undefined;
+  }): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const rec = await this.#checkPassword(req);
+    return this.#d.webauthn.beginAssertion({ user: rec.name });
+  }
+
+  /**
+   * Passwordless login: a passkey's assertion (user verification required)
+   * names the user through its user handle. Refusals are audited like a
+   * failed login of that user, and count towards their backoff.
+   */
+  async authenticatePasswordless(req: {
+    webauthn: AuthenticationResponseJSON;
+    remoteAddr?: string | undefined;
+  }): Promise<UserRecord> {
+    const r = await this.#webauthn(req.webauthn, undefined, 'passwordless', req.remoteAddr);
+    return this.#succeed(r.user, 'passwordless', r.device, req.remoteAddr);
+  }
+
+  /** Verifies a WebAuthn assertion; a refusal is audited (and counted against a known user). */
+  async #webauthn(
+    response: AuthenticationResponseJSON,
+    user: string | undefined,
+    method: LoginMethod,
+    addr: string | undefined,
+  ): Promise<{ user: UserRecord; device: MfaDeviceRecord }> {
+    if (user === undefined) {
+      // Passwordless: the user is known only from the credential; a paused user stays paused.
+      const owner = await this.#d.webauthn.ownerOf(response);
+      if (owner) await this.#checkBackoff(owner, method, addr);
+    }
+    try {
+      const r = await this.#d.webauthn.finishAssertion(response, { user });
+      if (r.user.loginFailures || !r.user.id) {
+        return {
+          user: await this.#d.records.mutate(r.user.name, (cur) => ({
+            ...cur,
+            id: cur.id ?? randomUUID(),
+            loginFailures: undefined,
+          })),
+          device: r.device,
+        };
+      }
+      return r;
+    } catch (e) {
+      if (!(e instanceof WebAuthnRefusal)) throw e;
+      await auditLoginFailure(this.#d.audit, e.user ?? user, method, e.reason, e, addr, e.device);
+      if (e.user) await this.#countFailure(e.user);
+      throw e;
+    }
+  }
+
+  /** The user whose password `req` has right, after the backoff check; failures are audited and counted. */
+  async #checkPassword(req: {
+    user: string;
+    password: string;
     remoteAddr?: string | undefined;
   }): Promise<UserRecord> {
     const name = req.user;
@@ -118,12 +268,7 @@ export class PasswordLogin {
       await this.#countUnknownFailure(unknownName, state);
       throw err;
     }
-    const lockedUntil = backoffUntil(rec.loginFailures);
-    if (lockedUntil > now.getTime()) {
-      const err = backoffError(lockedUntil - now.getTime());
-      await this.#failed(name, 'backoff', err, addr);
-      throw err;
-    }
+    await this.#checkBackoff(rec, 'password', addr);
     const ok = rec.passwordHash
       ? await verifyPassword(req.password, rec.passwordHash)
       : await dummyVerify(req.password);
@@ -134,62 +279,27 @@ export class PasswordLogin {
       await this.#countFailure(name);
       throw err;
     }
+    return rec;
+  }
 
-    let counter: number | undefined;
-    if (this.#d.policy.secondFactor === 'otp') {
-      if (!rec.totp) {
-        const err = new GatehouseError(
-          'GH_ERR_SECOND_FACTOR_NOT_ENROLLED',
-          'no authenticator device is enrolled for this user',
-          {
-            hint: 'ask an admin for a reset link (gatehouse users reset <name>) to enroll one',
-          },
-        );
-        await this.#failed(name, 'second_factor_not_enrolled', err, addr);
-        throw err;
-      }
-      if (!req.otp) {
-        const err = new GatehouseError(
-          'GH_ERR_SECOND_FACTOR_REQUIRED',
-          'a code from your authenticator app is required',
-          {
-            hint: 'enter the 6-digit code your authenticator app shows',
-          },
-        );
-        await this.#failed(name, 'second_factor_required', err, addr);
-        throw err;
-      }
-      const secret = this.#d.sealer.open(rec.totp.sealedSecret, userTotpAad(name));
-      const r = verifyTotp(secret, req.otp, rec.totp.lastCounter, now);
-      if (!r.ok) {
-        const err = await this.#otpFailed(name, r.reason, addr);
-        await this.#countFailure(name);
-        throw err;
-      }
-      counter = r.counter;
+  async #checkBackoff(rec: UserRecord, method: LoginMethod, addr: string | undefined): Promise<void> {
+    const now = this.#d.clock.now().getTime();
+    const lockedUntil = backoffUntil(rec.loginFailures);
+    if (lockedUntil > now) {
+      const err = backoffError(lockedUntil - now);
+      await auditLoginFailure(this.#d.audit, rec.name, method, 'backoff', err, addr);
+      throw err;
     }
+  }
 
-    let user = rec;
-    // A record from before user ids gets one at its next login, so the certificates it is issued carry it.
-    if (counter !== undefined || rec.loginFailures || !rec.id) {
-      const c = counter;
-      try {
-        user = await this.#d.records.mutate(name, (cur) => {
-          if (c !== undefined && (!cur.totp || cur.totp.lastCounter >= c)) throw new ReusedCode();
-          return {
-            ...cur,
-            id: cur.id ?? randomUUID(),
-            loginFailures: undefined,
-            ...(c !== undefined && cur.totp ? { totp: { ...cur.totp, lastCounter: c } } : {}),
-          };
-        });
-      } catch (e) {
-        // A concurrent login used the same code first.
-        if (e instanceof ReusedCode) throw await this.#otpFailed(name, 'reused', addr);
-        throw e;
-      }
-    }
-
+  /** The lock check and the success event every login method ends with. */
+  async #succeed(
+    user: UserRecord,
+    method: LoginMethod,
+    device: MfaDeviceRecord | undefined,
+    addr: string | undefined,
+  ): Promise<UserRecord> {
+    const name = user.name;
     const locks = await this.#d.locks.find({ user: name, roles: user.roles });
     const lock = locks[0];
     if (lock) {
@@ -201,15 +311,16 @@ export class PasswordLogin {
           details: { lock_id: lock.id },
         },
       );
-      await this.#failed(name, 'user_locked', err, addr);
+      await auditLoginFailure(this.#d.audit, name, method, 'user_locked', err, addr);
       throw err;
     }
     await this.#d.audit.emit({
       type: 'user.login',
       success: true,
-      method: 'password',
-      mfa: counter !== undefined,
+      method,
+      mfa: device !== undefined,
       user: name,
+      ...(device ? { mfa_device: deviceRef(device) } : {}),
       ...(addr ? { addr: { remote: addr } } : {}),
     });
     return user;
@@ -228,6 +339,7 @@ export class PasswordLogin {
     name: string,
     reason: 'invalid' | 'reused',
     addr: string | undefined,
+    device?: MfaDeviceRecord | undefined,
   ): Promise<GatehouseError> {
     const err = new GatehouseError(
       'GH_ERR_SECOND_FACTOR_INVALID',
@@ -242,11 +354,14 @@ export class PasswordLogin {
         details: { reason: reason === 'reused' ? 'second_factor_reused' : 'second_factor_invalid' },
       },
     );
-    await this.#failed(
+    await auditLoginFailure(
+      this.#d.audit,
       name,
+      'password',
       reason === 'reused' ? 'second_factor_reused' : 'second_factor_invalid',
       err,
       addr,
+      device ? deviceRef(device) : undefined,
     );
     return err;
   }

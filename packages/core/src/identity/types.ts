@@ -15,8 +15,22 @@ export interface UserRecord {
   traits: Traits;
   /** `$scrypt$...` string; absent until the invite is accepted or a password is set. */
   passwordHash?: string | undefined;
-  /** TOTP device; the secret is sealed with the at-rest key. */
-  totp?: { sealedSecret: string; lastCounter: number; addedAt: string } | undefined;
+  /**
+   * The TOTP device enrolled with an invite or reset link; the secret is
+   * sealed with the at-rest key. Listed among the MFA devices as id `totp`
+   * (mfa-devices.ts); devices added later live in `mfaDevices`.
+   */
+  totp?:
+    | {
+        sealedSecret: string;
+        lastCounter: number;
+        addedAt: string;
+        name?: string | undefined;
+        lastUsedAt?: string | undefined;
+      }
+    | undefined;
+  /** Second-factor devices added from the account page or `gatehouse mfa add` (TOTP apps, security keys, passkeys). */
+  mfaDevices?: MfaDeviceRecord[] | undefined;
   /** Failed-login state for lockout with backoff. */
   loginFailures?: { count: number; lockedUntil?: string | undefined } | undefined;
   createdAt: string;
@@ -71,6 +85,40 @@ export type Route =
       protocol?: string | undefined;
     }
   | { kind: 'kube'; cluster: string };
+
+interface MfaDeviceCommon {
+  /** Random, stable: what `gatehouse mfa rm` and the account page name it by. */
+  id: string;
+  /** The owner's name for it ("yubikey blue", "laptop passkey"); unique per user. */
+  name: string;
+  addedAt: string;
+  lastUsedAt?: string | undefined;
+}
+
+export interface TotpDeviceRecord extends MfaDeviceCommon {
+  kind: 'totp';
+  /** Sealed with the at-rest key (context `users/<name>/mfa/<id>`). */
+  sealedSecret: string;
+  /** The last time step accepted: a code is never accepted twice. */
+  lastCounter: number;
+}
+
+export interface WebAuthnDeviceRecord extends MfaDeviceCommon {
+  kind: 'webauthn';
+  /** The credential id, base64url (what the authenticator names it by). */
+  credentialId: string;
+  /** The COSE public key the authenticator registered, base64url. */
+  publicKey: string;
+  /** The highest sign counter seen; an assertion must show a higher one (unless both are 0). */
+  counter: number;
+  transports: string[];
+  /** Registered as a discoverable credential with user verification: usable for passwordless login. */
+  passkey: boolean;
+  /** Synced between devices by its provider (multi-device credential). */
+  backedUp?: boolean | undefined;
+}
+
+export type MfaDeviceRecord = TotpDeviceRecord | WebAuthnDeviceRecord;
 
 /** A lock blocks every new and live session of its target. */
 export interface LockRecord {

@@ -114,6 +114,7 @@ describe('UserService', () => {
         traits: { logins: ['alice'] },
         hasPassword: true,
         hasTotp: true,
+        mfaDevices: 1,
         locked: true,
         lockedBy: [lock.id],
         createdAt: rec.createdAt,

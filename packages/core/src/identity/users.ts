@@ -5,11 +5,13 @@ import type { Backend } from '../backend/types.js';
 import type { Clock } from '../clock.js';
 import type { Sealer } from '../crypto/seal.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
-import { PasswordLogin } from './login.js';
+import { PasswordLogin, type PasswordLoginRequest } from './login.js';
+import { MfaDevices, mfaDevicesOf } from './mfa-devices.js';
 import { checkPasswordPolicy, DEFAULT_MIN_PASSWORD_LENGTH, hashPassword } from './passwords.js';
 import { type TokenDetails, type TokenInfo, UserTokens } from './tokens.js';
 import type { LockRecord, SsoUserInfo, Traits, UserRecord } from './types.js';
 import { USER_NAME_RE, UserRecords, userNotFound } from './user-records.js';
+import { type RelyingParty, WebAuthnService } from './webauthn.js';
 
 export type { TokenDetails, TokenInfo } from './tokens.js';
 export { USER_NAME_RE } from './user-records.js';
@@ -49,6 +51,11 @@ export interface UserServiceOptions {
   /** Role existence check (a RoleService fits). */
   roles: { exists(name: string): Promise<boolean> };
   policy?: Partial<UserPolicy> | undefined;
+  /**
+   * The WebAuthn relying party (from the gateway's public_addr), read at
+   * each use. Without it, or when it throws, security keys are unavailable.
+   */
+  relyingParty?: (() => RelyingParty) | undefined;
 }
 
 const MAX_TRAITS = 64;
@@ -69,8 +76,12 @@ export class UserService {
   readonly policy: Readonly<UserPolicy>;
   /** One-time invite and reset tokens. */
   readonly tokens: UserTokens;
-  /** Password (+ TOTP) login with backoff. */
+  /** Password + second factor, and passwordless, login with backoff. */
   readonly logins: PasswordLogin;
+  /** Each user's second-factor devices (TOTP apps, security keys, passkeys). */
+  readonly mfa: MfaDevices;
+  /** Security key and passkey registration and verification. */
+  readonly webauthn: WebAuthnService;
 
   constructor(opts: UserServiceOptions) {
     for (const k of ['backend', 'sealer', 'clock', 'audit', 'clusterName', 'locks', 'roles'] as const) {
@@ -94,7 +105,29 @@ export class UserService {
       policy: this.policy,
     };
     this.tokens = new UserTokens({ ...shared, clusterName: opts.clusterName });
-    this.logins = new PasswordLogin({ ...shared, locks: opts.locks });
+    this.mfa = new MfaDevices({
+      ...shared,
+      clusterName: opts.clusterName,
+      secondFactorRequired: () => this.policy.secondFactor === 'otp',
+    });
+    this.webauthn = new WebAuthnService({
+      backend: opts.backend,
+      records: this.#records,
+      clock: opts.clock,
+      devices: this.mfa,
+      rp:
+        opts.relyingParty ??
+        (() => {
+          throw new GatehouseError(
+            'GH_ERR_WEBAUTHN_UNAVAILABLE',
+            'security keys are not set up on this gateway',
+            {
+              hint: 'set public_addr to the DNS name users open in the browser',
+            },
+          );
+        }),
+    });
+    this.logins = new PasswordLogin({ ...shared, locks: opts.locks, webauthn: this.webauthn });
   }
 
   get(name: string): Promise<UserRecord | undefined> {
@@ -166,7 +199,10 @@ export class UserService {
   }
 
   async delete(name: string, actor: string): Promise<void> {
-    if (!(await this.#records.remove(name))) throw userNotFound(name);
+    const rec = await this.#records.get(name);
+    if (!rec || !(await this.#records.remove(name))) throw userNotFound(name);
+    // Its MFA devices were in the record; what is left is the passkey lookup.
+    await this.webauthn.forgetUser(rec);
     await this.tokens.deleteOf(name);
     await this.#audit.emit({ type: 'user.delete', user: actor, name });
   }
@@ -183,7 +219,8 @@ export class UserService {
       roles: [...record.roles],
       traits: structuredClone(record.traits),
       hasPassword: Boolean(record.passwordHash),
-      hasTotp: Boolean(record.totp),
+      hasTotp: mfaDevicesOf(record).some((d) => d.kind === 'totp'),
+      mfaDevices: mfaDevicesOf(record).length,
       locked: by.length > 0,
       ...(by.length > 0 ? { lockedBy: by } : {}),
       createdAt: record.createdAt,
@@ -260,13 +297,8 @@ export class UserService {
     return this.tokens.accept(token, req);
   }
 
-  /** Password (+ TOTP) login (`logins.authenticate`). */
-  authenticate(req: {
-    user: string;
-    password: string;
-    otp?: string | undefined;
-    remoteAddr?: string | undefined;
-  }): Promise<UserRecord> {
+  /** Password + second factor login (`logins.authenticate`). */
+  authenticate(req: PasswordLoginRequest): Promise<UserRecord> {
     return this.logins.authenticate(req);
   }
 
