@@ -7,6 +7,7 @@ import { registerDesktops } from './commands/desktops.js';
 import { registerInstall } from './commands/install.js';
 import { registerJoin } from './commands/join.js';
 import { registerKube } from './commands/kube.js';
+import { registerMfa } from './commands/mfa.js';
 import { registerNodesJoin } from './commands/nodes-join.js';
 import { registerProxy } from './commands/proxy.js';
 import { registerRecordings } from './commands/recordings.js';
@@ -64,6 +65,7 @@ Examples:
   registerSsh(program, ctx);
   registerDesktops(program, ctx);
   registerSso(program, ctx);
+  registerMfa(program, ctx);
   registerJoin(program, ctx);
   registerKube(program, ctx);
   registerNodesJoin(program, ctx);

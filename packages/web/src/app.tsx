@@ -16,6 +16,7 @@ import { ErrorBox, Loading } from './components/ui';
 import { shortId } from './lib/names';
 import { matchPath, type RouteMatch, safeNext } from './lib/router';
 import { terminalPageUrl } from './lib/terminal';
+import { AccountPage } from './pages/account';
 import { AuditPage } from './pages/audit';
 import { ClusterPage } from './pages/cluster';
 import { InvitePage } from './pages/invite';
@@ -255,6 +256,8 @@ export function pageTitle(route: RouteMatch): string | undefined {
       return 'Recordings';
     case 'sessions':
       return 'Active sessions';
+    case 'account':
+      return 'Your account';
     case 'player':
       return `Recording ${shortId(route.id)}`;
     case 'terminal':
@@ -287,6 +290,7 @@ const NAV: {
   { to: '/web/recordings', label: 'Recordings', page: 'recordings' },
   { to: '/web/users', label: 'Users', page: 'users', may: (p) => p.listUsers },
   { to: '/web/roles', label: 'Roles', page: 'roles', may: (p) => p.listRoles },
+  { to: '/web/account', label: 'Account', page: 'account' },
 ];
 
 export type Permissions = WhoamiResponse['permissions'];
@@ -331,6 +335,9 @@ function Shell({ route, session }: { route: RouteMatch; session: Session }) {
       break;
     case 'sessions':
       page = <SessionsPage />;
+      break;
+    case 'account':
+      page = <AccountPage />;
       break;
     case 'player':
       page = (

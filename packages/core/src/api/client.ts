@@ -25,6 +25,9 @@ import {
   type InviteInfo,
   type LoginRequest,
   type LoginResponse,
+  type MfaDeviceInfo,
+  type MfaTotpAddRequest,
+  type MfaTotpBeginResponse,
   type PingResponse,
   PUBLIC_ROUTES,
   type RouteCertRequest,
@@ -140,6 +143,25 @@ export class GatehouseClient implements AdminApi {
 
   whoami(): Promise<WhoamiResponse> {
     return this.#json(PUBLIC_ROUTES.whoami, {});
+  }
+
+  /** The caller's own second-factor devices. */
+  mfaDevices(): Promise<MfaDeviceInfo[]> {
+    return this.#json(PUBLIC_ROUTES.mfaDevices, {});
+  }
+
+  /** A new TOTP secret for the caller to scan; confirm it with mfaTotpAdd. */
+  mfaTotpBegin(): Promise<MfaTotpBeginResponse> {
+    return this.#json(PUBLIC_ROUTES.mfaTotpBegin, {}, {});
+  }
+
+  mfaTotpAdd(req: MfaTotpAddRequest): Promise<MfaDeviceInfo> {
+    return this.#json(PUBLIC_ROUTES.mfaTotpAdd, {}, req);
+  }
+
+  /** Removes one of the caller's devices by id or name. */
+  mfaRemove(id: string): Promise<MfaDeviceInfo> {
+    return this.#json(PUBLIC_ROUTES.mfaRemove, { id });
   }
 
   /** A node service joins the cluster with a one-time token (no client certificate needed). */

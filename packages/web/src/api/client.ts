@@ -10,10 +10,15 @@ import {
   type LoginRequest,
   type LoginResponse,
   MAX_UPLOAD_BYTES,
+  type MfaDeviceInfo,
+  type MfaTotpAddRequest,
+  type MfaTotpBeginResponse,
+  type PasswordlessLoginRequest,
   type PingResponse,
   PUBLIC_ROUTES,
   type RecordingQuery,
   type SsoConnectorButton,
+  type WebAuthnResponseJson,
   type WhoamiResponse,
 } from './routes';
 
@@ -110,6 +115,12 @@ const CREDENTIAL_ROUTES: ReadonlySet<string> = new Set([
   PUBLIC_ROUTES.login[1],
   PUBLIC_ROUTES.inspectInvite[1],
   PUBLIC_ROUTES.acceptInvite[1],
+  PUBLIC_ROUTES.webauthnLoginBegin[1],
+  PUBLIC_ROUTES.passwordlessBegin[1],
+  PUBLIC_ROUTES.passwordlessLogin[1],
+  // A refused code or key while adding a device is about the device, not the session.
+  PUBLIC_ROUTES.mfaTotpAdd[1],
+  PUBLIC_ROUTES.mfaWebAuthnAdd[1],
 ]);
 
 export const DEFAULT_TIMEOUT_MS = 15_000;
@@ -171,6 +182,47 @@ export class WebApi implements UiAdmin {
     const r = await this.#call<LoginResponse>(PUBLIC_ROUTES.login, {}, { body: req });
     this.#o.csrf.set(r.csrf_token);
     return r;
+  }
+
+  /** Checks the password, then challenges the user's security keys (options for navigator.credentials.get). */
+  webauthnLoginBegin(user: string, password: string): Promise<unknown> {
+    return this.#call(PUBLIC_ROUTES.webauthnLoginBegin, {}, { body: { user, password } });
+  }
+
+  /** A challenge for any passkey (passwordless login). */
+  passwordlessBegin(): Promise<unknown> {
+    return this.#call(PUBLIC_ROUTES.passwordlessBegin, {}, { body: {} });
+  }
+
+  async passwordlessLogin(req: PasswordlessLoginRequest): Promise<LoginResponse> {
+    const r = await this.#call<LoginResponse>(PUBLIC_ROUTES.passwordlessLogin, {}, { body: req });
+    this.#o.csrf.set(r.csrf_token);
+    return r;
+  }
+
+  mfaDevices(): Promise<MfaDeviceInfo[]> {
+    return this.#call(PUBLIC_ROUTES.mfaDevices);
+  }
+
+  mfaTotpBegin(): Promise<MfaTotpBeginResponse> {
+    return this.#call(PUBLIC_ROUTES.mfaTotpBegin, {}, { body: {} });
+  }
+
+  mfaTotpAdd(req: MfaTotpAddRequest): Promise<MfaDeviceInfo> {
+    return this.#call(PUBLIC_ROUTES.mfaTotpAdd, {}, { body: req });
+  }
+
+  /** Options for navigator.credentials.create: a passkey, or a second-factor key. */
+  mfaWebAuthnBegin(passkey: boolean): Promise<unknown> {
+    return this.#call(PUBLIC_ROUTES.mfaWebAuthnBegin, {}, { body: { passkey } });
+  }
+
+  mfaWebAuthnAdd(name: string, response: WebAuthnResponseJson): Promise<MfaDeviceInfo> {
+    return this.#call(PUBLIC_ROUTES.mfaWebAuthnAdd, {}, { body: { name, response } });
+  }
+
+  mfaRemove(id: string): Promise<MfaDeviceInfo> {
+    return this.#call(PUBLIC_ROUTES.mfaRemove, { id });
   }
 
   /** The SSO connectors the login page offers a button for. */
@@ -385,7 +437,9 @@ export class WebApi implements UiAdmin {
   /** The error for a failed answer; a 401 outside login or a CSRF refusal also ends the session. */
   #failed(res: Response, template: string, body: unknown): ApiError {
     const err = problemToError(res.status, res.statusText, body);
-    const ended = (res.status === 401 && !CREDENTIAL_ROUTES.has(template)) || err.code === 'GH_ERR_CSRF';
+    const ended =
+      (res.status === 401 && (!CREDENTIAL_ROUTES.has(template) || err.code === 'GH_ERR_UNAUTHENTICATED')) ||
+      err.code === 'GH_ERR_CSRF';
     if (ended) {
       this.#o.csrf.set(undefined);
       this.#o.onSessionEnded?.(err);

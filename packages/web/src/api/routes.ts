@@ -20,7 +20,12 @@ export type {
   InviteInfo,
   LoginRequest,
   LoginResponse,
+  MfaDeviceInfo,
+  MfaTotpAddRequest,
+  MfaTotpBeginResponse,
+  PasswordlessLoginRequest,
   PingResponse,
+  WebAuthnResponseJson,
   WhoamiResponse,
 } from '../../../core/src/api/public';
 export { MAX_UPLOAD_BYTES, PUBLIC_ROUTES } from '../../../core/src/api/public';

@@ -11,6 +11,7 @@ describe('router', () => {
     expect(matchPath('/web/recordings')).toEqual({ page: 'recordings' });
     expect(matchPath('/web/recordings/s-1.2')).toEqual({ page: 'player', id: 's-1.2' });
     expect(matchPath('/web/terminal')).toEqual({ page: 'terminal' });
+    expect(matchPath('/web/account')).toEqual({ page: 'account' });
   });
 
   it('follows only same-site paths after login', () => {

@@ -9,6 +9,7 @@ export type RouteMatch =
   | { page: 'roles' }
   | { page: 'recordings' }
   | { page: 'sessions' }
+  | { page: 'account' }
   | { page: 'player'; id: string }
   | { page: 'terminal' }
   | { page: 'desktop' }
@@ -24,6 +25,7 @@ export function matchPath(pathname: string): RouteMatch {
   if (p === '/web/roles') return { page: 'roles' };
   if (p === '/web/recordings') return { page: 'recordings' };
   if (p === '/web/sessions') return { page: 'sessions' };
+  if (p === '/web/account') return { page: 'account' };
   if (p === '/web/terminal') return { page: 'terminal' };
   if (p === '/web/desktop') return { page: 'desktop' };
   const invite = /^\/web\/invite\/([^/]+)$/.exec(p);

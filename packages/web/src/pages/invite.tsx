@@ -119,7 +119,7 @@ export function InvitePage({ token }: { token: string }) {
 }
 
 /** Drawn on a canvas in the page: the secret never leaves the browser for a QR service. */
-function QrCanvas({ text }: { text: string }) {
+export function QrCanvas({ text }: { text: string }) {
   const ref = useRef<HTMLCanvasElement>(null);
   const [error, setError] = useState<unknown>();
   useEffect(() => {

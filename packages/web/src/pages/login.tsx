@@ -2,6 +2,7 @@ import { type FormEvent, useEffect, useState } from 'react';
 import { PUBLIC_ROUTES } from '../api/routes';
 import { useApp } from '../app';
 import { ErrorBox, Loading, Notice, useLoad } from '../components/ui';
+import { assert, webAuthnSupported } from '../lib/webauthn';
 
 export function LoginPage({ flashKey }: { flashKey: string }) {
   const { api, loggedIn } = useApp();
@@ -34,18 +35,41 @@ export function LoginPage({ flashKey }: { flashKey: string }) {
   const [error, setError] = useState<unknown>();
 
   const needsOtp = ping.state === 'ok' && ping.data.second_factor === 'otp';
+  // Security keys need the gateway's DNS name (the RP id) and a browser that has WebAuthn.
+  const keys = ping.state === 'ok' && ping.data.webauthn !== undefined && webAuthnSupported();
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
     setBusy(true);
     setError(undefined);
     try {
-      await api.login({ user, password, ...(needsOtp ? { otp: otp.trim() } : {}) });
+      const code = otp.trim();
+      if (needsOtp && code === '' && keys) {
+        // No code: the second factor is a security key (the password is checked before it is asked).
+        const options = await api.webauthnLoginBegin(user, password);
+        await api.login({ user, password, webauthn: await assert(options) });
+      } else {
+        await api.login({ user, password, ...(needsOtp ? { otp: code } : {}) });
+      }
       await loggedIn();
     } catch (err) {
       setError(err);
       setPassword('');
       setOtp('');
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const passkey = async () => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      const options = await api.passwordlessBegin();
+      await api.passwordlessLogin({ webauthn: await assert(options) });
+      await loggedIn();
+    } catch (err) {
+      setError(err);
     } finally {
       setBusy(false);
     }
@@ -114,8 +138,14 @@ export function LoginPage({ flashKey }: { flashKey: string }) {
                 pattern="[0-9 ]{6,8}"
                 value={otp}
                 onChange={(e) => setOtp(e.target.value)}
-                required
+                required={!keys}
+                aria-describedby={keys ? 'otp-or-key' : undefined}
               />
+              {keys ? (
+                <span className="muted" id="otp-or-key">
+                  Or leave it empty to use your security key.
+                </span>
+              ) : null}
             </label>
           ) : null}
           {error ? <ErrorBox error={error} /> : null}
@@ -123,6 +153,13 @@ export function LoginPage({ flashKey }: { flashKey: string }) {
             {busy ? 'Signing in…' : 'Sign in'}
           </button>
         </form>
+      ) : null}
+      {keys ? (
+        <div className="card buttons">
+          <button type="button" onClick={passkey} disabled={busy}>
+            Sign in with a passkey
+          </button>
+        </div>
       ) : null}
     </main>
   );
