@@ -92,6 +92,8 @@ export type WebAuthnPurpose =
 interface ChallengeRecord {
   purpose: WebAuthnPurpose;
   user?: string | undefined;
+  /** What the assertion is for, as the caller names it (`login`, or e.g. a session target): must match. */
+  scope?: string | undefined;
   /** register: a passkey (discoverable, user verification) rather than a second-factor key. */
   passkey?: boolean | undefined;
   expires: string;
@@ -135,6 +137,8 @@ const CHALLENGES = 'webauthn_challenges/';
 /** Credential user handle (the user record's id) -> user name, for passwordless login. */
 const HANDLES = 'webauthn_handles/';
 const DEFAULT_CHALLENGE_TTL_MS = 5 * 60_000;
+/** The scope of login challenges (beginAssertion without one). */
+const DEFAULT_SCOPE = 'login';
 
 export class WebAuthnService {
   readonly #d: WebAuthnServiceOptions;
@@ -248,8 +252,17 @@ export class WebAuthnService {
    * one: any passkey, user verification required (passwordless).
    */
   async beginAssertion(
-    opts: { user?: string | undefined } = {},
+    opts: {
+      user?: string | undefined;
+      /**
+       * Binds the challenge to one use the caller names (default `login`):
+       * finishAssertion with another scope refuses it. Per-session MFA can
+       * name the session's target, so a check for one target opens no other.
+       */
+      scope?: string | undefined;
+    } = {},
   ): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const scope = opts.scope ?? DEFAULT_SCOPE;
     const rp = this.#d.rp();
     if (opts.user === undefined) {
       const options = await generateAuthenticationOptions({
@@ -257,7 +270,7 @@ export class WebAuthnService {
         timeout: this.#ttlMs,
         userVerification: 'required',
       });
-      await this.#storeChallenge(options.challenge, { purpose: 'passwordless' });
+      await this.#storeChallenge(options.challenge, { purpose: 'passwordless', scope });
       return options;
     }
     const rec = await this.#user(opts.user);
@@ -273,7 +286,7 @@ export class WebAuthnService {
       userVerification: 'preferred',
       allowCredentials: keys.map((d) => ({ id: d.credentialId, transports: d.transports })),
     });
-    await this.#storeChallenge(options.challenge, { purpose: 'assert', user: opts.user });
+    await this.#storeChallenge(options.challenge, { purpose: 'assert', user: opts.user, scope });
     return options;
   }
 
@@ -285,12 +298,12 @@ export class WebAuthnService {
    */
   async finishAssertion(
     response: AuthenticationResponseJSON,
-    opts: { user?: string | undefined } = {},
+    opts: { user?: string | undefined; scope?: string | undefined } = {},
   ): Promise<{ user: UserRecord; device: WebAuthnDeviceRecord }> {
     const rp = this.#d.rp();
     const purpose: WebAuthnPurpose = opts.user === undefined ? 'passwordless' : 'assert';
     // Consumed first, whatever follows: a challenge is good for one try.
-    const challenge = await this.#consumeChallenge(response, purpose, opts.user);
+    const challenge = await this.#consumeChallenge(response, purpose, opts.user, opts.scope ?? DEFAULT_SCOPE);
     if (!challenge)
       throw new WebAuthnRefusal(challengeInvalid(), 'webauthn_challenge_invalid', { user: opts.user });
 
@@ -404,6 +417,7 @@ export class WebAuthnService {
     response: { response?: { clientDataJSON?: unknown } } | undefined,
     purpose: WebAuthnPurpose,
     user: string | undefined,
+    scope?: string | undefined,
   ): Promise<{ challenge: string; record: ChallengeRecord } | undefined> {
     let challenge: string;
     try {
@@ -419,7 +433,7 @@ export class WebAuthnService {
     const item = await this.#d.backend.get(key);
     if (!item || !(await this.#d.backend.delete(key))) return undefined;
     const record = JSON.parse(item.value) as ChallengeRecord;
-    if (record.purpose !== purpose || record.user !== user) return undefined;
+    if (record.purpose !== purpose || record.user !== user || record.scope !== scope) return undefined;
     if (Date.parse(record.expires) <= this.#d.clock.now().getTime()) return undefined;
     return { challenge, record };
   }
