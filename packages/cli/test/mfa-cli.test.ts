@@ -110,7 +110,7 @@ describe('gatehouse mfa', () => {
     expect(table.stdout).toMatch(/^NAME\s+TYPE\s+ADDED\s+LAST USED\s+ID\n/);
     expect(table.stdout).toContain('work phone');
     const events = await tg.gw.admin.searchAudit({ types: ['mfa.add'] });
-    expect(events.events.map((e) => ('mfa_device' in e ? e.mfa_device.name : ''))).toContain('work phone');
+    expect(events.events.map((e) => ('mfa_device' in e ? e.mfa_device?.name : ''))).toContain('work phone');
 
     clock.advance(30_000);
     const login = await gh(

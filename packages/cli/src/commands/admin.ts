@@ -61,6 +61,7 @@ function printUser(ctx: Ctx, u: UserView): void {
       `status:    ${userStatus(u)}${u.lockedBy?.length ? ` (locks: ${u.lockedBy.join(', ')})` : ''}\n` +
       `password:  ${u.hasPassword ? 'set' : 'not set'}\n` +
       `totp:      ${u.hasTotp ? 'enrolled' : 'not enrolled'}\n` +
+      `mfa:       ${u.mfaDevices} device${u.mfaDevices === 1 ? '' : 's'} (TOTP apps, security keys, passkeys)\n` +
       `created:   ${u.createdAt}\n` +
       `updated:   ${u.updatedAt}\n`,
   );
