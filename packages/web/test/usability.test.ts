@@ -212,6 +212,8 @@ describe('web UI usability (issue 23)', () => {
         'Audit log',
         'Sessions',
         'Recordings',
+        // Everyone's own second-factor devices.
+        'Account',
       ]);
       expect(await page.getByRole('link', { name: 'New terminal' }).count()).toBe(0);
 
