@@ -148,6 +148,34 @@ describe('MFA devices', () => {
     expect((await users.mfa.list('alice')).map((d) => d.name)).toEqual(['authenticator app']);
   });
 
+  it('a reset link replaces every device: the lost phone, and keys and passkeys with it', async () => {
+    const users = f.service();
+    await f.enrolled(users);
+    await addTotp(users, 'spare');
+    const key: WebAuthnDeviceRecord = {
+      kind: 'webauthn',
+      id: 'k1',
+      name: 'laptop passkey',
+      credentialId: 'AAAA',
+      publicKey: 'AAAA',
+      counter: 0,
+      transports: [],
+      passkey: true,
+      addedAt: f.clock.now().toISOString(),
+    };
+    await users.mfa.add('alice', key, by);
+    const reset = await users.createToken('alice', 'reset', 'admin');
+    const secret = (await users.inspectToken(reset.token)).totp!.secret;
+    await users.acceptToken(reset.token, { password: PASSWORD, otp: codeAt(secret, f.clock.now()) });
+    expect((await users.mfa.list('alice')).map((d) => d.name)).toEqual(['authenticator app']);
+    expect(
+      f.audit
+        .find('mfa.remove')
+        .filter((e) => e.success)
+        .map((e) => e.success && e.mfa_device.name),
+    ).toEqual(['spare', 'laptop passkey']);
+  });
+
   it('a user SSO made gets no devices (a passkey would bypass the identity provider)', async () => {
     const users = f.service();
     await users.upsertSso({

@@ -8,7 +8,7 @@ import { GatehouseError, isGatehouseError } from '../errors.js';
 import { auditLoginFailure } from './login.js';
 import { checkPasswordPolicy, hashPassword } from './passwords.js';
 import { newTotpSecret, totpUri, verifyTotp } from './totp.js';
-import type { UserRecord, UserTokenRecord } from './types.js';
+import type { MfaDeviceRecord, UserRecord, UserTokenRecord } from './types.js';
 import { type UserRecords, userNotFound, userTotpAad } from './user-records.js';
 import type { UserPolicy } from './users.js';
 
@@ -217,15 +217,21 @@ export class UserTokens {
     await d.backend.delete(TOKENS + id);
 
     let updated: UserRecord;
+    let dropped: MfaDeviceRecord[] = [];
     try {
-      updated = await d.records.mutate(record.user, (cur) => ({
-        ...cur,
-        passwordHash,
-        // A reset replaces the old device too: that is what "lost my phone" needs.
-        totp: device,
-        loginFailures: undefined,
-        updatedAt: now.toISOString(),
-      }));
+      updated = await d.records.mutate(record.user, (cur) => {
+        dropped = cur.mfaDevices ?? [];
+        return {
+          ...cur,
+          passwordHash,
+          // A reset replaces the old device too: that is what "lost my phone" needs. Keys and
+          // passkeys go as well: a lost passkey alone would still sign in.
+          totp: device,
+          mfaDevices: undefined,
+          loginFailures: undefined,
+          updatedAt: now.toISOString(),
+        };
+      });
     } catch (e) {
       if (isGatehouseError(e, 'GH_ERR_NOT_FOUND')) {
         const err = tokenInvalid(e);
@@ -233,6 +239,17 @@ export class UserTokens {
         throw err;
       }
       throw e;
+    }
+    for (const x of dropped) {
+      await d.audit.emit({
+        type: 'mfa.remove',
+        success: true,
+        user: record.user,
+        name: record.user,
+        mfa_device: { method: x.kind, name: x.name, id: x.id },
+        message: `removed by a ${record.kind} link`,
+        ...(addr ? { addr: { remote: addr } } : {}),
+      });
     }
     await d.audit.emit({
       type: 'user.login',
