@@ -66,7 +66,13 @@ export function UsersPage() {
       <td>{u.roles.join(', ')}</td>
       <td>{(u.traits.logins ?? []).join(', ')}</td>
       <td>{u.hasPassword ? 'set' : <span className="muted">invite pending</span>}</td>
-      <td>{u.hasTotp ? 'enrolled' : <span className="muted">no</span>}</td>
+      <td>
+        {u.mfaDevices > 0 ? (
+          `${u.mfaDevices} device${u.mfaDevices === 1 ? '' : 's'}`
+        ) : (
+          <span className="muted">none</span>
+        )}
+      </td>
       <td>{u.locked ? <span className="badge warn">locked</span> : 'active'}</td>
       <td>{formatTime(u.createdAt)}</td>
       <td className="actions">
@@ -193,7 +199,7 @@ export function UsersPage() {
                 <th>Roles</th>
                 <th>Logins</th>
                 <th>Password</th>
-                <th>Authenticator</th>
+                <th>Second factor</th>
                 <th>Status</th>
                 <th>Created</th>
                 <th />
