@@ -1,3 +1,4 @@
+import diagnostics_channel from 'node:diagnostics_channel';
 import {
   Etcd3,
   EtcdAuthenticationFailedError,
@@ -53,6 +54,22 @@ export interface EtcdBackendOptions {
   log?: LogFn;
   /** Stops open() from retrying (the gateway is shutting down). */
   signal?: AbortSignal;
+}
+
+/**
+ * Each etcd watch publishes its state here ({ backend, prefix, state:
+ * 'connected' | 'disconnected', resumeAt }): how long a watch was away is
+ * what decides how late a lock reaches this gateway.
+ */
+export const ETCD_WATCH_CHANNEL = 'gatehouse:backend:etcd:watch';
+const watchChannel = diagnostics_channel.channel(ETCD_WATCH_CHANNEL);
+
+export interface EtcdWatchState {
+  backend: EtcdBackend;
+  prefix: string;
+  state: 'connected' | 'disconnected';
+  /** The first revision the watch has not delivered yet. */
+  resumeAt: number;
 }
 
 /** Where the settings live in the config file, for error messages. */
@@ -469,6 +486,11 @@ export class EtcdBackend implements Backend {
     let next = start;
     let watcher: Watcher | undefined;
     let lost = false;
+    const publish = (state: EtcdWatchState['state']) => {
+      if (watchChannel.hasSubscribers) {
+        watchChannel.publish({ backend: this, prefix, state, resumeAt: next } satisfies EtcdWatchState);
+      }
+    };
     try {
       watcher = this.#client
         .watch()

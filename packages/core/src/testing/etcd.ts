@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort, waitForPort } from './peers.js';
@@ -82,7 +83,8 @@ export async function startEtcd(opts: { tls?: EtcdTls } = {}): Promise<EtcdServe
   let stderr = '';
 
   const start = async () => {
-    if (child && child.exitCode === null) throw new Error('etcd is already running');
+    if (child && child.exitCode === null && child.signalCode === null)
+      throw new Error('etcd is already running');
     const c = spawn(ETCD, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     child = c;
     c.stderr?.on('data', (d: Buffer) => {
@@ -135,6 +137,54 @@ export async function startEtcd(opts: { tls?: EtcdTls } = {}): Promise<EtcdServe
     cleanup: async () => {
       await stop();
       await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface TcpRelay {
+  port: number;
+  /** Drops every relayed connection and refuses new ones until restore(): a network cut. */
+  cut(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+/** A loopback TCP relay to 127.0.0.1:targetPort that a test can cut, to break a client's connections only. */
+export async function startTcpRelay(targetPort: number): Promise<TcpRelay> {
+  const sockets = new Set<net.Socket>();
+  let cut = false;
+  const server = net.createServer((client) => {
+    if (cut) {
+      client.destroy();
+      return;
+    }
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      // A reset on either side ends both; nothing else to report in a relay.
+      s.on('error', () => s.destroy());
+      s.on('close', () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    cut: () => {
+      cut = true;
+      for (const s of sockets) s.destroy();
+    },
+    restore: () => {
+      cut = false;
+    },
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
 }
