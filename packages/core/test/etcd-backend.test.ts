@@ -111,12 +111,12 @@ describe('EtcdBackend', () => {
     }
   });
 
-  // etcd answers a watch created at an older revision with "created" (whose
-  // header, which etcd3 would resume from, is already the current revision)
-  // and replays the older events a little later: a cut in between must not
-  // lose them. (This run could not make the cut land between the two
-  // reliably: it passes with etcd3's own resume too; see the decision record.)
-  it('a watch cut right after etcd accepted it still delivers the older changes etcd was about to replay', async () => {
+  // Regression: etcd3 resumes a watch from the revision in the last header
+  // it received, and the header of etcd's "created" answer is already the
+  // current revision while the older events come in a later message. A cut
+  // in between skipped them (this test timed out waiting); the backend now
+  // resumes from the last revision it delivered.
+  it('a watch cut between etcd accepting it and replaying older changes still delivers them (etcd3 resumed past them)', async () => {
     const { clientPort, endpoint } = await etcd();
     const relay = await startTcpRelay(clientPort);
     closing.push(relay);

@@ -520,17 +520,20 @@ export class EtcdBackend implements Backend {
         this.#waiters.wakeAll();
       });
       watcher.on('disconnected', (err) => {
-        // etcd3 would resume from the revision of the last response header,
-        // which can be past events it has not delivered yet (a replay split
-        // over several messages); resume from what was delivered instead.
+        // etcd3 would resume from the revision in the last header it got; the
+        // header of etcd's "created" answer is already the current revision
+        // while the older events it replays come in a later message, so a cut
+        // in between would skip them. Resume from what was delivered instead.
         (watcher!.request as { start_revision?: string }).start_revision = String(next);
         if (!lost)
           this.#log?.('error', `the etcd watch on "${prefix}" lost etcd; resuming at revision ${next}`, err);
         lost = true;
+        publish('disconnected');
       });
       watcher.on('connected', () => {
         if (lost) this.#log?.('debug', `the etcd watch on "${prefix}" resumed at revision ${next}`);
         lost = false;
+        publish('connected');
       });
       watcher.on('error', (err) => {
         // Cancelled by etcd: most often the resume revision was compacted away.
