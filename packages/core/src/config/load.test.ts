@@ -128,7 +128,11 @@ describe('loadConfig: backend', () => {
     const timed = await load(
       'backend: { type: etcd, endpoints: [http://e:2379], prefix: acme/, request_timeout: 2s, startup_timeout: 1m }\n',
     );
-    expect(timed.backend).toMatchObject({ prefix: 'acme/', requestTimeoutMs: 2000, startupTimeoutMs: 60_000 });
+    expect(timed.backend).toMatchObject({
+      prefix: 'acme/',
+      requestTimeoutMs: 2000,
+      startupTimeoutMs: 60_000,
+    });
   });
 
   it('names the key of a bad backend setting', async () => {
