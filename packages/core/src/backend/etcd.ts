@@ -1,4 +1,5 @@
 import diagnostics_channel from 'node:diagnostics_channel';
+import { ConsecutiveBreaker, circuitBreaker, handleWhen } from 'cockatiel';
 import {
   Etcd3,
   EtcdAuthenticationFailedError,
@@ -7,6 +8,7 @@ import {
   type IKeyValue,
   type IOptions,
   type IResponseHeader,
+  isRecoverableError,
   type Watcher,
 } from 'etcd3';
 import { type Clock, systemClock } from '../clock.js';
@@ -218,6 +220,15 @@ export class EtcdBackend implements Backend {
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       // Gatehouse values go up to a few MiB (a 1 MiB value plus a page of others).
       grpcOptions: { 'grpc.max_receive_message_length': 64 * 1024 * 1024 },
+      faultHandling: {
+        // etcd3's default skips a host for 5 s after three failures; a
+        // gateway should serve again within about a second of etcd's return.
+        host: () =>
+          circuitBreaker(handleWhen(isRecoverableError), {
+            halfOpenAfter: 1000,
+            breaker: new ConsecutiveBreaker(3),
+          }),
+      },
     };
     if (opts.auth) options.auth = { username: opts.auth.username, password: opts.auth.password };
     if (opts.tls) {
