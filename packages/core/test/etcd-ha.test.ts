@@ -10,6 +10,7 @@ import {
   GatehouseClient,
   type Gateway,
   type Identity,
+  isGatehouseError,
   type Revocation,
 } from '../src/index.js';
 import { type EtcdServer, startEtcd } from '../src/testing/etcd.js';
@@ -39,7 +40,7 @@ describe('two gateways on one etcd', () => {
       secondFactor: 'off',
       env,
       webDir: false,
-      values: { backend: { type: 'etcd', endpoints: [etcd.endpoint], prefix } },
+      values: { backend: { type: 'etcd', endpoints: [etcd.endpoint], prefix, request_timeout: '2s' } },
     });
     gateways.push(gw);
     return gw;
@@ -132,5 +133,39 @@ describe('two gateways on one etcd', () => {
     console.log(`lock on A to session end on B: ${(endedAt - lockedAt).toFixed(1)} ms`);
     expect(ended).toEqual([{ cause: 'locked', message: 'access locked (user bob): stolen laptop' }]);
     expect(b.liveSessions.get(grant.sessionId)).toBeUndefined();
+  });
+
+  // Last: it stops the etcd the other tests share.
+  it('while etcd is down a login fails closed with GH_ERR_BACKEND_UNAVAILABLE, and works again once etcd is back', async () => {
+    const password = 'another correct horse 43';
+    await a.admin.createUser({ name: 'carol', roles: ['access'], traits: { logins: ['gh-test'] }, password });
+    const client = new GatehouseClient({
+      proxy: `127.0.0.1:${portB}`,
+      caPem: b.authorities.get('host').map((k) => k.x509CertPem),
+    });
+    const login = () => client.login({ user: 'carol', password, tls_public_key: newTlsKey().publicPem });
+    await etcd.stop();
+    try {
+      const err = await login().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isGatehouseError(err, 'GH_ERR_BACKEND_UNAVAILABLE')).toBe(true);
+      expect((err as Error).message).toContain('etcd');
+    } finally {
+      await etcd.start();
+    }
+    // No restart of the gateway: it reconnects by itself.
+    for (;;) {
+      const res = await login().catch((e: unknown) => {
+        if (!isGatehouseError(e, 'GH_ERR_BACKEND_UNAVAILABLE')) throw e;
+        return undefined;
+      });
+      if (res) {
+        expect(res.tls_cert).toContain('BEGIN CERTIFICATE');
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   });
 });
