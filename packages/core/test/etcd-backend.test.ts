@@ -1,5 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import diagnostics_channel from 'node:diagnostics_channel';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
@@ -262,5 +266,70 @@ describe('EtcdBackend', () => {
     expect((err as GatehouseError).message).toContain('backend.auth.username / backend.auth.password_file');
     const ok = await open({ endpoints: [server.endpoint], auth: { username: 'root', password: 'right' } });
     expect((await ok.put('k', 'v')).value).toBe('v');
+  });
+
+  it('talks TLS to an etcd that requires client certificates; without one it cannot connect', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-etcd-tls-'));
+    closing.push({ close: () => rm(dir, { recursive: true, force: true }) });
+    const f = (n: string) => path.join(dir, n);
+    const ssl = (args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+    ssl([
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      f('ca.key'),
+      '-out',
+      f('ca.pem'),
+      '-subj',
+      '/CN=gh-test-ca',
+      '-days',
+      '1',
+    ]);
+    for (const [name, usage] of [
+      ['server', 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth'],
+      ['client', 'extendedKeyUsage=clientAuth'],
+    ] as const) {
+      ssl(['req', ...ec, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=${name}`]);
+      await writeFile(f(`${name}.ext`), usage);
+      ssl(
+        [
+          'x509',
+          '-req',
+          '-in',
+          f(`${name}.csr`),
+          '-CA',
+          f('ca.pem'),
+          '-CAkey',
+          f('ca.key'),
+          '-CAcreateserial',
+        ].concat(['-out', f(`${name}.pem`), '-days', '1', '-extfile', f(`${name}.ext`)]),
+      );
+    }
+    const server = await startEtcd({
+      tls: { certFile: f('server.pem'), keyFile: f('server.key'), clientCaFile: f('ca.pem') },
+    });
+    closing.push({ close: () => server.cleanup() });
+    expect(server.endpoint).toMatch(/^https:/);
+    const caPem = await readFile(f('ca.pem'));
+    const b = await open({
+      endpoints: [server.endpoint],
+      tls: { caPem, certPem: await readFile(f('client.pem')), keyPem: await readFile(f('client.key')) },
+    });
+    expect((await b.put('k', 'over TLS')).value).toBe('over TLS');
+    expect((await b.get('k'))?.value).toBe('over TLS');
+
+    const err = await EtcdBackend.open({
+      endpoints: [server.endpoint],
+      tls: { caPem },
+      requestTimeoutMs: 500,
+      startupTimeoutMs: 1000,
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as GatehouseError).code).toBe('GH_ERR_BACKEND_UNAVAILABLE');
+    expect((err as GatehouseError).message).toContain(server.endpoint);
   });
 });
