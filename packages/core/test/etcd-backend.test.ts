@@ -148,6 +148,42 @@ describe('EtcdBackend', () => {
     }
   });
 
+  it('a watch that must resume from a revision etcd compacted away ends with GH_ERR_BACKEND_UNAVAILABLE; a new watch works', async () => {
+    const { clientPort, endpoint } = await etcd();
+    const relay = await startTcpRelay(clientPort);
+    closing.push(relay);
+    const p = prefix();
+    const watching = await open({ endpoints: [`http://127.0.0.1:${relay.port}`], prefix: p });
+    const writer = await open({ endpoints: [endpoint], prefix: p });
+    const ac = new AbortController();
+    closing.push({ close: async () => ac.abort() });
+    const it = watching.watch('locks/', { signal: ac.signal })[Symbol.asyncIterator]();
+    const first = await writer.put('locks/a', '1');
+    expect((await it.next()).value).toEqual({ type: 'put', item: first });
+    relay.cut();
+    await writer.put('locks/b', 'lost to compaction');
+    const last = await writer.put('locks/c', 'also');
+    const admin = new Etcd3({ hosts: endpoint.replace('http://', '') });
+    try {
+      await admin.kv.compact({ revision: String(last.revision), physical: true });
+    } finally {
+      admin.close();
+    }
+    relay.restore();
+    const err = await it.next().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as GatehouseError).code).toBe('GH_ERR_BACKEND_UNAVAILABLE');
+    expect((err as GatehouseError).message).toContain(
+      `a watch on "locks/" from revision ${first.revision + 1}`,
+    );
+    // The consumer re-reads what it guards, then watches again: from now, not from the lost revision.
+    const again = watching.watch('locks/', { signal: ac.signal })[Symbol.asyncIterator]();
+    const next = await writer.put('locks/d', 'after');
+    expect((await again.next()).value).toEqual({ type: 'put', item: next });
+  });
+
   it('a watch survives an etcd restart and sees changes made after it', async () => {
     const server = await startEtcd();
     closing.push({ close: () => server.cleanup() });

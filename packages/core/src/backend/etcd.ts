@@ -571,8 +571,10 @@ export class EtcdBackend implements Backend {
       }
     } finally {
       this.#subscriptions.delete(sub);
-      if (watcher && !this.#closed) {
-        await watcher
+      // Not awaited: cancelling waits for etcd's answer, which never comes for a
+      // watch etcd itself cancelled, and ending the iteration must not hang on the network.
+      if (watcher && !this.#closed && !sub.failure) {
+        void watcher
           .cancel()
           .catch((e: unknown) => this.#log?.('debug', 'cancelling an etcd watch failed', e));
       }
