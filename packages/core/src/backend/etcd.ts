@@ -123,6 +123,9 @@ function rangeEnd(prefix: Buffer): Buffer {
   return Buffer.from([0]);
 }
 
+/** Items per range request: bounded so one answer stays far below gRPC's message limit. */
+const PAGE = 500;
+
 const revisionOf = (h: IResponseHeader | undefined) => Number(h?.revision ?? 0);
 
 /** Checks the endpoint list and says which setting is wrong. */
@@ -446,7 +449,12 @@ export class EtcdBackend implements Backend {
     const limit = opts?.limit;
     const out: Item[] = [];
     if (limit === 0) return out;
-    for await (const item of this.#scan(prefix, opts?.startAfter)) {
+    // A small limit reads small pages (a caller asking for one item must not pull 500 values).
+    for await (const item of this.#scan(
+      prefix,
+      opts?.startAfter,
+      Math.min(PAGE, Math.max(limit ?? PAGE, 16)),
+    )) {
       if (this.#live(item)) out.push(item);
       if (limit !== undefined && out.length >= limit) break;
     }
@@ -454,7 +462,7 @@ export class EtcdBackend implements Backend {
   }
 
   /** Every stored item under `prefix` (expired ones too), in key order, paged, all at one store revision. */
-  async *#scan(prefix: string, startAfter?: string): AsyncGenerator<Item> {
+  async *#scan(prefix: string, startAfter?: string, page = PAGE): AsyncGenerator<Item> {
     const base = this.#full(prefix);
     const end = rangeEnd(base);
     let from = base;
@@ -463,13 +471,12 @@ export class EtcdBackend implements Backend {
       if (Buffer.compare(after, from) > 0) from = after;
     }
     let revision: string | undefined;
-    const PAGE = 500;
     for (;;) {
       if (end.length !== 1 || end[0] !== 0) {
         if (Buffer.compare(from, end) >= 0) return;
       }
       const res = await this.#call('a range read', () =>
-        this.#client.kv.range({ key: from, range_end: end, limit: PAGE, ...(revision ? { revision } : {}) }),
+        this.#client.kv.range({ key: from, range_end: end, limit: page, ...(revision ? { revision } : {}) }),
       );
       revision ??= res.header.revision;
       this.#note(res.header);
