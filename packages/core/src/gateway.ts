@@ -48,7 +48,13 @@ import { type Clock, systemClock } from './clock.js';
 import { type AuditSinkOption, isExportSinkConfig, resolveAuditSinks } from './config/audit-sinks.js';
 import { type GatehouseConfig, loadConfig, splitHostPort } from './config/load.js';
 import type { ConfigFile } from './config/schema.js';
-import { AesGcmSealer, loadOrCreateSecretsKey, type Sealer } from './crypto/seal.js';
+import {
+  AesGcmSealer,
+  isUnsealFailure,
+  loadOrCreateSecretsKey,
+  SECRETS_KEY_ENV,
+  type Sealer,
+} from './crypto/seal.js';
 import { DbAccess } from './databases/access.js';
 import { DatabaseRegistry, type DatabaseSpec, readCaFile } from './databases/registry.js';
 import { DesktopRegistry, type DesktopSpec, readPasswordFile } from './desktops/registry.js';
@@ -1348,7 +1354,23 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     clusterName: config.clusterName,
     audit,
   });
-  await authorities.init();
+  try {
+    await authorities.init();
+  } catch (e) {
+    if (typeof opts.backend !== 'object') await backend.close();
+    if (backend instanceof EtcdBackend && isUnsealFailure(e)) {
+      // The usual cause on a shared backend: this gateway has a secrets key of its own.
+      throw new GatehouseError(
+        'GH_ERR_CONFIG_INVALID',
+        `the CAs in the shared backend (${describeBackend(backend, config.dataDir)}) are sealed with another secrets key than this gateway's`,
+        {
+          hint: `Every gateway sharing a backend needs the same secrets key: set ${SECRETS_KEY_ENV} to the one the other gateways use (or copy their secrets.key into ${config.dataDir}).`,
+          cause: e,
+        },
+      );
+    }
+    throw e;
+  }
   record.setHeadSigner(authorities.auditSigner());
   const { databases, kubeClusters, desktops, nodes } = await configuredResources(config);
   const ssoConnectors: SsoConnector[] = [];

@@ -8,6 +8,7 @@ import { SECRETS_KEY_ENV } from '../src/crypto/seal.js';
 import {
   createGateway,
   GatehouseClient,
+  type GatehouseError,
   type Gateway,
   type Identity,
   isGatehouseError,
@@ -133,6 +134,28 @@ describe('two gateways on one etcd', () => {
     console.log(`lock on A to session end on B: ${(endedAt - lockedAt).toFixed(1)} ms`);
     expect(ended).toEqual([{ cause: 'locked', message: 'access locked (user bob): stolen laptop' }]);
     expect(b.liveSessions.get(grant.sessionId)).toBeUndefined();
+  });
+
+  it('a gateway with another secrets key than the others is refused at start, naming GATEHOUSE_SECRETS_KEY', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-ha-'));
+    dirs.push(dir);
+    const err = await createGateway({
+      dataDir: dir,
+      env: { [SECRETS_KEY_ENV]: randomBytes(32).toString('base64') },
+      webDir: false,
+      values: { backend: { type: 'etcd', endpoints: [etcd.endpoint], prefix } },
+    }).then(
+      (gw) => {
+        gateways.push(gw);
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(isGatehouseError(err, 'GH_ERR_CONFIG_INVALID')).toBe(true);
+    expect((err as GatehouseError).message).toContain(
+      `are sealed with another secrets key than this gateway's`,
+    );
+    expect((err as GatehouseError).hint).toContain('GATEHOUSE_SECRETS_KEY');
   });
 
   // Last: it stops the etcd the other tests share.
