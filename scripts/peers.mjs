@@ -67,6 +67,7 @@ const PEERS = [
     pkg: 'python3-psycopg2',
     why: 'psycopg2 with the connection URI gatehouse db login prints',
   },
+  { bin: '/usr/bin/etcd', pkg: 'etcd-server', why: 'etcd v3, a shared backend (etcd backend tests)' },
   { bin: '/usr/bin/kubectl', pkg: 'kubectl', why: 'the real kubectl (Kubernetes adapter tests)' },
   { bin: '/usr/bin/chromium', pkg: 'chromium', why: 'Chromium for the web UI tests (playwright-core)' },
   { bin: '/usr/bin/prometheus', pkg: 'prometheus', why: 'a real Prometheus scrapes /metrics (metrics test)' },

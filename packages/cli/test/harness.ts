@@ -146,6 +146,8 @@ export async function startDaemon(opts: {
   dataDir?: string;
   /** host:port to listen on (default 127.0.0.1:0); fixed when a restart must keep the address. */
   listen?: string;
+  /** Called with stderr so far whenever the daemon writes to it, while it starts and after. */
+  onStderr?: (err: string) => void;
 }): Promise<Daemon> {
   if (!existsSync(DIST))
     throw new Error(`${DIST} is missing: run \`npx tsc -b\` before the CLI integration tests`);
@@ -157,7 +159,7 @@ export async function startDaemon(opts: {
     `cluster_name: ${opts.cluster}\ndata_dir: ${dataDir}\nlisten: ${opts.listen ?? '127.0.0.1:0'}\n` +
       `auth:\n  second_factor: "off"\n  login_rate_per_minute: 1000\n${opts.extraConfig ?? ''}`,
   );
-  return spawnDaemon(root, dataDir, configFile, INVITE_LINE);
+  return spawnDaemon(root, dataDir, configFile, INVITE_LINE, undefined, opts.onStderr);
 }
 
 const INVITE_LINE = /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9a-f]{64}) (\S+)/;
@@ -209,6 +211,7 @@ async function spawnDaemon(
     args: ['start', '--config', configFile],
     env: {},
   },
+  onStderr?: (err: string) => void,
 ): Promise<Daemon> {
   let out = '';
   let err = '';
@@ -221,6 +224,7 @@ async function spawnDaemon(
   });
   child.stderr!.on('data', (d) => {
     err += d;
+    onStderr?.(err);
   });
   const m = await new Promise<RegExpExecArray>((resolve, reject) => {
     const timer = setTimeout(

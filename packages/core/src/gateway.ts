@@ -39,15 +39,22 @@ import { createTerminalSockets, type TerminalSockets } from './api/ws.js';
 import { LoginService } from './auth/login.js';
 import { WEB_SESSIONS_PREFIX, WebSessions } from './auth/sessions.js';
 import { Authorizer, type ConnectionContext } from './authz/authorizer.js';
+import { EtcdBackend } from './backend/etcd.js';
+import { type BackendSpec, openBackend } from './backend/index.js';
 import { MemoryBackend } from './backend/memory.js';
 import { migrateSchema } from './backend/schema.js';
-import { SqliteBackend } from './backend/sqlite.js';
 import type { Backend, WatchEvent } from './backend/types.js';
 import { type Clock, systemClock } from './clock.js';
 import { type AuditSinkOption, isExportSinkConfig, resolveAuditSinks } from './config/audit-sinks.js';
 import { type GatehouseConfig, loadConfig, splitHostPort } from './config/load.js';
 import type { ConfigFile } from './config/schema.js';
-import { AesGcmSealer, loadOrCreateSecretsKey, type Sealer } from './crypto/seal.js';
+import {
+  AesGcmSealer,
+  isUnsealFailure,
+  loadOrCreateSecretsKey,
+  SECRETS_KEY_ENV,
+  type Sealer,
+} from './crypto/seal.js';
 import { DbAccess } from './databases/access.js';
 import { DatabaseRegistry, type DatabaseSpec, readCaFile } from './databases/registry.js';
 import { DesktopRegistry, type DesktopSpec, readPasswordFile } from './desktops/registry.js';
@@ -1288,9 +1295,9 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
       ? opts.backend
       : opts.backend === 'memory'
         ? new MemoryBackend({ clock })
-        : await SqliteBackend.open({ path: path.join(config.dataDir, 'gatehouse.db'), clock });
+        : await openConfiguredBackend(config, clock, channelLogger(config.clusterName));
   try {
-    await migrateSchema(backend, { where: config.dataDir });
+    await migrateSchema(backend, { where: describeBackend(backend, config.dataDir) });
   } catch (e) {
     // A backend the caller passed in stays theirs to close.
     if (typeof opts.backend !== 'object') await backend.close();
@@ -1356,7 +1363,23 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     clusterName: config.clusterName,
     audit,
   });
-  await authorities.init();
+  try {
+    await authorities.init();
+  } catch (e) {
+    if (typeof opts.backend !== 'object') await backend.close();
+    if (backend instanceof EtcdBackend && isUnsealFailure(e)) {
+      // The usual cause on a shared backend: this gateway has a secrets key of its own.
+      throw new GatehouseError(
+        'GH_ERR_CONFIG_INVALID',
+        `the CAs in the shared backend (${describeBackend(backend, config.dataDir)}) are sealed with another secrets key than this gateway's`,
+        {
+          hint: `Every gateway sharing a backend needs the same secrets key: set ${SECRETS_KEY_ENV} to the one the other gateways use (or copy their secrets.key into ${config.dataDir}).`,
+          cause: e,
+        },
+      );
+    }
+    throw e;
+  }
   record.setHeadSigner(authorities.auditSigner());
   const { databases, kubeClusters, desktops, nodes } = await configuredResources(config);
   const ssoConnectors: SsoConnector[] = [];
@@ -1419,6 +1442,63 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     log: channelLogger(config.clusterName),
   });
   return gateway;
+}
+
+/** The backend the config names (`backend:`), its files read; SQLite in the data dir by default. */
+async function openConfiguredBackend(config: GatehouseConfig, clock: Clock, log: LogFn): Promise<Backend> {
+  const b = config.backend;
+  switch (b.type) {
+    case 'sqlite':
+      return openBackend({ type: 'sqlite', path: path.join(config.dataDir, 'gatehouse.db') }, clock);
+    case 'etcd': {
+      const spec: BackendSpec = {
+        type: 'etcd',
+        endpoints: b.endpoints,
+        prefix: b.prefix,
+        log,
+        requestTimeoutMs: b.requestTimeoutMs,
+        ...(b.startupTimeoutMs !== undefined ? { startupTimeoutMs: b.startupTimeoutMs } : {}),
+      };
+      if (b.auth) {
+        const password = await readSecretFile(b.auth.passwordFile, 'backend.auth.password_file');
+        spec.auth = { username: b.auth.username, password };
+      }
+      if (b.tls) {
+        spec.tls = {
+          caPem: await readBackendFile(b.tls.caFile, 'backend.tls.ca_file'),
+          ...(b.tls.certFile
+            ? { certPem: await readBackendFile(b.tls.certFile, 'backend.tls.cert_file') }
+            : {}),
+          ...(b.tls.keyFile ? { keyPem: await readBackendFile(b.tls.keyFile, 'backend.tls.key_file') } : {}),
+        };
+      }
+      return openBackend(spec, clock);
+    }
+    default: {
+      const _: never = b;
+      throw new GatehouseError('GH_ERR_CONFIG_INVALID', `unknown backend ${JSON.stringify(_)}`, {
+        hint: 'Set backend.type to sqlite or etcd.',
+      });
+    }
+  }
+}
+
+async function readBackendFile(file: string, key: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (cause) {
+    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `cannot read ${file} (${key})`, {
+      cause,
+      hint: `Check the path in ${key}.`,
+    });
+  }
+}
+
+/** How messages about the store name it (schema upgrades). */
+function describeBackend(backend: Backend, dataDir: string): string {
+  return backend instanceof EtcdBackend
+    ? `etcd ${backend.endpoints.join(',')} prefix ${backend.prefix}`
+    : dataDir;
 }
 
 /** What the config file declares (databases, Kubernetes clusters, desktops, nodes), with their files read. */

@@ -98,3 +98,48 @@ describe('loadConfig: cluster_name', () => {
     expect((await loadConfig({ text: 'cluster_name: acme\n', env: {} })).clusterNameSet).toBe(true);
   });
 });
+
+describe('loadConfig: backend', () => {
+  const load = (text: string) => loadConfig({ text, env: {} });
+
+  it('defaults to SQLite in the data dir', async () => {
+    expect((await load('')).backend).toEqual({ type: 'sqlite' });
+  });
+
+  it('reads an etcd backend with its defaults (prefix gatehouse/, 5 s requests, retry forever at start)', async () => {
+    const c = await load(
+      [
+        'backend:',
+        '  type: etcd',
+        '  endpoints: [https://10.0.0.5:2379, https://10.0.0.6:2379]',
+        '  tls: { ca_file: /etc/gatehouse/etcd-ca.pem, cert_file: c.pem, key_file: k.pem }',
+        '  auth: { username: gatehouse, password_file: /etc/gatehouse/etcd-password }',
+        '',
+      ].join('\n'),
+    );
+    expect(c.backend).toEqual({
+      type: 'etcd',
+      endpoints: ['https://10.0.0.5:2379', 'https://10.0.0.6:2379'],
+      prefix: 'gatehouse/',
+      tls: { caFile: '/etc/gatehouse/etcd-ca.pem', certFile: 'c.pem', keyFile: 'k.pem' },
+      auth: { username: 'gatehouse', passwordFile: '/etc/gatehouse/etcd-password' },
+      requestTimeoutMs: 5000,
+    });
+    const timed = await load(
+      'backend: { type: etcd, endpoints: [http://e:2379], prefix: acme/, request_timeout: 2s, startup_timeout: 1m }\n',
+    );
+    expect(timed.backend).toMatchObject({
+      prefix: 'acme/',
+      requestTimeoutMs: 2000,
+      startupTimeoutMs: 60_000,
+    });
+  });
+
+  it('names the key of a bad backend setting', async () => {
+    await expect(load('backend: { type: etcd }\n')).rejects.toThrow(/backend\.endpoints/);
+    await expect(load('backend: { type: etcd, endpoints: [http://e:2379], password: x }\n')).rejects.toThrow(
+      /backend/,
+    );
+    await expect(load('backend: { type: zookeeper }\n')).rejects.toThrow(/backend\.type/);
+  });
+});

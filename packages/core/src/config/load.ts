@@ -103,9 +103,23 @@ export interface GatehouseConfig {
   };
   /** recordings.retention: recordings that ended longer ago are deleted (absent: kept). */
   recordings?: { retentionMs?: number };
+  /** Where the state lives (config `backend`); files not read yet: createGateway reads them. */
+  backend: BackendConfig;
   /** Where the config came from, for messages. */
   source: string;
 }
+
+export type BackendConfig =
+  | { type: 'sqlite' }
+  | {
+      type: 'etcd';
+      endpoints: string[];
+      prefix: string;
+      tls?: { caFile: string; certFile?: string | undefined; keyFile?: string | undefined } | undefined;
+      auth?: { username: string; passwordFile: string } | undefined;
+      requestTimeoutMs: number;
+      startupTimeoutMs?: number | undefined;
+    };
 
 export interface LoadConfigOptions {
   file?: string | undefined;
@@ -315,6 +329,28 @@ function resolve(
       ...(c.audit.retention ? { retentionMs: parseDuration(c.audit.retention) } : {}),
     },
     recordings: c.recordings.retention ? { retentionMs: parseDuration(c.recordings.retention) } : {},
+    backend: resolveBackend(c.backend),
     source,
   };
+}
+
+function resolveBackend(b: ParsedConfig['backend']): BackendConfig {
+  switch (b.type) {
+    case 'sqlite':
+      return { type: 'sqlite' };
+    case 'etcd':
+      return {
+        type: 'etcd',
+        endpoints: b.endpoints,
+        prefix: b.prefix,
+        tls: b.tls && { caFile: b.tls.ca_file, certFile: b.tls.cert_file, keyFile: b.tls.key_file },
+        auth: b.auth && { username: b.auth.username, passwordFile: b.auth.password_file },
+        requestTimeoutMs: parseDuration(b.request_timeout),
+        ...(b.startup_timeout ? { startupTimeoutMs: parseDuration(b.startup_timeout) } : {}),
+      };
+    default: {
+      const _: never = b;
+      throw new Error(`unknown backend ${JSON.stringify(_)}`);
+    }
+  }
 }

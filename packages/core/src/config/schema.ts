@@ -428,6 +428,45 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Where users, roles, locks, CAs (sealed), tokens, resources and web
+     * sessions live. Default `{ type: sqlite }`: a SQLite file in data_dir,
+     * for one gateway. Several gateways share state on etcd (decision
+     * 00XX-etcd-backend); they must also share the secrets key
+     * (GATEHOUSE_SECRETS_KEY), which seals the CAs.
+     */
+    backend: z
+      .discriminatedUnion('type', [
+        z.object({ type: z.literal('sqlite') }).strict(),
+        z
+          .object({
+            type: z.literal('etcd'),
+            /** Client URLs of the etcd members: http://HOST:PORT, or https://HOST:PORT with `tls`. */
+            endpoints: z.array(z.string()).min(1),
+            /** Every key lives under this prefix; give each Gatehouse cluster sharing an etcd its own. */
+            prefix: z.string().min(1).default('gatehouse/'),
+            /** TLS to etcd: the CA of etcd's server certificate, and a client certificate if etcd requires one. */
+            tls: z
+              .object({
+                ca_file: z.string(),
+                cert_file: z.string().optional(),
+                key_file: z.string().optional(),
+              })
+              .strict()
+              .optional(),
+            /** etcd user (etcdctl auth enable) and a file whose first line is its password. */
+            auth: z
+              .object({ username: z.string().min(1), password_file: z.string() })
+              .strict()
+              .optional(),
+            /** A request etcd does not answer within this fails (the gateway fails closed). */
+            request_timeout: duration.default('5s'),
+            /** At start, give up after this long if etcd is unreachable. Default: keep retrying (and say so). */
+            startup_timeout: duration.optional(),
+          })
+          .strict(),
+      ])
+      .default({ type: 'sqlite' }),
   })
   .strict();
 

@@ -29,13 +29,22 @@ const KEY_B64 = /^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/;
 const B64URL = /^[A-Za-z0-9_-]*$/;
 const GENERATE_HINT = 'Generate one with: openssl rand -base64 32';
 
+const unsealFailures = new WeakSet<GatehouseError>();
+
+/** Whether `e` says a sealed secret did not open (a wrong secrets key, or modified data). */
+export function isUnsealFailure(e: unknown): e is GatehouseError {
+  return e instanceof GatehouseError && unsealFailures.has(e);
+}
+
 function cannotOpen(reason: string, cause?: unknown): GatehouseError {
-  return new GatehouseError('GH_ERR_INTERNAL', `sealed secret could not be opened: ${reason}`, {
+  const e = new GatehouseError('GH_ERR_INTERNAL', `sealed secret could not be opened: ${reason}`, {
     hint:
       `The secrets key does not match the data dir, or the stored data was modified. Start Gatehouse with ` +
       `the ${SECRETS_KEY_FILE} file or ${SECRETS_KEY_ENV} that was in use when this data dir was created.`,
     cause,
   });
+  unsealFailures.add(e);
+  return e;
 }
 
 function decodeB64url(s: string): Buffer | undefined {
