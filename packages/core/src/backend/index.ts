@@ -6,6 +6,13 @@ import type { Backend } from './types.js';
 
 export { compareKeys, prefixUpperBound } from './keys.js';
 export { MemoryBackend, type MemoryBackendOptions } from './memory.js';
+export {
+  POSTGRES_BACKEND_ERROR_CHANNEL,
+  POSTGRES_LISTENER_NAME,
+  POSTGRES_NOTIFY_CHANNEL,
+  PostgresBackend,
+  type PostgresBackendOptions,
+} from './postgres.js';
 export { SQLITE_SWEEP_ERROR_CHANNEL, SqliteBackend, type SqliteBackendOptions } from './sqlite.js';
 export type * from './types.js';
 
