@@ -40,6 +40,8 @@ import { LoginService } from './auth/login.js';
 import { WEB_SESSIONS_PREFIX, WebSessions } from './auth/sessions.js';
 import { Authorizer, type ConnectionContext } from './authz/authorizer.js';
 import { MemoryBackend } from './backend/memory.js';
+import { PostgresBackend } from './backend/postgres.js';
+import { openPostgresBackend } from './backend/postgres-config.js';
 import { migrateSchema } from './backend/schema.js';
 import { SqliteBackend } from './backend/sqlite.js';
 import type { Backend, WatchEvent } from './backend/types.js';
@@ -148,8 +150,17 @@ export interface CreateGatewayOptions {
   secondFactor?: 'otp' | 'off';
   /** Config file fields to apply (as the YAML spells them). */
   values?: ConfigFile;
-  /** Storage: an instance, or 'sqlite' (default, in the data dir) or 'memory'. */
+  /**
+   * Storage: an instance, or 'sqlite' (in the data dir) or 'memory'. Default:
+   * what the config's `backend` says (SQLite unless it names PostgreSQL).
+   */
   backend?: Backend | 'sqlite' | 'memory';
+  /**
+   * How long to wait for a configured PostgreSQL backend that cannot be
+   * reached at start (each attempt is logged); default: until it answers.
+   * 0 fails at once (a one-shot admin command).
+   */
+  backendWaitMs?: number;
   clock?: Clock;
   env?: NodeJS.ProcessEnv;
   /**
@@ -1279,9 +1290,18 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
       ? opts.backend
       : opts.backend === 'memory'
         ? new MemoryBackend({ clock })
-        : await SqliteBackend.open({ path: path.join(config.dataDir, 'gatehouse.db'), clock });
+        : opts.backend === undefined && config.backend.type === 'postgres'
+          ? await openPostgresBackend(config.backend, {
+              clock,
+              env,
+              log: channelLogger(config.clusterName),
+              ...(opts.backendWaitMs !== undefined ? { waitMs: opts.backendWaitMs } : {}),
+            })
+          : await SqliteBackend.open({ path: path.join(config.dataDir, 'gatehouse.db'), clock });
   try {
-    await migrateSchema(backend, { where: config.dataDir });
+    await migrateSchema(backend, {
+      where: backend instanceof PostgresBackend ? `the PostgreSQL backend ${backend.where}` : config.dataDir,
+    });
   } catch (e) {
     // A backend the caller passed in stays theirs to close.
     if (typeof opts.backend !== 'object') await backend.close();

@@ -13,6 +13,14 @@ export {
   PostgresBackend,
   type PostgresBackendOptions,
 } from './postgres.js';
+export {
+  BACKEND_PASSWORD_ENV,
+  type OpenPostgresOptions,
+  openPostgresBackend,
+  type PostgresBackendConfig,
+  parsePostgresUri,
+  postgresConnection,
+} from './postgres-config.js';
 export { SQLITE_SWEEP_ERROR_CHANNEL, SqliteBackend, type SqliteBackendOptions } from './sqlite.js';
 export type * from './types.js';
 

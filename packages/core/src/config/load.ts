@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import type { PostgresBackendConfig } from '../backend/postgres-config.js';
 import { GatehouseError } from '../errors.js';
 import type { SsoConnectorDoc } from '../sso/connectors.js';
 import { parseDuration } from '../util/duration.js';
@@ -17,6 +18,8 @@ export interface GatehouseConfig {
   /** False when cluster_name came from the default: an existing data dir's name then wins. */
   clusterNameSet: boolean;
   dataDir: string;
+  /** Config `backend`: SQLite in the data dir (default) or a shared PostgreSQL. */
+  backend: { type: 'sqlite' } | PostgresBackendConfig;
   listen: { host: string; port: number };
   publicAddr: string;
   /** MySQL's own listener; undefined: off. */
@@ -226,6 +229,21 @@ function resolve(
     clusterName: c.cluster_name,
     clusterNameSet: explicitCluster,
     dataDir: path.resolve(c.data_dir ?? defaultDataDir(env)),
+    backend:
+      c.backend.type === 'postgres'
+        ? {
+            type: 'postgres',
+            uri: c.backend.uri,
+            passwordFile: c.backend.password_file,
+            tls: c.backend.tls && {
+              caFile: c.backend.tls.ca_file,
+              certFile: c.backend.tls.cert_file,
+              keyFile: c.backend.tls.key_file,
+              serverName: c.backend.tls.server_name,
+            },
+            poolSize: c.backend.pool_size,
+          }
+        : { type: 'sqlite' },
     listen,
     publicAddr: c.public_addr ?? c.listen,
     mysqlListen: c.mysql_listen && c.mysql_listen !== 'off' ? splitHostPort(c.mysql_listen) : undefined,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parsePostgresUri } from '../backend/postgres-config.js';
 import { ssoConnectorSchema } from '../sso/connectors.js';
 import { isDuration, parseDuration } from '../util/duration.js';
 
@@ -119,6 +120,43 @@ export const configSchema = z
       .default('gatehouse'),
     /** Where the SQLite backend, secrets key, audit log and recordings live. */
     data_dir: z.string().optional(),
+    /**
+     * Where users, roles, locks, CAs (sealed), tokens and resources live:
+     * sqlite (default, in the data dir) or postgres, which several gateways
+     * can share (docs/decisions/00XX-postgres-backend.md). Every gateway on
+     * one database needs the same secrets key (GATEHOUSE_SECRETS_KEY).
+     */
+    backend: z
+      .discriminatedUnion('type', [
+        z.object({ type: z.literal('sqlite') }).strict(),
+        z
+          .object({
+            type: z.literal('postgres'),
+            /** postgres://USER@HOST:5432/DATABASE; ?sslmode=disable|require|verify-ca|verify-full (default verify-full over TCP), ?host=/socket/dir. */
+            uri: z.string().superRefine((v, ctx) => {
+              const r = parsePostgresUri(v);
+              if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+            }),
+            /** File whose first line is the password (else the URI's, else GATEHOUSE_BACKEND_PASSWORD). */
+            password_file: z.string().optional(),
+            tls: z
+              .object({
+                /** CA (PEM file) the server's certificate must chain to; default: the system CAs. */
+                ca_file: z.string().optional(),
+                /** Client certificate and key (PEM files), for `hostssl ... cert` authentication. */
+                cert_file: z.string().optional(),
+                key_file: z.string().optional(),
+                /** Name the server's certificate must carry; default: the host of uri. */
+                server_name: z.string().optional(),
+              })
+              .strict()
+              .optional(),
+            /** Connections each gateway keeps open for reads and writes (plus one for LISTEN). Default 10. */
+            pool_size: z.number().int().min(1).max(200).optional(),
+          })
+          .strict(),
+      ])
+      .default({ type: 'sqlite' }),
     /** The one listener (SSH, PostgreSQL, TLS: HTTP API, web UI, tunnels). */
     listen: hostPort.default('127.0.0.1:3080'),
     /** host:port clients use to reach the listener; defaults to `listen`. */
