@@ -151,7 +151,9 @@ export type LoginFailureReason =
   /** SSO: the one-time code the CLI redeems is unknown, used, expired, or its verifier is wrong. */
   | 'sso_code_invalid'
   /** SSO (SAML): the response failed verification (unsigned, wrapped, wrong key, audience, InResponseTo, time, replay). */
-  | 'sso_assertion_invalid';
+  | 'sso_assertion_invalid'
+  /** The backend could not be read or written (a shared database down): refused, fail closed. */
+  | 'backend_unavailable';
 
 export type ListenerRejectReason =
   | 'unknown_protocol'

@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
 import {
+  type AuditIndex,
   AuditLog,
   type AuditSink,
   createExportSink,
@@ -14,6 +15,7 @@ import {
   FileRecordingStore,
   fileKey,
   JsonlFileSink,
+  PostgresAuditIndex,
   type RecordingStore,
   removeExpiredFiles,
   SqliteAuditIndex,
@@ -41,7 +43,7 @@ import { WEB_SESSIONS_PREFIX, WebSessions } from './auth/sessions.js';
 import { Authorizer, type ConnectionContext } from './authz/authorizer.js';
 import { MemoryBackend } from './backend/memory.js';
 import { PostgresBackend } from './backend/postgres.js';
-import { openPostgresBackend } from './backend/postgres-config.js';
+import { openPostgresBackend, postgresConnection } from './backend/postgres-config.js';
 import { migrateSchema } from './backend/schema.js';
 import { SqliteBackend } from './backend/sqlite.js';
 import type { Backend, WatchEvent } from './backend/types.js';
@@ -201,6 +203,9 @@ export interface Advertised {
 function resolvePort(addr: string, bound: number): string {
   return addr.endsWith(':0') ? `${addr.slice(0, -2)}:${bound}` : addr;
 }
+/** The search index of the audit log, which retention also trims. */
+type GatewayAuditIndex = AuditIndex & { deleteBefore(time: string): number | Promise<number> };
+
 /** Why a session ended that the gateway running it could not end itself. */
 const GATEWAY_RESTART = 'gateway_restart';
 /** How often retention runs after the one at start. */
@@ -265,7 +270,7 @@ export class Gateway {
   #retentionTimer: NodeJS.Timeout | undefined;
   /** Prometheus metrics (config `metrics`), in this gateway's own registry; undefined when not configured. */
   readonly metrics: GatewayMetrics | undefined;
-  readonly #auditIndex: SqliteAuditIndex | undefined;
+  readonly #auditIndex: GatewayAuditIndex | undefined;
   #closed = false;
   #accessWatch: AbortController | undefined;
   #listening = false;
@@ -297,7 +302,7 @@ export class Gateway {
     recordings: RecordingStore;
     webDir?: string | false;
     /** The search index, so retention removes what it deletes from the files from search too. */
-    auditIndex?: SqliteAuditIndex;
+    auditIndex?: GatewayAuditIndex;
     metrics?: GatewayMetrics;
   }) {
     const { config, clock, backend, audit, authorities } = parts;
@@ -994,7 +999,7 @@ export class Gateway {
           { precondition: true },
         );
         out.auditFiles = removeExpiredFiles(dir, (f) => expired.includes(f), this.authorities.auditSigner());
-        this.#auditIndex?.deleteBefore(`${before}T00:00:00.000Z`);
+        await this.#auditIndex?.deleteBefore(`${before}T00:00:00.000Z`);
       }
     }
     const recMs = this.config.recordings?.retentionMs;
@@ -1285,15 +1290,20 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   const clock = opts.clock ?? systemClock;
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const sealer = new AesGcmSealer(await loadOrCreateSecretsKey({ dataDir: config.dataDir, env }));
+  // The configured PostgreSQL (when no backend is passed in) holds the shared state and the audit index.
+  const pgConnection =
+    opts.backend === undefined && config.backend.type === 'postgres'
+      ? await postgresConnection(config.backend, env)
+      : undefined;
   const backend =
     typeof opts.backend === 'object'
       ? opts.backend
       : opts.backend === 'memory'
         ? new MemoryBackend({ clock })
-        : opts.backend === undefined && config.backend.type === 'postgres'
-          ? await openPostgresBackend(config.backend, {
+        : pgConnection
+          ? await openPostgresBackend(pgConnection, {
               clock,
-              env,
+              poolSize: config.backend.type === 'postgres' ? config.backend.poolSize : undefined,
               log: channelLogger(config.clusterName),
               ...(opts.backendWaitMs !== undefined ? { waitMs: opts.backendWaitMs } : {}),
             })
@@ -1314,11 +1324,21 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     if (typeof name === 'string' && name !== config.clusterName) config = { ...config, clusterName: name };
   }
   const auditDir = path.join(config.dataDir, 'audit');
-  // Indexing runs on its own thread: the per-query path only waits for the JSON-lines write.
-  const index = new SqliteAuditIndex({
-    path: path.join(auditDir, 'index.db'),
-    worker: opts.auditIndexThread ?? true,
-  });
+  // Gateways sharing PostgreSQL share its audit index, so a search on any finds every gateway's
+  // events; otherwise SQLite in the data dir, indexing on its own thread (the per-query path only
+  // waits for the JSON-lines write).
+  let index: GatewayAuditIndex;
+  try {
+    index = pgConnection
+      ? await PostgresAuditIndex.open({ connection: pgConnection })
+      : new SqliteAuditIndex({
+          path: path.join(auditDir, 'index.db'),
+          worker: opts.auditIndexThread ?? true,
+        });
+  } catch (e) {
+    if (typeof opts.backend !== 'object') await backend.close();
+    throw e;
+  }
   // The record is hash-chained; its file heads are signed once the CA store has the audit key.
   const record = new JsonlFileSink({ dir: auditDir, maxBytes: config.audit.maxFileBytes, chain: true });
   const sinks: AuditSink[] = [record, index];

@@ -202,6 +202,16 @@ describe('backend: { type: postgres } settings', () => {
       15_000,
     );
     expect(back.tls_cert).toContain('BEGIN CERTIFICATE');
+    // The refusal was audited while the shared index was down: spooled, then replayed into it.
+    const refused = await waitFor(
+      async () =>
+        (await gw.audit.search({ types: ['user.login'], user: 'olga' })).events.find(
+          (e) => 'reason' in e && e.reason === 'backend_unavailable',
+        ),
+      'the refused login in the audit index',
+      15_000,
+    );
+    expect(refused).toMatchObject({ success: false, error: expect.stringMatching(/unreachable/) });
   });
 });
 
@@ -224,13 +234,16 @@ describe('two gateways on one PostgreSQL', () => {
       db,
     );
     expect(stored).toBe('cas/db,cas/host,cas/user');
-    // Each CA (and the audit signing key) was created once, by one of the two (whose own audit log
-    // says so); the other used it.
-    const created = [
-      ...(await a.audit.search({ types: ['ca.create'] })).events,
-      ...(await b.audit.search({ types: ['ca.create'] })).events,
-    ].map((e) => (e as { ca: string }).ca);
-    expect(created.sort()).toEqual(['audit', ...CA_NAMES].sort());
+    // Each CA (and the audit signing key) was created once, by one of the two; the other used it.
+    // The audit index is shared, so one search sees what both gateways wrote.
+    const created = await waitFor(async () => {
+      const found = (await a.audit.search({ types: ['ca.create'] })).events;
+      return found.length >= 4 ? found : undefined;
+    }, 'the ca.create events of both gateways');
+    await new Promise((r) => setTimeout(r, 200)); // a duplicate written late would show up now
+    const again = (await b.audit.search({ types: ['ca.create'] })).events;
+    expect(again.map((e) => e.id).sort()).toEqual(created.map((e) => e.id).sort());
+    expect(created.map((e) => (e as { ca: string }).ca).sort()).toEqual(['audit', ...CA_NAMES].sort());
   });
 
   it('a user added on A logs in on B; a lock on A ends a session on B through the watch', async () => {
@@ -250,6 +263,20 @@ describe('two gateways on one PostgreSQL', () => {
     });
     expect(res.user).toBe('pia');
     expect(res.tls_cert).toContain('BEGIN CERTIFICATE');
+
+    // One audit index: B's search finds A's user.create, A's finds B's login.
+    const created = await waitFor(
+      async () => (await b.audit.search({ types: ['user.create'], q: 'pia' })).events[0],
+      "A's user.create in a search on B",
+    );
+    expect(created).toMatchObject({ type: 'user.create' });
+    const loggedIn = await waitFor(
+      async () => (await a.audit.search({ types: ['user.login'], user: 'pia' })).events[0],
+      "B's user.login in a search on A",
+    );
+    expect(loggedIn).toMatchObject({ type: 'user.login', user: 'pia', success: true });
+    const onlyB = await b.audit.search({ types: ['user.login'], user: 'pia' });
+    expect(onlyB.events.map((e) => e.id)).toEqual([loggedIn.id]);
 
     // A session bound on B, as an adapter would after authorize.
     const identity: Identity = {

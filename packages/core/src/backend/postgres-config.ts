@@ -163,7 +163,8 @@ export async function postgresConnection(
 
 export interface OpenPostgresOptions {
   clock?: Clock;
-  env?: NodeJS.ProcessEnv;
+  /** backend.pool_size */
+  poolSize?: number | undefined;
   /** Told about each failed attempt while the server is unreachable. */
   log?: LogFn;
   /** How long to keep retrying an unreachable server at start; default: until it answers. 0: fail at once. */
@@ -173,16 +174,16 @@ export interface OpenPostgresOptions {
 }
 
 /**
- * Opens the configured PostgreSQL backend. A server that cannot be reached
+ * Opens the configured PostgreSQL backend (`connection` from
+ * postgresConnection). A server that cannot be reached
  * (not started yet, restarting, network down) is retried with backoff and
  * each attempt logged; a URI, credentials or TLS setup that is wrong fails
  * at once, naming the setting, since waiting cannot fix it.
  */
 export async function openPostgresBackend(
-  spec: PostgresBackendConfig,
+  connection: pg.ClientConfig,
   opts: OpenPostgresOptions = {},
 ): Promise<PostgresBackend> {
-  const connection = await postgresConnection(spec, opts.env);
   const deadline = opts.waitMs === undefined ? Number.POSITIVE_INFINITY : Date.now() + opts.waitMs;
   let delay = 500;
   for (;;) {
@@ -191,7 +192,7 @@ export async function openPostgresBackend(
         connection,
         setting: 'backend',
         ...(opts.clock ? { clock: opts.clock } : {}),
-        ...(spec.poolSize !== undefined ? { poolSize: spec.poolSize } : {}),
+        ...(opts.poolSize !== undefined ? { poolSize: opts.poolSize } : {}),
       });
     } catch (e) {
       const retryable = e instanceof GatehouseError && e.details?.['retryable'] === true;

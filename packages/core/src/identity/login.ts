@@ -79,6 +79,13 @@ export async function auditLoginFailure(
 }
 
 /** Password (+ TOTP) login with backoff after failures, over the user records. */
+export interface PasswordLoginRequest {
+  user: string;
+  password: string;
+  otp?: string | undefined;
+  remoteAddr?: string | undefined;
+}
+
 export class PasswordLogin {
   readonly #d: PasswordLoginOptions;
 
@@ -90,12 +97,21 @@ export class PasswordLogin {
    * Password (+ TOTP) login. Unknown users and wrong passwords fail the same
    * way and take the same time; failures pause further logins with backoff.
    */
-  async authenticate(req: {
-    user: string;
-    password: string;
-    otp?: string | undefined;
-    remoteAddr?: string | undefined;
-  }): Promise<UserRecord> {
+  async authenticate(req: PasswordLoginRequest): Promise<UserRecord> {
+    try {
+      return await this.#authenticate(req);
+    } catch (e) {
+      // The backend could not answer (a shared database down): the login is refused, and on the
+      // record like any refusal (the audit log spools it until its index is back).
+      if (isGatehouseError(e, 'GH_ERR_BACKEND_UNAVAILABLE')) {
+        const user = typeof req.user === 'string' ? req.user.slice(0, 256) : undefined;
+        await this.#failed(user || undefined, 'backend_unavailable', e, req.remoteAddr);
+      }
+      throw e;
+    }
+  }
+
+  async #authenticate(req: PasswordLoginRequest): Promise<UserRecord> {
     const name = req.user;
     const addr = req.remoteAddr;
     const now = this.#d.clock.now();
