@@ -127,6 +127,34 @@ describe('PostgresBackend on a real PostgreSQL', () => {
     }
   });
 
+  it('a watch lives through a server restart: reads fail as unavailable meanwhile, and changes after it arrive', async () => {
+    const schema = await freshSchema();
+    const a = await make(schema);
+    const ac = new AbortController();
+    const it = a.watch('r/', { signal: ac.signal })[Symbol.asyncIterator]();
+    try {
+      const pending = it.next();
+      await server.pause();
+      try {
+        await expect(a.get('r/x')).rejects.toMatchObject({
+          code: 'GH_ERR_BACKEND_UNAVAILABLE',
+          details: { retryable: true },
+          message: expect.stringMatching(/is unreachable/),
+        });
+      } finally {
+        await server.start();
+      }
+      // A fresh instance writes (the first one's pool reconnects by itself on its next call).
+      const b = await make(schema);
+      const put = await b.put('r/after', 'written after the restart');
+      expect((await pending).value).toEqual({ type: 'put', item: put });
+      expect((await a.get('r/after'))?.value).toBe('written after the restart');
+      await waitFor(() => a.listening || undefined, 'a to listen again after the restart', 10_000);
+    } finally {
+      ac.abort();
+    }
+  });
+
   it('creates its tables once when several instances start at the same moment', async () => {
     const schema = await freshSchema();
     const all = await Promise.all(Array.from({ length: 6 }, () => make(schema)));

@@ -96,6 +96,8 @@ const UNREACHABLE = new Set([
   'EAI_AGAIN',
   'ENOTFOUND',
   'EPIPE',
+  'ECONNABORTED',
+  'ENOENT', // a Unix socket that is not there (the server is stopped)
   '57P01', // admin_shutdown
   '57P02', // crash_shutdown
   '57P03', // cannot_connect_now (starting up, shutting down)
@@ -117,6 +119,20 @@ function isUnreachable(e: unknown): boolean {
   const msg = e instanceof Error ? e.message : String(e);
   return /Connection terminated|timeout expired|Client has encountered a connection error|connection is closed/i.test(
     msg,
+  );
+}
+
+function unreachable(e: unknown, op: string, where: string, setting: string): GatehouseError {
+  const msg = e instanceof Error ? e.message : String(e);
+  const code = errorCode(e);
+  return new GatehouseError(
+    'GH_ERR_BACKEND_UNAVAILABLE',
+    `PostgreSQL at ${where} is unreachable (${op}): ${msg}`,
+    {
+      hint: `Check that PostgreSQL is running and reachable from this machine (${setting}.uri); Gatehouse refuses logins and new sessions until it is back, and resumes by itself.`,
+      cause: e,
+      details: { retryable: true, ...(code ? { errno: code } : {}) },
+    },
   );
 }
 
@@ -159,6 +175,8 @@ export function wrapPgError(e: unknown, op: string, where: string, setting = 'ba
       },
     );
   }
+  // A connection refused or cut is an outage even when it happened during the TLS handshake.
+  if (code !== undefined && UNREACHABLE.has(code)) return unreachable(e, op, where, setting);
   if (code === '3D000') {
     return new GatehouseError('GH_ERR_CONFIG_INVALID', `PostgreSQL at ${where}: ${msg}`, {
       hint: `Create the database (CREATE DATABASE ... OWNER ...) or fix the database name in ${setting}.uri.`,
@@ -177,21 +195,11 @@ export function wrapPgError(e: unknown, op: string, where: string, setting = 'ba
       details: { setting: `${setting}.tls` },
     });
   }
-  if (isUnreachable(e)) {
-    return new GatehouseError(
-      'GH_ERR_BACKEND_UNAVAILABLE',
-      `PostgreSQL at ${where} is unreachable (${op}): ${msg}`,
-      {
-        hint: `Check that PostgreSQL is running and reachable from this machine (${setting}.uri); Gatehouse refuses logins and new sessions until it is back, and resumes by itself.`,
-        cause: e,
-        details: { retryable: true, ...(code ? { errno: code } : {}) },
-      },
-    );
-  }
+  if (isUnreachable(e)) return unreachable(e, op, where, setting);
   return new GatehouseError('GH_ERR_BACKEND_UNAVAILABLE', `PostgreSQL ${op} failed on ${where}: ${msg}`, {
     hint: `Check the PostgreSQL server log for ${where}; the user in ${setting}.uri needs CREATE on the schema and read/write on the gatehouse_* tables.`,
     cause: e,
-    ...(code ? { details: { sqlstate: code } } : {}),
+    ...(code ? { details: { code } } : {}),
   });
 }
 
@@ -200,6 +208,12 @@ interface ItemRow {
   value: Buffer;
   revision: string;
   expires: string | null;
+}
+
+/** The LISTEN connection and the moment it ends. */
+interface Listener {
+  client: pg.Client;
+  ended: Promise<void>;
 }
 
 interface Subscriber {
@@ -608,8 +622,10 @@ export class PostgresBackend implements Backend {
     }
   }
 
-  async #connectListener(): Promise<pg.Client> {
+  async #connectListener(): Promise<Listener> {
     const c = new pg.Client({ ...this.#connection, application_name: POSTGRES_LISTENER_NAME });
+    // Attached before connecting, so an end that comes early is not missed.
+    const ended = new Promise<void>((resolve) => c.once('end', () => resolve()));
     // Errors end the connection; #keepListening notices through 'end' and reconnects.
     c.on('error', (error) => this.#report('listen', error));
     c.on('notification', (n) => {
@@ -627,7 +643,7 @@ export class PostgresBackend implements Backend {
       await c.end().catch(() => undefined);
       throw e;
     }
-    return c;
+    return { client: c, ended };
   }
 
   /**
@@ -636,18 +652,19 @@ export class PostgresBackend implements Backend {
    * watcher to read the change log from its own revision: that is the resync,
    * and why a notification lost while disconnected loses no change.
    */
-  async #keepListening(first: pg.Client): Promise<void> {
-    let client: pg.Client | undefined = first;
+  async #keepListening(first: Listener): Promise<void> {
+    let client: Listener | undefined = first;
     let delay = this.#reconnectMs;
     while (!this.#closed) {
       if (client) {
-        this.#listener = client;
+        const c = client.client;
+        this.#listener = c;
         this.#listening = true;
         delay = this.#reconnectMs;
         this.#wake();
-        const c = client;
+        const ended = client.ended;
         await new Promise<void>((resolve) => {
-          c.once('end', resolve);
+          void ended.then(resolve);
           this.#closing.signal.addEventListener('abort', () => resolve(), { once: true });
         });
         this.#listening = false;
@@ -675,7 +692,7 @@ export class PostgresBackend implements Backend {
       try {
         client = await this.#connectListener();
         if (this.#closed) {
-          await client.end().catch(() => undefined);
+          await client.client.end().catch(() => undefined);
           return;
         }
       } catch (e) {
