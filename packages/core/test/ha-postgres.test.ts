@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import diagnostics_channel from 'node:diagnostics_channel';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -115,6 +116,52 @@ describe('backend: { type: postgres } settings', () => {
     expect(e.message).toMatch(/refused the credentials/);
     expect(e.hint).toContain('backend.password_file');
     expect(e.details).toMatchObject({ setting: 'backend.uri', sqlstate: '28P01' });
+  });
+
+  it('logs in with a client certificate (backend.tls cert_file/key_file) where PostgreSQL asks for one', async () => {
+    // The harness trusts client certificates from its own CA (hostssl ... cert): the CN is the role.
+    await server.sql('CREATE ROLE gh_cert LOGIN');
+    const database = await freshDatabase();
+    await server.sql(`ALTER DATABASE ${database} OWNER TO gh_cert`);
+    const tls = path.join(server.dir, 'tls');
+    const key = path.join(dir, 'gh_cert.key');
+    const csr = path.join(dir, 'gh_cert.csr');
+    const cert = path.join(dir, 'gh_cert.crt');
+    const ossl = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    ossl(
+      ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key].concat([
+        '-out',
+        csr,
+        '-subj',
+        '/CN=gh_cert',
+      ]),
+    );
+    ossl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        path.join(tls, 'ca.crt'),
+        '-CAkey',
+        path.join(tls, 'ca.key'),
+      ].concat(['-CAcreateserial', '-out', cert, '-days', '1']),
+    );
+    const uri = `postgres://gh_cert@localhost:${server.port}/${database}`;
+    const gw = await gateway(
+      { type: 'postgres', uri, tls: { ca_file: server.serverCaFile, cert_file: cert, key_file: key } },
+      { listen: false },
+    );
+    await gw.backend.put('probe/cert', 'ok');
+    expect(await server.sql("SELECT count(*) FROM gatehouse_items WHERE key = 'probe/cert'", database)).toBe(
+      '1',
+    );
+
+    // Without the certificate the server refuses, and the error says which settings to check.
+    const refused = await failure(gateway({ type: 'postgres', uri, tls: { ca_file: server.serverCaFile } }));
+    expect(refused.code).toBe('GH_ERR_CONFIG_INVALID');
+    expect(refused.hint).toContain('backend.tls');
   });
 
   it('a database that does not exist, and a server certificate from another CA, name their settings', async () => {
