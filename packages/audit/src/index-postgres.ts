@@ -137,6 +137,7 @@ export class PostgresAuditIndex implements AuditIndex {
     this.#pool = new pg.Pool({
       keepAlive: true,
       connectionTimeoutMillis: 10_000,
+      query_timeout: 15_000,
       ...opts.connection,
       application_name: 'gatehouse-audit',
       max: opts.poolSize ?? 4,

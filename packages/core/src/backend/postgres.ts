@@ -117,7 +117,7 @@ function isUnreachable(e: unknown): boolean {
   const code = errorCode(e);
   if (code && UNREACHABLE.has(code)) return true;
   const msg = e instanceof Error ? e.message : String(e);
-  return /Connection terminated|timeout expired|Client has encountered a connection error|connection is closed/i.test(
+  return /Connection terminated|timeout expired|Query read timeout|Client has encountered a connection error|connection is closed/i.test(
     msg,
   );
 }
@@ -303,7 +303,14 @@ export class PostgresBackend implements Backend {
   }
 
   private constructor(opts: PostgresBackendOptions) {
-    this.#connection = { keepAlive: true, connectionTimeoutMillis: 10_000, ...opts.connection };
+    // A server that stops answering without closing the connection (a network partition) must
+    // fail calls within seconds, not hang logins: keepalives, and a client-side limit per query.
+    this.#connection = {
+      keepAlive: true,
+      connectionTimeoutMillis: 10_000,
+      query_timeout: 15_000,
+      ...opts.connection,
+    };
     this.#setting = opts.setting ?? 'backend';
     this.where = describeConnection(this.#connection);
     this.#clock = opts.clock ?? systemClock;
