@@ -100,6 +100,9 @@ export interface Postgres {
   serverCaFile: string;
   /** Runs SQL as the superuser over the Unix socket (no TLS, no Gatehouse). */
   sql(text: string, db?: string): Promise<string>;
+  /** Stops the server (fast shutdown) but keeps its data dir, for outage tests; `start` brings it back on the same port. */
+  pause(): Promise<void>;
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -110,9 +113,16 @@ export interface Postgres {
  * the role get in.
  */
 export async function startPostgres(opts: {
-  dbCaPem: string;
+  /** The CA client certificates must chain to (ssl_ca_file); default: the test server CA. */
+  dbCaPem?: string;
   roles?: string[];
   databases?: string[];
+  /** pg_hba.conf lines placed before the default ones (first match wins), e.g. password auth for one role. */
+  hba?: string[];
+  /** Pick the port instead of a free one (a test that starts the server after a client first tried it). */
+  port?: number;
+  /** Create the cluster and its config but do not start the server yet (call `start`). */
+  deferStart?: boolean;
 }): Promise<Postgres> {
   if (!existsSync(`${PG_BIN}/postgres`))
     throw new Error(`${PG_BIN}/postgres is missing: run node scripts/peers.mjs`);
@@ -125,7 +135,7 @@ export async function startPostgres(opts: {
   execFileSync('mkdir', ['-p', tlsDir]);
   const ca = makeServerCa(tlsDir);
   const dbCa = join(tlsDir, 'gatehouse-db-ca.crt');
-  writeFileSync(dbCa, opts.dbCaPem);
+  writeFileSync(dbCa, opts.dbCaPem ?? ca.caPem);
   for (const f of [ca.keyFile, ca.certFile, dbCa]) {
     chownSync(f, pgUid, pgGid);
     chmodSync(f, 0o600);
@@ -139,7 +149,7 @@ export async function startPostgres(opts: {
       cwd: dir,
     },
   );
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   appendFileSync(
     join(data, 'postgresql.conf'),
     [
@@ -155,12 +165,16 @@ export async function startPostgres(opts: {
       '',
     ].join('\n'),
   );
-  writeFileSync(join(data, 'pg_hba.conf'), 'local all all trust\nhostssl all all 127.0.0.1/32 cert\n');
-  await run(
-    'runuser',
-    ['-u', 'postgres', '--', `${PG_BIN}/pg_ctl`, '-D', data, '-l', join(dir, 'log'), '-w', 'start'],
-    { cwd: dir },
+  writeFileSync(
+    join(data, 'pg_hba.conf'),
+    [...(opts.hba ?? []), 'local all all trust', 'hostssl all all 127.0.0.1/32 cert', ''].join('\n'),
   );
+  const pgCtl = (args: string[]) =>
+    run('runuser', ['-u', 'postgres', '--', `${PG_BIN}/pg_ctl`, '-D', data, ...args], { cwd: dir });
+  const start = async () => {
+    await pgCtl(['-l', join(dir, 'log'), '-w', 'start']);
+  };
+  if (!opts.deferStart) await start();
   const sql = async (text: string, db = 'postgres') => {
     const r = await run(
       'psql',
@@ -194,6 +208,10 @@ export async function startPostgres(opts: {
     serverCaPem: ca.caPem,
     serverCaFile: ca.caFile,
     sql,
+    start,
+    async pause() {
+      await pgCtl(['-m', 'fast', '-w', 'stop']);
+    },
     async stop() {
       await run(
         'runuser',
@@ -203,6 +221,7 @@ export async function startPostgres(opts: {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+  if (opts.deferStart) return pg;
   try {
     for (const r of opts.roles ?? []) await sql(`CREATE ROLE "${r}" LOGIN`);
     for (const d of opts.databases ?? []) await sql(`CREATE DATABASE "${d}"`);

@@ -182,7 +182,9 @@ export type LoginFailureReason =
   /** WebAuthn: the assertion failed verification (signature, origin, RP id, user presence/verification). */
   | 'webauthn_invalid'
   /** WebAuthn: the sign counter did not go up (a cloned authenticator, or a replayed assertion). */
-  | 'webauthn_counter';
+  | 'webauthn_counter'
+  /** The backend could not be read or written (a shared database down): refused, fail closed. */
+  | 'backend_unavailable';
 
 export type ListenerRejectReason =
   | 'unknown_protocol'

@@ -16,6 +16,11 @@ export * from './emitter.js';
 export * from './errors.js';
 export * from './events.js';
 export { createIdGenerator } from './id.js';
+export {
+  POSTGRES_AUDIT_INDEX_ERROR_CHANNEL,
+  PostgresAuditIndex,
+  type PostgresAuditIndexOptions,
+} from './index-postgres.js';
 export { SqliteAuditIndex, type SqliteAuditIndexOptions } from './index-sqlite.js';
 export { AUDIT_DIAGNOSTICS_CHANNEL, type AuditDiagnostic, AuditLog, type AuditLogOptions } from './log.js';
 export type { OrphanClose } from './open-sessions.js';

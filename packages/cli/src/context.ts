@@ -69,8 +69,9 @@ export function localActor(): string {
 
 export async function openLocalGateway(g: GlobalOpts, env: NodeJS.ProcessEnv): Promise<Gateway> {
   const config = await loadConfig({ file: g.config, overrides: { dataDir: g.dataDir }, env });
-  // One command's few events: no index thread to start for them.
-  return createGateway({ config, env, auditIndexThread: false });
+  // One command's few events: no index thread to start for them. A shared database that is down
+  // fails the command at once (saying so) instead of waiting as the daemon does.
+  return createGateway({ config, env, auditIndexThread: false, backendWaitMs: 0 });
 }
 
 /** Gateway.listen reports `address` as host:port already; a bare IP is accepted too. */

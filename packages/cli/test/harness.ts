@@ -146,8 +146,13 @@ export async function startDaemon(opts: {
   dataDir?: string;
   /** host:port to listen on (default 127.0.0.1:0); fixed when a restart must keep the address. */
   listen?: string;
-  /** Called with stderr so far whenever the daemon writes to it, while it starts and after. */
-  onStderr?: (err: string) => void;
+  /**
+   * What start prints when it is ready: the first admin's invite (default), or only the
+   * listening lines (a backend another gateway already set up has its admin).
+   */
+  ready?: 'invite' | 'listening';
+  /** Sees stderr as it arrives, before start is ready (e.g. what it says while it waits). */
+  onStderr?: (text: string) => void;
 }): Promise<Daemon> {
   if (!existsSync(DIST))
     throw new Error(`${DIST} is missing: run \`npx tsc -b\` before the CLI integration tests`);
@@ -159,7 +164,14 @@ export async function startDaemon(opts: {
     `cluster_name: ${opts.cluster}\ndata_dir: ${dataDir}\nlisten: ${opts.listen ?? '127.0.0.1:0'}\n` +
       `auth:\n  second_factor: "off"\n  login_rate_per_minute: 1000\n${opts.extraConfig ?? ''}`,
   );
-  return spawnDaemon(root, dataDir, configFile, INVITE_LINE, undefined, opts.onStderr);
+  return spawnDaemon(
+    root,
+    dataDir,
+    configFile,
+    opts.ready === 'listening' ? LISTENING_LINES : INVITE_LINE,
+    undefined,
+    opts.onStderr,
+  );
 }
 
 const INVITE_LINE = /gatehouse accept-invite --proxy (\S+) --ca-pin (sha256:[0-9a-f]{64}) (\S+)/;
@@ -194,13 +206,10 @@ export async function startEmbedded(
  * listening lines instead. The port is new unless startDaemon had a fixed `listen`.
  */
 export function restartDaemon(d: Daemon): Promise<Daemon> {
-  return spawnDaemon(
-    d.root,
-    d.dataDir,
-    d.configFile,
-    /proxy:\s+(\S+)\n\s+web UI:.*\n\s+CA pin:\s+--ca-pin (sha256:[0-9a-f]{64})\n/,
-  );
+  return spawnDaemon(d.root, d.dataDir, d.configFile, LISTENING_LINES);
 }
+
+const LISTENING_LINES = /proxy:\s+(\S+)\n\s+web UI:.*\n\s+CA pin:\s+--ca-pin (sha256:[0-9a-f]{64})\n/;
 
 async function spawnDaemon(
   root: string,
@@ -211,7 +220,7 @@ async function spawnDaemon(
     args: ['start', '--config', configFile],
     env: {},
   },
-  onStderr?: (err: string) => void,
+  onStderr?: (text: string) => void,
 ): Promise<Daemon> {
   let out = '';
   let err = '';

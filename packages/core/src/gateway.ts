@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import tls, { type TLSSocket } from 'node:tls';
 import {
+  type AuditIndex,
   AuditLog,
   type AuditSink,
   createExportSink,
@@ -14,6 +15,7 @@ import {
   FileRecordingStore,
   fileKey,
   JsonlFileSink,
+  PostgresAuditIndex,
   type RecordingStore,
   removeExpiredFiles,
   SqliteAuditIndex,
@@ -42,6 +44,8 @@ import { Authorizer, type ConnectionContext } from './authz/authorizer.js';
 import { EtcdBackend } from './backend/etcd.js';
 import { type BackendSpec, openBackend } from './backend/index.js';
 import { MemoryBackend } from './backend/memory.js';
+import { PostgresBackend } from './backend/postgres.js';
+import { openPostgresBackend, postgresConnection } from './backend/postgres-config.js';
 import { migrateSchema } from './backend/schema.js';
 import type { Backend, WatchEvent } from './backend/types.js';
 import { type Clock, systemClock } from './clock.js';
@@ -156,8 +160,17 @@ export interface CreateGatewayOptions {
   secondFactor?: 'otp' | 'off';
   /** Config file fields to apply (as the YAML spells them). */
   values?: ConfigFile;
-  /** Storage: an instance, or 'sqlite' (default, in the data dir) or 'memory'. */
+  /**
+   * Storage: an instance, or 'sqlite' (in the data dir) or 'memory'. Default:
+   * what the config's `backend` says (SQLite unless it names PostgreSQL).
+   */
   backend?: Backend | 'sqlite' | 'memory';
+  /**
+   * How long to wait for a configured PostgreSQL backend that cannot be
+   * reached at start (each attempt is logged); default: until it answers.
+   * 0 fails at once (a one-shot admin command).
+   */
+  backendWaitMs?: number;
   clock?: Clock;
   env?: NodeJS.ProcessEnv;
   /**
@@ -198,6 +211,9 @@ export interface Advertised {
 function resolvePort(addr: string, bound: number): string {
   return addr.endsWith(':0') ? `${addr.slice(0, -2)}:${bound}` : addr;
 }
+/** The search index of the audit log, which retention also trims. */
+type GatewayAuditIndex = AuditIndex & { deleteBefore(time: string): number | Promise<number> };
+
 /** Why a session ended that the gateway running it could not end itself. */
 const GATEWAY_RESTART = 'gateway_restart';
 /** How often retention runs after the one at start. */
@@ -262,7 +278,7 @@ export class Gateway {
   #retentionTimer: NodeJS.Timeout | undefined;
   /** Prometheus metrics (config `metrics`), in this gateway's own registry; undefined when not configured. */
   readonly metrics: GatewayMetrics | undefined;
-  readonly #auditIndex: SqliteAuditIndex | undefined;
+  readonly #auditIndex: GatewayAuditIndex | undefined;
   #closed = false;
   #accessWatch: AbortController | undefined;
   #listening = false;
@@ -294,7 +310,7 @@ export class Gateway {
     recordings: RecordingStore;
     webDir?: string | false;
     /** The search index, so retention removes what it deletes from the files from search too. */
-    auditIndex?: SqliteAuditIndex;
+    auditIndex?: GatewayAuditIndex;
     metrics?: GatewayMetrics;
   }) {
     const { config, clock, backend, audit, authorities } = parts;
@@ -999,7 +1015,7 @@ export class Gateway {
           { precondition: true },
         );
         out.auditFiles = removeExpiredFiles(dir, (f) => expired.includes(f), this.authorities.auditSigner());
-        this.#auditIndex?.deleteBefore(`${before}T00:00:00.000Z`);
+        await this.#auditIndex?.deleteBefore(`${before}T00:00:00.000Z`);
       }
     }
     const recMs = this.config.recordings?.retentionMs;
@@ -1290,12 +1306,20 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   const clock = opts.clock ?? systemClock;
   await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
   const sealer = new AesGcmSealer(await loadOrCreateSecretsKey({ dataDir: config.dataDir, env }));
+  // The configured PostgreSQL (when no backend is passed in) holds the shared state and the audit index.
+  const pgConnection =
+    opts.backend === undefined && config.backend.type === 'postgres'
+      ? await postgresConnection(config.backend, env)
+      : undefined;
   const backend =
     typeof opts.backend === 'object'
       ? opts.backend
       : opts.backend === 'memory'
         ? new MemoryBackend({ clock })
-        : await openConfiguredBackend(config, clock, channelLogger(config.clusterName));
+        : await openConfiguredBackend(config, clock, channelLogger(config.clusterName), {
+            pgConnection,
+            backendWaitMs: opts.backendWaitMs,
+          });
   try {
     await migrateSchema(backend, { where: describeBackend(backend, config.dataDir) });
   } catch (e) {
@@ -1310,11 +1334,21 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     if (typeof name === 'string' && name !== config.clusterName) config = { ...config, clusterName: name };
   }
   const auditDir = path.join(config.dataDir, 'audit');
-  // Indexing runs on its own thread: the per-query path only waits for the JSON-lines write.
-  const index = new SqliteAuditIndex({
-    path: path.join(auditDir, 'index.db'),
-    worker: opts.auditIndexThread ?? true,
-  });
+  // Gateways sharing PostgreSQL share its audit index, so a search on any finds every gateway's
+  // events; otherwise SQLite in the data dir, indexing on its own thread (the per-query path only
+  // waits for the JSON-lines write).
+  let index: GatewayAuditIndex;
+  try {
+    index = pgConnection
+      ? await PostgresAuditIndex.open({ connection: pgConnection })
+      : new SqliteAuditIndex({
+          path: path.join(auditDir, 'index.db'),
+          worker: opts.auditIndexThread ?? true,
+        });
+  } catch (e) {
+    if (typeof opts.backend !== 'object') await backend.close();
+    throw e;
+  }
   // The record is hash-chained; its file heads are signed once the CA store has the audit key.
   const record = new JsonlFileSink({ dir: auditDir, maxBytes: config.audit.maxFileBytes, chain: true });
   const sinks: AuditSink[] = [record, index];
@@ -1445,11 +1479,27 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
 }
 
 /** The backend the config names (`backend:`), its files read; SQLite in the data dir by default. */
-async function openConfiguredBackend(config: GatehouseConfig, clock: Clock, log: LogFn): Promise<Backend> {
+async function openConfiguredBackend(
+  config: GatehouseConfig,
+  clock: Clock,
+  log: LogFn,
+  pg: {
+    pgConnection: Awaited<ReturnType<typeof postgresConnection>> | undefined;
+    backendWaitMs: number | undefined;
+  },
+): Promise<Backend> {
   const b = config.backend;
   switch (b.type) {
     case 'sqlite':
       return openBackend({ type: 'sqlite', path: path.join(config.dataDir, 'gatehouse.db') }, clock);
+    case 'postgres':
+      if (!pg.pgConnection) throw new Error('the PostgreSQL connection was not resolved');
+      return openPostgresBackend(pg.pgConnection, {
+        clock,
+        poolSize: b.poolSize,
+        log,
+        ...(pg.backendWaitMs !== undefined ? { waitMs: pg.backendWaitMs } : {}),
+      });
     case 'etcd': {
       const spec: BackendSpec = {
         type: 'etcd',
@@ -1477,7 +1527,7 @@ async function openConfiguredBackend(config: GatehouseConfig, clock: Clock, log:
     default: {
       const _: never = b;
       throw new GatehouseError('GH_ERR_CONFIG_INVALID', `unknown backend ${JSON.stringify(_)}`, {
-        hint: 'Set backend.type to sqlite or etcd.',
+        hint: 'Set backend.type to sqlite, postgres or etcd.',
       });
     }
   }
@@ -1496,9 +1546,9 @@ async function readBackendFile(file: string, key: string): Promise<Buffer> {
 
 /** How messages about the store name it (schema upgrades). */
 function describeBackend(backend: Backend, dataDir: string): string {
-  return backend instanceof EtcdBackend
-    ? `etcd ${backend.endpoints.join(',')} prefix ${backend.prefix}`
-    : dataDir;
+  if (backend instanceof EtcdBackend) return `etcd ${backend.endpoints.join(',')} prefix ${backend.prefix}`;
+  if (backend instanceof PostgresBackend) return `the PostgreSQL backend ${backend.where}`;
+  return dataDir;
 }
 
 /** What the config file declares (databases, Kubernetes clusters, desktops, nodes), with their files read. */

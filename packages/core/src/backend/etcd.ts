@@ -173,7 +173,7 @@ interface Subscription {
 }
 
 /**
- * Backend on an etcd v3 cluster (decision 00XX-etcd-backend): several
+ * Backend on an etcd v3 cluster (decision 0033-etcd-backend): several
  * gateways share one store. Revisions are etcd's store revisions (global,
  * increasing, a delete takes one too); compare-and-swap is a transaction on
  * the key's mod_revision; TTL items get a lease so etcd removes them and

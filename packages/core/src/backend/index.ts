@@ -14,6 +14,21 @@ export {
 } from './etcd.js';
 export { compareKeys, prefixUpperBound } from './keys.js';
 export { MemoryBackend, type MemoryBackendOptions } from './memory.js';
+export {
+  POSTGRES_BACKEND_ERROR_CHANNEL,
+  POSTGRES_LISTENER_NAME,
+  POSTGRES_NOTIFY_CHANNEL,
+  PostgresBackend,
+  type PostgresBackendOptions,
+} from './postgres.js';
+export {
+  BACKEND_PASSWORD_ENV,
+  type OpenPostgresOptions,
+  openPostgresBackend,
+  type PostgresBackendConfig,
+  parsePostgresUri,
+  postgresConnection,
+} from './postgres-config.js';
 export { SQLITE_SWEEP_ERROR_CHANNEL, SqliteBackend, type SqliteBackendOptions } from './sqlite.js';
 export type * from './types.js';
 

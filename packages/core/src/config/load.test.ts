@@ -142,4 +142,52 @@ describe('loadConfig: backend', () => {
     );
     await expect(load('backend: { type: zookeeper }\n')).rejects.toThrow(/backend\.type/);
   });
+
+  it('reads a postgres backend with its password file and TLS files', async () => {
+    const c = await loadConfig({
+      env: {},
+      overrides: { dataDir: '/tmp/x' },
+      text: [
+        'backend:',
+        '  type: postgres',
+        '  uri: postgres://gatehouse@db1.internal:5432/gatehouse',
+        '  password_file: /etc/gatehouse/pg-password',
+        '  tls: { ca_file: /etc/gatehouse/pg-ca.pem, server_name: db.internal }',
+        '  pool_size: 4',
+        '',
+      ].join('\n'),
+    });
+    expect(c.backend).toEqual({
+      type: 'postgres',
+      uri: 'postgres://gatehouse@db1.internal:5432/gatehouse',
+      passwordFile: '/etc/gatehouse/pg-password',
+      tls: {
+        caFile: '/etc/gatehouse/pg-ca.pem',
+        certFile: undefined,
+        keyFile: undefined,
+        serverName: 'db.internal',
+      },
+      poolSize: 4,
+    });
+  });
+
+  it('names backend.uri and says what is wrong with a bad URI, and rejects unknown keys', async () => {
+    const load = (text: string) => loadConfig({ env: {}, overrides: { dataDir: '/tmp/x' }, text });
+    await expect(load('backend: { type: postgres, uri: "http://db/gh" }\n')).rejects.toMatchObject({
+      code: 'GH_ERR_CONFIG_INVALID',
+      message: expect.stringMatching(/backend\.uri[\s\S]*scheme must be postgres/),
+    });
+    await expect(
+      load('backend: { type: postgres, uri: "postgres://db/gh?sslmode=allow" }\n'),
+    ).rejects.toMatchObject({
+      message: expect.stringMatching(/sslmode must be one of disable, require, verify-ca, verify-full/),
+    });
+    await expect(
+      load('backend: { type: postgres, uri: "postgres://db/gh", passwd: x }\n'),
+    ).rejects.toMatchObject({
+      code: 'GH_ERR_CONFIG_INVALID',
+      message: expect.stringMatching(/passwd/),
+    });
+    await expect(load('backend: { type: etcd }\n')).rejects.toMatchObject({ code: 'GH_ERR_CONFIG_INVALID' });
+  });
 });

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import type { PostgresBackendConfig } from '../backend/postgres-config.js';
 import { GatehouseError } from '../errors.js';
 import type { SsoConnectorDoc } from '../sso/connectors.js';
 import { parseDuration } from '../util/duration.js';
@@ -103,7 +104,7 @@ export interface GatehouseConfig {
   };
   /** recordings.retention: recordings that ended longer ago are deleted (absent: kept). */
   recordings?: { retentionMs?: number };
-  /** Where the state lives (config `backend`); files not read yet: createGateway reads them. */
+  /** Where the state lives (config `backend`: SQLite in the data dir by default, or a shared PostgreSQL or etcd); files not read yet: createGateway reads them. */
   backend: BackendConfig;
   /** Where the config came from, for messages. */
   source: string;
@@ -111,6 +112,7 @@ export interface GatehouseConfig {
 
 export type BackendConfig =
   | { type: 'sqlite' }
+  | PostgresBackendConfig
   | {
       type: 'etcd';
       endpoints: string[];
@@ -338,6 +340,19 @@ function resolveBackend(b: ParsedConfig['backend']): BackendConfig {
   switch (b.type) {
     case 'sqlite':
       return { type: 'sqlite' };
+    case 'postgres':
+      return {
+        type: 'postgres',
+        uri: b.uri,
+        passwordFile: b.password_file,
+        tls: b.tls && {
+          caFile: b.tls.ca_file,
+          certFile: b.tls.cert_file,
+          keyFile: b.tls.key_file,
+          serverName: b.tls.server_name,
+        },
+        poolSize: b.pool_size,
+      };
     case 'etcd':
       return {
         type: 'etcd',

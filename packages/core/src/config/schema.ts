@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { parsePostgresUri } from '../backend/postgres-config.js';
 import { ssoConnectorSchema } from '../sso/connectors.js';
 import { isDuration, parseDuration } from '../util/duration.js';
 
@@ -119,6 +120,72 @@ export const configSchema = z
       .default('gatehouse'),
     /** Where the SQLite backend, secrets key, audit log and recordings live. */
     data_dir: z.string().optional(),
+    /**
+     * Where users, roles, locks, CAs (sealed), tokens, resources and web
+     * sessions live: sqlite (default, a file in the data dir, for one gateway),
+     * or postgres or etcd, which several gateways can share (decisions
+     * 0034-postgres-backend and 0033-etcd-backend). Every gateway on one
+     * shared backend needs the same secrets key (GATEHOUSE_SECRETS_KEY), which
+     * seals the CAs.
+     */
+    backend: z
+      .discriminatedUnion('type', [
+        z.object({ type: z.literal('sqlite') }).strict(),
+        z
+          .object({
+            type: z.literal('postgres'),
+            /** postgres://USER@HOST:5432/DATABASE; ?sslmode=disable|require|verify-ca|verify-full (default verify-full over TCP), ?host=/socket/dir. */
+            uri: z.string().superRefine((v, ctx) => {
+              const r = parsePostgresUri(v);
+              if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+            }),
+            /** File whose first line is the password (else the URI's, else GATEHOUSE_BACKEND_PASSWORD). */
+            password_file: z.string().optional(),
+            tls: z
+              .object({
+                /** CA (PEM file) the server's certificate must chain to; default: the system CAs. */
+                ca_file: z.string().optional(),
+                /** Client certificate and key (PEM files), for `hostssl ... cert` authentication. */
+                cert_file: z.string().optional(),
+                key_file: z.string().optional(),
+                /** Name the server's certificate must carry; default: the host of uri. */
+                server_name: z.string().optional(),
+              })
+              .strict()
+              .optional(),
+            /** Connections each gateway keeps open for reads and writes (plus one for LISTEN). Default 10. */
+            pool_size: z.number().int().min(1).max(200).optional(),
+          })
+          .strict(),
+        z
+          .object({
+            type: z.literal('etcd'),
+            /** Client URLs of the etcd members: http://HOST:PORT, or https://HOST:PORT with `tls`. */
+            endpoints: z.array(z.string()).min(1),
+            /** Every key lives under this prefix; give each Gatehouse cluster sharing an etcd its own. */
+            prefix: z.string().min(1).default('gatehouse/'),
+            /** TLS to etcd: the CA of etcd's server certificate, and a client certificate if etcd requires one. */
+            tls: z
+              .object({
+                ca_file: z.string(),
+                cert_file: z.string().optional(),
+                key_file: z.string().optional(),
+              })
+              .strict()
+              .optional(),
+            /** etcd user (etcdctl auth enable) and a file whose first line is its password. */
+            auth: z
+              .object({ username: z.string().min(1), password_file: z.string() })
+              .strict()
+              .optional(),
+            /** A request etcd does not answer within this fails (the gateway fails closed). */
+            request_timeout: duration.default('5s'),
+            /** At start, give up after this long if etcd is unreachable. Default: keep retrying (and say so). */
+            startup_timeout: duration.optional(),
+          })
+          .strict(),
+      ])
+      .default({ type: 'sqlite' }),
     /** The one listener (SSH, PostgreSQL, TLS: HTTP API, web UI, tunnels). */
     listen: hostPort.default('127.0.0.1:3080'),
     /** host:port clients use to reach the listener; defaults to `listen`. */
@@ -428,45 +495,6 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    /**
-     * Where users, roles, locks, CAs (sealed), tokens, resources and web
-     * sessions live. Default `{ type: sqlite }`: a SQLite file in data_dir,
-     * for one gateway. Several gateways share state on etcd (decision
-     * 00XX-etcd-backend); they must also share the secrets key
-     * (GATEHOUSE_SECRETS_KEY), which seals the CAs.
-     */
-    backend: z
-      .discriminatedUnion('type', [
-        z.object({ type: z.literal('sqlite') }).strict(),
-        z
-          .object({
-            type: z.literal('etcd'),
-            /** Client URLs of the etcd members: http://HOST:PORT, or https://HOST:PORT with `tls`. */
-            endpoints: z.array(z.string()).min(1),
-            /** Every key lives under this prefix; give each Gatehouse cluster sharing an etcd its own. */
-            prefix: z.string().min(1).default('gatehouse/'),
-            /** TLS to etcd: the CA of etcd's server certificate, and a client certificate if etcd requires one. */
-            tls: z
-              .object({
-                ca_file: z.string(),
-                cert_file: z.string().optional(),
-                key_file: z.string().optional(),
-              })
-              .strict()
-              .optional(),
-            /** etcd user (etcdctl auth enable) and a file whose first line is its password. */
-            auth: z
-              .object({ username: z.string().min(1), password_file: z.string() })
-              .strict()
-              .optional(),
-            /** A request etcd does not answer within this fails (the gateway fails closed). */
-            request_timeout: duration.default('5s'),
-            /** At start, give up after this long if etcd is unreachable. Default: keep retrying (and say so). */
-            startup_timeout: duration.optional(),
-          })
-          .strict(),
-      ])
-      .default({ type: 'sqlite' }),
   })
   .strict();
 

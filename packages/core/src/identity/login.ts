@@ -113,6 +113,32 @@ export class PasswordLogin {
    * devices, or an assertion from one of their security keys.
    */
   async authenticate(req: PasswordLoginRequest): Promise<UserRecord> {
+    return this.#onRecord(req.user, 'password', req.remoteAddr, () => this.#authenticate(req));
+  }
+
+  /**
+   * Runs one login step; when the backend cannot answer (a shared database
+   * down) the refusal is on the record like any other (the audit log spools it
+   * until its index is back), and the login fails closed.
+   */
+  async #onRecord<T>(
+    user: string | undefined,
+    method: LoginMethod,
+    addr: string | undefined,
+    step: () => Promise<T>,
+  ): Promise<T> {
+    try {
+      return await step();
+    } catch (e) {
+      if (isGatehouseError(e, 'GH_ERR_BACKEND_UNAVAILABLE')) {
+        const name = typeof user === 'string' ? user.slice(0, 256) : undefined;
+        await auditLoginFailure(this.#d.audit, name || undefined, method, 'backend_unavailable', e, addr);
+      }
+      throw e;
+    }
+  }
+
+  async #authenticate(req: PasswordLoginRequest): Promise<UserRecord> {
     const name = req.user;
     const addr = req.remoteAddr;
     const rec = await this.#checkPassword(req);
@@ -203,8 +229,10 @@ export class PasswordLogin {
     webauthn: AuthenticationResponseJSON;
     remoteAddr?: string | undefined;
   }): Promise<UserRecord> {
-    const r = await this.#webauthn(req.webauthn, undefined, 'passwordless', req.remoteAddr);
-    return this.#succeed(r.user, 'passwordless', r.device, req.remoteAddr);
+    return this.#onRecord(undefined, 'passwordless', req.remoteAddr, async () => {
+      const r = await this.#webauthn(req.webauthn, undefined, 'passwordless', req.remoteAddr);
+      return this.#succeed(r.user, 'passwordless', r.device, req.remoteAddr);
+    });
   }
 
   /** Verifies a WebAuthn assertion; a refusal is audited (and counted against a known user). */
