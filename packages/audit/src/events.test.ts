@@ -21,6 +21,7 @@ const EXPECTED = {
   'lock.delete': 'GH1031I',
   'cert.create': 'GH1040I',
   'ca.create': 'GH1041I',
+  'ca.rotate': 'GH1042I',
   'listener.reject': 'GH1100W',
   'http.reject': 'GH1101W',
   'access.denied': 'GH1102W',

@@ -271,6 +271,20 @@ export type AuditEventInput =
     })
   | (CommonFields & { type: 'ca.create'; ca: string; key_id: string })
   | (CommonFields & {
+      type: 'ca.rotate';
+      /** user, host or db. */
+      ca: string;
+      /** The phase entered: init, update_clients, update_servers, rollback or standby. */
+      phase: string;
+      /** The phase left. */
+      previous_phase: string;
+      mode: 'auto' | 'manual';
+      /** Fingerprints of the key that was signing before the rotation (SSH SHA256:..., X.509 SPKI sha256:...). */
+      old_key?: { id: string; ssh_fingerprint: string; x509_fingerprint: string };
+      /** Fingerprints of the key the rotation introduced. */
+      new_key?: { id: string; ssh_fingerprint: string; x509_fingerprint: string };
+    })
+  | (CommonFields & {
       type: 'listener.reject';
       reason: ListenerRejectReason;
       error: string;
@@ -739,6 +753,7 @@ export const EVENT_CODES = {
   'lock.delete': 'GH1031I',
   'cert.create': 'GH1040I',
   'ca.create': 'GH1041I',
+  'ca.rotate': 'GH1042I',
   'listener.reject': 'GH1100W',
   'http.reject': 'GH1101W',
   'access.denied': 'GH1102W',

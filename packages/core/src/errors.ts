@@ -52,6 +52,8 @@ export const ErrorCodes = {
   GH_ERR_DATA_DIR_NEWER: 500,
   /** A backup file that is not whole, not ours, sealed with another passphrase, or of another cluster. */
   GH_ERR_BACKUP_INVALID: 400,
+  /** A CA rotation step that does not follow from the CA's current phase (started twice, rollback after standby). */
+  GH_ERR_CA_ROTATION: 409,
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -431,3 +431,241 @@ describe('export and pins', () => {
     expect(cas.caPin()).toMatch(/^sha256:[0-9a-f]{64}$/);
   });
 });
+
+describe('CertificateAuthorities.rotate', () => {
+  const hour = 3_600_000;
+  /** Which key id signed a fresh SSH user, SSH host, X.509 server and db client certificate. */
+  async function signers(cas: CertificateAuthorities, clock: ManualClock) {
+    const now = clock.now();
+    const until = new Date(now.getTime() + hour);
+    const byKey = (name: 'user' | 'host' | 'db', verifyWith: (k: string) => boolean) =>
+      cas.get(name).find((k) => verifyWith(k.x509CertPem) || verifyWith(k.sshPublicKey))?.id;
+    const userSsh = await cas.issueSshUserCert({
+      publicKey: sshPub(),
+      keyId: 'alice',
+      principals: ['root'],
+      validAfter: now,
+      validBefore: until,
+    });
+    const hostSsh = await cas.issueSshHostCert({
+      publicKey: sshPub(),
+      keyId: 'n1',
+      principals: ['n1'],
+      validAfter: now,
+      validBefore: until,
+    });
+    const server = await cas.issueX509ServerCert({
+      publicKeyPem: ecPem(),
+      commonName: 'proxy',
+      dnsNames: ['proxy'],
+      ipAddresses: [],
+      notBefore: now,
+      notAfter: until,
+    });
+    const db = await cas.issueDbClientCert({
+      publicKeyPem: ecPem(),
+      dbUser: 'reader',
+      notBefore: now,
+      notAfter: until,
+    });
+    const sshBy =
+      (cert: string, type: 'user' | 'host' = 'user') =>
+      (k: string) => {
+        if (!k.startsWith('ssh-')) return false;
+        try {
+          verifySshCertificate(cert, [k], now, { type });
+          return true;
+        } catch {
+          // Not this key's: the other one is tried.
+          return false;
+        }
+      };
+    const x509By = (pem: string) => (k: string) =>
+      k.startsWith('-----') && new X509Certificate(pem).verify(new X509Certificate(k).publicKey);
+    return {
+      user: byKey('user', sshBy(userSsh.cert)),
+      host: byKey('host', sshBy(hostSsh.cert, 'host')),
+      server: byKey('host', x509By(server.cert)),
+      db: byKey('db', x509By(db.cert)),
+    };
+  }
+
+  it('walks init, update_clients, update_servers, standby: both keys trusted until standby, signing switches by role', async () => {
+    const { cas, audit, clock } = setup();
+    await cas.init();
+    const old = { user: cas.get('user')[0]!.id, host: cas.get('host')[0]!.id, db: cas.get('db')[0]!.id };
+    const changed: string[] = [];
+    cas.onChange((n) => changed.push(n));
+
+    for (const type of ['user', 'host', 'db'] as const)
+      await cas.rotate(type, { phase: 'init', actor: 'root' });
+    const fresh = { user: cas.get('user')[0]!.id, host: cas.get('host')[0]!.id, db: cas.get('db')[0]!.id };
+    expect(cas.get('user').map((k) => k.id)).toEqual([fresh.user, old.user]);
+    expect(fresh.user).not.toBe(old.user);
+    expect(await signers(cas, clock)).toEqual({
+      user: old.user,
+      host: old.host,
+      server: old.host,
+      db: old.db,
+    });
+
+    for (const type of ['user', 'host', 'db'] as const) await cas.rotate(type, { phase: 'update_clients' });
+    expect(await signers(cas, clock)).toEqual({
+      user: fresh.user,
+      host: old.host,
+      server: old.host,
+      db: fresh.db,
+    });
+
+    for (const type of ['user', 'host', 'db'] as const) await cas.rotate(type, { phase: 'update_servers' });
+    expect(await signers(cas, clock)).toEqual({
+      user: fresh.user,
+      host: fresh.host,
+      server: fresh.host,
+      db: fresh.db,
+    });
+    expect(cas.get('host')).toHaveLength(2);
+
+    for (const type of ['user', 'host', 'db'] as const) await cas.rotate(type, { phase: 'standby' });
+    expect(cas.get('user').map((k) => k.id)).toEqual([fresh.user]);
+    expect(cas.get('host').map((k) => k.id)).toEqual([fresh.host]);
+    expect(cas.status().map((s) => [s.type, s.phase, s.last_result, s.keys.length])).toEqual([
+      ['user', 'standby', 'completed', 1],
+      ['host', 'standby', 'completed', 1],
+      ['db', 'standby', 'completed', 1],
+    ]);
+    expect(changed).toHaveLength(12);
+
+    const rotations = audit.events.filter((e) => e.type === 'ca.rotate');
+    expect(rotations.map((e) => e.type === 'ca.rotate' && `${e.ca}:${e.previous_phase}>${e.phase}`)).toEqual([
+      'user:standby>init',
+      'host:standby>init',
+      'db:standby>init',
+      'user:init>update_clients',
+      'host:init>update_clients',
+      'db:init>update_clients',
+      'user:update_clients>update_servers',
+      'host:update_clients>update_servers',
+      'db:update_clients>update_servers',
+      'user:update_servers>standby',
+      'host:update_servers>standby',
+      'db:update_servers>standby',
+    ]);
+    const first = rotations[0]!;
+    expect(first.type === 'ca.rotate' && first.user).toBe('root');
+    expect(first.type === 'ca.rotate' && first.old_key?.id).toBe(old.user);
+    expect(first.type === 'ca.rotate' && first.new_key?.ssh_fingerprint).toMatch(
+      /^SHA256:[A-Za-z0-9+/]{43}$/,
+    );
+    expect(first.type === 'ca.rotate' && first.new_key?.x509_fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+
+  it('refuses an old-CA certificate after standby', async () => {
+    const { cas, clock } = setup();
+    await cas.init();
+    const now = clock.now();
+    const oldCert = await cas.issueSshUserCert({
+      publicKey: sshPub(),
+      keyId: 'alice',
+      principals: ['root'],
+      validAfter: now,
+      validBefore: new Date(now.getTime() + hour),
+    });
+    for (const phase of ['init', 'update_clients', 'update_servers'] as const) {
+      await cas.rotate('user', { phase });
+      expect(() =>
+        verifySshCertificate(
+          oldCert.cert,
+          cas.get('user').map((k) => k.sshPublicKey),
+          now,
+        ),
+      ).not.toThrow();
+    }
+    await cas.rotate('user', { phase: 'standby' });
+    expect(() =>
+      verifySshCertificate(
+        oldCert.cert,
+        cas.get('user').map((k) => k.sshPublicKey),
+        now,
+      ),
+    ).toThrow(/not signed by a trusted Gatehouse CA/);
+  });
+
+  it('rolls back mid-phase: the old key signs again, and standby then drops the new one', async () => {
+    const { cas, clock } = setup();
+    await cas.init();
+    const old = cas.get('user')[0]!.id;
+    await cas.rotate('user', { phase: 'init' });
+    await cas.rotate('user', { phase: 'update_clients' });
+    const fresh = cas.get('user')[0]!.id;
+    expect((await signers(cas, clock)).user).toBe(fresh);
+    await cas.rotate('user', { phase: 'rollback' });
+    expect((await signers(cas, clock)).user).toBe(old);
+    expect(cas.get('user')).toHaveLength(2);
+    await cas.rotate('user', { phase: 'standby' });
+    expect(cas.get('user').map((k) => k.id)).toEqual([old]);
+    expect(cas.status()[0]!.last_result).toBe('rolled_back');
+  });
+
+  it('refuses a rotation started twice, rollback after standby, and skipping a phase, with GH_ERR_CA_ROTATION', async () => {
+    const { cas } = setup();
+    await cas.init();
+    const code = async (p: Promise<unknown>) =>
+      p.then(
+        () => 'ok',
+        (e: unknown) => (e as GatehouseError).code,
+      );
+    expect(await code(cas.rotate('host', { phase: 'rollback' }))).toBe('GH_ERR_CA_ROTATION');
+    expect(await code(cas.rotate('host', { phase: 'update_servers' }))).toBe('GH_ERR_CA_ROTATION');
+    await cas.rotate('host');
+    await expect(cas.rotate('host')).rejects.toThrow(/already in progress \(phase init\)/);
+    expect(await code(cas.rotate('host', { phase: 'update_servers' }))).toBe('GH_ERR_CA_ROTATION');
+    await cas.rotate('host', { phase: 'update_clients' });
+    await cas.rotate('host', { phase: 'update_servers' });
+    await cas.rotate('host', { phase: 'standby' });
+    await expect(cas.rotate('host', { phase: 'rollback' })).rejects.toThrow(/nothing to roll back/);
+    expect(cas.get('host')).toHaveLength(1);
+  });
+
+  it('a rotation started by two processes at once: one wins, the other gets GH_ERR_CA_ROTATION', async () => {
+    const { cas, backend, sealer } = setup();
+    await cas.init();
+    const other = reopen(backend, sealer);
+    await other.init();
+    const results = await Promise.allSettled([cas.rotate('db'), other.rotate('db')]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const lost = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(isGatehouseError(lost.reason, 'GH_ERR_CA_ROTATION')).toBe(true);
+  });
+
+  it('resumes after a restart: the phase and both keys come from the backend, and automatic mode moves on when due', async () => {
+    const { cas, backend, sealer, clock } = setup();
+    await cas.init();
+    await cas.rotate('user', { graceMs: 3 * hour });
+    expect(cas.status()[0]).toMatchObject({ phase: 'init', mode: 'auto', grace: '3h' });
+    const restarted = new CertificateAuthorities({
+      backend,
+      sealer,
+      clock,
+      clusterName: 'acme',
+      audit: new TestAudit(),
+    });
+    await restarted.init();
+    expect(restarted.status()[0]).toMatchObject({ phase: 'init', mode: 'auto' });
+    expect(restarted.get('user').map((k) => k.id)).toEqual(cas.get('user').map((k) => k.id));
+    expect(await restarted.advanceDue()).toEqual([]);
+    clock.advance(hour);
+    expect(await restarted.advanceDue()).toEqual(['user']);
+    expect(restarted.status()[0]!.phase).toBe('update_clients');
+    // The first process sees the step at its next reload.
+    expect(await cas.reload()).toEqual(['user']);
+    expect(cas.status()[0]!.phase).toBe('update_clients');
+    clock.advance(hour);
+    await restarted.advanceDue();
+    clock.advance(hour);
+    await restarted.advanceDue();
+    expect(restarted.status()[0]).toMatchObject({ phase: 'standby', last_result: 'completed' });
+    expect(restarted.get('user')).toHaveLength(1);
+    expect(restarted.nextDue()).toBeUndefined();
+  });
+});

@@ -5,8 +5,18 @@ import type { Clock } from '../clock.js';
 import type { Sealer } from '../crypto/seal.js';
 import { GatehouseError, isGatehouseError } from '../errors.js';
 import type { Route } from '../identity/types.js';
+import { formatDuration } from '../util/duration.js';
 import { type LoadedAuditKey, loadOrCreateAuditKey } from './audit-key.js';
 import { encodeIdentityJson } from './identity-codec.js';
+import {
+  type CertRole,
+  checkTransition,
+  dueAt,
+  fingerprints,
+  type KeyFingerprints,
+  nextAutoPhase,
+  signingKeyId,
+} from './rotation.js';
 import {
   EMPTY_SESSION_POLICY,
   ed25519PublicKeyToSsh,
@@ -25,7 +35,9 @@ import type {
   CaKeyPublic,
   CaName,
   CaRecord,
+  CaRotation,
   IssuedCertificate,
+  RotationPhase,
   SshHostCertRequest,
   SshUserCertRequest,
   X509DbClientCertRequest,
@@ -58,6 +70,47 @@ interface LoadedKey {
   ssh: SshCertSigner;
   x509: X509Issuer;
 }
+
+interface LoadedCa {
+  keys: LoadedKey[];
+  rotation: CaRotation | undefined;
+  /** The backend revision it was read at (rotation steps compare-and-swap on it). */
+  revision: number;
+}
+
+/** What a CA signs with by default when a caller asks for "its signing key". */
+const DEFAULT_ROLE: Record<CaName, CertRole> = { user: 'client', host: 'server', db: 'client' };
+
+/** One CA as `gatehouse ca status` shows it. */
+export interface CaStatus {
+  type: CaName;
+  /** standby when not rotating. */
+  phase: RotationPhase;
+  mode?: 'auto' | 'manual';
+  grace?: string;
+  started?: string;
+  phase_started?: string;
+  /** When automatic mode moves on to the next phase. */
+  next_phase_at?: string;
+  next_phase?: RotationPhase;
+  /** The last rotation's outcome, once at standby. */
+  last_result?: 'completed' | 'rolled_back';
+  /** Every trusted key, newest first, with what it signs now. */
+  keys: (KeyFingerprints & { created: string; role: 'current' | 'new' | 'old'; signs: CertRole[] })[];
+}
+
+/** A rotation step: a phase (manual), or nothing to start an automatic rotation. */
+export interface RotateRequest {
+  phase?: RotationPhase;
+  /** Default: auto when no phase is given, manual otherwise. */
+  mode?: 'auto' | 'manual';
+  /** Grace period (automatic mode); default 24h. */
+  graceMs?: number;
+  /** Who asked (audit). */
+  actor?: string;
+}
+
+export const DEFAULT_ROTATION_GRACE_MS = 24 * 3_600_000;
 
 export function caBackendKey(name: CaName): string {
   return `cas/${name}`;
@@ -119,7 +172,10 @@ function parseRecord(raw: string, name: CaName, clusterName: string): CaRecord {
  */
 export class CertificateAuthorities {
   readonly #deps: CertificateAuthoritiesDeps;
-  readonly #cas = new Map<CaName, LoadedKey[]>();
+  readonly #cas = new Map<CaName, LoadedCa>();
+  /** Unsealed keys by CA and id: a reload unseals only keys it has not seen. */
+  readonly #unsealed = new Map<string, LoadedKey>();
+  readonly #listeners = new Set<(name: CaName) => void>();
   #auditKey: LoadedAuditKey | undefined;
 
   constructor(deps: CertificateAuthoritiesDeps) {
@@ -155,29 +211,63 @@ export class CertificateAuthorities {
     return this.#auditKey;
   }
 
-  async #loadOrCreate(name: CaName): Promise<LoadedKey[]> {
+  async #loadOrCreate(name: CaName): Promise<LoadedCa> {
     const { backend, clusterName } = this.#deps;
     const key = caBackendKey(name);
     const existing = await backend.get(key);
-    if (existing) return this.#unseal(parseRecord(existing.value, name, clusterName));
-    const record = await this.#generate(name);
+    if (existing) return this.#load(parseRecord(existing.value, name, clusterName), existing.revision);
+    const record: CaRecord = { name, clusterName, keys: [await this.#generateKey(name)] };
+    let item: { revision: number };
     try {
-      await backend.create(key, JSON.stringify(record));
+      item = await backend.create(key, JSON.stringify(record));
     } catch (e) {
       if (!isGatehouseError(e, 'GH_ERR_ALREADY_EXISTS')) throw e;
       // Another process created it first: theirs wins, ours is discarded unused.
       const theirs = await backend.get(key);
       if (!theirs)
         throw new GatehouseError('GH_ERR_INTERNAL', `${key} vanished while being created`, { cause: e });
-      return this.#unseal(parseRecord(theirs.value, name, clusterName));
+      return this.#load(parseRecord(theirs.value, name, clusterName), theirs.revision);
     }
     for (const k of record.keys) {
       await this.#deps.audit.emit({ type: 'ca.create', user: 'system', ca: name, key_id: k.id });
     }
-    return this.#unseal(record);
+    return this.#load(record, item.revision);
   }
 
-  async #generate(name: CaName): Promise<CaRecord> {
+  #load(rec: CaRecord, revision: number): LoadedCa {
+    return { keys: this.#unseal(rec), rotation: rec.rotation, revision };
+  }
+
+  /**
+   * Re-reads every CA from the backend: another process (or `gatehouse ca
+   * rotate` against the data dir) may have moved a rotation on. Calls the
+   * change listeners for each CA whose keys or phase changed.
+   */
+  async reload(): Promise<CaName[]> {
+    const changed: CaName[] = [];
+    for (const name of CA_NAMES) {
+      const item = await this.#deps.backend.get(caBackendKey(name));
+      if (!item) continue;
+      const before = this.#cas.get(name);
+      if (before && before.revision === item.revision) continue;
+      this.#cas.set(name, this.#load(parseRecord(item.value, name, this.#deps.clusterName), item.revision));
+      changed.push(name);
+    }
+    for (const name of changed) this.#notify(name);
+    return changed;
+  }
+
+  /** Called with a CA's name after its keys or rotation phase changed (here or by a reload). */
+  onChange(listener: (name: CaName) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #notify(name: CaName): void {
+    for (const l of this.#listeners) l(name);
+  }
+
+  async #generateKey(name: CaName): Promise<StoredKey> {
     const { sealer, clock, clusterName } = this.#deps;
     const id = randomBytes(8).toString('hex');
     const now = clock.now();
@@ -190,71 +280,234 @@ export class CertificateAuthorities {
     });
     const sshPem = ssh.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
     return {
-      name,
-      clusterName,
-      keys: [
-        {
-          id,
-          createdAt: now.toISOString(),
-          sshPublicKey: ed25519PublicKeyToSsh(ssh.publicKey, `gatehouse ${clusterName} ${name} CA`),
-          x509CertPem: x509.certPem,
-          sealedSshPrivateKey: sealer.seal(sshPem, sealAad(name, id, 'ssh')),
-          sealedX509PrivateKey: sealer.seal(x509.privateKeyPem, sealAad(name, id, 'x509')),
-        },
-      ],
+      id,
+      createdAt: now.toISOString(),
+      sshPublicKey: ed25519PublicKeyToSsh(ssh.publicKey, `gatehouse ${clusterName} ${name} CA`),
+      x509CertPem: x509.certPem,
+      sealedSshPrivateKey: sealer.seal(sshPem, sealAad(name, id, 'ssh')),
+      sealedX509PrivateKey: sealer.seal(x509.privateKeyPem, sealAad(name, id, 'x509')),
     };
   }
 
   #unseal(rec: CaRecord): LoadedKey[] {
-    const { sealer } = this.#deps;
     return rec.keys.map((k: StoredKey) => {
-      const sshKey: KeyObject = createPrivateKey(
-        sealer.open(k.sealedSshPrivateKey, sealAad(rec.name, k.id, 'ssh')),
-      );
-      const x509Key: KeyObject = createPrivateKey(
-        sealer.open(k.sealedX509PrivateKey, sealAad(rec.name, k.id, 'x509')),
-      );
-      const signer = new SshCertSigner(sshKey);
-      // A record whose public half does not match its private half would
-      // hand out certificates nobody trusts; refuse it at load time.
-      if (!signer.publicKeyBlob.equals(parseSshPublicKey(k.sshPublicKey).blob)) {
-        throw new GatehouseError(
-          'GH_ERR_INTERNAL',
-          `CA ${rec.name} key ${k.id}: SSH public key does not match`,
-        );
+      const cacheKey = `${rec.name}/${k.id}`;
+      let loaded = this.#unsealed.get(cacheKey);
+      if (!loaded) {
+        loaded = this.#unsealKey(rec.name, k);
+        this.#unsealed.set(cacheKey, loaded);
       }
-      const pub: CaKeyPublic = {
-        id: k.id,
-        createdAt: k.createdAt,
-        sshPublicKey: k.sshPublicKey,
-        x509CertPem: k.x509CertPem,
-      };
-      return { pub, ssh: signer, x509: new X509Issuer(k.x509CertPem, x509Key) };
+      return loaded;
     });
   }
 
-  #keys(name: CaName): LoadedKey[] {
-    const keys = this.#cas.get(name);
-    if (!keys || keys.length === 0) {
+  #unsealKey(name: CaName, k: StoredKey): LoadedKey {
+    const { sealer } = this.#deps;
+    const sshKey: KeyObject = createPrivateKey(
+      sealer.open(k.sealedSshPrivateKey, sealAad(name, k.id, 'ssh')),
+    );
+    const x509Key: KeyObject = createPrivateKey(
+      sealer.open(k.sealedX509PrivateKey, sealAad(name, k.id, 'x509')),
+    );
+    const signer = new SshCertSigner(sshKey);
+    // A record whose public half does not match its private half would
+    // hand out certificates nobody trusts; refuse it at load time.
+    if (!signer.publicKeyBlob.equals(parseSshPublicKey(k.sshPublicKey).blob)) {
+      throw new GatehouseError('GH_ERR_INTERNAL', `CA ${name} key ${k.id}: SSH public key does not match`);
+    }
+    const pub: CaKeyPublic = {
+      id: k.id,
+      createdAt: k.createdAt,
+      sshPublicKey: k.sshPublicKey,
+      x509CertPem: k.x509CertPem,
+    };
+    return { pub, ssh: signer, x509: new X509Issuer(k.x509CertPem, x509Key) };
+  }
+
+  #ca(name: CaName): LoadedCa {
+    const ca = this.#cas.get(name);
+    if (!ca || ca.keys.length === 0) {
       throw new GatehouseError('GH_ERR_INTERNAL', `CA "${name}" is not loaded`, {
         hint: 'Call CertificateAuthorities.init() before issuing certificates.',
       });
     }
-    return keys;
+    return ca;
   }
 
-  #signer(name: CaName): LoadedKey {
-    return this.#keys(name)[0] as LoadedKey;
+  #signer(name: CaName, role: CertRole = DEFAULT_ROLE[name]): LoadedKey {
+    const ca = this.#ca(name);
+    const id = signingKeyId(ca.rotation, role, (ca.keys[0] as LoadedKey).pub.id);
+    const key = ca.keys.find((k) => k.pub.id === id);
+    // Fail closed: a rotation naming a key the record does not hold signs nothing.
+    if (!key) throw new GatehouseError('GH_ERR_INTERNAL', `CA ${name}: the signing key ${id} is missing`);
+    return key;
   }
 
-  /** All active keys of a CA, newest first (all are trusted). */
+  /** Every trusted key of a CA, newest first: during a rotation the new and the old one. */
   get(name: CaName): CaKeyPublic[] {
-    return this.#keys(name).map((k) => k.pub);
+    return this.#ca(name).keys.map((k) => k.pub);
   }
 
-  /** The key that signs new certificates (the newest). */
-  signingKey(name: CaName): CaKeyPublic {
-    return this.#signer(name).pub;
+  /** The key that signs new certificates of `role` (default: what the CA issues: host server, user and db client). */
+  signingKey(name: CaName, role?: CertRole): CaKeyPublic {
+    return this.#signer(name, role).pub;
+  }
+
+  /** The CA's rotation, or undefined when it was never rotated. */
+  rotation(name: CaName): CaRotation | undefined {
+    const r = this.#ca(name).rotation;
+    return r ? { ...r } : undefined;
+  }
+
+  /** Phase and key fingerprints of each CA (`gatehouse ca status`). */
+  status(): CaStatus[] {
+    return CA_NAMES.map((name) => {
+      const ca = this.#ca(name);
+      const r = ca.rotation;
+      const rotating = r !== undefined && r.phase !== 'standby';
+      const due = dueAt(r);
+      const next = r ? nextAutoPhase(r.phase) : undefined;
+      return {
+        type: name,
+        phase: r?.phase ?? 'standby',
+        ...(r
+          ? {
+              mode: r.mode,
+              grace: formatDuration(r.grace_ms),
+              started: r.started,
+              phase_started: r.phase_started,
+            }
+          : {}),
+        ...(due !== undefined && next
+          ? { next_phase_at: new Date(due).toISOString(), next_phase: next }
+          : {}),
+        ...(r?.result ? { last_result: r.result } : {}),
+        keys: ca.keys.map((k) => ({
+          ...fingerprints(k.pub),
+          created: k.pub.createdAt,
+          role: !rotating ? 'current' : k.pub.id === r.new_key_id ? 'new' : 'old',
+          signs: (['client', 'server'] as const).filter((role) => this.#signer(name, role) === k),
+        })),
+      };
+    });
+  }
+
+  /**
+   * Moves a CA's rotation to `req.phase` (or starts an automatic one). The
+   * step is a compare-and-swap on the stored record, so two gateways (or a
+   * rotation started twice) cannot both take it; the loser gets
+   * GH_ERR_CA_ROTATION. Every step is audited (`ca.rotate`) before it is
+   * reported done, and the change listeners run.
+   */
+  async rotate(name: CaName, req: RotateRequest = {}): Promise<CaStatus> {
+    const { backend, clock, clusterName } = this.#deps;
+    const key = caBackendKey(name);
+    const item = await backend.get(key);
+    if (!item) throw new GatehouseError('GH_ERR_INTERNAL', `CA record ${key} is missing`);
+    const rec = parseRecord(item.value, name, clusterName);
+    const from: RotationPhase = rec.rotation?.phase ?? 'standby';
+    const to: RotationPhase = req.phase ?? 'init';
+    checkTransition(name, from, to);
+    const now = clock.now().toISOString();
+    let next: CaRecord;
+    if (to === 'init') {
+      const fresh = await this.#generateKey(name);
+      const old = rec.keys[0] as StoredKey;
+      next = {
+        ...rec,
+        keys: [fresh, old],
+        rotation: {
+          phase: 'init',
+          mode: req.mode ?? (req.phase ? 'manual' : 'auto'),
+          grace_ms: req.graceMs ?? DEFAULT_ROTATION_GRACE_MS,
+          started: now,
+          phase_started: now,
+          old_key_id: old.id,
+          new_key_id: fresh.id,
+        },
+      };
+    } else {
+      const r = rec.rotation as CaRotation;
+      const keep = to !== 'standby' ? undefined : from === 'rollback' ? r.old_key_id : r.new_key_id;
+      const { result: _last, ...rest } = r;
+      next = {
+        ...rec,
+        keys: keep === undefined ? rec.keys : rec.keys.filter((k) => k.id === keep),
+        rotation: {
+          ...rest,
+          phase: to,
+          phase_started: now,
+          ...(req.mode ? { mode: req.mode } : {}),
+          ...(to === 'standby' ? { result: from === 'rollback' ? 'rolled_back' : 'completed' } : {}),
+        },
+      };
+      if (next.keys.length === 0) {
+        throw new GatehouseError('GH_ERR_INTERNAL', `CA ${name}: the rotation's key ${keep} is missing`);
+      }
+    }
+    let stored: { revision: number };
+    try {
+      stored = await backend.compareAndSwap(key, item.revision, JSON.stringify(next));
+    } catch (e) {
+      if (!isGatehouseError(e, 'GH_ERR_CONFLICT')) throw e;
+      throw new GatehouseError('GH_ERR_CA_ROTATION', `the ${name} CA changed while this step ran`, {
+        hint: 'Another gateway or admin moved the rotation on; check "gatehouse ca status" and try again.',
+        cause: e,
+      });
+    }
+    const r = next.rotation as CaRotation;
+    const fp = (id: string) => {
+      const k = [...rec.keys, ...next.keys].find((x) => x.id === id);
+      return k ? fingerprints(k) : undefined;
+    };
+    const oldKey = fp(r.old_key_id);
+    const newKey = fp(r.new_key_id);
+    await this.#deps.audit.emit({
+      type: 'ca.rotate',
+      user: req.actor ?? 'system',
+      ca: name,
+      phase: to,
+      previous_phase: from,
+      mode: r.mode,
+      ...(oldKey ? { old_key: oldKey } : {}),
+      ...(newKey ? { new_key: newKey } : {}),
+    });
+    this.#cas.set(name, this.#load(next, stored.revision));
+    this.#notify(name);
+    return this.status().find((s) => s.type === name) as CaStatus;
+  }
+
+  /**
+   * Automatic mode: moves every CA whose phase has lasted its share of the
+   * grace period on by one phase. The gateway calls it on a timer and at
+   * start (a restarted gateway resumes where the backend says it was).
+   */
+  async advanceDue(): Promise<CaName[]> {
+    await this.reload();
+    const moved: CaName[] = [];
+    const now = this.#deps.clock.now().getTime();
+    for (const name of CA_NAMES) {
+      const r = this.#ca(name).rotation;
+      const due = dueAt(r);
+      const next = r ? nextAutoPhase(r.phase) : undefined;
+      if (due === undefined || !next || due > now) continue;
+      try {
+        await this.rotate(name, { phase: next, actor: 'system' });
+        moved.push(name);
+      } catch (e) {
+        // Another gateway took the step first: the next reload shows it.
+        if (!isGatehouseError(e, 'GH_ERR_CA_ROTATION')) throw e;
+      }
+    }
+    return moved;
+  }
+
+  /** When automatic mode next has a step to take (ms since epoch), if any CA is rotating automatically. */
+  nextDue(): number | undefined {
+    const dues = CA_NAMES.map((n) => dueAt(this.#cas.get(n)?.rotation)).filter(
+      (d): d is number => d !== undefined,
+    );
+    return dues.length > 0 ? Math.min(...dues) : undefined;
   }
 
   #window(after: Date, before: Date): { from: Date; to: Date } {
@@ -319,7 +572,7 @@ export class CertificateAuthorities {
       criticalOptions['source-address'] = req.sourceAddress;
     }
     const serial = randomBytes(8).readBigUInt64BE();
-    const { line } = this.#signer('user').ssh.sign(
+    const { line } = this.#signer('user', 'client').ssh.sign(
       {
         type: 'user',
         publicKey: req.publicKey,
@@ -356,7 +609,7 @@ export class CertificateAuthorities {
     }
     const { from, to } = this.#window(req.validAfter, req.validBefore);
     const serial = randomBytes(8).readBigUInt64BE();
-    const { line } = this.#signer('host').ssh.sign(
+    const { line } = this.#signer('host', 'server').ssh.sign(
       {
         type: 'host',
         publicKey: req.publicKey,
@@ -382,7 +635,7 @@ export class CertificateAuthorities {
 
   async issueX509UserCert(req: X509UserCertRequest): Promise<IssuedCertificate> {
     const { from, to } = this.#window(req.notBefore, req.notAfter);
-    const x = this.#signer('user').x509.issueUser({ ...req, notBefore: from, notAfter: to });
+    const x = this.#signer('user', 'client').x509.issueUser({ ...req, notBefore: from, notAfter: to });
     const issued = { cert: x.pem, serial: x.serial, expires: to };
     return this.#audited(issued, {
       type: 'cert.create',
@@ -398,7 +651,7 @@ export class CertificateAuthorities {
 
   async issueX509ServerCert(req: X509ServerCertRequest): Promise<IssuedCertificate> {
     const { from, to } = this.#window(req.notBefore, req.notAfter);
-    const x = this.#signer('host').x509.issueServer(
+    const x = this.#signer('host', 'server').x509.issueServer(
       { ...req, notBefore: from, notAfter: to },
       this.#deps.clusterName,
     );
@@ -416,7 +669,7 @@ export class CertificateAuthorities {
 
   async issueDbClientCert(req: X509DbClientCertRequest): Promise<IssuedCertificate> {
     const { from, to } = this.#window(req.notBefore, req.notAfter);
-    const x = this.#signer('db').x509.issueDbClient(
+    const x = this.#signer('db', 'client').x509.issueDbClient(
       { ...req, notBefore: from, notAfter: to },
       this.#deps.clusterName,
     );

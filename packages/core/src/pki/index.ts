@@ -3,20 +3,34 @@
 export {
   BACKDATE_MS,
   CA_NAMES,
+  type CaStatus,
   CertificateAuthorities,
   type CertificateAuthoritiesDeps,
   caBackendKey,
+  DEFAULT_ROTATION_GRACE_MS,
+  type RotateRequest,
 } from './authority.js';
 export { ClientTicket, SessionCredentials } from './credentials.js';
 export { decodeIdentityJson, encodeIdentityJson, IDENTITY_VERSION } from './identity-codec.js';
 export { type DecodedKrl, decodeKrl, encodeKrl, type Krl, KrlError } from './krl.js';
+export {
+  type CertRole,
+  fingerprints,
+  isRotationPhase,
+  type KeyFingerprints,
+  parseGrace,
+  ROTATION_PHASES,
+  sshFingerprint,
+} from './rotation.js';
 export * from './ssh-userauth.js';
 export * from './sshcert.js';
 export type {
   CaKeyPublic,
   CaName,
   CaRecord,
+  CaRotation,
   IssuedCertificate,
+  RotationPhase,
   SshHostCertRequest,
   SshSessionPolicy,
   SshUserCertRequest,

@@ -16,11 +16,37 @@ export interface CaKeyPublic {
   x509CertPem: string;
 }
 
+/** Where a CA's rotation stands (pki/rotation.ts has the table of what each phase trusts and signs with). */
+export type RotationPhase = 'init' | 'update_clients' | 'update_servers' | 'standby' | 'rollback';
+
+/** A CA's rotation, stored with its record so a restarted gateway resumes it. */
+export interface CaRotation {
+  phase: RotationPhase;
+  /** auto: the gateway moves to the next phase when this one has lasted grace_ms / 3. */
+  mode: 'auto' | 'manual';
+  grace_ms: number;
+  /** ISO time the rotation started (init). */
+  started: string;
+  /** ISO time the current phase began. */
+  phase_started: string;
+  /** The key that signed before the rotation. */
+  old_key_id: string;
+  /** The key the rotation introduced. */
+  new_key_id: string;
+  /** At standby: whether the rotation completed or was rolled back. */
+  result?: 'completed' | 'rolled_back';
+}
+
 /** What is stored in the backend at `cas/<name>` (JSON). */
 export interface CaRecord {
   name: CaName;
   clusterName: string;
-  /** Newest first; the first key signs, all are trusted. */
+  /** Absent: never rotated. */
+  rotation?: CaRotation;
+  /**
+   * Newest first, all trusted. Outside a rotation there is one key; during
+   * one the new and the old key, and the phase says which signs what.
+   */
   keys: (CaKeyPublic & {
     /** PKCS#8 PEM sealed with the at-rest key (see crypto/seal.ts). */
     sealedSshPrivateKey: string;
