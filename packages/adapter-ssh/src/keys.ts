@@ -33,7 +33,7 @@ export class ProxyKeys {
   readonly #clock: Clock;
   readonly #host = newKeyPair();
   readonly #upstream = newKeyPair();
-  readonly #hostCerts = new Map<string, Promise<{ cert: Buffer; expires: number }>>();
+  readonly #hostCerts = new Map<string, Promise<{ cert: Buffer; expires: number; signer: string }>>();
 
   constructor(deps: { credentials: SessionCredentials; clock: Clock }) {
     this.#credentials = deps.credentials;
@@ -46,10 +46,13 @@ export class ProxyKeys {
     const now = this.#clock.now().getTime();
     let entry = this.#hostCerts.get(cacheKey);
     const current = entry ? await entry.catch(() => undefined) : undefined;
-    if (!current || current.expires - now < HOST_CERT_RENEW_MS) {
+    // A host CA rotation that moved signing to another key (update_servers, rollback) re-issues
+    // at once: the old key's certificates stop being trusted at standby.
+    const signer = this.#credentials.hostCaSigningKeyId();
+    if (!current || current.expires - now < HOST_CERT_RENEW_MS || current.signer !== signer) {
       entry = this.#credentials
         .sshHostCert(this.#host.publicLine, { keyId, principals, ttlMs: HOST_CERT_TTL_MS })
-        .then((c) => ({ cert: certBlob(c.cert), expires: c.expires.getTime() }));
+        .then((c) => ({ cert: certBlob(c.cert), expires: c.expires.getTime(), signer }));
       this.#hostCerts.set(cacheKey, entry);
       entry.catch(() => this.#hostCerts.delete(cacheKey));
     }

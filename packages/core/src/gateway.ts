@@ -276,6 +276,8 @@ export class Gateway {
   #secureContext: tls.SecureContext | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #retentionTimer: NodeJS.Timeout | undefined;
+  #rotationTimer: NodeJS.Timeout | undefined;
+  #unwatchCas: (() => void) | undefined;
   /** Prometheus metrics (config `metrics`), in this gateway's own registry; undefined when not configured. */
   readonly metrics: GatewayMetrics | undefined;
   readonly #auditIndex: GatewayAuditIndex | undefined;
@@ -655,6 +657,7 @@ export class Gateway {
         },
         acceptCommand: (token) =>
           `gatehouse accept-invite --proxy ${this.advertised().publicAddr} --ca-pin ${this.caPin()} ${token}`,
+        authorities: this.authorities,
       },
       actor,
     );
@@ -1094,7 +1097,56 @@ export class Gateway {
     await Promise.all(this.#registering);
     await this.#closeOrphans();
     this.#watchAccess();
+    this.#watchCas();
+    // A gateway restarted mid-rotation resumes it: an automatic step that fell due while it was down runs now.
+    await this.#advanceRotations();
     if (!this.#secureContext) await this.#renewServerCert();
+  }
+
+  /**
+   * CA rotation (docs/decisions/00XX-ca-rotation.md): a step taken here, by
+   * another gateway on the backend or by `gatehouse ca rotate --data-dir`
+   * reaches this process through the watch on `cas/`; the listener's TLS
+   * certificate (host CA) and its client-certificate trust (user CA) are
+   * renewed at once, open connections keep theirs.
+   */
+  #watchCas(): void {
+    if (this.#unwatchCas || this.#closed || !this.#accessWatch) return;
+    this.#unwatchCas = this.authorities.onChange((name) => {
+      if (this.#secureContext && (name === 'host' || name === 'user')) {
+        this.#renewServerCert().catch((err: unknown) =>
+          this.log('error', 'renewing the listener certificate after a CA rotation step failed', err),
+        );
+      }
+      this.#scheduleRotation();
+    });
+    const reload = () => {
+      this.authorities.reload().catch((err: unknown) => this.log('error', 'reloading the CAs failed', err));
+    };
+    this.#watchPrefix('cas/', this.#accessWatch.signal, reload, reload);
+  }
+
+  async #advanceRotations(): Promise<void> {
+    await this.authorities.advanceDue();
+    this.#scheduleRotation();
+  }
+
+  /** Arms a timer for the next automatic rotation step, if a CA is rotating in automatic mode. */
+  #scheduleRotation(): void {
+    clearTimeout(this.#rotationTimer);
+    const due = this.authorities.nextDue();
+    if (due === undefined || this.#closed) return;
+    // Timers hold at most ~24.8 days; a longer wait re-arms when it fires.
+    const wait = Math.min(Math.max(due - this.clock.now().getTime(), 1000), 2 ** 31 - 1);
+    this.#rotationTimer = setTimeout(() => {
+      this.#advanceRotations().catch((err: unknown) => {
+        this.log('error', 'an automatic CA rotation step failed; retrying in a minute', err);
+        clearTimeout(this.#rotationTimer);
+        this.#rotationTimer = setTimeout(() => this.#scheduleRotation(), 60_000);
+        this.#rotationTimer.unref();
+      });
+    }, wait);
+    this.#rotationTimer.unref();
   }
 
   /**
@@ -1214,11 +1266,12 @@ export class Gateway {
       notBefore: new Date(now.getTime() - 60_000),
       notAfter: new Date(now.getTime() + SERVER_CERT_TTL_MS),
     });
-    const hostCas = this.authorities.get('host').map((k) => k.x509CertPem);
     this.#secureContext = tls.createSecureContext({
       key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
-      // The chain includes the host CA so `gatehouse login --ca-pin` can check it.
-      cert: [issued.cert, hostCas[0]].join('\n'),
+      // The chain includes the host CA key that signed it, so `gatehouse login --ca-pin` can check it.
+      cert: [issued.cert, issued.caCertPem ?? this.authorities.signingKey('host', 'server').x509CertPem].join(
+        '\n',
+      ),
       ca: this.authorities.get('user').map((k) => k.x509CertPem),
       minVersion: 'TLSv1.2',
       // Session resumption with client certificates needs a context id
@@ -1245,6 +1298,8 @@ export class Gateway {
     this.#closed = true;
     clearTimeout(this.#renewTimer);
     clearTimeout(this.#retentionTimer);
+    clearTimeout(this.#rotationTimer);
+    this.#unwatchCas?.();
     this.#accessWatch?.abort();
     // Every kind of session ends with the same reason, in its client's words, before the adapters close.
     this.liveSessions.shutdown();

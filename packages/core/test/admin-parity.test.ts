@@ -324,6 +324,31 @@ const CASES: Case[] = [
         client_challenge: 'A'.repeat(43),
       }),
   },
+  {
+    method: 'caStatus',
+    label: 'caStatus',
+    call: async (a) => (await a.caStatus()).map((c) => [c.type, c.phase, c.keys.length]),
+  },
+  {
+    method: 'rotateCa',
+    label: 'rotateCa db init',
+    // Each side starts from standby: a rotation left running by the side before is rolled back.
+    prepare: async () => {
+      const phase = t.gw.authorities.rotation('db')?.phase ?? 'standby';
+      if (phase === 'standby') return;
+      if (phase !== 'rollback') await t.gw.authorities.rotate('db', { phase: 'rollback' });
+      await t.gw.authorities.rotate('db', { phase: 'standby' });
+    },
+    call: async (a) => {
+      const s = await a.rotateCa({ type: 'db', phase: 'init' });
+      return [s.type, s.phase, s.mode, s.keys.map((k) => k.role)];
+    },
+  },
+  {
+    method: 'rotateCa',
+    label: 'rotateCa unknown type',
+    call: (a) => a.rotateCa({ type: 'audit', phase: 'init' }),
+  },
   { method: 'listSessions', label: 'listSessions', call: (a) => a.listSessions() },
   {
     method: 'killSession',
@@ -507,8 +532,14 @@ describe('admin API: HTTP and embedding give the same answers', () => {
       ['putRole create existing', { code: 'GH_ERR_ALREADY_EXISTS' }],
       ['getRecording missing', { code: 'GH_ERR_NOT_FOUND' }],
       ['testSsoConnector bad redirect', { code: 'GH_ERR_VALIDATION' }],
+      ['rotateCa unknown type', { code: 'GH_ERR_VALIDATION' }],
     ]);
     expect(names(get('root', 'listDatabases'))).toContain('pg-prod');
+    expect(get('root', 'rotateCa db init')).toEqual({ ok: ['db', 'init', 'manual', ['new', 'old']] });
+    expect(get('alice', 'rotateCa db init')).toEqual({
+      code: 'GH_ERR_ACCESS_DENIED',
+      denied: { kind: 'cluster', name: 'update' },
+    });
   });
 
   it('a plain access user is refused admin calls, and sees what their roles reach and their own sessions', () => {

@@ -48,32 +48,39 @@ export function localNodeName(hostname = os.hostname()): string {
  * The embedded quick start's node: the node service for the local machine,
  * on 127.0.0.1, with a host certificate from the gateway's own host CA,
  * trusting its user CA, and registered as node `<hostname>` with
- * `builtin=true`. Its host certificate is renewed (by restarting the
- * service on the same port) before it expires.
+ * `builtin=true`. Its host certificate is renewed in place before it
+ * expires, and re-issued when a host CA rotation changes the signing key.
  */
 export function builtinNode(opts: BuiltinNodeOptions = {}): BuiltinNodeAdapter {
   let service: NodeService | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let unsubscribe: (() => void) | undefined;
   let closed = false;
   const name = opts.name ?? localNodeName();
   const labels = { ...(opts.labels ?? {}), builtin: 'true' };
   const ttl = opts.hostCertTtlMs ?? 30 * 24 * 3600_000;
 
-  async function start(
-    ctx: AdapterContext,
-    hostKey: { privateKey: string; publicKey: string },
-    port: number,
-  ) {
-    const cert = await ctx.credentials.sshHostCert(hostKey.publicKey, {
+  async function hostCert(ctx: AdapterContext, publicKey: string) {
+    const signer = ctx.credentials.hostCaSigningKeyId();
+    const cert = await ctx.credentials.sshHostCert(publicKey, {
       keyId: name,
       principals: [...new Set([name, `${name}.${ctx.clusterName}`, 'localhost', '127.0.0.1'])],
       ttlMs: ttl,
     });
+    return { line: cert.cert, signer };
+  }
+
+  async function start(
+    ctx: AdapterContext,
+    hostKey: { privateKey: string; publicKey: string },
+    port: number,
+    cert: { line: string },
+  ) {
     return startNodeService({
       host: opts.host ?? '127.0.0.1',
       port,
       hostKey: hostKey.privateKey,
-      hostCert: cert.cert,
+      hostCert: cert.line,
       trustedUserCaKeys: () => ctx.credentials.userCaSshKeys(),
       revokedSerials: () => ctx.revokedSshSerials(),
       clock: ctx.clock,
@@ -100,34 +107,44 @@ export function builtinNode(opts: BuiltinNodeOptions = {}): BuiltinNodeAdapter {
         );
       }
       const hostKey = generateHostKey(`gatehouse builtin node ${name}`);
-      service = await start(ctx, hostKey, opts.port ?? 0);
+      let current = await hostCert(ctx, hostKey.publicKey);
+      service = await start(ctx, hostKey, opts.port ?? 0, current);
       await registry.add({ name, addr: service.address, labels }, 'system', { replace: true });
-      const renew = () => {
+      // Renewal swaps the certificate in place (same key and port): open sessions keep running.
+      const renew = async () => {
+        const s = service;
+        if (closed || !s) return;
+        current = await hostCert(ctx, hostKey.publicKey);
+        s.setHostCert(current.line);
+      };
+      const schedule = () => {
+        clearTimeout(timer);
         timer = setTimeout(
           () => {
-            const old = service;
-            if (closed || !old) return;
-            // Same key and port; ssh2 fixes host keys per server, so sessions open at renewal end (every ~20 days).
-            void old
-              .close()
-              .then(() => start(ctx, hostKey, old.port))
-              .then((s) => {
-                service = s;
-                renew();
-              })
+            renew()
               .catch((e: unknown) =>
                 ctx.log('error', 'built-in node: renewing the host certificate failed', e),
-              );
+              )
+              .finally(schedule);
           },
           Math.min(Math.floor((ttl * 2) / 3), 2 ** 31 - 1),
         );
         timer.unref();
       };
-      renew();
+      schedule();
+      // A host CA rotation that changes the signing key (update_servers, rollback): a certificate
+      // from the new signer now, before standby drops the old one from the proxy's trust.
+      unsubscribe = ctx.credentials.onCaChange((ca) => {
+        if (ca !== 'host' || ctx.credentials.hostCaSigningKeyId() === current.signer) return;
+        renew().catch((e: unknown) =>
+          ctx.log('error', 'built-in node: a host certificate from the rotated host CA failed', e),
+        );
+      });
     },
     async close() {
       closed = true;
       clearTimeout(timer);
+      unsubscribe?.();
       await service?.close();
     },
   };

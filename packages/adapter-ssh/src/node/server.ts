@@ -83,6 +83,12 @@ export interface NodeService {
    * killed. A joined node calls it after each revocation list fetch.
    */
   endRevoked(): Promise<number>;
+  /**
+   * Presents another host certificate (same host key) from the next
+   * connection on; open connections keep theirs. For renewal and a host CA
+   * rotation (the new CA's certificate) without ending sessions.
+   */
+  setHostCert(line: string): void;
   close(): Promise<void>;
 }
 
@@ -117,10 +123,10 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
   const log: LogFn = opts.log ?? (() => {});
   const self = selfIdentity();
   const key = parseHostKey(opts.hostKey);
-  // `certificate` is the adapter's ssh2 patch (patches/ssh2+1.17.0.patch): offer the host cert first.
-  const hostKey = opts.hostCert
-    ? { key: opts.hostKey, certificate: hostCertificateBlob(key, opts.hostCert) }
-    : opts.hostKey;
+  // `certificate` is the adapter's ssh2 patch (patches/ssh2+1.17.0.patch): offer the host cert first;
+  // as a function, each key exchange offers the current one (setHostCert).
+  let hostCertBlob = opts.hostCert ? hostCertificateBlob(key, opts.hostCert) : undefined;
+  const hostKey = hostCertBlob ? { key: opts.hostKey, certificate: () => hostCertBlob } : opts.hostKey;
   const sftpServer =
     opts.sftpServer === null
       ? undefined
@@ -406,6 +412,15 @@ export async function startNodeService(opts: NodeServiceOptions): Promise<NodeSe
     port,
     address: `${net.isIPv6(host) ? `[${host}]` : host}:${port}`,
     hostPublicKey: publicKeyLine(key),
+    setHostCert(line: string) {
+      if (!hostCertBlob) {
+        throw new GatehouseError(
+          'GH_ERR_INTERNAL',
+          'this node service was started without a host certificate',
+        );
+      }
+      hostCertBlob = hostCertificateBlob(key, line);
+    },
     async endRevoked() {
       const revoked = (await opts.revokedSerials?.()) ?? new Set<bigint>();
       let killed = 0;

@@ -53,6 +53,9 @@ export const ADMIN_PERMISSIONS = {
   putSsoConnector: ['auth_connector', 'update'],
   removeSsoConnector: ['auth_connector', 'delete'],
   testSsoConnector: ['auth_connector', 'read'],
+  // The CAs are the cluster's root of trust: reading their state is cluster:read, a rotation step cluster:update.
+  caStatus: ['cluster', 'read'],
+  rotateCa: ['cluster', 'update'],
   listSessions: ['session', 'list'],
   killSession: ['session', 'delete'],
 } as const satisfies Record<keyof AdminApi, readonly [ResourceKind, Verb]>;
@@ -213,6 +216,8 @@ export function authorizedAdmin(
     putSsoConnector: ruled('putSsoConnector'),
     removeSsoConnector: ruled('removeSsoConnector'),
     testSsoConnector: ruled('testSsoConnector'),
+    caStatus: ruled('caStatus'),
+    rotateCa: ruled('rotateCa'),
     async listSessions() {
       const p = await principal();
       if (may(p, 'session', 'list')) return run(p, 'listSessions', []);

@@ -44,6 +44,8 @@ import {
   type AdminApi,
   type AuditPage,
   type AuditQuery,
+  type CaRotateRequest,
+  type CaStatusView,
   type DatabaseView,
   type DesktopView,
   type KubeClusterView,
@@ -346,6 +348,12 @@ export class GatehouseClient implements AdminApi {
   signNodeHostCert(req: NodeHostCertRequest): Promise<NodeHostCertResponse> {
     const { node, ...body } = req;
     return this.#json(ADMIN_ROUTES.signNodeHostCert, { name: node }, body);
+  }
+  caStatus(): Promise<CaStatusView[]> {
+    return this.#json(ADMIN_ROUTES.caStatus, {});
+  }
+  rotateCa(req: CaRotateRequest): Promise<CaStatusView> {
+    return this.#json(ADMIN_ROUTES.rotateCa, {}, req);
   }
   listSessions(): Promise<SessionView[]> {
     return this.#json(ADMIN_ROUTES.listSessions, {});

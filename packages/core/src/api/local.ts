@@ -14,6 +14,9 @@ import type { KubeClusterRegistry, KubeClusterSpec } from '../kube/registry.js';
 import { issueNodeHostCert, type NodeHostCertDeps } from '../nodes/host-certs.js';
 import type { JoinTokenStore } from '../nodes/join-tokens.js';
 import type { NodeRegistry, NodeSpec } from '../nodes/registry.js';
+import { CA_NAMES, type CertificateAuthorities, type RotateRequest } from '../pki/authority.js';
+import { isRotationPhase, parseGrace, ROTATION_PHASES } from '../pki/rotation.js';
+import type { CaName } from '../pki/types.js';
 import { lintRole } from '../rbac/lint.js';
 import type { RoleService } from '../rbac/roles.js';
 import type { LiveSessions } from '../sessions/live.js';
@@ -25,6 +28,7 @@ import type {
   AdminApi,
   AuditPage,
   AuditQuery,
+  CaRotateRequest,
   DatabaseView,
   DesktopView,
   KubeClusterView,
@@ -33,6 +37,41 @@ import type {
   TokenView,
   UserView,
 } from './types.js';
+
+function caNameOf(type: unknown): CaName {
+  if (typeof type === 'string' && (CA_NAMES as readonly string[]).includes(type)) return type as CaName;
+  throw new GatehouseError('GH_ERR_VALIDATION', `unknown CA type "${String(type)}"`, {
+    hint: `Rotate one of: ${CA_NAMES.join(', ')}.`,
+  });
+}
+
+/** The rotation step a request asks for, checked (unknown phase or mode, bad grace: GH_ERR_VALIDATION). */
+function rotateStep(req: CaRotateRequest): Omit<RotateRequest, 'actor'> {
+  const out: Omit<RotateRequest, 'actor'> = {};
+  if (req.phase !== undefined) {
+    if (typeof req.phase !== 'string' || !isRotationPhase(req.phase)) {
+      throw new GatehouseError('GH_ERR_VALIDATION', `unknown rotation phase "${String(req.phase)}"`, {
+        hint: `Phases: ${ROTATION_PHASES.join(', ')}.`,
+      });
+    }
+    out.phase = req.phase;
+  }
+  if (req.mode !== undefined) {
+    if (req.mode !== 'auto' && req.mode !== 'manual') {
+      throw new GatehouseError('GH_ERR_VALIDATION', `unknown rotation mode "${String(req.mode)}"`, {
+        hint: 'Use auto (walk the phases over the grace period) or manual.',
+      });
+    }
+    if (req.mode === 'auto' && out.phase !== undefined && out.phase !== 'init') {
+      throw new GatehouseError('GH_ERR_VALIDATION', 'automatic mode starts a rotation; it takes no phase', {
+        hint: 'Leave out --phase to start an automatic rotation, or set phases by hand with --manual.',
+      });
+    }
+    out.mode = req.mode;
+  }
+  if (req.grace !== undefined) out.graceMs = parseGrace(String(req.grace));
+  return out;
+}
 
 export function nodeView(n: NodeSpec): NodeView {
   return {
@@ -110,6 +149,8 @@ export interface LocalAdminDeps {
   acceptCommand: (token: string) => string;
   /** Host certificates for agentless nodes (nodes/host-certs.ts). */
   nodeHostCerts: Omit<NodeHostCertDeps, 'nodes'>;
+  /** The cluster's CAs (rotation). */
+  authorities: CertificateAuthorities;
 }
 
 /**
@@ -384,6 +425,15 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
         'test',
         {},
       ),
+    async caStatus() {
+      return d.authorities.status();
+    },
+    async rotateCa(req) {
+      return d.authorities.rotate(caNameOf(req?.type), {
+        ...rotateStep(req),
+        actor,
+      });
+    },
     async listSessions() {
       return d.liveSessions.list();
     },

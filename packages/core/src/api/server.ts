@@ -877,6 +877,10 @@ async function callAdmin(
       return admin.removeSsoConnector(p.name!);
     case 'testSsoConnector':
       return admin.testSsoConnector(p.name!, b);
+    case 'caStatus':
+      return admin.caStatus();
+    case 'rotateCa':
+      return admin.rotateCa(b);
     case 'listSessions':
       return admin.listSessions();
     case 'killSession':

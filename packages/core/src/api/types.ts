@@ -9,6 +9,7 @@ import type {
 import type { Traits } from '../identity/types.js';
 import type { NodeHostCertRequest, NodeHostCertResponse } from '../nodes/host-certs.js';
 import type { JoinTokenView } from '../nodes/join-tokens.js';
+import type { CaStatus } from '../pki/authority.js';
 import type { Role } from '../rbac/types.js';
 import type { LiveSessionInfo } from '../sessions/live.js';
 import type { SsoConnectorView } from '../sso/connectors.js';
@@ -283,6 +284,15 @@ export interface AdminApi {
     req: { redirect_url: string; client_challenge: string },
   ): Promise<SsoStartResponse>;
 
+  /** Each CA's rotation phase and the fingerprints of its trusted keys (`gatehouse ca status`). */
+  caStatus(): Promise<CaStatusView[]>;
+  /**
+   * One CA rotation step (`gatehouse ca rotate`): a phase (manual), or no
+   * phase to start an automatic rotation that walks the phases over `grace`.
+   * Throws GH_ERR_CA_ROTATION for a step that does not follow from the phase.
+   */
+  rotateCa(req: CaRotateRequest): Promise<CaStatusView>;
+
   /** Live sessions on this gateway (a user without session:list sees their own). */
   listSessions(): Promise<SessionView[]>;
   /** Ends a live session; its user sees why, and the end is audited. */
@@ -299,6 +309,21 @@ export interface AdminApi {
  * there means "only what is yours or what your roles reach".
  */
 export type AdminPermissions = Record<keyof AdminApi | 'createRole', boolean>;
+
+/** POST /v1/ca/rotate */
+export interface CaRotateRequest {
+  /** user, host or db. */
+  type: string;
+  /** init, update_clients, update_servers, standby or rollback; absent: start an automatic rotation. */
+  phase?: string | undefined;
+  /** Default: auto without a phase, manual with one. */
+  mode?: 'auto' | 'manual' | undefined;
+  /** Automatic mode: how long the old key stays trusted, like 24h (default 24h). */
+  grace?: string | undefined;
+}
+
+/** GET /v1/ca/status: one CA (pki/authority.ts CaStatus). */
+export type CaStatusView = CaStatus;
 
 /** One table for the HTTP client and server, so paths cannot drift. */
 export const ADMIN_ROUTES = {
@@ -342,6 +367,8 @@ export const ADMIN_ROUTES = {
   putSsoConnector: ['PUT', '/v1/sso/connectors'],
   removeSsoConnector: ['DELETE', '/v1/sso/connectors/:name'],
   testSsoConnector: ['POST', '/v1/sso/connectors/:name/test'],
+  caStatus: ['GET', '/v1/ca/status'],
+  rotateCa: ['POST', '/v1/ca/rotate'],
   listSessions: ['GET', '/v1/sessions'],
   killSession: ['DELETE', '/v1/sessions/:id'],
 } as const satisfies Record<keyof AdminApi, readonly [string, string]>;

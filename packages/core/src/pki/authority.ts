@@ -651,11 +651,9 @@ export class CertificateAuthorities {
 
   async issueX509ServerCert(req: X509ServerCertRequest): Promise<IssuedCertificate> {
     const { from, to } = this.#window(req.notBefore, req.notAfter);
-    const x = this.#signer('host', 'server').x509.issueServer(
-      { ...req, notBefore: from, notAfter: to },
-      this.#deps.clusterName,
-    );
-    const issued = { cert: x.pem, serial: x.serial, expires: to };
+    const signer = this.#signer('host', 'server');
+    const x = signer.x509.issueServer({ ...req, notBefore: from, notAfter: to }, this.#deps.clusterName);
+    const issued = { cert: x.pem, serial: x.serial, expires: to, caCertPem: signer.pub.x509CertPem };
     return this.#audited(issued, {
       type: 'cert.create',
       cert_type: 'x509-server',

@@ -4,7 +4,7 @@ import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import { PROXY_PRINCIPAL_PREFIX } from '../nodes/host-certs.js';
 import type { CertificateAuthorities } from './authority.js';
-import type { IssuedCertificate } from './types.js';
+import type { CaName, IssuedCertificate } from './types.js';
 
 const TICKET = Symbol('gatehouse.client-ticket');
 
@@ -148,5 +148,19 @@ export class SessionCredentials {
   /** The host CA's SSH public keys: what verifies host certificates. */
   hostCaSshKeys(): string[] {
     return this.#authorities.get('host').map((k) => k.sshPublicKey);
+  }
+
+  /** Id of the host CA key that signs host certificates now: it changes during a host CA rotation. */
+  hostCaSigningKeyId(): string {
+    return this.#authorities.signingKey('host', 'server').id;
+  }
+
+  /**
+   * Calls `listener` with a CA's name when its keys or rotation phase change
+   * (a holder of a host certificate re-issues it when hostCaSigningKeyId changed).
+   * Returns the unsubscribe function.
+   */
+  onCaChange(listener: (name: CaName) => void): () => void {
+    return this.#authorities.onChange(listener);
   }
 }

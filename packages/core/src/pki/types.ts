@@ -131,6 +131,8 @@ export interface IssuedCertificate {
   /** Decimal for SSH (uint64), lowercase hex for X.509. */
   serial: string;
   expires: Date;
+  /** X.509 server certificates: the CA certificate that signed it (the chain to send with it). */
+  caCertPem?: string;
 }
 
 /** `CertificateAuthorities.export` formats (what `gatehouse ca export --format` prints). */
