@@ -4,9 +4,11 @@ import {
   AUDIT_PAGE_MAX,
   type AuditQuery,
   type CaExportFormat,
+  type CaStatusView,
   GatehouseClient,
   GatehouseError,
   type LintMessage,
+  ROTATION_PHASES,
   type TokenView,
   type UserView,
 } from '@gatehouse/core';
@@ -44,6 +46,42 @@ function printToken(ctx: Ctx, t: AdminTarget, token: TokenView): void {
     `${what} for ${token.user} (expires ${token.expires}, ${relativeTime(new Date(token.expires), ctx.now())}).\n` +
       `Give ${token.user} this command:\n\n  ${acceptInviteCommand(t.proxy, t.pin, token.token)}\n`,
   );
+}
+
+function caStatusText(c: CaStatusView): string {
+  const lines = [`${c.type} CA: phase ${c.phase}${c.mode && c.phase !== 'standby' ? ` (${c.mode})` : ''}`];
+  if (c.phase === 'standby' && c.last_result)
+    lines.push(`  last rotation: ${c.last_result.replace('_', ' ')}`);
+  if (c.next_phase && c.next_phase_at) lines.push(`  next: ${c.next_phase} at ${c.next_phase_at}`);
+  for (const k of c.keys) {
+    lines.push(`  ${k.role.padEnd(7)} ${k.id}  ${k.signing ? 'trusted, signs' : 'trusted'}`);
+    lines.push(`          ssh  ${k.ssh_fingerprint}`);
+    lines.push(`          x509 ${k.x509_fingerprint}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** What the operator does before the next phase (the README's CA rotation how-to has the whole story). */
+function nextStep(c: CaStatusView): string {
+  const trust: Record<string, string> = {
+    user: 'nodes: gatehouse nodes configure NODE (TrustedUserCAKeys), or gatehouse ca export --format sshd',
+    host: 'clients: gatehouse login again, and gatehouse config ssh for known_hosts',
+    db: 'databases: gatehouse ca export --format postgres (ssl_ca_file), then reload them',
+  };
+  switch (c.phase) {
+    case 'init':
+      return `Both keys are trusted now. Give the new key to what trusts this CA outside Gatehouse (${trust[c.type]}), then: gatehouse ca rotate --type ${c.type} --phase update_clients`;
+    case 'update_clients':
+      return `New client certificates come from the new key; users get them at their next login. Then: gatehouse ca rotate --type ${c.type} --phase update_servers`;
+    case 'update_servers':
+      return `New server certificates come from the new key (agentless nodes: gatehouse nodes configure --renew). Then: gatehouse ca rotate --type ${c.type} --phase standby`;
+    case 'rollback':
+      return `The old key signs again; both are still trusted. Finish with: gatehouse ca rotate --type ${c.type} --phase standby`;
+    case 'standby':
+      return `Only one key is trusted now: remove the other from what trusted it outside Gatehouse (${trust[c.type]}).`;
+    default:
+      return '';
+  }
 }
 
 function userStatus(u: UserView): string {
@@ -512,6 +550,69 @@ login: point it at the KRL and refresh the file every minute (cron or a systemd 
     );
 
   defineCaSign(ca, ctx);
+
+  ca.command('status')
+    .alias('ls')
+    .description("each CA's rotation phase and the fingerprints of its trusted keys")
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      examples('  $ gatehouse ca status\n  $ gatehouse ca status --json | jq ".[] | {type, phase}"'),
+    )
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      await withAdmin(cmd, ctx, async (t) => {
+        const list = await t.api.caStatus();
+        if (o.json) return ctx.out(json(list));
+        ctx.out(list.map(caStatusText).join('\n'));
+      });
+    });
+
+  ca.command('rotate')
+    .description('rotate a CA in phases: init, update_clients, update_servers, standby (or rollback)')
+    .addOption(new Option('--type <type>', 'which CA').choices(['user', 'host', 'db']).makeOptionMandatory())
+    .addOption(
+      new Option('--phase <phase>', 'move to this phase (manual mode)').choices([...ROTATION_PHASES]),
+    )
+    .option('--manual', 'start a rotation that moves only when told (--phase); default: automatic')
+    .option('--grace <duration>', 'automatic mode: how long the old key stays trusted (default 24h)')
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      examples(`  $ gatehouse ca rotate --type user --grace 24h          # automatic: walks every phase over 24h
+  $ gatehouse ca rotate --type host --manual             # manual: starts at init
+  $ gatehouse ca rotate --type host --phase update_clients
+  $ gatehouse ca rotate --type host --phase update_servers
+  $ gatehouse ca rotate --type host --phase standby
+  $ gatehouse ca rotate --type db --phase rollback       # any phase before standby; then --phase standby
+
+Between init and standby both keys are trusted: update what trusts the CA outside
+Gatehouse (sshd TrustedUserCAKeys: gatehouse nodes configure; known_hosts: gatehouse
+config ssh; databases: gatehouse ca export --format postgres) before standby.`),
+    )
+    .action(
+      async (
+        o: { type: 'user' | 'host' | 'db'; phase?: string; manual?: boolean; grace?: string; json?: boolean },
+        cmd: Command,
+      ) => {
+        if (o.grace !== undefined && (o.manual || (o.phase !== undefined && o.phase !== 'init'))) {
+          throw usage(
+            '--grace is for automatic mode',
+            'leave out --manual and --phase to start an automatic rotation with a grace period',
+          );
+        }
+        await withAdmin(cmd, ctx, async (t) => {
+          const s = await t.api.rotateCa({
+            type: o.type,
+            ...(o.phase !== undefined ? { phase: o.phase } : {}),
+            ...(o.manual ? { mode: 'manual' as const } : {}),
+            ...(o.grace !== undefined ? { grace: o.grace } : {}),
+          });
+          if (o.json) return ctx.out(json(s));
+          ctx.out(`The ${s.type} CA is now in phase ${s.phase}.\n\n${caStatusText(s)}`);
+          ctx.out(`\n${nextStep(s)}\n`);
+        });
+      },
+    );
 
   // ----------------------------------------------------------------- audit
   const audit = program.command('audit').description('the audit log');

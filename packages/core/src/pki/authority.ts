@@ -95,8 +95,8 @@ export interface CaStatus {
   next_phase?: RotationPhase;
   /** The last rotation's outcome, once at standby. */
   last_result?: 'completed' | 'rolled_back';
-  /** Every trusted key, newest first, with what it signs now. */
-  keys: (KeyFingerprints & { created: string; role: 'current' | 'new' | 'old'; signs: CertRole[] })[];
+  /** Every trusted key, newest first; `signing`: the one that signs the CA's certificates now. */
+  keys: (KeyFingerprints & { created: string; role: 'current' | 'new' | 'old'; signing: boolean })[];
 }
 
 /** A rotation step: a phase (manual), or nothing to start an automatic rotation. */
@@ -386,7 +386,7 @@ export class CertificateAuthorities {
           ...fingerprints(k.pub),
           created: k.pub.createdAt,
           role: !rotating ? 'current' : k.pub.id === r.new_key_id ? 'new' : 'old',
-          signs: (['client', 'server'] as const).filter((role) => this.#signer(name, role) === k),
+          signing: this.#signer(name) === k,
         })),
       };
     });
