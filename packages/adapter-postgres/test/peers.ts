@@ -103,6 +103,11 @@ export interface Postgres {
   /** Stops the server (fast shutdown) but keeps its data dir, for outage tests; `start` brings it back on the same port. */
   pause(): Promise<void>;
   start(): Promise<void>;
+  /**
+   * Replaces what `ssl_ca_file` holds (the Gatehouse db CA certificates, e.g.
+   * both during a CA rotation) and reloads the server, as an operator does.
+   */
+  setDbCa(pem: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -208,6 +213,11 @@ export async function startPostgres(opts: {
     serverCaPem: ca.caPem,
     serverCaFile: ca.caFile,
     sql,
+    async setDbCa(pem: string) {
+      writeFileSync(dbCa, pem);
+      // pg_reload_conf re-reads the SSL files (PostgreSQL 10+); open connections keep theirs.
+      if ((await sql('SELECT pg_reload_conf()')) !== 't') throw new Error('pg_reload_conf failed');
+    },
     start,
     async pause() {
       await pgCtl(['-m', 'fast', '-w', 'stop']);

@@ -40,6 +40,8 @@ interface NodeState {
   cluster: string;
   proxy: string;
   ca_pin: string;
+  /** Every host CA pin the gateway last named (both during a host CA rotation); absent in older state files. */
+  ca_pins?: string[];
 }
 
 export function nodeFiles(sshdConfig: string, keyDir?: string): NodeFiles {
@@ -262,6 +264,8 @@ the node through Gatehouse's roles, audit and recording, never around them.`),
         })));
         state.cluster = res.cluster_name;
       }
+      // The next --renew finds the proxy under any host CA trusted now (a rotation may switch it).
+      if (res.host_ca_pins?.length) state.ca_pins = res.host_ca_pins;
       const block = managedBlock({
         node: name,
         files,
@@ -342,7 +346,7 @@ async function renewWithHostKey(
     renewPayload({ cluster: state.cluster, node: name, time, cert }),
     key,
   ).toString('base64');
-  const trust = await trustProxy(ctx, state.proxy, { caPin: state.ca_pin });
+  const trust = await trustAnyPin(ctx, state.proxy, state.ca_pins?.length ? state.ca_pins : [state.ca_pin]);
   const client = new GatehouseClient({ proxy: state.proxy, caPem: trust.caPem });
   try {
     const res = await client.renewNodeHostCert({
@@ -356,6 +360,25 @@ async function renewWithHostKey(
   } finally {
     client.close();
   }
+}
+
+/**
+ * The proxy verified under the first of `pins` its chain matches: during a
+ * host CA rotation the node knows both keys' pins, and the proxy presents
+ * the old one until update_servers and the new one after.
+ */
+async function trustAnyPin(ctx: Ctx, proxy: string, pins: string[]): Promise<{ caPem: string[] }> {
+  let last: unknown;
+  for (const caPin of pins) {
+    try {
+      return await trustProxy(ctx, proxy, { caPin });
+    } catch (e) {
+      // Only "no CA matching this pin" moves on to the next pin; anything else is the answer.
+      if (!/presented no CA matching pin/.test((e as Error).message)) throw e;
+      last = e;
+    }
+  }
+  throw last;
 }
 
 /** `gatehouse ca sign --host NAME --format openssh`: a host certificate for scripts. */

@@ -109,7 +109,7 @@ export function dbDenialField(err: unknown): DbDenialField | undefined {
  */
 export class DbAccess {
   readonly #d: DbAccessDeps;
-  readonly #certs = new Map<string, { cert: string; key: string; expires: number }>();
+  readonly #certs = new Map<string, { cert: string; key: string; expires: number; signer: string }>();
 
   constructor(deps: DbAccessDeps) {
     this.#d = deps;
@@ -248,7 +248,10 @@ export class DbAccess {
   async #clientCert(dbUser: string): Promise<{ cert: string; key: string }> {
     const now = this.#d.clock.now().getTime();
     const cached = this.#certs.get(dbUser);
-    if (cached && cached.expires - now > CLIENT_CERT_REFRESH_MS) return cached;
+    // A db CA rotation that moved signing to the other key (update_clients, rollback) re-issues at once:
+    // databases stop trusting the key that signed the cached one at standby.
+    const signer = this.#d.authorities.signingKey('db').id;
+    if (cached && cached.expires - now > CLIENT_CERT_REFRESH_MS && cached.signer === signer) return cached;
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const issued = await this.#d.authorities.issueDbClientCert({
       publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
@@ -260,6 +263,7 @@ export class DbAccess {
       cert: issued.cert,
       key: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
       expires: now + CLIENT_CERT_TTL_MS,
+      signer,
     };
     this.#certs.set(dbUser, entry);
     return entry;

@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { GatehouseError } from '../errors.js';
 import type { CertificateAuthorities } from '../pki/authority.js';
 import { parseSshPublicKey, sshEd25519PublicKeyToKeyObject, verifySshCertificate } from '../pki/sshcert.js';
+import { spkiPin } from '../pki/x509.js';
 import { parseDuration } from '../util/duration.js';
 import { type NodeRegistry, nodeHostPort } from './registry.js';
 
@@ -38,8 +39,14 @@ export interface NodeHostCertResponse {
   cert: string;
   principals: string[];
   expires: string;
-  /** sshd TrustedUserCAKeys content (the user CA's OpenSSH keys). */
+  /** sshd TrustedUserCAKeys content (the user CA's OpenSSH keys: both during a rotation). */
   user_ca_keys: string;
+  /**
+   * SPKI pins of every trusted host CA X.509 key (both during a rotation): what
+   * the node's next --renew may find the proxy's certificate chain under, so a
+   * host CA rotation does not lock the node's renewal out.
+   */
+  host_ca_pins: string[];
   /** The principal prefix the proxy's certificates carry (AuthorizedPrincipalsCommand prints it + the login). */
   proxy_principal_prefix: string;
 }
@@ -155,6 +162,7 @@ export async function issueNodeHostCert(
     principals,
     expires: issued.expires.toISOString(),
     user_ca_keys: deps.authorities.export('sshd', { type: 'user' }),
+    host_ca_pins: deps.authorities.get('host').map((k) => spkiPin(k.x509CertPem)),
     proxy_principal_prefix: PROXY_PRINCIPAL_PREFIX,
   };
 }
