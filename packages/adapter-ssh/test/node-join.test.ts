@@ -316,4 +316,48 @@ describe('builtinNode adapter', () => {
     }
     expect(adapter.service()).toBeDefined();
   });
+
+  it('presents a host certificate from the new host CA key after update_servers, without ending open sessions', async () => {
+    const adapter = builtinNode({ name: 'local2', registry: { add: async (spec) => spec } });
+    const gw2 = await startGateway();
+    try {
+      gw2.gw.use(adapter);
+      await gw2.gw.ready();
+      const svc = await waitFor(() => adapter.service(), 'the built-in node');
+      const key = await newClientKey(dir, 'builtin-rot');
+      const knownHosts = path.join(dir, 'known_hosts_builtin_rot');
+      const reach = async (word: string) => {
+        await writeFile(knownHosts, gw2.gw.exportCa('known_hosts', { hosts: 'local2' }));
+        await certify(gw2.gw, key, { principals: [TEST_LOGIN] });
+        return runSsh([
+          ...sshArgs({ port: svc.port, knownHosts, key, login: TEST_LOGIN, alias: 'local2' }),
+          `echo ${word}`,
+        ]);
+      };
+      expect((await reach('before')).stdout).toBe('before\n');
+      const live = spawn(
+        'ssh',
+        [...sshArgs({ port: svc.port, knownHosts, key, login: TEST_LOGIN, alias: 'local2' }), 'read x; echo got-$x'],
+        { stdio: ['pipe', 'pipe', 'pipe'] },
+      );
+      let liveOut = '';
+      live.stdout.on('data', (b) => {
+        liveOut += b;
+      });
+      const liveExit = new Promise<number | null>((r) => live.once('exit', r));
+      for (const phase of ['init', 'update_clients', 'update_servers', 'standby'] as const) {
+        await gw2.gw.authorities.rotate('host', { phase });
+      }
+      // known_hosts now names only the new host CA key: the node's certificate must come from it.
+      expect(gw2.gw.exportCa('known_hosts').trim().split('\n')).toHaveLength(1);
+      const after = await reach('after');
+      expect(after.stderr).not.toMatch(/Host key verification failed/);
+      expect(after.stdout).toBe('after\n');
+      live.stdin.end('still-here\n');
+      expect(await liveExit).toBe(0);
+      expect(liveOut).toBe('got-still-here\n');
+    } finally {
+      await gw2.close();
+    }
+  });
 });

@@ -560,6 +560,17 @@ describe('CertificateAuthorities.rotate', () => {
     expect(first.type === 'ca.rotate' && first.new_key?.x509_fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/);
   });
 
+  it('exports both keys during a rotation, each PEM whole (a glued bundle was unreadable to OpenSSL)', async () => {
+    const { cas } = setup();
+    await cas.init();
+    await cas.rotate('db', { phase: 'init' });
+    const bundle = cas.export('postgres');
+    expect(bundle).not.toContain('----------');
+    const pems = bundle.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+    expect(pems.map((p) => spkiPin(p))).toEqual(cas.get('db').map((k) => spkiPin(k.x509CertPem)));
+    expect(cas.export('sshd', { type: 'db' }).trim().split('\n')).toHaveLength(2);
+  });
+
   it('refuses an old-CA certificate after standby', async () => {
     const { cas, clock } = setup();
     await cas.init();

@@ -694,7 +694,11 @@ export class CertificateAuthorities {
 
   /** Public trust material in the form each target expects. Never contains private keys. */
   export(format: CaExportFormat, opts: { type?: CaName; hosts?: string } = {}): string {
-    const pems = (name: CaName) => this.trustedX509Pems(name).join('');
+    // Each PEM on its own lines: a bundle of two (a rotation) glued "-----END ...----------BEGIN" is unreadable.
+    const pems = (name: CaName) =>
+      this.trustedX509Pems(name)
+        .map((p) => p.trimEnd())
+        .join('\n');
     const sshLines = (name: CaName) => this.get(name).map((k) => k.sshPublicKey);
     switch (format) {
       case 'sshd':
