@@ -337,7 +337,10 @@ describe('builtinNode adapter', () => {
       expect((await reach('before')).stdout).toBe('before\n');
       const live = spawn(
         'ssh',
-        [...sshArgs({ port: svc.port, knownHosts, key, login: TEST_LOGIN, alias: 'local2' }), 'read x; echo got-$x'],
+        [
+          ...sshArgs({ port: svc.port, knownHosts, key, login: TEST_LOGIN, alias: 'local2' }),
+          'read x; echo got-$x',
+        ],
         { stdio: ['pipe', 'pipe', 'pipe'] },
       );
       let liveOut = '';
