@@ -1099,7 +1099,8 @@ export class Gateway {
     this.#watchAccess();
     this.#watchCas();
     // A gateway restarted mid-rotation resumes it: an automatic step that fell due while it was down runs now.
-    await this.#advanceRotations();
+    // A step that fails (audit down) leaves the phase as it is, which is safe: the gateway starts and retries.
+    await this.#advanceRotations().catch((err: unknown) => this.#rotationFailed(err));
     if (!this.#secureContext) await this.#renewServerCert();
   }
 
@@ -1139,13 +1140,16 @@ export class Gateway {
     // Timers hold at most ~24.8 days; a longer wait re-arms when it fires.
     const wait = Math.min(Math.max(due - this.clock.now().getTime(), 1000), 2 ** 31 - 1);
     this.#rotationTimer = setTimeout(() => {
-      this.#advanceRotations().catch((err: unknown) => {
-        this.log('error', 'an automatic CA rotation step failed; retrying in a minute', err);
-        clearTimeout(this.#rotationTimer);
-        this.#rotationTimer = setTimeout(() => this.#scheduleRotation(), 60_000);
-        this.#rotationTimer.unref();
-      });
+      this.#advanceRotations().catch((err: unknown) => this.#rotationFailed(err));
     }, wait);
+    this.#rotationTimer.unref();
+  }
+
+  #rotationFailed(err: unknown): void {
+    this.log('error', 'an automatic CA rotation step failed; retrying in a minute', err);
+    clearTimeout(this.#rotationTimer);
+    if (this.#closed) return;
+    this.#rotationTimer = setTimeout(() => this.#scheduleRotation(), 60_000);
     this.#rotationTimer.unref();
   }
 
