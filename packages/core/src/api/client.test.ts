@@ -265,6 +265,13 @@ describe('GatehouseClient', () => {
         '/v1/sso/connectors/corp/test',
         { redirect_url: 'http://127.0.0.1:1/callback', client_challenge: 'c' },
       ],
+      ['caStatus', () => client.caStatus(), '/v1/ca/status', undefined],
+      [
+        'rotateCa',
+        () => client.rotateCa({ type: 'host', phase: 'update_clients' }),
+        '/v1/ca/rotate',
+        { type: 'host', phase: 'update_clients' },
+      ],
       ['listSessions', () => client.listSessions(), '/v1/sessions', undefined],
       ['killSession', () => client.killSession('s-1'), '/v1/sessions/s-1', undefined],
       [
