@@ -1,5 +1,5 @@
 /**
- * CA rotation (`gatehouse ca rotate`, docs/decisions/00XX-ca-rotation.md)
+ * CA rotation (`gatehouse ca rotate`, docs/decisions/0035-ca-rotation.md)
  * of the user, host and db CAs together, through every phase, against real
  * peers: an agentless OpenSSH sshd (`nodes configure --apply`), PostgreSQL
  * with psql, and kubectl with the Kubernetes fixture. A live session of each

@@ -1105,7 +1105,7 @@ export class Gateway {
   }
 
   /**
-   * CA rotation (docs/decisions/00XX-ca-rotation.md): a step taken here, by
+   * CA rotation (docs/decisions/0035-ca-rotation.md): a step taken here, by
    * another gateway on the backend or by `gatehouse ca rotate --data-dir`
    * reaches this process through the watch on `cas/`; the listener's TLS
    * certificate (host CA) and its client-certificate trust (user CA) are

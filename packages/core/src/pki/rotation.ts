@@ -6,7 +6,7 @@ import type { CaKeyPublic, CaName, CaRotation, RotationPhase } from './types.js'
 import { spkiPin } from './x509.js';
 
 /**
- * CA rotation in phases, like Teleport's (docs/decisions/00XX-ca-rotation.md):
+ * CA rotation in phases, like Teleport's (docs/decisions/0035-ca-rotation.md):
  *
  * | phase          | trusted  | signs client certs | signs server certs |
  * |----------------|----------|--------------------|--------------------|
