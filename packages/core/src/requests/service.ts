@@ -259,7 +259,11 @@ export class AccessRequestService {
       if (!item) throw notFound(id);
       const cur = this.#effective(decode(item.value));
       if (cur.user === reviewer.name) {
-        await this.#denied(reviewer.name, id, 'requesters cannot review their own request');
+        await this.#denied(
+          reviewer.name,
+          cur.roles.join(','),
+          `request ${id}: requesters cannot review their own request`,
+        );
         throw new GatehouseError('GH_ERR_ACCESS_DENIED', 'you cannot review your own access request', {
           hint: 'ask someone who may review it (gatehouse request show ID lists the reviews so far)',
         });
@@ -267,7 +271,7 @@ export class AccessRequestService {
       if (reviewer.kind === 'user') {
         const may = mayReview(reviewer.roles, reviewer.traits, cur.roles);
         if (!may.ok) {
-          await this.#denied(reviewer.name, id, may.reason);
+          await this.#denied(reviewer.name, cur.roles.join(','), `request ${id}: ${may.reason}`);
           throw new GatehouseError('GH_ERR_ACCESS_DENIED', `access denied: ${may.reason}`, {
             hint: 'reviews need a role with review_requests for every requested role',
             details: { reason: may.reason },
@@ -515,6 +519,7 @@ export class AccessRequestService {
     return out;
   }
 
+  /** Audits a refusal; `what` names the roles (or resource) asked for or reviewed. */
   async #denied(user: string, what: string, reason: string): Promise<void> {
     await this.#d.audit.emit({
       type: 'access.denied',
