@@ -147,7 +147,7 @@ describe('access requests with the CLI, psql and PostgreSQL through the gateway'
       '--reason',
       'INC-4211: fix stuck orders',
       '--ttl',
-      '25s',
+      '45s', // leaves a loaded machine time for the steps before the live session
     ]);
     expect(r).toMatchObject({
       user: 'alice',
