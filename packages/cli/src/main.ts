@@ -9,6 +9,7 @@ import { registerJoin } from './commands/join.js';
 import { registerKube } from './commands/kube.js';
 import { registerMfa } from './commands/mfa.js';
 import { registerNodesJoin } from './commands/nodes-join.js';
+import { registerPlugin } from './commands/plugin.js';
 import { registerProxy } from './commands/proxy.js';
 import { registerRecordings } from './commands/recordings.js';
 import { registerRequests } from './commands/requests.js';
@@ -72,6 +73,7 @@ Examples:
   registerNodesJoin(program, ctx);
   registerRecordings(program, ctx);
   registerRequests(program, ctx);
+  registerPlugin(program, ctx);
   registerBackup(program, ctx);
   registerInstall(program, ctx);
   for (const c of allCommands(program)) {

@@ -1,0 +1,125 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { GatehouseClient, GatehouseError, parseDuration } from '@gatehouse/core';
+import type { Command } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import type { Ctx } from '../context.js';
+import { RequestWatcher } from '../plugins/watcher.js';
+import { startCallbackServer, webhookTarget } from '../plugins/webhook.js';
+import { ClientHome, splitPems } from '../profile.js';
+import { examples, usage } from './usage.js';
+
+/**
+ * `gatehouse plugin run KIND --config FILE`: an access request plugin as
+ * its own process, authenticated as its bot user (a `gatehouse login` kept
+ * in `home`, whose roles need `review_requests` to review from the tool).
+ */
+export function registerPlugin(program: Command, ctx: Ctx): void {
+  const plugin = program.command('plugin').description('access request plugins (notifications and reviews)');
+  plugin
+    .command('run')
+    .description('run a plugin until stopped (SIGTERM/SIGINT)')
+    .argument('<kind>', 'webhook')
+    .requiredOption('--config <file>', 'the plugin config (YAML)')
+    .addHelpText(
+      'after',
+      `
+The config (paths are relative to it):
+  home: ./bot-home            # GATEHOUSE_HOME where the bot user ran gatehouse login
+  state_file: ./state.json    # what was posted (no double posts after a restart)
+  poll_interval: 2s
+  webhook:
+    url: https://hooks.example.com/gatehouse
+    secret_file: ./webhook.secret            # signs what is posted (X-Gatehouse-Signature)
+    callback_secret_file: ./callback.secret  # checks POST /callback reviews
+    listen: 127.0.0.1:8081
+${examples('  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plugin.yaml')}`,
+    )
+    .action(async (kind: string, o: { config: string }) => {
+      if (kind !== 'webhook') throw usage(`unknown plugin "${kind}"`, 'available now: webhook');
+      const cfg = readConfig(o.config);
+      const home = new ClientHome(cfg.home);
+      const api = () => {
+        const profile = home.current();
+        if (!profile) {
+          throw new GatehouseError('GH_ERR_UNAUTHENTICATED', `no login in ${cfg.home}`, {
+            hint: `log the bot user in there: GATEHOUSE_HOME=${cfg.home} gatehouse login --proxy HOST:PORT --user BOT`,
+          });
+        }
+        const keys = home.readKeys(profile);
+        const client = new GatehouseClient({
+          proxy: profile.proxy,
+          caPem: splitPems(keys.cas),
+          certPem: keys.tlsCert,
+          keyPem: keys.tlsKey,
+        });
+        return { api: client, close: () => client.close() };
+      };
+      const log = (m: string) => ctx.err(`${new Date().toISOString()} ${m}\n`);
+      const callbacks = await startCallbackServer(cfg.webhook, api, log);
+      const watcher = new RequestWatcher({
+        api,
+        target: webhookTarget(cfg.webhook),
+        stateFile: cfg.stateFile,
+        pollMs: cfg.pollMs,
+        log,
+      });
+      watcher.start();
+      ctx.out(`webhook plugin running; callbacks on 127.0.0.1:${callbacks.port}/callback\n`);
+      await new Promise<void>((done) => {
+        const stop = () => done();
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+      await watcher.stop();
+      await callbacks.close();
+    });
+}
+
+interface PluginConfig {
+  home: string;
+  stateFile: string;
+  pollMs: number;
+  webhook: { url: string; secret: string; callbackSecret: string; listen: string };
+}
+
+function readConfig(file: string): PluginConfig {
+  const bad = (what: string) =>
+    new GatehouseError('GH_ERR_CONFIG_INVALID', `${file}: ${what}`, {
+      hint: 'see gatehouse plugin run --help for the config keys',
+    });
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (cause) {
+    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `cannot read ${file}: ${(cause as Error).message}`, {
+      hint: 'pass a YAML file with --config',
+      cause,
+    });
+  }
+  const base = dirname(resolve(file));
+  const path = (v: unknown, key: string) => {
+    if (typeof v !== 'string' || v === '') throw bad(`${key} must be a path`);
+    return resolve(base, v);
+  };
+  const secret = (w: Record<string, unknown>, key: string) => {
+    const text = readFileSync(path(w[`${key}_file`], `webhook.${key}_file`), 'utf8').trim();
+    if (text.length < 16) throw bad(`webhook.${key}_file must hold a secret of at least 16 characters`);
+    return text;
+  };
+  const w = doc?.webhook as Record<string, unknown> | undefined;
+  if (!w || typeof w !== 'object') throw bad('webhook: is missing');
+  if (typeof w.url !== 'string' || !/^https?:\/\//.test(w.url))
+    throw bad('webhook.url must be an http(s) URL');
+  return {
+    home: path(doc.home, 'home'),
+    stateFile: path(doc.state_file, 'state_file'),
+    pollMs: typeof doc.poll_interval === 'string' ? parseDuration(doc.poll_interval) : 2000,
+    webhook: {
+      url: w.url,
+      secret: secret(w, 'secret'),
+      callbackSecret: secret(w, 'callback_secret'),
+      listen: typeof w.listen === 'string' ? w.listen : '127.0.0.1:0',
+    },
+  };
+}
