@@ -219,21 +219,26 @@ describe('the webhook plugin', () => {
       ['access_request.updated', 'approved', true],
     ]);
 
-    // Restart: the next request is posted, the first one is not posted again.
-    await plugin.stop();
-    plugin = await startPlugin();
-    const second = JSON.parse(
-      await ok(
-        run(['request', 'create', '--roles', 'prod-db', '--reason', 'INC-8', '--json'], {
-          env: home('alice'),
-        }),
-      ),
-    ) as AccessRequestView;
+    // Restart with a request still pending: it is not posted again; the next one is.
+    const create = async (reason: string) =>
+      JSON.parse(
+        await ok(
+          run(['request', 'create', '--roles', 'prod-db', '--reason', reason, '--json'], {
+            env: home('alice'),
+          }),
+        ),
+      ) as AccessRequestView;
+    const second = await create('INC-8');
     await waitFor(
       () => received.find((e) => e.request.id === second.id),
       'the second request posted',
       30_000,
     );
+    await plugin.stop();
+    plugin = await startPlugin();
+    const third = await create('INC-9');
+    await waitFor(() => received.find((e) => e.request.id === third.id), 'the third request posted', 30_000);
+    expect(received.filter((e) => e.request.id === second.id)).toHaveLength(1);
     expect(received.filter((e) => e.request.id === r.id)).toHaveLength(2);
     const review = auditEvents(daemon).find(
       (e) => e.type === 'access_request.review' && (e as { request_id?: string }).request_id === r.id,

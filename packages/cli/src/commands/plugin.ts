@@ -20,11 +20,11 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
     .command('run')
     .description('run a plugin until stopped (SIGTERM/SIGINT)')
     .argument('<kind>', 'webhook')
-    .requiredOption('--config <file>', 'the plugin config (YAML)')
+    // --config is the program's global option (here: the plugin's config, not a gateway's).
     .addHelpText(
       'after',
       `
-The config (paths are relative to it):
+--config FILE is required. The config (paths are relative to it):
   home: ./bot-home            # GATEHOUSE_HOME where the bot user ran gatehouse login
   state_file: ./state.json    # what was posted (no double posts after a restart)
   poll_interval: 2s
@@ -35,9 +35,11 @@ The config (paths are relative to it):
     listen: 127.0.0.1:8081
 ${examples('  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plugin.yaml')}`,
     )
-    .action(async (kind: string, o: { config: string }) => {
+    .action(async (kind: string, _o: unknown, cmd: Command) => {
       if (kind !== 'webhook') throw usage(`unknown plugin "${kind}"`, 'available now: webhook');
-      const cfg = readConfig(o.config);
+      const file = cmd.optsWithGlobals<{ config?: string }>().config;
+      if (!file) throw usage('no plugin config', 'pass --config FILE (see --help for its keys)');
+      const cfg = readConfig(file);
       const home = new ClientHome(cfg.home);
       const api = () => {
         const profile = home.current();
