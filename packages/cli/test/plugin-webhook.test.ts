@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,7 +6,7 @@ import { webhookSignature } from '@gatehouse/audit';
 import type { AccessRequestView } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../core/test/helpers.js';
-import { auditEvents, BIN, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
+import { auditEvents, type Daemon, PASSWORD, run, startDaemon, startPlugin } from './harness.js';
 
 /**
  * `gatehouse plugin run webhook` as its own process (the BUILT binary),
@@ -30,7 +29,7 @@ describe('the webhook plugin', () => {
   let receiverUrl = '';
   let receiverDown = false;
   const received: Received[] = [];
-  let plugin: { child: ChildProcess; port: number; stop(): Promise<void> } | undefined;
+  let plugin: { port: number; stop(): Promise<void> } | undefined;
   const home = (who: string) => ({ GATEHOUSE_HOME: join(root, `home-${who}`) });
   const ok = async (p: ReturnType<typeof run>) => {
     const r = await p;
@@ -40,37 +39,7 @@ describe('the webhook plugin', () => {
   const admin = (args: string[], input?: string) =>
     run(['--config', daemon.configFile, ...args], { env: home('admin'), ...(input ? { input } : {}) });
 
-  async function startPlugin(): Promise<NonNullable<typeof plugin>> {
-    const child = spawn(
-      process.execPath,
-      [BIN, 'plugin', 'run', 'webhook', '--config', join(root, 'plugin.yaml')],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    let out = '';
-    let err = '';
-    child.stderr!.on('data', (d) => {
-      err += d;
-    });
-    const exited = new Promise((r) => child.once('exit', r));
-    const port = await new Promise<number>((resolve, reject) => {
-      child.stdout!.on('data', (d) => {
-        out += d;
-        const m = /callbacks on 127\.0\.0\.1:(\d+)/.exec(out);
-        if (m) resolve(Number(m[1]));
-      });
-      child.once('exit', (code) => reject(new Error(`plugin exited ${code}: ${out}${err}`)));
-    });
-    return {
-      child,
-      port,
-      async stop() {
-        child.kill('SIGTERM');
-        await exited;
-      },
-    };
-  }
+  const startWebhookPlugin = () => startPlugin('webhook', join(root, 'plugin.yaml'));
 
   function callback(body: object, secret: string, ts = String(Math.floor(Date.now() / 1000))) {
     const text = JSON.stringify(body);
@@ -159,7 +128,7 @@ describe('the webhook plugin', () => {
   });
 
   it('posts signed, catches up after the receiver was down, reviews from a signed callback, refuses a forged one, and does not post twice after a restart', async () => {
-    plugin = await startPlugin();
+    plugin = await startWebhookPlugin();
     // The receiver is down: the request is made and stays reviewable anyway.
     receiverDown = true;
     const r = JSON.parse(
@@ -235,7 +204,7 @@ describe('the webhook plugin', () => {
       30_000,
     );
     await plugin.stop();
-    plugin = await startPlugin();
+    plugin = await startWebhookPlugin();
     const third = await create('INC-9');
     await waitFor(() => received.find((e) => e.request.id === third.id), 'the third request posted', 30_000);
     expect(received.filter((e) => e.request.id === second.id)).toHaveLength(1);

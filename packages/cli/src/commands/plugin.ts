@@ -4,6 +4,12 @@ import { GatehouseClient, GatehouseError, parseDuration } from '@gatehouse/core'
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import type { Ctx } from '../context.js';
+import {
+  SLACK_INTERACTIVE_PATH,
+  type SlackPluginConfig,
+  slackTarget,
+  startSlackInteractions,
+} from '../plugins/slack.js';
 import { RequestWatcher } from '../plugins/watcher.js';
 import { startCallbackServer, webhookTarget } from '../plugins/webhook.js';
 import { ClientHome, splitPems } from '../profile.js';
@@ -19,7 +25,7 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
   plugin
     .command('run')
     .description('run a plugin until stopped (SIGTERM/SIGINT)')
-    .argument('<kind>', 'webhook')
+    .argument('<kind>', 'webhook or slack')
     // --config is the program's global option (here: the plugin's config, not a gateway's).
     .addHelpText(
       'after',
@@ -33,13 +39,21 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
     secret_file: ./webhook.secret            # signs what is posted (X-Gatehouse-Signature)
     callback_secret_file: ./callback.secret  # checks POST /callback reviews
     listen: 127.0.0.1:8081
-${examples('  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plugin.yaml')}`,
+  slack:                      # instead of webhook:
+    token_file: ./slack.token                # the app's bot token (xoxb-...)
+    signing_secret_file: ./slack.signing     # checks POST /slack/interactive (the app's Request URL)
+    channel: C0123456789
+    listen: 127.0.0.1:8082
+    reviewers: { U0123ABCD: bob }            # Slack user id -> Gatehouse user allowed to review
+${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plugin.yaml
+  $ gatehouse plugin run slack --config /etc/gatehouse/slack-plugin.yaml`)}`,
     )
     .action(async (kind: string, _o: unknown, cmd: Command) => {
-      if (kind !== 'webhook') throw usage(`unknown plugin "${kind}"`, 'available now: webhook');
+      if (kind !== 'webhook' && kind !== 'slack')
+        throw usage(`unknown plugin "${kind}"`, 'use webhook or slack');
       const file = cmd.optsWithGlobals<{ config?: string }>().config;
       if (!file) throw usage('no plugin config', 'pass --config FILE (see --help for its keys)');
-      const cfg = readConfig(file);
+      const cfg = readConfig(file, kind);
       const home = new ClientHome(cfg.home);
       const api = () => {
         const profile = home.current();
@@ -58,16 +72,20 @@ ${examples('  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
         return { api: client, close: () => client.close() };
       };
       const log = (m: string) => ctx.err(`${new Date().toISOString()} ${m}\n`);
-      const callbacks = await startCallbackServer(cfg.webhook, api, log);
+      const callbacks = cfg.slack
+        ? await startSlackInteractions(cfg.slack, api, log)
+        : await startCallbackServer(cfg.webhook!, api, log);
       const watcher = new RequestWatcher({
         api,
-        target: webhookTarget(cfg.webhook),
+        target: cfg.slack ? slackTarget(cfg.slack) : webhookTarget(cfg.webhook!),
         stateFile: cfg.stateFile,
         pollMs: cfg.pollMs,
         log,
       });
       watcher.start();
-      ctx.out(`webhook plugin running; callbacks on 127.0.0.1:${callbacks.port}/callback\n`);
+      ctx.out(
+        `${kind} plugin running; callbacks on 127.0.0.1:${callbacks.port}${cfg.slack ? SLACK_INTERACTIVE_PATH : '/callback'}\n`,
+      );
       await new Promise<void>((done) => {
         const stop = () => done();
         process.once('SIGTERM', stop);
@@ -82,10 +100,11 @@ interface PluginConfig {
   home: string;
   stateFile: string;
   pollMs: number;
-  webhook: { url: string; secret: string; callbackSecret: string; listen: string };
+  webhook?: { url: string; secret: string; callbackSecret: string; listen: string } | undefined;
+  slack?: SlackPluginConfig | undefined;
 }
 
-function readConfig(file: string): PluginConfig {
+function readConfig(file: string, kind: 'webhook' | 'slack'): PluginConfig {
   const bad = (what: string) =>
     new GatehouseError('GH_ERR_CONFIG_INVALID', `${file}: ${what}`, {
       hint: 'see gatehouse plugin run --help for the config keys',
@@ -104,24 +123,47 @@ function readConfig(file: string): PluginConfig {
     if (typeof v !== 'string' || v === '') throw bad(`${key} must be a path`);
     return resolve(base, v);
   };
-  const secret = (w: Record<string, unknown>, key: string) => {
-    const text = readFileSync(path(w[`${key}_file`], `webhook.${key}_file`), 'utf8').trim();
-    if (text.length < 16) throw bad(`webhook.${key}_file must hold a secret of at least 16 characters`);
+  const section = doc?.[kind] as Record<string, unknown> | undefined;
+  if (!section || typeof section !== 'object') throw bad(`${kind}: is missing`);
+  const secret = (key: string) => {
+    const text = readFileSync(path(section[`${key}_file`], `${kind}.${key}_file`), 'utf8').trim();
+    if (text.length < 16) throw bad(`${kind}.${key}_file must hold a secret of at least 16 characters`);
     return text;
   };
-  const w = doc?.webhook as Record<string, unknown> | undefined;
-  if (!w || typeof w !== 'object') throw bad('webhook: is missing');
-  if (typeof w.url !== 'string' || !/^https?:\/\//.test(w.url))
-    throw bad('webhook.url must be an http(s) URL');
-  return {
+  const listen = typeof section.listen === 'string' ? section.listen : '127.0.0.1:0';
+  const common = {
     home: path(doc.home, 'home'),
     stateFile: path(doc.state_file, 'state_file'),
     pollMs: typeof doc.poll_interval === 'string' ? parseDuration(doc.poll_interval) : 2000,
+  };
+  if (kind === 'slack') {
+    if (typeof section.channel !== 'string' || !section.channel)
+      throw bad('slack.channel must be a channel id');
+    const reviewers = (section.reviewers ?? {}) as Record<string, unknown>;
+    if (typeof reviewers !== 'object' || !Object.values(reviewers).every((v) => typeof v === 'string')) {
+      throw bad('slack.reviewers maps Slack user ids to Gatehouse user names');
+    }
+    return {
+      ...common,
+      slack: {
+        apiUrl: typeof section.api_url === 'string' ? section.api_url : 'https://slack.com/api',
+        token: secret('token'),
+        signingSecret: secret('signing_secret'),
+        channel: section.channel,
+        listen,
+        reviewers: reviewers as Record<string, string>,
+      },
+    };
+  }
+  if (typeof section.url !== 'string' || !/^https?:\/\//.test(section.url))
+    throw bad('webhook.url must be an http(s) URL');
+  return {
+    ...common,
     webhook: {
-      url: w.url,
-      secret: secret(w, 'secret'),
-      callbackSecret: secret(w, 'callback_secret'),
-      listen: typeof w.listen === 'string' ? w.listen : '127.0.0.1:0',
+      url: section.url,
+      secret: secret('secret'),
+      callbackSecret: secret('callback_secret'),
+      listen,
     },
   };
 }

@@ -1,9 +1,9 @@
 import { timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, webhookSignature } from '@gatehouse/audit';
 import type { AccessRequestView, AdminApi } from '@gatehouse/core';
+import { type CallbackServer, listenCallbacks, reply } from './http.js';
 import type { NotifyTarget, Posted } from './watcher.js';
 
 /**
@@ -26,7 +26,6 @@ export interface WebhookPluginConfig {
 
 /** Callbacks older (or newer) than this are refused: a captured one cannot be replayed later. */
 const MAX_SKEW_S = 300;
-const MAX_CALLBACK_BYTES = 16_384;
 
 export function webhookTarget(cfg: Pick<WebhookPluginConfig, 'url' | 'secret'>): NotifyTarget {
   return {
@@ -45,7 +44,8 @@ export function webhookTarget(cfg: Pick<WebhookPluginConfig, 'url' | 'secret'>):
   };
 }
 
-function post(url: string, body: string, headers: Record<string, string>): Promise<void> {
+/** POSTs `body` (JSON); resolves with the answer's body on 2xx, rejects otherwise. */
+export function post(url: string, body: string, headers: Record<string, string>): Promise<string> {
   const u = new URL(url);
   const lib = u.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
@@ -61,15 +61,16 @@ function post(url: string, body: string, headers: Record<string, string>): Promi
         timeout: 10_000,
       },
       (res) => {
-        res.resume();
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () =>
           (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300
-            ? resolve()
-            : reject(new Error(`the webhook receiver answered HTTP ${res.statusCode}`)),
+            ? resolve(Buffer.concat(chunks).toString('utf8'))
+            : reject(new Error(`${u.host} answered HTTP ${res.statusCode}`)),
         );
       },
     );
-    req.on('timeout', () => req.destroy(new Error('the webhook receiver did not answer in 10 s')));
+    req.on('timeout', () => req.destroy(new Error(`${u.host} did not answer in 10 s`)));
     req.on('error', reject);
     req.end(body);
   });
@@ -90,78 +91,46 @@ export function callbackSignatureValid(
 }
 
 /** The callback listener; reviews go through `api` (the bot user), where core decides. */
-export async function startCallbackServer(
+export function startCallbackServer(
   cfg: Pick<WebhookPluginConfig, 'callbackSecret' | 'listen'>,
   api: () => { api: Pick<AdminApi, 'reviewAccessRequest'>; close(): void },
   log: (msg: string) => void,
-): Promise<{ port: number; close(): Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    const answer = (status: number, msg: string) =>
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify({ message: msg }));
-    if (req.method !== 'POST' || req.url !== '/callback') return answer(404, 'POST /callback');
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > MAX_CALLBACK_BYTES) req.destroy();
-      else chunks.push(c);
-    });
-    req.on('error', () => res.destroy());
-    req.on('end', () => {
-      const body = Buffer.concat(chunks).toString('utf8');
-      const ts = req.headers[WEBHOOK_TIMESTAMP_HEADER];
-      const sig = req.headers[WEBHOOK_SIGNATURE_HEADER];
-      if (!callbackSignatureValid(cfg.callbackSecret, str(ts), str(sig), body)) {
-        log(`refused a callback from ${req.socket.remoteAddress}: bad or stale signature`);
-        return answer(401, 'bad or stale signature');
-      }
-      let cb: { request_id?: unknown; verdict?: unknown; reviewer?: unknown; reason?: unknown };
-      try {
-        cb = JSON.parse(body) as typeof cb;
-      } catch {
-        return answer(400, 'the body is not JSON');
-      }
-      if (
-        typeof cb.request_id !== 'string' ||
-        (cb.verdict !== 'approve' && cb.verdict !== 'deny') ||
-        typeof cb.reviewer !== 'string'
-      ) {
-        return answer(400, 'send {request_id, verdict: approve|deny, reviewer, reason?}');
-      }
-      const reason = `${cb.reviewer} via webhook${typeof cb.reason === 'string' && cb.reason ? `: ${cb.reason}` : ''}`;
-      const c = api();
-      c.api
-        .reviewAccessRequest(cb.request_id, { verdict: cb.verdict, reason })
-        .then((r) => answer(200, `request ${r.id} is ${r.state}`))
-        .catch((e: { status?: number; message?: string }) =>
-          answer(e.status ?? 502, e.message ?? 'review failed'),
-        )
-        .finally(() => c.close());
-    });
+): Promise<CallbackServer> {
+  return listenCallbacks(cfg.listen, '/callback', async (body, headers, remote) => {
+    if (
+      !callbackSignatureValid(
+        cfg.callbackSecret,
+        headers[WEBHOOK_TIMESTAMP_HEADER],
+        headers[WEBHOOK_SIGNATURE_HEADER],
+        body,
+      )
+    ) {
+      log(`refused a callback from ${remote}: bad or stale signature`);
+      return reply(401, { message: 'bad or stale signature' });
+    }
+    let cb: { request_id?: unknown; verdict?: unknown; reviewer?: unknown; reason?: unknown };
+    try {
+      cb = JSON.parse(body) as typeof cb;
+    } catch {
+      return reply(400, { message: 'the body is not JSON' });
+    }
+    if (
+      typeof cb.request_id !== 'string' ||
+      (cb.verdict !== 'approve' && cb.verdict !== 'deny') ||
+      typeof cb.reviewer !== 'string'
+    ) {
+      return reply(400, { message: 'send {request_id, verdict: approve|deny, reviewer, reason?}' });
+    }
+    const reason = `${cb.reviewer} via webhook${typeof cb.reason === 'string' && cb.reason ? `: ${cb.reason}` : ''}`;
+    const c = api();
+    try {
+      const r = await c.api.reviewAccessRequest(cb.request_id, { verdict: cb.verdict, reason });
+      return reply(200, { message: `request ${r.id} is ${r.state}` });
+    } catch (e) {
+      const ge = e as { status?: number; message?: string };
+      return reply(ge.status ?? 502, { message: ge.message ?? 'review failed' });
+    } finally {
+      c.close();
+    }
   });
-  const { host, port } = splitListen(cfg.listen);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, resolve);
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
-  };
-}
-
-function str(v: string | string[] | undefined): string | undefined {
-  return typeof v === 'string' ? v : undefined;
-}
-
-function splitListen(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  return {
-    host: listen.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1',
-    port: Number(listen.slice(i + 1)),
-  };
 }
