@@ -296,6 +296,42 @@ describe('access requests with the CLI, psql and PostgreSQL through the gateway'
     });
   });
 
+  it('request create --wait waits for the review, then logs in with the approved roles (and fails on a denial)', async () => {
+    const pendingOf = async (reason: string) =>
+      (
+        JSON.parse(
+          await ok(as('bob', ['request', 'ls', '--state', 'pending', '--json'])),
+        ) as AccessRequestView[]
+      ).find((r) => r.user === 'alice' && r.reason === reason);
+    const waiting = as('alice', [
+      'request',
+      'create',
+      '--roles',
+      'prod-db',
+      '--reason',
+      'wait-1',
+      '--wait',
+      '--json',
+    ]);
+    const r = await waitFor(() => pendingOf('wait-1'), "alice's waiting request", 20_000);
+    await ok(as('bob', ['request', 'review', r.id, '--approve']));
+    const done = await waiting;
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stderr).toContain(`Access request ${r.id} created; waiting for its review`);
+    expect(JSON.parse(done.stdout)).toMatchObject({
+      roles: ['requester', 'prod-db'],
+      access_requests: [r.id],
+    });
+
+    await relogin('alice');
+    const denied = as('alice', ['request', 'create', '--roles', 'prod-db', '--reason', 'wait-2', '--wait']);
+    const d = await waitFor(() => pendingOf('wait-2'), "alice's second waiting request", 20_000);
+    await ok(as('bob', ['request', 'review', d.id, '--deny', '--reason', 'not today']));
+    const out = await denied;
+    expect(out.code).toBe(1);
+    expect(out.stderr).toContain(`error: access request ${d.id} was denied by bob: not today`);
+  }, 90_000);
+
   it('bad inputs: a role one may not request, an empty reason where required, a review without review rights', async () => {
     const notAllowed = await as('alice', ['request', 'create', '--roles', 'reviewer', '--reason', 'x']);
     expect(notAllowed.code).toBe(1);
