@@ -28,6 +28,17 @@ export interface CommonFields {
   node_event_id?: string;
 }
 
+/** Identifies one access request in every access_request.* event (`user` is who acted). */
+export interface AccessRequestFields {
+  request_id: string;
+  /** Who asked for access. */
+  requester: string;
+  /** The roles asked for (and granted on approval). */
+  roles: string[];
+  /** Specific resources asked for (`db/orders`), when the request names any. */
+  resources?: string[];
+}
+
 /** Identifies one database session in every db.session.* event. */
 export interface DbSessionFields {
   session_id: string;
@@ -258,6 +269,17 @@ export type AuditEventInput =
       expires?: string;
     })
   | (CommonFields & { type: 'lock.delete'; lock_id: string; target: Record<string, string> })
+  | (CommonFields & AccessRequestFields & { type: 'access_request.create'; reason: string; expires: string })
+  | (CommonFields &
+      AccessRequestFields & {
+        type: 'access_request.review';
+        verdict: 'approve' | 'deny';
+        reason: string;
+        /** The request's state after the review (pending until a threshold is met). */
+        state: string;
+      })
+  | (CommonFields & AccessRequestFields & { type: 'access_request.expire'; expires: string })
+  | (CommonFields & AccessRequestFields & { type: 'access_request.drop'; reason: string })
   | (CommonFields & {
       type: 'cert.create';
       cert_type: 'ssh-user' | 'ssh-host' | 'x509-user' | 'x509-server' | 'x509-db';
@@ -751,6 +773,10 @@ export const EVENT_CODES = {
   'role.delete': 'GH1022I',
   'lock.create': 'GH1030I',
   'lock.delete': 'GH1031I',
+  'access_request.create': 'GH1032I',
+  'access_request.review': 'GH1033I',
+  'access_request.expire': 'GH1034I',
+  'access_request.drop': 'GH1035I',
   'cert.create': 'GH1040I',
   'ca.create': 'GH1041I',
   'ca.rotate': 'GH1042I',

@@ -9,8 +9,10 @@ import { registerJoin } from './commands/join.js';
 import { registerKube } from './commands/kube.js';
 import { registerMfa } from './commands/mfa.js';
 import { registerNodesJoin } from './commands/nodes-join.js';
+import { registerPlugin } from './commands/plugin.js';
 import { registerProxy } from './commands/proxy.js';
 import { registerRecordings } from './commands/recordings.js';
+import { registerRequests } from './commands/requests.js';
 import { registerSsh } from './commands/ssh.js';
 import { registerSso } from './commands/sso.js';
 import { registerStart } from './commands/start.js';
@@ -70,6 +72,8 @@ Examples:
   registerKube(program, ctx);
   registerNodesJoin(program, ctx);
   registerRecordings(program, ctx);
+  registerRequests(program, ctx);
+  registerPlugin(program, ctx);
   registerBackup(program, ctx);
   registerInstall(program, ctx);
   for (const c of allCommands(program)) {

@@ -72,6 +72,40 @@ export async function startProxyDb(
   }
 }
 
+/**
+ * `gatehouse plugin run KIND --config FILE` in the background: resolves once
+ * it prints its callback port; `stop()` sends SIGTERM and waits for the exit.
+ */
+export async function startPlugin(
+  kind: 'webhook' | 'slack',
+  configFile: string,
+): Promise<{ port: number; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [BIN, 'plugin', 'run', kind, '--config', configFile], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d) => {
+    err += d;
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = /callbacks on 127\.0\.0\.1:(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.once('exit', (code) => reject(new Error(`plugin exited ${code}: ${out}${err}`)));
+  });
+  return {
+    port,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 /** An admin verb on the gateway host (like tctl): `gatehouse --config CONFIG ARGS`; fails the test unless it exits 0. */
 export async function admin(d: Daemon, args: string[], input?: string): Promise<Run> {
   const r = await run(['--config', d.configFile, ...args], input === undefined ? {} : { input });

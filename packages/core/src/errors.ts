@@ -38,6 +38,8 @@ export const ErrorCodes = {
   GH_ERR_NOT_FOUND: 404,
   GH_ERR_ALREADY_EXISTS: 409,
   GH_ERR_CONFLICT: 409,
+  /** An access request that can take no more reviews (expired, denied, dropped, or already approved). */
+  GH_ERR_ACCESS_REQUEST_CLOSED: 409,
   GH_ERR_REQUEST_TIMEOUT: 408,
   GH_ERR_PAYLOAD_TOO_LARGE: 413,
   GH_ERR_LOGIN_BACKOFF: 429,

@@ -86,6 +86,8 @@ import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki
 import { SessionCredentials } from './pki/credentials.js';
 import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
+import { ACCESS_REQUESTS_PREFIX, AccessRequestService } from './requests/service.js';
+import type { AccessRequestView } from './requests/types.js';
 import { LiveSessions } from './sessions/live.js';
 import { TerminalRegistry } from './sessions/terminal.js';
 import { connectorFromDoc, type SsoConnector, SsoConnectorRegistry } from './sso/connectors.js';
@@ -233,6 +235,8 @@ export class Gateway {
   readonly users: UserService;
   readonly roles: RoleService;
   readonly locks: LockService;
+  /** Access requests: state, reviews and expiry (core decides; CLI, API and plugins carry them). */
+  readonly requests: AccessRequestService;
   readonly sessions: WebSessions;
   readonly authorizer: Authorizer;
   readonly routes = new Routes();
@@ -362,6 +366,30 @@ export class Gateway {
       kubeClusters: parts.kubeClusters ?? [],
       desktops: parts.desktops ?? [],
     };
+    this.requests = new AccessRequestService({
+      backend,
+      clock,
+      audit,
+      log: parts.log,
+      getUser: (name) => this.users.get(name),
+      resolveRoles: (names) => this.roles.resolve(names),
+      findResource: async (r) => {
+        switch (r.kind) {
+          case 'db':
+            return this.databases.get(r.name);
+          case 'node':
+            return this.nodes.get(r.name);
+          case 'kube':
+            return this.kubeClusters.get(r.name);
+          case 'desktop':
+            return this.desktops.get(r.name);
+          default: {
+            const never: never = r.kind;
+            throw new GatehouseError('GH_ERR_VALIDATION', `unknown resource kind ${String(never)}`);
+          }
+        }
+      },
+    });
     this.authorizer = new Authorizer({
       clock,
       audit,
@@ -370,6 +398,7 @@ export class Gateway {
       getUser: (name) => this.users.get(name),
       resolveRoles: (names) => this.roles.resolve(names),
       findLocks: (q) => this.locks.find(q),
+      requestGrants: (identity) => this.requests.grants(identity),
     });
     this.metrics = parts.metrics;
     const metrics = parts.metrics;
@@ -509,6 +538,27 @@ export class Gateway {
         ),
       nodeAudit: (req, remoteAddr) => nodeAudit.ingest(req, remoteAddr),
       routeCerts: { databases: this.databases, authorities },
+      requestCerts: async (p, req, remoteAddr) => {
+        if (p.identity.route) {
+          return this.authorizer.deny(
+            p.identity,
+            { kind: 'access_request', name: req.request_ids.join(',') },
+            'a route-scoped certificate cannot be re-issued with access requests',
+            { remoteAddr, protocol: 'http' },
+            { hint: 'use the certificate from gatehouse login (the current profile)' },
+          );
+        }
+        const grants = await this.requests.grants({ user: p.user.name, accessRequests: req.request_ids });
+        const out = await login.issue(
+          p.user,
+          {
+            ...(req.ssh_public_key ? { ssh_public_key: req.ssh_public_key } : {}),
+            ...(req.tls_public_key ? { tls_public_key: req.tls_public_key } : {}),
+          },
+          { remoteAddr, mfa: false, requests: grants, from: p.identity },
+        );
+        return out.response;
+      },
       log: this.log,
       terminals: this.terminals,
       desktopTokens: this.desktopTokens,
@@ -620,7 +670,7 @@ export class Gateway {
 
   #authorizedAdmin(caller: AdminCaller, ctx: ConnectionContext): AdminApi {
     return authorizedAdmin(
-      { authorizer: this.authorizer, admin: (actor) => this.adminAs(actor) },
+      { authorizer: this.authorizer, admin: (actor) => this.adminAs(actor), requests: this.requests },
       caller,
       ctx,
     );
@@ -646,6 +696,7 @@ export class Gateway {
         nodes: this.nodes,
         sso: { connectors: this.ssoConnectors, service: this.sso },
         liveSessions: this.liveSessions,
+        requests: this.requests,
         endSessions: (user) => this.sessions.deleteForUser(user),
         joinTokens: this.joinTokens,
         joinCommand: (token) =>
@@ -1101,6 +1152,7 @@ export class Gateway {
     // A gateway restarted mid-rotation resumes it: an automatic step that fell due while it was down runs now.
     // A step that fails (audit down) leaves the phase as it is, which is safe: the gateway starts and retries.
     await this.#advanceRotations().catch((err: unknown) => this.#rotationFailed(err));
+    await this.requests.start();
     if (!this.#secureContext) await this.#renewServerCert();
   }
 
@@ -1208,6 +1260,28 @@ export class Gateway {
       if (ev.type === 'delete') sockets();
     };
     this.#watchPrefix(WEB_SESSIONS_PREFIX, ac.signal, onSessionChange, sockets);
+    // An access request denied, dropped or expired (here or by another gateway):
+    // its requester's sessions re-check (like a lock), and its expiry is armed here too.
+    const onRequestChange = (ev: WatchEvent) => {
+      if (ev.type === 'delete') {
+        everything();
+        return;
+      }
+      let user: string | undefined;
+      try {
+        const r = JSON.parse(ev.item.value) as AccessRequestView;
+        user = typeof r.user === 'string' ? r.user : undefined;
+        if (user) this.requests.track(r);
+      } catch (err) {
+        this.log('error', `unreadable access request ${ev.item.key}; re-checking every session`, err);
+      }
+      if (user === undefined) everything();
+      else {
+        this.liveSessions.recheck({ user });
+        this.#terminalSockets.recheckAll();
+      }
+    };
+    this.#watchPrefix(ACCESS_REQUESTS_PREFIX, ac.signal, onRequestChange, everything);
   }
 
   #watchPrefix(
@@ -1305,6 +1379,7 @@ export class Gateway {
     clearTimeout(this.#rotationTimer);
     this.#unwatchCas?.();
     this.#accessWatch?.abort();
+    this.requests.close();
     // Every kind of session ends with the same reason, in its client's words, before the adapters close.
     this.liveSessions.shutdown();
     this.#terminalSockets.close();

@@ -42,6 +42,7 @@ export * from './nodes/join-tokens.js';
 export * from './nodes/registry.js';
 export * from './pki/index.js';
 export * from './rbac/index.js';
+export * from './requests/index.js';
 export * from './sessions/guards.js';
 export * from './sessions/live.js';
 export * from './sessions/terminal.js';

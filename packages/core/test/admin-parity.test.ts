@@ -34,6 +34,15 @@ allow:
   desktop_labels: { env: dev }
   desktop_logins: [Administrator]
   kube_groups: [developers]
+  request: { roles: [prod-ro] }
+`;
+
+const PROD_RO = `kind: role
+name: prod-ro
+allow:
+  db_labels: { env: prod }
+  db_users: [reader]
+  db_names: ['*']
 `;
 
 const roleText = (name: string) => `kind: role\nname: ${name}\nallow:\n  logins: [ubuntu]\n`;
@@ -66,6 +75,7 @@ const VOLATILE = new Set([
   'ended',
   'size',
   'cert',
+  'created',
 ]);
 
 /** A node's host key for signNodeHostCert (any valid OpenSSH line). */
@@ -87,6 +97,13 @@ const clients = new Map<Who, GatehouseClient>();
 const identities = new Map<Who, Identity>();
 const lockIds = new Map<string, string>();
 const sessionIds = new Map<string, string>();
+const requestIds = new Map<string, string>();
+
+/** A pending request of dave's for prod-ro (the operator makes it for him). */
+async function daveRequest(tag: string): Promise<void> {
+  const r = await t.gw.admin.createAccessRequest({ user: 'dave', roles: ['prod-ro'], reason: `for ${tag}` });
+  requestIds.set(tag, r.id);
+}
 let auditUntil = '';
 
 async function text(body: AsyncIterable<Uint8Array>): Promise<string> {
@@ -356,6 +373,30 @@ const CASES: Case[] = [
     prepare: async (tag) => void sessionIds.set(tag, await liveSession()),
     call: (a, tag) => a.killSession(sessionIds.get(tag)!),
   },
+  { method: 'listAccessRequests', label: 'listAccessRequests', call: (a) => a.listAccessRequests() },
+  {
+    method: 'getAccessRequest',
+    label: "getAccessRequest of dave's",
+    prepare: daveRequest,
+    call: (a, tag) => a.getAccessRequest(requestIds.get(tag)!),
+  },
+  {
+    method: 'createAccessRequest',
+    label: 'createAccessRequest prod-ro',
+    call: (a) => a.createAccessRequest({ roles: ['prod-ro'], reason: 'parity' }),
+  },
+  {
+    method: 'reviewAccessRequest',
+    label: "reviewAccessRequest of dave's",
+    prepare: daveRequest,
+    call: (a, tag) => a.reviewAccessRequest(requestIds.get(tag)!, { verdict: 'approve', reason: 'parity' }),
+  },
+  {
+    method: 'dropAccessRequest',
+    label: "dropAccessRequest of dave's",
+    prepare: daveRequest,
+    call: (a, tag) => a.dropAccessRequest(requestIds.get(tag)!, { reason: 'parity' }),
+  },
 ];
 
 function ssoDoc(name: string): string {
@@ -419,6 +460,7 @@ beforeAll(async () => {
   audit = new MemorySink();
   t = await startGateway({ auditSinks: [audit] });
   const gw = t.gw;
+  await gw.admin.putRole(PROD_RO);
   await gw.admin.putRole(DEV_ONLY);
   for (const [who, roles] of Object.entries(PRINCIPALS)) {
     await gw.admin.createUser({
@@ -533,6 +575,11 @@ describe('admin API: HTTP and embedding give the same answers', () => {
       ['getRecording missing', { code: 'GH_ERR_NOT_FOUND' }],
       ['testSsoConnector bad redirect', { code: 'GH_ERR_VALIDATION' }],
       ['rotateCa unknown type', { code: 'GH_ERR_VALIDATION' }],
+      // Admins review requests; asking for roles takes allow.request, which the admin role has not.
+      [
+        'createAccessRequest prod-ro',
+        { code: 'GH_ERR_ACCESS_DENIED', denied: { kind: 'access_request', name: 'prod-ro' } },
+      ],
     ]);
     expect(names(get('root', 'listDatabases'))).toContain('pg-prod');
     expect(get('root', 'rotateCa db init')).toEqual({ ok: ['db', 'init', 'manual', ['new', 'old']] });
@@ -591,6 +638,39 @@ describe('admin API: HTTP and embedding give the same answers', () => {
     expect(get('audrey', 'deleteRecording')).toMatchObject({ denied: { kind: 'recording', name: 'delete' } });
   });
 
+  it('access requests: users ask as their roles allow, see their own, and never review their own', () => {
+    expect(ok(get('dave', 'createAccessRequest prod-ro'))).toMatchObject({
+      user: 'dave',
+      roles: ['prod-ro'],
+      state: 'pending',
+    });
+    expect(get('alice', 'createAccessRequest prod-ro')).toEqual({
+      code: 'GH_ERR_ACCESS_DENIED',
+      denied: { kind: 'access_request', name: 'prod-ro' },
+    });
+    expect(ok(get('dave', "getAccessRequest of dave's"))).toMatchObject({
+      user: 'dave',
+      reason: 'for dave-SIDE',
+    });
+    expect(get('alice', "getAccessRequest of dave's")).toEqual({
+      code: 'GH_ERR_ACCESS_DENIED',
+      denied: { kind: 'access_request', name: 'read' },
+    });
+    expect(ok(get('root', "reviewAccessRequest of dave's"))).toMatchObject({ state: 'approved' });
+    expect(get('dave', "reviewAccessRequest of dave's")).toMatchObject({ code: 'GH_ERR_ACCESS_DENIED' });
+    expect(get('audrey', "reviewAccessRequest of dave's")).toMatchObject({ code: 'GH_ERR_ACCESS_DENIED' });
+    expect(ok(get('dave', "dropAccessRequest of dave's"))).toMatchObject({ state: 'dropped' });
+    expect(get('alice', "dropAccessRequest of dave's")).toEqual({
+      code: 'GH_ERR_ACCESS_DENIED',
+      denied: { kind: 'access_request', name: 'delete' },
+    });
+    // Nobody but dave and the admin sees dave's requests.
+    expect(ok(get('alice', 'listAccessRequests'))).toEqual([]);
+    expect(
+      (ok(get('dave', 'listAccessRequests')) as { user: string }[]).every((r) => r.user === 'dave'),
+    ).toBe(true);
+  });
+
   it('a role that reaches env=dev lists only env=dev, with what it allows there', () => {
     expect(ok(get('dave', 'listDatabases'))).toEqual([
       {
@@ -626,6 +706,14 @@ describe('GET /v1/whoami permissions', () => {
     'readRecording',
     'listSessions',
   ]);
+  /** Decided by the caller's request and review_requests roles; the rules are the admin's view of all requests. */
+  const BY_REQUEST_ROLES = new Set<keyof AdminApi>([
+    'listAccessRequests',
+    'getAccessRequest',
+    'createAccessRequest',
+    'reviewAccessRequest',
+    'dropAccessRequest',
+  ]);
 
   it.each(Object.keys(PRINCIPALS) as Who[])('%s: say exactly which calls the API allows', async (who) => {
     const { permissions } = await clients.get(who)!.whoami();
@@ -634,6 +722,7 @@ describe('GET /v1/whoami permissions', () => {
       const denied = 'code' in o && o.code === 'GH_ERR_ACCESS_DENIED';
       const granted = c.label.startsWith('putRole create') ? permissions.createRole : permissions[c.method];
       if (FILTERED.has(c.method) && !granted) continue;
+      if (BY_REQUEST_ROLES.has(c.method)) continue;
       expect(granted, `${who}: ${c.label}`).toBe(!denied);
     }
   });

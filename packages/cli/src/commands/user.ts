@@ -17,6 +17,7 @@ import { json } from '../output.js';
 import type { KeyPaths } from '../profile.js';
 import { ask, readSecretFromStdin } from '../prompt.js';
 import { listenForSsoCallback, openBrowser } from '../sso-callback.js';
+import { loginWithRequests } from './requests.js';
 import { flag, usage } from './usage.js';
 
 interface TrustFlags {
@@ -57,12 +58,18 @@ export function registerUser(program: Command, ctx: Ctx): void {
       'requested certificate lifetime, e.g. 8h (capped by your roles)',
       flag(durationFlag('--ttl')),
     )
+    .option(
+      '--request-id <id>',
+      'add the roles of an approved access request to the current login (no password; repeatable)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--json', 'print JSON')
     .addHelpText(
       'after',
       `
 Examples:
   $ gatehouse login --proxy gh.example.com:3080 --user alice --ca-pin sha256:3f2a...
+  $ gatehouse login --request-id 5f0c...   # certificates with the approved request's roles (gatehouse request ls)
   $ gatehouse login --proxy gh.example.com:3080 --auth corp            # single sign-on in the browser
   $ gatehouse login --proxy gh.example.com:3080 --auth corp --browser none
   $ printf '%s' "$PW" | gatehouse login --proxy 127.0.0.1:3080 --user ci --password-stdin --otp 123456
@@ -78,8 +85,19 @@ Examples:
           json?: boolean;
           auth?: string;
           browser?: string;
+          requestId?: string[];
         },
       ) => {
+        if (o.requestId?.length) {
+          if (o.auth !== undefined || o.user || o.passwordStdin || o.otp || o.proxy || o.ttl) {
+            throw usage(
+              '--request-id re-issues the current login with the approved roles',
+              'drop --proxy, --user, --password-stdin, --otp, --auth and --ttl (log in first without --request-id)',
+            );
+          }
+          await loginWithRequests(ctx, undefined, o.requestId, o);
+          return;
+        }
         const profiles = ctx.home.readProfiles();
         const proxy = o.proxy ?? profiles.current;
         if (!proxy) throw usage('no proxy given', 'pass --proxy HOST:PORT (printed by `gatehouse start`)');
@@ -272,7 +290,7 @@ Examples:
 }
 
 /** Stores what a login returned (keys, certificates, CAs, the profile) and prints who is logged in. */
-function saveLogin(
+export function saveLogin(
   ctx: Ctx,
   proxy: string,
   trust: { caPem: string[]; pin?: string | undefined },

@@ -2,6 +2,9 @@ import type { RecordingMeta } from '@gatehouse/audit';
 import type { ConnectionContext, Principal } from '../authz/authorizer.js';
 import { toGatehouseError } from '../errors.js';
 import type { ResourceKind, Verb } from '../rbac/types.js';
+import { mayReview } from '../requests/policy.js';
+import type { AccessRequestService } from '../requests/service.js';
+import type { AccessRequestView } from '../requests/types.js';
 import type { AdminApi, AdminPermissions } from './types.js';
 
 /**
@@ -58,6 +61,14 @@ export const ADMIN_PERMISSIONS = {
   rotateCa: ['cluster', 'update'],
   listSessions: ['session', 'list'],
   killSession: ['session', 'delete'],
+  // For access requests these rules are the admin's view of all of them; a
+  // user asks, sees, reviews and drops their own or reviewable ones by
+  // their roles' request/review_requests (decided in core's AccessRequestService).
+  listAccessRequests: ['access_request', 'list'],
+  getAccessRequest: ['access_request', 'read'],
+  createAccessRequest: ['access_request', 'create'],
+  reviewAccessRequest: ['access_request', 'update'],
+  dropAccessRequest: ['access_request', 'delete'],
 } as const satisfies Record<keyof AdminApi, readonly [ResourceKind, Verb]>;
 
 /**
@@ -82,6 +93,8 @@ export interface AuthorizedAdminDeps {
   };
   /** The unchecked admin API acting as `actor` (the caller's name lands in every audit event). */
   admin: (actor: string) => AdminApi;
+  /** Access requests: asking and reviewing are decided there, by the caller's roles. */
+  requests: AccessRequestService;
 }
 
 /**
@@ -224,7 +237,47 @@ export function authorizedAdmin(
       return (await run(p, 'listSessions', [])).filter((s) => s.user === p.user.name);
     },
     killSession: ruled('killSession'),
+    async listAccessRequests() {
+      const p = await principal();
+      const all = await d.requests.list();
+      if (may(p, 'access_request', 'list')) return all;
+      return all.filter((r) => sees(p, r));
+    },
+    async getAccessRequest(id) {
+      const p = await principal();
+      const r = await d.requests.find(id);
+      if (!r || !sees(p, r)) await require(p, ADMIN_PERMISSIONS.getAccessRequest);
+      return d.requests.get(id);
+    },
+    async createAccessRequest(req) {
+      const p = await principal();
+      // Users ask for themselves; asking for someone else is the operator's (local) power only.
+      if (req.user !== undefined && req.user !== p.user.name) {
+        await d.authorizer.checkRule(p, 'access_request', 'create', ctx);
+        return d.requests.create(req.user, req, p.user.name);
+      }
+      return d.requests.create(p.user.name, req, p.user.name);
+    },
+    async reviewAccessRequest(id, req) {
+      const p = await principal();
+      return d.requests.review(
+        { kind: 'user', name: p.user.name, roles: p.roles, traits: p.identity.traits },
+        id,
+        req,
+      );
+    },
+    async dropAccessRequest(id, req) {
+      const p = await principal();
+      const r = await d.requests.find(id);
+      if (!r || r.user !== p.user.name) await require(p, ADMIN_PERMISSIONS.dropAccessRequest);
+      return d.requests.drop(p.user.name, id, req?.reason ?? '');
+    },
   };
+}
+
+/** Whether a user sees a request without access_request rules: their own, or one they may review. */
+function sees(p: Principal, r: AccessRequestView): boolean {
+  return r.user === p.user.name || mayReview(p.roles, p.identity.traits, r.roles).ok;
 }
 
 /** Whether `user` owns the recording; a missing one is not theirs. */

@@ -274,6 +274,26 @@ describe('GatehouseClient', () => {
       ],
       ['listSessions', () => client.listSessions(), '/v1/sessions', undefined],
       ['killSession', () => client.killSession('s-1'), '/v1/sessions/s-1', undefined],
+      ['listAccessRequests', () => client.listAccessRequests(), '/v1/requests', undefined],
+      ['getAccessRequest', () => client.getAccessRequest('ab12cd34'), '/v1/requests/ab12cd34', undefined],
+      [
+        'createAccessRequest',
+        () => client.createAccessRequest({ roles: ['prod-db'], reason: 'INC-1', ttl: '2h' }),
+        '/v1/requests',
+        { roles: ['prod-db'], reason: 'INC-1', ttl: '2h' },
+      ],
+      [
+        'reviewAccessRequest',
+        () => client.reviewAccessRequest('ab12cd34', { verdict: 'deny', reason: 'no' }),
+        '/v1/requests/ab12cd34/reviews',
+        { verdict: 'deny', reason: 'no' },
+      ],
+      [
+        'dropAccessRequest',
+        () => client.dropAccessRequest('ab12cd34', { reason: 'done' }),
+        '/v1/requests/ab12cd34/drop',
+        { reason: 'done' },
+      ],
       [
         'searchAudit',
         () =>

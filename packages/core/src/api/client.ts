@@ -12,6 +12,12 @@ import type {
 } from '../nodes/host-certs.js';
 import type { JoinTokenView, NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { JoinMode, Role } from '../rbac/types.js';
+import type {
+  AccessRequestView,
+  CreateAccessRequest,
+  RequestCertsRequest,
+  ReviewAccessRequest,
+} from '../requests/types.js';
 import type { SsoConnectorButton, SsoConnectorView } from '../sso/connectors.js';
 import type {
   SsoRedeemRequest,
@@ -360,6 +366,26 @@ export class GatehouseClient implements AdminApi {
   }
   killSession(id: string): Promise<void> {
     return this.#json(ADMIN_ROUTES.killSession, { id });
+  }
+  listAccessRequests(): Promise<AccessRequestView[]> {
+    return this.#json(ADMIN_ROUTES.listAccessRequests, {});
+  }
+  getAccessRequest(id: string): Promise<AccessRequestView> {
+    return this.#json(ADMIN_ROUTES.getAccessRequest, { id });
+  }
+  createAccessRequest(req: CreateAccessRequest): Promise<AccessRequestView> {
+    return this.#json(ADMIN_ROUTES.createAccessRequest, {}, req);
+  }
+  reviewAccessRequest(id: string, req: ReviewAccessRequest): Promise<AccessRequestView> {
+    return this.#json(ADMIN_ROUTES.reviewAccessRequest, { id }, req);
+  }
+  dropAccessRequest(id: string, req: { reason?: string | undefined } = {}): Promise<AccessRequestView> {
+    return this.#json(ADMIN_ROUTES.dropAccessRequest, { id }, req);
+  }
+
+  /** The caller's login certificate re-issued with the roles of approved access requests (new keys). */
+  requestCerts(req: RequestCertsRequest): Promise<LoginResponse> {
+    return this.#json(PUBLIC_ROUTES.requestCerts, {}, req);
   }
 
   // --- WebSockets (docs/web-terminal-protocol.md) --------------------------

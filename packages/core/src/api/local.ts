@@ -19,6 +19,7 @@ import { isRotationPhase, parseGrace, ROTATION_PHASES } from '../pki/rotation.js
 import type { CaName } from '../pki/types.js';
 import { lintRole } from '../rbac/lint.js';
 import type { RoleService } from '../rbac/roles.js';
+import type { AccessRequestService } from '../requests/service.js';
 import type { LiveSessions } from '../sessions/live.js';
 import { connectorView, type SsoConnectorRegistry } from '../sso/connectors.js';
 import type { SsoService } from '../sso/service.js';
@@ -151,6 +152,8 @@ export interface LocalAdminDeps {
   nodeHostCerts: Omit<NodeHostCertDeps, 'nodes'>;
   /** The cluster's CAs (rotation). */
   authorities: CertificateAuthorities;
+  /** Access requests (core decides; the operator acts without role checks). */
+  requests: AccessRequestService;
 }
 
 /**
@@ -444,5 +447,19 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
         });
       }
     },
+    // The operator's power over access requests: every one is visible, and
+    // a review counts as one review by the operator (thresholds still apply).
+    listAccessRequests: () => d.requests.list(),
+    getAccessRequest: (id) => d.requests.get(id),
+    async createAccessRequest(req) {
+      if (!req.user) {
+        throw new GatehouseError('GH_ERR_VALIDATION', 'say whom the access request is for', {
+          hint: 'users ask for themselves (gatehouse request create, logged in); the operator passes --user NAME',
+        });
+      }
+      return d.requests.create(req.user, req, actor);
+    },
+    reviewAccessRequest: (id, req) => d.requests.review({ kind: 'operator', name: actor }, id, req),
+    dropAccessRequest: (id, req) => d.requests.drop(actor, id, req?.reason ?? ''),
   };
 }

@@ -55,8 +55,10 @@ export interface LoginResponse {
     /** PEM certs of the user CA (for completeness, e.g. kubeconfig client chain). */
     user_x509: string[];
   };
-  /** CSRF token for cookie-authenticated state-changing requests (web). */
+  /** CSRF token for cookie-authenticated state-changing requests (web; empty for a re-issue). */
   csrf_token: string;
+  /** The approved access requests the certificates carry (`gatehouse login --request-id`). */
+  access_requests?: string[] | undefined;
 }
 
 /**
@@ -224,6 +226,12 @@ export const PUBLIC_ROUTES = {
   /** A joined node delivers its audit events (NodeAuditRequest: signed with its host key and certificate). */
   nodeAudit: ['POST', '/v1/nodes/audit'],
   routeCert: ['POST', '/v1/certs/route'],
+  /**
+   * RequestCertsRequest -> LoginResponse: the caller's login certificate
+   * re-issued (new keys) with the roles of approved access requests, ending
+   * no later than it and the requests (`gatehouse login --request-id`).
+   */
+  requestCerts: ['POST', '/v1/certs/request'],
   /** ?node&login&path (FileQuery) -> the file's bytes */
   downloadFile: ['GET', '/v1/files'],
   /** ?node&login&path (FileQuery), body = the bytes -> FileUploadResponse */

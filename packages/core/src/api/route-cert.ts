@@ -53,7 +53,8 @@ export async function issueRouteCert(
       hint: 'list the databases you can reach with gatehouse db ls',
     });
   }
-  if (!caller.checker.databaseVisibility(db).visible) {
+  const scoped = (caller.scoped ?? []).some((g) => g.resources.includes(`db/${db.name}`));
+  if (!scoped && !caller.checker.databaseVisibility(db).visible) {
     return d.authorizer.deny(identity, target, `no role allows access to database "${db.name}"`, ctx, {
       field: 'db_labels',
       hint: 'list the databases you can reach with gatehouse db ls',

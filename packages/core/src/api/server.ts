@@ -30,6 +30,7 @@ import type { NodeHostCertRenewRequest, NodeHostCertResponse } from '../nodes/ho
 import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { CaExportFormat } from '../pki/authority.js';
 import { mintClientTicket } from '../pki/credentials.js';
+import type { RequestCertsRequest } from '../requests/types.js';
 import type { FileRequest, TerminalRegistry, TerminalService } from '../sessions/terminal.js';
 import { MAX_SAML_RESPONSE_BYTES } from '../sso/saml.js';
 import type { SsoService } from '../sso/service.js';
@@ -53,6 +54,7 @@ import {
   type FileQuery,
   type FileUploadResponse,
   type InviteInfo,
+  type LoginResponse,
   MAX_UPLOAD_BYTES,
   type PingResponse,
   PUBLIC_ROUTES,
@@ -87,6 +89,8 @@ export interface ApiServerDeps {
    * and serializes.
    */
   admin: (caller: Principal, ctx: ConnectionContext) => AdminApi;
+  /** POST /v1/certs/request: the caller's certificate re-issued with approved access requests. */
+  requestCerts: (caller: Principal, req: RequestCertsRequest, remoteAddr: string) => Promise<LoginResponse>;
   /** For POST /v1/certs/route. */
   routeCerts: Omit<RouteCertDeps, 'clock' | 'authorizer'>;
   log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
@@ -234,6 +238,33 @@ const mfaTotpAddBody = z
   .strict();
 const mfaWebAuthnBeginBody = z.object({ passkey: z.boolean() }).strict();
 const mfaWebAuthnAddBody = z.object({ name: z.string().max(256), response: webauthnResponse }).strict();
+
+const createRequestBody = z
+  .object({
+    roles: z.array(z.string().max(64)).max(16).optional(),
+    resources: z.array(z.string().max(200)).max(16).optional(),
+    reason: z.string().max(4096).optional(),
+    ttl: z.string().max(32).optional(),
+    user: z.string().max(128).optional(),
+  })
+  .strict();
+
+const reviewRequestBody = z
+  .object({ verdict: z.enum(['approve', 'deny']), reason: z.string().max(4096).optional() })
+  .strict();
+
+const dropRequestBody = z.object({ reason: z.string().max(4096).optional() }).strict();
+
+const requestCertsBody = z
+  .object({
+    request_ids: z
+      .array(z.string().regex(/^[0-9a-f]{8,64}$/))
+      .min(1)
+      .max(16),
+    ssh_public_key: z.string().max(16_384).optional(),
+    tls_public_key: z.string().max(16_384).optional(),
+  })
+  .strict();
 
 const desktopTokenBody = z.object({ login: z.string().min(1).max(256) }).strict();
 
@@ -594,6 +625,18 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         await issueRouteCert(deps, c.principal, peer as X509Certificate, body, ctx.remoteAddr),
       );
     }),
+    compileRoute('POST', PUBLIC_ROUTES.requestCerts[1], async (ctx) => {
+      const c = await caller(ctx);
+      if (c.auth !== 'client-cert') {
+        throw new GatehouseError(
+          'GH_ERR_UNAUTHENTICATED',
+          'certificates for access requests are issued for a client certificate',
+          { hint: 'log in with gatehouse login, then run gatehouse login --request-id ID' },
+        );
+      }
+      const body = parseBody(requestCertsBody, await readJson(ctx.req, max));
+      sendJson(ctx.res, 200, await d.requestCerts(c.principal, body, ctx.remoteAddr));
+    }),
     compileRoute('POST', PUBLIC_ROUTES.desktopToken[1], async (ctx, p) => {
       const c = await caller(ctx);
       const body = parseBody(desktopTokenBody, await readJson(ctx.req, max));
@@ -885,6 +928,16 @@ async function callAdmin(
       return admin.listSessions();
     case 'killSession':
       return admin.killSession(p.id!);
+    case 'listAccessRequests':
+      return admin.listAccessRequests();
+    case 'getAccessRequest':
+      return admin.getAccessRequest(p.id!);
+    case 'createAccessRequest':
+      return admin.createAccessRequest(parseBody(createRequestBody, body));
+    case 'reviewAccessRequest':
+      return admin.reviewAccessRequest(p.id!, parseBody(reviewRequestBody, body));
+    case 'dropAccessRequest':
+      return admin.dropAccessRequest(p.id!, parseBody(dropRequestBody, body));
     default: {
       const never: never = name;
       throw new GatehouseError('GH_ERR_NOT_FOUND', `unknown admin call ${String(never)}`);

@@ -11,6 +11,7 @@ import type { NodeHostCertRequest, NodeHostCertResponse } from '../nodes/host-ce
 import type { JoinTokenView } from '../nodes/join-tokens.js';
 import type { CaStatus } from '../pki/authority.js';
 import type { Role } from '../rbac/types.js';
+import type { AccessRequestView, CreateAccessRequest, ReviewAccessRequest } from '../requests/types.js';
 import type { LiveSessionInfo } from '../sessions/live.js';
 import type { SsoConnectorView } from '../sso/connectors.js';
 import type { SsoStartResponse } from '../sso/service.js';
@@ -297,6 +298,20 @@ export interface AdminApi {
   listSessions(): Promise<SessionView[]>;
   /** Ends a live session; its user sees why, and the end is audited. */
   killSession(id: string): Promise<void>;
+
+  /**
+   * Access requests (docs/decisions/0036-access-requests.md), newest first:
+   * all of them with access_request:list, otherwise one's own and those one
+   * may review.
+   */
+  listAccessRequests(): Promise<AccessRequestView[]>;
+  getAccessRequest(id: string): Promise<AccessRequestView>;
+  /** Asks for roles or resources for a while, as the caller's roles allow (`allow.request`). */
+  createAccessRequest(req: CreateAccessRequest): Promise<AccessRequestView>;
+  /** Approves or denies (`allow.review_requests`); never one's own request, once per reviewer. */
+  reviewAccessRequest(id: string, req: ReviewAccessRequest): Promise<AccessRequestView>;
+  /** Withdraws a pending or approved request (one's own, or any with access_request:delete); its sessions end. */
+  dropAccessRequest(id: string, req?: { reason?: string | undefined }): Promise<AccessRequestView>;
 }
 
 /**
@@ -371,4 +386,9 @@ export const ADMIN_ROUTES = {
   rotateCa: ['POST', '/v1/ca/rotate'],
   listSessions: ['GET', '/v1/sessions'],
   killSession: ['DELETE', '/v1/sessions/:id'],
+  listAccessRequests: ['GET', '/v1/requests'],
+  getAccessRequest: ['GET', '/v1/requests/:id'],
+  createAccessRequest: ['POST', '/v1/requests'],
+  reviewAccessRequest: ['POST', '/v1/requests/:id/reviews'],
+  dropAccessRequest: ['POST', '/v1/requests/:id/drop'],
 } as const satisfies Record<keyof AdminApi, readonly [string, string]>;

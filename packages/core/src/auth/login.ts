@@ -9,6 +9,7 @@ import type { AuthenticationResponseJSON } from '../identity/webauthn.js';
 import type { CertificateAuthorities } from '../pki/authority.js';
 import { AccessChecker } from '../rbac/checker.js';
 import type { Role } from '../rbac/types.js';
+import type { RequestGrant } from '../requests/service.js';
 import { parseDuration } from '../util/duration.js';
 import type { WebSessions } from './sessions.js';
 
@@ -85,26 +86,53 @@ export class LoginService {
   async issue(
     user: UserRecord,
     req: Pick<LoginRequest, 'ssh_public_key' | 'tls_public_key' | 'ttl' | 'route'>,
-    ctx: { remoteAddr?: string | undefined; mfa: boolean; maxTtlMs?: number | undefined },
+    ctx: {
+      remoteAddr?: string | undefined;
+      mfa: boolean;
+      maxTtlMs?: number | undefined;
+      /**
+       * Approved access requests whose roles the certificates carry (`gatehouse
+       * login --request-id`, checked by the caller); the TTL ends with the
+       * earliest. Such an issue makes no web session.
+       */
+      requests?: readonly RequestGrant[] | undefined;
+      /** The certificate the caller re-issues from, which the new one never outlives. */
+      from?: Identity | undefined;
+    },
   ): Promise<{ response: LoginResponse; sessionId: string }> {
-    const roles = await this.#d.resolveRoles(user.roles);
+    const requests = ctx.requests ?? [];
+    const roleNames = [...new Set([...user.roles, ...requests.flatMap((r) => r.roles)])];
+    // Roles of resource requests reach only those resources (the Authorizer scopes them):
+    // they are not the certificate's general roles for logins or options here.
+    const general = [
+      ...new Set([...user.roles, ...requests.filter((r) => !r.resources?.length).flatMap((r) => r.roles)]),
+    ];
+    const roles = await this.#d.resolveRoles(general);
     const checker = AccessChecker.from(roles, user.traits);
     const options = checker.options();
+    const now = this.#d.clock.now();
     let ttl = options.maxSessionTtlMs;
     if (req.ttl) ttl = Math.min(ttl, parseDuration(req.ttl));
     if (ctx.maxTtlMs !== undefined) ttl = Math.min(ttl, ctx.maxTtlMs);
-    const now = this.#d.clock.now();
+    for (const r of requests) ttl = Math.min(ttl, r.expires.getTime() - now.getTime());
+    if (ctx.from) ttl = Math.min(ttl, ctx.from.expires.getTime() - now.getTime());
+    if (ttl <= 0) {
+      throw new GatehouseError('GH_ERR_CERT_EXPIRED', 'the access to re-issue for has already ended', {
+        hint: 'log in again: gatehouse login',
+      });
+    }
     const expires = new Date(now.getTime() + ttl);
     const pinnedIp = options.pinSourceIp ? ctx.remoteAddr : undefined;
     const identity: Identity = {
       user: user.name,
       userId: user.id,
-      roles: user.roles,
+      roles: roleNames,
       traits: user.traits,
       expires,
-      mfaVerifiedAt: ctx.mfa ? now : undefined,
+      mfaVerifiedAt: ctx.from ? ctx.from.mfaVerifiedAt : ctx.mfa ? now : undefined,
       route: validRoute(req.route),
-      loginIp: pinnedIp,
+      loginIp: ctx.from ? ctx.from.loginIp : pinnedIp,
+      ...(requests.length ? { accessRequests: requests.map((r) => r.id) } : {}),
     };
     // An SSH certificate with no principals is valid for EVERY login in
     // OpenSSH; a user allowed no logins gets a principal that matches none.
@@ -138,7 +166,7 @@ export class LoginService {
         serial: sshCert.serial,
         user: user.name,
         userId: user.id,
-        roles: user.roles,
+        roles: roleNames,
         expires: sshCert.expires,
       });
     }
@@ -150,12 +178,13 @@ export class LoginService {
           notAfter: expires,
         })
       : undefined;
-    const { id, session } = await this.#d.sessions.create(user.name, user.roles, ttl, user.id);
+    // A browser session carries standing roles only; a re-issue for requests makes none.
+    const web = ctx.requests ? undefined : await this.#d.sessions.create(user.name, user.roles, ttl, user.id);
     return {
-      sessionId: id,
+      sessionId: web?.id ?? '',
       response: {
         user: user.name,
-        roles: user.roles,
+        roles: roleNames,
         traits: user.traits,
         logins: checker.sshLogins(),
         expires: expires.toISOString(),
@@ -167,7 +196,8 @@ export class LoginService {
           host_x509: a.get('host').map((k) => k.x509CertPem),
           user_x509: a.get('user').map((k) => k.x509CertPem),
         },
-        csrf_token: session.csrf,
+        csrf_token: web?.session.csrf ?? '',
+        ...(requests.length ? { access_requests: requests.map((r) => r.id) } : {}),
       },
     };
   }

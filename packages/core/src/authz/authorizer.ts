@@ -5,6 +5,7 @@ import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { Identity, LockRecord, Route, UserRecord } from '../identity/types.js';
 import { AccessChecker, type AccessDecision, type EffectiveOptions } from '../rbac/checker.js';
 import type { JoinMode, ResourceKind, Role, Verb } from '../rbac/types.js';
+import type { RequestGrant } from '../requests/service.js';
 import type { LiveSessionInfo } from '../sessions/live.js';
 import { type AccessTarget, type Grant, mintGrant } from './grant.js';
 
@@ -18,6 +19,12 @@ export interface AuthorizerDeps {
   /** Throws for an unknown role name. */
   resolveRoles: (names: string[]) => Promise<Role[]>;
   findLocks: (q: { user: string; roles: string[] }) => Promise<LockRecord[]>;
+  /**
+   * What the approved access requests a certificate names grant now; throws
+   * (GH_ERR_ACCESS_DENIED) when one is no longer approved. Absent: a
+   * certificate naming requests is refused (fail closed).
+   */
+  requestGrants?: (identity: Identity) => Promise<RequestGrant[]>;
 }
 
 /** The result of checking who a caller is right now. */
@@ -26,6 +33,11 @@ export interface Principal {
   user: UserRecord;
   roles: Role[];
   checker: AccessChecker;
+  /**
+   * Approved requests for named resources: their roles apply to those
+   * resources only (with the standing roles' denies), never through `checker`.
+   */
+  scoped?: { resources: string[]; checker: AccessChecker }[] | undefined;
 }
 
 /** Why a live session must end (core decides; the adapter says it in its protocol's words). */
@@ -119,9 +131,13 @@ export class Authorizer {
     }
     // Roles: those in the certificate that the user still has. Removing a role
     // from a user takes effect at once; a role added later needs a new login.
+    // Roles from access requests count while each request is still approved.
     const current = new Set(user.roles);
-    const roleNames = identity.roles.filter((r) => current.has(r));
-    const locks = await this.#d.findLocks({ user: identity.user, roles: roleNames });
+    const grants = identity.accessRequests?.length ? await this.#requestGrants(identity) : [];
+    const requested = new Set(grants.filter((g) => !g.resources?.length).flatMap((g) => g.roles));
+    const roleNames = identity.roles.filter((r) => current.has(r) || requested.has(r));
+    const scopedRoles = grants.filter((g) => g.resources?.length).flatMap((g) => g.roles);
+    const locks = await this.#d.findLocks({ user: identity.user, roles: [...roleNames, ...scopedRoles] });
     if (locks.length > 0) {
       const lock = locks[0]!;
       const target = 'user' in lock.target ? `user ${lock.target.user}` : `role ${lock.target.role}`;
@@ -136,7 +152,31 @@ export class Authorizer {
     }
     const roles = await this.#d.resolveRoles(roleNames);
     const id = opts.traitsFromUser ? { ...identity, traits: user.traits } : identity;
-    return { identity: id, user, roles, checker: AccessChecker.from(roles, id.traits) };
+    const scoped: NonNullable<Principal['scoped']> = [];
+    for (const g of grants) {
+      if (!g.resources?.length) continue;
+      const extra = await this.#d.resolveRoles(g.roles);
+      scoped.push({
+        resources: g.resources.map((r) => `${r.kind}/${r.name}`),
+        checker: AccessChecker.from([...roles, ...extra], id.traits),
+      });
+    }
+    return {
+      identity: id,
+      user,
+      roles,
+      checker: AccessChecker.from(roles, id.traits),
+      ...(scoped.length ? { scoped } : {}),
+    };
+  }
+
+  #requestGrants(identity: Identity): Promise<RequestGrant[]> {
+    if (!this.#d.requestGrants) {
+      throw new GatehouseError('GH_ERR_ACCESS_DENIED', 'this gateway cannot check access requests', {
+        hint: 'log in again without --request-id',
+      });
+    }
+    return this.#d.requestGrants(identity);
   }
 
   /** Admin API permission: throws GH_ERR_ACCESS_DENIED (audited) unless a role rule allows it. */
@@ -282,8 +322,9 @@ export class Authorizer {
       const message = err instanceof Error ? err.message : String(err);
       await this.#audit(grant.identity, grant.target, message, ctx, 'record');
       if (ge?.code === 'GH_ERR_USER_LOCKED') return { cause: 'locked', message };
-      if (ge?.code === 'GH_ERR_CERT_EXPIRED') return { cause: 'expired', message };
       const reason = ge?.details?.reason;
+      if (ge?.code === 'GH_ERR_CERT_EXPIRED' || reason === 'access request expired')
+        return { cause: 'expired', message };
       if (reason === 'user deleted' || reason === 'user re-created')
         return { cause: 'user_deleted', message };
       return { cause: 'access_revoked', message };
@@ -333,17 +374,19 @@ export class Authorizer {
         field: 'source_ip',
       };
     }
-    const c = p.checker;
-    let kube: { users: string[]; groups: string[] } | undefined;
-    let decision: AccessDecision;
-    if (target.kind === 'kube') {
-      const k = c.checkKube(target);
-      if (k.allowed) kube = { users: k.users, groups: k.groups };
-      decision = k;
-    } else if (target.kind === 'node') decision = c.checkNode(target, target.login);
-    else if (target.kind === 'db')
-      decision = c.checkDatabase(target, { dbUser: target.dbUser, dbName: target.dbName });
-    else decision = c.checkDesktop(target, target.login);
+    let { decision, kube } = checkTarget(p.checker, target);
+    if (!decision.allowed) {
+      // An approved request for this very resource (its roles reach nothing else).
+      const key = `${target.kind}/${target.name}`;
+      for (const s of p.scoped ?? []) {
+        if (!s.resources.includes(key)) continue;
+        const scoped = checkTarget(s.checker, target);
+        if (scoped.decision.allowed) {
+          ({ decision, kube } = scoped);
+          break;
+        }
+      }
+    }
     if (!decision.allowed) {
       return {
         allowed: false,
@@ -412,6 +455,25 @@ export class Authorizer {
       ...(ctx.remoteAddr ? { addr: { remote: ctx.remoteAddr } } : {}),
     });
   }
+}
+
+/** One role checker's decision for a target (and whom to impersonate in Kubernetes). */
+function checkTarget(
+  c: AccessChecker,
+  target: AccessTarget,
+): { decision: AccessDecision; kube: { users: string[]; groups: string[] } | undefined } {
+  if (target.kind === 'kube') {
+    const k = c.checkKube(target);
+    return { decision: k, kube: k.allowed ? { users: k.users, groups: k.groups } : undefined };
+  }
+  if (target.kind === 'node') return { decision: c.checkNode(target, target.login), kube: undefined };
+  if (target.kind === 'db') {
+    return {
+      decision: c.checkDatabase(target, { dbUser: target.dbUser, dbName: target.dbName }),
+      kube: undefined,
+    };
+  }
+  return { decision: c.checkDesktop(target, target.login), kube: undefined };
 }
 
 /**

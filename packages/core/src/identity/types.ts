@@ -68,6 +68,13 @@ export interface Identity {
   route?: Route | undefined;
   /** Address the client logged in from, when the cert is pinned to it. */
   loginIp?: string | undefined;
+  /**
+   * Approved access requests whose roles the certificate carries
+   * (`gatehouse login --request-id`). Every use checks that each is still
+   * approved and unexpired: a denial, drop or expiry ends the certificate's
+   * sessions the way a lock does.
+   */
+  accessRequests?: string[] | undefined;
 }
 
 export type Route =

@@ -34,6 +34,11 @@ const identitySchema = z.strictObject({
   mfa_verified_at: isoDate.optional(),
   route: routeSchema.optional(),
   login_ip: z.string().min(1).optional(),
+  access_requests: z
+    .array(z.string().regex(/^[0-9a-f]{8,64}$/))
+    .min(1)
+    .max(16)
+    .optional(),
 });
 
 function iso(d: Date, field: string): string {
@@ -67,6 +72,7 @@ export function encodeIdentityJson(identity: Identity): string {
   if (identity.mfaVerifiedAt !== undefined) o.mfa_verified_at = iso(identity.mfaVerifiedAt, 'mfaVerifiedAt');
   if (identity.route !== undefined) o.route = routeJson(identity.route);
   if (identity.loginIp !== undefined) o.login_ip = identity.loginIp;
+  if (identity.accessRequests?.length) o.access_requests = identity.accessRequests;
   // Validate what we write with the same schema readers use, so a bad
   // identity fails at issuance rather than at every later connection.
   const checked = identitySchema.safeParse(o);
@@ -108,5 +114,6 @@ export function decodeIdentityJson(json: string): Identity {
   if (d.route !== undefined) identity.route = d.route;
   if (d.login_ip !== undefined) identity.loginIp = d.login_ip;
   if (d.user_id !== undefined) identity.userId = d.user_id;
+  if (d.access_requests !== undefined) identity.accessRequests = d.access_requests;
   return identity;
 }

@@ -10,11 +10,12 @@ export const BUILTIN_ROLES: readonly Role[] = deepFreeze([
     kind: 'role',
     name: 'admin',
     description:
-      'Manage the cluster: users, roles, locks, audit and recordings. Grants no resource access by itself.',
+      'Manage the cluster: users, roles, locks, audit and recordings; review access requests. Grants no resource access by itself.',
     allow: {
       logins: ['{{internal.logins}}'],
       rules: [{ resources: ['*'], verbs: ['*'] }],
       join_sessions: ['observer', 'peer'],
+      review_requests: { roles: ['*'] },
     },
     deny: {},
     options: {},

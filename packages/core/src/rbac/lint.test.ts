@@ -118,6 +118,35 @@ describe('lintRole', () => {
     expect(m[2]?.message).toMatch(/unknown function "email.lower"/);
   });
 
+  it('checks access request fields with the line and key: thresholds, reason mode, review_requests', () => {
+    const m = errors(
+      [
+        'kind: role',
+        'name: dev',
+        'allow:',
+        '  request:',
+        '    roles: [prod-db]',
+        '    thresholds: [{ approve: 0, deny: 1 }]',
+        '    reason: { mode: always }',
+        '    search_as_role: [db-reader]',
+        '  review_requests: { roles: prod-db }',
+      ].join('\n'),
+    );
+    expect(m.map((x) => [x.line, x.key])).toEqual([
+      [6, 'allow.request.thresholds[0].approve'],
+      [7, 'allow.request.reason.mode'],
+      [8, 'allow.request.search_as_role'],
+      [9, 'allow.review_requests.roles'],
+    ]);
+    expect(m[2]?.suggestion).toMatch(/search_as_roles/);
+    expect(m[3]?.message).toBe('expected a list (got string "prod-db")');
+    const ok = lintRole(
+      'kind: role\nname: r\nallow:\n  request: { roles: [a], thresholds: [{approve: 2, deny: 1}], reason: {mode: required} }\n  review_requests: { roles: ["*"] }\n',
+    );
+    expect(ok.messages).toEqual([]);
+    expect(ok.role?.allow.request?.thresholds).toEqual([{ approve: 2, deny: 1 }]);
+  });
+
   it('reports invalid regexes, bad durations and non-string label values', () => {
     const m = errors(
       [

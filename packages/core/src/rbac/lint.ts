@@ -28,7 +28,16 @@ function knownKeysAt(path: readonly PathSeg[]): string[] {
       return CONDITION_KEYS;
     case 'allow.request':
     case 'deny.request':
-      return ['roles', 'max_duration'];
+      return ['roles', 'search_as_roles', 'max_duration', 'thresholds', 'reason'];
+    case 'allow.request.thresholds':
+    case 'deny.request.thresholds':
+      return ['approve', 'deny'];
+    case 'allow.request.reason':
+    case 'deny.request.reason':
+      return ['mode'];
+    case 'allow.review_requests':
+    case 'deny.review_requests':
+      return ['roles'];
     case 'allow.rules':
     case 'deny.rules':
       return ['resources', 'verbs'];

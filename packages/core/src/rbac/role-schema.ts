@@ -113,6 +113,7 @@ export const RESOURCE_KINDS = [
   'desktop',
   'auth_connector',
   'cluster',
+  'access_request',
   '*',
 ] as const;
 
@@ -141,13 +142,32 @@ export const conditionsSchema = z.strictObject({
   rules: z.array(ruleSchema).optional(),
   /** Joining other users' live sessions: observer (watch) and/or peer (type too). */
   join_sessions: z.array(z.enum(['observer', 'peer'])).optional(),
-  /** Roles the holder may request temporarily (access requests). */
+  /**
+   * Access requests (docs/decisions/0036-access-requests.md): roles the holder
+   * may ask for temporarily (`roles`, names or patterns), roles whose
+   * resources they may ask for one by one (`search_as_roles`), how many
+   * reviews approve or deny (`thresholds`), and whether a reason is needed.
+   * Under `deny`, `roles` and `search_as_roles` refuse (deny wins).
+   */
   request: z
     .strictObject({
-      roles: z.array(z.string()).optional(),
+      roles: stringList('request.roles').optional(),
+      search_as_roles: stringList('request.search_as_roles').optional(),
       max_duration: duration({ cap: TTL_CAP }).optional(),
+      thresholds: z
+        .array(
+          z.strictObject({
+            approve: z.number().int().min(1).max(16).optional(),
+            deny: z.number().int().min(1).max(16).optional(),
+          }),
+        )
+        .max(8)
+        .optional(),
+      reason: z.strictObject({ mode: z.enum(['required', 'optional']) }).optional(),
     })
     .optional(),
+  /** Whose access requests the holder may review: requests for these roles (names or patterns). */
+  review_requests: z.strictObject({ roles: stringList('review_requests.roles').optional() }).optional(),
 });
 
 /** An absolute path prefix for enhanced_recording_paths. */

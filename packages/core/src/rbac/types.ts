@@ -21,6 +21,7 @@ export type ResourceKind =
   | 'desktop'
   | 'auth_connector'
   | 'cluster'
+  | 'access_request'
   | '*';
 
 export interface Rule {
@@ -40,12 +41,23 @@ export interface RoleConditions {
   desktop_labels?: LabelSelector;
   desktop_logins?: string[];
   rules?: Rule[];
-  request?: { roles?: string[]; max_duration?: string };
+  request?: RequestConditions;
+  /** Whose access requests the holder may review (requests for these roles). */
+  review_requests?: { roles?: string[] };
   /**
    * Joining other users' live sessions (`gatehouse join`, the web UI):
    * `observer` watches, `peer` may also type. One's own sessions need none.
    */
   join_sessions?: JoinMode[];
+}
+
+/** Who may ask for what (access requests); see role-schema.ts. */
+export interface RequestConditions {
+  roles?: string[];
+  search_as_roles?: string[];
+  max_duration?: string;
+  thresholds?: { approve?: number; deny?: number }[];
+  reason?: { mode: 'required' | 'optional' };
 }
 
 /** How a second person attaches to a live terminal session. */

@@ -1,0 +1,169 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { GatehouseClient, GatehouseError, parseDuration } from '@gatehouse/core';
+import type { Command } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import type { Ctx } from '../context.js';
+import {
+  SLACK_INTERACTIVE_PATH,
+  type SlackPluginConfig,
+  slackTarget,
+  startSlackInteractions,
+} from '../plugins/slack.js';
+import { RequestWatcher } from '../plugins/watcher.js';
+import { startCallbackServer, webhookTarget } from '../plugins/webhook.js';
+import { ClientHome, splitPems } from '../profile.js';
+import { examples, usage } from './usage.js';
+
+/**
+ * `gatehouse plugin run KIND --config FILE`: an access request plugin as
+ * its own process, authenticated as its bot user (a `gatehouse login` kept
+ * in `home`, whose roles need `review_requests` to review from the tool).
+ */
+export function registerPlugin(program: Command, ctx: Ctx): void {
+  const plugin = program.command('plugin').description('access request plugins (notifications and reviews)');
+  plugin
+    .command('run')
+    .description('run a plugin until stopped (SIGTERM/SIGINT)')
+    .argument('<kind>', 'webhook or slack')
+    // --config is the program's global option (here: the plugin's config, not a gateway's).
+    .addHelpText(
+      'after',
+      `
+--config FILE is required. The config (paths are relative to it):
+  home: ./bot-home            # GATEHOUSE_HOME where the bot user ran gatehouse login
+  state_file: ./state.json    # what was posted (no double posts after a restart)
+  poll_interval: 2s
+  webhook:
+    url: https://hooks.example.com/gatehouse
+    secret_file: ./webhook.secret            # signs what is posted (X-Gatehouse-Signature)
+    callback_secret_file: ./callback.secret  # checks POST /callback reviews
+    listen: 127.0.0.1:8081
+  slack:                      # instead of webhook:
+    token_file: ./slack.token                # the app's bot token (xoxb-...)
+    signing_secret_file: ./slack.signing     # checks POST /slack/interactive (the app's Request URL)
+    channel: C0123456789
+    listen: 127.0.0.1:8082
+    reviewers: { U0123ABCD: bob }            # Slack user id -> Gatehouse user allowed to review
+${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plugin.yaml
+  $ gatehouse plugin run slack --config /etc/gatehouse/slack-plugin.yaml`)}`,
+    )
+    .action(async (kind: string, _o: unknown, cmd: Command) => {
+      if (kind !== 'webhook' && kind !== 'slack')
+        throw usage(`unknown plugin "${kind}"`, 'use webhook or slack');
+      const file = cmd.optsWithGlobals<{ config?: string }>().config;
+      if (!file) throw usage('no plugin config', 'pass --config FILE (see --help for its keys)');
+      const cfg = readConfig(file, kind);
+      const home = new ClientHome(cfg.home);
+      const api = () => {
+        const profile = home.current();
+        if (!profile) {
+          throw new GatehouseError('GH_ERR_UNAUTHENTICATED', `no login in ${cfg.home}`, {
+            hint: `log the bot user in there: GATEHOUSE_HOME=${cfg.home} gatehouse login --proxy HOST:PORT --user BOT`,
+          });
+        }
+        const keys = home.readKeys(profile);
+        const client = new GatehouseClient({
+          proxy: profile.proxy,
+          caPem: splitPems(keys.cas),
+          certPem: keys.tlsCert,
+          keyPem: keys.tlsKey,
+        });
+        return { api: client, close: () => client.close() };
+      };
+      const log = (m: string) => ctx.err(`${new Date().toISOString()} ${m}\n`);
+      const callbacks = cfg.slack
+        ? await startSlackInteractions(cfg.slack, api, log)
+        : await startCallbackServer(cfg.webhook!, api, log);
+      const watcher = new RequestWatcher({
+        api,
+        target: cfg.slack ? slackTarget(cfg.slack) : webhookTarget(cfg.webhook!),
+        stateFile: cfg.stateFile,
+        pollMs: cfg.pollMs,
+        log,
+      });
+      watcher.start();
+      ctx.out(
+        `${kind} plugin running; callbacks on 127.0.0.1:${callbacks.port}${cfg.slack ? SLACK_INTERACTIVE_PATH : '/callback'}\n`,
+      );
+      await new Promise<void>((done) => {
+        const stop = () => done();
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+      await watcher.stop();
+      await callbacks.close();
+    });
+}
+
+interface PluginConfig {
+  home: string;
+  stateFile: string;
+  pollMs: number;
+  webhook?: { url: string; secret: string; callbackSecret: string; listen: string } | undefined;
+  slack?: SlackPluginConfig | undefined;
+}
+
+function readConfig(file: string, kind: 'webhook' | 'slack'): PluginConfig {
+  const bad = (what: string) =>
+    new GatehouseError('GH_ERR_CONFIG_INVALID', `${file}: ${what}`, {
+      hint: 'see gatehouse plugin run --help for the config keys',
+    });
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch (cause) {
+    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `cannot read ${file}: ${(cause as Error).message}`, {
+      hint: 'pass a YAML file with --config',
+      cause,
+    });
+  }
+  const base = dirname(resolve(file));
+  const path = (v: unknown, key: string) => {
+    if (typeof v !== 'string' || v === '') throw bad(`${key} must be a path`);
+    return resolve(base, v);
+  };
+  const section = doc?.[kind] as Record<string, unknown> | undefined;
+  if (!section || typeof section !== 'object') throw bad(`${kind}: is missing`);
+  const secret = (key: string) => {
+    const text = readFileSync(path(section[`${key}_file`], `${kind}.${key}_file`), 'utf8').trim();
+    if (text.length < 16) throw bad(`${kind}.${key}_file must hold a secret of at least 16 characters`);
+    return text;
+  };
+  const listen = typeof section.listen === 'string' ? section.listen : '127.0.0.1:0';
+  const common = {
+    home: path(doc.home, 'home'),
+    stateFile: path(doc.state_file, 'state_file'),
+    pollMs: typeof doc.poll_interval === 'string' ? parseDuration(doc.poll_interval) : 2000,
+  };
+  if (kind === 'slack') {
+    if (typeof section.channel !== 'string' || !section.channel)
+      throw bad('slack.channel must be a channel id');
+    const reviewers = (section.reviewers ?? {}) as Record<string, unknown>;
+    if (typeof reviewers !== 'object' || !Object.values(reviewers).every((v) => typeof v === 'string')) {
+      throw bad('slack.reviewers maps Slack user ids to Gatehouse user names');
+    }
+    return {
+      ...common,
+      slack: {
+        apiUrl: typeof section.api_url === 'string' ? section.api_url : 'https://slack.com/api',
+        token: secret('token'),
+        signingSecret: secret('signing_secret'),
+        channel: section.channel,
+        listen,
+        reviewers: reviewers as Record<string, string>,
+      },
+    };
+  }
+  if (typeof section.url !== 'string' || !/^https?:\/\//.test(section.url))
+    throw bad('webhook.url must be an http(s) URL');
+  return {
+    ...common,
+    webhook: {
+      url: section.url,
+      secret: secret('secret'),
+      callbackSecret: secret('callback_secret'),
+      listen,
+    },
+  };
+}

@@ -1,0 +1,71 @@
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/** Callback bodies are small (a review); anything larger is cut off. */
+const MAX_CALLBACK_BYTES = 64 * 1024;
+
+export interface CallbackServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+export interface CallbackReply {
+  status: number;
+  body: string;
+  contentType: string;
+}
+
+export const reply = (status: number, body: unknown): CallbackReply => ({
+  status,
+  body: JSON.stringify(body),
+  contentType: 'application/json',
+});
+
+/**
+ * The plugins' callback listener: POST `path` only, the body read whole
+ * (bounded) and handed to `handle` with lower-case single-valued headers;
+ * the handler checks the tool's signature before anything else.
+ */
+export async function listenCallbacks(
+  listen: string,
+  path: string,
+  handle: (
+    body: string,
+    headers: Record<string, string | undefined>,
+    remote: string,
+  ) => Promise<CallbackReply>,
+): Promise<CallbackServer> {
+  const server = http.createServer((req, res) => {
+    const send = (r: CallbackReply) => res.writeHead(r.status, { 'content-type': r.contentType }).end(r.body);
+    if (req.method !== 'POST' || req.url !== path) return send(reply(404, { message: `POST ${path}` }));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > MAX_CALLBACK_BYTES) req.destroy();
+      else chunks.push(c);
+    });
+    req.on('error', () => res.destroy());
+    req.on('end', () => {
+      const headers: Record<string, string | undefined> = {};
+      for (const [k, v] of Object.entries(req.headers)) headers[k] = typeof v === 'string' ? v : undefined;
+      handle(Buffer.concat(chunks).toString('utf8'), headers, req.socket.remoteAddress ?? '')
+        .then(send)
+        .catch((e: unknown) => send(reply(500, { message: (e as Error).message })));
+    });
+  });
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i).replace(/^\[|\]$/g, '') || '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(Number(listen.slice(i + 1)), host, resolve);
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
