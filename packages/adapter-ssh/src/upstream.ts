@@ -99,7 +99,11 @@ export async function connectUpstream(o: UpstreamOptions): Promise<InstanceType<
             'GH_ERR_UPSTREAM_UNAVAILABLE',
             `node "${o.node.name}" failed host verification: ${hostProblem}`,
             {
-              hint: 'give the node a host certificate from the Gatehouse host CA (HostCertificate in sshd_config) naming the node',
+              // A certificate from a host CA key a rotation removed looks the same: say how each kind of node gets a new one.
+              hint:
+                'give the node a host certificate from the Gatehouse host CA naming the node: an OpenSSH node with ' +
+                `gatehouse nodes configure ${o.node.name} --renew --apply (HostCertificate in sshd_config); ` +
+                'a node service (gatehouse node start) that missed a host CA rotation joins again with a new token (gatehouse tokens add --type node)',
               details: { reason: 'host_key' },
             },
           ),

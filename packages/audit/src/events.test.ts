@@ -70,6 +70,7 @@ const EXPECTED = {
   'node.join': { ok: 'GH1072I', fail: 'GH1072W' },
   'node.join_token.create': 'GH1073I',
   'node.audit_refused': 'GH1074W',
+  'node.renew_refused': 'GH1075W',
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
   'gateway.reload': { ok: 'GH1202I', fail: 'GH1202W' },

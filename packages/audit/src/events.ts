@@ -651,6 +651,15 @@ export type AuditEventInput =
   | (CommonFields & { type: 'node.join'; success: false; name: string; error: string })
   | (CommonFields & {
       /**
+       * A node's request to renew its host certificate with its current one
+       * was refused (`server`: the node it claimed to be); e.g. a certificate
+       * from a host CA key a rotation removed while the node was away.
+       */
+      type: 'node.renew_refused';
+      error: string;
+    })
+  | (CommonFields & {
+      /**
        * A joined node's forwarded audit events were refused: the whole batch
        * (`server` is the name the certificate claimed, or absent) or one event
        * of it (`node_event_id` set).
@@ -824,6 +833,7 @@ export const EVENT_CODES = {
   'node.join': { ok: 'GH1072I', fail: 'GH1072W' },
   'node.join_token.create': 'GH1073I',
   'node.audit_refused': 'GH1074W',
+  'node.renew_refused': 'GH1075W',
   'gateway.start': 'GH1200I',
   'gateway.stop': 'GH1201I',
   'gateway.reload': { ok: 'GH1202I', fail: 'GH1202W' },

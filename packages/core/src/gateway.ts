@@ -84,6 +84,7 @@ import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
 import { NodeRegistry, type NodeSpec } from './nodes/registry.js';
 import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki/authority.js';
 import { SessionCredentials } from './pki/credentials.js';
+import { sshFingerprint } from './pki/rotation.js';
 import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
 import { ACCESS_REQUESTS_PREFIX, AccessRequestService } from './requests/service.js';
@@ -482,6 +483,7 @@ export class Gateway {
       },
       config,
       advertised: () => this.advertised(),
+      hostCaSigner: () => sshFingerprint(authorities.signingKey('host').sshPublicKey),
       clock,
       version: VERSION,
       audit,
@@ -531,10 +533,11 @@ export class Gateway {
           req,
           remoteAddr,
         ),
-      nodeRenewHostCert: (req) =>
+      nodeRenewHostCert: (req, remoteAddr) =>
         renewNodeHostCert(
-          { nodes: this.nodes, authorities, clusterName: config.clusterName, now: () => clock.now() },
+          { nodes: this.nodes, authorities, clusterName: config.clusterName, now: () => clock.now(), audit },
           req,
+          remoteAddr,
         ),
       nodeAudit: (req, remoteAddr) => nodeAudit.ingest(req, remoteAddr),
       routeCerts: { databases: this.databases, authorities },

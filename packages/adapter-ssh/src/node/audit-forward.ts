@@ -34,8 +34,8 @@ export interface NodeAuditForwarderOptions {
   dir: string;
   /** Sends one signed batch (GatehouseClient.nodeAudit). */
   send: (req: NodeAuditRequest) => Promise<NodeAuditResponse>;
-  /** The node's host certificate (OpenSSH line). */
-  cert: string;
+  /** The node's host certificate (OpenSSH line); a function when it is renewed while running (CA rotation). */
+  cert: string | (() => string);
   /** Signs bytes with the certified host key (Ed25519). */
   sign: (data: Buffer) => Buffer;
   clock: Clock;
@@ -172,7 +172,7 @@ export class NodeAuditForwarder implements AuditEmitter {
       if (batch.length === 0) continue;
       const boot = batch[0]!.line.boot;
       const req = signNodeAudit(
-        this.#o.cert,
+        typeof this.#o.cert === 'function' ? this.#o.cert() : this.#o.cert,
         {
           ts: this.#o.clock.now().getTime(),
           boot,

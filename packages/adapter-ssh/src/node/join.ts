@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import type { AuditEmitter } from '@gatehouse/audit';
 import {
   type Clock,
@@ -5,11 +6,16 @@ import {
   fetchPinnedCa,
   GatehouseClient,
   GatehouseError,
+  isGatehouseError,
+  JOINED_HOST_CERT_TTL_MS,
   type LogFn,
   type NodeJoinResponse,
   parseHostPort,
+  parseSshCertificate,
+  renewPayload,
+  sshBlobFingerprint,
 } from '@gatehouse/core';
-import { NodeAuditForwarder } from './audit-forward.js';
+import { NodeAuditForwarder, type NodeAuditForwarderOptions } from './audit-forward.js';
 import { generateHostKey, parseHostKey, publicKeyLine } from './hostkey.js';
 import { type NodeService, type NodeSessionEvent, startNodeService } from './server.js';
 
@@ -90,7 +96,12 @@ export interface JoinedNodeOptions extends JoinOptions {
   auditCopy?: (line: string) => void;
   log?: LogFn;
   onSession?: (e: NodeSessionEvent) => void;
-  /** How often to re-read the user CA keys from the proxy (CA rotation). Default 10 minutes; 0 disables. */
+  /**
+   * How often to follow the cluster CAs (rotation, decision 0035): re-read the
+   * user CA keys and the host CA certificates that verify the proxy, and renew
+   * this node's host certificate when the host CA signs with another key.
+   * Default 10 minutes; 0 disables (refreshCas() still runs it).
+   */
   caRefreshMs?: number;
   /**
    * How often to fetch the list of revoked certificates (users deleted or
@@ -102,6 +113,14 @@ export interface JoinedNodeOptions extends JoinOptions {
 
 export interface JoinedNode extends NodeService {
   join: JoinResult;
+  /** The host certificate the node presents now (the join's, or a renewed one). */
+  hostCert(): string;
+  /**
+   * One run of what the caRefreshMs timer does. Rejects with
+   * GH_ERR_CERT_INVALID, saying to join again with a new token, when the
+   * node cannot follow a host CA rotation any more (it missed it).
+   */
+  refreshCas(): Promise<void>;
   /** The default audit forwarding (absent when `audit` was given). */
   auditForwarder?: NodeAuditForwarder;
 }
@@ -114,8 +133,26 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
     });
   }
   const join = await joinCluster(o);
-  const auditClient = o.audit ? undefined : new GatehouseClient({ proxy: o.proxy, caPem: join.caPem });
-  const forwarder = auditClient ? auditForwarder(o, join, auditClient) : undefined;
+  // Both follow a host CA rotation (refreshCas): what verifies the proxy, and what this node presents.
+  let caPem = join.caPem;
+  let hostCert = join.host_cert;
+  /** A client for one exchange, verifying the proxy with the host CA certificates known now. */
+  const withClient = async <T>(fn: (c: GatehouseClient) => Promise<T>): Promise<T> => {
+    const client = new GatehouseClient({ proxy: o.proxy, caPem });
+    try {
+      return await fn(client);
+    } finally {
+      client.close();
+    }
+  };
+  const forwarder = o.audit
+    ? undefined
+    : auditForwarder(
+        o,
+        join,
+        () => hostCert,
+        (req) => withClient((c) => c.nodeAudit(req)),
+      );
   const audit = o.audit ?? (forwarder as NodeAuditForwarder);
   let userCaKeys = join.user_ca_keys;
   let revoked: ReadonlySet<bigint> = new Set();
@@ -134,30 +171,69 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
     ...(o.onSession ? { onSession: o.onSession } : {}),
     ...(o.log ? { log: o.log } : {}),
   });
+  const hostKey = parseHostKey(join.hostKey);
+  /**
+   * The gateway renews a host certificate for whoever holds it and its key
+   * (POST /v1/nodes/renew-host-cert, as agentless nodes do): no token needed.
+   */
+  const renewHostCert = async (client: GatehouseClient) => {
+    const time = o.clock.now().toISOString();
+    const payload = renewPayload({ cluster: join.cluster_name, node: join.node.name, time, cert: hostCert });
+    const sig = hostKey.sign(payload);
+    if (sig instanceof Error) throw sig;
+    const res = await client.renewNodeHostCert({
+      node: join.node.name,
+      cert: hostCert,
+      time,
+      signature: sig.toString('base64'),
+      ttl: `${JOINED_HOST_CERT_TTL_MS / 3_600_000}h`,
+    });
+    // In place, same key and port (the ssh2 patch reads it at each key exchange): open sessions stay.
+    service.setHostCert(res.cert);
+    hostCert = res.cert;
+    o.log?.('debug', `node: renewed the host certificate (host CA key ${signerOf(res.cert)})`);
+  };
+  const refreshCas = () =>
+    withClient(async (client) => {
+      const keys = (await client.caExport('sshd', 'user'))
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean);
+      // An empty answer must not leave the node trusting nothing or, worse, anything: keep the old set.
+      if (keys.length > 0) userCaKeys = keys;
+      // Asked over a connection the current set verified: from init on it holds the new key too,
+      // so this node still knows the proxy when it presents the new key's chain at update_servers.
+      const pems = splitPems(await client.caExport('x509', 'host'));
+      if (pems.length > 0) caPem = pems;
+      const { host_ca_signer } = await client.ping();
+      if (host_ca_signer && host_ca_signer !== signerOf(hostCert)) await renewHostCert(client);
+    }).catch((e: unknown) => {
+      // The node missed the rotation (it was away from init to standby): it cannot verify the
+      // proxy, or the gateway no longer trusts its certificate. Only an admin can fix that.
+      if (isGatehouseError(e) && e.code === 'GH_ERR_CERT_INVALID') {
+        throw new GatehouseError(
+          'GH_ERR_CERT_INVALID',
+          `node ${join.node.name} cannot follow the cluster's host CA any more (was it rotated while this node could not reach the gateway?): ${e.message}`,
+          {
+            cause: e,
+            hint:
+              'join this node again with a new token: on the gateway, gatehouse tokens add --type node; ' +
+              'here, gatehouse node start --token NEW_TOKEN --ca-pin PIN (the pin "gatehouse ca status" shows)',
+          },
+        );
+      }
+      throw e;
+    });
   const every = o.caRefreshMs ?? 600_000;
   const timer =
     every > 0
       ? setInterval(() => {
-          const client = new GatehouseClient({ proxy: o.proxy, caPem: join.caPem });
-          client
-            .caExport('sshd', 'user')
-            .then((text) => {
-              const keys = text
-                .split('\n')
-                .map((l) => l.trim())
-                .filter(Boolean);
-              // An empty answer must not leave the node trusting nothing or, worse, anything: keep the old set.
-              if (keys.length > 0) userCaKeys = keys;
-            })
-            .catch((e: unknown) => o.log?.('error', 'node: refreshing the user CA keys failed', e))
-            .finally(() => client.close());
+          refreshCas().catch((e: unknown) => o.log?.('error', 'node: following the cluster CAs failed', e));
         }, every)
       : undefined;
   timer?.unref();
-  const fetchRevoked = () => {
-    const client = new GatehouseClient({ proxy: o.proxy, caPem: join.caPem });
-    return client
-      .caKrl()
+  const fetchRevoked = () =>
+    withClient((client) => client.caKrl())
       .then((krl) => {
         // Gatehouse lists the same serials under each user CA key: any key's list will do, all are merged.
         const next = new Set<bigint>();
@@ -166,9 +242,7 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
         // A lock also ends what the locked certificates still run here (direct logins, nohup jobs).
         return service.endRevoked();
       })
-      .catch((e: unknown) => o.log?.('error', 'node: fetching the revoked certificates failed', e))
-      .finally(() => client.close());
-  };
+      .catch((e: unknown) => o.log?.('error', 'node: fetching the revoked certificates failed', e));
   const revocationEvery = o.revocationRefreshMs ?? 30_000;
   if (revocationEvery > 0) await fetchRevoked();
   const revocationTimer = revocationEvery > 0 ? setInterval(fetchRevoked, revocationEvery) : undefined;
@@ -182,6 +256,8 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
     address: service.address,
     hostPublicKey: service.hostPublicKey,
     join,
+    hostCert: () => hostCert,
+    refreshCas,
     ...(forwarder ? { auditForwarder: forwarder } : {}),
     async close() {
       clearInterval(timer);
@@ -189,23 +265,44 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
       await service.close();
       // What is not delivered yet stays in the spool for the next start.
       await forwarder?.close();
-      auditClient?.close();
     },
   };
 }
 
-/** Sends the node's audit events to the gateway, signed with the host key the join certified. */
-function auditForwarder(o: JoinedNodeOptions, join: JoinResult, client: GatehouseClient): NodeAuditForwarder {
+/** `SHA256:` fingerprint of the CA key that signed a certificate (compared with ping's host_ca_signer). */
+function signerOf(certLine: string): string {
+  return sshBlobFingerprint(parseSshCertificate(certLine).signatureKey);
+}
+
+/** The certificates of a PEM bundle that parse (the proxy's CA export); anything else is dropped. */
+function splitPems(text: string): string[] {
+  const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return pems.filter((p) => {
+    try {
+      return new X509Certificate(p).ca;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Sends the node's audit events to the gateway, signed with the host key of its current certificate. */
+function auditForwarder(
+  o: JoinedNodeOptions,
+  join: JoinResult,
+  cert: () => string,
+  send: NodeAuditForwarderOptions['send'],
+): NodeAuditForwarder {
   const key = parseHostKey(join.hostKey);
   return new NodeAuditForwarder({
     dir: o.auditSpoolDir as string,
-    cert: join.host_cert,
+    cert,
     sign: (data) => {
       const sig = key.sign(data);
       if (sig instanceof Error) throw sig;
       return sig;
     },
-    send: (req) => client.nodeAudit(req),
+    send,
     clock: o.clock,
     log: o.log ?? (() => {}),
     ...(o.auditCopy ? { copy: o.auditCopy } : {}),

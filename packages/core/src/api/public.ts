@@ -13,6 +13,12 @@ export interface PingResponse {
   mysql_listen?: string | undefined;
   /** Security keys and passkeys work here (public_addr is a DNS name: the RP id). */
   webauthn?: { rp_id: string } | undefined;
+  /**
+   * `SHA256:` fingerprint of the host CA key that signs host certificates now
+   * (the new key from a rotation's update_servers on): a joined node whose
+   * certificate is from another key renews it (decision 0035).
+   */
+  host_ca_signer?: string | undefined;
 }
 
 /** POST /v1/login */

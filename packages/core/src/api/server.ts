@@ -70,6 +70,8 @@ export interface ApiServerDeps {
   config: GatehouseConfig;
   /** Addresses clients are told: the bound ones once listening (port 0 resolved). */
   advertised: () => { publicAddr: string; mysqlListen?: string };
+  /** SSH fingerprint of the host CA key that signs host certificates now (ping's host_ca_signer). */
+  hostCaSigner?: () => string;
   clock: Clock;
   version: string;
   audit: AuditEmitter;
@@ -97,7 +99,7 @@ export interface ApiServerDeps {
   /** Redeems a node join token (POST /v1/nodes/join). */
   nodeJoin: (req: NodeJoinRequest, remoteAddr: string) => Promise<NodeJoinResponse>;
   /** Renews an agentless node's host certificate (POST /v1/nodes/renew-host-cert). */
-  nodeRenewHostCert: (req: NodeHostCertRenewRequest) => Promise<NodeHostCertResponse>;
+  nodeRenewHostCert: (req: NodeHostCertRenewRequest, remoteAddr: string) => Promise<NodeHostCertResponse>;
   /** Writes a joined node's signed batch of audit events (POST /v1/nodes/audit). */
   nodeAudit: (req: NodeAuditRequest, remoteAddr: string) => Promise<NodeAuditResponse>;
   /** Files on nodes (GET/PUT /v1/files), through the SSH adapter's TerminalService. */
@@ -404,6 +406,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         ...webauthnPing(),
         // MySQL clients need its own port (gatehouse db login writes it into ~/.my.cnf).
         ...(at.mysqlListen ? { mysql_listen: at.mysqlListen } : {}),
+        ...(d.hostCaSigner ? { host_ca_signer: d.hostCaSigner() } : {}),
       };
       sendJson(res, 200, body);
     }),
@@ -663,7 +666,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         });
       }
       const body = parseBody(renewHostCertBody, await readJson(ctx.req, max));
-      sendJson(ctx.res, 200, await d.nodeRenewHostCert(body));
+      sendJson(ctx.res, 200, await d.nodeRenewHostCert(body, ctx.remoteAddr));
     }),
     compileRoute('POST', PUBLIC_ROUTES.nodeAudit[1], async (ctx) => {
       // Authenticated by the signature inside (NodeAuditIngest); refused batches are throttled per

@@ -1,6 +1,7 @@
 import { verify } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import type { AuditEmitter } from '@gatehouse/audit';
 import { GatehouseError } from '../errors.js';
 import type { CertificateAuthorities } from '../pki/authority.js';
 import { parseSshPublicKey, sshEd25519PublicKeyToKeyObject, verifySshCertificate } from '../pki/sshcert.js';
@@ -60,6 +61,8 @@ export interface NodeHostCertDeps {
   now: () => Date;
   /** Who asked, for the cert.create audit event. */
   actor?: string | undefined;
+  /** Where refused renewals are audited (node.renew_refused). */
+  audit?: AuditEmitter | undefined;
 }
 
 const dnsResolve = async (host: string) => {
@@ -201,6 +204,26 @@ export function renewPayload(r: { cluster: string; node: string; time: string; c
 export async function renewNodeHostCert(
   deps: NodeHostCertDeps,
   req: NodeHostCertRenewRequest,
+  remoteAddr?: string,
+): Promise<NodeHostCertResponse> {
+  try {
+    return await renewChecked(deps, req);
+  } catch (e) {
+    // A refused renewal is a node that will soon fail host verification: the admin must see it.
+    await deps.audit?.emit({
+      type: 'node.renew_refused',
+      user: `node:${String(req.node).slice(0, 64)}`,
+      server: String(req.node).slice(0, 64),
+      error: e instanceof Error ? e.message : String(e),
+      ...(remoteAddr ? { addr: { remote: remoteAddr } } : {}),
+    });
+    throw e;
+  }
+}
+
+async function renewChecked(
+  deps: NodeHostCertDeps,
+  req: NodeHostCertRenewRequest,
 ): Promise<NodeHostCertResponse> {
   const refuse = (why: string, hint: string) =>
     new GatehouseError(
@@ -210,7 +233,10 @@ export async function renewNodeHostCert(
         hint,
       },
     );
-  const reconfigure = `configure the node again with an admin login: gatehouse nodes configure ${req.node} --apply`;
+  // Both kinds of node renew here; each is given its certificate again the way it got it first.
+  const reconfigure =
+    `an agentless node: configure it again with an admin login (gatehouse nodes configure ${req.node} --apply); ` +
+    `a node service (gatehouse node start): join it again with a new token (gatehouse tokens add --type node)`;
   const now = deps.now();
   let cert: ReturnType<typeof verifySshCertificate>;
   try {

@@ -20,6 +20,7 @@ export {
   type KeyFingerprints,
   parseGrace,
   ROTATION_PHASES,
+  sshBlobFingerprint,
   sshFingerprint,
 } from './rotation.js';
 export * from './ssh-userauth.js';

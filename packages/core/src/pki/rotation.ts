@@ -120,7 +120,12 @@ export function signingKeyId(rotation: CaRotation | undefined, role: CertRole, o
 
 /** OpenSSH's fingerprint of an SSH public key line: `SHA256:` + unpadded base64. */
 export function sshFingerprint(line: string): string {
-  const digest = createHash('sha256').update(parseSshPublicKey(line).blob).digest('base64');
+  return sshBlobFingerprint(parseSshPublicKey(line).blob);
+}
+
+/** The same fingerprint of a key blob (e.g. a certificate's signature key: which CA key signed it). */
+export function sshBlobFingerprint(blob: Uint8Array): string {
+  const digest = createHash('sha256').update(blob).digest('base64');
   return `SHA256:${digest.replace(/=+$/, '')}`;
 }
 
