@@ -15,7 +15,7 @@ import {
   renewPayload,
   sshBlobFingerprint,
 } from '@gatehouse/core';
-import { NodeAuditForwarder, type NodeAuditForwarderOptions } from './audit-forward.js';
+import { NodeAuditForwarder } from './audit-forward.js';
 import { generateHostKey, parseHostKey, publicKeyLine } from './hostkey.js';
 import { type NodeService, type NodeSessionEvent, startNodeService } from './server.js';
 
@@ -145,14 +145,24 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
       client.close();
     }
   };
+  const hostKey = parseHostKey(join.hostKey);
+  /** Signs with the host key (Ed25519): audit batches, and the renewal of its certificate. */
+  const signWithHostKey = (data: Buffer): Buffer => {
+    const sig = hostKey.sign(data);
+    if (sig instanceof Error) throw sig;
+    return sig;
+  };
   const forwarder = o.audit
     ? undefined
-    : auditForwarder(
-        o,
-        join,
-        () => hostCert,
-        (req) => withClient((c) => c.nodeAudit(req)),
-      );
+    : new NodeAuditForwarder({
+        dir: o.auditSpoolDir as string,
+        cert: () => hostCert,
+        sign: signWithHostKey,
+        send: (req) => withClient((c) => c.nodeAudit(req)),
+        clock: o.clock,
+        log: o.log ?? (() => {}),
+        ...(o.auditCopy ? { copy: o.auditCopy } : {}),
+      });
   const audit = o.audit ?? (forwarder as NodeAuditForwarder);
   let userCaKeys = join.user_ca_keys;
   let revoked: ReadonlySet<bigint> = new Set();
@@ -171,7 +181,6 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
     ...(o.onSession ? { onSession: o.onSession } : {}),
     ...(o.log ? { log: o.log } : {}),
   });
-  const hostKey = parseHostKey(join.hostKey);
   /**
    * The gateway renews a host certificate for whoever holds it and its key
    * (POST /v1/nodes/renew-host-cert, as agentless nodes do): no token needed.
@@ -179,13 +188,11 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
   const renewHostCert = async (client: GatehouseClient) => {
     const time = o.clock.now().toISOString();
     const payload = renewPayload({ cluster: join.cluster_name, node: join.node.name, time, cert: hostCert });
-    const sig = hostKey.sign(payload);
-    if (sig instanceof Error) throw sig;
     const res = await client.renewNodeHostCert({
       node: join.node.name,
       cert: hostCert,
       time,
-      signature: sig.toString('base64'),
+      signature: signWithHostKey(payload).toString('base64'),
       ttl: `${JOINED_HOST_CERT_TTL_MS / 3_600_000}h`,
     });
     // In place, same key and port (the ssh2 patch reads it at each key exchange): open sessions stay.
@@ -193,7 +200,7 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
     hostCert = res.cert;
     o.log?.('debug', `node: renewed the host certificate (host CA key ${signerOf(res.cert)})`);
   };
-  const refreshCas = () =>
+  const follow = () =>
     withClient(async (client) => {
       const keys = (await client.caExport('sshd', 'user'))
         .split('\n')
@@ -210,7 +217,7 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
     }).catch((e: unknown) => {
       // The node missed the rotation (it was away from init to standby): it cannot verify the
       // proxy, or the gateway no longer trusts its certificate. Only an admin can fix that.
-      if (isGatehouseError(e) && e.code === 'GH_ERR_CERT_INVALID') {
+      if (missedRotation(e)) {
         throw new GatehouseError(
           'GH_ERR_CERT_INVALID',
           `node ${join.node.name} cannot follow the cluster's host CA any more (was it rotated while this node could not reach the gateway?): ${e.message}`,
@@ -224,6 +231,14 @@ export async function startJoinedNode(o: JoinedNodeOptions): Promise<JoinedNode>
       }
       throw e;
     });
+  // One run at a time: a slow gateway must not get two renewals from one node.
+  let running: Promise<void> | undefined;
+  const refreshCas = () => {
+    running ??= follow().finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
   const every = o.caRefreshMs ?? 600_000;
   const timer =
     every > 0
@@ -274,6 +289,16 @@ function signerOf(certLine: string): string {
   return sshBlobFingerprint(parseSshCertificate(certLine).signatureKey);
 }
 
+/**
+ * Whether a refresh failed because this node's trust or certificate is from a
+ * host CA key the cluster dropped: the proxy's certificate does not verify, or
+ * the gateway refused the node's credential (not, say, its clock).
+ */
+function missedRotation(e: unknown): e is GatehouseError {
+  if (!isGatehouseError(e) || e.code !== 'GH_ERR_CERT_INVALID') return false;
+  return e.message.startsWith('cannot verify the proxy') || e.details?.['reason'] === 'credential';
+}
+
 /** The certificates of a PEM bundle that parse (the proxy's CA export); anything else is dropped. */
 function splitPems(text: string): string[] {
   const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
@@ -281,30 +306,8 @@ function splitPems(text: string): string[] {
     try {
       return new X509Certificate(p).ca;
     } catch {
+      // Not a certificate: it must not become a trust anchor, and the others still count.
       return false;
     }
-  });
-}
-
-/** Sends the node's audit events to the gateway, signed with the host key of its current certificate. */
-function auditForwarder(
-  o: JoinedNodeOptions,
-  join: JoinResult,
-  cert: () => string,
-  send: NodeAuditForwarderOptions['send'],
-): NodeAuditForwarder {
-  const key = parseHostKey(join.hostKey);
-  return new NodeAuditForwarder({
-    dir: o.auditSpoolDir as string,
-    cert,
-    sign: (data) => {
-      const sig = key.sign(data);
-      if (sig instanceof Error) throw sig;
-      return sig;
-    },
-    send,
-    clock: o.clock,
-    log: o.log ?? (() => {}),
-    ...(o.auditCopy ? { copy: o.auditCopy } : {}),
   });
 }

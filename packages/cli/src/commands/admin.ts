@@ -74,7 +74,7 @@ function nextStep(c: CaStatusView): string {
     case 'update_clients':
       return `New client certificates come from the new key; users get them at their next login. Then: gatehouse ca rotate --type ${c.type} --phase update_servers`;
     case 'update_servers':
-      return `New server certificates come from the new key (agentless nodes: gatehouse nodes configure --renew). Then: gatehouse ca rotate --type ${c.type} --phase standby`;
+      return `New server certificates come from the new key (agentless nodes: gatehouse nodes configure --renew; joined node services renew by themselves within 10 minutes). Then: gatehouse ca rotate --type ${c.type} --phase standby`;
     case 'rollback':
       return `The old key signs again; both are still trusted. Finish with: gatehouse ca rotate --type ${c.type} --phase standby`;
     case 'standby':

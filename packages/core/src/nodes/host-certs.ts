@@ -225,12 +225,14 @@ async function renewChecked(
   deps: NodeHostCertDeps,
   req: NodeHostCertRenewRequest,
 ): Promise<NodeHostCertResponse> {
-  const refuse = (why: string, hint: string) =>
+  // details.reason lets a node tell "my certificate is no longer good" (join or configure again) from a clock to fix.
+  const refuse = (why: string, hint: string, reason = 'credential') =>
     new GatehouseError(
       'GH_ERR_CERT_INVALID',
       `cannot renew the host certificate of node "${req.node}": ${why}`,
       {
         hint,
+        details: { reason },
       },
     );
   // Both kinds of node renew here; each is given its certificate again the way it got it first.
@@ -252,7 +254,11 @@ async function renewChecked(
   if (cert.keyId !== req.node) throw refuse(`the certificate is node "${cert.keyId}"'s`, reconfigure);
   const t = Date.parse(req.time);
   if (!(Math.abs(now.getTime() - t) <= RENEW_SKEW_MS)) {
-    throw refuse('its time is more than 5 minutes off the gateway clock', 'set the node clock right (NTP)');
+    throw refuse(
+      'its time is more than 5 minutes off the gateway clock',
+      'set the node clock right (NTP)',
+      'clock_skew',
+    );
   }
   const payload = renewPayload({ cluster: deps.clusterName, node: req.node, time: req.time, cert: req.cert });
   let ok = false;
