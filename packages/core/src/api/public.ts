@@ -224,6 +224,10 @@ export const PUBLIC_ROUTES = {
   /** A joined node delivers its audit events (NodeAuditRequest: signed with its host key and certificate). */
   nodeAudit: ['POST', '/v1/nodes/audit'],
   routeCert: ['POST', '/v1/certs/route'],
+  /** SessionMfaChallengeRequest -> SessionMfaChallengeResponse: whether a session to a target needs a fresh MFA check, and its challenge. */
+  sessionMfaChallenge: ['POST', '/v1/mfa/session/challenge'],
+  /** SessionMfaCertsRequest -> SessionMfaCertsResponse: the answer in, a 1-minute certificate (or web token) bound to the target out. */
+  sessionMfaCerts: ['POST', '/v1/mfa/session/certs'],
   /** ?node&login&path (FileQuery) -> the file's bytes */
   downloadFile: ['GET', '/v1/files'],
   /** ?node&login&path (FileQuery), body = the bytes -> FileUploadResponse */
