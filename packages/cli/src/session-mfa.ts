@@ -1,3 +1,7 @@
+import { createPublicKey } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { MfaTarget, SessionMfaCertsResponse } from '@gatehouse/core/client';
 import { GatehouseError } from '@gatehouse/core/lite';
 import type { ClientHome, ProfileEntry } from './profile.js';
@@ -16,7 +20,7 @@ export interface MfaCodeSource {
 
 /** Help text of the --mfa-code option, shared by the verbs that take it. */
 export const MFA_CODE_HELP =
-  'authenticator code for a per-session MFA check (roles with require_session_mfa); "-" reads it from the first line of stdin';
+  'authenticator code for a per-session MFA check (roles with require_session_mfa); "-" reads it from the first line of stdin (default: $GATEHOUSE_MFA_CODE, else a prompt)';
 
 /**
  * The target-bound certificate for `target` when the caller's roles require
@@ -69,4 +73,28 @@ async function readMfaCode(source: MfaCodeSource, describe: string): Promise<str
   return (
     await ask('Authenticator code: ', { hidden: false, what: 'authenticator code', flag: '--mfa-code CODE' })
   ).trim();
+}
+
+/** The profile's TLS public key (SPKI PEM): what database and cluster certificates are issued for. */
+export function tlsPublicKeyPem(home: ClientHome, profile: ProfileEntry): string {
+  return createPublicKey(home.readKeys(profile).tlsKey).export({ type: 'spki', format: 'pem' }).toString();
+}
+
+/**
+ * Runs `use` with a per-session MFA certificate in a private temporary file
+ * (removed afterwards: it is good for one minute and one target anyway).
+ */
+export async function withCertFile<T>(
+  cert: string,
+  name: string,
+  use: (file: string) => Promise<T>,
+): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-mfa-'));
+  try {
+    const file = join(dir, name);
+    writeFileSync(file, cert.endsWith('\n') ? cert : `${cert}\n`, { mode: 0o600 });
+    return await use(file);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -1,15 +1,13 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import tls from 'node:tls';
 import { encodeTargetRequest, TargetReplyParser } from '@gatehouse/adapter-ssh/wire';
 import { GatehouseError, parseHostPort } from '@gatehouse/core/lite';
 import type { Command } from 'commander';
 import type { ClientHome } from '../profile.js';
 import { requireProfile, splitPems } from '../profile.js';
-import { MFA_CODE_HELP, sessionMfaCerts } from '../session-mfa.js';
+import { MFA_CODE_HELP, sessionMfaCerts, withCertFile } from '../session-mfa.js';
 import { examples, usage } from './usage.js';
 
 // The OpenSSH wrappers (`gatehouse ssh`, `scp`, `proxy ssh`). This module
@@ -159,30 +157,24 @@ export function defineSsh(cmd: Command, ctx: SshCtx): Command {
             p,
             { kind: 'node', node, login },
             { ssh_public_key: ctx.home.readKeys(p).sshPub.trim() },
-            { mfaCode: o.mfaCode },
+            { mfaCode: o.mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE },
             target,
           );
-          let mfaDir: string | undefined;
-          if (mfa?.ssh_cert) {
-            // Public and good for one minute; removed when ssh is done.
-            mfaDir = mkdtempSync(join(tmpdir(), 'gatehouse-mfa-'));
-            writeFileSync(join(mfaDir, 'cert.pub'), `${mfa.ssh_cert}\n`, { mode: 0o600 });
-          }
-          const args = [...sshOptions(ctx, mfaDir ? join(mfaDir, 'cert.pub') : undefined)];
-          for (const l of o.L ?? []) args.push('-L', l);
-          for (const r of o.R ?? []) args.push('-R', r);
-          if (o.D) args.push('-D', o.D);
-          for (let i = 0; i < o.t; i++) args.push('-t');
-          if (o.N) args.push('-N');
-          if (o.A) args.push('-A');
-          if (o.p) args.push('-p', o.p);
-          args.push(target, ...command);
-          try {
+          const connect = async (certFile?: string) => {
+            const args = [...sshOptions(ctx, certFile)];
+            for (const l of o.L ?? []) args.push('-L', l);
+            for (const r of o.R ?? []) args.push('-R', r);
+            if (o.D) args.push('-D', o.D);
+            for (let i = 0; i < o.t; i++) args.push('-t');
+            if (o.N) args.push('-N');
+            if (o.A) args.push('-A');
+            if (o.p) args.push('-p', o.p);
+            args.push(target, ...command);
             // A wrapper exits with its program's status (`ssh host false` exits 1).
             ctx.exitCode = await run(ctx, 'ssh', args);
-          } finally {
-            if (mfaDir) rmSync(mfaDir, { recursive: true, force: true });
-          }
+          };
+          if (mfa?.ssh_cert) await withCertFile(mfa.ssh_cert, 'mfa-cert.pub', connect);
+          else await connect();
         },
       )
   );
