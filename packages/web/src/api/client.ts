@@ -17,6 +17,10 @@ import {
   type PingResponse,
   PUBLIC_ROUTES,
   type RecordingQuery,
+  type SessionMfaCertsRequest,
+  type SessionMfaCertsResponse,
+  type SessionMfaChallengeRequest,
+  type SessionMfaChallengeResponse,
   type SsoConnectorButton,
   type WebAuthnResponseJson,
   type WhoamiResponse,
@@ -288,6 +292,14 @@ export class WebApi implements UiAdmin {
   /** A single-use token for the desktop's RDCleanPath WebSocket (core authorizes the login now). */
   desktopToken(name: string, login: string): Promise<DesktopTokenView> {
     return this.#call(PUBLIC_ROUTES.desktopToken, { name }, { body: { login } });
+  }
+  /** Whether a terminal on this node login needs a per-session MFA check (require_session_mfa), and its challenge. */
+  sessionMfaChallenge(req: SessionMfaChallengeRequest): Promise<SessionMfaChallengeResponse> {
+    return this.#call(PUBLIC_ROUTES.sessionMfaChallenge, {}, { body: req });
+  }
+  /** The answer; with no key sent, a single-use token the terminal's WebSocket carries (`mfa_token`). */
+  sessionMfaCerts(req: SessionMfaCertsRequest): Promise<SessionMfaCertsResponse> {
+    return this.#call(PUBLIC_ROUTES.sessionMfaCerts, {}, { body: req });
   }
   listSessions: UiAdmin['listSessions'] = () => this.#call(ADMIN_ROUTES.listSessions);
   killSession: UiAdmin['killSession'] = (id) => this.#call(ADMIN_ROUTES.killSession, { id });
