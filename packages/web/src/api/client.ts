@@ -125,6 +125,9 @@ const CREDENTIAL_ROUTES: ReadonlySet<string> = new Set([
   // A refused code or key while adding a device is about the device, not the session.
   PUBLIC_ROUTES.mfaTotpAdd[1],
   PUBLIC_ROUTES.mfaWebAuthnAdd[1],
+  // A refused code for a per-session MFA check is about the code, not the session.
+  PUBLIC_ROUTES.sessionMfaChallenge[1],
+  PUBLIC_ROUTES.sessionMfaCerts[1],
 ]);
 
 export const DEFAULT_TIMEOUT_MS = 15_000;
