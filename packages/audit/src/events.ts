@@ -269,7 +269,8 @@ export type AuditEventInput =
         device: string;
       })
   | (CommonFields &
-      SessionMfaFields & {
+      /** Absent when the challenge answered was unknown (nothing says what it was for). */
+      Partial<SessionMfaFields> & {
         type: 'mfa.session';
         success: false;
         /** The method the client answered with, and its device when one was identified. */

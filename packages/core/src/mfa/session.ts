@@ -158,8 +158,8 @@ export class SessionMfa {
         type: 'mfa.session',
         success: false,
         user: caller.user.name,
-        target_kind: stored?.target.kind ?? 'node',
-        target: stored ? targetName(stored.target) : 'unknown',
+        // Another user's challenge says nothing about this caller's target.
+        ...(stored && stored.user === caller.user.name ? targetFields(stored.target) : {}),
         reason: 'challenge_invalid',
         error: err.message,
         method: req.response?.method,
