@@ -83,6 +83,14 @@ async function enroll(name: string, roles: string, traits: string[] = []): Promi
   return { home, gh, tool, next: () => at(1) };
 }
 
+/** The newest mfa.session event in the daemon's audit files. */
+const lastMfa = () =>
+  auditEvents(d)
+    .filter((e) => e.type === 'mfa.session')
+    .at(-1);
+/** A code that is not `right` (the next number, which is not the code of an adjacent step either, almost surely). */
+const wrongCode = (right: string) => String((Number(right) + 1) % 1_000_000).padStart(6, '0');
+
 beforeAll(async () => {
   execFileSync('useradd', ['-m', '-s', '/bin/bash', login]);
   execFileSync('usermod', ['-p', '*', login]);
@@ -195,16 +203,12 @@ describe('gatehouse ssh with require_session_mfa', () => {
     expect(denied.length).toBeGreaterThan(0);
 
     const right = alice.next();
-    const wrong = String((Number(right) + 1) % 1_000_000).padStart(6, '0');
+    const wrong = wrongCode(right);
     const bad = await alice.gh(['ssh', '--mfa-code', wrong, `${login}@node1`, 'echo', 'no']);
     expect(bad.code).not.toBe(0);
     expect(bad.stdout).toBe('');
     expect(bad.stderr).toContain('the authenticator code is not valid');
-    expect(
-      auditEvents(d)
-        .filter((e) => e.type === 'mfa.session')
-        .at(-1),
-    ).toMatchObject({
+    expect(lastMfa()).toMatchObject({
       success: false,
       user: 'alice',
       target: 'node1',
@@ -220,11 +224,7 @@ describe('gatehouse ssh with require_session_mfa', () => {
     );
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toBe('mfa-42\n');
-    expect(
-      auditEvents(d)
-        .filter((e) => e.type === 'mfa.session')
-        .at(-1),
-    ).toMatchObject({
+    expect(lastMfa()).toMatchObject({
       success: true,
       user: 'alice',
       target_kind: 'node',
@@ -277,11 +277,7 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
     ]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout.trim()).toBe('dana');
-    expect(
-      auditEvents(d)
-        .filter((e) => e.type === 'mfa.session')
-        .at(-1),
-    ).toMatchObject({
+    expect(lastMfa()).toMatchObject({
       success: true,
       user: 'dana',
       target_kind: 'db',
@@ -329,15 +325,11 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
     expect(none.stderr).toContain('cannot ask for the authenticator code');
 
     const right = erin.next();
-    const wrong = String((Number(right) + 1) % 1_000_000).padStart(6, '0');
+    const wrong = wrongCode(right);
     const bad = await kubectl(['get', 'pods'], { GATEHOUSE_MFA_CODE: wrong });
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('the authenticator code is not valid');
-    expect(
-      auditEvents(d)
-        .filter((e) => e.type === 'mfa.session')
-        .at(-1),
-    ).toMatchObject({
+    expect(lastMfa()).toMatchObject({
       success: false,
       user: 'erin',
       target_kind: 'kube',
@@ -361,11 +353,7 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
     ]);
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toContain('web-1');
-    expect(
-      auditEvents(d)
-        .filter((e) => e.type === 'mfa.session')
-        .at(-1),
-    ).toMatchObject({
+    expect(lastMfa()).toMatchObject({
       success: true,
       user: 'erin',
       target_kind: 'kube',

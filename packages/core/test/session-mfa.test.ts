@@ -14,6 +14,7 @@ import {
   isGatehouseError,
   ManualClock,
   parseSshCertificate,
+  type SessionMfaChallengeRequest,
   SSH_SESSION_MFA_OPTION,
   sshCertificateIdentity,
   verifySshCertificate,
@@ -81,6 +82,21 @@ describe('per-session MFA (require_session_mfa)', () => {
       keyPem: key.privatePem,
     });
     clients.set(name, { client, identity: decodeIdentity(res.tls_cert!) });
+  }
+
+  /** A whole check with the right code: the challenge, then the answer with `keys` (none: a web token). */
+  async function check(
+    client: GatehouseClient,
+    target: SessionMfaChallengeRequest['target'],
+    keys: { ssh_public_key?: string; tls_public_key?: string } = {},
+  ) {
+    const ch = await client.sessionMfaChallenge({ target });
+    expect(ch.required).toBe(true);
+    return client.sessionMfaCerts({
+      challenge_id: ch.challenge_id!,
+      response: { method: 'totp', code: code('alice') },
+      ...keys,
+    });
   }
 
   beforeAll(async () => {
@@ -205,14 +221,11 @@ describe('per-session MFA (require_session_mfa)', () => {
 
   it('the right code gets a 1-minute SSH certificate for that node login only; the session it opens outlives the minute', async () => {
     const alice = clients.get('alice')!;
-    const ch = await alice.client.sessionMfaChallenge({
-      target: { kind: 'node', node: 'web1', login: 'ops' },
-    });
-    const res = await alice.client.sessionMfaCerts({
-      challenge_id: ch.challenge_id!,
-      response: { method: 'totp', code: code('alice') },
-      ssh_public_key: sshKey(),
-    });
+    const res = await check(
+      alice.client,
+      { kind: 'node', node: 'web1', login: 'ops' },
+      { ssh_public_key: sshKey() },
+    );
     expect(Date.parse(res.expires) - clock.now().getTime()).toBe(60_000);
     expect(res.session_expires).toBe(alice.identity.expires.toISOString());
     expect(res.device).toEqual({ method: 'totp', name: 'authenticator app' });
@@ -249,14 +262,11 @@ describe('per-session MFA (require_session_mfa)', () => {
 
   it('a TLS certificate for a database user is routed and bound; another user or database is refused', async () => {
     const alice = clients.get('alice')!;
-    const ch = await alice.client.sessionMfaChallenge({
-      target: { kind: 'db', name: 'orders', user: 'alice' },
-    });
-    const res = await alice.client.sessionMfaCerts({
-      challenge_id: ch.challenge_id!,
-      response: { method: 'totp', code: code('alice') },
-      tls_public_key: newTlsKey().publicPem,
-    });
+    const res = await check(
+      alice.client,
+      { kind: 'db', name: 'orders', user: 'alice' },
+      { tls_public_key: newTlsKey().publicPem },
+    );
     clock.advance(30_000);
     const identity = t.gw.authorizer.identityFromCert(new X509Certificate(res.tls_cert!));
     expect(identity.route).toEqual({ kind: 'db', name: 'orders', user: 'alice', protocol: 'postgres' });
@@ -270,13 +280,7 @@ describe('per-session MFA (require_session_mfa)', () => {
 
   it('the web terminal token is single-use and for its user only', async () => {
     const alice = clients.get('alice')!;
-    const ch = await alice.client.sessionMfaChallenge({
-      target: { kind: 'node', node: 'web1', login: 'ops' },
-    });
-    const res = await alice.client.sessionMfaCerts({
-      challenge_id: ch.challenge_id!,
-      response: { method: 'totp', code: code('alice') },
-    });
+    const res = await check(alice.client, { kind: 'node', node: 'web1', login: 'ops' });
     clock.advance(30_000);
     expect(res.ssh_cert).toBeUndefined();
     expect(await t.gw.sessionMfa.redeemToken(res.mfa_token!, 'bob').catch(failure)).toBe(
@@ -286,13 +290,7 @@ describe('per-session MFA (require_session_mfa)', () => {
     expect(await t.gw.sessionMfa.redeemToken(res.mfa_token!, 'alice').catch(failure)).toBe(
       'GH_ERR_SESSION_MFA_REQUIRED',
     );
-    const ch2 = await alice.client.sessionMfaChallenge({
-      target: { kind: 'node', node: 'web1', login: 'ops' },
-    });
-    const res2 = await alice.client.sessionMfaCerts({
-      challenge_id: ch2.challenge_id!,
-      response: { method: 'totp', code: code('alice') },
-    });
+    const res2 = await check(alice.client, { kind: 'node', node: 'web1', login: 'ops' });
     clock.advance(30_000);
     const id = await t.gw.sessionMfa.redeemToken(res2.mfa_token!, 'alice');
     expect(id.sessionMfa?.target).toEqual({ kind: 'node', node: 'web1', login: 'ops' });
