@@ -1,4 +1,5 @@
 export {
+  type MfaCheckContext,
   type MfaDevice,
   type MfaFailureReason,
   type MfaMethodChallenge,

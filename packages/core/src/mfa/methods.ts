@@ -2,18 +2,21 @@ import type { Clock } from '../clock.js';
 import type { Sealer } from '../crypto/seal.js';
 import { GatehouseError } from '../errors.js';
 import { matchTotp, mfaDevicesOf, updateDevice } from '../identity/mfa-devices.js';
-import type { UserRecord } from '../identity/types.js';
+import type { MfaTarget, UserRecord } from '../identity/types.js';
 import type { UserRecords } from '../identity/user-records.js';
 
 /**
  * Second-factor methods behind one challenge/response interface, so a
  * per-session MFA check does not care which device answers it. TOTP is
- * implemented here; WebAuthn plugs in as another `SecondFactorMethod`
- * (begin: assertion options for the user's credentials, kept server-side as
- * `state`; finish: verify the assertion against that state, the origin and
- * the sign counter) and is added to the list `createGateway` passes to
- * SessionMfa. Nothing else changes: the API, the CLI prompt loop and the
- * audit event already carry the method name and device.
+ * implemented here. WebAuthn plugs in as another `SecondFactorMethod` over
+ * identity/webauthn.ts's WebAuthnService (devices: `webAuthnDevicesOf`;
+ * begin: `beginAssertion({ user, scope })` as the challenge's client data,
+ * the service keeps its own single-use challenge; finish:
+ * `finishAssertion(credential, { user, scope })`, its refusals mapped to
+ * MfaResponseError), with the scope of MfaCheckContext, added to the list
+ * `createGateway` passes to SessionMfa. The API already takes
+ * `{ method: 'webauthn', credential }`, and the audit event carries the
+ * method and device; the web terminal's form and the CLI then offer it.
  */
 export type MfaMethodName = 'totp' | 'webauthn';
 
@@ -50,6 +53,17 @@ export class MfaResponseError extends GatehouseError {
   }
 }
 
+/**
+ * What a check is for. A method whose challenge can carry it binds it there:
+ * WebAuthn's `beginAssertion({ user, scope })` / `finishAssertion(response,
+ * { user, scope })` with `scope` = `session:` + the target's canonical JSON
+ * (pki/identity-codec `mfaTargetJson`), so an assertion made for one target
+ * answers no other check.
+ */
+export interface MfaCheckContext {
+  target: MfaTarget;
+}
+
 export interface SecondFactorMethod {
   readonly method: MfaMethodName;
   /** The user's devices this method can check (empty: the method is not offered to this user). */
@@ -58,12 +72,16 @@ export interface SecondFactorMethod {
    * Starts a check: `client` goes to the client in the challenge, `state`
    * stays on the server (stored with the challenge) until the answer comes.
    */
-  begin(user: UserRecord): Promise<{ client?: Record<string, unknown>; state?: Record<string, unknown> }>;
+  begin(
+    user: UserRecord,
+    ctx: MfaCheckContext,
+  ): Promise<{ client?: Record<string, unknown>; state?: Record<string, unknown> }>;
   /** Checks the answer; resolves with the device that gave it or rejects with MfaResponseError. */
   finish(
     user: UserRecord,
     state: Record<string, unknown> | undefined,
     response: MfaResponse,
+    ctx: MfaCheckContext,
   ): Promise<MfaDevice>;
 }
 

@@ -112,7 +112,7 @@ export class SessionMfa {
     for (const m of this.#d.methods) {
       const devices = m.devices(user);
       if (devices.length === 0) continue;
-      const begun = await m.begin(user);
+      const begun = await m.begin(user, { target });
       offers.push({
         method: m.method,
         devices: devices.map((d) => d.name),
@@ -178,7 +178,7 @@ export class SessionMfa {
           'answer with a device the challenge offered',
         );
       }
-      device = await method.finish(caller.user, stored.states[method.method], req.response);
+      device = await method.finish(caller.user, stored.states[method.method], req.response, { target });
     } catch (e) {
       if (e instanceof MfaResponseError) {
         await this.#failed(caller.user.name, target, e.reason, e, ctx, req.response.method, e.device);
