@@ -10,6 +10,7 @@ const alias = [
   { find: /^@gatehouse\/audit$/, replacement: src('audit/src/index.ts') },
   { find: /^@gatehouse\/core\/testing$/, replacement: src('core/src/testing/index.ts') },
   { find: /^@gatehouse\/core\/lite$/, replacement: src('core/src/lite.ts') },
+  { find: /^@gatehouse\/core\/client$/, replacement: src('core/src/client.ts') },
   { find: /^@gatehouse\/core$/, replacement: src('core/src/index.ts') },
   { find: /^@gatehouse\/bpf$/, replacement: src('bpf/src/index.ts') },
   { find: /^@gatehouse\/adapter-ssh\/wire$/, replacement: src('adapter-ssh/src/wire/target.ts') },

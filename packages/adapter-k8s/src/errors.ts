@@ -10,6 +10,7 @@ export function statusFromError(err: unknown): KubeStatus {
     case 'GH_ERR_UNAUTHENTICATED':
       return kubeStatus(401, text);
     case 'GH_ERR_ACCESS_DENIED':
+    case 'GH_ERR_SESSION_MFA_REQUIRED':
     case 'GH_ERR_USER_LOCKED':
     case 'GH_ERR_CERT_EXPIRED':
     case 'GH_ERR_CERT_INVALID':

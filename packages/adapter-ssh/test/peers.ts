@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { MemoryAuditLog, MemoryRecordingStore } from '@gatehouse/audit/testing';
-import { createGateway, GatehouseClient, type Gateway, systemClock } from '@gatehouse/core';
+import { type Clock, createGateway, GatehouseClient, type Gateway, systemClock } from '@gatehouse/core';
 import { type Sshd, startSshd } from '@gatehouse/core/testing';
 import { type SshAdapterOptions, ssh } from '../src/index.js';
 import {
@@ -45,16 +45,19 @@ export function createLogin(): { name: string; remove(): void } {
   return { name, remove: () => execFileSync('userdel', ['-r', '-f', name], { stdio: 'ignore' }) };
 }
 
-export async function startEnv(opts: { adapter?: SshAdapterOptions } = {}): Promise<TestEnv> {
+export async function startEnv(
+  opts: { adapter?: SshAdapterOptions; clock?: Clock; secondFactor?: 'otp' | 'off' } = {},
+): Promise<TestEnv> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-ssh-'));
   const login = createLogin();
   const recordings = new MemoryRecordingStore();
   const gw = await createGateway({
     dataDir: path.join(dir, 'data'),
     clusterName: 'acme',
-    secondFactor: 'off',
+    secondFactor: opts.secondFactor ?? 'off',
     env: {},
     recordings,
+    ...(opts.clock ? { clock: opts.clock } : {}),
   });
   gw.use(ssh(opts.adapter));
   const { port } = await gw.listen({ host: '127.0.0.1', port: 0 });
@@ -64,7 +67,8 @@ export async function startEnv(opts: { adapter?: SshAdapterOptions } = {}): Prom
     publicKey: (await readFile(`${hostKey}.pub`, 'utf8')).trim(),
     keyId: 'node1',
     principals: ['node1', '127.0.0.1'],
-    validAfter: new Date(),
+    // Backdated: a test may run the gateway on a clock behind the machine's (session-mfa.test.ts).
+    validAfter: new Date(Date.now() - 600e3),
     validBefore: new Date(Date.now() + 3600e3),
   });
   await writeFile(`${hostKey}-cert.pub`, `${hostCert.cert}\n`);
@@ -107,7 +111,7 @@ export async function loginUser(
   env: TestEnv,
   user: string,
   password: string,
-  opts: { ttl?: string } = {},
+  opts: { ttl?: string; otp?: string } = {},
 ): Promise<UserFiles> {
   const udir = path.join(env.dir, `user-${user}-${Math.random().toString(36).slice(2, 8)}`);
   await run('mkdir', ['-p', udir]);
@@ -124,6 +128,7 @@ export async function loginUser(
     ssh_public_key: (await readFile(`${key}.pub`, 'utf8')).trim(),
     tls_public_key: tls.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
     ...(opts.ttl ? { ttl: opts.ttl } : {}),
+    ...(opts.otp ? { otp: opts.otp } : {}),
   });
   const cert = `${key}-cert.pub`;
   await writeFile(cert, `${res.ssh_cert}\n`);

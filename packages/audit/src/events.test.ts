@@ -6,6 +6,7 @@ import { type AuditEventInput, codeFor, EVENT_CODES } from './events.js';
 const EXPECTED = {
   'user.login': { ok: 'GH1000I', fail: 'GH1001W' },
   'user.logout': 'GH1002I',
+  'mfa.session': { ok: 'GH1003I', fail: 'GH1003W' },
   'sso.connector.create': 'GH1090I',
   'sso.connector.delete': 'GH1091I',
   'user.create': 'GH1010I',

@@ -197,6 +197,23 @@ export type LoginFailureReason =
   /** The backend could not be read or written (a shared database down): refused, fail closed. */
   | 'backend_unavailable';
 
+/** What a per-session MFA check was for (role option require_session_mfa): `server` and `login` say the same for nodes. */
+export interface SessionMfaFields {
+  target_kind: 'node' | 'db' | 'kube';
+  /** The node, database or Kubernetes cluster. */
+  target: string;
+  /** The database user (db targets). */
+  db_user?: string;
+}
+
+export type SessionMfaFailureReason =
+  | 'invalid'
+  | 'reused'
+  | 'no_device'
+  | 'unsupported_method'
+  /** The challenge is unknown, used already, expired, or another user's. */
+  | 'challenge_invalid';
+
 export type ListenerRejectReason =
   | 'unknown_protocol'
   | 'first_byte_timeout'
@@ -254,6 +271,25 @@ export type AuditEventInput =
     })
   | (CommonFields & { type: 'user.logout' })
   | (CommonFields & { type: 'sso.connector.create'; name: string; kind: 'oidc' | 'github' | 'saml' })
+  | (CommonFields &
+      SessionMfaFields & {
+        type: 'mfa.session';
+        success: true;
+        /** The device that answered: `totp` or `webauthn`, and its name. */
+        method: string;
+        device: string;
+      })
+  | (CommonFields &
+      /** Absent when the challenge answered was unknown (nothing says what it was for). */
+      Partial<SessionMfaFields> & {
+        type: 'mfa.session';
+        success: false;
+        /** The method the client answered with, and its device when one was identified. */
+        method?: string;
+        device?: string;
+        reason: SessionMfaFailureReason;
+        error: string;
+      })
   | (CommonFields & { type: 'sso.connector.delete'; name: string })
   | (CommonFields & { type: 'user.create'; name: string; roles: string[] })
   | (CommonFields & { type: 'user.update'; name: string; changes: string[] })
@@ -769,6 +805,7 @@ export type AuditEventType = AuditEventInput['type'];
 export const EVENT_CODES = {
   'user.login': { ok: 'GH1000I', fail: 'GH1001W' },
   'user.logout': 'GH1002I',
+  'mfa.session': { ok: 'GH1003I', fail: 'GH1003W' },
   'sso.connector.create': 'GH1090I',
   'sso.connector.delete': 'GH1091I',
   'user.create': 'GH1010I',

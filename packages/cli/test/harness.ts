@@ -187,6 +187,8 @@ export async function startDaemon(opts: {
   ready?: 'invite' | 'listening';
   /** Sees stderr as it arrives, before start is ready (e.g. what it says while it waits). */
   onStderr?: (text: string) => void;
+  /** auth.second_factor (default "off": tests log in with a password alone). */
+  secondFactor?: 'otp' | 'off';
 }): Promise<Daemon> {
   if (!existsSync(DIST))
     throw new Error(`${DIST} is missing: run \`npx tsc -b\` before the CLI integration tests`);
@@ -196,7 +198,7 @@ export async function startDaemon(opts: {
   writeFileSync(
     configFile,
     `cluster_name: ${opts.cluster}\ndata_dir: ${dataDir}\nlisten: ${opts.listen ?? '127.0.0.1:0'}\n` +
-      `auth:\n  second_factor: "off"\n  login_rate_per_minute: 1000\n${opts.extraConfig ?? ''}`,
+      `auth:\n  second_factor: "${opts.secondFactor ?? 'off'}"\n  login_rate_per_minute: 1000\n${opts.extraConfig ?? ''}`,
   );
   return spawnDaemon(
     root,

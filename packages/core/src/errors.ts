@@ -33,6 +33,8 @@ export const ErrorCodes = {
   GH_ERR_SSO_USER_CONFLICT: 409,
   GH_ERR_SSO_IDP_UNAVAILABLE: 502,
   GH_ERR_ACCESS_DENIED: 403,
+  /** The roles require a per-session MFA check (require_session_mfa) and the login certificate alone was presented. */
+  GH_ERR_SESSION_MFA_REQUIRED: 403,
   GH_ERR_USER_LOCKED: 403,
   GH_ERR_CSRF: 403,
   GH_ERR_NOT_FOUND: 404,

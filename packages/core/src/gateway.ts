@@ -68,6 +68,7 @@ import { GatehouseError } from './errors.js';
 import { LockService } from './identity/locks.js';
 import { SshRevocations } from './identity/revocations.js';
 import type { Identity } from './identity/types.js';
+import { UserRecords } from './identity/user-records.js';
 import { UserService } from './identity/users.js';
 import { relyingPartyFor } from './identity/webauthn.js';
 import { KubeClusterRegistry, type KubeClusterSpec, readKubeconfigFile } from './kube/registry.js';
@@ -77,6 +78,8 @@ import { Routes } from './listener/routes.js';
 import { acceptTls } from './listener/tls-accept.js';
 import { channelLogger, type LogFn } from './log.js';
 import { GatewayMetrics } from './metrics.js';
+import { TotpMethod } from './mfa/methods.js';
+import { SessionMfa } from './mfa/session.js';
 import { type Dialer, directDialer } from './net/dialer.js';
 import { NodeAuditIngest } from './nodes/audit-ingest.js';
 import { renewNodeHostCert } from './nodes/host-certs.js';
@@ -254,6 +257,8 @@ export class Gateway {
   readonly sso: SsoService;
   /** Single-use tokens the browser's RDCleanPath request carries (minted after authorization). */
   readonly desktopTokens: DesktopTokens;
+  /** Per-session MFA checks (role option require_session_mfa): challenges and target-bound certificates. */
+  readonly sessionMfa: SessionMfa;
   /** The RDCleanPath relay (filled by the RDP adapter). */
   readonly desktopRelays = new DesktopRelayRegistry();
   readonly liveSessions: LiveSessions;
@@ -466,6 +471,15 @@ export class Gateway {
       findLocks: (q) => this.locks.find(q),
       issue: (user, req, ctx) => login.issue(user, req, ctx),
     });
+    this.sessionMfa = new SessionMfa({
+      backend,
+      clock,
+      audit,
+      authorities,
+      databaseProtocol: async (name) => (await this.databases.get(name))?.protocol,
+      // The methods a session check offers, in order. WebAuthn plugs in here (mfa/methods.ts).
+      methods: [new TotpMethod({ records: new UserRecords(backend), sealer: parts.sealer, clock })],
+    });
     this.admin = this.adminAs(`local:${safeUsername()}`);
     const nodeAudit = new NodeAuditIngest({
       backend,
@@ -481,6 +495,7 @@ export class Gateway {
         webauthn: this.users.webauthn,
         beginLogin: (req) => this.users.logins.beginWebAuthn(req),
       },
+      sessionMfa: this.sessionMfa,
       config,
       advertised: () => this.advertised(),
       hostCaSigner: () => sshFingerprint(authorities.signingKey('host').sshPublicKey),
@@ -588,6 +603,7 @@ export class Gateway {
     });
     this.#terminalSockets = createTerminalSockets({
       authorizer: this.authorizer,
+      sessionMfa: this.sessionMfa,
       sessions: this.sessions,
       audit,
       clock,

@@ -35,6 +35,7 @@ export * from './listener/sniff.js';
 export { TlsRefused } from './listener/tls-accept.js';
 export * from './log.js';
 export { denialReason, GatewayMetrics, type GatewayMetricsDeps } from './metrics.js';
+export * from './mfa/index.js';
 export * from './net/dialer.js';
 export * from './nodes/audit-ingest.js';
 export * from './nodes/host-certs.js';

@@ -10,6 +10,7 @@ import { writePrivate } from '../db/files.js';
 import { KEYSTORE_PASSWORD, pkcs8Der, pkcs12 } from '../db/keystore.js';
 import { json, table } from '../output.js';
 import { type ProfileEntry, requireProfile } from '../profile.js';
+import { MFA_CODE_HELP, sessionMfaCerts, tlsPublicKeyPem, withCertFile } from '../session-mfa.js';
 import { asUsage, examples, usage } from './usage.js';
 
 export function currentProfile(ctx: Ctx): ProfileEntry {
@@ -275,32 +276,50 @@ export function registerDb(program: Command, ctx: Ctx): void {
     .description('run the database client for a database you logged in to (arguments after -- go to it)')
     .argument('<name>')
     .argument('[args...]', 'extra client arguments')
+    .option('--mfa-code <code>', MFA_CODE_HELP)
     .addHelpText(
       'after',
-      examples('  $ gatehouse db connect orders\n  $ gatehouse db connect orders -- -c "select 1"'),
+      examples(
+        '  $ gatehouse db connect orders\n  $ gatehouse db connect orders -- -c "select 1"\n  $ gatehouse db connect orders --mfa-code 123456 -- -c "select 1"',
+      ),
     )
-    .action(async (name: string, args: string[]) => {
+    .action(async (name: string, args: string[], o: { mfaCode?: string }) => {
       const p = currentProfile(ctx);
       const login = readLogin(ctx, p, name);
       const client = clientFor(login.protocol);
-      const c = client.connect(login, ctx.env);
-      const code = await new Promise<number>((resolve, reject) => {
-        const child = spawn(client.program, [...c.args, ...args], {
-          stdio: 'inherit',
-          env: { ...ctx.env, ...c.env },
-        });
-        child.on('error', (err) =>
-          reject(
-            new GatehouseError('GH_ERR_NOT_FOUND', `cannot run ${client.program}: ${err.message}`, {
-              hint: `install ${client.program} (e.g. apt-get install postgresql-client)`,
-              cause: err,
-            }),
-          ),
-        );
-        child.on('close', (status) => resolve(status ?? 1));
-      });
-      ctx.exitCode = code;
+      // The proxy says whether this session needs a fresh check (require_session_mfa).
+      const mfa = await sessionMfaCerts(
+        ctx.home,
+        p,
+        { kind: 'db', name, user: login.dbUser },
+        { tls_public_key: tlsPublicKeyPem(ctx.home, p) },
+        { mfaCode: o.mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE },
+        `database ${name} as ${login.dbUser}`,
+      );
+      ctx.exitCode = mfa?.tls_cert
+        ? await withCertFile(mfa.tls_cert, 'mfa-tls.crt', (file) => runClient(client, login, args, file))
+        : await runClient(client, login, args);
     });
+
+  /** The database client for `db connect`, with its exit status. */
+  const runClient = (client: DbClientConfig, login: DbLogin, args: string[], certFile?: string) => {
+    const c = client.connect(login, ctx.env, certFile);
+    return new Promise<number>((resolve, reject) => {
+      const child = spawn(client.program, [...c.args, ...args], {
+        stdio: 'inherit',
+        env: { ...ctx.env, ...c.env },
+      });
+      child.on('error', (err) =>
+        reject(
+          new GatehouseError('GH_ERR_NOT_FOUND', `cannot run ${client.program}: ${err.message}`, {
+            hint: `install ${client.program} (e.g. apt-get install postgresql-client)`,
+            cause: err,
+          }),
+        ),
+      );
+      child.on('close', (status) => resolve(status ?? 1));
+    });
+  };
 
   db.command('env')
     .description("print the client's environment variables for a database you logged in to")

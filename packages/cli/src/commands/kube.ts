@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -14,6 +15,7 @@ import { parseTraits } from '../args.js';
 import { type Ctx, profileClient, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
 import type { ProfileEntry } from '../profile.js';
+import { MFA_CODE_HELP, sessionMfaCerts, tlsPublicKeyPem } from '../session-mfa.js';
 import { asUsage, examples, usage } from './usage.js';
 
 function profileFor(ctx: Ctx, proxy: string | undefined): ProfileEntry {
@@ -232,7 +234,11 @@ export function registerKube(program: Command, ctx: Ctx): void {
     .description('print an ExecCredential for kubectl (the exec plugin `gatehouse kube login` configures)')
     .option('--proxy <host:port>', 'the proxy (default: the current profile)')
     .requiredOption('--cluster <name>', 'the Kubernetes cluster')
-    .action((o: { proxy?: string; cluster: string }) => {
+    .option(
+      '--mfa-code <code>',
+      `${MFA_CODE_HELP}; kubectl runs this plugin without a terminal: set GATEHOUSE_MFA_CODE or use gatehouse kubectl`,
+    )
+    .action(async (o: { proxy?: string; cluster: string; mfaCode?: string }) => {
       // kubectl says which ExecCredential version it reads (the kubeconfig's exec.apiVersion).
       const apiVersion = execCredentialVersion(ctx.env.KUBERNETES_EXEC_INFO);
       const p = profileFor(ctx, o.proxy);
@@ -248,6 +254,77 @@ export function registerKube(program: Command, ctx: Ctx): void {
           },
         );
       }
-      ctx.out(`${execCredential(keys.tlsCert, keys.tlsKey, expires, apiVersion)}\n`);
+      // Roles with require_session_mfa: a one-minute certificate for this cluster after a fresh
+      // check. kubectl keeps it until its expirationTimestamp and runs this plugin again after.
+      const mfa = await sessionMfaCerts(
+        ctx.home,
+        p,
+        { kind: 'kube', cluster: o.cluster },
+        { tls_public_key: tlsPublicKeyPem(ctx.home, p) },
+        { mfaCode: o.mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE },
+        `Kubernetes cluster ${o.cluster}`,
+      );
+      ctx.out(
+        `${mfa?.tls_cert ? execCredential(mfa.tls_cert, keys.tlsKey, new Date(mfa.expires), apiVersion) : execCredential(keys.tlsCert, keys.tlsKey, expires, apiVersion)}\n`,
+      );
+    });
+
+  program
+    .command('kubectl')
+    .description(
+      'run kubectl on a cluster from gatehouse kube login, asking for the per-session MFA code first when your roles require it',
+    )
+    .requiredOption(
+      '--cluster <name>',
+      'the Kubernetes cluster (its context from gatehouse kube login is used)',
+    )
+    .option('--mfa-code <code>', MFA_CODE_HELP)
+    .argument('[args...]', 'kubectl arguments (after --)')
+    .addHelpText(
+      'after',
+      examples(
+        '  $ gatehouse kubectl --cluster prod -- get pods\n  $ gatehouse kubectl --cluster prod --mfa-code 123456 -- exec web-1 -- uptime',
+      ),
+    )
+    .action(async (args: string[], o: { cluster: string; mfaCode?: string }) => {
+      const p = profileFor(ctx, undefined);
+      let code = o.mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE;
+      if (code === undefined || code === '-') {
+        // kubectl runs the credentials plugin without a terminal: when a check is needed,
+        // the code is asked for here and handed to the plugin in its environment.
+        const api = profileClient(ctx, p);
+        try {
+          const ch = await api.sessionMfaChallenge({ target: { kind: 'kube', cluster: o.cluster } });
+          if (ch.required) {
+            const { ask, readSecretFromStdin } = await import('../prompt.js');
+            code =
+              code === '-'
+                ? await readSecretFromStdin('authenticator code')
+                : await ask(`Authenticator code for Kubernetes cluster ${o.cluster}: `, {
+                    hidden: false,
+                    what: 'authenticator code',
+                    flag: '--mfa-code CODE',
+                  });
+          } else code = undefined;
+        } finally {
+          api.close();
+        }
+      }
+      const env = { ...ctx.env, ...(code ? { GATEHOUSE_MFA_CODE: code.trim() } : {}) };
+      ctx.exitCode = await new Promise<number>((resolve, reject) => {
+        const child = spawn('kubectl', ['--context', `${p.cluster}-${o.cluster}`, ...args], {
+          stdio: 'inherit',
+          env,
+        });
+        child.on('error', (err) =>
+          reject(
+            new GatehouseError('GH_ERR_NOT_FOUND', `cannot run kubectl: ${err.message}`, {
+              hint: 'install kubectl (https://kubernetes.io/docs/tasks/tools/)',
+              cause: err,
+            }),
+          ),
+        );
+        child.on('close', (status) => resolve(status ?? 1));
+      });
     });
 }

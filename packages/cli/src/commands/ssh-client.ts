@@ -7,6 +7,7 @@ import { GatehouseError, parseHostPort } from '@gatehouse/core/lite';
 import type { Command } from 'commander';
 import type { ClientHome } from '../profile.js';
 import { requireProfile, splitPems } from '../profile.js';
+import { MFA_CODE_HELP, sessionMfaCerts, withCertFile } from '../session-mfa.js';
 import { examples, usage } from './usage.js';
 
 // The OpenSSH wrappers (`gatehouse ssh`, `scp`, `proxy ssh`). This module
@@ -57,7 +58,7 @@ export const TLS_CIPHERS = [
  * the cluster's @cert-authority line, and `gatehouse proxy ssh` as the
  * ProxyCommand (SSH inside TLS with the login's client certificate).
  */
-export function sshOptions(ctx: SshCtx): string[] {
+export function sshOptions(ctx: SshCtx, certFile?: string): string[] {
   const p = requireProfile(ctx.home);
   const keys = ctx.home.keyPaths(p.proxy, p.user);
   for (const f of [keys.sshKey, keys.sshCert]) {
@@ -75,7 +76,8 @@ export function sshOptions(ctx: SshCtx): string[] {
     '-i',
     keys.sshKey,
     '-o',
-    `CertificateFile=${keys.sshCert}`,
+    // A per-session MFA certificate for this one session, or the login's.
+    `CertificateFile=${certFile ?? keys.sshCert}`,
     '-o',
     'IdentitiesOnly=yes',
     '-o',
@@ -123,6 +125,7 @@ export function defineSsh(cmd: Command, ctx: SshCtx): Command {
       .option('-N', 'no command (forwarding only), as ssh -N')
       .option('-A', 'forward your ssh-agent to the node, as ssh -A (your roles must allow agent_forwarding)')
       .option('-p <port>', "the node's SSH port as registered (default 22)")
+      .option('--mfa-code <code>', MFA_CODE_HELP)
       .addHelpText(
         'after',
         examples(
@@ -133,21 +136,45 @@ export function defineSsh(cmd: Command, ctx: SshCtx): Command {
         async (
           target: string,
           command: string[],
-          o: { L?: string[]; R?: string[]; D?: string; t: number; N?: boolean; A?: boolean; p?: string },
+          o: {
+            L?: string[];
+            R?: string[];
+            D?: string;
+            t: number;
+            N?: boolean;
+            A?: boolean;
+            p?: string;
+            mfaCode?: string;
+          },
         ) => {
           if (!/^[^@\s]+@[^@\s]+$/.test(target))
             throw usage(`"${target}" is not LOGIN@NODE`, 'e.g. gatehouse ssh root@web1');
-          const args = [...sshOptions(ctx)];
-          for (const l of o.L ?? []) args.push('-L', l);
-          for (const r of o.R ?? []) args.push('-R', r);
-          if (o.D) args.push('-D', o.D);
-          for (let i = 0; i < o.t; i++) args.push('-t');
-          if (o.N) args.push('-N');
-          if (o.A) args.push('-A');
-          if (o.p) args.push('-p', o.p);
-          args.push(target, ...command);
-          // A wrapper exits with its program's status (`ssh host false` exits 1).
-          ctx.exitCode = await run(ctx, 'ssh', args);
+          const [login, node] = target.split('@') as [string, string];
+          const p = requireProfile(ctx.home);
+          // The proxy says whether this session needs a fresh check (require_session_mfa).
+          const mfa = await sessionMfaCerts(
+            ctx.home,
+            p,
+            { kind: 'node', node, login },
+            { ssh_public_key: ctx.home.readKeys(p).sshPub.trim() },
+            { mfaCode: o.mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE },
+            target,
+          );
+          const connect = async (certFile?: string) => {
+            const args = [...sshOptions(ctx, certFile)];
+            for (const l of o.L ?? []) args.push('-L', l);
+            for (const r of o.R ?? []) args.push('-R', r);
+            if (o.D) args.push('-D', o.D);
+            for (let i = 0; i < o.t; i++) args.push('-t');
+            if (o.N) args.push('-N');
+            if (o.A) args.push('-A');
+            if (o.p) args.push('-p', o.p);
+            args.push(target, ...command);
+            // A wrapper exits with its program's status (`ssh host false` exits 1).
+            ctx.exitCode = await run(ctx, 'ssh', args);
+          };
+          if (mfa?.ssh_cert) await withCertFile(mfa.ssh_cert, 'mfa-cert.pub', connect);
+          else await connect();
         },
       )
   );

@@ -36,8 +36,16 @@ export interface DbClientConfig {
   write(login: DbLogin, env: NodeJS.ProcessEnv): string;
   /** Removes what `write` added; returns the file changed, if any. */
   remove(name: string, env: NodeJS.ProcessEnv): string | undefined;
-  /** Arguments and environment for `db connect` (extra user arguments are appended). */
-  connect(login: DbLogin, env: NodeJS.ProcessEnv): { args: string[]; env: Record<string, string> };
+  /**
+   * Arguments and environment for `db connect` (extra user arguments are
+   * appended). `certFile` replaces the login's certificate for this one
+   * connection (a per-session MFA certificate for the same key).
+   */
+  connect(
+    login: DbLogin,
+    env: NodeJS.ProcessEnv,
+    certFile?: string,
+  ): { args: string[]; env: Record<string, string> };
   /** Variables `db env` prints (the client's own environment variables). */
   envVars(login: DbLogin): Record<string, string>;
   /** The command line `db login` suggests. */

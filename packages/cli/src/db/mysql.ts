@@ -105,9 +105,12 @@ export const mysqlClient: DbClientConfig & {
     writePrivate(path, next);
     return path;
   },
-  connect(login) {
+  connect(login, _env, certFile) {
     // Must come first: the client reads option files before anything else.
-    return { args: [`--defaults-group-suffix=_${login.name}`], env: {} };
+    return {
+      args: [`--defaults-group-suffix=_${login.name}`, ...(certFile ? [`--ssl-cert=${certFile}`] : [])],
+      env: {},
+    };
   },
   envVars(l) {
     // The client has no variables for certificates; these cover the address, the group the rest.

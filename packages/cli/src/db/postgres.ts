@@ -86,8 +86,10 @@ export const postgresClient: DbClientConfig = {
     writePrivate(path, next);
     return path;
   },
-  connect(login, env) {
-    return { args: [`service=${login.name}`], env: { PGSERVICEFILE: serviceFilePath(env) } };
+  connect(login, env, certFile) {
+    // A conninfo keyword beats the service file's (libpq fills only what is unset from it).
+    const cert = certFile ? ` sslcert='${certFile.replace(/(['\\])/g, '\\$1')}'` : '';
+    return { args: [`service=${login.name}${cert}`], env: { PGSERVICEFILE: serviceFilePath(env) } };
   },
   envVars(l) {
     return {

@@ -4,6 +4,12 @@ import WebSocket from 'ws';
 import { DESKTOP_WS_PATH, type DesktopTokenView } from '../desktops/protocol.js';
 import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
 import type { Traits } from '../identity/types.js';
+import type {
+  SessionMfaCertsRequest,
+  SessionMfaCertsResponse,
+  SessionMfaChallengeRequest,
+  SessionMfaChallengeResponse,
+} from '../mfa/session.js';
 import type { NodeAuditRequest, NodeAuditResponse } from '../nodes/audit-ingest.js';
 import type {
   NodeHostCertRenewRequest,
@@ -185,6 +191,16 @@ export class GatehouseClient implements AdminApi {
   /** A joined node delivers a signed batch of its audit events. */
   nodeAudit(req: NodeAuditRequest): Promise<NodeAuditResponse> {
     return this.#json(PUBLIC_ROUTES.nodeAudit, {}, req);
+  }
+
+  /** Whether a session to `target` needs a per-session MFA check (require_session_mfa), and its challenge. */
+  sessionMfaChallenge(req: SessionMfaChallengeRequest): Promise<SessionMfaChallengeResponse> {
+    return this.#json(PUBLIC_ROUTES.sessionMfaChallenge, {}, req);
+  }
+
+  /** The answer to a challenge: a one-minute certificate bound to its target, for the keys sent. */
+  sessionMfaCerts(req: SessionMfaCertsRequest): Promise<SessionMfaCertsResponse> {
+    return this.#json(PUBLIC_ROUTES.sessionMfaCerts, {}, req);
   }
 
   /** The client certificate this client authenticates with, re-issued for one route (same key). */

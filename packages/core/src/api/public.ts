@@ -238,6 +238,10 @@ export const PUBLIC_ROUTES = {
    * no later than it and the requests (`gatehouse login --request-id`).
    */
   requestCerts: ['POST', '/v1/certs/request'],
+  /** SessionMfaChallengeRequest -> SessionMfaChallengeResponse: whether a session to a target needs a fresh MFA check, and its challenge. */
+  sessionMfaChallenge: ['POST', '/v1/mfa/session/challenge'],
+  /** SessionMfaCertsRequest -> SessionMfaCertsResponse: the answer in, a 1-minute certificate (or web token) bound to the target out. */
+  sessionMfaCerts: ['POST', '/v1/mfa/session/certs'],
   /** ?node&login&path (FileQuery) -> the file's bytes */
   downloadFile: ['GET', '/v1/files'],
   /** ?node&login&path (FileQuery), body = the bytes -> FileUploadResponse */

@@ -21,6 +21,7 @@ import type {
   RegistrationResponseJSON,
   WebAuthnService,
 } from '../identity/webauthn.js';
+import type { SessionMfa } from '../mfa/session.js';
 import {
   MAX_NODE_AUDIT_BODY_BYTES,
   type NodeAuditRequest,
@@ -118,6 +119,8 @@ export interface ApiServerDeps {
       remoteAddr: string;
     }) => Promise<PublicKeyCredentialRequestOptionsJSON>;
   };
+  /** Per-session MFA challenges and target-bound certificates (POST /v1/mfa/session/*). */
+  sessionMfa: SessionMfa;
   /** A login succeeded on this connection (the listener then keeps its source's handshake precedence). */
   authenticated?: (socket: Socket) => void;
 }
@@ -191,6 +194,26 @@ const routeCertBody = z
         database: z.string().min(1).max(128).optional(),
       })
       .strict(),
+  })
+  .strict();
+
+const mfaTargetBody = z.union([
+  z.object({ kind: z.literal('node'), node: z.string().max(128), login: z.string().max(128) }).strict(),
+  z.object({ kind: z.literal('db'), name: z.string().max(128), user: z.string().max(128) }).strict(),
+  z.object({ kind: z.literal('kube'), cluster: z.string().max(128) }).strict(),
+]);
+
+const sessionMfaChallengeBody = z.object({ target: mfaTargetBody }).strict();
+
+const sessionMfaCertsBody = z
+  .object({
+    challenge_id: z.string().max(128),
+    response: z.union([
+      z.object({ method: z.literal('totp'), code: z.string().max(16) }).strict(),
+      z.object({ method: z.literal('webauthn'), credential: z.record(z.string(), z.unknown()) }).strict(),
+    ]),
+    ssh_public_key: z.string().max(16_384).optional(),
+    tls_public_key: z.string().max(16_384).optional(),
   })
   .strict();
 
@@ -639,6 +662,22 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       }
       const body = parseBody(requestCertsBody, await readJson(ctx.req, max));
       sendJson(ctx.res, 200, await d.requestCerts(c.principal, body, ctx.remoteAddr));
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.sessionMfaChallenge[1], async (ctx) => {
+      const c = await caller(ctx);
+      const body = parseBody(sessionMfaChallengeBody, await readJson(ctx.req, max));
+      sendJson(ctx.res, 200, await d.sessionMfa.challenge(c.principal, body, { remoteAddr: ctx.remoteAddr }));
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.sessionMfaCerts[1], async (ctx) => {
+      // Each answer is a guess at a 6-digit code: limited like logins.
+      if (!limiter.take(ctx.remoteAddr)) {
+        throw new GatehouseError('GH_ERR_RATE_LIMITED', 'too many attempts from this address', {
+          hint: `wait ${limiter.retryAfter(ctx.remoteAddr)} s and try again`,
+        });
+      }
+      const c = await caller(ctx);
+      const body = parseBody(sessionMfaCertsBody, await readJson(ctx.req, max));
+      sendJson(ctx.res, 200, await d.sessionMfa.complete(c.principal, body, { remoteAddr: ctx.remoteAddr }));
     }),
     compileRoute('POST', PUBLIC_ROUTES.desktopToken[1], async (ctx, p) => {
       const c = await caller(ctx);

@@ -7,6 +7,7 @@ import type { Clock } from '../clock.js';
 import type { DesktopRelayRegistry } from '../desktops/relay.js';
 import { DESKTOP_WS_PATH, type DesktopTokens } from '../desktops/tokens.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
+import type { SessionMfa } from '../mfa/session.js';
 import { mintClientTicket } from '../pki/credentials.js';
 import type { JoinMode } from '../rbac/types.js';
 import type { LiveSessions } from '../sessions/live.js';
@@ -31,6 +32,8 @@ import {
  */
 export interface TerminalSocketDeps extends CallerDeps {
   audit: AuditEmitter;
+  /** Redeems the web terminal's per-session MFA token (`mfa_token=`; role option require_session_mfa). */
+  sessionMfa: Pick<SessionMfa, 'redeemToken'>;
   clock: Clock;
   terminals: TerminalRegistry;
   liveSessions: LiveSessions;
@@ -181,7 +184,7 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
       upgrade(req, socket, head, a);
       return;
     }
-    const q = terminalQuery(url);
+    const { mfaToken, ...q } = terminalQuery(url);
     const service = d.terminals.get();
     if (!service) {
       throw new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', 'no SSH adapter runs in this gateway', {
@@ -192,16 +195,18 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     upgrade(req, socket, head, {
       mode: 'owner',
       size: { cols: q.cols, rows: q.rows },
-      start: (viewer) =>
-        service.open(
-          {
-            identity: caller.principal.identity,
-            ticket: mintClientTicket(caller.principal.identity, q.login),
-            ...q,
-            remoteAddr,
-          },
+      start: async (viewer) => {
+        // After a per-session MFA check the session opens with the identity bound to this
+        // node and login (the page got the token for it); the proxy's Authorizer checks the binding.
+        const identity =
+          mfaToken === undefined
+            ? caller.principal.identity
+            : await d.sessionMfa.redeemToken(mfaToken, caller.principal.user.name);
+        return service.open(
+          { identity, ticket: mintClientTicket(identity, q.login), ...q, remoteAddr },
           viewer,
-        ),
+        );
+      },
       ...(stillSignedIn ? { recheck: stillSignedIn } : {}),
     });
   }
@@ -447,8 +452,15 @@ async function replayDesktop(
 }
 
 /** The shell or join's request parameters; anything missing or out of range is a 400. */
-function terminalQuery(url: URL): { node: string; login: string; cols: number; rows: number } {
+function terminalQuery(url: URL): {
+  node: string;
+  login: string;
+  cols: number;
+  rows: number;
+  mfaToken?: string | undefined;
+} {
   const s = url.searchParams;
+  const mfaToken = s.get('mfa_token') ?? undefined;
   const node = s.get('node') ?? '';
   const login = s.get('login') ?? '';
   const cols = /^\d{1,4}$/.test(s.get('cols') ?? '') ? Number(s.get('cols')) : Number.NaN;
@@ -464,7 +476,7 @@ function terminalQuery(url: URL): { node: string; login: string; cols: number; r
       hint: 'send node=NAME&login=LOGIN&cols=N&rows=N (cols and rows 1..1000)',
     });
   }
-  return { node, login, cols, rows };
+  return { node, login, cols, rows, ...(mfaToken !== undefined ? { mfaToken } : {}) };
 }
 
 function decodeSegment(s: string): string {

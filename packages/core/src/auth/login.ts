@@ -151,6 +151,8 @@ export class LoginService {
           permitAgentForwarding: options.agentForwarding,
           permitX11Forwarding: options.x11Forwarding,
           sourceAddress: pinnedIp ? `${pinnedIp}/${pinnedIp.includes(':') ? 128 : 32}` : undefined,
+          // Marks it as needing a per-session MFA check: no server but the proxy accepts it then.
+          sessionMfaRequired: options.requireSessionMfa,
           identity,
           // A login certificate also reaches nodes directly (ssh -i, no proxy): it carries
           // what the roles say a node must record and restrict, like the proxy's upstream one.

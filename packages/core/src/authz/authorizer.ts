@@ -3,6 +3,7 @@ import type { AuditEmitter } from '@gatehouse/audit';
 import type { Clock } from '../clock.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { Identity, LockRecord, Route, UserRecord } from '../identity/types.js';
+import { sessionMfaRefusal } from '../mfa/target.js';
 import { AccessChecker, type AccessDecision, type EffectiveOptions } from '../rbac/checker.js';
 import type { JoinMode, ResourceKind, Role, Verb } from '../rbac/types.js';
 import type { RequestGrant } from '../requests/service.js';
@@ -103,12 +104,19 @@ export class Authorizer {
    * not expired. A certificate carries the traits it was issued with; a web
    * session carries none (`traitsFromUser`), so they come from the user record.
    */
-  async principal(identity: Identity, opts: { traitsFromUser?: boolean } = {}): Promise<Principal> {
+  async principal(
+    identity: Identity,
+    opts: { traitsFromUser?: boolean; established?: boolean } = {},
+  ): Promise<Principal> {
     const now = this.#d.clock.now();
-    if (identity.expires.getTime() <= now.getTime()) {
+    // A per-session MFA certificate opens a session within its minute; the
+    // session it opened then runs until the login it came from ends.
+    const end =
+      opts.established && identity.sessionMfa ? identity.sessionMfa.sessionExpires : identity.expires;
+    if (end.getTime() <= now.getTime()) {
       throw new GatehouseError(
         'GH_ERR_CERT_EXPIRED',
-        `certificate of ${identity.user} expired at ${identity.expires.toISOString()}`,
+        `certificate of ${identity.user} expired at ${end.toISOString()}`,
         {
           hint: 'log in again with gatehouse login',
         },
@@ -281,11 +289,15 @@ export class Authorizer {
         ...(d.role ? { role: d.role } : {}),
         ...(d.field ? { field: d.field } : {}),
         ...(d.hint ? { hint: d.hint } : {}),
+        ...(d.code ? { code: d.code } : {}),
       });
     }
     const options = p.checker.options();
     const now = this.#d.clock.now().getTime();
-    const expires = new Date(Math.min(identity.expires.getTime(), now + options.maxSessionTtlMs));
+    // A session opened with a per-session MFA certificate outlives that
+    // certificate's minute, up to the end of the login it was issued from.
+    const end = identity.sessionMfa ? identity.sessionMfa.sessionExpires : identity.expires;
+    const expires = new Date(Math.min(end.getTime(), now + options.maxSessionTtlMs));
     return mintGrant({
       identity,
       target,
@@ -316,7 +328,7 @@ export class Authorizer {
     const ctx = { remoteAddr: grant.remoteAddr };
     let p: Principal;
     try {
-      p = await this.principal(grant.identity);
+      p = await this.principal(grant.identity, { established: true });
     } catch (err) {
       const ge = toGatehouseError(err);
       const message = err instanceof Error ? err.message : String(err);
@@ -329,7 +341,8 @@ export class Authorizer {
         return { cause: 'user_deleted', message };
       return { cause: 'access_revoked', message };
     }
-    const d = this.#decide(p, grant.identity, grant.target, ctx);
+    // The MFA check was made when the session opened: a live session is not asked again.
+    const d = this.#decide(p, grant.identity, grant.target, ctx, { established: true });
     if (d.allowed) {
       const options = p.checker.options();
       // The node enforces the policy its certificate carried when the session began and
@@ -353,6 +366,7 @@ export class Authorizer {
     identity: Identity,
     target: AccessTarget,
     ctx: ConnectionContext,
+    opts: { established?: boolean } = {},
   ):
     | { allowed: true; roles: string[]; kube: { users: string[]; groups: string[] } | undefined }
     | {
@@ -361,7 +375,12 @@ export class Authorizer {
         role?: string | undefined;
         field?: string | undefined;
         hint?: string | undefined;
+        code?: 'GH_ERR_SESSION_MFA_REQUIRED' | undefined;
       } {
+    // A target-bound MFA certificate opens its one target; a role with
+    // require_session_mfa refuses a new session without one (the roles as they are now).
+    const mfa = sessionMfaRefusal(identity, target, p.checker.options().requireSessionMfa, opts);
+    if (mfa) return { allowed: false, ...mfa, field: 'session_mfa' };
     const route = identity.route;
     if (route) {
       const refused = routeMismatch(route, target);
@@ -413,7 +432,7 @@ export class Authorizer {
     reason: string,
     ctx: ConnectionContext,
     opts: {
-      code?: 'GH_ERR_ACCESS_DENIED' | 'GH_ERR_UNAUTHENTICATED';
+      code?: 'GH_ERR_ACCESS_DENIED' | 'GH_ERR_UNAUTHENTICATED' | 'GH_ERR_SESSION_MFA_REQUIRED';
       role?: string;
       field?: string;
       hint?: string;

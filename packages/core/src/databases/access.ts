@@ -36,7 +36,8 @@ export type DbDenialField =
   | 'db_users'
   | 'db_names'
   | 'locked'
-  | 'expired';
+  | 'expired'
+  | 'session_mfa';
 
 /** Everything an adapter needs after core said yes. */
 export interface DbSession {

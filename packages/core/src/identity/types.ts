@@ -75,7 +75,27 @@ export interface Identity {
    * sessions the way a lock does.
    */
   accessRequests?: string[] | undefined;
+  /**
+   * Set on the short-lived certificate a per-session MFA check issues
+   * (role option require_session_mfa): it is good for connecting to this one
+   * target only, while `expires` (one minute) lasts. A session it started may
+   * run on until `sessionExpires`, the end of the login it was derived from.
+   */
+  sessionMfa?: SessionMfaBinding | undefined;
 }
+
+/** What a per-session MFA certificate is bound to (docs/decisions/0037-session-mfa.md). */
+export interface SessionMfaBinding {
+  target: MfaTarget;
+  /** The login certificate's (or web session's) expiry: a session started with this certificate ends by then. */
+  sessionExpires: Date;
+}
+
+/** The one target a per-session MFA certificate opens: a node login, a database user, a Kubernetes cluster. */
+export type MfaTarget =
+  | { kind: 'node'; node: string; login: string }
+  | { kind: 'db'; name: string; user: string }
+  | { kind: 'kube'; cluster: string };
 
 export type Route =
   | {

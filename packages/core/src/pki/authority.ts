@@ -7,7 +7,7 @@ import { GatehouseError, isGatehouseError } from '../errors.js';
 import type { Route } from '../identity/types.js';
 import { formatDuration } from '../util/duration.js';
 import { type LoadedAuditKey, loadOrCreateAuditKey } from './audit-key.js';
-import { encodeIdentityJson } from './identity-codec.js';
+import { encodeIdentityJson, mfaTargetJson } from './identity-codec.js';
 import {
   type CertRole,
   checkTransition,
@@ -23,8 +23,10 @@ import {
   isEmptySessionPolicy,
   parseSshPublicKey,
   SESSION_ID_PATTERN,
+  SESSION_MFA_REQUIRED,
   SSH_IDENTITY_EXTENSION,
   SSH_SESSION_ID_EXTENSION,
+  SSH_SESSION_MFA_OPTION,
   SSH_SESSION_POLICY_EXTENSION,
   SshCertSigner,
   type SshOptions,
@@ -567,6 +569,11 @@ export class CertificateAuthorities {
     // Something to enforce: critical too, so a server that does not know it (OpenSSH refuses an
     // unknown critical option) refuses the certificate instead of running the session unrestricted.
     if (!isEmptySessionPolicy(policy)) criticalOptions[SSH_SESSION_POLICY_EXTENSION] = policyJson;
+    // Per-session MFA: the bound target on a check's certificate, `required` on a login certificate
+    // whose roles ask for the check; only the gateway's proxy accepts either (OpenSSH refuses them).
+    if (req.identity?.sessionMfa)
+      criticalOptions[SSH_SESSION_MFA_OPTION] = mfaTargetJson(req.identity.sessionMfa.target);
+    else if (req.sessionMfaRequired) criticalOptions[SSH_SESSION_MFA_OPTION] = SESSION_MFA_REQUIRED;
     if (req.sourceAddress !== undefined) {
       sourceAddressList(req.sourceAddress);
       criticalOptions['source-address'] = req.sourceAddress;

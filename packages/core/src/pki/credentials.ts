@@ -91,7 +91,9 @@ export class SessionCredentials {
       permitPortForwarding: grant.options.portForwarding,
       // The node's sshd honours `ssh -A` only with this extension; the proxy relays it only when the grant allows.
       permitAgentForwarding: grant.options.agentForwarding,
-      identity: grant.identity,
+      // The node gets the identity without an MFA binding: the proxy made that check, and the
+      // binding's critical option would make the node refuse the certificate.
+      identity: { ...grant.identity, sessionMfa: undefined },
       // The node enforces these with eBPF; it refuses the session when it cannot.
       sessionPolicy: {
         enhancedRecording: grant.options.enhancedRecording,

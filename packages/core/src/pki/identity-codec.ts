@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { GatehouseError } from '../errors.js';
-import type { Identity, Route } from '../identity/types.js';
+import type { Identity, MfaTarget, Route } from '../identity/types.js';
 
 /**
  * The identity JSON carried by user certificates, shared by X.509 (extension
@@ -24,6 +24,12 @@ const routeSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('kube'), cluster: z.string().min(1) }),
 ]);
 
+const mfaTargetSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('node'), node: z.string().min(1), login: z.string().min(1) }),
+  z.strictObject({ kind: z.literal('db'), name: z.string().min(1), user: z.string().min(1) }),
+  z.strictObject({ kind: z.literal('kube'), cluster: z.string().min(1) }),
+]);
+
 const identitySchema = z.strictObject({
   v: z.literal(IDENTITY_VERSION),
   user: z.string().min(1),
@@ -39,6 +45,7 @@ const identitySchema = z.strictObject({
     .min(1)
     .max(16)
     .optional(),
+  session_mfa: z.strictObject({ target: mfaTargetSchema, session_expires: isoDate }).optional(),
 });
 
 function iso(d: Date, field: string): string {
@@ -59,6 +66,17 @@ function routeJson(r: Route): Record<string, string> {
   return out;
 }
 
+/**
+ * The target of a per-session MFA certificate as canonical JSON (fixed key
+ * order): the value of the SSH critical option that binds it, compared byte
+ * for byte.
+ */
+export function mfaTargetJson(t: MfaTarget): string {
+  if (t.kind === 'node') return JSON.stringify({ kind: 'node', node: t.node, login: t.login });
+  if (t.kind === 'db') return JSON.stringify({ kind: 'db', name: t.name, user: t.user });
+  return JSON.stringify({ kind: 'kube', cluster: t.cluster });
+}
+
 /** Canonical JSON (fixed key order, no undefined members). */
 export function encodeIdentityJson(identity: Identity): string {
   const o: Record<string, unknown> = {
@@ -73,6 +91,12 @@ export function encodeIdentityJson(identity: Identity): string {
   if (identity.route !== undefined) o.route = routeJson(identity.route);
   if (identity.loginIp !== undefined) o.login_ip = identity.loginIp;
   if (identity.accessRequests?.length) o.access_requests = identity.accessRequests;
+  if (identity.sessionMfa !== undefined) {
+    o.session_mfa = {
+      target: JSON.parse(mfaTargetJson(identity.sessionMfa.target)),
+      session_expires: iso(identity.sessionMfa.sessionExpires, 'sessionMfa.sessionExpires'),
+    };
+  }
   // Validate what we write with the same schema readers use, so a bad
   // identity fails at issuance rather than at every later connection.
   const checked = identitySchema.safeParse(o);
@@ -115,5 +139,11 @@ export function decodeIdentityJson(json: string): Identity {
   if (d.login_ip !== undefined) identity.loginIp = d.login_ip;
   if (d.user_id !== undefined) identity.userId = d.user_id;
   if (d.access_requests !== undefined) identity.accessRequests = d.access_requests;
+  if (d.session_mfa !== undefined) {
+    identity.sessionMfa = {
+      target: d.session_mfa.target,
+      sessionExpires: new Date(d.session_mfa.session_expires),
+    };
+  }
   return identity;
 }

@@ -155,6 +155,8 @@ export interface UserAuthRequest {
   clientAddress: string;
   /** Absent on the "would you accept this key?" query. */
   signature?: { data: Buffer; blob: Buffer } | undefined;
+  /** The gateway's proxy: certificates with the session MFA option are its to judge (see SSH_SESSION_MFA_OPTION). */
+  acceptSessionMfa?: boolean | undefined;
 }
 
 /**
@@ -184,6 +186,7 @@ export function verifyUserAuth(
     type: 'user',
     principal: req.login,
     clientAddress: req.clientAddress,
+    ...(req.acceptSessionMfa ? { acceptSessionMfa: true } : {}),
   });
   if (req.signature && !verifyClientSignature(verified, req.signature.data, req.signature.blob)) {
     throw refused('the signature does not match the certified key');
@@ -197,7 +200,8 @@ export function verifyUserAuthIdentity(
   trustedCaKeys: readonly string[],
   now: Date,
 ): { cert: SshCertificate; identity: Identity } {
-  const cert = verifyUserAuth(req, trustedCaKeys, now);
+  // Only the proxy reads identities, and it enforces session MFA through them and the roles.
+  const cert = verifyUserAuth({ ...req, acceptSessionMfa: true }, trustedCaKeys, now);
   return { cert, identity: sshCertificateIdentity(cert) };
 }
 

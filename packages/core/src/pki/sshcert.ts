@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject, randomBytes, sign, verify } from 'node
 import { BlockList, isIP } from 'node:net';
 import { GatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
-import { decodeIdentityJson } from './identity-codec.js';
+import { decodeIdentityJson, mfaTargetJson } from './identity-codec.js';
 import { sshString, u32, u64 } from './sshwire.js';
 import type { SshSessionPolicy } from './types.js';
 
@@ -48,6 +48,19 @@ export const KNOWN_CRITICAL_OPTIONS = [
   'source-address',
   'gatehouse-session-policy@gatehouse.dev',
 ] as const;
+
+/**
+ * Critical option of per-session MFA (docs/decisions/0037-session-mfa.md):
+ * `required` on the login certificate of a user whose roles set
+ * require_session_mfa, the target's canonical JSON on the one-minute
+ * certificate an MFA check issues. Only the gateway's SSH proxy accepts it
+ * (it decides with the roles); OpenSSH and the node service refuse it like
+ * any critical option they do not know, so neither certificate opens a
+ * node directly, around the check.
+ */
+export const SSH_SESSION_MFA_OPTION = 'gatehouse-session-mfa@gatehouse.dev';
+/** The session MFA option's value on a login certificate: a check is needed before each session. */
+export const SESSION_MFA_REQUIRED = 'required';
 
 /** Extension that carries the Gatehouse identity JSON (decision 0002). */
 export const SSH_IDENTITY_EXTENSION = 'gatehouse-identity@gatehouse.dev';
@@ -491,6 +504,11 @@ export interface VerifySshCertificateOptions {
   clientAddress?: string;
   /** Login (user certs) or host name (host certs) that must be among the principals. */
   principal?: string;
+  /**
+   * Accept the session MFA critical option (the gateway's SSH proxy only,
+   * which enforces it through the identity and the roles).
+   */
+  acceptSessionMfa?: boolean;
 }
 
 /**
@@ -578,6 +596,14 @@ export function verifySshCertificate(
   }
   for (const [name, value] of Object.entries(c.criticalOptions)) {
     if (c.type === 'host') throw invalid(`host certificates must not carry critical option "${name}"`);
+    if (name === SSH_SESSION_MFA_OPTION) {
+      if (opts.acceptSessionMfa) continue;
+      throw new GatehouseError(
+        'GH_ERR_SESSION_MFA_REQUIRED',
+        'this certificate needs a per-session MFA check at the Gatehouse proxy and cannot open this server directly',
+        { hint: 'connect through the proxy with gatehouse ssh LOGIN@NODE (it asks for your second factor)' },
+      );
+    }
     if (!(KNOWN_CRITICAL_OPTIONS as readonly string[]).includes(name)) {
       throw invalid(`certificate has unknown critical option "${name}"`);
     }
@@ -604,5 +630,15 @@ export function sshCertificateIdentity(cert: SshCertificate): Identity {
   if (identity.user !== cert.keyId)
     throw invalid(`certificate key id does not match identity user "${identity.user}"`);
   if (cert.validBefore < identity.expires) identity.expires = cert.validBefore;
+  // The critical option and the signed identity must agree on the MFA binding.
+  const mfa = cert.criticalOptions[SSH_SESSION_MFA_OPTION];
+  if (identity.sessionMfa) {
+    if (mfa !== mfaTargetJson(identity.sessionMfa.target))
+      throw invalid(
+        'the certificate session MFA binding differs between its critical option and its identity',
+      );
+  } else if (mfa !== undefined && mfa !== SESSION_MFA_REQUIRED) {
+    throw invalid('the certificate carries a session MFA binding but its identity names no target');
+  }
   return identity;
 }

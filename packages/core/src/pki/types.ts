@@ -79,6 +79,12 @@ export interface SshUserCertRequest {
   sessionPolicy?: SshSessionPolicy;
   /** The session this certificate is minted for (upstream certificates): `gatehouse-session-id@gatehouse.dev`. */
   sessionId?: string;
+  /**
+   * A login certificate of a user whose roles set require_session_mfa: it
+   * carries the critical option `gatehouse-session-mfa@gatehouse.dev=required`,
+   * so no server but the gateway's proxy accepts it.
+   */
+  sessionMfaRequired?: boolean;
 }
 
 /** Enhanced recording and network restrictions a node applies with eBPF (roles' options, merged by core). */

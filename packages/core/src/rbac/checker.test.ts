@@ -419,6 +419,7 @@ describe('options', () => {
       x11Forwarding: false,
       pinSourceIp: false,
       requireMfa: false,
+      requireSessionMfa: false,
       redactDbParams: false,
       recordSession: { ssh: true, desktop: true, kube: true },
       enhancedRecording: [],
@@ -478,6 +479,13 @@ describe('options', () => {
     expect(AccessChecker.from([a, recordOnly], traits).options().portForwarding).toBe(true);
   });
 
+  it('require_session_mfa: one role true turns it on for the user; false elsewhere does not turn it off', () => {
+    const on = opt('on', '{ require_session_mfa: true }');
+    const off = opt('off', '{ require_session_mfa: false }');
+    expect(AccessChecker.from([off, on], traits).options().requireSessionMfa).toBe(true);
+    expect(AccessChecker.from([off, dev], traits).options().requireSessionMfa).toBe(false);
+  });
+
   it('any role true turns on pinning, MFA, redaction and recording', () => {
     const a = opt(
       'a',
@@ -488,7 +496,12 @@ describe('options', () => {
       '{ redact_db_params: true, record_session: { kube: true }, enhanced_recording: [command], restrict_network: { deny: [10.0.0.0/8] } }',
     );
     const o = AccessChecker.from([a, b], traits).options();
-    expect(o).toMatchObject({ pinSourceIp: true, requireMfa: true, redactDbParams: true });
+    expect(o).toMatchObject({
+      pinSourceIp: true,
+      requireMfa: true,
+      requireSessionMfa: false,
+      redactDbParams: true,
+    });
     // b leaves ssh unset, which means the default (on).
     expect(o.recordSession).toEqual({ ssh: true, desktop: true, kube: true });
     expect(o.enhancedRecording).toEqual(['command']);

@@ -42,6 +42,12 @@ export interface EffectiveOptions {
   x11Forwarding: boolean;
   pinSourceIp: boolean;
   requireMfa: boolean;
+  /**
+   * Every new SSH, database and Kubernetes session (and web terminal) needs a
+   * fresh second-factor check: a certificate bound to that one target
+   * (docs/decisions/0037-session-mfa.md). Any role true → true.
+   */
+  requireSessionMfa: boolean;
   redactDbParams: boolean;
   recordSession: { ssh: boolean; desktop: boolean; kube: boolean };
   enhancedRecording: string[];
@@ -563,7 +569,7 @@ export class AccessChecker {
       key: 'permit_pty' | 'port_forwarding' | 'agent_forwarding' | 'x11_forwarding',
       def: boolean,
     ) => opts.some((o) => o[key] ?? def) && !opts.some((o) => o[key] === false);
-    const any = (key: 'pin_source_ip' | 'require_mfa' | 'redact_db_params') =>
+    const any = (key: 'pin_source_ip' | 'require_mfa' | 'require_session_mfa' | 'redact_db_params') =>
       opts.some((o) => o[key] === true);
     const record = (key: 'ssh' | 'desktop' | 'kube') =>
       // Recording stays on unless every role turns it off.
@@ -584,6 +590,7 @@ export class AccessChecker {
       x11Forwarding: permit('x11_forwarding', ROLE_DEFAULTS.x11Forwarding),
       pinSourceIp: any('pin_source_ip'),
       requireMfa: any('require_mfa'),
+      requireSessionMfa: any('require_session_mfa'),
       redactDbParams: any('redact_db_params'),
       recordSession: { ssh: record('ssh'), desktop: record('desktop'), kube: record('kube') },
       enhancedRecording: [...new Set(opts.flatMap((o) => o.enhanced_recording ?? []))],

@@ -69,6 +69,7 @@ const validRole: fc.Arbitrary<Role> = fc
         enhanced_recording: fc.uniqueArray(fc.constantFrom('command', 'network', 'disk')),
         restrict_network: fc.record({ deny: fc.array(fc.constantFrom('10.0.0.0/8', '169.254.169.254/32')) }),
         require_mfa: fc.boolean(),
+        require_session_mfa: fc.boolean(),
       },
       { requiredKeys: [] },
     ),

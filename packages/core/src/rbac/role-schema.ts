@@ -248,6 +248,13 @@ export const optionsSchema = z.strictObject({
   /** Require a fresh second factor for every session. */
   require_mfa: z.boolean().optional(),
   /**
+   * Every new SSH, database and Kubernetes session, and each web terminal,
+   * needs a fresh second-factor check (`gatehouse ssh`, `db connect` and
+   * `kube credentials` ask for it): the login certificate alone is refused for
+   * those targets. Any role true turns it on.
+   */
+  require_session_mfa: z.boolean().optional(),
+  /**
    * Content guards: a pattern (`match`, RE2 syntax) or a string (`literal`)
    * watched for in terminal output/input, database statements and results;
    * a match ends the session (action terminate, the default) or is audited.

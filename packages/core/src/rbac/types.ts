@@ -80,6 +80,8 @@ export interface RoleOptions {
   /** Redact bound parameters in database query audit. */
   redact_db_params?: boolean;
   require_mfa?: boolean;
+  /** A fresh second-factor check (a target-bound 1-minute certificate) for every new SSH, database, Kubernetes and web terminal session. */
+  require_session_mfa?: boolean;
   /** Content guards (see sessions/guards.ts). */
   guards?: {
     name?: string;

@@ -114,6 +114,20 @@ describe('WebApi', () => {
     expect(csrf.get()).toBeUndefined();
   });
 
+  it('a wrong per-session MFA code is not a session end; a 401 from the same route without a second-factor code is', async () => {
+    const { fetch } = fakeFetch([
+      problem(401, 'GH_ERR_SECOND_FACTOR_INVALID', 'the authenticator code is not valid'),
+      problem(401, 'GH_ERR_UNAUTHENTICATED', 'not logged in'),
+    ]);
+    const ended: string[] = [];
+    const api = new WebApi({ fetch, csrf: memoryCsrfStore(), onSessionEnded: (e) => ended.push(e.code) });
+    const answer = { challenge_id: 'c'.repeat(32), response: { method: 'totp', code: '123456' } } as const;
+    await expect(api.sessionMfaCerts(answer)).rejects.toMatchObject({ code: 'GH_ERR_SECOND_FACTOR_INVALID' });
+    expect(ended).toEqual([]);
+    await expect(api.sessionMfaCerts(answer)).rejects.toMatchObject({ code: 'GH_ERR_UNAUTHENTICATED' });
+    expect(ended).toEqual(['GH_ERR_UNAUTHENTICATED']);
+  });
+
   it('a CSRF refusal ends the session too (the tab lost its token)', async () => {
     const { fetch } = fakeFetch([problem(403, 'GH_ERR_CSRF', 'missing or wrong X-CSRF-Token header')]);
     const ended: string[] = [];

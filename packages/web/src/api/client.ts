@@ -17,6 +17,10 @@ import {
   type PingResponse,
   PUBLIC_ROUTES,
   type RecordingQuery,
+  type SessionMfaCertsRequest,
+  type SessionMfaCertsResponse,
+  type SessionMfaChallengeRequest,
+  type SessionMfaChallengeResponse,
   type SsoConnectorButton,
   type WebAuthnResponseJson,
   type WhoamiResponse,
@@ -121,6 +125,9 @@ const CREDENTIAL_ROUTES: ReadonlySet<string> = new Set([
   // A refused code or key while adding a device is about the device, not the session.
   PUBLIC_ROUTES.mfaTotpAdd[1],
   PUBLIC_ROUTES.mfaWebAuthnAdd[1],
+  // A refused code for a per-session MFA check is about the code, not the session.
+  PUBLIC_ROUTES.sessionMfaChallenge[1],
+  PUBLIC_ROUTES.sessionMfaCerts[1],
 ]);
 
 export const DEFAULT_TIMEOUT_MS = 15_000;
@@ -288,6 +295,14 @@ export class WebApi implements UiAdmin {
   /** A single-use token for the desktop's RDCleanPath WebSocket (core authorizes the login now). */
   desktopToken(name: string, login: string): Promise<DesktopTokenView> {
     return this.#call(PUBLIC_ROUTES.desktopToken, { name }, { body: { login } });
+  }
+  /** Whether a terminal on this node login needs a per-session MFA check (require_session_mfa), and its challenge. */
+  sessionMfaChallenge(req: SessionMfaChallengeRequest): Promise<SessionMfaChallengeResponse> {
+    return this.#call(PUBLIC_ROUTES.sessionMfaChallenge, {}, { body: req });
+  }
+  /** The answer; with no key sent, a single-use token the terminal's WebSocket carries (`mfa_token`). */
+  sessionMfaCerts(req: SessionMfaCertsRequest): Promise<SessionMfaCertsResponse> {
+    return this.#call(PUBLIC_ROUTES.sessionMfaCerts, {}, { body: req });
   }
   listSessions: UiAdmin['listSessions'] = () => this.#call(ADMIN_ROUTES.listSessions);
   killSession: UiAdmin['killSession'] = (id) => this.#call(ADMIN_ROUTES.killSession, { id });

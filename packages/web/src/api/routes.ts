@@ -53,5 +53,11 @@ export type {
 } from '../../../core/src/api/types';
 export { ADMIN_ROUTES } from '../../../core/src/api/types';
 export type { DesktopTokenView } from '../../../core/src/desktops/protocol';
+export type {
+  SessionMfaCertsRequest,
+  SessionMfaCertsResponse,
+  SessionMfaChallengeRequest,
+  SessionMfaChallengeResponse,
+} from '../../../core/src/mfa/session';
 export type { JoinMode, Role } from '../../../core/src/rbac/types';
 export type { SsoConnectorButton } from '../../../core/src/sso/connectors';

@@ -16,7 +16,8 @@ import {
 
 /** What a tab is attached to: a new shell on a node, or a live session joined. */
 export type TabTarget =
-  | { kind: 'shell'; node: string; login: string }
+  /** `mfaToken`: the single-use proof of a per-session MFA check for this node and login (require_session_mfa). */
+  | { kind: 'shell'; node: string; login: string; mfaToken?: string | undefined }
   | { kind: 'join'; session: string; mode: JoinMode };
 
 /** The same-origin WebSocket URL for a tab (the session cookie authenticates it). */
@@ -36,6 +37,7 @@ export function socketUrl(
     cols: String(size.cols),
     rows: String(size.rows),
   });
+  if (target.mfaToken) q.set('mfa_token', target.mfaToken);
   return `${scheme}//${loc.host}${TERMINAL_WS_PATHS.terminal}?${q}`;
 }
 

@@ -449,6 +449,11 @@ function NewTabPicker({ session, onOpen }: { session: Session; onOpen: (t: TabTa
   const [nodes, reload] = useLoad(() => api.listNodes(), []);
   const [node, setNode] = useState('');
   const [login, setLogin] = useState('');
+  // A per-session MFA check in progress (roles with require_session_mfa): its challenge and target.
+  const [mfa, setMfa] = useState<{ challengeId: string; node: string; login: string } | undefined>();
+  const [code, setCode] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [failure, setFailure] = useState<unknown>();
 
   const list = nodes.state === 'ok' ? [...nodes.data].sort((a, b) => a.name.localeCompare(b.name)) : [];
   const chosen = list.find((n) => n.name === node) ?? list[0];
@@ -456,10 +461,39 @@ function NewTabPicker({ session, onOpen }: { session: Session; onOpen: (t: TabTa
   const logins = concreteLogins(chosen?.allowed?.logins ?? session.whoami.logins);
   const loginValue = login || logins[0] || '';
 
-  const submit = (e: FormEvent) => {
+  const submit = async (e: FormEvent) => {
     e.preventDefault();
-    if (!chosen || !loginValue.trim()) return;
-    onOpen({ kind: 'shell', node: chosen.name, login: loginValue.trim() });
+    if (!chosen || !loginValue.trim() || busy) return;
+    setBusy(true);
+    setFailure(undefined);
+    try {
+      if (mfa) {
+        // The answer buys a single-use token for this node and login; the WebSocket carries it.
+        const res = await api.sessionMfaCerts({
+          challenge_id: mfa.challengeId,
+          response: { method: 'totp', code: code.trim() },
+        });
+        setMfa(undefined);
+        setCode('');
+        onOpen({ kind: 'shell', node: mfa.node, login: mfa.login, mfaToken: res.mfa_token });
+        return;
+      }
+      const target = { kind: 'shell', node: chosen.name, login: loginValue.trim() } as const;
+      // The proxy says whether this session needs a fresh second-factor check first.
+      const ch = await api.sessionMfaChallenge({
+        target: { kind: 'node', node: target.node, login: target.login },
+      });
+      if (ch.required && ch.challenge_id)
+        setMfa({ challengeId: ch.challenge_id, node: target.node, login: target.login });
+      else onOpen(target);
+    } catch (err) {
+      // A challenge answers once: a wrong code starts over with a new one.
+      setMfa(undefined);
+      setCode('');
+      setFailure(err);
+    } finally {
+      setBusy(false);
+    }
   };
 
   return (
@@ -510,8 +544,27 @@ function NewTabPicker({ session, onOpen }: { session: Session; onOpen: (t: TabTa
                 Your roles name no fixed login for this node; type the one you were given.
               </p>
             ) : null}
-            <button type="submit" className="primary" disabled={!loginValue.trim()}>
-              Open terminal
+            {mfa ? (
+              <label>
+                Your roles require a fresh second-factor check for {mfa.login}@{mfa.node}. Authenticator code
+                <input
+                  name="mfa-code"
+                  value={code}
+                  onChange={(e) => setCode(e.target.value)}
+                  inputMode="numeric"
+                  autoComplete="one-time-code"
+                  // biome-ignore lint/a11y/noAutofocus: the code is the one thing to type now
+                  autoFocus
+                />
+              </label>
+            ) : null}
+            {failure ? <ErrorBox error={failure} /> : null}
+            <button
+              type="submit"
+              className="primary"
+              disabled={!loginValue.trim() || busy || (mfa !== undefined && code.trim() === '')}
+            >
+              {mfa ? 'Verify and open terminal' : 'Open terminal'}
             </button>
           </>
         ) : null}

@@ -1,0 +1,364 @@
+/**
+ * Per-session MFA (role option require_session_mfa) through the built CLI
+ * against `gatehouse start` (second factor otp) and a real OpenSSH sshd:
+ * `gatehouse ssh` asks the proxy, takes the TOTP code and connects with a
+ * one-minute certificate bound to the node login; plain ssh with the login
+ * certificate (gatehouse config ssh) is refused with a message naming
+ * `gatehouse ssh`; a wrong code is refused and audited; a role without the
+ * option is unaffected. The same for `gatehouse db connect` with psql and a
+ * real PostgreSQL, and for kubectl (the `kube login` exec plugin, and
+ * `gatehouse kubectl`) with the Kubernetes fixture upstream.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GatehouseClient } from '@gatehouse/core';
+import type { Sshd } from '@gatehouse/core/testing';
+import { type TOTP, URI } from 'otpauth';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FixtureApiServer, startFixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
+import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
+import { type ClientRun, runClient } from '../../core/test/helpers.js';
+import {
+  addNode,
+  admin,
+  auditEvents,
+  BIN,
+  type Daemon,
+  PASSWORD,
+  run,
+  startDaemon,
+  startNodeSshd,
+} from './harness.js';
+
+let d: Daemon;
+let sshd: Sshd;
+let pgdb: Postgres;
+let fixture: FixtureApiServer;
+let api: GatehouseClient;
+const login = `ghm${randomBytes(3).toString('hex')}`;
+const STEP_MS = 30_000;
+
+/** A user enrolled with TOTP and logged in; `next()` is the code of the step after the login's (one use). */
+interface Enrolled {
+  home: string;
+  /** `gatehouse ARGS` as this user; `env` adds to the environment (PGSERVICEFILE, GATEHOUSE_MFA_CODE). */
+  gh(args: string[], input?: string, env?: NodeJS.ProcessEnv): Promise<ClientRun>;
+  /** Any program as this user (psql, kubectl). */
+  tool(program: string, args: string[], env?: NodeJS.ProcessEnv): Promise<ClientRun>;
+  next(): string;
+}
+
+/**
+ * Each TOTP step is good once per user (login and session checks share
+ * it), and the proxy accepts one step either side of now: enrollment takes
+ * the previous step, login the current one, the session check the next, so
+ * no test waits for a new step.
+ */
+async function enroll(name: string, roles: string, traits: string[] = []): Promise<Enrolled> {
+  const out = await admin(d, ['users', 'add', name, '--roles', roles, '--logins', login, ...traits]);
+  const token = /accept-invite .* (\S+)\s*$/m.exec(out.stdout)?.[1];
+  if (!token) throw new Error(`no invite in: ${out.stdout}`);
+  const info = await api.inspectInvite(token);
+  const totp = URI.parse(info.totp!.uri) as TOTP;
+  // Far enough from a step boundary that the three steps stay in the window while this runs.
+  if (STEP_MS - (Date.now() % STEP_MS) < 8_000)
+    await new Promise((r) => setTimeout(r, STEP_MS - (Date.now() % STEP_MS) + 100));
+  const t0 = Date.now();
+  const at = (steps: number) => totp.generate({ timestamp: t0 + steps * STEP_MS });
+  await api.acceptInvite(token, { password: PASSWORD, otp: at(-1) });
+  const home = join(d.root, `home-${name}`);
+  const base = { GATEHOUSE_HOME: home, HOME: home, PGSERVICEFILE: join(home, 'pg_service.conf') };
+  const tool = (program: string, args: string[], env: NodeJS.ProcessEnv = {}, input = '') =>
+    runClient(program, args, { env: { ...process.env, ...base, ...env }, input, timeoutMs: 60_000 });
+  const gh = (args: string[], input = '', env: NodeJS.ProcessEnv = {}) =>
+    tool(process.execPath, [BIN, ...args], env, input);
+  const r = await gh(
+    ['login', '--proxy', d.proxy, '--user', name, '--ca-pin', d.pin, '--password-stdin', '--otp', at(0)],
+    `${PASSWORD}\n`,
+  );
+  expect(r.code, r.stderr).toBe(0);
+  return { home, gh, tool, next: () => at(1) };
+}
+
+/** The newest mfa.session event in the daemon's audit files. */
+const lastMfa = () =>
+  auditEvents(d)
+    .filter((e) => e.type === 'mfa.session')
+    .at(-1);
+/** A code that is not `right` (the next number, which is not the code of an adjacent step either, almost surely). */
+const wrongCode = (right: string) => String((Number(right) + 1) % 1_000_000).padStart(6, '0');
+
+beforeAll(async () => {
+  execFileSync('useradd', ['-m', '-s', '/bin/bash', login]);
+  execFileSync('usermod', ['-p', '*', login]);
+  d = await startDaemon({ cluster: 'acme', secondFactor: 'otp' });
+  const ca = await run([
+    'ca',
+    'export',
+    '--format',
+    'x509',
+    '--type',
+    'host',
+    '--proxy',
+    d.proxy,
+    '--ca-pin',
+    d.pin,
+  ]);
+  expect(ca.code, ca.stderr).toBe(0);
+  api = new GatehouseClient({ proxy: d.proxy, caPem: [ca.stdout] });
+  await admin(
+    d,
+    ['roles', 'create', '-f', '-'],
+    [
+      'kind: role',
+      'name: prod-mfa',
+      'allow:',
+      '  logins: ["{{internal.logins}}"]',
+      '  node_labels: { "*": "*" }',
+      'options:',
+      '  require_session_mfa: true',
+      '',
+    ].join('\n'),
+  );
+  sshd = await startNodeSshd(d, ['PrintMotd no']);
+  await addNode(d, 'node1', sshd.port, ['env=prod']);
+
+  const dbCa = await admin(d, ['ca', 'export', '--format', 'postgres']);
+  pgdb = await startPostgres({ dbCaPem: dbCa.stdout, roles: ['dana'], databases: ['app'] });
+  const pgCa = join(d.root, 'pg-server-ca.pem');
+  writeFileSync(pgCa, pgdb.serverCaPem);
+  await admin(d, [
+    'db',
+    'add',
+    'orders',
+    '--protocol',
+    'postgres',
+    '--uri',
+    `localhost:${pgdb.port}`,
+    '--ca-file',
+    pgCa,
+  ]);
+  const kdir = mkdtempSync(join(tmpdir(), 'gh-kube-mfa-'));
+  fixture = await startFixtureApiServer({ dir: kdir });
+  const upstream = join(kdir, 'upstream.kubeconfig');
+  writeFileSync(upstream, fixture.kubeconfig);
+  await admin(d, ['kube', 'add', 'prod', '--kubeconfig', upstream]);
+  await admin(
+    d,
+    ['roles', 'create', '-f', '-'],
+    [
+      'kind: role',
+      'name: data-mfa',
+      'allow:',
+      '  db_labels: { "*": "*" }',
+      '  db_users: [dana]',
+      '  db_names: [app]',
+      '  kube_labels: { "*": "*" }',
+      '  kube_groups: [developers]',
+      'options:',
+      '  require_session_mfa: true',
+      '',
+    ].join('\n'),
+  );
+}, 120_000);
+
+afterAll(async () => {
+  api?.close();
+  await pgdb?.stop();
+  await fixture?.close();
+  execFileSync('userdel', ['-r', '-f', login], { stdio: 'ignore' });
+  await sshd?.stop();
+  if (d) {
+    await d.stop();
+    rmSync(d.root, { recursive: true, force: true });
+  }
+});
+
+describe('gatehouse ssh with require_session_mfa', () => {
+  it('plain ssh with the login certificate is refused with a message naming gatehouse ssh (audited); a wrong code is refused (audited); the right one from stdin connects', async () => {
+    const alice = await enroll('alice', 'prod-mfa');
+    // gatehouse config ssh: OpenSSH presents the login certificate itself.
+    const cfg = await alice.gh(['config', 'ssh']);
+    expect(cfg.code, cfg.stderr).toBe(0);
+    const file = join(alice.home, 'ssh_config');
+    writeFileSync(file, cfg.stdout);
+    const plain = await runClient(
+      'ssh',
+      ['-F', file, '-o', 'BatchMode=yes', `${login}@node1.acme`, 'echo', 'no'],
+      {
+        env: { ...process.env, GATEHOUSE_HOME: alice.home },
+        timeoutMs: 30_000,
+      },
+    );
+    expect(plain.code).toBe(255);
+    expect(plain.stdout).toBe('');
+    expect(plain.stderr).toContain('require_session_mfa');
+    expect(plain.stderr).toContain(`gatehouse ssh ${login}@node1`);
+    const denied = auditEvents(d).filter(
+      (e) => e.type === 'access.denied' && e.user === 'alice' && e.reason.includes('require_session_mfa'),
+    );
+    expect(denied.length).toBeGreaterThan(0);
+
+    const right = alice.next();
+    const wrong = wrongCode(right);
+    const bad = await alice.gh(['ssh', '--mfa-code', wrong, `${login}@node1`, 'echo', 'no']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stdout).toBe('');
+    expect(bad.stderr).toContain('the authenticator code is not valid');
+    expect(lastMfa()).toMatchObject({
+      success: false,
+      user: 'alice',
+      target: 'node1',
+      login,
+      method: 'totp',
+      reason: 'invalid',
+      code: 'GH1003W',
+    });
+
+    const ok = await alice.gh(
+      ['ssh', '--mfa-code', '-', `${login}@node1`, 'echo', 'mfa-$((40+2))'],
+      `${right}\n`,
+    );
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toBe('mfa-42\n');
+    expect(lastMfa()).toMatchObject({
+      success: true,
+      user: 'alice',
+      target_kind: 'node',
+      target: 'node1',
+      login,
+      method: 'totp',
+      device: 'authenticator app',
+      code: 'GH1003I',
+    });
+    const start = auditEvents(d).filter((e) => e.type === 'session.start' && e.user === 'alice');
+    expect(start.at(-1)).toMatchObject({ success: true, server: 'node1', login });
+  });
+
+  it('without a code and no terminal to ask on, gatehouse ssh says how to pass one', async () => {
+    const carol = await enroll('carol', 'prod-mfa');
+    const r = await carol.gh(['ssh', `${login}@node1`, 'true']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('cannot ask for the authenticator code');
+    expect(r.stderr).toContain('--mfa-code');
+  });
+
+  it('a role without the option is unaffected: gatehouse ssh connects with no code', async () => {
+    const bob = await enroll('bob', 'access');
+    const r = await bob.gh(['ssh', `${login}@node1`, 'echo', 'plain']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('plain\n');
+  });
+});
+
+describe('gatehouse db connect and kubectl with require_session_mfa', () => {
+  it('psql with the db login certificate alone is refused (FATAL, naming gatehouse db connect); db connect with the code runs psql', async () => {
+    const dana = await enroll('dana', 'data-mfa');
+    const dl = await dana.gh(['db', 'login', 'orders', '--db-user', 'dana', '--db-name', 'app']);
+    expect(dl.code, dl.stderr).toBe(0);
+    const plain = await dana.tool('psql', ['service=orders', '-tAc', 'select current_user']);
+    expect(plain.code).not.toBe(0);
+    expect(plain.stdout).toBe('');
+    expect(plain.stderr).toContain('require_session_mfa');
+    expect(plain.stderr).toContain('gatehouse db connect orders');
+
+    const ok = await dana.gh([
+      'db',
+      'connect',
+      'orders',
+      '--mfa-code',
+      dana.next(),
+      '--',
+      '-tAc',
+      'select current_user',
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout.trim()).toBe('dana');
+    expect(lastMfa()).toMatchObject({
+      success: true,
+      user: 'dana',
+      target_kind: 'db',
+      target: 'orders',
+      db_user: 'dana',
+      device: 'authenticator app',
+    });
+    expect(
+      auditEvents(d)
+        .filter((e) => e.type === 'db.session.start' && e.user === 'dana')
+        .at(-1),
+    ).toMatchObject({
+      success: true,
+    });
+  });
+
+  it('kubectl: the login certificate alone is Forbidden (naming what to run); the exec plugin without a code says how to pass one, a wrong one is refused and audited; gatehouse kubectl with the code gets the pods', async () => {
+    const erin = await enroll('erin', 'data-mfa');
+    const kc = join(erin.home, 'kubeconfig');
+    const kl = await erin.gh(['kube', 'login', 'prod', '--kubeconfig', kc]);
+    expect(kl.code, kl.stderr).toBe(0);
+    const cache = mkdtempSync(join(tmpdir(), 'gh-kube-cache-'));
+    const kubectl = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+      erin.tool('/usr/bin/kubectl', ['--kubeconfig', kc, '--cache-dir', cache, ...args], env);
+    const staticKc = join(erin.home, 'kubeconfig-static');
+    const ks = await erin.gh(['kube', 'login', 'prod', '--kubeconfig', staticKc, '--static']);
+    expect(ks.code, ks.stderr).toBe(0);
+    // --raw: kubectl prints the Status message (its discovery requests would say only "unknown").
+    const forbidden = await erin.tool('/usr/bin/kubectl', [
+      '--kubeconfig',
+      staticKc,
+      '--cache-dir',
+      cache,
+      'get',
+      '--raw',
+      '/api/v1/namespaces/default/pods',
+    ]);
+    expect(forbidden.code).not.toBe(0);
+    expect(forbidden.stderr).toContain('Forbidden');
+    expect(forbidden.stderr).toContain('require_session_mfa');
+    expect(forbidden.stderr).toContain('gatehouse kube login prod');
+
+    const none = await kubectl(['get', 'pods']);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain('cannot ask for the authenticator code');
+
+    const right = erin.next();
+    const wrong = wrongCode(right);
+    const bad = await kubectl(['get', 'pods'], { GATEHOUSE_MFA_CODE: wrong });
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('the authenticator code is not valid');
+    expect(lastMfa()).toMatchObject({
+      success: false,
+      user: 'erin',
+      target_kind: 'kube',
+      target: 'prod',
+      reason: 'invalid',
+    });
+
+    const ok = await erin.gh([
+      'kubectl',
+      '--cluster',
+      'prod',
+      '--mfa-code',
+      right,
+      '--',
+      '--kubeconfig',
+      kc,
+      '--cache-dir',
+      cache,
+      'get',
+      'pods',
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('web-1');
+    expect(lastMfa()).toMatchObject({
+      success: true,
+      user: 'erin',
+      target_kind: 'kube',
+      target: 'prod',
+      method: 'totp',
+    });
+  });
+});
