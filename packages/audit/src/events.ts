@@ -211,8 +211,10 @@ export type SessionMfaFailureReason =
   | 'reused'
   | 'no_device'
   | 'unsupported_method'
-  /** The challenge is unknown, used already, expired, or another user's. */
-  | 'challenge_invalid';
+  /** The challenge is unknown, used already, expired, or another user's (WebAuthn: or another target's). */
+  | 'challenge_invalid'
+  /** WebAuthn: the sign counter did not go up (a cloned key, or a replayed assertion). */
+  | 'counter';
 
 export type ListenerRejectReason =
   | 'unknown_protocol'
@@ -278,6 +280,8 @@ export type AuditEventInput =
         /** The device that answered: `totp` or `webauthn`, and its name. */
         method: string;
         device: string;
+        /** The same device as user.login names it (with its id). */
+        mfa_device: MfaDeviceRef;
       })
   | (CommonFields &
       /** Absent when the challenge answered was unknown (nothing says what it was for). */
@@ -287,6 +291,7 @@ export type AuditEventInput =
         /** The method the client answered with, and its device when one was identified. */
         method?: string;
         device?: string;
+        mfa_device?: MfaDeviceRef;
         reason: SessionMfaFailureReason;
         error: string;
       })

@@ -78,7 +78,7 @@ import { Routes } from './listener/routes.js';
 import { acceptTls } from './listener/tls-accept.js';
 import { channelLogger, type LogFn } from './log.js';
 import { GatewayMetrics } from './metrics.js';
-import { TotpMethod } from './mfa/methods.js';
+import { TotpMethod, WebAuthnMethod } from './mfa/methods.js';
 import { SessionMfa } from './mfa/session.js';
 import { type Dialer, directDialer } from './net/dialer.js';
 import { NodeAuditIngest } from './nodes/audit-ingest.js';
@@ -477,8 +477,11 @@ export class Gateway {
       audit,
       authorities,
       databaseProtocol: async (name) => (await this.databases.get(name))?.protocol,
-      // The methods a session check offers, in order. WebAuthn plugs in here (mfa/methods.ts).
-      methods: [new TotpMethod({ records: new UserRecords(backend), sealer: parts.sealer, clock })],
+      // The methods a session check offers, in order (mfa/methods.ts).
+      methods: [
+        new TotpMethod({ records: new UserRecords(backend), sealer: parts.sealer, clock }),
+        new WebAuthnMethod(this.users.webauthn),
+      ],
     });
     this.admin = this.adminAs(`local:${safeUsername()}`);
     const nodeAudit = new NodeAuditIngest({

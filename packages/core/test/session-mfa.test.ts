@@ -229,7 +229,7 @@ describe('per-session MFA (require_session_mfa)', () => {
     );
     expect(Date.parse(res.expires) - clock.now().getTime()).toBe(60_000);
     expect(res.session_expires).toBe(alice.identity.expires.toISOString());
-    expect(res.device).toEqual({ method: 'totp', name: 'authenticator app' });
+    expect(res.device).toEqual({ method: 'totp', name: 'authenticator app', id: 'totp' });
     const cert = parseSshCertificate(res.ssh_cert!);
     expect(cert.principals).toEqual(['ops']);
     expect(cert.criticalOptions[SSH_SESSION_MFA_OPTION]).toBe('{"kind":"node","node":"web1","login":"ops"}');
@@ -242,6 +242,7 @@ describe('per-session MFA (require_session_mfa)', () => {
       login: 'ops',
       method: 'totp',
       device: 'authenticator app',
+      mfa_device: { method: 'totp', name: 'authenticator app', id: 'totp' },
       code: 'GH1003I',
     });
 

@@ -7,7 +7,9 @@ export {
   type MfaResponse,
   MfaResponseError,
   type SecondFactorMethod,
+  sessionScope,
   TotpMethod,
+  WebAuthnMethod,
 } from './methods.js';
 export {
   SESSION_MFA_CERT_TTL_MS,

@@ -1,35 +1,39 @@
+import type { MfaDeviceRef } from '@gatehouse/audit';
 import type { Clock } from '../clock.js';
 import type { Sealer } from '../crypto/seal.js';
-import { GatehouseError } from '../errors.js';
-import { matchTotp, mfaDevicesOf, updateDevice } from '../identity/mfa-devices.js';
+import { type ErrorCode, GatehouseError } from '../errors.js';
+import {
+  deviceRef,
+  matchTotp,
+  mfaDevicesOf,
+  updateDevice,
+  webAuthnDevicesOf,
+} from '../identity/mfa-devices.js';
 import type { MfaTarget, UserRecord } from '../identity/types.js';
 import type { UserRecords } from '../identity/user-records.js';
+import {
+  type AuthenticationResponseJSON,
+  WebAuthnRefusal,
+  type WebAuthnService,
+} from '../identity/webauthn.js';
+import { mfaTargetJson } from '../pki/identity-codec.js';
 
 /**
  * Second-factor methods behind one challenge/response interface, so a
- * per-session MFA check does not care which device answers it. TOTP is
- * implemented here. WebAuthn plugs in as another `SecondFactorMethod` over
- * identity/webauthn.ts's WebAuthnService (devices: `webAuthnDevicesOf`;
- * begin: `beginAssertion({ user, scope })` as the challenge's client data,
- * the service keeps its own single-use challenge; finish:
- * `finishAssertion(credential, { user, scope })`, its refusals mapped to
- * MfaResponseError), with the scope of MfaCheckContext, added to the list
- * `createGateway` passes to SessionMfa. The API already takes
- * `{ method: 'webauthn', credential }`, and the audit event carries the
- * method and device; the web terminal's form and the CLI then offer it.
+ * per-session MFA check does not care which device answers it: TOTP
+ * (`TotpMethod`) and security keys / passkeys (`WebAuthnMethod`, over
+ * identity/webauthn.ts's WebAuthnService), in the list `createGateway`
+ * passes to SessionMfa.
  */
 export type MfaMethodName = 'totp' | 'webauthn';
 
-/** One registered device of a user, as audit events and the challenge name it. */
-export interface MfaDevice {
-  method: MfaMethodName;
-  name: string;
-}
+/** One registered device of a user, as audit events (`mfa_device`, as user.login's) and the challenge name it. */
+export type MfaDevice = MfaDeviceRef;
 
 /** What the client sends back for one method. */
 export type MfaResponse =
   | { method: 'totp'; code: string }
-  /** Reserved for the WebAuthn method: the browser's PublicKeyCredential as JSON. */
+  /** The browser's PublicKeyCredential as JSON (@simplewebauthn/browser's startAuthentication). */
   | { method: 'webauthn'; credential: Record<string, unknown> };
 
 /** A method's offer in a challenge: which devices may answer, and what they need (WebAuthn: assertion options). */
@@ -41,13 +45,27 @@ export interface MfaMethodChallenge {
 }
 
 /** Why a response was refused (the audit event's reason). */
-export type MfaFailureReason = 'invalid' | 'reused' | 'no_device' | 'unsupported_method';
+export type MfaFailureReason =
+  | 'invalid'
+  | 'reused'
+  | 'no_device'
+  | 'unsupported_method'
+  /** WebAuthn: the assertion answers no challenge of this check (another target's, used, expired). */
+  | 'challenge_invalid'
+  /** WebAuthn: the sign counter did not go up (a cloned key, or a replayed assertion). */
+  | 'counter';
 
 export class MfaResponseError extends GatehouseError {
   readonly reason: MfaFailureReason;
   readonly device: MfaDevice | undefined;
-  constructor(reason: MfaFailureReason, message: string, hint: string, device?: MfaDevice) {
-    super('GH_ERR_SECOND_FACTOR_INVALID', message, { hint, details: { reason } });
+  constructor(
+    reason: MfaFailureReason,
+    message: string,
+    hint: string,
+    device?: MfaDevice,
+    code: ErrorCode = 'GH_ERR_SECOND_FACTOR_INVALID',
+  ) {
+    super(code, message, { hint, details: { reason } });
     this.reason = reason;
     this.device = device;
   }
@@ -104,7 +122,7 @@ export class TotpMethod implements SecondFactorMethod {
   devices(user: UserRecord): MfaDevice[] {
     return mfaDevicesOf(user)
       .filter((d) => d.kind === 'totp')
-      .map((d) => ({ method: 'totp', name: d.name }));
+      .map((d) => deviceRef(d));
   }
 
   async begin(): Promise<{ client?: Record<string, unknown>; state?: Record<string, unknown> }> {
@@ -125,8 +143,8 @@ export class TotpMethod implements SecondFactorMethod {
     }
     const now = this.#d.clock.now();
     const r = matchTotp(user, response.code, now, this.#d.sealer);
-    if (!r.ok) throw totpRefused(r.reason, r.device ? { method: 'totp', name: r.device.name } : undefined);
-    const device: MfaDevice = { method: 'totp', name: r.device.name };
+    if (!r.ok) throw totpRefused(r.reason, r.device ? deviceRef(r.device) : undefined);
+    const device = deviceRef(r.device);
     const at = now.toISOString();
     try {
       // The step is used up, by compare-and-swap: a concurrent use of the same code loses.
@@ -140,6 +158,83 @@ export class TotpMethod implements SecondFactorMethod {
       throw e;
     }
     return device;
+  }
+}
+
+/** The WebAuthn scope of a session check: an assertion begun for one target answers no other. */
+export function sessionScope(target: MfaTarget): string {
+  return `session:${mfaTargetJson(target)}`;
+}
+
+/**
+ * Security keys and passkeys as a session check: the challenge carries
+ * assertion options for the user's keys, begun with the scope of the
+ * target (`sessionScope`), and the answer is verified by WebAuthnService
+ * with the same scope, sign counter included. The service keeps its own
+ * single-use challenge, so this method stores no state.
+ */
+export class WebAuthnMethod implements SecondFactorMethod {
+  readonly method = 'webauthn' as const;
+  readonly #webauthn: WebAuthnService;
+
+  constructor(webauthn: WebAuthnService) {
+    this.#webauthn = webauthn;
+  }
+
+  devices(user: UserRecord): MfaDevice[] {
+    const keys = webAuthnDevicesOf(user);
+    // Without a relying party (public_addr is no DNS name) no key can answer: offer the others.
+    if (keys.length === 0 || !this.#available()) return [];
+    return keys.map((d) => deviceRef(d));
+  }
+
+  #available(): boolean {
+    try {
+      this.#webauthn.relyingParty();
+      return true;
+    } catch (e) {
+      if (e instanceof GatehouseError && e.code === 'GH_ERR_WEBAUTHN_UNAVAILABLE') return false;
+      throw e;
+    }
+  }
+
+  async begin(
+    user: UserRecord,
+    ctx: MfaCheckContext,
+  ): Promise<{ client?: Record<string, unknown>; state?: Record<string, unknown> }> {
+    const options = await this.#webauthn.beginAssertion({ user: user.name, scope: sessionScope(ctx.target) });
+    return { client: options as unknown as Record<string, unknown> };
+  }
+
+  async finish(
+    user: UserRecord,
+    _state: unknown,
+    response: MfaResponse,
+    ctx: MfaCheckContext,
+  ): Promise<MfaDevice> {
+    if (response.method !== 'webauthn' || typeof response.credential !== 'object' || !response.credential) {
+      throw new MfaResponseError(
+        'unsupported_method',
+        'not a security key answer',
+        'send the credential your browser returned for the challenge',
+      );
+    }
+    try {
+      const { device } = await this.#webauthn.finishAssertion(
+        response.credential as unknown as AuthenticationResponseJSON,
+        { user: user.name, scope: sessionScope(ctx.target) },
+      );
+      return deviceRef(device);
+    } catch (e) {
+      if (!(e instanceof WebAuthnRefusal)) throw e;
+      const reason: MfaFailureReason =
+        e.reason === 'webauthn_challenge_invalid'
+          ? 'challenge_invalid'
+          : e.reason === 'webauthn_counter'
+            ? 'counter'
+            : 'invalid';
+      throw new MfaResponseError(reason, e.message, e.hint ?? 'try again with a new check', e.device, e.code);
+    }
   }
 }
 

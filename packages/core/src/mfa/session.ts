@@ -79,7 +79,7 @@ export interface SessionMfaDeps {
   authorities: Pick<CertificateAuthorities, 'issueSshUserCert' | 'issueX509UserCert' | 'get'>;
   /** The database's protocol, for the route of a database certificate (undefined: not registered). */
   databaseProtocol: (name: string) => Promise<string | undefined>;
-  /** The second-factor methods in the order they are offered (TOTP now; WebAuthn plugs in here). */
+  /** The second-factor methods in the order they are offered (TOTP, then security keys). */
   methods: SecondFactorMethod[];
 }
 
@@ -193,6 +193,7 @@ export class SessionMfa {
       ...targetFields(target),
       method: device.method,
       device: device.name,
+      mfa_device: device,
       ...(ctx.remoteAddr ? { addr: { remote: ctx.remoteAddr } } : {}),
     });
     return { ...issued, device };
@@ -333,7 +334,7 @@ export class SessionMfa {
       reason,
       error: err.message,
       ...(method ? { method } : {}),
-      ...(device ? { device: device.name } : {}),
+      ...(device ? { device: device.name, mfa_device: device } : {}),
       ...(ctx.remoteAddr ? { addr: { remote: ctx.remoteAddr } } : {}),
     };
     await this.#d.audit.emit(event);
