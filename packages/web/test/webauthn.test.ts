@@ -13,6 +13,7 @@ import type { BrowserContext, CDPSession, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
 import { buildUi, totpNow, UiBrowser } from './harness.js';
+import { addKey as addKeyOn, addVirtualAuthenticator, postFrom } from './webauthn-helpers.js';
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -49,25 +50,8 @@ beforeAll(async () => {
   ({ context, page } = await ui.newPage(tg.port));
   // The authenticator belongs to this tab: it keeps its credentials across sign-outs and navigations.
   cdp = await context.newCDPSession(page);
-  await cdp.send('WebAuthn.enable');
-  ({ authenticatorId: usbKey } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: {
-      protocol: 'ctap2',
-      transport: 'usb',
-      hasResidentKey: false,
-      automaticPresenceSimulation: true,
-    },
-  }));
-  ({ authenticatorId: platform } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
-    options: {
-      protocol: 'ctap2',
-      transport: 'internal',
-      hasResidentKey: true,
-      hasUserVerification: true,
-      isUserVerified: true,
-      automaticPresenceSimulation: false,
-    },
-  }));
+  usbKey = await addVirtualAuthenticator(cdp, 'usb');
+  platform = await addVirtualAuthenticator(cdp, 'platform', { present: false });
   // The first sign-in: password + TOTP code (the only device so far).
   await page.goto('/web/login');
   await page.getByLabel('User').fill('alice');
@@ -111,34 +95,8 @@ async function use(which: 'usb' | 'platform' | 'both'): Promise<void> {
   }
 }
 
-async function addKey(name: string, passkey: boolean): Promise<void> {
-  await page.getByLabel('Key name').fill(name);
-  await page.getByLabel(/^Passkey/).setChecked(passkey);
-  await page.getByRole('button', { name: 'Add key' }).click();
-  await settled(page.getByText(`Added "${name}".`));
-}
-
-/** Waits for `done`, or fails with the message of the error the page shows instead. */
-async function settled(done: ReturnType<Page['getByText']>): Promise<void> {
-  const failed = page.getByRole('alert');
-  await done.or(failed).first().waitFor();
-  if (!(await done.isVisible())) throw new Error(`the page shows: ${await failed.first().innerText()}`);
-}
-
-/** POSTs `body` from the page (same origin, the browser's own TLS trust); the status and problem JSON. */
-async function post(path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
-  return page.evaluate(
-    async ([p, b]) => {
-      const r = await fetch(p as string, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: typeof b === 'string' ? b : JSON.stringify(b),
-      });
-      return { status: r.status, json: (await r.json()) as Record<string, unknown> };
-    },
-    [path, body] as const,
-  );
-}
+const addKey = (name: string, passkey: boolean) => addKeyOn(page, name, passkey);
+const post = (path: string, body: unknown) => postFrom(page, path, body);
 
 /** The stored sign counters of alice's keys, set to `n` (as a cloned key's twin would have pushed them). */
 async function setCounters(n: number): Promise<void> {

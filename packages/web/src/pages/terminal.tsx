@@ -5,6 +5,7 @@ import { type FormEvent, useCallback, useEffect, useRef, useState } from 'react'
 import {
   type JoinMode,
   parseTerminalServerFrame,
+  type SessionMfaCertsRequest,
   type TerminalServerFrame,
   validTerminalSize,
 } from '../api/routes';
@@ -26,6 +27,7 @@ import {
   targetFromSearch,
   targetTitle,
 } from '../lib/terminal';
+import { assert, webAuthnSupported } from '../lib/webauthn';
 
 type Role = 'owner' | JoinMode;
 
@@ -449,8 +451,11 @@ function NewTabPicker({ session, onOpen }: { session: Session; onOpen: (t: TabTa
   const [nodes, reload] = useLoad(() => api.listNodes(), []);
   const [node, setNode] = useState('');
   const [login, setLogin] = useState('');
-  // A per-session MFA check in progress (roles with require_session_mfa): its challenge and target.
-  const [mfa, setMfa] = useState<{ challengeId: string; node: string; login: string } | undefined>();
+  // A per-session MFA check in progress (roles with require_session_mfa): its challenge, target and
+  // what may answer it (a code when a TOTP app is enrolled; the key's assertion options when a key is).
+  const [mfa, setMfa] = useState<
+    { challengeId: string; node: string; login: string; totp: boolean; keyOptions?: unknown } | undefined
+  >();
   const [code, setCode] = useState('');
   const [busy, setBusy] = useState(false);
   const [failure, setFailure] = useState<unknown>();
@@ -461,21 +466,35 @@ function NewTabPicker({ session, onOpen }: { session: Session; onOpen: (t: TabTa
   const logins = concreteLogins(chosen?.allowed?.logins ?? session.whoami.logins);
   const loginValue = login || logins[0] || '';
 
-  const submit = async (e: FormEvent) => {
-    e.preventDefault();
-    if (!chosen || !loginValue.trim() || busy) return;
+  /** Runs one step of the form; a failure shows, and a check in progress starts over (a challenge answers once). */
+  const step = async (run: () => Promise<void>) => {
     setBusy(true);
     setFailure(undefined);
     try {
+      await run();
+    } catch (err) {
+      setMfa(undefined);
+      setCode('');
+      setFailure(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  /** The answer buys a single-use token for this node and login; the WebSocket carries it. */
+  const answer = async (check: NonNullable<typeof mfa>, response: SessionMfaCertsRequest['response']) => {
+    const res = await api.sessionMfaCerts({ challenge_id: check.challengeId, response });
+    setMfa(undefined);
+    setCode('');
+    onOpen({ kind: 'shell', node: check.node, login: check.login, mfaToken: res.mfa_token });
+  };
+
+  const submit = async (e: FormEvent) => {
+    e.preventDefault();
+    if (!chosen || !loginValue.trim() || busy) return;
+    await step(async () => {
       if (mfa) {
-        // The answer buys a single-use token for this node and login; the WebSocket carries it.
-        const res = await api.sessionMfaCerts({
-          challenge_id: mfa.challengeId,
-          response: { method: 'totp', code: code.trim() },
-        });
-        setMfa(undefined);
-        setCode('');
-        onOpen({ kind: 'shell', node: mfa.node, login: mfa.login, mfaToken: res.mfa_token });
+        await answer(mfa, { method: 'totp', code: code.trim() });
         return;
       }
       const target = { kind: 'shell', node: chosen.name, login: loginValue.trim() } as const;
@@ -483,17 +502,32 @@ function NewTabPicker({ session, onOpen }: { session: Session; onOpen: (t: TabTa
       const ch = await api.sessionMfaChallenge({
         target: { kind: 'node', node: target.node, login: target.login },
       });
-      if (ch.required && ch.challenge_id)
-        setMfa({ challengeId: ch.challenge_id, node: target.node, login: target.login });
-      else onOpen(target);
-    } catch (err) {
-      // A challenge answers once: a wrong code starts over with a new one.
-      setMfa(undefined);
-      setCode('');
-      setFailure(err);
-    } finally {
-      setBusy(false);
-    }
+      if (!ch.required || !ch.challenge_id) {
+        onOpen(target);
+        return;
+      }
+      const key = ch.methods?.find((m) => m.method === 'webauthn');
+      setMfa({
+        challengeId: ch.challenge_id,
+        node: target.node,
+        login: target.login,
+        totp: ch.methods?.some((m) => m.method === 'totp') ?? false,
+        // A browser without WebAuthn cannot use the key: only the code is offered then.
+        ...(key?.data && webAuthnSupported() ? { keyOptions: key.data } : {}),
+      });
+    });
+  };
+
+  const answerWithKey = async () => {
+    if (!mfa?.keyOptions || busy) return;
+    const check = mfa;
+    await step(async () => {
+      const credential = await assert(check.keyOptions);
+      await answer(check, {
+        method: 'webauthn',
+        credential: credential as unknown as Record<string, unknown>,
+      });
+    });
   };
 
   return (
@@ -545,8 +579,13 @@ function NewTabPicker({ session, onOpen }: { session: Session; onOpen: (t: TabTa
               </p>
             ) : null}
             {mfa ? (
+              <p>
+                Your roles require a fresh second-factor check for {mfa.login}@{mfa.node}.
+              </p>
+            ) : null}
+            {mfa?.totp ? (
               <label>
-                Your roles require a fresh second-factor check for {mfa.login}@{mfa.node}. Authenticator code
+                Authenticator code
                 <input
                   name="mfa-code"
                   value={code}
@@ -558,14 +597,32 @@ function NewTabPicker({ session, onOpen }: { session: Session; onOpen: (t: TabTa
                 />
               </label>
             ) : null}
+            {mfa && !mfa.totp && !mfa.keyOptions ? (
+              <Notice>
+                Your security key needs a browser with WebAuthn, and you have no authenticator app: open this
+                page in a browser that supports security keys.
+              </Notice>
+            ) : null}
             {failure ? <ErrorBox error={failure} /> : null}
-            <button
-              type="submit"
-              className="primary"
-              disabled={!loginValue.trim() || busy || (mfa !== undefined && code.trim() === '')}
-            >
-              {mfa ? 'Verify and open terminal' : 'Open terminal'}
-            </button>
+            {mfa?.keyOptions ? (
+              <button
+                type="button"
+                className={mfa.totp ? undefined : 'primary'}
+                disabled={busy}
+                onClick={answerWithKey}
+              >
+                Use security key
+              </button>
+            ) : null}
+            {!mfa || mfa.totp ? (
+              <button
+                type="submit"
+                className="primary"
+                disabled={!loginValue.trim() || busy || (mfa !== undefined && code.trim() === '')}
+              >
+                {mfa ? 'Verify and open terminal' : 'Open terminal'}
+              </button>
+            ) : null}
           </>
         ) : null}
         <p className="muted">Alt+1 … Alt+9 switch between tabs.</p>
