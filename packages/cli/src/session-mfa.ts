@@ -55,10 +55,11 @@ export async function sessionMfaCerts(
     }
     if (!ch.required) return undefined;
     if (!ch.challenge_id || !ch.methods?.some((m) => m.method === 'totp')) {
-      throw new GatehouseError(
-        'GH_ERR_SECOND_FACTOR_NOT_ENROLLED',
-        `your roles require a second-factor check for ${describe}, and the proxy offers no method this CLI can answer`,
-        { hint: 'enroll an authenticator app (ask an admin for gatehouse users reset), or use the web UI' },
+      throw noCliMethod(
+        profile.proxy,
+        target,
+        describe,
+        ch.methods?.some((m) => m.method === 'webauthn') ?? false,
       );
     }
     const code = await readMfaCode(source, describe);
@@ -70,6 +71,36 @@ export async function sessionMfaCerts(
   } finally {
     api.close();
   }
+}
+
+/**
+ * The CLI answers with authenticator codes only: a security key needs a
+ * browser to talk to it (decision 0037). A user with keys alone is told where
+ * the key works (the web terminal, for nodes) and how to get a code.
+ */
+export function noCliMethod(
+  proxy: string,
+  target: MfaTarget,
+  describe: string,
+  hasKeys: boolean,
+): GatehouseError {
+  const app = `add an authenticator app for the CLI with gatehouse mfa add --name NAME (or at https://${proxy}/web/account)`;
+  if (!hasKeys) {
+    return new GatehouseError(
+      'GH_ERR_SECOND_FACTOR_NOT_ENROLLED',
+      `your roles require a second-factor check for ${describe}, and the proxy offers no method this CLI can answer`,
+      { hint: `${app}, or ask an admin for a reset link (gatehouse users reset)` },
+    );
+  }
+  const where =
+    target.kind === 'node'
+      ? `open the web terminal at https://${proxy}/web/terminal and choose "Use security key", or ${app}`
+      : app;
+  return new GatehouseError(
+    'GH_ERR_SECOND_FACTOR_NOT_ENROLLED',
+    `your roles require a second-factor check for ${describe}, and your only second factor is a security key, which the CLI cannot use (it needs a browser)`,
+    { hint: where },
+  );
 }
 
 async function readMfaCode(source: MfaCodeSource, describe: string): Promise<string> {
