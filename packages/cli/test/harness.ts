@@ -77,7 +77,7 @@ export async function startProxyDb(
  * it prints its callback port; `stop()` sends SIGTERM and waits for the exit.
  */
 export async function startPlugin(
-  kind: 'webhook' | 'slack',
+  kind: 'webhook' | 'slack' | 'pagerduty',
   configFile: string,
 ): Promise<{ port: number; stop(): Promise<void> }> {
   const child = spawn(process.execPath, [BIN, 'plugin', 'run', kind, '--config', configFile], {
@@ -94,6 +94,8 @@ export async function startPlugin(
       out += d;
       const m = /callbacks on 127\.0\.0\.1:(\d+)/.exec(out);
       if (m) resolve(Number(m[1]));
+      // A plugin without callbacks (pagerduty) has no port.
+      else if (/plugin running; no callbacks/.test(out)) resolve(0);
     });
     child.once('exit', (code) => reject(new Error(`plugin exited ${code}: ${out}${err}`)));
   });

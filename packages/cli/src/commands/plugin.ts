@@ -4,6 +4,7 @@ import { GatehouseClient, GatehouseError, parseDuration } from '@gatehouse/core'
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import type { Ctx } from '../context.js';
+import { type PagerDutyPluginConfig, pagerDutyTarget } from '../plugins/pagerduty.js';
 import {
   SLACK_INTERACTIVE_PATH,
   type SlackPluginConfig,
@@ -25,7 +26,7 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
   plugin
     .command('run')
     .description('run a plugin until stopped (SIGTERM/SIGINT)')
-    .argument('<kind>', 'webhook or slack')
+    .argument('<kind>', 'webhook, slack or pagerduty')
     // --config is the program's global option (here: the plugin's config, not a gateway's).
     .addHelpText(
       'after',
@@ -45,12 +46,17 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
     channel: C0123456789
     listen: 127.0.0.1:8082
     reviewers: { U0123ABCD: bob }            # Slack user id -> Gatehouse user allowed to review
+  pagerduty:                  # or: approves requests of users on call (no callbacks)
+    token_file: ./pagerduty.token            # a REST API key (Authorization: Token token=...)
+    services: [Checkout API]                 # on call for one of these services -> approved
+    emails: { alice: alice@example.com }     # Gatehouse user -> their PagerDuty user's email
 ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plugin.yaml
-  $ gatehouse plugin run slack --config /etc/gatehouse/slack-plugin.yaml`)}`,
+  $ gatehouse plugin run slack --config /etc/gatehouse/slack-plugin.yaml
+  $ gatehouse plugin run pagerduty --config /etc/gatehouse/pagerduty-plugin.yaml`)}`,
     )
     .action(async (kind: string, _o: unknown, cmd: Command) => {
-      if (kind !== 'webhook' && kind !== 'slack')
-        throw usage(`unknown plugin "${kind}"`, 'use webhook or slack');
+      if (kind !== 'webhook' && kind !== 'slack' && kind !== 'pagerduty')
+        throw usage(`unknown plugin "${kind}"`, 'use webhook, slack or pagerduty');
       const file = cmd.optsWithGlobals<{ config?: string }>().config;
       if (!file) throw usage('no plugin config', 'pass --config FILE (see --help for its keys)');
       const cfg = readConfig(file, kind);
@@ -72,19 +78,26 @@ ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
         return { api: client, close: () => client.close() };
       };
       const log = (m: string) => ctx.err(`${new Date().toISOString()} ${m}\n`);
-      const callbacks = cfg.slack
-        ? await startSlackInteractions(cfg.slack, api, log)
-        : await startCallbackServer(cfg.webhook!, api, log);
-      const watcher = new RequestWatcher({
-        api,
-        target: cfg.slack ? slackTarget(cfg.slack) : webhookTarget(cfg.webhook!),
-        stateFile: cfg.stateFile,
-        pollMs: cfg.pollMs,
-        log,
-      });
+      // Each plugin: what it tells its tool, and (where the tool can review) its callback listener.
+      const { target, callbacks, path } = cfg.slack
+        ? {
+            target: slackTarget(cfg.slack),
+            callbacks: await startSlackInteractions(cfg.slack, api, log),
+            path: SLACK_INTERACTIVE_PATH,
+          }
+        : cfg.pagerduty
+          ? { target: pagerDutyTarget(cfg.pagerduty, api, log), callbacks: undefined, path: '' }
+          : {
+              target: webhookTarget(cfg.webhook!),
+              callbacks: await startCallbackServer(cfg.webhook!, api, log),
+              path: '/callback',
+            };
+      const watcher = new RequestWatcher({ api, target, stateFile: cfg.stateFile, pollMs: cfg.pollMs, log });
       watcher.start();
       ctx.out(
-        `${kind} plugin running; callbacks on 127.0.0.1:${callbacks.port}${cfg.slack ? SLACK_INTERACTIVE_PATH : '/callback'}\n`,
+        callbacks
+          ? `${kind} plugin running; callbacks on 127.0.0.1:${callbacks.port}${path}\n`
+          : `${kind} plugin running; no callbacks\n`,
       );
       await new Promise<void>((done) => {
         const stop = () => done();
@@ -92,7 +105,7 @@ ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
         process.once('SIGINT', stop);
       });
       await watcher.stop();
-      await callbacks.close();
+      await callbacks?.close();
     });
 }
 
@@ -102,9 +115,10 @@ interface PluginConfig {
   pollMs: number;
   webhook?: { url: string; secret: string; callbackSecret: string; listen: string } | undefined;
   slack?: SlackPluginConfig | undefined;
+  pagerduty?: PagerDutyPluginConfig | undefined;
 }
 
-function readConfig(file: string, kind: 'webhook' | 'slack'): PluginConfig {
+function readConfig(file: string, kind: 'webhook' | 'slack' | 'pagerduty'): PluginConfig {
   const bad = (what: string) =>
     new GatehouseError('GH_ERR_CONFIG_INVALID', `${file}: ${what}`, {
       hint: 'see gatehouse plugin run --help for the config keys',
@@ -152,6 +166,30 @@ function readConfig(file: string, kind: 'webhook' | 'slack'): PluginConfig {
         channel: section.channel,
         listen,
         reviewers: reviewers as Record<string, string>,
+      },
+    };
+  }
+  if (kind === 'pagerduty') {
+    const services = section.services;
+    if (
+      !Array.isArray(services) ||
+      services.length === 0 ||
+      !services.every((v) => typeof v === 'string' && v)
+    )
+      throw bad('pagerduty.services must list PagerDuty service names');
+    const emails = (section.emails ?? {}) as Record<string, unknown>;
+    if (
+      typeof emails !== 'object' ||
+      !Object.values(emails).every((v) => typeof v === 'string' && v.includes('@'))
+    )
+      throw bad('pagerduty.emails maps Gatehouse user names to PagerDuty email addresses');
+    return {
+      ...common,
+      pagerduty: {
+        apiUrl: typeof section.api_url === 'string' ? section.api_url : 'https://api.pagerduty.com',
+        token: secret('token'),
+        services: services as string[],
+        emails: emails as Record<string, string>,
       },
     };
   }

@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 /** Callback bodies are small (a review); anything larger is cut off. */
@@ -68,4 +69,51 @@ export async function listenCallbacks(
         server.close(() => r());
       }),
   };
+}
+
+/** POSTs `body` (JSON); resolves with the answer's body on 2xx, rejects otherwise. */
+export function post(url: string, body: string, headers: Record<string, string>): Promise<string> {
+  return call('POST', url, headers, body);
+}
+
+/**
+ * One HTTP call to a tool's API (http or https by the URL); resolves with
+ * the answer's body on 2xx and rejects otherwise (the watcher then tries the
+ * change again next round), within 10 s.
+ */
+export function call(
+  method: 'GET' | 'POST' | 'PUT',
+  url: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<string> {
+  const u = new URL(url);
+  const lib = u.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = lib.request(
+      u,
+      {
+        method,
+        headers: {
+          ...(body === undefined
+            ? {}
+            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }),
+          ...headers,
+        },
+        timeout: 10_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () =>
+          (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300
+            ? resolve(Buffer.concat(chunks).toString('utf8'))
+            : reject(new Error(`${u.host} answered HTTP ${res.statusCode} to ${method} ${u.pathname}`)),
+        );
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`${u.host} did not answer in 10 s`)));
+    req.on('error', reject);
+    req.end(body);
+  });
 }

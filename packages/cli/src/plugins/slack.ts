@@ -1,8 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AccessRequestView, AdminApi } from '@gatehouse/core';
-import { type CallbackServer, listenCallbacks, reply } from './http.js';
+import { type CallbackServer, listenCallbacks, post, reply } from './http.js';
 import type { NotifyTarget, Posted } from './watcher.js';
-import { post } from './webhook.js';
 
 /**
  * The Slack plugin: a message per request in one channel

@@ -1,9 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
-import * as http from 'node:http';
-import * as https from 'node:https';
 import { WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, webhookSignature } from '@gatehouse/audit';
 import type { AccessRequestView, AdminApi } from '@gatehouse/core';
-import { type CallbackServer, listenCallbacks, reply } from './http.js';
+import { type CallbackServer, listenCallbacks, post, reply } from './http.js';
 import type { NotifyTarget, Posted } from './watcher.js';
 
 /**
@@ -42,38 +40,6 @@ export function webhookTarget(cfg: Pick<WebhookPluginConfig, 'url' | 'secret'>):
       return undefined;
     },
   };
-}
-
-/** POSTs `body` (JSON); resolves with the answer's body on 2xx, rejects otherwise. */
-export function post(url: string, body: string, headers: Record<string, string>): Promise<string> {
-  const u = new URL(url);
-  const lib = u.protocol === 'https:' ? https : http;
-  return new Promise((resolve, reject) => {
-    const req = lib.request(
-      u,
-      {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'content-length': Buffer.byteLength(body),
-          ...headers,
-        },
-        timeout: 10_000,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300
-            ? resolve(Buffer.concat(chunks).toString('utf8'))
-            : reject(new Error(`${u.host} answered HTTP ${res.statusCode}`)),
-        );
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${u.host} did not answer in 10 s`)));
-    req.on('error', reject);
-    req.end(body);
-  });
 }
 
 /** Whether `sig` is the callback signature of `body` at `ts` (constant-time), and `ts` is recent. */
