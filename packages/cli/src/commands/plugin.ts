@@ -4,6 +4,13 @@ import { GatehouseClient, GatehouseError, parseDuration } from '@gatehouse/core'
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import type { Ctx } from '../context.js';
+import type { CallbackServer } from '../plugins/http.js';
+import {
+  MATTERMOST_ACTIONS_PATH,
+  type MattermostPluginConfig,
+  mattermostTarget,
+  startMattermostActions,
+} from '../plugins/mattermost.js';
 import { type PagerDutyPluginConfig, pagerDutyTarget } from '../plugins/pagerduty.js';
 import {
   SLACK_INTERACTIVE_PATH,
@@ -11,7 +18,7 @@ import {
   slackTarget,
   startSlackInteractions,
 } from '../plugins/slack.js';
-import { RequestWatcher } from '../plugins/watcher.js';
+import { type NotifyTarget, RequestWatcher } from '../plugins/watcher.js';
 import { startCallbackServer, webhookTarget } from '../plugins/webhook.js';
 import { ClientHome, splitPems } from '../profile.js';
 import { examples, usage } from './usage.js';
@@ -26,7 +33,7 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
   plugin
     .command('run')
     .description('run a plugin until stopped (SIGTERM/SIGINT)')
-    .argument('<kind>', 'webhook, slack or pagerduty')
+    .argument('<kind>', `one of ${KINDS.join(', ')}`)
     // --config is the program's global option (here: the plugin's config, not a gateway's).
     .addHelpText(
       'after',
@@ -46,20 +53,29 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
     channel: C0123456789
     listen: 127.0.0.1:8082
     reviewers: { U0123ABCD: bob }            # Slack user id -> Gatehouse user allowed to review
+  mattermost:                 # or:
+    url: https://chat.example.com
+    token_file: ./mattermost.token           # the bot account's access token
+    action_secret_file: ./mattermost.secret  # sent in each button's context, required back (Mattermost does not sign)
+    channel_id: 4xp9fdt77pncbef59f4k1qe83o
+    listen: 127.0.0.1:8083
+    action_url: https://gatehouse-plugin.example.com/mattermost/actions  # where Mattermost reaches listen
+    reviewers: { 9ic6lwmgdtgqbn3xs3qp3ne8ey: bob }  # Mattermost user id -> Gatehouse user
   pagerduty:                  # or: approves requests of users on call (no callbacks)
     token_file: ./pagerduty.token            # a REST API key (Authorization: Token token=...)
     services: [Checkout API]                 # on call for one of these services -> approved
     emails: { alice: alice@example.com }     # Gatehouse user -> their PagerDuty user's email
 ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plugin.yaml
   $ gatehouse plugin run slack --config /etc/gatehouse/slack-plugin.yaml
+  $ gatehouse plugin run mattermost --config /etc/gatehouse/mattermost-plugin.yaml
   $ gatehouse plugin run pagerduty --config /etc/gatehouse/pagerduty-plugin.yaml`)}`,
     )
     .action(async (kind: string, _o: unknown, cmd: Command) => {
-      if (kind !== 'webhook' && kind !== 'slack' && kind !== 'pagerduty')
-        throw usage(`unknown plugin "${kind}"`, 'use webhook, slack or pagerduty');
+      if (!(KINDS as readonly string[]).includes(kind))
+        throw usage(`unknown plugin "${kind}"`, `use one of ${KINDS.join(', ')}`);
       const file = cmd.optsWithGlobals<{ config?: string }>().config;
       if (!file) throw usage('no plugin config', 'pass --config FILE (see --help for its keys)');
-      const cfg = readConfig(file, kind);
+      const cfg = readConfig(file, kind as Kind);
       const home = new ClientHome(cfg.home);
       const api = () => {
         const profile = home.current();
@@ -78,20 +94,25 @@ ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
         return { api: client, close: () => client.close() };
       };
       const log = (m: string) => ctx.err(`${new Date().toISOString()} ${m}\n`);
-      // Each plugin: what it tells its tool, and (where the tool can review) its callback listener.
-      const { target, callbacks, path } = cfg.slack
-        ? {
-            target: slackTarget(cfg.slack),
-            callbacks: await startSlackInteractions(cfg.slack, api, log),
-            path: SLACK_INTERACTIVE_PATH,
-          }
-        : cfg.pagerduty
-          ? { target: pagerDutyTarget(cfg.pagerduty, api, log), callbacks: undefined, path: '' }
-          : {
-              target: webhookTarget(cfg.webhook!),
-              callbacks: await startCallbackServer(cfg.webhook!, api, log),
-              path: '/callback',
-            };
+      // Each plugin: its callback listener where the tool can review, then what it tells the tool.
+      let callbacks: CallbackServer | undefined;
+      let path = '';
+      let target: NotifyTarget;
+      if (cfg.slack) {
+        callbacks = await startSlackInteractions(cfg.slack, api, log);
+        path = SLACK_INTERACTIVE_PATH;
+        target = slackTarget(cfg.slack);
+      } else if (cfg.mattermost) {
+        callbacks = await startMattermostActions(cfg.mattermost, api, log);
+        path = MATTERMOST_ACTIONS_PATH;
+        target = mattermostTarget(cfg.mattermost, callbacks.port);
+      } else if (cfg.pagerduty) {
+        target = pagerDutyTarget(cfg.pagerduty, api, log);
+      } else {
+        callbacks = await startCallbackServer(cfg.webhook!, api, log);
+        path = '/callback';
+        target = webhookTarget(cfg.webhook!);
+      }
       const watcher = new RequestWatcher({ api, target, stateFile: cfg.stateFile, pollMs: cfg.pollMs, log });
       watcher.start();
       ctx.out(
@@ -109,6 +130,9 @@ ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
     });
 }
 
+const KINDS = ['webhook', 'slack', 'mattermost', 'pagerduty'] as const;
+type Kind = (typeof KINDS)[number];
+
 interface PluginConfig {
   home: string;
   stateFile: string;
@@ -116,9 +140,10 @@ interface PluginConfig {
   webhook?: { url: string; secret: string; callbackSecret: string; listen: string } | undefined;
   slack?: SlackPluginConfig | undefined;
   pagerduty?: PagerDutyPluginConfig | undefined;
+  mattermost?: MattermostPluginConfig | undefined;
 }
 
-function readConfig(file: string, kind: 'webhook' | 'slack' | 'pagerduty'): PluginConfig {
+function readConfig(file: string, kind: Kind): PluginConfig {
   const bad = (what: string) =>
     new GatehouseError('GH_ERR_CONFIG_INVALID', `${file}: ${what}`, {
       hint: 'see gatehouse plugin run --help for the config keys',
@@ -150,13 +175,17 @@ function readConfig(file: string, kind: 'webhook' | 'slack' | 'pagerduty'): Plug
     stateFile: path(doc.state_file, 'state_file'),
     pollMs: typeof doc.poll_interval === 'string' ? parseDuration(doc.poll_interval) : 2000,
   };
+  // Chat tool user id -> Gatehouse user: who may review from the tool.
+  const reviewers = () => {
+    const m = (section.reviewers ?? {}) as Record<string, unknown>;
+    if (typeof m !== 'object' || !Object.values(m).every((v) => typeof v === 'string')) {
+      throw bad(`${kind}.reviewers maps ${kind} user ids to Gatehouse user names`);
+    }
+    return m as Record<string, string>;
+  };
   if (kind === 'slack') {
     if (typeof section.channel !== 'string' || !section.channel)
       throw bad('slack.channel must be a channel id');
-    const reviewers = (section.reviewers ?? {}) as Record<string, unknown>;
-    if (typeof reviewers !== 'object' || !Object.values(reviewers).every((v) => typeof v === 'string')) {
-      throw bad('slack.reviewers maps Slack user ids to Gatehouse user names');
-    }
     return {
       ...common,
       slack: {
@@ -165,7 +194,30 @@ function readConfig(file: string, kind: 'webhook' | 'slack' | 'pagerduty'): Plug
         signingSecret: secret('signing_secret'),
         channel: section.channel,
         listen,
-        reviewers: reviewers as Record<string, string>,
+        reviewers: reviewers(),
+      },
+    };
+  }
+  if (kind === 'mattermost') {
+    if (typeof section.url !== 'string' || !/^https?:\/\//.test(section.url))
+      throw bad('mattermost.url must be the http(s) URL of the Mattermost server');
+    if (typeof section.channel_id !== 'string' || !section.channel_id)
+      throw bad('mattermost.channel_id must be a channel id');
+    if (
+      section.action_url !== undefined &&
+      (typeof section.action_url !== 'string' || !/^https?:\/\//.test(section.action_url))
+    )
+      throw bad('mattermost.action_url must be an http(s) URL');
+    return {
+      ...common,
+      mattermost: {
+        url: section.url,
+        token: secret('token'),
+        actionSecret: secret('action_secret'),
+        channelId: section.channel_id,
+        listen,
+        actionUrl: section.action_url as string | undefined,
+        reviewers: reviewers(),
       },
     };
   }

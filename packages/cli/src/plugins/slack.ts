@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AccessRequestView, AdminApi } from '@gatehouse/core';
 import { type CallbackServer, listenCallbacks, post, reply } from './http.js';
-import type { NotifyTarget, Posted } from './watcher.js';
+import { type NotifyTarget, type Posted, reviewFromTool, requestText as text } from './watcher.js';
 
 /**
  * The Slack plugin: a message per request in one channel
@@ -26,11 +26,6 @@ export interface SlackPluginConfig {
 
 const MAX_SKEW_S = 300;
 export const SLACK_INTERACTIVE_PATH = '/slack/interactive';
-
-function text(r: AccessRequestView): string {
-  const what = [...r.roles, ...(r.resources ?? []).map((x) => `${x.kind}/${x.name}`)].join(', ');
-  return `Access request ${r.id} from ${r.user} for ${what}: ${r.state}${r.reason ? ` (reason: ${r.reason})` : ''}`;
-}
 
 function blocks(r: AccessRequestView): unknown[] {
   const out: unknown[] = [{ type: 'section', text: { type: 'mrkdwn', text: text(r) } }];
@@ -147,17 +142,12 @@ export function startSlackInteractions(
       log(`Slack user ${payload.user?.id ?? '?'} may not review (not in reviewers)`);
       return reply(200, { response_type: 'ephemeral', text: 'You are not a Gatehouse reviewer.' });
     }
-    const c = api();
-    try {
-      const r = await c.api.reviewAccessRequest(action.value, {
-        verdict,
-        reason: `${who} via Slack (${payload.user!.id})`,
-      });
-      return reply(200, { response_type: 'ephemeral', text: `Request ${r.id} is ${r.state}.` });
-    } catch (e) {
-      return reply(200, { response_type: 'ephemeral', text: `Not reviewed: ${(e as Error).message}` });
-    } finally {
-      c.close();
-    }
+    const done = await reviewFromTool(api, action.value, verdict, `${who} via Slack (${payload.user!.id})`);
+    return reply(200, {
+      response_type: 'ephemeral',
+      text: done.ok
+        ? `Request ${done.request.id} is ${done.request.state}.`
+        : `Not reviewed: ${done.message}`,
+    });
   });
 }

@@ -1,6 +1,33 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { AccessRequestView, AdminApi } from '@gatehouse/core';
 
+/** The one-line summary chat plugins post (and update) for a request. */
+export function requestText(r: AccessRequestView): string {
+  const what = [...r.roles, ...(r.resources ?? []).map((x) => `${x.kind}/${x.name}`)].join(', ');
+  return `Access request ${r.id} from ${r.user} for ${what}: ${r.state}${r.reason ? ` (reason: ${r.reason})` : ''}`;
+}
+
+/**
+ * A review a person made in a tool, made by the plugin's bot user with the
+ * person in `reason`; core decides. Core's refusal comes back as a message
+ * for the person, not as an error.
+ */
+export async function reviewFromTool(
+  api: () => { api: Pick<AdminApi, 'reviewAccessRequest'>; close(): void },
+  id: string,
+  verdict: 'approve' | 'deny',
+  reason: string,
+): Promise<{ ok: true; request: AccessRequestView } | { ok: false; message: string }> {
+  const c = api();
+  try {
+    return { ok: true, request: await c.api.reviewAccessRequest(id, { verdict, reason }) };
+  } catch (e) {
+    return { ok: false, message: (e as Error).message };
+  } finally {
+    c.close();
+  }
+}
+
 /**
  * What every notification plugin shares (docs/decisions/0036-access-requests.md
  * "Plugins"): it watches access requests through the API as its bot user,
