@@ -77,7 +77,7 @@ export async function startProxyDb(
  * it prints its callback port; `stop()` sends SIGTERM and waits for the exit.
  */
 export async function startPlugin(
-  kind: 'webhook' | 'slack' | 'mattermost' | 'pagerduty',
+  kind: 'webhook' | 'slack' | 'mattermost' | 'jira' | 'pagerduty',
   configFile: string,
 ): Promise<{ port: number; stop(): Promise<void> }> {
   const child = spawn(process.execPath, [BIN, 'plugin', 'run', kind, '--config', configFile], {

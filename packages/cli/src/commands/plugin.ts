@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import type { Ctx } from '../context.js';
 import type { CallbackServer } from '../plugins/http.js';
+import { JIRA_WEBHOOK_PATH, type JiraPluginConfig, jiraTarget, startJiraWebhook } from '../plugins/jira.js';
 import {
   MATTERMOST_ACTIONS_PATH,
   type MattermostPluginConfig,
@@ -61,6 +62,16 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
     listen: 127.0.0.1:8083
     action_url: https://gatehouse-plugin.example.com/mattermost/actions  # where Mattermost reaches listen
     reviewers: { 9ic6lwmgdtgqbn3xs3qp3ne8ey: bob }  # Mattermost user id -> Gatehouse user
+  jira:                       # or: an issue per request, approved by a transition
+    url: https://example.atlassian.net
+    user: gatehouse-bot@example.com          # Basic auth: the account's email
+    token_file: ./jira.token                 # and its API token
+    project: OPS
+    issue_type: Task
+    webhook_secret_file: ./jira.webhook      # the Jira webhook's secret (X-Hub-Signature)
+    listen: 127.0.0.1:8084                   # the webhook's URL: http://HOST:PORT/jira/webhook
+    approve_status: Approved                 # moving the issue here approves, deny_status (Denied) denies
+    reviewers: { 5b10ac8d82e05b22cc7d4ef5: bob }  # Jira account id -> Gatehouse user
   pagerduty:                  # or: approves requests of users on call (no callbacks)
     token_file: ./pagerduty.token            # a REST API key (Authorization: Token token=...)
     services: [Checkout API]                 # on call for one of these services -> approved
@@ -68,6 +79,7 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
 ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plugin.yaml
   $ gatehouse plugin run slack --config /etc/gatehouse/slack-plugin.yaml
   $ gatehouse plugin run mattermost --config /etc/gatehouse/mattermost-plugin.yaml
+  $ gatehouse plugin run jira --config /etc/gatehouse/jira-plugin.yaml
   $ gatehouse plugin run pagerduty --config /etc/gatehouse/pagerduty-plugin.yaml`)}`,
     )
     .action(async (kind: string, _o: unknown, cmd: Command) => {
@@ -106,6 +118,10 @@ ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
         callbacks = await startMattermostActions(cfg.mattermost, api, log);
         path = MATTERMOST_ACTIONS_PATH;
         target = mattermostTarget(cfg.mattermost, callbacks.port);
+      } else if (cfg.jira) {
+        callbacks = await startJiraWebhook(cfg.jira, api, log);
+        path = JIRA_WEBHOOK_PATH;
+        target = jiraTarget(cfg.jira);
       } else if (cfg.pagerduty) {
         target = pagerDutyTarget(cfg.pagerduty, api, log);
       } else {
@@ -130,7 +146,7 @@ ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
     });
 }
 
-const KINDS = ['webhook', 'slack', 'mattermost', 'pagerduty'] as const;
+const KINDS = ['webhook', 'slack', 'mattermost', 'jira', 'pagerduty'] as const;
 type Kind = (typeof KINDS)[number];
 
 interface PluginConfig {
@@ -141,6 +157,7 @@ interface PluginConfig {
   slack?: SlackPluginConfig | undefined;
   pagerduty?: PagerDutyPluginConfig | undefined;
   mattermost?: MattermostPluginConfig | undefined;
+  jira?: JiraPluginConfig | undefined;
 }
 
 function readConfig(file: string, kind: Kind): PluginConfig {
@@ -217,6 +234,29 @@ function readConfig(file: string, kind: Kind): PluginConfig {
         channelId: section.channel_id,
         listen,
         actionUrl: section.action_url as string | undefined,
+        reviewers: reviewers(),
+      },
+    };
+  }
+  if (kind === 'jira') {
+    const str = (key: string, dflt?: string) => {
+      const v = section[key] ?? dflt;
+      if (typeof v !== 'string' || !v) throw bad(`jira.${key} must be set`);
+      return v;
+    };
+    if (!/^https?:\/\//.test(str('url'))) throw bad('jira.url must be the http(s) URL of the Jira site');
+    return {
+      ...common,
+      jira: {
+        url: str('url'),
+        user: str('user'),
+        token: secret('token'),
+        project: str('project'),
+        issueType: str('issue_type', 'Task'),
+        webhookSecret: secret('webhook_secret'),
+        listen,
+        approveStatus: str('approve_status', 'Approved'),
+        denyStatus: str('deny_status', 'Denied'),
         reviewers: reviewers(),
       },
     };
