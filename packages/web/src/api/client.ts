@@ -155,6 +155,11 @@ type UiAdmin = Pick<
   | 'listNodes'
   | 'listSessions'
   | 'killSession'
+  | 'listAccessRequests'
+  | 'getAccessRequest'
+  | 'createAccessRequest'
+  | 'reviewAccessRequest'
+  | 'dropAccessRequest'
 >;
 
 /**
@@ -306,6 +311,14 @@ export class WebApi implements UiAdmin {
   }
   listSessions: UiAdmin['listSessions'] = () => this.#call(ADMIN_ROUTES.listSessions);
   killSession: UiAdmin['killSession'] = (id) => this.#call(ADMIN_ROUTES.killSession, { id });
+  listAccessRequests: UiAdmin['listAccessRequests'] = () => this.#call(ADMIN_ROUTES.listAccessRequests);
+  getAccessRequest: UiAdmin['getAccessRequest'] = (id) => this.#call(ADMIN_ROUTES.getAccessRequest, { id });
+  createAccessRequest: UiAdmin['createAccessRequest'] = (req) =>
+    this.#call(ADMIN_ROUTES.createAccessRequest, {}, { body: req });
+  reviewAccessRequest: UiAdmin['reviewAccessRequest'] = (id, req) =>
+    this.#call(ADMIN_ROUTES.reviewAccessRequest, { id }, { body: req });
+  dropAccessRequest: UiAdmin['dropAccessRequest'] = (id, req) =>
+    this.#call(ADMIN_ROUTES.dropAccessRequest, { id }, { body: req ?? {} });
 
   /**
    * A recording's events as JSON lines (what has been written so far, for a

@@ -60,4 +60,5 @@ export type {
   SessionMfaChallengeResponse,
 } from '../../../core/src/mfa/session';
 export type { JoinMode, Role } from '../../../core/src/rbac/types';
+export type { AccessRequestView } from '../../../core/src/requests/types';
 export type { SsoConnectorButton } from '../../../core/src/sso/connectors';
