@@ -21,6 +21,8 @@ let ui: UiBrowser;
 let tg: TestGateway;
 let alice: { context: BrowserContext; page: Page };
 let bob: { context: BrowserContext; page: Page };
+/** alice's request bob denied (first test). */
+let deniedId = '';
 
 beforeAll(async () => {
   dist = await buildUi();
@@ -99,6 +101,7 @@ describe('access requests in the web UI', () => {
 
   it("alice asks, bob denies with a reason from his inbox, alice sees denied with bob's reason", async () => {
     const id = await requestProd(alice.page, 'INC-4211: fix stuck orders');
+    deniedId = id;
     // The requester has no inbox entry for her own request.
     expect(await alice.page.getByTestId('review-inbox').locator(`tr[data-request="${id}"]`).count()).toBe(0);
 
@@ -129,6 +132,51 @@ describe('access requests in the web UI', () => {
     await bob.page.goto('/web/requests');
     await bob.page.getByRole('heading', { name: 'Your requests' }).waitFor();
     expect(await bob.page.locator(`[data-testid="review-inbox"] tr[data-request="${id}"]`).count()).toBe(0);
+  });
+
+  it("Assume roles gives the browser session an approved request's roles (audited); dropping it ends that session", async () => {
+    const { page } = alice;
+    const id = await requestProd(page, 'INC-4215: restart the orders worker');
+    await review(id, 'Approve', 'go ahead');
+    const row = await myRow(id);
+    await row.getByRole('button', { name: 'Assume roles' }).click();
+    await (await myRow(id)).getByTestId('assumed').waitFor();
+    const who = await page.evaluate(async () => (await fetch('/v1/whoami')).json());
+    expect(who.roles).toEqual(['asker', 'prod']);
+    expect(who.access_requests).toEqual([id]);
+    const assumed = await tg.gw.audit.search({ types: ['access_request.assume'] });
+    expect(assumed.events.map((e) => [e.user, e.type === 'access_request.assume' && e.request_id])).toEqual([
+      ['alice', id],
+    ]);
+
+    // Refused by core: a denied request, and (for bob) someone else's.
+    const tryAssume = (p: Page, rid: string) =>
+      p.evaluate(async (rid) => {
+        const res = await fetch(`/v1/requests/${rid}/assume`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'x-csrf-token': sessionStorage.getItem('gatehouse.csrf') ?? '',
+          },
+          body: '{}',
+        });
+        return { status: res.status, body: await res.json() };
+      }, rid);
+    const denied = await tryAssume(page, deniedId);
+    expect([denied.status, denied.body.code, denied.body.title]).toEqual([
+      403,
+      'GH_ERR_ACCESS_DENIED',
+      expect.stringContaining('was denied by bob'),
+    ]);
+    const notHis = await tryAssume(bob.page, id);
+    expect([notHis.status, notHis.body.code]).toEqual([403, 'GH_ERR_ACCESS_DENIED']);
+
+    // alice drops it: the session that used it ends (the list after the drop is refused), and she signs in again.
+    await (await myRow(id)).getByRole('button', { name: 'Drop' }).click();
+    await page.waitForURL(/\/web\/login/);
+    await signIn(page, 'alice', PASSWORD, undefined, { stay: true });
+    const again = await page.evaluate(async () => (await fetch('/v1/whoami')).json());
+    expect(again.roles).toEqual(['asker']);
   });
 
   it('a request whose time runs out shows expired, and may no longer be dropped', async () => {
@@ -187,7 +235,8 @@ describe('access requests in the web UI', () => {
       const json = page.getByTestId('event-json').filter({ hasText: eventId ?? 'no event id' });
       texts.push(await json.innerText());
     }
-    expect(texts).toHaveLength(2);
+    // bob's three reviews: the denial, and the two approvals.
+    expect(texts).toHaveLength(3);
     expect(texts.filter((t) => t.includes('not during the freeze'))).toEqual([
       expect.stringMatching(/"verdict": "deny"/),
     ]);

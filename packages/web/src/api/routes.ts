@@ -15,6 +15,7 @@ export type {
 } from '../../../audit/src/recording/types';
 export type {
   AcceptInviteRequest,
+  AssumeAccessRequestResponse,
   FileQuery,
   FileUploadResponse,
   InviteInfo,

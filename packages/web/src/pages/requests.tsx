@@ -51,6 +51,20 @@ export function RequestsPage() {
     }
   };
 
+  const assumed = new Set(session?.whoami.access_requests ?? []);
+  const assume = async (id: string) => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      await api.assumeAccessRequest(id);
+      // The app reads the session (whoami: roles, menu, permissions) afresh.
+      window.location.reload();
+    } catch (err) {
+      setError(err);
+      setBusy(false);
+    }
+  };
+
   const mine = list.state === 'ok' ? list.data.filter((r) => r.user === me) : [];
   const inbox = list.state === 'ok' ? list.data.filter((r) => r.user !== me && r.state === 'pending') : [];
 
@@ -154,6 +168,21 @@ export function RequestsPage() {
                       <td>{formatTime(r.expires)}</td>
                       <td className="actions">
                         <div className="row-actions">
+                          {r.state === 'approved' && !assumed.has(r.id) ? (
+                            <button
+                              type="button"
+                              className="primary"
+                              disabled={busy}
+                              onClick={() => assume(r.id)}
+                            >
+                              Assume roles
+                            </button>
+                          ) : null}
+                          {r.state === 'approved' && assumed.has(r.id) ? (
+                            <span className="muted" data-testid="assumed">
+                              In use by this session
+                            </span>
+                          ) : null}
                           {r.state === 'pending' || r.state === 'approved' ? (
                             <button
                               type="button"
@@ -190,10 +219,11 @@ export function RequestsPage() {
         </>
       ) : null}
       <p className="muted">
-        An approved request gives its roles to certificates from <code>gatehouse login --request-id ID</code>{' '}
-        until it ends; this browser session keeps your standing roles (sign in again after using the command
-        line to see nothing more here). Dropping a request ends the access it gave at once, live sessions
-        included. You cannot review your own request, and each reviewer reviews once.
+        Assume roles gives this browser session an approved request's roles until the request ends; on the
+        command line, <code>gatehouse login --request-id ID</code> does the same for certificates. When the
+        request is denied, dropped or expires, the session that used it ends and you sign in again with your
+        standing roles. Dropping a request ends the access it gave at once, live sessions included. You cannot
+        review your own request, and each reviewer reviews once.
       </p>
     </>
   );
