@@ -1,5 +1,4 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -40,26 +39,35 @@ function accepts(socketPath: string): Promise<boolean> {
 
 /** A headless X server on a display number nobody uses (shared/PEERS.md). */
 export async function startXvfb(): Promise<{ display: string; stop(): Promise<void> }> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const n = 100 + Math.floor(Math.random() * 800);
-    if (existsSync(`/tmp/.X11-unix/X${n}`) || existsSync(`/tmp/.X${n}-lock`)) continue;
-    const child = spawn(XVFB, [`:${n}`, '-screen', '0', '1024x768x24', '-nolisten', 'tcp'], {
-      stdio: 'ignore',
+  // Xvfb picks a free display itself and writes its number to fd 1 once it accepts
+  // connections: no display guessed at random can race another test's server (two
+  // servers on one number, the loser's clients then failing "cannot open display").
+  const child = spawn(XVFB, ['-displayfd', '1', '-screen', '0', '1024x768x24', '-nolisten', 'tcp'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  try {
+    const n = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error('Xvfb did not report a display within 15 s')), 15_000);
+      child.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = /^(\d+)\n/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`Xvfb exited (${signal ?? code}) before it reported a display`));
+      });
     });
-    const deadline = Date.now() + 10_000;
-    while (Date.now() < deadline && child.exitCode === null && !existsSync(`/tmp/.X11-unix/X${n}`)) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    // The socket file exists from bind(), a moment before the server accepts: a client
-    // started in that moment (freerdp-shadow) fails to open the display and exits.
-    while (Date.now() < deadline && child.exitCode === null && !(await accepts(`/tmp/.X11-unix/X${n}`))) {
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    if (child.exitCode === null && (await accepts(`/tmp/.X11-unix/X${n}`)))
-      return { display: `:${n}`, stop: stopper(child) };
+    child.stdout!.resume();
+    return { display: `:${n}`, stop: stopper(child) };
+  } catch (err) {
     child.kill('SIGKILL');
+    throw err;
   }
-  throw new Error('Xvfb did not start');
 }
 
 /** A self-signed certificate for 127.0.0.1 and localhost (PEM paths), made by openssl. */

@@ -24,6 +24,7 @@ const EXPECTED = {
   'access_request.review': 'GH1033I',
   'access_request.expire': 'GH1034I',
   'access_request.drop': 'GH1035I',
+  'access_request.assume': 'GH1036I',
   'cert.create': 'GH1040I',
   'ca.create': 'GH1041I',
   'ca.rotate': 'GH1042I',

@@ -321,6 +321,8 @@ export type AuditEventInput =
       })
   | (CommonFields & AccessRequestFields & { type: 'access_request.expire'; expires: string })
   | (CommonFields & AccessRequestFields & { type: 'access_request.drop'; reason: string })
+  /** A browser session took on an approved request's roles (a new session replaced the old one). */
+  | (CommonFields & AccessRequestFields & { type: 'access_request.assume'; expires: string })
   | (CommonFields & {
       type: 'cert.create';
       cert_type: 'ssh-user' | 'ssh-host' | 'x509-user' | 'x509-server' | 'x509-db';
@@ -828,6 +830,7 @@ export const EVENT_CODES = {
   'access_request.review': 'GH1033I',
   'access_request.expire': 'GH1034I',
   'access_request.drop': 'GH1035I',
+  'access_request.assume': 'GH1036I',
   'cert.create': 'GH1040I',
   'ca.create': 'GH1041I',
   'ca.rotate': 'GH1042I',

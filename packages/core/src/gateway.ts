@@ -559,6 +559,41 @@ export class Gateway {
         ),
       nodeAudit: (req, remoteAddr) => nodeAudit.ingest(req, remoteAddr),
       routeCerts: { databases: this.databases, authorities },
+      assumeAccessRequest: async (p, session, id, remoteAddr) => {
+        // The same check as a certificate re-issue: every request the session
+        // carries, and this one, approved, unexpired and the caller's own.
+        const ids = [...new Set([...(session.accessRequests ?? []), id])];
+        const grants = await this.requests.grants({ user: p.user.name, accessRequests: ids });
+        const now = clock.now().getTime();
+        const ttl = Math.min(Date.parse(session.expires), ...grants.map((g) => g.expires.getTime())) - now;
+        if (ttl <= 0) {
+          throw new GatehouseError('GH_ERR_CERT_EXPIRED', 'the session or the access has already ended', {
+            hint: 'sign in again',
+          });
+        }
+        const roles = [...new Set([...session.roles, ...grants.flatMap((g) => g.roles)])];
+        const web = await this.sessions.create(p.user.name, roles, ttl, p.user.id, ids);
+        const g = grants.find((x) => x.id === id)!;
+        await audit.record({
+          type: 'access_request.assume',
+          user: p.user.name,
+          addr: { remote: remoteAddr },
+          request_id: id,
+          requester: p.user.name,
+          roles: g.roles,
+          ...(g.resources?.length ? { resources: g.resources.map((r) => `${r.kind}/${r.name}`) } : {}),
+          expires: web.session.expires,
+        });
+        return {
+          sessionId: web.id,
+          response: {
+            roles,
+            access_requests: ids,
+            expires: web.session.expires,
+            csrf_token: web.session.csrf,
+          },
+        };
+      },
       requestCerts: async (p, req, remoteAddr) => {
         if (p.identity.route) {
           return this.authorizer.deny(

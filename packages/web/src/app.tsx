@@ -22,6 +22,7 @@ import { ClusterPage } from './pages/cluster';
 import { InvitePage } from './pages/invite';
 import { LoginPage } from './pages/login';
 import { RecordingsPage } from './pages/recordings';
+import { RequestsPage } from './pages/requests';
 import { ResourcesPage } from './pages/resources';
 import { SessionsPage } from './pages/sessions';
 import { UsersPage } from './pages/users';
@@ -256,6 +257,8 @@ export function pageTitle(route: RouteMatch): string | undefined {
       return 'Recordings';
     case 'sessions':
       return 'Active sessions';
+    case 'requests':
+      return 'Access requests';
     case 'account':
       return 'Your account';
     case 'player':
@@ -288,6 +291,7 @@ const NAV: {
   { to: '/web/audit', label: 'Audit log', page: 'audit', may: (p) => p.searchAudit },
   { to: '/web/sessions', label: 'Sessions', page: 'sessions' },
   { to: '/web/recordings', label: 'Recordings', page: 'recordings' },
+  { to: '/web/requests', label: 'Requests', page: 'requests' },
   { to: '/web/users', label: 'Users', page: 'users', may: (p) => p.listUsers },
   { to: '/web/roles', label: 'Roles', page: 'roles', may: (p) => p.listRoles },
   { to: '/web/account', label: 'Account', page: 'account' },
@@ -335,6 +339,9 @@ function Shell({ route, session }: { route: RouteMatch; session: Session }) {
       break;
     case 'sessions':
       page = <SessionsPage />;
+      break;
+    case 'requests':
+      page = <RequestsPage />;
       break;
     case 'account':
       page = <AccountPage />;

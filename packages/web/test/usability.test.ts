@@ -212,6 +212,8 @@ describe('web UI usability (issue 23)', () => {
         'Audit log',
         'Sessions',
         'Recordings',
+        // Everyone's own access requests (and those they may review).
+        'Requests',
         // Everyone's own second-factor devices.
         'Account',
       ]);
@@ -385,8 +387,8 @@ describe('web UI usability (issue 23)', () => {
       await menu.click();
       expect(await menu.getAttribute('aria-expanded')).toBe('true');
       const controls = [
-        ...['Cluster', 'Resources', 'Audit log', 'Sessions', 'Recordings', 'Users', 'Roles'].map((n) =>
-          page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: n, exact: true }),
+        ...['Cluster', 'Resources', 'Audit log', 'Sessions', 'Recordings', 'Requests', 'Users', 'Roles'].map(
+          (n) => page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: n, exact: true }),
         ),
         page.getByRole('link', { name: 'New terminal' }),
         page.getByRole('button', { name: 'Sign out' }),

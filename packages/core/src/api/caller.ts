@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { TLSSocket } from 'node:tls';
 import { type WebSession, WebSessions } from '../auth/sessions.js';
 import type { Authorizer, Principal } from '../authz/authorizer.js';
-import { GatehouseError } from '../errors.js';
+import { GatehouseError, isGatehouseError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import { header, parseCookies } from './http.js';
 
@@ -72,8 +72,22 @@ export async function authenticateCaller(
     roles: session.roles,
     traits: {},
     expires: new Date(session.expires),
+    ...(session.accessRequests?.length ? { accessRequests: session.accessRequests } : {}),
   };
-  const principal = await d.authorizer.principal(identity, { traitsFromUser: true });
+  let principal: Principal;
+  try {
+    principal = await d.authorizer.principal(identity, { traitsFromUser: true });
+  } catch (err) {
+    // A session that took on a request ends with it (as its certificate would): the
+    // browser signs in again, with standing roles, instead of failing every call.
+    if (session.accessRequests?.length && isGatehouseError(err, 'GH_ERR_ACCESS_DENIED')) {
+      await d.sessions.delete(id);
+      throw new GatehouseError('GH_ERR_UNAUTHENTICATED', `your session ended: ${(err as Error).message}`, {
+        hint: 'sign in again (your standing roles stay), or ask for access again on the Requests page',
+      });
+    }
+    throw err;
+  }
   return { principal, auth: 'session', session: { id, value: session } };
 }
 

@@ -155,8 +155,18 @@ export interface WhoamiResponse {
   logins: string[];
   expires: string;
   auth: 'client-cert' | 'session';
+  /** The approved access requests whose roles this certificate or session carries. */
+  access_requests?: string[] | undefined;
   /** Which admin calls the caller's roles grant: what a UI should offer (core still decides each call). */
   permissions: AdminPermissions;
+}
+
+/** POST /v1/requests/:id/assume: the new session (its cookie is set; the old one is gone). */
+export interface AssumeAccessRequestResponse {
+  roles: string[];
+  access_requests: string[];
+  expires: string;
+  csrf_token: string;
 }
 
 /** POST /v1/certs/route (client certificate only): the caller's certificate re-issued for one route. */
@@ -238,6 +248,12 @@ export const PUBLIC_ROUTES = {
    * no later than it and the requests (`gatehouse login --request-id`).
    */
   requestCerts: ['POST', '/v1/certs/request'],
+  /**
+   * {} -> AssumeAccessRequestResponse (web session only, with X-CSRF-Token):
+   * the browser session replaced by one that also carries this approved
+   * request's roles, ending no later than it and the request ("Assume roles").
+   */
+  assumeAccessRequest: ['POST', '/v1/requests/:id/assume'],
   /** SessionMfaChallengeRequest -> SessionMfaChallengeResponse: whether a session to a target needs a fresh MFA check, and its challenge. */
   sessionMfaChallenge: ['POST', '/v1/mfa/session/challenge'],
   /** SessionMfaCertsRequest -> SessionMfaCertsResponse: the answer in, a 1-minute certificate (or web token) bound to the target out. */

@@ -9,7 +9,7 @@ import { type AuditEmitter, isRecordingFormat, type RecordingQuery } from '@gate
 import { z } from 'zod';
 import type { LoginService } from '../auth/login.js';
 import { RateLimiter } from '../auth/ratelimit.js';
-import type { WebSessions } from '../auth/sessions.js';
+import type { WebSession, WebSessions } from '../auth/sessions.js';
 import type { Authorizer, ConnectionContext, Principal } from '../authz/authorizer.js';
 import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
@@ -52,6 +52,7 @@ import {
 } from './http.js';
 import {
   type AcceptInviteRequest,
+  type AssumeAccessRequestResponse,
   type FileQuery,
   type FileUploadResponse,
   type InviteInfo,
@@ -94,6 +95,13 @@ export interface ApiServerDeps {
   admin: (caller: Principal, ctx: ConnectionContext) => AdminApi;
   /** POST /v1/certs/request: the caller's certificate re-issued with approved access requests. */
   requestCerts: (caller: Principal, req: RequestCertsRequest, remoteAddr: string) => Promise<LoginResponse>;
+  /** POST /v1/requests/:id/assume: a new web session with the roles of one more approved request. */
+  assumeAccessRequest: (
+    caller: Principal,
+    session: WebSession,
+    id: string,
+    remoteAddr: string,
+  ) => Promise<{ sessionId: string; response: AssumeAccessRequestResponse }>;
   /** For POST /v1/certs/route. */
   routeCerts: Omit<RouteCertDeps, 'clock' | 'authorizer'>;
   log: (level: 'debug' | 'error', msg: string, err?: unknown) => void;
@@ -626,6 +634,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         logins: p.checker.sshLogins(),
         expires: p.identity.expires.toISOString(),
         auth: c.auth,
+        ...(p.identity.accessRequests?.length ? { access_requests: p.identity.accessRequests } : {}),
         permissions: adminPermissions(p),
       };
       sendJson(ctx.res, 200, body);
@@ -662,6 +671,25 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       }
       const body = parseBody(requestCertsBody, await readJson(ctx.req, max));
       sendJson(ctx.res, 200, await d.requestCerts(c.principal, body, ctx.remoteAddr));
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.assumeAccessRequest[1], async (ctx, p) => {
+      const c = await caller(ctx);
+      if (c.auth !== 'session' || !c.session) {
+        throw new GatehouseError('GH_ERR_VALIDATION', 'only a browser session assumes an access request', {
+          hint: 'from the command line, run gatehouse login --request-id ID',
+        });
+      }
+      await readJson(ctx.req, max);
+      const { sessionId, response } = await d.assumeAccessRequest(
+        c.principal,
+        c.session.value,
+        p.id!,
+        ctx.remoteAddr,
+      );
+      await d.sessions.delete(c.session.id);
+      sendJson(ctx.res, 200, response, {
+        'set-cookie': sessionCookie(sessionId, Date.parse(response.expires) - d.clock.now().getTime()),
+      });
     }),
     compileRoute('POST', PUBLIC_ROUTES.sessionMfaChallenge[1], async (ctx) => {
       const c = await caller(ctx);

@@ -7,6 +7,8 @@ export interface WebSession {
   /** The user record's id at login (a user re-created under the name is another user). */
   userId?: string | undefined;
   roles: string[];
+  /** Approved access requests whose roles this session carries (checked on every call, like a certificate's). */
+  accessRequests?: string[] | undefined;
   createdAt: string;
   expires: string;
   /** Sent back by the browser in X-CSRF-Token on every state-changing request. */
@@ -38,6 +40,7 @@ export class WebSessions {
     roles: string[],
     maxTtlMs: number,
     userId?: string,
+    accessRequests?: string[],
   ): Promise<{ id: string; session: WebSession }> {
     const id = randomBytes(32).toString('base64url');
     const now = this.#clock.now().getTime();
@@ -46,6 +49,7 @@ export class WebSessions {
       user,
       ...(userId ? { userId } : {}),
       roles,
+      ...(accessRequests?.length ? { accessRequests } : {}),
       createdAt: new Date(now).toISOString(),
       expires: new Date(now + ttl).toISOString(),
       csrf: randomBytes(24).toString('base64url'),

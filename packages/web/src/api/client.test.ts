@@ -75,6 +75,37 @@ describe('WebApi', () => {
     expect(seen[0]!.init.method).toBe('DELETE');
   });
 
+  it('access requests: list, create, review and drop on their routes, state changes with CSRF', async () => {
+    const { fetch, seen } = fakeFetch([json(200, []), json(201, {}), json(200, {}), json(200, {})]);
+    const csrf = memoryCsrfStore();
+    csrf.set('tok-r');
+    const api = new WebApi({ fetch, csrf });
+    await api.listAccessRequests();
+    await api.createAccessRequest({ roles: ['prod'], reason: 'INC-1', ttl: '1h' });
+    await api.reviewAccessRequest('r/1', { verdict: 'deny', reason: 'no' });
+    await api.dropAccessRequest('r1');
+    expect(seen.map((s) => `${s.init.method} ${s.url}`)).toEqual([
+      'GET /v1/requests',
+      'POST /v1/requests',
+      'POST /v1/requests/r%2F1/reviews',
+      'POST /v1/requests/r1/drop',
+    ]);
+    expect(seen.map((s) => (s.init.headers as Record<string, string>)['x-csrf-token'])).toEqual([
+      undefined,
+      'tok-r',
+      'tok-r',
+      'tok-r',
+    ]);
+    expect(
+      seen.map((s) => (s.init.body === undefined ? undefined : JSON.parse(String(s.init.body)))),
+    ).toEqual([
+      undefined,
+      { roles: ['prod'], reason: 'INC-1', ttl: '1h' },
+      { verdict: 'deny', reason: 'no' },
+      {},
+    ]);
+  });
+
   it('turns problem JSON into ApiError with code, hint and details', async () => {
     const { fetch } = fakeFetch([
       problem(429, 'GH_ERR_LOGIN_BACKOFF', 'too many failed login attempts', {

@@ -2,6 +2,7 @@ import {
   type AcceptInviteRequest,
   ADMIN_ROUTES,
   type AdminApi,
+  type AssumeAccessRequestResponse,
   type AuditQuery,
   type DesktopTokenView,
   type FileQuery,
@@ -155,6 +156,11 @@ type UiAdmin = Pick<
   | 'listNodes'
   | 'listSessions'
   | 'killSession'
+  | 'listAccessRequests'
+  | 'getAccessRequest'
+  | 'createAccessRequest'
+  | 'reviewAccessRequest'
+  | 'dropAccessRequest'
 >;
 
 /**
@@ -306,6 +312,24 @@ export class WebApi implements UiAdmin {
   }
   listSessions: UiAdmin['listSessions'] = () => this.#call(ADMIN_ROUTES.listSessions);
   killSession: UiAdmin['killSession'] = (id) => this.#call(ADMIN_ROUTES.killSession, { id });
+  /** Replaces this browser session with one carrying an approved request's roles (core checks it); keeps the new CSRF token. */
+  async assumeAccessRequest(id: string): Promise<AssumeAccessRequestResponse> {
+    const r = await this.#call<AssumeAccessRequestResponse>(
+      PUBLIC_ROUTES.assumeAccessRequest,
+      { id },
+      { body: {} },
+    );
+    this.#o.csrf.set(r.csrf_token);
+    return r;
+  }
+  listAccessRequests: UiAdmin['listAccessRequests'] = () => this.#call(ADMIN_ROUTES.listAccessRequests);
+  getAccessRequest: UiAdmin['getAccessRequest'] = (id) => this.#call(ADMIN_ROUTES.getAccessRequest, { id });
+  createAccessRequest: UiAdmin['createAccessRequest'] = (req) =>
+    this.#call(ADMIN_ROUTES.createAccessRequest, {}, { body: req });
+  reviewAccessRequest: UiAdmin['reviewAccessRequest'] = (id, req) =>
+    this.#call(ADMIN_ROUTES.reviewAccessRequest, { id }, { body: req });
+  dropAccessRequest: UiAdmin['dropAccessRequest'] = (id, req) =>
+    this.#call(ADMIN_ROUTES.dropAccessRequest, { id }, { body: req ?? {} });
 
   /**
    * A recording's events as JSON lines (what has been written so far, for a

@@ -15,6 +15,7 @@ export type {
 } from '../../../audit/src/recording/types';
 export type {
   AcceptInviteRequest,
+  AssumeAccessRequestResponse,
   FileQuery,
   FileUploadResponse,
   InviteInfo,
@@ -60,4 +61,5 @@ export type {
   SessionMfaChallengeResponse,
 } from '../../../core/src/mfa/session';
 export type { JoinMode, Role } from '../../../core/src/rbac/types';
+export type { AccessRequestView } from '../../../core/src/requests/types';
 export type { SsoConnectorButton } from '../../../core/src/sso/connectors';

@@ -12,6 +12,7 @@ describe('router', () => {
     expect(matchPath('/web/recordings/s-1.2')).toEqual({ page: 'player', id: 's-1.2' });
     expect(matchPath('/web/terminal')).toEqual({ page: 'terminal' });
     expect(matchPath('/web/account')).toEqual({ page: 'account' });
+    expect(matchPath('/web/requests/')).toEqual({ page: 'requests' });
   });
 
   it('follows only same-site paths after login', () => {

@@ -9,6 +9,7 @@ export type RouteMatch =
   | { page: 'roles' }
   | { page: 'recordings' }
   | { page: 'sessions' }
+  | { page: 'requests' }
   | { page: 'account' }
   | { page: 'player'; id: string }
   | { page: 'terminal' }
@@ -25,6 +26,7 @@ export function matchPath(pathname: string): RouteMatch {
   if (p === '/web/roles') return { page: 'roles' };
   if (p === '/web/recordings') return { page: 'recordings' };
   if (p === '/web/sessions') return { page: 'sessions' };
+  if (p === '/web/requests') return { page: 'requests' };
   if (p === '/web/account') return { page: 'account' };
   if (p === '/web/terminal') return { page: 'terminal' };
   if (p === '/web/desktop') return { page: 'desktop' };

@@ -1,5 +1,5 @@
 import { Fragment, useMemo, useState } from 'react';
-import { NewTabLink, useApp } from '../app';
+import { Link, NewTabLink, useApp } from '../app';
 import { CopyCommand, ErrorBox, Labels, Loading, useLoad } from '../components/ui';
 import { desktopPageUrl } from '../lib/desktop';
 import {
@@ -146,6 +146,10 @@ export function ResourcesPage() {
   return (
     <>
       <h1>Resources</h1>
+      <p className="muted">
+        These are the resources your roles reach. For others, or for more roles for a while,{' '}
+        <Link to="/web/requests">request access</Link>.
+      </p>
       {data.data.failures.map((f) => (
         <div key={f.what} className="partial">
           <span>Could not list {f.what}:</span>
