@@ -159,6 +159,25 @@ describe('WebApi', () => {
     expect(ended).toEqual(['GH_ERR_UNAUTHENTICATED']);
   });
 
+  it('a 401 for a request sent under a session replaced meanwhile (assuming an access request) does not end the new one', async () => {
+    let answer: (r: Response) => void = () => undefined;
+    const f = ((_url: string, _init: RequestInit) =>
+      new Promise<Response>((resolve) => {
+        answer = resolve;
+      })) as unknown as typeof fetch;
+    const csrf = memoryCsrfStore();
+    csrf.set('old');
+    const ended: string[] = [];
+    const api = new WebApi({ fetch: f, csrf, onSessionEnded: (e) => ended.push(e.code) });
+    const stale = api.listRoles();
+    // The session is replaced (new token) while that request is on its way; its answer is for the old one.
+    csrf.set('new');
+    answer(problem(401, 'GH_ERR_UNAUTHENTICATED', 'not logged in'));
+    await expect(stale).rejects.toMatchObject({ code: 'GH_ERR_UNAUTHENTICATED' });
+    expect(ended).toEqual([]);
+    expect(csrf.get()).toBe('new');
+  });
+
   it('a CSRF refusal ends the session too (the tab lost its token)', async () => {
     const { fetch } = fakeFetch([problem(403, 'GH_ERR_CSRF', 'missing or wrong X-CSRF-Token header')]);
     const ended: string[] = [];

@@ -346,6 +346,7 @@ export class WebApi implements UiAdmin {
    * the call timeout, however long the whole transfer takes.
    */
   async downloadFile(q: FileQuery, onProgress?: Progress): Promise<Blob> {
+    const csrf = this.#o.csrf.get();
     const ctl = new AbortController();
     const idle = idleTimer(ctl, this.#o.timeoutMs);
     try {
@@ -366,6 +367,7 @@ export class WebApi implements UiAdmin {
           res,
           PUBLIC_ROUTES.downloadFile[1],
           parseJson(text, res.headers.get('content-type')),
+          csrf,
         );
       }
       const total = Number(res.headers.get('content-length') ?? '') || undefined;
@@ -436,7 +438,7 @@ export class WebApi implements UiAdmin {
         const parsed = parseJson(xhr.responseText, type);
         if (xhr.status < 200 || xhr.status >= 300) {
           const res = new Response(null, { status: xhr.status, statusText: xhr.statusText });
-          reject(this.#failed(res, path, parsed));
+          reject(this.#failed(res, path, parsed, csrf));
           return;
         }
         const bytes = (parsed as { bytes?: unknown } | undefined)?.bytes;
@@ -473,12 +475,19 @@ export class WebApi implements UiAdmin {
     );
   }
 
-  /** The error for a failed answer; a 401 outside login or a CSRF refusal also ends the session. */
-  #failed(res: Response, template: string, body: unknown): ApiError {
+  /**
+   * The error for a failed answer; a 401 outside login or a CSRF refusal also
+   * ends the session, unless the session was replaced while the request was
+   * on its way (`sentWith`, the CSRF token it went out under, is no longer
+   * the current one): assuming an access request swaps the session, and a
+   * page refresh sent just before it is refused for the old one.
+   */
+  #failed(res: Response, template: string, body: unknown, sentWith: string | undefined): ApiError {
     const err = problemToError(res.status, res.statusText, body);
     const ended =
-      (res.status === 401 && (!CREDENTIAL_ROUTES.has(template) || err.code === 'GH_ERR_UNAUTHENTICATED')) ||
-      err.code === 'GH_ERR_CSRF';
+      this.#o.csrf.get() === sentWith &&
+      ((res.status === 401 && (!CREDENTIAL_ROUTES.has(template) || err.code === 'GH_ERR_UNAUTHENTICATED')) ||
+        err.code === 'GH_ERR_CSRF');
     if (ended) {
       this.#o.csrf.set(undefined);
       this.#o.onSessionEnded?.(err);
@@ -495,10 +504,8 @@ export class WebApi implements UiAdmin {
     const url = this.#o.base + fillPath(template, params) + (opts.query ? `?${opts.query}` : '');
     const headers: Record<string, string> = { accept: 'application/json' };
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
-    if (method !== 'GET' && method !== 'HEAD') {
-      const csrf = this.#o.csrf.get();
-      if (csrf) headers['x-csrf-token'] = csrf;
-    }
+    const csrf = this.#o.csrf.get();
+    if (method !== 'GET' && method !== 'HEAD' && csrf) headers['x-csrf-token'] = csrf;
     const ctl = new AbortController();
     const timeoutMs = opts.timeoutMs ?? this.#o.timeoutMs;
     const timer = setTimeout(() => ctl.abort(), timeoutMs);
@@ -534,7 +541,7 @@ export class WebApi implements UiAdmin {
       clearTimeout(timer);
     }
     const body = parseJson(text, res.headers.get('content-type'));
-    if (!res.ok) throw this.#failed(res, template, body);
+    if (!res.ok) throw this.#failed(res, template, body, csrf);
     if (opts.text) return text as T;
     if (res.status === 204 || text === '') return undefined as T;
     if (body === undefined) {
