@@ -314,10 +314,6 @@ describe('desktops in the web UI', () => {
     await page.keyboard.type(command(b));
     await page.keyboard.press('Enter');
     await shows(page, b, 'colour B in the live xterm');
-    // The bar's keys the browser cannot type itself: recorded by name.
-    await page.getByRole('button', { name: 'Ctrl+Alt+Del' }).click();
-    await page.getByRole('button', { name: 'Windows key' }).click();
-    await page.goto('/web/recordings');
     const start = await waitFor(
       async () =>
         (await events('desktop.session.start')).find(
@@ -327,6 +323,24 @@ describe('desktops in the web UI', () => {
       15_000,
     );
     const id = String(start.session_id);
+    // The bar's keys the browser cannot type itself: recorded by name. The page stays until the
+    // live recording has both (leaving at once closed the connection before the client sent the
+    // second one, in a full run).
+    await page.getByRole('button', { name: 'Ctrl+Alt+Del' }).click();
+    await page.getByRole('button', { name: 'Windows key' }).click();
+    await waitFor(
+      async () => {
+        const specials: unknown[] = [];
+        for await (const e of tg.gw.recordings.read(id)) {
+          if (e.type === 'desktop_input' && e.input.kind === 'key' && e.input.special)
+            specials.push(e.input.special);
+        }
+        return specials.length >= 2 ? specials : undefined;
+      },
+      'both named keys in the live recording',
+      30_000,
+    );
+    await page.goto('/web/recordings');
     await waitFor(async () => (await tg.gw.recordings.get(id))?.ended, 'the recording to end', 30_000);
 
     // Input: key presses and clicks, never which key (the typed commands are not in the recording).
