@@ -140,7 +140,13 @@ describe('access requests in the web UI', () => {
     await review(id, 'Approve', 'go ahead');
     const row = await myRow(id);
     await row.getByRole('button', { name: 'Assume roles' }).click();
-    await (await myRow(id)).getByTestId('assumed').waitFor();
+    // The page reloads itself once the session is swapped: wait for that reload to show the mark
+    // (a navigation of our own at the same moment was aborted by it).
+    await alice.page
+      .getByTestId('my-requests')
+      .locator(`tr[data-request="${id}"]`)
+      .getByTestId('assumed')
+      .waitFor();
     const who = await page.evaluate(async () => (await fetch('/v1/whoami')).json());
     expect(who.roles).toEqual(['asker', 'prod']);
     expect(who.access_requests).toEqual([id]);
