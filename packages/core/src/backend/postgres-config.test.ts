@@ -59,7 +59,7 @@ describe('postgresConnection', () => {
     });
   });
 
-  it('verifies the server certificate unless the URI says sslmode=require or disable', async () => {
+  it('verifies the server certificate unless the URI says sslmode=disable (no unverified TLS)', async () => {
     const ca = path.join(dir, 'ca.pem');
     await writeFile(ca, 'PEM');
     const full = await postgresConnection({
@@ -67,9 +67,14 @@ describe('postgresConnection', () => {
       uri: 'postgres://gh@db1/gate',
       tls: { caFile: ca },
     });
-    expect(full.ssl).toMatchObject({ rejectUnauthorized: true, ca: 'PEM' });
-    const req = await postgresConnection({ type: 'postgres', uri: 'postgres://gh@db1/gate?sslmode=require' });
-    expect(req.ssl).toMatchObject({ rejectUnauthorized: false });
+    expect(full.ssl).toMatchObject({ ca: 'PEM' });
+    expect((full.ssl as { rejectUnauthorized?: boolean }).rejectUnauthorized).not.toBe(false);
+    await expect(
+      postgresConnection({ type: 'postgres', uri: 'postgres://gh@db1/gate?sslmode=require' }),
+    ).rejects.toMatchObject({
+      code: 'GH_ERR_CONFIG_INVALID',
+      message: expect.stringMatching(/sslmode=require does not verify the server/),
+    });
     const off = await postgresConnection({ type: 'postgres', uri: 'postgres://gh@db1/gate?sslmode=disable' });
     expect(off.ssl).toBe(false);
     await expect(

@@ -27,7 +27,9 @@ export interface PostgresBackendConfig {
 /** The password when neither the URI nor backend.password_file has one. */
 export const BACKEND_PASSWORD_ENV = 'GATEHOUSE_BACKEND_PASSWORD';
 
-const SSL_MODES = ['disable', 'require', 'verify-ca', 'verify-full'] as const;
+// No `require` (libpq's encrypted-but-unverified mode): the backend holds the
+// sealed CAs, users and locks, so a TLS hop to it always verifies the server.
+const SSL_MODES = ['disable', 'verify-ca', 'verify-full'] as const;
 type SslMode = (typeof SSL_MODES)[number];
 
 export interface ParsedPostgresUri {
@@ -66,6 +68,9 @@ export function parsePostgresUri(uri: string): ParsedPostgresUri | string {
   if (!database || database.includes('/'))
     return 'no database name: write postgres://USER@HOST:5432/DATABASE';
   const mode = u.searchParams.get('sslmode') ?? (host.startsWith('/') ? 'disable' : 'verify-full');
+  if (mode === 'require') {
+    return 'sslmode=require does not verify the server, so it is not accepted: use verify-full (the default) with backend.tls.ca_file naming the CA of the server certificate, or verify-ca';
+  }
   if (!(SSL_MODES as readonly string[]).includes(mode)) {
     return `sslmode must be one of ${SSL_MODES.join(', ')}, not "${mode}"`;
   }
@@ -136,8 +141,6 @@ export async function postgresConnection(
   let ssl: pg.ClientConfig['ssl'] = false;
   if (uri.sslmode !== 'disable') {
     ssl = {
-      // require: encrypted but unverified (as libpq's sslmode=require); only when the URI asks for it.
-      rejectUnauthorized: uri.sslmode !== 'require',
       ...(tls?.caFile ? { ca: await readPem(tls.caFile, 'backend.tls.ca_file') } : {}),
       ...(tls?.certFile ? { cert: await readPem(tls.certFile, 'backend.tls.cert_file') } : {}),
       ...(tls?.keyFile ? { key: await readPem(tls.keyFile, 'backend.tls.key_file') } : {}),

@@ -134,7 +134,7 @@ export const configSchema = z
         z
           .object({
             type: z.literal('postgres'),
-            /** postgres://USER@HOST:5432/DATABASE; ?sslmode=disable|require|verify-ca|verify-full (default verify-full over TCP), ?host=/socket/dir. */
+            /** postgres://USER@HOST:5432/DATABASE; ?sslmode=disable|verify-ca|verify-full (default verify-full over TCP; require, unverified TLS, is refused), ?host=/socket/dir. */
             uri: z.string().superRefine((v, ctx) => {
               const r = parsePostgresUri(v);
               if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
