@@ -364,3 +364,41 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv) {
   );
   return { url, done, kill: () => child.kill('SIGTERM') };
 }
+
+/**
+ * A daemon set up for the access request plugins: roles `requester` (may ask
+ * for `prod-db`), `prod-db` and `plugin-bot` (reviews `prod-db`), and `users`
+ * (name -> role) added and logged in, each with GATEHOUSE_HOME ROOT/home-NAME.
+ */
+export async function startRequestCluster(cluster: string, users: [string, string][]): Promise<Daemon> {
+  const daemon = await startDaemon({ cluster });
+  const root = daemon.root;
+  const ok = async (p: Promise<Run>) => {
+    const r = await p;
+    if (r.code !== 0) throw new Error(`exit ${r.code}: ${r.stderr}`);
+  };
+  const admin = (args: string[], input?: string) =>
+    run(['--config', daemon.configFile, ...args], {
+      env: { GATEHOUSE_HOME: join(root, 'home-admin') },
+      ...(input ? { input } : {}),
+    });
+  const roles = {
+    requester: 'kind: role\nname: requester\nallow:\n  request: { roles: [prod-db] }\n',
+    'prod-db': 'kind: role\nname: prod-db\nallow:\n  db_labels: { env: prod }\n  db_users: [app]\n',
+    'plugin-bot': 'kind: role\nname: plugin-bot\nallow:\n  review_requests: { roles: [prod-db] }\n',
+  };
+  for (const [name, text] of Object.entries(roles)) {
+    writeFileSync(join(root, `${name}.yaml`), text);
+    await ok(admin(['roles', 'create', '-f', join(root, `${name}.yaml`)]));
+  }
+  for (const [name, role] of users) {
+    await ok(admin(['users', 'add', name, '--roles', role, '--password-stdin'], `${PASSWORD}\n`));
+    await ok(
+      run(['login', '--proxy', daemon.proxy, '--ca-pin', daemon.pin, '--user', name, '--password-stdin'], {
+        env: { GATEHOUSE_HOME: join(root, `home-${name}`) },
+        input: `${PASSWORD}\n`,
+      }),
+    );
+  }
+  return daemon;
+}

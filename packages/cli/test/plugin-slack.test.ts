@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { AccessRequestView } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../core/test/helpers.js';
-import { type Daemon, PASSWORD, run, startDaemon, startPlugin } from './harness.js';
+import { type Daemon, run, startPlugin, startRequestCluster } from './harness.js';
 
 /**
  * `gatehouse plugin run slack` (the BUILT binary) against a fixture of the
@@ -112,29 +112,11 @@ describe('the Slack plugin against a Slack API fixture', () => {
     });
     await new Promise<void>((r) => slack.listen(0, '127.0.0.1', r));
 
-    daemon = await startDaemon({ cluster: 'slack' });
-    root = daemon.root;
-    const roles = {
-      requester: 'kind: role\nname: requester\nallow:\n  request: { roles: [prod-db] }\n',
-      'prod-db': 'kind: role\nname: prod-db\nallow:\n  db_labels: { env: prod }\n  db_users: [app]\n',
-      'plugin-bot': 'kind: role\nname: plugin-bot\nallow:\n  review_requests: { roles: [prod-db] }\n',
-    };
-    for (const [name, text] of Object.entries(roles)) {
-      writeFileSync(join(root, `${name}.yaml`), text);
-      await ok(admin(['roles', 'create', '-f', join(root, `${name}.yaml`)]));
-    }
-    for (const [name, role] of [
+    daemon = await startRequestCluster('slack', [
       ['alice', 'requester'],
       ['slackbot', 'plugin-bot'],
-    ]) {
-      await ok(admin(['users', 'add', name!, '--roles', role!, '--password-stdin'], `${PASSWORD}\n`));
-      await ok(
-        run(['login', '--proxy', daemon.proxy, '--ca-pin', daemon.pin, '--user', name!, '--password-stdin'], {
-          env: home(name!),
-          input: `${PASSWORD}\n`,
-        }),
-      );
-    }
+    ]);
+    root = daemon.root;
     writeFileSync(join(root, 'slack.token'), `${TOKEN}\n`);
     writeFileSync(join(root, 'slack.signing'), `${SIGNING}\n`);
     writeFileSync(

@@ -6,7 +6,7 @@ import { webhookSignature } from '@gatehouse/audit';
 import type { AccessRequestView } from '@gatehouse/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../core/test/helpers.js';
-import { auditEvents, type Daemon, PASSWORD, run, startDaemon, startPlugin } from './harness.js';
+import { auditEvents, type Daemon, run, startPlugin, startRequestCluster } from './harness.js';
 
 /**
  * `gatehouse plugin run webhook` as its own process (the BUILT binary),
@@ -79,29 +79,11 @@ describe('the webhook plugin', () => {
     await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
     receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`;
 
-    daemon = await startDaemon({ cluster: 'plugins' });
-    root = daemon.root;
-    const roles = {
-      requester: 'kind: role\nname: requester\nallow:\n  request: { roles: [prod-db] }\n',
-      'prod-db': 'kind: role\nname: prod-db\nallow:\n  db_labels: { env: prod }\n  db_users: [app]\n',
-      'plugin-bot': 'kind: role\nname: plugin-bot\nallow:\n  review_requests: { roles: [prod-db] }\n',
-    };
-    for (const [name, text] of Object.entries(roles)) {
-      writeFileSync(join(root, `${name}.yaml`), text);
-      await ok(admin(['roles', 'create', '-f', join(root, `${name}.yaml`)]));
-    }
-    for (const [name, role] of [
+    daemon = await startRequestCluster('plugins', [
       ['alice', 'requester'],
       ['bot', 'plugin-bot'],
-    ]) {
-      await ok(admin(['users', 'add', name!, '--roles', role!, '--password-stdin'], `${PASSWORD}\n`));
-      await ok(
-        run(['login', '--proxy', daemon.proxy, '--ca-pin', daemon.pin, '--user', name!, '--password-stdin'], {
-          env: home(name!),
-          input: `${PASSWORD}\n`,
-        }),
-      );
-    }
+    ]);
+    root = daemon.root;
     writeFileSync(join(root, 'webhook.secret'), `${SECRET}\n`);
     writeFileSync(join(root, 'callback.secret'), `${CALLBACK_SECRET}\n`);
     writeFileSync(
