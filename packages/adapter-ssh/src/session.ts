@@ -62,6 +62,8 @@ export interface OuterContext {
 
 /** How long a terminated session's client gets to print the reason and leave by itself. */
 const TERMINATE_GRACE_MS = 500;
+/** How long a terminated connection may take to flush its last output and the DISCONNECT. */
+const TERMINATE_FLUSH_MS = 5_000;
 
 /**
  * Terminates a user's SSH connection to `node` on `stream` (a direct-tcpip
@@ -317,7 +319,15 @@ export class InnerConnection {
     setTimeout(() => {
       (this.#conn.end as (description?: string) => unknown).call(this.#conn, opts.quiet ? undefined : reason);
       this.#up?.end();
-      setTimeout(() => this.#stream.destroy(), 200).unref();
+      // end() flushes what is queued (channel output the client has not read
+      // yet, then the DISCONNECT with the reason) before the FIN; destroying
+      // soon after cut that flush for a client that reads slowly (a flood on
+      // its terminal), so it never saw why. Forced down only as a backstop,
+      // for a client that stops reading altogether.
+      if (!this.#stream.destroyed) {
+        const backstop = setTimeout(() => this.#stream.destroy(), TERMINATE_FLUSH_MS).unref();
+        this.#stream.once('close', () => clearTimeout(backstop));
+      }
     }, grace);
   }
 
