@@ -5,6 +5,7 @@
  */
 export { GatehouseClient, type GatehouseClientOptions } from './api/client.js';
 export type { MfaTarget } from './identity/types.js';
+export type { BrowserMfaStartResponse } from './mfa/browser.js';
 export type {
   SessionMfaCertsRequest,
   SessionMfaCertsResponse,

@@ -78,6 +78,7 @@ import { Routes } from './listener/routes.js';
 import { acceptTls } from './listener/tls-accept.js';
 import { channelLogger, type LogFn } from './log.js';
 import { GatewayMetrics } from './metrics.js';
+import { BrowserMfa } from './mfa/browser.js';
 import { TotpMethod, WebAuthnMethod } from './mfa/methods.js';
 import { SessionMfa } from './mfa/session.js';
 import { type Dialer, directDialer } from './net/dialer.js';
@@ -499,6 +500,13 @@ export class Gateway {
         beginLogin: (req) => this.users.logins.beginWebAuthn(req),
       },
       sessionMfa: this.sessionMfa,
+      browserMfa: new BrowserMfa({
+        backend,
+        clock,
+        audit,
+        // The page must be on the relying party's origin: a key signs for that origin only.
+        webOrigin: () => this.users.webauthn.relyingParty().origins[0]!,
+      }),
       config,
       advertised: () => this.advertised(),
       hostCaSigner: () => sshFingerprint(authorities.signingKey('host').sshPublicKey),

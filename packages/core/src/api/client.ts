@@ -5,6 +5,12 @@ import { DESKTOP_WS_PATH, type DesktopTokenView } from '../desktops/protocol.js'
 import { type ErrorCode, ErrorCodes, GatehouseError } from '../errors.js';
 import type { Traits } from '../identity/types.js';
 import type {
+  BrowserMfaLoginRequest,
+  BrowserMfaLoginResponse,
+  BrowserMfaStartResponse,
+  SessionMfaBrowserRequest,
+} from '../mfa/browser.js';
+import type {
   SessionMfaCertsRequest,
   SessionMfaCertsResponse,
   SessionMfaChallengeRequest,
@@ -201,6 +207,16 @@ export class GatehouseClient implements AdminApi {
   /** The answer to a challenge: a one-minute certificate bound to its target, for the keys sent. */
   sessionMfaCerts(req: SessionMfaCertsRequest): Promise<SessionMfaCertsResponse> {
     return this.#json(PUBLIC_ROUTES.sessionMfaCerts, {}, req);
+  }
+
+  /** A gateway page for answering a session challenge with a security key (the CLI's browser round trip). */
+  sessionMfaBrowser(req: SessionMfaBrowserRequest): Promise<BrowserMfaStartResponse> {
+    return this.#json(PUBLIC_ROUTES.sessionMfaBrowser, {}, req);
+  }
+
+  /** The password checked; then a gateway page for the user's security key, and whether they have an app. */
+  browserMfaLogin(req: BrowserMfaLoginRequest): Promise<BrowserMfaLoginResponse> {
+    return this.#json(PUBLIC_ROUTES.browserMfaLogin, {}, req);
   }
 
   /** The client certificate this client authenticates with, re-issued for one route (same key). */

@@ -215,6 +215,15 @@ export const PUBLIC_ROUTES = {
   login: ['POST', '/v1/login'],
   /** WebAuthnLoginBeginRequest -> options for navigator.credentials.get (the password is checked first). */
   webauthnLoginBegin: ['POST', '/v1/webauthn/login/begin'],
+  /**
+   * BrowserMfaLoginRequest -> BrowserMfaLoginResponse: the CLI's login with a
+   * security key: the password is checked, then a pending check is opened for
+   * the gateway page /web/mfa (mfa/browser.ts); the CLI logs in with the
+   * assertion the page sends back to its loopback callback.
+   */
+  browserMfaLogin: ['POST', '/v1/mfa/browser/login'],
+  /** {id} -> BrowserMfaPage: the page /web/mfa takes its pending check (once). */
+  browserMfaTake: ['POST', '/v1/mfa/browser/take'],
   /** -> options for a passkey (any user's; user verification required). */
   passwordlessBegin: ['POST', '/v1/webauthn/passwordless/begin'],
   /** PasswordlessLoginRequest -> LoginResponse (and the session cookie). */
@@ -258,6 +267,8 @@ export const PUBLIC_ROUTES = {
   sessionMfaChallenge: ['POST', '/v1/mfa/session/challenge'],
   /** SessionMfaCertsRequest -> SessionMfaCertsResponse: the answer in, a 1-minute certificate (or web token) bound to the target out. */
   sessionMfaCerts: ['POST', '/v1/mfa/session/certs'],
+  /** SessionMfaBrowserRequest -> BrowserMfaStartResponse: a gateway page to answer a session challenge with a security key (the CLI). */
+  sessionMfaBrowser: ['POST', '/v1/mfa/session/browser'],
   /** ?node&login&path (FileQuery) -> the file's bytes */
   downloadFile: ['GET', '/v1/files'],
   /** ?node&login&path (FileQuery), body = the bytes -> FileUploadResponse */

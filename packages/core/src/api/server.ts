@@ -14,13 +14,14 @@ import type { Authorizer, ConnectionContext, Principal } from '../authz/authoriz
 import type { Clock } from '../clock.js';
 import type { GatehouseConfig } from '../config/load.js';
 import type { DesktopTokens } from '../desktops/tokens.js';
-import { GatehouseError, toGatehouseError } from '../errors.js';
+import { GatehouseError, isGatehouseError, toGatehouseError } from '../errors.js';
 import type { MfaDevices } from '../identity/mfa-devices.js';
 import type {
   PublicKeyCredentialRequestOptionsJSON,
   RegistrationResponseJSON,
   WebAuthnService,
 } from '../identity/webauthn.js';
+import type { BrowserMfa, BrowserMfaLoginResponse } from '../mfa/browser.js';
 import type { SessionMfa } from '../mfa/session.js';
 import {
   MAX_NODE_AUDIT_BODY_BYTES,
@@ -129,6 +130,8 @@ export interface ApiServerDeps {
   };
   /** Per-session MFA challenges and target-bound certificates (POST /v1/mfa/session/*). */
   sessionMfa: SessionMfa;
+  /** The CLI's security key round trip through a gateway page (POST /v1/mfa/browser/*). */
+  browserMfa: BrowserMfa;
   /** A login succeeded on this connection (the listener then keeps its source's handshake precedence). */
   authenticated?: (socket: Socket) => void;
 }
@@ -256,6 +259,16 @@ const nodeAuditBody = z
 const webauthnLoginBeginBody = z
   .object({ user: z.string().min(1).max(128), password: z.string().max(4096) })
   .strict();
+
+const browserCallback = {
+  redirect_url: z.string().max(2048),
+  state: z.string().max(128),
+};
+const browserMfaLoginBody = z
+  .object({ user: z.string().min(1).max(128), password: z.string().max(4096), ...browserCallback })
+  .strict();
+const sessionMfaBrowserBody = z.object({ challenge_id: z.string().max(128), ...browserCallback }).strict();
+const browserMfaTakeBody = z.object({ id: z.string().max(128) }).strict();
 
 const passwordlessBody = z
   .object({
@@ -502,6 +515,40 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       const req = parseBody(webauthnLoginBeginBody, await readJson(ctx.req, max));
       sendJson(ctx.res, 200, await d.mfa.beginLogin({ ...req, remoteAddr: ctx.remoteAddr }), noStore);
     }),
+    compileRoute('POST', PUBLIC_ROUTES.browserMfaLogin[1], async (ctx) => {
+      takeLoginSlot(ctx);
+      const { redirect_url, state, ...req } = parseBody(browserMfaLoginBody, await readJson(ctx.req, max));
+      let options: PublicKeyCredentialRequestOptionsJSON | undefined;
+      try {
+        // The password first (counted like any login); then the user's keys are challenged.
+        options = await d.mfa.beginLogin({ ...req, remoteAddr: ctx.remoteAddr });
+      } catch (e) {
+        // No key (or no relying party): the CLI falls back to an authenticator code.
+        if (
+          !isGatehouseError(e, 'GH_ERR_SECOND_FACTOR_NOT_ENROLLED') &&
+          !isGatehouseError(e, 'GH_ERR_WEBAUTHN_UNAVAILABLE')
+        )
+          throw e;
+      }
+      const totp = (await d.mfa.devices.list(req.user)).some((x) => x.kind === 'totp');
+      const body: BrowserMfaLoginResponse = {
+        totp,
+        ...(options
+          ? {
+              webauthn: await d.browserMfa.create(
+                { redirect_url, state },
+                { user: req.user, purpose: 'login', options },
+              ),
+            }
+          : {}),
+      };
+      sendJson(ctx.res, 200, body, noStore);
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.browserMfaTake[1], async (ctx) => {
+      takeLoginSlot(ctx);
+      const req = parseBody(browserMfaTakeBody, await readJson(ctx.req, max));
+      sendJson(ctx.res, 200, await d.browserMfa.take(req.id, { remoteAddr: ctx.remoteAddr }), noStore);
+    }),
     compileRoute('POST', PUBLIC_ROUTES.passwordlessBegin[1], async (ctx) => {
       takeLoginSlot(ctx);
       sendJson(ctx.res, 200, await d.mfa.webauthn.beginAssertion(), noStore);
@@ -695,6 +742,22 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       const c = await caller(ctx);
       const body = parseBody(sessionMfaChallengeBody, await readJson(ctx.req, max));
       sendJson(ctx.res, 200, await d.sessionMfa.challenge(c.principal, body, { remoteAddr: ctx.remoteAddr }));
+    }),
+    compileRoute('POST', PUBLIC_ROUTES.sessionMfaBrowser[1], async (ctx) => {
+      const c = await caller(ctx);
+      const { challenge_id, ...cb } = parseBody(sessionMfaBrowserBody, await readJson(ctx.req, max));
+      const p = await d.sessionMfa.browserOptions(c.principal, challenge_id);
+      sendJson(
+        ctx.res,
+        200,
+        await d.browserMfa.create(cb, {
+          user: p.user,
+          purpose: 'session',
+          target: p.target,
+          options: p.options as unknown as PublicKeyCredentialRequestOptionsJSON,
+        }),
+        noStore,
+      );
     }),
     compileRoute('POST', PUBLIC_ROUTES.sessionMfaCerts[1], async (ctx) => {
       // Each answer is a guess at a 6-digit code: limited like logins.

@@ -1,4 +1,15 @@
 export {
+  BROWSER_MFA_TTL_MS,
+  BrowserMfa,
+  type BrowserMfaLoginRequest,
+  type BrowserMfaLoginResponse,
+  type BrowserMfaPage,
+  type BrowserMfaPurpose,
+  type BrowserMfaStartRequest,
+  type BrowserMfaStartResponse,
+  type SessionMfaBrowserRequest,
+} from './browser.js';
+export {
   type MfaCheckContext,
   type MfaDevice,
   type MfaFailureReason,

@@ -24,6 +24,7 @@ export const SESSION_MFA_CHALLENGE_TTL_MS = 5 * 60_000;
 const CHALLENGES = 'mfa/session_challenges/';
 const TOKENS = 'mfa/session_tokens/';
 const hash = (id: string) => createHash('sha256').update(id).digest('hex');
+const CHALLENGE_ID_RE = /^[A-Za-z0-9_-]{20,100}$/;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
 
 /** POST /v1/mfa/session/challenge */
@@ -138,6 +139,42 @@ export class SessionMfa {
     });
     const expires = new Date(this.#d.clock.now().getTime() + SESSION_MFA_CHALLENGE_TTL_MS);
     return { required: true, challenge_id: id, expires: expires.toISOString(), methods: offers };
+  }
+
+  /**
+   * WebAuthn options for answering the caller's pending challenge `challengeId`
+   * from a browser page (the CLI's security key round trip, mfa/browser.ts):
+   * begun afresh for the challenge's target, so the assertion is scoped to it.
+   * The challenge is not consumed; the CLI answers it with the assertion.
+   */
+  async browserOptions(
+    caller: Principal,
+    challengeId: string,
+  ): Promise<{ user: string; target: MfaTarget; options: Record<string, unknown> }> {
+    loginCertificateOnly(caller.identity);
+    const item = CHALLENGE_ID_RE.test(challengeId)
+      ? await this.#d.backend.get(CHALLENGES + hash(challengeId))
+      : undefined;
+    const stored = item ? (JSON.parse(item.value) as StoredChallenge) : undefined;
+    const method = this.#d.methods.find((m) => m.method === 'webauthn');
+    if (!stored || stored.user !== caller.user.name || stored.user_id !== caller.user.id) {
+      throw new GatehouseError(
+        'GH_ERR_SECOND_FACTOR_INVALID',
+        'the MFA challenge is unknown, expired or already answered',
+        { hint: 'start over: the command asks for a new challenge (they last 5 minutes and answer once)' },
+      );
+    }
+    if (!method || method.devices(caller.user).length === 0) {
+      throw new GatehouseError(
+        'GH_ERR_SECOND_FACTOR_NOT_ENROLLED',
+        'you have no security key or passkey here',
+        {
+          hint: 'answer with an authenticator code (--mfa-mode totp), or add a key on the account page',
+        },
+      );
+    }
+    const begun = await method.begin(caller.user, { target: stored.target });
+    return { user: caller.user.name, target: stored.target, options: begun.client ?? {} };
   }
 
   /** Checks the answer to a challenge (used up either way) and issues what is bound to its target. */
@@ -345,7 +382,8 @@ function targetName(t: MfaTarget): string {
   return t.kind === 'node' ? t.node : t.kind === 'db' ? t.name : t.cluster;
 }
 
-function targetFields(t: MfaTarget) {
+/** A target as mfa.session audit events name it. */
+export function targetFields(t: MfaTarget) {
   return {
     target_kind: t.kind,
     target: targetName(t),

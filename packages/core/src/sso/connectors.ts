@@ -19,6 +19,26 @@ export function isLoopbackUrl(u: URL): boolean {
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 
+/**
+ * A CLI's loopback callback (`http://127.0.0.1:PORT/PATH`), where the browser
+ * is sent back to (an SSO login's code, a security key's answer): only the
+ * machine the browser runs on, never a host an attacker names.
+ */
+export function cliRedirectUrl(value: unknown): URL {
+  let u: URL;
+  try {
+    u = new URL(String(value));
+  } catch {
+    u = new URL('invalid:');
+  }
+  if (u.protocol !== 'http:' || !isLoopbackUrl(u) || u.username || u.password) {
+    throw new GatehouseError('GH_ERR_VALIDATION', 'redirect_url must be an http://127.0.0.1:PORT/ URL', {
+      hint: 'the CLI listens on a loopback port for the browser to come back to',
+    });
+  }
+  return u;
+}
+
 const httpsUrl = (what: string) =>
   z
     .string()

@@ -8,7 +8,7 @@ import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { LockRecord, SsoUserInfo, Traits, UserRecord } from '../identity/types.js';
 import { USER_NAME_RE } from '../identity/user-records.js';
 import {
-  isLoopbackUrl,
+  cliRedirectUrl,
   type SsoConnector,
   type SsoConnectorButton,
   type SsoConnectorRegistry,
@@ -194,18 +194,7 @@ export class SsoService {
     ctx: { remoteAddr?: string | undefined },
   ): Promise<SsoStartResponse> {
     const c = await this.#d.connectors.require(req.connector);
-    let redirect: URL;
-    try {
-      redirect = new URL(req.redirect_url);
-    } catch {
-      redirect = new URL('invalid:');
-    }
-    // The code goes to the machine the browser runs on, never to a host an attacker names.
-    if (redirect.protocol !== 'http:' || !isLoopbackUrl(redirect) || redirect.username || redirect.password) {
-      throw new GatehouseError('GH_ERR_VALIDATION', 'redirect_url must be an http://127.0.0.1:PORT/ URL', {
-        hint: 'the CLI listens on a loopback port for the browser to come back to',
-      });
-    }
+    const redirect = cliRedirectUrl(req.redirect_url);
     if (!TOKEN_RE.test(req.client_challenge)) {
       throw new GatehouseError('GH_ERR_VALIDATION', 'client_challenge must be a base64url SHA-256', {
         hint: 'send the base64url SHA-256 of a random verifier',
