@@ -1,37 +1,36 @@
 import { describe, expect, it } from 'vitest';
+import { chooseMfaMethod, parseMfaMode } from './browser-mfa.js';
 import { noCliMethod } from './session-mfa.js';
 
-// What `gatehouse ssh`/`db connect`/`kube credentials` say when the check's
-// methods include none the CLI answers (it takes authenticator codes only).
-describe('noCliMethod', () => {
-  it('a user with security keys only is sent to the web terminal (nodes) or told to add an app', () => {
-    const node = noCliMethod(
-      'gh.example:443',
-      { kind: 'node', node: 'web1', login: 'ops' },
-      'ops@web1',
-      true,
-    );
-    expect(node.code).toBe('GH_ERR_SECOND_FACTOR_NOT_ENROLLED');
-    expect(node.message).toContain('your only second factor is a security key');
-    expect(node.hint).toContain('https://gh.example:443/web/terminal');
-    expect(node.hint).toContain('"Use security key"');
-    expect(node.hint).toContain('gatehouse mfa add --name NAME');
-
-    // Databases and clusters have no web terminal: only the authenticator app helps.
-    const db = noCliMethod(
-      'gh.example:443',
-      { kind: 'db', name: 'orders', user: 'dana' },
-      'dana@orders',
-      true,
-    );
-    expect(db.message).toContain('security key');
-    expect(db.hint).not.toContain('/web/terminal');
-    expect(db.hint).toContain('gatehouse mfa add --name NAME');
+// Which second factor the CLI answers with (--mfa-mode), before any prompt:
+// these cases decide without a terminal.
+describe('chooseMfaMethod', () => {
+  it('auto takes the one method the user has', async () => {
+    expect(await chooseMfaMethod('auto', { totp: false, webauthn: true }, 'ops@web1')).toBe('webauthn');
+    expect(await chooseMfaMethod('auto', { totp: true, webauthn: false }, 'ops@web1')).toBe('totp');
   });
 
-  it('no usable method at all says to enroll an app', () => {
-    const e = noCliMethod('gh.example:443', { kind: 'kube', cluster: 'prod' }, 'cluster prod', false);
-    expect(e.message).toContain('offers no method this CLI can answer');
-    expect(e.hint).toContain('gatehouse users reset');
+  it('a named mode the user has no device for is refused with the other one suggested', async () => {
+    const key = await chooseMfaMethod('webauthn', { totp: true, webauthn: false }, 'ops@web1').catch((e) => e);
+    expect(key.code).toBe('GH_ERR_SECOND_FACTOR_NOT_ENROLLED');
+    expect(key.hint).toContain('--mfa-mode totp');
+    const app = await chooseMfaMethod('totp', { totp: false, webauthn: true }, 'ops@web1').catch((e) => e);
+    expect(app.code).toBe('GH_ERR_SECOND_FACTOR_NOT_ENROLLED');
+    expect(app.hint).toContain('--mfa-mode webauthn');
+    expect(await chooseMfaMethod('totp', { totp: true, webauthn: true }, 'ops@web1')).toBe('totp');
+    expect(await chooseMfaMethod('webauthn', { totp: true, webauthn: true }, 'ops@web1')).toBe('webauthn');
+  });
+
+  it('no device at all says to enroll one', async () => {
+    const e = await chooseMfaMethod('auto', { totp: false, webauthn: false }, 'ops@web1').catch((x) => x);
+    expect(e.code).toBe('GH_ERR_SECOND_FACTOR_NOT_ENROLLED');
+    expect(e.hint).toContain('gatehouse mfa add');
+    expect(noCliMethod('cluster prod').hint).toContain('gatehouse users reset');
+  });
+
+  it('parseMfaMode takes totp, webauthn and auto only', () => {
+    expect(parseMfaMode(undefined)).toBe('auto');
+    expect(parseMfaMode('webauthn')).toBe('webauthn');
+    expect(() => parseMfaMode('u2f')).toThrow(/unknown MFA mode/);
   });
 });

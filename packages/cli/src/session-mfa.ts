@@ -13,14 +13,41 @@ import { splitPems } from './profile.js';
 // `gatehouse ssh` (fast path: only light modules load here, the API client and
 // the prompt on demand), `db connect` and `kube credentials`.
 
-/** Where the code comes from: `--mfa-code CODE`, `--mfa-code -` (first line of stdin), or a prompt on the terminal. */
+/**
+ * How the check is answered: the code from `--mfa-code CODE`, `--mfa-code -`
+ * (first line of stdin) or a prompt on the terminal; or a security key
+ * through the browser (`mfaMode`, `browser`: see browser-mfa.ts).
+ */
 export interface MfaCodeSource {
   mfaCode?: string | undefined;
+  /** --mfa-mode totp|webauthn|auto (default auto; a code given means totp). */
+  mfaMode?: string | undefined;
+  /** --browser COMMAND|none, for the security key page. */
+  browser?: string | undefined;
 }
+
+/** The MFA flags of a verb, with their environment defaults. */
+export function mfaSource(
+  o: { mfaCode?: string | undefined; mfaMode?: string | undefined; browser?: string | undefined },
+  env: NodeJS.ProcessEnv,
+): MfaCodeSource {
+  return {
+    mfaCode: o.mfaCode ?? env.GATEHOUSE_MFA_CODE,
+    mfaMode: o.mfaMode ?? env.GATEHOUSE_MFA_MODE,
+    browser: o.browser ?? env.GATEHOUSE_BROWSER,
+  };
+}
+
+/** Help texts of the --mfa-mode and --browser options (security keys through the browser: browser-mfa.ts). */
+export const MFA_MODE_HELP =
+  'second factor: totp (authenticator code), webauthn (security key or passkey, in the browser), or auto (the one you have; asks when you have both) (default: $GATEHOUSE_MFA_MODE, else auto)';
+
+export const BROWSER_HELP =
+  'with a security key: the command that opens the gateway page, or "none" to only print its URL (default: $GATEHOUSE_BROWSER, else xdg-open/open)';
 
 /** Help text of the --mfa-code option, shared by the verbs that take it. */
 export const MFA_CODE_HELP =
-  'authenticator code for a per-session MFA check (roles with require_session_mfa); "-" reads it from the first line of stdin (default: $GATEHOUSE_MFA_CODE, else a prompt)';
+  'authenticator code (implies --mfa-mode totp) for a per-session MFA check (roles with require_session_mfa); "-" reads it from the first line of stdin (default: $GATEHOUSE_MFA_CODE, else a prompt)';
 
 /**
  * The target-bound certificate for `target` when the caller's roles require
@@ -54,17 +81,32 @@ export async function sessionMfaCerts(
       throw e;
     }
     if (!ch.required) return undefined;
-    if (!ch.challenge_id || !ch.methods?.some((m) => m.method === 'totp')) {
-      throw noCliMethod(
-        profile.proxy,
-        target,
-        describe,
-        ch.methods?.some((m) => m.method === 'webauthn') ?? false,
+    const has = {
+      totp: ch.methods?.some((m) => m.method === 'totp') ?? false,
+      webauthn: ch.methods?.some((m) => m.method === 'webauthn') ?? false,
+    };
+    const challengeId = ch.challenge_id;
+    if (!challengeId || (!has.totp && !has.webauthn)) throw noCliMethod(describe);
+    // The browser module (a loopback listener, a page to open) loads only when a check is needed.
+    const { chooseMfaMethod, keyInBrowser, parseMfaMode } = await import('./browser-mfa.js');
+    // A code given on the command line or in the environment means the authenticator app.
+    const mode =
+      source.mfaCode !== undefined && source.mfaMode === undefined ? 'totp' : parseMfaMode(source.mfaMode);
+    if ((await chooseMfaMethod(mode, has, describe)) === 'webauthn') {
+      const credential = await keyInBrowser(
+        (cb) => api.sessionMfaBrowser({ challenge_id: challengeId, ...cb }),
+        { browser: source.browser, err: (t) => process.stderr.write(t), describe },
       );
+      if (!credential) throw noCliMethod(describe);
+      return await api.sessionMfaCerts({
+        challenge_id: challengeId,
+        response: { method: 'webauthn', credential },
+        ...keys,
+      });
     }
     const code = await readMfaCode(source, describe);
     return await api.sessionMfaCerts({
-      challenge_id: ch.challenge_id,
+      challenge_id: challengeId,
       response: { method: 'totp', code },
       ...keys,
     });
@@ -73,33 +115,14 @@ export async function sessionMfaCerts(
   }
 }
 
-/**
- * The CLI answers with authenticator codes only: a security key needs a
- * browser to talk to it (decision 0037). A user with keys alone is told where
- * the key works (the web terminal, for nodes) and how to get a code.
- */
-export function noCliMethod(
-  proxy: string,
-  target: MfaTarget,
-  describe: string,
-  hasKeys: boolean,
-): GatehouseError {
-  const app = `add an authenticator app for the CLI with gatehouse mfa add --name NAME (or at https://${proxy}/web/account)`;
-  if (!hasKeys) {
-    return new GatehouseError(
-      'GH_ERR_SECOND_FACTOR_NOT_ENROLLED',
-      `your roles require a second-factor check for ${describe}, and the proxy offers no method this CLI can answer`,
-      { hint: `${app}, or ask an admin for a reset link (gatehouse users reset)` },
-    );
-  }
-  const where =
-    target.kind === 'node'
-      ? `open the web terminal at https://${proxy}/web/terminal and choose "Use security key", or ${app}`
-      : app;
+/** The proxy offers no method at all (the user has no device it can check). */
+export function noCliMethod(describe: string): GatehouseError {
   return new GatehouseError(
     'GH_ERR_SECOND_FACTOR_NOT_ENROLLED',
-    `your roles require a second-factor check for ${describe}, and your only second factor is a security key, which the CLI cannot use (it needs a browser)`,
-    { hint: where },
+    `your roles require a second-factor check for ${describe}, and the proxy offers no method you can answer`,
+    {
+      hint: 'add an authenticator app with gatehouse mfa add --name NAME, or ask an admin for a reset link (gatehouse users reset)',
+    },
   );
 }
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { GatehouseError, type SsoStartResponse } from '@gatehouse/core';
+import { type ErrorCode, GatehouseError } from '@gatehouse/core/lite';
 
 /** How long the CLI waits for the browser to come back (the gateway's attempt lasts 10 minutes). */
 const WAIT_MS = 10 * 60_000;
@@ -25,18 +25,31 @@ const page = (title: string, body: string) =>
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
+/** A loopback listener that takes one callback from the browser. */
+export interface LoopbackCallback<T> {
+  /** http://127.0.0.1:PORT/callback: where the gateway sends the browser back to. */
+  redirectUrl: string;
+  /** What `accept` made of the callback's query (or the gateway's error, thrown). */
+  result: Promise<T>;
+  close(): void;
+}
+
 /**
- * The loopback listener of an SSO login (like `tsh login`): a random port on
- * 127.0.0.1 that takes exactly one callback. The gateway redirects the
- * browser here with a one-time code, which is worth nothing without the
- * verifier that never leaves this process (nor without the private keys
- * the certificates are issued for).
+ * A random port on 127.0.0.1 that takes exactly one callback (like `tsh
+ * login`): an SSO login's one-time code, or a security key's answer from the
+ * gateway's /web/mfa page. `?error=GH_ERR_...&message=...` rejects with that
+ * error; anything else is handed to `accept`, whose throw rejects too.
  */
-export async function listenForSsoCallback(): Promise<SsoCallback> {
-  const verifier = randomBytes(32).toString('base64url');
-  const challenge = createHash('sha256').update(verifier).digest('base64url');
-  let settle: { resolve: (c: string) => void; reject: (e: Error) => void } | undefined;
-  const code = new Promise<string>((resolve, reject) => {
+export async function listenForCallback<T>(opts: {
+  accept: (query: URLSearchParams) => T;
+  /** How long to wait for the browser, and what the wait ending says. */
+  waitMs: number;
+  timeout: () => GatehouseError;
+  /** The code of an error the gateway sent without a valid one, and what to do next. */
+  failure: { code: ErrorCode; hint: string };
+}): Promise<LoopbackCallback<T>> {
+  let settle: { resolve: (v: T) => void; reject: (e: Error) => void } | undefined;
+  const result = new Promise<T>((resolve, reject) => {
     settle = { resolve, reject };
   });
   const server = http.createServer((req, res) => {
@@ -47,26 +60,26 @@ export async function listenForSsoCallback(): Promise<SsoCallback> {
     }
     const s = settle;
     settle = undefined;
+    const html = (title: string, body: string) =>
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page(title, body));
     const err = url.searchParams.get('error');
-    const c = url.searchParams.get('code');
-    if (err || !c) {
-      const message = url.searchParams.get('message') ?? 'the gateway sent no code';
-      res
-        .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
-        .end(page('Login failed', `${escapeHtml(message)}<br>See the terminal for what to do next.`));
-      s.reject(
-        new GatehouseError(
-          (err && /^GH_ERR_[A-Z_]+$/.test(err) ? err : 'GH_ERR_SSO_IDP_ERROR') as 'GH_ERR_SSO_IDP_ERROR',
-          message,
-          { hint: 'run the login again; if it keeps failing, ask an admin (gatehouse sso test NAME)' },
-        ),
-      );
+    let value: T;
+    try {
+      if (err) {
+        throw new GatehouseError(
+          (/^GH_ERR_[A-Z_]+$/.test(err) ? err : opts.failure.code) as ErrorCode,
+          url.searchParams.get('message') ?? 'the gateway sent an error',
+          { hint: opts.failure.hint },
+        );
+      }
+      value = opts.accept(url.searchParams);
+    } catch (e) {
+      html('Failed', `${escapeHtml((e as Error).message)}<br>See the terminal for what to do next.`);
+      s.reject(e as Error);
       return;
     }
-    res
-      .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
-      .end(page('Login successful', 'You can close this window and return to the terminal.'));
-    s.resolve(c);
+    html('Done', 'You can close this window and return to the terminal.');
+    s.resolve(value);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -74,19 +87,13 @@ export async function listenForSsoCallback(): Promise<SsoCallback> {
   });
   const port = (server.address() as AddressInfo).port;
   const timer = setTimeout(() => {
-    settle?.reject(
-      new GatehouseError('GH_ERR_SSO_STATE_INVALID', 'the browser did not come back within 10 minutes', {
-        hint: 'run the login again and finish it in the browser',
-      }),
-    );
+    settle?.reject(opts.timeout());
     settle = undefined;
-  }, WAIT_MS);
+  }, opts.waitMs);
   timer.unref();
   return {
     redirectUrl: `http://127.0.0.1:${port}${PATH}`,
-    challenge,
-    verifier,
-    code,
+    result,
     close() {
       clearTimeout(timer);
       server.closeAllConnections();
@@ -95,16 +102,46 @@ export async function listenForSsoCallback(): Promise<SsoCallback> {
   };
 }
 
-/** Opens the login URL in a browser (unless `browser` is "none"), and always prints it. */
+/**
+ * The loopback listener of an SSO login. The gateway redirects the browser
+ * here with a one-time code, which is worth nothing without the verifier
+ * that never leaves this process (nor without the private keys the
+ * certificates are issued for).
+ */
+export async function listenForSsoCallback(): Promise<SsoCallback> {
+  const verifier = randomBytes(32).toString('base64url');
+  const challenge = createHash('sha256').update(verifier).digest('base64url');
+  const cb = await listenForCallback({
+    accept: (q) => {
+      const c = q.get('code');
+      if (!c) {
+        throw new GatehouseError('GH_ERR_SSO_IDP_ERROR', 'the gateway sent no code', { hint: SSO_RETRY });
+      }
+      return c;
+    },
+    waitMs: WAIT_MS,
+    timeout: () =>
+      new GatehouseError('GH_ERR_SSO_STATE_INVALID', 'the browser did not come back within 10 minutes', {
+        hint: 'run the login again and finish it in the browser',
+      }),
+    failure: { code: 'GH_ERR_SSO_IDP_ERROR', hint: SSO_RETRY },
+  });
+  return { redirectUrl: cb.redirectUrl, challenge, verifier, code: cb.result, close: cb.close };
+}
+
+const SSO_RETRY = 'run the login again; if it keeps failing, ask an admin (gatehouse sso test NAME)';
+
+/** Opens `url` in a browser (unless `browser` is "none"), and always prints it ("... visit this URL to WHAT"). */
 export function openBrowser(
-  start: SsoStartResponse,
+  url: string,
   browser: string | undefined,
   err: (s: string) => void,
+  what = 'log in',
 ): void {
-  err(`If the browser does not open, visit this URL to log in:\n\n  ${start.auth_url}\n\n`);
+  err(`If the browser does not open, visit this URL to ${what}:\n\n  ${url}\n\n`);
   if (browser === 'none') return;
   const cmd = browser ?? (process.platform === 'darwin' ? 'open' : 'xdg-open');
-  const child = spawn(cmd, [start.auth_url], { stdio: 'ignore', detached: true });
+  const child = spawn(cmd, [url], { stdio: 'ignore', detached: true });
   // No browser here (a server, a container): the URL printed above is the way in.
   child.on('error', (e) => err(`(could not start ${cmd}: ${e.message})\n`));
   child.unref();

@@ -21,6 +21,7 @@ import { AuditPage } from './pages/audit';
 import { ClusterPage } from './pages/cluster';
 import { InvitePage } from './pages/invite';
 import { LoginPage } from './pages/login';
+import { BrowserMfaPage } from './pages/mfa';
 import { RecordingsPage } from './pages/recordings';
 import { RequestsPage } from './pages/requests';
 import { ResourcesPage } from './pages/resources';
@@ -113,7 +114,7 @@ export function App() {
   }, []);
 
   const route = matchPath(loc.path);
-  const isPublic = route.page === 'login' || route.page === 'invite';
+  const isPublic = route.page === 'login' || route.page === 'invite' || route.page === 'mfa';
 
   // Every page its own title (history, tabs, screen readers); the terminal names itself after its tab.
   useEffect(() => {
@@ -159,6 +160,7 @@ export function App() {
   let body: ReactNode;
   if (route.page === 'login') body = <LoginPage flashKey={FLASH_KEY} />;
   else if (route.page === 'invite') body = <InvitePage token={route.token} />;
+  else if (route.page === 'mfa') body = <BrowserMfaPage />;
   else if (boot === 'pending') body = <Loading what="your session" />;
   else if (typeof boot === 'object') {
     body = (
@@ -243,6 +245,8 @@ export function pageTitle(route: RouteMatch): string | undefined {
       return 'Sign in';
     case 'invite':
       return 'Set your password';
+    case 'mfa':
+      return 'Security key';
     case 'cluster':
       return 'Cluster';
     case 'resources':
@@ -355,6 +359,7 @@ function Shell({ route, session }: { route: RouteMatch; session: Session }) {
       break;
     case 'login':
     case 'invite':
+    case 'mfa':
     case 'terminal':
     case 'desktop':
       page = null;

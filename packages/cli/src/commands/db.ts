@@ -10,7 +10,15 @@ import { writePrivate } from '../db/files.js';
 import { KEYSTORE_PASSWORD, pkcs8Der, pkcs12 } from '../db/keystore.js';
 import { json, table } from '../output.js';
 import { type ProfileEntry, requireProfile } from '../profile.js';
-import { MFA_CODE_HELP, sessionMfaCerts, tlsPublicKeyPem, withCertFile } from '../session-mfa.js';
+import {
+  BROWSER_HELP,
+  MFA_CODE_HELP,
+  MFA_MODE_HELP,
+  mfaSource,
+  sessionMfaCerts,
+  tlsPublicKeyPem,
+  withCertFile,
+} from '../session-mfa.js';
 import { asUsage, examples, usage } from './usage.js';
 
 export function currentProfile(ctx: Ctx): ProfileEntry {
@@ -277,29 +285,33 @@ export function registerDb(program: Command, ctx: Ctx): void {
     .argument('<name>')
     .argument('[args...]', 'extra client arguments')
     .option('--mfa-code <code>', MFA_CODE_HELP)
+    .option('--mfa-mode <mode>', MFA_MODE_HELP)
+    .option('--browser <command>', BROWSER_HELP)
     .addHelpText(
       'after',
       examples(
         '  $ gatehouse db connect orders\n  $ gatehouse db connect orders -- -c "select 1"\n  $ gatehouse db connect orders --mfa-code 123456 -- -c "select 1"',
       ),
     )
-    .action(async (name: string, args: string[], o: { mfaCode?: string }) => {
-      const p = currentProfile(ctx);
-      const login = readLogin(ctx, p, name);
-      const client = clientFor(login.protocol);
-      // The proxy says whether this session needs a fresh check (require_session_mfa).
-      const mfa = await sessionMfaCerts(
-        ctx.home,
-        p,
-        { kind: 'db', name, user: login.dbUser },
-        { tls_public_key: tlsPublicKeyPem(ctx.home, p) },
-        { mfaCode: o.mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE },
-        `database ${name} as ${login.dbUser}`,
-      );
-      ctx.exitCode = mfa?.tls_cert
-        ? await withCertFile(mfa.tls_cert, 'mfa-tls.crt', (file) => runClient(client, login, args, file))
-        : await runClient(client, login, args);
-    });
+    .action(
+      async (name: string, args: string[], o: { mfaCode?: string; mfaMode?: string; browser?: string }) => {
+        const p = currentProfile(ctx);
+        const login = readLogin(ctx, p, name);
+        const client = clientFor(login.protocol);
+        // The proxy says whether this session needs a fresh check (require_session_mfa).
+        const mfa = await sessionMfaCerts(
+          ctx.home,
+          p,
+          { kind: 'db', name, user: login.dbUser },
+          { tls_public_key: tlsPublicKeyPem(ctx.home, p) },
+          mfaSource(o, ctx.env),
+          `database ${name} as ${login.dbUser}`,
+        );
+        ctx.exitCode = mfa?.tls_cert
+          ? await withCertFile(mfa.tls_cert, 'mfa-tls.crt', (file) => runClient(client, login, args, file))
+          : await runClient(client, login, args);
+      },
+    );
 
   /** The database client for `db connect`, with its exit status. */
   const runClient = (client: DbClientConfig, login: DbLogin, args: string[], certFile?: string) => {

@@ -15,7 +15,14 @@ import { parseTraits } from '../args.js';
 import { type Ctx, profileClient, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
 import type { ProfileEntry } from '../profile.js';
-import { MFA_CODE_HELP, sessionMfaCerts, tlsPublicKeyPem } from '../session-mfa.js';
+import {
+  BROWSER_HELP,
+  MFA_CODE_HELP,
+  MFA_MODE_HELP,
+  mfaSource,
+  sessionMfaCerts,
+  tlsPublicKeyPem,
+} from '../session-mfa.js';
 import { asUsage, examples, usage } from './usage.js';
 
 function profileFor(ctx: Ctx, proxy: string | undefined): ProfileEntry {
@@ -238,36 +245,46 @@ export function registerKube(program: Command, ctx: Ctx): void {
       '--mfa-code <code>',
       `${MFA_CODE_HELP}; kubectl runs this plugin without a terminal: set GATEHOUSE_MFA_CODE or use gatehouse kubectl`,
     )
-    .action(async (o: { proxy?: string; cluster: string; mfaCode?: string }) => {
-      // kubectl says which ExecCredential version it reads (the kubeconfig's exec.apiVersion).
-      const apiVersion = execCredentialVersion(ctx.env.KUBERNETES_EXEC_INFO);
-      const p = profileFor(ctx, o.proxy);
-      const keys = ctx.home.readKeys(p);
-      const cert = new X509Certificate(keys.tlsCert);
-      const expires = new Date(cert.validTo);
-      if (expires.getTime() <= ctx.now().getTime()) {
-        throw new GatehouseError(
-          'GH_ERR_CERT_EXPIRED',
-          `your Gatehouse certificate expired at ${expires.toISOString()}`,
-          {
-            hint: `log in again: gatehouse login --proxy ${p.proxy}`,
-          },
+    .option('--mfa-mode <mode>', MFA_MODE_HELP)
+    .option('--browser <command>', BROWSER_HELP)
+    .action(
+      async (o: {
+        proxy?: string;
+        cluster: string;
+        mfaCode?: string;
+        mfaMode?: string;
+        browser?: string;
+      }) => {
+        // kubectl says which ExecCredential version it reads (the kubeconfig's exec.apiVersion).
+        const apiVersion = execCredentialVersion(ctx.env.KUBERNETES_EXEC_INFO);
+        const p = profileFor(ctx, o.proxy);
+        const keys = ctx.home.readKeys(p);
+        const cert = new X509Certificate(keys.tlsCert);
+        const expires = new Date(cert.validTo);
+        if (expires.getTime() <= ctx.now().getTime()) {
+          throw new GatehouseError(
+            'GH_ERR_CERT_EXPIRED',
+            `your Gatehouse certificate expired at ${expires.toISOString()}`,
+            {
+              hint: `log in again: gatehouse login --proxy ${p.proxy}`,
+            },
+          );
+        }
+        // Roles with require_session_mfa: a one-minute certificate for this cluster after a fresh
+        // check. kubectl keeps it until its expirationTimestamp and runs this plugin again after.
+        const mfa = await sessionMfaCerts(
+          ctx.home,
+          p,
+          { kind: 'kube', cluster: o.cluster },
+          { tls_public_key: tlsPublicKeyPem(ctx.home, p) },
+          mfaSource(o, ctx.env),
+          `Kubernetes cluster ${o.cluster}`,
         );
-      }
-      // Roles with require_session_mfa: a one-minute certificate for this cluster after a fresh
-      // check. kubectl keeps it until its expirationTimestamp and runs this plugin again after.
-      const mfa = await sessionMfaCerts(
-        ctx.home,
-        p,
-        { kind: 'kube', cluster: o.cluster },
-        { tls_public_key: tlsPublicKeyPem(ctx.home, p) },
-        { mfaCode: o.mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE },
-        `Kubernetes cluster ${o.cluster}`,
-      );
-      ctx.out(
-        `${mfa?.tls_cert ? execCredential(mfa.tls_cert, keys.tlsKey, new Date(mfa.expires), apiVersion) : execCredential(keys.tlsCert, keys.tlsKey, expires, apiVersion)}\n`,
-      );
-    });
+        ctx.out(
+          `${mfa?.tls_cert ? execCredential(mfa.tls_cert, keys.tlsKey, new Date(mfa.expires), apiVersion) : execCredential(keys.tlsCert, keys.tlsKey, expires, apiVersion)}\n`,
+        );
+      },
+    );
 
   program
     .command('kubectl')
@@ -279,6 +296,8 @@ export function registerKube(program: Command, ctx: Ctx): void {
       'the Kubernetes cluster (its context from gatehouse kube login is used)',
     )
     .option('--mfa-code <code>', MFA_CODE_HELP)
+    .option('--mfa-mode <mode>', MFA_MODE_HELP)
+    .option('--browser <command>', BROWSER_HELP)
     .argument('[args...]', 'kubectl arguments (after --)')
     .addHelpText(
       'after',
@@ -286,45 +305,67 @@ export function registerKube(program: Command, ctx: Ctx): void {
         '  $ gatehouse kubectl --cluster prod -- get pods\n  $ gatehouse kubectl --cluster prod --mfa-code 123456 -- exec web-1 -- uptime',
       ),
     )
-    .action(async (args: string[], o: { cluster: string; mfaCode?: string }) => {
-      const p = profileFor(ctx, undefined);
-      let code = o.mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE;
-      if (code === undefined || code === '-') {
-        // kubectl runs the credentials plugin without a terminal: when a check is needed,
-        // the code is asked for here and handed to the plugin in its environment.
-        const api = profileClient(ctx, p);
-        try {
-          const ch = await api.sessionMfaChallenge({ target: { kind: 'kube', cluster: o.cluster } });
-          if (ch.required) {
-            const { ask, readSecretFromStdin } = await import('../prompt.js');
-            code =
-              code === '-'
-                ? await readSecretFromStdin('authenticator code')
-                : await ask(`Authenticator code for Kubernetes cluster ${o.cluster}: `, {
-                    hidden: false,
-                    what: 'authenticator code',
-                    flag: '--mfa-code CODE',
-                  });
-          } else code = undefined;
-        } finally {
-          api.close();
+    .action(
+      async (
+        args: string[],
+        o: { cluster: string; mfaCode?: string; mfaMode?: string; browser?: string },
+      ) => {
+        const p = profileFor(ctx, undefined);
+        const src = mfaSource(o, ctx.env);
+        let code = src.mfaCode;
+        // What the plugin inherits: a security key's page is opened (or printed) by the plugin
+        // itself, whose stderr kubectl passes through; a code is asked for here.
+        const pass: Record<string, string> = {};
+        if (src.browser !== undefined) pass.GATEHOUSE_BROWSER = src.browser;
+        if (code === undefined || code === '-') {
+          // kubectl runs the credentials plugin without a terminal: when a check is needed,
+          // the code is asked for here and handed to the plugin in its environment.
+          const api = profileClient(ctx, p);
+          try {
+            const ch = await api.sessionMfaChallenge({ target: { kind: 'kube', cluster: o.cluster } });
+            if (ch.required) {
+              const { chooseMfaMethod, parseMfaMode } = await import('../browser-mfa.js');
+              const has = {
+                totp: ch.methods?.some((m) => m.method === 'totp') ?? false,
+                webauthn: ch.methods?.some((m) => m.method === 'webauthn') ?? false,
+              };
+              const describe = `Kubernetes cluster ${o.cluster}`;
+              const mode = code === '-' && src.mfaMode === undefined ? 'totp' : parseMfaMode(src.mfaMode);
+              if ((await chooseMfaMethod(mode, has, describe)) === 'webauthn') {
+                pass.GATEHOUSE_MFA_MODE = 'webauthn';
+                code = undefined;
+              } else {
+                const { ask, readSecretFromStdin } = await import('../prompt.js');
+                code =
+                  code === '-'
+                    ? await readSecretFromStdin('authenticator code')
+                    : await ask(`Authenticator code for ${describe}: `, {
+                        hidden: false,
+                        what: 'authenticator code',
+                        flag: '--mfa-code CODE',
+                      });
+              }
+            } else code = undefined;
+          } finally {
+            api.close();
+          }
         }
-      }
-      const env = { ...ctx.env, ...(code ? { GATEHOUSE_MFA_CODE: code.trim() } : {}) };
-      ctx.exitCode = await new Promise<number>((resolve, reject) => {
-        const child = spawn('kubectl', ['--context', `${p.cluster}-${o.cluster}`, ...args], {
-          stdio: 'inherit',
-          env,
+        const env = { ...ctx.env, ...pass, ...(code ? { GATEHOUSE_MFA_CODE: code.trim() } : {}) };
+        ctx.exitCode = await new Promise<number>((resolve, reject) => {
+          const child = spawn('kubectl', ['--context', `${p.cluster}-${o.cluster}`, ...args], {
+            stdio: 'inherit',
+            env,
+          });
+          child.on('error', (err) =>
+            reject(
+              new GatehouseError('GH_ERR_NOT_FOUND', `cannot run kubectl: ${err.message}`, {
+                hint: 'install kubectl (https://kubernetes.io/docs/tasks/tools/)',
+                cause: err,
+              }),
+            ),
+          );
+          child.on('close', (status) => resolve(status ?? 1));
         });
-        child.on('error', (err) =>
-          reject(
-            new GatehouseError('GH_ERR_NOT_FOUND', `cannot run kubectl: ${err.message}`, {
-              hint: 'install kubectl (https://kubernetes.io/docs/tasks/tools/)',
-              cause: err,
-            }),
-          ),
-        );
-        child.on('close', (status) => resolve(status ?? 1));
-      });
-    });
+      },
+    );
 }

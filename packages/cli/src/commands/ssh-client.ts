@@ -7,7 +7,14 @@ import { GatehouseError, parseHostPort } from '@gatehouse/core/lite';
 import type { Command } from 'commander';
 import type { ClientHome } from '../profile.js';
 import { requireProfile, splitPems } from '../profile.js';
-import { MFA_CODE_HELP, sessionMfaCerts, withCertFile } from '../session-mfa.js';
+import {
+  BROWSER_HELP,
+  MFA_CODE_HELP,
+  MFA_MODE_HELP,
+  mfaSource,
+  sessionMfaCerts,
+  withCertFile,
+} from '../session-mfa.js';
 import { examples, usage } from './usage.js';
 
 // The OpenSSH wrappers (`gatehouse ssh`, `scp`, `proxy ssh`). This module
@@ -126,6 +133,8 @@ export function defineSsh(cmd: Command, ctx: SshCtx): Command {
       .option('-A', 'forward your ssh-agent to the node, as ssh -A (your roles must allow agent_forwarding)')
       .option('-p <port>', "the node's SSH port as registered (default 22)")
       .option('--mfa-code <code>', MFA_CODE_HELP)
+      .option('--mfa-mode <mode>', MFA_MODE_HELP)
+      .option('--browser <command>', BROWSER_HELP)
       .addHelpText(
         'after',
         examples(
@@ -145,6 +154,8 @@ export function defineSsh(cmd: Command, ctx: SshCtx): Command {
             A?: boolean;
             p?: string;
             mfaCode?: string;
+            mfaMode?: string;
+            browser?: string;
           },
         ) => {
           if (!/^[^@\s]+@[^@\s]+$/.test(target))
@@ -157,7 +168,7 @@ export function defineSsh(cmd: Command, ctx: SshCtx): Command {
             p,
             { kind: 'node', node, login },
             { ssh_public_key: ctx.home.readKeys(p).sshPub.trim() },
-            { mfaCode: o.mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE },
+            mfaSource(o, ctx.env),
             target,
           );
           const connect = async (certFile?: string) => {

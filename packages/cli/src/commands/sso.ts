@@ -154,7 +154,7 @@ export function registerSso(program: Command, ctx: Ctx): void {
             redirect_url: cb.redirectUrl,
             client_challenge: cb.challenge,
           });
-          openBrowser(start, o.browser, ctx.err);
+          openBrowser(start.auth_url, o.browser, ctx.err);
           const code = await cb.code;
           const req = { code, verifier: cb.verifier };
           const out = t.kind === 'remote' ? await t.api.ssoRedeem(req) : await t.gateway.sso.redeem(req, {});

@@ -7,15 +7,18 @@ import {
   type LoginResponse,
   parseHostPort,
   parseSshCertificate,
+  type WebAuthnResponseJson,
 } from '@gatehouse/core';
 import type { Command } from 'commander';
 import QRCode from 'qrcode';
 import { durationFlag, relativeTime } from '../args.js';
+import { chooseMfaMethod, keyInBrowser, parseMfaMode } from '../browser-mfa.js';
 import { type Ctx, trustProxy } from '../context.js';
 import { generateLoginKeys } from '../keys.js';
 import { json } from '../output.js';
 import type { KeyPaths } from '../profile.js';
 import { ask, readSecretFromStdin } from '../prompt.js';
+import { MFA_MODE_HELP } from '../session-mfa.js';
 import { listenForSsoCallback, openBrowser } from '../sso-callback.js';
 import { loginWithRequests } from './requests.js';
 import { flag, usage } from './usage.js';
@@ -38,6 +41,36 @@ async function readOtp(o: { otp?: string }): Promise<string> {
   ).trim();
 }
 
+/**
+ * The login's second factor: a code (`--otp`, `--mfa-mode totp`), or a
+ * security key through the gateway's page in the browser (browser-mfa.ts);
+ * with `auto` the one the user has, asking when they have both. The gateway
+ * checks the password before it names the user's devices.
+ */
+async function secondFactor(
+  ctx: Ctx,
+  client: GatehouseClient,
+  who: { user: string; password: string },
+  o: { otp?: string | undefined; mfaMode?: string | undefined; browser?: string | undefined },
+): Promise<{ otp: string } | { webauthn: WebAuthnResponseJson }> {
+  const mode =
+    o.otp && o.mfaMode === undefined ? 'totp' : parseMfaMode(o.mfaMode ?? ctx.env.GATEHOUSE_MFA_MODE);
+  if (mode === 'totp') return { otp: await readOtp(o) };
+  const credential = await keyInBrowser(
+    async (cb) => {
+      const r = await client.browserMfaLogin({ ...who, ...cb });
+      const m = await chooseMfaMethod(
+        mode,
+        { totp: r.totp, webauthn: r.webauthn !== undefined },
+        'this login',
+      );
+      return m === 'webauthn' ? r.webauthn : undefined;
+    },
+    { browser: o.browser ?? ctx.env.GATEHOUSE_BROWSER, err: ctx.err, describe: `the login of ${who.user}` },
+  );
+  return credential ? { webauthn: credential as unknown as WebAuthnResponseJson } : { otp: await readOtp(o) };
+}
+
 export function registerUser(program: Command, ctx: Ctx): void {
   program
     .command('login')
@@ -51,8 +84,9 @@ export function registerUser(program: Command, ctx: Ctx): void {
     .option('--auth <connector>', 'log in through an SSO connector (gatehouse sso ls) in the browser')
     .option(
       '--browser <command>',
-      'with --auth: the command that opens the login URL, or "none" to only print it',
+      'with --auth or a security key: the command that opens the login page, or "none" to only print its URL (default: $GATEHOUSE_BROWSER, else xdg-open/open)',
     )
+    .option('--mfa-mode <mode>', MFA_MODE_HELP)
     .option(
       '--ttl <duration>',
       'requested certificate lifetime, e.g. 8h (capped by your roles)',
@@ -72,6 +106,7 @@ Examples:
   $ gatehouse login --request-id 5f0c...   # certificates with the approved request's roles (gatehouse request ls)
   $ gatehouse login --proxy gh.example.com:3080 --auth corp            # single sign-on in the browser
   $ gatehouse login --proxy gh.example.com:3080 --auth corp --browser none
+  $ gatehouse login --proxy gh.example.com:443 --user alice --mfa-mode webauthn   # security key, in the browser
   $ printf '%s' "$PW" | gatehouse login --proxy 127.0.0.1:3080 --user ci --password-stdin --otp 123456
   $ gatehouse login              # again, with the proxy and user of the current profile`,
     )
@@ -85,6 +120,7 @@ Examples:
           json?: boolean;
           auth?: string;
           browser?: string;
+          mfaMode?: string;
           requestId?: string[];
         },
       ) => {
@@ -124,12 +160,13 @@ Examples:
                 what: 'password',
                 flag: '--password-stdin',
               });
-          const otp = ping.second_factor === 'otp' ? await readOtp(o) : undefined;
+          const second =
+            ping.second_factor === 'otp' ? await secondFactor(ctx, client, { user, password }, o) : {};
           const keys = generateLoginKeys(`${user}@${ping.cluster_name}`);
           const res = await client.login({
             user,
             password,
-            ...(otp ? { otp } : {}),
+            ...second,
             ssh_public_key: keys.sshPublicKey,
             tls_public_key: keys.tlsPublicKey,
             ...(o.ttl ? { ttl: o.ttl } : {}),
@@ -360,7 +397,7 @@ async function ssoLogin(
       tls_public_key: keys.tlsPublicKey,
       ...(o.ttl ? { ttl: o.ttl } : {}),
     });
-    openBrowser(start, o.browser, ctx.err);
+    openBrowser(start.auth_url, o.browser, ctx.err);
     const code = await cb.code;
     const out = await client.ssoRedeem({ code, verifier: cb.verifier });
     if (out.kind !== 'login') {

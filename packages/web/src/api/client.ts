@@ -4,6 +4,7 @@ import {
   type AdminApi,
   type AssumeAccessRequestResponse,
   type AuditQuery,
+  type BrowserMfaPage,
   type DesktopTokenView,
   type FileQuery,
   type FileUploadResponse,
@@ -123,6 +124,8 @@ const CREDENTIAL_ROUTES: ReadonlySet<string> = new Set([
   PUBLIC_ROUTES.webauthnLoginBegin[1],
   PUBLIC_ROUTES.passwordlessBegin[1],
   PUBLIC_ROUTES.passwordlessLogin[1],
+  // A used or expired security key link for the CLI is about the link.
+  PUBLIC_ROUTES.browserMfaTake[1],
   // A refused code or key while adding a device is about the device, not the session.
   PUBLIC_ROUTES.mfaTotpAdd[1],
   PUBLIC_ROUTES.mfaWebAuthnAdd[1],
@@ -200,6 +203,11 @@ export class WebApi implements UiAdmin {
   /** Checks the password, then challenges the user's security keys (options for navigator.credentials.get). */
   webauthnLoginBegin(user: string, password: string): Promise<unknown> {
     return this.#call(PUBLIC_ROUTES.webauthnLoginBegin, {}, { body: { user, password } });
+  }
+
+  /** The CLI's pending security key check behind a /web/mfa link (handed out once). */
+  browserMfaTake(id: string): Promise<BrowserMfaPage> {
+    return this.#call(PUBLIC_ROUTES.browserMfaTake, {}, { body: { id } });
   }
 
   /** A challenge for any passkey (passwordless login). */

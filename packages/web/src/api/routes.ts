@@ -54,6 +54,7 @@ export type {
 } from '../../../core/src/api/types';
 export { ADMIN_ROUTES } from '../../../core/src/api/types';
 export type { DesktopTokenView } from '../../../core/src/desktops/protocol';
+export type { BrowserMfaPage } from '../../../core/src/mfa/browser';
 export type {
   SessionMfaCertsRequest,
   SessionMfaCertsResponse,

@@ -2,6 +2,7 @@
 export type RouteMatch =
   | { page: 'login' }
   | { page: 'invite'; token: string }
+  | { page: 'mfa' }
   | { page: 'cluster' }
   | { page: 'resources' }
   | { page: 'audit' }
@@ -20,6 +21,7 @@ export function matchPath(pathname: string): RouteMatch {
   const p = pathname.replace(/\/+$/, '') || '/';
   if (p === '/' || p === '/web' || p === '/web/cluster') return { page: 'cluster' };
   if (p === '/web/login') return { page: 'login' };
+  if (p === '/web/mfa') return { page: 'mfa' };
   if (p === '/web/resources') return { page: 'resources' };
   if (p === '/web/audit') return { page: 'audit' };
   if (p === '/web/users') return { page: 'users' };
