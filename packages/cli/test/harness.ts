@@ -341,11 +341,13 @@ export async function startNodeSshd(d: Daemon, extraConfig: string[] = []): Prom
 }
 
 /** A CLI command that prints a login URL: it runs in the background until the browser part is done. */
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv) {
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv, input?: string) {
   const child: ChildProcess = spawn(process.execPath, [BIN, ...args], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   });
+  // What a user types or pipes (a password for --password-stdin).
+  if (input !== undefined) child.stdin!.end(input);
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (b) => {

@@ -24,6 +24,13 @@ export function BrowserMfaPage() {
   const taken = useRef(false);
 
   useEffect(() => {
+    // Another link opened in this tab changes the fragment only: load it as the page it is.
+    const onHash = () => window.location.reload();
+    window.addEventListener('hashchange', onHash);
+    return () => window.removeEventListener('hashchange', onHash);
+  }, []);
+
+  useEffect(() => {
     // Taking the check uses up the link: once per page load, even if the effect runs twice.
     if (taken.current) return;
     taken.current = true;

@@ -1,0 +1,239 @@
+/**
+ * A security key from the CLI (issue 17, decision 0037 "CLI"): `gatehouse
+ * start` with public_addr localhost (a DNS name, the WebAuthn RP id), a user
+ * whose ONLY second factor is a key (registered in headless Chromium with a
+ * CDP virtual authenticator, then the authenticator app removed), and the
+ * built CLI run with `--browser none`: the test opens the printed gateway
+ * page in the browser that holds the key and presses "Use security key".
+ * `gatehouse login` gets certificates; `gatehouse ssh` to a real OpenSSH
+ * sshd with require_session_mfa passes the per-session check with the key.
+ * A used link is refused (audited as the user's), and an assertion made on
+ * one user's page is refused for another user's login (audited).
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GatehouseClient } from '@gatehouse/core';
+import type { Sshd } from '@gatehouse/core/testing';
+import { type TOTP, URI } from 'otpauth';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../core/test/helpers.js';
+import { launchChromium, serverSpkiPin } from '../../web/test/harness.js';
+import { addKey, addVirtualAuthenticator } from '../../web/test/webauthn-helpers.js';
+import {
+  admin,
+  auditEvents,
+  type Daemon,
+  PASSWORD,
+  run,
+  spawnCli,
+  startDaemon,
+  startNodeSshd,
+} from './harness.js';
+
+let d: Daemon;
+let sshd: Sshd;
+let browser: Browser;
+let api: GatehouseClient;
+let caPem: string;
+/** Alice's browser: the virtual authenticator (her key) belongs to this page. */
+let alice: { context: BrowserContext; page: Page };
+const login = `ghk${randomBytes(3).toString('hex')}`;
+const STEP_MS = 30_000;
+const home = (name: string) => join(d.root, `home-${name}`);
+
+/** Adds `name` with the invite's authenticator app enrolled; returns a code of the step after enrollment's. */
+async function enroll(name: string): Promise<string> {
+  const out = await admin(d, ['users', 'add', name, '--roles', 'keys-ops', '--logins', login]);
+  const token = /accept-invite .* (\S+)\s*$/m.exec(out.stdout)?.[1];
+  if (!token) throw new Error(`no invite in: ${out.stdout}`);
+  const totp = URI.parse((await api.inspectInvite(token)).totp!.uri) as TOTP;
+  // Two steps (enroll, then sign in), each good once; keep clear of a step boundary.
+  if (STEP_MS - (Date.now() % STEP_MS) < 8_000)
+    await new Promise((r) => setTimeout(r, STEP_MS - (Date.now() % STEP_MS) + 100));
+  const t0 = Date.now();
+  await api.acceptInvite(token, { password: PASSWORD, otp: totp.generate({ timestamp: t0 - STEP_MS }) });
+  return totp.generate({ timestamp: t0 });
+}
+
+/** Runs `gatehouse ARGS` as `name` with --browser none; the test opens the printed page and uses the key. */
+async function withKey(name: string, args: string[], input?: string) {
+  const cli = spawnCli([...args, '--browser', 'none'], { GATEHOUSE_HOME: home(name) }, input);
+  try {
+    const url = await cli.url;
+    const { page } = alice;
+    await page.goto(url);
+    await page.getByRole('button', { name: 'Use security key' }).click();
+    await page.getByText('You can close this window').waitFor();
+    return { ...(await cli.done), url };
+  } catch (e) {
+    cli.kill();
+    throw e;
+  }
+}
+
+const cliLogin = (name: string) =>
+  withKey(
+    name,
+    ['login', '--proxy', d.proxy, '--user', name, '--ca-pin', d.pin, '--password-stdin'],
+    `${PASSWORD}\n`,
+  );
+
+beforeAll(async () => {
+  execFileSync('useradd', ['-m', '-s', '/bin/bash', login]);
+  execFileSync('usermod', ['-p', '*', login]);
+  // The RP id is the host of public_addr: a DNS name, as browsers require (port 0: the bound one).
+  d = await startDaemon({ cluster: 'keys', secondFactor: 'otp', extraConfig: 'public_addr: localhost:0\n' });
+  const port = Number(d.proxy.split(':').pop());
+  caPem = (
+    await run(['ca', 'export', '--format', 'x509', '--type', 'host', '--proxy', d.proxy, '--ca-pin', d.pin])
+  ).stdout;
+  api = new GatehouseClient({ proxy: d.proxy, caPem: [caPem] });
+  writeFileSync(
+    join(d.root, 'keys-ops.yaml'),
+    [
+      'kind: role',
+      'name: keys-ops',
+      'allow:',
+      '  logins: ["{{internal.logins}}"]',
+      '  node_labels: {"*": "*"}',
+      'options:',
+      '  require_session_mfa: true',
+      '',
+    ].join('\n'),
+  );
+  await admin(d, ['roles', 'create', '-f', join(d.root, 'keys-ops.yaml')]);
+  sshd = await startNodeSshd(d, ['PrintMotd no']);
+  await admin(d, ['nodes', 'add', 'node1', '--addr', `127.0.0.1:${sshd.port}`]);
+
+  const code = await enroll('alice');
+  browser = await launchChromium([await serverSpkiPin(port, caPem)]);
+  const context = await browser.newContext({ baseURL: `https://localhost:${port}` });
+  context.setDefaultTimeout(20_000);
+  const page = await context.newPage();
+  alice = { context, page };
+  await addVirtualAuthenticator(await context.newCDPSession(page), 'usb');
+  await page.goto('/web/login');
+  await page.getByLabel('User').fill('alice');
+  await page.getByLabel('Password').fill(PASSWORD);
+  await page.getByLabel('Authenticator code').fill(code);
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+  await page.getByTestId('current-user').filter({ hasText: 'alice' }).waitFor();
+  await page.getByRole('link', { name: 'Account' }).click();
+  await page.getByRole('heading', { name: 'Your account' }).waitFor();
+  await addKey(page, 'blue key', false);
+  // The key becomes her only second factor: the authenticator app from the invite goes.
+  const removed = await page.evaluate(async () => {
+    const r = await fetch('/v1/mfa/devices/totp', {
+      method: 'DELETE',
+      headers: { 'x-csrf-token': sessionStorage.getItem('gatehouse.csrf') ?? '' },
+    });
+    return r.status;
+  });
+  expect(removed).toBe(200);
+}, 180_000);
+
+afterAll(async () => {
+  execFileSync('userdel', ['-r', '-f', login], { stdio: 'ignore' });
+  await alice?.context.close();
+  await browser?.close();
+  api?.close();
+  await sshd?.stop();
+  if (d) {
+    await d.stop();
+    rmSync(d.root, { recursive: true, force: true });
+  }
+});
+
+describe('gatehouse login and ssh with a security key (browser round trip)', () => {
+  let loginUrl = '';
+
+  it('gatehouse login: the password, then the key on the gateway page; certificates saved', async () => {
+    const r = await cliLogin('alice');
+    expect(r.code, r.stderr).toBe(0);
+    loginUrl = r.url;
+    // The page is the gateway's web origin (the RP), the link id in the fragment.
+    expect(r.url).toMatch(/^https:\/\/localhost:\d+\/web\/mfa#[A-Za-z0-9_-]{43}$/);
+    expect(r.stderr).toContain('Your security key is asked to confirm the login of alice');
+    expect(r.stdout).toContain('Logged in as alice to cluster keys');
+    const ok = auditEvents(d).filter((e) => e.type === 'user.login' && e.success && e.user === 'alice');
+    expect(ok.at(-1)).toMatchObject({
+      method: 'password',
+      mfa_device: { method: 'webauthn', name: 'blue key' },
+    });
+  });
+
+  it('gatehouse ssh with require_session_mfa: the key answers the check scoped to the node', async () => {
+    const r = await withKey('alice', ['ssh', `${login}@node1`, 'echo', 'key-ok']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('key-ok');
+    expect(r.stderr).toContain(`Your security key is asked to confirm ${login}@node1`);
+    const ev = await waitFor(
+      () =>
+        auditEvents(d)
+          .filter((e) => e.type === 'mfa.session' && e.success)
+          .at(-1),
+      'the mfa.session event',
+    );
+    expect(ev).toMatchObject({
+      user: 'alice',
+      server: 'node1',
+      login,
+      method: 'webauthn',
+      device: 'blue key',
+    });
+  });
+
+  it('a used link is refused on the page and audited as that user', async () => {
+    expect(loginUrl).not.toBe('');
+    const before = auditEvents(d).length;
+    await alice.page.goto(loginUrl);
+    await alice.page.getByText('this security key link was already used').waitFor();
+    expect(await alice.page.getByRole('button', { name: 'Use security key' }).count()).toBe(0);
+    const refused = await waitFor(
+      () =>
+        auditEvents(d)
+          .slice(before)
+          .find((e) => e.type === 'user.login' && !e.success),
+      'the refused link',
+    );
+    expect(refused).toMatchObject({ user: 'alice', reason: 'webauthn_challenge_invalid' });
+  });
+
+  it("an assertion made on alice's page is refused for bob's login, and is used up for alice's", async () => {
+    await enroll('bob');
+    // Alice's pending login, answered in her browser; the answer is caught on its way to the callback.
+    const start = await api.browserMfaLogin({
+      user: 'alice',
+      password: PASSWORD,
+      redirect_url: 'http://127.0.0.1:9/callback',
+      state: randomBytes(16).toString('base64url'),
+    });
+    expect(start.totp).toBe(false);
+    const page = alice.page;
+    const sent = page.waitForRequest((r) => r.url().startsWith('http://127.0.0.1:9/callback'));
+    await page.goto(start.webauthn!.url);
+    await page.getByRole('button', { name: 'Use security key' }).click();
+    const credential = JSON.parse(new URL((await sent).url()).searchParams.get('credential')!);
+    const before = auditEvents(d).length;
+    const asBob = await api
+      .login({ user: 'bob', password: PASSWORD, webauthn: credential })
+      .catch((e: unknown) => e);
+    expect(asBob).toMatchObject({ code: 'GH_ERR_WEBAUTHN_CHALLENGE_INVALID' });
+    const refused = await waitFor(
+      () =>
+        auditEvents(d)
+          .slice(before)
+          .find((e) => e.type === 'user.login' && !e.success),
+      "bob's refused login",
+    );
+    expect(refused).toMatchObject({ user: 'bob', reason: 'webauthn_challenge_invalid' });
+    // Bob's try used the challenge up: the same answer no longer logs alice in either.
+    const asAlice = await api
+      .login({ user: 'alice', password: PASSWORD, webauthn: credential })
+      .catch((e: unknown) => e);
+    expect(asAlice).toMatchObject({ code: 'GH_ERR_WEBAUTHN_CHALLENGE_INVALID' });
+  });
+});
