@@ -260,6 +260,8 @@ export class Gateway {
   readonly desktopTokens: DesktopTokens;
   /** Per-session MFA checks (role option require_session_mfa): challenges and target-bound certificates. */
   readonly sessionMfa: SessionMfa;
+  /** The CLI's security key checks through the gateway page /web/mfa (mfa/browser.ts). */
+  readonly browserMfa: BrowserMfa;
   /** The RDCleanPath relay (filled by the RDP adapter). */
   readonly desktopRelays = new DesktopRelayRegistry();
   readonly liveSessions: LiveSessions;
@@ -492,6 +494,13 @@ export class Gateway {
       hostCaKeys: () => authorities.get('host').map((k) => k.sshPublicKey),
       nodeRegistered: async (name) => (await this.nodes.get(name)) !== undefined,
     });
+    this.browserMfa = new BrowserMfa({
+      backend,
+      clock,
+      audit,
+      // The page must be on the relying party's origin: a key signs for that origin only.
+      webOrigin: () => this.users.webauthn.relyingParty().origins[0]!,
+    });
     this.#api = createApiHandler({
       sso: this.sso,
       mfa: {
@@ -500,13 +509,7 @@ export class Gateway {
         beginLogin: (req) => this.users.logins.beginWebAuthn(req),
       },
       sessionMfa: this.sessionMfa,
-      browserMfa: new BrowserMfa({
-        backend,
-        clock,
-        audit,
-        // The page must be on the relying party's origin: a key signs for that origin only.
-        webOrigin: () => this.users.webauthn.relyingParty().origins[0]!,
-      }),
+      browserMfa: this.browserMfa,
       config,
       advertised: () => this.advertised(),
       hostCaSigner: () => sshFingerprint(authorities.signingKey('host').sshPublicKey),

@@ -160,4 +160,79 @@ describe('per-session MFA with a security key (scope binding)', () => {
     expect(isGatehouseError(again) && again.code).toBe('GH_ERR_WEBAUTHN_CHALLENGE_INVALID');
     expect(await lastMfa()).toMatchObject({ success: false, target: 'web1', reason: 'challenge_invalid' });
   });
+
+  // The CLI's round trip (mfa/browser.ts): a page on the gateway's origin takes one pending check.
+  describe('a pending check for the CLI page (/web/mfa)', () => {
+    const cb = { redirect_url: 'http://127.0.0.1:4711/callback', state: 'cli-state-0123456789' };
+    const idOf = (url: string) => url.slice(url.indexOf('#') + 1);
+    const lastLogin = async () => (await t.gw.audit.search({ types: ['user.login'], limit: 1 })).events[0];
+
+    it('is on the RP origin, names the user and target, carries options scoped to the target, and opens once', async () => {
+      const ch = await alice.sessionMfaChallenge({ target: web1 });
+      const page = await alice.sessionMfaBrowser({ challenge_id: ch.challenge_id!, ...cb });
+      expect(page.url.startsWith(`${origin}/web/mfa#`)).toBe(true);
+      const first = await t.gw.browserMfa.take(idOf(page.url), {});
+      expect(first).toMatchObject({ user: 'alice', purpose: 'session', target: web1, ...cb });
+      const challenge = (first.options as { challenge: string }).challenge;
+      const stored = await t.gw.backend.get(
+        `webauthn_challenges/${createHash('sha256').update(challenge).digest('hex')}`,
+      );
+      expect(JSON.parse(stored!.value)).toMatchObject({ user: 'alice', scope: sessionScope(web1) });
+      // The second open is refused and audited as alice's check for web1.
+      const again = await t.gw.browserMfa.take(idOf(page.url), {}).catch((e) => e);
+      expect(isGatehouseError(again) && again.code).toBe('GH_ERR_WEBAUTHN_CHALLENGE_INVALID');
+      expect(again.message).toContain('already used');
+      expect(await lastMfa()).toMatchObject({
+        success: false,
+        user: 'alice',
+        target: 'web1',
+        reason: 'challenge_invalid',
+      });
+
+      // Made on a session page, an assertion is no login's second factor (another purpose): refused, audited.
+      const login = await t.gw.users.logins
+        .authenticate({
+          user: 'alice',
+          password: PASSWORD,
+          webauthn: assertionFor(challenge, origin) as never,
+        })
+        .catch((e) => e);
+      expect(isGatehouseError(login) && login.code).toBe('GH_ERR_WEBAUTHN_CHALLENGE_INVALID');
+      expect(await lastLogin()).toMatchObject({
+        success: false,
+        user: 'alice',
+        reason: 'webauthn_challenge_invalid',
+      });
+    });
+
+    it('expires with the challenge (5 minutes), and is refused as unknown', async () => {
+      const ch = await alice.sessionMfaChallenge({ target: web1 });
+      const page = await alice.sessionMfaBrowser({ challenge_id: ch.challenge_id!, ...cb });
+      clock.advance(5 * 60_000 + 1);
+      const late = await t.gw.browserMfa.take(idOf(page.url), {}).catch((e) => e);
+      expect(isGatehouseError(late) && late.code).toBe('GH_ERR_WEBAUTHN_CHALLENGE_INVALID');
+      const unknown = await t.gw.browserMfa.take('x'.repeat(43), {}).catch((e) => e);
+      expect(unknown.message).toContain('unknown or expired');
+    });
+
+    it('sends the browser back to a loopback callback only, with a state, for a challenge of the caller', async () => {
+      const ch = await alice.sessionMfaChallenge({ target: web1 });
+      for (const redirect_url of [
+        'https://evil.example/callback',
+        'http://10.0.0.1:80/cb',
+        'http://u:p@127.0.0.1:1/',
+      ]) {
+        const e = await alice
+          .sessionMfaBrowser({ challenge_id: ch.challenge_id!, redirect_url, state: cb.state })
+          .catch((x) => x);
+        expect(isGatehouseError(e) && e.code).toBe('GH_ERR_VALIDATION');
+      }
+      const noState = await alice
+        .sessionMfaBrowser({ challenge_id: ch.challenge_id!, redirect_url: cb.redirect_url, state: 'short' })
+        .catch((x) => x);
+      expect(isGatehouseError(noState) && noState.code).toBe('GH_ERR_VALIDATION');
+      const unknown = await alice.sessionMfaBrowser({ challenge_id: 'y'.repeat(32), ...cb }).catch((x) => x);
+      expect(isGatehouseError(unknown) && unknown.code).toBe('GH_ERR_SECOND_FACTOR_INVALID');
+    });
+  });
 });
