@@ -124,6 +124,7 @@ export async function keyInBrowser(
         },
       ),
     failure: { code: 'GH_ERR_WEBAUTHN_INVALID', hint: retry },
+    titles: { ok: 'Security key answer sent', failed: 'Security key check failed' },
   });
   try {
     const page = await start({ redirect_url: cb.redirectUrl, state });

@@ -11,7 +11,9 @@ describe('chooseMfaMethod', () => {
   });
 
   it('a named mode the user has no device for is refused with the other one suggested', async () => {
-    const key = await chooseMfaMethod('webauthn', { totp: true, webauthn: false }, 'ops@web1').catch((e) => e);
+    const key = await chooseMfaMethod('webauthn', { totp: true, webauthn: false }, 'ops@web1').catch(
+      (e) => e,
+    );
     expect(key.code).toBe('GH_ERR_SECOND_FACTOR_NOT_ENROLLED');
     expect(key.hint).toContain('--mfa-mode totp');
     const app = await chooseMfaMethod('totp', { totp: false, webauthn: true }, 'ops@web1').catch((e) => e);

@@ -47,6 +47,8 @@ export async function listenForCallback<T>(opts: {
   timeout: () => GatehouseError;
   /** The code of an error the gateway sent without a valid one, and what to do next. */
   failure: { code: ErrorCode; hint: string };
+  /** The titles of the page the browser shows after the callback. */
+  titles: { ok: string; failed: string };
 }): Promise<LoopbackCallback<T>> {
   let settle: { resolve: (v: T) => void; reject: (e: Error) => void } | undefined;
   const result = new Promise<T>((resolve, reject) => {
@@ -74,11 +76,14 @@ export async function listenForCallback<T>(opts: {
       }
       value = opts.accept(url.searchParams);
     } catch (e) {
-      html('Failed', `${escapeHtml((e as Error).message)}<br>See the terminal for what to do next.`);
+      html(
+        opts.titles.failed,
+        `${escapeHtml((e as Error).message)}<br>See the terminal for what to do next.`,
+      );
       s.reject(e as Error);
       return;
     }
-    html('Done', 'You can close this window and return to the terminal.');
+    html(opts.titles.ok, 'You can close this window and return to the terminal.');
     s.resolve(value);
   });
   await new Promise<void>((resolve, reject) => {
@@ -125,6 +130,7 @@ export async function listenForSsoCallback(): Promise<SsoCallback> {
         hint: 'run the login again and finish it in the browser',
       }),
     failure: { code: 'GH_ERR_SSO_IDP_ERROR', hint: SSO_RETRY },
+    titles: { ok: 'Login successful', failed: 'Login failed' },
   });
   return { redirectUrl: cb.redirectUrl, challenge, verifier, code: cb.result, close: cb.close };
 }
