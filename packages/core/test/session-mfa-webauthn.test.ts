@@ -211,6 +211,13 @@ describe('per-session MFA with a security key (scope binding)', () => {
       clock.advance(5 * 60_000 + 1);
       const late = await t.gw.browserMfa.take(idOf(page.url), {}).catch((e) => e);
       expect(isGatehouseError(late) && late.code).toBe('GH_ERR_WEBAUTHN_CHALLENGE_INVALID');
+      expect(late.message).toContain('unknown or expired');
+      expect(await lastMfa()).toMatchObject({
+        success: false,
+        user: 'alice',
+        target: 'web1',
+        reason: 'challenge_invalid',
+      });
       const unknown = await t.gw.browserMfa.take('x'.repeat(43), {}).catch((e) => e);
       expect(unknown.message).toContain('unknown or expired');
     });

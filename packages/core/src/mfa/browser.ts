@@ -147,18 +147,15 @@ export class BrowserMfa {
   async take(id: unknown, ctx: { remoteAddr?: string | undefined }): Promise<BrowserMfaPage> {
     const key = typeof id === 'string' && ID_RE.test(id) ? hash(id) : undefined;
     const item = key ? await this.#d.backend.get(PENDING + key) : undefined;
-    const now = this.#d.clock.now();
+    type Was = { user: string; purpose: BrowserMfaPurpose; target?: MfaTarget | undefined };
+    let was: Was | undefined;
+    let used = false;
     if (key && item && (await this.#d.backend.delete(PENDING + key))) {
       const rec = JSON.parse(item.value) as Pending;
-      const left = Date.parse(rec.expires) - now.getTime();
-      if (left > 0) {
-        await this.#d.backend.put(
-          USED + key,
-          JSON.stringify({ user: rec.user, purpose: rec.purpose, target: rec.target }),
-          {
-            ttlMs: BROWSER_MFA_TTL_MS,
-          },
-        );
+      was = { user: rec.user, purpose: rec.purpose, target: rec.target };
+      // The injected clock decides, as for the WebAuthn challenge inside (the backend's TTL only cleans up).
+      if (Date.parse(rec.expires) > this.#d.clock.now().getTime()) {
+        await this.#d.backend.put(USED + key, JSON.stringify(was), { ttlMs: BROWSER_MFA_TTL_MS });
         return {
           user: rec.user,
           purpose: rec.purpose,
@@ -169,11 +166,13 @@ export class BrowserMfa {
           state: rec.state,
         };
       }
+    } else if (key) {
+      const tomb = await this.#d.backend.get(USED + key);
+      if (tomb) {
+        was = JSON.parse(tomb.value) as Was;
+        used = true;
+      }
     }
-    const used = key ? await this.#d.backend.get(USED + key) : undefined;
-    const was = used
-      ? (JSON.parse(used.value) as { user: string; purpose: BrowserMfaPurpose; target?: MfaTarget })
-      : undefined;
     const err = new GatehouseError(
       'GH_ERR_WEBAUTHN_CHALLENGE_INVALID',
       used
@@ -186,7 +185,7 @@ export class BrowserMfa {
   }
 
   async #refused(
-    was: { user: string; purpose: BrowserMfaPurpose; target?: MfaTarget } | undefined,
+    was: { user: string; purpose: BrowserMfaPurpose; target?: MfaTarget | undefined } | undefined,
     err: GatehouseError,
     ctx: { remoteAddr?: string | undefined },
   ): Promise<void> {
