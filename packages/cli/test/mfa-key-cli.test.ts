@@ -7,8 +7,10 @@
  * page in the browser that holds the key and presses "Use security key".
  * `gatehouse login` gets certificates; `gatehouse ssh` to a real OpenSSH
  * sshd with require_session_mfa passes the per-session check with the key.
- * A used link is refused (audited as the user's), and an assertion made on
- * one user's page is refused for another user's login (audited).
+ * A used link is refused (audited as the user's); an assertion made on one
+ * user's page is refused for another user's login; an assertion for the
+ * CLI's challenge made on another origin, and one from a cloned key (sign
+ * counter below the stored one), are refused at login: each audited.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,11 +19,11 @@ import { join } from 'node:path';
 import { GatehouseClient } from '@gatehouse/core';
 import type { Sshd } from '@gatehouse/core/testing';
 import { type TOTP, URI } from 'otpauth';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../core/test/helpers.js';
 import { launchChromium, serverSpkiPin } from '../../web/test/harness.js';
-import { addKey, addVirtualAuthenticator } from '../../web/test/webauthn-helpers.js';
+import { addKey, addVirtualAuthenticator, assertOnPage, postFrom } from '../../web/test/webauthn-helpers.js';
 import {
   admin,
   auditEvents,
@@ -39,7 +41,7 @@ let browser: Browser;
 let api: GatehouseClient;
 let caPem: string;
 /** Alice's browser: the virtual authenticator (her key) belongs to this page. */
-let alice: { context: BrowserContext; page: Page };
+let alice: { context: BrowserContext; page: Page; cdp: CDPSession; authenticatorId: string };
 const login = `ghk${randomBytes(3).toString('hex')}`;
 const STEP_MS = 30_000;
 const home = (name: string) => join(d.root, `home-${name}`);
@@ -113,8 +115,8 @@ beforeAll(async () => {
   const context = await browser.newContext({ baseURL: `https://localhost:${port}` });
   context.setDefaultTimeout(20_000);
   const page = await context.newPage();
-  alice = { context, page };
-  await addVirtualAuthenticator(await context.newCDPSession(page), 'usb');
+  const cdp = await context.newCDPSession(page);
+  alice = { context, page, cdp, authenticatorId: await addVirtualAuthenticator(cdp, 'usb') };
   await page.goto('/web/login');
   await page.getByLabel('User').fill('alice');
   await page.getByLabel('Password').fill(PASSWORD);
@@ -235,5 +237,89 @@ describe('gatehouse login and ssh with a security key (browser round trip)', () 
       .login({ user: 'alice', password: PASSWORD, webauthn: credential })
       .catch((e: unknown) => e);
     expect(asAlice).toMatchObject({ code: 'GH_ERR_WEBAUTHN_CHALLENGE_INVALID' });
+  });
+
+  /** The newest refused user.login of `user` after `since` events. */
+  const refusedLogin = (user: string, since: number) =>
+    waitFor(
+      () =>
+        auditEvents(d)
+          .slice(since)
+          .find((e) => e.type === 'user.login' && !e.success && e.user === user),
+      `the refused login of ${user}`,
+    );
+
+  it("an assertion for the CLI's challenge made on another origin is refused at login, audited", async () => {
+    const cli = spawnCli(
+      [
+        'login',
+        '--proxy',
+        d.proxy,
+        '--user',
+        'alice',
+        '--ca-pin',
+        d.pin,
+        '--password-stdin',
+        '--browser',
+        'none',
+      ],
+      { GATEHOUSE_HOME: home('alice-origin') },
+      `${PASSWORD}\n`,
+    );
+    try {
+      const url = await cli.url;
+      const { page } = alice;
+      // Whoever holds the link (here a page of another origin, same host: the RP id is valid
+      // there, so the browser signs) takes the pending check and answers it elsewhere.
+      await page.goto('/web/login');
+      const taken = await postFrom(page, '/v1/mfa/browser/take', { id: url.slice(url.indexOf('#') + 1) });
+      expect(taken.status).toBe(200);
+      const pending = taken.json as {
+        options: { challenge: string; rpId: string; allowCredentials: { id: string }[] };
+        redirect_url: string;
+        state: string;
+      };
+      const other = 'https://localhost:1/';
+      await page.route(`${other}**`, (r) =>
+        r.fulfill({ contentType: 'text/html', body: '<title>other</title>' }),
+      );
+      await page.goto(other);
+      const credential = await assertOnPage(page, pending.options, 'preferred');
+      await page.unroute(`${other}**`);
+      const before = auditEvents(d).length;
+      const back = new URL(pending.redirect_url);
+      back.searchParams.set('state', pending.state);
+      back.searchParams.set('credential', JSON.stringify(credential));
+      expect((await fetch(back)).status).toBe(200);
+      const r = await cli.done;
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/origin/i);
+      expect(await refusedLogin('alice', before)).toMatchObject({
+        reason: 'webauthn_invalid',
+        mfa_device: { method: 'webauthn', name: 'blue key' },
+      });
+    } finally {
+      cli.kill();
+    }
+  });
+
+  it('a cloned key (its sign counter below the stored one) is refused at login, audited', async () => {
+    // The authenticator starts counting again from 0, as a copy of the key would.
+    const { cdp, authenticatorId } = alice;
+    const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    expect(credentials.length).toBe(1);
+    expect(credentials[0]!.signCount).toBeGreaterThan(1);
+    for (const c of credentials) {
+      await cdp.send('WebAuthn.removeCredential', { authenticatorId, credentialId: c.credentialId });
+      await cdp.send('WebAuthn.addCredential', { authenticatorId, credential: { ...c, signCount: 0 } });
+    }
+    const before = auditEvents(d).length;
+    const r = await cliLogin('alice');
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('sign counter');
+    expect(await refusedLogin('alice', before)).toMatchObject({
+      reason: 'webauthn_counter',
+      mfa_device: { method: 'webauthn', name: 'blue key' },
+    });
   });
 });

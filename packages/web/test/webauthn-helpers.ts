@@ -72,3 +72,57 @@ export async function postFrom(
     [path, body, opts.signedIn === true] as const,
   );
 }
+
+/**
+ * Runs navigator.credentials.get on `page` (whatever its origin) for a
+ * gateway's assertion options, and returns the credential as the browser
+ * library's JSON: what a page of another origin would make of a challenge.
+ */
+export async function assertOnPage(
+  page: Page,
+  options: { challenge: string; rpId: string; allowCredentials?: { id: string }[] },
+  userVerification: 'required' | 'preferred' = 'required',
+): Promise<Record<string, unknown>> {
+  return page.evaluate(
+    async ([o, uv]) => {
+      const b64 = (s: string) =>
+        Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+      const enc = (b: ArrayBuffer | null) =>
+        b
+          ? btoa(String.fromCharCode(...new Uint8Array(b)))
+              .replace(/\+/g, '-')
+              .replace(/\//g, '_')
+              .replace(/=+$/, '')
+          : undefined;
+      const cred = (await navigator.credentials.get({
+        publicKey: {
+          challenge: b64(o.challenge),
+          rpId: o.rpId,
+          userVerification: uv,
+          ...(o.allowCredentials
+            ? {
+                allowCredentials: o.allowCredentials.map((c) => ({
+                  type: 'public-key' as const,
+                  id: b64(c.id),
+                })),
+              }
+            : {}),
+        },
+      })) as PublicKeyCredential;
+      const r = cred.response as AuthenticatorAssertionResponse;
+      return {
+        id: cred.id,
+        rawId: enc(cred.rawId),
+        type: 'public-key',
+        response: {
+          clientDataJSON: enc(r.clientDataJSON),
+          authenticatorData: enc(r.authenticatorData),
+          signature: enc(r.signature),
+          userHandle: enc(r.userHandle),
+        },
+        clientExtensionResults: {},
+      };
+    },
+    [options, userVerification] as const,
+  );
+}

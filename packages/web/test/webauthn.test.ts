@@ -13,7 +13,7 @@ import type { BrowserContext, CDPSession, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway, type TestGateway, waitFor } from '../../core/test/helpers.js';
 import { buildUi, totpNow, UiBrowser } from './harness.js';
-import { addKey as addKeyOn, addVirtualAuthenticator, postFrom } from './webauthn-helpers.js';
+import { addKey as addKeyOn, addVirtualAuthenticator, assertOnPage, postFrom } from './webauthn-helpers.js';
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -190,33 +190,7 @@ describe('security keys and passkeys in Chromium', () => {
       r.fulfill({ contentType: 'text/html', body: '<title>other</title>' }),
     );
     await page.goto(other);
-    const assertion = await page.evaluate(async (o) => {
-      const b64 = (s: string) =>
-        Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
-      const enc = (b: ArrayBuffer | null) =>
-        b
-          ? btoa(String.fromCharCode(...new Uint8Array(b)))
-              .replace(/\+/g, '-')
-              .replace(/\//g, '_')
-              .replace(/=+$/, '')
-          : undefined;
-      const cred = (await navigator.credentials.get({
-        publicKey: { challenge: b64(o.challenge), rpId: o.rpId, userVerification: 'required' },
-      })) as PublicKeyCredential;
-      const r = cred.response as AuthenticatorAssertionResponse;
-      return {
-        id: cred.id,
-        rawId: enc(cred.rawId),
-        type: 'public-key',
-        response: {
-          clientDataJSON: enc(r.clientDataJSON),
-          authenticatorData: enc(r.authenticatorData),
-          signature: enc(r.signature),
-          userHandle: enc(r.userHandle),
-        },
-        clientExtensionResults: {},
-      };
-    }, options);
+    const assertion = await assertOnPage(page, options);
     await page.unroute(`${other}**`);
     await page.goto('/web/login');
     const res = await post('/v1/login/passwordless', { webauthn: assertion });
