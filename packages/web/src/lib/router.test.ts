@@ -13,6 +13,7 @@ describe('router', () => {
     expect(matchPath('/web/terminal')).toEqual({ page: 'terminal' });
     expect(matchPath('/web/account')).toEqual({ page: 'account' });
     expect(matchPath('/web/requests/')).toEqual({ page: 'requests' });
+    expect(matchPath('/web/mfa')).toEqual({ page: 'mfa' });
   });
 
   it('follows only same-site paths after login', () => {
