@@ -125,10 +125,10 @@ Examples:
         },
       ) => {
         if (o.requestId?.length) {
-          if (o.auth !== undefined || o.user || o.passwordStdin || o.otp || o.proxy || o.ttl) {
+          if (o.auth !== undefined || o.user || o.passwordStdin || o.otp || o.mfaMode || o.proxy || o.ttl) {
             throw usage(
               '--request-id re-issues the current login with the approved roles',
-              'drop --proxy, --user, --password-stdin, --otp, --auth and --ttl (log in first without --request-id)',
+              'drop --proxy, --user, --password-stdin, --otp, --mfa-mode, --auth and --ttl (log in first without --request-id)',
             );
           }
           await loginWithRequests(ctx, undefined, o.requestId, o);
@@ -139,8 +139,11 @@ Examples:
         if (!proxy) throw usage('no proxy given', 'pass --proxy HOST:PORT (printed by `gatehouse start`)');
         parseHostPort(proxy);
         if (o.auth !== undefined) {
-          if (o.user || o.passwordStdin || o.otp) {
-            throw usage('--auth logs in at the identity provider', 'drop --user, --password-stdin and --otp');
+          if (o.user || o.passwordStdin || o.otp || o.mfaMode) {
+            throw usage(
+              '--auth logs in at the identity provider',
+              'drop --user, --password-stdin, --otp and --mfa-mode',
+            );
           }
           await ssoLogin(ctx, proxy, { ...o, auth: o.auth });
           return;
