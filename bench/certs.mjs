@@ -1,6 +1,10 @@
 // Certificate issuance throughput on one core (main thread, sequential):
 // Gatehouse's CertificateAuthorities side by side with @peculiar/x509,
 // sshpk and `ssh-keygen -s`. Goals: >= 2,000 SSH and >= 1,000 X.509 per second.
+// Gatehouse is measured twice: with a do-nothing audit emitter (the signing
+// alone, comparable with the libraries) and as a gateway issues, waiting for
+// each cert.issue event to be in the hash-chained JSON-lines record (and
+// indexed on the index thread), which is what a login pays.
 import 'reflect-metadata';
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, webcrypto } from 'node:crypto';
@@ -11,6 +15,7 @@ import { promisify } from 'node:util';
 import {
   AesGcmSealer,
   CertificateAuthorities,
+  createGateway,
   IDENTITY_EXTENSION_OID,
   MemoryBackend,
   systemClock,
@@ -56,8 +61,10 @@ export async function run(argv) {
   const opts = parseArgs(argv);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-bench-certs-'));
   const backend = new MemoryBackend({ sweepIntervalMs: 0 });
+  // The real audit path: a gateway's own CAs, whose audit log is the gateway's (JSONL record + index).
+  const gw = await createGateway({ dataDir: path.join(dir, 'gw'), secondFactor: 'off', env: {} });
   try {
-    // A no-op emitter: the bench measures issuance, not an audit sink.
+    // A no-op emitter: the signing alone (the real audit path is measured below, with gw.authorities).
     const audit = { emit: async (e) => e };
     const cas = new CertificateAuthorities({
       backend,
@@ -96,7 +103,7 @@ export async function run(argv) {
     // --- SSH
     add(
       'ssh',
-      'gatehouse issueSshUserCert',
+      'gatehouse issueSshUserCert, no-op audit',
       await measure(opts.seconds, () => {
         const { now, until } = ttl();
         return cas.issueSshUserCert({
@@ -109,6 +116,24 @@ export async function run(argv) {
           identity: identity(until),
         });
       }),
+    );
+
+    add(
+      'ssh',
+      'gatehouse issueSshUserCert, real audit',
+      await measure(opts.seconds, () => {
+        const { now, until } = ttl();
+        return gw.authorities.issueSshUserCert({
+          publicKey: clientSshLine,
+          keyId: 'alice',
+          principals: ['alice', 'root', 'ubuntu'],
+          validAfter: now,
+          validBefore: until,
+          permitPortForwarding: true,
+          identity: identity(until),
+        });
+      }),
+      'waits for the cert.issue event (hash-chained JSON lines, indexed)',
     );
 
     const sshpkCa = sshpk.generatePrivateKey('ed25519');
@@ -166,7 +191,7 @@ export async function run(argv) {
     // --- X.509
     add(
       'x509',
-      'gatehouse issueX509UserCert',
+      'gatehouse issueX509UserCert, no-op audit',
       await measure(opts.seconds, () => {
         const { now, until } = ttl();
         return cas.issueX509UserCert({
@@ -176,6 +201,21 @@ export async function run(argv) {
           notAfter: until,
         });
       }),
+    );
+
+    add(
+      'x509',
+      'gatehouse issueX509UserCert, real audit',
+      await measure(opts.seconds, () => {
+        const { now, until } = ttl();
+        return gw.authorities.issueX509UserCert({
+          publicKeyPem: clientTlsPem,
+          identity: identity(until),
+          notBefore: now,
+          notAfter: until,
+        });
+      }),
+      'waits for the cert.issue event (hash-chained JSON lines, indexed)',
     );
 
     // The library route for the same certificate (decision 0001 explains why leaves do not use it).
@@ -223,9 +263,20 @@ export async function run(argv) {
 
     const base = { ssh: rows.find((r) => r.kind === 'ssh'), x509: rows.find((r) => r.kind === 'x509') };
     for (const r of rows) r.ratioVsGatehouse = r.perSecond / base[r.kind].perSecond;
+    const real = {
+      ssh: rows.find((r) => r.name === 'gatehouse issueSshUserCert, real audit'),
+      x509: rows.find((r) => r.name === 'gatehouse issueX509UserCert, real audit'),
+    };
+    const goal = (kind, row) => ({
+      goal: GOALS[kind],
+      actual: row.perSecond,
+      met: row.perSecond >= GOALS[kind],
+    });
     const goals = {
-      ssh: { goal: GOALS.ssh, actual: base.ssh.perSecond, met: base.ssh.perSecond >= GOALS.ssh },
-      x509: { goal: GOALS.x509, actual: base.x509.perSecond, met: base.x509.perSecond >= GOALS.x509 },
+      ssh: goal('ssh', base.ssh),
+      x509: goal('x509', base.x509),
+      ssh_real_audit: goal('ssh', real.ssh),
+      x509_real_audit: goal('x509', real.x509),
     };
     const env = {
       node: process.version,
@@ -249,11 +300,12 @@ export async function run(argv) {
           `${r.kind.padEnd(5)} ${r.name.padEnd(48)} ${fmt(r.perSecond).padStart(9)} ${`${r.ratioVsGatehouse.toFixed(3)}x`.padStart(13)}  ${r.note}`,
       ),
       '',
-      `goal SSH  >= ${fmt(GOALS.ssh)}/s: ${goals.ssh.met ? 'met' : 'NOT met'} (${fmt(goals.ssh.actual)}/s)`,
-      `goal X.509 >= ${fmt(GOALS.x509)}/s: ${goals.x509.met ? 'met' : 'NOT met'} (${fmt(goals.x509.actual)}/s)`,
+      `goal SSH  >= ${fmt(GOALS.ssh)}/s: signing alone ${goals.ssh.met ? 'met' : 'NOT met'} (${fmt(goals.ssh.actual)}/s), with the real audit ${goals.ssh_real_audit.met ? 'met' : 'NOT met'} (${fmt(goals.ssh_real_audit.actual)}/s)`,
+      `goal X.509 >= ${fmt(GOALS.x509)}/s: signing alone ${goals.x509.met ? 'met' : 'NOT met'} (${fmt(goals.x509.actual)}/s), with the real audit ${goals.x509_real_audit.met ? 'met' : 'NOT met'} (${fmt(goals.x509_real_audit.actual)}/s)`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
+    await gw.close();
     await backend.close();
     await rm(dir, { recursive: true, force: true });
   }
