@@ -689,8 +689,24 @@ class Relay {
     if (w) await w;
   }
 
-  /** Every audit write is awaited before the statement runs: no audit, no statement. */
-  async #audit(
+  /**
+   * Every audit write is awaited before the statement runs: no audit, no
+   * statement. A session that core audits at session level only (role option
+   * db_audit: sessions) writes nothing here: the statement is only counted.
+   */
+  #audit(
+    q: { query: AuditText; parameters?: AuditText[]; statement?: string },
+    seq: number,
+  ): boolean | Promise<boolean> {
+    const audit = this.#session.audit;
+    if (!audit.auditsStatements) {
+      audit.countQuery();
+      return true;
+    }
+    return this.#auditWrite(q, seq);
+  }
+
+  async #auditWrite(
     q: { query: AuditText; parameters?: AuditText[]; statement?: string },
     seq: number,
   ): Promise<boolean> {

@@ -229,6 +229,66 @@ describe('MySQL/MariaDB through Gatehouse (real mariadb client, mysql2 and Maria
     expect(e?.parameters).toEqual(['<redacted>']);
   });
 
+  it('db_audit: sessions records the session (saying so) and its end with a count, but no statement; a statements role wins', async () => {
+    await t.gw.admin.putRole(
+      [
+        'kind: role',
+        'name: my-sessions',
+        'allow:',
+        '  db_labels: { engine: mariadb }',
+        '  db_users: [alice]',
+        '  db_names: [shop]',
+        'options:',
+        '  db_audit: sessions',
+        '',
+      ].join('\n'),
+      { create: true },
+    );
+    await t.gw.admin.createUser({ name: 'sam', roles: ['my-sessions'], traits: {} });
+    await t.gw.admin.createUser({ name: 'mia', roles: ['my-sessions', 'my-dev'], traits: {} });
+    const sam = await userCert(t.gw, dir, 'sam', {
+      user: 'sam',
+      roles: ['my-sessions'],
+      route: { kind: 'db', name: 'shop' },
+    });
+    const mia = await userCert(t.gw, dir, 'mia', {
+      user: 'mia',
+      roles: ['my-sessions', 'my-dev'],
+      route: { kind: 'db', name: 'shop' },
+    });
+    const marker = `sessions-only-${Date.now().toString(36)}`;
+    const r = await mariadb(direct(sam), { input: `SELECT '${marker}';\nSELECT 2;\n` });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim().split('\n')).toEqual([marker, '2']);
+    // Prepared statements (mysql2): a prepare and an execute, neither recorded.
+    const c = await my2(sam);
+    try {
+      const [rows] = await c.execute('SELECT ? AS v', [marker]);
+      expect(rows).toEqual([{ v: marker }]);
+    } finally {
+      await c.end();
+    }
+    const starts = (await events('db.session.start')).filter((e) => e.user === 'sam');
+    expect(starts).toHaveLength(2);
+    for (const s of starts) expect(s).toMatchObject({ success: true, db_audit: 'sessions' });
+    const ends = await waitFor(async () => {
+      const es = (await events('db.session.end')).filter((e) => e.user === 'sam');
+      return es.length === 2 ? es : undefined;
+    }, "sam's two session ends");
+    for (const e of ends) expect((e as { queries?: number }).queries).toBeGreaterThanOrEqual(2);
+    expect((await queries()).filter((e) => e.user === 'sam')).toEqual([]);
+    // Any role asking for statements (a role without db_audit does): every statement is recorded.
+    const m = await mariadb(direct(mia), { input: `SELECT '${marker}-mia';\n` });
+    expect(m.stderr).toBe('');
+    const hit = (await queries()).find(
+      (e) => e.user === 'mia' && (e as { query: string }).query.includes(marker),
+    );
+    expect(hit).toMatchObject({ query: `SELECT '${marker}-mia'` });
+    const miaStart = (await events('db.session.start')).find((e) => e.session_id === hit?.session_id);
+    expect(miaStart).toMatchObject({ success: true });
+    expect(miaStart).not.toHaveProperty('db_audit');
+  });
+
   it('refuses LOAD DATA LOCAL INFILE and audits the attempt', async () => {
     const csv = join(dir, 'in.csv');
     writeFileSync(csv, '100,loaded,1.00,\\N\n');

@@ -182,4 +182,24 @@ describe('ClientAudit: large messages stream, and wait only at their last byte',
       /string longer than 64 bytes/,
     );
   });
+
+  it('without statement audit (db_audit: sessions) holds and decodes nothing, counts the statements run, still checks framing', () => {
+    const a = new ClientAudit({ limits, maxBufferedBytes: MAX_BUFFERED, statements: false });
+    let unaudited = 0;
+    const out: Buffer[] = [];
+    // Every cut point: a header split across chunks is counted once.
+    for (let at = 0; at < input.length; at += 7) {
+      const r = a.push(input.subarray(at, at + 7));
+      expect(r.records).toEqual([]);
+      unaudited += r.unaudited;
+      out.push(...r.out);
+    }
+    expect(Buffer.concat(out)).toEqual(input);
+    // Two Queries, one Execute, one FunctionCall.
+    expect(unaudited).toBe(4);
+    const unknown = Buffer.from([0x7a, 0, 0, 0, 4]);
+    expect(() =>
+      new ClientAudit({ limits, maxBufferedBytes: MAX_BUFFERED, statements: false }).push(unknown),
+    ).toThrow(PgWireError);
+  });
 });

@@ -11,6 +11,7 @@ import {
   type FrontendMessage,
   isAuditedFrontendType,
   isKnownFrontendType,
+  isStatementRun,
 } from './wire/frontend.js';
 import { MessageReader } from './wire/reader.js';
 import {
@@ -167,14 +168,33 @@ export class ClientAudit {
   readonly #maxName: number;
   /** The audited message streaming through right now. */
   #streaming: PullParser<StreamedMessage> | undefined;
+  /** Statements run (Query, Execute, FunctionCall) that were not decoded, since the last push. */
+  #unaudited = 0;
 
-  constructor(opts: { limits: AuditTextLimits; maxMessageBytes?: number; maxBufferedBytes: number }) {
+  /**
+   * `statements: false` (a session audited at session level only): messages
+   * are still framed and checked (known types, size limits), but none is
+   * held or decoded; push only counts the statements run.
+   */
+  constructor(opts: {
+    limits: AuditTextLimits;
+    maxMessageBytes?: number;
+    maxBufferedBytes: number;
+    statements?: boolean;
+  }) {
     this.#limits = opts.limits;
     this.#maxName = opts.maxBufferedBytes;
     this.#auditor = new QueryAuditor(opts.limits);
+    const statements = opts.statements ?? true;
     this.#reader = new MessageReader({
-      inspect: isAuditedFrontendType,
-      accept: isKnownFrontendType,
+      inspect: statements ? isAuditedFrontendType : () => false,
+      // Called once per message header: where an unaudited session's statements are counted.
+      accept: statements
+        ? isKnownFrontendType
+        : (t) => {
+            if (isStatementRun(t)) this.#unaudited++;
+            return isKnownFrontendType(t);
+          },
       peer: 'the client',
       ...(opts.maxMessageBytes !== undefined ? { maxMessageBytes: opts.maxMessageBytes } : {}),
       maxBufferedBytes: opts.maxBufferedBytes,
@@ -182,8 +202,12 @@ export class ClientAudit {
     });
   }
 
-  /** Throws PgWireError for bytes that break the protocol (the session must end). */
-  push(chunk: Buffer): { out: Buffer[]; records: QueryRecord[] } {
+  /**
+   * Throws PgWireError for bytes that break the protocol (the session must
+   * end). `unaudited`: statements run that have no record (only without statement audit).
+   */
+  push(chunk: Buffer): { out: Buffer[]; records: QueryRecord[]; unaudited: number } {
+    this.#unaudited = 0;
     const segs = this.#reader.push(chunk);
     const out = new Array<Buffer>(segs.length);
     const records: QueryRecord[] = [];
@@ -217,7 +241,7 @@ export class ClientAudit {
         }
       }
     }
-    return { out, records };
+    return { out, records, unaudited: this.#unaudited };
   }
 
   /** A whole message: the fast decoder, unless its texts may outgrow what the audit keeps. */

@@ -419,6 +419,8 @@ class Relay {
     this.#audit = session.audit;
     this.#cancelPid = cancelPid;
     this.#front = new ClientAudit({
+      // Core's decision (role option db_audit): without statement audit nothing is decoded.
+      statements: session.audit.auditsStatements,
       limits: session.audit.limits,
       maxMessageBytes: deps.options.maxMessageBytes,
       maxBufferedBytes: deps.options.maxBufferedMessageBytes,
@@ -529,13 +531,15 @@ class Relay {
     if (this.#live?.inspect('query', chunk)?.action === 'terminate') return false;
     let out: Buffer[];
     let records: QueryRecord[];
+    let unaudited: number;
     try {
-      ({ out, records } = this.#front.push(chunk));
+      ({ out, records, unaudited } = this.#front.push(chunk));
     } catch (err) {
       const pg = err instanceof PgWireError ? wireErrorToPg(err) : internalError(err);
       this.#end({ error: pg.message, notify: pg });
       return false;
     }
+    if (unaudited > 0) this.#audit.countQuery(unaudited);
     if (records.length > 0) {
       try {
         // The database sees a query only once its audit record is durable.

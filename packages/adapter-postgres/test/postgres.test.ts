@@ -389,6 +389,65 @@ describe('PostgreSQL through Gatehouse (real psql, pg and PostgreSQL 15)', () =>
     }
   });
 
+  it('db_audit: sessions records the session (saying so) and its end with a count, but no statement; a statements role wins', async () => {
+    await t.gw.admin.putRole(
+      [
+        'kind: role',
+        'name: pg-sessions',
+        'allow:',
+        '  db_labels: { engine: postgres }',
+        '  db_users: [alice]',
+        '  db_names: [app]',
+        'options:',
+        '  db_audit: sessions',
+        '',
+      ].join('\n'),
+      { create: true },
+    );
+    await t.gw.admin.createUser({ name: 'sam', roles: ['pg-sessions'], traits: {} });
+    await t.gw.admin.createUser({ name: 'mia', roles: ['pg-sessions', 'pg-dev'], traits: {} });
+    const sam = await userCert(t.gw, dir, 'sam', {
+      user: 'sam',
+      roles: ['pg-sessions'],
+      route: { kind: 'db', name: 'orders' },
+    });
+    const mia = await userCert(t.gw, dir, 'mia', {
+      user: 'mia',
+      roles: ['pg-sessions', 'pg-dev'],
+      route: { kind: 'db', name: 'orders' },
+    });
+    const marker = `sessions-only-${Date.now().toString(36)}`;
+    // Simple protocol (psql) and extended protocol (pg: Parse/Bind/Execute), two statements run.
+    const r = await psql(['-At', '-d', conn({}, sam), '-c', `select '${marker}'`]);
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe(marker);
+    const c = pgClient({}, sam);
+    await c.connect();
+    try {
+      const res = await c.query('select $1::text as v', [marker]);
+      expect(res.rows).toEqual([{ v: marker }]);
+    } finally {
+      await c.end();
+    }
+    const starts = (await events('db.session.start')).filter((e) => e.user === 'sam');
+    expect(starts).toHaveLength(2);
+    for (const s of starts) expect(s).toMatchObject({ success: true, db_audit: 'sessions' });
+    const ends = await waitFor(async () => {
+      const es = (await events('db.session.end')).filter((e) => e.user === 'sam');
+      return es.length === 2 ? es : undefined;
+    }, "sam's two session ends");
+    expect(ends.map((e) => (e as { queries?: number }).queries).sort()).toEqual([1, 1]);
+    expect((await events('db.session.query')).filter((e) => e.user === 'sam')).toEqual([]);
+    // Any role asking for statements (a role without db_audit does): every statement is recorded.
+    const m = await psql(['-At', '-d', conn({}, mia), '-c', `select '${marker}-mia'`]);
+    expect(m.stderr).toBe('');
+    const hit = (await events('db.session.query')).find((e) => e.user === 'mia');
+    expect(hit).toMatchObject({ query: `select '${marker}-mia'` });
+    const miaStart = (await events('db.session.start')).find((e) => e.session_id === hit?.session_id);
+    expect(miaStart).toMatchObject({ success: true });
+    expect(miaStart).not.toHaveProperty('db_audit');
+  });
+
   describe('bad input', () => {
     /** SSLRequest, 'S', TLS (with a client cert when given): what psql does before its startup packet. */
     const pgTls = (cert?: CertFiles) =>

@@ -378,7 +378,16 @@ export type AuditEventInput =
   | (CommonFields & { type: 'access.denied'; resource_kind: string; resource: string; reason: string })
   | (CommonFields & { type: 'db.create'; name: string; protocol: string; uri: string })
   | (CommonFields & { type: 'db.delete'; name: string })
-  | (CommonFields & DbSessionFields & { type: 'db.session.start'; success: true })
+  | (CommonFields &
+      DbSessionFields & {
+        type: 'db.session.start';
+        success: true;
+        /**
+         * Set when the session's statements are not recorded one by one (role option
+         * `db_audit: sessions`): its start and end are the whole record.
+         */
+        db_audit?: 'sessions';
+      })
   | (CommonFields & DbSessionFields & { type: 'db.session.start'; success: false; error: string })
   | (CommonFields &
       DbSessionFields & {

@@ -17,20 +17,40 @@ export class DbSessionAudit {
   readonly #limits: AuditTextLimits;
   readonly #startedAt: number;
   readonly #now: () => number;
+  readonly #statements: boolean;
   #queries = 0;
   #ended = false;
 
   constructor(
     emitter: AuditEmitter,
     base: DbSessionFields & Pick<CommonFields, 'user' | 'addr' | 'server'>,
-    opts: { redactParameters?: boolean; now?: () => number; limits?: Partial<AuditTextLimits> } = {},
+    opts: {
+      redactParameters?: boolean;
+      now?: () => number;
+      limits?: Partial<AuditTextLimits>;
+      /**
+       * Records each statement (default). False: only the session's start (which
+       * says so) and end; core decides this from the roles (`db_audit`).
+       */
+      statements?: boolean;
+    } = {},
   ) {
     this.#emit = emitter;
     this.#base = { ...base };
     this.#redact = opts.redactParameters ?? false;
     this.#limits = { ...DEFAULT_AUDIT_TEXT_LIMITS, ...opts.limits };
     this.#now = opts.now ?? Date.now;
+    this.#statements = opts.statements ?? true;
     this.#startedAt = this.#now();
+  }
+
+  /**
+   * Whether each statement is recorded before it runs. When false the adapter
+   * need not decode statements for the audit (it calls `countQuery` instead
+   * of `onQuery`); `onQuery` then only counts too.
+   */
+  get auditsStatements(): boolean {
+    return this.#statements;
   }
 
   get sessionId(): string {
@@ -46,7 +66,12 @@ export class DbSessionAudit {
   async onSessionStart(): Promise<void> {
     try {
       await this.#emit.emit(
-        { type: 'db.session.start', success: true, ...this.#base },
+        {
+          type: 'db.session.start',
+          success: true,
+          ...this.#base,
+          ...(this.#statements ? {} : { db_audit: 'sessions' as const }),
+        },
         { precondition: true },
       );
     } catch (err) {
@@ -73,6 +98,7 @@ export class DbSessionAudit {
     rows?: number;
   }): Promise<void> {
     this.#queries++;
+    if (!this.#statements) return;
     const query = typeof q.query === 'string' ? clipString(q.query, this.#limits.maxQueryBytes) : q.query;
     // A precondition: a statement whose record cannot be written is not run (the
     // adapter refuses it and ends the session; its end records why).
@@ -94,6 +120,11 @@ export class DbSessionAudit {
       },
       { precondition: true },
     );
+  }
+
+  /** A statement of a session whose statements are not recorded (`auditsStatements` false): counted for its end. */
+  countQuery(n = 1): void {
+    this.#queries += n;
   }
 
   #parameters(ps: AuditText[]): { parameters: string[]; parameters_truncated?: TruncatedParameter[] } {

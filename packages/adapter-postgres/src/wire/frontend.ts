@@ -111,6 +111,11 @@ export function isKnownFrontendType(t: number): boolean {
 }
 
 /** Types whose bodies the gateway reads for the audit (and Close, to forget names). */
+/** Messages that run something: what a session's `queries` count when its statements are not audited. */
+export function isStatementRun(t: number): boolean {
+  return t === F.Query || t === F.Execute || t === F.FunctionCall;
+}
+
 export function isAuditedFrontendType(t: number): boolean {
   return (
     t === F.Query || t === F.Parse || t === F.Bind || t === F.Execute || t === F.Close || t === F.FunctionCall

@@ -193,6 +193,8 @@ export class DbAccess {
       },
       {
         redactParameters: grant.options.redactDbParams,
+        // Core decides; the adapters follow `audit.auditsStatements`.
+        statements: grant.options.dbAudit === 'statements',
         now: () => this.#d.clock.now().getTime(),
         ...(this.#d.auditLimits ? { limits: this.#d.auditLimits } : {}),
       },

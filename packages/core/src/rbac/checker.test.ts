@@ -421,6 +421,7 @@ describe('options', () => {
       requireMfa: false,
       requireSessionMfa: false,
       redactDbParams: false,
+      dbAudit: 'statements',
       recordSession: { ssh: true, desktop: true, kube: true },
       enhancedRecording: [],
       restrictNetwork: { deny: [], allow: [] },
@@ -511,6 +512,20 @@ describe('options', () => {
       desktop: true,
       kube: false,
     });
+  });
+
+  it('audits database sessions only when every role says db_audit: sessions (statements win)', () => {
+    const sessions = opt('s', '{ db_audit: sessions }');
+    const alsoSessions = opt('s2', '{ db_audit: sessions, redact_db_params: true }');
+    const statements = opt('st', '{ db_audit: statements }');
+    const dbAudit = (roles: Role[]) => AccessChecker.from(roles, traits).options().dbAudit;
+    expect(dbAudit([sessions])).toBe('sessions');
+    expect(dbAudit([sessions, alsoSessions])).toBe('sessions');
+    expect(dbAudit([sessions, statements])).toBe('statements');
+    // A role that does not say asks for the default: statements.
+    expect(dbAudit([sessions, dev])).toBe('statements');
+    expect(dbAudit([])).toBe('statements');
+    expect(() => opt('bad', '{ db_audit: none }')).toThrow();
   });
 
   it('grants nothing optional without roles', () => {

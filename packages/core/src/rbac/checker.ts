@@ -49,6 +49,12 @@ export interface EffectiveOptions {
    */
   requireSessionMfa: boolean;
   redactDbParams: boolean;
+  /**
+   * What a database session's audit records: each statement, or only the
+   * session's start and end. `sessions` only when every role asks for it
+   * (a role without `db_audit` asks for statements): fail toward more audit.
+   */
+  dbAudit: 'statements' | 'sessions';
   recordSession: { ssh: boolean; desktop: boolean; kube: boolean };
   enhancedRecording: string[];
   restrictNetwork: { deny: string[]; allow: string[] };
@@ -592,6 +598,7 @@ export class AccessChecker {
       requireMfa: any('require_mfa'),
       requireSessionMfa: any('require_session_mfa'),
       redactDbParams: any('redact_db_params'),
+      dbAudit: roles.length > 0 && opts.every((o) => o.db_audit === 'sessions') ? 'sessions' : 'statements',
       recordSession: { ssh: record('ssh'), desktop: record('desktop'), kube: record('kube') },
       enhancedRecording: [...new Set(opts.flatMap((o) => o.enhanced_recording ?? []))],
       restrictNetwork: {

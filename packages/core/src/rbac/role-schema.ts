@@ -245,6 +245,14 @@ export const optionsSchema = z.strictObject({
     .optional(),
   /** Redact bound parameters in database query audit. */
   redact_db_params: z.boolean().optional(),
+  /**
+   * What the audit of a database session records: `statements` (the default)
+   * writes each statement before it runs; `sessions` writes only the
+   * session's start (which says so) and end, for high-rate service accounts
+   * whose statements need no record. Merged over roles: sessions only when
+   * every role says sessions.
+   */
+  db_audit: z.enum(['statements', 'sessions']).optional(),
   /** Require a fresh second factor for every session. */
   require_mfa: z.boolean().optional(),
   /**

@@ -79,6 +79,11 @@ export interface RoleOptions {
   enhanced_recording_paths?: { include?: string[]; exclude?: string[] };
   /** Redact bound parameters in database query audit. */
   redact_db_params?: boolean;
+  /**
+   * What a database session's audit records: every statement (default), or
+   * only its start and end (`sessions`). Statements win over roles.
+   */
+  db_audit?: 'statements' | 'sessions';
   require_mfa?: boolean;
   /** A fresh second-factor check (a target-bound 1-minute certificate) for every new SSH, database, Kubernetes and web terminal session. */
   require_session_mfa?: boolean;
