@@ -4,8 +4,9 @@
 // @gatehouse/core/testing: that entry point loads vitest.)
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { promisify } from 'node:util';
 
 export function freePort() {
@@ -162,4 +163,24 @@ export async function addLoginAccount(prefix = 'ghb') {
   await execFileP('useradd', ['-m', '-s', '/bin/bash', login]);
   await execFileP('usermod', ['-p', '*', login]);
   return { login, remove: () => execFileP('userdel', ['-r', '-f', login]) };
+}
+
+/**
+ * Database session events in a gateway's JSON-lines record (the durable,
+ * chained record a statement waits for) under `dataDir`, counted by type and
+ * user: `${type} ${user}` (plus ` sessions` for a start marked db_audit:
+ * sessions) -> count.
+ */
+export function countRecorded(dataDir) {
+  const dir = path.join(dataDir, 'audit');
+  const counts = new Map();
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.jsonl'))) {
+    for (const line of readFileSync(path.join(dir, f), 'utf8').split('\n')) {
+      if (!line.includes('"type":"db.session.')) continue;
+      const e = JSON.parse(line);
+      const key = `${e.type} ${e.user}${e.db_audit ? ` ${e.db_audit}` : ''}`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+  }
+  return counts;
 }

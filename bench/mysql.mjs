@@ -1,7 +1,8 @@
 // MySQL throughput with sysbench (oltp_point_select and oltp_read_only,
 // 8 threads, TLS everywhere): straight to MariaDB, through haproxy in TCP
-// mode, and through Gatehouse with statement audit on, side by side in one
-// run. Goal: Gatehouse >= 1.0x haproxy.
+// mode, and through Gatehouse with statement audit on and for a role that
+// audits sessions only (db_audit: sessions), side by side in one run. Goal
+// (issue 22): Gatehouse with statement audit >= 0.8x haproxy.
 //
 // sysbench 1.0 with --mysql-ssl=on presents client-cert.pem/client-key.pem
 // and trusts cacert.pem from its working directory, so each target gets its
@@ -18,7 +19,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { mysql } from '@gatehouse/adapter-mysql';
 import { createGateway } from '@gatehouse/core';
-import { cpuMeter, ensurePackages, freePort, median, roundOrder, serverTls } from './lib.mjs';
+import { countRecorded, cpuMeter, ensurePackages, freePort, median, roundOrder, serverTls } from './lib.mjs';
 
 export const description =
   'sysbench QPS (oltp_point_select, oltp_read_only; 8 threads, TLS): direct vs haproxy (TCP) vs Gatehouse';
@@ -227,10 +228,10 @@ async function sysbench(test, port, cwd, o) {
     cwd,
     maxBuffer: 16 << 20,
   });
-  const qps = /queries:\s+\d+\s+\(([\d.]+) per sec\.\)/.exec(stdout);
+  const qps = /queries:\s+(\d+)\s+\(([\d.]+) per sec\.\)/.exec(stdout);
   const errors = /ignored errors:\s+(\d+)/.exec(stdout);
   if (!qps) throw new Error(`cannot read QPS from sysbench:\n${stdout}`);
-  return { qps: Number(qps[1]), errors: Number(errors?.[1] ?? 0) };
+  return { qps: Number(qps[2]), queries: Number(qps[1]), errors: Number(errors?.[1] ?? 0) };
 }
 
 export async function run(argv) {
@@ -294,6 +295,24 @@ export async function run(argv) {
       .map((k) => k.x509CertPem)
       .join('\n');
     const viaGatehouse = certDir(dir, 'gatehouse', userCert.cert, userKey.key, hostCa);
+    // The same database through a role that audits sessions only (db_audit: sessions).
+    await gw.admin.putRole(
+      'kind: role\nname: bench-sessions\nallow:\n  db_labels: { engine: mariadb }\n  db_users: [alice]\n  db_names: [sbtest]\noptions:\n  db_audit: sessions\n',
+      { create: true },
+    );
+    await gw.admin.createUser({ name: 'alices', roles: ['bench-sessions'], traits: {} });
+    const sessionsCert = await gw.authorities.issueX509UserCert({
+      publicKeyPem: userKey.pub,
+      identity: {
+        user: 'alices',
+        roles: ['bench-sessions'],
+        traits: {},
+        expires: window.notAfter,
+        route: { kind: 'db', name: 'sbtest' },
+      },
+      ...window,
+    });
+    const viaSessions = certDir(dir, 'gatehouse-sessions', sessionsCert.cert, userKey.key, hostCa);
     const hp = await startHaproxy(dir, db.port);
     stops.push(hp.stop);
     await exec('sysbench', [...sysbenchArgs('oltp_read_only', db.port, o), 'prepare'], { cwd: direct });
@@ -302,12 +321,23 @@ export async function run(argv) {
       { name: 'haproxy (tcp)', port: hp.port, cwd: direct, meter: () => cpuMeter(hp.pid) },
       // The gateway runs in this process: its CPU is this process's, every thread.
       {
-        name: 'gatehouse (audit on)',
+        name: 'gatehouse (statements)',
+        user: 'alice',
         port: bound.dedicated.mysql.port,
         cwd: viaGatehouse,
         meter: () => cpuMeter(),
       },
+      {
+        name: 'gatehouse (sessions)',
+        user: 'alices',
+        sessionsOnly: true,
+        port: bound.dedicated.mysql.port,
+        cwd: viaSessions,
+        meter: () => cpuMeter(),
+      },
     ];
+    /** Statements each target sent (sysbench's own count). */
+    const sent = new Map(targets.map((t) => [t.name, 0]));
     // Rounds interleave the targets (rotated each round) and each figure is the median round:
     // runs on this kind of shared machine vary by 15-25%, and a slow spell should hit every target.
     const results = [];
@@ -323,6 +353,7 @@ export async function run(argv) {
           const r = await sysbench(test, t.port, t.cwd, o);
           const cpuMs = cpu?.();
           const run = runs.get(t.name);
+          sent.set(t.name, sent.get(t.name) + r.queries);
           run.qps.push(r.qps);
           run.errors += r.errors;
           // The proxy's own CPU per statement; none for direct.
@@ -341,10 +372,26 @@ export async function run(argv) {
         });
       }
     }
-    const audited = (await gw.audit.search({ types: ['db.session.query'], limit: 1 })).events.length > 0;
+    // Every statement through a statements role waited for its record: count them in the record.
+    const recorded = countRecorded(path.join(dir, 'gw'));
+    const audited = targets
+      .filter((t) => t.user !== undefined)
+      .map((t) => ({
+        target: t.name,
+        db_audit: t.sessionsOnly ? 'sessions' : 'statements',
+        statements_sent: sent.get(t.name),
+        statements_recorded: recorded.get(`db.session.query ${t.user}`) ?? 0,
+        sessions_recorded:
+          recorded.get(`db.session.start ${t.user}${t.sessionsOnly ? ' sessions' : ''}`) ?? 0,
+      }));
+    const auditOk = audited.every((a) =>
+      a.db_audit === 'sessions'
+        ? a.statements_recorded === 0 && a.sessions_recorded > 0
+        : a.statements_recorded >= a.statements_sent,
+    );
     if (o.json) {
       process.stdout.write(
-        `${JSON.stringify({ threads: o.threads, seconds: o.seconds, rounds: o.rounds, results }, null, 2)}\n`,
+        `${JSON.stringify({ threads: o.threads, seconds: o.seconds, rounds: o.rounds, results, audited, audit_ok: auditOk }, null, 2)}\n`,
       );
       return;
     }
@@ -366,7 +413,27 @@ export async function run(argv) {
         );
       }
     }
-    process.stdout.write(`statement audit records written: ${audited ? 'yes' : 'NO'}\n`);
+    process.stdout.write('\naudit record (JSON lines), counted after the rounds:\n');
+    for (const a of audited) {
+      process.stdout.write(
+        `  ${a.target.padEnd(24)} statements sent ${a.statements_sent}, db.session.query recorded ${a.statements_recorded}, sessions recorded ${a.sessions_recorded}\n`,
+      );
+    }
+    process.stdout.write(
+      `  ${auditOk ? 'ok: every statement through a statements role has its record; sessions-only sessions have none, and say so' : 'MISMATCH: see the counts above'}\n`,
+    );
+    const worst = Math.min(
+      ...['oltp_point_select', 'oltp_read_only'].map((test) => {
+        const rows = results.filter((r) => r.test === test);
+        return (
+          rows.find((r) => r.target === 'gatehouse (statements)').qps /
+          rows.find((r) => r.target.startsWith('haproxy')).qps
+        );
+      }),
+    );
+    process.stdout.write(
+      `goal Gatehouse >= 0.8x haproxy, statement audit on: ${worst >= 0.8 ? 'met' : 'NOT met'} (worst ${worst.toFixed(2)}x)\n`,
+    );
   } finally {
     for (const s of stops.reverse()) await s().catch(() => undefined);
     rmSync(dir, { recursive: true, force: true });

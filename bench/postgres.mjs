@@ -13,23 +13,23 @@
 // (server_tls_sslmode = verify-full). Pool mode session, like a proxy.
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import {
-  appendFileSync,
-  chmodSync,
-  chownSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { postgres } from '@gatehouse/adapter-postgres';
 import { createGateway } from '@gatehouse/core';
-import { cpuMeter, ensurePackages, freePort, guardLines, median, roundOrder, serverTls } from './lib.mjs';
+import {
+  countRecorded,
+  cpuMeter,
+  ensurePackages,
+  freePort,
+  guardLines,
+  median,
+  roundOrder,
+  serverTls,
+} from './lib.mjs';
 
 export const description =
   'pgbench TPS (select-only, TPC-B-like; 8 clients, TLS): direct vs pgbouncer vs Gatehouse';
@@ -156,24 +156,6 @@ async function pgbench(label, env, port, args, seconds, clients) {
   const tx = /number of transactions actually processed: (\d+)/.exec(r.stdout);
   if (!m || !tx) throw new Error(`pgbench ${label}: no tps in output:\n${r.stdout}\n${r.stderr}`);
   return { tps: Number(m[1]), transactions: Number(tx[1]) };
-}
-
-/**
- * Statements in the gateway's JSON-lines record (the durable, chained record
- * a statement waits for), by type and user: `${type} ${user}` -> count.
- */
-function countRecorded(dataDir) {
-  const dir = path.join(dataDir, 'audit');
-  const counts = new Map();
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.jsonl'))) {
-    for (const line of readFileSync(path.join(dir, f), 'utf8').split('\n')) {
-      if (!line.includes('"type":"db.session.')) continue;
-      const e = JSON.parse(line);
-      const key = `${e.type} ${e.user}${e.db_audit ? ` ${e.db_audit}` : ''}`;
-      counts.set(key, (counts.get(key) ?? 0) + 1);
-    }
-  }
-  return counts;
 }
 
 async function startPgbouncer(parent, pgPort, files) {
