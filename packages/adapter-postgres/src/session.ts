@@ -511,10 +511,20 @@ class Relay {
   async #pumpClient(pending: Buffer): Promise<void> {
     if (pending.length > 0 && !(await this.#forward(pending))) return;
     // One chunk at a time: the client is paused while its queries are audited
-    // and while the database cannot take more (backpressure both ways).
+    // and while the database cannot take more (backpressure both ways). A
+    // chunk with nothing to wait for (no record to write, the database takes
+    // it) goes on at once, without a promise or a pause.
     this.#client.on('data', (chunk: Buffer) => {
+      let r: boolean | Promise<boolean>;
+      try {
+        r = this.#forward(chunk);
+      } catch (err) {
+        this.#end({ error: (err as Error).message, notify: internalError(err) });
+        return;
+      }
+      if (typeof r === 'boolean') return;
       this.#client.pause();
-      this.#forward(chunk).then(
+      r.then(
         (ok) => {
           if (ok) this.#client.resume();
         },
@@ -524,8 +534,12 @@ class Relay {
     this.#client.resume();
   }
 
-  /** Audits what must be audited in this chunk, then sends it on. False when the session ended. */
-  async #forward(chunk: Buffer): Promise<boolean> {
+  /**
+   * Audits what must be audited in this chunk, then sends it on. False when
+   * the session ended; a promise only when the chunk had to wait (for its
+   * audit records or for the database to drain).
+   */
+  #forward(chunk: Buffer): boolean | Promise<boolean> {
     if (this.#ended) return false;
     // Content guards on what the client sends (statements, parameters): a match ends the session here.
     if (this.#live?.inspect('query', chunk)?.action === 'terminate') return false;
@@ -540,30 +554,36 @@ class Relay {
       return false;
     }
     if (unaudited > 0) this.#audit.countQuery(unaudited);
-    if (records.length > 0) {
-      try {
-        // The database sees a query only once its audit record is durable.
-        await Promise.all(records.map((r) => this.#audit.onQuery(r)));
-      } catch (err) {
-        const pg = internalError(err);
-        this.#end({ error: pg.message, notify: pg });
-        return false;
-      }
-      if (this.#ended) return false;
+    if (records.length > 0) return this.#auditThenSend(records, out);
+    return this.#send(out);
+  }
+
+  async #auditThenSend(records: QueryRecord[], out: Buffer[]): Promise<boolean> {
+    try {
+      // The database sees a query only once its audit record is durable.
+      await Promise.all(records.map((r) => this.#audit.onQuery(r)));
+    } catch (err) {
+      const pg = internalError(err);
+      this.#end({ error: pg.message, notify: pg });
+      return false;
     }
+    if (this.#ended) return false;
+    return this.#send(out);
+  }
+
+  /** Writes to the database; a promise only when it must drain first. */
+  #send(out: Buffer[]): boolean | Promise<boolean> {
     const data = out.length === 1 ? out[0]! : Buffer.concat(out);
-    if (!this.#db.write(data)) {
-      await new Promise<void>((resolve) => {
-        const go = () => {
-          this.#db.off('drain', go);
-          this.#db.off('close', go);
-          resolve();
-        };
-        this.#db.on('drain', go);
-        this.#db.on('close', go);
-      });
-    }
-    return !this.#ended;
+    if (this.#db.write(data)) return !this.#ended;
+    return new Promise<boolean>((resolve) => {
+      const go = () => {
+        this.#db.off('drain', go);
+        this.#db.off('close', go);
+        resolve(!this.#ended);
+      };
+      this.#db.on('drain', go);
+      this.#db.on('close', go);
+    });
   }
 
   #end(opts: {

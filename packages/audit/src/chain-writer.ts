@@ -119,12 +119,15 @@ export class ChainWriter {
       return JSON.stringify(rest);
     });
     const lastDay = events.at(-1)?.time.slice(0, 10) ?? '';
-    mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+    // The directory exists while this writer holds its lock (the lock is a file in it): make
+    // sure of it only when taking the lock, not at every batch (two syscalls each time).
+    if (!this.#lock.held) mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
     const links = this.#lock.run(() => {
       const approx = bodies.reduce((n, b) => n + Buffer.byteLength(b) + PREFIX_BYTES, 0);
-      const { file, tail } = this.#target(lastDay, approx);
+      const { file, tail, size } = this.#target(lastDay, approx);
       const fd = this.#fd(file);
-      const before = fdSize(fd);
+      // The size #target just read (under this lock) for the newest file; one fstat otherwise.
+      const before = size ?? fdSize(fd);
       let seq = tail?.seq ?? 0;
       let prev = tail?.hash ?? GENESIS;
       const out: { seq: number; prev: string }[] = [];
@@ -170,8 +173,11 @@ export class ChainWriter {
     }
   }
 
-  /** The file the next batch goes to, and the chain's end before it (undefined: the first line ever). */
-  #target(day: string, bytes: number): { file: string; tail: End | undefined } {
+  /**
+   * The file the next batch goes to, and the chain's end before it
+   * (undefined: the first line ever); `size`: that file's size when known.
+   */
+  #target(day: string, bytes: number): { file: string; tail: End | undefined; size?: number } {
     const end = this.#end();
     const newest = end.newest;
     if (newest === undefined) return { file: fileName(day, 0), tail: undefined };
@@ -180,7 +186,8 @@ export class ChainWriter {
     if (useDay === nk.day) {
       const size = end.newestSize;
       // An empty file always takes the batch, so one oversized event cannot loop forever.
-      if (size === 0 || size + bytes <= this.#maxBytes) return { file: newest, tail: end.tail };
+      if (size === 0 || size + bytes <= this.#maxBytes)
+        return { file: newest, tail: end.tail, ...(size >= 0 ? { size } : {}) };
       return { file: this.#rotated(fileName(useDay, nk.n + 1)), tail: end.tail };
     }
     return { file: this.#rotated(fileName(useDay, 0)), tail: end.tail };

@@ -142,6 +142,16 @@ interface SinkState {
   lastSpoolError: unknown;
 }
 
+function noop(): void {}
+
+/** One promise's outcome as Promise.allSettled gives it, without the array. */
+function settle(p: Promise<void>): Promise<PromiseSettledResult<void>> {
+  return p.then(
+    (value) => ({ status: 'fulfilled', value }),
+    (reason: unknown) => ({ status: 'rejected', reason }),
+  );
+}
+
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -157,6 +167,10 @@ function message(err: unknown): string {
 export class AuditLog implements AuditEmitter {
   readonly cluster: string;
   readonly #states: SinkState[];
+  /** The states by role on the emit path, fixed at construction (see #dispatch). */
+  readonly #chaining: SinkState[];
+  readonly #foreground: SinkState[];
+  readonly #background: SinkState[];
   readonly #index: AuditIndex | undefined;
   readonly #clock: () => Date;
   readonly #idGen: () => string;
@@ -233,6 +247,9 @@ export class AuditLog implements AuditEmitter {
       };
       return st;
     });
+    this.#chaining = this.#states.filter((st) => !st.background && isChaining(st.sink));
+    this.#foreground = this.#states.filter((st) => !st.background && !isChaining(st.sink));
+    this.#background = this.#states.filter((st) => st.background);
     // Export sinks raise their alarms (spool filling, full, dropped, rejected) as events in this log.
     for (const s of sinks) s.attach?.(this);
     for (const st of this.#states) {
@@ -498,29 +515,41 @@ export class AuditLog implements AuditEmitter {
     }
     // The chained record goes first, so every other sink gets the event with
     // its `chain` link, in the very bytes the JSON-lines file holds (decision 0029).
-    const chaining = this.#states.filter((st) => !st.background && isChaining(st.sink));
-    const chained = await Promise.allSettled(chaining.map((st) => this.#batched(st, e, line, precondition)));
+    // (The usual case is one chained sink and no other foreground one: no
+    // arrays or extra promises per event beyond the one the batch settles.)
+    const results: PromiseSettledResult<void>[] =
+      this.#chaining.length === 1
+        ? [await settle(this.#batched(this.#chaining[0] as SinkState, e, line, precondition))]
+        : await Promise.allSettled(this.#chaining.map((st) => this.#batched(st, e, line, precondition)));
     if (e.chain) line = withChain(line, e.chain);
-    const behind: Promise<void>[] = [];
-    for (const st of this.#states) {
-      if (!st.background) continue;
+    let behind: Promise<void>[] | undefined;
+    for (const st of this.#background) {
       // Nothing to await: a failure is spooled and retried like any sink's, and
       // one that cannot even be spooled is reported (the foreground record has it).
-      const delivered = this.#batched(st, e, line, precondition).catch((err: unknown) =>
-        this.#publish({ kind: 'sink_failed', sink: st.sink.name, error: message(err) }),
-      );
       // Unless the sink is this far behind: then the emitter waits for it too.
-      if (st.queued > this.#backgroundMaxQueued) behind.push(delivered);
+      if (st.queued >= this.#backgroundMaxQueued) {
+        behind ??= [];
+        behind.push(
+          this.#batched(st, e, line, precondition).catch((err: unknown) => this.#backgroundFailed(st, err)),
+        );
+      } else {
+        st.queued++;
+        this.#push(st, {
+          e,
+          line,
+          precondition,
+          resolve: noop,
+          reject: (err) => this.#backgroundFailed(st, err),
+        });
+      }
     }
-    const results = [
-      ...chained,
-      ...(await Promise.allSettled(
-        this.#states
-          .filter((st) => !st.background && !chaining.includes(st))
-          .map((st) => this.#batched(st, e, line, precondition)),
-      )),
-    ];
-    if (behind.length > 0) await Promise.all(behind);
+    if (this.#foreground.length > 0) {
+      for (const r of await Promise.allSettled(
+        this.#foreground.map((st) => this.#batched(st, e, line, precondition)),
+      ))
+        results.push(r);
+    }
+    if (behind) await Promise.all(behind);
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     const first = failed[0];
     if (first) {
@@ -555,12 +584,20 @@ export class AuditLog implements AuditEmitter {
   #batched(st: SinkState, e: AuditEvent, line: string, precondition: boolean): Promise<void> {
     st.queued++;
     return new Promise<void>((resolve, reject) => {
-      st.batch.push({ e, line, precondition, resolve, reject });
-      if (st.flushScheduled) return;
-      st.flushScheduled = true;
-      if (st.background) setTimeout(() => this.#flush(st), this.#backgroundFlushMs).unref();
-      else setImmediate(() => this.#flush(st));
+      this.#push(st, { e, line, precondition, resolve, reject });
     });
+  }
+
+  #push(st: SinkState, item: Pending): void {
+    st.batch.push(item);
+    if (st.flushScheduled) return;
+    st.flushScheduled = true;
+    if (st.background) setTimeout(() => this.#flush(st), this.#backgroundFlushMs).unref();
+    else setImmediate(() => this.#flush(st));
+  }
+
+  #backgroundFailed(st: SinkState, err: unknown): void {
+    this.#publish({ kind: 'sink_failed', sink: st.sink.name, error: message(err) });
   }
 
   #flush(st: SinkState): void {
