@@ -40,6 +40,21 @@ describe('DbSessionAudit', () => {
     expect(log.events[3]).not.toHaveProperty('error');
   });
 
+  it('without statement audit (db_audit: sessions) marks the start, writes no query, and counts them in the end', async () => {
+    const log = new MemoryAuditLog();
+    const s = new DbSessionAudit(log, base, { statements: false });
+    expect(s.auditsStatements).toBe(false);
+    await s.onSessionStart();
+    s.countQuery(2);
+    // An adapter that calls onQuery anyway gets the count, not a record.
+    await s.onQuery({ query: 'select 1' });
+    await s.onSessionEnd();
+    expect(log.events.map((e) => e.type)).toEqual(['db.session.start', 'db.session.end']);
+    expect(log.events[0]).toMatchObject({ ...base, success: true, db_audit: 'sessions' });
+    expect(log.events[1]).toMatchObject({ queries: 3 });
+    expect(new DbSessionAudit(log, base).auditsStatements).toBe(true);
+  });
+
   it('redacts parameters when the role says so, keeping their count', async () => {
     const log = new MemoryAuditLog();
     const s = new DbSessionAudit(log, base, { redactParameters: true });
