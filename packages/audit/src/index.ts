@@ -38,6 +38,11 @@ export { RecordingError, type RecordingErrorCode, validateSessionId } from './re
 export { FileRecordingStore, type FileRecordingStoreOptions } from './recording/file-store.js';
 export { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from './recording/meta.js';
 export {
+  POSTGRES_RECORDINGS_CHANNEL,
+  PostgresRecordingStore,
+  type PostgresRecordingStoreOptions,
+} from './recording/postgres-store.js';
+export {
   collect,
   exportRecording,
   isRecordingFormat,
