@@ -38,11 +38,6 @@ export { RecordingError, type RecordingErrorCode, validateSessionId } from './re
 export { FileRecordingStore, type FileRecordingStoreOptions } from './recording/file-store.js';
 export { DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT } from './recording/meta.js';
 export {
-  POSTGRES_RECORDINGS_CHANNEL,
-  PostgresRecordingStore,
-  type PostgresRecordingStoreOptions,
-} from './recording/postgres-store.js';
-export {
   collect,
   exportRecording,
   isRecordingFormat,
@@ -55,6 +50,11 @@ export {
   toJson,
   toText,
 } from './recording/playback.js';
+export {
+  POSTGRES_RECORDINGS_CHANNEL,
+  PostgresRecordingStore,
+  type PostgresRecordingStoreOptions,
+} from './recording/postgres-store.js';
 export type * from './recording/types.js';
 export * from './session-db.js';
 export * from './session-desktop.js';
