@@ -258,7 +258,7 @@ describe('three gateways on one PostgreSQL: one audit log, recordings playable a
       await sshd.stop();
       execFileSync('userdel', ['-r', '-f', login], { stdio: 'ignore' });
     }
-  }, 180_000);
+  }, 300_000);
 });
 
 describe('gatehouse backup with a shared backend', () => {
