@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -227,6 +227,31 @@ describe('three gateways on one PostgreSQL: one audit log, recordings playable a
         },
       );
       expect(ql.code, ql.stderr).toBe(0);
+      // While it runs on B, C lists it and refuses to play it, naming B (not "not found", not a cut-off playback).
+      const live = spawn(process.execPath, [BIN, 'ssh', '-tt', `${login}@node1`, 'exec sleep 120'], {
+        env: { ...process.env, GATEHOUSE_HOME: qhome },
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
+      let liveId: string;
+      try {
+        liveId = await waitFor(
+          async () => {
+            const r = await run(['recordings', 'ls', '--json', '--user', 'quinn'], as);
+            expect(r.code, r.stderr).toBe(0);
+            return (JSON.parse(r.stdout) as { session_id: string; ended?: string }[]).find((m) => !m.ended)
+              ?.session_id;
+          },
+          'the live recording on B listed on C',
+          30_000,
+        );
+        const early = await run(['play', liveId, '--format', 'text'], as);
+        expect(early.code).not.toBe(0);
+        expect(early.stderr).toMatch(
+          new RegExp(`recording ${liveId} was made on gateway \\S+:${b.dataDir} and is not uploaded yet`),
+        );
+      } finally {
+        live.kill('SIGTERM');
+      }
       const ssh = await runClient(
         process.execPath,
         [BIN, 'ssh', '-tt', `${login}@node1`, 'echo recorded-$((40+2))'],
@@ -241,8 +266,9 @@ describe('three gateways on one PostgreSQL: one audit log, recordings playable a
         async () => {
           const r = await run(['recordings', 'ls', '--json', '--user', 'quinn'], as);
           expect(r.code, r.stderr).toBe(0);
-          return (JSON.parse(r.stdout) as { session_id: string; ended?: string }[]).find((m) => m.ended)
-            ?.session_id;
+          return (JSON.parse(r.stdout) as { session_id: string; ended?: string }[]).find(
+            (m) => m.ended && m.session_id !== liveId,
+          )?.session_id;
         },
         'the recording made on B listed on C',
         30_000,
