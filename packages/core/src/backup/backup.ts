@@ -4,9 +4,9 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import type { BackendConfig } from '../config/load.js';
 import { loadOrCreateSecretsKey, SECRETS_KEY_ENV, SECRETS_KEY_FILE } from '../crypto/seal.js';
 import { GatehouseError } from '../errors.js';
-import type { BackendConfig } from '../config/load.js';
 import { caBackendKey } from '../pki/authority.js';
 
 /**
