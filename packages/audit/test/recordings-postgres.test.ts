@@ -35,7 +35,7 @@ async function schema(): Promise<string> {
   return name;
 }
 
-async function store(schemaName: string, gateway: string): Promise<PostgresRecordingStore> {
+async function store(schemaName: string, gateway: string, retryMs = 50): Promise<PostgresRecordingStore> {
   const s = await PostgresRecordingStore.open({
     dir: join(root, schemaName, gateway),
     gateway,
@@ -47,7 +47,7 @@ async function store(schemaName: string, gateway: string): Promise<PostgresRecor
       options: `-c search_path=${schemaName}`,
     },
     flushMs: 20,
-    retryMs: 50,
+    retryMs,
   });
   open.push(s);
   return s;
@@ -122,7 +122,8 @@ describe('PostgresRecordingStore', () => {
 
   it('made while PostgreSQL is down: kept locally, refused on C as not uploaded, uploaded by itself once it is back', async () => {
     const sc = await schema();
-    const b = await store(sc, 'gw-b');
+    // The first retry comes 5 s after the failed upload: C looks in between, while it is surely pending.
+    const b = await store(sc, 'gw-b', 5000);
     const c = await store(sc, 'gw-c');
     // Announced while up, ended and uploaded while down.
     const r = await b.create({
