@@ -50,6 +50,11 @@ export {
   toJson,
   toText,
 } from './recording/playback.js';
+export {
+  POSTGRES_RECORDINGS_CHANNEL,
+  PostgresRecordingStore,
+  type PostgresRecordingStoreOptions,
+} from './recording/postgres-store.js';
 export type * from './recording/types.js';
 export * from './session-db.js';
 export * from './session-desktop.js';

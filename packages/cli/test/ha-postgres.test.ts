@@ -1,12 +1,24 @@
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { AuditEvent } from '@gatehouse/audit';
 import { fetchPinnedCa, GatehouseClient, parseHostPort } from '@gatehouse/core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
-import { newTlsKey } from '../../core/test/helpers.js';
-import { addAccessUser, type Daemon, PASSWORD, run, startDaemon } from './harness.js';
+import { newTlsKey, runClient, waitFor } from '../../core/test/helpers.js';
+import {
+  addAccessUser,
+  addNode,
+  auditEvents,
+  BIN,
+  type Daemon,
+  PASSWORD,
+  run,
+  startDaemon,
+  startNodeSshd,
+} from './harness.js';
 
 /**
  * `gatehouse start --config` with `backend: { type: postgres }` (the BUILT
@@ -122,5 +134,181 @@ describe('gatehouse start with a PostgreSQL backend', () => {
     daemons.push(d);
     expect(d.err()).toMatch(said);
     expect(d.alive()).toBe(true);
+  });
+});
+
+describe('three gateways on one PostgreSQL: one audit log, recordings playable anywhere', () => {
+  it('audit search on C finds what A and B wrote, and what B spooled while PostgreSQL was down; a recording made on B plays on C', async () => {
+    const db = await database();
+    const a = await startDaemon({ cluster: 'ha3', extraConfig: backendYaml(db) });
+    daemons.push(a);
+    // The admin takes the invite on A and works from C (before B and C start: each start of a cluster whose admin has no password yet issues a new invite).
+    const home = join(a.root, 'home-admin');
+    const as = { env: { GATEHOUSE_HOME: home } };
+    const inv = await run(
+      ['accept-invite', '--proxy', a.proxy, '--ca-pin', a.pin, a.adminToken, '--password-stdin'],
+      {
+        ...as,
+        input: `${PASSWORD}\n`,
+      },
+    );
+    expect(inv.code, inv.stderr).toBe(0);
+    const b = await startDaemon({ cluster: 'ha3', extraConfig: backendYaml(db), ready: 'listening' });
+    daemons.push(b);
+    const c = await startDaemon({ cluster: 'ha3', extraConfig: backendYaml(db), ready: 'listening' });
+    daemons.push(c);
+    const li = await run(
+      ['login', '--proxy', c.proxy, '--ca-pin', c.pin, '--user', 'admin', '--password-stdin'],
+      {
+        ...as,
+        input: `${PASSWORD}\n`,
+      },
+    );
+    expect(li.code, li.stderr).toBe(0);
+
+    const login = `gha${randomBytes(3).toString('hex')}`;
+    execFileSync('useradd', ['-m', '-s', '/bin/bash', login]);
+    execFileSync('usermod', ['-p', '*', login]);
+    const sshd = await startNodeSshd(b, ['PrintMotd no'], {
+      [SECRETS_KEY_ENV]: process.env[SECRETS_KEY_ENV],
+    });
+    try {
+      await addAccessUser(a, 'quinn', login);
+      await addNode(a, 'node1', sshd.port);
+      await loginOn(a, 'quinn');
+      await loginOn(b, 'quinn');
+      const loginIds = (d: Daemon) =>
+        auditEvents(d)
+          .filter((e) => e.type === 'user.login' && e.user === 'quinn')
+          .map((e) => e.id);
+      const search = async (args: string[]): Promise<AuditEvent[]> => {
+        const r = await run(['audit', 'search', '--json', '--all', ...args], as);
+        expect(r.code, r.stderr).toBe(0);
+        return (JSON.parse(r.stdout) as { events: AuditEvent[] }).events;
+      };
+      const [fromA, fromB] = [loginIds(a), loginIds(b)];
+      expect(fromA).toHaveLength(1);
+      expect(fromB).toHaveLength(1);
+      const found = (await search(['--type', 'user.login', '--user', 'quinn'])).map((e) => e.id);
+      expect(found).toEqual(expect.arrayContaining([...fromA, ...fromB]));
+      // Full text across gateways too.
+      expect((await search(['--query', 'quinn'])).map((e) => e.id)).toEqual(
+        expect.arrayContaining([...fromA, ...fromB]),
+      );
+
+      // PostgreSQL goes away: B refuses a login (fail closed) and audits it in its files; the index write is spooled.
+      await server.pause();
+      try {
+        await expect(loginOn(b, 'quinn')).rejects.toMatchObject({ code: 'GH_ERR_BACKEND_UNAVAILABLE' });
+      } finally {
+        await server.start();
+      }
+      const refused = auditEvents(b).find(
+        (e) =>
+          e.type === 'user.login' &&
+          e.user === 'quinn' &&
+          (e as { reason?: string }).reason === 'backend_unavailable',
+      );
+      expect(refused).toBeDefined();
+      // B replays its spool into the shared index by itself once PostgreSQL is back.
+      await waitFor(
+        async () => (await search(['--user', 'quinn'])).some((e) => e.id === refused!.id) || undefined,
+        'the event B spooled during the outage in the search on C',
+        30_000,
+      );
+
+      // An SSH session with a terminal on B is recorded there, uploaded when it ends, and plays on C.
+      const qhome = join(b.root, 'home-quinn');
+      const ql = await run(
+        ['login', '--proxy', b.proxy, '--ca-pin', b.pin, '--user', 'quinn', '--password-stdin'],
+        {
+          env: { GATEHOUSE_HOME: qhome },
+          input: `${PASSWORD}\n`,
+        },
+      );
+      expect(ql.code, ql.stderr).toBe(0);
+      // While it runs on B, C lists it and refuses to play it, naming B (not "not found", not a cut-off playback).
+      const live = spawn(process.execPath, [BIN, 'ssh', '-tt', `${login}@node1`, 'exec sleep 120'], {
+        env: { ...process.env, GATEHOUSE_HOME: qhome },
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
+      let liveId: string;
+      try {
+        liveId = await waitFor(
+          async () => {
+            const r = await run(['recordings', 'ls', '--json', '--user', 'quinn'], as);
+            expect(r.code, r.stderr).toBe(0);
+            return (JSON.parse(r.stdout) as { session_id: string; ended?: string }[]).find((m) => !m.ended)
+              ?.session_id;
+          },
+          'the live recording on B listed on C',
+          30_000,
+        );
+        const early = await run(['play', liveId, '--format', 'text'], as);
+        expect(early.code).not.toBe(0);
+        expect(early.stderr).toMatch(
+          new RegExp(`recording ${liveId} was made on gateway \\S+:${b.dataDir} and is not uploaded yet`),
+        );
+      } finally {
+        live.kill('SIGTERM');
+      }
+      const ssh = await runClient(
+        process.execPath,
+        [BIN, 'ssh', '-tt', `${login}@node1`, 'echo recorded-$((40+2))'],
+        {
+          env: { ...process.env, GATEHOUSE_HOME: qhome },
+          input: '',
+          timeoutMs: 30_000,
+        },
+      );
+      expect(ssh.code, ssh.stderr).toBe(0);
+      const id = await waitFor(
+        async () => {
+          const r = await run(['recordings', 'ls', '--json', '--user', 'quinn'], as);
+          expect(r.code, r.stderr).toBe(0);
+          return (JSON.parse(r.stdout) as { session_id: string; ended?: string }[]).find(
+            (m) => m.ended && m.session_id !== liveId,
+          )?.session_id;
+        },
+        'the recording made on B listed on C',
+        30_000,
+      );
+      // Not on C's disk: C plays the copy B uploaded.
+      expect(existsSync(join(c.dataDir, 'recordings', id))).toBe(false);
+      expect(existsSync(join(b.dataDir, 'recordings', id))).toBe(true);
+      // Listed with its end from PostgreSQL means uploaded (the end and the upload commit together).
+      const play = await run(['play', id, '--format', 'text'], as);
+      expect(play.code, play.stderr).toBe(0);
+      expect(play.stdout).toContain('recorded-42');
+    } finally {
+      await sshd.stop();
+      execFileSync('userdel', ['-r', '-f', login], { stdio: 'ignore' });
+    }
+  }, 300_000);
+});
+
+describe('gatehouse backup with a shared backend', () => {
+  it('refuses and names the native tool (pg_dump, etcdctl snapshot save) and the secrets key, writing nothing', async () => {
+    const dir = mkdtempSync(join(root, 'bk-'));
+    const out = join(dir, 'gh.backup');
+    const cases: [string, RegExp][] = [
+      [
+        backendYaml('nosuchdb'),
+        /in PostgreSQL \(localhost:\d+\/nosuchdb\)[\s\S]*hint: .*pg_dump -Fc[\s\S]*secrets key/,
+      ],
+      [
+        'backend: { type: etcd, endpoints: ["http://127.0.0.1:2379"] }\n',
+        /in etcd \(http:\/\/127\.0\.0\.1:2379, prefix gatehouse\/\)[\s\S]*hint: .*etcdctl snapshot save[\s\S]*secrets key/,
+      ],
+    ];
+    for (const [yaml, said] of cases) {
+      const config = join(dir, 'gatehouse.yaml');
+      writeFileSync(config, `data_dir: ${join(dir, 'data')}\n${yaml}`);
+      // No passphrase given: the refusal comes first, not a question about the passphrase.
+      const r = await run(['backup', '--config', config, '--out', out]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(said);
+      expect(existsSync(out)).toBe(false);
+    }
   });
 });

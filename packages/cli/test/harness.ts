@@ -313,12 +313,17 @@ async function spawnDaemon(
  * the user CA (exported through the CLI) and presents a host certificate
  * for node1/127.0.0.1 from the host CA (issued on the data dir).
  */
-export async function startNodeSshd(d: Daemon, extraConfig: string[] = []): Promise<Sshd> {
+export async function startNodeSshd(
+  d: Daemon,
+  extraConfig: string[] = [],
+  /** The environment the daemon's data is opened with (e.g. GATEHOUSE_SECRETS_KEY of a shared backend). */
+  env: NodeJS.ProcessEnv = {},
+): Promise<Sshd> {
   const ca = await run(['ca', 'export', '--format', 'sshd', '--proxy', d.proxy, '--ca-pin', d.pin]);
   if (ca.code !== 0) throw new Error(`ca export failed: ${ca.stderr}`);
   const hostKey = join(d.root, 'ssh_host_ed25519_key');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
-  const gw = await createGateway({ config: await loadConfig({ file: d.configFile, env: {} }), env: {} });
+  const gw = await createGateway({ config: await loadConfig({ file: d.configFile, env }), env });
   try {
     const cert = await gw.authorities.issueSshHostCert({
       publicKey: readFileSync(`${hostKey}.pub`, 'utf8').trim(),

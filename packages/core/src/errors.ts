@@ -49,6 +49,8 @@ export const ErrorCodes = {
   GH_ERR_INTERNAL: 500,
   GH_ERR_BACKEND_UNAVAILABLE: 503,
   GH_ERR_AUDIT_UNAVAILABLE: 503,
+  /** A recording made on another gateway that it has not uploaded to the shared store yet. */
+  GH_ERR_RECORDING_NOT_UPLOADED: 503,
   GH_ERR_UPSTREAM_UNAVAILABLE: 502,
   /** A listener could not be opened (address in use, no permission): never an HTTP answer. */
   GH_ERR_LISTEN_FAILED: 500,

@@ -16,6 +16,7 @@ import {
   fileKey,
   JsonlFileSink,
   PostgresAuditIndex,
+  PostgresRecordingStore,
   type RecordingStore,
   removeExpiredFiles,
   SqliteAuditIndex,
@@ -1658,6 +1659,18 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
         : undefined;
     ssoConnectors.push(connectorFromDoc(doc, 'config', secret));
   }
+  const recordingsDir = path.join(config.dataDir, 'recordings');
+  // With PostgreSQL every gateway uploads its ended recordings there, so any gateway plays any
+  // recording; the local files stay the record until the upload is done (decision 00XX-shared-recordings).
+  const recordings =
+    opts.recordings ??
+    (pgConnection
+      ? await PostgresRecordingStore.open({
+          dir: recordingsDir,
+          connection: pgConnection,
+          gateway: `${os.hostname()}:${config.dataDir}`,
+        })
+      : new FileRecordingStore({ dir: recordingsDir }));
   gateway = new Gateway({
     config,
     clock,
@@ -1671,7 +1684,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
     desktops,
     nodes,
     ...(opts.dialer ? { dialer: opts.dialer } : {}),
-    recordings: opts.recordings ?? new FileRecordingStore({ dir: path.join(config.dataDir, 'recordings') }),
+    recordings,
     auditIndex: index,
     ...(metrics ? { metrics } : {}),
     ...(opts.webDir !== undefined ? { webDir: opts.webDir } : {}),

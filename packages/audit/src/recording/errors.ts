@@ -6,13 +6,16 @@ export type RecordingErrorCode =
   | 'GH_ERR_NOT_FOUND'
   | 'GH_ERR_VALIDATION'
   | 'GH_ERR_ALREADY_EXISTS'
-  | 'GH_ERR_AUDIT_UNAVAILABLE';
+  | 'GH_ERR_AUDIT_UNAVAILABLE'
+  /** Made on another gateway that has not uploaded it to the shared store yet. */
+  | 'GH_ERR_RECORDING_NOT_UPLOADED';
 
 const STATUS: Record<RecordingErrorCode, number> = {
   GH_ERR_NOT_FOUND: 404,
   GH_ERR_VALIDATION: 400,
   GH_ERR_ALREADY_EXISTS: 409,
   GH_ERR_AUDIT_UNAVAILABLE: 503,
+  GH_ERR_RECORDING_NOT_UPLOADED: 503,
 };
 
 export class RecordingError extends Error {

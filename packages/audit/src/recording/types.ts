@@ -57,6 +57,8 @@ export interface RecordingMeta {
   stored_bytes?: number | undefined;
   /** Number of chunks, set at the end. */
   chunks?: number | undefined;
+  /** The gateway that recorded it, when several share a store (PostgresRecordingStore). */
+  gateway?: string | undefined;
   /** Set at the end when storing failed part-way: the recording is incomplete. */
   error?: string | undefined;
 }
@@ -113,6 +115,12 @@ export interface RecordingStore {
    * returns their session ids. Stores without live state need not have it.
    */
   recover?(reason: string): Promise<string[]>;
+  /**
+   * Throws unless `read` can give the whole recording from here (a shared
+   * store: one another gateway has not uploaded yet). Called before a
+   * playback starts streaming, so the refusal is a proper error answer.
+   */
+  assertReadable?(sessionId: string): Promise<void>;
   /**
    * Removes a finished recording for good (retention, `gatehouse recordings
    * rm`); false when there was none. The caller audits it first.

@@ -29,16 +29,27 @@ export function registerBackup(program: Command, ctx: Ctx): void {
 It runs on the gateway host next to the running gateway. The file holds the database
 and the secrets key, sealed with the passphrase (scrypt, AES-256-GCM): keep them apart.
 The audit log (DATA_DIR/audit) and recordings (DATA_DIR/recordings) are append-only
-files: copy them as files.`),
+files: copy them as files.
+
+With backend: { type: postgres } or { type: etcd } the state is not in the data dir:
+backup refuses and names the tool (pg_dump; etcdctl snapshot save). Keep the secrets
+key with that dump: the CA keys in the database are sealed with it.`),
     )
     .action(async function (this: Command, o: { out: string; passphraseStdin?: boolean }) {
       const g = this.optsWithGlobals<GlobalOpts>();
       if (!wantsLocal(g, ctx.env)) {
         throw usage('backup needs the data dir', 'pass --data-dir DIR or --config FILE on the gateway host');
       }
-      const pw = await passphrase(ctx, o.passphraseStdin);
       const config = await loadConfig({ file: g.config, overrides: { dataDir: g.dataDir }, env: ctx.env });
-      const info = await createBackup({ dataDir: config.dataDir, out: o.out, passphrase: pw, env: ctx.env });
+      // Before the passphrase: a shared backend is refused (its own tool backs it up), whatever was typed.
+      const pw = config.backend.type === 'sqlite' ? await passphrase(ctx, o.passphraseStdin) : '';
+      const info = await createBackup({
+        dataDir: config.dataDir,
+        out: o.out,
+        passphrase: pw,
+        env: ctx.env,
+        backend: config.backend,
+      });
       ctx.out(
         `Backup of cluster ${info.cluster} (${config.dataDir}) written to ${o.out} (${info.bytes} bytes).\n`,
       );

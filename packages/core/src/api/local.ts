@@ -340,6 +340,7 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
     async readRecording(id, opts = {}) {
       const meta = await d.recordings.get(id);
       if (!meta) throw recordingNotFound(id);
+      await d.recordings.assertReadable?.(id);
       const events = d.recordings.read(id, {
         follow: opts.follow ?? false,
         ...(opts.signal ? { signal: opts.signal } : {}),

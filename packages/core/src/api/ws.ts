@@ -261,6 +261,7 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
   ) {
     const caller = await authenticateCaller(d, req, 'origin');
     const meta = await d.readRecording(caller.principal, id, remoteAddr);
+    await d.recordings.assertReadable?.(id);
     if (meta.kind !== 'desktop') {
       throw new GatehouseError('GH_ERR_BAD_REQUEST', `recording "${id}" is not a desktop session`, {
         hint: 'play terminal recordings in the session player',

@@ -4,6 +4,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import type { BackendConfig } from '../config/load.js';
 import { loadOrCreateSecretsKey, SECRETS_KEY_ENV, SECRETS_KEY_FILE } from '../crypto/seal.js';
 import { GatehouseError } from '../errors.js';
 import { caBackendKey } from '../pki/authority.js';
@@ -119,6 +120,44 @@ function clusterOf(dbFile: string): string {
 }
 
 /**
+ * `gatehouse backup` copies the SQLite file of the data dir. With a shared
+ * backend that file is not the state (a gateway moved from SQLite keeps a
+ * stale one), and the database's own tool is the right one: pg_dump takes a
+ * consistent snapshot while every gateway writes, etcdctl a revision-exact
+ * snapshot, and operators of those databases already run them (decision
+ * 00XX-shared-recordings, "Backup"). Refused, naming the tool and the key the
+ * dump does not hold.
+ */
+function sharedBackendRefusal(b: Exclude<BackendConfig, { type: 'sqlite' }>): GatehouseError {
+  const key = `the secrets key (${SECRETS_KEY_ENV}, or ${SECRETS_KEY_FILE} in the data dir): the CA keys in the database are sealed with it, and a dump without it cannot be used`;
+  if (b.type === 'postgres') {
+    let where = 'the database in backend.uri';
+    try {
+      const u = new URL(b.uri);
+      where = `${u.hostname}:${u.port || '5432'}${u.pathname}`;
+    } catch {
+      // Not parseable: the config check at start names it; here the generic wording does.
+    }
+    return new GatehouseError(
+      'GH_ERR_VALIDATION',
+      `gatehouse backup copies the SQLite backend; this cluster's state is in PostgreSQL (${where})`,
+      {
+        hint: `back up that database with pg_dump (e.g. pg_dump -Fc -f gatehouse.dump "${b.uri.replace(/:[^:@/]*@/, '@')}"; its gatehouse_* tables hold users, roles, CAs, the audit index and uploaded recordings), and keep ${key}; restore with pg_restore into an empty database`,
+        details: { backend: 'postgres' },
+      },
+    );
+  }
+  return new GatehouseError(
+    'GH_ERR_VALIDATION',
+    `gatehouse backup copies the SQLite backend; this cluster's state is in etcd (${b.endpoints.join(', ')}, prefix ${b.prefix})`,
+    {
+      hint: `back up etcd with etcdctl snapshot save FILE --endpoints ${b.endpoints[0] ?? 'URL'} (a snapshot of the whole keyspace at one revision), and keep ${key}; restore with etcdutl snapshot restore`,
+      details: { backend: 'etcd' },
+    },
+  );
+}
+
+/**
  * Writes a sealed backup of `dataDir` to `out` while the gateway may be
  * running: `VACUUM INTO` copies the database from one read transaction (a
  * consistent snapshot that writers do not block, which SQLite's page-by-page
@@ -130,7 +169,10 @@ export async function createBackup(opts: {
   passphrase: string;
   env?: NodeJS.ProcessEnv;
   now?: () => Date;
+  /** The configured backend: only SQLite's lives in the data dir; a shared one is refused (see below). */
+  backend?: BackendConfig;
 }): Promise<BackupInfo> {
+  if (opts.backend && opts.backend.type !== 'sqlite') throw sharedBackendRefusal(opts.backend);
   checkPassphrase(opts.passphrase);
   const dbPath = path.join(opts.dataDir, DB_FILE);
   if (!fs.existsSync(dbPath)) {
