@@ -1661,7 +1661,7 @@ export async function createGateway(opts: CreateGatewayOptions = {}): Promise<Ga
   }
   const recordingsDir = path.join(config.dataDir, 'recordings');
   // With PostgreSQL every gateway uploads its ended recordings there, so any gateway plays any
-  // recording; the local files stay the record until the upload is done (decision 00XX-shared-recordings).
+  // recording; the local files stay the record until the upload is done (decision 0038-shared-recordings).
   const recordings =
     opts.recordings ??
     (pgConnection

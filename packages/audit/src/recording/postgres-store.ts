@@ -1,6 +1,6 @@
 /**
  * Recordings readable from every gateway sharing a PostgreSQL backend
- * (docs/decisions/00XX-shared-recordings.md). Each gateway records into its
+ * (docs/decisions/0038-shared-recordings.md). Each gateway records into its
  * own FileRecordingStore (the durable local record, as before); an uploader
  * copies every ended recording's chunks into PostgreSQL, retrying until it
  * succeeds, so a gateway that was cut off catches up when the database is

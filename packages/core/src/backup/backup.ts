@@ -125,7 +125,7 @@ function clusterOf(dbFile: string): string {
  * stale one), and the database's own tool is the right one: pg_dump takes a
  * consistent snapshot while every gateway writes, etcdctl a revision-exact
  * snapshot, and operators of those databases already run them (decision
- * 00XX-shared-recordings, "Backup"). Refused, naming the tool and the key the
+ * 0038-shared-recordings, "Backup"). Refused, naming the tool and the key the
  * dump does not hold.
  */
 function sharedBackendRefusal(b: Exclude<BackendConfig, { type: 'sqlite' }>): GatehouseError {
