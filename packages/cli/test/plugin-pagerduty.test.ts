@@ -76,7 +76,8 @@ describe('the PagerDuty plugin against a PagerDuty REST API fixture', () => {
   const stateFile = () => join(root, 'pd-state.json');
   const told = (id: string) => {
     try {
-      return (JSON.parse(readFileSync(stateFile(), 'utf8')) as Record<string, { ref?: string }>)[id]?.ref;
+      return (JSON.parse(readFileSync(stateFile(), 'utf8')) as { requests: Record<string, { ref?: string }> })
+        .requests[id]?.ref;
     } catch {
       return undefined; // not written yet
     }
@@ -157,7 +158,7 @@ describe('the PagerDuty plugin against a PagerDuty REST API fixture', () => {
       [
         'home: ./home-pdbot',
         'state_file: ./pd-state.json',
-        'poll_interval: 200ms',
+        'retry_interval: 200ms',
         'pagerduty:',
         `  api_url: http://127.0.0.1:${(pd.address() as AddressInfo).port}`,
         '  token_file: ./pd.token',

@@ -23,7 +23,7 @@ import {
   type VerifyChainResult,
   verifyAuditChainAsync,
 } from '@gatehouse/audit';
-import { type AdminCaller, authorizedAdmin } from './api/authorized.js';
+import { type AdminCaller, authorizedAdmin, watchAccessRequests } from './api/authorized.js';
 import { requestBodyDeadline } from './api/http.js';
 import {
   answerClientError,
@@ -544,6 +544,7 @@ export class Gateway {
       exportCa: (format, opts) => this.exportCa(format, opts),
       krl: () => this.revocations.krl(),
       admin: (caller, ctx) => this.#authorizedAdmin(caller, ctx),
+      watchAccessRequests: (who, after, signal) => watchAccessRequests(this.requests, who, after, signal),
       nodeJoin: (req, remoteAddr) =>
         redeemJoinToken(
           {

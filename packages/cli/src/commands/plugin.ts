@@ -42,7 +42,7 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
 --config FILE is required. The config (paths are relative to it):
   home: ./bot-home            # GATEHOUSE_HOME where the bot user ran gatehouse login
   state_file: ./state.json    # what was posted (no double posts after a restart)
-  poll_interval: 2s
+  retry_interval: 2s          # first wait before reconnecting the watch (doubles up to 30s)
   webhook:
     url: https://hooks.example.com/gatehouse
     secret_file: ./webhook.secret            # signs what is posted (X-Gatehouse-Signature)
@@ -129,7 +129,13 @@ ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
         path = '/callback';
         target = webhookTarget(cfg.webhook!);
       }
-      const watcher = new RequestWatcher({ api, target, stateFile: cfg.stateFile, pollMs: cfg.pollMs, log });
+      const watcher = new RequestWatcher({
+        api,
+        target,
+        stateFile: cfg.stateFile,
+        retryMs: cfg.retryMs,
+        log,
+      });
       watcher.start();
       ctx.out(
         callbacks
@@ -152,7 +158,7 @@ type Kind = (typeof KINDS)[number];
 interface PluginConfig {
   home: string;
   stateFile: string;
-  pollMs: number;
+  retryMs: number;
   webhook?: { url: string; secret: string; callbackSecret: string; listen: string } | undefined;
   slack?: SlackPluginConfig | undefined;
   pagerduty?: PagerDutyPluginConfig | undefined;
@@ -187,10 +193,13 @@ function readConfig(file: string, kind: Kind): PluginConfig {
     return text;
   };
   const listen = typeof section.listen === 'string' ? section.listen : '127.0.0.1:0';
+  if (doc.poll_interval !== undefined) {
+    throw bad("poll_interval is gone: plugins follow the gateway's watch now; set retry_interval instead");
+  }
   const common = {
     home: path(doc.home, 'home'),
     stateFile: path(doc.state_file, 'state_file'),
-    pollMs: typeof doc.poll_interval === 'string' ? parseDuration(doc.poll_interval) : 2000,
+    retryMs: typeof doc.retry_interval === 'string' ? parseDuration(doc.retry_interval) : 2000,
   };
   // Chat tool user id -> Gatehouse user: who may review from the tool.
   const reviewers = () => {

@@ -11,7 +11,7 @@ import type { NotifyTarget, Posted } from './watcher.js';
  * review is made by the plugin's bot user (its role needs `review_requests`)
  * with a reason naming the service, so core still decides and the audit log
  * says why. PagerDuty unreachable: the request stays pending (requests never
- * depend on a plugin) and the check is made again next round.
+ * depend on a plugin) and the check is made again after the reconnect.
  */
 export interface PagerDutyPluginConfig {
   /** https://api.pagerduty.com (a fixture in tests). */
@@ -102,7 +102,7 @@ export function pagerDutyTarget(
         const status = (e as { status?: number }).status;
         if (status === undefined || status >= 500) throw e;
         // Core refused (e.g. the bot role may not review these roles): the request stays with
-        // human reviewers; trying again each round would not change core's mind.
+        // human reviewers; trying again would not change core's mind.
         log(`could not approve request ${r.id} for on-call ${r.user}: ${(e as Error).message}`);
         return 'review-refused';
       } finally {

@@ -4,7 +4,7 @@ import { toGatehouseError } from '../errors.js';
 import type { ResourceKind, Verb } from '../rbac/types.js';
 import { mayReview } from '../requests/policy.js';
 import type { AccessRequestService } from '../requests/service.js';
-import type { AccessRequestView } from '../requests/types.js';
+import type { AccessRequestChange, AccessRequestView } from '../requests/types.js';
 import type { AdminApi, AdminPermissions } from './types.js';
 
 /**
@@ -273,6 +273,26 @@ export function authorizedAdmin(
       return d.requests.drop(p.user.name, id, req?.reason ?? '');
     },
   };
+}
+
+/**
+ * The watch route's changes as `who` may see them: the requests
+ * listAccessRequests would show them (all with access_request:list, else
+ * their own and those they may review). `who` is checked again before each
+ * change is told, so a bot user locked, deleted or whose certificate
+ * expired stops hearing at once (the error ends the stream).
+ */
+export async function* watchAccessRequests(
+  requests: Pick<AccessRequestService, 'watch'>,
+  who: () => Promise<Principal>,
+  after: number,
+  signal: AbortSignal,
+): AsyncGenerator<AccessRequestChange> {
+  await who();
+  for await (const change of requests.watch(after, signal)) {
+    const p = await who();
+    if (p.checker.checkRule('access_request', 'list').allowed || sees(p, change.request)) yield change;
+  }
 }
 
 /** Whether a user sees a request without access_request rules: their own, or one they may review. */

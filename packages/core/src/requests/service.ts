@@ -12,6 +12,7 @@ import type { Role } from '../rbac/types.js';
 import { formatDuration, isDuration, parseDuration } from '../util/duration.js';
 import { decideRequest, mayReview } from './policy.js';
 import type {
+  AccessRequestChange,
   AccessRequestState,
   AccessRequestView,
   CreateAccessRequest,
@@ -221,6 +222,46 @@ export class AccessRequestService {
     return items
       .map((i) => this.#effective(decode(i.value)))
       .sort((a, b) => b.created.localeCompare(a.created));
+  }
+
+  /**
+   * Every change after backend revision `after`: first each stored request
+   * written since (its latest state: what a watcher missed while away), in
+   * revision order, then each change as it is made, until `signal` aborts.
+   * The live watch is opened before the stored requests are read, so a
+   * change made in between is neither lost nor told twice (per key, only
+   * revisions above the one already told pass). Deletions (the backend
+   * forgetting a request a week after its end) are not changes to tell.
+   */
+  async *watch(after: number, signal: AbortSignal): AsyncGenerator<AccessRequestChange> {
+    const live = this.#d.backend.watch(ACCESS_REQUESTS_PREFIX, { signal });
+    const told = new Map<string, number>();
+    const stored = (await this.#d.backend.range(ACCESS_REQUESTS_PREFIX))
+      .filter((i) => i.revision > after)
+      .sort((a, b) => a.revision - b.revision);
+    for (const i of stored) {
+      told.set(i.key, i.revision);
+      yield this.#change(i.revision, i.value);
+    }
+    for await (const ev of live) {
+      if (ev.type !== 'put' || ev.item.revision <= after) continue;
+      if (ev.item.revision <= (told.get(ev.item.key) ?? 0)) continue;
+      told.set(ev.item.key, ev.item.revision);
+      yield this.#change(ev.item.revision, ev.item.value);
+    }
+  }
+
+  #change(cursor: number, value: string): AccessRequestChange {
+    const request = this.#effective(decode(value));
+    const type =
+      request.state === 'expired'
+        ? 'access_request.expire'
+        : request.state === 'dropped'
+          ? 'access_request.drop'
+          : request.reviews.length === 0
+            ? 'access_request.create'
+            : 'access_request.review';
+    return { cursor, type, request };
   }
 
   async get(id: string): Promise<AccessRequestView> {
