@@ -264,6 +264,27 @@ export class AccessRequestService {
     return { cursor, type, request };
   }
 
+  /**
+   * Whether `reviewer` may review `r` by their roles' `review_requests`
+   * (roles and `where`, which may look at the requester's traits now).
+   */
+  async reviewable(
+    reviewer: { roles: readonly Role[]; traits: Traits },
+    r: AccessRequestView,
+  ): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const mentioned = reviewer.roles.some(
+      (x) => x.allow.review_requests?.where !== undefined || x.deny.review_requests?.where !== undefined,
+    );
+    // Only a `where` reads the requester's traits: no user lookup otherwise.
+    const requesterTraits = mentioned ? ((await this.#d.getUser(r.user))?.traits ?? {}) : {};
+    return mayReview(reviewer.roles, reviewer.traits, {
+      roles: r.roles,
+      reason: r.reason,
+      user: r.user,
+      requesterTraits,
+    });
+  }
+
   async get(id: string): Promise<AccessRequestView> {
     const found = await this.find(id);
     if (!found) throw notFound(id);
@@ -310,7 +331,7 @@ export class AccessRequestService {
         });
       }
       if (reviewer.kind === 'user') {
-        const may = mayReview(reviewer.roles, reviewer.traits, cur.roles);
+        const may = await this.reviewable(reviewer, cur);
         if (!may.ok) {
           await this.#denied(reviewer.name, cur.roles.join(','), `request ${id}: ${may.reason}`);
           throw new GatehouseError('GH_ERR_ACCESS_DENIED', `access denied: ${may.reason}`, {
