@@ -12,7 +12,7 @@ import {
   mattermostTarget,
   startMattermostActions,
 } from '../plugins/mattermost.js';
-import { type PagerDutyPluginConfig, pagerDutyTarget } from '../plugins/pagerduty.js';
+import { type PagerDutyPluginConfig, type PagerDutyPost, pagerDutyTarget } from '../plugins/pagerduty.js';
 import {
   SLACK_INTERACTIVE_PATH,
   type SlackPluginConfig,
@@ -76,6 +76,10 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
     token_file: ./pagerduty.token            # a REST API key (Authorization: Token token=...)
     services: [Checkout API]                 # on call for one of these services -> approved
     emails: { alice: alice@example.com }     # Gatehouse user -> their PagerDuty user's email
+    post:                                    # optional: write each new request to PagerDuty
+      from: gatehouse-bot@example.com        # the PagerDuty user it posts as (From header)
+      incident_service: Access Requests      # an incident per request on this service (urgency: low|high)
+      # note_on: PT4KHLK                     # or: a note per request on this incident
 ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plugin.yaml
   $ gatehouse plugin run slack --config /etc/gatehouse/slack-plugin.yaml
   $ gatehouse plugin run mattermost --config /etc/gatehouse/mattermost-plugin.yaml
@@ -284,6 +288,31 @@ function readConfig(file: string, kind: Kind): PluginConfig {
       !Object.values(emails).every((v) => typeof v === 'string' && v.includes('@'))
     )
       throw bad('pagerduty.emails maps Gatehouse user names to PagerDuty email addresses');
+    // post: { from, incident_service, urgency } opens an incident per request; { from, note_on } notes on one.
+    let post: PagerDutyPost | undefined;
+    if (section.post !== undefined) {
+      const p = section.post as Record<string, unknown>;
+      if (typeof p !== 'object' || p === null) throw bad('pagerduty.post must be a mapping');
+      if (typeof p.from !== 'string' || !p.from.includes('@'))
+        throw bad('pagerduty.post.from must be the email of the PagerDuty user the plugin posts as');
+      const on = p.note_on;
+      const service = p.incident_service;
+      if ((typeof on === 'string') === (typeof service === 'string'))
+        throw bad(
+          'pagerduty.post needs one of incident_service (a service name) or note_on (an incident id)',
+        );
+      if (p.urgency !== undefined && p.urgency !== 'high' && p.urgency !== 'low')
+        throw bad('pagerduty.post.urgency must be high or low');
+      post =
+        typeof on === 'string'
+          ? { kind: 'note', from: p.from, incidentId: on }
+          : {
+              kind: 'incident',
+              from: p.from,
+              service: service as string,
+              urgency: (p.urgency as 'high' | 'low' | undefined) ?? 'low',
+            };
+    }
     return {
       ...common,
       pagerduty: {
@@ -291,6 +320,7 @@ function readConfig(file: string, kind: Kind): PluginConfig {
         token: secret('token'),
         services: services as string[],
         emails: emails as Record<string, string>,
+        post,
       },
     };
   }
