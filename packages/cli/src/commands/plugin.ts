@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import type { AdminApi } from '@gatehouse/core';
 import { GatehouseClient, GatehouseError, parseDuration } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
@@ -19,7 +20,7 @@ import {
   slackTarget,
   startSlackInteractions,
 } from '../plugins/slack.js';
-import { type NotifyTarget, RequestWatcher } from '../plugins/watcher.js';
+import { type NotifyTarget, RequestWatcher, type WatchApi } from '../plugins/watcher.js';
 import { startCallbackServer, webhookTarget } from '../plugins/webhook.js';
 import { ClientHome, splitPems } from '../profile.js';
 import { examples, usage } from './usage.js';
@@ -110,37 +111,8 @@ ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
         return { api: client, close: () => client.close() };
       };
       const log = (m: string) => ctx.err(`${new Date().toISOString()} ${m}\n`);
-      // Each plugin: its callback listener where the tool can review, then what it tells the tool.
-      let callbacks: CallbackServer | undefined;
-      let path = '';
-      let target: NotifyTarget;
-      if (cfg.slack) {
-        callbacks = await startSlackInteractions(cfg.slack, api, log);
-        path = SLACK_INTERACTIVE_PATH;
-        target = slackTarget(cfg.slack);
-      } else if (cfg.mattermost) {
-        callbacks = await startMattermostActions(cfg.mattermost, api, log);
-        path = MATTERMOST_ACTIONS_PATH;
-        target = mattermostTarget(cfg.mattermost, callbacks.port);
-      } else if (cfg.jira) {
-        callbacks = await startJiraWebhook(cfg.jira, api, log);
-        path = JIRA_WEBHOOK_PATH;
-        target = jiraTarget(cfg.jira);
-      } else if (cfg.pagerduty) {
-        target = pagerDutyTarget(cfg.pagerduty, api, log);
-      } else {
-        callbacks = await startCallbackServer(cfg.webhook!, api, log);
-        path = '/callback';
-        target = webhookTarget(cfg.webhook!);
-      }
-      const watcher = new RequestWatcher({
-        api,
-        target,
-        stateFile: cfg.stateFile,
-        retryMs: cfg.retryMs,
-        log,
-      });
-      watcher.start();
+      const running = await startPluginParts(cfg, api, log);
+      const { callbacks, path } = running;
       ctx.out(
         callbacks
           ? `${kind} plugin running; callbacks on 127.0.0.1:${callbacks.port}${path}\n`
@@ -151,16 +123,67 @@ ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
       });
-      await watcher.stop();
-      await callbacks?.close();
+      await running.stop();
     });
 }
 
-const KINDS = ['webhook', 'slack', 'mattermost', 'jira', 'pagerduty'] as const;
-type Kind = (typeof KINDS)[number];
+/** A plugin's API as its bot user: the watch, the list and reviews, each checked by core. */
+export type PluginApi = () => { api: WatchApi & Pick<AdminApi, 'reviewAccessRequest'>; close(): void };
 
-interface PluginConfig {
-  home: string;
+/**
+ * Starts one plugin (its callback listener where the tool can review, then
+ * the watcher that tells the tool), the same code whether it runs as its
+ * own process (`plugin run`) or inside the gateway (`plugins:`).
+ */
+export async function startPluginParts(
+  cfg: PluginConfig,
+  api: PluginApi,
+  log: (msg: string) => void,
+): Promise<{ callbacks?: CallbackServer | undefined; path: string; stop(): Promise<void> }> {
+  let callbacks: CallbackServer | undefined;
+  let path = '';
+  let target: NotifyTarget;
+  if (cfg.slack) {
+    callbacks = await startSlackInteractions(cfg.slack, api, log);
+    path = SLACK_INTERACTIVE_PATH;
+    target = slackTarget(cfg.slack);
+  } else if (cfg.mattermost) {
+    callbacks = await startMattermostActions(cfg.mattermost, api, log);
+    path = MATTERMOST_ACTIONS_PATH;
+    target = mattermostTarget(cfg.mattermost, callbacks.port);
+  } else if (cfg.jira) {
+    callbacks = await startJiraWebhook(cfg.jira, api, log);
+    path = JIRA_WEBHOOK_PATH;
+    target = jiraTarget(cfg.jira);
+  } else if (cfg.pagerduty) {
+    target = pagerDutyTarget(cfg.pagerduty, api, log);
+  } else {
+    callbacks = await startCallbackServer(cfg.webhook!, api, log);
+    path = '/callback';
+    target = webhookTarget(cfg.webhook!);
+  }
+  let watcher: RequestWatcher;
+  try {
+    watcher = new RequestWatcher({ api, target, stateFile: cfg.stateFile, retryMs: cfg.retryMs, log });
+  } catch (e) {
+    await callbacks?.close();
+    throw e;
+  }
+  watcher.start();
+  return {
+    callbacks,
+    path,
+    async stop() {
+      await watcher.stop();
+      await callbacks?.close();
+    },
+  };
+}
+
+export const KINDS = ['webhook', 'slack', 'mattermost', 'jira', 'pagerduty'] as const;
+export type Kind = (typeof KINDS)[number];
+
+export interface PluginConfig {
   stateFile: string;
   retryMs: number;
   webhook?: { url: string; secret: string; callbackSecret: string; listen: string } | undefined;
@@ -170,11 +193,7 @@ interface PluginConfig {
   jira?: JiraPluginConfig | undefined;
 }
 
-function readConfig(file: string, kind: Kind): PluginConfig {
-  const bad = (what: string) =>
-    new GatehouseError('GH_ERR_CONFIG_INVALID', `${file}: ${what}`, {
-      hint: 'see gatehouse plugin run --help for the config keys',
-    });
+function readConfig(file: string, kind: Kind): PluginConfig & { home: string } {
   let doc: Record<string, unknown>;
   try {
     doc = parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown>;
@@ -185,6 +204,30 @@ function readConfig(file: string, kind: Kind): PluginConfig {
     });
   }
   const base = dirname(resolve(file));
+  const home = doc?.home;
+  if (typeof home !== 'string' || home === '') {
+    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `${file}: home must be a path`, {
+      hint: 'see gatehouse plugin run --help for the config keys',
+    });
+  }
+  return { ...pluginConfig(doc, kind, base, file), home: resolve(base, home) };
+}
+
+/**
+ * One plugin's settings (the keys of `plugin run --config`, or of one
+ * `plugins:` entry of the gateway's config), paths relative to `base`,
+ * errors prefixed with `where`.
+ */
+export function pluginConfig(
+  doc: Record<string, unknown>,
+  kind: Kind,
+  base: string,
+  where: string,
+): PluginConfig {
+  const bad = (what: string) =>
+    new GatehouseError('GH_ERR_CONFIG_INVALID', `${where}: ${what}`, {
+      hint: 'see gatehouse plugin run --help for the config keys',
+    });
   const path = (v: unknown, key: string) => {
     if (typeof v !== 'string' || v === '') throw bad(`${key} must be a path`);
     return resolve(base, v);
@@ -201,7 +244,6 @@ function readConfig(file: string, kind: Kind): PluginConfig {
     throw bad("poll_interval is gone: plugins follow the gateway's watch now; set retry_interval instead");
   }
   const common = {
-    home: path(doc.home, 'home'),
     stateFile: path(doc.state_file, 'state_file'),
     retryMs: typeof doc.retry_interval === 'string' ? parseDuration(doc.retry_interval) : 2000,
   };
