@@ -125,6 +125,38 @@ describe('the access request watch route', () => {
     quiet.stop();
   });
 
+  it('closing the gateway ends an open watch (the watcher then reconnects)', async () => {
+    const other = await startGateway();
+    let closed = false;
+    try {
+      await other.gw.admin.putRole('kind: role\nname: bot\nallow:\n  review_requests: { roles: ["*"] }\n');
+      await other.gw.admin.createUser({ name: 'bot', roles: ['bot'], password: PASSWORD });
+      const key = newTlsKey();
+      const anon = new GatehouseClient({ proxy: `127.0.0.1:${other.port}`, caPem: other.caPem });
+      const res = await anon.login({ user: 'bot', password: PASSWORD, tls_public_key: key.publicPem });
+      anon.close();
+      const c = new GatehouseClient({
+        proxy: `127.0.0.1:${other.port}`,
+        caPem: other.caPem,
+        certPem: res.tls_cert!,
+        keyPem: key.privatePem,
+      });
+      clients.push(c);
+      const w = collect(c, 0);
+      // The stream is open once the route has answered: a change made now arrives on it.
+      await other.gw.admin.putRole('kind: role\nname: x\nallow:\n  request: { roles: [bot] }\n');
+      await other.gw.admin.createUser({ name: 'x', roles: ['x'], password: PASSWORD });
+      await other.gw.authorizedAdmin('x').createAccessRequest({ roles: ['bot'], reason: 'r' });
+      await w.until(() => true);
+      await other.close();
+      closed = true;
+      // Ends (an error or the end of the stream), rather than hanging the close or the watcher.
+      await w.done;
+    } finally {
+      if (!closed) await other.close();
+    }
+  });
+
   it('a lock on the watching user ends its stream with the refusal; a bad cursor is a 400', async () => {
     const bob = await clientFor('bob');
     const w = collect(bob, 0);

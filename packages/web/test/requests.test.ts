@@ -113,7 +113,7 @@ describe('access requests in the web UI', () => {
   it('the Resources page leads to the request form', async () => {
     const { page } = alice;
     await page.goto('/web/resources');
-    await page.getByRole('link', { name: 'request access' }).click();
+    await page.getByRole('link', { name: 'request access', exact: true }).click();
     await page.getByRole('form', { name: 'Request access' }).waitFor();
     expect(new URL(page.url()).pathname).toBe('/web/requests');
   });
