@@ -377,8 +377,12 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv, input?: string)
  * for `prod-db`), `prod-db` and `plugin-bot` (reviews `prod-db`), and `users`
  * (name -> role) added and logged in, each with GATEHOUSE_HOME ROOT/home-NAME.
  */
-export async function startRequestCluster(cluster: string, users: [string, string][]): Promise<Daemon> {
-  const daemon = await startDaemon({ cluster });
+export async function startRequestCluster(
+  cluster: string,
+  users: [string, string][],
+  extraConfig?: string,
+): Promise<Daemon> {
+  const daemon = await startDaemon({ cluster, ...(extraConfig ? { extraConfig } : {}) });
   const root = daemon.root;
   const ok = async (p: Promise<Run>) => {
     const r = await p;

@@ -142,7 +142,7 @@ describe('the Jira plugin against a Jira API fixture', () => {
       [
         'home: ./home-jirabot',
         'state_file: ./jira-state.json',
-        'poll_interval: 200ms',
+        'retry_interval: 200ms',
         'jira:',
         `  url: http://127.0.0.1:${(jira.address() as AddressInfo).port}`,
         `  user: ${USER}`,

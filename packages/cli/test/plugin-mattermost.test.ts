@@ -141,7 +141,7 @@ describe('the Mattermost plugin against a Mattermost API fixture', () => {
       [
         'home: ./home-mmbot',
         'state_file: ./mm-state.json',
-        'poll_interval: 200ms',
+        'retry_interval: 200ms',
         'mattermost:',
         `  url: http://127.0.0.1:${(mm.address() as AddressInfo).port}`,
         '  token_file: ./mm.token',

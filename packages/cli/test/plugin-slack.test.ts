@@ -124,7 +124,7 @@ describe('the Slack plugin against a Slack API fixture', () => {
       [
         'home: ./home-slackbot',
         'state_file: ./slack-state.json',
-        'poll_interval: 200ms',
+        'retry_interval: 200ms',
         'slack:',
         `  api_url: http://127.0.0.1:${(slack.address() as AddressInfo).port}/api`,
         '  token_file: ./slack.token',

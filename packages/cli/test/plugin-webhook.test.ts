@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -91,7 +91,7 @@ describe('the webhook plugin', () => {
       [
         'home: ./home-bot',
         'state_file: ./plugin-state.json',
-        'poll_interval: 200ms',
+        'retry_interval: 200ms',
         'webhook:',
         `  url: ${receiverUrl}`,
         '  secret_file: ./webhook.secret',
@@ -186,9 +186,20 @@ describe('the webhook plugin', () => {
       30_000,
     );
     await plugin.stop();
-    plugin = await startWebhookPlugin();
+    // The watch cursor was saved with what was posted; a request made while the plugin is
+    // down is told after the restart (from the cursor), once.
+    const saved = JSON.parse(readFileSync(join(root, 'plugin-state.json'), 'utf8')) as { cursor: number };
+    expect(saved.cursor).toBeGreaterThan(0);
     const third = await create('INC-9');
+    plugin = await startWebhookPlugin();
     await waitFor(() => received.find((e) => e.request.id === third.id), 'the third request posted', 30_000);
+    const fourth = await create('INC-10');
+    await waitFor(
+      () => received.find((e) => e.request.id === fourth.id),
+      'the fourth request posted',
+      30_000,
+    );
+    expect(received.filter((e) => e.request.id === third.id)).toHaveLength(1);
     expect(received.filter((e) => e.request.id === second.id)).toHaveLength(1);
     expect(received.filter((e) => e.request.id === r.id)).toHaveLength(2);
     const review = auditEvents(daemon).find(

@@ -24,7 +24,7 @@ import {
   type VerifyChainResult,
   verifyAuditChainAsync,
 } from '@gatehouse/audit';
-import { type AdminCaller, authorizedAdmin } from './api/authorized.js';
+import { type AdminCaller, authorizedAdmin, watchAccessRequests } from './api/authorized.js';
 import { requestBodyDeadline } from './api/http.js';
 import {
   answerClientError,
@@ -41,7 +41,7 @@ import type { AdminApi, TokenView } from './api/types.js';
 import { createTerminalSockets, type TerminalSockets } from './api/ws.js';
 import { LoginService } from './auth/login.js';
 import { WEB_SESSIONS_PREFIX, WebSessions } from './auth/sessions.js';
-import { Authorizer, type ConnectionContext } from './authz/authorizer.js';
+import { Authorizer, type ConnectionContext, type Principal } from './authz/authorizer.js';
 import { EtcdBackend } from './backend/etcd.js';
 import { type BackendSpec, openBackend } from './backend/index.js';
 import { MemoryBackend } from './backend/memory.js';
@@ -93,7 +93,7 @@ import { sshFingerprint } from './pki/rotation.js';
 import { decodeIdentity } from './pki/x509.js';
 import { RoleService } from './rbac/roles.js';
 import { ACCESS_REQUESTS_PREFIX, AccessRequestService } from './requests/service.js';
-import type { AccessRequestView } from './requests/types.js';
+import type { AccessRequestChange, AccessRequestView } from './requests/types.js';
 import { LiveSessions } from './sessions/live.js';
 import { TerminalRegistry } from './sessions/terminal.js';
 import { connectorFromDoc, type SsoConnector, SsoConnectorRegistry } from './sso/connectors.js';
@@ -545,6 +545,7 @@ export class Gateway {
       exportCa: (format, opts) => this.exportCa(format, opts),
       krl: () => this.revocations.krl(),
       admin: (caller, ctx) => this.#authorizedAdmin(caller, ctx),
+      watchAccessRequests: (who, after, signal) => watchAccessRequests(this.requests, who, after, signal),
       nodeJoin: (req, remoteAddr) =>
         redeemJoinToken(
           {
@@ -719,7 +720,23 @@ export class Gateway {
     who: Identity | string,
     opts: { remoteAddr?: string | undefined; traitsFromUser?: boolean | undefined } = {},
   ): AdminApi {
-    const principal = async () => {
+    return this.#authorizedAdmin(this.#principalOf(who, opts), { remoteAddr: opts.remoteAddr });
+  }
+
+  /**
+   * The access request changes `user` may see after `after` (the watch
+   * route's stream, for plugins run in this process): `user` is checked
+   * again before each change, as the route checks its caller.
+   */
+  watchAccessRequests(user: string, after: number, signal: AbortSignal): AsyncIterable<AccessRequestChange> {
+    return watchAccessRequests(this.requests, this.#principalOf(user, {}), after, signal);
+  }
+
+  #principalOf(
+    who: Identity | string,
+    opts: { traitsFromUser?: boolean | undefined },
+  ): () => Promise<Principal> {
+    return async () => {
       if (typeof who !== 'string') {
         return this.authorizer.principal(who, { traitsFromUser: opts.traitsFromUser ?? false });
       }
@@ -734,7 +751,6 @@ export class Gateway {
       };
       return this.authorizer.principal(identity, { traitsFromUser: true });
     };
-    return this.#authorizedAdmin(principal, { remoteAddr: opts.remoteAddr });
   }
 
   #authorizedAdmin(caller: AdminCaller, ctx: ConnectionContext): AdminApi {

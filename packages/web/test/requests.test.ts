@@ -21,6 +21,7 @@ let ui: UiBrowser;
 let tg: TestGateway;
 let alice: { context: BrowserContext; page: Page };
 let bob: { context: BrowserContext; page: Page };
+let carol: { context: BrowserContext; page: Page };
 /** alice's request bob denied (first test). */
 let deniedId = '';
 
@@ -39,16 +40,34 @@ beforeAll(async () => {
   await gw.admin.createUser({ name: 'alice', roles: ['asker'], password: PASSWORD });
   // bob reviews, and reads the audit log (the built-in auditor role).
   await gw.admin.createUser({ name: 'bob', roles: ['reviewer', 'auditor'], password: PASSWORD });
+  // carol reviews too (she revokes what bob approved); dave reaches a staging database.
+  await gw.admin.createUser({ name: 'carol', roles: ['reviewer'], password: PASSWORD });
+  await gw.admin.putRole(
+    'kind: role\nname: stage\nallow:\n  db_labels: { env: stage }\n  db_users: [app]\n',
+    {
+      create: true,
+    },
+  );
+  await gw.admin.createUser({ name: 'dave', roles: ['asker', 'stage'], password: PASSWORD });
+  await gw.admin.addDatabase({
+    name: 'orders-stage',
+    protocol: 'postgres',
+    uri: 'postgres://127.0.0.1:1/orders',
+    labels: { env: 'stage' },
+  });
   ui = await UiBrowser.launch([{ port: tg.port, caPem: gw.exportCa('x509', { type: 'host' }) }]);
   alice = await ui.newPage(tg.port);
   bob = await ui.newPage(tg.port);
   await signIn(alice.page, 'alice', PASSWORD);
   await signIn(bob.page, 'bob', PASSWORD);
+  carol = await ui.newPage(tg.port);
+  await signIn(carol.page, 'carol', PASSWORD);
 }, 120_000);
 
 afterAll(async () => {
   await alice?.context.close();
   await bob?.context.close();
+  await carol?.context.close();
   await ui?.close();
   await tg?.close();
   if (dist) await rm(dist, { recursive: true, force: true });
@@ -94,7 +113,7 @@ describe('access requests in the web UI', () => {
   it('the Resources page leads to the request form', async () => {
     const { page } = alice;
     await page.goto('/web/resources');
-    await page.getByRole('link', { name: 'request access' }).click();
+    await page.getByRole('link', { name: 'request access', exact: true }).click();
     await page.getByRole('form', { name: 'Request access' }).waitFor();
     expect(new URL(page.url()).pathname).toBe('/web/requests');
   });
@@ -246,5 +265,61 @@ describe('access requests in the web UI', () => {
     expect(texts.filter((t) => t.includes('not during the freeze'))).toEqual([
       expect.stringMatching(/"verdict": "deny"/),
     ]);
+  });
+
+  it('a reviewer revokes an approved request from the inbox: the browser session that assumed it ends', async () => {
+    const { page } = alice;
+    const id = await requestProd(page, 'INC-4216: replay the failed payments');
+    await tg.gw.authorizedAdmin('bob').reviewAccessRequest(id, { verdict: 'approve', reason: 'ok' });
+    await (await myRow(id)).getByRole('button', { name: 'Assume roles' }).click();
+    await page
+      .getByTestId('my-requests')
+      .locator(`tr[data-request="${id}"]`)
+      .getByTestId('assumed')
+      .waitFor();
+
+    // carol did not review it: it is in her inbox as approved, with Revoke only.
+    await carol.page.goto('/web/requests');
+    const row = carol.page.getByTestId('review-inbox').locator(`tr[data-request="${id}"]`);
+    await row.getByTestId('inbox-state').filter({ hasText: 'approved' }).waitFor();
+    expect(await row.getByRole('button', { name: 'Approve' }).count()).toBe(0);
+    await row.getByLabel('Review reason').fill('the incident is over');
+    await row.getByRole('button', { name: 'Revoke' }).click();
+    await carol.page.locator('.notice').filter({ hasText: "Revoked alice's request" }).waitFor();
+    await ui.shot(carol.page, 'requests-revoked');
+    // bob approved it: it was never in his inbox to revoke (one review per reviewer).
+    await bob.page.goto('/web/requests');
+    await bob.page.getByRole('heading', { name: 'Your requests' }).waitFor();
+    expect(await bob.page.locator(`[data-testid="review-inbox"] tr[data-request="${id}"]`).count()).toBe(0);
+
+    // alice's session carried the request: the Requests page's next refresh is refused, which
+    // sends her to sign in again.
+    await page.waitForURL(/\/web\/login/);
+    await signIn(page, 'alice', PASSWORD, undefined, { stay: true });
+    const again = await page.evaluate(async () => (await fetch('/v1/whoami')).json());
+    expect(again.roles).toEqual(['asker']);
+    const mine = await myRow(id);
+    await mine.getByTestId('request-state').filter({ hasText: 'denied' }).waitFor();
+    await expect(mine.getByTestId('request-state').innerText()).resolves.toContain('the incident is over');
+    const review = (await tg.gw.audit.search({ types: ['access_request.review'] })).events.find(
+      (e) => e.type === 'access_request.review' && e.request_id === id && e.user === 'carol',
+    );
+    expect(review).toMatchObject({ verdict: 'deny', state: 'denied', reason: 'the incident is over' });
+  });
+
+  it("a resource's Request access button opens the request form with the resource filled in", async () => {
+    const { context, page } = await ui.newPage(tg.port);
+    try {
+      await signIn(page, 'dave', PASSWORD);
+      await page.goto('/web/resources');
+      const row = page.getByTestId('resources').locator('tr[data-resource="orders-stage"]');
+      await row.getByRole('link', { name: 'Request access to db/orders-stage' }).click();
+      const form = page.getByRole('form', { name: 'Request access' });
+      await form.waitFor();
+      expect(new URL(page.url()).pathname).toBe('/web/requests');
+      await expect(form.getByLabel('Resources').inputValue()).resolves.toBe('db/orders-stage');
+    } finally {
+      await context.close();
+    }
   });
 });

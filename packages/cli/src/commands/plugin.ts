@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import type { AdminApi } from '@gatehouse/core';
 import { GatehouseClient, GatehouseError, parseDuration } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
@@ -12,14 +13,14 @@ import {
   mattermostTarget,
   startMattermostActions,
 } from '../plugins/mattermost.js';
-import { type PagerDutyPluginConfig, pagerDutyTarget } from '../plugins/pagerduty.js';
+import { type PagerDutyPluginConfig, type PagerDutyPost, pagerDutyTarget } from '../plugins/pagerduty.js';
 import {
   SLACK_INTERACTIVE_PATH,
   type SlackPluginConfig,
   slackTarget,
   startSlackInteractions,
 } from '../plugins/slack.js';
-import { type NotifyTarget, RequestWatcher } from '../plugins/watcher.js';
+import { type NotifyTarget, RequestWatcher, type WatchApi } from '../plugins/watcher.js';
 import { startCallbackServer, webhookTarget } from '../plugins/webhook.js';
 import { ClientHome, splitPems } from '../profile.js';
 import { examples, usage } from './usage.js';
@@ -42,7 +43,7 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
 --config FILE is required. The config (paths are relative to it):
   home: ./bot-home            # GATEHOUSE_HOME where the bot user ran gatehouse login
   state_file: ./state.json    # what was posted (no double posts after a restart)
-  poll_interval: 2s
+  retry_interval: 2s          # first wait before reconnecting the watch (doubles up to 30s)
   webhook:
     url: https://hooks.example.com/gatehouse
     secret_file: ./webhook.secret            # signs what is posted (X-Gatehouse-Signature)
@@ -76,6 +77,10 @@ export function registerPlugin(program: Command, ctx: Ctx): void {
     token_file: ./pagerduty.token            # a REST API key (Authorization: Token token=...)
     services: [Checkout API]                 # on call for one of these services -> approved
     emails: { alice: alice@example.com }     # Gatehouse user -> their PagerDuty user's email
+    post:                                    # optional: write each new request to PagerDuty
+      from: gatehouse-bot@example.com        # the PagerDuty user it posts as (From header)
+      incident_service: Access Requests      # an incident per request on this service (urgency: low|high)
+      # note_on: PT4KHLK                     # or: a note per request on this incident
 ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plugin.yaml
   $ gatehouse plugin run slack --config /etc/gatehouse/slack-plugin.yaml
   $ gatehouse plugin run mattermost --config /etc/gatehouse/mattermost-plugin.yaml
@@ -106,31 +111,8 @@ ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
         return { api: client, close: () => client.close() };
       };
       const log = (m: string) => ctx.err(`${new Date().toISOString()} ${m}\n`);
-      // Each plugin: its callback listener where the tool can review, then what it tells the tool.
-      let callbacks: CallbackServer | undefined;
-      let path = '';
-      let target: NotifyTarget;
-      if (cfg.slack) {
-        callbacks = await startSlackInteractions(cfg.slack, api, log);
-        path = SLACK_INTERACTIVE_PATH;
-        target = slackTarget(cfg.slack);
-      } else if (cfg.mattermost) {
-        callbacks = await startMattermostActions(cfg.mattermost, api, log);
-        path = MATTERMOST_ACTIONS_PATH;
-        target = mattermostTarget(cfg.mattermost, callbacks.port);
-      } else if (cfg.jira) {
-        callbacks = await startJiraWebhook(cfg.jira, api, log);
-        path = JIRA_WEBHOOK_PATH;
-        target = jiraTarget(cfg.jira);
-      } else if (cfg.pagerduty) {
-        target = pagerDutyTarget(cfg.pagerduty, api, log);
-      } else {
-        callbacks = await startCallbackServer(cfg.webhook!, api, log);
-        path = '/callback';
-        target = webhookTarget(cfg.webhook!);
-      }
-      const watcher = new RequestWatcher({ api, target, stateFile: cfg.stateFile, pollMs: cfg.pollMs, log });
-      watcher.start();
+      const running = await startPluginParts(cfg, api, log);
+      const { callbacks, path } = running;
       ctx.out(
         callbacks
           ? `${kind} plugin running; callbacks on 127.0.0.1:${callbacks.port}${path}\n`
@@ -141,18 +123,69 @@ ${examples(`  $ gatehouse plugin run webhook --config /etc/gatehouse/webhook-plu
         process.once('SIGTERM', stop);
         process.once('SIGINT', stop);
       });
-      await watcher.stop();
-      await callbacks?.close();
+      await running.stop();
     });
 }
 
-const KINDS = ['webhook', 'slack', 'mattermost', 'jira', 'pagerduty'] as const;
-type Kind = (typeof KINDS)[number];
+/** A plugin's API as its bot user: the watch, the list and reviews, each checked by core. */
+export type PluginApi = () => { api: WatchApi & Pick<AdminApi, 'reviewAccessRequest'>; close(): void };
 
-interface PluginConfig {
-  home: string;
+/**
+ * Starts one plugin (its callback listener where the tool can review, then
+ * the watcher that tells the tool), the same code whether it runs as its
+ * own process (`plugin run`) or inside the gateway (`plugins:`).
+ */
+export async function startPluginParts(
+  cfg: PluginConfig,
+  api: PluginApi,
+  log: (msg: string) => void,
+): Promise<{ callbacks?: CallbackServer | undefined; path: string; stop(): Promise<void> }> {
+  let callbacks: CallbackServer | undefined;
+  let path = '';
+  let target: NotifyTarget;
+  if (cfg.slack) {
+    callbacks = await startSlackInteractions(cfg.slack, api, log);
+    path = SLACK_INTERACTIVE_PATH;
+    target = slackTarget(cfg.slack);
+  } else if (cfg.mattermost) {
+    callbacks = await startMattermostActions(cfg.mattermost, api, log);
+    path = MATTERMOST_ACTIONS_PATH;
+    target = mattermostTarget(cfg.mattermost, callbacks.port);
+  } else if (cfg.jira) {
+    callbacks = await startJiraWebhook(cfg.jira, api, log);
+    path = JIRA_WEBHOOK_PATH;
+    target = jiraTarget(cfg.jira);
+  } else if (cfg.pagerduty) {
+    target = pagerDutyTarget(cfg.pagerduty, api, log);
+  } else {
+    callbacks = await startCallbackServer(cfg.webhook!, api, log);
+    path = '/callback';
+    target = webhookTarget(cfg.webhook!);
+  }
+  let watcher: RequestWatcher;
+  try {
+    watcher = new RequestWatcher({ api, target, stateFile: cfg.stateFile, retryMs: cfg.retryMs, log });
+  } catch (e) {
+    await callbacks?.close();
+    throw e;
+  }
+  watcher.start();
+  return {
+    callbacks,
+    path,
+    async stop() {
+      await watcher.stop();
+      await callbacks?.close();
+    },
+  };
+}
+
+export const KINDS = ['webhook', 'slack', 'mattermost', 'jira', 'pagerduty'] as const;
+export type Kind = (typeof KINDS)[number];
+
+export interface PluginConfig {
   stateFile: string;
-  pollMs: number;
+  retryMs: number;
   webhook?: { url: string; secret: string; callbackSecret: string; listen: string } | undefined;
   slack?: SlackPluginConfig | undefined;
   pagerduty?: PagerDutyPluginConfig | undefined;
@@ -160,11 +193,7 @@ interface PluginConfig {
   jira?: JiraPluginConfig | undefined;
 }
 
-function readConfig(file: string, kind: Kind): PluginConfig {
-  const bad = (what: string) =>
-    new GatehouseError('GH_ERR_CONFIG_INVALID', `${file}: ${what}`, {
-      hint: 'see gatehouse plugin run --help for the config keys',
-    });
+function readConfig(file: string, kind: Kind): PluginConfig & { home: string } {
   let doc: Record<string, unknown>;
   try {
     doc = parseYaml(readFileSync(file, 'utf8')) as Record<string, unknown>;
@@ -175,6 +204,30 @@ function readConfig(file: string, kind: Kind): PluginConfig {
     });
   }
   const base = dirname(resolve(file));
+  const home = doc?.home;
+  if (typeof home !== 'string' || home === '') {
+    throw new GatehouseError('GH_ERR_CONFIG_INVALID', `${file}: home must be a path`, {
+      hint: 'see gatehouse plugin run --help for the config keys',
+    });
+  }
+  return { ...pluginConfig(doc, kind, base, file), home: resolve(base, home) };
+}
+
+/**
+ * One plugin's settings (the keys of `plugin run --config`, or of one
+ * `plugins:` entry of the gateway's config), paths relative to `base`,
+ * errors prefixed with `where`.
+ */
+export function pluginConfig(
+  doc: Record<string, unknown>,
+  kind: Kind,
+  base: string,
+  where: string,
+): PluginConfig {
+  const bad = (what: string) =>
+    new GatehouseError('GH_ERR_CONFIG_INVALID', `${where}: ${what}`, {
+      hint: 'see gatehouse plugin run --help for the config keys',
+    });
   const path = (v: unknown, key: string) => {
     if (typeof v !== 'string' || v === '') throw bad(`${key} must be a path`);
     return resolve(base, v);
@@ -187,10 +240,12 @@ function readConfig(file: string, kind: Kind): PluginConfig {
     return text;
   };
   const listen = typeof section.listen === 'string' ? section.listen : '127.0.0.1:0';
+  if (doc.poll_interval !== undefined) {
+    throw bad("poll_interval is gone: plugins follow the gateway's watch now; set retry_interval instead");
+  }
   const common = {
-    home: path(doc.home, 'home'),
     stateFile: path(doc.state_file, 'state_file'),
-    pollMs: typeof doc.poll_interval === 'string' ? parseDuration(doc.poll_interval) : 2000,
+    retryMs: typeof doc.retry_interval === 'string' ? parseDuration(doc.retry_interval) : 2000,
   };
   // Chat tool user id -> Gatehouse user: who may review from the tool.
   const reviewers = () => {
@@ -275,6 +330,31 @@ function readConfig(file: string, kind: Kind): PluginConfig {
       !Object.values(emails).every((v) => typeof v === 'string' && v.includes('@'))
     )
       throw bad('pagerduty.emails maps Gatehouse user names to PagerDuty email addresses');
+    // post: { from, incident_service, urgency } opens an incident per request; { from, note_on } notes on one.
+    let post: PagerDutyPost | undefined;
+    if (section.post !== undefined) {
+      const p = section.post as Record<string, unknown>;
+      if (typeof p !== 'object' || p === null) throw bad('pagerduty.post must be a mapping');
+      if (typeof p.from !== 'string' || !p.from.includes('@'))
+        throw bad('pagerduty.post.from must be the email of the PagerDuty user the plugin posts as');
+      const on = p.note_on;
+      const service = p.incident_service;
+      if ((typeof on === 'string') === (typeof service === 'string'))
+        throw bad(
+          'pagerduty.post needs one of incident_service (a service name) or note_on (an incident id)',
+        );
+      if (p.urgency !== undefined && p.urgency !== 'high' && p.urgency !== 'low')
+        throw bad('pagerduty.post.urgency must be high or low');
+      post =
+        typeof on === 'string'
+          ? { kind: 'note', from: p.from, incidentId: on }
+          : {
+              kind: 'incident',
+              from: p.from,
+              service: service as string,
+              urgency: (p.urgency as 'high' | 'low' | undefined) ?? 'low',
+            };
+    }
     return {
       ...common,
       pagerduty: {
@@ -282,6 +362,7 @@ function readConfig(file: string, kind: Kind): PluginConfig {
         token: secret('token'),
         services: services as string[],
         emails: emails as Record<string, string>,
+        post,
       },
     };
   }

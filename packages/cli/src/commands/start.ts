@@ -1,9 +1,11 @@
 import diagnostics_channel from 'node:diagnostics_channel';
+import { dirname, resolve } from 'node:path';
 import { createGateway, LOG_CHANNEL, type LogRecord, loadConfig } from '@gatehouse/core';
 import type { Command } from 'commander';
 import { defaultAdapters } from '../adapters.js';
 import { relativeTime } from '../args.js';
 import { acceptInviteCommand, boundAddr, type Ctx, type GlobalOpts } from '../context.js';
+import { type GatewayPlugins, startGatewayPlugins } from '../plugins/in-gateway.js';
 
 /** MySQL speaks first, so it needs its own port; this one in the embedded quick start. */
 export const EMBEDDED_MYSQL_LISTEN = '127.0.0.1:3036';
@@ -108,7 +110,15 @@ Examples:
         );
       };
       process.on('SIGHUP', onHup);
+      let plugins: GatewayPlugins | undefined;
       try {
+        // Access request plugins in this process, as their users (checked now: a bad section stops start).
+        plugins = startGatewayPlugins(
+          gateway,
+          config.plugins,
+          g.config ? dirname(resolve(g.config)) : process.cwd(),
+          (m) => ctx.err(`gatehouse: ${m}\n`),
+        );
         const bound = await gateway.listen();
         const proxy = gateway.advertised().publicAddr;
         const pin = gateway.caPin();
@@ -158,6 +168,7 @@ Examples:
         process.off('SIGTERM', onTerm);
         process.off('SIGHUP', onHup);
         await reloading;
+        await plugins?.stop();
         await gateway.close();
         diagnostics_channel.unsubscribe(LOG_CHANNEL, onLog);
       }

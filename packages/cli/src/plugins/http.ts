@@ -1,6 +1,19 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
+
+/**
+ * Whether a signature or secret a tool sent equals the expected one, in
+ * constant time whatever the lengths (both are compared as SHA-256
+ * digests, so neither the content nor the length of the expected one
+ * leaks). Every plugin's callback check ends here.
+ */
+export function secretMatches(got: unknown, want: string): boolean {
+  if (typeof got !== 'string') return false;
+  const d = (s: string) => createHash('sha256').update(s).digest();
+  return timingSafeEqual(d(got), d(want));
+}
 
 /** Callback bodies are small (a review); anything larger is cut off. */
 const MAX_CALLBACK_BYTES = 64 * 1024;
@@ -79,7 +92,7 @@ export function post(url: string, body: string, headers: Record<string, string>)
 /**
  * One HTTP call to a tool's API (http or https by the URL); resolves with
  * the answer's body on 2xx and rejects otherwise (the watcher then tries the
- * change again next round), within 10 s.
+ * change again after reconnecting), within 10 s.
  */
 export function call(
   method: 'GET' | 'POST' | 'PUT',

@@ -1,6 +1,6 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type { AccessRequestView, AdminApi } from '@gatehouse/core';
-import { type CallbackServer, call, listenCallbacks, reply } from './http.js';
+import { type CallbackServer, call, listenCallbacks, reply, secretMatches } from './http.js';
 import { type NotifyTarget, type Posted, requestText, reviewFromTool } from './watcher.js';
 
 /**
@@ -76,10 +76,7 @@ export function jiraTarget(cfg: JiraPluginConfig): NotifyTarget {
 
 /** Jira's webhook signature (`X-Hub-Signature: sha256=<hex>`), checked in constant time. */
 export function jiraSignatureValid(secret: string, sig: string | undefined, body: string): boolean {
-  if (!sig) return false;
-  const want = Buffer.from(`sha256=${createHmac('sha256', secret).update(body).digest('hex')}`);
-  const got = Buffer.from(sig);
-  return got.length === want.length && timingSafeEqual(got, want);
+  return secretMatches(sig, `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`);
 }
 
 interface IssueUpdated {

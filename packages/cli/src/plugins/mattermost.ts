@@ -1,6 +1,5 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AccessRequestView, AdminApi } from '@gatehouse/core';
-import { type CallbackServer, call, listenCallbacks, reply } from './http.js';
+import { type CallbackServer, call, listenCallbacks, reply, secretMatches } from './http.js';
 import { type NotifyTarget, type Posted, requestText, reviewFromTool } from './watcher.js';
 
 /**
@@ -36,13 +35,6 @@ interface ActionRequest {
   user_id?: string;
   post_id?: string;
   context?: { secret?: unknown; request_id?: unknown; verdict?: unknown };
-}
-
-/** Constant-time equality of two secrets of any lengths (compared as SHA-256 digests). */
-export function secretMatches(got: unknown, want: string): boolean {
-  if (typeof got !== 'string') return false;
-  const d = (s: string) => createHash('sha256').update(s).digest();
-  return timingSafeEqual(d(got), d(want));
 }
 
 function props(cfg: MattermostPluginConfig, actionUrl: string, r: AccessRequestView): object {

@@ -1,6 +1,6 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import type { AccessRequestView, AdminApi } from '@gatehouse/core';
-import { type CallbackServer, listenCallbacks, post, reply } from './http.js';
+import { type CallbackServer, listenCallbacks, post, reply, secretMatches } from './http.js';
 import { type NotifyTarget, type Posted, reviewFromTool, requestText as text } from './watcher.js';
 
 /**
@@ -99,9 +99,7 @@ export function slackSignatureValid(
 ): boolean {
   if (!ts || !sig || !/^\d{1,12}$/.test(ts)) return false;
   if (Math.abs(Date.now() / 1000 - Number(ts)) > MAX_SKEW_S) return false;
-  const want = Buffer.from(`v0=${createHmac('sha256', secret).update(`v0:${ts}:${body}`).digest('hex')}`);
-  const got = Buffer.from(sig);
-  return got.length === want.length && timingSafeEqual(got, want);
+  return secretMatches(sig, `v0=${createHmac('sha256', secret).update(`v0:${ts}:${body}`).digest('hex')}`);
 }
 
 export function startSlackInteractions(

@@ -1,7 +1,6 @@
-import { timingSafeEqual } from 'node:crypto';
 import { WEBHOOK_SIGNATURE_HEADER, WEBHOOK_TIMESTAMP_HEADER, webhookSignature } from '@gatehouse/audit';
 import type { AccessRequestView, AdminApi } from '@gatehouse/core';
-import { type CallbackServer, listenCallbacks, post, reply } from './http.js';
+import { type CallbackServer, listenCallbacks, post, reply, secretMatches } from './http.js';
 import type { NotifyTarget, Posted } from './watcher.js';
 
 /**
@@ -51,9 +50,7 @@ export function callbackSignatureValid(
 ): boolean {
   if (!ts || !sig || !/^\d{1,12}$/.test(ts)) return false;
   if (Math.abs(Date.now() / 1000 - Number(ts)) > MAX_SKEW_S) return false;
-  const want = Buffer.from(webhookSignature(secret, ts, body));
-  const got = Buffer.from(sig);
-  return got.length === want.length && timingSafeEqual(got, want);
+  return secretMatches(sig, webhookSignature(secret, ts, body));
 }
 
 /** The callback listener; reviews go through `api` (the bot user), where core decides. */

@@ -2,9 +2,8 @@ import type { RecordingMeta } from '@gatehouse/audit';
 import type { ConnectionContext, Principal } from '../authz/authorizer.js';
 import { toGatehouseError } from '../errors.js';
 import type { ResourceKind, Verb } from '../rbac/types.js';
-import { mayReview } from '../requests/policy.js';
 import type { AccessRequestService } from '../requests/service.js';
-import type { AccessRequestView } from '../requests/types.js';
+import type { AccessRequestChange, AccessRequestView } from '../requests/types.js';
 import type { AdminApi, AdminPermissions } from './types.js';
 
 /**
@@ -241,12 +240,13 @@ export function authorizedAdmin(
       const p = await principal();
       const all = await d.requests.list();
       if (may(p, 'access_request', 'list')) return all;
-      return all.filter((r) => sees(p, r));
+      const seen = await Promise.all(all.map((r) => sees(d.requests, p, r)));
+      return all.filter((_, i) => seen[i]);
     },
     async getAccessRequest(id) {
       const p = await principal();
       const r = await d.requests.find(id);
-      if (!r || !sees(p, r)) await require(p, ADMIN_PERMISSIONS.getAccessRequest);
+      if (!r || !(await sees(d.requests, p, r))) await require(p, ADMIN_PERMISSIONS.getAccessRequest);
       return d.requests.get(id);
     },
     async createAccessRequest(req) {
@@ -275,9 +275,36 @@ export function authorizedAdmin(
   };
 }
 
+/**
+ * The watch route's changes as `who` may see them: the requests
+ * listAccessRequests would show them (all with access_request:list, else
+ * their own and those they may review). `who` is checked again before each
+ * change is told, so a bot user locked, deleted or whose certificate
+ * expired stops hearing at once (the error ends the stream).
+ */
+export async function* watchAccessRequests(
+  requests: Pick<AccessRequestService, 'watch' | 'reviewable'>,
+  who: () => Promise<Principal>,
+  after: number,
+  signal: AbortSignal,
+): AsyncGenerator<AccessRequestChange> {
+  await who();
+  for await (const change of requests.watch(after, signal)) {
+    const p = await who();
+    if (p.checker.checkRule('access_request', 'list').allowed || (await sees(requests, p, change.request)))
+      yield change;
+  }
+}
+
 /** Whether a user sees a request without access_request rules: their own, or one they may review. */
-function sees(p: Principal, r: AccessRequestView): boolean {
-  return r.user === p.user.name || mayReview(p.roles, p.identity.traits, r.roles).ok;
+async function sees(
+  requests: Pick<AccessRequestService, 'reviewable'>,
+  p: Principal,
+  r: AccessRequestView,
+): Promise<boolean> {
+  return (
+    r.user === p.user.name || (await requests.reviewable({ roles: p.roles, traits: p.identity.traits }, r)).ok
+  );
 }
 
 /** Whether `user` owns the recording; a missing one is not theirs. */

@@ -25,6 +25,7 @@ import type {
 import type { JoinTokenView, NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { JoinMode, Role } from '../rbac/types.js';
 import type {
+  AccessRequestChange,
   AccessRequestView,
   CreateAccessRequest,
   RequestCertsRequest,
@@ -420,6 +421,45 @@ export class GatehouseClient implements AdminApi {
     return this.#json(PUBLIC_ROUTES.requestCerts, {}, req);
   }
 
+  /**
+   * The access request changes the caller sees after `after` (a cursor from
+   * an earlier change; 0 for everything stored), then live, until `signal`
+   * aborts or the connection ends (the iteration then ends; resume from the
+   * last cursor). A refusal during the stream (the caller locked, the
+   * certificate expired) is thrown as the server's GatehouseError.
+   */
+  async *watchAccessRequests(after: number, signal?: AbortSignal): AsyncGenerator<AccessRequestChange> {
+    const body = await this.#stream(
+      PUBLIC_ROUTES.watchAccessRequests[0],
+      `${PUBLIC_ROUTES.watchAccessRequests[1]}?after=${after}`,
+      signal,
+    );
+    const events = parseEventStream(body)[Symbol.asyncIterator]();
+    for (;;) {
+      let next: IteratorResult<{ event: string; data: string }>;
+      try {
+        next = await events.next();
+      } catch (e) {
+        if (signal?.aborted) return; // the caller stopped watching: not a failure
+        throw this.#connError(e as Error);
+      }
+      if (next.done) return;
+      const ev = next.value;
+      if (ev.event === 'access_request') yield JSON.parse(ev.data) as AccessRequestChange;
+      else if (ev.event === 'error') {
+        // The problem JSON an HTTP answer would have carried, had the refusal come before the 200.
+        const status = Number((JSON.parse(ev.data) as { status?: unknown }).status) || 500;
+        throw errorFromResponse(
+          status,
+          'application/problem+json',
+          Buffer.from(ev.data),
+          'GET',
+          PUBLIC_ROUTES.watchAccessRequests[1],
+        );
+      }
+    }
+  }
+
   // --- WebSockets (docs/web-terminal-protocol.md) --------------------------
 
   /**
@@ -640,6 +680,47 @@ export class GatehouseClient implements AdminApi {
         cause: e,
       },
     );
+  }
+}
+
+/**
+ * Server-sent events (the WHATWG event stream format, the fields used):
+ * `event:` and `data:` lines up to a blank line make one event; comment
+ * lines (`: ping`) and `id:` are skipped (the cursor is in the data). A
+ * line longer than 1 MiB ends the stream with an error: no event is that big.
+ */
+export async function* parseEventStream(
+  body: AsyncIterable<Uint8Array>,
+): AsyncGenerator<{ event: string; data: string }> {
+  const MAX_LINE = 1024 * 1024;
+  const decoder = new TextDecoder();
+  let buf = '';
+  let event = 'message';
+  let data: string[] = [];
+  for await (const chunk of body) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl = buf.indexOf('\n');
+    while (nl >= 0) {
+      const line = buf.slice(0, nl).replace(/\r$/, '');
+      buf = buf.slice(nl + 1);
+      nl = buf.indexOf('\n');
+      if (line === '') {
+        if (data.length > 0) yield { event, data: data.join('\n') };
+        event = 'message';
+        data = [];
+        continue;
+      }
+      const i = line.indexOf(':');
+      const field = i < 0 ? line : line.slice(0, i);
+      const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+      if (field === 'event') event = value;
+      else if (field === 'data') data.push(value);
+    }
+    if (buf.length > MAX_LINE) {
+      throw new GatehouseError('GH_ERR_UPSTREAM_UNAVAILABLE', 'the proxy sent an event line over 1 MiB', {
+        hint: 'check that --proxy points at a Gatehouse proxy of a matching version',
+      });
+    }
   }
 }
 

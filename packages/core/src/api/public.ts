@@ -263,6 +263,14 @@ export const PUBLIC_ROUTES = {
    * request's roles, ending no later than it and the request ("Assume roles").
    */
   assumeAccessRequest: ['POST', '/v1/requests/:id/assume'],
+  /**
+   * ?after=CURSOR (or Last-Event-ID) -> text/event-stream of
+   * AccessRequestChange (`id:` the cursor, `event: access_request`, `data:`
+   * the change as JSON): every request the caller sees that changed after
+   * the cursor, then each change as it happens; `: ping` lines keep it open.
+   * What plugins watch (docs/decisions/0036-access-requests.md).
+   */
+  watchAccessRequests: ['GET', '/v1/requests/watch'],
   /** SessionMfaChallengeRequest -> SessionMfaChallengeResponse: whether a session to a target needs a fresh MFA check, and its challenge. */
   sessionMfaChallenge: ['POST', '/v1/mfa/session/challenge'],
   /** SessionMfaCertsRequest -> SessionMfaCertsResponse: the answer in, a 1-minute certificate (or web token) bound to the target out. */

@@ -32,7 +32,7 @@ import type { NodeHostCertRenewRequest, NodeHostCertResponse } from '../nodes/ho
 import type { NodeJoinRequest, NodeJoinResponse } from '../nodes/join-tokens.js';
 import type { CaExportFormat } from '../pki/authority.js';
 import { mintClientTicket } from '../pki/credentials.js';
-import type { RequestCertsRequest } from '../requests/types.js';
+import type { AccessRequestChange, RequestCertsRequest } from '../requests/types.js';
 import type { FileRequest, TerminalRegistry, TerminalService } from '../sessions/terminal.js';
 import { MAX_SAML_RESPONSE_BYTES } from '../sso/saml.js';
 import type { SsoService } from '../sso/service.js';
@@ -41,6 +41,7 @@ import { authenticateCaller, type Caller, SESSION_COOKIE } from './caller.js';
 import {
   auditHttpReject,
   compileRoute,
+  header,
   matchRoute,
   parseCookies,
   type Route,
@@ -94,6 +95,12 @@ export interface ApiServerDeps {
    * and serializes.
    */
   admin: (caller: Principal, ctx: ConnectionContext) => AdminApi;
+  /** GET /v1/requests/watch: the access request changes `who` (checked again per change) may see. */
+  watchAccessRequests: (
+    who: () => Promise<Principal>,
+    after: number,
+    signal: AbortSignal,
+  ) => AsyncIterable<AccessRequestChange>;
   /** POST /v1/certs/request: the caller's certificate re-issued with approved access requests. */
   requestCerts: (caller: Principal, req: RequestCertsRequest, remoteAddr: string) => Promise<LoginResponse>;
   /** POST /v1/requests/:id/assume: a new web session with the roles of one more approved request. */
@@ -328,6 +335,9 @@ const ssoStartBody = z
 const ssoRedeemBody = z.object({ code: z.string().max(64), verifier: z.string().max(64) }).strict();
 
 const noStore = { 'cache-control': 'no-store' };
+
+/** A comment line this often keeps an idle watch open through proxies and shows a dead peer. */
+const WATCH_PING_MS = 15_000;
 
 /** Binds a web SSO login to the browser that started it; SameSite=Lax so the provider's redirect carries it. */
 const SSO_BROWSER_COOKIE = 'gatehouse_sso';
@@ -737,6 +747,56 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       sendJson(ctx.res, 200, response, {
         'set-cookie': sessionCookie(sessionId, Date.parse(response.expires) - d.clock.now().getTime()),
       });
+    }),
+    compileRoute('GET', PUBLIC_ROUTES.watchAccessRequests[1], async (ctx) => {
+      const from = ctx.url.searchParams.get('after') ?? header(ctx.req, 'last-event-id') ?? '0';
+      if (!/^\d{1,15}$/.test(from)) {
+        throw new GatehouseError('GH_ERR_VALIDATION', `after=${from.slice(0, 32)} is not a cursor`, {
+          hint: 'pass the id of the last event received (a number), or 0 for everything',
+        });
+      }
+      // Authenticated before the 200, and again before each change (a lock ends the stream).
+      await caller(ctx);
+      const abort = new AbortController();
+      ctx.res.once('close', () => abort.abort());
+      const changes = d.watchAccessRequests(
+        async () => (await caller(ctx)).principal,
+        Number(from),
+        abort.signal,
+      );
+      ctx.res.writeHead(200, {
+        'content-type': 'text/event-stream; charset=utf-8',
+        'cache-control': 'no-store',
+        'x-accel-buffering': 'no',
+      });
+      ctx.res.flushHeaders();
+      const ping = setInterval(() => ctx.res.write(': ping\n\n'), WATCH_PING_MS);
+      try {
+        for await (const c of changes) {
+          ctx.res.write(`id: ${c.cursor}\nevent: access_request\ndata: ${JSON.stringify(c)}\n\n`);
+        }
+      } catch (err) {
+        if (abort.signal.aborted) return;
+        // Headers are out: the refusal (a lock, an expired certificate) is the stream's last event.
+        const ge =
+          toGatehouseError(err) ??
+          new GatehouseError('GH_ERR_INTERNAL', 'the watch failed', {
+            cause: err,
+            hint: 'see the gateway log',
+          });
+        if (!toGatehouseError(err)) d.log('error', 'access request watch failed', err);
+        await auditHttpReject(
+          d.audit,
+          ge,
+          { method: 'GET', path: ctx.url.pathname, remoteAddr: ctx.remoteAddr },
+          d.log,
+        );
+        ctx.res.write(`event: error\ndata: ${JSON.stringify(ge.toProblem())}\n\n`);
+      } finally {
+        clearInterval(ping);
+        abort.abort();
+        ctx.res.end();
+      }
     }),
     compileRoute('POST', PUBLIC_ROUTES.sessionMfaChallenge[1], async (ctx) => {
       const c = await caller(ctx);

@@ -106,9 +106,14 @@ export interface GatehouseConfig {
   recordings?: { retentionMs?: number };
   /** Where the state lives (config `backend`: SQLite in the data dir by default, or a shared PostgreSQL or etcd); files not read yet: createGateway reads them. */
   backend: BackendConfig;
+  /** Access request plugins run in the gateway, as the config spells them (`gatehouse start` reads the sections). */
+  plugins: PluginConfigEntry[];
   /** Where the config came from, for messages. */
   source: string;
 }
+
+/** One `plugins:` entry: the bot user, the state file and one plugin section (snake_case, files not read). */
+export type PluginConfigEntry = ParsedConfig['plugins'][number];
 
 export type BackendConfig =
   | { type: 'sqlite' }
@@ -332,6 +337,7 @@ function resolve(
     },
     recordings: c.recordings.retention ? { retentionMs: parseDuration(c.recordings.retention) } : {},
     backend: resolveBackend(c.backend),
+    plugins: c.plugins,
     source,
   };
 }

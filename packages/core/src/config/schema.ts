@@ -495,6 +495,25 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    /**
+     * Access request plugins run inside the gateway (docs/decisions/0036):
+     * each entry acts as the gateway user `user` (its roles need
+     * review_requests, as a `plugin run` bot's do), keeps its `state_file`,
+     * and has one plugin section (webhook, slack, mattermost, jira or
+     * pagerduty) with the keys of `gatehouse plugin run --config`; `gatehouse
+     * start` checks those. Paths are relative to the config file.
+     */
+    plugins: z
+      .array(
+        z
+          .object({
+            user: z.string().min(1).max(128),
+            state_file: z.string().min(1),
+            retry_interval: z.string().optional(),
+          })
+          .catchall(z.unknown()),
+      )
+      .default([]),
   })
   .strict();
 

@@ -75,6 +75,29 @@ describe('lintRole', () => {
     ]);
   });
 
+  it('reports a review_requests.where that does not parse, with its line', () => {
+    const text = [
+      'kind: role',
+      'name: reviewer',
+      'allow:',
+      '  review_requests:',
+      '    roles: [prod-*]',
+      '    where: contains(request.roles "x")',
+    ].join('\n');
+    expect(errors(text)).toEqual([
+      expect.objectContaining({
+        line: 6,
+        key: 'allow.review_requests.where',
+        message: expect.stringContaining('where: expected "," at character 24'),
+      }),
+    ]);
+    expect(
+      errors(
+        'kind: role\nname: r\nallow:\n  review_requests: { roles: ["*"], where: \'contains(reviewer.traits["team"], "sre")\' }\n',
+      ),
+    ).toEqual([]);
+  });
+
   it('points out keys in the wrong section', () => {
     const m = errors(
       ['kind: role', 'name: dev', 'logins: [x]', 'allow:', '  max_session_ttl: 8h'].join('\n'),

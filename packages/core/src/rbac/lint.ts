@@ -37,7 +37,7 @@ function knownKeysAt(path: readonly PathSeg[]): string[] {
       return ['mode'];
     case 'allow.review_requests':
     case 'deny.review_requests':
-      return ['roles'];
+      return ['roles', 'where'];
     case 'allow.rules':
     case 'deny.rules':
       return ['resources', 'verbs'];

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { sourceAddressList } from '../pki/sshcert.js';
+import { parseWhere } from '../requests/where.js';
 import { compileGuard, GUARD_STREAMS, type GuardStream, GuardSyntaxError } from '../sessions/guards.js';
 import { isDuration, parseDuration } from '../util/duration.js';
 import { regexError } from './labels.js';
@@ -166,8 +167,26 @@ export const conditionsSchema = z.strictObject({
       reason: z.strictObject({ mode: z.enum(['required', 'optional']) }).optional(),
     })
     .optional(),
-  /** Whose access requests the holder may review: requests for these roles (names or patterns). */
-  review_requests: z.strictObject({ roles: stringList('review_requests.roles').optional() }).optional(),
+  /**
+   * Whose access requests the holder may review: requests for these roles
+   * (names or patterns), and only those for which `where` holds
+   * (requests/where.ts; under deny, the deny applies where it holds).
+   */
+  review_requests: z
+    .strictObject({
+      roles: stringList('review_requests.roles').optional(),
+      where: z
+        .string()
+        .superRefine((v, ctx) => {
+          try {
+            parseWhere(v);
+          } catch (e) {
+            ctx.addIssue({ code: 'custom', message: (e as Error).message });
+          }
+        })
+        .optional(),
+    })
+    .optional(),
 });
 
 /** An absolute path prefix for enhanced_recording_paths. */

@@ -43,7 +43,7 @@ export interface RoleConditions {
   rules?: Rule[];
   request?: RequestConditions;
   /** Whose access requests the holder may review (requests for these roles). */
-  review_requests?: { roles?: string[] };
+  review_requests?: { roles?: string[]; where?: string };
   /**
    * Joining other users' live sessions (`gatehouse join`, the web UI):
    * `observer` watches, `peer` may also type. One's own sessions need none.

@@ -3,6 +3,7 @@ import { matchAny, PatternCache } from '../rbac/labels.js';
 import { DEFAULT_MAX_SESSION_TTL_MS, roleDurationMs } from '../rbac/role-schema.js';
 import { expandValues } from '../rbac/templates.js';
 import type { Role } from '../rbac/types.js';
+import { evalWhere, parseWhere, type WhereInput } from './where.js';
 
 /**
  * The access request decisions that depend on roles only (no storage, no
@@ -95,27 +96,60 @@ export function decideRequest(
   };
 }
 
+/** The request as a reviewer's `review_requests.where` sees it. */
+export interface ReviewSubject {
+  roles: readonly string[];
+  reason: string;
+  user: string;
+  /** The requester's traits now (a deleted requester has none). */
+  requesterTraits: Traits;
+}
+
 /**
- * Whether a reviewer holding `roles` may review a request for
- * `requestedRoles`: every requested role must match an allow
- * `review_requests.roles` of theirs, and none a deny.
+ * Whether a reviewer holding `roles` may review `request`: every requested
+ * role must match an allow `review_requests.roles` of one of theirs whose
+ * `where` (if any) holds for the request, and no deny (a deny with a
+ * `where` denies only where it holds). A `where` that does not parse (it
+ * cannot pass the role schema; a stored role from elsewhere might) allows
+ * nothing and denies everything: fail closed.
  */
 export function mayReview(
   roles: readonly Role[],
   traits: Traits,
-  requestedRoles: readonly string[],
+  request: ReviewSubject,
 ): { ok: true } | { ok: false; reason: string } {
   const cache = new PatternCache();
+  const input: WhereInput = {
+    request: { roles: request.roles, reason: request.reason, user: request.user },
+    reviewer: { roles: roles.map((r) => r.name), traits },
+    requester: { traits: request.requesterTraits },
+  };
   const list = (r: Role, side: 'allow' | 'deny') => {
     const v = r[side].review_requests?.roles;
     return v === undefined ? [] : expandValues(v, traits);
   };
-  for (const name of requestedRoles) {
-    const deny = roles.find((r) => matchAny(list(r, 'deny'), name, cache));
+  const holds = (r: Role, side: 'allow' | 'deny') => {
+    const where = r[side].review_requests?.where;
+    if (where === undefined) return true;
+    try {
+      return evalWhere(parseWhere(where), input);
+    } catch {
+      return side === 'deny'; // unparsable: fail closed (see above)
+    }
+  };
+  for (const name of request.roles) {
+    const deny = roles.find((r) => matchAny(list(r, 'deny'), name, cache) && holds(r, 'deny'));
     if (deny)
       return { ok: false, reason: `role "${deny.name}" denies reviewing requests for role "${name}"` };
-    if (!roles.some((r) => matchAny(list(r, 'allow'), name, cache))) {
+    const allowing = roles.filter((r) => matchAny(list(r, 'allow'), name, cache));
+    if (allowing.length === 0) {
       return { ok: false, reason: `none of your roles allows reviewing requests for role "${name}"` };
+    }
+    if (!allowing.some((r) => holds(r, 'allow'))) {
+      return {
+        ok: false,
+        reason: `the review_requests.where of role ${allowing.map((r) => `"${r.name}"`).join(', ')} does not allow reviewing this request for role "${name}"`,
+      };
     }
   }
   return { ok: true };

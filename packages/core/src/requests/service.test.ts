@@ -25,6 +25,11 @@ const ROLES: Record<string, Role> = Object.fromEntries(
     role('db-reader', { db_labels: { env: 'prod' }, db_users: ['reader'], db_names: ['*'] }),
     role('reviewer', { review_requests: { roles: ['prod-*', 'db-*'] } }),
     role(
+      'payments-reviewer',
+      { review_requests: { roles: ['prod-*'], where: 'contains(requester.traits["team"], "payments")' } },
+      { review_requests: { roles: ['*'], where: 'equals(request.user, "mallory")' } },
+    ),
+    role(
       'reviewer-no-admin',
       { review_requests: { roles: ['*'] } },
       { review_requests: { roles: ['prod-admin'] } },
@@ -39,6 +44,12 @@ const USERS: Record<string, string[]> = {
   bob: ['reviewer'],
   erin: ['reviewer'],
   mallory: ['dev'],
+  frank: ['payments-reviewer'],
+};
+const TRAITS: Record<string, Record<string, string[]>> = {
+  alice: { team: ['payments'] },
+  mallory: { team: ['payments'] },
+  carol: { team: ['web'] },
 };
 
 describe('AccessRequestService', () => {
@@ -76,7 +87,7 @@ describe('AccessRequestService', () => {
           ? ({
               name,
               roles: USERS[name],
-              traits: {},
+              traits: TRAITS[name] ?? {},
               createdAt: '',
               updatedAt: '',
               createdBy: '',
@@ -157,6 +168,32 @@ describe('AccessRequestService', () => {
     expect(await code(svc.review(nobody, r.id, { verdict: 'deny' }))).toMatch(
       /none of your roles allows reviewing/,
     );
+  });
+
+  it('review_requests.where limits reviews to the requests it holds for; a deny where refuses only there', async () => {
+    const alices = await svc.create('alice', { roles: ['prod-db'], reason: 'INC-1' });
+    const carols = await svc.create('carol', { roles: ['prod-db'], reason: 'INC-2' });
+    const mallorys = await svc.create('mallory', { roles: ['prod-db'], reason: 'INC-3' });
+    // carol's team is web: frank's where does not hold.
+    expect(await code(svc.review(reviewer('frank'), carols.id, { verdict: 'approve' }))).toBe(
+      `GH_ERR_ACCESS_DENIED: access denied: the review_requests.where of role "payments-reviewer" does not allow reviewing this request for role "prod-db"`,
+    );
+    // mallory is in payments, but the deny's where names her.
+    expect(await code(svc.review(reviewer('frank'), mallorys.id, { verdict: 'approve' }))).toBe(
+      'GH_ERR_ACCESS_DENIED: access denied: role "payments-reviewer" denies reviewing requests for role "prod-db"',
+    );
+    expect((await svc.review(reviewer('frank'), alices.id, { verdict: 'approve' })).state).toBe('approved');
+    // The requester's traits are read at review time: alice moved to web, her next request is not frank's.
+    TRAITS.alice = { team: ['web'] };
+    try {
+      const later = await svc.create('alice', { roles: ['prod-db'], reason: 'INC-4' });
+      expect(await code(svc.review(reviewer('frank'), later.id, { verdict: 'approve' }))).toMatch(
+        /does not allow reviewing this request/,
+      );
+    } finally {
+      TRAITS.alice = { team: ['payments'] };
+    }
+    expect((await svc.reviewable(reviewer('frank') as never, carols)).ok).toBe(false);
   });
 
   it('no approval after expiry; the certificate of an expired request is refused as expired', async () => {

@@ -12,6 +12,7 @@ import type { Role } from '../rbac/types.js';
 import { formatDuration, isDuration, parseDuration } from '../util/duration.js';
 import { decideRequest, mayReview } from './policy.js';
 import type {
+  AccessRequestChange,
   AccessRequestState,
   AccessRequestView,
   CreateAccessRequest,
@@ -223,6 +224,67 @@ export class AccessRequestService {
       .sort((a, b) => b.created.localeCompare(a.created));
   }
 
+  /**
+   * Every change after backend revision `after`: first each stored request
+   * written since (its latest state: what a watcher missed while away), in
+   * revision order, then each change as it is made, until `signal` aborts.
+   * The live watch is opened before the stored requests are read, so a
+   * change made in between is neither lost nor told twice (per key, only
+   * revisions above the one already told pass). Deletions (the backend
+   * forgetting a request a week after its end) are not changes to tell.
+   */
+  async *watch(after: number, signal: AbortSignal): AsyncGenerator<AccessRequestChange> {
+    const live = this.#d.backend.watch(ACCESS_REQUESTS_PREFIX, { signal });
+    const told = new Map<string, number>();
+    const stored = (await this.#d.backend.range(ACCESS_REQUESTS_PREFIX))
+      .filter((i) => i.revision > after)
+      .sort((a, b) => a.revision - b.revision);
+    for (const i of stored) {
+      told.set(i.key, i.revision);
+      yield this.#change(i.revision, i.value);
+    }
+    for await (const ev of live) {
+      if (ev.type !== 'put' || ev.item.revision <= after) continue;
+      if (ev.item.revision <= (told.get(ev.item.key) ?? 0)) continue;
+      told.set(ev.item.key, ev.item.revision);
+      yield this.#change(ev.item.revision, ev.item.value);
+    }
+  }
+
+  #change(cursor: number, value: string): AccessRequestChange {
+    const request = this.#effective(decode(value));
+    const type =
+      request.state === 'expired'
+        ? 'access_request.expire'
+        : request.state === 'dropped'
+          ? 'access_request.drop'
+          : request.reviews.length === 0
+            ? 'access_request.create'
+            : 'access_request.review';
+    return { cursor, type, request };
+  }
+
+  /**
+   * Whether `reviewer` may review `r` by their roles' `review_requests`
+   * (roles and `where`, which may look at the requester's traits now).
+   */
+  async reviewable(
+    reviewer: { roles: readonly Role[]; traits: Traits },
+    r: AccessRequestView,
+  ): Promise<{ ok: true } | { ok: false; reason: string }> {
+    const mentioned = reviewer.roles.some(
+      (x) => x.allow.review_requests?.where !== undefined || x.deny.review_requests?.where !== undefined,
+    );
+    // Only a `where` reads the requester's traits: no user lookup otherwise.
+    const requesterTraits = mentioned ? ((await this.#d.getUser(r.user))?.traits ?? {}) : {};
+    return mayReview(reviewer.roles, reviewer.traits, {
+      roles: r.roles,
+      reason: r.reason,
+      user: r.user,
+      requesterTraits,
+    });
+  }
+
   async get(id: string): Promise<AccessRequestView> {
     const found = await this.find(id);
     if (!found) throw notFound(id);
@@ -269,7 +331,7 @@ export class AccessRequestService {
         });
       }
       if (reviewer.kind === 'user') {
-        const may = mayReview(reviewer.roles, reviewer.traits, cur.roles);
+        const may = await this.reviewable(reviewer, cur);
         if (!may.ok) {
           await this.#denied(reviewer.name, cur.roles.join(','), `request ${id}: ${may.reason}`);
           throw new GatehouseError('GH_ERR_ACCESS_DENIED', `access denied: ${may.reason}`, {

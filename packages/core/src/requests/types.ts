@@ -60,3 +60,21 @@ export interface RequestCertsRequest {
   ssh_public_key?: string | undefined;
   tls_public_key?: string | undefined;
 }
+
+/** What changed a request, as the watch route names it (the audit event of the same name). */
+export type AccessRequestChangeType =
+  | 'access_request.create'
+  | 'access_request.review'
+  | 'access_request.expire'
+  | 'access_request.drop';
+
+/**
+ * One change on the watch route (`GET /v1/requests/watch`, server-sent
+ * events): the request as it is after the change, and the backend revision
+ * of that write, which is the cursor a watcher resumes from (`?after=`).
+ */
+export interface AccessRequestChange {
+  cursor: number;
+  type: AccessRequestChangeType;
+  request: AccessRequestView;
+}

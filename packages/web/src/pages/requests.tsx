@@ -66,7 +66,16 @@ export function RequestsPage() {
   };
 
   const mine = list.state === 'ok' ? list.data.filter((r) => r.user === me) : [];
-  const inbox = list.state === 'ok' ? list.data.filter((r) => r.user !== me && r.state === 'pending') : [];
+  // Others' pending requests, and approved ones this reviewer has not reviewed (which they may still
+  // deny: a revocation ends the access and the sessions using it). Core decides either way.
+  const inbox =
+    list.state === 'ok'
+      ? list.data.filter(
+          (r) =>
+            r.user !== me &&
+            (r.state === 'pending' || (r.state === 'approved' && !r.reviews.some((v) => v.author === me))),
+        )
+      : [];
 
   return (
     <>
@@ -110,17 +119,25 @@ export function RequestsPage() {
                         <td>{describeRoles(r)}</td>
                         <td>{r.reason}</td>
                         <td>
+                          {r.state === 'approved' ? (
+                            <span className="state state-approved" data-testid="inbox-state">
+                              approved
+                            </span>
+                          ) : null}
                           <Reviews r={r} />
                         </td>
                         <td>{formatTime(r.expires)}</td>
                         <td className="actions">
                           <ReviewForm
                             busy={busy}
+                            approved={r.state === 'approved'}
                             onReview={(verdict, reason) =>
                               act(
                                 () => api.reviewAccessRequest(r.id, { verdict, reason }),
                                 (after) =>
-                                  `${verdict === 'approve' ? 'Approved' : 'Denied'} ${r.user}'s request ${shortId(r.id)}; it is ${after.state}.`,
+                                  r.state === 'approved'
+                                    ? `Revoked ${r.user}'s request ${shortId(r.id)}; it is ${after.state} and the sessions using it end.`
+                                    : `${verdict === 'approve' ? 'Approved' : 'Denied'} ${r.user}'s request ${shortId(r.id)}; it is ${after.state}.`,
                               )
                             }
                           />
@@ -222,8 +239,9 @@ export function RequestsPage() {
         Assume roles gives this browser session an approved request's roles until the request ends; on the
         command line, <code>gatehouse login --request-id ID</code> does the same for certificates. When the
         request is denied, dropped or expires, the session that used it ends and you sign in again with your
-        standing roles. Dropping a request ends the access it gave at once, live sessions included. You cannot
-        review your own request, and each reviewer reviews once.
+        standing roles. Dropping a request ends the access it gave at once, live sessions included; so does a
+        reviewer's Revoke (a denial of an approved request). You cannot review your own request, and each
+        reviewer reviews once.
       </p>
     </>
   );
@@ -323,9 +341,12 @@ function RequestForm({
 
 function ReviewForm({
   busy,
+  approved,
   onReview,
 }: {
   busy: boolean;
+  /** Already approved: only a denial (a revocation) is left. */
+  approved: boolean;
   onReview: (verdict: 'approve' | 'deny', reason: string) => Promise<boolean>;
 }) {
   const [reason, setReason] = useState('');
@@ -340,11 +361,13 @@ function ReviewForm({
         onChange={(e) => setReason(e.target.value)}
         placeholder="reason"
       />
-      <button type="button" className="primary" disabled={busy} onClick={() => review('approve')}>
-        Approve
-      </button>
+      {approved ? null : (
+        <button type="button" className="primary" disabled={busy} onClick={() => review('approve')}>
+          Approve
+        </button>
+      )}
       <button type="button" className="danger" disabled={busy} onClick={() => review('deny')}>
-        Deny
+        {approved ? 'Revoke' : 'Deny'}
       </button>
     </div>
   );

@@ -256,13 +256,24 @@ export function ResourcesPage() {
                 </td>
                 <td>{r.description ?? ''}</td>
                 <td>
-                  <button
-                    type="button"
-                    aria-expanded={open === rowKey(r)}
-                    onClick={() => setOpen(open === rowKey(r) ? undefined : rowKey(r))}
-                  >
-                    Connect
-                  </button>
+                  <div className="row-actions">
+                    <button
+                      type="button"
+                      aria-expanded={open === rowKey(r)}
+                      onClick={() => setOpen(open === rowKey(r) ? undefined : rowKey(r))}
+                    >
+                      Connect
+                    </button>
+                    {/* More access to this one resource (other logins, users, groups): the request
+                        form with it filled in; core decides what the request may give. */}
+                    <Link
+                      to={`/web/requests?resource=${encodeURIComponent(rowKey(r))}`}
+                      className="button"
+                      label={`Request access to ${rowKey(r)}`}
+                    >
+                      Request access
+                    </Link>
+                  </div>
                 </td>
               </tr>
               {open === rowKey(r) ? (
