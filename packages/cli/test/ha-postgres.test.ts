@@ -189,8 +189,13 @@ describe('three gateways on one PostgreSQL: one audit log, recordings playable a
       const [fromA, fromB] = [loginIds(a), loginIds(b)];
       expect(fromA).toHaveLength(1);
       expect(fromB).toHaveLength(1);
-      const found = (await search(['--type', 'user.login', '--user', 'quinn'])).map((e) => e.id);
-      expect(found).toEqual(expect.arrayContaining([...fromA, ...fromB]));
+      // Read-your-writes holds on the gateway that wrote; A's and B's events reach the shared index
+      // when their index writers get to them (a moment later), so C's search is polled.
+      await expect
+        .poll(async () => (await search(['--type', 'user.login', '--user', 'quinn'])).map((e) => e.id), {
+          timeout: 15_000,
+        })
+        .toEqual(expect.arrayContaining([...fromA, ...fromB]));
       // Full text across gateways too.
       expect((await search(['--query', 'quinn'])).map((e) => e.id)).toEqual(
         expect.arrayContaining([...fromA, ...fromB]),

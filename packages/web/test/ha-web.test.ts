@@ -97,7 +97,11 @@ describe('web UI of gateway C with three gateways on one PostgreSQL', () => {
     const [fromA, fromB] = [await local(a), await local(b)];
     expect(fromA).toHaveLength(1);
     expect(fromB).toHaveLength(1);
-    expect(await ids(c.gw)).toEqual(expect.arrayContaining([...fromA, ...fromB]));
+    // Read-your-writes holds on the gateway that wrote; another gateway's events reach the shared
+    // index when that gateway's index writer gets to them (a moment later).
+    await expect
+      .poll(() => ids(c.gw), { timeout: 15_000 })
+      .toEqual(expect.arrayContaining([...fromA, ...fromB]));
 
     // A recording made on B (its store uploads it when it ends).
     const rec = await b.gw.recordings.create({
