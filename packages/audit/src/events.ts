@@ -325,7 +325,7 @@ export type AuditEventInput =
   | (CommonFields & AccessRequestFields & { type: 'access_request.assume'; expires: string })
   | (CommonFields & {
       type: 'cert.create';
-      cert_type: 'ssh-user' | 'ssh-host' | 'x509-user' | 'x509-server' | 'x509-db';
+      cert_type: 'ssh-user' | 'ssh-host' | 'x509-user' | 'x509-server' | 'x509-db' | 'x509-gateway';
       /** The certificate's subject (user name, host name, db user). */
       identity: string;
       serial?: string;

@@ -87,6 +87,7 @@ import { NodeAuditIngest } from './nodes/audit-ingest.js';
 import { renewNodeHostCert } from './nodes/host-certs.js';
 import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
 import { NodeRegistry, type NodeSpec } from './nodes/registry.js';
+import { type GatewayRecord, GatewayRegistry } from './peers/registry.js';
 import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki/authority.js';
 import { SessionCredentials } from './pki/credentials.js';
 import { sshFingerprint } from './pki/rotation.js';
@@ -266,6 +267,8 @@ export class Gateway {
   /** The RDCleanPath relay (filled by the RDP adapter). */
   readonly desktopRelays = new DesktopRelayRegistry();
   readonly liveSessions: LiveSessions;
+  /** The gateways sharing this backend: this one's record, renewed by a heartbeat (decision 00XX-gateway-peers). */
+  readonly registry: GatewayRegistry;
   readonly credentials: SessionCredentials;
   /** Shells and files for the web terminal (filled by the SSH adapter). */
   readonly terminals = new TerminalRegistry();
@@ -419,6 +422,7 @@ export class Gateway {
       log: this.log,
       ...(metrics ? { onBound: (protocol: string, s: number) => metrics.sessionBound(protocol, s) } : {}),
     });
+    this.registry = new GatewayRegistry({ backend, clock, log: this.log });
     this.desktopTokens = new DesktopTokens({
       authorizer: this.authorizer,
       clock,
@@ -514,6 +518,12 @@ export class Gateway {
       config,
       advertised: () => this.advertised(),
       hostCaSigner: () => sshFingerprint(authorities.signingKey('host').sshPublicKey),
+      gateways: () => {
+        const self = this.registry.self;
+        if (!self) return undefined;
+        const view = (g: GatewayRecord) => ({ name: g.name, version: g.version, started: g.started });
+        return { self: view(self), peers: this.registry.peers.map(view) };
+      },
       clock,
       version: VERSION,
       audit,
@@ -1035,6 +1045,19 @@ export class Gateway {
     return applied;
   }
 
+  /**
+   * This gateway's name among those sharing the backend: config
+   * `gateway.name`, else `<hostname>:<listen port>` (unique per machine
+   * without configuration).
+   */
+  gatewayName(boundPort?: number): string {
+    return (
+      this.registry.self?.name ??
+      this.config.gateway.name ??
+      `${os.hostname()}:${boundPort ?? this.config.listen.port}`
+    );
+  }
+
   /** SHA-256 pin of the host CA that clients pass as --ca-pin. */
   caPin(): string {
     return this.authorities.caPin();
@@ -1090,6 +1113,13 @@ export class Gateway {
       const a = await this.metrics.listen(ml.host, ml.port);
       metricsAt = { address: fmt(a), port: a.port };
     }
+    await this.registry.register({
+      name: this.gatewayName(addr.port),
+      peer_addr: this.config.gateway.peerAddr ?? '',
+      public_addr: this.#advertised.publicAddr,
+      version: VERSION,
+      started: this.clock.now().toISOString(),
+    });
     this.#listening = true;
     await this.audit.emit({
       type: 'gateway.start',
@@ -1465,6 +1495,12 @@ export class Gateway {
     this.#unwatchCas?.();
     this.#accessWatch?.abort();
     this.requests.close();
+    // The others stop listing (and forwarding to) this gateway now rather than when its record expires.
+    if (this.#listening) {
+      await this.registry
+        .deregister()
+        .catch((err: unknown) => this.log('error', 'removing this gateway from the registry failed', err));
+    }
     // Every kind of session ends with the same reason, in its client's words, before the adapters close.
     this.liveSessions.shutdown();
     this.#terminalSockets.close();
