@@ -100,6 +100,12 @@ export interface SessionJoinFields {
   /** Node, database or cluster the session runs on. */
   server: string;
   mode: 'observer' | 'peer';
+  /**
+   * On the gateway that runs the session, for a join relayed from another
+   * gateway: that gateway's name (it authorized the joiner and audited the
+   * join too).
+   */
+  via_gateway?: string;
 }
 
 /** Why the SSH proxy dropped a connection before any session (bad input, not a role decision). */

@@ -87,7 +87,9 @@ import { NodeAuditIngest } from './nodes/audit-ingest.js';
 import { renewNodeHostCert } from './nodes/host-certs.js';
 import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
 import { NodeRegistry, type NodeSpec } from './nodes/registry.js';
+import { PeerChannel } from './peers/channel.js';
 import { type GatewayRecord, GatewayRegistry } from './peers/registry.js';
+import { ClusterSessions } from './peers/sessions.js';
 import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki/authority.js';
 import { SessionCredentials } from './pki/credentials.js';
 import { sshFingerprint } from './pki/rotation.js';
@@ -269,6 +271,10 @@ export class Gateway {
   readonly liveSessions: LiveSessions;
   /** The gateways sharing this backend: this one's record, renewed by a heartbeat (decision 00XX-gateway-peers). */
   readonly registry: GatewayRegistry;
+  /** The mTLS channel to the other gateways (session lists, kills, join relays). */
+  readonly peerChannel: PeerChannel;
+  /** Live sessions of every gateway sharing the backend (`sessions ls/kill/join`). */
+  readonly clusterSessions: ClusterSessions;
   readonly credentials: SessionCredentials;
   /** Shells and files for the web terminal (filled by the SSH adapter). */
   readonly terminals = new TerminalRegistry();
@@ -423,6 +429,22 @@ export class Gateway {
       ...(metrics ? { onBound: (protocol: string, s: number) => metrics.sessionBound(protocol, s) } : {}),
     });
     this.registry = new GatewayRegistry({ backend, clock, log: this.log });
+    this.peerChannel = new PeerChannel({
+      clusterName: config.clusterName,
+      authorities,
+      liveSessions: this.liveSessions,
+      audit,
+      clock,
+      log: this.log,
+      clientName: () => `${config.gateway.name ?? os.hostname()}.admin-${process.pid}`,
+    });
+    this.clusterSessions = new ClusterSessions({
+      local: this.liveSessions,
+      channel: this.peerChannel,
+      registry: this.registry,
+      self: () => this.registry.self?.name,
+      log: this.log,
+    });
     this.desktopTokens = new DesktopTokens({
       authorizer: this.authorizer,
       clock,
@@ -669,7 +691,7 @@ export class Gateway {
       audit,
       clock,
       terminals: this.terminals,
-      liveSessions: this.liveSessions,
+      clusterSessions: this.clusterSessions,
       desktopRelays: this.desktopRelays,
       desktopTokens: this.desktopTokens,
       recordings: this.recordings,
@@ -790,7 +812,7 @@ export class Gateway {
         desktops: this.desktops,
         nodes: this.nodes,
         sso: { connectors: this.ssoConnectors, service: this.sso },
-        liveSessions: this.liveSessions,
+        clusterSessions: this.clusterSessions,
         requests: this.requests,
         endSessions: (user) => this.sessions.deleteForUser(user),
         joinTokens: this.joinTokens,
@@ -1113,9 +1135,14 @@ export class Gateway {
       const a = await this.metrics.listen(ml.host, ml.port);
       metricsAt = { address: fmt(a), port: a.port };
     }
+    const name = this.gatewayName(addr.port);
+    const pl = this.config.gateway.peerListen;
+    const peerAt = await bind('gateway.peer_listen', pl.host, pl.port, () =>
+      this.peerChannel.listen(name, pl.host, pl.port),
+    );
     await this.registry.register({
-      name: this.gatewayName(addr.port),
-      peer_addr: this.config.gateway.peerAddr ?? '',
+      name,
+      peer_addr: this.config.gateway.peerAddr ?? fmt(peerAt),
       public_addr: this.#advertised.publicAddr,
       version: VERSION,
       started: this.clock.now().toISOString(),
@@ -1281,6 +1308,13 @@ export class Gateway {
   #watchCas(): void {
     if (this.#unwatchCas || this.#closed || !this.#accessWatch) return;
     this.#unwatchCas = this.authorities.onChange((name) => {
+      if (name === 'host' && this.registry.self) {
+        this.peerChannel
+          .renewCertificate()
+          .catch((err: unknown) =>
+            this.log('error', 'renewing the peer channel certificate after a CA rotation step failed', err),
+          );
+      }
       if (this.#secureContext && (name === 'host' || name === 'user')) {
         this.#renewServerCert().catch((err: unknown) =>
           this.log('error', 'renewing the listener certificate after a CA rotation step failed', err),
@@ -1504,6 +1538,7 @@ export class Gateway {
     // Every kind of session ends with the same reason, in its client's words, before the adapters close.
     this.liveSessions.shutdown();
     this.#terminalSockets.close();
+    await this.peerChannel.close();
     await this.#listener.close();
     await this.metrics?.close();
     this.#http.close();
