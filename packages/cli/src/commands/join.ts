@@ -98,9 +98,7 @@ async function join(ctx: Ctx, id: string, mode: JoinMode, quiet: boolean): Promi
     // For the notice only: who owns it and where. A user without session:list
     // sees only their own sessions here; the join itself decides access.
     const info = quiet ? undefined : (await client.listSessions()).sessions.find((s) => s.id === id);
-    const where = info
-      ? `${info.user}@${info.server}${info.gateway ? ` on gateway ${info.gateway}` : ''}, `
-      : '';
+    const where = info ? `${info.user}@${info.server}, ` : '';
     return await attach(ctx, client.joinSession(id, mode), {
       mode,
       notice: quiet ? undefined : `Joined session ${id} (${where}${mode} mode). Press Ctrl-] to leave.`,

@@ -162,7 +162,7 @@ export function registerSsh(program: Command, ctx: Ctx): void {
         ctx.out('No live sessions.\n');
         return;
       }
-      ctx.out(table(['ID', 'KIND', 'USER', 'TARGET', 'GATEWAY', 'STARTED', 'FROM'], list.map(sessionRow)));
+      ctx.out(table(['ID', 'KIND', 'USER', 'TARGET', 'STARTED', 'FROM', 'GATEWAY'], list.map(sessionRow)));
     });
   sessions
     .command('kill')
@@ -191,8 +191,8 @@ function sessionRow(s: SessionView): string[] {
     s.protocol ?? s.kind,
     s.user,
     s.login ? `${s.login}@${s.server}` : s.server,
-    s.gateway ?? '',
     s.started,
     s.remoteAddr ?? '',
+    s.gateway ?? '',
   ];
 }

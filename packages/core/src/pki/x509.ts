@@ -573,5 +573,5 @@ export function gatewayNameOf(
   const uris = (cert?.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:'));
   if (uris.length !== 1 || !uris[0]!.startsWith(prefix)) return undefined;
   const name = uris[0]!.slice(prefix.length);
-  return /^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/.test(name) ? name : undefined;
+  return /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(name) ? name : undefined;
 }
