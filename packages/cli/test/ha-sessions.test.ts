@@ -237,20 +237,23 @@ beforeAll(async () => {
       '',
     ].join('\n');
   gw.a = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-a') });
-  gw.b = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-b'), ready: 'listening' });
-  gw.c = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-c'), ready: 'listening' });
-  lb = await startHaproxy([gw.a, gw.b, gw.c]);
-
-  // The first admin accepts the invite and logs in through the load balancer, like everyone.
+  // The first admin accepts A's invite before B and C start (a gateway that finds the first admin
+  // without a password issues a new invite, which replaces the one before).
   const invite = await gh(
     'admin',
-    ['accept-invite', '--proxy', lb, '--ca-pin', gw.a.pin, gw.a.adminToken, '--password-stdin'],
+    ['accept-invite', '--proxy', gw.a.proxy, '--ca-pin', gw.a.pin, gw.a.adminToken, '--password-stdin'],
     `${PASSWORD}\n`,
   );
   expect(invite.code, invite.stderr).toBe(0);
+  gw.b = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-b'), ready: 'listening' });
+  gw.c = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-c'), ready: 'listening' });
+  lb = await startHaproxy([gw.a, gw.b, gw.c]);
+  // Everyone logs in through the load balancer, whichever gateway answers.
   await login('admin', 'admin', lb);
   for (const u of ['alice', 'carol']) await addAccessUser(gw.a, u, TEST_LOGIN);
-  sshd = await startNodeSshd(gw.a, ['PrintMotd no', 'PrintLastLog no']);
+  sshd = await startNodeSshd(gw.a, ['PrintMotd no', 'PrintLastLog no'], {
+    [SECRETS_KEY_ENV]: process.env[SECRETS_KEY_ENV],
+  });
   await addNode(gw.a, 'node1', sshd.port);
 }, 180_000);
 
@@ -302,7 +305,7 @@ describe('three gateways behind haproxy on one PostgreSQL', () => {
 
     // admin joins from C: the terminal stream is relayed from B.
     const joiner = start('admin-c', process.execPath, [BIN, 'join', s.id]);
-    await joiner.waitFor('stdout', /Joined session/);
+    await joiner.waitFor('stderr', /Joined session/);
     owner.write('echo relayed-$((6*7))\n');
     await owner.waitFor('stdout', /relayed-42/);
     await joiner.waitFor('stdout', /relayed-42/);
