@@ -148,7 +148,7 @@ export function SessionsPage() {
               {list.data.sessions.length === 0 ? (
                 <tr>
                   <td colSpan={8} className="empty">
-                    No active sessions on this gateway.
+                    No active sessions on any gateway.
                   </td>
                 </tr>
               ) : null}
