@@ -65,7 +65,7 @@ import { DatabaseRegistry, type DatabaseSpec, readCaFile } from './databases/reg
 import { DesktopRegistry, type DesktopSpec, readPasswordFile } from './desktops/registry.js';
 import { DesktopRelayRegistry } from './desktops/relay.js';
 import { DesktopTokens } from './desktops/tokens.js';
-import { GatehouseError } from './errors.js';
+import { GatehouseError, isGatehouseError } from './errors.js';
 import { LockService } from './identity/locks.js';
 import { SshRevocations } from './identity/revocations.js';
 import type { Identity } from './identity/types.js';
@@ -1137,9 +1137,10 @@ export class Gateway {
     }
     const name = this.gatewayName(addr.port);
     const pl = this.config.gateway.peerListen;
-    const peerAt = await bind('gateway.peer_listen', pl.host, pl.port, () =>
-      this.peerChannel.listen(name, pl.host, pl.port),
-    );
+    // The channel's certificate is issued (and audited) first: a failure there is not an address problem.
+    const peerAt = await this.peerChannel.listen(name, pl.host, pl.port).catch((err: unknown) => {
+      throw isGatehouseError(err) ? err : bindError(err, 'gateway.peer_listen', pl.host, pl.port);
+    });
     await this.registry.register({
       name,
       peer_addr: this.config.gateway.peerAddr ?? fmt(peerAt),
