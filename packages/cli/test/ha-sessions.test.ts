@@ -341,6 +341,9 @@ describe('three gateways behind haproxy on one PostgreSQL', () => {
     await owner.waitFor('stdout', /\$ $/);
     const s = await newSession('admin-c', 'carol', before, owner);
     expect(s.gateway).toBe('gw-b');
+    // The operator's command on C's host (no login: the data dir's CAs give it a channel certificate) sees it too.
+    const local = JSON.parse((await admin(gw.c!, ['sessions', 'ls', '--json'])).stdout) as SessionView[];
+    expect(local.find((x) => x.id === s.id)).toMatchObject({ user: 'carol', gateway: 'gw-b' });
     const kill = await gh('admin-c', ['sessions', 'kill', s.id]);
     expect(kill.code, kill.stderr).toBe(0);
     await owner.exit();
