@@ -363,7 +363,7 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
       security: 'ssl',
       code: 'GH2300I',
     });
-    const live = await gw.admin.listSessions();
+    const live = (await gw.admin.listSessions()).sessions;
     expect(
       live.find((l) => l.id === start.session_id),
       JSON.stringify(await events('desktop.session.end')),
@@ -457,7 +457,7 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     await closed;
     const end = await waitForEvent('desktop.session.end', (e) => e.session_id === start.session_id);
     expect(String(end.reason)).toMatch(/ended by|killed|terminated/i);
-    expect((await gw.admin.listSessions()).some((l) => l.id === start.session_id)).toBe(false);
+    expect((await gw.admin.listSessions()).sessions.some((l) => l.id === start.session_id)).toBe(false);
   });
 
   it('logging out of the web UI ends an open desktop session', async () => {
@@ -597,7 +597,7 @@ describe('RDCleanPath relay through the gateway to a real RDP server (weston)', 
     expect(failed.error).toMatch(/refused the stored credential for login "Administrator"/);
     expect(failed.error).toMatch(/--password-file/);
     expect(String(failed.error)).not.toContain('not-the-password');
-    expect((await gw.admin.listSessions()).filter((l) => l.server === 'nla-wrong')).toEqual([]);
+    expect((await gw.admin.listSessions()).sessions.filter((l) => l.server === 'nla-wrong')).toEqual([]);
   });
 
   it('a desktop whose CredSSP answer proves another TLS key (a man in the middle) is refused with a TLS alert, audited, and never gets the password', async () => {

@@ -385,7 +385,7 @@ describe("the node's events carry the proxy's session id", () => {
       e.some((x) => x.type === 'session.command' && x.argv[0] === 'sleep'),
     );
     const id = evs[0]?.session_id;
-    const live = (await env.gw.admin.listSessions()).filter(
+    const live = (await env.gw.admin.listSessions()).sessions.filter(
       (s) => s.user === 'alice' && s.server === 'node3',
     );
     expect(live.map((s) => s.id)).toEqual([id]);

@@ -100,6 +100,12 @@ export interface SessionJoinFields {
   /** Node, database or cluster the session runs on. */
   server: string;
   mode: 'observer' | 'peer';
+  /**
+   * On the gateway that runs the session, for a join relayed from another
+   * gateway: that gateway's name (it authorized the joiner and audited the
+   * join too).
+   */
+  via_gateway?: string;
 }
 
 /** Why the SSH proxy dropped a connection before any session (bad input, not a role decision). */
@@ -325,7 +331,7 @@ export type AuditEventInput =
   | (CommonFields & AccessRequestFields & { type: 'access_request.assume'; expires: string })
   | (CommonFields & {
       type: 'cert.create';
-      cert_type: 'ssh-user' | 'ssh-host' | 'x509-user' | 'x509-server' | 'x509-db';
+      cert_type: 'ssh-user' | 'ssh-host' | 'x509-user' | 'x509-server' | 'x509-db' | 'x509-gateway';
       /** The certificate's subject (user name, host name, db user). */
       identity: string;
       serial?: string;

@@ -196,7 +196,7 @@ describe('gatehouse CLI against a running gateway', () => {
     expect(kh).toMatch(/^@cert-authority \* ssh-ed25519 \S+ gatehouse-cluster=clitest$/m);
   });
 
-  it('status --json shows identity, roles, logins, expiry and paths from local files', async () => {
+  it('status --json shows identity, roles, logins, expiry and paths from local files, and the gateway that answered', async () => {
     const r = await run(['status', '--json'], { env: as('alice') });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -209,8 +209,13 @@ describe('gatehouse CLI against a running gateway', () => {
       expires: string;
       expired: boolean;
       files: Record<string, string>;
+      gateway: { name: string; version: string } | null;
+      peers: unknown[];
     };
     expect(s.user).toBe('alice');
+    // One gateway alone on its backend: named, with no peers.
+    expect(s.gateway?.name).toMatch(/:\d+$/);
+    expect(s.peers).toEqual([]);
     expect(s.cluster).toBe('clitest');
     expect(s.proxy).toBe(proxy);
     expect(s.roles).toEqual(['access']);

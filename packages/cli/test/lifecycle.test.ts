@@ -1183,7 +1183,7 @@ describe('bad input', () => {
       env: { GATEHOUSE_HOME: adminHome() },
     });
     expect(unknown.code).toBe(1);
-    expect(unknown.stderr).toContain('no live session "no-such-session" on this gateway');
+    expect(unknown.stderr).toContain('no live session "no-such-session" on any gateway');
     expect(unknown.stderr).toContain('gatehouse sessions ls');
 
     const u = await newAccessUser('twokills');
@@ -1207,13 +1207,13 @@ describe('bad input', () => {
     const won = both.find((r) => r.code === 0)!;
     const lost = both.find((r) => r.code === 1)!;
     expect(won.stdout).toBe(`Session ${s!.id} ended.\n`);
-    expect(lost.stderr).toContain(`no live session "${s!.id}" on this gateway`);
+    expect(lost.stderr).toContain(`no live session "${s!.id}" on any gateway`);
     await guard(p.exited, END_GUARD_MS, () => p.describe());
     expect(p.err.text).toContain('Gatehouse: ended by admin');
     // Once ended, the id is as unknown as any other.
     const again = await kill();
     expect(again.code).toBe(1);
-    expect(again.stderr).toContain(`no live session "${s!.id}" on this gateway`);
+    expect(again.stderr).toContain(`no live session "${s!.id}" on any gateway`);
     const ends = (await auditEvents(['session.end'], u.name)).filter(
       (e) => (e as { session_id?: string }).session_id === s!.id,
     );

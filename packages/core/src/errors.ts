@@ -52,6 +52,8 @@ export const ErrorCodes = {
   /** A recording made on another gateway that it has not uploaded to the shared store yet. */
   GH_ERR_RECORDING_NOT_UPLOADED: 503,
   GH_ERR_UPSTREAM_UNAVAILABLE: 502,
+  /** Another gateway of the cluster did not answer on the internal channel (decision 00XX-gateway-peers). */
+  GH_ERR_PEER_UNAVAILABLE: 502,
   /** A listener could not be opened (address in use, no permission): never an HTTP answer. */
   GH_ERR_LISTEN_FAILED: 500,
   /** The data dir was written by a newer Gatehouse (its schema version is higher): never an HTTP answer. */

@@ -65,7 +65,7 @@ import { DatabaseRegistry, type DatabaseSpec, readCaFile } from './databases/reg
 import { DesktopRegistry, type DesktopSpec, readPasswordFile } from './desktops/registry.js';
 import { DesktopRelayRegistry } from './desktops/relay.js';
 import { DesktopTokens } from './desktops/tokens.js';
-import { GatehouseError } from './errors.js';
+import { GatehouseError, isGatehouseError } from './errors.js';
 import { LockService } from './identity/locks.js';
 import { SshRevocations } from './identity/revocations.js';
 import type { Identity } from './identity/types.js';
@@ -87,6 +87,9 @@ import { NodeAuditIngest } from './nodes/audit-ingest.js';
 import { renewNodeHostCert } from './nodes/host-certs.js';
 import { JoinTokenStore, redeemJoinToken } from './nodes/join-tokens.js';
 import { NodeRegistry, type NodeSpec } from './nodes/registry.js';
+import { PeerChannel } from './peers/channel.js';
+import { type GatewayRecord, GatewayRegistry } from './peers/registry.js';
+import { ClusterSessions } from './peers/sessions.js';
 import { type CaExportFormat, CertificateAuthorities, caBackendKey } from './pki/authority.js';
 import { SessionCredentials } from './pki/credentials.js';
 import { sshFingerprint } from './pki/rotation.js';
@@ -266,6 +269,12 @@ export class Gateway {
   /** The RDCleanPath relay (filled by the RDP adapter). */
   readonly desktopRelays = new DesktopRelayRegistry();
   readonly liveSessions: LiveSessions;
+  /** The gateways sharing this backend: this one's record, renewed by a heartbeat (decision 00XX-gateway-peers). */
+  readonly registry: GatewayRegistry;
+  /** The mTLS channel to the other gateways (session lists, kills, join relays). */
+  readonly peerChannel: PeerChannel;
+  /** Live sessions of every gateway sharing the backend (`sessions ls/kill/join`). */
+  readonly clusterSessions: ClusterSessions;
   readonly credentials: SessionCredentials;
   /** Shells and files for the web terminal (filled by the SSH adapter). */
   readonly terminals = new TerminalRegistry();
@@ -419,6 +428,23 @@ export class Gateway {
       log: this.log,
       ...(metrics ? { onBound: (protocol: string, s: number) => metrics.sessionBound(protocol, s) } : {}),
     });
+    this.registry = new GatewayRegistry({ backend, clock, log: this.log });
+    this.peerChannel = new PeerChannel({
+      clusterName: config.clusterName,
+      authorities,
+      liveSessions: this.liveSessions,
+      audit,
+      clock,
+      log: this.log,
+      clientName: () => `${config.gateway.name ?? os.hostname()}.admin-${process.pid}`,
+    });
+    this.clusterSessions = new ClusterSessions({
+      local: this.liveSessions,
+      channel: this.peerChannel,
+      registry: this.registry,
+      self: () => this.registry.self?.name,
+      log: this.log,
+    });
     this.desktopTokens = new DesktopTokens({
       authorizer: this.authorizer,
       clock,
@@ -514,6 +540,12 @@ export class Gateway {
       config,
       advertised: () => this.advertised(),
       hostCaSigner: () => sshFingerprint(authorities.signingKey('host').sshPublicKey),
+      gateways: () => {
+        const self = this.registry.self;
+        if (!self) return undefined;
+        const view = (g: GatewayRecord) => ({ name: g.name, version: g.version, started: g.started });
+        return { self: view(self), peers: this.registry.peers.map(view) };
+      },
       clock,
       version: VERSION,
       audit,
@@ -659,7 +691,7 @@ export class Gateway {
       audit,
       clock,
       terminals: this.terminals,
-      liveSessions: this.liveSessions,
+      clusterSessions: this.clusterSessions,
       desktopRelays: this.desktopRelays,
       desktopTokens: this.desktopTokens,
       recordings: this.recordings,
@@ -780,7 +812,7 @@ export class Gateway {
         desktops: this.desktops,
         nodes: this.nodes,
         sso: { connectors: this.ssoConnectors, service: this.sso },
-        liveSessions: this.liveSessions,
+        clusterSessions: this.clusterSessions,
         requests: this.requests,
         endSessions: (user) => this.sessions.deleteForUser(user),
         joinTokens: this.joinTokens,
@@ -1035,6 +1067,19 @@ export class Gateway {
     return applied;
   }
 
+  /**
+   * This gateway's name among those sharing the backend: config
+   * `gateway.name`, else `<hostname>:<listen port>` (unique per machine
+   * without configuration).
+   */
+  gatewayName(boundPort?: number): string {
+    return (
+      this.registry.self?.name ??
+      this.config.gateway.name ??
+      `${os.hostname()}:${boundPort ?? this.config.listen.port}`
+    );
+  }
+
   /** SHA-256 pin of the host CA that clients pass as --ca-pin. */
   caPin(): string {
     return this.authorities.caPin();
@@ -1090,6 +1135,19 @@ export class Gateway {
       const a = await this.metrics.listen(ml.host, ml.port);
       metricsAt = { address: fmt(a), port: a.port };
     }
+    const name = this.gatewayName(addr.port);
+    const pl = this.config.gateway.peerListen;
+    // The channel's certificate is issued (and audited) first: a failure there is not an address problem.
+    const peerAt = await this.peerChannel.listen(name, pl.host, pl.port).catch((err: unknown) => {
+      throw isGatehouseError(err) ? err : bindError(err, 'gateway.peer_listen', pl.host, pl.port);
+    });
+    await this.registry.register({
+      name,
+      peer_addr: this.config.gateway.peerAddr ?? fmt(peerAt),
+      public_addr: this.#advertised.publicAddr,
+      version: VERSION,
+      started: this.clock.now().toISOString(),
+    });
     this.#listening = true;
     await this.audit.emit({
       type: 'gateway.start',
@@ -1251,6 +1309,13 @@ export class Gateway {
   #watchCas(): void {
     if (this.#unwatchCas || this.#closed || !this.#accessWatch) return;
     this.#unwatchCas = this.authorities.onChange((name) => {
+      if (name === 'host' && this.registry.self) {
+        this.peerChannel
+          .renewCertificate()
+          .catch((err: unknown) =>
+            this.log('error', 'renewing the peer channel certificate after a CA rotation step failed', err),
+          );
+      }
       if (this.#secureContext && (name === 'host' || name === 'user')) {
         this.#renewServerCert().catch((err: unknown) =>
           this.log('error', 'renewing the listener certificate after a CA rotation step failed', err),
@@ -1465,9 +1530,16 @@ export class Gateway {
     this.#unwatchCas?.();
     this.#accessWatch?.abort();
     this.requests.close();
+    // The others stop listing (and forwarding to) this gateway now rather than when its record expires.
+    if (this.#listening) {
+      await this.registry
+        .deregister()
+        .catch((err: unknown) => this.log('error', 'removing this gateway from the registry failed', err));
+    }
     // Every kind of session ends with the same reason, in its client's words, before the adapters close.
     this.liveSessions.shutdown();
     this.#terminalSockets.close();
+    await this.peerChannel.close();
     await this.#listener.close();
     await this.metrics?.close();
     this.#http.close();

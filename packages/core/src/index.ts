@@ -41,6 +41,8 @@ export * from './nodes/audit-ingest.js';
 export * from './nodes/host-certs.js';
 export * from './nodes/join-tokens.js';
 export * from './nodes/registry.js';
+export * from './peers/registry.js';
+export type { SessionList, UnreachableGateway } from './peers/sessions.js';
 export * from './pki/index.js';
 export * from './rbac/index.js';
 export * from './requests/index.js';

@@ -614,10 +614,12 @@ describe('admin API: HTTP and embedding give the same answers', () => {
     expect((ok(get('alice', "listRecordings of bob's")) as { user: string }[]).map((r) => r.user)).toEqual([
       'alice',
     ]);
-    const sessions = ok(get('alice', 'listSessions')) as { user: string }[];
+    const { sessions } = ok(get('alice', 'listSessions')) as { sessions: { user: string }[] };
     expect(sessions.length).toBeGreaterThan(0);
     expect(new Set(sessions.map((s) => s.user))).toEqual(new Set(['alice']));
-    expect((ok(get('root', 'listSessions')) as { user: string }[]).map((s) => s.user)).toContain('dave');
+    expect(
+      (ok(get('root', 'listSessions')) as { sessions: { user: string }[] }).sessions.map((s) => s.user),
+    ).toContain('dave');
   });
 
   it('an auditor reads the audit log, recordings and sessions, and reaches no resource', () => {

@@ -572,7 +572,7 @@ describe('web UI with password login (second factor off)', () => {
       await row.getByRole('button', { name: 'Terminate' }).click();
       await row.getByRole('button', { name: 'Really terminate' }).click();
       await page.getByText(`Session ${sid} terminated.`).waitFor();
-      await page.getByText('No active sessions on this gateway.').waitFor();
+      await page.getByText('No active sessions on any gateway.').waitFor();
       expect(terminated).toHaveLength(1);
       // The watcher sees the end and the whole recording.
       await watcher.page.getByText('The session has ended').waitFor();

@@ -97,7 +97,7 @@ async function join(ctx: Ctx, id: string, mode: JoinMode, quiet: boolean): Promi
   try {
     // For the notice only: who owns it and where. A user without session:list
     // sees only their own sessions here; the join itself decides access.
-    const info = quiet ? undefined : (await client.listSessions()).find((s) => s.id === id);
+    const info = quiet ? undefined : (await client.listSessions()).sessions.find((s) => s.id === id);
     const where = info ? `${info.user}@${info.server}, ` : '';
     return await attach(ctx, client.joinSession(id, mode), {
       mode,

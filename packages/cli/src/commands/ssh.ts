@@ -148,7 +148,12 @@ export function registerSsh(program: Command, ctx: Ctx): void {
     .option('--json', 'JSON output')
     .addHelpText('after', examples('  $ gatehouse sessions ls\n  $ gatehouse join SESSION_ID'))
     .action(async function (this: Command, o: { json?: boolean }) {
-      const list = await withAdmin(this, ctx, (t) => t.api.listSessions());
+      const { sessions: list, unreachable } = await withAdmin(this, ctx, (t) => t.api.listSessions());
+      // A gateway that did not answer makes a partial listing, not a failure: said on stderr (also with
+      // --json, whose stdout stays the array of sessions scripts read).
+      for (const u of unreachable) {
+        ctx.err(`warning: gateway ${u.gateway} did not answer; its sessions are missing: ${u.error}\n`);
+      }
       if (o.json) {
         ctx.out(json(list));
         return;
@@ -157,7 +162,7 @@ export function registerSsh(program: Command, ctx: Ctx): void {
         ctx.out('No live sessions.\n');
         return;
       }
-      ctx.out(table(['ID', 'KIND', 'USER', 'TARGET', 'STARTED', 'FROM'], list.map(sessionRow)));
+      ctx.out(table(['ID', 'KIND', 'USER', 'TARGET', 'STARTED', 'FROM', 'GATEWAY'], list.map(sessionRow)));
     });
   sessions
     .command('kill')
@@ -188,5 +193,6 @@ function sessionRow(s: SessionView): string[] {
     s.login ? `${s.login}@${s.server}` : s.server,
     s.started,
     s.remoteAddr ?? '',
+    s.gateway ?? '',
   ];
 }

@@ -4,6 +4,7 @@ import {
   decodeIdentity,
   GatehouseClient,
   GatehouseError,
+  type GatewayView,
   type LoginResponse,
   parseHostPort,
   parseSshCertificate,
@@ -248,9 +249,9 @@ Examples:
     .option('--json', 'print JSON')
     .addHelpText(
       'after',
-      '\nReads local files only.\n\nExamples:\n  $ gatehouse status\n  $ gatehouse status --json | jq .expires',
+      "\nReads the local certificates, then asks the proxy (GET /v1/ping, 3 s at most) which gateway answered\nand which other gateways share its backend; an unreachable proxy is reported, not an error.\n\nExamples:\n  $ gatehouse status\n  $ gatehouse status --json | jq .expires\n  $ gatehouse status --json | jq '.peers[].name'",
     )
-    .action((o: { json?: boolean }) => {
+    .action(async (o: { json?: boolean }) => {
       const profile = ctx.home.current();
       if (!profile) {
         throw new GatehouseError('GH_ERR_UNAUTHENTICATED', 'not logged in', {
@@ -279,6 +280,7 @@ Examples:
       const expires = new Date(Math.min(identity.expires.getTime(), ssh.validBefore.getTime()));
       const now = ctx.now();
       const expired = expires <= now;
+      const where = await gatewayOf(ctx, profile);
       if (o.json) {
         ctx.out(
           json({
@@ -293,6 +295,9 @@ Examples:
             ca_pin: profile.caPin,
             files: fileView(paths),
             known_hosts: ctx.home.knownHostsPath,
+            gateway: where.gateway ?? null,
+            peers: where.peers ?? [],
+            ...(where.error ? { gateway_error: where.error } : {}),
           }),
         );
         return;
@@ -304,6 +309,14 @@ Examples:
         expires,
         paths,
       });
+      if (where.error) ctx.out(`  Gateway:   unknown (${where.error})\n`);
+      else if (where.gateway) {
+        ctx.out(
+          `  Gateway:   ${where.gateway.name} (version ${where.gateway.version}, up since ${where.gateway.started})\n`,
+        );
+        const peers = where.peers ?? [];
+        ctx.out(`  Peers:     ${peers.length ? peers.map((g) => g.name).join(', ') : 'none'}\n`);
+      }
       if (expired) ctx.err(`warning: the certificates have expired; ${relogin}\n`);
     });
 
@@ -327,6 +340,28 @@ Examples:
       ctx.home.removeProfile(current.proxy);
       ctx.out(`Logged out ${current.user} from ${current.proxy}; keys deleted.\n`);
     });
+}
+
+/**
+ * Which gateway the profile's proxy reaches and its live peers (GET
+ * /v1/ping). Bounded and never fatal: status still shows the local login
+ * when the proxy is down.
+ */
+async function gatewayOf(
+  ctx: Ctx,
+  profile: { proxy: string },
+): Promise<{ gateway?: GatewayView | undefined; peers?: GatewayView[] | undefined; error?: string }> {
+  const cas = ctx.home.storedCas(profile.proxy);
+  if (!cas?.length) return { error: 'no stored CA for this proxy; log in again' };
+  const client = new GatehouseClient({ proxy: profile.proxy, caPem: cas, timeoutMs: 3000 });
+  try {
+    const ping = await client.ping();
+    return { gateway: ping.gateway, peers: ping.peers };
+  } catch (err) {
+    return { error: `the proxy did not answer: ${err instanceof Error ? err.message : String(err)}` };
+  } finally {
+    client.close();
+  }
 }
 
 /** Stores what a login returned (keys, certificates, CAs, the profile) and prints who is logged in. */

@@ -233,7 +233,8 @@ export function authorizedAdmin(
     async listSessions() {
       const p = await principal();
       if (may(p, 'session', 'list')) return run(p, 'listSessions', []);
-      return (await run(p, 'listSessions', [])).filter((s) => s.user === p.user.name);
+      const all = await run(p, 'listSessions', []);
+      return { ...all, sessions: all.sessions.filter((s) => s.user === p.user.name) };
     },
     killSession: ruled('killSession'),
     async listAccessRequests() {

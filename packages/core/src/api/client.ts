@@ -72,7 +72,7 @@ import {
   type LockView,
   type NodeView,
   type RecordingReadOptions,
-  type SessionView,
+  type SessionListView,
   type TokenView,
   type UserView,
 } from './types.js';
@@ -394,7 +394,7 @@ export class GatehouseClient implements AdminApi {
   rotateCa(req: CaRotateRequest): Promise<CaStatusView> {
     return this.#json(ADMIN_ROUTES.rotateCa, {}, req);
   }
-  listSessions(): Promise<SessionView[]> {
+  listSessions(): Promise<SessionListView> {
     return this.#json(ADMIN_ROUTES.listSessions, {});
   }
   killSession(id: string): Promise<void> {

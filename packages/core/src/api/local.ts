@@ -14,13 +14,13 @@ import type { KubeClusterRegistry, KubeClusterSpec } from '../kube/registry.js';
 import { issueNodeHostCert, type NodeHostCertDeps } from '../nodes/host-certs.js';
 import type { JoinTokenStore } from '../nodes/join-tokens.js';
 import type { NodeRegistry, NodeSpec } from '../nodes/registry.js';
+import type { ClusterSessions } from '../peers/sessions.js';
 import { CA_NAMES, type CertificateAuthorities, type RotateRequest } from '../pki/authority.js';
 import { isRotationPhase, parseGrace, ROTATION_PHASES } from '../pki/rotation.js';
 import type { CaName } from '../pki/types.js';
 import { lintRole } from '../rbac/lint.js';
 import type { RoleService } from '../rbac/roles.js';
 import type { AccessRequestService } from '../requests/service.js';
-import type { LiveSessions } from '../sessions/live.js';
 import { connectorView, type SsoConnectorRegistry } from '../sso/connectors.js';
 import type { SsoService } from '../sso/service.js';
 import { parseDuration } from '../util/duration.js';
@@ -138,8 +138,8 @@ export interface LocalAdminDeps {
   desktops: DesktopRegistry;
   /** SSO connectors and the login flows (`sso test` starts one). */
   sso: { connectors: SsoConnectorRegistry; service: SsoService };
-  /** Live sessions of THIS process (the daemon's, when the API serves them). */
-  liveSessions: LiveSessions;
+  /** Live sessions of every gateway: this process's own and, over the peer channel, the others'. */
+  clusterSessions: ClusterSessions;
   /** Ends a deleted user's browser sessions. */
   endSessions: (user: string) => Promise<unknown>;
   /** Node join tokens (`gatehouse tokens add --type node`). */
@@ -439,11 +439,11 @@ export function createLocalAdmin(d: LocalAdminDeps, actor: string): AdminApi {
       });
     },
     async listSessions() {
-      return d.liveSessions.list();
+      return d.clusterSessions.list();
     },
     async killSession(id) {
-      if (!d.liveSessions.kill(id, actor)) {
-        throw new GatehouseError('GH_ERR_NOT_FOUND', `no live session "${id}" on this gateway`, {
+      if (!(await d.clusterSessions.kill(id, actor))) {
+        throw new GatehouseError('GH_ERR_NOT_FOUND', `no live session "${id}" on any gateway`, {
           hint: 'list live sessions with gatehouse sessions ls',
         });
       }

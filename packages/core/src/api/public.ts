@@ -19,6 +19,20 @@ export interface PingResponse {
    * certificate is from another key renews it (decision 0035).
    */
   host_ca_signer?: string | undefined;
+  /**
+   * The gateway that answered, and the other live gateways sharing its
+   * backend (decision 00XX-gateway-peers); absent before it listens.
+   */
+  gateway?: GatewayView | undefined;
+  peers?: GatewayView[] | undefined;
+}
+
+/** One gateway of the cluster as /v1/ping shows it (no internal address: ping is unauthenticated). */
+export interface GatewayView {
+  name: string;
+  version: string;
+  /** ISO time it started. */
+  started: string;
 }
 
 /** POST /v1/login */

@@ -57,6 +57,7 @@ import {
   type AssumeAccessRequestResponse,
   type FileQuery,
   type FileUploadResponse,
+  type GatewayView,
   type InviteInfo,
   type LoginResponse,
   MAX_UPLOAD_BYTES,
@@ -76,6 +77,8 @@ export interface ApiServerDeps {
   advertised: () => { publicAddr: string; mysqlListen?: string };
   /** SSH fingerprint of the host CA key that signs host certificates now (ping's host_ca_signer). */
   hostCaSigner?: () => string;
+  /** This gateway and its live peers, for ping (from the registry's cache: no backend read per ping). */
+  gateways?: () => { self: GatewayView; peers: GatewayView[] } | undefined;
   clock: Clock;
   version: string;
   audit: AuditEmitter;
@@ -461,6 +464,10 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
         // MySQL clients need its own port (gatehouse db login writes it into ~/.my.cnf).
         ...(at.mysqlListen ? { mysql_listen: at.mysqlListen } : {}),
         ...(d.hostCaSigner ? { host_ca_signer: d.hostCaSigner() } : {}),
+        ...(() => {
+          const g = d.gateways?.();
+          return g ? { gateway: g.self, peers: g.peers } : {};
+        })(),
       };
       sendJson(res, 200, body);
     }),

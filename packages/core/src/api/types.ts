@@ -148,8 +148,18 @@ export interface AddDesktopRequest {
   description?: string;
 }
 
-/** A live session on the gateway that serves the API (`gatehouse sessions ls`). */
+/** A live session on one of the cluster's gateways (`gatehouse sessions ls`); `gateway` names it. */
 export type SessionView = LiveSessionInfo;
+
+/**
+ * `gatehouse sessions ls`: the live sessions of every gateway sharing the
+ * backend, and the gateways that did not answer in time (their sessions are
+ * missing: a partial listing, not a failure).
+ */
+export interface SessionListView {
+  sessions: SessionView[];
+  unreachable: { gateway: string; error: string }[];
+}
 
 export interface LintMessage {
   line: number;
@@ -294,9 +304,9 @@ export interface AdminApi {
    */
   rotateCa(req: CaRotateRequest): Promise<CaStatusView>;
 
-  /** Live sessions on this gateway (a user without session:list sees their own). */
-  listSessions(): Promise<SessionView[]>;
-  /** Ends a live session; its user sees why, and the end is audited. */
+  /** Live sessions on every gateway of the cluster (a user without session:list sees their own). */
+  listSessions(): Promise<SessionListView>;
+  /** Ends a live session on whichever gateway runs it; its user sees why, and the end is audited. */
   killSession(id: string): Promise<void>;
 
   /**

@@ -8,9 +8,9 @@ import type { DesktopRelayRegistry } from '../desktops/relay.js';
 import { DESKTOP_WS_PATH, type DesktopTokens } from '../desktops/tokens.js';
 import { GatehouseError, toGatehouseError } from '../errors.js';
 import type { SessionMfa } from '../mfa/session.js';
+import type { ClusterSessions } from '../peers/sessions.js';
 import { mintClientTicket } from '../pki/credentials.js';
 import type { JoinMode } from '../rbac/types.js';
-import type { LiveSessions } from '../sessions/live.js';
 import type { TerminalHandle, TerminalRegistry, TerminalViewer } from '../sessions/terminal.js';
 import { authenticateCaller, type Caller, type CallerDeps } from './caller.js';
 import { auditHttpReject, header, remoteAddress, sendProblemOnSocket } from './http.js';
@@ -36,7 +36,8 @@ export interface TerminalSocketDeps extends CallerDeps {
   sessionMfa: Pick<SessionMfa, 'redeemToken'>;
   clock: Clock;
   terminals: TerminalRegistry;
-  liveSessions: LiveSessions;
+  /** Live sessions of every gateway (a join may be relayed from the one that runs the session). */
+  clusterSessions: ClusterSessions;
   /** The RDCleanPath relay of the RDP adapter, when one runs. */
   desktopRelays: DesktopRelayRegistry;
   desktopTokens: DesktopTokens;
@@ -312,12 +313,15 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
       });
     }
     const mode: JoinMode = modeParam;
-    const info = d.liveSessions.get(id);
-    if (!info) {
-      throw new GatehouseError('GH_ERR_NOT_FOUND', `no live session "${id}" on this gateway`, {
+    // The session may run on another gateway of the cluster: the join is decided (and audited) here, by this
+    // gateway's core, then relayed from the owner over the peer channel (decision 00XX-gateway-peers).
+    const found = await d.clusterSessions.find(id);
+    if (!found) {
+      throw new GatehouseError('GH_ERR_NOT_FOUND', `no live session "${id}" on any gateway`, {
         hint: 'gatehouse sessions ls lists the live sessions',
       });
     }
+    const info = found.info;
     const p = caller.principal;
     await d.authorizer.authorizeJoin(p, info, mode, { remoteAddr, protocol: 'http' });
     const joinedAt = d.clock.now().getTime();
@@ -338,15 +342,7 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
       },
       // Until the session reports its size (it does on attach).
       size: { cols: 80, rows: 24 },
-      start: (viewer) => {
-        const join = d.liveSessions.joinable(id);
-        if (!join) {
-          throw new GatehouseError('GH_ERR_BAD_REQUEST', `session "${id}" has no terminal to join`, {
-            hint: 'only interactive shells can be joined (not commands, file transfers or forwards)',
-          });
-        }
-        return join({ user: p.user.name, mode, remoteAddr }, viewer);
-      },
+      start: (viewer) => d.clusterSessions.join(found, { user: p.user.name, mode, remoteAddr }, viewer),
       // Every audited join gets its leave, even one whose attach failed.
       onClose: () => {
         if (left) return;

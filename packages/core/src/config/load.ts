@@ -22,6 +22,12 @@ export interface GatehouseConfig {
   publicAddr: string;
   /** MySQL's own listener; undefined: off. */
   mysqlListen?: { host: string; port: number } | undefined;
+  /** This gateway among those sharing the backend (config `gateway`). */
+  gateway: {
+    name?: string | undefined;
+    peerListen: { host: string; port: number };
+    peerAddr?: string | undefined;
+  };
   /** Serve this machine as an SSH node too (config `builtin_node`). */
   builtinNode: boolean;
   /** Prometheus metrics, when configured; `listen` serves GET /metrics there. */
@@ -251,6 +257,11 @@ function resolve(
     publicAddr: c.public_addr ?? c.listen,
     mysqlListen: c.mysql_listen && c.mysql_listen !== 'off' ? splitHostPort(c.mysql_listen) : undefined,
     builtinNode: c.builtin_node ?? false,
+    gateway: {
+      name: c.gateway.name,
+      peerListen: splitHostPort(c.gateway.peer_listen),
+      peerAddr: c.gateway.peer_addr,
+    },
     metrics: c.metrics ? (c.metrics.listen ? { listen: splitHostPort(c.metrics.listen) } : {}) : undefined,
     mysqlServerVersion: c.mysql_server_version,
     databases: c.databases.map((d) => ({

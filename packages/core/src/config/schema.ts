@@ -188,6 +188,28 @@ export const configSchema = z
       .default({ type: 'sqlite' }),
     /** The one listener (SSH, PostgreSQL, TLS: HTTP API, web UI, tunnels). */
     listen: hostPort.default('127.0.0.1:3080'),
+    /**
+     * This gateway among the others sharing the backend (decision
+     * 00XX-gateway-peers): `name` (default `<hostname>:<listen port>`) names it
+     * in `sessions ls`, `/v1/ping` and the registry; `peer_listen` is the
+     * internal mTLS channel other gateways reach it on (default
+     * 127.0.0.1:0: set a routable address when gateways run on several
+     * machines); `peer_addr` is the host:port they are told (default
+     * `peer_listen` with the bound port).
+     */
+    gateway: z
+      .object({
+        name: z
+          .string()
+          .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,62}$/, {
+            message: 'letters, digits, dots, dashes, colons and underscores (up to 63)',
+          })
+          .optional(),
+        peer_listen: hostPort.default('127.0.0.1:0'),
+        peer_addr: hostPort.optional(),
+      })
+      .strict()
+      .default({ peer_listen: '127.0.0.1:0' }),
     /** host:port clients use to reach the listener; defaults to `listen`. */
     public_addr: hostPort.optional(),
     /**

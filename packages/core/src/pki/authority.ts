@@ -43,6 +43,7 @@ import type {
   SshHostCertRequest,
   SshUserCertRequest,
   X509DbClientCertRequest,
+  X509GatewayCertRequest,
   X509ServerCertRequest,
   X509UserCertRequest,
 } from './types.js';
@@ -668,6 +669,22 @@ export class CertificateAuthorities {
       identity: req.commonName,
       serial: x.serial,
       principals: [...req.dnsNames, ...req.ipAddresses],
+      expires: to.toISOString(),
+    });
+  }
+
+  /** A gateway's certificate for the internal channel (host CA, decision 00XX-gateway-peers). */
+  async issueGatewayCert(req: X509GatewayCertRequest): Promise<IssuedCertificate> {
+    const { from, to } = this.#window(req.notBefore, req.notAfter);
+    const signer = this.#signer('host', 'server');
+    const x = signer.x509.issueGateway({ ...req, notBefore: from, notAfter: to }, this.#deps.clusterName);
+    const issued = { cert: x.pem, serial: x.serial, expires: to, caCertPem: signer.pub.x509CertPem };
+    return this.#audited(issued, {
+      type: 'cert.create',
+      cert_type: 'x509-gateway',
+      user: 'system',
+      identity: req.name,
+      serial: x.serial,
       expires: to.toISOString(),
     });
   }

@@ -122,6 +122,14 @@ export interface X509ServerCertRequest {
   notAfter: Date;
 }
 
+export interface X509GatewayCertRequest {
+  publicKeyPem: string;
+  /** The gateway's name (config `gateway.name`). */
+  name: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
 export interface X509DbClientCertRequest {
   publicKeyPem: string;
   /** Database user: becomes the subject CN (pg `cert` auth, MariaDB REQUIRE SUBJECT). */

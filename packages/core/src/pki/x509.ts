@@ -37,7 +37,12 @@ import {
   utf8String,
 } from './der.js';
 import { decodeIdentityJson, encodeIdentityJson } from './identity-codec.js';
-import type { X509DbClientCertRequest, X509ServerCertRequest, X509UserCertRequest } from './types.js';
+import type {
+  X509DbClientCertRequest,
+  X509GatewayCertRequest,
+  X509ServerCertRequest,
+  X509UserCertRequest,
+} from './types.js';
 
 /**
  * OID of the Gatehouse identity extension, derived once from the random UUID
@@ -78,6 +83,10 @@ const EXT_KU_DIGITAL_SIGNATURE = seq(
 const EXT_EKU_CLIENT = seq(oid(OID.extKeyUsage), octetString(seq(oid(OID.clientAuth))));
 const EXT_EKU_SERVER = seq(oid(OID.extKeyUsage), octetString(seq(oid(OID.serverAuth))));
 const OID_IDENTITY = oid(IDENTITY_EXTENSION_OID);
+const EXT_EKU_SERVER_CLIENT = seq(
+  oid(OID.extKeyUsage),
+  octetString(seq(oid(OID.serverAuth), oid(OID.clientAuth))),
+);
 
 function certInvalid(message: string, cause?: unknown): GatehouseError {
   return new GatehouseError('GH_ERR_CERT_INVALID', message, {
@@ -494,6 +503,33 @@ export class X509Issuer {
     });
   }
 
+  /**
+   * A gateway's certificate for the internal channel between gateways
+   * (decision 00XX-gateway-peers): CN = gateway name, O = cluster, server and
+   * client auth, and one URI SAN `gatehouse-gateway://<cluster>/<name>` that
+   * peers require (nothing else the host CA signs carries it).
+   */
+  issueGateway(req: X509GatewayCertRequest, clusterName: string): IssuedX509 {
+    return this.#issue({
+      subject: encodeName([
+        ['CN', req.name],
+        ['O', clusterName],
+      ]),
+      spki: leafSpki(req.publicKeyPem),
+      notBefore: req.notBefore,
+      notAfter: req.notAfter,
+      extensions: [
+        EXT_NOT_CA,
+        EXT_KU_DIGITAL_SIGNATURE,
+        EXT_EKU_SERVER_CLIENT,
+        seq(
+          oid(OID.subjectAltName),
+          octetString(seq(tlv(0x86, Buffer.from(gatewayUri(clusterName, req.name), 'ascii')))),
+        ),
+      ],
+    });
+  }
+
   /** Client cert a database trusts: CN = db user, O = cluster, clientAuth. */
   issueDbClient(req: X509DbClientCertRequest, clusterName: string): IssuedX509 {
     if (!req.dbUser) throw new GatehouseError('GH_ERR_VALIDATION', 'dbUser must not be empty');
@@ -513,4 +549,29 @@ export class X509Issuer {
 /** Reads the structure once more for callers that hold only PEM: subject CN values. */
 export function subjectCommonNames(cert: X509Certificate | string | Uint8Array): string[] {
   return commonNames(parseX509(toDer(cert)));
+}
+
+/** The URI SAN that marks a gateway certificate of `cluster` (decision 00XX-gateway-peers). */
+export function gatewayUri(cluster: string, name: string): string {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._:-]*$/.test(name) || !/^[a-z0-9][a-z0-9.-]*$/.test(cluster)) {
+    throw new GatehouseError('GH_ERR_VALIDATION', `"${name}" is not a gateway name of cluster "${cluster}"`);
+  }
+  return `gatehouse-gateway://${cluster}/${name}`;
+}
+
+/**
+ * The gateway name a peer certificate proves for `cluster`, or undefined
+ * when it is no gateway certificate of that cluster (a user, node or
+ * listener certificate, another cluster's gateway). The chain is the TLS
+ * layer's to verify; this reads the one URI SAN.
+ */
+export function gatewayNameOf(
+  cert: { subjectAltName?: string | undefined } | undefined,
+  cluster: string,
+): string | undefined {
+  const prefix = `URI:gatehouse-gateway://${cluster}/`;
+  const uris = (cert?.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:'));
+  if (uris.length !== 1 || !uris[0]!.startsWith(prefix)) return undefined;
+  const name = uris[0]!.slice(prefix.length);
+  return /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/.test(name) ? name : undefined;
 }

@@ -53,6 +53,13 @@ export function SessionsPage() {
       {error ? <ErrorBox error={error} /> : null}
       {list.state === 'loading' ? <Loading what="sessions" /> : null}
       {list.state === 'error' ? <ErrorBox error={list.error} onRetry={reload} /> : null}
+      {list.state === 'ok'
+        ? list.data.unreachable.map((u) => (
+            <Notice key={u.gateway}>
+              Gateway {u.gateway} did not answer; its sessions are missing from this list ({u.error}).
+            </Notice>
+          ))
+        : null}
       {list.state === 'ok' ? (
         <TableScroll label="Active sessions">
           <table className="grid" data-testid="sessions">
@@ -63,12 +70,13 @@ export function SessionsPage() {
                 <th>User</th>
                 <th>Kind</th>
                 <th>Session</th>
+                <th>Gateway</th>
                 <th>From</th>
                 <th />
               </tr>
             </thead>
             <tbody>
-              {list.data.map((s) => (
+              {list.data.sessions.map((s) => (
                 <tr key={s.id} data-session={s.id}>
                   <td>{formatTime(s.started)}</td>
                   <td>{formatClock(now - Date.parse(s.started))}</td>
@@ -81,6 +89,7 @@ export function SessionsPage() {
                     </code>
                     {s.command ? <code> {s.command}</code> : null}
                   </td>
+                  <td>{s.gateway ?? ''}</td>
                   <td>{s.remoteAddr ?? ''}</td>
                   <td className="actions">
                     <div className="row-actions">
@@ -136,10 +145,10 @@ export function SessionsPage() {
                   </td>
                 </tr>
               ))}
-              {list.data.length === 0 ? (
+              {list.data.sessions.length === 0 ? (
                 <tr>
-                  <td colSpan={7} className="empty">
-                    No active sessions on this gateway.
+                  <td colSpan={8} className="empty">
+                    No active sessions on any gateway.
                   </td>
                 </tr>
               ) : null}

@@ -88,7 +88,7 @@ export default function TerminalPage({ session }: { session: Session }) {
       const { session: sid, mode } = tab.target;
       api.listSessions().then(
         (list) => {
-          const s = list.find((x) => x.id === sid);
+          const s = list.sessions.find((x) => x.id === sid);
           if (s) {
             const what = `${s.user}: ${s.login ? `${s.login}@` : ''}${s.server}`;
             update(tab.id, (t) => ({ ...t, title: `${mode === 'peer' ? 'peer' : 'watch'} ${what}` }));

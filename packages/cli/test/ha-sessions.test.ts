@@ -1,0 +1,393 @@
+/**
+ * Three gateways in separate processes (`gatehouse start --config`, the
+ * BUILT binary: run `npx tsc -b` first) on one real PostgreSQL, haproxy in
+ * front sending PROXY protocol v2, and a real sshd: logins through the load
+ * balancer, a session on gateway B that a lock taken on A ends, `sessions
+ * ls` and `join` from C for a session on B (over the gateways' internal
+ * mTLS channel), and B frozen then killed mid-session: its session ends, the
+ * next connection through haproxy succeeds on A or C, and `ls` on A reports
+ * B as unreachable instead of hanging.
+ */
+import { type ChildProcess, type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AuditEvent } from '@gatehouse/audit';
+import type { PingResponse, SessionView } from '@gatehouse/core';
+import { type Sshd, TEST_LOGIN } from '@gatehouse/core/testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
+import {
+  addAccessUser,
+  addNode,
+  admin,
+  auditEvents,
+  BIN,
+  type Daemon,
+  PASSWORD,
+  startDaemon,
+  startNodeSshd,
+} from './harness.js';
+
+const SECRETS_KEY_ENV = 'GATEHOUSE_SECRETS_KEY';
+const HAPROXY = '/usr/sbin/haproxy';
+const CLUSTER = 'hacl';
+
+let pg: Postgres;
+let root: string;
+let sshd: Sshd | undefined;
+let haproxy: ChildProcess | undefined;
+let lb = '';
+const gw: Record<'a' | 'b' | 'c', Daemon | undefined> = { a: undefined, b: undefined, c: undefined };
+/** Every long-running client a test started, killed in afterAll if a failed test left it running. */
+const started: Proc[] = [];
+
+/** A program with pipes: what it printed so far, and waits on it (bounded, so a failure is reported, not hung). */
+class Proc {
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<number | null>;
+  constructor(readonly child: ChildProcessWithoutNullStreams) {
+    child.stdout.on('data', (x) => {
+      this.stdout += x;
+    });
+    child.stderr.on('data', (x) => {
+      this.stderr += x;
+    });
+    this.exited = new Promise((resolve) => child.on('close', (code) => resolve(code)));
+    started.push(this);
+  }
+
+  write(text: string): void {
+    this.child.stdin.write(text);
+  }
+
+  async waitFor(stream: 'stdout' | 'stderr', re: RegExp, ms = 30_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const m = re.exec(this[stream]);
+      if (m) return m;
+      if (Date.now() > deadline || this.child.exitCode !== null) {
+        throw new Error(
+          `no ${re} on ${stream} (exit ${this.child.exitCode})\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async exit(ms = 30_000): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(new Error(`still running after ${ms} ms\nstdout: ${this.stdout}\nstderr: ${this.stderr}`)),
+        ms,
+      );
+    });
+    try {
+      return await Promise.race([this.exited, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+const home = (who: string) => join(root, `home-${who}`);
+
+function start(who: string, program: string, args: string[]): Proc {
+  return new Proc(
+    spawn(program, args, {
+      env: { ...process.env, GATEHOUSE_DATA_DIR: '', GATEHOUSE_HOME: home(who) },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }),
+  );
+}
+
+/** `gatehouse ARGS` with `who`'s profile, to completion. */
+async function gh(who: string, args: string[], input = '') {
+  const p = start(who, process.execPath, [BIN, ...args]);
+  p.child.stdin.end(input);
+  const code = await p.exit(60_000);
+  return { code, stdout: p.stdout, stderr: p.stderr };
+}
+
+async function login(who: string, user: string, proxy: string): Promise<void> {
+  const pin = gw.a!.pin;
+  const r = await gh(
+    who,
+    ['login', '--proxy', proxy, '--user', user, '--ca-pin', pin, '--password-stdin'],
+    `${PASSWORD}\n`,
+  );
+  expect(r.code, r.stderr).toBe(0);
+}
+
+/** An ssh_config for `who`'s profile (its proxy is where `gatehouse proxy ssh` connects). */
+async function sshConfig(who: string): Promise<string> {
+  const cfg = await gh(who, ['config', 'ssh']);
+  expect(cfg.code, cfg.stderr).toBe(0);
+  const file = join(root, `ssh_config_${who}`);
+  writeFileSync(file, `${cfg.stdout}Host *\n  BatchMode yes\n`);
+  return file;
+}
+
+async function listOn(
+  who: string,
+): Promise<{ code: number | null; sessions: SessionView[]; stderr: string }> {
+  const r = await gh(who, ['sessions', 'ls', '--json']);
+  return {
+    code: r.code,
+    sessions: r.code === 0 ? (JSON.parse(r.stdout) as SessionView[]) : [],
+    stderr: r.stderr,
+  };
+}
+
+/** Waits until `who`'s listing shows a session of `user` not in `before`; returns it. */
+async function newSession(who: string, user: string, before: Set<string>, owner: Proc): Promise<SessionView> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const { sessions } = await listOn(who);
+    const s = sessions.find((x) => x.user === user && x.kind === 'ssh' && !before.has(x.id));
+    if (s) return s;
+    if (Date.now() > deadline || owner.child.exitCode !== null) {
+      throw new Error(`no new session of ${user}\nstdout: ${owner.stdout}\nstderr: ${owner.stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startHaproxy(backends: Daemon[]): Promise<string> {
+  const port = await freePort();
+  const cfg = join(root, 'haproxy.cfg');
+  writeFileSync(
+    cfg,
+    [
+      'global',
+      '  maxconn 256',
+      'defaults',
+      '  mode tcp',
+      '  timeout connect 2s',
+      '  timeout client 5m',
+      '  timeout server 5m',
+      // A gateway that refuses connections (killed) is skipped: retry on another server at once.
+      '  retries 3',
+      '  option redispatch 1',
+      'frontend gatehouse',
+      `  bind 127.0.0.1:${port}`,
+      '  default_backend gateways',
+      'backend gateways',
+      '  balance roundrobin',
+      ...backends.map((d, i) => `  server gw${i} ${d.proxy} send-proxy-v2`),
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(HAPROXY, ['-db', '-f', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  haproxy = child;
+  let err = '';
+  child.stderr!.on('data', (x) => {
+    err += x;
+  });
+  // Ready when the frontend accepts a connection.
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`haproxy exited ${child.exitCode}: ${err}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return `127.0.0.1:${port}`;
+    if (Date.now() > deadline) throw new Error(`haproxy did not listen: ${err}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+beforeAll(async () => {
+  pg = await startPostgres({ hba: ['hostssl all gatehouse 127.0.0.1/32 scram-sha-256'] });
+  await pg.sql(`CREATE ROLE gatehouse LOGIN PASSWORD 'pg-pw'`);
+  await pg.sql('CREATE DATABASE hasess OWNER gatehouse');
+  root = mkdtempSync(join(tmpdir(), 'gh-ha-sessions-'));
+  writeFileSync(join(root, 'pg-password'), 'pg-pw\n', { mode: 0o600 });
+  process.env[SECRETS_KEY_ENV] = randomBytes(32).toString('base64');
+  const config = (name: string) =>
+    [
+      'backend:',
+      '  type: postgres',
+      `  uri: "postgres://gatehouse@localhost:${pg.port}/hasess"`,
+      `  password_file: ${join(root, 'pg-password')}`,
+      `  tls: { ca_file: ${pg.serverCaFile} }`,
+      'listener:',
+      '  proxy_protocol_trusted: [127.0.0.1/32]',
+      `gateway: { name: ${name} }`,
+      '',
+    ].join('\n');
+  gw.a = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-a') });
+  // The first admin accepts A's invite before B and C start (a gateway that finds the first admin
+  // without a password issues a new invite, which replaces the one before).
+  const invite = await gh(
+    'admin',
+    ['accept-invite', '--proxy', gw.a.proxy, '--ca-pin', gw.a.pin, gw.a.adminToken, '--password-stdin'],
+    `${PASSWORD}\n`,
+  );
+  expect(invite.code, invite.stderr).toBe(0);
+  gw.b = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-b'), ready: 'listening' });
+  gw.c = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-c'), ready: 'listening' });
+  lb = await startHaproxy([gw.a, gw.b, gw.c]);
+  // Everyone logs in through the load balancer, whichever gateway answers.
+  await login('admin', 'admin', lb);
+  for (const u of ['alice', 'carol']) await addAccessUser(gw.a, u, TEST_LOGIN);
+  sshd = await startNodeSshd(gw.a, ['PrintMotd no', 'PrintLastLog no'], {
+    [SECRETS_KEY_ENV]: process.env[SECRETS_KEY_ENV],
+  });
+  await addNode(gw.a, 'node1', sshd.port);
+}, 180_000);
+
+afterAll(async () => {
+  for (const p of started) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+  if (haproxy && haproxy.exitCode === null) {
+    const gone = new Promise((r) => haproxy!.once('exit', r));
+    haproxy.kill('SIGTERM');
+    await gone;
+  }
+  await sshd?.stop();
+  for (const d of Object.values(gw)) {
+    if (!d) continue;
+    // A frozen gateway (SIGSTOP) must be woken to die of SIGTERM.
+    if (d.alive()) process.kill(d.pid, 'SIGCONT');
+    await d.stop();
+  }
+  await pg?.stop();
+  delete process.env[SECRETS_KEY_ENV];
+  if (root) rmSync(root, { recursive: true, force: true });
+  for (const d of Object.values(gw)) if (d) rmSync(d.root, { recursive: true, force: true });
+});
+
+describe('three gateways behind haproxy on one PostgreSQL', () => {
+  it('each gateway names itself and its two live peers (ping and gatehouse status)', async () => {
+    const st = await gh('admin', ['status', '--json']);
+    expect(st.code, st.stderr).toBe(0);
+    const s = JSON.parse(st.stdout) as { gateway: PingResponse['gateway']; peers: PingResponse['peers'] };
+    // Through haproxy: any of the three answers, and it lists the other two.
+    const all = ['gw-a', 'gw-b', 'gw-c'];
+    expect(all).toContain(s.gateway?.name);
+    expect(s.peers?.map((p) => p.name).sort()).toEqual(all.filter((n) => n !== s.gateway?.name));
+  });
+
+  it('a session on B: ls and join from C, then a lock taken on A ends it', async () => {
+    // alice is pinned to gateway B (her profile's proxy is B's own address).
+    await login('alice', 'alice', gw.b!.proxy);
+    await login('admin-c', 'admin', gw.c!.proxy);
+    const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
+    const owner = start('alice', 'ssh', [
+      '-F',
+      await sshConfig('alice'),
+      '-tt',
+      `${TEST_LOGIN}@node1.${CLUSTER}`,
+    ]);
+    await owner.waitFor('stdout', /\$ $/);
+    const s = await newSession('admin-c', 'alice', before, owner);
+    expect(s).toMatchObject({ user: 'alice', server: 'node1', gateway: 'gw-b' });
+
+    // admin joins from C: the terminal stream is relayed from B.
+    const joiner = start('admin-c', process.execPath, [BIN, 'join', s.id]);
+    await joiner.waitFor('stderr', /Joined session/);
+    owner.write('echo relayed-$((6*7))\n');
+    await owner.waitFor('stdout', /relayed-42/);
+    await joiner.waitFor('stdout', /relayed-42/);
+    joiner.write('\x1d');
+    expect(await joiner.exit()).toBe(0);
+
+    // Audited on both: C decided the join, B relayed it.
+    const joinsOn = (d: Daemon) =>
+      auditEvents(d).filter(
+        (e): e is Extract<AuditEvent, { type: 'session.join' }> =>
+          e.type === 'session.join' && e.session_id === s.id,
+      );
+    expect(joinsOn(gw.c!)).toMatchObject([{ user: 'admin', owner: 'alice', success: true }]);
+    expect(joinsOn(gw.b!)).toMatchObject([{ user: 'admin', owner: 'alice', via_gateway: 'gw-c' }]);
+
+    // A lock on gateway A ends the session on B (B hears of it through PostgreSQL).
+    await admin(gw.a!, ['locks', 'add', '--user', 'alice', '--message', 'ha test']);
+    await owner.exit();
+    expect(owner.stdout + owner.stderr).toMatch(/lock|locked/i);
+    const after = await listOn('admin-c');
+    expect(after.sessions.map((x) => x.id)).not.toContain(s.id);
+  });
+
+  it('kill from C ends a session that runs on B', async () => {
+    await login('carol-b', 'carol', gw.b!.proxy);
+    const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
+    const owner = start('carol-b', 'ssh', [
+      '-F',
+      await sshConfig('carol-b'),
+      '-tt',
+      `${TEST_LOGIN}@node1.${CLUSTER}`,
+    ]);
+    await owner.waitFor('stdout', /\$ $/);
+    const s = await newSession('admin-c', 'carol', before, owner);
+    expect(s.gateway).toBe('gw-b');
+    // The operator's command on C's host (no login: the data dir's CAs give it a channel certificate) sees it too.
+    const local = JSON.parse((await admin(gw.c!, ['sessions', 'ls', '--json'])).stdout) as SessionView[];
+    expect(local.find((x) => x.id === s.id)).toMatchObject({ user: 'carol', gateway: 'gw-b' });
+    const kill = await gh('admin-c', ['sessions', 'kill', s.id]);
+    expect(kill.code, kill.stderr).toBe(0);
+    await owner.exit();
+    expect(owner.stdout + owner.stderr).toMatch(/ended by admin/);
+  });
+
+  it('B frozen then killed mid-session: ls on A reports it unreachable, its session ends, haproxy sends the next one to A or C', async () => {
+    const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
+    const owner = start('carol-b', 'ssh', [
+      '-F',
+      await sshConfig('carol-b'),
+      '-tt',
+      `${TEST_LOGIN}@node1.${CLUSTER}`,
+    ]);
+    await owner.waitFor('stdout', /\$ $/);
+    const s = await newSession('admin-c', 'carol', before, owner);
+    expect(s.gateway).toBe('gw-b');
+
+    await login('admin-a', 'admin', gw.a!.proxy);
+    // Frozen: B's port still accepts TCP connections but nothing answers, the worst case for a listing.
+    process.kill(gw.b!.pid, 'SIGSTOP');
+    const frozen = await listOn('admin-a');
+    expect(frozen.code, frozen.stderr).toBe(0);
+    expect(frozen.stderr).toMatch(/gateway gw-b did not answer/);
+    expect(frozen.sessions.map((x) => x.id)).not.toContain(s.id);
+
+    process.kill(gw.b!.pid, 'SIGKILL');
+    await owner.exit();
+    const dead = await listOn('admin-a');
+    expect(dead.code, dead.stderr).toBe(0);
+    expect(dead.sessions.map((x) => x.id)).not.toContain(s.id);
+
+    // carol through the load balancer: B refuses connections now, so haproxy hands her to A or C.
+    await login('carol-lb', 'carol', lb);
+    const ssh = start('carol-lb', 'ssh', [
+      '-F',
+      await sshConfig('carol-lb'),
+      `${TEST_LOGIN}@node1.${CLUSTER}`,
+      'echo',
+      'after-b',
+    ]);
+    expect(await ssh.exit(), ssh.stderr).toBe(0);
+    expect(ssh.stdout).toContain('after-b');
+    const st = await gh('carol-lb', ['status', '--json']);
+    expect(['gw-a', 'gw-c']).toContain((JSON.parse(st.stdout) as { gateway: { name: string } }).gateway.name);
+  });
+});

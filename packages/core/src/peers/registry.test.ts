@@ -1,0 +1,64 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { MemoryBackend } from '../backend/memory.js';
+import { ManualClock } from '../clock.js';
+import { GATEWAY_TTL_MS, GatewayRegistry } from './registry.js';
+
+const backends: MemoryBackend[] = [];
+afterEach(async () => {
+  for (const b of backends.splice(0)) await b.close();
+});
+
+function setup() {
+  const clock = new ManualClock();
+  const backend = new MemoryBackend({ clock, sweepIntervalMs: 0 });
+  backends.push(backend);
+  const make = () => new GatewayRegistry({ backend, clock, log: () => {}, heartbeatMs: 60_000 });
+  const rec = (name: string) => ({
+    name,
+    peer_addr: `127.0.0.1:${name.length}`,
+    public_addr: 'lb:3080',
+    version: '1.0.0',
+    started: clock.now().toISOString(),
+  });
+  return { clock, backend, make, rec };
+}
+
+describe('GatewayRegistry', () => {
+  it('each gateway sees the others as peers, and a clean stop removes it at once', async () => {
+    const { make, rec } = setup();
+    const a = make();
+    const b = make();
+    await a.register(rec('gw-a'));
+    await b.register(rec('gw-b'));
+    expect((await a.list()).map((g) => g.name)).toEqual(['gw-a', 'gw-b']);
+    // b's heartbeat ran after a registered; a's cache catches up on its next beat.
+    expect(b.peers.map((g) => g.name)).toEqual(['gw-a']);
+    expect((await a.peer('gw-b'))?.peer_addr).toBe('127.0.0.1:4');
+    expect(await a.peer('gw-a')).toBeUndefined();
+    await b.deregister();
+    expect((await a.list()).map((g) => g.name)).toEqual(['gw-a']);
+  });
+
+  it('a gateway that stops renewing (killed) drops out after the TTL', async () => {
+    const { clock, make, rec } = setup();
+    const a = make();
+    const dead = make();
+    await a.register(rec('gw-a'));
+    await dead.register(rec('gw-dead'));
+    clock.advance(GATEWAY_TTL_MS - 1);
+    expect((await a.list()).map((g) => g.name)).toContain('gw-dead');
+    clock.advance(2);
+    expect((await a.list()).map((g) => g.name)).not.toContain('gw-dead');
+    expect(await a.peer('gw-dead')).toBeUndefined();
+  });
+
+  it('deregister leaves a newer gateway of the same name alone', async () => {
+    const { make, rec } = setup();
+    const old = make();
+    const again = make();
+    await old.register(rec('gw-a'));
+    await again.register(rec('gw-a'));
+    await old.deregister();
+    expect((await again.list()).map((g) => g.instance)).toEqual([again.self?.instance]);
+  });
+});
