@@ -52,7 +52,7 @@ export const ErrorCodes = {
   /** A recording made on another gateway that it has not uploaded to the shared store yet. */
   GH_ERR_RECORDING_NOT_UPLOADED: 503,
   GH_ERR_UPSTREAM_UNAVAILABLE: 502,
-  /** Another gateway of the cluster did not answer on the internal channel (decision 00XX-gateway-peers). */
+  /** Another gateway of the cluster did not answer on the internal channel (decision 0039-gateway-peers). */
   GH_ERR_PEER_UNAVAILABLE: 502,
   /** A listener could not be opened (address in use, no permission): never an HTTP answer. */
   GH_ERR_LISTEN_FAILED: 500,

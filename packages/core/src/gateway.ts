@@ -269,7 +269,7 @@ export class Gateway {
   /** The RDCleanPath relay (filled by the RDP adapter). */
   readonly desktopRelays = new DesktopRelayRegistry();
   readonly liveSessions: LiveSessions;
-  /** The gateways sharing this backend: this one's record, renewed by a heartbeat (decision 00XX-gateway-peers). */
+  /** The gateways sharing this backend: this one's record, renewed by a heartbeat (decision 0039-gateway-peers). */
   readonly registry: GatewayRegistry;
   /** The mTLS channel to the other gateways (session lists, kills, join relays). */
   readonly peerChannel: PeerChannel;

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { createGateway, isGatehouseError, loadConfig } from '../src/index.js';
 
 /**
- * The gateway's side of decision 00XX-gateway-peers in one process: the
+ * The gateway's side of decision 0039-gateway-peers in one process: the
  * registry record it publishes at listen and removes at close, and the
  * internal listener's address errors naming their setting.
  */

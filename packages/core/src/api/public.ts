@@ -21,7 +21,7 @@ export interface PingResponse {
   host_ca_signer?: string | undefined;
   /**
    * The gateway that answered, and the other live gateways sharing its
-   * backend (decision 00XX-gateway-peers); absent before it listens.
+   * backend (decision 0039-gateway-peers); absent before it listens.
    */
   gateway?: GatewayView | undefined;
   peers?: GatewayView[] | undefined;

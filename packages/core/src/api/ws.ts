@@ -314,7 +314,7 @@ export function createTerminalSockets(d: TerminalSocketDeps): TerminalSockets {
     }
     const mode: JoinMode = modeParam;
     // The session may run on another gateway of the cluster: the join is decided (and audited) here, by this
-    // gateway's core, then relayed from the owner over the peer channel (decision 00XX-gateway-peers).
+    // gateway's core, then relayed from the owner over the peer channel (decision 0039-gateway-peers).
     const found = await d.clusterSessions.find(id);
     if (!found) {
       throw new GatehouseError('GH_ERR_NOT_FOUND', `no live session "${id}" on any gateway`, {

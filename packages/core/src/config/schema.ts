@@ -190,7 +190,7 @@ export const configSchema = z
     listen: hostPort.default('127.0.0.1:3080'),
     /**
      * This gateway among the others sharing the backend (decision
-     * 00XX-gateway-peers): `name` (default `<hostname>:<listen port>`) names it
+     * 0039-gateway-peers): `name` (default `<hostname>:<listen port>`) names it
      * in `sessions ls`, `/v1/ping` and the registry; `peer_listen` is the
      * internal mTLS channel other gateways reach it on (default
      * 127.0.0.1:0: set a routable address when gateways run on several

@@ -60,7 +60,7 @@ type RelayFrame =
 
 /**
  * The internal channel between the gateways of one cluster (decision
- * 00XX-gateway-peers): HTTPS and WebSocket with mutual TLS, both ends
+ * 0039-gateway-peers): HTTPS and WebSocket with mutual TLS, both ends
  * holding a gateway certificate from the cluster's host CA. Anything else
  * (a user or node certificate, no certificate, another cluster's gateway)
  * is refused at the handshake and again per request. The owner of a session

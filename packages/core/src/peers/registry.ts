@@ -3,7 +3,7 @@ import type { Backend } from '../backend/types.js';
 import type { Clock } from '../clock.js';
 import type { LogFn } from '../log.js';
 
-/** What each gateway publishes about itself in the shared backend (decision 00XX-gateway-peers). */
+/** What each gateway publishes about itself in the shared backend (decision 0039-gateway-peers). */
 export interface GatewayRecord {
   /** Unique in the cluster (config `gateway.name`). */
   name: string;

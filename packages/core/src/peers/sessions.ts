@@ -34,7 +34,7 @@ export interface LocatedSession {
 
 /**
  * One view of the live sessions of every gateway sharing the backend
- * (decision 00XX-gateway-peers): this gateway's own, plus each live peer's
+ * (decision 0039-gateway-peers): this gateway's own, plus each live peer's
  * asked over the internal channel in parallel, each bounded by
  * PEER_REQUEST_TIMEOUT_MS. A peer that does not answer is reported in
  * `unreachable`; its sessions are missing from the listing, nothing fails.

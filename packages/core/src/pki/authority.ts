@@ -673,7 +673,7 @@ export class CertificateAuthorities {
     });
   }
 
-  /** A gateway's certificate for the internal channel (host CA, decision 00XX-gateway-peers). */
+  /** A gateway's certificate for the internal channel (host CA, decision 0039-gateway-peers). */
   async issueGatewayCert(req: X509GatewayCertRequest): Promise<IssuedCertificate> {
     const { from, to } = this.#window(req.notBefore, req.notAfter);
     const signer = this.#signer('host', 'server');

@@ -505,7 +505,7 @@ export class X509Issuer {
 
   /**
    * A gateway's certificate for the internal channel between gateways
-   * (decision 00XX-gateway-peers): CN = gateway name, O = cluster, server and
+   * (decision 0039-gateway-peers): CN = gateway name, O = cluster, server and
    * client auth, and one URI SAN `gatehouse-gateway://<cluster>/<name>` that
    * peers require (nothing else the host CA signs carries it).
    */
@@ -551,7 +551,7 @@ export function subjectCommonNames(cert: X509Certificate | string | Uint8Array):
   return commonNames(parseX509(toDer(cert)));
 }
 
-/** The URI SAN that marks a gateway certificate of `cluster` (decision 00XX-gateway-peers). */
+/** The URI SAN that marks a gateway certificate of `cluster` (decision 0039-gateway-peers). */
 export function gatewayUri(cluster: string, name: string): string {
   if (!/^[A-Za-z0-9][A-Za-z0-9._:-]*$/.test(name) || !/^[a-z0-9][a-z0-9.-]*$/.test(cluster)) {
     throw new GatehouseError('GH_ERR_VALIDATION', `"${name}" is not a gateway name of cluster "${cluster}"`);
