@@ -1463,9 +1463,13 @@ export class Gateway {
   /**
    * First start: creates the `admin` user (roles admin + access, login = the
    * OS user running the daemon) and returns its invite. While no user has a
-   * password yet, each call returns a fresh invite for it.
+   * password yet, each call returns a fresh invite for it (the old one stops
+   * working), except with `keepPending` while an earlier invite can still be
+   * accepted (then undefined; `pendingAdminInvite` says whose and until when).
+   * Gateways on a shared backend keep it, so that starting gateway B does not
+   * cancel the invite gateway A printed.
    */
-  async bootstrapAdmin(name = 'admin'): Promise<TokenView | undefined> {
+  async bootstrapAdmin(name = 'admin', opts: { keepPending?: boolean } = {}): Promise<TokenView | undefined> {
     const users = await this.users.list();
     if (users.some((u) => u.passwordHash)) return undefined;
     if (users.length === 0) {
@@ -1476,10 +1480,18 @@ export class Gateway {
       });
       return token;
     }
-    const pending = users.find((u) => u.roles.includes('admin'));
-    return pending
-      ? this.admin.resetUser(pending.name).then((t) => ({ ...t, kind: 'invite' as const }))
-      : undefined;
+    const admin = users.find((u) => u.roles.includes('admin'));
+    if (!admin || (opts.keepPending && (await this.users.tokens.pendingOf(admin.name)))) return undefined;
+    return this.admin.resetUser(admin.name).then((t) => ({ ...t, kind: 'invite' as const }));
+  }
+
+  /** The first admin's invite that can still be accepted, while no user has a password yet. */
+  async pendingAdminInvite(): Promise<{ user: string; expires: string } | undefined> {
+    const users = await this.users.list();
+    if (users.some((u) => u.passwordHash)) return undefined;
+    const admin = users.find((u) => u.roles.includes('admin'));
+    const open = admin ? await this.users.tokens.pendingOf(admin.name) : undefined;
+    return admin && open ? { user: admin.name, expires: open.expires } : undefined;
   }
 
   async #renewServerCert(): Promise<void> {

@@ -151,7 +151,18 @@ Examples:
             `  CA pin:    --ca-pin ${pin}\n` +
             sinks,
         );
-        const invite = await gateway.bootstrapAdmin();
+        // On a shared backend another gateway may have printed the invite: keep it working.
+        const shared = config.backend.type !== 'sqlite';
+        const invite = await gateway.bootstrapAdmin('admin', { keepPending: shared });
+        const pending = invite || !shared ? undefined : await gateway.pendingAdminInvite();
+        if (pending) {
+          ctx.out(
+            `\nNo users yet. The first admin (${pending.user}) has an invite pending, printed by the ` +
+              `gateway that issued it (expires ${pending.expires}, ` +
+              `${relativeTime(new Date(pending.expires), ctx.now())}). For a new one (the old one stops ` +
+              `working): gatehouse --config ${g.config ?? 'FILE'} users reset ${pending.user}\n\n`,
+          );
+        }
         if (invite) {
           ctx.out(
             `\nNo users yet. The first admin (${invite.user}) is created by accepting this invite ` +

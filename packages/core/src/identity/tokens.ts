@@ -262,6 +262,24 @@ export class UserTokens {
     return updated;
   }
 
+  /** The kind and expiry of `name`'s token that can still be accepted, if any. */
+  async pendingOf(name: string): Promise<{ kind: 'invite' | 'reset'; expires: string } | undefined> {
+    const now = this.#d.clock.now().getTime();
+    for (const item of await this.#d.backend.range(TOKENS)) {
+      let r: UserTokenRecord;
+      try {
+        r = JSON.parse(item.value) as UserTokenRecord;
+      } catch {
+        // Unreadable token records cannot be accepted (accept rejects them): not pending.
+        continue;
+      }
+      if (r.user === name && !r.consumedAt && Date.parse(r.expires) > now) {
+        return { kind: r.kind, expires: r.expires };
+      }
+    }
+    return undefined;
+  }
+
   /** Every token of `name` stops working (a new token, or the user is deleted). */
   async deleteOf(name: string): Promise<void> {
     for (const item of await this.#d.backend.range(TOKENS)) {
