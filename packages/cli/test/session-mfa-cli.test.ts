@@ -11,16 +11,17 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GatehouseClient } from '@gatehouse/core';
+import { GatehouseClient, type MfaTarget } from '@gatehouse/core';
 import type { Sshd } from '@gatehouse/core/testing';
 import { type TOTP, URI } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FixtureApiServer, startFixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
 import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
 import { type ClientRun, runClient } from '../../core/test/helpers.js';
+import { ClientHome, splitPems } from '../src/profile.js';
 import {
   addNode,
   admin,
@@ -81,6 +82,37 @@ async function enroll(name: string, roles: string, traits: string[] = []): Promi
   );
   expect(r.code, r.stderr).toBe(0);
   return { home, gh, tool, next: () => at(1) };
+}
+
+/**
+ * A certificate bound to `target`, asked for straight through the API with
+ * the user's login (as the CLI does): what a refusal test presents to a
+ * target it was not bound to.
+ */
+async function boundCert(
+  u: Enrolled,
+  target: MfaTarget,
+  keys: { ssh_public_key: string } | { tls_public_key: string },
+): Promise<{ ssh_cert?: string | undefined; tls_cert?: string | undefined }> {
+  const home = new ClientHome(u.home);
+  const files = home.readKeys(home.current()!);
+  const client = new GatehouseClient({
+    proxy: d.proxy,
+    caPem: splitPems(files.cas),
+    certPem: files.tlsCert,
+    keyPem: files.tlsKey,
+  });
+  try {
+    const ch = await client.sessionMfaChallenge({ target });
+    expect(ch.required).toBe(true);
+    return await client.sessionMfaCerts({
+      challenge_id: ch.challenge_id!,
+      response: { method: 'totp', code: u.next() },
+      ...keys,
+    });
+  } finally {
+    client.close();
+  }
 }
 
 /** The newest mfa.session event in the daemon's audit files. */
@@ -238,6 +270,61 @@ describe('gatehouse ssh with require_session_mfa', () => {
     expect(start.at(-1)).toMatchObject({ success: true, server: 'node1', login });
   });
 
+  it('gatehouse scp asks for the check and copies with a certificate bound to LOGIN@NODE (audited); plain scp is refused naming gatehouse scp; a certificate bound to another node is refused', async () => {
+    // Each user has one spare TOTP step (see enroll): gil is refused, fay copies.
+    const gil = await enroll('gil', 'prod-mfa');
+    const fay = await enroll('fay', 'prod-mfa');
+    const src = join(fay.home, 'up.txt');
+    writeFileSync(src, 'mfa copy\n');
+    // The node's sshd runs on this machine: the copy lands in this /tmp.
+    const remote = `/tmp/gh-mfa-scp-${randomBytes(4).toString('hex')}`;
+    const batch = ['-o', 'BatchMode=yes'];
+
+    // No check: plain scp through gatehouse config ssh presents the login certificate.
+    const cfg = await gil.gh(['config', 'ssh']);
+    expect(cfg.code, cfg.stderr).toBe(0);
+    const file = join(gil.home, 'ssh_config');
+    writeFileSync(file, cfg.stdout);
+    const plain = await gil.tool('scp', ['-F', file, ...batch, src, `${login}@node1.acme:${remote}`]);
+    expect(plain.code).not.toBe(0);
+    expect(plain.stderr).toContain('require_session_mfa');
+    expect(plain.stderr).toContain('copy files with gatehouse scp');
+
+    // A certificate bound to another node opens that node only.
+    const sshPub = readFileSync(new ClientHome(gil.home).keyPaths(d.proxy, 'gil').sshPub, 'utf8').trim();
+    const other = await boundCert(gil, { kind: 'node', node: 'node2', login }, { ssh_public_key: sshPub });
+    const otherFile = join(gil.home, 'node2-cert.pub');
+    writeFileSync(otherFile, other.ssh_cert!);
+    const wrongTarget = await gil.tool('scp', [
+      '-F',
+      file,
+      '-o',
+      `CertificateFile=${otherFile}`,
+      ...batch,
+      src,
+      `${login}@node1.acme:${remote}`,
+    ]);
+    expect(wrongTarget.code).not.toBe(0);
+    expect(wrongTarget.stderr).toContain(`MFA check was for ${login}@node2, not ${login}@node1`);
+    expect(existsSync(remote)).toBe(false);
+
+    const up = await fay.gh(['scp', '--mfa-code', fay.next(), ...batch, src, `${login}@node1:${remote}`]);
+    try {
+      expect(up.code, up.stderr).toBe(0);
+      expect(readFileSync(remote, 'utf8')).toBe('mfa copy\n');
+    } finally {
+      rmSync(remote, { force: true });
+    }
+    expect(lastMfa()).toMatchObject({
+      success: true,
+      user: 'fay',
+      target_kind: 'node',
+      target: 'node1',
+      login,
+      method: 'totp',
+    });
+  });
+
   it('without a code and no terminal to ask on, gatehouse ssh says how to pass one', async () => {
     const carol = await enroll('carol', 'prod-mfa');
     const r = await carol.gh(['ssh', `${login}@node1`, 'true']);
@@ -319,6 +406,9 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
     expect(forbidden.stderr).toContain('Forbidden');
     expect(forbidden.stderr).toContain('require_session_mfa');
     expect(forbidden.stderr).toContain('gatehouse kube login prod');
+    // A static kubeconfig has no plugin to ask: the message names the ways that do.
+    expect(forbidden.stderr).toContain('gatehouse kubectl --cluster prod -- ARGS');
+    expect(forbidden.stderr).toContain('(without --static)');
 
     const none = await kubectl(['get', 'pods']);
     expect(none.code).not.toBe(0);

@@ -52,11 +52,15 @@ describe('mfaTargetMatches', () => {
 
 describe('sessionMfaRefusal', () => {
   it('required: the login certificate is refused for new node, db and kube sessions, with what to run', () => {
-    expect(sessionMfaRefusal(login, node('web1', 'ops'), true)?.hint).toMatch(/gatehouse ssh ops@web1/);
+    expect(sessionMfaRefusal(login, node('web1', 'ops'), true)?.hint).toMatch(
+      /gatehouse ssh ops@web1 \(copy files with gatehouse scp\)/,
+    );
     expect(sessionMfaRefusal(login, db('orders', 'alice'), true)?.hint).toMatch(
       /gatehouse db connect orders/,
     );
-    expect(sessionMfaRefusal(login, kube('prod'), true)?.hint).toMatch(/gatehouse kube login prod/);
+    expect(sessionMfaRefusal(login, kube('prod'), true)?.hint).toMatch(
+      /gatehouse kubectl --cluster prod -- ARGS, or use the kubectl context of gatehouse kube login prod \(without --static\)/,
+    );
     expect(sessionMfaRefusal(login, node('web1', 'ops'), true)?.code).toBe('GH_ERR_SESSION_MFA_REQUIRED');
   });
 

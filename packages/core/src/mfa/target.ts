@@ -35,11 +35,11 @@ export function mfaTargetMatches(bound: MfaTarget, target: AccessTarget): boolea
 export function sessionMfaHint(target: AccessTarget): string {
   switch (target.kind) {
     case 'node':
-      return `connect with gatehouse ssh ${target.login}@${target.name}: it asks for your authenticator code (plain ssh cannot)`;
+      return `connect with gatehouse ssh ${target.login}@${target.name} (copy files with gatehouse scp): they ask for your authenticator code (plain ssh and scp cannot)`;
     case 'db':
       return `connect with gatehouse db connect ${target.name}: it asks for your authenticator code`;
     case 'kube':
-      return `use the kubectl context of gatehouse kube login ${target.name}: its credentials plugin asks for your authenticator code`;
+      return `run kubectl through gatehouse kubectl --cluster ${target.name} -- ARGS, or use the kubectl context of gatehouse kube login ${target.name} (without --static): they ask for your authenticator code`;
     default:
       return 'open the session from the web UI or the gatehouse CLI, which ask for your second factor';
   }
