@@ -24,6 +24,8 @@ export interface MfaCodeSource {
   mfaMode?: string | undefined;
   /** --browser COMMAND|none, for the security key page. */
   browser?: string | undefined;
+  /** Where each code comes from when one command makes several checks (`proxy db`: the next line of stdin). */
+  readCode?: (() => Promise<string>) | undefined;
 }
 
 /** The MFA flags of a verb, with their environment defaults. */
@@ -91,7 +93,9 @@ export async function sessionMfaCerts(
     const { chooseMfaMethod, keyInBrowser, parseMfaMode } = await import('./browser-mfa.js');
     // A code given on the command line or in the environment means the authenticator app.
     const mode =
-      source.mfaCode !== undefined && source.mfaMode === undefined ? 'totp' : parseMfaMode(source.mfaMode);
+      (source.mfaCode !== undefined || source.readCode) && source.mfaMode === undefined
+        ? 'totp'
+        : parseMfaMode(source.mfaMode);
     if ((await chooseMfaMethod(mode, has, describe)) === 'webauthn') {
       const credential = await keyInBrowser(
         (cb) => api.sessionMfaBrowser({ challenge_id: challengeId, ...cb }),
@@ -127,6 +131,7 @@ export function noCliMethod(describe: string): GatehouseError {
 }
 
 async function readMfaCode(source: MfaCodeSource, describe: string): Promise<string> {
+  if (source.readCode) return (await source.readCode()).trim();
   if (source.mfaCode !== undefined && source.mfaCode !== '-') return source.mfaCode.trim();
   // The prompt module loads the CLI's error types: only when a check is really needed.
   const { ask, readSecretFromStdin } = await import('./prompt.js');

@@ -32,6 +32,7 @@ import {
   run,
   startDaemon,
   startNodeSshd,
+  startProxyDb,
 } from './harness.js';
 
 let d: Daemon;
@@ -50,6 +51,10 @@ interface Enrolled {
   /** Any program as this user (psql, kubectl). */
   tool(program: string, args: string[], env?: NodeJS.ProcessEnv): Promise<ClientRun>;
   next(): string;
+  /** The code `steps` TOTP steps after the login's: valid once that step is within one of now. */
+  at(steps: number): string;
+  /** When the login's step began (roughly): the clock `at` counts from. */
+  t0: number;
 }
 
 /**
@@ -81,7 +86,7 @@ async function enroll(name: string, roles: string, traits: string[] = []): Promi
     `${PASSWORD}\n`,
   );
   expect(r.code, r.stderr).toBe(0);
-  return { home, gh, tool, next: () => at(1) };
+  return { home, gh, tool, next: () => at(1), at, t0 };
 }
 
 /**
@@ -380,6 +385,71 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
       success: true,
     });
   });
+
+  it('gatehouse proxy db: the check at start pays for the first connection; each later connection through the tunnel asks again (a wrong code, and no code left, refuse that connection with the reason in psql)', async () => {
+    const hal = await enroll('hal', 'data-mfa');
+    const dl = await hal.gh(['db', 'login', 'orders', '--db-user', 'dana', '--db-name', 'app']);
+    expect(dl.code, dl.stderr).toBe(0);
+    const tunnel = await startProxyDb(
+      'orders',
+      { GATEHOUSE_HOME: hal.home, HOME: hal.home },
+      {
+        args: ['--mfa-code', '-'],
+        input: `${hal.at(1)}\n`,
+      },
+    );
+    try {
+      expect(tunnel.out).toContain('each new connection through the tunnel asks');
+      expect(lastMfa()).toMatchObject({
+        success: true,
+        user: 'hal',
+        target_kind: 'db',
+        target: 'orders',
+        db_user: 'dana',
+      });
+      const psql = () =>
+        hal.tool('psql', [
+          `host=127.0.0.1 port=${tunnel.port} user=dana dbname=app sslmode=disable`,
+          '-tAc',
+          'select current_user',
+        ]);
+      const first = await psql();
+      expect(first.code, first.stderr).toBe(0);
+      expect(first.stdout.trim()).toBe('dana');
+
+      // The second connection is a new session: it asks, and a wrong code refuses it.
+      const right = hal.at(2);
+      tunnel.write(`${wrongCode(right)}\n`);
+      const bad = await psql();
+      expect(bad.code).not.toBe(0);
+      expect(bad.stdout).toBe('');
+      expect(bad.stderr).toContain('the authenticator code is not valid');
+      expect(lastMfa()).toMatchObject({ success: false, user: 'hal', target: 'orders', reason: 'invalid' });
+
+      // The next step's code becomes valid once its step is within one of now.
+      while (Math.floor(Date.now() / STEP_MS) < Math.floor((hal.t0 + STEP_MS) / STEP_MS))
+        await new Promise((r) => setTimeout(r, 500));
+      tunnel.write(`${right}\n`);
+      const again = await psql();
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stdout.trim()).toBe('dana');
+      const checks = auditEvents(d).filter((e) => e.type === 'mfa.session' && e.user === 'hal' && e.success);
+      expect(checks).toHaveLength(2);
+      const sessions = auditEvents(d).filter(
+        (e) => e.type === 'db.session.start' && e.user === 'hal' && e.success,
+      );
+      expect(sessions).toHaveLength(2);
+
+      // No check: with no code left, the connection is refused with what to do.
+      tunnel.endInput();
+      const none = await psql();
+      expect(none.code).not.toBe(0);
+      expect(none.stderr).toContain('no authenticator code left on stdin');
+      expect(tunnel.err()).toContain('no authenticator code left on stdin');
+    } finally {
+      await tunnel.stop();
+    }
+  }, 120_000);
 
   it('kubectl: the login certificate alone is Forbidden (naming what to run); the exec plugin without a code says how to pass one, a wrong one is refused and audited; gatehouse kubectl with the code gets the pods', async () => {
     const erin = await enroll('erin', 'data-mfa');

@@ -37,7 +37,7 @@ export function sessionMfaHint(target: AccessTarget): string {
     case 'node':
       return `connect with gatehouse ssh ${target.login}@${target.name} (copy files with gatehouse scp): they ask for your authenticator code (plain ssh and scp cannot)`;
     case 'db':
-      return `connect with gatehouse db connect ${target.name}: it asks for your authenticator code`;
+      return `connect with gatehouse db connect ${target.name} (or a local tunnel: gatehouse proxy db ${target.name}): they ask for your authenticator code`;
     case 'kube':
       return `run kubectl through gatehouse kubectl --cluster ${target.name} -- ARGS, or use the kubectl context of gatehouse kube login ${target.name} (without --static): they ask for your authenticator code`;
     default:
