@@ -883,7 +883,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
     compileRoute('GET', PUBLIC_ROUTES.downloadFile[1], async (ctx) => {
       const c = await caller(ctx);
       const service = terminalService();
-      const req = fileRequest(ctx, c);
+      const req = await fileRequest(ctx, c, d.sessionMfa);
       const file = await service.readFile(req);
       ctx.res.writeHead(200, {
         'content-type': 'application/octet-stream',
@@ -906,7 +906,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       const declared = Number(ctx.req.headers['content-length'] ?? '0');
       if (declared > MAX_UPLOAD_BYTES) throw uploadTooLarge();
       const service = terminalService();
-      const req = fileRequest(ctx, c);
+      const req = await fileRequest(ctx, c, d.sessionMfa);
       const result = await service.writeFile(req, limitedBody(ctx.req));
       const body: FileUploadResponse = { bytes: result.bytes };
       sendJson(ctx.res, 200, body);
@@ -1221,8 +1221,13 @@ async function streamRecording(
   await pipeline(Readable.from(body), res);
 }
 
-/** The FileRequest of a /v1/files call; a missing parameter is a 400. */
-function fileRequest(ctx: Ctx, c: Caller): FileRequest {
+/**
+ * The FileRequest of a /v1/files call; a missing parameter is a 400. With
+ * `mfa_token` (a per-session MFA check for this node and login, as the web
+ * terminal's), the transfer runs as the token's bound identity; the
+ * Authorizer checks that the binding is for this node and login.
+ */
+async function fileRequest(ctx: Ctx, c: Caller, mfa: Pick<SessionMfa, 'redeemToken'>): Promise<FileRequest> {
   const s = ctx.url.searchParams;
   const q: FileQuery = { node: s.get('node') ?? '', login: s.get('login') ?? '', path: s.get('path') ?? '' };
   const missing = (['node', 'login', 'path'] as const).filter((k) => q[k] === '' || q[k].length > 4096);
@@ -1231,7 +1236,9 @@ function fileRequest(ctx: Ctx, c: Caller): FileRequest {
       hint: 'send node=NAME&login=LOGIN&path=PATH',
     });
   }
-  const identity = c.principal.identity;
+  const token = s.get('mfa_token');
+  const identity =
+    token === null ? c.principal.identity : await mfa.redeemToken(token, c.principal.user.name);
   return { identity, ticket: mintClientTicket(identity, q.login), ...q, remoteAddr: ctx.remoteAddr };
 }
 

@@ -244,9 +244,9 @@ export class SessionMfa {
     const refused = () =>
       new GatehouseError(
         'GH_ERR_SESSION_MFA_REQUIRED',
-        'the MFA check for this terminal is unknown, used or expired',
+        'the MFA check for this terminal or file transfer is unknown, used or expired',
         {
-          hint: 'open the terminal again and enter a new code',
+          hint: 'open the terminal (or start the transfer) again and answer a new check',
         },
       );
     if (typeof token !== 'string' || !/^[A-Za-z0-9_-]{20,100}$/.test(token)) throw refused();

@@ -102,7 +102,12 @@ type RouteDef = readonly [string, string];
 export type Progress = (done: number, total: number | undefined) => void;
 
 export function filesQueryString(q: FileQuery): string {
-  return new URLSearchParams({ node: q.node, login: q.login, path: q.path }).toString();
+  return new URLSearchParams({
+    node: q.node,
+    login: q.login,
+    path: q.path,
+    ...(q.mfa_token ? { mfa_token: q.mfa_token } : {}),
+  }).toString();
 }
 
 /** Aborts `ctl` when `reset` has not been called for `ms`: a transfer may be long, never silent. */

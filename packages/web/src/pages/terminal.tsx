@@ -10,6 +10,7 @@ import {
   validTerminalSize,
 } from '../api/routes';
 import { mayOpenTerminal, type Session, useApp } from '../app';
+import { useSessionMfa } from '../components/session-mfa';
 import { capitalize, ErrorBox, Loading, Notice, sentence, useLoad } from '../components/ui';
 import { numberDuplicates } from '../lib/names';
 import {
@@ -648,15 +649,23 @@ function FilesPanel({ node, login }: { node: string; login: string }) {
   const [src, setSrc] = useState('');
   const [t, setT] = useState<Transfer>({ state: 'idle' });
   const busy = t.state === 'busy';
+  // Each transfer is a new session on the node: with require_session_mfa it asks for a check first.
+  const mfa = useSessionMfa();
+  const checked = async () => {
+    setT({ state: 'busy', what: 'Second-factor check', progress: 'waiting for your answer' });
+    const token = await mfa.ask({ kind: 'node', node, login }, `a file transfer as ${login}@${node}`);
+    return { node, login, ...(token ? { mfa_token: token } : {}) };
+  };
 
   const upload = async (e: FormEvent) => {
     e.preventDefault();
     const path = cleanRemotePath(dest);
     if (!file || !path) return;
     const what = `Uploading ${file.name} to ${path}`;
-    setT({ state: 'busy', what, progress: formatProgress(0, file.size) });
     try {
-      const r = await api.uploadFile({ node, login, path }, file, (done, total) =>
+      const q = await checked();
+      setT({ state: 'busy', what, progress: formatProgress(0, file.size) });
+      const r = await api.uploadFile({ ...q, path }, file, (done, total) =>
         setT({ state: 'busy', what, progress: formatProgress(done, total) }),
       );
       setT({
@@ -673,9 +682,10 @@ function FilesPanel({ node, login }: { node: string; login: string }) {
     const path = cleanRemotePath(src);
     if (!path) return;
     const what = `Downloading ${path}`;
-    setT({ state: 'busy', what, progress: formatProgress(0, undefined) });
     try {
-      const blob = await api.downloadFile({ node, login, path }, (done, total) =>
+      const q = await checked();
+      setT({ state: 'busy', what, progress: formatProgress(0, undefined) });
+      const blob = await api.downloadFile({ ...q, path }, (done, total) =>
         setT({ state: 'busy', what, progress: formatProgress(done, total) }),
       );
       saveBlob(blob, baseName(path));
@@ -729,6 +739,7 @@ function FilesPanel({ node, login }: { node: string; login: string }) {
       <p className="muted">
         As {login} on {node}; a relative path is in {login}'s home directory. An upload replaces the file.
       </p>
+      {mfa.prompt}
       {t.state === 'busy' ? (
         <div className="notice" role="status" data-testid="transfer">
           {t.what}: {t.progress}
