@@ -54,13 +54,14 @@ export const MFA_CODE_HELP =
 /**
  * The target-bound certificate for `target` when the caller's roles require
  * a check (undefined when they do not). `keys` says what to certify: the
- * profile's SSH public key for nodes, its TLS key for databases and clusters.
+ * profile's SSH public key for nodes, its TLS key for databases and clusters,
+ * none for desktops (the answer is then a single-use token, `mfa_token`).
  */
 export async function sessionMfaCerts(
   home: ClientHome,
   profile: ProfileEntry,
   target: MfaTarget,
-  keys: { ssh_public_key: string } | { tls_public_key: string },
+  keys: { ssh_public_key: string } | { tls_public_key: string } | Record<string, never>,
   source: MfaCodeSource,
   describe: string,
 ): Promise<SessionMfaCertsResponse | undefined> {

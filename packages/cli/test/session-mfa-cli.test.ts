@@ -9,8 +9,8 @@
  * real PostgreSQL, and for kubectl (the `kube login` exec plugin, and
  * `gatehouse kubectl`) with the Kubernetes fixture upstream.
  */
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ import { type TOTP, URI } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FixtureApiServer, startFixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
 import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
+import { startWeston, type Weston } from '../../adapter-rdp/test/peers.js';
 import { type ClientRun, runClient } from '../../core/test/helpers.js';
 import { ClientHome, splitPems } from '../src/profile.js';
 import {
@@ -39,6 +40,7 @@ let d: Daemon;
 let sshd: Sshd;
 let pgdb: Postgres;
 let fixture: FixtureApiServer;
+let weston: Weston;
 let api: GatehouseClient;
 const login = `ghm${randomBytes(3).toString('hex')}`;
 const STEP_MS = 30_000;
@@ -195,17 +197,36 @@ beforeAll(async () => {
       '  db_names: [app]',
       '  kube_labels: { "*": "*" }',
       '  kube_groups: [developers]',
+      "  desktop_labels: { '*': '*' }",
+      '  desktop_logins: [Administrator]',
       'options:',
       '  require_session_mfa: true',
       '',
     ].join('\n'),
   );
+  weston = await startWeston(kdir, [40, 120, 200]);
+  const pw = join(kdir, 'win.pw');
+  writeFileSync(pw, 'Win-P@ss-1\n', { mode: 0o600 });
+  await admin(d, [
+    'desktops',
+    'add',
+    'win1',
+    '--addr',
+    `127.0.0.1:${weston.port}`,
+    '--fingerprint',
+    new X509Certificate(weston.certPem).fingerprint256,
+    '--login',
+    'Administrator',
+    '--password-file',
+    pw,
+  ]);
 }, 120_000);
 
 afterAll(async () => {
   api?.close();
   await pgdb?.stop();
   await fixture?.close();
+  await weston?.stop();
   execFileSync('userdel', ['-r', '-f', login], { stdio: 'ignore' });
   await sshd?.stop();
   if (d) {
@@ -518,6 +539,60 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
       user: 'erin',
       target_kind: 'kube',
       target: 'prod',
+      method: 'totp',
+    });
+  });
+
+  it('gatehouse desktops connect: without a code (no terminal) it says how to pass one; with the code the desktop token is minted for the bound identity', async () => {
+    const ivy = await enroll('ivy', 'data-mfa');
+    const none = await ivy.gh(['desktops', 'connect', 'win1', '--login', 'Administrator', '--no-launch']);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain('cannot ask for the authenticator code');
+    expect(none.stderr).toContain('--mfa-code');
+
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'desktops',
+        'connect',
+        'win1',
+        '--login',
+        'Administrator',
+        '--no-launch',
+        '--mfa-code',
+        ivy.next(),
+      ],
+      {
+        env: { ...process.env, GATEHOUSE_HOME: ivy.home, HOME: ivy.home },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (b) => {
+      out += b;
+    });
+    child.stderr.on('data', (b) => {
+      out += b;
+    });
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', () => {
+          if (/Desktop win1 is at 127\.0\.0\.1:\d+/.test(out)) resolve();
+        });
+        child.once('exit', () => reject(new Error(`desktops connect exited: ${out}`)));
+      });
+    } finally {
+      child.kill('SIGINT');
+      await exited;
+    }
+    expect(lastMfa()).toMatchObject({
+      success: true,
+      user: 'ivy',
+      target_kind: 'desktop',
+      target: 'win1',
+      login: 'Administrator',
       method: 'totp',
     });
   });

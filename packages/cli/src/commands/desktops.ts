@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { createWebSocketStream } from 'ws';
 import { type Ctx, profileClient, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
+import { MFA_CODE_HELP, sessionMfaCerts } from '../session-mfa.js';
 import { currentProfile } from './db.js';
 import { labelsOf } from './ssh.js';
 import { examples, usage } from './usage.js';
@@ -148,18 +149,34 @@ export function registerDesktopConnect(desktops: Command, ctx: Ctx): void {
     .requiredOption('--login <login>', 'Windows login (one your roles allow; the gateway holds its password)')
     .option('--port <port>', 'local port for the RDP client (default: a free one)', (v) => Number(v))
     .option('--no-launch', 'do not start xfreerdp; print the address and wait (Ctrl+C ends)')
+    .option('--mfa-code <code>', `${MFA_CODE_HELP}; each new RDP connection after the first asks again`)
     .addHelpText('after', examples('  $ gatehouse desktops connect win1 --login Administrator'))
-    .action(async (name: string, o: { login: string; port?: number; launch: boolean }) => {
+    .action(async (name: string, o: { login: string; port?: number; launch: boolean; mfaCode?: string }) => {
       const profile = currentProfile(ctx);
       const api = profileClient(ctx, profile);
       const keys = ctx.home.readKeys(profile);
+      // With require_session_mfa every desktop connection is a new session: each asks for a
+      // check (the code given here pays for the first) and its token mints that one desktop token.
+      const checked = (source: { mfaCode?: string | undefined }) =>
+        sessionMfaCerts(
+          ctx.home,
+          profile,
+          { kind: 'desktop', desktop: name, login: o.login },
+          {},
+          source,
+          `desktop ${name} as ${o.login}`,
+        ).then((r) => r?.mfa_token);
       // Authorize now, so a refusal is printed before any client starts.
-      const first = await api.desktopToken(name, o.login);
+      const first = await api.desktopToken(
+        name,
+        o.login,
+        await checked({ mfaCode: o.mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE }),
+      );
       let pending: string | undefined = first.token;
       const front = await startLocalFront({
         desktop: name,
         token: async () => {
-          const t = pending ?? (await api.desktopToken(name, o.login)).token;
+          const t = pending ?? (await api.desktopToken(name, o.login, await checked({}))).token;
           pending = undefined;
           return t;
         },

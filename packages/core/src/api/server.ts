@@ -222,6 +222,7 @@ const mfaTargetBody = z.union([
   z.object({ kind: z.literal('node'), node: z.string().max(128), login: z.string().max(128) }).strict(),
   z.object({ kind: z.literal('db'), name: z.string().max(128), user: z.string().max(128) }).strict(),
   z.object({ kind: z.literal('kube'), cluster: z.string().max(128) }).strict(),
+  z.object({ kind: z.literal('desktop'), desktop: z.string().max(128), login: z.string().max(128) }).strict(),
 ]);
 
 const sessionMfaChallengeBody = z.object({ target: mfaTargetBody }).strict();
@@ -322,7 +323,13 @@ const requestCertsBody = z
   })
   .strict();
 
-const desktopTokenBody = z.object({ login: z.string().min(1).max(256) }).strict();
+const desktopTokenBody = z
+  .object({
+    login: z.string().min(1).max(256),
+    /** A per-session MFA check's single-use token for this desktop and login (require_session_mfa). */
+    mfa_token: z.string().max(128).optional(),
+  })
+  .strict();
 
 const ssoStartBody = z
   .object({
@@ -840,7 +847,13 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
     compileRoute('POST', PUBLIC_ROUTES.desktopToken[1], async (ctx, p) => {
       const c = await caller(ctx);
       const body = parseBody(desktopTokenBody, await readJson(ctx.req, max));
-      const view = await d.desktopTokens.mint(c.principal.identity, p.name!, body.login, {
+      // After a check the desktop token is minted for the bound identity: the Authorizer
+      // accepts it for this desktop and login only (mfa/target.ts).
+      const identity =
+        body.mfa_token === undefined
+          ? c.principal.identity
+          : await d.sessionMfa.redeemToken(body.mfa_token, c.principal.user.name);
+      const view = await d.desktopTokens.mint(identity, p.name!, body.login, {
         remoteAddr: ctx.remoteAddr,
         protocol: 'rdp',
       });
