@@ -1,5 +1,9 @@
 import { type FormEvent, type ReactNode, useState } from 'react';
-import type { SessionMfaCertsRequest, SessionMfaChallengeRequest } from '../api/routes';
+import type {
+  SessionMfaCertsRequest,
+  SessionMfaChallengeRequest,
+  SessionMfaChallengeResponse,
+} from '../api/routes';
 import { useApp } from '../app';
 import { assert, webAuthnSupported } from '../lib/webauthn';
 import { Notice } from './ui';
@@ -12,6 +16,20 @@ interface Pending {
   keyOptions?: unknown;
   resolve(token: string): void;
   reject(err: unknown): void;
+}
+
+/**
+ * What may answer a challenge in this browser: a code when a TOTP app is
+ * enrolled; the key's assertion options when a key is and the browser has
+ * WebAuthn (otherwise only the code is offered). Shared with the terminal's
+ * new-tab form.
+ */
+export function offeredMethods(ch: SessionMfaChallengeResponse): { totp: boolean; keyOptions?: unknown } {
+  const key = ch.methods?.find((m) => m.method === 'webauthn');
+  return {
+    totp: ch.methods?.some((m) => m.method === 'totp') ?? false,
+    ...(key?.data && webAuthnSupported() ? { keyOptions: key.data } : {}),
+  };
 }
 
 /**
@@ -33,17 +51,8 @@ export function useSessionMfa(): {
     const ch = await api.sessionMfaChallenge({ target });
     if (!ch.required || !ch.challenge_id) return undefined;
     const challengeId = ch.challenge_id;
-    const key = ch.methods?.find((m) => m.method === 'webauthn');
     return new Promise<string>((resolve, reject) =>
-      setPending({
-        challengeId,
-        describe,
-        totp: ch.methods?.some((m) => m.method === 'totp') ?? false,
-        // A browser without WebAuthn cannot use the key: only the code is offered then.
-        ...(key?.data && webAuthnSupported() ? { keyOptions: key.data } : {}),
-        resolve,
-        reject,
-      }),
+      setPending({ challengeId, describe, ...offeredMethods(ch), resolve, reject }),
     );
   };
   const prompt = pending ? (

@@ -10,7 +10,7 @@ import {
   validTerminalSize,
 } from '../api/routes';
 import { mayOpenTerminal, type Session, useApp } from '../app';
-import { useSessionMfa } from '../components/session-mfa';
+import { offeredMethods, useSessionMfa } from '../components/session-mfa';
 import { capitalize, ErrorBox, Loading, Notice, sentence, useLoad } from '../components/ui';
 import { numberDuplicates } from '../lib/names';
 import {
@@ -28,7 +28,7 @@ import {
   targetFromSearch,
   targetTitle,
 } from '../lib/terminal';
-import { assert, webAuthnSupported } from '../lib/webauthn';
+import { assert } from '../lib/webauthn';
 
 type Role = 'owner' | JoinMode;
 
@@ -507,15 +507,7 @@ function NewTabPicker({ session, onOpen }: { session: Session; onOpen: (t: TabTa
         onOpen(target);
         return;
       }
-      const key = ch.methods?.find((m) => m.method === 'webauthn');
-      setMfa({
-        challengeId: ch.challenge_id,
-        node: target.node,
-        login: target.login,
-        totp: ch.methods?.some((m) => m.method === 'totp') ?? false,
-        // A browser without WebAuthn cannot use the key: only the code is offered then.
-        ...(key?.data && webAuthnSupported() ? { keyOptions: key.data } : {}),
-      });
+      setMfa({ challengeId: ch.challenge_id, node: target.node, login: target.login, ...offeredMethods(ch) });
     });
   };
 
