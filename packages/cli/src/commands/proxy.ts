@@ -11,7 +11,15 @@ import type { Ctx } from '../context.js';
 import type { DbLogin } from '../db/clients.js';
 import { mysqlProgram } from '../db/mysql.js';
 import type { ProfileEntry } from '../profile.js';
-import { MFA_CODE_HELP, type MfaCodeSource, sessionMfaCerts, tlsPublicKeyPem } from '../session-mfa.js';
+import {
+  BROWSER_HELP,
+  MFA_CODE_HELP,
+  MFA_MODE_HELP,
+  type MfaCodeSource,
+  mfaSource,
+  sessionMfaCerts,
+  tlsPublicKeyPem,
+} from '../session-mfa.js';
 import { currentProfile, readLogin } from './db.js';
 import { usage } from './usage.js';
 
@@ -69,8 +77,10 @@ async function tunnelMfa(
   ctx: Ctx,
   profile: ProfileEntry,
   login: DbLogin,
-  mfaCode: string | undefined,
+  flags: { mfaCode?: string | undefined; mfaMode?: string | undefined; browser?: string | undefined },
 ): Promise<{ cert(): Promise<string> } | undefined> {
+  const source = mfaSource(flags, ctx.env);
+  const mfaCode = flags.mfaCode;
   const target = { kind: 'db' as const, name: login.name, user: login.dbUser };
   const keys = { tls_public_key: tlsPublicKeyPem(ctx.home, profile) };
   // `--mfa-code -`: one code a line on stdin, read as the checks come (a code is good for one check).
@@ -94,7 +104,7 @@ async function tunnelMfa(
   const check = (source: MfaCodeSource, describe: string) =>
     sessionMfaCerts(ctx.home, profile, target, keys, source, describe);
   const first = await check(
-    { mfaCode: mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE, readCode },
+    { ...source, readCode },
     `the tunnel to database ${login.name} as ${login.dbUser}`,
   );
   if (!first?.tls_cert) return undefined;
@@ -107,9 +117,10 @@ async function tunnelMfa(
     const h = held;
     held = undefined;
     if (h && Date.now() < h.expires - MFA_CERT_MARGIN_MS) return h.cert;
-    // A code from --mfa-code CODE or the environment was used by the first check: later ones ask.
+    // A code from --mfa-code CODE or the environment was used by the first check: later ones ask
+    // (or read the next line of stdin, or open the security key page again).
     const got = await check(
-      { readCode },
+      { mfaMode: source.mfaMode, browser: source.browser, readCode },
       `a new connection through the tunnel to database ${login.name} as ${login.dbUser}`,
     );
     if (!got?.tls_cert) {
@@ -152,118 +163,125 @@ export function registerProxy(program: Command, ctx: Ctx): void {
       '--mfa-code <code>',
       `${MFA_CODE_HELP}; with require_session_mfa each new connection through the tunnel asks again ("-": one code a line on stdin)`,
     )
+    .option('--mfa-mode <mode>', MFA_MODE_HELP)
+    .option('--browser <command>', BROWSER_HELP)
     .addHelpText(
       'after',
       '\nExamples:\n  $ gatehouse db login shop\n  $ gatehouse proxy db shop --port 3307\n  $ mariadb -h127.0.0.1 -P3307 -ualice --skip-ssl\n' +
         '  $ gatehouse proxy db orders --port 5433\n  $ psql "host=127.0.0.1 port=5433 user=alice dbname=app sslmode=disable"\n',
     )
-    .action(async (name: string, o: { port: string; mfaCode?: string }) => {
-      const port = Number(o.port);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) {
-        throw usage(`--port ${o.port} is not a port`, 'pass a number from 0 to 65535 (0 picks a free port)');
-      }
-      const profile = currentProfile(ctx);
-      const login = readLogin(ctx, profile, name);
-      const kind = TUNNELS[login.protocol];
-      if (!kind) {
-        throw new GatehouseError('GH_ERR_VALIDATION', `no local tunnel for ${login.protocol} databases`, {
-          hint: `connect with gatehouse db connect ${name}`,
-        });
-      }
-      const files = {
-        cert: readFileSync(login.files.cert, 'utf8'),
-        key: readFileSync(login.files.key, 'utf8'),
-        ca: readFileSync(login.files.ca, 'utf8'),
-      };
-      const expires = new Date(new X509Certificate(files.cert).validTo);
-      const target = parseHostPort(profile.proxy);
-      // The proxy says whether this user's sessions need a fresh check (require_session_mfa).
-      const mfa = await tunnelMfa(ctx, profile, login, o.mfaCode);
-      const server = net.createServer({ noDelay: true }, async (local) => {
-        // An expired certificate would only get a closed connection from the proxy: say what to do instead.
-        if (Date.now() >= expires.getTime()) {
-          local.on('error', () => local.destroy());
-          local.end(
-            kind.refuse(
-              `gatehouse proxy db: the certificate for ${name} expired at ${expires.toISOString()}; run gatehouse db login ${name} (after gatehouse login if that expired too)`,
-            ),
+    .action(
+      async (name: string, o: { port: string; mfaCode?: string; mfaMode?: string; browser?: string }) => {
+        const port = Number(o.port);
+        if (!Number.isInteger(port) || port < 0 || port > 65535) {
+          throw usage(
+            `--port ${o.port} is not a port`,
+            'pass a number from 0 to 65535 (0 picks a free port)',
           );
-          return;
         }
-        let cert = files.cert;
-        if (mfa) {
-          local.pause();
-          local.on('error', () => local.destroy());
-          try {
-            cert = await mfa.cert();
-          } catch (e) {
-            // The client waits for the server's first answer: the refusal in its place is what the user sees.
-            const err = e as GatehouseError;
-            const why = `gatehouse proxy db: ${err.message}${err.hint ? ` (${err.hint})` : ''}`;
-            ctx.err(`${why}\n`);
-            if (local.writable) local.end(kind.refuse(why));
+        const profile = currentProfile(ctx);
+        const login = readLogin(ctx, profile, name);
+        const kind = TUNNELS[login.protocol];
+        if (!kind) {
+          throw new GatehouseError('GH_ERR_VALIDATION', `no local tunnel for ${login.protocol} databases`, {
+            hint: `connect with gatehouse db connect ${name}`,
+          });
+        }
+        const files = {
+          cert: readFileSync(login.files.cert, 'utf8'),
+          key: readFileSync(login.files.key, 'utf8'),
+          ca: readFileSync(login.files.ca, 'utf8'),
+        };
+        const expires = new Date(new X509Certificate(files.cert).validTo);
+        const target = parseHostPort(profile.proxy);
+        // The proxy says whether this user's sessions need a fresh check (require_session_mfa).
+        const mfa = await tunnelMfa(ctx, profile, login, o);
+        const server = net.createServer({ noDelay: true }, async (local) => {
+          // An expired certificate would only get a closed connection from the proxy: say what to do instead.
+          if (Date.now() >= expires.getTime()) {
+            local.on('error', () => local.destroy());
+            local.end(
+              kind.refuse(
+                `gatehouse proxy db: the certificate for ${name} expired at ${expires.toISOString()}; run gatehouse db login ${name} (after gatehouse login if that expired too)`,
+              ),
+            );
             return;
           }
-          // The client went away while it was asked: the certificate goes unused (it expires in a minute).
-          if (local.destroyed) return;
-        }
-        const remote = tls.connect({
-          host: target.host,
-          port: target.port,
-          ...(net.isIP(target.host) ? {} : { servername: target.host }),
-          ca: files.ca,
-          cert,
-          key: files.key,
-          ALPNProtocols: [kind.alpn],
+          let cert = files.cert;
+          if (mfa) {
+            local.pause();
+            local.on('error', () => local.destroy());
+            try {
+              cert = await mfa.cert();
+            } catch (e) {
+              // The client waits for the server's first answer: the refusal in its place is what the user sees.
+              const err = e as GatehouseError;
+              const why = `gatehouse proxy db: ${err.message}${err.hint ? ` (${err.hint})` : ''}`;
+              ctx.err(`${why}\n`);
+              if (local.writable) local.end(kind.refuse(why));
+              return;
+            }
+            // The client went away while it was asked: the certificate goes unused (it expires in a minute).
+            if (local.destroyed) return;
+          }
+          const remote = tls.connect({
+            host: target.host,
+            port: target.port,
+            ...(net.isIP(target.host) ? {} : { servername: target.host }),
+            ca: files.ca,
+            cert,
+            key: files.key,
+            ALPNProtocols: [kind.alpn],
+          });
+          let up = false;
+          remote.once('secureConnect', () => {
+            up = true;
+            local.pipe(remote).pipe(local);
+          });
+          remote.on('error', (err) => {
+            // Before the tunnel is up the client waits for the server's first answer: an error in its place is shown to the user.
+            if (!up && local.writable) {
+              local.end(kind.refuse(`gatehouse proxy db: cannot reach ${profile.proxy}: ${err.message}`));
+            } else local.destroy();
+            ctx.err(`connection to ${profile.proxy} failed: ${err.message}\n`);
+          });
+          local.on('error', () => remote.destroy());
+          local.on('close', () => remote.destroy());
+          remote.on('close', () => local.destroy());
         });
-        let up = false;
-        remote.once('secureConnect', () => {
-          up = true;
-          local.pipe(remote).pipe(local);
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', (e) =>
+            reject(
+              new GatehouseError('GH_ERR_VALIDATION', `cannot listen on 127.0.0.1:${port}: ${e.message}`, {
+                hint: 'choose another --port, or --port 0 for a free one',
+                cause: e,
+              }),
+            ),
+          );
+          server.listen(port, '127.0.0.1', () => resolve());
         });
-        remote.on('error', (err) => {
-          // Before the tunnel is up the client waits for the server's first answer: an error in its place is shown to the user.
-          if (!up && local.writable) {
-            local.end(kind.refuse(`gatehouse proxy db: cannot reach ${profile.proxy}: ${err.message}`));
-          } else local.destroy();
-          ctx.err(`connection to ${profile.proxy} failed: ${err.message}\n`);
-        });
-        local.on('error', () => remote.destroy());
-        local.on('close', () => remote.destroy());
-        remote.on('close', () => local.destroy());
-      });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', (e) =>
-          reject(
-            new GatehouseError('GH_ERR_VALIDATION', `cannot listen on 127.0.0.1:${port}: ${e.message}`, {
-              hint: 'choose another --port, or --port 0 for a free one',
-              cause: e,
-            }),
-          ),
+        const bound = (server.address() as net.AddressInfo).port;
+        ctx.out(
+          `Tunnel for database ${name} listening on 127.0.0.1:${bound} (certificate valid until ${expires.toISOString()}).\n` +
+            (mfa
+              ? 'Your roles require a second-factor check for every new database session: each new connection through the tunnel asks for one here.\n'
+              : '') +
+            `Connect with:\n\n  ${kind.command(login, bound, ctx.env)}\n\n` +
+            `The tunnel carries your identity: the local port speaks ${kind.speaks}, TLS with your certificate runs to the proxy. ` +
+            'Only this machine can reach it (127.0.0.1), and anyone on it who can connect acts as you: stop it when done (Ctrl-C).\n',
         );
-        server.listen(port, '127.0.0.1', () => resolve());
-      });
-      const bound = (server.address() as net.AddressInfo).port;
-      ctx.out(
-        `Tunnel for database ${name} listening on 127.0.0.1:${bound} (certificate valid until ${expires.toISOString()}).\n` +
-          (mfa
-            ? 'Your roles require a second-factor check for every new database session: each new connection through the tunnel asks for one here.\n'
-            : '') +
-          `Connect with:\n\n  ${kind.command(login, bound, ctx.env)}\n\n` +
-          `The tunnel carries your identity: the local port speaks ${kind.speaks}, TLS with your certificate runs to the proxy. ` +
-          'Only this machine can reach it (127.0.0.1), and anyone on it who can connect acts as you: stop it when done (Ctrl-C).\n',
-      );
-      await new Promise<void>((resolve) => {
-        const stop = () => {
-          process.off('SIGINT', stop);
-          process.off('SIGTERM', stop);
-          server.close(() => resolve());
-          // Open client connections end with the tunnel.
-          server.unref();
-          resolve();
-        };
-        process.on('SIGINT', stop);
-        process.on('SIGTERM', stop);
-      });
-    });
+        await new Promise<void>((resolve) => {
+          const stop = () => {
+            process.off('SIGINT', stop);
+            process.off('SIGTERM', stop);
+            server.close(() => resolve());
+            // Open client connections end with the tunnel.
+            server.unref();
+            resolve();
+          };
+          process.on('SIGINT', stop);
+          process.on('SIGTERM', stop);
+        });
+      },
+    );
 }

@@ -259,6 +259,8 @@ export function defineScp(cmd: Command, ctx: SshCtx): Command {
     .description('copy files to or from nodes through Gatehouse (runs OpenSSH scp with your certificate)')
     .argument('<args...>', 'scp arguments, e.g. file.txt root@web1:/tmp/')
     .option('--mfa-code <code>', MFA_CODE_HELP)
+    .option('--mfa-mode <mode>', MFA_MODE_HELP)
+    .option('--browser <command>', BROWSER_HELP)
     .allowUnknownOption(true)
     .addHelpText(
       'after',
@@ -266,7 +268,7 @@ export function defineScp(cmd: Command, ctx: SshCtx): Command {
         '  $ gatehouse scp report.pdf root@web1:/tmp/\n  $ gatehouse scp -r root@web1:/var/log/app ./logs',
       ),
     )
-    .action(async (args: string[], o: { mfaCode?: string }) => {
+    .action(async (args: string[], o: { mfaCode?: string; mfaMode?: string; browser?: string }) => {
       const p = requireProfile(ctx.home);
       const targets = scpRemoteTargets(args, userInfo().username);
       // A copy with one node asks the proxy whether it needs a fresh check, as gatehouse ssh does.
@@ -279,7 +281,7 @@ export function defineScp(cmd: Command, ctx: SshCtx): Command {
             p,
             { kind: 'node', node: one.node, login: one.login },
             { ssh_public_key: ctx.home.readKeys(p).sshPub.trim() },
-            { mfaCode: o.mfaCode ?? ctx.env.GATEHOUSE_MFA_CODE },
+            mfaSource(o, ctx.env),
             `${one.login}@${one.node}`,
           )
         : undefined;
