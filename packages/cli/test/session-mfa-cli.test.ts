@@ -541,7 +541,9 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
       target: 'prod',
       method: 'totp',
     });
-  });
+    // kubectl retries discovery after each refused plugin run: two refused runs take about 15 s each on a
+    // loaded machine, so with the enrollment this test needs more than the default 60 s (it took 54 s alone).
+  }, 120_000);
 
   it('gatehouse desktops connect: without a code (no terminal) it says how to pass one; with the code the desktop token is minted for the bound identity', async () => {
     const ivy = await enroll('ivy', 'data-mfa');
