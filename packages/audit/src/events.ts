@@ -205,8 +205,8 @@ export type LoginFailureReason =
 
 /** What a per-session MFA check was for (role option require_session_mfa): `server` and `login` say the same for nodes. */
 export interface SessionMfaFields {
-  target_kind: 'node' | 'db' | 'kube';
-  /** The node, database or Kubernetes cluster. */
+  target_kind: 'node' | 'db' | 'kube' | 'desktop';
+  /** The node, database, Kubernetes cluster or desktop. */
   target: string;
   /** The database user (db targets). */
   db_user?: string;

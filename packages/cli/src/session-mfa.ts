@@ -24,6 +24,8 @@ export interface MfaCodeSource {
   mfaMode?: string | undefined;
   /** --browser COMMAND|none, for the security key page. */
   browser?: string | undefined;
+  /** Where each code comes from when one command makes several checks (`proxy db`: the next line of stdin). */
+  readCode?: (() => Promise<string>) | undefined;
 }
 
 /** The MFA flags of a verb, with their environment defaults. */
@@ -52,13 +54,14 @@ export const MFA_CODE_HELP =
 /**
  * The target-bound certificate for `target` when the caller's roles require
  * a check (undefined when they do not). `keys` says what to certify: the
- * profile's SSH public key for nodes, its TLS key for databases and clusters.
+ * profile's SSH public key for nodes, its TLS key for databases and clusters,
+ * none for desktops (the answer is then a single-use token, `mfa_token`).
  */
 export async function sessionMfaCerts(
   home: ClientHome,
   profile: ProfileEntry,
   target: MfaTarget,
-  keys: { ssh_public_key: string } | { tls_public_key: string },
+  keys: { ssh_public_key: string } | { tls_public_key: string } | Record<string, never>,
   source: MfaCodeSource,
   describe: string,
 ): Promise<SessionMfaCertsResponse | undefined> {
@@ -91,7 +94,9 @@ export async function sessionMfaCerts(
     const { chooseMfaMethod, keyInBrowser, parseMfaMode } = await import('./browser-mfa.js');
     // A code given on the command line or in the environment means the authenticator app.
     const mode =
-      source.mfaCode !== undefined && source.mfaMode === undefined ? 'totp' : parseMfaMode(source.mfaMode);
+      (source.mfaCode !== undefined || source.readCode) && source.mfaMode === undefined
+        ? 'totp'
+        : parseMfaMode(source.mfaMode);
     if ((await chooseMfaMethod(mode, has, describe)) === 'webauthn') {
       const credential = await keyInBrowser(
         (cb) => api.sessionMfaBrowser({ challenge_id: challengeId, ...cb }),
@@ -127,6 +132,7 @@ export function noCliMethod(describe: string): GatehouseError {
 }
 
 async function readMfaCode(source: MfaCodeSource, describe: string): Promise<string> {
+  if (source.readCode) return (await source.readCode()).trim();
   if (source.mfaCode !== undefined && source.mfaCode !== '-') return source.mfaCode.trim();
   // The prompt module loads the CLI's error types: only when a check is really needed.
   const { ask, readSecretFromStdin } = await import('./prompt.js');

@@ -37,13 +37,25 @@ export function run(args: string[], opts: { env?: NodeJS.ProcessEnv; input?: str
 export async function startProxyDb(
   name: string,
   env: NodeJS.ProcessEnv,
-): Promise<{ port: number; out: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [BIN, 'proxy', 'db', name, '--port', '0'], {
+  opts: { args?: string[]; input?: string } = {},
+): Promise<{
+  port: number;
+  out: string;
+  err(): string;
+  write(text: string): void;
+  endInput(): void;
+  stop(): Promise<void>;
+}> {
+  const child = spawn(process.execPath, [BIN, 'proxy', 'db', name, '--port', '0', ...(opts.args ?? [])], {
     env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // With `input` stdin stays open for more (per-session MFA codes, one a line).
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  if (opts.input !== undefined) child.stdin.write(opts.input);
+  else child.stdin.end();
   const exited = new Promise((r) => child.once('exit', r));
   const stop = async () => {
+    child.stdin.end();
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
     await exited;
   };
@@ -65,7 +77,14 @@ export async function startProxyDb(
       });
       child.once('exit', (code) => reject(new Error(`proxy db exited with ${code}: ${out}${err}`)));
     });
-    return { port, out, stop };
+    return {
+      port,
+      out,
+      err: () => err,
+      write: (text) => child.stdin.write(text),
+      endInput: () => child.stdin.end(),
+      stop,
+    };
   } catch (e) {
     await stop();
     throw e;

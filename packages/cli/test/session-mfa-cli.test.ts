@@ -9,18 +9,20 @@
  * real PostgreSQL, and for kubectl (the `kube login` exec plugin, and
  * `gatehouse kubectl`) with the Kubernetes fixture upstream.
  */
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes, X509Certificate } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GatehouseClient } from '@gatehouse/core';
+import { GatehouseClient, type MfaTarget } from '@gatehouse/core';
 import type { Sshd } from '@gatehouse/core/testing';
 import { type TOTP, URI } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FixtureApiServer, startFixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
 import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
+import { startWeston, type Weston } from '../../adapter-rdp/test/peers.js';
 import { type ClientRun, runClient } from '../../core/test/helpers.js';
+import { ClientHome, splitPems } from '../src/profile.js';
 import {
   addNode,
   admin,
@@ -31,12 +33,14 @@ import {
   run,
   startDaemon,
   startNodeSshd,
+  startProxyDb,
 } from './harness.js';
 
 let d: Daemon;
 let sshd: Sshd;
 let pgdb: Postgres;
 let fixture: FixtureApiServer;
+let weston: Weston;
 let api: GatehouseClient;
 const login = `ghm${randomBytes(3).toString('hex')}`;
 const STEP_MS = 30_000;
@@ -49,6 +53,10 @@ interface Enrolled {
   /** Any program as this user (psql, kubectl). */
   tool(program: string, args: string[], env?: NodeJS.ProcessEnv): Promise<ClientRun>;
   next(): string;
+  /** The code `steps` TOTP steps after the login's: valid once that step is within one of now. */
+  at(steps: number): string;
+  /** When the login's step began (roughly): the clock `at` counts from. */
+  t0: number;
 }
 
 /**
@@ -80,7 +88,38 @@ async function enroll(name: string, roles: string, traits: string[] = []): Promi
     `${PASSWORD}\n`,
   );
   expect(r.code, r.stderr).toBe(0);
-  return { home, gh, tool, next: () => at(1) };
+  return { home, gh, tool, next: () => at(1), at, t0 };
+}
+
+/**
+ * A certificate bound to `target`, asked for straight through the API with
+ * the user's login (as the CLI does): what a refusal test presents to a
+ * target it was not bound to.
+ */
+async function boundCert(
+  u: Enrolled,
+  target: MfaTarget,
+  keys: { ssh_public_key: string } | { tls_public_key: string },
+): Promise<{ ssh_cert?: string | undefined; tls_cert?: string | undefined }> {
+  const home = new ClientHome(u.home);
+  const files = home.readKeys(home.current()!);
+  const client = new GatehouseClient({
+    proxy: d.proxy,
+    caPem: splitPems(files.cas),
+    certPem: files.tlsCert,
+    keyPem: files.tlsKey,
+  });
+  try {
+    const ch = await client.sessionMfaChallenge({ target });
+    expect(ch.required).toBe(true);
+    return await client.sessionMfaCerts({
+      challenge_id: ch.challenge_id!,
+      response: { method: 'totp', code: u.next() },
+      ...keys,
+    });
+  } finally {
+    client.close();
+  }
 }
 
 /** The newest mfa.session event in the daemon's audit files. */
@@ -158,17 +197,36 @@ beforeAll(async () => {
       '  db_names: [app]',
       '  kube_labels: { "*": "*" }',
       '  kube_groups: [developers]',
+      "  desktop_labels: { '*': '*' }",
+      '  desktop_logins: [Administrator]',
       'options:',
       '  require_session_mfa: true',
       '',
     ].join('\n'),
   );
+  weston = await startWeston(kdir, [40, 120, 200]);
+  const pw = join(kdir, 'win.pw');
+  writeFileSync(pw, 'Win-P@ss-1\n', { mode: 0o600 });
+  await admin(d, [
+    'desktops',
+    'add',
+    'win1',
+    '--addr',
+    `127.0.0.1:${weston.port}`,
+    '--fingerprint',
+    new X509Certificate(weston.certPem).fingerprint256,
+    '--login',
+    'Administrator',
+    '--password-file',
+    pw,
+  ]);
 }, 120_000);
 
 afterAll(async () => {
   api?.close();
   await pgdb?.stop();
   await fixture?.close();
+  await weston?.stop();
   execFileSync('userdel', ['-r', '-f', login], { stdio: 'ignore' });
   await sshd?.stop();
   if (d) {
@@ -238,6 +296,61 @@ describe('gatehouse ssh with require_session_mfa', () => {
     expect(start.at(-1)).toMatchObject({ success: true, server: 'node1', login });
   });
 
+  it('gatehouse scp asks for the check and copies with a certificate bound to LOGIN@NODE (audited); plain scp is refused naming gatehouse scp; a certificate bound to another node is refused', async () => {
+    // Each user has one spare TOTP step (see enroll): gil is refused, fay copies.
+    const gil = await enroll('gil', 'prod-mfa');
+    const fay = await enroll('fay', 'prod-mfa');
+    const src = join(fay.home, 'up.txt');
+    writeFileSync(src, 'mfa copy\n');
+    // The node's sshd runs on this machine: the copy lands in this /tmp.
+    const remote = `/tmp/gh-mfa-scp-${randomBytes(4).toString('hex')}`;
+    const batch = ['-o', 'BatchMode=yes'];
+
+    // No check: plain scp through gatehouse config ssh presents the login certificate.
+    const cfg = await gil.gh(['config', 'ssh']);
+    expect(cfg.code, cfg.stderr).toBe(0);
+    const file = join(gil.home, 'ssh_config');
+    writeFileSync(file, cfg.stdout);
+    const plain = await gil.tool('scp', ['-F', file, ...batch, src, `${login}@node1.acme:${remote}`]);
+    expect(plain.code).not.toBe(0);
+    expect(plain.stderr).toContain('require_session_mfa');
+    expect(plain.stderr).toContain('copy files with gatehouse scp');
+
+    // A certificate bound to another node opens that node only.
+    const sshPub = readFileSync(new ClientHome(gil.home).keyPaths(d.proxy, 'gil').sshPub, 'utf8').trim();
+    const other = await boundCert(gil, { kind: 'node', node: 'node2', login }, { ssh_public_key: sshPub });
+    const otherFile = join(gil.home, 'node2-cert.pub');
+    writeFileSync(otherFile, other.ssh_cert!);
+    const wrongTarget = await gil.tool('scp', [
+      '-F',
+      file,
+      '-o',
+      `CertificateFile=${otherFile}`,
+      ...batch,
+      src,
+      `${login}@node1.acme:${remote}`,
+    ]);
+    expect(wrongTarget.code).not.toBe(0);
+    expect(wrongTarget.stderr).toContain(`MFA check was for ${login}@node2, not ${login}@node1`);
+    expect(existsSync(remote)).toBe(false);
+
+    const up = await fay.gh(['scp', '--mfa-code', fay.next(), ...batch, src, `${login}@node1:${remote}`]);
+    try {
+      expect(up.code, up.stderr).toBe(0);
+      expect(readFileSync(remote, 'utf8')).toBe('mfa copy\n');
+    } finally {
+      rmSync(remote, { force: true });
+    }
+    expect(lastMfa()).toMatchObject({
+      success: true,
+      user: 'fay',
+      target_kind: 'node',
+      target: 'node1',
+      login,
+      method: 'totp',
+    });
+  });
+
   it('without a code and no terminal to ask on, gatehouse ssh says how to pass one', async () => {
     const carol = await enroll('carol', 'prod-mfa');
     const r = await carol.gh(['ssh', `${login}@node1`, 'true']);
@@ -294,6 +407,71 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
     });
   });
 
+  it('gatehouse proxy db: the check at start pays for the first connection; each later connection through the tunnel asks again (a wrong code, and no code left, refuse that connection with the reason in psql)', async () => {
+    const hal = await enroll('hal', 'data-mfa');
+    const dl = await hal.gh(['db', 'login', 'orders', '--db-user', 'dana', '--db-name', 'app']);
+    expect(dl.code, dl.stderr).toBe(0);
+    const tunnel = await startProxyDb(
+      'orders',
+      { GATEHOUSE_HOME: hal.home, HOME: hal.home },
+      {
+        args: ['--mfa-code', '-'],
+        input: `${hal.at(1)}\n`,
+      },
+    );
+    try {
+      expect(tunnel.out).toContain('each new connection through the tunnel asks');
+      expect(lastMfa()).toMatchObject({
+        success: true,
+        user: 'hal',
+        target_kind: 'db',
+        target: 'orders',
+        db_user: 'dana',
+      });
+      const psql = () =>
+        hal.tool('psql', [
+          `host=127.0.0.1 port=${tunnel.port} user=dana dbname=app sslmode=disable`,
+          '-tAc',
+          'select current_user',
+        ]);
+      const first = await psql();
+      expect(first.code, first.stderr).toBe(0);
+      expect(first.stdout.trim()).toBe('dana');
+
+      // The second connection is a new session: it asks, and a wrong code refuses it.
+      const right = hal.at(2);
+      tunnel.write(`${wrongCode(right)}\n`);
+      const bad = await psql();
+      expect(bad.code).not.toBe(0);
+      expect(bad.stdout).toBe('');
+      expect(bad.stderr).toContain('the authenticator code is not valid');
+      expect(lastMfa()).toMatchObject({ success: false, user: 'hal', target: 'orders', reason: 'invalid' });
+
+      // The next step's code becomes valid once its step is within one of now.
+      while (Math.floor(Date.now() / STEP_MS) < Math.floor((hal.t0 + STEP_MS) / STEP_MS))
+        await new Promise((r) => setTimeout(r, 500));
+      tunnel.write(`${right}\n`);
+      const again = await psql();
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stdout.trim()).toBe('dana');
+      const checks = auditEvents(d).filter((e) => e.type === 'mfa.session' && e.user === 'hal' && e.success);
+      expect(checks).toHaveLength(2);
+      const sessions = auditEvents(d).filter(
+        (e) => e.type === 'db.session.start' && e.user === 'hal' && e.success,
+      );
+      expect(sessions).toHaveLength(2);
+
+      // No check: with no code left, the connection is refused with what to do.
+      tunnel.endInput();
+      const none = await psql();
+      expect(none.code).not.toBe(0);
+      expect(none.stderr).toContain('no authenticator code left on stdin');
+      expect(tunnel.err()).toContain('no authenticator code left on stdin');
+    } finally {
+      await tunnel.stop();
+    }
+  }, 120_000);
+
   it('kubectl: the login certificate alone is Forbidden (naming what to run); the exec plugin without a code says how to pass one, a wrong one is refused and audited; gatehouse kubectl with the code gets the pods', async () => {
     const erin = await enroll('erin', 'data-mfa');
     const kc = join(erin.home, 'kubeconfig');
@@ -319,6 +497,9 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
     expect(forbidden.stderr).toContain('Forbidden');
     expect(forbidden.stderr).toContain('require_session_mfa');
     expect(forbidden.stderr).toContain('gatehouse kube login prod');
+    // A static kubeconfig has no plugin to ask: the message names the ways that do.
+    expect(forbidden.stderr).toContain('gatehouse kubectl --cluster prod -- ARGS');
+    expect(forbidden.stderr).toContain('(without --static)');
 
     const none = await kubectl(['get', 'pods']);
     expect(none.code).not.toBe(0);
@@ -358,6 +539,62 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
       user: 'erin',
       target_kind: 'kube',
       target: 'prod',
+      method: 'totp',
+    });
+    // kubectl retries discovery after each refused plugin run: two refused runs take about 15 s each on a
+    // loaded machine, so with the enrollment this test needs more than the default 60 s (it took 54 s alone).
+  }, 120_000);
+
+  it('gatehouse desktops connect: without a code (no terminal) it says how to pass one; with the code the desktop token is minted for the bound identity', async () => {
+    const ivy = await enroll('ivy', 'data-mfa');
+    const none = await ivy.gh(['desktops', 'connect', 'win1', '--login', 'Administrator', '--no-launch']);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toContain('cannot ask for the authenticator code');
+    expect(none.stderr).toContain('--mfa-code');
+
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'desktops',
+        'connect',
+        'win1',
+        '--login',
+        'Administrator',
+        '--no-launch',
+        '--mfa-code',
+        ivy.next(),
+      ],
+      {
+        env: { ...process.env, GATEHOUSE_HOME: ivy.home, HOME: ivy.home },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let out = '';
+    child.stdout.on('data', (b) => {
+      out += b;
+    });
+    child.stderr.on('data', (b) => {
+      out += b;
+    });
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', () => {
+          if (/Desktop win1 is at 127\.0\.0\.1:\d+/.test(out)) resolve();
+        });
+        child.once('exit', () => reject(new Error(`desktops connect exited: ${out}`)));
+      });
+    } finally {
+      child.kill('SIGINT');
+      await exited;
+    }
+    expect(lastMfa()).toMatchObject({
+      success: true,
+      user: 'ivy',
+      target_kind: 'desktop',
+      target: 'win1',
+      login: 'Administrator',
       method: 'totp',
     });
   });

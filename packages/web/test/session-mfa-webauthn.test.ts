@@ -7,7 +7,8 @@
  * made for this target but sent as the answer to another target's challenge
  * is refused and audited.
  */
-import { rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile, rm } from 'node:fs/promises';
 import { TEST_LOGIN } from '@gatehouse/core/testing';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -175,5 +176,86 @@ describe('web terminal with require_session_mfa and a security key', () => {
     const sessionId = await pane(page).getAttribute('data-session');
     const { events } = await tg.gw.admin.searchAudit({ types: ['session.start'], limit: 20 });
     expect(events.find((e) => e.session_id === sessionId)).toMatchObject({ user: 'alice', server: NODE });
+  });
+});
+
+describe('web file transfer with require_session_mfa', () => {
+  const name = `mfa-files-${randomBytes(4).toString('hex')}.txt`;
+
+  /** A tab on NODE as TEST_LOGIN opened from a link (refused: no check) still has the Files panel. */
+  async function filesPanel(page: Page) {
+    await page.goto(`/web/terminal?node=${NODE}&login=${TEST_LOGIN}`);
+    await page.getByTestId('term-end').waitFor();
+    await pane(page).getByRole('button', { name: 'Files' }).click();
+    return pane(page).getByTestId('files');
+  }
+
+  it('without a check /v1/files is refused with the reason; a token bound to another login is refused for this one', async () => {
+    const { page } = alice;
+    const files = await filesPanel(page);
+    const plain = await page.evaluate(async (q) => {
+      const r = await fetch(`/v1/files?${q}`);
+      return { status: r.status, json: (await r.json()) as Record<string, unknown> };
+    }, new URLSearchParams({ node: NODE, login: TEST_LOGIN, path: 'x' }).toString());
+    expect(plain.status).toBe(403);
+    expect(plain.json.code).toBe('GH_ERR_SESSION_MFA_REQUIRED');
+    expect(String(plain.json.title)).toContain('require_session_mfa');
+
+    // The page asks for the check of root@NODE instead (the key signs that challenge): its token opens root's only.
+    await page.route('**/v1/mfa/session/challenge', (route) =>
+      route.continue({
+        postData: JSON.stringify({ target: { kind: 'node', node: NODE, login: 'root' } }),
+      }),
+    );
+    try {
+      await files.getByLabel('Path to download').fill(name);
+      await files.getByRole('button', { name: 'Download' }).click();
+      await page.getByTestId('session-mfa').getByRole('button', { name: 'Use security key' }).click();
+      await files
+        .getByText(`MFA check was for root@${NODE}, not ${TEST_LOGIN}@${NODE}`, { exact: false })
+        .waitFor();
+    } finally {
+      await page.unroute('**/v1/mfa/session/challenge');
+    }
+  });
+
+  it('an upload and a download each ask for the check ("Use security key") and run with its token (audited)', async () => {
+    const { page } = alice;
+    const files = await filesPanel(page);
+    const before = (await tg.gw.admin.searchAudit({ types: ['mfa.session'], limit: 100 })).events.filter(
+      (e) => e.type === 'mfa.session' && e.success,
+    ).length;
+    await files.getByLabel('File to upload').setInputFiles({
+      name,
+      mimeType: 'text/plain',
+      buffer: Buffer.from('checked upload\n'),
+    });
+    await files.getByRole('button', { name: 'Upload', exact: true }).click();
+    const check = page.getByTestId('session-mfa');
+    await check.getByText(`a file transfer as ${TEST_LOGIN}@${NODE}`, { exact: false }).waitFor();
+    // The code is offered too (alice has an authenticator app).
+    await check.getByLabel('Authenticator code').waitFor();
+    await check.getByRole('button', { name: 'Use security key' }).click();
+    await files.getByText(`Uploaded ${name} to ${name} on ${NODE}`, { exact: false }).waitFor();
+
+    await files.getByLabel('Path to download').fill(name);
+    const download = page.waitForEvent('download');
+    await files.getByRole('button', { name: 'Download' }).click();
+    await check.getByRole('button', { name: 'Use security key' }).click();
+    const d = await download;
+    expect((await readFile(await d.path())).toString()).toBe('checked upload\n');
+    await files.getByText(`Downloaded ${name} from ${NODE}`, { exact: false }).waitFor();
+
+    const checks = await waitFor(async () => {
+      const { events } = await tg.gw.admin.searchAudit({ types: ['mfa.session'], limit: 100 });
+      const ok = events.filter((e) => e.type === 'mfa.session' && e.success);
+      return ok.length >= before + 2 ? ok : undefined;
+    }, 'two more checks in the audit log');
+    expect(checks[0]).toMatchObject({ user: 'alice', target: NODE, login: TEST_LOGIN, method: 'webauthn' });
+    const { events } = await tg.gw.admin.searchAudit({ types: ['sftp'], limit: 50 });
+    const actions = events
+      .filter((e) => (e as { path?: string }).path?.endsWith(name))
+      .map((e) => (e as { action?: string }).action);
+    expect(actions).toEqual(expect.arrayContaining(['write', 'read']));
   });
 });

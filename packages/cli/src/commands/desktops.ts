@@ -7,6 +7,14 @@ import type { Command } from 'commander';
 import { createWebSocketStream } from 'ws';
 import { type Ctx, profileClient, withAdmin } from '../context.js';
 import { json, table } from '../output.js';
+import {
+  BROWSER_HELP,
+  MFA_CODE_HELP,
+  MFA_MODE_HELP,
+  type MfaCodeSource,
+  mfaSource,
+  sessionMfaCerts,
+} from '../session-mfa.js';
 import { currentProfile } from './db.js';
 import { labelsOf } from './ssh.js';
 import { examples, usage } from './usage.js';
@@ -148,62 +156,91 @@ export function registerDesktopConnect(desktops: Command, ctx: Ctx): void {
     .requiredOption('--login <login>', 'Windows login (one your roles allow; the gateway holds its password)')
     .option('--port <port>', 'local port for the RDP client (default: a free one)', (v) => Number(v))
     .option('--no-launch', 'do not start xfreerdp; print the address and wait (Ctrl+C ends)')
+    .option('--mfa-code <code>', `${MFA_CODE_HELP}; each new RDP connection after the first asks again`)
+    .option('--mfa-mode <mode>', MFA_MODE_HELP)
+    .option('--browser <command>', BROWSER_HELP)
     .addHelpText('after', examples('  $ gatehouse desktops connect win1 --login Administrator'))
-    .action(async (name: string, o: { login: string; port?: number; launch: boolean }) => {
-      const profile = currentProfile(ctx);
-      const api = profileClient(ctx, profile);
-      const keys = ctx.home.readKeys(profile);
-      // Authorize now, so a refusal is printed before any client starts.
-      const first = await api.desktopToken(name, o.login);
-      let pending: string | undefined = first.token;
-      const front = await startLocalFront({
-        desktop: name,
-        token: async () => {
-          const t = pending ?? (await api.desktopToken(name, o.login)).token;
-          pending = undefined;
-          return t;
+    .action(
+      async (
+        name: string,
+        o: {
+          login: string;
+          port?: number;
+          launch: boolean;
+          mfaCode?: string;
+          mfaMode?: string;
+          browser?: string;
         },
-        openSocket: () =>
-          new Promise((resolve, reject) => {
-            const ws = api.openDesktopSocket();
-            ws.once('open', () => resolve(createWebSocketStream(ws)));
-            ws.once('error', reject);
-          }),
-        // The native client talks TLS to this local port only; it sees the user's own certificate.
-        cert: keys.tlsCert,
-        key: keys.tlsKey,
-        ...(o.port ? { port: o.port } : {}),
-        log: (msg, err) => ctx.err(`${msg}${err ? `: ${(err as Error).message}` : ''}\n`),
-      });
-      const stop = async () => {
-        await front.close();
-        api.close();
-      };
-      if (o.launch && existsSync(XFREERDP)) {
-        ctx.err(`Desktop ${name} on ${front.address}; starting xfreerdp as ${o.login}.\n`);
-        const child = spawn(
-          XFREERDP,
-          [`/v:${front.address}`, `/u:${o.login}`, '/p:', '/cert:ignore', '/sec:tls'],
-          {
-            stdio: 'inherit',
+      ) => {
+        const profile = currentProfile(ctx);
+        const api = profileClient(ctx, profile);
+        const keys = ctx.home.readKeys(profile);
+        // With require_session_mfa every desktop connection is a new session: each asks for a
+        // check (the code given here pays for the first) and its token mints that one desktop token.
+        const source = mfaSource(o, ctx.env);
+        const checked = (src: MfaCodeSource) =>
+          sessionMfaCerts(
+            ctx.home,
+            profile,
+            { kind: 'desktop', desktop: name, login: o.login },
+            {},
+            src,
+            `desktop ${name} as ${o.login}`,
+          ).then((r) => r?.mfa_token);
+        // Authorize now, so a refusal is printed before any client starts.
+        const first = await api.desktopToken(name, o.login, await checked(source));
+        let pending: string | undefined = first.token;
+        const front = await startLocalFront({
+          desktop: name,
+          token: async () => {
+            // The code given on the command line paid for the first connection: later ones ask.
+            const later = { mfaMode: source.mfaMode, browser: source.browser };
+            const t = pending ?? (await api.desktopToken(name, o.login, await checked(later))).token;
+            pending = undefined;
+            return t;
           },
+          openSocket: () =>
+            new Promise((resolve, reject) => {
+              const ws = api.openDesktopSocket();
+              ws.once('open', () => resolve(createWebSocketStream(ws)));
+              ws.once('error', reject);
+            }),
+          // The native client talks TLS to this local port only; it sees the user's own certificate.
+          cert: keys.tlsCert,
+          key: keys.tlsKey,
+          ...(o.port ? { port: o.port } : {}),
+          log: (msg, err) => ctx.err(`${msg}${err ? `: ${(err as Error).message}` : ''}\n`),
+        });
+        const stop = async () => {
+          await front.close();
+          api.close();
+        };
+        if (o.launch && existsSync(XFREERDP)) {
+          ctx.err(`Desktop ${name} on ${front.address}; starting xfreerdp as ${o.login}.\n`);
+          const child = spawn(
+            XFREERDP,
+            [`/v:${front.address}`, `/u:${o.login}`, '/p:', '/cert:ignore', '/sec:tls'],
+            {
+              stdio: 'inherit',
+            },
+          );
+          // Ending this command ends the client too (no xfreerdp left behind on its display).
+          const forward = (sig: NodeJS.Signals) => child.kill(sig);
+          process.once('SIGINT', forward);
+          process.once('SIGTERM', forward);
+          const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 1)));
+          process.off('SIGINT', forward);
+          process.off('SIGTERM', forward);
+          await stop();
+          process.exitCode = code;
+          return;
+        }
+        ctx.out(
+          `Desktop ${name} is at ${front.address}: point your RDP client there as ${o.login} (no password needed;\n` +
+            'accept the certificate, it is your own Gatehouse certificate). Ctrl+C ends.\n',
         );
-        // Ending this command ends the client too (no xfreerdp left behind on its display).
-        const forward = (sig: NodeJS.Signals) => child.kill(sig);
-        process.once('SIGINT', forward);
-        process.once('SIGTERM', forward);
-        const code = await new Promise<number>((resolve) => child.once('exit', (c) => resolve(c ?? 1)));
-        process.off('SIGINT', forward);
-        process.off('SIGTERM', forward);
+        await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
         await stop();
-        process.exitCode = code;
-        return;
-      }
-      ctx.out(
-        `Desktop ${name} is at ${front.address}: point your RDP client there as ${o.login} (no password needed;\n` +
-          'accept the certificate, it is your own Gatehouse certificate). Ctrl+C ends.\n',
-      );
-      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
-      await stop();
-    });
+      },
+    );
 }

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
+import { userInfo } from 'node:os';
 import tls from 'node:tls';
 import { encodeTargetRequest, TargetReplyParser } from '@gatehouse/adapter-ssh/wire';
 import { GatehouseError, parseHostPort } from '@gatehouse/core/lite';
@@ -191,11 +192,75 @@ export function defineSsh(cmd: Command, ctx: SshCtx): Command {
   );
 }
 
+/** scp's options that take a value (OpenSSH 9: -c -D -F -i -J -l -o -P -S -X). */
+const SCP_VALUE_OPTIONS = new Set('cDFiJloPSX');
+
+/**
+ * The remote ends (`LOGIN@NODE`) named in scp's arguments, in order and
+ * without repeats, by OpenSSH's rules: an operand is remote when a `:`
+ * comes before any `/` (a leading `:` or `[...]` brackets aside), or it is
+ * an `scp://[LOGIN@]NODE[:PORT]/PATH` URI. A remote without a login uses
+ * `defaultLogin` (OpenSSH's local user name).
+ */
+export function scpRemoteTargets(args: string[], defaultLogin: string): { login: string; node: string }[] {
+  const operands: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--') {
+      operands.push(...args.slice(i + 1));
+      break;
+    }
+    if (a.startsWith('-') && a.length > 1) {
+      // Flags can be grouped (-rP 2222); a value option takes the rest of the word or the next argument.
+      for (let j = 1; j < a.length; j++) {
+        if (SCP_VALUE_OPTIONS.has(a[j]!)) {
+          if (j === a.length - 1) i++;
+          break;
+        }
+      }
+      continue;
+    }
+    operands.push(a);
+  }
+  const found = new Map<string, { login: string; node: string }>();
+  const add = (userHost: string) => {
+    const at = userHost.lastIndexOf('@');
+    const login = at >= 0 ? userHost.slice(0, at) : defaultLogin;
+    const node = (at >= 0 ? userHost.slice(at + 1) : userHost).replace(/^\[(.*)\]$/, '$1');
+    if (node) found.set(`${login}@${node}`, { login, node });
+  };
+  for (const o of operands) {
+    const uri = /^scp:\/\/([^/]+?)(?::\d+)?(?:\/|$)/.exec(o);
+    if (uri) {
+      add(decodeURIComponent(uri[1]!));
+      continue;
+    }
+    if (o.startsWith(':')) continue; // a leading colon belongs to a local file name
+    let bracket = false;
+    for (let k = 0; k < o.length; k++) {
+      const c = o[k];
+      if (c === '@' && o[k + 1] === '[') bracket = true;
+      else if (c === '[' && k === 0) bracket = true;
+      else if (c === ']' && o[k + 1] === ':' && bracket) {
+        add(o.slice(0, k + 1));
+        break;
+      } else if (c === ':' && !bracket) {
+        add(o.slice(0, k));
+        break;
+      } else if (c === '/') break;
+    }
+  }
+  return [...found.values()];
+}
+
 /** `gatehouse scp ARGS...` on `cmd`. */
 export function defineScp(cmd: Command, ctx: SshCtx): Command {
   return cmd
     .description('copy files to or from nodes through Gatehouse (runs OpenSSH scp with your certificate)')
     .argument('<args...>', 'scp arguments, e.g. file.txt root@web1:/tmp/')
+    .option('--mfa-code <code>', MFA_CODE_HELP)
+    .option('--mfa-mode <mode>', MFA_MODE_HELP)
+    .option('--browser <command>', BROWSER_HELP)
     .allowUnknownOption(true)
     .addHelpText(
       'after',
@@ -203,8 +268,28 @@ export function defineScp(cmd: Command, ctx: SshCtx): Command {
         '  $ gatehouse scp report.pdf root@web1:/tmp/\n  $ gatehouse scp -r root@web1:/var/log/app ./logs',
       ),
     )
-    .action(async (args: string[]) => {
-      ctx.exitCode = await run(ctx, 'scp', [...sshOptions(ctx), ...args]);
+    .action(async (args: string[], o: { mfaCode?: string; mfaMode?: string; browser?: string }) => {
+      const p = requireProfile(ctx.home);
+      const targets = scpRemoteTargets(args, userInfo().username);
+      // A copy with one node asks the proxy whether it needs a fresh check, as gatehouse ssh does.
+      // A bound certificate opens one target: a copy between two nodes goes without, and is
+      // refused for users who need the check (the refusal names gatehouse scp; decision 0037).
+      const one = targets.length === 1 ? targets[0] : undefined;
+      const mfa = one
+        ? await sessionMfaCerts(
+            ctx.home,
+            p,
+            { kind: 'node', node: one.node, login: one.login },
+            { ssh_public_key: ctx.home.readKeys(p).sshPub.trim() },
+            mfaSource(o, ctx.env),
+            `${one.login}@${one.node}`,
+          )
+        : undefined;
+      const copy = async (certFile?: string) => {
+        ctx.exitCode = await run(ctx, 'scp', [...sshOptions(ctx, certFile), ...args]);
+      };
+      if (mfa?.ssh_cert) await withCertFile(mfa.ssh_cert, 'mfa-cert.pub', copy);
+      else await copy();
     });
 }
 

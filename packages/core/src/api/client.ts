@@ -505,8 +505,13 @@ export class GatehouseClient implements AdminApi {
   }
 
   /** A single-use token for a desktop's RDCleanPath WebSocket (core authorizes `login` on `name` now). */
-  desktopToken(name: string, login: string): Promise<DesktopTokenView> {
-    return this.#json(PUBLIC_ROUTES.desktopToken, { name }, { login });
+  /** `mfaToken`: a per-session MFA check's token for this desktop and login (require_session_mfa). */
+  desktopToken(name: string, login: string, mfaToken?: string): Promise<DesktopTokenView> {
+    return this.#json(
+      PUBLIC_ROUTES.desktopToken,
+      { name },
+      { login, ...(mfaToken ? { mfa_token: mfaToken } : {}) },
+    );
   }
 
   /** The RDCleanPath WebSocket (what IronRDP in the browser opens; `gatehouse desktops connect` too). */

@@ -208,6 +208,8 @@ export interface FileQuery {
   login: string;
   /** Absolute, or relative to the login's home directory. */
   path: string;
+  /** A per-session MFA check's single-use token for this node and login (require_session_mfa), as the web terminal's. */
+  mfa_token?: string | undefined;
 }
 
 export interface FileUploadResponse {

@@ -222,6 +222,7 @@ const mfaTargetBody = z.union([
   z.object({ kind: z.literal('node'), node: z.string().max(128), login: z.string().max(128) }).strict(),
   z.object({ kind: z.literal('db'), name: z.string().max(128), user: z.string().max(128) }).strict(),
   z.object({ kind: z.literal('kube'), cluster: z.string().max(128) }).strict(),
+  z.object({ kind: z.literal('desktop'), desktop: z.string().max(128), login: z.string().max(128) }).strict(),
 ]);
 
 const sessionMfaChallengeBody = z.object({ target: mfaTargetBody }).strict();
@@ -322,7 +323,13 @@ const requestCertsBody = z
   })
   .strict();
 
-const desktopTokenBody = z.object({ login: z.string().min(1).max(256) }).strict();
+const desktopTokenBody = z
+  .object({
+    login: z.string().min(1).max(256),
+    /** A per-session MFA check's single-use token for this desktop and login (require_session_mfa). */
+    mfa_token: z.string().max(128).optional(),
+  })
+  .strict();
 
 const ssoStartBody = z
   .object({
@@ -840,7 +847,13 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
     compileRoute('POST', PUBLIC_ROUTES.desktopToken[1], async (ctx, p) => {
       const c = await caller(ctx);
       const body = parseBody(desktopTokenBody, await readJson(ctx.req, max));
-      const view = await d.desktopTokens.mint(c.principal.identity, p.name!, body.login, {
+      // After a check the desktop token is minted for the bound identity: the Authorizer
+      // accepts it for this desktop and login only (mfa/target.ts).
+      const identity =
+        body.mfa_token === undefined
+          ? c.principal.identity
+          : await d.sessionMfa.redeemToken(body.mfa_token, c.principal.user.name);
+      const view = await d.desktopTokens.mint(identity, p.name!, body.login, {
         remoteAddr: ctx.remoteAddr,
         protocol: 'rdp',
       });
@@ -883,7 +896,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
     compileRoute('GET', PUBLIC_ROUTES.downloadFile[1], async (ctx) => {
       const c = await caller(ctx);
       const service = terminalService();
-      const req = fileRequest(ctx, c);
+      const req = await fileRequest(ctx, c, d.sessionMfa);
       const file = await service.readFile(req);
       ctx.res.writeHead(200, {
         'content-type': 'application/octet-stream',
@@ -906,7 +919,7 @@ export function createApiHandler(d: ApiServerDeps): (req: IncomingMessage, res: 
       const declared = Number(ctx.req.headers['content-length'] ?? '0');
       if (declared > MAX_UPLOAD_BYTES) throw uploadTooLarge();
       const service = terminalService();
-      const req = fileRequest(ctx, c);
+      const req = await fileRequest(ctx, c, d.sessionMfa);
       const result = await service.writeFile(req, limitedBody(ctx.req));
       const body: FileUploadResponse = { bytes: result.bytes };
       sendJson(ctx.res, 200, body);
@@ -1221,8 +1234,13 @@ async function streamRecording(
   await pipeline(Readable.from(body), res);
 }
 
-/** The FileRequest of a /v1/files call; a missing parameter is a 400. */
-function fileRequest(ctx: Ctx, c: Caller): FileRequest {
+/**
+ * The FileRequest of a /v1/files call; a missing parameter is a 400. With
+ * `mfa_token` (a per-session MFA check for this node and login, as the web
+ * terminal's), the transfer runs as the token's bound identity; the
+ * Authorizer checks that the binding is for this node and login.
+ */
+async function fileRequest(ctx: Ctx, c: Caller, mfa: Pick<SessionMfa, 'redeemToken'>): Promise<FileRequest> {
   const s = ctx.url.searchParams;
   const q: FileQuery = { node: s.get('node') ?? '', login: s.get('login') ?? '', path: s.get('path') ?? '' };
   const missing = (['node', 'login', 'path'] as const).filter((k) => q[k] === '' || q[k].length > 4096);
@@ -1231,7 +1249,9 @@ function fileRequest(ctx: Ctx, c: Caller): FileRequest {
       hint: 'send node=NAME&login=LOGIN&path=PATH',
     });
   }
-  const identity = c.principal.identity;
+  const token = s.get('mfa_token');
+  const identity =
+    token === null ? c.principal.identity : await mfa.redeemToken(token, c.principal.user.name);
   return { identity, ticket: mintClientTicket(identity, q.login), ...q, remoteAddr: ctx.remoteAddr };
 }
 

@@ -91,11 +91,16 @@ export interface SessionMfaBinding {
   sessionExpires: Date;
 }
 
-/** The one target a per-session MFA certificate opens: a node login, a database user, a Kubernetes cluster. */
+/**
+ * The one target a per-session MFA certificate (or web token) opens: a node
+ * login, a database user, a Kubernetes cluster, a desktop login (web only:
+ * desktops take no certificate).
+ */
 export type MfaTarget =
   | { kind: 'node'; node: string; login: string }
   | { kind: 'db'; name: string; user: string }
-  | { kind: 'kube'; cluster: string };
+  | { kind: 'kube'; cluster: string }
+  | { kind: 'desktop'; desktop: string; login: string };
 
 export type Route =
   | {

@@ -244,9 +244,9 @@ export class SessionMfa {
     const refused = () =>
       new GatehouseError(
         'GH_ERR_SESSION_MFA_REQUIRED',
-        'the MFA check for this terminal is unknown, used or expired',
+        'the MFA check for this terminal or file transfer is unknown, used or expired',
         {
-          hint: 'open the terminal again and enter a new code',
+          hint: 'open the terminal (or start the transfer) again and answer a new check',
         },
       );
     if (typeof token !== 'string' || !/^[A-Za-z0-9_-]{20,100}$/.test(token)) throw refused();
@@ -321,7 +321,7 @@ export class SessionMfa {
       ).cert;
     }
     if (req.tls_public_key !== undefined) {
-      if (target.kind === 'node') throw wrongKey('a TLS key', target);
+      if (target.kind === 'node' || target.kind === 'desktop') throw wrongKey('a TLS key', target);
       out.tls_cert = (
         await this.#d.authorities.issueX509UserCert({
           publicKeyPem: req.tls_public_key,
@@ -379,7 +379,10 @@ export class SessionMfa {
 }
 
 function targetName(t: MfaTarget): string {
-  return t.kind === 'node' ? t.node : t.kind === 'db' ? t.name : t.cluster;
+  if (t.kind === 'node') return t.node;
+  if (t.kind === 'db') return t.name;
+  if (t.kind === 'desktop') return t.desktop;
+  return t.cluster;
 }
 
 /** A target as mfa.session audit events name it. */
@@ -390,6 +393,7 @@ export function targetFields(t: MfaTarget) {
     ...(t.kind === 'node' ? { server: t.node, login: t.login } : {}),
     ...(t.kind === 'db' ? { server: t.name, db_user: t.user } : {}),
     ...(t.kind === 'kube' ? { server: t.cluster } : {}),
+    ...(t.kind === 'desktop' ? { server: t.desktop, login: t.login } : {}),
   };
 }
 
@@ -398,7 +402,7 @@ function wrongKey(what: string, target: MfaTarget): GatehouseError {
     'GH_ERR_VALIDATION',
     `${what} cannot be certified for ${describeMfaTarget(target)}`,
     {
-      hint: 'send ssh_public_key for nodes, tls_public_key for databases and Kubernetes clusters',
+      hint: 'send ssh_public_key for nodes, tls_public_key for databases and Kubernetes clusters, no key for desktops (a web token)',
     },
   );
 }
@@ -422,7 +426,7 @@ function validTarget(t: unknown): MfaTarget {
   const bad = () =>
     new GatehouseError(
       'GH_ERR_VALIDATION',
-      'the MFA target must name a node and login, a database and user, or a Kubernetes cluster',
+      'the MFA target must name a node and login, a database and user, a Kubernetes cluster, or a desktop and login',
       {
         hint: 'names are letters, digits, dots, dashes, underscores and @',
       },
@@ -433,5 +437,7 @@ function validTarget(t: unknown): MfaTarget {
   if (o.kind === 'node' && ok(o.node) && ok(o.login)) return { kind: 'node', node: o.node, login: o.login };
   if (o.kind === 'db' && ok(o.name) && ok(o.user)) return { kind: 'db', name: o.name, user: o.user };
   if (o.kind === 'kube' && ok(o.cluster)) return { kind: 'kube', cluster: o.cluster };
+  if (o.kind === 'desktop' && ok(o.desktop) && ok(o.login))
+    return { kind: 'desktop', desktop: o.desktop, login: o.login };
   throw bad();
 }

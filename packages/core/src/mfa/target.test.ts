@@ -52,18 +52,40 @@ describe('mfaTargetMatches', () => {
 
 describe('sessionMfaRefusal', () => {
   it('required: the login certificate is refused for new node, db and kube sessions, with what to run', () => {
-    expect(sessionMfaRefusal(login, node('web1', 'ops'), true)?.hint).toMatch(/gatehouse ssh ops@web1/);
+    expect(sessionMfaRefusal(login, node('web1', 'ops'), true)?.hint).toMatch(
+      /gatehouse ssh ops@web1 \(copy files with gatehouse scp\)/,
+    );
     expect(sessionMfaRefusal(login, db('orders', 'alice'), true)?.hint).toMatch(
       /gatehouse db connect orders/,
     );
-    expect(sessionMfaRefusal(login, kube('prod'), true)?.hint).toMatch(/gatehouse kube login prod/);
+    expect(sessionMfaRefusal(login, kube('prod'), true)?.hint).toMatch(
+      /gatehouse kubectl --cluster prod -- ARGS, or use the kubectl context of gatehouse kube login prod \(without --static\)/,
+    );
     expect(sessionMfaRefusal(login, node('web1', 'ops'), true)?.code).toBe('GH_ERR_SESSION_MFA_REQUIRED');
   });
 
-  it('not required, or a live session re-checked, or a desktop: no refusal for the login certificate', () => {
+  it('a desktop is covered too: the login identity alone is refused, with the web UI in the hint', () => {
+    const r = sessionMfaRefusal(login, desktop, true);
+    expect(r?.code).toBe('GH_ERR_SESSION_MFA_REQUIRED');
+    expect(r?.reason).toContain('desktop "win1" as Administrator');
+    expect(r?.hint).toMatch(/open desktop win1 from the Resources page of the web UI/);
+  });
+
+  it('a desktop binding matches that desktop and login only', () => {
+    const t: MfaTarget = { kind: 'desktop', desktop: 'win1', login: 'Administrator' };
+    expect(mfaTargetMatches(t, desktop)).toBe(true);
+    expect(mfaTargetMatches(t, { ...desktop, name: 'win2' })).toBe(false);
+    expect(mfaTargetMatches(t, { ...desktop, login: 'guest' })).toBe(false);
+    expect(mfaTargetMatches(t, node('win1', 'Administrator'))).toBe(false);
+    expect(sessionMfaRefusal(bound(t), { ...desktop, name: 'win2' }, true)?.reason).toBe(
+      'this certificate\'s MFA check was for desktop "win1" as Administrator, not desktop "win2" as Administrator',
+    );
+  });
+
+  it('not required, or a live session re-checked: no refusal for the login certificate', () => {
     expect(sessionMfaRefusal(login, node('web1', 'ops'), false)).toBeUndefined();
     expect(sessionMfaRefusal(login, node('web1', 'ops'), true, { established: true })).toBeUndefined();
-    expect(sessionMfaRefusal(login, desktop, true)).toBeUndefined();
+    expect(sessionMfaRefusal(login, desktop, false)).toBeUndefined();
   });
 
   it('a bound certificate opens its target only, whether or not the roles require the check', () => {

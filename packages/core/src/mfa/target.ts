@@ -5,6 +5,7 @@ import type { Identity, MfaTarget } from '../identity/types.js';
 export function describeMfaTarget(t: MfaTarget): string {
   if (t.kind === 'node') return `${t.login}@${t.node}`;
   if (t.kind === 'db') return `database "${t.name}" as ${t.user}`;
+  if (t.kind === 'desktop') return `desktop "${t.desktop}" as ${t.login}`;
   return `Kubernetes cluster "${t.cluster}"`;
 }
 
@@ -12,7 +13,7 @@ function describeAccess(t: AccessTarget): string {
   if (t.kind === 'node') return `${t.login}@${t.name}`;
   if (t.kind === 'db') return `database "${t.name}" as ${t.dbUser}`;
   if (t.kind === 'kube') return `Kubernetes cluster "${t.name}"`;
-  return `desktop "${t.name}"`;
+  return `desktop "${t.name}" as ${t.login}`;
 }
 
 /** Whether a session to `target` is the one an MFA certificate bound to `bound` opens. */
@@ -24,6 +25,8 @@ export function mfaTargetMatches(bound: MfaTarget, target: AccessTarget): boolea
       return target.kind === 'db' && target.name === bound.name && target.dbUser === bound.user;
     case 'kube':
       return target.kind === 'kube' && target.name === bound.cluster;
+    case 'desktop':
+      return target.kind === 'desktop' && target.name === bound.desktop && target.login === bound.login;
     default: {
       const _: never = bound;
       return false;
@@ -35,19 +38,21 @@ export function mfaTargetMatches(bound: MfaTarget, target: AccessTarget): boolea
 export function sessionMfaHint(target: AccessTarget): string {
   switch (target.kind) {
     case 'node':
-      return `connect with gatehouse ssh ${target.login}@${target.name}: it asks for your authenticator code (plain ssh cannot)`;
+      return `connect with gatehouse ssh ${target.login}@${target.name} (copy files with gatehouse scp): they ask for your authenticator code (plain ssh and scp cannot)`;
     case 'db':
-      return `connect with gatehouse db connect ${target.name}: it asks for your authenticator code`;
+      return `connect with gatehouse db connect ${target.name} (or a local tunnel: gatehouse proxy db ${target.name}): they ask for your authenticator code`;
     case 'kube':
-      return `use the kubectl context of gatehouse kube login ${target.name}: its credentials plugin asks for your authenticator code`;
+      return `run kubectl through gatehouse kubectl --cluster ${target.name} -- ARGS, or use the kubectl context of gatehouse kube login ${target.name} (without --static): they ask for your authenticator code`;
+    case 'desktop':
+      return `open desktop ${target.name} from the Resources page of the web UI: it asks for your second factor first`;
     default:
       return 'open the session from the web UI or the gatehouse CLI, which ask for your second factor';
   }
 }
 
-/** Whether per-session MFA covers this kind of target (desktops are not covered yet). */
+/** Whether per-session MFA covers this kind of target (every kind of session: nodes, databases, clusters, desktops). */
 export function sessionMfaApplies(kind: AccessTarget['kind'] | MfaTarget['kind']): boolean {
-  return kind === 'node' || kind === 'db' || kind === 'kube';
+  return kind === 'node' || kind === 'db' || kind === 'kube' || kind === 'desktop';
 }
 
 /**

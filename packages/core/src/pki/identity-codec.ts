@@ -28,6 +28,7 @@ const mfaTargetSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('node'), node: z.string().min(1), login: z.string().min(1) }),
   z.strictObject({ kind: z.literal('db'), name: z.string().min(1), user: z.string().min(1) }),
   z.strictObject({ kind: z.literal('kube'), cluster: z.string().min(1) }),
+  z.strictObject({ kind: z.literal('desktop'), desktop: z.string().min(1), login: z.string().min(1) }),
 ]);
 
 const identitySchema = z.strictObject({
@@ -74,6 +75,7 @@ function routeJson(r: Route): Record<string, string> {
 export function mfaTargetJson(t: MfaTarget): string {
   if (t.kind === 'node') return JSON.stringify({ kind: 'node', node: t.node, login: t.login });
   if (t.kind === 'db') return JSON.stringify({ kind: 'db', name: t.name, user: t.user });
+  if (t.kind === 'desktop') return JSON.stringify({ kind: 'desktop', desktop: t.desktop, login: t.login });
   return JSON.stringify({ kind: 'kube', cluster: t.cluster });
 }
 

@@ -102,7 +102,12 @@ type RouteDef = readonly [string, string];
 export type Progress = (done: number, total: number | undefined) => void;
 
 export function filesQueryString(q: FileQuery): string {
-  return new URLSearchParams({ node: q.node, login: q.login, path: q.path }).toString();
+  return new URLSearchParams({
+    node: q.node,
+    login: q.login,
+    path: q.path,
+    ...(q.mfa_token ? { mfa_token: q.mfa_token } : {}),
+  }).toString();
 }
 
 /** Aborts `ctl` when `reset` has not been called for `ms`: a transfer may be long, never silent. */
@@ -307,8 +312,13 @@ export class WebApi implements UiAdmin {
   listNodes: UiAdmin['listNodes'] = () => this.#call(ADMIN_ROUTES.listNodes);
   listDesktops: UiAdmin['listDesktops'] = () => this.#call(ADMIN_ROUTES.listDesktops);
   /** A single-use token for the desktop's RDCleanPath WebSocket (core authorizes the login now). */
-  desktopToken(name: string, login: string): Promise<DesktopTokenView> {
-    return this.#call(PUBLIC_ROUTES.desktopToken, { name }, { body: { login } });
+  /** `mfaToken`: a per-session MFA check's token for this desktop and login (require_session_mfa). */
+  desktopToken(name: string, login: string, mfaToken?: string): Promise<DesktopTokenView> {
+    return this.#call(
+      PUBLIC_ROUTES.desktopToken,
+      { name },
+      { body: { login, ...(mfaToken ? { mfa_token: mfaToken } : {}) } },
+    );
   }
   /** Whether a terminal on this node login needs a per-session MFA check (require_session_mfa), and its challenge. */
   sessionMfaChallenge(req: SessionMfaChallengeRequest): Promise<SessionMfaChallengeResponse> {

@@ -1,6 +1,7 @@
 import type { UserInteraction } from '@devolutions/iron-remote-desktop';
 import { useEffect, useRef, useState } from 'react';
 import { useApp } from '../app';
+import { useSessionMfa } from '../components/session-mfa';
 import { ErrorBox } from '../components/ui';
 import {
   desktopFromSearch,
@@ -46,6 +47,10 @@ function LiveDesktopView({ target }: { target: LiveDesktop }) {
   const ui = useRef<UserInteraction | undefined>(undefined);
   const [status, setStatus] = useState<State>({ state: 'connecting' });
   const { desktop, login } = target;
+  // With require_session_mfa the desktop asks for a check before its token (the effect reads the latest ask).
+  const mfa = useSessionMfa();
+  const askMfa = useRef(mfa.ask);
+  askMfa.current = mfa.ask;
 
   useEffect(() => {
     if (!host.current) return;
@@ -56,7 +61,12 @@ function LiveDesktopView({ target }: { target: LiveDesktop }) {
       async (u) => {
         ui.current = u;
         try {
-          const t = await api.desktopToken(desktop, login);
+          const mfaToken = await askMfa.current(
+            { kind: 'desktop', desktop, login },
+            `desktop ${desktop} as ${login}`,
+          );
+          if (stopped) return;
+          const t = await api.desktopToken(desktop, login, mfaToken);
           const conn = {
             user: login,
             destination: t.destination,
@@ -133,6 +143,7 @@ function LiveDesktopView({ target }: { target: LiveDesktop }) {
               : status.message}
         </span>
       </div>
+      {mfa.prompt}
       {status.state === 'error' && status.error ? <ErrorBox error={status.error} /> : null}
       <div className="desktop-screen" ref={host} />
     </main>

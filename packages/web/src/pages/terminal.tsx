@@ -10,6 +10,7 @@ import {
   validTerminalSize,
 } from '../api/routes';
 import { mayOpenTerminal, type Session, useApp } from '../app';
+import { offeredMethods, useSessionMfa } from '../components/session-mfa';
 import { capitalize, ErrorBox, Loading, Notice, sentence, useLoad } from '../components/ui';
 import { numberDuplicates } from '../lib/names';
 import {
@@ -27,7 +28,7 @@ import {
   targetFromSearch,
   targetTitle,
 } from '../lib/terminal';
-import { assert, webAuthnSupported } from '../lib/webauthn';
+import { assert } from '../lib/webauthn';
 
 type Role = 'owner' | JoinMode;
 
@@ -506,15 +507,7 @@ function NewTabPicker({ session, onOpen }: { session: Session; onOpen: (t: TabTa
         onOpen(target);
         return;
       }
-      const key = ch.methods?.find((m) => m.method === 'webauthn');
-      setMfa({
-        challengeId: ch.challenge_id,
-        node: target.node,
-        login: target.login,
-        totp: ch.methods?.some((m) => m.method === 'totp') ?? false,
-        // A browser without WebAuthn cannot use the key: only the code is offered then.
-        ...(key?.data && webAuthnSupported() ? { keyOptions: key.data } : {}),
-      });
+      setMfa({ challengeId: ch.challenge_id, node: target.node, login: target.login, ...offeredMethods(ch) });
     });
   };
 
@@ -648,15 +641,23 @@ function FilesPanel({ node, login }: { node: string; login: string }) {
   const [src, setSrc] = useState('');
   const [t, setT] = useState<Transfer>({ state: 'idle' });
   const busy = t.state === 'busy';
+  // Each transfer is a new session on the node: with require_session_mfa it asks for a check first.
+  const mfa = useSessionMfa();
+  const checked = async () => {
+    setT({ state: 'busy', what: 'Second-factor check', progress: 'waiting for your answer' });
+    const token = await mfa.ask({ kind: 'node', node, login }, `a file transfer as ${login}@${node}`);
+    return { node, login, ...(token ? { mfa_token: token } : {}) };
+  };
 
   const upload = async (e: FormEvent) => {
     e.preventDefault();
     const path = cleanRemotePath(dest);
     if (!file || !path) return;
     const what = `Uploading ${file.name} to ${path}`;
-    setT({ state: 'busy', what, progress: formatProgress(0, file.size) });
     try {
-      const r = await api.uploadFile({ node, login, path }, file, (done, total) =>
+      const q = await checked();
+      setT({ state: 'busy', what, progress: formatProgress(0, file.size) });
+      const r = await api.uploadFile({ ...q, path }, file, (done, total) =>
         setT({ state: 'busy', what, progress: formatProgress(done, total) }),
       );
       setT({
@@ -673,9 +674,10 @@ function FilesPanel({ node, login }: { node: string; login: string }) {
     const path = cleanRemotePath(src);
     if (!path) return;
     const what = `Downloading ${path}`;
-    setT({ state: 'busy', what, progress: formatProgress(0, undefined) });
     try {
-      const blob = await api.downloadFile({ node, login, path }, (done, total) =>
+      const q = await checked();
+      setT({ state: 'busy', what, progress: formatProgress(0, undefined) });
+      const blob = await api.downloadFile({ ...q, path }, (done, total) =>
         setT({ state: 'busy', what, progress: formatProgress(done, total) }),
       );
       saveBlob(blob, baseName(path));
@@ -729,6 +731,7 @@ function FilesPanel({ node, login }: { node: string; login: string }) {
       <p className="muted">
         As {login} on {node}; a relative path is in {login}'s home directory. An upload replaces the file.
       </p>
+      {mfa.prompt}
       {t.state === 'busy' ? (
         <div className="notice" role="status" data-testid="transfer">
           {t.what}: {t.progress}
