@@ -237,17 +237,22 @@ beforeAll(async () => {
       '',
     ].join('\n');
   gw.a = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-a') });
-  // The first admin accepts A's invite before B and C start (a gateway that finds the first admin
-  // without a password issues a new invite, which replaces the one before).
+  gw.b = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-b'), ready: 'listening' });
+  gw.c = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-c'), ready: 'listening' });
+  // B and C find the first admin without a password: they keep A's invite (a new one would cancel
+  // it) and say so.
+  for (const d of [gw.b, gw.c]) {
+    await expect.poll(() => d.out(), { timeout: 20_000 }).toContain('(admin) has an invite pending');
+    expect(d.out()).not.toContain('accept-invite');
+  }
+  lb = await startHaproxy([gw.a, gw.b, gw.c]);
+  // A's invite, accepted through the load balancer after B and C started, still works.
   const invite = await gh(
     'admin',
-    ['accept-invite', '--proxy', gw.a.proxy, '--ca-pin', gw.a.pin, gw.a.adminToken, '--password-stdin'],
+    ['accept-invite', '--proxy', lb, '--ca-pin', gw.a.pin, gw.a.adminToken, '--password-stdin'],
     `${PASSWORD}\n`,
   );
   expect(invite.code, invite.stderr).toBe(0);
-  gw.b = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-b'), ready: 'listening' });
-  gw.c = await startDaemon({ cluster: CLUSTER, extraConfig: config('gw-c'), ready: 'listening' });
-  lb = await startHaproxy([gw.a, gw.b, gw.c]);
   // Everyone logs in through the load balancer, whichever gateway answers.
   await login('admin', 'admin', lb);
   for (const u of ['alice', 'carol']) await addAccessUser(gw.a, u, TEST_LOGIN);
