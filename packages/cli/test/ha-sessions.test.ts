@@ -19,6 +19,7 @@ import type { PingResponse, SessionView } from '@gatehouse/core';
 import { type Sshd, TEST_LOGIN } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
+import { waitFor } from '../../core/test/helpers.js';
 import {
   addAccessUser,
   addNode,
@@ -242,7 +243,11 @@ beforeAll(async () => {
   // B and C find the first admin without a password: they keep A's invite (a new one would cancel
   // it) and say so.
   for (const d of [gw.b, gw.c]) {
-    await expect.poll(() => d.out(), { timeout: 20_000 }).toContain('(admin) has an invite pending');
+    await waitFor(
+      () => d.out().includes('(admin) has an invite pending') || undefined,
+      'the pending invite notice',
+      20_000,
+    );
     expect(d.out()).not.toContain('accept-invite');
   }
   lb = await startHaproxy([gw.a, gw.b, gw.c]);
