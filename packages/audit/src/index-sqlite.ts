@@ -39,24 +39,30 @@ function rowOf(e: AuditEvent, line?: string): Row {
 }
 
 /**
- * Inserts rows in one transaction. FTS rows are inserted here rather than by
- * an insert trigger: FTS5 flushes its pending terms at every statement
- * savepoint a trigger opens, which made each event cost a segment write and
- * merge (about 3x the cost of the whole insert). Self-contained (no outer
- * names) because a worker thread runs it from its source text.
+ * Inserts rows in one transaction, then feeds FTS5 the new rows in one
+ * statement (rows with a rowid above the largest before the batch: SQLite
+ * gives a new row max(rowid)+1, and a replayed event already indexed is
+ * skipped by OR IGNORE, so it gets no second FTS row). FTS rows are inserted
+ * here rather than by an insert trigger: FTS5 flushes its pending terms at
+ * every statement savepoint a trigger opens, which made each event cost a
+ * segment write and merge (about 3x the cost of the whole insert).
+ * Self-contained (no outer names) because a worker thread runs it from its
+ * source text.
  */
 function createInserter(db: Database.Database): (rows: Row[]) => void {
   const insert = db.prepare(
     'INSERT OR IGNORE INTO events (id, time, type, code, user, session_id, json) VALUES (?, ?, ?, ?, ?, ?, ?)',
   );
-  const text = db.prepare('INSERT INTO events_fts (rowid, json) VALUES (?, ?)');
-  return db.transaction((rows: Row[]) => {
-    for (const r of rows) {
-      const done = insert.run(r);
-      // A replayed event already indexed (OR IGNORE) must not get a second FTS row.
-      if (done.changes === 1) text.run(done.lastInsertRowid, r[6]);
-    }
+  const last = db.prepare('SELECT coalesce(max(seq), 0) FROM events').pluck();
+  const text = db.prepare('INSERT INTO events_fts (rowid, json) SELECT seq, json FROM events WHERE seq > ?');
+  const tx = db.transaction((rows: Row[]) => {
+    const before = last.get();
+    for (const r of rows) insert.run(r);
+    text.run(before);
   });
+  // IMMEDIATE: the batch reads max(seq) first, and a read that later turns
+  // into a write fails (SQLITE_BUSY) if another process wrote in between.
+  return (rows) => tx.immediate(rows);
 }
 
 interface WriterData {
@@ -183,9 +189,16 @@ CREATE INDEX IF NOT EXISTS events_time_id ON events(time, id);
 CREATE INDEX IF NOT EXISTS events_type_time ON events(type, time, id);
 CREATE INDEX IF NOT EXISTS events_user_time ON events(user, time, id);
 CREATE INDEX IF NOT EXISTS events_session_time ON events(session_id, time, id);
+-- columnsize=0: no per-row size record (only bm25 ranking would read it;
+-- search orders by time). An index made before keeps its table as it is.
 CREATE VIRTUAL TABLE IF NOT EXISTS events_fts USING fts5(
-  json, content='events', content_rowid='seq', tokenize='unicode61 remove_diacritics 2'
+  json, content='events', content_rowid='seq', columnsize=0, tokenize='unicode61 remove_diacritics 2'
 );
+-- Merge segments in larger steps than the defaults (4 and 16): fewer merges
+-- per event written, at the price of a few more segments for a search to
+-- read (decision 0015). Stored in the table, so existing indexes get it too.
+INSERT INTO events_fts(events_fts, rank) VALUES ('automerge', 16);
+INSERT INTO events_fts(events_fts, rank) VALUES ('crisismerge', 64);
 -- FTS rows are inserted with their events (createInserter), not by a
 -- trigger; indexes made by earlier versions lose their insert trigger here.
 DROP TRIGGER IF EXISTS events_fts_insert;
