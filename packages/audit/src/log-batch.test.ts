@@ -198,6 +198,29 @@ describe('background sinks', () => {
     await log.emit(q(4));
   });
 
+  it('writes a background batch once it reaches backgroundBatchMax, without waiting out the window', async () => {
+    const fg = new BatchSink('record');
+    const bg = new BatchSink('bg');
+    const log = new AuditLog({
+      cluster: 'c',
+      sinks: [fg, bg],
+      spoolDir: join(dir, 'spool'),
+      background: ['bg'],
+      backgroundFlushMs: 60_000,
+      backgroundBatchMax: 3,
+    });
+    logs.push(log);
+    await Promise.all([0, 1, 2, 3].map((i) => log.emit(q(i))));
+    // The first three went as one batch; the fourth waits for the window (or a search).
+    await expect.poll(() => bg.calls.length).toBe(1);
+    expect(bg.calls[0]!.map((e) => (e as { query?: string }).query)).toEqual([
+      'select 0',
+      'select 1',
+      'select 2',
+    ]);
+    expect(fg.calls.flat()).toHaveLength(4);
+  });
+
   it('refuses a configuration with no foreground sink or an unknown background name', () => {
     const a = new BatchSink('a');
     expect(() => new AuditLog({ cluster: 'c', sinks: [a], spoolDir: dir, background: ['a'] })).toThrow(
