@@ -9,19 +9,21 @@
 // that version's index, for a before/after in the same run. CPU is
 // process.cpuUsage() (all threads: the main thread's hand-off and the
 // index thread's SQLite work), steadier than the rate on a shared machine.
+// Then the audit path as the gateway runs it (chained record, index in the
+// background) at a pgbench-like rate: record only, and with each index.
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { SqliteAuditIndex } from '@gatehouse/audit';
+import * as audit from '@gatehouse/audit';
 import { cpuMeter, median, roundOrder } from './lib.mjs';
 
 export const description =
   'audit search index: CPU µs/event and events/s by chunk size (SQLite + FTS5, index thread)';
 
 function parseArgs(argv) {
-  const o = { events: 40_000, runs: 3, chunks: [100, 4000], before: undefined };
+  const o = { events: 40_000, logEvents: 15_000, runs: 3, chunks: [100, 4000], before: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--events') o.events = Number(argv[++i]);
@@ -80,22 +82,91 @@ async function measure(Index, events, chunk) {
   }
 }
 
+/** A statement's record as the PostgreSQL adapter emits it. */
+const query = {
+  type: 'db.session.query',
+  session_id: 'bench',
+  db_service: 'bench',
+  db_protocol: 'postgres',
+  db_user: 'bench',
+  db_name: 'bench',
+  user: 'bench',
+  query: 'SELECT abalance FROM pgbench_accounts WHERE aid = 42;',
+};
+
+/**
+ * The gateway's audit path as a whole: a chained JSON-lines record in the
+ * foreground and the index in the background on its thread (or no index),
+ * 8 emitters each pausing 1 ms between statements (a few thousand events/s,
+ * the rate pgbench reaches through the gateway, where a collection window
+ * holds fewer events than at full speed). CPU per event, all threads,
+ * including the index catching up (a search at the end waits for it).
+ */
+async function measureLog(mod, withIndex, events) {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-bench-index-log-'));
+  const record = new mod.JsonlFileSink({ dir: path.join(dir, 'audit'), chain: true });
+  const index = withIndex
+    ? new mod.SqliteAuditIndex({ path: path.join(dir, 'index.db'), worker: true })
+    : undefined;
+  const log = new mod.AuditLog({
+    cluster: 'bench',
+    sinks: index ? [record, index] : [record],
+    index,
+    spoolDir: path.join(dir, 'spool'),
+    background: index ? [index.name] : [],
+  });
+  try {
+    await log.emit(query);
+    if (index) await log.search({ limit: 1 });
+    const cpu = cpuMeter();
+    const t0 = process.hrtime.bigint();
+    let n = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (n < events) {
+          n++;
+          await log.emit(query);
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      }),
+    );
+    if (index) await log.search({ limit: 1 });
+    const s = Number(process.hrtime.bigint() - t0) / 1e9;
+    return { cpuUs: (cpu() * 1000) / n, rate: n / s };
+  } finally {
+    await log.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 export async function run(argv) {
   const o = parseArgs(argv);
-  const impls = [{ name: 'this build', Index: SqliteAuditIndex }];
+  const impls = [{ name: 'this build', Index: audit.SqliteAuditIndex, mod: audit }];
   if (o.before) {
     const mod = await import(pathToFileURL(path.join(o.before, 'index.js')).href);
-    impls.unshift({ name: 'before', Index: mod.SqliteAuditIndex });
+    impls.unshift({ name: 'before', Index: mod.SqliteAuditIndex, mod });
   }
   const events = Array.from({ length: o.events }, (_, i) => event(i));
-  const targets = impls.flatMap((im) =>
-    o.chunks.map((chunk) => ({ ...im, chunk, key: `${im.name}, chunks of ${chunk}` })),
-  );
+  const targets = [
+    ...impls.flatMap((im) =>
+      o.chunks.map((chunk) => ({
+        key: `${im.name}, chunks of ${chunk}`,
+        measure: () => measure(im.Index, events, chunk),
+      })),
+    ),
+    { key: 'audit path, record only', measure: () => measureLog(audit, false, o.logEvents) },
+    ...impls.map((im) => ({
+      key: `audit path, ${im.name}`,
+      measure: () => measureLog(im.mod, true, o.logEvents),
+    })),
+  ];
   const results = new Map(targets.map((t) => [t.key, { cpuUs: [], rate: [] }]));
-  process.stdout.write(`${o.events} events per measurement, median of ${o.runs} interleaved rounds\n\n`);
+  process.stdout.write(
+    `index alone: ${o.events} events per measurement; audit path (chained record + index thread, 8 emitters pausing 1 ms): ${o.logEvents}; median of ${o.runs} interleaved rounds; CPU of all threads\n\n`,
+  );
   for (let r = 0; r < o.runs; r++) {
     for (const t of roundOrder(targets, r)) {
-      const m = await measure(t.Index, events, t.chunk);
+      const m = await t.measure();
       results.get(t.key).cpuUs.push(m.cpuUs);
       results.get(t.key).rate.push(m.rate);
     }
@@ -103,7 +174,7 @@ export async function run(argv) {
   for (const t of targets) {
     const r = results.get(t.key);
     process.stdout.write(
-      `  ${t.key.padEnd(28)} ${median(r.cpuUs).toFixed(1).padStart(6)} us CPU/event  ${Math.round(median(r.rate)).toString().padStart(7)} events/s\n`,
+      `  ${t.key.padEnd(32)} ${median(r.cpuUs).toFixed(1).padStart(6)} us CPU/event  ${Math.round(median(r.rate)).toString().padStart(7)} events/s\n`,
     );
   }
 }
