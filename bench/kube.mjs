@@ -207,7 +207,12 @@ export async function run(argv) {
   const json = argv.includes('--json');
   if (!(Number.isInteger(rounds) && rounds >= 1)) throw new Error('--rounds must be a positive integer');
   const { createGateway } = await import('@gatehouse/core');
-  const { kube, kubeServerName } = await import('@gatehouse/adapter-k8s');
+  // GATEHOUSE_BENCH_KUBE_ADAPTER: another build of the adapter's index.js, to compare a change.
+  const { kube, kubeServerName } = await import(
+    process.env.GATEHOUSE_BENCH_KUBE_ADAPTER
+      ? pathToFileURL(path.resolve(process.env.GATEHOUSE_BENCH_KUBE_ADAPTER)).href
+      : '@gatehouse/adapter-k8s'
+  );
   const dir = await mkdtemp(path.join(os.tmpdir(), 'gh-bench-kube-'));
   const fixtureProc = child('fixture', [dir]);
   const loadProc = child('load', [String(Math.max(concurrency, execConcurrency))]);

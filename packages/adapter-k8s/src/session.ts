@@ -347,9 +347,12 @@ export class KubeConnection {
       done();
       if (!res.writableFinished) upReq.destroy();
     });
-    // A repeat has no body to relay (hasBody): the client's request has been read already.
-    if (retry) upReq.end();
-    else req.pipe(upReq);
+    // A request without a body (most: GET, a repeat) goes out at once, without a pipe to set
+    // up; its (empty) body is still read, so the client's connection can carry the next one.
+    if (retry || !hasBody(req.headers)) {
+      upReq.end();
+      if (!retry) req.resume();
+    } else req.pipe(upReq);
   }
 
   /** exec, attach, port-forward: HTTP upgrades to WebSocket or SPDY, relayed byte for byte. */
