@@ -241,10 +241,10 @@ export class KubeConnection {
   ) {
     return https.request({
       protocol: 'https:',
-      hostname: up.url.hostname,
-      port: up.url.port || 443,
+      hostname: up.hostname,
+      port: up.port,
       method: req.method,
-      path: joinPath(up.url, path),
+      path: joinPath(up.pathPrefix, path),
       headers: this.#upstreamHeaders(a, up, req.headers, upgrade),
       agent: fresh ? up.upgradeAgent : up.agent,
       ...(up.servername ? { servername: up.servername } : {}),
@@ -297,9 +297,12 @@ export class KubeConnection {
       const code = upRes.statusCode ?? 502;
       void this.#auditRequest(a, info, code);
       res.writeHead(code, upRes.statusMessage, responseHeaders(upRes.headers));
-      // Watches and `logs -f` stream for as long as they run: nothing may wait for the body.
-      res.flushHeaders();
-      if (info.verb === 'watch' || isFollow(req.url)) {
+      const streaming = info.verb === 'watch' || isFollow(req.url);
+      // Watches and `logs -f` stream for as long as they run, and a chunked body may come
+      // slowly: their headers go now. A body of known length follows at once, so its
+      // first chunk carries the headers (one TLS record and one write instead of two).
+      if (streaming || upRes.headers['content-length'] === undefined) res.flushHeaders();
+      if (streaming) {
         endStream = () => {
           upRes.destroy();
           res.destroy();
@@ -344,9 +347,12 @@ export class KubeConnection {
       done();
       if (!res.writableFinished) upReq.destroy();
     });
-    // A repeat has no body to relay (hasBody): the client's request has been read already.
-    if (retry) upReq.end();
-    else req.pipe(upReq);
+    // A request without a body (most: GET, a repeat) goes out at once, without a pipe to set
+    // up; its (empty) body is still read, so the client's connection can carry the next one.
+    if (retry || !hasBody(req.headers)) {
+      upReq.end();
+      if (!retry) req.resume();
+    } else req.pipe(upReq);
   }
 
   /** exec, attach, port-forward: HTTP upgrades to WebSocket or SPDY, relayed byte for byte. */
@@ -678,7 +684,7 @@ export class KubeConnection {
   ): OutgoingHttpHeaders {
     const headers = forwardHeaders(h, upgrade);
     Object.assign(headers, up.headers);
-    headers.host = up.url.host;
+    headers.host = up.host;
     headers['impersonate-user'] = a.user;
     if (a.groups.length > 0) headers['impersonate-group'] = a.groups;
     return headers;
@@ -749,8 +755,7 @@ function header(h: IncomingHttpHeaders, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-function joinPath(base: URL, reqUrl: string): string {
-  const prefix = base.pathname.replace(/\/+$/, '');
+function joinPath(prefix: string, reqUrl: string): string {
   return `${prefix}${reqUrl.startsWith('/') ? reqUrl : `/${reqUrl}`}`;
 }
 

@@ -33,13 +33,12 @@ export function parseKubeRequest(method: string, rawUrl: string): KubeRequestInf
   const m = method.toUpperCase();
   const q = rawUrl.indexOf('?');
   const path = q < 0 ? rawUrl : rawUrl.slice(0, q);
-  const params = new URLSearchParams(q < 0 ? '' : rawUrl.slice(q + 1));
   // Decoded before it is split, as the API server (Go's URL.Path) does: "p%2Fexec" is
-  // the exec subresource of pod p there, so it must be here too.
-  const parts = path
-    .split('/')
-    .flatMap((p) => safeDecode(p).split('/'))
-    .filter((p) => p !== '');
+  // the exec subresource of pod p there, so it must be here too. A path without '%'
+  // decodes to itself, so it is split once (the common case, on every request).
+  const parts = (
+    path.includes('%') ? path.split('/').flatMap((p) => safeDecode(p).split('/')) : path.split('/')
+  ).filter((p) => p !== '');
   const nonResource: KubeRequestInfo = { verb: m.toLowerCase(), method: m, path, resourceRequest: false };
   let i: number;
   let apiGroup: string | undefined;
@@ -84,8 +83,7 @@ export function parseKubeRequest(method: string, rawUrl: string): KubeRequestInf
   }
   if (
     watchPath ||
-    (verb === 'list' && truthy(params.get('watch'))) ||
-    (verb === 'get' && truthy(params.get('watch')))
+    ((verb === 'list' || verb === 'get') && q >= 0 && truthy(queryParam(rawUrl, q, 'watch')))
   ) {
     verb = 'watch';
   }
@@ -105,6 +103,11 @@ export function parseKubeRequest(method: string, rawUrl: string): KubeRequestInf
 
 function truthy(v: string | null): boolean {
   return v !== null && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
+}
+
+/** The first value of `name` in the query string after rawUrl[q] ('?'), as URLSearchParams reads it. */
+function queryParam(rawUrl: string, q: number, name: string): string | null {
+  return new URLSearchParams(rawUrl.slice(q + 1)).get(name);
 }
 
 function safeDecode(s: string): string {
