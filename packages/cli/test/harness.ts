@@ -7,6 +7,8 @@ import type { AuditEvent } from '@gatehouse/audit';
 import { createGateway, loadConfig } from '@gatehouse/core';
 import { type Sshd, startSshd } from '@gatehouse/core/testing';
 import { expect } from 'vitest';
+import { type FixtureApiServer, startFixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
+import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
 import { type ClientRun, runClient } from '../../core/test/helpers.js';
 
 /** The BUILT binary: `npm test` runs `tsc -b` before the suite. */
@@ -366,9 +368,20 @@ export async function startNodeSshd(
 
 /** A CLI command that prints a login URL: it runs in the background until the browser part is done. */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv, input?: string) {
-  const child: ChildProcess = spawn(process.execPath, [BIN, ...args], {
+  return spawnTool(process.execPath, [BIN, ...args], env, input);
+}
+
+/**
+ * `spawnCli` for any program (kubectl, whose exec plugin prints the page's
+ * URL on stderr, which kubectl passes through). The program runs in its own
+ * process group and `kill` ends the group: an exec plugin that kubectl
+ * started, still waiting for the browser, goes too.
+ */
+export function spawnTool(program: string, args: string[], env: NodeJS.ProcessEnv, input?: string) {
+  const child: ChildProcess = spawn(program, args, {
     env: { ...process.env, ...env },
     stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    detached: true,
   });
   // What a user types or pipes (a password for --password-stdin).
   if (input !== undefined) child.stdin!.end(input);
@@ -388,7 +401,16 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv, input?: string)
   const done = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
     child.once('exit', (code) => resolve({ code, stdout, stderr })),
   );
-  return { url, done, kill: () => child.kill('SIGTERM') };
+  const kill = () => {
+    // The whole group, even when the leader (kubectl) has exited and its plugin still waits.
+    try {
+      process.kill(-child.pid!, 'SIGTERM');
+    } catch (e) {
+      // The group is gone already (ESRCH): nothing is left to stop.
+      if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+    }
+  };
+  return { url, done, kill };
 }
 
 /**
@@ -431,4 +453,48 @@ export async function startRequestCluster(
     );
   }
   return daemon;
+}
+
+/**
+ * A real PostgreSQL that trusts the gateway's database CA, with `roles` and
+ * `databases`, registered as database `name` (protocol postgres).
+ */
+export async function addPostgres(
+  d: Daemon,
+  name: string,
+  opts: { roles: string[]; databases: string[] },
+): Promise<Postgres> {
+  const dbCa = await admin(d, ['ca', 'export', '--format', 'postgres']);
+  expect(dbCa.code, dbCa.stderr).toBe(0);
+  const pg = await startPostgres({ dbCaPem: dbCa.stdout, ...opts });
+  const pgCa = join(d.root, `pg-server-ca-${name}.pem`);
+  writeFileSync(pgCa, pg.serverCaPem);
+  const add = await admin(d, [
+    'db',
+    'add',
+    name,
+    '--protocol',
+    'postgres',
+    '--uri',
+    `localhost:${pg.port}`,
+    '--ca-file',
+    pgCa,
+  ]);
+  expect(add.code, add.stderr).toBe(0);
+  return pg;
+}
+
+/**
+ * The Kubernetes fixture API server (pods web-1...) registered as cluster
+ * `name` with its upstream kubeconfig; `close` stops it.
+ */
+export async function addKubeFixture(d: Daemon, name: string): Promise<FixtureApiServer> {
+  // Under the daemon's root: removed with it.
+  const dir = mkdtempSync(join(d.root, 'kube-'));
+  const fixture = await startFixtureApiServer({ dir });
+  const upstream = join(dir, 'upstream.kubeconfig');
+  writeFileSync(upstream, fixture.kubeconfig);
+  const add = await admin(d, ['kube', 'add', name, '--kubeconfig', upstream]);
+  expect(add.code, add.stderr).toBe(0);
+  return fixture;
 }

@@ -6,7 +6,10 @@
  * built CLI run with `--browser none`: the test opens the printed gateway
  * page in the browser that holds the key and presses "Use security key".
  * `gatehouse login` gets certificates; `gatehouse ssh` to a real OpenSSH
- * sshd with require_session_mfa passes the per-session check with the key.
+ * sshd, `gatehouse db connect` (psql) to a real PostgreSQL and `gatehouse
+ * kubectl` (the `kube login` exec plugin, which prints the page itself) to the
+ * Kubernetes fixture, all with require_session_mfa, pass the per-session
+ * check with the key; left unanswered, the page gives the command nothing.
  * A used link is refused (audited as the user's); an assertion made on one
  * user's page is refused for another user's login; an assertion for the
  * CLI's challenge made on another origin, and one from a cloned key (sign
@@ -14,29 +17,36 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GatehouseClient } from '@gatehouse/core';
 import type { Sshd } from '@gatehouse/core/testing';
 import { type TOTP, URI } from 'otpauth';
 import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
+import type { Postgres } from '../../adapter-postgres/test/peers.js';
 import { waitFor } from '../../core/test/helpers.js';
 import { launchChromium, serverSpkiPin } from '../../web/test/harness.js';
 import { addKey, addVirtualAuthenticator, assertOnPage, postFrom } from '../../web/test/webauthn-helpers.js';
 import {
+  addKubeFixture,
+  addPostgres,
   admin,
   auditEvents,
   type Daemon,
   PASSWORD,
   run,
   spawnCli,
+  spawnTool,
   startDaemon,
   startNodeSshd,
 } from './harness.js';
 
 let d: Daemon;
 let sshd: Sshd;
+let pg: Postgres;
+let fixture: FixtureApiServer;
 let browser: Browser;
 let api: GatehouseClient;
 let caPem: string;
@@ -45,6 +55,12 @@ let alice: { context: BrowserContext; page: Page; cdp: CDPSession; authenticator
 const login = `ghk${randomBytes(3).toString('hex')}`;
 const STEP_MS = 30_000;
 const home = (name: string) => join(d.root, `home-${name}`);
+/** The environment of `name`'s commands: psql and kubectl find their files under HOME. */
+const userEnv = (name: string) => ({
+  GATEHOUSE_HOME: home(name),
+  HOME: home(name),
+  PGSERVICEFILE: join(home(name), 'pg_service.conf'),
+});
 
 /** Adds `name` with the invite's authenticator app enrolled; returns a code of the step after enrollment's. */
 async function enroll(name: string): Promise<string> {
@@ -60,9 +76,21 @@ async function enroll(name: string): Promise<string> {
   return totp.generate({ timestamp: t0 });
 }
 
+type Spawned = ReturnType<typeof spawnCli>;
+
+/** `args` with --browser none before a `--` (what follows it is another program's). */
+function browserNone(args: string[]): string[] {
+  const at = args.includes('--') ? args.indexOf('--') : args.length;
+  return [...args.slice(0, at), '--browser', 'none', ...args.slice(at)];
+}
+
 /** Runs `gatehouse ARGS` as `name` with --browser none; the test opens the printed page and uses the key. */
-async function withKey(name: string, args: string[], input?: string) {
-  const cli = spawnCli([...args, '--browser', 'none'], { GATEHOUSE_HOME: home(name) }, input);
+function withKey(name: string, args: string[], input?: string, env: NodeJS.ProcessEnv = {}) {
+  return answerWithKey(spawnCli(browserNone(args), { GATEHOUSE_HOME: home(name), ...env }, input));
+}
+
+/** Opens the page `cli` printed in alice's browser and presses the button: her key answers. */
+async function answerWithKey(cli: Spawned) {
   try {
     const url = await cli.url;
     const { page } = alice;
@@ -75,6 +103,32 @@ async function withKey(name: string, args: string[], input?: string) {
     throw e;
   }
 }
+
+/**
+ * The page `cli` printed is never answered: once it is printed, the command is
+ * stopped (its process group: kubectl's exec plugin too). Returns how it ended
+ * and the audit events written since `since`.
+ */
+async function unanswered(cli: Spawned, since: number) {
+  try {
+    const url = await cli.url;
+    expect(url).toMatch(/^https:\/\/localhost:\d+\/web\/mfa#/);
+  } finally {
+    cli.kill();
+  }
+  const r = await cli.done;
+  return { ...r, events: auditEvents(d).slice(since) };
+}
+
+/** The newest successful mfa.session event. */
+const lastSessionCheck = () =>
+  waitFor(
+    () =>
+      auditEvents(d)
+        .filter((e) => e.type === 'mfa.session' && e.success)
+        .at(-1),
+    'the mfa.session event',
+  );
 
 const cliLogin = (name: string) =>
   withKey(
@@ -101,6 +155,11 @@ beforeAll(async () => {
       'allow:',
       '  logins: ["{{internal.logins}}"]',
       '  node_labels: {"*": "*"}',
+      '  db_labels: {"*": "*"}',
+      '  db_users: [dana]',
+      '  db_names: [app]',
+      '  kube_labels: {"*": "*"}',
+      '  kube_groups: [developers]',
       'options:',
       '  require_session_mfa: true',
       '',
@@ -109,6 +168,8 @@ beforeAll(async () => {
   await admin(d, ['roles', 'create', '-f', join(d.root, 'keys-ops.yaml')]);
   sshd = await startNodeSshd(d, ['PrintMotd no']);
   await admin(d, ['nodes', 'add', 'node1', '--addr', `127.0.0.1:${sshd.port}`]);
+  pg = await addPostgres(d, 'orders', { roles: ['dana'], databases: ['app'] });
+  fixture = await addKubeFixture(d, 'prod');
 
   const code = await enroll('alice');
   browser = await launchChromium([await serverSpkiPin(port, caPem)]);
@@ -143,6 +204,8 @@ afterAll(async () => {
   await browser?.close();
   api?.close();
   await sshd?.stop();
+  await pg?.stop();
+  await fixture?.close();
   if (d) {
     await d.stop();
     rmSync(d.root, { recursive: true, force: true });
@@ -187,6 +250,85 @@ describe('gatehouse login and ssh with a security key (browser round trip)', () 
       device: 'blue key',
     });
   });
+
+  it('gatehouse db connect with require_session_mfa: psql runs after the key answers the check scoped to the database; unanswered, no session', async () => {
+    const dl = await run(['db', 'login', 'orders', '--db-user', 'dana', '--db-name', 'app'], {
+      env: userEnv('alice'),
+    });
+    expect(dl.code, dl.stderr).toBe(0);
+    const connect = ['db', 'connect', 'orders', '--', '-tAc', 'select current_user'];
+
+    const before = auditEvents(d).length;
+    const left = await unanswered(spawnCli(browserNone(connect), userEnv('alice')), before);
+    expect(left.code).not.toBe(0);
+    expect(left.stdout).toBe('');
+    expect(left.stderr).toContain('Your security key is asked to confirm');
+    expect(
+      left.events.filter(
+        (e) => 'success' in e && e.success && ['mfa.session', 'db.session.start'].includes(e.type),
+      ),
+    ).toEqual([]);
+
+    const r = await withKey('alice', connect, undefined, userEnv('alice'));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('dana');
+    expect(await lastSessionCheck()).toMatchObject({
+      user: 'alice',
+      target_kind: 'db',
+      target: 'orders',
+      db_user: 'dana',
+      method: 'webauthn',
+      device: 'blue key',
+    });
+    const started = auditEvents(d)
+      .slice(before)
+      .filter((e) => e.type === 'db.session.start' && e.user === 'alice');
+    expect(started).toHaveLength(1);
+    expect(started[0]).toMatchObject({ success: true });
+  }, 120_000);
+
+  it('kubectl with require_session_mfa: the exec plugin prints the page (kubectl passes it through), unanswered it gets no pods; gatehouse kubectl gets them after the key answers', async () => {
+    const kc = join(home('alice'), 'kubeconfig');
+    const kl = await run(['kube', 'login', 'prod', '--kubeconfig', kc], { env: userEnv('alice') });
+    expect(kl.code, kl.stderr).toBe(0);
+    const cache = mkdtempSync(join(d.root, 'kube-cache-'));
+    const kubectlArgs = ['--kubeconfig', kc, '--cache-dir', cache, 'get', 'pods'];
+
+    // kubectl itself runs the plugin, which opens (here: prints) the gateway page on its own.
+    const before = auditEvents(d).length;
+    const left = await unanswered(
+      spawnTool('/usr/bin/kubectl', kubectlArgs, { ...userEnv('alice'), GATEHOUSE_BROWSER: 'none' }),
+      before,
+    );
+    expect(left.code).not.toBe(0);
+    expect(left.stdout).not.toContain('web-1');
+    expect(left.stderr).toContain('Your security key is asked to confirm');
+    expect(
+      left.events.filter(
+        (e) => 'success' in e && e.success && ['mfa.session', 'kube.request'].includes(e.type),
+      ),
+    ).toEqual([]);
+
+    const r = await withKey(
+      'alice',
+      ['kubectl', '--cluster', 'prod', '--', ...kubectlArgs],
+      undefined,
+      userEnv('alice'),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('web-1');
+    expect(await lastSessionCheck()).toMatchObject({
+      user: 'alice',
+      target_kind: 'kube',
+      target: 'prod',
+      method: 'webauthn',
+      device: 'blue key',
+    });
+    const checks = auditEvents(d)
+      .slice(before)
+      .filter((e) => e.type === 'mfa.session' && e.user === 'alice');
+    expect(checks.map((e) => 'success' in e && e.success)).toEqual([true]);
+  }, 120_000);
 
   it('a used link is refused on the page and audited as that user', async () => {
     expect(loginUrl).not.toBe('');

@@ -18,13 +18,15 @@ import { GatehouseClient, type MfaTarget } from '@gatehouse/core';
 import type { Sshd } from '@gatehouse/core/testing';
 import { type TOTP, URI } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type FixtureApiServer, startFixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
-import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
+import type { FixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
+import type { Postgres } from '../../adapter-postgres/test/peers.js';
 import { startWeston, type Weston } from '../../adapter-rdp/test/peers.js';
 import { type ClientRun, runClient } from '../../core/test/helpers.js';
 import { ClientHome, splitPems } from '../src/profile.js';
 import {
+  addKubeFixture,
   addNode,
+  addPostgres,
   admin,
   auditEvents,
   BIN,
@@ -165,26 +167,9 @@ beforeAll(async () => {
   sshd = await startNodeSshd(d, ['PrintMotd no']);
   await addNode(d, 'node1', sshd.port, ['env=prod']);
 
-  const dbCa = await admin(d, ['ca', 'export', '--format', 'postgres']);
-  pgdb = await startPostgres({ dbCaPem: dbCa.stdout, roles: ['dana'], databases: ['app'] });
-  const pgCa = join(d.root, 'pg-server-ca.pem');
-  writeFileSync(pgCa, pgdb.serverCaPem);
-  await admin(d, [
-    'db',
-    'add',
-    'orders',
-    '--protocol',
-    'postgres',
-    '--uri',
-    `localhost:${pgdb.port}`,
-    '--ca-file',
-    pgCa,
-  ]);
-  const kdir = mkdtempSync(join(tmpdir(), 'gh-kube-mfa-'));
-  fixture = await startFixtureApiServer({ dir: kdir });
-  const upstream = join(kdir, 'upstream.kubeconfig');
-  writeFileSync(upstream, fixture.kubeconfig);
-  await admin(d, ['kube', 'add', 'prod', '--kubeconfig', upstream]);
+  pgdb = await addPostgres(d, 'orders', { roles: ['dana'], databases: ['app'] });
+  fixture = await addKubeFixture(d, 'prod');
+  const kdir = mkdtempSync(join(tmpdir(), 'gh-rdp-mfa-'));
   await admin(
     d,
     ['roles', 'create', '-f', '-'],
