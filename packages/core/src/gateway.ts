@@ -412,7 +412,7 @@ export class Gateway {
     this.authorizer = new Authorizer({
       clock,
       audit,
-      userCaCerts: () => authorities.get('user').map((k) => new X509Certificate(k.x509CertPem)),
+      userCaCerts: () => authorities.get('user').map((k) => parsedCert(k.x509CertPem)),
       decodeIdentity: (cert) => decodeIdentity(cert),
       getUser: (name) => this.users.get(name),
       resolveRoles: (names) => this.roles.resolve(names),
@@ -1951,4 +1951,22 @@ interface ConfiguredResources {
   kubeClusters: KubeClusterSpec[];
   desktops: DesktopSpec[];
   nodes: NodeSpec[];
+}
+
+/**
+ * The user CA certificates, parsed once per PEM: every client certificate is
+ * checked against them, and parsing them again for each connection cost
+ * ~40 us of the gateway's CPU per kube exec (issue 22). Keyed by the PEM
+ * itself, so a rotated CA is a new entry; stale ones are dropped when the
+ * map outgrows what any rotation keeps.
+ */
+const parsedCerts = new Map<string, X509Certificate>();
+function parsedCert(pem: string): X509Certificate {
+  let cert = parsedCerts.get(pem);
+  if (!cert) {
+    if (parsedCerts.size >= 16) parsedCerts.clear();
+    cert = new X509Certificate(pem);
+    parsedCerts.set(pem, cert);
+  }
+  return cert;
 }

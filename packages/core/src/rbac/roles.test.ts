@@ -43,6 +43,33 @@ describe('RoleService', () => {
     expect((await roles.get('admin')).allow.rules).toEqual([{ resources: ['*'], verbs: ['*'] }]);
   });
 
+  it('a role changed between two lookups is seen by the second (parsed roles are cached by revision)', async () => {
+    // Two services on one backend: two gateways, or the one that resolves a
+    // connection's roles and the admin API that changes them. The second
+    // lookup must see the change at once, whoever made it.
+    const other = new RoleService({ backend, audit, clock });
+    await other.put(devYaml, 'root-admin');
+    expect((await roles.resolve(['dev']))[0]?.allow.logins).toEqual(['ubuntu']);
+    await other.put(devYaml.replace('ubuntu', 'deploy'), 'root-admin');
+    expect((await roles.resolve(['dev']))[0]?.allow.logins).toEqual(['deploy']);
+    // Also when the new document is written under the same name by anything
+    // but RoleService (a restore, another version): only the stored item counts.
+    await backend.put(
+      'roles/dev',
+      JSON.stringify({ ...(await roles.get('dev')), allow: { logins: ['root'] } }),
+    );
+    expect((await roles.get('dev')).allow.logins).toEqual(['root']);
+    await other.delete('dev', 'root-admin');
+    await expect(roles.resolve(['dev'])).rejects.toMatchObject({ code: 'GH_ERR_ACCESS_DENIED' });
+  });
+
+  it('a caller changing the role it was given does not change the next lookup', async () => {
+    await roles.put(devYaml, 'root-admin');
+    const first = await roles.get('dev');
+    first.allow.logins?.push('root');
+    expect((await roles.get('dev')).allow.logins).toEqual(['ubuntu']);
+  });
+
   it('creates, updates and deletes a role from YAML, with audit events', async () => {
     const first = await roles.put(devYaml, 'root-admin');
     expect(first.created).toBe(true);

@@ -22,6 +22,15 @@ const PREFIX = 'roles/';
 export class RoleService {
   readonly #backend: Backend;
   readonly #audit: AuditEmitter;
+  /**
+   * Stored roles already parsed, by name, with the revision and JSON they came
+   * from. Every lookup still reads the backend (so a change, here or by another
+   * gateway, is seen by the next lookup without waiting for a watch) and only
+   * the schema parse is skipped when the stored item is the one parsed before:
+   * the parse was ~0.1 ms of every new connection (issue 22). Fails closed by
+   * construction: anything but an exact match parses again.
+   */
+  readonly #parsed = new Map<string, { revision: number; value: string; role: Role }>();
 
   constructor(opts: RoleServiceOptions) {
     for (const k of ['backend', 'audit', 'clock'] as const) {
@@ -56,7 +65,15 @@ export class RoleService {
     if (builtin) return builtin;
     if (!isStorableName(name)) return undefined;
     const item = await this.#backend.get(PREFIX + name);
-    return item ? decode(name, item.value) : undefined;
+    if (!item) {
+      this.#parsed.delete(name);
+      return undefined;
+    }
+    const hit = this.#parsed.get(name);
+    if (hit && hit.revision === item.revision && hit.value === item.value) return structuredClone(hit.role);
+    const role = decode(name, item.value);
+    this.#parsed.set(name, { revision: item.revision, value: item.value, role: structuredClone(role) });
+    return role;
   }
 
   async exists(name: string): Promise<boolean> {
