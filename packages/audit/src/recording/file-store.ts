@@ -9,7 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
@@ -154,7 +154,7 @@ export class FileRecordingStore implements RecordingStore {
         };
         if (done.error === undefined) delete done.error;
         await writeAtomic(path.join(sdir, META_FILE), `${JSON.stringify(done)}\n`, fsync);
-        await rm(marker, { force: true });
+        await removeMarker(marker);
       },
     };
     const recorder = new ChunkedRecorder({
@@ -315,6 +315,18 @@ export class FileRecordingStore implements RecordingStore {
   async close(): Promise<void> {
     this.#closed = true;
     await Promise.allSettled([...this.#live].map((r) => r.close()));
+  }
+}
+
+/**
+ * Removes a live-recording marker, gone already or not: a plain unlink, as
+ * `rm` first lstat()s the path (one more syscall per session, issue 22).
+ */
+async function removeMarker(marker: string): Promise<void> {
+  try {
+    await unlink(marker);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 

@@ -279,6 +279,23 @@ describe('FileRecordingStore on disk', () => {
     );
   });
 
+  it('the store directory removed under a running store: the next recording makes it again, with its live marker', async () => {
+    // The store makes its directories once (issue 22) and must not lose a
+    // recording, or its crash-recovery marker, when they disappear later.
+    const dir = path.join(await tempDir(), 'recordings');
+    const store = new FileRecordingStore({ dir });
+    await (await store.create(baseMeta('before'))).close();
+    await rm(dir, { recursive: true });
+    const rec = await store.create(baseMeta('after'));
+    expect(await readdir(path.join(dir, '.live'))).toEqual(['after']);
+    rec.output(bytes('kept'));
+    await rec.close();
+    expect(await readdir(path.join(dir, '.live'))).toEqual([]);
+    const events = await all(store.read('after'));
+    expect(events.map((e) => e.type === 'output' && Buffer.from(e.data).toString())).toEqual(['kept']);
+    expect((await store.get('after'))?.ended).toEqual(expect.any(String));
+  });
+
   it('a crash loses only the unsealed tail: a second store reads what was written', async () => {
     const dir = path.join(await tempDir(), 'recordings');
     const writer = new FileRecordingStore({ dir, flushMs: 10 });
