@@ -335,6 +335,22 @@ describe('kubectl through Gatehouse', () => {
     expect(denied.length).toBeGreaterThan(0);
   });
 
+  it('a role changed between two kubectl commands is applied to the second (roles are parsed once per revision)', async () => {
+    // Each kubectl command is a new TLS connection whose roles core resolves;
+    // the parsed roles are cached (issue 22), and the change must still count at once.
+    const flip = (env: string) =>
+      `kind: role\nname: kube-flip\nallow:\n  kube_labels: { env: ${env} }\n  kube_groups: [developers]\n`;
+    await env.gw.admin.putRole(flip('prod'));
+    await env.gw.admin.createUser({ name: 'flo', roles: ['kube-flip'], password: 'correct horse battery' });
+    const flo = await env.kubeconfigFor(identity('flo', ['kube-flip']));
+    const before = await env.kubectl(flo, ['get', 'pod', 'web-1', '-o', 'name']);
+    expect(before.stdout.trim()).toBe('pod/web-1');
+    await env.gw.admin.putRole(flip('staging'));
+    const after = await env.kubectl(flo, ['get', 'pod', 'web-1', '-o', 'name']);
+    expect(after.code).toBe(1);
+    expect(after.stderr).toContain('no role allows access to Kubernetes cluster "prod"');
+  });
+
   it('a user whose roles grant no kube groups is refused', async () => {
     const nora = await env.kubeconfigFor(identity('nora', ['kube-nogroups']));
     const r = await env.kubectl(nora, ['get', 'pods']);
