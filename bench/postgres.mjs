@@ -17,6 +17,7 @@ import { appendFileSync, chmodSync, chownSync, mkdtempSync, rmSync, writeFileSyn
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { postgres } from '@gatehouse/adapter-postgres';
 import { createGateway } from '@gatehouse/core';
@@ -39,7 +40,7 @@ const PG_BIN = '/usr/lib/postgresql/15/bin';
 const PGBOUNCER = '/usr/sbin/pgbouncer';
 
 function parseArgs(argv) {
-  const o = { seconds: 6, rounds: 3, clients: 8, json: false, scale: 1, guards: 0 };
+  const o = { seconds: 6, rounds: 3, clients: 8, json: false, scale: 1, guards: 0, only: undefined, targets: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') o.json = true;
@@ -47,9 +48,11 @@ function parseArgs(argv) {
     else if (a === '--rounds') o.rounds = Number(argv[++i]);
     else if (a === '--guards') o.guards = Number(argv[++i]);
     else if (a === '--clients') o.clients = Number(argv[++i]);
+    else if (a === '--only') o.only = argv[++i];
+    else if (a === '--targets') o.targets = argv[++i]?.split(',');
     else
       throw new Error(
-        `unknown option ${a} (options: --seconds N, --rounds N, --clients N, --guards N, --json)`,
+        `unknown option ${a} (options: --seconds N, --rounds N, --clients N, --guards N, --only select-only|tpcb-like, --targets direct,pgbouncer,gatehouse,gh sessions, --json)`,
       );
   }
   if (!(o.seconds > 0)) throw new Error('--seconds must be a positive number');
@@ -264,7 +267,11 @@ export async function run(argv) {
   try {
     const gw = await createGateway({ dataDir: path.join(root, 'gw'), secondFactor: 'off', env: {} });
     cleanups.push(() => gw.close());
-    gw.use(postgres());
+    // GATEHOUSE_BENCH_PG_ADAPTER: another build of the adapter's index.js, to compare a change.
+    const adapter = process.env.GATEHOUSE_BENCH_PG_ADAPTER
+      ? (await import(pathToFileURL(path.resolve(process.env.GATEHOUSE_BENCH_PG_ADAPTER)).href)).postgres
+      : postgres;
+    gw.use(adapter());
     const { port: gwPort } = await gw.listen({ host: '127.0.0.1', port: 0 });
     const pgDir = path.join(root, 'pg');
     execFileSync('mkdir', ['-p', pgDir]);
@@ -400,7 +407,7 @@ export async function run(argv) {
         .join('\n'),
     );
 
-    const targets = [
+    const allTargets = [
       {
         name: 'direct',
         port: pg.port,
@@ -450,7 +457,7 @@ export async function run(argv) {
       },
     ];
     if (o.guards > 0) {
-      targets.push({
+      allTargets.push({
         name: `gh+${o.guards}g`,
         user: 'benchg',
         port: gwPort,
@@ -463,11 +470,15 @@ export async function run(argv) {
         },
       });
     }
+    // --targets: a subset (pgbouncer stays, as the reference of the ratios).
+    const targets = allTargets.filter(
+      (t) => o.targets === undefined || t.name === 'pgbouncer' || o.targets.includes(t.name),
+    );
     // statements: what one transaction sends (pgbench's built-in scripts).
     const modes = [
       { name: 'select-only', args: ['-S'], statements: 1 },
       { name: 'tpcb-like', args: [], statements: 7 },
-    ];
+    ].filter((m) => o.only === undefined || m.name === o.only);
     /** Statements each target sent through the gateway (pgbench transactions x statements per transaction). */
     const sent = new Map(targets.map((t) => [t.name, 0]));
     // Rounds interleave the targets (rotated each round) and each figure is the median round:
@@ -529,7 +540,7 @@ export async function run(argv) {
     const audit = await auditRate(gw, Math.min(3, o.seconds));
     const ratio = (mode, target) => {
       const b = results.find((r) => r.mode === mode && r.target === 'pgbouncer').tps;
-      return results.find((r) => r.mode === mode && r.target === target).tps / b;
+      return (results.find((r) => r.mode === mode && r.target === target)?.tps ?? Number.NaN) / b;
     };
     if (o.json) {
       process.stdout.write(

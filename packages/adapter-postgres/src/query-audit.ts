@@ -13,7 +13,7 @@ import {
   isKnownFrontendType,
   isStatementRun,
 } from './wire/frontend.js';
-import { MessageReader } from './wire/reader.js';
+import { MessageReader, type Segment } from './wire/reader.js';
 import {
   decodeStreamed,
   isStreamedFrontendType,
@@ -206,27 +206,26 @@ export class ClientAudit {
    * Throws PgWireError for bytes that break the protocol (the session must
    * end). `unaudited`: statements run that have no record (only without statement audit).
    */
-  push(chunk: Buffer): { out: Buffer[]; records: QueryRecord[]; unaudited: number } {
+  push(chunk: Buffer): { out: Buffer; records: QueryRecord[]; unaudited: number } {
     this.#unaudited = 0;
+    const fromBoundary = this.#reader.atBoundary;
     const segs = this.#reader.push(chunk);
-    const out = new Array<Buffer>(segs.length);
     const records: QueryRecord[] = [];
+    let streamed = false;
     for (let i = 0; i < segs.length; i++) {
       const s = segs[i] as (typeof segs)[number];
       switch (s.kind) {
         case 'raw':
-          out[i] = s.bytes;
           break;
         case 'message':
-          out[i] = s.raw;
           for (const r of this.#observe(s.type, s.body)) records.push(r);
           break;
         case 'begin':
-          out[i] = s.header;
+          streamed = true;
           this.#streaming = streamDecoder(s.type, this.#limits, this.#maxName);
           break;
         case 'body': {
-          out[i] = s.bytes;
+          streamed = true;
           const m = this.#streaming as PullParser<StreamedMessage>;
           m.push(s.bytes);
           if (s.end) {
@@ -241,7 +240,10 @@ export class ClientAudit {
         }
       }
     }
-    return { out, records, unaudited: this.#unaudited };
+    // Segments put back together are the input, so a chunk taken from one message boundary to
+    // the next goes on as it came (the usual case): no copy. Otherwise they are what may go now.
+    if (fromBoundary && !streamed && this.#reader.atBoundary) return { out: chunk, records, unaudited: this.#unaudited };
+    return { out: joinSegments(segs), records, unaudited: this.#unaudited };
   }
 
   /** A whole message: the fast decoder, unless its texts may outgrow what the audit keeps. */
@@ -251,5 +253,23 @@ export class ClientAudit {
       return this.#auditor.observeStreamed(decodeStreamed(type, body, this.#limits, this.#maxName));
     }
     return this.#auditor.observe(decodeFrontendMessage(type, body));
+  }
+}
+
+/** The bytes of `segs` in order, as one buffer (a view when there is only one). */
+function joinSegments(segs: Segment[]): Buffer {
+  const bytes = segs.map(segmentBytes);
+  return bytes.length === 1 ? (bytes[0] as Buffer) : Buffer.concat(bytes);
+}
+
+function segmentBytes(s: Segment): Buffer {
+  switch (s.kind) {
+    case 'raw':
+    case 'body':
+      return s.bytes;
+    case 'message':
+      return s.raw;
+    case 'begin':
+      return s.header;
   }
 }

@@ -402,6 +402,10 @@ class Relay {
   readonly #front: ClientAudit;
   readonly #back = new MessageReader({ inspect: () => false, peer: 'the database' });
   #ended = false;
+  /** A client chunk is waiting (for its records or a drain); chunks that arrive meanwhile queue. */
+  #waiting = false;
+  readonly #queue: Buffer[] = [];
+  #queuedBytes = 0;
   #live: LiveSession | undefined;
   #done!: () => void;
 
@@ -505,33 +509,55 @@ class Relay {
       }
     });
     this.#db.resume();
-    void this.#pumpClient(pending);
+    this.#pumpClient(pending);
   }
 
-  async #pumpClient(pending: Buffer): Promise<void> {
-    if (pending.length > 0 && !(await this.#forward(pending))) return;
-    // One chunk at a time: the client is paused while its queries are audited
-    // and while the database cannot take more (backpressure both ways). A
-    // chunk with nothing to wait for (no record to write, the database takes
-    // it) goes on at once, without a promise or a pause.
+  #pumpClient(pending: Buffer): void {
+    // One chunk at a time, in order: while a chunk waits (for its audit records or for the
+    // database to drain), what the client sends meanwhile is queued, and the client is paused
+    // only once that queue holds a read buffer's worth (a client that waits for each answer,
+    // as most do, is never paused). A chunk with nothing to wait for goes on at once, without
+    // a promise.
     this.#client.on('data', (chunk: Buffer) => {
-      let r: boolean | Promise<boolean>;
-      try {
-        r = this.#forward(chunk);
-      } catch (err) {
-        this.#end({ error: (err as Error).message, notify: internalError(err) });
+      if (this.#waiting) {
+        this.#queue.push(chunk);
+        this.#queuedBytes += chunk.length;
+        if (this.#queuedBytes >= this.#client.readableHighWaterMark) this.#client.pause();
         return;
       }
-      if (typeof r === 'boolean') return;
-      this.#client.pause();
-      r.then(
-        (ok) => {
-          if (ok) this.#client.resume();
-        },
-        (err: unknown) => this.#end({ error: (err as Error).message, notify: internalError(err) }),
-      );
+      this.#take(chunk);
     });
+    if (pending.length > 0) this.#take(pending);
     this.#client.resume();
+  }
+
+  /** Forwards one chunk; if it must wait, later chunks queue until it has gone. */
+  #take(chunk: Buffer): void {
+    let r: boolean | Promise<boolean>;
+    try {
+      r = this.#forward(chunk);
+    } catch (err) {
+      this.#end({ error: (err as Error).message, notify: internalError(err) });
+      return;
+    }
+    if (typeof r === 'boolean') return;
+    this.#waiting = true;
+    r.then(
+      (ok) => {
+        this.#waiting = false;
+        if (ok) this.#takeQueued();
+      },
+      (err: unknown) => this.#end({ error: (err as Error).message, notify: internalError(err) }),
+    );
+  }
+
+  #takeQueued(): void {
+    while (this.#queue.length > 0 && !this.#waiting && !this.#ended) {
+      const chunk = this.#queue.shift() as Buffer;
+      this.#queuedBytes -= chunk.length;
+      this.#take(chunk);
+    }
+    if (!this.#waiting && !this.#ended && this.#client.isPaused()) this.#client.resume();
   }
 
   /**
@@ -543,7 +569,7 @@ class Relay {
     if (this.#ended) return false;
     // Content guards on what the client sends (statements, parameters): a match ends the session here.
     if (this.#live?.inspect('query', chunk)?.action === 'terminate') return false;
-    let out: Buffer[];
+    let out: Buffer;
     let records: QueryRecord[];
     let unaudited: number;
     try {
@@ -554,27 +580,25 @@ class Relay {
       return false;
     }
     if (unaudited > 0) this.#audit.countQuery(unaudited);
-    if (records.length > 0) return this.#auditThenSend(records, out);
-    return this.#send(out);
-  }
-
-  async #auditThenSend(records: QueryRecord[], out: Buffer[]): Promise<boolean> {
-    try {
-      // The database sees a query only once its audit record is durable.
-      await Promise.all(records.map((r) => this.#audit.onQuery(r)));
-    } catch (err) {
-      const pg = internalError(err);
-      this.#end({ error: pg.message, notify: pg });
-      return false;
-    }
-    if (this.#ended) return false;
-    return this.#send(out);
+    if (records.length === 0) return this.#send(out);
+    // The database sees a query only once its audit record is durable.
+    const durable =
+      records.length === 1
+        ? this.#audit.onQuery(records[0] as QueryRecord)
+        : Promise.all(records.map((r) => this.#audit.onQuery(r)));
+    return durable.then(
+      () => !this.#ended && this.#send(out),
+      (err: unknown) => {
+        const pg = internalError(err);
+        this.#end({ error: pg.message, notify: pg });
+        return false;
+      },
+    );
   }
 
   /** Writes to the database; a promise only when it must drain first. */
-  #send(out: Buffer[]): boolean | Promise<boolean> {
-    const data = out.length === 1 ? out[0]! : Buffer.concat(out);
-    if (this.#db.write(data)) return !this.#ended;
+  #send(out: Buffer): boolean | Promise<boolean> {
+    if (out.length === 0 || this.#db.write(out)) return !this.#ended;
     return new Promise<boolean>((resolve) => {
       const go = () => {
         this.#db.off('drain', go);

@@ -164,6 +164,13 @@ export class MessageReader {
         this.#streamRemaining = len - 4;
       } else if (this.#inspect(type)) {
         flushRaw(headerStart);
+        if (carried.length === 0 && headerStart + len + 1 <= chunk.length) {
+          // The whole message is in this chunk: hand out a view of it, no copy.
+          const raw = chunk.subarray(headerStart, headerStart + len + 1);
+          out.push({ kind: 'message', type, body: raw.subarray(5), raw });
+          i = headerStart + len + 1;
+          continue;
+        }
         const raw = Buffer.allocUnsafe(len + 1);
         header.copy(raw, 0, 0, 5);
         this.#collect = { type, raw, filled: 5 };

@@ -114,7 +114,7 @@ describe('PostgreSQL ClientAudit (fuzz)', () => {
       const records: unknown[] = [];
       for (const p of pieces) {
         const r = a.push(p);
-        out.push(...r.out);
+        out.push(r.out);
         records.push(...r.records);
       }
       return { out: Buffer.concat(out), records };
