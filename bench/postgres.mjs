@@ -40,7 +40,16 @@ const PG_BIN = '/usr/lib/postgresql/15/bin';
 const PGBOUNCER = '/usr/sbin/pgbouncer';
 
 function parseArgs(argv) {
-  const o = { seconds: 6, rounds: 3, clients: 8, json: false, scale: 1, guards: 0, only: undefined, targets: undefined };
+  const o = {
+    seconds: 6,
+    rounds: 3,
+    clients: 8,
+    json: false,
+    scale: 1,
+    guards: 0,
+    only: undefined,
+    targets: undefined,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') o.json = true;

@@ -242,7 +242,8 @@ export class ClientAudit {
     }
     // Segments put back together are the input, so a chunk taken from one message boundary to
     // the next goes on as it came (the usual case): no copy. Otherwise they are what may go now.
-    if (fromBoundary && !streamed && this.#reader.atBoundary) return { out: chunk, records, unaudited: this.#unaudited };
+    if (fromBoundary && !streamed && this.#reader.atBoundary)
+      return { out: chunk, records, unaudited: this.#unaudited };
     return { out: joinSegments(segs), records, unaudited: this.#unaudited };
   }
 

@@ -175,6 +175,9 @@ function message(err: unknown): string {
  * Only if the spool cannot be written either does `emit` reject, so the
  * caller fails the audited action instead of letting it go unrecorded.
  */
+/** Fields `#build` sets itself, whatever the input says. */
+const LOG_OWNED = new Set(['id', 'time', 'type', 'code', 'cluster', 'chain']);
+
 export class AuditLog implements AuditEmitter {
   readonly cluster: string;
   readonly #states: SinkState[];
@@ -499,24 +502,18 @@ export class AuditLog implements AuditEmitter {
         hint: 'Add the type to the catalogue in @gatehouse/audit events.ts before emitting it.',
       });
     }
-    // The log owns these four fields; an input that carries them does not get to choose.
-    const {
-      id: _id,
-      time: _time,
-      code: _code,
-      cluster: _cluster,
-      type: _type,
-      chain: _chain,
-      ...rest
-    } = input as AuditEventInput & Partial<Pick<AuditEvent, 'id' | 'time' | 'code' | 'cluster' | 'chain'>>;
-    return {
+    // The log owns these fields; an input that carries them does not get to choose. (A copy
+    // loop rather than an object rest: this runs for every event, and the rest is twice as slow.)
+    const e: Record<string, unknown> = {
       id: this.#idGen(),
       time: this.#clock().toISOString(),
-      type: input.type,
+      type,
       code: codeFor(input),
       cluster: this.cluster,
-      ...rest,
-    } as AuditEvent;
+    };
+    const fields = input as unknown as Record<string, unknown>;
+    for (const k of Object.keys(fields)) if (!LOG_OWNED.has(k)) e[k] = fields[k];
+    return e as unknown as AuditEvent;
   }
 
   async #dispatch(e: AuditEvent, precondition: boolean): Promise<void> {

@@ -1,9 +1,13 @@
 import { type AuditText, type AuditTextLimits, clipString, DEFAULT_AUDIT_TEXT_LIMITS } from './clip.js';
 import type { AuditEmitter } from './emitter.js';
 import { errorText } from './errors.js';
-import type { CommonFields, DbSessionFields, TruncatedParameter } from './events.js';
+import type { AuditEventInput, CommonFields, DbSessionFields, TruncatedParameter } from './events.js';
 
 export const REDACTED = '<redacted>';
+
+const DONE: Promise<void> = Promise.resolve();
+const PRECONDITION = { precondition: true } as const;
+const noop = (): void => undefined;
 
 /**
  * The audit API a database adapter calls for one session. Adapters never
@@ -91,35 +95,32 @@ export class DbSessionAudit {
    * renders them from their bytes with a `ParameterClipper`), so their
    * lengths and hashes are those of the bytes the client sent.
    */
-  async onQuery(q: {
+  onQuery(q: {
     query: AuditText;
     parameters?: AuditText[];
     statement?: string;
     rows?: number;
   }): Promise<void> {
     this.#queries++;
-    if (!this.#statements) return;
+    if (!this.#statements) return DONE;
     const query = typeof q.query === 'string' ? clipString(q.query, this.#limits.maxQueryBytes) : q.query;
+    // Built field by field (no spreads of partial objects): this runs for every statement.
+    const e: Record<string, unknown> = { type: 'db.session.query' };
+    const base = this.#base as unknown as Record<string, unknown>;
+    for (const k in base) e[k] = base[k];
+    if (typeof query === 'string') e.query = query;
+    else {
+      e.query = query.text;
+      e.query_truncated = true;
+      e.query_length = query.length;
+      e.query_sha256 = query.sha256;
+    }
+    if (q.parameters) Object.assign(e, this.#parameters(q.parameters));
+    if (q.statement !== undefined) e.statement = q.statement;
+    if (q.rows !== undefined) e.rows = q.rows;
     // A precondition: a statement whose record cannot be written is not run (the
     // adapter refuses it and ends the session; its end records why).
-    await this.#emit.emit(
-      {
-        type: 'db.session.query',
-        ...this.#base,
-        ...(typeof query === 'string'
-          ? { query }
-          : {
-              query: query.text,
-              query_truncated: true,
-              query_length: query.length,
-              query_sha256: query.sha256,
-            }),
-        ...(q.parameters ? this.#parameters(q.parameters) : {}),
-        ...(q.statement !== undefined ? { statement: q.statement } : {}),
-        ...(q.rows !== undefined ? { rows: q.rows } : {}),
-      },
-      { precondition: true },
-    );
+    return this.#emit.emit(e as unknown as AuditEventInput, PRECONDITION).then(noop);
   }
 
   /** A statement of a session whose statements are not recorded (`auditsStatements` false): counted for its end. */
