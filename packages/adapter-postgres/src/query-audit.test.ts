@@ -156,6 +156,19 @@ describe('ClientAudit: large messages stream, and wait only at their last byte',
     run(Array.from({ length: input.length }, (_, i) => i));
   });
 
+  it('forwards a chunk of whole messages as it came (no copy), with their records', () => {
+    const a = new ClientAudit({ limits, maxBufferedBytes: MAX_BUFFERED });
+    const chunk = Buffer.concat([serialize.query('select 1'), serialize.sync()]);
+    const r = a.push(chunk);
+    expect(r.out).toBe(chunk);
+    expect(r.records).toEqual([{ query: 'select 1' }]);
+    // A chunk that ends inside a message is not forwarded as it came: its tail waits for the rest.
+    const q = serialize.query('select 2');
+    const head = a.push(Buffer.concat([chunk, q.subarray(0, 3)]));
+    expect(head.out).toEqual(chunk);
+    expect(a.push(q.subarray(3)).out).toEqual(q);
+  });
+
   it('forwards the pieces of a streamed message before it is complete, holding nothing back but the last', () => {
     const a = new ClientAudit({ limits, maxBufferedBytes: MAX_BUFFERED });
     const q = serialize.query(big);
