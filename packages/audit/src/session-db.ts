@@ -120,7 +120,12 @@ export class DbSessionAudit {
     if (q.rows !== undefined) e.rows = q.rows;
     // A precondition: a statement whose record cannot be written is not run (the
     // adapter refuses it and ends the session; its end records why).
-    return this.#emit.emit(e as unknown as AuditEventInput, PRECONDITION).then(noop);
+    // (An emitter that throws instead of rejecting still gives a rejection, as when this was async.)
+    try {
+      return this.#emit.emit(e as unknown as AuditEventInput, PRECONDITION).then(noop);
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** A statement of a session whose statements are not recorded (`auditsStatements` false): counted for its end. */
