@@ -8,7 +8,7 @@
  * next connection through haproxy succeeds on A or C, and `ls` on A reports
  * B as unreachable instead of hanging.
  */
-import { type ChildProcess, type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -28,6 +28,7 @@ import {
   BIN,
   type Daemon,
   PASSWORD,
+  Proc,
   startDaemon,
   startNodeSshd,
 } from './harness.js';
@@ -45,57 +46,6 @@ const gw: Record<'a' | 'b' | 'c', Daemon | undefined> = { a: undefined, b: undef
 /** Every long-running client a test started, killed in afterAll if a failed test left it running. */
 const started: Proc[] = [];
 
-/** A program with pipes: what it printed so far, and waits on it (bounded, so a failure is reported, not hung). */
-class Proc {
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<number | null>;
-  constructor(readonly child: ChildProcessWithoutNullStreams) {
-    child.stdout.on('data', (x) => {
-      this.stdout += x;
-    });
-    child.stderr.on('data', (x) => {
-      this.stderr += x;
-    });
-    this.exited = new Promise((resolve) => child.on('close', (code) => resolve(code)));
-    started.push(this);
-  }
-
-  write(text: string): void {
-    this.child.stdin.write(text);
-  }
-
-  async waitFor(stream: 'stdout' | 'stderr', re: RegExp, ms = 30_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const m = re.exec(this[stream]);
-      if (m) return m;
-      if (Date.now() > deadline || this.child.exitCode !== null) {
-        throw new Error(
-          `no ${re} on ${stream} (exit ${this.child.exitCode})\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  async exit(ms = 30_000): Promise<number | null> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(new Error(`still running after ${ms} ms\nstdout: ${this.stdout}\nstderr: ${this.stderr}`)),
-        ms,
-      );
-    });
-    try {
-      return await Promise.race([this.exited, late]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
-
 const home = (who: string) => join(root, `home-${who}`);
 
 function start(who: string, program: string, args: string[]): Proc {
@@ -104,6 +54,7 @@ function start(who: string, program: string, args: string[]): Proc {
       env: { ...process.env, GATEHOUSE_DATA_DIR: '', GATEHOUSE_HOME: home(who) },
       stdio: ['pipe', 'pipe', 'pipe'],
     }),
+    started,
   );
 }
 

@@ -1,4 +1,9 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import {
+  type ChildProcess,
+  type ChildProcessWithoutNullStreams,
+  execFileSync,
+  spawn,
+} from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -497,4 +502,65 @@ export async function addKubeFixture(d: Daemon, name: string): Promise<FixtureAp
   const add = await admin(d, ['kube', 'add', name, '--kubeconfig', upstream]);
   expect(add.code, add.stderr).toBe(0);
   return fixture;
+}
+
+/**
+ * A long-running program with pipes (an interactive ssh, a join): what it
+ * printed so far, and bounded waits on it, so that a failure is reported with
+ * the output instead of hanging. Added to `started`, if given, for afterAll
+ * to kill what a failed test left running.
+ */
+export class Proc {
+  stdout = '';
+  stderr = '';
+  readonly exited: Promise<number | null>;
+  constructor(
+    readonly child: ChildProcessWithoutNullStreams,
+    started?: Proc[],
+  ) {
+    child.stdout.on('data', (x) => {
+      this.stdout += x;
+    });
+    child.stderr.on('data', (x) => {
+      this.stderr += x;
+    });
+    this.exited = new Promise((resolve) => child.on('close', (code) => resolve(code)));
+    started?.push(this);
+  }
+
+  write(text: string): void {
+    this.child.stdin.write(text);
+  }
+
+  /** Resolves once `stream` matches `re`; fails with what was printed after `ms` or once it exited. */
+  async waitFor(stream: 'stdout' | 'stderr', re: RegExp, ms = 30_000): Promise<RegExpExecArray> {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const m = re.exec(this[stream]);
+      if (m) return m;
+      if (Date.now() > deadline || this.child.exitCode !== null) {
+        throw new Error(
+          `no ${re} on ${stream} (exit ${this.child.exitCode})\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  /** The exit code, failing if the program does not exit within `ms`. */
+  async exit(ms = 30_000): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(new Error(`still running after ${ms} ms\nstdout: ${this.stdout}\nstderr: ${this.stderr}`)),
+        ms,
+      );
+    });
+    try {
+      return await Promise.race([this.exited, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }

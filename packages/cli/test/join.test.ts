@@ -5,7 +5,7 @@
  * through a stdin pipe; the admin watches it and types into it, bob (access
  * role only) is refused, and the joins and leaves are in the audit log.
  */
-import { type ChildProcessWithoutNullStreams, execFile, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -13,7 +13,16 @@ import type { AuditEvent } from '@gatehouse/audit';
 import type { SessionView } from '@gatehouse/core';
 import { type Sshd, TEST_LOGIN } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { addAccessUser, addNode, BIN, type Daemon, PASSWORD, startDaemon, startNodeSshd } from './harness.js';
+import {
+  addAccessUser,
+  addNode,
+  BIN,
+  type Daemon,
+  PASSWORD,
+  Proc,
+  startDaemon,
+  startNodeSshd,
+} from './harness.js';
 
 const _exec = promisify(execFile);
 
@@ -24,65 +33,13 @@ type Who = keyof typeof homes;
 /** Every process a test started, killed in afterAll if a failed test left it running. */
 const started: Proc[] = [];
 
-/** A long-running program with pipes: what it printed so far, and waits on it. */
-class Proc {
-  stdout = '';
-  stderr = '';
-  readonly exited: Promise<number | null>;
-  constructor(readonly child: ChildProcessWithoutNullStreams) {
-    child.stdout.on('data', (x) => {
-      this.stdout += x;
-    });
-    child.stderr.on('data', (x) => {
-      this.stderr += x;
-    });
-    this.exited = new Promise((resolve) => child.on('close', (code) => resolve(code)));
-    started.push(this);
-  }
-
-  write(text: string): void {
-    this.child.stdin.write(text);
-  }
-
-  /** Resolves once `stream` matches `re`; fails with what was printed after `ms`. */
-  async waitFor(stream: 'stdout' | 'stderr', re: RegExp, ms = 20_000): Promise<RegExpExecArray> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const m = re.exec(this[stream]);
-      if (m) return m;
-      if (Date.now() > deadline || this.child.exitCode !== null) {
-        throw new Error(
-          `no ${re} on ${stream} (exit ${this.child.exitCode})\nstdout: ${this.stdout}\nstderr: ${this.stderr}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
-  /** The exit code, failing if the program does not exit within `ms`. */
-  async exit(ms = 15_000): Promise<number | null> {
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(new Error(`still running after ${ms} ms\nstdout: ${this.stdout}\nstderr: ${this.stderr}`)),
-        ms,
-      );
-    });
-    try {
-      return await Promise.race([this.exited, late]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-}
-
 function start(who: Who, program: string, args: string[]): Proc {
   return new Proc(
     spawn(program, args, {
       env: { ...process.env, GATEHOUSE_DATA_DIR: '', GATEHOUSE_HOME: homes[who] },
       stdio: ['pipe', 'pipe', 'pipe'],
     }),
+    started,
   );
 }
 
