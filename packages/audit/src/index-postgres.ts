@@ -2,6 +2,7 @@ import diagnostics_channel from 'node:diagnostics_channel';
 import pg from 'pg';
 import { AuditUnavailableError } from './errors.js';
 import type { AuditEvent } from './events.js';
+import { ensureSchema } from './pg-schema.js';
 import {
   type AuditQuery,
   type AuditSearchResult,
@@ -113,18 +114,7 @@ export class PostgresAuditIndex implements AuditIndex {
   static async open(opts: PostgresAuditIndexOptions): Promise<PostgresAuditIndex> {
     const idx = new PostgresAuditIndex(opts);
     try {
-      const client = await idx.#pool.connect();
-      try {
-        await client.query('BEGIN');
-        await client.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
-        await client.query(SCHEMA);
-        await client.query('COMMIT');
-      } catch (e) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw e;
-      } finally {
-        client.release();
-      }
+      await ensureSchema(idx.#pool, SCHEMA_LOCK, SCHEMA);
       return idx;
     } catch (e) {
       await idx.close();

@@ -17,6 +17,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import pg from 'pg';
+import { ensureSchema } from '../pg-schema.js';
 import { decodeChunk } from './codec.js';
 import { isSessionId, notFound, RecordingError, validateSessionId } from './errors.js';
 import { chunkFileName, FileRecordingStore, type FileRecordingStoreOptions } from './file-store.js';
@@ -88,18 +89,7 @@ export class PostgresRecordingStore implements RecordingStore {
   static async open(opts: PostgresRecordingStoreOptions): Promise<PostgresRecordingStore> {
     const store = new PostgresRecordingStore(opts);
     try {
-      const client = await store.#pool.connect();
-      try {
-        await client.query('BEGIN');
-        await client.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
-        await client.query(SCHEMA);
-        await client.query('COMMIT');
-      } catch (e) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        throw e;
-      } finally {
-        client.release();
-      }
+      await ensureSchema(store.#pool, SCHEMA_LOCK, SCHEMA);
     } catch (e) {
       await store.#pool.end().catch(() => undefined);
       throw unavailable('open', e);
