@@ -1001,7 +1001,8 @@ export async function soak(given, hooks = {}) {
 
     // After the load: no live sessions on the gateway, fds back to the idle baseline.
     const api = await s.api();
-    const live = await api.listSessions().finally(() => api.close());
+    // One gateway here: its own sessions (`unreachable` names peers that did not answer, none).
+    const { sessions: live } = await api.listSessions().finally(() => api.close());
     // Back to the idle counts exactly, or 30 s: connections close asynchronously (the API call's
     // own is still closing now).
     const settleStart = performance.now();
