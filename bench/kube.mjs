@@ -120,8 +120,10 @@ async function fixtureMain() {
   const { startFixtureApiServer } = await import(await fixtureModuleUrl());
   const fixture = await startFixtureApiServer({ dir: process.argv[2] });
   process.send({ kubeconfig: fixture.kubeconfig, port: fixture.port, caPem: fixture.caPem });
+  // The parent is gone: close the server and let the process end by itself (process.exit could cut
+  // output still buffered for a pipe); the unref'd timer only fires if a socket still holds it.
   process.on('disconnect', () => {
-    fixture.close().finally(() => process.exit(0));
+    void fixture.close().finally(() => setTimeout(() => process.exit(0), 5_000).unref());
   });
 }
 
@@ -178,7 +180,8 @@ async function loadMain() {
   });
   process.on('disconnect', () => {
     for (const a of Object.values(agents)) a.destroy();
-    process.exit(0);
+    // Ends by itself once the agents' sockets are closed; the backstop only fires if one lingers.
+    setTimeout(() => process.exit(0), 5_000).unref();
   });
   process.send({ ready: true });
 }
