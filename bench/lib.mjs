@@ -171,7 +171,7 @@ export async function addLoginAccount(prefix = 'ghb') {
  * user: `${type} ${user}` (plus ` sessions` for a start marked db_audit:
  * sessions) -> count.
  */
-export function countRecorded(dataDir) {
+function countRecorded(dataDir) {
   const dir = path.join(dataDir, 'audit');
   const counts = new Map();
   for (const f of readdirSync(dir).filter((n) => n.endsWith('.jsonl'))) {
@@ -183,4 +183,29 @@ export function countRecorded(dataDir) {
     }
   }
   return counts;
+}
+
+/**
+ * Whether the gateway under `dataDir` audited what each target (with a
+ * gateway `user`) was sent: every statement (`sent`: target name -> count) for
+ * statement audit, and for `sessionsOnly` targets no statement but marked
+ * session starts. Returns a row per target and `ok`.
+ */
+export function checkAudited(dataDir, targets, sent) {
+  const recorded = countRecorded(dataDir);
+  const audited = targets
+    .filter((t) => t.user !== undefined)
+    .map((t) => ({
+      target: t.name,
+      db_audit: t.sessionsOnly ? 'sessions' : 'statements',
+      statements_sent: sent.get(t.name),
+      statements_recorded: recorded.get(`db.session.query ${t.user}`) ?? 0,
+      sessions_recorded: recorded.get(`db.session.start ${t.user}${t.sessionsOnly ? ' sessions' : ''}`) ?? 0,
+    }));
+  const ok = audited.every((a) =>
+    a.db_audit === 'sessions'
+      ? a.statements_recorded === 0 && a.sessions_recorded > 0
+      : a.statements_recorded >= a.statements_sent,
+  );
+  return { audited, ok };
 }

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { mysql } from '@gatehouse/adapter-mysql';
 import { createGateway } from '@gatehouse/core';
-import { countRecorded, cpuMeter, ensurePackages, freePort, median, roundOrder, serverTls } from './lib.mjs';
+import { checkAudited, cpuMeter, ensurePackages, freePort, median, roundOrder, serverTls } from './lib.mjs';
 
 export const description =
   'sysbench QPS (oltp_point_select, oltp_read_only; 8 threads, TLS): direct vs haproxy (TCP) vs Gatehouse';
@@ -373,22 +373,7 @@ export async function run(argv) {
       }
     }
     // Every statement through a statements role waited for its record: count them in the record.
-    const recorded = countRecorded(path.join(dir, 'gw'));
-    const audited = targets
-      .filter((t) => t.user !== undefined)
-      .map((t) => ({
-        target: t.name,
-        db_audit: t.sessionsOnly ? 'sessions' : 'statements',
-        statements_sent: sent.get(t.name),
-        statements_recorded: recorded.get(`db.session.query ${t.user}`) ?? 0,
-        sessions_recorded:
-          recorded.get(`db.session.start ${t.user}${t.sessionsOnly ? ' sessions' : ''}`) ?? 0,
-      }));
-    const auditOk = audited.every((a) =>
-      a.db_audit === 'sessions'
-        ? a.statements_recorded === 0 && a.sessions_recorded > 0
-        : a.statements_recorded >= a.statements_sent,
-    );
+    const { audited, ok: auditOk } = checkAudited(path.join(dir, 'gw'), targets, sent);
     if (o.json) {
       process.stdout.write(
         `${JSON.stringify({ threads: o.threads, seconds: o.seconds, rounds: o.rounds, results, audited, audit_ok: auditOk }, null, 2)}\n`,

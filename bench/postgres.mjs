@@ -22,7 +22,7 @@ import { promisify } from 'node:util';
 import { postgres } from '@gatehouse/adapter-postgres';
 import { createGateway } from '@gatehouse/core';
 import {
-  countRecorded,
+  checkAudited,
   cpuMeter,
   ensurePackages,
   freePort,
@@ -530,22 +530,7 @@ export async function run(argv) {
     const backlog = gw.audit.backlog();
     // Each statement through the gateway waited for its record: count them in the record (before
     // auditRate adds its own events), and the sessions-only sessions, which say so in their start.
-    const recorded = countRecorded(path.join(root, 'gw'));
-    const audited = targets
-      .filter((t) => t.user !== undefined)
-      .map((t) => ({
-        target: t.name,
-        db_audit: t.sessionsOnly ? 'sessions' : 'statements',
-        statements_sent: sent.get(t.name),
-        statements_recorded: recorded.get(`db.session.query ${t.user}`) ?? 0,
-        sessions_recorded:
-          recorded.get(`db.session.start ${t.user}${t.sessionsOnly ? ' sessions' : ''}`) ?? 0,
-      }));
-    const auditOk = audited.every((a) =>
-      a.db_audit === 'sessions'
-        ? a.statements_recorded === 0 && a.sessions_recorded > 0
-        : a.statements_recorded >= a.statements_sent,
-    );
+    const { audited, ok: auditOk } = checkAudited(path.join(root, 'gw'), targets, sent);
     const audit = await auditRate(gw, Math.min(3, o.seconds));
     const ratio = (mode, target) => {
       const b = results.find((r) => r.mode === mode && r.target === 'pgbouncer').tps;
