@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
-import { userInfo } from 'node:os';
 import tls from 'node:tls';
 import { encodeTargetRequest, TargetReplyParser } from '@gatehouse/adapter-ssh/wire';
 import { GatehouseError, parseHostPort } from '@gatehouse/core/lite';
@@ -98,17 +97,18 @@ export function sshOptions(ctx: SshCtx, certFile?: string): string[] {
   ];
 }
 
+/** `program` (ssh, scp) could not be started. */
+function sshMissing(program: string, err: Error): GatehouseError {
+  return new GatehouseError('GH_ERR_NOT_FOUND', `cannot run ${program}: ${err.message}`, {
+    hint: 'install the OpenSSH client (apt-get install openssh-client)',
+    cause: err,
+  });
+}
+
 function run(ctx: SshCtx, program: string, args: string[]): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(program, args, { stdio: 'inherit', env: ctx.env });
-    child.on('error', (err) =>
-      reject(
-        new GatehouseError('GH_ERR_NOT_FOUND', `cannot run ${program}: ${err.message}`, {
-          hint: 'install the OpenSSH client (apt-get install openssh-client)',
-          cause: err,
-        }),
-      ),
-    );
+    child.on('error', (err) => reject(sshMissing(program, err)));
     child.on('close', (status) => resolve(status ?? 255));
   });
 }
@@ -195,15 +195,23 @@ export function defineSsh(cmd: Command, ctx: SshCtx): Command {
 /** scp's options that take a value (OpenSSH 9: -c -D -F -i -J -l -o -P -S -X). */
 const SCP_VALUE_OPTIONS = new Set('cDFiJloPSX');
 
+/** A remote end of an scp: the node, and the login when the operand names one (`LOGIN@NODE:PATH`). */
+export interface ScpRemote {
+  node: string;
+  login?: string;
+}
+
 /**
- * The remote ends (`LOGIN@NODE`) named in scp's arguments, in order and
- * without repeats, by OpenSSH's rules: an operand is remote when a `:`
- * comes before any `/` (a leading `:` or `[...]` brackets aside), or it is
- * an `scp://[LOGIN@]NODE[:PORT]/PATH` URI. A remote without a login uses
- * `defaultLogin` (OpenSSH's local user name).
+ * scp's arguments read by OpenSSH's rules. `remotes`: the remote ends named
+ * in the operands, in order and without repeats; an operand is remote when a
+ * `:` comes before any `/` (a leading `:` or `[...]` brackets aside), or it
+ * is an `scp://[LOGIN@]NODE[:PORT]/PATH` URI. `sshConfig`: the options scp
+ * hands on to ssh that decide which login ssh uses (`-F FILE`, `-o OPTION`),
+ * in order, for `sshLogin`.
  */
-export function scpRemoteTargets(args: string[], defaultLogin: string): { login: string; node: string }[] {
+export function parseScpArgs(args: string[]): { remotes: ScpRemote[]; sshConfig: string[] } {
   const operands: string[] = [];
+  const sshConfig: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if (a === '--') {
@@ -213,8 +221,10 @@ export function scpRemoteTargets(args: string[], defaultLogin: string): { login:
     if (a.startsWith('-') && a.length > 1) {
       // Flags can be grouped (-rP 2222); a value option takes the rest of the word or the next argument.
       for (let j = 1; j < a.length; j++) {
-        if (SCP_VALUE_OPTIONS.has(a[j]!)) {
-          if (j === a.length - 1) i++;
+        const flag = a[j]!;
+        if (SCP_VALUE_OPTIONS.has(flag)) {
+          const value = j === a.length - 1 ? args[++i] : a.slice(j + 1);
+          if ((flag === 'F' || flag === 'o') && value !== undefined) sshConfig.push(`-${flag}`, value);
           break;
         }
       }
@@ -222,12 +232,15 @@ export function scpRemoteTargets(args: string[], defaultLogin: string): { login:
     }
     operands.push(a);
   }
-  const found = new Map<string, { login: string; node: string }>();
+  const found = new Map<string, ScpRemote>();
   const add = (userHost: string) => {
     const at = userHost.lastIndexOf('@');
-    const login = at >= 0 ? userHost.slice(0, at) : defaultLogin;
     const node = (at >= 0 ? userHost.slice(at + 1) : userHost).replace(/^\[(.*)\]$/, '$1');
-    if (node) found.set(`${login}@${node}`, { login, node });
+    if (!node) return;
+    if (at >= 0) {
+      const login = userHost.slice(0, at);
+      found.set(`${login}@${node}`, { login, node });
+    } else found.set(`@${node}`, { node });
   };
   for (const o of operands) {
     const uri = /^scp:\/\/([^/]+?)(?::\d+)?(?:\/|$)/.exec(o);
@@ -250,6 +263,71 @@ export function scpRemoteTargets(args: string[], defaultLogin: string): { login:
       } else if (c === '/') break;
     }
   }
+  return { remotes: [...found.values()], sshConfig };
+}
+
+/**
+ * The login ssh will use for `remote`, as OpenSSH itself resolves it: `ssh
+ * -G` with what scp passes to ssh (`sshConfig` from `parseScpArgs`, then the
+ * operand's login as `-l`). OpenSSH 9.2 takes the first `-o User=` (keyword
+ * in any case, `=` or a space), then the operand's `LOGIN@`, then `User` in
+ * the config files (`-F FILE`, else ~/.ssh/config and /etc/ssh/ssh_config,
+ * `Match` blocks included), then the local user name. Asking ssh keeps that
+ * order right whatever the installed version does. Options ssh rejects are a
+ * usage error here, before any MFA check (scp would refuse them too).
+ */
+export function sshLogin(env: NodeJS.ProcessEnv, sshConfig: string[], remote: ScpRemote): Promise<string> {
+  // -T as scp asks for no terminal (-oRequestTTY=no): ssh would say on stderr that it allocates none.
+  const args = ['-G', '-T', ...sshConfig, ...(remote.login ? ['-l', remote.login] : []), '--', remote.node];
+  return new Promise((resolve, reject) => {
+    const child = spawn('ssh', args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+    });
+    child.stderr.setEncoding('utf8').on('data', (s: string) => {
+      err += s;
+    });
+    child.on('error', (e) => reject(sshMissing('ssh', e)));
+    child.on('close', (status) => {
+      const why = err.trim().replace(/\s*\n\s*/g, '; ');
+      if (status !== 0) {
+        reject(
+          usage(
+            `ssh cannot use these options: ${why || `ssh -G exited with ${status}`}`,
+            'fix the -o or -F option',
+          ),
+        );
+        return;
+      }
+      const user = /^user (.+)$/m.exec(out)?.[1];
+      if (user) resolve(user);
+      else
+        reject(
+          new GatehouseError('GH_ERR_INTERNAL', `ssh -G named no user for ${remote.node}`, {
+            hint: 'install OpenSSH 6.8 or later (apt-get install openssh-client)',
+          }),
+        );
+    });
+  });
+}
+
+/**
+ * The `LOGIN@NODE` targets an scp copies to or from, each login as ssh
+ * resolves it, without repeats (`web1:` and `root@web1:` are one target when
+ * the local user is root).
+ */
+export async function scpTargets(
+  env: NodeJS.ProcessEnv,
+  args: string[],
+): Promise<{ login: string; node: string }[]> {
+  const { remotes, sshConfig } = parseScpArgs(args);
+  const found = new Map<string, { login: string; node: string }>();
+  for (const r of remotes) {
+    const login = await sshLogin(env, sshConfig, r);
+    found.set(`${login}@${r.node}`, { login, node: r.node });
+  }
   return [...found.values()];
 }
 
@@ -270,7 +348,7 @@ export function defineScp(cmd: Command, ctx: SshCtx): Command {
     )
     .action(async (args: string[], o: { mfaCode?: string; mfaMode?: string; browser?: string }) => {
       const p = requireProfile(ctx.home);
-      const targets = scpRemoteTargets(args, userInfo().username);
+      const targets = await scpTargets(ctx.env, args);
       // A copy with one node asks the proxy whether it needs a fresh check, as gatehouse ssh does.
       // A bound certificate opens one target: a copy between two nodes goes without, and is
       // refused for users who need the check (the refusal names gatehouse scp; decision 0037).
