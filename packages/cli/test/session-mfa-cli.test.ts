@@ -336,6 +336,37 @@ describe('gatehouse ssh with require_session_mfa', () => {
     });
   });
 
+  it('gatehouse scp binds the certificate to the login ssh uses: -o User=LOGIN, or a User line in the -F config, for a remote without LOGIN@ (was: the local user, and the copy failed)', async () => {
+    // Each user has one spare TOTP step (see enroll): one copy each.
+    const gus = await enroll('gus', 'prod-mfa');
+    const joy = await enroll('joy', 'prod-mfa');
+    const batch = ['-o', 'BatchMode=yes'];
+    const cfg = join(joy.home, 'user_config');
+    writeFileSync(cfg, `Host node1\n  User ${login}\n`);
+    const cases: [Enrolled, string, string[]][] = [
+      [gus, 'gus', ['-o', `User=${login}`]],
+      [joy, 'joy', ['-F', cfg]],
+    ];
+    for (const [u, name, how] of cases) {
+      const src = join(u.home, 'up.txt');
+      writeFileSync(src, `copy as ${name}\n`);
+      const remote = `/tmp/gh-mfa-scp-${randomBytes(4).toString('hex')}`;
+      const up = await u.gh(['scp', '--mfa-code', u.next(), ...batch, ...how, src, `node1:${remote}`]);
+      try {
+        expect(up.code, `${how.join(' ')}: ${up.stderr}`).toBe(0);
+        expect(readFileSync(remote, 'utf8')).toBe(`copy as ${name}\n`);
+      } finally {
+        rmSync(remote, { force: true });
+      }
+      expect(lastMfa()).toMatchObject({ success: true, user: name, target: 'node1', login });
+      expect(
+        auditEvents(d)
+          .filter((e) => e.type === 'session.start' && e.user === name)
+          .at(-1),
+      ).toMatchObject({ success: true, server: 'node1', login });
+    }
+  }, 120_000);
+
   it('without a code and no terminal to ask on, gatehouse ssh says how to pass one', async () => {
     const carol = await enroll('carol', 'prod-mfa');
     const r = await carol.gh(['ssh', `${login}@node1`, 'true']);
