@@ -342,9 +342,17 @@ export function defineScp(cmd: Command, ctx: SshCtx): Command {
     .allowUnknownOption(true)
     .addHelpText(
       'after',
-      examples(
-        '  $ gatehouse scp report.pdf root@web1:/tmp/\n  $ gatehouse scp -r root@web1:/var/log/app ./logs',
-      ),
+      `
+When a role asks for a check per session (require_session_mfa), the
+certificate is bound to one LOGIN@NODE: the login is the one ssh will use,
+as \`ssh -G\` resolves it (the first -o User=, else LOGIN@ in the operand,
+else User in the -F file or ~/.ssh/config, else your local user name). NODE
+is the name in the operand: a HostName alias in the ssh config is not
+followed, and ssh is asked even when -S names another program. A copy
+between two nodes gets no check.
+${examples(
+  '  $ gatehouse scp report.pdf root@web1:/tmp/\n  $ gatehouse scp -o User=root report.pdf web1:/tmp/\n  $ gatehouse scp -r root@web1:/var/log/app ./logs',
+)}`,
     )
     .action(async (args: string[], o: { mfaCode?: string; mfaMode?: string; browser?: string }) => {
       const p = requireProfile(ctx.home);
