@@ -260,6 +260,9 @@ export async function run(argv) {
     const live = gw.liveSessions.size;
     await new Promise((r) => setTimeout(r, 2000));
     const after = await settle();
+    // GATEHOUSE_BENCH_SSH_HEAPSNAPSHOT=FILE: the gateway's heap with the idle sessions up, to see what each keeps.
+    const snap = process.env.GATEHOUSE_BENCH_SSH_HEAPSNAPSHOT;
+    if (snap) process.stdout.write(`heap snapshot: ${v8.writeHeapSnapshot(snap)}\n`);
     for (const c of children) c.kill('SIGTERM');
     await Promise.all(
       children.map((c) => (c.exitCode !== null ? 0 : new Promise((r) => c.once('close', r)))),

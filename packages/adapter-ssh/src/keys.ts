@@ -19,7 +19,13 @@ function newKeyPair(): KeyPair {
 function certBlob(line: string): Buffer {
   const b64 = line.trim().split(/\s+/)[1];
   if (!b64) throw new Error('issued certificate is not an OpenSSH line');
-  return Buffer.from(b64, 'base64');
+  // A session keeps its certificate as long as it lives: in memory of its own,
+  // since a small Buffer.from() is a slice of Node's shared 8 KiB pool and would
+  // keep all of it alive (about 8 KiB per idle session).
+  const pooled = Buffer.from(b64, 'base64');
+  const own = Buffer.allocUnsafeSlow(pooled.length);
+  pooled.copy(own);
+  return own;
 }
 
 /**
