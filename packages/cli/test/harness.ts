@@ -13,6 +13,7 @@ import { createGateway, loadConfig } from '@gatehouse/core';
 import { type Sshd, startSshd } from '@gatehouse/core/testing';
 import { expect } from 'vitest';
 import { type FixtureApiServer, startFixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
+import { type Mariadb, startMariadb } from '../../adapter-mysql/test/peers.js';
 import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
 import { type ClientRun, runClient } from '../../core/test/helpers.js';
 
@@ -487,6 +488,52 @@ export async function addPostgres(
   ]);
   expect(add.code, add.stderr).toBe(0);
   return pg;
+}
+
+/**
+ * A real MariaDB that trusts the gateway's database CA, registered as
+ * database `name` (protocol mysql; the daemon needs a `mysql_listen`). Each
+ * of `users` is an X.509 user whose subject is what the db CA issues to that
+ * database user in `cluster` (`/CN=USER/O=CLUSTER`), with all rights on
+ * `databases`; `sql` then runs as root (tables, rows).
+ */
+export async function addMariadb(
+  d: Daemon,
+  name: string,
+  opts: { cluster: string; users: string[]; databases: string[]; sql?: string },
+): Promise<Mariadb> {
+  const dbCa = await admin(d, ['ca', 'export', '--format', 'mariadb']);
+  expect(dbCa.code, dbCa.stderr).toBe(0);
+  const db = await startMariadb({ clientCaPem: dbCa.stdout });
+  try {
+    const statements = [
+      ...opts.databases.map((n) => `CREATE DATABASE ${n}`),
+      ...opts.users.flatMap((u) => [
+        `CREATE USER ${u}@'%' REQUIRE SUBJECT '/CN=${u}/O=${opts.cluster}'`,
+        ...opts.databases.map((n) => `GRANT ALL ON ${n}.* TO ${u}@'%'`),
+      ]),
+      ...(opts.sql ? [opts.sql] : []),
+    ];
+    await db.sql(statements.join('; '));
+    const caFile = join(d.root, `mariadb-server-ca-${name}.pem`);
+    writeFileSync(caFile, db.serverCaPem);
+    const add = await admin(d, [
+      'db',
+      'add',
+      name,
+      '--protocol',
+      'mysql',
+      '--uri',
+      `localhost:${db.port}`,
+      '--ca-file',
+      caFile,
+    ]);
+    expect(add.code, add.stderr).toBe(0);
+    return db;
+  } catch (e) {
+    await db.stop();
+    throw e;
+  }
 }
 
 /**

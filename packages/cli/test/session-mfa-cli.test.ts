@@ -6,7 +6,8 @@
  * certificate (gatehouse config ssh) is refused with a message naming
  * `gatehouse ssh`; a wrong code is refused and audited; a role without the
  * option is unaffected. The same for `gatehouse db connect` with psql and a
- * real PostgreSQL, and for kubectl (the `kube login` exec plugin, and
+ * real PostgreSQL (and `gatehouse proxy db` with psql, and with the mariadb
+ * client and a real MariaDB), and for kubectl (the `kube login` exec plugin, and
  * `gatehouse kubectl`) with the Kubernetes fixture upstream.
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -19,12 +20,14 @@ import type { Sshd } from '@gatehouse/core/testing';
 import { type TOTP, URI } from 'otpauth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FixtureApiServer } from '../../adapter-k8s/test/fixture-apiserver.js';
+import type { Mariadb } from '../../adapter-mysql/test/peers.js';
 import type { Postgres } from '../../adapter-postgres/test/peers.js';
 import { startWeston, type Weston } from '../../adapter-rdp/test/peers.js';
 import { type ClientRun, runClient } from '../../core/test/helpers.js';
 import { ClientHome, splitPems } from '../src/profile.js';
 import {
   addKubeFixture,
+  addMariadb,
   addNode,
   addPostgres,
   admin,
@@ -41,6 +44,7 @@ import {
 let d: Daemon;
 let sshd: Sshd;
 let pgdb: Postgres;
+let mariadb: Mariadb;
 let fixture: FixtureApiServer;
 let weston: Weston;
 let api: GatehouseClient;
@@ -135,7 +139,7 @@ const wrongCode = (right: string) => String((Number(right) + 1) % 1_000_000).pad
 beforeAll(async () => {
   execFileSync('useradd', ['-m', '-s', '/bin/bash', login]);
   execFileSync('usermod', ['-p', '*', login]);
-  d = await startDaemon({ cluster: 'acme', secondFactor: 'otp' });
+  d = await startDaemon({ cluster: 'acme', secondFactor: 'otp', extraConfig: 'mysql_listen: 127.0.0.1:0\n' });
   const ca = await run([
     'ca',
     'export',
@@ -168,6 +172,12 @@ beforeAll(async () => {
   await addNode(d, 'node1', sshd.port, ['env=prod']);
 
   pgdb = await addPostgres(d, 'orders', { roles: ['dana'], databases: ['app'] });
+  mariadb = await addMariadb(d, 'shop', {
+    cluster: 'acme',
+    users: ['dana'],
+    databases: ['app'],
+    sql: "CREATE TABLE app.items (id INT PRIMARY KEY, name TEXT); INSERT INTO app.items VALUES (1, 'from mariadb')",
+  });
   fixture = await addKubeFixture(d, 'prod');
   const kdir = mkdtempSync(join(tmpdir(), 'gh-rdp-mfa-'));
   await admin(
@@ -210,6 +220,7 @@ beforeAll(async () => {
 afterAll(async () => {
   api?.close();
   await pgdb?.stop();
+  await mariadb?.stop();
   await fixture?.close();
   await weston?.stop();
   execFileSync('userdel', ['-r', '-f', login], { stdio: 'ignore' });
@@ -482,6 +493,100 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
       const none = await psql();
       expect(none.code).not.toBe(0);
       expect(none.stderr).toContain('no authenticator code left on stdin');
+      expect(tunnel.err()).toContain('no authenticator code left on stdin');
+    } finally {
+      await tunnel.stop();
+    }
+  }, 120_000);
+
+  it('gatehouse proxy db (MySQL) with the mariadb client: the start check pays for the first connection; a wrong code refuses the next with an ERR the client prints (audited); a good code connects; with no code left the client gets the reason', async () => {
+    const kim = await enroll('kim', 'data-mfa');
+    const dl = await kim.gh(['db', 'login', 'shop', '--db-user', 'dana', '--db-name', 'app']);
+    expect(dl.code, dl.stderr).toBe(0);
+    const tunnel = await startProxyDb(
+      'shop',
+      { GATEHOUSE_HOME: kim.home, HOME: kim.home },
+      { args: ['--mfa-code', '-'], input: `${kim.at(1)}\n` },
+    );
+    try {
+      expect(tunnel.out).toContain('each new connection through the tunnel asks');
+      expect(tunnel.out).toContain(`mariadb -h127.0.0.1 -P${tunnel.port} -udana -Dapp --skip-ssl`);
+      expect(lastMfa()).toMatchObject({
+        success: true,
+        user: 'kim',
+        target_kind: 'db',
+        target: 'shop',
+        db_user: 'dana',
+        method: 'totp',
+      });
+      // --no-defaults: only the tunnel (no ~/.my.cnf group, no certificate of the client's own).
+      const query = () =>
+        kim.tool('mariadb', [
+          '--no-defaults',
+          '-h127.0.0.1',
+          `-P${tunnel.port}`,
+          '-udana',
+          '-Dapp',
+          '--skip-ssl',
+          '-N',
+          '-B',
+          '-e',
+          'SELECT name, CURRENT_USER() FROM items WHERE id = 1',
+        ]);
+      const first = await query();
+      expect(first.code, first.stderr).toBe(0);
+      expect(first.stdout).toBe('from mariadb\tdana@%\n');
+
+      // The second connection is a new session: it asks, and a wrong code refuses that connection only,
+      // with an ERR packet in place of the server greeting, which the client prints as it came.
+      const right = kim.at(2);
+      tunnel.write(`${wrongCode(right)}\n`);
+      const bad = await query();
+      expect(bad.signal).toBeNull();
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toBe('');
+      expect(bad.stderr).toMatch(
+        /^ERROR 1105 \(HY000\): gatehouse proxy db: the authenticator code is not valid\b/,
+      );
+      expect(lastMfa()).toMatchObject({
+        success: false,
+        user: 'kim',
+        target_kind: 'db',
+        target: 'shop',
+        db_user: 'dana',
+        method: 'totp',
+        reason: 'invalid',
+        code: 'GH1003W',
+      });
+
+      // The next step's code becomes valid once its step is within one of now.
+      while (Math.floor(Date.now() / STEP_MS) < Math.floor((kim.t0 + STEP_MS) / STEP_MS))
+        await new Promise((r) => setTimeout(r, 500));
+      tunnel.write(`${right}\n`);
+      const again = await query();
+      expect(again.code, again.stderr).toBe(0);
+      expect(again.stdout).toBe('from mariadb\tdana@%\n');
+      const checks = auditEvents(d).filter((e) => e.type === 'mfa.session' && e.user === 'kim');
+      // The start's check, the wrong code, the good one: each answer audited, in order.
+      expect(checks).toMatchObject([
+        { success: true },
+        { success: false, reason: 'invalid' },
+        { success: true },
+      ]);
+      const sessions = auditEvents(d).filter(
+        (e) => e.type === 'db.session.start' && e.user === 'kim' && e.success,
+      );
+      expect(sessions).toHaveLength(2);
+      expect(sessions.at(-1)).toMatchObject({ db_user: 'dana' });
+
+      // No check: with no code left, the connection is refused with what to do.
+      tunnel.endInput();
+      const none = await query();
+      expect(none.signal).toBeNull();
+      expect(none.code).toBe(1);
+      expect(none.stderr).toMatch(
+        /^ERROR 1105 \(HY000\): gatehouse proxy db: no authenticator code left on stdin for this connection\b/,
+      );
       expect(tunnel.err()).toContain('no authenticator code left on stdin');
     } finally {
       await tunnel.stop();
