@@ -499,6 +499,51 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
     }
   }, 120_000);
 
+  it('mariadb with the db login certificate alone is refused (ERROR 1045, naming gatehouse db connect; audited); db connect with the code runs mariadb', async () => {
+    const lee = await enroll('lee', 'data-mfa');
+    const dl = await lee.gh(['db', 'login', 'shop', '--db-user', 'dana', '--db-name', 'app']);
+    expect(dl.code, dl.stderr).toBe(0);
+    const plain = await lee.tool('mariadb', ['--defaults-group-suffix=_shop', '-N', '-B', '-e', 'SELECT 1']);
+    expect(plain.signal).toBeNull();
+    expect(plain.code).toBe(1);
+    expect(plain.stdout).toBe('');
+    expect(plain.stderr).toMatch(/^ERROR 1045 \(28000\): /);
+    expect(plain.stderr).toContain('require_session_mfa');
+    expect(plain.stderr).toContain('gatehouse db connect shop');
+    expect(
+      auditEvents(d)
+        .filter((e) => e.type === 'access.denied' && e.user === 'lee')
+        .at(-1),
+    ).toMatchObject({
+      resource_kind: 'db',
+      resource: 'shop',
+      code: 'GH1102W',
+      reason: expect.stringContaining('require_session_mfa'),
+    });
+
+    const ok = await lee.gh([
+      'db',
+      'connect',
+      'shop',
+      '--mfa-code',
+      lee.next(),
+      '--',
+      '-N',
+      '-B',
+      '-e',
+      'SELECT name, CURRENT_USER() FROM items WHERE id = 1',
+    ]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toBe('from mariadb\tdana@%\n');
+    expect(lastMfa()).toMatchObject({
+      success: true,
+      user: 'lee',
+      target_kind: 'db',
+      target: 'shop',
+      db_user: 'dana',
+    });
+  });
+
   it('gatehouse proxy db (MySQL) with the mariadb client: the start check pays for the first connection; a wrong code refuses the next with an ERR the client prints (audited); a good code connects; with no code left the client gets the reason', async () => {
     const kim = await enroll('kim', 'data-mfa');
     const dl = await kim.gh(['db', 'login', 'shop', '--db-user', 'dana', '--db-name', 'app']);
