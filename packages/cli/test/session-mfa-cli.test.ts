@@ -13,6 +13,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, X509Certificate } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GatehouseClient, type MfaTarget } from '@gatehouse/core';
@@ -633,6 +634,23 @@ describe('gatehouse db connect and kubectl with require_session_mfa', () => {
         /^ERROR 1105 \(HY000\): gatehouse proxy db: no authenticator code left on stdin for this connection\b/,
       );
       expect(tunnel.err()).toContain('no authenticator code left on stdin');
+      // The packet itself, as the protocol has it before the greeting: no capabilities are agreed yet, so an
+      // ERR carries no SQLSTATE marker. The mariadb client accepts one anyway; MySQL's libmysqlclient reads
+      // the marker only once the server announced CLIENT_PROTOCOL_41 and would show "#HY000" in the message.
+      const raw = await new Promise<Buffer>((resolve, reject) => {
+        const chunks: Buffer[] = [];
+        const sock = connect(tunnel.port, '127.0.0.1');
+        sock.on('data', (b) => chunks.push(b));
+        sock.on('error', reject);
+        sock.on('close', () => resolve(Buffer.concat(chunks)));
+      });
+      expect(raw.readUIntLE(0, 3)).toBe(raw.length - 4);
+      expect(raw[3]).toBe(0);
+      expect(raw[4]).toBe(0xff);
+      expect(raw.readUInt16LE(5)).toBe(1105);
+      expect(raw.subarray(7).toString('utf8')).toMatch(
+        /^gatehouse proxy db: no authenticator code left on stdin for this connection\b/,
+      );
     } finally {
       await tunnel.stop();
     }

@@ -4,6 +4,7 @@ import { describe, expect, it, vi } from 'vitest';
 import {
   encodeChangeUser,
   encodeErr,
+  encodeGreetingErr,
   encodeHandshakeResponse,
   encodeHandshakeV10,
   encodeOk,
@@ -134,6 +135,22 @@ describe('ERR and OK', () => {
       '0b000002' + 'ff' + '1504' + '23' + Buffer.from('28000no').toString('hex'),
     );
     expect(parseErr(b.subarray(4))).toEqual({ code: 1045, state: '28000', message: 'no' });
+  });
+
+  it('encodes an ERR in place of the greeting without a SQLSTATE marker (no CLIENT_PROTOCOL_41 agreed yet)', () => {
+    const b = encodeGreetingErr(ER.UNKNOWN_ERROR.code, 'gatehouse proxy db: no');
+    expect(b.toString('hex')).toBe(
+      '19000000' + 'ff' + '5104' + Buffer.from('gatehouse proxy db: no').toString('hex'),
+    );
+    expect(parseErr(b.subarray(4))).toEqual({
+      code: 1105,
+      state: 'HY000',
+      message: 'gatehouse proxy db: no',
+    });
+    // mysql2 reads it as a client reads a refusal before the handshake: the message as sent.
+    const e = new Packet(0, b, 0, b.length).asError('utf8');
+    expect(e.errno).toBe(1105);
+    expect(e.message).toBe('gatehouse proxy db: no');
   });
 
   it('mysql2 reads our ERR and OK packets', () => {

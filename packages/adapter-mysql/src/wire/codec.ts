@@ -372,12 +372,30 @@ const NUL = Buffer.from([0]);
 // --- ERR / OK --------------------------------------------------------------
 
 export function encodeErr(seq: number, err: ErrSpec, message: string): Buffer {
-  const head = Buffer.alloc(9);
+  return errPacket(seq, err.code, `#${err.state.padEnd(5, '0').slice(0, 5)}`, message);
+}
+
+/**
+ * An ERR sent in place of the server greeting (sequence 0), as a server
+ * refuses a connection before the handshake ("Too many connections"). No
+ * capabilities are agreed yet, so it carries no SQLSTATE marker: MySQL's
+ * libmysqlclient reads the marker only once the greeting announced
+ * CLIENT_PROTOCOL_41, and would print "#HY000" as part of the message (the
+ * MariaDB client and mysql2 accept either). Clients report SQLSTATE HY000.
+ */
+export function encodeGreetingErr(code: number, message: string): Buffer {
+  return errPacket(0, code, '', message);
+}
+
+function errPacket(seq: number, code: number, stateMarker: string, message: string): Buffer {
+  const head = Buffer.alloc(3);
   head[0] = 0xff;
-  head.writeUInt16LE(err.code, 1);
-  head.write(`#${err.state.padEnd(5, '0').slice(0, 5)}`, 3, 'latin1');
+  head.writeUInt16LE(code, 1);
   // Clients print the message verbatim; keep it one reasonable line.
-  return encodePacket(seq, Buffer.concat([head, Buffer.from(message.slice(0, 2000), 'utf8')]));
+  return encodePacket(
+    seq,
+    Buffer.concat([head, Buffer.from(stateMarker, 'latin1'), Buffer.from(message.slice(0, 2000), 'utf8')]),
+  );
 }
 
 export interface ErrPacket {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
 import tls from 'node:tls';
-import { encodeErr } from '@gatehouse/adapter-mysql';
+import { ER, encodeGreetingErr } from '@gatehouse/adapter-mysql';
 import { errorResponse } from '@gatehouse/adapter-postgres';
 import { GatehouseError, parseHostPort } from '@gatehouse/core';
 import type { Command } from 'commander';
@@ -37,8 +37,8 @@ interface TunnelKind {
 const TUNNELS: Record<DbLogin['protocol'], TunnelKind> = {
   mysql: {
     alpn: 'gatehouse-mysql',
-    // ER_UNKNOWN_ERROR in place of the greeting: the client shows it to the user.
-    refuse: (message) => encodeErr(0, { code: 1105, state: 'HY000' }, message),
+    // ER_UNKNOWN_ERROR in place of the greeting (no SQLSTATE marker before the handshake): the client shows it to the user.
+    refuse: (message) => encodeGreetingErr(ER.UNKNOWN_ERROR.code, message),
     command(login, port, env) {
       const program = mysqlProgram(env);
       const tlsOff = program === 'mariadb' ? '--skip-ssl' : '--ssl-mode=DISABLED';
