@@ -1,12 +1,14 @@
 /**
  * Three gateways in separate processes (`gatehouse start --config`, the
- * BUILT binary: run `npx tsc -b` first) on one real PostgreSQL, haproxy in
- * front sending PROXY protocol v2, and a real sshd: logins through the load
- * balancer, a session on gateway B that a lock taken on A ends, `sessions
- * ls` and `join` from C for a session on B (over the gateways' internal
- * mTLS channel), and B frozen then killed mid-session: its session ends, the
- * next connection through haproxy succeeds on A or C, and `ls` on A reports
- * B as unreachable instead of hanging.
+ * BUILT binary: run `npx tsc -b` first) on one shared backend, once on a
+ * real PostgreSQL and once on a real etcd (every assertion on both), haproxy
+ * in front sending PROXY protocol v2, and a real sshd: logins through the
+ * load balancer, a session on gateway B that a lock taken on A ends,
+ * `sessions ls` and `join` from C for a session on B (over the gateways'
+ * internal mTLS channel), and B frozen then killed mid-session: its session
+ * ends, the next connection through haproxy succeeds on A or C, and `ls` on
+ * A reports B as unreachable instead of hanging, until B's registry record
+ * expires.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -16,9 +18,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AuditEvent } from '@gatehouse/audit';
 import type { PingResponse, SessionView } from '@gatehouse/core';
-import { type Sshd, TEST_LOGIN } from '@gatehouse/core/testing';
+import { type Sshd, startEtcd, TEST_LOGIN } from '@gatehouse/core/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Postgres, startPostgres } from '../../adapter-postgres/test/peers.js';
+import { startPostgres } from '../../adapter-postgres/test/peers.js';
 import { waitFor } from '../../core/test/helpers.js';
 import {
   addAccessUser,
@@ -37,7 +39,42 @@ const SECRETS_KEY_ENV = 'GATEHOUSE_SECRETS_KEY';
 const HAPROXY = '/usr/sbin/haproxy';
 const CLUSTER = 'hacl';
 
-let pg: Postgres;
+/**
+ * A shared backend the three gateways use: its `backend:` config section
+ * (secrets in files under `dir`), and how to stop it.
+ */
+interface SharedBackend {
+  config: string;
+  stop(): Promise<void>;
+}
+
+const BACKENDS: Record<'postgres' | 'etcd', (dir: string) => Promise<SharedBackend>> = {
+  async postgres(dir) {
+    const pg = await startPostgres({ hba: ['hostssl all gatehouse 127.0.0.1/32 scram-sha-256'] });
+    await pg.sql(`CREATE ROLE gatehouse LOGIN PASSWORD 'pg-pw'`);
+    await pg.sql('CREATE DATABASE hasess OWNER gatehouse');
+    writeFileSync(join(dir, 'pg-password'), 'pg-pw\n', { mode: 0o600 });
+    return {
+      config: [
+        'backend:',
+        '  type: postgres',
+        `  uri: "postgres://gatehouse@localhost:${pg.port}/hasess"`,
+        `  password_file: ${join(dir, 'pg-password')}`,
+        `  tls: { ca_file: ${pg.serverCaFile} }`,
+      ].join('\n'),
+      stop: () => pg.stop(),
+    };
+  },
+  async etcd() {
+    const etcd = await startEtcd();
+    return {
+      config: ['backend:', '  type: etcd', `  endpoints: [${etcd.endpoint}]`, '  prefix: hasess/'].join('\n'),
+      stop: () => etcd.cleanup(),
+    };
+  },
+};
+
+let backend: SharedBackend | undefined;
 let root: string;
 let sshd: Sshd | undefined;
 let haproxy: ChildProcess | undefined;
@@ -169,20 +206,14 @@ async function startHaproxy(backends: Daemon[]): Promise<string> {
   }
 }
 
-beforeAll(async () => {
-  pg = await startPostgres({ hba: ['hostssl all gatehouse 127.0.0.1/32 scram-sha-256'] });
-  await pg.sql(`CREATE ROLE gatehouse LOGIN PASSWORD 'pg-pw'`);
-  await pg.sql('CREATE DATABASE hasess OWNER gatehouse');
+/** One cluster (three gateways, haproxy, sshd) on a fresh `kind` backend; the suites run one after the other. */
+async function setUp(kind: keyof typeof BACKENDS): Promise<void> {
   root = mkdtempSync(join(tmpdir(), 'gh-ha-sessions-'));
-  writeFileSync(join(root, 'pg-password'), 'pg-pw\n', { mode: 0o600 });
+  backend = await BACKENDS[kind](root);
   process.env[SECRETS_KEY_ENV] = randomBytes(32).toString('base64');
   const config = (name: string) =>
     [
-      'backend:',
-      '  type: postgres',
-      `  uri: "postgres://gatehouse@localhost:${pg.port}/hasess"`,
-      `  password_file: ${join(root, 'pg-password')}`,
-      `  tls: { ca_file: ${pg.serverCaFile} }`,
+      backend!.config,
       'listener:',
       '  proxy_protocol_trusted: [127.0.0.1/32]',
       `gateway: { name: ${name} }`,
@@ -216,139 +247,175 @@ beforeAll(async () => {
     [SECRETS_KEY_ENV]: process.env[SECRETS_KEY_ENV],
   });
   await addNode(gw.a, 'node1', sshd.port);
-}, 180_000);
+}
 
-afterAll(async () => {
-  for (const p of started) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+async function tearDown(): Promise<void> {
+  for (const p of started.splice(0)) if (p.child.exitCode === null) p.child.kill('SIGKILL');
   if (haproxy && haproxy.exitCode === null) {
     const gone = new Promise((r) => haproxy!.once('exit', r));
     haproxy.kill('SIGTERM');
     await gone;
   }
+  haproxy = undefined;
   await sshd?.stop();
+  sshd = undefined;
   for (const d of Object.values(gw)) {
     if (!d) continue;
     // A frozen gateway (SIGSTOP) must be woken to die of SIGTERM.
     if (d.alive()) process.kill(d.pid, 'SIGCONT');
     await d.stop();
   }
-  await pg?.stop();
+  await backend?.stop();
+  backend = undefined;
   delete process.env[SECRETS_KEY_ENV];
   if (root) rmSync(root, { recursive: true, force: true });
-  for (const d of Object.values(gw)) if (d) rmSync(d.root, { recursive: true, force: true });
-});
+  for (const [k, d] of Object.entries(gw)) {
+    if (d) rmSync(d.root, { recursive: true, force: true });
+    gw[k as keyof typeof gw] = undefined;
+  }
+}
 
-describe('three gateways behind haproxy on one PostgreSQL', () => {
-  it('each gateway names itself and its two live peers (ping and gatehouse status)', async () => {
-    const st = await gh('admin', ['status', '--json']);
-    expect(st.code, st.stderr).toBe(0);
-    const s = JSON.parse(st.stdout) as { gateway: PingResponse['gateway']; peers: PingResponse['peers'] };
-    // Through haproxy: any of the three answers, and it lists the other two.
-    const all = ['gw-a', 'gw-b', 'gw-c'];
-    expect(all).toContain(s.gateway?.name);
-    expect(s.peers?.map((p) => p.name).sort()).toEqual(all.filter((n) => n !== s.gateway?.name));
-  });
+describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])(
+  'three gateways behind haproxy on one %s',
+  (kind) => {
+    beforeAll(() => setUp(kind), 180_000);
+    afterAll(tearDown);
 
-  it('a session on B: ls and join from C, then a lock taken on A ends it', async () => {
-    // alice is pinned to gateway B (her profile's proxy is B's own address).
-    await login('alice', 'alice', gw.b!.proxy);
-    await login('admin-c', 'admin', gw.c!.proxy);
-    const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
-    const owner = start('alice', 'ssh', [
-      '-F',
-      await sshConfig('alice'),
-      '-tt',
-      `${TEST_LOGIN}@node1.${CLUSTER}`,
-    ]);
-    await owner.waitFor('stdout', /\$ $/);
-    const s = await newSession('admin-c', 'alice', before, owner);
-    expect(s).toMatchObject({ user: 'alice', server: 'node1', gateway: 'gw-b' });
+    it('each gateway names itself and its two live peers (ping and gatehouse status)', async () => {
+      const st = await gh('admin', ['status', '--json']);
+      expect(st.code, st.stderr).toBe(0);
+      const s = JSON.parse(st.stdout) as { gateway: PingResponse['gateway']; peers: PingResponse['peers'] };
+      // Through haproxy: any of the three answers, and it lists the other two.
+      const all = ['gw-a', 'gw-b', 'gw-c'];
+      expect(all).toContain(s.gateway?.name);
+      expect(s.peers?.map((p) => p.name).sort()).toEqual(all.filter((n) => n !== s.gateway?.name));
+    });
 
-    // admin joins from C: the terminal stream is relayed from B.
-    const joiner = start('admin-c', process.execPath, [BIN, 'join', s.id]);
-    await joiner.waitFor('stderr', /Joined session/);
-    owner.write('echo relayed-$((6*7))\n');
-    await owner.waitFor('stdout', /relayed-42/);
-    await joiner.waitFor('stdout', /relayed-42/);
-    joiner.write('\x1d');
-    expect(await joiner.exit()).toBe(0);
+    it('a session on B: ls and join from C, then a lock taken on A ends it', async () => {
+      // alice is pinned to gateway B (her profile's proxy is B's own address).
+      await login('alice', 'alice', gw.b!.proxy);
+      await login('admin-c', 'admin', gw.c!.proxy);
+      const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
+      const owner = start('alice', 'ssh', [
+        '-F',
+        await sshConfig('alice'),
+        '-tt',
+        `${TEST_LOGIN}@node1.${CLUSTER}`,
+      ]);
+      await owner.waitFor('stdout', /\$ $/);
+      const s = await newSession('admin-c', 'alice', before, owner);
+      expect(s).toMatchObject({ user: 'alice', server: 'node1', gateway: 'gw-b' });
 
-    // Audited on both: C decided the join, B relayed it.
-    const joinsOn = (d: Daemon) =>
-      auditEvents(d).filter(
-        (e): e is Extract<AuditEvent, { type: 'session.join' }> =>
-          e.type === 'session.join' && e.session_id === s.id,
+      // admin joins from C: the terminal stream is relayed from B.
+      const joiner = start('admin-c', process.execPath, [BIN, 'join', s.id]);
+      await joiner.waitFor('stderr', /Joined session/);
+      owner.write('echo relayed-$((6*7))\n');
+      await owner.waitFor('stdout', /relayed-42/);
+      await joiner.waitFor('stdout', /relayed-42/);
+      joiner.write('\x1d');
+      expect(await joiner.exit()).toBe(0);
+
+      // Audited on both: C decided the join, B relayed it.
+      const joinsOn = (d: Daemon) =>
+        auditEvents(d).filter(
+          (e): e is Extract<AuditEvent, { type: 'session.join' }> =>
+            e.type === 'session.join' && e.session_id === s.id,
+        );
+      expect(joinsOn(gw.c!)).toMatchObject([{ user: 'admin', owner: 'alice', success: true }]);
+      expect(joinsOn(gw.b!)).toMatchObject([{ user: 'admin', owner: 'alice', via_gateway: 'gw-c' }]);
+
+      // A lock on gateway A ends the session on B (B hears of it through the backend's change feed).
+      await admin(gw.a!, ['locks', 'add', '--user', 'alice', '--message', 'ha test']);
+      await owner.exit();
+      expect(owner.stdout + owner.stderr).toMatch(/lock|locked/i);
+      const after = await listOn('admin-c');
+      expect(after.sessions.map((x) => x.id)).not.toContain(s.id);
+    });
+
+    it('kill from C ends a session that runs on B', async () => {
+      await login('carol-b', 'carol', gw.b!.proxy);
+      const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
+      const owner = start('carol-b', 'ssh', [
+        '-F',
+        await sshConfig('carol-b'),
+        '-tt',
+        `${TEST_LOGIN}@node1.${CLUSTER}`,
+      ]);
+      await owner.waitFor('stdout', /\$ $/);
+      const s = await newSession('admin-c', 'carol', before, owner);
+      expect(s.gateway).toBe('gw-b');
+      // The operator's command on C's host (no login: the data dir's CAs give it a channel certificate) sees it too.
+      const local = JSON.parse((await admin(gw.c!, ['sessions', 'ls', '--json'])).stdout) as SessionView[];
+      expect(local.find((x) => x.id === s.id)).toMatchObject({ user: 'carol', gateway: 'gw-b' });
+      const kill = await gh('admin-c', ['sessions', 'kill', s.id]);
+      expect(kill.code, kill.stderr).toBe(0);
+      await owner.exit();
+      expect(owner.stdout + owner.stderr).toMatch(/ended by admin/);
+    });
+
+    it('B frozen then killed mid-session: ls on A reports it unreachable, its session ends, haproxy sends the next one to A or C', async () => {
+      const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
+      const owner = start('carol-b', 'ssh', [
+        '-F',
+        await sshConfig('carol-b'),
+        '-tt',
+        `${TEST_LOGIN}@node1.${CLUSTER}`,
+      ]);
+      await owner.waitFor('stdout', /\$ $/);
+      const s = await newSession('admin-c', 'carol', before, owner);
+      expect(s.gateway).toBe('gw-b');
+
+      await login('admin-a', 'admin', gw.a!.proxy);
+      // Frozen: B's port still accepts TCP connections but nothing answers, the worst case for a listing.
+      process.kill(gw.b!.pid, 'SIGSTOP');
+      const frozen = await listOn('admin-a');
+      expect(frozen.code, frozen.stderr).toBe(0);
+      expect(frozen.stderr).toMatch(/gateway gw-b did not answer/);
+      expect(frozen.sessions.map((x) => x.id)).not.toContain(s.id);
+
+      process.kill(gw.b!.pid, 'SIGKILL');
+      await owner.exit();
+      const dead = await listOn('admin-a');
+      expect(dead.code, dead.stderr).toBe(0);
+      expect(dead.sessions.map((x) => x.id)).not.toContain(s.id);
+      // Its registry record outlives it (nothing deleted it): a peer that refuses connections is unreachable,
+      // not silently missing (it might still run sessions).
+      expect(dead.stderr).toMatch(/gateway gw-b did not answer/);
+
+      // carol through the load balancer: B refuses connections now, so haproxy hands her to A or C.
+      await login('carol-lb', 'carol', lb);
+      const ssh = start('carol-lb', 'ssh', [
+        '-F',
+        await sshConfig('carol-lb'),
+        `${TEST_LOGIN}@node1.${CLUSTER}`,
+        'echo',
+        'after-b',
+      ]);
+      expect(await ssh.exit(), ssh.stderr).toBe(0);
+      expect(ssh.stdout).toContain('after-b');
+      const st = await gh('carol-lb', ['status', '--json']);
+      expect(['gw-a', 'gw-c']).toContain(
+        (JSON.parse(st.stdout) as { gateway: { name: string } }).gateway.name,
       );
-    expect(joinsOn(gw.c!)).toMatchObject([{ user: 'admin', owner: 'alice', success: true }]);
-    expect(joinsOn(gw.b!)).toMatchObject([{ user: 'admin', owner: 'alice', via_gateway: 'gw-c' }]);
 
-    // A lock on gateway A ends the session on B (B hears of it through PostgreSQL).
-    await admin(gw.a!, ['locks', 'add', '--user', 'alice', '--message', 'ha test']);
-    await owner.exit();
-    expect(owner.stdout + owner.stderr).toMatch(/lock|locked/i);
-    const after = await listOn('admin-c');
-    expect(after.sessions.map((x) => x.id)).not.toContain(s.id);
-  });
-
-  it('kill from C ends a session that runs on B', async () => {
-    await login('carol-b', 'carol', gw.b!.proxy);
-    const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
-    const owner = start('carol-b', 'ssh', [
-      '-F',
-      await sshConfig('carol-b'),
-      '-tt',
-      `${TEST_LOGIN}@node1.${CLUSTER}`,
-    ]);
-    await owner.waitFor('stdout', /\$ $/);
-    const s = await newSession('admin-c', 'carol', before, owner);
-    expect(s.gateway).toBe('gw-b');
-    // The operator's command on C's host (no login: the data dir's CAs give it a channel certificate) sees it too.
-    const local = JSON.parse((await admin(gw.c!, ['sessions', 'ls', '--json'])).stdout) as SessionView[];
-    expect(local.find((x) => x.id === s.id)).toMatchObject({ user: 'carol', gateway: 'gw-b' });
-    const kill = await gh('admin-c', ['sessions', 'kill', s.id]);
-    expect(kill.code, kill.stderr).toBe(0);
-    await owner.exit();
-    expect(owner.stdout + owner.stderr).toMatch(/ended by admin/);
-  });
-
-  it('B frozen then killed mid-session: ls on A reports it unreachable, its session ends, haproxy sends the next one to A or C', async () => {
-    const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
-    const owner = start('carol-b', 'ssh', [
-      '-F',
-      await sshConfig('carol-b'),
-      '-tt',
-      `${TEST_LOGIN}@node1.${CLUSTER}`,
-    ]);
-    await owner.waitFor('stdout', /\$ $/);
-    const s = await newSession('admin-c', 'carol', before, owner);
-    expect(s.gateway).toBe('gw-b');
-
-    await login('admin-a', 'admin', gw.a!.proxy);
-    // Frozen: B's port still accepts TCP connections but nothing answers, the worst case for a listing.
-    process.kill(gw.b!.pid, 'SIGSTOP');
-    const frozen = await listOn('admin-a');
-    expect(frozen.code, frozen.stderr).toBe(0);
-    expect(frozen.stderr).toMatch(/gateway gw-b did not answer/);
-    expect(frozen.sessions.map((x) => x.id)).not.toContain(s.id);
-
-    process.kill(gw.b!.pid, 'SIGKILL');
-    await owner.exit();
-    const dead = await listOn('admin-a');
-    expect(dead.code, dead.stderr).toBe(0);
-    expect(dead.sessions.map((x) => x.id)).not.toContain(s.id);
-
-    // carol through the load balancer: B refuses connections now, so haproxy hands her to A or C.
-    await login('carol-lb', 'carol', lb);
-    const ssh = start('carol-lb', 'ssh', [
-      '-F',
-      await sshConfig('carol-lb'),
-      `${TEST_LOGIN}@node1.${CLUSTER}`,
-      'echo',
-      'after-b',
-    ]);
-    expect(await ssh.exit(), ssh.stderr).toBe(0);
-    expect(ssh.stdout).toContain('after-b');
-    const st = await gh('carol-lb', ['status', '--json']);
-    expect(['gw-a', 'gw-c']).toContain((JSON.parse(st.stdout) as { gateway: { name: string } }).gateway.name);
-  });
-});
+      // Once B's record expires (it stopped renewing), A neither asks it nor names it as a peer.
+      const gone = await waitFor(
+        async () => {
+          const l = await listOn('admin-a');
+          return l.code === 0 && !l.stderr.includes('gw-b') ? l : undefined;
+        },
+        "gw-b's registry record to expire",
+        60_000,
+      );
+      expect(gone.stderr).not.toMatch(/did not answer/);
+      const ping = await gh('admin-a', ['status', '--json']);
+      expect(ping.code, ping.stderr).toBe(0);
+      const after = JSON.parse(ping.stdout) as {
+        gateway: PingResponse['gateway'];
+        peers: PingResponse['peers'];
+      };
+      expect(after.gateway?.name).toBe('gw-a');
+      expect(after.peers?.map((p) => p.name)).toEqual(['gw-c']);
+    });
+  },
+);
