@@ -62,3 +62,38 @@ describe('GatewayRegistry', () => {
     expect((await again.list()).map((g) => g.instance)).toEqual([again.self?.instance]);
   });
 });
+
+describe('GatewayRegistry stopping during a heartbeat', () => {
+  it('a clean stop while a heartbeat write is in flight leaves no record behind (it was re-created, listed as an unreachable peer for a TTL)', async () => {
+    const { backend, make, rec } = setup();
+    const a = make();
+    const stopping = new GatewayRegistry({
+      backend,
+      clock: new ManualClock(),
+      log: () => {},
+      heartbeatMs: 1,
+    });
+    await a.register(rec('gw-a'));
+    await stopping.register(rec('gw-b'));
+    // Hold the next heartbeat's write (on etcd a lease grant then a put: two round trips) until the stop has begun.
+    const put = backend.put.bind(backend);
+    let release: () => void = () => {};
+    let written: Promise<unknown> = Promise.resolve();
+    const inFlight = new Promise<void>((entered) => {
+      backend.put = (...args) => {
+        backend.put = put;
+        entered();
+        const p = new Promise<void>((r) => {
+          release = r;
+        }).then(() => put(...args));
+        written = p;
+        return p;
+      };
+    });
+    await inFlight;
+    const stopped = stopping.deregister();
+    setTimeout(() => release(), 20);
+    await Promise.all([stopped, written]);
+    expect((await a.list()).map((g) => g.name)).toEqual(['gw-a']);
+  });
+});

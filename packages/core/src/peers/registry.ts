@@ -48,6 +48,8 @@ export class GatewayRegistry {
   #self: GatewayRecord | undefined;
   #peers: GatewayRecord[] = [];
   #timer: NodeJS.Timeout | undefined;
+  /** The heartbeat running now, if any: a stop waits for it, or its write would bring the record back. */
+  #beating: Promise<void> | undefined;
   #stopped = false;
 
   constructor(deps: GatewayRegistryDeps) {
@@ -111,6 +113,9 @@ export class GatewayRegistry {
   async deregister(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    // A heartbeat already writing (on etcd: a lease grant, then the put) would re-create the record after
+    // the delete below, and the others would list this stopped gateway as unreachable until it expired.
+    await this.#beating?.catch(() => undefined);
     const self = this.#self;
     if (!self) return;
     const key = GATEWAYS_PREFIX + self.name;
@@ -130,12 +135,15 @@ export class GatewayRegistry {
   #schedule(): void {
     if (this.#stopped) return;
     this.#timer = setTimeout(() => {
-      this.#beat()
+      this.#beating = this.#beat()
         .catch((err: unknown) =>
           // The record expires if this goes on for a TTL: the others then stop listing (and forwarding to) this gateway.
           this.#d.log('error', 'renewing this gateway in the registry failed; retrying', err),
         )
-        .finally(() => this.#schedule());
+        .finally(() => {
+          this.#beating = undefined;
+          this.#schedule();
+        });
     }, this.#d.heartbeatMs ?? GATEWAY_HEARTBEAT_MS);
     this.#timer.unref();
   }
