@@ -49,6 +49,7 @@ import { PostgresBackend } from './backend/postgres.js';
 import { openPostgresBackend, postgresConnection } from './backend/postgres-config.js';
 import { migrateSchema } from './backend/schema.js';
 import type { Backend, WatchEvent } from './backend/types.js';
+import { watchPrefix } from './backend/watch.js';
 import { type Clock, systemClock } from './clock.js';
 import { type AuditSinkOption, isExportSinkConfig, resolveAuditSinks } from './config/audit-sinks.js';
 import { type GatehouseConfig, loadConfig, splitHostPort } from './config/load.js';
@@ -1440,19 +1441,7 @@ export class Gateway {
     onChange: (ev: WatchEvent) => void,
     onRestart: () => void,
   ): void {
-    void (async () => {
-      while (!signal.aborted) {
-        try {
-          for await (const ev of this.backend.watch(prefix, { signal })) onChange(ev);
-          return;
-        } catch (err) {
-          if (signal.aborted) return;
-          this.log('error', `watching ${prefix} failed; restarting the watch`, err);
-          onRestart();
-          await new Promise((r) => setTimeout(r, 1000).unref());
-        }
-      }
-    })();
+    watchPrefix(this.backend, prefix, signal, onChange, onRestart, this.log);
   }
 
   /** The HTTP API as a request handler, to mount in an existing Node HTTP app. */

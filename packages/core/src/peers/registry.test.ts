@@ -1,10 +1,13 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBackend } from '../backend/memory.js';
 import { ManualClock } from '../clock.js';
 import { GATEWAY_TTL_MS, GatewayRegistry } from './registry.js';
 
 const backends: MemoryBackend[] = [];
+const registries: GatewayRegistry[] = [];
 afterEach(async () => {
+  // Stopped first: each watches its backend until it deregisters.
+  for (const r of registries.splice(0)) await r.deregister();
   for (const b of backends.splice(0)) await b.close();
 });
 
@@ -12,7 +15,11 @@ function setup() {
   const clock = new ManualClock();
   const backend = new MemoryBackend({ clock, sweepIntervalMs: 0 });
   backends.push(backend);
-  const make = () => new GatewayRegistry({ backend, clock, log: () => {}, heartbeatMs: 60_000 });
+  const make = (heartbeatMs = 60_000) => {
+    const r = new GatewayRegistry({ backend, clock, log: () => {}, heartbeatMs });
+    registries.push(r);
+    return r;
+  };
   const rec = (name: string) => ({
     name,
     peer_addr: `127.0.0.1:${name.length}`,
@@ -31,7 +38,6 @@ describe('GatewayRegistry', () => {
     await a.register(rec('gw-a'));
     await b.register(rec('gw-b'));
     expect((await a.list()).map((g) => g.name)).toEqual(['gw-a', 'gw-b']);
-    // b's heartbeat ran after a registered; a's cache catches up on its next beat.
     expect(b.peers.map((g) => g.name)).toEqual(['gw-a']);
     expect((await a.peer('gw-b'))?.peer_addr).toBe('127.0.0.1:4');
     expect(await a.peer('gw-a')).toBeUndefined();
@@ -63,16 +69,31 @@ describe('GatewayRegistry', () => {
   });
 });
 
+describe('the cached peer list (what /v1/ping answers from)', () => {
+  it('follows a gateway that starts, stops, and expires at once, not at the next heartbeat (up to 5 s late)', async () => {
+    const { clock, backend, make, rec } = setup();
+    // Heartbeats a minute apart (setup): any change seen within this test came through the watch.
+    const [a, b, dead] = [make(), make(), make()];
+    await a.register(rec('gw-a'));
+    await b.register(rec('gw-b'));
+    await vi.waitFor(() => expect(a.peers.map((g) => g.name)).toEqual(['gw-b']));
+    await b.deregister();
+    await vi.waitFor(() => expect(a.peers.map((g) => g.name)).toEqual([]));
+    await dead.register(rec('gw-dead'));
+    await vi.waitFor(() => expect(a.peers.map((g) => g.name)).toEqual(['gw-dead']));
+    // gw-dead stops renewing (killed); a's own record is renewed meanwhile, as its heartbeat would.
+    clock.advance(GATEWAY_TTL_MS + 1);
+    await backend.put('gateways/gw-a', JSON.stringify(a.self), { ttlMs: GATEWAY_TTL_MS });
+    await backend.sweepExpired();
+    await vi.waitFor(() => expect(a.peers.map((g) => g.name)).toEqual([]));
+  });
+});
+
 describe('GatewayRegistry stopping during a heartbeat', () => {
   it('a clean stop while a heartbeat write is in flight leaves no record behind (it was re-created, listed as an unreachable peer for a TTL)', async () => {
     const { backend, make, rec } = setup();
     const a = make();
-    const stopping = new GatewayRegistry({
-      backend,
-      clock: new ManualClock(),
-      log: () => {},
-      heartbeatMs: 1,
-    });
+    const stopping = make(1);
     await a.register(rec('gw-a'));
     await stopping.register(rec('gw-b'));
     // Hold the next heartbeat's write (on etcd a lease grant then a put: two round trips) until the stop has begun.

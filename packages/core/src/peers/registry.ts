@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Backend } from '../backend/types.js';
+import type { Backend, WatchEvent } from '../backend/types.js';
+import { watchPrefix } from '../backend/watch.js';
 import type { Clock } from '../clock.js';
 import type { LogFn } from '../log.js';
 
@@ -37,9 +38,11 @@ export interface GatewayRegistryDeps {
  * This gateway's entry among the gateways sharing a backend: written with a
  * TTL at listen, renewed by a heartbeat, deleted on a clean stop. A gateway
  * that dies stops renewing and drops out within the TTL, so the list of
- * peers is the gateways alive within the last TTL. The heartbeat also
- * refreshes a cached copy of the others, which `/v1/ping` (unauthenticated)
- * answers from without touching the backend.
+ * peers is the gateways alive within the last TTL. A cached copy of the
+ * others, which `/v1/ping` (unauthenticated) answers from without touching
+ * the backend, follows a watch on the registry (a gateway that starts, stops
+ * or expires shows at once), and each heartbeat re-reads it in case the
+ * watch missed something.
  */
 export class GatewayRegistry {
   readonly #d: GatewayRegistryDeps;
@@ -50,6 +53,10 @@ export class GatewayRegistry {
   #timer: NodeJS.Timeout | undefined;
   /** The heartbeat running now, if any: a stop waits for it, or its write would bring the record back. */
   #beating: Promise<void> | undefined;
+  /** The cache's re-read running now, and whether another must follow it (a change came in meanwhile). */
+  #refreshing: Promise<void> | undefined;
+  #again = false;
+  readonly #watch = new AbortController();
   #stopped = false;
 
   constructor(deps: GatewayRegistryDeps) {
@@ -85,6 +92,14 @@ export class GatewayRegistry {
     this.#self = rec;
     await this.#beat();
     this.#schedule();
+    watchPrefix(
+      this.#d.backend,
+      GATEWAYS_PREFIX,
+      this.#watch.signal,
+      (ev) => this.#changed(ev),
+      () => this.#changed(),
+      this.#d.log,
+    );
     return rec;
   }
 
@@ -113,6 +128,7 @@ export class GatewayRegistry {
   async deregister(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    this.#watch.abort();
     // A heartbeat already writing (on etcd: a lease grant, then the put) would re-create the record after
     // the delete below, and the others would list this stopped gateway as unreachable until it expired.
     await this.#beating?.catch(() => undefined);
@@ -129,7 +145,44 @@ export class GatewayRegistry {
     const self = this.#self;
     if (!self) return;
     await this.#d.backend.put(GATEWAYS_PREFIX + self.name, JSON.stringify(self), { ttlMs: this.#ttl });
-    this.#peers = (await this.list()).filter((g) => g.name !== self.name);
+    await this.#refresh();
+  }
+
+  /** A change seen by the watch (none: the watch restarted, so anything may have changed). */
+  #changed(ev?: WatchEvent): void {
+    if (this.#stopped) return;
+    if (ev?.type === 'put') {
+      // Every heartbeat rewrites the same record: only a new or changed one is worth a read.
+      if (ev.item.key === GATEWAYS_PREFIX + this.#self?.name) return;
+      const known = this.#peers.find((p) => GATEWAYS_PREFIX + p.name === ev.item.key);
+      if (known && JSON.stringify(known) === ev.item.value) return;
+    }
+    this.#refresh().catch((err: unknown) =>
+      // The next heartbeat reads the registry again.
+      this.#d.log('error', 'reading the gateway registry after a change failed', err),
+    );
+  }
+
+  /**
+   * Re-reads the peers into the cache. Reads never overlap: one asked for
+   * while another runs follows it, so the cache ends with a read that began
+   * after the latest change (an older read finishing last would bring back
+   * a gateway that just left).
+   */
+  #refresh(): Promise<void> {
+    this.#again = true;
+    this.#refreshing ??= (async () => {
+      try {
+        while (this.#again) {
+          this.#again = false;
+          const self = this.#self?.name;
+          this.#peers = (await this.list()).filter((g) => g.name !== self);
+        }
+      } finally {
+        this.#refreshing = undefined;
+      }
+    })();
+    return this.#refreshing;
   }
 
   #schedule(): void {
