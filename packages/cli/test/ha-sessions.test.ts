@@ -378,9 +378,6 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])(
       const dead = await listOn('admin-a');
       expect(dead.code, dead.stderr).toBe(0);
       expect(dead.sessions.map((x) => x.id)).not.toContain(s.id);
-      // Its registry record outlives it (nothing deleted it): a peer that refuses connections is unreachable,
-      // not silently missing (it might still run sessions).
-      expect(dead.stderr).toMatch(/gateway gw-b did not answer/);
 
       // carol through the load balancer: B refuses connections now, so haproxy hands her to A or C.
       await login('carol-lb', 'carol', lb);
