@@ -175,4 +175,52 @@ describe('ChunkedRecorder', () => {
     expect(s.committed.flatMap((b) => decodeChunk(b))).toHaveLength(1);
     expect(s.finished[0]).toMatchObject({ output_bytes: 1, chunks: 1 });
   });
+
+  it('records what the caller passed, in order, though the caller reuses its buffer and payloads wait unencoded', async () => {
+    const s = stallingSink();
+    s.unstall();
+    const chunkBytes = 1024;
+    const r = new ChunkedRecorder({
+      sessionId: 'd',
+      startMs: 0,
+      clock: () => new Date(0),
+      sink: s.sink,
+      chunkBytes,
+    });
+    const reused = Buffer.alloc(300);
+    const sent: Array<{ type: string; data?: string; cols?: number }> = [];
+    for (let i = 0; i < 12; i++) {
+      reused.fill(i);
+      if (i % 2 === 0) {
+        r.output(reused);
+        sent.push({ type: 'output', data: reused.toString('hex') });
+      } else {
+        r.input(reused.subarray(0, 10 + i));
+        sent.push({ type: 'input', data: reused.subarray(0, 10 + i).toString('hex') });
+      }
+      if (i === 5) {
+        r.resize(100 + i, 40);
+        sent.push({ type: 'resize', cols: 100 + i });
+      }
+    }
+    // Larger than a chunk's staging room: encoded at once, still in its place.
+    const big = Buffer.alloc(3 * chunkBytes, 0xab);
+    r.output(big);
+    sent.push({ type: 'output', data: big.toString('hex') });
+    r.output(Uint8Array.of(7));
+    sent.push({ type: 'output', data: '07' });
+    await r.close();
+    const got = s.committed
+      .flatMap((b) => decodeChunk(b))
+      .map((e) =>
+        e.type === 'output' || e.type === 'input'
+          ? { type: e.type, data: Buffer.from(e.data).toString('hex') }
+          : e.type === 'resize'
+            ? { type: e.type, cols: e.cols }
+            : { type: e.type },
+      );
+    expect(got).toEqual(sent);
+    expect(s.committed.length).toBeGreaterThan(2);
+    expect(s.finished[0]?.output_bytes).toBe(6 * 300 + big.length + 1);
+  });
 });
