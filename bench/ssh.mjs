@@ -244,7 +244,8 @@ export async function run(argv) {
         await new Promise((r) => setTimeout(r, 200));
       }
       const m = process.memoryUsage();
-      return { heap: m.heapUsed + m.external + m.arrayBuffers, rss: m.rss };
+      // (arrayBuffers is part of external: counted once)
+      return { heap: m.heapUsed + m.external, rss: m.rss };
     };
     const before = await settle();
     const children = [];
@@ -267,10 +268,16 @@ export async function run(argv) {
     await Promise.all(
       children.map((c) => (c.exitCode !== null ? 0 : new Promise((r) => c.once('close', r)))),
     );
+    const rssPer = (after.rss - before.rss) / Math.max(live, 1) / 1024;
     process.stdout.write(
       `\nIdle interactive sessions: ${live} of ${sessions} live; gateway memory per session: ` +
         `${((after.heap - before.heap) / Math.max(live, 1) / 1024).toFixed(1)} KiB JS heap+buffers, ` +
-        `${((after.rss - before.rss) / Math.max(live, 1) / 1024).toFixed(1)} KiB RSS (goal <= 100 KiB)\n`,
+        `${rssPer.toFixed(1)} KiB RSS\n`,
+    );
+    const ratio = out.find((o) => o.name === 'gatehouse ssh').mibps / ref.mibps;
+    process.stdout.write(
+      `goal gatehouse ssh >= 1.3x ssh -J throughput, recording on: ${ratio >= 1.3 ? 'met' : 'NOT met'} (${ratio.toFixed(2)}x)\n` +
+        `goal idle memory per session <= 100 KiB (RSS, all ${live} sessions live): ${live === sessions && rssPer <= 100 ? 'met' : 'NOT met'} (${rssPer.toFixed(1)} KiB)\n`,
     );
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => {});
