@@ -134,6 +134,22 @@ async function listOn(
 }
 
 /** Waits until `who`'s listing shows a session of `user` not in `before`; returns it. */
+/**
+ * An interactive shell on node1 for `profile` (OpenSSH through its profile's
+ * gateway), once its prompt is up, and its session as admin-c lists it.
+ */
+async function openShell(profile: string, user: string): Promise<{ owner: Proc; s: SessionView }> {
+  const before = new Set((await listOn('admin-c')).sessions.map((x) => x.id));
+  const owner = start(profile, 'ssh', [
+    '-F',
+    await sshConfig(profile),
+    '-tt',
+    `${TEST_LOGIN}@node1.${CLUSTER}`,
+  ]);
+  await owner.waitFor('stdout', /\$ $/);
+  return { owner, s: await newSession('admin-c', user, before, owner) };
+}
+
 async function newSession(who: string, user: string, before: Set<string>, owner: Proc): Promise<SessionView> {
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -295,15 +311,7 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])(
       // alice is pinned to gateway B (her profile's proxy is B's own address).
       await login('alice', 'alice', gw.b!.proxy);
       await login('admin-c', 'admin', gw.c!.proxy);
-      const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
-      const owner = start('alice', 'ssh', [
-        '-F',
-        await sshConfig('alice'),
-        '-tt',
-        `${TEST_LOGIN}@node1.${CLUSTER}`,
-      ]);
-      await owner.waitFor('stdout', /\$ $/);
-      const s = await newSession('admin-c', 'alice', before, owner);
+      const { owner, s } = await openShell('alice', 'alice');
       expect(s).toMatchObject({ user: 'alice', server: 'node1', gateway: 'gw-b' });
 
       // admin joins from C: the terminal stream is relayed from B.
@@ -334,15 +342,7 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])(
 
     it('kill from C ends a session that runs on B', async () => {
       await login('carol-b', 'carol', gw.b!.proxy);
-      const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
-      const owner = start('carol-b', 'ssh', [
-        '-F',
-        await sshConfig('carol-b'),
-        '-tt',
-        `${TEST_LOGIN}@node1.${CLUSTER}`,
-      ]);
-      await owner.waitFor('stdout', /\$ $/);
-      const s = await newSession('admin-c', 'carol', before, owner);
+      const { owner, s } = await openShell('carol-b', 'carol');
       expect(s.gateway).toBe('gw-b');
       // The operator's command on C's host (no login: the data dir's CAs give it a channel certificate) sees it too.
       const local = JSON.parse((await admin(gw.c!, ['sessions', 'ls', '--json'])).stdout) as SessionView[];
@@ -354,15 +354,7 @@ describe.each(Object.keys(BACKENDS) as (keyof typeof BACKENDS)[])(
     });
 
     it('B frozen then killed mid-session: ls on A reports it unreachable, its session ends, haproxy sends the next one to A or C', async () => {
-      const before = new Set((await listOn('admin-c')).sessions.map((s) => s.id));
-      const owner = start('carol-b', 'ssh', [
-        '-F',
-        await sshConfig('carol-b'),
-        '-tt',
-        `${TEST_LOGIN}@node1.${CLUSTER}`,
-      ]);
-      await owner.waitFor('stdout', /\$ $/);
-      const s = await newSession('admin-c', 'carol', before, owner);
+      const { owner, s } = await openShell('carol-b', 'carol');
       expect(s.gateway).toBe('gw-b');
 
       await login('admin-a', 'admin', gw.a!.proxy);

@@ -473,21 +473,32 @@ export async function addPostgres(
   const dbCa = await admin(d, ['ca', 'export', '--format', 'postgres']);
   expect(dbCa.code, dbCa.stderr).toBe(0);
   const pg = await startPostgres({ dbCaPem: dbCa.stdout, ...opts });
-  const pgCa = join(d.root, `pg-server-ca-${name}.pem`);
-  writeFileSync(pgCa, pg.serverCaPem);
+  await registerDb(d, name, 'postgres', pg.port, pg.serverCaPem);
+  return pg;
+}
+
+/** `gatehouse db add NAME` for a server on localhost:`port` whose TLS certificate `serverCaPem` signs. */
+async function registerDb(
+  d: Daemon,
+  name: string,
+  protocol: 'postgres' | 'mysql',
+  port: number,
+  serverCaPem: string,
+): Promise<void> {
+  const caFile = join(d.root, `${protocol}-server-ca-${name}.pem`);
+  writeFileSync(caFile, serverCaPem);
   const add = await admin(d, [
     'db',
     'add',
     name,
     '--protocol',
-    'postgres',
+    protocol,
     '--uri',
-    `localhost:${pg.port}`,
+    `localhost:${port}`,
     '--ca-file',
-    pgCa,
+    caFile,
   ]);
   expect(add.code, add.stderr).toBe(0);
-  return pg;
 }
 
 /**
@@ -515,20 +526,7 @@ export async function addMariadb(
       ...(opts.sql ? [opts.sql] : []),
     ];
     await db.sql(statements.join('; '));
-    const caFile = join(d.root, `mariadb-server-ca-${name}.pem`);
-    writeFileSync(caFile, db.serverCaPem);
-    const add = await admin(d, [
-      'db',
-      'add',
-      name,
-      '--protocol',
-      'mysql',
-      '--uri',
-      `localhost:${db.port}`,
-      '--ca-file',
-      caFile,
-    ]);
-    expect(add.code, add.stderr).toBe(0);
+    await registerDb(d, name, 'mysql', db.port, db.serverCaPem);
     return db;
   } catch (e) {
     await db.stop();
