@@ -8,7 +8,7 @@ export function encodeEvent(e: RecordingEvent): string {
   switch (e.type) {
     case 'output':
     case 'input':
-      return encodeDataLine(e.t, e.type, base64(e.data));
+      return `{"t":${e.t},"type":"${e.type}","data":"${base64(e.data)}"}`;
     case 'resize':
       return `{"t":${e.t},"type":"resize","cols":${dim(e.cols)},"rows":${dim(e.rows)}}`;
     case 'marker':
@@ -16,11 +16,6 @@ export function encodeEvent(e: RecordingEvent): string {
     case 'desktop_input':
       return JSON.stringify({ t: e.t, type: 'desktop_input', input: e.input });
   }
-}
-
-/** The line of an output or input event whose payload is already base64 (`b64`). */
-export function encodeDataLine(t: number, type: 'output' | 'input', b64: string): string {
-  return `{"t":${t},"type":"${type}","data":"${b64}"}`;
 }
 
 export function base64(data: Uint8Array): string {

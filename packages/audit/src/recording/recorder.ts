@@ -5,7 +5,7 @@
  * the disk; past a hard backlog limit the recorder fails instead of growing
  * without bound, and the adapter ends the session.
  */
-import { encodeDataLine, encodeEvent } from './codec.js';
+import { encodeEvent } from './codec.js';
 import { RecordingError } from './errors.js';
 import type { DesktopInput, RecordingEvent, SessionRecorder } from './types.js';
 
@@ -15,14 +15,6 @@ export const DEFAULT_MAX_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 /** Per-event cost counted against chunkBytes besides its payload (timestamp, type, JSON). */
 const EVENT_OVERHEAD = 32;
-
-/** An output or input event whose payload waits in the staging buffer (bytes start..end). */
-interface Staged {
-  t: number;
-  type: 'output' | 'input';
-  start: number;
-  end: number;
-}
 
 /**
  * Where sealed chunks go, in two steps so that slow work overlaps: `prepare`
@@ -71,18 +63,7 @@ export class ChunkedRecorder implements SessionRecorder {
   readonly #flushMs: number;
   readonly #maxBacklog: number;
   readonly #highWater: number;
-  /** The chunk being filled: encoded lines, and output/input events still in `#staging`. */
-  #lines: (string | Staged)[] = [];
-  /**
-   * Output and input payloads of the chunk being filled, copied here (adapters
-   * reuse their buffers) and base64-encoded only when the chunk is sealed. Encoded
-   * at once, each payload was a string on the JS heap that lived until the seal:
-   * at bulk rates (an scp, a `cat` of a big file) enough of them survived young
-   * collections to keep the old generation filling, a full GC every ~100 ms.
-   * Allocated for a chunk and dropped at its seal, so an idle session holds none.
-   */
-  #staging: Buffer | undefined;
-  #staged = 0;
+  #lines: string[] = [];
   #pendingBytes = 0;
   /** Bytes accepted but not yet stored (pending lines + sealed chunks in flight). */
   #backlog = 0;
@@ -122,12 +103,12 @@ export class ChunkedRecorder implements SessionRecorder {
   output(data: Uint8Array): void {
     if (!this.#accepting()) return;
     this.#outputBytes += data.byteLength;
-    this.#pushData('output', data);
+    this.#push({ t: this.#now(), type: 'output', data }, data.byteLength);
   }
 
   input(data: Uint8Array): void {
     if (!this.#accepting()) return;
-    this.#pushData('input', data);
+    this.#push({ t: this.#now(), type: 'input', data }, data.byteLength);
   }
 
   resize(cols: number, rows: number): void {
@@ -186,26 +167,7 @@ export class ChunkedRecorder implements SessionRecorder {
 
   #push(e: RecordingEvent, payloadBytes: number): void {
     // Encoding now copies the caller's buffer (adapters reuse theirs).
-    this.#add(encodeEvent(e), payloadBytes);
-  }
-
-  /** An output or input event: its payload copied into the staging buffer, or encoded now when it does not fit. */
-  #pushData(type: 'output' | 'input', data: Uint8Array): void {
-    const t = this.#now();
-    const n = data.byteLength;
-    // Room for a chunk's worth past the seal threshold: a chunk is sealed once it holds chunkBytes.
-    this.#staging ??= Buffer.allocUnsafeSlow(2 * this.#chunkBytes);
-    if (this.#staged + n > this.#staging.length) {
-      this.#push({ t, type, data }, n);
-      return;
-    }
-    this.#staging.set(data, this.#staged);
-    this.#add({ t, type, start: this.#staged, end: this.#staged + n }, n);
-    this.#staged += n;
-  }
-
-  #add(line: string | Staged, payloadBytes: number): void {
-    this.#lines.push(line);
+    this.#lines.push(encodeEvent(e));
     const cost = payloadBytes + EVENT_OVERHEAD;
     this.#pendingBytes += cost;
     this.#backlog += cost;
@@ -227,16 +189,7 @@ export class ChunkedRecorder implements SessionRecorder {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#lines.length === 0 || this.#failed) return;
-    const staging = this.#staging;
-    let body = '';
-    for (const l of this.#lines) {
-      body +=
-        typeof l === 'string'
-          ? `${l}\n`
-          : `${encodeDataLine(l.t, l.type, (staging as Buffer).toString('base64', l.start, l.end))}\n`;
-    }
-    this.#staging = undefined;
-    this.#staged = 0;
+    const body = `${this.#lines.join('\n')}\n`;
     const cost = this.#pendingBytes;
     this.#lines = [];
     this.#pendingBytes = 0;
@@ -277,8 +230,6 @@ export class ChunkedRecorder implements SessionRecorder {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#lines = [];
-    this.#staging = undefined;
-    this.#staged = 0;
     this.#pendingBytes = 0;
     this.#wakeDrainers();
     const onError = this.#o.onError;
